@@ -1,0 +1,65 @@
+"""Build one workload for one target: schedule (tuned record, else default), compile, check.
+
+This is the only place that turns a :class:`Workload` into machine code; the cache, the
+tuner and the AOT compiler all call :func:`build`.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+from typing import Callable, Optional, Tuple
+
+import tvm
+import tvm.s_tir as s_tir
+from tvm.target import Target
+
+import schedules
+
+from . import registry
+from .target import family
+from .workload import Workload
+
+# A hook for tuned schedules (set by the tuning module): returns a scheduled IRModule and a
+# text identifying the record, or None when no record exists for (workload, target).
+TunedLookup = Callable[[Workload, Target], Optional[Tuple[tvm.IRModule, str]]]
+tuned_lookup: Optional[TunedLookup] = None
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def compute_digest(workload: Workload) -> str:
+    """Hash of the source of the module holding the op's compute definitions."""
+    fn_module = sys.modules[registry._KERNELS[(workload.op, workload.kernel)].__module__]
+    return hashlib.sha256(inspect.getsource(fn_module).encode()).hexdigest()[:16]
+
+
+def schedule(workload: Workload, target: Target) -> Tuple[tvm.IRModule, str]:
+    """The scheduled module and a text naming the schedule used (goes into cache keys)."""
+    if tuned_lookup is not None:
+        found = tuned_lookup(workload, target)
+        if found is not None:
+            return found
+    fn = schedules.lookup(workload.op, workload.kernel, family(target))
+    sch = s_tir.Schedule(registry.prim_func(workload))
+    fn(sch, workload, target)
+    return sch.mod, "default:" + schedules.source_digest(fn)
+
+
+def _check_device_code(lib, target: Target, workload: Workload) -> None:
+    if target.kind.name == "cuda" and not list(lib.mod.imports):
+        raise BuildError(
+            f"{workload} built for CUDA without device code: the schedule left it unbound "
+            "to GPU threads (TVM then silently emits host-only code)")
+
+
+def build(workload: Workload, target: Target, mod: Optional[tvm.IRModule] = None):
+    """Compile ``workload`` for ``target`` (with ``mod`` if already scheduled)."""
+    if mod is None:
+        mod, _ = schedule(workload, target)
+    with target:  # CUDA's compile callback reads the arch from the current target
+        lib = tvm.compile(mod, target=target)
+    _check_device_code(lib, target, workload)
+    return lib

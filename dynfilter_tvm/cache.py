@@ -1,0 +1,151 @@
+"""Compiled-kernel cache: in memory, and on disk as shared libraries.
+
+Disk entries are ``<dir>/<target-name>/<digest>.so`` beside ``<digest>.json`` holding the full
+key and the library's SHA-256. Writes go to a temporary file in the same directory and are
+renamed into place (atomic on POSIX), so readers never see half a file; an entry whose key or
+checksum does not match is deleted and rebuilt, never loaded. The key holds everything that
+changes the code: workload, target (with CPU name or GPU arch), compute and schedule source
+(or tuning record), TVM and package versions.
+
+The directory is ``$DYNFILTER_TVM_CACHE`` if set, else ``~/.cache/dynfilter_tvm``;
+``DYNFILTER_TVM_CACHE=off`` keeps kernels in memory only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import tvm
+from tvm.target import Target
+
+from . import __version__
+from .build import build, compute_digest, schedule
+from .target import target_key, target_name
+from .workload import Workload
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_memory: Dict[Tuple[str, str], object] = {}
+stats = {"built": 0, "disk_hits": 0, "memory_hits": 0, "rejected": 0}
+
+
+def cache_dir() -> Optional[Path]:
+    env = os.environ.get("DYNFILTER_TVM_CACHE")
+    if env == "off":
+        return None
+    return Path(env) if env else Path.home() / ".cache" / "dynfilter_tvm"
+
+
+def full_key(workload: Workload, target: Target, schedule_id: str) -> dict:
+    return {
+        "workload": workload.to_json(),
+        "target": target_key(target),
+        "compute": compute_digest(workload),
+        "schedule": schedule_id,
+        "tvm": tvm.__version__,
+        "dynfilter_tvm": __version__,
+    }
+
+
+def _digest(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp" + path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_entry(lib_path: Path, meta_path: Path, key: dict):
+    """Load a disk entry if it is intact and has exactly this key; else delete it."""
+    if not (lib_path.exists() and meta_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("key") != key:
+            raise ValueError("key mismatch")
+        if meta.get("sha256") != _sha256(lib_path):
+            raise ValueError("checksum mismatch")
+        return tvm.runtime.load_module(str(lib_path))
+    except Exception as err:  # corrupt or foreign: never trust it
+        log.warning("dynfilter_tvm: discarding cache entry %s (%s); rebuilding", lib_path, err)
+        stats["rejected"] += 1
+        for p in (lib_path, meta_path):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+        return None
+
+
+def _store_entry(lib, lib_path: Path, meta_path: Path, key: dict) -> None:
+    try:
+        lib_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(lib_path, lambda tmp: lib.export_library(tmp))
+        meta = {"key": key, "sha256": _sha256(lib_path)}
+        _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    except Exception as err:  # a read-only or full disk must not break the op
+        log.warning("dynfilter_tvm: could not write cache entry %s: %s", lib_path, err)
+
+
+def get(workload: Workload, target: Target):
+    """The compiled function for ``workload`` on ``target``: memory, then disk, then build."""
+    mem_key = (workload.key(), target_key(target))
+    lib = _memory.get(mem_key)
+    if lib is not None:
+        stats["memory_hits"] += 1
+        return lib
+    with _lock:
+        lib = _memory.get(mem_key)
+        if lib is not None:
+            return lib
+        mod, schedule_id = schedule(workload, target)
+        key = full_key(workload, target, schedule_id)
+        root = cache_dir()
+        lib = None
+        if root is not None:
+            base = root / target_name(target) / _digest(key)
+            lib_path, meta_path = base.with_suffix(".so"), base.with_suffix(".json")
+            lib = _load_entry(lib_path, meta_path, key)
+            if lib is not None:
+                stats["disk_hits"] += 1
+        if lib is None:
+            log.info("dynfilter_tvm: compiling %s for %s", workload, target_name(target))
+            lib = build(workload, target, mod)
+            stats["built"] += 1
+            if root is not None:
+                _store_entry(lib, lib_path, meta_path, key)
+        fn = _entry(lib, workload)
+        _memory[mem_key] = fn
+        return fn
+
+
+def _entry(lib, workload: Workload):
+    """The kernel's function in a freshly built (Executable) or loaded (Module) library."""
+    mod = getattr(lib, "mod", lib)
+    return mod[f"{workload.op}_{workload.kernel}"]
+
+
+def clear_memory() -> None:
+    _memory.clear()

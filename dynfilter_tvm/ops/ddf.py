@@ -1,0 +1,181 @@
+"""DDF, the decoupled dynamic filter (Zhou et al., CVPR 2021), as TE computes.
+
+    out[b,c,y,x] = sum_{u,v} X[b,c, y*s + u*d - p, x*s + v*d - p] * F[b,c,u,v,y,x]
+    F = S[b, head(c), u, v, y, x] * C[b,c,u,v]   (combine='mul')   or   S + C   ('add')
+
+zero padding p = (k-1)/2*d, output ceil(H/s) x ceil(W/s) (what ``nn.Conv2d(k, stride=s,
+padding=p, dilation=d)`` gives). Channels split into ``G`` heads of ``Cg`` channels; each head
+has its own spatial filter. The kernels see grouped, contiguous layouts, which the bridge
+makes with free views:
+
+    X  (B, G, Cg, H, W)        S  (B, G, k, k, Ho, Wo)      C (B, G, Cg, k, k)
+    out / dO (B, G, Cg, Ho, Wo)
+
+Kernels: ``fwd`` (X, S, C -> out), ``dx`` (dO, S, C -> dX), ``ds`` (dO, X, C -> dS, summed over
+the head's channels), ``dc`` (dO, X, S -> dC, summed over y, then x). Low-precision inputs
+accumulate in float32, float64 in float64; each result is cast back to the input dtype by a
+separate ``out`` stage, so schedules can keep the accumulator in registers.
+"""
+from __future__ import annotations
+
+from tvm import te, tirx
+
+from ..registry import register_kernel
+
+COMBINES = ("mul", "add")
+MAX_KERNEL_SIZE = 31
+
+
+def out_size(n: int, stride: int) -> int:
+    return -(-n // stride)
+
+
+def check_params(B, C, H, W, G, k, s, d, combine) -> None:
+    """Raise ValueError naming the first bad parameter."""
+    for name, val in (("batch", B), ("channels", C), ("height", H), ("width", W)):
+        if val < 1:
+            raise ValueError(f"{name} must be >= 1, got {val}")
+    if not (isinstance(k, int) and 1 <= k <= MAX_KERNEL_SIZE and k % 2 == 1):
+        raise ValueError(f"kernel_size must be an odd integer in [1, {MAX_KERNEL_SIZE}], got {k!r}")
+    if s < 1:
+        raise ValueError(f"stride must be >= 1, got {s}")
+    if d < 1:
+        raise ValueError(f"dilation must be >= 1, got {d}")
+    if G < 1 or C % G:
+        raise ValueError(f"head count {G} must be >= 1 and divide the {C} channels")
+    if combine not in COMBINES:
+        raise ValueError(f"kernel_combine must be one of {COMBINES}, got {combine!r}")
+
+
+def _acc_dtype(dtype: str) -> str:
+    return "float64" if dtype == "float64" else "float32"
+
+
+def _cast_out(acc: te.Tensor, dtype: str) -> te.Tensor:
+    return te.compute(acc.shape, lambda *i: acc(*i).astype(dtype), name="out")
+
+
+def _zero_pad(t: te.Tensor, pad: int, name: str) -> te.Tensor:
+    """Pad the last two axes of ``t`` with ``pad`` zeros on each side."""
+    *lead, h, w = (int(n) for n in t.shape)
+
+    def body(*i):
+        *j, y, x = i
+        inside = tirx.all(y >= pad, y < h + pad, x >= pad, x < w + pad)
+        return tirx.if_then_else(inside, t(*j, y - pad, x - pad), tirx.const(0, t.dtype))
+
+    return te.compute((*lead, h + 2 * pad, w + 2 * pad), body, name=name)
+
+
+def _zero_insert_pad(t: te.Tensor, stride: int, pad: int, size: tuple, name: str) -> te.Tensor:
+    """The scatter of ``t``'s last two axes onto a stride-``stride`` grid offset by ``pad``:
+    ``out[.., Y, X] = t[.., (Y-pad)/s, (X-pad)/s]`` where that is an integer inside ``t``, else 0.
+    With it the input gradient becomes a stride-1 correlation."""
+    *lead, h, w = (int(n) for n in t.shape)
+
+    def body(*i):
+        *j, y, x = i
+        yy, xx = y - pad, x - pad
+        conds = [yy >= 0, xx >= 0, yy < h * stride, xx < w * stride]
+        if stride > 1:
+            conds += [tirx.floormod(yy, stride) == 0, tirx.floormod(xx, stride) == 0]
+        src = t(*j, tirx.floordiv(yy, stride), tirx.floordiv(xx, stride))
+        return tirx.if_then_else(tirx.all(*conds), src, tirx.const(0, t.dtype))
+
+    return te.compute((*lead, *size), body, name=name)
+
+
+def _combine(combine: str, s_val, c_val, acc: str):
+    s_val, c_val = s_val.astype(acc), c_val.astype(acc)
+    return s_val * c_val if combine == "mul" else s_val + c_val
+
+
+def _inputs(B, C, H, W, G, k, s, dtype):
+    Cg, Ho, Wo = C // G, out_size(H, s), out_size(W, s)
+    X = te.placeholder((B, G, Cg, H, W), dtype, name="X")
+    S = te.placeholder((B, G, k, k, Ho, Wo), dtype, name="S")
+    Cf = te.placeholder((B, G, Cg, k, k), dtype, name="C")
+    dO = te.placeholder((B, G, Cg, Ho, Wo), dtype, name="dO")
+    return X, S, Cf, dO
+
+
+@register_kernel("ddf", "fwd")
+def ddf_fwd(B, C, H, W, G, k, s, d, combine, dtype):
+    check_params(B, C, H, W, G, k, s, d, combine)
+    X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
+    acc_t, p = _acc_dtype(dtype), (k - 1) // 2 * d
+    Xp = _zero_pad(X, p, "Xpad")
+    u = te.reduce_axis((0, k), "u")
+    v = te.reduce_axis((0, k), "v")
+    acc = te.compute(
+        dO.shape,
+        lambda b, g, c, y, x: te.sum(
+            Xp[b, g, c, y * s + u * d, x * s + v * d].astype(acc_t)
+            * _combine(combine, S[b, g, u, v, y, x], Cf[b, g, c, u, v], acc_t),
+            axis=[u, v],
+        ),
+        name="acc",
+    )
+    return [X, S, Cf, _cast_out(acc, dtype)]
+
+
+@register_kernel("ddf", "dx")
+def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
+    check_params(B, C, H, W, G, k, s, d, combine)
+    X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
+    acc_t, p = _acc_dtype(dtype), (k - 1) // 2 * d
+    # dX[h] = sum_u dO[y] F[u, y] over y*s = h + p - u*d; on the zero-inserted grid
+    # (index Y = y*s + p) that is a stride-1 correlation at Y = h + 2p - u*d.
+    grid = (H + 2 * p, W + 2 * p)
+    dOu = _zero_insert_pad(dO, s, p, grid, "dOu")
+    Su = _zero_insert_pad(S, s, p, grid, "Su")
+    u = te.reduce_axis((0, k), "u")
+    v = te.reduce_axis((0, k), "v")
+    acc = te.compute(
+        X.shape,
+        lambda b, g, c, h, w: te.sum(
+            dOu[b, g, c, h + 2 * p - u * d, w + 2 * p - v * d].astype(acc_t)
+            * _combine(combine, Su[b, g, u, v, h + 2 * p - u * d, w + 2 * p - v * d],
+                       Cf[b, g, c, u, v], acc_t),
+            axis=[u, v],
+        ),
+        name="acc",
+    )
+    return [dO, S, Cf, _cast_out(acc, dtype)]
+
+
+@register_kernel("ddf", "ds")
+def ddf_ds(B, C, H, W, G, k, s, d, combine, dtype):
+    check_params(B, C, H, W, G, k, s, d, combine)
+    X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
+    acc_t, p = _acc_dtype(dtype), (k - 1) // 2 * d
+    Xp = _zero_pad(X, p, "Xpad")
+    c = te.reduce_axis((0, C // G), "c")
+
+    def body(b, g, u, v, y, x):
+        prod = dO[b, g, c, y, x].astype(acc_t) * Xp[b, g, c, y * s + u * d, x * s + v * d].astype(acc_t)
+        return te.sum(prod * Cf[b, g, c, u, v].astype(acc_t) if combine == "mul" else prod, axis=c)
+
+    acc = te.compute(S.shape, body, name="acc")
+    return [dO, X, Cf, _cast_out(acc, dtype)]
+
+
+@register_kernel("ddf", "dc")
+def ddf_dc(B, C, H, W, G, k, s, d, combine, dtype):
+    check_params(B, C, H, W, G, k, s, d, combine)
+    X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
+    acc_t, p = _acc_dtype(dtype), (k - 1) // 2 * d
+    Ho, Wo = out_size(H, s), out_size(W, s)
+    Xp = _zero_pad(X, p, "Xpad")
+    # Sum over the image in two steps, columns first (acc_cols: per-x partial sums over y),
+    # so that both CPU vector lanes and GPU threads have an independent axis to work on.
+    y = te.reduce_axis((0, Ho), "y")
+
+    def cols(b, g, c, u, v, x):
+        prod = dO[b, g, c, y, x].astype(acc_t) * Xp[b, g, c, y * s + u * d, x * s + v * d].astype(acc_t)
+        return te.sum(prod * S[b, g, u, v, y, x].astype(acc_t) if combine == "mul" else prod, axis=y)
+
+    acc_cols = te.compute((B, G, C // G, k, k, Wo), cols, name="acc_cols")
+    x = te.reduce_axis((0, Wo), "x")
+    acc = te.compute(Cf.shape, lambda b, g, c, u, v: te.sum(acc_cols[b, g, c, u, v, x], axis=x), name="acc")
+    return [dO, X, S, _cast_out(acc, dtype)]

@@ -1,0 +1,79 @@
+"""Targets: what a kernel is compiled for, and the name its cache and tuning logs go under.
+
+CPU: LLVM with the host CPU's name (``mcpu``), never ``native``, which TVM's LLVM refuses.
+CUDA: the GPU's ``sm_XY`` arch, with the limits MetaSchedule needs in the target.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+from typing import Union
+
+import tvm
+from tvm.target import Target
+
+TargetLike = Union[str, dict, Target]
+
+
+@functools.lru_cache(maxsize=None)
+def host_cpu_name() -> str:
+    return str(tvm.target.codegen.llvm_get_system_cpu())
+
+
+def cpu_target(mcpu: str | None = None, num_cores: int | None = None) -> Target:
+    cores = num_cores or int(os.environ.get("TVM_NUM_THREADS", 0)) or (os.cpu_count() or 1)
+    return Target({"kind": "llvm", "mcpu": mcpu or host_cpu_name(), "num-cores": int(cores)})
+
+
+def cuda_target(arch: str) -> Target:
+    if not re.fullmatch(r"sm_\d+[a-z]?", arch):
+        raise ValueError(f"CUDA arch must look like 'sm_90' or 'sm_90a', got {arch!r}")
+    return Target({
+        "kind": "cuda", "arch": arch, "max_threads_per_block": 1024,
+        "max_shared_memory_per_block": 49152, "thread_warp_size": 32,
+    })
+
+
+def resolve(target: TargetLike) -> Target:
+    """'llvm'/'cpu' (this host), 'sm_90', 'cuda' (this GPU), a TVM tag or a target dict."""
+    if isinstance(target, Target):
+        return target
+    if isinstance(target, dict):
+        return Target(target)
+    if target in ("llvm", "cpu"):
+        return cpu_target()
+    if target.startswith("sm_"):
+        return cuda_target(target)
+    if target == "cuda":
+        return cuda_target(local_cuda_arch())
+    return Target(target)
+
+
+def local_cuda_arch(index: int = 0) -> str:
+    dev = tvm.cuda(index)
+    if not dev.exist:
+        raise RuntimeError("no CUDA device is visible to TVM")
+    return "sm_" + str(dev.compute_version).replace(".", "")
+
+
+def family(target: Target) -> str:
+    """The schedule family: 'cpu' or 'cuda'."""
+    kind = target.kind.name
+    if kind == "llvm":
+        return "cpu"
+    if kind == "cuda":
+        return "cuda"
+    raise ValueError(f"unsupported target kind {kind!r}; dynfilter-tvm builds for llvm and cuda")
+
+
+def target_name(target: Target) -> str:
+    """Short, file-system safe name: 'llvm-znver4', 'cuda-sm_90'."""
+    if target.kind.name == "llvm":
+        return "llvm-" + str(target.attrs.get("mcpu", "generic"))
+    return "cuda-" + str(target.attrs.get("arch", "unknown"))
+
+
+def target_key(target: Target) -> str:
+    """Everything about the target that changes generated code, as stable text."""
+    return str(target)

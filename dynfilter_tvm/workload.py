@@ -1,0 +1,62 @@
+"""A workload: one kernel of one operator at fixed shapes, parameters and dtype.
+
+Everything that selects or keys compiled code starts from a :class:`Workload`: the build
+path, the on-disk cache, tuning records and AOT bundles all use :meth:`Workload.key`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any, Mapping
+
+_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float, str)):
+        return value
+    raise TypeError(f"workload parameter values must be ints, floats, strings or tuples, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """``op``/``kernel`` name the compute (e.g. ``ddf``/``fwd``); ``params`` fix every shape."""
+
+    op: str
+    kernel: str
+    params: tuple  # sorted ((name, value), ...): hashable and order-independent
+    dtype: str
+
+    @classmethod
+    def make(cls, op: str, kernel: str, params: Mapping[str, Any], dtype: str) -> "Workload":
+        if dtype not in _DTYPES:
+            raise ValueError(f"unsupported dtype {dtype!r}; expected one of {_DTYPES}")
+        return cls(op, kernel, tuple(sorted((k, _freeze(v)) for k, v in params.items())), dtype)
+
+    @property
+    def p(self) -> dict:
+        return dict(self.params)
+
+    def to_json(self) -> dict:
+        return {"op": self.op, "kernel": self.kernel, "params": self.p, "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Workload":
+        try:
+            return cls.make(str(data["op"]), str(data["kernel"]), dict(data["params"]), str(data["dtype"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"malformed workload description {data!r}: {err}") from None
+
+    def key(self) -> str:
+        """Stable text key (JSON with sorted keys)."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.key().encode()).hexdigest()[:20]
+
+    def __str__(self) -> str:
+        args = ",".join(f"{k}={v}" for k, v in self.params)
+        return f"{self.op}.{self.kernel}[{args}]:{self.dtype}"

@@ -1,0 +1,1 @@
+"""Default CUDA schedules for the DDF kernels (placeholder, filled below)."""

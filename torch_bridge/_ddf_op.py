@@ -1,0 +1,147 @@
+"""The DDF custom op: forward and the three gradient kernels, with autograd and fake impls."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+from dynfilter_tvm.ops.ddf import COMBINES, MAX_KERNEL_SIZE, out_size
+
+from .runtime import DTYPES, run
+
+_NAMES = ("features", "channel_filter", "spatial_filter")
+
+
+def check(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel_size: int,
+          dilation: int, stride: int, kernel_combine: str) -> dict:
+    """Validate the arguments (clear errors that name the argument) and return the kernel
+    parameters B, C, H, W, G, k, s, d, combine."""
+    k = kernel_size
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0 or k > MAX_KERNEL_SIZE:
+        raise ValueError(f"kernel_size must be an odd integer in [1, {MAX_KERNEL_SIZE}], got {k!r}")
+    for name, val in (("stride", stride), ("dilation", dilation)):
+        if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+            raise ValueError(f"{name} must be a positive integer, got {val!r}")
+    if kernel_combine not in COMBINES:
+        raise ValueError(f"kernel_combine must be one of {COMBINES}, got {kernel_combine!r}")
+    tensors = (features, channel_filter, spatial_filter)
+    for name, t in zip(_NAMES, tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be 4-D, got shape {tuple(t.shape)}")
+        if t.numel() == 0:
+            raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
+        if t.dtype not in DTYPES:
+            raise TypeError(f"{name} has unsupported dtype {t.dtype}; expected one of {list(DTYPES)}")
+        if t.device != features.device:
+            raise ValueError(f"{name} is on {t.device} but features is on {features.device}")
+        if t.dtype != features.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but features has {features.dtype}; "
+                            "cast them to one dtype (torch.autocast does this for ddf)")
+    if features.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"features must be on a CPU or CUDA device, not {features.device}")
+    B, C, H, W = features.shape
+    Ho, Wo = out_size(H, stride), out_size(W, stride)
+    if tuple(channel_filter.shape) != (B, C, k, k):
+        raise ValueError(f"channel_filter must have shape {(B, C, k, k)} (batch, channels, "
+                         f"kernel_size, kernel_size), got {tuple(channel_filter.shape)}")
+    sb, sc, sh, sw = spatial_filter.shape
+    G = sc // (k * k)
+    if sb != B or (sh, sw) != (Ho, Wo) or sc % (k * k) or G < 1 or C % G:
+        raise ValueError(
+            f"spatial_filter must have shape ({B}, heads*{k * k}, {Ho}, {Wo}) with heads "
+            f"dividing the {C} channels (output size ceil(H/stride) x ceil(W/stride)), "
+            f"got {tuple(spatial_filter.shape)}")
+    return dict(B=B, C=C, H=H, W=W, G=G, k=k, s=stride, d=dilation, combine=kernel_combine)
+
+
+def _grouped(p: dict):
+    """Views of the op's tensors in the kernels' grouped layouts (free for contiguous ones)."""
+    B, C, G, k = p["B"], p["C"], p["G"], p["k"]
+    return {
+        "plane": lambda t: t.view(B, G, C // G, t.shape[-2], t.shape[-1]),
+        "spatial": lambda t: t.view(B, G, k, k, t.shape[-2], t.shape[-1]),
+        "channel": lambda t: t.view(B, G, C // G, k, k),
+    }
+
+
+@torch.library.custom_op("dynfilter::ddf", mutates_args=())
+def ddf_op(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel_size: int,
+           dilation: int, stride: int, kernel_combine: str) -> Tensor:
+    p = check(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
+    x, cf, sf = features.contiguous(), channel_filter.contiguous(), spatial_filter.contiguous()
+    out = x.new_empty(_out_shape(p))
+    v = _grouped(p)
+    run("ddf", "fwd", p, x.dtype, x.device, v["plane"](x), v["spatial"](sf), v["channel"](cf), v["plane"](out))
+    return out
+
+
+def _out_shape(p: dict) -> Tuple[int, int, int, int]:
+    return (p["B"], p["C"], out_size(p["H"], p["s"]), out_size(p["W"], p["s"]))
+
+
+@ddf_op.register_fake
+def _(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine):
+    p = check(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
+    return features.new_empty(_out_shape(p))
+
+
+def _grad_kernel(which: str):
+    """One custom op per gradient (only the gradients autograd asks for are computed)."""
+
+    @torch.library.custom_op(f"dynfilter::ddf_grad_{which}", mutates_args=())
+    def grad_op(grad_out: Tensor, features: Tensor, channel_filter: Tensor, spatial_filter: Tensor,
+                kernel_size: int, dilation: int, stride: int, kernel_combine: str) -> Tensor:
+        p = check(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
+        x, cf, sf = features.contiguous(), channel_filter.contiguous(), spatial_filter.contiguous()
+        g = grad_out.to(x.dtype).contiguous()
+        v = _grouped(p)
+        if which == "features":
+            out = torch.empty_like(x)
+            args = (v["plane"](g), v["spatial"](sf), v["channel"](cf), v["plane"](out))
+            kernel = "dx"
+        elif which == "spatial":
+            out = torch.empty_like(sf)
+            args = (v["plane"](g), v["plane"](x), v["channel"](cf), v["spatial"](out))
+            kernel = "ds"
+        else:
+            out = torch.empty_like(cf)
+            args = (v["plane"](g), v["plane"](x), v["spatial"](sf), v["channel"](out))
+            kernel = "dc"
+        run("ddf", kernel, p, x.dtype, x.device, *args)
+        return out
+
+    @grad_op.register_fake
+    def _(grad_out, features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine):
+        like = {"features": features, "spatial": spatial_filter, "channel": channel_filter}[which]
+        return torch.empty_like(like, memory_format=torch.contiguous_format)
+
+    return grad_op
+
+
+ddf_grad_features = _grad_kernel("features")
+ddf_grad_channel = _grad_kernel("channel")
+ddf_grad_spatial = _grad_kernel("spatial")
+
+
+def _setup_context(ctx, inputs, output):
+    features, channel_filter, spatial_filter, k, d, s, combine = inputs
+    ctx.save_for_backward(features, channel_filter, spatial_filter)
+    ctx.args = (k, d, s, combine)
+
+
+def _backward(ctx, grad_out):
+    features, channel_filter, spatial_filter = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    args = (grad_out, features, channel_filter, spatial_filter, *ctx.args)
+    return (
+        ddf_grad_features(*args) if need[0] else None,
+        ddf_grad_channel(*args) if need[1] else None,
+        ddf_grad_spatial(*args) if need[2] else None,
+        None, None, None, None,
+    )
+
+
+ddf_op.register_autograd(_backward, setup_context=_setup_context)

@@ -1,0 +1,50 @@
+"""Functional interface: the dynamic-filter ops on torch tensors (autograd, compile, autocast)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._ddf_op import check as _check_ddf, ddf_op
+
+__all__ = ["ddf"]
+
+
+def _autocast(device_type: str, *tensors: Tensor):
+    """Under torch.autocast, run in the autocast dtype (the custom op is opaque to autocast)."""
+    if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        return tuple(t.to(dtype) if t.is_floating_point() else t for t in tensors)
+    return tensors
+
+
+def ddf(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel_size: int = 3,
+        dilation: int = 1, stride: int = 1, kernel_combine: str = "mul") -> Tensor:
+    """Decoupled dynamic filter (Zhou et al., CVPR 2021), compiled with TVM.
+
+    Each output pixel is a k x k window of its channel, weighted by a per-pixel spatial filter
+    combined with a per-channel filter::
+
+        out[b,c,y,x] = sum_{u,v} features[b,c, y*s+(u-r)*d, x*s+(v-r)*d]
+                                 * (spatial[b, head(c)*k*k + u*k+v, y, x] (*|+) channel[b,c,u,v])
+
+    zero padding, r = (k-1)/2, the output size of ``nn.Conv2d(k, stride=s, padding=r*d,
+    dilation=d)``.
+
+    Args:
+        features: (B, C, H, W).
+        channel_filter: (B, C, k, k).
+        spatial_filter: (B, G*k*k, ceil(H/s), ceil(W/s)); G heads (G divides C), channel c
+            uses head ``c // (C // G)``. G = 1 is the paper's DDF.
+        kernel_size: odd k in [1, 31].
+        dilation, stride: positive integers.
+        kernel_combine: 'mul' (the paper) or 'add'.
+
+    Returns:
+        (B, C, ceil(H/s), ceil(W/s)) in the inputs' dtype (float32/float16/bfloat16/float64;
+        half types accumulate in float32). Differentiable in all three tensors. See
+        ``torch_bridge.reference.ddf_reference`` for the plain-PyTorch definition.
+    """
+    _check_ddf(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
+    features, channel_filter, spatial_filter = _autocast(
+        features.device.type, features, channel_filter, spatial_filter)
+    return ddf_op(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)

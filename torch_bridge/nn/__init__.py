@@ -1,0 +1,1 @@
+"""Drop-in layers built on the compiled ops."""

@@ -1,0 +1,50 @@
+"""Glue between torch tensors and compiled kernels: target per device, kernel lookup, call.
+
+Compiled TVM functions take torch tensors directly through DLPack (no copies) and launch on
+torch's current CUDA stream.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Dict
+
+import torch
+
+import dynfilter_tvm
+from dynfilter_tvm import target as tgt
+from dynfilter_tvm.workload import Workload
+
+DTYPES: Dict[torch.dtype, str] = {
+    torch.float16: "float16", torch.bfloat16: "bfloat16",
+    torch.float32: "float32", torch.float64: "float64",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_target(index: int):
+    major, minor = torch.cuda.get_device_capability(index)
+    return tgt.cuda_target(f"sm_{major}{minor}")
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_target():
+    return tgt.cpu_target(num_cores=torch.get_num_threads())
+
+
+def target_for(device: torch.device):
+    if device.type == "cpu":
+        return _cpu_target()
+    if device.type == "cuda":
+        return _cuda_target(device.index if device.index is not None else torch.cuda.current_device())
+    raise ValueError(f"dynfilter_tvm runs on CPU and CUDA tensors, not on {device.type!r}")
+
+
+def run(op: str, kernel: str, params: dict, dtype: torch.dtype, device: torch.device, *tensors):
+    """Run one kernel: the last tensor is the output, written in place."""
+    wl = Workload.make(op, kernel, params, DTYPES[dtype])
+    lib = dynfilter_tvm.get_kernel(wl, target_for(device))
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            lib(*tensors)
+    else:
+        lib(*tensors)
