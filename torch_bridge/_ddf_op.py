@@ -8,7 +8,7 @@ from torch import Tensor
 
 from dynfilter_tvm.ops.ddf import COMBINES, MAX_KERNEL_SIZE, out_size
 
-from .runtime import DTYPES, run
+from .runtime import DTYPES, aligned, run
 
 _NAMES = ("features", "channel_filter", "spatial_filter")
 
@@ -40,7 +40,7 @@ def check(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kern
         if t.dtype != features.dtype:
             raise TypeError(f"{name} has dtype {t.dtype} but features has {features.dtype}; "
                             "cast them to one dtype (torch.autocast does this for ddf)")
-    if features.device.type not in ("cpu", "cuda"):
+    if features.device.type not in ("cpu", "cuda", "meta"):  # meta: shape inference only
         raise ValueError(f"features must be on a CPU or CUDA device, not {features.device}")
     B, C, H, W = features.shape
     Ho, Wo = out_size(H, stride), out_size(W, stride)
@@ -71,7 +71,7 @@ def _grouped(p: dict):
 def ddf_op(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel_size: int,
            dilation: int, stride: int, kernel_combine: str) -> Tensor:
     p = check(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
-    x, cf, sf = features.contiguous(), channel_filter.contiguous(), spatial_filter.contiguous()
+    x, cf, sf = aligned(features), aligned(channel_filter), aligned(spatial_filter)
     out = x.new_empty(_out_shape(p))
     v = _grouped(p)
     run("ddf", "fwd", p, x.dtype, x.device, v["plane"](x), v["spatial"](sf), v["channel"](cf), v["plane"](out))
@@ -95,8 +95,8 @@ def _grad_kernel(which: str):
     def grad_op(grad_out: Tensor, features: Tensor, channel_filter: Tensor, spatial_filter: Tensor,
                 kernel_size: int, dilation: int, stride: int, kernel_combine: str) -> Tensor:
         p = check(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
-        x, cf, sf = features.contiguous(), channel_filter.contiguous(), spatial_filter.contiguous()
-        g = grad_out.to(x.dtype).contiguous()
+        x, cf, sf = aligned(features), aligned(channel_filter), aligned(spatial_filter)
+        g = aligned(grad_out.to(x.dtype))
         v = _grouped(p)
         if which == "features":
             out = torch.empty_like(x)

@@ -13,7 +13,7 @@ def _autocast(device_type: str, *tensors: Tensor):
     """Under torch.autocast, run in the autocast dtype (the custom op is opaque to autocast)."""
     if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
         dtype = torch.get_autocast_dtype(device_type)
-        return tuple(t.to(dtype) if t.is_floating_point() else t for t in tensors)
+        return tuple(t.to(dtype) if isinstance(t, Tensor) and t.is_floating_point() else t for t in tensors)
     return tensors
 
 
@@ -44,7 +44,8 @@ def ddf(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel
         half types accumulate in float32). Differentiable in all three tensors. See
         ``torch_bridge.reference.ddf_reference`` for the plain-PyTorch definition.
     """
+    if isinstance(features, Tensor):  # autocast first: it makes mixed-dtype filters agree
+        features, channel_filter, spatial_filter = _autocast(
+            features.device.type, features, channel_filter, spatial_filter)
     _check_ddf(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
-    features, channel_filter, spatial_filter = _autocast(
-        features.device.type, features, channel_filter, spatial_filter)
     return ddf_op(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)

@@ -39,8 +39,19 @@ def target_for(device: torch.device):
     raise ValueError(f"dynfilter_tvm runs on CPU and CUDA tensors, not on {device.type!r}")
 
 
+# TVM kernels assume 64-byte aligned buffers (its allocation alignment) and may use aligned
+# vector loads: an offset view such as x[1:] would crash them.
+ALIGNMENT = 64
+
+
+def aligned(t: torch.Tensor) -> torch.Tensor:
+    """``t`` contiguous and 64-byte aligned, copying only when it is not."""
+    t = t.contiguous()
+    return t if t.data_ptr() % ALIGNMENT == 0 else t.clone()
+
+
 def run(op: str, kernel: str, params: dict, dtype: torch.dtype, device: torch.device, *tensors):
-    """Run one kernel: the last tensor is the output, written in place."""
+    """Run one kernel on contiguous, aligned tensors: the last is the output, written in place."""
     wl = Workload.make(op, kernel, params, DTYPES[dtype])
     lib = dynfilter_tvm.get_kernel(wl, target_for(device))
     if device.type == "cuda":

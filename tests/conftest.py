@@ -1,0 +1,15 @@
+import os
+import tempfile
+
+# Tests build into a cache of their own (fresh per run unless DYNFILTER_TVM_CACHE is set), so
+# they exercise compiling and never depend on kernels left by an earlier run.
+if "DYNFILTER_TVM_CACHE" not in os.environ:
+    os.environ["DYNFILTER_TVM_CACHE"] = tempfile.mkdtemp(prefix="dynfilter_tvm_test_cache_")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,158 @@
+"""Kernel cache: keyed by everything that changes the code, atomic, corrupt entries rebuilt,
+and a second process loads instead of compiling."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import tvm
+import tvm.s_tir as s_tir
+
+from dynfilter_tvm import cache, registry
+from dynfilter_tvm.build import build, schedule
+from dynfilter_tvm.target import cpu_target
+from dynfilter_tvm.workload import Workload
+
+PARAMS = dict(B=1, C=3, H=7, W=9, G=1, k=3, s=1, d=1, combine="mul")
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNFILTER_TVM_CACHE", str(tmp_path))
+    monkeypatch.setattr(cache, "_memory", {})
+    monkeypatch.setattr(cache, "stats", dict.fromkeys(cache.stats, 0))
+    return tmp_path
+
+
+def _run_fwd(fn):
+    x = torch.randn(1, 1, 3, 7, 9)
+    s = torch.randn(1, 1, 3, 3, 7, 9)
+    c = torch.randn(1, 1, 3, 3, 3)
+    out = torch.empty(1, 1, 3, 7, 9)
+    fn(x, s, c, out)
+    from torch_bridge.reference import ddf_reference
+    ref = ddf_reference(x.view(1, 3, 7, 9), c.view(1, 3, 3, 3), s.view(1, 9, 7, 9))
+    torch.testing.assert_close(out.view(1, 3, 7, 9), ref)
+
+
+def _entry_files(root):
+    libs = sorted(root.rglob("*.so"))
+    assert len(libs) == 1
+    return libs[0], libs[0].with_suffix(".json")
+
+
+def test_build_then_memory_then_disk(fresh_cache):
+    wl, tgt = Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()
+    _run_fwd(cache.get(wl, tgt))
+    assert cache.stats["built"] == 1
+    cache.get(wl, tgt)
+    assert cache.stats["memory_hits"] == 1
+    cache.clear_memory()
+    _run_fwd(cache.get(wl, tgt))
+    assert cache.stats == {"built": 1, "disk_hits": 1, "memory_hits": 1, "rejected": 0}
+    lib, meta = _entry_files(fresh_cache)
+    assert lib.parent.name.startswith("llvm-")
+    key = json.loads(meta.read_text())["key"]
+    assert key["tvm"] == tvm.__version__ and key["workload"] == wl.to_json()
+    assert key["schedule"].startswith("default:") and "mcpu" in key["target"]
+    assert not list(fresh_cache.rglob("*.tmp*")), "temporary files left behind"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "foreign_key", "missing_meta", "bad_json"])
+def test_damaged_entry_is_rebuilt(fresh_cache, damage):
+    wl, tgt = Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()
+    cache.get(wl, tgt)
+    lib, meta = _entry_files(fresh_cache)
+    if damage == "truncate":
+        lib.write_bytes(lib.read_bytes()[:100])
+    elif damage == "garbage":
+        data = bytearray(lib.read_bytes())
+        data[len(data) // 2:len(data) // 2 + 64] = os.urandom(64)
+        lib.write_bytes(bytes(data))
+    elif damage == "foreign_key":
+        m = json.loads(meta.read_text())
+        m["key"]["tvm"] = "0.0.0"
+        meta.write_text(json.dumps(m))
+    elif damage == "missing_meta":
+        meta.unlink()
+    else:
+        meta.write_text("{not json")
+    cache.clear_memory()
+    _run_fwd(cache.get(wl, tgt))
+    assert cache.stats["built"] == 2 and cache.stats["disk_hits"] == 0
+    assert cache.stats["rejected"] == (0 if damage == "missing_meta" else 1)
+    cache.clear_memory()
+    cache.get(wl, tgt)  # the rebuilt entry is intact
+    assert cache.stats["disk_hits"] == 1
+
+
+def test_key_changes_with_everything_that_changes_code():
+    wl, tgt = Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()
+    base = cache.full_key(wl, tgt, "default:aaaa")
+    variants = [
+        cache.full_key(Workload.make("ddf", "fwd", dict(PARAMS, W=10), "float32"), tgt, "default:aaaa"),
+        cache.full_key(Workload.make("ddf", "fwd", dict(PARAMS, combine="add"), "float32"), tgt, "default:aaaa"),
+        cache.full_key(Workload.make("ddf", "fwd", PARAMS, "float16"), tgt, "default:aaaa"),
+        cache.full_key(Workload.make("ddf", "dx", PARAMS, "float32"), tgt, "default:aaaa"),
+        cache.full_key(wl, cpu_target(mcpu="skylake"), "default:aaaa"),
+        cache.full_key(wl, cpu_target(num_cores=64), "default:aaaa"),
+        cache.full_key(wl, tgt, "default:bbbb"),
+    ]
+    digests = {cache._digest(k) for k in [base, *variants]}
+    assert len(digests) == len(variants) + 1
+
+
+def test_schedule_id_follows_schedule_source(monkeypatch):
+    import schedules
+    wl, tgt = Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()
+    _, before = schedule(wl, tgt)
+    monkeypatch.setattr(schedules.inspect, "getsource", lambda mod: "edited source")
+    _, after = schedule(wl, tgt)
+    assert before != after
+
+
+def test_cache_off_keeps_memory_only(fresh_cache, monkeypatch):
+    monkeypatch.setenv("DYNFILTER_TVM_CACHE", "off")
+    _run_fwd(cache.get(Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()))
+    assert not list(fresh_cache.rglob("*"))
+
+
+def test_second_process_does_not_recompile(fresh_cache):
+    script = (
+        "import time, torch; t = time.perf_counter();"
+        "from torch_bridge.functional import ddf; from dynfilter_tvm import cache;"
+        "x = torch.randn(1, 3, 7, 9, requires_grad=True); c = torch.randn(1, 3, 3, 3, requires_grad=True);"
+        "s = torch.randn(1, 9, 7, 9, requires_grad=True); ddf(x, c, s).sum().backward();"
+        "print(cache.stats['built'], cache.stats['disk_hits'], time.perf_counter() - t)"
+    )
+    env = dict(os.environ, DYNFILTER_TVM_CACHE=str(fresh_cache))
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+            for _ in range(2)]
+    (built1, hits1, t1), (built2, hits2, t2) = [r.stdout.split() for r in runs]
+    assert (built1, hits1) == ("4", "0")  # fwd + three gradient kernels
+    assert (built2, hits2) == ("0", "4")
+    print(f"cold first call {float(t1):.2f} s, warm (second process) {float(t2):.2f} s")
+
+
+@pytest.mark.parametrize("kernel", ["fwd", "dx", "ds", "dc"])
+@pytest.mark.parametrize("params", [PARAMS, dict(B=2, C=4, H=6, W=11, G=2, k=5, s=2, d=1, combine="add")],
+                         ids=["s1", "s2"])
+def test_default_schedule_equals_unscheduled(kernel, params):
+    """Schedules change loops, never results: same numbers as the plain loop nest."""
+    wl, tgt = Workload.make("ddf", kernel, params, "float32"), cpu_target()
+    naive = build(wl, tgt, s_tir.Schedule(registry.prim_func(wl)).mod)
+    fast = build(wl, tgt)
+    rng = np.random.default_rng(0)
+    tensors = registry.compute(wl)
+    arrays = [rng.standard_normal([int(n) for n in t.shape]).astype("float32") for t in tensors[:-1]]
+    outs = []
+    for lib in (naive, fast):
+        out = np.zeros([int(n) for n in tensors[-1].shape], "float32")
+        # Through torch's allocator: TVM kernels expect 64-byte aligned buffers.
+        args = [torch.from_numpy(a).clone() for a in arrays] + [torch.from_numpy(out).clone()]
+        lib(*args)
+        outs.append(args[-1].numpy())
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)

@@ -1,0 +1,96 @@
+"""Measuring the ops against their alternatives in one run: time (interleaved repeats,
+medians) and peak memory, reported as ratios.
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the inputs; on CPU, the
+process's peak resident set (VmHWM, reset through /proc/self/clear_refs) above what was
+resident before the call, which counts every allocation that touched memory.
+"""
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rss_kib(field: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def peak_memory_mib(fn: Callable[[], object], device: torch.device) -> Optional[float]:
+    """Peak extra memory of one call of ``fn`` in MiB (None where it cannot be measured)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak-RSS mark
+    except OSError:
+        return None
+    base = _rss_kib("VmRSS")
+    result = fn()
+    peak = _rss_kib("VmHWM")
+    del result
+    return None if base is None or peak is None else max(peak - base, 0) / 1024
+
+
+def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device, repeats: int = 7,
+                     min_time: float = 0.05) -> Dict[str, float]:
+    """Median milliseconds per call of each function, the variants interleaved per repeat so
+    that machine noise hits them alike."""
+    for fn in fns.values():  # warm-up: compiles, caches, allocator pools
+        fn()
+    _sync(device)
+    loops = {}
+    for name, fn in fns.items():
+        n, t = 1, 0.0
+        while True:
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            _sync(device)
+            t = time.perf_counter() - start
+            if t >= min_time or n >= 1 << 14:
+                break
+            n *= 2
+        loops[name] = n
+    samples: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(loops[name]):
+                fn()
+            _sync(device)
+            samples[name].append((time.perf_counter() - start) / loops[name] * 1e3)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def machine_description(device: torch.device) -> str:
+    import os
+    import platform
+
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    from dynfilter_tvm.target import host_cpu_name
+
+    return (f"{platform.processor() or platform.machine()} ({host_cpu_name()}), {os.cpu_count()} cores, "
+            f"torch {torch.__version__} with {torch.get_num_threads()} threads")

@@ -1,0 +1,105 @@
+"""DDF check-and-benchmark: the TVM op against the unfold reference (eager and
+``torch.compile``) and depthwise ``conv2d`` of the same size, forward and forward+backward."""
+from __future__ import annotations
+
+import json
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .benchmark import machine_description, peak_memory_mib, time_interleaved
+from .functional import ddf
+from .reference import ddf_reference
+
+
+def check(device: torch.device, verbose: bool = True) -> float:
+    """Largest error of the TVM op (forward and all gradients) against the float64 reference
+    over a few shapes; raises AssertionError when one is off."""
+    worst = 0.0
+    cases = [(2, 16, 13, 17, 1, 3, 1, 1, "mul"), (1, 8, 12, 9, 2, 5, 2, 2, "add"), (1, 4, 11, 11, 1, 7, 1, 1, "mul")]
+    for B, C, H, W, G, k, s, d, comb in cases:
+        Ho, Wo = -(-H // s), -(-W // s)
+        ins = [torch.randn(*shape, dtype=torch.float64, device=device, requires_grad=True)
+               for shape in ((B, C, H, W), (B, C, k, k), (B, G * k * k, Ho, Wo))]
+        outs = []
+        for fn in (ddf, ddf_reference):
+            o = fn(*ins, k, d, s, comb)
+            outs.append([o, *torch.autograd.grad(o, ins, torch.ones_like(o))])
+        err = max((a - b).abs().max().item() for a, b in zip(*outs))
+        assert err < 1e-9, f"DDF off by {err} at {(B, C, H, W, G, k, s, d, comb)}"
+        worst = max(worst, err)
+        if verbose:
+            print(f"  check B={B} C={C} {H}x{W} heads={G} k={k} stride={s} dilation={d} {comb}: "
+                  f"max |error| {err:.1e} (forward + 3 gradients, float64)")
+    return worst
+
+
+def bench_shape(B, C, H, W, k, device, dtype=torch.float32, compile_ref=True, repeats=7) -> List[Dict]:
+    """Rows of {variant, pass, ms, peak_mib} for one shape (stride 1, dilation 1, mul)."""
+    x = torch.randn(B, C, H, W, device=device, dtype=dtype)
+    cf = torch.randn(B, C, k, k, device=device, dtype=dtype)
+    sf = torch.randn(B, k * k, H, W, device=device, dtype=dtype)
+    w = torch.randn(C, 1, k, k, device=device, dtype=dtype)
+    variants = {
+        "dynfilter_tvm": lambda a, b, c: ddf(a, b, c, k),
+        "unfold eager": lambda a, b, c: ddf_reference(a, b, c, k),
+    }
+    if compile_ref:
+        variants["unfold torch.compile"] = torch.compile(lambda a, b, c: ddf_reference(a, b, c, k))
+    variants["depthwise conv2d"] = lambda a, b, c: F.conv2d(a, w, padding=k // 2, groups=C)
+
+    def fwd(fn):
+        def run():
+            with torch.no_grad():
+                return fn(x, cf, sf)
+        return run
+
+    leaves = [t.detach().requires_grad_() for t in (x, cf, sf)]
+    wl = w.detach().requires_grad_()
+
+    def fwd_bwd(name, fn):
+        params = leaves + ([wl] if name == "depthwise conv2d" else [])
+
+        def run():
+            for p in params:
+                p.grad = None
+            out = fn(*leaves) if name != "depthwise conv2d" else F.conv2d(leaves[0], wl, padding=k // 2, groups=C)
+            out.sum().backward()
+            return out
+        return run
+
+    rows = []
+    for label, fns in (("forward", {n: fwd(f) for n, f in variants.items()}),
+                       ("forward+backward", {n: fwd_bwd(n, f) for n, f in variants.items()})):
+        times = time_interleaved(fns, device, repeats=repeats)
+        for name, fn in fns.items():
+            rows.append({"shape": f"{B}x{C}x{H}x{W} k{k}", "pass": label, "variant": name, "ms": times[name],
+                         "peak_mib": peak_memory_mib(fn, device)})
+    return rows
+
+
+def print_table(rows: List[Dict]) -> None:
+    floor = {(r["shape"], r["pass"]): r["ms"] for r in rows if r["variant"] == "depthwise conv2d"}
+    mem_floor = {(r["shape"], r["pass"]): r["peak_mib"] for r in rows if r["variant"] == "depthwise conv2d"}
+    print(f"{'shape':<20} {'pass':<17} {'variant':<22} {'ms':>9} {'x dwconv':>9} {'peak MiB':>9} {'x dwconv':>9}")
+    for r in rows:
+        key = (r["shape"], r["pass"])
+        mem = r["peak_mib"]
+        mem_ratio = (mem / mem_floor[key]) if mem is not None and mem_floor.get(key) else float("nan")
+        mem_s = f"{mem:9.1f}" if mem is not None else f"{'n/a':>9}"
+        print(f"{r['shape']:<20} {r['pass']:<17} {r['variant']:<22} {r['ms']:9.3f} {r['ms'] / floor[key]:9.2f} "
+              f"{mem_s} {mem_ratio:9.2f}")
+
+
+def run(device: torch.device, shapes, compile_ref: bool, json_path: Optional[str] = None, repeats: int = 7):
+    print(f"machine: {machine_description(device)}")
+    rows = []
+    for i, (B, C, H, W, k) in enumerate(shapes, 1):
+        print(f"[{i}/{len(shapes)}] timing B={B} C={C} {H}x{W} k={k} ...", flush=True)
+        rows += bench_shape(B, C, H, W, k, device, compile_ref=compile_ref, repeats=repeats)
+    print_table(rows)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"machine": machine_description(device), "rows": rows}, f, indent=1)
+    return rows
