@@ -16,6 +16,9 @@ def _device(name: str):
 
 def demo(args) -> int:
     """DDF check-and-benchmark: correctness against the reference, then a short timing."""
+    from torch_bridge.benchmark import exact_peak_rss
+
+    exact_peak_rss(["-m", "dynfilter_tvm", *sys.argv[1:]])
     import torch
 
     from torch_bridge import ddf_bench

@@ -36,13 +36,26 @@ def compute_digest(workload: Workload) -> str:
     return hashlib.sha256(inspect.getsource(fn_module).encode()).hexdigest()[:16]
 
 
+def _default(workload: Workload, target: Target):
+    return schedules.lookup(workload.op, workload.kernel, family(target))
+
+
+def schedule_id(workload: Workload, target: Target) -> str:
+    """Names the schedule :func:`schedule` would apply (for cache keys) without applying it."""
+    if tuned_lookup is not None:
+        found = tuned_lookup(workload, target)
+        if found is not None:
+            return found[1]
+    return "default:" + schedules.source_digest(_default(workload, target))
+
+
 def schedule(workload: Workload, target: Target) -> Tuple[tvm.IRModule, str]:
     """The scheduled module and a text naming the schedule used (goes into cache keys)."""
     if tuned_lookup is not None:
         found = tuned_lookup(workload, target)
         if found is not None:
             return found
-    fn = schedules.lookup(workload.op, workload.kernel, family(target))
+    fn = _default(workload, target)
     sch = s_tir.Schedule(registry.prim_func(workload))
     fn(sch, workload, target)
     return sch.mod, "default:" + schedules.source_digest(fn)

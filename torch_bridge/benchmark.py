@@ -3,7 +3,9 @@ medians) and peak memory, reported as ratios.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the inputs; on CPU, the
 process's peak resident set (VmHWM, reset through /proc/self/clear_refs) above what was
-resident before the call, which counts every allocation that touched memory.
+resident before the call, which counts every allocation that touched memory, TVM's scratch
+buffers included. For that, glibc must map each large block afresh rather than reuse freed
+heap: :func:`exact_peak_rss` restarts the process with a fixed mmap threshold.
 """
 from __future__ import annotations
 
@@ -13,6 +15,16 @@ import time
 from typing import Callable, Dict, List, Optional
 
 import torch
+
+
+def exact_peak_rss(argv) -> None:
+    """Re-execute this process (``argv``: the command) with glibc's mmap threshold fixed at
+    64 KiB, so that blocks of 64 KiB and more come and go as mappings the peak RSS sees."""
+    import os
+    import sys
+
+    if sys.platform.startswith("linux") and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        os.execve(sys.executable, [sys.executable, *argv], dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536"))
 
 
 def _sync(device: torch.device) -> None:
