@@ -13,11 +13,16 @@ def vector_lanes(dtype: str) -> int:
     return 4 if dtype == "float64" else 8
 
 
-def vectorize_inner(sch: s_tir.Schedule, block, lanes: int) -> None:
-    """Split the innermost loop of ``block`` (a name or SBlockRV) into vectors."""
+def vectorize_inner(sch: s_tir.Schedule, block, lanes: int, under=None) -> None:
+    """Split the innermost loop of ``block`` (a name or SBlockRV) into vectors; with ``under``,
+    only a loop strictly inside that one (``compute_at`` drops unit loops, so a one-element
+    stage may have none left of its own)."""
     if isinstance(block, str):
         block = sch.get_sblock(block)
-    _, xi = sch.split(sch.get_loops(block)[-1], [None, lanes])
+    inner = sch.get_loops(block)[-1]
+    if under is not None and sch.get(inner).same_as(sch.get(under)):
+        return
+    _, xi = sch.split(inner, [None, lanes])
     sch.vectorize(xi)
 
 
@@ -32,3 +37,10 @@ def bind_1d(sch: s_tir.Schedule, loop, threads: int):
     sch.bind(bx, "blockIdx.x")
     sch.bind(tx, "threadIdx.x")
     return bx, tx
+
+
+def vectorize_under(sch: s_tir.Schedule, block, loop) -> None:
+    """Vectorize the innermost loop of ``block`` if one remains strictly inside ``loop``."""
+    inner = sch.get_loops(block)[-1]
+    if not sch.get(inner).same_as(sch.get(loop)):
+        sch.vectorize(inner)

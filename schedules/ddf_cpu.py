@@ -8,7 +8,7 @@ a vector tile of all taps; dC keeps vector-wide column sums, reduced at the end.
 from __future__ import annotations
 
 from . import register
-from .common import unroll, vector_lanes, vectorize_inner
+from .common import unroll, vector_lanes, vectorize_inner, vectorize_under
 
 UNROLL_TAPS = 7  # unroll the tap loops up to this kernel size
 
@@ -33,7 +33,7 @@ def _row_tiles(sch, wl):
     vectorize_inner(sch, init, lanes)
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
-    sch.vectorize(sch.get_loops(out)[-1])
+    vectorize_under(sch, out, xo)
     return plane
 
 
@@ -41,7 +41,7 @@ def _row_tiles(sch, wl):
 def fwd(sch, wl, target):
     plane = _row_tiles(sch, wl)
     sch.compute_at(sch.get_sblock("Xpad"), plane)
-    vectorize_inner(sch, "Xpad", vector_lanes(wl.dtype))
+    vectorize_inner(sch, "Xpad", vector_lanes(wl.dtype), under=plane)
 
 
 @register("ddf", "dx", "cpu")
@@ -53,7 +53,7 @@ def dx(sch, wl, target):
     vectorize_inner(sch, su, lanes)
     plane = _row_tiles(sch, wl)
     sch.compute_at(sch.get_sblock("dOu"), plane)
-    vectorize_inner(sch, "dOu", lanes)
+    vectorize_inner(sch, "dOu", lanes, under=plane)
 
 
 @register("ddf", "ds", "cpu")
@@ -73,7 +73,7 @@ def ds(sch, wl, target):
     vectorize_inner(sch, init, lanes)
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
-    sch.vectorize(sch.get_loops(out)[-1])
+    vectorize_under(sch, out, xo)
 
 
 @register("ddf", "dc", "cpu")
@@ -92,4 +92,4 @@ def dc(sch, wl, target):
     sch.reverse_compute_at(sch.get_sblock("acc"), plane)
     sch.reverse_compute_at(sch.get_sblock("out"), plane)
     sch.compute_at(sch.get_sblock("Xpad"), plane)
-    vectorize_inner(sch, "Xpad", lanes)
+    vectorize_inner(sch, "Xpad", lanes, under=plane)

@@ -23,4 +23,6 @@ CASES = [
     (2, 6, 8, 8, 3, 3, 2, 2, "add"),
     (1, 2, 3, 4, 1, 7, 1, 1, "mul"),  # kernel larger than the image
     (1, 4, 33, 20, 1, 3, 1, 1, "mul"),  # rows longer than a few vectors
+    (1, 1, 5, 1, 1, 3, 1, 1, "mul"),  # width 1
+    (1, 1, 1, 1, 1, 1, 1, 1, "add"),  # every axis 1
 ]
