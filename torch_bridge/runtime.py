@@ -6,6 +6,7 @@ torch's current CUDA stream.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Dict
 
 import torch
@@ -13,6 +14,10 @@ import torch
 import dynfilter_tvm
 from dynfilter_tvm import target as tgt
 from dynfilter_tvm.workload import Workload
+
+# TVM sizes its CPU thread pool once, from TVM_NUM_THREADS or the physical core count (1 on
+# a 2-vCPU machine); match torch's intra-op threads unless the user chose.
+os.environ.setdefault("TVM_NUM_THREADS", str(torch.get_num_threads()))
 
 DTYPES: Dict[torch.dtype, str] = {
     torch.float16: "float16", torch.bfloat16: "bfloat16",

@@ -99,23 +99,22 @@ def _inputs(B, C, H, W, G, k, s, dtype):
     return X, S, Cf, dO
 
 
+def _tap_sum(shape, k, term):
+    """acc[b,g,c,y,x] = sum over the k x k taps (u, v) of term(b, g, c, y, x, u, v)."""
+    u = te.reduce_axis((0, k), "u")
+    v = te.reduce_axis((0, k), "v")
+    return te.compute(shape, lambda b, g, c, y, x: te.sum(term(b, g, c, y, x, u, v), axis=[u, v]), name="acc")
+
+
 @register_kernel("ddf", "fwd")
 def ddf_fwd(B, C, H, W, G, k, s, d, combine, dtype):
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
     acc_t, p = _acc_dtype(dtype), (k - 1) // 2 * d
     Xp = _zero_pad(X, p, "Xpad")
-    u = te.reduce_axis((0, k), "u")
-    v = te.reduce_axis((0, k), "v")
-    acc = te.compute(
-        dO.shape,
-        lambda b, g, c, y, x: te.sum(
-            Xp[b, g, c, y * s + u * d, x * s + v * d].astype(acc_t)
-            * _combine(combine, S[b, g, u, v, y, x], Cf[b, g, c, u, v], acc_t),
-            axis=[u, v],
-        ),
-        name="acc",
-    )
+    acc = _tap_sum(dO.shape, k, lambda b, g, c, y, x, u, v: (
+        Xp[b, g, c, y * s + u * d, x * s + v * d].astype(acc_t)
+        * _combine(combine, S[b, g, u, v, y, x], Cf[b, g, c, u, v], acc_t)))
     return [X, S, Cf, _cast_out(acc, dtype)]
 
 
@@ -129,19 +128,12 @@ def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
     grid = (H + 2 * p, W + 2 * p)
     dOu = _zero_insert_pad(dO, s, p, grid, "dOu")
     Su = _zero_insert_pad(S, s, p, grid, "Su")
-    u = te.reduce_axis((0, k), "u")
-    v = te.reduce_axis((0, k), "v")
-    acc = te.compute(
-        X.shape,
-        lambda b, g, c, h, w: te.sum(
-            dOu[b, g, c, h + 2 * p - u * d, w + 2 * p - v * d].astype(acc_t)
-            * _combine(combine, Su[b, g, u, v, h + 2 * p - u * d, w + 2 * p - v * d],
-                       Cf[b, g, c, u, v], acc_t),
-            axis=[u, v],
-        ),
-        name="acc",
-    )
-    return [dO, S, Cf, _cast_out(acc, dtype)]
+
+    def term(b, g, c, h, w, u, v):
+        Y, X_ = h + 2 * p - u * d, w + 2 * p - v * d
+        return dOu[b, g, c, Y, X_].astype(acc_t) * _combine(combine, Su[b, g, u, v, Y, X_], Cf[b, g, c, u, v], acc_t)
+
+    return [dO, S, Cf, _cast_out(_tap_sum(X.shape, k, term), dtype)]
 
 
 @register_kernel("ddf", "ds")
