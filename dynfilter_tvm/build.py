@@ -36,29 +36,28 @@ def compute_digest(workload: Workload) -> str:
     return hashlib.sha256(inspect.getsource(fn_module).encode()).hexdigest()[:16]
 
 
-def _default(workload: Workload, target: Target):
-    return schedules.lookup(workload.op, workload.kernel, family(target))
-
-
-def schedule_id(workload: Workload, target: Target) -> str:
-    """Names the schedule :func:`schedule` would apply (for cache keys) without applying it."""
+def plan(workload: Workload, target: Target) -> Tuple[str, Callable[[], tvm.IRModule]]:
+    """The schedule for (workload, target): a text naming it (goes into cache keys) and a
+    function that applies it, so a cache hit never schedules."""
     if tuned_lookup is not None:
         found = tuned_lookup(workload, target)
         if found is not None:
-            return found[1]
-    return "default:" + schedules.source_digest(_default(workload, target))
+            mod, record_id = found
+            return record_id, lambda: mod
+    fn = schedules.lookup(workload.op, workload.kernel, family(target))
+
+    def apply() -> tvm.IRModule:
+        sch = s_tir.Schedule(registry.prim_func(workload))
+        fn(sch, workload, target)
+        return sch.mod
+
+    return "default:" + schedules.source_digest(fn), apply
 
 
 def schedule(workload: Workload, target: Target) -> Tuple[tvm.IRModule, str]:
-    """The scheduled module and a text naming the schedule used (goes into cache keys)."""
-    if tuned_lookup is not None:
-        found = tuned_lookup(workload, target)
-        if found is not None:
-            return found
-    fn = _default(workload, target)
-    sch = s_tir.Schedule(registry.prim_func(workload))
-    fn(sch, workload, target)
-    return sch.mod, "default:" + schedules.source_digest(fn)
+    """The scheduled module and the text naming the schedule used."""
+    schedule_id, apply = plan(workload, target)
+    return apply(), schedule_id
 
 
 def _check_device_code(lib, target: Target, workload: Workload) -> None:

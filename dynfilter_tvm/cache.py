@@ -25,7 +25,7 @@ import tvm
 from tvm.target import Target
 
 from . import __version__
-from .build import build, compute_digest, schedule, schedule_id
+from .build import build, compute_digest, plan
 from .target import target_key, target_name
 from .workload import Workload
 
@@ -120,7 +120,8 @@ def get(workload: Workload, target: Target):
         lib = _memory.get(mem_key)
         if lib is not None:
             return lib
-        key = full_key(workload, target, schedule_id(workload, target))
+        schedule_id, apply_schedule = plan(workload, target)
+        key = full_key(workload, target, schedule_id)
         root = cache_dir()
         lib = None
         if root is not None:
@@ -131,7 +132,7 @@ def get(workload: Workload, target: Target):
                 stats["disk_hits"] += 1
         if lib is None:
             log.info("dynfilter_tvm: compiling %s for %s", workload, target_name(target))
-            lib = build(workload, target, schedule(workload, target)[0])
+            lib = build(workload, target, apply_schedule())
             stats["built"] += 1
             if root is not None:
                 _store_entry(lib, lib_path, meta_path, key)

@@ -12,7 +12,7 @@ import tvm
 import tvm.s_tir as s_tir
 
 from dynfilter_tvm import cache, registry
-from dynfilter_tvm.build import build, schedule, schedule_id
+from dynfilter_tvm.build import build, plan, schedule
 from dynfilter_tvm.target import cpu_target
 from dynfilter_tvm.workload import Workload
 
@@ -109,10 +109,10 @@ def test_schedule_id_follows_schedule_source(monkeypatch):
     import schedules
     wl, tgt = Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()
     _, before = schedule(wl, tgt)
-    assert schedule_id(wl, tgt) == before
+    assert plan(wl, tgt)[0] == before
     monkeypatch.setattr(schedules.inspect, "getsource", lambda mod: "edited source")
     _, after = schedule(wl, tgt)
-    assert before != after == schedule_id(wl, tgt)
+    assert before != after == plan(wl, tgt)[0]
 
 
 def test_cache_off_keeps_memory_only(fresh_cache, monkeypatch):

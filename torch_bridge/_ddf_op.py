@@ -8,9 +8,24 @@ from torch import Tensor
 
 from dynfilter_tvm.ops.ddf import COMBINES, MAX_KERNEL_SIZE, out_size
 
-from .runtime import DTYPES, aligned, run
+from .runtime import DTYPES, run
 
 _NAMES = ("features", "channel_filter", "spatial_filter")
+
+
+def check_positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_kernel_size(k, smallest: int = 1) -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or k < smallest or k % 2 == 0 or k > MAX_KERNEL_SIZE:
+        raise ValueError(f"kernel_size must be an odd integer in [{smallest}, {MAX_KERNEL_SIZE}], got {k!r}")
+
+
+def check_combine(kernel_combine) -> None:
+    if kernel_combine not in COMBINES:
+        raise ValueError(f"kernel_combine must be one of {COMBINES}, got {kernel_combine!r}")
 
 
 def check(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel_size: int,
@@ -18,13 +33,10 @@ def check(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kern
     """Validate the arguments (clear errors that name the argument) and return the kernel
     parameters B, C, H, W, G, k, s, d, combine."""
     k = kernel_size
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0 or k > MAX_KERNEL_SIZE:
-        raise ValueError(f"kernel_size must be an odd integer in [1, {MAX_KERNEL_SIZE}], got {k!r}")
-    for name, val in (("stride", stride), ("dilation", dilation)):
-        if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-            raise ValueError(f"{name} must be a positive integer, got {val!r}")
-    if kernel_combine not in COMBINES:
-        raise ValueError(f"kernel_combine must be one of {COMBINES}, got {kernel_combine!r}")
+    check_kernel_size(k)
+    check_positive_int("stride", stride)
+    check_positive_int("dilation", dilation)
+    check_combine(kernel_combine)
     tensors = (features, channel_filter, spatial_filter)
     for name, t in zip(_NAMES, tensors):
         if not isinstance(t, Tensor):
@@ -71,7 +83,7 @@ def _grouped(p: dict):
 def ddf_op(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel_size: int,
            dilation: int, stride: int, kernel_combine: str) -> Tensor:
     p = check(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
-    x, cf, sf = aligned(features), aligned(channel_filter), aligned(spatial_filter)
+    x, cf, sf = features.contiguous(), channel_filter.contiguous(), spatial_filter.contiguous()
     out = x.new_empty(_out_shape(p))
     v = _grouped(p)
     run("ddf", "fwd", p, x.dtype, x.device, v["plane"](x), v["spatial"](sf), v["channel"](cf), v["plane"](out))
@@ -95,8 +107,8 @@ def _grad_kernel(which: str):
     def grad_op(grad_out: Tensor, features: Tensor, channel_filter: Tensor, spatial_filter: Tensor,
                 kernel_size: int, dilation: int, stride: int, kernel_combine: str) -> Tensor:
         p = check(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
-        x, cf, sf = aligned(features), aligned(channel_filter), aligned(spatial_filter)
-        g = aligned(grad_out.to(x.dtype))
+        x, cf, sf = features.contiguous(), channel_filter.contiguous(), spatial_filter.contiguous()
+        g = grad_out.to(x.dtype).contiguous()
         v = _grouped(p)
         if which == "features":
             out = torch.empty_like(x)

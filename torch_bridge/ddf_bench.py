@@ -40,7 +40,7 @@ def bench_shape(B, C, H, W, k, device, dtype=torch.float32, compile_ref=True, re
     x = torch.randn(B, C, H, W, device=device, dtype=dtype)
     cf = torch.randn(B, C, k, k, device=device, dtype=dtype)
     sf = torch.randn(B, k * k, H, W, device=device, dtype=dtype)
-    w = torch.randn(C, 1, k, k, device=device, dtype=dtype)
+    w = torch.randn(C, 1, k, k, device=device, dtype=dtype, requires_grad=True)
     variants = {
         "dynfilter_tvm": lambda a, b, c: ddf(a, b, c, k),
         "unfold eager": lambda a, b, c: ddf_reference(a, b, c, k),
@@ -56,22 +56,19 @@ def bench_shape(B, C, H, W, k, device, dtype=torch.float32, compile_ref=True, re
         return run
 
     leaves = [t.detach().requires_grad_() for t in (x, cf, sf)]
-    wl = w.detach().requires_grad_()
 
-    def fwd_bwd(name, fn):
-        params = leaves + ([wl] if name == "depthwise conv2d" else [])
-
+    def fwd_bwd(fn):  # gradients of every input (and of the conv2d weight)
         def run():
-            for p in params:
+            for p in (*leaves, w):
                 p.grad = None
-            out = fn(*leaves) if name != "depthwise conv2d" else F.conv2d(leaves[0], wl, padding=k // 2, groups=C)
+            out = fn(*leaves)
             out.sum().backward()
             return out
         return run
 
     rows = []
     for label, fns in (("forward", {n: fwd(f) for n, f in variants.items()}),
-                       ("forward+backward", {n: fwd_bwd(n, f) for n, f in variants.items()})):
+                       ("forward+backward", {n: fwd_bwd(f) for n, f in variants.items()})):
         times = time_interleaved(fns, device, repeats=repeats)
         for name, fn in fns.items():
             rows.append({"shape": f"{B}x{C}x{H}x{W} k{k}", "pass": label, "variant": name, "ms": times[name],

@@ -56,7 +56,12 @@ def aligned(t: torch.Tensor) -> torch.Tensor:
 
 
 def run(op: str, kernel: str, params: dict, dtype: torch.dtype, device: torch.device, *tensors):
-    """Run one kernel on contiguous, aligned tensors: the last is the output, written in place."""
+    """Run one kernel on contiguous tensors: the last is the output, written in place.
+    Misaligned inputs are copied to aligned memory; outputs must be allocated by torch."""
+    *inputs, out = tensors
+    if out.data_ptr() % ALIGNMENT:
+        raise ValueError(f"{op}.{kernel}: output buffer is not {ALIGNMENT}-byte aligned")
+    tensors = (*(aligned(t) for t in inputs), out)
     wl = Workload.make(op, kernel, params, DTYPES[dtype])
     lib = dynfilter_tvm.get_kernel(wl, target_for(device))
     if device.type == "cuda":

@@ -15,8 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from dynfilter_tvm.ops.ddf import COMBINES, MAX_KERNEL_SIZE
-
+from .._ddf_op import check_combine, check_kernel_size, check_positive_int
 from ..functional import ddf
 
 __all__ = ["FilterNorm", "build_spatial_branch", "build_channel_branch", "DDFPack", "DDFUpPack"]
@@ -24,24 +23,13 @@ __all__ = ["FilterNorm", "build_spatial_branch", "build_channel_branch", "DDFPac
 _FILTER_TYPES = ("spatial", "channel")
 
 
-def _check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _check_kernel_size(k) -> None:
     # k = 1 is rejected too: FilterNorm divides by the unbiased std over k*k taps, NaN for one tap.
-    if not isinstance(k, int) or isinstance(k, bool) or k < 3 or k % 2 == 0 or k > MAX_KERNEL_SIZE:
-        raise ValueError(f"kernel_size must be an odd integer in [3, {MAX_KERNEL_SIZE}], got {k!r}")
-
-
-def _check_combine(kernel_combine) -> None:
-    if kernel_combine not in COMBINES:
-        raise ValueError(f"kernel_combine must be one of {COMBINES}, got {kernel_combine!r}")
+    check_kernel_size(k, smallest=3)
 
 
 def _check_head(in_channels: int, head) -> None:
-    _check_positive_int("head", head)
+    check_positive_int("head", head)
     if in_channels % head:
         raise ValueError(f"head ({head}) must divide in_channels ({in_channels})")
 
@@ -74,8 +62,8 @@ class FilterNorm(nn.Module):
         super().__init__()
         if filter_type not in _FILTER_TYPES:
             raise ValueError(f"filter_type must be one of {_FILTER_TYPES}, got {filter_type!r}")
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("kernel_size", kernel_size)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("kernel_size", kernel_size)
         if kernel_size < 2:
             raise ValueError("kernel_size must be >= 2: the unbiased std of a single tap is NaN")
         self.in_channels = in_channels
@@ -189,12 +177,12 @@ class DDFPack(nn.Module):
                  head: int = 1, se_ratio: float = 0.2, nonlinearity: str = "relu",
                  kernel_combine: str = "mul"):
         super().__init__()
-        _check_positive_int("in_channels", in_channels)
+        check_positive_int("in_channels", in_channels)
         _check_kernel_size(kernel_size)
-        _check_positive_int("stride", stride)
-        _check_positive_int("dilation", dilation)
+        check_positive_int("stride", stride)
+        check_positive_int("dilation", dilation)
         _check_head(in_channels, head)
-        _check_combine(kernel_combine)
+        check_combine(kernel_combine)
         self.in_channels = in_channels
         self.kernel_size = kernel_size
         self.stride = stride
@@ -268,12 +256,12 @@ class DDFUpPack(nn.Module):
                  nonlinearity: str = "linear", dw_kernel_size: int = 3, joint_channels: int = -1,
                  kernel_combine: str = "mul"):
         super().__init__()
-        _check_positive_int("in_channels", in_channels)
+        check_positive_int("in_channels", in_channels)
         _check_kernel_size(kernel_size)
-        _check_positive_int("scale_factor", scale_factor)
-        _check_positive_int("dilation", dilation)
+        check_positive_int("scale_factor", scale_factor)
+        check_positive_int("dilation", dilation)
         _check_head(in_channels, head)
-        _check_combine(kernel_combine)
+        check_combine(kernel_combine)
         use_dw = joint_channels < 1
         if use_dw:
             if not isinstance(dw_kernel_size, int) or isinstance(dw_kernel_size, bool):
@@ -283,7 +271,7 @@ class DDFUpPack(nn.Module):
             if dw_kernel_size % 2 == 0:
                 raise ValueError(f"dw_kernel_size must be odd, got {dw_kernel_size}")
         else:
-            _check_positive_int("joint_channels", joint_channels)
+            check_positive_int("joint_channels", joint_channels)
         self.in_channels = in_channels
         self.kernel_size = kernel_size
         self.scale_factor = scale_factor
