@@ -31,9 +31,13 @@ class BuildError(RuntimeError):
 
 
 def compute_digest(workload: Workload) -> str:
-    """Hash of the source of the module holding the op's compute definitions."""
-    fn_module = sys.modules[registry._KERNELS[(workload.op, workload.kernel)].__module__]
-    return hashlib.sha256(inspect.getsource(fn_module).encode()).hexdigest()[:16]
+    """Hash of the source of the module holding the op's compute definitions and of the
+    shared TE helpers they use."""
+    h = hashlib.sha256()
+    fn_module = registry._KERNELS[(workload.op, workload.kernel)].__module__
+    for name in (fn_module, "dynfilter_tvm.ops.common"):
+        h.update(inspect.getsource(sys.modules[name]).encode())
+    return h.hexdigest()[:16]
 
 
 def plan(workload: Workload, target: Target) -> Tuple[str, Callable[[], tvm.IRModule]]:

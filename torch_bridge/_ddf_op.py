@@ -8,14 +8,10 @@ from torch import Tensor
 
 from dynfilter_tvm.ops.ddf import COMBINES, MAX_KERNEL_SIZE, out_size
 
-from .runtime import DTYPES, run
+from ._checks import check_positive_int, check_tensors
+from .runtime import run
 
 _NAMES = ("features", "channel_filter", "spatial_filter")
-
-
-def check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def check_kernel_size(k, smallest: int = 1) -> None:
@@ -37,23 +33,8 @@ def check(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kern
     check_positive_int("stride", stride)
     check_positive_int("dilation", dilation)
     check_combine(kernel_combine)
-    tensors = (features, channel_filter, spatial_filter)
-    for name, t in zip(_NAMES, tensors):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ValueError(f"{name} must be 4-D, got shape {tuple(t.shape)}")
-        if t.numel() == 0:
-            raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
-        if t.dtype not in DTYPES:
-            raise TypeError(f"{name} has unsupported dtype {t.dtype}; expected one of {list(DTYPES)}")
-        if t.device != features.device:
-            raise ValueError(f"{name} is on {t.device} but features is on {features.device}")
-        if t.dtype != features.dtype:
-            raise TypeError(f"{name} has dtype {t.dtype} but features has {features.dtype}; "
-                            "cast them to one dtype (torch.autocast does this for ddf)")
-    if features.device.type not in ("cpu", "cuda", "meta"):  # meta: shape inference only
-        raise ValueError(f"features must be on a CPU or CUDA device, not {features.device}")
+    check_tensors(_NAMES, (features, channel_filter, spatial_filter), (4, 4, 4),
+                  "cast them to one dtype (torch.autocast does this for ddf)")
     B, C, H, W = features.shape
     Ho, Wo = out_size(H, stride), out_size(W, stride)
     if tuple(channel_filter.shape) != (B, C, k, k):

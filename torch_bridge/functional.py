@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._acda_op import atom_conv_op, check as _check_acda
 from ._ddf_op import check as _check_ddf, ddf_op
 
-__all__ = ["ddf"]
+__all__ = ["ddf", "acda_atom_conv2d"]
 
 
 def _autocast(device_type: str, *tensors: Tensor):
@@ -49,3 +50,35 @@ def ddf(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel
             features.device.type, features, channel_filter, spatial_filter)
     _check_ddf(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
     return ddf_op(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
+
+
+def acda_atom_conv2d(input: Tensor, coefficients: Tensor, bases: Tensor, stride: int = 1,
+                     padding: int = 0, dilation: int = 1) -> Tensor:
+    """ACDA's atom convolution (Wang et al., ICCV 2021), compiled with TVM.
+
+    Each pixel has M filter atoms, combinations of T fixed bases with per-pixel
+    coefficients; every input channel is convolved with each of its pixel's atoms::
+
+        D[n,m,l,y,x]   = sum_t coefficients[n, m*T + t, y, x] * bases[t, l]
+        out[n, c*M+m, y, x] = sum_l D[n,m,l,y,x] * input[n, c, y*s + l_y*d - p, x*s + l_x*d - p]
+
+    with zero padding ``p`` (l = (l_y, l_x) runs over the k x k taps). The atoms are rebuilt
+    inside the kernel and never stored, nor is the unfolded input. ACDA's layer
+    (``torch_bridge.nn.ACDAConv2d``) follows this with a 1x1 convolution over the C*M channels.
+
+    Args:
+        input: (N, C, H, W).
+        coefficients: (N, M*T, Ho, Wo), channel m*T + t; Ho, Wo the output size of
+            ``nn.Conv2d(k, stride, padding, dilation)`` on H, W.
+        bases: (T, k, k), any k <= 15.
+        stride, dilation: positive integers; padding: non-negative integer.
+
+    Returns:
+        (N, C*M, Ho, Wo) in the inputs' dtype (float32/float16/bfloat16/float64; half types
+        accumulate in float32). Differentiable in all three tensors. See
+        ``torch_bridge.reference.acda_atom_conv2d_reference`` for the plain-PyTorch definition.
+    """
+    if isinstance(input, Tensor):
+        input, coefficients, bases = _autocast(input.device.type, input, coefficients, bases)
+    _check_acda(input, coefficients, bases, stride, padding, dilation)
+    return atom_conv_op(input, coefficients, bases, stride, padding, dilation)

@@ -18,16 +18,13 @@ separate ``out`` stage, so schedules can keep the accumulator in registers.
 """
 from __future__ import annotations
 
-from tvm import te, tirx
+from tvm import te
 
 from ..registry import register_kernel
+from .common import acc_dtype, cast_out, out_size, zero_insert_pad, zero_pad
 
 COMBINES = ("mul", "add")
 MAX_KERNEL_SIZE = 31
-
-
-def out_size(n: int, stride: int) -> int:
-    return -(-n // stride)
 
 
 def check_params(B, C, H, W, G, k, s, d, combine) -> None:
@@ -45,44 +42,6 @@ def check_params(B, C, H, W, G, k, s, d, combine) -> None:
         raise ValueError(f"head count {G} must be >= 1 and divide the {C} channels")
     if combine not in COMBINES:
         raise ValueError(f"kernel_combine must be one of {COMBINES}, got {combine!r}")
-
-
-def _acc_dtype(dtype: str) -> str:
-    return "float64" if dtype == "float64" else "float32"
-
-
-def _cast_out(acc: te.Tensor, dtype: str) -> te.Tensor:
-    return te.compute(acc.shape, lambda *i: acc(*i).astype(dtype), name="out")
-
-
-def _zero_pad(t: te.Tensor, pad: int, name: str) -> te.Tensor:
-    """Pad the last two axes of ``t`` with ``pad`` zeros on each side."""
-    *lead, h, w = (int(n) for n in t.shape)
-
-    def body(*i):
-        *j, y, x = i
-        inside = tirx.all(y >= pad, y < h + pad, x >= pad, x < w + pad)
-        return tirx.if_then_else(inside, t(*j, y - pad, x - pad), tirx.const(0, t.dtype))
-
-    return te.compute((*lead, h + 2 * pad, w + 2 * pad), body, name=name)
-
-
-def _zero_insert_pad(t: te.Tensor, stride: int, pad: int, size: tuple, name: str) -> te.Tensor:
-    """The scatter of ``t``'s last two axes onto a stride-``stride`` grid offset by ``pad``:
-    ``out[.., Y, X] = t[.., (Y-pad)/s, (X-pad)/s]`` where that is an integer inside ``t``, else 0.
-    With it the input gradient becomes a stride-1 correlation."""
-    *lead, h, w = (int(n) for n in t.shape)
-
-    def body(*i):
-        *j, y, x = i
-        yy, xx = y - pad, x - pad
-        conds = [yy >= 0, xx >= 0, yy < h * stride, xx < w * stride]
-        if stride > 1:
-            conds += [tirx.floormod(yy, stride) == 0, tirx.floormod(xx, stride) == 0]
-        src = t(*j, tirx.floordiv(yy, stride), tirx.floordiv(xx, stride))
-        return tirx.if_then_else(tirx.all(*conds), src, tirx.const(0, t.dtype))
-
-    return te.compute((*lead, *size), body, name=name)
 
 
 def _combine(combine: str, s_val, c_val, acc: str):
@@ -110,38 +69,38 @@ def _tap_sum(shape, k, term):
 def ddf_fwd(B, C, H, W, G, k, s, d, combine, dtype):
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
-    acc_t, p = _acc_dtype(dtype), (k - 1) // 2 * d
-    Xp = _zero_pad(X, p, "Xpad")
+    acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
+    Xp = zero_pad(X, p, "Xpad")
     acc = _tap_sum(dO.shape, k, lambda b, g, c, y, x, u, v: (
         Xp[b, g, c, y * s + u * d, x * s + v * d].astype(acc_t)
         * _combine(combine, S[b, g, u, v, y, x], Cf[b, g, c, u, v], acc_t)))
-    return [X, S, Cf, _cast_out(acc, dtype)]
+    return [X, S, Cf, cast_out(acc, dtype)]
 
 
 @register_kernel("ddf", "dx")
 def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
-    acc_t, p = _acc_dtype(dtype), (k - 1) // 2 * d
+    acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
     # dX[h] = sum_u dO[y] F[u, y] over y*s = h + p - u*d; on the zero-inserted grid
     # (index Y = y*s + p) that is a stride-1 correlation at Y = h + 2p - u*d.
     grid = (H + 2 * p, W + 2 * p)
-    dOu = _zero_insert_pad(dO, s, p, grid, "dOu")
-    Su = _zero_insert_pad(S, s, p, grid, "Su")
+    dOu = zero_insert_pad(dO, s, p, grid, "dOu")
+    Su = zero_insert_pad(S, s, p, grid, "Su")
 
     def term(b, g, c, h, w, u, v):
         Y, X_ = h + 2 * p - u * d, w + 2 * p - v * d
         return dOu[b, g, c, Y, X_].astype(acc_t) * _combine(combine, Su[b, g, u, v, Y, X_], Cf[b, g, c, u, v], acc_t)
 
-    return [dO, S, Cf, _cast_out(_tap_sum(X.shape, k, term), dtype)]
+    return [dO, S, Cf, cast_out(_tap_sum(X.shape, k, term), dtype)]
 
 
 @register_kernel("ddf", "ds")
 def ddf_ds(B, C, H, W, G, k, s, d, combine, dtype):
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
-    acc_t, p = _acc_dtype(dtype), (k - 1) // 2 * d
-    Xp = _zero_pad(X, p, "Xpad")
+    acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
+    Xp = zero_pad(X, p, "Xpad")
     c = te.reduce_axis((0, C // G), "c")
 
     def body(b, g, u, v, y, x):
@@ -149,16 +108,16 @@ def ddf_ds(B, C, H, W, G, k, s, d, combine, dtype):
         return te.sum(prod * Cf[b, g, c, u, v].astype(acc_t) if combine == "mul" else prod, axis=c)
 
     acc = te.compute(S.shape, body, name="acc")
-    return [dO, X, Cf, _cast_out(acc, dtype)]
+    return [dO, X, Cf, cast_out(acc, dtype)]
 
 
 @register_kernel("ddf", "dc")
 def ddf_dc(B, C, H, W, G, k, s, d, combine, dtype):
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
-    acc_t, p = _acc_dtype(dtype), (k - 1) // 2 * d
+    acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
     Ho, Wo = out_size(H, s), out_size(W, s)
-    Xp = _zero_pad(X, p, "Xpad")
+    Xp = zero_pad(X, p, "Xpad")
     # Sum over the image in two steps, columns first (acc_cols: per-x partial sums over y),
     # so that both CPU vector lanes and GPU threads have an independent axis to work on.
     y = te.reduce_axis((0, Ho), "y")
@@ -170,4 +129,4 @@ def ddf_dc(B, C, H, W, G, k, s, d, combine, dtype):
     acc_cols = te.compute((B, G, C // G, k, k, Wo), cols, name="acc_cols")
     x = te.reduce_axis((0, Wo), "x")
     acc = te.compute(Cf.shape, lambda b, g, c, u, v: te.sum(acc_cols[b, g, c, u, v, x], axis=x), name="acc")
-    return [dO, X, S, _cast_out(acc, dtype)]
+    return [dO, X, S, cast_out(acc, dtype)]

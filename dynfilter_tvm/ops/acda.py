@@ -1,0 +1,117 @@
+"""ACDA's atom convolution (Wang et al., ICCV 2021) as TE computes, atoms rebuilt on the fly.
+
+    D[n,m,u,v,y,x]   = sum_t A[n,m,t,y,x] * P[t,u,v]                       (per-pixel atoms)
+    out[n,c,m,y,x]   = sum_{u,v} X[n,c, y*s + u*d - p, x*s + v*d - p] * D[n,m,u,v,y,x]
+
+zero padding ``p``, output Ho x Wo as ``nn.Conv2d(k, stride=s, padding=p, dilation=d)``.
+``A`` holds the M atoms' coefficients over the T multi-scale bases ``P`` (T, k, k); the
+layer's 1x1 coefficient convolution over the C*M channels of ``out`` follows in PyTorch.
+Layouts (all contiguous): X (N, C, H, W), A (N, M, T, Ho, Wo), out / dO (N, C, M, Ho, Wo).
+
+Kernels: ``fwd`` (X, A, P -> out); ``dx`` (dO, A, P -> dX), the transposed correlation on a
+zero-inserted grid with the atoms rebuilt there; ``datoms`` (dO, X -> dD, the gradient of
+the per-pixel atoms, summed over channels: M*k*k values per pixel against the C*k*k of an
+unfolded input). The gradients of A and P are small contractions of dD (matrix products
+done by the bridge). The atom stage ``atoms`` is per pixel and shared by every channel, so
+schedules build it next to the loop that reads it; half types accumulate in float32.
+"""
+from __future__ import annotations
+
+from tvm import te
+
+from ..registry import register_kernel
+from .common import acc_dtype, cast_out, conv_out_size, zero_insert_pad, zero_pad
+
+MAX_KERNEL_SIZE = 15
+
+
+def check_params(N, C, H, W, M, T, k, s, d, p) -> None:
+    """Raise ValueError naming the first bad parameter."""
+    for name, val in (("batch", N), ("channels", C), ("height", H), ("width", W),
+                      ("num_atoms", M), ("num_bases", T), ("stride", s), ("dilation", d)):
+        if val < 1:
+            raise ValueError(f"{name} must be >= 1, got {val}")
+    if not 1 <= k <= MAX_KERNEL_SIZE:
+        raise ValueError(f"kernel_size must be in [1, {MAX_KERNEL_SIZE}], got {k}")
+    if p < 0:
+        raise ValueError(f"padding must be >= 0, got {p}")
+    if min(conv_out_size(H, k, s, p, d), conv_out_size(W, k, s, p, d)) < 1:
+        raise ValueError(f"a {k}x{k} kernel (dilation {d}) does not fit the padded {H}x{W} input")
+
+
+def _placeholders(N, C, H, W, M, T, k, s, d, p, dtype):
+    Ho, Wo = conv_out_size(H, k, s, p, d), conv_out_size(W, k, s, p, d)
+    X = te.placeholder((N, C, H, W), dtype, name="X")
+    A = te.placeholder((N, M, T, Ho, Wo), dtype, name="A")
+    P = te.placeholder((T, k, k), dtype, name="P")
+    dO = te.placeholder((N, C, M, Ho, Wo), dtype, name="dO")
+    return X, A, P, dO
+
+
+def _atoms(A: te.Tensor, P: te.Tensor, acc: str) -> te.Tensor:
+    """atoms[n,m,u,v,y,x] = sum_t A[n,m,t,y,x] * P[t,u,v], over A's grid."""
+    N, M, T, Hg, Wg = (int(n) for n in A.shape)
+    k = int(P.shape[1])
+    t = te.reduce_axis((0, T), "t")
+    return te.compute(
+        (N, M, k, k, Hg, Wg),
+        lambda n, m, u, v, y, x: te.sum(A[n, m, t, y, x].astype(acc) * P[t, u, v].astype(acc), axis=t),
+        name="atoms")
+
+
+@register_kernel("acda", "fwd")
+def acda_fwd(N, C, H, W, M, T, k, s, d, p, dtype):
+    check_params(N, C, H, W, M, T, k, s, d, p)
+    X, A, P, dO = _placeholders(N, C, H, W, M, T, k, s, d, p, dtype)
+    acc_t = acc_dtype(dtype)
+    Xp = zero_pad(X, p, "Xpad")
+    D = _atoms(A, P, acc_t)
+    u = te.reduce_axis((0, k), "u")
+    v = te.reduce_axis((0, k), "v")
+    acc = te.compute(
+        dO.shape,
+        lambda n, c, m, y, x: te.sum(
+            Xp[n, c, y * s + u * d, x * s + v * d].astype(acc_t) * D[n, m, u, v, y, x], axis=[u, v]),
+        name="acc")
+    return [X, A, P, cast_out(acc, dtype)]
+
+
+@register_kernel("acda", "dx")
+def acda_dx(N, C, H, W, M, T, k, s, d, p, dtype):
+    check_params(N, C, H, W, M, T, k, s, d, p)
+    X, A, P, dO = _placeholders(N, C, H, W, M, T, k, s, d, p, dtype)
+    acc_t = acc_dtype(dtype)
+    # dX[h] = sum_{m,u} dO[y] D[u, y] over y*s = h + p - u*d. On the zero-inserted grid with
+    # index Y = y*s + e, e = d*(k-1), that is a stride-1 correlation at Y = h + p + e - u*d.
+    e = d * (k - 1)
+    grid = (H + p + e, W + p + e)
+    dOu = zero_insert_pad(dO, s, e, grid, "dOu")
+    Du = _atoms(zero_insert_pad(A, s, e, grid, "Au"), P, acc_t)
+    m = te.reduce_axis((0, M), "m")
+    u = te.reduce_axis((0, k), "u")
+    v = te.reduce_axis((0, k), "v")
+
+    def body(n, c, h, w):
+        Y, X_ = h + p + e - u * d, w + p + e - v * d
+        return te.sum(dOu[n, c, m, Y, X_].astype(acc_t) * Du[n, m, u, v, Y, X_], axis=[m, u, v])
+
+    acc = te.compute(X.shape, body, name="acc")
+    return [dO, A, P, cast_out(acc, dtype)]
+
+
+@register_kernel("acda", "datoms")
+def acda_datoms(N, C, H, W, M, T, k, s, d, p, dtype):
+    """dD[n,m,u,v,y,x] = sum_c dO[n,c,m,y,x] * Xpad[n,c,y*s+u*d,x*s+v*d], in the accumulation
+    type (the bridge contracts it with A and P in that precision)."""
+    check_params(N, C, H, W, M, T, k, s, d, p)
+    X, A, P, dO = _placeholders(N, C, H, W, M, T, k, s, d, p, dtype)
+    acc_t = acc_dtype(dtype)
+    Xp = zero_pad(X, p, "Xpad")
+    Ho, Wo = (int(n) for n in dO.shape[-2:])
+    c = te.reduce_axis((0, C), "c")
+    acc = te.compute(
+        (N, M, k, k, Ho, Wo),
+        lambda n, m, u, v, y, x: te.sum(
+            dO[n, c, m, y, x].astype(acc_t) * Xp[n, c, y * s + u * d, x * s + v * d].astype(acc_t), axis=c),
+        name="acc")
+    return [dO, X, cast_out(acc, acc_t)]

@@ -1,0 +1,137 @@
+"""Default CPU (LLVM) schedules for ACDA's atom convolution.
+
+fwd: the padded input once, then parallel over output rows (batch x y). Each row first builds
+its M x k x k atoms for the whole row (vectors along x, a sum over the T bases), then for each
+block of channels keeps (channels x M) vector accumulators along x and runs the k x k taps: a
+load of the input feeds M atoms, a load of an atom feeds the block's channels.
+dx: the atoms are built once on the zero-inserted grid (parallel over atom taps), then
+parallel over input planes the M x k x k taps accumulate in vectors along x.
+datoms: the padded input once, then parallel over output rows, k vector accumulators along x
+per (atom, tap row), the channel sum outside the taps.
+"""
+from __future__ import annotations
+
+from tvm.target import codegen
+
+from . import register
+from .common import unroll, vector_lanes, vectorize_inner, vectorize_under
+
+UNROLL_TAPS = 7  # unroll the tap loops up to this kernel size
+
+
+ACC_REGISTERS = 24  # vector accumulators the fwd tile may keep (of 32 with AVX-512, 16 with AVX2)
+
+
+def _channel_block(wl, target) -> int:
+    """Channels per fwd tile: each tap's input vector is loaded once per channel and each
+    atom vector once per tile, so c_block x M accumulators amortise the atom loads."""
+    regs = ACC_REGISTERS if codegen.target_has_features("avx512f", target) else 12
+    return max(1, min(wl.p["C"], regs // wl.p["M"]))
+
+
+def _taps(sch, wl, *loops):
+    if wl.p["k"] <= UNROLL_TAPS:
+        unroll(sch, *loops)
+
+
+def _after_compute_at(sch, block, extents):
+    """Name the loops ``compute_at`` left ``block``: one per axis of extent > 1, in order
+    (unit loops are dropped)."""
+    names = [name for name, n in extents if n > 1]
+    loops = sch.get_loops(block)[len(sch.get_loops(block)) - len(names):]
+    return dict(zip(names, loops))
+
+
+def _atoms_row(sch, wl, anchor, wo):
+    """Build one output row's atoms at ``anchor``: vectors along x, the sum over t outside.
+    Returns the block and its t loop (None for T = 1), to be decomposed last."""
+    p, lanes = wl.p, vector_lanes(wl.dtype)
+    atoms = sch.get_sblock("atoms")
+    sch.compute_at(atoms, anchor)
+    loops = _after_compute_at(sch, atoms, [("m", p["M"]), ("u", p["k"]), ("v", p["k"]),
+                                           ("x", wo), ("t", p["T"])])
+    if "x" in loops and "t" in loops:
+        sch.reorder(loops["t"], loops["x"])
+    if "x" in loops:
+        _, xi = sch.split(loops["x"], [None, lanes])
+        sch.vectorize(xi)
+    return atoms, loops.get("t")
+
+
+@register("acda", "fwd", "cpu")
+def fwd(sch, wl, target):
+    lanes = vector_lanes(wl.dtype)
+    acc = sch.get_sblock("acc")
+    n, c, m, y, x, u, v = sch.get_loops(acc)
+    wo = int(sch.get(x).extent)
+    sch.reorder(n, y, c, x, u, v, m)
+    row = sch.fuse(n, y)
+    sch.parallel(row)
+    co, ci = sch.split(c, [None, _channel_block(wl, target)])
+    xo, xi = sch.split(x, [None, lanes])
+    sch.reorder(co, xo, u, v, ci, m, xi)
+    sch.vectorize(xi)
+    unroll(sch, ci, m)
+    _taps(sch, wl, u, v)
+    # producers first: compute_at needs the consumer's reduction still whole
+    # one padded copy of the input (a compute_at per channel block re-pads each row k times)
+    xpad = sch.get_sblock("Xpad")
+    sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
+    vectorize_inner(sch, xpad, lanes)
+    atoms, t = _atoms_row(sch, wl, row, wo)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, xo)
+    vectorize_under(sch, out, xo)
+    # reductions split into init + update last: compute_at needs them whole
+    init = sch.decompose_reduction(acc, u)
+    vectorize_inner(sch, init, lanes, under=xo)
+    if t is not None:
+        vectorize_inner(sch, sch.decompose_reduction(atoms, t), lanes, under=row)
+
+
+@register("acda", "dx", "cpu")
+def dx(sch, wl, target):
+    lanes = vector_lanes(wl.dtype)
+    sch.compute_inline(sch.get_sblock("Au"))
+    atoms = sch.get_sblock("atoms")
+    n, m, u, v, y, x, t = sch.get_loops(atoms)
+    sch.parallel(sch.fuse(n, m, u, v))
+    sch.reorder(t, x)
+    vectorize_inner(sch, atoms, lanes)
+
+    acc = sch.get_sblock("acc")
+    n, c, h, w, m, u, v = sch.get_loops(acc)
+    plane = sch.fuse(n, c)
+    sch.parallel(plane)
+    wo, wi = sch.split(w, [None, lanes])
+    sch.reorder(h, wo, m, u, v, wi)
+    sch.vectorize(wi)
+    _taps(sch, wl, u, v)
+    sch.compute_at(sch.get_sblock("dOu"), plane)
+    vectorize_inner(sch, "dOu", lanes, under=plane)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, wo)
+    vectorize_under(sch, out, wo)
+    vectorize_inner(sch, sch.decompose_reduction(acc, m), lanes, under=wo)
+    vectorize_inner(sch, sch.decompose_reduction(atoms, t), lanes)
+
+
+@register("acda", "datoms", "cpu")
+def datoms(sch, wl, target):
+    lanes = vector_lanes(wl.dtype)
+    xpad = sch.get_sblock("Xpad")
+    sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
+    vectorize_inner(sch, xpad, lanes)
+    acc = sch.get_sblock("acc")
+    n, m, u, v, y, x, c = sch.get_loops(acc)
+    sch.reorder(n, y, m, u, x, c, v)
+    sch.parallel(sch.fuse(n, y))
+    xo, xi = sch.split(x, [None, lanes])
+    sch.reorder(c, v, xi)
+    sch.vectorize(xi)
+    _taps(sch, wl, v)
+    init = sch.decompose_reduction(acc, c)
+    vectorize_inner(sch, init, lanes, under=xo)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, xo)
+    vectorize_under(sch, out, xo)

@@ -1,0 +1,146 @@
+"""ACDA's atom convolution as a custom op: fused forward, input and atom gradients.
+
+The gradients of the coefficients and of the bases are contractions of the per-pixel atom
+gradient dD (N, M, k*k, Ho, Wo) with the bases and the coefficients: two small matrix
+products done here in the accumulation precision (dD is M*k*k values per pixel, against the
+C*k*k of an unfolded input).
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+from dynfilter_tvm.ops.acda import MAX_KERNEL_SIZE
+from dynfilter_tvm.ops.common import conv_out_size
+
+from ._checks import check_nonnegative_int, check_positive_int, check_tensors
+from .runtime import run
+
+_NAMES = ("input", "coefficients", "bases")
+
+
+def check(input: Tensor, coefficients: Tensor, bases: Tensor, stride: int, padding: int,
+          dilation: int) -> dict:
+    """Validate the arguments and return the kernel parameters N, C, H, W, M, T, k, s, d, p."""
+    check_positive_int("stride", stride)
+    check_nonnegative_int("padding", padding)
+    check_positive_int("dilation", dilation)
+    check_tensors(_NAMES, (input, coefficients, bases), (4, 4, 3),
+                  "cast them to one dtype (torch.autocast does this for acda_atom_conv2d)")
+    T, k, k2 = bases.shape
+    if k != k2 or k > MAX_KERNEL_SIZE:
+        raise ValueError(f"bases must have shape (num_bases, k, k) with k <= {MAX_KERNEL_SIZE}, "
+                         f"got {tuple(bases.shape)}")
+    N, C, H, W = input.shape
+    Ho, Wo = conv_out_size(H, k, stride, padding, dilation), conv_out_size(W, k, stride, padding, dilation)
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"a {k}x{k} kernel with dilation {dilation} does not fit the {H}x{W} "
+                         f"input padded by {padding}")
+    cn, cmt, ch, cw = coefficients.shape
+    if cn != N or (ch, cw) != (Ho, Wo) or cmt % T:
+        raise ValueError(
+            f"coefficients must have shape ({N}, num_atoms*{T}, {Ho}, {Wo}) (batch, atoms x "
+            f"bases, the convolution's output size), got {tuple(coefficients.shape)}")
+    return dict(N=N, C=C, H=H, W=W, M=cmt // T, T=T, k=k, s=stride, d=dilation, p=padding)
+
+
+def _out_shape(p: dict) -> Tuple[int, ...]:
+    H, W, k, s, d, pad = (p[n] for n in "HWksdp")
+    return (p["N"], p["C"] * p["M"], conv_out_size(H, k, s, pad, d), conv_out_size(W, k, s, pad, d))
+
+
+def _alpha(coefficients: Tensor, p: dict) -> Tensor:
+    """(N, M*T, Ho, Wo) -> the kernels' (N, M, T, Ho, Wo), a free view of a contiguous tensor."""
+    return coefficients.view(p["N"], p["M"], p["T"], *coefficients.shape[-2:])
+
+
+def _per_channel(t: Tensor, p: dict) -> Tensor:
+    """(N, C*M, Ho, Wo) <-> (N, C, M, Ho, Wo): channel c*M + m, the official order."""
+    return t.view(p["N"], p["C"], p["M"], *t.shape[-2:])
+
+
+@torch.library.custom_op("dynfilter::acda_atom_conv", mutates_args=())
+def atom_conv_op(input: Tensor, coefficients: Tensor, bases: Tensor, stride: int, padding: int,
+                 dilation: int) -> Tensor:
+    p = check(input, coefficients, bases, stride, padding, dilation)
+    x, a, b = input.contiguous(), coefficients.contiguous(), bases.contiguous()
+    out = x.new_empty(_out_shape(p))
+    run("acda", "fwd", p, x.dtype, x.device, x, _alpha(a, p), b, _per_channel(out, p))
+    return out
+
+
+@atom_conv_op.register_fake
+def _(input, coefficients, bases, stride, padding, dilation):
+    return input.new_empty(_out_shape(check(input, coefficients, bases, stride, padding, dilation)))
+
+
+@torch.library.custom_op("dynfilter::acda_atom_conv_grad_input", mutates_args=())
+def grad_input_op(grad_out: Tensor, input: Tensor, coefficients: Tensor, bases: Tensor, stride: int,
+                  padding: int, dilation: int) -> Tensor:
+    p = check(input, coefficients, bases, stride, padding, dilation)
+    g, a, b = grad_out.to(input.dtype).contiguous(), coefficients.contiguous(), bases.contiguous()
+    dx = torch.empty_like(input, memory_format=torch.contiguous_format)
+    run("acda", "dx", p, input.dtype, input.device, _per_channel(g, p), _alpha(a, p), b, dx)
+    return dx
+
+
+@grad_input_op.register_fake
+def _(grad_out, input, coefficients, bases, stride, padding, dilation):
+    return torch.empty_like(input, memory_format=torch.contiguous_format)
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _datoms_shape(p: dict, Ho: int, Wo: int) -> Tuple[int, ...]:
+    return (p["N"], p["M"], p["k"], p["k"], Ho, Wo)
+
+
+@torch.library.custom_op("dynfilter::acda_atom_conv_grad_atoms", mutates_args=())
+def grad_atoms_op(grad_out: Tensor, input: Tensor, coefficients: Tensor, bases: Tensor, stride: int,
+                  padding: int, dilation: int) -> Tensor:
+    """dD (N, M, k, k, Ho, Wo): the gradient of the per-pixel atoms, in float32 (float64
+    for float64 inputs)."""
+    p = check(input, coefficients, bases, stride, padding, dilation)
+    g, x = grad_out.to(input.dtype).contiguous(), input.contiguous()
+    dd = torch.empty(_datoms_shape(p, *g.shape[-2:]), dtype=_acc_dtype(x.dtype), device=x.device)
+    run("acda", "datoms", p, x.dtype, x.device, _per_channel(g, p), x, dd)
+    return dd
+
+
+@grad_atoms_op.register_fake
+def _(grad_out, input, coefficients, bases, stride, padding, dilation):
+    p = check(input, coefficients, bases, stride, padding, dilation)
+    return input.new_empty(_datoms_shape(p, *grad_out.shape[-2:]), dtype=_acc_dtype(input.dtype))
+
+
+def _setup_context(ctx, inputs, output):
+    input, coefficients, bases, stride, padding, dilation = inputs
+    ctx.save_for_backward(input, coefficients, bases)
+    ctx.args = (stride, padding, dilation)
+
+
+def _backward(ctx, grad_out):
+    input, coefficients, bases = ctx.saved_tensors
+    need_x, need_a, need_b = ctx.needs_input_grad[:3]
+    args = (grad_out, input, coefficients, bases, *ctx.args)
+    dx = grad_input_op(*args) if need_x else None
+    da = db = None
+    if need_a or need_b:
+        N, MT, Ho, Wo = coefficients.shape
+        T, k, _ = bases.shape
+        dd = grad_atoms_op(*args).view(N * (MT // T), k * k, Ho * Wo)
+        acc = dd.dtype
+        if need_a:  # dA[n,m,t,y,x] = sum_l P[t,l] dD[n,m,l,y,x]
+            da = torch.matmul(bases.reshape(T, k * k).to(acc), dd).view(coefficients.shape)
+            da = da.to(coefficients.dtype)
+        if need_b:  # dP[t,l] = sum_{n,m,y,x} A[n,m,t,y,x] dD[n,m,l,y,x]
+            a = coefficients.reshape(N * (MT // T), T, Ho * Wo).to(acc)
+            db = torch.einsum("btp,blp->tl", a, dd).view(bases.shape).to(bases.dtype)
+    return dx, da, db, None, None, None
+
+
+atom_conv_op.register_autograd(_backward, setup_context=_setup_context)

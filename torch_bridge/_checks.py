@@ -1,0 +1,39 @@
+"""Argument checks shared by the ops: clear errors that name the offending argument."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import Tensor
+
+from .runtime import DTYPES
+
+
+def check_positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_nonnegative_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def check_tensors(names: Sequence[str], tensors: Sequence[Tensor], dims: Sequence[int], hint: str) -> None:
+    """Each tensor is a non-empty tensor of its rank, of a supported float dtype, on the first
+    one's device and dtype (``hint`` says how to make mixed dtypes agree)."""
+    first, first_name = tensors[0], names[0]
+    for name, t, dim in zip(names, tensors, dims):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != dim:
+            raise ValueError(f"{name} must be {dim}-D, got shape {tuple(t.shape)}")
+        if t.numel() == 0:
+            raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
+        if t.dtype not in DTYPES:
+            raise TypeError(f"{name} has unsupported dtype {t.dtype}; expected one of {list(DTYPES)}")
+        if t.device != first.device:
+            raise ValueError(f"{name} is on {t.device} but {first_name} is on {first.device}")
+        if t.dtype != first.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but {first_name} has {first.dtype}; {hint}")
+    if first.device.type not in ("cpu", "cuda", "meta"):  # meta: shape inference only
+        raise ValueError(f"{first_name} must be on a CPU or CUDA device, not {first.device}")
