@@ -60,10 +60,12 @@ def _atoms_row(sch, wl, anchor, wo):
 
 @register("acda", "fwd", "cpu")
 def fwd(sch, wl, target):
-    lanes = vector_lanes(wl.dtype)
     acc = sch.get_sblock("acc")
     n, c, m, y, x, u, v = sch.get_loops(acc)
     wo = int(sch.get(x).extent)
+    lanes = vector_lanes(wl.dtype)
+    if wo % lanes and wo % (lanes // 2) == 0:
+        lanes //= 2  # half vectors without a tail (28 = 7 x 4)
     sch.reorder(n, y, c, x, u, v, m)
     row = sch.fuse(n, y)
     sch.parallel(row)
@@ -72,7 +74,10 @@ def fwd(sch, wl, target):
     sch.reorder(co, xo, u, v, ci, m, xi)
     sch.vectorize(xi)
     unroll(sch, ci, m)
-    _taps(sch, wl, u, v)
+    if wo % lanes == 0:
+        # a tail predicate on each of the c_block x M x k x k unrolled statements makes the
+        # build take minutes: odd widths keep the tap loops rolled
+        _taps(sch, wl, u, v)
     # producers first: compute_at needs the consumer's reduction still whole
     # one padded copy of the input (a compute_at per channel block re-pads each row k times)
     xpad = sch.get_sblock("Xpad")
@@ -86,7 +91,9 @@ def fwd(sch, wl, target):
     init = sch.decompose_reduction(acc, u)
     vectorize_inner(sch, init, lanes, under=xo)
     if t is not None:
-        vectorize_inner(sch, sch.decompose_reduction(atoms, t), lanes, under=row)
+        init = sch.decompose_reduction(atoms, t)
+        if wo > 1:  # else its innermost loop is a tap loop
+            vectorize_inner(sch, init, lanes)
 
 
 @register("acda", "dx", "cpu")

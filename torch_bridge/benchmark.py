@@ -106,3 +106,19 @@ def machine_description(device: torch.device) -> str:
 
     return (f"{platform.processor() or platform.machine()} ({host_cpu_name()}), {os.cpu_count()} cores, "
             f"torch {torch.__version__} with {torch.get_num_threads()} threads")
+
+
+def print_table(rows: List[Dict], floor: str) -> None:
+    """Rows of {shape, pass, variant, ms, peak_mib}, with ratios to the ``floor`` variant of
+    the same shape and pass."""
+    ms = {(r["shape"], r["pass"]): r["ms"] for r in rows if r["variant"] == floor}
+    mib = {(r["shape"], r["pass"]): r["peak_mib"] for r in rows if r["variant"] == floor}
+    short = floor.split()[-1] if len(floor) > 9 else floor
+    print(f"{'shape':<20} {'pass':<17} {'variant':<24} {'ms':>9} {'x ' + short:>9} {'peak MiB':>9} {'x ' + short:>9}")
+    for r in rows:
+        key = (r["shape"], r["pass"])
+        mem = r["peak_mib"]
+        mem_ratio = (mem / mib[key]) if mem is not None and mib.get(key) else float("nan")
+        mem_s = f"{mem:9.1f}" if mem is not None else f"{'n/a':>9}"
+        print(f"{r['shape']:<20} {r['pass']:<17} {r['variant']:<24} {r['ms']:9.3f} {r['ms'] / ms[key]:9.2f} "
+              f"{mem_s} {mem_ratio:9.2f}")

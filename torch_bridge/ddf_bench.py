@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from .benchmark import machine_description, peak_memory_mib, time_interleaved
+from .benchmark import machine_description, peak_memory_mib, print_table, time_interleaved
 from .functional import ddf
 from .reference import ddf_reference
 
@@ -76,26 +76,13 @@ def bench_shape(B, C, H, W, k, device, dtype=torch.float32, compile_ref=True, re
     return rows
 
 
-def print_table(rows: List[Dict]) -> None:
-    floor = {(r["shape"], r["pass"]): r["ms"] for r in rows if r["variant"] == "depthwise conv2d"}
-    mem_floor = {(r["shape"], r["pass"]): r["peak_mib"] for r in rows if r["variant"] == "depthwise conv2d"}
-    print(f"{'shape':<20} {'pass':<17} {'variant':<22} {'ms':>9} {'x dwconv':>9} {'peak MiB':>9} {'x dwconv':>9}")
-    for r in rows:
-        key = (r["shape"], r["pass"])
-        mem = r["peak_mib"]
-        mem_ratio = (mem / mem_floor[key]) if mem is not None and mem_floor.get(key) else float("nan")
-        mem_s = f"{mem:9.1f}" if mem is not None else f"{'n/a':>9}"
-        print(f"{r['shape']:<20} {r['pass']:<17} {r['variant']:<22} {r['ms']:9.3f} {r['ms'] / floor[key]:9.2f} "
-              f"{mem_s} {mem_ratio:9.2f}")
-
-
 def run(device: torch.device, shapes, compile_ref: bool, json_path: Optional[str] = None, repeats: int = 7):
     print(f"machine: {machine_description(device)}")
     rows = []
     for i, (B, C, H, W, k) in enumerate(shapes, 1):
         print(f"[{i}/{len(shapes)}] timing B={B} C={C} {H}x{W} k={k} ...", flush=True)
         rows += bench_shape(B, C, H, W, k, device, compile_ref=compile_ref, repeats=repeats)
-    print_table(rows)
+    print_table(rows, "depthwise conv2d")
     if json_path:
         with open(json_path, "w") as f:
             json.dump({"machine": machine_description(device), "rows": rows}, f, indent=1)

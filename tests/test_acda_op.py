@@ -1,0 +1,180 @@
+"""ACDA atom convolution (TVM kernels) against the plain-PyTorch reference: forward, the three
+gradients, dtypes, layouts, autograd checks, torch.compile, autocast and input validation."""
+import pytest
+import torch
+
+from dynfilter_tvm.ops.common import conv_out_size
+from torch_bridge._acda_op import atom_conv_op, grad_atoms_op, grad_input_op
+from torch_bridge.functional import acda_atom_conv2d
+from torch_bridge.reference import acda_atom_conv2d_reference
+
+
+def make_inputs(N, C, H, W, M, T, k, s, d, p, dtype=torch.float64, requires_grad=True):
+    Ho, Wo = conv_out_size(H, k, s, p, d), conv_out_size(W, k, s, p, d)
+    x = torch.randn(N, C, H, W, dtype=dtype)
+    a = torch.randn(N, M * T, Ho, Wo, dtype=dtype)
+    b = torch.randn(T, k, k, dtype=dtype)
+    return [t.requires_grad_(requires_grad) for t in (x, a, b)]
+
+
+# (N, C, H, W, M, T, k, s, d, p): 'same' and other paddings, odd sizes, batch 1, stride,
+# dilation, one atom / one basis, the layer's k = 7 setting (T = 18), unit axes.
+CASES = [
+    (2, 3, 9, 11, 2, 4, 3, 1, 1, 1),
+    (1, 4, 10, 7, 3, 5, 5, 2, 1, 2),
+    (1, 2, 13, 12, 2, 3, 3, 2, 2, 2),
+    (2, 5, 8, 9, 6, 18, 7, 1, 1, 3),
+    (1, 3, 7, 6, 2, 3, 3, 1, 1, 0),  # no padding: smaller output
+    (1, 2, 6, 8, 1, 1, 3, 3, 1, 1),  # one atom, one basis, stride 3
+    (1, 6, 9, 9, 4, 6, 5, 1, 2, 4),
+    (1, 1, 1, 12, 2, 4, 3, 1, 1, 1),  # one row
+    (1, 1, 5, 1, 2, 2, 3, 1, 1, 1),  # one column
+    (1, 1, 1, 1, 1, 1, 1, 1, 1, 0),  # every axis 1
+    (1, 3, 21, 37, 3, 6, 3, 1, 1, 1),  # rows longer than a few vectors, odd channel blocks
+]
+
+
+def _fwd_bwd(fn, inputs, args, grad):
+    out = fn(*inputs, *args)
+    return (out, *torch.autograd.grad(out, inputs, grad))
+
+
+def _check(case, dtype, atol, rtol):
+    N, C, H, W, M, T, k, s, d, p = case
+    args = (s, p, d)
+    inputs = make_inputs(*case, dtype=dtype)
+    ref_in = [t.detach().double().requires_grad_() for t in inputs]
+    ref_out = acda_atom_conv2d_reference(*ref_in, *args)
+    grad = torch.randn_like(ref_out)
+    got = _fwd_bwd(acda_atom_conv2d, inputs, args, grad.to(dtype))
+    want = _fwd_bwd(acda_atom_conv2d_reference, ref_in, args, grad)
+    for name, g, w in zip(("output", "grad input", "grad coefficients", "grad bases"), got, want):
+        assert g.dtype == dtype and g.shape == w.shape, name
+        scale = w.abs().max().item() or 1.0  # sums of many terms: compare relative to the largest
+        torch.testing.assert_close(g.double() / scale, w / scale, atol=atol, rtol=rtol, msg=f"{name} {case}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_float64_matches_reference(case):
+    _check(case, torch.float64, 1e-12, 1e-10)
+
+
+@pytest.mark.parametrize("case", CASES[:4], ids=str)
+def test_float32_matches_reference(case):
+    _check(case, torch.float32, 1e-5, 1e-4)
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float16, 1e-2), (torch.bfloat16, 5e-2)])
+@pytest.mark.parametrize("case", [CASES[0], CASES[3]], ids=str)
+def test_half_types_match_reference(case, dtype, atol):
+    _check(case, dtype, atol, 0)
+
+
+@pytest.mark.parametrize("case", [(1, 2, 5, 6, 2, 3, 3, 2, 1, 1), (2, 2, 4, 5, 1, 2, 3, 1, 2, 2)], ids=str)
+def test_gradcheck(case):
+    N, C, H, W, M, T, k, s, d, p = case
+    inputs = make_inputs(*case)
+    assert torch.autograd.gradcheck(lambda *t: acda_atom_conv2d(*t, s, p, d), inputs)
+
+
+def test_only_requested_gradients():
+    x, a, b = make_inputs(1, 2, 6, 6, 2, 3, 3, 1, 1, 1)
+    b.requires_grad_(False)
+    out = acda_atom_conv2d(x, a, b, 1, 1, 1)
+    gx, ga = torch.autograd.grad(out.sum(), (x, a))
+    want = torch.autograd.grad(acda_atom_conv2d_reference(x, a, b, 1, 1, 1).sum(), (x, a))
+    torch.testing.assert_close(gx, want[0])
+    torch.testing.assert_close(ga, want[1])
+
+
+def test_noncontiguous_and_misaligned_inputs():
+    N, C, H, W, M, T, k = 2, 3, 8, 9, 2, 4, 3
+    x = torch.randn(N, W, C, H, dtype=torch.float64).permute(0, 2, 3, 1)  # channels-last-like view
+    a = torch.randn(N * M * T * H * W + 1, dtype=torch.float64)[1:].view(N, M * T, H, W)  # offset view
+    b = torch.randn(T, k, 2 * k, dtype=torch.float64)[..., ::2]  # strided view
+    assert not x.is_contiguous() and a.data_ptr() % 64 and not b.is_contiguous()
+    for t in (x, a, b):
+        t.requires_grad_()
+    grad = torch.randn(W, H, C * M, N, dtype=torch.float64).permute(3, 2, 1, 0)
+    got = _fwd_bwd(acda_atom_conv2d, (x, a, b), (1, 1, 1), grad)
+    want = _fwd_bwd(acda_atom_conv2d_reference, (x, a, b), (1, 1, 1), grad)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+def test_opcheck():
+    x, a, b = make_inputs(1, 3, 7, 6, 2, 3, 3, 2, 1, 1, torch.float32)
+    args = (2, 1, 1)
+    torch.library.opcheck(atom_conv_op, (x, a, b, *args))
+    grad = torch.randn(1, 6, 4, 3)
+    for op in (grad_input_op, grad_atoms_op):
+        torch.library.opcheck(op, (grad, x.detach(), a.detach(), b.detach(), *args))
+
+
+def test_compile_fullgraph():
+    torch._dynamo.reset()
+    x, a, b = make_inputs(2, 3, 8, 9, 2, 3, 3, 1, 1, 1, torch.float32)
+
+    def model(x, a, b):
+        return torch.tanh(acda_atom_conv2d(x * 2, torch.tanh(a), b, 1, 1, 1)).sum()
+
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    got = torch.autograd.grad(compiled(x, a, b), (x, a, b))
+    want = torch.autograd.grad(model(x, a, b), (x, a, b))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+def test_compile_inductor():
+    torch._dynamo.reset()
+    x, a, b = make_inputs(1, 3, 7, 7, 2, 3, 3, 1, 1, 1, torch.float32, requires_grad=False)
+    fn = torch.compile(lambda x, a, b: acda_atom_conv2d(x, a, b, 1, 1, 1) + 1, fullgraph=True)
+    torch.testing.assert_close(fn(x, a, b), acda_atom_conv2d_reference(x, a, b, 1, 1, 1) + 1,
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_autocast_cpu_bfloat16():
+    x, a, b = make_inputs(1, 3, 9, 8, 2, 3, 3, 1, 1, 1, torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = acda_atom_conv2d(x, a.bfloat16(), b, 1, 1, 1)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and b.grad.dtype == torch.float32
+    ref = acda_atom_conv2d_reference(*(t.detach().bfloat16().double() for t in (x, a, b)), 1, 1, 1)
+    torch.testing.assert_close(out.double(), ref, atol=0.1, rtol=2e-2)
+
+
+def test_meta_tensors_give_shapes():
+    x, a, b = (t.to("meta") for t in make_inputs(2, 3, 9, 7, 2, 3, 3, 2, 1, 1, torch.float32, requires_grad=False))
+    out = acda_atom_conv2d(x, a, b, 2, 1, 1)
+    assert out.device.type == "meta" and out.shape == (2, 6, 5, 4)
+
+
+def _bad(**over):
+    x, a, b = make_inputs(1, 3, 6, 6, 2, 3, 3, 1, 1, 1, torch.float32, requires_grad=False)
+    args = dict(input=x, coefficients=a, bases=b, stride=1, padding=1, dilation=1)
+    args.update(over)
+    return args
+
+
+@pytest.mark.parametrize("over,exc,match", [
+    (dict(stride=0), ValueError, "stride"),
+    (dict(padding=-1), ValueError, "padding"),
+    (dict(dilation=1.5), ValueError, "dilation"),
+    (dict(bases=torch.randn(3, 3, 4)), ValueError, "bases must have shape"),
+    (dict(bases=torch.randn(3, 17, 17)), ValueError, "bases must have shape"),
+    (dict(bases=torch.randn(9, 3)), ValueError, "bases must be 3-D"),
+    (dict(coefficients=torch.randn(1, 7, 6, 6)), ValueError, "coefficients must have shape"),  # 7 % T
+    (dict(coefficients=torch.randn(1, 6, 5, 6)), ValueError, "coefficients must have shape"),
+    (dict(coefficients=torch.randn(2, 6, 6, 6)), ValueError, "coefficients must have shape"),
+    (dict(padding=0, stride=1), ValueError, "coefficients must have shape"),  # output 4x4
+    (dict(input=torch.randn(1, 3, 1, 1), padding=0), ValueError, "does not fit"),
+    (dict(input=torch.randn(1, 3, 6, 6, dtype=torch.float64)), TypeError, "dtype"),
+    (dict(input=torch.randint(0, 3, (1, 3, 6, 6))), TypeError, "input has unsupported dtype"),
+    (dict(input=torch.randn(1, 0, 6, 6)), ValueError, "empty"),
+    (dict(input=torch.randn(1, 3, 6, 6, device="meta")), ValueError, "coefficients is on cpu but input is on meta"),
+    (dict(bases=[1, 2]), TypeError, "bases must be a torch.Tensor"),
+])
+def test_bad_input_raises_clear_error(over, exc, match):
+    with pytest.raises(exc, match=match):
+        acda_atom_conv2d(**_bad(**over))
