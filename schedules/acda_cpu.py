@@ -14,9 +14,7 @@ from __future__ import annotations
 from tvm.target import codegen
 
 from . import register
-from .common import unroll, vector_lanes, vectorize_inner, vectorize_under
-
-UNROLL_TAPS = 7  # unroll the tap loops up to this kernel size
+from .common import unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 
 ACC_REGISTERS = 24  # vector accumulators the fwd tile may keep (of 32 with AVX-512, 16 with AVX2)
@@ -28,10 +26,6 @@ def _channel_block(wl, target) -> int:
     regs = ACC_REGISTERS if codegen.target_has_features("avx512f", target) else 12
     return max(1, min(wl.p["C"], regs // wl.p["M"]))
 
-
-def _taps(sch, wl, *loops):
-    if wl.p["k"] <= UNROLL_TAPS:
-        unroll(sch, *loops)
 
 
 def _after_compute_at(sch, block, extents):
@@ -77,7 +71,7 @@ def fwd(sch, wl, target):
     if wo % lanes == 0:
         # a tail predicate on each of the c_block x M x k x k unrolled statements makes the
         # build take minutes: odd widths keep the tap loops rolled
-        _taps(sch, wl, u, v)
+        unroll_taps(sch, wl, u, v)
     # producers first: compute_at needs the consumer's reduction still whole
     # one padded copy of the input (a compute_at per channel block re-pads each row k times)
     xpad = sch.get_sblock("Xpad")
@@ -113,7 +107,7 @@ def dx(sch, wl, target):
     wo, wi = sch.split(w, [None, lanes])
     sch.reorder(h, wo, m, u, v, wi)
     sch.vectorize(wi)
-    _taps(sch, wl, u, v)
+    unroll_taps(sch, wl, u, v)
     sch.compute_at(sch.get_sblock("dOu"), plane)
     vectorize_inner(sch, "dOu", lanes, under=plane)
     out = sch.get_sblock("out")
@@ -136,7 +130,7 @@ def datoms(sch, wl, target):
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(c, v, xi)
     sch.vectorize(xi)
-    _taps(sch, wl, v)
+    unroll_taps(sch, wl, v)
     init = sch.decompose_reduction(acc, c)
     vectorize_inner(sch, init, lanes, under=xo)
     out = sch.get_sblock("out")

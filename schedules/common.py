@@ -26,9 +26,48 @@ def vectorize_inner(sch: s_tir.Schedule, block, lanes: int, under=None) -> None:
     sch.vectorize(xi)
 
 
+UNROLL_TAPS = 7  # unroll tap loops up to this kernel size
+MAX_THREADS = 256  # CUDA threads per block for thread-per-output kernels
+
+
 def unroll(sch: s_tir.Schedule, *loops) -> None:
     for loop in loops:
         sch.unroll(loop)
+
+
+def unroll_taps(sch: s_tir.Schedule, wl, *loops) -> None:
+    """Unroll the k x k tap loops of small kernels."""
+    if wl.p["k"] <= UNROLL_TAPS:
+        unroll(sch, *loops)
+
+
+def extent(sch: s_tir.Schedule, loop) -> int:
+    return int(sch.get(loop).extent)
+
+
+def threads_for(n: int, cap: int = MAX_THREADS) -> int:
+    """CUDA threads per block for ``n`` independent items. Never more than ``n``: with a single
+    item, TVM's ``reverse_compute_at`` drops the split's bounds predicate from the cast stage
+    (its indices no longer depend on the thread), and every idle thread would then store its
+    uninitialised accumulator over the one output."""
+    return min(n, cap)
+
+
+def bind_flat(sch: s_tir.Schedule, loops):
+    """Fuse ``loops`` and split the result over blockIdx.x / threadIdx.x; returns the thread loop."""
+    fused = sch.fuse(*loops)
+    bx, tx = sch.split(fused, [None, threads_for(extent(sch, fused))])
+    sch.bind(bx, "blockIdx.x")
+    sch.bind(tx, "threadIdx.x")
+    return tx
+
+
+def register_acc(sch: s_tir.Schedule, acc, first_reduction_loop, tx) -> None:
+    """CUDA: keep the accumulator in a register, zeroed before the reduction loops (not inside
+    them under a guard), and write the cast result ('out') from the same thread."""
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, first_reduction_loop)
+    sch.reverse_compute_at(sch.get_sblock("out"), tx)
 
 
 def bind_1d(sch: s_tir.Schedule, loop, threads: int):

@@ -8,14 +8,8 @@ a vector tile of all taps; dC keeps vector-wide column sums, reduced at the end.
 from __future__ import annotations
 
 from . import register
-from .common import unroll, vector_lanes, vectorize_inner, vectorize_under
+from .common import unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
-UNROLL_TAPS = 7  # unroll the tap loops up to this kernel size
-
-
-def _taps(sch, wl, *loops):
-    if wl.p["k"] <= UNROLL_TAPS:
-        unroll(sch, *loops)
 
 
 def _row_tiles(sch, wl):
@@ -28,7 +22,7 @@ def _row_tiles(sch, wl):
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(y, xo, u, v, xi)
     sch.vectorize(xi)
-    _taps(sch, wl, u, v)
+    unroll_taps(sch, wl, u, v)
     init = sch.decompose_reduction(acc, u)
     vectorize_inner(sch, init, lanes)
     out = sch.get_sblock("out")
@@ -68,7 +62,7 @@ def ds(sch, wl, target):
     sch.reorder(b, g, y, xo, c, u, v, xi)
     sch.parallel(sch.fuse(b, g, y))
     sch.vectorize(xi)
-    _taps(sch, wl, u, v)
+    unroll_taps(sch, wl, u, v)
     init = sch.decompose_reduction(acc, c)
     vectorize_inner(sch, init, lanes)
     out = sch.get_sblock("out")
@@ -86,7 +80,7 @@ def dc(sch, wl, target):
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(xo, y, u, v, xi)
     sch.vectorize(xi)
-    _taps(sch, wl, u, v)
+    unroll_taps(sch, wl, u, v)
     init = sch.decompose_reduction(cols, y)
     vectorize_inner(sch, init, lanes)
     sch.reverse_compute_at(sch.get_sblock("acc"), plane)

@@ -18,55 +18,19 @@ from __future__ import annotations
 from dynfilter_tvm.ops.ddf import out_size
 
 from . import register
+from .common import MAX_THREADS, bind_flat, extent, register_acc, threads_for, unroll_taps
 
-UNROLL_TAPS = 7  # unroll the tap loops up to this kernel size
-MAX_THREADS = 256  # threads per block for thread-per-output kernels
 WARP = 32
 CHANNEL_SLICES = 8  # ds: threads across channels per output
-
-
-def _threads(n: int, cap: int = MAX_THREADS) -> int:
-    """Threads per block for ``n`` independent items. Never more than ``n``: with a single
-    item, TVM's ``reverse_compute_at`` drops the split's bounds predicate from the cast stage
-    (its indices no longer depend on the thread), and every idle thread would then store its
-    uninitialised accumulator over the one output."""
-    return min(n, cap)
-
-
-def _taps(sch, wl, *loops):
-    if wl.p["k"] <= UNROLL_TAPS:
-        for loop in loops:
-            sch.unroll(loop)
-
-
-def _extent(sch, loop) -> int:
-    return int(sch.get(loop).extent)
-
-
-def _bind_flat(sch, loops):
-    """Fuse ``loops`` and split the result over blockIdx.x / threadIdx.x."""
-    fused = sch.fuse(*loops)
-    bx, tx = sch.split(fused, [None, _threads(_extent(sch, fused))])
-    sch.bind(bx, "blockIdx.x")
-    sch.bind(tx, "threadIdx.x")
-    return tx
-
-
-def _register_acc(sch, acc, first_reduction_loop, tx):
-    """Keep the accumulator in a register: zero it before the reduction loops (not inside them
-    under a guard) and write the cast result from the same thread."""
-    sch.set_scope(acc, 0, "local")
-    sch.decompose_reduction(acc, first_reduction_loop)
-    sch.reverse_compute_at(sch.get_sblock("out"), tx)
 
 
 def _thread_per_output(sch, wl):
     """fwd, dx: acc(b, g, c, y, x; u, v), one thread per (b, g, c, y, x)."""
     acc = sch.get_sblock("acc")
     *spatial, u, v = sch.get_loops(acc)
-    tx = _bind_flat(sch, spatial)
-    _taps(sch, wl, u, v)
-    _register_acc(sch, acc, u, tx)
+    tx = bind_flat(sch, spatial)
+    unroll_taps(sch, wl, u, v)
+    register_acc(sch, acc, u, tx)
 
 
 @register("ddf", "fwd", "cuda")
@@ -89,14 +53,14 @@ def ds(sch, wl, target):
     acc = sch.get_sblock("acc")
     b, g, u, v, y, x, c = sch.get_loops(acc)
     if wl.p["C"] // wl.p["G"] < WARP:
-        tx = _bind_flat(sch, [b, g, u, v, y, x])
-        _register_acc(sch, acc, c, tx)
+        tx = bind_flat(sch, [b, g, u, v, y, x])
+        register_acc(sch, acc, c, tx)
         return
     # 32 outputs (along x: coalesced loads) x 8 channel slices per block; each thread sums
     # every 8th channel, then the block sums the 8 slices (TVM's allreduce, in shared memory).
     # The reduction loops must be the innermost ones, whatever threads they are bound to.
     spatial = sch.fuse(b, g, u, v, y, x)
-    bx, tx = sch.split(spatial, [None, _threads(_extent(sch, spatial), WARP)])
+    bx, tx = sch.split(spatial, [None, threads_for(extent(sch, spatial), WARP)])
     co, ci = sch.split(c, [None, CHANNEL_SLICES])
     sch.reorder(bx, tx, ci, co)
     sch.bind(bx, "blockIdx.x")
@@ -114,9 +78,9 @@ def dc(sch, wl, target):
     # Threads across x (innermost, so the column sum's loop over x is a cross-thread reduction,
     # and the loads along x coalesce); wider images loop over x in each thread (xo). Narrow
     # images put several outputs in one block (threadIdx.y), each reduced on its own.
-    nx = _threads(out_size(wl.p["W"], wl.p["s"]))
+    nx = threads_for(out_size(wl.p["W"], wl.p["s"]))
     outputs = sch.fuse(b, g, c, u, v)
-    bx, ty = sch.split(outputs, [None, _threads(_extent(sch, outputs), max(1, MAX_THREADS // nx))])
+    bx, ty = sch.split(outputs, [None, threads_for(extent(sch, outputs), max(1, MAX_THREADS // nx))])
     xo, xi = sch.split(x, [None, nx])
     sch.reorder(bx, ty, xi, xo)
     sch.bind(bx, "blockIdx.x")

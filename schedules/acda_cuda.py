@@ -1,0 +1,89 @@
+"""Default CUDA schedules for ACDA's atom convolution.
+
+fwd: one block per tile of ``tile`` pixels along a row. The block first builds the tile's
+M x k x k atoms in shared memory (threads across atom taps and pixels, each summing the T
+bases), then its threads (pixels x channel slices, pixels fastest: coalesced loads) loop over
+their channels, M register accumulators each, over the k x k taps. The atoms of a pixel are
+built once for all channels, never stored in global memory.
+dx: the atoms on the zero-inserted grid are built once in global scratch (the gradient of
+one input pixel needs those of k x k output pixels), then one thread per input element sums
+M x k x k taps. datoms: one thread per atom tap and pixel, a loop over the channels.
+Padding and zero insertion are index checks in the loads (inlined).
+"""
+from __future__ import annotations
+
+from . import register
+from .common import MAX_THREADS, bind_flat, extent, register_acc, unroll, unroll_taps
+
+SHARED_BYTES = 40 * 1024  # atoms tile in shared memory, under the 48 KiB static limit
+MAX_TILE = 32  # pixels per block
+
+
+def _tile(wl, wo: int) -> int:
+    """Pixels per fwd block: a warp's worth when the atoms fit in shared memory."""
+    per_pixel = wl.p["M"] * wl.p["k"] ** 2 * 4
+    tile = 1
+    while tile * 2 <= min(MAX_TILE, wo) and tile * 2 * per_pixel <= SHARED_BYTES:
+        tile *= 2
+    return tile
+
+
+def _atoms_in_shared(sch, wl, block, threads: int) -> None:
+    """The tile's atoms, built by the block's threads into shared memory: each sums its
+    T bases in a register, then stores once (a shared accumulator would need a barrier
+    inside the guarded loop)."""
+    atoms = sch.get_sblock("atoms")
+    sch.compute_at(atoms, block)
+    sch.set_scope(atoms, 0, "shared")
+    loops = sch.get_loops(atoms)[1:]  # compute_at dropped the unit-extent ones
+    spatial = loops[:-1] if wl.p["T"] > 1 else loops
+    fused = sch.fuse(*spatial) if spatial else sch.add_unit_loop(atoms)
+    _, tx = sch.split(fused, [None, threads])
+    sch.bind(tx, "threadIdx.x")
+    local = sch.cache_write(atoms, 0, "local")
+    sch.reverse_compute_at(local, tx)
+
+
+@register("acda", "fwd", "cuda")
+def fwd(sch, wl, target):
+    sch.compute_inline(sch.get_sblock("Xpad"))
+    acc = sch.get_sblock("acc")
+    n, c, m, y, x, u, v = sch.get_loops(acc)
+    tile = _tile(wl, extent(sch, x))
+    slices = max(1, min(wl.p["C"], MAX_THREADS // tile))
+    xo, xi = sch.split(x, [None, tile])
+    co, ci = sch.split(c, [None, slices])
+    sch.reorder(n, y, xo, ci, xi, co, m, u, v)
+    block = sch.fuse(n, y, xo)
+    threads = sch.fuse(ci, xi)
+    sch.bind(block, "blockIdx.x")
+    sch.bind(threads, "threadIdx.x")
+    unroll(sch, m)
+    unroll_taps(sch, wl, u, v)
+    _atoms_in_shared(sch, wl, block, extent(sch, threads))
+    sch.set_scope(acc, 0, "local")
+    sch.reverse_compute_at(sch.get_sblock("out"), co)
+    sch.decompose_reduction(acc, u)
+
+
+@register("acda", "dx", "cuda")
+def dx(sch, wl, target):
+    for name in ("dOu", "Au"):
+        sch.compute_inline(sch.get_sblock(name))
+    atoms = sch.get_sblock("atoms")
+    *spatial, t = sch.get_loops(atoms)
+    bind_flat(sch, spatial)
+    acc = sch.get_sblock("acc")
+    n, c, h, w, m, u, v = sch.get_loops(acc)
+    tx = bind_flat(sch, [n, c, h, w])
+    unroll_taps(sch, wl, u, v)
+    register_acc(sch, acc, m, tx)
+
+
+@register("acda", "datoms", "cuda")
+def datoms(sch, wl, target):
+    sch.compute_inline(sch.get_sblock("Xpad"))
+    acc = sch.get_sblock("acc")
+    *spatial, c = sch.get_loops(acc)
+    tx = bind_flat(sch, spatial)
+    register_acc(sch, acc, c, tx)

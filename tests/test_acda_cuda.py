@@ -1,0 +1,89 @@
+"""CUDA builds of the ACDA kernels with the default schedules (no GPU needed), and, on a GPU,
+the op against the float64 reference."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from dynfilter_tvm.build import build
+from dynfilter_tvm.target import cuda_target
+from dynfilter_tvm.workload import Workload
+
+KERNELS = ("fwd", "dx", "datoms")
+
+
+def _p(N, C, H, W, M, T, k, s, d, p):
+    return dict(N=N, C=C, H=H, W=W, M=M, T=T, k=k, s=s, d=d, p=p)
+
+
+SHAPES = {
+    "layer-k7": _p(2, 64, 20, 56, 6, 18, 7, 1, 1, 3),  # 32-pixel tiles, a tail tile, 8 slices
+    "odd-s2-d2": _p(1, 5, 13, 11, 2, 4, 3, 2, 2, 2),
+    "k5-wide-atoms": _p(1, 3, 9, 40, 8, 16, 5, 1, 1, 2),  # fewer pixels per tile (shared memory)
+    "one-basis-one-atom": _p(1, 3, 5, 4, 1, 1, 3, 1, 1, 1),
+    "unit-axes": _p(1, 1, 1, 1, 1, 1, 1, 1, 1, 0),
+}
+
+
+@pytest.fixture(scope="module")
+def target():
+    return cuda_target("sm_90")
+
+
+def _source(kernel, shape, dtype, target) -> str:
+    lib = build(Workload.make("acda", kernel, SHAPES[shape], dtype), target)
+    assert list(lib.mod.imports), "no device module: the kernel was built host-only"
+    return lib.mod.imports[0].inspect_source()
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float16", "bfloat16"))
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_builds_device_code(kernel, shape, dtype, target):
+    src = _source(kernel, shape, dtype, target)
+    assert "__global__" in src
+    if kernel == "fwd" and shape != "unit-axes":
+        assert "__shared__" in src  # the atoms live in shared memory, not in global scratch
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("dtype", ("float32", "float16"))
+def test_source_compiles_with_nvcc(dtype, target, tmp_path):
+    for kernel in KERNELS:
+        cu = tmp_path / f"{kernel}.cu"
+        cu.write_text(_source(kernel, "layer-k7", dtype, target))
+        cmd = ["nvcc", "-arch=sm_90", "-cubin", "-o", str(cu.with_suffix(".cubin")), str(cu)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        assert res.returncode == 0, f"{kernel}: nvcc failed:\n{res.stderr[-3000:]}"
+
+
+GPU_TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 3e-3, torch.bfloat16: 2e-2}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", list(GPU_TOL), ids=str)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gpu_matches_reference(shape, dtype):
+    from torch_bridge.functional import acda_atom_conv2d
+    from torch_bridge.reference import acda_atom_conv2d_reference
+    from dynfilter_tvm.ops.common import conv_out_size
+
+    N, C, H, W, M, T, k, s, d, p = SHAPES[shape].values()
+    Ho, Wo = conv_out_size(H, k, s, p, d), conv_out_size(W, k, s, p, d)
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(N, C, H, W), (N, M * T, Ho, Wo), (T, k, k), (N, C * M, Ho, Wo)]
+    x, a, b, grad = (torch.randn(sh, generator=gen).to("cuda", dtype) for sh in shapes)
+    ins = [t.clone().requires_grad_() for t in (x, a, b)]
+    out = acda_atom_conv2d(*ins, s, p, d)
+    got = (out, *torch.autograd.grad(out, ins, grad))
+    ref_ins = [t.double().requires_grad_() for t in (x, a, b)]
+    ref = acda_atom_conv2d_reference(*ref_ins, s, p, d)
+    want = (ref, *torch.autograd.grad(ref, ref_ins, grad.double()))
+    for name, g, w in zip(("out", "d_input", "d_coefficients", "d_bases"), got, want):
+        assert g.dtype == dtype and g.shape == w.shape, name
+        err = ((g.double() - w).abs().max() / w.abs().max().clamp_min(1e-30)).item()
+        assert err <= GPU_TOL[dtype], f"{name}: relative error {err:.2e}"
