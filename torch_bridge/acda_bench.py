@@ -11,10 +11,35 @@ import torch
 import torch.nn as nn
 
 from .benchmark import machine_description, peak_memory_mib, print_table, time_interleaved
+from .functional import acda_atom_conv2d
 from .nn import ACDAConv2d
 from .reference import acda_atom_conv2d_reference
 
 FLOOR = "conv2d"
+
+
+def check(device: torch.device, verbose: bool = True) -> float:
+    """Largest error of the atom convolution (forward and all gradients) against the float64
+    reference over a few shapes; raises AssertionError when one is off."""
+    worst = 0.0
+    # (N, C, H, W, M, T, k, stride, dilation): the layer's k = 7 setting, stride, dilation
+    for N, C, H, W, M, T, k, s, d in [(2, 8, 13, 17, 6, 18, 7, 1, 1), (1, 6, 12, 9, 4, 8, 5, 2, 1),
+                                      (1, 4, 11, 11, 6, 6, 3, 1, 2)]:
+        p = d * (k - 1) // 2
+        Ho, Wo = -(-H // s), -(-W // s)
+        ins = [torch.randn(*shape, dtype=torch.float64, device=device, requires_grad=True)
+               for shape in ((N, C, H, W), (N, M * T, Ho, Wo), (T, k, k))]
+        outs = []
+        for fn in (acda_atom_conv2d, acda_atom_conv2d_reference):
+            o = fn(*ins, s, p, d)
+            outs.append([o, *torch.autograd.grad(o, ins, torch.ones_like(o))])
+        err = max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(*outs))
+        assert err < 1e-12, f"ACDA off by {err} at {(N, C, H, W, M, T, k, s, d)}"
+        worst = max(worst, err)
+        if verbose:
+            print(f"  check N={N} C={C} {H}x{W} atoms={M} bases={T} k={k} stride={s} dilation={d}: "
+                  f"max relative error {err:.1e} (forward + 3 gradients, float64)")
+    return worst
 
 
 def bench_shape(N, C, H, W, k, device, dtype=torch.float32, compile_ref=True, repeats=7,
