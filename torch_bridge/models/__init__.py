@@ -1,0 +1,51 @@
+"""Model zoo for the dynamic layers: a registry of constructors.
+
+``get_model(name, **kw)`` builds one of ``MODELS`` (keyword arguments go to its constructor);
+``count_parameters(model)`` counts its parameters (trainable only with ``trainable=True``).
+
+========================  ===============================================  ============
+name                      model                                            parameters
+========================  ===============================================  ============
+``lenet``                 CIFAR LeNet                                      62,006
+``lenet_acda``            LeNet, both convolutions ACDA (5x5)              148,784
+``ad_resnet_s``           Ad-ResNet-s (ACDA 7x7 in stages 3-4, w = 20)     3,732,972
+``ad_resnet_m``           Ad-ResNet-m (w = 38)                             9,895,920
+``ad_resnet_l``           Ad-ResNet-l (w = 54)                             18,015,216
+========================  ===============================================  ============
+
+(10 classes for the LeNets, 1000 for the Ad-ResNets; see ``lenet.py`` and ``ad_resnet.py``.)
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import torch.nn as nn
+
+from .ad_resnet import AdResNet, ad_resnet_l, ad_resnet_m, ad_resnet_s
+from .lenet import LeNet, LeNetACDA
+
+__all__ = ["MODELS", "get_model", "count_parameters", "LeNet", "LeNetACDA", "AdResNet",
+           "ad_resnet_s", "ad_resnet_m", "ad_resnet_l"]
+
+MODELS: Dict[str, Callable[..., nn.Module]] = {
+    "lenet": LeNet,
+    "lenet_acda": LeNetACDA,
+    "ad_resnet_s": ad_resnet_s,
+    "ad_resnet_m": ad_resnet_m,
+    "ad_resnet_l": ad_resnet_l,
+}
+
+
+def get_model(name: str, **kw) -> nn.Module:
+    """Build the registered model ``name`` with constructor arguments ``kw``."""
+    try:
+        ctor = MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") from None
+    return ctor(**kw)
+
+
+def count_parameters(model: nn.Module, trainable: bool = False) -> int:
+    """Number of parameters of ``model`` (a tensor shared by several modules counts once);
+    with ``trainable=True`` only those with ``requires_grad``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
