@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 
-from torch_bridge.benchmark import exact_peak_rss
 
 # The setting (64 -> 64, 56x56, k = 7), the other kernel sizes, a deeper stage.
 CPU_SHAPES = [(2, 64, 56, 56, 7), (2, 64, 56, 56, 5), (2, 64, 56, 56, 3), (2, 128, 28, 28, 7)]
@@ -27,7 +26,6 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch and TVM (0: all cores)")
     ap.add_argument("--shapes", default="", help="e.g. 2x64x56x56x7 (N x C x H x W x k)")
     a = ap.parse_args()
-    exact_peak_rss(sys.argv)
     if a.threads:  # before TVM's thread pool starts
         os.environ["TVM_NUM_THREADS"] = str(a.threads)
     import torch
@@ -40,4 +38,4 @@ if __name__ == "__main__":
     torch.manual_seed(0)
     shapes = [tuple(int(n) for n in s.split("x")) for s in a.shapes.split(",")] if a.shapes else (
         CPU_SHAPES if dev.type == "cpu" else GPU_SHAPES)
-    acda_bench.run(dev, shapes, not a.no_compile, a.json, a.repeats)
+    acda_bench.run(dev, shapes, not a.no_compile, sys.argv, a.json, a.repeats)

@@ -10,7 +10,6 @@ import argparse
 import os
 import sys
 
-from torch_bridge.benchmark import exact_peak_rss
 
 # DDF-ResNet-50 stages at batch 2 (CPU) / 16 (GPU), plus a large kernel.
 CPU_SHAPES = [(2, 64, 56, 56, 3), (2, 128, 28, 28, 3), (2, 256, 14, 14, 3), (2, 64, 56, 56, 7)]
@@ -25,7 +24,6 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch and TVM (0: all cores)")
     ap.add_argument("--shapes", default="", help="e.g. 2x64x56x56x3,2x64x56x56x7 (B x C x H x W x k)")
     a = ap.parse_args()
-    exact_peak_rss(sys.argv)
     if a.threads:  # before TVM's thread pool starts
         os.environ["TVM_NUM_THREADS"] = str(a.threads)
     import torch
@@ -38,4 +36,4 @@ if __name__ == "__main__":
     torch.manual_seed(0)
     shapes = [tuple(int(n) for n in s.split("x")) for s in a.shapes.split(",")] if a.shapes else (
         CPU_SHAPES if dev.type == "cpu" else GPU_SHAPES)
-    ddf_bench.run(dev, shapes, not a.no_compile, a.json, a.repeats)
+    ddf_bench.run(dev, shapes, not a.no_compile, sys.argv, a.json, a.repeats)

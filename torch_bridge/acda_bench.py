@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from .benchmark import machine_description, peak_memory_mib, print_table, time_interleaved
+from .benchmark import add_cpu_memory, machine_description, measure_pass, print_table
 from .functional import acda_atom_conv2d
 from .nn import ACDAConv2d
 from .reference import acda_atom_conv2d_reference
@@ -53,8 +53,9 @@ def bench_shape(N, C, H, W, k, device, dtype=torch.float32, compile_ref=True, re
         "unfold eager": lambda t: layer.forward_with(acda_atom_conv2d_reference, t),
     }
     if compile_ref:
+        # static shapes: a recompile for the next shape would otherwise go dynamic
         variants["unfold torch.compile"] = torch.compile(
-            lambda t: layer.forward_with(acda_atom_conv2d_reference, t))
+            lambda t: layer.forward_with(acda_atom_conv2d_reference, t), dynamic=False)
     variants[FLOOR] = conv
 
     def fwd(fn):
@@ -80,19 +81,20 @@ def bench_shape(N, C, H, W, k, device, dtype=torch.float32, compile_ref=True, re
         layer.train(mode)
         conv.train(mode)
         fns = {n: wrap(f) for n, f in variants.items()}
-        times = time_interleaved(fns, device, repeats=repeats)
-        for name, fn in fns.items():
-            rows.append({"shape": shape, "pass": label, "variant": name, "ms": times[name],
-                         "peak_mib": peak_memory_mib(fn, device)})
+        rows += measure_pass(label, shape, fns, device, repeats)
     return rows
 
 
-def run(device: torch.device, shapes, compile_ref: bool, json_path: Optional[str] = None, repeats: int = 7):
+def run(device: torch.device, shapes, compile_ref: bool, argv: List[str], json_path: Optional[str] = None,
+        repeats: int = 7):
+    """Measure every shape, print the table; ``argv`` reruns this command (CPU memory)."""
     print(f"machine: {machine_description(device)}")
     rows = []
     for i, (N, C, H, W, k) in enumerate(shapes, 1):
         print(f"[{i}/{len(shapes)}] timing ACDAConv2d N={N} C={C}->{C} {H}x{W} k={k} ...", flush=True)
         rows += bench_shape(N, C, H, W, k, device, compile_ref=compile_ref, repeats=repeats)
+    if device.type == "cpu":
+        rows = add_cpu_memory(rows, argv)
     print_table(rows, FLOOR)
     if json_path:
         with open(json_path, "w") as f:

@@ -5,26 +5,70 @@ Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the inputs; on C
 process's peak resident set (VmHWM, reset through /proc/self/clear_refs) above what was
 resident before the call, which counts every allocation that touched memory, TVM's scratch
 buffers included. For that, glibc must map each large block afresh rather than reuse freed
-heap: :func:`exact_peak_rss` restarts the process with a fixed mmap threshold.
+heap, which would distort times: on CPU, :func:`add_cpu_memory` measures memory in a child
+process with a fixed mmap threshold while the parent times with the normal allocator.
 """
 from __future__ import annotations
 
 import gc
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
 import torch
 
 
-def exact_peak_rss(argv) -> None:
-    """Re-execute this process (``argv``: the command) with glibc's mmap threshold fixed at
-    64 KiB, so that blocks of 64 KiB and more come and go as mappings the peak RSS sees."""
-    import os
-    import sys
+MEMORY_PHASE = "DYNFILTER_BENCH_MEMORY"  # set in the child process that measures memory
 
-    if sys.platform.startswith("linux") and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        os.execve(sys.executable, [sys.executable, *argv], dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536"))
+
+def memory_phase() -> bool:
+    return MEMORY_PHASE in os.environ
+
+
+def measure_pass(label: str, shape: str, fns: Dict[str, Callable[[], object]], device: torch.device,
+                 repeats: int) -> List[Dict]:
+    """Rows {shape, pass, variant, ms, peak_mib} of one pass. On CPU a process measures either
+    time (normal allocator) or memory (the child of :func:`add_cpu_memory`), not both: the
+    fixed mmap threshold that makes peak RSS exact also makes every large allocation fault
+    its pages in afresh, which would slow the variants that allocate most."""
+    cpu = device.type == "cpu"
+    if cpu and memory_phase():
+        for fn in fns.values():  # warm-up: compiles and caches are not the op's memory
+            fn()
+        times = {}
+    else:
+        times = time_interleaved(fns, device, repeats=repeats)
+    return [{"shape": shape, "pass": label, "variant": name, "ms": times.get(name),
+             "peak_mib": peak_memory_mib(fn, device) if not cpu or memory_phase() else None}
+            for name, fn in fns.items()]
+
+
+def add_cpu_memory(rows: List[Dict], argv: List[str]) -> List[Dict]:
+    """CPU: fill in peak memory by running the same command (``argv``, without the Python
+    executable) in a child process with glibc's mmap threshold fixed at 64 KiB, so that blocks
+    of 64 KiB and more come and go as mappings the peak RSS sees. In that child, write its
+    rows to the file named by the environment and exit."""
+    if memory_phase():
+        with open(os.environ[MEMORY_PHASE], "w") as f:
+            json.dump(rows, f)
+        sys.exit(0)
+    if not sys.platform.startswith("linux"):
+        return rows
+    print("measuring peak memory in a child process ...", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "memory.json")
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", **{MEMORY_PHASE: path})
+        subprocess.run([sys.executable, *argv], env=env, check=True, stdout=subprocess.DEVNULL)
+        with open(path) as f:
+            peaks = {(r["shape"], r["pass"], r["variant"]): r["peak_mib"] for r in json.load(f)}
+    for r in rows:
+        r["peak_mib"] = peaks.get((r["shape"], r["pass"], r["variant"]), r["peak_mib"])
+    return rows
 
 
 def _sync(device: torch.device) -> None:
@@ -97,7 +141,6 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device,
 
 
 def machine_description(device: torch.device) -> str:
-    import os
     import platform
 
     if device.type == "cuda":

@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from .benchmark import machine_description, peak_memory_mib, print_table, time_interleaved
+from .benchmark import add_cpu_memory, machine_description, measure_pass, print_table
 from .functional import ddf
 from .reference import ddf_reference
 
@@ -46,7 +46,7 @@ def bench_shape(B, C, H, W, k, device, dtype=torch.float32, compile_ref=True, re
         "unfold eager": lambda a, b, c: ddf_reference(a, b, c, k),
     }
     if compile_ref:
-        variants["unfold torch.compile"] = torch.compile(lambda a, b, c: ddf_reference(a, b, c, k))
+        variants["unfold torch.compile"] = torch.compile(lambda a, b, c: ddf_reference(a, b, c, k), dynamic=False)
     variants["depthwise conv2d"] = lambda a, b, c: F.conv2d(a, w, padding=k // 2, groups=C)
 
     def fwd(fn):
@@ -66,22 +66,23 @@ def bench_shape(B, C, H, W, k, device, dtype=torch.float32, compile_ref=True, re
             return out
         return run
 
-    rows = []
+    rows, shape = [], f"{B}x{C}x{H}x{W} k{k}"
     for label, fns in (("forward", {n: fwd(f) for n, f in variants.items()}),
                        ("forward+backward", {n: fwd_bwd(f) for n, f in variants.items()})):
-        times = time_interleaved(fns, device, repeats=repeats)
-        for name, fn in fns.items():
-            rows.append({"shape": f"{B}x{C}x{H}x{W} k{k}", "pass": label, "variant": name, "ms": times[name],
-                         "peak_mib": peak_memory_mib(fn, device)})
+        rows += measure_pass(label, shape, fns, device, repeats)
     return rows
 
 
-def run(device: torch.device, shapes, compile_ref: bool, json_path: Optional[str] = None, repeats: int = 7):
+def run(device: torch.device, shapes, compile_ref: bool, argv: List[str], json_path: Optional[str] = None,
+        repeats: int = 7):
+    """Measure every shape, print the table; ``argv`` reruns this command (CPU memory)."""
     print(f"machine: {machine_description(device)}")
     rows = []
     for i, (B, C, H, W, k) in enumerate(shapes, 1):
         print(f"[{i}/{len(shapes)}] timing B={B} C={C} {H}x{W} k={k} ...", flush=True)
         rows += bench_shape(B, C, H, W, k, device, compile_ref=compile_ref, repeats=repeats)
+    if device.type == "cpu":
+        rows = add_cpu_memory(rows, argv)
     print_table(rows, "depthwise conv2d")
     if json_path:
         with open(json_path, "w") as f:
