@@ -165,3 +165,45 @@ def print_table(rows: List[Dict], floor: str) -> None:
         mem_s = f"{mem:9.1f}" if mem is not None else f"{'n/a':>9}"
         print(f"{r['shape']:<20} {r['pass']:<17} {r['variant']:<24} {r['ms']:9.3f} {r['ms'] / ms[key]:9.2f} "
               f"{mem_s} {mem_ratio:9.2f}")
+
+
+def run_shapes(name: str, bench_shape: Callable[..., List[Dict]], floor: str, device: torch.device, shapes,
+               compile_ref: bool, argv: List[str], json_path: Optional[str] = None, repeats: int = 7) -> List[Dict]:
+    """Measure ``bench_shape(B, C, H, W, k, device, compile_ref=, repeats=)`` for every shape,
+    print the table (ratios to ``floor``), optionally write JSON; ``argv`` reruns this command
+    (CPU memory)."""
+    print(f"machine: {machine_description(device)}")
+    rows = []
+    for i, (B, C, H, W, k) in enumerate(shapes, 1):
+        print(f"[{i}/{len(shapes)}] timing {name} B={B} C={C} {H}x{W} k={k} ...", flush=True)
+        rows += bench_shape(B, C, H, W, k, device, compile_ref=compile_ref, repeats=repeats)
+    if device.type == "cpu":
+        rows = add_cpu_memory(rows, argv)
+    print_table(rows, floor)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"machine": machine_description(device), "rows": rows}, f, indent=1)
+    return rows
+
+
+def main(description: str, module, cpu_shapes, gpu_shapes) -> None:
+    """Command line of a benchmark script: ``module.run(device, shapes, compile_ref, argv,
+    json_path, repeats)`` with the script's options."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch and TVM (0: all cores)")
+    ap.add_argument("--shapes", default="", help="e.g. 2x64x56x56x7 (B x C x H x W x k)")
+    a = ap.parse_args()
+    if a.threads:  # TVM reads it when its pool starts, at the first kernel call
+        os.environ["TVM_NUM_THREADS"] = str(a.threads)
+        torch.set_num_threads(a.threads)
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    torch.manual_seed(0)
+    shapes = [tuple(int(n) for n in s.split("x")) for s in a.shapes.split(",")] if a.shapes else (
+        cpu_shapes if dev.type == "cpu" else gpu_shapes)
+    module.run(dev, shapes, not a.no_compile, sys.argv, a.json, a.repeats)

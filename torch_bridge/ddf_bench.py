@@ -2,13 +2,12 @@
 ``torch.compile``) and depthwise ``conv2d`` of the same size, forward and forward+backward."""
 from __future__ import annotations
 
-import json
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 
-from .benchmark import add_cpu_memory, machine_description, measure_pass, print_table
+from .benchmark import measure_pass, run_shapes
 from .functional import ddf
 from .reference import ddf_reference
 
@@ -74,17 +73,6 @@ def bench_shape(B, C, H, W, k, device, dtype=torch.float32, compile_ref=True, re
 
 
 def run(device: torch.device, shapes, compile_ref: bool, argv: List[str], json_path: Optional[str] = None,
-        repeats: int = 7):
-    """Measure every shape, print the table; ``argv`` reruns this command (CPU memory)."""
-    print(f"machine: {machine_description(device)}")
-    rows = []
-    for i, (B, C, H, W, k) in enumerate(shapes, 1):
-        print(f"[{i}/{len(shapes)}] timing B={B} C={C} {H}x{W} k={k} ...", flush=True)
-        rows += bench_shape(B, C, H, W, k, device, compile_ref=compile_ref, repeats=repeats)
-    if device.type == "cpu":
-        rows = add_cpu_memory(rows, argv)
-    print_table(rows, "depthwise conv2d")
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump({"machine": machine_description(device), "rows": rows}, f, indent=1)
-    return rows
+        repeats: int = 7) -> List[Dict]:
+    """Measure every shape (B, C, H, W, k), print the table; ``argv`` reruns this command."""
+    return run_shapes("DDF", bench_shape, "depthwise conv2d", device, shapes, compile_ref, argv, json_path, repeats)
