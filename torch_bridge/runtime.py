@@ -18,6 +18,10 @@ from dynfilter_tvm.workload import Workload
 # TVM sizes its CPU thread pool once, from TVM_NUM_THREADS or the physical core count (1 on
 # a 2-vCPU machine); match torch's intra-op threads unless the user chose.
 os.environ.setdefault("TVM_NUM_THREADS", str(torch.get_num_threads()))
+# TVM's idle workers spin-wait for the next kernel by default, taking the cores from torch's
+# own (OpenMP) threads in the ops between ours: on 2 cores a DDF forward+backward took 20 ms
+# instead of 3. Make them sleep at once (read when TVM's pool starts, at the first call).
+os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
 
 DTYPES: Dict[torch.dtype, str] = {
     torch.float16: "float16", torch.bfloat16: "bfloat16",
