@@ -13,10 +13,10 @@ import torch
 from torch import Tensor
 
 from dynfilter_tvm.ops.acda import MAX_KERNEL_SIZE
-from dynfilter_tvm.ops.common import conv_out_size
+from dynfilter_tvm.ops.common import acc_dtype, conv_out_size
 
 from ._checks import check_nonnegative_int, check_positive_int, check_tensors
-from .runtime import run
+from .runtime import DTYPES, run
 
 _NAMES = ("input", "coefficients", "bases")
 
@@ -92,7 +92,8 @@ def _(grad_out, input, coefficients, bases, stride, padding, dilation):
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+    """The kernels' accumulation type (dynfilter_tvm.ops.common.acc_dtype) as a torch dtype."""
+    return getattr(torch, acc_dtype(DTYPES[dtype]))
 
 
 def _datoms_shape(p: dict, Ho: int, Wo: int) -> Tuple[int, ...]:

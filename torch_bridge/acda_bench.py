@@ -9,7 +9,9 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from .benchmark import measure_pass, run_shapes
+from dynfilter_tvm.ops.common import out_size
+
+from .benchmark import measure_pass, output_and_input_grads, run_shapes
 from .functional import acda_atom_conv2d
 from .nn import ACDAConv2d
 from .reference import acda_atom_conv2d_reference
@@ -25,13 +27,10 @@ def check(device: torch.device, verbose: bool = True) -> float:
     for N, C, H, W, M, T, k, s, d in [(2, 8, 13, 17, 6, 18, 7, 1, 1), (1, 6, 12, 9, 4, 8, 5, 2, 1),
                                       (1, 4, 11, 11, 6, 6, 3, 1, 2)]:
         p = d * (k - 1) // 2
-        Ho, Wo = -(-H // s), -(-W // s)
         ins = [torch.randn(*shape, dtype=torch.float64, device=device, requires_grad=True)
-               for shape in ((N, C, H, W), (N, M * T, Ho, Wo), (T, k, k))]
-        outs = []
-        for fn in (acda_atom_conv2d, acda_atom_conv2d_reference):
-            o = fn(*ins, s, p, d)
-            outs.append([o, *torch.autograd.grad(o, ins, torch.ones_like(o))])
+               for shape in ((N, C, H, W), (N, M * T, out_size(H, s), out_size(W, s)), (T, k, k))]
+        outs = [output_and_input_grads(fn, ins, (s, p, d))
+                for fn in (acda_atom_conv2d, acda_atom_conv2d_reference)]
         err = max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(*outs))
         assert err < 1e-12, f"ACDA off by {err} at {(N, C, H, W, M, T, k, s, d)}"
         worst = max(worst, err)

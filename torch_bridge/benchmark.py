@@ -71,6 +71,13 @@ def add_cpu_memory(rows: List[Dict], argv: List[str]) -> List[Dict]:
     return rows
 
 
+def output_and_input_grads(fn: Callable[..., torch.Tensor], inputs, args) -> List[torch.Tensor]:
+    """``fn(*inputs, *args)`` and the gradients of its sum with respect to every input: what
+    the checks compare between an op and its reference."""
+    out = fn(*inputs, *args)
+    return [out, *torch.autograd.grad(out, inputs, torch.ones_like(out))]
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

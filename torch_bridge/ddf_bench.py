@@ -7,7 +7,9 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from .benchmark import measure_pass, run_shapes
+from dynfilter_tvm.ops.common import out_size
+
+from .benchmark import measure_pass, output_and_input_grads, run_shapes
 from .functional import ddf
 from .reference import ddf_reference
 
@@ -18,13 +20,9 @@ def check(device: torch.device, verbose: bool = True) -> float:
     worst = 0.0
     cases = [(2, 16, 13, 17, 1, 3, 1, 1, "mul"), (1, 8, 12, 9, 2, 5, 2, 2, "add"), (1, 4, 11, 11, 1, 7, 1, 1, "mul")]
     for B, C, H, W, G, k, s, d, comb in cases:
-        Ho, Wo = -(-H // s), -(-W // s)
         ins = [torch.randn(*shape, dtype=torch.float64, device=device, requires_grad=True)
-               for shape in ((B, C, H, W), (B, C, k, k), (B, G * k * k, Ho, Wo))]
-        outs = []
-        for fn in (ddf, ddf_reference):
-            o = fn(*ins, k, d, s, comb)
-            outs.append([o, *torch.autograd.grad(o, ins, torch.ones_like(o))])
+               for shape in ((B, C, H, W), (B, C, k, k), (B, G * k * k, out_size(H, s), out_size(W, s)))]
+        outs = [output_and_input_grads(fn, ins, (k, d, s, comb)) for fn in (ddf, ddf_reference)]
         err = max((a - b).abs().max().item() for a, b in zip(*outs))
         assert err < 1e-9, f"DDF off by {err} at {(B, C, H, W, G, k, s, d, comb)}"
         worst = max(worst, err)
