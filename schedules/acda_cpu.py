@@ -14,7 +14,7 @@ from __future__ import annotations
 from tvm.target import codegen
 
 from . import register
-from .common import unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import after_compute_at, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 
 ACC_REGISTERS = 24  # vector accumulators the fwd tile may keep (of 32 with AVX-512, 16 with AVX2)
@@ -28,21 +28,13 @@ def _channel_block(wl, target) -> int:
 
 
 
-def _after_compute_at(sch, block, extents):
-    """Name the loops ``compute_at`` left ``block``: one per axis of extent > 1, in order
-    (unit loops are dropped)."""
-    names = [name for name, n in extents if n > 1]
-    loops = sch.get_loops(block)[len(sch.get_loops(block)) - len(names):]
-    return dict(zip(names, loops))
-
-
 def _atoms_row(sch, wl, anchor, wo):
     """Build one output row's atoms at ``anchor``: vectors along x, the sum over t outside.
     Returns the block and its t loop (None for T = 1), to be decomposed last."""
     p, lanes = wl.p, vector_lanes(wl.dtype)
     atoms = sch.get_sblock("atoms")
     sch.compute_at(atoms, anchor)
-    loops = _after_compute_at(sch, atoms, [("m", p["M"]), ("u", p["k"]), ("v", p["k"]),
+    loops = after_compute_at(sch, atoms, [("m", p["M"]), ("u", p["k"]), ("v", p["k"]),
                                            ("x", wo), ("t", p["T"])])
     if "x" in loops and "t" in loops:
         sch.reorder(loops["t"], loops["x"])

@@ -83,3 +83,11 @@ def vectorize_under(sch: s_tir.Schedule, block, loop) -> None:
     inner = sch.get_loops(block)[-1]
     if not sch.get(inner).same_as(sch.get(loop)):
         sch.vectorize(inner)
+
+
+def after_compute_at(sch: s_tir.Schedule, block, extents):
+    """Name the loops ``compute_at`` left ``block``: one per axis of extent > 1, in order
+    (unit loops are dropped). ``extents``: (name, extent) of the block's axes, outer first."""
+    names = [name for name, n in extents if n > 1]
+    loops = sch.get_loops(block)[len(sch.get_loops(block)) - len(names):]
+    return dict(zip(names, loops))

@@ -1,13 +1,18 @@
 """Functional interface: the dynamic-filter ops on torch tensors (autograd, compile, autocast)."""
 from __future__ import annotations
 
+from typing import Optional, Tuple, Union
+
 import torch
 from torch import Tensor
 
 from ._acda_op import atom_conv_op, check as _check_acda
 from ._ddf_op import check as _check_ddf, ddf_op
+from . import _pac_compiled as _pac
+from .pac_reference import (IntPair, pacconv2d_reference, pacconv_transpose2d_reference, packernel2d_reference,
+                            pacpool2d_reference, packernel2d_with)
 
-__all__ = ["ddf", "acda_atom_conv2d"]
+__all__ = ["ddf", "acda_atom_conv2d", "packernel2d", "pacconv2d", "pacconv_transpose2d", "pacpool2d"]
 
 
 def _autocast(device_type: str, *tensors: Tensor):
@@ -82,3 +87,151 @@ def acda_atom_conv2d(input: Tensor, coefficients: Tensor, bases: Tensor, stride:
         input, coefficients, bases = _autocast(input.device.type, input, coefficients, bases)
     _check_acda(input, coefficients, bases, stride, padding, dilation)
     return atom_conv_op(input, coefficients, bases, stride, padding, dilation)
+
+
+def packernel2d(input: Tensor, mask: Optional[Tensor] = None, kernel_size: IntPair = 0, stride: IntPair = 1,
+                padding: IntPair = 0, output_padding: IntPair = 0, dilation: IntPair = 1,
+                kernel_type: str = "gaussian", smooth_kernel_type: str = "none",
+                smooth_kernel: Optional[Tensor] = None, inv_alpha: Union[Tensor, float, None] = None,
+                inv_lambda: Union[Tensor, float, None] = None, channel_wise: bool = False,
+                normalize_kernel: bool = False, transposed: bool = False,
+                native_impl: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+    """The adapting kernel of pixel-adaptive convolution (PAC; Su et al., CVPR 2019).
+
+    For output pixel i and tap j of its k x k window (stride s, zero padding p, dilation d),
+    from the guidance f (f_i its value at the window's centre tap, or smoothed there)::
+
+        d2 = sum_c (f_j - f_i)^2      ('_asym': relu(f_j - f_i)^2; channel_wise: no sum)
+        K[b, :, u, v, y, x] = exp(-d2 / 2)                   ('gaussian')
+                            = alpha + (d2 + 1e-4)^(lambda/2)  ('inv_{alpha}_{lambda}[_asym][_fixed]')
+
+    then masked and normalized (see ``torch_bridge.pac_reference`` for the details and the
+    official code's bugs fixed here).
+
+    Args:
+        input: guidance (B, C, H, W); transposed: at the output resolution of the transposed
+            convolution.
+        mask: None or (B or 1, 1 or C, H, W) (transposed: the input resolution), any dtype.
+        kernel_size: odd k (int or pair); stride, dilation positive; padding,
+            output_padding (transposed only) non-negative.
+        smooth_kernel_type: 'none' | 'gaussian' | 'average_{sz}' | 'full_{sz}'; smooth_kernel
+            (1, 1, sz, sz) when not 'none'.
+        inv_alpha, inv_lambda: scalars (or (C,) with channel_wise) for 'inv_*' kernels; read
+            from the kernel_type name when None.
+        normalize_kernel: divide K by its window sum.
+        native_impl: the plain-PyTorch reference (the official's meaning).
+
+    Returns:
+        ``(K, output_mask)``: K (B, 1 or C, kh, kw, Ho, Wo), Ho x Wo the output size of
+        ``nn.Conv2d`` (transposed: the guidance's size); output_mask (B, 1 or C, 1, 1, Ho, Wo),
+        1 where the window had a valid tap, in the guidance's dtype, only with a mask (else
+        None). Differentiable in input, smooth_kernel, inv_alpha, inv_lambda and mask.
+    """
+    if isinstance(input, Tensor):
+        input, smooth_kernel, inv_alpha, inv_lambda = _autocast(input.device.type, input, smooth_kernel, inv_alpha,
+                                                                inv_lambda)
+    args = (input, mask, kernel_size, stride, padding, output_padding, dilation, kernel_type, smooth_kernel_type,
+            smooth_kernel, inv_alpha, inv_lambda, channel_wise, normalize_kernel, transposed)
+    if native_impl or not isinstance(input, Tensor) \
+            or _pac.compiled_geometry(kernel_size, stride, padding, dilation) is None:
+        return packernel2d_reference(*args)
+    return packernel2d_with(_pac.kernel_values, *args)
+
+
+def pacconv2d(input: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntPair = 1,
+              padding: IntPair = 0, dilation: IntPair = 1, shared_filters: bool = False,
+              native_impl: bool = False) -> Tensor:
+    """Pixel-adaptive convolution: a convolution whose taps are scaled per output pixel::
+
+        out[b,o,y,x] = bias[o] + sum_{c,u,v} weight[o,c,u,v] * kernel[b,0,u,v,y,x]
+                                            * input[b, c, y*s + u*d - p, x*s + v*d - p]
+
+    with zero padding; ``shared_filters``: one (1, 1, kh, kw) filter for every channel,
+    ``out[b,c] = sum_{u,v} weight[0,0,u,v] * kernel * input[b,c,...]``.
+
+    Args:
+        input: (B, C_in, H, W).
+        kernel: (B, 1, kh, kw, Ho, Wo), e.g. from ``packernel2d``.
+        weight: (C_out, C_in, kh, kw), or (1, 1, kh, kw) with shared_filters (C_out = C_in).
+        bias: None or (C_out,).
+        stride, dilation: positive (int or pair); padding: non-negative.
+        native_impl: the plain-PyTorch reference.
+
+    Returns:
+        (B, C_out, Ho, Wo), Ho x Wo the output size of ``nn.Conv2d``. Differentiable in input,
+        kernel, weight and bias. See ``torch_bridge.pac_reference.pacconv2d_reference``.
+    """
+    geometry = _compiled_geometry(native_impl, input, weight, stride, padding, dilation)
+    if geometry is None:
+        return pacconv2d_reference(input, kernel, weight, bias, stride, padding, dilation, shared_filters)
+    s, p, d = geometry
+    input, kernel, weight, bias = _autocast(input.device.type, input, kernel, weight, bias)
+    return _pac.pacconv(input, kernel, weight, bias, s, p, 0, d, shared_filters, transposed=False)
+
+
+def pacconv_transpose2d(input: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
+                        stride: IntPair = 1, padding: IntPair = 0, output_padding: IntPair = 0,
+                        dilation: IntPair = 1, shared_filters: bool = False, native_impl: bool = False) -> Tensor:
+    """Transposed pixel-adaptive convolution: the input spread ``stride`` apart (zeros between),
+    zero padded by (k-1)*d - p on each side plus output_padding at the end, then a stride-1
+    ``pacconv2d`` with the unflipped weight::
+
+        out[b,o,y,x] = bias[o] + sum_{c,u,v} weight[c,o,u,v] * kernel[b,0,u,v,y,x] * z[b,c,y+u*d,x+v*d]
+
+    (with kernel = 1 this is ``F.conv_transpose2d`` with the flipped weight).
+
+    Args:
+        input: (B, C_in, H, W).
+        kernel: (B, 1, kh, kw, Ho, Wo), e.g. from ``packernel2d(..., transposed=True)``.
+        weight: (C_in, C_out, kh, kw), or (1, 1, kh, kw) with shared_filters (C_out = C_in,
+            each channel filtered separately).
+        bias: None or (C_out,).
+        stride, dilation: positive (int or pair); padding, output_padding: non-negative.
+        native_impl: the plain-PyTorch reference.
+
+    Returns:
+        (B, C_out, Ho, Wo), Ho = (H-1)*s - 2p + d*(kh-1) + 1 + output_padding. Differentiable in
+        input, kernel, weight and bias. See
+        ``torch_bridge.pac_reference.pacconv_transpose2d_reference``.
+    """
+    geometry = _compiled_geometry(native_impl, input, weight, stride, padding, dilation, output_padding)
+    if geometry is None:
+        return pacconv_transpose2d_reference(input, kernel, weight, bias, stride, padding, output_padding, dilation,
+                                             shared_filters)
+    s, p, d, op = geometry
+    input, kernel, weight, bias = _autocast(input.device.type, input, kernel, weight, bias)
+    return _pac.pacconv(input, kernel, weight, bias, s, p, op, d, shared_filters, transposed=True)
+
+
+def pacpool2d(input: Tensor, kernel: Tensor, kernel_size: IntPair, stride: IntPair = 1, padding: IntPair = 0,
+              dilation: IntPair = 1, native_impl: bool = False) -> Tensor:
+    """Pixel-adaptive pooling: each channel's window weighted by the kernel and summed::
+
+        out[b,c,y,x] = sum_{u,v} kernel[b, 0 or c, u, v, y, x] * input[b, c, y*s + u*d - p, x*s + v*d - p]
+
+    Args:
+        input: (B, C, H, W).
+        kernel: (B, 1 or C, kh, kw, Ho, Wo) (C: from ``packernel2d(..., channel_wise=True)``).
+        kernel_size: (kh, kw) (int or pair); stride, dilation positive; padding non-negative.
+        native_impl: the plain-PyTorch reference.
+
+    Returns:
+        (B, C, Ho, Wo), Ho x Wo the output size of ``nn.Conv2d``. Differentiable in input and
+        kernel. See ``torch_bridge.pac_reference.pacpool2d_reference``.
+    """
+    geometry = None if native_impl else _pac.compiled_geometry(kernel_size, stride, padding, dilation)
+    if geometry is None or not isinstance(input, Tensor):
+        return pacpool2d_reference(input, kernel, kernel_size, stride, padding, dilation)
+    k, s, p, d = geometry
+    input, kernel = _autocast(input.device.type, input, kernel)
+    return _pac.pool_op(input, kernel, k, s, p, 0, d, False)
+
+
+def _compiled_geometry(native_impl: bool, input, weight, *pairs):
+    """(s, p, d[, op]) as ints for the compiled kernels, or None for the reference: asked
+    for (native_impl), a non-square geometry, or a malformed weight (the reference names the
+    problem)."""
+    if native_impl or not isinstance(input, Tensor) or not isinstance(weight, Tensor) or weight.dim() != 4:
+        return None
+    geometry = _pac.compiled_geometry(tuple(weight.shape[-2:]), *pairs)
+    return None if geometry is None else geometry[1:]

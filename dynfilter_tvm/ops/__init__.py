@@ -1,2 +1,2 @@
 """Operator compute definitions (TE). Importing this package registers every kernel."""
-from . import acda, ddf  # noqa: F401
+from . import acda, ddf, pac  # noqa: F401

@@ -1,0 +1,275 @@
+"""Pixel-adaptive convolution (Su et al., CVPR 2019) as TE computes, never unfolding the input.
+
+One tap rule serves every form. A source S (N, C, H, W) is read on a virtual grid: S
+zero-inserted with factor ``z`` (1: plain) and shifted by ``p`` (zero padding; negative
+crops), ``Sz[Y] = S[(Y - p) / z]`` where that is an integer inside S, else 0. Output pixel y
+reads tap i at ``Y = y*s + i*d`` (``a = 0``) or, for the adjoints, ``Y = y*s + (k-1-i)*d``
+(``a = 1``, the taps mirrored). The adaptive kernel K (N, G, k, k, ., .) multiplies each tap:
+indexed at the output pixel (``a = 0``) or, in the adjoints, at the source position, K then
+living on S's grid and zero-inserted alike::
+
+    conv:    out[n,o,y,x] = sum_{c,i,j} Wt[o,c,i,j] * K[n,0,i,j,(y,x)|Y,X] * Sz[n,c,Y,X]
+    pool:    out[n,c,y,x] = sum_{i,j}   K[n,g(c),i,j,(y,x)|Y,X] * Sz[n,c,Y,X]
+
+``pacconv2d`` is ``conv`` (z=1, a=0, Wt = weight); its input gradient is ``conv`` on the
+output gradient (z=s, s=1, p=(k-1)d-pad, a=1, Wt = weight^T); the transposed convolution
+(the official: pacconv2d on the input zero-inserted and padded by (k-1)d-pad) is ``conv``
+with z=s, s=1, and its input gradient ``conv`` with z=1, p=pad, a=1, stride s. The bridge
+picks the parameters and transposes the tiny weight; ``pool`` likewise.
+
+The kernel and weight gradients (``a = 0``)::
+
+    conv_dk: dK[n,0,i,j,y,x] = sum_c Sz[n,c,Y,X] * G[n,c,i,j,y,x],  G = sum_o Wt[o,c,i,j] dO[n,o,y,x]
+    conv_dw: dWt[o,c,i,j]    = sum_{n,y,x} dO[n,o,y,x] * K[n,0,i,j,y,x] * Sz[n,c,Y,X]
+    pool_dk: dK[n,g,i,j,y,x] = sum_{c in g} dO[n,c,y,x] * Sz[n,c,Y,X]
+
+The kernel's squared distances (``packernel2d``; F the guidance, F0 its centre taps or its
+smoothed version at the output pixels, r = relu for the '_asym' kernels, else identity)::
+
+    dist:     D[n,g,i,j,y,x] = sum_{c in g} r(Fp[n,c,Y,X] - F0[n,c,y,x])^2   (exp(-D/2) if gauss)
+    dist_df:  dF = the adjoint of the taps of 2 dD r(.)      dist_df0: dF0 = -sum_{i,j} 2 dD r(.)
+
+G (channels of K) is 1 or C. The modulated taps (stage ``xk``) and G are per-row stages that
+schedules build next to the loop reading them; half types accumulate in float32. Layouts
+are contiguous: X / dX (N, C, H, W), out / dO (N, O|C, Ho, Wo), Wt (O, C, k, k).
+"""
+from __future__ import annotations
+
+from tvm import te, tirx
+
+from ..registry import register_kernel
+from .common import acc_dtype, cast_out, zero_insert_pad
+
+MAX_KERNEL_SIZE = 15
+
+
+def grid_size(n_out: int, k: int, s: int, d: int) -> int:
+    """Extent of the virtual source grid that n_out outputs read."""
+    return (n_out - 1) * s + (k - 1) * d + 1
+
+
+def check_params(N, C, H, W, Ho, Wo, k, s, z, d, **_) -> None:
+    """Raise ValueError naming the first bad parameter."""
+    for name, val in (("batch", N), ("channels", C), ("height", H), ("width", W), ("out height", Ho),
+                      ("out width", Wo), ("stride", s), ("zero insertion", z), ("dilation", d)):
+        if val < 1:
+            raise ValueError(f"{name} must be >= 1, got {val}")
+    if not (1 <= k <= MAX_KERNEL_SIZE and k % 2):
+        raise ValueError(f"kernel_size must be odd and in [1, {MAX_KERNEL_SIZE}], got {k}")
+
+
+def _source(S: te.Tensor, k, s, z, p, d, Ho, Wo, name: str) -> te.Tensor:
+    size = (grid_size(Ho, k, s, d), grid_size(Wo, k, s, d))
+    return zero_insert_pad(S, z, p, size, name)
+
+
+def _tap(k, s, d, a):
+    """Virtual-grid coordinate of tap i for output coordinate y."""
+    return (lambda y, i: y * s + (k - 1 - i) * d) if a else (lambda y, i: y * s + i * d)
+
+
+def _modulated(X, K, k, s, z, p, d, a, Ho, Wo, acc, grouped):
+    """xk[n,c,i,j,y,x] = K(tap) * Sz(tap): the taps of the source times the adaptive kernel."""
+    N, C = (int(n) for n in X.shape[:2])
+    G = int(K.shape[1])
+    Sz = _source(X, k, s, z, p, d, Ho, Wo, "Sz")
+    tap = _tap(k, s, d, a)
+    g = (lambda c: c) if (grouped and G > 1) else (lambda c: 0)
+    if a:
+        Kz = _source(K, k, s, z, p, d, Ho, Wo, "Kz")
+
+        def mod(n, c, i, j, y, x):
+            return Kz[n, g(c), i, j, tap(y, i), tap(x, j)]
+    else:
+        def mod(n, c, i, j, y, x):
+            return K[n, g(c), i, j, y, x]
+
+    return te.compute(
+        (N, C, k, k, Ho, Wo),
+        lambda n, c, i, j, y, x: mod(n, c, i, j, y, x).astype(acc) * Sz[n, c, tap(y, i), tap(x, j)].astype(acc),
+        name="xk")
+
+
+def _kernel_shape(N, G, k, H, W, Ho, Wo, a):
+    return (N, G, k, k, H, W) if a else (N, G, k, k, Ho, Wo)
+
+
+@register_kernel("pac", "conv")
+def conv(N, C, O, H, W, Ho, Wo, k, s, z, p, d, a, dtype):
+    check_params(N, C, H, W, Ho, Wo, k, s, z, d)
+    acc_t = acc_dtype(dtype)
+    X = te.placeholder((N, C, H, W), dtype, name="X")
+    K = te.placeholder(_kernel_shape(N, 1, k, H, W, Ho, Wo, a), dtype, name="K")
+    Wt = te.placeholder((O, C, k, k), dtype, name="Wt")
+    xk = _modulated(X, K, k, s, z, p, d, a, Ho, Wo, acc_t, grouped=False)
+    c = te.reduce_axis((0, C), "c")
+    i = te.reduce_axis((0, k), "i")
+    j = te.reduce_axis((0, k), "j")
+    acc = te.compute(
+        (N, O, Ho, Wo),
+        lambda n, o, y, x: te.sum(Wt[o, c, i, j].astype(acc_t) * xk[n, c, i, j, y, x], axis=[c, i, j]),
+        name="acc")
+    return [X, K, Wt, cast_out(acc, dtype)]
+
+
+@register_kernel("pac", "pool")
+def pool(N, C, G, H, W, Ho, Wo, k, s, z, p, d, a, dtype):
+    check_params(N, C, H, W, Ho, Wo, k, s, z, d)
+    acc_t = acc_dtype(dtype)
+    X = te.placeholder((N, C, H, W), dtype, name="X")
+    K = te.placeholder(_kernel_shape(N, G, k, H, W, Ho, Wo, a), dtype, name="K")
+    xk = _modulated(X, K, k, s, z, p, d, a, Ho, Wo, acc_t, grouped=True)
+    i = te.reduce_axis((0, k), "i")
+    j = te.reduce_axis((0, k), "j")
+    acc = te.compute((N, C, Ho, Wo), lambda n, c, y, x: te.sum(xk[n, c, i, j, y, x], axis=[i, j]), name="acc")
+    return [X, K, cast_out(acc, dtype)]
+
+
+@register_kernel("pac", "conv_dk")
+def conv_dk(N, C, O, H, W, Ho, Wo, k, s, z, p, d, dtype):
+    check_params(N, C, H, W, Ho, Wo, k, s, z, d)
+    acc_t = acc_dtype(dtype)
+    dO = te.placeholder((N, O, Ho, Wo), dtype, name="dO")
+    X = te.placeholder((N, C, H, W), dtype, name="X")
+    Wt = te.placeholder((O, C, k, k), dtype, name="Wt")
+    Sz = _source(X, k, s, z, p, d, Ho, Wo, "Sz")
+    tap = _tap(k, s, d, 0)
+    o = te.reduce_axis((0, O), "o")
+    G = te.compute(
+        (N, C, k, k, Ho, Wo),
+        lambda n, c, i, j, y, x: te.sum(Wt[o, c, i, j].astype(acc_t) * dO[n, o, y, x].astype(acc_t), axis=o),
+        name="G")
+    c = te.reduce_axis((0, C), "c")
+    acc = te.compute(
+        (N, 1, k, k, Ho, Wo),
+        lambda n, g, i, j, y, x: te.sum(Sz[n, c, tap(y, i), tap(x, j)].astype(acc_t) * G[n, c, i, j, y, x], axis=c),
+        name="acc")
+    return [dO, X, Wt, cast_out(acc, dtype)]
+
+
+@register_kernel("pac", "conv_dw")
+def conv_dw(N, C, O, H, W, Ho, Wo, k, s, z, p, d, dtype):
+    """dWt in the accumulation type (a sum over every pixel of the batch)."""
+    check_params(N, C, H, W, Ho, Wo, k, s, z, d)
+    acc_t = acc_dtype(dtype)
+    dO = te.placeholder((N, O, Ho, Wo), dtype, name="dO")
+    K = te.placeholder((N, 1, k, k, Ho, Wo), dtype, name="K")
+    X = te.placeholder((N, C, H, W), dtype, name="X")
+    Sz = _source(X, k, s, z, p, d, Ho, Wo, "Sz")
+    tap = _tap(k, s, d, 0)
+    n = te.reduce_axis((0, N), "n")
+    y = te.reduce_axis((0, Ho), "y")
+    x = te.reduce_axis((0, Wo), "x")
+    acc = te.compute(
+        (O, C, k, k),
+        lambda o, c, i, j: te.sum(
+            dO[n, o, y, x].astype(acc_t) * (K[n, 0, i, j, y, x].astype(acc_t)
+                                            * Sz[n, c, tap(y, i), tap(x, j)].astype(acc_t)),
+            axis=[n, y, x]),
+        name="acc")
+    return [dO, K, X, cast_out(acc, acc_t)]
+
+
+@register_kernel("pac", "pool_dk")
+def pool_dk(N, C, G, H, W, Ho, Wo, k, s, z, p, d, dtype):
+    check_params(N, C, H, W, Ho, Wo, k, s, z, d)
+    acc_t = acc_dtype(dtype)
+    dO = te.placeholder((N, C, Ho, Wo), dtype, name="dO")
+    X = te.placeholder((N, C, H, W), dtype, name="X")
+    Sz = _source(X, k, s, z, p, d, Ho, Wo, "Sz")
+    tap = _tap(k, s, d, 0)
+    if G == 1:
+        c = te.reduce_axis((0, C), "c")
+        acc = te.compute(
+            (N, 1, k, k, Ho, Wo),
+            lambda n, g, i, j, y, x: te.sum(
+                dO[n, c, y, x].astype(acc_t) * Sz[n, c, tap(y, i), tap(x, j)].astype(acc_t), axis=c),
+            name="acc")
+    else:
+        acc = te.compute(
+            (N, C, k, k, Ho, Wo),
+            lambda n, c, i, j, y, x: dO[n, c, y, x].astype(acc_t) * Sz[n, c, tap(y, i), tap(x, j)].astype(acc_t),
+            name="acc")
+    return [dO, X, cast_out(acc, dtype)]
+
+
+def _rect(v, asym: int, dtype: str):
+    return tirx.max(v, tirx.const(0, dtype)) if asym else v
+
+
+def _dist_inputs(N, C, H, W, Ho, Wo, dtype):
+    F = te.placeholder((N, C, H, W), dtype, name="F")
+    F0 = te.placeholder((N, C, Ho, Wo), dtype, name="F0")
+    return F, F0
+
+
+@register_kernel("pac", "dist")
+def dist(N, C, G, H, W, Ho, Wo, k, s, p, d, asym, gauss, dtype):
+    check_params(N, C, H, W, Ho, Wo, k, s, 1, d)
+    acc_t = acc_dtype(dtype)
+    F, F0 = _dist_inputs(N, C, H, W, Ho, Wo, dtype)
+    Fp = _source(F, k, s, 1, p, d, Ho, Wo, "Sz")
+    tap = _tap(k, s, d, 0)
+
+    def diff(n, c, i, j, y, x):
+        e = _rect(Fp[n, c, tap(y, i), tap(x, j)].astype(acc_t) - F0[n, c, y, x].astype(acc_t), asym, acc_t)
+        return e * e
+
+    if G == 1:
+        c = te.reduce_axis((0, C), "c")
+        acc = te.compute((N, 1, k, k, Ho, Wo),
+                         lambda n, g, i, j, y, x: te.sum(diff(n, c, i, j, y, x), axis=c), name="acc")
+    else:
+        acc = te.compute((N, C, k, k, Ho, Wo), diff, name="acc")
+    if gauss:
+        return [F, F0, te.compute(acc.shape, lambda *i: te.exp(acc(*i) * tirx.const(-0.5, acc_t)).astype(dtype),
+                                  name="out")]
+    return [F, F0, cast_out(acc, dtype)]
+
+
+@register_kernel("pac", "dist_df")
+def dist_df(N, C, G, H, W, Ho, Wo, k, s, p, d, asym, dtype):
+    """dF[n,c,h,w] = sum_{i,j} 2 dD[n,g,i,j,y,x] r(F[n,c,h,w] - F0[n,c,y,x]) over the output
+    pixels whose tap (i, j) is (h, w): on the zero-inserted grid of the outputs, a stride-1
+    correlation with mirrored taps (dD there is 0 off the grid)."""
+    check_params(N, C, H, W, Ho, Wo, k, s, 1, d)
+    acc_t = acc_dtype(dtype)
+    F, F0 = _dist_inputs(N, C, H, W, Ho, Wo, dtype)
+    dD = te.placeholder((N, G, k, k, Ho, Wo), dtype, name="dD")
+    e = (k - 1) * d - p  # the adjoint's offset
+    dDz = _source(dD, k, 1, s, e, d, H, W, "Kz")
+    F0z = _source(F0, k, 1, s, e, d, H, W, "Sz")
+    tap = _tap(k, 1, d, 1)
+    g = (lambda c: c) if G > 1 else (lambda c: 0)
+    i = te.reduce_axis((0, k), "i")
+    j = te.reduce_axis((0, k), "j")
+    two = tirx.const(2, acc_t)
+
+    def body(n, c, h, w):
+        Y, X_ = tap(h, i), tap(w, j)
+        r = _rect(F[n, c, h, w].astype(acc_t) - F0z[n, c, Y, X_].astype(acc_t), asym, acc_t)
+        return te.sum(two * dDz[n, g(c), i, j, Y, X_].astype(acc_t) * r, axis=[i, j])
+
+    acc = te.compute((N, C, H, W), body, name="acc")
+    return [dD, F, F0, cast_out(acc, dtype)]
+
+
+@register_kernel("pac", "dist_df0")
+def dist_df0(N, C, G, H, W, Ho, Wo, k, s, p, d, asym, dtype):
+    check_params(N, C, H, W, Ho, Wo, k, s, 1, d)
+    acc_t = acc_dtype(dtype)
+    F, F0 = _dist_inputs(N, C, H, W, Ho, Wo, dtype)
+    dD = te.placeholder((N, G, k, k, Ho, Wo), dtype, name="dD")
+    Fp = _source(F, k, s, 1, p, d, Ho, Wo, "Sz")
+    tap = _tap(k, s, d, 0)
+    g = (lambda c: c) if G > 1 else (lambda c: 0)
+    i = te.reduce_axis((0, k), "i")
+    j = te.reduce_axis((0, k), "j")
+    m2 = tirx.const(-2, acc_t)
+
+    def body(n, c, y, x):
+        r = _rect(Fp[n, c, tap(y, i), tap(x, j)].astype(acc_t) - F0[n, c, y, x].astype(acc_t), asym, acc_t)
+        return te.sum(m2 * dD[n, g(c), i, j, y, x].astype(acc_t) * r, axis=[i, j])
+
+    acc = te.compute((N, C, Ho, Wo), body, name="acc")
+    return [dD, F, F0, cast_out(acc, dtype)]

@@ -1,0 +1,235 @@
+"""Default CPU (LLVM) schedules for PAC.
+
+conv (and its adjoint, the input gradient): the zero-inserted/padded source once, then
+parallel over output rows. Each row first builds its modulated taps ``xk`` (C x k x k x Wo,
+vectors along x: the kernel value times the source), then runs a register-tiled matrix
+product: for each block of output channels x a few vectors along x, the C*k*k reduction
+loads one broadcast weight per channel of the block and one vector of taps per vector.
+conv_dk: per row, G = Wt^T dO is the same tiled product (output rows c,i,j); the sum over
+channels of source x G follows, vectors along x. conv_dw: the x loop split into vector
+lanes and rfactored, so each (block of output channels, input channel, tap row) keeps
+o_block x k vector partial sums over all pixels, then sums its lanes.
+pool / pool_dk / dist*: vectors along x, parallel over rows or planes.
+"""
+from __future__ import annotations
+
+from tvm.target import codegen
+
+from . import register
+from .common import after_compute_at, unroll, vector_lanes, vectorize_inner, vectorize_under
+
+# vector accumulators a tile may keep (of 32 with AVX-512, 16 with AVX2)
+def _registers(target) -> int:
+    return 24 if codegen.target_has_features("avx512f", target) else 12
+
+
+def _divisor_at_most(n: int, cap: int) -> int:
+    """The largest divisor of n not above cap (a block without a tail)."""
+    return max(b for b in range(1, max(1, min(n, cap)) + 1) if n % b == 0)
+
+
+def _x_tiling(wo: int, dtype: str):
+    """(lanes, vectors per tile) along x: whole vectors where the width allows."""
+    lanes = vector_lanes(dtype)
+    if wo % lanes and wo % (lanes // 2) == 0:
+        lanes //= 2  # half vectors without a tail (28 = 7 x 4)
+    if wo % lanes:
+        return lanes, 1
+    return lanes, _divisor_at_most(wo // lanes, 4)
+
+
+def _materialize(sch, name: str, lanes: int, outer: int = 2) -> None:
+    """A padded / zero-inserted copy computed once: parallel over its leading planes."""
+    block = sch.get_sblock(name)
+    sch.parallel(sch.fuse(*sch.get_loops(block)[:outer]))
+    vectorize_inner(sch, block, lanes)
+
+
+def _gemm_tile(sch, block, rows, x, red, n_rows: int, wo: int, wl, target):
+    """Register tile of a row's matrix product: ``rows`` (an output-channel loop) blocked,
+    ``x`` split into vectors, the reduction loops ``red`` outside the tile. Returns the
+    loop above the reduction (where the cast stage goes)."""
+    lanes, xv = _x_tiling(wo, wl.dtype)
+    rb = _divisor_at_most(n_rows, max(1, _registers(target) // xv))
+    ro, ri = sch.split(rows, [None, rb])
+    xo, xvl, xi = sch.split(x, [None, xv, lanes])
+    sch.reorder(ro, xo, *red, ri, xvl, xi)
+    sch.vectorize(xi)
+    unroll(sch, ri, xvl)
+    return xo
+
+
+@register("pac", "conv", "cpu")
+def conv(sch, wl, target):
+    p = wl.p
+    lanes = vector_lanes(wl.dtype)
+    acc = sch.get_sblock("acc")
+    n, o, y, x, c, i, j = sch.get_loops(acc)
+    sch.reorder(n, y, o, x, c, i, j)
+    row = sch.fuse(n, y)
+    sch.parallel(row)
+    xo = _gemm_tile(sch, acc, o, x, (c, i, j), p["O"], p["Wo"], wl, target)
+    # producers first: compute_at needs the consumer's reduction whole
+    _materialize(sch, "Sz", lanes)
+    if p["a"]:
+        _materialize(sch, "Kz", lanes, outer=4)
+    xk = sch.get_sblock("xk")
+    sch.compute_at(xk, row)
+    vectorize_inner(sch, xk, lanes, under=row)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, xo)
+    vectorize_under(sch, out, xo)
+    init = sch.decompose_reduction(acc, c)
+    vectorize_under(sch, init, xo)
+
+
+@register("pac", "pool", "cpu")
+def pool(sch, wl, target):
+    p = wl.p
+    lanes = vector_lanes(wl.dtype)
+    _materialize(sch, "Sz", lanes)
+    if p["a"]:
+        _materialize(sch, "Kz", lanes, outer=4)
+    sch.compute_inline(sch.get_sblock("xk"))
+    acc = sch.get_sblock("acc")
+    n, c, y, x, i, j = sch.get_loops(acc)
+    # a shared kernel (G = 1) row is read by every channel: channels inside the row loop
+    sch.reorder(n, y, c, x, i, j)
+    sch.parallel(sch.fuse(n, y))
+    cb = 4 if p["G"] == 1 else 1
+    xo = _gemm_tile_depthwise(sch, c, x, (i, j), p["C"], p["Wo"], cb, wl)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, xo)
+    vectorize_under(sch, out, xo)
+    init = sch.decompose_reduction(acc, i)
+    vectorize_under(sch, init, xo)
+
+
+def _gemm_tile_depthwise(sch, c, x, red, n_c: int, wo: int, cb: int, wl):
+    """Blocks of ``cb`` channels x one vector along x, the taps outside."""
+    lanes, _ = _x_tiling(wo, wl.dtype)
+    co, ci = sch.split(c, [None, _divisor_at_most(n_c, cb)])
+    xo, xi = sch.split(x, [None, lanes])
+    sch.reorder(co, xo, *red, ci, xi)
+    sch.vectorize(xi)
+    sch.unroll(ci)
+    return xo
+
+
+def _channel_sum_row(sch, acc, lanes):
+    """acc (n, g, i, j, y, x, c) summed over channels c: parallel over rows (n, y), vectors
+    along x with the channel loop inside. Returns the row and the vector-tile loops."""
+    n, g, i, j, y, x, c = sch.get_loops(acc)
+    sch.reorder(n, y, g, i, j, x, c)
+    row = sch.fuse(n, y)
+    sch.parallel(row)
+    xo, xi = sch.split(x, [None, lanes])
+    sch.reorder(xo, c, xi)
+    sch.vectorize(xi)
+    return row, xo
+
+
+def _finish(sch, acc, first_red, xo):
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, xo)
+    vectorize_under(sch, out, xo)
+    init = sch.decompose_reduction(acc, first_red)
+    vectorize_under(sch, init, xo)
+
+
+@register("pac", "conv_dk", "cpu")
+def conv_dk(sch, wl, target):
+    p = wl.p
+    lanes, _ = _x_tiling(p["Wo"], wl.dtype)
+    acc = sch.get_sblock("acc")
+    row, xo = _channel_sum_row(sch, acc, lanes)
+    c = sch.get_loops(acc)[-2]
+    _materialize(sch, "Sz", lanes)
+    G = sch.get_sblock("G")
+    sch.compute_at(G, row)
+    loops = after_compute_at(sch, G, [("c", p["C"]), ("i", p["k"]), ("j", p["k"]), ("x", p["Wo"]), ("o", p["O"])])
+    if len(loops) == 5:  # else a degenerate shape: left plain
+        r = sch.fuse(loops["c"], loops["i"], loops["j"])
+        _gemm_tile(sch, G, r, loops["x"], (loops["o"],), p["C"] * p["k"] ** 2, p["Wo"], wl, target)
+    if "o" in loops:
+        sch.decompose_reduction(G, loops["o"])
+    _finish(sch, acc, c, xo)
+
+
+@register("pac", "conv_dw", "cpu")
+def conv_dw(sch, wl, target):
+    p = wl.p
+    lanes, _ = _x_tiling(p["Wo"], wl.dtype)
+    _materialize(sch, "Sz", lanes)
+    acc = sch.get_sblock("acc")
+    o, c, i, j, n, y, x = sch.get_loops(acc)
+    xo, xl = sch.split(x, [None, lanes])
+    rf = sch.rfactor(xl, 4)  # rf[o, c, i, j, lane]: one partial sum per vector lane
+    o, c, i, j, n, y, xo, xl = sch.get_loops(rf)
+    ob = _divisor_at_most(p["O"], max(1, _registers(target) // p["k"]))
+    oo, oi = sch.split(o, [None, ob])
+    sch.reorder(oo, c, i, n, y, xo, j, oi, xl)
+    sch.parallel(sch.fuse(oo, c))
+    sch.vectorize(xl)
+    unroll(sch, j, oi)
+    # the lane sums and the cast per tile: the partials stay in registers
+    sch.reverse_compute_at(acc, i)
+    sch.reverse_compute_at(sch.get_sblock("out"), i)
+    sch.decompose_reduction(rf, n)
+
+
+@register("pac", "pool_dk", "cpu")
+def pool_dk(sch, wl, target):
+    p = wl.p
+    lanes, _ = _x_tiling(p["Wo"], wl.dtype)
+    _materialize(sch, "Sz", lanes)
+    acc = sch.get_sblock("acc")
+    if p["G"] == 1:
+        row, xo = _channel_sum_row(sch, acc, lanes)
+        _finish(sch, acc, sch.get_loops(acc)[-2], xo)
+    else:
+        sch.compute_inline(acc)
+        _materialize(sch, "out", lanes)
+
+
+def _dist_sum(sch, wl, lanes):
+    acc = sch.get_sblock("acc")
+    if wl.p["G"] == 1:
+        row, xo = _channel_sum_row(sch, acc, lanes)
+        _finish(sch, acc, sch.get_loops(acc)[-2], xo)
+    else:
+        sch.compute_inline(acc)
+        _materialize(sch, "out", lanes)
+
+
+@register("pac", "dist", "cpu")
+def dist(sch, wl, target):
+    lanes, _ = _x_tiling(wl.p["Wo"], wl.dtype)
+    _materialize(sch, "Sz", lanes)
+    _dist_sum(sch, wl, lanes)
+
+
+def _taps_inside_vectors(sch, lanes):
+    """acc (n, c, y, x, i, j): parallel over planes, vectors along x with the taps inside."""
+    acc = sch.get_sblock("acc")
+    n, c, y, x, i, j = sch.get_loops(acc)
+    sch.parallel(sch.fuse(n, c))
+    xo, xi = sch.split(x, [None, lanes])
+    sch.reorder(xo, i, j, xi)
+    sch.vectorize(xi)
+    _finish(sch, acc, i, xo)
+
+
+@register("pac", "dist_df", "cpu")
+def dist_df(sch, wl, target):
+    lanes, _ = _x_tiling(wl.p["W"], wl.dtype)
+    _materialize(sch, "Kz", lanes, outer=4)
+    _materialize(sch, "Sz", lanes)
+    _taps_inside_vectors(sch, lanes)
+
+
+@register("pac", "dist_df0", "cpu")
+def dist_df0(sch, wl, target):
+    lanes, _ = _x_tiling(wl.p["Wo"], wl.dtype)
+    _materialize(sch, "Sz", lanes)
+    _taps_inside_vectors(sch, lanes)

@@ -1,0 +1,349 @@
+"""PAC's custom ops: the adaptive convolution (plain and transposed), the adaptive pooling and
+the kernel's squared distances, each with its gradient kernels, autograd and fake impls.
+
+Every form is one of the ``pac`` kernels with a tap geometry (stride ``s``, zero insertion
+``z``, offset ``p``; see ``dynfilter_tvm.ops.pac``): the transposed form is the plain one on
+a zero-inserted input, and each input gradient is the other form, taps mirrored (``a = 1``).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from dynfilter_tvm.ops.common import acc_dtype, conv_out_size
+from dynfilter_tvm.ops.pac import MAX_KERNEL_SIZE
+
+from ._checks import check_nonnegative_int, check_positive_int, check_tensors
+from .runtime import DTYPES, run
+
+
+# ---------------------------------------------------------------------------- geometry
+def transposed_out_size(n: int, k: int, s: int, p: int, op: int, d: int) -> int:
+    return (n - 1) * s - 2 * p + d * (k - 1) + 1 + op
+
+
+def out_size(n: int, k: int, s: int, p: int, op: int, d: int, transposed: bool) -> int:
+    return transposed_out_size(n, k, s, p, op, d) if transposed else conv_out_size(n, k, s, p, d)
+
+
+def _taps(k: int, s: int, p: int, d: int, transposed: bool, adjoint: bool) -> dict:
+    """(s, z, p) of the kernels: the plain form reads the input with stride s; the transposed
+    one reads it zero-inserted by s, offset by (k-1)d - p; each one's adjoint is the other's."""
+    plain = dict(s=s, z=1, p=p)
+    zero_inserted = dict(s=1, z=s, p=(k - 1) * d - p)
+    return plain if transposed == adjoint else zero_inserted
+
+
+def _params(src: Tensor, out_hw: Tuple[int, int], k: int, geometry: dict, **extra) -> dict:
+    N, C, H, W = src.shape
+    return dict(N=N, C=C, H=H, W=W, Ho=out_hw[0], Wo=out_hw[1], k=k, **geometry, **extra)
+
+
+def _acc(dtype: torch.dtype) -> torch.dtype:
+    return getattr(torch, acc_dtype(DTYPES[dtype]))
+
+
+# ---------------------------------------------------------------------------- checks
+def _check_geometry(k, stride, padding, output_padding, dilation, transposed) -> None:
+    if not isinstance(k, (int, torch.SymInt)) or k < 1 or k % 2 == 0 or k > MAX_KERNEL_SIZE:
+        raise ValueError(f"kernel_size must be an odd integer in [1, {MAX_KERNEL_SIZE}], got {k!r}")
+    check_positive_int("stride", stride)
+    check_nonnegative_int("padding", padding)
+    check_nonnegative_int("output_padding", output_padding)
+    check_positive_int("dilation", dilation)
+    if output_padding and not transposed:
+        raise ValueError("output_padding is for the transposed convolution only")
+    if transposed and output_padding >= max(stride, dilation):
+        raise ValueError(f"output_padding must be smaller than stride or dilation, got {output_padding}")
+
+
+def _check_kernel(kernel: Tensor, N: int, channels: Tuple[int, ...], k: int, Ho: int, Wo: int) -> None:
+    if kernel.dim() != 6 or kernel.shape[0] != N or kernel.shape[1] not in channels \
+            or tuple(kernel.shape[2:]) != (k, k, Ho, Wo):
+        ch = " or ".join(str(c) for c in channels)
+        raise ValueError(f"kernel must have shape ({N}, {ch}, {k}, {k}, {Ho}, {Wo}) (batch, channels, "
+                         f"kernel_size x2, output size), got {tuple(kernel.shape)}")
+
+
+def check_conv(input, kernel, weight, bias, stride, padding, output_padding, dilation, transposed) -> dict:
+    """Validate and return N, C (in), O (out), H, W, Ho, Wo, k."""
+    check_tensors(("input", "kernel", "weight"), (input, kernel, weight), (4, 6, 4),
+                  "cast them to one dtype (torch.autocast does this for pacconv2d)")
+    k = weight.shape[-1]
+    _check_geometry(k, stride, padding, output_padding, dilation, transposed)
+    N, C, H, W = input.shape
+    cin, cout = (weight.shape[0], weight.shape[1]) if transposed else (weight.shape[1], weight.shape[0])
+    if weight.shape[-2] != k or cin != C:
+        layout = "(in_channels, out_channels, k, k)" if transposed else "(out_channels, in_channels, k, k)"
+        raise ValueError(f"weight must have shape {layout} with in_channels = {C} and square k, "
+                         f"got {tuple(weight.shape)}")
+    Ho, Wo = (out_size(n, k, stride, padding, output_padding, dilation, transposed) for n in (H, W))
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"a {k}x{k} kernel (dilation {dilation}) does not fit the {H}x{W} input "
+                         f"padded by {padding}")
+    _check_kernel(kernel, N, (1,), k, Ho, Wo)
+    if bias is not None:
+        check_tensors(("input", "bias"), (input, bias), (4, 1), "cast bias to the input's dtype")
+        if bias.shape[0] != cout:
+            raise ValueError(f"bias must have shape ({cout},), got {tuple(bias.shape)}")
+    return dict(N=N, C=C, O=cout, H=H, W=W, Ho=Ho, Wo=Wo, k=k)
+
+
+def check_pool(input, kernel, k, stride, padding, output_padding, dilation, transposed) -> dict:
+    check_tensors(("input", "kernel"), (input, kernel), (4, 6),
+                  "cast them to one dtype (torch.autocast does this for pacpool2d)")
+    _check_geometry(k, stride, padding, output_padding, dilation, transposed)
+    N, C, H, W = input.shape
+    Ho, Wo = (out_size(n, k, stride, padding, output_padding, dilation, transposed) for n in (H, W))
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"a {k}x{k} kernel (dilation {dilation}) does not fit the {H}x{W} input "
+                         f"padded by {padding}")
+    _check_kernel(kernel, N, (1, C), k, Ho, Wo)
+    return dict(N=N, C=C, H=H, W=W, Ho=Ho, Wo=Wo, k=k, G=kernel.shape[1])
+
+
+def check_dist(guidance, centre, k, stride, padding, dilation, channel_wise) -> dict:
+    check_tensors(("guidance", "centre"), (guidance, centre), (4, 4), "cast them to one dtype")
+    _check_geometry(k, stride, padding, 0, dilation, False)
+    N, C, H, W = guidance.shape
+    Ho, Wo = conv_out_size(H, k, stride, padding, dilation), conv_out_size(W, k, stride, padding, dilation)
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"a {k}x{k} kernel (dilation {dilation}) does not fit the {H}x{W} guidance "
+                         f"padded by {padding}")
+    if tuple(centre.shape) != (N, C, Ho, Wo):
+        raise ValueError(f"centre must have shape {(N, C, Ho, Wo)}, got {tuple(centre.shape)}")
+    return dict(N=N, C=C, H=H, W=W, Ho=Ho, Wo=Wo, k=k, G=C if channel_wise else 1)
+
+
+# ---------------------------------------------------------------------------- convolution
+def _transposed_weight(weight: Tensor, transposed: bool) -> Tensor:
+    """The kernels' Wt (out, in, k, k): the transposed form stores (in, out, k, k)."""
+    return weight.transpose(0, 1) if transposed else weight
+
+
+@torch.library.custom_op("dynfilter::pac_conv", mutates_args=())
+def conv_op(input: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int,
+            padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
+    q = check_conv(input, kernel, weight, bias, stride, padding, output_padding, dilation, transposed)
+    k = q["k"]
+    out = input.new_empty(q["N"], q["O"], q["Ho"], q["Wo"])
+    geo = _taps(k, stride, padding, dilation, transposed, adjoint=False)
+    p = _params(input, (q["Ho"], q["Wo"]), k, geo, d=dilation, O=q["O"], a=0)
+    run("pac", "conv", p, input.dtype, input.device, input, kernel, _transposed_weight(weight, transposed), out)
+    if bias is not None:
+        out += bias.view(1, -1, 1, 1)
+    return out
+
+
+@conv_op.register_fake
+def _(input, kernel, weight, bias, stride, padding, output_padding, dilation, transposed):
+    q = check_conv(input, kernel, weight, bias, stride, padding, output_padding, dilation, transposed)
+    return input.new_empty(q["N"], q["O"], q["Ho"], q["Wo"])
+
+
+@torch.library.custom_op("dynfilter::pac_conv_grad_input", mutates_args=())
+def conv_grad_input_op(grad_out: Tensor, input: Tensor, kernel: Tensor, weight: Tensor, stride: int,
+                       padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
+    q = check_conv(input, kernel, weight, None, stride, padding, output_padding, dilation, transposed)
+    g = grad_out.to(input.dtype)
+    dx = torch.empty_like(input, memory_format=torch.contiguous_format)
+    geo = _taps(q["k"], stride, padding, dilation, transposed, adjoint=True)
+    p = _params(g, (q["H"], q["W"]), q["k"], geo, d=dilation, O=q["C"], a=1)
+    wt = _transposed_weight(weight, not transposed)  # (in, out): the adjoint maps out -> in
+    run("pac", "conv", p, input.dtype, input.device, g, kernel, wt, dx)
+    return dx
+
+
+@conv_grad_input_op.register_fake
+def _(grad_out, input, kernel, weight, stride, padding, output_padding, dilation, transposed):
+    return torch.empty_like(input, memory_format=torch.contiguous_format)
+
+
+def _grad_params(q: dict, stride, padding, dilation, transposed) -> dict:
+    geo = _taps(q["k"], stride, padding, dilation, transposed, adjoint=False)
+    return dict(N=q["N"], C=q["C"], O=q["O"], H=q["H"], W=q["W"], Ho=q["Ho"], Wo=q["Wo"], k=q["k"],
+                d=dilation, **geo)
+
+
+@torch.library.custom_op("dynfilter::pac_conv_grad_kernel", mutates_args=())
+def conv_grad_kernel_op(grad_out: Tensor, input: Tensor, kernel: Tensor, weight: Tensor, stride: int,
+                        padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
+    q = check_conv(input, kernel, weight, None, stride, padding, output_padding, dilation, transposed)
+    dk = torch.empty_like(kernel, memory_format=torch.contiguous_format)
+    run("pac", "conv_dk", _grad_params(q, stride, padding, dilation, transposed), input.dtype, input.device,
+        grad_out.to(input.dtype), input, _transposed_weight(weight, transposed), dk)
+    return dk
+
+
+@conv_grad_kernel_op.register_fake
+def _(grad_out, input, kernel, weight, stride, padding, output_padding, dilation, transposed):
+    return torch.empty_like(kernel, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("dynfilter::pac_conv_grad_weight", mutates_args=())
+def conv_grad_weight_op(grad_out: Tensor, input: Tensor, kernel: Tensor, weight: Tensor, stride: int,
+                        padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
+    q = check_conv(input, kernel, weight, None, stride, padding, output_padding, dilation, transposed)
+    k = q["k"]
+    dwt = torch.empty(q["O"], q["C"], k, k, dtype=_acc(input.dtype), device=input.device)
+    run("pac", "conv_dw", _grad_params(q, stride, padding, dilation, transposed), input.dtype, input.device,
+        grad_out.to(input.dtype), kernel, input, dwt)
+    return _transposed_weight(dwt, transposed).to(weight.dtype).contiguous()
+
+
+@conv_grad_weight_op.register_fake
+def _(grad_out, input, kernel, weight, stride, padding, output_padding, dilation, transposed):
+    return torch.empty_like(weight, memory_format=torch.contiguous_format)
+
+
+def _conv_setup(ctx, inputs, output):
+    input, kernel, weight, bias, *args = inputs
+    ctx.save_for_backward(input, kernel, weight)
+    ctx.args = tuple(args)
+    ctx.bias_dtype = None if bias is None else bias.dtype
+
+
+def _conv_backward(ctx, grad_out):
+    input, kernel, weight = ctx.saved_tensors
+    need_x, need_k, need_w, need_b = ctx.needs_input_grad[:4]
+    args = (grad_out, input, kernel, weight, *ctx.args)
+    dx = conv_grad_input_op(*args) if need_x else None
+    dk = conv_grad_kernel_op(*args) if need_k else None
+    dw = conv_grad_weight_op(*args) if need_w else None
+    db = grad_out.sum((0, 2, 3), dtype=_acc(grad_out.dtype)).to(ctx.bias_dtype) if need_b else None
+    return dx, dk, dw, db, None, None, None, None, None
+
+
+conv_op.register_autograd(_conv_backward, setup_context=_conv_setup)
+
+
+# ---------------------------------------------------------------------------- pooling
+@torch.library.custom_op("dynfilter::pac_pool", mutates_args=())
+def pool_op(input: Tensor, kernel: Tensor, kernel_size: int, stride: int, padding: int,
+            output_padding: int, dilation: int, transposed: bool) -> Tensor:
+    q = check_pool(input, kernel, kernel_size, stride, padding, output_padding, dilation, transposed)
+    out = input.new_empty(q["N"], q["C"], q["Ho"], q["Wo"])
+    geo = _taps(kernel_size, stride, padding, dilation, transposed, adjoint=False)
+    p = _params(input, (q["Ho"], q["Wo"]), kernel_size, geo, d=dilation, G=q["G"], a=0)
+    run("pac", "pool", p, input.dtype, input.device, input, kernel, out)
+    return out
+
+
+@pool_op.register_fake
+def _(input, kernel, kernel_size, stride, padding, output_padding, dilation, transposed):
+    q = check_pool(input, kernel, kernel_size, stride, padding, output_padding, dilation, transposed)
+    return input.new_empty(q["N"], q["C"], q["Ho"], q["Wo"])
+
+
+@torch.library.custom_op("dynfilter::pac_pool_grad_input", mutates_args=())
+def pool_grad_input_op(grad_out: Tensor, input: Tensor, kernel: Tensor, kernel_size: int, stride: int,
+                       padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
+    q = check_pool(input, kernel, kernel_size, stride, padding, output_padding, dilation, transposed)
+    g = grad_out.to(input.dtype)
+    dx = torch.empty_like(input, memory_format=torch.contiguous_format)
+    geo = _taps(kernel_size, stride, padding, dilation, transposed, adjoint=True)
+    p = _params(g, (q["H"], q["W"]), kernel_size, geo, d=dilation, G=q["G"], a=1)
+    run("pac", "pool", p, input.dtype, input.device, g, kernel, dx)
+    return dx
+
+
+@pool_grad_input_op.register_fake
+def _(grad_out, input, kernel, kernel_size, stride, padding, output_padding, dilation, transposed):
+    return torch.empty_like(input, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("dynfilter::pac_pool_grad_kernel", mutates_args=())
+def pool_grad_kernel_op(grad_out: Tensor, input: Tensor, kernel: Tensor, kernel_size: int, stride: int,
+                        padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
+    q = check_pool(input, kernel, kernel_size, stride, padding, output_padding, dilation, transposed)
+    dk = torch.empty_like(kernel, memory_format=torch.contiguous_format)
+    geo = _taps(kernel_size, stride, padding, dilation, transposed, adjoint=False)
+    p = _params(input, (q["Ho"], q["Wo"]), kernel_size, geo, d=dilation, G=q["G"])
+    run("pac", "pool_dk", p, input.dtype, input.device, grad_out.to(input.dtype), input, dk)
+    return dk
+
+
+@pool_grad_kernel_op.register_fake
+def _(grad_out, input, kernel, kernel_size, stride, padding, output_padding, dilation, transposed):
+    return torch.empty_like(kernel, memory_format=torch.contiguous_format)
+
+
+def _pool_setup(ctx, inputs, output):
+    input, kernel, *args = inputs
+    ctx.save_for_backward(input, kernel)
+    ctx.args = tuple(args)
+
+
+def _pool_backward(ctx, grad_out):
+    input, kernel = ctx.saved_tensors
+    need_x, need_k = ctx.needs_input_grad[:2]
+    args = (grad_out, input, kernel, *ctx.args)
+    dx = pool_grad_input_op(*args) if need_x else None
+    dk = pool_grad_kernel_op(*args) if need_k else None
+    return dx, dk, None, None, None, None, None, None
+
+
+pool_op.register_autograd(_pool_backward, setup_context=_pool_setup)
+
+
+# ---------------------------------------------------------------------------- kernel distances
+def _dist_params(q: dict, stride, padding, dilation, asym) -> dict:
+    return dict(q, s=stride, p=padding, d=dilation, asym=int(asym))
+
+
+@torch.library.custom_op("dynfilter::pac_dist", mutates_args=())
+def dist_op(guidance: Tensor, centre: Tensor, kernel_size: int, stride: int, padding: int, dilation: int,
+            channel_wise: bool, asym: bool, gauss: bool) -> Tensor:
+    """sum_c r(f_tap - f_centre)^2 per tap and output pixel (per channel if channel_wise),
+    or exp(-1/2 of it) with ``gauss``: (N, 1|C, k, k, Ho, Wo)."""
+    q = check_dist(guidance, centre, kernel_size, stride, padding, dilation, channel_wise)
+    out = guidance.new_empty(q["N"], q["G"], kernel_size, kernel_size, q["Ho"], q["Wo"])
+    p = dict(_dist_params(q, stride, padding, dilation, asym), gauss=int(gauss))
+    run("pac", "dist", p, guidance.dtype, guidance.device, guidance, centre, out)
+    return out
+
+
+@dist_op.register_fake
+def _(guidance, centre, kernel_size, stride, padding, dilation, channel_wise, asym, gauss):
+    q = check_dist(guidance, centre, kernel_size, stride, padding, dilation, channel_wise)
+    return guidance.new_empty(q["N"], q["G"], kernel_size, kernel_size, q["Ho"], q["Wo"])
+
+
+@torch.library.custom_op("dynfilter::pac_dist_grad", mutates_args=())
+def dist_grad_op(grad_dist: Tensor, guidance: Tensor, centre: Tensor, kernel_size: int, stride: int,
+                 padding: int, dilation: int, channel_wise: bool, asym: bool) -> Tuple[Tensor, Tensor]:
+    """Gradients of the distances (not of their exponential) for the guidance and the centre."""
+    q = check_dist(guidance, centre, kernel_size, stride, padding, dilation, channel_wise)
+    p = _dist_params(q, stride, padding, dilation, asym)
+    g = grad_dist.to(guidance.dtype)
+    df = torch.empty_like(guidance, memory_format=torch.contiguous_format)
+    df0 = torch.empty_like(centre, memory_format=torch.contiguous_format)
+    run("pac", "dist_df", p, guidance.dtype, guidance.device, g, guidance, centre, df)
+    run("pac", "dist_df0", p, guidance.dtype, guidance.device, g, guidance, centre, df0)
+    return df, df0
+
+
+@dist_grad_op.register_fake
+def _(grad_dist, guidance, centre, kernel_size, stride, padding, dilation, channel_wise, asym):
+    return (torch.empty_like(guidance, memory_format=torch.contiguous_format),
+            torch.empty_like(centre, memory_format=torch.contiguous_format))
+
+
+def _dist_setup(ctx, inputs, output):
+    guidance, centre, *args = inputs
+    ctx.gauss = args[-1]
+    ctx.args = tuple(args[:-1])
+    ctx.save_for_backward(guidance, centre, output if ctx.gauss else None)
+
+
+def _dist_backward(ctx, grad):
+    guidance, centre, value = ctx.saved_tensors
+    if ctx.gauss:  # d exp(-D/2) = -1/2 exp(-D/2) dD
+        grad = grad * value * -0.5
+    df, df0 = dist_grad_op(grad, guidance, centre, *ctx.args)
+    return df, df0, None, None, None, None, None, None, None
+
+
+dist_op.register_autograd(_dist_backward, setup_context=_dist_setup)
