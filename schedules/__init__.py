@@ -41,4 +41,4 @@ def source_digest(fn: ScheduleFn) -> str:
     return h.hexdigest()[:16]
 
 
-from . import acda_cpu, acda_cuda, ddf_cpu, ddf_cuda, pac_cpu  # noqa: E402,F401  (register the defaults)
+from . import acda_cpu, acda_cuda, ddf_cpu, ddf_cuda, pac_cpu, pac_cuda  # noqa: E402,F401  (register the defaults)

@@ -1,0 +1,99 @@
+"""CUDA builds of the PAC kernels with the default schedules (no GPU needed), and, on a GPU,
+the ops against the float64 reference."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from dynfilter_tvm.build import build
+from dynfilter_tvm.target import cuda_target
+from dynfilter_tvm.workload import Workload
+
+
+def _geo(N, C, H, W, Ho, Wo, k, s, z, p, d):
+    return dict(N=N, C=C, H=H, W=W, Ho=Ho, Wo=Wo, k=k, s=s, z=z, p=p, d=d)
+
+
+PLAIN = _geo(2, 16, 20, 24, 20, 24, 5, 1, 1, 2, 1)
+ZERO_INSERTED = _geo(1, 3, 5, 7, 10, 14, 3, 1, 2, 1, 1)  # the transposed form, stride 2
+UNIT = _geo(1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1)
+
+WORKLOADS = {
+    "conv": [dict(PLAIN, O=24, a=0), dict(ZERO_INSERTED, O=5, a=0), dict(ZERO_INSERTED, O=5, a=1), dict(UNIT, O=1, a=0)],
+    "pool": [dict(PLAIN, G=1, a=0), dict(PLAIN, G=16, a=1), dict(UNIT, G=1, a=0)],
+    "conv_dk": [dict(PLAIN, O=24), dict(ZERO_INSERTED, O=5), dict(UNIT, O=1)],
+    "conv_dw": [dict(PLAIN, O=24), dict(ZERO_INSERTED, O=5), dict(UNIT, O=1)],
+    "pool_dk": [dict(PLAIN, G=1), dict(PLAIN, G=16)],
+}
+_DIST = [dict(N=2, C=3, G=1, H=20, W=24, Ho=10, Wo=12, k=5, s=2, p=2, d=1, asym=0),
+         dict(N=1, C=4, G=4, H=9, W=7, Ho=9, Wo=7, k=3, s=1, p=2, d=2, asym=1)]
+WORKLOADS["dist"] = [dict(p, gauss=g) for p in _DIST for g in (0, 1)]
+WORKLOADS["dist_df"] = _DIST
+WORKLOADS["dist_df0"] = _DIST
+CASES = [(kernel, i) for kernel, ps in WORKLOADS.items() for i in range(len(ps))]
+
+
+@pytest.fixture(scope="module")
+def target():
+    return cuda_target("sm_90")
+
+
+def _source(kernel, i, dtype, target) -> str:
+    lib = build(Workload.make("pac", kernel, WORKLOADS[kernel][i], dtype), target)
+    assert list(lib.mod.imports), "no device module: the kernel was built host-only"
+    return lib.mod.imports[0].inspect_source()
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float16"))
+@pytest.mark.parametrize("kernel,i", CASES, ids=[f"{k}-{i}" for k, i in CASES])
+def test_builds_device_code(kernel, i, dtype, target):
+    assert "__global__" in _source(kernel, i, dtype, target)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_source_compiles_with_nvcc(target, tmp_path):
+    for kernel in WORKLOADS:
+        for dtype in ("float32", "bfloat16"):
+            cu = tmp_path / f"{kernel}-{dtype}.cu"
+            cu.write_text(_source(kernel, 0, dtype, target))
+            cmd = ["nvcc", "-arch=sm_90", "-cubin", "-o", str(cu.with_suffix(".cubin")), str(cu)]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            assert res.returncode == 0, f"{kernel} {dtype}: nvcc failed:\n{res.stderr[-3000:]}"
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-10), (torch.float32, 1e-4), (torch.float16, 2e-2)])
+def test_ops_on_gpu_match_reference(dtype, atol):
+    from test_pac_op import CONV_CASES, TRANSPOSED_CASES, _compare, conv_inputs
+
+    from torch_bridge import functional as Fn
+
+    def on_gpu(fn):
+        def run(*args, **kw):
+            args = [a.cuda() if torch.is_tensor(a) else a for a in args]
+            return fn(*args, **kw)
+        return run
+
+    for case in CONV_CASES[:5]:
+        N, C, O, H, W, k, s, p, d = case
+        gpu = on_gpu(Fn.pacconv2d)
+        _compare(gpu, conv_inputs(*case), dict(stride=s, padding=p, dilation=d), dtype, atol, 0,
+                 ref_fn=lambda *a, **kw: Fn.pacconv2d(*[t.cuda() if torch.is_tensor(t) else t for t in a],
+                                                       native_impl=True, **kw))
+    for case in TRANSPOSED_CASES[:3]:
+        N, C, O, H, W, k, s, p, d, op = case
+        inputs = conv_inputs(N, C, O, H, W, k, s, p, d, transposed=True, op=op)
+        kw = dict(stride=s, padding=p, output_padding=op, dilation=d)
+        _compare(on_gpu(Fn.pacconv_transpose2d), inputs, kw, dtype, atol, 0,
+                 ref_fn=lambda *a, **kw: Fn.pacconv_transpose2d(
+                     *[t.cuda() if torch.is_tensor(t) else t for t in a], native_impl=True, **kw))
+    f = torch.randn(2, 3, 9, 8, dtype=torch.float64, requires_grad=True)
+    _compare(on_gpu(Fn.packernel2d), [f], dict(kernel_size=3, stride=2, padding=1), dtype, atol, 0,
+             ref_fn=lambda t, **kw: Fn.packernel2d(t.cuda(), native_impl=True, **kw))
