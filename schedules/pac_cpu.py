@@ -28,9 +28,12 @@ def _divisor_at_most(n: int, cap: int) -> int:
     return max(b for b in range(1, max(1, min(n, cap)) + 1) if n % b == 0)
 
 
-def _x_tiling(wo: int, dtype: str):
-    """(lanes, vectors per tile) along x: whole vectors where the width allows."""
+def _x_tiling(wo: int, dtype: str, target=None):
+    """(lanes, vectors per tile) along x: whole vectors where the width allows, 512-bit ones
+    on AVX-512 targets."""
     lanes = vector_lanes(dtype)
+    if target is not None and codegen.target_has_features("avx512f", target) and wo % (2 * lanes) == 0:
+        lanes *= 2
     if wo % lanes and wo % (lanes // 2) == 0:
         lanes //= 2  # half vectors without a tail (28 = 7 x 4)
     if wo % lanes:
@@ -49,7 +52,7 @@ def _gemm_tile(sch, block, rows, x, red, n_rows: int, wo: int, wl, target):
     """Register tile of a row's matrix product: ``rows`` (an output-channel loop) blocked,
     ``x`` split into vectors, the reduction loops ``red`` outside the tile. Returns the
     loop above the reduction (where the cast stage goes)."""
-    lanes, xv = _x_tiling(wo, wl.dtype)
+    lanes, xv = _x_tiling(wo, wl.dtype, target)
     rb = _divisor_at_most(n_rows, max(1, _registers(target) // xv))
     ro, ri = sch.split(rows, [None, rb])
     xo, xvl, xi = sch.split(x, [None, xv, lanes])
@@ -117,16 +120,17 @@ def _gemm_tile_depthwise(sch, c, x, red, n_c: int, wo: int, cb: int, wl):
 
 
 def _channel_sum_row(sch, acc, lanes):
-    """acc (n, g, i, j, y, x, c) summed over channels c: parallel over rows (n, y), vectors
-    along x with the channel loop inside. Returns the row and the vector-tile loops."""
+    """acc (n, g, i, j, y, x, c) summed over channels c: parallel over rows (n, y); the
+    channel loop outside the taps, so each channel's rows are read in order into a row of
+    k x k x Wo accumulators (channels innermost would jump a plane per load: with planes a
+    power of two apart every load maps to the same L1 set). Returns the row loop."""
     n, g, i, j, y, x, c = sch.get_loops(acc)
-    sch.reorder(n, y, g, i, j, x, c)
+    sch.reorder(n, y, g, c, i, j, x)
     row = sch.fuse(n, y)
     sch.parallel(row)
-    xo, xi = sch.split(x, [None, lanes])
-    sch.reorder(xo, c, xi)
+    _, xi = sch.split(x, [None, lanes])
     sch.vectorize(xi)
-    return row, xo
+    return row, c
 
 
 def _finish(sch, acc, first_red, xo):
@@ -142,8 +146,7 @@ def conv_dk(sch, wl, target):
     p = wl.p
     lanes, _ = _x_tiling(p["Wo"], wl.dtype)
     acc = sch.get_sblock("acc")
-    row, xo = _channel_sum_row(sch, acc, lanes)
-    c = sch.get_loops(acc)[-2]
+    row, c = _channel_sum_row(sch, acc, lanes)
     _materialize(sch, "Sz", lanes)
     G = sch.get_sblock("G")
     sch.compute_at(G, row)
@@ -153,7 +156,7 @@ def conv_dk(sch, wl, target):
         _gemm_tile(sch, G, r, loops["x"], (loops["o"],), p["C"] * p["k"] ** 2, p["Wo"], wl, target)
     if "o" in loops:
         sch.decompose_reduction(G, loops["o"])
-    _finish(sch, acc, c, xo)
+    _finish(sch, acc, c, row)
 
 
 @register("pac", "conv_dw", "cpu")
@@ -185,8 +188,8 @@ def pool_dk(sch, wl, target):
     _materialize(sch, "Sz", lanes)
     acc = sch.get_sblock("acc")
     if p["G"] == 1:
-        row, xo = _channel_sum_row(sch, acc, lanes)
-        _finish(sch, acc, sch.get_loops(acc)[-2], xo)
+        row, c = _channel_sum_row(sch, acc, lanes)
+        _finish(sch, acc, c, row)
     else:
         sch.compute_inline(acc)
         _materialize(sch, "out", lanes)
@@ -195,8 +198,8 @@ def pool_dk(sch, wl, target):
 def _dist_sum(sch, wl, lanes):
     acc = sch.get_sblock("acc")
     if wl.p["G"] == 1:
-        row, xo = _channel_sum_row(sch, acc, lanes)
-        _finish(sch, acc, sch.get_loops(acc)[-2], xo)
+        row, c = _channel_sum_row(sch, acc, lanes)
+        _finish(sch, acc, c, row)
     else:
         sch.compute_inline(acc)
         _materialize(sch, "out", lanes)
@@ -210,10 +213,12 @@ def dist(sch, wl, target):
 
 
 def _taps_inside_vectors(sch, lanes):
-    """acc (n, c, y, x, i, j): parallel over planes, vectors along x with the taps inside."""
+    """acc (n, c, y, x, i, j): parallel over rows (n, y), the channels inside (a row of the
+    channel-shared gradient stays in cache for all of them), vectors along x, taps inside."""
     acc = sch.get_sblock("acc")
     n, c, y, x, i, j = sch.get_loops(acc)
-    sch.parallel(sch.fuse(n, c))
+    sch.reorder(n, y, c, x, i, j)
+    sch.parallel(sch.fuse(n, y))
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(xo, i, j, xi)
     sch.vectorize(xi)
@@ -228,8 +233,27 @@ def dist_df(sch, wl, target):
     _taps_inside_vectors(sch, lanes)
 
 
+def _row_copy(sch, block, buffer: str, row, lanes: int) -> None:
+    """Copy the row of ``buffer`` that ``block`` reads under ``row`` into one contiguous
+    scratch row: the k x k taps of a kernel-shaped tensor are planes apart, and with planes a
+    power of two in size their loads all map to the same L1 set."""
+    index = [r.source.name for r in sch.get(block).reads].index(buffer)
+    copy = sch.cache_read(block, index, "global")
+    sch.compute_at(copy, row)
+    vectorize_inner(sch, copy, lanes, under=row)
+
+
 @register("pac", "dist_df0", "cpu")
 def dist_df0(sch, wl, target):
     lanes, _ = _x_tiling(wl.p["Wo"], wl.dtype)
     _materialize(sch, "Sz", lanes)
-    _taps_inside_vectors(sch, lanes)
+    acc = sch.get_sblock("acc")
+    n, c, y, x, i, j = sch.get_loops(acc)
+    sch.reorder(n, y, c, x, i, j)
+    row = sch.fuse(n, y)
+    sch.parallel(row)
+    xo, xi = sch.split(x, [None, lanes])
+    sch.reorder(xo, i, j, xi)
+    sch.vectorize(xi)
+    _row_copy(sch, acc, "dD", row, lanes)
+    _finish(sch, acc, i, xo)

@@ -30,7 +30,7 @@ WORKLOADS = {
 }
 _DIST = [dict(N=2, C=3, G=1, H=20, W=24, Ho=10, Wo=12, k=5, s=2, p=2, d=1, asym=0),
          dict(N=1, C=4, G=4, H=9, W=7, Ho=9, Wo=7, k=3, s=1, p=2, d=2, asym=1)]
-WORKLOADS["dist"] = [dict(p, gauss=g) for p in _DIST for g in (0, 1)]
+WORKLOADS["dist"] = _DIST
 WORKLOADS["dist_df"] = _DIST
 WORKLOADS["dist_df0"] = _DIST
 CASES = [(kernel, i) for kernel, ps in WORKLOADS.items() for i in range(len(ps))]

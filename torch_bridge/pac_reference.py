@@ -58,7 +58,7 @@ we simply use out-of-place ops.
 """
 from __future__ import annotations
 
-from numbers import Number
+from numbers import Integral, Number
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -84,10 +84,10 @@ _DTYPE_HINT = "convert them to one dtype (e.g. module.to(x.dtype))"
 
 def pair_arg(name: str, value: IntPair, minimum: int) -> Pair:
     """An int or a pair of ints, each >= minimum, as a pair."""
-    vals = (value, value) if isinstance(value, Number) else tuple(value)
-    if len(vals) != 2 or any(not isinstance(v, int) or isinstance(v, bool) or v < minimum for v in vals):
+    vals = (value, value) if isinstance(value, Number) else tuple(value) if isinstance(value, Sequence) else ()
+    if len(vals) != 2 or any(not isinstance(v, Integral) or isinstance(v, bool) or v < minimum for v in vals):
         raise ValueError(f"{name} must be an integer >= {minimum} or a pair of them, got {value!r}")
-    return vals  # type: ignore[return-value]
+    return int(vals[0]), int(vals[1])
 
 
 def _odd_pair(name: str, value: IntPair) -> Pair:

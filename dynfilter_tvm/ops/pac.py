@@ -26,7 +26,7 @@ The kernel and weight gradients (``a = 0``)::
 The kernel's squared distances (``packernel2d``; F the guidance, F0 its centre taps or its
 smoothed version at the output pixels, r = relu for the '_asym' kernels, else identity)::
 
-    dist:     D[n,g,i,j,y,x] = sum_{c in g} r(Fp[n,c,Y,X] - F0[n,c,y,x])^2   (exp(-D/2) if gauss)
+    dist:     D[n,g,i,j,y,x] = sum_{c in g} r(Fp[n,c,Y,X] - F0[n,c,y,x])^2
     dist_df:  dF = the adjoint of the taps of 2 dD r(.)      dist_df0: dF0 = -sum_{i,j} 2 dD r(.)
 
 G (channels of K) is 1 or C. The modulated taps (stage ``xk``) and G are per-row stages that
@@ -204,7 +204,7 @@ def _dist_inputs(N, C, H, W, Ho, Wo, dtype):
 
 
 @register_kernel("pac", "dist")
-def dist(N, C, G, H, W, Ho, Wo, k, s, p, d, asym, gauss, dtype):
+def dist(N, C, G, H, W, Ho, Wo, k, s, p, d, asym, dtype):
     check_params(N, C, H, W, Ho, Wo, k, s, 1, d)
     acc_t = acc_dtype(dtype)
     F, F0 = _dist_inputs(N, C, H, W, Ho, Wo, dtype)
@@ -221,9 +221,6 @@ def dist(N, C, G, H, W, Ho, Wo, k, s, p, d, asym, gauss, dtype):
                          lambda n, g, i, j, y, x: te.sum(diff(n, c, i, j, y, x), axis=c), name="acc")
     else:
         acc = te.compute((N, C, k, k, Ho, Wo), diff, name="acc")
-    if gauss:
-        return [F, F0, te.compute(acc.shape, lambda *i: te.exp(acc(*i) * tirx.const(-0.5, acc_t)).astype(dtype),
-                                  name="out")]
     return [F, F0, cast_out(acc, dtype)]
 
 

@@ -3,17 +3,21 @@
 ``get_model(name, **kw)`` builds one of ``MODELS`` (keyword arguments go to its constructor);
 ``count_parameters(model)`` counts its parameters (trainable only with ``trainable=True``).
 
-========================  ===============================================  ============
-name                      model                                            parameters
-========================  ===============================================  ============
-``lenet``                 CIFAR LeNet                                      62,006
-``lenet_acda``            LeNet, both convolutions ACDA (5x5)              148,784
-``ad_resnet_s``           Ad-ResNet-s (ACDA 7x7 in stages 3-4, w = 20)     3,732,972
-``ad_resnet_m``           Ad-ResNet-m (w = 38)                             9,895,920
-``ad_resnet_l``           Ad-ResNet-l (w = 54)                             18,015,216
-========================  ===============================================  ============
+===========================  ============================================  ===========================
+name                         model                                         parameters
+===========================  ============================================  ===========================
+``lenet``                    CIFAR LeNet                                   62,006
+``lenet_acda``               LeNet, both convolutions ACDA (5x5)           148,784
+``ad_resnet_s``              Ad-ResNet-s (ACDA 7x7 in stages 3-4, w = 20)  3,732,972
+``ad_resnet_m``              Ad-ResNet-m (w = 38)                          9,895,920
+``ad_resnet_l``              Ad-ResNet-l (w = 54)                          18,015,216
+``pac_joint_upsample``       PAC joint upsampling, factor 4 / 8 / 16       183,489 / 221,937 / 260,385
+``pac_joint_upsample_lite``  its Lite variant, factor 4 / 8 / 16           55,509 / 56,273 / 55,777
+===========================  ============================================  ===========================
 
-(10 classes for the LeNets, 1000 for the Ad-ResNets; see ``lenet.py`` and ``ad_resnet.py``.)
+(10 classes for the LeNets, 1000 for the Ad-ResNets; see ``lenet.py`` and ``ad_resnet.py``.
+The PAC upsamplers need ``factor``, e.g. ``get_model("pac_joint_upsample", factor=8)``; their
+counts do not depend on the target's ``channels``; see ``pac_upsample.py``.)
 """
 from __future__ import annotations
 
@@ -23,9 +27,10 @@ import torch.nn as nn
 
 from .ad_resnet import AdResNet, ad_resnet_l, ad_resnet_m, ad_resnet_s
 from .lenet import LeNet, LeNetACDA
+from .pac_upsample import PacJointUpsample, PacJointUpsampleLite
 
 __all__ = ["MODELS", "get_model", "count_parameters", "LeNet", "LeNetACDA", "AdResNet",
-           "ad_resnet_s", "ad_resnet_m", "ad_resnet_l"]
+           "ad_resnet_s", "ad_resnet_m", "ad_resnet_l", "PacJointUpsample", "PacJointUpsampleLite"]
 
 MODELS: Dict[str, Callable[..., nn.Module]] = {
     "lenet": LeNet,
@@ -33,6 +38,8 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
     "ad_resnet_s": ad_resnet_s,
     "ad_resnet_m": ad_resnet_m,
     "ad_resnet_l": ad_resnet_l,
+    "pac_joint_upsample": PacJointUpsample,
+    "pac_joint_upsample_lite": PacJointUpsampleLite,
 }
 
 
