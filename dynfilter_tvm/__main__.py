@@ -2,7 +2,7 @@
 
 demo   the ACDA toy pattern detection (one Conv vs one ACDA layer, paper Fig. 6): trains both,
        checks translation equivariance, writes a figure
-check  the DDF and ACDA kernels checked against their plain-PyTorch definitions, then DDF timed
+check  the DDF, ACDA and PAC kernels checked against their plain-PyTorch definitions, then DDF timed
 costs  parameters and FLOPs of Conv vs ACDA layers next to the ACDA paper's Table 6
 """
 from __future__ import annotations
@@ -37,10 +37,10 @@ def demo(args) -> int:
 
 
 def check(args) -> int:
-    """DDF and ACDA kernels against their references, then a short DDF timing."""
+    """DDF, ACDA and PAC kernels against their references, then a short DDF timing."""
     import torch
 
-    from torch_bridge import acda_bench, ddf_bench
+    from torch_bridge import acda_bench, ddf_bench, pac_bench
     from torch_bridge.benchmark import memory_phase
 
     device = _device(args.device)
@@ -51,6 +51,8 @@ def check(args) -> int:
         ddf_bench.check(device)
         print("ACDA (atom convolution of adaptive convolutions with dynamic atoms):")
         acda_bench.check(device)
+        print("PAC (pixel-adaptive convolution: kernel from a guidance, then the convolution):")
+        pac_bench.check(device)
         print(f"correct: forward and all gradients match the plain-PyTorch definitions "
               f"({time.perf_counter() - t:.1f} s, kernels compiled or loaded from the cache)")
     shapes = [(2, 64, 56, 56, 3)] if device.type == "cpu" else [(8, 256, 56, 56, 3)]
@@ -79,7 +81,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
     p.set_defaults(func=demo)
 
-    p = sub.add_parser("check", help="check the DDF and ACDA kernels against their references, time DDF")
+    p = sub.add_parser("check", help="check the DDF, ACDA and PAC kernels against their references, time DDF")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (GPU when present)")
     p.add_argument("--compile", action="store_true", help="also time the reference under torch.compile")
     p.set_defaults(func=check)

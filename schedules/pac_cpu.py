@@ -48,12 +48,26 @@ def _materialize(sch, name: str, lanes: int, outer: int = 2) -> None:
     vectorize_inner(sch, block, lanes)
 
 
+def _tile_shape(n_rows: int, wo: int, wl, target):
+    """(lanes, vectors, row block) of a register tile over a row of ``wo`` pixels: the shape
+    with the most FMAs per load (a narrow row such as 28 = 7 x 4 takes the whole row)."""
+    lanes, _ = _x_tiling(wo, wl.dtype, target)
+    if wo % lanes:
+        return lanes, 1, _divisor_at_most(n_rows, _registers(target))
+
+    def shape(xv):
+        return lanes, xv, _divisor_at_most(n_rows, max(1, _registers(target) // xv))
+    nvec = wo // lanes
+    return max((shape(xv) for xv in range(1, 9) if nvec % xv == 0),
+               key=lambda t: (t[0] * t[1] * t[2] / (t[1] + t[2]), -t[1]))
+
+
 def _gemm_tile(sch, block, rows, x, red, n_rows: int, wo: int, wl, target):
     """Register tile of a row's matrix product: ``rows`` (an output-channel loop) blocked,
     ``x`` split into vectors, the reduction loops ``red`` outside the tile. Returns the
-    loop above the reduction (where the cast stage goes)."""
-    lanes, xv = _x_tiling(wo, wl.dtype, target)
-    rb = _divisor_at_most(n_rows, max(1, _registers(target) // xv))
+    loop above the reduction (where the cast stage goes). (Tiles spanning several rows would
+    need the cast stage per tile over a non-rectangular region: rows stay whole.)"""
+    lanes, xv, rb = _tile_shape(n_rows, wo, wl, target)
     ro, ri = sch.split(rows, [None, rb])
     xo, xvl, xi = sch.split(x, [None, xv, lanes])
     sch.reorder(ro, xo, *red, ri, xvl, xi)
@@ -181,21 +195,9 @@ def conv_dw(sch, wl, target):
     sch.decompose_reduction(rf, n)
 
 
-@register("pac", "pool_dk", "cpu")
-def pool_dk(sch, wl, target):
-    p = wl.p
-    lanes, _ = _x_tiling(p["Wo"], wl.dtype)
-    _materialize(sch, "Sz", lanes)
-    acc = sch.get_sblock("acc")
-    if p["G"] == 1:
-        row, c = _channel_sum_row(sch, acc, lanes)
-        _finish(sch, acc, c, row)
-    else:
-        sch.compute_inline(acc)
-        _materialize(sch, "out", lanes)
-
-
-def _dist_sum(sch, wl, lanes):
+def _per_tap(sch, wl, lanes):
+    """Kernel-shaped results (n, g, i, j, y, x): summed over channels for G = 1, else
+    elementwise."""
     acc = sch.get_sblock("acc")
     if wl.p["G"] == 1:
         row, c = _channel_sum_row(sch, acc, lanes)
@@ -205,11 +207,12 @@ def _dist_sum(sch, wl, lanes):
         _materialize(sch, "out", lanes)
 
 
+@register("pac", "pool_dk", "cpu")
 @register("pac", "dist", "cpu")
-def dist(sch, wl, target):
+def per_tap(sch, wl, target):
     lanes, _ = _x_tiling(wl.p["Wo"], wl.dtype)
     _materialize(sch, "Sz", lanes)
-    _dist_sum(sch, wl, lanes)
+    _per_tap(sch, wl, lanes)
 
 
 def _taps_inside_vectors(sch, lanes):

@@ -75,17 +75,9 @@ def conv_dw(sch, wl, target):
 
 
 @register("pac", "pool_dk", "cuda")
-def pool_dk(sch, wl, target):
-    _inline(sch, "Sz")
-    if wl.p["G"] == 1:
-        _thread_per_output(sch, 6)
-    else:
-        sch.compute_inline(sch.get_sblock("acc"))
-        bind_flat(sch, sch.get_loops(sch.get_sblock("out")))
-
-
 @register("pac", "dist", "cuda")
-def dist(sch, wl, target):
+def per_tap(sch, wl, target):
+    """Kernel-shaped results: a thread sums the channels (G = 1) or is one element."""
     _inline(sch, "Sz")
     if wl.p["G"] == 1:
         _thread_per_output(sch, 6)

@@ -286,3 +286,13 @@ def test_bad_input_raises_clear_error(over, exc, match):
     args.update(over)
     with pytest.raises(exc, match=match):
         Fn.pacconv2d(**args)
+
+
+def test_benchmark_check_and_one_shape_run():
+    from torch_bridge import pac_bench
+
+    assert pac_bench.check(torch.device("cpu"), verbose=False) < 1e-12
+    rows = pac_bench.bench_shape(1, 4, 9, 10, 3, torch.device("cpu"), compile_ref=False, repeats=1)
+    assert {(r["pass"], r["variant"]) for r in rows} == {
+        (p, v) for p in ("forward", "forward+backward") for v in ("dynfilter_tvm", "unfold eager", "conv2d")}
+    assert all(r["ms"] > 0 for r in rows)

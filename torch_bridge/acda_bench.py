@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from dynfilter_tvm.ops.common import out_size
 
-from .benchmark import measure_pass, output_and_input_grads, run_shapes
+from .benchmark import layer_passes, output_and_input_grads, run_shapes
 from .functional import acda_atom_conv2d
 from .nn import ACDAConv2d
 from .reference import acda_atom_conv2d_reference
@@ -55,32 +55,7 @@ def bench_shape(N, C, H, W, k, device, dtype=torch.float32, compile_ref=True, re
         variants["unfold torch.compile"] = torch.compile(
             lambda t: layer.forward_with(acda_atom_conv2d_reference, t), dynamic=False)
     variants[FLOOR] = conv
-
-    def fwd(fn):
-        def run():
-            with torch.no_grad():
-                return fn(x)
-        return run
-
-    leaf = x.detach().requires_grad_()
-
-    def fwd_bwd(fn):
-        def run():
-            leaf.grad = None
-            for m in (layer, conv):
-                m.zero_grad(set_to_none=True)
-            out = fn(leaf)
-            out.sum().backward()
-            return out
-        return run
-
-    rows, shape = [], f"{N}x{C}x{H}x{W} k{k}"
-    for label, mode, wrap in (("forward", False, fwd), ("forward+backward", True, fwd_bwd)):
-        layer.train(mode)
-        conv.train(mode)
-        fns = {n: wrap(f) for n, f in variants.items()}
-        rows += measure_pass(label, shape, fns, device, repeats)
-    return rows
+    return layer_passes(f"{N}x{C}x{H}x{W} k{k}", variants, (layer, conv), x, device, repeats)
 
 
 def run(device: torch.device, shapes, compile_ref: bool, argv: List[str], json_path: Optional[str] = None,

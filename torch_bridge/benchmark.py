@@ -48,6 +48,37 @@ def measure_pass(label: str, shape: str, fns: Dict[str, Callable[[], object]], d
             for name, fn in fns.items()]
 
 
+def layer_passes(shape: str, variants: Dict[str, Callable], modules, x: torch.Tensor, device: torch.device,
+                 repeats: int) -> List[Dict]:
+    """Rows of a layer benchmark: the forward (eval mode, no grad) and the forward+backward
+    (training mode, the sum of the output backpropagated to the input and the ``modules``'
+    parameters) of each variant ``fn(x)``."""
+    def fwd(fn):
+        def run():
+            with torch.no_grad():
+                return fn(x)
+        return run
+
+    leaf = x.detach().requires_grad_()
+
+    def fwd_bwd(fn):
+        def run():
+            leaf.grad = None
+            for m in modules:
+                m.zero_grad(set_to_none=True)
+            out = fn(leaf)
+            out.sum().backward()
+            return out
+        return run
+
+    rows = []
+    for label, mode, wrap in (("forward", False, fwd), ("forward+backward", True, fwd_bwd)):
+        for m in modules:
+            m.train(mode)
+        rows += measure_pass(label, shape, {n: wrap(f) for n, f in variants.items()}, device, repeats)
+    return rows
+
+
 def add_cpu_memory(rows: List[Dict], argv: List[str]) -> List[Dict]:
     """CPU: fill in peak memory by running the same command (``argv``, without the Python
     executable) in a child process with glibc's mmap threshold fixed at 64 KiB, so that blocks

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from . import pac_reference as ref
-from .benchmark import measure_pass, output_and_input_grads, run_shapes
+from .benchmark import layer_passes, output_and_input_grads, run_shapes
 from .functional import pacconv2d, packernel2d
 from .nn import PacConv2d
 
@@ -55,29 +55,7 @@ def bench_shape(N, C, H, W, k, device, dtype=torch.float32, compile_ref=True, re
     if compile_ref:
         variants["unfold torch.compile"] = torch.compile(lambda t: native(t, t), dynamic=False)
     variants[FLOOR] = conv
-
-    def fwd(fn):
-        def run():
-            with torch.no_grad():
-                return fn(x)
-        return run
-
-    leaf = x.detach().requires_grad_()
-
-    def fwd_bwd(fn):
-        def run():
-            leaf.grad = None
-            for m in (layer, native, conv):
-                m.zero_grad(set_to_none=True)
-            out = fn(leaf)
-            out.sum().backward()
-            return out
-        return run
-
-    rows, shape = [], f"{N}x{C}x{H}x{W} k{k}"
-    for label, wrap in (("forward", fwd), ("forward+backward", fwd_bwd)):
-        rows += measure_pass(label, shape, {n: wrap(f) for n, f in variants.items()}, device, repeats)
-    return rows
+    return layer_passes(f"{N}x{C}x{H}x{W} k{k}", variants, (layer, native, conv), x, device, repeats)
 
 
 def run(device: torch.device, shapes, compile_ref: bool, argv: List[str], json_path: Optional[str] = None,
