@@ -11,20 +11,16 @@ per (atom, tap row), the channel sum outside the taps.
 """
 from __future__ import annotations
 
-from tvm.target import codegen
-
 from . import register
-from .common import after_compute_at, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import acc_registers, after_compute_at, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 
-ACC_REGISTERS = 24  # vector accumulators the fwd tile may keep (of 32 with AVX-512, 16 with AVX2)
 
 
 def _channel_block(wl, target) -> int:
     """Channels per fwd tile: each tap's input vector is loaded once per channel and each
     atom vector once per tile, so c_block x M accumulators amortise the atom loads."""
-    regs = ACC_REGISTERS if codegen.target_has_features("avx512f", target) else 12
-    return max(1, min(wl.p["C"], regs // wl.p["M"]))
+    return max(1, min(wl.p["C"], acc_registers(target) // wl.p["M"]))
 
 
 

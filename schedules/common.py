@@ -6,6 +6,7 @@ unit-extent loops, so positions would shift), then move the cast stage ('out') i
 from __future__ import annotations
 
 import tvm.s_tir as s_tir
+from tvm.target import codegen
 
 
 def vector_lanes(dtype: str) -> int:
@@ -24,6 +25,11 @@ def vectorize_inner(sch: s_tir.Schedule, block, lanes: int, under=None) -> None:
         return
     _, xi = sch.split(inner, [None, lanes])
     sch.vectorize(xi)
+
+
+def acc_registers(target) -> int:
+    """Vector accumulators a CPU register tile may keep (of 32 with AVX-512, 16 with AVX2)."""
+    return 24 if codegen.target_has_features("avx512f", target) else 12
 
 
 UNROLL_TAPS = 7  # unroll tap loops up to this kernel size

@@ -16,12 +16,7 @@ from __future__ import annotations
 from tvm.target import codegen
 
 from . import register
-from .common import after_compute_at, unroll, vector_lanes, vectorize_inner, vectorize_under
-
-# vector accumulators a tile may keep (of 32 with AVX-512, 16 with AVX2)
-def _registers(target) -> int:
-    return 24 if codegen.target_has_features("avx512f", target) else 12
-
+from .common import acc_registers, after_compute_at, unroll, vector_lanes, vectorize_inner, vectorize_under
 
 def _divisor_at_most(n: int, cap: int) -> int:
     """The largest divisor of n not above cap (a block without a tail)."""
@@ -53,10 +48,10 @@ def _tile_shape(n_rows: int, wo: int, wl, target):
     with the most FMAs per load (a narrow row such as 28 = 7 x 4 takes the whole row)."""
     lanes, _ = _x_tiling(wo, wl.dtype, target)
     if wo % lanes:
-        return lanes, 1, _divisor_at_most(n_rows, _registers(target))
+        return lanes, 1, _divisor_at_most(n_rows, acc_registers(target))
 
     def shape(xv):
-        return lanes, xv, _divisor_at_most(n_rows, max(1, _registers(target) // xv))
+        return lanes, xv, _divisor_at_most(n_rows, max(1, acc_registers(target) // xv))
     nvec = wo // lanes
     return max((shape(xv) for xv in range(1, 9) if nvec % xv == 0),
                key=lambda t: (t[0] * t[1] * t[2] / (t[1] + t[2]), -t[1]))
@@ -68,6 +63,11 @@ def _gemm_tile(sch, block, rows, x, red, n_rows: int, wo: int, wl, target):
     loop above the reduction (where the cast stage goes). (Tiles spanning several rows would
     need the cast stage per tile over a non-rectangular region: rows stay whole.)"""
     lanes, xv, rb = _tile_shape(n_rows, wo, wl, target)
+    return _register_tile(sch, rows, x, red, rb, xv, lanes)
+
+
+def _register_tile(sch, rows, x, red, rb: int, xv: int, lanes: int):
+    """rb x (xv vectors of ``lanes``) accumulators, the reduction loops ``red`` around them."""
     ro, ri = sch.split(rows, [None, rb])
     xo, xvl, xi = sch.split(x, [None, xv, lanes])
     sch.reorder(ro, xo, *red, ri, xvl, xi)
@@ -93,11 +93,7 @@ def conv(sch, wl, target):
     xk = sch.get_sblock("xk")
     sch.compute_at(xk, row)
     vectorize_inner(sch, xk, lanes, under=row)
-    out = sch.get_sblock("out")
-    sch.reverse_compute_at(out, xo)
-    vectorize_under(sch, out, xo)
-    init = sch.decompose_reduction(acc, c)
-    vectorize_under(sch, init, xo)
+    _finish(sch, acc, c, xo)
 
 
 @register("pac", "pool", "cpu")
@@ -115,22 +111,13 @@ def pool(sch, wl, target):
     sch.parallel(sch.fuse(n, y))
     cb = 4 if p["G"] == 1 else 1
     xo = _gemm_tile_depthwise(sch, c, x, (i, j), p["C"], p["Wo"], cb, wl)
-    out = sch.get_sblock("out")
-    sch.reverse_compute_at(out, xo)
-    vectorize_under(sch, out, xo)
-    init = sch.decompose_reduction(acc, i)
-    vectorize_under(sch, init, xo)
+    _finish(sch, acc, i, xo)
 
 
 def _gemm_tile_depthwise(sch, c, x, red, n_c: int, wo: int, cb: int, wl):
     """Blocks of ``cb`` channels x one vector along x, the taps outside."""
     lanes, _ = _x_tiling(wo, wl.dtype)
-    co, ci = sch.split(c, [None, _divisor_at_most(n_c, cb)])
-    xo, xi = sch.split(x, [None, lanes])
-    sch.reorder(co, xo, *red, ci, xi)
-    sch.vectorize(xi)
-    sch.unroll(ci)
-    return xo
+    return _register_tile(sch, c, x, red, _divisor_at_most(n_c, cb), 1, lanes)
 
 
 def _channel_sum_row(sch, acc, lanes):
@@ -148,6 +135,7 @@ def _channel_sum_row(sch, acc, lanes):
 
 
 def _finish(sch, acc, first_red, xo):
+    """The cast stage into the tile loop ``xo``, the reduction's init split off, both vectorized."""
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vectorize_under(sch, out, xo)
@@ -183,7 +171,7 @@ def conv_dw(sch, wl, target):
     xo, xl = sch.split(x, [None, lanes])
     rf = sch.rfactor(xl, 4)  # rf[o, c, i, j, lane]: one partial sum per vector lane
     o, c, i, j, n, y, xo, xl = sch.get_loops(rf)
-    ob = _divisor_at_most(p["O"], max(1, _registers(target) // p["k"]))
+    ob = _divisor_at_most(p["O"], max(1, acc_registers(target) // p["k"]))
     oo, oi = sch.split(o, [None, ob])
     sch.reorder(oo, c, i, n, y, xo, j, oi, xl)
     sch.parallel(sch.fuse(oo, c))
@@ -215,16 +203,20 @@ def per_tap(sch, wl, target):
     _per_tap(sch, wl, lanes)
 
 
-def _taps_inside_vectors(sch, lanes):
+def _taps_inside_vectors(sch, lanes, row_copy=None):
     """acc (n, c, y, x, i, j): parallel over rows (n, y), the channels inside (a row of the
-    channel-shared gradient stays in cache for all of them), vectors along x, taps inside."""
+    channel-shared gradient stays in cache for all of them), vectors along x, taps inside.
+    ``row_copy``: an input whose row is first copied to contiguous scratch (``_row_copy``)."""
     acc = sch.get_sblock("acc")
     n, c, y, x, i, j = sch.get_loops(acc)
     sch.reorder(n, y, c, x, i, j)
-    sch.parallel(sch.fuse(n, y))
+    row = sch.fuse(n, y)
+    sch.parallel(row)
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(xo, i, j, xi)
     sch.vectorize(xi)
+    if row_copy is not None:
+        _row_copy(sch, acc, row_copy, row, lanes)
     _finish(sch, acc, i, xo)
 
 
@@ -250,13 +242,4 @@ def _row_copy(sch, block, buffer: str, row, lanes: int) -> None:
 def dist_df0(sch, wl, target):
     lanes, _ = _x_tiling(wl.p["Wo"], wl.dtype)
     _materialize(sch, "Sz", lanes)
-    acc = sch.get_sblock("acc")
-    n, c, y, x, i, j = sch.get_loops(acc)
-    sch.reorder(n, y, c, x, i, j)
-    row = sch.fuse(n, y)
-    sch.parallel(row)
-    xo, xi = sch.split(x, [None, lanes])
-    sch.reorder(xo, i, j, xi)
-    sch.vectorize(xi)
-    _row_copy(sch, acc, "dD", row, lanes)
-    _finish(sch, acc, i, xo)
+    _taps_inside_vectors(sch, lanes, row_copy="dD")

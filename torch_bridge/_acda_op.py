@@ -13,10 +13,10 @@ import torch
 from torch import Tensor
 
 from dynfilter_tvm.ops.acda import MAX_KERNEL_SIZE
-from dynfilter_tvm.ops.common import acc_dtype, conv_out_size
+from dynfilter_tvm.ops.common import conv_out_size
 
 from ._checks import check_nonnegative_int, check_positive_int, check_tensors
-from .runtime import DTYPES, run
+from .runtime import acc_torch_dtype, run
 
 _NAMES = ("input", "coefficients", "bases")
 
@@ -91,11 +91,6 @@ def _(grad_out, input, coefficients, bases, stride, padding, dilation):
     return torch.empty_like(input, memory_format=torch.contiguous_format)
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The kernels' accumulation type (dynfilter_tvm.ops.common.acc_dtype) as a torch dtype."""
-    return getattr(torch, acc_dtype(DTYPES[dtype]))
-
-
 def _datoms_shape(p: dict, Ho: int, Wo: int) -> Tuple[int, ...]:
     return (p["N"], p["M"], p["k"], p["k"], Ho, Wo)
 
@@ -107,7 +102,7 @@ def grad_atoms_op(grad_out: Tensor, input: Tensor, coefficients: Tensor, bases: 
     for float64 inputs)."""
     p = check(input, coefficients, bases, stride, padding, dilation)
     g, x = grad_out.to(input.dtype).contiguous(), input.contiguous()
-    dd = torch.empty(_datoms_shape(p, *g.shape[-2:]), dtype=_acc_dtype(x.dtype), device=x.device)
+    dd = torch.empty(_datoms_shape(p, *g.shape[-2:]), dtype=acc_torch_dtype(x.dtype), device=x.device)
     run("acda", "datoms", p, x.dtype, x.device, _per_channel(g, p), x, dd)
     return dd
 
@@ -115,7 +110,7 @@ def grad_atoms_op(grad_out: Tensor, input: Tensor, coefficients: Tensor, bases: 
 @grad_atoms_op.register_fake
 def _(grad_out, input, coefficients, bases, stride, padding, dilation):
     p = check(input, coefficients, bases, stride, padding, dilation)
-    return input.new_empty(_datoms_shape(p, *grad_out.shape[-2:]), dtype=_acc_dtype(input.dtype))
+    return input.new_empty(_datoms_shape(p, *grad_out.shape[-2:]), dtype=acc_torch_dtype(input.dtype))
 
 
 def _setup_context(ctx, inputs, output):

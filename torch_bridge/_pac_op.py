@@ -12,11 +12,11 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from dynfilter_tvm.ops.common import acc_dtype, conv_out_size
+from dynfilter_tvm.ops.common import conv_out_size
 from dynfilter_tvm.ops.pac import MAX_KERNEL_SIZE
 
 from ._checks import check_nonnegative_int, check_positive_int, check_tensors
-from .runtime import DTYPES, run
+from .runtime import acc_torch_dtype, run
 
 
 # ---------------------------------------------------------------------------- geometry
@@ -39,10 +39,6 @@ def _taps(k: int, s: int, p: int, d: int, transposed: bool, adjoint: bool) -> di
 def _params(src: Tensor, out_hw: Tuple[int, int], k: int, geometry: dict, **extra) -> dict:
     N, C, H, W = src.shape
     return dict(N=N, C=C, H=H, W=W, Ho=out_hw[0], Wo=out_hw[1], k=k, **geometry, **extra)
-
-
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return getattr(torch, acc_dtype(DTYPES[dtype]))
 
 
 # ---------------------------------------------------------------------------- checks
@@ -161,10 +157,10 @@ def _(grad_out, input, kernel, weight, stride, padding, output_padding, dilation
     return torch.empty_like(input, memory_format=torch.contiguous_format)
 
 
-def _grad_params(q: dict, stride, padding, dilation, transposed) -> dict:
+def _grad_params(input: Tensor, q: dict, stride, padding, dilation, transposed) -> dict:
+    """Parameters of the kernel and weight gradients: the forward's taps (``a = 0``)."""
     geo = _taps(q["k"], stride, padding, dilation, transposed, adjoint=False)
-    return dict(N=q["N"], C=q["C"], O=q["O"], H=q["H"], W=q["W"], Ho=q["Ho"], Wo=q["Wo"], k=q["k"],
-                d=dilation, **geo)
+    return _params(input, (q["Ho"], q["Wo"]), q["k"], geo, d=dilation, O=q["O"])
 
 
 @torch.library.custom_op("dynfilter::pac_conv_grad_kernel", mutates_args=())
@@ -172,7 +168,7 @@ def conv_grad_kernel_op(grad_out: Tensor, input: Tensor, kernel: Tensor, weight:
                         padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
     q = check_conv(input, kernel, weight, None, stride, padding, output_padding, dilation, transposed)
     dk = torch.empty_like(kernel, memory_format=torch.contiguous_format)
-    run("pac", "conv_dk", _grad_params(q, stride, padding, dilation, transposed), input.dtype, input.device,
+    run("pac", "conv_dk", _grad_params(input, q, stride, padding, dilation, transposed), input.dtype, input.device,
         grad_out.to(input.dtype), input, _transposed_weight(weight, transposed), dk)
     return dk
 
@@ -187,8 +183,8 @@ def conv_grad_weight_op(grad_out: Tensor, input: Tensor, kernel: Tensor, weight:
                         padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
     q = check_conv(input, kernel, weight, None, stride, padding, output_padding, dilation, transposed)
     k = q["k"]
-    dwt = torch.empty(q["O"], q["C"], k, k, dtype=_acc(input.dtype), device=input.device)
-    run("pac", "conv_dw", _grad_params(q, stride, padding, dilation, transposed), input.dtype, input.device,
+    dwt = torch.empty(q["O"], q["C"], k, k, dtype=acc_torch_dtype(input.dtype), device=input.device)
+    run("pac", "conv_dw", _grad_params(input, q, stride, padding, dilation, transposed), input.dtype, input.device,
         grad_out.to(input.dtype), kernel, input, dwt)
     return _transposed_weight(dwt, transposed).to(weight.dtype).contiguous()
 
@@ -212,7 +208,7 @@ def _conv_backward(ctx, grad_out):
     dx = conv_grad_input_op(*args) if need_x else None
     dk = conv_grad_kernel_op(*args) if need_k else None
     dw = conv_grad_weight_op(*args) if need_w else None
-    db = grad_out.sum((0, 2, 3), dtype=_acc(grad_out.dtype)).to(ctx.bias_dtype) if need_b else None
+    db = grad_out.sum((0, 2, 3), dtype=acc_torch_dtype(grad_out.dtype)).to(ctx.bias_dtype) if need_b else None
     return dx, dk, dw, db, None, None, None, None, None
 
 

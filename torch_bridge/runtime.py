@@ -13,6 +13,7 @@ import torch
 
 import dynfilter_tvm
 from dynfilter_tvm import target as tgt
+from dynfilter_tvm.ops.common import acc_dtype
 from dynfilter_tvm.workload import Workload
 
 # TVM sizes its CPU thread pool once, from TVM_NUM_THREADS or the physical core count (1 on
@@ -46,6 +47,11 @@ def target_for(device: torch.device):
     if device.type == "cuda":
         return _cuda_target(device.index if device.index is not None else torch.cuda.current_device())
     raise ValueError(f"dynfilter_tvm runs on CPU and CUDA tensors, not on {device.type!r}")
+
+
+def acc_torch_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The kernels' accumulation type (``dynfilter_tvm.ops.common.acc_dtype``) as a torch dtype."""
+    return getattr(torch, acc_dtype(DTYPES[dtype]))
 
 
 # TVM kernels assume 64-byte aligned buffers (its allocation alignment) and may use aligned
