@@ -1,0 +1,124 @@
+"""Which kernels a model or layer needs: run its shapes through the bridge and record them.
+
+Tuning (``dynfilter-tvm tune``) and ahead-of-time bundles (``dynfilter-tvm compile``) work on
+workloads, the exact kernel instances (op, kernel, shapes, dtype) that ``torch_bridge`` asks
+for. Rather than restating each layer's shape arithmetic, the model runs once, forward and
+backward, on CPU with :func:`recording` active: every kernel call is recorded and skipped
+(outputs zero-filled), so nothing compiles and the torch parts run at their usual cost.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import torch
+
+from dynfilter_tvm.workload import Workload
+
+from . import runtime
+
+
+@contextlib.contextmanager
+def recording(execute: bool = False) -> Iterator[List[Workload]]:
+    """Collect the workload of every kernel the bridge runs inside the block (in call order,
+    repeats included). With ``execute=False`` the kernels are skipped and outputs zeroed."""
+    if runtime._recorder is not None:
+        raise RuntimeError("workload recording is already active")
+    seen: List[Workload] = []
+    runtime._recorder, runtime._recorder_executes = seen, execute
+    try:
+        yield seen
+    finally:
+        runtime._recorder, runtime._recorder_executes = None, True
+
+
+def parse_shape(text: str) -> tuple:
+    """'8x3x224x224' -> (8, 3, 224, 224)."""
+    if not re.fullmatch(r"\d+(x\d+)*", text.strip()):
+        raise ValueError(f"a shape looks like 8x3x224x224, got {text!r}")
+    dims = tuple(int(v) for v in text.strip().split("x"))
+    if 0 in dims:
+        raise ValueError(f"shape {text!r} has a zero dimension")
+    return dims
+
+
+def unique(workloads: Sequence[Workload]) -> List[Workload]:
+    """Distinct workloads, first occurrence order."""
+    return list(dict.fromkeys(workloads))
+
+
+def with_dtype(workloads: Sequence[Workload], dtype: str) -> List[Workload]:
+    """The same kernels for another dtype (recording runs in float32 on CPU)."""
+    return unique([Workload.make(w.op, w.kernel, w.p, dtype) for w in workloads])
+
+
+def module_workloads(module: torch.nn.Module, inputs: Sequence[torch.Tensor], backward: bool = True,
+                     dtype: str = "float32") -> List[Workload]:
+    """The distinct workloads of ``module(*inputs)`` (and of its backward), for ``dtype``."""
+    module = module.train()  # training mode: the backward kernels and batch-norm as in training
+    inputs = [t.detach().requires_grad_(backward and t.is_floating_point()) for t in inputs]
+    with recording() as seen:
+        with torch.set_grad_enabled(backward):
+            out = module(*inputs)
+            outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if torch.is_tensor(o)]
+            if backward:
+                torch.autograd.backward([o for o in outs if o.requires_grad],
+                                        [torch.ones_like(o) for o in outs if o.requires_grad])
+    if not seen:
+        raise ValueError(f"{type(module).__name__} runs no dynfilter_tvm kernel at these shapes")
+    return with_dtype(seen, dtype)
+
+
+def model_workloads(name: str, input_shape: Sequence[int], dtype: str = "float32", backward: bool = True,
+                    model_kwargs: Optional[Dict] = None, guidance_shape: Optional[Sequence[int]] = None
+                    ) -> List[Workload]:
+    """Workloads of the registered model ``name`` (``torch_bridge.models.get_model``) at
+    ``input_shape``; models taking a guidance image get ``guidance_shape`` (default: the
+    input's batch, 3 channels, at ``factor`` times its size)."""
+    from .models import get_model
+
+    torch.manual_seed(0)
+    model = get_model(name, **(model_kwargs or {}))
+    inputs = [torch.randn(*input_shape)]
+    if name.startswith("pac_joint_upsample"):
+        n, _, h, w = input_shape
+        f = getattr(model, "factor", 1)
+        inputs.append(torch.randn(*(guidance_shape or (n, 3, h * f, w * f))))
+    return module_workloads(model, inputs, backward, dtype)
+
+
+LAYERS = ("ddf", "pac", "acda")
+
+
+def layer_workloads(op: str, input_shape: Sequence[int], kernel_size: int = 3, stride: int = 1,
+                    dilation: int = 1, out_channels: Optional[int] = None, dtype: str = "float32",
+                    backward: bool = True) -> List[Workload]:
+    """Workloads of one operator's standard layer at ``input_shape`` (N, C, H, W):
+    ``DDFPack``, ``PacConv2d`` (guided by its input) or ``ACDAConv2d``."""
+    from . import nn as layers
+
+    n, c, h, w = input_shape
+    o = out_channels or c
+    pad = dilation * (kernel_size - 1) // 2
+    if op == "ddf":
+        module = layers.DDFPack(c, kernel_size, stride=stride, dilation=dilation)
+    elif op == "pac":
+        conv = layers.PacConv2d(c, o, kernel_size, stride=stride, padding=pad, dilation=dilation)
+        module = _Guided(conv)
+    elif op == "acda":
+        module = layers.ACDAConv2d(c, o, kernel_size, stride=stride, padding=pad, dilation=dilation)
+    else:
+        raise ValueError(f"unknown operator {op!r}; expected one of {LAYERS}")
+    return module_workloads(module, [torch.randn(n, c, h, w)], backward, dtype)
+
+
+class _Guided(torch.nn.Module):
+    """A PAC layer guided by its own input, as in the PAC benchmarks."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        return self.conv(x, x)
