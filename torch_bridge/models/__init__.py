@@ -13,9 +13,16 @@ name                         model                                         param
 ``ad_resnet_l``              Ad-ResNet-l (w = 54)                          18,015,216
 ``pac_joint_upsample``       PAC joint upsampling, factor 4 / 8 / 16       183,489 / 221,937 / 260,385
 ``pac_joint_upsample_lite``  its Lite variant, factor 4 / 8 / 16           55,509 / 56,273 / 55,777
+``resnet50``                 ResNet-50 (timm's layout and names)           25,557,032
+``resnet101``                ResNet-101                                    44,549,160
+``ddf_resnet50``             DDF-ResNet-50 (every 3x3 a DDFPack)           16,843,748
+``ddf_resnet101``            DDF-ResNet-101                                28,146,912
+``ddf_resnet152``            DDF-ResNet-152                                37,462,900
 ===========================  ============================================  ===========================
 
-(10 classes for the LeNets, 1000 for the Ad-ResNets; see ``lenet.py`` and ``ad_resnet.py``.
+(10 classes for the LeNets, 1000 for the Ad-ResNets and ResNets (``num_classes=``); see
+``lenet.py``, ``ad_resnet.py`` and ``resnet.py``; the DDF-ResNets take ``kernel_combine='mul'``
+(default) or ``'add'``. ``python -m dynfilter_tvm models`` prints the counts and the FLOPs.
 The PAC upsamplers need ``factor``, e.g. ``get_model("pac_joint_upsample", factor=8)``; their
 counts do not depend on the target's ``channels``; see ``pac_upsample.py``.)
 """
@@ -28,9 +35,11 @@ import torch.nn as nn
 from .ad_resnet import AdResNet, ad_resnet_l, ad_resnet_m, ad_resnet_s
 from .lenet import LeNet, LeNetACDA
 from .pac_upsample import PacJointUpsample, PacJointUpsampleLite
+from .resnet import ResNet, ddf_resnet50, ddf_resnet101, ddf_resnet152, resnet50, resnet101
 
 __all__ = ["MODELS", "get_model", "count_parameters", "LeNet", "LeNetACDA", "AdResNet",
-           "ad_resnet_s", "ad_resnet_m", "ad_resnet_l", "PacJointUpsample", "PacJointUpsampleLite"]
+           "ad_resnet_s", "ad_resnet_m", "ad_resnet_l", "PacJointUpsample", "PacJointUpsampleLite",
+           "ResNet", "resnet50", "resnet101", "ddf_resnet50", "ddf_resnet101", "ddf_resnet152"]
 
 MODELS: Dict[str, Callable[..., nn.Module]] = {
     "lenet": LeNet,
@@ -40,6 +49,11 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
     "ad_resnet_l": ad_resnet_l,
     "pac_joint_upsample": PacJointUpsample,
     "pac_joint_upsample_lite": PacJointUpsampleLite,
+    "resnet50": resnet50,
+    "resnet101": resnet101,
+    "ddf_resnet50": ddf_resnet50,
+    "ddf_resnet101": ddf_resnet101,
+    "ddf_resnet152": ddf_resnet152,
 }
 
 
