@@ -1,9 +1,17 @@
-"""Command line: ``python -m dynfilter_tvm {demo,check,costs}`` (also installed as ``dynfilter-tvm``).
+"""Command line: ``python -m dynfilter_tvm {demo,check,costs,compile,tune,logs,models,train,evaluate}`` (also installed as ``dynfilter-tvm``).
 
 demo   the ACDA toy pattern detection (one Conv vs one ACDA layer, paper Fig. 6): trains both,
        checks translation equivariance, writes a figure
 check  the DDF, ACDA and PAC kernels checked against their plain-PyTorch definitions, then DDF timed
 costs  parameters and FLOPs of Conv vs ACDA layers next to the ACDA paper's Table 6
+compile  ahead-of-time kernel bundle for a model or layer: one library per target (CUDA device
+       code or this CPU), loaded with dynfilter_tvm.load_bundle or $DYNFILTER_TVM_BUNDLE
+tune   autotune the kernels a model or layer needs with MetaSchedule, into tuning_logs/<target>/
+logs   tuning logs: show (tuned vs default times), merge, export and import (validated)
+models parameters and FLOPs (multiply-adds) of every registered model at its usual input size
+train  train a registered model on local data (CIFAR binary, ImageFolder, joint-upsampling arrays):
+       SGD + cosine schedule, AMP, gradient accumulation, checkpoints and resume, torchrun + DDP
+evaluate  top-1/top-5 accuracy or RMSE of a training checkpoint
 """
 from __future__ import annotations
 
@@ -66,6 +74,24 @@ def costs(args) -> int:
     return costs_mod.run_cli(args, args.parser)
 
 
+def models(args) -> int:
+    from torch_bridge.models import summary
+
+    return summary.run_cli(args, args.parser)
+
+
+def train(args) -> int:
+    from torch_bridge.train import cli as train_cli
+
+    return train_cli.run_train(args, args.parser)
+
+
+def evaluate(args) -> int:
+    from torch_bridge.train import cli as train_cli
+
+    return train_cli.run_evaluate(args, args.parser)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="dynfilter-tvm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,6 +117,39 @@ def main(argv=None) -> int:
     p = sub.add_parser("costs", help="params and FLOPs of Conv vs ACDA layers next to the paper's Table 6")
     costs_mod.add_arguments(p)
     p.set_defaults(func=costs, parser=p)
+
+    from dynfilter_tvm import aot as aot_mod
+
+    p = sub.add_parser("compile", help="ahead-of-time kernel bundle (CUDA device code or CPU) for a model or layer",
+                       description=aot_mod.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    aot_mod.add_arguments(p)
+    p.set_defaults(func=aot_mod.run_cli, parser=p)
+
+    from dynfilter_tvm import logs_cli, tune as tune_mod
+
+    p = sub.add_parser("tune", help="autotune the kernels of a model or layer with MetaSchedule into tuning_logs/",
+                       description=tune_mod.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tune_mod.add_arguments(p)
+    p.set_defaults(func=tune_mod.run_cli)
+    p = sub.add_parser("logs", help="tuning logs: show, merge, export, import")
+    logs_cli.add_arguments(p)
+    p.set_defaults(func=logs_cli.run_cli)
+
+    from torch_bridge.train import cli as train_cli
+
+    p = sub.add_parser("train", help="train a model on local data (SGD + cosine, AMP, checkpoints, torchrun)")
+    train_cli.add_train_arguments(p)
+    p.set_defaults(func=train, parser=p)
+
+    p = sub.add_parser("evaluate", help="top-1/top-5 accuracy or RMSE of a training checkpoint")
+    train_cli.add_evaluate_arguments(p)
+    p.set_defaults(func=evaluate, parser=p)
+
+    from torch_bridge.models import summary as models_summary
+
+    p = sub.add_parser("models", help="params and FLOPs of the registered models (DDF-ResNets vs the paper)")
+    models_summary.add_arguments(p)
+    p.set_defaults(func=models, parser=p)
 
     args = parser.parse_args(argv)
     return args.func(args)

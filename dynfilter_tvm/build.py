@@ -16,14 +16,16 @@ from tvm.target import Target
 
 import schedules
 
-from . import registry
+from . import registry, tuning_log
 from .target import family
 from .workload import Workload
 
-# A hook for tuned schedules (set by the tuning module): returns a scheduled IRModule and a
-# text identifying the record, or None when no record exists for (workload, target).
+# Where tuned schedules come from: returns a scheduled IRModule and a text identifying the
+# record, or None when no usable record exists for (workload, target). By default the tuning
+# logs (``tuning_log.lookup``: $DYNFILTER_TVM_TUNING_LOGS, then the shipped tuning_logs/);
+# None means default schedules only.
 TunedLookup = Callable[[Workload, Target], Optional[Tuple[tvm.IRModule, str]]]
-tuned_lookup: Optional[TunedLookup] = None
+tuned_lookup: Optional[TunedLookup] = tuning_log.lookup
 
 
 class BuildError(RuntimeError):

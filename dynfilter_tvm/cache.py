@@ -9,6 +9,11 @@ changes the code: workload, target (with CPU name or GPU arch), compute and sche
 
 The directory is ``$DYNFILTER_TVM_CACHE`` if set, else ``~/.cache/dynfilter_tvm``;
 ``DYNFILTER_TVM_CACHE=off`` keeps kernels in memory only.
+
+Kernels from ahead-of-time bundles (``dynfilter_tvm.aot``: ``load_bundle``,
+``$DYNFILTER_TVM_BUNDLE``) are served before memory, disk and compiling. Compiling happens
+only where allowed (``DYNFILTER_TVM_JIT=off`` forbids it) and possible (a compiler for the
+target); otherwise a missing kernel raises ``aot.KernelUnavailableError``.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from typing import Dict, Optional, Tuple
 import tvm
 from tvm.target import Target
 
-from . import __version__
+from . import __version__, aot
 from .build import build, compute_digest, plan
 from .target import target_key, target_name
 from .workload import Workload
@@ -110,7 +115,10 @@ def _store_entry(lib, lib_path: Path, meta_path: Path, key: dict) -> None:
 
 
 def get(workload: Workload, target: Target):
-    """The compiled function for ``workload`` on ``target``: memory, then disk, then build."""
+    """The compiled function for ``workload`` on ``target``: AOT bundles, memory, disk, then build."""
+    fn = aot.lookup(workload, target)
+    if fn is not None:
+        return fn
     mem_key = (workload.key(), target_key(target))
     lib = _memory.get(mem_key)
     if lib is not None:
@@ -131,6 +139,7 @@ def get(workload: Workload, target: Target):
             if lib is not None:
                 stats["disk_hits"] += 1
         if lib is None:
+            aot.check_jit(workload, target)  # JIT allowed and possible here, else a clear error
             log.info("dynfilter_tvm: compiling %s for %s", workload, target_name(target))
             lib = build(workload, target, apply_schedule())
             stats["built"] += 1

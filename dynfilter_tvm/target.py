@@ -68,10 +68,11 @@ def family(target: Target) -> str:
 
 
 def target_name(target: Target) -> str:
-    """Short, file-system safe name: 'llvm-znver4', 'cuda-sm_90'."""
+    """Short, file-system safe name: 'llvm-znver4', 'cuda-sm_90'. An arch-specific 'sm_90a'
+    (TVM's H100 tag) names the same GPU as 'sm_90', which is what a running H100 reports."""
     if target.kind.name == "llvm":
         return "llvm-" + str(target.attrs.get("mcpu", "generic"))
-    return "cuda-" + str(target.attrs.get("arch", "unknown"))
+    return "cuda-" + re.sub(r"(sm_\d+)a$", r"\1", str(target.attrs.get("arch", "unknown")))
 
 
 def target_key(target: Target) -> str:

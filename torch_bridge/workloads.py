@@ -122,3 +122,56 @@ class _Guided(torch.nn.Module):
 
     def forward(self, x):
         return self.conv(x, x)
+
+
+# -- command-line selection, shared by `tune` and `compile` ---------------------------------
+def add_arguments(parser) -> None:
+    """The options that select workloads: a model, one operator's layer, or explicit JSON."""
+    g = parser.add_argument_group("workloads (one of --model, --op, --workload)")
+    g.add_argument("--model", help="a registered model (torch_bridge.models), with --input")
+    g.add_argument("--op", choices=LAYERS, help="one operator's layer (DDFPack, PacConv2d, ACDAConv2d), with --input")
+    g.add_argument("--input", type=parse_shape, help="input shape NxCxHxW, e.g. 8x3x224x224")
+    g.add_argument("--workload", action="append", default=[], metavar="JSON",
+                   help='an exact kernel: {"op": "ddf", "kernel": "fwd", "params": {...}, "dtype": "float32"}'
+                        " (repeatable)")
+    g.add_argument("--kernel-size", type=int, default=3, help="--op: kernel size (default 3)")
+    g.add_argument("--stride", type=int, default=1, help="--op: stride (default 1)")
+    g.add_argument("--dilation", type=int, default=1, help="--op: dilation (default 1)")
+    g.add_argument("--out-channels", type=int, default=None, help="--op pac/acda: output channels (default: C)")
+    g.add_argument("--factor", type=int, default=None, help="--model pac_joint_upsample*: upsampling factor")
+    g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "float64"],
+                   help="dtype of the kernels (recording runs in float32; default float32)")
+    g.add_argument("--no-backward", dest="backward", action="store_false", help="forward kernels only")
+    g.add_argument("--kernels", default="", help="keep only these kernels, e.g. 'fwd,dx' or 'ddf.fwd'")
+
+
+def from_args(args) -> List[Workload]:
+    """The workloads the options of :func:`add_arguments` select."""
+    import json
+
+    chosen = [bool(args.model), bool(args.op), bool(args.workload)]
+    if sum(chosen) != 1:
+        raise SystemExit("choose exactly one of --model, --op and --workload")
+    if (args.model or args.op) and not args.input:
+        raise SystemExit("--model and --op need --input NxCxHxW")
+    if args.model:
+        kw = {"factor": args.factor} if args.factor else {}
+        found = model_workloads(args.model, args.input, args.dtype, args.backward, kw)
+    elif args.op:
+        if len(args.input) != 4:
+            raise SystemExit("--input must be NxCxHxW")
+        found = layer_workloads(args.op, args.input, args.kernel_size, args.stride, args.dilation,
+                                args.out_channels, args.dtype, args.backward)
+    else:
+        found = []
+        for text in args.workload:
+            try:
+                found.append(Workload.from_json(json.loads(text)))
+            except ValueError as err:
+                raise SystemExit(f"--workload: {err}")
+    if args.kernels:
+        names = {n.strip() for n in args.kernels.split(",") if n.strip()}
+        found = [w for w in found if w.kernel in names or f"{w.op}.{w.kernel}" in names]
+        if not found:
+            raise SystemExit(f"--kernels {args.kernels!r} selects none of the workloads")
+    return unique(found)

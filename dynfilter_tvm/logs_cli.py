@@ -1,0 +1,100 @@
+"""``dynfilter-tvm logs {show,merge,export,import}``: inspect and move tuning logs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import tuning_log
+from .tuning_log import TuningLog, TuningLogError
+
+
+def _logs(paths):
+    if paths:
+        return [TuningLog.load(p) for p in paths]
+    root = tuning_log.default_root()
+    found = sorted(p.parent for p in root.glob(f"*/{tuning_log.MANIFEST}"))
+    if not found:
+        raise TuningLogError(f"no tuning logs under {root}")
+    return [TuningLog.load(p) for p in found]
+
+
+def show(args) -> int:
+    for tl in _logs(args.logs):
+        print(f"{tl.path}: {tl.target_name}, TVM {tl.tvm_version}, {len(tl.entries)} kernels")
+        rows = []
+        for e in sorted(tl.entries.values(), key=lambda e: e.workload.key()):
+            best = tl.best(e)
+            speedup = e.default_us / e.tuned_us if e.default_us and e.tuned_us else None
+            params = " ".join(f"{k}={v}" for k, v in e.workload.params)
+            rows.append((f"{e.workload.op}.{e.workload.kernel}", params, e.workload.dtype,
+                         _us(e.tuned_us), _us(e.default_us), f"{speedup:.2f}x" if speedup else "-",
+                         str(e.trials), f"{e.tuning_s:.0f}" if e.tuning_s else "-",
+                         "tuned" if e.use and best is not None else "default"))
+        head = ("kernel", "shapes", "dtype", "tuned", "default", "speed-up", "trials", "tuning s", "builds use")
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        for r in [head, *rows]:
+            print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _us(us) -> str:
+    return "-" if us is None else f"{us:.1f}us"
+
+
+def merge(args) -> int:
+    out = tuning_log.merge([TuningLog.load(p) for p in args.logs], args.output)
+    print(f"merged {len(args.logs)} logs into {out.path}: {len(out.entries)} kernels, best record each")
+    return 0
+
+
+def export(args) -> int:
+    n = tuning_log.export(TuningLog.load(args.log), args.output)
+    print(f"exported {n} records to {args.output}")
+    return 0
+
+
+def import_(args) -> int:
+    from .target import resolve
+
+    target = resolve(args.target) if args.target else None
+    if args.output:
+        out = Path(args.output)
+    else:  # tuning_logs/<target-name>, named by the file itself
+        import json
+
+        try:
+            name = json.loads(Path(args.file).read_bytes())["manifest"]["target_name"]
+        except Exception:
+            raise TuningLogError(f"{args.file} is not a dynfilter-tvm tuning export") from None
+        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+            raise TuningLogError(f"{args.file}: bad target name {name!r}")
+        out = tuning_log.default_root() / name
+    tl = tuning_log.import_(args.file, out, target)
+    print(f"imported into {tl.path}: {len(tl.entries)} kernels for {tl.target_name}")
+    return 0
+
+
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="logs_command", required=True)
+    p = sub.add_parser("show", help="list tuned kernels: shapes, dtype, tuned and default times, speed-up")
+    p.add_argument("logs", nargs="*", help="log directories (default: every log under tuning_logs/)")
+    p.set_defaults(logs_func=show)
+    p = sub.add_parser("merge", help="merge logs of one target, keeping the best record per kernel")
+    p.add_argument("logs", nargs="+", help="log directories")
+    p.add_argument("-o", "--output", required=True, help="new log directory")
+    p.set_defaults(logs_func=merge)
+    p = sub.add_parser("export", help="write a log as one portable JSON file")
+    p.add_argument("log", help="log directory")
+    p.add_argument("-o", "--output", required=True, help="file to write")
+    p.set_defaults(logs_func=export)
+    p = sub.add_parser("import", help="validate an exported file and add it to a log (best records kept)")
+    p.add_argument("file", help="exported file")
+    p.add_argument("-o", "--output", help="log directory (default tuning_logs/<its target-name>)")
+    p.add_argument("--target", help="refuse the file unless it is for this target (e.g. llvm, sm_90)")
+    p.set_defaults(logs_func=import_)
+
+
+def run_cli(args) -> int:
+    try:
+        return args.logs_func(args)
+    except TuningLogError as err:
+        raise SystemExit(f"error: {err}")

@@ -1,0 +1,224 @@
+"""Autotuning with MetaSchedule: every kernel a workload list needs, into a tuning log.
+
+``dynfilter-tvm tune --op ddf --input 2x64x56x56 --target llvm --trials 64`` tunes the
+kernels (forward and backward) one task at a time with MetaSchedule's evolutionary search and
+XGBoost cost model, appending every measurement to ``tuning_logs/<target-name>/`` as it
+arrives. Before a task the default (hand-written) schedule is measured by the same runner,
+and after it the best record, so the log says what tuning gained. Runs are resumable: each
+kernel's trial budget counts the records already in the log, so running the same command
+again after an interruption continues where it stopped (a half-written last line is cut off).
+
+Measurement runs locally (``LocalRunner``), or on remote devices through TVM's RPC tracker
+(``--rpc-tracker host:port --rpc-key KEY``: ``RPCRunner``; see README "Tuning").
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from tvm.target import Target
+
+from . import tuning_log
+from .build import schedule
+from .target import family, resolve, target_name
+from .workload import Workload
+
+log = logging.getLogger(__name__)
+
+
+def make_runner(rpc_tracker: Optional[str] = None, rpc_key: Optional[str] = None, timeout_s: int = 120,
+                number: int = 3, repeat: int = 3):
+    """MetaSchedule's runner: local, or RPC through a tracker at ``host:port``."""
+    from tvm.s_tir import meta_schedule as ms
+
+    evaluator = ms.runner.EvaluatorConfig(number=number, repeat=repeat, min_repeat_ms=50)
+    if not rpc_tracker:
+        return ms.runner.LocalRunner(timeout_sec=timeout_s, evaluator_config=evaluator)
+    host, _, port = rpc_tracker.rpartition(":")
+    if not host or not port.isdigit() or not rpc_key:
+        raise ValueError("--rpc-tracker takes host:port and needs --rpc-key")
+    config = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=rpc_key,
+                                 session_timeout_sec=timeout_s)
+    return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator)
+
+
+def make_builder(timeout_s: int = 600):
+    from tvm.s_tir import meta_schedule as ms
+
+    # The default 30 s is too short on small machines (importing the intrinsics alone ~24 s).
+    return ms.builder.LocalBuilder(timeout_sec=timeout_s)
+
+
+def measure(mods, target: Target, builder, runner) -> List[float]:
+    """Mean run time in seconds of each scheduled module (inf when it failed), measured with
+    MetaSchedule's builder and runner, like the tuning trials."""
+    from tvm.s_tir import meta_schedule as ms
+
+    results = builder.build([ms.builder.BuilderInput(m, target) for m in mods])
+    inputs, where = [], []
+    for i, (mod, res) in enumerate(zip(mods, results)):
+        if res.error_msg:
+            log.warning("dynfilter_tvm: build failed while measuring: %s", res.error_msg.splitlines()[0])
+            continue
+        args = ms.arg_info.ArgInfo.from_prim_func(mod["main"])
+        inputs.append(ms.runner.RunnerInput(res.artifact_path, "cpu" if target.kind.name == "llvm" else target.kind.name, args))
+        where.append(i)
+    out = [math.inf] * len(mods)
+    for i, fut in zip(where, runner.run(inputs)):
+        res = fut.result()
+        if res.error_msg:
+            log.warning("dynfilter_tvm: run failed while measuring: %s", res.error_msg.splitlines()[0])
+        elif res.run_secs:
+            out[i] = sum(float(s) for s in res.run_secs) / len(res.run_secs)
+    for res in results:
+        if res.artifact_path:
+            shutil.rmtree(os.path.dirname(res.artifact_path), ignore_errors=True)
+    return out
+
+
+def _progress_callback(bar, state: dict):
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.ir.utils import derived_object
+
+    @derived_object
+    class Progress(ms.measure_callback.PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            for res in runner_results:
+                if res.run_secs:
+                    secs = sum(float(s) for s in res.run_secs) / len(res.run_secs)
+                    state["best"] = min(state["best"], secs)
+            bar.update(len(measure_candidates))
+            _postfix(bar, state)
+
+    return Progress()
+
+
+def _us(secs: float) -> str:
+    return "-" if secs is None or math.isinf(secs) else f"{secs * 1e6:.0f}us"
+
+
+def _postfix(bar, state: dict) -> None:
+    bar.set_postfix_str(f"{state['task']} {state['name']} best {_us(state['best'])} default {_us(state['default'])}")
+
+
+def tune(workloads: Sequence[Workload], target, trials: int, log_dir=None, runner=None, builder=None,
+         per_iter: int = 16, seed: Optional[int] = None, progress: bool = True) -> tuning_log.TuningLog:
+    """Tune each workload with ``trials`` trials in total (records already in the log count)
+    into the log at ``log_dir`` (default ``tuning_logs/<target-name>``); returns the log."""
+    from tqdm import tqdm
+    from tvm.s_tir import meta_schedule as ms
+
+    target = resolve(target)
+    family(target)  # refuses targets we have no schedules for
+    if trials < 1:
+        raise ValueError("--trials must be at least 1")
+    log_dir = Path(log_dir) if log_dir else tuning_log.default_root() / target_name(target)
+    tl = tuning_log.open_or_create(log_dir, target)
+    runner = runner or make_runner()
+    builder = builder or make_builder()
+    workloads = list(dict.fromkeys(workloads))
+    todo = []
+    for wl in workloads:
+        mod = tuning_log.mod_of(wl)
+        shash = tuning_log.structural_hash(mod)
+        done = len(tl.records.get(shash, ()))
+        entry = tl.entries.get(wl.key())
+        if entry is None or entry.shash != shash:  # new, or tuned on an older compute
+            entry = tl.entries[wl.key()] = tuning_log.Entry(wl, shash)
+            done = len(tl.records.get(shash, ()))
+        entry.trials = done
+        if done < trials or entry.tuned_us is None:
+            todo.append((wl, mod, entry, max(trials - done, 0)))
+    tl.save_manifest()  # the entries go in first, so an interrupted run's records stay mapped
+    total = sum(n for *_, n in todo)
+    print(f"tuning {len(todo)} of {len(workloads)} kernels for {target_name(target)} "
+          f"({total} trials; log {log_dir})", flush=True)
+    bar = tqdm(total=total, unit="trial", disable=not progress, dynamic_ncols=True)
+    state = {"best": math.inf, "default": math.inf, "task": "", "name": ""}
+    work = Path(tempfile.mkdtemp(prefix="dynfilter_tvm_tune_"))
+    try:
+        db = ms.database.JSONDatabase(str(log_dir / tuning_log.WORKLOADS), str(log_dir / tuning_log.RECORDS),
+                                      allow_missing=True)
+        for i, (wl, mod, entry, n) in enumerate(todo):
+            state.update(task=f"[{i + 1}/{len(todo)}]", name=f"{wl.op}.{wl.kernel}", best=math.inf)
+            t0 = time.perf_counter()
+            state["default"] = measure([schedule(wl, target)[0]], target, builder, runner)[0]
+            entry.default_us = _finite_us(state["default"])
+            _postfix(bar, state)
+            if n > 0:
+                ms.tune_tir(mod, target, str(work / f"task{i}"), max_trials_global=n, num_trials_per_iter=min(per_iter, n),
+                            builder=builder, runner=runner, database=db, cost_model="xgb",
+                            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
+                                               _progress_callback(bar, state)],
+                            seed=seed)
+            fresh = tuning_log.TuningLog.load(log_dir)
+            entry.trials = len(fresh.records.get(entry.shash, ()))
+            best = fresh.best(entry)
+            if best is not None:
+                tuned_mod = tuning_log.apply_record(mod, best.raw)
+                entry.tuned_us = _finite_us(measure([tuned_mod], target, builder, runner)[0])
+            entry.tuning_s += time.perf_counter() - t0
+            tl.save_manifest()
+            bar.write(f"{wl}: default {_us_of(entry.default_us)}, tuned {_us_of(entry.tuned_us)} "
+                      f"({entry.trials} trials){'' if entry.use else ' - default kept'}")
+    except KeyboardInterrupt:
+        tl.save_manifest()
+        bar.write("interrupted: the records so far are in the log; run the same command to resume")
+        raise
+    finally:
+        bar.close()
+        shutil.rmtree(work, ignore_errors=True)
+        tuning_log.forget()
+    return tuning_log.TuningLog.load(log_dir)
+
+
+def _finite_us(secs: float) -> Optional[float]:
+    return None if math.isinf(secs) else secs * 1e6
+
+
+def _us_of(us: Optional[float]) -> str:
+    return "-" if us is None else f"{us:.1f} us"
+
+
+# -- command line ----------------------------------------------------------------------------
+def add_arguments(parser) -> None:
+    from torch_bridge import workloads
+
+    workloads.add_arguments(parser)
+    parser.add_argument("--target", default="llvm",
+                        help="llvm (this CPU), sm_80/sm_90 or a TVM tag such as nvidia/nvidia-h100 (default llvm)")
+    parser.add_argument("--threads", type=int, default=0, help="llvm: cores to tune for (default: all)")
+    parser.add_argument("--trials", type=int, default=64, help="trials per kernel, records in the log included (64)")
+    parser.add_argument("--per-iter", type=int, default=16, help="candidates measured per search round (16)")
+    parser.add_argument("--log-dir", help="the tuning log (default tuning_logs/<target-name>)")
+    parser.add_argument("--rpc-tracker", help="measure on devices registered with a TVM RPC tracker (host:port)")
+    parser.add_argument("--rpc-key", help="the device key the RPC servers registered with")
+    parser.add_argument("--seed", type=int, default=None, help="search seed")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def run_cli(args) -> int:
+    from torch_bridge import workloads
+
+    from .target import cpu_target
+
+    if args.threads:
+        os.environ["TVM_NUM_THREADS"] = str(args.threads)
+    target = cpu_target(num_cores=args.threads or None) if args.target in ("llvm", "cpu") else resolve(args.target)
+    if target.kind.name == "cuda" and not args.rpc_tracker:
+        import tvm
+
+        if not tvm.cuda(0).exist:
+            raise SystemExit("tuning for a GPU measures on that GPU: none is visible here; run on the GPU machine, "
+                             "or use --rpc-tracker/--rpc-key with an RPC server on it (README: Tuning)")
+    found = workloads.from_args(args)
+    runner = make_runner(args.rpc_tracker, args.rpc_key)
+    tune(found, target, args.trials, args.log_dir, runner=runner, per_iter=args.per_iter, seed=args.seed,
+         progress=args.progress)
+    return 0
