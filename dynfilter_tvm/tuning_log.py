@@ -1,10 +1,11 @@
 """Tuning logs: MetaSchedule JSON databases, one per target, validated before any use.
 
-A log is a directory ``<root>/<target-name>/`` (``tuning_logs/llvm-znver4/``) holding
+A log is a directory ``<root>/<target-name>/`` (``tuning_logs/llvm-znver4-1c/``,
+``tuning_logs/cuda-sm_90/``; see :func:`log_name`) holding
 
 * ``database_workload.json`` / ``database_tuning_record.json``: MetaSchedule's JSON
   database (one JSON value per line; records point at workload lines by index);
-* ``manifest.json``: the target and TVM version the records were measured with, and per
+* ``manifest.json``: the target (CPU model and core count, or GPU arch) and TVM version the records were measured with, and per
   workload our description of it (op, kernel, shapes, dtype), the structural hash of its
   PrimFunc, the default schedule's time, the tuned time, the trials spent.
 
@@ -73,6 +74,16 @@ def search_roots() -> List[Path]:
     if env == "off":
         return []
     return [Path(p) for p in env.split(os.pathsep) if p] + [default_root()]
+
+
+def log_name(target: Target) -> str:
+    """The directory a target's log lives in: ``target_name`` plus, for CPUs, the core count
+    the schedules were tuned for ('llvm-znver4-2c'): a schedule tuned for one core has no
+    parallel loop and would idle the others."""
+    name = target_name(target)
+    if target.kind.name == "llvm":
+        name += f"-{int(target.attrs.get('num-cores', 1))}c"
+    return name
 
 
 def mod_of(workload: Workload) -> tvm.IRModule:
@@ -260,10 +271,10 @@ class TuningLog:
 
     def check_compatible(self, target: Target) -> None:
         """Refuse a log measured on another target or TVM version."""
-        want = target_name(target)
+        want = log_name(target)
         if self.target_name != want:
             raise TuningLogError(f"tuning log {self.path} was tuned for {self.target_name}, not {want}: "
-                                 "schedules are specific to a CPU model or GPU arch")
+                                 "schedules are specific to a CPU model and core count, or a GPU arch")
         if self.tvm_version != tvm.__version__:
             raise TuningLogError(f"tuning log {self.path} was written with TVM {self.tvm_version}, this is TVM "
                                  f"{tvm.__version__}: traces do not carry across TVM versions")
@@ -328,7 +339,7 @@ def create(path, target: Target) -> TuningLog:
     if path.exists() and any(path.iterdir()):
         raise TuningLogError(f"{path} exists and is not empty")
     path.mkdir(parents=True, exist_ok=True)
-    tl = TuningLog(path, _target_fields(target), target_name(target), tvm.__version__, {}, {})
+    tl = TuningLog(path, _target_fields(target), log_name(target), tvm.__version__, {}, {})
     tl.save_manifest()
     return tl
 
@@ -475,9 +486,9 @@ _warned: set = set()
 
 
 def _log_for(root: Path, target: Target) -> Optional[TuningLog]:
-    key = (str(root), target_name(target))
+    key = (str(root), log_name(target))
     if key not in _loaded:
-        path = root / target_name(target)
+        path = root / log_name(target)
         tl = None
         if (path / MANIFEST).exists():
             try:

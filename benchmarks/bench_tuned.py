@@ -1,0 +1,89 @@
+"""Tuned against default schedules, kernel by kernel, for every kernel of a tuning log.
+
+    python benchmarks/bench_tuned.py [--log tuning_logs/llvm-znver4-1c] [--threads 1] [--repeats 9]
+
+Both schedules of each kernel are built here and timed on the same random inputs with TVM's
+time evaluator, interleaved round by round (this machine's timings drift), medians reported.
+The tuning log's own figures (measured while tuning, with its budget and time spent) are
+printed beside them. CPU logs only (a GPU log is timed the same way on its GPU by ``--device cuda``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--log", help="tuning log directory (default: the shipped log for this CPU and --threads)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=9, help="interleaved rounds per kernel")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--json", help="write the rows here")
+    args = ap.parse_args()
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)  # before TVM's pool starts
+
+    import numpy as np
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from dynfilter_tvm import build, tuning_log
+    from dynfilter_tvm.target import cpu_target, cuda_target, local_cuda_arch
+
+    target = cpu_target(num_cores=args.threads) if args.device == "cpu" else cuda_target(local_cuda_arch())
+    path = Path(args.log) if args.log else tuning_log.default_root() / tuning_log.log_name(target)
+    tl = tuning_log.TuningLog.load(path)
+    tl.check_compatible(target)
+    dev = tvm.cpu() if args.device == "cpu" else tvm.cuda()
+    rows = []
+    for e in sorted(tl.entries.values(), key=lambda e: (e.workload.kernel, e.workload.key())):
+        wl = e.workload
+        found = tl.schedule(wl, include_unused=True)
+        if found is None:
+            continue
+        name = f"{wl.op}_{wl.kernel}"
+        libs = {"default": build.build(wl, target).mod[name], "tuned": build.build(wl, target, found[0]).mod[name]}
+        infos = ms.arg_info.ArgInfo.from_prim_func(tuning_log.mod_of(wl)["main"])
+        rng = np.random.default_rng(0)
+        tensors = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in i.shape]).astype(i.dtype), dev)
+                   for i in infos]
+        times = {k: [] for k in libs}
+        for _ in range(args.repeats):
+            for k, f in libs.items():
+                times[k].append(seconds_per_call(f, tensors, dev))
+        med = {k: statistics.median(v) * 1e6 for k, v in times.items()}
+        p = wl.p
+        shape = f"{p['B']}x{p['C']}x{p['H']}x{p['W']} k{p['k']}" if wl.op == "ddf" else str(wl)
+        rows.append({"kernel": f"{wl.op}.{wl.kernel}", "shape": shape, "default_us": med["default"],
+                     "tuned_us": med["tuned"], "speedup": med["default"] / med["tuned"], "trials": e.trials,
+                     "tuning_s": e.tuning_s, "log_default_us": e.default_us, "log_tuned_us": e.tuned_us,
+                     "used": e.use})
+        r = rows[-1]
+        print(f"{r['kernel']:9s} {r['shape']:18s} default {r['default_us']:8.1f} us  tuned {r['tuned_us']:8.1f} us  "
+              f"{r['speedup']:5.2f}x  ({r['trials']} trials, {r['tuning_s']:.0f} s; builds use "
+              f"{'tuned' if r['used'] else 'default'})", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"argv": sys.argv, "log": str(path), "rows": rows}, indent=1))
+    return 0
+
+
+def seconds_per_call(f, tensors, dev, min_s: float = 0.02) -> float:
+    """Mean time of one call of ``f`` over a round of at least ``min_s`` (after a warm call)."""
+    import time
+
+    f(*tensors)
+    dev.sync()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < min_s:
+        f(*tensors)
+        n += 1
+    dev.sync()
+    return (time.perf_counter() - t0) / n
+
+
+if __name__ == "__main__":
+    sys.exit(main())
