@@ -52,7 +52,6 @@ import argparse
 import ctypes
 import datetime
 import functools
-import hashlib
 import importlib.resources
 import importlib.util
 import json
@@ -73,6 +72,7 @@ import tvm
 from tvm.target import Target
 
 from . import __version__
+from .files import sha256_bytes, sha256_file
 from .target import host_cpu_name, target_name
 from .workload import Workload
 
@@ -105,18 +105,6 @@ class KernelUnavailableError(RuntimeError):
 def kernel_symbol(workload: Workload) -> str:
     """The library symbol of a workload's kernel: unique per workload (digest), a C name."""
     return "dft_" + re.sub(r"\W", "_", f"{workload.op}_{workload.kernel}") + "_" + workload.digest()
-
-
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _device_format(blob: bytes) -> Optional[str]:
@@ -308,13 +296,13 @@ def _compile_library(mod: tvm.IRModule, target: Target, out_dir: Path, stem: str
                               "refusing to write a bundle without device code")
     lib_path = out_dir / f"{stem}.so"
     lib.export_library(str(lib_path))
-    info.update(library=lib_path.name, sha256=_sha256(lib_path))
+    info.update(library=lib_path.name, sha256=sha256_file(lib_path))
     if blob is not None:
         if lib_path.read_bytes().find(blob) < 0:
             raise BundleError(f"{lib_path.name} does not embed the compiled device code")
         dev_path = out_dir / f"{stem}.{fmt}"
         dev_path.write_bytes(blob)
-        info["device_code"] = {"file": dev_path.name, "format": fmt, "sha256": _sha256_bytes(blob),
+        info["device_code"] = {"file": dev_path.name, "format": fmt, "sha256": sha256_bytes(blob),
                                "archs": [str(target.attrs["arch"])]}
     return info
 
@@ -501,13 +489,13 @@ def compile_bundle(workloads: Iterable[Workload], targets: Sequence, output, *, 
         entries = []
         for target, name, (mod, kernels) in zip(targets, names, scheduled):
             info = infos[name]
-            if _sha256(tmp / info["library"]) != info["sha256"]:
+            if sha256_file(tmp / info["library"]) != info["sha256"]:
                 raise BundleError(f"{info['library']}: checksum changed after the build")
             dev = info.get("device_code")
             if target.kind.name == "cuda":
                 dev_path = tmp / dev["file"]
                 blob = dev_path.read_bytes()
-                if _device_format(blob) is None or _sha256_bytes(blob) != dev["sha256"]:
+                if _device_format(blob) is None or sha256_bytes(blob) != dev["sha256"]:
                     raise BundleError(f"{dev['file']} is not the compiled device code")
                 lib_bytes = (tmp / info["library"]).read_bytes()
                 if lib_bytes.find(blob) < 0:
@@ -767,7 +755,7 @@ def _current_compute(workload: Workload) -> Optional[str]:
 def _load_target(bundle: Bundle, entry: dict) -> None:
     where, name = str(bundle.path), entry["name"]
     data = _read_regular_file(bundle.path / entry["library"], where)
-    got = _sha256_bytes(data)
+    got = sha256_bytes(data)
     if got != entry["sha256"]:
         raise BundleError(f"{where}: {entry['library']} fails its checksum (manifest SHA-256 "
                           f"{entry['sha256'][:16]}..., file {got[:16]}...): the library was changed or damaged "
@@ -775,7 +763,7 @@ def _load_target(bundle: Bundle, entry: dict) -> None:
     dev = entry.get("device_code")
     if dev is not None:
         dev_data = _read_regular_file(bundle.path / dev["file"], where)
-        if _sha256_bytes(dev_data) != dev["sha256"] or data.find(dev_data) < 0:
+        if sha256_bytes(dev_data) != dev["sha256"] or data.find(dev_data) < 0:
             raise BundleError(f"{where}: {dev['file']} fails its checksum or is not the library's device code")
     # Load exactly the verified bytes: a private copy, removed once loaded.
     tmp = tempfile.mkdtemp(prefix="dynfilter_tvm_bundle_")

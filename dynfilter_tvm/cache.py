@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -31,6 +30,7 @@ from tvm.target import Target
 
 from . import __version__, aot
 from .build import build, compute_digest, plan
+from .files import atomic_write, sha256_file
 from .target import target_key, target_name
 from .workload import Workload
 
@@ -62,26 +62,6 @@ def _digest(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp" + path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _load_entry(lib_path: Path, meta_path: Path, key: dict):
     """Load a disk entry if it is intact and has exactly this key; else delete it."""
     if not (lib_path.exists() and meta_path.exists()):
@@ -90,7 +70,7 @@ def _load_entry(lib_path: Path, meta_path: Path, key: dict):
         meta = json.loads(meta_path.read_text())
         if meta.get("key") != key:
             raise ValueError("key mismatch")
-        if meta.get("sha256") != _sha256(lib_path):
+        if meta.get("sha256") != sha256_file(lib_path):
             raise ValueError("checksum mismatch")
         return tvm.runtime.load_module(str(lib_path))
     except Exception as err:  # corrupt or foreign: never trust it
@@ -107,9 +87,9 @@ def _load_entry(lib_path: Path, meta_path: Path, key: dict):
 def _store_entry(lib, lib_path: Path, meta_path: Path, key: dict) -> None:
     try:
         lib_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(lib_path, lambda tmp: lib.export_library(tmp))
-        meta = {"key": key, "sha256": _sha256(lib_path)}
-        _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+        atomic_write(lib_path, lambda tmp: lib.export_library(tmp))
+        meta = {"key": key, "sha256": sha256_file(lib_path)}
+        atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
     except Exception as err:  # a read-only or full disk must not break the op
         log.warning("dynfilter_tvm: could not write cache entry %s: %s", lib_path, err)
 

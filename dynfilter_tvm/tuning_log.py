@@ -38,6 +38,7 @@ import tvm
 from tvm.target import Target
 
 from . import __version__, registry
+from .files import atomic_write_bytes
 from .target import target_name
 from .workload import Workload
 
@@ -191,29 +192,15 @@ def _json_lines(path: Path, repair: bool = False) -> list:
             last = i == len(lines) - 1
             if last and repair:
                 log.warning("%s: dropping a truncated last line (an interrupted run)", path)
-                _atomic_write_bytes(path, data[: len(data) - len(line)])
+                atomic_write_bytes(path, data[: len(data) - len(line)])
                 break
             raise TuningLogError(f"{path}: line {i + 1} is not valid JSON"
                                  f"{' (truncated: was a run interrupted?)' if last else ''}: {err}") from None
     return out
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide shared logs from other users
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_json(path: Path, value) -> None:
-    _atomic_write_bytes(path, (json.dumps(value, indent=1) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(value, indent=1) + "\n").encode())
 
 
 class TuningLog:
@@ -477,7 +464,7 @@ def _replace_dir(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     for name in (WORKLOADS, RECORDS, MANIFEST):  # the manifest last: it names the records
         if (src / name).exists():
-            _atomic_write_bytes(dst / name, (src / name).read_bytes())
+            atomic_write_bytes(dst / name, (src / name).read_bytes())
 
 
 # -- the build hook -------------------------------------------------------------------------

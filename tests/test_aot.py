@@ -20,6 +20,7 @@ import tvm
 
 from dynfilter_tvm import aot, cache
 from dynfilter_tvm.__main__ import main
+from dynfilter_tvm.files import sha256_bytes, sha256_file
 from dynfilter_tvm.target import cpu_target, cuda_target, host_cpu_name
 from dynfilter_tvm.workload import Workload
 
@@ -92,7 +93,7 @@ def test_cuda_bundle_holds_device_code_for_each_arch(cuda_bundle):
         dev = entry["device_code"]
         blob = (cuda_bundle / dev["file"]).read_bytes()
         assert dev["archs"] == [arch] and dev["format"] in ("fatbin", "cubin")
-        assert aot._sha256_bytes(lib) == entry["sha256"] and aot._sha256_bytes(blob) == dev["sha256"]
+        assert sha256_bytes(lib) == entry["sha256"] and sha256_bytes(blob) == dev["sha256"]
         assert blob[:4] in (aot._FATBIN_MAGIC, aot._ELF_MAGIC)
         assert lib.find(blob) >= 0, "the library must embed the device code"
         assert b"__global__" not in lib, "CUDA source in the library"
@@ -148,7 +149,7 @@ def test_llvm_manifest(llvm_bundle):
     [entry] = m["targets"]
     assert entry["name"] == f"llvm-{host_cpu_name()}" and entry["target"]["mcpu"] == host_cpu_name()
     assert entry["device_code"] is None
-    assert aot._sha256(llvm_bundle / entry["library"]) == entry["sha256"]
+    assert sha256_file(llvm_bundle / entry["library"]) == entry["sha256"]
     assert sorted(Path(p).name for p in llvm_bundle.iterdir()) == sorted([aot.MANIFEST, entry["library"]])
     kernels = {Workload.from_json(k["workload"]).kernel: k for k in entry["kernels"]}
     assert sorted(kernels) == sorted(KERNELS)

@@ -9,43 +9,19 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from typing import Any, Dict
 
 import numpy as np
 import torch
+
+from dynfilter_tvm.files import atomic_write_stream
 
 __all__ = ["save", "load", "rng_state", "set_rng_state"]
 
 
 def save(obj: Dict[str, Any], path: str) -> None:
     """``torch.save(obj, path)``, atomically (temporary file + ``os.replace``)."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # (mkstemp makes it private)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    atomic_write_stream(path, lambda f: torch.save(obj, f))
 
 
 def load(path: str, map_location="cpu") -> Dict[str, Any]:
