@@ -46,7 +46,7 @@ def main() -> int:
         if found is None:
             continue
         name = f"{wl.op}_{wl.kernel}"
-        libs = {"default": build.build(wl, target).mod[name], "tuned": build.build(wl, target, found[0]).mod[name]}
+        libs = {"default": build.build(wl, target, build.schedule(wl, target, tuned=False)[0]).mod[name], "tuned": build.build(wl, target, found[0]).mod[name]}
         infos = ms.arg_info.ArgInfo.from_prim_func(tuning_log.mod_of(wl)["main"])
         rng = np.random.default_rng(0)
         tensors = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in i.shape]).astype(i.dtype), dev)

@@ -42,10 +42,11 @@ def compute_digest(workload: Workload) -> str:
     return h.hexdigest()[:16]
 
 
-def plan(workload: Workload, target: Target) -> Tuple[str, Callable[[], tvm.IRModule]]:
+def plan(workload: Workload, target: Target, tuned: bool = True) -> Tuple[str, Callable[[], tvm.IRModule]]:
     """The schedule for (workload, target): a text naming it (goes into cache keys) and a
-    function that applies it, so a cache hit never schedules."""
-    if tuned_lookup is not None:
+    function that applies it, so a cache hit never schedules. ``tuned=False``: the default
+    schedule even where a tuned record exists."""
+    if tuned and tuned_lookup is not None:
         found = tuned_lookup(workload, target)
         if found is not None:
             mod, record_id = found
@@ -60,9 +61,9 @@ def plan(workload: Workload, target: Target) -> Tuple[str, Callable[[], tvm.IRMo
     return "default:" + schedules.source_digest(fn), apply
 
 
-def schedule(workload: Workload, target: Target) -> Tuple[tvm.IRModule, str]:
+def schedule(workload: Workload, target: Target, tuned: bool = True) -> Tuple[tvm.IRModule, str]:
     """The scheduled module and the text naming the schedule used."""
-    schedule_id, apply = plan(workload, target)
+    schedule_id, apply = plan(workload, target, tuned)
     return apply(), schedule_id
 
 

@@ -178,7 +178,7 @@ def tune(workloads: Sequence[Workload], target, trials: int, log_dir=None, runne
         for i, (wl, mod, entry, n) in enumerate(todo):
             state.update(task=f"[{i + 1}/{len(todo)}]", name=f"{wl.op}.{wl.kernel}", best=math.inf)
             t0 = time.perf_counter()
-            state["default"] = measure([schedule(wl, target)[0]], target, builder, runner)[0]
+            state["default"] = measure([schedule(wl, target, tuned=False)[0]], target, builder, runner)[0]
             entry.default_us = _finite_us(state["default"])
             _postfix(bar, state)
             if n > 0:
