@@ -2,8 +2,9 @@
 
     python benchmarks/bench_tuned.py [--log tuning_logs/llvm-znver4-1c] [--threads 1] [--repeats 9]
 
-Both schedules of each kernel are built here and timed on the same random inputs with TVM's
-time evaluator, interleaved round by round (this machine's timings drift), medians reported.
+Both schedules of each kernel are built here and timed on the same random inputs,
+interleaved round by round (``torch_bridge.benchmark.time_interleaved``: this machine's
+timings drift), medians reported.
 The tuning log's own figures (measured while tuning, with its budget and time spent) are
 printed beside them. CPU logs only (a GPU log is timed the same way on its GPU by ``--device cuda``).
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -28,11 +28,13 @@ def main() -> int:
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # before TVM's pool starts
 
     import numpy as np
+    import torch
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
     from dynfilter_tvm import build, tuning_log
     from dynfilter_tvm.target import cpu_target, cuda_target, local_cuda_arch
+    from torch_bridge.benchmark import time_interleaved
 
     target = cpu_target(num_cores=args.threads) if args.device == "cpu" else cuda_target(local_cuda_arch())
     path = Path(args.log) if args.log else tuning_log.default_root() / tuning_log.log_name(target)
@@ -46,16 +48,15 @@ def main() -> int:
         if found is None:
             continue
         name = f"{wl.op}_{wl.kernel}"
-        libs = {"default": build.build(wl, target, build.schedule(wl, target, tuned=False)[0]).mod[name], "tuned": build.build(wl, target, found[0]).mod[name]}
+        mods = {"default": build.schedule(wl, target, tuned=False)[0], "tuned": found[0]}
+        libs = {k: build.build(wl, target, mod).mod[name] for k, mod in mods.items()}
         infos = ms.arg_info.ArgInfo.from_prim_func(tuning_log.mod_of(wl)["main"])
         rng = np.random.default_rng(0)
         tensors = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in i.shape]).astype(i.dtype), dev)
                    for i in infos]
-        times = {k: [] for k in libs}
-        for _ in range(args.repeats):
-            for k, f in libs.items():
-                times[k].append(seconds_per_call(f, tensors, dev))
-        med = {k: statistics.median(v) * 1e6 for k, v in times.items()}
+        ms_per_call = time_interleaved({k: (lambda f=f: f(*tensors)) for k, f in libs.items()},
+                                       torch.device(args.device), repeats=args.repeats, min_time=0.02)
+        med = {k: v * 1e3 for k, v in ms_per_call.items()}
         p = wl.p
         shape = f"{p['B']}x{p['C']}x{p['H']}x{p['W']} k{p['k']}" if wl.op == "ddf" else str(wl)
         rows.append({"kernel": f"{wl.op}.{wl.kernel}", "shape": shape, "default_us": med["default"],
@@ -69,20 +70,6 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"argv": sys.argv, "log": str(path), "rows": rows}, indent=1))
     return 0
-
-
-def seconds_per_call(f, tensors, dev, min_s: float = 0.02) -> float:
-    """Mean time of one call of ``f`` over a round of at least ``min_s`` (after a warm call)."""
-    import time
-
-    f(*tensors)
-    dev.sync()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < min_s:
-        f(*tensors)
-        n += 1
-    dev.sync()
-    return (time.perf_counter() - t0) / n
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ from tvm.target import Target
 
 from . import __version__
 from .files import sha256_bytes, sha256_file
-from .target import host_cpu_name, target_name
+from .target import host_cpu_name, resolve, target_json, target_name
 from .workload import Workload
 
 log = logging.getLogger(__name__)
@@ -184,43 +184,10 @@ def compiler_available(target: Target) -> Tuple[bool, str]:
 # Writing bundles
 
 
-def parse_target(text: str) -> Target:
-    """A command-line target: ``sm_90`` (CUDA arch), ``llvm``/``cpu`` (this CPU),
-    ``llvm:CPUNAME`` (another x86/ARM CPU, e.g. ``llvm:skylake``), ``cuda`` (this GPU),
-    a TVM tag such as ``nvidia/nvidia-h100``, or a target JSON object."""
-    from .target import cpu_target, family, resolve
-
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            target = Target(json.loads(text))
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"bad target JSON {text!r}: {err}") from None
-    elif text.startswith("llvm:") or text.startswith("cpu:"):
-        mcpu = text.split(":", 1)[1]
-        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", mcpu):
-            raise ValueError(f"bad CPU name in {text!r}")
-        target = cpu_target(mcpu=mcpu)
-    else:
-        try:
-            target = resolve(text)
-        except Exception as err:  # TVM raises its own error types for unknown tags
-            raise ValueError(f"unknown target {text!r} (expected sm_XY, llvm, llvm:CPUNAME, cuda, "
-                             f"a TVM tag or a target JSON): {err}") from None
-    family(target)  # llvm or cuda only
-    if target.kind.name == "cuda" and not re.fullmatch(r"sm_\d+[a-z]?", str(target.attrs.get("arch", ""))):
-        raise ValueError(f"CUDA target {text!r} names no sm_XY arch")
-    return target
-
-
 def _signature(func) -> List[dict]:
     """Each argument of a (static-shape) PrimFunc: name, shape, dtype."""
     return [{"name": str(p.name), "shape": [int(n) for n in p.shape], "dtype": str(p.dtype)}
             for p in func.params]
-
-
-def _target_json(target: Target) -> dict:
-    return json.loads(str(target))
 
 
 def schedule_kernels(workloads: Sequence[Workload], target: Target, progress: Progress = None
@@ -376,7 +343,7 @@ def _compile_cuda_in_child(jobs: Sequence[Tuple[tvm.IRModule, Target, str]], out
     env["PYTHONPATH"] = os.pathsep.join(_package_roots() + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     spec_path, result_path = out_dir / ".cuda-build.spec.json", out_dir / ".cuda-build.result.json"
     spec_path.write_text(json.dumps({
-        "jobs": [{"module": tvm.ir.save_json(mod), "target": _target_json(target), "stem": stem}
+        "jobs": [{"module": tvm.ir.save_json(mod), "target": target_json(target), "stem": stem}
                  for mod, target, stem in jobs],
         "out_dir": str(out_dir), "result": str(result_path)}))
     stub_dir = None
@@ -451,14 +418,14 @@ def _check_device_code(dev_path: Path, archs: Sequence[str]) -> Optional[str]:
 
 def compile_bundle(workloads: Iterable[Workload], targets: Sequence, output, *, overwrite: bool = False,
                    progress: Progress = print) -> dict:
-    """Compile ``workloads`` for every target (``Target`` or :func:`parse_target` text) into the
+    """Compile ``workloads`` for every target (``Target`` or text for :func:`dynfilter_tvm.target.resolve`) into the
     bundle directory ``output`` (one library per target); returns the manifest. ``output``
     must not exist or be empty unless ``overwrite``; the bundle appears there complete or not
     at all (built in a temporary directory beside it, then renamed)."""
     workloads = list(dict.fromkeys(workloads))
     if not workloads:
         raise BundleError("no workloads to compile")
-    targets = [t if isinstance(t, Target) else parse_target(str(t)) for t in targets]
+    targets = [t if isinstance(t, Target) else resolve(str(t)) for t in targets]
     names = [target_name(t) for t in targets]
     if not targets or len(set(names)) != len(names):
         raise BundleError(f"targets must be given and distinct, got {names}")
@@ -504,7 +471,7 @@ def compile_bundle(workloads: Iterable[Workload], targets: Sequence, output, *, 
                     raise BundleError(f"{info['library']} holds CUDA source; refusing to write it")
                 if dev["format"] == "fatbin":  # (a bare cubin is one ELF image, named by no arch)
                     _check_device_code(dev_path, dev["archs"])
-            entries.append({"name": name, "target": _target_json(target), "library": info["library"],
+            entries.append({"name": name, "target": target_json(target), "library": info["library"],
                             "sha256": info["sha256"], "device_code": dev, "kernels": kernels,
                             "compile_seconds": info.get("compile_seconds")})
         manifest = {
@@ -874,10 +841,6 @@ def _load_env() -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _name_of(target: Target) -> str:
-    return target_name(target)
-
-
 def lookup(workload: Workload, target: Target):
     """The bundle's function for (workload, target), or None. Loads ``DYNFILTER_TVM_BUNDLE``
     at the first call."""
@@ -885,7 +848,7 @@ def lookup(workload: Workload, target: Target):
         _load_env()
     if not _index:
         return None
-    fn = _index.get((workload.key(), _name_of(target)))
+    fn = _index.get((workload.key(), target_name(target)))
     if fn is not None:
         stats["bundle_hits"] += 1
     return fn
@@ -959,7 +922,7 @@ def run_cli(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] 
 
     parser = parser or getattr(args, "parser", None)
     try:
-        targets = [parse_target(t) for t in args.target]
+        targets = [resolve(t) for t in args.target]
     except ValueError as err:
         if parser is not None:
             parser.error(str(err))

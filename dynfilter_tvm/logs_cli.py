@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import tuning_log
-from .tuning_log import TuningLog, TuningLogError
+from .tuning_log import TuningLog, TuningLogError, format_us
 
 
 def _logs(paths):
@@ -26,7 +26,7 @@ def show(args) -> int:
             speedup = e.default_us / e.tuned_us if e.default_us and e.tuned_us else None
             params = " ".join(f"{k}={v}" for k, v in e.workload.params)
             rows.append((f"{e.workload.op}.{e.workload.kernel}", params, e.workload.dtype,
-                         _us(e.tuned_us), _us(e.default_us), f"{speedup:.2f}x" if speedup else "-",
+                         format_us(e.tuned_us), format_us(e.default_us), f"{speedup:.2f}x" if speedup else "-",
                          str(e.trials), f"{e.tuning_s:.0f}" if e.tuning_s else "-",
                          "tuned" if e.use and best is not None else "default"))
         head = ("kernel", "shapes", "dtype", "tuned", "default", "speed-up", "trials", "tuning s", "builds use")
@@ -34,10 +34,6 @@ def show(args) -> int:
         for r in [head, *rows]:
             print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     return 0
-
-
-def _us(us) -> str:
-    return "-" if us is None else f"{us:.1f}us"
 
 
 def merge(args) -> int:

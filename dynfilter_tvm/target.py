@@ -6,6 +6,7 @@ CUDA: the GPU's ``sm_XY`` arch, with the limits MetaSchedule needs in the target
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 from typing import Union
@@ -36,18 +37,47 @@ def cuda_target(arch: str) -> Target:
 
 
 def resolve(target: TargetLike) -> Target:
-    """'llvm'/'cpu' (this host), 'sm_90', 'cuda' (this GPU), a TVM tag or a target dict."""
+    """A target from a ``Target``, a dict, or text: ``llvm``/``cpu`` (this CPU),
+    ``llvm:CPUNAME`` (another CPU, e.g. ``llvm:skylake``), ``sm_90`` (CUDA arch), ``cuda`` (this
+    GPU), a TVM tag such as ``nvidia/nvidia-h100``, or a target JSON object. Only llvm and CUDA
+    targets with an ``sm_XY`` arch are accepted (ValueError otherwise)."""
     if isinstance(target, Target):
         return target
     if isinstance(target, dict):
-        return Target(target)
-    if target in ("llvm", "cpu"):
-        return cpu_target()
-    if target.startswith("sm_"):
-        return cuda_target(target)
-    if target == "cuda":
-        return cuda_target(local_cuda_arch())
-    return Target(target)
+        resolved = Target(target)
+    else:
+        text = target.strip()
+        if text.startswith("{"):
+            try:
+                resolved = Target(json.loads(text))
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"bad target JSON {text!r}: {err}") from None
+        elif text in ("llvm", "cpu"):
+            resolved = cpu_target()
+        elif text.startswith(("llvm:", "cpu:")):
+            mcpu = text.split(":", 1)[1]
+            if not re.fullmatch(r"[A-Za-z0-9_.+-]+", mcpu):
+                raise ValueError(f"bad CPU name in {text!r}")
+            resolved = cpu_target(mcpu=mcpu)
+        elif text.startswith("sm_"):
+            resolved = cuda_target(text)
+        elif text == "cuda":
+            resolved = cuda_target(local_cuda_arch())
+        else:
+            try:
+                resolved = Target(text)
+            except Exception as err:  # TVM raises its own error types for unknown tags
+                raise ValueError(f"unknown target {text!r} (expected sm_XY, llvm, llvm:CPUNAME, cuda, "
+                                 f"a TVM tag or a target JSON): {err}") from None
+    family(resolved)  # llvm or cuda only
+    if resolved.kind.name == "cuda" and not re.fullmatch(r"sm_\d+[a-z]?", str(resolved.attrs.get("arch", ""))):
+        raise ValueError(f"CUDA target {target!r} names no sm_XY arch")
+    return resolved
+
+
+def target_json(target: Target) -> dict:
+    """The target as a JSON object (a Target prints as its JSON config); ``Target(d)`` rebuilds it."""
+    return json.loads(str(target))
 
 
 def local_cuda_arch(index: int = 0) -> str:

@@ -14,7 +14,6 @@ Measurement runs locally (``LocalRunner``), or on remote devices through TVM's R
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -82,9 +81,9 @@ def _in_process_builder():
     return InProcessBuilder()
 
 
-def measure(mods, target: Target, builder, runner) -> List[float]:
-    """Mean run time in seconds of each scheduled module (inf when it failed), measured with
-    MetaSchedule's builder and runner, like the tuning trials."""
+def measure(mods, target: Target, builder, runner) -> List[Optional[float]]:
+    """Mean run time in microseconds of each scheduled module (None when it failed), measured
+    with MetaSchedule's builder and runner, like the tuning trials."""
     from tvm.s_tir import meta_schedule as ms
 
     results = builder.build([ms.builder.BuilderInput(m, target) for m in mods])
@@ -96,13 +95,13 @@ def measure(mods, target: Target, builder, runner) -> List[float]:
         args = ms.arg_info.ArgInfo.from_prim_func(mod["main"])
         inputs.append(ms.runner.RunnerInput(res.artifact_path, "cpu" if target.kind.name == "llvm" else target.kind.name, args))
         where.append(i)
-    out = [math.inf] * len(mods)
+    out: List[Optional[float]] = [None] * len(mods)
     for i, fut in zip(where, runner.run(inputs)):
         res = fut.result()
         if res.error_msg:
             log.warning("dynfilter_tvm: run failed while measuring: %s", res.error_msg.splitlines()[0])
         elif res.run_secs:
-            out[i] = sum(float(s) for s in res.run_secs) / len(res.run_secs)
+            out[i] = tuning_log.mean_seconds(res.run_secs) * 1e6
     for res in results:
         if res.artifact_path:
             shutil.rmtree(os.path.dirname(res.artifact_path), ignore_errors=True)
@@ -118,20 +117,17 @@ def _progress_callback(bar, state: dict):
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
             for res in runner_results:
                 if res.run_secs:
-                    secs = sum(float(s) for s in res.run_secs) / len(res.run_secs)
-                    state["best"] = min(state["best"], secs)
+                    us = tuning_log.mean_seconds(res.run_secs) * 1e6
+                    state["best"] = us if state["best"] is None else min(state["best"], us)
             bar.update(len(measure_candidates))
             _postfix(bar, state)
 
     return Progress()
 
 
-def _us(secs: float) -> str:
-    return "-" if secs is None or math.isinf(secs) else f"{secs * 1e6:.0f}us"
-
-
 def _postfix(bar, state: dict) -> None:
-    bar.set_postfix_str(f"{state['task']} {state['name']} best {_us(state['best'])} default {_us(state['default'])}")
+    us = tuning_log.format_us
+    bar.set_postfix_str(f"{state['task']} {state['name']} best {us(state['best'])} default {us(state['default'])}")
 
 
 def tune(workloads: Sequence[Workload], target, trials: int, log_dir=None, runner=None, builder=None,
@@ -161,7 +157,6 @@ def tune(workloads: Sequence[Workload], target, trials: int, log_dir=None, runne
         entry = tl.entries.get(wl.key())
         if entry is None or entry.shash != shash:  # new, or tuned on an older compute
             entry = tl.entries[wl.key()] = tuning_log.Entry(wl, shash)
-            done = len(tl.records.get(shash, ()))
         entry.trials = done
         if done < trials or entry.tuned_us is None:
             todo.append((wl, mod, entry, max(trials - done, 0)))
@@ -170,16 +165,16 @@ def tune(workloads: Sequence[Workload], target, trials: int, log_dir=None, runne
     print(f"tuning {len(todo)} of {len(workloads)} kernels for {tuning_log.log_name(target)} "
           f"({total} trials; log {log_dir})", flush=True)
     bar = tqdm(total=total, unit="trial", disable=not progress, dynamic_ncols=True)
-    state = {"best": math.inf, "default": math.inf, "task": "", "name": ""}
+    state = {"best": None, "default": None, "task": "", "name": ""}  # times in us
     work = Path(tempfile.mkdtemp(prefix="dynfilter_tvm_tune_"))
     try:
         db = ms.database.JSONDatabase(str(log_dir / tuning_log.WORKLOADS), str(log_dir / tuning_log.RECORDS),
                                       allow_missing=True)
         for i, (wl, mod, entry, n) in enumerate(todo):
-            state.update(task=f"[{i + 1}/{len(todo)}]", name=f"{wl.op}.{wl.kernel}", best=math.inf)
+            state.update(task=f"[{i + 1}/{len(todo)}]", name=f"{wl.op}.{wl.kernel}", best=None)
             t0 = time.perf_counter()
-            state["default"] = measure([schedule(wl, target, tuned=False)[0]], target, builder, runner)[0]
-            entry.default_us = _finite_us(state["default"])
+            entry.default_us = state["default"] = measure([schedule(wl, target, tuned=False)[0]], target,
+                                                          builder, runner)[0]
             _postfix(bar, state)
             if n > 0:
                 ms.tune_tir(mod, target, str(work / f"task{i}"), max_trials_global=n, num_trials_per_iter=min(per_iter, n),
@@ -192,10 +187,11 @@ def tune(workloads: Sequence[Workload], target, trials: int, log_dir=None, runne
             best = fresh.best(entry)
             if best is not None:
                 tuned_mod = tuning_log.apply_record(mod, best.raw)
-                entry.tuned_us = _finite_us(measure([tuned_mod], target, builder, runner)[0])
+                entry.tuned_us = measure([tuned_mod], target, builder, runner)[0]
             entry.tuning_s += time.perf_counter() - t0
             tl.save_manifest()
-            bar.write(f"{wl}: default {_us_of(entry.default_us)}, tuned {_us_of(entry.tuned_us)} "
+            bar.write(f"{wl}: default {tuning_log.format_us(entry.default_us)}, "
+                      f"tuned {tuning_log.format_us(entry.tuned_us)} "
                       f"({entry.trials} trials){'' if entry.use else ' - default kept'}")
     except KeyboardInterrupt:
         tl.save_manifest()
@@ -206,14 +202,6 @@ def tune(workloads: Sequence[Workload], target, trials: int, log_dir=None, runne
         shutil.rmtree(work, ignore_errors=True)
         tuning_log.forget()
     return tuning_log.TuningLog.load(log_dir)
-
-
-def _finite_us(secs: float) -> Optional[float]:
-    return None if math.isinf(secs) else secs * 1e6
-
-
-def _us_of(us: Optional[float]) -> str:
-    return "-" if us is None else f"{us:.1f} us"
 
 
 # -- command line ----------------------------------------------------------------------------

@@ -38,8 +38,8 @@ import tvm
 from tvm.target import Target
 
 from . import __version__, registry
-from .files import atomic_write_bytes
-from .target import target_name
+from .files import atomic_write_bytes, sha256_bytes
+from .target import target_json, target_name
 from .workload import Workload
 
 log = logging.getLogger(__name__)
@@ -98,10 +98,6 @@ def structural_hash(mod: tvm.IRModule) -> str:
     return str(ms.database.Workload(mod).as_json()[0])
 
 
-def _target_fields(target: Target) -> dict:
-    return json.loads(str(target))  # a Target prints as its JSON config
-
-
 @dataclasses.dataclass
 class Entry:
     """One tuned workload: its description, hash and the figures of its tuning."""
@@ -147,8 +143,17 @@ class Record:
 
     @property
     def seconds(self) -> float:
-        secs = self.raw[1]
-        return sum(secs) / len(secs) if secs else math.inf
+        return mean_seconds(self.raw[1] or ())
+
+
+def mean_seconds(run_secs) -> float:
+    """Mean of a measurement's repeats (MetaSchedule's run_secs); inf when it has none."""
+    values = [float(v) for v in run_secs]
+    return sum(values) / len(values) if values else math.inf
+
+
+def format_us(us: Optional[float]) -> str:
+    return "-" if us is None else f"{us:.1f}us"
 
 
 def _is_num(v) -> bool:
@@ -299,9 +304,7 @@ class TuningLog:
 
 
 def record_id(raw: list) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(raw[0], sort_keys=True).encode()).hexdigest()[:16]
+    return sha256_bytes(json.dumps(raw[0], sort_keys=True).encode())[:16]
 
 
 def apply_record(mod: tvm.IRModule, raw: list) -> tvm.IRModule:
@@ -326,7 +329,7 @@ def create(path, target: Target) -> TuningLog:
     if path.exists() and any(path.iterdir()):
         raise TuningLogError(f"{path} exists and is not empty")
     path.mkdir(parents=True, exist_ok=True)
-    tl = TuningLog(path, _target_fields(target), log_name(target), tvm.__version__, {}, {})
+    tl = TuningLog(path, target_json(target), log_name(target), tvm.__version__, {}, {})
     tl.save_manifest()
     return tl
 
@@ -340,7 +343,7 @@ def open_or_create(path, target: Target, repair: bool = True) -> TuningLog:
     return create(path, target)
 
 
-def write_database(path: Path, target: Target, chosen: Iterable[Tuple[Entry, List[list]]]) -> None:
+def write_database(path: Path, chosen: Iterable[Tuple[Entry, List[list]]]) -> None:
     """Write MetaSchedule's JSON database at ``path`` holding ``chosen`` (entry, raw records),
     through its API: every workload line is made from our own PrimFunc."""
     from tvm.s_tir import meta_schedule as ms
@@ -387,13 +390,12 @@ def merge(sources: List[TuningLog], out, top: int = 1) -> TuningLog:
     if out.exists() and any(out.iterdir()):
         raise TuningLogError(f"{out} exists and is not empty; merge writes a new log")
     out.mkdir(parents=True, exist_ok=True)
-    target = Target(first.target)
     chosen = []
     for key, e in entries.items():
         e.trials = trials[key]
         best = sorted(candidates.get(key, []), key=lambda c: c[0])[:top]
         chosen.append((e, [raw for _, raw in best]))
-    write_database(out, target, chosen)
+    write_database(out, chosen)
     tl = TuningLog(out, first.target, first.target_name, first.tvm_version, entries, {})
     tl.save_manifest()
     return TuningLog.load(out)
@@ -432,7 +434,6 @@ def import_(path, out, target: Optional[Target] = None) -> TuningLog:
             _expect(isinstance(man, dict), "no manifest")
             write_json(staged / MANIFEST, man)
             tl = TuningLog.load(staged)  # validates the manifest
-            staged_target = Target(tl.target)
             if target is not None:
                 tl.check_compatible(target)
             elif tl.tvm_version != tvm.__version__:
@@ -442,7 +443,7 @@ def import_(path, out, target: Optional[Target] = None) -> TuningLog:
                 _expect(isinstance(item, dict) and isinstance(item.get("workload"), str), "malformed record entry")
                 _expect(item["workload"] in tl.entries, "a record names a workload the manifest does not list")
                 by_key.setdefault(item["workload"], []).append(_check_record(item.get("record")))
-            write_database(staged, staged_target, [(tl.entries[k], raws) for k, raws in by_key.items()])
+            write_database(staged, [(tl.entries[k], raws) for k, raws in by_key.items()])
             tl = TuningLog.load(staged)
             if (out / MANIFEST).exists():
                 existing = TuningLog.load(out)

@@ -121,12 +121,17 @@ def test_tuned_schedule_gives_the_same_results(tuned, target):
         np.testing.assert_allclose(tuned_out, default_out, rtol=1e-5, atol=1e-5)
 
 
-def _mark_used(log_dir: Path) -> None:
-    """Make every record beat the default (the tiny run need not have), so builds take it."""
+def _set_times(log_dir: Path, tuned_us: float, default_us: float) -> None:
+    """Set every kernel's measured times in a log's manifest (the tiny run's are noise)."""
     man = json.loads((log_dir / tuning_log.MANIFEST).read_text())
     for e in man["workloads"]:
-        e["tuned_us"], e["default_us"] = 1.0, 2.0
+        e["tuned_us"], e["default_us"] = tuned_us, default_us
     (log_dir / tuning_log.MANIFEST).write_text(json.dumps(man))
+
+
+def _mark_used(log_dir: Path) -> None:
+    """Make every record beat the default (the tiny run need not have), so builds take it."""
+    _set_times(log_dir, 1.0, 2.0)
 
 
 def test_bridge_builds_from_the_log(tuned, tmp_path, target, use_logs):
@@ -152,10 +157,7 @@ def test_slower_record_is_kept_but_not_used(tuned, tmp_path, target, use_logs):
     root = tmp_path / "root"
     log_dir = root / tuning_log.log_name(target)
     shutil.copytree(tuned[1].path, log_dir)
-    man = json.loads((log_dir / tuning_log.MANIFEST).read_text())
-    for e in man["workloads"]:
-        e["tuned_us"], e["default_us"] = 2.0, 1.0
-    (log_dir / tuning_log.MANIFEST).write_text(json.dumps(man))
+    _set_times(log_dir, 2.0, 1.0)
     use_logs(root)
     assert build.plan(FWD, target)[0].startswith("default:")
 
@@ -280,10 +282,7 @@ def test_trace_that_does_not_fit_is_refused(tuned):
 
 
 def test_stale_record_is_not_used(log_copy, target):
-    man = json.loads((log_copy / tuning_log.MANIFEST).read_text())
-    for e in man["workloads"]:
-        e["tuned_us"], e["default_us"] = 1.0, 2.0
-    (log_copy / tuning_log.MANIFEST).write_text(json.dumps(man))
+    _mark_used(log_copy)
     tl = TuningLog.load(log_copy)
     entry = tl.entries[FWD.key()]
     # as if the compute changed: the stored hash no longer matches our PrimFunc

@@ -75,15 +75,15 @@ def run(op: str, kernel: str, params: dict, dtype: torch.dtype, device: torch.de
     """Run one kernel on contiguous tensors: the last is the output, written in place.
     Misaligned inputs are copied to aligned memory; outputs must be allocated by torch."""
     *inputs, out = tensors
+    wl = Workload.make(op, kernel, params, DTYPES[dtype])
     if _recorder is not None:
-        _recorder.append(Workload.make(op, kernel, params, DTYPES[dtype]))
+        _recorder.append(wl)
         if not _recorder_executes:
             out.zero_()
             return
     if out.data_ptr() % ALIGNMENT:
         raise ValueError(f"{op}.{kernel}: output buffer is not {ALIGNMENT}-byte aligned")
     tensors = (*(aligned(t) for t in inputs), out)
-    wl = Workload.make(op, kernel, params, DTYPES[dtype]) if _recorder is None else _recorder[-1]
     lib = dynfilter_tvm.get_kernel(wl, target_for(device))
     if device.type == "cuda":
         with torch.cuda.device(device):
