@@ -8,8 +8,8 @@ Prints median times and peak memory with ratios to conv2d (k x k, C -> C). Forwa
 layers in eval mode, forward+backward in training mode. Results go to benchmarks/RESULTS.md
 by hand, with command and machine.
 """
-from torch_bridge import acda_bench
-from torch_bridge.benchmark import main
+from torch_bridge.app.bench import acda as acda_bench
+from torch_bridge.app.bench.harness import main
 
 # The issue's setting (64 -> 64, 56x56, k = 7), the other kernel sizes, a deeper stage.
 CPU_SHAPES = [(2, 64, 56, 56, 7), (2, 64, 56, 56, 5), (2, 64, 56, 56, 3), (2, 128, 28, 28, 7)]

@@ -8,8 +8,8 @@ Prints median times and peak memory with ratios to conv2d (k x k, C -> C, 'same'
 The kernel's guidance is the layer's input. Results go to benchmarks/RESULTS.md by hand,
 with command and machine.
 """
-from torch_bridge import pac_bench
-from torch_bridge.benchmark import main
+from torch_bridge.app.bench import pac as pac_bench
+from torch_bridge.app.bench.harness import main
 
 # The joint-upsampling nets' 5x5 at 32 channels, a ResNet stage at 3x3 and 5x5, a deeper one.
 CPU_SHAPES = [(2, 32, 128, 128, 5), (2, 64, 56, 56, 3), (2, 64, 56, 56, 5), (2, 128, 28, 28, 3)]

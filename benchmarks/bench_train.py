@@ -14,7 +14,7 @@ learning rate 0 so that the weights, and the cost, stay the same), in training m
   ACDAConv2d on the official unfold + einsum atom convolution;
 * ``resnet50``, the floor of the ratios.
 
-(``torch_bridge.models.resnet.use_reference_ops`` makes the reference twins.) Defaults: on GPU
+(``torch_bridge.nn.use_reference_ops`` makes the reference twins.) Defaults: on GPU
 batch 8 at 224x224 under AMP (float16 autocast with a gradient scaler); on CPU batch 2 at
 112x112 in float32 (``--amp`` there is bfloat16 autocast). Prints median times and peak memory
 (CUDA: the allocator's peak; CPU: peak resident memory, measured in a child process) with ratios
@@ -66,7 +66,7 @@ def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp_dty
 
 def build_variants(names, device: torch.device, batch: int, size: int, amp_dtype) -> Dict[str, Callable]:
     from torch_bridge.models import get_model
-    from torch_bridge.models.resnet import use_reference_ops
+    from torch_bridge.nn import use_reference_ops
 
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(0, 1000, (batch,), device=device)
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         os.environ["TVM_NUM_THREADS"] = str(a.threads)
         torch.set_num_threads(a.threads)
 
-    from torch_bridge.benchmark import add_cpu_memory, machine_description, measure_pass, print_table
+    from torch_bridge.app.bench.harness import add_cpu_memory, machine_description, measure_pass, print_table
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
     gpu = device.type == "cuda"

@@ -3,7 +3,7 @@
     python benchmarks/bench_tuned.py [--log tuning_logs/llvm-znver4-1c] [--threads 1] [--repeats 9]
 
 Both schedules of each kernel are built here and timed on the same random inputs,
-interleaved round by round (``torch_bridge.benchmark.time_interleaved``: this machine's
+interleaved round by round (``torch_bridge.app.bench.harness.time_interleaved``: this machine's
 timings drift), medians reported.
 The tuning log's own figures (measured while tuning, with its budget and time spent) are
 printed beside them. CPU logs only (a GPU log is timed the same way on its GPU by ``--device cuda``).
@@ -34,7 +34,7 @@ def main() -> int:
 
     from dynfilter_tvm import build, tuning_log
     from dynfilter_tvm.target import cpu_target, cuda_target, local_cuda_arch
-    from torch_bridge.benchmark import time_interleaved
+    from torch_bridge.app.bench.harness import time_interleaved
 
     target = cpu_target(num_cores=args.threads) if args.device == "cpu" else cuda_target(local_cuda_arch())
     path = Path(args.log) if args.log else tuning_log.default_root() / tuning_log.log_name(target)

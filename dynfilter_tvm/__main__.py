@@ -1,158 +1,18 @@
-"""Command line: ``python -m dynfilter_tvm {demo,check,costs,compile,tune,logs,models,train,evaluate}`` (also installed as ``dynfilter-tvm``).
+"""``python -m dynfilter_tvm`` and the ``dynfilter-tvm`` command.
 
-demo   the ACDA toy pattern detection (one Conv vs one ACDA layer, paper Fig. 6): trains both,
-       checks translation equivariance, writes a figure
-check  the DDF, ACDA and PAC kernels checked against their plain-PyTorch definitions, then DDF timed
-costs  parameters and FLOPs of Conv vs ACDA layers next to the ACDA paper's Table 6
-compile  ahead-of-time kernel bundle for a model or layer: one library per target (CUDA device
-       code or this CPU), loaded with dynfilter_tvm.load_bundle or $DYNFILTER_TVM_BUNDLE
-tune   autotune the kernels a model or layer needs with MetaSchedule, into tuning_logs/<target>/
-logs   tuning logs: show (tuned vs default times), merge, export and import (validated)
-models parameters and FLOPs (multiply-adds) of every registered model at its usual input size
-train  train a registered model on local data (CIFAR binary, ImageFolder, joint-upsampling arrays):
-       SGD + cosine schedule, AMP, gradient accumulation, checkpoints and resume, torchrun + DDP
-evaluate  top-1/top-5 accuracy or RMSE of a training checkpoint
+The one module of the core that reaches the application layer (``torch_bridge.app.cli``, where
+every verb lives); nothing imports it, so the core itself stays free of torch.
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import time
+from typing import List, Optional
 
 
-def _device(name: str):
-    import torch
+def main(argv: Optional[List[str]] = None) -> int:
+    from torch_bridge.app.cli import main as app_main
 
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def demo(args) -> int:
-    """ACDA toy demo: Conv vs ACDA on the toy pattern detection task."""
-    import torch
-
-    from torch_bridge import acda_toy
-
-    device = _device(args.device)
-    if device.type == "cpu" and args.threads:
-        torch.set_num_threads(args.threads)
-    res = acda_toy.run(device, steps=args.steps, out_png=args.out, seed=args.seed, optimizer=args.optimizer)
-    ok = res["acda"]["equivariant"] and res["conv"]["equivariant"]
-    if not ok:
-        print("translation equivariance check FAILED", file=sys.stderr)
-    return 0 if ok else 1
-
-
-def check(args) -> int:
-    """DDF, ACDA and PAC kernels against their references, then a short DDF timing."""
-    import torch
-
-    from torch_bridge import acda_bench, ddf_bench, pac_bench
-    from torch_bridge.benchmark import memory_phase
-
-    device = _device(args.device)
-    torch.manual_seed(0)
-    print(f"dynfilter-tvm check on {device}: DDF (decoupled dynamic filter) compiled with TVM")
-    if not memory_phase():  # (the child that measures CPU memory skips the checks)
-        t = time.perf_counter()
-        ddf_bench.check(device)
-        print("ACDA (atom convolution of adaptive convolutions with dynamic atoms):")
-        acda_bench.check(device)
-        print("PAC (pixel-adaptive convolution: kernel from a guidance, then the convolution):")
-        pac_bench.check(device)
-        print(f"correct: forward and all gradients match the plain-PyTorch definitions "
-              f"({time.perf_counter() - t:.1f} s, kernels compiled or loaded from the cache)")
-    shapes = [(2, 64, 56, 56, 3)] if device.type == "cpu" else [(8, 256, 56, 56, 3)]
-    ddf_bench.run(device, shapes, compile_ref=args.compile, argv=["-m", "dynfilter_tvm", *sys.argv[1:]], repeats=5)
-    return 0
-
-
-def costs(args) -> int:
-    from dynfilter_tvm import costs as costs_mod
-
-    return costs_mod.run_cli(args, args.parser)
-
-
-def models(args) -> int:
-    from torch_bridge.models import summary
-
-    return summary.run_cli(args, args.parser)
-
-
-def train(args) -> int:
-    from torch_bridge.train import cli as train_cli
-
-    return train_cli.run_train(args, args.parser)
-
-
-def evaluate(args) -> int:
-    from torch_bridge.train import cli as train_cli
-
-    return train_cli.run_evaluate(args, args.parser)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="dynfilter-tvm", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("demo", help="ACDA toy pattern detection: Conv vs ACDA, equivariance, figure")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: GPU when present")
-    p.add_argument("--steps", type=int, default=1500, help="step budget per layer (stops earlier on a plateau)")
-    p.add_argument("--out", default="toy_acda.png", help="figure path (PNG)")
-    p.add_argument("--seed", type=int, default=0, help="scene and initialisation seed")
-    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd", "sgd_momentum"],
-                   help="adam (lr 3e-3, default), sgd (the paper's: lr 0.01) or sgd_momentum (lr 0.01, 0.9)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
-    p.set_defaults(func=demo)
-
-    p = sub.add_parser("check", help="check the DDF, ACDA and PAC kernels against their references, time DDF")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (GPU when present)")
-    p.add_argument("--compile", action="store_true", help="also time the reference under torch.compile")
-    p.set_defaults(func=check)
-
-    from dynfilter_tvm import costs as costs_mod
-
-    p = sub.add_parser("costs", help="params and FLOPs of Conv vs ACDA layers next to the paper's Table 6")
-    costs_mod.add_arguments(p)
-    p.set_defaults(func=costs, parser=p)
-
-    from dynfilter_tvm import aot as aot_mod
-
-    p = sub.add_parser("compile", help="ahead-of-time kernel bundle (CUDA device code or CPU) for a model or layer",
-                       description=aot_mod.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    aot_mod.add_arguments(p)
-    p.set_defaults(func=aot_mod.run_cli, parser=p)
-
-    from dynfilter_tvm import logs_cli, tune as tune_mod
-
-    p = sub.add_parser("tune", help="autotune the kernels of a model or layer with MetaSchedule into tuning_logs/",
-                       description=tune_mod.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    tune_mod.add_arguments(p)
-    p.set_defaults(func=tune_mod.run_cli)
-    p = sub.add_parser("logs", help="tuning logs: show, merge, export, import")
-    logs_cli.add_arguments(p)
-    p.set_defaults(func=logs_cli.run_cli)
-
-    from torch_bridge.train import cli as train_cli
-
-    p = sub.add_parser("train", help="train a model on local data (SGD + cosine, AMP, checkpoints, torchrun)")
-    train_cli.add_train_arguments(p)
-    p.set_defaults(func=train, parser=p)
-
-    p = sub.add_parser("evaluate", help="top-1/top-5 accuracy or RMSE of a training checkpoint")
-    train_cli.add_evaluate_arguments(p)
-    p.set_defaults(func=evaluate, parser=p)
-
-    from torch_bridge.models import summary as models_summary
-
-    p = sub.add_parser("models", help="params and FLOPs of the registered models (DDF-ResNets vs the paper)")
-    models_summary.add_arguments(p)
-    p.set_defaults(func=models, parser=p)
-
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return app_main(argv)
 
 
 if __name__ == "__main__":

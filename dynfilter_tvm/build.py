@@ -36,7 +36,7 @@ def compute_digest(workload: Workload) -> str:
     """Hash of the source of the module holding the op's compute definitions and of the
     shared TE helpers they use."""
     h = hashlib.sha256()
-    fn_module = registry._KERNELS[(workload.op, workload.kernel)].__module__
+    fn_module = registry.compute_fn(workload).__module__
     for name in (fn_module, "dynfilter_tvm.ops.common"):
         h.update(inspect.getsource(sys.modules[name]).encode())
     return h.hexdigest()[:16]

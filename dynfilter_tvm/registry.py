@@ -1,4 +1,5 @@
-"""Operator declarations: each kernel of an operator is one TE compute, registered once.
+"""Operator declarations: each kernel of an operator is one TE compute, registered once in
+``dynfilter_tvm.ops`` (discovered there: every module of that package is loaded on first use).
 
 A compute function takes the workload parameters and the dtype and returns the list of TE
 tensors ``[inputs..., output]`` that ``te.create_prim_func`` turns into a PrimFunc. The
@@ -6,36 +7,33 @@ build path, the tuner, the AOT compiler and the tests all enumerate kernels from
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, List, Tuple
 
 from tvm import te
 
+from . import ops
 from .workload import Workload
-
-ComputeFn = Callable[..., List[te.Tensor]]
-_KERNELS: Dict[Tuple[str, str], ComputeFn] = {}
-
-
-def register_kernel(op: str, kernel: str) -> Callable[[ComputeFn], ComputeFn]:
-    def wrap(fn: ComputeFn) -> ComputeFn:
-        if (op, kernel) in _KERNELS:
-            raise ValueError(f"kernel {op}.{kernel} is registered twice")
-        _KERNELS[(op, kernel)] = fn
-        return fn
-
-    return wrap
 
 
 def kernels() -> List[Tuple[str, str]]:
-    return sorted(_KERNELS)
+    ops.load_all()
+    return sorted(ops.KERNELS)
+
+
+def compute_fn(workload: Workload) -> Callable[..., List[te.Tensor]]:
+    """The registered compute of ``workload``'s kernel."""
+    try:
+        return ops.KERNELS[(workload.op, workload.kernel)]
+    except KeyError:
+        ops.load_all()
+    try:
+        return ops.KERNELS[(workload.op, workload.kernel)]
+    except KeyError:
+        raise KeyError(f"no kernel {workload.op}.{workload.kernel}; known: {kernels()}") from None
 
 
 def compute(workload: Workload) -> List[te.Tensor]:
-    try:
-        fn = _KERNELS[(workload.op, workload.kernel)]
-    except KeyError:
-        raise KeyError(f"no kernel {workload.op}.{workload.kernel}; known: {kernels()}") from None
-    return fn(dtype=workload.dtype, **workload.p)
+    return compute_fn(workload)(dtype=workload.dtype, **workload.p)
 
 
 def prim_func(workload: Workload):

@@ -1,7 +1,8 @@
 """Autotuning with MetaSchedule: every kernel a workload list needs, into a tuning log.
 
-``dynfilter-tvm tune --op ddf --input 2x64x56x56 --target llvm --trials 64`` tunes the
-kernels (forward and backward) one task at a time with MetaSchedule's evolutionary search and
+:func:`tune` takes plain workloads (the command line, ``torch_bridge.app.tune_cli``, records
+them from a model or layer): ``dynfilter-tvm tune --op ddf --input 2x64x56x56 --target llvm
+--trials 64`` tunes the kernels (forward and backward) one task at a time with MetaSchedule's evolutionary search and
 XGBoost cost model, appending every measurement to ``tuning_logs/<target-name>/`` as it
 arrives. Before a task the default (hand-written) schedule is measured by the same runner,
 and after it the best record, so the log says what tuning gained. Runs are resumable: each
@@ -202,44 +203,3 @@ def tune(workloads: Sequence[Workload], target, trials: int, log_dir=None, runne
         shutil.rmtree(work, ignore_errors=True)
         tuning_log.forget()
     return tuning_log.TuningLog.load(log_dir)
-
-
-# -- command line ----------------------------------------------------------------------------
-def add_arguments(parser) -> None:
-    from torch_bridge import workloads
-
-    workloads.add_arguments(parser)
-    parser.add_argument("--target", default="llvm",
-                        help="llvm (this CPU), sm_80/sm_90 or a TVM tag such as nvidia/nvidia-h100 (default llvm)")
-    parser.add_argument("--threads", type=int, default=0, help="llvm: cores to tune for (default: all)")
-    parser.add_argument("--trials", type=int, default=64, help="trials per kernel, records in the log included (64)")
-    parser.add_argument("--per-iter", type=int, default=16, help="candidates measured per search round (16)")
-    parser.add_argument("--log-dir", help="the tuning log (default tuning_logs/<target-name>)")
-    parser.add_argument("--rpc-tracker", help="measure on devices registered with a TVM RPC tracker (host:port)")
-    parser.add_argument("--rpc-key", help="the device key the RPC servers registered with")
-    parser.add_argument("--seed", type=int, default=None, help="search seed")
-    parser.add_argument("--isolated-builds", action="store_true",
-                        help="compile candidates in worker processes (MetaSchedule's LocalBuilder; slower)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-
-
-def run_cli(args) -> int:
-    from torch_bridge import workloads
-
-    from .target import cpu_target
-
-    if args.threads:
-        os.environ["TVM_NUM_THREADS"] = str(args.threads)
-    target = cpu_target(num_cores=args.threads or None) if args.target in ("llvm", "cpu") else resolve(args.target)
-    if target.kind.name == "cuda" and not args.rpc_tracker:
-        import tvm
-
-        if not tvm.cuda(0).exist:
-            raise SystemExit("tuning for a GPU measures on that GPU: none is visible here; run on the GPU machine, "
-                             "or use --rpc-tracker/--rpc-key with an RPC server on it (README: Tuning)")
-    found = workloads.from_args(args)
-    runner = make_runner(args.rpc_tracker, args.rpc_key)
-    tune(found, target, args.trials, args.log_dir, runner=runner, builder=make_builder(args.isolated_builds),
-         per_iter=args.per_iter, seed=args.seed,
-         progress=args.progress)
-    return 0

@@ -25,6 +25,7 @@ new database through MetaSchedule's API (never by concatenating files).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import math
@@ -64,7 +65,11 @@ class TuningLogError(ValueError):
 
 
 def default_root() -> Path:
-    """The shipped logs: ``tuning_logs/`` beside the package."""
+    """The shipped logs: the ``tuning_logs`` package (data only), found where it is installed,
+    so a regular ``pip install`` serves them as well as a checkout does."""
+    spec = importlib.util.find_spec("tuning_logs")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
     return Path(__file__).resolve().parent.parent / "tuning_logs"
 
 

@@ -2,14 +2,16 @@
 
 A schedule function takes an ``s_tir.Schedule`` over the kernel's PrimFunc, the workload and
 the target, and transforms loops only: it must never change results. Registered with
-:func:`register`; :func:`default_schedule` finds the one for a workload's kernel and target.
+:func:`register`; :func:`lookup` finds the one for a workload's kernel and target.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
+import pkgutil
 import sys
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import tvm.s_tir as s_tir
 
@@ -25,7 +27,18 @@ def register(op: str, kernel: str, family: str) -> Callable[[ScheduleFn], Schedu
     return wrap
 
 
+def load_all() -> List[str]:
+    """Import every schedule module (discovered, not listed: a new file is a new schedule;
+    ``common`` and private modules hold helpers only)."""
+    names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_") and m.name != "common"]
+    for name in names:
+        importlib.import_module(f"{__name__}.{name}")
+    return names
+
+
 def lookup(op: str, kernel: str, family: str) -> ScheduleFn:
+    if (op, kernel, family) not in _SCHEDULES:
+        load_all()
     try:
         return _SCHEDULES[(op, kernel, family)]
     except KeyError:
@@ -40,5 +53,3 @@ def source_digest(fn: ScheduleFn) -> str:
         h.update(inspect.getsource(mod).encode())
     return h.hexdigest()[:16]
 
-
-from . import acda_cpu, acda_cuda, ddf_cpu, ddf_cuda, pac_cpu, pac_cuda  # noqa: E402,F401  (register the defaults)

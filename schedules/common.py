@@ -76,14 +76,6 @@ def register_acc(sch: s_tir.Schedule, acc, first_reduction_loop, tx) -> None:
     sch.reverse_compute_at(sch.get_sblock("out"), tx)
 
 
-def bind_1d(sch: s_tir.Schedule, loop, threads: int):
-    """Split ``loop`` over blockIdx.x / threadIdx.x."""
-    bx, tx = sch.split(loop, [None, threads])
-    sch.bind(bx, "blockIdx.x")
-    sch.bind(tx, "threadIdx.x")
-    return bx, tx
-
-
 def vectorize_under(sch: s_tir.Schedule, block, loop) -> None:
     """Vectorize the innermost loop of ``block`` if one remains strictly inside ``loop``."""
     inner = sch.get_loops(block)[-1]

@@ -1,4 +1,4 @@
-"""Models with ACDA layers (torch_bridge.models) and the convolution swapper (torch_bridge.swap)."""
+"""Models with ACDA layers (torch_bridge.models) and the convolution swapper (torch_bridge.nn.swap)."""
 import pytest
 import torch
 import torch.nn as nn
@@ -6,7 +6,7 @@ import torch.nn as nn
 from torch_bridge.models import MODELS, count_parameters, get_model
 from torch_bridge.models.ad_resnet import WIDTHS, AdResNet, Bottleneck
 from torch_bridge.nn import ACDAConv2d
-from torch_bridge.swap import acda_compatible, acda_from_conv, acda_incompatibility, swap_convs
+from torch_bridge.nn.swap import acda_compatible, acda_from_conv, acda_incompatibility, swap_convs
 
 # documented parameter counts (module docstrings) and the paper's (Table 2)
 PARAMS = {"lenet": 62_006, "lenet_acda": 148_784, "ad_resnet_s": 3_732_972,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dynfilter_tvm.ops.common import conv_out_size
-from torch_bridge._acda_op import atom_conv_op, grad_atoms_op, grad_input_op
+from torch_bridge.ops.acda import atom_conv_op, grad_atoms_op, grad_input_op
 from torch_bridge.functional import acda_atom_conv2d
 from torch_bridge.reference import acda_atom_conv2d_reference
 

@@ -1,10 +1,10 @@
-"""The ACDA toy pattern detection demo (torch_bridge.acda_toy), on a small map and few steps."""
+"""The ACDA toy pattern detection demo (torch_bridge.app.demo), on a small map and few steps."""
 import math
 
 import numpy as np
 import pytest
 
-from torch_bridge.acda_toy import make_patterns, make_scene, run
+from torch_bridge.app.demo import make_patterns, make_scene, run
 
 
 def test_patterns_distinct():

@@ -53,7 +53,7 @@ def llvm_bundle(tmp_path_factory) -> Path:
 def cuda_bundle(tmp_path_factory) -> Path:
     if aot.find_nvcc() is None:
         pytest.skip("nvcc is not installed: no CUDA device code can be built")
-    if not aot._cuda_driver_present() and not (shutil.which("gcc") or shutil.which("cc")):
+    if not aot.toolchain._cuda_driver_present() and not (shutil.which("gcc") or shutil.which("cc")):
         pytest.skip("no GPU driver and no C compiler (gcc/cc) for the stub libcuda.so.1")
     out = tmp_path_factory.mktemp("aot") / "cuda-bundle"
     argv = ["compile", "--target", "sm_90", "--target", "sm_80", "--target", "llvm",
@@ -94,7 +94,7 @@ def test_cuda_bundle_holds_device_code_for_each_arch(cuda_bundle):
         blob = (cuda_bundle / dev["file"]).read_bytes()
         assert dev["archs"] == [arch] and dev["format"] in ("fatbin", "cubin")
         assert sha256_bytes(lib) == entry["sha256"] and sha256_bytes(blob) == dev["sha256"]
-        assert blob[:4] in (aot._FATBIN_MAGIC, aot._ELF_MAGIC)
+        assert blob[:4] in (aot.manifest._FATBIN_MAGIC, aot.manifest._ELF_MAGIC)
         assert lib.find(blob) >= 0, "the library must embed the device code"
         assert b"__global__" not in lib, "CUDA source in the library"
         [k] = entry["kernels"]  # --no-backward: the forward kernel only
@@ -134,10 +134,10 @@ def test_cuda_module_with_source_is_refused(tmp_path, monkeypatch):
     wl = Workload.make("ddf", "fwd", PARAMS, "float32")
     mod, _ = aot.schedule_kernels([wl], cuda_target("sm_90"))
     with pytest.raises(aot.BundleError, match="not loaded in the build process"):
-        aot._compile_library(mod, cuda_target("sm_90"), tmp_path, "cuda-sm_90")
+        aot.writer._compile_library(mod, cuda_target("sm_90"), tmp_path, "cuda-sm_90")
     monkeypatch.setattr(tvm.runtime, "enabled", lambda target: True)
     with pytest.raises(aot.BundleError, match="holds CUDA source, not device code"):
-        aot._compile_library(mod, cuda_target("sm_90"), tmp_path, "cuda-sm_90")
+        aot.writer._compile_library(mod, cuda_target("sm_90"), tmp_path, "cuda-sm_90")
     assert not list(tmp_path.iterdir())
 
 
@@ -270,7 +270,7 @@ def test_damaged_or_foreign_bundle_is_refused(llvm_bundle, tmp_path, damage):
     spoil(b)
     with pytest.raises(aot.BundleError, match=message):
         aot.load_bundle(b)
-    assert not aot._bundles and not aot._index
+    assert not aot.loader._bundles and not aot.loader._index
 
 
 def test_refused_env_bundle_fails_every_lookup(llvm_bundle, tmp_path, monkeypatch):

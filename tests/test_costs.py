@@ -1,10 +1,11 @@
-"""Analytic costs (dynfilter_tvm.costs) against the paper's Table 6 and the real modules."""
+"""Analytic costs (torch_bridge.app.costs) against the paper's Table 6 and the real modules."""
 import pytest
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from dynfilter_tvm.costs import PAPER_TABLE6, acda_costs, conv_costs, format_table6, main, table6
+from dynfilter_tvm.__main__ import main as cli
+from torch_bridge.app.costs import PAPER_TABLE6, acda_costs, conv_costs, format_table6, table6
 from torch_bridge.nn import ACDAConv2d
 from torch_bridge.reference import acda_atom_conv2d_reference
 
@@ -78,10 +79,10 @@ def test_table_and_cli(capsys):
     assert [r["k"] for r in rows] == [3, 5, 7] and all(r["paper"] for r in rows)
     text = format_table6(rows)
     assert "5,900.8" in text and "4,687.4" in text
-    assert main([]) == 0
+    assert cli(["costs"]) == 0
     out = capsys.readouterr().out
     assert "ACDA (+ atom generation)" in out and "transposed" in out
-    assert main(["--channels", "64", "--size", "32", "--kernels", "3"]) == 0
+    assert cli(["costs", "--channels", "64", "--size", "32", "--kernels", "3"]) == 0
     assert "3x3: ours" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        main(["--kernels", "4"])
+        cli(["costs", "--kernels", "4"])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ddf_cases import CASES, make_inputs
-from torch_bridge._ddf_op import ddf_grad_channel, ddf_grad_features, ddf_grad_spatial, ddf_op
+from torch_bridge.ops.ddf import ddf_grad_channel, ddf_grad_features, ddf_grad_spatial, ddf_op
 from torch_bridge.functional import ddf
 from torch_bridge.reference import ddf_reference
 

@@ -1,12 +1,12 @@
-"""FLOP counting of torch_bridge.models.summary (the ``models`` subcommand) on hand-computed cases,
+"""FLOP counting of torch_bridge.app.models_summary (the ``models`` subcommand) on hand-computed cases,
 and the ResNet / DDF-ResNet totals against the well-known and the paper's numbers."""
 import pytest
 import torch
 import torch.nn as nn
 
-from dynfilter_tvm.costs import acda_costs
+from torch_bridge.app.costs import acda_costs
 from torch_bridge.models import get_model
-from torch_bridge.models.summary import count_flops, format_rows, model_inputs, summarize
+from torch_bridge.app.models_summary import count_flops, format_rows, model_inputs, summarize
 from torch_bridge.nn import ACDAConv2d, DDFPack, DDFUpPack, PacConv2d, PacConvTranspose2d, PacPool2d
 
 

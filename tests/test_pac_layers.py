@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from torch_bridge.nn import PacConv2d, PacConvTranspose2d, PacPool2d
-from torch_bridge.pac_reference import pacconv2d_reference, packernel2d_reference
+from torch_bridge.reference.pac import pacconv2d_reference, packernel2d_reference
 
 P, B = "parameter", "buffer"
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from torch_bridge import functional as Fn
-from torch_bridge import pac_reference as R
-from torch_bridge._pac_op import conv_op, dist_op, pool_op
+from torch_bridge.reference import pac as R
+from torch_bridge.ops.pac import conv_op, dist_op, pool_op
 
 REF = {Fn.pacconv2d: R.pacconv2d_reference, Fn.pacconv_transpose2d: R.pacconv_transpose2d_reference,
        Fn.pacpool2d: R.pacpool2d_reference}
@@ -289,7 +289,7 @@ def test_bad_input_raises_clear_error(over, exc, match):
 
 
 def test_benchmark_check_and_one_shape_run():
-    from torch_bridge import pac_bench
+    from torch_bridge.app.bench import pac as pac_bench
 
     assert pac_bench.check(torch.device("cpu"), verbose=False) < 1e-12
     rows = pac_bench.bench_shape(1, 4, 9, 10, 3, torch.device("cpu"), compile_ref=False, repeats=1)

@@ -1,4 +1,4 @@
-"""PAC references (torch_bridge.pac_reference) against a transcription of NVlabs/pacnet's pac.py.
+"""PAC references (torch_bridge.reference.pac) against a transcription of NVlabs/pacnet's pac.py.
 
 The transcription below computes the official ``native_impl`` path pixel by pixel: every
 tap reads the input at an explicit index (no unfold), the transposed windows come from the
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from torch_bridge import functional as PF
-from torch_bridge.pac_reference import (nd2col, pacconv2d_reference, pacconv_transpose2d_reference,
+from torch_bridge.reference.pac import (nd2col, pacconv2d_reference, pacconv_transpose2d_reference,
                                         packernel2d_reference, pacpool2d_reference)
 
 DT = torch.float64

@@ -1,4 +1,4 @@
-"""PAC hot-swapping (torch_bridge.swap.pac_from_conv, torch_bridge.nn.GuidedPacConv2d): a
+"""PAC hot-swapping (torch_bridge.nn.swap.pac_from_conv, torch_bridge.nn.GuidedPacConv2d): a
 swapped network computes the original with a constant guidance, weights copied or shared,
 guidance sources, the predicate and the incompatible convolutions."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from torch_bridge.nn import GuidedPacConv2d, PacConv2d
-from torch_bridge.swap import (pac_compatible, pac_from_conv, pac_incompatibility, set_pac_guidance,
+from torch_bridge.nn.swap import (pac_compatible, pac_from_conv, pac_incompatibility, set_pac_guidance,
                                swap_convs)
 
 

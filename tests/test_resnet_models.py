@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from torch_bridge.models import MODELS, count_parameters, get_model
-from torch_bridge.models.resnet import Bottleneck, ResNet, use_reference_ops
+from torch_bridge.models.resnet import Bottleneck, ResNet
+from torch_bridge.nn import use_reference_ops
 from torch_bridge.nn import DDFPack
 
 NEW = ["resnet50", "resnet101", "ddf_resnet50", "ddf_resnet101", "ddf_resnet152"]
@@ -213,7 +214,7 @@ def test_compiled_matches_reference(combine):
 
 
 def test_use_reference_ops_switches_every_layer():
-    from torch_bridge import workloads
+    from torch_bridge.app import workloads
 
     model = use_reference_ops(ResNet((1, 1, 1, 1), num_classes=3, ddf=True))
     with workloads.recording() as seen:  # the reference path runs no compiled kernel

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dynfilter_tvm import cache
-from torch_bridge import workloads
+from torch_bridge.app import workloads
 from torch_bridge.functional import ddf
 
 

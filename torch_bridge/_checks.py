@@ -1,11 +1,17 @@
-"""Argument checks shared by the ops: clear errors that name the offending argument."""
+"""Argument checks shared by the ops, references and layers: clear errors that name the offending
+argument. Plain torch (no TVM), the lowest layer of the bridge."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Dict, Sequence
 
+import torch
 from torch import Tensor
 
-from .runtime import DTYPES
+# The float dtypes every op takes, with their TVM names.
+DTYPES: Dict[torch.dtype, str] = {
+    torch.float16: "float16", torch.bfloat16: "bfloat16",
+    torch.float32: "float32", torch.float64: "float64",
+}
 
 
 def check_positive_int(name: str, value) -> None:

@@ -1,4 +1,4 @@
-"""PAC's functionals on the compiled ops (``_pac_op``): argument handling around the kernels.
+"""PAC's functionals on the compiled ops (``torch_bridge.ops.pac``): argument handling around the kernels.
 
 The kernels take square geometry (one kernel size, stride, padding, dilation for both axes);
 ``compiled_geometry`` says whether a call has it, else the functionals use the reference.
@@ -12,8 +12,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from . import pac_reference as ref
-from ._pac_op import conv_op, dist_op, pool_op
+from .ops.pac import conv_op, dist_op, pool_op
+from .reference import pac as ref
 
 
 def compiled_geometry(*pairs) -> Optional[tuple]:
@@ -43,7 +43,7 @@ def _plus_bias(out: Tensor, bias: Optional[Tensor]) -> Tensor:
 def pacconv(input: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, padding: int,
             output_padding: int, dilation: int, shared_filters: bool, transposed: bool) -> Tensor:
     if shared_filters:
-        ref._check_weight(weight, bias, input.shape[1], True, in_dim=0)
+        ref.check_weight(weight, bias, input.shape[1], True, in_dim=0)
         out = pool_op(input, _scaled(kernel, weight), weight.shape[-1], stride, padding, output_padding,
                       dilation, transposed)
         return _plus_bias(out, bias)
@@ -66,7 +66,7 @@ def centre(input: Tensor, k: int, s: int, p: int, d: int, out: Sequence[int]) ->
 
 def kernel_values(input: Tensor, k, s, p, d, kernel_type: str, smooth_kernel: Optional[Tensor], inv_alpha,
                   inv_lambda, channel_wise: bool) -> Tensor:
-    """K before masking, (B, 1 or C, k, k, Ho, Wo), as ``pac_reference._kernel_values`` computes
+    """K before masking, (B, 1 or C, k, k, Ho, Wo), as ``reference.pac._kernel_values`` computes
     it, with the k*k-times unfolded guidance never stored: the squared distances (or the
     Gaussian of them) come from one kernel."""
     (k, _), (s, _), (p, _), (d, _) = k, s, p, d
@@ -76,11 +76,11 @@ def kernel_values(input: Tensor, k, s, p, d, kernel_type: str, smooth_kernel: Op
     if smooth_kernel is None:
         f0 = centre(input, k, s, p, d, out)
     else:
-        f0 = ref._smoothed_centre(input, smooth_kernel, (k, k), (s, s), (p, p), (d, d), out).flatten(1, 3)
+        f0 = ref.smoothed_centre(input, smooth_kernel, (k, k), (s, s), (p, p), (d, d), out).flatten(1, 3)
     gauss = alpha0 is None
     dist = dist_op(input, f0, k, s, p, d, channel_wise, asym, gauss)
     if gauss:
         return dist
-    alpha = ref._inv_param("inv_alpha", inv_alpha, alpha0, input, channel_wise)
-    lam = ref._inv_param("inv_lambda", inv_lambda, lambda0, input, channel_wise)
-    return alpha + torch.pow(dist + ref._EPS, 0.5 * lam)
+    alpha = ref.inv_param("inv_alpha", inv_alpha, alpha0, input, channel_wise)
+    lam = ref.inv_param("inv_lambda", inv_lambda, lambda0, input, channel_wise)
+    return alpha + torch.pow(dist + ref.EPS, 0.5 * lam)

@@ -6,10 +6,11 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from ._acda_op import atom_conv_op, check as _check_acda
-from ._ddf_op import check as _check_ddf, ddf_op
+from .ops.acda import atom_conv_op, check as _check_acda
+from .ops.ddf import check as _check_ddf, ddf_op
 from . import _pac_compiled as _pac
-from .pac_reference import (IntPair, pacconv2d_reference, pacconv_transpose2d_reference, packernel2d_reference,
+from .reference import acda_atom_conv2d_reference, ddf_reference
+from .reference.pac import (IntPair, pacconv2d_reference, pacconv_transpose2d_reference, packernel2d_reference,
                             pacpool2d_reference, packernel2d_with)
 
 __all__ = ["ddf", "acda_atom_conv2d", "packernel2d", "pacconv2d", "pacconv_transpose2d", "pacpool2d"]
@@ -24,7 +25,7 @@ def _autocast(device_type: str, *tensors: Tensor):
 
 
 def ddf(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel_size: int = 3,
-        dilation: int = 1, stride: int = 1, kernel_combine: str = "mul") -> Tensor:
+        dilation: int = 1, stride: int = 1, kernel_combine: str = "mul", native_impl: bool = False) -> Tensor:
     """Decoupled dynamic filter (Zhou et al., CVPR 2021), compiled with TVM.
 
     Each output pixel is a k x k window of its channel, weighted by a per-pixel spatial filter
@@ -44,6 +45,7 @@ def ddf(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel
         kernel_size: odd k in [1, 31].
         dilation, stride: positive integers.
         kernel_combine: 'mul' (the paper) or 'add'.
+        native_impl: the plain-PyTorch reference (unfold; same checks, no TVM).
 
     Returns:
         (B, C, ceil(H/s), ceil(W/s)) in the inputs' dtype (float32/float16/bfloat16/float64;
@@ -54,11 +56,12 @@ def ddf(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel
         features, channel_filter, spatial_filter = _autocast(
             features.device.type, features, channel_filter, spatial_filter)
     _check_ddf(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
-    return ddf_op(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
+    op = ddf_reference if native_impl else ddf_op
+    return op(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
 
 
 def acda_atom_conv2d(input: Tensor, coefficients: Tensor, bases: Tensor, stride: int = 1,
-                     padding: int = 0, dilation: int = 1) -> Tensor:
+                     padding: int = 0, dilation: int = 1, native_impl: bool = False) -> Tensor:
     """ACDA's atom convolution (Wang et al., ICCV 2021), compiled with TVM.
 
     Each pixel has M filter atoms, combinations of T fixed bases with per-pixel
@@ -77,6 +80,7 @@ def acda_atom_conv2d(input: Tensor, coefficients: Tensor, bases: Tensor, stride:
             ``nn.Conv2d(k, stride, padding, dilation)`` on H, W.
         bases: (T, k, k), any k <= 15.
         stride, dilation: positive integers; padding: non-negative integer.
+        native_impl: the plain-PyTorch reference (unfold; same checks, no TVM).
 
     Returns:
         (N, C*M, Ho, Wo) in the inputs' dtype (float32/float16/bfloat16/float64; half types
@@ -86,7 +90,8 @@ def acda_atom_conv2d(input: Tensor, coefficients: Tensor, bases: Tensor, stride:
     if isinstance(input, Tensor):
         input, coefficients, bases = _autocast(input.device.type, input, coefficients, bases)
     _check_acda(input, coefficients, bases, stride, padding, dilation)
-    return atom_conv_op(input, coefficients, bases, stride, padding, dilation)
+    op = acda_atom_conv2d_reference if native_impl else atom_conv_op
+    return op(input, coefficients, bases, stride, padding, dilation)
 
 
 def packernel2d(input: Tensor, mask: Optional[Tensor] = None, kernel_size: IntPair = 0, stride: IntPair = 1,
@@ -105,7 +110,7 @@ def packernel2d(input: Tensor, mask: Optional[Tensor] = None, kernel_size: IntPa
         K[b, :, u, v, y, x] = exp(-d2 / 2)                   ('gaussian')
                             = alpha + (d2 + 1e-4)^(lambda/2)  ('inv_{alpha}_{lambda}[_asym][_fixed]')
 
-    then masked and normalized (see ``torch_bridge.pac_reference`` for the details and the
+    then masked and normalized (see ``torch_bridge.reference.pac`` for the details and the
     official code's bugs fixed here).
 
     Args:
@@ -159,7 +164,7 @@ def pacconv2d(input: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tens
 
     Returns:
         (B, C_out, Ho, Wo), Ho x Wo the output size of ``nn.Conv2d``. Differentiable in input,
-        kernel, weight and bias. See ``torch_bridge.pac_reference.pacconv2d_reference``.
+        kernel, weight and bias. See ``torch_bridge.reference.pac.pacconv2d_reference``.
     """
     geometry = _compiled_geometry(native_impl, input, weight, stride, padding, dilation)
     if geometry is None:
@@ -192,7 +197,7 @@ def pacconv_transpose2d(input: Tensor, kernel: Tensor, weight: Tensor, bias: Opt
     Returns:
         (B, C_out, Ho, Wo), Ho = (H-1)*s - 2p + d*(kh-1) + 1 + output_padding. Differentiable in
         input, kernel, weight and bias. See
-        ``torch_bridge.pac_reference.pacconv_transpose2d_reference``.
+        ``torch_bridge.reference.pac.pacconv_transpose2d_reference``.
     """
     geometry = _compiled_geometry(native_impl, input, weight, stride, padding, dilation, output_padding)
     if geometry is None:
@@ -217,7 +222,7 @@ def pacpool2d(input: Tensor, kernel: Tensor, kernel_size: IntPair, stride: IntPa
 
     Returns:
         (B, C, Ho, Wo), Ho x Wo the output size of ``nn.Conv2d``. Differentiable in input and
-        kernel. See ``torch_bridge.pac_reference.pacpool2d_reference``.
+        kernel. See ``torch_bridge.reference.pac.pacpool2d_reference``.
     """
     geometry = None if native_impl else _pac.compiled_geometry(kernel_size, stride, padding, dilation)
     if geometry is None or not isinstance(input, Tensor):

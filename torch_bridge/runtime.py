@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 
@@ -15,6 +15,8 @@ import dynfilter_tvm
 from dynfilter_tvm import target as tgt
 from dynfilter_tvm.ops.common import acc_dtype
 from dynfilter_tvm.workload import Workload
+
+from ._checks import DTYPES
 
 # TVM sizes its CPU thread pool once, from TVM_NUM_THREADS or the physical core count (1 on
 # a 2-vCPU machine); match torch's intra-op threads unless the user chose.
@@ -24,10 +26,6 @@ os.environ.setdefault("TVM_NUM_THREADS", str(torch.get_num_threads()))
 # instead of 3. Make them sleep at once (read when TVM's pool starts, at the first call).
 os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
 
-DTYPES: Dict[torch.dtype, str] = {
-    torch.float16: "float16", torch.bfloat16: "bfloat16",
-    torch.float32: "float32", torch.float64: "float64",
-}
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,7 +63,7 @@ def aligned(t: torch.Tensor) -> torch.Tensor:
     return t if t.data_ptr() % ALIGNMENT == 0 else t.clone()
 
 
-# Set by ``torch_bridge.workloads.recording``: a list collecting every workload run, and
+# Set by ``torch_bridge.app.workloads.recording``: a list collecting every workload run, and
 # whether the kernels still run (when not, outputs are zero-filled and nothing compiles).
 _recorder: Optional[list] = None
 _recorder_executes = True

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from tvm import te
 
-from ..registry import register_kernel
+from . import register_kernel
 from .common import acc_dtype, cast_out, out_size, zero_insert_pad, zero_pad
 
 COMBINES = ("mul", "add")

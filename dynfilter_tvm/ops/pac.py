@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from ..registry import register_kernel
+from . import register_kernel
 from .common import acc_dtype, cast_out, zero_insert_pad
 
 MAX_KERNEL_SIZE = 15

@@ -1,6 +1,7 @@
 """Model zoo for the dynamic layers: a registry of constructors.
 
-``get_model(name, **kw)`` builds one of ``MODELS`` (keyword arguments go to its constructor);
+``get_model(name, **kw)`` builds one of ``MODELS`` (each registered with its metadata,
+``model_spec(name)``: see ``registry.py``) (keyword arguments go to its constructor);
 ``count_parameters(model)`` counts its parameters (trainable only with ``trainable=True``).
 
 ===========================  ============================================  ===========================
@@ -28,45 +29,14 @@ counts do not depend on the target's ``channels``; see ``pac_upsample.py``.)
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
-
-import torch.nn as nn
-
+from . import lenet, ad_resnet, pac_upsample, resnet  # noqa: F401  (register, in this order)
 from .ad_resnet import AdResNet, ad_resnet_l, ad_resnet_m, ad_resnet_s
 from .lenet import LeNet, LeNetACDA
 from .pac_upsample import PacJointUpsample, PacJointUpsampleLite
+from .registry import MODELS, SPECS, ModelSpec, count_parameters, get_model, model_spec, register_model
 from .resnet import ResNet, ddf_resnet50, ddf_resnet101, ddf_resnet152, resnet50, resnet101
 
-__all__ = ["MODELS", "get_model", "count_parameters", "LeNet", "LeNetACDA", "AdResNet",
-           "ad_resnet_s", "ad_resnet_m", "ad_resnet_l", "PacJointUpsample", "PacJointUpsampleLite",
-           "ResNet", "resnet50", "resnet101", "ddf_resnet50", "ddf_resnet101", "ddf_resnet152"]
-
-MODELS: Dict[str, Callable[..., nn.Module]] = {
-    "lenet": LeNet,
-    "lenet_acda": LeNetACDA,
-    "ad_resnet_s": ad_resnet_s,
-    "ad_resnet_m": ad_resnet_m,
-    "ad_resnet_l": ad_resnet_l,
-    "pac_joint_upsample": PacJointUpsample,
-    "pac_joint_upsample_lite": PacJointUpsampleLite,
-    "resnet50": resnet50,
-    "resnet101": resnet101,
-    "ddf_resnet50": ddf_resnet50,
-    "ddf_resnet101": ddf_resnet101,
-    "ddf_resnet152": ddf_resnet152,
-}
-
-
-def get_model(name: str, **kw) -> nn.Module:
-    """Build the registered model ``name`` with constructor arguments ``kw``."""
-    try:
-        ctor = MODELS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") from None
-    return ctor(**kw)
-
-
-def count_parameters(model: nn.Module, trainable: bool = False) -> int:
-    """Number of parameters of ``model`` (a tensor shared by several modules counts once);
-    with ``trainable=True`` only those with ``requires_grad``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
+__all__ = ["MODELS", "SPECS", "ModelSpec", "get_model", "model_spec", "register_model", "count_parameters",
+           "LeNet", "LeNetACDA", "AdResNet", "ad_resnet_s", "ad_resnet_m", "ad_resnet_l", "PacJointUpsample",
+           "PacJointUpsampleLite", "ResNet", "resnet50", "resnet101", "ddf_resnet50", "ddf_resnet101",
+           "ddf_resnet152"]

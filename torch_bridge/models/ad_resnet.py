@@ -49,6 +49,9 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
+from ..nn import ACDAConv2d
+from .registry import register_model
+
 __all__ = ["AdResNet", "Bottleneck", "ad_resnet_s", "ad_resnet_m", "ad_resnet_l", "WIDTHS"]
 
 #: base width w of each variant (stage widths w, 2w, 4w, 8w; block outputs 4x those)
@@ -71,8 +74,6 @@ class Bottleneck(nn.Module):
         self.conv1 = _conv1x1(inplanes, planes)
         self.bn1 = nn.BatchNorm2d(planes)
         if dynamic:
-            from torch_bridge.nn import ACDAConv2d
-
             self.conv2 = ACDAConv2d(planes, planes, kernel_size, stride=stride, padding=kernel_size // 2,
                                     num_bases=num_bases, bias=False, bases_grad=bases_grad)
         else:
@@ -135,7 +136,7 @@ class AdResNet(nn.Module):
         # their own, the official one).
         inside_acda = set()
         for m in self.modules():
-            if type(m).__name__ == "ACDAConv2d":
+            if isinstance(m, ACDAConv2d):
                 inside_acda.update(id(s) for s in m.modules())
         for m in self.modules():
             if id(m) in inside_acda:
@@ -158,16 +159,19 @@ class AdResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(self.forward_features(x)), 1))
 
 
+@register_model("ad_resnet_s")
 def ad_resnet_s(**kw) -> AdResNet:
     """Ad-ResNet-s: w = 20, 3,732,972 parameters (paper: 3.85M)."""
     return AdResNet(width=WIDTHS["s"], **kw)
 
 
+@register_model("ad_resnet_m")
 def ad_resnet_m(**kw) -> AdResNet:
     """Ad-ResNet-m: w = 38, 9,895,920 parameters (paper: 9.83M)."""
     return AdResNet(width=WIDTHS["m"], **kw)
 
 
+@register_model("ad_resnet_l")
 def ad_resnet_l(**kw) -> AdResNet:
     """Ad-ResNet-l: w = 54, 18,015,216 parameters (paper: 18.19M)."""
     return AdResNet(width=WIDTHS["l"], **kw)

@@ -24,9 +24,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..nn import ACDAConv2d
+from .registry import register_model
+
 __all__ = ["LeNet", "LeNetACDA"]
 
 
+@register_model("lenet", input_size=32, fixed_size=True)
 class LeNet(nn.Module):
     def __init__(self, num_classes: int = 10):
         super().__init__()
@@ -45,13 +49,12 @@ class LeNet(nn.Module):
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
 
+@register_model("lenet_acda", input_size=32, fixed_size=True)
 class LeNetACDA(LeNet):
     """LeNet with both convolutions replaced by 5x5 ``ACDAConv2d`` (see the module docstring)."""
 
     def __init__(self, num_classes: int = 10, num_bases: int = 6, crop: bool = True, bases_grad: bool = False):
         super().__init__(num_classes)
-        from torch_bridge.nn import ACDAConv2d
-
         self.crop = crop
         self.conv1 = ACDAConv2d(3, 6, 5, padding=2, num_bases=num_bases, bases_grad=bases_grad)
         self.conv2 = ACDAConv2d(6, 16, 5, padding=2, num_bases=num_bases, bases_grad=bases_grad)

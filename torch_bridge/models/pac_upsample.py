@@ -52,6 +52,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..nn import PacConvTranspose2d
+from .registry import register_model
+
+# the factors `dynfilter-tvm models` lists (the paper's)
+_FACTORS = ({"factor": 4}, {"factor": 8}, {"factor": 16})
+
 __all__ = ["PacJointUpsample", "PacJointUpsampleLite", "JointBilateral", "Bilinear", "DJIF", "DJIFWide",
            "convert_to_single_channel", "recover_from_single_channel", "repeat_for_channel"]
 
@@ -112,6 +118,8 @@ def _conv_branch(channels: Sequence[int], kernel_size: int, bn: bool) -> nn.Sequ
     return nn.Sequential(OrderedDict(layers))
 
 
+@register_model("pac_joint_upsample", input_size=256, guided=True, variants=_FACTORS,
+                data_args=("channels", "guide_channels"))
 class PacJointUpsample(nn.Module):
     """Guided upsampling by ``factor`` with PAC transposed convolutions (see the module docstring).
 
@@ -141,8 +149,6 @@ class PacJointUpsample(nn.Module):
                  k_ch: int = 16, f_sz_1: int = 5, f_sz_2: int = 5, t_bn: bool = False, g_bn: bool = False,
                  u_bn: bool = False, f_bn: bool = False, *, native_impl: bool = False):
         super().__init__()
-        from torch_bridge.nn import PacConvTranspose2d
-
         if n_g_layers < 1:
             raise ValueError("the guidance branch needs at least one layer")
         if n_f_layers < 1:
@@ -189,6 +195,8 @@ class PacJointUpsample(nn.Module):
         return recover_from_single_channel(self.branch_f(x), ch)
 
 
+@register_model("pac_joint_upsample_lite", input_size=256, guided=True, variants=_FACTORS,
+                data_args=("channels", "guide_channels"))
 class PacJointUpsampleLite(PacJointUpsample):
     """The paper's light ``PacJointUpsample`` (about 56K parameters); factor 4, 8 or 16."""
 
@@ -208,8 +216,6 @@ class JointBilateral(nn.Module):
     def __init__(self, factor: int, channels: int, kernel_size: int, scale_space: float, scale_color: float,
                  *, native_impl: bool = False):
         super().__init__()
-        from torch_bridge.nn import PacConvTranspose2d
-
         self.channels = channels
         self.scale_space = float(scale_space)
         self.scale_color = float(scale_color)

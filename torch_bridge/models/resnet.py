@@ -40,23 +40,26 @@ has 9C + 9 (spatial 1x1 conv) + Cm + m + 9Cm + 9C (channel branch) + 9C (``std``
 137,532 on 256 channels, against 589,824 for the 3x3 convolution it replaces.)
 
 FLOPs (multiply-adds at 1x3x224x224, ``python -m dynfilter_tvm models``; what is counted is
-in ``torch_bridge/models/summary.py``): resnet50 4.089G (the well-known 4.1G of the paper's
+in ``torch_bridge/app/models_summary.py``): resnet50 4.089G (the well-known 4.1G of the paper's
 Tables 4/5 and torchvision), resnet101 7.801G (paper 7.8B), ddf_resnet50 2.279G (paper 2.3B;
 Table 3(c) 2.298B), ddf_resnet101 4.051G (paper 4.1B), ddf_resnet152 5.829G.
 
-``use_reference_ops(model)`` switches every DDF (and ACDA / PAC) layer of a model to the
-plain-PyTorch reference of its op, e.g. to compare the compiled path or to benchmark it.
+``torch_bridge.nn.use_reference_ops(model)`` switches every DDF (and ACDA / PAC) layer of a
+model to the plain-PyTorch reference of its op, e.g. to compare the compiled path or to
+benchmark it.
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 
+from ..nn import DDFPack
+from .registry import register_model
+
 __all__ = ["ResNet", "Bottleneck", "resnet50", "resnet101", "ddf_resnet50", "ddf_resnet101",
-           "ddf_resnet152", "use_reference_ops", "LAYERS"]
+           "ddf_resnet152", "LAYERS"]
 
 #: blocks per stage
 LAYERS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -84,8 +87,6 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
         self.stride = stride
         if ddf:
-            from torch_bridge.nn import DDFPack
-
             # Replaced after the plain block is built, as the official subclass does: the same
             # random draws, so a seeded model starts from the official initial values.
             self.conv2 = DDFPack(width, kernel_size=3, stride=stride, dilation=1, se_ratio=se_ratio,
@@ -167,63 +168,34 @@ class ResNet(nn.Module):
         return self.fc(self.global_pool(self.forward_features(x)))
 
 
+@register_model("resnet50")
 def resnet50(num_classes: int = 1000, **kw) -> ResNet:
     """ResNet-50: 25,557,032 parameters (paper: 25.6M)."""
     return ResNet(LAYERS[50], num_classes, **kw)
 
 
+@register_model("resnet101")
 def resnet101(num_classes: int = 1000, **kw) -> ResNet:
     """ResNet-101: 44,549,160 parameters (paper: 44.5M)."""
     return ResNet(LAYERS[101], num_classes, **kw)
 
 
+@register_model("ddf_resnet50")
 def ddf_resnet50(num_classes: int = 1000, kernel_combine: str = "mul", **kw) -> ResNet:
     """DDF-ResNet-50 (official ``ddf_mul_resnet50`` / ``ddf_add_resnet50``): 16,843,748
     parameters (paper: 16.8M)."""
     return ResNet(LAYERS[50], num_classes, ddf=True, kernel_combine=kernel_combine, **kw)
 
 
+@register_model("ddf_resnet101")
 def ddf_resnet101(num_classes: int = 1000, kernel_combine: str = "mul", **kw) -> ResNet:
     """DDF-ResNet-101 (official ``ddf_mul_resnet101`` / ``ddf_add_resnet101``): 28,146,912
     parameters (paper: 28.1M)."""
     return ResNet(LAYERS[101], num_classes, ddf=True, kernel_combine=kernel_combine, **kw)
 
 
+@register_model("ddf_resnet152")
 def ddf_resnet152(num_classes: int = 1000, kernel_combine: str = "mul", **kw) -> ResNet:
     """DDF-ResNet-152 (official ``ddf_mul_resnet152`` / ``ddf_add_resnet152``): 37,462,900
     parameters (not in the paper)."""
     return ResNet(LAYERS[152], num_classes, ddf=True, kernel_combine=kernel_combine, **kw)
-
-
-# --------------------------------------------------------------------------------------------
-# The plain-PyTorch reference path of a whole model.
-
-def _ddf_pack_reference_forward(module, x: torch.Tensor) -> torch.Tensor:
-    from torch_bridge.reference import ddf_reference
-
-    b, c = x.shape[:2]
-    k = module.kernel_size
-    channel_filter = module.channel_branch(x).reshape(b, c, k, k)
-    spatial_filter = module.spatial_branch(x)
-    return ddf_reference(x, channel_filter, spatial_filter, k, module.dilation, module.stride,
-                         module.kernel_combine)
-
-
-def use_reference_ops(model: nn.Module) -> nn.Module:
-    """Make ``model`` (in place; returned) run its dynamic layers with the plain-PyTorch
-    references of the ops (unfold-based, memory-hungry) instead of the compiled kernels: every
-    ``DDFPack`` through ``ddf_reference`` (the same math as its ``forward``; ``DDFUpPack`` is
-    not switched), every
-    ``ACDAConv2d`` through ``forward_with(acda_atom_conv2d_reference)`` and every PAC layer
-    with ``native_impl=True``. Parameters, buffers and ``state_dict`` are unchanged."""
-    from torch_bridge.nn import ACDAConv2d, DDFPack
-    from torch_bridge.reference import acda_atom_conv2d_reference
-
-    for m in model.modules():
-        if isinstance(m, DDFPack):
-            m.forward = functools.partial(_ddf_pack_reference_forward, m)
-        elif isinstance(m, ACDAConv2d):
-            m.forward = functools.partial(m.forward_with, acda_atom_conv2d_reference)
-        elif hasattr(m, "native_impl") and type(m).__module__.startswith("torch_bridge"):
-            m.native_impl = True
-    return model

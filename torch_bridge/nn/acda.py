@@ -21,6 +21,7 @@ Where we differ from the official code, on purpose:
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional
 
 import torch
@@ -87,6 +88,7 @@ class ACDAConv2d(nn.Module):
         bases_grad: learn the bases (``bases`` a parameter, else a buffer).
         groups, mode: only the official's effective values, 1 and 'mode1'.
         bases_drop: None, or the probability of dropping a basis coefficient in training.
+        native_impl: run the plain-PyTorch reference instead of the compiled kernel.
 
     Shape:
         input (N, C_in, H, W) -> output (N, C_out, ceil(H/stride), ceil(W/stride)).
@@ -95,7 +97,7 @@ class ACDAConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, inter_kernel_size: int = 5,
                  stride: int = 1, padding: int = 0, num_bases: int = 6, bias: bool = True,
                  bases_grad: bool = True, dilation: int = 1, groups: int = 1, mode: str = "mode1",
-                 bases_drop: Optional[float] = None):
+                 bases_drop: Optional[float] = None, native_impl: bool = False):
         super().__init__()
         _check_args(in_channels, out_channels, kernel_size, stride, padding, num_bases, dilation,
                     groups, mode, bases_drop)
@@ -104,6 +106,7 @@ class ACDAConv2d(nn.Module):
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.num_bases, self.bases_grad, self.groups = num_bases, bases_grad, groups
         self.mode, self.bases_drop = mode, bases_drop
+        self.native_impl = native_impl
 
         bases = torch.from_numpy(multiscale_bases(kernel_size, num_bases)).float()
         bases = bases.reshape(len(bases), kernel_size * kernel_size)  # the official layout
@@ -159,7 +162,7 @@ class ACDAConv2d(nn.Module):
         return F.conv2d(z, self.coef, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
-        return self.forward_with(acda_atom_conv2d, input)
+        return self.forward_with(functools.partial(acda_atom_conv2d, native_impl=self.native_impl), input)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

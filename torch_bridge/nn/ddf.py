@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._ddf_op import check_combine, check_kernel_size, check_positive_int
+from ..ops.ddf import check_combine, check_kernel_size, check_positive_int
 from ..functional import ddf
 
 __all__ = ["FilterNorm", "build_spatial_branch", "build_channel_branch", "DDFPack", "DDFUpPack"]
@@ -161,6 +161,7 @@ class DDFPack(nn.Module):
         se_ratio: hidden width of the channel branch, ``int(in_channels * se_ratio)`` (> 0).
         nonlinearity: gain used by :class:`FilterNorm` ('relu' as in the official default).
         kernel_combine: 'mul' (the paper) or 'add'.
+        native_impl: run the plain-PyTorch reference instead of the compiled kernels.
 
     Shape:
         - Input: (B, C, H, W)
@@ -175,7 +176,7 @@ class DDFPack(nn.Module):
 
     def __init__(self, in_channels: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1,
                  head: int = 1, se_ratio: float = 0.2, nonlinearity: str = "relu",
-                 kernel_combine: str = "mul"):
+                 kernel_combine: str = "mul", native_impl: bool = False):
         super().__init__()
         check_positive_int("in_channels", in_channels)
         _check_kernel_size(kernel_size)
@@ -189,6 +190,7 @@ class DDFPack(nn.Module):
         self.dilation = dilation
         self.head = head
         self.kernel_combine = kernel_combine
+        self.native_impl = native_impl
         # Construction order (spatial, then channel) matches the official: same init under a seed.
         self.spatial_branch = build_spatial_branch(in_channels, kernel_size, head, nonlinearity, stride)
         self.channel_branch = build_channel_branch(in_channels, kernel_size, nonlinearity, se_ratio)
@@ -198,7 +200,8 @@ class DDFPack(nn.Module):
         k = self.kernel_size
         channel_filter = self.channel_branch(x).reshape(b, c, k, k)
         spatial_filter = self.spatial_branch(x)
-        return ddf(x, channel_filter, spatial_filter, k, self.dilation, self.stride, self.kernel_combine)
+        return ddf(x, channel_filter, spatial_filter, k, self.dilation, self.stride, self.kernel_combine,
+                   self.native_impl)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -227,6 +230,7 @@ class DDFUpPack(nn.Module):
         joint_channels: if >= 1, the spatial branches are a plain 1x1 conv on a ``joint_x`` with
             this many channels (no depthwise conv).
         kernel_combine: 'mul' (the paper) or 'add'.
+        native_impl: run the plain-PyTorch reference instead of the compiled kernels.
 
     Shape:
         - Input: x (B, C, H, W); joint_x (B, joint_channels or C, H, W), defaults to x.
@@ -254,7 +258,7 @@ class DDFUpPack(nn.Module):
     def __init__(self, in_channels: int, kernel_size: int = 3, scale_factor: int = 2,
                  dilation: int = 1, head: int = 1, se_ratio: float = 0.2,
                  nonlinearity: str = "linear", dw_kernel_size: int = 3, joint_channels: int = -1,
-                 kernel_combine: str = "mul"):
+                 kernel_combine: str = "mul", native_impl: bool = False):
         super().__init__()
         check_positive_int("in_channels", in_channels)
         _check_kernel_size(kernel_size)
@@ -278,6 +282,7 @@ class DDFUpPack(nn.Module):
         self.dilation = dilation
         self.head = head
         self.kernel_combine = kernel_combine
+        self.native_impl = native_impl
         self.dw_kernel_size = dw_kernel_size if use_dw else None
         self.joint_channels = joint_channels if not use_dw else None
 
@@ -311,7 +316,8 @@ class DDFUpPack(nn.Module):
         for s_b, c_b in zip(self.spatial_branch, self.channel_branch):
             channel_filter = c_b(x).reshape(b, c, k, k)
             spatial_filter = s_b(joint_x)
-            outs.append(ddf(x, channel_filter, spatial_filter, k, self.dilation, 1, self.kernel_combine))
+            outs.append(ddf(x, channel_filter, spatial_filter, k, self.dilation, 1, self.kernel_combine,
+                            self.native_impl))
         # (B, C, S*S, H, W) -> (B, C*S*S, H, W): pixel_shuffle sends channel c*S*S + i to
         # sub-pixel i of channel c.
         out = torch.stack(outs, dim=2).reshape(b, -1, h, w)

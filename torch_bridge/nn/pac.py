@@ -7,10 +7,10 @@ window by a kernel computed from a guidance image, e.g. ``exp(-|f_j - f_i|^2 / 2
 ``state_dict`` keys and shapes (``weight``, ``bias``, ``inv_alpha``, ``inv_lambda``,
 ``smooth_kernel``; parameters or buffers as in the official code), fillers and results as the
 official ``pac.py``. ``native_impl=True`` runs the plain-PyTorch reference
-(``torch_bridge.pac_reference``), the default the ops of ``torch_bridge.functional``.
+(``torch_bridge.reference.pac``), the default the ops of ``torch_bridge.functional``.
 
 Where we differ from the official code, on purpose:
-- the bugs of its functions fixed in ``torch_bridge.pac_reference`` (bool ``output_mask``,
+- the bugs of its functions fixed in ``torch_bridge.reference.pac`` (bool ``output_mask``,
   masks of any dtype, per-channel transposed ``shared_filters``, smoothing with dilation,
   empty windows without NaN);
 - the ``pool``/``crf_pool`` fillers zero the bias (the official leaves it uninitialized);
@@ -29,8 +29,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from .. import functional as _functional
-from .. import pac_reference as _reference
-from ..pac_reference import IntPair, pair_arg, parse_kernel_type, parse_smooth_kernel_type
+from ..reference import pac as _reference
+from ..reference.pac import IntPair, pair_arg, parse_kernel_type, parse_smooth_kernel_type
 
 __all__ = ["PacConv2d", "PacConvTranspose2d", "PacPool2d"]
 

@@ -4,7 +4,7 @@ A PAC layer needs guidance features besides its input; a convolution of an exist
 is called with its input only. ``GuidedPacConv2d`` finds its guidance itself, so that it can
 replace such a convolution in place (the "hot-swapping" of the PAC paper: swap chosen layers of
 a trained network for PAC layers that start from the trained weights, then fine-tune). See
-``torch_bridge.swap.pac_from_conv`` to build one from a convolution.
+``torch_bridge.nn.swap.pac_from_conv`` to build one from a convolution.
 
 Guidance, by precedence:
 

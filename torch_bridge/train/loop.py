@@ -26,7 +26,6 @@ events), ``config.json``, and a tqdm progress bar.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 import json
 import math
@@ -213,33 +212,20 @@ def _autocast(device: torch.device, amp: bool, amp_dtype: str, dtype: str):
     return (lambda: torch.autocast(device.type, dtype=half)), name == "fp16"
 
 
-def _accepts(ctor, name: str) -> bool:
-    try:
-        params = inspect.signature(ctor).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
 def model_kwargs(name: str, model_args: Dict[str, Any], task: str, base) -> Dict[str, Any]:
-    """``model_args`` completed from the data: ``num_classes`` (classification) or ``channels``,
-    ``guide_channels`` (upsampling), where the constructor takes them and they were not given."""
-    from torch_bridge.models import MODELS
+    """``model_args`` completed from the data: the constructor arguments the model's registry
+    entry names (``ModelSpec.data_args``: ``num_classes``, or ``channels``, ``guide_channels``)
+    that were not given."""
+    from torch_bridge.models import model_spec
 
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
-    ctor = MODELS[name]
+    spec = model_spec(name)
     kw = dict(model_args)
     derived = {"num_classes": base.num_classes} if task == "classify" else \
         {"channels": base.channels, "guide_channels": base.guide_channels}
     for k, v in derived.items():
-        if k not in kw and _accepts(ctor, k):
+        if k not in kw and k in spec.data_args:
             kw[k] = v
     return kw
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 @torch.no_grad()
@@ -272,15 +258,42 @@ def _format(prefix: str, m: Dict[str, float]) -> str:
 
 
 class _Run:
+    """One training run: set up in small steps (each a method below), then :meth:`run`."""
+
     def __init__(self, cfg: TrainConfig, env: tdist.DistEnv, device: torch.device, on_step):
         self.cfg, self.env, self.device, self.on_step = cfg, env, device, on_step
         self.out = cfg.out or os.path.join("runs", cfg.model)
         self.last_path = os.path.join(self.out, "last.pt")
         self.best_path = os.path.join(self.out, "best.pt")
+        self._check_config()
+        state = self._resume_state()
+        self._build_data()
+        self._build_model()
+        self._build_loaders()
+        self._build_optimizer()
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.meter = Meter(self.task, device)
+        self.best: Optional[float] = None
+        self.val_metrics: Dict[str, float] = {}
+        if state is not None:
+            self._load(state)
+        else:
+            torch.manual_seed(cfg.seed + 1_000_003 * (env.rank + 1))  # the run's randomness (dropout, ...)
+
+        self.ddp = self.model
+        if env.distributed:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=cfg.find_unused_parameters)
+        self._open_logs(state)
+
+    def _check_config(self) -> None:
+        """dtype, AMP, and a global batch that splits over processes and accumulation steps."""
+        cfg, env, device = self.cfg, self.env, self.device
         if cfg.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {cfg.dtype!r} (float32 or float64)")
         self.dtype = DTYPES[cfg.dtype]
-        self.autocast, use_scaler = _autocast(device, cfg.amp, cfg.amp_dtype, cfg.dtype)
+        self.autocast, self.use_scaler = _autocast(device, cfg.amp, cfg.amp_dtype, cfg.dtype)
         for k in ("epochs", "batch_size", "accum_steps"):
             if getattr(cfg, k) < 1:
                 raise ValueError(f"{k} must be >= 1, got {getattr(cfg, k)}")
@@ -289,9 +302,10 @@ class _Run:
             raise ValueError(f"the batch size ({cfg.batch_size}, global) must be a multiple of processes x "
                              f"accumulation steps ({env.world_size} x {cfg.accum_steps})")
         self.micro = cfg.batch_size // per
-        self.use_scaler = use_scaler
 
-        # resume or start over
+    def _resume_state(self) -> Optional[Dict[str, Any]]:
+        """The checkpoint to resume from (``--resume``, or ``auto``: the run's last), or None."""
+        cfg = self.cfg
         self.resume_path = None
         if cfg.resume and cfg.resume != "auto":
             self.resume_path = cfg.resume
@@ -305,8 +319,11 @@ class _Run:
         if state is not None and state.get("model_name") != cfg.model:
             raise ValueError(f"checkpoint {self.resume_path} is of model {state.get('model_name')!r}, "
                              f"not {cfg.model!r}")
+        return state
 
-        # data
+    def _build_data(self) -> None:
+        """Seeds, the task and the train/val datasets."""
+        cfg = self.cfg
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % (1 << 32))
         torch.manual_seed(cfg.seed)
@@ -329,8 +346,9 @@ class _Run:
             raise ValueError(f"the validation classes differ from the training classes "
                              f"({len(self.val_set.base.classes)} vs {len(self.classes)})")
 
-        # model
-        self.model_kwargs = model_kwargs(cfg.model, cfg.model_args, self.task, base)
+    def _build_model(self) -> None:
+        cfg, env = self.cfg, self.env
+        self.model_kwargs = model_kwargs(cfg.model, cfg.model_args, self.task, self.train_set.base)
         from torch_bridge.models import get_model
 
         model = get_model(cfg.model, **self.model_kwargs)
@@ -338,7 +356,9 @@ class _Run:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device, self.dtype)
 
-        # data order
+    def _build_loaders(self) -> None:
+        """The data order (resumable sampler), steps per epoch and the loaders."""
+        cfg, env = self.cfg, self.env
         self.sampler = ResumableSampler(self.train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                         seed=cfg.seed, drop_last=False)
         per_rank = self.sampler.num_samples
@@ -347,7 +367,7 @@ class _Run:
         if self.steps_per_epoch < 1:
             raise ValueError(f"{len(self.train_set)} training samples make no batch of {cfg.batch_size}")
         self.total_steps = cfg.epochs * self.steps_per_epoch
-        cuda = device.type == "cuda"
+        cuda = self.device.type == "cuda"
         self.loader = DataLoader(self.train_set, batch_size=self.micro, sampler=self.sampler,
                                  num_workers=cfg.workers, pin_memory=cuda, drop_last=cfg.drop_last,
                                  generator=torch.Generator().manual_seed(cfg.seed),
@@ -358,7 +378,10 @@ class _Run:
                                          sampler=tdist.ShardSampler(len(self.val_set), env.rank, env.world_size),
                                          num_workers=cfg.workers, pin_memory=cuda)
 
-        # optimisation
+    def _build_optimizer(self) -> None:
+        """Parameter groups (no decay on biases and norms with ``no_bias_decay``), the optimizer,
+        the cosine schedule and the AMP grad scaler."""
+        cfg = self.cfg
         decay, no_decay = [], []
         for n, p in self.model.named_parameters():
             if p.requires_grad:
@@ -377,22 +400,11 @@ class _Run:
         warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, cosine_lambda(self.total_steps, warmup, cfg.min_lr / cfg.lr if cfg.lr else 0.0))
-        self.scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_scaler)
 
-        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
-        self.meter = Meter(self.task, device)
-        self.best: Optional[float] = None
-        self.val_metrics: Dict[str, float] = {}
-        if state is not None:
-            self._load(state)
-        else:
-            torch.manual_seed(cfg.seed + 1_000_003 * (env.rank + 1))  # the run's randomness (dropout, ...)
-
-        self.ddp = self.model
-        if env.distributed:
-            self.ddp = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[device.index] if cuda else None,
-                find_unused_parameters=cfg.find_unused_parameters)
+    def _open_logs(self, state: Optional[Dict[str, Any]]) -> None:
+        """Metric logs (fresh for a new run), the run's config.json and its first event."""
+        cfg, env, device = self.cfg, self.env, self.device
         fields = CLASSIFY_FIELDS if self.task == "classify" else UPSAMPLE_FIELDS
         if env.is_main and state is None:
             os.makedirs(self.out, exist_ok=True)

@@ -1,6 +1,6 @@
-"""Plain-PyTorch definitions of the operators: the semantics every TVM kernel is tested against.
+"""DDF in plain PyTorch: the semantics its TVM kernels are tested against.
 
-These unfold the input k*k times (memory-hungry, like the official PyTorch fallbacks) and are
+It unfolds the input k*k times (memory-hungry, like the official PyTorch fallback) and is
 meant for checking, not for speed.
 """
 from __future__ import annotations
@@ -33,20 +33,3 @@ def ddf_reference(features: torch.Tensor, channel_filter: torch.Tensor, spatial_
     ch = channel_filter.reshape(B, G, C // G, k * k, 1, 1)
     filt = sp * ch if kernel_combine == "mul" else sp + ch
     return (cols * filt).sum(3).reshape(B, C, Ho, Wo)
-
-
-def acda_atom_conv2d_reference(input: torch.Tensor, coefficients: torch.Tensor, bases: torch.Tensor,
-                               stride: int = 1, padding: int = 0, dilation: int = 1) -> torch.Tensor:
-    """ACDA's atom convolution the official way (``Conv_DCFD``): per-pixel atoms from the
-    coefficients and bases, the input unfolded k*k times, an einsum over the taps.
-
-    Shapes: input (N, C, H, W); coefficients (N, M*T, Ho, Wo); bases (T, k, k); output
-    (N, C*M, Ho, Wo), channel c*M + m. Computed in the inputs' dtype.
-    """
-    N, C, H, W = input.shape
-    T, k, _ = bases.shape
-    Ho, Wo = coefficients.shape[-2:]
-    M = coefficients.shape[1] // T
-    atoms = torch.einsum("nmtyx,tl->nmlyx", coefficients.reshape(N, M, T, Ho, Wo), bases.reshape(T, k * k))
-    cols = F.unfold(input, k, dilation=dilation, padding=padding, stride=stride).view(N, C, k * k, Ho, Wo)
-    return torch.einsum("nmlyx,nclyx->ncmyx", atoms, cols).reshape(N, C * M, Ho, Wo)

@@ -38,16 +38,15 @@ Where our numbers differ from the paper's, and why:
 * The bases are fixed in the paper and the official code; ``ACDAConv2d(bases_grad=True)``
   (the default there) learns them: + T*k^2 parameters (54 / 300 / 882), no FLOPs.
 
-Run ``python -m dynfilter_tvm costs`` (or ``python -m dynfilter_tvm.costs``).
+Run ``python -m dynfilter_tvm costs``.
 """
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 from typing import Dict, Iterable, List, Optional
 
-__all__ = ["conv_costs", "acda_costs", "table6", "format_table6", "PAPER_TABLE6", "add_arguments", "run_cli", "main"]
+__all__ = ["conv_costs", "acda_costs", "table6", "format_table6", "PAPER_TABLE6", "add_arguments", "run_cli"]
 
 #: Table 6 of the paper, in millions: {k: {row: (FLOPs, params)}}
 PAPER_TABLE6 = {
@@ -183,14 +182,3 @@ def run_cli(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] 
     print(format_table6(table6(args.channels, args.size, args.kernels, args.num_bases)))
     print(_NOTES)
     return 0
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dynfilter_tvm.costs",
-                                description="Params and FLOPs of Conv vs ACDA layers, vs Table 6 of the ACDA paper")
-    add_arguments(p)
-    return run_cli(p.parse_args(argv), p)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

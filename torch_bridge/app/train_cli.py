@@ -1,4 +1,4 @@
-"""``dynfilter-tvm train`` and ``dynfilter-tvm evaluate`` (also ``python -m torch_bridge.train``).
+"""``dynfilter-tvm train`` and ``dynfilter-tvm evaluate``: the command-line front of ``torch_bridge.train``.
 
 Single process::
 
@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any, Dict, List, Optional
 
-__all__ = ["add_train_arguments", "add_evaluate_arguments", "run_train", "run_evaluate", "config_from_args", "main"]
+__all__ = ["add_train_arguments", "add_evaluate_arguments", "run_train", "run_evaluate", "config_from_args"]
 
 
 def _model_args(items: List[str], parser: Optional[argparse.ArgumentParser]) -> Dict[str, Any]:
@@ -37,7 +37,7 @@ def _model_args(items: List[str], parser: Optional[argparse.ArgumentParser]) -> 
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    from .loop import TrainConfig
+    from ..train.loop import TrainConfig
 
     d = TrainConfig("", "")
     g = p.add_argument_group("model and data")
@@ -108,7 +108,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None):
-    from .loop import TrainConfig
+    from ..train.loop import TrainConfig
 
     fields = TrainConfig.__dataclass_fields__
     kw = {k: v for k, v in vars(args).items() if k in fields and k != "model_args"}
@@ -123,7 +123,7 @@ def _threads(n: int) -> None:
 
 
 def run_train(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None) -> int:
-    from .loop import train
+    from ..train.loop import train
 
     cfg = config_from_args(args, parser)
     _threads(args.threads)
@@ -150,8 +150,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None) -> int:
-    from . import dist as tdist
-    from .loop import evaluate_checkpoint
+    from ..train import dist as tdist
+    from ..train.loop import evaluate_checkpoint
 
     _threads(args.threads)
     try:
@@ -170,21 +170,3 @@ def run_evaluate(args: argparse.Namespace, parser: Optional[argparse.ArgumentPar
             with open(args.json, "w") as f:
                 json.dump(m, f, indent=1)
     return 0
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m torch_bridge.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a model")
-    add_train_arguments(t)
-    t.set_defaults(func=run_train, parser=t)
-    e = sub.add_parser("evaluate", help="evaluate a checkpoint")
-    add_evaluate_arguments(e)
-    e.set_defaults(func=run_evaluate, parser=e)
-    args = p.parse_args(argv)
-    return args.func(args, args.parser)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

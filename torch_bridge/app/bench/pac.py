@@ -10,10 +10,10 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from . import pac_reference as ref
-from .benchmark import layer_passes, output_and_input_grads, run_shapes
-from .functional import pacconv2d, packernel2d
-from .nn import PacConv2d
+from ...reference import pac as ref
+from .harness import layer_passes, output_and_input_grads, run_shapes
+from ...functional import pacconv2d, packernel2d
+from ...nn import PacConv2d
 
 FLOOR = "conv2d"
 

@@ -4,7 +4,7 @@
 selects by ``make(name, conv)`` and returns the swapped names; ``acda_from_conv(conv)`` is a
 ``make`` that builds the matching ``ACDAConv2d``; ``acda_compatible(conv)`` says whether it can.
 
-    from torch_bridge.swap import swap_convs, acda_from_conv, acda_compatible
+    from torch_bridge.nn.swap import swap_convs, acda_from_conv, acda_compatible
     swapped = swap_convs(model, lambda name, conv: acda_from_conv(conv),
                          predicate=lambda name, conv: acda_compatible(conv) and name.startswith("layer4"))
 
@@ -16,7 +16,7 @@ layer's input), or from an explicit second argument. With a constant guidance (o
 ``guidance_scale=0``) every Gaussian kernel is all ones and the swapped network computes
 exactly what the original did; training then makes the chosen layers content-adaptive::
 
-    from torch_bridge.swap import swap_convs, pac_from_conv, pac_compatible, set_pac_guidance
+    from torch_bridge.nn.swap import swap_convs, pac_from_conv, pac_compatible, set_pac_guidance
     swap_convs(model, lambda name, conv: pac_from_conv(conv, guidance_scale=1e-4),
                predicate=lambda name, conv: pac_compatible(conv) and name.startswith("layer4"))
     set_pac_guidance(model, image)   # before each forward; None: each layer's own input

@@ -16,7 +16,7 @@ import torch
 
 from dynfilter_tvm.workload import Workload
 
-from . import runtime
+from .. import runtime
 
 
 @contextlib.contextmanager
@@ -74,17 +74,18 @@ def model_workloads(name: str, input_shape: Sequence[int], dtype: str = "float32
                     model_kwargs: Optional[Dict] = None, guidance_shape: Optional[Sequence[int]] = None
                     ) -> List[Workload]:
     """Workloads of the registered model ``name`` (``torch_bridge.models.get_model``) at
-    ``input_shape``; models taking a guidance image get ``guidance_shape`` (default: the
-    input's batch, 3 channels, at ``factor`` times its size)."""
-    from .models import get_model
+    ``input_shape``; guided models get ``guidance_shape`` (default: the input's batch, the
+    model's guide channels, at ``factor`` times its size)."""
+    from ..models import model_spec
 
+    spec = model_spec(name)
     torch.manual_seed(0)
-    model = get_model(name, **(model_kwargs or {}))
+    model = spec.build(**(model_kwargs or {}))
     inputs = [torch.randn(*input_shape)]
-    if name.startswith("pac_joint_upsample"):
+    if spec.guided:
         n, _, h, w = input_shape
-        f = getattr(model, "factor", 1)
-        inputs.append(torch.randn(*(guidance_shape or (n, 3, h * f, w * f))))
+        f = model.factor
+        inputs.append(torch.randn(*(guidance_shape or (n, model.guide_channels, h * f, w * f))))
     return module_workloads(model, inputs, backward, dtype)
 
 
@@ -96,7 +97,7 @@ def layer_workloads(op: str, input_shape: Sequence[int], kernel_size: int = 3, s
                     backward: bool = True) -> List[Workload]:
     """Workloads of one operator's standard layer at ``input_shape`` (N, C, H, W):
     ``DDFPack``, ``PacConv2d`` (guided by its input) or ``ACDAConv2d``."""
-    from . import nn as layers
+    from .. import nn as layers
 
     n, c, h, w = input_shape
     o = out_channels or c

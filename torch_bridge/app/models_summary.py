@@ -1,7 +1,7 @@
 """Parameters and FLOPs (multiply-adds) of the registered models: ``python -m dynfilter_tvm models``.
 
 FLOPs are counted analytically, from the shapes seen by forward hooks during one forward (eval
-mode, no gradient) with the compiled kernels skipped (``torch_bridge.workloads.recording``:
+mode, no gradient) with the compiled kernels skipped (``torch_bridge.app.workloads.recording``:
 nothing compiles, the dynamic ops return zeros, every shape is as in a real run). **One
 multiply-add counts as one FLOP** (the convention of the ~4.1 GFLOPs usually quoted for
 ResNet-50 and of the DDF paper's Tables 4 and 5); biases, BatchNorm, activations, pooling,
@@ -16,7 +16,7 @@ the output size:
   multiply-add as 2; ``DDFUpPack`` the same for each of its S*S filterings;
 * ``ACDAConv2d``: its generator's convolutions plus the atoms' reconstruction N*M*T*k*k*Ho*Wo,
   the atom convolution N*C*M*k*k*Ho*Wo and the 1x1 coefficient convolution N*C*M*Cout*Ho*Wo
-  (as ``dynfilter_tvm.costs.acda_costs``, without its bias additions);
+  (as ``torch_bridge.app.costs.acda_costs``, without its bias additions);
 * PAC layers: the convolution (N*Cout*Cin*k*k*Ho*Wo; ``shared_filters``: N*C*k*k*Ho*Wo), the
   scaling of each input tap by the adapting kernel (N*Cin*k*k*Ho*Wo) and the kernel itself,
   one multiply-add per guidance channel and tap (N*Cg*k*k*Ho*Wo; nothing when a kernel is passed
@@ -45,13 +45,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
-__all__ = ["count_flops", "model_inputs", "summarize", "PAPER", "add_arguments", "run_cli", "main"]
+__all__ = ["count_flops", "model_inputs", "summarize", "PAPER", "add_arguments", "run_cli"]
 
 #: the papers' numbers: {model: (parameters, FLOPs)} (DDF paper Tables 4/5, Ad-ResNet Table 2)
 PAPER: Dict[str, Tuple[Optional[float], Optional[float]]] = {
@@ -64,11 +63,6 @@ PAPER: Dict[str, Tuple[Optional[float], Optional[float]]] = {
     "ad_resnet_l": (18.19e6, None),
 }
 
-#: input sizes: ImageNet 224 by default, the PAC upsamplers' guide 256 (NYU crops); the LeNets'
-#: classifier fixes their CIFAR 32x32
-DEFAULT_SIZE = {"pac_joint_upsample": 256, "pac_joint_upsample_lite": 256}
-FIXED_SIZE = {"lenet": 32, "lenet_acda": 32}
-IMAGENET_SIZE = 224
 PAC_FACTORS = (4, 8, 16)
 
 
@@ -134,7 +128,7 @@ def count_flops(model: nn.Module, *inputs: torch.Tensor, run_kernels: bool = Fal
     and generator convolutions are under ``conv``) and ``total``. The model runs once in eval
     mode without gradients; the compiled kernels are skipped unless ``run_kernels``, which
     changes no count. See the module docstring for what is counted."""
-    from torch_bridge.workloads import recording
+    from torch_bridge.app.workloads import recording
 
     counts: Dict[str, int] = {}
 
@@ -158,27 +152,24 @@ def count_flops(model: nn.Module, *inputs: torch.Tensor, run_kernels: bool = Fal
 
 
 def model_inputs(name: str, model: nn.Module, batch: int = 1, size: Optional[int] = None) -> List[torch.Tensor]:
-    """Random inputs for the registered model ``name``: images of ``size`` (default 224; always
-    32 for the LeNets); for the PAC upsamplers a 3-channel guide of ``size`` (default 256) and
-    the one-channel target ``factor`` times smaller."""
-    size = FIXED_SIZE.get(name) or size or DEFAULT_SIZE.get(name, IMAGENET_SIZE)
-    if name.startswith("pac_joint_upsample"):
-        f = model.factor
-        if size % f:
-            raise ValueError(f"the guide size {size} must be a multiple of the factor {f}")
-        return [torch.randn(batch, model.channels, size // f, size // f),
-                torch.randn(batch, model.guide_channels, size, size)]
-    return [torch.randn(batch, 3, size, size)]
+    """Random inputs for the registered model ``name`` (its ``ModelSpec.example_inputs``)."""
+    from ..models import model_spec
+
+    return model_spec(name).example_inputs(model, batch, size)
 
 
 def _variants(names: Sequence[str], factors: Sequence[int]) -> List[Tuple[str, str, dict]]:
-    """(row label, model name, constructor kwargs): one row per PAC factor."""
+    """(row label, model name, constructor kwargs): one row per registered variant; a guided
+    model gets one row per upsampling factor in ``factors``."""
+    from ..models import model_spec
+
     rows = []
     for name in names:
-        if name.startswith("pac_joint_upsample"):
-            rows += [(f"{name} x{f}", name, {"factor": f}) for f in factors]
-        else:
-            rows.append((name, name, {}))
+        spec = model_spec(name)
+        variants = [{"factor": f} for f in factors] if spec.guided else spec.variants
+        for kw in variants:
+            label = " ".join([name] + [f"x{v}" if k == "factor" else f"{k}={v}" for k, v in kw.items()])
+            rows.append((label, name, dict(kw)))
     return rows
 
 
@@ -186,7 +177,7 @@ def summarize(names: Optional[Sequence[str]] = None, batch: int = 1, size: Optio
               factors: Sequence[int] = PAC_FACTORS) -> List[dict]:
     """Rows {label, name, input, params, flops (by kind, with total)} for the registered models
     ``names`` (default all)."""
-    from . import MODELS, count_parameters, get_model
+    from ..models import MODELS, count_parameters, get_model
 
     names = list(names) if names else list(MODELS)
     rows = []
@@ -231,7 +222,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args, parser: Optional[argparse.ArgumentParser] = None) -> int:
-    from . import MODELS
+    from ..models import MODELS
 
     unknown = [n for n in args.names if n not in MODELS]
     if unknown:
@@ -250,14 +241,3 @@ def run_cli(args, parser: Optional[argparse.ArgumentParser] = None) -> int:
           "(their filter-generating convolutions are in the total)\n")
     print(format_rows(rows))
     return 0
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m torch_bridge.models.summary", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    return run_cli(p.parse_args(argv), p)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

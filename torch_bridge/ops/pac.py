@@ -15,8 +15,8 @@ from torch import Tensor
 from dynfilter_tvm.ops.common import conv_out_size
 from dynfilter_tvm.ops.pac import MAX_KERNEL_SIZE
 
-from ._checks import check_nonnegative_int, check_positive_int, check_tensors
-from .runtime import acc_torch_dtype, run
+from .._checks import check_nonnegative_int, check_positive_int, check_tensors
+from ..runtime import acc_torch_dtype, run
 
 
 # ---------------------------------------------------------------------------- geometry

@@ -65,17 +65,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_tensors
+from .._checks import check_tensors
 
 __all__ = [
     "packernel2d_reference", "pacconv2d_reference", "pacconv_transpose2d_reference",
     "pacpool2d_reference", "packernel2d_with", "nd2col", "parse_kernel_type", "parse_smooth_kernel_type",
     "conv_output_size", "conv_transpose_output_size",
+    "check_weight", "smoothed_centre", "inv_param", "EPS",
 ]
 
 IntPair = Union[int, Sequence[int]]
 Pair = Tuple[int, int]
-_EPS = 1e-4  # the official inverse kernel's offset, keeps d2^(lambda/2) differentiable at 0
+EPS = 1e-4  # the official inverse kernel's offset, keeps d2^(lambda/2) differentiable at 0
 _DTYPE_HINT = "convert them to one dtype (e.g. module.to(x.dtype))"
 
 
@@ -150,7 +151,7 @@ def _check_mask(mask: Tensor, input: Tensor, size: Sequence[int]) -> None:
         raise ValueError(f"mask is on {mask.device} but input is on {input.device}")
 
 
-def _inv_param(name: str, value: Union[Tensor, float, None], default: float, input: Tensor,
+def inv_param(name: str, value: Union[Tensor, float, None], default: float, input: Tensor,
                channel_wise: bool) -> Tensor:
     """alpha or lambda as a tensor broadcastable to K (B, ch, kh, kw, Ho, Wo), input's dtype."""
     if not isinstance(value, Tensor):
@@ -203,7 +204,7 @@ def nd2col(input: Tensor, kernel_size: IntPair, stride: IntPair = 1, padding: In
 # ------------------------------------------------------------------------------------------
 # The adapting kernel
 
-def _smoothed_centre(input: Tensor, smooth_kernel: Tensor, k: Pair, s: Pair, p: Pair, d: Pair,
+def smoothed_centre(input: Tensor, smooth_kernel: Tensor, k: Pair, s: Pair, p: Pair, d: Pair,
                      out: Pair) -> Tensor:
     """Each guidance channel smoothed, sampled at the windows' centre taps: (B, C, 1, 1, Ho, Wo)."""
     B, C, H, W = input.shape
@@ -223,7 +224,7 @@ def _kernel_values(input: Tensor, k: Pair, s: Pair, p: Pair, d: Pair, kernel_typ
     if smooth_kernel is None:
         centre = cols[:, :, k[0] // 2:k[0] // 2 + 1, k[1] // 2:k[1] // 2 + 1]
     else:
-        centre = _smoothed_centre(input, smooth_kernel, k, s, p, d, out)
+        centre = smoothed_centre(input, smooth_kernel, k, s, p, d, out)
     diff = cols - centre
     if asym:
         diff = F.relu(diff)
@@ -232,9 +233,9 @@ def _kernel_values(input: Tensor, k: Pair, s: Pair, p: Pair, d: Pair, kernel_typ
         d2 = d2.sum(dim=1, keepdim=True)
     if alpha0 is None:
         return torch.exp(-0.5 * d2)
-    alpha = _inv_param("inv_alpha", inv_alpha, alpha0, input, channel_wise)
-    lam = _inv_param("inv_lambda", inv_lambda, lambda0, input, channel_wise)
-    return alpha + torch.pow(d2 + _EPS, 0.5 * lam)
+    alpha = inv_param("inv_alpha", inv_alpha, alpha0, input, channel_wise)
+    lam = inv_param("inv_lambda", inv_lambda, lambda0, input, channel_wise)
+    return alpha + torch.pow(d2 + EPS, 0.5 * lam)
 
 
 def _window_sum(x: Tensor) -> Tensor:
@@ -338,7 +339,7 @@ def _check_kernel(kernel: Tensor, input: Tensor, k: Sequence[int], out: Sequence
                          f"(batch, channels, taps, output size), got {tuple(kernel.shape)}")
 
 
-def _check_weight(weight: Tensor, bias: Optional[Tensor], in_channels: int, shared_filters: bool,
+def check_weight(weight: Tensor, bias: Optional[Tensor], in_channels: int, shared_filters: bool,
                   in_dim: int) -> int:
     """Validate weight/bias; returns the number of output channels."""
     if shared_filters:
@@ -383,7 +384,7 @@ def pacconv2d_reference(input: Tensor, kernel: Tensor, weight: Tensor, bias: Opt
     """
     s, p, d = pair_arg("stride", stride, 1), pair_arg("padding", padding, 0), pair_arg("dilation", dilation, 1)
     _check_conv_tensors(input, kernel, weight, bias)
-    _check_weight(weight, bias, input.shape[1], shared_filters, in_dim=1)
+    check_weight(weight, bias, input.shape[1], shared_filters, in_dim=1)
     k = tuple(weight.shape[-2:])
     cols = nd2col(input, k, s, p, dilation=d)
     _check_kernel(kernel, input, k, cols.shape[-2:], (1,))
@@ -403,7 +404,7 @@ def pacconv_transpose2d_reference(input: Tensor, kernel: Tensor, weight: Tensor,
     s, p, d = pair_arg("stride", stride, 1), pair_arg("padding", padding, 0), pair_arg("dilation", dilation, 1)
     op = pair_arg("output_padding", output_padding, 0)
     _check_conv_tensors(input, kernel, weight, bias)
-    _check_weight(weight, bias, input.shape[1], shared_filters, in_dim=0)
+    check_weight(weight, bias, input.shape[1], shared_filters, in_dim=0)
     k = tuple(weight.shape[-2:])
     cols = nd2col(input, k, s, p, op, d, transposed=True)
     _check_kernel(kernel, input, k, cols.shape[-2:], (1,))

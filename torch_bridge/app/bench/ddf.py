@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from dynfilter_tvm.ops.common import out_size
 
-from .benchmark import measure_pass, output_and_input_grads, run_shapes
-from .functional import ddf
-from .reference import ddf_reference
+from .harness import measure_pass, output_and_input_grads, run_shapes
+from ...functional import ddf
+from ...reference import ddf_reference
 
 
 def check(device: torch.device, verbose: bool = True) -> float:

@@ -11,10 +11,10 @@ import torch.nn as nn
 
 from dynfilter_tvm.ops.common import out_size
 
-from .benchmark import layer_passes, output_and_input_grads, run_shapes
-from .functional import acda_atom_conv2d
-from .nn import ACDAConv2d
-from .reference import acda_atom_conv2d_reference
+from .harness import layer_passes, output_and_input_grads, run_shapes
+from ...functional import acda_atom_conv2d
+from ...nn import ACDAConv2d
+from ...reference import acda_atom_conv2d_reference
 
 FLOOR = "conv2d"
 

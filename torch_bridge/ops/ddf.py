@@ -8,8 +8,8 @@ from torch import Tensor
 
 from dynfilter_tvm.ops.ddf import COMBINES, MAX_KERNEL_SIZE, out_size
 
-from ._checks import check_positive_int, check_tensors
-from .runtime import run
+from .._checks import check_positive_int, check_tensors
+from ..runtime import run
 
 _NAMES = ("features", "channel_filter", "spatial_filter")
 
