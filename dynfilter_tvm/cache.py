@@ -1,11 +1,19 @@
 """Compiled-kernel cache: in memory, and on disk as shared libraries.
 
 Disk entries are ``<dir>/<target-name>/<digest>.so`` beside ``<digest>.json`` holding the full
-key and the library's SHA-256. Writes go to a temporary file in the same directory and are
-renamed into place (atomic on POSIX), so readers never see half a file; an entry whose key or
-checksum does not match is deleted and rebuilt, never loaded. The key holds everything that
-changes the code: workload, target (with CPU name or GPU arch), compute and schedule source
+key, the library's SHA-256 and its size. Writes go to a temporary file in the same directory and
+are renamed into place (atomic on POSIX), so readers never see half a file; an entry whose key,
+size or checksum does not match is deleted and rebuilt, never loaded. The key holds everything
+that changes the code: workload, target (with CPU name or GPU arch), compute and schedule source
 (or tuning record), TVM and package versions.
+
+Damage must never cost more than a rebuild. Before ``dlopen`` the library's ELF headers are
+checked against the file size (a truncated library whose checksum was rewritten would otherwise
+crash the process with SIGBUS); entries from older metadata without a size get this check too.
+Where a bad entry cannot be deleted (a shared read-only cache) the kernel is built in memory with
+one warning and nothing is written to that folder for the rest of the process. Temporaries that
+killed builds leave behind are deleted when a target's folder is first opened in a process, once
+older than :data:`STALE_TMP_AGE_S` (younger ones may be another process's write in progress).
 
 The directory is ``$DYNFILTER_TVM_CACHE`` if set, else ``~/.cache/dynfilter_tvm``;
 ``DYNFILTER_TVM_CACHE=off`` keeps kernels in memory only.
@@ -21,7 +29,9 @@ import hashlib
 import json
 import logging
 import os
+import struct
 import threading
+import time
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -38,6 +48,10 @@ log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _memory: Dict[Tuple[str, str], object] = {}
 stats = {"built": 0, "disk_hits": 0, "memory_hits": 0, "rejected": 0}
+# Longer than any kernel build: a younger temporary may be another process's write in progress.
+STALE_TMP_AGE_S = 3600
+_swept: set = set()  # target folders whose stale temporaries this process has deleted
+_unwritable: set = set()  # target folders where a bad entry could not be deleted (read-only)
 
 
 def cache_dir() -> Optional[Path]:
@@ -62,25 +76,79 @@ def _digest(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def _sweep_temporaries(folder: Path) -> None:
+    """Delete temporaries older than ``STALE_TMP_AGE_S`` in ``folder``, once per process."""
+    if folder in _swept:
+        return
+    _swept.add(folder)
+    cutoff = time.time() - STALE_TMP_AGE_S
+    for tmp in folder.glob(".*.tmp.*"):  # files.atomic_write's names: .<name>.XXXXXXXX.tmp<suffix>
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except OSError:  # swept by another process meanwhile, or a read-only folder
+            pass
+
+
+# ELF header (e_ident skipped, e_type .. e_shstrndx) and program header (p_offset and p_filesz
+# kept) per ELF class, 1: 32-bit, 2: 64-bit.
+_EHDR = {1: "16x HHI III IHHHHHH", 2: "16x HHI QQQ IHHHHHH"}
+_PHDR = {1: "4x I 8x I 12x", 2: "8x Q 16x Q 16x"}
+
+
+def _check_elf(path: Path, size: int) -> None:
+    """Raise ValueError unless ``path`` is an ELF file whose header tables and segments lie
+    within ``size`` bytes. ``dlopen`` maps segments past the end of a truncated file and the
+    process dies of SIGBUS on touching them, so this is checked by reading, never by loading."""
+    with open(path, "rb") as f:
+        head = f.read(64)  # the larger (64-bit) ELF header
+        if head[:4] != b"\x7fELF" or len(head) < 6 or head[4] not in _EHDR or head[5] not in (1, 2):
+            raise ValueError("not an ELF file")
+        order = "<" if head[5] == 1 else ">"
+        ehdr, phdr = order + _EHDR[head[4]], order + _PHDR[head[4]]
+        if len(head) < struct.calcsize(ehdr):
+            raise ValueError("ELF header truncated")
+        fields = struct.unpack_from(ehdr, head)
+        (phoff, shoff), (phentsize, phnum, shentsize, shnum) = fields[4:6], fields[8:12]
+        if shoff + shnum * shentsize > size:
+            raise ValueError("ELF section headers past the end of the file")
+        if phoff + phnum * phentsize > size or (phnum and phentsize < struct.calcsize(phdr)):
+            raise ValueError("ELF program headers past the end of the file")
+        f.seek(phoff)
+        table = f.read(phnum * phentsize)
+    for i in range(phnum):
+        p_offset, p_filesz = struct.unpack_from(phdr, table, i * phentsize)
+        if p_offset + p_filesz > size:
+            raise ValueError("ELF segment past the end of the file")
+
+
 def _load_entry(lib_path: Path, meta_path: Path, key: dict):
-    """Load a disk entry if it is intact and has exactly this key; else delete it."""
+    """Load a disk entry if it is intact and has exactly this key; else delete it (where the
+    folder allows; else mark it unwritable) and return None."""
     if not (lib_path.exists() and meta_path.exists()):
         return None
     try:
         meta = json.loads(meta_path.read_text())
         if meta.get("key") != key:
             raise ValueError("key mismatch")
+        size = lib_path.stat().st_size
+        if meta.get("size", size) != size:  # older entries have no size; the ELF check still runs
+            raise ValueError("size mismatch")
         if meta.get("sha256") != sha256_file(lib_path):
             raise ValueError("checksum mismatch")
+        _check_elf(lib_path, size)
         return tvm.runtime.load_module(str(lib_path))
     except Exception as err:  # corrupt or foreign: never trust it
-        log.warning("dynfilter_tvm: discarding cache entry %s (%s); rebuilding", lib_path, err)
         stats["rejected"] += 1
-        for p in (lib_path, meta_path):
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
+        try:
+            for p in (lib_path, meta_path):
+                p.unlink(missing_ok=True)
+        except OSError as unlink_err:  # a shared read-only cache: build in memory, store nothing
+            _unwritable.add(lib_path.parent)
+            log.warning("dynfilter_tvm: bad cache entry %s (%s) cannot be deleted (%s); building in "
+                        "memory, not writing to this folder", lib_path, err, unlink_err)
+        else:
+            log.warning("dynfilter_tvm: discarding cache entry %s (%s); rebuilding", lib_path, err)
         return None
 
 
@@ -88,7 +156,7 @@ def _store_entry(lib, lib_path: Path, meta_path: Path, key: dict) -> None:
     try:
         lib_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(lib_path, lambda tmp: lib.export_library(tmp))
-        meta = {"key": key, "sha256": sha256_file(lib_path)}
+        meta = {"key": key, "sha256": sha256_file(lib_path), "size": lib_path.stat().st_size}
         atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
     except Exception as err:  # a read-only or full disk must not break the op
         log.warning("dynfilter_tvm: could not write cache entry %s: %s", lib_path, err)
@@ -113,7 +181,9 @@ def get(workload: Workload, target: Target):
         root = cache_dir()
         lib = None
         if root is not None:
-            base = root / target_name(target) / _digest(key)
+            folder = root / target_name(target)
+            _sweep_temporaries(folder)
+            base = folder / _digest(key)
             lib_path, meta_path = base.with_suffix(".so"), base.with_suffix(".json")
             lib = _load_entry(lib_path, meta_path, key)
             if lib is not None:
@@ -123,7 +193,7 @@ def get(workload: Workload, target: Target):
             log.info("dynfilter_tvm: compiling %s for %s", workload, target_name(target))
             lib = build(workload, target, apply_schedule())
             stats["built"] += 1
-            if root is not None:
+            if root is not None and folder not in _unwritable:
                 _store_entry(lib, lib_path, meta_path, key)
         fn = _entry(lib, workload)
         _memory[mem_key] = fn

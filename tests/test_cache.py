@@ -1,9 +1,14 @@
-"""Kernel cache: keyed by everything that changes the code, atomic, corrupt entries rebuilt,
-and a second process loads instead of compiling."""
+"""Kernel cache: keyed by everything that changes the code, atomic, corrupt entries rebuilt
+(also truncated libraries with matching checksums, also in a read-only cache), stale temporaries
+swept, and a second process loads instead of compiling."""
+import errno
 import json
+import logging
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +18,8 @@ import tvm.s_tir as s_tir
 
 from dynfilter_tvm import cache, registry
 from dynfilter_tvm.build import build, plan, schedule
-from dynfilter_tvm.target import cpu_target
+from dynfilter_tvm.files import sha256_file
+from dynfilter_tvm.target import cpu_target, target_name
 from dynfilter_tvm.workload import Workload
 
 PARAMS = dict(B=1, C=3, H=7, W=9, G=1, k=3, s=1, d=1, combine="mul")
@@ -87,6 +93,94 @@ def test_damaged_entry_is_rebuilt(fresh_cache, damage):
     cache.clear_memory()
     cache.get(wl, tgt)  # the rebuilt entry is intact
     assert cache.stats["disk_hits"] == 1
+
+
+def test_read_only_cache_with_bad_entry_builds_in_memory(fresh_cache, monkeypatch, caplog):
+    wl, tgt = Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()
+    cache.get(wl, tgt)
+    lib, meta = _entry_files(fresh_cache)
+    lib.write_bytes(b"garbage")
+    cache.clear_memory()
+    # We run as root, where chmod does not stop writes: the folder refuses deletes and writes instead.
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if str(path).startswith(str(fresh_cache)):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_unlink(path, *args, **kwargs)
+
+    writes = []
+
+    def atomic_write(path, write):
+        writes.append(path)
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    monkeypatch.setattr(cache, "atomic_write", atomic_write)
+    with caplog.at_level(logging.WARNING, logger=cache.__name__):
+        _run_fwd(cache.get(wl, tgt))
+    assert cache.stats["built"] == 2 and cache.stats["rejected"] == 1
+    assert writes == [], "tried to store into a folder that refused a delete"
+    assert len(caplog.records) == 1 and "cannot be deleted" in caplog.text
+    assert lib.read_bytes() == b"garbage" and meta.exists()
+    _run_fwd(cache.get(wl, tgt))  # from memory now
+    assert cache.stats["memory_hits"] == 1
+
+
+def test_stale_temporaries_are_deleted_fresh_ones_kept(fresh_cache):
+    wl, tgt = Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()
+    folder = fresh_cache / target_name(tgt)
+    folder.mkdir()
+    # Named as files.atomic_write names them; a killed build leaves them behind.
+    old, fresh = folder / ".0123abcd.so.k3j4h5g6.tmp.so", folder / ".0123abcd.json.a1b2c3d4.tmp.json"
+    for tmp in (old, fresh):
+        tmp.write_bytes(b"partial")
+    past = time.time() - cache.STALE_TMP_AGE_S - 60
+    os.utime(old, (past, past))
+    cache.get(wl, tgt)
+    assert not old.exists(), "stale temporary left behind"
+    assert fresh.exists(), "deleted a temporary another process may be writing"
+
+
+@pytest.mark.parametrize("size", ["recorded", "rewritten", "absent"])
+def test_truncated_library_with_matching_checksum_is_rebuilt(fresh_cache, size):
+    """dlopen of this library dies of SIGBUS: it runs in a child so a crash fails the test only."""
+    wl, tgt = Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()
+    cache.get(wl, tgt)
+    lib, meta = _entry_files(fresh_cache)
+    full = lib.stat().st_size
+    lib.write_bytes(lib.read_bytes()[:full // 2])
+    m = json.loads(meta.read_text())
+    m["sha256"] = sha256_file(lib)  # a torn write or tampering the checksum cannot catch
+    if size == "rewritten":
+        m["size"] = full // 2
+    elif size == "absent":  # metadata from before sizes were recorded
+        m.pop("size", None)
+    meta.write_text(json.dumps(m))
+    script = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r});"
+        "from test_cache import PARAMS, _run_fwd; from dynfilter_tvm import cache;"
+        "from dynfilter_tvm.target import cpu_target; from dynfilter_tvm.workload import Workload;"
+        "_run_fwd(cache.get(Workload.make('ddf', 'fwd', PARAMS, 'float32'), cpu_target()));"
+        "print(cache.stats['rejected'], cache.stats['built'])"
+    )
+    env = dict(os.environ, DYNFILTER_TVM_CACHE=str(fresh_cache))
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, f"child died ({run.returncode}): {run.stderr[-2000:]}"
+    assert run.stdout.split() == ["1", "1"]
+    assert lib.stat().st_size == full and json.loads(meta.read_text())["size"] == full
+
+
+def test_entry_without_recorded_size_still_loads(fresh_cache):
+    wl, tgt = Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()
+    cache.get(wl, tgt)
+    _, meta = _entry_files(fresh_cache)
+    m = json.loads(meta.read_text())
+    m.pop("size", None)
+    meta.write_text(json.dumps(m))
+    cache.clear_memory()
+    _run_fwd(cache.get(wl, tgt))
+    assert cache.stats["disk_hits"] == 1 and cache.stats["rejected"] == 0
 
 
 def test_key_changes_with_everything_that_changes_code():
