@@ -128,7 +128,7 @@ class Entry:
     def from_json(cls, data) -> "Entry":
         _expect(isinstance(data, dict), "manifest workload entry is not an object")
         wl = Workload.from_json(data.get("workload"))
-        _expect((wl.op, wl.kernel) in registry._KERNELS, f"unknown kernel {wl.op}.{wl.kernel}")
+        _expect((wl.op, wl.kernel) in registry.kernels(), f"unknown kernel {wl.op}.{wl.kernel}")
         shash = data.get("shash")
         _expect(isinstance(shash, str) and shash.isdigit(), "manifest shash must be a decimal string")
         nums = {k: data.get(k) for k in ("default_us", "tuned_us")}
