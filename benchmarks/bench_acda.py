@@ -11,9 +11,5 @@ by hand, with command and machine.
 from torch_bridge.app.bench import acda as acda_bench
 from torch_bridge.app.bench.harness import main
 
-# The setting (64 -> 64, 56x56, k = 7), the other kernel sizes, a deeper stage.
-CPU_SHAPES = [(2, 64, 56, 56, 7), (2, 64, 56, 56, 5), (2, 64, 56, 56, 3), (2, 128, 28, 28, 7)]
-GPU_SHAPES = [(16, 64, 56, 56, 7), (16, 64, 56, 56, 5), (16, 64, 56, 56, 3), (16, 128, 28, 28, 7)]
-
 if __name__ == "__main__":
-    main(__doc__, acda_bench, CPU_SHAPES, GPU_SHAPES)
+    main(__doc__, acda_bench)

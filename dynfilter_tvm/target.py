@@ -27,8 +27,17 @@ def cpu_target(mcpu: str | None = None, num_cores: int | None = None) -> Target:
     return Target({"kind": "llvm", "mcpu": mcpu or host_cpu_name(), "num-cores": int(cores)})
 
 
+# The CUDA arch names this project uses: sm_XY, with TVM's arch-specific suffix (sm_90a)
+ARCH = re.compile(r"sm_\d+[a-z]?")
+
+
+def device_arch(dev) -> str:
+    """The sm_XY of a TVM CUDA device."""
+    return "sm_" + str(dev.compute_version).replace(".", "")
+
+
 def cuda_target(arch: str) -> Target:
-    if not re.fullmatch(r"sm_\d+[a-z]?", arch):
+    if not ARCH.fullmatch(arch):
         raise ValueError(f"CUDA arch must look like 'sm_90' or 'sm_90a', got {arch!r}")
     return Target({
         "kind": "cuda", "arch": arch, "max_threads_per_block": 1024,
@@ -70,7 +79,7 @@ def resolve(target: TargetLike) -> Target:
                 raise ValueError(f"unknown target {text!r} (expected sm_XY, llvm, llvm:CPUNAME, cuda, "
                                  f"a TVM tag or a target JSON): {err}") from None
     family(resolved)  # llvm or cuda only
-    if resolved.kind.name == "cuda" and not re.fullmatch(r"sm_\d+[a-z]?", str(resolved.attrs.get("arch", ""))):
+    if resolved.kind.name == "cuda" and not ARCH.fullmatch(str(resolved.attrs.get("arch", ""))):
         raise ValueError(f"CUDA target {target!r} names no sm_XY arch")
     return resolved
 
@@ -84,7 +93,7 @@ def local_cuda_arch(index: int = 0) -> str:
     dev = tvm.cuda(index)
     if not dev.exist:
         raise RuntimeError("no CUDA device is visible to TVM")
-    return "sm_" + str(dev.compute_version).replace(".", "")
+    return device_arch(dev)
 
 
 def family(target: Target) -> str:
@@ -102,7 +111,12 @@ def target_name(target: Target) -> str:
     (TVM's H100 tag) names the same GPU as 'sm_90', which is what a running H100 reports."""
     if target.kind.name == "llvm":
         return "llvm-" + str(target.attrs.get("mcpu", "generic"))
-    return "cuda-" + re.sub(r"(sm_\d+)a$", r"\1", str(target.attrs.get("arch", "unknown")))
+    return cuda_name(str(target.attrs.get("arch", "unknown")))
+
+
+def cuda_name(arch: str) -> str:
+    """'cuda-sm_90' for sm_90 and for the arch-specific sm_90a (it runs on the same GPU)."""
+    return "cuda-" + re.sub(r"(sm_\d+)a$", r"\1", arch)
 
 
 def target_key(target: Target) -> str:

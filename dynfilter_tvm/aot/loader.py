@@ -18,7 +18,7 @@ from tvm.target import Target
 
 from .. import __version__
 from ..files import sha256_bytes
-from ..target import host_cpu_name, target_name
+from ..target import device_arch, host_cpu_name, target_name
 from ..workload import Workload
 from .manifest import ENV_BUNDLE, ENV_JIT, MANIFEST, BundleError, KernelUnavailableError, _read_manifest
 from .toolchain import compiler_available
@@ -36,7 +36,7 @@ def _local_cuda_archs() -> Tuple[str, ...]:
         dev = tvm.cuda(i)
         if not dev.exist:
             break
-        archs.append("sm_" + str(dev.compute_version).replace(".", ""))
+        archs.append(device_arch(dev))
     return tuple(archs)
 
 

@@ -12,6 +12,7 @@ from typing import Optional
 import tvm
 
 from .. import __version__
+from ..target import ARCH, cuda_name
 from ..workload import Workload
 
 
@@ -52,7 +53,6 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}")
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,250}")
 _TOKEN = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
-_ARCH = re.compile(r"sm_\d+[a-z]?")
 
 
 def _bad(where: str, what: str) -> BundleError:
@@ -79,9 +79,9 @@ def _target_entry_name(entry: dict, where: str) -> str:
         name = f"llvm-{mcpu}"
     elif kind == "cuda":
         arch = _field(tj, "arch", str, where + " target")
-        if not _ARCH.fullmatch(arch):
+        if not ARCH.fullmatch(arch):
             raise _bad(where, f"bad CUDA arch {arch!r}")
-        name = "cuda-" + re.sub(r"(sm_\d+)a$", r"\1", arch)  # as target.target_name: sm_90a runs on sm_90
+        name = cuda_name(arch)
     else:
         raise _bad(where, f"target kind {kind!r} (expected llvm or cuda)")
     if _field(entry, "name", str, where) != name:
@@ -128,7 +128,7 @@ def _validate_manifest(m, where: str) -> None:
                 raise _bad(w, f"device code format {dev['format']!r}")
             _check_sha(_field(dev, "sha256", str, w + " device_code"), w)
             archs = _field(dev, "archs", list, w + " device_code")
-            if not archs or not all(isinstance(a, str) and _ARCH.fullmatch(a) for a in archs):
+            if not archs or not all(isinstance(a, str) and ARCH.fullmatch(a) for a in archs):
                 raise _bad(w, f"device code archs {archs!r}")
         elif dev is not None:
             raise _bad(w, "device code for a CPU target")

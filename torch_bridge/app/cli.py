@@ -45,26 +45,26 @@ def demo(args) -> int:
 
 
 def check(args) -> int:
-    """DDF, ACDA and PAC kernels against their references, then a short DDF timing."""
+    """Every operator family's kernels against their references, then a short DDF timing."""
     import torch
 
-    from .bench import acda as acda_bench, ddf as ddf_bench, pac as pac_bench
-    from .bench.harness import memory_phase
+    from .bench import families
+    from .bench.harness import memory_phase, run_shapes
 
     device = _device(args.device)
     torch.manual_seed(0)
-    print(f"dynfilter-tvm check on {device}: DDF (decoupled dynamic filter) compiled with TVM")
+    fams = families()
+    print(f"dynfilter-tvm check on {device}: {', '.join(f.NAME for f in fams.values())} compiled with TVM")
     if not memory_phase():  # (the child that measures CPU memory skips the checks)
         t = time.perf_counter()
-        ddf_bench.check(device)
-        print("ACDA (atom convolution of adaptive convolutions with dynamic atoms):")
-        acda_bench.check(device)
-        print("PAC (pixel-adaptive convolution: kernel from a guidance, then the convolution):")
-        pac_bench.check(device)
+        for fam in fams.values():
+            print(f"{fam.TITLE}:")
+            fam.check(device)
         print(f"correct: forward and all gradients match the plain-PyTorch definitions "
               f"({time.perf_counter() - t:.1f} s, kernels compiled or loaded from the cache)")
     shapes = [(2, 64, 56, 56, 3)] if device.type == "cpu" else [(8, 256, 56, 56, 3)]
-    ddf_bench.run(device, shapes, compile_ref=args.compile, argv=["-m", "dynfilter_tvm", *sys.argv[1:]], repeats=5)
+    run_shapes(fams["ddf"], device, shapes, compile_ref=args.compile, argv=["-m", "dynfilter_tvm", *sys.argv[1:]],
+               repeats=5)
     return 0
 
 

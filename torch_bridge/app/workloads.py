@@ -89,40 +89,20 @@ def model_workloads(name: str, input_shape: Sequence[int], dtype: str = "float32
     return module_workloads(model, inputs, backward, dtype)
 
 
-LAYERS = ("ddf", "pac", "acda")
-
-
 def layer_workloads(op: str, input_shape: Sequence[int], kernel_size: int = 3, stride: int = 1,
                     dilation: int = 1, out_channels: Optional[int] = None, dtype: str = "float32",
                     backward: bool = True) -> List[Workload]:
-    """Workloads of one operator's standard layer at ``input_shape`` (N, C, H, W):
-    ``DDFPack``, ``PacConv2d`` (guided by its input) or ``ACDAConv2d``."""
-    from .. import nn as layers
+    """Workloads of one operator family's standard layer (``standard_layer`` of its module in
+    ``torch_bridge.app.bench``: ``DDFPack``, ``PacConv2d`` guided by its input, ``ACDAConv2d``)
+    at ``input_shape`` (N, C, H, W)."""
+    from .bench import families
 
+    found = families()
+    if op not in found:
+        raise ValueError(f"unknown operator {op!r}; expected one of {sorted(found)}")
     n, c, h, w = input_shape
-    o = out_channels or c
-    pad = dilation * (kernel_size - 1) // 2
-    if op == "ddf":
-        module = layers.DDFPack(c, kernel_size, stride=stride, dilation=dilation)
-    elif op == "pac":
-        conv = layers.PacConv2d(c, o, kernel_size, stride=stride, padding=pad, dilation=dilation)
-        module = _Guided(conv)
-    elif op == "acda":
-        module = layers.ACDAConv2d(c, o, kernel_size, stride=stride, padding=pad, dilation=dilation)
-    else:
-        raise ValueError(f"unknown operator {op!r}; expected one of {LAYERS}")
+    module = found[op].standard_layer(c, kernel_size, stride, dilation, out_channels)
     return module_workloads(module, [torch.randn(n, c, h, w)], backward, dtype)
-
-
-class _Guided(torch.nn.Module):
-    """A PAC layer guided by its own input, as in the PAC benchmarks."""
-
-    def __init__(self, conv):
-        super().__init__()
-        self.conv = conv
-
-    def forward(self, x):
-        return self.conv(x, x)
 
 
 # -- command-line selection, shared by `tune` and `compile` ---------------------------------
@@ -130,7 +110,9 @@ def add_arguments(parser) -> None:
     """The options that select workloads: a model, one operator's layer, or explicit JSON."""
     g = parser.add_argument_group("workloads (one of --model, --op, --workload)")
     g.add_argument("--model", help="a registered model (torch_bridge.models), with --input")
-    g.add_argument("--op", choices=LAYERS, help="one operator's layer (DDFPack, PacConv2d, ACDAConv2d), with --input")
+    from .bench import families
+
+    g.add_argument("--op", choices=sorted(families()), help="one operator's layer (DDFPack, PacConv2d, ACDAConv2d), with --input")
     g.add_argument("--input", type=parse_shape, help="input shape NxCxHxW, e.g. 8x3x224x224")
     g.add_argument("--workload", action="append", default=[], metavar="JSON",
                    help='an exact kernel: {"op": "ddf", "kernel": "fwd", "params": {...}, "dtype": "float32"}'

@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from dynfilter_tvm.ops.common import out_size
 
-from .harness import measure_pass, output_and_input_grads, run_shapes
+from .harness import measure_pass, output_and_input_grads
 from ...functional import ddf
+from ...nn import DDFPack
 from ...reference import ddf_reference
+
+NAME = "DDF"
+TITLE = "DDF (decoupled dynamic filter) compiled with TVM"
+FLOOR = "depthwise conv2d"  # the vendor op the ratios are taken to
+# DDF-ResNet-50 stages at batch 2 (CPU) / 16 (GPU), plus a large kernel.
+CPU_SHAPES = [(2, 64, 56, 56, 3), (2, 128, 28, 28, 3), (2, 256, 14, 14, 3), (2, 64, 56, 56, 7)]
+GPU_SHAPES = [(16, 64, 56, 56, 3), (16, 128, 28, 28, 3), (16, 256, 14, 14, 3), (16, 64, 56, 56, 7)]
+
 
 
 def check(device: torch.device, verbose: bool = True) -> float:
@@ -70,7 +80,7 @@ def bench_shape(B, C, H, W, k, device, dtype=torch.float32, compile_ref=True, re
     return rows
 
 
-def run(device: torch.device, shapes, compile_ref: bool, argv: List[str], json_path: Optional[str] = None,
-        repeats: int = 7) -> List[Dict]:
-    """Measure every shape (B, C, H, W, k), print the table; ``argv`` reruns this command."""
-    return run_shapes("DDF", bench_shape, "depthwise conv2d", device, shapes, compile_ref, argv, json_path, repeats)
+def standard_layer(channels: int, kernel_size: int, stride: int = 1, dilation: int = 1,
+                   out_channels: Optional[int] = None) -> nn.Module:
+    """The family's layer for ``--op ddf`` workloads: ``DDFPack`` (keeps the channels)."""
+    return DDFPack(channels, kernel_size, stride=stride, dilation=dilation)

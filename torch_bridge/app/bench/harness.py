@@ -205,28 +205,28 @@ def print_table(rows: List[Dict], floor: str) -> None:
               f"{mem_s} {mem_ratio:9.2f}")
 
 
-def run_shapes(name: str, bench_shape: Callable[..., List[Dict]], floor: str, device: torch.device, shapes,
-               compile_ref: bool, argv: List[str], json_path: Optional[str] = None, repeats: int = 7) -> List[Dict]:
-    """Measure ``bench_shape(B, C, H, W, k, device, compile_ref=, repeats=)`` for every shape,
-    print the table (ratios to ``floor``), optionally write JSON; ``argv`` reruns this command
-    (CPU memory)."""
+def run_shapes(family, device: torch.device, shapes, compile_ref: bool, argv: List[str],
+               json_path: Optional[str] = None, repeats: int = 7) -> List[Dict]:
+    """Measure ``family.bench_shape(B, C, H, W, k, device, compile_ref=, repeats=)`` (a module
+    of ``torch_bridge.app.bench``) for every shape, print the table (ratios to its ``FLOOR``),
+    optionally write JSON; ``argv`` reruns this command (CPU memory)."""
     print(f"machine: {machine_description(device)}")
     rows = []
     for i, (B, C, H, W, k) in enumerate(shapes, 1):
-        print(f"[{i}/{len(shapes)}] timing {name} B={B} C={C} {H}x{W} k={k} ...", flush=True)
-        rows += bench_shape(B, C, H, W, k, device, compile_ref=compile_ref, repeats=repeats)
+        print(f"[{i}/{len(shapes)}] timing {family.NAME} B={B} C={C} {H}x{W} k={k} ...", flush=True)
+        rows += family.bench_shape(B, C, H, W, k, device, compile_ref=compile_ref, repeats=repeats)
     if device.type == "cpu":
         rows = add_cpu_memory(rows, argv)
-    print_table(rows, floor)
+    print_table(rows, family.FLOOR)
     if json_path:
         with open(json_path, "w") as f:
             json.dump({"machine": machine_description(device), "rows": rows}, f, indent=1)
     return rows
 
 
-def main(description: str, module, cpu_shapes, gpu_shapes) -> None:
-    """Command line of a benchmark script: ``module.run(device, shapes, compile_ref, argv,
-    json_path, repeats)`` with the script's options."""
+def main(description: str, family) -> None:
+    """Command line of a benchmark script: :func:`run_shapes` of ``family`` (at its
+    ``CPU_SHAPES`` or ``GPU_SHAPES`` unless ``--shapes``) with the script's options."""
     import argparse
 
     ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -243,5 +243,5 @@ def main(description: str, module, cpu_shapes, gpu_shapes) -> None:
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
     torch.manual_seed(0)
     shapes = [tuple(int(n) for n in s.split("x")) for s in a.shapes.split(",")] if a.shapes else (
-        cpu_shapes if dev.type == "cpu" else gpu_shapes)
-    module.run(dev, shapes, not a.no_compile, sys.argv, a.json, a.repeats)
+        family.CPU_SHAPES if dev.type == "cpu" else family.GPU_SHAPES)
+    run_shapes(family, dev, shapes, not a.no_compile, sys.argv, a.json, a.repeats)

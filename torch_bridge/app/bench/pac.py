@@ -11,11 +11,18 @@ import torch
 import torch.nn as nn
 
 from ...reference import pac as ref
-from .harness import layer_passes, output_and_input_grads, run_shapes
+from .harness import layer_passes, output_and_input_grads
 from ...functional import pacconv2d, packernel2d
 from ...nn import PacConv2d
 
-FLOOR = "conv2d"
+NAME = "PAC"
+TITLE = "PAC (pixel-adaptive convolution: kernel from a guidance, then the convolution)"
+FLOOR = "conv2d"  # the vendor op the ratios are taken to
+# The joint-upsampling nets' 5x5 at 32 channels, a ResNet stage at 3x3 and 5x5, a deeper one.
+CPU_SHAPES = [(2, 32, 128, 128, 5), (2, 64, 56, 56, 3), (2, 64, 56, 56, 5), (2, 128, 28, 28, 3)]
+GPU_SHAPES = [(16, 32, 128, 128, 5), (16, 64, 56, 56, 3), (16, 64, 56, 56, 5), (16, 128, 28, 28, 3)]
+
+
 
 
 def _layer(f, x, w, b, k, s, p, d, kernel_fn, conv_fn):
@@ -58,7 +65,20 @@ def bench_shape(N, C, H, W, k, device, dtype=torch.float32, compile_ref=True, re
     return layer_passes(f"{N}x{C}x{H}x{W} k{k}", variants, (layer, native, conv), x, device, repeats)
 
 
-def run(device: torch.device, shapes, compile_ref: bool, argv: List[str], json_path: Optional[str] = None,
-        repeats: int = 7) -> List[Dict]:
-    """Measure every shape (B, C, H, W, k), print the table; ``argv`` reruns this command."""
-    return run_shapes("PacConv2d", bench_shape, FLOOR, device, shapes, compile_ref, argv, json_path, repeats)
+def standard_layer(channels: int, kernel_size: int, stride: int = 1, dilation: int = 1,
+                   out_channels: Optional[int] = None) -> nn.Module:
+    """The family's layer for ``--op pac`` workloads: ``PacConv2d`` guided by its own input."""
+    pad = dilation * (kernel_size - 1) // 2
+    return _SelfGuided(PacConv2d(channels, out_channels or channels, kernel_size, stride=stride, padding=pad,
+                                 dilation=dilation))
+
+
+class _SelfGuided(nn.Module):
+    """A PAC layer guided by its own input, as in the benchmarks."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        return self.conv(x, x)
