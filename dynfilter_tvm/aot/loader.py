@@ -82,7 +82,7 @@ class Bundle:
 
 
 def _current_compute(workload: Workload) -> Optional[str]:
-    from .build import compute_digest
+    from ..build import compute_digest
 
     try:
         return compute_digest(workload)

@@ -38,7 +38,7 @@ def schedule_kernels(workloads: Sequence[Workload], target: Target, progress: Pr
                      ) -> Tuple[tvm.IRModule, List[dict]]:
     """Every workload scheduled for ``target`` and renamed to its symbol, merged into one
     IRModule, with the manifest entry of each kernel."""
-    from .build import compute_digest, schedule
+    from ..build import compute_digest, schedule
 
     name = target_name(target)
     funcs, kernels = {}, []

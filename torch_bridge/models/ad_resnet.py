@@ -50,6 +50,7 @@ import torch
 import torch.nn as nn
 
 from ..nn import ACDAConv2d
+from ._resnet_parts import bottleneck_stage, init_resnet_weights
 from .registry import register_model
 
 __all__ = ["AdResNet", "Bottleneck", "ad_resnet_s", "ad_resnet_m", "ad_resnet_l", "WIDTHS"]
@@ -107,29 +108,19 @@ class AdResNet(nn.Module):
             raise ValueError(f"layers must give the number of blocks of the 4 stages, got {layers!r}")
         self.width, self.layers_cfg = width, tuple(layers)
         self.dynamic_stages = tuple(dynamic_stages) if acda else ()
-        self.inplanes = stem_width
         self.conv1 = nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         cfg = dict(kernel_size=kernel_size, num_bases=num_bases, bases_grad=bases_grad)
-        self.layer1 = self._make_layer(width, layers[0], 1, 0 in self.dynamic_stages, cfg)
-        self.layer2 = self._make_layer(2 * width, layers[1], 2, 1 in self.dynamic_stages, cfg)
-        self.layer3 = self._make_layer(4 * width, layers[2], 2, 2 in self.dynamic_stages, cfg)
-        self.layer4 = self._make_layer(8 * width, layers[3], 2, 3 in self.dynamic_stages, cfg)
+        inplanes = stem_width
+        for i, blocks in enumerate(layers):
+            stage, inplanes = bottleneck_stage(Bottleneck, inplanes, width << i, blocks, 1 if i == 0 else 2,
+                                               dynamic=i in self.dynamic_stages, **cfg)
+            self.add_module(f"layer{i + 1}", stage)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(8 * width * Bottleneck.expansion, num_classes)
         self._init_weights(zero_init_residual)
-
-    def _make_layer(self, planes: int, blocks: int, stride: int, dynamic: bool, cfg: dict) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes * Bottleneck.expansion:
-            downsample = nn.Sequential(_conv1x1(self.inplanes, planes * Bottleneck.expansion, stride),
-                                       nn.BatchNorm2d(planes * Bottleneck.expansion))
-        layers = [Bottleneck(self.inplanes, planes, stride, downsample, dynamic, **cfg)]
-        self.inplanes = planes * Bottleneck.expansion
-        layers += [Bottleneck(self.inplanes, planes, dynamic=dynamic, **cfg) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         # torchvision's initialisation, for the modules outside the ACDA layers (which keep
@@ -138,14 +129,7 @@ class AdResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, ACDAConv2d):
                 inside_acda.update(id(s) for s in m.modules())
-        for m in self.modules():
-            if id(m) in inside_acda:
-                continue
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_weights(self.modules(), skip=inside_acda)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, Bottleneck):

@@ -56,6 +56,7 @@ import torch
 import torch.nn as nn
 
 from ..nn import DDFPack
+from ._resnet_parts import bottleneck_stage, init_resnet_weights
 from .registry import register_model
 
 __all__ = ["ResNet", "Bottleneck", "resnet50", "resnet101", "ddf_resnet50", "ddf_resnet101",
@@ -131,17 +132,9 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         inplanes = 64
         for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
-            stride = 1 if i == 0 else 2
-            outplanes = planes * Bottleneck.expansion
-            downsample = None
-            if stride != 1 or inplanes != outplanes:
-                downsample = nn.Sequential(nn.Conv2d(inplanes, outplanes, 1, stride=stride, bias=False),
-                                           nn.BatchNorm2d(outplanes))
-            stage = [Bottleneck(inplanes, planes, stride, downsample, ddf, se_ratio, kernel_combine)]
-            stage += [Bottleneck(outplanes, planes, 1, None, ddf, se_ratio, kernel_combine)
-                      for _ in range(1, blocks)]
-            self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
-            inplanes = outplanes
+            stage, inplanes = bottleneck_stage(Bottleneck, inplanes, planes, blocks, 1 if i == 0 else 2,
+                                               ddf=ddf, se_ratio=se_ratio, kernel_combine=kernel_combine)
+            self.add_module(f"layer{i + 1}", stage)
         self.num_features = inplanes
         self.global_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
         self.fc = nn.Linear(inplanes, num_classes)
@@ -149,12 +142,7 @@ class ResNet(nn.Module):
 
     def init_weights(self, zero_init_last: bool = True) -> None:
         """timm 0.4.5's ``ResNet`` initialisation (the DDF branches' convolutions included)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_weights(self.modules())
         if zero_init_last:
             for m in self.modules():
                 if isinstance(m, Bottleneck):
