@@ -13,3 +13,14 @@ import torch  # noqa: E402
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def no_kernels(monkeypatch):
+    """Fail any compiled-kernel lookup: for paths that must not run (or build) a kernel."""
+    import dynfilter_tvm
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a compiled kernel was requested")
+
+    monkeypatch.setattr(dynfilter_tvm, "get_kernel", fail)

@@ -180,3 +180,23 @@ def test_bad_arguments_raise(kwargs, match):
 def test_wrong_input_channels_raise():
     with pytest.raises(ValueError, match="input must have shape"):
         ACDAConv2d(3, 2, 3, padding=1)(torch.randn(1, 4, 5, 5))
+
+
+def test_input_errors_name_the_argument():
+    layer = ACDAConv2d(3, 2, 3, padding=1)
+    for bad in (torch.randn(3, 5, 5), torch.randn(1, 3, 0, 5)):
+        with pytest.raises(ValueError, match=r"input must have shape \(N, 3, H, W\)"):
+            layer(bad)
+
+
+@pytest.mark.parametrize("native_impl", [False, True])
+@pytest.mark.parametrize("train", [False, True])
+def test_empty_batch_gives_empty_output_and_zero_gradients(native_impl, train, no_kernels):
+    layer = ACDAConv2d(3, 4, 3, padding=1, stride=2, native_impl=native_impl).train(train)
+    x = torch.randn(0, 3, 7, 6, requires_grad=True)
+    out = layer(x)
+    assert out.shape == (0, 4, 4, 3)
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape and not p.grad.any(), name

@@ -178,3 +178,22 @@ def _bad(**over):
 def test_bad_input_raises_clear_error(over, exc, match):
     with pytest.raises(exc, match=match):
         acda_atom_conv2d(**_bad(**over))
+
+
+@pytest.mark.parametrize("native_impl", [False, True])
+def test_empty_batch_gives_empty_output_and_gradients(native_impl, no_kernels):
+    # like F.conv2d: batch 0 is fine (no kernel runs); zero channels stay an error (above)
+    x, a, b = make_inputs(0, 3, 7, 6, 2, 3, 3, 2, 1, 1, torch.float32)
+    out = acda_atom_conv2d(x, a, b, 2, 1, 1, native_impl=native_impl)
+    assert out.shape == (0, 6, 4, 3)
+    gx, ga, gb = torch.autograd.grad(out.sum(), (x, a, b))
+    assert (gx.shape, ga.shape, gb.shape) == (x.shape, a.shape, b.shape)
+    assert not gb.any()  # the bases' gradient sums over the empty batch
+
+
+def test_kernel_size_limit_names_native_impl():
+    x, a, b = make_inputs(1, 2, 5, 4, 1, 2, 17, 1, 1, 8)
+    with pytest.raises(ValueError, match="k <= 15 .*native_impl=True"):
+        acda_atom_conv2d(x, a, b, 1, 8, 1)
+    out = acda_atom_conv2d(x, a, b, 1, 8, 1, native_impl=True)
+    torch.testing.assert_close(out, acda_atom_conv2d_reference(x, a, b, 1, 8, 1))

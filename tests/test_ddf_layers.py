@@ -288,3 +288,42 @@ def test_up_pack_joint_errors():
         up(torch.randn(1, 8, 5, 6))
     with pytest.raises(ValueError, match="joint_x"):
         up(torch.randn(1, 8, 5, 6), torch.randn(1, 4, 5, 7))
+
+
+@pytest.mark.parametrize("make, args, match", [
+    (lambda: DDFPack(8), (torch.randn(8, 6, 6),), r"x must have shape \(N, 8, H, W\)"),  # unbatched
+    (lambda: DDFPack(8), (torch.randn(2, 4, 6, 6),), r"x must have shape \(N, 8, H, W\)"),
+    (lambda: DDFPack(8), (torch.randn(2, 8, 0, 6),), r"x must have shape \(N, 8, H, W\) with H, W >= 1"),
+    (lambda: DDFUpPack(8), (torch.randn(8, 5, 6),), r"x must have shape \(N, 8, H, W\)"),
+    (lambda: DDFUpPack(8), (torch.randn(1, 3, 5, 6),), r"x must have shape \(N, 8, H, W\)"),
+    (lambda: DDFUpPack(8), (torch.randn(1, 8, 5, 6), torch.randn(1, 4, 5, 6)),
+     r"joint_x must have shape \(1, 8, 5, 6\)"),
+    (lambda: DDFUpPack(8, joint_channels=4), (torch.randn(1, 8, 5, 6), torch.randn(1, 3, 5, 6)),
+     r"joint_x must have shape \(1, 4, 5, 6\)"),
+])
+def test_input_errors_name_the_argument(make, args, match):
+    with pytest.raises(ValueError, match=match):
+        make()(*args)
+
+
+@pytest.mark.parametrize("native_impl", [False, True])
+@pytest.mark.parametrize("make, out_shape", [
+    (lambda n: DDFPack(8, stride=2, head=2, native_impl=n), (0, 8, 4, 3)),
+    (lambda n: DDFUpPack(8, scale_factor=3, native_impl=n), (0, 8, 21, 18)),
+])
+def test_empty_batch_gives_empty_output_and_zero_gradients(make, out_shape, native_impl, no_kernels):
+    layer = make(native_impl)
+    x = torch.randn(0, 8, 7, 6, requires_grad=True)
+    out = layer(x)
+    assert out.shape == out_shape
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape and not p.grad.any(), name
+
+
+def test_kernel_size_limit_names_native_impl():
+    with pytest.raises(ValueError, match="at most 31 .*native_impl=True"):
+        DDFPack(8, kernel_size=33)
+    layer = DDFPack(8, kernel_size=33, native_impl=True)
+    assert layer(torch.randn(1, 8, 5, 4)).shape == (1, 8, 5, 4)

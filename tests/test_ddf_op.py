@@ -174,3 +174,21 @@ def test_meta_tensors_give_shapes():
     x, cf, sf = (t.to("meta") for t in make_inputs(2, 4, 9, 7, 2, 3, 2, 1, torch.float32, requires_grad=False))
     out = ddf(x, cf, sf, 3, 1, 2)
     assert out.device.type == "meta" and out.shape == (2, 4, 5, 4)
+
+
+@pytest.mark.parametrize("native_impl", [False, True])
+def test_empty_batch_gives_empty_output_and_gradients(native_impl, no_kernels):
+    # like F.conv2d: batch 0 is fine (no kernel runs); a zero spatial size stays an error (above)
+    x, cf, sf = make_inputs(0, 4, 7, 6, 2, 3, 2, 1, torch.float32)
+    out = ddf(x, cf, sf, 3, 1, 2, native_impl=native_impl)
+    assert out.shape == (0, 4, 4, 3)
+    grads = torch.autograd.grad(out.sum(), (x, cf, sf))
+    assert [g.shape for g in grads] == [x.shape, cf.shape, sf.shape]
+
+
+def test_kernel_size_limit_names_native_impl():
+    x, cf, sf = make_inputs(1, 2, 5, 4, 1, 33, 1, 1, torch.float64)
+    with pytest.raises(ValueError, match="at most 31 .*native_impl=True"):
+        ddf(x, cf, sf, 33)
+    out = ddf(x, cf, sf, 33, native_impl=True)
+    torch.testing.assert_close(out, ddf_reference(x, cf, sf, 33))

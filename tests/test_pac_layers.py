@@ -262,3 +262,29 @@ def test_extra_repr():
 def test_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+@pytest.mark.parametrize("native_impl", [False, True])
+@pytest.mark.parametrize("make, guide_hw, out_shape", [
+    (lambda n: PacConv2d(3, 4, 3, padding=1, kernel_type="inv_0.5_1", smooth_kernel_type="full_3",
+                         native_impl=n), (7, 9), (0, 4, 7, 9)),
+    (lambda n: PacConvTranspose2d(3, 4, 3, stride=2, padding=1, native_impl=n), (7, 9), (0, 4, 7, 9)),
+    (lambda n: PacPool2d(3, padding=1, native_impl=n), (7, 9), (0, 3, 7, 9)),
+])
+def test_empty_batch_gives_empty_output_and_zero_gradients(make, guide_hw, out_shape, native_impl, no_kernels):
+    layer = make(native_impl)
+    x = torch.randn(0, 3, *((4, 5) if isinstance(layer, PacConvTranspose2d) else guide_hw), requires_grad=True)
+    guide = torch.randn(0, 4, *guide_hw, requires_grad=True)
+    out = layer(x, guide)
+    assert out.shape == out_shape
+    out.sum().backward()
+    assert x.grad.shape == x.shape and guide.grad.shape == guide.shape
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape and not p.grad.any(), name
+
+
+def test_kernel_size_limit_names_native_impl():
+    x, guide = torch.randn(1, 3, 5, 4), torch.randn(1, 2, 5, 4)
+    with pytest.raises(ValueError, match="at most 15 .*native_impl=True"):
+        PacConv2d(3, 4, 17, padding=8)(x, guide)
+    assert PacConv2d(3, 4, 17, padding=8, native_impl=True)(x, guide).shape == (1, 4, 5, 4)

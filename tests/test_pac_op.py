@@ -296,3 +296,36 @@ def test_benchmark_check_and_one_shape_run():
     assert {(r["pass"], r["variant"]) for r in rows} == {
         (p, v) for p in ("forward", "forward+backward") for v in ("dynfilter_tvm", "unfold eager", "conv2d")}
     assert all(r["ms"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("native_impl", [False, True])
+def test_empty_batch_gives_empty_outputs_and_gradients(native_impl, no_kernels):
+    # like F.conv2d / F.conv_transpose2d: batch 0 is fine (no kernel runs), parameters get zeros
+    kw = dict(native_impl=native_impl)
+    x = torch.randn(0, 3, 7, 6, requires_grad=True)
+    sk = torch.rand(1, 1, 3, 3, requires_grad=True)
+    K, mask = Fn.packernel2d(x, torch.ones(0, 1, 7, 6), 3, stride=2, padding=1, smooth_kernel_type="full_3",
+                             smooth_kernel=sk, **kw)
+    assert K.shape == (0, 1, 3, 3, 4, 3) and mask.shape == (0, 1, 1, 1, 4, 3)
+    Kt = torch.rand(0, 1, 3, 3, 14, 12, requires_grad=True)
+    w, wt, ws = (torch.randn(*s, requires_grad=True) for s in ((5, 3, 3, 3), (3, 5, 3, 3), (1, 1, 3, 3)))
+    b = torch.randn(5, requires_grad=True)
+    outs = [
+        (Fn.pacconv2d(x, K, w, b, stride=2, padding=1, **kw), (0, 5, 4, 3)),
+        (Fn.pacconv2d(x, K, ws, None, stride=2, padding=1, shared_filters=True, **kw), (0, 3, 4, 3)),
+        (Fn.pacconv_transpose2d(x, Kt, wt, b, stride=2, padding=1, output_padding=1, **kw), (0, 5, 14, 12)),
+        (Fn.pacpool2d(x, K, 3, stride=2, padding=1, **kw), (0, 3, 4, 3)),
+    ]
+    assert [tuple(o.shape) for o, _ in outs] == [s for _, s in outs]
+    params = (x, Kt, w, wt, ws, b, sk)
+    grads = torch.autograd.grad(sum(o.sum() for o, _ in outs), params)
+    for t, g in zip(params, grads):
+        assert g.shape == t.shape and not g.any()
+
+
+def test_kernel_size_limit_names_native_impl():
+    x, K, w = torch.randn(1, 2, 5, 4), torch.rand(1, 1, 17, 17, 5, 4), torch.randn(3, 2, 17, 17)
+    with pytest.raises(ValueError, match="at most 15 .*native_impl=True"):
+        Fn.pacconv2d(x, K, w, padding=8)
+    out = Fn.pacconv2d(x, K, w, padding=8, native_impl=True)
+    torch.testing.assert_close(out, R.pacconv2d_reference(x, K, w, padding=8))

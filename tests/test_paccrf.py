@@ -241,3 +241,17 @@ def test_position_and_yxrgb_features():
     with pytest.raises(ValueError):
         create_YXRGB(img, yx_scale=1.0, scales=scales)
     assert math.isclose(float(create_position_feats((3,), 2.0)[0, 0, 2]), 1.0)
+
+
+@pytest.mark.parametrize("native_impl", [False, True])
+@pytest.mark.parametrize("cls", [PacCRF, PacCRFLoose])
+def test_empty_batch_gives_empty_output_and_zero_gradients(cls, native_impl, no_kernels):
+    crf = cls(C, 2, native_impl=native_impl, pairwise_kernels=KERNELS)
+    unary = torch.randn(0, C, H, W, requires_grad=True)
+    feat = torch.randn(0, 4, H, W, requires_grad=True)
+    out = crf(unary, feat)
+    assert out.shape == (0, C, H, W)
+    out.sum().backward()
+    assert unary.grad.shape == unary.shape and feat.grad.shape == feat.shape
+    for name, p in crf.named_parameters():  # unused pairwise weights get none (module docstring)
+        assert p.grad is None or (p.grad.shape == p.shape and not p.grad.any()), name

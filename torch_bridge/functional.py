@@ -55,7 +55,8 @@ def ddf(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel
     if isinstance(features, Tensor):  # autocast first: it makes mixed-dtype filters agree
         features, channel_filter, spatial_filter = _autocast(
             features.device.type, features, channel_filter, spatial_filter)
-    _check_ddf(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
+    _check_ddf(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine,
+               compiled=not native_impl)
     op = ddf_reference if native_impl else ddf_op
     return op(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
 
@@ -89,7 +90,7 @@ def acda_atom_conv2d(input: Tensor, coefficients: Tensor, bases: Tensor, stride:
     """
     if isinstance(input, Tensor):
         input, coefficients, bases = _autocast(input.device.type, input, coefficients, bases)
-    _check_acda(input, coefficients, bases, stride, padding, dilation)
+    _check_acda(input, coefficients, bases, stride, padding, dilation, compiled=not native_impl)
     op = acda_atom_conv2d_reference if native_impl else atom_conv_op
     return op(input, coefficients, bases, stride, padding, dilation)
 

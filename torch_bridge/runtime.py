@@ -73,6 +73,12 @@ def run(op: str, kernel: str, params: dict, dtype: torch.dtype, device: torch.de
     """Run one kernel on contiguous tensors: the last is the output, written in place.
     Misaligned inputs are copied to aligned memory; outputs must be allocated by torch."""
     *inputs, out = tensors
+    if any(t.numel() == 0 for t in tensors):
+        # An empty batch (the only empty dim the checks let through) leaves every sum of the
+        # kernels empty: the output is empty, or zero (a weight's gradient). No kernel is
+        # built for it.
+        out.zero_()
+        return
     wl = Workload.make(op, kernel, params, DTYPES[dtype])
     if _recorder is not None:
         _recorder.append(wl)

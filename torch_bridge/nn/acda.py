@@ -31,7 +31,7 @@ from torch import Tensor
 
 from dynfilter_tvm.bases import multiscale_bases
 
-from .._checks import check_nonnegative_int, check_positive_int
+from .._checks import check_input, check_nonnegative_int, check_positive_int
 from ..functional import acda_atom_conv2d
 
 __all__ = ["ACDAConv2d"]
@@ -154,8 +154,7 @@ class ACDAConv2d(nn.Module):
     def forward_with(self, atom_conv: AtomConv, input: Tensor) -> Tensor:
         """The layer with another implementation of the atom convolution (e.g. the unfold
         reference ``torch_bridge.reference.acda_atom_conv2d_reference``)."""
-        if input.dim() != 4 or input.shape[1] != self.in_channels:
-            raise ValueError(f"input must have shape (N, {self.in_channels}, H, W), got {tuple(input.shape)}")
+        check_input("input", input, self.in_channels)
         k = self.kernel_size
         bases = self.bases.view(self.tem_size, k, k).to(input.dtype)
         z = atom_conv(input, self.coefficients(input), bases, self.stride, self.padding, self.dilation)

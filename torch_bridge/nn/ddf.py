@@ -12,9 +12,9 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
+from .._checks import check_input
 from ..ops.ddf import check_combine, check_kernel_size, check_positive_int
 from ..functional import ddf
 
@@ -23,15 +23,21 @@ __all__ = ["FilterNorm", "build_spatial_branch", "build_channel_branch", "DDFPac
 _FILTER_TYPES = ("spatial", "channel")
 
 
-def _check_kernel_size(k) -> None:
+def _check_kernel_size(k, native_impl: bool) -> None:
     # k = 1 is rejected too: FilterNorm divides by the unbiased std over k*k taps, NaN for one tap.
-    check_kernel_size(k, smallest=3)
+    check_kernel_size(k, smallest=3, compiled=not native_impl)
 
 
 def _check_head(in_channels: int, head) -> None:
     check_positive_int("head", head)
     if in_channels % head:
         raise ValueError(f"head ({head}) must divide in_channels ({in_channels})")
+
+
+def _std(x: Tensor) -> Tensor:
+    """The unbiased std over dim 2; an empty batch gives an empty result without torch's
+    zero-degrees-of-freedom warning."""
+    return x.sum(2, keepdim=True) if x.numel() == 0 else x.std(dim=2, keepdim=True)
 
 
 class FilterNorm(nn.Module):
@@ -84,21 +90,22 @@ class FilterNorm(nn.Module):
             self.mean = nn.Parameter(torch.randn(in_channels * kernel_size ** 2))
 
     def forward(self, x: Tensor) -> Tensor:
-        b, g = x.shape[0], self.in_channels
+        # explicit k*k (not -1): an empty batch has no size to infer
+        b, g, taps = x.shape[0], self.in_channels, self.kernel_size ** 2
         if self.filter_type == "spatial":
             _, n, h, w = x.shape
-            x = x.reshape(b, g, -1, h, w)
+            x = x.reshape(b, g, taps, h, w)
             x = x - x.mean(dim=2, keepdim=True)
-            x = x / (x.std(dim=2, keepdim=True) + 1e-10)
+            x = x / (_std(x) + 1e-10)
             x = x.reshape(b, n, h, w)
             x = x * (self.std[None, :, None, None] if self.running_std else self.std)
             if self.running_mean:
                 x = x + self.mean[None, :, None, None]
         else:
-            x = x.reshape(b, g, -1)
+            x = x.reshape(b, g, taps)
             x = x - x.mean(dim=2, keepdim=True)
-            x = x / (x.std(dim=2, keepdim=True) + 1e-10)
-            x = x.reshape(b, -1)
+            x = x / (_std(x) + 1e-10)
+            x = x.reshape(b, g * taps)
             x = x * (self.std[None, :] if self.running_std else self.std)
             if self.running_mean:
                 x = x + self.mean[None, :]
@@ -179,7 +186,7 @@ class DDFPack(nn.Module):
                  kernel_combine: str = "mul", native_impl: bool = False):
         super().__init__()
         check_positive_int("in_channels", in_channels)
-        _check_kernel_size(kernel_size)
+        _check_kernel_size(kernel_size, native_impl)
         check_positive_int("stride", stride)
         check_positive_int("dilation", dilation)
         _check_head(in_channels, head)
@@ -196,6 +203,7 @@ class DDFPack(nn.Module):
         self.channel_branch = build_channel_branch(in_channels, kernel_size, nonlinearity, se_ratio)
 
     def forward(self, x: Tensor) -> Tensor:
+        check_input("x", x, self.in_channels)
         b, c = x.shape[:2]
         k = self.kernel_size
         channel_filter = self.channel_branch(x).reshape(b, c, k, k)
@@ -261,7 +269,7 @@ class DDFUpPack(nn.Module):
                  kernel_combine: str = "mul", native_impl: bool = False):
         super().__init__()
         check_positive_int("in_channels", in_channels)
-        _check_kernel_size(kernel_size)
+        _check_kernel_size(kernel_size, native_impl)
         check_positive_int("scale_factor", scale_factor)
         check_positive_int("dilation", dilation)
         _check_head(in_channels, head)
@@ -302,14 +310,18 @@ class DDFUpPack(nn.Module):
                 build_channel_branch(in_channels, kernel_size, nonlinearity, se_ratio))
 
     def forward(self, x: Tensor, joint_x: Optional[Tensor] = None) -> Tensor:
+        check_input("x", x, self.in_channels)
+        joint_c = self.joint_channels or self.in_channels
         if joint_x is None:
-            if self.joint_channels is not None and self.joint_channels != x.shape[1]:
-                raise ValueError(f"joint_x (with {self.joint_channels} channels) is required: "
+            if joint_c != x.shape[1]:
+                raise ValueError(f"joint_x (with {joint_c} channels) is required: "
                                  f"x has {x.shape[1]} channels")
             joint_x = x
-        elif joint_x.dim() != 4 or joint_x.shape[0] != x.shape[0] or joint_x.shape[-2:] != x.shape[-2:]:
-            raise ValueError(f"joint_x must have x's batch and spatial size ({x.shape[0]}, *, "
-                             f"{x.shape[2]}, {x.shape[3]}), got {tuple(joint_x.shape)}")
+        elif not isinstance(joint_x, Tensor) or joint_x.dim() != 4 \
+                or (joint_x.shape[0], joint_x.shape[1]) != (x.shape[0], joint_c) or joint_x.shape[-2:] != x.shape[-2:]:
+            shape = tuple(joint_x.shape) if isinstance(joint_x, Tensor) else type(joint_x).__name__
+            raise ValueError(f"joint_x must have shape ({x.shape[0]}, {joint_c}, {x.shape[2]}, {x.shape[3]}) "
+                             f"(x's batch and spatial size), got {shape}")
         b, c, h, w = x.shape
         k = self.kernel_size
         outs = []
@@ -318,10 +330,11 @@ class DDFUpPack(nn.Module):
             spatial_filter = s_b(joint_x)
             outs.append(ddf(x, channel_filter, spatial_filter, k, self.dilation, 1, self.kernel_combine,
                             self.native_impl))
-        # (B, C, S*S, H, W) -> (B, C*S*S, H, W): pixel_shuffle sends channel c*S*S + i to
-        # sub-pixel i of channel c.
-        out = torch.stack(outs, dim=2).reshape(b, -1, h, w)
-        return F.pixel_shuffle(out, self.scale_factor)
+        # Branch i = a*S + b_ gives sub-pixel (a, b_) of each S x S block: pixel_shuffle of the
+        # stacked channels c*S*S + i, by hand since pixel_shuffle's backward fails on an empty batch.
+        S = self.scale_factor
+        out = torch.stack(outs, dim=2).view(b, c, S, S, h, w)
+        return out.permute(0, 1, 4, 2, 5, 3).reshape(b, c, h * S, w * S)
 
     def extra_repr(self) -> str:
         extra = (f"joint_channels={self.joint_channels}" if self.joint_channels is not None

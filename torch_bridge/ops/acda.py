@@ -15,24 +15,28 @@ from torch import Tensor
 from dynfilter_tvm.ops.acda import MAX_KERNEL_SIZE
 from dynfilter_tvm.ops.common import conv_out_size
 
-from .._checks import check_nonnegative_int, check_positive_int, check_tensors
+from .._checks import NATIVE_HINT, check_nonnegative_int, check_positive_int, check_tensors
 from ..runtime import acc_torch_dtype, run
 
 _NAMES = ("input", "coefficients", "bases")
 
 
 def check(input: Tensor, coefficients: Tensor, bases: Tensor, stride: int, padding: int,
-          dilation: int) -> dict:
-    """Validate the arguments and return the kernel parameters N, C, H, W, M, T, k, s, d, p."""
+          dilation: int, compiled: bool = True) -> dict:
+    """Validate the arguments and return the kernel parameters N, C, H, W, M, T, k, s, d, p
+    (``compiled``: within the kernels' limits)."""
     check_positive_int("stride", stride)
     check_nonnegative_int("padding", padding)
     check_positive_int("dilation", dilation)
     check_tensors(_NAMES, (input, coefficients, bases), (4, 4, 3),
-                  "cast them to one dtype (torch.autocast does this for acda_atom_conv2d)")
+                  "cast them to one dtype (torch.autocast does this for acda_atom_conv2d)",
+                  batched=("input", "coefficients"))
     T, k, k2 = bases.shape
-    if k != k2 or k > MAX_KERNEL_SIZE:
-        raise ValueError(f"bases must have shape (num_bases, k, k) with k <= {MAX_KERNEL_SIZE}, "
-                         f"got {tuple(bases.shape)}")
+    if k != k2:
+        raise ValueError(f"bases must have shape (num_bases, k, k), got {tuple(bases.shape)}")
+    if compiled and k > MAX_KERNEL_SIZE:
+        raise ValueError(f"bases must have shape (num_bases, k, k) with k <= {MAX_KERNEL_SIZE} for the compiled "
+                         f"kernel, got {tuple(bases.shape)}; {NATIVE_HINT}")
     N, C, H, W = input.shape
     Ho, Wo = conv_out_size(H, k, stride, padding, dilation), conv_out_size(W, k, stride, padding, dilation)
     if Ho < 1 or Wo < 1:

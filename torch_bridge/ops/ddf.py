@@ -8,15 +8,18 @@ from torch import Tensor
 
 from dynfilter_tvm.ops.ddf import COMBINES, MAX_KERNEL_SIZE, out_size
 
-from .._checks import check_positive_int, check_tensors
+from .._checks import NATIVE_HINT, check_positive_int, check_tensors
 from ..runtime import run
 
 _NAMES = ("features", "channel_filter", "spatial_filter")
 
 
-def check_kernel_size(k, smallest: int = 1) -> None:
-    if not isinstance(k, int) or isinstance(k, bool) or k < smallest or k % 2 == 0 or k > MAX_KERNEL_SIZE:
-        raise ValueError(f"kernel_size must be an odd integer in [{smallest}, {MAX_KERNEL_SIZE}], got {k!r}")
+def check_kernel_size(k, smallest: int = 1, compiled: bool = True) -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or k < smallest or k % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd integer >= {smallest}, got {k!r}")
+    if compiled and k > MAX_KERNEL_SIZE:
+        raise ValueError(f"kernel_size must be at most {MAX_KERNEL_SIZE} for the compiled kernels, got {k}; "
+                         f"{NATIVE_HINT}")
 
 
 def check_combine(kernel_combine) -> None:
@@ -25,16 +28,16 @@ def check_combine(kernel_combine) -> None:
 
 
 def check(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel_size: int,
-          dilation: int, stride: int, kernel_combine: str) -> dict:
+          dilation: int, stride: int, kernel_combine: str, compiled: bool = True) -> dict:
     """Validate the arguments (clear errors that name the argument) and return the kernel
-    parameters B, C, H, W, G, k, s, d, combine."""
+    parameters B, C, H, W, G, k, s, d, combine (``compiled``: within the kernels' limits)."""
     k = kernel_size
-    check_kernel_size(k)
+    check_kernel_size(k, compiled=compiled)
     check_positive_int("stride", stride)
     check_positive_int("dilation", dilation)
     check_combine(kernel_combine)
     check_tensors(_NAMES, (features, channel_filter, spatial_filter), (4, 4, 4),
-                  "cast them to one dtype (torch.autocast does this for ddf)")
+                  "cast them to one dtype (torch.autocast does this for ddf)", batched=_NAMES)
     B, C, H, W = features.shape
     Ho, Wo = out_size(H, stride), out_size(W, stride)
     if tuple(channel_filter.shape) != (B, C, k, k):

@@ -15,7 +15,7 @@ from torch import Tensor
 from dynfilter_tvm.ops.common import conv_out_size
 from dynfilter_tvm.ops.pac import MAX_KERNEL_SIZE
 
-from .._checks import check_nonnegative_int, check_positive_int, check_tensors
+from .._checks import NATIVE_HINT, check_nonnegative_int, check_positive_int, check_tensors
 from ..runtime import acc_torch_dtype, run
 
 
@@ -43,8 +43,11 @@ def _params(src: Tensor, out_hw: Tuple[int, int], k: int, geometry: dict, **extr
 
 # ---------------------------------------------------------------------------- checks
 def _check_geometry(k, stride, padding, output_padding, dilation, transposed) -> None:
-    if not isinstance(k, (int, torch.SymInt)) or k < 1 or k % 2 == 0 or k > MAX_KERNEL_SIZE:
-        raise ValueError(f"kernel_size must be an odd integer in [1, {MAX_KERNEL_SIZE}], got {k!r}")
+    if not isinstance(k, (int, torch.SymInt)) or k < 1 or k % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd positive integer, got {k!r}")
+    if k > MAX_KERNEL_SIZE:
+        raise ValueError(f"kernel_size must be at most {MAX_KERNEL_SIZE} for the compiled kernels, got {k}; "
+                         f"{NATIVE_HINT}")
     check_positive_int("stride", stride)
     check_nonnegative_int("padding", padding)
     check_nonnegative_int("output_padding", output_padding)
@@ -66,7 +69,7 @@ def _check_kernel(kernel: Tensor, N: int, channels: Tuple[int, ...], k: int, Ho:
 def check_conv(input, kernel, weight, bias, stride, padding, output_padding, dilation, transposed) -> dict:
     """Validate and return N, C (in), O (out), H, W, Ho, Wo, k."""
     check_tensors(("input", "kernel", "weight"), (input, kernel, weight), (4, 6, 4),
-                  "cast them to one dtype (torch.autocast does this for pacconv2d)")
+                  "cast them to one dtype (torch.autocast does this for pacconv2d)", batched=("input", "kernel"))
     k = weight.shape[-1]
     _check_geometry(k, stride, padding, output_padding, dilation, transposed)
     N, C, H, W = input.shape
@@ -81,7 +84,7 @@ def check_conv(input, kernel, weight, bias, stride, padding, output_padding, dil
                          f"padded by {padding}")
     _check_kernel(kernel, N, (1,), k, Ho, Wo)
     if bias is not None:
-        check_tensors(("input", "bias"), (input, bias), (4, 1), "cast bias to the input's dtype")
+        check_tensors(("input", "bias"), (input, bias), (4, 1), "cast bias to the input's dtype", batched=("input",))
         if bias.shape[0] != cout:
             raise ValueError(f"bias must have shape ({cout},), got {tuple(bias.shape)}")
     return dict(N=N, C=C, O=cout, H=H, W=W, Ho=Ho, Wo=Wo, k=k)
@@ -89,7 +92,7 @@ def check_conv(input, kernel, weight, bias, stride, padding, output_padding, dil
 
 def check_pool(input, kernel, k, stride, padding, output_padding, dilation, transposed) -> dict:
     check_tensors(("input", "kernel"), (input, kernel), (4, 6),
-                  "cast them to one dtype (torch.autocast does this for pacpool2d)")
+                  "cast them to one dtype (torch.autocast does this for pacpool2d)", batched=("input", "kernel"))
     _check_geometry(k, stride, padding, output_padding, dilation, transposed)
     N, C, H, W = input.shape
     Ho, Wo = (out_size(n, k, stride, padding, output_padding, dilation, transposed) for n in (H, W))
@@ -101,7 +104,8 @@ def check_pool(input, kernel, k, stride, padding, output_padding, dilation, tran
 
 
 def check_dist(guidance, centre, k, stride, padding, dilation, channel_wise) -> dict:
-    check_tensors(("guidance", "centre"), (guidance, centre), (4, 4), "cast them to one dtype")
+    check_tensors(("guidance", "centre"), (guidance, centre), (4, 4), "cast them to one dtype",
+                  batched=("guidance", "centre"))
     _check_geometry(k, stride, padding, 0, dilation, False)
     N, C, H, W = guidance.shape
     Ho, Wo = conv_out_size(H, k, stride, padding, dilation), conv_out_size(W, k, stride, padding, dilation)

@@ -296,7 +296,7 @@ def packernel2d_with(kernel_values, input: Tensor, mask: Optional[Tensor], kerne
     k = _odd_pair("kernel_size", kernel_size)
     s, d = pair_arg("stride", stride, 1), pair_arg("dilation", dilation, 1)
     p, op = pair_arg("padding", padding, 0), pair_arg("output_padding", output_padding, 0)
-    check_tensors(["input"], [input], [4], _DTYPE_HINT)
+    check_tensors(["input"], [input], [4], _DTYPE_HINT, batched=["input"])
     parse_kernel_type(kernel_type)
     if parse_smooth_kernel_type(smooth_kernel_type) is None:
         smooth_kernel = None
@@ -321,7 +321,7 @@ def packernel2d_with(kernel_values, input: Tensor, mask: Optional[Tensor], kerne
 def _check_smooth_kernel(smooth_kernel: Optional[Tensor], input: Tensor, smooth_kernel_type: str) -> None:
     if smooth_kernel is None:
         raise ValueError(f"smooth_kernel_type={smooth_kernel_type!r} needs a smooth_kernel tensor (1, 1, sk, sk)")
-    check_tensors(["input", "smooth_kernel"], [input, smooth_kernel], [4, 4], _DTYPE_HINT)
+    check_tensors(["input", "smooth_kernel"], [input, smooth_kernel], [4, 4], _DTYPE_HINT, batched=["input"])
     if smooth_kernel.shape[:2] != (1, 1) or smooth_kernel.shape[2] % 2 == 0 or smooth_kernel.shape[3] % 2 == 0:
         raise ValueError(f"smooth_kernel must have shape (1, 1, sk_h, sk_w) with odd sizes, "
                          f"got {tuple(smooth_kernel.shape)}")
@@ -361,7 +361,7 @@ def _check_conv_tensors(input: Tensor, kernel: Tensor, weight: Tensor, bias: Opt
     names, tensors, dims = ["input", "kernel", "weight"], [input, kernel, weight], [4, 6, 4]
     if bias is not None:
         names, tensors, dims = names + ["bias"], tensors + [bias], dims + [1]
-    check_tensors(names, tensors, dims, _DTYPE_HINT)
+    check_tensors(names, tensors, dims, _DTYPE_HINT, batched=["input", "kernel"])
 
 
 def _contract(cols: Tensor, weight: Tensor, bias: Optional[Tensor], shared_filters: bool) -> Tensor:
@@ -419,7 +419,7 @@ def pacpool2d_reference(input: Tensor, kernel: Tensor, kernel_size: IntPair, str
     """
     k = pair_arg("kernel_size", kernel_size, 1)
     s, p, d = pair_arg("stride", stride, 1), pair_arg("padding", padding, 0), pair_arg("dilation", dilation, 1)
-    check_tensors(["input", "kernel"], [input, kernel], [4, 6], _DTYPE_HINT)
+    check_tensors(["input", "kernel"], [input, kernel], [4, 6], _DTYPE_HINT, batched=["input", "kernel"])
     cols = nd2col(input, k, s, p, dilation=d)
     _check_kernel(kernel, input, k, cols.shape[-2:], (1, input.shape[1]))
     return (cols * kernel).sum(dim=(2, 3))
