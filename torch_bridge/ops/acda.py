@@ -123,6 +123,22 @@ def _setup_context(ctx, inputs, output):
     ctx.args = (stride, padding, dilation)
 
 
+def _coefficient_grads(dd: Tensor, coefficients: Tensor, bases: Tensor, need_a: bool, need_b: bool):
+    """The gradients of the coefficients and the bases from dD (N, M, k, k, Ho, Wo)."""
+    N, MT, Ho, Wo = coefficients.shape
+    T, k, _ = bases.shape
+    dd = dd.reshape(N * (MT // T), k * k, Ho * Wo)
+    acc = dd.dtype
+    da = db = None
+    if need_a:  # dA[n,m,t,y,x] = sum_l P[t,l] dD[n,m,l,y,x]
+        da = torch.matmul(bases.reshape(T, k * k).to(acc), dd).view(coefficients.shape)
+        da = da.to(coefficients.dtype)
+    if need_b:  # dP[t,l] = sum_{n,m,y,x} A[n,m,t,y,x] dD[n,m,l,y,x]
+        a = coefficients.reshape(N * (MT // T), T, Ho * Wo).to(acc)
+        db = torch.einsum("btp,blp->tl", a, dd).view(bases.shape).to(bases.dtype)
+    return da, db
+
+
 def _backward(ctx, grad_out):
     input, coefficients, bases = ctx.saved_tensors
     need_x, need_a, need_b = ctx.needs_input_grad[:3]
@@ -130,17 +146,54 @@ def _backward(ctx, grad_out):
     dx = grad_input_op(*args) if need_x else None
     da = db = None
     if need_a or need_b:
-        N, MT, Ho, Wo = coefficients.shape
-        T, k, _ = bases.shape
-        dd = grad_atoms_op(*args).view(N * (MT // T), k * k, Ho * Wo)
-        acc = dd.dtype
-        if need_a:  # dA[n,m,t,y,x] = sum_l P[t,l] dD[n,m,l,y,x]
-            da = torch.matmul(bases.reshape(T, k * k).to(acc), dd).view(coefficients.shape)
-            da = da.to(coefficients.dtype)
-        if need_b:  # dP[t,l] = sum_{n,m,y,x} A[n,m,t,y,x] dD[n,m,l,y,x]
-            a = coefficients.reshape(N * (MT // T), T, Ho * Wo).to(acc)
-            db = torch.einsum("btp,blp->tl", a, dd).view(bases.shape).to(bases.dtype)
+        da, db = _coefficient_grads(grad_atoms_op(*args), coefficients, bases, need_a, need_b)
     return dx, da, db, None, None, None
 
 
 atom_conv_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# Double backward. out is linear in the input and in the per-pixel atoms D (linear in A and
+# in P); dX is linear in dO and D, dD in dO and X. A given atom field D is the forward with
+# D as coefficients over the k*k one-hot bases.
+def _atoms_as_coefficients(d_atoms: Tensor, input: Tensor):
+    """(coefficients, bases) whose atoms are d_atoms (N, M, k, k, Ho, Wo): one-hot bases."""
+    N, M, k, _, Ho, Wo = d_atoms.shape
+    a = d_atoms.to(input.dtype).reshape(N, M * k * k, Ho, Wo)
+    eye = torch.eye(k * k, dtype=input.dtype, device=input.device).view(k * k, k, k)
+    return a, eye
+
+
+def _grad_setup(ctx, inputs, output):
+    grad_out, input, coefficients, bases, *args = inputs
+    ctx.save_for_backward(grad_out, input, coefficients, bases)
+    ctx.args = tuple(args)
+
+
+def _grad_input_backward(ctx, v):
+    """v: the gradient of dX = (dO, D) -> dX. Its dO-gradient is the forward on v; its (A, P)
+    gradients are the forward's, with v for the input."""
+    grad_out, input, coefficients, bases = ctx.saved_tensors
+    need_g, _, need_a, need_b = ctx.needs_input_grad[:4]
+    v = v.to(input.dtype)
+    dg = atom_conv_op(v, coefficients, bases, *ctx.args) if need_g else None
+    da = db = None
+    if need_a or need_b:
+        dd = grad_atoms_op(grad_out, v, coefficients, bases, *ctx.args)
+        da, db = _coefficient_grads(dd, coefficients, bases, need_a, need_b)
+    return dg, None, da, db, None, None, None
+
+
+def _grad_atoms_backward(ctx, v):
+    """v: the gradient of dD = (dO, X) -> dD. Its dO-gradient is the forward with atoms v; its
+    X-gradient the input gradient with atoms v."""
+    grad_out, input, coefficients, bases = ctx.saved_tensors
+    need_g, need_x = ctx.needs_input_grad[:2]
+    a, eye = _atoms_as_coefficients(v, input)
+    dg = atom_conv_op(input, a, eye, *ctx.args) if need_g else None
+    dx = grad_input_op(grad_out, input, a, eye, *ctx.args) if need_x else None
+    return dg, dx, None, None, None, None, None
+
+
+grad_input_op.register_autograd(_grad_input_backward, setup_context=_grad_setup)
+grad_atoms_op.register_autograd(_grad_atoms_backward, setup_context=_grad_setup)

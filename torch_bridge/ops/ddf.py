@@ -10,6 +10,7 @@ from dynfilter_tvm.ops.ddf import COMBINES, MAX_KERNEL_SIZE, out_size
 
 from .._checks import NATIVE_HINT, check_positive_int, check_tensors
 from ..runtime import run
+from ._adjoint import register_adjoint_autograd
 
 _NAMES = ("features", "channel_filter", "spatial_filter")
 
@@ -141,3 +142,15 @@ def _backward(ctx, grad_out):
 
 
 ddf_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# Double backward: out is linear in the features and in each filter ('add': in their sum),
+# so each gradient op's own gradients are the forward and the other gradient ops.
+def _combine_partners(args, i):
+    """'add': the channel (1) and spatial (2) filters enter only as their sum."""
+    return (3 - i,) if args[-1] == "add" and i in (1, 2) else ()
+
+
+_GRADS = (ddf_grad_features, ddf_grad_channel, ddf_grad_spatial)
+for _i, _op in enumerate(_GRADS):
+    register_adjoint_autograd(_op, _i, ddf_op, _GRADS, _combine_partners)

@@ -17,6 +17,7 @@ from dynfilter_tvm.ops.pac import MAX_KERNEL_SIZE
 
 from .._checks import NATIVE_HINT, check_nonnegative_int, check_positive_int, check_tensors
 from ..runtime import acc_torch_dtype, run
+from ._adjoint import register_adjoint_autograd
 
 
 # ---------------------------------------------------------------------------- geometry
@@ -219,6 +220,17 @@ def _conv_backward(ctx, grad_out):
 conv_op.register_autograd(_conv_backward, setup_context=_conv_setup)
 
 
+# Double backward: without the bias, out is linear in the input, the kernel and the weight,
+# so each gradient op's gradients are the forward and the other gradient ops.
+def _conv_no_bias(input, kernel, weight, *args):
+    return conv_op(input, kernel, weight, None, *args)
+
+
+_CONV_GRADS = (conv_grad_input_op, conv_grad_kernel_op, conv_grad_weight_op)
+for _i, _op in enumerate(_CONV_GRADS):
+    register_adjoint_autograd(_op, _i, _conv_no_bias, _CONV_GRADS)
+
+
 # ---------------------------------------------------------------------------- pooling
 @torch.library.custom_op("dynfilter::pac_pool", mutates_args=())
 def pool_op(input: Tensor, kernel: Tensor, kernel_size: int, stride: int, padding: int,
@@ -287,6 +299,11 @@ def _pool_backward(ctx, grad_out):
 
 pool_op.register_autograd(_pool_backward, setup_context=_pool_setup)
 
+# Double backward: out is linear in the input and in the kernel.
+_POOL_GRADS = (pool_grad_input_op, pool_grad_kernel_op)
+for _i, _op in enumerate(_POOL_GRADS):
+    register_adjoint_autograd(_op, _i, pool_op, _POOL_GRADS)
+
 
 # ---------------------------------------------------------------------------- kernel distances
 def _dist_params(q: dict, stride, padding, dilation, asym) -> dict:
@@ -348,3 +365,37 @@ def _dist_backward(ctx, grad):
 
 
 dist_op.register_autograd(_dist_backward, setup_context=_dist_setup)
+
+
+# Double backward. Without '_asym', D = sum_c e^2 with e = F_tap - F0 linear in (F, F0), and
+# (dF, dF0) is linear in dD and in (F, F0): its (F, F0) gradient is dist_grad on the incoming
+# (vF, vF0) (the tap differences w = vF_tap - vF0 in place of e), and its dD gradient is
+# 2 sum_c e w = (D(F + vF, F0 + vF0) - D(F - vF, F0 - vF0)) / 2 (D is quadratic).
+def _dist_grad_setup(ctx, inputs, output):
+    grad_dist, guidance, centre, *args = inputs
+    ctx.save_for_backward(grad_dist, guidance, centre)
+    ctx.args = tuple(args)
+
+
+def _dist_grad_backward(ctx, v_guidance, v_centre):
+    grad_dist, guidance, centre = ctx.saved_tensors
+    k, s, p, d, channel_wise, asym = ctx.args
+    if asym:
+        raise RuntimeError(
+            "double backward through packernel2d's '_asym' kernel types (relu of the guidance "
+            "differences) is not available on the compiled path; use native_impl=True "
+            "(e.g. packernel2d(..., native_impl=True) or the layer's native_impl=True)")
+    vf = torch.zeros_like(guidance) if v_guidance is None else v_guidance.to(guidance.dtype)
+    vf0 = torch.zeros_like(centre) if v_centre is None else v_centre.to(centre.dtype)
+    need_g, need_f, need_f0 = ctx.needs_input_grad[:3]
+    dg = df = df0 = None
+    if need_g:
+        plus = dist_op(guidance + vf, centre + vf0, k, s, p, d, channel_wise, False, False)
+        minus = dist_op(guidance - vf, centre - vf0, k, s, p, d, channel_wise, False, False)
+        dg = (plus - minus) * 0.5
+    if need_f or need_f0:
+        df, df0 = dist_grad_op(grad_dist, vf, vf0, *ctx.args)
+    return dg, df if need_f else None, df0 if need_f0 else None, None, None, None, None, None, None
+
+
+dist_grad_op.register_autograd(_dist_grad_backward, setup_context=_dist_grad_setup)
