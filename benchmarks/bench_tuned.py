@@ -17,6 +17,26 @@ import sys
 from pathlib import Path
 
 
+def _no_log_help(err, target, threads: int, tuning_log) -> str:
+    """What to do when the log cannot be used here: the error, the logs there are (in the search
+    roots: ``$DYNFILTER_TVM_TUNING_LOGS``, then the shipped ``tuning_logs/``), and the ``tune``
+    command that writes one for this CPU (or GPU)."""
+    want = tuning_log.log_name(target)
+    found = []
+    for root in tuning_log.search_roots():
+        if root.is_dir():
+            found += [str(d) for d in sorted(root.iterdir()) if (d / "manifest.json").is_file()]
+    where = f"--target llvm --threads {threads}" if target.kind.name == "llvm" else \
+        f"--target {target.attrs.get('arch')}"
+    return "\n".join([
+        f"bench_tuned.py: error: {err}",
+        f"this machine needs a log named {want}; logs found: {', '.join(found) if found else 'none'}",
+        "tune one for this machine (the DDF benchmark shapes; README: Tuning), then run this again:",
+        f"  dynfilter-tvm tune --op ddf --input 2x64x56x56 --kernel-size 3 {where} --trials 64",
+        "or time another log with --log DIR (on the CPU and core count it was tuned for)",
+    ])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--log", help="tuning log directory (default: the shipped log for this CPU and --threads)")
@@ -36,10 +56,18 @@ def main() -> int:
     from dynfilter_tvm.target import cpu_target, cuda_target, local_cuda_arch
     from torch_bridge.app.bench.harness import time_interleaved
 
-    target = cpu_target(num_cores=args.threads) if args.device == "cpu" else cuda_target(local_cuda_arch())
+    try:
+        target = cpu_target(num_cores=args.threads) if args.device == "cpu" else cuda_target(local_cuda_arch())
+    except RuntimeError as err:  # --device cuda without a GPU
+        print(f"bench_tuned.py: error: {err}", file=sys.stderr)
+        return 2
     path = Path(args.log) if args.log else tuning_log.default_root() / tuning_log.log_name(target)
-    tl = tuning_log.TuningLog.load(path)
-    tl.check_compatible(target)
+    try:
+        tl = tuning_log.TuningLog.load(path)
+        tl.check_compatible(target)
+    except tuning_log.TuningLogError as err:
+        print(_no_log_help(err, target, args.threads, tuning_log), file=sys.stderr)
+        return 2
     dev = tvm.cpu() if args.device == "cpu" else tvm.cuda()
     rows = []
     for e in sorted(tl.entries.values(), key=lambda e: (e.workload.kernel, e.workload.key())):

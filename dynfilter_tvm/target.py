@@ -5,6 +5,7 @@ CUDA: the GPU's ``sm_XY`` arch, with the limits MetaSchedule needs in the target
 """
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import os
@@ -79,9 +80,30 @@ def resolve(target: TargetLike) -> Target:
                 raise ValueError(f"unknown target {text!r} (expected sm_XY, llvm, llvm:CPUNAME, cuda, "
                                  f"a TVM tag or a target JSON): {err}") from None
     family(resolved)  # llvm or cuda only
+    if resolved.kind.name == "llvm":
+        check_llvm_cpu(resolved)
     if resolved.kind.name == "cuda" and not ARCH.fullmatch(str(resolved.attrs.get("arch", ""))):
         raise ValueError(f"CUDA target {target!r} names no sm_XY arch")
     return resolved
+
+
+def check_llvm_cpu(target: Target) -> None:
+    """A ValueError for an ``mcpu`` LLVM does not know for the target's triple: TVM would only
+    log it and build for a generic CPU, so a typo in ``llvm:CPUNAME`` would go unnoticed."""
+    mcpu = str(target.attrs.get("mcpu", "") or "")
+    if not mcpu:
+        return
+    triple = str(target.attrs.get("mtriple", "") or "") or str(tvm.target.codegen.llvm_get_system_triple())
+    if tvm.target.codegen.llvm_is_valid_cpu(mcpu, triple):
+        return
+    try:
+        known = [str(c) for c in tvm.target.codegen.llvm_get_cpu_archlist(Target({"kind": "llvm", "mtriple": triple}))]
+    except Exception:  # (an LLVM built without that triple's backend)
+        known = []
+    close = difflib.get_close_matches(mcpu, known, n=4)
+    raise ValueError(f"LLVM {tvm.target.codegen.llvm_version_major()} knows no CPU {mcpu!r} for {triple}"
+                     + (f" (did you mean {', '.join(close)}?)" if close else "")
+                     + f"; this machine's CPU is {host_cpu_name()}")
 
 
 def target_json(target: Target) -> dict:

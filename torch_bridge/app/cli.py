@@ -19,6 +19,8 @@ import argparse
 import sys
 import time
 
+from .options import CliParser, DefaultsHelpFormatter, add_device_argument
+
 
 def _device(name: str):
     import torch
@@ -92,13 +94,17 @@ def evaluate(args) -> int:
     return train_cli.run_evaluate(args, args.parser)
 
 
+class _TrainHelp(DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, the description (train_cli's docstring, with its examples) as written."""
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="dynfilter-tvm", description=__doc__,
+    parser = CliParser(prog="dynfilter-tvm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="ACDA toy pattern detection: Conv vs ACDA, equivariance, figure")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: GPU when present")
+    add_device_argument(p)
     p.add_argument("--steps", type=int, default=1500, help="step budget per layer (stops earlier on a plateau)")
     p.add_argument("--out", default="toy_acda.png", help="figure path (PNG)")
     p.add_argument("--seed", type=int, default=0, help="scene and initialisation seed")
@@ -108,7 +114,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=demo)
 
     p = sub.add_parser("check", help="check the DDF, ACDA and PAC kernels against their references, time DDF")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (GPU when present)")
+    add_device_argument(p)
     p.add_argument("--compile", action="store_true", help="also time the reference under torch.compile")
     p.set_defaults(func=check)
 
@@ -141,11 +147,13 @@ def main(argv=None) -> int:
 
     from . import train_cli
 
-    p = sub.add_parser("train", help="train a model on local data (SGD + cosine, AMP, checkpoints, torchrun)")
+    p = sub.add_parser("train", help="train a model on local data (SGD + cosine, AMP, checkpoints, torchrun)",
+                       description=train_cli.__doc__, formatter_class=_TrainHelp)
     train_cli.add_train_arguments(p)
     p.set_defaults(func=train, parser=p)
 
-    p = sub.add_parser("evaluate", help="top-1/top-5 accuracy or RMSE of a training checkpoint")
+    p = sub.add_parser("evaluate", help="top-1/top-5 accuracy or RMSE of a training checkpoint",
+                       formatter_class=DefaultsHelpFormatter)
     train_cli.add_evaluate_arguments(p)
     p.set_defaults(func=evaluate, parser=p)
 

@@ -17,6 +17,8 @@ import json
 import sys
 from typing import Any, Dict, List, Optional
 
+from .options import add_device_argument
+
 __all__ = ["add_train_arguments", "add_evaluate_arguments", "run_train", "run_evaluate", "config_from_args"]
 
 
@@ -51,8 +53,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-data", default=None, help="validation data elsewhere than in --data")
     g.add_argument("--out", default="", help="run directory: checkpoints and logs (default runs/<model>)")
     g = p.add_argument_group("augmentation")
-    g.add_argument("--image-size", type=int, default=d.image_size, help="classification input side "
-                   "(default 32 for CIFAR, 224 otherwise)")
+    g.add_argument("--image-size", type=int, default=d.image_size, help="classification input side (default: "
+                   "the model's input size, e.g. 32 for lenet; for a model that takes any size, 32 on CIFAR)")
     g.add_argument("--train-aug", dest="aug", default=d.aug, choices=["auto", "crop", "resized_crop", "none"],
                    help="auto: crop (padded random crop) for CIFAR, resized_crop (Inception) otherwise")
     g.add_argument("--padding", type=int, default=d.padding, help="padding of the random crop")
@@ -61,7 +63,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips")
     g.add_argument("--mean", type=float, nargs=3, default=None, help="normalization mean (default CIFAR's/ImageNet's)")
     g.add_argument("--std", type=float, nargs=3, default=None, help="normalization std")
-    g.add_argument("--factor", type=int, default=d.factor, help="joint upsampling: the factor (also the model's)")
+    g.add_argument("--factor", type=int, default=d.factor, help="joint upsampling: the factor (also the model's; default: --model-arg factor=N)")
     g.add_argument("--crop", type=int, default=d.crop, help="joint upsampling: training crop side (0: whole images)")
     g.add_argument("--downsample", default=d.downsample, choices=["area", "bilinear", "bicubic", "nearest"],
                    help="joint upsampling: how the low-resolution input is made from the target")
@@ -69,18 +71,19 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer", default=d.optimizer, choices=["sgd", "adam", "adamw"],
                    help="sgd with momentum (the DDF/ACDA recipe), or adam (the PAC joint-upsampling code's, "
                         "with --lr 1e-4 --weight-decay 0)")
-    g.add_argument("--epochs", type=int, default=d.epochs)
+    g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training data")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (all processes, all "
                    "accumulation steps)")
     g.add_argument("--accum-steps", type=int, default=d.accum_steps, help="gradient accumulation micro-batches")
     g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    g.add_argument("--momentum", type=float, default=d.momentum)
-    g.add_argument("--nesterov", action="store_true")
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    g.add_argument("--nesterov", action="store_true", help="SGD with Nesterov momentum")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 penalty (decoupled for adamw)")
     g.add_argument("--no-bias-decay", action="store_true", help="no weight decay on biases and norm parameters")
     g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warm-up (epochs)")
     g.add_argument("--min-lr", type=float, default=d.min_lr, help="learning rate at the end of the cosine")
-    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                   help="classification: weight of the uniform distribution mixed into the targets")
     g.add_argument("--clip-grad", type=float, default=d.clip_grad, help="gradient norm clipping (0: off)")
     g.add_argument("--drop-last", action="store_true", help="drop the last incomplete micro-batch of an epoch")
     g = p.add_argument_group("numerics and devices")
@@ -88,10 +91,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--amp-dtype", default=d.amp_dtype, choices=["auto", "fp16", "bf16"],
                    help="auto: fp16 + GradScaler on CUDA, bf16 on CPU")
     g.add_argument("--dtype", default=d.dtype, choices=["float32", "float64"], help="parameter dtype")
-    g.add_argument("--device", default=d.device, help="auto, cpu or cuda (under torchrun: GPU LOCAL_RANK)")
+    add_device_argument(g, d.device, "under torchrun a CUDA process uses GPU LOCAL_RANK")
     g.add_argument("--workers", type=int, default=d.workers, help="data loader processes per training process")
     g.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
-    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--seed", type=int, default=d.seed, help="data order, augmentation and initialisation")
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes")
     g.add_argument("--find-unused-parameters", action="store_true", help="DDP: models with unused parameters")
     g = p.add_argument_group("run control")
@@ -104,6 +107,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
                    help="continue from CHECKPOINT, or without one from <out>/last.pt when it exists")
     g.add_argument("--overwrite", action="store_true", help="start over even if <out>/last.pt exists")
+    g.add_argument("--allow-nan", action="store_true",
+                   help="keep training through a NaN or infinite loss (by default the run stops at that step)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -140,11 +145,12 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="data to evaluate on (default: the checkpoint's)")
     p.add_argument("--split", default="val", choices=["val", "train"], help="which split (evaluation transforms)")
     p.add_argument("--batch-size", type=int, default=256, help="global batch")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--workers", type=int, default=4)
+    add_device_argument(p)
+    p.add_argument("--workers", type=int, default=4, help="data loader processes")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
     p.add_argument("--amp", action="store_true", help="mixed precision (torch.autocast)")
-    p.add_argument("--amp-dtype", default="auto", choices=["auto", "fp16", "bf16"])
+    p.add_argument("--amp-dtype", default="auto", choices=["auto", "fp16", "bf16"],
+                   help="auto: fp16 on CUDA, bf16 on CPU")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the metrics as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 

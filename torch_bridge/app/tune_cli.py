@@ -31,7 +31,10 @@ def add_arguments(parser) -> None:
 def run_cli(args) -> int:
     if args.threads:
         os.environ["TVM_NUM_THREADS"] = str(args.threads)
-    target = cpu_target(num_cores=args.threads or None) if args.target in ("llvm", "cpu") else resolve(args.target)
+    try:
+        target = cpu_target(num_cores=args.threads or None) if args.target in ("llvm", "cpu") else resolve(args.target)
+    except ValueError as err:  # e.g. llvm:CPUNAME with a name LLVM does not know
+        raise SystemExit(f"dynfilter-tvm tune: error: {err}") from None
     if target.kind.name == "cuda" and not args.rpc_tracker:
         if not tvm.cuda(0).exist:
             raise SystemExit("tuning for a GPU measures on that GPU: none is visible here; run on the GPU machine, "

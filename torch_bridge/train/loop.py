@@ -48,10 +48,14 @@ from . import dist as tdist
 from .data import DataSpec, build_dataset
 from .logs import CLASSIFY_FIELDS, UPSAMPLE_FIELDS, RunLog
 
-__all__ = ["TrainConfig", "train", "evaluate", "evaluate_checkpoint", "Meter", "cosine_lambda",
+__all__ = ["TrainConfig", "NonFiniteLoss", "train", "evaluate", "evaluate_checkpoint", "Meter", "cosine_lambda",
            "ResumableSampler", "model_kwargs"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class NonFiniteLoss(ValueError):
+    """The training loss became NaN or infinite (``TrainConfig.allow_nan`` is off)."""
 
 
 @dataclass
@@ -106,6 +110,7 @@ class TrainConfig:
     resume: Optional[str] = None  # a checkpoint path, or "auto": <out>/last.pt when it exists
     overwrite: bool = False
     progress: bool = True
+    allow_nan: bool = False  # keep going through a non-finite loss (default: stop with an error naming the step)
 
     def data_spec(self) -> DataSpec:
         return DataSpec(self.data, self.val_data, "", self.image_size, self.aug, self.padding, self.crop_ratio,
@@ -315,7 +320,7 @@ class _Run:
             elif not cfg.overwrite:
                 raise FileExistsError(f"{self.last_path} exists: pass --resume to continue that run or --overwrite "
                                       f"to start over (or choose another --out)")
-        state = ckpt.load(self.resume_path) if self.resume_path else None
+        state = ckpt.load_run(self.resume_path) if self.resume_path else None
         if state is not None and state.get("model_name") != cfg.model:
             raise ValueError(f"checkpoint {self.resume_path} is of model {state.get('model_name')!r}, "
                              f"not {cfg.model!r}")
@@ -333,6 +338,8 @@ class _Run:
             raise ValueError(f"--factor {spec.factor} but the model's factor is {cfg.model_args['factor']}")
         self.spec = spec.resolved()
         self.task = self.spec.task
+        if self.task == "classify":
+            self._image_size(bool(spec.image_size))
         if self.task == "upsample":
             cfg.model_args.setdefault("factor", self.spec.factor)
         self.train_set = build_dataset(self.spec, "train", train=True, seed=cfg.seed)
@@ -345,6 +352,21 @@ class _Run:
                 list(getattr(self.val_set.base, "classes", self.classes)) != self.classes:
             raise ValueError(f"the validation classes differ from the training classes "
                              f"({len(self.val_set.base.classes)} vs {len(self.classes)})")
+
+    def _image_size(self, given: bool) -> None:
+        """The model's input size drives the default image size (a model whose classifier fixes
+        it, e.g. lenet's 32, gets it on any data; others get their usual size, except on CIFAR
+        where the data's 32 stays); a size the model cannot take is an error here, not a shape
+        mismatch in its classifier."""
+        from torch_bridge.models import model_spec
+
+        mspec = model_spec(self.cfg.model)
+        if not given and (mspec.fixed_size or self.spec.format != "cifar"):
+            self.spec.image_size = mspec.input_size
+        try:
+            mspec.check_size(self.spec.image_size)
+        except ValueError as err:
+            raise ValueError(f"--image-size {self.spec.image_size}: {err}") from None
 
     def _build_model(self) -> None:
         cfg, env = self.cfg, self.env
@@ -501,6 +523,8 @@ class _Run:
                 self.scaler.scale(loss * (sizes[j] / total)).backward()
             self.meter.update(out.detach(), target, loss)
             step_loss += loss.detach().double() * (sizes[j] / total)
+        if not cfg.allow_nan:
+            self._check_finite(step_loss)
         if cfg.clip_grad > 0:
             self.scaler.unscale_(self.opt)
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
@@ -508,6 +532,21 @@ class _Run:
         self.scaler.update()
         self.sched.step()
         return step_loss
+
+    def _check_finite(self, step_loss: torch.Tensor) -> None:
+        """Stop at a NaN or infinite loss, before the step spoils the weights (every process
+        together: the flag is summed over them). ``allow_nan`` skips this check."""
+        bad = (~torch.isfinite(step_loss)).to(torch.float64).reshape(1)
+        tdist.all_reduce_sum(bad, self.env)
+        if bad.item():
+            step = self.global_step + 1
+            what = f"{float(step_loss)}" if self.env.world_size == 1 else "not finite (in some process)"
+            if self.env.is_main:
+                self.log.event("non_finite_loss", step=step, epoch=self.epoch + 1)
+            last = f" (last checkpoint: {self.last_path})" if os.path.isfile(self.last_path) else ""
+            raise NonFiniteLoss(f"the loss is {what} at step {step} (epoch {self.epoch + 1}): training stopped "
+                                f"before that step's update{last}; try a lower --lr or --clip-grad, or pass "
+                                f"--allow-nan to continue anyway")
 
     def run(self) -> Dict[str, Any]:
         from tqdm import tqdm
@@ -632,7 +671,7 @@ def evaluate_checkpoint(path: str, data: Optional[str] = None, split: str = "val
         raise ValueError(f"split must be train or val, got {split!r}")
     env, dev = tdist.setup(device)
     try:
-        s = ckpt.load(path)
+        s = ckpt.load_run(path)
         spec = DataSpec(**s["data"])
         if data:
             spec.data, spec.val_data, spec.format = data, None, ""
