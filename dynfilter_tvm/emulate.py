@@ -86,7 +86,7 @@ def lower(mod, target) -> Lowered:
         sources = [codegen_build(finalize_device()(dev), t).inspect_source() for t, dev in devices.items()]
     if len(sources) != 1:
         raise EmulationError(f"expected one device module, got {len(sources)} (unscheduled module?)")
-    launches, scratch = _host_launches(host["main"].script())
+    launches, scratch = _host_launches(host.script())
     return Lowered(sources[0], launches, scratch)
 
 
@@ -413,6 +413,31 @@ def reference(workload, inputs: Sequence[np.ndarray]) -> np.ndarray:
     out = tvm.runtime.tensor(np.zeros(shape, np.float64))
     _reference_lib(wl64)(*args, out)
     return out.numpy()
+
+
+def shipped_cuda_records(root=None) -> List[Tuple[str, object, str, Callable]]:
+    """Every record of every CUDA tuning log under ``root`` (default: the shipped
+    ``tuning_logs/``): (log name, workload, record id, a function returning the scheduled
+    module, or raising ``TuningLogError`` when the record is stale or does not apply)."""
+    from pathlib import Path
+
+    from . import tuning_log as tl_mod
+
+    root = Path(root) if root is not None else tl_mod.default_root()
+    out = []
+    for path in sorted(p for p in root.iterdir() if (p / tl_mod.MANIFEST).is_file()):
+        tl = tl_mod.TuningLog.load(path)
+        if tl.target.get("kind") != "cuda":
+            continue
+        for entry in tl.entries.values():
+            for rec in tl.records.get(entry.shash, ()):
+                def apply(entry=entry, rec=rec):
+                    mod = tl_mod.mod_of(entry.workload)
+                    if tl_mod.structural_hash(mod) != entry.shash:
+                        raise tl_mod.TuningLogError(f"stale record: the compute of {entry.workload} changed")
+                    return tl_mod.apply_record(mod, rec.raw)
+                out.append((tl.target_name, entry.workload, tl_mod.record_id(rec.raw), apply))
+    return out
 
 
 def scheduled(workload, arch: str = "sm_90", tuned: bool = False):
