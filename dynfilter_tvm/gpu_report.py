@@ -172,7 +172,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
 # -- resources from ptxas -----------------------------------------------------------------------
 _PTXAS_FUNC = re.compile(r"Compiling entry function '(\w+)'")
 _PTXAS_STACK = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
-_PTXAS_USED = re.compile(r"Used (\d+) registers(?:, used \d+ barriers)?(?:, (\d+) bytes smem)?")
+_PTXAS_USED = re.compile(r"Used (\d+) registers")
+_PTXAS_SMEM = re.compile(r"(\d+) bytes smem")
 
 
 def ptxas_resources(cuda_source: str, arch: str, nvcc: str = "nvcc") -> Dict[str, dict]:
@@ -192,7 +193,8 @@ def ptxas_resources(cuda_source: str, arch: str, nvcc: str = "nvcc") -> Dict[str
         elif name and (m := _PTXAS_STACK.search(line)):
             out[name]["spill"] = int(m[2]) + int(m[3])
         elif name and (m := _PTXAS_USED.search(line)):
-            out[name]["regs"], out[name]["smem"] = int(m[1]), int(m[2] or 0)
+            smem = _PTXAS_SMEM.search(line)  # sm_90 puts a stack size between the two
+            out[name]["regs"], out[name]["smem"] = int(m[1]), int(smem[1]) if smem else 0
     return out
 
 
