@@ -20,8 +20,9 @@ MAX_TILE = 32  # pixels per block
 
 
 def _tile(wl, wo: int) -> int:
-    """Pixels per fwd block: a warp's worth when the atoms fit in shared memory."""
-    per_pixel = wl.p["M"] * wl.p["k"] ** 2 * 4
+    """Pixels per fwd block: a warp's worth when the atoms fit in shared memory (they are kept
+    in the accumulation type: 8 bytes for float64)."""
+    per_pixel = wl.p["M"] * wl.p["k"] ** 2 * (8 if wl.dtype == "float64" else 4)
     tile = 1
     while tile * 2 <= min(MAX_TILE, wo) and tile * 2 * per_pixel <= SHARED_BYTES:
         tile *= 2

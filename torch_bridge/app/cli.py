@@ -1,13 +1,15 @@
-"""The command line (the application layer's entry): ``python -m dynfilter_tvm {demo,check,costs,compile,tune,logs,models,train,evaluate}`` (also installed as ``dynfilter-tvm``).
+"""The command line (the application layer's entry): ``python -m dynfilter_tvm
+{demo,check,costs,compile,tune,logs,gpu-report,models,train,evaluate}`` (also installed as ``dynfilter-tvm``).
 
 demo   the ACDA toy pattern detection (one Conv vs one ACDA layer, paper Fig. 6): trains both,
        checks translation equivariance, writes a figure
-check  the DDF, ACDA and PAC kernels checked against their plain-PyTorch definitions, then DDF timed
+check  every operator family's kernels (DDF, ACDA, PAC) checked against their plain-PyTorch definitions, then DDF timed
 costs  parameters and FLOPs of Conv vs ACDA layers next to the ACDA paper's Table 6
 compile  ahead-of-time kernel bundle for a model or layer: one library per target (CUDA device
        code or this CPU), loaded with dynfilter_tvm.load_bundle or $DYNFILTER_TVM_BUNDLE
 tune   autotune the kernels a model or layer needs with MetaSchedule, into tuning_logs/<target>/
 logs   tuning logs: show (tuned vs default times), merge, export and import (validated)
+gpu-report  static per-kernel CUDA resources, occupancy and rooflines at the benchmark shapes (estimates)
 models parameters and FLOPs (multiply-adds) of every registered model at its usual input size
 train  train a registered model on local data (CIFAR binary, ImageFolder, joint-upsampling arrays):
        SGD + cosine schedule, AMP, gradient accumulation, checkpoints and resume, torchrun + DDP
@@ -144,6 +146,13 @@ def main(argv=None) -> int:
     p = sub.add_parser("logs", help="tuning logs: show, merge, export, import")
     logs_cli.add_arguments(p)
     p.set_defaults(func=logs_cli.run_cli)
+
+    from dynfilter_tvm import gpu_report
+
+    p = sub.add_parser("gpu-report", help="static GPU report: registers, shared memory, occupancy, rooflines (estimates)",
+                       description=gpu_report.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    gpu_report.add_arguments(p)
+    p.set_defaults(func=gpu_report.run_cli)
 
     from . import train_cli
 

@@ -1,0 +1,494 @@
+"""Execute CUDA schedules without a GPU: on an OpenCL CPU device (PoCL), checked against float64.
+
+Two ways to run a scheduled IRModule (the one ``build.schedule`` gives for a CUDA target):
+
+* ``opencl``: TVM's own OpenCL lowering of the scheduled TIR (target ``opencl`` with
+  ``thread_warp_size: 1``, so cross-thread reductions go through local memory);
+* ``cuda``: TVM's sm_90 CUDA source, translated to OpenCL C (:func:`cuda_to_opencl`): thread
+  indices, ``__shared__``, ``__syncthreads`` and pointer qualifiers mapped, and every warp
+  shuffle (``__shfl_sync``, ``__shfl_down_sync``, ...) emulated through a local-memory exchange
+  between barriers (lane = linear thread id % 32; a lane outside the block reads NaN).
+
+Launch geometry and scratch buffers come from the host function after TVM's own host/device
+split (one ``call_ffi_kernel`` per launch, in order). Every buffer lies between guard zones of
+NaN (``0xFF`` bytes) at least as long as itself, outputs and scratch start as NaN, and every
+``__local`` array is set to NaN when a group starts. After the launches: a changed guard byte
+is an out-of-bounds write, a changed input a stray write, a NaN in the output an unwritten
+element or an out-of-bounds read that reached a result; the output must match the unscheduled
+compute built for LLVM in float64 (:func:`reference`) on the same (rounded) inputs.
+
+Limits: PoCL has no float16/bfloat16 (float32 and float64 only). PoCL runs the work-items of
+a group one after another between barriers, so a race that needs truly concurrent warps stays
+invisible (a missing barrier is still caught when the data it guarded is read: the reader then
+runs before the writer and sees NaN). Shuffles must be reached by every thread of the block
+(all of this project's sit at a kernel's top level; a nested one is refused). Static shared
+memory over the target's per-block limit is refused for the ``cuda`` way, as nvcc would.
+Needs numpy and pyopencl with an OpenCL device that has ``cl_khr_fp64`` (imported lazily).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+WAYS = ("opencl", "cuda")
+DTYPES = ("float32", "float64")
+TOLERANCE = {"float32": 1e-4, "float64": 1e-10}  # relative to the largest reference value
+WARP = 32
+GUARD_BYTE = 0xFF  # 0xFF.. is a NaN in float32 and float64
+
+OPENCL_TARGET = {"kind": "opencl", "max_threads_per_block": 1024, "max_shared_memory_per_block": 49152,
+                 "thread_warp_size": 1}
+
+
+class EmulationError(RuntimeError):
+    """The emulator cannot run this module (PoCL missing, an unsupported construct)."""
+
+
+class CheckFailed(AssertionError):
+    """The kernel ran and got something wrong (the message says what)."""
+
+
+@dataclasses.dataclass
+class Launch:
+    kernel: str
+    args: List[str]  # buffer names: the PrimFunc's parameters or scratch allocations
+    grid: Tuple[int, int, int]
+    block: Tuple[int, int, int]
+
+
+@dataclasses.dataclass
+class Lowered:
+    """Device source (OpenCL C once translated), its launches and the scratch they share."""
+
+    source: str
+    launches: List[Launch]
+    scratch: Dict[str, Tuple[int, str]]  # name -> (elements, dtype)
+
+
+# -- lowering -------------------------------------------------------------------------------
+def lower(mod, target) -> Lowered:
+    """TVM's build up to code generation (as ``tvm.tirx.build``): the device source and, read
+    from the host function, the launches and global scratch allocations."""
+    import tvm
+    from tvm.target import Target
+    from tvm.tirx.build import codegen_build, split_host_device_mods
+
+    target = Target(target, Target("llvm"))
+    with target:
+        mod = tvm.tirx.transform.BindTarget(target)(mod)
+        pipeline, finalize_host, finalize_device = tvm.tirx.get_default_tir_pipeline(target)
+        mod = pipeline(mod)
+        host, devices = split_host_device_mods(mod)
+        sources = [codegen_build(finalize_device()(dev), t).inspect_source() for t, dev in devices.items()]
+    if len(sources) != 1:
+        raise EmulationError(f"expected one device module, got {len(sources)} (unscheduled module?)")
+    launches, scratch = _host_launches(host.script())
+    return Lowered(sources[0], launches, scratch)
+
+
+_CALL = re.compile(r'T\.call_ffi_kernel\("(\w+)", (.*?), launch_params=\[(.*?)\]')
+_ALLOC = re.compile(r'^\s*(\w+) = T\.alloc_buffer\(\((\d+),?\)(?:, "(\w+)")?\)', re.M)
+_VIEW = re.compile(r'^\s*(\w+) = (\w+)\.view\(', re.M)
+
+
+def _host_launches(script: str):
+    """Parse the host function's TVMScript: launches in order, scratch allocations."""
+    views = dict(_VIEW.findall(script))
+    scratch = {name: (int(n), dtype or "float32") for name, n, dtype in _ALLOC.findall(script)}
+    launches = []
+    for name, args, params in _CALL.findall(script):
+        params = [p.strip().strip('"') for p in params.split(",")]
+        items = [a.strip() for a in args.split(",")]
+        bufs, dims = items[:len(items) - len(params)], items[len(items) - len(params):]
+        if any(not b.endswith(".data") for b in bufs) or not all(d.isdigit() for d in dims):
+            raise EmulationError(f"unsupported launch (scalar arguments or symbolic extents): {name}({args})")
+        geo = {"blockIdx": [1, 1, 1], "threadIdx": [1, 1, 1]}
+        for p, d in zip(params, dims):
+            kind, _, axis = p.partition(".")
+            if kind not in geo:
+                raise EmulationError(f"unsupported launch parameter {p!r} (dynamic shared memory?) in {name}")
+            geo[kind]["xyz".index(axis)] = int(d)
+        names = [views.get(b[:-5], b[:-5]) for b in bufs]
+        launches.append(Launch(name, names, tuple(geo["blockIdx"]), tuple(geo["threadIdx"])))
+    if not launches:
+        raise EmulationError("no kernel launch in the host function")
+    return launches, scratch
+
+
+# -- CUDA -> OpenCL C -----------------------------------------------------------------------
+_PRELUDE = r"""
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+inline int tvm_lid(void) {
+  return (int)(get_local_id(0) + get_local_size(0) * (get_local_id(1) + get_local_size(1) * get_local_id(2)));
+}
+inline int tvm_nthreads(void) { return (int)(get_local_size(0) * get_local_size(1) * get_local_size(2)); }
+"""
+
+# A warp shuffle as an exchange through local memory: every thread stores its value, then
+# reads its source lane's; the leading barrier keeps the previous exchange's reads before
+# this one's stores. Lanes outside the block (a partial last warp) read NaN.
+_SHUFFLES = r"""
+#define TVM_SHFL(T, BUF)                                                                    \
+inline T tvm_xchg_##T(__local T* buf, T v, int from) {                                     \
+  int lid = tvm_lid();                                                                     \
+  barrier(CLK_LOCAL_MEM_FENCE); buf[lid] = v; barrier(CLK_LOCAL_MEM_FENCE);                \
+  return from < tvm_nthreads() ? buf[from] : (T)NAN;                                       \
+}                                                                                          \
+T __attribute__((overloadable)) tvm_shfl_sync(__local float* xf, __local double* xd,       \
+                                              uint mask, T v, int src, int width) {        \
+  int lid = tvm_lid(), lane = lid % 32;                                                    \
+  return tvm_xchg_##T(BUF, v, lid - lane + lane / width * width + src % width);            \
+}                                                                                          \
+T __attribute__((overloadable)) tvm_shfl_down_sync(__local float* xf, __local double* xd,  \
+                                                   uint mask, T v, int delta, int width) { \
+  int lid = tvm_lid();                                                                     \
+  return tvm_xchg_##T(BUF, v, lid % 32 % width + delta < width ? lid + delta : lid);       \
+}                                                                                          \
+T __attribute__((overloadable)) tvm_shfl_up_sync(__local float* xf, __local double* xd,    \
+                                                 uint mask, T v, int delta, int width) {   \
+  int lid = tvm_lid();                                                                     \
+  return tvm_xchg_##T(BUF, v, lid % 32 % width >= delta ? lid - delta : lid);              \
+}                                                                                          \
+T __attribute__((overloadable)) tvm_shfl_xor_sync(__local float* xf, __local double* xd,   \
+                                                  uint mask, T v, int lanes, int width) {  \
+  int lid = tvm_lid(), lane = lid % 32;                                                    \
+  return tvm_xchg_##T(BUF, v, lid - lane + (lane ^ lanes));                                \
+}
+TVM_SHFL(float, xf)
+TVM_SHFL(double, xd)
+"""
+
+_KERNEL = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\((\d+)\) )?(\w+)\((.*?)\) \{')
+_SHARED = re.compile(r'^[ \t]*__shared__ (?:alignas\(\d+\) )?(\w+) (\w+)\[(\d+)\];\n', re.M)
+_REPLACE = [
+    (r'\(\(int\)threadIdx\.([xyz])\)', lambda m: f"((int)get_local_id({'xyz'.index(m[1])}))"),
+    (r'\(\(int\)blockIdx\.([xyz])\)', lambda m: f"((int)get_group_id({'xyz'.index(m[1])}))"),
+    (r'\bthreadIdx\.([xyz])', lambda m: f"((int)get_local_id({'xyz'.index(m[1])}))"),
+    (r'\bblockIdx\.([xyz])', lambda m: f"((int)get_group_id({'xyz'.index(m[1])}))"),
+    (r'\bblockDim\.([xyz])', lambda m: f"((int)get_local_size({'xyz'.index(m[1])}))"),
+    (r'\bgridDim\.([xyz])', lambda m: f"((int)get_num_groups({'xyz'.index(m[1])}))"),
+    (r'__syncthreads\(\)', 'barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)'),
+    (r'__activemask\(\)', '0xffffffffu'),
+    (r'\b__shfl(_down|_up|_xor)?_sync\(', r'tvm_shfl\1_sync(tvm_xf, tvm_xd, '),
+    (r'alignas\(\d+\) ', ''),
+    (r'\bint64_t\b', 'long'), (r'\buint64_t\b', 'ulong'), (r'\bint32_t\b', 'int'),
+    (r'\b(sqrt|exp|log|fabs|fmax|fmin|floor|ceil|pow)f\(', r'\1('),
+]
+_UNSUPPORTED = re.compile(r'threadIdx|blockIdx|__shfl|__global__|__device__|__shared__|__syncthreads|'
+                          r'__restrict__|extern "C"|\bhalf\b|__nv_bfloat16|asm\b')
+
+
+def cuda_to_opencl(cuda: str, max_shared_bytes: int = 49152) -> str:
+    """TVM's CUDA source as OpenCL C, shuffles emulated (see the module docstring)."""
+    body = cuda[cuda.index('extern "C" __global__'):] if 'extern "C" __global__' in cuda else ""
+    if not body:
+        raise EmulationError("no __global__ kernel in the CUDA source")
+    body = "\n".join(line for line in body.splitlines()  # prototypes
+                     if not (line.startswith('extern "C" __global__') and line.rstrip().endswith(");")))
+    if "__device__" in body:
+        raise EmulationError("CUDA __device__ functions are not translated")
+    out, pos = [], 0
+    for m in _KERNEL.finditer(body):
+        end = _kernel_end(body, m.end())
+        out.append(body[pos:m.start()])
+        out.append(_translate_kernel(m, body[m.end():end], max_shared_bytes))
+        pos = end
+    out.append(body[pos:])
+    src = "".join(out)
+    left = sorted(set(_UNSUPPORTED.findall(src)))
+    if left:
+        raise EmulationError(f"untranslated CUDA constructs: {left}")
+    return _PRELUDE + _SHUFFLES + src
+
+
+def _kernel_end(src: str, start: int) -> int:
+    depth = 1
+    for i in range(start, len(src)):
+        depth += {"{": 1, "}": -1}.get(src[i], 0)
+        if depth == 0:
+            return i
+    raise EmulationError("unbalanced braces in the CUDA source")
+
+
+def _translate_kernel(m, body: str, max_shared_bytes: int) -> str:
+    threads, name, params = int(m[1] or 1024), m[2], m[3]
+    params = ", ".join("__global " + p.strip().replace("__restrict__", "restrict") for p in params.split(","))
+    shared = _SHARED.findall(body)  # hoisted: OpenCL wants __local at kernel scope
+    body = _SHARED.sub("", body)
+    nbytes = sum(int(n) * {"float": 4, "double": 8, "int": 4, "uint": 4}[t] for t, _, n in shared)
+    if nbytes > max_shared_bytes:
+        raise CheckFailed(f"{name}: {nbytes} bytes of static shared memory, over the {max_shared_bytes}-byte "
+                          "per-block limit (nvcc would refuse it)")
+    for t, n, _ in shared:  # TVM casts shared arrays to (volatile T*): keep them __local
+        body = body.replace(f"((volatile {t}*){n})", f"((volatile __local {t}*){n})")
+    for line in body.splitlines():
+        if "__shfl" in line and not re.match(r"  \S", line):
+            raise EmulationError(f"{name}: a warp shuffle below the kernel's top level: {line.strip()}")
+    for pattern, repl in _REPLACE:
+        body = re.sub(pattern, repl, body)
+    decls = "".join(f"\n  __local {t} {n}[{size}];" for t, n, size in shared)
+    if "tvm_shfl" in body:
+        decls += f"\n  __local float tvm_xf[{threads}];\n  __local double tvm_xd[{threads}];"
+    return f"__kernel void {name}({params}) {{{decls}{body}"
+
+
+# -- instrumentation of OpenCL C --------------------------------------------------------------
+_LOCAL_DECL = re.compile(r'^([ \t]*)__local (float|double) (\w+)\[(\d+)\];[ \t]*\n', re.M)
+
+
+def poison_local(src: str) -> str:
+    """Fill every ``__local`` float array with NaN when a group starts (then a barrier), so a
+    read before the write it should wait for yields NaN instead of a stale value."""
+    out, pos = [], 0
+    for m in re.finditer(r'__kernel void (\w+)\(.*?\) \{\n', src):
+        end = _kernel_end(src, m.end())
+        body = src[m.end():end]
+        decls = _LOCAL_DECL.findall(body)
+        body = _LOCAL_DECL.sub("", body)
+        init = "".join(f"  __local {t} {n}[{size}];\n" for _, t, n, size in decls)
+        if decls:
+            init += "".join(f"  for (int i = tvm_lid(); i < {size}; i += tvm_nthreads()) {n}[i] = ({t})NAN;\n"
+                            for _, t, n, size in decls)
+            init += "  barrier(CLK_LOCAL_MEM_FENCE);\n"
+        out += [src[pos:m.end()], init, body]
+        pos = end
+    out.append(src[pos:])
+    text = "".join(out)
+    return text if "tvm_lid" in text.split("__kernel", 1)[0] else _PRELUDE + text
+
+
+# -- execution ------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _device():
+    """The first OpenCL device with float64; raises EmulationError with the reason otherwise."""
+    try:
+        import pyopencl as cl
+    except Exception as err:  # ImportError, or a broken ICD loader
+        raise EmulationError(f"pyopencl cannot be imported: {err}") from None
+    try:
+        devices = [d for p in cl.get_platforms() for d in p.get_devices()]
+    except Exception as err:
+        raise EmulationError(f"no OpenCL platform (is pocl-binary-distribution installed?): {err}") from None
+    devices = [d for d in devices if "cl_khr_fp64" in d.extensions]
+    if not devices:
+        raise EmulationError("no OpenCL device with float64 (cl_khr_fp64)")
+    if devices[0].version.endswith("-generic"):
+        _name_cpu_for_pocl(devices[0])
+    ctx = cl.Context([devices[0]])
+    return cl, ctx, cl.CommandQueue(ctx), devices[0]
+
+
+_BASELINE_CPU = None  # keeps the C string alive for PoCL
+
+
+def _name_cpu_for_pocl(dev) -> None:
+    """PoCL names a CPU its LLVM does not know (here LLVM 14 and AMD Zen 5) 'generic', which its
+    own clang then refuses: every build fails with "unknown target CPU 'generic'"
+    (pocl/pocl#1049; PoCL 3.0 has no option to override it). Point the device's ``llvm_cpu``
+    (a char* in PoCL's device struct, found as the pointer to "generic") at "x86-64", the
+    baseline every x86-64 CPU runs. Only readable memory is inspected."""
+    global _BASELINE_CPU
+    import ctypes
+
+    maps = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            span, perms = line.split()[:2]
+            if perms.startswith("rw"):
+                maps.append(tuple(int(x, 16) for x in span.split("-")))
+
+    def readable(addr: int, n: int) -> bool:
+        return any(lo <= addr and addr + n <= hi for lo, hi in maps)
+
+    _BASELINE_CPU = ctypes.create_string_buffer(b"x86-64")
+    for addr in range(dev.int_ptr, dev.int_ptr + 8192, 8):
+        if not readable(addr, 8):
+            break
+        ptr = ctypes.c_void_p.from_address(addr).value
+        if ptr and readable(ptr, 8) and ctypes.string_at(ptr, 8) == b"generic\0":
+            ctypes.c_void_p.from_address(addr).value = ctypes.addressof(_BASELINE_CPU)
+            return
+
+
+def available() -> Optional[str]:
+    """None when an OpenCL device can run the check, else the reason it cannot."""
+    try:
+        _device()
+    except EmulationError as err:
+        return str(err)
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _program(source: str):
+    cl, ctx, _, _ = _device()
+    try:
+        return cl.Program(ctx, source).build()
+    except cl.RuntimeError as err:
+        raise EmulationError(f"OpenCL build failed: {err}\n--- source ---\n{source[:4000]}") from None
+
+
+def execute(lowered: Lowered, inputs: Sequence[np.ndarray], names: Sequence[str], out_shape, out_dtype) -> np.ndarray:
+    """Run the launches on ``inputs`` (named ``names``, the output last); return the output
+    after checking guards and inputs (CheckFailed otherwise)."""
+    cl, ctx, queue, dev = _device()
+    prog = _program(lowered.source)
+    align = max(dev.mem_base_addr_align // 8, 8)
+    bufs = {}  # name -> (whole buffer, data sub-buffer, host array with guards, guard elements)
+
+    def alloc(name, data: np.ndarray):
+        n, item = data.size, data.itemsize
+        guard = -(-max(n, 256) * item // align) * align // item  # >= the buffer, aligned
+        host = np.empty(guard * 2 + n, data.dtype)
+        host.view(np.uint8)[:] = GUARD_BYTE
+        host[guard:guard + n] = data.ravel()
+        whole = cl.Buffer(ctx, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=host)
+        sub = whole.get_sub_region(guard * item, max(n, 1) * item)
+        bufs[name] = (whole, sub, host, guard)
+
+    for name, arr in zip(names[:-1], inputs):
+        alloc(name, arr)
+    alloc(names[-1], np.full(out_shape, np.nan, out_dtype))
+    for name, (n, dtype) in lowered.scratch.items():
+        alloc(name, np.full(n, np.nan, dtype))
+    for ln in lowered.launches:
+        missing = [a for a in ln.args if a not in bufs]
+        if missing:
+            raise EmulationError(f"{ln.kernel}: arguments {missing} are neither parameters nor scratch")
+        glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
+        getattr(prog, ln.kernel)(queue, glob, ln.block, *[bufs[a][1] for a in ln.args])
+    results = {}
+    for name, (whole, _, host, guard) in bufs.items():
+        back = np.empty_like(host)
+        cl.enqueue_copy(queue, back, whole)
+        n = host.size - 2 * guard
+        raw = back.view(np.uint8).reshape(-1, host.itemsize)
+        bad = np.flatnonzero((np.r_[raw[:guard], raw[guard + n:]] != GUARD_BYTE).any(axis=1))
+        if bad.size:
+            where = [int(i) - guard if i < guard else int(i - guard) + n for i in bad[:5]]
+            raise CheckFailed(f"out-of-bounds write: guard zone of '{name}' changed at element offsets "
+                              f"{where} (relative to its start; {n} elements)")
+        results[name] = back[guard:guard + n]
+    queue.finish()
+    for name, arr in zip(names[:-1], inputs):
+        if not np.array_equal(results[name].view(np.uint8), np.ascontiguousarray(arr).ravel().view(np.uint8)):
+            raise CheckFailed(f"input '{name}' was written to")
+    return results[names[-1]].reshape(out_shape)
+
+
+# -- the check ------------------------------------------------------------------------------
+def make_inputs(workload, seed: int = 0) -> Tuple[List[np.ndarray], List[str], tuple, str]:
+    """Random normal inputs in the workload's dtype, the buffer names, the output shape/dtype."""
+    from . import registry
+
+    tensors = registry.compute(workload)
+    rng = np.random.default_rng(seed)
+    ins = [rng.standard_normal([int(n) for n in t.shape]).astype(str(t.dtype)) for t in tensors[:-1]]
+    out = tensors[-1]
+    return ins, [t.op.name for t in tensors], tuple(int(n) for n in out.shape), str(out.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _reference_lib(workload64):
+    import tvm
+
+    from . import registry
+
+    return tvm.compile(registry.prim_func(workload64), target="llvm")
+
+
+def reference(workload, inputs: Sequence[np.ndarray]) -> np.ndarray:
+    """The unscheduled compute in float64 (built for LLVM) on ``inputs`` (upcast exactly)."""
+    import tvm
+
+    from .workload import Workload
+
+    wl64 = Workload(workload.op, workload.kernel, workload.params, "float64")
+    _, _, shape, _ = make_inputs(wl64)
+    args = [tvm.runtime.tensor(np.asarray(a, np.float64)) for a in inputs]
+    out = tvm.runtime.tensor(np.zeros(shape, np.float64))
+    _reference_lib(wl64)(*args, out)
+    return out.numpy()
+
+
+def shipped_cuda_records(root=None) -> List[Tuple[str, object, str, Callable]]:
+    """Every record of every CUDA tuning log under ``root`` (default: the shipped
+    ``tuning_logs/``): (log name, workload, record id, a function returning the scheduled
+    module, or raising ``TuningLogError`` when the record is stale or does not apply)."""
+    from pathlib import Path
+
+    from . import tuning_log as tl_mod
+
+    root = Path(root) if root is not None else tl_mod.default_root()
+    out = []
+    for path in sorted(p for p in root.iterdir() if (p / tl_mod.MANIFEST).is_file()):
+        tl = tl_mod.TuningLog.load(path)
+        if tl.target.get("kind") != "cuda":
+            continue
+        for entry in tl.entries.values():
+            for rec in tl.records.get(entry.shash, ()):
+                def apply(entry=entry, rec=rec):
+                    mod = tl_mod.mod_of(entry.workload)
+                    if tl_mod.structural_hash(mod) != entry.shash:
+                        raise tl_mod.TuningLogError(f"stale record: the compute of {entry.workload} changed")
+                    return tl_mod.apply_record(mod, rec.raw)
+                out.append((tl.target_name, entry.workload, tl_mod.record_id(rec.raw), apply))
+    return out
+
+
+def scheduled(workload, arch: str = "sm_90", tuned: bool = False):
+    """The CUDA-scheduled module of ``workload`` (the default schedule unless ``tuned``)."""
+    from .build import schedule
+    from .target import cuda_target
+
+    return schedule(workload, cuda_target(arch), tuned=tuned)[0]
+
+
+def prepare(workload, way: str, mod=None, arch: str = "sm_90") -> Lowered:
+    """Lower ``mod`` (default: the workload's default CUDA schedule) one of the two ways, to
+    OpenCL C with poisoned local memory."""
+    from tvm.target import Target
+
+    from .target import cuda_target
+
+    mod = mod if mod is not None else scheduled(workload, arch)
+    if way == "opencl":
+        low = lower(mod, Target(OPENCL_TARGET))
+    elif way == "cuda":
+        target = cuda_target(arch)
+        low = lower(mod, target)
+        low.source = cuda_to_opencl(low.source, int(target.attrs["max_shared_memory_per_block"]))
+    else:
+        raise ValueError(f"way must be one of {WAYS}, got {way!r}")
+    low.source = poison_local(low.source)
+    return low
+
+
+def check(workload, way: str, mod=None, *, arch: str = "sm_90", seed: int = 0,
+          mutate: Optional[Callable[[Lowered], None]] = None) -> float:
+    """Run ``workload``'s CUDA schedule (or ``mod``) one way on PoCL; CheckFailed unless the
+    guards, inputs and every output element are right. Returns the relative error.
+    ``mutate`` edits the lowered kernels first (the negative controls)."""
+    if workload.dtype not in DTYPES:
+        raise EmulationError(f"{workload.dtype}: PoCL runs float32 and float64 only")
+    low = prepare(workload, way, mod, arch)
+    if mutate is not None:
+        mutate(low)
+    inputs, names, shape, dtype = make_inputs(workload, seed)
+    got = execute(low, inputs, names, shape, dtype)
+    nan = int(np.isnan(got).sum())
+    if nan:
+        first = np.argwhere(np.isnan(got))[0].tolist()
+        raise CheckFailed(f"{nan} of {got.size} output elements are NaN (unwritten, or an out-of-bounds read "
+                          f"reached them), first at {first}")
+    want = reference(workload, inputs)
+    err = float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-30))
+    if not err <= TOLERANCE[workload.dtype]:
+        worst = np.unravel_index(np.abs(got - want).argmax(), got.shape)
+        raise CheckFailed(f"relative error {err:.3e} > {TOLERANCE[workload.dtype]:.0e}; worst at "
+                          f"{list(map(int, worst))}: got {got[worst]!r}, want {want[worst]!r}")
+    return err

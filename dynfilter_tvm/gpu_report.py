@@ -1,0 +1,283 @@
+"""Static GPU report: what each CUDA kernel should cost, from its code and its shapes (no GPU).
+
+Per kernel (forward and every gradient) at the benchmark shapes, for sm_90 and sm_80:
+
+* registers per thread, spill bytes (stores + loads), static shared memory per block: from
+  ``nvcc -cubin -Xptxas -v`` on the CUDA source TVM generates for the default schedule;
+* threads per block and blocks (the launch of TVM's host code; several launches per
+  workload are listed one per line);
+* theoretical occupancy: resident warps per SM / 64, limited by 32 blocks and 2048 threads
+  per SM, 65536 registers per SM (allocated per warp in units of 256), shared memory (228 KB per
+  SM on sm_90, 164 KB on sm_80; 1 KB reserved per block);
+* minimum DRAM bytes: every input read once and the output written once (:func:`min_bytes`);
+* FLOPs: 2 per multiply-add, 1 per other multiply or add, of the useful work (:func:`flops`);
+* roofline time max(bytes / bandwidth, FLOPs / peak) on an H100 SXM (3.35 TB/s) and an H200
+  (4.8 TB/s) at 67 TFLOP/s FP32 (SIMT), and on the H200 at 495 TFLOP/s (TF32) and 990 TFLOP/s
+  (BF16, with 2-byte data) dense tensor-core peaks;
+* the schedule's own estimate of the bytes its loads request from global memory
+  (:func:`requested_bytes`, documented per schedule), and its ratio to the minimum.
+
+These are estimates, not measurements: no kernel runs. Run ``dynfilter-tvm gpu-report``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from .workload import Workload
+
+H100_BW, H200_BW = 3.35e12, 4.8e12
+FP32_SIMT, TF32_TC, BF16_TC = 67e12, 495e12, 990e12
+SM = {  # per SM: shared memory (bytes), plus the fixed limits below
+    "sm_90": 228 * 1024,
+    "sm_80": 164 * 1024,
+}
+REGS_PER_SM, THREADS_PER_SM, BLOCKS_PER_SM, WARPS_PER_SM = 65536, 2048, 32, 64
+
+
+# -- the benchmark workloads ------------------------------------------------------------------
+def _ddf(B, C, H, W):
+    return dict(B=B, C=C, H=H, W=W, G=1, k=3, s=1, d=1, combine="mul")
+
+
+def benchmark_workloads(dtype: str = "float32") -> Dict[str, List[Workload]]:
+    """The benchmark shapes of each layer: the kernels its forward and backward run."""
+    pac = dict(N=8, C=64, O=64, H=128, W=128, Ho=128, Wo=128, k=5, s=1, z=1, p=2, d=1)
+    acda = dict(N=8, C=64, H=56, W=56, M=6, T=18, k=7, s=1, d=1, p=3)  # T = (k // 2) * M bases
+    mk = Workload.make
+    out = {}
+    for name, p in (("DDF 8x256x56x56 k3", _ddf(8, 256, 56, 56)), ("DDF 2x256x200x300 k3", _ddf(2, 256, 200, 300))):
+        out[name] = [mk("ddf", k, p, dtype) for k in ("fwd", "dx", "ds", "dc")]
+    out["PAC conv 8x64x128x128 k5"] = [
+        mk("pac", "conv", dict(pac, a=0), dtype),
+        mk("pac", "conv", dict(pac, a=1), dtype),  # dX: the adjoint (mirrored taps, weight^T)
+        mk("pac", "conv_dk", pac, dtype), mk("pac", "conv_dw", pac, dtype)]
+    out["ACDA 8x64x56x56 k7"] = [mk("acda", k, acda, dtype) for k in ("fwd", "dx", "datoms")]
+    return out
+
+
+def _label(wl: Workload) -> str:
+    return f"{wl.op}.{wl.kernel}" + ("(adj)" if wl.p.get("a") else "")
+
+
+# -- work and traffic ---------------------------------------------------------------------------
+def _sizes(wl: Workload) -> List[int]:
+    from . import registry
+
+    return [math.prod(int(n) for n in t.shape) for t in registry.compute(wl)]
+
+
+def min_bytes(wl: Workload, itemsize: int = 4) -> int:
+    """Every input read once and the output written once (a perfect cache)."""
+    return sum(_sizes(wl)) * itemsize
+
+
+def _dims(wl: Workload):
+    from .ops.common import conv_out_size, out_size
+
+    p = dict(wl.p)
+    if wl.op == "ddf":
+        p["Ho"], p["Wo"] = out_size(p["H"], p["s"]), out_size(p["W"], p["s"])
+    elif wl.op == "acda":
+        p["Ho"], p["Wo"] = (conv_out_size(n, p["k"], p["s"], p["p"], p["d"]) for n in (p["H"], p["W"]))
+    return p
+
+
+def flops(wl: Workload) -> int:
+    """Useful FLOPs (2 per multiply-add, 1 per other multiply or add; taps that fall on
+    inserted zeros of an adjoint are not counted), per kernel:
+
+    ddf.fwd/dx: k^2 taps per output pixel of the forward, each a combine (S*C or S+C) and a
+    multiply-add; ddf.ds: per (pixel, tap) and channel dO*X (*C) + add; ddf.dc: per
+    (channel, tap, pixel) dO*X (*S) + add. pac.conv: C*k^2 multiply-adds per output plus the
+    modulation K*X once per (input channel, tap, pixel); conv_dk: G = sum_o W*dO (O
+    multiply-adds) and one multiply-add with the source per (channel, tap, pixel); conv_dw: per
+    (o, c, tap, pixel) dO*K*X + add. acda: the atoms (T multiply-adds per atom tap and pixel)
+    plus M*k^2 multiply-adds per (channel, pixel) (fwd, dx), or C per atom tap and pixel (datoms).
+    """
+    p = _dims(wl)
+    k2 = p["k"] ** 2
+    if wl.op == "ddf":
+        taps = p["B"] * p["C"] * p["Ho"] * p["Wo"] * k2
+        return taps * (3 if wl.kernel in ("fwd", "dx") or p["combine"] == "mul" else 2)
+    if wl.op == "pac":
+        pix = p["N"] * p["Ho"] * p["Wo"] * k2
+        if wl.kernel == "conv":
+            return pix * p["C"] * (2 * p["O"] + 1)
+        if wl.kernel == "conv_dk":
+            return pix * p["C"] * (2 * p["O"] + 2)
+        if wl.kernel == "conv_dw":
+            return pix * p["C"] * p["O"] * 3
+    if wl.op == "acda":
+        pix = p["N"] * p["Ho"] * p["Wo"]
+        atoms = pix * p["M"] * k2 * 2 * p["T"]
+        if wl.kernel == "datoms":
+            return pix * p["M"] * k2 * 2 * p["C"]
+        return atoms + pix * p["C"] * p["M"] * k2 * 2
+    raise KeyError(f"no FLOP formula for {wl.op}.{wl.kernel}")
+
+
+def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
+    """The default schedule's own count of the bytes its global loads request: loads issued
+    per thread x element size, summed over all threads, counting a warp-uniform load once per
+    thread and assuming no cache (L1/L2 hits make the DRAM traffic smaller). Loads masked off
+    by an index check (padding, inserted zeros) are not issued.
+
+    ddf.fwd: a thread per output loads X, S and C for each of the k^2 taps; ddf.dx: likewise
+    dO, S and C, for the taps that land on the stride grid (1/s^2); ddf.ds: per output (pixel,
+    tap), dO, X and C for each of the head's channels; ddf.dc: per output (channel, tap), dO, X
+    and S for each pixel. pac.conv: a thread per pixel and block of b output channels loads K
+    and X for each (channel, tap) and b weights; conv_dk: per (pixel, tap), for each channel
+    X and O pairs (W, dO); conv_dw: per (o, c, tap), dO, K and X for each pixel. acda.fwd: each
+    block builds its tile's atoms from A and P (T pairs per atom tap), then loads X for each
+    (channel, tap) of its pixels (atoms from shared memory); acda.dx: the atoms of every
+    pixel into global scratch (T pairs each, one store), then per input element M*k^2 pairs (dO,
+    atom); acda.datoms: per atom tap and pixel, dO and X for each channel.
+    """
+    p = _dims(wl)
+    k2 = p["k"] ** 2
+    if wl.op == "ddf":
+        out_pix = p["B"] * p["C"] * p["Ho"] * p["Wo"]
+        loads = {"fwd": out_pix * k2 * 3, "dx": out_pix * k2 * 3,
+                 "ds": out_pix * k2 * (3 if p["combine"] == "mul" else 2),
+                 "dc": out_pix * k2 * (3 if p["combine"] == "mul" else 2)}[wl.kernel]
+        return loads * itemsize
+    if wl.op == "pac":
+        pix = p["N"] * p["Ho"] * p["Wo"]
+        if wl.kernel == "conv":
+            block = max(b for b in range(1, 9) if p["O"] % b == 0)  # schedules.pac_cuda.CONV_CHANNEL_BLOCK
+            return pix * (p["O"] // block) * p["C"] * k2 * (2 + block) * itemsize
+        if wl.kernel == "conv_dk":
+            return pix * k2 * p["C"] * (1 + 2 * p["O"]) * itemsize
+        if wl.kernel == "conv_dw":
+            return pix * k2 * p["C"] * p["O"] * 3 * itemsize
+    if wl.op == "acda":
+        pix = p["N"] * p["Ho"] * p["Wo"]
+        atoms = pix * p["M"] * k2 * p["T"] * 2
+        if wl.kernel == "fwd":
+            return (atoms + pix * p["C"] * k2) * itemsize
+        if wl.kernel == "dx":  # + the scratch atoms written once
+            return (atoms + pix * p["M"] * k2 + p["N"] * p["C"] * p["H"] * p["W"] * p["M"] * k2 * 2) * itemsize
+        if wl.kernel == "datoms":
+            return pix * p["M"] * k2 * p["C"] * 2 * itemsize
+    raise KeyError(f"no request estimate for {wl.op}.{wl.kernel}")
+
+
+# -- resources from ptxas -----------------------------------------------------------------------
+_PTXAS_FUNC = re.compile(r"Compiling entry function '(\w+)'")
+_PTXAS_STACK = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_PTXAS_USED = re.compile(r"Used (\d+) registers")
+_PTXAS_SMEM = re.compile(r"(\d+) bytes smem")
+
+
+def ptxas_resources(cuda_source: str, arch: str, nvcc: str = "nvcc") -> Dict[str, dict]:
+    """Per kernel: registers per thread, spill bytes, static shared memory, from nvcc -Xptxas -v."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cu = Path(tmp) / "k.cu"
+        cu.write_text(cuda_source)
+        res = subprocess.run([nvcc, f"-arch={arch}", "-cubin", "-Xptxas", "-v", "-o", str(cu.with_suffix(".cubin")),
+                              str(cu)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"nvcc failed for {arch}:\n{res.stderr[-2000:]}")
+    out, name = {}, None
+    for line in res.stderr.splitlines():
+        if m := _PTXAS_FUNC.search(line):
+            name = m[1]
+            out[name] = {"regs": 0, "spill": 0, "smem": 0}
+        elif name and (m := _PTXAS_STACK.search(line)):
+            out[name]["spill"] = int(m[2]) + int(m[3])
+        elif name and (m := _PTXAS_USED.search(line)):
+            smem = _PTXAS_SMEM.search(line)  # sm_90 puts a stack size between the two
+            out[name]["regs"], out[name]["smem"] = int(m[1]), int(smem[1]) if smem else 0
+    return out
+
+
+def occupancy(arch: str, threads: int, regs: int, smem: int) -> float:
+    """Theoretical occupancy (resident warps / 64) of a kernel on one SM."""
+    warps = -(-threads // 32)
+    limits = [BLOCKS_PER_SM, THREADS_PER_SM // (warps * 32)]
+    if regs:
+        per_warp = -(-regs * 32 // 256) * 256
+        limits.append((REGS_PER_SM // per_warp) // warps)
+    if smem:
+        limits.append(SM[arch] // (-(-smem // 128) * 128 + 1024))
+    return min(limits) * warps / WARPS_PER_SM
+
+
+# -- the report ---------------------------------------------------------------------------------
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.0f}"
+
+
+def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> List[dict]:
+    from . import emulate
+    from .build import build
+    from .target import cuda_target
+
+    out = []
+    for layer, wls in benchmark_workloads(dtype).items():
+        for wl in wls:
+            if progress:
+                progress(f"{layer}: {_label(wl)}")
+            item = 2 if dtype in ("float16", "bfloat16") else 4 if dtype == "float32" else 8
+            base = {"layer": layer, "kernel": _label(wl), "flops": flops(wl), "bytes": min_bytes(wl, item),
+                    "requested": requested_bytes(wl, item), "bytes_bf16": min_bytes(wl, 2)}
+            for arch in archs:
+                target = cuda_target(arch)
+                src = build(wl, target).mod.imports[0].inspect_source()
+                res = ptxas_resources(src, arch)
+                launches = emulate.lower(emulate.scheduled(wl, arch), target).launches
+                for ln in launches:
+                    threads = math.prod(ln.block)
+                    r = res[ln.kernel]
+                    out.append(dict(base, arch=arch, launch=ln.kernel, threads=threads, blocks=math.prod(ln.grid),
+                                    occupancy=occupancy(arch, threads, r["regs"], r["smem"]), **r))
+    return out
+
+
+def format_table(rs: List[dict]) -> str:
+    head = ("| layer | kernel | arch | launch | threads | blocks | regs | spill B | smem B | occ. | "
+            "min DRAM MB | GFLOP | H100 us | H200 us | H200 TF32 us | H200 BF16 us | requested MB | req/min |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rs:
+        t = {bw: max(r["bytes"] / bw, r["flops"] / FP32_SIMT) for bw in (H100_BW, H200_BW)}
+        tf32 = max(r["bytes"] / H200_BW, r["flops"] / TF32_TC)
+        bf16 = max(r["bytes_bf16"] / H200_BW, r["flops"] / BF16_TC)
+        lines.append(
+            f"| {r['layer']} | {r['kernel']} | {r['arch']} | {r['launch']} | {r['threads']} | {r['blocks']:,} | "
+            f"{r['regs']} | {r['spill']} | {r['smem']:,} | {r['occupancy']:.0%} | {r['bytes'] / 1e6:,.1f} | "
+            f"{r['flops'] / 1e9:,.2f} | {_us(t[H100_BW])} | {_us(t[H200_BW])} | {_us(tf32)} | {_us(bf16)} | "
+            f"{r['requested'] / 1e6:,.0f} | {r['requested'] / r['bytes']:,.1f} |")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", nargs="+", default=["sm_90", "sm_80"], help="CUDA archs (default: sm_90 sm_80)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_table(rows(tuple(args.arch), progress=progress)))
+    print("\nEstimates from the generated code and the shapes, not measurements (no GPU ran). Per workload "
+          "(repeated on each of its launches): min DRAM bytes, FLOPs, rooflines = max(min DRAM bytes / bandwidth, "
+          "FLOPs / peak) with H100 SXM 3.35 TB/s, H200 4.8 TB/s, FP32 SIMT 67 TFLOP/s, TF32 495 and BF16 990 "
+          "TFLOP/s dense tensor cores (BF16 with 2-byte data), and the schedule's requested bytes.")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="dynfilter-tvm gpu-report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return run_cli(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

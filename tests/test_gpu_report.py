@@ -1,0 +1,42 @@
+"""The static GPU report's arithmetic (no nvcc needed) and, with nvcc, one kernel's ptxas figures."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from dynfilter_tvm import gpu_report as G
+from dynfilter_tvm.workload import Workload
+
+
+def test_occupancy_limits():
+    assert G.occupancy("sm_90", 256, 32, 0) == 1.0  # 8 blocks of 8 warps
+    assert G.occupancy("sm_90", 256, 128, 0) == 0.25  # 128 regs: 2 blocks
+    assert G.occupancy("sm_90", 256, 80, 37632) == 0.375  # 80 regs: 25 warps -> 3 blocks
+    assert G.occupancy("sm_80", 256, 32, 48 * 1024) == 0.375  # 164 KB / 49 KB: 3 blocks
+    assert G.occupancy("sm_90", 32, 16, 0) == 0.5  # 32 blocks of one warp
+
+
+def test_minimum_bytes_and_flops_ddf():
+    wl = Workload.make("ddf", "fwd", dict(B=2, C=4, H=5, W=6, G=1, k=3, s=1, d=1, combine="mul"), "float32")
+    # X, S, C and out, each once
+    assert G.min_bytes(wl) == 4 * (2 * 4 * 5 * 6 + 2 * 9 * 5 * 6 + 2 * 4 * 9 + 2 * 4 * 5 * 6)
+    assert G.flops(wl) == 2 * 4 * 5 * 6 * 9 * 3
+    assert G.requested_bytes(wl) == 2 * 4 * 5 * 6 * 9 * 3 * 4
+
+
+def test_every_benchmark_kernel_has_formulas():
+    for wls in G.benchmark_workloads().values():
+        for wl in wls:
+            assert G.flops(wl) > 0 and G.requested_bytes(wl) >= G.min_bytes(wl) / 10
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_ptxas_figures_of_a_small_kernel():
+    from dynfilter_tvm.build import build
+    from dynfilter_tvm.target import cuda_target
+
+    wl = Workload.make("acda", "fwd", dict(N=1, C=12, H=3, W=40, M=6, T=18, k=7, s=1, d=1, p=3), "float32")
+    src = build(wl, cuda_target("sm_90")).mod.imports[0].inspect_source()
+    res = G.ptxas_resources(src, "sm_90")["acda_fwd_kernel"]
+    assert res["regs"] > 0 and res["smem"] == 32 * 6 * 49 * 4  # the 32-pixel atoms tile
