@@ -7,7 +7,6 @@ import functools
 import logging
 import os
 import shutil
-import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -20,7 +19,8 @@ from .. import __version__
 from ..files import sha256_bytes
 from ..target import device_arch, host_cpu_name, target_name
 from ..workload import Workload
-from .manifest import ENV_BUNDLE, ENV_JIT, MANIFEST, BundleError, KernelUnavailableError, _read_manifest
+from .manifest import (ENV_BUNDLE, ENV_JIT, MANIFEST, BundleError, KernelUnavailableError, _read_manifest,
+                       read_regular_file)
 from .toolchain import compiler_available
 
 log = logging.getLogger(__name__)
@@ -53,16 +53,6 @@ def _this_machine() -> Tuple[set, str]:
     return names, f"{cpus}, {gpus}"
 
 
-def _read_regular_file(path: Path, where: str) -> bytes:
-    try:
-        st = os.lstat(path)
-    except OSError as err:
-        raise BundleError(f"{where}: {path.name} is missing ({err.strerror})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise BundleError(f"{where}: {path.name} is not a regular file")
-    return path.read_bytes()
-
-
 class Bundle:
     """A loaded bundle: the kernels it serves on this machine."""
 
@@ -92,7 +82,7 @@ def _current_compute(workload: Workload) -> Optional[str]:
 
 def _load_target(bundle: Bundle, entry: dict) -> None:
     where, name = str(bundle.path), entry["name"]
-    data = _read_regular_file(bundle.path / entry["library"], where)
+    data = read_regular_file(bundle.path / entry["library"], where, entry["library"])
     got = sha256_bytes(data)
     if got != entry["sha256"]:
         raise BundleError(f"{where}: {entry['library']} fails its checksum (manifest SHA-256 "
@@ -100,7 +90,7 @@ def _load_target(bundle: Bundle, entry: dict) -> None:
                           "after the bundle was written")
     dev = entry.get("device_code")
     if dev is not None:
-        dev_data = _read_regular_file(bundle.path / dev["file"], where)
+        dev_data = read_regular_file(bundle.path / dev["file"], where, dev["file"])
         if sha256_bytes(dev_data) != dev["sha256"] or data.find(dev_data) < 0:
             raise BundleError(f"{where}: {dev['file']} fails its checksum or is not the library's device code")
     # Load exactly the verified bytes: a private copy, removed once loaded.

@@ -172,16 +172,25 @@ def _check_sha(value: str, where: str) -> None:
         raise _bad(where, f"SHA-256 {value!r}")
 
 
+def read_regular_file(path: Path, where: str, what: str, limit: Optional[int] = None) -> bytes:
+    """The bytes of a bundle file that must be a regular file (not a link or device) of at
+    most ``limit`` bytes."""
+    try:
+        st = os.lstat(path)
+    except OSError as err:
+        raise BundleError(f"{where}: {what} is missing ({err.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BundleError(f"{where}: {what} is not a regular file")
+    if limit is not None and st.st_size > limit:
+        raise BundleError(f"{where}: {what} of {st.st_size} bytes is too large")
+    return path.read_bytes()
+
+
 def _read_manifest(path: Path) -> dict:
     where = str(path)
-    try:
-        st = os.stat(path)
-    except OSError as err:
-        raise BundleError(f"{where}: no bundle manifest ({err.strerror})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise BundleError(f"{where}: the manifest is not a regular file")
-    if st.st_size > _MAX_MANIFEST_BYTES:
-        raise BundleError(f"{where}: manifest of {st.st_size} bytes is too large")
+    if not os.path.lexists(path):
+        raise BundleError(f"{where}: no bundle manifest (no such file)")
+    raw = read_regular_file(path, where, "the manifest", _MAX_MANIFEST_BYTES)
 
     def no_duplicates(pairs):
         out = {}
@@ -195,7 +204,7 @@ def _read_manifest(path: Path) -> dict:
         raise ValueError(f"{name} is not JSON")
 
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=no_duplicates,
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates,
                           parse_constant=no_constants)
     except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise BundleError(f"{where}: the manifest is not valid JSON ({err}); "
