@@ -1,5 +1,6 @@
 """The command line (the application layer's entry): ``python -m dynfilter_tvm
-{demo,check,costs,compile,tune,logs,gpu-report,models,train,evaluate}`` (also installed as ``dynfilter-tvm``).
+{demo,check,costs,compile,tune,logs,gpu-report,gpu-suite,models,train,evaluate}`` (also installed as
+``dynfilter-tvm``).
 
 demo   the ACDA toy pattern detection (one Conv vs one ACDA layer, paper Fig. 6): trains both,
        checks translation equivariance, writes a figure
@@ -14,6 +15,8 @@ models parameters and FLOPs (multiply-adds) of every registered model at its usu
 train  train a registered model on local data (CIFAR binary, ImageFolder, joint-upsampling arrays):
        SGD + cosine schedule, AMP, gradient accumulation, checkpoints and resume, torchrun + DDP
 evaluate  top-1/top-5 accuracy or RMSE of a training checkpoint
+gpu-suite  the GPU evidence in one command into one folder (cuda tests, stream contract,
+       benchmarks, short tuning, AOT bundle); --dry-run runs the CPU-side parts
 """
 from __future__ import annotations
 
@@ -171,6 +174,13 @@ def main(argv=None) -> int:
     p = sub.add_parser("models", help="params and FLOPs of the registered models (DDF-ResNets vs the paper)")
     models_summary.add_arguments(p)
     p.set_defaults(func=models, parser=p)
+
+    from . import gpu_suite
+
+    p = sub.add_parser("gpu-suite", help="GPU evidence in one run: cuda tests, stream contract, benchmarks, tuning, AOT",
+                       description=gpu_suite.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    gpu_suite.add_arguments(p)
+    p.set_defaults(func=gpu_suite.run_cli)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -1,0 +1,97 @@
+"""The GPU suite's dry run here (README "GPU suite"): every step runs its CPU-side part at
+tiny sizes or is listed as 'needs a GPU' with its command, and results.json and summary.md
+are written and parse. Also: a step past its cap is killed and recorded, a spent budget
+skips the rest, and the shipped bundle is whole."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from torch_bridge.app import gpu_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+OK = ("ok", gpu_suite.NEEDS_GPU)
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu_suite")
+    proc = subprocess.run([sys.executable, "-m", "dynfilter_tvm", "gpu-suite", "--dry-run", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert (out / "results.json").exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, out, json.loads((out / "results.json").read_text())
+
+
+def test_dry_run_writes_results_and_summary(dry_run):
+    proc, out, res = dry_run
+    assert res["dry_run"] is True and list(res["steps"]) == list(gpu_suite.PLAN)
+    bad = [n for n, r in res["steps"].items() if r["status"] not in OK]
+    assert proc.returncode == (1 if bad else 0)
+    assert set(bad) <= {"aot"}, {n: res["steps"][n].get("error") for n in bad}  # aot: see the bundle test
+    for r in res["steps"].values():
+        assert r["seconds"] <= r["cap_s"] + 5
+    md = (out / "summary.md").read_text()
+    assert md.startswith("# GPU suite (dry run on CPU)") and "| step | status |" in md
+    assert md == gpu_suite.summary(res)
+
+
+def test_dry_run_steps(dry_run):
+    _, out, res = dry_run
+    steps = res["steps"]
+    assert steps["env"]["status"] == "ok" and steps["env"]["tvm"]
+    # without a GPU the stream contract tests skip cleanly; with one they pass
+    s = steps["stream"]
+    assert s["failures"] == s["errors"] == 0 and s["tests"] == 6
+    assert s["status"] == ("ok" if torch.cuda.is_available() else gpu_suite.NEEDS_GPU)
+    p = steps["pytest"]
+    assert p["collected"] > 0 and "tests/test_stream_contract.py" in p["files"] and "-m cuda" in p["command"]
+    t = steps["tune"]
+    assert t["status"] == gpu_suite.NEEDS_GPU and sorted(w.split("[")[0] for w in t["workloads"]) == [
+        "ddf.dc", "ddf.ds", "ddf.dx", "ddf.fwd"]
+    b = steps["bench"]
+    assert b["status"] == "ok" and b["copy_gbps"] > 0
+    assert {(r["family"], r["pass"]) for r in b["rows"]} == {
+        (f, p) for f in ("ddf", "pac", "acda") for p in ("forward", "forward+backward")}
+    assert all(r["ms"] > 0 and r["fraction_of_copy"] > 0 for r in b["rows"])
+    assert all(r["x_floor"] == 1.0 for r in b["rows"] if r["variant"] == r["floor"])
+
+
+def test_traffic_lower_bound():
+    B, C, H, W, k = shape = (2, 4, 5, 6, 3)
+    x = B * C * H * W
+    ddf_in = x + B * C * k * k + B * k * k * H * W
+    assert gpu_suite.traffic_bytes("ddf", shape, "dynfilter_tvm", "forward", "depthwise conv2d") == 4 * (ddf_in + x)
+    assert gpu_suite.traffic_bytes("ddf", shape, "dynfilter_tvm", "forward+backward", "depthwise conv2d") == (
+        4 * (3 * ddf_in + 2 * x))
+    assert gpu_suite.traffic_bytes("pac", shape, "conv2d", "forward", "conv2d") == 4 * (2 * x + C * C * k * k + C)
+
+
+def _suite(tmp_path, *argv):
+    p = __import__("argparse").ArgumentParser()
+    gpu_suite.add_arguments(p)
+    rc = gpu_suite.run_cli(p.parse_args(["--out", str(tmp_path), *argv]))
+    return rc, json.loads((tmp_path / "results.json").read_text())
+
+
+def test_step_past_its_cap_is_killed_and_recorded(tmp_path, monkeypatch):
+    monkeypatch.setitem(gpu_suite.PLAN, "env", 0.5)  # importing torch alone takes longer
+    monkeypatch.setattr(gpu_suite, "MIN_CAP_S", 0)
+    rc, res = _suite(tmp_path, "--steps", "env")
+    assert rc == 1 and res["steps"]["env"]["status"] == "timeout"
+    assert "killed at its cap" in res["steps"]["env"]["error"]
+    assert (tmp_path / "summary.md").exists()
+
+
+def test_spent_budget_skips_steps(tmp_path):
+    rc, res = _suite(tmp_path, "--budget-s", "5", "--steps", "env,aot")
+    assert rc == 1 and [r["status"] for r in res["steps"].values()] == ["skipped", "skipped"]
+
+
+@pytest.mark.xfail(strict=True, reason="the bundle's cuda-sm_*.so libraries are not in git (.gitignore: *.so)")
+def test_shipped_bundle_is_complete():
+    assert set(gpu_suite._bundle_files()["files"].values()) == {"ok"}
