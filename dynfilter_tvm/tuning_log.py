@@ -19,28 +19,42 @@ TVM version differs from the query's is refused with the reason (MetaSchedule's 
 ignores the target).
 
 ``export``/``import`` move a log as one portable JSON file that holds our workload
-descriptions and the traces, not IR; ``merge`` keeps the best record per workload and writes a
-new database through MetaSchedule's API (never by concatenating files).
+descriptions and the traces, not IR; ``merge`` keeps the best record per workload. Both write
+a new database (never by concatenating files): the workload lines are MetaSchedule's
+serialization of our own PrimFuncs, the record lines the records, each replayed once by
+MetaSchedule's own parser on that PrimFunc before it is written.
+
+A record's identity is the workload it was tuned on (structural hash) and its trace
+(instructions and sampling decisions): the same schedule met twice, in two logs or twice in one
+file, is one record (the faster measurement kept), so importing or merging is idempotent, and a
+kernel's ``trials`` count its distinct records. Writes are all-or-nothing: the files are built in
+memory and renamed into place together, with SIGINT/SIGTERM held back meanwhile.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import importlib.util
 import json
 import logging
 import math
 import os
-import tempfile
+import re
+import signal
+import socket
+import sys
+import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import tvm
 from tvm.target import Target
 
 from . import __version__, registry
 from .files import atomic_write_bytes, sha256_bytes
-from .target import target_json, target_name
+from .target import family, target_json, target_name
 from .workload import Workload
 
 log = logging.getLogger(__name__)
@@ -73,13 +87,36 @@ def default_root() -> Path:
     return Path(__file__).resolve().parent.parent / "tuning_logs"
 
 
+def user_root() -> Path:
+    """The user's own logs: ``$XDG_DATA_HOME/dynfilter-tvm/tuning_logs`` (by default
+    ``~/.local/share/dynfilter-tvm/tuning_logs``)."""
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "dynfilter-tvm" / "tuning_logs"
+
+
+def _env_roots() -> List[Path]:
+    env = os.environ.get("DYNFILTER_TVM_TUNING_LOGS", "")
+    return [] if env == "off" else [Path(p) for p in env.split(os.pathsep) if p]
+
+
+def import_root() -> Path:
+    """Where ``logs import`` writes without ``-o``: the first root in
+    ``$DYNFILTER_TVM_TUNING_LOGS`` when set, else :func:`user_root`; builds search both."""
+    env = _env_roots()
+    return env[0] if env else user_root()
+
+
 def search_roots() -> List[Path]:
     """Where the build looks for logs: ``$DYNFILTER_TVM_TUNING_LOGS`` (``os.pathsep``-separated
-    roots, first wins; ``off`` disables tuned schedules), then the shipped ``tuning_logs/``."""
-    env = os.environ.get("DYNFILTER_TVM_TUNING_LOGS", "")
-    if env == "off":
+    roots, first wins; ``off`` disables tuned schedules), then the user's :func:`user_root`
+    (where ``logs import`` writes), then the shipped ``tuning_logs/``."""
+    if os.environ.get("DYNFILTER_TVM_TUNING_LOGS", "") == "off":
         return []
-    return [Path(p) for p in env.split(os.pathsep) if p] + [default_root()]
+    roots: List[Path] = []
+    for root in _env_roots() + [user_root(), default_root()]:
+        if root not in roots:
+            roots.append(root)
+    return roots
 
 
 def log_name(target: Target) -> str:
@@ -145,10 +182,58 @@ class Record:
 
     shash: str
     raw: list  # [trace_json, run_secs, target_json, args_info_json]
+    _key: Optional[Tuple[str, str]] = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def seconds(self) -> float:
         return mean_seconds(self.raw[1] or ())
+
+    @property
+    def key(self) -> Tuple[str, str]:
+        """The record's identity (see :func:`record_key`)."""
+        if self._key is None:
+            self._key = record_key(self.shash, self.raw)
+        return self._key
+
+
+def record_key(shash: str, raw: list) -> Tuple[str, str]:
+    """A record's identity: the structural hash of the workload it was tuned on and its trace
+    (instructions and sampling decisions), as canonical JSON. Its run times are not part of
+    it: the same schedule measured twice is one record."""
+    return shash, json.dumps(raw[0], sort_keys=True, separators=(",", ":"))
+
+
+# Target attributes that describe a GPU without changing the code generated for it (TVM's tags
+# add them, our own CUDA targets leave them out). Every other field must match.
+_INFO_ONLY_TARGET_FIELDS = frozenset({"tag", "registers_per_block", "l2_cache_size_bytes"})
+
+
+def code_fields(target) -> dict:
+    """The fields of a target (a ``Target`` or its JSON) that select the generated code,
+    canonicalized by TVM; an ``sm_90a`` arch counts as ``sm_90``, as in :func:`target_name`."""
+    fields = target_json(target if isinstance(target, Target) else Target(target))
+    fields = {k: v for k, v in fields.items() if k not in _INFO_ONLY_TARGET_FIELDS}
+    if fields.get("kind") == "cuda" and isinstance(fields.get("arch"), str):
+        fields["arch"] = re.sub(r"(sm_\d+)a$", r"\1", fields["arch"])
+    return fields
+
+
+def _field_diff(mine: dict, theirs: dict) -> str:
+    keys = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    return ", ".join(f"{k} {mine.get(k, '(unset)')!r} vs {theirs.get(k, '(unset)')!r}" for k in keys)
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """Parse large JSON without the cyclic GC: it rescans the millions of new lists again and
+    again (8x slower on a 10,000-record export); none of them form cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def mean_seconds(run_secs) -> float:
@@ -193,19 +278,20 @@ def _json_lines(path: Path, repair: bool = False) -> list:
     data = path.read_bytes()
     lines = data.split(b"\n")
     out = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except (ValueError, RecursionError) as err:
-            last = i == len(lines) - 1
-            if last and repair:
-                log.warning("%s: dropping a truncated last line (an interrupted run)", path)
-                atomic_write_bytes(path, data[: len(data) - len(line)])
-                break
-            raise TuningLogError(f"{path}: line {i + 1} is not valid JSON"
-                                 f"{' (truncated: was a run interrupted?)' if last else ''}: {err}") from None
+    with _no_gc():
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except (ValueError, RecursionError) as err:
+                last = i == len(lines) - 1
+                if last and repair:
+                    log.warning("%s: dropping a truncated last line (an interrupted run)", path)
+                    atomic_write_bytes(path, data[: len(data) - len(line)])
+                    break
+                raise TuningLogError(f"{path}: line {i + 1} is not valid JSON"
+                                     f"{' (truncated: was a run interrupted?)' if last else ''}: {err}") from None
     return out
 
 
@@ -237,17 +323,7 @@ class TuningLog:
     def _load(cls, path: Path, repair: bool) -> "TuningLog":
         _expect(path.is_dir(), "no such directory")
         _expect((path / MANIFEST).exists(), f"no {MANIFEST}: not a dynfilter-tvm tuning log")
-        man = json.loads((path / MANIFEST).read_text())
-        _expect(isinstance(man, dict) and man.get("format") == FORMAT, f"{MANIFEST} is not a {FORMAT} manifest")
-        _expect(man.get("version") == VERSION, f"format version {man.get('version')!r}; this build reads {VERSION}")
-        for key in ("target_name", "tvm"):
-            _expect(isinstance(man.get(key), str), f"{MANIFEST} lacks {key!r}")
-        _expect(isinstance(man.get("target"), dict), f"{MANIFEST} lacks the target")
-        _expect(isinstance(man.get("workloads"), list), f"{MANIFEST} lacks the workload list")
-        entries = {}
-        for data in man["workloads"]:
-            e = Entry.from_json(data)
-            entries[e.workload.key()] = e
+        tl = cls.from_manifest(path, json.loads((path / MANIFEST).read_text()))
         hashes = []
         for i, line in enumerate(_json_lines(path / WORKLOADS, repair)):
             _expect(isinstance(line, list) and len(line) == 2 and isinstance(line[0], str) and line[0].isdigit(),
@@ -264,14 +340,51 @@ class TuningLog:
             records.setdefault(hashes[line[0]], []).append(Record(hashes[line[0]], raw))
         for recs in records.values():
             recs.sort(key=lambda r: r.seconds)
-        return cls(path, man["target"], man["target_name"], man["tvm"], entries, records)
+        tl.records = records
+        return tl
+
+    @classmethod
+    def from_manifest(cls, path: Path, man) -> "TuningLog":
+        """A log holding no records yet, from a (checked) manifest."""
+        _expect(isinstance(man, dict) and man.get("format") == FORMAT, f"{MANIFEST} is not a {FORMAT} manifest")
+        _expect(man.get("version") == VERSION, f"format version {man.get('version')!r}; this build reads {VERSION}")
+        for key in ("target_name", "tvm"):
+            _expect(isinstance(man.get(key), str), f"{MANIFEST} lacks {key!r}")
+        _expect(isinstance(man.get("target"), dict), f"{MANIFEST} lacks the target")
+        _expect(isinstance(man.get("workloads"), list), f"{MANIFEST} lacks the workload list")
+        entries = {}
+        for data in man["workloads"]:
+            e = Entry.from_json(data)
+            entries[e.workload.key()] = e
+        return cls(path, man["target"], man["target_name"], man["tvm"], entries, {})
+
+    def code_target(self) -> dict:
+        """The manifest target's code-selecting fields (:func:`code_fields`), after checking that
+        it is a target we build for and the one its ``target_name`` names (a manifest edited in
+        one place but not the other is refused)."""
+        try:
+            tgt = Target(self.target)
+            family(tgt)
+        except Exception as err:  # TVM's own error types for a bad config
+            raise TuningLogError(f"tuning log {self.path}: its manifest target is not one dynfilter-tvm builds "
+                                 f"for: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        implied = log_name(tgt)
+        if implied != self.target_name:
+            raise TuningLogError(f"tuning log {self.path}: its manifest names {self.target_name} but its target is "
+                                 f"{implied}'s ({json.dumps(self.target, sort_keys=True)}): edited or corrupt")
+        return code_fields(tgt)
 
     def check_compatible(self, target: Target) -> None:
-        """Refuse a log measured on another target or TVM version."""
+        """Refuse a log measured on another target (any code-selecting field of the manifest's
+        target JSON differing from ``target``'s) or TVM version."""
         want = log_name(target)
         if self.target_name != want:
             raise TuningLogError(f"tuning log {self.path} was tuned for {self.target_name}, not {want}: "
                                  "schedules are specific to a CPU model and core count, or a GPU arch")
+        mine, theirs = self.code_target(), code_fields(target)
+        if mine != theirs:
+            raise TuningLogError(f"tuning log {self.path} was tuned for another {want} target than this build's "
+                                 f"({_field_diff(mine, theirs)}): schedules are specific to the whole target")
         if self.tvm_version != tvm.__version__:
             raise TuningLogError(f"tuning log {self.path} was written with TVM {self.tvm_version}, this is TVM "
                                  f"{tvm.__version__}: traces do not carry across TVM versions")
@@ -348,62 +461,232 @@ def open_or_create(path, target: Target, repair: bool = True) -> TuningLog:
     return create(path, target)
 
 
-def write_database(path: Path, chosen: Iterable[Tuple[Entry, List[list]]]) -> None:
-    """Write MetaSchedule's JSON database at ``path`` holding ``chosen`` (entry, raw records),
-    through its API: every workload line is made from our own PrimFunc."""
+def _workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+def _database_files(chosen: List[Tuple[Entry, List[list]]], progress: bool = False,
+                    existing: Optional[Path] = None) -> Dict[str, bytes]:
+    """MetaSchedule's JSON database holding ``chosen`` (entry, raw records), as file contents.
+    Every workload line is MetaSchedule's serialization of our own PrimFunc; every record is
+    replayed once by MetaSchedule's parser on it (``TuningRecord.from_json`` applies the trace),
+    on all cores (TVM releases the GIL), so a trace that does not fit is refused.
+
+    With ``existing`` (the workload file being replaced), its lines keep their places (ours
+    for the workloads we write, its own otherwise) and new workloads follow, so its old record
+    file still indexes the new workload file correctly: the files can be renamed one by one."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    from tqdm import tqdm
     from tvm.s_tir import meta_schedule as ms
 
-    for name in (WORKLOADS, RECORDS):
-        if (path / name).exists():
-            (path / name).unlink()
-    db = ms.database.JSONDatabase(str(path / WORKLOADS), str(path / RECORDS), allow_missing=True)
+    workload_lines: List[str] = []
+    place: Dict[str, int] = {}
+    if existing is not None and existing.exists():
+        for line in existing.read_bytes().decode().splitlines():
+            if line.strip():
+                place.setdefault(json.loads(line)[0], len(workload_lines))
+                workload_lines.append(line)
+    jobs = []
     for entry, raws in chosen:
-        mod = mod_of(entry.workload)
-        if structural_hash(mod) != entry.shash:
+        wl = ms.database.Workload(mod_of(entry.workload))
+        line = wl.as_json()
+        if str(line[0]) != entry.shash:
             raise TuningLogError(f"record for {entry.workload} was tuned on another compute definition "
                                  "(structural hash differs): stale, not importable")
-        wl = db.commit_workload(mod)
-        for raw in raws:
-            apply_record(mod, raw)  # refuse a trace that does not replay here
-            db.commit_tuning_record(ms.database.TuningRecord.from_json(raw, wl))
+        text = json.dumps([str(line[0]), str(line[1])], separators=(",", ":"))
+        index = place.get(entry.shash)
+        if index is None:
+            index = place[entry.shash] = len(workload_lines)
+            workload_lines.append(text)
+        else:
+            workload_lines[index] = text
+        jobs.extend((index, entry, wl, raw) for raw in raws)
+
+    def check(job) -> None:
+        _, entry, wl, raw = job
+        _check_record(raw)
+        try:
+            ms.database.TuningRecord.from_json(raw, wl)
+        except Exception as err:  # a trace that does not fit this PrimFunc, a bad target or args
+            raise TuningLogError(f"a tuning record for {entry.workload} does not apply to this kernel: "
+                                 f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+
+    pool = ThreadPoolExecutor(_workers())
+    bar = tqdm(total=len(jobs), unit="record", desc="checking records", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True, leave=False)
+    try:
+        pending = {pool.submit(check, job) for job in jobs}
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                fut.result()  # the first refusal stops the import
+            bar.update(len(done))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    record_lines = [json.dumps([index, raw], separators=(",", ":")) for index, _, _, raw in jobs]
+    return {WORKLOADS: "".join(x + "\n" for x in workload_lines).encode(),
+            RECORDS: "".join(x + "\n" for x in record_lines).encode()}
 
 
-def merge(sources: List[TuningLog], out, top: int = 1) -> TuningLog:
-    """A new log at ``out`` with the ``top`` best records per workload across ``sources``,
-    which must share target and TVM version."""
+# -- all-or-nothing writes -------------------------------------------------------------------
+_TMP_SUFFIX = ".dynfilter-tmp"
+
+
+def _tmp_name(name: str) -> str:
+    return f".{name}.{socket.gethostname()}.{os.getpid()}{_TMP_SUFFIX}"
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files a killed writer (SIGKILL) left in ``folder``: those of dead processes on
+    this host."""
+    if not folder.is_dir():
+        return
+    host = re.escape(socket.gethostname())
+    for p in folder.glob(".*" + _TMP_SUFFIX):
+        m = re.fullmatch(rf"\..+\.{host}\.(\d+){re.escape(_TMP_SUFFIX)}", p.name)
+        if m is None:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            p.unlink(missing_ok=True)
+        except OSError:  # alive, another user's
+            pass
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM wait until the block is done (then act as they would have)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: List[int] = []
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        old[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if caught:
+            os.kill(os.getpid(), caught[0])
+
+
+def _commit(folder: Path, files: Dict[str, bytes]) -> None:
+    """Write ``files`` (name -> bytes) into ``folder`` all or nothing: each is written and
+    fsynced beside its target under a temporary name, then all are renamed (the manifest last),
+    with SIGINT/SIGTERM held back; on any error the temporary files are removed. Only a SIGKILL
+    can leave one, which the next write into the folder removes."""
+    with _signals_held():
+        _remove_stale_temporaries(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmps: Dict[str, Path] = {}
+        try:
+            for name, data in files.items():
+                tmps[name] = folder / _tmp_name(name)
+                with open(tmps[name], "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            for name in sorted(tmps, key=lambda n: n == MANIFEST):  # the manifest names the records: last
+                os.replace(tmps[name], folder / name)
+            tmps.clear()
+        finally:
+            for tmp in tmps.values():
+                tmp.unlink(missing_ok=True)
+        try:  # make the renames durable
+            dfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+
+
+def _holds_files(folder: Path) -> bool:
+    return folder.exists() and any(not p.name.endswith(_TMP_SUFFIX) for p in folder.iterdir())
+
+
+# -- merge, export, import -------------------------------------------------------------------
+def _check_mergeable(sources: List[TuningLog]) -> None:
     first = sources[0]
     for other in sources[1:]:
         if (other.target_name, other.tvm_version) != (first.target_name, first.tvm_version):
             raise TuningLogError(f"cannot merge {other.path} ({other.target_name}, TVM {other.tvm_version}) with "
                                  f"{first.path} ({first.target_name}, TVM {first.tvm_version})")
+    fields = first.code_target()
+    for other in sources[1:]:
+        theirs = other.code_target()
+        if theirs != fields:
+            raise TuningLogError(f"cannot merge {other.path} with {first.path}: their {first.target_name} targets "
+                                 f"differ ({_field_diff(theirs, fields)})")
+
+
+def _combine(sources: List[TuningLog], top: Optional[int]) -> List[Tuple[Entry, List[list]]]:
+    """Per workload: the entry of the source with the best record, and the ``top`` best distinct
+    records (all with None), the faster measurement of a record met twice. Its ``trials``: its
+    distinct records across the sources, or more where a source's manifest counts trials whose
+    records it no longer holds (a ``merge`` keeps the best only)."""
     entries: Dict[str, Entry] = {}
-    candidates: Dict[str, List[Tuple[float, list]]] = {}
-    trials: Dict[str, int] = {}
+    candidates: Dict[str, Dict[Tuple[str, str], Tuple[float, list]]] = {}
+    seen: Dict[str, set] = {}
+    claimed: Dict[str, int] = {}
     for src in sources:
         for key, e in src.entries.items():
-            recs = [r for r in src.records.get(e.shash, ()) if r.raw[1]]
-            trials[key] = trials.get(key, 0) + e.trials
             mine = entries.get(key)
             if mine is not None and mine.shash != e.shash:
                 raise TuningLogError(f"{e.workload} was tuned on different compute definitions in the inputs")
-            best_here = recs[0].seconds if recs else math.inf
-            best_so_far = min((s for s, _ in candidates.get(key, [])), default=math.inf)
+            recs = src.records.get(e.shash, ())
+            pool, ids = candidates.setdefault(key, {}), seen.setdefault(key, set())
+            best_so_far = min((s for s, _ in pool.values()), default=math.inf)
+            best_here = math.inf
+            for r in recs:
+                ids.add(r.key)
+                if r.raw[1]:
+                    best_here = min(best_here, r.seconds)
+                    old = pool.get(r.key)
+                    if old is None or r.seconds < old[0]:
+                        pool[r.key] = (r.seconds, r.raw)
+            if e.trials > len(recs):  # records a merge dropped
+                claimed[key] = max(claimed.get(key, 0), e.trials)
             if mine is None or best_here < best_so_far:
                 entries[key] = dataclasses.replace(e)
-            candidates.setdefault(key, []).extend((r.seconds, r.raw) for r in recs)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise TuningLogError(f"{out} exists and is not empty; merge writes a new log")
-    out.mkdir(parents=True, exist_ok=True)
     chosen = []
     for key, e in entries.items():
-        e.trials = trials[key]
-        best = sorted(candidates.get(key, []), key=lambda c: c[0])[:top]
-        chosen.append((e, [raw for _, raw in best]))
-    write_database(out, chosen)
-    tl = TuningLog(out, first.target, first.target_name, first.tvm_version, entries, {})
-    tl.save_manifest()
+        e.trials = max(len(seen[key]), claimed.get(key, 0))
+        best = sorted(candidates[key].values(), key=lambda c: c[0])
+        chosen.append((e, [raw for _, raw in (best if top is None else best[:top])]))
+    return chosen
+
+
+def _write_merged(sources: List[TuningLog], out: Path, top: Optional[int], progress: bool) -> TuningLog:
+    _check_mergeable(sources)
+    first = sources[0]
+    chosen = _combine(sources, top)
+    files = _database_files(chosen, progress, out / WORKLOADS)
+    entries = {e.workload.key(): e for e, _ in chosen}
+    files[MANIFEST] = (json.dumps(TuningLog(out, first.target, first.target_name, first.tvm_version, entries,
+                                            {}).manifest(), indent=1) + "\n").encode()
+    _commit(out, files)
     return TuningLog.load(out)
+
+
+def merge(sources: List[TuningLog], out, top: int = 1, progress: bool = False) -> TuningLog:
+    """A new log at ``out`` with the ``top`` best distinct records per workload across
+    ``sources``, which must share target and TVM version (see :func:`_combine` for trials)."""
+    out = Path(out)
+    _remove_stale_temporaries(out)
+    if _holds_files(out):
+        raise TuningLogError(f"{out} exists and is not empty; merge writes a new log")
+    return _write_merged(sources, out, top, progress)
 
 
 def export(src: TuningLog, out) -> int:
@@ -420,57 +703,56 @@ def export(src: TuningLog, out) -> int:
     return len(records)
 
 
-def import_(path, out, target: Optional[Target] = None) -> TuningLog:
+def import_(path, out, target: Optional[Target] = None, progress: bool = False) -> TuningLog:
     """Validate an export file and write it as a log at ``out``; an existing log there is
-    merged with it (best records kept). With ``target``, the file must be for it."""
+    merged with it (all distinct records kept: importing a file twice changes nothing). With
+    ``target``, the file must be for it. All or nothing: an error or interruption leaves
+    ``out`` as it was."""
     path, out = Path(path), Path(out)
     try:
-        data = json.loads(path.read_bytes())
-    except (ValueError, RecursionError, OSError) as err:
-        raise TuningLogError(f"{path} is not a readable JSON export: {err}") from None
-    try:
-        _expect(isinstance(data, dict) and data.get("format") == EXPORT_FORMAT, f"not a {EXPORT_FORMAT} file")
-        _expect(data.get("version") == VERSION, f"export format version {data.get('version')!r}; expected {VERSION}")
-        _expect(isinstance(data.get("records"), list), "no record list")
-        with tempfile.TemporaryDirectory() as tmp:
-            staged = Path(tmp) / "log"
-            staged.mkdir()
-            man = data.get("manifest")
-            _expect(isinstance(man, dict), "no manifest")
-            write_json(staged / MANIFEST, man)
-            tl = TuningLog.load(staged)  # validates the manifest
-            if target is not None:
-                tl.check_compatible(target)
-            elif tl.tvm_version != tvm.__version__:
-                raise TuningLogError(f"exported with TVM {tl.tvm_version}, this is TVM {tvm.__version__}")
-            by_key: Dict[str, List[list]] = {}
-            for item in data["records"]:
-                _expect(isinstance(item, dict) and isinstance(item.get("workload"), str), "malformed record entry")
-                _expect(item["workload"] in tl.entries, "a record names a workload the manifest does not list")
-                by_key.setdefault(item["workload"], []).append(_check_record(item.get("record")))
-            write_database(staged, [(tl.entries[k], raws) for k, raws in by_key.items()])
-            tl = TuningLog.load(staged)
-            if (out / MANIFEST).exists():
-                existing = TuningLog.load(out)
-                merged_dir = Path(tmp) / "merged"
-                merge([existing, tl], merged_dir, top=1 << 30)
-                _replace_dir(merged_dir, out)
-            else:
-                if out.exists() and any(out.iterdir()):
-                    raise TuningLogError(f"{out} exists and is not a tuning log")
-                _replace_dir(staged, out)
+        with _no_gc():  # collected at the end, once the duplicates are gone
+            tl = _read_export(path)
+        if target is not None:
+            tl.check_compatible(target)
+        elif tl.tvm_version != tvm.__version__:
+            raise TuningLogError(f"exported with TVM {tl.tvm_version}, this is TVM {tvm.__version__}")
+        sources = [tl]
+        if (out / MANIFEST).exists():
+            sources.insert(0, TuningLog.load(out))
+        else:
+            _remove_stale_temporaries(out)
+            if _holds_files(out):
+                raise TuningLogError(f"{out} exists and is not a tuning log")
+        return _write_merged(sources, out, None, progress)
     except TuningLogError as err:
         raise TuningLogError(f"{path}: {err}") from None
     except (KeyError, TypeError, ValueError) as err:
         raise TuningLogError(f"{path} is malformed: {type(err).__name__}: {err}") from None
-    return TuningLog.load(out)
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in (WORKLOADS, RECORDS, MANIFEST):  # the manifest last: it names the records
-        if (src / name).exists():
-            atomic_write_bytes(dst / name, (src / name).read_bytes())
+def _read_export(path: Path) -> TuningLog:
+    """An export file as a log in memory (its path the file's), each distinct record once."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, RecursionError, OSError) as err:
+        raise TuningLogError(f"not a readable JSON export: {err}") from None
+    _expect(isinstance(data, dict) and data.get("format") == EXPORT_FORMAT, f"not a {EXPORT_FORMAT} file")
+    _expect(data.get("version") == VERSION, f"export format version {data.get('version')!r}; expected {VERSION}")
+    _expect(isinstance(data.get("records"), list), "no record list")
+    tl = TuningLog.from_manifest(path, data.get("manifest"))  # validates the manifest
+    tl.code_target()  # its target is the one it names
+    kept: Dict[Tuple[str, str], Record] = {}
+    for item in data["records"]:
+        _expect(isinstance(item, dict) and isinstance(item.get("workload"), str), "malformed record entry")
+        entry = tl.entries.get(item["workload"])
+        _expect(entry is not None, "a record names a workload the manifest does not list")
+        rec = Record(entry.shash, _check_record(item.get("record")))
+        old = kept.get(rec.key)
+        if old is None or rec.seconds < old.seconds:
+            kept[rec.key] = rec
+    for rec in kept.values():
+        tl.records.setdefault(rec.shash, []).append(rec)
+    return tl
 
 
 # -- the build hook -------------------------------------------------------------------------

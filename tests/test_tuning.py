@@ -179,6 +179,13 @@ def test_log_for_another_target_or_tvm_is_refused(log_copy, target, tmp_path, us
     assert build.plan(FWD, target)[0].startswith("default:")
 
 
+def _make_distinct(raw: list, tag: int = 1) -> None:
+    """Turn a record into another schedule of the same kernel that still replays: an extra
+    (inert) annotation on the root block."""
+    root = next(inst[3][0] for inst in raw[0][0] if inst[0] == "GetSBlock" and inst[2][0] == "root")
+    raw[0][0].append(["Annotate", [root, tag], ["dynfilter_tvm.test_variant"], []])
+
+
 def test_merge_keeps_the_best_record_per_workload(tuned, tmp_path, target):
     _, tl = tuned
     # B: a log with only FWD, its records made twice as fast as A's best
@@ -190,6 +197,8 @@ def test_merge_keeps_the_best_record_per_workload(tuned, tmp_path, target):
     best_a = tl.best(tl.entries[FWD.key()]).seconds
     keep = [r for r in recs if r[0] == fwd_index and r[1][1]]
     keep[-1][1][1] = [best_a / 2]
+    for r in keep:  # schedules of another tuning run: distinct records (a copy of A's would count once)
+        _make_distinct(r[1])
     (b_dir / tuning_log.RECORDS).write_text("".join(json.dumps(r) + "\n" for r in keep))
     merged = tuning_log.merge([tl, TuningLog.load(b_dir)], tmp_path / "c")
     assert set(merged.entries) == {FWD.key(), DX.key()}
@@ -329,3 +338,242 @@ def test_rpc_runner_on_localhost(tmp_path, target):
     finally:
         server.terminate()
         tracker.terminate()
+
+
+# -- idempotent, quick, all-or-nothing imports and merges ----------------------------------------
+def _cli(*args, cwd=None, env=None, timeout=300):
+    import os
+
+    full_env = dict(os.environ)
+    # this checkout's package, from any working directory
+    repo = str(Path(__file__).resolve().parent.parent)
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, full_env.get("PYTHONPATH")) if p)
+    for key, value in (env or {}).items():
+        if value is None:  # unset
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
+    return subprocess.run([sys.executable, "-m", "dynfilter_tvm", "logs", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd, env=full_env)
+
+
+def _n_records(log_dir: Path) -> int:
+    return len((log_dir / tuning_log.RECORDS).read_text().splitlines())
+
+
+def _leftovers(*folders: Path) -> list:
+    """Temporary files (ours or any other writer's) under ``folders``."""
+    return [p for f in folders if f.exists() for p in f.rglob("*")
+            if p.name.startswith((".", "tmp")) or "tmp" in p.suffix]
+
+
+def test_import_twice_or_merge_with_itself_counts_each_record_once(tuned, log_copy, tmp_path):
+    _, tl = tuned
+    n = tuning_log.export(tl, tmp_path / "e.json")
+    # into the log it came from (a copy): nothing new
+    back = tuning_log.import_(tmp_path / "e.json", log_copy)
+    assert _n_records(log_copy) == _n_records(tl.path)
+    assert {k: e.trials for k, e in back.entries.items()} == {k: TRIALS for k in tl.entries}
+    # into a new log, three times: the same files each time
+    tuning_log.import_(tmp_path / "e.json", tmp_path / "i")
+    first = {p.name: p.read_bytes() for p in (tmp_path / "i").iterdir()}
+    for _ in range(2):
+        again = tuning_log.import_(tmp_path / "e.json", tmp_path / "i")
+        assert {p.name: p.read_bytes() for p in (tmp_path / "i").iterdir()} == first
+    assert _n_records(tmp_path / "i") == n
+    assert all(e.trials == TRIALS for e in again.entries.values())
+    # a record met twice in one file is kept once, with its faster measurement
+    data = json.loads((tmp_path / "e.json").read_text())
+    twice = json.loads(json.dumps(data["records"][0]))
+    twice["record"][1] = [s / 4 for s in twice["record"][1]]
+    data["records"].append(twice)
+    (tmp_path / "e2.json").write_text(json.dumps(data))
+    dup = tuning_log.import_(tmp_path / "e2.json", tmp_path / "j")
+    assert _n_records(tmp_path / "j") == n
+    fastest = min(r.seconds for recs in dup.records.values() for r in recs)
+    assert fastest == pytest.approx(tuning_log.mean_seconds(twice["record"][1]))
+    # merge of a log with a copy of itself: trials counted once
+    merged = tuning_log.merge([tl, TuningLog.load(log_copy)], tmp_path / "m")
+    assert all(e.trials == TRIALS for e in merged.entries.values())
+    # and a merged log (best record only) merged again keeps its count
+    again = tuning_log.merge([merged, tl], tmp_path / "m2")
+    assert all(e.trials == TRIALS for e in again.entries.values())
+
+
+def test_import_of_a_large_export_is_quick_idempotent_and_shows_progress(tmp_path):
+    """The shipped log's export, each record 20 times with varied run times (10,240 records),
+    into a copy of the shipped log: seconds, no duplicates, trials unchanged."""
+    import time
+
+    shipped = tuning_log.default_root() / "llvm-znver4-1c"
+    copy = tmp_path / "llvm-znver4-1c"
+    shutil.copytree(shipped, copy)
+    tuning_log.export(TuningLog.load(shipped), tmp_path / "e.json")
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert len(data["records"]) == 512
+    records = []
+    for i in range(20):
+        for item in data["records"]:
+            record = [item["record"][0], [s * (1 + 0.01 * i) for s in item["record"][1]], *item["record"][2:]]
+            records.append({"workload": item["workload"], "record": record})
+    data["records"] = records
+    (tmp_path / "big.json").write_text(json.dumps(data))
+    t0 = time.perf_counter()
+    res = _cli("import", tmp_path / "big.json", "-o", copy, env={"TMPDIR": str(tmp_path)})
+    elapsed = time.perf_counter() - t0
+    assert res.returncode == 0, res.stderr
+    assert "checking records" in res.stderr  # the progress bar
+    assert "0 new records (512 in all)" in res.stdout
+    assert elapsed < 120, f"importing 10,240 records took {elapsed:.0f}s"  # ~15 s on 2 busy cores
+    tl = TuningLog.load(copy)
+    assert _n_records(copy) == 512
+    assert all(e.trials == 32 for e in tl.entries.values())
+    assert tl.manifest()["workloads"] == TuningLog.load(shipped).manifest()["workloads"]
+    assert _leftovers(copy) == []
+
+
+def test_interrupted_import_leaves_no_partial_files(tuned, tmp_path, monkeypatch):
+    import os
+    import signal
+    import socket
+    import time
+
+    _, tl = tuned
+    tuning_log.export(tl, tmp_path / "e.json")
+    # killed in the middle: a large file (the tiny log's records many times over, distinct)
+    data = json.loads((tmp_path / "e.json").read_text())
+    records = []
+    for i in range(400):
+        for item in data["records"]:
+            raw = json.loads(json.dumps(item["record"]))
+            _make_distinct(raw, i)
+            records.append({"workload": item["workload"], "record": raw})
+    data["records"] = records
+    (tmp_path / "big.json").write_text(json.dumps(data))
+    sys_tmp = tmp_path / "sys_tmp"
+    sys_tmp.mkdir()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        out = tmp_path / f"out-{sig.name}"
+        env = {**os.environ, "TMPDIR": str(sys_tmp)}
+        proc = subprocess.Popen([sys.executable, "-m", "dynfilter_tvm", "logs", "import", str(tmp_path / "big.json"),
+                                 "-o", str(out)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+        seen = b""
+        deadline = time.monotonic() + 120
+        while b"checking records" not in seen and time.monotonic() < deadline and proc.poll() is None:
+            seen += os.read(proc.stderr.fileno(), 4096)
+        proc.send_signal(sig)
+        proc.communicate(timeout=120)
+        assert proc.returncode != 0
+        assert not out.exists() or list(out.iterdir()) == []
+        assert list(sys_tmp.iterdir()) == []
+    # an error while the files are renamed into place: the old log stays whole, no temporaries
+    dest = tmp_path / "dest"
+    shutil.copytree(tl.path, dest)
+    (tmp_path / "e.json").write_text(json.dumps({**data, "records": data["records"][:8]}))  # new records
+    before = {p.name: p.read_bytes() for p in dest.iterdir()}
+    real_replace, calls = os.replace, []
+
+    def failing_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(tuning_log.os, "replace", failing_replace)
+    with pytest.raises(KeyboardInterrupt):
+        tuning_log.import_(tmp_path / "e.json", dest)
+    monkeypatch.setattr(tuning_log.os, "replace", real_replace)
+    assert _leftovers(dest) == []
+    # the workload file was renamed first: its lines kept their places, so the old records
+    # still point at the right workloads
+    after = {p.name: p.read_bytes() for p in dest.iterdir()}
+    assert after[tuning_log.RECORDS] == before[tuning_log.RECORDS]
+    assert after[tuning_log.MANIFEST] == before[tuning_log.MANIFEST]
+    assert {h: [r.raw for r in recs] for h, recs in TuningLog.load(dest).records.items()} == \
+        {h: [r.raw for r in recs] for h, recs in tl.records.items()}
+    # a temporary file a SIGKILLed import left behind is removed by the next one
+    stale = dest / f".{tuning_log.RECORDS}.{socket.gethostname()}.999999999{tuning_log._TMP_SUFFIX}"
+    stale.write_bytes(b"half")
+    tuning_log.import_(tmp_path / "e.json", dest)
+    assert not stale.exists() and _leftovers(dest) == []
+
+
+def test_import_without_output_goes_to_a_user_folder_the_build_searches(tuned, tmp_path, target, monkeypatch):
+    _, tl = tuned
+    src = tmp_path / "src"
+    shutil.copytree(tl.path, src)
+    _mark_used(src)
+    tuning_log.export(TuningLog.load(src), tmp_path / "e.json")
+    name = tl.target_name
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    shipped_before = sorted(p.name for p in tuning_log.default_root().iterdir())
+    res = _cli("import", tmp_path / "e.json", cwd=elsewhere,
+               env={"XDG_DATA_HOME": str(tmp_path / "xdg"), "DYNFILTER_TVM_TUNING_LOGS": None})
+    assert res.returncode == 0, res.stderr
+    user_log = tmp_path / "xdg" / "dynfilter-tvm" / "tuning_logs" / name
+    assert _n_records(user_log) == _n_records(tl.path)
+    assert sorted(p.name for p in tuning_log.default_root().iterdir()) == shipped_before
+    assert list(elsewhere.iterdir()) == []
+    # $DYNFILTER_TVM_TUNING_LOGS set: its first root
+    res = _cli("import", tmp_path / "e.json", cwd=elsewhere,
+               env={"DYNFILTER_TVM_TUNING_LOGS": f"{tmp_path / 'env'}:{tmp_path / 'env2'}"})
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "env" / name / tuning_log.MANIFEST).exists() and not (tmp_path / "env2").exists()
+    # the build finds the user folder's log
+    monkeypatch.delenv("DYNFILTER_TVM_TUNING_LOGS", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    tuning_log.forget()
+    cache.clear_memory()
+    try:
+        assert tuning_log.import_root() == tmp_path / "xdg" / "dynfilter-tvm" / "tuning_logs"
+        assert tuning_log.import_root() in tuning_log.search_roots()
+        assert build.plan(FWD, target)[0].startswith("tuned:")
+    finally:
+        tuning_log.forget()
+        cache.clear_memory()
+
+
+# -- the whole target must match ------------------------------------------------------------------
+@pytest.mark.parametrize("edit", ["mcpu", "num-cores", "mattr"])
+def test_manifest_target_edited_but_not_its_name_is_refused(log_copy, target, tmp_path, use_logs, edit):
+    man = json.loads((log_copy / tuning_log.MANIFEST).read_text())
+    if edit == "mcpu":
+        man["target"]["mcpu"] = "skylake" if man["target"]["mcpu"] != "skylake" else "znver4"
+    elif edit == "num-cores":
+        man["target"]["num-cores"] = man["target"]["num-cores"] + 1
+    else:  # a field the name does not show, which changes the code
+        man["target"]["mattr"] = ["-avx2"]
+    (log_copy / tuning_log.MANIFEST).write_text(json.dumps(man))
+    with pytest.raises(TuningLogError, match="edited or corrupt" if edit != "mattr" else "mattr"):
+        TuningLog.load(log_copy).check_compatible(target)
+    root = tmp_path / "root"
+    shutil.copytree(log_copy, root / tuning_log.log_name(target))
+    _mark_used(root / tuning_log.log_name(target))
+    use_logs(root)
+    assert build.plan(FWD, target)[0].startswith("default:")  # the build ignores it
+    tuning_log.export(TuningLog.load(log_copy), tmp_path / "e.json")
+    with pytest.raises(TuningLogError):
+        tuning_log.import_(tmp_path / "e.json", tmp_path / "i", target)
+    if edit != "mattr":  # its target is not the one it names, whatever the query
+        with pytest.raises(TuningLogError, match="edited or corrupt"):
+            tuning_log.import_(tmp_path / "e.json", tmp_path / "i")
+    assert not (tmp_path / "i").exists()
+
+
+def test_import_target_names_the_core_count(tuned, tmp_path):
+    _, tl = tuned
+    tuning_log.export(tl, tmp_path / "e.json")
+    mcpu, cores = tl.target["mcpu"], tl.target["num-cores"]
+    res = _cli("import", tmp_path / "e.json", "-o", tmp_path / "a", "--target", f"llvm:{mcpu}",
+               env={"TVM_NUM_THREADS": str(cores + 1)})  # this machine's count differs from the log's
+    assert res.returncode != 0 and f"was tuned for llvm-{mcpu}-{cores}c" in res.stderr
+    res = _cli("import", tmp_path / "e.json", "-o", tmp_path / "a", "--target", f"llvm:{mcpu}",
+               "--threads", cores, env={"TVM_NUM_THREADS": str(cores + 1)})
+    assert res.returncode == 0, res.stderr
+    assert _n_records(tmp_path / "a") == _n_records(tl.path)
+    res = _cli("import", tmp_path / "e.json", "-o", tmp_path / "b", "--target", f"llvm:{mcpu}",
+               "--threads", cores + 1)
+    assert res.returncode != 0 and "was tuned for" in res.stderr
+    res = _cli("import", tmp_path / "e.json", "-o", tmp_path / "b", "--target", "sm_90", "--threads", 1)
+    assert res.returncode != 0 and "error:" in res.stderr and "Traceback" not in res.stderr
