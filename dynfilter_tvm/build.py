@@ -22,7 +22,7 @@ from .workload import Workload
 
 # Where tuned schedules come from: returns a scheduled IRModule and a text identifying the
 # record, or None when no usable record exists for (workload, target). By default the tuning
-# logs (``tuning_log.lookup``: $DYNFILTER_TVM_TUNING_LOGS, then the shipped tuning_logs/);
+# logs (``tuning_log.lookup``: $DYNFILTER_TVM_TUNING_LOGS, the user folder, then the shipped tuning_logs/);
 # None means default schedules only.
 TunedLookup = Callable[[Workload, Target], Optional[Tuple[tvm.IRModule, str]]]
 tuned_lookup: Optional[TunedLookup] = tuning_log.lookup
