@@ -19,6 +19,7 @@ _LAZY = {
     "cpu_target": ("target", "cpu_target"),
     "cuda_target": ("target", "cuda_target"),
     "resolve_target": ("target", "resolve"),
+    "set_shape_mode": ("dispatch", "set_shape_mode"),
 }
 
 __all__ = sorted(_LAZY)

@@ -38,7 +38,7 @@ from typing import Dict, Optional, Tuple
 import tvm
 from tvm.target import Target
 
-from . import __version__, aot
+from . import __version__, aot, dispatch
 from .build import build, compute_digest, plan
 from .files import atomic_write, sha256_file
 from .target import target_key, target_name
@@ -163,7 +163,8 @@ def _store_entry(lib, lib_path: Path, meta_path: Path, key: dict) -> None:
 
 
 def get(workload: Workload, target: Target):
-    """The compiled function for ``workload`` on ``target``: AOT bundles, memory, disk, then build."""
+    """The compiled function for ``workload`` on ``target``: AOT bundles, memory, disk, then
+    build; a static workload may be served by its generic kernel (``dispatch.select``)."""
     fn = aot.lookup(workload, target)
     if fn is not None:
         return fn
@@ -176,28 +177,39 @@ def get(workload: Workload, target: Target):
         lib = _memory.get(mem_key)
         if lib is not None:
             return lib
-        schedule_id, apply_schedule = plan(workload, target)
-        key = full_key(workload, target, schedule_id)
-        root = cache_dir()
-        lib = None
-        if root is not None:
-            folder = root / target_name(target)
-            _sweep_temporaries(folder)
-            base = folder / _digest(key)
-            lib_path, meta_path = base.with_suffix(".so"), base.with_suffix(".json")
-            lib = _load_entry(lib_path, meta_path, key)
-            if lib is not None:
-                stats["disk_hits"] += 1
-        if lib is None:
-            aot.check_jit(workload, target)  # JIT allowed and possible here, else a clear error
-            log.info("dynfilter_tvm: compiling %s for %s", workload, target_name(target))
-            lib = build(workload, target, apply_schedule())
-            stats["built"] += 1
-            if root is not None and folder not in _unwritable:
-                _store_entry(lib, lib_path, meta_path, key)
-        fn = _entry(lib, workload)
+        chosen = dispatch.select(workload, target)
+        fn = None
+        if chosen is not workload:
+            fn = aot.lookup(chosen, target) or _memory.get((chosen.key(), target_key(target)))
+        if fn is None:
+            fn = _load_or_build(chosen, target)
+            _memory[(chosen.key(), target_key(target))] = fn
         _memory[mem_key] = fn
         return fn
+
+
+def _load_or_build(workload: Workload, target: Target):
+    """``workload``'s function from the disk cache, else built (and stored)."""
+    schedule_id, apply_schedule = plan(workload, target)
+    key = full_key(workload, target, schedule_id)
+    root = cache_dir()
+    lib = None
+    if root is not None:
+        folder = root / target_name(target)
+        _sweep_temporaries(folder)
+        base = folder / _digest(key)
+        lib_path, meta_path = base.with_suffix(".so"), base.with_suffix(".json")
+        lib = _load_entry(lib_path, meta_path, key)
+        if lib is not None:
+            stats["disk_hits"] += 1
+    if lib is None:
+        aot.check_jit(workload, target)  # JIT allowed and possible here, else a clear error
+        log.info("dynfilter_tvm: compiling %s for %s", workload, target_name(target))
+        lib = build(workload, target, apply_schedule())
+        stats["built"] += 1
+        if root is not None and folder not in _unwritable:
+            _store_entry(lib, lib_path, meta_path, key)
+    return _entry(lib, workload)
 
 
 def _entry(lib, workload: Workload):

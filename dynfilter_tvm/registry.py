@@ -7,6 +7,7 @@ build path, the tuner, the AOT compiler and the tests all enumerate kernels from
 """
 from __future__ import annotations
 
+import sys
 from typing import Callable, List, Tuple
 
 from tvm import te
@@ -32,8 +33,21 @@ def compute_fn(workload: Workload) -> Callable[..., List[te.Tensor]]:
         raise KeyError(f"no kernel {workload.op}.{workload.kernel}; known: {kernels()}") from None
 
 
+def symbolic_params(workload: Workload) -> Tuple[str, ...]:
+    """The parameters of ``workload``'s kernel that may be symbolic: the op module's
+    ``SYMBOLIC`` (a dict kernel -> names, or one tuple for every kernel), declared where its
+    computes and schedules serve any value; () where the kernel builds per shape only."""
+    module = sys.modules[compute_fn(workload).__module__]
+    declared = getattr(module, "SYMBOLIC", ())
+    names = declared.get(workload.kernel, ()) if isinstance(declared, dict) else declared
+    return tuple(n for n in names if n in workload.p)
+
+
 def compute(workload: Workload) -> List[te.Tensor]:
-    return compute_fn(workload)(dtype=workload.dtype, **workload.p)
+    """The kernel's TE tensors; a symbolic parameter becomes a ``te.var`` of its name, bound
+    from the tensors' shapes when the compiled function is called."""
+    params = {k: te.var(k) if v is None else v for k, v in workload.p.items()}
+    return compute_fn(workload)(dtype=workload.dtype, **params)
 
 
 def prim_func(workload: Workload):

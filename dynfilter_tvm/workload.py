@@ -2,6 +2,10 @@
 
 Everything that selects or keys compiled code starts from a :class:`Workload`: the build
 path, the on-disk cache, tuning records and AOT bundles all use :meth:`Workload.key`.
+
+A parameter whose value is ``None`` is *symbolic*: the kernel is built once for every value,
+which it reads from its tensors' shapes at the call (a *generic* workload, e.g. any batch,
+height and width). A workload with every value fixed is *static*.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ def _freeze(value: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
-    """``op``/``kernel`` name the compute (e.g. ``ddf``/``fwd``); ``params`` fix every shape."""
+    """``op``/``kernel`` name the compute (e.g. ``ddf``/``fwd``); ``params`` fix every shape
+    (``None``: symbolic, see the module docstring)."""
 
     op: str
     kernel: str
@@ -50,6 +55,20 @@ class Workload:
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"malformed workload description {data!r}: {err}") from None
 
+    @property
+    def kind(self) -> str:
+        """'generic' (some parameter symbolic) or 'static'."""
+        return "generic" if any(v is None for _, v in self.params) else "static"
+
+    def with_symbolic(self, names) -> "Workload":
+        """The same kernel with the parameters ``names`` symbolic."""
+        params = self.p
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise KeyError(f"{self.op}.{self.kernel} has no parameters {missing}")
+        params.update({n: None for n in names})
+        return Workload.make(self.op, self.kernel, params, self.dtype)
+
     def key(self) -> str:
         """Stable text key (JSON with sorted keys)."""
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
@@ -58,5 +77,5 @@ class Workload:
         return hashlib.sha256(self.key().encode()).hexdigest()[:20]
 
     def __str__(self) -> str:
-        args = ",".join(f"{k}={v}" for k, v in self.params)
+        args = ",".join(f"{k}={'?' if v is None else v}" for k, v in self.params)
         return f"{self.op}.{self.kernel}[{args}]:{self.dtype}"

@@ -1,0 +1,60 @@
+"""Which build serves a call: the static kernel of the exact shapes, or the generic one.
+
+A call arrives as a static workload (every shape fixed). It is served by
+
+1. the static build, when a tuning log holds a record for exactly that workload and target
+   (records are per shape: MetaSchedule tunes static shapes only);
+2. else the *generic* build (batch, height and width symbolic: one build serves every size),
+   where the kernel's op declares it (``SYMBOLIC`` in its ``dynfilter_tvm.ops`` module);
+3. else the static build.
+
+``DYNFILTER_TVM_SHAPES=static`` (or :func:`set_shape_mode("static")`) builds static
+specialisations for every shape met instead of step 2, for the last few percent on hot shapes;
+``generic`` (the default) is the rule above.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from . import build, registry
+from .workload import Workload
+
+ENV_SHAPES = "DYNFILTER_TVM_SHAPES"
+MODES = ("generic", "static")
+_mode: Optional[str] = None  # set_shape_mode's choice; None: the environment's
+
+
+def set_shape_mode(mode: Optional[str]) -> None:
+    """'generic' (default) or 'static' for this process; None goes back to ``$DYNFILTER_TVM_SHAPES``."""
+    global _mode
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"shape mode must be one of {MODES}, got {mode!r}")
+    _mode = mode
+
+
+def shape_mode() -> str:
+    if _mode is not None:
+        return _mode
+    mode = os.environ.get(ENV_SHAPES, "generic").strip().lower() or "generic"
+    if mode not in MODES:
+        raise ValueError(f"${ENV_SHAPES} must be one of {MODES}, got {mode!r}")
+    return mode
+
+
+def generic_of(workload: Workload) -> Optional[Workload]:
+    """The generic workload serving ``workload``, or None where its kernel builds per shape."""
+    names = registry.symbolic_params(workload)
+    return workload.with_symbolic(names) if names else None
+
+
+def select(workload: Workload, target) -> Workload:
+    """The workload to build or load for a static ``workload`` (see the module docstring)."""
+    if workload.kind != "static" or shape_mode() == "static":
+        return workload
+    generic = generic_of(workload)
+    if generic is None:
+        return workload
+    if build.tuned_lookup is not None and build.tuned_lookup(workload, target) is not None:
+        return workload
+    return generic
