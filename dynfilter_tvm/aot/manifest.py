@@ -50,6 +50,7 @@ def _device_format(blob: bytes) -> Optional[str]:
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_EXTENT = re.compile(r"[A-Za-z0-9_ +\-*/%()]{1,200}")  # a symbolic extent, e.g. '(H + 1) // 2'
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}")
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,250}")
 _TOKEN = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
@@ -159,8 +160,11 @@ def _validate_manifest(m, where: str) -> None:
             for arg in sig:
                 if not (isinstance(arg, dict) and isinstance(arg.get("name"), str) and isinstance(arg.get("dtype"), str)
                         and isinstance(arg.get("shape"), list)
-                        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in arg["shape"])):
+                        and all((isinstance(n, int) and not isinstance(n, bool) and n >= 0)
+                                or (isinstance(n, str) and _EXTENT.fullmatch(n)) for n in arg["shape"])):
                     raise _bad(wk, f"signature argument {arg!r}")
+            if k.get("kind", "static") != wl.kind:  # (bundles before generic kernels had no kind)
+                raise _bad(wk, f"kind {k.get('kind')!r} but the workload is {wl.kind}")
             if sym in symbols or wl.key() in keys:
                 raise _bad(wk, f"kernel {wl} appears twice")
             symbols.add(sym)

@@ -29,8 +29,10 @@ Progress = Optional[Callable[[str], None]]
 
 
 def _signature(func) -> List[dict]:
-    """Each argument of a (static-shape) PrimFunc: name, shape, dtype."""
-    return [{"name": str(p.name), "shape": [int(n) for n in p.shape], "dtype": str(p.dtype)}
+    """Each argument of a PrimFunc: name, shape (an int per axis, or the name of a symbolic
+    extent: an expression of the workload's symbolic parameters), dtype."""
+    return [{"name": str(p.name), "shape": [int(n) if isinstance(n, (int, tvm.tirx.IntImm)) else str(n)
+                                            for n in p.shape], "dtype": str(p.dtype)}
             for p in func.params]
 
 
@@ -51,7 +53,7 @@ def schedule_kernels(workloads: Sequence[Workload], target: Target, progress: Pr
         if sym in funcs:
             raise BundleError(f"two workloads share the symbol {sym} (duplicate workload {wl}?)")
         funcs[sym] = func.with_attr("global_symbol", sym)
-        kernels.append({"workload": wl.to_json(), "symbol": sym, "schedule": schedule_id,
+        kernels.append({"workload": wl.to_json(), "kind": wl.kind, "symbol": sym, "schedule": schedule_id,
                         "compute": compute_digest(wl), "signature": _signature(func)})
     return tvm.IRModule({tvm.ir.GlobalVar(sym): f for sym, f in funcs.items()}), kernels
 

@@ -35,14 +35,14 @@ def run_cli(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] 
         raise
     t0 = time.perf_counter()
     try:
-        found = workloads.from_args(args)
+        found = workloads.from_args(args, generic_without_input=True)
     except (ValueError, KeyError) as err:  # e.g. an input shape the model does not take
         msg = f"recording the kernels failed: {err.args[0] if err.args else err}"
         if parser is not None:
             parser.error(msg)
         raise ValueError(msg) from err
     what = f"model {args.model}" if args.model else f"{args.op} layer" if args.op else "the given workloads"
-    shape = "x".join(map(str, args.input)) if args.input else ""
+    shape = "x".join(map(str, args.input)) if args.input else ("every size" if not args.workload else "")
     print(f"{what}{' at ' + shape if shape else ''} ({args.dtype}, "
           f"{'forward and backward' if args.backward else 'forward only'}): {len(found)} kernels "
           f"(recorded in {time.perf_counter() - t0:.1f} s); {len(targets)} target(s): "

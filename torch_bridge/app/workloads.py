@@ -70,17 +70,20 @@ def module_workloads(module: torch.nn.Module, inputs: Sequence[torch.Tensor], ba
     return with_dtype(seen, dtype)
 
 
-def model_workloads(name: str, input_shape: Sequence[int], dtype: str = "float32", backward: bool = True,
+def model_workloads(name: str, input_shape: Optional[Sequence[int]], dtype: str = "float32", backward: bool = True,
                     model_kwargs: Optional[Dict] = None, guidance_shape: Optional[Sequence[int]] = None
                     ) -> List[Workload]:
     """Workloads of the registered model ``name`` (``torch_bridge.models.get_model``) at
-    ``input_shape``; guided models get ``guidance_shape`` (default: the input's batch, the
-    model's guide channels, at ``factor`` times its size)."""
+    ``input_shape`` (None: its registry entry's example inputs, batch 2); guided models get
+    ``guidance_shape`` (default: the input's batch, the model's guide channels, at ``factor``
+    times its size)."""
     from ..models import model_spec
 
     spec = model_spec(name)
     torch.manual_seed(0)
     model = spec.build(**(model_kwargs or {}))
+    if input_shape is None:
+        return module_workloads(model, spec.example_inputs(model, batch=2), backward, dtype)
     inputs = [torch.randn(*input_shape)]
     if spec.guided:
         n, _, h, w = input_shape
@@ -113,7 +116,10 @@ def add_arguments(parser) -> None:
     from .bench import families
 
     g.add_argument("--op", choices=sorted(families()), help="one operator's layer (DDFPack, PacConv2d, ACDAConv2d), with --input")
-    g.add_argument("--input", type=parse_shape, help="input shape NxCxHxW, e.g. 8x3x224x224")
+    g.add_argument("--input", type=parse_shape,
+                   help="input shape NxCxHxW, e.g. 8x3x224x224 (kernels for exactly that shape); compile without it "
+                        "builds generic kernels that serve every batch and image size")
+    g.add_argument("--channels", type=int, default=None, help="--op without --input: the layer's input channels")
     g.add_argument("--workload", action="append", default=[], metavar="JSON",
                    help='an exact kernel: {"op": "ddf", "kernel": "fwd", "params": {...}, "dtype": "float32"}'
                         " (repeatable)")
@@ -128,22 +134,44 @@ def add_arguments(parser) -> None:
     g.add_argument("--kernels", default="", help="keep only these kernels, e.g. 'fwd,dx' or 'ddf.fwd'")
 
 
-def from_args(args) -> List[Workload]:
-    """The workloads the options of :func:`add_arguments` select."""
+def generic_workloads(found: Sequence[Workload]) -> List[Workload]:
+    """The generic workloads (every batch and image size) serving ``found``; SystemExit naming
+    the kernels that build per shape only."""
+    from dynfilter_tvm.dispatch import generic_of
+
+    generic = [(w, generic_of(w)) for w in found]
+    fixed = sorted({f"{w.op}.{w.kernel}" for w, g in generic if g is None})
+    if fixed:
+        raise SystemExit(f"kernels {', '.join(fixed)} are built per shape only (see README 'Any input size'): "
+                         "give --input NxCxHxW")
+    return unique([g for _, g in generic])
+
+
+def from_args(args, generic_without_input: bool = False) -> List[Workload]:
+    """The workloads the options of :func:`add_arguments` select. With
+    ``generic_without_input`` (``compile``), ``--model``/``--op`` without ``--input`` give
+    the generic workloads; else (``tune``: records are per shape) ``--input`` is required."""
     import json
 
     chosen = [bool(args.model), bool(args.op), bool(args.workload)]
     if sum(chosen) != 1:
         raise SystemExit("choose exactly one of --model, --op and --workload")
-    if (args.model or args.op) and not args.input:
-        raise SystemExit("--model and --op need --input NxCxHxW")
+    generic = (args.model or args.op) and not args.input
+    if generic and not generic_without_input:
+        raise SystemExit("--model and --op need --input NxCxHxW (tuning records are per shape)")
     if args.model:
         kw = {"factor": args.factor} if args.factor else {}
         found = model_workloads(args.model, args.input, args.dtype, args.backward, kw)
     elif args.op:
-        if len(args.input) != 4:
+        shape = args.input
+        if shape is None:  # recorded at a small size, then made generic
+            if not args.channels:
+                raise SystemExit("--op without --input needs --channels C")
+            side = max(16, 2 * args.dilation * (args.kernel_size - 1) + 1)
+            shape = (2, args.channels, side, side)
+        if len(shape) != 4:
             raise SystemExit("--input must be NxCxHxW")
-        found = layer_workloads(args.op, args.input, args.kernel_size, args.stride, args.dilation,
+        found = layer_workloads(args.op, shape, args.kernel_size, args.stride, args.dilation,
                                 args.out_channels, args.dtype, args.backward)
     else:
         found = []
@@ -157,4 +185,4 @@ def from_args(args) -> List[Workload]:
         found = [w for w in found if w.kernel in names or f"{w.op}.{w.kernel}" in names]
         if not found:
             raise SystemExit(f"--kernels {args.kernels!r} selects none of the workloads")
-    return unique(found)
+    return generic_workloads(found) if generic else unique(found)
