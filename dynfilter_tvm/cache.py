@@ -64,6 +64,7 @@ def cache_dir() -> Optional[Path]:
 def full_key(workload: Workload, target: Target, schedule_id: str) -> dict:
     return {
         "workload": workload.to_json(),
+        "kind": workload.kind,  # generic (symbolic shapes) or static
         "target": target_key(target),
         "compute": compute_digest(workload),
         "schedule": schedule_id,

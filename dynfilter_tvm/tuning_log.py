@@ -158,7 +158,8 @@ class Entry:
         return self.tuned_us is not None and (self.default_us is None or self.tuned_us < self.default_us)
 
     def to_json(self) -> dict:
-        return {"workload": self.workload.to_json(), "shash": self.shash, "default_us": self.default_us,
+        return {"workload": self.workload.to_json(), "kind": self.workload.kind, "shash": self.shash,
+                "default_us": self.default_us,
                 "tuned_us": self.tuned_us, "trials": self.trials, "tuning_s": round(self.tuning_s, 1)}
 
     @classmethod
@@ -166,6 +167,9 @@ class Entry:
         _expect(isinstance(data, dict), "manifest workload entry is not an object")
         wl = Workload.from_json(data.get("workload"))
         _expect((wl.op, wl.kernel) in registry.kernels(), f"unknown kernel {wl.op}.{wl.kernel}")
+        # MetaSchedule tunes static shapes only (logs before generic kernels had no kind)
+        _expect(wl.kind == "static" and data.get("kind", "static") == "static",
+                "manifest workloads must be static (MetaSchedule tunes fixed shapes)")
         shash = data.get("shash")
         _expect(isinstance(shash, str) and shash.isdigit(), "manifest shash must be a decimal string")
         nums = {k: data.get(k) for k in ("default_us", "tuned_us")}
