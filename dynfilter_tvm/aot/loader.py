@@ -168,6 +168,7 @@ def load_bundle(path) -> Bundle:
         for key, fn in bundle.functions.items():
             _index.setdefault(key, fn)
         _bundles.append(bundle)
+        lookup.cache_clear()  # lookups made before this bundle may have found nothing
     log.info("dynfilter_tvm: loaded %r", bundle)
     return bundle
 
@@ -178,6 +179,7 @@ def clear_bundles() -> None:
         _bundles.clear()
         _index.clear()
         _env.update(done=False, error=None)
+        lookup.cache_clear()
 
 
 def _load_env() -> None:

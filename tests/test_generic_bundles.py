@@ -1,0 +1,104 @@
+"""Bundles for every size: ``dynfilter-tvm compile --model NAME`` without ``--input`` writes
+generic kernels; loaded in a fresh process with ``DYNFILTER_TVM_JIT=off`` and an empty cache,
+they serve forward and backward at several sizes (odd ones and batch 1 included) with zero
+builds, matching the plain-PyTorch path."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dynfilter_tvm import aot
+from dynfilter_tvm.__main__ import main as cli
+
+_RUN = """
+import copy, json, sys
+import torch
+from dynfilter_tvm import aot, cache
+from torch_bridge.models import get_model
+from torch_bridge.nn import use_reference_ops
+name, kw, shapes = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+torch.manual_seed(0)
+model = get_model(name, **kw).train()
+ref = use_reference_ops(copy.deepcopy(model))
+for shape in shapes:
+    ins = [torch.randn(*s) for s in shape]
+    outs = []
+    for m in (model, ref):
+        x = [t.clone().requires_grad_() for t in ins]
+        out = m(*x)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        grads = torch.autograd.grad(out.square().mean(), x)
+        outs.append((out, *grads))
+    for got, want in zip(*outs):
+        scale = want.abs().max().clamp_min(1e-6)
+        torch.testing.assert_close(got / scale, want / scale, rtol=1e-3, atol=1e-4)
+print(json.dumps({"cache": cache.stats, "aot": aot.stats}))
+"""
+
+
+def _compile(out_dir, *args):
+    assert cli(["compile", "--target", "llvm", *args, "-o", str(out_dir)]) == 0
+    with open(out_dir / aot.MANIFEST) as f:
+        manifest = json.load(f)
+    kernels = [k for t in manifest["targets"] for k in t["kernels"]]
+    assert kernels and all(k["kind"] == "generic" for k in kernels)
+    return kernels
+
+
+def _run_fresh(bundle, tmp_path, name, kw, shapes):
+    empty = tmp_path / "empty-cache"
+    empty.mkdir()
+    env = dict(os.environ, DYNFILTER_TVM_BUNDLE=str(bundle), DYNFILTER_TVM_JIT="off", DYNFILTER_TVM_CACHE=str(empty))
+    env.pop("DYNFILTER_TVM_SHAPES", None)
+    res = subprocess.run([sys.executable, "-c", _RUN, name, json.dumps(kw), json.dumps(shapes)], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-4000:]
+    stats = json.loads(res.stdout.strip().splitlines()[-1])
+    assert stats["cache"]["built"] == 0 and stats["cache"]["disk_hits"] == 0
+    assert stats["aot"]["bundle_hits"] > 0
+    assert not list(empty.iterdir()), "nothing may be written to the cache"
+
+
+@pytest.mark.slow
+def test_ddf_resnet50_bundle_serves_every_size(tmp_path):
+    bundle = tmp_path / "ddf_resnet50"
+    kernels = _compile(bundle, "--model", "ddf_resnet50")
+    assert {k["workload"]["op"] for k in kernels} == {"ddf"}
+    assert {k["workload"]["kernel"] for k in kernels} == {"fwd", "dx", "ds", "dc"}
+    # three sizes: batch 2, an odd size at batch 1, a non-square one
+    _run_fresh(bundle, tmp_path, "ddf_resnet50", {"num_classes": 10},
+               [[[2, 3, 64, 64]], [[1, 3, 57, 57]], [[1, 3, 40, 72]]])
+
+
+@pytest.mark.slow
+def test_pac_joint_upsampling_bundle_serves_two_sizes(tmp_path):
+    bundle = tmp_path / "pac_up"
+    kernels = _compile(bundle, "--model", "pac_joint_upsample_lite", "--factor", "4")
+    assert {k["workload"]["op"] for k in kernels} == {"pac"}
+    _run_fresh(bundle, tmp_path, "pac_joint_upsample_lite", {"factor": 4},
+               [[[1, 1, 8, 8], [1, 3, 32, 32]], [[2, 1, 9, 11], [2, 3, 36, 44]]])
+
+
+def test_bundle_without_a_configuration_lists_what_it_holds(tmp_path, monkeypatch):
+    """A generic bundle asked for another configuration (here: other channels) names what it holds."""
+    import torch
+
+    from torch_bridge.functional import ddf
+
+    bundle = tmp_path / "ddf16"
+    _compile(bundle, "--op", "ddf", "--channels", "16", "--kernel-size", "3", "--no-backward")
+    monkeypatch.setenv(aot.ENV_JIT, "off")
+    monkeypatch.setenv("DYNFILTER_TVM_CACHE", str(tmp_path / "cache"))
+    aot.clear_bundles()
+    try:
+        aot.load_bundle(bundle)
+        x = torch.randn(1, 16, 13, 11)
+        ddf(x, torch.randn(1, 16, 3, 3), torch.randn(1, 9, 13, 11))  # held: any size
+        with pytest.raises(aot.KernelUnavailableError, match=r"C=16.*H=\?"):
+            ddf(torch.randn(1, 8, 13, 11), torch.randn(1, 8, 3, 3), torch.randn(1, 9, 13, 11))
+    finally:
+        aot.clear_bundles()
