@@ -22,7 +22,7 @@ SIZES = [(1, 56, 56), (3, 37, 53), (1, 57, 61), (3, 1, 1), (1, 2, 3)]  # (B, H, 
 
 @pytest.fixture
 def generic(monkeypatch):
-    monkeypatch.setattr(ddf_ops, "SYMBOLIC", ("B", "H", "W"))
+    monkeypatch.setattr(ddf_ops, "SYMBOLIC", ("B", "H", "W"), raising=False)
     dispatch.set_shape_mode("generic")
     cache.clear_memory()
     yield
