@@ -169,7 +169,8 @@ def get(workload: Workload, target: Target):
     fn = aot.lookup(workload, target)
     if fn is not None:
         return fn
-    mem_key = (workload.key(), target_key(target))
+    # The shape mode is part of the key: a static call is served by a different build per mode.
+    mem_key = (workload.key(), target_key(target), dispatch.shape_mode())
     lib = _memory.get(mem_key)
     if lib is not None:
         stats["memory_hits"] += 1

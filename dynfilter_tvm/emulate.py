@@ -17,6 +17,11 @@ is an out-of-bounds write, a changed input a stray write, a NaN in the output an
 element or an out-of-bounds read that reached a result; the output must match the unscheduled
 compute built for LLVM in float64 (:func:`reference`) on the same (rounded) inputs.
 
+A generic workload (symbolic B, H, W: ``Workload.with_symbolic``) runs from one lowering at
+any concrete sizes (``check(..., sizes={"B": 1, "H": 37, "W": 53})``): launch extents, scalar
+kernel arguments and scratch sizes that depend on the symbolic variables are kept as the host
+function's expressions and evaluated for the call (:func:`resolve`).
+
 Limits: PoCL has no float16/bfloat16 (float32 and float64 only). PoCL runs the work-items of
 a group one after another between barriers, so a race that needs truly concurrent warps stays
 invisible (a missing barrier is still caught when the data it guarded is read: the reader then
@@ -56,8 +61,9 @@ class CheckFailed(AssertionError):
 class Launch:
     kernel: str
     args: List[str]  # buffer names: the PrimFunc's parameters or scratch allocations
-    grid: Tuple[int, int, int]
+    grid: Tuple[int, int, int]  # generic kernels: entries may be expressions (str) until resolved
     block: Tuple[int, int, int]
+    scalars: List[str] = dataclasses.field(default_factory=list)  # scalar arguments (expressions), after the buffers
 
 
 @dataclasses.dataclass
@@ -66,7 +72,44 @@ class Lowered:
 
     source: str
     launches: List[Launch]
-    scratch: Dict[str, Tuple[int, str]]  # name -> (elements, dtype)
+    scratch: Dict[str, Tuple[int, str]]  # name -> (elements, dtype); elements may be an expression
+    lets: Dict[str, str] = dataclasses.field(default_factory=dict)  # host let-bindings the expressions use
+
+
+class _T:
+    """The TVMScript integer operations host expressions use, on Python ints (``//`` and ``%``
+    are floor division and modulo in both)."""
+    min, max = staticmethod(min), staticmethod(max)
+    floordiv, floormod = staticmethod(lambda a, b: a // b), staticmethod(lambda a, b: a % b)
+    truncdiv = staticmethod(lambda a, b: abs(a) // abs(b) * (1 if (a >= 0) == (b >= 0) else -1))
+    Cast = staticmethod(lambda dtype, v: int(v))
+    Select = if_then_else = staticmethod(lambda c, a, b: a if c else b)
+    int32 = int64 = staticmethod(int)
+
+
+def resolve(lowered: Lowered, values: Dict[str, int]) -> Lowered:
+    """``lowered`` with every launch extent, scalar argument and scratch size evaluated for the
+    symbolic variables ``values`` (e.g. ``{"B": 2, "H": 37, "W": 53}``)."""
+    env = dict(values)
+    for name, expr in lowered.lets.items():  # in order: a let may use earlier ones
+        try:
+            env[name] = _eval(expr, env)
+        except EmulationError:  # the packed API's own (argument unpacking): not shape arithmetic
+            pass
+    launches = [Launch(ln.kernel, ln.args, tuple(_eval(g, env) for g in ln.grid),
+                       tuple(_eval(b, env) for b in ln.block), [str(_eval(a, env)) for a in ln.scalars])
+                for ln in lowered.launches]
+    scratch = {n: (_eval(size, env), dtype) for n, (size, dtype) in lowered.scratch.items()}
+    return Lowered(lowered.source, launches, scratch)
+
+
+def _eval(expr, env) -> int:
+    if isinstance(expr, int):
+        return expr
+    try:
+        return int(eval(expr, {"__builtins__": {}, "T": _T}, env))  # the host function's own text
+    except Exception as err:
+        raise EmulationError(f"cannot evaluate launch expression {expr!r} with {sorted(env)}: {err}") from None
 
 
 # -- lowering -------------------------------------------------------------------------------
@@ -86,37 +129,58 @@ def lower(mod, target) -> Lowered:
         sources = [codegen_build(finalize_device()(dev), t).inspect_source() for t, dev in devices.items()]
     if len(sources) != 1:
         raise EmulationError(f"expected one device module, got {len(sources)} (unscheduled module?)")
-    launches, scratch = _host_launches(host.script())
-    return Lowered(sources[0], launches, scratch)
+    launches, scratch, lets = _host_launches(host.script())
+    return Lowered(sources[0], launches, scratch, lets)
 
 
 _CALL = re.compile(r'T\.call_ffi_kernel\("(\w+)", (.*?), launch_params=\[(.*?)\]')
-_ALLOC = re.compile(r'^\s*(\w+) = T\.alloc_buffer\(\((\d+),?\)(?:, "(\w+)")?\)', re.M)
+_ALLOC = re.compile(r'^\s*(\w+) = T\.alloc_buffer\(\(([^,]+?),?\)(?:, "(\w+)")?\)', re.M)
 _VIEW = re.compile(r'^\s*(\w+) = (\w+)\.view\(', re.M)
+_LET = re.compile(r'^\s*(\w+): T\.let\[T\.u?int\d+\] = (.+)$', re.M)
 
 
 def _host_launches(script: str):
     """Parse the host function's TVMScript: launches in order, scratch allocations."""
     views = dict(_VIEW.findall(script))
-    scratch = {name: (int(n), dtype or "float32") for name, n, dtype in _ALLOC.findall(script)}
+    scratch = {name: (_int_or_expr(n), dtype or "float32") for name, n, dtype in _ALLOC.findall(script)}
+    lets = dict(_LET.findall(script))
     launches = []
     for name, args, params in _CALL.findall(script):
         params = [p.strip().strip('"') for p in params.split(",")]
-        items = [a.strip() for a in args.split(",")]
+        items = _split_args(args)
         bufs, dims = items[:len(items) - len(params)], items[len(items) - len(params):]
-        if any(not b.endswith(".data") for b in bufs) or not all(d.isdigit() for d in dims):
-            raise EmulationError(f"unsupported launch (scalar arguments or symbolic extents): {name}({args})")
+        nbuf = next((i for i, b in enumerate(bufs) if not b.endswith(".data")), len(bufs))
+        if any(b.endswith(".data") for b in bufs[nbuf:]):
+            raise EmulationError(f"unsupported launch (buffers after scalar arguments): {name}({args})")
         geo = {"blockIdx": [1, 1, 1], "threadIdx": [1, 1, 1]}
         for p, d in zip(params, dims):
             kind, _, axis = p.partition(".")
             if kind not in geo:
                 raise EmulationError(f"unsupported launch parameter {p!r} (dynamic shared memory?) in {name}")
-            geo[kind]["xyz".index(axis)] = int(d)
-        names = [views.get(b[:-5], b[:-5]) for b in bufs]
-        launches.append(Launch(name, names, tuple(geo["blockIdx"]), tuple(geo["threadIdx"])))
+            geo[kind]["xyz".index(axis)] = _int_or_expr(d)
+        names = [views.get(b[:-5], b[:-5]) for b in bufs[:nbuf]]
+        launches.append(Launch(name, names, tuple(geo["blockIdx"]), tuple(geo["threadIdx"]), bufs[nbuf:]))
     if not launches:
         raise EmulationError("no kernel launch in the host function")
-    return launches, scratch
+    return launches, scratch, lets
+
+
+def _int_or_expr(text: str):
+    text = text.strip()
+    return int(text) if text.isdigit() else text
+
+
+def _split_args(args: str) -> List[str]:
+    """Split a call's arguments at top-level commas (expressions may hold calls)."""
+    out, depth, cur = [], 0, ""
+    for ch in args:
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return out + [cur.strip()] if cur.strip() else out
 
 
 # -- CUDA -> OpenCL C -----------------------------------------------------------------------
@@ -216,7 +280,8 @@ def _kernel_end(src: str, start: int) -> int:
 
 def _translate_kernel(m, body: str, max_shared_bytes: int) -> str:
     threads, name, params = int(m[1] or 1024), m[2], m[3]
-    params = ", ".join("__global " + p.strip().replace("__restrict__", "restrict") for p in params.split(","))
+    params = ", ".join(("__global " if "*" in p else "") + p.strip().replace("__restrict__", "restrict")
+                       for p in params.split(","))  # scalars (generic kernels' sizes) stay private
     shared = _SHARED.findall(body)  # hoisted: OpenCL wants __local at kernel scope
     body = _SHARED.sub("", body)
     nbytes = sum(int(n) * {"float": 4, "double": 8, "int": 4, "uint": 4}[t] for t, _, n in shared)
@@ -360,7 +425,8 @@ def execute(lowered: Lowered, inputs: Sequence[np.ndarray], names: Sequence[str]
         if missing:
             raise EmulationError(f"{ln.kernel}: arguments {missing} are neither parameters nor scratch")
         glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
-        getattr(prog, ln.kernel)(queue, glob, ln.block, *[bufs[a][1] for a in ln.args])
+        scalars = [t(int(v)) for t, v in zip(_scalar_types(lowered.source, ln.kernel, len(ln.scalars)), ln.scalars)]
+        getattr(prog, ln.kernel)(queue, glob, ln.block, *[bufs[a][1] for a in ln.args], *scalars)
     results = {}
     for name, (whole, _, host, guard) in bufs.items():
         back = np.empty_like(host)
@@ -378,6 +444,15 @@ def execute(lowered: Lowered, inputs: Sequence[np.ndarray], names: Sequence[str]
         if not np.array_equal(results[name].view(np.uint8), np.ascontiguousarray(arr).ravel().view(np.uint8)):
             raise CheckFailed(f"input '{name}' was written to")
     return results[names[-1]].reshape(out_shape)
+
+
+def _scalar_types(source: str, kernel: str, n: int) -> list:
+    """numpy types of a kernel's last ``n`` (scalar) parameters, from its OpenCL signature."""
+    if not n:
+        return []
+    m = re.search(r'__kernel void ' + kernel + r'\((.*?)\)', source, re.S)
+    params = _split_args(m[1]) if m else []
+    return [np.int64 if re.match(r'(const )?(long|ulong|int64_t)\b', p) else np.int32 for p in params[-n:]]
 
 
 # -- the check ------------------------------------------------------------------------------
@@ -468,16 +543,37 @@ def prepare(workload, way: str, mod=None, arch: str = "sm_90") -> Lowered:
     return low
 
 
+def concrete(workload, sizes: Optional[Dict[str, int]]):
+    """The static workload of generic ``workload`` at ``sizes`` (every symbolic value given)."""
+    from .workload import Workload
+
+    if workload.kind == "static":
+        if sizes:
+            raise ValueError(f"sizes given for static workload {workload}")
+        return workload
+    params = {k: sizes.get(k, v) if v is None else v for k, v in workload.p.items()} if sizes else workload.p
+    missing = [k for k, v in params.items() if v is None]
+    if missing:
+        raise ValueError(f"generic workload {workload} needs sizes for {missing}")
+    return Workload.make(workload.op, workload.kernel, params, workload.dtype)
+
+
 def check(workload, way: str, mod=None, *, arch: str = "sm_90", seed: int = 0,
-          mutate: Optional[Callable[[Lowered], None]] = None) -> float:
+          mutate: Optional[Callable[[Lowered], None]] = None, sizes: Optional[Dict[str, int]] = None,
+          lowered: Optional[Lowered] = None) -> float:
     """Run ``workload``'s CUDA schedule (or ``mod``) one way on PoCL; CheckFailed unless the
     guards, inputs and every output element are right. Returns the relative error.
-    ``mutate`` edits the lowered kernels first (the negative controls)."""
+    ``mutate`` edits the lowered kernels first (the negative controls). A generic workload runs
+    at ``sizes`` (its symbolic values); ``lowered`` reuses one :func:`prepare` for several sizes."""
     if workload.dtype not in DTYPES:
         raise EmulationError(f"{workload.dtype}: PoCL runs float32 and float64 only")
-    low = prepare(workload, way, mod, arch)
+    static = concrete(workload, sizes)
+    low = lowered if lowered is not None else prepare(workload, way, mod, arch)
+    if workload.kind == "generic":
+        low = resolve(low, {k: v for k, v in static.p.items() if workload.p[k] is None})
     if mutate is not None:
         mutate(low)
+    workload = static
     inputs, names, shape, dtype = make_inputs(workload, seed)
     got = execute(low, inputs, names, shape, dtype)
     nan = int(np.isnan(got).sum())

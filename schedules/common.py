@@ -6,6 +6,8 @@ unit-extent loops, so positions would shift), then move the cast stage ('out') i
 from __future__ import annotations
 
 import tvm.s_tir as s_tir
+from tvm import tirx
+from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
 
@@ -47,16 +49,38 @@ def unroll_taps(sch: s_tir.Schedule, wl, *loops) -> None:
         unroll(sch, *loops)
 
 
-def extent(sch: s_tir.Schedule, loop) -> int:
-    return int(sch.get(loop).extent)
+def extent(sch: s_tir.Schedule, loop):
+    """A loop's extent: an int when static, else its expression (shape-generic kernels)."""
+    n = sch.get(loop).extent
+    return int(n) if isinstance(n, tirx.IntImm) else n
 
 
-def threads_for(n: int, cap: int = MAX_THREADS) -> int:
+def threads_for(n, cap: int = MAX_THREADS) -> int:
     """CUDA threads per block for ``n`` independent items. Never more than ``n``: with a single
     item, TVM's ``reverse_compute_at`` drops the split's bounds predicate from the cast stage
     (its indices no longer depend on the thread), and every idle thread would then store its
-    uninitialised accumulator over the one output."""
-    return min(n, cap)
+    uninitialised accumulator over the one output. A symbolic ``n`` gets ``cap`` threads, the
+    tail predicated (the indices then depend on the thread, so the predicate stays)."""
+    return min(n, cap) if isinstance(n, int) else cap
+
+
+def tile_regions(sch: s_tir.Schedule, buffer: str, blocks, lanes: int) -> None:
+    """Shape-generic CPU kernels: declare that ``blocks`` touch ``buffer`` (a tile buffer, last
+    axis split by ``lanes``) in whole ``lanes``-wide tiles. Without it TVM sizes the compacted
+    tile from the tail predicate, which it bounds by the largest int32 (a 4 GiB tile)."""
+    for name in blocks:
+        block = sch.get_sblock(name)
+        obj = sch.get(block)
+        vars_ = [iv.var for iv in obj.iter_vars]
+        for kind, regions in ((0, obj.reads), (1, obj.writes)):
+            for i, reg in enumerate(regions):
+                if reg.source.name != buffer:
+                    continue
+                *lead, last = reg.region
+                lo = tirx.floordiv(last.min, lanes) * lanes
+                flat = [e for r in lead for e in (r.min, r.min + r.extent)] + [lo, lo + lanes]
+                # (the Python wrapper wants one range per block variable, not per buffer axis)
+                _ffi_api.ScheduleAnnotateBufferAccess(sch, block, i, kind, tirx.IndexMap(vars_, flat, None))
 
 
 def bind_flat(sch: s_tir.Schedule, loops):

@@ -4,13 +4,14 @@ Layout of the work: parallel over planes (batch x head x channel), the accumulat
 tile along the image row with the k x k taps unrolled outside its lanes, the padded input
 plane copied next to the loop that reads it (it stays in cache). dS sums over channels into
 a vector tile of all taps; dC keeps vector-wide column sums, reduced at the end.
+
+Shape-generic kernels (B, H, W symbolic) take the same schedules: row tails become predicates,
+and the vector tiles are declared whole (``tile_regions``) so that they stay small buffers.
 """
 from __future__ import annotations
 
 from . import register
-from .common import unroll_taps, vector_lanes, vectorize_inner, vectorize_under
-
-
+from .common import tile_regions, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 def _row_tiles(sch, wl):
     """fwd and dx: acc(b, g, c, y, x; u, v) as vector tiles along x, parallel over planes."""
@@ -28,7 +29,13 @@ def _row_tiles(sch, wl):
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vectorize_under(sch, out, xo)
+    _generic_tiles(sch, wl, lanes)
     return plane
+
+
+def _generic_tiles(sch, wl, lanes):
+    if wl.kind == "generic":
+        tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), lanes)
 
 
 @register("ddf", "fwd", "cpu")
@@ -68,6 +75,7 @@ def ds(sch, wl, target):
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vectorize_under(sch, out, xo)
+    _generic_tiles(sch, wl, lanes)
 
 
 @register("ddf", "dc", "cpu")

@@ -12,6 +12,9 @@ threads of the output sum the columns (TVM's allreduce: warp shuffles, or shared
 the width is not a power of two).
 Every schedule keeps its accumulators in registers ("local" scope) and writes the cast result
 ('out') from the thread that finished the sum.
+
+Shape-generic kernels (B, H, W symbolic) take the same schedules with fixed thread counts
+(``threads_for`` of a symbolic extent) and predicated tails; dc then puts one warp across x.
 """
 from __future__ import annotations
 
@@ -78,7 +81,8 @@ def dc(sch, wl, target):
     # Threads across x (innermost, so the column sum's loop over x is a cross-thread reduction,
     # and the loads along x coalesce); wider images loop over x in each thread (xo). Narrow
     # images put several outputs in one block (threadIdx.y), each reduced on its own.
-    nx = threads_for(out_size(wl.p["W"], wl.p["s"]))
+    W = wl.p["W"]
+    nx = WARP if W is None else threads_for(out_size(W, wl.p["s"]))
     outputs = sch.fuse(b, g, c, u, v)
     bx, ty = sch.split(outputs, [None, threads_for(extent(sch, outputs), max(1, MAX_THREADS // nx))])
     xo, xi = sch.split(x, [None, nx])

@@ -1,17 +1,30 @@
-"""TE building blocks shared by the operators: padding, zero insertion, accumulation types."""
+"""TE building blocks shared by the operators: padding, zero insertion, accumulation types.
+
+Sizes may be ints or, for shape-generic kernels, ``tirx`` expressions (a symbolic ``te.var``);
+the helpers give ints for ints and expressions otherwise.
+"""
 from __future__ import annotations
 
 from tvm import te, tirx
 
 
-def out_size(n: int, stride: int) -> int:
+def dim(n):
+    """A tensor dimension as an int when static (an ``IntImm``), else the expression as is."""
+    return int(n) if isinstance(n, (int, tirx.IntImm)) else n
+
+
+def out_size(n, stride: int):
     """ceil(n / stride): the output size of a 'same'-padded strided convolution."""
-    return -(-n // stride)
+    if isinstance(n, int) or stride == 1:
+        return -(-n // stride) if isinstance(n, int) else n
+    return tirx.floordiv(n + (stride - 1), stride)
 
 
-def conv_out_size(n: int, k: int, stride: int, padding: int, dilation: int) -> int:
+def conv_out_size(n, k: int, stride: int, padding: int, dilation: int):
     """Output size of ``nn.Conv2d`` along one axis."""
-    return (n + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+    if isinstance(n, int):
+        return (n + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+    return tirx.floordiv(n + (2 * padding - dilation * (k - 1) - 1), stride) + 1
 
 
 def acc_dtype(dtype: str) -> str:
@@ -26,7 +39,7 @@ def cast_out(acc: te.Tensor, dtype: str) -> te.Tensor:
 
 def zero_pad(t: te.Tensor, pad: int, name: str) -> te.Tensor:
     """Pad the last two axes of ``t`` with ``pad`` zeros on each side."""
-    *lead, h, w = (int(n) for n in t.shape)
+    *lead, h, w = (dim(n) for n in t.shape)
 
     def body(*i):
         *j, y, x = i
@@ -40,7 +53,7 @@ def zero_insert_pad(t: te.Tensor, stride: int, pad: int, size: tuple, name: str)
     """The scatter of ``t``'s last two axes onto a stride-``stride`` grid offset by ``pad``:
     ``out[.., Y, X] = t[.., (Y-pad)/s, (X-pad)/s]`` where that is an integer inside ``t``, else 0.
     With it an input gradient becomes a stride-1 correlation."""
-    *lead, h, w = (int(n) for n in t.shape)
+    *lead, h, w = (dim(n) for n in t.shape)
 
     def body(*i):
         *j, y, x = i

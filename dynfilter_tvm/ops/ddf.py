@@ -15,6 +15,11 @@ Kernels: ``fwd`` (X, S, C -> out), ``dx`` (dO, S, C -> dX), ``ds`` (dO, X, C -> 
 the head's channels), ``dc`` (dO, X, S -> dC, summed over y, then x). Low-precision inputs
 accumulate in float32, float64 in float64; each result is cast back to the input dtype by a
 separate ``out`` stage, so schedules can keep the accumulator in registers.
+
+Shape-generic: B, H and W may be symbolic (``te.var``; see the ``SYMBOLIC`` note below), so one build serves
+every batch and image size; Ho, Wo are then the expressions ceil(H/s), ceil(W/s). Channels,
+heads, k, s, d and combine stay static: they shape the schedules (vector tiles, unrolled taps,
+thread layouts) and vary little within a model.
 """
 from __future__ import annotations
 
@@ -25,12 +30,15 @@ from .common import acc_dtype, cast_out, out_size, zero_insert_pad, zero_pad
 
 COMBINES = ("mul", "add")
 MAX_KERNEL_SIZE = 31
+# Not declared yet: SYMBOLIC = ("B", "H", "W") builds every kernel once for any size and is
+# correct (tests/test_generic_ddf.py), but the generic CPU kernels are 3-10x slower than the static
+# ones (row tails stop vectorization; benchmarks/bench_generic.py --op ddf --declare B,H,W).
 
 
 def check_params(B, C, H, W, G, k, s, d, combine) -> None:
-    """Raise ValueError naming the first bad parameter."""
+    """Raise ValueError naming the first bad parameter (symbolic sizes are not checked)."""
     for name, val in (("batch", B), ("channels", C), ("height", H), ("width", W)):
-        if val < 1:
+        if isinstance(val, int) and val < 1:
             raise ValueError(f"{name} must be >= 1, got {val}")
     if not (isinstance(k, int) and 1 <= k <= MAX_KERNEL_SIZE and k % 2 == 1):
         raise ValueError(f"kernel_size must be an odd integer in [1, {MAX_KERNEL_SIZE}], got {k!r}")
