@@ -165,8 +165,10 @@ def _store_entry(lib, lib_path: Path, meta_path: Path, key: dict) -> None:
 
 def get(workload: Workload, target: Target):
     """The compiled function for ``workload`` on ``target``: AOT bundles, memory, disk, then
-    build; a static workload may be served by its generic kernel (``dispatch.select``)."""
-    fn = aot.lookup(workload, target)
+    build. A bundle's kernel for exactly ``workload``, else its generic kernel serving it,
+    comes first (in either shape mode: a bundle built without ``--input`` serves every size);
+    else ``dispatch.select`` picks the static or the generic build."""
+    fn = aot.lookup(workload, target) or aot.lookup_generic(workload, target)
     if fn is not None:
         return fn
     # The shape mode is part of the key: a static call is served by a different build per mode.

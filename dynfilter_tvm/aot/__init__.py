@@ -54,13 +54,13 @@ from __future__ import annotations
 
 import importlib
 
-from .loader import Bundle, check_jit, clear_bundles, jit_allowed, load_bundle, lookup, stats
+from .loader import Bundle, check_jit, clear_bundles, jit_allowed, load_bundle, lookup, lookup_generic, stats
 from .manifest import (ENV_BUNDLE, ENV_JIT, FORMAT, FORMAT_VERSION, MANIFEST, BundleError, KernelUnavailableError,
                        kernel_symbol)
 from .toolchain import build_stub_libcuda, compiler_available, find_cuobjdump, find_nvcc
 
 __all__ = ["Bundle", "BundleError", "KernelUnavailableError", "compile_bundle", "schedule_kernels", "load_bundle",
-           "clear_bundles", "lookup", "check_jit", "jit_allowed", "stats", "kernel_symbol", "compiler_available",
+           "clear_bundles", "lookup", "lookup_generic", "check_jit", "jit_allowed", "stats", "kernel_symbol", "compiler_available",
            "find_cuobjdump", "find_nvcc", "build_stub_libcuda", "ENV_BUNDLE", "ENV_JIT", "FORMAT",
            "FORMAT_VERSION", "MANIFEST"]
 

@@ -169,6 +169,7 @@ def load_bundle(path) -> Bundle:
             _index.setdefault(key, fn)
         _bundles.append(bundle)
         lookup.cache_clear()  # lookups made before this bundle may have found nothing
+        lookup_generic.cache_clear()
     log.info("dynfilter_tvm: loaded %r", bundle)
     return bundle
 
@@ -180,6 +181,7 @@ def clear_bundles() -> None:
         _index.clear()
         _env.update(done=False, error=None)
         lookup.cache_clear()
+        lookup_generic.cache_clear()
 
 
 def _load_env() -> None:
@@ -210,6 +212,25 @@ def lookup(workload: Workload, target: Target):
     if fn is not None:
         stats["bundle_hits"] += 1
     return fn
+
+
+@functools.lru_cache(maxsize=256)
+def lookup_generic(workload: Workload, target: Target):
+    """A loaded bundle's *generic* function serving the static ``workload`` (same op, kernel,
+    dtype and fixed parameters; the bundle's symbolic ones take any value), or None."""
+    if not _env["done"] or _env["error"] is not None:
+        _load_env()
+    name, wanted = target_name(target), workload.p
+    for bundle in _bundles:
+        for wl in bundle.workloads.get(name, []):
+            if (wl.kind == "generic" and (wl.op, wl.kernel, wl.dtype) == (workload.op, workload.kernel, workload.dtype)
+                    and wl.p.keys() == wanted.keys()
+                    and all(v is None or v == wanted[k] for k, v in wl.p.items())):
+                fn = bundle.functions.get((wl.key(), name))
+                if fn is not None:
+                    stats["bundle_hits"] += 1
+                    return fn
+    return None
 
 
 def jit_allowed() -> bool:

@@ -16,7 +16,7 @@ the head's channels), ``dc`` (dO, X, S -> dC, summed over y, then x). Low-precis
 accumulate in float32, float64 in float64; each result is cast back to the input dtype by a
 separate ``out`` stage, so schedules can keep the accumulator in registers.
 
-Shape-generic: B, H and W may be symbolic (``te.var``; see the ``SYMBOLIC`` note below), so one build serves
+Shape-generic: B, H and W may be symbolic (``te.var``; ``SYMBOLIC`` below), so one build serves
 every batch and image size; Ho, Wo are then the expressions ceil(H/s), ceil(W/s). Channels,
 heads, k, s, d and combine stay static: they shape the schedules (vector tiles, unrolled taps,
 thread layouts) and vary little within a model.
@@ -30,9 +30,11 @@ from .common import acc_dtype, cast_out, out_size, zero_insert_pad, zero_pad
 
 COMBINES = ("mul", "add")
 MAX_KERNEL_SIZE = 31
-# Not declared yet: SYMBOLIC = ("B", "H", "W") builds every kernel once for any size and is
-# correct (tests/test_generic_ddf.py), but the generic CPU kernels are 3-10x slower than the static
-# ones (row tails stop vectorization; benchmarks/bench_generic.py --op ddf --declare B,H,W).
+# Every kernel builds once for any batch and size with these symbolic (tests/test_generic_ddf.py).
+# Bundles written without --input use them; JIT calls only in the generic shape mode, since the
+# generic CPU kernels are 3-10x slower than the static ones for now (row tails stop
+# vectorization; benchmarks/bench_generic.py --op ddf).
+SYMBOLIC = ("B", "H", "W")
 
 
 def check_params(B, C, H, W, G, k, s, d, combine) -> None:
