@@ -1,4 +1,5 @@
-"""TE building blocks shared by the operators: padding, zero insertion, accumulation types."""
+"""TE building blocks shared by the operators: padding, zero insertion, accumulation types.
+Extents may be ints or symbolic PrimExprs (``te.var``)."""
 from __future__ import annotations
 
 from tvm import te, tirx
@@ -14,6 +15,11 @@ def conv_out_size(n: int, k: int, stride: int, padding: int, dilation: int) -> i
     return (n + 2 * padding - dilation * (k - 1) - 1) // stride + 1
 
 
+def dim(n):
+    """A tensor extent as an int where static, else the symbolic PrimExpr (``te.var`` shapes)."""
+    return int(n) if isinstance(n, (int, tirx.IntImm)) else n
+
+
 def acc_dtype(dtype: str) -> str:
     """Accumulation type: float64 stays, everything else sums in float32."""
     return "float64" if dtype == "float64" else "float32"
@@ -26,7 +32,7 @@ def cast_out(acc: te.Tensor, dtype: str) -> te.Tensor:
 
 def zero_pad(t: te.Tensor, pad: int, name: str) -> te.Tensor:
     """Pad the last two axes of ``t`` with ``pad`` zeros on each side."""
-    *lead, h, w = (int(n) for n in t.shape)
+    *lead, h, w = (dim(n) for n in t.shape)
 
     def body(*i):
         *j, y, x = i
@@ -40,7 +46,7 @@ def zero_insert_pad(t: te.Tensor, stride: int, pad: int, size: tuple, name: str)
     """The scatter of ``t``'s last two axes onto a stride-``stride`` grid offset by ``pad``:
     ``out[.., Y, X] = t[.., (Y-pad)/s, (X-pad)/s]`` where that is an integer inside ``t``, else 0.
     With it an input gradient becomes a stride-1 correlation."""
-    *lead, h, w = (int(n) for n in t.shape)
+    *lead, h, w = (dim(n) for n in t.shape)
 
     def body(*i):
         *j, y, x = i
