@@ -11,10 +11,20 @@ per (atom, tap row), the channel sum outside the taps.
 """
 from __future__ import annotations
 
+from typing import Optional
+
+from tvm import tirx
+from tvm.s_tir.schedule import _ffi_api as _sch_api
+from tvm.tirx.function import IndexMap
+
 from . import register
 from .common import acc_registers, after_compute_at, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 
+def _extent(sch, loop) -> Optional[int]:
+    """A loop's extent; None where symbolic (a generic build: any batch, height and width)."""
+    n = sch.get(loop).extent
+    return int(n) if isinstance(n, tirx.IntImm) else None
 
 
 def _channel_block(wl, target) -> int:
@@ -23,15 +33,15 @@ def _channel_block(wl, target) -> int:
     return max(1, min(wl.p["C"], acc_registers(target) // wl.p["M"]))
 
 
-
 def _atoms_row(sch, wl, anchor, wo):
     """Build one output row's atoms at ``anchor``: vectors along x, the sum over t outside.
-    Returns the block and its t loop (None for T = 1), to be decomposed last."""
+    Returns the block and its t loop (None for T = 1), to be decomposed last. ``wo``: None
+    where symbolic."""
     p, lanes = wl.p, vector_lanes(wl.dtype)
     atoms = sch.get_sblock("atoms")
     sch.compute_at(atoms, anchor)
     loops = after_compute_at(sch, atoms, [("m", p["M"]), ("u", p["k"]), ("v", p["k"]),
-                                           ("x", wo), ("t", p["T"])])
+                                           ("x", 2 if wo is None else wo), ("t", p["T"])])
     if "x" in loops and "t" in loops:
         sch.reorder(loops["t"], loops["x"])
     if "x" in loops:
@@ -40,13 +50,32 @@ def _atoms_row(sch, wl, anchor, wo):
     return atoms, loops.get("t")
 
 
+def _vector_tiles(sch, buffer: str, blocks, lanes: int) -> None:
+    """Generic builds: declare the accesses of the tile ``buffer`` by ``blocks`` as whole
+    vectors along x. Without it TVM bounds a tile under a symbolic tail predicate by 2**31 - 1
+    (an int32 overflow, or a huge allocation); with it the tile is ``min(Wo, lanes)`` long, a
+    dynamic allocation per tile (correct, but slow: see ``ops.acda``'s docstring)."""
+    for block in blocks:
+        stmt = sch.get(block)
+        for kind, regions in (("read", stmt.reads), ("write", stmt.writes)):
+            for i, region in enumerate(regions):
+                if region.source.name != buffer:
+                    continue
+                *lead, last = region.region
+                start = tirx.floordiv(last.min, lanes) * lanes
+                bounds = [b for r in lead for b in (r.min, r.min + r.extent)] + [start, start + lanes]
+                # sch.annotate_buffer_access wants one range per block iter var, not per buffer axis
+                index_map = IndexMap([iv.var for iv in stmt.iter_vars], bounds, None)
+                _sch_api.ScheduleAnnotateBufferAccess(sch, block, i, 0 if kind == "read" else 1, index_map)
+
+
 @register("acda", "fwd", "cpu")
 def fwd(sch, wl, target):
     acc = sch.get_sblock("acc")
     n, c, m, y, x, u, v = sch.get_loops(acc)
-    wo = int(sch.get(x).extent)
+    wo = _extent(sch, x)
     lanes = vector_lanes(wl.dtype)
-    if wo % lanes and wo % (lanes // 2) == 0:
+    if wo is not None and wo % lanes and wo % (lanes // 2) == 0:
         lanes //= 2  # half vectors without a tail (28 = 7 x 4)
     sch.reorder(n, y, c, x, u, v, m)
     row = sch.fuse(n, y)
@@ -56,7 +85,7 @@ def fwd(sch, wl, target):
     sch.reorder(co, xo, u, v, ci, m, xi)
     sch.vectorize(xi)
     unroll(sch, ci, m)
-    if wo % lanes == 0:
+    if wo is not None and wo % lanes == 0:
         # a tail predicate on each of the c_block x M x k x k unrolled statements makes the
         # build take minutes: odd widths keep the tap loops rolled
         unroll_taps(sch, wl, u, v)
@@ -72,9 +101,11 @@ def fwd(sch, wl, target):
     # reductions split into init + update last: compute_at needs them whole
     init = sch.decompose_reduction(acc, u)
     vectorize_inner(sch, init, lanes, under=xo)
+    if wo is None:
+        _vector_tiles(sch, "acc", (acc, init, out), lanes)
     if t is not None:
         init = sch.decompose_reduction(atoms, t)
-        if wo > 1:  # else its innermost loop is a tap loop
+        if wo is None or wo > 1:  # else its innermost loop is a tap loop
             vectorize_inner(sch, init, lanes)
 
 

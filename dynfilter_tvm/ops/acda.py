@@ -14,6 +14,13 @@ the per-pixel atoms, summed over channels: M*k*k values per pixel against the C*
 unfolded input). The gradients of A and P are small contractions of dD (matrix products
 done by the bridge). The atom stage ``atoms`` is per pixel and shared by every channel, so
 schedules build it next to the loop that reads it; half types accumulate in float32.
+
+Shape-generic builds: the computes accept ``te.var`` for N, H and W (Ho, Wo follow), but no
+kernel declares ``SYMBOLIC`` yet. On CPU the default schedules' tiles under a symbolic tail
+predicate compact to 2**31 - 1 elements (dx, datoms: a huge local allocation; fwd: an int32
+overflow in FlattenBuffer). ``schedules/acda_cpu.py`` works around it for fwd (correct at every
+size, but ~13x slower than static at 2x64x28x28 k=7: a dynamic tile allocation per vector,
+rolled taps); dx, datoms and the CUDA schedules are not yet made generic.
 """
 from __future__ import annotations
 
@@ -26,17 +33,23 @@ MAX_KERNEL_SIZE = 15
 
 
 def check_params(N, C, H, W, M, T, k, s, d, p) -> None:
-    """Raise ValueError naming the first bad parameter."""
+    """Raise ValueError naming the first bad parameter; symbolic ones (``te.var``) are checked
+    at the call, by the bridge."""
     for name, val in (("batch", N), ("channels", C), ("height", H), ("width", W),
                       ("num_atoms", M), ("num_bases", T), ("stride", s), ("dilation", d)):
-        if val < 1:
+        if _static(val) and val < 1:
             raise ValueError(f"{name} must be >= 1, got {val}")
     if not 1 <= k <= MAX_KERNEL_SIZE:
         raise ValueError(f"kernel_size must be in [1, {MAX_KERNEL_SIZE}], got {k}")
     if p < 0:
         raise ValueError(f"padding must be >= 0, got {p}")
-    if min(conv_out_size(H, k, s, p, d), conv_out_size(W, k, s, p, d)) < 1:
-        raise ValueError(f"a {k}x{k} kernel (dilation {d}) does not fit the padded {H}x{W} input")
+    for n in (H, W):
+        if _static(n) and conv_out_size(n, k, s, p, d) < 1:
+            raise ValueError(f"a {k}x{k} kernel (dilation {d}) does not fit the padded {H}x{W} input")
+
+
+def _static(val) -> bool:
+    return isinstance(val, int)
 
 
 def _placeholders(N, C, H, W, M, T, k, s, d, p, dtype):
@@ -50,8 +63,8 @@ def _placeholders(N, C, H, W, M, T, k, s, d, p, dtype):
 
 def _atoms(A: te.Tensor, P: te.Tensor, acc: str) -> te.Tensor:
     """atoms[n,m,u,v,y,x] = sum_t A[n,m,t,y,x] * P[t,u,v], over A's grid."""
-    N, M, T, Hg, Wg = (int(n) for n in A.shape)
-    k = int(P.shape[1])
+    N, M, T, Hg, Wg = A.shape
+    k = P.shape[1]
     t = te.reduce_axis((0, T), "t")
     return te.compute(
         (N, M, k, k, Hg, Wg),
@@ -107,7 +120,7 @@ def acda_datoms(N, C, H, W, M, T, k, s, d, p, dtype):
     X, A, P, dO = _placeholders(N, C, H, W, M, T, k, s, d, p, dtype)
     acc_t = acc_dtype(dtype)
     Xp = zero_pad(X, p, "Xpad")
-    Ho, Wo = (int(n) for n in dO.shape[-2:])
+    Ho, Wo = dO.shape[-2:]
     c = te.reduce_axis((0, C), "c")
     acc = te.compute(
         (N, M, k, k, Ho, Wo),
