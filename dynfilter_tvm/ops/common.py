@@ -24,9 +24,14 @@ def cast_out(acc: te.Tensor, dtype: str) -> te.Tensor:
     return te.compute(acc.shape, lambda *i: acc(*i).astype(dtype), name="out")
 
 
+def dim(n):
+    """A tensor extent as a Python int where constant, else the (symbolic) PrimExpr."""
+    return int(n) if isinstance(n, (int, tirx.IntImm)) else n
+
+
 def zero_pad(t: te.Tensor, pad: int, name: str) -> te.Tensor:
     """Pad the last two axes of ``t`` with ``pad`` zeros on each side."""
-    *lead, h, w = (int(n) for n in t.shape)
+    *lead, h, w = (dim(n) for n in t.shape)
 
     def body(*i):
         *j, y, x = i
@@ -40,7 +45,7 @@ def zero_insert_pad(t: te.Tensor, stride: int, pad: int, size: tuple, name: str)
     """The scatter of ``t``'s last two axes onto a stride-``stride`` grid offset by ``pad``:
     ``out[.., Y, X] = t[.., (Y-pad)/s, (X-pad)/s]`` where that is an integer inside ``t``, else 0.
     With it an input gradient becomes a stride-1 correlation."""
-    *lead, h, w = (int(n) for n in t.shape)
+    *lead, h, w = (dim(n) for n in t.shape)
 
     def body(*i):
         *j, y, x = i
