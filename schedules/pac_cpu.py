@@ -10,6 +10,9 @@ channels of source x G follows, vectors along x. conv_dw: the x loop split into 
 lanes and rfactored, so each (block of output channels, input channel, tap row) keeps
 o_block x k vector partial sums over all pixels, then sums its lanes.
 pool / pool_dk / dist*: vectors along x, parallel over rows or planes.
+
+Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests
+with full-width vectors; the splits of a symbolic x leave a predicated tail.
 """
 from __future__ import annotations
 
@@ -23,10 +26,12 @@ def _divisor_at_most(n: int, cap: int) -> int:
     return max(b for b in range(1, max(1, min(n, cap)) + 1) if n % b == 0)
 
 
-def _x_tiling(wo: int, dtype: str, target=None):
+def _x_tiling(wo, dtype: str, target=None):
     """(lanes, vectors per tile) along x: whole vectors where the width allows, 512-bit ones
-    on AVX-512 targets."""
+    on AVX-512 targets (``wo`` None: symbolic, full vectors and a tail)."""
     lanes = vector_lanes(dtype)
+    if wo is None:
+        return lanes * (2 if _avx512(target) else 1), 1
     if target is not None and codegen.target_has_features("avx512f", target) and wo % (2 * lanes) == 0:
         lanes *= 2
     if wo % lanes and wo % (lanes // 2) == 0:
@@ -34,6 +39,15 @@ def _x_tiling(wo: int, dtype: str, target=None):
     if wo % lanes:
         return lanes, 1
     return lanes, _divisor_at_most(wo // lanes, 4)
+
+
+def _avx512(target) -> bool:
+    return target is not None and codegen.target_has_features("avx512f", target)
+
+
+def _after_compute_at(sch, block, extents):
+    """``after_compute_at`` where an extent may be None (symbolic: never dropped)."""
+    return after_compute_at(sch, block, [(name, 2 if n is None else n) for name, n in extents])
 
 
 def _materialize(sch, name: str, lanes: int, outer: int = 2) -> None:
@@ -47,6 +61,8 @@ def _tile_shape(n_rows: int, wo: int, wl, target):
     """(lanes, vectors, row block) of a register tile over a row of ``wo`` pixels: the shape
     with the most FMAs per load (a narrow row such as 28 = 7 x 4 takes the whole row)."""
     lanes, _ = _x_tiling(wo, wl.dtype, target)
+    if wo is None:
+        return _generic_tile_shape(n_rows, lanes, target)
     if wo % lanes:
         return lanes, 1, _divisor_at_most(n_rows, acc_registers(target))
 
@@ -55,6 +71,27 @@ def _tile_shape(n_rows: int, wo: int, wl, target):
     nvec = wo // lanes
     return max((shape(xv) for xv in range(1, 9) if nvec % xv == 0),
                key=lambda t: (t[0] * t[1] * t[2] / (t[1] + t[2]), -t[1]))
+
+
+GENERIC_X_VECTORS = 2  # vectors per register tile along a symbolic width (measured: 1 and 4 slower)
+
+
+def _generic_tile_shape(n_rows: int, lanes: int, target):
+    """A symbolic width: full vectors, the row padded to whole tiles (``_pad_x``)."""
+    xv = GENERIC_X_VECTORS
+    return lanes, xv, _divisor_at_most(n_rows, max(1, acc_registers(target) // xv))
+
+
+def _pad_x(sch, producer: str, quantum: int, x_axis: int) -> None:
+    """Generic builds: the reduction 'acc' over a row padded to a multiple of ``quantum``
+    (zeros read past the width, never stored), so register tiles have no tail; ``producer``
+    (the modulated taps) is inlined into its padded copy, which keeps its name's role."""
+    acc = sch.get_sblock("acc")
+    pad = [1] * len(sch.get_loops(acc))
+    pad[x_axis] = quantum
+    sch.pad_einsum(acc, pad)
+    sch.compute_inline(sch.get_sblock(producer))
+    sch.compute_inline(sch.get_sblock("acc_pad"))
 
 
 def _gemm_tile(sch, block, rows, x, red, n_rows: int, wo: int, wl, target):
@@ -80,6 +117,11 @@ def _register_tile(sch, rows, x, red, rb: int, xv: int, lanes: int):
 def conv(sch, wl, target):
     p = wl.p
     lanes = vector_lanes(wl.dtype)
+    xk_name = "xk"
+    if p["Wo"] is None:
+        tl, xv, _ = _tile_shape(p["O"], None, wl, target)
+        _pad_x(sch, "xk", tl * xv, 3)
+        xk_name = "xk_pad"
     acc = sch.get_sblock("acc")
     n, o, y, x, c, i, j = sch.get_loops(acc)
     sch.reorder(n, y, o, x, c, i, j)
@@ -90,7 +132,7 @@ def conv(sch, wl, target):
     _materialize(sch, "Sz", lanes)
     if p["a"]:
         _materialize(sch, "Kz", lanes, outer=4)
-    xk = sch.get_sblock("xk")
+    xk = sch.get_sblock(xk_name)
     sch.compute_at(xk, row)
     vectorize_inner(sch, xk, lanes, under=row)
     _finish(sch, acc, c, xo)
@@ -103,14 +145,24 @@ def pool(sch, wl, target):
     _materialize(sch, "Sz", lanes)
     if p["a"]:
         _materialize(sch, "Kz", lanes, outer=4)
-    sch.compute_inline(sch.get_sblock("xk"))
+    generic = p["Wo"] is None
+    if generic:  # taps per row, padded (see conv)
+        _pad_x(sch, "xk", _x_tiling(None, wl.dtype)[0], 3)
+    else:
+        sch.compute_inline(sch.get_sblock("xk"))
     acc = sch.get_sblock("acc")
     n, c, y, x, i, j = sch.get_loops(acc)
     # a shared kernel (G = 1) row is read by every channel: channels inside the row loop
     sch.reorder(n, y, c, x, i, j)
-    sch.parallel(sch.fuse(n, y))
+    row = sch.fuse(n, y)
+    sch.parallel(row)
     cb = 4 if p["G"] == 1 else 1
     xo = _gemm_tile_depthwise(sch, c, x, (i, j), p["C"], p["Wo"], cb, wl)
+    if generic:
+        xk = sch.get_sblock("xk_pad")
+        sch.compute_at(xk, row)
+        _, xi = sch.split(sch.get_loops(xk)[-1], [None, _x_tiling(None, wl.dtype)[0]])
+        sch.vectorize(xi)
     _finish(sch, acc, i, xo)
 
 
@@ -134,13 +186,15 @@ def _channel_sum_row(sch, acc, lanes):
     return row, c
 
 
-def _finish(sch, acc, first_red, xo):
-    """The cast stage into the tile loop ``xo``, the reduction's init split off, both vectorized."""
+def _finish(sch, acc, first_red, xo, lanes=None):
+    """The cast stage into the tile loop ``xo``, the reduction's init split off, both vectorized
+    (``lanes``: the loops left are whole rows of a symbolic width, split into vectors first)."""
+    vec = vectorize_under if lanes is None else (lambda s, b, loop: vectorize_inner(s, b, lanes, under=loop))
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
-    vectorize_under(sch, out, xo)
+    vec(sch, out, xo)
     init = sch.decompose_reduction(acc, first_red)
-    vectorize_under(sch, init, xo)
+    vec(sch, init, xo)
 
 
 @register("pac", "conv_dk", "cpu")
@@ -152,13 +206,13 @@ def conv_dk(sch, wl, target):
     _materialize(sch, "Sz", lanes)
     G = sch.get_sblock("G")
     sch.compute_at(G, row)
-    loops = after_compute_at(sch, G, [("c", p["C"]), ("i", p["k"]), ("j", p["k"]), ("x", p["Wo"]), ("o", p["O"])])
+    loops = _after_compute_at(sch, G, [("c", p["C"]), ("i", p["k"]), ("j", p["k"]), ("x", p["Wo"]), ("o", p["O"])])
     if len(loops) == 5:  # else a degenerate shape: left plain
         r = sch.fuse(loops["c"], loops["i"], loops["j"])
         _gemm_tile(sch, G, r, loops["x"], (loops["o"],), p["C"] * p["k"] ** 2, p["Wo"], wl, target)
     if "o" in loops:
         sch.decompose_reduction(G, loops["o"])
-    _finish(sch, acc, c, row)
+    _finish(sch, acc, c, row, lanes if p["Wo"] is None else None)
 
 
 @register("pac", "conv_dw", "cpu")
@@ -189,7 +243,7 @@ def _per_tap(sch, wl, lanes):
     acc = sch.get_sblock("acc")
     if wl.p["G"] == 1:
         row, c = _channel_sum_row(sch, acc, lanes)
-        _finish(sch, acc, c, row)
+        _finish(sch, acc, c, row, lanes if wl.p["Wo"] is None else None)
     else:
         sch.compute_inline(acc)
         _materialize(sch, "out", lanes)

@@ -1,5 +1,6 @@
 """Default CUDA schedules for PAC: one thread per output element (x fastest: coalesced loads),
-the reduction in a register, padding and zero insertion as index checks in the loads.
+the reduction in a register, padding and zero insertion as index checks in the loads. Generic
+builds (symbolic sizes) bind the same loops, the last block's tail predicated.
 
 conv: each thread keeps a block of output channels of its pixel in registers, so a modulated
 tap (kernel x source) is loaded once for the block. conv_dk: each thread forms G (the weight
@@ -8,9 +9,22 @@ times the output gradient, summed over output channels) one input channel at a t
 from __future__ import annotations
 
 from . import register
-from .common import bind_flat, register_acc, unroll, unroll_taps
+from tvm import tirx
+
+from .common import MAX_THREADS, register_acc, threads_for, unroll, unroll_taps
 
 CONV_CHANNEL_BLOCK = 8  # output channels per thread
+
+
+def bind_flat(sch, loops):
+    """``common.bind_flat``; a symbolic extent (generic build) takes MAX_THREADS threads, the
+    tail predicated."""
+    fused = sch.fuse(*loops)
+    n = sch.get(fused).extent
+    bx, tx = sch.split(fused, [None, threads_for(int(n)) if isinstance(n, tirx.IntImm) else MAX_THREADS])
+    sch.bind(bx, "blockIdx.x")
+    sch.bind(tx, "threadIdx.x")
+    return tx
 
 
 def _inline(sch, *names) -> None:

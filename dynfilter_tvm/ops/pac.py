@@ -32,27 +32,36 @@ smoothed version at the output pixels, r = relu for the '_asym' kernels, else id
 G (channels of K) is 1 or C. The modulated taps (stage ``xk``) and G are per-row stages that
 schedules build next to the loop reading them; half types accumulate in float32. Layouts
 are contiguous: X / dX (N, C, H, W), out / dO (N, O|C, Ho, Wo), Wt (O, C, k, k).
+
+Generic kernels (``SYMBOLIC``): ``conv`` (the convolution, its transposed form and both
+input gradients) takes batch N and sizes H, W, Ho, Wo symbolic, one build serving any of them
+(channels, kernel size and tap geometry fixed); its CPU schedule pads each row's sums to whole
+register tiles. Every computes and schedule *builds* generically (tests/test_generic_pac.py),
+but the other kernels stay static: their CPU schedules vectorize along a symbolic x whose
+predicated tail makes TVM scalarize the whole vector loop, measured 10-60x slower than static
+(pool, conv_dk, conv_dw, pool_dk, dist, dist_df, dist_df0); they need conv's padded rows first.
 """
 from __future__ import annotations
 
 from tvm import te, tirx
 
 from . import register_kernel
-from .common import acc_dtype, cast_out, zero_insert_pad
+from .common import acc_dtype, cast_out, dim, zero_insert_pad
 
 MAX_KERNEL_SIZE = 15
+SYMBOLIC = {"conv": ("N", "H", "W", "Ho", "Wo")}  # the others stay static: see the module docstring
 
 
-def grid_size(n_out: int, k: int, s: int, d: int) -> int:
-    """Extent of the virtual source grid that n_out outputs read."""
+def grid_size(n_out, k: int, s: int, d: int):
+    """Extent of the virtual source grid that n_out outputs read (an int or a PrimExpr)."""
     return (n_out - 1) * s + (k - 1) * d + 1
 
 
 def check_params(N, C, H, W, Ho, Wo, k, s, z, d, **_) -> None:
-    """Raise ValueError naming the first bad parameter."""
+    """Raise ValueError naming the first bad parameter (symbolic sizes are checked by the bridge)."""
     for name, val in (("batch", N), ("channels", C), ("height", H), ("width", W), ("out height", Ho),
                       ("out width", Wo), ("stride", s), ("zero insertion", z), ("dilation", d)):
-        if val < 1:
+        if isinstance(val, int) and val < 1:
             raise ValueError(f"{name} must be >= 1, got {val}")
     if not (1 <= k <= MAX_KERNEL_SIZE and k % 2):
         raise ValueError(f"kernel_size must be odd and in [1, {MAX_KERNEL_SIZE}], got {k}")
@@ -70,7 +79,7 @@ def _tap(k, s, d, a):
 
 def _modulated(X, K, k, s, z, p, d, a, Ho, Wo, acc, grouped):
     """xk[n,c,i,j,y,x] = K(tap) * Sz(tap): the taps of the source times the adaptive kernel."""
-    N, C = (int(n) for n in X.shape[:2])
+    N, C = (dim(n) for n in X.shape[:2])
     G = int(K.shape[1])
     Sz = _source(X, k, s, z, p, d, Ho, Wo, "Sz")
     tap = _tap(k, s, d, a)

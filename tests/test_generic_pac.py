@@ -1,0 +1,147 @@
+"""Generic PAC kernels: one build per configuration (channels, kernel size, stride, form)
+serves every batch and size, forward and gradients equal to the float64 reference (kernels
+that stay static rebuild per size, never a generic one); every kernel's generic build is
+exact on CPU and builds with device code for CUDA."""
+import pytest
+import torch
+
+from dynfilter_tvm import cache, dispatch
+from dynfilter_tvm.build import build
+from dynfilter_tvm.target import cpu_target, cuda_target
+from dynfilter_tvm.workload import Workload
+from torch_bridge import functional as Fn
+from torch_bridge.reference import pac as R
+
+from test_pac_op import _compare, conv_inputs
+
+SIZES = [(2, 7, 9), (1, 12, 5), (3, 17, 23), (1, 6, 40)]  # (N, H, W): odd, batch 1, wider than a tile
+
+
+@pytest.fixture(autouse=True)
+def _generic():
+    dispatch.set_shape_mode("generic")
+    yield
+    dispatch.set_shape_mode(None)
+
+
+def _serve_all_sizes(run_one, monkeypatch, forward=None):
+    """run_one(N, H, W) at every size: later sizes build no generic kernel, and ``forward``
+    (N, H, W) (served by generic kernels only) builds nothing at all."""
+    built = []
+    real = cache.build
+    monkeypatch.setattr(cache, "build", lambda wl, *a: built.append(wl) or real(wl, *a))
+    run_one(*SIZES[0])
+    if forward:
+        forward(*SIZES[0])
+    generic = {wl for wl in built if wl.kind == "generic"}
+    for size in SIZES[1:]:
+        before, n = cache.stats["built"], len(built)
+        if forward:
+            forward(*size)
+            assert cache.stats["built"] == before, f"{size}: the forward built a kernel"
+        run_one(*size)
+        assert all(wl.kind == "static" for wl in built[n:]), f"{size} rebuilt a generic kernel"
+    return generic
+
+
+@pytest.mark.parametrize("C,O,k,s,p,d", [(3, 5, 3, 1, 1, 1), (2, 4, 5, 2, 2, 1), (4, 3, 3, 1, 2, 2)], ids=str)
+def test_pacconv2d(C, O, k, s, p, d, monkeypatch):
+    kw = dict(stride=s, padding=p, dilation=d)
+    generic = _serve_all_sizes(
+        lambda N, H, W: _compare(Fn.pacconv2d, conv_inputs(N, C, O, H, W, k, s, p, d), kw, torch.float64, 1e-12, 1e-10),
+        monkeypatch,
+        forward=lambda N, H, W: Fn.pacconv2d(*(t.detach() for t in conv_inputs(N, C, O, H, W, k, s, p, d)), **kw))
+    assert {(wl.kernel, wl.p["a"]) for wl in generic} == {("conv", 0), ("conv", 1)}  # forward, input grad
+
+
+@pytest.mark.parametrize("C,O,k,s,p,op", [(3, 5, 3, 2, 1, 1), (2, 3, 5, 1, 2, 0)], ids=str)
+def test_pacconv_transpose2d(C, O, k, s, p, op, monkeypatch):
+    def run_one(N, H, W):
+        inputs = conv_inputs(N, C, O, H, W, k, s, p, 1, transposed=True, op=op)
+        _compare(Fn.pacconv_transpose2d, inputs, dict(stride=s, padding=p, output_padding=op),
+                 torch.float64, 1e-12, 1e-10)
+    assert _serve_all_sizes(run_one, monkeypatch)
+
+
+@pytest.mark.parametrize("C,G,k,s,p", [(3, 1, 3, 1, 1), (4, 4, 5, 2, 2)], ids=str)
+def test_pacpool2d(C, G, k, s, p, monkeypatch):
+    def run_one(N, H, W):
+        Ho, Wo = R.conv_output_size((H, W), (k, k), (s, s), (p, p), (1, 1))
+        inputs = [torch.randn(N, C, H, W, dtype=torch.float64, requires_grad=True),
+                  torch.rand(N, G, k, k, Ho, Wo, dtype=torch.float64, requires_grad=True)]
+        _compare(Fn.pacpool2d, inputs, dict(kernel_size=k, stride=s, padding=p), torch.float64, 1e-12, 1e-10)
+    _serve_all_sizes(run_one, monkeypatch)
+
+
+@pytest.mark.parametrize("opts", [dict(stride=1, padding=1), dict(stride=2, padding=1, channel_wise=True,
+                                                                   kernel_type="inv_0.5_2_asym")], ids=str)
+def test_packernel2d(opts, monkeypatch):
+    def run_one(N, H, W):
+        f = torch.randn(N, 3, H, W, dtype=torch.float64, requires_grad=True)
+        kw = dict(kernel_size=3, **opts)
+        got, want = Fn.packernel2d(f, **kw)[0], R.packernel2d_reference(f, **kw)[0]
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-10)
+        grad = torch.randn_like(want)
+        torch.testing.assert_close(torch.autograd.grad(got, f, grad)[0], torch.autograd.grad(want, f, grad)[0])
+    _serve_all_sizes(run_one, monkeypatch)
+
+
+def test_float32_generic_matches_static():
+    """The generic build against the static one at a size where register tiles are padded."""
+    x, K, w, b = (t.detach().float() for t in conv_inputs(2, 8, 24, 11, 37, 3, 1, 1, 1))
+    outs = []
+    for mode in ("generic", "static"):
+        dispatch.set_shape_mode(mode)
+        outs.append(Fn.pacconv2d(x, K, w, b, padding=1))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
+
+
+_CUDA = [("conv", dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1, a=0)), ("conv", dict(C=3, O=5, k=3, s=1, z=2, p=1, d=1, a=1)),
+         ("pool", dict(C=16, G=1, k=5, s=1, z=1, p=2, d=1, a=0)), ("conv_dk", dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1)),
+         ("conv_dw", dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1)), ("pool_dk", dict(C=16, G=16, k=5, s=1, z=1, p=2, d=1)),
+         ("dist", dict(C=3, G=1, k=5, s=2, p=2, d=1, asym=0)), ("dist_df", dict(C=3, G=1, k=5, s=2, p=2, d=1, asym=0)),
+         ("dist_df0", dict(C=4, G=4, k=3, s=1, p=2, d=2, asym=1))]
+
+
+@pytest.mark.parametrize("kernel,params", _CUDA, ids=[f"{k}-{i}" for i, (k, _) in enumerate(_CUDA)])
+def test_cuda_generic_builds_device_code(kernel, params):
+    sizes = dict(N=None, H=None, W=None, Ho=None, Wo=None)
+    wl = Workload.make("pac", kernel, dict(params, **sizes), "float32")
+    lib = build(wl, cuda_target("sm_90"))
+    assert list(lib.mod.imports) and "__global__" in lib.mod.imports[0].inspect_source()
+
+
+def _shapes(kernel, p, N, H, W):
+    """Argument shapes of a stride-1 'same' workload (Ho = H) and its params."""
+    q = dict(p, N=N, H=H, W=W, Ho=H, Wo=W)
+    img, kern = (N, p["C"], H, W), (N, p.get("G", 1), p["k"], p["k"], H, W)
+    o = (N, p.get("O", p["C"]), H, W)
+    return q, {"conv": [img, kern, (p.get("O", 1), p["C"], p["k"], p["k"]), o], "pool": [img, kern, img],
+               "conv_dk": [o, img, (p.get("O", 1), p["C"], p["k"], p["k"]), kern],
+               "conv_dw": [o, kern, img, (p.get("O", 1), p["C"], p["k"], p["k"])], "pool_dk": [img, img, kern],
+               "dist": [img, img, kern], "dist_df": [kern, img, img, img], "dist_df0": [kern, img, img, img]}[kernel]
+
+
+_CPU = [("conv", dict(C=5, O=24, k=3, s=1, z=1, p=1, d=1, a=0)), ("conv", dict(C=5, O=7, k=3, s=1, z=1, p=1, d=1, a=1)),
+        ("pool", dict(C=6, G=1, k=3, s=1, z=1, p=1, d=1, a=0)), ("pool", dict(C=6, G=6, k=3, s=1, z=1, p=1, d=1, a=1)),
+        ("conv_dk", dict(C=5, O=7, k=3, s=1, z=1, p=1, d=1)), ("conv_dw", dict(C=5, O=7, k=3, s=1, z=1, p=1, d=1)),
+        ("pool_dk", dict(C=6, G=1, k=3, s=1, z=1, p=1, d=1)), ("pool_dk", dict(C=6, G=6, k=3, s=1, z=1, p=1, d=1)),
+        ("dist", dict(C=3, G=1, k=3, s=1, p=1, d=1, asym=0)), ("dist_df", dict(C=3, G=3, k=3, s=1, p=1, d=1, asym=1)),
+        ("dist_df0", dict(C=3, G=1, k=3, s=1, p=1, d=1, asym=0))]
+
+
+@pytest.mark.parametrize("kernel,params", _CPU, ids=[f"{k}-{i}" for i, (k, _) in enumerate(_CPU)])
+def test_cpu_generic_build_matches_static(kernel, params):
+    """Every kernel's generic CPU build (declared generic or not) equals its static builds."""
+    target = cpu_target()
+    sym = dict(N=None, H=None, W=None, Ho=None, Wo=None)
+    generic = build(Workload.make("pac", kernel, dict(params, **sym), "float32"), target).mod[f"pac_{kernel}"]
+    for N, H, W in ((1, 5, 37), (2, 9, 16)):
+        q, shapes = _shapes(kernel, params, N, H, W)
+        static = build(Workload.make("pac", kernel, q, "float32"), target).mod[f"pac_{kernel}"]
+        args = [torch.randn(*s) for s in shapes]
+        static(*args)
+        want = args[-1].clone()
+        args[-1].fill_(float("nan"))
+        generic(*args)
+        torch.testing.assert_close(args[-1], want, atol=1e-5, rtol=1e-5)
