@@ -37,11 +37,6 @@ def cast_out(acc: te.Tensor, dtype: str) -> te.Tensor:
     return te.compute(acc.shape, lambda *i: acc(*i).astype(dtype), name="out")
 
 
-def dim(n):
-    """A tensor extent as a Python int where constant, else the (symbolic) PrimExpr."""
-    return int(n) if isinstance(n, (int, tirx.IntImm)) else n
-
-
 def zero_pad(t: te.Tensor, pad: int, name: str) -> te.Tensor:
     """Pad the last two axes of ``t`` with ``pad`` zeros on each side."""
     *lead, h, w = (dim(n) for n in t.shape)
