@@ -95,3 +95,19 @@ def test_spent_budget_skips_steps(tmp_path):
 def test_shipped_bundle_is_complete():
     """Every library and device-code file the shipped bundle's manifest names is in the repo."""
     assert set(gpu_suite._bundle_files()["files"].values()) == {"ok"}
+
+
+def test_shipped_bundle_matches_the_operator_definitions():
+    """A bundle kernel compiled from other operator definitions is not served; after a compute
+    change rebuild it: dynfilter-tvm compile --target sm_90 --target sm_80 --model ddf_resnet50
+    --input 8x3x224x224 -o benchmarks/bundles/ddf_resnet50_8x3x224x224 --force"""
+    import json
+
+    from dynfilter_tvm.build import compute_digest
+    from dynfilter_tvm.workload import Workload
+
+    path = gpu_suite.BUNDLE / "manifest.json"
+    manifest = json.loads(path.read_text())
+    stale = [k["workload"] for t in manifest["targets"] for k in t["kernels"]
+             if compute_digest(Workload.from_json(k["workload"])) != k["compute"]]
+    assert not stale, f"{len(stale)} kernels of the shipped bundle are stale (see the docstring)"
