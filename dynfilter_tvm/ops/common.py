@@ -5,6 +5,7 @@ the helpers give ints for ints and expressions otherwise.
 """
 from __future__ import annotations
 
+import tvm
 from tvm import te, tirx
 
 
@@ -14,17 +15,19 @@ def dim(n):
 
 
 def out_size(n, stride: int):
-    """ceil(n / stride): the output size of a 'same'-padded strided convolution."""
-    if isinstance(n, int) or stride == 1:
-        return -(-n // stride) if isinstance(n, int) else n
-    return tirx.floordiv(n + (stride - 1), stride)
+    """ceil(n / stride): the output size of a 'same'-padded strided convolution. ``n`` may be
+    an int, a TVM expression, or anything with Python's integer arithmetic (the bridge's fake
+    implementations pass torch's symbolic sizes)."""
+    if isinstance(n, tvm.ir.expr.Expr):
+        return n if stride == 1 else tirx.floordiv(n + (stride - 1), stride)
+    return -(-n // stride)
 
 
 def conv_out_size(n, k: int, stride: int, padding: int, dilation: int):
-    """Output size of ``nn.Conv2d`` along one axis."""
-    if isinstance(n, int):
-        return (n + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-    return tirx.floordiv(n + (2 * padding - dilation * (k - 1) - 1), stride) + 1
+    """Output size of ``nn.Conv2d`` along one axis (``n`` as for :func:`out_size`)."""
+    if isinstance(n, tvm.ir.expr.Expr):
+        return tirx.floordiv(n + (2 * padding - dilation * (k - 1) - 1), stride) + 1
+    return (n + 2 * padding - dilation * (k - 1) - 1) // stride + 1
 
 
 def acc_dtype(dtype: str) -> str:
