@@ -16,17 +16,27 @@ def vector_lanes(dtype: str) -> int:
     return 4 if dtype == "float64" else 8
 
 
-def vectorize_inner(sch: s_tir.Schedule, block, lanes: int, under=None) -> None:
+def vectorize_inner(sch: s_tir.Schedule, block, lanes: int, under=None):
     """Split the innermost loop of ``block`` (a name or SBlockRV) into vectors; with ``under``,
     only a loop strictly inside that one (``compute_at`` drops unit loops, so a one-element
-    stage may have none left of its own)."""
+    stage may have none left of its own). Returns the loop over the vectors (None if none)."""
     if isinstance(block, str):
         block = sch.get_sblock(block)
     inner = sch.get_loops(block)[-1]
     if under is not None and sch.get(inner).same_as(sch.get(under)):
-        return
-    _, xi = sch.split(inner, [None, lanes])
+        return None
+    xo, xi = sch.split(inner, [None, lanes])
     sch.vectorize(xi)
+    return xo
+
+
+def split_tail(sch: s_tir.Schedule, loop) -> None:
+    """Shape-generic CPU kernels: have TVM's LoopPartition pass cut ``loop`` (over vector tiles
+    of a symbolic extent) into the whole tiles, which lose their bounds predicate and so stay
+    vectors, and the tail (at most one tile, predicated, scalar). The schedule primitive
+    ``loop_partition`` rejects symbolic bounds; the pass, asked through this hint, does not."""
+    if loop is not None and not isinstance(sch.get(loop).extent, tirx.IntImm):
+        sch.annotate(loop, "pragma_loop_partition_hint", 1)
 
 
 def acc_registers(target) -> int:

@@ -5,13 +5,15 @@ tile along the image row with the k x k taps unrolled outside its lanes, the pad
 plane copied next to the loop that reads it (it stays in cache). dS sums over channels into
 a vector tile of all taps; dC keeps vector-wide column sums, reduced at the end.
 
-Shape-generic kernels (B, H, W symbolic) take the same schedules: row tails become predicates,
-and the vector tiles are declared whole (``tile_regions``) so that they stay small buffers.
+Shape-generic kernels (B, H, W symbolic) take the same schedules: each loop over the vector
+tiles of a row is cut into the whole tiles (vectors, no predicate) and a predicated scalar tail
+(``split_tail``), and the vector tiles are declared whole (``tile_regions``) so that they stay
+small buffers.
 """
 from __future__ import annotations
 
 from . import register
-from .common import tile_regions, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import split_tail, tile_regions, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 def _row_tiles(sch, wl):
     """fwd and dx: acc(b, g, c, y, x; u, v) as vector tiles along x, parallel over planes."""
@@ -30,6 +32,7 @@ def _row_tiles(sch, wl):
     sch.reverse_compute_at(out, xo)
     vectorize_under(sch, out, xo)
     _generic_tiles(sch, wl, lanes)
+    split_tail(sch, xo)
     return plane
 
 
@@ -42,7 +45,7 @@ def _generic_tiles(sch, wl, lanes):
 def fwd(sch, wl, target):
     plane = _row_tiles(sch, wl)
     sch.compute_at(sch.get_sblock("Xpad"), plane)
-    vectorize_inner(sch, "Xpad", vector_lanes(wl.dtype), under=plane)
+    split_tail(sch, vectorize_inner(sch, "Xpad", vector_lanes(wl.dtype), under=plane))
 
 
 @register("ddf", "dx", "cpu")
@@ -51,10 +54,10 @@ def dx(sch, wl, target):
     # The scattered spatial filter is shared by every channel of a head: build it once.
     su = sch.get_sblock("Su")
     sch.parallel(sch.fuse(*sch.get_loops(su)[:4]))
-    vectorize_inner(sch, su, lanes)
+    split_tail(sch, vectorize_inner(sch, su, lanes))
     plane = _row_tiles(sch, wl)
     sch.compute_at(sch.get_sblock("dOu"), plane)
-    vectorize_inner(sch, "dOu", lanes, under=plane)
+    split_tail(sch, vectorize_inner(sch, "dOu", lanes, under=plane))
 
 
 @register("ddf", "ds", "cpu")
@@ -62,7 +65,7 @@ def ds(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
     xpad = sch.get_sblock("Xpad")
     sch.parallel(sch.fuse(*sch.get_loops(xpad)[:3]))
-    vectorize_inner(sch, xpad, lanes)
+    split_tail(sch, vectorize_inner(sch, xpad, lanes))
     acc = sch.get_sblock("acc")
     b, g, u, v, y, x, c = sch.get_loops(acc)
     xo, xi = sch.split(x, [None, lanes])
@@ -76,6 +79,7 @@ def ds(sch, wl, target):
     sch.reverse_compute_at(out, xo)
     vectorize_under(sch, out, xo)
     _generic_tiles(sch, wl, lanes)
+    split_tail(sch, xo)
 
 
 @register("ddf", "dc", "cpu")
@@ -94,4 +98,5 @@ def dc(sch, wl, target):
     sch.reverse_compute_at(sch.get_sblock("acc"), plane)
     sch.reverse_compute_at(sch.get_sblock("out"), plane)
     sch.compute_at(sch.get_sblock("Xpad"), plane)
-    vectorize_inner(sch, "Xpad", lanes, under=plane)
+    split_tail(sch, vectorize_inner(sch, "Xpad", lanes, under=plane))
+    split_tail(sch, xo)
