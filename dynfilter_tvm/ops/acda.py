@@ -15,12 +15,17 @@ unfolded input). The gradients of A and P are small contractions of dD (matrix p
 done by the bridge). The atom stage ``atoms`` is per pixel and shared by every channel, so
 schedules build it next to the loop that reads it; half types accumulate in float32.
 
-Shape-generic builds: the computes accept ``te.var`` for N, H and W (Ho, Wo follow), but no
-kernel declares ``SYMBOLIC`` yet. On CPU the default schedules' tiles under a symbolic tail
-predicate compact to 2**31 - 1 elements (dx, datoms: a huge local allocation; fwd: an int32
-overflow in FlattenBuffer). ``schedules/acda_cpu.py`` works around it for fwd (correct at every
-size, but ~13x slower than static at 2x64x28x28 k=7: a dynamic tile allocation per vector,
-rolled taps); dx, datoms and the CUDA schedules are not yet made generic.
+Shape-generic builds: the computes accept ``te.var`` for N, H and W (Ho, Wo follow). Then each
+row of 'acc' is computed padded to whole ``X_QUANTUM`` pixels (the inputs read as zeros past
+the row: a padded input copy, a zero-extended row of coefficients / of dO), and 'out' stores
+the real row only, so CPU register tiles have no tail predicate (TVM bounds a tile under one by
+2**31 - 1 elements) and CUDA tiles of up to ``X_QUANTUM`` pixels need no bounds check.
+``SYMBOLIC`` declares ``fwd`` only: generic/static 1.0-1.13 on CPU (1 thread, 2x64x28x28 and
+2x64x56x56, k = 7), exact, sm_90 device code, PoCL-checked at several sizes from one lowering.
+``dx`` and ``datoms`` build exact generic kernels on CPU too but stay per shape: they run
+1.2-1.5x the static time (dx: symbolic strides on the grid-wide atoms; datoms: not yet
+analysed), and dx's CUDA schedule keeps its atoms in a global scratch of symbolic size, which
+the PoCL check does not yet handle (so it is unverified there); datoms' CUDA build passes PoCL.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from . import register_kernel
 from .common import acc_dtype, cast_out, conv_out_size, dim, zero_insert_pad, zero_pad
 
 MAX_KERNEL_SIZE = 15
+SYMBOLIC = {"fwd": ("N", "H", "W")}  # see the module docstring for dx and datoms
 # Generic kernels (W symbolic) compute each row of 'acc' padded to whole X_QUANTUM pixels (a
 # whole number of float32 / float64 CPU vectors), the inputs read past the row as zeros, and
 # store only the real row ('out'): register tiles then need no tail predicate.
