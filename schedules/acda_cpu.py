@@ -18,7 +18,7 @@ from tvm.s_tir.schedule import _ffi_api as _sch_api
 from tvm.tirx.function import IndexMap
 
 from . import register
-from .common import acc_registers, after_compute_at, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import tile_regions, acc_registers, after_compute_at, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 
 def _extent(sch, loop) -> Optional[int]:
@@ -85,7 +85,7 @@ def fwd(sch, wl, target):
     sch.reorder(co, xo, u, v, ci, m, xi)
     sch.vectorize(xi)
     unroll(sch, ci, m)
-    if wo is not None and wo % lanes == 0:
+    if wo is None or wo % lanes == 0:
         # a tail predicate on each of the c_block x M x k x k unrolled statements makes the
         # build take minutes: odd widths keep the tap loops rolled
         unroll_taps(sch, wl, u, v)
@@ -95,6 +95,8 @@ def fwd(sch, wl, target):
     sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
     vectorize_inner(sch, xpad, lanes)
     atoms, t = _atoms_row(sch, wl, row, wo)
+    if wo is None:  # the row's coefficients, zeros past its end (inlined: a branch per vector)
+        sch.compute_at(sch.get_sblock("Apad"), row)
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vectorize_under(sch, out, xo)
@@ -102,7 +104,7 @@ def fwd(sch, wl, target):
     init = sch.decompose_reduction(acc, u)
     vectorize_inner(sch, init, lanes, under=xo)
     if wo is None:
-        _vector_tiles(sch, "acc", (acc, init, out), lanes)
+        tile_regions(sch, "acc", ("out",), lanes)
     if t is not None:
         init = sch.decompose_reduction(atoms, t)
         if wo is None or wo > 1:  # else its innermost loop is a tap loop
@@ -133,6 +135,8 @@ def dx(sch, wl, target):
     sch.reverse_compute_at(out, wo)
     vectorize_under(sch, out, wo)
     vectorize_inner(sch, sch.decompose_reduction(acc, m), lanes, under=wo)
+    if wl.p["W"] is None:
+        tile_regions(sch, "acc", ("out",), lanes)
     vectorize_inner(sch, sch.decompose_reduction(atoms, t), lanes)
 
 
@@ -145,13 +149,20 @@ def datoms(sch, wl, target):
     acc = sch.get_sblock("acc")
     n, m, u, v, y, x, c = sch.get_loops(acc)
     sch.reorder(n, y, m, u, x, c, v)
-    sch.parallel(sch.fuse(n, y))
+    row = sch.fuse(n, y)
+    sch.parallel(row)
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(c, v, xi)
     sch.vectorize(xi)
     unroll_taps(sch, wl, v)
+    if wl.p["W"] is None:  # the row of dO, zeros past its end (inlined: a branch per vector)
+        dop = sch.get_sblock("dOpad")
+        sch.compute_at(dop, row)
+        vectorize_inner(sch, dop, lanes, under=row)
     init = sch.decompose_reduction(acc, c)
     vectorize_inner(sch, init, lanes, under=xo)
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vectorize_under(sch, out, xo)
+    if wl.p["W"] is None:
+        tile_regions(sch, "acc", ("out",), lanes)

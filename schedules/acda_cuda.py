@@ -12,6 +12,8 @@ Padding and zero insertion are index checks in the loads (inlined).
 """
 from __future__ import annotations
 
+from dynfilter_tvm.ops.acda import X_QUANTUM
+
 from . import register
 from .common import MAX_THREADS, bind_flat, extent, register_acc, unroll, unroll_taps
 
@@ -48,9 +50,13 @@ def _atoms_in_shared(sch, wl, block, threads: int) -> None:
 @register("acda", "fwd", "cuda")
 def fwd(sch, wl, target):
     sch.compute_inline(sch.get_sblock("Xpad"))
+    if wl.p["W"] is None:
+        sch.compute_inline(sch.get_sblock("Apad"))
     acc = sch.get_sblock("acc")
     n, c, m, y, x, u, v = sch.get_loops(acc)
-    tile = _tile(wl, extent(sch, x))
+    # a generic row is whole X_QUANTUM pixels: tiles of at most that many have no tail
+    wo = extent(sch, x)
+    tile = _tile(wl, wo if isinstance(wo, int) else X_QUANTUM)
     slices = max(1, min(wl.p["C"], MAX_THREADS // tile))
     xo, xi = sch.split(x, [None, tile])
     co, ci = sch.split(c, [None, slices])
@@ -84,6 +90,8 @@ def dx(sch, wl, target):
 @register("acda", "datoms", "cuda")
 def datoms(sch, wl, target):
     sch.compute_inline(sch.get_sblock("Xpad"))
+    if wl.p["W"] is None:
+        sch.compute_inline(sch.get_sblock("dOpad"))
     acc = sch.get_sblock("acc")
     *spatial, c = sch.get_loops(acc)
     tx = bind_flat(sch, spatial)

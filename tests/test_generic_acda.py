@@ -1,23 +1,27 @@
 """Shape-generic ACDA kernels (N, H, W symbolic): one build serving several sizes.
 
-ACDA declares no ``SYMBOLIC`` yet (see ``dynfilter_tvm.ops.acda``), so these build generic
-workloads directly and compare each size with the static kernel of that size."""
+ACDA declares ``SYMBOLIC`` for ``fwd`` only (``dynfilter_tvm.ops.acda``: dx and datoms build
+exact generic kernels, tested here against the static ones, but run slower and stay per
+shape). Checked: the forward and all gradients through ``acda_atom_conv2d`` in the generic
+shape mode against the float64 reference at several sizes, nothing generic built after the
+first size; the generic builds of every kernel equal the static ones; the CUDA builds for
+sm_90 with device code and (fwd, datoms) run on PoCL at several sizes from one lowering."""
 import pytest
 import torch
 import tvm
 
-from dynfilter_tvm import registry
+from dynfilter_tvm import cache, dispatch, emulate, registry
 from dynfilter_tvm.build import build
+from dynfilter_tvm.ops import acda as acda_ops
 from dynfilter_tvm.ops.common import conv_out_size
-from dynfilter_tvm.target import cpu_target
+from dynfilter_tvm.target import cpu_target, cuda_target
 from dynfilter_tvm.workload import Workload
 
 SYM = ("N", "H", "W")
 # (k, s, d, p) configurations, each built once, and the (N, H, W) sizes it serves:
-# odd sizes, batch 1, stride 2, dilation 2, no padding.
+# odd sizes, batch 1, stride 2, dilation 2, no padding, rows longer than X_QUANTUM.
 CONFIGS = [(3, 1, 1, 1), (3, 2, 1, 1), (3, 1, 2, 2), (5, 2, 2, 0)]
-SIZES = [(2, 11, 13), (1, 13, 11), (1, 12, 16)]
-# Ho, Wo > 1: with a unit output axis TVM refused the tensors ("expected to be compact array")
+SIZES = [(2, 11, 13), (1, 13, 11), (1, 12, 16), (2, 9, 37)]
 
 
 def _wl(kernel, N, H, W, k, s, d, p, dtype="float64"):
@@ -57,10 +61,74 @@ def test_computes_accept_symbolic_shapes(kernel, config):
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
-def test_generic_cpu_fwd_serves_every_size(config):
-    """The default CPU fwd schedule on symbolic shapes (vector tails predicated)."""
-    wl = _wl("fwd", 1, 9, 9, *config).with_symbolic(SYM)
-    _check_sizes("fwd", config, build(wl, cpu_target()).mod["acda_fwd"])
+@pytest.mark.parametrize("kernel", ("fwd", "dx", "datoms"))
+def test_generic_cpu_schedules_serve_every_size(kernel, config):
+    """The default CPU schedules on symbolic shapes (rows padded to whole vectors)."""
+    wl = _wl(kernel, 1, 9, 9, *config).with_symbolic(SYM)
+    _check_sizes(kernel, config, build(wl, cpu_target()).mod[f"acda_{kernel}"])
+
+
+@pytest.fixture
+def generic():
+    assert acda_ops.SYMBOLIC == {"fwd": SYM}
+    dispatch.set_shape_mode("generic")
+    cache.clear_memory()
+    yield
+    dispatch.set_shape_mode(None)
+    cache.clear_memory()
+
+
+def _inputs(N, C, H, W, M, T, k, s, d, p):
+    g = torch.Generator().manual_seed(N * 1000 + H * 10 + W)
+    Ho, Wo = conv_out_size(H, k, s, p, d), conv_out_size(W, k, s, p, d)
+    return [torch.randn(*sh, generator=g, dtype=torch.float64).requires_grad_()
+            for sh in ((N, C, H, W), (N, M * T, Ho, Wo), (T, k, k))]
+
+
+def _compare(ins, s, p, d):
+    from torch_bridge.functional import acda_atom_conv2d
+    from torch_bridge.reference import acda_atom_conv2d_reference
+
+    out = acda_atom_conv2d(*ins, stride=s, padding=p, dilation=d)
+    grad = torch.randn_like(out)
+    got = (out, *torch.autograd.grad(out, ins, grad))
+    ref_ins = [t.detach().clone().requires_grad_() for t in ins]
+    ref = acda_atom_conv2d_reference(*ref_ins, stride=s, padding=p, dilation=d)
+    want = (ref, *torch.autograd.grad(ref, ref_ins, grad))
+    for name, a, b in zip(("out", "dx", "dcoef", "dbases"), got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+def test_one_fwd_build_serves_every_size(generic, config, monkeypatch):
+    """Through the torch op: exact forward and gradients at every size; after the first size
+    no generic kernel is built, and the forward alone builds nothing."""
+    k, s, d, p = config
+    built = []
+    real = cache.build
+    monkeypatch.setattr(cache, "build", lambda wl, *a: built.append(wl) or real(wl, *a))
+    params = lambda N, H, W: (N, 3, H, W, 2, 4, k, s, d, p)  # noqa: E731
+    _compare(_inputs(*params(*SIZES[0])), s, p, d)
+    assert {wl.kernel for wl in built if wl.kind == "generic"} == {"fwd"}
+    for size in SIZES[1:]:
+        before, n = cache.stats["built"], len(built)
+        with torch.no_grad():
+            from torch_bridge.functional import acda_atom_conv2d
+            acda_atom_conv2d(*(t.detach() for t in _inputs(*params(*size))), stride=s, padding=p, dilation=d)
+        assert cache.stats["built"] == before, f"{size}: the forward built a kernel"
+        _compare(_inputs(*params(*size)), s, p, d)
+        assert all(wl.kind == "static" for wl in built[n:]), f"{size} rebuilt a generic kernel"
+
+
+def test_float32_generic_matches_static(generic):
+    from torch_bridge.functional import acda_atom_conv2d
+
+    x, a, b = (t.detach().float() for t in _inputs(2, 8, 14, 21, 3, 4, 5, 1, 1, 2))
+    outs = []
+    for mode in ("generic", "static"):
+        dispatch.set_shape_mode(mode)
+        outs.append(acda_atom_conv2d(x, a, b, padding=2))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
 
 
 def test_generic_check_params_skips_symbolic_values():
@@ -69,3 +137,34 @@ def test_generic_check_params_skips_symbolic_values():
     check_params(tvm.te.var("N"), 3, tvm.te.var("H"), tvm.te.var("W"), 2, 4, 3, 1, 1, 1)
     with pytest.raises(ValueError, match="kernel_size"):
         check_params(tvm.te.var("N"), 3, tvm.te.var("H"), tvm.te.var("W"), 2, 4, 0, 1, 1, 1)
+
+
+# (C, M, T, k, s, d, p): k = 9 leaves the taps rolled; float64 atoms take a smaller fwd tile
+CUDA_PARAMS = [(3, 2, 4, 3, 1, 1, 1), (5, 3, 2, 5, 2, 2, 2), (2, 2, 3, 9, 1, 1, 4)]
+
+
+def _cuda_wl(kernel, C, M, T, k, s, d, p, dtype):
+    return Workload.make("acda", kernel, dict(N=None, C=C, H=None, W=None, M=M, T=T, k=k, s=s, d=d, p=p), dtype)
+
+
+@pytest.mark.parametrize("kernel", ("fwd", "dx", "datoms"))
+def test_cuda_generic_builds_device_code(kernel):
+    for params in CUDA_PARAMS:
+        lib = build(_cuda_wl(kernel, *params, "float32"), cuda_target("sm_90"))
+        src = lib.mod.imports[0].inspect_source()
+        assert "__global__" in src and "threadIdx" in src
+
+
+EMU_SIZES = [dict(N=1, H=9, W=9), dict(N=2, H=11, W=13), dict(N=1, H=7, W=37), dict(N=1, H=10, W=16)]
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+@pytest.mark.parametrize("kernel", ("fwd", "datoms"))  # dx: a global scratch of symbolic size
+def test_cuda_generic_emulated(kernel, dtype, way):
+    for params in CUDA_PARAMS:
+        wl = _cuda_wl(kernel, *params, dtype)
+        low = emulate.prepare(wl, way)
+        for sizes in EMU_SIZES:
+            emulate.check(wl, way, sizes=sizes, lowered=low)

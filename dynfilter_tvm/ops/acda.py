@@ -15,21 +15,31 @@ unfolded input). The gradients of A and P are small contractions of dD (matrix p
 done by the bridge). The atom stage ``atoms`` is per pixel and shared by every channel, so
 schedules build it next to the loop that reads it; half types accumulate in float32.
 
-Shape-generic builds: the computes accept ``te.var`` for N, H and W (Ho, Wo follow), but no
-kernel declares ``SYMBOLIC`` yet. On CPU the default schedules' tiles under a symbolic tail
-predicate compact to 2**31 - 1 elements (dx, datoms: a huge local allocation; fwd: an int32
-overflow in FlattenBuffer). ``schedules/acda_cpu.py`` works around it for fwd (correct at every
-size, but ~13x slower than static at 2x64x28x28 k=7: a dynamic tile allocation per vector,
-rolled taps); dx, datoms and the CUDA schedules are not yet made generic.
+Shape-generic builds: the computes accept ``te.var`` for N, H and W (Ho, Wo follow). Then each
+row of 'acc' is computed padded to whole ``X_QUANTUM`` pixels (the inputs read as zeros past
+the row: a padded input copy, a zero-extended row of coefficients / of dO), and 'out' stores
+the real row only, so CPU register tiles have no tail predicate (TVM bounds a tile under one by
+2**31 - 1 elements) and CUDA tiles of up to ``X_QUANTUM`` pixels need no bounds check.
+``SYMBOLIC`` declares ``fwd`` only: generic/static 1.0-1.13 on CPU (1 thread, 2x64x28x28 and
+2x64x56x56, k = 7), exact, sm_90 device code, PoCL-checked at several sizes from one lowering.
+``dx`` and ``datoms`` build exact generic kernels on CPU too but stay per shape: they run
+1.2-1.5x the static time (dx: symbolic strides on the grid-wide atoms; datoms: not yet
+analysed), and dx's CUDA schedule keeps its atoms in a global scratch of symbolic size, which
+the PoCL check does not yet handle (so it is unverified there); datoms' CUDA build passes PoCL.
 """
 from __future__ import annotations
 
-from tvm import te
+from tvm import te, tirx
 
 from . import register_kernel
-from .common import acc_dtype, cast_out, conv_out_size, zero_insert_pad, zero_pad
+from .common import acc_dtype, cast_out, conv_out_size, dim, zero_insert_pad, zero_pad
 
 MAX_KERNEL_SIZE = 15
+SYMBOLIC = {"fwd": ("N", "H", "W")}  # see the module docstring for dx and datoms
+# Generic kernels (W symbolic) compute each row of 'acc' padded to whole X_QUANTUM pixels (a
+# whole number of float32 / float64 CPU vectors), the inputs read past the row as zeros, and
+# store only the real row ('out'): register tiles then need no tail predicate.
+X_QUANTUM = 8
 
 
 def check_params(N, C, H, W, M, T, k, s, d, p) -> None:
@@ -50,6 +60,36 @@ def check_params(N, C, H, W, M, T, k, s, d, p) -> None:
 
 def _static(val) -> bool:
     return isinstance(val, int)
+
+
+def _whole_vectors(n):
+    """A symbolic row length rounded up to whole ``X_QUANTUM`` (static lengths stay)."""
+    return n if _static(n) else tirx.floordiv(n + (X_QUANTUM - 1), X_QUANTUM) * X_QUANTUM
+
+
+def _pad_to(t: te.Tensor, pad: int, width, name: str) -> te.Tensor:
+    """``t``'s last two axes padded by ``pad`` zeros on each side, the last one then by zeros
+    up to ``width`` (a generic kernel's rows padded to whole vectors)."""
+    *lead, h, w = (dim(n) for n in t.shape)
+
+    def body(*i):
+        *j, y, x = i
+        inside = tirx.all(y >= pad, y < h + pad, x >= pad, x < w + pad)
+        return tirx.if_then_else(inside, t(*j, y - pad, x - pad), tirx.const(0, t.dtype))
+
+    return te.compute((*lead, h + 2 * pad, width), body, name=name)
+
+
+def _widen(t: te.Tensor, width, name: str) -> te.Tensor:
+    """``t`` with its last axis extended by zeros to ``width``."""
+    *lead, w = (dim(n) for n in t.shape)
+    return te.compute((*lead, width), lambda *i: tirx.if_then_else(
+        i[-1] < w, t(*i), tirx.const(0, t.dtype)), name=name)
+
+
+def _cast_rows(acc: te.Tensor, shape, dtype: str) -> te.Tensor:
+    """The cast stage ('out') over ``shape``: the leading part of a row-padded ``acc``."""
+    return te.compute(shape, lambda *i: acc(*i).astype(dtype), name="out")
 
 
 def _placeholders(N, C, H, W, M, T, k, s, d, p, dtype):
@@ -77,16 +117,21 @@ def acda_fwd(N, C, H, W, M, T, k, s, d, p, dtype):
     check_params(N, C, H, W, M, T, k, s, d, p)
     X, A, P, dO = _placeholders(N, C, H, W, M, T, k, s, d, p, dtype)
     acc_t = acc_dtype(dtype)
-    Xp = zero_pad(X, p, "Xpad")
-    D = _atoms(A, P, acc_t)
+    if _static(W):
+        Xp, D, shape = zero_pad(X, p, "Xpad"), _atoms(A, P, acc_t), dO.shape
+    else:  # rows of whole vectors (see the module docstring)
+        Wq = _whole_vectors(dO.shape[-1])
+        Xp = _pad_to(X, p, (Wq - 1) * s + d * (k - 1) + 1, "Xpad")
+        D = _atoms(_widen(A, Wq, "Apad"), P, acc_t)
+        shape = (*dO.shape[:-1], Wq)
     u = te.reduce_axis((0, k), "u")
     v = te.reduce_axis((0, k), "v")
     acc = te.compute(
-        dO.shape,
+        shape,
         lambda n, c, m, y, x: te.sum(
             Xp[n, c, y * s + u * d, x * s + v * d].astype(acc_t) * D[n, m, u, v, y, x], axis=[u, v]),
         name="acc")
-    return [X, A, P, cast_out(acc, dtype)]
+    return [X, A, P, cast_out(acc, dtype) if _static(W) else _cast_rows(acc, dO.shape, dtype)]
 
 
 @register_kernel("acda", "dx")
@@ -97,7 +142,8 @@ def acda_dx(N, C, H, W, M, T, k, s, d, p, dtype):
     # dX[h] = sum_{m,u} dO[y] D[u, y] over y*s = h + p - u*d. On the zero-inserted grid with
     # index Y = y*s + e, e = d*(k-1), that is a stride-1 correlation at Y = h + p + e - u*d.
     e = d * (k - 1)
-    grid = (H + p + e, W + p + e)
+    Wq = _whole_vectors(W)  # generic: rows of whole vectors (see the module docstring)
+    grid = (H + p + e, W + p + e if _static(W) else _whole_vectors(Wq + p + e))
     dOu = zero_insert_pad(dO, s, e, grid, "dOu")
     Du = _atoms(zero_insert_pad(A, s, e, grid, "Au"), P, acc_t)
     m = te.reduce_axis((0, M), "m")
@@ -108,8 +154,8 @@ def acda_dx(N, C, H, W, M, T, k, s, d, p, dtype):
         Y, X_ = h + p + e - u * d, w + p + e - v * d
         return te.sum(dOu[n, c, m, Y, X_].astype(acc_t) * Du[n, m, u, v, Y, X_], axis=[m, u, v])
 
-    acc = te.compute(X.shape, body, name="acc")
-    return [dO, A, P, cast_out(acc, dtype)]
+    acc = te.compute((N, C, H, Wq), body, name="acc")
+    return [dO, A, P, cast_out(acc, dtype) if _static(W) else _cast_rows(acc, X.shape, dtype)]
 
 
 @register_kernel("acda", "datoms")
@@ -119,12 +165,19 @@ def acda_datoms(N, C, H, W, M, T, k, s, d, p, dtype):
     check_params(N, C, H, W, M, T, k, s, d, p)
     X, A, P, dO = _placeholders(N, C, H, W, M, T, k, s, d, p, dtype)
     acc_t = acc_dtype(dtype)
-    Xp = zero_pad(X, p, "Xpad")
     Ho, Wo = dO.shape[-2:]
+    if _static(W):
+        Xp, dOw, Wq = zero_pad(X, p, "Xpad"), dO, Wo
+    else:  # rows of whole vectors (see the module docstring)
+        Wq = _whole_vectors(Wo)
+        Xp = _pad_to(X, p, (Wq - 1) * s + d * (k - 1) + 1, "Xpad")
+        dOw = _widen(dO, Wq, "dOpad")
     c = te.reduce_axis((0, C), "c")
     acc = te.compute(
-        (N, M, k, k, Ho, Wo),
+        (N, M, k, k, Ho, Wq),
         lambda n, m, u, v, y, x: te.sum(
-            dO[n, c, m, y, x].astype(acc_t) * Xp[n, c, y * s + u * d, x * s + v * d].astype(acc_t), axis=c),
+            dOw[n, c, m, y, x].astype(acc_t) * Xp[n, c, y * s + u * d, x * s + v * d].astype(acc_t), axis=c),
         name="acc")
-    return [dO, X, cast_out(acc, acc_t)]
+    if _static(W):
+        return [dO, X, cast_out(acc, acc_t)]
+    return [dO, X, _cast_rows(acc, (N, M, k, k, Ho, Wo), acc_t)]
