@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from dynfilter_tvm.ops.common import out_size
 
-from .harness import layer_passes, output_and_input_grads, time_interleaved
+from .harness import layer_cases, layer_passes, output_and_input_grads
 from ...functional import acda_atom_conv2d
 from ...nn import ACDAConv2d
 from ...reference import acda_atom_conv2d_reference
@@ -24,44 +24,9 @@ CPU_SHAPES = [(2, 64, 56, 56, 7), (2, 64, 56, 56, 5), (2, 64, 56, 56, 3), (2, 12
 GPU_SHAPES = [(16, 64, 56, 56, 7), (16, 64, 56, 56, 5), (16, 64, 56, 56, 3), (16, 128, 28, 28, 7)]
 
 
-def generic_vs_static(device: torch.device, shapes=CPU_SHAPES, repeats: int = 7) -> List[Dict]:
-    """Rows {shape, pass, generic_ms, static_ms, ratio}: ``ACDAConv2d`` forward (eval, no grad)
-    and forward+backward with the kernels served generic (``dispatch`` shape mode 'generic')
-    and static, interleaved in this process. Kernels without ``SYMBOLIC`` run static either
-    way (ratio ~1)."""
-    from dynfilter_tvm import dispatch
-
-    rows = []
-    for N, C, H, W, k in shapes:
-        layer = ACDAConv2d(C, C, k, padding=k // 2).to(device)
-        x = torch.randn(N, C, H, W, device=device)
-        leaf = x.detach().requires_grad_()
-
-        def fwd():
-            with torch.no_grad():
-                return layer(x)
-
-        def fwd_bwd():
-            leaf.grad = None
-            layer.zero_grad(set_to_none=True)
-            layer(leaf).sum().backward()
-
-        for label, fn, train in (("forward", fwd, False), ("forward+backward", fwd_bwd, True)):
-            layer.train(train)
-
-            def in_mode(mode, fn=fn):
-                def run():
-                    dispatch.set_shape_mode(mode)
-                    try:
-                        return fn()
-                    finally:
-                        dispatch.set_shape_mode(None)
-                return run
-
-            ms = time_interleaved({m: in_mode(m) for m in dispatch.MODES}, device, repeats=repeats)
-            rows.append({"shape": f"{N}x{C}x{H}x{W} k{k}", "pass": label, "generic_ms": ms["generic"],
-                         "static_ms": ms["static"], "ratio": ms["generic"] / ms["static"]})
-    return rows
+def generic_cases(shapes, device: torch.device):
+    """The whole ``ACDAConv2d``: the passes ``harness.generic_vs_static`` times."""
+    return layer_cases(lambda C, k: ACDAConv2d(C, C, k, padding=k // 2), shapes, device)
 
 
 def check(device: torch.device, verbose: bool = True) -> float:

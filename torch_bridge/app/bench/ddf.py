@@ -84,3 +84,21 @@ def standard_layer(channels: int, kernel_size: int, stride: int = 1, dilation: i
                    out_channels: Optional[int] = None) -> nn.Module:
     """The family's layer for ``--op ddf`` workloads: ``DDFPack`` (keeps the channels)."""
     return DDFPack(channels, kernel_size, stride=stride, dilation=dilation)
+
+
+def generic_cases(shapes, device: torch.device):
+    """The op itself (``functional.ddf``): the passes ``harness.generic_vs_static`` times."""
+    for B, C, H, W, k in shapes:
+        x, cf, sf = (torch.randn(*s, device=device) for s in ((B, C, H, W), (B, C, k, k), (B, k * k, H, W)))
+        leaves = [t.detach().requires_grad_() for t in (x, cf, sf)]
+
+        def fwd(x=x, cf=cf, sf=sf, k=k):
+            with torch.no_grad():
+                return ddf(x, cf, sf, k)
+
+        def fwd_bwd(leaves=leaves, k=k):
+            for t in leaves:
+                t.grad = None
+            ddf(*leaves, k).sum().backward()
+
+        yield f"{B}x{C}x{H}x{W} k{k}", {"forward": fwd, "forward+backward": fwd_bwd}

@@ -245,3 +245,51 @@ def main(description: str, family) -> None:
     shapes = [tuple(int(n) for n in s.split("x")) for s in a.shapes.split(",")] if a.shapes else (
         family.CPU_SHAPES if dev.type == "cpu" else family.GPU_SHAPES)
     run_shapes(family, dev, shapes, not a.no_compile, sys.argv, a.json, a.repeats)
+
+
+def generic_vs_static(family, device: torch.device, shapes=None, repeats: int = 7) -> List[Dict]:
+    """Rows {shape, pass, generic_ms, static_ms, ratio}: ``family.generic_cases`` (the passes
+    of each shape, default its ``CPU_SHAPES``) timed with the kernels served generic and static
+    (``dynfilter_tvm.dispatch`` shape modes), interleaved in this process. Kernels whose op
+    declares no ``SYMBOLIC`` run static in both modes."""
+    from dynfilter_tvm import dispatch
+
+    def in_mode(mode, fn):
+        def run():
+            dispatch.set_shape_mode(mode)
+            return fn()
+        return run
+
+    rows = []
+    try:
+        for shape, passes in family.generic_cases(shapes or family.CPU_SHAPES, device):
+            for label, fn in passes.items():
+                ms = time_interleaved({m: in_mode(m, fn) for m in dispatch.MODES}, device, repeats=repeats)
+                rows.append({"shape": shape, "pass": label, "generic_ms": ms["generic"], "static_ms": ms["static"],
+                             "ratio": ms["generic"] / ms["static"]})
+    finally:
+        dispatch.set_shape_mode(None)
+    return rows
+
+
+def layer_cases(make_layer, shapes, device: torch.device, guided: bool = False):
+    """(shape label, {forward, forward+backward}) per (N, C, H, W, k) for a layer
+    ``make_layer(C, k)`` called on its input (and on it as guidance with ``guided``)."""
+    for N, C, H, W, k in shapes:
+        layer = make_layer(C, k).to(device)
+        x = torch.randn(N, C, H, W, device=device) * 0.3
+        leaf = x.detach().requires_grad_()
+        args = (lambda t: (t, t)) if guided else (lambda t: (t,))
+
+        def fwd(layer=layer, x=x):
+            layer.eval()
+            with torch.no_grad():
+                return layer(*args(x))
+
+        def fwd_bwd(layer=layer, leaf=leaf):
+            layer.train()
+            leaf.grad = None
+            layer.zero_grad(set_to_none=True)
+            layer(*args(leaf)).sum().backward()
+
+        yield f"{N}x{C}x{H}x{W} k{k}", {"forward": fwd, "forward+backward": fwd_bwd}

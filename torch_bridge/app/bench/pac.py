@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from ...reference import pac as ref
-from .harness import layer_passes, output_and_input_grads
+from .harness import layer_cases, layer_passes, output_and_input_grads
 from ...functional import pacconv2d, packernel2d
 from ...nn import PacConv2d
 
@@ -84,45 +84,6 @@ class _SelfGuided(nn.Module):
         return self.conv(x, x)
 
 
-def generic_vs_static(device: torch.device, shapes=CPU_SHAPES, repeats: int = 7) -> List[Dict]:
-    """Rows of {shape, pass, generic_ms, static_ms, ratio}: the benchmark layer on the generic
-    kernels (one build for every size) against static builds of the exact shapes, forward
-    (no grad) and forward+backward, interleaved in this process. Each variant keeps its own
-    in-memory kernel table (the cache memoises a shape's first choice)."""
-    from dynfilter_tvm import cache, dispatch
-    from .harness import time_interleaved
-
-    tables = {"generic": {}, "static": {}}
-    saved = cache._memory
-
-    def in_mode(mode, fn):
-        def run():
-            dispatch.set_shape_mode(mode)
-            cache._memory = tables[mode]
-            return fn()
-        return run
-
-    rows = []
-    try:
-        for N, C, H, W, k in shapes:
-            layer = PacConv2d(C, C, k, padding=k // 2).to(device)
-            x = torch.randn(N, C, H, W, device=device) * 0.3
-            leaf = x.detach().requires_grad_()
-
-            def fwd():
-                with torch.no_grad():
-                    return layer(x, x)
-
-            def fwd_bwd():
-                leaf.grad = None
-                layer.zero_grad(set_to_none=True)
-                layer(leaf, leaf).sum().backward()
-
-            for label, fn in (("forward", fwd), ("forward+backward", fwd_bwd)):
-                ms = time_interleaved({m: in_mode(m, fn) for m in tables}, device, repeats)
-                rows.append(dict(shape=f"{N}x{C}x{H}x{W} k{k}", pass_=label, generic_ms=ms["generic"],
-                                 static_ms=ms["static"], ratio=ms["generic"] / ms["static"]))
-    finally:
-        dispatch.set_shape_mode(None)
-        cache._memory = saved
-    return rows
+def generic_cases(shapes, device: torch.device):
+    """``PacConv2d`` guided by its input: the passes ``harness.generic_vs_static`` times."""
+    return layer_cases(lambda C, k: PacConv2d(C, C, k, padding=k // 2), shapes, device, guided=True)
