@@ -53,7 +53,7 @@ import tvm
 from tvm.target import Target
 
 from . import __version__, registry
-from .files import atomic_write_bytes, sha256_bytes
+from .files import atomic_write_bytes, fsync_dir, sha256_bytes
 from .target import family, target_json, target_name
 from .workload import Workload
 
@@ -605,14 +605,7 @@ def _commit(folder: Path, files: Dict[str, bytes]) -> None:
         finally:
             for tmp in tmps.values():
                 tmp.unlink(missing_ok=True)
-        try:  # make the renames durable
-            dfd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
+        fsync_dir(folder)  # make the renames durable
 
 
 def _holds_files(folder: Path) -> bool:
