@@ -15,6 +15,16 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny tensors or models: on a busy machine a second
+    OpenMP thread waiting at every barrier makes each step up to 100x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def no_kernels(monkeypatch):
     """Fail any compiled-kernel lookup: for paths that must not run (or build) a kernel."""

@@ -27,13 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NO_CUDA = not torch.cuda.is_available()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread (tiny models; see tests/test_train.py)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (conftest)
 
 
 def _run(argv, capsys):

@@ -27,14 +27,7 @@ from torch_bridge.train.loop import TrainConfig, cosine_lambda, train
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these models are tiny, and on a busy machine a second OpenMP thread
-    waiting at every barrier makes each step 100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread (conftest)
 
 
 # ----------------------------------------------------------------------------------------------
