@@ -203,5 +203,7 @@ def _shifted_tap_fwd(wl):
 
 @pytest.mark.parametrize("way", emulate.WAYS)
 def test_control_shifted_tap(way):
+    """Caught either as wrong values, or (the tiled schedule stages only the true taps' halo in
+    shared memory, which the check poisons) as NaN from a read past the staged tile."""
     wl = Workload.make("ddf", "fwd", DDF_SHAPES["odd-heads"], "float32")
-    _fails(wl, way, _shifted_tap_fwd(wl), match="relative error")
+    _fails(wl, way, _shifted_tap_fwd(wl), match="relative error|output elements are NaN")
