@@ -21,9 +21,16 @@ Symbolic shapes (generic kernels), and tiles under MIN_TILE_THREADS pixels (huge
 dilation): one thread per output element over the fused (plane, y, x) loops, the k x k taps a
 serial (unrolled for small k) loop around a register accumulator. The pad stages are inlined:
 their bounds checks are cheaper on a GPU than a padded copy in global memory.
-ds: the sum over a head's channels. With few channels (< 32) one thread per output loops over
-them; with more, 8 threads share each output (threads across channels, a shared-memory
-allreduce), 32 outputs along x per block.
+ds (static shapes, k <= UNROLL_TAPS): the forward's pixel tiles (``_tile(wl, "fwd", ...)``), a
+block per (b, head, tile), a thread per pixel keeping all k x k tap sums in registers while it
+loops over the head's channels. Per channel the block stages the X tile with its halo and the
+k x k taps of C in shared memory, and each thread loads its dO once (a register used by all
+k x k taps). Estimate, 8x256x56x56 k3 float32: dO 25.7 MB once, X 31.5 MB (the fwd's 62 x 62
+window rows and columns per 56 x 56 plane), C 8*256*9*16 tiles*4 B = 1.2 MB, dS stores 0.9 MB:
+59.3 MB = 1.13x the 52.4 MB minimum (the thread-per-output schedule: 694 MB of loads, 13.2x).
+Symbolic shapes and k > UNROLL_TAPS (the sums would live in local memory): with few channels
+(< 32) one thread per output loops over them; with more, 8 threads share each output (threads
+across channels, a shared-memory allreduce), 32 outputs along x per block.
 dc: threads across x for each output (b, g, c, u, v), several outputs per block when the image
 is narrow: each thread sums its own image columns over y (acc_cols, in a register), then the
 threads of the output sum the columns (TVM's allreduce: warp shuffles, or shared memory when
@@ -40,7 +47,7 @@ from __future__ import annotations
 from dynfilter_tvm.ops.ddf import out_size
 
 from . import register
-from .common import MAX_THREADS, UNROLL_TAPS, bind_flat, extent, register_acc, threads_for, unroll_taps
+from .common import MAX_THREADS, UNROLL_TAPS, bind_flat, extent, register_acc, threads_for, unroll, unroll_taps
 
 WARP = 32
 CHANNEL_SLICES = 8  # ds: threads across channels per output
@@ -141,6 +148,11 @@ def _tiled(sch, wl, kernel: str, x_stage: str, s_stage):
     sch.reverse_compute_at(sch.get_sblock("out"), ci)
 
 
+def _read_index(sch, block, buffer: str) -> int:
+    """Index of ``buffer`` among the reads of ``block`` (for cache_read)."""
+    return next(i for i, r in enumerate(sch.get(block).reads) if r.source.name == buffer)
+
+
 def _tiles_fit(sch, wl, kernel: str) -> bool:
     if wl.kind == "generic":  # symbolic H, W: the tile arithmetic needs static extents
         return False
@@ -173,8 +185,49 @@ def dx(sch, wl, target):
     _tiled(sch, wl, "dx", "dOu", lambda: sch.get_sblock("Su"))
 
 
+def _ds_tiled(sch, wl) -> bool:
+    """ds: acc(b, g, u, v, y, x; c), a block per (b, g, ty x tx pixel tile), a thread per pixel
+    keeping its k x k tap sums in registers over the head's channels. Per channel the block
+    stages the X tile with its halo (padding an index check) and the k x k taps of C in shared
+    memory; each thread loads its dO once into a register and uses it for all k x k taps.
+    False (nothing scheduled) where the taps are not unrolled (k > UNROLL_TAPS: the sums would
+    live in local memory) or no tile fits."""
+    if wl.kind == "generic" or wl.p["k"] > UNROLL_TAPS:
+        return False
+    acc = sch.get_sblock("acc")
+    b, g, u, v, y, x, c = sch.get_loops(acc)
+    tile = _tile(wl, "fwd", extent(sch, y), extent(sch, x))  # the forward's staged tiles
+    if tile is None:
+        return False
+    ty, tx = tile
+    yo, yi = sch.split(y, [None, ty])
+    xo, xi = sch.split(x, [None, tx])
+    sch.reorder(b, g, yo, xo, yi, xi, c, u, v)
+    blk = sch.fuse(b, g, yo, xo)
+    thr = sch.fuse(yi, xi)
+    sch.bind(blk, "blockIdx.x")
+    sch.bind(thr, "threadIdx.x")
+    xs = sch.get_sblock("Xpad")
+    sch.set_scope(xs, 0, "shared")
+    _cooperative(sch, xs, c, ty * tx)
+    if wl.p["combine"] == "mul":  # ('add': dS does not depend on C)
+        _cooperative(sch, sch.cache_read(acc, _read_index(sch, acc, "C"), "shared"), c, ty * tx)
+    sch.compute_at(sch.cache_read(acc, _read_index(sch, acc, "dO"), "local"), c)  # once per (channel, pixel)
+    unroll(sch, u, v)
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, c)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, thr)
+    loops = sch.get_loops(out)  # (reverse_compute_at made none for unit taps)
+    at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(thr)))
+    unroll(sch, *loops[at + 1:])  # constant register indices
+    return True
+
+
 @register("ddf", "ds", "cuda")
 def ds(sch, wl, target):
+    if _ds_tiled(sch, wl):
+        return
     sch.compute_inline(sch.get_sblock("Xpad"))
     acc = sch.get_sblock("acc")
     b, g, u, v, y, x, c = sch.get_loops(acc)

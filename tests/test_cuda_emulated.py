@@ -45,7 +45,7 @@ DDF_SHAPES = {
     "odd-heads": _ddf(2, 8, 9, 11, 2, 3, 1, 1, "mul"),
     # stride 2, dilation 2, k = 5, 'add'; dc: Wo = 4 (warp shuffles)
     "s2-d2-add": _ddf(2, 6, 13, 7, 2, 5, 2, 2, "add"),
-    # C/G = 32: ds takes its cross-thread (channel slices) path; stride 3; k = 7 (largest unrolled)
+    # C/G = 32, stride 3, k = 7 (the largest unrolled: ds keeps 49 tap sums per thread)
     "s3-cg32-k7": _ddf(1, 64, 5, 7, 2, 7, 3, 1, "mul"),
     # dc: Wo = 64 (> a warp: shuffles, then across warps)
     "wo64": _ddf(1, 2, 3, 64, 1, 3, 1, 1, "add"),
@@ -146,11 +146,13 @@ def _drop_barrier(index):
 
 
 @pytest.mark.parametrize("op,kernel,params,index", [
-    ("ddf", "ds", DDF_SHAPES["s3-cg32-k7"], 1),  # between the stores and the shared-memory sum
+    ("ddf", "ds", DDF_SHAPES["tiles"], 1),  # between staging a channel's X tile and reading it
+    # k = 9 (taps not unrolled): the channel-slice ds; between the stores and the shared-memory sum
+    ("ddf", "ds", _ddf(1, 32, 3, 5, 1, 9, 1, 1, "mul"), 1),
     ("acda", "fwd", ACDA_SHAPES["k7-tiles"], 0),  # between building the atoms and reading them
     ("ddf", "fwd", DDF_SHAPES["tiles"], 1),  # between staging a channel's tile and reading it
     ("ddf", "dx", DDF_SHAPES["tiles"], 1),
-], ids=["ddf.ds", "acda.fwd", "ddf.fwd", "ddf.dx"])
+], ids=["ddf.ds", "ddf.ds-slices", "acda.fwd", "ddf.fwd", "ddf.dx"])
 def test_control_dropped_barrier(op, kernel, params, index):
     _fails(Workload.make(op, kernel, params, "float32"), "cuda", mutate=_drop_barrier(index), match="NaN")
 
