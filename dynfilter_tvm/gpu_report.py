@@ -149,12 +149,13 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     B*C*Ho*Wo (once), X = B*C*Ry*Rx (the tiles' windows, as fwd), C = B*C*k^2*tiles ('mul'),
     dS = B*G*k^2*Ho*Wo. At 8x256x56x56 k3: dO 25.7 MB + X 31.5 MB + C 1.2 MB + dS 0.9 MB =
     59.3 MB, 1.13x the 52.4 MB minimum. ddf.dc (the streaming schedule, :func:`_ddf_dc_bytes`;
-    loads and the dC stores): a block per (b, head, cc channels), nx lanes along x, X staged
-    in tiles of ty output rows x nx columns: dO = B*C*Ho*Wo, X = B*C*Ry*Rx (windows of
-    (ty-1)*s + (k-1)*d + 1 rows, (nx-1)*s + (k-1)*d + 1 columns), S = B*G*(Cg/cc)*k^2*Ho*Wo
-    ('mul'), dC = B*C*k^2. At 8x256x56x56 k3 (cc = 16, nx = 32, ty = 8; Ry = 68, Rx = 58):
-    dO 25.7 MB + X 8*256*68*58*4 B = 32.3 MB + S 8*16*9*56^2*4 B = 14.5 MB + dC 0.07 MB =
-    72.5 MB, 1.38x. Where those schedules fall back (k > 7, symbolic shapes, no tile fits):
+    loads and stores of both kernels): a block per (b, head, cc channels, column block), nx
+    lanes along x, X staged in tiles of ty output rows x nx columns: dO = B*C*Ho*Wo, X =
+    B*C*Ry*Rx (windows of (ty-1)*s + (k-1)*d + 1 rows, (nx-1)*s + (k-1)*d + 1 columns), S =
+    B*G*(Cg/cc)*k^2*Ho*Wo ('mul'), the scratch nb*B*C*k^2 stored and loaded again (nb column
+    blocks), dC = B*C*k^2. At 8x256x56x56 k3 (cc = 16, nx = 32, ty = 8, nb = 2; Ry = 68, Rx =
+    58): dO 25.7 MB + X 8*256*68*58*4 B = 32.3 MB + S 8*16*9*56^2*4 B = 14.5 MB + scratch
+    2*0.15 MB + dC 0.07 MB = 72.8 MB, 1.39x. Where those schedules fall back (k > 7, symbolic shapes, no tile fits):
     per output (pixel, tap) of ds, dO, X and C for each of the head's channels; per output
     (channel, tap) of dc, dO, X and S for each pixel (loads only). pac.conv: a thread per pixel and block of b output channels loads K
     and X for each (channel, tap) and b weights; conv_dk: per (pixel, tap), for each channel
@@ -258,7 +259,7 @@ def _ddf_dc_bytes(wl: Workload, p: dict) -> Optional[int]:
     """Elements requested by the streaming ddf.dc schedule (loads and the stores of dC), or
     None where it falls back to the per-output one."""
     from schedules.common import UNROLL_TAPS
-    from schedules.ddf_cuda import _dc_layout
+    from schedules.ddf_cuda import _dc_column_blocks, _dc_layout
 
     if wl.kind != "static" or p["k"] > UNROLL_TAPS:
         return None
@@ -270,7 +271,8 @@ def _ddf_dc_bytes(wl: Workload, p: dict) -> Optional[int]:
     pad, halo = (k - 1) // 2 * d, (k - 1) * d
     (_, ry), (_, rx) = (_input_windows(n, no, t, s, pad, halo) for n, no, t in ((H, Ho, ty), (W, Wo, nx)))
     s_loads = B * G * (C // G // cc) * k * k * Ho * Wo if p["combine"] == "mul" else 0
-    return B * C * Ho * Wo + B * C * ry * rx + s_loads + B * C * k * k
+    scratch = _dc_column_blocks(wl, cc, nx, Wo)[0] * B * C * k * k  # stored, then loaded
+    return B * C * Ho * Wo + B * C * ry * rx + s_loads + 2 * scratch + B * C * k * k
 
 
 # -- resources from ptxas -----------------------------------------------------------------------

@@ -31,20 +31,25 @@ window rows and columns per 56 x 56 plane), C 8*256*9*16 tiles*4 B = 1.2 MB, dS 
 Symbolic shapes and k > UNROLL_TAPS (the sums would live in local memory): with few channels
 (< 32) one thread per output loops over them; with more, 8 threads share each output (threads
 across channels, a shared-memory allreduce), 32 outputs along x per block.
-dc (static shapes, k <= UNROLL_TAPS; ``_dc_streaming``): a block per (b, head, chunk of cc
-channels, the largest divisor of Cg up to 16), a warp's lanes along x (nx = min(Wo, 32)) for
-each channel of the chunk (threadIdx.y). A thread walks its columns (x = xo*nx + lane) and,
-per column, every row, keeping the k x k tap sums of the column (acc_cols) in registers: dO
-loaded once per (c, pixel), X from a staged tile of cc channels x ((ty-1)*s + halo + 1 rows,
-ty = 8) x ((nx-1)*s + halo + 1 columns), S from a staged row of the k x k planes shared by the
-cc channels. The column sums go to the lane's rfactor sums (registers); at the end the lanes
-store them to shared memory and thread t of each channel adds up the nx lanes of taps t,
-t + nx, ... (serially: TVM's allreduce of k x k values per thread would sit in a tap loop,
-which its lowering refuses once unrolled) and stores dC. Estimate, 8x256x56x56 k3 float32 (cc =
-16, nx = 32, ty = 8): X windows of 9+10*5+9 = 68 rows and 33+25 = 58 columns per plane,
-8*256*68*58*4 B = 32.3 MB; dO 25.7 MB; S 8*9*56*56*4 B * (256/16 chunks) = 14.5 MB; dC 0.07
-MB: 72.5 MB = 1.38x the 52.4 MB minimum (the per-output schedule: 694 MB of loads, 13.2x);
-2x256x200x300: 1.41x. float64 takes cc = 8 (shared memory): 1.66x.
+dc (static shapes, k <= UNROLL_TAPS; ``_dc_streaming``), two kernels. The first: a block per
+(b, head, chunk of cc channels: the largest divisor of Cg up to 16, column block), a warp's
+lanes along x (nx = min(Wo, 32)) for each channel of the chunk (threadIdx.y). A thread walks
+its block's columns and, per column, every row, keeping the column's k x k tap sums
+(acc_cols) in registers: dO loaded once per (c, pixel), X from a staged tile of cc channels
+x ((ty-1)*s + halo + 1 rows, ty = 8) x ((nx-1)*s + halo + 1 columns), S from a staged row of
+the k x k planes shared by the cc channels. The column sums go to the lane's sums
+(registers); at the end the lanes store them to shared memory and thread t of each channel
+adds up the nx lanes of taps t, t + nx, ... (serially: TVM's allreduce of k x k values per
+thread would sit in a tap loop, which its lowering refuses once unrolled) and stores the
+block's sums to a scratch (column blocks, B, G, Cg, k, k). Column blocks: one per nx-wide
+column tile when the (b, head, chunk) blocks alone are fewer than MIN_BLOCKS (264, 2 per SM),
+else one for the whole row. The second kernel, a thread per output, adds up the column
+blocks. Estimate, 8x256x56x56 k3 float32 (cc = 16, nx = 32, ty = 8, 2 column blocks, 256
+blocks): X windows of 9+10*5+9 = 68 rows and 33+25 = 58 columns per plane, 8*256*68*58*4 B
+= 32.3 MB; dO 25.7 MB; S 8*9*56*56*4 B * (256/16 chunks) = 14.5 MB; scratch 2*8*256*9*4 B =
+0.15 MB stored and loaded; dC 0.07 MB: 72.8 MB = 1.39x the 52.4 MB minimum (the per-output
+schedule: 694 MB of loads, 13.2x); 2x256x200x300 (10 column blocks, 320 blocks): 1.42x.
+float64 takes cc = 8 (shared memory): 1.67x, 1.69x.
 Symbolic shapes and k > UNROLL_TAPS: threads across x for each output (b, g, c, u, v),
 several outputs per block when the image is narrow: each thread sums its own image columns
 over y (acc_cols, in a register), then the threads of the output sum the columns (TVM's
@@ -271,6 +276,7 @@ def ds(sch, wl, target):
 DC_CHUNK = 16  # dc: channels per block (one warp's lanes each), the largest divisor of Cg up to this
 DC_SHARED_BYTES = 46 * 1024  # dc: under the 48 KB static limit; 4 blocks of 512 threads per SM
 DC_MAX_ROWS = 8  # dc: output rows per staged X tile
+MIN_BLOCKS = 264  # dc: blocks to aim for (2 per SM of an H100 / H200)
 
 
 def _dc_layout(wl, ho, wo):
@@ -293,16 +299,31 @@ def _dc_layout(wl, ho, wo):
     return None if best is None else (best[0], nx, best[1])
 
 
+def _dc_column_blocks(wl, cc: int, nx: int, wo: int) -> tuple:
+    """(column blocks, column tiles per block) of the streaming dc: all of a row's nx-wide
+    column tiles in one block when the (b, head, channel chunk) blocks alone reach MIN_BLOCKS,
+    else a block per column tile (each block sums its columns into its own slot of the
+    scratch the second kernel adds up). Nothing in between: with several blocks of several
+    tiles, TVM's region analysis cannot bound the X tile under the image's tail predicate
+    (x = (xb * per_block + xo) * nx + lane < Wo) and stages whole rows."""
+    tiles = -(-wo // nx)
+    if wl.p["B"] * wl.p["C"] // cc >= MIN_BLOCKS:
+        return 1, tiles
+    return tiles, 1
+
+
 def _dc_streaming(sch, wl) -> bool:
-    """dc: a block per (b, g, chunk of cc channels), a warp's lanes (threadIdx.x, nx) along x for
-    each channel (threadIdx.y). Each thread walks its columns (xo) and, per column, every row
-    with its k x k tap sums (acc_cols) in registers: dO loaded once per (c, pixel) into a
-    register, X from a staged tile of cc channels x (ty rows + halo) x (nx columns + halo), S
-    from one staged row of the k x k planes that all cc channels share. Per column the sums go
-    into the thread's rfactor slot (rf, shared memory); then each thread of a channel sums the
-    nx lanes of some taps (serially: TVM's allreduce of k x k values per thread would sit in a
-    tap loop, which its lowering rejects once unrolled). False where nothing fits (then the
-    caller schedules the per-output dc)."""
+    """dc, two kernels. The first: a block per (b, g, chunk of cc channels, column block), a
+    warp's lanes (threadIdx.x, nx) along x for each channel (threadIdx.y). Each thread walks
+    its columns (xo) and, per column, every row with its k x k tap sums (acc_cols) in
+    registers: dO loaded once per (c, pixel) into a register, X from a staged tile of cc
+    channels x (ty rows + halo) x (nx columns + halo), S from one staged row of the k x k planes
+    that all cc channels share. It adds each column's sums to its lane's sums (registers);
+    at the end the lanes store those to shared memory and thread t of each channel adds up
+    the nx lanes of taps t, t + nx, ... (serially: TVM's allreduce of k x k values per thread
+    would sit in a tap loop, which its lowering refuses once unrolled), storing the column
+    block's sums to global scratch. The second kernel (a thread per output) adds up the column
+    blocks. False where nothing fits (then the caller schedules the per-output dc)."""
     k = wl.p["k"]
     # symbolic H, W: TVM sizes some per-thread buffer from the symbolic extents (codegen
     # refuses a non-constant stack allocation), so the generic kernels keep the per-output dc
@@ -310,36 +331,23 @@ def _dc_streaming(sch, wl) -> bool:
         return False
     acc = sch.get_sblock("acc")
     b, g, c, u, v, x = sch.get_loops(acc)
-    ho = out_size(wl.p["H"], wl.p["s"])
-    layout = _dc_layout(wl, ho, extent(sch, x))
+    ho, wo = out_size(wl.p["H"], wl.p["s"]), extent(sch, x)
+    layout = _dc_layout(wl, ho, wo)
     if layout is None:
         return False
     cc, nx, ty = layout
-    xo, xi = sch.split(x, [None, nx])
-    rf = sch.rfactor(xi, 0)  # rf[xi, b, g, c, u, v] = sum over xo of acc_cols
-    acc = sch.get_sblock("acc")
-    b, g, c, u, v, rxo, rxi = sch.get_loops(rf)
+    nb, per_block = _dc_column_blocks(wl, cc, nx, wo)
+    xb, xo, xi = sch.split(x, [nb, per_block, nx])
+    blocks = sch.rfactor(xb, 0)  # blocks[xb, b, g, c, u, v]: a column block's sums (scratch)
+    lanes = sch.rfactor(sch.get_loops(blocks)[-1], 0)  # lanes[xi, xb, b, g, c, u, v], over xo
+    b, g, c, u, v, rxb, rxo, rxi = sch.get_loops(lanes)
     co, ci = sch.split(c, [None, cc])
-    sch.reorder(b, g, co, ci, rxi, rxo, u, v)
-    blk = sch.fuse(b, g, co)
-    sch.bind(blk, "blockIdx.x")
+    sch.reorder(b, g, co, rxb, ci, rxi, rxo, u, v)
+    sch.bind(sch.fuse(b, g, co, rxb), "blockIdx.x")
     sch.bind(ci, "threadIdx.y")
     sch.bind(rxi, "threadIdx.x")
     unroll(sch, u, v)
-    # the lanes' sums: each thread of channel ci sums the nx slots of taps t, t + nx, ...
-    sch.reverse_compute_at(acc, ci)
-    la = after_compute_at(sch, acc, [("x", nx), ("u", k), ("v", k)])
-    taps = [la[n] for n in ("u", "v") if n in la]
-    if taps:
-        if "x" in la:
-            sch.reorder(*taps, la["x"])
-        tap = sch.fuse(*taps) if len(taps) > 1 else taps[0]
-        _, tl = sch.split(tap, [None, nx])
-        sch.bind(tl, "threadIdx.x")
-        sch.reverse_compute_at(sch.get_sblock("out"), tl)  # the thread that summed the tap
-    else:
-        sch.reverse_compute_at(sch.get_sblock("out"), ci)
-    # each column's tap sums over the rows, computed where the thread adds them to its slot
+    # each column's tap sums over the rows, computed where the thread adds them to its lane
     cols = sch.get_sblock("acc_cols")
     sch.compute_at(cols, rxo)
     lc = after_compute_at(sch, cols, [("u", k), ("v", k), ("y", ho)])
@@ -347,31 +355,47 @@ def _dc_streaming(sch, wl) -> bool:
     if "y" in lc:
         yo, yi = sch.split(lc["y"], [None, ty])
         sch.reorder(yo, yi, *ctaps)
-    else:  # one output row
-        yo = yi = sch.add_unit_loop(cols) if not ctaps else None
+    else:  # one output row: stage at the column
+        yo = yi = rxo
     unroll(sch, *ctaps)
     threads = (cc, nx)
     xs = sch.get_sblock("Xpad")
     sch.set_scope(xs, 0, "shared")
-    if yo is not None:
-        _cooperative(sch, xs, yo, threads)
-        if wl.p["combine"] == "mul":
-            _cooperative(sch, sch.cache_read(cols, _read_index(sch, cols, "S"), "shared"), yi, threads)
-        sch.compute_at(sch.cache_read(cols, _read_index(sch, cols, "dO"), "local"), yi)
+    _cooperative(sch, xs, yo, threads)
+    if wl.p["combine"] == "mul":
+        _cooperative(sch, sch.cache_read(cols, _read_index(sch, cols, "S"), "shared"), yi, threads)
+    sch.compute_at(sch.cache_read(cols, _read_index(sch, cols, "dO"), "local"), yi)
     sch.set_scope(cols, 0, "local")
-    sch.set_scope(rf, 0, "local")
-    # the lanes' sums meet in shared memory once the columns are done (a shared rf updated in
-    # the column loop would want a barrier inside its tail predicate, which TVM refuses)
-    rs = sch.cache_read(acc, 0, "shared")  # lands under ci, a loop per axis of rf
-    ls = sch.get_loops(rs)
+    # the lanes' sums: in registers over the columns, then stored to shared memory (a shared
+    # buffer updated in the column loop would want a barrier inside its tail predicate, which
+    # TVM refuses) ...
+    sch.set_scope(lanes, 0, "shared")
+    to_shared = sch.cache_write(lanes, 0, "local")
+    sch.reverse_compute_at(to_shared, rxi)
+    unroll(sch, *sch.get_loops(to_shared)[-2:])  # its (u, v)
+    # ... where each thread of a channel adds up the nx lanes of its taps (t, t + nx, ...) in a
+    # register and stores the sum (the store placed before the taps go to threads, so that
+    # its region is the k x k taps, then split the same way)
+    sch.reverse_compute_at(blocks, ci)
+    la = after_compute_at(sch, blocks, [("x", nx), ("u", k), ("v", k)])
+    store = sch.cache_write(blocks, 0, "local")
+    sch.reverse_compute_at(store, ci)
+    ls = sch.get_loops(store)
     at = next(i for i, lp in enumerate(ls) if sch.get(lp).same_as(sch.get(ci)))
-    lx, _, _, _, lu, lv = ls[at + 1:]  # rf[xi, b, g, c, u, v]
-    sch.bind(lx, "threadIdx.x")  # each lane stores its own sums
-    unroll(sch, lu, lv)
-    # zeroed before the column loop, outside its tail predicate: lanes past a narrow image
-    # (generic kernels: nx = 32 > Wo) still store zeros for the lanes' sum
-    sch.decompose_reduction(rf, rxo)
-    sch.set_scope(acc, 0, "local")
+    ls = ls[at + 1:]
+    taps = [la[n] for n in ("u", "v") if n in la]
+    if taps:
+        if "x" in la:
+            sch.reorder(*taps, la["x"])
+        for loops in (taps, ls):
+            _, tl = sch.split(sch.fuse(*loops) if len(loops) > 1 else loops[0], [None, nx])
+            sch.bind(tl, "threadIdx.x")
+    # zeroed before the column loop, outside its tail predicate: lanes past the image's last
+    # column store zeros
+    sch.decompose_reduction(lanes, rxo)
+    # the second kernel: a thread per output (b, g, c, u, v) over the nb column blocks
+    b, g, c, u, v, cb = sch.get_loops(acc)
+    register_acc(sch, acc, cb, bind_flat(sch, [b, g, c, u, v]))
     return True
 
 
