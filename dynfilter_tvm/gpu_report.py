@@ -144,11 +144,12 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     1.25x the 52.4 MB minimum (was 694 MB of loads, 13.2x). Where no tile fits (huge k or
     dilation) or the shape is symbolic, the thread-per-output schedule: X, S and C per tap of
     every output (loads only, as before); its dx counts every tap.
-    ddf.ds (the tiled schedule, :func:`_ddf_ds_bytes`; loads and the dS stores): the forward's
-    pixel tiles of one (b, head), a thread per pixel over the head's channels: dO =
-    B*C*Ho*Wo (once), X = B*C*Ry*Rx (the tiles' windows, as fwd), C = B*C*k^2*tiles ('mul'),
-    dS = B*G*k^2*Ho*Wo. At 8x256x56x56 k3: dO 25.7 MB + X 31.5 MB + C 1.2 MB + dS 0.9 MB =
-    59.3 MB, 1.13x the 52.4 MB minimum. ddf.dc (the streaming schedule, :func:`_ddf_dc_bytes`;
+    ddf.ds (the tiled schedule, :func:`_ddf_ds_bytes`; loads and stores of both kernels): the
+    forward's pixel tiles of one (b, head), a thread per pixel over the block's channels
+    (nb channel blocks): dO = B*C*Ho*Wo (once), X = B*C*Ry*Rx (the tiles' windows, as fwd),
+    C = B*C*k^2*tiles ('mul'), with nb > 1 the scratch nb*B*G*k^2*Ho*Wo stored and loaded
+    again, dS = B*G*k^2*Ho*Wo. At 8x256x56x56 k3 (nb = 4): dO 25.7 MB + X 31.5 MB + C 1.2 MB
+    + scratch 2*3.6 MB + dS 0.9 MB = 66.5 MB, 1.27x the 52.4 MB minimum. ddf.dc (the streaming schedule, :func:`_ddf_dc_bytes`;
     loads and stores of both kernels): a block per (b, head, cc channels, column block), nx
     lanes along x, X staged in tiles of ty output rows x nx columns: dO = B*C*Ho*Wo, X =
     B*C*Ry*Rx (windows of (ty-1)*s + (k-1)*d + 1 rows, (nx-1)*s + (k-1)*d + 1 columns), S =
@@ -241,7 +242,7 @@ def _ddf_ds_bytes(wl: Workload, p: dict) -> Optional[int]:
     """Elements requested by the tiled ddf.ds schedule (loads and the stores of dS), or None
     where it falls back to the per-output one."""
     from schedules.common import UNROLL_TAPS
-    from schedules.ddf_cuda import _tile
+    from schedules.ddf_cuda import _ds_channel_blocks, _tile
 
     if wl.kind != "static" or p["k"] > UNROLL_TAPS:
         return None
@@ -252,7 +253,9 @@ def _ddf_ds_bytes(wl: Workload, p: dict) -> Optional[int]:
     pad, halo = (k - 1) // 2 * d, (k - 1) * d
     (ty_n, ry), (tx_n, rx) = (_input_windows(n, no, t, s, pad, halo) for n, no, t in ((H, Ho, tile[0]), (W, Wo, tile[1])))
     c_loads = B * C * k * k * ty_n * tx_n if p["combine"] == "mul" else 0
-    return B * C * Ho * Wo + B * C * ry * rx + c_loads + B * G * k * k * Ho * Wo
+    nb = _ds_channel_blocks(wl, ty_n * tx_n)
+    scratch = 2 * nb * B * G * k * k * Ho * Wo if nb > 1 else 0  # stored, then loaded
+    return B * C * Ho * Wo + B * C * ry * rx + c_loads + scratch + B * G * k * k * Ho * Wo
 
 
 def _ddf_dc_bytes(wl: Workload, p: dict) -> Optional[int]:

@@ -22,12 +22,17 @@ dilation): one thread per output element over the fused (plane, y, x) loops, the
 serial (unrolled for small k) loop around a register accumulator. The pad stages are inlined:
 their bounds checks are cheaper on a GPU than a padded copy in global memory.
 ds (static shapes, k <= UNROLL_TAPS): the forward's pixel tiles (``_tile(wl, "fwd", ...)``), a
-block per (b, head, tile), a thread per pixel keeping all k x k tap sums in registers while it
-loops over the head's channels. Per channel the block stages the X tile with its halo and the
-k x k taps of C in shared memory, and each thread loads its dO once (a register used by all
-k x k taps). Estimate, 8x256x56x56 k3 float32: dO 25.7 MB once, X 31.5 MB (the fwd's 62 x 62
-window rows and columns per 56 x 56 plane), C 8*256*9*16 tiles*4 B = 1.2 MB, dS stores 0.9 MB:
-59.3 MB = 1.13x the 52.4 MB minimum (the thread-per-output schedule: 694 MB of loads, 13.2x).
+block per (b, head, tile, channel block), a thread per pixel keeping all k x k tap sums in
+registers while it loops over the block's channels. Per channel the block stages the X tile
+with its halo and the k x k taps of C in shared memory, and each thread loads its dO once (a
+register used by all k x k taps). Channel blocks: 1 where the (b, head, tile) blocks reach
+MIN_BLOCKS, else the smallest divisor of Cg that gets there; their sums then go through a
+scratch (channel blocks, B, G, k, k, Ho, Wo) that a second kernel (a thread per output) adds
+up. Estimate, 8x256x56x56 k3 float32 (128 tiles -> 4 channel blocks, 512 blocks): dO 25.7 MB
+once, X 31.5 MB (the fwd's 62 x 62 window rows and columns per 56 x 56 plane), C
+8*256*9*16 tiles*4 B = 1.2 MB, scratch 4*8*9*56*56*4 B = 3.6 MB stored and loaded, dS 0.9 MB:
+66.5 MB = 1.27x the 52.4 MB minimum (the thread-per-output schedule: 694 MB of loads, 13.2x);
+2x256x200x300 (494 tiles, one kernel): 1.14x.
 Symbolic shapes and k > UNROLL_TAPS (the sums would live in local memory): with few channels
 (< 32) one thread per output loops over them; with more, 8 threads share each output (threads
 across channels, a shared-memory allreduce), 32 outputs along x per block.
@@ -85,6 +90,7 @@ def _thread_per_output(sch, wl):
 TILE = 16  # output pixels per tile side (a 16 x 16 tile, 256 threads)
 CHANNEL_CHUNK = 32  # channels of a head per block (the largest divisor of Cg up to this)
 TILE_SHARED_BYTES = 24 * 1024  # shared memory per block the tiles may take (occupancy)
+MIN_BLOCKS = 264  # ds, dc: blocks to aim for (2 per SM of an H100 / H200)
 MIN_TILE_THREADS = 32  # smaller tiles (huge k or dilation): the thread-per-output schedule
 
 
@@ -209,27 +215,43 @@ def dx(sch, wl, target):
     _tiled(sch, wl, "dx", "dOu", lambda: sch.get_sblock("Su"))
 
 
+def _ds_channel_blocks(wl, tiles: int) -> int:
+    """Blocks the head's channels are shared out over in the tiled ds: 1 where the (b, head,
+    tile) blocks reach MIN_BLOCKS, else the smallest divisor of Cg that gets there (or Cg)."""
+    blocks, cg = wl.p["B"] * wl.p["G"] * tiles, wl.p["C"] // wl.p["G"]
+    return next(n for n in range(1, cg + 1) if cg % n == 0 and (blocks * n >= MIN_BLOCKS or n == cg))
+
+
 def _ds_tiled(sch, wl) -> bool:
-    """ds: acc(b, g, u, v, y, x; c), a block per (b, g, ty x tx pixel tile), a thread per pixel
-    keeping its k x k tap sums in registers over the head's channels. Per channel the block
-    stages the X tile with its halo (padding an index check) and the k x k taps of C in shared
-    memory; each thread loads its dO once into a register and uses it for all k x k taps.
-    False (nothing scheduled) where the taps are not unrolled (k > UNROLL_TAPS: the sums would
-    live in local memory) or no tile fits."""
+    """ds: acc(b, g, u, v, y, x; c), a block per (b, g, ty x tx pixel tile, channel block), a
+    thread per pixel keeping its k x k tap sums in registers over the block's channels. Per
+    channel the block stages the X tile with its halo (padding an index check) and the k x k
+    taps of C in shared memory; each thread loads its dO once into a register and uses it
+    for all k x k taps. With several channel blocks (too few tiles for MIN_BLOCKS blocks),
+    each stores its sums to a scratch (channel blocks, B, G, k, k, Ho, Wo) that a second
+    kernel, a thread per output, adds up. False (nothing scheduled) where the taps are not
+    unrolled (k > UNROLL_TAPS: the sums would live in local memory) or no tile fits."""
     if wl.kind == "generic" or wl.p["k"] > UNROLL_TAPS:
         return False
     acc = sch.get_sblock("acc")
     b, g, u, v, y, x, c = sch.get_loops(acc)
-    tile = _tile(wl, "fwd", extent(sch, y), extent(sch, x))  # the forward's staged tiles
+    ho, wo = extent(sch, y), extent(sch, x)
+    tile = _tile(wl, "fwd", ho, wo)  # the forward's staged tiles
     if tile is None:
         return False
     ty, tx = tile
+    nb = _ds_channel_blocks(wl, -(-ho // ty) * -(-wo // tx))
+    final = acc
+    if nb > 1:
+        cb, _ = sch.split(c, [nb, None])
+        acc = sch.rfactor(cb, 0)  # acc_rf[cb, b, g, u, v, y, x]: a channel block's sums (scratch)
+        b, g, u, v, y, x, cb, c = sch.get_loops(acc)
     yo, yi = sch.split(y, [None, ty])
     xo, xi = sch.split(x, [None, tx])
-    sch.reorder(b, g, yo, xo, yi, xi, c, u, v)
-    blk = sch.fuse(b, g, yo, xo)
+    outer = [b, g, cb, yo, xo] if nb > 1 else [b, g, yo, xo]
+    sch.reorder(*outer, yi, xi, c, u, v)
+    sch.bind(sch.fuse(*outer), "blockIdx.x")
     thr = sch.fuse(yi, xi)
-    sch.bind(blk, "blockIdx.x")
     sch.bind(thr, "threadIdx.x")
     xs = sch.get_sblock("Xpad")
     sch.set_scope(xs, 0, "shared")
@@ -238,11 +260,19 @@ def _ds_tiled(sch, wl) -> bool:
         _cooperative(sch, sch.cache_read(acc, _read_index(sch, acc, "C"), "shared"), c, ty * tx)
     sch.compute_at(sch.cache_read(acc, _read_index(sch, acc, "dO"), "local"), c)  # once per (channel, pixel)
     unroll(sch, u, v)
-    sch.set_scope(acc, 0, "local")
-    sch.decompose_reduction(acc, c)
-    out = sch.get_sblock("out")
-    sch.reverse_compute_at(out, thr)
-    loops = sch.get_loops(out)  # (reverse_compute_at made none for unit taps)
+    if nb > 1:  # the sums in registers, stored to the scratch; then the second kernel
+        store = sch.cache_write(acc, 0, "local")
+        sch.decompose_reduction(acc, c)
+        sch.reverse_compute_at(store, thr)
+        sums = store
+        b, g, u, v, y, x, cb = sch.get_loops(final)
+        register_acc(sch, final, cb, bind_flat(sch, [b, g, u, v, y, x]))
+    else:
+        sch.set_scope(acc, 0, "local")
+        sch.decompose_reduction(acc, c)
+        sums = sch.get_sblock("out")
+        sch.reverse_compute_at(sums, thr)
+    loops = sch.get_loops(sums)  # (reverse_compute_at made none for unit taps)
     at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(thr)))
     unroll(sch, *loops[at + 1:])  # constant register indices
     return True
@@ -276,7 +306,6 @@ def ds(sch, wl, target):
 DC_CHUNK = 16  # dc: channels per block (one warp's lanes each), the largest divisor of Cg up to this
 DC_SHARED_BYTES = 46 * 1024  # dc: under the 48 KB static limit; 4 blocks of 512 threads per SM
 DC_MAX_ROWS = 8  # dc: output rows per staged X tile
-MIN_BLOCKS = 264  # dc: blocks to aim for (2 per SM of an H100 / H200)
 
 
 def _dc_layout(wl, ho, wo):

@@ -179,32 +179,36 @@ def test_control_grid_one_block_short(way):
 
 
 @pytest.mark.parametrize("way", emulate.WAYS)
-def test_control_dc_scratch_block_short(way):
-    """The streaming dc's first kernel one block short: a (channel chunk, column block) leaves
-    its lanes in the scratch unwritten, which the second kernel's sums must show."""
+@pytest.mark.parametrize("kernel", ["ds", "dc"])
+def test_control_scratch_block_short(kernel, way):
+    """The tiled ds's / streaming dc's first kernel one block short: a block leaves its sums in
+    the scratch unwritten, which the second kernel's sums must show."""
     def mutate(low):
         assert len(low.launches) == 2 and low.scratch
         ln = low.launches[0]
         ln.grid = (ln.grid[0] - 1, *ln.grid[1:])
-    _fails(Workload.make("ddf", "dc", DDF_SHAPES["tiles"], "float32"), way, mutate=mutate, match="NaN")
+    _fails(Workload.make("ddf", kernel, DDF_SHAPES["tiles"], "float32"), way, mutate=mutate, match="NaN")
 
 
 @pytest.mark.parametrize("way", emulate.WAYS)
 @pytest.mark.parametrize("dtype", emulate.DTYPES)
-def test_ddf_dc_columns_per_block(monkeypatch, dtype, way):
-    """The streaming dc with all of a row's column tiles in one block (its column loop and the
-    tail tile): at the test shapes MIN_BLOCKS otherwise gives each column tile its own block."""
+def test_ddf_grads_without_block_split(monkeypatch, dtype, way):
+    """The tiled ds and the streaming dc as big shapes get them: one kernel, the head's
+    channels in one block (ds), all of a row's column tiles in one block (dc: its column loop
+    and the tail tile). At the test shapes MIN_BLOCKS otherwise splits both over blocks."""
     import schedules.ddf_cuda as ddf_cuda
-
-    monkeypatch.setattr(ddf_cuda, "MIN_BLOCKS", 1)
     from dynfilter_tvm.ops.ddf import out_size
 
-    for name in ("tiles", "wo64"):
+    monkeypatch.setattr(ddf_cuda, "MIN_BLOCKS", 1)
+    for name in ("tiles", "wo64", "odd-heads"):
         p = DDF_SHAPES[name]
-        wl = Workload.make("ddf", "dc", p, dtype)
-        cc, _, _ = ddf_cuda._dc_layout(wl, out_size(p["H"], p["s"]), out_size(p["W"], p["s"]))
-        assert emulate.prepare(wl, way).launches[0].grid[0] == p["B"] * p["C"] // cc  # a block per chunk
-        emulate.check(wl, way)
+        ds = Workload.make("ddf", "ds", p, dtype)
+        assert len(emulate.prepare(ds, way).launches) == 1
+        emulate.check(ds, way)
+        dc = Workload.make("ddf", "dc", p, dtype)
+        cc, _, _ = ddf_cuda._dc_layout(dc, out_size(p["H"], p["s"]), out_size(p["W"], p["s"]))
+        assert emulate.prepare(dc, way).launches[0].grid[0] == p["B"] * p["C"] // cc  # a block per chunk
+        emulate.check(dc, way)
 
 
 def test_control_write_past_the_end():

@@ -32,17 +32,19 @@ def test_minimum_bytes_and_flops_ddf():
 
 def test_requested_bytes_ddf_gradients():
     small = dict(B=2, C=4, H=5, W=6, G=1, k=3, s=1, d=1, combine="mul")
-    # one tile and one channel chunk: every input once, the minimum; dc also stores its one
-    # column block's sums (2*4*9) to the scratch and loads them again
+    # one tile and one channel chunk: every input once, the minimum; but with 2 blocks (far
+    # from MIN_BLOCKS) ds splits the 4 channels over 4 blocks, whose sums (4*2*9*5*6) the
+    # scratch takes and gives back; dc stores its one column block's sums (2*4*9) likewise
     wl = Workload.make("ddf", "ds", small, "float32")
-    assert G.requested_bytes(wl) == G.min_bytes(wl)
+    assert G.requested_bytes(wl) == G.min_bytes(wl) + 4 * 2 * 4 * 2 * 9 * 30
     wl = Workload.make("ddf", "dc", small, "float32")
     assert G.requested_bytes(wl) == G.min_bytes(wl) + 4 * 2 * 2 * 4 * 9
     big = dict(small, B=1, C=64, H=40, W=40)
     # ds: the forward's 16 x 16 tiles (3 x 3, 44 input rows and columns over the windows): dO
-    # once, the X windows, C per tile, the dS stores
+    # once, the X windows, C per tile, 32 channel blocks (9 * 32 >= 264) through the scratch,
+    # the dS stores
     wl = Workload.make("ddf", "ds", big, "float32")
-    assert G.requested_bytes(wl) == 4 * (64 * 1600 + 64 * 44 * 44 + 64 * 9 * 9 + 9 * 1600)
+    assert G.requested_bytes(wl) == 4 * (64 * 1600 + 64 * 44 * 44 + 64 * 9 * 9 + 2 * 32 * 9 * 1600 + 9 * 1600)
     # dc: 16 channels x 32 lanes, 8-row tiles: rows 9+10+10+10+9 = 48, columns 33+9 = 42 over
     # the windows; S once per 16-channel chunk (4); dO once; a block per column tile (4 chunks
     # are far from MIN_BLOCKS), so the scratch holds 2 sums per output, stored and loaded; the
