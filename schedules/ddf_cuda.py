@@ -26,7 +26,8 @@ block per (b, head, tile, channel block), a thread per pixel keeping all k x k t
 registers while it loops over the block's channels. Per channel the block stages the X tile
 with its halo and the k x k taps of C in shared memory, and each thread loads its dO once (a
 register used by all k x k taps). Channel blocks: 1 where the (b, head, tile) blocks reach
-MIN_BLOCKS, else the smallest divisor of Cg that gets there; their sums then go through a
+MIN_BLOCKS, else the smallest divisor of Cg that gets there (never 2 channels per block:
+``_ds_channel_blocks``); their sums then go through a
 scratch (channel blocks, B, G, k, k, Ho, Wo) that a second kernel (a thread per output) adds
 up. Estimate, 8x256x56x56 k3 float32 (128 tiles -> 4 channel blocks, 512 blocks): dO 25.7 MB
 once, X 31.5 MB (the fwd's 62 x 62 window rows and columns per 56 x 56 plane), C
@@ -178,6 +179,13 @@ def _tiled(sch, wl, kernel: str, x_stage: str, s_stage):
     sch.reverse_compute_at(sch.get_sblock("out"), ci)
 
 
+def _loops_under(sch, block, loop) -> list:
+    """The loops of ``block`` strictly inside ``loop`` (compute_at makes none for unit axes)."""
+    loops = sch.get_loops(block)
+    at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
+    return loops[at + 1:]
+
+
 def _read_index(sch, block, buffer: str) -> int:
     """Index of ``buffer`` among the reads of ``block`` (for cache_read)."""
     return next(i for i, r in enumerate(sch.get(block).reads) if r.source.name == buffer)
@@ -217,9 +225,13 @@ def dx(sch, wl, target):
 
 def _ds_channel_blocks(wl, tiles: int) -> int:
     """Blocks the head's channels are shared out over in the tiled ds: 1 where the (b, head,
-    tile) blocks reach MIN_BLOCKS, else the smallest divisor of Cg that gets there (or Cg)."""
+    tile) blocks reach MIN_BLOCKS, else the smallest divisor of Cg that gets there (or Cg).
+    Never 2 channels per block: with a channel loop of 2, the pixels of partial tiles came
+    out unwritten (NaN) on PoCL, both ways, at every shape tried with a partial tile (cause
+    not found: 1, 3, 4, ... channels per block pass), so those get a block per channel."""
     blocks, cg = wl.p["B"] * wl.p["G"] * tiles, wl.p["C"] // wl.p["G"]
-    return next(n for n in range(1, cg + 1) if cg % n == 0 and (blocks * n >= MIN_BLOCKS or n == cg))
+    n = next(n for n in range(1, cg + 1) if cg % n == 0 and (blocks * n >= MIN_BLOCKS or n == cg))
+    return cg if cg // n == 2 else n
 
 
 def _ds_tiled(sch, wl) -> bool:
@@ -272,9 +284,7 @@ def _ds_tiled(sch, wl) -> bool:
         sch.decompose_reduction(acc, c)
         sums = sch.get_sblock("out")
         sch.reverse_compute_at(sums, thr)
-    loops = sch.get_loops(sums)  # (reverse_compute_at made none for unit taps)
-    at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(thr)))
-    unroll(sch, *loops[at + 1:])  # constant register indices
+    unroll(sch, *_loops_under(sch, sums, thr))  # constant register indices
     return True
 
 
@@ -401,7 +411,7 @@ def _dc_streaming(sch, wl) -> bool:
     sch.set_scope(lanes, 0, "shared")
     to_shared = sch.cache_write(lanes, 0, "local")
     sch.reverse_compute_at(to_shared, rxi)
-    unroll(sch, *sch.get_loops(to_shared)[-2:])  # its (u, v)
+    unroll(sch, *_loops_under(sch, to_shared, rxi))  # its (u, v), if k > 1
     # ... where each thread of a channel adds up the nx lanes of its taps (t, t + nx, ...) in a
     # register and stores the sum (the store placed before the taps go to threads, so that
     # its region is the k x k taps, then split the same way)
@@ -409,9 +419,7 @@ def _dc_streaming(sch, wl) -> bool:
     la = after_compute_at(sch, blocks, [("x", nx), ("u", k), ("v", k)])
     store = sch.cache_write(blocks, 0, "local")
     sch.reverse_compute_at(store, ci)
-    ls = sch.get_loops(store)
-    at = next(i for i, lp in enumerate(ls) if sch.get(lp).same_as(sch.get(ci)))
-    ls = ls[at + 1:]
+    ls = _loops_under(sch, store, ci)
     taps = [la[n] for n in ("u", "v") if n in la]
     if taps:
         if "x" in la:

@@ -203,12 +203,26 @@ def test_ddf_grads_without_block_split(monkeypatch, dtype, way):
     for name in ("tiles", "wo64", "odd-heads"):
         p = DDF_SHAPES[name]
         ds = Workload.make("ddf", "ds", p, dtype)
-        assert len(emulate.prepare(ds, way).launches) == 1
+        # (wo64's heads of 2 channels get a block per channel all the same)
+        assert len(emulate.prepare(ds, way).launches) == (2 if name == "wo64" else 1)
         emulate.check(ds, way)
         dc = Workload.make("ddf", "dc", p, dtype)
         cc, _, _ = ddf_cuda._dc_layout(dc, out_size(p["H"], p["s"]), out_size(p["W"], p["s"]))
         assert emulate.prepare(dc, way).launches[0].grid[0] == p["B"] * p["C"] // cc  # a block per chunk
         emulate.check(dc, way)
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("min_blocks", [1, 264])
+def test_ddf_ds_two_channel_heads(monkeypatch, min_blocks, way):
+    """Heads of 2 channels with partial 16 x 16 tiles: a channel loop of 2 per block left the
+    partial tiles' pixels unwritten (NaN) on PoCL, so the tiled ds gives such heads a block per
+    channel whatever MIN_BLOCKS says (see _ds_channel_blocks)."""
+    import schedules.ddf_cuda as ddf_cuda
+
+    monkeypatch.setattr(ddf_cuda, "MIN_BLOCKS", min_blocks)
+    for p in (_ddf(1, 2, 18, 18, 1, 3, 1, 1, "mul"), _ddf(2, 4, 20, 34, 2, 1, 1, 1, "add")):
+        emulate.check(Workload.make("ddf", "ds", p, "float32"), way)
 
 
 def test_control_write_past_the_end():
