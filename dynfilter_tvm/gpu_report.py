@@ -15,7 +15,13 @@ Per kernel (forward and every gradient) at the benchmark shapes, for sm_90 and s
   (4.8 TB/s) at 67 TFLOP/s FP32 (SIMT), and on the H200 at 495 TFLOP/s (TF32) and 990 TFLOP/s
   (BF16, with 2-byte data) dense tensor-core peaks;
 * the schedule's own estimate of the bytes its loads request from global memory
-  (:func:`requested_bytes`, documented per schedule), and its ratio to the minimum.
+  (:func:`requested_bytes`, documented per schedule), and its ratio to the minimum;
+* the schedule's estimated H100 time, max(requested bytes / 3.35 TB/s, FLOPs / the peak of
+  the units its device code uses: tensor cores (TF32) where it has ``mma`` instructions, else
+  FP32 SIMT), against the H100 roofline of the kernel's aim (:func:`aim_peak`: bandwidth-bound
+  kernels at FP32 SIMT, the GEMM-shaped PAC kernels at the TF32 tensor-core peak), and whether
+  the launch meets issue 15's aims: no spills, theoretical occupancy >= 50%, estimate within
+  1.5x of that roofline (:func:`aims`).
 
 These are estimates, not measurements: no kernel runs. Run ``dynfilter-tvm gpu-report``.
 """
@@ -218,6 +224,36 @@ def _ddf_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
     return staged + s_loads + B * C * k * k * tiles + B * C * (Ho * Wo if fwd else H * W)
 
 
+# -- the aims ------------------------------------------------------------------------------------
+AIM_OCCUPANCY, AIM_ROOFLINE = 0.5, 1.5
+_MMA = re.compile(r"\bmma\.sync|\bwmma\b|nvcuda::wmma")
+
+
+def aim_peak(wl: Workload) -> float:
+    """The compute peak of a kernel's roofline aim: PAC's convolution and its gradients are
+    GEMMs (pixels x output channels x C*k^2) that belong on tensor cores, the rest are
+    bandwidth-bound stencils at FP32 SIMT."""
+    return TF32_TC if wl.op == "pac" and wl.kernel in ("conv", "conv_dk", "conv_dw") else FP32_SIMT
+
+
+def estimate_s(requested: float, flops_: float, uses_mma: bool, bw: float = H100_BW) -> float:
+    """Estimated time of a schedule: its requested bytes at full bandwidth, or its FLOPs at the
+    peak of the units its code uses, whichever is longer (latency and occupancy ignored)."""
+    return max(requested / bw, flops_ / (TF32_TC if uses_mma else FP32_SIMT))
+
+
+def aims(r: dict) -> str:
+    """'ok', or the aims a report row misses (spills, occupancy < 50%, estimate > 1.5x roofline)."""
+    miss = []
+    if r["spill"]:
+        miss.append("spills")
+    if r["occupancy"] < AIM_OCCUPANCY:
+        miss.append("occupancy")
+    if r["estimate"] > AIM_ROOFLINE * r["roofline"]:
+        miss.append(f"{r['estimate'] / r['roofline']:.1f}x roofline")
+    return "ok" if not miss else ", ".join(miss)
+
+
 # -- resources from ptxas -----------------------------------------------------------------------
 _PTXAS_FUNC = re.compile(r"Compiling entry function '(\w+)'")
 _PTXAS_STACK = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
@@ -277,22 +313,27 @@ def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> Lis
             item = 2 if dtype in ("float16", "bfloat16") else 4 if dtype == "float32" else 8
             base = {"layer": layer, "kernel": _label(wl), "flops": flops(wl), "bytes": min_bytes(wl, item),
                     "requested": requested_bytes(wl, item), "bytes_bf16": min_bytes(wl, 2)}
+            base["roofline"] = max(base["bytes"] / H100_BW, base["flops"] / aim_peak(wl))
             for arch in archs:
                 target = cuda_target(arch)
                 src = build(wl, target).mod.imports[0].inspect_source()
                 res = ptxas_resources(src, arch)
+                mma = bool(_MMA.search(src))
                 launches = emulate.lower(emulate.scheduled(wl, arch), target).launches
                 for ln in launches:
                     threads = math.prod(ln.block)
                     r = res[ln.kernel]
-                    out.append(dict(base, arch=arch, launch=ln.kernel, threads=threads, blocks=math.prod(ln.grid),
-                                    occupancy=occupancy(arch, threads, r["regs"], r["smem"]), **r))
+                    row = dict(base, arch=arch, launch=ln.kernel, threads=threads, blocks=math.prod(ln.grid),
+                               occupancy=occupancy(arch, threads, r["regs"], r["smem"]), mma=mma,
+                               estimate=estimate_s(base["requested"], base["flops"], mma), **r)
+                    out.append(dict(row, aims=aims(row)))
     return out
 
 
 def format_table(rs: List[dict]) -> str:
     head = ("| layer | kernel | arch | launch | threads | blocks | regs | spill B | smem B | occ. | "
-            "min DRAM MB | GFLOP | H100 us | H200 us | H200 TF32 us | H200 BF16 us | requested MB | req/min |")
+            "min DRAM MB | GFLOP | H100 us | H200 us | H200 TF32 us | H200 BF16 us | requested MB | req/min | "
+            "mma | est. H100 us | aim H100 us | aims |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rs:
         t = {bw: max(r["bytes"] / bw, r["flops"] / FP32_SIMT) for bw in (H100_BW, H200_BW)}
@@ -302,7 +343,8 @@ def format_table(rs: List[dict]) -> str:
             f"| {r['layer']} | {r['kernel']} | {r['arch']} | {r['launch']} | {r['threads']} | {r['blocks']:,} | "
             f"{r['regs']} | {r['spill']} | {r['smem']:,} | {r['occupancy']:.0%} | {r['bytes'] / 1e6:,.1f} | "
             f"{r['flops'] / 1e9:,.2f} | {_us(t[H100_BW])} | {_us(t[H200_BW])} | {_us(tf32)} | {_us(bf16)} | "
-            f"{r['requested'] / 1e6:,.0f} | {r['requested'] / r['bytes']:,.1f} |")
+            f"{r['requested'] / 1e6:,.0f} | {r['requested'] / r['bytes']:,.1f} | {'yes' if r['mma'] else 'no'} | "
+            f"{_us(r['estimate'])} | {_us(r['roofline'])} | {r['aims']} |")
     return "\n".join(lines)
 
 
@@ -317,7 +359,11 @@ def run_cli(args: argparse.Namespace) -> int:
     print("\nEstimates from the generated code and the shapes, not measurements (no GPU ran). Per workload "
           "(repeated on each of its launches): min DRAM bytes, FLOPs, rooflines = max(min DRAM bytes / bandwidth, "
           "FLOPs / peak) with H100 SXM 3.35 TB/s, H200 4.8 TB/s, FP32 SIMT 67 TFLOP/s, TF32 495 and BF16 990 "
-          "TFLOP/s dense tensor cores (BF16 with 2-byte data), and the schedule's requested bytes.")
+          "TFLOP/s dense tensor cores (BF16 with 2-byte data), and the schedule's requested bytes. est. = the "
+          "schedule's estimate on an H100 (requested bytes / bandwidth or FLOPs / the peak of the units its code uses: "
+          "TF32 tensor cores where it has mma instructions, else FP32 SIMT); aim = the H100 roofline of its aim "
+          "(TF32 tensor cores for PAC conv/conv_dk/conv_dw, FP32 SIMT otherwise); aims: no spills, occupancy >= 50%, "
+          "est. <= 1.5x aim.")
     return 0
 
 

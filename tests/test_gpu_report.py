@@ -45,3 +45,16 @@ def test_ptxas_figures_of_a_small_kernel():
     src = build(wl, cuda_target("sm_90")).mod.imports[0].inspect_source()
     res = G.ptxas_resources(src, "sm_90")["acda_fwd_kernel"]
     assert res["regs"] > 0 and res["smem"] == 32 * 6 * 49 * 4  # the 32-pixel atoms tile
+
+
+def test_aims_name_what_a_row_misses():
+    row = dict(spill=0, occupancy=0.5, estimate=1.5, roofline=1.0)
+    assert G.aims(row) == "ok"
+    assert G.aims(dict(row, spill=8, occupancy=0.375, estimate=3.0)) == "spills, occupancy, 3.0x roofline"
+    # the estimate takes the slower of bandwidth and the units the code uses
+    assert G.estimate_s(3.35e12, 1.0, False) == 1.0
+    assert G.estimate_s(0, 67e12, False) == 1.0 and G.estimate_s(0, 495e12, True) == 1.0
+    pac = Workload.make("pac", "conv", dict(N=1, C=4, O=4, H=8, W=8, Ho=8, Wo=8, k=3, s=1, z=1, p=1, d=1, a=0),
+                        "float32")
+    ddf = Workload.make("ddf", "dc", dict(B=1, C=4, H=8, W=8, G=1, k=3, s=1, d=1, combine="mul"), "float32")
+    assert G.aim_peak(pac) == G.TF32_TC and G.aim_peak(ddf) == G.FP32_SIMT
