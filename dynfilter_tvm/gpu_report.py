@@ -150,9 +150,19 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     1.25x the 52.4 MB minimum (was 694 MB of loads, 13.2x). Where no tile fits (huge k or
     dilation) or the shape is symbolic, the thread-per-output schedule: X, S and C per tap of
     every output (loads only, as before); its dx counts every tap.
-    ddf.ds: per output (pixel,
-    tap), dO, X and C for each of the head's channels; ddf.dc: per output (channel, tap), dO, X
-    and S for each pixel. pac.conv: a thread per pixel and block of b output channels loads K
+    ddf.ds (the tiled schedule, :func:`_ddf_ds_bytes`; loads and the dS stores): the forward's
+    pixel tiles of one (b, head), a thread per pixel over the head's channels: dO =
+    B*C*Ho*Wo (once), X = B*C*Ry*Rx (the tiles' windows, as fwd), C = B*C*k^2*tiles ('mul'),
+    dS = B*G*k^2*Ho*Wo. At 8x256x56x56 k3: dO 25.7 MB + X 31.5 MB + C 1.2 MB + dS 0.9 MB =
+    59.3 MB, 1.13x the 52.4 MB minimum. ddf.dc (the streaming schedule, :func:`_ddf_dc_bytes`;
+    loads and the dC stores): a block per (b, head, cc channels), nx lanes along x, X staged
+    in tiles of ty output rows x nx columns: dO = B*C*Ho*Wo, X = B*C*Ry*Rx (windows of
+    (ty-1)*s + (k-1)*d + 1 rows, (nx-1)*s + (k-1)*d + 1 columns), S = B*G*(Cg/cc)*k^2*Ho*Wo
+    ('mul'), dC = B*C*k^2. At 8x256x56x56 k3 (cc = 16, nx = 32, ty = 8; Ry = 68, Rx = 58):
+    dO 25.7 MB + X 8*256*68*58*4 B = 32.3 MB + S 8*16*9*56^2*4 B = 14.5 MB + dC 0.07 MB =
+    72.5 MB, 1.38x. Where those schedules fall back (k > 7, symbolic shapes, no tile fits):
+    per output (pixel, tap) of ds, dO, X and C for each of the head's channels; per output
+    (channel, tap) of dc, dO, X and S for each pixel (loads only). pac.conv: a thread per pixel and block of b output channels loads K
     and X for each (channel, tap) and b weights; conv_dk: per (pixel, tap), for each channel
     X and O pairs (W, dO); conv_dw: per (o, c, tap), dO, K and X for each pixel. acda.fwd: each
     block builds its tile's atoms from A and P (T pairs per atom tap), then loads X for each
@@ -163,7 +173,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     p = _dims(wl)
     k2 = p["k"] ** 2
     if wl.op == "ddf":
-        tiled = _ddf_tiled_bytes(wl, p) if wl.kernel in ("fwd", "dx") else None
+        tiled = {"fwd": _ddf_tiled_bytes, "dx": _ddf_tiled_bytes, "ds": _ddf_ds_bytes,
+                 "dc": _ddf_dc_bytes}[wl.kernel](wl, p)
         if tiled is not None:
             return tiled * itemsize
         out_pix = p["B"] * p["C"] * p["Ho"] * p["Wo"]
@@ -208,10 +219,8 @@ def _ddf_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
 
     def real(n_in: int, n_out: int, t: int) -> tuple:
         """(tiles, elements loaded over all tiles' windows) along one axis."""
-        if fwd:  # windows on the padded input; rows p .. p+n_in-1 are real
-            starts = range(0, n_out, t)
-            wins = [range(i * s, min(i * s + (t - 1) * s + halo + 1, n_in + 2 * pad)) for i in starts]
-            return len(wins), sum(1 for w in wins for r in w if pad <= r < pad + n_in)
+        if fwd:
+            return _input_windows(n_in, n_out, t, s, pad, halo)
         starts = range(0, n_in, t)  # windows on the zero-inserted grid of the output
         wins = [range(i, min(i + t + halo, n_in + 2 * pad)) for i in starts]
         return len(wins), sum(1 for w in wins for r in w
@@ -222,6 +231,52 @@ def _ddf_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
     staged = B * C * ry * rx
     s_loads = B * G * k * k * (Ho * Wo if fwd else ry * rx) * chunks
     return staged + s_loads + B * C * k * k * tiles + B * C * (Ho * Wo if fwd else H * W)
+
+
+def _input_windows(n_in: int, n_out: int, t: int, s: int, pad: int, halo: int) -> tuple:
+    """(tiles, real input elements over all tiles' windows) along one axis, for tiles of t
+    outputs whose windows ((t-1)*s + halo + 1 on the padded input) are staged; padding is an
+    index check, not a load."""
+    starts = range(0, n_out, t)
+    wins = [range(i * s, min(i * s + (t - 1) * s + halo + 1, n_in + 2 * pad)) for i in starts]
+    return len(wins), sum(1 for w in wins for r in w if pad <= r < pad + n_in)
+
+
+def _ddf_ds_bytes(wl: Workload, p: dict) -> Optional[int]:
+    """Elements requested by the tiled ddf.ds schedule (loads and the stores of dS), or None
+    where it falls back to the per-output one."""
+    from schedules.common import UNROLL_TAPS
+    from schedules.ddf_cuda import _tile
+
+    if wl.kind != "static" or p["k"] > UNROLL_TAPS:
+        return None
+    B, C, G, k, s, d, H, W, Ho, Wo = (p[n] for n in ("B", "C", "G", "k", "s", "d", "H", "W", "Ho", "Wo"))
+    tile = _tile(wl, "fwd", Ho, Wo)
+    if tile is None:
+        return None
+    pad, halo = (k - 1) // 2 * d, (k - 1) * d
+    (ty_n, ry), (tx_n, rx) = (_input_windows(n, no, t, s, pad, halo) for n, no, t in ((H, Ho, tile[0]), (W, Wo, tile[1])))
+    c_loads = B * C * k * k * ty_n * tx_n if p["combine"] == "mul" else 0
+    return B * C * Ho * Wo + B * C * ry * rx + c_loads + B * G * k * k * Ho * Wo
+
+
+def _ddf_dc_bytes(wl: Workload, p: dict) -> Optional[int]:
+    """Elements requested by the streaming ddf.dc schedule (loads and the stores of dC), or
+    None where it falls back to the per-output one."""
+    from schedules.common import UNROLL_TAPS
+    from schedules.ddf_cuda import _dc_layout
+
+    if wl.kind != "static" or p["k"] > UNROLL_TAPS:
+        return None
+    B, C, G, k, s, d, H, W, Ho, Wo = (p[n] for n in ("B", "C", "G", "k", "s", "d", "H", "W", "Ho", "Wo"))
+    layout = _dc_layout(wl, Ho, Wo)
+    if layout is None:
+        return None
+    cc, nx, ty = layout
+    pad, halo = (k - 1) // 2 * d, (k - 1) * d
+    (_, ry), (_, rx) = (_input_windows(n, no, t, s, pad, halo) for n, no, t in ((H, Ho, ty), (W, Wo, nx)))
+    s_loads = B * G * (C // G // cc) * k * k * Ho * Wo if p["combine"] == "mul" else 0
+    return B * C * Ho * Wo + B * C * ry * rx + s_loads + B * C * k * k
 
 
 # -- the aims ------------------------------------------------------------------------------------

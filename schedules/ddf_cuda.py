@@ -21,18 +21,39 @@ Symbolic shapes (generic kernels), and tiles under MIN_TILE_THREADS pixels (huge
 dilation): one thread per output element over the fused (plane, y, x) loops, the k x k taps a
 serial (unrolled for small k) loop around a register accumulator. The pad stages are inlined:
 their bounds checks are cheaper on a GPU than a padded copy in global memory.
-ds: the sum over a head's channels. With few channels (< 32) one thread per output loops over
-them; with more, 8 threads share each output (threads across channels, a shared-memory
-allreduce), 32 outputs along x per block.
-dc: threads across x for each output (b, g, c, u, v), several outputs per block when the image
-is narrow: each thread sums its own image columns over y (acc_cols, in a register), then the
-threads of the output sum the columns (TVM's allreduce: warp shuffles, or shared memory when
-the width is not a power of two).
+ds (static shapes, k <= UNROLL_TAPS): the forward's pixel tiles (``_tile(wl, "fwd", ...)``), a
+block per (b, head, tile), a thread per pixel keeping all k x k tap sums in registers while it
+loops over the head's channels. Per channel the block stages the X tile with its halo and the
+k x k taps of C in shared memory, and each thread loads its dO once (a register used by all
+k x k taps). Estimate, 8x256x56x56 k3 float32: dO 25.7 MB once, X 31.5 MB (the fwd's 62 x 62
+window rows and columns per 56 x 56 plane), C 8*256*9*16 tiles*4 B = 1.2 MB, dS stores 0.9 MB:
+59.3 MB = 1.13x the 52.4 MB minimum (the thread-per-output schedule: 694 MB of loads, 13.2x).
+Symbolic shapes and k > UNROLL_TAPS (the sums would live in local memory): with few channels
+(< 32) one thread per output loops over them; with more, 8 threads share each output (threads
+across channels, a shared-memory allreduce), 32 outputs along x per block.
+dc (static shapes, k <= UNROLL_TAPS; ``_dc_streaming``): a block per (b, head, chunk of cc
+channels, the largest divisor of Cg up to 16), a warp's lanes along x (nx = min(Wo, 32)) for
+each channel of the chunk (threadIdx.y). A thread walks its columns (x = xo*nx + lane) and,
+per column, every row, keeping the k x k tap sums of the column (acc_cols) in registers: dO
+loaded once per (c, pixel), X from a staged tile of cc channels x ((ty-1)*s + halo + 1 rows,
+ty = 8) x ((nx-1)*s + halo + 1 columns), S from a staged row of the k x k planes shared by the
+cc channels. The column sums go to the lane's rfactor sums (registers); at the end the lanes
+store them to shared memory and thread t of each channel adds up the nx lanes of taps t,
+t + nx, ... (serially: TVM's allreduce of k x k values per thread would sit in a tap loop,
+which its lowering refuses once unrolled) and stores dC. Estimate, 8x256x56x56 k3 float32 (cc =
+16, nx = 32, ty = 8): X windows of 9+10*5+9 = 68 rows and 33+25 = 58 columns per plane,
+8*256*68*58*4 B = 32.3 MB; dO 25.7 MB; S 8*9*56*56*4 B * (256/16 chunks) = 14.5 MB; dC 0.07
+MB: 72.5 MB = 1.38x the 52.4 MB minimum (the per-output schedule: 694 MB of loads, 13.2x);
+2x256x200x300: 1.41x. float64 takes cc = 8 (shared memory): 1.66x.
+Symbolic shapes and k > UNROLL_TAPS: threads across x for each output (b, g, c, u, v),
+several outputs per block when the image is narrow: each thread sums its own image columns
+over y (acc_cols, in a register), then the threads of the output sum the columns (TVM's
+allreduce: warp shuffles, or shared memory when the width is not a power of two).
 Every schedule keeps its accumulators in registers ("local" scope) and writes the cast result
 ('out') from the thread that finished the sum.
 
-Shape-generic kernels (B, H, W symbolic) take the thread-per-output fwd/dx and the same ds/dc
-schedules with fixed thread counts (``threads_for`` of a symbolic extent) and predicated
+Shape-generic kernels (B, H, W symbolic) take the thread-per-output fwd/dx and the per-output
+ds/dc schedules with fixed thread counts (``threads_for`` of a symbolic extent) and predicated
 tails; dc then puts one warp across x.
 """
 from __future__ import annotations
@@ -40,7 +61,7 @@ from __future__ import annotations
 from dynfilter_tvm.ops.ddf import out_size
 
 from . import register
-from .common import MAX_THREADS, UNROLL_TAPS, bind_flat, extent, register_acc, threads_for, unroll_taps
+from .common import MAX_THREADS, UNROLL_TAPS, after_compute_at, bind_flat, extent, register_acc, threads_for, unroll, unroll_taps
 
 WARP = 32
 CHANNEL_SLICES = 8  # ds: threads across channels per output
@@ -92,15 +113,20 @@ def _tile(wl, kernel: str, ho: int, wo: int):
     return ty, tx
 
 
-def _cooperative(sch, block, loop, threads: int) -> None:
+def _cooperative(sch, block, loop, threads) -> None:
     """Stage ``block`` (already in shared scope) at ``loop``: its loops fused and spread over
-    the block's ``threads`` (threadIdx.x), each thread loading every threads-th element."""
+    the block's ``threads`` (threadIdx.x; a pair: threadIdx.y, threadIdx.x), each thread loading
+    every threads-th element."""
     sch.compute_at(block, loop)
     loops = sch.get_loops(block)
     at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
     loops = loops[at + 1:]  # compute_at made none for unit-extent axes
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0] if loops else sch.add_unit_loop(block)
-    _, tx = sch.split(fused, [None, threads])
+    if isinstance(threads, int):
+        _, tx = sch.split(fused, [None, threads])
+    else:
+        _, ty, tx = sch.split(fused, [None, *threads])
+        sch.bind(ty, "threadIdx.y")
     sch.bind(tx, "threadIdx.x")
 
 
@@ -141,6 +167,11 @@ def _tiled(sch, wl, kernel: str, x_stage: str, s_stage):
     sch.reverse_compute_at(sch.get_sblock("out"), ci)
 
 
+def _read_index(sch, block, buffer: str) -> int:
+    """Index of ``buffer`` among the reads of ``block`` (for cache_read)."""
+    return next(i for i, r in enumerate(sch.get(block).reads) if r.source.name == buffer)
+
+
 def _tiles_fit(sch, wl, kernel: str) -> bool:
     if wl.kind == "generic":  # symbolic H, W: the tile arithmetic needs static extents
         return False
@@ -173,8 +204,49 @@ def dx(sch, wl, target):
     _tiled(sch, wl, "dx", "dOu", lambda: sch.get_sblock("Su"))
 
 
+def _ds_tiled(sch, wl) -> bool:
+    """ds: acc(b, g, u, v, y, x; c), a block per (b, g, ty x tx pixel tile), a thread per pixel
+    keeping its k x k tap sums in registers over the head's channels. Per channel the block
+    stages the X tile with its halo (padding an index check) and the k x k taps of C in shared
+    memory; each thread loads its dO once into a register and uses it for all k x k taps.
+    False (nothing scheduled) where the taps are not unrolled (k > UNROLL_TAPS: the sums would
+    live in local memory) or no tile fits."""
+    if wl.kind == "generic" or wl.p["k"] > UNROLL_TAPS:
+        return False
+    acc = sch.get_sblock("acc")
+    b, g, u, v, y, x, c = sch.get_loops(acc)
+    tile = _tile(wl, "fwd", extent(sch, y), extent(sch, x))  # the forward's staged tiles
+    if tile is None:
+        return False
+    ty, tx = tile
+    yo, yi = sch.split(y, [None, ty])
+    xo, xi = sch.split(x, [None, tx])
+    sch.reorder(b, g, yo, xo, yi, xi, c, u, v)
+    blk = sch.fuse(b, g, yo, xo)
+    thr = sch.fuse(yi, xi)
+    sch.bind(blk, "blockIdx.x")
+    sch.bind(thr, "threadIdx.x")
+    xs = sch.get_sblock("Xpad")
+    sch.set_scope(xs, 0, "shared")
+    _cooperative(sch, xs, c, ty * tx)
+    if wl.p["combine"] == "mul":  # ('add': dS does not depend on C)
+        _cooperative(sch, sch.cache_read(acc, _read_index(sch, acc, "C"), "shared"), c, ty * tx)
+    sch.compute_at(sch.cache_read(acc, _read_index(sch, acc, "dO"), "local"), c)  # once per (channel, pixel)
+    unroll(sch, u, v)
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, c)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, thr)
+    loops = sch.get_loops(out)  # (reverse_compute_at made none for unit taps)
+    at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(thr)))
+    unroll(sch, *loops[at + 1:])  # constant register indices
+    return True
+
+
 @register("ddf", "ds", "cuda")
 def ds(sch, wl, target):
+    if _ds_tiled(sch, wl):
+        return
     sch.compute_inline(sch.get_sblock("Xpad"))
     acc = sch.get_sblock("acc")
     b, g, u, v, y, x, c = sch.get_loops(acc)
@@ -196,8 +268,117 @@ def ds(sch, wl, target):
     sch.reverse_compute_at(sch.get_sblock("out"), tx)
 
 
+DC_CHUNK = 16  # dc: channels per block (one warp's lanes each), the largest divisor of Cg up to this
+DC_SHARED_BYTES = 46 * 1024  # dc: under the 48 KB static limit; 4 blocks of 512 threads per SM
+DC_MAX_ROWS = 8  # dc: output rows per staged X tile
+
+
+def _dc_layout(wl, ho, wo):
+    """(cc, nx, ty) of the streaming dc: channels per block, lanes along x, output rows per
+    staged X tile; None when nothing fits in DC_SHARED_BYTES. More channels first (each
+    staged S row serves cc channels), then taller tiles (less vertical halo)."""
+    k, s, d = wl.p["k"], wl.p["s"], wl.p["d"]
+    item = 8 if wl.dtype == "float64" else 4
+    cg, halo = wl.p["C"] // wl.p["G"], (k - 1) * d
+    nx, rows = threads_for(wo, WARP), min(ho, DC_MAX_ROWS)
+
+    def shared(cc, ty):  # X tile + halo of cc channels, one row of the k x k S planes, rf sums
+        x_tile = cc * ((ty - 1) * s + halo + 1) * ((nx - 1) * s + halo + 1)
+        return (x_tile + (k * k * nx if wl.p["combine"] == "mul" else 0) + cc * k * k * nx) * item
+
+    fits = [(cc, ty) for cc in range(min(cg, DC_CHUNK), 0, -1) if cg % cc == 0
+            for ty in range(rows, 0, -1) if shared(cc, ty) <= DC_SHARED_BYTES]
+    good = [f for f in fits if f[1] >= min(4, rows)]
+    best = (good or fits or [None])[0]
+    return None if best is None else (best[0], nx, best[1])
+
+
+def _dc_streaming(sch, wl) -> bool:
+    """dc: a block per (b, g, chunk of cc channels), a warp's lanes (threadIdx.x, nx) along x for
+    each channel (threadIdx.y). Each thread walks its columns (xo) and, per column, every row
+    with its k x k tap sums (acc_cols) in registers: dO loaded once per (c, pixel) into a
+    register, X from a staged tile of cc channels x (ty rows + halo) x (nx columns + halo), S
+    from one staged row of the k x k planes that all cc channels share. Per column the sums go
+    into the thread's rfactor slot (rf, shared memory); then each thread of a channel sums the
+    nx lanes of some taps (serially: TVM's allreduce of k x k values per thread would sit in a
+    tap loop, which its lowering rejects once unrolled). False where nothing fits (then the
+    caller schedules the per-output dc)."""
+    k = wl.p["k"]
+    # symbolic H, W: TVM sizes some per-thread buffer from the symbolic extents (codegen
+    # refuses a non-constant stack allocation), so the generic kernels keep the per-output dc
+    if wl.kind == "generic" or k > UNROLL_TAPS:
+        return False
+    acc = sch.get_sblock("acc")
+    b, g, c, u, v, x = sch.get_loops(acc)
+    ho = out_size(wl.p["H"], wl.p["s"])
+    layout = _dc_layout(wl, ho, extent(sch, x))
+    if layout is None:
+        return False
+    cc, nx, ty = layout
+    xo, xi = sch.split(x, [None, nx])
+    rf = sch.rfactor(xi, 0)  # rf[xi, b, g, c, u, v] = sum over xo of acc_cols
+    acc = sch.get_sblock("acc")
+    b, g, c, u, v, rxo, rxi = sch.get_loops(rf)
+    co, ci = sch.split(c, [None, cc])
+    sch.reorder(b, g, co, ci, rxi, rxo, u, v)
+    blk = sch.fuse(b, g, co)
+    sch.bind(blk, "blockIdx.x")
+    sch.bind(ci, "threadIdx.y")
+    sch.bind(rxi, "threadIdx.x")
+    unroll(sch, u, v)
+    # the lanes' sums: each thread of channel ci sums the nx slots of taps t, t + nx, ...
+    sch.reverse_compute_at(acc, ci)
+    la = after_compute_at(sch, acc, [("x", nx), ("u", k), ("v", k)])
+    taps = [la[n] for n in ("u", "v") if n in la]
+    if taps:
+        if "x" in la:
+            sch.reorder(*taps, la["x"])
+        tap = sch.fuse(*taps) if len(taps) > 1 else taps[0]
+        _, tl = sch.split(tap, [None, nx])
+        sch.bind(tl, "threadIdx.x")
+        sch.reverse_compute_at(sch.get_sblock("out"), tl)  # the thread that summed the tap
+    else:
+        sch.reverse_compute_at(sch.get_sblock("out"), ci)
+    # each column's tap sums over the rows, computed where the thread adds them to its slot
+    cols = sch.get_sblock("acc_cols")
+    sch.compute_at(cols, rxo)
+    lc = after_compute_at(sch, cols, [("u", k), ("v", k), ("y", ho)])
+    ctaps = [lc[n] for n in ("u", "v") if n in lc]
+    if "y" in lc:
+        yo, yi = sch.split(lc["y"], [None, ty])
+        sch.reorder(yo, yi, *ctaps)
+    else:  # one output row
+        yo = yi = sch.add_unit_loop(cols) if not ctaps else None
+    unroll(sch, *ctaps)
+    threads = (cc, nx)
+    xs = sch.get_sblock("Xpad")
+    sch.set_scope(xs, 0, "shared")
+    if yo is not None:
+        _cooperative(sch, xs, yo, threads)
+        if wl.p["combine"] == "mul":
+            _cooperative(sch, sch.cache_read(cols, _read_index(sch, cols, "S"), "shared"), yi, threads)
+        sch.compute_at(sch.cache_read(cols, _read_index(sch, cols, "dO"), "local"), yi)
+    sch.set_scope(cols, 0, "local")
+    sch.set_scope(rf, 0, "local")
+    # the lanes' sums meet in shared memory once the columns are done (a shared rf updated in
+    # the column loop would want a barrier inside its tail predicate, which TVM refuses)
+    rs = sch.cache_read(acc, 0, "shared")  # lands under ci, a loop per axis of rf
+    ls = sch.get_loops(rs)
+    at = next(i for i, lp in enumerate(ls) if sch.get(lp).same_as(sch.get(ci)))
+    lx, _, _, _, lu, lv = ls[at + 1:]  # rf[xi, b, g, c, u, v]
+    sch.bind(lx, "threadIdx.x")  # each lane stores its own sums
+    unroll(sch, lu, lv)
+    # zeroed before the column loop, outside its tail predicate: lanes past a narrow image
+    # (generic kernels: nx = 32 > Wo) still store zeros for the lanes' sum
+    sch.decompose_reduction(rf, rxo)
+    sch.set_scope(acc, 0, "local")
+    return True
+
+
 @register("ddf", "dc", "cuda")
 def dc(sch, wl, target):
+    if _dc_streaming(sch, wl):
+        return
     sch.compute_inline(sch.get_sblock("Xpad"))
     acc = sch.get_sblock("acc")
     b, g, c, u, v, x = sch.get_loops(acc)

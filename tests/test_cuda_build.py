@@ -32,7 +32,7 @@ SHAPES = {
     # B = G = C/G = k = Ho = 1 (more than one output, so every kernel still has threads)
     "unit-axes": _p(1, 1, 1, 5, 1, 1, 1, 1, "mul"),
     "odd-s2-d2-heads-add": _p(2, 6, 13, 7, 2, 5, 2, 2, "add"),
-    # C/G = 32: ds takes its cross-thread (channels) path; k = 7 is the largest unrolled
+    # C/G = 32; k = 7 is the largest unrolled (ds: 49 tap sums per thread)
     "k7-s3-wide-heads": _p(1, 64, 10, 9, 2, 7, 3, 1, "mul"),
     # Wo = 300 > 256 threads: dc loops over x in each thread; k = 9 taps stay loops
     "k9-wide-rows": _p(1, 3, 3, 600, 1, 9, 2, 1, "add"),

@@ -41,21 +41,22 @@ def _acda(N, C, H, W, M, T, k, s, d, p):
 
 
 DDF_SHAPES = {
-    # odd sizes, heads; dc: Wo = 11 (not a power of two: shared-memory allreduce)
+    # odd sizes, heads; dc: 11 lanes along x (a partial warp), 4 channels per block
     "odd-heads": _ddf(2, 8, 9, 11, 2, 3, 1, 1, "mul"),
-    # stride 2, dilation 2, k = 5, 'add'; dc: Wo = 4 (warp shuffles)
+    # stride 2, dilation 2, k = 5, 'add' (ds, dc: no C / S stage)
     "s2-d2-add": _ddf(2, 6, 13, 7, 2, 5, 2, 2, "add"),
-    # C/G = 32: ds takes its cross-thread (channel slices) path; stride 3; k = 7 (largest unrolled)
+    # C/G = 32, stride 3, k = 7 (the largest unrolled: ds keeps 49 tap sums per thread)
     "s3-cg32-k7": _ddf(1, 64, 5, 7, 2, 7, 3, 1, "mul"),
-    # dc: Wo = 64 (> a warp: shuffles, then across warps)
+    # dc: Wo = 64, two columns per lane
     "wo64": _ddf(1, 2, 3, 64, 1, 3, 1, 1, "add"),
-    # Wo = 300 > 256 threads: dc loops over x in each thread; k = 9 taps stay loops
+    # k = 9: taps stay loops, ds and dc per output; Wo = 300 > 256 threads: dc loops over x
     "k9-wide-rows": _ddf(1, 2, 2, 600, 1, 9, 2, 1, "add"),
     # Wo = 1: dc runs one thread per output, many outputs per block
     "one-column": _ddf(3, 4, 6, 1, 2, 3, 2, 1, "mul"),
     # a one-pixel output (every axis 1)
     "one-pixel": _ddf(1, 1, 1, 1, 1, 1, 1, 1, "mul"),
-    # fwd, dx: 16 x 16 pixel tiles with tail tiles, two 32-channel chunks per head
+    # fwd, dx, ds: 16 x 16 pixel tiles with tail tiles, two 32-channel chunks per head (fwd, dx);
+    # dc: 16 channels per block, 8-row X tiles with a tail tile, a tail column (Wo = 41)
     "tiles": _ddf(1, 128, 37, 41, 2, 3, 1, 1, "mul"),
 }
 PAC_PLAIN = _geo(2, 5, 9, 11, 9, 11, 5, 1, 1, 2, 1)
@@ -145,14 +146,20 @@ def _drop_barrier(index):
     return mutate
 
 
-@pytest.mark.parametrize("op,kernel,params,index", [
-    ("ddf", "ds", DDF_SHAPES["s3-cg32-k7"], 1),  # between the stores and the shared-memory sum
-    ("acda", "fwd", ACDA_SHAPES["k7-tiles"], 0),  # between building the atoms and reading them
-    ("ddf", "fwd", DDF_SHAPES["tiles"], 1),  # between staging a channel's tile and reading it
-    ("ddf", "dx", DDF_SHAPES["tiles"], 1),
-], ids=["ddf.ds", "acda.fwd", "ddf.fwd", "ddf.dx"])
-def test_control_dropped_barrier(op, kernel, params, index):
-    _fails(Workload.make(op, kernel, params, "float32"), "cuda", mutate=_drop_barrier(index), match="NaN")
+@pytest.mark.parametrize("op,kernel,params,index,match", [
+    ("ddf", "ds", DDF_SHAPES["tiles"], 1, "NaN"),  # between staging a channel's X tile and reading it
+    # k = 9 (taps not unrolled): the channel-slice ds; between the stores and the shared-memory sum
+    ("ddf", "ds", _ddf(1, 32, 3, 5, 1, 9, 1, 1, "mul"), 1, "NaN"),
+    ("ddf", "dc", DDF_SHAPES["tiles"], 2, "NaN"),  # between staging a row of S and reading it
+    # between storing the lanes' sums and adding them up (shared memory TVM reuses from the X
+    # tile, so a reader too early sees X values: wrong values, not NaN)
+    ("ddf", "dc", DDF_SHAPES["tiles"], 4, "relative error"),
+    ("acda", "fwd", ACDA_SHAPES["k7-tiles"], 0, "NaN"),  # between building the atoms and reading them
+    ("ddf", "fwd", DDF_SHAPES["tiles"], 1, "NaN"),  # between staging a channel's tile and reading it
+    ("ddf", "dx", DDF_SHAPES["tiles"], 1, "NaN"),
+], ids=["ddf.ds", "ddf.ds-slices", "ddf.dc-s-row", "ddf.dc-lanes", "acda.fwd", "ddf.fwd", "ddf.dx"])
+def test_control_dropped_barrier(op, kernel, params, index, match):
+    _fails(Workload.make(op, kernel, params, "float32"), "cuda", mutate=_drop_barrier(index), match=match)
 
 
 def test_control_wrong_shuffle_lane():
@@ -160,7 +167,8 @@ def test_control_wrong_shuffle_lane():
         low.source, n = re.subn(r"(tvm_shfl_down_sync\([^;]*?), (\d+), 32\)",
                                 lambda m: f"{m[1]}, {int(m[2]) + 1}, 32)", low.source, count=1)
         assert n == 1
-    _fails(Workload.make("ddf", "dc", DDF_SHAPES["s2-d2-add"], "float32"), "cuda", mutate=mutate,
+    # k = 9, Wo = 4: the per-output dc (taps not unrolled), its lanes along x summed by shuffles
+    _fails(Workload.make("ddf", "dc", _ddf(2, 6, 13, 7, 2, 9, 2, 1, "add"), "float32"), "cuda", mutate=mutate,
            match="relative error")
 
 

@@ -30,6 +30,25 @@ def test_minimum_bytes_and_flops_ddf():
     assert G.requested_bytes(big) == 4 * (64 * 44 * 44 + 9 * 40 * 40 * 2 + 64 * 9 * 9 + 64 * 40 * 40)
 
 
+def test_requested_bytes_ddf_gradients():
+    small = dict(B=2, C=4, H=5, W=6, G=1, k=3, s=1, d=1, combine="mul")
+    for kernel in ("ds", "dc"):  # one tile and one channel chunk: every input once, the minimum
+        wl = Workload.make("ddf", kernel, small, "float32")
+        assert G.requested_bytes(wl) == G.min_bytes(wl), kernel
+    big = dict(small, B=1, C=64, H=40, W=40)
+    # ds: the forward's 16 x 16 tiles (3 x 3, 44 input rows and columns over the windows): dO
+    # once, the X windows, C per tile, the dS stores
+    wl = Workload.make("ddf", "ds", big, "float32")
+    assert G.requested_bytes(wl) == 4 * (64 * 1600 + 64 * 44 * 44 + 64 * 9 * 9 + 9 * 1600)
+    # dc: 16 channels x 32 lanes, 8-row tiles: rows 9+10+10+10+9 = 48, columns 33+9 = 42 over
+    # the windows; S once per 16-channel chunk (4); dO once; the dC stores
+    wl = Workload.make("ddf", "dc", big, "float32")
+    assert G.requested_bytes(wl) == 4 * (64 * 1600 + 64 * 48 * 42 + 4 * 9 * 1600 + 64 * 9)
+    # k > 7: the per-output schedules (dO, X, C or S per tap of every output)
+    wl = Workload.make("ddf", "ds", dict(big, k=9), "float32")
+    assert G.requested_bytes(wl) == 4 * 64 * 1600 * 81 * 3
+
+
 def test_every_benchmark_kernel_has_formulas():
     for wls in G.benchmark_workloads().values():
         for wl in wls:
