@@ -150,9 +150,15 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     and X for each (channel, tap) and b weights; conv_dk: per (pixel, tap), for each channel
     X and O pairs (W, dO); conv_dw: per (o, c, tap), dO, K and X for each pixel. acda.fwd: each
     block builds its tile's atoms from A and P (T pairs per atom tap), then loads X for each
-    (channel, tap) of its pixels (atoms from shared memory); acda.dx: the atoms of every
-    pixel into global scratch (T pairs each, one store), then per input element M*k^2 pairs (dO,
-    atom); acda.datoms: per atom tap and pixel, dO and X for each channel.
+    (channel, tap) of its pixels (atoms from shared memory); acda.dx: the same tiling over
+    input pixels: each block builds the M*k^2 atoms of its tile's pixels (T pairs of A and P
+    per atom tap; atoms indexed by the input pixel they serve, ``ops.acda.acda_dx``) in shared
+    memory, then loads dO for each (channel, atom, tap) of its pixels; counted as if issued
+    where dO or A is an inserted zero or padding (an upper bound: those loads are masked).
+    At 8x64x56x56 k7, M = 6, T = 18: atoms 25,088 px * 294 * 36 * 4 B = 1,062 MB, dO
+    25,088 * 64 * 294 * 4 B = 1,888 MB: 2,950 MB (was 4,868 MB with the grid-wide atoms
+    written to and read back from global scratch, one launch more); acda.datoms: per atom tap
+    and pixel, dO and X for each channel.
     """
     p = _dims(wl)
     k2 = p["k"] ** 2
@@ -179,8 +185,9 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
         atoms = pix * p["M"] * k2 * p["T"] * 2
         if wl.kernel == "fwd":
             return (atoms + pix * p["C"] * k2) * itemsize
-        if wl.kernel == "dx":  # + the scratch atoms written once
-            return (atoms + pix * p["M"] * k2 + p["N"] * p["C"] * p["H"] * p["W"] * p["M"] * k2 * 2) * itemsize
+        if wl.kernel == "dx":  # the fwd's tiling over input pixels
+            in_pix = p["N"] * p["H"] * p["W"]
+            return in_pix * p["M"] * k2 * (2 * p["T"] + p["C"]) * itemsize
         if wl.kernel == "datoms":
             return pix * p["M"] * k2 * p["C"] * 2 * itemsize
     raise KeyError(f"no request estimate for {wl.op}.{wl.kernel}")

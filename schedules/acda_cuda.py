@@ -5,9 +5,13 @@ M x k x k atoms in shared memory (threads across atom taps and pixels, each summ
 bases), then its threads (pixels x channel slices, pixels fastest: coalesced loads) loop over
 their channels, M register accumulators each, over the k x k taps. The atoms of a pixel are
 built once for all channels, never stored in global memory.
-dx: the atoms on the zero-inserted grid are built once in global scratch (the gradient of
-one input pixel needs those of k x k output pixels), then one thread per input element sums
-M x k x k taps. datoms: one thread per atom tap and pixel, a loop over the channels.
+dx: the same tiling over input pixels, one launch: the compute indexes the atoms by the input
+pixel they serve (``ops.acda.acda_dx``), so a tile of input pixels needs M x k x k atoms per
+pixel, built in shared memory as in fwd (no global scratch, no second launch: the grid-wide
+atoms of the zero-inserted grid were written and read back, 87x the minimum bytes); each
+thread sums its channels' M x k x k taps in a register. A generic row is whole X_QUANTUM
+pixels, so the same code serves any size (PoCL-checked at several sizes from one lowering).
+datoms: one thread per atom tap and pixel, a loop over the channels.
 Padding and zero insertion are index checks in the loads (inlined).
 """
 from __future__ import annotations
@@ -77,14 +81,23 @@ def fwd(sch, wl, target):
 def dx(sch, wl, target):
     for name in ("dOu", "Au"):
         sch.compute_inline(sch.get_sblock(name))
-    atoms = sch.get_sblock("atoms")
-    *spatial, t = sch.get_loops(atoms)
-    bind_flat(sch, spatial)
     acc = sch.get_sblock("acc")
     n, c, h, w, m, u, v = sch.get_loops(acc)
-    tx = bind_flat(sch, [n, c, h, w])
+    wo = extent(sch, w)
+    tile = _tile(wl, wo if isinstance(wo, int) else X_QUANTUM)
+    slices = max(1, min(wl.p["C"], MAX_THREADS // tile))
+    xo, xi = sch.split(w, [None, tile])
+    co, ci = sch.split(c, [None, slices])
+    sch.reorder(n, h, xo, ci, xi, co, m, u, v)
+    block = sch.fuse(n, h, xo)
+    threads = sch.fuse(ci, xi)
+    sch.bind(block, "blockIdx.x")
+    sch.bind(threads, "threadIdx.x")
     unroll_taps(sch, wl, u, v)
-    register_acc(sch, acc, m, tx)
+    _atoms_in_shared(sch, wl, block, extent(sch, threads))
+    sch.set_scope(acc, 0, "local")
+    sch.reverse_compute_at(sch.get_sblock("out"), co)
+    sch.decompose_reduction(acc, m)
 
 
 @register("acda", "datoms", "cuda")

@@ -136,23 +136,36 @@ def acda_fwd(N, C, H, W, M, T, k, s, d, p, dtype):
 
 @register_kernel("acda", "dx")
 def acda_dx(N, C, H, W, M, T, k, s, d, p, dtype):
+    """dX[h] = sum_{m,u} dO[y] D[u, y] over y*s = h + p - u*d. On the zero-inserted grid with
+    index Y = y*s + e, e = d*(k-1), that is a stride-1 correlation at Y = h + p + e - u*d.
+
+    The atoms are indexed by the input pixel they serve, ``atoms[n,m,u,v,h,w]`` = the atom tap
+    (u, v) at grid point (h + p + e - u*d, w + p + e - v*d): each grid point's tap serves
+    exactly one input pixel, so this is the grid's atoms re-indexed (no extra work), and a tile
+    of input pixels needs M*k*k atoms per pixel, like the forward, instead of the bounding box
+    of its k x k windows on the grid. Schedules build them per tile (CUDA: shared memory) or
+    per row (CPU), never grid-wide."""
     check_params(N, C, H, W, M, T, k, s, d, p)
     X, A, P, dO = _placeholders(N, C, H, W, M, T, k, s, d, p, dtype)
     acc_t = acc_dtype(dtype)
-    # dX[h] = sum_{m,u} dO[y] D[u, y] over y*s = h + p - u*d. On the zero-inserted grid with
-    # index Y = y*s + e, e = d*(k-1), that is a stride-1 correlation at Y = h + p + e - u*d.
     e = d * (k - 1)
     Wq = _whole_vectors(W)  # generic: rows of whole vectors (see the module docstring)
     grid = (H + p + e, W + p + e if _static(W) else _whole_vectors(Wq + p + e))
     dOu = zero_insert_pad(dO, s, e, grid, "dOu")
-    Du = _atoms(zero_insert_pad(A, s, e, grid, "Au"), P, acc_t)
+    Au = zero_insert_pad(A, s, e, grid, "Au")
+    t = te.reduce_axis((0, T), "t")
+    atoms = te.compute(
+        (N, M, k, k, H, Wq),
+        lambda n, m, u, v, h, w: te.sum(
+            Au[n, m, t, h + p + e - u * d, w + p + e - v * d].astype(acc_t) * P[t, u, v].astype(acc_t), axis=t),
+        name="atoms")
     m = te.reduce_axis((0, M), "m")
     u = te.reduce_axis((0, k), "u")
     v = te.reduce_axis((0, k), "v")
 
     def body(n, c, h, w):
         Y, X_ = h + p + e - u * d, w + p + e - v * d
-        return te.sum(dOu[n, c, m, Y, X_].astype(acc_t) * Du[n, m, u, v, Y, X_], axis=[m, u, v])
+        return te.sum(dOu[n, c, m, Y, X_].astype(acc_t) * atoms[n, m, u, v, h, w], axis=[m, u, v])
 
     acc = te.compute((N, C, H, Wq), body, name="acc")
     return [dO, A, P, cast_out(acc, dtype) if _static(W) else _cast_rows(acc, X.shape, dtype)]
