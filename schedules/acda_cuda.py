@@ -3,8 +3,14 @@
 fwd: one block per tile of ``tile`` pixels along a row. The block first builds the tile's
 M x k x k atoms in shared memory (threads across atom taps and pixels, each summing the T
 bases), then its threads (pixels x channel slices, pixels fastest: coalesced loads) loop over
-their channels, M register accumulators each, over the k x k taps. The atoms of a pixel are
-built once for all channels, never stored in global memory.
+register tiles of cb adjacent channels (``_tiles``), cb x M accumulators, over the k x k taps:
+per tap M atoms from shared memory and cb inputs feed cb x M FMAs (was: one shared load per
+FMA, at most 25% of the FMA peak). The atoms of a pixel are built once for all channels, never
+stored in global memory. Tap rows stay a loop (the columns are unrolled): unrolling both let
+nvcc hoist loads into 80 registers with a spill. At 8x64x56x56 k7 M = 6 (sm_90, nvcc 13 -v):
+fp32 cb = 8, 63 registers, no spill, 37,632 B shared, 4 blocks of 256 threads per SM (50%
+occupancy; registers bound it: 63 x 256 x 4 <= 65,536); float64 cb = 4, 64 registers, 50%
+(was 80 registers + 8 B spill, 38%).
 dx: the same tiling over input pixels, one launch: the compute indexes the atoms by the input
 pixel they serve (``ops.acda.acda_dx``), so a tile of input pixels needs M x k x k atoms per
 pixel, built in shared memory as in fwd (no global scratch, no second launch: the grid-wide
@@ -23,6 +29,7 @@ from .common import MAX_THREADS, bind_flat, extent, register_acc, unroll, unroll
 
 SHARED_BYTES = 40 * 1024  # atoms tile in shared memory, under the 48 KiB static limit
 MAX_TILE = 32  # pixels per block
+ACC_WORDS = 48  # 32-bit registers for a thread's accumulators: fwd at M = 6 takes 8 channels (4 in float64), 63-64 registers, 50% occupancy
 
 
 def _tile(wl, wo: int) -> int:
@@ -51,6 +58,28 @@ def _atoms_in_shared(sch, wl, block, threads: int) -> None:
     sch.reverse_compute_at(local, tx)
 
 
+def _tiles(sch, wl, c, x, per_channel: int):
+    """Shared by fwd and dx: split the pixels ``x`` of a row into tiles of ``tile`` (one block
+    each) and the channels ``c`` into (co, ci, cb): ``slices`` threads per pixel (threads:
+    slices x pixels, pixels fastest, so loads coalesce), each looping over ``co`` register
+    tiles of ``cb`` adjacent channels (adjacent: the cast stage then writes exactly the
+    tile). ``cb`` is the largest divisor of C (no predicate inside the unrolled tile) with
+    ``per_channel`` accumulators each within ``ACC_WORDS`` 32-bit registers (float64 takes
+    two), and small enough to leave ``MAX_THREADS / tile`` slices where C allows. One
+    shared-memory atom then feeds cb FMAs (nvcc loads it once per tap for the whole tile:
+    checked in the PTX). Returns (tile loop, pixel loop, co, ci, cb)."""
+    wo = extent(sch, x)
+    # a generic row is whole X_QUANTUM pixels: tiles of at most that many have no tail
+    tile = _tile(wl, wo if isinstance(wo, int) else X_QUANTUM)
+    C, target = wl.p["C"], max(1, MAX_THREADS // tile)
+    most = min(max(1, ACC_WORDS // (per_channel * (2 if wl.dtype == "float64" else 1))), max(1, C // target))
+    cb = max(b for b in range(1, most + 1) if C % b == 0)
+    slices = min(C // cb, target)
+    xo, xi = sch.split(x, [None, tile])
+    co, ci, cbi = sch.split(c, [None, slices, cb])
+    return xo, xi, co, ci, cbi
+
+
 @register("acda", "fwd", "cuda")
 def fwd(sch, wl, target):
     sch.compute_inline(sch.get_sblock("Xpad"))
@@ -58,19 +87,16 @@ def fwd(sch, wl, target):
         sch.compute_inline(sch.get_sblock("Apad"))
     acc = sch.get_sblock("acc")
     n, c, m, y, x, u, v = sch.get_loops(acc)
-    # a generic row is whole X_QUANTUM pixels: tiles of at most that many have no tail
-    wo = extent(sch, x)
-    tile = _tile(wl, wo if isinstance(wo, int) else X_QUANTUM)
-    slices = max(1, min(wl.p["C"], MAX_THREADS // tile))
-    xo, xi = sch.split(x, [None, tile])
-    co, ci = sch.split(c, [None, slices])
-    sch.reorder(n, y, xo, ci, xi, co, m, u, v)
+    xo, xi, co, ci, cbi = _tiles(sch, wl, c, x, wl.p["M"])
+    # per tap: M atoms from shared memory and cb inputs, cb x M FMAs
+    sch.reorder(n, y, xo, ci, xi, co, u, v, cbi, m)
     block = sch.fuse(n, y, xo)
     threads = sch.fuse(ci, xi)
     sch.bind(block, "blockIdx.x")
     sch.bind(threads, "threadIdx.x")
-    unroll(sch, m)
-    unroll_taps(sch, wl, u, v)
+    unroll(sch, cbi, m)
+    # the tap columns only: unrolling both tap loops made nvcc hoist loads (80 registers)
+    unroll_taps(sch, wl, v)
     _atoms_in_shared(sch, wl, block, extent(sch, threads))
     sch.set_scope(acc, 0, "local")
     sch.reverse_compute_at(sch.get_sblock("out"), co)
@@ -83,17 +109,15 @@ def dx(sch, wl, target):
         sch.compute_inline(sch.get_sblock(name))
     acc = sch.get_sblock("acc")
     n, c, h, w, m, u, v = sch.get_loops(acc)
-    wo = extent(sch, w)
-    tile = _tile(wl, wo if isinstance(wo, int) else X_QUANTUM)
-    slices = max(1, min(wl.p["C"], MAX_THREADS // tile))
-    xo, xi = sch.split(w, [None, tile])
-    co, ci = sch.split(c, [None, slices])
-    sch.reorder(n, h, xo, ci, xi, co, m, u, v)
+    xo, xi, co, ci, cbi = _tiles(sch, wl, c, w, 1)
+    # per (atom, tap): one atom from shared memory feeds cb channels
+    sch.reorder(n, h, xo, ci, xi, co, m, u, v, cbi)
     block = sch.fuse(n, h, xo)
     threads = sch.fuse(ci, xi)
     sch.bind(block, "blockIdx.x")
     sch.bind(threads, "threadIdx.x")
-    unroll_taps(sch, wl, u, v)
+    unroll(sch, cbi)
+    unroll_taps(sch, wl, v)
     _atoms_in_shared(sch, wl, block, extent(sch, threads))
     sch.set_scope(acc, 0, "local")
     sch.reverse_compute_at(sch.get_sblock("out"), co)

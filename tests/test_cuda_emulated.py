@@ -85,6 +85,11 @@ ACDA_SHAPES = {
     "k5-wide-atoms": _acda(1, 3, 5, 40, 8, 16, 5, 1, 1, 2),
     "one-basis-one-atom": _acda(1, 3, 5, 4, 1, 1, 3, 1, 1, 1),
     "one-pixel": _acda(1, 1, 1, 1, 1, 1, 1, 1, 1, 0),
+    # register tiles: fwd 8 adjacent channels per tile (4 in float64: two tiles per thread),
+    # dx 8 channels
+    "register-tiles": _acda(1, 64, 2, 40, 6, 4, 3, 1, 1, 1),
+    # k = 1, one channel per thread: no loop after the barrier (the dropped-barrier controls)
+    "k1": _acda(1, 8, 3, 40, 6, 4, 1, 1, 1, 0),
 }
 
 CASES = ([("ddf", k, name, p) for k in ("fwd", "dx", "ds", "dc") for name, p in DDF_SHAPES.items()]
@@ -147,10 +152,14 @@ def _drop_barrier(index):
 
 @pytest.mark.parametrize("op,kernel,params,index", [
     ("ddf", "ds", DDF_SHAPES["s3-cg32-k7"], 1),  # between the stores and the shared-memory sum
-    ("acda", "fwd", ACDA_SHAPES["k7-tiles"], 0),  # between building the atoms and reading them
+    # between building the atoms and reading them. At k1: PoCL puts an implicit barrier at the
+    # head of a work-group-uniform loop (the tap rows, the register tiles), which would stand
+    # in for the dropped one; k1 has none after it
+    ("acda", "fwd", ACDA_SHAPES["k1"], 0),
+    ("acda", "dx", ACDA_SHAPES["k1"], 0),
     ("ddf", "fwd", DDF_SHAPES["tiles"], 1),  # between staging a channel's tile and reading it
     ("ddf", "dx", DDF_SHAPES["tiles"], 1),
-], ids=["ddf.ds", "acda.fwd", "ddf.fwd", "ddf.dx"])
+], ids=["ddf.ds", "acda.fwd", "acda.dx", "ddf.fwd", "ddf.dx"])
 def test_control_dropped_barrier(op, kernel, params, index):
     _fails(Workload.make(op, kernel, params, "float32"), "cuda", mutate=_drop_barrier(index), match="NaN")
 
