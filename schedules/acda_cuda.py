@@ -25,10 +25,11 @@ from __future__ import annotations
 from dynfilter_tvm.ops.acda import X_QUANTUM
 
 from . import register
-from .common import MAX_THREADS, bind_flat, extent, register_acc, unroll, unroll_taps
+from .common import MAX_THREADS, UNROLL_TAPS, bind_flat, extent, register_acc, unroll, unroll_taps
 
 SHARED_BYTES = 40 * 1024  # atoms tile in shared memory, under the 48 KiB static limit
 MAX_TILE = 32  # pixels per block
+ATOM_WORDS = 24  # 32-bit registers for a thread's atom accumulators while building the atoms
 ACC_WORDS = 48  # 32-bit registers for a thread's accumulators: fwd at M = 6 takes 8 channels (4 in float64), 63-64 registers, 50% occupancy
 
 
@@ -42,20 +43,55 @@ def _tile(wl, wo: int) -> int:
     return tile
 
 
+def atoms_per_thread(wl) -> int:
+    """``mi``: atoms a thread builds per (tap row, pixel), each over the k tap columns (one
+    column where the taps stay loops): the largest divisor of M within ``ATOM_WORDS``."""
+    per_m = (wl.p["k"] if wl.p["k"] <= UNROLL_TAPS else 1) * (2 if wl.dtype == "float64" else 1)
+    return max(b for b in range(1, wl.p["M"] + 1) if wl.p["M"] % b == 0 and b * per_m <= max(ATOM_WORDS, per_m))
+
+
 def _atoms_in_shared(sch, wl, block, threads: int) -> None:
-    """The tile's atoms, built by the block's threads into shared memory: each sums its
-    T bases in a register, then stores once (a shared accumulator would need a barrier
-    inside the guarded loop)."""
+    """The tile's atoms, built by the block's threads into shared memory as a small matrix
+    product per pixel, atoms[m, u, v] = sum_t A[m, t] P[t, u, v], register-tiled: a thread owns
+    (tap row u, pixel) and ``mi`` atoms x the k tap columns, mi x k accumulators (within
+    ``ATOM_WORDS``), so per basis t it loads mi coefficients A and k bases P for mi x k FMAs
+    (was: a thread per atom tap, A and P loaded for every FMA, the coefficients k^2 times
+    over). Each then stores its mi x k atoms once (a shared accumulator would need a barrier
+    inside the guarded loop). Taps beyond ``UNROLL_TAPS`` keep a thread per tap column."""
+    p = wl.p
     atoms = sch.get_sblock("atoms")
     sch.compute_at(atoms, block)
     sch.set_scope(atoms, 0, "shared")
-    loops = sch.get_loops(atoms)[1:]  # compute_at dropped the unit-extent ones
-    spatial = loops[:-1] if wl.p["T"] > 1 else loops
-    fused = sch.fuse(*spatial) if spatial else sch.add_unit_loop(atoms)
+    own = sch.get_loops(atoms)[1:]  # compute_at dropped the unit-extent ones
+    kept = [nm for nm, n in (("m", p["M"]), ("u", p["k"]), ("v", p["k"])) if n > 1]
+    has_t = p["T"] > 1
+    has_x = len(own) - len(kept) - has_t  # the tile's pixels: 1 unless a one-pixel tile
+    named = dict(zip(kept + ["x"] * has_x + ["t"] * has_t, own))
+    unrolled_v = p["k"] <= UNROLL_TAPS
+    mi = atoms_per_thread(wl)
+    if "m" in named and mi == 1:
+        named["mo"] = named.pop("m")
+    elif "m" in named and mi < p["M"]:
+        named["mo"], named["m"] = sch.split(named["m"], [None, mi])
+    outer = [named.get(nm) for nm in ("mo", "u") + (() if unrolled_v else ("v",)) + ("x",)]
+    inner = [named.get(nm) for nm in ("t", "m") + (("v",) if unrolled_v else ())]
+    outer, inner = [l for l in outer if l is not None], [l for l in inner if l is not None]
+    if outer or inner:
+        sch.reorder(*outer, *inner)
+    fused = sch.fuse(*outer) if len(outer) > 1 else outer[0] if outer else sch.add_unit_loop(atoms)
     _, tx = sch.split(fused, [None, threads])
     sch.bind(tx, "threadIdx.x")
     local = sch.cache_write(atoms, 0, "local")
     sch.reverse_compute_at(local, tx)
+    regs = [l for l in inner if l is not named.get("t")]
+    if named.get("t") is not None:
+        sch.decompose_reduction(atoms, named["t"])
+    for loop in regs:
+        sch.unroll(loop)
+    copy = sch.get_loops(local)
+    at = next(i for i, loop in enumerate(copy) if sch.get(loop).same_as(sch.get(tx)))
+    for loop in copy[at + 1:]:  # the thread's mi x k atoms: registers, stored once each
+        sch.unroll(loop)
 
 
 def _tiles(sch, wl, c, x, per_channel: int):

@@ -88,8 +88,9 @@ ACDA_SHAPES = {
     # register tiles: fwd 8 adjacent channels per tile (4 in float64: two tiles per thread),
     # dx 8 channels
     "register-tiles": _acda(1, 64, 2, 40, 6, 4, 3, 1, 1, 1),
-    # k = 1, one channel per thread: no loop after the barrier (the dropped-barrier controls)
-    "k1": _acda(1, 8, 3, 40, 6, 4, 1, 1, 1, 0),
+    # the dropped-barrier controls: k = 1 and 26 atoms, built by two threads per pixel (13
+    # each), so a reader of the second half runs before its writer on PoCL
+    "k1": _acda(1, 8, 3, 40, 26, 4, 1, 1, 1, 0),
 }
 
 CASES = ([("ddf", k, name, p) for k in ("fwd", "dx", "ds", "dc") for name, p in DDF_SHAPES.items()]
@@ -152,9 +153,10 @@ def _drop_barrier(index):
 
 @pytest.mark.parametrize("op,kernel,params,index", [
     ("ddf", "ds", DDF_SHAPES["s3-cg32-k7"], 1),  # between the stores and the shared-memory sum
-    # between building the atoms and reading them. At k1: PoCL puts an implicit barrier at the
-    # head of a work-group-uniform loop (the tap rows, the register tiles), which would stand
-    # in for the dropped one; k1 has none after it
+    # between building the atoms and reading them. PoCL runs a group's work-items one after
+    # another, so a dropped barrier shows only where a reader runs before the writer of what it
+    # reads, and not before a work-group-uniform loop (PoCL's implicit barrier at its head, seen
+    # with the k = 7 tap rows): ACDA_SHAPES["k1"] has both
     ("acda", "fwd", ACDA_SHAPES["k1"], 0),
     ("acda", "dx", ACDA_SHAPES["k1"], 0),
     ("ddf", "fwd", DDF_SHAPES["tiles"], 1),  # between staging a channel's tile and reading it

@@ -45,3 +45,14 @@ def test_ptxas_figures_of_a_small_kernel():
     src = build(wl, cuda_target("sm_90")).mod.imports[0].inspect_source()
     res = G.ptxas_resources(src, "sm_90")["acda_fwd_kernel"]
     assert res["regs"] > 0 and res["smem"] == 32 * 6 * 49 * 4  # the 32-pixel atoms tile
+
+
+def test_requested_bytes_acda_tiles():
+    """acda.fwd/dx: per pixel, the atoms build (k*T*(M + (M/mi)*k) elements: mi atoms x k tap
+    columns per thread) plus X per (channel, tap) (fwd) or dO per (channel, atom, tap) (dx)."""
+    p = dict(N=1, C=8, H=4, W=5, M=6, T=3, k=3, s=1, d=1, p=1)
+    fwd, dx = (Workload.make("acda", k, p, "float32") for k in ("fwd", "dx"))
+    assert G.requested_bytes(fwd) == 4 * 20 * (3 * 3 * (6 + 3) + 8 * 9)  # mi = 6: 18 registers
+    assert G.requested_bytes(dx) == 4 * 20 * (81 + 8 * 6 * 9)
+    f64 = Workload.make("acda", "fwd", p, "float64")  # mi = 3: 3 x 3 doubles in 18 registers
+    assert G.requested_bytes(f64, 8) == 8 * 20 * (3 * 3 * (6 + 2 * 3) + 8 * 9)
