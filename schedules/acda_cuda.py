@@ -19,6 +19,25 @@ thread sums its channels' M x k x k taps in a register. A generic row is whole X
 pixels, so the same code serves any size (PoCL-checked at several sizes from one lowering).
 datoms: one thread per atom tap and pixel, a loop over the channels.
 Padding and zero insertion are index checks in the loads (inlined).
+
+Time estimate (no GPU here: arithmetic, not a measurement), 8x64x56x56 k7, M = 6, T = 18, fp32,
+sm_90: per SM and clock 4 warp FMAs (128 lanes) and one L1/shared wavefront (128 B); 132 SMs at
+1.98 GHz; a warp's load of 32 consecutive elements is one wavefront, two where it straddles a
+128 B line (the X / dO loads at taps v != p: 6 of 7), a warp-uniform load one; the atoms
+phase and the channel phase of a block are summed (a barrier between them). 784 warps of
+pixels (25,088 px).
+- fwd atoms (mi = 3): 784 x 5,292 warp FMAs / (4 x 132) = 7.9 K clk; loads 784 x 7 x 18 x
+  (6 + 2 x 7) = 1.98 M wavefronts + 0.23 M shared stores -> 16.7 K clk (was 62.9 K: A and P
+  per atom tap).
+- fwd channels (cb = 8): 784 x 18,816 warp FMAs / 528 = 27.9 K clk; loads per pixel warp
+  64 x 294 / 8 = 2,352 shared + 64 x 7 x 13 = 5,824 X wavefronts -> 48.6 K clk (32.6 K if
+  every X load were one wavefront); (was 146 K clk: a shared load per FMA).
+- fwd total 65 K clk = 33 us (49 K = 25 us), against the 18 us FP32 roofline: 1.8x (1.4x);
+  was 209 K clk = 106 us, 5.9x. Load-bound: an X load feeds M FMAs only.
+- dx: atoms as fwd (16.7 K clk); channels 784 x (2,352 + 64 x 6 x 7 x 13 = 34,944) / 132 =
+  221 K clk: 238 K clk = 120 us, 6.7x (72 us, 4x, with one wavefront per dO load). Every dO
+  element is loaded by the k x k input pixels that use it; reusing it (a dO tile in shared
+  memory with register windows) is left to do.
 """
 from __future__ import annotations
 

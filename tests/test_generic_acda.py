@@ -5,7 +5,7 @@ exact generic kernels, tested here against the static ones, but run slower and s
 shape). Checked: the forward and all gradients through ``acda_atom_conv2d`` in the generic
 shape mode against the float64 reference at several sizes, nothing generic built after the
 first size; the generic builds of every kernel equal the static ones; the CUDA builds for
-sm_90 with device code and (fwd, datoms) run on PoCL at several sizes from one lowering."""
+sm_90 with device code and run on PoCL at several sizes from one lowering."""
 import pytest
 import torch
 import tvm

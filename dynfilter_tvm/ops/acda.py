@@ -20,12 +20,18 @@ row of 'acc' is computed padded to whole ``X_QUANTUM`` pixels (the inputs read a
 the row: a padded input copy, a zero-extended row of coefficients / of dO), and 'out' stores
 the real row only, so CPU register tiles have no tail predicate (TVM bounds a tile under one by
 2**31 - 1 elements) and CUDA tiles of up to ``X_QUANTUM`` pixels need no bounds check.
-``SYMBOLIC`` declares ``fwd`` only: generic/static 1.0-1.13 on CPU (1 thread, 2x64x28x28 and
-2x64x56x56, k = 7), exact, sm_90 device code, PoCL-checked at several sizes from one lowering.
-``dx`` and ``datoms`` build exact generic kernels on CPU too but stay per shape: they run
-1.2-1.5x the static time (dx: symbolic strides on the grid-wide atoms; datoms: not yet
-analysed), and dx's CUDA schedule keeps its atoms in a global scratch of symbolic size, which
-the PoCL check does not yet handle (so it is unverified there); datoms' CUDA build passes PoCL.
+``SYMBOLIC`` declares ``fwd`` only: exact, sm_90 device code, PoCL-checked at several sizes
+from one lowering. ``dx`` and ``datoms`` build exact generic kernels (CPU; CUDA: sm_90 device
+code, PoCL-checked at several sizes from one lowering, dx since its atoms moved from a global
+scratch to per-tile shared memory) but stay per shape because of CPU speed (1 thread, kernel
+alone, min of 21-41 interleaved calls, 2026-11-30): at 2x64x56x56 k7 generic/static dx
+1.4-1.6, datoms 1.2-1.8, against 0.56-0.61 at 28x28 (where the static kernels run half
+vectors or a predicated tail); the whole layer forward+backward with all three generic,
+1.08-1.17 at 56x56 and 0.92 at 28x28 (``benchmarks/RESULTS.md``). The 56x56 gap is not yet
+explained; a suspect (unverified: a smaller channel block did not change the ratio): the
+generic kernels address the padded dO / X copies with symbolic channel strides, the static
+ones with constant offsets (the generic dx has 132 64-bit multiplies in its LLVM IR, the
+static one 4).
 """
 from __future__ import annotations
 
