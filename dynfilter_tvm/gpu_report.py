@@ -165,10 +165,20 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     (channel, tap) of dc, dO, X and S for each pixel (loads only). pac.conv: a thread per pixel and block of b output channels loads K
     and X for each (channel, tap) and b weights; conv_dk: per (pixel, tap), for each channel
     X and O pairs (W, dO); conv_dw: per (o, c, tap), dO, K and X for each pixel. acda.fwd: each
-    block builds its tile's atoms from A and P (T pairs per atom tap), then loads X for each
-    (channel, tap) of its pixels (atoms from shared memory); acda.dx: the atoms of every
-    pixel into global scratch (T pairs each, one store), then per input element M*k^2 pairs (dO,
-    atom); acda.datoms: per atom tap and pixel, dO and X for each channel.
+    block builds its tile's atoms from A and P (``schedules.acda_cuda._atoms_in_shared``: a
+    thread per (atom group, tap row, pixel) loads, per basis t, the group's mi coefficients A
+    and the row's k bases P, the latter warp-uniform: k*T*(M + (M/mi)*k) elements per pixel;
+    beyond ``UNROLL_TAPS`` a thread per tap, k^2*T*(M + M/mi)),
+    then loads X for each (channel, tap) of its pixels (atoms from shared memory); acda.dx: the
+    same tiling over input pixels (atoms indexed by the input pixel they serve,
+    ``ops.acda.acda_dx``), then dO for each (channel, atom, tap) of its pixels; counted as if
+    issued where dO or A is an inserted zero or padding (an upper bound: those loads are
+    masked). At 8x64x56x56 k7, M = 6, T = 18, float32 (mi = 3): atoms 25,088 px * 7*18*(6 +
+    2*7) * 4 B = 252.9 MB (was 1,062 MB, A and P per atom tap), fwd X 25,088 * 64 * 49 * 4 B =
+    314.7 MB: 567.6 MB, 10.2x the minimum (was 1,377 MB, 24.7x); dx dO 25,088 * 64 * 294 *
+    4 B = 1,888 MB: 2,141 MB, 38x (was 4,868 MB, 87x, with the grid-wide atoms written to and
+    read back from global scratch, one launch more). acda.datoms: per atom tap and pixel, dO and
+    X for each channel.
     """
     p = _dims(wl)
     k2 = p["k"] ** 2
@@ -192,12 +202,17 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
         if wl.kernel == "conv_dw":
             return pix * k2 * p["C"] * p["O"] * 3 * itemsize
     if wl.op == "acda":
+        from schedules.acda_cuda import atoms_per_thread
+        from schedules.common import UNROLL_TAPS
+
         pix = p["N"] * p["Ho"] * p["Wo"]
-        atoms = pix * p["M"] * k2 * p["T"] * 2
+        k, M, T, mi = p["k"], p["M"], p["T"], atoms_per_thread(wl)
+        cols = k if k <= UNROLL_TAPS else 1  # tap columns per thread
+        atoms = (M // mi) * k * (k // cols) * T * (mi + cols)  # per pixel of the tile
         if wl.kernel == "fwd":
-            return (atoms + pix * p["C"] * k2) * itemsize
-        if wl.kernel == "dx":  # + the scratch atoms written once
-            return (atoms + pix * p["M"] * k2 + p["N"] * p["C"] * p["H"] * p["W"] * p["M"] * k2 * 2) * itemsize
+            return pix * (atoms + p["C"] * k2) * itemsize
+        if wl.kernel == "dx":  # the fwd's tiling over input pixels
+            return p["N"] * p["H"] * p["W"] * (atoms + p["C"] * M * k2) * itemsize
         if wl.kernel == "datoms":
             return pix * p["M"] * k2 * p["C"] * 2 * itemsize
     raise KeyError(f"no request estimate for {wl.op}.{wl.kernel}")

@@ -86,6 +86,12 @@ ACDA_SHAPES = {
     "k5-wide-atoms": _acda(1, 3, 5, 40, 8, 16, 5, 1, 1, 2),
     "one-basis-one-atom": _acda(1, 3, 5, 4, 1, 1, 3, 1, 1, 1),
     "one-pixel": _acda(1, 1, 1, 1, 1, 1, 1, 1, 1, 0),
+    # register tiles: fwd 8 adjacent channels per tile (4 in float64: two tiles per thread),
+    # dx 8 channels
+    "register-tiles": _acda(1, 64, 2, 40, 6, 4, 3, 1, 1, 1),
+    # the dropped-barrier controls: k = 1 and 26 atoms, built by two threads per pixel (13
+    # each), so a reader of the second half runs before its writer on PoCL
+    "k1": _acda(1, 8, 3, 40, 26, 4, 1, 1, 1, 0),
 }
 
 CASES = ([("ddf", k, name, p) for k in ("fwd", "dx", "ds", "dc") for name, p in DDF_SHAPES.items()]
@@ -154,10 +160,15 @@ def _drop_barrier(index):
     # between storing the lanes' sums and adding them up (shared memory TVM reuses from the X
     # tile, so a reader too early sees X values: wrong values, not NaN)
     ("ddf", "dc", DDF_SHAPES["tiles"], 4, "relative error"),
-    ("acda", "fwd", ACDA_SHAPES["k7-tiles"], 0, "NaN"),  # between building the atoms and reading them
+    # between building the atoms and reading them. PoCL runs a group's work-items one after
+    # another, so a dropped barrier shows only where a reader runs before the writer of what it
+    # reads, and not before a work-group-uniform loop (PoCL's implicit barrier at its head, seen
+    # with the k = 7 tap rows): ACDA_SHAPES["k1"] has both
+    ("acda", "fwd", ACDA_SHAPES["k1"], 0, "NaN"),
+    ("acda", "dx", ACDA_SHAPES["k1"], 0, "NaN"),
     ("ddf", "fwd", DDF_SHAPES["tiles"], 1, "NaN"),  # between staging a channel's tile and reading it
     ("ddf", "dx", DDF_SHAPES["tiles"], 1, "NaN"),
-], ids=["ddf.ds", "ddf.ds-slices", "ddf.dc-s-row", "ddf.dc-lanes", "acda.fwd", "ddf.fwd", "ddf.dx"])
+], ids=["ddf.ds", "ddf.ds-slices", "ddf.dc-s-row", "ddf.dc-lanes", "acda.fwd", "acda.dx", "ddf.fwd", "ddf.dx"])
 def test_control_dropped_barrier(op, kernel, params, index, match):
     _fails(Workload.make(op, kernel, params, "float32"), "cuda", mutate=_drop_barrier(index), match=match)
 
