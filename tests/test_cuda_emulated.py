@@ -57,6 +57,8 @@ DDF_SHAPES = {
     "one-pixel": _ddf(1, 1, 1, 1, 1, 1, 1, 1, "mul"),
     # fwd, dx: 16 x 16 pixel tiles with tail tiles, two 32-channel chunks per head
     "tiles": _ddf(1, 128, 37, 41, 2, 3, 1, 1, "mul"),
+    # dx at stride 2: tiles of the phase grid (30 x 36 for 29 x 35), the taps per output phase
+    "s2-tiles": _ddf(1, 64, 29, 35, 2, 3, 2, 1, "mul"),
 }
 PAC_PLAIN = _geo(2, 5, 9, 11, 9, 11, 5, 1, 1, 2, 1)
 PAC_S2D2 = _geo(1, 3, 13, 11, 7, 6, 3, 2, 1, 2, 2)
@@ -150,7 +152,8 @@ def _drop_barrier(index):
     ("acda", "fwd", ACDA_SHAPES["k7-tiles"], 0),  # between building the atoms and reading them
     ("ddf", "fwd", DDF_SHAPES["tiles"], 1),  # between staging a channel's tile and reading it
     ("ddf", "dx", DDF_SHAPES["tiles"], 1),
-], ids=["ddf.ds", "acda.fwd", "ddf.fwd", "ddf.dx"])
+    ("ddf", "dx", DDF_SHAPES["s2-tiles"], 1),
+], ids=["ddf.ds", "acda.fwd", "ddf.fwd", "ddf.dx", "ddf.dx-s2"])
 def test_control_dropped_barrier(op, kernel, params, index):
     _fails(Workload.make(op, kernel, params, "float32"), "cuda", mutate=_drop_barrier(index), match="NaN")
 
