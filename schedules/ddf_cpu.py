@@ -13,7 +13,9 @@ small buffers.
 from __future__ import annotations
 
 from . import register
-from .common import split_tail, tile_regions, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+
+MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
 def _row_tiles(sch, wl):
     """fwd and dx: acc(b, g, c, y, x; u, v) as vector tiles along x, parallel over planes."""
@@ -43,6 +45,10 @@ def _generic_tiles(sch, wl, lanes):
 
 @register("ddf", "fwd", "cpu")
 def fwd(sch, wl, target):
+    if wl.kind == "generic":  # S's rows zero-extended to whole vectors, once per call
+        spad = sch.get_sblock("Spad")
+        sch.parallel(sch.fuse(*sch.get_loops(spad)[:4]))
+        split_tail(sch, vectorize_inner(sch, spad, vector_lanes(wl.dtype)))
     plane = _row_tiles(sch, wl)
     sch.compute_at(sch.get_sblock("Xpad"), plane)
     split_tail(sch, vectorize_inner(sch, "Xpad", vector_lanes(wl.dtype), under=plane))
@@ -50,14 +56,39 @@ def fwd(sch, wl, target):
 
 @register("ddf", "dx", "cpu")
 def dx(sch, wl, target):
-    lanes = vector_lanes(wl.dtype)
-    # The scattered spatial filter is shared by every channel of a head: build it once.
-    su = sch.get_sblock("Su")
-    sch.parallel(sch.fuse(*sch.get_loops(su)[:4]))
-    split_tail(sch, vectorize_inner(sch, su, lanes))
-    plane = _row_tiles(sch, wl)
-    sch.compute_at(sch.get_sblock("dOu"), plane)
-    split_tail(sch, vectorize_inner(sch, "dOu", lanes, under=plane))
+    """acc(b, g, c, hh, ww; j, i) on the phase grid (``ops.ddf.ddf_dx``). Stride 1: vector
+    tiles along the row as fwd. Stride s > 1: hh and ww split by s into (quotient, phase), the
+    phases outside the vector tiles (unrolled for s <= MAX_UNROLLED_STRIDE: their taps are then
+    constants and the masks of absent taps fold away), so each tile reads contiguous rows of
+    dO and S; acc's row buffer is laid out phase-major (its tiles contiguous) and 'out'
+    interleaves the s x s phases of s rows into dX."""
+    lanes, s = vector_lanes(wl.dtype), wl.p["s"]
+    # The padded spatial filter is shared by every channel of a head: build it once.
+    sp = sch.get_sblock("Sp")
+    sch.parallel(sch.fuse(*sch.get_loops(sp)[:4]))
+    split_tail(sch, vectorize_inner(sch, sp, lanes))
+    if s == 1:
+        plane = _row_tiles(sch, wl)
+    else:
+        acc = sch.get_sblock("acc")
+        b, g, c, hh, ww, j, i = sch.get_loops(acc)
+        plane = sch.fuse(b, g, c)
+        sch.parallel(plane)
+        hq, ry = sch.split(hh, [None, s])
+        wq, rx = sch.split(ww, [None, s])
+        xo, xi = sch.split(wq, [None, lanes])
+        sch.reorder(hq, ry, rx, xo, j, i, xi)
+        sch.vectorize(xi)
+        unroll_taps(sch, wl, j, i)
+        if s <= MAX_UNROLLED_STRIDE:
+            unroll(sch, ry, rx)
+        init = sch.decompose_reduction(acc, j)
+        vectorize_inner(sch, init, lanes)
+        sch.reverse_compute_at(sch.get_sblock("out"), hq)
+        sch.transform_layout(acc, ("write", 0), lambda b, g, c, h, w: (b, g, c, h, w % s, w // s))
+        split_tail(sch, xo)
+    sch.compute_at(sch.get_sblock("dOp"), plane)
+    split_tail(sch, vectorize_inner(sch, "dOp", lanes, under=plane))
 
 
 @register("ddf", "ds", "cpu")

@@ -183,6 +183,8 @@ def _tiles_fit(sch, wl, kernel: str) -> bool:
 def fwd(sch, wl, target):
     if not _tiles_fit(sch, wl, "fwd"):
         sch.compute_inline(sch.get_sblock("Xpad"))
+        if wl.kind == "generic":  # S's rows widened to whole CPU vectors: index checks here
+            sch.compute_inline(sch.get_sblock("Spad"))
         _thread_per_output(sch, wl)
         return
 
@@ -195,13 +197,13 @@ def fwd(sch, wl, target):
 @register("ddf", "dx", "cuda")
 def dx(sch, wl, target):
     if not _tiles_fit(sch, wl, "dx"):
-        # Both zero-inserted grids become index checks in the loads (no scattered copies).
-        sch.compute_inline(sch.get_sblock("dOu"))
-        sch.compute_inline(sch.get_sblock("Su"))
+        # Both padded copies become index checks in the loads (no copies in global memory).
+        sch.compute_inline(sch.get_sblock("dOp"))
+        sch.compute_inline(sch.get_sblock("Sp"))
         _thread_per_output(sch, wl)
         return
-    # The zero-inserted grids are staged tiles, built with index checks (no scattered copies).
-    _tiled(sch, wl, "dx", "dOu", lambda: sch.get_sblock("Su"))
+    # The padded dO and S are staged tiles, built with index checks (no copies in global memory).
+    _tiled(sch, wl, "dx", "dOp", lambda: sch.get_sblock("Sp"))
 
 
 def _ds_tiled(sch, wl) -> bool:

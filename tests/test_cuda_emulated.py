@@ -58,6 +58,8 @@ DDF_SHAPES = {
     # fwd, dx, ds: 16 x 16 pixel tiles with tail tiles, two 32-channel chunks per head (fwd, dx);
     # dc: 16 channels per block, 8-row X tiles with a tail tile, a tail column (Wo = 41)
     "tiles": _ddf(1, 128, 37, 41, 2, 3, 1, 1, "mul"),
+    # dx at stride 2: tiles of the phase grid (30 x 36 for 29 x 35), the taps per output phase
+    "s2-tiles": _ddf(1, 64, 29, 35, 2, 3, 2, 1, "mul"),
 }
 PAC_PLAIN = _geo(2, 5, 9, 11, 9, 11, 5, 1, 1, 2, 1)
 PAC_S2D2 = _geo(1, 3, 13, 11, 7, 6, 3, 2, 1, 2, 2)
@@ -168,7 +170,9 @@ def _drop_barrier(index):
     ("acda", "dx", ACDA_SHAPES["k1"], 0, "NaN"),
     ("ddf", "fwd", DDF_SHAPES["tiles"], 1, "NaN"),  # between staging a channel's tile and reading it
     ("ddf", "dx", DDF_SHAPES["tiles"], 1, "NaN"),
-], ids=["ddf.ds", "ddf.ds-slices", "ddf.dc-s-row", "ddf.dc-lanes", "acda.fwd", "acda.dx", "ddf.fwd", "ddf.dx"])
+    ("ddf", "dx", DDF_SHAPES["s2-tiles"], 1, "NaN"),
+], ids=["ddf.ds", "ddf.ds-slices", "ddf.dc-s-row", "ddf.dc-lanes", "acda.fwd", "acda.dx", "ddf.fwd", "ddf.dx",
+        "ddf.dx-s2"])
 def test_control_dropped_barrier(op, kernel, params, index, match):
     _fails(Workload.make(op, kernel, params, "float32"), "cuda", mutate=_drop_barrier(index), match=match)
 
