@@ -11,15 +11,19 @@ lanes and rfactored, so each (block of output channels, input channel, tap row) 
 o_block x k vector partial sums over all pixels, then sums its lanes.
 pool / pool_dk / dist*: vectors along x, parallel over rows or planes.
 
-Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests
-with full-width vectors; the splits of a symbolic x leave a predicated tail.
+Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests.
+A predicated vector loop is scalarized whole by TVM, so a symbolic x never leaves one around
+the heavy loops: conv's reduction and conv_dk's G run over rows padded to whole register tiles
+(``pad_einsum``: zeros past the width, read from padded copies, never stored); the other
+vector loops along x are cut by LoopPartition (``split_tail``) into whole vectors and one
+scalar tail. pool's padded taps stay scalar (generic pool is not declared).
 """
 from __future__ import annotations
 
 from tvm.target import codegen
 
 from . import register
-from .common import acc_registers, after_compute_at, unroll, vector_lanes, vectorize_inner, vectorize_under
+from .common import acc_registers, after_compute_at, split_tail, unroll, vector_lanes, vectorize_inner, vectorize_under
 
 def _divisor_at_most(n: int, cap: int) -> int:
     """The largest divisor of n not above cap (a block without a tail)."""
@@ -54,7 +58,7 @@ def _materialize(sch, name: str, lanes: int, outer: int = 2) -> None:
     """A padded / zero-inserted copy computed once: parallel over its leading planes."""
     block = sch.get_sblock(name)
     sch.parallel(sch.fuse(*sch.get_loops(block)[:outer]))
-    vectorize_inner(sch, block, lanes)
+    split_tail(sch, vectorize_inner(sch, block, lanes))
 
 
 def _tile_shape(n_rows: int, wo: int, wl, target):
@@ -100,7 +104,9 @@ def _gemm_tile(sch, block, rows, x, red, n_rows: int, wo: int, wl, target):
     loop above the reduction (where the cast stage goes). (Tiles spanning several rows would
     need the cast stage per tile over a non-rectangular region: rows stay whole.)"""
     lanes, xv, rb = _tile_shape(n_rows, wo, wl, target)
-    return _register_tile(sch, rows, x, red, rb, xv, lanes)
+    xo = _register_tile(sch, rows, x, red, rb, xv, lanes)
+    split_tail(sch, xo)
+    return xo
 
 
 def _register_tile(sch, rows, x, red, rb: int, xv: int, lanes: int):
@@ -181,15 +187,16 @@ def _channel_sum_row(sch, acc, lanes):
     sch.reorder(n, y, g, c, i, j, x)
     row = sch.fuse(n, y)
     sch.parallel(row)
-    _, xi = sch.split(x, [None, lanes])
+    xo, xi = sch.split(x, [None, lanes])
     sch.vectorize(xi)
+    split_tail(sch, xo)
     return row, c
 
 
 def _finish(sch, acc, first_red, xo, lanes=None):
     """The cast stage into the tile loop ``xo``, the reduction's init split off, both vectorized
     (``lanes``: the loops left are whole rows of a symbolic width, split into vectors first)."""
-    vec = vectorize_under if lanes is None else (lambda s, b, loop: vectorize_inner(s, b, lanes, under=loop))
+    vec = vectorize_under if lanes is None else (lambda s, b, loop: split_tail(s, vectorize_inner(s, b, lanes, under=loop)))
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vec(sch, out, xo)
@@ -201,6 +208,14 @@ def _finish(sch, acc, first_red, xo, lanes=None):
 def conv_dk(sch, wl, target):
     p = wl.p
     lanes, _ = _x_tiling(p["Wo"], wl.dtype)
+    generic = p["Wo"] is None
+    if generic:  # G over rows padded to whole register tiles (see conv); the channel sum reads its valid part
+        tl, xv, _ = _tile_shape(p["C"] * p["k"] ** 2, None, wl, target)
+        G = sch.get_sblock("G")
+        dO = sch.cache_read(G, [r.source.name for r in sch.get(G).reads].index("dO"), "global")
+        sch.pad_einsum(G, [1, 1, 1, 1, 1, tl * xv, 1])
+        sch.compute_inline(dO)
+        sch.compute_inline(sch.get_sblock("G_pad"))
     acc = sch.get_sblock("acc")
     row, c = _channel_sum_row(sch, acc, lanes)
     _materialize(sch, "Sz", lanes)
@@ -212,6 +227,10 @@ def conv_dk(sch, wl, target):
         _gemm_tile(sch, G, r, loops["x"], (loops["o"],), p["C"] * p["k"] ** 2, p["Wo"], wl, target)
     if "o" in loops:
         sch.decompose_reduction(G, loops["o"])
+    if generic:
+        dO_pad = sch.get_sblock("dO_global_pad")
+        sch.compute_at(dO_pad, row)
+        vectorize_inner(sch, dO_pad, lanes, under=row)
     _finish(sch, acc, c, row, lanes if p["Wo"] is None else None)
 
 
@@ -231,6 +250,7 @@ def conv_dw(sch, wl, target):
     sch.parallel(sch.fuse(oo, c))
     sch.vectorize(xl)
     unroll(sch, j, oi)
+    split_tail(sch, xo)
     # the lane sums and the cast per tile: the partials stay in registers
     sch.reverse_compute_at(acc, i)
     sch.reverse_compute_at(sch.get_sblock("out"), i)
@@ -269,6 +289,7 @@ def _taps_inside_vectors(sch, lanes, row_copy=None):
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(xo, i, j, xi)
     sch.vectorize(xi)
+    split_tail(sch, xo)
     if row_copy is not None:
         _row_copy(sch, acc, row_copy, row, lanes)
     _finish(sch, acc, i, xo)
