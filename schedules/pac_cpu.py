@@ -20,6 +20,8 @@ scalar tail. pool's padded taps stay scalar (generic pool is not declared).
 """
 from __future__ import annotations
 
+from tvm import tirx
+from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
 from . import register
@@ -217,6 +219,8 @@ def conv_dk(sch, wl, target):
         sch.compute_inline(dO)
         sch.compute_inline(sch.get_sblock("G_pad"))
     acc = sch.get_sblock("acc")
+    if generic:
+        _reads_whole_rows(sch, acc, "G_pad")
     row, c = _channel_sum_row(sch, acc, lanes)
     _materialize(sch, "Sz", lanes)
     G = sch.get_sblock("G")
@@ -224,7 +228,17 @@ def conv_dk(sch, wl, target):
     loops = _after_compute_at(sch, G, [("c", p["C"]), ("i", p["k"]), ("j", p["k"]), ("x", p["Wo"]), ("o", p["O"])])
     if len(loops) == 5:  # else a degenerate shape: left plain
         r = sch.fuse(loops["c"], loops["i"], loops["j"])
-        _gemm_tile(sch, G, r, loops["x"], (loops["o"],), p["C"] * p["k"] ** 2, p["Wo"], wl, target)
+        if generic:
+            k, cap = p["k"], max(1, acc_registers(target) // xv)
+            rb = max(b for b in _box_rows(p["C"], k) if b <= cap) if k > 1 or p["C"] > 1 else 1
+            xo = _register_tile(sch, r, loops["x"], (loops["o"],), rb, xv, tl)
+            # The tile's rows lie a symbolic row length apart, so LLVM cannot tell them apart and
+            # keeps every accumulator in memory (load, FMA, store per element): sum in a local tile.
+            tile = sch.cache_write(G, 0, "local")
+            sch.reverse_compute_at(tile, xo)
+            vectorize_inner(sch, tile, tl, under=xo)
+        else:
+            _gemm_tile(sch, G, r, loops["x"], (loops["o"],), p["C"] * p["k"] ** 2, p["Wo"], wl, target)
     if "o" in loops:
         sch.decompose_reduction(G, loops["o"])
     if generic:
@@ -232,6 +246,28 @@ def conv_dk(sch, wl, target):
         sch.compute_at(dO_pad, row)
         vectorize_inner(sch, dO_pad, lanes, under=row)
     _finish(sch, acc, c, row, lanes if p["Wo"] is None else None)
+
+
+def _box_rows(C: int, k: int) -> list:
+    """Row blocks of G's fused (c, i, j) rows that are boxes in (c, i, j) (a local tile's
+    copy-out is inferred as a box: any other block would copy rows it never computed):
+    divisors of k (part of a tap row), k x divisors of k, k^2 x divisors of C."""
+    div = lambda n: [b for b in range(1, n + 1) if n % b == 0]
+    return div(k) + [k * m for m in div(k)] + [k * k * m for m in div(C)]
+
+
+def _reads_whole_rows(sch, block, buffer: str) -> None:
+    """Declare that ``block`` reads whole (padded) rows of ``buffer``: ``compute_at`` then
+    gives the producer its whole padded row, over which its register tiles need no predicate
+    (from the consumer's vector loop it would infer the row rounded to that loop's vectors,
+    which the analyzer cannot compare with the padding)."""
+    obj = sch.get(block)
+    vars_ = [iv.var for iv in obj.iter_vars]
+    index = [r.source.name for r in obj.reads].index(buffer)
+    reg = obj.reads[index]
+    *lead, _ = reg.region
+    flat = [e for r in lead for e in (r.min, r.min + r.extent)] + [0, reg.source.shape[-1]]
+    _ffi_api.ScheduleAnnotateBufferAccess(sch, block, index, 0, tirx.IndexMap(vars_, flat, None))
 
 
 @register("pac", "conv_dw", "cpu")
