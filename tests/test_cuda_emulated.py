@@ -68,7 +68,12 @@ PAC_SHAPES = {
     # O = 12: channel blocks of 6; O = 5: of 5; a = 1: the zero-inserted adjoint
     "conv": {"plain-o12": dict(PAC_PLAIN, O=12, a=0), "s2-d2-o5": dict(PAC_S2D2, O=5, a=0),
              "zero-ins": dict(PAC_ZERO_INSERTED, O=5, a=0), "zero-ins-adjoint": dict(PAC_ZERO_INSERTED, O=5, a=1),
-             "unit": dict(PAC_UNIT, O=1, a=0)},
+             "unit": dict(PAC_UNIT, O=1, a=0),
+             # tiled GEMM: two output-channel tiles (64 + a tail of 6), 3-channel chunks (C = 6, k = 3),
+             # a row of 32 threads with a tail along x (Wo = 37) and 4-row register tiles (Ho = 11)
+             "tiles-o70": dict(_geo(1, 6, 11, 37, 11, 37, 3, 1, 1, 1, 1), O=70, a=0),
+             # k = 13: the chunk fits shared memory in float32 only; float64 takes a thread per output
+             "k13-fallback": dict(_geo(1, 2, 5, 40, 5, 40, 13, 1, 1, 6, 1), O=3, a=0)},
     "pool": {"plain-g1": dict(PAC_PLAIN, G=1, a=0), "plain-gc-adjoint": dict(PAC_PLAIN, G=5, a=1),
              "s2-d2": dict(PAC_S2D2, G=1, a=0), "unit": dict(PAC_UNIT, G=1, a=0)},
     "conv_dk": {"plain": dict(PAC_PLAIN, O=12), "zero-ins": dict(PAC_ZERO_INSERTED, O=5), "unit": dict(PAC_UNIT, O=1)},
@@ -153,6 +158,19 @@ def _drop_barrier(index):
 ], ids=["ddf.ds", "acda.fwd", "ddf.fwd", "ddf.dx"])
 def test_control_dropped_barrier(op, kernel, params, index):
     _fails(Workload.make(op, kernel, params, "float32"), "cuda", mutate=_drop_barrier(index), match="NaN")
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_short_staging(way):
+    """The tiled pac.conv with its modulated-taps prologue one round of the block short: part of
+    the chunk's B operand stays unbuilt (poisoned shared memory) and reaches outputs as NaN.
+    (Dropping its barriers is no control on PoCL: its work-item loops around the barrier-
+    containing chunk loop keep the staging ahead of the reads.)"""
+    def mutate(low):
+        low.source, n = re.subn(r"(ax0_ax1_ax2_ax3_ax4_fused_0 < )(\d+)", lambda m: f"{m[1]}{int(m[2]) - 1}",
+                                low.source, count=1)
+        assert n == 1
+    _fails(Workload.make("pac", "conv", PAC_SHAPES["conv"]["tiles-o70"], "float32"), way, mutate=mutate, match="NaN")
 
 
 def test_control_wrong_shuffle_lane():
