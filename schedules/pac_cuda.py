@@ -139,6 +139,9 @@ def _conv_tiled(sch, wl, t) -> None:
     sch.set_scope(xk, 0, "shared")  # before compute_at: the staged region covers the whole tile
     _cooperative(sch, xk, co, threads)
     wt = sch.cache_read(acc, 0, "shared")
+    # taps-major, output channels innermost: a thread's oi weights of a tap are contiguous, so
+    # nvcc reads them as vectors (ld.shared.v4) instead of oi scalar loads
+    sch.transform_layout(wt, ("write", 0), lambda o, c, i, j: (c, i, j, o))
     _cooperative(sch, wt, co, threads)
     unroll(sch, oi, yi)
     unroll_taps(sch, wl, j)
