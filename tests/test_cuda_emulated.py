@@ -173,6 +173,49 @@ def test_control_short_staging(way):
     _fails(Workload.make("pac", "conv", PAC_SHAPES["conv"]["tiles-o70"], "float32"), way, mutate=mutate, match="NaN")
 
 
+# pac.conv on TF32 tensor cores (the tf32 workload flag; mma.sync + ldmatrix, emulated warp-
+# cooperatively from the PTX fragment layouts). The CUDA way only: TVM's OpenCL lowering has no
+# tensor-core intrinsics. Tolerance: emulate.TF32_TOLERANCE (10-bit operand mantissas).
+TF32_CASES = {
+    # 2 x 2 warps (32 channels x 32 pixels), two 8-channel chunks, 3 x 3 taps, padding
+    "plain": dict(_geo(1, 16, 3, 32, 3, 32, 3, 1, 1, 1, 1), O=32, a=0, tf32=1),
+    # 4 x 1 warps (O = 64, Wo = 16), stride 2 and dilation 2, batch 2
+    "s2-d2-o64": dict(_geo(2, 8, 9, 31, 3, 16, 3, 2, 1, 2, 2), O=64, a=0, tf32=1),
+    # the input gradient of a stride-2 conv: zero-inserted source, mirrored taps, Kz
+    "zero-ins-adjoint": dict(_geo(1, 8, 5, 8, 10, 16, 3, 1, 2, 1, 1), O=16, a=1, tf32=1),
+}
+
+
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+@pytest.mark.parametrize("name", TF32_CASES)
+def test_tensor_core_tf32(name, dtype):
+    """float32: the mma kernel within TF32_TOLERANCE (and above float32's own: the check would
+    pass a SIMT kernel too, so the source must hold the emulated mma); float64 ignores the flag
+    and keeps its exact schedule."""
+    wl = Workload.make("pac", "conv", TF32_CASES[name], dtype)
+    low = emulate.prepare(wl, "cuda")
+    assert ("tvm_mma_m16n8k8_tf32(" in low.source) == (dtype == "float32")
+    err = emulate.check(wl, "cuda", lowered=low)
+    if dtype == "float32":
+        assert 1e-5 < err <= emulate.TF32_TOLERANCE  # TF32 rounding is visible, and bounded
+
+
+def _mma_layout(macro, new):
+    def mutate(low):
+        low.source, n = re.subn(r"#define " + macro + r"\(.*", lambda m: f"#define {macro}{new}", low.source, count=1)
+        assert n == 1
+    return mutate
+
+
+@pytest.mark.parametrize("macro,new", [
+    ("TVM_MMA_A_LANE", "(row, k) (4 * ((row) % 8) + ((k) + 1) % 4)"),  # A fragment: the neighbour's column
+    ("TVM_LDM_SRC", "(m, lane) ((m) * 8 + ((lane) / 4 + 1) % 8)"),  # ldmatrix: the next row
+], ids=["mma-a-lane", "ldmatrix-row"])
+def test_control_wrong_fragment_layout(macro, new):
+    wl = Workload.make("pac", "conv", TF32_CASES["plain"], "float32")
+    _fails(wl, "cuda", mutate=_mma_layout(macro, new), match="relative error")
+
+
 def test_control_wrong_shuffle_lane():
     def mutate(low):  # the first shuffle-down reads one lane further than it should
         low.source, n = re.subn(r"(tvm_shfl_down_sync\([^;]*?), (\d+), 32\)",

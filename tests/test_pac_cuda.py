@@ -64,6 +64,29 @@ def test_source_compiles_with_nvcc(target, tmp_path):
             assert res.returncode == 0, f"{kernel} {dtype}: nvcc failed:\n{res.stderr[-3000:]}"
 
 
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("a", (0, 1), ids=("conv", "input-grad"))
+def test_tf32_conv_ptx_has_mma(a, target, tmp_path):
+    """The tf32 flag gives device code on tensor cores (mma.sync TF32 fed by ldmatrix, in the
+    PTX nvcc makes of TVM's source); without it, or in float64, none (the SIMT schedules)."""
+    p = dict(_geo(2, 16, 8, 32, 8, 32, 3, 1, 1, 1, 1), O=32, a=a)
+
+    def ptx(params, dtype):
+        cu = tmp_path / "k.cu"
+        cu.write_text(build(Workload.make("pac", "conv", params, dtype), target).mod.imports[0].inspect_source())
+        res = subprocess.run(["nvcc", "-arch=sm_90", "-ptx", "-o", str(tmp_path / "k.ptx"), str(cu)],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return (tmp_path / "k.ptx").read_text()
+
+    code = ptx(dict(p, tf32=1), "float32")
+    # 2 mma per tap (two n8 halves), 9 taps unrolled; 2 ldmatrix.x4 (A and B fragments) per tap
+    assert code.count("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32") == 18
+    assert code.count("ldmatrix.sync.aligned.m8n8.x4.shared.b16") == 18
+    for params, dtype in ((p, "float32"), (dict(p, tf32=1), "float64")):
+        assert "mma.sync" not in ptx(params, dtype)
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
