@@ -7,7 +7,13 @@ Two ways to run a scheduled IRModule (the one ``build.schedule`` gives for a CUD
 * ``cuda``: TVM's sm_90 CUDA source, translated to OpenCL C (:func:`cuda_to_opencl`): thread
   indices, ``__shared__``, ``__syncthreads`` and pointer qualifiers mapped, and every warp
   shuffle (``__shfl_sync``, ``__shfl_down_sync``, ...) emulated through a local-memory exchange
-  between barriers (lane = linear thread id % 32; a lane outside the block reads NaN).
+  between barriers (lane = linear thread id % 32; a lane outside the block reads NaN). The
+  tensor-core PTX of TVM's mma intrinsics (``ldmatrix.x4`` on 32-bit words, ``mma.sync``
+  m16n8k8 TF32) is emulated the same way: fragments to local memory, a barrier, each lane
+  assembling its registers from the PTX fragment layouts, operands truncated to TF32 (checked
+  within ``TF32_TOLERANCE``). Kernels with tensor-core instructions run this way only (TVM's
+  OpenCL lowering has no such intrinsics), and every thread of the block must reach each one
+  (uniform loops, no thread-dependent branch around it: true of the pac.conv schedule).
 
 Launch geometry and scratch buffers come from the host function after TVM's own host/device
 split (one ``call_ffi_kernel`` per launch, in order). Every buffer lies between guard zones of
