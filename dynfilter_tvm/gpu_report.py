@@ -162,7 +162,21 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     dO 25.7 MB + X 8*256*68*58*4 B = 32.3 MB + S 8*16*9*56^2*4 B = 14.5 MB + dC 0.07 MB =
     72.5 MB, 1.38x. Where those schedules fall back (k > 7, symbolic shapes, no tile fits):
     per output (pixel, tap) of ds, dO, X and C for each of the head's channels; per output
-    (channel, tap) of dc, dO, X and S for each pixel (loads only). pac.conv: a thread per pixel and block of b output channels loads K
+    (channel, tap) of dc, dO, X and S for each pixel (loads only). pac.conv, the tiled implicit GEMM (:func:`_pac_conv_tiled_bytes`,
+    loads plus the output's stores): each block builds its tile's modulated taps once per
+    output-channel tile, so X = N*C*Ty*Tx*nO and K = N*C*k^2*Ho*Wo*nO (Ty, Tx: the (output,
+    tap) pairs along each axis that land on a real source element, nO = ceil(O / (ot*oi));
+    the adjoint's Kz counts real taps like X), Wt = N*tiles*O*C*k^2 (every pixel tile reads the
+    whole weight), out = N*O*Ho*Wo. At 8x64x128x128 k5 O=64 (4 x 32 tiles, nO = 1, 128
+    tiles per image; Ty = Tx = 128*5 - 6 = 634): X = 8*64*634^2*4 B = 823 MB, K = 8*64*25*128^2*4 B
+    = 839 MB, Wt = 8*128*64*64*25*4 B = 419 MB, out = 34 MB: 2.1 GB, 26x the 80.6 MB
+    minimum, against 67 GB (832x) for the thread-per-output schedule. Almost all of it repeats
+    what the block read one channel earlier (K, the whole tile per channel) or what another
+    block read (Wt, 400 KB in all; X, the halo): L1 and L2 hits; the H100's L2 serves such
+    traffic at several TB/s, so at 26.8 GFLOP the kernel stays bound by its FP32 FMAs (400 us
+    at 67 TFLOP/s). Where the chunk does not fit (k >= 13 on wide rows) or the shape is
+    symbolic, the thread-per-output schedule:
+    a thread per pixel and block of b output channels loads K
     and X for each (channel, tap) and b weights; conv_dk: per (pixel, tap), for each channel
     X and O pairs (W, dO); conv_dw: per (o, c, tap), dO, K and X for each pixel. acda.fwd: each
     block builds its tile's atoms from A and P (``schedules.acda_cuda._atoms_in_shared``: a
@@ -194,6 +208,9 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
         return loads * itemsize
     if wl.op == "pac":
         pix = p["N"] * p["Ho"] * p["Wo"]
+        tiled = _pac_conv_tiled_bytes(wl, p) if wl.kernel == "conv" else None
+        if tiled is not None:
+            return tiled * itemsize
         if wl.kernel == "conv":
             block = max(b for b in range(1, 9) if p["O"] % b == 0)  # schedules.pac_cuda.CONV_CHANNEL_BLOCK
             return pix * (p["O"] // block) * p["C"] * k2 * (2 + block) * itemsize
@@ -292,6 +309,30 @@ def _ddf_dc_bytes(wl: Workload, p: dict) -> Optional[int]:
     (_, ry), (_, rx) = (_input_windows(n, no, t, s, pad, halo) for n, no, t in ((H, Ho, ty), (W, Wo, nx)))
     s_loads = B * G * (C // G // cc) * k * k * Ho * Wo if p["combine"] == "mul" else 0
     return B * C * Ho * Wo + B * C * ry * rx + s_loads + B * C * k * k
+
+
+def _pac_conv_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
+    """Elements requested by the tiled pac.conv schedule (see :func:`requested_bytes`), or None
+    where that schedule keeps a thread per output."""
+    from schedules.pac_cuda import conv_tile
+
+    t = conv_tile(wl) if wl.kind == "static" else None
+    if t is None:
+        return None
+    N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
+
+    def real(n_src: int, n_out: int) -> int:
+        """(output, tap) pairs along one axis whose tap lands on a real source element (the
+        mirrored taps of the adjoint cover the same set)."""
+        return sum(1 for y in range(n_out) for i in range(k)
+                   if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
+
+    o_tiles = -(-O // (t["ot"] * t["oi"]))
+    pix_tiles = -(-p["Ho"] // t["ty"]) * -(-p["Wo"] // t["tx"])
+    taps = real(p["H"], p["Ho"]) * real(p["W"], p["Wo"])
+    x_loads = N * C * taps * o_tiles
+    k_loads = N * C * (taps if p["a"] else k * k * p["Ho"] * p["Wo"]) * o_tiles  # Kz: real taps only
+    return x_loads + k_loads + N * pix_tiles * O * C * k * k + N * O * p["Ho"] * p["Wo"]
 
 
 # -- the aims ------------------------------------------------------------------------------------

@@ -71,7 +71,12 @@ PAC_SHAPES = {
     # O = 12: channel blocks of 6; O = 5: of 5; a = 1: the zero-inserted adjoint
     "conv": {"plain-o12": dict(PAC_PLAIN, O=12, a=0), "s2-d2-o5": dict(PAC_S2D2, O=5, a=0),
              "zero-ins": dict(PAC_ZERO_INSERTED, O=5, a=0), "zero-ins-adjoint": dict(PAC_ZERO_INSERTED, O=5, a=1),
-             "unit": dict(PAC_UNIT, O=1, a=0)},
+             "unit": dict(PAC_UNIT, O=1, a=0),
+             # tiled GEMM: two output-channel tiles (64 + a tail of 6), 3-channel chunks (C = 6, k = 3),
+             # a row of 32 threads with a tail along x (Wo = 37) and 4-row register tiles (Ho = 11)
+             "tiles-o70": dict(_geo(1, 6, 11, 37, 11, 37, 3, 1, 1, 1, 1), O=70, a=0),
+             # k = 13: the chunk fits shared memory in float32 only; float64 takes a thread per output
+             "k13-fallback": dict(_geo(1, 2, 5, 40, 5, 40, 13, 1, 1, 6, 1), O=3, a=0)},
     "pool": {"plain-g1": dict(PAC_PLAIN, G=1, a=0), "plain-gc-adjoint": dict(PAC_PLAIN, G=5, a=1),
              "s2-d2": dict(PAC_S2D2, G=1, a=0), "unit": dict(PAC_UNIT, G=1, a=0)},
     "conv_dk": {"plain": dict(PAC_PLAIN, O=12), "zero-ins": dict(PAC_ZERO_INSERTED, O=5), "unit": dict(PAC_UNIT, O=1)},
@@ -175,6 +180,62 @@ def _drop_barrier(index):
         "ddf.dx-s2"])
 def test_control_dropped_barrier(op, kernel, params, index, match):
     _fails(Workload.make(op, kernel, params, "float32"), "cuda", mutate=_drop_barrier(index), match=match)
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_short_staging(way):
+    """The tiled pac.conv with its modulated-taps prologue one round of the block short: part of
+    the chunk's B operand stays unbuilt (poisoned shared memory) and reaches outputs as NaN.
+    (Dropping its barriers is no control on PoCL: its work-item loops around the barrier-
+    containing chunk loop keep the staging ahead of the reads.)"""
+    def mutate(low):
+        low.source, n = re.subn(r"(ax0_ax1_ax2_ax3_ax4_fused_0 < )(\d+)", lambda m: f"{m[1]}{int(m[2]) - 1}",
+                                low.source, count=1)
+        assert n == 1
+    _fails(Workload.make("pac", "conv", PAC_SHAPES["conv"]["tiles-o70"], "float32"), way, mutate=mutate, match="NaN")
+
+
+# pac.conv on TF32 tensor cores (the tf32 workload flag; mma.sync + ldmatrix, emulated warp-
+# cooperatively from the PTX fragment layouts). The CUDA way only: TVM's OpenCL lowering has no
+# tensor-core intrinsics. Tolerance: emulate.TF32_TOLERANCE (10-bit operand mantissas).
+TF32_CASES = {
+    # 2 x 2 warps (32 channels x 32 pixels), two 8-channel chunks, 3 x 3 taps, padding
+    "plain": dict(_geo(1, 16, 3, 32, 3, 32, 3, 1, 1, 1, 1), O=32, a=0, tf32=1),
+    # 4 x 1 warps (O = 64, Wo = 16), stride 2 and dilation 2, batch 2
+    "s2-d2-o64": dict(_geo(2, 8, 9, 31, 3, 16, 3, 2, 1, 2, 2), O=64, a=0, tf32=1),
+    # the input gradient of a stride-2 conv: zero-inserted source, mirrored taps, Kz
+    "zero-ins-adjoint": dict(_geo(1, 8, 5, 8, 10, 16, 3, 1, 2, 1, 1), O=16, a=1, tf32=1),
+}
+
+
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+@pytest.mark.parametrize("name", TF32_CASES)
+def test_tensor_core_tf32(name, dtype):
+    """float32: the mma kernel within TF32_TOLERANCE (and above float32's own: the check would
+    pass a SIMT kernel too, so the source must hold the emulated mma); float64 ignores the flag
+    and keeps its exact schedule."""
+    wl = Workload.make("pac", "conv", TF32_CASES[name], dtype)
+    low = emulate.prepare(wl, "cuda")
+    assert ("tvm_mma_m16n8k8_tf32(" in low.source) == (dtype == "float32")
+    err = emulate.check(wl, "cuda", lowered=low)
+    if dtype == "float32":
+        assert 1e-5 < err <= emulate.TF32_TOLERANCE  # TF32 rounding is visible, and bounded
+
+
+def _mma_layout(macro, new):
+    def mutate(low):
+        low.source, n = re.subn(r"#define " + macro + r"\(.*", lambda m: f"#define {macro}{new}", low.source, count=1)
+        assert n == 1
+    return mutate
+
+
+@pytest.mark.parametrize("macro,new", [
+    ("TVM_MMA_A_LANE", "(row, k) (4 * ((row) % 8) + ((k) + 1) % 4)"),  # A fragment: the neighbour's column
+    ("TVM_LDM_SRC", "(m, lane) ((m) * 8 + ((lane) / 4 + 1) % 8)"),  # ldmatrix: the next row
+], ids=["mma-a-lane", "ldmatrix-row"])
+def test_control_wrong_fragment_layout(macro, new):
+    wl = Workload.make("pac", "conv", TF32_CASES["plain"], "float32")
+    _fails(wl, "cuda", mutate=_mma_layout(macro, new), match="relative error")
 
 
 def test_control_wrong_shuffle_lane():

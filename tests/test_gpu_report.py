@@ -47,6 +47,17 @@ def test_requested_bytes_ddf_gradients():
     # k > 7: the per-output schedules (dO, X, C or S per tap of every output)
     wl = Workload.make("ddf", "ds", dict(big, k=9), "float32")
     assert G.requested_bytes(wl) == 4 * 64 * 1600 * 81 * 3
+def test_requested_bytes_pac_conv_tiled():
+    wl = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"][0]
+    # the docstring's figures: X over 634 real taps per axis, K per input channel, the whole
+    # weight per 4 x 32 pixel tile (128 per image), out stored once
+    x, k, wt, out = 8 * 64 * 634 ** 2, 8 * 64 * 25 * 128 ** 2, 8 * 128 * 64 * 64 * 25, 8 * 64 * 128 ** 2
+    assert G.requested_bytes(wl) == 4 * (x + k + wt + out)
+    # one tile, one output-channel tile, unit stride and no padding taps: every input once, K
+    # once per input channel (C = 2), out once
+    small = Workload.make("pac", "conv", dict(N=1, C=2, O=3, H=3, W=3, Ho=3, Wo=3, k=1, s=1, z=1, p=0, d=1, a=0),
+                          "float32")
+    assert G.requested_bytes(small) == 4 * (2 * 9 + 2 * 9 + 3 * 2 + 3 * 9)
 
 
 def test_every_benchmark_kernel_has_formulas():

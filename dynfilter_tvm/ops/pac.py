@@ -110,7 +110,10 @@ def _kernel_shape(N, G, k, H, W, Ho, Wo, a):
 
 
 @register_kernel("pac", "conv")
-def conv(N, C, O, H, W, Ho, Wo, k, s, z, p, d, a, dtype):
+def conv(N, C, O, H, W, Ho, Wo, k, s, z, p, d, a, dtype, tf32=0):
+    """``tf32`` (CUDA float32 only; absent means 0) selects tensor cores with TF32 operands, a
+    schedule choice that changes rounding, not the math: accepted and ignored here, it keeps
+    such kernels apart in every cache key."""
     check_params(N, C, H, W, Ho, Wo, k, s, z, d)
     acc_t = acc_dtype(dtype)
     X = te.placeholder((N, C, H, W), dtype, name="X")
