@@ -77,18 +77,35 @@ def dx(sch, wl, target):
         hq, ry = sch.split(hh, [None, s])
         wq, rx = sch.split(ww, [None, s])
         xo, xi = sch.split(wq, [None, lanes])
-        sch.reorder(hq, ry, rx, xo, j, i, xi)
+        sch.reorder(hq, xo, ry, rx, j, i, xi)
         sch.vectorize(xi)
         unroll_taps(sch, wl, j, i)
         if s <= MAX_UNROLLED_STRIDE:
             unroll(sch, ry, rx)
         init = sch.decompose_reduction(acc, j)
         vectorize_inner(sch, init, lanes)
-        sch.reverse_compute_at(sch.get_sblock("out"), hq)
+        # 'out' per s x (s * lanes) pixels: the tile's s x s phases (s^2 vector accumulators)
+        # (a one-column dX: per s rows; at xo TVM's lowering then fails on an undefined loop var)
+        out = sch.get_sblock("out")
+        sch.reverse_compute_at(out, xo if wl.p["W"] != 1 else hq)
         sch.transform_layout(acc, ("write", 0), lambda b, g, c, h, w: (b, g, c, h, w % s, w // s))
         split_tail(sch, xo)
+        # per phase: contiguous vector loads of acc, stores strided by s into dX (else a
+        # gather per element). Static widths only: with a symbolic one TVM may find the
+        # cast's binding non-affine (k5 s2 d2) and refuse the split.
+        if wl.kind == "static" and wl.p["W"] != 1:
+            wo, wi = sch.split(sch.get_loops(out)[-1], [None, s])
+            sch.reorder(wi, wo)
+            if s <= MAX_UNROLLED_STRIDE:
+                sch.unroll(wi)
+            sch.vectorize(wo)
+    _dx_pad_copy(sch, wl, plane)
+
+
+def _dx_pad_copy(sch, wl, plane):
+    """dx: the plane's padded dO next to the loop that reads it."""
     sch.compute_at(sch.get_sblock("dOp"), plane)
-    split_tail(sch, vectorize_inner(sch, "dOp", lanes, under=plane))
+    split_tail(sch, vectorize_inner(sch, "dOp", vector_lanes(wl.dtype), under=plane))
 
 
 @register("ddf", "ds", "cpu")

@@ -176,8 +176,9 @@ def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
     alike), without zero insertion: with t = h + p, only the taps with u*d = t (mod s) reach
     h, ceil(k/m) or fewer per axis (:func:`_phase_taps`) instead of k on an s-times
     zero-inserted grid (s^2 / gcd(s, d)^2 less work in 2-D for k >> s). 'acc' runs over the
-    grid hh = h + (p mod s), rounded up to whole multiples of s per axis (and of
-    s*ROW_QUANTUM columns in generic builds), so that hh = s*hq + r with r the phase of t: a
+    grid hh = h + (p mod s), rounded up to whole multiples of s per axis (of s*ROW_QUANTUM
+    columns for s > 1 or in generic builds: whole vector tiles per phase, no tail predicate,
+    which would make TVM's vectorizer give up), so that hh = s*hq + r, r the phase of t: a
     schedule that splits hh by s has one phase per loop and taps that read contiguous rows of
     dO and S (copies 'dOp', 'Sp' padded with zeros so that every tap index of every phase is
     inside; taps past k are masked, their tap index clamped). 'out' stores the real dX =
@@ -188,7 +189,7 @@ def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
     nj, m, dg, u0, q0, valid = _phase_taps(k, s, d)
     pm, ps = p % s, p // s
     Ha = _round_up(H + pm, s)
-    Wa = _round_up(W + pm, s) if _static(W) else _round_up(W + pm, s * ROW_QUANTUM)
+    Wa = W if s == 1 and _static(W) else _round_up(W + pm, s * ROW_QUANTUM)  # (docstring)
     # row read: y = hq + ps - (q0(r) + j*dg), hq in [0, Ha/s); padded index Y = y + e >= 0
     offs = [q0(r) + jj * dg for r in range(s) for jj in range(nj)]
     e = max(0, max(offs) - ps)
