@@ -170,6 +170,15 @@ def _phase_taps(k: int, s: int, d: int):
     return nj, m, dg, u0, q0, valid
 
 
+def dx_grid(H, W, k: int, s: int, d: int):
+    """(Ha, Wa): dx's phase grid over hh = h + (p mod s) (see :func:`ddf_dx`), whole multiples of
+    s rows and of s*ROW_QUANTUM columns (whole vector tiles per phase: a tail predicate would
+    make TVM's vectorizer give up), exactly H x W at stride 1 (static widths)."""
+    pm = (k - 1) // 2 * d % s
+    Wa = W if s == 1 and _static(W) else _round_up(W + pm, s * ROW_QUANTUM)
+    return _round_up(H + pm, s), Wa
+
+
 @register_kernel("ddf", "dx")
 def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
     """dX[h] = sum_u dO[y] F[u, y] over the (u, y) with y*s = h + p - u*d (per axis; the width
@@ -188,8 +197,7 @@ def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
     acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
     nj, m, dg, u0, q0, valid = _phase_taps(k, s, d)
     pm, ps = p % s, p // s
-    Ha = _round_up(H + pm, s)
-    Wa = W if s == 1 and _static(W) else _round_up(W + pm, s * ROW_QUANTUM)  # (docstring)
+    Ha, Wa = dx_grid(H, W, k, s, d)
     # row read: y = hq + ps - (q0(r) + j*dg), hq in [0, Ha/s); padded index Y = y + e >= 0
     offs = [q0(r) + jj * dg for r in range(s) for jj in range(nj)]
     e = max(0, max(offs) - ps)
