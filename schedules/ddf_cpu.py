@@ -13,7 +13,7 @@ small buffers.
 from __future__ import annotations
 
 from . import register
-from .common import split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import extent, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
@@ -22,6 +22,9 @@ def _row_tiles(sch, wl):
     lanes = vector_lanes(wl.dtype)
     acc = sch.get_sblock("acc")
     b, g, c, y, x, u, v = sch.get_loops(acc)
+    wo = extent(sch, x)
+    if isinstance(wo, int) and wo % lanes and wo % (lanes // 2) == 0:
+        lanes //= 2  # half vectors without a tail (28 = 7 x 4): a tail tile runs scalar
     plane = sch.fuse(b, g, c)
     sch.parallel(plane)
     xo, xi = sch.split(x, [None, lanes])
