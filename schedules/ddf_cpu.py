@@ -5,10 +5,17 @@ tile along the image row with the k x k taps unrolled outside its lanes, the pad
 plane copied next to the loop that reads it (it stays in cache). dS sums over channels into
 a vector tile of all taps; dC keeps vector-wide column sums, reduced at the end.
 
-Shape-generic kernels (B, H, W symbolic) take the same schedules: each loop over the vector
-tiles of a row is cut into the whole tiles (vectors, no predicate) and a predicated scalar tail
-(``split_tail``), and the vector tiles are declared whole (``tile_regions``) so that they stay
-small buffers.
+fwd and dx take half-width vectors where those tile a static row exactly (28 = 7 x 4) and
+whole ones would leave a tail tile (predicated: TVM's vectorizer leaves it scalar). dx at
+stride s > 1 runs on the phase grid of ``ops.ddf.ddf_dx``: per vector tile of s rows x s*lanes
+pixels, the s x s phases' accumulators (unrolled, so each phase's taps are constants), then
+'out' interleaves them into dX (contiguous loads, stores strided by s).
+
+Shape-generic kernels (B, H, W symbolic) take the same schedules. fwd and dx compute rows of
+whole vectors (``ops.ddf.ROW_QUANTUM``; S's widened rows built once per call); in ds, dc and the
+padded copies each loop over the vector tiles of a row is cut into the whole tiles (vectors, no
+predicate) and a predicated scalar tail (``split_tail``); the vector tiles are declared whole
+(``tile_regions``) so that they stay small buffers.
 """
 from __future__ import annotations
 

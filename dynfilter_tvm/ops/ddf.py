@@ -16,10 +16,18 @@ the head's channels), ``dc`` (dO, X, S -> dC, summed over y, then x). Low-precis
 accumulate in float32, float64 in float64; each result is cast back to the input dtype by a
 separate ``out`` stage, so schedules can keep the accumulator in registers.
 
+``dx`` at stride s > 1 visits only the taps that reach each input pixel, per output phase
+(:func:`ddf_dx`): at k = 3, s = 2 that is 2.25 taps per pixel on average, against 9 on the
+zero-inserted grid it used before (the s^2 = 4 times the needed work of issue 15, item 5).
+
 Shape-generic: B, H and W may be symbolic (``te.var``; ``SYMBOLIC`` below), so one build serves
 every batch and image size; Ho, Wo are then the expressions ceil(H/s), ceil(W/s). Channels,
 heads, k, s, d and combine stay static: they shape the schedules (vector tiles, unrolled taps,
-thread layouts) and vary little within a model.
+thread layouts) and vary little within a model. Generic ``fwd`` and ``dx`` compute each row of
+'acc' padded to whole ``ROW_QUANTUM`` pixels (inputs read as zeros past the row: padded copies
+of X, of S's rows ('Spad', fwd), of dO and S (dx)), and 'out' stores the real row, so the CPU
+vector tiles have no tail predicate (a predicated tile runs scalar). ``ds`` and ``dc`` keep the
+predicated tail for now (their CUDA schedules would have to inline the extra copies).
 """
 from __future__ import annotations
 
@@ -34,12 +42,13 @@ COMBINES = ("mul", "add")
 MAX_KERNEL_SIZE = 31
 # Every kernel builds once for any batch and size with these symbolic (tests/test_generic_ddf.py).
 # Bundles written without --input use them; JIT calls only in the generic shape mode, since the
-# generic CPU kernels take 1.1-1.8x the static time on 28-56 pixel rows and 2.6-4x on 14 pixel
-# rows for now (a row's partial vector tile runs scalar; benchmarks/bench_generic.py --op ddf).
+# generic CPU kernels are still slower than the static ones (1 thread, kernels alone,
+# benchmarks/bench_ddf_kernels.py: fwd 1.1-1.6x, dx 0.9-1.6x, ds 1.0-1.7x, dc 1.7-3.0x; the op,
+# benchmarks/bench_generic.py --op ddf: 1.3-1.6x; RESULTS.md "Generic vs static kernels (CPU)").
 SYMBOLIC = ("B", "H", "W")
-# Generic builds (W symbolic) compute each row of 'acc' padded to whole ROW_QUANTUM pixels (a
-# whole number of float32 / float64 CPU vectors), the inputs read past the row as zeros, and
-# store only the real row ('out'): register tiles then need no tail predicate.
+# Generic fwd and dx (and dx at any stride > 1) compute each row of 'acc' padded to whole
+# ROW_QUANTUM pixels (a whole number of float32 / float64 CPU vectors), the inputs read past the
+# row as zeros, and store only the real row ('out'): register tiles then need no tail predicate.
 ROW_QUANTUM = 8
 
 
