@@ -151,6 +151,14 @@ def dc(sch, wl, target):
     sch.reorder(xo, y, u, v, xi)
     sch.vectorize(xi)
     unroll_taps(sch, wl, u, v)
+    if wl.kind == "generic":
+        # The plane's column sums have a symbolic size (a heap workspace, which LLVM cannot
+        # keep in registers): accumulate each k x k x lanes tile in a constant-size local
+        # buffer, written back once per tile.
+        local = sch.cache_write(cols, 0, "local")
+        sch.reverse_compute_at(local, xo)
+        vectorize_under(sch, local, xo)
+        tile_regions(sch, sch.get(cols).writes[0].source.name, ("acc_cols", sch.get(local).name_hint), lanes)
     init = sch.decompose_reduction(cols, y)
     vectorize_inner(sch, init, lanes)
     sch.reverse_compute_at(sch.get_sblock("acc"), plane)
