@@ -15,7 +15,8 @@ Shape-generic kernels (B, H, W symbolic) take the same schedules. fwd and dx com
 whole vectors (``ops.ddf.ROW_QUANTUM``; S's widened rows built once per call); in ds, dc and the
 padded copies each loop over the vector tiles of a row is cut into the whole tiles (vectors, no
 predicate) and a predicated scalar tail (``split_tail``); the vector tiles are declared whole
-(``tile_regions``) so that they stay small buffers.
+(``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
+local tile, its plane-wide buffer having a symbolic size).
 """
 from __future__ import annotations
 
