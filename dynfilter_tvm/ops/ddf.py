@@ -193,13 +193,15 @@ def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
     """dX[h] = sum_u dO[y] F[u, y] over the (u, y) with y*s = h + p - u*d (per axis; the width
     alike), without zero insertion: with t = h + p, only the taps with u*d = t (mod s) reach
     h, ceil(k/m) or fewer per axis (:func:`_phase_taps`) instead of k on an s-times
-    zero-inserted grid (s^2 / gcd(s, d)^2 less work in 2-D for k >> s). 'acc' runs over the
+    zero-inserted grid: each tap reaches about H/s rows either way, so about s^2 less work in
+    2-D (the ceil(k/m)^2 tap iterations per pixel include masked ones). 'acc' runs over the
     grid hh = h + (p mod s), rounded up to whole multiples of s per axis (of s*ROW_QUANTUM
     columns for s > 1 or in generic builds: whole vector tiles per phase, no tail predicate,
     which would make TVM's vectorizer give up), so that hh = s*hq + r, r the phase of t: a
     schedule that splits hh by s has one phase per loop and taps that read contiguous rows of
     dO and S (copies 'dOp', 'Sp' padded with zeros so that every tap index of every phase is
-    inside; taps past k are masked, their tap index clamped). 'out' stores the real dX =
+    inside; taps past k are masked, their tap index clamped, though TVM may drop the clamp
+    under the mask, whose load is never issued). 'out' stores the real dX =
     acc[h + p mod s]. Stride 1: one phase, k taps, the correlation of the padded dO as before."""
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
