@@ -142,9 +142,13 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     C; S once per chunk. fwd: X = B*C*Ry*Rx, where Ry = the sum over row tiles of the input rows
     inside the tile's window ((ty-1)*s + (k-1)*d + 1 rows; padding is an index check, not a
     load), Rx likewise; S = B*G*k^2*Ho*Wo*(Cg/cc) (each thread its own pixel's taps); C =
-    B*C*k^2*tiles; out = B*C*Ho*Wo. dx: dO = B*C*Ry*Rx with windows of ty + (k-1)*d rows of the
-    zero-inserted grid (only real dO elements are loaded); S = B*G*k^2*Ry*Rx*(Cg/cc) (the k^2
-    planes staged over the same window); C = B*C*k^2*tiles; dX = B*C*H*W. At 8x256x56x56 k3
+    B*C*k^2*tiles; out = B*C*Ho*Wo. dx: tiles of its phase grid (``ops.ddf.dx_grid``: H x W at
+    stride 1), dO = B*C*Ry*Rx with the dO rows a tile's taps read (grid rows i..i+t-1 read
+    rows i//s + p//s - max(off) .. (i+t-1)//s + p//s - min(off), off = q0(r) + j*d/g over the
+    phases and taps of ``ops.ddf._phase_taps``: t + (k-1)*d rows at stride 1, about t/s +
+    (k-1)*d/s at stride s, where the zero-inserted grid had t + (k-1)*d; only real dO elements
+    are loaded); S = B*G*k^2*Ry*Rx*(Cg/cc) (the k^2 planes staged over the same window); C =
+    B*C*k^2*tiles; dX = B*C*H*W. At 8x256x56x56 k3
     (16 x 16 tiles, cc = 32, 4 x 4 tiles; Ry = Rx = 17+18+18+9 = 62): fwd X = 8*256*62^2*4 B =
     31.5 MB, S = 8*9*56^2*8*4 B = 7.2 MB, C = 8*256*9*16*4 B = 1.2 MB, out = 25.7 MB: 65.6 MB,
     1.25x the 52.4 MB minimum (was 694 MB of loads, 13.2x). Where no tile fits (huge k or
@@ -238,6 +242,7 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
 def _ddf_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
     """Elements requested by the tiled ddf.fwd / ddf.dx schedule (see :func:`requested_bytes`),
     or None where that schedule falls back to a thread per output."""
+    from dynfilter_tvm.ops.ddf import _phase_taps, dx_grid
     from schedules.ddf_cuda import _chunk, _tile
 
     if wl.kind != "static":
@@ -245,20 +250,25 @@ def _ddf_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
     B, C, G, k, s, d, H, W = (p[n] for n in ("B", "C", "G", "k", "s", "d", "H", "W"))
     Ho, Wo, pad, halo = p["Ho"], p["Wo"], (k - 1) // 2 * d, (k - 1) * d
     fwd = wl.kernel == "fwd"
-    tile = _tile(wl, wl.kernel, *((Ho, Wo) if fwd else (H, W)))
+    grid = (Ho, Wo) if fwd else dx_grid(H, W, k, s, d)
+    tile = _tile(wl, wl.kernel, *grid)
     if tile is None:
         return None
+    nj, _, dg, _, q0, _ = _phase_taps(k, s, d)
+    offs = [q0(r) + j * dg for r in range(s) for j in range(nj)]  # dx: y = hh//s + p//s - off
 
-    def real(n_in: int, n_out: int, t: int) -> tuple:
+    def real(n_in: int, n_out: int, n_grid: int, t: int) -> tuple:
         """(tiles, elements loaded over all tiles' windows) along one axis."""
-        if fwd:
+        if fwd:  # windows on the padded input; rows p .. p+n_in-1 are real
             return _input_windows(n_in, n_out, t, s, pad, halo)
-        starts = range(0, n_in, t)  # windows on the zero-inserted grid of the output
-        wins = [range(i, min(i + t + halo, n_in + 2 * pad)) for i in starts]
-        return len(wins), sum(1 for w in wins for r in w
-                              if r >= pad and (r - pad) % s == 0 and (r - pad) // s < n_out)
+        # dx: tiles of the phase grid; grid rows i .. i+t-1 read dO rows from
+        # i//s + p//s - max(off) to (i+t-1)//s + p//s - min(off) (stride 1: t + (k-1)*d rows)
+        starts = range(0, n_grid, t)
+        wins = [range(i // s + pad // s - max(offs), (min(i + t, n_grid) - 1) // s + pad // s - min(offs) + 1)
+                for i in starts]
+        return len(wins), sum(1 for w in wins for y in w if 0 <= y < n_out)
 
-    (ty_n, ry), (tx_n, rx) = real(H, Ho, tile[0]), real(W, Wo, tile[1])
+    (ty_n, ry), (tx_n, rx) = real(H, Ho, grid[0], tile[0]), real(W, Wo, grid[1], tile[1])
     tiles, chunks = ty_n * tx_n, (C // G) // _chunk(C // G)
     staged = B * C * ry * rx
     s_loads = B * G * k * k * (Ho * Wo if fwd else ry * rx) * chunks

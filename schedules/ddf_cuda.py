@@ -4,12 +4,16 @@ fwd, dx (static shapes): a block owns a ty x tx pixel tile (16 x 16 by default; 
 images, smaller where the staged tiles would pass TILE_SHARED_BYTES) of one (batch, head) and a
 chunk of cc channels of that head (the largest divisor of Cg up to 32), a thread per pixel of
 the tile looping over the chunk's channels. Per channel the block stages, with cooperative
-loads, the input tile with its halo (fwd: X, padding an index check; dx: dO on the
-zero-inserted grid, inserted zeros index checks) and the k x k taps of C in shared memory. S is
+loads, the input tile with its halo (fwd: X, padding an index check; dx: the rows of dO the
+tile's taps read, padding an index check) and the k x k taps of C in shared memory. S is
 shared by every channel of the head, so it is loaded once per chunk: fwd keeps each pixel's
 k x k taps in registers (k <= UNROLL_TAPS; shared memory beyond), dx stages the k x k planes of
-S on the zero-inserted grid over the tile's window in shared memory (a pixel's taps come from
-k x k different positions). Each thread keeps its accumulator in a register.
+S over the tile's window in shared memory (a pixel's taps come from k x k different
+positions). Each thread keeps its accumulator in a register. dx tiles its phase grid
+(``ops.ddf.ddf_dx``): each pixel visits only the taps of its output phase (at stride s about
+k^2/s^2 of them, not k^2 on a zero-inserted grid), and a tile's window covers about t/s +
+(k-1)*d/s rows of dO and S instead of t + (k-1)*d (the shared-memory budget in ``_tile`` still
+assumes the latter: an upper bound).
 Estimate (gpu_report.requested_bytes, loads + the output's stores, no cache), 8x256x56x56 k3
 float32: 4 x 4 tiles, per axis 17+18+18+9 = 62 input rows loaded over the tiles' windows
 (56 rows, the halos, no padding loads), cc = 32. fwd: X 8*256*62*62*4 B = 31.5 MB, S

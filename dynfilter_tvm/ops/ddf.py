@@ -16,10 +16,18 @@ the head's channels), ``dc`` (dO, X, S -> dC, summed over y, then x). Low-precis
 accumulate in float32, float64 in float64; each result is cast back to the input dtype by a
 separate ``out`` stage, so schedules can keep the accumulator in registers.
 
+``dx`` at stride s > 1 visits only the taps that reach each input pixel, per output phase
+(:func:`ddf_dx`): at k = 3, s = 2 that is 2.25 taps per pixel on average, against 9 on the
+zero-inserted grid it used before (the s^2 = 4 times the needed work of issue 15, item 5).
+
 Shape-generic: B, H and W may be symbolic (``te.var``; ``SYMBOLIC`` below), so one build serves
 every batch and image size; Ho, Wo are then the expressions ceil(H/s), ceil(W/s). Channels,
 heads, k, s, d and combine stay static: they shape the schedules (vector tiles, unrolled taps,
-thread layouts) and vary little within a model.
+thread layouts) and vary little within a model. Generic ``fwd`` and ``dx`` compute each row of
+'acc' padded to whole ``ROW_QUANTUM`` pixels (inputs read as zeros past the row: padded copies
+of X, of S's rows ('Spad', fwd), of dO and S (dx)), and 'out' stores the real row, so the CPU
+vector tiles have no tail predicate (a predicated tile runs scalar). ``ds`` and ``dc`` keep the
+predicated tail for now (their CUDA schedules would have to inline the extra copies).
 """
 from __future__ import annotations
 
@@ -34,12 +42,13 @@ COMBINES = ("mul", "add")
 MAX_KERNEL_SIZE = 31
 # Every kernel builds once for any batch and size with these symbolic (tests/test_generic_ddf.py).
 # Bundles written without --input use them; JIT calls only in the generic shape mode, since the
-# generic CPU kernels take 1.1-1.8x the static time on 28-56 pixel rows and 2.6-4x on 14 pixel
-# rows for now (a row's partial vector tile runs scalar; benchmarks/bench_generic.py --op ddf).
+# generic CPU kernels are still slower than the static ones (1 thread, kernels alone,
+# benchmarks/bench_ddf_kernels.py: fwd 1.1-1.8x, dx 0.9-1.6x, ds 1.0-1.7x, dc 1.5-2.6x; the op,
+# benchmarks/bench_generic.py --op ddf: 1.3-1.6x; RESULTS.md "Generic vs static kernels (CPU)").
 SYMBOLIC = ("B", "H", "W")
-# Generic builds (W symbolic) compute each row of 'acc' padded to whole ROW_QUANTUM pixels (a
-# whole number of float32 / float64 CPU vectors), the inputs read past the row as zeros, and
-# store only the real row ('out'): register tiles then need no tail predicate.
+# Generic fwd and dx (and dx at any stride > 1) compute each row of 'acc' padded to whole
+# ROW_QUANTUM pixels (a whole number of float32 / float64 CPU vectors), the inputs read past the
+# row as zeros, and store only the real row ('out'): register tiles then need no tail predicate.
 ROW_QUANTUM = 8
 
 
@@ -170,25 +179,36 @@ def _phase_taps(k: int, s: int, d: int):
     return nj, m, dg, u0, q0, valid
 
 
+def dx_grid(H, W, k: int, s: int, d: int):
+    """(Ha, Wa): dx's phase grid over hh = h + (p mod s) (see :func:`ddf_dx`), whole multiples of
+    s rows and of s*ROW_QUANTUM columns (whole vector tiles per phase: a tail predicate would
+    make TVM's vectorizer give up), exactly H x W at stride 1 (static widths)."""
+    pm = (k - 1) // 2 * d % s
+    Wa = W if s == 1 and _static(W) else _round_up(W + pm, s * ROW_QUANTUM)
+    return _round_up(H + pm, s), Wa
+
+
 @register_kernel("ddf", "dx")
 def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
     """dX[h] = sum_u dO[y] F[u, y] over the (u, y) with y*s = h + p - u*d (per axis; the width
     alike), without zero insertion: with t = h + p, only the taps with u*d = t (mod s) reach
     h, ceil(k/m) or fewer per axis (:func:`_phase_taps`) instead of k on an s-times
-    zero-inserted grid (s^2 / gcd(s, d)^2 less work in 2-D for k >> s). 'acc' runs over the
-    grid hh = h + (p mod s), rounded up to whole multiples of s per axis (and of
-    s*ROW_QUANTUM columns in generic builds), so that hh = s*hq + r with r the phase of t: a
+    zero-inserted grid: each tap reaches about H/s rows either way, so about s^2 less work in
+    2-D (the ceil(k/m)^2 tap iterations per pixel include masked ones). 'acc' runs over the
+    grid hh = h + (p mod s), rounded up to whole multiples of s per axis (of s*ROW_QUANTUM
+    columns for s > 1 or in generic builds: whole vector tiles per phase, no tail predicate,
+    which would make TVM's vectorizer give up), so that hh = s*hq + r, r the phase of t: a
     schedule that splits hh by s has one phase per loop and taps that read contiguous rows of
     dO and S (copies 'dOp', 'Sp' padded with zeros so that every tap index of every phase is
-    inside; taps past k are masked, their tap index clamped). 'out' stores the real dX =
+    inside; taps past k are masked, their tap index clamped, though TVM may drop the clamp
+    under the mask, whose load is never issued). 'out' stores the real dX =
     acc[h + p mod s]. Stride 1: one phase, k taps, the correlation of the padded dO as before."""
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
     acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
     nj, m, dg, u0, q0, valid = _phase_taps(k, s, d)
     pm, ps = p % s, p // s
-    Ha = _round_up(H + pm, s)
-    Wa = _round_up(W + pm, s) if _static(W) else _round_up(W + pm, s * ROW_QUANTUM)
+    Ha, Wa = dx_grid(H, W, k, s, d)
     # row read: y = hq + ps - (q0(r) + j*dg), hq in [0, Ha/s); padded index Y = y + e >= 0
     offs = [q0(r) + jj * dg for r in range(s) for jj in range(nj)]
     e = max(0, max(offs) - ps)
