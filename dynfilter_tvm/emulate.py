@@ -516,7 +516,7 @@ def execute(lowered: Lowered, inputs: Sequence[np.ndarray], names: Sequence[str]
             raise EmulationError(f"{ln.kernel}: arguments {missing} are neither parameters nor scratch")
         glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
         scalars = [t(int(v)) for t, v in zip(_scalar_types(lowered.source, ln.kernel, len(ln.scalars)), ln.scalars)]
-        getattr(prog, ln.kernel)(queue, glob, ln.block, *[bufs[a][1] for a in ln.args], *scalars)
+        cl.Kernel(prog, ln.kernel)(queue, glob, ln.block, *[bufs[a][1] for a in ln.args], *scalars)
     results = {}
     for name, (whole, _, host, guard) in bufs.items():
         back = np.empty_like(host)
