@@ -6,7 +6,8 @@ conv (static shapes): an implicit GEMM, M = pixels, N = output channels, K = C*k
 owns ty x tx output pixels of one image (tx up to 32, a warp's row) and ot*oi output channels;
 per chunk of cc input channels (cc*k^2 about K_CHUNK) it builds the modulated taps xk = K * Sz
 (cc x k x k x ty x tx, the B operand; padding and zero insertion are index checks in these
-loads) and copies the Wt chunk (ot*oi x cc x k x k, the A operand) into shared memory with
+loads) and copies the Wt chunk (ot*oi x cc x k x k, the A operand; stored taps-major, so a
+thread's oi weights of a tap are one vector load) into shared memory with
 cooperative loads, then each thread (yt x tx x ot of them) accumulates a register tile of yi
 rows x oi channels (4 x 8 in float32, 4 x 4 in float64) over the chunk: per tap oi Wt words
 (broadcast within the warp) and yi xk words (consecutive across the warp) feed yi*oi FMAs.
@@ -15,6 +16,17 @@ threads, 19.2 KB shared memory, 1,024 blocks; ptxas: 64 registers, no spills (es
 gpu_report.requested_bytes). Symbolic shapes (generic builds), and chunks that cannot fit
 TILE_SHARED_BYTES (k >= 13 on wide images), keep one thread per pixel and block of output
 channels (CONV_CHANNEL_BLOCK), each modulated tap loaded once for the block.
+conv on tensor cores (workload flag ``tf32``: float32 on sm_80+, static, O % 16 = C % 8 =
+Wo % 16 = 0; the bridge sets it on CUDA while torch.backends.cudnn.allow_tf32 is True): the same
+GEMM with M = output channels, N = pixels, K = C*k^2 taken 8 channels of one tap at a time. A
+block owns one output row's 16*wx pixels x 16*wo channels (4 x 4 warps: 64 x 64), a warp one
+16 x 16 tile; per chunk (8 channels, tap row i) the block stages xk laid out (j, x, c) and Wt
+laid out (j, o, c) (K innermost: rows for ldmatrix), then per tap j each warp loads its A and
+B fragments with ldmatrix.x4 and issues two mma.sync.m16n8k8 TF32 (float32 accumulators in
+registers), all through TVM's tensorize with this module's intrinsics. Results go through
+shared memory (n, y, o, x) to coalesced stores. Operands are rounded to TF32 (10-bit
+mantissas) by the hardware: a schedule choice the workload carries, so it has its own cache
+entries. Executed on PoCL with ldmatrix/mma emulated (dynfilter_tvm.emulate).
 conv_dk: each thread forms G (the weight times the output gradient, summed over output
 channels) one input channel at a time.
 """
@@ -160,7 +172,7 @@ def _conv_tiled(sch, wl, t) -> None:
 # channels (K): fragments (lane, local) as below, the halves' B in locals 2h, 2h+1 and their C
 # in locals 4h..4h+3 (TVM's 16x16 float32 accumulator layout, so its fill and store intrinsics
 # serve).
-MMA_WARPS_O, MMA_WARPS_X = 4, 2  # warps per block along output channels and along x (16 each)
+MMA_WARPS_O, MMA_WARPS_X = 4, 4  # warps per block along output channels and along x (16 each)
 
 
 def _frag_a(i, k):
@@ -270,16 +282,25 @@ def _register_tf32_intrinsics() -> None:
     TensorIntrin.register(TF32_STORE, *get_mma_store_intrin("float32", 8, "shared", True), override=True)
 
 
-def mma_tile(wl):
+def _sm(target) -> int:
+    """The target's compute capability as an int (sm_90a -> 90; 0 if unknown)."""
+    digits = "".join(ch for ch in str(target.attrs.get("arch", "")) if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+def mma_tile(wl, target=None):
     """(warps along o, warps along x) of the TF32 tensor-core conv, or None where it does not
-    apply: float32 workloads flagged ``tf32``, static, with whole tiles (O % 16, C % 8, Wo % 16)."""
+    apply: float32 workloads flagged ``tf32``, static, with whole tiles (O % 16, C % 8, Wo % 16),
+    for sm_80 or newer (TF32 mma.sync appeared with Ampere)."""
     p = wl.p
     if not p.get("tf32") or wl.dtype != "float32" or wl.kind != "static":
+        return None
+    if target is not None and _sm(target) < 80:
         return None
     if p["O"] % 16 or p["C"] % 8 or p["Wo"] % 16:
         return None
     wo = max(w for w in (1, 2, 4) if w <= MMA_WARPS_O and p["O"] // 16 % w == 0)
-    wx = max(w for w in (1, 2) if w <= MMA_WARPS_X and p["Wo"] // 16 % w == 0)
+    wx = max(w for w in (1, 2, 4) if w <= MMA_WARPS_X and p["Wo"] // 16 % w == 0)
     return wo, wx
 
 
@@ -351,7 +372,7 @@ def _conv_mma(sch, wl, wo: int, wx: int) -> None:
 
 @register("pac", "conv", "cuda")
 def conv(sch, wl, target):
-    tc = mma_tile(wl)
+    tc = mma_tile(wl, target)
     if tc is not None:
         _conv_mma(sch, wl, *tc)
         return
