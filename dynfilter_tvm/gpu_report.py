@@ -161,8 +161,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     traffic at several TB/s, so at 26.8 GFLOP the kernel stays bound by its FP32 FMAs (400 us
     at 67 TFLOP/s). Where the chunk does not fit (k >= 13 on wide rows) or the shape is
     symbolic, the thread-per-output schedule. The TF32 tensor-core conv (``tf32``) counts the
-    same way with its own tiles: 64 channels x one row of 64 pixels per block, so the weight is
-    read twice as often (Wt = 8*256*64*64*25*4 B = 839 MB; 2.5 GB in all, 31x the minimum).
+    same way with its own tiles, 64 channels x one row of 128 pixels per block, as many pixels
+    as the SIMT tiles: the same 2.1 GB.
     Otherwise:
     a thread per pixel and block of b output channels loads K
     and X for each (channel, tap) and b weights; conv_dk: per (pixel, tap), for each channel
@@ -256,8 +256,8 @@ def _pac_conv_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
         return sum(1 for y in range(n_out) for i in range(k)
                    if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
 
-    if tc is not None:  # the TF32 mma schedule: 16*wo channels x one row of 16*wx pixels
-        o_tiles, pix_tiles = O // (16 * tc[0]), p["Ho"] * p["Wo"] // (16 * tc[1])
+    if tc is not None:  # the TF32 mma schedule: 16*wo channels x one row of 16*wx*xm pixels
+        o_tiles, pix_tiles = O // (16 * tc[0]), p["Ho"] * p["Wo"] // (16 * tc[1] * tc[2])
     else:
         o_tiles = -(-O // (t["ot"] * t["oi"]))
         pix_tiles = -(-p["Ho"] // t["ty"]) * -(-p["Wo"] // t["tx"])

@@ -19,8 +19,8 @@ channels (CONV_CHANNEL_BLOCK), each modulated tap loaded once for the block.
 conv on tensor cores (workload flag ``tf32``: float32 on sm_80+, static, O % 16 = C % 8 =
 Wo % 16 = 0; the bridge sets it on CUDA while torch.backends.cudnn.allow_tf32 is True): the same
 GEMM with M = output channels, N = pixels, K = C*k^2 taken 8 channels of one tap at a time. A
-block owns one output row's 16*wx pixels x 16*wo channels (4 x 4 warps: 64 x 64), a warp one
-16 x 16 tile; per chunk (8 channels, tap row i) the block stages xk laid out (j, x, c) and Wt
+block owns one output row's 16*wx*xm pixels x 16*wo channels (4 x 4 warps, 2 tiles each: 64
+channels x 128 pixels), a warp xm 16 x 16 tiles sharing their A fragment; per chunk (8 channels, tap row i) the block stages xk laid out (j, x, c) and Wt
 laid out (j, o, c) (K innermost: rows for ldmatrix), then per tap j each warp loads its A and
 B fragments with ldmatrix.x4 and issues two mma.sync.m16n8k8 TF32 (float32 accumulators in
 registers), all through TVM's tensorize with this module's intrinsics. Results go through
@@ -173,6 +173,7 @@ def _conv_tiled(sch, wl, t) -> None:
 # in locals 4h..4h+3 (TVM's 16x16 float32 accumulator layout, so its fill and store intrinsics
 # serve).
 MMA_WARPS_O, MMA_WARPS_X = 4, 4  # warps per block along output channels and along x (16 each)
+MMA_TILES_X = 2  # 16-pixel tiles per warp along x (each A fragment feeds both)
 
 
 def _frag_a(i, k):
@@ -289,7 +290,8 @@ def _sm(target) -> int:
 
 
 def mma_tile(wl, target=None):
-    """(warps along o, warps along x) of the TF32 tensor-core conv, or None where it does not
+    """(warps along o, warps along x, 16-pixel tiles per warp) of the TF32 tensor-core conv, or
+    None where it does not
     apply: float32 workloads flagged ``tf32``, static, with whole tiles (O % 16, C % 8, Wo % 16),
     for sm_80 or newer (TF32 mma.sync appeared with Ampere)."""
     p = wl.p
@@ -301,12 +303,13 @@ def mma_tile(wl, target=None):
         return None
     wo = max(w for w in (1, 2, 4) if w <= MMA_WARPS_O and p["O"] // 16 % w == 0)
     wx = max(w for w in (1, 2, 4) if w <= MMA_WARPS_X and p["Wo"] // 16 % w == 0)
-    return wo, wx
+    xm = max(m for m in (1, 2) if m <= MMA_TILES_X and p["Wo"] // (16 * wx) % m == 0)
+    return wo, wx, xm
 
 
-def _conv_mma(sch, wl, wo: int, wx: int) -> None:
-    """A block per (n, output row y, wx*16 pixels, wo*16 output channels), a warp per 16 x 16
-    (channels x pixels) tile of it. Per chunk (8 input channels, tap row i) the block stages xk
+def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
+    """A block per (n, output row y, 16*wx*xm pixels, 16*wo output channels), a warp per xm
+    16 x 16 (channels x pixels) tiles of it. Per chunk (8 input channels, tap row i) the block stages xk
     (8 x k taps x the row's pixels, laid out (j, x, c): B rows K-contiguous) and Wt (laid out
     (j, o, c)); per tap j each warp loads its A and B fragments with ldmatrix and issues two
     mma.m16n8k8 TF32; the accumulators go through shared memory (n, y, o, x) to coalesced stores."""
@@ -317,9 +320,9 @@ def _conv_mma(sch, wl, wo: int, wx: int) -> None:
     n, o, y, x, c, i, j = sch.get_loops(acc)
     warps = wo * wx
     ob, ow, ot = sch.split(o, [None, wo, 16])
-    xb, xw, xt = sch.split(x, [None, wx, 16])
+    xb, xw, xi, xt = sch.split(x, [None, wx, xm, 16])
     co, ct = sch.split(c, [None, 8])
-    sch.reorder(n, ob, y, xb, ow, xw, co, i, j, ot, xt, ct)
+    sch.reorder(n, ob, y, xb, ow, xw, co, i, j, xi, ot, xt, ct)
     outer = sch.blockize(ot)
     blk = sch.fuse(n, ob, y, xb)
     sch.bind(blk, "blockIdx.x")
@@ -364,7 +367,13 @@ def _conv_mma(sch, wl, wo: int, wx: int) -> None:
     sch.bind(ty, "threadIdx.y")
     sch.bind(tx, "threadIdx.x")
     sch.tensorize(sch.get_loops(a_w)[-2], TF32_LOAD_A)
-    sch.tensorize(sch.get_loops(b_w)[-2], TF32_LOAD_B)
+    bx, bc = sch.get_loops(b_w)[-2:]  # the warp's xm tiles of 16 pixels, each one B fragment
+    bxo, bxi = sch.split(bx, [None, 16])
+    sch.reorder(bxo, bxi, bc)
+    sch.tensorize(bxi, TF32_LOAD_B)
+    so, sx = sch.get_loops(store)[-2:]
+    sxo, sxi = sch.split(sx, [None, 16])
+    sch.reorder(sxo, so, sxi)
     sch.tensorize(sch.get_loops(acc)[-3], TF32_MMA)
     sch.tensorize(sch.get_loops(sch.get_sblock("acc_init"))[-2], TF32_FILL)
     sch.tensorize(sch.get_loops(store)[-2], TF32_STORE)

@@ -180,8 +180,10 @@ def test_control_short_staging(way):
 TF32_CASES = {
     # 2 x 4 warps (32 channels x 64 pixels), two 8-channel chunks, 3 x 3 taps, padding
     "plain": dict(_geo(1, 16, 3, 64, 3, 64, 3, 1, 1, 1, 1), O=32, a=0, tf32=1),
-    # 2 x 2 warps (Wo = 32)
+    # 2 x 2 warps (Wo = 32), k = 1
     "wo32": dict(_geo(1, 8, 2, 32, 2, 32, 1, 1, 1, 0, 1), O=32, a=0, tf32=1),
+    # 1 x 4 warps, each two 16-pixel tiles (a 128-pixel row: A fragments reused)
+    "two-tiles-per-warp": dict(_geo(1, 8, 2, 128, 2, 128, 3, 1, 1, 1, 1), O=16, a=0, tf32=1),
     # 4 x 1 warps (O = 64, Wo = 16), stride 2 and dilation 2, batch 2
     "s2-d2-o64": dict(_geo(2, 8, 9, 31, 3, 16, 3, 2, 1, 2, 2), O=64, a=0, tf32=1),
     # the input gradient of a stride-2 conv: zero-inserted source, mirrored taps, Kz
