@@ -166,7 +166,9 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     Otherwise:
     a thread per pixel and block of b output channels loads K
     and X for each (channel, tap) and b weights; conv_dk: per (pixel, tap), for each channel
-    X and O pairs (W, dO); conv_dw: per (o, c, tap), dO, K and X for each pixel. acda.fwd: each
+    X and O pairs (W, dO); conv_dw: per (o, c, tap), dO, K and X for each pixel, plus
+    (split-K, static shapes) the partial sums of each band of rows, stored and loaded once
+    (8x64x128x128 k5: 16 parts x 102,400 x 2 x 4 B = 13 MB next to 161 GB of loads). acda.fwd: each
     block builds its tile's atoms from A and P (T pairs per atom tap), then loads X for each
     (channel, tap) of its pixels (atoms from shared memory); acda.dx: the atoms of every
     pixel into global scratch (T pairs each, one store), then per input element M*k^2 pairs (dO,
@@ -194,7 +196,11 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
         if wl.kernel == "conv_dk":
             return pix * k2 * p["C"] * (1 + 2 * p["O"]) * itemsize
         if wl.kernel == "conv_dw":
-            return pix * k2 * p["C"] * p["O"] * 3 * itemsize
+            from schedules.pac_cuda import dw_rows
+
+            rows = dw_rows(wl)  # split-K: + the partial sums, written once and read once
+            parts = p["N"] * -(-p["Ho"] // rows) if rows else 0
+            return (pix * k2 * p["C"] * p["O"] * 3 + 2 * parts * p["O"] * p["C"] * k2) * itemsize
     if wl.op == "acda":
         pix = p["N"] * p["Ho"] * p["Wo"]
         atoms = pix * p["M"] * k2 * p["T"] * 2

@@ -221,6 +221,27 @@ def test_control_wrong_fragment_layout(macro, new):
     _fails(wl, "cuda", mutate=_mma_layout(macro, new), match="relative error")
 
 
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+def test_conv_dw_split_k_bands(way, dtype, monkeypatch):
+    """pac.conv_dw's split-K with bands of several rows and a shorter last band: 2 images x 2
+    bands (5 + 4 of 9 rows); the shipped threshold gives one row per part at the small shapes."""
+    import schedules.pac_cuda as pac_cuda
+
+    monkeypatch.setattr(pac_cuda, "SPLIT_K_THREADS", 6000)
+    wl = Workload.make("pac", "conv_dw", PAC_SHAPES["conv_dw"]["plain"], dtype)
+    assert pac_cuda.dw_rows(wl) == 5
+    low = emulate.prepare(wl, way)
+    assert len(low.launches) == 2  # partial sums, then their sum
+    emulate.check(wl, way, lowered=low)
+
+    def one_part_short(low):  # the second kernel adds all parts but the last
+        low.source, n = re.subn(r"(for \(int \w*n_y_0_fused\w* = 0; \w+ < )(\d+)",
+                                lambda m: f"{m[1]}{int(m[2]) - 1}", low.source, count=1)
+        assert n == 1
+    _fails(wl, way, mutate=one_part_short, match="relative error")
+
+
 def test_control_wrong_shuffle_lane():
     def mutate(low):  # the first shuffle-down reads one lane further than it should
         low.source, n = re.subn(r"(tvm_shfl_down_sync\([^;]*?), (\d+), 32\)",
