@@ -1,6 +1,7 @@
-"""Default CUDA schedules for PAC: one thread per output element (x fastest: coalesced loads),
-the reduction in a register, padding and zero insertion as index checks in the loads. Generic
-builds (symbolic sizes) bind the same loops, the last block's tail predicated.
+"""Default CUDA schedules for PAC. Except conv and conv_dw (below): one thread per output
+element (x fastest: coalesced loads), the reduction in a register, padding and zero insertion as
+index checks in the loads. Generic builds (symbolic sizes) bind the same loops, the last block's
+tail predicated.
 
 conv (static shapes): an implicit GEMM, M = pixels, N = output channels, K = C*k^2. A block
 owns ty x tx output pixels of one image (tx up to 32, a warp's row) and ot*oi output channels;
@@ -20,15 +21,17 @@ conv on tensor cores (workload flag ``tf32``: float32 on sm_80+, static, O % 16 
 Wo % 16 = 0; the bridge sets it on CUDA while torch.backends.cudnn.allow_tf32 is True): the same
 GEMM with M = output channels, N = pixels, K = C*k^2 taken 8 channels of one tap at a time. A
 block owns one output row's 16*wx*xm pixels x 16*wo channels (4 x 4 warps, 2 tiles each: 64
-channels x 128 pixels), a warp xm 16 x 16 tiles sharing their A fragment; per chunk (8 channels, tap row i) the block stages xk laid out (j, x, c) and Wt
-laid out (j, o, c) (K innermost: rows for ldmatrix), then per tap j each warp loads its A and
-B fragments with ldmatrix.x4 and issues two mma.sync.m16n8k8 TF32 (float32 accumulators in
+channels x 128 pixels), a warp xm 16 x 16 tiles sharing their A fragment; per chunk (8
+channels, tap row i) the block stages xk laid out (j, x, c) and Wt laid out (j, o, c) (K
+innermost: rows for ldmatrix), then per tap j each warp loads its A and B fragments with
+ldmatrix.x4 and issues two mma.sync.m16n8k8 TF32 per tile (float32 accumulators in
 registers), all through TVM's tensorize with this module's intrinsics. Results go through
 shared memory (n, y, o, x) to coalesced stores. Operands are rounded to TF32 (10-bit
 mantissas) by the hardware: a schedule choice the workload carries, so it has its own cache
 entries. Executed on PoCL with ldmatrix/mma emulated (dynfilter_tvm.emulate).
 conv_dk: each thread forms G (the weight times the output gradient, summed over output
-channels) one input channel at a time.
+channels) one input channel at a time. conv_dw (static shapes): split-K over bands of output
+rows, partial sums in global scratch, then a second kernel adding them (see ``conv_dw``).
 """
 from __future__ import annotations
 
