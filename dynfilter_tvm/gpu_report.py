@@ -63,13 +63,14 @@ def benchmark_workloads(dtype: str = "float32") -> Dict[str, List[Workload]]:
     out["PAC conv 8x64x128x128 k5"] = [
         mk("pac", "conv", dict(pac, a=0), dtype),
         mk("pac", "conv", dict(pac, a=1), dtype),  # dX: the adjoint (mirrored taps, weight^T)
+        *([mk("pac", "conv", dict(pac, a=a, tf32=1), dtype) for a in (0, 1)] if dtype == "float32" else []),
         mk("pac", "conv_dk", pac, dtype), mk("pac", "conv_dw", pac, dtype)]
     out["ACDA 8x64x56x56 k7"] = [mk("acda", k, acda, dtype) for k in ("fwd", "dx", "datoms")]
     return out
 
 
 def _label(wl: Workload) -> str:
-    return f"{wl.op}.{wl.kernel}" + ("(adj)" if wl.p.get("a") else "")
+    return f"{wl.op}.{wl.kernel}" + ("(adj)" if wl.p.get("a") else "") + ("(tf32)" if wl.p.get("tf32") else "")
 
 
 # -- work and traffic ---------------------------------------------------------------------------
@@ -179,10 +180,15 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     block read (Wt, 400 KB in all; X, the halo): L1 and L2 hits; the H100's L2 serves such
     traffic at several TB/s, so at 26.8 GFLOP the kernel stays bound by its FP32 FMAs (400 us
     at 67 TFLOP/s). Where the chunk does not fit (k >= 13 on wide rows) or the shape is
-    symbolic, the thread-per-output schedule:
+    symbolic, the thread-per-output schedule. The TF32 tensor-core conv (``tf32``) counts the
+    same way with its own tiles, 64 channels x one row of 128 pixels per block, as many pixels
+    as the SIMT tiles: the same 2.1 GB.
+    Otherwise:
     a thread per pixel and block of b output channels loads K
     and X for each (channel, tap) and b weights; conv_dk: per (pixel, tap), for each channel
-    X and O pairs (W, dO); conv_dw: per (o, c, tap), dO, K and X for each pixel. acda.fwd: each
+    X and O pairs (W, dO); conv_dw: per (o, c, tap), dO, K and X for each pixel, plus
+    (split-K, static shapes) the partial sums of each band of rows, stored and loaded once
+    (8x64x128x128 k5: 16 parts x 102,400 x 2 x 4 B = 13 MB next to 161 GB of loads). acda.fwd: each
     block builds its tile's atoms from A and P (``schedules.acda_cuda._atoms_in_shared``: a
     thread per (atom group, tap row, pixel) loads, per basis t, the group's mi coefficients A
     and the row's k bases P, the latter warp-uniform: k*T*(M + (M/mi)*k) elements per pixel;
@@ -221,7 +227,11 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
         if wl.kernel == "conv_dk":
             return pix * k2 * p["C"] * (1 + 2 * p["O"]) * itemsize
         if wl.kernel == "conv_dw":
-            return pix * k2 * p["C"] * p["O"] * 3 * itemsize
+            from schedules.pac_cuda import dw_rows
+
+            rows = dw_rows(wl)  # split-K: + the partial sums, written once and read once
+            parts = p["N"] * -(-p["Ho"] // rows) if rows else 0
+            return (pix * k2 * p["C"] * p["O"] * 3 + 2 * parts * p["O"] * p["C"] * k2) * itemsize
     if wl.op == "acda":
         from schedules.acda_cuda import atoms_per_thread
         from schedules.common import UNROLL_TAPS
@@ -324,10 +334,11 @@ def _ddf_dc_bytes(wl: Workload, p: dict) -> Optional[int]:
 def _pac_conv_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
     """Elements requested by the tiled pac.conv schedule (see :func:`requested_bytes`), or None
     where that schedule keeps a thread per output."""
-    from schedules.pac_cuda import conv_tile
+    from schedules.pac_cuda import conv_tile, mma_tile
 
+    tc = mma_tile(wl)
     t = conv_tile(wl) if wl.kind == "static" else None
-    if t is None:
+    if tc is None and t is None:
         return None
     N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
 
@@ -337,8 +348,11 @@ def _pac_conv_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
         return sum(1 for y in range(n_out) for i in range(k)
                    if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
 
-    o_tiles = -(-O // (t["ot"] * t["oi"]))
-    pix_tiles = -(-p["Ho"] // t["ty"]) * -(-p["Wo"] // t["tx"])
+    if tc is not None:  # the TF32 mma schedule: 16*wo channels x one row of 16*wx*xm pixels
+        o_tiles, pix_tiles = O // (16 * tc[0]), p["Ho"] * p["Wo"] // (16 * tc[1] * tc[2])
+    else:
+        o_tiles = -(-O // (t["ot"] * t["oi"]))
+        pix_tiles = -(-p["Ho"] // t["ty"]) * -(-p["Wo"] // t["tx"])
     taps = real(p["H"], p["Ho"]) * real(p["W"], p["Wo"])
     x_loads = N * C * taps * o_tiles
     k_loads = N * C * (taps if p["a"] else k * k * p["Ho"] * p["Wo"]) * o_tiles  # Kz: real taps only

@@ -1,12 +1,14 @@
-"""Default CUDA schedules for PAC: one thread per output element (x fastest: coalesced loads),
-the reduction in a register, padding and zero insertion as index checks in the loads. Generic
-builds (symbolic sizes) bind the same loops, the last block's tail predicated.
+"""Default CUDA schedules for PAC. Except conv and conv_dw (below): one thread per output
+element (x fastest: coalesced loads), the reduction in a register, padding and zero insertion as
+index checks in the loads. Generic builds (symbolic sizes) bind the same loops, the last block's
+tail predicated.
 
 conv (static shapes): an implicit GEMM, M = pixels, N = output channels, K = C*k^2. A block
 owns ty x tx output pixels of one image (tx up to 32, a warp's row) and ot*oi output channels;
 per chunk of cc input channels (cc*k^2 about K_CHUNK) it builds the modulated taps xk = K * Sz
 (cc x k x k x ty x tx, the B operand; padding and zero insertion are index checks in these
-loads) and copies the Wt chunk (ot*oi x cc x k x k, the A operand) into shared memory with
+loads) and copies the Wt chunk (ot*oi x cc x k x k, the A operand; stored taps-major, so a
+thread's oi weights of a tap are one vector load) into shared memory with
 cooperative loads, then each thread (yt x tx x ot of them) accumulates a register tile of yi
 rows x oi channels (4 x 8 in float32, 4 x 4 in float64) over the chunk: per tap oi Wt words
 (broadcast within the warp) and yi xk words (consecutive across the warp) feed yi*oi FMAs.
@@ -15,8 +17,21 @@ threads, 19.2 KB shared memory, 1,024 blocks; ptxas: 64 registers, no spills (es
 gpu_report.requested_bytes). Symbolic shapes (generic builds), and chunks that cannot fit
 TILE_SHARED_BYTES (k >= 13 on wide images), keep one thread per pixel and block of output
 channels (CONV_CHANNEL_BLOCK), each modulated tap loaded once for the block.
+conv on tensor cores (workload flag ``tf32``: float32 on sm_80+, static, O % 16 = C % 8 =
+Wo % 16 = 0; the bridge sets it on CUDA while torch.backends.cudnn.allow_tf32 is True): the same
+GEMM with M = output channels, N = pixels, K = C*k^2 taken 8 channels of one tap at a time. A
+block owns one output row's 16*wx*xm pixels x 16*wo channels (4 x 4 warps, 2 tiles each: 64
+channels x 128 pixels), a warp xm 16 x 16 tiles sharing their A fragment; per chunk (8
+channels, tap row i) the block stages xk laid out (j, x, c) and Wt laid out (j, o, c) (K
+innermost: rows for ldmatrix), then per tap j each warp loads its A and B fragments with
+ldmatrix.x4 and issues two mma.sync.m16n8k8 TF32 per tile (float32 accumulators in
+registers), all through TVM's tensorize with this module's intrinsics. Results go through
+shared memory (n, y, o, x) to coalesced stores. Operands are rounded to TF32 (10-bit
+mantissas) by the hardware: a schedule choice the workload carries, so it has its own cache
+entries. Executed on PoCL with ldmatrix/mma emulated (dynfilter_tvm.emulate).
 conv_dk: each thread forms G (the weight times the output gradient, summed over output
-channels) one input channel at a time.
+channels) one input channel at a time. conv_dw (static shapes): split-K over bands of output
+rows, partial sums in global scratch, then a second kernel adding them (see ``conv_dw``).
 """
 from __future__ import annotations
 
@@ -160,7 +175,8 @@ def _conv_tiled(sch, wl, t) -> None:
 # channels (K): fragments (lane, local) as below, the halves' B in locals 2h, 2h+1 and their C
 # in locals 4h..4h+3 (TVM's 16x16 float32 accumulator layout, so its fill and store intrinsics
 # serve).
-MMA_WARPS_O, MMA_WARPS_X = 4, 2  # warps per block along output channels and along x (16 each)
+MMA_WARPS_O, MMA_WARPS_X = 4, 4  # warps per block along output channels and along x (16 each)
+MMA_TILES_X = 2  # 16-pixel tiles per warp along x (each A fragment feeds both)
 
 
 def _frag_a(i, k):
@@ -270,22 +286,33 @@ def _register_tf32_intrinsics() -> None:
     TensorIntrin.register(TF32_STORE, *get_mma_store_intrin("float32", 8, "shared", True), override=True)
 
 
-def mma_tile(wl):
-    """(warps along o, warps along x) of the TF32 tensor-core conv, or None where it does not
-    apply: float32 workloads flagged ``tf32``, static, with whole tiles (O % 16, C % 8, Wo % 16)."""
+def _sm(target) -> int:
+    """The target's compute capability as an int (sm_90a -> 90; 0 if unknown)."""
+    digits = "".join(ch for ch in str(target.attrs.get("arch", "")) if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+def mma_tile(wl, target=None):
+    """(warps along o, warps along x, 16-pixel tiles per warp) of the TF32 tensor-core conv, or
+    None where it does not
+    apply: float32 workloads flagged ``tf32``, static, with whole tiles (O % 16, C % 8, Wo % 16),
+    for sm_80 or newer (TF32 mma.sync appeared with Ampere)."""
     p = wl.p
     if not p.get("tf32") or wl.dtype != "float32" or wl.kind != "static":
+        return None
+    if target is not None and _sm(target) < 80:
         return None
     if p["O"] % 16 or p["C"] % 8 or p["Wo"] % 16:
         return None
     wo = max(w for w in (1, 2, 4) if w <= MMA_WARPS_O and p["O"] // 16 % w == 0)
-    wx = max(w for w in (1, 2) if w <= MMA_WARPS_X and p["Wo"] // 16 % w == 0)
-    return wo, wx
+    wx = max(w for w in (1, 2, 4) if w <= MMA_WARPS_X and p["Wo"] // 16 % w == 0)
+    xm = max(m for m in (1, 2) if m <= MMA_TILES_X and p["Wo"] // (16 * wx) % m == 0)
+    return wo, wx, xm
 
 
-def _conv_mma(sch, wl, wo: int, wx: int) -> None:
-    """A block per (n, output row y, wx*16 pixels, wo*16 output channels), a warp per 16 x 16
-    (channels x pixels) tile of it. Per chunk (8 input channels, tap row i) the block stages xk
+def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
+    """A block per (n, output row y, 16*wx*xm pixels, 16*wo output channels), a warp per xm
+    16 x 16 (channels x pixels) tiles of it. Per chunk (8 input channels, tap row i) the block stages xk
     (8 x k taps x the row's pixels, laid out (j, x, c): B rows K-contiguous) and Wt (laid out
     (j, o, c)); per tap j each warp loads its A and B fragments with ldmatrix and issues two
     mma.m16n8k8 TF32; the accumulators go through shared memory (n, y, o, x) to coalesced stores."""
@@ -296,9 +323,9 @@ def _conv_mma(sch, wl, wo: int, wx: int) -> None:
     n, o, y, x, c, i, j = sch.get_loops(acc)
     warps = wo * wx
     ob, ow, ot = sch.split(o, [None, wo, 16])
-    xb, xw, xt = sch.split(x, [None, wx, 16])
+    xb, xw, xi, xt = sch.split(x, [None, wx, xm, 16])
     co, ct = sch.split(c, [None, 8])
-    sch.reorder(n, ob, y, xb, ow, xw, co, i, j, ot, xt, ct)
+    sch.reorder(n, ob, y, xb, ow, xw, co, i, j, xi, ot, xt, ct)
     outer = sch.blockize(ot)
     blk = sch.fuse(n, ob, y, xb)
     sch.bind(blk, "blockIdx.x")
@@ -343,7 +370,13 @@ def _conv_mma(sch, wl, wo: int, wx: int) -> None:
     sch.bind(ty, "threadIdx.y")
     sch.bind(tx, "threadIdx.x")
     sch.tensorize(sch.get_loops(a_w)[-2], TF32_LOAD_A)
-    sch.tensorize(sch.get_loops(b_w)[-2], TF32_LOAD_B)
+    bx, bc = sch.get_loops(b_w)[-2:]  # the warp's xm tiles of 16 pixels, each one B fragment
+    bxo, bxi = sch.split(bx, [None, 16])
+    sch.reorder(bxo, bxi, bc)
+    sch.tensorize(bxi, TF32_LOAD_B)
+    so, sx = sch.get_loops(store)[-2:]
+    sxo, sxi = sch.split(sx, [None, 16])
+    sch.reorder(sxo, so, sxi)
     sch.tensorize(sch.get_loops(acc)[-3], TF32_MMA)
     sch.tensorize(sch.get_loops(sch.get_sblock("acc_init"))[-2], TF32_FILL)
     sch.tensorize(sch.get_loops(store)[-2], TF32_STORE)
@@ -351,7 +384,7 @@ def _conv_mma(sch, wl, wo: int, wx: int) -> None:
 
 @register("pac", "conv", "cuda")
 def conv(sch, wl, target):
-    tc = mma_tile(wl)
+    tc = mma_tile(wl, target)
     if tc is not None:
         _conv_mma(sch, wl, *tc)
         return
@@ -389,10 +422,49 @@ def conv_dk(sch, wl, target):
     register_acc(sch, acc, c, tx)
 
 
+SPLIT_K_THREADS = 1 << 20  # conv_dw: split the pixel sum until about this many partial sums
+
+
+def dw_rows(wl):
+    """conv_dw's split-K: output rows per part (parts = N * ceil(Ho / rows)), or None for no
+    split (symbolic shapes, or already SPLIT_K_THREADS outputs, or a single row)."""
+    p = wl.p
+    if wl.kind != "static":
+        return None
+    outputs = p["O"] * p["C"] * p["k"] ** 2
+    parts = min(-(-SPLIT_K_THREADS // outputs), p["N"] * p["Ho"])
+    if parts <= 1:
+        return None
+    rows = min(p["Ho"], -(-p["N"] * p["Ho"] // parts))
+    return rows if p["N"] * -(-p["Ho"] // rows) > 1 else None
+
+
 @register("pac", "conv_dw", "cuda")
 def conv_dw(sch, wl, target):
+    """dWt is tiny (O*C*k^2) and each element sums every pixel of the batch: one thread per
+    element leaves the GPU mostly idle with long serial sums (8x64x128x128 k5: 102,400 threads
+    x 131,072 terms). Split-K over pixels: rfactor the sum over (image, band of ``rows`` output
+    rows) into partial sums in global scratch (a thread per part and element, its sum in a
+    register), then a second kernel adds the parts (a thread per element). 8x64x128x128 k5:
+    16 parts of 94 rows, 1.6M threads of 12,032 terms, 6.5 MB of partial sums written and
+    read once."""
     _inline(sch, "Sz")
-    _thread_per_output(sch, 4)
+    rows = dw_rows(wl)
+    if rows is None:
+        _thread_per_output(sch, 4)
+        return
+    acc = sch.get_sblock("acc")
+    o, c, i, j, n, y, x = sch.get_loops(acc)
+    yo, yi = sch.split(y, [None, rows])
+    rf = sch.rfactor(sch.fuse(n, yo), 0)
+    o, c, i, j, part, yi, x = sch.get_loops(rf)
+    sch.reorder(part, o, c, i, j)  # threads across (c, i, j) of one output channel: dO broadcast
+    tx = bind_flat(sch, [part, o, c, i, j])
+    partial = sch.cache_write(rf, 0, "local")
+    sch.reverse_compute_at(partial, tx)
+    sch.decompose_reduction(rf, yi)
+    o, c, i, j, part = sch.get_loops(acc)
+    register_acc(sch, acc, part, bind_flat(sch, [o, c, i, j]))
 
 
 @register("pac", "pool_dk", "cuda")

@@ -110,6 +110,7 @@ def test_every_cuda_kernel_is_covered():
     import schedules
     from dynfilter_tvm import registry
 
+    schedules.load_all()  # run alone, nothing else has imported the schedule modules yet
     with_cuda = {(op, k) for op, k in registry.kernels() if (op, k, "cuda") in schedules._SCHEDULES}
     assert with_cuda == {(op, k) for op, k, _, _ in CASES}
 
@@ -199,8 +200,12 @@ def test_control_short_staging(way):
 # cooperatively from the PTX fragment layouts). The CUDA way only: TVM's OpenCL lowering has no
 # tensor-core intrinsics. Tolerance: emulate.TF32_TOLERANCE (10-bit operand mantissas).
 TF32_CASES = {
-    # 2 x 2 warps (32 channels x 32 pixels), two 8-channel chunks, 3 x 3 taps, padding
-    "plain": dict(_geo(1, 16, 3, 32, 3, 32, 3, 1, 1, 1, 1), O=32, a=0, tf32=1),
+    # 2 x 4 warps (32 channels x 64 pixels), two 8-channel chunks, 3 x 3 taps, padding
+    "plain": dict(_geo(1, 16, 3, 64, 3, 64, 3, 1, 1, 1, 1), O=32, a=0, tf32=1),
+    # 2 x 2 warps (Wo = 32), k = 1
+    "wo32": dict(_geo(1, 8, 2, 32, 2, 32, 1, 1, 1, 0, 1), O=32, a=0, tf32=1),
+    # 1 x 4 warps, each two 16-pixel tiles (a 128-pixel row: A fragments reused)
+    "two-tiles-per-warp": dict(_geo(1, 8, 2, 128, 2, 128, 3, 1, 1, 1, 1), O=16, a=0, tf32=1),
     # 4 x 1 warps (O = 64, Wo = 16), stride 2 and dilation 2, batch 2
     "s2-d2-o64": dict(_geo(2, 8, 9, 31, 3, 16, 3, 2, 1, 2, 2), O=64, a=0, tf32=1),
     # the input gradient of a stride-2 conv: zero-inserted source, mirrored taps, Kz
@@ -236,6 +241,27 @@ def _mma_layout(macro, new):
 def test_control_wrong_fragment_layout(macro, new):
     wl = Workload.make("pac", "conv", TF32_CASES["plain"], "float32")
     _fails(wl, "cuda", mutate=_mma_layout(macro, new), match="relative error")
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+def test_conv_dw_split_k_bands(way, dtype, monkeypatch):
+    """pac.conv_dw's split-K with bands of several rows and a shorter last band: 2 images x 2
+    bands (5 + 4 of 9 rows); the shipped threshold gives one row per part at the small shapes."""
+    import schedules.pac_cuda as pac_cuda
+
+    monkeypatch.setattr(pac_cuda, "SPLIT_K_THREADS", 6000)
+    wl = Workload.make("pac", "conv_dw", PAC_SHAPES["conv_dw"]["plain"], dtype)
+    assert pac_cuda.dw_rows(wl) == 5
+    low = emulate.prepare(wl, way)
+    assert len(low.launches) == 2  # partial sums, then their sum
+    emulate.check(wl, way, lowered=low)
+
+    def one_part_short(low):  # the second kernel adds all parts but the last
+        low.source, n = re.subn(r"(for \(int \w*n_y_0_fused\w* = 0; \w+ < )(\d+)",
+                                lambda m: f"{m[1]}{int(m[2]) - 1}", low.source, count=1)
+        assert n == 1
+    _fails(wl, way, mutate=one_part_short, match="relative error")
 
 
 def test_control_wrong_shuffle_lane():

@@ -108,6 +108,29 @@ def test_tf32_flag_follows_cudnn_allow_tf32(monkeypatch):
     assert with_tf32_variants([half]) == [half]
 
 
+@pytest.mark.parametrize("targets,tf32", [(["sm_90", "llvm"], True), (["llvm"], False)], ids=("cuda", "cpu-only"))
+def test_compile_bundles_tf32_variants_for_cuda(targets, tf32, monkeypatch, tmp_path):
+    """``dynfilter-tvm compile`` records on the CPU (no tf32 flag), so for a CUDA target it adds
+    the tf32 variant of every float32 pac.conv; a CPU-only bundle gets none."""
+    from dynfilter_tvm import aot
+    from dynfilter_tvm.__main__ import main
+
+    seen = []
+    monkeypatch.setattr(aot, "compile_bundle", lambda found, tg, out, **kw: seen.extend(found) or {"targets": tg})
+    argv = ["compile", "--op", "pac", "--input", "1x4x6x16", "--kernel-size", "3", "-o", str(tmp_path / "b")]
+    for t in targets:
+        argv += ["--target", t]
+    assert main(argv) == 0
+    convs = [w for w in seen if w.kernel == "conv"]
+    assert convs and all(w.dtype == "float32" for w in convs)
+    flagged = [w for w in convs if w.p.get("tf32")]
+    assert len(flagged) == (len(convs) // 2 if tf32 else 0)
+    if tf32:  # forward and input gradient, each also without the flag
+        assert {w.p["a"] for w in flagged} == {0, 1}
+        assert {Workload.make("pac", "conv", {k: v for k, v in w.p.items() if k != "tf32"}, w.dtype)
+                for w in flagged} <= set(convs)
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
