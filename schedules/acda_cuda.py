@@ -17,7 +17,8 @@ pixel, built in shared memory as in fwd (no global scratch, no second launch: th
 atoms of the zero-inserted grid were written and read back, 87x the minimum bytes); each
 thread sums its channels' M x k x k taps in a register. A generic row is whole X_QUANTUM
 pixels, so the same code serves any size (PoCL-checked at several sizes from one lowering).
-datoms: one thread per atom tap and pixel, a loop over the channels.
+datoms: the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
+x k tap columns of dD in registers), the channels in place of the bases.
 Padding and zero insertion are index checks in the loads (inlined).
 
 Time estimate (no GPU here: arithmetic, not a measurement), 8x64x56x56 k7, M = 6, T = 18, fp32,
@@ -181,10 +182,43 @@ def dx(sch, wl, target):
 
 @register("acda", "datoms", "cuda")
 def datoms(sch, wl, target):
-    sch.compute_inline(sch.get_sblock("Xpad"))
-    if wl.p["W"] is None:
-        sch.compute_inline(sch.get_sblock("dOpad"))
+    """The same register tile as the atoms build (``atoms_per_thread``): a thread per (atom
+    group, tap row, pixel) keeps mi atoms x k tap columns of dD in registers; per channel it
+    loads mi values of dO and k of the input row for mi x k FMAs (was: a thread per atom tap,
+    dO and X loaded for every FMA). Threads run along the pixels of a row (coalesced)."""
+    generic = wl.p["W"] is None
+    if generic:
+        for name in ("dOpad", "Xpad"):
+            sch.compute_inline(sch.get_sblock(name))
     acc = sch.get_sblock("acc")
-    *spatial, c = sch.get_loops(acc)
-    tx = bind_flat(sch, spatial)
+    n, m, u, v, y, x, c = sch.get_loops(acc)
+    mi, cols = atoms_per_thread(wl), wl.p["k"] <= UNROLL_TAPS
+    if mi == 1:
+        mo, inner = m, []
+    elif mi < wl.p["M"]:
+        mo, m_in = sch.split(m, [None, mi])
+        inner = [m_in]
+    else:
+        mo, inner = None, [m]
+    if cols:
+        inner.append(v)
+    outer = [l for l in (n, mo, u) if l is not None] + ([] if cols else [v]) + [y, x]
+    sch.reorder(*outer, c, *inner)
+    tx = bind_flat(sch, outer)
     register_acc(sch, acc, c, tx)
+    for loop in inner:
+        sch.unroll(loop)
+    if generic:  # the segment's region is not constant under the fused symbolic index
+        return
+    # the padded input row segment in registers, loaded once per channel for all mi atoms
+    # (inlined, each (atom, tap) statement kept its own guarded load: 21 loads, not 7)
+    xpad = sch.get_sblock("Xpad")
+    depth = len(sch.get_loops(acc)) - len(inner)  # the loops down to c
+    sch.compute_at(xpad, sch.get_loops(acc)[depth - 1])
+    sch.set_scope(xpad, 0, "local")
+    for loop in sch.get_loops(xpad)[depth:]:
+        sch.unroll(loop)
+    loops = sch.get_loops(sch.get_sblock("out"))
+    at = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(tx)))
+    for loop in loops[at + 1:]:  # the thread's mi x k results, from registers
+        sch.unroll(loop)
