@@ -39,6 +39,11 @@ pixels (25,088 px).
   221 K clk: 238 K clk = 120 us, 6.7x (72 us, 4x, with one wavefront per dO load). Every dO
   element is loaded by the k x k input pixels that use it; reusing it (a dO tile in shared
   memory with register windows) is left to do.
+- datoms (mi = 3): 10,976 warps (8 x 2 atom groups x 7 tap rows x 3,136 px / 32), per channel
+  21 warp FMAs and 3 dO + 7 input loads (13 wavefronts): FMA 10,976 x 64 x 21 / 528 = 27.9 K
+  clk, loads 10,976 x 64 x 16 / 132 = 85 K clk (+ 1.7 K of stores): 44 us (28 us with one
+  wavefront per load) against its 16 us roofline (H200 DRAM): 2.7x (1.7x); was about 161 us,
+  10x (a thread per atom tap: dO and the input loaded for every FMA).
 """
 from __future__ import annotations
 
