@@ -39,7 +39,7 @@ def main() -> None:
         Ho, Wo = conv_out_size(H, k, s, p, d), conv_out_size(W, k, s, p, d)
         rng = np.random.default_rng(0)
 
-        def t(*sh):
+        def t(*sh, rng=rng):
             return tvm.runtime.tensor(rng.standard_normal(sh).astype("float32"), dev)
 
         X, A, P, dO = t(N, C, H, W), t(N, M, T, Ho, Wo), t(T, k, k), t(N, C, M, Ho, Wo)
