@@ -201,8 +201,12 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     2*7) * 4 B = 252.9 MB (was 1,062 MB, A and P per atom tap), fwd X 25,088 * 64 * 49 * 4 B =
     314.7 MB: 567.6 MB, 10.2x the minimum (was 1,377 MB, 24.7x); dx dO 25,088 * 64 * 294 *
     4 B = 1,888 MB: 2,141 MB, 38x (was 4,868 MB, 87x, with the grid-wide atoms written to and
-    read back from global scratch, one launch more). acda.datoms: per atom tap and pixel, dO and
-    X for each channel.
+    read back from global scratch, one launch more). acda.datoms: the atoms build's register
+    tile with the channels in place of the bases: per thread (atom group, tap row, pixel) and
+    channel, mi values of dO and the k inputs of its row (held in registers): (M/mi)*k*C*(mi +
+    k) elements per pixel; at 8x64x56x56 k7 25,088 * 2*7*64*10 * 4 B = 899 MB, 12.1x (was
+    3,776 MB, 50.7x: dO and X per atom tap and channel). Generic datoms builds load the input
+    per (atom, tap) (mi times more), not counted here.
     """
     p = _dims(wl)
     k2 = p["k"] ** 2
@@ -244,8 +248,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
             return pix * (atoms + p["C"] * k2) * itemsize
         if wl.kernel == "dx":  # the fwd's tiling over input pixels
             return p["N"] * p["H"] * p["W"] * (atoms + p["C"] * M * k2) * itemsize
-        if wl.kernel == "datoms":
-            return pix * p["M"] * k2 * p["C"] * 2 * itemsize
+        if wl.kernel == "datoms":  # the atoms build's register tile, channels for bases
+            return pix * (M // mi) * k * (k // cols) * p["C"] * (mi + cols) * itemsize
     raise KeyError(f"no request estimate for {wl.op}.{wl.kernel}")
 
 

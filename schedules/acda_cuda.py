@@ -10,14 +10,15 @@ stored in global memory. Tap rows stay a loop (the columns are unrolled): unroll
 nvcc hoist loads into 80 registers with a spill. At 8x64x56x56 k7 M = 6 (sm_90, nvcc 13 -v):
 fp32 cb = 8, 63 registers, no spill, 37,632 B shared, 4 blocks of 256 threads per SM (50%
 occupancy; registers bound it: 63 x 256 x 4 <= 65,536); float64 cb = 4, 64 registers, 50%
-(was 80 registers + 8 B spill, 38%).
+(was 80 registers + 8 B spill, 38%). sm_80: cb = 4, 64 registers, 50%.
 dx: the same tiling over input pixels, one launch: the compute indexes the atoms by the input
 pixel they serve (``ops.acda.acda_dx``), so a tile of input pixels needs M x k x k atoms per
 pixel, built in shared memory as in fwd (no global scratch, no second launch: the grid-wide
 atoms of the zero-inserted grid were written and read back, 87x the minimum bytes); each
 thread sums its channels' M x k x k taps in a register. A generic row is whole X_QUANTUM
 pixels, so the same code serves any size (PoCL-checked at several sizes from one lowering).
-datoms: one thread per atom tap and pixel, a loop over the channels.
+datoms: the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
+x k tap columns of dD in registers), the channels in place of the bases.
 Padding and zero insertion are index checks in the loads (inlined).
 
 Time estimate (no GPU here: arithmetic, not a measurement), 8x64x56x56 k7, M = 6, T = 18, fp32,
@@ -38,8 +39,15 @@ pixels (25,088 px).
   221 K clk: 238 K clk = 120 us, 6.7x (72 us, 4x, with one wavefront per dO load). Every dO
   element is loaded by the k x k input pixels that use it; reusing it (a dO tile in shared
   memory with register windows) is left to do.
+- datoms (mi = 3): 10,976 warps (8 x 2 atom groups x 7 tap rows x 3,136 px / 32), per channel
+  21 warp FMAs and 3 dO + 7 input loads (13 wavefronts): FMA 10,976 x 64 x 21 / 528 = 27.9 K
+  clk, loads 10,976 x 64 x 16 / 132 = 85 K clk (+ 1.7 K of stores): 44 us (28 us with one
+  wavefront per load) against its 16 us roofline (H200 DRAM): 2.7x (1.7x); was about 161 us,
+  10x (a thread per atom tap: dO and the input loaded for every FMA).
 """
 from __future__ import annotations
+
+import re
 
 from dynfilter_tvm.ops.acda import X_QUANTUM
 
@@ -49,7 +57,17 @@ from .common import MAX_THREADS, UNROLL_TAPS, bind_flat, extent, register_acc, u
 SHARED_BYTES = 40 * 1024  # atoms tile in shared memory, under the 48 KiB static limit
 MAX_TILE = 32  # pixels per block
 ATOM_WORDS = 24  # 32-bit registers for a thread's atom accumulators while building the atoms
-ACC_WORDS = 48  # 32-bit registers for a thread's accumulators: fwd at M = 6 takes 8 channels (4 in float64), 63-64 registers, 50% occupancy
+# 32-bit registers for a thread's channel accumulators. sm_90 (nvcc 13): fwd at M = 6 takes 8
+# channels (4 in float64), 63-64 registers, 50% occupancy. sm_80's ptxas took 80 registers
+# (38%) for 8 channels, 64 (50%) for 4: there 24.
+ACC_WORDS = 48
+ACC_WORDS_BEFORE_SM90 = 24
+
+
+def _acc_words(target) -> int:
+    arch = str(target.attrs.get("arch", "sm_90")) if target is not None else "sm_90"
+    digits = re.match(r"sm_(\d+)", arch)
+    return ACC_WORDS if digits is None or int(digits[1]) >= 90 else ACC_WORDS_BEFORE_SM90
 
 
 def _tile(wl, wo: int) -> int:
@@ -113,23 +131,23 @@ def _atoms_in_shared(sch, wl, block, threads: int) -> None:
         sch.unroll(loop)
 
 
-def _tiles(sch, wl, c, x, per_channel: int):
+def _tiles(sch, wl, target, c, x, per_channel: int):
     """Shared by fwd and dx: split the pixels ``x`` of a row into tiles of ``tile`` (one block
     each) and the channels ``c`` into (co, ci, cb): ``slices`` threads per pixel (threads:
     slices x pixels, pixels fastest, so loads coalesce), each looping over ``co`` register
     tiles of ``cb`` adjacent channels (adjacent: the cast stage then writes exactly the
     tile). ``cb`` is the largest divisor of C (no predicate inside the unrolled tile) with
-    ``per_channel`` accumulators each within ``ACC_WORDS`` 32-bit registers (float64 takes
+    ``per_channel`` accumulators each within ``ACC_WORDS`` 32-bit registers (24 before sm_90) (float64 takes
     two), and small enough to leave ``MAX_THREADS / tile`` slices where C allows. One
     shared-memory atom then feeds cb FMAs (nvcc loads it once per tap for the whole tile:
     checked in the PTX). Returns (tile loop, pixel loop, co, ci, cb)."""
     wo = extent(sch, x)
     # a generic row is whole X_QUANTUM pixels: tiles of at most that many have no tail
     tile = _tile(wl, wo if isinstance(wo, int) else X_QUANTUM)
-    C, target = wl.p["C"], max(1, MAX_THREADS // tile)
-    most = min(max(1, ACC_WORDS // (per_channel * (2 if wl.dtype == "float64" else 1))), max(1, C // target))
+    C, want = wl.p["C"], max(1, MAX_THREADS // tile)
+    most = min(max(1, _acc_words(target) // (per_channel * (2 if wl.dtype == "float64" else 1))), max(1, C // want))
     cb = max(b for b in range(1, most + 1) if C % b == 0)
-    slices = min(C // cb, target)
+    slices = min(C // cb, want)
     xo, xi = sch.split(x, [None, tile])
     co, ci, cbi = sch.split(c, [None, slices, cb])
     return xo, xi, co, ci, cbi
@@ -142,7 +160,7 @@ def fwd(sch, wl, target):
         sch.compute_inline(sch.get_sblock("Apad"))
     acc = sch.get_sblock("acc")
     n, c, m, y, x, u, v = sch.get_loops(acc)
-    xo, xi, co, ci, cbi = _tiles(sch, wl, c, x, wl.p["M"])
+    xo, xi, co, ci, cbi = _tiles(sch, wl, target, c, x, wl.p["M"])
     # per tap: M atoms from shared memory and cb inputs, cb x M FMAs
     sch.reorder(n, y, xo, ci, xi, co, u, v, cbi, m)
     block = sch.fuse(n, y, xo)
@@ -164,7 +182,7 @@ def dx(sch, wl, target):
         sch.compute_inline(sch.get_sblock(name))
     acc = sch.get_sblock("acc")
     n, c, h, w, m, u, v = sch.get_loops(acc)
-    xo, xi, co, ci, cbi = _tiles(sch, wl, c, w, 1)
+    xo, xi, co, ci, cbi = _tiles(sch, wl, target, c, w, 1)
     # per (atom, tap): one atom from shared memory feeds cb channels
     sch.reorder(n, h, xo, ci, xi, co, m, u, v, cbi)
     block = sch.fuse(n, h, xo)
@@ -181,10 +199,43 @@ def dx(sch, wl, target):
 
 @register("acda", "datoms", "cuda")
 def datoms(sch, wl, target):
-    sch.compute_inline(sch.get_sblock("Xpad"))
-    if wl.p["W"] is None:
-        sch.compute_inline(sch.get_sblock("dOpad"))
+    """The same register tile as the atoms build (``atoms_per_thread``): a thread per (atom
+    group, tap row, pixel) keeps mi atoms x k tap columns of dD in registers; per channel it
+    loads mi values of dO and k of the input row for mi x k FMAs (was: a thread per atom tap,
+    dO and X loaded for every FMA). Threads run along the pixels of a row (coalesced)."""
+    generic = wl.p["W"] is None
+    if generic:
+        for name in ("dOpad", "Xpad"):
+            sch.compute_inline(sch.get_sblock(name))
     acc = sch.get_sblock("acc")
-    *spatial, c = sch.get_loops(acc)
-    tx = bind_flat(sch, spatial)
+    n, m, u, v, y, x, c = sch.get_loops(acc)
+    mi, cols = atoms_per_thread(wl), wl.p["k"] <= UNROLL_TAPS
+    if mi == 1:
+        mo, inner = m, []
+    elif mi < wl.p["M"]:
+        mo, m_in = sch.split(m, [None, mi])
+        inner = [m_in]
+    else:
+        mo, inner = None, [m]
+    if cols:
+        inner.append(v)
+    outer = [l for l in (n, mo, u) if l is not None] + ([] if cols else [v]) + [y, x]
+    sch.reorder(*outer, c, *inner)
+    tx = bind_flat(sch, outer)
     register_acc(sch, acc, c, tx)
+    for loop in inner:
+        sch.unroll(loop)
+    if generic:  # the segment's region is not constant under the fused symbolic index
+        return
+    # the padded input row segment in registers, loaded once per channel for all mi atoms
+    # (inlined, each (atom, tap) statement kept its own guarded load: 21 loads, not 7)
+    xpad = sch.get_sblock("Xpad")
+    depth = len(sch.get_loops(acc)) - len(inner)  # the loops down to c
+    sch.compute_at(xpad, sch.get_loops(acc)[depth - 1])
+    sch.set_scope(xpad, 0, "local")
+    for loop in sch.get_loops(xpad)[depth:]:
+        sch.unroll(loop)
+    loops = sch.get_loops(sch.get_sblock("out"))
+    at = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(tx)))
+    for loop in loops[at + 1:]:  # the thread's mi x k results, from registers
+        sch.unroll(loop)

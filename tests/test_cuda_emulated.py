@@ -283,6 +283,15 @@ def test_control_grid_one_block_short(way):
     _fails(Workload.make("ddf", "fwd", DDF_SHAPES["odd-heads"], "float32"), way, mutate=mutate, match="NaN")
 
 
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_grid_one_block_short_acda_datoms(way):
+    def mutate(low):
+        ln = low.launches[-1]
+        assert ln.grid[0] > 1
+        ln.grid = (ln.grid[0] - 1, *ln.grid[1:])
+    _fails(Workload.make("acda", "datoms", ACDA_SHAPES["k7-tiles"], "float32"), way, mutate=mutate, match="NaN")
+
+
 def test_control_write_past_the_end():
     def mutate(low):
         low.source, n = re.subn(r"\bout_ptr\[", "out_ptr[1 + ", low.source)

@@ -97,3 +97,5 @@ def test_requested_bytes_acda_tiles():
     assert G.requested_bytes(dx) == 4 * 20 * (81 + 8 * 6 * 9)
     f64 = Workload.make("acda", "fwd", p, "float64")  # mi = 3: 3 x 3 doubles in 18 registers
     assert G.requested_bytes(f64, 8) == 8 * 20 * (3 * 3 * (6 + 2 * 3) + 8 * 9)
+    datoms = Workload.make("acda", "datoms", p, "float32")  # per channel 6 dO + 3 inputs per row
+    assert G.requested_bytes(datoms) == 4 * 20 * 3 * 8 * (6 + 3)

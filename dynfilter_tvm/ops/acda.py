@@ -24,14 +24,15 @@ the real row only, so CPU register tiles have no tail predicate (TVM bounds a ti
 from one lowering. ``dx`` and ``datoms`` build exact generic kernels (CPU; CUDA: sm_90 device
 code, PoCL-checked at several sizes from one lowering, dx since its atoms moved from a global
 scratch to per-tile shared memory) but stay per shape because of CPU speed (1 thread, kernel
-alone, min of 21-41 interleaved calls, 2026-11-30): at 2x64x56x56 k7 generic/static dx
-1.4-1.6, datoms 1.2-1.8, against 0.56-0.61 at 28x28 (where the static kernels run half
+alone, ``benchmarks/bench_acda_kernels.py``, 2026-11-30): at 2x64x56x56 k7 generic/static dx
+1.36-1.40, datoms 1.22-1.26, against 0.55-0.61 at 28x28 (where the static kernels run half
 vectors or a predicated tail); the whole layer forward+backward with all three generic,
 1.08-1.17 at 56x56 and 0.92 at 28x28 (``benchmarks/RESULTS.md``). The 56x56 gap is not yet
-explained; a suspect (unverified: a smaller channel block did not change the ratio): the
-generic kernels address the padded dO / X copies with symbolic channel strides, the static
-ones with constant offsets (the generic dx has 132 64-bit multiplies in its LLVM IR, the
-static one 4).
+explained; ruled out: the tile's cast under a tail predicate (a separate unpredicated stage
+for the padded rows, tried: no change); a smaller channel block in dx seemed not to matter
+(wall-clock, noisy); a suspect: the
+generic kernels address the padded copies with symbolic strides (the generic dx has 132
+64-bit multiplies in its LLVM IR, the static one 4).
 """
 from __future__ import annotations
 
