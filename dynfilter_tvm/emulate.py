@@ -7,7 +7,13 @@ Two ways to run a scheduled IRModule (the one ``build.schedule`` gives for a CUD
 * ``cuda``: TVM's sm_90 CUDA source, translated to OpenCL C (:func:`cuda_to_opencl`): thread
   indices, ``__shared__``, ``__syncthreads`` and pointer qualifiers mapped, and every warp
   shuffle (``__shfl_sync``, ``__shfl_down_sync``, ...) emulated through a local-memory exchange
-  between barriers (lane = linear thread id % 32; a lane outside the block reads NaN).
+  between barriers (lane = linear thread id % 32; a lane outside the block reads NaN). The
+  tensor-core PTX of TVM's mma intrinsics (``ldmatrix.x4`` on 32-bit words, ``mma.sync``
+  m16n8k8 TF32) is emulated the same way: fragments to local memory, a barrier, each lane
+  assembling its registers from the PTX fragment layouts, operands truncated to TF32 (checked
+  within ``TF32_TOLERANCE``). Kernels with tensor-core instructions run this way only (TVM's
+  OpenCL lowering has no such intrinsics), and every thread of the block must reach each one
+  (uniform loops, no thread-dependent branch around it: true of the pac.conv schedule).
 
 Launch geometry and scratch buffers come from the host function after TVM's own host/device
 split (one ``call_ffi_kernel`` per launch, in order). Every buffer lies between guard zones of
@@ -42,6 +48,12 @@ import numpy as np
 WAYS = ("opencl", "cuda")
 DTYPES = ("float32", "float64")
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10}  # relative to the largest reference value
+# Kernels on emulated TF32 tensor cores: each operand keeps 10 of float32's 23 mantissa bits
+# (truncated), so a product is off by up to 2^-9 of itself; the errors of the C*k^2 products of
+# random sign add like a random walk, as the products do, so the error stays about 2^-10 of the
+# largest output (measured 5e-4 to 1.3e-3 at the test shapes), well over float32's 1e-4 and far
+# under the O(1) error of a wrong fragment layout.
+TF32_TOLERANCE = 5e-3
 WARP = 32
 GUARD_BYTE = 0xFF  # 0xFF.. is a NaN in float32 and float64
 
@@ -226,6 +238,79 @@ TVM_SHFL(float, xf)
 TVM_SHFL(double, xd)
 """
 
+# Tensor-core instructions (TVM's inline PTX for its mma intrinsics), emulated warp-cooperatively
+# like the shuffles: each lane stores its fragment registers in local memory, a barrier, then each
+# lane assembles its results from the PTX fragment layouts, lane = linear thread id % 32.
+# ldmatrix.x4 (.b16, not transposed, 32-bit words): lane l gives the row address of row l % 8 of
+# matrix l / 8 (4 words a row); register m of lane L is word L % 4 of row L / 4 of matrix m.
+# mma.m16n8k8 .tf32 (PTX ISA fragment layouts, g = lane / 4, t = lane % 4): A a0 (g, t), a1 (g+8,
+# t), a2 (g, t+4), a3 (g+8, t+4); B b0 (k = t, n = g), b1 (k = t+4, n = g); C/D c0, c1 (g, 2t +
+# 0|1), c2, c3 (g+8, ..). Operands are cut to TF32 as the hardware reads them (the low 13
+# mantissa bits ignored: truncation), products and sums in float32.
+_MMA = r"""
+inline float tvm_tf32(uint bits) { return as_float(bits & 0xffffe000u); }
+void tvm_ldmatrix_x4(__local uint* xch, __local const uint* row, uint* d0, uint* d1, uint* d2, uint* d3) {
+  int lid = tvm_lid(), lane = lid % 32, base = lid - lane;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int w = 0; w < 4; ++w) xch[lid * 6 + w] = row[w];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  uint* d[4] = {d0, d1, d2, d3};
+  for (int m = 0; m < 4; ++m) *d[m] = xch[(base + TVM_LDM_SRC(m, lane)) * 6 + lane % 4];
+}
+void tvm_mma_m16n8k8_tf32(__local uint* xch, float* d0, float* d1, float* d2, float* d3,
+                          uint a0, uint a1, uint a2, uint a3, uint b0, uint b1,
+                          float c0, float c1, float c2, float c3) {
+  int lid = tvm_lid(), lane = lid % 32, base = lid - lane, g = lane / 4, t = lane % 4;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  xch[lid * 6 + 0] = a0; xch[lid * 6 + 1] = a1; xch[lid * 6 + 2] = a2; xch[lid * 6 + 3] = a3;
+  xch[lid * 6 + 4] = b0; xch[lid * 6 + 5] = b1;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  float c[4] = {c0, c1, c2, c3};
+  float* d[4] = {d0, d1, d2, d3};
+  float r[4];
+  for (int q = 0; q < 4; ++q) {
+    int row = g + 8 * (q / 2), col = 2 * t + q % 2;
+    float s = c[q];
+    for (int k = 0; k < 8; ++k) {
+      uint a = xch[(base + TVM_MMA_A_LANE(row, k)) * 6 + row / 8 + 2 * (k / 4)];
+      uint b = xch[(base + 4 * col + k % 4) * 6 + 4 + k / 4];
+      s += tvm_tf32(a) * tvm_tf32(b);
+    }
+    r[q] = s;
+  }
+  for (int q = 0; q < 4; ++q) *d[q] = r[q];
+}
+"""
+# The lane layouts as macros, so a negative control can break one (tests/test_cuda_emulated.py).
+_MMA_LAYOUT = "#define TVM_LDM_SRC(m, lane) ((m) * 8 + (lane) / 4)\n#define TVM_MMA_A_LANE(row, k) (4 * ((row) % 8) + (k) % 4)\n"
+_ASM = re.compile(r'__asm__ __volatile__\(\s*((?:"[^"]*"\s*)+):(.*?)\);', re.S)
+_CVTA = re.compile(r'unsigned int (\w+) = __cvta_generic_to_shared\((.*?)\);\n')
+_LDMATRIX = "ldmatrix.sync.aligned.m8n8.x4.shared.b16"
+_MMA_TF32 = "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"
+
+
+def _asm_operands(text: str) -> List[str]:
+    """The expressions of an asm statement's operand list ('"=r"(expr), "r"(expr)')."""
+    return [re.sub(r'^"=?[rfl]"\s*', "", item).strip() for item in _split_args(text) if item.strip()]
+
+
+def _emulate_asm(body: str, name: str) -> str:
+    """Replace TVM's inline PTX (ldmatrix, mma) by calls of the warp-cooperative emulation."""
+    body = _CVTA.sub(lambda m: f"__local const uint* {m[1]} = (__local const uint*)({m[2]});\n", body)
+
+    def repl(m):
+        template = "".join(re.findall(r'"([^"]*)"', m[1]))
+        outs, _, ins = m[2].partition(":")
+        outs, ins = _asm_operands(outs), _asm_operands(ins)
+        if template.startswith(_LDMATRIX) and len(outs) == 4 and len(ins) == 1:
+            return f"tvm_ldmatrix_x4(tvm_mma_x, {ins[0]}, " + ", ".join(f"&({o})" for o in outs) + ");"
+        if template.startswith(_MMA_TF32) and len(outs) == 4 and len(ins) == 10:
+            return "tvm_mma_m16n8k8_tf32(tvm_mma_x, " + ", ".join([f"&({o})" for o in outs] + ins) + ");"
+        raise EmulationError(f"{name}: inline PTX not emulated: {template.split('{')[0].strip()!r}")
+
+    return _ASM.sub(repl, body)
+
+
 _KERNEL = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\((\d+)\) )?(\w+)\((.*?)\) \{')
 _SHARED = re.compile(r'^[ \t]*__shared__ (?:alignas\(\d+\) )?(\w+) (\w+)\[(\d+)\];\n', re.M)
 _REPLACE = [
@@ -243,7 +328,7 @@ _REPLACE = [
     (r'\b(sqrt|exp|log|fabs|fmax|fmin|floor|ceil|pow)f\(', r'\1('),
 ]
 _UNSUPPORTED = re.compile(r'threadIdx|blockIdx|__shfl|__global__|__device__|__shared__|__syncthreads|'
-                          r'__restrict__|extern "C"|\bhalf\b|__nv_bfloat16|asm\b')
+                          r'__restrict__|extern "C"|\bhalf\b|__nv_bfloat16|asm\b|__asm__|__cvta')
 
 
 def cuda_to_opencl(cuda: str, max_shared_bytes: int = 49152) -> str:
@@ -266,7 +351,7 @@ def cuda_to_opencl(cuda: str, max_shared_bytes: int = 49152) -> str:
     left = sorted(set(_UNSUPPORTED.findall(src)))
     if left:
         raise EmulationError(f"untranslated CUDA constructs: {left}")
-    return _PRELUDE + _SHUFFLES + src
+    return _PRELUDE + _SHUFFLES + (_MMA_LAYOUT + _MMA if "tvm_mma_x" in src else "") + src
 
 
 def _kernel_end(src: str, start: int) -> int:
@@ -293,11 +378,16 @@ def _translate_kernel(m, body: str, max_shared_bytes: int) -> str:
     for line in body.splitlines():
         if "__shfl" in line and not re.match(r"  \S", line):
             raise EmulationError(f"{name}: a warp shuffle below the kernel's top level: {line.strip()}")
+    if "__asm__" in body:
+        body = _emulate_asm(body, name)
     for pattern, repl in _REPLACE:
         body = re.sub(pattern, repl, body)
+    body = re.sub(r'\(unsigned \*\)', '(uint *)', body)  # fragment registers (private arrays)
     decls = "".join(f"\n  __local {t} {n}[{size}];" for t, n, size in shared)
     if "tvm_shfl" in body:
         decls += f"\n  __local float tvm_xf[{threads}];\n  __local double tvm_xd[{threads}];"
+    if "tvm_mma_x" in body:
+        decls += f"\n  __local uint tvm_mma_x[{threads * 6}];"
     return f"__kernel void {name}({params}) {{{decls}{body}"
 
 
@@ -426,7 +516,7 @@ def execute(lowered: Lowered, inputs: Sequence[np.ndarray], names: Sequence[str]
             raise EmulationError(f"{ln.kernel}: arguments {missing} are neither parameters nor scratch")
         glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
         scalars = [t(int(v)) for t, v in zip(_scalar_types(lowered.source, ln.kernel, len(ln.scalars)), ln.scalars)]
-        getattr(prog, ln.kernel)(queue, glob, ln.block, *[bufs[a][1] for a in ln.args], *scalars)
+        cl.Kernel(prog, ln.kernel)(queue, glob, ln.block, *[bufs[a][1] for a in ln.args], *scalars)
     results = {}
     for name, (whole, _, host, guard) in bufs.items():
         back = np.empty_like(host)
@@ -583,8 +673,9 @@ def check(workload, way: str, mod=None, *, arch: str = "sm_90", seed: int = 0,
                           f"reached them), first at {first}")
     want = reference(workload, inputs)
     err = float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-30))
-    if not err <= TOLERANCE[workload.dtype]:
+    tol = TF32_TOLERANCE if "tvm_mma_m16n8k8_tf32(" in low.source else TOLERANCE[workload.dtype]
+    if not err <= tol:
         worst = np.unravel_index(np.abs(got - want).argmax(), got.shape)
-        raise CheckFailed(f"relative error {err:.3e} > {TOLERANCE[workload.dtype]:.0e}; worst at "
+        raise CheckFailed(f"relative error {err:.3e} > {tol:.0e}; worst at "
                           f"{list(map(int, worst))}: got {got[worst]!r}, want {want[worst]!r}")
     return err

@@ -15,7 +15,13 @@ Per kernel (forward and every gradient) at the benchmark shapes, for sm_90 and s
   (4.8 TB/s) at 67 TFLOP/s FP32 (SIMT), and on the H200 at 495 TFLOP/s (TF32) and 990 TFLOP/s
   (BF16, with 2-byte data) dense tensor-core peaks;
 * the schedule's own estimate of the bytes its loads request from global memory
-  (:func:`requested_bytes`, documented per schedule), and its ratio to the minimum.
+  (:func:`requested_bytes`, documented per schedule), and its ratio to the minimum;
+* the schedule's estimated H100 time, max(requested bytes / 3.35 TB/s, FLOPs / the peak of
+  the units its device code uses: tensor cores (TF32) where it has ``mma`` instructions, else
+  FP32 SIMT), against the H100 roofline of the kernel's aim (:func:`aim_peak`: bandwidth-bound
+  kernels at FP32 SIMT, the GEMM-shaped PAC kernels at the TF32 tensor-core peak), and whether
+  the launch meets issue 15's aims: no spills, theoretical occupancy >= 50%, estimate within
+  1.5x of that roofline (:func:`aims`).
 
 These are estimates, not measurements: no kernel runs. Run ``dynfilter-tvm gpu-report``.
 """
@@ -57,13 +63,14 @@ def benchmark_workloads(dtype: str = "float32") -> Dict[str, List[Workload]]:
     out["PAC conv 8x64x128x128 k5"] = [
         mk("pac", "conv", dict(pac, a=0), dtype),
         mk("pac", "conv", dict(pac, a=1), dtype),  # dX: the adjoint (mirrored taps, weight^T)
+        *([mk("pac", "conv", dict(pac, a=a, tf32=1), dtype) for a in (0, 1)] if dtype == "float32" else []),
         mk("pac", "conv_dk", pac, dtype), mk("pac", "conv_dw", pac, dtype)]
     out["ACDA 8x64x56x56 k7"] = [mk("acda", k, acda, dtype) for k in ("fwd", "dx", "datoms")]
     return out
 
 
 def _label(wl: Workload) -> str:
-    return f"{wl.op}.{wl.kernel}" + ("(adj)" if wl.p.get("a") else "")
+    return f"{wl.op}.{wl.kernel}" + ("(adj)" if wl.p.get("a") else "") + ("(tf32)" if wl.p.get("tf32") else "")
 
 
 # -- work and traffic ---------------------------------------------------------------------------
@@ -136,9 +143,13 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     C; S once per chunk. fwd: X = B*C*Ry*Rx, where Ry = the sum over row tiles of the input rows
     inside the tile's window ((ty-1)*s + (k-1)*d + 1 rows; padding is an index check, not a
     load), Rx likewise; S = B*G*k^2*Ho*Wo*(Cg/cc) (each thread its own pixel's taps); C =
-    B*C*k^2*tiles; out = B*C*Ho*Wo. dx: dO = B*C*Ry*Rx with windows of ty + (k-1)*d rows of the
-    zero-inserted grid (only real dO elements are loaded); S = B*G*k^2*Ry*Rx*(Cg/cc) (the k^2
-    planes staged over the same window); C = B*C*k^2*tiles; dX = B*C*H*W. At 8x256x56x56 k3
+    B*C*k^2*tiles; out = B*C*Ho*Wo. dx: tiles of its phase grid (``ops.ddf.dx_grid``: H x W at
+    stride 1), dO = B*C*Ry*Rx with the dO rows a tile's taps read (grid rows i..i+t-1 read
+    rows i//s + p//s - max(off) .. (i+t-1)//s + p//s - min(off), off = q0(r) + j*d/g over the
+    phases and taps of ``ops.ddf._phase_taps``: t + (k-1)*d rows at stride 1, about t/s +
+    (k-1)*d/s at stride s, where the zero-inserted grid had t + (k-1)*d; only real dO elements
+    are loaded); S = B*G*k^2*Ry*Rx*(Cg/cc) (the k^2 planes staged over the same window); C =
+    B*C*k^2*tiles; dX = B*C*H*W. At 8x256x56x56 k3
     (16 x 16 tiles, cc = 32, 4 x 4 tiles; Ry = Rx = 17+18+18+9 = 62): fwd X = 8*256*62^2*4 B =
     31.5 MB, S = 8*9*56^2*8*4 B = 7.2 MB, C = 8*256*9*16*4 B = 1.2 MB, out = 25.7 MB: 65.6 MB,
     1.25x the 52.4 MB minimum (was 694 MB of loads, 13.2x). Where no tile fits (huge k or
@@ -158,13 +169,46 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     58): dO 25.7 MB + X 8*256*68*58*4 B = 32.3 MB + S 8*16*9*56^2*4 B = 14.5 MB + scratch
     2*0.15 MB + dC 0.07 MB = 72.8 MB, 1.39x. Where those schedules fall back (k > 7, symbolic shapes, no tile fits):
     per output (pixel, tap) of ds, dO, X and C for each of the head's channels; per output
-    (channel, tap) of dc, dO, X and S for each pixel (loads only). pac.conv: a thread per pixel and block of b output channels loads K
+    (channel, tap) of dc, dO, X and S for each pixel (loads only). pac.conv, the tiled implicit GEMM (:func:`_pac_conv_tiled_bytes`,
+    loads plus the output's stores): each block builds its tile's modulated taps once per
+    output-channel tile, so X = N*C*Ty*Tx*nO and K = N*C*k^2*Ho*Wo*nO (Ty, Tx: the (output,
+    tap) pairs along each axis that land on a real source element, nO = ceil(O / (ot*oi));
+    the adjoint's Kz counts real taps like X), Wt = N*tiles*O*C*k^2 (every pixel tile reads the
+    whole weight), out = N*O*Ho*Wo. At 8x64x128x128 k5 O=64 (4 x 32 tiles, nO = 1, 128
+    tiles per image; Ty = Tx = 128*5 - 6 = 634): X = 8*64*634^2*4 B = 823 MB, K = 8*64*25*128^2*4 B
+    = 839 MB, Wt = 8*128*64*64*25*4 B = 419 MB, out = 34 MB: 2.1 GB, 26x the 80.6 MB
+    minimum, against 67 GB (832x) for the thread-per-output schedule. Almost all of it repeats
+    what the block read one channel earlier (K, the whole tile per channel) or what another
+    block read (Wt, 400 KB in all; X, the halo): L1 and L2 hits; the H100's L2 serves such
+    traffic at several TB/s, so at 26.8 GFLOP the kernel stays bound by its FP32 FMAs (400 us
+    at 67 TFLOP/s). Where the chunk does not fit (k >= 13 on wide rows) or the shape is
+    symbolic, the thread-per-output schedule. The TF32 tensor-core conv (``tf32``) counts the
+    same way with its own tiles, 64 channels x one row of 128 pixels per block, as many pixels
+    as the SIMT tiles: the same 2.1 GB.
+    Otherwise:
+    a thread per pixel and block of b output channels loads K
     and X for each (channel, tap) and b weights; conv_dk: per (pixel, tap), for each channel
-    X and O pairs (W, dO); conv_dw: per (o, c, tap), dO, K and X for each pixel. acda.fwd: each
-    block builds its tile's atoms from A and P (T pairs per atom tap), then loads X for each
-    (channel, tap) of its pixels (atoms from shared memory); acda.dx: the atoms of every
-    pixel into global scratch (T pairs each, one store), then per input element M*k^2 pairs (dO,
-    atom); acda.datoms: per atom tap and pixel, dO and X for each channel.
+    X and O pairs (W, dO); conv_dw: per (o, c, tap), dO, K and X for each pixel, plus
+    (split-K, static shapes) the partial sums of each band of rows, stored and loaded once
+    (8x64x128x128 k5: 16 parts x 102,400 x 2 x 4 B = 13 MB next to 161 GB of loads). acda.fwd: each
+    block builds its tile's atoms from A and P (``schedules.acda_cuda._atoms_in_shared``: a
+    thread per (atom group, tap row, pixel) loads, per basis t, the group's mi coefficients A
+    and the row's k bases P, the latter warp-uniform: k*T*(M + (M/mi)*k) elements per pixel;
+    beyond ``UNROLL_TAPS`` a thread per tap, k^2*T*(M + M/mi)),
+    then loads X for each (channel, tap) of its pixels (atoms from shared memory); acda.dx: the
+    same tiling over input pixels (atoms indexed by the input pixel they serve,
+    ``ops.acda.acda_dx``), then dO for each (channel, atom, tap) of its pixels; counted as if
+    issued where dO or A is an inserted zero or padding (an upper bound: those loads are
+    masked). At 8x64x56x56 k7, M = 6, T = 18, float32 (mi = 3): atoms 25,088 px * 7*18*(6 +
+    2*7) * 4 B = 252.9 MB (was 1,062 MB, A and P per atom tap), fwd X 25,088 * 64 * 49 * 4 B =
+    314.7 MB: 567.6 MB, 10.2x the minimum (was 1,377 MB, 24.7x); dx dO 25,088 * 64 * 294 *
+    4 B = 1,888 MB: 2,141 MB, 38x (was 4,868 MB, 87x, with the grid-wide atoms written to and
+    read back from global scratch, one launch more). acda.datoms: the atoms build's register
+    tile with the channels in place of the bases: per thread (atom group, tap row, pixel) and
+    channel, mi values of dO and the k inputs of its row (held in registers): (M/mi)*k*C*(mi +
+    k) elements per pixel; at 8x64x56x56 k7 25,088 * 2*7*64*10 * 4 B = 899 MB, 12.1x (was
+    3,776 MB, 50.7x: dO and X per atom tap and channel). Generic datoms builds load the input
+    per (atom, tap) (mi times more), not counted here.
     """
     p = _dims(wl)
     k2 = p["k"] ** 2
@@ -180,28 +224,41 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
         return loads * itemsize
     if wl.op == "pac":
         pix = p["N"] * p["Ho"] * p["Wo"]
+        tiled = _pac_conv_tiled_bytes(wl, p) if wl.kernel == "conv" else None
+        if tiled is not None:
+            return tiled * itemsize
         if wl.kernel == "conv":
             block = max(b for b in range(1, 9) if p["O"] % b == 0)  # schedules.pac_cuda.CONV_CHANNEL_BLOCK
             return pix * (p["O"] // block) * p["C"] * k2 * (2 + block) * itemsize
         if wl.kernel == "conv_dk":
             return pix * k2 * p["C"] * (1 + 2 * p["O"]) * itemsize
         if wl.kernel == "conv_dw":
-            return pix * k2 * p["C"] * p["O"] * 3 * itemsize
+            from schedules.pac_cuda import dw_rows
+
+            rows = dw_rows(wl)  # split-K: + the partial sums, written once and read once
+            parts = p["N"] * -(-p["Ho"] // rows) if rows else 0
+            return (pix * k2 * p["C"] * p["O"] * 3 + 2 * parts * p["O"] * p["C"] * k2) * itemsize
     if wl.op == "acda":
+        from schedules.acda_cuda import atoms_per_thread
+        from schedules.common import UNROLL_TAPS
+
         pix = p["N"] * p["Ho"] * p["Wo"]
-        atoms = pix * p["M"] * k2 * p["T"] * 2
+        k, M, T, mi = p["k"], p["M"], p["T"], atoms_per_thread(wl)
+        cols = k if k <= UNROLL_TAPS else 1  # tap columns per thread
+        atoms = (M // mi) * k * (k // cols) * T * (mi + cols)  # per pixel of the tile
         if wl.kernel == "fwd":
-            return (atoms + pix * p["C"] * k2) * itemsize
-        if wl.kernel == "dx":  # + the scratch atoms written once
-            return (atoms + pix * p["M"] * k2 + p["N"] * p["C"] * p["H"] * p["W"] * p["M"] * k2 * 2) * itemsize
-        if wl.kernel == "datoms":
-            return pix * p["M"] * k2 * p["C"] * 2 * itemsize
+            return pix * (atoms + p["C"] * k2) * itemsize
+        if wl.kernel == "dx":  # the fwd's tiling over input pixels
+            return p["N"] * p["H"] * p["W"] * (atoms + p["C"] * M * k2) * itemsize
+        if wl.kernel == "datoms":  # the atoms build's register tile, channels for bases
+            return pix * (M // mi) * k * (k // cols) * p["C"] * (mi + cols) * itemsize
     raise KeyError(f"no request estimate for {wl.op}.{wl.kernel}")
 
 
 def _ddf_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
     """Elements requested by the tiled ddf.fwd / ddf.dx schedule (see :func:`requested_bytes`),
     or None where that schedule falls back to a thread per output."""
+    from dynfilter_tvm.ops.ddf import _phase_taps, dx_grid
     from schedules.ddf_cuda import _chunk, _tile
 
     if wl.kind != "static":
@@ -209,20 +266,25 @@ def _ddf_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
     B, C, G, k, s, d, H, W = (p[n] for n in ("B", "C", "G", "k", "s", "d", "H", "W"))
     Ho, Wo, pad, halo = p["Ho"], p["Wo"], (k - 1) // 2 * d, (k - 1) * d
     fwd = wl.kernel == "fwd"
-    tile = _tile(wl, wl.kernel, *((Ho, Wo) if fwd else (H, W)))
+    grid = (Ho, Wo) if fwd else dx_grid(H, W, k, s, d)
+    tile = _tile(wl, wl.kernel, *grid)
     if tile is None:
         return None
+    nj, _, dg, _, q0, _ = _phase_taps(k, s, d)
+    offs = [q0(r) + j * dg for r in range(s) for j in range(nj)]  # dx: y = hh//s + p//s - off
 
-    def real(n_in: int, n_out: int, t: int) -> tuple:
+    def real(n_in: int, n_out: int, n_grid: int, t: int) -> tuple:
         """(tiles, elements loaded over all tiles' windows) along one axis."""
-        if fwd:
+        if fwd:  # windows on the padded input; rows p .. p+n_in-1 are real
             return _input_windows(n_in, n_out, t, s, pad, halo)
-        starts = range(0, n_in, t)  # windows on the zero-inserted grid of the output
-        wins = [range(i, min(i + t + halo, n_in + 2 * pad)) for i in starts]
-        return len(wins), sum(1 for w in wins for r in w
-                              if r >= pad and (r - pad) % s == 0 and (r - pad) // s < n_out)
+        # dx: tiles of the phase grid; grid rows i .. i+t-1 read dO rows from
+        # i//s + p//s - max(off) to (i+t-1)//s + p//s - min(off) (stride 1: t + (k-1)*d rows)
+        starts = range(0, n_grid, t)
+        wins = [range(i // s + pad // s - max(offs), (min(i + t, n_grid) - 1) // s + pad // s - min(offs) + 1)
+                for i in starts]
+        return len(wins), sum(1 for w in wins for y in w if 0 <= y < n_out)
 
-    (ty_n, ry), (tx_n, rx) = real(H, Ho, tile[0]), real(W, Wo, tile[1])
+    (ty_n, ry), (tx_n, rx) = real(H, Ho, grid[0], tile[0]), real(W, Wo, grid[1], tile[1])
     tiles, chunks = ty_n * tx_n, (C // G) // _chunk(C // G)
     staged = B * C * ry * rx
     s_loads = B * G * k * k * (Ho * Wo if fwd else ry * rx) * chunks
@@ -276,6 +338,64 @@ def _ddf_dc_bytes(wl: Workload, p: dict) -> Optional[int]:
     s_loads = B * G * (C // G // cc) * k * k * Ho * Wo if p["combine"] == "mul" else 0
     scratch = _dc_column_blocks(wl, cc, nx, Wo)[0] * B * C * k * k  # stored, then loaded
     return B * C * Ho * Wo + B * C * ry * rx + s_loads + 2 * scratch + B * C * k * k
+
+
+def _pac_conv_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
+    """Elements requested by the tiled pac.conv schedule (see :func:`requested_bytes`), or None
+    where that schedule keeps a thread per output."""
+    from schedules.pac_cuda import conv_tile, mma_tile
+
+    tc = mma_tile(wl)
+    t = conv_tile(wl) if wl.kind == "static" else None
+    if tc is None and t is None:
+        return None
+    N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
+
+    def real(n_src: int, n_out: int) -> int:
+        """(output, tap) pairs along one axis whose tap lands on a real source element (the
+        mirrored taps of the adjoint cover the same set)."""
+        return sum(1 for y in range(n_out) for i in range(k)
+                   if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
+
+    if tc is not None:  # the TF32 mma schedule: 16*wo channels x one row of 16*wx*xm pixels
+        o_tiles, pix_tiles = O // (16 * tc[0]), p["Ho"] * p["Wo"] // (16 * tc[1] * tc[2])
+    else:
+        o_tiles = -(-O // (t["ot"] * t["oi"]))
+        pix_tiles = -(-p["Ho"] // t["ty"]) * -(-p["Wo"] // t["tx"])
+    taps = real(p["H"], p["Ho"]) * real(p["W"], p["Wo"])
+    x_loads = N * C * taps * o_tiles
+    k_loads = N * C * (taps if p["a"] else k * k * p["Ho"] * p["Wo"]) * o_tiles  # Kz: real taps only
+    return x_loads + k_loads + N * pix_tiles * O * C * k * k + N * O * p["Ho"] * p["Wo"]
+
+
+# -- the aims ------------------------------------------------------------------------------------
+AIM_OCCUPANCY, AIM_ROOFLINE = 0.5, 1.5
+_MMA = re.compile(r"\bmma\.sync|\bwmma\b|nvcuda::wmma")
+
+
+def aim_peak(wl: Workload) -> float:
+    """The compute peak of a kernel's roofline aim: PAC's convolution and its gradients are
+    GEMMs (pixels x output channels x C*k^2) that belong on tensor cores, the rest are
+    bandwidth-bound stencils at FP32 SIMT."""
+    return TF32_TC if wl.op == "pac" and wl.kernel in ("conv", "conv_dk", "conv_dw") else FP32_SIMT
+
+
+def estimate_s(requested: float, flops_: float, uses_mma: bool, bw: float = H100_BW) -> float:
+    """Estimated time of a schedule: its requested bytes at full bandwidth, or its FLOPs at the
+    peak of the units its code uses, whichever is longer (latency and occupancy ignored)."""
+    return max(requested / bw, flops_ / (TF32_TC if uses_mma else FP32_SIMT))
+
+
+def aims(r: dict) -> str:
+    """'ok', or the aims a report row misses (spills, occupancy < 50%, estimate > 1.5x roofline)."""
+    miss = []
+    if r["spill"]:
+        miss.append("spills")
+    if r["occupancy"] < AIM_OCCUPANCY:
+        miss.append("occupancy")
+    if r["estimate"] > AIM_ROOFLINE * r["roofline"]:
+        miss.append(f"{r['estimate'] / r['roofline']:.1f}x roofline")
+    return "ok" if not miss else ", ".join(miss)
 
 
 # -- resources from ptxas -----------------------------------------------------------------------
@@ -337,22 +457,27 @@ def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> Lis
             item = 2 if dtype in ("float16", "bfloat16") else 4 if dtype == "float32" else 8
             base = {"layer": layer, "kernel": _label(wl), "flops": flops(wl), "bytes": min_bytes(wl, item),
                     "requested": requested_bytes(wl, item), "bytes_bf16": min_bytes(wl, 2)}
+            base["roofline"] = max(base["bytes"] / H100_BW, base["flops"] / aim_peak(wl))
             for arch in archs:
                 target = cuda_target(arch)
                 src = build(wl, target).mod.imports[0].inspect_source()
                 res = ptxas_resources(src, arch)
+                mma = bool(_MMA.search(src))
                 launches = emulate.lower(emulate.scheduled(wl, arch), target).launches
                 for ln in launches:
                     threads = math.prod(ln.block)
                     r = res[ln.kernel]
-                    out.append(dict(base, arch=arch, launch=ln.kernel, threads=threads, blocks=math.prod(ln.grid),
-                                    occupancy=occupancy(arch, threads, r["regs"], r["smem"]), **r))
+                    row = dict(base, arch=arch, launch=ln.kernel, threads=threads, blocks=math.prod(ln.grid),
+                               occupancy=occupancy(arch, threads, r["regs"], r["smem"]), mma=mma,
+                               estimate=estimate_s(base["requested"], base["flops"], mma), **r)
+                    out.append(dict(row, aims=aims(row)))
     return out
 
 
 def format_table(rs: List[dict]) -> str:
     head = ("| layer | kernel | arch | launch | threads | blocks | regs | spill B | smem B | occ. | "
-            "min DRAM MB | GFLOP | H100 us | H200 us | H200 TF32 us | H200 BF16 us | requested MB | req/min |")
+            "min DRAM MB | GFLOP | H100 us | H200 us | H200 TF32 us | H200 BF16 us | requested MB | req/min | "
+            "mma | est. H100 us | aim H100 us | aims |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rs:
         t = {bw: max(r["bytes"] / bw, r["flops"] / FP32_SIMT) for bw in (H100_BW, H200_BW)}
@@ -362,7 +487,8 @@ def format_table(rs: List[dict]) -> str:
             f"| {r['layer']} | {r['kernel']} | {r['arch']} | {r['launch']} | {r['threads']} | {r['blocks']:,} | "
             f"{r['regs']} | {r['spill']} | {r['smem']:,} | {r['occupancy']:.0%} | {r['bytes'] / 1e6:,.1f} | "
             f"{r['flops'] / 1e9:,.2f} | {_us(t[H100_BW])} | {_us(t[H200_BW])} | {_us(tf32)} | {_us(bf16)} | "
-            f"{r['requested'] / 1e6:,.0f} | {r['requested'] / r['bytes']:,.1f} |")
+            f"{r['requested'] / 1e6:,.0f} | {r['requested'] / r['bytes']:,.1f} | {'yes' if r['mma'] else 'no'} | "
+            f"{_us(r['estimate'])} | {_us(r['roofline'])} | {r['aims']} |")
     return "\n".join(lines)
 
 
@@ -377,7 +503,11 @@ def run_cli(args: argparse.Namespace) -> int:
     print("\nEstimates from the generated code and the shapes, not measurements (no GPU ran). Per workload "
           "(repeated on each of its launches): min DRAM bytes, FLOPs, rooflines = max(min DRAM bytes / bandwidth, "
           "FLOPs / peak) with H100 SXM 3.35 TB/s, H200 4.8 TB/s, FP32 SIMT 67 TFLOP/s, TF32 495 and BF16 990 "
-          "TFLOP/s dense tensor cores (BF16 with 2-byte data), and the schedule's requested bytes.")
+          "TFLOP/s dense tensor cores (BF16 with 2-byte data), and the schedule's requested bytes. est. = the "
+          "schedule's estimate on an H100 (requested bytes / bandwidth or FLOPs / the peak of the units its code uses: "
+          "TF32 tensor cores where it has mma instructions, else FP32 SIMT); aim = the H100 roofline of its aim "
+          "(TF32 tensor cores for PAC conv/conv_dk/conv_dw, FP32 SIMT otherwise); aims: no spills, occupancy >= 50%, "
+          "est. <= 1.5x aim.")
     return 0
 
 

@@ -11,6 +11,11 @@ again after an interruption continues where it stopped (a half-written last line
 
 Measurement runs locally (``LocalRunner``), or on remote devices through TVM's RPC tracker
 (``--rpc-tracker host:port --rpc-key KEY``: ``RPCRunner``; see README "Tuning").
+
+:func:`dry_run` (``tune --dry-run``) runs the same search without a device: candidates are
+generated and built for the target (CUDA ones through nvcc, so a GPU target can be checked from
+a CPU machine) but never measured, and no log is written. It shows that the search space and
+the build still work for a target before GPU time is spent on it.
 """
 from __future__ import annotations
 
@@ -107,6 +112,74 @@ def measure(mods, target: Target, builder, runner) -> List[Optional[float]]:
         if res.artifact_path:
             shutil.rmtree(os.path.dirname(res.artifact_path), ignore_errors=True)
     return out
+
+
+def _dry_runner():
+    """A runner that measures nothing: every candidate comes back 'not measured'."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    @derived_object
+    class DryRunner(ms.runner.PyRunner):
+        def run(self, runner_inputs):
+            return [ms.runner.LocalRunnerFuture(res=None, error_message="dry run: not measured")
+                    for _ in runner_inputs]
+
+    return DryRunner()
+
+
+def _recording_builder(builder, results: list):
+    """``builder``, keeping every BuilderResult in ``results`` (artifacts are deleted by the caller)."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    @derived_object
+    class Recording(ms.builder.PyBuilder):
+        def build(self, build_inputs):
+            out = builder.build(build_inputs)
+            results.extend(out)
+            return out
+
+    return Recording()
+
+
+def dry_run(workloads: Sequence[Workload], target, trials: int = 4, builder=None, seed: Optional[int] = None,
+            population: int = 64) -> List[dict]:
+    """MetaSchedule's search for each workload with ``trials`` candidates, each built for ``target``
+    and none measured. Returns one dict per workload: ``workload``, ``built`` and ``failed``
+    (candidate counts) and ``errors`` (the first line of each failed build). Writes no log;
+    ``population`` (the evolutionary search's, default 64 instead of 512) keeps it quick."""
+    from tvm.s_tir import meta_schedule as ms
+
+    target = resolve(target)
+    family(target)
+    if trials < 1:
+        raise ValueError("--trials must be at least 1")
+    ms_log = logging.getLogger("tvm.s_tir.meta_schedule")
+    if ms_log.level == logging.NOTSET:
+        ms_log.setLevel(logging.WARNING)
+    builder = builder or make_builder()
+    summary = []
+    for i, wl in enumerate(dict.fromkeys(workloads)):
+        results: list = []
+        work = tempfile.mkdtemp(prefix="dynfilter_tvm_dry_")
+        t0 = time.perf_counter()
+        try:
+            strategy = ms.search_strategy.EvolutionarySearch(population_size=population, init_min_unmeasured=population // 4)
+            ms.tune_tir(tuning_log.mod_of(wl), target, work, max_trials_global=trials, num_trials_per_iter=trials,
+                        builder=_recording_builder(builder, results), runner=_dry_runner(),
+                        database=ms.database.MemoryDatabase(), cost_model="xgb", strategy=strategy, seed=seed)
+        finally:
+            for res in results:
+                if res.artifact_path:
+                    shutil.rmtree(os.path.dirname(res.artifact_path), ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
+        errors = [res.error_msg.splitlines()[0] for res in results if res.error_msg]
+        summary.append({"workload": wl, "built": len(results) - len(errors), "failed": len(errors), "errors": errors})
+        print(f"[{i + 1}] {wl}: {len(results) - len(errors)} of {len(results)} candidates built for "
+              f"{tuning_log.log_name(target)}, none measured ({time.perf_counter() - t0:.0f} s)"
+              + (f"; first failure: {errors[0]}" if errors else ""), flush=True)
+    return summary
 
 
 def _progress_callback(bar, state: dict):

@@ -4,8 +4,11 @@ fwd: the padded input once, then parallel over output rows (batch x y). Each row
 its M x k x k atoms for the whole row (vectors along x, a sum over the T bases), then for each
 block of channels keeps (channels x M) vector accumulators along x and runs the k x k taps: a
 load of the input feeds M atoms, a load of an atom feeds the block's channels.
-dx: the atoms are built once on the zero-inserted grid (parallel over atom taps), then
-parallel over input planes the M x k x k taps accumulate in vectors along x.
+dx: as fwd over input rows: one zero-inserted, padded copy of dO and of A, then per row (parallel)
+the row's M x k x k atoms (indexed by the input pixel they serve, ``ops.acda.acda_dx``), then
+per block of channels one vector accumulator per channel along x over the M x k x k taps (an
+atom vector feeds the block's channels). Per row, not grid-wide: the generic build's atoms
+then have no symbolic strides.
 datoms: the padded input once, then parallel over output rows, k vector accumulators along x
 per (atom, tap row), the channel sum outside the taps.
 """
@@ -27,10 +30,12 @@ def _extent(sch, loop) -> Optional[int]:
     return int(n) if isinstance(n, tirx.IntImm) else None
 
 
-def _channel_block(wl, target) -> int:
-    """Channels per fwd tile: each tap's input vector is loaded once per channel and each
-    atom vector once per tile, so c_block x M accumulators amortise the atom loads."""
-    return max(1, min(wl.p["C"], acc_registers(target) // wl.p["M"]))
+def _channel_block(wl, target, per_channel=None) -> int:
+    """Channels per tile: each tap's input vector is loaded once per channel and each atom
+    vector once per tile, so c_block x ``per_channel`` accumulators (fwd: M, one per atom;
+    dx: 1, the atoms summed) amortise the atom loads."""
+    most = max(1, min(wl.p["C"], acc_registers(target) // (per_channel or wl.p["M"])))
+    return max(b for b in range(1, most + 1) if wl.p["C"] % b == 0)  # no channel tail
 
 
 def _atoms_row(sch, wl, anchor, wo):
@@ -113,31 +118,41 @@ def fwd(sch, wl, target):
 
 @register("acda", "dx", "cpu")
 def dx(sch, wl, target):
-    lanes = vector_lanes(wl.dtype)
-    sch.compute_inline(sch.get_sblock("Au"))
-    atoms = sch.get_sblock("atoms")
-    n, m, u, v, y, x, t = sch.get_loops(atoms)
-    sch.parallel(sch.fuse(n, m, u, v))
-    sch.reorder(t, x)
-    vectorize_inner(sch, atoms, lanes)
-
     acc = sch.get_sblock("acc")
     n, c, h, w, m, u, v = sch.get_loops(acc)
-    plane = sch.fuse(n, c)
-    sch.parallel(plane)
-    wo, wi = sch.split(w, [None, lanes])
-    sch.reorder(h, wo, m, u, v, wi)
-    sch.vectorize(wi)
-    unroll_taps(sch, wl, u, v)
-    sch.compute_at(sch.get_sblock("dOu"), plane)
-    vectorize_inner(sch, "dOu", lanes, under=plane)
+    wo = _extent(sch, w)
+    lanes = vector_lanes(wl.dtype)
+    if wo is not None and wo % lanes and wo % (lanes // 2) == 0:
+        lanes //= 2
+    sch.reorder(n, h, c, w, m, u, v)
+    row = sch.fuse(n, h)
+    sch.parallel(row)
+    co, ci = sch.split(c, [None, _channel_block(wl, target, per_channel=1)])
+    xo, xi = sch.split(w, [None, lanes])
+    sch.reorder(co, xo, m, u, v, ci, xi)
+    sch.vectorize(xi)
+    unroll(sch, ci)
+    if wo is None or wo % lanes == 0:  # see fwd
+        unroll_taps(sch, wl, u, v)
+    # one zero-inserted, padded copy of dO and of A (parallel over planes), as fwd's padded
+    # input: inlined, the bounds checks would stay in every tap's vector (an atom tap reads A
+    # at a shifted window)
+    for name in ("dOu", "Au"):
+        block = sch.get_sblock(name)
+        sch.parallel(sch.fuse(*sch.get_loops(block)[:3]))
+        vectorize_inner(sch, block, lanes)
+    atoms, t = _atoms_row(sch, wl, row, wo)
     out = sch.get_sblock("out")
-    sch.reverse_compute_at(out, wo)
-    vectorize_under(sch, out, wo)
-    vectorize_inner(sch, sch.decompose_reduction(acc, m), lanes, under=wo)
-    if wl.p["W"] is None:
+    sch.reverse_compute_at(out, xo)
+    vectorize_under(sch, out, xo)
+    init = sch.decompose_reduction(acc, m)
+    vectorize_inner(sch, init, lanes, under=xo)
+    if wo is None:
         tile_regions(sch, "acc", ("out",), lanes)
-    vectorize_inner(sch, sch.decompose_reduction(atoms, t), lanes)
+    if t is not None:
+        init = sch.decompose_reduction(atoms, t)
+        if wo is None or wo > 1:
+            vectorize_inner(sch, init, lanes)
 
 
 @register("acda", "datoms", "cpu")

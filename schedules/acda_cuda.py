@@ -3,22 +3,71 @@
 fwd: one block per tile of ``tile`` pixels along a row. The block first builds the tile's
 M x k x k atoms in shared memory (threads across atom taps and pixels, each summing the T
 bases), then its threads (pixels x channel slices, pixels fastest: coalesced loads) loop over
-their channels, M register accumulators each, over the k x k taps. The atoms of a pixel are
-built once for all channels, never stored in global memory.
-dx: the atoms on the zero-inserted grid are built once in global scratch (the gradient of
-one input pixel needs those of k x k output pixels), then one thread per input element sums
-M x k x k taps. datoms: one thread per atom tap and pixel, a loop over the channels.
+register tiles of cb adjacent channels (``_tiles``), cb x M accumulators, over the k x k taps:
+per tap M atoms from shared memory and cb inputs feed cb x M FMAs (was: one shared load per
+FMA, at most 25% of the FMA peak). The atoms of a pixel are built once for all channels, never
+stored in global memory. Tap rows stay a loop (the columns are unrolled): unrolling both let
+nvcc hoist loads into 80 registers with a spill. At 8x64x56x56 k7 M = 6 (sm_90, nvcc 13 -v):
+fp32 cb = 8, 63 registers, no spill, 37,632 B shared, 4 blocks of 256 threads per SM (50%
+occupancy; registers bound it: 63 x 256 x 4 <= 65,536); float64 cb = 4, 64 registers, 50%
+(was 80 registers + 8 B spill, 38%). sm_80: cb = 4, 64 registers, 50%.
+dx: the same tiling over input pixels, one launch: the compute indexes the atoms by the input
+pixel they serve (``ops.acda.acda_dx``), so a tile of input pixels needs M x k x k atoms per
+pixel, built in shared memory as in fwd (no global scratch, no second launch: the grid-wide
+atoms of the zero-inserted grid were written and read back, 87x the minimum bytes); each
+thread sums its channels' M x k x k taps in a register. A generic row is whole X_QUANTUM
+pixels, so the same code serves any size (PoCL-checked at several sizes from one lowering).
+datoms: the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
+x k tap columns of dD in registers), the channels in place of the bases.
 Padding and zero insertion are index checks in the loads (inlined).
+
+Time estimate (no GPU here: arithmetic, not a measurement), 8x64x56x56 k7, M = 6, T = 18, fp32,
+sm_90: per SM and clock 4 warp FMAs (128 lanes) and one L1/shared wavefront (128 B); 132 SMs at
+1.98 GHz; a warp's load of 32 consecutive elements is one wavefront, two where it straddles a
+128 B line (the X / dO loads at taps v != p: 6 of 7), a warp-uniform load one; the atoms
+phase and the channel phase of a block are summed (a barrier between them). 784 warps of
+pixels (25,088 px).
+- fwd atoms (mi = 3): 784 x 5,292 warp FMAs / (4 x 132) = 7.9 K clk; loads 784 x 7 x 18 x
+  (6 + 2 x 7) = 1.98 M wavefronts + 0.23 M shared stores -> 16.7 K clk (was 62.9 K: A and P
+  per atom tap).
+- fwd channels (cb = 8): 784 x 18,816 warp FMAs / 528 = 27.9 K clk; loads per pixel warp
+  64 x 294 / 8 = 2,352 shared + 64 x 7 x 13 = 5,824 X wavefronts -> 48.6 K clk (32.6 K if
+  every X load were one wavefront); (was 146 K clk: a shared load per FMA).
+- fwd total 65 K clk = 33 us (49 K = 25 us), against the 18 us FP32 roofline: 1.8x (1.4x);
+  was 209 K clk = 106 us, 5.9x. Load-bound: an X load feeds M FMAs only.
+- dx: atoms as fwd (16.7 K clk); channels 784 x (2,352 + 64 x 6 x 7 x 13 = 34,944) / 132 =
+  221 K clk: 238 K clk = 120 us, 6.7x (72 us, 4x, with one wavefront per dO load). Every dO
+  element is loaded by the k x k input pixels that use it; reusing it (a dO tile in shared
+  memory with register windows) is left to do.
+- datoms (mi = 3): 10,976 warps (8 x 2 atom groups x 7 tap rows x 3,136 px / 32), per channel
+  21 warp FMAs and 3 dO + 7 input loads (13 wavefronts): FMA 10,976 x 64 x 21 / 528 = 27.9 K
+  clk, loads 10,976 x 64 x 16 / 132 = 85 K clk (+ 1.7 K of stores): 44 us (28 us with one
+  wavefront per load) against its 16 us roofline (H200 DRAM): 2.7x (1.7x); was about 161 us,
+  10x (a thread per atom tap: dO and the input loaded for every FMA).
 """
 from __future__ import annotations
+
+import re
 
 from dynfilter_tvm.ops.acda import X_QUANTUM
 
 from . import register
-from .common import MAX_THREADS, bind_flat, extent, register_acc, unroll, unroll_taps
+from .common import MAX_THREADS, UNROLL_TAPS, bind_flat, extent, register_acc, unroll, unroll_taps
 
 SHARED_BYTES = 40 * 1024  # atoms tile in shared memory, under the 48 KiB static limit
 MAX_TILE = 32  # pixels per block
+ATOM_WORDS = 24  # 32-bit registers for a thread's atom accumulators while building the atoms
+# 32-bit registers for a thread's channel accumulators. sm_90 (nvcc 13): fwd at M = 6 takes 8
+# channels (4 in float64), 63-64 registers, 50% occupancy. sm_80's ptxas took 80 registers
+# (38%) for 8 channels, 64 (50%) for 4: there 24.
+ACC_WORDS = 48
+ACC_WORDS_BEFORE_SM90 = 24
+
+
+def _acc_words(target) -> int:
+    arch = str(target.attrs.get("arch", "sm_90")) if target is not None else "sm_90"
+    digits = re.match(r"sm_(\d+)", arch)
+    return ACC_WORDS if digits is None or int(digits[1]) >= 90 else ACC_WORDS_BEFORE_SM90
 
 
 def _tile(wl, wo: int) -> int:
@@ -31,20 +80,77 @@ def _tile(wl, wo: int) -> int:
     return tile
 
 
+def atoms_per_thread(wl) -> int:
+    """``mi``: atoms a thread builds per (tap row, pixel), each over the k tap columns (one
+    column where the taps stay loops): the largest divisor of M within ``ATOM_WORDS``."""
+    per_m = (wl.p["k"] if wl.p["k"] <= UNROLL_TAPS else 1) * (2 if wl.dtype == "float64" else 1)
+    return max(b for b in range(1, wl.p["M"] + 1) if wl.p["M"] % b == 0 and b * per_m <= max(ATOM_WORDS, per_m))
+
+
 def _atoms_in_shared(sch, wl, block, threads: int) -> None:
-    """The tile's atoms, built by the block's threads into shared memory: each sums its
-    T bases in a register, then stores once (a shared accumulator would need a barrier
-    inside the guarded loop)."""
+    """The tile's atoms, built by the block's threads into shared memory as a small matrix
+    product per pixel, atoms[m, u, v] = sum_t A[m, t] P[t, u, v], register-tiled: a thread owns
+    (tap row u, pixel) and ``mi`` atoms x the k tap columns, mi x k accumulators (within
+    ``ATOM_WORDS``), so per basis t it loads mi coefficients A and k bases P for mi x k FMAs
+    (was: a thread per atom tap, A and P loaded for every FMA, the coefficients k^2 times
+    over). Each then stores its mi x k atoms once (a shared accumulator would need a barrier
+    inside the guarded loop). Taps beyond ``UNROLL_TAPS`` keep a thread per tap column."""
+    p = wl.p
     atoms = sch.get_sblock("atoms")
     sch.compute_at(atoms, block)
     sch.set_scope(atoms, 0, "shared")
-    loops = sch.get_loops(atoms)[1:]  # compute_at dropped the unit-extent ones
-    spatial = loops[:-1] if wl.p["T"] > 1 else loops
-    fused = sch.fuse(*spatial) if spatial else sch.add_unit_loop(atoms)
+    own = sch.get_loops(atoms)[1:]  # compute_at dropped the unit-extent ones
+    kept = [nm for nm, n in (("m", p["M"]), ("u", p["k"]), ("v", p["k"])) if n > 1]
+    has_t = p["T"] > 1
+    has_x = len(own) - len(kept) - has_t  # the tile's pixels: 1 unless a one-pixel tile
+    named = dict(zip(kept + ["x"] * has_x + ["t"] * has_t, own))
+    unrolled_v = p["k"] <= UNROLL_TAPS
+    mi = atoms_per_thread(wl)
+    if "m" in named and mi == 1:
+        named["mo"] = named.pop("m")
+    elif "m" in named and mi < p["M"]:
+        named["mo"], named["m"] = sch.split(named["m"], [None, mi])
+    outer = [named.get(nm) for nm in ("mo", "u") + (() if unrolled_v else ("v",)) + ("x",)]
+    inner = [named.get(nm) for nm in ("t", "m") + (("v",) if unrolled_v else ())]
+    outer, inner = [l for l in outer if l is not None], [l for l in inner if l is not None]
+    if outer or inner:
+        sch.reorder(*outer, *inner)
+    fused = sch.fuse(*outer) if len(outer) > 1 else outer[0] if outer else sch.add_unit_loop(atoms)
     _, tx = sch.split(fused, [None, threads])
     sch.bind(tx, "threadIdx.x")
     local = sch.cache_write(atoms, 0, "local")
     sch.reverse_compute_at(local, tx)
+    regs = [l for l in inner if l is not named.get("t")]
+    if named.get("t") is not None:
+        sch.decompose_reduction(atoms, named["t"])
+    for loop in regs:
+        sch.unroll(loop)
+    copy = sch.get_loops(local)
+    at = next(i for i, loop in enumerate(copy) if sch.get(loop).same_as(sch.get(tx)))
+    for loop in copy[at + 1:]:  # the thread's mi x k atoms: registers, stored once each
+        sch.unroll(loop)
+
+
+def _tiles(sch, wl, target, c, x, per_channel: int):
+    """Shared by fwd and dx: split the pixels ``x`` of a row into tiles of ``tile`` (one block
+    each) and the channels ``c`` into (co, ci, cb): ``slices`` threads per pixel (threads:
+    slices x pixels, pixels fastest, so loads coalesce), each looping over ``co`` register
+    tiles of ``cb`` adjacent channels (adjacent: the cast stage then writes exactly the
+    tile). ``cb`` is the largest divisor of C (no predicate inside the unrolled tile) with
+    ``per_channel`` accumulators each within ``ACC_WORDS`` 32-bit registers (24 before sm_90) (float64 takes
+    two), and small enough to leave ``MAX_THREADS / tile`` slices where C allows. One
+    shared-memory atom then feeds cb FMAs (nvcc loads it once per tap for the whole tile:
+    checked in the PTX). Returns (tile loop, pixel loop, co, ci, cb)."""
+    wo = extent(sch, x)
+    # a generic row is whole X_QUANTUM pixels: tiles of at most that many have no tail
+    tile = _tile(wl, wo if isinstance(wo, int) else X_QUANTUM)
+    C, want = wl.p["C"], max(1, MAX_THREADS // tile)
+    most = min(max(1, _acc_words(target) // (per_channel * (2 if wl.dtype == "float64" else 1))), max(1, C // want))
+    cb = max(b for b in range(1, most + 1) if C % b == 0)
+    slices = min(C // cb, want)
+    xo, xi = sch.split(x, [None, tile])
+    co, ci, cbi = sch.split(c, [None, slices, cb])
+    return xo, xi, co, ci, cbi
 
 
 @register("acda", "fwd", "cuda")
@@ -54,19 +160,16 @@ def fwd(sch, wl, target):
         sch.compute_inline(sch.get_sblock("Apad"))
     acc = sch.get_sblock("acc")
     n, c, m, y, x, u, v = sch.get_loops(acc)
-    # a generic row is whole X_QUANTUM pixels: tiles of at most that many have no tail
-    wo = extent(sch, x)
-    tile = _tile(wl, wo if isinstance(wo, int) else X_QUANTUM)
-    slices = max(1, min(wl.p["C"], MAX_THREADS // tile))
-    xo, xi = sch.split(x, [None, tile])
-    co, ci = sch.split(c, [None, slices])
-    sch.reorder(n, y, xo, ci, xi, co, m, u, v)
+    xo, xi, co, ci, cbi = _tiles(sch, wl, target, c, x, wl.p["M"])
+    # per tap: M atoms from shared memory and cb inputs, cb x M FMAs
+    sch.reorder(n, y, xo, ci, xi, co, u, v, cbi, m)
     block = sch.fuse(n, y, xo)
     threads = sch.fuse(ci, xi)
     sch.bind(block, "blockIdx.x")
     sch.bind(threads, "threadIdx.x")
-    unroll(sch, m)
-    unroll_taps(sch, wl, u, v)
+    unroll(sch, cbi, m)
+    # the tap columns only: unrolling both tap loops made nvcc hoist loads (80 registers)
+    unroll_taps(sch, wl, v)
     _atoms_in_shared(sch, wl, block, extent(sch, threads))
     sch.set_scope(acc, 0, "local")
     sch.reverse_compute_at(sch.get_sblock("out"), co)
@@ -77,22 +180,62 @@ def fwd(sch, wl, target):
 def dx(sch, wl, target):
     for name in ("dOu", "Au"):
         sch.compute_inline(sch.get_sblock(name))
-    atoms = sch.get_sblock("atoms")
-    *spatial, t = sch.get_loops(atoms)
-    bind_flat(sch, spatial)
     acc = sch.get_sblock("acc")
     n, c, h, w, m, u, v = sch.get_loops(acc)
-    tx = bind_flat(sch, [n, c, h, w])
-    unroll_taps(sch, wl, u, v)
-    register_acc(sch, acc, m, tx)
+    xo, xi, co, ci, cbi = _tiles(sch, wl, target, c, w, 1)
+    # per (atom, tap): one atom from shared memory feeds cb channels
+    sch.reorder(n, h, xo, ci, xi, co, m, u, v, cbi)
+    block = sch.fuse(n, h, xo)
+    threads = sch.fuse(ci, xi)
+    sch.bind(block, "blockIdx.x")
+    sch.bind(threads, "threadIdx.x")
+    unroll(sch, cbi)
+    unroll_taps(sch, wl, v)
+    _atoms_in_shared(sch, wl, block, extent(sch, threads))
+    sch.set_scope(acc, 0, "local")
+    sch.reverse_compute_at(sch.get_sblock("out"), co)
+    sch.decompose_reduction(acc, m)
 
 
 @register("acda", "datoms", "cuda")
 def datoms(sch, wl, target):
-    sch.compute_inline(sch.get_sblock("Xpad"))
-    if wl.p["W"] is None:
-        sch.compute_inline(sch.get_sblock("dOpad"))
+    """The same register tile as the atoms build (``atoms_per_thread``): a thread per (atom
+    group, tap row, pixel) keeps mi atoms x k tap columns of dD in registers; per channel it
+    loads mi values of dO and k of the input row for mi x k FMAs (was: a thread per atom tap,
+    dO and X loaded for every FMA). Threads run along the pixels of a row (coalesced)."""
+    generic = wl.p["W"] is None
+    if generic:
+        for name in ("dOpad", "Xpad"):
+            sch.compute_inline(sch.get_sblock(name))
     acc = sch.get_sblock("acc")
-    *spatial, c = sch.get_loops(acc)
-    tx = bind_flat(sch, spatial)
+    n, m, u, v, y, x, c = sch.get_loops(acc)
+    mi, cols = atoms_per_thread(wl), wl.p["k"] <= UNROLL_TAPS
+    if mi == 1:
+        mo, inner = m, []
+    elif mi < wl.p["M"]:
+        mo, m_in = sch.split(m, [None, mi])
+        inner = [m_in]
+    else:
+        mo, inner = None, [m]
+    if cols:
+        inner.append(v)
+    outer = [l for l in (n, mo, u) if l is not None] + ([] if cols else [v]) + [y, x]
+    sch.reorder(*outer, c, *inner)
+    tx = bind_flat(sch, outer)
     register_acc(sch, acc, c, tx)
+    for loop in inner:
+        sch.unroll(loop)
+    if generic:  # the segment's region is not constant under the fused symbolic index
+        return
+    # the padded input row segment in registers, loaded once per channel for all mi atoms
+    # (inlined, each (atom, tap) statement kept its own guarded load: 21 loads, not 7)
+    xpad = sch.get_sblock("Xpad")
+    depth = len(sch.get_loops(acc)) - len(inner)  # the loops down to c
+    sch.compute_at(xpad, sch.get_loops(acc)[depth - 1])
+    sch.set_scope(xpad, 0, "local")
+    for loop in sch.get_loops(xpad)[depth:]:
+        sch.unroll(loop)
+    loops = sch.get_loops(sch.get_sblock("out"))
+    at = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(tx)))
+    for loop in loops[at + 1:]:  # the thread's mi x k results, from registers
+        sch.unroll(loop)

@@ -5,21 +5,34 @@ tile along the image row with the k x k taps unrolled outside its lanes, the pad
 plane copied next to the loop that reads it (it stays in cache). dS sums over channels into
 a vector tile of all taps; dC keeps vector-wide column sums, reduced at the end.
 
-Shape-generic kernels (B, H, W symbolic) take the same schedules: each loop over the vector
-tiles of a row is cut into the whole tiles (vectors, no predicate) and a predicated scalar tail
-(``split_tail``), and the vector tiles are declared whole (``tile_regions``) so that they stay
-small buffers.
+fwd and dx take half-width vectors where those tile a static row exactly (28 = 7 x 4) and
+whole ones would leave a tail tile (predicated: TVM's vectorizer leaves it scalar). dx at
+stride s > 1 runs on the phase grid of ``ops.ddf.ddf_dx``: per vector tile of s rows x s*lanes
+pixels, the s x s phases' accumulators (unrolled, so each phase's taps are constants), then
+'out' interleaves them into dX (contiguous loads, stores strided by s).
+
+Shape-generic kernels (B, H, W symbolic) take the same schedules. fwd and dx compute rows of
+whole vectors (``ops.ddf.ROW_QUANTUM``; S's widened rows built once per call); in ds, dc and the
+padded copies each loop over the vector tiles of a row is cut into the whole tiles (vectors, no
+predicate) and a predicated scalar tail (``split_tail``); the vector tiles are declared whole
+(``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
+local tile, its plane-wide buffer having a symbolic size).
 """
 from __future__ import annotations
 
 from . import register
-from .common import split_tail, tile_regions, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import extent, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+
+MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
 def _row_tiles(sch, wl):
     """fwd and dx: acc(b, g, c, y, x; u, v) as vector tiles along x, parallel over planes."""
     lanes = vector_lanes(wl.dtype)
     acc = sch.get_sblock("acc")
     b, g, c, y, x, u, v = sch.get_loops(acc)
+    wo = extent(sch, x)
+    if isinstance(wo, int) and wo % lanes and wo % (lanes // 2) == 0:
+        lanes //= 2  # half vectors without a tail (28 = 7 x 4): a tail tile runs scalar
     plane = sch.fuse(b, g, c)
     sch.parallel(plane)
     xo, xi = sch.split(x, [None, lanes])
@@ -43,6 +56,10 @@ def _generic_tiles(sch, wl, lanes):
 
 @register("ddf", "fwd", "cpu")
 def fwd(sch, wl, target):
+    if wl.kind == "generic":  # S's rows zero-extended to whole vectors, once per call
+        spad = sch.get_sblock("Spad")
+        sch.parallel(sch.fuse(*sch.get_loops(spad)[:4]))
+        split_tail(sch, vectorize_inner(sch, spad, vector_lanes(wl.dtype)))
     plane = _row_tiles(sch, wl)
     sch.compute_at(sch.get_sblock("Xpad"), plane)
     split_tail(sch, vectorize_inner(sch, "Xpad", vector_lanes(wl.dtype), under=plane))
@@ -50,14 +67,56 @@ def fwd(sch, wl, target):
 
 @register("ddf", "dx", "cpu")
 def dx(sch, wl, target):
-    lanes = vector_lanes(wl.dtype)
-    # The scattered spatial filter is shared by every channel of a head: build it once.
-    su = sch.get_sblock("Su")
-    sch.parallel(sch.fuse(*sch.get_loops(su)[:4]))
-    split_tail(sch, vectorize_inner(sch, su, lanes))
-    plane = _row_tiles(sch, wl)
-    sch.compute_at(sch.get_sblock("dOu"), plane)
-    split_tail(sch, vectorize_inner(sch, "dOu", lanes, under=plane))
+    """acc(b, g, c, hh, ww; j, i) on the phase grid (``ops.ddf.ddf_dx``). Stride 1: vector
+    tiles along the row as fwd. Stride s > 1: hh and ww split by s into (quotient, phase), the
+    phases outside the vector tiles (unrolled for s <= MAX_UNROLLED_STRIDE: their taps are then
+    constants and the masks of absent taps fold away), so each tile reads contiguous rows of
+    dO and S; acc's row buffer is laid out phase-major (its tiles contiguous) and 'out'
+    interleaves the s x s phases of s rows into dX."""
+    lanes, s = vector_lanes(wl.dtype), wl.p["s"]
+    # The padded spatial filter is shared by every channel of a head: build it once.
+    sp = sch.get_sblock("Sp")
+    sch.parallel(sch.fuse(*sch.get_loops(sp)[:4]))
+    split_tail(sch, vectorize_inner(sch, sp, lanes))
+    if s == 1:
+        plane = _row_tiles(sch, wl)
+    else:
+        acc = sch.get_sblock("acc")
+        b, g, c, hh, ww, j, i = sch.get_loops(acc)
+        plane = sch.fuse(b, g, c)
+        sch.parallel(plane)
+        hq, ry = sch.split(hh, [None, s])
+        wq, rx = sch.split(ww, [None, s])
+        xo, xi = sch.split(wq, [None, lanes])
+        sch.reorder(hq, xo, ry, rx, j, i, xi)
+        sch.vectorize(xi)
+        unroll_taps(sch, wl, j, i)
+        if s <= MAX_UNROLLED_STRIDE:
+            unroll(sch, ry, rx)
+        init = sch.decompose_reduction(acc, j)
+        vectorize_inner(sch, init, lanes)
+        # 'out' per s x (s * lanes) pixels: the tile's s x s phases (s^2 vector accumulators)
+        # (a one-column dX: per s rows; at xo TVM's lowering then fails on an undefined loop var)
+        out = sch.get_sblock("out")
+        sch.reverse_compute_at(out, xo if wl.p["W"] != 1 else hq)
+        sch.transform_layout(acc, ("write", 0), lambda b, g, c, h, w: (b, g, c, h, w % s, w // s))
+        split_tail(sch, xo)
+        # per phase: contiguous vector loads of acc, stores strided by s into dX (else a
+        # gather per element). Static widths only: with a symbolic one TVM may find the
+        # cast's binding non-affine (k5 s2 d2) and refuse the split.
+        if wl.kind == "static" and wl.p["W"] != 1:
+            wo, wi = sch.split(sch.get_loops(out)[-1], [None, s])
+            sch.reorder(wi, wo)
+            if s <= MAX_UNROLLED_STRIDE:
+                sch.unroll(wi)
+            sch.vectorize(wo)
+    _dx_pad_copy(sch, wl, plane)
+
+
+def _dx_pad_copy(sch, wl, plane):
+    """dx: the plane's padded dO next to the loop that reads it."""
+    sch.compute_at(sch.get_sblock("dOp"), plane)
+    split_tail(sch, vectorize_inner(sch, "dOp", vector_lanes(wl.dtype), under=plane))
 
 
 @register("ddf", "ds", "cpu")
@@ -93,6 +152,14 @@ def dc(sch, wl, target):
     sch.reorder(xo, y, u, v, xi)
     sch.vectorize(xi)
     unroll_taps(sch, wl, u, v)
+    if wl.kind == "generic":
+        # The plane's column sums have a symbolic size (a heap workspace, which LLVM cannot
+        # keep in registers): accumulate each k x k x lanes tile in a constant-size local
+        # buffer, written back once per tile.
+        local = sch.cache_write(cols, 0, "local")
+        sch.reverse_compute_at(local, xo)
+        vectorize_under(sch, local, xo)
+        tile_regions(sch, sch.get(cols).writes[0].source.name, ("acc_cols", sch.get(local).name_hint), lanes)
     init = sch.decompose_reduction(cols, y)
     vectorize_inner(sch, init, lanes)
     sch.reverse_compute_at(sch.get_sblock("acc"), plane)

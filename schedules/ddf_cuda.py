@@ -4,12 +4,16 @@ fwd, dx (static shapes): a block owns a ty x tx pixel tile (16 x 16 by default; 
 images, smaller where the staged tiles would pass TILE_SHARED_BYTES) of one (batch, head) and a
 chunk of cc channels of that head (the largest divisor of Cg up to 32), a thread per pixel of
 the tile looping over the chunk's channels. Per channel the block stages, with cooperative
-loads, the input tile with its halo (fwd: X, padding an index check; dx: dO on the
-zero-inserted grid, inserted zeros index checks) and the k x k taps of C in shared memory. S is
+loads, the input tile with its halo (fwd: X, padding an index check; dx: the rows of dO the
+tile's taps read, padding an index check) and the k x k taps of C in shared memory. S is
 shared by every channel of the head, so it is loaded once per chunk: fwd keeps each pixel's
 k x k taps in registers (k <= UNROLL_TAPS; shared memory beyond), dx stages the k x k planes of
-S on the zero-inserted grid over the tile's window in shared memory (a pixel's taps come from
-k x k different positions). Each thread keeps its accumulator in a register.
+S over the tile's window in shared memory (a pixel's taps come from k x k different
+positions). Each thread keeps its accumulator in a register. dx tiles its phase grid
+(``ops.ddf.ddf_dx``): each pixel visits only the taps of its output phase (at stride s about
+k^2/s^2 of them, not k^2 on a zero-inserted grid), and a tile's window covers about t/s +
+(k-1)*d/s rows of dO and S instead of t + (k-1)*d (the shared-memory budget in ``_tile`` still
+assumes the latter: an upper bound).
 Estimate (gpu_report.requested_bytes, loads + the output's stores, no cache), 8x256x56x56 k3
 float32: 4 x 4 tiles, per axis 17+18+18+9 = 62 input rows loaded over the tiles' windows
 (56 rows, the halos, no padding loads), cc = 32. fwd: X 8*256*62*62*4 B = 31.5 MB, S
@@ -202,6 +206,8 @@ def _tiles_fit(sch, wl, kernel: str) -> bool:
 def fwd(sch, wl, target):
     if not _tiles_fit(sch, wl, "fwd"):
         sch.compute_inline(sch.get_sblock("Xpad"))
+        if wl.kind == "generic":  # S's rows widened to whole CPU vectors: index checks here
+            sch.compute_inline(sch.get_sblock("Spad"))
         _thread_per_output(sch, wl)
         return
 
@@ -214,13 +220,13 @@ def fwd(sch, wl, target):
 @register("ddf", "dx", "cuda")
 def dx(sch, wl, target):
     if not _tiles_fit(sch, wl, "dx"):
-        # Both zero-inserted grids become index checks in the loads (no scattered copies).
-        sch.compute_inline(sch.get_sblock("dOu"))
-        sch.compute_inline(sch.get_sblock("Su"))
+        # Both padded copies become index checks in the loads (no copies in global memory).
+        sch.compute_inline(sch.get_sblock("dOp"))
+        sch.compute_inline(sch.get_sblock("Sp"))
         _thread_per_output(sch, wl)
         return
-    # The zero-inserted grids are staged tiles, built with index checks (no scattered copies).
-    _tiled(sch, wl, "dx", "dOu", lambda: sch.get_sblock("Su"))
+    # The padded dO and S are staged tiles, built with index checks (no copies in global memory).
+    _tiled(sch, wl, "dx", "dOp", lambda: sch.get_sblock("Sp"))
 
 
 def _ds_channel_blocks(wl, tiles: int) -> int:

@@ -11,15 +11,21 @@ lanes and rfactored, so each (block of output channels, input channel, tap row) 
 o_block x k vector partial sums over all pixels, then sums its lanes.
 pool / pool_dk / dist*: vectors along x, parallel over rows or planes.
 
-Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests
-with full-width vectors; the splits of a symbolic x leave a predicated tail.
+Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests.
+A predicated vector loop is scalarized whole by TVM, so a symbolic x never leaves one around
+the heavy loops: conv's reduction and conv_dk's G run over rows padded to whole register tiles
+(``pad_einsum``: zeros past the width, read from padded copies, never stored); the other
+vector loops along x are cut by LoopPartition (``split_tail``) into whole vectors and one
+scalar tail. pool's padded taps stay scalar (generic pool is not declared).
 """
 from __future__ import annotations
 
+from tvm import tirx
+from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
 from . import register
-from .common import acc_registers, after_compute_at, unroll, vector_lanes, vectorize_inner, vectorize_under
+from .common import acc_registers, after_compute_at, split_tail, unroll, vector_lanes, vectorize_inner, vectorize_under
 
 def _divisor_at_most(n: int, cap: int) -> int:
     """The largest divisor of n not above cap (a block without a tail)."""
@@ -54,7 +60,7 @@ def _materialize(sch, name: str, lanes: int, outer: int = 2) -> None:
     """A padded / zero-inserted copy computed once: parallel over its leading planes."""
     block = sch.get_sblock(name)
     sch.parallel(sch.fuse(*sch.get_loops(block)[:outer]))
-    vectorize_inner(sch, block, lanes)
+    split_tail(sch, vectorize_inner(sch, block, lanes))
 
 
 def _tile_shape(n_rows: int, wo: int, wl, target):
@@ -100,7 +106,9 @@ def _gemm_tile(sch, block, rows, x, red, n_rows: int, wo: int, wl, target):
     loop above the reduction (where the cast stage goes). (Tiles spanning several rows would
     need the cast stage per tile over a non-rectangular region: rows stay whole.)"""
     lanes, xv, rb = _tile_shape(n_rows, wo, wl, target)
-    return _register_tile(sch, rows, x, red, rb, xv, lanes)
+    xo = _register_tile(sch, rows, x, red, rb, xv, lanes)
+    split_tail(sch, xo)
+    return xo
 
 
 def _register_tile(sch, rows, x, red, rb: int, xv: int, lanes: int):
@@ -181,15 +189,16 @@ def _channel_sum_row(sch, acc, lanes):
     sch.reorder(n, y, g, c, i, j, x)
     row = sch.fuse(n, y)
     sch.parallel(row)
-    _, xi = sch.split(x, [None, lanes])
+    xo, xi = sch.split(x, [None, lanes])
     sch.vectorize(xi)
+    split_tail(sch, xo)
     return row, c
 
 
 def _finish(sch, acc, first_red, xo, lanes=None):
     """The cast stage into the tile loop ``xo``, the reduction's init split off, both vectorized
     (``lanes``: the loops left are whole rows of a symbolic width, split into vectors first)."""
-    vec = vectorize_under if lanes is None else (lambda s, b, loop: vectorize_inner(s, b, lanes, under=loop))
+    vec = vectorize_under if lanes is None else (lambda s, b, loop: split_tail(s, vectorize_inner(s, b, lanes, under=loop)))
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vec(sch, out, xo)
@@ -201,7 +210,17 @@ def _finish(sch, acc, first_red, xo, lanes=None):
 def conv_dk(sch, wl, target):
     p = wl.p
     lanes, _ = _x_tiling(p["Wo"], wl.dtype)
+    generic = p["Wo"] is None
+    if generic:  # G over rows padded to whole register tiles (see conv); the channel sum reads its valid part
+        tl, xv, _ = _tile_shape(p["C"] * p["k"] ** 2, None, wl, target)
+        G = sch.get_sblock("G")
+        dO = sch.cache_read(G, [r.source.name for r in sch.get(G).reads].index("dO"), "global")
+        sch.pad_einsum(G, [1, 1, 1, 1, 1, tl * xv, 1])
+        sch.compute_inline(dO)
+        sch.compute_inline(sch.get_sblock("G_pad"))
     acc = sch.get_sblock("acc")
+    if generic:
+        _reads_whole_rows(sch, acc, "G_pad")
     row, c = _channel_sum_row(sch, acc, lanes)
     _materialize(sch, "Sz", lanes)
     G = sch.get_sblock("G")
@@ -209,10 +228,46 @@ def conv_dk(sch, wl, target):
     loops = _after_compute_at(sch, G, [("c", p["C"]), ("i", p["k"]), ("j", p["k"]), ("x", p["Wo"]), ("o", p["O"])])
     if len(loops) == 5:  # else a degenerate shape: left plain
         r = sch.fuse(loops["c"], loops["i"], loops["j"])
-        _gemm_tile(sch, G, r, loops["x"], (loops["o"],), p["C"] * p["k"] ** 2, p["Wo"], wl, target)
+        if generic:
+            k, cap = p["k"], max(1, acc_registers(target) // xv)
+            rb = max(b for b in _box_rows(p["C"], k) if b <= cap) if k > 1 or p["C"] > 1 else 1
+            xo = _register_tile(sch, r, loops["x"], (loops["o"],), rb, xv, tl)
+            # The tile's rows lie a symbolic row length apart, so LLVM cannot tell them apart and
+            # keeps every accumulator in memory (load, FMA, store per element): sum in a local tile.
+            tile = sch.cache_write(G, 0, "local")
+            sch.reverse_compute_at(tile, xo)
+            vectorize_inner(sch, tile, tl, under=xo)
+        else:
+            _gemm_tile(sch, G, r, loops["x"], (loops["o"],), p["C"] * p["k"] ** 2, p["Wo"], wl, target)
     if "o" in loops:
         sch.decompose_reduction(G, loops["o"])
+    if generic:
+        dO_pad = sch.get_sblock("dO_global_pad")
+        sch.compute_at(dO_pad, row)
+        vectorize_inner(sch, dO_pad, lanes, under=row)
     _finish(sch, acc, c, row, lanes if p["Wo"] is None else None)
+
+
+def _box_rows(C: int, k: int) -> list:
+    """Row blocks of G's fused (c, i, j) rows that are boxes in (c, i, j) (a local tile's
+    copy-out is inferred as a box: any other block would copy rows it never computed):
+    divisors of k (part of a tap row), k x divisors of k, k^2 x divisors of C."""
+    div = lambda n: [b for b in range(1, n + 1) if n % b == 0]
+    return div(k) + [k * m for m in div(k)] + [k * k * m for m in div(C)]
+
+
+def _reads_whole_rows(sch, block, buffer: str) -> None:
+    """Declare that ``block`` reads whole (padded) rows of ``buffer``: ``compute_at`` then
+    gives the producer its whole padded row, over which its register tiles need no predicate
+    (from the consumer's vector loop it would infer the row rounded to that loop's vectors,
+    which the analyzer cannot compare with the padding)."""
+    obj = sch.get(block)
+    vars_ = [iv.var for iv in obj.iter_vars]
+    index = [r.source.name for r in obj.reads].index(buffer)
+    reg = obj.reads[index]
+    *lead, _ = reg.region
+    flat = [e for r in lead for e in (r.min, r.min + r.extent)] + [0, reg.source.shape[-1]]
+    _ffi_api.ScheduleAnnotateBufferAccess(sch, block, index, 0, tirx.IndexMap(vars_, flat, None))
 
 
 @register("pac", "conv_dw", "cpu")
@@ -231,6 +286,7 @@ def conv_dw(sch, wl, target):
     sch.parallel(sch.fuse(oo, c))
     sch.vectorize(xl)
     unroll(sch, j, oi)
+    split_tail(sch, xo)
     # the lane sums and the cast per tile: the partials stay in registers
     sch.reverse_compute_at(acc, i)
     sch.reverse_compute_at(sch.get_sblock("out"), i)
@@ -269,6 +325,7 @@ def _taps_inside_vectors(sch, lanes, row_copy=None):
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(xo, i, j, xi)
     sch.vectorize(xi)
+    split_tail(sch, xo)
     if row_copy is not None:
         _row_copy(sch, acc, row_copy, row, lanes)
     _finish(sch, acc, i, xo)

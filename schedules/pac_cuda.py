@@ -1,12 +1,41 @@
-"""Default CUDA schedules for PAC: one thread per output element (x fastest: coalesced loads),
-the reduction in a register, padding and zero insertion as index checks in the loads. Generic
-builds (symbolic sizes) bind the same loops, the last block's tail predicated.
+"""Default CUDA schedules for PAC. Except conv and conv_dw (below): one thread per output
+element (x fastest: coalesced loads), the reduction in a register, padding and zero insertion as
+index checks in the loads. Generic builds (symbolic sizes) bind the same loops, the last block's
+tail predicated.
 
-conv: each thread keeps a block of output channels of its pixel in registers, so a modulated
-tap (kernel x source) is loaded once for the block. conv_dk: each thread forms G (the weight
-times the output gradient, summed over output channels) one input channel at a time.
+conv (static shapes): an implicit GEMM, M = pixels, N = output channels, K = C*k^2. A block
+owns ty x tx output pixels of one image (tx up to 32, a warp's row) and ot*oi output channels;
+per chunk of cc input channels (cc*k^2 about K_CHUNK) it builds the modulated taps xk = K * Sz
+(cc x k x k x ty x tx, the B operand; padding and zero insertion are index checks in these
+loads) and copies the Wt chunk (ot*oi x cc x k x k, the A operand; stored taps-major, so a
+thread's oi weights of a tap are one vector load) into shared memory with
+cooperative loads, then each thread (yt x tx x ot of them) accumulates a register tile of yi
+rows x oi channels (4 x 8 in float32, 4 x 4 in float64) over the chunk: per tap oi Wt words
+(broadcast within the warp) and yi xk words (consecutive across the warp) feed yi*oi FMAs.
+8x64x128x128 k5 O=64 float32: 4 x 32 pixel tiles, ot*oi = 64, cc = 1 (25-deep chunks), 256
+threads, 19.2 KB shared memory, 1,024 blocks; ptxas: 64 registers, no spills (estimate: see
+gpu_report.requested_bytes). Symbolic shapes (generic builds), and chunks that cannot fit
+TILE_SHARED_BYTES (k >= 13 on wide images), keep one thread per pixel and block of output
+channels (CONV_CHANNEL_BLOCK), each modulated tap loaded once for the block.
+conv on tensor cores (workload flag ``tf32``: float32 on sm_80+, static, O % 16 = C % 8 =
+Wo % 16 = 0; the bridge sets it on CUDA while torch.backends.cudnn.allow_tf32 is True): the same
+GEMM with M = output channels, N = pixels, K = C*k^2 taken 8 channels of one tap at a time. A
+block owns one output row's 16*wx*xm pixels x 16*wo channels (4 x 4 warps, 2 tiles each: 64
+channels x 128 pixels), a warp xm 16 x 16 tiles sharing their A fragment; per chunk (8
+channels, tap row i) the block stages xk laid out (j, x, c) and Wt laid out (j, o, c) (K
+innermost: rows for ldmatrix), then per tap j each warp loads its A and B fragments with
+ldmatrix.x4 and issues two mma.sync.m16n8k8 TF32 per tile (float32 accumulators in
+registers), all through TVM's tensorize with this module's intrinsics. Results go through
+shared memory (n, y, o, x) to coalesced stores. Operands are rounded to TF32 (10-bit
+mantissas) by the hardware: a schedule choice the workload carries, so it has its own cache
+entries. Executed on PoCL with ldmatrix/mma emulated (dynfilter_tvm.emulate).
+conv_dk: each thread forms G (the weight times the output gradient, summed over output
+channels) one input channel at a time. conv_dw (static shapes): split-K over bands of output
+rows, partial sums in global scratch, then a second kernel adding them (see ``conv_dw``).
 """
 from __future__ import annotations
+
+import functools
 
 from . import register
 from tvm import tirx
@@ -50,8 +79,319 @@ def _thread_per_output(sch, n_spatial: int, taps=()):
     return acc
 
 
+# -- conv: an implicit GEMM over pixel tiles x output-channel tiles ---------------------------
+TILE_X = 32  # threads along x: a warp reads one row of a staged plane (no bank conflicts)
+PIXEL_THREADS = 32  # threads per output-channel slice (narrow images: several rows)
+REG_Y = 4  # rows of a thread's register tile (contiguous: the cast stage writes exactly those)
+CHANNEL_THREADS = 8  # threads along output channels
+K_CHUNK = 32  # target reduction chunk (channels x taps) staged per step
+TILE_SHARED_BYTES = 24 * 1024  # shared memory the staged chunk may take per block (occupancy)
+
+
+def _reg_o(dtype: str) -> int:
+    """Output channels of a thread's register tile (half the float32 count in float64)."""
+    return 4 if dtype == "float64" else 8
+
+
+def conv_tile(wl):
+    """The tiled conv's geometry for a static workload: dict(ty, tx, yt, yi, ot, oi, cc) (pixel
+    tile ty x tx; threads yt x tx x ot; register tile yi x oi; cc input channels per chunk), or
+    None where the staged chunk cannot fit TILE_SHARED_BYTES (huge k: thread per output)."""
+    p = wl.p
+    if wl.kind != "static":
+        return None
+    C, O, k, Ho, Wo = p["C"], p["O"], p["k"], p["Ho"], p["Wo"]
+    item = 8 if wl.dtype == "float64" else 4
+    k2 = k * k
+    tx = min(TILE_X, Wo)
+    yi = min(REG_Y, Ho)
+    yt = max(1, min(PIXEL_THREADS // tx, -(-Ho // yi)))
+    oi = min(_reg_o(wl.dtype), O)
+    ot = min(CHANNEL_THREADS, -(-O // oi))
+    cc = max(n for n in range(1, C + 1) if C % n == 0 and (n == 1 or n * k2 <= K_CHUNK))
+
+    def shared(yi_):
+        return (cc * k2 * yi_ * yt * tx + ot * oi * cc * k2) * item  # xk chunk + Wt chunk
+
+    while shared(yi) > TILE_SHARED_BYTES and yi > 1:
+        yi -= 1
+    if shared(yi) > TILE_SHARED_BYTES:
+        return None
+    return dict(ty=yi * yt, tx=tx, yt=yt, yi=yi, ot=ot, oi=oi, cc=cc)
+
+
+def _cooperative(sch, block, loop, threads: int) -> None:
+    """Stage ``block`` (already in shared scope) at ``loop``, its loops fused and spread over
+    the block's ``threads``."""
+    sch.compute_at(block, loop)
+    loops = sch.get_loops(block)
+    at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
+    loops = loops[at + 1:]  # compute_at made none for unit-extent axes
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0] if loops else sch.add_unit_loop(block)
+    _, tx = sch.split(fused, [None, threads])
+    sch.bind(tx, "threadIdx.x")
+
+
+def _conv_tiled(sch, wl, t) -> None:
+    """A block per (n, ot*oi output channels, ty x tx pixels), a thread per (o slice, row
+    slice, column) keeping yi x oi accumulators. Per chunk of cc input channels the block
+    builds the modulated taps xk (cc x k x k x ty x tx: the GEMM's B operand, K times the
+    source, padding and zero insertion as index checks) and copies the Wt chunk (its A
+    operand) into shared memory; each thread then runs its register tile over the chunk."""
+    for name in _modulated_stages(wl)[:-1]:  # Sz (Kz): read by the xk prologue only
+        sch.compute_inline(sch.get_sblock(name))
+    acc = sch.get_sblock("acc")
+    n, o, y, x, c, i, j = sch.get_loops(acc)
+    ob, ot, oi = sch.split(o, [None, t["ot"], t["oi"]])
+    yb, yt, yi = sch.split(y, [None, t["yt"], t["yi"]])
+    xb, xt = sch.split(x, [None, t["tx"]])
+    co, ci = sch.split(c, [None, t["cc"]])
+    sch.reorder(n, ob, yb, xb, ot, yt, xt, co, ci, i, j, oi, yi)
+    blk = sch.fuse(n, ob, yb, xb)
+    thr = sch.fuse(ot, yt, xt)
+    sch.bind(blk, "blockIdx.x")
+    sch.bind(thr, "threadIdx.x")
+    threads = t["ot"] * t["yt"] * t["tx"]
+    xk = sch.get_sblock("xk")
+    sch.set_scope(xk, 0, "shared")  # before compute_at: the staged region covers the whole tile
+    _cooperative(sch, xk, co, threads)
+    wt = sch.cache_read(acc, 0, "shared")
+    # taps-major, output channels innermost: a thread's oi weights of a tap are contiguous, so
+    # nvcc reads them as vectors (ld.shared.v4) instead of oi scalar loads
+    sch.transform_layout(wt, ("write", 0), lambda o, c, i, j: (c, i, j, o))
+    _cooperative(sch, wt, co, threads)
+    unroll(sch, oi, yi)
+    unroll_taps(sch, wl, j)
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, co)
+    sch.reverse_compute_at(sch.get_sblock("out"), thr)
+
+
+# -- conv on tensor cores: mma.sync.m16n8k8 TF32 ------------------------------------------------
+# Fragment layouts of mma.m16n8k8 with .tf32 operands (PTX ISA, "Matrix fragments for
+# mma.m16n8k8"), lane = 4 g + t: A (16 x 8, M x K) a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8,
+# t+4); B (8 x 8, K x N) b0 (t, g), b1 (t+4, g); C (16 x 8) c0, c1 (g, 2t + 0|1), c2, c3 (g+8, ..).
+# A warp tile is 16 output channels (M) x 16 pixels along x (N, two n8 halves) x 8 input
+# channels (K): fragments (lane, local) as below, the halves' B in locals 2h, 2h+1 and their C
+# in locals 4h..4h+3 (TVM's 16x16 float32 accumulator layout, so its fill and store intrinsics
+# serve).
+MMA_WARPS_O, MMA_WARPS_X = 4, 4  # warps per block along output channels and along x (16 each)
+MMA_TILES_X = 2  # 16-pixel tiles per warp along x (each A fragment feeds both)
+
+
+def _frag_a(i, k):
+    return 4 * (i % 8) + k % 4, i // 8 + 2 * (k // 4)
+
+
+def _frag_b(k, n):
+    return 4 * (n % 8) + k % 4, 2 * (n // 8) + k // 4
+
+
+def _frag_c(i, j):
+    return 4 * (i % 8) + (j % 8) // 2, 4 * (j // 8) + 2 * (i // 8) + j % 2
+
+
+def _ldmatrix_intrin(frag, row_addr):
+    """shared (16 rows x 8 floats) -> warp fragments with ldmatrix.x4 on 32-bit data: lane l
+    gives the address of row l % 8 of 8 x 4-float matrix l // 8 (``row_addr``), and register m
+    of lane L receives word L % 4 of row L // 4 of matrix m -- the tf32 fragment layouts."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(w: T.handle, s: T.handle) -> None:
+        shared = T.match_buffer(s, (16, 8), "float32", align=16, offset_factor=1, scope="shared")
+        warp = T.match_buffer(w, (32, 4), "float32", align=16, offset_factor=1, scope="warp")
+        with T.sblock("root"):
+            T.reads(shared[0:16, 0:8])
+            T.writes(warp[0:32, 0:4])
+            for a0, a1 in T.grid(16, 8):
+                with T.sblock("load"):
+                    v0, v1 = T.axis.remap("SS", [a0, a1])
+                    T.reads(shared[v0, v1])
+                    lane, loc = T.meta_var(frag(v0, v1))
+                    T.writes(warp[lane, loc])
+                    warp[lane, loc] = shared[v0, v1]
+
+    @T.prim_func(s_tir=True)
+    def impl(w: T.handle, s: T.handle) -> None:
+        s0 = T.int32()
+        s1 = T.int32()
+        shared = T.match_buffer(s, (16, 8), "float32", align=16, offset_factor=1, scope="shared", strides=[s0, s1])
+        warp = T.match_buffer(w, (32, 4), "float32", align=16, offset_factor=1, scope="warp")
+        with T.sblock("root"):
+            T.reads(shared[0:16, 0:8])
+            T.writes(warp[0:32, 0:4])
+            for tx in T.thread_binding(0, 32, "threadIdx.x"):
+                T.evaluate(T.ptx_legacy.ldmatrix(False, 4, ".b16", warp.data, warp.elem_offset + 4 * tx,
+                                                 shared.access_ptr("r"), row_addr(tx, s0), dtype="float32"))
+    return desc, impl
+
+
+def _mma_intrin():
+    """C (16 x 16) += A (16 x 8) B (8 x 16): two mma.m16n8k8 TF32, one per n8 half."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (32, 4), "float32", align=16, offset_factor=1, scope="warp")
+        B = T.match_buffer(b, (32, 4), "float32", align=16, offset_factor=1, scope="warp")
+        C = T.match_buffer(c, (32, 8), "float32", align=16, offset_factor=1, scope="warp")
+        with T.sblock("root"):
+            T.reads(C[0:32, 0:8], A[0:32, 0:4], B[0:32, 0:4])
+            T.writes(C[0:32, 0:8])
+            for i, j, k in T.grid(16, 16, 8):
+                with T.sblock("C"):
+                    vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                    lc, oc = T.meta_var(_frag_c(vi, vj))
+                    la, oa = T.meta_var(_frag_a(vi, vk))
+                    lb, ob = T.meta_var(_frag_b(vk, vj))
+                    T.reads(C[lc, oc], A[la, oa], B[lb, ob])
+                    T.writes(C[lc, oc])
+                    C[lc, oc] = C[lc, oc] + A[la, oa] * B[lb, ob]
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (32, 4), "float32", align=16, offset_factor=1, scope="warp")
+        B = T.match_buffer(b, (32, 4), "float32", align=16, offset_factor=1, scope="warp")
+        C = T.match_buffer(c, (32, 8), "float32", align=16, offset_factor=1, scope="warp")
+        with T.sblock("root"):
+            T.reads(C[0:32, 0:8], A[0:32, 0:4], B[0:32, 0:4])
+            T.writes(C[0:32, 0:8])
+            for tx in T.thread_binding(0, 32, "threadIdx.x"):
+                T.evaluate(T.ptx_legacy.mma("m16n8k8", "row", "col", "tf32", "tf32", "fp32",
+                                            A.data, A.elem_offset + tx * 4, B.data, B.elem_offset + tx * 4,
+                                            C.data, C.elem_offset + tx * 8, False, dtype="float32"))
+                T.evaluate(T.ptx_legacy.mma("m16n8k8", "row", "col", "tf32", "tf32", "fp32",
+                                            A.data, A.elem_offset + tx * 4, B.data, B.elem_offset + tx * 4 + 2,
+                                            C.data, C.elem_offset + tx * 8 + 4, False, dtype="float32"))
+    return desc, impl
+
+
+TF32_LOAD_A, TF32_LOAD_B, TF32_MMA = "dynfilter_pac_tf32_load_a", "dynfilter_pac_tf32_load_b", "dynfilter_pac_tf32_mma"
+TF32_FILL, TF32_STORE = "dynfilter_pac_tf32_fill", "dynfilter_pac_tf32_store_shared"
+
+
+@functools.lru_cache(maxsize=None)
+def _register_tf32_intrinsics() -> None:
+    from tvm.s_tir import TensorIntrin
+    from tvm.s_tir.tensor_intrin.cuda import get_mma_fill_intrin, get_mma_store_intrin
+
+    # A: Wt as (o, c) rows; B: xk as (x, c) rows (K innermost, so ldmatrix reads K-contiguous rows)
+    TensorIntrin.register(TF32_LOAD_A, *_ldmatrix_intrin(
+        _frag_a, lambda l, s: s * ((l // 8) % 2 * 8 + l % 8) + (l // 16) * 4), override=True)
+    TensorIntrin.register(TF32_LOAD_B, *_ldmatrix_intrin(
+        lambda n, k: _frag_b(k, n), lambda l, s: s * ((l // 16) * 8 + l % 8) + (l // 8) % 2 * 4), override=True)
+    TensorIntrin.register(TF32_MMA, *_mma_intrin(), override=True)
+    TensorIntrin.register(TF32_FILL, *get_mma_fill_intrin("float32", 8), override=True)
+    TensorIntrin.register(TF32_STORE, *get_mma_store_intrin("float32", 8, "shared", True), override=True)
+
+
+def _sm(target) -> int:
+    """The target's compute capability as an int (sm_90a -> 90; 0 if unknown)."""
+    digits = "".join(ch for ch in str(target.attrs.get("arch", "")) if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+def mma_tile(wl, target=None):
+    """(warps along o, warps along x, 16-pixel tiles per warp) of the TF32 tensor-core conv, or
+    None where it does not
+    apply: float32 workloads flagged ``tf32``, static, with whole tiles (O % 16, C % 8, Wo % 16),
+    for sm_80 or newer (TF32 mma.sync appeared with Ampere)."""
+    p = wl.p
+    if not p.get("tf32") or wl.dtype != "float32" or wl.kind != "static":
+        return None
+    if target is not None and _sm(target) < 80:
+        return None
+    if p["O"] % 16 or p["C"] % 8 or p["Wo"] % 16:
+        return None
+    wo = max(w for w in (1, 2, 4) if w <= MMA_WARPS_O and p["O"] // 16 % w == 0)
+    wx = max(w for w in (1, 2, 4) if w <= MMA_WARPS_X and p["Wo"] // 16 % w == 0)
+    xm = max(m for m in (1, 2) if m <= MMA_TILES_X and p["Wo"] // (16 * wx) % m == 0)
+    return wo, wx, xm
+
+
+def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
+    """A block per (n, output row y, 16*wx*xm pixels, 16*wo output channels), a warp per xm
+    16 x 16 (channels x pixels) tiles of it. Per chunk (8 input channels, tap row i) the block stages xk
+    (8 x k taps x the row's pixels, laid out (j, x, c): B rows K-contiguous) and Wt (laid out
+    (j, o, c)); per tap j each warp loads its A and B fragments with ldmatrix and issues two
+    mma.m16n8k8 TF32; the accumulators go through shared memory (n, y, o, x) to coalesced stores."""
+    _register_tf32_intrinsics()
+    for name in _modulated_stages(wl)[:-1]:
+        sch.compute_inline(sch.get_sblock(name))
+    acc = sch.get_sblock("acc")
+    n, o, y, x, c, i, j = sch.get_loops(acc)
+    warps = wo * wx
+    ob, ow, ot = sch.split(o, [None, wo, 16])
+    xb, xw, xi, xt = sch.split(x, [None, wx, xm, 16])
+    co, ct = sch.split(c, [None, 8])
+    sch.reorder(n, ob, y, xb, ow, xw, co, i, j, xi, ot, xt, ct)
+    outer = sch.blockize(ot)
+    blk = sch.fuse(n, ob, y, xb)
+    sch.bind(blk, "blockIdx.x")
+    thr = sch.fuse(ow, xw)
+    sch.bind(thr, "threadIdx.y")
+
+    def stage(block, loop):  # cooperative: every thread of the block, threadIdx.x fastest
+        sch.compute_at(block, loop)
+        loops = sch.get_loops(block)
+        at = next(k for k, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
+        fused = sch.fuse(*loops[at + 1:])
+        _, ty, tx = sch.split(fused, [None, warps, 32])
+        sch.bind(ty, "threadIdx.y")
+        sch.bind(tx, "threadIdx.x")
+
+    xk = sch.get_sblock("xk")
+    sch.set_scope(xk, 0, "shared")
+    stage(xk, i)
+    sch.transform_layout(xk, ("write", 0), lambda n_, c_, i_, j_, y_, x_: (n_, i_, j_, y_, x_, c_))
+    wt = sch.cache_read(outer, 0, "shared")
+    stage(wt, i)
+    sch.transform_layout(wt, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, o_, c_))
+    a_w = sch.cache_read(outer, 0, "warp")
+    b_w = sch.cache_read(outer, 1, "warp")
+    sch.compute_at(a_w, j)
+    sch.compute_at(b_w, j)
+    c_w = sch.cache_write(outer, 0, "warp")
+    sch.reverse_compute_at(c_w, thr)
+    sch.decompose_reduction(outer, co)
+    sch.transform_layout(a_w, ("write", 0), lambda i_, j_, o_, c_: (i_, j_, o_ // 16, c_ // 8, *_frag_a(o_ % 16, c_ % 8)))
+    sch.transform_layout(b_w, ("write", 0), lambda n_, i_, j_, y_, x_, c_: (
+        n_, i_, j_, y_, x_ // 16, c_ // 8, *_frag_b(c_ % 8, x_ % 16)))
+    sch.transform_layout(c_w, ("read", 0), lambda n_, o_, y_, x_: (n_, y_, o_ // 16, x_ // 16, *_frag_c(o_ % 16, x_ % 16)))
+    store = sch.get_sblock("acc_warp")  # the copy cache_write made: fragments -> 'acc'
+    sch.set_scope(store, 0, "shared")
+    sch.transform_layout(store, ("write", 0), lambda n_, o_, y_, x_: (n_, y_, o_, x_))
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, blk)
+    lo = sch.get_loops(out)
+    at = next(k for k, lp in enumerate(lo) if sch.get(lp).same_as(sch.get(blk)))
+    _, ty, tx = sch.split(sch.fuse(*lo[at + 1:]), [None, warps, 32])
+    sch.bind(ty, "threadIdx.y")
+    sch.bind(tx, "threadIdx.x")
+    sch.tensorize(sch.get_loops(a_w)[-2], TF32_LOAD_A)
+    bx, bc = sch.get_loops(b_w)[-2:]  # the warp's xm tiles of 16 pixels, each one B fragment
+    bxo, bxi = sch.split(bx, [None, 16])
+    sch.reorder(bxo, bxi, bc)
+    sch.tensorize(bxi, TF32_LOAD_B)
+    so, sx = sch.get_loops(store)[-2:]
+    sxo, sxi = sch.split(sx, [None, 16])
+    sch.reorder(sxo, so, sxi)
+    sch.tensorize(sch.get_loops(acc)[-3], TF32_MMA)
+    sch.tensorize(sch.get_loops(sch.get_sblock("acc_init"))[-2], TF32_FILL)
+    sch.tensorize(sch.get_loops(store)[-2], TF32_STORE)
+
+
 @register("pac", "conv", "cuda")
 def conv(sch, wl, target):
+    tc = mma_tile(wl, target)
+    if tc is not None:
+        _conv_mma(sch, wl, *tc)
+        return
+    t = conv_tile(wl)
+    if t is not None:
+        _conv_tiled(sch, wl, t)
+        return
     _inline(sch, *_modulated_stages(wl))
     acc = sch.get_sblock("acc")
     n, o, y, x, c, i, j = sch.get_loops(acc)
@@ -82,10 +422,49 @@ def conv_dk(sch, wl, target):
     register_acc(sch, acc, c, tx)
 
 
+SPLIT_K_THREADS = 1 << 20  # conv_dw: split the pixel sum until about this many partial sums
+
+
+def dw_rows(wl):
+    """conv_dw's split-K: output rows per part (parts = N * ceil(Ho / rows)), or None for no
+    split (symbolic shapes, or already SPLIT_K_THREADS outputs, or a single row)."""
+    p = wl.p
+    if wl.kind != "static":
+        return None
+    outputs = p["O"] * p["C"] * p["k"] ** 2
+    parts = min(-(-SPLIT_K_THREADS // outputs), p["N"] * p["Ho"])
+    if parts <= 1:
+        return None
+    rows = min(p["Ho"], -(-p["N"] * p["Ho"] // parts))
+    return rows if p["N"] * -(-p["Ho"] // rows) > 1 else None
+
+
 @register("pac", "conv_dw", "cuda")
 def conv_dw(sch, wl, target):
+    """dWt is tiny (O*C*k^2) and each element sums every pixel of the batch: one thread per
+    element leaves the GPU mostly idle with long serial sums (8x64x128x128 k5: 102,400 threads
+    x 131,072 terms). Split-K over pixels: rfactor the sum over (image, band of ``rows`` output
+    rows) into partial sums in global scratch (a thread per part and element, its sum in a
+    register), then a second kernel adds the parts (a thread per element). 8x64x128x128 k5:
+    16 parts of 94 rows, 1.6M threads of 12,032 terms, 6.5 MB of partial sums written and
+    read once."""
     _inline(sch, "Sz")
-    _thread_per_output(sch, 4)
+    rows = dw_rows(wl)
+    if rows is None:
+        _thread_per_output(sch, 4)
+        return
+    acc = sch.get_sblock("acc")
+    o, c, i, j, n, y, x = sch.get_loops(acc)
+    yo, yi = sch.split(y, [None, rows])
+    rf = sch.rfactor(sch.fuse(n, yo), 0)
+    o, c, i, j, part, yi, x = sch.get_loops(rf)
+    sch.reorder(part, o, c, i, j)  # threads across (c, i, j) of one output channel: dO broadcast
+    tx = bind_flat(sch, [part, o, c, i, j])
+    partial = sch.cache_write(rf, 0, "local")
+    sch.reverse_compute_at(partial, tx)
+    sch.decompose_reduction(rf, yi)
+    o, c, i, j, part = sch.get_loops(acc)
+    register_acc(sch, acc, part, bind_flat(sch, [o, c, i, j]))
 
 
 @register("pac", "pool_dk", "cuda")

@@ -58,6 +58,8 @@ DDF_SHAPES = {
     # fwd, dx, ds: 16 x 16 pixel tiles with tail tiles, two 32-channel chunks per head (fwd, dx);
     # dc: 16 channels per block, 8-row X tiles with a tail tile, a tail column (Wo = 41)
     "tiles": _ddf(1, 128, 37, 41, 2, 3, 1, 1, "mul"),
+    # dx at stride 2: tiles of the phase grid (30 x 36 for 29 x 35), the taps per output phase
+    "s2-tiles": _ddf(1, 64, 29, 35, 2, 3, 2, 1, "mul"),
 }
 PAC_PLAIN = _geo(2, 5, 9, 11, 9, 11, 5, 1, 1, 2, 1)
 PAC_S2D2 = _geo(1, 3, 13, 11, 7, 6, 3, 2, 1, 2, 2)
@@ -69,7 +71,12 @@ PAC_SHAPES = {
     # O = 12: channel blocks of 6; O = 5: of 5; a = 1: the zero-inserted adjoint
     "conv": {"plain-o12": dict(PAC_PLAIN, O=12, a=0), "s2-d2-o5": dict(PAC_S2D2, O=5, a=0),
              "zero-ins": dict(PAC_ZERO_INSERTED, O=5, a=0), "zero-ins-adjoint": dict(PAC_ZERO_INSERTED, O=5, a=1),
-             "unit": dict(PAC_UNIT, O=1, a=0)},
+             "unit": dict(PAC_UNIT, O=1, a=0),
+             # tiled GEMM: two output-channel tiles (64 + a tail of 6), 3-channel chunks (C = 6, k = 3),
+             # a row of 32 threads with a tail along x (Wo = 37) and 4-row register tiles (Ho = 11)
+             "tiles-o70": dict(_geo(1, 6, 11, 37, 11, 37, 3, 1, 1, 1, 1), O=70, a=0),
+             # k = 13: the chunk fits shared memory in float32 only; float64 takes a thread per output
+             "k13-fallback": dict(_geo(1, 2, 5, 40, 5, 40, 13, 1, 1, 6, 1), O=3, a=0)},
     "pool": {"plain-g1": dict(PAC_PLAIN, G=1, a=0), "plain-gc-adjoint": dict(PAC_PLAIN, G=5, a=1),
              "s2-d2": dict(PAC_S2D2, G=1, a=0), "unit": dict(PAC_UNIT, G=1, a=0)},
     "conv_dk": {"plain": dict(PAC_PLAIN, O=12), "zero-ins": dict(PAC_ZERO_INSERTED, O=5), "unit": dict(PAC_UNIT, O=1)},
@@ -86,6 +93,12 @@ ACDA_SHAPES = {
     "k5-wide-atoms": _acda(1, 3, 5, 40, 8, 16, 5, 1, 1, 2),
     "one-basis-one-atom": _acda(1, 3, 5, 4, 1, 1, 3, 1, 1, 1),
     "one-pixel": _acda(1, 1, 1, 1, 1, 1, 1, 1, 1, 0),
+    # register tiles: fwd 8 adjacent channels per tile (4 in float64: two tiles per thread),
+    # dx 8 channels
+    "register-tiles": _acda(1, 64, 2, 40, 6, 4, 3, 1, 1, 1),
+    # the dropped-barrier controls: k = 1 and 26 atoms, built by two threads per pixel (13
+    # each), so a reader of the second half runs before its writer on PoCL
+    "k1": _acda(1, 8, 3, 40, 26, 4, 1, 1, 1, 0),
 }
 
 CASES = ([("ddf", k, name, p) for k in ("fwd", "dx", "ds", "dc") for name, p in DDF_SHAPES.items()]
@@ -97,6 +110,7 @@ def test_every_cuda_kernel_is_covered():
     import schedules
     from dynfilter_tvm import registry
 
+    schedules.load_all()  # run alone, nothing else has imported the schedule modules yet
     with_cuda = {(op, k) for op, k in registry.kernels() if (op, k, "cuda") in schedules._SCHEDULES}
     assert with_cuda == {(op, k) for op, k, _, _ in CASES}
 
@@ -151,12 +165,99 @@ def _drop_barrier(index):
     # k = 9 (taps not unrolled): the channel-slice ds; between the stores and the shared-memory sum
     ("ddf", "ds", _ddf(1, 32, 3, 5, 1, 9, 1, 1, "mul"), 1, "NaN"),
     ("ddf", "dc", DDF_SHAPES["tiles"], 2, "NaN"),  # between staging a row of S and reading it
-    ("acda", "fwd", ACDA_SHAPES["k7-tiles"], 0, "NaN"),  # between building the atoms and reading them
+    # between building the atoms and reading them. PoCL runs a group's work-items one after
+    # another, so a dropped barrier shows only where a reader runs before the writer of what it
+    # reads, and not before a work-group-uniform loop (PoCL's implicit barrier at its head, seen
+    # with the k = 7 tap rows): ACDA_SHAPES["k1"] has both
+    ("acda", "fwd", ACDA_SHAPES["k1"], 0, "NaN"),
+    ("acda", "dx", ACDA_SHAPES["k1"], 0, "NaN"),
     ("ddf", "fwd", DDF_SHAPES["tiles"], 1, "NaN"),  # between staging a channel's tile and reading it
     ("ddf", "dx", DDF_SHAPES["tiles"], 1, "NaN"),
-], ids=["ddf.ds", "ddf.ds-slices", "ddf.dc-s-row", "acda.fwd", "ddf.fwd", "ddf.dx"])
+    ("ddf", "dx", DDF_SHAPES["s2-tiles"], 1, "NaN"),
+], ids=["ddf.ds", "ddf.ds-slices", "ddf.dc-s-row", "acda.fwd", "acda.dx", "ddf.fwd", "ddf.dx", "ddf.dx-s2"])
 def test_control_dropped_barrier(op, kernel, params, index, match):
     _fails(Workload.make(op, kernel, params, "float32"), "cuda", mutate=_drop_barrier(index), match=match)
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_short_staging(way):
+    """The tiled pac.conv with its modulated-taps prologue one round of the block short: part of
+    the chunk's B operand stays unbuilt (poisoned shared memory) and reaches outputs as NaN.
+    (Dropping its barriers is no control on PoCL: its work-item loops around the barrier-
+    containing chunk loop keep the staging ahead of the reads.)"""
+    def mutate(low):
+        low.source, n = re.subn(r"(ax0_ax1_ax2_ax3_ax4_fused_0 < )(\d+)", lambda m: f"{m[1]}{int(m[2]) - 1}",
+                                low.source, count=1)
+        assert n == 1
+    _fails(Workload.make("pac", "conv", PAC_SHAPES["conv"]["tiles-o70"], "float32"), way, mutate=mutate, match="NaN")
+
+
+# pac.conv on TF32 tensor cores (the tf32 workload flag; mma.sync + ldmatrix, emulated warp-
+# cooperatively from the PTX fragment layouts). The CUDA way only: TVM's OpenCL lowering has no
+# tensor-core intrinsics. Tolerance: emulate.TF32_TOLERANCE (10-bit operand mantissas).
+TF32_CASES = {
+    # 2 x 4 warps (32 channels x 64 pixels), two 8-channel chunks, 3 x 3 taps, padding
+    "plain": dict(_geo(1, 16, 3, 64, 3, 64, 3, 1, 1, 1, 1), O=32, a=0, tf32=1),
+    # 2 x 2 warps (Wo = 32), k = 1
+    "wo32": dict(_geo(1, 8, 2, 32, 2, 32, 1, 1, 1, 0, 1), O=32, a=0, tf32=1),
+    # 1 x 4 warps, each two 16-pixel tiles (a 128-pixel row: A fragments reused)
+    "two-tiles-per-warp": dict(_geo(1, 8, 2, 128, 2, 128, 3, 1, 1, 1, 1), O=16, a=0, tf32=1),
+    # 4 x 1 warps (O = 64, Wo = 16), stride 2 and dilation 2, batch 2
+    "s2-d2-o64": dict(_geo(2, 8, 9, 31, 3, 16, 3, 2, 1, 2, 2), O=64, a=0, tf32=1),
+    # the input gradient of a stride-2 conv: zero-inserted source, mirrored taps, Kz
+    "zero-ins-adjoint": dict(_geo(1, 8, 5, 8, 10, 16, 3, 1, 2, 1, 1), O=16, a=1, tf32=1),
+}
+
+
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+@pytest.mark.parametrize("name", TF32_CASES)
+def test_tensor_core_tf32(name, dtype):
+    """float32: the mma kernel within TF32_TOLERANCE (and above float32's own: the check would
+    pass a SIMT kernel too, so the source must hold the emulated mma); float64 ignores the flag
+    and keeps its exact schedule."""
+    wl = Workload.make("pac", "conv", TF32_CASES[name], dtype)
+    low = emulate.prepare(wl, "cuda")
+    assert ("tvm_mma_m16n8k8_tf32(" in low.source) == (dtype == "float32")
+    err = emulate.check(wl, "cuda", lowered=low)
+    if dtype == "float32":
+        assert 1e-5 < err <= emulate.TF32_TOLERANCE  # TF32 rounding is visible, and bounded
+
+
+def _mma_layout(macro, new):
+    def mutate(low):
+        low.source, n = re.subn(r"#define " + macro + r"\(.*", lambda m: f"#define {macro}{new}", low.source, count=1)
+        assert n == 1
+    return mutate
+
+
+@pytest.mark.parametrize("macro,new", [
+    ("TVM_MMA_A_LANE", "(row, k) (4 * ((row) % 8) + ((k) + 1) % 4)"),  # A fragment: the neighbour's column
+    ("TVM_LDM_SRC", "(m, lane) ((m) * 8 + ((lane) / 4 + 1) % 8)"),  # ldmatrix: the next row
+], ids=["mma-a-lane", "ldmatrix-row"])
+def test_control_wrong_fragment_layout(macro, new):
+    wl = Workload.make("pac", "conv", TF32_CASES["plain"], "float32")
+    _fails(wl, "cuda", mutate=_mma_layout(macro, new), match="relative error")
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+def test_conv_dw_split_k_bands(way, dtype, monkeypatch):
+    """pac.conv_dw's split-K with bands of several rows and a shorter last band: 2 images x 2
+    bands (5 + 4 of 9 rows); the shipped threshold gives one row per part at the small shapes."""
+    import schedules.pac_cuda as pac_cuda
+
+    monkeypatch.setattr(pac_cuda, "SPLIT_K_THREADS", 6000)
+    wl = Workload.make("pac", "conv_dw", PAC_SHAPES["conv_dw"]["plain"], dtype)
+    assert pac_cuda.dw_rows(wl) == 5
+    low = emulate.prepare(wl, way)
+    assert len(low.launches) == 2  # partial sums, then their sum
+    emulate.check(wl, way, lowered=low)
+
+    def one_part_short(low):  # the second kernel adds all parts but the last
+        low.source, n = re.subn(r"(for \(int \w*n_y_0_fused\w* = 0; \w+ < )(\d+)",
+                                lambda m: f"{m[1]}{int(m[2]) - 1}", low.source, count=1)
+        assert n == 1
+    _fails(wl, way, mutate=one_part_short, match="relative error")
 
 
 def test_control_wrong_shuffle_lane():
@@ -176,6 +277,15 @@ def test_control_grid_one_block_short(way):
         assert ln.grid[0] > 1
         ln.grid = (ln.grid[0] - 1, *ln.grid[1:])
     _fails(Workload.make("ddf", "fwd", DDF_SHAPES["odd-heads"], "float32"), way, mutate=mutate, match="NaN")
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_grid_one_block_short_acda_datoms(way):
+    def mutate(low):
+        ln = low.launches[-1]
+        assert ln.grid[0] > 1
+        ln.grid = (ln.grid[0] - 1, *ln.grid[1:])
+    _fails(Workload.make("acda", "datoms", ACDA_SHAPES["k7-tiles"], "float32"), way, mutate=mutate, match="NaN")
 
 
 @pytest.mark.parametrize("way", emulate.WAYS)

@@ -5,7 +5,7 @@ exact generic kernels, tested here against the static ones, but run slower and s
 shape). Checked: the forward and all gradients through ``acda_atom_conv2d`` in the generic
 shape mode against the float64 reference at several sizes, nothing generic built after the
 first size; the generic builds of every kernel equal the static ones; the CUDA builds for
-sm_90 with device code and (fwd, datoms) run on PoCL at several sizes from one lowering."""
+sm_90 with device code and run on PoCL at several sizes from one lowering."""
 import pytest
 import torch
 import tvm
@@ -161,7 +161,7 @@ EMU_SIZES = [dict(N=1, H=9, W=9), dict(N=2, H=11, W=13), dict(N=1, H=7, W=37), d
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
 @pytest.mark.parametrize("way", emulate.WAYS)
 @pytest.mark.parametrize("dtype", emulate.DTYPES)
-@pytest.mark.parametrize("kernel", ("fwd", "datoms"))  # dx: a global scratch of symbolic size
+@pytest.mark.parametrize("kernel", ("fwd", "dx", "datoms"))
 def test_cuda_generic_emulated(kernel, dtype, way):
     for params in CUDA_PARAMS:
         wl = _cuda_wl(kernel, *params, dtype)

@@ -1,8 +1,8 @@
 """Bundles for every size: ``dynfilter-tvm compile --model NAME`` without ``--input`` writes
 generic kernels; loaded in a fresh process with ``DYNFILTER_TVM_JIT=off`` and an empty cache,
 they serve forward and backward at several sizes (odd ones and batch 1 included) with zero
-builds, matching the plain-PyTorch path (DDF-ResNet-50; PAC's upsamplers still need kernels
-that build per shape only, and the refusal names them)."""
+builds, matching the plain-PyTorch path (DDF-ResNet-50; PAC's joint upsampler, its weight
+gradients included). A model needing a kernel that builds per shape only is refused, naming it."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,7 @@ import torch
 from dynfilter_tvm import aot, cache
 from torch_bridge.models import get_model
 from torch_bridge.nn import use_reference_ops
-name, kw, shapes = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+name, kw, shapes, params = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4] == "1"
 torch.manual_seed(0)
 model = get_model(name, **kw).train()
 ref = use_reference_ops(copy.deepcopy(model))
@@ -32,7 +32,8 @@ for shape in shapes:
         x = [t.clone().requires_grad_() for t in ins]
         out = m(*x)
         out = out[0] if isinstance(out, (tuple, list)) else out
-        grads = torch.autograd.grad(out.square().mean(), x)
+        wrt = x + (list(m.parameters()) if params else [])  # params: the weight gradients too
+        grads = torch.autograd.grad(out.square().mean(), wrt)
         outs.append((out, *grads))
     for got, want in zip(*outs):
         scale = want.abs().max().clamp_min(1e-6)
@@ -50,12 +51,12 @@ def _compile(out_dir, *args):
     return kernels
 
 
-def _run_fresh(bundle, tmp_path, name, kw, shapes):
+def _run_fresh(bundle, tmp_path, name, kw, shapes, params=False):
     empty = tmp_path / "empty-cache"
     empty.mkdir()
     env = dict(os.environ, DYNFILTER_TVM_BUNDLE=str(bundle), DYNFILTER_TVM_JIT="off", DYNFILTER_TVM_CACHE=str(empty))
     env.pop("DYNFILTER_TVM_SHAPES", None)
-    res = subprocess.run([sys.executable, "-c", _RUN, name, json.dumps(kw), json.dumps(shapes)], env=env,
+    res = subprocess.run([sys.executable, "-c", _RUN, name, json.dumps(kw), json.dumps(shapes), str(int(params))], env=env,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-4000:]
     stats = json.loads(res.stdout.strip().splitlines()[-1])
@@ -75,10 +76,25 @@ def test_ddf_resnet50_bundle_serves_every_size(tmp_path):
                [[[2, 3, 64, 64]], [[1, 3, 57, 57]], [[1, 3, 40, 72]]])
 
 
-def test_kernels_built_per_shape_only_are_named(tmp_path, capsys):
-    """PAC's joint upsampler needs kernels that are not generic yet (only ``pac.conv`` is):
-    a bundle for every size is refused, naming them, instead of silently holding one size."""
-    with pytest.raises(SystemExit, match=r"pac\.dist.*built per shape only.*--input"):
+def test_pac_joint_upsampler_bundle_serves_every_size(tmp_path):
+    """PAC's joint upsampler (factor 4): every kernel it needs, forward and backward (the
+    transposed convolutions, the kernel's distances and their gradients, the weight gradient),
+    generic; served at two sizes (odd and non-square at batch 1) with zero builds."""
+    bundle = tmp_path / "pac_up"
+    kernels = _compile(bundle, "--model", "pac_joint_upsample_lite", "--factor", "4")
+    assert {k["workload"]["op"] for k in kernels} == {"pac"}
+    assert {k["workload"]["kernel"] for k in kernels} >= {"conv", "conv_dk", "conv_dw", "dist", "dist_df", "dist_df0"}
+    _run_fresh(bundle, tmp_path, "pac_joint_upsample_lite", {"factor": 4},
+               [[[2, 1, 8, 8], [2, 3, 32, 32]], [[1, 1, 7, 11], [1, 3, 28, 44]]], params=True)
+
+
+def test_kernels_built_per_shape_only_are_named(tmp_path, monkeypatch):
+    """A model needing a kernel that is not generic (here: PAC's conv_dw declared static for
+    the test) is refused a bundle for every size, naming it, instead of silently holding one size."""
+    from dynfilter_tvm.ops import pac
+
+    monkeypatch.setattr(pac, "SYMBOLIC", {k: v for k, v in pac.SYMBOLIC.items() if k != "conv_dw"})
+    with pytest.raises(SystemExit, match=r"pac\.conv_dw.*built per shape only.*--input"):
         cli(["compile", "--target", "llvm", "--model", "pac_joint_upsample_lite", "--factor", "4",
              "-o", str(tmp_path / "pac_up")])
     assert not (tmp_path / "pac_up").exists()

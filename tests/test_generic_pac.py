@@ -1,12 +1,14 @@
 """Generic PAC kernels: one build per configuration (channels, kernel size, stride, form)
-serves every batch and size, forward and gradients equal to the float64 reference (kernels
-that stay static rebuild per size, never a generic one); every kernel's generic build is
-exact on CPU and builds with device code for CUDA."""
+serves every batch and size, forward and gradients equal to the float64 reference (``pool``,
+the one kernel that stays static, rebuilds per size, never a generic one); every kernel's
+generic build equals its static builds on CPU (odd sizes, batch 1, stride, dilation,
+zero insertion) and, for CUDA, runs right on PoCL at several sizes from one lowering."""
 import pytest
 import torch
 
-from dynfilter_tvm import cache, dispatch
+from dynfilter_tvm import cache, dispatch, emulate
 from dynfilter_tvm.build import build
+from dynfilter_tvm.ops import pac as pac_ops
 from dynfilter_tvm.target import cpu_target, cuda_target
 from dynfilter_tvm.workload import Workload
 from torch_bridge import functional as Fn
@@ -24,9 +26,16 @@ def _generic():
     dispatch.set_shape_mode(None)
 
 
-def _serve_all_sizes(run_one, monkeypatch, forward=None):
-    """run_one(N, H, W) at every size: later sizes build no generic kernel, and ``forward``
-    (N, H, W) (served by generic kernels only) builds nothing at all."""
+def test_declared_kernels():
+    """Every kernel but ``pool`` (see ``dynfilter_tvm.ops.pac``) is declared generic."""
+    assert set(pac_ops.SYMBOLIC) == {"conv", "conv_dk", "conv_dw", "pool_dk", "dist", "dist_df", "dist_df0"}
+    assert all(v == ("N", "H", "W", "Ho", "Wo") for v in pac_ops.SYMBOLIC.values())
+
+
+def _serve_all_sizes(run_one, monkeypatch, forward=None, static=()):
+    """run_one(N, H, W) at every size: later sizes build no generic kernel and no static one
+    but of the kernels ``static``, and ``forward`` (N, H, W) (served by generic kernels only)
+    builds nothing at all."""
     built = []
     real = cache.build
     monkeypatch.setattr(cache, "build", lambda wl, *a: built.append(wl) or real(wl, *a))
@@ -41,6 +50,7 @@ def _serve_all_sizes(run_one, monkeypatch, forward=None):
             assert cache.stats["built"] == before, f"{size}: the forward built a kernel"
         run_one(*size)
         assert all(wl.kind == "static" for wl in built[n:]), f"{size} rebuilt a generic kernel"
+        assert {wl.kernel for wl in built[n:]} <= set(static), f"{size} built {built[n:]}"
     return generic
 
 
@@ -51,7 +61,9 @@ def test_pacconv2d(C, O, k, s, p, d, monkeypatch):
         lambda N, H, W: _compare(Fn.pacconv2d, conv_inputs(N, C, O, H, W, k, s, p, d), kw, torch.float64, 1e-12, 1e-10),
         monkeypatch,
         forward=lambda N, H, W: Fn.pacconv2d(*(t.detach() for t in conv_inputs(N, C, O, H, W, k, s, p, d)), **kw))
-    assert {(wl.kernel, wl.p["a"]) for wl in generic} == {("conv", 0), ("conv", 1)}  # forward, input grad
+    # forward, input, kernel and weight gradients
+    assert {(wl.kernel, wl.p.get("a")) for wl in generic} == {("conv", 0), ("conv", 1), ("conv_dk", None),
+                                                               ("conv_dw", None)}
 
 
 @pytest.mark.parametrize("C,O,k,s,p,op", [(3, 5, 3, 2, 1, 1), (2, 3, 5, 1, 2, 0)], ids=str)
@@ -60,7 +72,7 @@ def test_pacconv_transpose2d(C, O, k, s, p, op, monkeypatch):
         inputs = conv_inputs(N, C, O, H, W, k, s, p, 1, transposed=True, op=op)
         _compare(Fn.pacconv_transpose2d, inputs, dict(stride=s, padding=p, output_padding=op),
                  torch.float64, 1e-12, 1e-10)
-    assert _serve_all_sizes(run_one, monkeypatch)
+    assert {wl.kernel for wl in _serve_all_sizes(run_one, monkeypatch)} == {"conv", "conv_dk", "conv_dw"}
 
 
 @pytest.mark.parametrize("C,G,k,s,p", [(3, 1, 3, 1, 1), (4, 4, 5, 2, 2)], ids=str)
@@ -70,7 +82,7 @@ def test_pacpool2d(C, G, k, s, p, monkeypatch):
         inputs = [torch.randn(N, C, H, W, dtype=torch.float64, requires_grad=True),
                   torch.rand(N, G, k, k, Ho, Wo, dtype=torch.float64, requires_grad=True)]
         _compare(Fn.pacpool2d, inputs, dict(kernel_size=k, stride=s, padding=p), torch.float64, 1e-12, 1e-10)
-    _serve_all_sizes(run_one, monkeypatch)
+    assert {wl.kernel for wl in _serve_all_sizes(run_one, monkeypatch, static=("pool",))} == {"pool_dk"}
 
 
 @pytest.mark.parametrize("opts", [dict(stride=1, padding=1), dict(stride=2, padding=1, channel_wise=True,
@@ -83,7 +95,7 @@ def test_packernel2d(opts, monkeypatch):
         torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-10)
         grad = torch.randn_like(want)
         torch.testing.assert_close(torch.autograd.grad(got, f, grad)[0], torch.autograd.grad(want, f, grad)[0])
-    _serve_all_sizes(run_one, monkeypatch)
+    assert {wl.kernel for wl in _serve_all_sizes(run_one, monkeypatch)} == {"dist", "dist_df", "dist_df0"}
 
 
 def test_float32_generic_matches_static():
@@ -127,7 +139,12 @@ _CPU = [("conv", dict(C=5, O=24, k=3, s=1, z=1, p=1, d=1, a=0)), ("conv", dict(C
         ("conv_dk", dict(C=5, O=7, k=3, s=1, z=1, p=1, d=1)), ("conv_dw", dict(C=5, O=7, k=3, s=1, z=1, p=1, d=1)),
         ("pool_dk", dict(C=6, G=1, k=3, s=1, z=1, p=1, d=1)), ("pool_dk", dict(C=6, G=6, k=3, s=1, z=1, p=1, d=1)),
         ("dist", dict(C=3, G=1, k=3, s=1, p=1, d=1, asym=0)), ("dist_df", dict(C=3, G=3, k=3, s=1, p=1, d=1, asym=1)),
-        ("dist_df0", dict(C=3, G=1, k=3, s=1, p=1, d=1, asym=0))]
+        ("dist_df0", dict(C=3, G=1, k=3, s=1, p=1, d=1, asym=0)),
+        # the gradients of strided layers and of transposed convolutions: stride, zero insertion, dilation
+        ("conv_dk", dict(C=4, O=6, k=5, s=1, z=2, p=2, d=1)), ("conv_dk", dict(C=3, O=5, k=3, s=2, z=1, p=2, d=2)),
+        ("conv_dw", dict(C=4, O=6, k=5, s=1, z=2, p=2, d=1)), ("conv_dw", dict(C=3, O=5, k=3, s=2, z=1, p=2, d=2)),
+        ("pool_dk", dict(C=4, G=1, k=5, s=2, z=1, p=1, d=1)), ("dist", dict(C=3, G=3, k=3, s=2, p=2, d=2, asym=1)),
+        ("dist_df", dict(C=3, G=1, k=5, s=2, p=2, d=1, asym=0)), ("dist_df0", dict(C=4, G=4, k=3, s=3, p=1, d=1, asym=1))]
 
 
 @pytest.mark.parametrize("kernel,params", _CPU, ids=[f"{k}-{i}" for i, (k, _) in enumerate(_CPU)])
@@ -136,7 +153,7 @@ def test_cpu_generic_build_matches_static(kernel, params):
     target = cpu_target()
     sym = dict(N=None, H=None, W=None, Ho=None, Wo=None)
     generic = build(Workload.make("pac", kernel, dict(params, **sym), "float32"), target).mod[f"pac_{kernel}"]
-    for N, H, W in ((1, 5, 37), (2, 9, 16)):
+    for N, H, W in ((1, 5, 37), (2, 9, 16), (1, 3, 7)):
         q, shapes = _shapes(kernel, params, N, H, W)
         static = build(Workload.make("pac", kernel, q, "float32"), target).mod[f"pac_{kernel}"]
         args = [torch.randn(*s) for s in shapes]
@@ -145,3 +162,19 @@ def test_cpu_generic_build_matches_static(kernel, params):
         args[-1].fill_(float("nan"))
         generic(*args)
         torch.testing.assert_close(args[-1], want, atol=1e-5, rtol=1e-5)
+
+
+EMU_SIZES = [dict(N=1, H=3, W=5, Ho=3, Wo=5), dict(N=2, H=7, W=13, Ho=4, Wo=7), dict(N=1, H=5, W=40, Ho=9, Wo=19)]
+_EMU = [(k, p) for k, p in _CUDA if k in pac_ops.SYMBOLIC]
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+@pytest.mark.parametrize("kernel,params", _EMU, ids=[f"{k}-{i}" for i, (k, _) in enumerate(_EMU)])
+def test_cuda_generic_emulated(kernel, params, dtype):
+    """Each declared kernel's generic CUDA build, lowered once, right at every size (the sizes of
+    the image and of the output unrelated: every kernel reads its source through bounds checks)."""
+    wl = Workload.make("pac", kernel, dict(params, N=None, H=None, W=None, Ho=None, Wo=None), dtype)
+    low = emulate.prepare(wl, "opencl")
+    for sizes in EMU_SIZES:
+        emulate.check(wl, "opencl", sizes=sizes, lowered=low)

@@ -54,6 +54,17 @@ def test_requested_bytes_ddf_gradients():
     # k > 7: the per-output schedules (dO, X, C or S per tap of every output)
     wl = Workload.make("ddf", "ds", dict(big, k=9), "float32")
     assert G.requested_bytes(wl) == 4 * 64 * 1600 * 81 * 3
+def test_requested_bytes_pac_conv_tiled():
+    wl = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"][0]
+    # the docstring's figures: X over 634 real taps per axis, K per input channel, the whole
+    # weight per 4 x 32 pixel tile (128 per image), out stored once
+    x, k, wt, out = 8 * 64 * 634 ** 2, 8 * 64 * 25 * 128 ** 2, 8 * 128 * 64 * 64 * 25, 8 * 64 * 128 ** 2
+    assert G.requested_bytes(wl) == 4 * (x + k + wt + out)
+    # one tile, one output-channel tile, unit stride and no padding taps: every input once, K
+    # once per input channel (C = 2), out once
+    small = Workload.make("pac", "conv", dict(N=1, C=2, O=3, H=3, W=3, Ho=3, Wo=3, k=1, s=1, z=1, p=0, d=1, a=0),
+                          "float32")
+    assert G.requested_bytes(small) == 4 * (2 * 9 + 2 * 9 + 3 * 2 + 3 * 9)
 
 
 def test_every_benchmark_kernel_has_formulas():
@@ -71,3 +82,27 @@ def test_ptxas_figures_of_a_small_kernel():
     src = build(wl, cuda_target("sm_90")).mod.imports[0].inspect_source()
     res = G.ptxas_resources(src, "sm_90")["acda_fwd_kernel"]
     assert res["regs"] > 0 and res["smem"] == 32 * 6 * 49 * 4  # the 32-pixel atoms tile
+
+
+def test_aims_name_what_a_row_misses():
+    row = dict(spill=0, occupancy=0.5, estimate=1.5, roofline=1.0)
+    assert G.aims(row) == "ok"
+    assert G.aims(dict(row, spill=8, occupancy=0.375, estimate=3.0)) == "spills, occupancy, 3.0x roofline"
+    # the estimate takes the slower of bandwidth and the units the code uses
+    assert G.estimate_s(3.35e12, 1.0, False) == 1.0
+    assert G.estimate_s(0, 67e12, False) == 1.0 and G.estimate_s(0, 495e12, True) == 1.0
+    pac = Workload.make("pac", "conv", dict(N=1, C=4, O=4, H=8, W=8, Ho=8, Wo=8, k=3, s=1, z=1, p=1, d=1, a=0),
+                        "float32")
+    ddf = Workload.make("ddf", "dc", dict(B=1, C=4, H=8, W=8, G=1, k=3, s=1, d=1, combine="mul"), "float32")
+    assert G.aim_peak(pac) == G.TF32_TC and G.aim_peak(ddf) == G.FP32_SIMT
+def test_requested_bytes_acda_tiles():
+    """acda.fwd/dx: per pixel, the atoms build (k*T*(M + (M/mi)*k) elements: mi atoms x k tap
+    columns per thread) plus X per (channel, tap) (fwd) or dO per (channel, atom, tap) (dx)."""
+    p = dict(N=1, C=8, H=4, W=5, M=6, T=3, k=3, s=1, d=1, p=1)
+    fwd, dx = (Workload.make("acda", k, p, "float32") for k in ("fwd", "dx"))
+    assert G.requested_bytes(fwd) == 4 * 20 * (3 * 3 * (6 + 3) + 8 * 9)  # mi = 6: 18 registers
+    assert G.requested_bytes(dx) == 4 * 20 * (81 + 8 * 6 * 9)
+    f64 = Workload.make("acda", "fwd", p, "float64")  # mi = 3: 3 x 3 doubles in 18 registers
+    assert G.requested_bytes(f64, 8) == 8 * 20 * (3 * 3 * (6 + 2 * 3) + 8 * 9)
+    datoms = Workload.make("acda", "datoms", p, "float32")  # per channel 6 dO + 3 inputs per row
+    assert G.requested_bytes(datoms) == 4 * 20 * 3 * 8 * (6 + 3)

@@ -64,7 +64,100 @@ def test_source_compiles_with_nvcc(target, tmp_path):
             assert res.returncode == 0, f"{kernel} {dtype}: nvcc failed:\n{res.stderr[-3000:]}"
 
 
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("a", (0, 1), ids=("conv", "input-grad"))
+def test_tf32_conv_ptx_has_mma(a, target, tmp_path):
+    """The tf32 flag gives device code on tensor cores (mma.sync TF32 fed by ldmatrix, in the
+    PTX nvcc makes of TVM's source); without it, or in float64, none (the SIMT schedules)."""
+    p = dict(_geo(2, 16, 8, 32, 8, 32, 3, 1, 1, 1, 1), O=32, a=a)
+
+    def ptx(params, dtype):
+        cu = tmp_path / "k.cu"
+        cu.write_text(build(Workload.make("pac", "conv", params, dtype), target).mod.imports[0].inspect_source())
+        res = subprocess.run(["nvcc", "-arch=sm_90", "-ptx", "-o", str(tmp_path / "k.ptx"), str(cu)],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return (tmp_path / "k.ptx").read_text()
+
+    code = ptx(dict(p, tf32=1), "float32")
+    # 2 mma per tap (two n8 halves), 9 taps unrolled; 2 ldmatrix.x4 (A and B fragments) per tap
+    assert code.count("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32") == 18
+    assert code.count("ldmatrix.sync.aligned.m8n8.x4.shared.b16") == 18
+    for params, dtype in ((p, "float32"), (dict(p, tf32=1), "float64")):
+        assert "mma.sync" not in ptx(params, dtype)
+
+
+def test_tf32_flag_follows_cudnn_allow_tf32(monkeypatch):
+    """Read at each call: CUDA float32 only, exactly while cudnn.allow_tf32 is set; recorded
+    workloads for CUDA bundles carry both variants."""
+    from torch_bridge.app.workloads import with_tf32_variants
+    from torch_bridge.ops.pac import tf32_flag
+
+    cuda_dev, cpu = torch.device("cuda", 0), torch.device("cpu")
+    for allow in (True, False):
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", allow)
+        assert tf32_flag(cuda_dev, torch.float32) == ({"tf32": 1} if allow else {})
+        for dev, dt in ((cpu, torch.float32), (cuda_dev, torch.float64), (cuda_dev, torch.float16)):
+            assert tf32_flag(dev, dt) == {}
+    conv = Workload.make("pac", "conv", dict(PLAIN, O=24, a=0), "float32")
+    dk = Workload.make("pac", "conv_dk", dict(PLAIN, O=24), "float32")
+    tf32 = Workload.make("pac", "conv", dict(PLAIN, O=24, a=0, tf32=1), "float32")
+    assert with_tf32_variants([conv, dk]) == [conv, dk, tf32]
+    assert tf32.key() != conv.key()  # separate cache entries, bundles and tuning records
+    half = Workload.make("pac", "conv", dict(PLAIN, O=24, a=0), "float16")
+    assert with_tf32_variants([half]) == [half]
+
+
+@pytest.mark.parametrize("targets,tf32", [(["sm_90", "llvm"], True), (["llvm"], False)], ids=("cuda", "cpu-only"))
+def test_compile_bundles_tf32_variants_for_cuda(targets, tf32, monkeypatch, tmp_path):
+    """``dynfilter-tvm compile`` records on the CPU (no tf32 flag), so for a CUDA target it adds
+    the tf32 variant of every float32 pac.conv; a CPU-only bundle gets none."""
+    from dynfilter_tvm import aot
+    from dynfilter_tvm.__main__ import main
+
+    seen = []
+    monkeypatch.setattr(aot, "compile_bundle", lambda found, tg, out, **kw: seen.extend(found) or {"targets": tg})
+    argv = ["compile", "--op", "pac", "--input", "1x4x6x16", "--kernel-size", "3", "-o", str(tmp_path / "b")]
+    for t in targets:
+        argv += ["--target", t]
+    assert main(argv) == 0
+    convs = [w for w in seen if w.kernel == "conv"]
+    assert convs and all(w.dtype == "float32" for w in convs)
+    flagged = [w for w in convs if w.p.get("tf32")]
+    assert len(flagged) == (len(convs) // 2 if tf32 else 0)
+    if tf32:  # forward and input gradient, each also without the flag
+        assert {w.p["a"] for w in flagged} == {0, 1}
+        assert {Workload.make("pac", "conv", {k: v for k, v in w.p.items() if k != "tf32"}, w.dtype)
+                for w in flagged} <= set(convs)
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("allow", (True, False), ids=("tf32", "fp32"))
+def test_conv_on_gpu_tf32_setting(allow, monkeypatch):
+    """pacconv2d in float32 on the GPU, forward and input gradient, against float64: TF32
+    tensor cores (cudnn.allow_tf32, PyTorch's default) within 5e-3 of the largest value (10-bit
+    operand mantissas, C*k^2 = 800 products of random sign), FP32 SIMT within 1e-4."""
+    from torch_bridge import functional as Fn
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", allow)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 32, 12, 32, generator=g, dtype=torch.float64)
+    K = torch.rand(2, 1, 5, 5, 12, 32, generator=g, dtype=torch.float64)
+    w = torch.randn(64, 32, 5, 5, generator=g, dtype=torch.float64)
+    want = Fn.pacconv2d(x, K, w, padding=2, native_impl=True)
+    xs = x.float().cuda().requires_grad_()
+    got = Fn.pacconv2d(xs, K.float().cuda(), w.float().cuda(), padding=2)
+    tol = 5e-3 if allow else 1e-4
+    assert float((got.double().cpu() - want).abs().max() / want.abs().max()) < tol
+    gy = torch.randn_like(want)
+    xr = x.clone().requires_grad_()
+    want_dx, = torch.autograd.grad(Fn.pacconv2d(xr, K, w, padding=2, native_impl=True), xr, gy)
+    got_dx, = torch.autograd.grad(got, xs, gy.float().cuda())
+    assert float((got_dx.double().cpu() - want_dx).abs().max() / want_dx.abs().max()) < tol
 
 
 @pytest.mark.cuda

@@ -577,3 +577,16 @@ def test_import_target_names_the_core_count(tuned, tmp_path):
     assert res.returncode != 0 and "was tuned for" in res.stderr
     res = _cli("import", tmp_path / "e.json", "-o", tmp_path / "b", "--target", "sm_90", "--threads", 1)
     assert res.returncode != 0 and "error:" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cuda_dry_run_builds_candidates_for_sm90_without_measuring(tmp_path):
+    """``tune --dry-run`` for sm_90 on a machine without a GPU: MetaSchedule's CUDA search
+    generates candidates and each is compiled to device code (nvcc); none is measured and no
+    log is written."""
+    log_dir = tmp_path / "never"
+    cmd = [sys.executable, "-m", "dynfilter_tvm", "tune", "--op", "ddf", "--input", "1x8x16x16", "--kernels", "fwd",
+           "--target", "sm_90", "--trials", "4", "--seed", "0", "--dry-run", "--log-dir", str(log_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 of 4 candidates built for cuda-sm_90, none measured" in proc.stdout, proc.stdout
+    assert not log_dir.exists()

@@ -20,12 +20,19 @@ row of 'acc' is computed padded to whole ``X_QUANTUM`` pixels (the inputs read a
 the row: a padded input copy, a zero-extended row of coefficients / of dO), and 'out' stores
 the real row only, so CPU register tiles have no tail predicate (TVM bounds a tile under one by
 2**31 - 1 elements) and CUDA tiles of up to ``X_QUANTUM`` pixels need no bounds check.
-``SYMBOLIC`` declares ``fwd`` only: generic/static 1.0-1.13 on CPU (1 thread, 2x64x28x28 and
-2x64x56x56, k = 7), exact, sm_90 device code, PoCL-checked at several sizes from one lowering.
-``dx`` and ``datoms`` build exact generic kernels on CPU too but stay per shape: they run
-1.2-1.5x the static time (dx: symbolic strides on the grid-wide atoms; datoms: not yet
-analysed), and dx's CUDA schedule keeps its atoms in a global scratch of symbolic size, which
-the PoCL check does not yet handle (so it is unverified there); datoms' CUDA build passes PoCL.
+``SYMBOLIC`` declares ``fwd`` only: exact, sm_90 device code, PoCL-checked at several sizes
+from one lowering. ``dx`` and ``datoms`` build exact generic kernels (CPU; CUDA: sm_90 device
+code, PoCL-checked at several sizes from one lowering, dx since its atoms moved from a global
+scratch to per-tile shared memory) but stay per shape because of CPU speed (1 thread, kernel
+alone, ``benchmarks/bench_acda_kernels.py``, 2026-11-30): at 2x64x56x56 k7 generic/static dx
+1.36-1.40, datoms 1.22-1.26, against 0.55-0.61 at 28x28 (where the static kernels run half
+vectors or a predicated tail); the whole layer forward+backward with all three generic,
+1.08-1.17 at 56x56 and 0.92 at 28x28 (``benchmarks/RESULTS.md``). The 56x56 gap is not yet
+explained; ruled out: the tile's cast under a tail predicate (a separate unpredicated stage
+for the padded rows, tried: no change); a smaller channel block in dx seemed not to matter
+(wall-clock, noisy); a suspect: the
+generic kernels address the padded copies with symbolic strides (the generic dx has 132
+64-bit multiplies in its LLVM IR, the static one 4).
 """
 from __future__ import annotations
 
@@ -136,23 +143,36 @@ def acda_fwd(N, C, H, W, M, T, k, s, d, p, dtype):
 
 @register_kernel("acda", "dx")
 def acda_dx(N, C, H, W, M, T, k, s, d, p, dtype):
+    """dX[h] = sum_{m,u} dO[y] D[u, y] over y*s = h + p - u*d. On the zero-inserted grid with
+    index Y = y*s + e, e = d*(k-1), that is a stride-1 correlation at Y = h + p + e - u*d.
+
+    The atoms are indexed by the input pixel they serve, ``atoms[n,m,u,v,h,w]`` = the atom tap
+    (u, v) at grid point (h + p + e - u*d, w + p + e - v*d): each grid point's tap serves
+    exactly one input pixel, so this is the grid's atoms re-indexed (no extra work), and a tile
+    of input pixels needs M*k*k atoms per pixel, like the forward, instead of the bounding box
+    of its k x k windows on the grid. Schedules build them per tile (CUDA: shared memory) or
+    per row (CPU), never grid-wide."""
     check_params(N, C, H, W, M, T, k, s, d, p)
     X, A, P, dO = _placeholders(N, C, H, W, M, T, k, s, d, p, dtype)
     acc_t = acc_dtype(dtype)
-    # dX[h] = sum_{m,u} dO[y] D[u, y] over y*s = h + p - u*d. On the zero-inserted grid with
-    # index Y = y*s + e, e = d*(k-1), that is a stride-1 correlation at Y = h + p + e - u*d.
     e = d * (k - 1)
     Wq = _whole_vectors(W)  # generic: rows of whole vectors (see the module docstring)
     grid = (H + p + e, W + p + e if _static(W) else _whole_vectors(Wq + p + e))
     dOu = zero_insert_pad(dO, s, e, grid, "dOu")
-    Du = _atoms(zero_insert_pad(A, s, e, grid, "Au"), P, acc_t)
+    Au = zero_insert_pad(A, s, e, grid, "Au")
+    t = te.reduce_axis((0, T), "t")
+    atoms = te.compute(
+        (N, M, k, k, H, Wq),
+        lambda n, m, u, v, h, w: te.sum(
+            Au[n, m, t, h + p + e - u * d, w + p + e - v * d].astype(acc_t) * P[t, u, v].astype(acc_t), axis=t),
+        name="atoms")
     m = te.reduce_axis((0, M), "m")
     u = te.reduce_axis((0, k), "u")
     v = te.reduce_axis((0, k), "v")
 
     def body(n, c, h, w):
         Y, X_ = h + p + e - u * d, w + p + e - v * d
-        return te.sum(dOu[n, c, m, Y, X_].astype(acc_t) * Du[n, m, u, v, Y, X_], axis=[m, u, v])
+        return te.sum(dOu[n, c, m, Y, X_].astype(acc_t) * atoms[n, m, u, v, h, w], axis=[m, u, v])
 
     acc = te.compute((N, C, H, Wq), body, name="acc")
     return [dO, A, P, cast_out(acc, dtype) if _static(W) else _cast_rows(acc, X.shape, dtype)]

@@ -16,25 +16,40 @@ the head's channels), ``dc`` (dO, X, S -> dC, summed over y, then x). Low-precis
 accumulate in float32, float64 in float64; each result is cast back to the input dtype by a
 separate ``out`` stage, so schedules can keep the accumulator in registers.
 
+``dx`` at stride s > 1 visits only the taps that reach each input pixel, per output phase
+(:func:`ddf_dx`): at k = 3, s = 2 that is 2.25 taps per pixel on average, against 9 on the
+zero-inserted grid it used before (the s^2 = 4 times the needed work of issue 15, item 5).
+
 Shape-generic: B, H and W may be symbolic (``te.var``; ``SYMBOLIC`` below), so one build serves
 every batch and image size; Ho, Wo are then the expressions ceil(H/s), ceil(W/s). Channels,
 heads, k, s, d and combine stay static: they shape the schedules (vector tiles, unrolled taps,
-thread layouts) and vary little within a model.
+thread layouts) and vary little within a model. Generic ``fwd`` and ``dx`` compute each row of
+'acc' padded to whole ``ROW_QUANTUM`` pixels (inputs read as zeros past the row: padded copies
+of X, of S's rows ('Spad', fwd), of dO and S (dx)), and 'out' stores the real row, so the CPU
+vector tiles have no tail predicate (a predicated tile runs scalar). ``ds`` and ``dc`` keep the
+predicated tail for now (their CUDA schedules would have to inline the extra copies).
 """
 from __future__ import annotations
 
-from tvm import te
+import math
+
+from tvm import te, tirx
 
 from . import register_kernel
-from .common import acc_dtype, cast_out, out_size, zero_insert_pad, zero_pad
+from .common import acc_dtype, cast_out, dim, out_size, zero_pad
 
 COMBINES = ("mul", "add")
 MAX_KERNEL_SIZE = 31
 # Every kernel builds once for any batch and size with these symbolic (tests/test_generic_ddf.py).
 # Bundles written without --input use them; JIT calls only in the generic shape mode, since the
-# generic CPU kernels take 1.1-1.8x the static time on 28-56 pixel rows and 2.6-4x on 14 pixel
-# rows for now (a row's partial vector tile runs scalar; benchmarks/bench_generic.py --op ddf).
+# generic CPU kernels are still slower than the static ones (1 thread, kernels alone,
+# benchmarks/bench_ddf_kernels.py: fwd 1.1-1.8x, dx 0.9-1.6x, ds 1.0-1.7x, dc 1.5-2.6x; the op,
+# benchmarks/bench_generic.py --op ddf: 1.3-1.6x; RESULTS.md "Generic vs static kernels (CPU)").
 SYMBOLIC = ("B", "H", "W")
+# Generic fwd and dx (and dx at any stride > 1) compute each row of 'acc' padded to whole
+# ROW_QUANTUM pixels (a whole number of float32 / float64 CPU vectors), the inputs read past the
+# row as zeros, and store only the real row ('out'): register tiles then need no tail predicate.
+ROW_QUANTUM = 8
 
 
 def check_params(B, C, H, W, G, k, s, d, combine) -> None:
@@ -59,6 +74,51 @@ def _combine(combine: str, s_val, c_val, acc: str):
     return s_val * c_val if combine == "mul" else s_val + c_val
 
 
+def _static(n) -> bool:
+    return isinstance(n, int)
+
+
+def _round_up(n, q: int):
+    """``n`` rounded up to a multiple of ``q`` (an int, or an expression when symbolic)."""
+    return -(-n // q) * q if _static(n) else tirx.floordiv(n + (q - 1), q) * q
+
+
+def _whole_vectors(n):
+    """A symbolic row length rounded up to whole ``ROW_QUANTUM`` (static lengths stay)."""
+    return n if _static(n) else _round_up(n, ROW_QUANTUM)
+
+
+def _pad_box(t: te.Tensor, top: int, left: int, height, width, name: str) -> te.Tensor:
+    """``t``'s last two axes placed at (top, left) in a zero (height x width) plane."""
+    *lead, h, w = (dim(n) for n in t.shape)
+
+    def body(*i):
+        *j, y, x = i
+        yy, xx = y - top, x - left
+        inside = tirx.all(yy >= 0, yy < h, xx >= 0, xx < w)
+        return tirx.if_then_else(inside, t(*j, yy, xx), tirx.const(0, t.dtype))
+
+    return te.compute((*lead, height, width), body, name=name)
+
+
+def _pad_rows(t: te.Tensor, pad: int, width, name: str) -> te.Tensor:
+    """Zero padding ``pad`` on each side, the rows then zero-extended to ``width``."""
+    h = dim(t.shape[-2])
+    return _pad_box(t, pad, pad, h + 2 * pad, width, name)
+
+
+def _widen(t: te.Tensor, width, name: str) -> te.Tensor:
+    """``t`` with its last axis extended by zeros to ``width``."""
+    w = dim(t.shape[-1])
+    return te.compute((*t.shape[:-1], width), lambda *i: tirx.if_then_else(
+        i[-1] < w, t(*i), tirx.const(0, t.dtype)), name=name)
+
+
+def _cast_rows(acc: te.Tensor, shape, dtype: str) -> te.Tensor:
+    """The cast stage ('out') over ``shape``: the leading part of a row-padded ``acc``."""
+    return te.compute(shape, lambda *i: acc(*i).astype(dtype), name="out")
+
+
 def _inputs(B, C, H, W, G, k, s, dtype):
     Cg, Ho, Wo = C // G, out_size(H, s), out_size(W, s)
     X = te.placeholder((B, G, Cg, H, W), dtype, name="X")
@@ -80,29 +140,101 @@ def ddf_fwd(B, C, H, W, G, k, s, d, combine, dtype):
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
     acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
-    Xp = zero_pad(X, p, "Xpad")
-    acc = _tap_sum(dO.shape, k, lambda b, g, c, y, x, u, v: (
+    if _static(W):
+        Xp, Sr, shape = zero_pad(X, p, "Xpad"), S, dO.shape
+    else:  # rows of whole vectors (see the module docstring)
+        Wq = _whole_vectors(dO.shape[-1])
+        Xp = _pad_rows(X, p, (Wq - 1) * s + d * (k - 1) + 1, "Xpad")
+        Sr, shape = _widen(S, Wq, "Spad"), (*dO.shape[:-1], Wq)
+    acc = _tap_sum(shape, k, lambda b, g, c, y, x, u, v: (
         Xp[b, g, c, y * s + u * d, x * s + v * d].astype(acc_t)
-        * _combine(combine, S[b, g, u, v, y, x], Cf[b, g, c, u, v], acc_t)))
-    return [X, S, Cf, cast_out(acc, dtype)]
+        * _combine(combine, Sr[b, g, u, v, y, x], Cf[b, g, c, u, v], acc_t)))
+    return [X, S, Cf, _cast_rows(acc, dO.shape, dtype)]
+
+
+def _phase_taps(k: int, s: int, d: int):
+    """The taps of each output phase of the adjoint (see :func:`ddf_dx`). With g = gcd(s, d)
+    and m = s/g, phase r (of t = h + p, r = t mod s) has taps iff g | r, namely u = u0(r) + j*m
+    for j in [0, nj = ceil(k/m)) while u < k, u0(r) being the smallest u with u*d = r (mod s);
+    each reads y = (t - u*d)/s = t//s - q0(r) - j*d/g, q0(r) = (u0(r)*d - r)/s.
+    Returns (nj, m, d/g, u0, q0, valid): u0 and q0 map an int or an expression r, ``valid(r,
+    j)`` is the condition that (r, j) is a tap, None where every (r, j) is one (s = 1, say)."""
+    g = math.gcd(s, d)
+    m, dg = s // g, d // g
+    inv = pow(dg, -1, m) if m > 1 else 0
+    nj = -(-k // m)
+
+    def u0(r):
+        if m == 1:
+            return 0
+        return (r // g * inv) % m if isinstance(r, int) else tirx.floormod(tirx.floordiv(r, g) * inv, m)
+
+    def q0(r):
+        return (u0(r) * d - r) // s if isinstance(r, int) else tirx.floordiv(u0(r) * d - r, s)
+
+    def valid(r, j):
+        conds = ([tirx.floormod(r, g) == 0] if g > 1 else []) + ([u0(r) + j * m < k] if nj * m > k else [])
+        return tirx.all(*conds) if conds else None
+
+    return nj, m, dg, u0, q0, valid
+
+
+def dx_grid(H, W, k: int, s: int, d: int):
+    """(Ha, Wa): dx's phase grid over hh = h + (p mod s) (see :func:`ddf_dx`), whole multiples of
+    s rows and of s*ROW_QUANTUM columns (whole vector tiles per phase: a tail predicate would
+    make TVM's vectorizer give up), exactly H x W at stride 1 (static widths)."""
+    pm = (k - 1) // 2 * d % s
+    Wa = W if s == 1 and _static(W) else _round_up(W + pm, s * ROW_QUANTUM)
+    return _round_up(H + pm, s), Wa
 
 
 @register_kernel("ddf", "dx")
 def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
+    """dX[h] = sum_u dO[y] F[u, y] over the (u, y) with y*s = h + p - u*d (per axis; the width
+    alike), without zero insertion: with t = h + p, only the taps with u*d = t (mod s) reach
+    h, ceil(k/m) or fewer per axis (:func:`_phase_taps`) instead of k on an s-times
+    zero-inserted grid: each tap reaches about H/s rows either way, so about s^2 less work in
+    2-D (the ceil(k/m)^2 tap iterations per pixel include masked ones). 'acc' runs over the
+    grid hh = h + (p mod s), rounded up to whole multiples of s per axis (of s*ROW_QUANTUM
+    columns for s > 1 or in generic builds: whole vector tiles per phase, no tail predicate,
+    which would make TVM's vectorizer give up), so that hh = s*hq + r, r the phase of t: a
+    schedule that splits hh by s has one phase per loop and taps that read contiguous rows of
+    dO and S (copies 'dOp', 'Sp' padded with zeros so that every tap index of every phase is
+    inside; taps past k are masked, their tap index clamped, though TVM may drop the clamp
+    under the mask, whose load is never issued). 'out' stores the real dX =
+    acc[h + p mod s]. Stride 1: one phase, k taps, the correlation of the padded dO as before."""
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
     acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
-    # dX[h] = sum_u dO[y] F[u, y] over y*s = h + p - u*d; on the zero-inserted grid
-    # (index Y = y*s + p) that is a stride-1 correlation at Y = h + 2p - u*d.
-    grid = (H + 2 * p, W + 2 * p)
-    dOu = zero_insert_pad(dO, s, p, grid, "dOu")
-    Su = zero_insert_pad(S, s, p, grid, "Su")
+    nj, m, dg, u0, q0, valid = _phase_taps(k, s, d)
+    pm, ps = p % s, p // s
+    Ha, Wa = dx_grid(H, W, k, s, d)
+    # row read: y = hq + ps - (q0(r) + j*dg), hq in [0, Ha/s); padded index Y = y + e >= 0
+    offs = [q0(r) + jj * dg for r in range(s) for jj in range(nj)]
+    e = max(0, max(offs) - ps)
+    size = [(n // s if _static(n) else tirx.floordiv(n, s)) + ps + e - min(offs) for n in (Ha, Wa)]
+    dOp = _pad_box(dO, e, e, *size, "dOp")
+    Sp = _pad_box(S, e, e, *size, "Sp")
+    j = te.reduce_axis((0, nj), "j")
+    i = te.reduce_axis((0, nj), "i")
 
-    def term(b, g, c, h, w, u, v):
-        Y, X_ = h + 2 * p - u * d, w + 2 * p - v * d
-        return dOu[b, g, c, Y, X_].astype(acc_t) * _combine(combine, Su[b, g, u, v, Y, X_], Cf[b, g, c, u, v], acc_t)
+    def tap(u):  # masked taps past k keep their indices inside S and C
+        return tirx.min(u, k - 1) if nj * m > k else u
 
-    return [dO, S, Cf, cast_out(_tap_sum(X.shape, k, term), dtype)]
+    def body(b, g, c, hh, ww):
+        ry, rx = tirx.floormod(hh, s), tirx.floormod(ww, s)
+        u, v = tap(u0(ry) + j * m), tap(u0(rx) + i * m)
+        Y = tirx.floordiv(hh, s) + ps + e - q0(ry) - j * dg
+        X_ = tirx.floordiv(ww, s) + ps + e - q0(rx) - i * dg
+        term = dOp[b, g, c, Y, X_].astype(acc_t) * _combine(combine, Sp[b, g, u, v, Y, X_], Cf[b, g, c, u, v], acc_t)
+        ok = [cond for cond in (valid(ry, j), valid(rx, i)) if cond is not None]
+        if ok:
+            term = tirx.if_then_else(tirx.all(*ok), term, tirx.const(0, acc_t))
+        return te.sum(term, axis=[j, i])
+
+    acc = te.compute((B, G, C // G, Ha, Wa), body, name="acc")
+    out = te.compute(X.shape, lambda b, g, c, h, w: acc[b, g, c, h + pm, w + pm].astype(dtype), name="out")
+    return [dO, S, Cf, out]
 
 
 @register_kernel("ddf", "ds")

@@ -33,13 +33,17 @@ G (channels of K) is 1 or C. The modulated taps (stage ``xk``) and G are per-row
 schedules build next to the loop reading them; half types accumulate in float32. Layouts
 are contiguous: X / dX (N, C, H, W), out / dO (N, O|C, Ho, Wo), Wt (O, C, k, k).
 
-Generic kernels (``SYMBOLIC``): ``conv`` (the convolution, its transposed form and both
-input gradients) takes batch N and sizes H, W, Ho, Wo symbolic, one build serving any of them
-(channels, kernel size and tap geometry fixed); its CPU schedule pads each row's sums to whole
-register tiles. Every computes and schedule *builds* generically (tests/test_generic_pac.py),
-but the other kernels stay static: their CPU schedules vectorize along a symbolic x whose
-predicated tail makes TVM scalarize the whole vector loop, measured 10-60x slower than static
-(pool, conv_dk, conv_dw, pool_dk, dist, dist_df, dist_df0); they need conv's padded rows first.
+Generic kernels (``SYMBOLIC``): every kernel but ``pool`` takes batch N and sizes H, W, Ho,
+Wo symbolic, one build serving any of them (channels, kernel size and tap geometry fixed):
+``conv`` (the convolution, its transposed form and both input gradients), ``conv_dk``,
+``conv_dw``, ``pool_dk`` and the ``dist*`` kernels. Their CPU schedules never leave a
+predicated tail around a register tile: ``conv`` and ``conv_dk``'s G pad each row's matrix
+product to whole register tiles (zeros read past the width, never stored); the per-row loops
+of the light kernels and conv_dw's reduction over x run whole vectors and one scalar tail
+(a loop-partition hint). ``pool`` stays static: its generic build is right but ~12x slower
+(the taps of its channel-shared kernel built per row in a padded stage that stays scalar; the
+same schedule with the taps inlined fails in TVM 0.27's host lowering, "cannot make uint from
+negative value"). Ratios in benchmarks/RESULTS.md "Generic vs static kernels (CPU)".
 """
 from __future__ import annotations
 
@@ -49,7 +53,9 @@ from . import register_kernel
 from .common import acc_dtype, cast_out, dim, zero_insert_pad
 
 MAX_KERNEL_SIZE = 15
-SYMBOLIC = {"conv": ("N", "H", "W", "Ho", "Wo")}  # the others stay static: see the module docstring
+_SIZES = ("N", "H", "W", "Ho", "Wo")
+SYMBOLIC = {kernel: _SIZES for kernel in ("conv", "conv_dk", "conv_dw", "pool_dk", "dist", "dist_df", "dist_df0")}
+# pool stays static: see the module docstring
 
 
 def grid_size(n_out, k: int, s: int, d: int):
@@ -104,7 +110,10 @@ def _kernel_shape(N, G, k, H, W, Ho, Wo, a):
 
 
 @register_kernel("pac", "conv")
-def conv(N, C, O, H, W, Ho, Wo, k, s, z, p, d, a, dtype):
+def conv(N, C, O, H, W, Ho, Wo, k, s, z, p, d, a, dtype, tf32=0):
+    """``tf32`` (CUDA float32 only; absent means 0) selects tensor cores with TF32 operands, a
+    schedule choice that changes rounding, not the math: accepted and ignored here, it keeps
+    such kernels apart in every cache key."""
     check_params(N, C, H, W, Ho, Wo, k, s, z, d)
     acc_t = acc_dtype(dtype)
     X = te.placeholder((N, C, H, W), dtype, name="X")

@@ -41,6 +41,8 @@ def run_cli(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] 
         if parser is not None:
             parser.error(msg)
         raise ValueError(msg) from err
+    if any(t.kind.name == "cuda" for t in targets):
+        found = workloads.with_tf32_variants(found)  # CUDA float32 runs these by default
     what = f"model {args.model}" if args.model else f"{args.op} layer" if args.op else "the given workloads"
     shape = "x".join(map(str, args.input)) if args.input else ("every size" if not args.workload else "")
     print(f"{what}{' at ' + shape if shape else ''} ({args.dtype}, "

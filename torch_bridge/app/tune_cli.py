@@ -7,7 +7,7 @@ import os
 import tvm
 
 from dynfilter_tvm.target import cpu_target, resolve
-from dynfilter_tvm.tune import make_builder, make_runner, tune
+from dynfilter_tvm.tune import dry_run, make_builder, make_runner, tune
 
 from . import workloads
 
@@ -25,6 +25,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="search seed")
     parser.add_argument("--isolated-builds", action="store_true",
                         help="compile candidates in worker processes (MetaSchedule's LocalBuilder; slower)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="search and build --trials candidates per kernel for the target without measuring "
+                             "them (no device needed, no log written): checks a target's search before tuning on it")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -35,6 +38,14 @@ def run_cli(args) -> int:
         target = cpu_target(num_cores=args.threads or None) if args.target in ("llvm", "cpu") else resolve(args.target)
     except ValueError as err:  # e.g. llvm:CPUNAME with a name LLVM does not know
         raise SystemExit(f"dynfilter-tvm tune: error: {err}") from None
+    if args.dry_run:
+        summary = dry_run(workloads.from_args(args), target, args.trials,
+                          builder=make_builder(args.isolated_builds), seed=args.seed)
+        failed = sum(1 for s in summary if s["failed"] or not s["built"])
+        if failed:
+            raise SystemExit(f"dynfilter-tvm tune --dry-run: {failed} of {len(summary)} kernels had candidates "
+                             "that failed to build (above)")
+        return 0
     if target.kind.name == "cuda" and not args.rpc_tracker:
         if not tvm.cuda(0).exist:
             raise SystemExit("tuning for a GPU measures on that GPU: none is visible here; run on the GPU machine, "

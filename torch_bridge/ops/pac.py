@@ -119,6 +119,15 @@ def check_dist(guidance, centre, k, stride, padding, dilation, channel_wise) -> 
 
 
 # ---------------------------------------------------------------------------- convolution
+def tf32_flag(device: torch.device, dtype: torch.dtype) -> dict:
+    """``{"tf32": 1}`` where the conv kernels may use TF32 tensor cores: float32 on CUDA while
+    ``torch.backends.cudnn.allow_tf32`` is set (the flag PyTorch's own conv2d follows, True by
+    default), read at every call; else ``{}``. The flag is part of the workload, so kernels
+    built with and without it never share a cache entry."""
+    use = device.type == "cuda" and dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    return {"tf32": 1} if use else {}
+
+
 def _transposed_weight(weight: Tensor, transposed: bool) -> Tensor:
     """The kernels' Wt (out, in, k, k): the transposed form stores (in, out, k, k)."""
     return weight.transpose(0, 1) if transposed else weight
@@ -131,7 +140,7 @@ def conv_op(input: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tensor
     k = q["k"]
     out = input.new_empty(q["N"], q["O"], q["Ho"], q["Wo"])
     geo = _taps(k, stride, padding, dilation, transposed, adjoint=False)
-    p = _params(input, (q["Ho"], q["Wo"]), k, geo, d=dilation, O=q["O"], a=0)
+    p = _params(input, (q["Ho"], q["Wo"]), k, geo, d=dilation, O=q["O"], a=0, **tf32_flag(input.device, input.dtype))
     run("pac", "conv", p, input.dtype, input.device, input, kernel, _transposed_weight(weight, transposed), out)
     if bias is not None:
         out += bias.view(1, -1, 1, 1)
@@ -151,7 +160,7 @@ def conv_grad_input_op(grad_out: Tensor, input: Tensor, kernel: Tensor, weight: 
     g = grad_out.to(input.dtype)
     dx = torch.empty_like(input, memory_format=torch.contiguous_format)
     geo = _taps(q["k"], stride, padding, dilation, transposed, adjoint=True)
-    p = _params(g, (q["H"], q["W"]), q["k"], geo, d=dilation, O=q["C"], a=1)
+    p = _params(g, (q["H"], q["W"]), q["k"], geo, d=dilation, O=q["C"], a=1, **tf32_flag(input.device, input.dtype))
     wt = _transposed_weight(weight, not transposed)  # (in, out): the adjoint maps out -> in
     run("pac", "conv", p, input.dtype, input.device, g, kernel, wt, dx)
     return dx
