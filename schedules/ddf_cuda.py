@@ -232,9 +232,11 @@ def dx(sch, wl, target):
 def _ds_channel_blocks(wl, tiles: int) -> int:
     """Blocks the head's channels are shared out over in the tiled ds: 1 where the (b, head,
     tile) blocks reach MIN_BLOCKS, else the smallest divisor of Cg that gets there (or Cg).
-    Never 2 channels per block: with a channel loop of 2, the pixels of partial tiles came
-    out unwritten (NaN) on PoCL, both ways, at every shape tried with a partial tile (cause
-    not found: 1, 3, 4, ... channels per block pass), so those get a block per channel."""
+    Never 2 channels per block: with a channel loop of exactly 2 (around its barriers) the
+    pixels of partial tiles come out NaN on PoCL, both ways; the same kernel source with the
+    trip count hidden from PoCL's compiler (still 2 at run time) passes, so it is the
+    emulator's compilation, not TVM's code, but the executed check must cover every shape:
+    such heads get a block per channel (a little more scratch, no other cost)."""
     blocks, cg = wl.p["B"] * wl.p["G"] * tiles, wl.p["C"] // wl.p["G"]
     n = next(n for n in range(1, cg + 1) if cg % n == 0 and (blocks * n >= MIN_BLOCKS or n == cg))
     return cg if cg // n == 2 else n

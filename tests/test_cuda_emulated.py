@@ -325,9 +325,10 @@ def test_ddf_grads_without_block_split(monkeypatch, dtype, way):
 @pytest.mark.parametrize("way", emulate.WAYS)
 @pytest.mark.parametrize("min_blocks", [1, 264])
 def test_ddf_ds_two_channel_heads(monkeypatch, min_blocks, way):
-    """Heads of 2 channels with partial 16 x 16 tiles: a channel loop of 2 per block left the
-    partial tiles' pixels unwritten (NaN) on PoCL, so the tiled ds gives such heads a block per
-    channel whatever MIN_BLOCKS says (see _ds_channel_blocks)."""
+    """Heads of 2 channels with partial 16 x 16 tiles: with a channel loop of exactly 2 per
+    block PoCL's compilation left the partial tiles' pixels NaN (a trip count hidden from it
+    passes), so the tiled ds gives such heads a block per channel whatever MIN_BLOCKS says
+    (see _ds_channel_blocks)."""
     import schedules.ddf_cuda as ddf_cuda
 
     monkeypatch.setattr(ddf_cuda, "MIN_BLOCKS", min_blocks)
