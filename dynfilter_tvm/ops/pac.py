@@ -69,8 +69,8 @@ def check_params(N, C, H, W, Ho, Wo, k, s, z, d, **_) -> None:
                       ("out width", Wo), ("stride", s), ("zero insertion", z), ("dilation", d)):
         if isinstance(val, int) and val < 1:
             raise ValueError(f"{name} must be >= 1, got {val}")
-    if not (1 <= k <= MAX_KERNEL_SIZE and k % 2):
-        raise ValueError(f"kernel_size must be odd and in [1, {MAX_KERNEL_SIZE}], got {k}")
+    if not 1 <= k <= MAX_KERNEL_SIZE:  # even sizes too: the phases of the zero-inserted forms
+        raise ValueError(f"kernel_size must be in [1, {MAX_KERNEL_SIZE}], got {k}")
 
 
 def _source(S: te.Tensor, k, s, z, p, d, Ho, Wo, name: str) -> te.Tensor:
