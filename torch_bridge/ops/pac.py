@@ -84,10 +84,18 @@ def _align(t: Tensor, cy: int, cx: int) -> Tensor:
     return torch.nn.functional.pad(t, (e, 0) if cy > cx else (0, 0, e, 0)).contiguous()
 
 
+# Zero insertion from which the forms run by phase. Measured (1 thread, process CPU time, median
+# of 11; benchmarks/RESULTS.md "Strided adjoints by phase"): at z = 3 the phases are 1.2-4.6x
+# faster, at z = 2 0.64-0.94x in the static builds (each phase's rows are half as wide, where the
+# static tiles take 4-lane vectors, and its copies cost as much as the taps saved) and 0.55-1.54x
+# in the generic ones: z = 2 keeps the zero-inserted kernel.
+PHASE_MIN_ZERO_INSERTION = 3
+
+
 def run_taps(kernel: str, p: dict, dtype, device, src: Tensor, K: Tensor, Wt: Optional[Tensor], out: Tensor) -> None:
     """Run ``pac.conv`` / ``pac.pool`` (tensors src, K[, Wt], out); a zero-inserted form
-    (z > 1: the transposed forward and the strided input gradients) by output phase, never
-    visiting the inserted zeros.
+    (z > 1: the transposed forward and the strided input gradients) with z at least
+    ``PHASE_MIN_ZERO_INSERTION`` by output phase, never visiting the inserted zeros.
 
     Phase (ry, rx) of the output (``out[..., ry::z, rx::z]``) is itself a z = 1 form over the
     source: per axis the taps that hit it (``phase_taps``), T = the larger count per axis (a
@@ -95,10 +103,11 @@ def run_taps(kernel: str, p: dict, dtype, device, src: Tensor, K: Tensor, Wt: Op
     conv takes one offset: p = -max(c_y, c_x), the source padded in front along the other axis
     by |c_y - c_x|; for the adjoints K lives on the source grid and is padded with it; else K
     is sliced at the phase's outputs).
-    Work: Ho*Wo*T^2 taps instead of Ho*Wo*k^2 (k = 5, z = 2: T = 3, 2.8x fewer; k = 3: 2.25x),
+    Work: sum over phases of T^2 taps per z x z outputs instead of z^2 k^2 (z = 2: k = 5, 31
+    instead of 100; k = 3, 13 instead of 36; z = 3, k = 5: 33 instead of 225),
     plus a gather of K and a copy of the source and the output per phase."""
     z = p["z"]
-    if z == 1:
+    if z < max(2, PHASE_MIN_ZERO_INSERTION):
         tensors = (src, K, out) if Wt is None else (src, K, Wt, out)
         run("pac", kernel, p, dtype, device, *tensors)
         return
