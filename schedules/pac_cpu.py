@@ -152,7 +152,7 @@ def conv(sch, wl, target):
         _materialize(sch, "Kz", lanes, outer=4)
     xk = sch.get_sblock(xk_name)
     sch.compute_at(xk, row)
-    vectorize_inner(sch, xk, lanes, under=row)
+    split_tail(sch, vectorize_inner(sch, xk, lanes, under=row))
     _finish(sch, acc, c, xo)
 
 
