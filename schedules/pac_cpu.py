@@ -220,8 +220,10 @@ def _finish(sch, acc, first_red, xo, lanes=None):
 def conv_dk(sch, wl, target):
     p = wl.p
     lanes, _ = _x_tiling(p["Wo"], wl.dtype)
-    generic = p["Wo"] is None
-    if generic:  # G over rows padded to whole register tiles (see conv); the channel sum reads its valid part
+    # G over rows padded to whole register tiles (see conv; static widths too where they admit no
+    # full-width vectors: 2.5x faster at 2x128x28² k3); the channel sum reads its valid part
+    generic = p["Wo"] is None or _pads_rows(p["Wo"], wl.dtype, target)
+    if generic:
         tl, xv, _ = _tile_shape(p["C"] * p["k"] ** 2, None, wl, target)
         G = sch.get_sblock("G")
         dO = sch.cache_read(G, [r.source.name for r in sch.get(G).reads].index("dO"), "global")
