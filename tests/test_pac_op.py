@@ -56,7 +56,7 @@ CONV_CASES = [
     (1, 2, 3, 1, 1, 1, 1, 0, 1),
     (1, 3, 17, 5, 37, 3, 1, 1, 1),
     (1, 2, 2, 9, 9, 7, 1, 3, 1),
-    # strided with dilation: the input gradient zero-inserted (s = 2) or by phase (s = 3; gcd(d, s) = 1)
+    # strided with dilation: the input gradient by phase (gcd(d, s) = 2 and 1, even tap counts)
     (1, 3, 4, 11, 13, 5, 2, 3, 2),
     (2, 2, 3, 13, 10, 3, 3, 2, 2),
     (1, 3, 2, 20, 23, 7, 2, 3, 3),
@@ -103,8 +103,9 @@ def test_phase_taps(k, z, p, d):
 
 def test_zero_inserted_forms_run_by_phase(monkeypatch):
     """The transposed forms and the strided input gradients never run over inserted zeros
-    (stride 2 included: by default it keeps the zero-inserted kernel, see ``PHASE_MIN_ZERO_INSERTION``)."""
-    monkeypatch.setattr(pac_ops, "PHASE_MIN_ZERO_INSERTION", 2)
+    (pooling at stride 2 included: by default it keeps the zero-inserted kernel, see
+    ``PHASE_MIN_ZERO_INSERTION``)."""
+    monkeypatch.setattr(pac_ops, "PHASE_MIN_ZERO_INSERTION", {"conv": 2, "pool": 2})
     seen = []
     real = pac_ops.run
     monkeypatch.setattr(pac_ops, "run", lambda op, kernel, p, *a: seen.append((kernel, p)) or real(op, kernel, p, *a))

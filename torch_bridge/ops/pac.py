@@ -84,12 +84,12 @@ def _align(t: Tensor, cy: int, cx: int) -> Tensor:
     return torch.nn.functional.pad(t, (e, 0) if cy > cx else (0, 0, e, 0)).contiguous()
 
 
-# Zero insertion from which the forms run by phase. Measured (1 thread, process CPU time, median
-# of 11; benchmarks/RESULTS.md "Strided adjoints by phase"): at z = 3 the phases are 1.2-4.6x
-# faster, at z = 2 0.64-0.94x in the static builds (each phase's rows are half as wide, where the
-# static tiles take 4-lane vectors, and its copies cost as much as the taps saved) and 0.55-1.54x
-# in the generic ones: z = 2 keeps the zero-inserted kernel.
-PHASE_MIN_ZERO_INSERTION = 3
+# Zero insertion from which each form runs by phase. Measured (benchmarks/bench_pac_phases.py,
+# 1 thread, process CPU time; benchmarks/RESULTS.md "Strided adjoints by phase"): conv 1.06-1.58x
+# faster at z = 2, 1.27-1.34x (static builds) / 0.79-0.89x (generic, 19-px rows) at z = 3; pool
+# (depthwise: per tap one multiply-add per channel, so a phase's copies cost as much as its taps)
+# 0.57-0.99x at z = 2, 2.2-2.3x at z = 3.
+PHASE_MIN_ZERO_INSERTION = {"conv": 2, "pool": 3}
 
 
 def run_taps(kernel: str, p: dict, dtype, device, src: Tensor, K: Tensor, Wt: Optional[Tensor], out: Tensor) -> None:
@@ -107,7 +107,7 @@ def run_taps(kernel: str, p: dict, dtype, device, src: Tensor, K: Tensor, Wt: Op
     instead of 100; k = 3, 13 instead of 36; z = 3, k = 5: 33 instead of 225),
     plus a gather of K and a copy of the source and the output per phase."""
     z = p["z"]
-    if z < max(2, PHASE_MIN_ZERO_INSERTION):
+    if z < max(2, PHASE_MIN_ZERO_INSERTION[kernel]):
         tensors = (src, K, out) if Wt is None else (src, K, Wt, out)
         run("pac", kernel, p, dtype, device, *tensors)
         return
