@@ -16,7 +16,8 @@ A predicated vector loop is scalarized whole by TVM, so a symbolic x never leave
 the heavy loops: conv's reduction and conv_dk's G run over rows padded to whole register tiles
 (``pad_einsum``: zeros past the width, read from padded copies, never stored); the other
 vector loops along x are cut by LoopPartition (``split_tail``) into whole vectors and one
-scalar tail. pool's padded taps stay scalar (generic pool is not declared).
+scalar tail. pool's padded taps stay scalar (generic pool is not declared). Static conv and
+conv_dk take the padded rows too where the width admits no full-width vectors (``_pads_rows``).
 """
 from __future__ import annotations
 
