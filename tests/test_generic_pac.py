@@ -165,7 +165,11 @@ def test_cpu_generic_build_matches_static(kernel, params):
 
 
 EMU_SIZES = [dict(N=1, H=3, W=5, Ho=3, Wo=5), dict(N=2, H=7, W=13, Ho=4, Wo=7), dict(N=1, H=5, W=40, Ho=9, Wo=19)]
-_EMU = [(k, p) for k, p in _CUDA if k in pac_ops.SYMBOLIC]
+_EMU = [(k, p) for k, p in _CUDA if k in pac_ops.SYMBOLIC] + [
+    # the phases of zero-inserted forms (torch_bridge.ops.pac.run_taps): even tap counts, offsets
+    # below zero (a crop), a phase's dilation
+    ("conv", dict(C=3, O=4, k=2, s=1, z=1, p=-1, d=1, a=0)), ("conv", dict(C=2, O=3, k=2, s=1, z=1, p=0, d=3, a=1)),
+    ("conv", dict(C=16, O=24, k=4, s=1, z=1, p=-2, d=1, a=1))]
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
@@ -178,3 +182,13 @@ def test_cuda_generic_emulated(kernel, params, dtype):
     low = emulate.prepare(wl, "opencl")
     for sizes in EMU_SIZES:
         emulate.check(wl, "opencl", sizes=sizes, lowered=low)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+def test_cuda_pool_phase_emulated(dtype):
+    """pool (static only) at a phase's geometry: 2 taps, a crop, the adjoint's kernel on the source grid."""
+    for a in (0, 1):
+        wl = Workload.make("pac", "pool", dict(C=3, G=3, k=2, s=1, z=1, p=-1, d=2, a=a, N=2, H=7, W=6, Ho=5, Wo=4),
+                           dtype)
+        emulate.check(wl, "opencl")

@@ -6,6 +6,7 @@ import torch
 
 from torch_bridge import functional as Fn
 from torch_bridge.reference import pac as R
+from torch_bridge.ops import pac as pac_ops
 from torch_bridge.ops.pac import conv_op, dist_op, pool_op
 
 REF = {Fn.pacconv2d: R.pacconv2d_reference, Fn.pacconv_transpose2d: R.pacconv_transpose2d_reference,
@@ -55,6 +56,10 @@ CONV_CASES = [
     (1, 2, 3, 1, 1, 1, 1, 0, 1),
     (1, 3, 17, 5, 37, 3, 1, 1, 1),
     (1, 2, 2, 9, 9, 7, 1, 3, 1),
+    # strided with dilation: the input gradient by phase (gcd(d, s) = 2 and 1, even tap counts)
+    (1, 3, 4, 11, 13, 5, 2, 3, 2),
+    (2, 2, 3, 13, 10, 3, 3, 2, 2),
+    (1, 3, 2, 20, 23, 7, 2, 3, 3),
 ]
 
 
@@ -71,6 +76,8 @@ TRANSPOSED_CASES = [
     (1, 3, 4, 3, 4, 3, 1, 1, 2, 0),
     (1, 2, 3, 3, 5, 5, 3, 1, 1, 2),
     (1, 2, 2, 4, 4, 3, 2, 0, 1, 1),
+    (1, 3, 2, 5, 6, 5, 3, 2, 2, 1),
+    (2, 2, 3, 4, 7, 3, 2, 1, 2, 1),
 ]
 
 
@@ -80,6 +87,38 @@ def test_pacconv_transpose2d_float64(case):
     inputs = conv_inputs(N, C, O, H, W, k, s, p, d, transposed=True, op=op)
     _compare(Fn.pacconv_transpose2d, inputs, dict(stride=s, padding=p, output_padding=op, dilation=d),
              torch.float64, 1e-12, 1e-10)
+
+
+@pytest.mark.parametrize("k,z,p,d", [(3, 2, 1, 1), (5, 2, 3, 2), (5, 3, 2, 2), (7, 3, -1, 3), (1, 2, 0, 1)])
+def test_phase_taps(k, z, p, d):
+    """Per output phase, the taps that hit source samples and where they read, against the
+    zero-inserted grid enumerated."""
+    for r in range(z):
+        vs, c, dd = pac_ops.phase_taps(k, z, p, d, r)
+        for m in range(-3, 4):
+            y = z * m + r
+            hits = [(v, (y + v * d - p) // z) for v in range(k) if (y + v * d - p) % z == 0]
+            assert hits == [(v, m + t * dd + c) for t, v in enumerate(vs)], (r, m)
+
+
+def test_zero_inserted_forms_run_by_phase(monkeypatch):
+    """The transposed forms and the strided input gradients never run over inserted zeros
+    (pooling at stride 2 included: by default it keeps the zero-inserted kernel, see
+    ``PHASE_MIN_ZERO_INSERTION``)."""
+    monkeypatch.setattr(pac_ops, "PHASE_MIN_ZERO_INSERTION", {"conv": 2, "pool": 2})
+    seen = []
+    real = pac_ops.run
+    monkeypatch.setattr(pac_ops, "run", lambda op, kernel, p, *a: seen.append((kernel, p)) or real(op, kernel, p, *a))
+    _compare(Fn.pacconv2d, conv_inputs(1, 3, 4, 11, 13, 5, 2, 3, 2), dict(stride=2, padding=3, dilation=2),
+             torch.float64, 1e-12, 1e-10)
+    _compare(Fn.pacconv_transpose2d, conv_inputs(1, 2, 3, 4, 7, 3, 3, 1, 1, transposed=True, op=2),
+             dict(stride=3, padding=1, output_padding=2), torch.float64, 1e-12, 1e-10)
+    inputs = [torch.randn(1, 2, 9, 8, dtype=torch.float64, requires_grad=True),
+              torch.rand(1, 2, 3, 3, 5, 4, dtype=torch.float64, requires_grad=True)]
+    _compare(Fn.pacpool2d, inputs, dict(kernel_size=3, stride=2, padding=1), torch.float64, 1e-12, 1e-10)
+    forms = [p for kernel, p in seen if kernel in ("conv", "pool")]
+    assert forms and all(p["z"] == 1 for p in forms)
+    assert any(p["k"] % 2 == 0 for p in forms)  # phases of 2 taps
 
 
 @pytest.mark.parametrize("transposed", [False, True])
@@ -98,6 +137,8 @@ POOL_CASES = [  # (N, C, G, H, W, k, s, p, d)
     (1, 4, 4, 9, 8, 3, 2, 1, 1),
     (1, 3, 3, 10, 11, 5, 1, 4, 2),
     (1, 2, 1, 8, 9, 5, 3, 0, 1),
+    (1, 3, 1, 11, 12, 5, 2, 2, 2),
+    (2, 2, 2, 10, 9, 3, 3, 1, 2),
 ]
 
 

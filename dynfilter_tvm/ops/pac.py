@@ -15,7 +15,10 @@ living on S's grid and zero-inserted alike::
 output gradient (z=s, s=1, p=(k-1)d-pad, a=1, Wt = weight^T); the transposed convolution
 (the official: pacconv2d on the input zero-inserted and padded by (k-1)d-pad) is ``conv``
 with z=s, s=1, and its input gradient ``conv`` with z=1, p=pad, a=1, stride s. The bridge
-picks the parameters and transposes the tiny weight; ``pool`` likewise.
+picks the parameters and transposes the tiny weight; ``pool`` likewise. The zero-inserted forms
+(z > 1) the bridge runs by output phase instead (``torch_bridge.ops.pac.run_taps``: conv from
+z = 2, pool from z = 3): each phase is a z = 1 form with the taps that hit it, whence kernel
+sizes may be even and offsets below zero (a crop).
 
 The kernel and weight gradients (``a = 0``)::
 
@@ -69,8 +72,8 @@ def check_params(N, C, H, W, Ho, Wo, k, s, z, d, **_) -> None:
                       ("out width", Wo), ("stride", s), ("zero insertion", z), ("dilation", d)):
         if isinstance(val, int) and val < 1:
             raise ValueError(f"{name} must be >= 1, got {val}")
-    if not (1 <= k <= MAX_KERNEL_SIZE and k % 2):
-        raise ValueError(f"kernel_size must be odd and in [1, {MAX_KERNEL_SIZE}], got {k}")
+    if not 1 <= k <= MAX_KERNEL_SIZE:  # even sizes too: the phases of the zero-inserted forms
+        raise ValueError(f"kernel_size must be in [1, {MAX_KERNEL_SIZE}], got {k}")
 
 
 def _source(S: te.Tensor, k, s, z, p, d, Ho, Wo, name: str) -> te.Tensor:

@@ -7,6 +7,7 @@ a zero-inserted input, and each input gradient is the other form, taps mirrored 
 """
 from __future__ import annotations
 
+from math import gcd
 from typing import Optional, Tuple
 
 import torch
@@ -40,6 +41,97 @@ def _taps(k: int, s: int, p: int, d: int, transposed: bool, adjoint: bool) -> di
 def _params(src: Tensor, out_hw: Tuple[int, int], k: int, geometry: dict, **extra) -> dict:
     N, C, H, W = src.shape
     return dict(N=N, C=C, H=H, W=W, Ho=out_hw[0], Wo=out_hw[1], k=k, **geometry, **extra)
+
+
+# ---------------------------------------------------------------------------- zero-inserted forms
+def phase_taps(k: int, z: int, p: int, d: int, r: int) -> Tuple[list, int, int]:
+    """One axis of a form reading ``Sz[y + v*d]`` (virtual tap v in [0, k); Sz: the source
+    zero-inserted by z and offset by p), at the outputs of phase r (y = z*m + r): the taps
+    that land on source samples, ``(r + v*d - p) % z == 0``, are v0 + t*step (step = z/g,
+    g = gcd(d, z)), and tap t reads source ``m + t*d' + c`` with d' = d/g and
+    c = (r + v0*d - p) / z. Returns (those v, c, d'); no v: this phase is all zeros."""
+    g = gcd(d, z)
+    vs = [v for v in range(k) if (r + v * d - p) % z == 0]
+    return vs, ((r + vs[0] * d - p) // z if vs else 0), d // g
+
+
+def _tap_slots(vs: list, n: int, k: int, a: int) -> list:
+    """The kernel taps of a phase's ``n`` slots: original tap of each v (mirrored, k-1-v, for
+    the adjoints), slot order mirrored for them too; -1: a dummy (weight and kernel zero)."""
+    idx = [k - 1 - v if a else v for v in vs] + [-1] * (n - len(vs))
+    return idx[::-1] if a else idx
+
+
+def _gather_taps(t: Tensor, iy: list, ix: list) -> Tensor:
+    """t[..., iy, ix, (rest)] on tap axes 2, 3 (-1: zeros), a new tensor."""
+    dev = t.device
+    out = t.index_select(2, torch.tensor([max(i, 0) for i in iy], device=dev))
+    out = out.index_select(3, torch.tensor([max(i, 0) for i in ix], device=dev))
+    if -1 in iy:
+        out[:, :, [n for n, i in enumerate(iy) if i < 0]] = 0
+    if -1 in ix:
+        out[:, :, :, [n for n, i in enumerate(ix) if i < 0]] = 0
+    return out
+
+
+def _align(t: Tensor, cy: int, cx: int) -> Tensor:
+    """t with zeros prepended along the axis of the smaller offset c, so that one offset,
+    max(cy, cx), serves both axes: t'[Y + e] = t[Y] (prepending, never cropping: a crop would
+    drop samples that the taps reach through the kernels' zero padding)."""
+    e = abs(cy - cx)
+    if not e:
+        return t
+    return torch.nn.functional.pad(t, (e, 0) if cy > cx else (0, 0, e, 0)).contiguous()
+
+
+# Zero insertion from which each form runs by phase. Measured (benchmarks/bench_pac_phases.py,
+# 1 thread, process CPU time; benchmarks/RESULTS.md "Strided adjoints by phase"): conv 1.06-1.58x
+# faster at z = 2, 1.27-1.34x (static builds) / 0.79-0.89x (generic, 19-px rows) at z = 3; pool
+# (depthwise: per tap one multiply-add per channel, so a phase's copies cost as much as its taps)
+# 0.57-0.99x at z = 2, 2.2-2.3x at z = 3.
+PHASE_MIN_ZERO_INSERTION = {"conv": 2, "pool": 3}
+
+
+def run_taps(kernel: str, p: dict, dtype, device, src: Tensor, K: Tensor, Wt: Optional[Tensor], out: Tensor) -> None:
+    """Run ``pac.conv`` / ``pac.pool`` (tensors src, K[, Wt], out); a zero-inserted form
+    (z > 1: the transposed forward and the strided input gradients) with z at least
+    ``PHASE_MIN_ZERO_INSERTION`` by output phase, never visiting the inserted zeros.
+
+    Phase (ry, rx) of the output (``out[..., ry::z, rx::z]``) is itself a z = 1 form over the
+    source: per axis the taps that hit it (``phase_taps``), T = the larger count per axis (a
+    missing tap is a dummy with zero weight and kernel), dilation d', offset c per axis (the
+    conv takes one offset: p = -max(c_y, c_x), the source padded in front along the other axis
+    by |c_y - c_x|; for the adjoints K lives on the source grid and is padded with it; else K
+    is sliced at the phase's outputs).
+    Work: sum over phases of T^2 taps per z x z outputs instead of z^2 k^2 (z = 2: k = 5, 31
+    instead of 100; k = 3, 13 instead of 36; z = 3, k = 5: 33 instead of 225),
+    plus a gather of K and a copy of the source and the output per phase."""
+    z = p["z"]
+    if z < max(2, PHASE_MIN_ZERO_INSERTION[kernel]):
+        tensors = (src, K, out) if Wt is None else (src, K, Wt, out)
+        run("pac", kernel, p, dtype, device, *tensors)
+        return
+    k, d, a, pad = p["k"], p["d"], p["a"], p["p"]
+    Ho, Wo = out.shape[-2:]
+    for ry in range(min(z, Ho)):
+        vy, cy, dd = phase_taps(k, z, pad, d, ry)
+        for rx in range(min(z, Wo)):
+            vx, cx, _ = phase_taps(k, z, pad, d, rx)
+            view = out[:, :, ry::z, rx::z]
+            if not vy or not vx:
+                view.zero_()
+                continue
+            n = max(len(vy), len(vx))
+            iy, ix = _tap_slots(vy, n, k, a), _tap_slots(vx, n, k, a)
+            kern = _gather_taps(K, iy, ix)
+            kern = _align(kern, cy, cx) if a else kern[..., ry::z, rx::z].contiguous()
+            s = _align(src, cy, cx)
+            q = dict(p, z=1, s=1, k=n, p=-max(cy, cx), d=dd, H=s.shape[2], W=s.shape[3], Ho=view.shape[2],
+                     Wo=view.shape[3])
+            part = out.new_empty(view.shape)
+            wt = () if Wt is None else (_gather_taps(Wt, iy, ix),)
+            run("pac", kernel, q, dtype, device, s, kern, *wt, part)
+            view.copy_(part)
 
 
 # ---------------------------------------------------------------------------- checks
@@ -141,7 +233,7 @@ def conv_op(input: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tensor
     out = input.new_empty(q["N"], q["O"], q["Ho"], q["Wo"])
     geo = _taps(k, stride, padding, dilation, transposed, adjoint=False)
     p = _params(input, (q["Ho"], q["Wo"]), k, geo, d=dilation, O=q["O"], a=0, **tf32_flag(input.device, input.dtype))
-    run("pac", "conv", p, input.dtype, input.device, input, kernel, _transposed_weight(weight, transposed), out)
+    run_taps("conv", p, input.dtype, input.device, input, kernel, _transposed_weight(weight, transposed), out)
     if bias is not None:
         out += bias.view(1, -1, 1, 1)
     return out
@@ -162,7 +254,7 @@ def conv_grad_input_op(grad_out: Tensor, input: Tensor, kernel: Tensor, weight: 
     geo = _taps(q["k"], stride, padding, dilation, transposed, adjoint=True)
     p = _params(g, (q["H"], q["W"]), q["k"], geo, d=dilation, O=q["C"], a=1, **tf32_flag(input.device, input.dtype))
     wt = _transposed_weight(weight, not transposed)  # (in, out): the adjoint maps out -> in
-    run("pac", "conv", p, input.dtype, input.device, g, kernel, wt, dx)
+    run_taps("conv", p, input.dtype, input.device, g, kernel, wt, dx)
     return dx
 
 
@@ -248,7 +340,7 @@ def pool_op(input: Tensor, kernel: Tensor, kernel_size: int, stride: int, paddin
     out = input.new_empty(q["N"], q["C"], q["Ho"], q["Wo"])
     geo = _taps(kernel_size, stride, padding, dilation, transposed, adjoint=False)
     p = _params(input, (q["Ho"], q["Wo"]), kernel_size, geo, d=dilation, G=q["G"], a=0)
-    run("pac", "pool", p, input.dtype, input.device, input, kernel, out)
+    run_taps("pool", p, input.dtype, input.device, input, kernel, None, out)
     return out
 
 
@@ -266,7 +358,7 @@ def pool_grad_input_op(grad_out: Tensor, input: Tensor, kernel: Tensor, kernel_s
     dx = torch.empty_like(input, memory_format=torch.contiguous_format)
     geo = _taps(kernel_size, stride, padding, dilation, transposed, adjoint=True)
     p = _params(g, (q["H"], q["W"]), kernel_size, geo, d=dilation, G=q["G"], a=1)
-    run("pac", "pool", p, input.dtype, input.device, g, kernel, dx)
+    run_taps("pool", p, input.dtype, input.device, g, kernel, None, dx)
     return dx
 
 
