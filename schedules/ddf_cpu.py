@@ -129,7 +129,8 @@ def ds(sch, wl, target):
     b, g, u, v, y, x, c = sch.get_loops(acc)
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(b, g, y, xo, c, u, v, xi)
-    sch.parallel(sch.fuse(b, g, y))
+    row = sch.fuse(b, g, y)
+    sch.parallel(row)
     sch.vectorize(xi)
     unroll_taps(sch, wl, u, v)
     init = sch.decompose_reduction(acc, c)
@@ -139,11 +140,18 @@ def ds(sch, wl, target):
     vectorize_under(sch, out, xo)
     _generic_tiles(sch, wl, lanes)
     split_tail(sch, xo)
+    if wl.kind == "generic":  # the row's widened dO (all channels) next to the loop that reads it
+        sch.compute_at(sch.get_sblock("dOpad"), row)
+        split_tail(sch, vectorize_inner(sch, "dOpad", lanes, under=row))
 
 
 @register("ddf", "dc", "cpu")
 def dc(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
+    if wl.kind == "generic" and wl.p["combine"] == "mul":  # S's rows widened, once per call
+        spad = sch.get_sblock("Spad")
+        sch.parallel(sch.fuse(*sch.get_loops(spad)[:4]))
+        split_tail(sch, vectorize_inner(sch, spad, lanes))
     cols = sch.get_sblock("acc_cols")
     b, g, c, u, v, x, y = sch.get_loops(cols)
     plane = sch.fuse(b, g, c)
@@ -166,4 +174,7 @@ def dc(sch, wl, target):
     sch.reverse_compute_at(sch.get_sblock("out"), plane)
     sch.compute_at(sch.get_sblock("Xpad"), plane)
     split_tail(sch, vectorize_inner(sch, "Xpad", lanes, under=plane))
+    if wl.kind == "generic":
+        sch.compute_at(sch.get_sblock("dOpad"), plane)
+        split_tail(sch, vectorize_inner(sch, "dOpad", lanes, under=plane))
     split_tail(sch, xo)
