@@ -244,7 +244,9 @@ def _grad_inputs(X, dO, p: int, k: int, s: int, d: int):
     Wo = dim(dO.shape[-1])
     if _static(Wo):
         return zero_pad(X, p, "Xpad"), dO, Wo
-    Wq = _whole_vectors(Wo)
+    # max(Wo, 1): TVM does not know that a size is positive; bounded below, the regions it
+    # derives for 'out' under a row tile keep a plain x < Wo (which LoopPartition can cut)
+    Wq = _round_up(tirx.max(Wo, 1), ROW_QUANTUM)
     return _pad_rows(X, p, (Wq - 1) * s + d * (k - 1) + 1, "Xpad"), _widen(dO, Wq, "dOpad"), Wq
 
 
