@@ -133,35 +133,16 @@ def ds(sch, wl, target):
     sch.parallel(row)
     sch.vectorize(xi)
     unroll_taps(sch, wl, u, v)
-    if wl.kind == "generic":
-        _ds_generic_rows(sch, acc, c, xo, row, lanes)
-        return
     init = sch.decompose_reduction(acc, c)
     vectorize_inner(sch, init, lanes)
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vectorize_under(sch, out, xo)
+    _generic_tiles(sch, wl, lanes)
     split_tail(sch, xo)
-
-
-def _ds_generic_rows(sch, acc, c, xo, row, lanes):
-    """Generic ds: acc's rows are whole vectors (``ops.ddf.ROW_QUANTUM``), 'out' the real row.
-    Each k x k x lanes tile accumulates in a constant-size local buffer (registers) and is
-    written back whole (vector stores) to the row's acc; 'out' then copies the row per tap
-    (whole vectors and a scalar tail). Cast under the tile instead, 'out' carries the bound
-    x < W in a form TVM's LoopPartition does not strip, and all of its stores go scalar."""
-    local = sch.cache_write(acc, 0, "local")
-    sch.reverse_compute_at(local, xo)
-    vectorize_under(sch, local, xo)
-    tile_regions(sch, sch.get(acc).writes[0].source.name, ("acc", sch.get(local).name_hint), lanes)
-    init = sch.decompose_reduction(acc, c)
-    vectorize_inner(sch, init, lanes)
-    out = sch.get_sblock("out")
-    sch.reverse_compute_at(out, row)
-    split_tail(sch, vectorize_inner(sch, out, lanes, under=row))
-    # the row's widened dO (all channels) next to the loop that reads it
-    sch.compute_at(sch.get_sblock("dOpad"), row)
-    split_tail(sch, vectorize_inner(sch, "dOpad", lanes, under=row))
+    if wl.kind == "generic":  # the row's widened dO (all channels) next to the loop that reads it
+        sch.compute_at(sch.get_sblock("dOpad"), row)
+        split_tail(sch, vectorize_inner(sch, "dOpad", lanes, under=row))
 
 
 @register("ddf", "dc", "cpu")

@@ -245,7 +245,8 @@ def _grad_inputs(X, dO, p: int, k: int, s: int, d: int):
     if _static(Wo):
         return zero_pad(X, p, "Xpad"), dO, Wo
     # max(Wo, 1): TVM does not know that a size is positive; bounded below, the regions it
-    # derives for 'out' under a row tile keep a plain x < Wo (which LoopPartition can cut)
+    # derives under a row tile ('out' in ds, 'acc' in dc) keep a plain x < Wo, which
+    # LoopPartition cuts (else a disjunction it cannot, and those loops run scalar)
     Wq = _round_up(tirx.max(Wo, 1), ROW_QUANTUM)
     return _pad_rows(X, p, (Wq - 1) * s + d * (k - 1) + 1, "Xpad"), _widen(dO, Wq, "dOpad"), Wq
 
