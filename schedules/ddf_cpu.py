@@ -11,11 +11,12 @@ stride s > 1 runs on the phase grid of ``ops.ddf.ddf_dx``: per vector tile of s 
 pixels, the s x s phases' accumulators (unrolled, so each phase's taps are constants), then
 'out' interleaves them into dX (contiguous loads, stores strided by s).
 
-Shape-generic kernels (B, H, W symbolic) take the same schedules. fwd and dx compute rows of
-whole vectors (``ops.ddf.ROW_QUANTUM``; S's widened rows built once per call); in ds, dc and the
-padded copies each loop over the vector tiles of a row is cut into the whole tiles (vectors, no
-predicate) and a predicated scalar tail (``split_tail``); the vector tiles are declared whole
-(``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
+Shape-generic kernels (B, H, W symbolic) take the same schedules. Their rows are whole vectors
+(``ops.ddf.ROW_QUANTUM``): S's widened rows ('Spad': fwd, dc) built once per call, dO's widened
+rows next to the loop that reads them (ds: per output row, all channels; dc: per plane). Only
+the padded copies and the stores of the real row ('out'; dc's sum over x) keep a predicated
+tail, which ``split_tail`` cuts off the whole tiles (vectors); the vector tiles are declared
+whole (``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
 local tile, its plane-wide buffer having a symbolic size).
 """
 from __future__ import annotations

@@ -23,11 +23,12 @@ zero-inserted grid it used before (the s^2 = 4 times the needed work of issue 15
 Shape-generic: B, H and W may be symbolic (``te.var``; ``SYMBOLIC`` below), so one build serves
 every batch and image size; Ho, Wo are then the expressions ceil(H/s), ceil(W/s). Channels,
 heads, k, s, d and combine stay static: they shape the schedules (vector tiles, unrolled taps,
-thread layouts) and vary little within a model. Generic ``fwd`` and ``dx`` compute each row of
-'acc' padded to whole ``ROW_QUANTUM`` pixels (inputs read as zeros past the row: padded copies
-of X, of S's rows ('Spad', fwd), of dO and S (dx)), and 'out' stores the real row, so the CPU
-vector tiles have no tail predicate (a predicated tile runs scalar). ``ds`` and ``dc`` keep the
-predicated tail for now (their CUDA schedules would have to inline the extra copies).
+thread layouts) and vary little within a model. Generic kernels compute each row of 'acc'
+('acc_cols' in dc) padded to whole ``ROW_QUANTUM`` pixels (inputs read as zeros past the row:
+padded copies of X, of S's rows ('Spad': fwd, dc), of dO ('dOpad': ds, dc; 'dOp': dx) and S
+(dx)), and 'out' stores the real row (dc's 'acc' sums the real columns), so the CPU vector tiles
+have no tail predicate (a predicated tile runs scalar). The CUDA schedules inline these copies
+(index checks in the loads). Static kernels compute their exact rows.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ MAX_KERNEL_SIZE = 31
 # benchmarks/bench_ddf_kernels.py: fwd 1.1-1.8x, dx 0.9-1.6x, ds 1.0-1.7x, dc 1.5-2.6x; the op,
 # benchmarks/bench_generic.py --op ddf: 1.3-1.6x; RESULTS.md "Generic vs static kernels (CPU)").
 SYMBOLIC = ("B", "H", "W")
-# Generic fwd and dx (and dx at any stride > 1) compute each row of 'acc' padded to whole
+# Generic kernels (and dx at any stride > 1) compute each row of 'acc' padded to whole
 # ROW_QUANTUM pixels (a whole number of float32 / float64 CPU vectors), the inputs read past the
 # row as zeros, and store only the real row ('out'): register tiles then need no tail predicate.
 ROW_QUANTUM = 8
