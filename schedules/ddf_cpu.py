@@ -11,11 +11,12 @@ stride s > 1 runs on the phase grid of ``ops.ddf.ddf_dx``: per vector tile of s 
 pixels, the s x s phases' accumulators (unrolled, so each phase's taps are constants), then
 'out' interleaves them into dX (contiguous loads, stores strided by s).
 
-Shape-generic kernels (B, H, W symbolic) take the same schedules. fwd and dx compute rows of
-whole vectors (``ops.ddf.ROW_QUANTUM``; S's widened rows built once per call); in ds, dc and the
-padded copies each loop over the vector tiles of a row is cut into the whole tiles (vectors, no
-predicate) and a predicated scalar tail (``split_tail``); the vector tiles are declared whole
-(``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
+Shape-generic kernels (B, H, W symbolic) take the same schedules. Their rows are whole vectors
+(``ops.ddf.ROW_QUANTUM``): S's widened rows ('Spad': fwd, dc) built once per call, dO's widened
+rows next to the loop that reads them (ds: per output row, all channels; dc: per plane). Only
+the padded copies and the stores of the real row ('out'; dc's sum over x) keep a predicated
+tail, which ``split_tail`` cuts off the whole tiles (vectors); the vector tiles are declared
+whole (``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
 local tile, its plane-wide buffer having a symbolic size).
 """
 from __future__ import annotations
@@ -129,7 +130,8 @@ def ds(sch, wl, target):
     b, g, u, v, y, x, c = sch.get_loops(acc)
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(b, g, y, xo, c, u, v, xi)
-    sch.parallel(sch.fuse(b, g, y))
+    row = sch.fuse(b, g, y)
+    sch.parallel(row)
     sch.vectorize(xi)
     unroll_taps(sch, wl, u, v)
     init = sch.decompose_reduction(acc, c)
@@ -139,11 +141,18 @@ def ds(sch, wl, target):
     vectorize_under(sch, out, xo)
     _generic_tiles(sch, wl, lanes)
     split_tail(sch, xo)
+    if wl.kind == "generic":  # the row's widened dO (all channels) next to the loop that reads it
+        sch.compute_at(sch.get_sblock("dOpad"), row)
+        split_tail(sch, vectorize_inner(sch, "dOpad", lanes, under=row))
 
 
 @register("ddf", "dc", "cpu")
 def dc(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
+    if wl.kind == "generic" and wl.p["combine"] == "mul":  # S's rows widened, once per call
+        spad = sch.get_sblock("Spad")
+        sch.parallel(sch.fuse(*sch.get_loops(spad)[:4]))
+        split_tail(sch, vectorize_inner(sch, spad, lanes))
     cols = sch.get_sblock("acc_cols")
     b, g, c, u, v, x, y = sch.get_loops(cols)
     plane = sch.fuse(b, g, c)
@@ -166,4 +175,7 @@ def dc(sch, wl, target):
     sch.reverse_compute_at(sch.get_sblock("out"), plane)
     sch.compute_at(sch.get_sblock("Xpad"), plane)
     split_tail(sch, vectorize_inner(sch, "Xpad", lanes, under=plane))
+    if wl.kind == "generic":
+        sch.compute_at(sch.get_sblock("dOpad"), plane)
+        split_tail(sch, vectorize_inner(sch, "dOpad", lanes, under=plane))
     split_tail(sch, xo)

@@ -301,6 +301,8 @@ def ds(sch, wl, target):
     if _ds_tiled(sch, wl):
         return
     sch.compute_inline(sch.get_sblock("Xpad"))
+    if wl.kind == "generic":  # dO's rows widened for the CPU vectors: an index check here
+        sch.compute_inline(sch.get_sblock("dOpad"))
     acc = sch.get_sblock("acc")
     b, g, u, v, y, x, c = sch.get_loops(acc)
     if wl.p["C"] // wl.p["G"] < WARP:
@@ -449,6 +451,10 @@ def dc(sch, wl, target):
     if _dc_streaming(sch, wl):
         return
     sch.compute_inline(sch.get_sblock("Xpad"))
+    if wl.kind == "generic":  # rows widened for the CPU vectors: index checks here
+        sch.compute_inline(sch.get_sblock("dOpad"))
+        if wl.p["combine"] == "mul":  # ('add': dC does not read S)
+            sch.compute_inline(sch.get_sblock("Spad"))
     acc = sch.get_sblock("acc")
     b, g, c, u, v, x = sch.get_loops(acc)
     # Threads across x (innermost, so the column sum's loop over x is a cross-thread reduction,

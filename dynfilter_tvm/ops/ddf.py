@@ -23,11 +23,12 @@ zero-inserted grid it used before (the s^2 = 4 times the needed work of issue 15
 Shape-generic: B, H and W may be symbolic (``te.var``; ``SYMBOLIC`` below), so one build serves
 every batch and image size; Ho, Wo are then the expressions ceil(H/s), ceil(W/s). Channels,
 heads, k, s, d and combine stay static: they shape the schedules (vector tiles, unrolled taps,
-thread layouts) and vary little within a model. Generic ``fwd`` and ``dx`` compute each row of
-'acc' padded to whole ``ROW_QUANTUM`` pixels (inputs read as zeros past the row: padded copies
-of X, of S's rows ('Spad', fwd), of dO and S (dx)), and 'out' stores the real row, so the CPU
-vector tiles have no tail predicate (a predicated tile runs scalar). ``ds`` and ``dc`` keep the
-predicated tail for now (their CUDA schedules would have to inline the extra copies).
+thread layouts) and vary little within a model. Generic kernels compute each row of 'acc'
+('acc_cols' in dc) padded to whole ``ROW_QUANTUM`` pixels (inputs read as zeros past the row:
+padded copies of X, of S's rows ('Spad': fwd, dc), of dO ('dOpad': ds, dc; 'dOp': dx) and S
+(dx)), and 'out' stores the real row (dc's 'acc' sums the real columns), so the CPU vector tiles
+have no tail predicate (a predicated tile runs scalar). The CUDA schedules inline these copies
+(index checks in the loads). Static kernels compute their exact rows.
 """
 from __future__ import annotations
 
@@ -43,10 +44,11 @@ MAX_KERNEL_SIZE = 31
 # Every kernel builds once for any batch and size with these symbolic (tests/test_generic_ddf.py).
 # Bundles written without --input use them; JIT calls only in the generic shape mode, since the
 # generic CPU kernels are still slower than the static ones (1 thread, kernels alone,
-# benchmarks/bench_ddf_kernels.py: fwd 1.1-1.8x, dx 0.9-1.6x, ds 1.0-1.7x, dc 1.5-2.6x; the op,
-# benchmarks/bench_generic.py --op ddf: 1.3-1.6x; RESULTS.md "Generic vs static kernels (CPU)").
+# benchmarks/bench_ddf_kernels.py: fwd 1.1-1.8x, dx 0.9-1.6x, ds 0.8-1.15x, dc 0.9-1.2x; the op,
+# benchmarks/bench_generic.py --op ddf: forward 1.1-1.4x, forward+backward 1.1-1.2x;
+# RESULTS.md "Generic vs static kernels (CPU)").
 SYMBOLIC = ("B", "H", "W")
-# Generic fwd and dx (and dx at any stride > 1) compute each row of 'acc' padded to whole
+# Generic kernels (and dx at any stride > 1) compute each row of 'acc' padded to whole
 # ROW_QUANTUM pixels (a whole number of float32 / float64 CPU vectors), the inputs read past the
 # row as zeros, and store only the real row ('out'): register tiles then need no tail predicate.
 ROW_QUANTUM = 8
@@ -237,38 +239,60 @@ def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
     return [dO, S, Cf, out]
 
 
+def _grad_inputs(X, dO, p: int, k: int, s: int, d: int):
+    """ds and dc: (Xp, dOr, row length of 'acc'): static widths the padded X and dO as they are;
+    generic ones X's padded rows and dO's rows (zeros past the row, 'dOpad') widened to whole
+    ``ROW_QUANTUM`` pixels, so every vector tile of a row is whole (no scalar tail)."""
+    Wo = dim(dO.shape[-1])
+    if _static(Wo):
+        return zero_pad(X, p, "Xpad"), dO, Wo
+    # max(Wo, 1): TVM does not know that a size is positive; bounded below, the regions it
+    # derives under a row tile ('out' in ds, 'acc' in dc) keep a plain x < Wo, which
+    # LoopPartition cuts (else a disjunction it cannot, and those loops run scalar)
+    Wq = _round_up(tirx.max(Wo, 1), ROW_QUANTUM)
+    return _pad_rows(X, p, (Wq - 1) * s + d * (k - 1) + 1, "Xpad"), _widen(dO, Wq, "dOpad"), Wq
+
+
 @register_kernel("ddf", "ds")
 def ddf_ds(B, C, H, W, G, k, s, d, combine, dtype):
+    """dS[b,g,u,v,y,x] = sum_c dO[c,y,x] X[c, y*s + u*d - p, x*s + v*d - p] (* C[c,u,v]).
+    Generic builds: 'acc' over rows of whole vectors (:func:`_grad_inputs`), 'out' the real
+    rows; the padded columns of 'acc' are never stored (only their reads must stay inside)."""
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
     acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
-    Xp = zero_pad(X, p, "Xpad")
+    Xp, dOr, Wq = _grad_inputs(X, dO, p, k, s, d)
     c = te.reduce_axis((0, C // G), "c")
 
     def body(b, g, u, v, y, x):
-        prod = dO[b, g, c, y, x].astype(acc_t) * Xp[b, g, c, y * s + u * d, x * s + v * d].astype(acc_t)
+        prod = dOr[b, g, c, y, x].astype(acc_t) * Xp[b, g, c, y * s + u * d, x * s + v * d].astype(acc_t)
         return te.sum(prod * Cf[b, g, c, u, v].astype(acc_t) if combine == "mul" else prod, axis=c)
 
-    acc = te.compute(S.shape, body, name="acc")
-    return [dO, X, Cf, cast_out(acc, dtype)]
+    acc = te.compute((*S.shape[:-1], Wq), body, name="acc")
+    return [dO, X, Cf, _cast_rows(acc, S.shape, dtype)]
 
 
 @register_kernel("ddf", "dc")
 def ddf_dc(B, C, H, W, G, k, s, d, combine, dtype):
+    """dC[b,g,c,u,v] = sum_{y,x} dO[c,y,x] X[c, y*s + u*d - p, x*s + v*d - p] (* S[u,v,y,x]).
+    Generic builds: 'acc_cols' over rows of whole vectors (:func:`_grad_inputs`, and S's rows
+    widened, 'Spad'), 'acc' sums only the real columns (so a GPU schedule that computes
+    acc_cols where acc reads it does no padded work)."""
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
     acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
     Ho, Wo = out_size(H, s), out_size(W, s)
-    Xp = zero_pad(X, p, "Xpad")
+    Xp, dOr, Wq = _grad_inputs(X, dO, p, k, s, d)
+    Sr = S if _static(Wo) else _widen(S, Wq, "Spad")
     # Sum over the image in two steps, columns first (acc_cols: per-x partial sums over y),
     # so that both CPU vector lanes and GPU threads have an independent axis to work on.
     y = te.reduce_axis((0, Ho), "y")
 
     def cols(b, g, c, u, v, x):
-        prod = dO[b, g, c, y, x].astype(acc_t) * Xp[b, g, c, y * s + u * d, x * s + v * d].astype(acc_t)
-        return te.sum(prod * S[b, g, u, v, y, x].astype(acc_t) if combine == "mul" else prod, axis=y)
+        prod = dOr[b, g, c, y, x].astype(acc_t) * Xp[b, g, c, y * s + u * d, x * s + v * d].astype(acc_t)
+        return te.sum(prod * Sr[b, g, u, v, y, x].astype(acc_t) if combine == "mul" else prod, axis=y)
 
-    acc_cols = te.compute((B, G, C // G, k, k, Wo), cols, name="acc_cols")
+    acc_cols = te.compute((B, G, C // G, k, k, Wq), cols, name="acc_cols")
     x = te.reduce_axis((0, Wo), "x")
     acc = te.compute(Cf.shape, lambda b, g, c, u, v: te.sum(acc_cols[b, g, c, u, v, x], axis=x), name="acc")
     return [dO, X, S, cast_out(acc, dtype)]
