@@ -16,9 +16,10 @@ Per kernel (forward and every gradient) at the benchmark shapes, for sm_90 and s
   (BF16, with 2-byte data) dense tensor-core peaks;
 * the schedule's own estimate of the bytes its loads request from global memory
   (:func:`requested_bytes`, documented per schedule), and its ratio to the minimum;
-* the schedule's estimated H100 time, max(requested bytes / 3.35 TB/s, FLOPs / the peak of
-  the units its device code uses: tensor cores (TF32) where it has ``mma`` instructions, else
-  FP32 SIMT), against the H100 roofline of the kernel's aim (:func:`aim_peak`: bandwidth-bound
+* the schedule's no-cache estimate of its H100 time, max(requested bytes / 3.35 TB/s, FLOPs /
+  the peak of the units its device code uses: tensor cores (TF32) where it has ``mma``
+  instructions, else FP32 SIMT): an upper bound that counts every requested byte as DRAM
+  traffic (L1/L2 hits, which the schedules' docstrings estimate, make it faster), against the H100 roofline of the kernel's aim (:func:`aim_peak`: bandwidth-bound
   kernels at FP32 SIMT, the GEMM-shaped PAC kernels at the TF32 tensor-core peak), and whether
   the launch meets issue 15's aims: no spills, theoretical occupancy >= 50%, estimate within
   1.5x of that roofline (:func:`aims`).
@@ -477,7 +478,7 @@ def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> Lis
 def format_table(rs: List[dict]) -> str:
     head = ("| layer | kernel | arch | launch | threads | blocks | regs | spill B | smem B | occ. | "
             "min DRAM MB | GFLOP | H100 us | H200 us | H200 TF32 us | H200 BF16 us | requested MB | req/min | "
-            "mma | est. H100 us | aim H100 us | aims |")
+            "mma | no-cache est. H100 us | aim H100 us | aims |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rs:
         t = {bw: max(r["bytes"] / bw, r["flops"] / FP32_SIMT) for bw in (H100_BW, H200_BW)}
@@ -503,11 +504,11 @@ def run_cli(args: argparse.Namespace) -> int:
     print("\nEstimates from the generated code and the shapes, not measurements (no GPU ran). Per workload "
           "(repeated on each of its launches): min DRAM bytes, FLOPs, rooflines = max(min DRAM bytes / bandwidth, "
           "FLOPs / peak) with H100 SXM 3.35 TB/s, H200 4.8 TB/s, FP32 SIMT 67 TFLOP/s, TF32 495 and BF16 990 "
-          "TFLOP/s dense tensor cores (BF16 with 2-byte data), and the schedule's requested bytes. est. = the "
-          "schedule's estimate on an H100 (requested bytes / bandwidth or FLOPs / the peak of the units its code uses: "
+          "TFLOP/s dense tensor cores (BF16 with 2-byte data), and the schedule's requested bytes. no-cache est. = "
+          "the schedule's time on an H100 if every requested byte came from DRAM (requested bytes / bandwidth or FLOPs / the peak of the units its code uses: "
           "TF32 tensor cores where it has mma instructions, else FP32 SIMT); aim = the H100 roofline of its aim "
           "(TF32 tensor cores for PAC conv/conv_dk/conv_dw, FP32 SIMT otherwise); aims: no spills, occupancy >= 50%, "
-          "est. <= 1.5x aim.")
+          "no-cache est. <= 1.5x aim.")
     return 0
 
 
