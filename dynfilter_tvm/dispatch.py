@@ -14,10 +14,10 @@ and in the *static* mode by the static build of every shape met.
 
 The mode is ``DYNFILTER_TVM_SHAPES`` (``generic`` or ``static``) or :func:`set_shape_mode`.
 The default is **static** for now: the generic CPU kernels compute the same numbers but some
-run well above the static time (DDF 1.1-1.8x on 28-56 pixel rows and 2.6-4x on 14 pixel rows,
-where a row's partial vector tile runs scalar; README "Any input size"), so generic builds are
-opt-in for JIT use, while ``dynfilter-tvm compile`` without ``--input`` writes generic kernels
-into bundles.
+still run above the static time (DDF forward 1.1-1.4x, ACDA forward up to 2x at 56 pixel rows,
+PAC ``conv_dw`` 3.2x at 28 pixel rows; README "Any input size"), so generic builds are opt-in
+for JIT use, while ``dynfilter-tvm compile`` without ``--input`` writes generic kernels into
+bundles.
 """
 from __future__ import annotations
 
