@@ -271,21 +271,15 @@ def test_control_wrong_shuffle_lane():
 
 
 @pytest.mark.parametrize("way", emulate.WAYS)
-def test_control_grid_one_block_short(way):
+@pytest.mark.parametrize("op,kernel,params", [("ddf", "fwd", DDF_SHAPES["odd-heads"]),
+                                              ("acda", "datoms", ACDA_SHAPES["k7-tiles"])],
+                         ids=["ddf.fwd", "acda.datoms"])
+def test_control_grid_one_block_short(way, op, kernel, params):
     def mutate(low):
         ln = low.launches[-1]
         assert ln.grid[0] > 1
         ln.grid = (ln.grid[0] - 1, *ln.grid[1:])
-    _fails(Workload.make("ddf", "fwd", DDF_SHAPES["odd-heads"], "float32"), way, mutate=mutate, match="NaN")
-
-
-@pytest.mark.parametrize("way", emulate.WAYS)
-def test_control_grid_one_block_short_acda_datoms(way):
-    def mutate(low):
-        ln = low.launches[-1]
-        assert ln.grid[0] > 1
-        ln.grid = (ln.grid[0] - 1, *ln.grid[1:])
-    _fails(Workload.make("acda", "datoms", ACDA_SHAPES["k7-tiles"], "float32"), way, mutate=mutate, match="NaN")
+    _fails(Workload.make(op, kernel, params, "float32"), way, mutate=mutate, match="NaN")
 
 
 @pytest.mark.parametrize("way", emulate.WAYS)
