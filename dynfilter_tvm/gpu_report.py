@@ -327,7 +327,7 @@ def _ddf_dc_bytes(wl: Workload, p: dict) -> Optional[int]:
     from schedules.common import UNROLL_TAPS
     from schedules.ddf_cuda import _dc_column_blocks, _dc_layout
 
-    if wl.kind != "static" or p["k"] > UNROLL_TAPS:
+    if wl.kind != "static" or p["k"] > UNROLL_TAPS or p["s"] > 1:  # as schedules.ddf_cuda._dc_streaming
         return None
     B, C, G, k, s, d, H, W, Ho, Wo = (p[n] for n in ("B", "C", "G", "k", "s", "d", "H", "W", "Ho", "Wo"))
     layout = _dc_layout(wl, Ho, Wo)

@@ -41,7 +41,7 @@ once, X 31.5 MB (the fwd's 62 x 62 window rows and columns per 56 x 56 plane), C
 Symbolic shapes and k > UNROLL_TAPS (the sums would live in local memory): with few channels
 (< 32) one thread per output loops over them; with more, 8 threads share each output (threads
 across channels, a shared-memory allreduce), 32 outputs along x per block.
-dc (static shapes, k <= UNROLL_TAPS; ``_dc_streaming``), two kernels. The first: a block per
+dc (static shapes, stride 1, k <= UNROLL_TAPS; ``_dc_streaming``), two kernels. The first: a block per
 (b, head, chunk of cc channels: the largest divisor of Cg up to 16, column block), a warp's
 lanes along x (nx = min(Wo, 32)) for each channel of the chunk (threadIdx.y). A thread walks
 its block's columns and, per column, every row, keeping the column's k x k tap sums
@@ -377,6 +377,11 @@ def _dc_streaming(sch, wl) -> bool:
     # symbolic H, W: TVM sizes some per-thread buffer from the symbolic extents (codegen
     # refuses a non-constant stack allocation), so the generic kernels keep the per-output dc
     if wl.kind == "generic" or k > UNROLL_TAPS:
+        return False
+    # stride > 1: TVM stages a larger X tile than _dc_layout sizes (ddf_resnet50's strided
+    # layers, 8x128x56x56 and 8x256x28x28 s2: 61,752 and 119,600 bytes of shared memory, which
+    # ptxas refuses), so the strided dc keeps the per-output schedule until that is bounded
+    if wl.p["s"] > 1:
         return False
     acc = sch.get_sblock("acc")
     b, g, c, u, v, x = sch.get_loops(acc)

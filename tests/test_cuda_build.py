@@ -133,3 +133,17 @@ def test_gpu_matches_reference(p, dtype):
         assert a.dtype == dtype and a.shape == b.shape, name
         err = ((a.double() - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
         assert err <= GPU_TOL[dtype], f"{name}: relative error {err:.2e}"
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_strided_layers_of_ddf_resnet50_compile_with_nvcc(kernel, target, tmp_path):
+    """The strided layers of DDF-ResNet-50 at batch 8: the streaming dc once staged more
+    shared memory there than its layout sized (61,752 B at 8x128x56x56 s2), which only
+    ptxas refused (the shipped bundle's build failed)."""
+    for p in (_p(8, 128, 56, 56, 1, 3, 2, 1, "mul"), _p(8, 256, 28, 28, 1, 3, 2, 1, "mul")):
+        cu = tmp_path / f"{kernel}.cu"
+        cu.write_text(_source(_build(kernel, p, "float32", target)))
+        res = subprocess.run(["nvcc", "-arch=sm_90", "-cubin", "-o", str(cu.with_suffix(".cubin")), str(cu)],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, f"{kernel} {p}: nvcc failed:\n{res.stderr[-3000:]}"

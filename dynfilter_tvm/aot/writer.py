@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -157,7 +158,7 @@ def _compile_cuda_in_child(jobs: Sequence[Tuple[tvm.IRModule, Target, str]], out
         for line in proc.stdout:
             if line.startswith(_PROGRESS) and progress:
                 progress(line[len(_PROGRESS):].rstrip("\n"))
-            else:
+            elif not _PTXAS_CHATTER.match(line):  # -Xptxas -v's resource lines would bury the error
                 tail = (tail + [line])[-200:]
         code = proc.wait()
         if code != 0 or not result_path.exists():
@@ -173,6 +174,7 @@ def _compile_cuda_in_child(jobs: Sequence[Tuple[tvm.IRModule, Target, str]], out
 
 
 _PROGRESS = "dynfilter_tvm progress: "
+_PTXAS_CHATTER = re.compile(r"ptxas info\s*:|\s+\d+ bytes stack frame, ")
 
 
 def _child_main(spec_path: str) -> int:
