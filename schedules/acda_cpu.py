@@ -74,6 +74,22 @@ def _vector_tiles(sch, buffer: str, blocks, lanes: int) -> None:
                 _sch_api.ScheduleAnnotateBufferAccess(sch, block, i, 0 if kind == "read" else 1, index_map)
 
 
+def _finish_row(sch, acc, first_reduce, xo, atoms, t, wo, lanes) -> None:
+    """fwd and dx, last: 'out' stored per vector tile, then the reductions split into init +
+    update (compute_at needs them whole, so this comes after every producer is placed)."""
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, xo)
+    vectorize_under(sch, out, xo)
+    init = sch.decompose_reduction(acc, first_reduce)
+    vectorize_inner(sch, init, lanes, under=xo)
+    if wo is None:
+        tile_regions(sch, "acc", ("out",), lanes)
+    if t is not None:
+        init = sch.decompose_reduction(atoms, t)
+        if wo is None or wo > 1:  # else its innermost loop is a tap loop
+            vectorize_inner(sch, init, lanes)
+
+
 @register("acda", "fwd", "cpu")
 def fwd(sch, wl, target):
     acc = sch.get_sblock("acc")
@@ -102,18 +118,7 @@ def fwd(sch, wl, target):
     atoms, t = _atoms_row(sch, wl, row, wo)
     if wo is None:  # the row's coefficients, zeros past its end (inlined: a branch per vector)
         sch.compute_at(sch.get_sblock("Apad"), row)
-    out = sch.get_sblock("out")
-    sch.reverse_compute_at(out, xo)
-    vectorize_under(sch, out, xo)
-    # reductions split into init + update last: compute_at needs them whole
-    init = sch.decompose_reduction(acc, u)
-    vectorize_inner(sch, init, lanes, under=xo)
-    if wo is None:
-        tile_regions(sch, "acc", ("out",), lanes)
-    if t is not None:
-        init = sch.decompose_reduction(atoms, t)
-        if wo is None or wo > 1:  # else its innermost loop is a tap loop
-            vectorize_inner(sch, init, lanes)
+    _finish_row(sch, acc, u, xo, atoms, t, wo, lanes)
 
 
 @register("acda", "dx", "cpu")
@@ -142,17 +147,7 @@ def dx(sch, wl, target):
         sch.parallel(sch.fuse(*sch.get_loops(block)[:3]))
         vectorize_inner(sch, block, lanes)
     atoms, t = _atoms_row(sch, wl, row, wo)
-    out = sch.get_sblock("out")
-    sch.reverse_compute_at(out, xo)
-    vectorize_under(sch, out, xo)
-    init = sch.decompose_reduction(acc, m)
-    vectorize_inner(sch, init, lanes, under=xo)
-    if wo is None:
-        tile_regions(sch, "acc", ("out",), lanes)
-    if t is not None:
-        init = sch.decompose_reduction(atoms, t)
-        if wo is None or wo > 1:
-            vectorize_inner(sch, init, lanes)
+    _finish_row(sch, acc, m, xo, atoms, t, wo, lanes)
 
 
 @register("acda", "datoms", "cpu")
