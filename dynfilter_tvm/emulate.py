@@ -679,3 +679,10 @@ def check(workload, way: str, mod=None, *, arch: str = "sm_90", seed: int = 0,
         raise CheckFailed(f"relative error {err:.3e} > {tol:.0e}; worst at "
                           f"{list(map(int, worst))}: got {got[worst]!r}, want {want[worst]!r}")
     return err
+
+
+def check_sizes(workload, way: str, sizes: Sequence[Dict[str, int]], *, arch: str = "sm_90") -> List[float]:
+    """:func:`check` of a generic ``workload`` at each of ``sizes`` from one lowering (what one
+    shape-generic build must survive); the relative error at each."""
+    low = prepare(workload, way, arch=arch)
+    return [check(workload, way, arch=arch, sizes=s, lowered=low) for s in sizes]

@@ -164,7 +164,4 @@ EMU_SIZES = [dict(N=1, H=9, W=9), dict(N=2, H=11, W=13), dict(N=1, H=7, W=37), d
 @pytest.mark.parametrize("kernel", ("fwd", "dx", "datoms"))
 def test_cuda_generic_emulated(kernel, dtype, way):
     for params in CUDA_PARAMS:
-        wl = _cuda_wl(kernel, *params, dtype)
-        low = emulate.prepare(wl, way)
-        for sizes in EMU_SIZES:
-            emulate.check(wl, way, sizes=sizes, lowered=low)
+        emulate.check_sizes(_cuda_wl(kernel, *params, dtype), way, EMU_SIZES)

@@ -115,7 +115,4 @@ EMU_SIZES = [dict(B=1, H=1, W=1), dict(B=3, H=9, W=13), dict(B=1, H=5, W=70), di
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_cuda_generic_emulated(kernel, dtype, way):
     for p in CUDA_PARAMS:
-        wl = _generic_wl(kernel, *p, dtype)
-        low = emulate.prepare(wl, way)
-        for sizes in EMU_SIZES:
-            emulate.check(wl, way, sizes=sizes, lowered=low)
+        emulate.check_sizes(_generic_wl(kernel, *p, dtype), way, EMU_SIZES)

@@ -179,9 +179,7 @@ def test_cuda_generic_emulated(kernel, params, dtype):
     """Each declared kernel's generic CUDA build, lowered once, right at every size (the sizes of
     the image and of the output unrelated: every kernel reads its source through bounds checks)."""
     wl = Workload.make("pac", kernel, dict(params, N=None, H=None, W=None, Ho=None, Wo=None), dtype)
-    low = emulate.prepare(wl, "opencl")
-    for sizes in EMU_SIZES:
-        emulate.check(wl, "opencl", sizes=sizes, lowered=low)
+    emulate.check_sizes(wl, "opencl", EMU_SIZES)
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
