@@ -143,6 +143,19 @@ def _recording_builder(builder, results: list):
     return Recording()
 
 
+def _prepare(target, trials: int) -> Target:
+    """The resolved target (refused where we have no schedules for it), the trial count checked,
+    and MetaSchedule's console kept to warnings (its handler takes this level; its files keep INFO)."""
+    target = resolve(target)
+    family(target)
+    if trials < 1:
+        raise ValueError("--trials must be at least 1")
+    ms_log = logging.getLogger("tvm.s_tir.meta_schedule")
+    if ms_log.level == logging.NOTSET:
+        ms_log.setLevel(logging.WARNING)
+    return target
+
+
 def dry_run(workloads: Sequence[Workload], target, trials: int = 4, builder=None, seed: Optional[int] = None,
             population: int = 64) -> List[dict]:
     """MetaSchedule's search for each workload with ``trials`` candidates, each built for ``target``
@@ -151,13 +164,7 @@ def dry_run(workloads: Sequence[Workload], target, trials: int = 4, builder=None
     ``population`` (the evolutionary search's, default 64 instead of 512) keeps it quick."""
     from tvm.s_tir import meta_schedule as ms
 
-    target = resolve(target)
-    family(target)
-    if trials < 1:
-        raise ValueError("--trials must be at least 1")
-    ms_log = logging.getLogger("tvm.s_tir.meta_schedule")
-    if ms_log.level == logging.NOTSET:
-        ms_log.setLevel(logging.WARNING)
+    target = _prepare(target, trials)
     builder = builder or make_builder()
     summary = []
     for i, wl in enumerate(dict.fromkeys(workloads)):
@@ -211,13 +218,7 @@ def tune(workloads: Sequence[Workload], target, trials: int, log_dir=None, runne
     from tqdm import tqdm
     from tvm.s_tir import meta_schedule as ms
 
-    target = resolve(target)
-    family(target)  # refuses targets we have no schedules for
-    ms_log = logging.getLogger("tvm.s_tir.meta_schedule")
-    if ms_log.level == logging.NOTSET:  # its console handler takes this level: keep INFO in its files
-        ms_log.setLevel(logging.WARNING)
-    if trials < 1:
-        raise ValueError("--trials must be at least 1")
+    target = _prepare(target, trials)
     log_dir = Path(log_dir) if log_dir else tuning_log.default_root() / tuning_log.log_name(target)
     tl = tuning_log.open_or_create(log_dir, target)
     runner = runner or make_runner()
