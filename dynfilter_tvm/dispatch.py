@@ -13,11 +13,19 @@ the *generic* shape mode, it is served by
 and in the *static* mode by the static build of every shape met.
 
 The mode is ``DYNFILTER_TVM_SHAPES`` (``generic`` or ``static``) or :func:`set_shape_mode`.
-The default is **static** for now: the generic CPU kernels compute the same numbers but some
-still run above the static time (DDF forward 1.1-1.4x, ACDA forward up to 2x at 56 pixel rows,
-PAC ``conv_dw`` 3.2x at 28 pixel rows; README "Any input size"), so generic builds are opt-in
-for JIT use, while ``dynfilter-tvm compile`` without ``--input`` writes generic kernels into
-bundles.
+Unset, it depends on the target (``DEFAULT_MODES``):
+
+* **CPU: generic.** A model meeting a new input size builds nothing new. The generic CPU
+  schedules compute rows in whole vectors and run near the static time (README "Any input
+  size" lists the generic/static ratios per kernel).
+* **CUDA: static.** The generic CUDA kernels are the thread-per-output first versions (exact,
+  PoCL-checked at several sizes), while the static ones are tiled (DDF, PAC, ACDA) and use
+  tensor cores (PAC ``conv``): several times fewer requested bytes in the static GPU report. A
+  GPU serving many sizes without JIT takes a bundle built without ``--input``.
+
+The static mode is also the switch for hot shapes on CPU: one build per shape met, each
+specialised to its extents. A static build serves every shape a tuning log holds a record for,
+in either mode.
 """
 from __future__ import annotations
 
@@ -25,26 +33,30 @@ import os
 from typing import Optional
 
 from . import build, registry
+from .target import family
 from .workload import Workload
 
 ENV_SHAPES = "DYNFILTER_TVM_SHAPES"
 MODES = ("generic", "static")
-DEFAULT_MODE = "static"  # until generic CPU schedules reach static speed (see above)
+DEFAULT_MODES = {"cpu": "generic", "cuda": "static"}  # by target family (see above)
 _mode: Optional[str] = None  # set_shape_mode's choice; None: the environment's
 
 
 def set_shape_mode(mode: Optional[str]) -> None:
-    """'generic' or 'static' (the default) for this process; None goes back to ``$DYNFILTER_TVM_SHAPES``."""
+    """'generic' or 'static' for this process; None goes back to ``$DYNFILTER_TVM_SHAPES``, or
+    where unset to the target's default (``DEFAULT_MODES``)."""
     global _mode
     if mode is not None and mode not in MODES:
         raise ValueError(f"shape mode must be one of {MODES}, got {mode!r}")
     _mode = mode
 
 
-def shape_mode() -> str:
+def shape_mode(target=None) -> str:
+    """The mode serving calls for ``target`` (None: a CPU's default where nothing is set)."""
     if _mode is not None:
         return _mode
-    mode = os.environ.get(ENV_SHAPES, DEFAULT_MODE).strip().lower() or DEFAULT_MODE
+    default = DEFAULT_MODES[family(target) if target is not None else "cpu"]
+    mode = os.environ.get(ENV_SHAPES, default).strip().lower() or default
     if mode not in MODES:
         raise ValueError(f"${ENV_SHAPES} must be one of {MODES}, got {mode!r}")
     return mode
@@ -58,7 +70,7 @@ def generic_of(workload: Workload) -> Optional[Workload]:
 
 def select(workload: Workload, target) -> Workload:
     """The workload to build or load for a static ``workload`` (see the module docstring)."""
-    if workload.kind != "static" or shape_mode() == "static":
+    if workload.kind != "static" or shape_mode(target) == "static":
         return workload
     generic = generic_of(workload)
     if generic is None:

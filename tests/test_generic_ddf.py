@@ -1,8 +1,7 @@
 """Shape-generic DDF kernels (B, H, W symbolic): one build serves every size.
 
-The DDF op declares ``SYMBOLIC``; the tests switch to the generic shape mode (the default is
-static while the generic CPU kernels are slower than the static ones; see
-benchmarks/bench_generic.py). Checked: forward and all three gradients through the torch op at
+The DDF op declares ``SYMBOLIC``; the tests set the generic shape mode explicitly (the default
+on CPU, not on CUDA; see ``dynfilter_tvm.dispatch``). Checked: forward and all three gradients through the torch op at
 several sizes against the float64 reference, with nothing built after the first size; static
 mode still builds per shape; the CUDA schedules build for sm_90 with device code and run on
 PoCL at several sizes from one lowering.
@@ -83,6 +82,27 @@ def test_dispatch_selects_generic(generic):
     assert dispatch.select(wl, cpu_target()).p["H"] is None
     dispatch.set_shape_mode("static")
     assert dispatch.select(wl, cpu_target()) is wl
+
+
+def test_default_mode_by_target(monkeypatch):
+    from dynfilter_tvm.target import cpu_target, cuda_target
+
+    wl = Workload.make("ddf", "fwd", dict(B=2, C=8, H=9, W=11, G=2, k=3, s=1, d=1, combine="mul"), "float32")
+    dispatch.set_shape_mode(None)
+    monkeypatch.delenv(dispatch.ENV_SHAPES, raising=False)
+    # nothing set: generic on CPU (one build for every size), static on CUDA (tiled schedules)
+    assert dispatch.shape_mode(cpu_target()) == "generic"
+    assert dispatch.select(wl, cpu_target()).kind == "generic"
+    assert dispatch.shape_mode(cuda_target("sm_90")) == "static"
+    assert dispatch.select(wl, cuda_target("sm_90")) is wl
+    # the environment overrides the target's default, either way
+    monkeypatch.setenv(dispatch.ENV_SHAPES, "generic")
+    assert dispatch.select(wl, cuda_target("sm_90")).kind == "generic"
+    monkeypatch.setenv(dispatch.ENV_SHAPES, "static")
+    assert dispatch.select(wl, cpu_target()) is wl
+    monkeypatch.setenv(dispatch.ENV_SHAPES, "dynamic")
+    with pytest.raises(ValueError, match="DYNFILTER_TVM_SHAPES must be one of"):
+        dispatch.shape_mode(cpu_target())
 
 
 def _generic_wl(kernel, C, G, k, s, d, combine, dtype):
