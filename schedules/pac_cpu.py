@@ -6,9 +6,10 @@ vectors along x: the kernel value times the source), then runs a register-tiled 
 product: for each block of output channels x a few vectors along x, the C*k*k reduction
 loads one broadcast weight per channel of the block and one vector of taps per vector.
 conv_dk: per row, G = Wt^T dO is the same tiled product (output rows c,i,j); the sum over
-channels of source x G follows, vectors along x. conv_dw: the x loop split into vector
-lanes and rfactored, so each (block of output channels, input channel, tap row) keeps
-o_block x k vector partial sums over all pixels, then sums its lanes.
+channels of source x G follows, vectors along x. conv_dw (a reduction over every pixel):
+vectors along the input channels, the padded source stored channels-last, one pixel at a time
+(no row tail, so static and generic builds run the same code); channels that no vector divides
+fall back to vectors along x, rfactored (a scalar tail per row in generic builds).
 pool / pool_dk / dist*: vectors along x, parallel over rows or planes.
 
 Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests.
@@ -285,6 +286,99 @@ def _reads_whole_rows(sch, block, buffer: str) -> None:
 
 @register("pac", "conv_dw", "cpu")
 def conv_dw(sch, wl, target):
+    p = wl.p
+    lanes = _channel_lanes(p["C"], wl.dtype, target)
+    if lanes:
+        _conv_dw_channel_vectors(sch, wl, target, lanes)
+    else:
+        _conv_dw_x_vectors(sch, wl, target)
+
+
+def _channel_lanes(C: int, dtype: str, target):
+    """Lanes of conv_dw's vectors along input channels: the widest vector (512-bit on AVX-512,
+    then 256- and 128-bit) that divides C; None where none does (C odd, say)."""
+    full = vector_lanes(dtype) * (2 if _avx512(target) else 1)
+    for lanes in (full, full // 2, full // 4):
+        if lanes >= 2 and C % lanes == 0:
+            return lanes
+    return None
+
+
+def _dw_tile(O: int, C: int, k: int, lanes: int, target):
+    """(output channels, channel vectors, taps along j) of conv_dw's register tile: the most
+    FMAs per instruction within the accumulators. Per pixel a tile of rb x cv x jt vectors costs
+    rb * cv * jt FMAs, jt kernel broadcasts, jt * cv loads and products of the source, rb dO
+    broadcasts."""
+    regs = acc_registers(target)
+    best = None
+    for jt in sorted({1, k}):
+        for cv in (b for b in range(1, C // lanes + 1) if (C // lanes) % b == 0):
+            cap = regs // (cv * jt)
+            if cap < 1:
+                continue
+            rb = _divisor_at_most(O, cap)
+            fma = rb * cv * jt
+            score = (fma / (fma + jt + 2 * jt * cv + rb), fma)
+            if best is None or score > best[0]:
+                best = (score, (rb, cv, jt))
+    return best[1]
+
+
+def _conv_dw_channel_vectors(sch, wl, target, lanes: int) -> None:
+    """dWt[o,c,i,j] = sum over pixels of dO[o] * K[i,j] * Sz[c, tap]: vectors along the input
+    channels c, so the reduction over n, y, x runs one pixel at a time, whatever the width (no
+    tail, no predicate: the same code for static and symbolic sizes). The padded source is stored
+    channels-last, (n, Y, X, c), so a tap's channels are one contiguous vector; per pixel a tile
+    of rb output channels x cv channel vectors x jt taps multiplies the source vectors by the
+    broadcast kernel value and adds them, times the broadcast dO, into rb x cv x jt accumulators
+    (the tile of acc, stored (o, i, j, c) so it is a contiguous local array LLVM keeps in
+    registers)."""
+    p = wl.p
+    O, C, k = p["O"], p["C"], p["k"]
+    rb, cv, jt = _dw_tile(O, C, k, lanes, target)
+    sz = sch.get_sblock("Sz")
+    sch.transform_layout(sz, ("write", 0), lambda n, c, y, x: (n, y, x, c))
+    n, c, y, x = sch.get_loops(sz)
+    sch.reorder(n, y, x, c)
+    sch.parallel(sch.fuse(n, y))
+    _, cl = sch.split(c, [None, lanes])
+    sch.vectorize(cl)
+    acc = sch.get_sblock("acc")
+    if p["Wo"] is None and jt > 1:
+        # the tile's jt kernel values lie a symbolic plane apart (a pointer each, 8 dO planes
+        # beside them: spills, 1.6x slower at 2x128x28² k3); pixel-major they are adjacent
+        _pixel_major(sch, acc, "K", lambda n, g, i, j, y, x: (n, y, x, g, i, j))
+    sch.transform_layout(acc, ("write", 0), lambda o, c, i, j: (o, i, j, c))
+    o, c, i, j, n, y, x = sch.get_loops(acc)
+    oo, oi = sch.split(o, [None, rb])
+    co, cvv, cl = sch.split(c, [None, cv, lanes])
+    jo, ji = sch.split(j, [None, jt])
+    sch.reorder(oo, co, i, jo, n, y, x, ji, oi, cvv, cl)
+    sch.parallel(sch.fuse(oo, co, i, jo))
+    sch.vectorize(cl)
+    unroll(sch, ji, oi, cvv)
+    tile = sch.get_loops(acc)[0]
+    sch.reverse_compute_at(sch.get_sblock("out"), tile)
+    sch.decompose_reduction(acc, n)
+
+
+def _pixel_major(sch, block, buffer: str, layout) -> None:
+    """A copy of input ``buffer`` stored pixel-major (``layout``), so the values ``block``
+    reads at one pixel lie side by side."""
+    index = [r.source.name for r in sch.get(block).reads].index(buffer)
+    copy = sch.cache_read(block, index, "global")
+    sch.transform_layout(copy, ("write", 0), layout)
+    loops = sch.get_loops(copy)
+    order = layout(*range(len(loops)))
+    sch.reorder(*(loops[a] for a in order))
+    sch.parallel(sch.fuse(loops[order[0]], loops[order[1]]))
+
+
+def _conv_dw_x_vectors(sch, wl, target) -> None:
+    """Vectors along x (channels that no vector divides): the x loop split into vector lanes and
+    rfactored, so each (block of output channels, input channel, tap row) keeps o_block x k
+    vector partial sums over all pixels, then sums its lanes. A symbolic width leaves a scalar
+    tail per row."""
     p = wl.p
     lanes, _ = _x_tiling(p["Wo"], wl.dtype)
     _materialize(sch, "Sz", lanes)
