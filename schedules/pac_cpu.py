@@ -19,7 +19,7 @@ the heavy loops: conv's reduction and conv_dk's G run over rows padded to whole 
 vector loops along x are cut by LoopPartition (``_partition``) into whole vectors and one
 scalar tail. Static builds take the same hint: a static loop whose body carries a
 lane-dependent condition (a padded copy's zero border or zeros past the width) is scalarized
-whole too. pool's padded taps stay scalar (generic pool is not declared). Static conv and
+whole too. pool inlines its taps (a symbolic width: vectors and a scalar tail). Static conv and
 conv_dk take the padded rows too where the width admits no full-width vectors (``_pads_rows``:
 28 and 56 pixels on AVX-512).
 """
@@ -30,7 +30,7 @@ from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
 from . import register
-from .common import acc_registers, after_compute_at, unroll, vector_lanes, vectorize_inner, vectorize_under
+from .common import acc_registers, after_compute_at, tile_regions, unroll, vector_lanes, vectorize_inner, vectorize_under
 
 
 def _partition(sch, loop) -> None:
@@ -177,16 +177,16 @@ def conv(sch, wl, target):
 
 @register("pac", "pool", "cpu")
 def pool(sch, wl, target):
+    """The taps inlined, blocks of channels x one vector along x, the taps outside. A symbolic
+    width: whole vectors and one scalar tail (``_partition``), the accumulator tile declared
+    whole-vector (``tile_regions``: else its compacted size comes from the tail's predicate and
+    TVM 0.27's host lowering fails, "cannot make uint from negative value")."""
     p = wl.p
     lanes = vector_lanes(wl.dtype)
     _materialize(sch, "Sz", lanes)
     if p["a"]:
         _materialize(sch, "Kz", lanes, outer=4)
-    generic = p["Wo"] is None
-    if generic:  # taps per row, padded (see conv)
-        _pad_x(sch, "xk", _x_tiling(None, wl.dtype)[0], 3)
-    else:
-        sch.compute_inline(sch.get_sblock("xk"))
+    sch.compute_inline(sch.get_sblock("xk"))
     acc = sch.get_sblock("acc")
     n, c, y, x, i, j = sch.get_loops(acc)
     # a shared kernel (G = 1) row is read by every channel: channels inside the row loop
@@ -195,12 +195,10 @@ def pool(sch, wl, target):
     sch.parallel(row)
     cb = 4 if p["G"] == 1 else 1
     xo = _gemm_tile_depthwise(sch, c, x, (i, j), p["C"], p["Wo"], cb, wl)
-    if generic:
-        xk = sch.get_sblock("xk_pad")
-        sch.compute_at(xk, row)
-        _, xi = sch.split(sch.get_loops(xk)[-1], [None, _x_tiling(None, wl.dtype)[0]])
-        sch.vectorize(xi)
+    _partition(sch, xo)
     _finish(sch, acc, i, xo)
+    if p["Wo"] is None:
+        tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), _x_tiling(None, wl.dtype)[0])
 
 
 def _gemm_tile_depthwise(sch, c, x, red, n_c: int, wo: int, cb: int, wl):
