@@ -342,7 +342,8 @@ def _dw_tile(O: int, C: int, k: int, lanes: int, target):
 def _conv_dw_channel_vectors(sch, wl, target, lanes: int) -> None:
     """dWt[o,c,i,j] = sum over pixels of dO[o] * K[i,j] * Sz[c, tap]: vectors along the input
     channels c, so the reduction over n, y, x runs one pixel at a time, whatever the width (no
-    tail, no predicate: the same code for static and symbolic sizes). The padded source is stored
+    tail, no predicate: the same loop nest for static and symbolic sizes; generic builds add a
+    pixel-major copy of K where the tile spans several taps). The padded source is stored
     channels-last, (n, Y, X, c), so a tap's channels are one contiguous vector; per pixel a tile
     of rb output channels x cv channel vectors x jt taps multiplies the source vectors by the
     broadcast kernel value and adds them, times the broadcast dO, into rb x cv x jt accumulators
