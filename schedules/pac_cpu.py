@@ -6,18 +6,22 @@ vectors along x: the kernel value times the source), then runs a register-tiled 
 product: for each block of output channels x a few vectors along x, the C*k*k reduction
 loads one broadcast weight per channel of the block and one vector of taps per vector.
 conv_dk: per row, G = Wt^T dO is the same tiled product (output rows c,i,j); the sum over
-channels of source x G follows, vectors along x. conv_dw: the x loop split into vector
-lanes and rfactored, so each (block of output channels, input channel, tap row) keeps
-o_block x k vector partial sums over all pixels, then sums its lanes.
+channels of source x G follows, vectors along x. conv_dw (a reduction over every pixel):
+vectors along the input channels, the padded source stored channels-last, one pixel at a time
+(no row tail, so static and generic builds run the same code); channels that no vector divides
+fall back to vectors along x, rfactored (a scalar tail per row in generic builds).
 pool / pool_dk / dist*: vectors along x, parallel over rows or planes.
 
 Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests.
 A predicated vector loop is scalarized whole by TVM, so a symbolic x never leaves one around
 the heavy loops: conv's reduction and conv_dk's G run over rows padded to whole register tiles
 (``pad_einsum``: zeros past the width, read from padded copies, never stored); the other
-vector loops along x are cut by LoopPartition (``split_tail``) into whole vectors and one
-scalar tail. pool's padded taps stay scalar (generic pool is not declared). Static conv and
-conv_dk take the padded rows too where the width admits no full-width vectors (``_pads_rows``).
+vector loops along x are cut by LoopPartition (``_partition``) into whole vectors and one
+scalar tail. Static builds take the same hint: a static loop whose body carries a
+lane-dependent condition (a padded copy's zero border or zeros past the width) is scalarized
+whole too. pool inlines its taps (a symbolic width: vectors and a scalar tail). Static conv and
+conv_dk take the padded rows too where the width admits no full-width vectors (``_pads_rows``:
+28 and 56 pixels on AVX-512).
 """
 from __future__ import annotations
 
@@ -26,7 +30,19 @@ from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
 from . import register
-from .common import acc_registers, after_compute_at, split_tail, unroll, vector_lanes, vectorize_inner, vectorize_under
+from .common import acc_registers, after_compute_at, tile_regions, unroll, vector_lanes, vectorize_inner, vectorize_under
+
+
+def _partition(sch, loop) -> None:
+    """``split_tail`` for static extents too: a loop over vectors whose body holds a
+    lane-dependent condition (the zero border of a padded copy, the zeros past the width of a
+    padded row) is cut by LoopPartition into the vectors where the condition is uniform, which
+    stay vectors, and the few where it is not (TVM scalarizes a whole vector loop that carries
+    one). Static 2x128x28² k3 conv: its padded taps' copy (28 of 32 columns) kept the whole
+    copy scalar, 3.3 -> 2.4 ms."""
+    if loop is not None:
+        sch.annotate(loop, "pragma_loop_partition_hint", 1)
+
 
 def _divisor_at_most(n: int, cap: int) -> int:
     """The largest divisor of n not above cap (a block without a tail)."""
@@ -61,7 +77,7 @@ def _materialize(sch, name: str, lanes: int, outer: int = 2) -> None:
     """A padded / zero-inserted copy computed once: parallel over its leading planes."""
     block = sch.get_sblock(name)
     sch.parallel(sch.fuse(*sch.get_loops(block)[:outer]))
-    split_tail(sch, vectorize_inner(sch, block, lanes))
+    _partition(sch, vectorize_inner(sch, block, lanes))
 
 
 def _tile_shape(n_rows: int, wo: int, wl, target):
@@ -108,7 +124,7 @@ def _gemm_tile(sch, block, rows, x, red, n_rows: int, wo: int, wl, target):
     need the cast stage per tile over a non-rectangular region: rows stay whole.)"""
     lanes, xv, rb = _tile_shape(n_rows, wo, wl, target)
     xo = _register_tile(sch, rows, x, red, rb, xv, lanes)
-    split_tail(sch, xo)
+    _partition(sch, xo)
     return xo
 
 
@@ -125,10 +141,12 @@ def _register_tile(sch, rows, x, red, rb: int, xv: int, lanes: int):
 def _pads_rows(wo: int, dtype: str, target) -> bool:
     """Static conv: pad the rows to whole register tiles, as generic builds do, where the
     width admits no full-width vectors: 28 = 7 x 4 lanes would take 4-lane vectors (a quarter
-    of AVX-512's; measured 2.7x slower than the padded row at 2x64x28² k3), 13 a predicated,
-    scalar tail (1.6x slower at 1x8x13² k3)."""
+    of AVX-512's; measured 2.7x slower than the padded row at 2x64x28² k3), 56 = 7 x 8 lanes
+    half vectors (conv 1.7x, conv_dk 1.5x slower than the row padded to 64 at 2x64x56² k3),
+    13 a predicated, scalar tail (1.6x slower at 1x8x13² k3)."""
     lanes, _ = _x_tiling(wo, dtype, target)
-    return lanes < vector_lanes(dtype) or wo % lanes != 0
+    full = vector_lanes(dtype) * (2 if _avx512(target) else 1)
+    return lanes < full or wo % lanes != 0
 
 
 @register("pac", "conv", "cpu")
@@ -153,22 +171,22 @@ def conv(sch, wl, target):
         _materialize(sch, "Kz", lanes, outer=4)
     xk = sch.get_sblock(xk_name)
     sch.compute_at(xk, row)
-    split_tail(sch, vectorize_inner(sch, xk, lanes, under=row))
+    _partition(sch, vectorize_inner(sch, xk, lanes, under=row))
     _finish(sch, acc, c, xo)
 
 
 @register("pac", "pool", "cpu")
 def pool(sch, wl, target):
+    """The taps inlined, blocks of channels x one vector along x, the taps outside. A symbolic
+    width: whole vectors and one scalar tail (``_partition``), the accumulator tile declared
+    whole-vector (``tile_regions``: else its compacted size comes from the tail's predicate and
+    TVM 0.27's host lowering fails, "cannot make uint from negative value")."""
     p = wl.p
     lanes = vector_lanes(wl.dtype)
     _materialize(sch, "Sz", lanes)
     if p["a"]:
         _materialize(sch, "Kz", lanes, outer=4)
-    generic = p["Wo"] is None
-    if generic:  # taps per row, padded (see conv)
-        _pad_x(sch, "xk", _x_tiling(None, wl.dtype)[0], 3)
-    else:
-        sch.compute_inline(sch.get_sblock("xk"))
+    sch.compute_inline(sch.get_sblock("xk"))
     acc = sch.get_sblock("acc")
     n, c, y, x, i, j = sch.get_loops(acc)
     # a shared kernel (G = 1) row is read by every channel: channels inside the row loop
@@ -177,12 +195,10 @@ def pool(sch, wl, target):
     sch.parallel(row)
     cb = 4 if p["G"] == 1 else 1
     xo = _gemm_tile_depthwise(sch, c, x, (i, j), p["C"], p["Wo"], cb, wl)
-    if generic:
-        xk = sch.get_sblock("xk_pad")
-        sch.compute_at(xk, row)
-        _, xi = sch.split(sch.get_loops(xk)[-1], [None, _x_tiling(None, wl.dtype)[0]])
-        sch.vectorize(xi)
+    _partition(sch, xo)
     _finish(sch, acc, i, xo)
+    if p["Wo"] is None:
+        tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), _x_tiling(None, wl.dtype)[0])
 
 
 def _gemm_tile_depthwise(sch, c, x, red, n_c: int, wo: int, cb: int, wl):
@@ -202,14 +218,14 @@ def _channel_sum_row(sch, acc, lanes):
     sch.parallel(row)
     xo, xi = sch.split(x, [None, lanes])
     sch.vectorize(xi)
-    split_tail(sch, xo)
+    _partition(sch, xo)
     return row, c
 
 
 def _finish(sch, acc, first_red, xo, lanes=None):
     """The cast stage into the tile loop ``xo``, the reduction's init split off, both vectorized
     (``lanes``: the loops left are whole rows of a symbolic width, split into vectors first)."""
-    vec = vectorize_under if lanes is None else (lambda s, b, loop: split_tail(s, vectorize_inner(s, b, lanes, under=loop)))
+    vec = vectorize_under if lanes is None else (lambda s, b, loop: _partition(s, vectorize_inner(s, b, lanes, under=loop)))
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vec(sch, out, xo)
@@ -286,6 +302,100 @@ def _reads_whole_rows(sch, block, buffer: str) -> None:
 @register("pac", "conv_dw", "cpu")
 def conv_dw(sch, wl, target):
     p = wl.p
+    lanes = _channel_lanes(p["C"], wl.dtype, target)
+    if lanes:
+        _conv_dw_channel_vectors(sch, wl, target, lanes)
+    else:
+        _conv_dw_x_vectors(sch, wl, target)
+
+
+def _channel_lanes(C: int, dtype: str, target):
+    """Lanes of conv_dw's vectors along input channels: the widest vector (512-bit on AVX-512,
+    then 256- and 128-bit) that divides C; None where none does (C odd, say)."""
+    full = vector_lanes(dtype) * (2 if _avx512(target) else 1)
+    for lanes in (full, full // 2, full // 4):
+        if lanes >= 2 and C % lanes == 0:
+            return lanes
+    return None
+
+
+def _dw_tile(O: int, C: int, k: int, lanes: int, target):
+    """(output channels, channel vectors, taps along j) of conv_dw's register tile: the most
+    FMAs per instruction within the accumulators. Per pixel a tile of rb x cv x jt vectors costs
+    rb * cv * jt FMAs, jt kernel broadcasts, jt * cv loads and products of the source, rb dO
+    broadcasts."""
+    regs = acc_registers(target)
+    best = None
+    for jt in sorted({1, k}):
+        for cv in (b for b in range(1, C // lanes + 1) if (C // lanes) % b == 0):
+            cap = regs // (cv * jt)
+            if cap < 1:
+                continue
+            rb = _divisor_at_most(O, cap)
+            fma = rb * cv * jt
+            score = (fma / (fma + jt + 2 * jt * cv + rb), fma)
+            if best is None or score > best[0]:
+                best = (score, (rb, cv, jt))
+    return best[1]
+
+
+def _conv_dw_channel_vectors(sch, wl, target, lanes: int) -> None:
+    """dWt[o,c,i,j] = sum over pixels of dO[o] * K[i,j] * Sz[c, tap]: vectors along the input
+    channels c, so the reduction over n, y, x runs one pixel at a time, whatever the width (no
+    tail, no predicate: the same loop nest for static and symbolic sizes; generic builds add a
+    pixel-major copy of K where the tile spans several taps). The padded source is stored
+    channels-last, (n, Y, X, c), so a tap's channels are one contiguous vector; per pixel a tile
+    of rb output channels x cv channel vectors x jt taps multiplies the source vectors by the
+    broadcast kernel value and adds them, times the broadcast dO, into rb x cv x jt accumulators
+    (the tile of acc, stored (o, i, j, c) so it is a contiguous local array LLVM keeps in
+    registers)."""
+    p = wl.p
+    O, C, k = p["O"], p["C"], p["k"]
+    rb, cv, jt = _dw_tile(O, C, k, lanes, target)
+    sz = sch.get_sblock("Sz")
+    sch.transform_layout(sz, ("write", 0), lambda n, c, y, x: (n, y, x, c))
+    n, c, y, x = sch.get_loops(sz)
+    sch.reorder(n, y, x, c)
+    sch.parallel(sch.fuse(n, y))
+    _, cl = sch.split(c, [None, lanes])
+    sch.vectorize(cl)
+    acc = sch.get_sblock("acc")
+    if p["Wo"] is None and jt > 1:
+        # the tile's jt kernel values lie a symbolic plane apart (a pointer each, 8 dO planes
+        # beside them: spills, 1.6x slower at 2x128x28² k3); pixel-major they are adjacent
+        _pixel_major(sch, acc, "K", lambda n, g, i, j, y, x: (n, y, x, g, i, j))
+    sch.transform_layout(acc, ("write", 0), lambda o, c, i, j: (o, i, j, c))
+    o, c, i, j, n, y, x = sch.get_loops(acc)
+    oo, oi = sch.split(o, [None, rb])
+    co, cvv, cl = sch.split(c, [None, cv, lanes])
+    jo, ji = sch.split(j, [None, jt])
+    sch.reorder(oo, co, i, jo, n, y, x, ji, oi, cvv, cl)
+    sch.parallel(sch.fuse(oo, co, i, jo))
+    sch.vectorize(cl)
+    unroll(sch, ji, oi, cvv)
+    tile = sch.get_loops(acc)[0]
+    sch.reverse_compute_at(sch.get_sblock("out"), tile)
+    sch.decompose_reduction(acc, n)
+
+
+def _pixel_major(sch, block, buffer: str, layout) -> None:
+    """A copy of input ``buffer`` stored pixel-major (``layout``), so the values ``block``
+    reads at one pixel lie side by side."""
+    index = [r.source.name for r in sch.get(block).reads].index(buffer)
+    copy = sch.cache_read(block, index, "global")
+    sch.transform_layout(copy, ("write", 0), layout)
+    loops = sch.get_loops(copy)
+    order = layout(*range(len(loops)))
+    sch.reorder(*(loops[a] for a in order))
+    sch.parallel(sch.fuse(loops[order[0]], loops[order[1]]))
+
+
+def _conv_dw_x_vectors(sch, wl, target) -> None:
+    """Vectors along x (channels that no vector divides): the x loop split into vector lanes and
+    rfactored, so each (block of output channels, input channel, tap row) keeps o_block x k
+    vector partial sums over all pixels, then sums its lanes. A symbolic width leaves a scalar
+    tail per row."""
+    p = wl.p
     lanes, _ = _x_tiling(p["Wo"], wl.dtype)
     _materialize(sch, "Sz", lanes)
     acc = sch.get_sblock("acc")
@@ -299,7 +409,7 @@ def conv_dw(sch, wl, target):
     sch.parallel(sch.fuse(oo, c))
     sch.vectorize(xl)
     unroll(sch, j, oi)
-    split_tail(sch, xo)
+    _partition(sch, xo)
     # the lane sums and the cast per tile: the partials stay in registers
     sch.reverse_compute_at(acc, i)
     sch.reverse_compute_at(sch.get_sblock("out"), i)
@@ -338,7 +448,7 @@ def _taps_inside_vectors(sch, lanes, row_copy=None):
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(xo, i, j, xi)
     sch.vectorize(xi)
-    split_tail(sch, xo)
+    _partition(sch, xo)
     if row_copy is not None:
         _row_copy(sch, acc, row_copy, row, lanes)
     _finish(sch, acc, i, xo)

@@ -143,6 +143,8 @@ _CPU = [("conv", dict(C=5, O=24, k=3, s=1, z=1, p=1, d=1, a=0)), ("conv", dict(C
         # the gradients of strided layers and of transposed convolutions: stride, zero insertion, dilation
         ("conv_dk", dict(C=4, O=6, k=5, s=1, z=2, p=2, d=1)), ("conv_dk", dict(C=3, O=5, k=3, s=2, z=1, p=2, d=2)),
         ("conv_dw", dict(C=4, O=6, k=5, s=1, z=2, p=2, d=1)), ("conv_dw", dict(C=3, O=5, k=3, s=2, z=1, p=2, d=2)),
+        # conv_dw's vectors along channels (C a multiple of the lanes), several per tile
+        ("conv_dw", dict(C=16, O=24, k=3, s=1, z=1, p=1, d=1)), ("conv_dw", dict(C=64, O=6, k=5, s=2, z=1, p=1, d=2)),
         ("pool_dk", dict(C=4, G=1, k=5, s=2, z=1, p=1, d=1)), ("dist", dict(C=3, G=3, k=3, s=2, p=2, d=2, asym=1)),
         ("dist_df", dict(C=3, G=1, k=5, s=2, p=2, d=1, asym=0)), ("dist_df0", dict(C=4, G=4, k=3, s=3, p=1, d=1, asym=1))]
 

@@ -60,6 +60,9 @@ CONV_CASES = [
     (1, 3, 4, 11, 13, 5, 2, 3, 2),
     (2, 2, 3, 13, 10, 3, 3, 2, 2),
     (1, 3, 2, 20, 23, 7, 2, 3, 3),
+    # channels a multiple of the vector lanes: the weight gradient vectorised along channels
+    (2, 16, 10, 9, 13, 3, 1, 1, 1),
+    (1, 32, 5, 11, 7, 5, 2, 2, 1),
 ]
 
 
@@ -207,10 +210,10 @@ def test_packernel2d_geometries(k, s, p, d):
 
 @pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-5), (torch.float16, 1e-2), (torch.bfloat16, 5e-2)])
 def test_other_dtypes(dtype, atol):
-    case = CONV_CASES[0]
-    N, C, O, H, W, k, s, p, d = case
-    _compare(Fn.pacconv2d, conv_inputs(*case), dict(stride=s, padding=p, dilation=d), dtype, atol, 1e-4 if dtype ==
-             torch.float32 else 0)
+    for case in (CONV_CASES[0], CONV_CASES[-2]):  # (the second: conv_dw's vectors along channels)
+        N, C, O, H, W, k, s, p, d = case
+        _compare(Fn.pacconv2d, conv_inputs(*case), dict(stride=s, padding=p, dilation=d), dtype, atol,
+                 1e-4 if dtype == torch.float32 else 0)
     f = torch.randn(2, 3, 9, 8, dtype=torch.float64, requires_grad=True)
     _compare(Fn.packernel2d, [f], dict(kernel_size=3, stride=1, padding=1), dtype, atol, 0,
              ref_fn=R.packernel2d_reference)

@@ -42,11 +42,16 @@ Wo symbolic, one build serving any of them (channels, kernel size and tap geomet
 ``conv_dw``, ``pool_dk`` and the ``dist*`` kernels. Their CPU schedules never leave a
 predicated tail around a register tile: ``conv`` and ``conv_dk``'s G pad each row's matrix
 product to whole register tiles (zeros read past the width, never stored); the per-row loops
-of the light kernels and conv_dw's reduction over x run whole vectors and one scalar tail
-(a loop-partition hint). ``pool`` stays static: its generic build is right but ~12x slower
-(the taps of its channel-shared kernel built per row in a padded stage that stays scalar; the
-same schedule with the taps inlined fails in TVM 0.27's host lowering, "cannot make uint from
-negative value"). Ratios in benchmarks/RESULTS.md "Generic vs static kernels (CPU)".
+of the light kernels run whole vectors and one scalar tail (a loop-partition hint); conv_dw
+vectorises along input channels (a channels-last copy of the source) and reduces one pixel at
+a time, so no width leaves a tail (2x128x28² k3, 1 thread: 2.9 ms generic and static, was
+27.4 generic and 8.4 static with vectors along x). ``pool`` stays static: its generic build
+(the taps inlined as in the static build, the accumulator tile declared whole-vector, without
+which TVM 0.27's host lowering fails, "cannot make uint from negative value") is right and as
+fast as the static one at 128-px rows, but 1.3x at 56 and 2.5x at 28 (2x128x28² k3: 0.29 vs
+0.11 ms). Fewer channels per tile, a contiguous copy of K's row, and vectors along channels
+did not close the gap; the likely cause is the address arithmetic of the symbolic plane and
+row strides, large next to the light per-tap work. Ratios in benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
