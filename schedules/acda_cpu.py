@@ -21,7 +21,7 @@ from tvm.s_tir.schedule import _ffi_api as _sch_api
 from tvm.tirx.function import IndexMap
 
 from . import register
-from .common import tile_regions, acc_registers, after_compute_at, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import split_tail, tile_regions, acc_registers, after_compute_at, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 
 def _extent(sch, loop) -> Optional[int]:
@@ -38,19 +38,31 @@ def _channel_block(wl, target, per_channel=None) -> int:
     return max(b for b in range(1, most + 1) if wl.p["C"] % b == 0)  # no channel tail
 
 
-def _atoms_row(sch, wl, anchor, wo):
-    """Build one output row's atoms at ``anchor``: vectors along x, the sum over t outside.
-    Returns the block and its t loop (None for T = 1), to be decomposed last. ``wo``: None
-    where symbolic."""
-    p, lanes = wl.p, vector_lanes(wl.dtype)
+def _atoms_row(sch, wl, anchor, wo, lanes):
+    """Build one output row's atoms at ``anchor``, per vector tile of the row: for each tile,
+    atom m and tap row u, the k tap columns' vectors (unrolled) accumulate over the T bases in
+    registers (a load of A feeds k FMAs). The row's atoms are laid out tile-major
+    (x // lanes, m, u, v, lanes): a tile's M*k*k vectors lie at constant offsets. Returns the
+    block and its t loop (None for T = 1), to be decomposed last. ``wo``: None where symbolic."""
+    p = wl.p
     atoms = sch.get_sblock("atoms")
+    if wo is None:
+        sch.transform_layout(atoms, ("write", 0),
+                             lambda n, m, u, v, y, x: (n, y, x // lanes, m, u, v, x % lanes))
     sch.compute_at(atoms, anchor)
     loops = after_compute_at(sch, atoms, [("m", p["M"]), ("u", p["k"]), ("v", p["k"]),
                                            ("x", 2 if wo is None else wo), ("t", p["T"])])
+    if wo is None:
+        xo, xi = sch.split(loops["x"], [None, lanes])
+        sch.reorder(xo, *(loops[n] for n in ("m", "u", "t", "v") if n in loops), xi)
+        sch.vectorize(xi)
+        if "v" in loops:
+            unroll_taps(sch, wl, loops["v"])
+        return atoms, loops.get("t")
     if "x" in loops and "t" in loops:
         sch.reorder(loops["t"], loops["x"])
     if "x" in loops:
-        _, xi = sch.split(loops["x"], [None, lanes])
+        _, xi = sch.split(loops["x"], [None, vector_lanes(wl.dtype)])
         sch.vectorize(xi)
     return atoms, loops.get("t")
 
@@ -84,6 +96,7 @@ def _finish_row(sch, acc, first_reduce, xo, atoms, t, wo, lanes) -> None:
     vectorize_inner(sch, init, lanes, under=xo)
     if wo is None:
         tile_regions(sch, "acc", ("out",), lanes)
+        split_tail(sch, xo)
     if t is not None:
         init = sch.decompose_reduction(atoms, t)
         if wo is None or wo > 1:  # else its innermost loop is a tap loop
@@ -115,7 +128,7 @@ def fwd(sch, wl, target):
     xpad = sch.get_sblock("Xpad")
     sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
     vectorize_inner(sch, xpad, lanes)
-    atoms, t = _atoms_row(sch, wl, row, wo)
+    atoms, t = _atoms_row(sch, wl, row, wo, lanes)
     if wo is None:  # the row's coefficients, zeros past its end (inlined: a branch per vector)
         sch.compute_at(sch.get_sblock("Apad"), row)
     _finish_row(sch, acc, u, xo, atoms, t, wo, lanes)
@@ -146,7 +159,7 @@ def dx(sch, wl, target):
         block = sch.get_sblock(name)
         sch.parallel(sch.fuse(*sch.get_loops(block)[:3]))
         vectorize_inner(sch, block, lanes)
-    atoms, t = _atoms_row(sch, wl, row, wo)
+    atoms, t = _atoms_row(sch, wl, row, wo, lanes)
     _finish_row(sch, acc, m, xo, atoms, t, wo, lanes)
 
 
