@@ -67,6 +67,15 @@ def _atoms_row(sch, wl, anchor, wo, lanes):
     return atoms, loops.get("t")
 
 
+def _pad_rows(sch, wl, block, lanes) -> None:
+    """Vectorize a padded copy along its rows. Generic builds, stride 1: LoopPartition cuts
+    the row into whole vectors and the edges (the padding's branches are per lane). Not at
+    stride 2: there the pass ran for minutes (the row length (Wq - 1) * s + d * (k - 1) + 1)."""
+    xo = vectorize_inner(sch, block, lanes)
+    if wl.p["s"] == 1:
+        split_tail(sch, xo)
+
+
 def _vector_tiles(sch, buffer: str, blocks, lanes: int) -> None:
     """Generic builds: declare the accesses of the tile ``buffer`` by ``blocks`` as whole
     vectors along x. Without it TVM bounds a tile under a symbolic tail predicate by 2**31 - 1
@@ -168,7 +177,9 @@ def datoms(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
     xpad = sch.get_sblock("Xpad")
     sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
-    vectorize_inner(sch, xpad, lanes)
+    _pad_rows(sch, wl, xpad, lanes)
+    if wl.p["W"] is None:
+        return _datoms_generic(sch, wl, lanes)
     acc = sch.get_sblock("acc")
     n, m, u, v, y, x, c = sch.get_loops(acc)
     sch.reorder(n, y, m, u, x, c, v)
@@ -189,3 +200,31 @@ def datoms(sch, wl, target):
     vectorize_under(sch, out, xo)
     if wl.p["W"] is None:
         tile_regions(sch, "acc", ("out",), lanes)
+
+
+def _datoms_generic(sch, wl, lanes):
+    """Generic datoms: the loop nest is the stores' ('out', the real row): per output row
+    (parallel), atom, tap row and vector tile of the row, the tile's k tap columns
+    accumulate over the channels ('acc' computed at the tile, declared whole). The stores'
+    only predicate is then the row's end, which LoopPartition cuts off the whole tiles
+    (vector stores; a scalar tail tile)."""
+    out = sch.get_sblock("out")
+    tile_regions(sch, "acc", ("out",), lanes)
+    n, m, u, v, y, x = sch.get_loops(out)
+    xo, xi = sch.split(x, [None, lanes])
+    sch.reorder(n, y, m, u, xo, v, xi)
+    row = sch.fuse(n, y)
+    sch.parallel(row)
+    sch.vectorize(xi)
+    split_tail(sch, xo)
+    acc = sch.get_sblock("acc")
+    sch.compute_at(acc, xo)
+    av, ax, c = sch.get_loops(acc)[-3:]
+    sch.reorder(c, av, ax)
+    sch.vectorize(ax)
+    unroll_taps(sch, wl, av)
+    dop = sch.get_sblock("dOpad")  # the row of dO, zeros past its end
+    sch.compute_at(dop, row)
+    split_tail(sch, vectorize_inner(sch, dop, lanes, under=row))
+    init = sch.decompose_reduction(acc, c)
+    vectorize_inner(sch, init, lanes, under=xo)
