@@ -11,17 +11,34 @@ atom vector feeds the block's channels). Per row, not grid-wide: the generic bui
 then have no symbolic strides.
 datoms: the padded input once, then parallel over output rows, k vector accumulators along x
 per (atom, tap row), the channel sum outside the taps.
+
+Generic builds (N, H, W symbolic; rows of 'acc' padded to whole vectors, ``ops.acda``) take the
+same register tiles, arranged so that nothing scalar or memory-bound is left in the row loops
+(each was found in the generic build's assembly, against the static one's):
+- the loop nest is the stores' ('out', the real row; ``_store_nest``), 'acc' computed per
+  vector tile: the stores' only predicate is the row's end, which LoopPartition
+  (``split_tail``) cuts off the whole tiles. Nested the other way ('out' moved into acc's
+  tile by ``reverse_compute_at``), the predicate carries a disjunction LoopPartition cannot
+  prove, and every store of the row ran scalar;
+- a row's atoms are accumulated per vector tile, k tap-column vectors over the T bases in
+  registers (``_atoms_row``): over a symbolic x loop, LLVM kept each atom in memory
+  (a load, FMA and store per basis), where the static build's fully unrolled x let it
+  promote them to registers. The atoms are laid out tile-major, so a tile's M*k*k vectors
+  lie at constant offsets;
+- the padded and widened copies (Xpad, dO's and A's rows) are cut the same way into whole
+  vectors and edges (their zero padding is a per-lane branch, which TVM vectorizes by going
+  scalar).
+Static builds are unchanged by this.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 from tvm import tirx
-from tvm.s_tir.schedule import _ffi_api as _sch_api
-from tvm.tirx.function import IndexMap
 
 from . import register
-from .common import split_tail, tile_regions, acc_registers, after_compute_at, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import (acc_registers, after_compute_at, split_tail, tile_regions, unroll, unroll_taps, vector_lanes,
+                     vectorize_inner, vectorize_under)
 
 
 def _extent(sch, loop) -> Optional[int]:
@@ -39,11 +56,14 @@ def _channel_block(wl, target, per_channel=None) -> int:
 
 
 def _atoms_row(sch, wl, anchor, wo, lanes):
-    """Build one output row's atoms at ``anchor``, per vector tile of the row: for each tile,
-    atom m and tap row u, the k tap columns' vectors (unrolled) accumulate over the T bases in
-    registers (a load of A feeds k FMAs). The row's atoms are laid out tile-major
-    (x // lanes, m, u, v, lanes): a tile's M*k*k vectors lie at constant offsets. Returns the
-    block and its t loop (None for T = 1), to be decomposed last. ``wo``: None where symbolic."""
+    """Build one output row's atoms at ``anchor``. Returns the block and its t loop (None for
+    T = 1), to be decomposed last. ``wo``: None where symbolic.
+
+    Static: vectors along x, the sum over t outside (LLVM unrolls the constant x loop and keeps
+    the row's vectors in registers over t). Generic: per vector tile of the row, atom m and
+    tap row u, the k tap columns' vectors (unrolled) accumulate over the T bases in registers
+    (a load of A feeds k FMAs); the row's atoms are laid out tile-major
+    (x // lanes, m, u, v, lanes), a tile's M*k*k vectors at constant offsets."""
     p = wl.p
     atoms = sch.get_sblock("atoms")
     if wo is None:
@@ -68,57 +88,37 @@ def _atoms_row(sch, wl, anchor, wo, lanes):
 
 
 def _pad_rows(sch, wl, block, lanes) -> None:
-    """Vectorize a padded copy along its rows. Generic builds, stride 1: LoopPartition cuts
-    the row into whole vectors and the edges (the padding's branches are per lane). Not at
-    stride 2: there the pass ran for minutes (the row length (Wq - 1) * s + d * (k - 1) + 1)."""
+    """Vectorize a padded copy along its rows. Generic builds at stride 1: LoopPartition cuts
+    each row into whole vectors and the edges. Not at stride 2, where the pass ran for
+    minutes (rows of (Wq - 1) * s + d * (k - 1) + 1)."""
     xo = vectorize_inner(sch, block, lanes)
     if wl.p["s"] == 1:
         split_tail(sch, xo)
 
 
-def _vector_tiles(sch, buffer: str, blocks, lanes: int) -> None:
-    """Generic builds: declare the accesses of the tile ``buffer`` by ``blocks`` as whole
-    vectors along x. Without it TVM bounds a tile under a symbolic tail predicate by 2**31 - 1
-    (an int32 overflow, or a huge allocation); with it the tile is ``min(Wo, lanes)`` long, a
-    dynamic allocation per tile (correct, but slow: see ``ops.acda``'s docstring)."""
-    for block in blocks:
-        stmt = sch.get(block)
-        for kind, regions in (("read", stmt.reads), ("write", stmt.writes)):
-            for i, region in enumerate(regions):
-                if region.source.name != buffer:
-                    continue
-                *lead, last = region.region
-                start = tirx.floordiv(last.min, lanes) * lanes
-                bounds = [b for r in lead for b in (r.min, r.min + r.extent)] + [start, start + lanes]
-                # sch.annotate_buffer_access wants one range per block iter var, not per buffer axis
-                index_map = IndexMap([iv.var for iv in stmt.iter_vars], bounds, None)
-                _sch_api.ScheduleAnnotateBufferAccess(sch, block, i, 0 if kind == "read" else 1, index_map)
-
-
 def _finish_row(sch, acc, first_reduce, xo, atoms, t, wo, lanes) -> None:
-    """fwd and dx, last: 'out' stored per vector tile, then the reductions split into init +
-    update (compute_at needs them whole, so this comes after every producer is placed)."""
+    """Static fwd and dx, last: 'out' stored per vector tile, then the reductions split into
+    init + update (compute_at needs them whole, so this comes after every producer is placed)."""
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vectorize_under(sch, out, xo)
     init = sch.decompose_reduction(acc, first_reduce)
     vectorize_inner(sch, init, lanes, under=xo)
-    if wo is None:
-        tile_regions(sch, "acc", ("out",), lanes)
-        split_tail(sch, xo)
     if t is not None:
         init = sch.decompose_reduction(atoms, t)
-        if wo is None or wo > 1:  # else its innermost loop is a tap loop
+        if wo > 1:  # else its innermost loop is a tap loop
             vectorize_inner(sch, init, lanes)
 
 
 @register("acda", "fwd", "cpu")
 def fwd(sch, wl, target):
+    if wl.p["W"] is None:
+        return _fwd_generic(sch, wl, target)
     acc = sch.get_sblock("acc")
     n, c, m, y, x, u, v = sch.get_loops(acc)
     wo = _extent(sch, x)
     lanes = vector_lanes(wl.dtype)
-    if wo is not None and wo % lanes and wo % (lanes // 2) == 0:
+    if wo % lanes and wo % (lanes // 2) == 0:
         lanes //= 2  # half vectors without a tail (28 = 7 x 4)
     sch.reorder(n, y, c, x, u, v, m)
     row = sch.fuse(n, y)
@@ -128,7 +128,7 @@ def fwd(sch, wl, target):
     sch.reorder(co, xo, u, v, ci, m, xi)
     sch.vectorize(xi)
     unroll(sch, ci, m)
-    if wo is None or wo % lanes == 0:
+    if wo % lanes == 0:
         # a tail predicate on each of the c_block x M x k x k unrolled statements makes the
         # build take minutes: odd widths keep the tap loops rolled
         unroll_taps(sch, wl, u, v)
@@ -138,18 +138,18 @@ def fwd(sch, wl, target):
     sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
     vectorize_inner(sch, xpad, lanes)
     atoms, t = _atoms_row(sch, wl, row, wo, lanes)
-    if wo is None:  # the row's coefficients, zeros past its end (inlined: a branch per vector)
-        sch.compute_at(sch.get_sblock("Apad"), row)
     _finish_row(sch, acc, u, xo, atoms, t, wo, lanes)
 
 
 @register("acda", "dx", "cpu")
 def dx(sch, wl, target):
+    if wl.p["W"] is None:
+        return _dx_generic(sch, wl, target)
     acc = sch.get_sblock("acc")
     n, c, h, w, m, u, v = sch.get_loops(acc)
     wo = _extent(sch, w)
     lanes = vector_lanes(wl.dtype)
-    if wo is not None and wo % lanes and wo % (lanes // 2) == 0:
+    if wo % lanes and wo % (lanes // 2) == 0:
         lanes //= 2
     sch.reorder(n, h, c, w, m, u, v)
     row = sch.fuse(n, h)
@@ -159,7 +159,7 @@ def dx(sch, wl, target):
     sch.reorder(co, xo, m, u, v, ci, xi)
     sch.vectorize(xi)
     unroll(sch, ci)
-    if wo is None or wo % lanes == 0:  # see fwd
+    if wo % lanes == 0:  # see fwd
         unroll_taps(sch, wl, u, v)
     # one zero-inserted, padded copy of dO and of A (parallel over planes), as fwd's padded
     # input: inlined, the bounds checks would stay in every tap's vector (an atom tap reads A
@@ -189,42 +189,90 @@ def datoms(sch, wl, target):
     sch.reorder(c, v, xi)
     sch.vectorize(xi)
     unroll_taps(sch, wl, v)
-    if wl.p["W"] is None:  # the row of dO, zeros past its end (inlined: a branch per vector)
-        dop = sch.get_sblock("dOpad")
-        sch.compute_at(dop, row)
-        vectorize_inner(sch, dop, lanes, under=row)
     init = sch.decompose_reduction(acc, c)
     vectorize_inner(sch, init, lanes, under=xo)
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vectorize_under(sch, out, xo)
-    if wl.p["W"] is None:
-        tile_regions(sch, "acc", ("out",), lanes)
 
 
-def _datoms_generic(sch, wl, lanes):
-    """Generic datoms: the loop nest is the stores' ('out', the real row): per output row
-    (parallel), atom, tap row and vector tile of the row, the tile's k tap columns
-    accumulate over the channels ('acc' computed at the tile, declared whole). The stores'
-    only predicate is then the row's end, which LoopPartition cuts off the whole tiles
-    (vector stores; a scalar tail tile)."""
+def _store_nest(sch, c_block: int, lanes: int, c_axis: bool = True):
+    """Generic builds: the loop nest of the stores ('out', the real row): per output row
+    (parallel), [channel block,] vector tile, [channel, atom, ...] and the tile's lanes,
+    with 'acc' computed at the tile (declared whole, ``tile_regions``, so that it stays a
+    small register tile). The stores' only predicate is the row's end, which LoopPartition
+    cuts off the whole tiles (vector stores; a scalar tail tile). Returns the row and tile
+    loops and the acc block."""
     out = sch.get_sblock("out")
     tile_regions(sch, "acc", ("out",), lanes)
-    n, m, u, v, y, x = sch.get_loops(out)
+    n, *mid, y, x = sch.get_loops(out)
     xo, xi = sch.split(x, [None, lanes])
-    sch.reorder(n, y, m, u, xo, v, xi)
+    if c_axis:  # fwd, dx: channel blocks outside the tiles
+        co, ci = sch.split(mid[0], [None, c_block])
+        sch.reorder(n, y, co, xo, ci, *mid[1:], xi)
+    else:  # datoms: (atom, tap row) outside, tap columns inside
+        sch.reorder(n, y, *mid[:-1], xo, mid[-1], xi)
     row = sch.fuse(n, y)
     sch.parallel(row)
     sch.vectorize(xi)
     split_tail(sch, xo)
     acc = sch.get_sblock("acc")
     sch.compute_at(acc, xo)
+    return row, xo, acc
+
+
+def _fwd_generic(sch, wl, target):
+    lanes = vector_lanes(wl.dtype)
+    row, xo, acc = _store_nest(sch, _channel_block(wl, target), lanes)
+    ci, m, xi, u, v = sch.get_loops(acc)[-5:]
+    sch.reorder(u, v, ci, m, xi)
+    sch.vectorize(xi)
+    unroll(sch, ci, m)
+    unroll_taps(sch, wl, u, v)
+    xpad = sch.get_sblock("Xpad")  # one padded copy of the input, as the static build
+    sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
+    _pad_rows(sch, wl, xpad, lanes)
+    atoms, t = _atoms_row(sch, wl, row, None, lanes)
+    apad = sch.get_sblock("Apad")  # the row's coefficients, zeros past its end
+    sch.compute_at(apad, row)
+    split_tail(sch, vectorize_inner(sch, apad, lanes, under=row))
+    _decompose(sch, acc, u, xo, atoms, t, lanes)
+
+
+def _dx_generic(sch, wl, target):
+    lanes = vector_lanes(wl.dtype)
+    row, xo, acc = _store_nest(sch, _channel_block(wl, target, per_channel=1), lanes)
+    ci, xi, m, u, v = sch.get_loops(acc)[-5:]
+    sch.reorder(m, u, v, ci, xi)
+    sch.vectorize(xi)
+    unroll(sch, ci)
+    unroll_taps(sch, wl, u, v)
+    for name in ("dOu", "Au"):  # as the static build
+        block = sch.get_sblock(name)
+        sch.parallel(sch.fuse(*sch.get_loops(block)[:3]))
+        _pad_rows(sch, wl, block, lanes)
+    atoms, t = _atoms_row(sch, wl, row, None, lanes)
+    _decompose(sch, acc, m, xo, atoms, t, lanes)
+
+
+def _datoms_generic(sch, wl, lanes):
+    """Per output row (parallel), atom, tap row and vector tile, the tile's k tap columns
+    accumulate over the channels; dO's row widened by zeros per output row."""
+    row, xo, acc = _store_nest(sch, 1, lanes, c_axis=False)
     av, ax, c = sch.get_loops(acc)[-3:]
     sch.reorder(c, av, ax)
     sch.vectorize(ax)
     unroll_taps(sch, wl, av)
-    dop = sch.get_sblock("dOpad")  # the row of dO, zeros past its end
+    dop = sch.get_sblock("dOpad")
     sch.compute_at(dop, row)
     split_tail(sch, vectorize_inner(sch, dop, lanes, under=row))
     init = sch.decompose_reduction(acc, c)
     vectorize_inner(sch, init, lanes, under=xo)
+
+
+def _decompose(sch, acc, first_reduce, xo, atoms, t, lanes) -> None:
+    """Generic fwd and dx, last (compute_at needs the reductions whole): init + update."""
+    init = sch.decompose_reduction(acc, first_reduce)
+    vectorize_inner(sch, init, lanes, under=xo)
+    if t is not None:
+        vectorize_inner(sch, sch.decompose_reduction(atoms, t), lanes)
