@@ -42,7 +42,7 @@ from . import register_kernel
 from .common import acc_dtype, cast_out, conv_out_size, dim, zero_insert_pad, zero_pad
 
 MAX_KERNEL_SIZE = 15
-SYMBOLIC = {"fwd": ("N", "H", "W")}  # see the module docstring for dx and datoms
+SYMBOLIC = ("N", "H", "W")  # every kernel (see the module docstring)
 # Generic kernels (W symbolic) compute each row of 'acc' padded to whole X_QUANTUM pixels (a
 # whole number of float32 / float64 CPU vectors), the inputs read past the row as zeros, and
 # store only the real row ('out'): register tiles then need no tail predicate.
