@@ -234,12 +234,12 @@ def _fwd_generic(sch, wl, target):
     # half the static build's tile (2 channels x M atoms at 24 registers): at the full tile
     # LLVM spilled accumulators in the generic tap loop (327 vector spills against 1; the
     # generic kernel took 1.4-1.5x the static time, 1.1x with the half tile)
-    row, xo, acc = _store_nest(sch, _channel_block(wl, target, per_channel=2 * wl.p["M"]), lanes)
-    ci, m, xi, u, v = sch.get_loops(acc)[-5:]
-    sch.reorder(u, v, ci, m, xi)
-    sch.vectorize(xi)
-    unroll(sch, ci, m)
-    unroll_taps(sch, wl, u, v)
+    c_block = _channel_block(wl, target, per_channel=2 * wl.p["M"])
+    row, xo, acc = _store_nest(sch, c_block, lanes)
+    loops = _tile_loops(sch, acc, wl, [("c", c_block), ("m", wl.p["M"]), ("x", lanes), ("u", wl.p["k"]),
+                                       ("v", wl.p["k"])], ("u", "v", "c", "m", "x"))
+    unroll(sch, *(loops[n] for n in ("c", "m") if n in loops))
+    unroll_taps(sch, wl, *(loops[n] for n in ("u", "v") if n in loops))
     xpad = sch.get_sblock("Xpad")  # one padded copy of the input, as the static build
     sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
     _pad_rows(sch, wl, xpad, lanes)
@@ -247,38 +247,48 @@ def _fwd_generic(sch, wl, target):
     apad = sch.get_sblock("Apad")  # the row's coefficients, zeros past its end
     sch.compute_at(apad, row)
     split_tail(sch, vectorize_inner(sch, apad, lanes, under=row))
-    _decompose(sch, acc, u, xo, atoms, t, lanes)
+    _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
 
 
 def _dx_generic(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
-    row, xo, acc = _store_nest(sch, _channel_block(wl, target, per_channel=1), lanes)
-    ci, xi, m, u, v = sch.get_loops(acc)[-5:]
-    sch.reorder(m, u, v, ci, xi)
-    sch.vectorize(xi)
-    unroll(sch, ci)
-    unroll_taps(sch, wl, u, v)
+    c_block = _channel_block(wl, target, per_channel=1)
+    row, xo, acc = _store_nest(sch, c_block, lanes)
+    loops = _tile_loops(sch, acc, wl, [("c", c_block), ("x", lanes), ("m", wl.p["M"]), ("u", wl.p["k"]),
+                                       ("v", wl.p["k"])], ("m", "u", "v", "c", "x"))
+    unroll(sch, *(loops[n] for n in ("c",) if n in loops))
+    unroll_taps(sch, wl, *(loops[n] for n in ("u", "v") if n in loops))
     for name in ("dOu", "Au"):  # as the static build
         block = sch.get_sblock(name)
         sch.parallel(sch.fuse(*sch.get_loops(block)[:3]))
         _pad_rows(sch, wl, block, lanes)
     atoms, t = _atoms_row(sch, wl, row, None, lanes)
-    _decompose(sch, acc, m, xo, atoms, t, lanes)
+    _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
 
 
 def _datoms_generic(sch, wl, lanes):
     """Per output row (parallel), atom, tap row and vector tile, the tile's k tap columns
     accumulate over the channels; dO's row widened by zeros per output row."""
     row, xo, acc = _store_nest(sch, 1, lanes, c_axis=False)
-    av, ax, c = sch.get_loops(acc)[-3:]
-    sch.reorder(c, av, ax)
-    sch.vectorize(ax)
-    unroll_taps(sch, wl, av)
+    loops = _tile_loops(sch, acc, wl, [("v", wl.p["k"]), ("x", lanes), ("c", wl.p["C"])], ("c", "v", "x"))
+    if "v" in loops:
+        unroll_taps(sch, wl, loops["v"])
     dop = sch.get_sblock("dOpad")
     sch.compute_at(dop, row)
     split_tail(sch, vectorize_inner(sch, dop, lanes, under=row))
-    init = sch.decompose_reduction(acc, c)
+    init = sch.decompose_reduction(acc, loops["first"])
     vectorize_inner(sch, init, lanes, under=xo)
+
+
+def _tile_loops(sch, acc, wl, extents, order):
+    """acc's loops under its tile after ``compute_at`` (unit loops dropped: a block of one
+    channel, one atom, k = 1), put in ``order`` with x (the lanes) vectorized. Returns them
+    by name, "first" the outermost (where the reduction is decomposed)."""
+    loops = after_compute_at(sch, acc, extents)
+    present = [loops[n] for n in order if n in loops]
+    sch.reorder(*present)
+    sch.vectorize(loops["x"])
+    return {**loops, "first": present[0]}
 
 
 def _decompose(sch, acc, first_reduce, xo, atoms, t, lanes) -> None:

@@ -67,6 +67,33 @@ def test_generic_cpu_schedules_serve_every_size(kernel, config):
     _check_sizes(kernel, config, build(wl, cpu_target()).mod[f"acda_{kernel}"])
 
 
+# (C, M, T, k, s, d, p): tiles with unit loops the schedules must do without (one channel per
+# block: C = 5 is prime; one atom, one basis, a 1x1 kernel)
+EDGE_PARAMS = [(5, 3, 4, 3, 1, 1, 1), (1, 1, 1, 1, 1, 1, 0), (7, 1, 2, 3, 2, 1, 1)]
+
+
+@pytest.mark.parametrize("dtype", ("float64", "float16", "bfloat16"))
+@pytest.mark.parametrize("kernel", ("fwd", "dx", "datoms"))
+def test_generic_cpu_schedules_edge_tiles(kernel, dtype):
+    """Generic CPU builds equal the static ones where the register tiles lose loops, and in
+    half types (accumulated in float32 either way, in the same order: equal)."""
+    tdt = getattr(torch, dtype)
+    for C, M, T, k, s, d, p in EDGE_PARAMS:
+        base = Workload.make("acda", kernel, dict(N=1, C=C, H=9, W=9, M=M, T=T, k=k, s=s, d=d, p=p), dtype)
+        generic = build(base.with_symbolic(SYM), cpu_target()).mod[f"acda_{kernel}"]
+        for N, H, W in ((1, 9, 9), (2, 7, 19)):
+            wl = Workload.make("acda", kernel, dict(base.p, N=N, H=H, W=W), dtype)
+            ins, want = _args(kernel, wl)
+            ins = [t.to(tdt) for t in ins]
+            # datoms writes the accumulation type (float32 for half types)
+            want = want.to(tdt if kernel != "datoms" or dtype == "float64" else torch.float32)
+            got = want.clone()
+            generic(*ins, got)
+            build(wl, cpu_target()).mod[f"acda_{kernel}"](*ins, want)
+            assert not want.isnan().any()
+            torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"{kernel} {dtype} C{C} M{M} k{k} {N}x{H}x{W}")
+
+
 @pytest.fixture
 def generic():
     assert acda_ops.SYMBOLIC == SYM
