@@ -11,17 +11,39 @@ atom vector feeds the block's channels). Per row, not grid-wide: the generic bui
 then have no symbolic strides.
 datoms: the padded input once, then parallel over output rows, k vector accumulators along x
 per (atom, tap row), the channel sum outside the taps.
+
+Generic builds (N, H, W symbolic; rows of 'acc' padded to whole vectors, ``ops.acda``) take the
+same register tiles, arranged so that nothing scalar or memory-bound is left in the row loops
+(each was found in the generic build's assembly, against the static one's):
+- the loop nest is the stores' ('out', the real row; ``_store_nest``), 'acc' computed per
+  vector tile: the stores' only predicate is the row's end, which LoopPartition
+  (``split_tail``) cuts off the whole tiles. Nested the other way ('out' moved into acc's
+  tile by ``reverse_compute_at``), the predicate carries a disjunction LoopPartition cannot
+  prove, and every store of the row ran scalar;
+- a row's atoms are accumulated per vector tile, k tap-column vectors over the T bases in
+  registers (``_atoms_row``): over a symbolic x loop, LLVM kept each atom in memory
+  (a load, FMA and store per basis), where the static build's fully unrolled x let it
+  promote them to registers. The atoms are laid out tile-major, so a tile's M*k*k vectors
+  lie at constant offsets;
+- fwd's register tile is half the static one (2 channels x M atoms): with the static tile,
+  LLVM spilled accumulators in the generic tap loop;
+- the padded and widened copies (Xpad, dO's and A's rows) are cut the same way into whole
+  vectors and edges (their zero padding is a per-lane branch, which TVM vectorizes by going
+  scalar).
+Static builds are unchanged by this. Left: generic dx at 56 px rows is 1.1-1.2x the static
+one; its tap loop addresses the block's 16 channel rows of the zero-inserted dO at symbolic
+strides (recomputed with multiplies per tap row, where the static build folds them into
+constant displacements); half the channel block was slower (1.24x).
 """
 from __future__ import annotations
 
 from typing import Optional
 
 from tvm import tirx
-from tvm.s_tir.schedule import _ffi_api as _sch_api
-from tvm.tirx.function import IndexMap
 
 from . import register
-from .common import tile_regions, acc_registers, after_compute_at, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import (acc_registers, after_compute_at, split_tail, tile_regions, unroll, unroll_taps, vector_lanes,
+                     vectorize_inner, vectorize_under)
 
 
 def _extent(sch, loop) -> Optional[int]:
@@ -38,65 +60,73 @@ def _channel_block(wl, target, per_channel=None) -> int:
     return max(b for b in range(1, most + 1) if wl.p["C"] % b == 0)  # no channel tail
 
 
-def _atoms_row(sch, wl, anchor, wo):
-    """Build one output row's atoms at ``anchor``: vectors along x, the sum over t outside.
-    Returns the block and its t loop (None for T = 1), to be decomposed last. ``wo``: None
-    where symbolic."""
-    p, lanes = wl.p, vector_lanes(wl.dtype)
+def _atoms_row(sch, wl, anchor, wo, lanes):
+    """Build one output row's atoms at ``anchor``. Returns the block and its t loop (None for
+    T = 1), to be decomposed last. ``wo``: None where symbolic.
+
+    Static: vectors along x, the sum over t outside (LLVM unrolls the constant x loop and keeps
+    the row's vectors in registers over t). Generic: per atom m, tap row u and vector tile of
+    the row, the k tap columns' vectors (unrolled) accumulate over the T bases in registers
+    (fwd: a load of A feeds k FMAs). The tiles run inside (m, u): the T rows of A that (m, u)
+    reads stay in L1 over the row (tiles outside: dx's k shifted rows per basis missed it,
+    1.2x -> 1.1x the static dx). The row's atoms are laid out tile-major
+    (x // lanes, m, u, v, lanes), a tile's M*k*k vectors at constant offsets."""
+    p = wl.p
     atoms = sch.get_sblock("atoms")
+    if wo is None:
+        sch.transform_layout(atoms, ("write", 0),
+                             lambda n, m, u, v, y, x: (n, y, x // lanes, m, u, v, x % lanes))
     sch.compute_at(atoms, anchor)
     loops = after_compute_at(sch, atoms, [("m", p["M"]), ("u", p["k"]), ("v", p["k"]),
                                            ("x", 2 if wo is None else wo), ("t", p["T"])])
+    if wo is None:
+        xo, xi = sch.split(loops["x"], [None, lanes])
+        sch.reorder(*(loops[n] for n in ("m", "u") if n in loops), xo,
+                    *(loops[n] for n in ("t", "v") if n in loops), xi)
+        sch.vectorize(xi)
+        if "v" in loops:
+            unroll_taps(sch, wl, loops["v"])
+        return atoms, loops.get("t")
     if "x" in loops and "t" in loops:
         sch.reorder(loops["t"], loops["x"])
     if "x" in loops:
-        _, xi = sch.split(loops["x"], [None, lanes])
+        _, xi = sch.split(loops["x"], [None, vector_lanes(wl.dtype)])
         sch.vectorize(xi)
     return atoms, loops.get("t")
 
 
-def _vector_tiles(sch, buffer: str, blocks, lanes: int) -> None:
-    """Generic builds: declare the accesses of the tile ``buffer`` by ``blocks`` as whole
-    vectors along x. Without it TVM bounds a tile under a symbolic tail predicate by 2**31 - 1
-    (an int32 overflow, or a huge allocation); with it the tile is ``min(Wo, lanes)`` long, a
-    dynamic allocation per tile (correct, but slow: see ``ops.acda``'s docstring)."""
-    for block in blocks:
-        stmt = sch.get(block)
-        for kind, regions in (("read", stmt.reads), ("write", stmt.writes)):
-            for i, region in enumerate(regions):
-                if region.source.name != buffer:
-                    continue
-                *lead, last = region.region
-                start = tirx.floordiv(last.min, lanes) * lanes
-                bounds = [b for r in lead for b in (r.min, r.min + r.extent)] + [start, start + lanes]
-                # sch.annotate_buffer_access wants one range per block iter var, not per buffer axis
-                index_map = IndexMap([iv.var for iv in stmt.iter_vars], bounds, None)
-                _sch_api.ScheduleAnnotateBufferAccess(sch, block, i, 0 if kind == "read" else 1, index_map)
+def _pad_rows(sch, wl, block, lanes) -> None:
+    """Vectorize a padded copy along its rows. Generic builds at stride 1: LoopPartition cuts
+    each row into whole vectors and the edges. Not at stride 2, where the pass ran for
+    minutes (rows of (Wq - 1) * s + d * (k - 1) + 1)."""
+    xo = vectorize_inner(sch, block, lanes)
+    if wl.p["s"] == 1:
+        split_tail(sch, xo)
 
 
 def _finish_row(sch, acc, first_reduce, xo, atoms, t, wo, lanes) -> None:
-    """fwd and dx, last: 'out' stored per vector tile, then the reductions split into init +
-    update (compute_at needs them whole, so this comes after every producer is placed)."""
+    """Static fwd and dx, last: 'out' stored per vector tile, then the reductions split into
+    init + update (compute_at needs them whole, so this comes after every producer is placed)."""
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vectorize_under(sch, out, xo)
     init = sch.decompose_reduction(acc, first_reduce)
     vectorize_inner(sch, init, lanes, under=xo)
-    if wo is None:
-        tile_regions(sch, "acc", ("out",), lanes)
     if t is not None:
         init = sch.decompose_reduction(atoms, t)
-        if wo is None or wo > 1:  # else its innermost loop is a tap loop
+        if wo > 1:  # else its innermost loop is a tap loop
             vectorize_inner(sch, init, lanes)
 
 
 @register("acda", "fwd", "cpu")
 def fwd(sch, wl, target):
+    if wl.p["W"] is None:
+        return _fwd_generic(sch, wl, target)
     acc = sch.get_sblock("acc")
     n, c, m, y, x, u, v = sch.get_loops(acc)
     wo = _extent(sch, x)
     lanes = vector_lanes(wl.dtype)
-    if wo is not None and wo % lanes and wo % (lanes // 2) == 0:
+    if wo % lanes and wo % (lanes // 2) == 0:
         lanes //= 2  # half vectors without a tail (28 = 7 x 4)
     sch.reorder(n, y, c, x, u, v, m)
     row = sch.fuse(n, y)
@@ -106,7 +136,7 @@ def fwd(sch, wl, target):
     sch.reorder(co, xo, u, v, ci, m, xi)
     sch.vectorize(xi)
     unroll(sch, ci, m)
-    if wo is None or wo % lanes == 0:
+    if wo % lanes == 0:
         # a tail predicate on each of the c_block x M x k x k unrolled statements makes the
         # build take minutes: odd widths keep the tap loops rolled
         unroll_taps(sch, wl, u, v)
@@ -115,19 +145,19 @@ def fwd(sch, wl, target):
     xpad = sch.get_sblock("Xpad")
     sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
     vectorize_inner(sch, xpad, lanes)
-    atoms, t = _atoms_row(sch, wl, row, wo)
-    if wo is None:  # the row's coefficients, zeros past its end (inlined: a branch per vector)
-        sch.compute_at(sch.get_sblock("Apad"), row)
+    atoms, t = _atoms_row(sch, wl, row, wo, lanes)
     _finish_row(sch, acc, u, xo, atoms, t, wo, lanes)
 
 
 @register("acda", "dx", "cpu")
 def dx(sch, wl, target):
+    if wl.p["W"] is None:
+        return _dx_generic(sch, wl, target)
     acc = sch.get_sblock("acc")
     n, c, h, w, m, u, v = sch.get_loops(acc)
     wo = _extent(sch, w)
     lanes = vector_lanes(wl.dtype)
-    if wo is not None and wo % lanes and wo % (lanes // 2) == 0:
+    if wo % lanes and wo % (lanes // 2) == 0:
         lanes //= 2
     sch.reorder(n, h, c, w, m, u, v)
     row = sch.fuse(n, h)
@@ -137,7 +167,7 @@ def dx(sch, wl, target):
     sch.reorder(co, xo, m, u, v, ci, xi)
     sch.vectorize(xi)
     unroll(sch, ci)
-    if wo is None or wo % lanes == 0:  # see fwd
+    if wo % lanes == 0:  # see fwd
         unroll_taps(sch, wl, u, v)
     # one zero-inserted, padded copy of dO and of A (parallel over planes), as fwd's padded
     # input: inlined, the bounds checks would stay in every tap's vector (an atom tap reads A
@@ -146,7 +176,7 @@ def dx(sch, wl, target):
         block = sch.get_sblock(name)
         sch.parallel(sch.fuse(*sch.get_loops(block)[:3]))
         vectorize_inner(sch, block, lanes)
-    atoms, t = _atoms_row(sch, wl, row, wo)
+    atoms, t = _atoms_row(sch, wl, row, wo, lanes)
     _finish_row(sch, acc, m, xo, atoms, t, wo, lanes)
 
 
@@ -155,7 +185,9 @@ def datoms(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
     xpad = sch.get_sblock("Xpad")
     sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
-    vectorize_inner(sch, xpad, lanes)
+    _pad_rows(sch, wl, xpad, lanes)
+    if wl.p["W"] is None:
+        return _datoms_generic(sch, wl, lanes)
     acc = sch.get_sblock("acc")
     n, m, u, v, y, x, c = sch.get_loops(acc)
     sch.reorder(n, y, m, u, x, c, v)
@@ -165,14 +197,103 @@ def datoms(sch, wl, target):
     sch.reorder(c, v, xi)
     sch.vectorize(xi)
     unroll_taps(sch, wl, v)
-    if wl.p["W"] is None:  # the row of dO, zeros past its end (inlined: a branch per vector)
-        dop = sch.get_sblock("dOpad")
-        sch.compute_at(dop, row)
-        vectorize_inner(sch, dop, lanes, under=row)
     init = sch.decompose_reduction(acc, c)
     vectorize_inner(sch, init, lanes, under=xo)
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vectorize_under(sch, out, xo)
-    if wl.p["W"] is None:
-        tile_regions(sch, "acc", ("out",), lanes)
+
+
+def _store_nest(sch, c_block: int, lanes: int, c_axis: bool = True):
+    """Generic builds: the loop nest of the stores ('out', the real row): per output row
+    (parallel), [channel block,] vector tile, [channel, atom, ...] and the tile's lanes,
+    with 'acc' computed at the tile (declared whole, ``tile_regions``, so that it stays a
+    small register tile). The stores' only predicate is the row's end, which LoopPartition
+    cuts off the whole tiles (vector stores; a scalar tail tile). Returns the row and tile
+    loops and the acc block."""
+    out = sch.get_sblock("out")
+    tile_regions(sch, "acc", ("out",), lanes)
+    n, *mid, y, x = sch.get_loops(out)
+    xo, xi = sch.split(x, [None, lanes])
+    if c_axis:  # fwd, dx: channel blocks outside the tiles
+        co, ci = sch.split(mid[0], [None, c_block])
+        sch.reorder(n, y, co, xo, ci, *mid[1:], xi)
+    else:  # datoms: (atom, tap row) outside, tap columns inside
+        sch.reorder(n, y, *mid[:-1], xo, mid[-1], xi)
+    row = sch.fuse(n, y)
+    sch.parallel(row)
+    sch.vectorize(xi)
+    split_tail(sch, xo)
+    acc = sch.get_sblock("acc")
+    sch.compute_at(acc, xo)
+    return row, xo, acc
+
+
+def _fwd_generic(sch, wl, target):
+    lanes = vector_lanes(wl.dtype)
+    # half the static build's tile (2 channels x M atoms at 24 registers): at the full tile
+    # LLVM spilled accumulators in the generic tap loop (327 vector spills against 1; the
+    # generic kernel took 1.4-1.5x the static time, 1.1x with the half tile)
+    c_block = _channel_block(wl, target, per_channel=2 * wl.p["M"])
+    row, xo, acc = _store_nest(sch, c_block, lanes)
+    loops = _tile_loops(sch, acc, wl, [("c", c_block), ("m", wl.p["M"]), ("x", lanes), ("u", wl.p["k"]),
+                                       ("v", wl.p["k"])], ("u", "v", "c", "m", "x"))
+    unroll(sch, *(loops[n] for n in ("c", "m") if n in loops))
+    unroll_taps(sch, wl, *(loops[n] for n in ("u", "v") if n in loops))
+    xpad = sch.get_sblock("Xpad")  # one padded copy of the input, as the static build
+    sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
+    _pad_rows(sch, wl, xpad, lanes)
+    atoms, t = _atoms_row(sch, wl, row, None, lanes)
+    apad = sch.get_sblock("Apad")  # the row's coefficients, zeros past its end
+    sch.compute_at(apad, row)
+    split_tail(sch, vectorize_inner(sch, apad, lanes, under=row))
+    _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
+
+
+def _dx_generic(sch, wl, target):
+    lanes = vector_lanes(wl.dtype)
+    c_block = _channel_block(wl, target, per_channel=1)
+    row, xo, acc = _store_nest(sch, c_block, lanes)
+    loops = _tile_loops(sch, acc, wl, [("c", c_block), ("x", lanes), ("m", wl.p["M"]), ("u", wl.p["k"]),
+                                       ("v", wl.p["k"])], ("m", "u", "v", "c", "x"))
+    unroll(sch, *(loops[n] for n in ("c",) if n in loops))
+    unroll_taps(sch, wl, *(loops[n] for n in ("u", "v") if n in loops))
+    for name in ("dOu", "Au"):  # as the static build
+        block = sch.get_sblock(name)
+        sch.parallel(sch.fuse(*sch.get_loops(block)[:3]))
+        _pad_rows(sch, wl, block, lanes)
+    atoms, t = _atoms_row(sch, wl, row, None, lanes)
+    _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
+
+
+def _datoms_generic(sch, wl, lanes):
+    """Per output row (parallel), atom, tap row and vector tile, the tile's k tap columns
+    accumulate over the channels; dO's row widened by zeros per output row."""
+    row, xo, acc = _store_nest(sch, 1, lanes, c_axis=False)
+    loops = _tile_loops(sch, acc, wl, [("v", wl.p["k"]), ("x", lanes), ("c", wl.p["C"])], ("c", "v", "x"))
+    if "v" in loops:
+        unroll_taps(sch, wl, loops["v"])
+    dop = sch.get_sblock("dOpad")
+    sch.compute_at(dop, row)
+    split_tail(sch, vectorize_inner(sch, dop, lanes, under=row))
+    init = sch.decompose_reduction(acc, loops["first"])
+    vectorize_inner(sch, init, lanes, under=xo)
+
+
+def _tile_loops(sch, acc, wl, extents, order):
+    """acc's loops under its tile after ``compute_at`` (unit loops dropped: a block of one
+    channel, one atom, k = 1), put in ``order`` with x (the lanes) vectorized. Returns them
+    by name, "first" the outermost (where the reduction is decomposed)."""
+    loops = after_compute_at(sch, acc, extents)
+    present = [loops[n] for n in order if n in loops]
+    sch.reorder(*present)
+    sch.vectorize(loops["x"])
+    return {**loops, "first": present[0]}
+
+
+def _decompose(sch, acc, first_reduce, xo, atoms, t, lanes) -> None:
+    """Generic fwd and dx, last (compute_at needs the reductions whole): init + update."""
+    init = sch.decompose_reduction(acc, first_reduce)
+    vectorize_inner(sch, init, lanes, under=xo)
+    if t is not None:
+        vectorize_inner(sch, sch.decompose_reduction(atoms, t), lanes)

@@ -20,19 +20,16 @@ row of 'acc' is computed padded to whole ``X_QUANTUM`` pixels (the inputs read a
 the row: a padded input copy, a zero-extended row of coefficients / of dO), and 'out' stores
 the real row only, so CPU register tiles have no tail predicate (TVM bounds a tile under one by
 2**31 - 1 elements) and CUDA tiles of up to ``X_QUANTUM`` pixels need no bounds check.
-``SYMBOLIC`` declares ``fwd`` only: exact, sm_90 device code, PoCL-checked at several sizes
-from one lowering. ``dx`` and ``datoms`` build exact generic kernels (CPU; CUDA: sm_90 device
-code, PoCL-checked at several sizes from one lowering, dx since its atoms moved from a global
-scratch to per-tile shared memory) but stay per shape because of CPU speed (1 thread, kernel
-alone, ``benchmarks/bench_acda_kernels.py``, 2026-11-30): at 2x64x56x56 k7 generic/static dx
-1.36-1.40, datoms 1.22-1.26, against 0.55-0.61 at 28x28 (where the static kernels run half
-vectors or a predicated tail); the whole layer forward+backward with all three generic,
-1.08-1.17 at 56x56 and 0.92 at 28x28 (``benchmarks/RESULTS.md``). The 56x56 gap is not yet
-explained; ruled out: the tile's cast under a tail predicate (a separate unpredicated stage
-for the padded rows, tried: no change); a smaller channel block in dx seemed not to matter
-(wall-clock, noisy); a suspect: the
-generic kernels address the padded copies with symbolic strides (the generic dx has 132
-64-bit multiplies in its LLVM IR, the static one 4).
+``SYMBOLIC`` declares every kernel (``fwd``, ``dx``, ``datoms``): exact at every size (CPU;
+CUDA: sm_90 device code, PoCL-checked at several sizes from one lowering). CPU speed, 1 thread,
+kernel alone (``benchmarks/bench_acda_kernels.py``, minimum of the thread's CPU time over 15
+calls, two runs, 2026-11-30), generic / static at 2x64x56x56 k7: fwd 1.06-1.09, dx 1.04-1.19,
+datoms 0.87-0.89; at 2x64x28x28 k7 0.69-0.73, 0.45-0.47, 0.53-0.59 (there the static
+kernels run half vectors or a predicated tail; the generic rows are padded to 32 px). Before
+the generic CPU schedules were reworked (``schedules/acda_cpu.py``, its docstring says what
+the generic assembly showed) the same script gave 2.12, 1.42, 1.20 at 56x56 and 1.45, 0.57,
+0.62 at 28x28. Rows of 'acc' are padded to whole vectors here so that the schedules can cut
+the real row's end off whole vector tiles (LoopPartition); nothing in the math changes.
 """
 from __future__ import annotations
 
@@ -42,7 +39,7 @@ from . import register_kernel
 from .common import acc_dtype, cast_out, conv_out_size, dim, zero_insert_pad, zero_pad
 
 MAX_KERNEL_SIZE = 15
-SYMBOLIC = {"fwd": ("N", "H", "W")}  # see the module docstring for dx and datoms
+SYMBOLIC = ("N", "H", "W")  # every kernel (see the module docstring)
 # Generic kernels (W symbolic) compute each row of 'acc' padded to whole X_QUANTUM pixels (a
 # whole number of float32 / float64 CPU vectors), the inputs read past the row as zeros, and
 # store only the real row ('out'): register tiles then need no tail predicate.
