@@ -2,10 +2,11 @@
 
 Layout of the work: parallel over planes (batch x head x channel), the accumulator a vector
 tile along the image row with the k x k taps unrolled outside its lanes, the padded input
-plane copied next to the loop that reads it (it stays in cache). dS sums over channels into
+plane copied next to the loop that reads it (it stays in cache). fwd tiles several channels
+of a head (sharing S) x several AVX-512 vectors (see :func:`fwd`). dS sums over channels into
 a vector tile of all taps; dC keeps vector-wide column sums, reduced at the end.
 
-fwd and dx take half-width vectors where those tile a static row exactly (28 = 7 x 4) and
+dx takes half-width vectors where those tile a static row exactly (28 = 7 x 4) and
 whole ones would leave a tail tile (predicated: TVM's vectorizer leaves it scalar). dx at
 stride s > 1 runs on the phase grid of ``ops.ddf.ddf_dx``: per vector tile of s rows x s*lanes
 pixels, the s x s phases' accumulators (unrolled, so each phase's taps are constants), then
@@ -21,8 +22,10 @@ local tile, its plane-wide buffer having a symbolic size).
 """
 from __future__ import annotations
 
+from tvm.target import codegen
+
 from . import register
-from .common import extent, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import acc_registers, extent, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
@@ -57,13 +60,132 @@ def _generic_tiles(sch, wl, lanes):
 
 @register("ddf", "fwd", "cpu")
 def fwd(sch, wl, target):
+    """Register tiles of Ct channels of one head (they share S) x Xt wide vectors (16
+    float32 lanes with AVX-512) along the row, the taps outside the tile.
+
+    Per tap and tile: Xt loads of S, Ct x Xt loads of X, Ct x Xt products S * C and as many
+    FMAs (2 FP ops per term, where depthwise conv2d has one FMA: at its efficiency, about
+    2x its time is the floor at k = 7, where the taps dominate). Ct x Xt independent
+    accumulators hide the FMA latency; the old single-vector tile left one 49-long dependent
+    chain per vector at k = 7. Static rows are cut (``loop_partition``) into the whole wide
+    vectors, tiled Xt at a time, then one vector each of half, quarter, ... width for the rest
+    (56 = 3 x 16 + 8, 28 = 16 + 8 + 4, 14 = 8 + 4 + 2): a predicated tail would run scalar,
+    and padding the row would need a copy of S. Generic rows are whole FWD_ROW_QUANTUM pixels
+    (``ops.ddf``), so whole wide vectors, one per channel of a tile of Ct = 4 (8 for k >= 5,
+    whose long tap chains need more independent accumulators). The padded input is a zero
+    fill plus a copy of the interior (:func:`_pad_copy`).
+    """
+    lanes = vector_lanes(wl.dtype)
+    wide = _fwd_lanes(wl.dtype, target)
+    cg = wl.p["C"] // wl.p["G"]
+    # generic tiles hold one vector per channel: twice the channels where the tap chains are
+    # long (k >= 5), so that 8 independent FMA chains hide the FMA latency
+    ct = FWD_CHANNELS * (2 if wl.kind == "generic" and wl.p["k"] >= 5 else 1)
+    ct = next(t for t in (ct, FWD_CHANNELS, 2, 1) if cg % t == 0)
+    xt = max(1, acc_registers(target) // (2 * ct))
     if wl.kind == "generic":  # S's rows zero-extended to whole vectors, once per call
         spad = sch.get_sblock("Spad")
         sch.parallel(sch.fuse(*sch.get_loops(spad)[:4]))
-        split_tail(sch, vectorize_inner(sch, spad, vector_lanes(wl.dtype)))
-    plane = _row_tiles(sch, wl)
-    sch.compute_at(sch.get_sblock("Xpad"), plane)
-    split_tail(sch, vectorize_inner(sch, "Xpad", vector_lanes(wl.dtype), under=plane))
+        split_tail(sch, vectorize_inner(sch, spad, wide))
+    acc = sch.get_sblock("acc")
+    b, g, c, y, x, u, v = sch.get_loops(acc)
+    co, ci = sch.split(c, [None, ct])
+    plane = sch.fuse(b, g, co)
+    sch.parallel(plane)
+    # generic rows: the copy in short vectors, so that its scalar tail is short (< 4 pixels)
+    padded = wl.kind == "generic" or wl.p["k"] > 1
+    _pad_copy(sch, "Xpad", plane, wide, 4 if wl.kind == "generic" else wide, padded)
+    if wl.kind == "generic":
+        # one wide vector per channel: a tile of several would end in a partial one, whose
+        # predicate makes TVM bound the rows it reads by the largest int32 (no compaction)
+        xo, xi = sch.split(x, [None, wide])
+        sch.reorder(y, xo, u, v, ci, xi)
+        sch.vectorize(xi)
+        unroll_taps(sch, wl, u, v)
+        unroll(sch, ci)
+        _init_tile(sch, acc, u)
+        out = sch.get_sblock("out")
+        sch.reverse_compute_at(out, xo)
+        vectorize_under(sch, out, xo)
+        tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), wide)
+        split_tail(sch, xo)
+        return
+    sch.reorder(y, x, ci, u, v)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, y)
+    vectorize_inner(sch, out, lanes, under=y)
+    segs = _segments(extent(sch, x), wide)
+    if len(segs) > 1:
+        sch.loop_partition(x, [w for w, _ in segs[:-1]] + [None])
+    for i, (w, l) in enumerate(segs):
+        blk = sch.get_sblock("acc" if len(segs) == 1 else f"acc_x{i}")
+        xs, ci, u, v = sch.get_loops(blk)[-4:]
+        if i == 0:  # whole wide vectors, tiled
+            n = w // l
+            xo, xm, xs = sch.split(xs, [None, max(d for d in range(1, min(xt, n) + 1) if n % d == 0), l])
+            sch.reorder(xo, u, v, ci, xm, xs)
+            unroll(sch, xm)
+        else:  # one vector (a loop that starts past 0, which split refuses)
+            sch.reorder(u, v, ci, xs)
+        if l > 1:
+            sch.vectorize(xs)
+        unroll_taps(sch, wl, u, v)
+        unroll(sch, ci)
+        _init_tile(sch, blk, u, l > 1)
+
+
+FWD_CHANNELS = 4  # fwd: channels per register tile (measured best of 2, 4, 6, 8 at the benchmark shapes)
+
+
+def _fwd_lanes(dtype, target) -> int:
+    """fwd's vector width: whole AVX-512 registers where the target has them (twice the
+    throughput of the 256-bit vectors of ``vector_lanes``), else ``vector_lanes``."""
+    lanes = vector_lanes(dtype)
+    return 2 * lanes if codegen.target_has_features("avx512f", target) else lanes
+
+
+def _segments(w: int, lanes: int):
+    """A static row of ``w`` pixels as (width, vector lanes) segments: the whole ``lanes``-wide
+    vectors, then one vector each of lanes/2, lanes/4, ... (2 at the least), then scalars."""
+    segs = [(w // lanes * lanes, lanes)] if w >= lanes else []
+    rest, l = w % lanes, lanes // 2
+    while rest and l >= 2:
+        if rest >= l:
+            segs.append((l, l))
+            rest -= l
+        l //= 2
+    if rest:
+        segs.append((rest, 1))
+    return segs
+
+
+def _pad_copy(sch, name: str, at, lanes: int, copy_lanes: int, padded: bool) -> None:
+    """A padded copy next to the loop ``at`` that reads it, as a zero fill and a copy of the
+    interior (``decompose_padding``): one copy with the bounds test per element has a
+    predicate per lane, which TVM's vectorizer leaves scalar (10 instructions an element,
+    the cost of the k = 3 forward's taps)."""
+    blk = sch.get_sblock(name)
+    sch.compute_at(blk, at)
+    if not padded:  # k = 1, static: a plain copy
+        split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
+        return
+    loops = sch.get_loops(blk)
+    depth = next(i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(at)))
+    fill = sch.decompose_padding(blk, loops[depth + 1])
+    split_tail(sch, vectorize_inner(sch, fill, lanes, under=at))
+    split_tail(sch, vectorize_inner(sch, blk, copy_lanes, under=at))
+
+
+def _init_tile(sch, blk, loop, vector: bool = True) -> None:
+    """decompose_reduction of ``blk`` at ``loop``; the init's own loops (the register tile)
+    unrolled, the innermost vectorised (unless ``vector`` is False: a scalar segment)."""
+    above = [sch.get(l) for l in sch.get_loops(blk)]
+    at = next(i for i, l in enumerate(above) if l.same_as(sch.get(loop)))
+    init = sch.decompose_reduction(blk, loop)
+    *tile, inner = sch.get_loops(init)[at:]
+    if vector:
+        sch.vectorize(inner)
+    unroll(sch, *tile)
 
 
 @register("ddf", "dx", "cpu")

@@ -52,6 +52,9 @@ SYMBOLIC = ("B", "H", "W")
 # ROW_QUANTUM pixels (a whole number of float32 / float64 CPU vectors), the inputs read past the
 # row as zeros, and store only the real row ('out'): register tiles then need no tail predicate.
 ROW_QUANTUM = 8
+# fwd's generic rows: whole 16-pixel vectors (one AVX-512 register of float32, two of float64),
+# the CPU schedule's vectors (schedules/ddf_cpu.py fwd: twice the throughput of 8 lanes).
+FWD_ROW_QUANTUM = 16
 
 
 def check_params(B, C, H, W, G, k, s, d, combine) -> None:
@@ -145,7 +148,7 @@ def ddf_fwd(B, C, H, W, G, k, s, d, combine, dtype):
     if _static(W):
         Xp, Sr, shape = zero_pad(X, p, "Xpad"), S, dO.shape
     else:  # rows of whole vectors (see the module docstring)
-        Wq = _whole_vectors(dO.shape[-1])
+        Wq = _round_up(tirx.max(dO.shape[-1], 1), FWD_ROW_QUANTUM)
         Xp = _pad_rows(X, p, (Wq - 1) * s + d * (k - 1) + 1, "Xpad")
         Sr, shape = _widen(S, Wq, "Spad"), (*dO.shape[:-1], Wq)
     acc = _tap_sum(shape, k, lambda b, g, c, y, x, u, v: (
