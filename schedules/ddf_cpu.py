@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from tvm.target import codegen
 
+from dynfilter_tvm.ops.ddf import FWD_ROWS
+
 from . import register
 from .common import acc_registers, extent, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
@@ -71,17 +73,17 @@ def fwd(sch, wl, target):
     vectors, tiled Xt at a time, then one vector each of half, quarter, ... width for the rest
     (56 = 3 x 16 + 8, 28 = 16 + 8 + 4, 14 = 8 + 4 + 2): a predicated tail would run scalar,
     and padding the row would need a copy of S. Generic rows are whole FWD_ROW_QUANTUM pixels
-    (``ops.ddf``), so whole wide vectors, one per channel of a tile of Ct = 4 (8 for k >= 5,
-    whose long tap chains need more independent accumulators). The padded input is a zero
-    fill plus a copy of the interior (:func:`_pad_copy`).
+    and the rows whole FWD_ROWS pairs (``ops.ddf``): tiles of Ct channels x 2 rows x one wide
+    vector, no predicate (a tile of several vectors along a symbolic row would end in a
+    partial one, whose predicate made TVM bound the rows it reads by the largest int32, and
+    a try with that fixed ran 2.8x slower). The pair's rows share their X rows: tap (u, v) of
+    the second reads the row of tap (u + 1, v) of the first (one load). The padded input is a
+    zero fill plus a copy of the interior (:func:`_pad_copy`).
     """
     lanes = vector_lanes(wl.dtype)
     wide = _fwd_lanes(wl.dtype, target)
     cg = wl.p["C"] // wl.p["G"]
-    # generic tiles hold one vector per channel: twice the channels where the tap chains are
-    # long (k >= 5), so that 8 independent FMA chains hide the FMA latency
-    ct = FWD_CHANNELS * (2 if wl.kind == "generic" and wl.p["k"] >= 5 else 1)
-    ct = next(t for t in (ct, FWD_CHANNELS, 2, 1) if cg % t == 0)
+    ct = next(t for t in (FWD_CHANNELS, 2, 1) if cg % t == 0)
     xt = max(1, acc_registers(target) // (2 * ct))
     if wl.kind == "generic":  # S's rows zero-extended to whole vectors, once per call
         spad = sch.get_sblock("Spad")
@@ -96,13 +98,12 @@ def fwd(sch, wl, target):
     padded = wl.kind == "generic" or wl.p["k"] > 1
     _pad_copy(sch, "Xpad", plane, wide, 4 if wl.kind == "generic" else wide, padded)
     if wl.kind == "generic":
-        # one wide vector per channel: a tile of several would end in a partial one, whose
-        # predicate makes TVM bound the rows it reads by the largest int32 (no compaction)
+        yo, ym = sch.split(y, [None, FWD_ROWS])
         xo, xi = sch.split(x, [None, wide])
-        sch.reorder(y, xo, u, v, ci, xi)
+        sch.reorder(yo, xo, u, v, ci, ym, xi)
         sch.vectorize(xi)
         unroll_taps(sch, wl, u, v)
-        unroll(sch, ci)
+        unroll(sch, ci, ym)
         _init_tile(sch, acc, u)
         out = sch.get_sblock("out")
         sch.reverse_compute_at(out, xo)

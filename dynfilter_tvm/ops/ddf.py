@@ -27,7 +27,9 @@ thread layouts) and vary little within a model. Generic kernels compute each row
 ('acc_cols' in dc) padded to whole ``ROW_QUANTUM`` pixels (inputs read as zeros past the row:
 padded copies of X, of S's rows ('Spad': fwd, dc), of dO ('dOpad': ds, dc; 'dOp': dx) and S
 (dx)), and 'out' stores the real row (dc's 'acc' sums the real columns), so the CPU vector tiles
-have no tail predicate (a predicated tile runs scalar). The CUDA schedules inline these copies
+have no tail predicate (a predicated tile runs scalar); fwd's rows are whole ``FWD_ROW_QUANTUM``
+pixels and its rows whole pairs (``FWD_ROWS``; 'Spad' pads S's rows too), which its CPU register
+tiles span. The CUDA schedules inline these copies
 (index checks in the loads). Static kernels compute their exact rows.
 """
 from __future__ import annotations
@@ -55,6 +57,9 @@ ROW_QUANTUM = 8
 # fwd's generic rows: whole 16-pixel vectors (one AVX-512 register of float32, two of float64),
 # the CPU schedule's vectors (schedules/ddf_cpu.py fwd: twice the throughput of 8 lanes).
 FWD_ROW_QUANTUM = 16
+# and whole pairs of output rows, which its register tiles span (each X row then serves two
+# taps of the pair: loaded once)
+FWD_ROWS = 2
 
 
 def check_params(B, C, H, W, G, k, s, d, combine) -> None:
@@ -147,10 +152,10 @@ def ddf_fwd(B, C, H, W, G, k, s, d, combine, dtype):
     acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
     if _static(W):
         Xp, Sr, shape = zero_pad(X, p, "Xpad"), S, dO.shape
-    else:  # rows of whole vectors (see the module docstring)
-        Wq = _round_up(tirx.max(dO.shape[-1], 1), FWD_ROW_QUANTUM)
-        Xp = _pad_rows(X, p, (Wq - 1) * s + d * (k - 1) + 1, "Xpad")
-        Sr, shape = _widen(S, Wq, "Spad"), (*dO.shape[:-1], Wq)
+    else:  # rows of whole vectors, whole pairs of rows ('Spad' pads S's rows and columns)
+        Hq, Wq = (_round_up(tirx.max(n, 1), q) for n, q in zip(dO.shape[-2:], (FWD_ROWS, FWD_ROW_QUANTUM)))
+        Xp = _pad_box(X, p, p, (Hq - 1) * s + d * (k - 1) + 1, (Wq - 1) * s + d * (k - 1) + 1, "Xpad")
+        Sr, shape = _pad_box(S, 0, 0, Hq, Wq, "Spad"), (*dO.shape[:-2], Hq, Wq)
     acc = _tap_sum(shape, k, lambda b, g, c, y, x, u, v: (
         Xp[b, g, c, y * s + u * d, x * s + v * d].astype(acc_t)
         * _combine(combine, Sr[b, g, u, v, y, x], Cf[b, g, c, u, v], acc_t)))
