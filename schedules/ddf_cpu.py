@@ -22,6 +22,7 @@ local tile, its plane-wide buffer having a symbolic size).
 """
 from __future__ import annotations
 
+import tvm.s_tir as s_tir
 from tvm.target import codegen
 
 from dynfilter_tvm.ops.ddf import FWD_ROWS
@@ -95,8 +96,7 @@ def fwd(sch, wl, target):
     plane = sch.fuse(b, g, co)
     sch.parallel(plane)
     # generic rows: the copy in short vectors, so that its scalar tail is short (< 4 pixels)
-    padded = wl.kind == "generic" or wl.p["k"] > 1
-    _pad_copy(sch, "Xpad", plane, wide, 4 if wl.kind == "generic" else wide, padded)
+    _pad_copy(sch, "Xpad", plane, wide, _copy_lanes(wl, wide))
     if wl.kind == "generic":
         yo, ym = sch.split(y, [None, FWD_ROWS])
         xo, xi = sch.split(x, [None, wide])
@@ -160,21 +160,32 @@ def _segments(w: int, lanes: int):
     return segs
 
 
-def _pad_copy(sch, name: str, at, lanes: int, copy_lanes: int, padded: bool) -> None:
+def _pad_copy(sch, name: str, at, lanes: int, copy_lanes: int) -> None:
     """A padded copy next to the loop ``at`` that reads it, as a zero fill and a copy of the
     interior (``decompose_padding``): one copy with the bounds test per element has a
-    predicate per lane, which TVM's vectorizer leaves scalar (10 instructions an element,
-    the cost of the k = 3 forward's taps)."""
+    predicate per lane, which TVM's vectorizer leaves scalar (about 10 instructions an
+    element, as much as the k = 3 forward's taps). ``copy_lanes``: the interior's vectors
+    (generic rows: short ones, so that the scalar tail of each row is short). A copy without
+    padding (k = 1) stays one plain copy."""
     blk = sch.get_sblock(name)
     sch.compute_at(blk, at)
-    if not padded:  # k = 1, static: a plain copy
-        split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
-        return
     loops = sch.get_loops(blk)
     depth = next(i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(at)))
-    fill = sch.decompose_padding(blk, loops[depth + 1])
+    if depth + 1 == len(loops):  # one element (compute_at drops unit loops)
+        return
+    try:  # refused (the schedule unchanged) where the bounds test is trivially true
+        fill = sch.decompose_padding(blk, loops[depth + 1])
+    except s_tir.ScheduleError:
+        split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
+        return
     split_tail(sch, vectorize_inner(sch, fill, lanes, under=at))
     split_tail(sch, vectorize_inner(sch, blk, copy_lanes, under=at))
+
+
+def _copy_lanes(wl, lanes: int) -> int:
+    """Vector width of a padded copy's interior: generic rows end in a scalar tail (symbolic
+    length), kept under 4 pixels by 4-lane vectors."""
+    return 4 if wl.kind == "generic" else lanes
 
 
 def _init_tile(sch, blk, loop, vector: bool = True) -> None:
@@ -239,8 +250,8 @@ def dx(sch, wl, target):
 
 def _dx_pad_copy(sch, wl, plane):
     """dx: the plane's padded dO next to the loop that reads it."""
-    sch.compute_at(sch.get_sblock("dOp"), plane)
-    split_tail(sch, vectorize_inner(sch, "dOp", vector_lanes(wl.dtype), under=plane))
+    lanes = vector_lanes(wl.dtype)
+    _pad_copy(sch, "dOp", plane, lanes, _copy_lanes(wl, lanes))
 
 
 @register("ddf", "ds", "cpu")
@@ -296,9 +307,7 @@ def dc(sch, wl, target):
     vectorize_inner(sch, init, lanes)
     sch.reverse_compute_at(sch.get_sblock("acc"), plane)
     sch.reverse_compute_at(sch.get_sblock("out"), plane)
-    sch.compute_at(sch.get_sblock("Xpad"), plane)
-    split_tail(sch, vectorize_inner(sch, "Xpad", lanes, under=plane))
+    _pad_copy(sch, "Xpad", plane, lanes, _copy_lanes(wl, lanes))
     if wl.kind == "generic":
-        sch.compute_at(sch.get_sblock("dOpad"), plane)
-        split_tail(sch, vectorize_inner(sch, "dOpad", lanes, under=plane))
+        _pad_copy(sch, "dOpad", plane, lanes, _copy_lanes(wl, lanes))
     split_tail(sch, xo)
