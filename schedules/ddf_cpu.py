@@ -6,8 +6,9 @@ plane copied next to the loop that reads it (it stays in cache). fwd tiles sever
 of a head (sharing S) x several AVX-512 vectors (see :func:`fwd`). dS sums over channels into
 a vector tile of all taps; dC keeps vector-wide column sums, reduced at the end.
 
-dx takes half-width vectors where those tile a static row exactly (28 = 7 x 4) and
-whole ones would leave a tail tile (predicated: TVM's vectorizer leaves it scalar). dx at
+dx at stride 1 takes fwd's register tiles. dx at stride > 1 takes half-width vectors where those
+tile a static row exactly (28 = 7 x 4) and whole ones would leave a tail tile (predicated:
+TVM's vectorizer leaves it scalar). dx at
 stride s > 1 runs on the phase grid of ``ops.ddf.ddf_dx``: per vector tile of s rows x s*lanes
 pixels, the s x s phases' accumulators (unrolled, so each phase's taps are constants), then
 'out' interleaves them into dX (contiguous loads, stores strided by s).
@@ -111,15 +112,22 @@ def fwd(sch, wl, target):
         tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), wide)
         split_tail(sch, xo)
         return
+    _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
+
+
+def _static_row_tiles(sch, wl, y, x, ci, u, v, wide: int, xt: int) -> None:
+    """fwd, dx at stride 1 (static): under each row y, the row cut into segments
+    (:func:`_segments`), each a register tile of the ci channels x up to xt vectors with the
+    taps (u, v) outside it; 'out' stores the row."""
     sch.reorder(y, x, ci, u, v)
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, y)
-    vectorize_inner(sch, out, lanes, under=y)
-    segs = _segments(extent(sch, x), wide)
+    vectorize_inner(sch, out, vector_lanes(wl.dtype), under=y)
+    segs, var = _segments(extent(sch, x), wide), sch.get(x).loop_var.name
     if len(segs) > 1:
         sch.loop_partition(x, [w for w, _ in segs[:-1]] + [None])
     for i, (w, l) in enumerate(segs):
-        blk = sch.get_sblock("acc" if len(segs) == 1 else f"acc_x{i}")
+        blk = sch.get_sblock("acc" if len(segs) == 1 else f"acc_{var}{i}")  # loop_partition's names
         xs, ci, u, v = sch.get_loops(blk)[-4:]
         if i == 0:  # whole wide vectors, tiled
             n = w // l
@@ -202,8 +210,10 @@ def _init_tile(sch, blk, loop, vector: bool = True) -> None:
 
 @register("ddf", "dx", "cpu")
 def dx(sch, wl, target):
-    """acc(b, g, c, hh, ww; j, i) on the phase grid (``ops.ddf.ddf_dx``). Stride 1: vector
-    tiles along the row as fwd. Stride s > 1: hh and ww split by s into (quotient, phase), the
+    """acc(b, g, c, hh, ww; j, i) on the phase grid (``ops.ddf.ddf_dx``). Stride 1: the
+    register tiles of fwd (the tile's channels share the loads of S): static rows cut into
+    segments of AVX-512 vectors; generic ones (whole ROW_QUANTUM pixels) one 8-lane vector
+    per channel. Stride s > 1: hh and ww split by s into (quotient, phase), the
     phases outside the vector tiles (unrolled for s <= MAX_UNROLLED_STRIDE: their taps are then
     constants and the masks of absent taps fold away), so each tile reads contiguous rows of
     dO and S; acc's row buffer is laid out phase-major (its tiles contiguous) and 'out'
@@ -213,8 +223,35 @@ def dx(sch, wl, target):
     sp = sch.get_sblock("Sp")
     sch.parallel(sch.fuse(*sch.get_loops(sp)[:4]))
     split_tail(sch, vectorize_inner(sch, sp, lanes))
-    if s == 1:
-        plane = _row_tiles(sch, wl)
+    if s == 1 and wl.kind == "static":  # as fwd: the channels of a tile share S's loads
+        wide = _fwd_lanes(wl.dtype, target)
+        ct = next(t for t in (FWD_CHANNELS, 2, 1) if (wl.p["C"] // wl.p["G"]) % t == 0)
+        acc = sch.get_sblock("acc")
+        b, g, c, y, x, j, i = sch.get_loops(acc)
+        co, ci = sch.split(c, [None, ct])
+        plane = sch.fuse(b, g, co)
+        sch.parallel(plane)
+        _dx_pad_copy(sch, wl, plane)  # before the row is partitioned (its blocks' regions are coarse)
+        _static_row_tiles(sch, wl, y, x, ci, j, i, wide, max(1, acc_registers(target) // (2 * ct)))
+        return
+    elif s == 1:  # generic: tiles of the ct channels x one vector (Wa: whole ROW_QUANTUM)
+        ct = next(t for t in (FWD_CHANNELS, 2, 1) if (wl.p["C"] // wl.p["G"]) % t == 0)
+        acc = sch.get_sblock("acc")
+        b, g, c, y, x, j, i = sch.get_loops(acc)
+        co, ci = sch.split(c, [None, ct])
+        plane = sch.fuse(b, g, co)
+        sch.parallel(plane)
+        xo, xi = sch.split(x, [None, lanes])
+        sch.reorder(y, xo, j, i, ci, xi)
+        sch.vectorize(xi)
+        unroll_taps(sch, wl, j, i)
+        unroll(sch, ci)
+        _init_tile(sch, acc, j)
+        out = sch.get_sblock("out")
+        sch.reverse_compute_at(out, xo)
+        vectorize_under(sch, out, xo)
+        tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), lanes)
+        split_tail(sch, xo)
     else:
         acc = sch.get_sblock("acc")
         b, g, c, hh, ww, j, i = sch.get_loops(acc)
