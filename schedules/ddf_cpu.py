@@ -33,30 +33,6 @@ from .common import acc_registers, extent, split_tail, tile_regions, unroll, unr
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
-def _row_tiles(sch, wl):
-    """fwd and dx: acc(b, g, c, y, x; u, v) as vector tiles along x, parallel over planes."""
-    lanes = vector_lanes(wl.dtype)
-    acc = sch.get_sblock("acc")
-    b, g, c, y, x, u, v = sch.get_loops(acc)
-    wo = extent(sch, x)
-    if isinstance(wo, int) and wo % lanes and wo % (lanes // 2) == 0:
-        lanes //= 2  # half vectors without a tail (28 = 7 x 4): a tail tile runs scalar
-    plane = sch.fuse(b, g, c)
-    sch.parallel(plane)
-    xo, xi = sch.split(x, [None, lanes])
-    sch.reorder(y, xo, u, v, xi)
-    sch.vectorize(xi)
-    unroll_taps(sch, wl, u, v)
-    init = sch.decompose_reduction(acc, u)
-    vectorize_inner(sch, init, lanes)
-    out = sch.get_sblock("out")
-    sch.reverse_compute_at(out, xo)
-    vectorize_under(sch, out, xo)
-    _generic_tiles(sch, wl, lanes)
-    split_tail(sch, xo)
-    return plane
-
-
 def _generic_tiles(sch, wl, lanes):
     if wl.kind == "generic":
         tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), lanes)
