@@ -46,9 +46,9 @@ MAX_KERNEL_SIZE = 31
 # Every kernel builds once for any batch and size with these symbolic (tests/test_generic_ddf.py).
 # Bundles written without --input use them; JIT calls only in the generic shape mode, since the
 # generic CPU kernels are still slower than the static ones (1 thread, kernels alone,
-# benchmarks/bench_ddf_kernels.py: fwd 1.1-1.8x, dx 0.9-1.6x, ds 0.8-1.15x, dc 0.9-1.2x; the op,
-# benchmarks/bench_generic.py --op ddf: forward 1.1-1.4x, forward+backward 1.1-1.2x;
-# RESULTS.md "Generic vs static kernels (CPU)").
+# benchmarks/bench_ddf_kernels.py --thread-time: fwd 1.4-1.6x, dx 1.4-1.7x, ds 0.8-1.1x,
+# dc 0.75-1.4x, the static fwd/dx having gained register tiles the symbolic rows only partly
+# take; RESULTS.md "DDF CPU register tiles").
 SYMBOLIC = ("B", "H", "W")
 # Generic kernels (and dx at any stride > 1) compute each row of 'acc' padded to whole
 # ROW_QUANTUM pixels (a whole number of float32 / float64 CPU vectors), the inputs read past the
