@@ -33,6 +33,7 @@ from .common import acc_registers, extent, split_tail, tile_regions, unroll, unr
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
+
 def _generic_tiles(sch, wl, lanes):
     if wl.kind == "generic":
         tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), lanes)
@@ -66,7 +67,7 @@ def fwd(sch, wl, target):
     cg = wl.p["C"] // wl.p["G"]
     ct = next(t for t in (FWD_CHANNELS, 2, 1) if cg % t == 0)
     xt = max(1, acc_registers(target) // (2 * ct))
-    if wl.kind == "generic":  # S's rows zero-extended to whole vectors, once per call
+    if wl.kind == "generic":  # S zero-padded to whole vectors and row pairs, once per call
         spad = sch.get_sblock("Spad")
         sch.parallel(sch.fuse(*sch.get_loops(spad)[:4]))
         split_tail(sch, vectorize_inner(sch, spad, wide))
@@ -122,7 +123,9 @@ def _static_row_tiles(sch, wl, y, x, ci, u, v, wide: int, xt: int) -> None:
         _init_tile(sch, blk, u, l > 1)
 
 
-FWD_CHANNELS = 4  # fwd: channels per register tile (measured best of 2, 4, 6, 8 at the benchmark shapes)
+# fwd, dx: channels per register tile (static fwd, 1 thread: 4 beat 2 and 8 at the benchmark
+# shapes; 6, which does not divide their channels, leaves a predicated, scalar tile)
+FWD_CHANNELS = 4
 
 
 def _fwd_lanes(dtype, target) -> int:
