@@ -1,13 +1,15 @@
 """DDF CPU kernels one by one: static and generic builds and depthwise conv2d, interleaved.
 
     python3 benchmarks/bench_ddf_kernels.py [--threads 1] [--repeats 7] [--shapes BxCxHxWxk[xs],...]
-                                            [--kernels fwd,dx,ds,dc] [--no-generic]
+                                            [--kernels fwd,dx,ds,dc] [--no-generic] [--thread-time]
 
 Per shape: each kernel's default schedule built for the exact shape (static) and with B, H, W
 symbolic (generic), called on the same torch tensors, and oneDNN's depthwise conv2d forward
 of the same input (stride s, the cost floor), all timed interleaved in one process
 (``harness.time_interleaved``: medians). Prints milliseconds, generic/static and each
-kernel's time over the depthwise conv2d's. The bench of the torch op (bridge included) is
+kernel's time over the depthwise conv2d's. ``--thread-time`` (1 thread only): CPU time of the
+calling thread (where TVM's and torch's single-thread work runs) instead of wall time, which
+other processes on a loaded machine inflate. The bench of the torch op (bridge included) is
 ``bench_generic.py --op ddf``; this one isolates the kernels.
 """
 from __future__ import annotations
@@ -25,7 +27,10 @@ def main() -> None:
     ap.add_argument("--shapes", default=DEFAULT)
     ap.add_argument("--kernels", default="fwd,dx,ds,dc")
     ap.add_argument("--no-generic", action="store_true")
+    ap.add_argument("--thread-time", action="store_true", help="time the calling thread's CPU time (1 thread)")
     args = ap.parse_args()
+    if args.thread_time and args.threads != 1:
+        ap.error("--thread-time measures the calling thread only: use it with --threads 1")
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     import torch
 
@@ -59,7 +64,7 @@ def main() -> None:
         wdw = torch.randn(C, 1, k, k)
         fns["dwconv"] = lambda: torch.nn.functional.conv2d(x4, wdw, stride=s, padding=k // 2, groups=C)
         with torch.no_grad():
-            ms = time_interleaved(fns, dev, repeats=args.repeats)
+            ms = (_thread_time if args.thread_time else time_interleaved)(fns, dev, repeats=args.repeats)
         for kern in args.kernels.split(","):
             st = ms[f"{kern} static"]
             line = f"{spec:18s} {kern:3s} static {st:8.3f} ms ({st / ms['dwconv']:5.2f}x dwconv)"
@@ -68,6 +73,34 @@ def main() -> None:
                 line += f"  generic {ge:8.3f} ms ({ge / ms['dwconv']:5.2f}x dwconv)  generic/static {ge / st:5.2f}"
             print(line, flush=True)
         print(f"{spec:18s} dwconv {ms['dwconv']:8.3f} ms", flush=True)
+
+
+def _thread_time(fns, device, repeats: int, min_time: float = 0.03):
+    """``harness.time_interleaved`` with the calling thread's CPU time: median ms per call."""
+    import statistics
+    import time
+
+    for fn in fns.values():  # warm-up
+        fn()
+    loops = {}
+    for name, fn in fns.items():
+        n = 1
+        while True:
+            start = time.thread_time()
+            for _ in range(n):
+                fn()
+            if time.thread_time() - start >= min_time or n >= 1 << 14:
+                break
+            n *= 2
+        loops[name] = n
+    samples = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.thread_time()
+            for _ in range(loops[name]):
+                fn()
+            samples[name].append((time.thread_time() - start) / loops[name] * 1e3)
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 Layout of the work: parallel over planes (batch x head x channel), the accumulator a vector
 tile along the image row with the k x k taps unrolled outside its lanes, the padded input
-plane copied next to the loop that reads it (it stays in cache). dS sums over channels into
+plane copied next to the loop that reads it (it stays in cache). fwd tiles several channels
+of a head (sharing S) x several AVX-512 vectors (see :func:`fwd`). dS sums over channels into
 a vector tile of all taps; dC keeps vector-wide column sums, reduced at the end.
 
-fwd and dx take half-width vectors where those tile a static row exactly (28 = 7 x 4) and
-whole ones would leave a tail tile (predicated: TVM's vectorizer leaves it scalar). dx at
+dx at stride 1 takes fwd's register tiles. dx at stride > 1 takes half-width vectors where those
+tile a static row exactly (28 = 7 x 4) and whole ones would leave a tail tile (predicated:
+TVM's vectorizer leaves it scalar). dx at
 stride s > 1 runs on the phase grid of ``ops.ddf.ddf_dx``: per vector tile of s rows x s*lanes
 pixels, the s x s phases' accumulators (unrolled, so each phase's taps are constants), then
 'out' interleaves them into dX (contiguous loads, stores strided by s).
@@ -21,33 +23,15 @@ local tile, its plane-wide buffer having a symbolic size).
 """
 from __future__ import annotations
 
+import tvm.s_tir as s_tir
+from tvm.target import codegen
+
+from dynfilter_tvm.ops.ddf import FWD_ROWS
+
 from . import register
-from .common import extent, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import acc_registers, extent, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
-
-def _row_tiles(sch, wl):
-    """fwd and dx: acc(b, g, c, y, x; u, v) as vector tiles along x, parallel over planes."""
-    lanes = vector_lanes(wl.dtype)
-    acc = sch.get_sblock("acc")
-    b, g, c, y, x, u, v = sch.get_loops(acc)
-    wo = extent(sch, x)
-    if isinstance(wo, int) and wo % lanes and wo % (lanes // 2) == 0:
-        lanes //= 2  # half vectors without a tail (28 = 7 x 4): a tail tile runs scalar
-    plane = sch.fuse(b, g, c)
-    sch.parallel(plane)
-    xo, xi = sch.split(x, [None, lanes])
-    sch.reorder(y, xo, u, v, xi)
-    sch.vectorize(xi)
-    unroll_taps(sch, wl, u, v)
-    init = sch.decompose_reduction(acc, u)
-    vectorize_inner(sch, init, lanes)
-    out = sch.get_sblock("out")
-    sch.reverse_compute_at(out, xo)
-    vectorize_under(sch, out, xo)
-    _generic_tiles(sch, wl, lanes)
-    split_tail(sch, xo)
-    return plane
 
 
 def _generic_tiles(sch, wl, lanes):
@@ -57,19 +41,161 @@ def _generic_tiles(sch, wl, lanes):
 
 @register("ddf", "fwd", "cpu")
 def fwd(sch, wl, target):
-    if wl.kind == "generic":  # S's rows zero-extended to whole vectors, once per call
+    """Register tiles of Ct channels of one head (they share S) x Xt wide vectors (16
+    float32 lanes with AVX-512) along the row, the taps outside the tile.
+
+    Per tap and tile: Xt loads of S, Ct x Xt loads of X, Ct x Xt products S * C and as many
+    FMAs (2 FP ops per term, where depthwise conv2d has one FMA: at its efficiency, about
+    2x its time is the floor at k = 7, where the taps dominate). Ct x Xt independent
+    accumulators hide the FMA latency; the old single-vector tile left one 49-long dependent
+    chain per vector at k = 7. Static rows are cut (``loop_partition``) into the whole wide
+    vectors, tiled Xt at a time, then one vector each of half, quarter, ... width for the rest
+    (56 = 3 x 16 + 8, 28 = 16 + 8 + 4, 14 = 8 + 4 + 2): a predicated tail would run scalar,
+    and padding the row would need a copy of S. Generic rows are whole FWD_ROW_QUANTUM pixels
+    and the rows whole FWD_ROWS pairs (``ops.ddf``): tiles of Ct channels x 2 rows x one wide
+    vector, no predicate (a tile of several vectors along a symbolic row would end in a
+    partial one, whose predicate made TVM bound the rows it reads by the largest int32, and
+    a try with that fixed ran 2.8x slower). The pair's rows share their X rows: tap (u, v) of
+    the second reads the row of tap (u + 1, v) of the first (one load). Their tap rows (u) stay
+    a loop: unrolled, each (channel, X row) pair needs its own pointer (the row stride is
+    symbolic, no immediate offset), 4 x 8 at k = 7, which spilled (generic/static 1.62 -> 1.44
+    at k = 7, 1.74 -> 1.52 at 14 px, thread time). The padded input is a zero fill plus a copy
+    of the interior (:func:`_pad_copy`).
+    """
+    lanes = vector_lanes(wl.dtype)
+    wide = _fwd_lanes(wl.dtype, target)
+    cg = wl.p["C"] // wl.p["G"]
+    ct = next(t for t in (FWD_CHANNELS, 2, 1) if cg % t == 0)
+    xt = max(1, acc_registers(target) // (2 * ct))
+    if wl.kind == "generic":  # S zero-padded to whole vectors and row pairs, once per call
         spad = sch.get_sblock("Spad")
         sch.parallel(sch.fuse(*sch.get_loops(spad)[:4]))
-        split_tail(sch, vectorize_inner(sch, spad, vector_lanes(wl.dtype)))
-    plane = _row_tiles(sch, wl)
-    sch.compute_at(sch.get_sblock("Xpad"), plane)
-    split_tail(sch, vectorize_inner(sch, "Xpad", vector_lanes(wl.dtype), under=plane))
+        split_tail(sch, vectorize_inner(sch, spad, wide))
+    acc = sch.get_sblock("acc")
+    b, g, c, y, x, u, v = sch.get_loops(acc)
+    co, ci = sch.split(c, [None, ct])
+    plane = sch.fuse(b, g, co)
+    sch.parallel(plane)
+    # generic rows: the copy in short vectors, so that its scalar tail is short (< 4 pixels)
+    _pad_copy(sch, "Xpad", plane, wide, _copy_lanes(wl, wide))
+    if wl.kind == "generic":
+        yo, ym = sch.split(y, [None, FWD_ROWS])
+        xo, xi = sch.split(x, [None, wide])
+        sch.reorder(yo, xo, u, v, ci, ym, xi)
+        sch.vectorize(xi)
+        unroll_taps(sch, wl, v)
+        unroll(sch, ci, ym)
+        _init_tile(sch, acc, u)
+        out = sch.get_sblock("out")
+        sch.reverse_compute_at(out, xo)
+        vectorize_under(sch, out, xo)
+        tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), wide)
+        split_tail(sch, xo)
+        return
+    _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
+
+
+def _static_row_tiles(sch, wl, y, x, ci, u, v, wide: int, xt: int) -> None:
+    """fwd, dx at stride 1 (static): under each row y, the row cut into segments
+    (:func:`_segments`), each a register tile of the ci channels x up to xt vectors with the
+    taps (u, v) outside it; 'out' stores the row."""
+    sch.reorder(y, x, ci, u, v)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, y)
+    vectorize_inner(sch, out, vector_lanes(wl.dtype), under=y)
+    segs, var = _segments(extent(sch, x), wide), sch.get(x).loop_var.name
+    if len(segs) > 1:
+        sch.loop_partition(x, [w for w, _ in segs[:-1]] + [None])
+    for i, (w, l) in enumerate(segs):
+        blk = sch.get_sblock("acc" if len(segs) == 1 else f"acc_{var}{i}")  # loop_partition's names
+        xs, ci, u, v = sch.get_loops(blk)[-4:]
+        if i == 0:  # whole wide vectors, tiled
+            n = w // l
+            xo, xm, xs = sch.split(xs, [None, max(d for d in range(1, min(xt, n) + 1) if n % d == 0), l])
+            sch.reorder(xo, u, v, ci, xm, xs)
+            unroll(sch, xm)
+        else:  # one vector (a loop that starts past 0, which split refuses)
+            sch.reorder(u, v, ci, xs)
+        if l > 1:
+            sch.vectorize(xs)
+        unroll_taps(sch, wl, u, v)
+        unroll(sch, ci)
+        _init_tile(sch, blk, u, l > 1)
+
+
+# fwd, dx: channels per register tile (static fwd, 1 thread: 4 beat 2 and 8 at the benchmark
+# shapes; 6, which does not divide their channels, leaves a predicated, scalar tile)
+FWD_CHANNELS = 4
+
+
+def _fwd_lanes(dtype, target) -> int:
+    """fwd's vector width: whole AVX-512 registers where the target has them (twice the
+    throughput of the 256-bit vectors of ``vector_lanes``), else ``vector_lanes``."""
+    lanes = vector_lanes(dtype)
+    return 2 * lanes if codegen.target_has_features("avx512f", target) else lanes
+
+
+def _segments(w: int, lanes: int):
+    """A static row of ``w`` pixels as (width, vector lanes) segments: the whole ``lanes``-wide
+    vectors, then one vector each of lanes/2, lanes/4, ... (2 at the least), then scalars."""
+    segs = [(w // lanes * lanes, lanes)] if w >= lanes else []
+    rest, l = w % lanes, lanes // 2
+    while rest and l >= 2:
+        if rest >= l:
+            segs.append((l, l))
+            rest -= l
+        l //= 2
+    if rest:
+        segs.append((rest, 1))
+    return segs
+
+
+def _pad_copy(sch, name: str, at, lanes: int, copy_lanes: int) -> None:
+    """A padded copy next to the loop ``at`` that reads it, as a zero fill and a copy of the
+    interior (``decompose_padding``): one copy with the bounds test per element has a
+    predicate per lane, which TVM's vectorizer leaves scalar (about 10 instructions an
+    element, as much as the k = 3 forward's taps). ``copy_lanes``: the interior's vectors
+    (generic rows: short ones, so that the scalar tail of each row is short). A copy without
+    padding (k = 1) stays one plain copy."""
+    blk = sch.get_sblock(name)
+    sch.compute_at(blk, at)
+    loops = sch.get_loops(blk)
+    depth = next(i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(at)))
+    if depth + 1 == len(loops):  # one element (compute_at drops unit loops)
+        return
+    try:  # refused (the schedule unchanged) where the bounds test is trivially true
+        fill = sch.decompose_padding(blk, loops[depth + 1])
+    except s_tir.ScheduleError:
+        split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
+        return
+    split_tail(sch, vectorize_inner(sch, fill, lanes, under=at))
+    split_tail(sch, vectorize_inner(sch, blk, copy_lanes, under=at))
+
+
+def _copy_lanes(wl, lanes: int) -> int:
+    """Vector width of a padded copy's interior: generic rows end in a scalar tail (symbolic
+    length), kept under 4 pixels by 4-lane vectors."""
+    return 4 if wl.kind == "generic" else lanes
+
+
+def _init_tile(sch, blk, loop, vector: bool = True) -> None:
+    """decompose_reduction of ``blk`` at ``loop``; the init's own loops (the register tile)
+    unrolled, the innermost vectorised (unless ``vector`` is False: a scalar segment)."""
+    above = [sch.get(l) for l in sch.get_loops(blk)]
+    at = next(i for i, l in enumerate(above) if l.same_as(sch.get(loop)))
+    init = sch.decompose_reduction(blk, loop)
+    *tile, inner = sch.get_loops(init)[at:]
+    if vector:
+        sch.vectorize(inner)
+    unroll(sch, *tile)
 
 
 @register("ddf", "dx", "cpu")
 def dx(sch, wl, target):
-    """acc(b, g, c, hh, ww; j, i) on the phase grid (``ops.ddf.ddf_dx``). Stride 1: vector
-    tiles along the row as fwd. Stride s > 1: hh and ww split by s into (quotient, phase), the
+    """acc(b, g, c, hh, ww; j, i) on the phase grid (``ops.ddf.ddf_dx``). Stride 1: the
+    register tiles of fwd (the tile's channels share the loads of S): static rows cut into
+    segments of AVX-512 vectors; generic ones (whole ROW_QUANTUM pixels) one 8-lane vector
+    per channel. Stride s > 1: hh and ww split by s into (quotient, phase), the
     phases outside the vector tiles (unrolled for s <= MAX_UNROLLED_STRIDE: their taps are then
     constants and the masks of absent taps fold away), so each tile reads contiguous rows of
     dO and S; acc's row buffer is laid out phase-major (its tiles contiguous) and 'out'
@@ -79,8 +205,35 @@ def dx(sch, wl, target):
     sp = sch.get_sblock("Sp")
     sch.parallel(sch.fuse(*sch.get_loops(sp)[:4]))
     split_tail(sch, vectorize_inner(sch, sp, lanes))
-    if s == 1:
-        plane = _row_tiles(sch, wl)
+    if s == 1 and wl.kind == "static":  # as fwd: the channels of a tile share S's loads
+        wide = _fwd_lanes(wl.dtype, target)
+        ct = next(t for t in (FWD_CHANNELS, 2, 1) if (wl.p["C"] // wl.p["G"]) % t == 0)
+        acc = sch.get_sblock("acc")
+        b, g, c, y, x, j, i = sch.get_loops(acc)
+        co, ci = sch.split(c, [None, ct])
+        plane = sch.fuse(b, g, co)
+        sch.parallel(plane)
+        _dx_pad_copy(sch, wl, plane)  # before the row is partitioned (its blocks' regions are coarse)
+        _static_row_tiles(sch, wl, y, x, ci, j, i, wide, max(1, acc_registers(target) // (2 * ct)))
+        return
+    elif s == 1:  # generic: tiles of the ct channels x one vector (Wa: whole ROW_QUANTUM)
+        ct = next(t for t in (FWD_CHANNELS, 2, 1) if (wl.p["C"] // wl.p["G"]) % t == 0)
+        acc = sch.get_sblock("acc")
+        b, g, c, y, x, j, i = sch.get_loops(acc)
+        co, ci = sch.split(c, [None, ct])
+        plane = sch.fuse(b, g, co)
+        sch.parallel(plane)
+        xo, xi = sch.split(x, [None, lanes])
+        sch.reorder(y, xo, j, i, ci, xi)
+        sch.vectorize(xi)
+        unroll_taps(sch, wl, j, i)
+        unroll(sch, ci)
+        _init_tile(sch, acc, j)
+        out = sch.get_sblock("out")
+        sch.reverse_compute_at(out, xo)
+        vectorize_under(sch, out, xo)
+        tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), lanes)
+        split_tail(sch, xo)
     else:
         acc = sch.get_sblock("acc")
         b, g, c, hh, ww, j, i = sch.get_loops(acc)
@@ -116,8 +269,8 @@ def dx(sch, wl, target):
 
 def _dx_pad_copy(sch, wl, plane):
     """dx: the plane's padded dO next to the loop that reads it."""
-    sch.compute_at(sch.get_sblock("dOp"), plane)
-    split_tail(sch, vectorize_inner(sch, "dOp", vector_lanes(wl.dtype), under=plane))
+    lanes = vector_lanes(wl.dtype)
+    _pad_copy(sch, "dOp", plane, lanes, _copy_lanes(wl, lanes))
 
 
 @register("ddf", "ds", "cpu")
@@ -173,9 +326,7 @@ def dc(sch, wl, target):
     vectorize_inner(sch, init, lanes)
     sch.reverse_compute_at(sch.get_sblock("acc"), plane)
     sch.reverse_compute_at(sch.get_sblock("out"), plane)
-    sch.compute_at(sch.get_sblock("Xpad"), plane)
-    split_tail(sch, vectorize_inner(sch, "Xpad", lanes, under=plane))
+    _pad_copy(sch, "Xpad", plane, lanes, _copy_lanes(wl, lanes))
     if wl.kind == "generic":
-        sch.compute_at(sch.get_sblock("dOpad"), plane)
-        split_tail(sch, vectorize_inner(sch, "dOpad", lanes, under=plane))
+        _pad_copy(sch, "dOpad", plane, lanes, _copy_lanes(wl, lanes))
     split_tail(sch, xo)

@@ -27,7 +27,9 @@ thread layouts) and vary little within a model. Generic kernels compute each row
 ('acc_cols' in dc) padded to whole ``ROW_QUANTUM`` pixels (inputs read as zeros past the row:
 padded copies of X, of S's rows ('Spad': fwd, dc), of dO ('dOpad': ds, dc; 'dOp': dx) and S
 (dx)), and 'out' stores the real row (dc's 'acc' sums the real columns), so the CPU vector tiles
-have no tail predicate (a predicated tile runs scalar). The CUDA schedules inline these copies
+have no tail predicate (a predicated tile runs scalar); fwd's rows are whole ``FWD_ROW_QUANTUM``
+pixels and its rows whole pairs (``FWD_ROWS``; 'Spad' pads S's rows too), which its CPU register
+tiles span. The CUDA schedules inline these copies
 (index checks in the loads). Static kernels compute their exact rows.
 """
 from __future__ import annotations
@@ -44,14 +46,20 @@ MAX_KERNEL_SIZE = 31
 # Every kernel builds once for any batch and size with these symbolic (tests/test_generic_ddf.py).
 # Bundles written without --input use them; JIT calls only in the generic shape mode, since the
 # generic CPU kernels are still slower than the static ones (1 thread, kernels alone,
-# benchmarks/bench_ddf_kernels.py: fwd 1.1-1.8x, dx 0.9-1.6x, ds 0.8-1.15x, dc 0.9-1.2x; the op,
-# benchmarks/bench_generic.py --op ddf: forward 1.1-1.4x, forward+backward 1.1-1.2x;
-# RESULTS.md "Generic vs static kernels (CPU)").
+# benchmarks/bench_ddf_kernels.py --thread-time: fwd 1.4-1.6x, dx 1.4-1.7x, ds 0.8-1.1x,
+# dc 0.75-1.4x, the static fwd/dx having gained register tiles the symbolic rows only partly
+# take; RESULTS.md "DDF CPU register tiles").
 SYMBOLIC = ("B", "H", "W")
 # Generic kernels (and dx at any stride > 1) compute each row of 'acc' padded to whole
 # ROW_QUANTUM pixels (a whole number of float32 / float64 CPU vectors), the inputs read past the
 # row as zeros, and store only the real row ('out'): register tiles then need no tail predicate.
 ROW_QUANTUM = 8
+# fwd's generic rows: whole 16-pixel vectors (one AVX-512 register of float32, two of float64),
+# the CPU schedule's vectors (schedules/ddf_cpu.py fwd: twice the throughput of 8 lanes).
+FWD_ROW_QUANTUM = 16
+# and whole pairs of output rows, which its register tiles span (each X row then serves two
+# taps of the pair: loaded once)
+FWD_ROWS = 2
 
 
 def check_params(B, C, H, W, G, k, s, d, combine) -> None:
@@ -144,10 +152,10 @@ def ddf_fwd(B, C, H, W, G, k, s, d, combine, dtype):
     acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
     if _static(W):
         Xp, Sr, shape = zero_pad(X, p, "Xpad"), S, dO.shape
-    else:  # rows of whole vectors (see the module docstring)
-        Wq = _whole_vectors(dO.shape[-1])
-        Xp = _pad_rows(X, p, (Wq - 1) * s + d * (k - 1) + 1, "Xpad")
-        Sr, shape = _widen(S, Wq, "Spad"), (*dO.shape[:-1], Wq)
+    else:  # rows of whole vectors, whole pairs of rows ('Spad' pads S's rows and columns)
+        Hq, Wq = (_round_up(tirx.max(n, 1), q) for n, q in zip(dO.shape[-2:], (FWD_ROWS, FWD_ROW_QUANTUM)))
+        Xp = _pad_box(X, p, p, (Hq - 1) * s + d * (k - 1) + 1, (Wq - 1) * s + d * (k - 1) + 1, "Xpad")
+        Sr, shape = _pad_box(S, 0, 0, Hq, Wq, "Spad"), (*dO.shape[:-2], Hq, Wq)
     acc = _tap_sum(shape, k, lambda b, g, c, y, x, u, v: (
         Xp[b, g, c, y * s + u * d, x * s + v * d].astype(acc_t)
         * _combine(combine, Sr[b, g, u, v, y, x], Cf[b, g, c, u, v], acc_t)))
