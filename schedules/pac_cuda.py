@@ -29,8 +29,24 @@ registers), all through TVM's tensorize with this module's intrinsics. Results g
 shared memory (n, y, o, x) to coalesced stores. Operands are rounded to TF32 (10-bit
 mantissas) by the hardware: a schedule choice the workload carries, so it has its own cache
 entries. Executed on PoCL with ldmatrix/mma emulated (dynfilter_tvm.emulate).
-conv_dk: each thread forms G (the weight times the output gradient, summed over output
-channels) one input channel at a time. conv_dw (static shapes): split-K over bands of output
+conv_dk (static shapes, k <= UNROLL_TAPS): the same tap rule as a GEMM per pixel tile, G[c,
+tap, pixel] = sum_o Wt[o, c, tap] dO[o, pixel] (M = taps, N = pixels, K = O), then dK = sum_c
+Sz(tap) G (see ``_conv_dk_tiled``). A block owns ty x tx pixels of one image (tx up to 32, a
+warp's row; ty = yt thread rows x yi register rows), a thread one tap row i and yi pixels of a
+column: k x yi values of G and of dK in registers. The dO tile (O x ty x tx) is staged once
+per block; per input channel the source window (padding and zero insertion as index checks in
+this copy) and Wt[:, c] (O x k x k). 8x64x128x128 k5 O=64 float32: 4 x 32 tiles (yt = yi =
+2), 320 threads, 40,320 B shared memory, 1,024 blocks; ptxas sm_90 48 registers, no spills,
+62% occupancy (sm_80: 56, 47%); float64 shrinks the tile to 1 x 32 (yt = yi = 1; 64
+registers on sm_90). Estimate (no GPU: arithmetic): 13.4 G FMAs (G) on FP32 SIMT = 401 us at
+67 TFLOP/s; shared memory per o and warp: k warp-uniform Wt words (one wavefront each) + yi dO
+words (one each) for k*yi FMA instructions, 7 wavefronts per 10 FMAs: 13.4 G / 32 / 10 * 7 =
+293 M wavefronts / 132 SMs = 2.2 M clk = 1.1 ms at 1.98 GHz, bound by shared-memory loads
+(larger register tiles exceed 64 registers; vector Wt loads are left to do). Requested bytes
+538 MB (gpu_report.requested_bytes), mostly Wt re-read per tile from L2: 161 us at DRAM
+bandwidth. Was a thread per output loading Wt and dO for every (channel, output channel):
+128 registers, 25% occupancy, 108 GB requested (32 ms at DRAM bandwidth without caches).
+Otherwise a thread per output forms G one input channel at a time. conv_dw (static shapes): split-K over bands of output
 rows, partial sums in global scratch, then a second kernel adding them (see ``conv_dw``).
 """
 from __future__ import annotations
@@ -40,7 +56,7 @@ import functools
 from . import register
 from tvm import tirx
 
-from .common import MAX_THREADS, register_acc, threads_for, unroll, unroll_taps
+from .common import MAX_THREADS, UNROLL_TAPS, register_acc, threads_for, unroll, unroll_taps
 
 CONV_CHANNEL_BLOCK = 8  # output channels per thread
 
@@ -410,8 +426,96 @@ def pool(sch, wl, target):
     _thread_per_output(sch, 4)
 
 
+# -- conv_dk: the tap-rule GEMM per pixel tile (G = Wt^T dO, then a dot with the source) --------
+DK_TILE_X = 32  # pixels per thread row along x (a warp's row: conflict-free shared loads)
+DK_PIXEL_THREADS = 64  # threads per tap row (yt rows of DK_TILE_X)
+DK_REG_Y = 2  # rows of a thread's register tile
+DK_SHARED_BYTES = 40 * 1024  # dO tile + Wt chunk + source tile (<= 48 KiB static; 50% occupancy)
+
+
+def dk_tile(wl):
+    """conv_dk's tiled geometry: dict(ty, tx, yt, yi) (pixel tile ty x tx, threads k x yt x
+    tx, a register tile of k tap columns x yi rows), or None for a thread per output (symbolic
+    shapes, tap loops not unrolled, or a tile that cannot fit DK_SHARED_BYTES). Shrinks the
+    thread rows first, then the register rows, until the dO tile (O x ty x tx), one channel
+    of Wt (O x k^2) and the source window fit."""
+    p = wl.p
+    if wl.kind != "static" or p["k"] > UNROLL_TAPS:
+        return None
+    O, k, s, d, Ho, Wo = p["O"], p["k"], p["s"], p["d"], p["Ho"], p["Wo"]
+    item = 8 if wl.dtype == "float64" else 4
+    tx = min(DK_TILE_X, Wo)
+    yi = min(DK_REG_Y, Ho)
+    yt = max(1, min(DK_PIXEL_THREADS // tx, -(-Ho // yi)))
+
+    def shared(yt_, yi_):
+        ty = yt_ * yi_
+        window = ((ty - 1) * s + (k - 1) * d + 1) * ((tx - 1) * s + (k - 1) * d + 1)
+        return (O * ty * tx + O * k * k + window) * item
+
+    while shared(yt, yi) > DK_SHARED_BYTES and (yt > 1 or yi > 1):
+        if yt > 1:
+            yt -= 1
+        else:
+            yi -= 1
+    if shared(yt, yi) > DK_SHARED_BYTES:
+        return None
+    return dict(ty=yt * yi, tx=tx, yt=yt, yi=yi)
+
+
+def _read_index(sch, block, buffer: str) -> int:
+    return next(i for i, r in enumerate(sch.get(block).reads) if r.source.name == buffer)
+
+
+def _conv_dk_tiled(sch, wl, t) -> None:
+    """A block per (n, ty x tx pixels), a thread per (tap row i, row slice, column) keeping
+    k tap columns x yi rows of dK in registers. The block stages its dO tile (O x ty x tx)
+    once; per input channel c it stages the source window (padding and zero insertion as
+    index checks in this copy) and Wt[:, c] (O x k x k), then each thread forms its k x yi
+    values of G = sum_o Wt dO in registers (per o: k weights, a warp-wide broadcast, and yi
+    dO words for k*yi FMAs) and adds source x G to its accumulators."""
+    k = wl.p["k"]
+    acc = sch.get_sblock("acc")
+    n, g, i, j, y, x, c = sch.get_loops(acc)
+    yb, yt, yi = sch.split(y, [None, t["yt"], t["yi"]])
+    xb, xt = sch.split(x, [None, t["tx"]])
+    sch.reorder(n, g, yb, xb, i, yt, xt, c, j, yi)
+    blk = sch.fuse(n, g, yb, xb)
+    thr = sch.fuse(i, yt, xt)
+    sch.bind(blk, "blockIdx.x")
+    sch.bind(thr, "threadIdx.x")
+    threads = k * t["yt"] * t["tx"]
+    sz = sch.get_sblock("Sz")
+    sch.set_scope(sz, 0, "shared")  # before compute_at: the window covers every thread's taps
+    _cooperative(sch, sz, c, threads)
+    G = sch.get_sblock("G")
+    sch.compute_at(G, c)
+    sch.set_scope(G, 0, "local")
+    loops = sch.get_loops(G)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(c)))
+    own = loops[at + 1:]  # (j, yi, o), unit extents dropped; o is the reduction
+    if wl.p["O"] > 1:
+        o, regs = own[-1], own[:-1]
+        if regs:
+            sch.reorder(o, *regs)
+        sch.decompose_reduction(G, o)
+        unroll(sch, *regs)
+    dsh = sch.cache_read(G, _read_index(sch, G, "dO"), "shared")
+    _cooperative(sch, dsh, blk, threads)
+    wsh = sch.cache_read(G, _read_index(sch, G, "Wt"), "shared")
+    _cooperative(sch, wsh, c, threads)
+    unroll(sch, *sch.get_loops(acc)[-2:])  # j, yi: the register tile
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, c)
+    sch.reverse_compute_at(sch.get_sblock("out"), thr)
+
+
 @register("pac", "conv_dk", "cuda")
 def conv_dk(sch, wl, target):
+    t = dk_tile(wl)
+    if t is not None:
+        _conv_dk_tiled(sch, wl, t)
+        return
     _inline(sch, "Sz")
     acc = sch.get_sblock("acc")
     n, g, i, j, y, x, c = sch.get_loops(acc)

@@ -79,7 +79,12 @@ PAC_SHAPES = {
              "k13-fallback": dict(_geo(1, 2, 5, 40, 5, 40, 13, 1, 1, 6, 1), O=3, a=0)},
     "pool": {"plain-g1": dict(PAC_PLAIN, G=1, a=0), "plain-gc-adjoint": dict(PAC_PLAIN, G=5, a=1),
              "s2-d2": dict(PAC_S2D2, G=1, a=0), "unit": dict(PAC_UNIT, G=1, a=0)},
-    "conv_dk": {"plain": dict(PAC_PLAIN, O=12), "zero-ins": dict(PAC_ZERO_INSERTED, O=5), "unit": dict(PAC_UNIT, O=1)},
+    "conv_dk": {"plain": dict(PAC_PLAIN, O=12), "zero-ins": dict(PAC_ZERO_INSERTED, O=5), "unit": dict(PAC_UNIT, O=1),
+                # tiled: 2 x 32 threads per tap row, 2-row register tiles, tail tiles along y (11 =
+                # 4 + 4 + 3) and x (37 = 32 + 5), stride 2 and dilation 2 on the source window
+                "tiles": dict(_geo(1, 3, 21, 73, 11, 37, 3, 2, 1, 1, 2), O=7),
+                # k = 9: tap loops not unrolled, a thread per output
+                "k9-per-output": dict(_geo(1, 2, 5, 6, 5, 6, 9, 1, 1, 4, 1), O=3)},
     "conv_dw": {"plain": dict(PAC_PLAIN, O=12), "s2-d2": dict(PAC_S2D2, O=5), "zero-ins": dict(PAC_ZERO_INSERTED, O=5),
                 "unit": dict(PAC_UNIT, O=1)},
     "pool_dk": {"g1": dict(PAC_PLAIN, G=1), "gc": dict(PAC_PLAIN, G=5)},
@@ -190,6 +195,18 @@ def test_control_short_staging(way):
                                 low.source, count=1)
         assert n == 1
     _fails(Workload.make("pac", "conv", PAC_SHAPES["conv"]["tiles-o70"], "float32"), way, mutate=mutate, match="NaN")
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_short_dk_staging(way):
+    """The tiled pac.conv_dk with its dO tile copy one round of the block short: part of the
+    tile stays poisoned in shared memory and reaches outputs as NaN."""
+    def mutate(low):
+        low.source, n = re.subn(r"(ax0_ax1_ax2_fused_0 < )(\d+)", lambda m: f"{m[1]}{int(m[2]) - 1}",
+                                low.source, count=1)
+        assert n == 1
+    _fails(Workload.make("pac", "conv_dk", PAC_SHAPES["conv_dk"]["tiles"], "float32"), way, mutate=mutate,
+           match="NaN")
 
 
 # pac.conv on TF32 tensor cores (the tf32 workload flag; mma.sync + ldmatrix, emulated warp-

@@ -67,6 +67,22 @@ def test_requested_bytes_pac_conv_tiled():
     assert G.requested_bytes(small) == 4 * (2 * 9 + 2 * 9 + 3 * 2 + 3 * 9)
 
 
+def test_requested_bytes_pac_conv_dk_tiled():
+    wl = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"][-2]
+    assert wl.kernel == "conv_dk"
+    # the docstring's figures: dO once, X over the 4 x 32 tiles' 8 x 36 windows less the
+    # padding (252 x 140 real), Wt per channel and tile (128 per image), dK stored once
+    do, x, wt, dk = 8 * 64 * 128 ** 2, 8 * 64 * 252 * 140, 8 * 128 * 64 * 64 * 25, 8 * 25 * 128 ** 2
+    assert G.requested_bytes(wl) == 4 * (do + x + wt + dk)
+    # stride 2, zero insertion 2, padding 1: one tile whose window spans grid positions 0..6
+    # ((3 - 1) * 2 + 2 + 1), real where (Y - 1) is even and inside the 3-element source
+    small = Workload.make("pac", "conv_dk", dict(N=1, C=2, O=3, H=3, W=3, Ho=3, Wo=3, k=3, s=2, z=2, p=1, d=1),
+                          "float32")
+    from schedules.pac_cuda import dk_tile
+    assert dk_tile(small) == dict(ty=4, tx=3, yt=2, yi=2)  # Y = 1, 3, 5 per axis
+    assert G.requested_bytes(small) == 4 * (3 * 9 + 2 * 3 * 3 + 1 * 2 * 3 * 9 + 9 * 9)
+
+
 def test_every_benchmark_kernel_has_formulas():
     for wls in G.benchmark_workloads().values():
         for wl in wls:
