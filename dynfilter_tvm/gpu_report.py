@@ -215,9 +215,17 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     issued where dO or A is an inserted zero or padding (an upper bound: those loads are
     masked). At 8x64x56x56 k7, M = 6, T = 18, float32 (mi = 3): atoms 25,088 px * 7*18*(6 +
     2*7) * 4 B = 252.9 MB (was 1,062 MB, A and P per atom tap), fwd X 25,088 * 64 * 49 * 4 B =
-    314.7 MB: 567.6 MB, 10.2x the minimum (was 1,377 MB, 24.7x); dx dO 25,088 * 64 * 294 *
-    4 B = 1,888 MB: 2,141 MB, 38x (was 4,868 MB, 87x, with the grid-wide atoms written to and
-    read back from global scratch, one launch more). acda.datoms: the atoms build's register
+    314.7 MB: 567.6 MB, 10.2x the minimum (was 1,377 MB, 24.7x). acda.dx, static with k <= 7
+    (the atoms-in-registers schedule, :func:`_acda_dx_bytes`; loads only): P once per block
+    (T*k^2), A once per (atom tap, basis, input pixel): N*H*W*M*k^2*T, counted where masked
+    too (each atom tap reads the coefficient of another grid point), and per block and
+    channel chunk the dO window of its input row (M x ((k-1)*d + 1) grid rows x (tile +
+    (k-1)*d) columns; real elements only). At 8x64x56x56 k7 (tiles of 28, 2 per row, 896
+    blocks): P 896*882*4 B = 3.2 MB, A 25,088*6*49*18*4 B = 531 MB, dO 8*64*6*380*62*4 B =
+    289.5 MB (380 = the real rows over the 56 windows, 62 = 31 + 31 real columns): 824 MB,
+    14.8x (was 2,141 MB, 38x, dO loaded for each (channel, atom, tap) of every pixel; before
+    that 4,868 MB, 87x, with the grid-wide atoms written to and read back from global
+    scratch, one launch more). acda.datoms: the atoms build's register
     tile with the channels in place of the bases: per thread (atom group, tap row, pixel) and
     channel, mi values of dO and the k inputs of its row (held in registers): (M/mi)*k*C*(mi +
     k) elements per pixel; at 8x64x56x56 k7 25,088 * 2*7*64*10 * 4 B = 899 MB, 12.1x (was
@@ -262,8 +270,11 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
         atoms = (M // mi) * k * (k // cols) * T * (mi + cols)  # per pixel of the tile
         if wl.kernel == "fwd":
             return pix * (atoms + p["C"] * k2) * itemsize
-        if wl.kernel == "dx":  # the fwd's tiling over input pixels
-            return p["N"] * p["H"] * p["W"] * (atoms + p["C"] * M * k2) * itemsize
+        if wl.kernel == "dx":
+            tiled = _acda_dx_bytes(wl, p)
+            if tiled is not None:
+                return tiled * itemsize
+            return p["N"] * p["H"] * p["W"] * (atoms + p["C"] * M * k2) * itemsize  # the fwd's tiling
         if wl.kernel == "datoms":  # the atoms build's register tile, channels for bases
             return pix * (M // mi) * k * (k // cols) * p["C"] * (mi + cols) * itemsize
     raise KeyError(f"no request estimate for {wl.op}.{wl.kernel}")
@@ -393,6 +404,27 @@ def _real_taps(n_src: int, n_out: int, t: int, k: int, s: int, z: int, pad: int,
 
     wins = [range(y0 * s, (min(y0 + t, n_out) - 1) * s + (k - 1) * d + 1) for y0 in starts]
     return len(wins), sum(1 for w in wins for Y in w if real(Y))
+
+
+def _acda_dx_bytes(wl: Workload, p: dict) -> Optional[int]:
+    """Elements loaded by acda.dx's atoms-in-registers schedule (``schedules.acda_cuda.dx_tile``;
+    see :func:`requested_bytes`), or None where it keeps the shared-atoms one."""
+    from schedules.acda_cuda import dx_tile
+
+    t = dx_tile(wl)
+    if t is None:
+        return None
+    N, C, H, W, M, T, k, s, d, pad = (p[n] for n in ("N", "C", "H", "W", "M", "T", "k", "s", "d", "p"))
+    e, tile = d * (k - 1), t["tile"]
+
+    def real(Y: int, n_out: int) -> bool:  # a zero-inserted grid position holding a dO element
+        return (Y - e) % s == 0 and 0 <= (Y - e) // s < n_out
+
+    # the window of input row h: grid rows h + pad + e - (k-1)*d .. h + pad + e
+    rows = sum(1 for h in range(H) for Y in range(h + pad, h + pad + e + 1) if real(Y, p["Ho"]))
+    cols = sum(1 for w0 in range(0, W, tile) for X in range(w0 + pad, min(w0 + tile, W) + pad + e) if real(X, p["Wo"]))
+    blocks = N * H * -(-W // tile)
+    return blocks * T * k * k + N * H * W * M * k * k * T + N * C * M * rows * cols
 
 
 def _pac_dk_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:

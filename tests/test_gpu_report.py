@@ -112,12 +112,15 @@ def test_aims_name_what_a_row_misses():
     ddf = Workload.make("ddf", "dc", dict(B=1, C=4, H=8, W=8, G=1, k=3, s=1, d=1, combine="mul"), "float32")
     assert G.aim_peak(pac) == G.TF32_TC and G.aim_peak(ddf) == G.FP32_SIMT
 def test_requested_bytes_acda_tiles():
-    """acda.fwd/dx: per pixel, the atoms build (k*T*(M + (M/mi)*k) elements: mi atoms x k tap
-    columns per thread) plus X per (channel, tap) (fwd) or dO per (channel, atom, tap) (dx)."""
+    """acda.fwd: per pixel, the atoms build (k*T*(M + (M/mi)*k) elements: mi atoms x k tap
+    columns per thread) plus X per (channel, tap); dx: see gpu_report._acda_dx_bytes."""
     p = dict(N=1, C=8, H=4, W=5, M=6, T=3, k=3, s=1, d=1, p=1)
     fwd, dx = (Workload.make("acda", k, p, "float32") for k in ("fwd", "dx"))
     assert G.requested_bytes(fwd) == 4 * 20 * (3 * 3 * (6 + 3) + 8 * 9)  # mi = 6: 18 registers
-    assert G.requested_bytes(dx) == 4 * 20 * (81 + 8 * 6 * 9)
+    # dx (atoms in registers): P per block (4 rows x 1 tile of 5), A per atom tap and basis of
+    # each input pixel, per channel and atom the dO window of each row: 3 grid rows, real 2, 3,
+    # 3, 2 over the rows, 5 real columns
+    assert G.requested_bytes(dx) == 4 * (4 * 27 + 20 * 6 * 9 * 3 + 8 * 6 * (2 + 3 + 3 + 2) * 5)
     f64 = Workload.make("acda", "fwd", p, "float64")  # mi = 3: 3 x 3 doubles in 18 registers
     assert G.requested_bytes(f64, 8) == 8 * 20 * (3 * 3 * (6 + 2 * 3) + 8 * 9)
     datoms = Workload.make("acda", "datoms", p, "float32")  # per channel 6 dO + 3 inputs per row
