@@ -199,6 +199,15 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     near the minimum and the kernel is bound by its 13.4 G FMAs on FP32 SIMT (407 us at 67
     TFLOP/s). Where the tap loops stay loops (k > 7), the tile cannot fit or the shape is
     symbolic, a thread per output: conv_dk below.
+    pac.conv_dw, the tiled split-K (:func:`_pac_dw_tiled_bytes`; loads plus the partial sums
+    stored and loaded once): a block per (output-channel tile, input-channel tile, tap, part)
+    stages per chunk of pixels dO (its channels), K (its tap) and the source at its tap (its
+    channels): dO = N*O*Ho*Wo*k^2*nC, K = N*k^2*Ho*Wo*nO*nC, X = N*C*Ty*Tx*nO (Ty, Tx the real
+    (output, tap) pairs per axis, as conv; nO, nC the channel tiles), scratch 2*parts*O*C*k^2.
+    At 8x64x128x128 k5 O=64 (one 64 x 64 channel tile, 16 parts): dO 8*64*128^2*25*4 B = 839
+    MB + K 13 MB + X 8*64*634^2*4 B = 823 MB + scratch 13 MB = 1.69 GB, 20.9x the 80.6 MB
+    minimum (was 161 GB, 1,998x, dO, K and X per term of every output); dO and X repeat per tap
+    (25x), from L2. Bound by its 13.4 G terms on FP32 SIMT (3 FLOPs each: 601 us).
     Otherwise:
     a thread per pixel and block of b output channels loads K
     and X for each (channel, tap) and b weights; conv_dk: per (pixel, tap), for each channel
@@ -246,7 +255,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
         return loads * itemsize
     if wl.op == "pac":
         pix = p["N"] * p["Ho"] * p["Wo"]
-        tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p)
+        tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_tiled_bytes,
+                 "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p)
         if tiled is not None:
             return tiled * itemsize
         if wl.kernel == "conv":
@@ -425,6 +435,28 @@ def _acda_dx_bytes(wl: Workload, p: dict) -> Optional[int]:
     cols = sum(1 for w0 in range(0, W, tile) for X in range(w0 + pad, min(w0 + tile, W) + pad + e) if real(X, p["Wo"]))
     blocks = N * H * -(-W // tile)
     return blocks * T * k * k + N * H * W * M * k * k * T + N * C * M * rows * cols
+
+
+def _pac_dw_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
+    """Elements requested by the tiled pac.conv_dw schedule (see :func:`requested_bytes`), or
+    None where it keeps a thread per output."""
+    from schedules.pac_cuda import dw_rows, dw_tile
+
+    t = dw_tile(wl)
+    if t is None:
+        return None
+    N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
+    n_o, n_c = -(-O // (t["ot"] * t["oi"])), -(-C // (t["ct"] * t["ci"]))
+    pix = N * p["Ho"] * p["Wo"]
+
+    def real(n_src: int, n_out: int) -> int:  # (output, tap) pairs on a real source element
+        return sum(1 for y in range(n_out) for i in range(k)
+                   if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
+
+    rows = dw_rows(wl)
+    parts = N * -(-p["Ho"] // rows) if rows else 0
+    return (pix * O * k * k * n_c + pix * k * k * n_o * n_c + N * C * real(p["H"], p["Ho"]) * real(p["W"], p["Wo"]) * n_o
+            + 2 * parts * O * C * k * k)
 
 
 def _pac_dk_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:

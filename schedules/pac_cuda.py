@@ -46,8 +46,23 @@ words (one each) for k*yi FMA instructions, 7 wavefronts per 10 FMAs: 13.4 G / 3
 538 MB (gpu_report.requested_bytes), mostly Wt re-read per tile from L2: 161 us at DRAM
 bandwidth. Was a thread per output loading Wt and dO for every (channel, output channel):
 128 registers, 25% occupancy, 108 GB requested (32 ms at DRAM bandwidth without caches).
-Otherwise a thread per output forms G one input channel at a time. conv_dw (static shapes): split-K over bands of output
-rows, partial sums in global scratch, then a second kernel adding them (see ``conv_dw``).
+Otherwise a thread per output forms G one input channel at a time.
+conv_dw (static shapes): split-K over bands of output rows, partial sums in global scratch,
+then a second kernel adding them (see ``conv_dw``); each part a GEMM per tap, dWt[o, c] +=
+dO[o, px] (K[px] Sz[c, px]) over its pixels (``_conv_dw_tiled``): a block per (output-channel
+tile, input-channel tile, tap, part), 16 x 16 threads with 4 x 4 sums in registers; per chunk
+of 32 pixels of a row it stages dO (laid out pixel-major: a thread's 4 channels are one
+ld.shared.v4), K and the source at its tap, and each thread does per pixel 16 FMAs (plus 4
+multiplies K * Sz) on two vector loads and one broadcast. 8x64x128x128 k5 O=64 float32: one
+64 x 64 channel tile, 25 taps x 16 parts = 400 blocks of 256 threads, 16,512 B shared
+memory; ptxas 40 registers, no spills, 75% occupancy (sm_90 and sm_80; the adding kernel 29-31
+registers). Estimate (arithmetic, no GPU): 13.4 G terms x 1.25 instructions / 32 lanes =
+524 M warp instructions / (132 SMs x 4 per clk) = 0.99 M clk = 501 us at 1.98 GHz; shared
+memory per pixel and warp 4 wavefronts (dO: 2 distinct channel groups, broadcast; source: 16
+distinct 16-byte groups, 2; K: 1) for 5 issue clocks: FMA-bound. 400 blocks fill 3 per SM
+(24 of 64 warps), the 16 independent sums per thread covering the FMA latency. Requested
+bytes 1.69 GB, 20.9x the minimum (was 161 GB, 1,998x: dO, K and the source per term of
+every output, 32 + 29 registers).
 """
 from __future__ import annotations
 
@@ -543,6 +558,78 @@ def dw_rows(wl):
     return rows if p["N"] * -(-p["Ho"] // rows) > 1 else None
 
 
+DW_REG = 4  # output channels and input channels of a thread's register tile (4 x 4)
+DW_THREADS = 16  # threads along each of O and C (16 x 16 = 256 per block)
+DW_CHUNK_X = 32  # pixels of a row staged per step
+DW_MIN_THREADS = 128  # per block: halve the register tile below this many
+
+
+def dw_tile(wl):
+    """conv_dw's tiled geometry: dict(oi, ot, ci, ct, cx) (register tile oi x ci, threads ot x
+    ct, cx pixels per staged chunk), or None for the per-output split-K (symbolic shapes)."""
+    p = wl.p
+    if wl.kind != "static":
+        return None
+    O, C = p["O"], p["C"]
+    oi, ci = min(DW_REG, O), min(DW_REG, C)
+
+    def threads(oi_, ci_):
+        return min(DW_THREADS, -(-O // oi_)) * min(DW_THREADS, -(-C // ci_))
+
+    # few channels: smaller register tiles, so that a block keeps DW_MIN_THREADS threads
+    while threads(oi, ci) < DW_MIN_THREADS and (oi > 1 or ci > 1):
+        if oi >= ci:
+            oi //= 2
+        else:
+            ci //= 2
+    return dict(oi=oi, ot=min(DW_THREADS, -(-O // oi)), ci=ci, ct=min(DW_THREADS, -(-C // ci)),
+                cx=min(DW_CHUNK_X, p["Wo"]))
+
+
+def _conv_dw_tiled(sch, wl, t, rows) -> None:
+    """Split-K as below, each part a tiled GEMM per tap: a block per (output- and input-channel
+    tile, tap (i, j), band of rows), a thread per (ot, ct) keeping oi x ci sums in registers.
+    Per chunk of cx pixels of a row the block stages dO (its output channels), K (its tap) and
+    the source at its tap (its input channels, padding and zero insertion as index checks in
+    the copy), then each thread adds, per pixel, its oi x ci products dO * (K * source)."""
+    acc = sch.get_sblock("acc")
+    o, c, i, j, n, y, x = sch.get_loops(acc)
+    if rows is not None:
+        yo, yi = sch.split(y, [None, rows])
+        rf = sch.rfactor(sch.fuse(n, yo), 0)
+        o, c, i, j, part, yi, x = sch.get_loops(rf)
+    else:  # a single part: the whole sum in one kernel
+        rf, part, yi = acc, n, y
+    ob, ot, oi = sch.split(o, [None, t["ot"], t["oi"]])
+    cb, ct, ci = sch.split(c, [None, t["ct"], t["ci"]])
+    xo, xi = sch.split(x, [None, t["cx"]])
+    sch.reorder(ob, cb, i, j, part, ot, ct, yi, xo, xi, oi, ci)
+    blk = sch.fuse(ob, cb, i, j, part)
+    thr = sch.fuse(ot, ct)
+    sch.bind(blk, "blockIdx.x")
+    sch.bind(thr, "threadIdx.x")
+    threads = t["ot"] * t["ct"]
+    reads = [r.source.name for r in sch.get(rf).reads]
+    dsh = sch.cache_read(rf, reads.index("dO"), "shared")
+    ksh = sch.cache_read(rf, reads.index("K"), "shared")
+    # pixels outermost in the copies' layout: a warp's oi (ci) words of a pixel are adjacent
+    sch.transform_layout(dsh, ("write", 0), lambda n_, o_, y_, x_: (n_, y_, x_, o_))
+    sz = sch.get_sblock("Sz")
+    sch.set_scope(sz, 0, "shared")
+    sch.transform_layout(sz, ("write", 0), lambda n_, c_, y_, x_: (n_, y_, x_, c_))
+    for stage in (dsh, ksh, sz):
+        _cooperative(sch, stage, xo, threads)
+    unroll(sch, oi, ci)
+    if rows is None:
+        register_acc(sch, acc, yi, thr)
+        return
+    part_local = sch.cache_write(rf, 0, "local")
+    sch.reverse_compute_at(part_local, thr)
+    sch.decompose_reduction(rf, yi)
+    o, c, i, j, part = sch.get_loops(acc)
+    register_acc(sch, acc, part, bind_flat(sch, [o, c, i, j]))
+
+
 @register("pac", "conv_dw", "cuda")
 def conv_dw(sch, wl, target):
     """dWt is tiny (O*C*k^2) and each element sums every pixel of the batch: one thread per
@@ -552,6 +639,10 @@ def conv_dw(sch, wl, target):
     register), then a second kernel adds the parts (a thread per element). 8x64x128x128 k5:
     16 parts of 94 rows, 1.6M threads of 12,032 terms, 6.5 MB of partial sums written and
     read once."""
+    t = dw_tile(wl)
+    if t is not None:
+        _conv_dw_tiled(sch, wl, t, dw_rows(wl))
+        return
     _inline(sch, "Sz")
     rows = dw_rows(wl)
     if rows is None:

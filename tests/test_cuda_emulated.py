@@ -86,6 +86,11 @@ PAC_SHAPES = {
                 # k = 9: tap loops not unrolled, a thread per output
                 "k9-per-output": dict(_geo(1, 2, 5, 6, 5, 6, 9, 1, 1, 4, 1), O=3)},
     "conv_dw": {"plain": dict(PAC_PLAIN, O=12), "s2-d2": dict(PAC_S2D2, O=5), "zero-ins": dict(PAC_ZERO_INSERTED, O=5),
+                # tiled: 2 output-channel tiles (64 + a tail of 6), one input-channel tile of 10 x 4
+                # = 40 > 37 (a tail), a 32-pixel chunk and a tail of 5, 12 parts of one row
+                "tiles": dict(_geo(2, 37, 6, 37, 6, 37, 3, 1, 1, 1, 1), O=70),
+                # few channels: the register tile halved to 1 x 2 (16 x 12 threads, C = 23 a tail)
+                "halved-tiles": dict(_geo(1, 23, 5, 9, 5, 9, 3, 1, 1, 1, 1), O=20),
                 "unit": dict(PAC_UNIT, O=1)},
     "pool_dk": {"g1": dict(PAC_PLAIN, G=1), "gc": dict(PAC_PLAIN, G=5)},
     "dist": _DIST, "dist_df": _DIST, "dist_df0": _DIST,
@@ -211,6 +216,17 @@ def test_control_acda_dx_short(way, old, new, match):
         low.source, n = re.subn(old, new, low.source)
         assert n == 1
     _fails(Workload.make("acda", "dx", ACDA_SHAPES["k7-tiles"], "float32"), way, mutate=mutate, match=match)
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_short_dw_staging(way):
+    """The tiled pac.conv_dw with its dO chunk copy (64 channels x 32 pixels over 160 threads,
+    13 rounds) one round short: the chunk's last pixels keep poisoned or stale values."""
+    def mutate(low):
+        low.source, n = re.subn(r"\bax0_ax1_fused_0 < 13;", "ax0_ax1_fused_0 < 12;", low.source)
+        assert n == 1
+    _fails(Workload.make("pac", "conv_dw", PAC_SHAPES["conv_dw"]["tiles"], "float32"), way, mutate=mutate,
+           match="NaN|relative error")
 
 
 @pytest.mark.parametrize("way", emulate.WAYS)

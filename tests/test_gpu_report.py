@@ -83,6 +83,15 @@ def test_requested_bytes_pac_conv_dk_tiled():
     assert G.requested_bytes(small) == 4 * (3 * 9 + 2 * 3 * 3 + 1 * 2 * 3 * 9 + 9 * 9)
 
 
+def test_requested_bytes_pac_conv_dw_tiled():
+    wl = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"][-1]
+    assert wl.kernel == "conv_dw"
+    # the docstring's figures: dO per tap, K once, X over 634 real taps per axis, the 16
+    # parts' partial sums stored and loaded
+    do, k, x, scratch = 8 * 64 * 128 ** 2 * 25, 8 * 25 * 128 ** 2, 8 * 64 * 634 ** 2, 2 * 16 * 64 * 64 * 25
+    assert G.requested_bytes(wl) == 4 * (do + k + x + scratch)
+
+
 def test_every_benchmark_kernel_has_formulas():
     for wls in G.benchmark_workloads().values():
         for wl in wls:
