@@ -35,14 +35,17 @@ Sz(tap) G (see ``_conv_dk_tiled``). A block owns ty x tx pixels of one image (tx
 warp's row; ty = yt thread rows x yi register rows), a thread one tap row i and yi pixels of a
 column: k x yi values of G and of dK in registers. The dO tile (O x ty x tx) is staged once
 per block; per input channel the source window (padding and zero insertion as index checks in
-this copy) and Wt[:, c] (O x k x k). 8x64x128x128 k5 O=64 float32: 4 x 32 tiles (yt = yi =
-2), 320 threads, 40,320 B shared memory, 1,024 blocks; ptxas sm_90 48 registers, no spills,
-62% occupancy (sm_80: 56, 47%); float64 shrinks the tile to 1 x 32 (yt = yi = 1; 64
-registers on sm_90). Estimate (no GPU: arithmetic): 13.4 G FMAs (G) on FP32 SIMT = 401 us at
-67 TFLOP/s; shared memory per o and warp: k warp-uniform Wt words (one wavefront each) + yi dO
-words (one each) for k*yi FMA instructions, 7 wavefronts per 10 FMAs: 13.4 G / 32 / 10 * 7 =
-293 M wavefronts / 132 SMs = 2.2 M clk = 1.1 ms at 1.98 GHz, bound by shared-memory loads
-(larger register tiles exceed 64 registers; vector Wt loads are left to do). Requested bytes
+this copy) and Wt[:, c] (O x k x k, each tap row of an output channel padded to 4 words so that
+nvcc reads a thread's k weights as one ld.shared.v4 + one scalar, both warp-uniform; not in
+float64, where that took 94 registers). 8x64x128x128 k5 O=64 float32: 4 x 32 tiles (yt = yi
+= 2), 320 threads, 44,160 B shared memory, 1,024 blocks; ptxas sm_90 47 registers, no
+spills, 62% occupancy (sm_80: 64, 47%); float64 shrinks the tile to 1 x 32 (yt = yi = 1; 64
+registers on sm_90, 47%). Estimate (no GPU: arithmetic): 13.4 G FMAs (G) on FP32 SIMT = 401
+us at 67 TFLOP/s; shared memory per o and warp (the PTX's loop body): 2 warp-uniform Wt loads
+(v4 + scalar, one wavefront each) + yi = 2 dO words (one each) for k*yi = 10 FMA
+instructions: 13.4 G / 32 / 10 * 4 = 168 M wavefronts / 132 SMs = 1.27 M clk = 642 us at
+1.98 GHz, 1.6x the FMA time (5 scalar Wt loads: 7 wavefronts, 1.1 ms); larger register
+tiles exceeded 64 registers (4 rows: 93). Requested bytes
 538 MB (gpu_report.requested_bytes), mostly Wt re-read per tile from L2: 161 us at DRAM
 bandwidth. Was a thread per output loading Wt and dO for every (channel, output channel):
 128 registers, 25% occupancy, 108 GB requested (32 ms at DRAM bandwidth without caches).
@@ -445,7 +448,7 @@ def pool(sch, wl, target):
 DK_TILE_X = 32  # pixels per thread row along x (a warp's row: conflict-free shared loads)
 DK_PIXEL_THREADS = 64  # threads per tap row (yt rows of DK_TILE_X)
 DK_REG_Y = 2  # rows of a thread's register tile
-DK_SHARED_BYTES = 40 * 1024  # dO tile + Wt chunk + source tile (<= 48 KiB static; 50% occupancy)
+DK_SHARED_BYTES = 44 * 1024  # dO tile + Wt chunk + source tile (<= 48 KiB static; 50% occupancy)
 
 
 def dk_tile(wl):
@@ -466,7 +469,7 @@ def dk_tile(wl):
     def shared(yt_, yi_):
         ty = yt_ * yi_
         window = ((ty - 1) * s + (k - 1) * d + 1) * ((tx - 1) * s + (k - 1) * d + 1)
-        return (O * ty * tx + O * k * k + window) * item
+        return (O * ty * tx + O * k * (-(-k // 4) * 4 if _dk_wt_padded(wl) else k) + window) * item
 
     while shared(yt, yi) > DK_SHARED_BYTES and (yt > 1 or yi > 1):
         if yt > 1:
@@ -476,6 +479,12 @@ def dk_tile(wl):
     if shared(yt, yi) > DK_SHARED_BYTES:
         return None
     return dict(ty=yt * yi, tx=tx, yt=yt, yi=yi)
+
+
+def _dk_wt_padded(wl) -> bool:
+    """conv_dk stages Wt with each tap row padded to 4 words (vector loads), except in float64,
+    where ptxas then took 94 registers instead of 64."""
+    return wl.dtype != "float64"
 
 
 def _read_index(sch, block, buffer: str) -> int:
@@ -518,6 +527,11 @@ def _conv_dk_tiled(sch, wl, t) -> None:
     dsh = sch.cache_read(G, _read_index(sch, G, "dO"), "shared")
     _cooperative(sch, dsh, blk, threads)
     wsh = sch.cache_read(G, _read_index(sch, G, "Wt"), "shared")
+    if _dk_wt_padded(wl):
+        # a tap row's k weights of one output channel contiguous and 16-byte aligned (rows
+        # padded to 4 words): nvcc reads them as vectors, one broadcast wavefront each
+        sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (c_, i_, o_, j_))
+        sch.storage_align(wsh, 0, 2, 4, 0)
     _cooperative(sch, wsh, c, threads)
     unroll(sch, *sch.get_loops(acc)[-2:])  # j, yi: the register tile
     sch.set_scope(acc, 0, "local")
