@@ -197,16 +197,19 @@ def fwd(sch, wl, target):
     sch.decompose_reduction(acc, u)
 
 
-DX_CHUNK = 4  # channels per staged dO window (cc x M x k rows x (tile + (k-1)*d) columns)
+DX_CHUNK = 8  # most channels per staged dO window (cc x M x k rows x (tile + (k-1)*d) columns)
 DX_ATOM_WORDS = 28  # 32-bit registers for a thread's atoms: mi atoms x ku tap rows x k columns
 DX_SHARED_BYTES = 40 * 1024  # the dO window, the partial sums and the bases (<= 48 KiB static)
 
 
 def dx_tile(wl):
-    """dx's atoms-in-registers geometry: dict(tile, cc) (tile input pixels of a row per block,
-    a thread per (atom, pixel); cc channels per staged chunk), or None for the shared-atoms
-    schedule (symbolic shapes; taps not unrolled: a thread's k x k atoms would not stay in
-    registers)."""
+    """dx's atoms-in-registers geometry: dict(tile, cc, ku, mi, parts) (tile input pixels of a
+    row per block; a thread per (group of mi atoms x ku tap rows, pixel), parts groups; cc
+    channels per staged chunk: the largest divisor of C up to DX_CHUNK whose window fits
+    DX_SHARED_BYTES), or None for the shared-atoms schedule (symbolic shapes; taps not
+    unrolled: a thread's atoms would not stay in registers). nvcc's unrolling of the window
+    copy is erratic: on 14-pixel rows cc = 4 took 107 registers, cc = 8 47 (sm_90; the
+    registered models' dx shapes: 47-57 registers on sm_90, 54-69 on sm_80, no spills)."""
     p = wl.p
     if wl.kind != "static" or p["k"] > UNROLL_TAPS:
         return None
