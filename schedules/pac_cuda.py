@@ -518,12 +518,12 @@ def _conv_dk_tiled(sch, wl, t) -> None:
     loops = sch.get_loops(G)
     at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(c)))
     own = loops[at + 1:]  # (j, yi, o), unit extents dropped; o is the reduction
+    regs = own[:-1] if wl.p["O"] > 1 else own
     if wl.p["O"] > 1:
-        o, regs = own[-1], own[:-1]
         if regs:
-            sch.reorder(o, *regs)
-        sch.decompose_reduction(G, o)
-        unroll(sch, *regs)
+            sch.reorder(own[-1], *regs)
+        sch.decompose_reduction(G, own[-1])
+    unroll(sch, *regs)  # the register tile of G (O = 1 included)
     dsh = sch.cache_read(G, _read_index(sch, G, "dO"), "shared")
     _cooperative(sch, dsh, blk, threads)
     wsh = sch.cache_read(G, _read_index(sch, G, "Wt"), "shared")

@@ -84,7 +84,9 @@ PAC_SHAPES = {
                 # 4 + 4 + 3) and x (37 = 32 + 5), stride 2 and dilation 2 on the source window
                 "tiles": dict(_geo(1, 3, 21, 73, 11, 37, 3, 2, 1, 1, 2), O=7),
                 # k = 9: tap loops not unrolled, a thread per output
-                "k9-per-output": dict(_geo(1, 2, 5, 6, 5, 6, 9, 1, 1, 4, 1), O=3)},
+                "k9-per-output": dict(_geo(1, 2, 5, 6, 5, 6, 9, 1, 1, 4, 1), O=3),
+                # one output channel: G's register tile without a reduction loop
+                "tiles-o1": dict(_geo(1, 2, 7, 9, 7, 9, 3, 1, 1, 1, 1), O=1)},
     "conv_dw": {"plain": dict(PAC_PLAIN, O=12), "s2-d2": dict(PAC_S2D2, O=5), "zero-ins": dict(PAC_ZERO_INSERTED, O=5),
                 # tiled: 2 output-channel tiles (64 + a tail of 6), one input-channel tile of 10 x 4
                 # = 40 > 37 (a tail), a 32-pixel chunk and a tail of 5, 12 parts of one row
