@@ -186,6 +186,28 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     symbolic, the thread-per-output schedule. The TF32 tensor-core conv (``tf32``) counts the
     same way with its own tiles, 64 channels x one row of 128 pixels per block, as many pixels
     as the SIMT tiles: the same 2.1 GB.
+    pac.conv_dk, the tiled schedule (:func:`_pac_dk_tiled_bytes`, loads plus the output's
+    stores): a block per (n, ty x tx pixel tile) stages its dO tile once and, per input
+    channel, the source window and Wt[:, c]: dO = N*O*Ho*Wo, X = N*C*Ry*Rx (Ry, Rx: the real
+    source elements in the tiles' windows of (t-1)*s + (k-1)*d + 1 grid positions, summed over
+    the tiles along each axis; padding and inserted zeros are index checks), Wt =
+    N*tiles*C*O*k^2, dK = N*k^2*Ho*Wo. At 8x64x128x128 k5 O=64 float32 (4 x 32 tiles, 32 x 4
+    tiles per image; Ry = 32*8 - 4 = 252, Rx = 4*36 - 4 = 140): dO 33.6 MB + X
+    8*64*252*140*4 B = 72.3 MB + Wt 8*128*64*64*25*4 B = 419 MB + dK 13.1 MB = 538 MB, 6.7x
+    the 80.6 MB minimum (was 108 GB, 1,342x, a thread per output loading W and dO for every
+    (channel, output channel)). Wt (410 KB in all) is L2-resident, so the DRAM traffic is
+    near the minimum and the kernel is bound by its 13.4 G FMAs on FP32 SIMT (407 us at 67
+    TFLOP/s). Where the tap loops stay loops (k > 7), the tile cannot fit or the shape is
+    symbolic, a thread per output: conv_dk below.
+    pac.conv_dw, the tiled split-K (:func:`_pac_dw_tiled_bytes`; loads plus the partial sums
+    stored and loaded once): a block per (output-channel tile, input-channel tile, tap, part)
+    stages per chunk of pixels dO (its channels), K (its tap) and the source at its tap (its
+    channels): dO = N*O*Ho*Wo*k^2*nC, K = N*k^2*Ho*Wo*nO*nC, X = N*C*Ty*Tx*nO (Ty, Tx the real
+    (output, tap) pairs per axis, as conv; nO, nC the channel tiles), scratch 2*parts*O*C*k^2.
+    At 8x64x128x128 k5 O=64 (one 64 x 64 channel tile, 16 parts): dO 8*64*128^2*25*4 B = 839
+    MB + K 13 MB + X 8*64*634^2*4 B = 823 MB + scratch 13 MB = 1.69 GB, 20.9x the 80.6 MB
+    minimum (was 161 GB, 1,998x, dO, K and X per term of every output); dO and X repeat per tap
+    (25x), from L2. Bound by its 13.4 G terms on FP32 SIMT (3 FLOPs each: 601 us).
     Otherwise:
     a thread per pixel and block of b output channels loads K
     and X for each (channel, tap) and b weights; conv_dk: per (pixel, tap), for each channel
@@ -202,9 +224,17 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     issued where dO or A is an inserted zero or padding (an upper bound: those loads are
     masked). At 8x64x56x56 k7, M = 6, T = 18, float32 (mi = 3): atoms 25,088 px * 7*18*(6 +
     2*7) * 4 B = 252.9 MB (was 1,062 MB, A and P per atom tap), fwd X 25,088 * 64 * 49 * 4 B =
-    314.7 MB: 567.6 MB, 10.2x the minimum (was 1,377 MB, 24.7x); dx dO 25,088 * 64 * 294 *
-    4 B = 1,888 MB: 2,141 MB, 38x (was 4,868 MB, 87x, with the grid-wide atoms written to and
-    read back from global scratch, one launch more). acda.datoms: the atoms build's register
+    314.7 MB: 567.6 MB, 10.2x the minimum (was 1,377 MB, 24.7x). acda.dx, static with k <= 7
+    (the atoms-in-registers schedule, :func:`_acda_dx_bytes`; loads only): P once per block
+    (T*k^2), A once per (atom tap, basis, input pixel): N*H*W*M*k^2*T, counted where masked
+    too (each atom tap reads the coefficient of another grid point), and per block and
+    channel chunk the dO window of its input row (M x ((k-1)*d + 1) grid rows x (tile +
+    (k-1)*d) columns; real elements only). At 8x64x56x56 k7 (tiles of 28, 2 per row, 896
+    blocks): P 896*882*4 B = 3.2 MB, A 25,088*6*49*18*4 B = 531 MB, dO 8*64*6*380*62*4 B =
+    289.5 MB (380 = the real rows over the 56 windows, 62 = 31 + 31 real columns): 824 MB,
+    14.8x (was 2,141 MB, 38x, dO loaded for each (channel, atom, tap) of every pixel; before
+    that 4,868 MB, 87x, with the grid-wide atoms written to and read back from global
+    scratch, one launch more). acda.datoms: the atoms build's register
     tile with the channels in place of the bases: per thread (atom group, tap row, pixel) and
     channel, mi values of dO and the k inputs of its row (held in registers): (M/mi)*k*C*(mi +
     k) elements per pixel; at 8x64x56x56 k7 25,088 * 2*7*64*10 * 4 B = 899 MB, 12.1x (was
@@ -225,7 +255,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
         return loads * itemsize
     if wl.op == "pac":
         pix = p["N"] * p["Ho"] * p["Wo"]
-        tiled = _pac_conv_tiled_bytes(wl, p) if wl.kernel == "conv" else None
+        tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_tiled_bytes,
+                 "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p)
         if tiled is not None:
             return tiled * itemsize
         if wl.kernel == "conv":
@@ -249,8 +280,11 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
         atoms = (M // mi) * k * (k // cols) * T * (mi + cols)  # per pixel of the tile
         if wl.kernel == "fwd":
             return pix * (atoms + p["C"] * k2) * itemsize
-        if wl.kernel == "dx":  # the fwd's tiling over input pixels
-            return p["N"] * p["H"] * p["W"] * (atoms + p["C"] * M * k2) * itemsize
+        if wl.kernel == "dx":
+            tiled = _acda_dx_bytes(wl, p)
+            if tiled is not None:
+                return tiled * itemsize
+            return p["N"] * p["H"] * p["W"] * (atoms + p["C"] * M * k2) * itemsize  # the fwd's tiling
         if wl.kernel == "datoms":  # the atoms build's register tile, channels for bases
             return pix * (M // mi) * k * (k // cols) * p["C"] * (mi + cols) * itemsize
     raise KeyError(f"no request estimate for {wl.op}.{wl.kernel}")
@@ -367,6 +401,77 @@ def _pac_conv_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
     x_loads = N * C * taps * o_tiles
     k_loads = N * C * (taps if p["a"] else k * k * p["Ho"] * p["Wo"]) * o_tiles  # Kz: real taps only
     return x_loads + k_loads + N * pix_tiles * O * C * k * k + N * O * p["Ho"] * p["Wo"]
+
+
+def _real_taps(n_src: int, n_out: int, t: int, k: int, s: int, z: int, pad: int, d: int) -> tuple:
+    """(tiles, real source elements over all tiles' windows) along one axis, for tiles of t
+    outputs each staging the grid window (t-1)*s + (k-1)*d + 1 of the virtual source (S
+    zero-inserted by z, shifted by pad): only positions on a real element are loaded."""
+    starts = range(0, n_out, t)
+
+    def real(Y: int) -> bool:
+        return (Y - pad) % z == 0 and 0 <= (Y - pad) // z < n_src
+
+    wins = [range(y0 * s, (min(y0 + t, n_out) - 1) * s + (k - 1) * d + 1) for y0 in starts]
+    return len(wins), sum(1 for w in wins for Y in w if real(Y))
+
+
+def _acda_dx_bytes(wl: Workload, p: dict) -> Optional[int]:
+    """Elements loaded by acda.dx's atoms-in-registers schedule (``schedules.acda_cuda.dx_tile``;
+    see :func:`requested_bytes`), or None where it keeps the shared-atoms one."""
+    from schedules.acda_cuda import dx_tile
+
+    t = dx_tile(wl)
+    if t is None:
+        return None
+    N, C, H, W, M, T, k, s, d, pad = (p[n] for n in ("N", "C", "H", "W", "M", "T", "k", "s", "d", "p"))
+    e, tile = d * (k - 1), t["tile"]
+
+    def real(Y: int, n_out: int) -> bool:  # a zero-inserted grid position holding a dO element
+        return (Y - e) % s == 0 and 0 <= (Y - e) // s < n_out
+
+    # the window of input row h: grid rows h + pad + e - (k-1)*d .. h + pad + e
+    rows = sum(1 for h in range(H) for Y in range(h + pad, h + pad + e + 1) if real(Y, p["Ho"]))
+    cols = sum(1 for w0 in range(0, W, tile) for X in range(w0 + pad, min(w0 + tile, W) + pad + e) if real(X, p["Wo"]))
+    blocks = N * H * -(-W // tile)
+    return blocks * T * k * k + N * H * W * M * k * k * T + N * C * M * rows * cols
+
+
+def _pac_dw_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
+    """Elements requested by the tiled pac.conv_dw schedule (see :func:`requested_bytes`), or
+    None where it keeps a thread per output."""
+    from schedules.pac_cuda import dw_rows, dw_tile
+
+    t = dw_tile(wl)
+    if t is None:
+        return None
+    N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
+    n_o, n_c = -(-O // (t["ot"] * t["oi"])), -(-C // (t["ct"] * t["ci"]))
+    pix = N * p["Ho"] * p["Wo"]
+
+    def real(n_src: int, n_out: int) -> int:  # (output, tap) pairs on a real source element
+        return sum(1 for y in range(n_out) for i in range(k)
+                   if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
+
+    rows = dw_rows(wl)
+    parts = N * -(-p["Ho"] // rows) if rows else 0
+    return (pix * O * k * k * n_c + pix * k * k * n_o * n_c + N * C * real(p["H"], p["Ho"]) * real(p["W"], p["Wo"]) * n_o
+            + 2 * parts * O * C * k * k)
+
+
+def _pac_dk_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
+    """Elements requested by the tiled pac.conv_dk schedule (see :func:`requested_bytes`), or
+    None where it keeps a thread per output."""
+    from schedules.pac_cuda import dk_tile
+
+    t = dk_tile(wl)
+    if t is None:
+        return None
+    N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
+    ty_n, ry = _real_taps(p["H"], p["Ho"], t["ty"], k, s, z, pad, d)
+    tx_n, rx = _real_taps(p["W"], p["Wo"], t["tx"], k, s, z, pad, d)
+    pix = p["Ho"] * p["Wo"]
+    return N * O * pix + N * C * ry * rx + N * ty_n * tx_n * C * O * k * k + N * k * k * pix
 
 
 # -- the aims ------------------------------------------------------------------------------------

@@ -11,12 +11,24 @@ nvcc hoist loads into 80 registers with a spill. At 8x64x56x56 k7 M = 6 (sm_90, 
 fp32 cb = 8, 63 registers, no spill, 37,632 B shared, 4 blocks of 256 threads per SM (50%
 occupancy; registers bound it: 63 x 256 x 4 <= 65,536); float64 cb = 4, 64 registers, 50%
 (was 80 registers + 8 B spill, 38%). sm_80: cb = 4, 64 registers, 50%.
-dx: the same tiling over input pixels, one launch: the compute indexes the atoms by the input
-pixel they serve (``ops.acda.acda_dx``), so a tile of input pixels needs M x k x k atoms per
-pixel, built in shared memory as in fwd (no global scratch, no second launch: the grid-wide
-atoms of the zero-inserted grid were written and read back, 87x the minimum bytes); each
-thread sums its channels' M x k x k taps in a register. A generic row is whole X_QUANTUM
-pixels, so the same code serves any size (PoCL-checked at several sizes from one lowering).
+dx (static, k <= UNROLL_TAPS; ``_dx_registers``): one launch, the atoms in registers. The
+compute indexes the atoms by the input pixel they serve (``ops.acda.acda_dx``); the sum over
+(atom, tap) is split (rfactor) into groups of mi atoms x ku tap rows: a block owns a tile of
+input pixels of one row, a thread one (group, pixel) and its mi x ku x k atoms in registers,
+built once (per basis: the group's A coefficients, one per atom tap, and the bases P, staged
+in shared memory once per block). Per chunk of cc channels the block stages the chunk's dO
+window (cc x M x ((k-1)*d + 1) grid rows x (tile + (k-1)*d) columns; zero insertion and
+padding as index checks in the copy), each thread sums its group's taps per channel against
+it (the atom operand a register: one shared load per FMA) and stores the partial to shared
+memory, and the block adds the (M/mi) x (k/ku) partials of each (channel, pixel). 8x64x56x56
+k7 M = 6 float32: mi = 3, ku = 1 (14 partials), tiles of 28 (2 per row), cc = 4, 392 threads,
+29,120 B shared memory, 896 blocks; ptxas 48 registers, no spills, 61% occupancy on sm_90 and
+sm_80 (float64: mi = 2, cc = 2, 64 registers, 30%). Was: the atoms in shared memory (a tile
+of 32 pixels filled 37.6 KB) and dO loaded from global memory for every (channel, atom, tap)
+of every pixel (38x the minimum bytes; before that, grid-wide atoms through a global scratch,
+87x). Generic builds and k > 7 keep that shared-atoms schedule (each thread sums its
+channels' M x k x k taps in a register; a generic row is whole X_QUANTUM pixels, the same
+code serving any size, PoCL-checked at several sizes from one lowering).
 datoms: the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
 x k tap columns of dD in registers), the channels in place of the bases.
 Padding and zero insertion are index checks in the loads (inlined).
@@ -35,10 +47,19 @@ pixels (25,088 px).
   every X load were one wavefront); (was 146 K clk: a shared load per FMA).
 - fwd total 65 K clk = 33 us (49 K = 25 us), against the 18 us FP32 roofline: 1.8x (1.4x);
   was 209 K clk = 106 us, 5.9x. Load-bound: an X load feeds M FMAs only.
-- dx: atoms as fwd (16.7 K clk); channels 784 x (2,352 + 64 x 6 x 7 x 13 = 34,944) / 132 =
-  221 K clk: 238 K clk = 120 us, 6.7x (72 us, 4x, with one wavefront per dO load). Every dO
-  element is loaded by the k x k input pixels that use it; reusing it (a dO tile in shared
-  memory with register windows) is left to do.
+- dx, the shared-atoms schedule (before): its atoms build reads a coefficient per atom tap
+  (the atoms are indexed by the input pixel they serve): per warp 18 x (21 x 13/7 + 7) = 828
+  wavefronts, 10,976 warps -> 69 K clk (16.7 K was counted "as fwd", too low); channels 784 x
+  (2,352 + 64 x 6 x 7 x 13 = 34,944) / 132 = 221 K clk: 290 K clk = 146 us, 8x.
+- dx, atoms in registers (mi = 3, ku = 1, tiles of 28: 896 blocks x 392 threads = 10,976
+  warps): atoms, per warp 18 bases x (21 A loads x 13/7 wavefronts + 21 warp-uniform P
+  loads) = 1,080 wavefronts -> 10,976 x 1,080 / 132 = 90 K clk; channels, per warp 64 x 21
+  dO shared loads (one wavefront each, the atoms in registers) -> 112 K clk; dO windows
+  (289.5 MB: 2.3 M global wavefronts + as many shared stores) 34 K clk; partials 5 K and
+  their sums 6 K clk: 247 K clk = 125 us, 6.9x the 18 us roofline (requested bytes 14.8x
+  the minimum, was 38x). The atoms build is now the larger part: staging A per basis in
+  shared memory (tried: 66 registers, 41% occupancy) or register windows along the row (a
+  coefficient serves k atom taps of neighbouring pixels) are left to do.
 - datoms (mi = 3): 10,976 warps (8 x 2 atom groups x 7 tap rows x 3,136 px / 32), per channel
   21 warp FMAs and 3 dO + 7 input loads (13 wavefronts): FMA 10,976 x 64 x 21 / 528 = 27.9 K
   clk, loads 10,976 x 64 x 16 / 132 = 85 K clk (+ 1.7 K of stores): 44 us (28 us with one
@@ -176,8 +197,140 @@ def fwd(sch, wl, target):
     sch.decompose_reduction(acc, u)
 
 
+DX_CHUNK = 8  # most channels per staged dO window (cc x M x k rows x (tile + (k-1)*d) columns)
+DX_ATOM_WORDS = 28  # 32-bit registers for a thread's atoms: mi atoms x ku tap rows x k columns
+DX_SHARED_BYTES = 40 * 1024  # the dO window, the partial sums and the bases (<= 48 KiB static)
+
+
+def dx_tile(wl):
+    """dx's atoms-in-registers geometry: dict(tile, cc, ku, mi, parts) (tile input pixels of a
+    row per block; a thread per (group of mi atoms x ku tap rows, pixel), parts groups; cc
+    channels per staged chunk: the largest divisor of C up to DX_CHUNK whose window fits
+    DX_SHARED_BYTES), or None for the shared-atoms schedule (symbolic shapes; taps not
+    unrolled: a thread's atoms would not stay in registers). nvcc's unrolling of the window
+    copy is erratic: on 14-pixel rows cc = 4 took 107 registers, cc = 8 47 (sm_90; the
+    registered models' dx shapes: 47-57 registers on sm_90, 54-69 on sm_80, no spills)."""
+    p = wl.p
+    if wl.kind != "static" or p["k"] > UNROLL_TAPS:
+        return None
+    M, T, k, d = p["M"], p["T"], p["k"], p["d"]
+    item = 8 if wl.dtype == "float64" else 4
+    # a thread's atoms: mi of them x ku tap rows x k columns, divisors (rfactor refuses the
+    # predicate of a partial group), the tap rows first
+    words = DX_ATOM_WORDS // (item // 4)
+    ku = max(b for b in range(1, k + 1) if k % b == 0 and (b == 1 or b * k <= words))
+    mi = max(b for b in range(1, M + 1) if M % b == 0 and (b == 1 or b * ku * k <= words))
+    parts = M // mi * (k // ku)  # partial sums per (channel, pixel)
+    if parts > 1024:
+        return None
+    tile = min(MAX_TILE, p["W"], 1024 // parts)
+    tile = -(-p["W"] // -(-p["W"] // tile))  # balanced: 56 = 2 x 28, not 32 + 24
+    rows, cols = (k - 1) * d + 1, tile + (k - 1) * d  # one input row's dO window (zero-inserted grid)
+
+    def shared(cc: int) -> int:  # dO window + partial sums + bases
+        return (cc * M * rows * cols + parts * cc * tile + T * k * k) * item
+
+    fits = [b for b in range(1, DX_CHUNK + 1) if p["C"] % b == 0 and shared(b) <= DX_SHARED_BYTES]
+    return dict(tile=tile, cc=max(fits), ku=ku, mi=mi, parts=parts) if fits else None
+
+
+def _dx_registers(sch, wl, t) -> None:
+    """dX[c, px] = sum over groups (sum_{m, u, v in the group} dO[c, m, tap] atoms[m, u, v,
+    px]), the groups (mi atoms x ku tap rows, ``dx_tile``) split off by rfactor: a thread per
+    (group, pixel) builds its mi x ku x k atoms in registers (per basis: a coefficient A per
+    atom tap, and the bases P, staged in shared memory once per block), then, per chunk of cc
+    channels, sums its group's taps against the chunk's dO window (cc x M x ((k-1)*d + 1) grid
+    rows x (tile + (k-1)*d) columns in shared memory: each element read by the up to k pixels
+    of the row that use it) and stores the partial to shared memory; the block then adds the
+    partials of each (channel, pixel). One shared load per FMA (the atom operand is a
+    register), where the shared-atoms schedule loaded dO from global memory for every FMA.
+    The atoms stay in the thread's registers across the chunks' thread loops (each bound to
+    the same threadIdx.x: a local buffer is private to its thread)."""
+    ku, mi = t["ku"], t["mi"]
+    acc = sch.get_sblock("acc")
+    n, c, h, w, m, u, v = sch.get_loops(acc)
+    mo, m_in = sch.split(m, [None, mi])
+    uo, ui = sch.split(u, [None, ku])
+    sch.reorder(mo, uo, m_in, ui, v)
+    rf = sch.rfactor(sch.fuse(mo, uo), 0)  # acc_rf[(atom group, tap rows), n, c, h, w]: its taps' sum
+    n, c, h, w, mu, m_in, ui, v = sch.get_loops(rf)
+    wo, wi = sch.split(w, [None, t["tile"]])
+    co, ci = sch.split(c, [None, t["cc"]])
+    sch.reorder(n, h, wo, co, mu, wi, ci, m_in, ui, v)
+    block = sch.fuse(n, h, wo)
+    thr = sch.fuse(mu, wi)
+    sch.bind(block, "blockIdx.x")
+    sch.bind(thr, "threadIdx.x")
+    threads = extent(sch, thr)
+    # the thread's k x k atoms, built once before the channel loop (a thread loop of their own,
+    # bound like the sums': registers private to the thread across the chunks)
+    sch.compute_inline(sch.get_sblock("Au"))
+    atoms = sch.get_sblock("atoms")
+    sch.compute_at(atoms, block)
+    sch.set_scope(atoms, 0, "local")
+    loops = sch.get_loops(atoms)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(block)))
+    named = dict(zip([nm for nm, e in (("m", wl.p["M"]), ("u", wl.p["k"]), ("v", wl.p["k"]), ("w", t["tile"]),
+                                        ("t", wl.p["T"])) if e > 1], loops[at + 1:]))
+    if "m" in named:
+        named["mo"], named["m"] = sch.split(named["m"], [None, mi])
+    if "u" in named:
+        named["uo"], named["u"] = sch.split(named["u"], [None, ku])
+    outer = [named[nm] for nm in ("mo", "uo", "w") if nm in named]
+    taps = [named[nm] for nm in ("m", "u", "v") if nm in named]
+    sch.reorder(*outer, *([named["t"]] if "t" in named else []), *taps)
+    a_thr = sch.fuse(*outer) if len(outer) > 1 else outer[0] if outer else sch.add_unit_loop(atoms)
+    sch.bind(a_thr, "threadIdx.x")
+    if "t" in named:
+        sch.decompose_reduction(atoms, named["t"])
+    unroll(sch, *taps)
+    psh = sch.cache_read(atoms, next(q for q, r in enumerate(sch.get(atoms).reads) if r.source.name == "P"), "shared")
+    _stage(sch, psh, block, threads)
+    # the chunk's dO window (zero insertion and padding as index checks in this copy)
+    dou = sch.get_sblock("dOu")
+    sch.set_scope(dou, 0, "shared")
+    _stage(sch, dou, co, threads)
+    # the partial sums: a register per channel, then stored to shared memory for the m-sum
+    sch.set_scope(rf, 0, "shared")
+    part = sch.cache_write(rf, 0, "local")
+    sch.reverse_compute_at(part, ci)
+    sch.decompose_reduction(rf, m_in)
+    unroll(sch, m_in, ui, v)
+    # the block adds the M partials of each (channel, pixel) of the chunk
+    sch.reverse_compute_at(acc, co)
+    loops = sch.get_loops(acc)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co)))
+    named = dict(zip([nm for nm, e in (("m", t["parts"]), ("c", t["cc"]), ("w", t["tile"])) if e > 1], loops[at + 1:]))
+    spatial = [named[nm] for nm in ("c", "w") if nm in named]
+    if "m" in named:
+        sch.reorder(*spatial, named["m"])
+    fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(acc)
+    _, tx = sch.split(fused, [None, threads])
+    sch.bind(tx, "threadIdx.x")
+    sch.set_scope(acc, 0, "local")
+    if "m" in named:
+        sch.decompose_reduction(acc, named["m"])
+    sch.reverse_compute_at(sch.get_sblock("out"), tx)
+
+
+def _stage(sch, block, loop, threads: int) -> None:
+    """Compute ``block`` (already in shared scope) at ``loop``, its loops fused and spread over
+    the block's ``threads``."""
+    sch.compute_at(block, loop)
+    loops = sch.get_loops(block)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
+    own = loops[at + 1:]
+    fused = sch.fuse(*own) if len(own) > 1 else own[0] if own else sch.add_unit_loop(block)
+    _, tx = sch.split(fused, [None, threads])
+    sch.bind(tx, "threadIdx.x")
+
+
 @register("acda", "dx", "cuda")
 def dx(sch, wl, target):
+    t = dx_tile(wl)
+    if t is not None:
+        _dx_registers(sch, wl, t)
+        return
     for name in ("dOu", "Au"):
         sch.compute_inline(sch.get_sblock(name))
     acc = sch.get_sblock("acc")

@@ -29,9 +29,43 @@ registers), all through TVM's tensorize with this module's intrinsics. Results g
 shared memory (n, y, o, x) to coalesced stores. Operands are rounded to TF32 (10-bit
 mantissas) by the hardware: a schedule choice the workload carries, so it has its own cache
 entries. Executed on PoCL with ldmatrix/mma emulated (dynfilter_tvm.emulate).
-conv_dk: each thread forms G (the weight times the output gradient, summed over output
-channels) one input channel at a time. conv_dw (static shapes): split-K over bands of output
-rows, partial sums in global scratch, then a second kernel adding them (see ``conv_dw``).
+conv_dk (static shapes, k <= UNROLL_TAPS): the same tap rule as a GEMM per pixel tile, G[c,
+tap, pixel] = sum_o Wt[o, c, tap] dO[o, pixel] (M = taps, N = pixels, K = O), then dK = sum_c
+Sz(tap) G (see ``_conv_dk_tiled``). A block owns ty x tx pixels of one image (tx up to 32, a
+warp's row; ty = yt thread rows x yi register rows), a thread one tap row i and yi pixels of a
+column: k x yi values of G and of dK in registers. The dO tile (O x ty x tx) is staged once
+per block; per input channel the source window (padding and zero insertion as index checks in
+this copy) and Wt[:, c] (O x k x k, each tap row of an output channel padded to 4 words so that
+nvcc reads a thread's k weights as one ld.shared.v4 + one scalar, both warp-uniform; not in
+float64, where that took 94 registers). 8x64x128x128 k5 O=64 float32: 4 x 32 tiles (yt = yi
+= 2), 320 threads, 44,160 B shared memory, 1,024 blocks; ptxas sm_90 47 registers, no
+spills, 62% occupancy (sm_80: 64, 47%); float64 shrinks the tile to 1 x 32 (yt = yi = 1; 64
+registers on sm_90, 47%). Estimate (no GPU: arithmetic): 13.4 G FMAs (G) on FP32 SIMT = 401
+us at 67 TFLOP/s; shared memory per o and warp (the PTX's loop body): 2 warp-uniform Wt loads
+(v4 + scalar, one wavefront each) + yi = 2 dO words (one each) for k*yi = 10 FMA
+instructions: 13.4 G / 32 / 10 * 4 = 168 M wavefronts / 132 SMs = 1.27 M clk = 642 us at
+1.98 GHz, 1.6x the FMA time (5 scalar Wt loads: 7 wavefronts, 1.1 ms); larger register
+tiles exceeded 64 registers (4 rows: 93). Requested bytes
+538 MB (gpu_report.requested_bytes), mostly Wt re-read per tile from L2: 161 us at DRAM
+bandwidth. Was a thread per output loading Wt and dO for every (channel, output channel):
+128 registers, 25% occupancy, 108 GB requested (32 ms at DRAM bandwidth without caches).
+Otherwise a thread per output forms G one input channel at a time.
+conv_dw (static shapes): split-K over bands of output rows, partial sums in global scratch,
+then a second kernel adding them (see ``conv_dw``); each part a GEMM per tap, dWt[o, c] +=
+dO[o, px] (K[px] Sz[c, px]) over its pixels (``_conv_dw_tiled``): a block per (output-channel
+tile, input-channel tile, tap, part), 16 x 16 threads with 4 x 4 sums in registers; per chunk
+of 32 pixels of a row it stages dO (laid out pixel-major: a thread's 4 channels are one
+ld.shared.v4), K and the source at its tap, and each thread does per pixel 16 FMAs (plus 4
+multiplies K * Sz) on two vector loads and one broadcast. 8x64x128x128 k5 O=64 float32: one
+64 x 64 channel tile, 25 taps x 16 parts = 400 blocks of 256 threads, 16,512 B shared
+memory; ptxas 40 registers, no spills, 75% occupancy (sm_90 and sm_80; the adding kernel 29-31
+registers). Estimate (arithmetic, no GPU): 13.4 G terms x 1.25 instructions / 32 lanes =
+524 M warp instructions / (132 SMs x 4 per clk) = 0.99 M clk = 501 us at 1.98 GHz; shared
+memory per pixel and warp 4 wavefronts (dO: 2 distinct channel groups, broadcast; source: 16
+distinct 16-byte groups, 2; K: 1) for 5 issue clocks: FMA-bound. 400 blocks fill 3 per SM
+(24 of 64 warps), the 16 independent sums per thread covering the FMA latency. Requested
+bytes 1.69 GB, 20.9x the minimum (was 161 GB, 1,998x: dO, K and the source per term of
+every output, 32 + 29 registers).
 """
 from __future__ import annotations
 
@@ -40,7 +74,7 @@ import functools
 from . import register
 from tvm import tirx
 
-from .common import MAX_THREADS, register_acc, threads_for, unroll, unroll_taps
+from .common import MAX_THREADS, UNROLL_TAPS, register_acc, threads_for, unroll, unroll_taps
 
 CONV_CHANNEL_BLOCK = 8  # output channels per thread
 
@@ -410,8 +444,107 @@ def pool(sch, wl, target):
     _thread_per_output(sch, 4)
 
 
+# -- conv_dk: the tap-rule GEMM per pixel tile (G = Wt^T dO, then a dot with the source) --------
+DK_TILE_X = 32  # pixels per thread row along x (a warp's row: conflict-free shared loads)
+DK_PIXEL_THREADS = 64  # threads per tap row (yt rows of DK_TILE_X)
+DK_REG_Y = 2  # rows of a thread's register tile
+DK_SHARED_BYTES = 44 * 1024  # dO tile + Wt chunk + source tile (<= 48 KiB static; 50% occupancy)
+
+
+def dk_tile(wl):
+    """conv_dk's tiled geometry: dict(ty, tx, yt, yi) (pixel tile ty x tx, threads k x yt x
+    tx, a register tile of k tap columns x yi rows), or None for a thread per output (symbolic
+    shapes, tap loops not unrolled, or a tile that cannot fit DK_SHARED_BYTES). Shrinks the
+    thread rows first, then the register rows, until the dO tile (O x ty x tx), one channel
+    of Wt (O x k^2) and the source window fit."""
+    p = wl.p
+    if wl.kind != "static" or p["k"] > UNROLL_TAPS:
+        return None
+    O, k, s, d, Ho, Wo = p["O"], p["k"], p["s"], p["d"], p["Ho"], p["Wo"]
+    item = 8 if wl.dtype == "float64" else 4
+    tx = min(DK_TILE_X, Wo)
+    yi = min(DK_REG_Y, Ho)
+    yt = max(1, min(DK_PIXEL_THREADS // tx, -(-Ho // yi)))
+
+    def shared(yt_, yi_):
+        ty = yt_ * yi_
+        window = ((ty - 1) * s + (k - 1) * d + 1) * ((tx - 1) * s + (k - 1) * d + 1)
+        return (O * ty * tx + O * k * (-(-k // 4) * 4 if _dk_wt_padded(wl) else k) + window) * item
+
+    while shared(yt, yi) > DK_SHARED_BYTES and (yt > 1 or yi > 1):
+        if yt > 1:
+            yt -= 1
+        else:
+            yi -= 1
+    if shared(yt, yi) > DK_SHARED_BYTES:
+        return None
+    return dict(ty=yt * yi, tx=tx, yt=yt, yi=yi)
+
+
+def _dk_wt_padded(wl) -> bool:
+    """conv_dk stages Wt with each tap row padded to 4 words (vector loads), except in float64,
+    where ptxas then took 94 registers instead of 64."""
+    return wl.dtype != "float64"
+
+
+def _read_index(sch, block, buffer: str) -> int:
+    return next(i for i, r in enumerate(sch.get(block).reads) if r.source.name == buffer)
+
+
+def _conv_dk_tiled(sch, wl, t) -> None:
+    """A block per (n, ty x tx pixels), a thread per (tap row i, row slice, column) keeping
+    k tap columns x yi rows of dK in registers. The block stages its dO tile (O x ty x tx)
+    once; per input channel c it stages the source window (padding and zero insertion as
+    index checks in this copy) and Wt[:, c] (O x k x k), then each thread forms its k x yi
+    values of G = sum_o Wt dO in registers (per o: k weights, a warp-wide broadcast, and yi
+    dO words for k*yi FMAs) and adds source x G to its accumulators."""
+    k = wl.p["k"]
+    acc = sch.get_sblock("acc")
+    n, g, i, j, y, x, c = sch.get_loops(acc)
+    yb, yt, yi = sch.split(y, [None, t["yt"], t["yi"]])
+    xb, xt = sch.split(x, [None, t["tx"]])
+    sch.reorder(n, g, yb, xb, i, yt, xt, c, j, yi)
+    blk = sch.fuse(n, g, yb, xb)
+    thr = sch.fuse(i, yt, xt)
+    sch.bind(blk, "blockIdx.x")
+    sch.bind(thr, "threadIdx.x")
+    threads = k * t["yt"] * t["tx"]
+    sz = sch.get_sblock("Sz")
+    sch.set_scope(sz, 0, "shared")  # before compute_at: the window covers every thread's taps
+    _cooperative(sch, sz, c, threads)
+    G = sch.get_sblock("G")
+    sch.compute_at(G, c)
+    sch.set_scope(G, 0, "local")
+    loops = sch.get_loops(G)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(c)))
+    own = loops[at + 1:]  # (j, yi, o), unit extents dropped; o is the reduction
+    regs = own[:-1] if wl.p["O"] > 1 else own
+    if wl.p["O"] > 1:
+        if regs:
+            sch.reorder(own[-1], *regs)
+        sch.decompose_reduction(G, own[-1])
+    unroll(sch, *regs)  # the register tile of G (O = 1 included)
+    dsh = sch.cache_read(G, _read_index(sch, G, "dO"), "shared")
+    _cooperative(sch, dsh, blk, threads)
+    wsh = sch.cache_read(G, _read_index(sch, G, "Wt"), "shared")
+    if _dk_wt_padded(wl):
+        # a tap row's k weights of one output channel contiguous and 16-byte aligned (rows
+        # padded to 4 words): nvcc reads them as vectors, one broadcast wavefront each
+        sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (c_, i_, o_, j_))
+        sch.storage_align(wsh, 0, 2, 4, 0)
+    _cooperative(sch, wsh, c, threads)
+    unroll(sch, *sch.get_loops(acc)[-2:])  # j, yi: the register tile
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, c)
+    sch.reverse_compute_at(sch.get_sblock("out"), thr)
+
+
 @register("pac", "conv_dk", "cuda")
 def conv_dk(sch, wl, target):
+    t = dk_tile(wl)
+    if t is not None:
+        _conv_dk_tiled(sch, wl, t)
+        return
     _inline(sch, "Sz")
     acc = sch.get_sblock("acc")
     n, g, i, j, y, x, c = sch.get_loops(acc)
@@ -439,6 +572,78 @@ def dw_rows(wl):
     return rows if p["N"] * -(-p["Ho"] // rows) > 1 else None
 
 
+DW_REG = 4  # output channels and input channels of a thread's register tile (4 x 4)
+DW_THREADS = 16  # threads along each of O and C (16 x 16 = 256 per block)
+DW_CHUNK_X = 32  # pixels of a row staged per step
+DW_MIN_THREADS = 128  # per block: halve the register tile below this many
+
+
+def dw_tile(wl):
+    """conv_dw's tiled geometry: dict(oi, ot, ci, ct, cx) (register tile oi x ci, threads ot x
+    ct, cx pixels per staged chunk), or None for the per-output split-K (symbolic shapes)."""
+    p = wl.p
+    if wl.kind != "static":
+        return None
+    O, C = p["O"], p["C"]
+    oi, ci = min(DW_REG, O), min(DW_REG, C)
+
+    def threads(oi_, ci_):
+        return min(DW_THREADS, -(-O // oi_)) * min(DW_THREADS, -(-C // ci_))
+
+    # few channels: smaller register tiles, so that a block keeps DW_MIN_THREADS threads
+    while threads(oi, ci) < DW_MIN_THREADS and (oi > 1 or ci > 1):
+        if oi >= ci:
+            oi //= 2
+        else:
+            ci //= 2
+    return dict(oi=oi, ot=min(DW_THREADS, -(-O // oi)), ci=ci, ct=min(DW_THREADS, -(-C // ci)),
+                cx=min(DW_CHUNK_X, p["Wo"]))
+
+
+def _conv_dw_tiled(sch, wl, t, rows) -> None:
+    """Split-K as below, each part a tiled GEMM per tap: a block per (output- and input-channel
+    tile, tap (i, j), band of rows), a thread per (ot, ct) keeping oi x ci sums in registers.
+    Per chunk of cx pixels of a row the block stages dO (its output channels), K (its tap) and
+    the source at its tap (its input channels, padding and zero insertion as index checks in
+    the copy), then each thread adds, per pixel, its oi x ci products dO * (K * source)."""
+    acc = sch.get_sblock("acc")
+    o, c, i, j, n, y, x = sch.get_loops(acc)
+    if rows is not None:
+        yo, yi = sch.split(y, [None, rows])
+        rf = sch.rfactor(sch.fuse(n, yo), 0)
+        o, c, i, j, part, yi, x = sch.get_loops(rf)
+    else:  # a single part: the whole sum in one kernel
+        rf, part, yi = acc, n, y
+    ob, ot, oi = sch.split(o, [None, t["ot"], t["oi"]])
+    cb, ct, ci = sch.split(c, [None, t["ct"], t["ci"]])
+    xo, xi = sch.split(x, [None, t["cx"]])
+    sch.reorder(ob, cb, i, j, part, ot, ct, yi, xo, xi, oi, ci)
+    blk = sch.fuse(ob, cb, i, j, part)
+    thr = sch.fuse(ot, ct)
+    sch.bind(blk, "blockIdx.x")
+    sch.bind(thr, "threadIdx.x")
+    threads = t["ot"] * t["ct"]
+    reads = [r.source.name for r in sch.get(rf).reads]
+    dsh = sch.cache_read(rf, reads.index("dO"), "shared")
+    ksh = sch.cache_read(rf, reads.index("K"), "shared")
+    # pixels outermost in the copies' layout: a warp's oi (ci) words of a pixel are adjacent
+    sch.transform_layout(dsh, ("write", 0), lambda n_, o_, y_, x_: (n_, y_, x_, o_))
+    sz = sch.get_sblock("Sz")
+    sch.set_scope(sz, 0, "shared")
+    sch.transform_layout(sz, ("write", 0), lambda n_, c_, y_, x_: (n_, y_, x_, c_))
+    for stage in (dsh, ksh, sz):
+        _cooperative(sch, stage, xo, threads)
+    unroll(sch, oi, ci)
+    if rows is None:
+        register_acc(sch, acc, yi, thr)
+        return
+    part_local = sch.cache_write(rf, 0, "local")
+    sch.reverse_compute_at(part_local, thr)
+    sch.decompose_reduction(rf, yi)
+    o, c, i, j, part = sch.get_loops(acc)
+    register_acc(sch, acc, part, bind_flat(sch, [o, c, i, j]))
+
+
 @register("pac", "conv_dw", "cuda")
 def conv_dw(sch, wl, target):
     """dWt is tiny (O*C*k^2) and each element sums every pixel of the batch: one thread per
@@ -448,6 +653,10 @@ def conv_dw(sch, wl, target):
     register), then a second kernel adds the parts (a thread per element). 8x64x128x128 k5:
     16 parts of 94 rows, 1.6M threads of 12,032 terms, 6.5 MB of partial sums written and
     read once."""
+    t = dw_tile(wl)
+    if t is not None:
+        _conv_dw_tiled(sch, wl, t, dw_rows(wl))
+        return
     _inline(sch, "Sz")
     rows = dw_rows(wl)
     if rows is None:

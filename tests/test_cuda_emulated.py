@@ -79,8 +79,20 @@ PAC_SHAPES = {
              "k13-fallback": dict(_geo(1, 2, 5, 40, 5, 40, 13, 1, 1, 6, 1), O=3, a=0)},
     "pool": {"plain-g1": dict(PAC_PLAIN, G=1, a=0), "plain-gc-adjoint": dict(PAC_PLAIN, G=5, a=1),
              "s2-d2": dict(PAC_S2D2, G=1, a=0), "unit": dict(PAC_UNIT, G=1, a=0)},
-    "conv_dk": {"plain": dict(PAC_PLAIN, O=12), "zero-ins": dict(PAC_ZERO_INSERTED, O=5), "unit": dict(PAC_UNIT, O=1)},
+    "conv_dk": {"plain": dict(PAC_PLAIN, O=12), "zero-ins": dict(PAC_ZERO_INSERTED, O=5), "unit": dict(PAC_UNIT, O=1),
+                # tiled: 2 x 32 threads per tap row, 2-row register tiles, tail tiles along y (11 =
+                # 4 + 4 + 3) and x (37 = 32 + 5), stride 2 and dilation 2 on the source window
+                "tiles": dict(_geo(1, 3, 21, 73, 11, 37, 3, 2, 1, 1, 2), O=7),
+                # k = 9: tap loops not unrolled, a thread per output
+                "k9-per-output": dict(_geo(1, 2, 5, 6, 5, 6, 9, 1, 1, 4, 1), O=3),
+                # one output channel: G's register tile without a reduction loop
+                "tiles-o1": dict(_geo(1, 2, 7, 9, 7, 9, 3, 1, 1, 1, 1), O=1)},
     "conv_dw": {"plain": dict(PAC_PLAIN, O=12), "s2-d2": dict(PAC_S2D2, O=5), "zero-ins": dict(PAC_ZERO_INSERTED, O=5),
+                # tiled: 2 output-channel tiles (64 + a tail of 6), one input-channel tile of 10 x 4
+                # = 40 > 37 (a tail), a 32-pixel chunk and a tail of 5, 12 parts of one row
+                "tiles": dict(_geo(2, 37, 6, 37, 6, 37, 3, 1, 1, 1, 1), O=70),
+                # few channels: the register tile halved to 1 x 2 (16 x 12 threads, C = 23 a tail)
+                "halved-tiles": dict(_geo(1, 23, 5, 9, 5, 9, 3, 1, 1, 1, 1), O=20),
                 "unit": dict(PAC_UNIT, O=1)},
     "pool_dk": {"g1": dict(PAC_PLAIN, G=1), "gc": dict(PAC_PLAIN, G=5)},
     "dist": _DIST, "dist_df": _DIST, "dist_df0": _DIST,
@@ -170,11 +182,10 @@ def _drop_barrier(index):
     # reads, and not before a work-group-uniform loop (PoCL's implicit barrier at its head, seen
     # with the k = 7 tap rows): ACDA_SHAPES["k1"] has both
     ("acda", "fwd", ACDA_SHAPES["k1"], 0, "NaN"),
-    ("acda", "dx", ACDA_SHAPES["k1"], 0, "NaN"),
     ("ddf", "fwd", DDF_SHAPES["tiles"], 1, "NaN"),  # between staging a channel's tile and reading it
     ("ddf", "dx", DDF_SHAPES["tiles"], 1, "NaN"),
     ("ddf", "dx", DDF_SHAPES["s2-tiles"], 1, "NaN"),
-], ids=["ddf.ds", "ddf.ds-slices", "ddf.dc-s-row", "acda.fwd", "acda.dx", "ddf.fwd", "ddf.dx", "ddf.dx-s2"])
+], ids=["ddf.ds", "ddf.ds-slices", "ddf.dc-s-row", "acda.fwd", "ddf.fwd", "ddf.dx", "ddf.dx-s2"])
 def test_control_dropped_barrier(op, kernel, params, index, match):
     _fails(Workload.make(op, kernel, params, "float32"), "cuda", mutate=_drop_barrier(index), match=match)
 
@@ -190,6 +201,46 @@ def test_control_short_staging(way):
                                 low.source, count=1)
         assert n == 1
     _fails(Workload.make("pac", "conv", PAC_SHAPES["conv"]["tiles-o70"], "float32"), way, mutate=mutate, match="NaN")
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("old,new,match", [
+    # the chunk's dO window copy one round of the block short: part of the window unstaged
+    # (poisoned, or the previous chunk's)
+    (r"\b(ax0_ax1_ax2_ax3_fused_0 < )(\d+);", lambda m: f"{m[1]}{int(m[2]) - 1};", "NaN|relative error"),
+    # the block's sum of the 14 partials (2 atom groups x 7 tap rows) without the first group
+    (r"\bax0 = 0; ax0 < 14;", "ax0 = 7; ax0 < 14;", "relative error")], ids=["dO-window", "partial-sums"])
+def test_control_acda_dx_short(way, old, new, match):
+    """acda.dx (atoms in registers, the sum split over groups of atoms and tap rows). Its
+    dropped barriers are no control on PoCL: the loops of each next phase are work-group
+    uniform, and PoCL's implicit barrier at their head keeps the writers ahead."""
+    def mutate(low):
+        low.source, n = re.subn(old, new, low.source)
+        assert n == 1
+    _fails(Workload.make("acda", "dx", ACDA_SHAPES["k7-tiles"], "float32"), way, mutate=mutate, match=match)
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_short_dw_staging(way):
+    """The tiled pac.conv_dw with its dO chunk copy (64 channels x 32 pixels over 160 threads,
+    13 rounds) one round short: the chunk's last pixels keep poisoned or stale values."""
+    def mutate(low):
+        low.source, n = re.subn(r"\bax0_ax1_fused_0 < 13;", "ax0_ax1_fused_0 < 12;", low.source)
+        assert n == 1
+    _fails(Workload.make("pac", "conv_dw", PAC_SHAPES["conv_dw"]["tiles"], "float32"), way, mutate=mutate,
+           match="NaN|relative error")
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_short_dk_staging(way):
+    """The tiled pac.conv_dk with its dO tile copy one round of the block short: part of the
+    tile stays poisoned in shared memory and reaches outputs as NaN."""
+    def mutate(low):
+        low.source, n = re.subn(r"(ax0_ax1_ax2_fused_0 < )(\d+)", lambda m: f"{m[1]}{int(m[2]) - 1}",
+                                low.source, count=1)
+        assert n == 1
+    _fails(Workload.make("pac", "conv_dk", PAC_SHAPES["conv_dk"]["tiles"], "float32"), way, mutate=mutate,
+           match="NaN")
 
 
 # pac.conv on TF32 tensor cores (the tf32 workload flag; mma.sync + ldmatrix, emulated warp-

@@ -67,6 +67,31 @@ def test_requested_bytes_pac_conv_tiled():
     assert G.requested_bytes(small) == 4 * (2 * 9 + 2 * 9 + 3 * 2 + 3 * 9)
 
 
+def test_requested_bytes_pac_conv_dk_tiled():
+    wl = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"][-2]
+    assert wl.kernel == "conv_dk"
+    # the docstring's figures: dO once, X over the 4 x 32 tiles' 8 x 36 windows less the
+    # padding (252 x 140 real), Wt per channel and tile (128 per image), dK stored once
+    do, x, wt, dk = 8 * 64 * 128 ** 2, 8 * 64 * 252 * 140, 8 * 128 * 64 * 64 * 25, 8 * 25 * 128 ** 2
+    assert G.requested_bytes(wl) == 4 * (do + x + wt + dk)
+    # stride 2, zero insertion 2, padding 1: one tile whose window spans grid positions 0..6
+    # ((3 - 1) * 2 + 2 + 1), real where (Y - 1) is even and inside the 3-element source
+    small = Workload.make("pac", "conv_dk", dict(N=1, C=2, O=3, H=3, W=3, Ho=3, Wo=3, k=3, s=2, z=2, p=1, d=1),
+                          "float32")
+    from schedules.pac_cuda import dk_tile
+    assert dk_tile(small) == dict(ty=4, tx=3, yt=2, yi=2)  # Y = 1, 3, 5 per axis
+    assert G.requested_bytes(small) == 4 * (3 * 9 + 2 * 3 * 3 + 1 * 2 * 3 * 9 + 9 * 9)
+
+
+def test_requested_bytes_pac_conv_dw_tiled():
+    wl = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"][-1]
+    assert wl.kernel == "conv_dw"
+    # the docstring's figures: dO per tap, K once, X over 634 real taps per axis, the 16
+    # parts' partial sums stored and loaded
+    do, k, x, scratch = 8 * 64 * 128 ** 2 * 25, 8 * 25 * 128 ** 2, 8 * 64 * 634 ** 2, 2 * 16 * 64 * 64 * 25
+    assert G.requested_bytes(wl) == 4 * (do + k + x + scratch)
+
+
 def test_every_benchmark_kernel_has_formulas():
     for wls in G.benchmark_workloads().values():
         for wl in wls:
@@ -96,12 +121,15 @@ def test_aims_name_what_a_row_misses():
     ddf = Workload.make("ddf", "dc", dict(B=1, C=4, H=8, W=8, G=1, k=3, s=1, d=1, combine="mul"), "float32")
     assert G.aim_peak(pac) == G.TF32_TC and G.aim_peak(ddf) == G.FP32_SIMT
 def test_requested_bytes_acda_tiles():
-    """acda.fwd/dx: per pixel, the atoms build (k*T*(M + (M/mi)*k) elements: mi atoms x k tap
-    columns per thread) plus X per (channel, tap) (fwd) or dO per (channel, atom, tap) (dx)."""
+    """acda.fwd: per pixel, the atoms build (k*T*(M + (M/mi)*k) elements: mi atoms x k tap
+    columns per thread) plus X per (channel, tap); dx: see gpu_report._acda_dx_bytes."""
     p = dict(N=1, C=8, H=4, W=5, M=6, T=3, k=3, s=1, d=1, p=1)
     fwd, dx = (Workload.make("acda", k, p, "float32") for k in ("fwd", "dx"))
     assert G.requested_bytes(fwd) == 4 * 20 * (3 * 3 * (6 + 3) + 8 * 9)  # mi = 6: 18 registers
-    assert G.requested_bytes(dx) == 4 * 20 * (81 + 8 * 6 * 9)
+    # dx (atoms in registers): P per block (4 rows x 1 tile of 5), A per atom tap and basis of
+    # each input pixel, per channel and atom the dO window of each row: 3 grid rows, real 2, 3,
+    # 3, 2 over the rows, 5 real columns
+    assert G.requested_bytes(dx) == 4 * (4 * 27 + 20 * 6 * 9 * 3 + 8 * 6 * (2 + 3 + 3 + 2) * 5)
     f64 = Workload.make("acda", "fwd", p, "float64")  # mi = 3: 3 x 3 doubles in 18 registers
     assert G.requested_bytes(f64, 8) == 8 * 20 * (3 * 3 * (6 + 2 * 3) + 8 * 9)
     datoms = Workload.make("acda", "datoms", p, "float32")  # per channel 6 dO + 3 inputs per row
