@@ -267,6 +267,20 @@ def test_tensor_core_half(name, dtype):
     assert 1e-5 < err <= emulate.TOLERANCE[dtype]
 
 
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+@pytest.mark.parametrize("params", [
+    dict(_geo(1, 8, 5, 19, 5, 19, 3, 1, 1, 1, 1), O=12, a=0),  # C % 16, O % 16, Wo % 16: tiled SIMT
+    dict(_geo(1, 3, 5, 7, 10, 14, 3, 1, 2, 1, 1), O=5, a=1),  # the zero-inserted adjoint
+], ids=["tiled", "zero-ins-adjoint"])
+def test_half_conv_without_tensor_cores(params, dtype):
+    """Where the tensor cores do not apply the half types keep the SIMT schedule, its staged
+    xk now 16-bit (the compute rounds K*X to the half type): executed the same way."""
+    wl = Workload.make("pac", "conv", params, dtype)
+    low = emulate.prepare(wl, "cuda")
+    assert "tvm_mma" not in low.source
+    assert emulate.check(wl, "cuda", lowered=low) <= emulate.TOLERANCE[dtype]
+
+
 def test_half_conversions_bit_exact():
     """The emulator's float32 <-> float16 / bfloat16 helpers against numpy, bit for bit: round to
     nearest even (ties both ways), subnormals, overflow to infinity, signed zeros, NaN."""
