@@ -126,7 +126,10 @@ def conv(N, C, O, H, W, Ho, Wo, k, s, z, p, d, a, dtype, tf32=0):
     the half type once, as PyTorch's own PAC (unfold, then times the kernel, in the input's
     type) rounds them; the products with the weight sum in float32. So xk is a GEMM operand of
     the input's type: CUDA builds feed it to tensor cores (mma.sync m16n8k16, f32
-    accumulators), every target computes the same numbers."""
+    accumulators), every target computes the same numbers. Its CPU cost (the rounding per
+    modulated tap; 1x32x56x56 k5 O=32, 1 thread, medians of 7 x 3 calls, three interleaved
+    runs against the float32-product compute): float16 1.37-1.39 -> 1.45-1.48 ms (1.06x),
+    bfloat16 1.39-1.40 -> 1.40-1.53 ms (1.01x median), float32 unchanged."""
     check_params(N, C, H, W, Ho, Wo, k, s, z, d)
     acc_t = acc_dtype(dtype)
     X = te.placeholder((N, C, H, W), dtype, name="X")
