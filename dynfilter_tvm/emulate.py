@@ -12,9 +12,10 @@ Two ways to run a scheduled IRModule (the one ``build.schedule`` gives for a CUD
   m16n8k8 TF32 and m16n8k16 f16/bf16 with f32 accumulators) is emulated the same way:
   fragments to local memory, a barrier, each lane assembling its registers from the PTX
   fragment layouts, operands truncated to TF32 (checked within ``TF32_TOLERANCE``) or
-  unpacked from their 16-bit halves (products exact in float32, as in the hardware). Kernels with tensor-core instructions run this way only (TVM's
-  OpenCL lowering has no such intrinsics), and every thread of the block must reach each one
-  (uniform loops, no thread-dependent branch around it: true of the pac.conv schedule).
+  unpacked from their 16-bit halves (products exact in float32, as in the hardware). Kernels
+  with tensor-core instructions run this way only (TVM's OpenCL lowering has no such
+  intrinsics), and every thread of the block must reach each one (uniform loops, no
+  thread-dependent branch around it: true of the pac.conv schedule).
 
 Launch geometry and scratch buffers come from the host function after TVM's own host/device
 split (one ``call_ffi_kernel`` per launch, in order). Every buffer lies between guard zones of
@@ -37,11 +38,12 @@ rounds to nearest even (``tvm_f2h``, ``tvm_f2bf``: bit-faithful, subnormals, ove
 infinity and NaN included); copies stay copies. Guard and poison words 0xFFFF are NaNs in both.
 
 Limits: no half arithmetic in the kernels beyond conversions (TVM's code for these kernels
-converts to float32 first). PoCL runs the work-items of
-a group one after another between barriers, so a race that needs truly concurrent warps stays
-invisible (a missing barrier is still caught when the data it guarded is read: the reader then
-runs before the writer and sees NaN). Shuffles must be reached by every thread of the block
-(all of this project's sit at a kernel's top level; a nested one is refused). Static shared
+converts to float32 first). PoCL runs the work-items of a group one after another between
+barriers, so a race that needs truly concurrent warps stays invisible (a missing barrier is
+still caught when the data it guarded is read: the reader then runs before the writer and
+sees NaN). Shuffles must be reached by every thread of the block (all of this project's sit
+at a kernel's top level; a nested one is refused, except a read of the thread's own lane,
+which needs no exchange: ``tvm_shfl_self``). Static shared
 memory over the target's per-block limit is refused for the ``cuda`` way, as nvcc would.
 Needs numpy and pyopencl with an OpenCL device that has ``cl_khr_fp64`` (imported lazily).
 """
@@ -62,7 +64,7 @@ HALF_DTYPES = ("float16", "bfloat16")
 # the same (half) inputs; the kernel rounds each modulated tap K*X to the half type (a relative
 # error up to u = 2^-11 float16, 2^-8 bfloat16), sums the C*k^2 products in float32 (their
 # errors of random sign add like a random walk, as the products do: about u of the largest
-# output), then rounds the output (u of it): measured 4e-4..6e-4 (float16) and 3e-3..5e-3
+# output), then rounds the output (u of it): e.g. 2.6e-4..3.7e-4 (float16) and 1.8e-3..4.1e-3
 # (bfloat16) at the test shapes, so 4u leaves room and stays far under the O(1) error of a
 # wrong fragment layout.
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10, "float16": 4 * 2.0 ** -11, "bfloat16": 4 * 2.0 ** -8}
