@@ -9,11 +9,13 @@ Two ways to run a scheduled IRModule (the one ``build.schedule`` gives for a CUD
   shuffle (``__shfl_sync``, ``__shfl_down_sync``, ...) emulated through a local-memory exchange
   between barriers (lane = linear thread id % 32; a lane outside the block reads NaN). The
   tensor-core PTX of TVM's mma intrinsics (``ldmatrix.x4`` on 32-bit words, ``mma.sync``
-  m16n8k8 TF32) is emulated the same way: fragments to local memory, a barrier, each lane
-  assembling its registers from the PTX fragment layouts, operands truncated to TF32 (checked
-  within ``TF32_TOLERANCE``). Kernels with tensor-core instructions run this way only (TVM's
-  OpenCL lowering has no such intrinsics), and every thread of the block must reach each one
-  (uniform loops, no thread-dependent branch around it: true of the pac.conv schedule).
+  m16n8k8 TF32 and m16n8k16 f16/bf16 with f32 accumulators) is emulated the same way:
+  fragments to local memory, a barrier, each lane assembling its registers from the PTX
+  fragment layouts, operands truncated to TF32 (checked within ``TF32_TOLERANCE``) or
+  unpacked from their 16-bit halves (products exact in float32, as in the hardware). Kernels
+  with tensor-core instructions run this way only (TVM's OpenCL lowering has no such
+  intrinsics), and every thread of the block must reach each one (uniform loops, no
+  thread-dependent branch around it: true of the pac.conv schedule).
 
 Launch geometry and scratch buffers come from the host function after TVM's own host/device
 split (one ``call_ffi_kernel`` per launch, in order). Every buffer lies between guard zones of
@@ -28,11 +30,20 @@ any concrete sizes (``check(..., sizes={"B": 1, "H": 37, "W": 53})``): launch ex
 kernel arguments and scratch sizes that depend on the symbolic variables are kept as the host
 function's expressions and evaluated for the call (:func:`resolve`).
 
-Limits: PoCL has no float16/bfloat16 (float32 and float64 only). PoCL runs the work-items of
-a group one after another between barriers, so a race that needs truly concurrent warps stays
-invisible (a missing barrier is still caught when the data it guarded is read: the reader then
-runs before the writer and sees NaN). Shuffles must be reached by every thread of the block
-(all of this project's sit at a kernel's top level; a nested one is refused). Static shared
+Half types (float16, bfloat16; the ``cuda`` way only): PoCL has neither, so their buffers,
+shared and local arrays hold the 16-bit words (``ushort``), and every conversion in TVM's
+source becomes an integer-exact helper: a half value read as float (``(float)x``) widens its
+bits, a cast to the half type (``(half)(e)``, ``__float2half_rn``, ``__float2bfloat16_rn``)
+rounds to nearest even (``tvm_f2h``, ``tvm_f2bf``: bit-faithful, subnormals, overflow to
+infinity and NaN included); copies stay copies. Guard and poison words 0xFFFF are NaNs in both.
+
+Limits: no half arithmetic in the kernels beyond conversions (TVM's code for these kernels
+converts to float32 first). PoCL runs the work-items of a group one after another between
+barriers, so a race that needs truly concurrent warps stays invisible (a missing barrier is
+still caught when the data it guarded is read: the reader then runs before the writer and
+sees NaN). Shuffles must be reached by every thread of the block (all of this project's sit
+at a kernel's top level; a nested one is refused, except a read of the thread's own lane,
+which needs no exchange: ``tvm_shfl_self``). Static shared
 memory over the target's per-block limit is refused for the ``cuda`` way, as nvcc would.
 Needs numpy and pyopencl with an OpenCL device that has ``cl_khr_fp64`` (imported lazily).
 """
@@ -47,7 +58,16 @@ import numpy as np
 
 WAYS = ("opencl", "cuda")
 DTYPES = ("float32", "float64")
-TOLERANCE = {"float32": 1e-4, "float64": 1e-10}  # relative to the largest reference value
+# Half types run the ``cuda`` way only, stored as 16-bit words (see :func:`cuda_to_opencl`).
+HALF_DTYPES = ("float16", "bfloat16")
+# Relative to the largest reference value. Half types: the reference is the float64 compute on
+# the same (half) inputs; the kernel rounds each modulated tap K*X to the half type (a relative
+# error up to u = 2^-11 float16, 2^-8 bfloat16), sums the C*k^2 products in float32 (their
+# errors of random sign add like a random walk, as the products do: about u of the largest
+# output), then rounds the output (u of it): e.g. 2.6e-4..3.7e-4 (float16) and 1.8e-3..4.1e-3
+# (bfloat16) at the test shapes, so 4u leaves room and stays far under the O(1) error of a
+# wrong fragment layout.
+TOLERANCE = {"float32": 1e-4, "float64": 1e-10, "float16": 4 * 2.0 ** -11, "bfloat16": 4 * 2.0 ** -8}
 # Kernels on emulated TF32 tensor cores: each operand keeps 10 of float32's 23 mantissa bits
 # (truncated), so a product is off by up to 2^-9 of itself; the errors of the C*k^2 products of
 # random sign add like a random walk, as the products do, so the error stays about 2^-10 of the
@@ -204,6 +224,30 @@ inline int tvm_lid(void) {
 inline int tvm_nthreads(void) { return (int)(get_local_size(0) * get_local_size(1) * get_local_size(2)); }
 """
 
+# 16-bit floats as ushort words: widening is exact; narrowing rounds to nearest even like the
+# hardware's cvt.rn (float16: subnormals below 2^-14, overflow from 65520 to infinity).
+_HALF = r"""
+inline float tvm_h2f(ushort h) {
+  uint s = (uint)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  if (e == 0x1fu) return as_float(s | 0x7f800000u | (m << 13));
+  if (e == 0u) { float v = (float)m * 5.9604644775390625e-8f; return s ? -v : v; }
+  return as_float(s | ((e + 112u) << 23) | (m << 13));
+}
+inline ushort tvm_f2h(float f) {
+  uint x = as_uint(f), s = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return (ushort)(s | 0x7e00u);
+  if (ax >= 0x477ff000u) return (ushort)(s | 0x7c00u);
+  if (ax < 0x38800000u) return (ushort)(s | (uint)rint(as_float(ax) * 16777216.0f));
+  return (ushort)(s | ((ax + 0xfffu + ((ax >> 13) & 1u) - 0x38000000u) >> 13));
+}
+inline float tvm_bf2f(ushort h) { return as_float((uint)h << 16); }
+inline ushort tvm_f2bf(float f) {
+  uint x = as_uint(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (ushort)((x >> 16) | 0x40u);
+  return (ushort)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+"""
+
 # A warp shuffle as an exchange through local memory: every thread stores its value, then
 # reads its source lane's; the leading barrier keeps the previous exchange's reads before
 # this one's stores. Lanes outside the block (a partial last warp) read NaN.
@@ -236,6 +280,8 @@ T __attribute__((overloadable)) tvm_shfl_xor_sync(__local float* xf, __local dou
 }
 TVM_SHFL(float, xf)
 TVM_SHFL(double, xd)
+float __attribute__((overloadable)) tvm_shfl_self(float v, int src) { return tvm_lid() % 32 == src % 32 ? v : NAN; }
+double __attribute__((overloadable)) tvm_shfl_self(double v, int src) { return tvm_lid() % 32 == src % 32 ? v : NAN; }
 """
 
 # Tensor-core instructions (TVM's inline PTX for its mma intrinsics), emulated warp-cooperatively
@@ -280,13 +326,44 @@ void tvm_mma_m16n8k8_tf32(__local uint* xch, float* d0, float* d1, float* d2, fl
   }
   for (int q = 0; q < 4; ++q) *d[q] = r[q];
 }
+// m16n8k16 f16/bf16 (bf != 0): A a0..a3 (g, 2t+h), (g+8, 2t+h), (g, 2t+8+h), (g+8, 2t+8+h); B
+// b0, b1 (k = 2t+h | 2t+8+h, n = g); the lower index in the low 16 bits; C/D as m16n8k8.
+inline float tvm_half_at(uint w, int h, int bf) {
+  ushort v = (ushort)(h ? w >> 16 : w & 0xffffu);
+  return bf ? tvm_bf2f(v) : tvm_h2f(v);
+}
+void tvm_mma_m16n8k16(__local uint* xch, int bf, float* d0, float* d1, float* d2, float* d3,
+                      uint a0, uint a1, uint a2, uint a3, uint b0, uint b1,
+                      float c0, float c1, float c2, float c3) {
+  int lid = tvm_lid(), lane = lid % 32, base = lid - lane, g = lane / 4, t = lane % 4;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  xch[lid * 6 + 0] = a0; xch[lid * 6 + 1] = a1; xch[lid * 6 + 2] = a2; xch[lid * 6 + 3] = a3;
+  xch[lid * 6 + 4] = b0; xch[lid * 6 + 5] = b1;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  float c[4] = {c0, c1, c2, c3};
+  float* d[4] = {d0, d1, d2, d3};
+  float r[4];
+  for (int q = 0; q < 4; ++q) {
+    int row = g + 8 * (q / 2), col = 2 * t + q % 2;
+    float s = c[q];
+    for (int k = 0; k < 16; ++k) {
+      uint a = xch[(base + TVM_MMA16_A_LANE(row, k)) * 6 + row / 8 + 2 * (k / 8)];
+      uint b = xch[(base + 4 * col + k % 8 / 2) * 6 + 4 + k / 8];
+      s += tvm_half_at(a, k % 2, bf) * tvm_half_at(b, k % 2, bf);
+    }
+    r[q] = s;
+  }
+  for (int q = 0; q < 4; ++q) *d[q] = r[q];
+}
 """
 # The lane layouts as macros, so a negative control can break one (tests/test_cuda_emulated.py).
-_MMA_LAYOUT = "#define TVM_LDM_SRC(m, lane) ((m) * 8 + (lane) / 4)\n#define TVM_MMA_A_LANE(row, k) (4 * ((row) % 8) + (k) % 4)\n"
+_MMA_LAYOUT = ("#define TVM_LDM_SRC(m, lane) ((m) * 8 + (lane) / 4)\n#define TVM_MMA_A_LANE(row, k) (4 * ((row) % 8) + (k) % 4)\n"
+               "#define TVM_MMA16_A_LANE(row, k) (4 * ((row) % 8) + (k) % 8 / 2)\n")
 _ASM = re.compile(r'__asm__ __volatile__\(\s*((?:"[^"]*"\s*)+):(.*?)\);', re.S)
 _CVTA = re.compile(r'unsigned int (\w+) = __cvta_generic_to_shared\((.*?)\);\n')
 _LDMATRIX = "ldmatrix.sync.aligned.m8n8.x4.shared.b16"
 _MMA_TF32 = "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"
+_MMA_HALF = {"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32": 0, "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32": 1}
 
 
 def _asm_operands(text: str) -> List[str]:
@@ -306,6 +383,9 @@ def _emulate_asm(body: str, name: str) -> str:
             return f"tvm_ldmatrix_x4(tvm_mma_x, {ins[0]}, " + ", ".join(f"&({o})" for o in outs) + ");"
         if template.startswith(_MMA_TF32) and len(outs) == 4 and len(ins) == 10:
             return "tvm_mma_m16n8k8_tf32(tvm_mma_x, " + ", ".join([f"&({o})" for o in outs] + ins) + ");"
+        half = next((bf for t, bf in _MMA_HALF.items() if template.startswith(t)), None)
+        if half is not None and len(outs) == 4 and len(ins) == 10:
+            return f"tvm_mma_m16n8k16(tvm_mma_x, {half}, " + ", ".join([f"&({o})" for o in outs] + ins) + ");"
         raise EmulationError(f"{name}: inline PTX not emulated: {template.split('{')[0].strip()!r}")
 
     return _ASM.sub(repl, body)
@@ -331,6 +411,66 @@ _UNSUPPORTED = re.compile(r'threadIdx|blockIdx|__shfl|__global__|__device__|__sh
                           r'__restrict__|extern "C"|\bhalf\b|__nv_bfloat16|asm\b|__asm__|__cvta')
 
 
+_HALF_TYPES = {"half": ("tvm_h2f", "tvm_f2h", "__float2half_rn"), "nv_bfloat16": ("tvm_bf2f", "tvm_f2bf", "__float2bfloat16_rn")}
+
+
+def _operand_end(text: str, i: int) -> int:
+    """End of the C operand starting at ``i``: a parenthesized expression, a name or a call,
+    with optional subscripts."""
+    def close(j):  # j at an opening bracket
+        depth = 0
+        for k in range(j, len(text)):
+            depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(text[k], 0)
+            if depth == 0:
+                return k + 1
+        raise EmulationError("unbalanced brackets in the CUDA source")
+    if text[i] == "(":
+        j = close(i)
+    else:
+        m = re.compile(r"\w+").match(text, i)
+        if not m:
+            raise EmulationError(f"unsupported cast operand: {text[i:i + 40]!r}")
+        j = m.end()
+        if j < len(text) and text[j] == "(":  # a call
+            j = close(j)
+    while j < len(text) and text[j] == "[":  # postfix subscripts bind tighter than the cast
+        j = close(j)
+    return j
+
+
+def _half_words(body: str) -> str:
+    """A kernel on 16-bit floats rewritten onto ``ushort`` words (see the module docstring):
+    ``(float)x`` of a half value widens its bits, ``(half)e`` of a float rounds to nearest even
+    (of a half value it is a copy), and the type becomes ``ushort``."""
+    for typ, (widen, narrow, intrinsic) in _HALF_TYPES.items():
+        if not re.search(r"\b" + typ + r"\b", body):
+            continue
+        names = set(re.findall(r"\b" + typ + r"\s*\*?\s*(?:__restrict__\s+)?(\w+)", body))
+        cast = re.compile(r"\((float|" + typ + r")\)")
+
+        def convert(text: str) -> str:
+            out, pos = [], 0
+            while m := cast.search(text, pos):
+                end = _operand_end(text, m.end())
+                operand = text[m.end():end]
+                lead = re.match(r"[\s(]*(\w+)", operand)
+                is_half = bool(lead) and lead[1] in names
+                inner = convert(operand)
+                if m[1] == "float":
+                    repl = f"{widen}({inner})" if is_half else m[0] + inner
+                else:
+                    repl = f"({inner})" if is_half else f"{narrow}({inner})"
+                out += [text[pos:m.start()], repl]
+                pos = end
+            return "".join(out) + text[pos:]
+
+        body = convert(body.replace(intrinsic + "(", narrow + "("))
+        body = re.sub(r"\b" + typ + r"\b", "ushort", body)
+    # fragments are read as 32-bit words: keep the 16-bit arrays word-aligned
+    # (private arrays here; shared ones are hoisted with an alignment in _translate_kernel)
+    return re.sub(r"(?<!__shared__ )alignas\((\d+)\) (ushort \w+\[\d+\]);", r"\2 __attribute__((aligned(\1)));", body)
+
+
 def cuda_to_opencl(cuda: str, max_shared_bytes: int = 49152) -> str:
     """TVM's CUDA source as OpenCL C, shuffles emulated (see the module docstring)."""
     body = cuda[cuda.index('extern "C" __global__'):] if 'extern "C" __global__' in cuda else ""
@@ -340,6 +480,7 @@ def cuda_to_opencl(cuda: str, max_shared_bytes: int = 49152) -> str:
                      if not (line.startswith('extern "C" __global__') and line.rstrip().endswith(");")))
     if "__device__" in body:
         raise EmulationError("CUDA __device__ functions are not translated")
+    body = _half_words(body)
     out, pos = [], 0
     for m in _KERNEL.finditer(body):
         end = _kernel_end(body, m.end())
@@ -351,7 +492,7 @@ def cuda_to_opencl(cuda: str, max_shared_bytes: int = 49152) -> str:
     left = sorted(set(_UNSUPPORTED.findall(src)))
     if left:
         raise EmulationError(f"untranslated CUDA constructs: {left}")
-    return _PRELUDE + _SHUFFLES + (_MMA_LAYOUT + _MMA if "tvm_mma_x" in src else "") + src
+    return _PRELUDE + _HALF + _SHUFFLES + (_MMA_LAYOUT + _MMA if "tvm_mma_x" in src else "") + src
 
 
 def _kernel_end(src: str, start: int) -> int:
@@ -369,12 +510,18 @@ def _translate_kernel(m, body: str, max_shared_bytes: int) -> str:
                        for p in params.split(","))  # scalars (generic kernels' sizes) stay private
     shared = _SHARED.findall(body)  # hoisted: OpenCL wants __local at kernel scope
     body = _SHARED.sub("", body)
-    nbytes = sum(int(n) * {"float": 4, "double": 8, "int": 4, "uint": 4}[t] for t, _, n in shared)
+    nbytes = sum(int(n) * {"float": 4, "double": 8, "int": 4, "uint": 4, "ushort": 2}[t] for t, _, n in shared)
     if nbytes > max_shared_bytes:
         raise CheckFailed(f"{name}: {nbytes} bytes of static shared memory, over the {max_shared_bytes}-byte "
                           "per-block limit (nvcc would refuse it)")
     for t, n, _ in shared:  # TVM casts shared arrays to (volatile T*): keep them __local
         body = body.replace(f"((volatile {t}*){n})", f"((volatile __local {t}*){n})")
+        # and to another element type where StorageRewrite shares one allocation between types
+        body = re.sub(r"\(\((\w+)\*\)" + n + r"\)", lambda m: f"((__local {m[1]}*){n})", body)
+    # a shuffle from the thread's own lane (TVM's warp-memory lowering of a fragment read, e.g.
+    # the plain mma store) needs no exchange: it returns the value (NaN if src is another lane)
+    body = re.sub(r"__shfl_sync\(__activemask\(\), ([^,()]+(?:\[[^,]*?\])?), \(\(int\)threadIdx\.x\), 32\)",
+                  r"tvm_shfl_self(\1, ((int)threadIdx.x))", body)
     for line in body.splitlines():
         if "__shfl" in line and not re.match(r"  \S", line):
             raise EmulationError(f"{name}: a warp shuffle below the kernel's top level: {line.strip()}")
@@ -383,7 +530,8 @@ def _translate_kernel(m, body: str, max_shared_bytes: int) -> str:
     for pattern, repl in _REPLACE:
         body = re.sub(pattern, repl, body)
     body = re.sub(r'\(unsigned \*\)', '(uint *)', body)  # fragment registers (private arrays)
-    decls = "".join(f"\n  __local {t} {n}[{size}];" for t, n, size in shared)
+    decls = "".join(f"\n  __local {t} {n}[{size}]" + (" __attribute__((aligned(16)))" if t == "ushort" else "") + ";"
+                    for t, n, size in shared)
     if "tvm_shfl" in body:
         decls += f"\n  __local float tvm_xf[{threads}];\n  __local double tvm_xd[{threads}];"
     if "tvm_mma_x" in body:
@@ -392,11 +540,12 @@ def _translate_kernel(m, body: str, max_shared_bytes: int) -> str:
 
 
 # -- instrumentation of OpenCL C --------------------------------------------------------------
-_LOCAL_DECL = re.compile(r'^([ \t]*)__local (float|double) (\w+)\[(\d+)\];[ \t]*\n', re.M)
+_LOCAL_DECL = re.compile(r'^([ \t]*)__local (float|double|ushort) (\w+)\[(\d+)\]((?: __attribute__\(\(aligned\(\d+\)\)\))?);[ \t]*\n', re.M)
+_POISON = {"float": "NAN", "double": "NAN", "ushort": "0xFFFFu"}  # 0xFFFF: NaN as float16 and bfloat16
 
 
 def poison_local(src: str) -> str:
-    """Fill every ``__local`` float array with NaN when a group starts (then a barrier), so a
+    """Fill every ``__local`` float array (16-bit words: 0xFFFF) with NaN when a group starts (then a barrier), so a
     read before the write it should wait for yields NaN instead of a stale value."""
     out, pos = [], 0
     for m in re.finditer(r'__kernel void (\w+)\(.*?\) \{\n', src):
@@ -404,10 +553,10 @@ def poison_local(src: str) -> str:
         body = src[m.end():end]
         decls = _LOCAL_DECL.findall(body)
         body = _LOCAL_DECL.sub("", body)
-        init = "".join(f"  __local {t} {n}[{size}];\n" for _, t, n, size in decls)
+        init = "".join(f"  __local {t} {n}[{size}]{attr};\n" for _, t, n, size, attr in decls)
         if decls:
-            init += "".join(f"  for (int i = tvm_lid(); i < {size}; i += tvm_nthreads()) {n}[i] = ({t})NAN;\n"
-                            for _, t, n, size in decls)
+            init += "".join(f"  for (int i = tvm_lid(); i < {size}; i += tvm_nthreads()) {n}[i] = ({t}){_POISON[t]};\n"
+                            for _, t, n, size, _ in decls)
             init += "  barrier(CLK_LOCAL_MEM_FENCE);\n"
         out += [src[pos:m.end()], init, body]
         pos = end
@@ -507,7 +656,9 @@ def execute(lowered: Lowered, inputs: Sequence[np.ndarray], names: Sequence[str]
 
     for name, arr in zip(names[:-1], inputs):
         alloc(name, arr)
-    alloc(names[-1], np.full(out_shape, np.nan, out_dtype))
+    out = np.empty(out_shape, host_dtype(out_dtype))
+    out.view(np.uint8)[:] = GUARD_BYTE  # NaN in every float type
+    alloc(names[-1], out)
     for name, (n, dtype) in lowered.scratch.items():
         alloc(name, np.full(n, np.nan, dtype))
     for ln in lowered.launches:
@@ -546,13 +697,36 @@ def _scalar_types(source: str, kernel: str, n: int) -> list:
 
 
 # -- the check ------------------------------------------------------------------------------
+def host_dtype(dtype: str):
+    """numpy type of a buffer of ``dtype``: bfloat16 (numpy has none) as its 16-bit words."""
+    return np.uint16 if dtype == "bfloat16" else np.dtype(dtype)
+
+
+def from_float32(x: np.ndarray, dtype: str) -> np.ndarray:
+    """``x`` rounded to ``dtype`` (nearest even), in its host representation."""
+    if dtype != "bfloat16":
+        return x.astype(dtype)
+    w = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    return ((w + 0x7FFF + ((w >> 16) & 1)) >> 16).astype(np.uint16)  # finite inputs only
+
+
+def to_float64(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Host-representation values as float64 (exact)."""
+    if dtype == "bfloat16":
+        return (x.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    return np.asarray(x, np.float64)
+
+
 def make_inputs(workload, seed: int = 0) -> Tuple[List[np.ndarray], List[str], tuple, str]:
-    """Random normal inputs in the workload's dtype, the buffer names, the output shape/dtype."""
+    """Random normal inputs in the workload's dtype (host representation, :func:`host_dtype`),
+    the buffer names, the output shape/dtype."""
     from . import registry
 
     tensors = registry.compute(workload)
     rng = np.random.default_rng(seed)
-    ins = [rng.standard_normal([int(n) for n in t.shape]).astype(str(t.dtype)) for t in tensors[:-1]]
+    ins = [from_float32(rng.standard_normal([int(n) for n in t.shape]).astype(np.float32), str(t.dtype))
+           if str(t.dtype) in HALF_DTYPES else rng.standard_normal([int(n) for n in t.shape]).astype(str(t.dtype))
+           for t in tensors[:-1]]
     out = tensors[-1]
     return ins, [t.op.name for t in tensors], tuple(int(n) for n in out.shape), str(out.dtype)
 
@@ -567,14 +741,15 @@ def _reference_lib(workload64):
 
 
 def reference(workload, inputs: Sequence[np.ndarray]) -> np.ndarray:
-    """The unscheduled compute in float64 (built for LLVM) on ``inputs`` (upcast exactly)."""
+    """The unscheduled compute in float64 (built for LLVM) on ``inputs`` (upcast exactly;
+    half types from their host representation)."""
     import tvm
 
     from .workload import Workload
 
     wl64 = Workload(workload.op, workload.kernel, workload.params, "float64")
     _, _, shape, _ = make_inputs(wl64)
-    args = [tvm.runtime.tensor(np.asarray(a, np.float64)) for a in inputs]
+    args = [tvm.runtime.tensor(to_float64(a, workload.dtype)) for a in inputs]
     out = tvm.runtime.tensor(np.zeros(shape, np.float64))
     _reference_lib(wl64)(*args, out)
     return out.numpy()
@@ -655,8 +830,8 @@ def check(workload, way: str, mod=None, *, arch: str = "sm_90", seed: int = 0,
     guards, inputs and every output element are right. Returns the relative error.
     ``mutate`` edits the lowered kernels first (the negative controls). A generic workload runs
     at ``sizes`` (its symbolic values); ``lowered`` reuses one :func:`prepare` for several sizes."""
-    if workload.dtype not in DTYPES:
-        raise EmulationError(f"{workload.dtype}: PoCL runs float32 and float64 only")
+    if workload.dtype not in DTYPES and not (workload.dtype in HALF_DTYPES and way == "cuda"):
+        raise EmulationError(f"{workload.dtype}: PoCL runs float32 and float64, and half types the 'cuda' way")
     static = concrete(workload, sizes)
     low = lowered if lowered is not None else prepare(workload, way, mod, arch)
     if workload.kind == "generic":
@@ -665,7 +840,7 @@ def check(workload, way: str, mod=None, *, arch: str = "sm_90", seed: int = 0,
         mutate(low)
     workload = static
     inputs, names, shape, dtype = make_inputs(workload, seed)
-    got = execute(low, inputs, names, shape, dtype)
+    got = to_float64(execute(low, inputs, names, shape, dtype), dtype)
     nan = int(np.isnan(got).sum())
     if nan:
         first = np.argwhere(np.isnan(got))[0].tolist()

@@ -17,10 +17,13 @@ Per kernel (forward and every gradient) at the benchmark shapes, for sm_90 and s
 * the schedule's own estimate of the bytes its loads request from global memory
   (:func:`requested_bytes`, documented per schedule), and its ratio to the minimum;
 * the schedule's no-cache estimate of its H100 time, max(requested bytes / 3.35 TB/s, FLOPs /
-  the peak of the units its device code uses: tensor cores (TF32) where it has ``mma``
-  instructions, else FP32 SIMT): an upper bound that counts every requested byte as DRAM
-  traffic (L1/L2 hits, which the schedules' docstrings estimate, make it faster), against the H100 roofline of the kernel's aim (:func:`aim_peak`: bandwidth-bound
-  kernels at FP32 SIMT, the GEMM-shaped PAC kernels at the TF32 tensor-core peak), and whether
+  the peak of the units its device code uses: tensor cores where it has ``mma`` instructions,
+  TF32 or FP16/BF16 by their operand type (:func:`mma_kind`), else FP32 SIMT): an upper bound
+  that counts every requested byte as DRAM traffic (L1/L2 hits, which the schedules' docstrings
+  estimate, make it faster), against the H100 roofline of the kernel's aim (:func:`aim_peak`:
+  bandwidth-bound kernels at FP32 SIMT, the GEMM-shaped PAC kernels at the TF32 tensor-core
+  peak, at the FP16/BF16 one in the half types; the float32 report lists PAC conv in float16
+  and bfloat16 too, with 2-byte data), and whether
   the launch meets issue 15's aims: no spills, theoretical occupancy >= 50%, estimate within
   1.5x of that roofline (:func:`aims`).
 
@@ -65,13 +68,20 @@ def benchmark_workloads(dtype: str = "float32") -> Dict[str, List[Workload]]:
         mk("pac", "conv", dict(pac, a=0), dtype),
         mk("pac", "conv", dict(pac, a=1), dtype),  # dX: the adjoint (mirrored taps, weight^T)
         *([mk("pac", "conv", dict(pac, a=a, tf32=1), dtype) for a in (0, 1)] if dtype == "float32" else []),
+        # half types run conv on f16/bf16 tensor cores (always): listed in the float32 report too
+        *([mk("pac", "conv", dict(pac, a=a), half) for half in ("float16", "bfloat16") for a in (0, 1)]
+          if dtype == "float32" else []),
         mk("pac", "conv_dk", pac, dtype), mk("pac", "conv_dw", pac, dtype)]
     out["ACDA 8x64x56x56 k7"] = [mk("acda", k, acda, dtype) for k in ("fwd", "dx", "datoms")]
     return out
 
 
+_SHORT = {"float16": "(f16)", "bfloat16": "(bf16)"}
+
+
 def _label(wl: Workload) -> str:
-    return f"{wl.op}.{wl.kernel}" + ("(adj)" if wl.p.get("a") else "") + ("(tf32)" if wl.p.get("tf32") else "")
+    return (f"{wl.op}.{wl.kernel}" + ("(adj)" if wl.p.get("a") else "") + ("(tf32)" if wl.p.get("tf32") else "")
+            + _SHORT.get(wl.dtype, ""))
 
 
 # -- work and traffic ---------------------------------------------------------------------------
@@ -183,9 +193,10 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     block read (Wt, 400 KB in all; X, the halo): L1 and L2 hits; the H100's L2 serves such
     traffic at several TB/s, so at 26.8 GFLOP the kernel stays bound by its FP32 FMAs (400 us
     at 67 TFLOP/s). Where the chunk does not fit (k >= 13 on wide rows) or the shape is
-    symbolic, the thread-per-output schedule. The TF32 tensor-core conv (``tf32``) counts the
-    same way with its own tiles, 64 channels x one row of 128 pixels per block, as many pixels
-    as the SIMT tiles: the same 2.1 GB.
+    symbolic, the thread-per-output schedule. The tensor-core conv (TF32 with ``tf32``; float16
+    and bfloat16 always) counts the same way with its own tiles, 64 channels x one row of 128
+    pixels per block (4 x 8 warps of one 16 x 16 tile), as many pixels as the SIMT tiles: the
+    same 2.1 GB in TF32, 1.05 GB with 2-byte elements.
     pac.conv_dk, the tiled schedule (:func:`_pac_dk_tiled_bytes`, loads plus the output's
     stores): a block per (n, ty x tx pixel tile) stages its dO tile once and, per input
     channel, the source window and Wt[:, c]: dO = N*O*Ho*Wo, X = N*C*Ry*Rx (Ry, Rx: the real
@@ -477,19 +488,32 @@ def _pac_dk_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
 # -- the aims ------------------------------------------------------------------------------------
 AIM_OCCUPANCY, AIM_ROOFLINE = 0.5, 1.5
 _MMA = re.compile(r"\bmma\.sync|\bwmma\b|nvcuda::wmma")
+_MMA_KIND = re.compile(r"\bmma\.sync\.aligned\.m\d+n\d+k\d+\.row\.col\.f32\.(tf32|f16|bf16)\.")
+
+
+def mma_kind(src: str) -> Optional[str]:
+    """The tensor-core operand type of a kernel's device code ('tf32', 'f16', 'bf16'; 'mma'
+    for other tensor-core code), or None without tensor-core instructions."""
+    m = _MMA_KIND.search(src)
+    return m[1] if m else "mma" if _MMA.search(src) else None
 
 
 def aim_peak(wl: Workload) -> float:
     """The compute peak of a kernel's roofline aim: PAC's convolution and its gradients are
-    GEMMs (pixels x output channels x C*k^2) that belong on tensor cores, the rest are
-    bandwidth-bound stencils at FP32 SIMT."""
-    return TF32_TC if wl.op == "pac" and wl.kernel in ("conv", "conv_dk", "conv_dw") else FP32_SIMT
+    GEMMs (pixels x output channels x C*k^2) that belong on tensor cores (TF32, or FP16/BF16
+    in the half types), the rest are bandwidth-bound stencils at FP32 SIMT."""
+    if wl.op == "pac" and wl.kernel in ("conv", "conv_dk", "conv_dw"):
+        return BF16_TC if wl.dtype in _SHORT else TF32_TC
+    return FP32_SIMT
 
 
-def estimate_s(requested: float, flops_: float, uses_mma: bool, bw: float = H100_BW) -> float:
+def estimate_s(requested: float, flops_: float, uses_mma, bw: float = H100_BW) -> float:
     """Estimated time of a schedule: its requested bytes at full bandwidth, or its FLOPs at the
-    peak of the units its code uses, whichever is longer (latency and occupancy ignored)."""
-    return max(requested / bw, flops_ / (TF32_TC if uses_mma else FP32_SIMT))
+    peak of the units its code uses, whichever is longer (latency and occupancy ignored).
+    ``uses_mma``: falsy (FP32 SIMT), 'f16' / 'bf16' (the FP16/BF16 tensor-core peak) or any
+    other true value (TF32)."""
+    peak = BF16_TC if uses_mma in ("f16", "bf16") else TF32_TC if uses_mma else FP32_SIMT
+    return max(requested / bw, flops_ / peak)
 
 
 def aims(r: dict) -> str:
@@ -560,7 +584,7 @@ def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> Lis
         for wl in wls:
             if progress:
                 progress(f"{layer}: {_label(wl)}")
-            item = 2 if dtype in ("float16", "bfloat16") else 4 if dtype == "float32" else 8
+            item = 2 if wl.dtype in ("float16", "bfloat16") else 4 if wl.dtype == "float32" else 8
             base = {"layer": layer, "kernel": _label(wl), "flops": flops(wl), "bytes": min_bytes(wl, item),
                     "requested": requested_bytes(wl, item), "bytes_bf16": min_bytes(wl, 2)}
             base["roofline"] = max(base["bytes"] / H100_BW, base["flops"] / aim_peak(wl))
@@ -568,7 +592,7 @@ def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> Lis
                 target = cuda_target(arch)
                 src = build(wl, target).mod.imports[0].inspect_source()
                 res = ptxas_resources(src, arch)
-                mma = bool(_MMA.search(src))
+                mma = mma_kind(src)
                 launches = emulate.lower(emulate.scheduled(wl, arch), target).launches
                 for ln in launches:
                     threads = math.prod(ln.block)
@@ -593,7 +617,7 @@ def format_table(rs: List[dict]) -> str:
             f"| {r['layer']} | {r['kernel']} | {r['arch']} | {r['launch']} | {r['threads']} | {r['blocks']:,} | "
             f"{r['regs']} | {r['spill']} | {r['smem']:,} | {r['occupancy']:.0%} | {r['bytes'] / 1e6:,.1f} | "
             f"{r['flops'] / 1e9:,.2f} | {_us(t[H100_BW])} | {_us(t[H200_BW])} | {_us(tf32)} | {_us(bf16)} | "
-            f"{r['requested'] / 1e6:,.0f} | {r['requested'] / r['bytes']:,.1f} | {'yes' if r['mma'] else 'no'} | "
+            f"{r['requested'] / 1e6:,.0f} | {r['requested'] / r['bytes']:,.1f} | {r['mma'] or 'no'} | "
             f"{_us(r['estimate'])} | {_us(r['roofline'])} | {r['aims']} |")
     return "\n".join(lines)
 
@@ -611,8 +635,9 @@ def run_cli(args: argparse.Namespace) -> int:
           "FLOPs / peak) with H100 SXM 3.35 TB/s, H200 4.8 TB/s, FP32 SIMT 67 TFLOP/s, TF32 495 and BF16 990 "
           "TFLOP/s dense tensor cores (BF16 with 2-byte data), and the schedule's requested bytes. no-cache est. = "
           "the schedule's time on an H100 if every requested byte came from DRAM (requested bytes / bandwidth or FLOPs / the peak of the units its code uses: "
-          "TF32 tensor cores where it has mma instructions, else FP32 SIMT); aim = the H100 roofline of its aim "
-          "(TF32 tensor cores for PAC conv/conv_dk/conv_dw, FP32 SIMT otherwise); aims: no spills, occupancy >= 50%, "
+          "tensor cores where it has mma instructions, TF32 or FP16/BF16 as the mma column says, else FP32 SIMT); "
+          "aim = the H100 roofline of its aim (tensor cores for PAC conv/conv_dk/conv_dw: TF32, FP16/BF16 for the "
+          "(f16)/(bf16) rows; FP32 SIMT otherwise); aims: no spills, occupancy >= 50%, "
           "no-cache est. <= 1.5x aim.")
     return 0
 

@@ -17,18 +17,33 @@ threads, 19.2 KB shared memory, 1,024 blocks; ptxas: 64 registers, no spills (es
 gpu_report.requested_bytes). Symbolic shapes (generic builds), and chunks that cannot fit
 TILE_SHARED_BYTES (k >= 13 on wide images), keep one thread per pixel and block of output
 channels (CONV_CHANNEL_BLOCK), each modulated tap loaded once for the block.
-conv on tensor cores (workload flag ``tf32``: float32 on sm_80+, static, O % 16 = C % 8 =
-Wo % 16 = 0; the bridge sets it on CUDA while torch.backends.cudnn.allow_tf32 is True): the same
-GEMM with M = output channels, N = pixels, K = C*k^2 taken 8 channels of one tap at a time. A
-block owns one output row's 16*wx*xm pixels x 16*wo channels (4 x 4 warps, 2 tiles each: 64
-channels x 128 pixels), a warp xm 16 x 16 tiles sharing their A fragment; per chunk (8
-channels, tap row i) the block stages xk laid out (j, x, c) and Wt laid out (j, o, c) (K
-innermost: rows for ldmatrix), then per tap j each warp loads its A and B fragments with
-ldmatrix.x4 and issues two mma.sync.m16n8k8 TF32 per tile (float32 accumulators in
-registers), all through TVM's tensorize with this module's intrinsics. Results go through
-shared memory (n, y, o, x) to coalesced stores. Operands are rounded to TF32 (10-bit
-mantissas) by the hardware: a schedule choice the workload carries, so it has its own cache
-entries. Executed on PoCL with ldmatrix/mma emulated (dynfilter_tvm.emulate).
+conv on tensor cores (float16 and bfloat16 always; float32 with the workload flag ``tf32``,
+which the bridge sets on CUDA while torch.backends.cudnn.allow_tf32 is True; sm_80+, static,
+O % 16 = Wo % 16 = 0 and C % K = 0, K = 8 channels in TF32, 16 in the half types): the same
+GEMM with M = output channels, N = pixels, K = C*k^2 taken K channels of one tap at a time. A
+block owns one output row's 16*wx*xm pixels x 16*wo channels (4 x 8 warps of one 16 x 16
+tile each: 64 channels x 128 pixels); per chunk (K channels, tap row i) the block stages xk
+laid out (j, x, c) in the input's type (the compute rounds K*X to the half types:
+``dynfilter_tvm.ops.pac.conv``) and Wt laid out (j, o, c) (K innermost: rows for ldmatrix),
+then per tap j each warp loads its A and B fragments with ldmatrix.x4 and issues two mma.sync
+(m16n8k8 TF32, or m16n8k16 f16/bf16; float32 accumulators in registers), all through TVM's
+tensorize with this module's intrinsics. Results go through shared memory (n, y, o, x) to
+coalesced stores (the half types cast in the fragment store, so their staging is 16-bit too).
+TF32 rounds operands to 10-bit mantissas in the hardware: a schedule choice the workload
+carries, so it has its own cache entries. Where the chunks would pass 48 KB of static shared
+memory (``mma_shared_bytes``: k >= 9 at 128-pixel rows) the block takes fewer warps along x.
+8x64x128x128 k5 O=64: 1,024 blocks of 1,024 threads; shared memory TF32 43,008 B (xk 8 x 5 x
+128 x 4 B = 20 KB + Wt 5 x 64 x 8 x 4 B = 10 KB, the 32 KB result staging placed in xk's
+space), half types 30,720 B (xk 16 x 5 x 128 x 2 B = 20 KB + Wt 10 KB, the 16 KB staging in
+xk's space); ptxas (sm_90 / sm_80): TF32 58 / 60 registers (input gradient 63 / 63), float16
+and bfloat16 62 / 63 (input gradient 64 / 64), no spills: the 1,024-thread block's
+__launch_bounds__ caps registers at 64, so one block per SM holds 32 of 64 warps, 50%
+theoretical occupancy. Two choices got there from 102 registers at 25% (16 warps
+of two tiles each): one tile per warp (8 accumulators, not 16: the A fragment is loaded per
+tile, 2 ldmatrix per mma pair instead of 1.5), and the xk staging loops ordered (tap, channel,
+pixel), so that a thread's channel and pixel stay fixed across its 5 elements (no division by
+k per element; 64 registers with a 12-byte spill before that). Executed on PoCL with
+ldmatrix/mma emulated, the half types on 16-bit words (dynfilter_tvm.emulate).
 conv_dk (static shapes, k <= UNROLL_TAPS): the same tap rule as a GEMM per pixel tile, G[c,
 tap, pixel] = sum_o Wt[o, c, tap] dO[o, pixel] (M = taps, N = pixels, K = O), then dK = sum_c
 Sz(tap) G (see ``_conv_dk_tiled``). A block owns ty x tx pixels of one image (tx up to 32, a
@@ -201,44 +216,49 @@ def _conv_tiled(sch, wl, t) -> None:
     sch.reverse_compute_at(sch.get_sblock("out"), thr)
 
 
-# -- conv on tensor cores: mma.sync.m16n8k8 TF32 ------------------------------------------------
-# Fragment layouts of mma.m16n8k8 with .tf32 operands (PTX ISA, "Matrix fragments for
-# mma.m16n8k8"), lane = 4 g + t: A (16 x 8, M x K) a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8,
-# t+4); B (8 x 8, K x N) b0 (t, g), b1 (t+4, g); C (16 x 8) c0, c1 (g, 2t + 0|1), c2, c3 (g+8, ..).
-# A warp tile is 16 output channels (M) x 16 pixels along x (N, two n8 halves) x 8 input
-# channels (K): fragments (lane, local) as below, the halves' B in locals 2h, 2h+1 and their C
-# in locals 4h..4h+3 (TVM's 16x16 float32 accumulator layout, so its fill and store intrinsics
-# serve).
-MMA_WARPS_O, MMA_WARPS_X = 4, 4  # warps per block along output channels and along x (16 each)
-MMA_TILES_X = 2  # 16-pixel tiles per warp along x (each A fragment feeds both)
+# -- conv on tensor cores: mma.sync TF32 (m16n8k8) and float16/bfloat16 (m16n8k16) -------------
+# Fragment layouts (PTX ISA, "Matrix fragments for mma.m16n8k8 / mma.m16n8k16"), lane = 4 g + t,
+# e elements per 32-bit register (1: tf32, 2: f16/bf16; the lower index in the low half), K =
+# 8e: A (16 x K, M x K) registers (g, e t + h), (g+8, ..), (g, e t + 4e + h), (g+8, ..); B (K x
+# 8, K x N) (e t + h, g), (e t + 4e + h, g); C (16 x 8, f32) c0, c1 (g, 2t + 0|1), c2, c3 (g+8,
+# ..). A warp tile is 16 output channels (M) x 16 pixels along x (N, two n8 halves) x K input
+# channels: fragments (lane, local element) as below, the halves' B in registers 2h, 2h+1 and
+# their C in locals 4h..4h+3 (TVM's 16x16 float32 accumulator layout, so its fill and store
+# intrinsics serve).
+MMA_WARPS_O, MMA_WARPS_X = 4, 8  # warps per block along output channels and along x (16 each)
+MMA_TILES_X = 1  # 16-pixel tiles per warp along x (each A fragment feeds all of them)
+MMA_DTYPES = {"float32": ("tf32", 1), "float16": ("fp16", 2), "bfloat16": ("bf16", 2)}  # PTX type, e
 
 
-def _frag_a(i, k):
-    return 4 * (i % 8) + k % 4, i // 8 + 2 * (k // 4)
+def _frag_a(i, k, e=1):
+    return 4 * (i % 8) + k % (4 * e) // e, e * (i // 8 + 2 * (k // (4 * e))) + k % e
 
 
-def _frag_b(k, n):
-    return 4 * (n % 8) + k % 4, 2 * (n // 8) + k // 4
+def _frag_b(k, n, e=1):
+    return 4 * (n % 8) + k % (4 * e) // e, e * (2 * (n // 8) + k // (4 * e)) + k % e
 
 
 def _frag_c(i, j):
     return 4 * (i % 8) + (j % 8) // 2, 4 * (j // 8) + 2 * (i // 8) + j % 2
 
 
-def _ldmatrix_intrin(frag, row_addr):
-    """shared (16 rows x 8 floats) -> warp fragments with ldmatrix.x4 on 32-bit data: lane l
-    gives the address of row l % 8 of 8 x 4-float matrix l // 8 (``row_addr``), and register m
-    of lane L receives word L % 4 of row L // 4 of matrix m -- the tf32 fragment layouts."""
+def _ldmatrix_intrin(frag, row_addr, dtype: str, e: int):
+    """shared (16 rows x 32 bytes: 8e elements) -> warp fragments with ldmatrix.x4 (b16, not
+    transposed): lane l gives the address of row l % 8 of 8 x 16-byte matrix l // 8
+    (``row_addr``), and register m of lane L receives word L % 4 of row L // 4 of matrix m --
+    the mma fragment layouts, for 32-bit (tf32) and 16-bit (f16, bf16) elements alike."""
     from tvm.script import tirx as T
+
+    K, L = 8 * e, 4 * e  # row length, elements per lane
 
     @T.prim_func(s_tir=True)
     def desc(w: T.handle, s: T.handle) -> None:
-        shared = T.match_buffer(s, (16, 8), "float32", align=16, offset_factor=1, scope="shared")
-        warp = T.match_buffer(w, (32, 4), "float32", align=16, offset_factor=1, scope="warp")
+        shared = T.match_buffer(s, (16, K), dtype, align=16, offset_factor=1, scope="shared")
+        warp = T.match_buffer(w, (32, L), dtype, align=16, offset_factor=1, scope="warp")
         with T.sblock("root"):
-            T.reads(shared[0:16, 0:8])
-            T.writes(warp[0:32, 0:4])
-            for a0, a1 in T.grid(16, 8):
+            T.reads(shared[0:16, 0:K])
+            T.writes(warp[0:32, 0:L])
+            for a0, a1 in T.grid(16, K):
                 with T.sblock("load"):
                     v0, v1 = T.axis.remap("SS", [a0, a1])
                     T.reads(shared[v0, v1])
@@ -250,74 +270,131 @@ def _ldmatrix_intrin(frag, row_addr):
     def impl(w: T.handle, s: T.handle) -> None:
         s0 = T.int32()
         s1 = T.int32()
-        shared = T.match_buffer(s, (16, 8), "float32", align=16, offset_factor=1, scope="shared", strides=[s0, s1])
-        warp = T.match_buffer(w, (32, 4), "float32", align=16, offset_factor=1, scope="warp")
+        shared = T.match_buffer(s, (16, K), dtype, align=16, offset_factor=1, scope="shared", strides=[s0, s1])
+        warp = T.match_buffer(w, (32, L), dtype, align=16, offset_factor=1, scope="warp")
         with T.sblock("root"):
-            T.reads(shared[0:16, 0:8])
-            T.writes(warp[0:32, 0:4])
+            T.reads(shared[0:16, 0:K])
+            T.writes(warp[0:32, 0:L])
             for tx in T.thread_binding(0, 32, "threadIdx.x"):
-                T.evaluate(T.ptx_legacy.ldmatrix(False, 4, ".b16", warp.data, warp.elem_offset + 4 * tx,
-                                                 shared.access_ptr("r"), row_addr(tx, s0), dtype="float32"))
+                T.evaluate(T.ptx_legacy.ldmatrix(False, 4, ".b16", warp.data, warp.elem_offset + L * tx,
+                                                 shared.access_ptr("r"), row_addr(tx, s0), dtype=dtype))
     return desc, impl
 
 
-def _mma_intrin():
-    """C (16 x 16) += A (16 x 8) B (8 x 16): two mma.m16n8k8 TF32, one per n8 half."""
+def _mma_intrin(dtype: str, ptx_type: str, e: int):
+    """C (16 x 16, f32) += A (16 x 8e) B (8e x 16): two mma.sync (m16n8k8 tf32 or m16n8k16
+    f16/bf16, f32 accumulators), one per n8 half."""
     from tvm.script import tirx as T
+
+    K, L = 8 * e, 4 * e
+    shape = f"m16n8k{K}"
+    fa, fb = (lambda i, k: _frag_a(i, k, e)), (lambda k, n: _frag_b(k, n, e))
+    f32 = (lambda v: v) if dtype == "float32" else (lambda v: T.Cast("float32", v))
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (32, 4), "float32", align=16, offset_factor=1, scope="warp")
-        B = T.match_buffer(b, (32, 4), "float32", align=16, offset_factor=1, scope="warp")
+        A = T.match_buffer(a, (32, L), dtype, align=16, offset_factor=1, scope="warp")
+        B = T.match_buffer(b, (32, L), dtype, align=16, offset_factor=1, scope="warp")
         C = T.match_buffer(c, (32, 8), "float32", align=16, offset_factor=1, scope="warp")
         with T.sblock("root"):
-            T.reads(C[0:32, 0:8], A[0:32, 0:4], B[0:32, 0:4])
+            T.reads(C[0:32, 0:8], A[0:32, 0:L], B[0:32, 0:L])
             T.writes(C[0:32, 0:8])
-            for i, j, k in T.grid(16, 16, 8):
+            for i, j, k in T.grid(16, 16, K):
                 with T.sblock("C"):
                     vi, vj, vk = T.axis.remap("SSR", [i, j, k])
                     lc, oc = T.meta_var(_frag_c(vi, vj))
-                    la, oa = T.meta_var(_frag_a(vi, vk))
-                    lb, ob = T.meta_var(_frag_b(vk, vj))
+                    la, oa = T.meta_var(fa(vi, vk))
+                    lb, ob = T.meta_var(fb(vk, vj))
                     T.reads(C[lc, oc], A[la, oa], B[lb, ob])
                     T.writes(C[lc, oc])
-                    C[lc, oc] = C[lc, oc] + A[la, oa] * B[lb, ob]
+                    C[lc, oc] = C[lc, oc] + f32(A[la, oa]) * f32(B[lb, ob])
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (32, 4), "float32", align=16, offset_factor=1, scope="warp")
-        B = T.match_buffer(b, (32, 4), "float32", align=16, offset_factor=1, scope="warp")
+        A = T.match_buffer(a, (32, L), dtype, align=16, offset_factor=1, scope="warp")
+        B = T.match_buffer(b, (32, L), dtype, align=16, offset_factor=1, scope="warp")
         C = T.match_buffer(c, (32, 8), "float32", align=16, offset_factor=1, scope="warp")
         with T.sblock("root"):
-            T.reads(C[0:32, 0:8], A[0:32, 0:4], B[0:32, 0:4])
+            T.reads(C[0:32, 0:8], A[0:32, 0:L], B[0:32, 0:L])
             T.writes(C[0:32, 0:8])
             for tx in T.thread_binding(0, 32, "threadIdx.x"):
-                T.evaluate(T.ptx_legacy.mma("m16n8k8", "row", "col", "tf32", "tf32", "fp32",
-                                            A.data, A.elem_offset + tx * 4, B.data, B.elem_offset + tx * 4,
+                T.evaluate(T.ptx_legacy.mma(shape, "row", "col", ptx_type, ptx_type, "fp32",
+                                            A.data, A.elem_offset + tx * L, B.data, B.elem_offset + tx * L,
                                             C.data, C.elem_offset + tx * 8, False, dtype="float32"))
-                T.evaluate(T.ptx_legacy.mma("m16n8k8", "row", "col", "tf32", "tf32", "fp32",
-                                            A.data, A.elem_offset + tx * 4, B.data, B.elem_offset + tx * 4 + 2,
+                T.evaluate(T.ptx_legacy.mma(shape, "row", "col", ptx_type, ptx_type, "fp32",
+                                            A.data, A.elem_offset + tx * L, B.data, B.elem_offset + tx * L + L // 2,
                                             C.data, C.elem_offset + tx * 8 + 4, False, dtype="float32"))
     return desc, impl
 
 
-TF32_LOAD_A, TF32_LOAD_B, TF32_MMA = "dynfilter_pac_tf32_load_a", "dynfilter_pac_tf32_load_b", "dynfilter_pac_tf32_mma"
-TF32_FILL, TF32_STORE = "dynfilter_pac_tf32_fill", "dynfilter_pac_tf32_store_shared"
+MMA_FILL = "dynfilter_pac_mma_fill"
+
+
+def _store_name(dtype: str) -> str:
+    return "dynfilter_pac_mma_store_shared" + ("" if dtype == "float32" else "_" + MMA_DTYPES[dtype][0])
+
+
+def _store_cast_intrin(dtype: str):
+    """Accumulator fragments (f32, TVM's 16x16 layout) -> shared (16 x 16) in ``dtype``, cast
+    on the way (plain stores: no tvm_access_ptr, whose type check StorageRewrite's sharing of
+    one allocation between types would fail)."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, c: T.handle) -> None:
+        C_warp = T.match_buffer(a, (32, 8), "float32", scope="warp")
+        C = T.match_buffer(c, (16, 16), dtype, scope="shared")
+        with T.sblock("root"):
+            T.reads(C_warp[0:32, 0:8])
+            T.writes(C[0:16, 0:16])
+            for i0, i1 in T.grid(16, 16):
+                with T.sblock("C_warp"):
+                    v0, v1 = T.axis.remap("SS", [i0, i1])
+                    lane, loc = T.meta_var(_frag_c(v0, v1))
+                    T.reads(C_warp[lane, loc])
+                    T.writes(C[v0, v1])
+                    C[v0, v1] = T.Cast(dtype, C_warp[lane, loc])
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, c: T.handle) -> None:
+        s0 = T.int32()
+        s1 = T.int32()
+        C_warp = T.match_buffer(a, (32, 8), "float32", scope="warp", offset_factor=1)
+        C = T.match_buffer(c, (16, 16), dtype, scope="shared", offset_factor=1, strides=[s0, s1])
+        with T.sblock("root"):
+            T.reads(C_warp[0:32, 0:8])
+            T.writes(C[0:16, 0:16])
+            for tx in T.thread_binding(0, 32, "threadIdx.x"):
+                for loc in T.serial(8):  # the inverse of _frag_c
+                    C[8 * (loc % 4 // 2) + tx // 4, 8 * (loc // 4) + 2 * (tx % 4) + loc % 2] = T.Cast(
+                        dtype, C_warp[tx, loc])
+    return desc, impl
+
+
+def _intrin_names(dtype: str):
+    """(load A, load B, mma) intrinsic names of ``dtype`` (the f32 fill and store are shared)."""
+    return tuple(f"dynfilter_pac_{MMA_DTYPES[dtype][0]}_{what}" for what in ("load_a", "load_b", "mma"))
 
 
 @functools.lru_cache(maxsize=None)
-def _register_tf32_intrinsics() -> None:
+def _register_mma_intrinsics(dtype: str) -> None:
     from tvm.s_tir import TensorIntrin
     from tvm.s_tir.tensor_intrin.cuda import get_mma_fill_intrin, get_mma_store_intrin
 
-    # A: Wt as (o, c) rows; B: xk as (x, c) rows (K innermost, so ldmatrix reads K-contiguous rows)
-    TensorIntrin.register(TF32_LOAD_A, *_ldmatrix_intrin(
-        _frag_a, lambda l, s: s * ((l // 8) % 2 * 8 + l % 8) + (l // 16) * 4), override=True)
-    TensorIntrin.register(TF32_LOAD_B, *_ldmatrix_intrin(
-        lambda n, k: _frag_b(k, n), lambda l, s: s * ((l // 16) * 8 + l % 8) + (l // 8) % 2 * 4), override=True)
-    TensorIntrin.register(TF32_MMA, *_mma_intrin(), override=True)
-    TensorIntrin.register(TF32_FILL, *get_mma_fill_intrin("float32", 8), override=True)
-    TensorIntrin.register(TF32_STORE, *get_mma_store_intrin("float32", 8, "shared", True), override=True)
+    ptx_type, e = MMA_DTYPES[dtype]
+    load_a, load_b, mma = _intrin_names(dtype)
+    # A: Wt as (o, c) rows; B: xk as (x, c) rows (K innermost, so ldmatrix reads K-contiguous
+    # rows); a matrix's 16 bytes are 4e elements
+    TensorIntrin.register(load_a, *_ldmatrix_intrin(
+        lambda i, k: _frag_a(i, k, e), lambda l, s: s * ((l // 8) % 2 * 8 + l % 8) + (l // 16) * 4 * e,
+        dtype, e), override=True)
+    TensorIntrin.register(load_b, *_ldmatrix_intrin(
+        lambda n, k: _frag_b(k, n, e), lambda l, s: s * ((l // 16) * 8 + l % 8) + (l // 8) % 2 * 4 * e,
+        dtype, e), override=True)
+    TensorIntrin.register(mma, *_mma_intrin(dtype, ptx_type, e), override=True)
+    TensorIntrin.register(MMA_FILL, *get_mma_fill_intrin("float32", 8), override=True)
+    TensorIntrin.register(_store_name(dtype), *(get_mma_store_intrin("float32", 8, "shared", True)
+                                                if dtype == "float32" else _store_cast_intrin(dtype)), override=True)
 
 
 def _sm(target) -> int:
@@ -327,30 +404,49 @@ def _sm(target) -> int:
 
 
 def mma_tile(wl, target=None):
-    """(warps along o, warps along x, 16-pixel tiles per warp) of the TF32 tensor-core conv, or
-    None where it does not
-    apply: float32 workloads flagged ``tf32``, static, with whole tiles (O % 16, C % 8, Wo % 16),
-    for sm_80 or newer (TF32 mma.sync appeared with Ampere)."""
+    """(warps along o, warps along x, 16-pixel tiles per warp) of the tensor-core conv, or None
+    where it does not apply. It applies to float16 and bfloat16 always and to float32 flagged
+    ``tf32``, static, with whole tiles (O % 16, C % K, Wo % 16; K = 8 channels in TF32, 16 in
+    half types), for sm_80 or newer (TF32 and bf16 mma.sync appeared with Ampere)."""
     p = wl.p
-    if not p.get("tf32") or wl.dtype != "float32" or wl.kind != "static":
+    if wl.dtype not in MMA_DTYPES or wl.kind != "static" or (wl.dtype == "float32" and not p.get("tf32")):
         return None
     if target is not None and _sm(target) < 80:
         return None
-    if p["O"] % 16 or p["C"] % 8 or p["Wo"] % 16:
+    if p["O"] % 16 or p["C"] % (8 * MMA_DTYPES[wl.dtype][1]) or p["Wo"] % 16:
         return None
     wo = max(w for w in (1, 2, 4) if w <= MMA_WARPS_O and p["O"] // 16 % w == 0)
-    wx = max(w for w in (1, 2, 4) if w <= MMA_WARPS_X and p["Wo"] // 16 % w == 0)
+    wx = max(w for w in (1, 2, 4, 8) if w <= MMA_WARPS_X and p["Wo"] // 16 % w == 0)
     xm = max(m for m in (1, 2) if m <= MMA_TILES_X and p["Wo"] // (16 * wx) % m == 0)
-    return wo, wx, xm
+    while mma_shared_bytes(wl, wo, wx, xm) > MMA_SHARED_BYTES and wx > 1:  # large k
+        wx //= 2
+    return (wo, wx, xm) if mma_shared_bytes(wl, wo, wx, xm) <= MMA_SHARED_BYTES else None
+
+
+MMA_SHARED_BYTES = 48 * 1024  # static shared memory per block (nvcc's limit)
+
+
+def mma_shared_bytes(wl, wo: int, wx: int, xm: int) -> int:
+    """Static shared memory of the tensor-core conv: the xk chunk (K x k x P, P = 16*wx*xm
+    pixels) and the Wt chunk (k x 16*wo x K), in the input's type, plus the result staging
+    (16*wo x P, same type) that StorageRewrite places in xk's space, dead by then (checked
+    with ptxas at the benchmark shape: 43,008 B TF32, 30,720 B half types)."""
+    item, e = (4, 1) if wl.dtype == "float32" else (2, 2)
+    k, kc, pix = wl.p["k"], 8 * e, 16 * wx * xm
+    return (max(kc * k * pix, 16 * wo * pix) + k * 16 * wo * kc) * item
 
 
 def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     """A block per (n, output row y, 16*wx*xm pixels, 16*wo output channels), a warp per xm
-    16 x 16 (channels x pixels) tiles of it. Per chunk (8 input channels, tap row i) the block stages xk
-    (8 x k taps x the row's pixels, laid out (j, x, c): B rows K-contiguous) and Wt (laid out
-    (j, o, c)); per tap j each warp loads its A and B fragments with ldmatrix and issues two
-    mma.m16n8k8 TF32; the accumulators go through shared memory (n, y, o, x) to coalesced stores."""
-    _register_tf32_intrinsics()
+    16 x 16 (channels x pixels) tiles of it. Per chunk (K = 8e input channels, tap row i) the
+    block stages xk (K x k taps x the row's pixels, laid out (j, x, c): B rows K-contiguous;
+    in the input's type) and Wt (laid out (j, o, c)); per tap j each warp loads its A and B
+    fragments with ldmatrix and issues two mma.sync; the accumulators go through shared
+    memory (n, y, o, x) to coalesced stores."""
+    _register_mma_intrinsics(wl.dtype)
+    load_a, load_b, mma = _intrin_names(wl.dtype)
+    e = MMA_DTYPES[wl.dtype][1]
+    kc = 8 * e
     for name in _modulated_stages(wl)[:-1]:
         sch.compute_inline(sch.get_sblock(name))
     acc = sch.get_sblock("acc")
@@ -358,7 +454,7 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     warps = wo * wx
     ob, ow, ot = sch.split(o, [None, wo, 16])
     xb, xw, xi, xt = sch.split(x, [None, wx, xm, 16])
-    co, ct = sch.split(c, [None, 8])
+    co, ct = sch.split(c, [None, kc])
     sch.reorder(n, ob, y, xb, ow, xw, co, i, j, xi, ot, xt, ct)
     outer = sch.blockize(ot)
     blk = sch.fuse(n, ob, y, xb)
@@ -370,7 +466,11 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
         sch.compute_at(block, loop)
         loops = sch.get_loops(block)
         at = next(k for k, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
-        fused = sch.fuse(*loops[at + 1:])
+        inner = loops[at + 1:]
+        if len(inner) == 3:  # xk's (c, j, x): taps outermost, so a thread's c and x stay fixed
+            sch.reorder(inner[1], inner[0])  # (no div/mod by k per element: fewer registers)
+            inner = sch.get_loops(block)[at + 1:]
+        fused = sch.fuse(*inner)
         _, ty, tx = sch.split(fused, [None, warps, 32])
         sch.bind(ty, "threadIdx.y")
         sch.bind(tx, "threadIdx.x")
@@ -389,31 +489,36 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     c_w = sch.cache_write(outer, 0, "warp")
     sch.reverse_compute_at(c_w, thr)
     sch.decompose_reduction(outer, co)
-    sch.transform_layout(a_w, ("write", 0), lambda i_, j_, o_, c_: (i_, j_, o_ // 16, c_ // 8, *_frag_a(o_ % 16, c_ % 8)))
+    sch.transform_layout(a_w, ("write", 0), lambda i_, j_, o_, c_: (
+        i_, j_, o_ // 16, c_ // kc, *_frag_a(o_ % 16, c_ % kc, e)))
     sch.transform_layout(b_w, ("write", 0), lambda n_, i_, j_, y_, x_, c_: (
-        n_, i_, j_, y_, x_ // 16, c_ // 8, *_frag_b(c_ % 8, x_ % 16)))
+        n_, i_, j_, y_, x_ // 16, c_ // kc, *_frag_b(c_ % kc, x_ % 16, e)))
     sch.transform_layout(c_w, ("read", 0), lambda n_, o_, y_, x_: (n_, y_, o_ // 16, x_ // 16, *_frag_c(o_ % 16, x_ % 16)))
     store = sch.get_sblock("acc_warp")  # the copy cache_write made: fragments -> 'acc'
-    sch.set_scope(store, 0, "shared")
+    if wl.dtype == "float32":  # staged as float32 (the same-typed xk space is reused for it)
+        sch.set_scope(store, 0, "shared")
+        out = sch.get_sblock("out")
+    else:  # the cast to the half type in the fragment store: half-sized staging
+        sch.reverse_compute_inline(sch.get_sblock("out"))
+        out = sch.cache_write(store, 0, "shared")
     sch.transform_layout(store, ("write", 0), lambda n_, o_, y_, x_: (n_, y_, o_, x_))
-    out = sch.get_sblock("out")
     sch.reverse_compute_at(out, blk)
     lo = sch.get_loops(out)
     at = next(k for k, lp in enumerate(lo) if sch.get(lp).same_as(sch.get(blk)))
     _, ty, tx = sch.split(sch.fuse(*lo[at + 1:]), [None, warps, 32])
     sch.bind(ty, "threadIdx.y")
     sch.bind(tx, "threadIdx.x")
-    sch.tensorize(sch.get_loops(a_w)[-2], TF32_LOAD_A)
+    sch.tensorize(sch.get_loops(a_w)[-2], load_a)
     bx, bc = sch.get_loops(b_w)[-2:]  # the warp's xm tiles of 16 pixels, each one B fragment
     bxo, bxi = sch.split(bx, [None, 16])
     sch.reorder(bxo, bxi, bc)
-    sch.tensorize(bxi, TF32_LOAD_B)
+    sch.tensorize(bxi, load_b)
     so, sx = sch.get_loops(store)[-2:]
     sxo, sxi = sch.split(sx, [None, 16])
     sch.reorder(sxo, so, sxi)
-    sch.tensorize(sch.get_loops(acc)[-3], TF32_MMA)
-    sch.tensorize(sch.get_loops(sch.get_sblock("acc_init"))[-2], TF32_FILL)
-    sch.tensorize(sch.get_loops(store)[-2], TF32_STORE)
+    sch.tensorize(sch.get_loops(acc)[-3], mma)
+    sch.tensorize(sch.get_loops(sch.get_sblock("acc_init"))[-2], MMA_FILL)
+    sch.tensorize(sch.get_loops(store)[-2], _store_name(wl.dtype))
 
 
 @register("pac", "conv", "cuda")

@@ -10,10 +10,13 @@ out-of-bounds read that reaches a result all fail. Negative controls (a dropped 
 wrong shuffle lane, a grid one block short, a shifted tap, a write one element past the end)
 must fail, which shows the check catches what it claims.
 
-Limits: no float16/bfloat16 (PoCL has neither); PoCL runs a group's work-items one after
-another between barriers, so races that need truly concurrent warps stay invisible (a missing
-barrier is caught when the data it guarded is read); the CUDA way also refuses static shared
-memory over 48 KiB per block, as nvcc does. Skipped, with the reason, where PoCL cannot load.
+Half types: PoCL has neither float16 nor bfloat16, so the tensor-core pac.conv in those types
+runs the CUDA way on 16-bit words with bit-exact conversions (emulate's half mode, its helpers
+checked against numpy bit for bit); the other kernels' half builds are only compiled
+(tests/test_cuda_build.py). Limits: PoCL runs a group's work-items one after another between
+barriers, so races that need truly concurrent warps stay invisible (a missing barrier is
+caught when the data it guarded is read); the CUDA way also refuses static shared memory over
+48 KiB per block, as nvcc does. Skipped, with the reason, where PoCL cannot load.
 """
 from __future__ import annotations
 
@@ -251,8 +254,8 @@ TF32_CASES = {
     "plain": dict(_geo(1, 16, 3, 64, 3, 64, 3, 1, 1, 1, 1), O=32, a=0, tf32=1),
     # 2 x 2 warps (Wo = 32), k = 1
     "wo32": dict(_geo(1, 8, 2, 32, 2, 32, 1, 1, 1, 0, 1), O=32, a=0, tf32=1),
-    # 1 x 4 warps, each two 16-pixel tiles (a 128-pixel row: A fragments reused)
-    "two-tiles-per-warp": dict(_geo(1, 8, 2, 128, 2, 128, 3, 1, 1, 1, 1), O=16, a=0, tf32=1),
+    # 1 x 8 warps (a 128-pixel row, the benchmark's block width)
+    "row128": dict(_geo(1, 8, 2, 128, 2, 128, 3, 1, 1, 1, 1), O=16, a=0, tf32=1),
     # 4 x 1 warps (O = 64, Wo = 16), stride 2 and dilation 2, batch 2
     "s2-d2-o64": dict(_geo(2, 8, 9, 31, 3, 16, 3, 2, 1, 2, 2), O=64, a=0, tf32=1),
     # the input gradient of a stride-2 conv: zero-inserted source, mirrored taps, Kz
@@ -274,6 +277,97 @@ def test_tensor_core_tf32(name, dtype):
         assert 1e-5 < err <= emulate.TF32_TOLERANCE  # TF32 rounding is visible, and bounded
 
 
+def test_tensor_core_two_tiles_per_warp(monkeypatch):
+    """Warps of two 16-pixel tiles sharing their A fragment (MMA_TILES_X = 2: 1 x 4 warps over
+    a 128-pixel row), a layout the shipped constants leave unused (registers: one tile per warp
+    keeps the TF32 conv at 64 registers, 50% occupancy)."""
+    import schedules.pac_cuda as pac_cuda
+
+    monkeypatch.setattr(pac_cuda, "MMA_TILES_X", 2)
+    monkeypatch.setattr(pac_cuda, "MMA_WARPS_X", 4)
+    wl = Workload.make("pac", "conv", TF32_CASES["row128"], "float32")
+    assert pac_cuda.mma_tile(wl) == (1, 4, 2)
+    assert 1e-5 < emulate.check(wl, "cuda") <= emulate.TF32_TOLERANCE
+
+
+# pac.conv in float16 / bfloat16: always on tensor cores (mma.sync m16n8k16, f32 accumulators;
+# xk staged in the half type), 16-channel chunks. Executed with 16-bit words on PoCL (the
+# emulator's half mode); tolerance emulate.TOLERANCE[dtype] (xk and the output rounded to the
+# half type).
+HALF_CASES = {
+    # 2 x 4 warps, one 16-channel chunk, 3 x 3 taps, padding
+    "plain": dict(_geo(1, 16, 3, 64, 3, 64, 3, 1, 1, 1, 1), O=32, a=0),
+    # 2 x 2 warps (Wo = 32), k = 1, two chunks
+    "wo32-k1": dict(_geo(1, 32, 2, 32, 2, 32, 1, 1, 1, 0, 1), O=32, a=0),
+    # 1 x 8 warps (a 128-pixel row)
+    "row128": dict(_geo(1, 16, 2, 128, 2, 128, 3, 1, 1, 1, 1), O=16, a=0),
+    # 4 x 1 warps (O = 64, Wo = 16), stride 2 and dilation 2, batch 2
+    "s2-d2-o64": dict(_geo(2, 16, 9, 31, 3, 16, 3, 2, 1, 2, 2), O=64, a=0),
+    # the input gradient of a stride-2 conv: zero-inserted source, mirrored taps, Kz
+    "zero-ins-adjoint": dict(_geo(1, 16, 5, 8, 10, 16, 3, 1, 2, 1, 1), O=16, a=1),
+}
+
+
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+@pytest.mark.parametrize("name", HALF_CASES)
+def test_tensor_core_half(name, dtype):
+    wl = Workload.make("pac", "conv", HALF_CASES[name], dtype)
+    low = emulate.prepare(wl, "cuda")
+    assert f"tvm_mma_m16n8k16(tvm_mma_x, {int(dtype == 'bfloat16')}," in low.source
+    err = emulate.check(wl, "cuda", lowered=low)
+    assert 1e-5 < err <= emulate.TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+@pytest.mark.parametrize("params", [
+    dict(_geo(1, 8, 5, 19, 5, 19, 3, 1, 1, 1, 1), O=12, a=0),  # C % 16, O % 16, Wo % 16: tiled SIMT
+    dict(_geo(1, 3, 5, 7, 10, 14, 3, 1, 2, 1, 1), O=5, a=1),  # the zero-inserted adjoint
+], ids=["tiled", "zero-ins-adjoint"])
+def test_half_conv_without_tensor_cores(params, dtype):
+    """Where the tensor cores do not apply the half types keep the SIMT schedule, its staged
+    xk now 16-bit (the compute rounds K*X to the half type): executed the same way."""
+    wl = Workload.make("pac", "conv", params, dtype)
+    low = emulate.prepare(wl, "cuda")
+    assert "tvm_mma" not in low.source
+    assert emulate.check(wl, "cuda", lowered=low) <= emulate.TOLERANCE[dtype]
+
+
+def test_half_conversions_bit_exact():
+    """The emulator's float32 <-> float16 / bfloat16 helpers against numpy, bit for bit: round to
+    nearest even (ties both ways), subnormals, overflow to infinity, signed zeros, NaN."""
+    import numpy as np
+
+    cl, ctx, queue, _ = emulate._device()
+    src = emulate._PRELUDE + emulate._HALF + r"""
+__kernel void conv(__global const float* x, __global ushort* h, __global ushort* b,
+                   __global float* hf, __global float* bf) {
+  int i = get_global_id(0);
+  h[i] = tvm_f2h(x[i]); b[i] = tvm_f2bf(x[i]); hf[i] = tvm_h2f(h[i]); bf[i] = tvm_bf2f(b[i]);
+}"""
+    rng = np.random.default_rng(0)
+    words = rng.integers(0, 2 ** 32, 1 << 16, dtype=np.uint64).astype(np.uint32)
+    ties = (np.arange(1 << 12, dtype=np.uint32) << 13) | 0x1000  # float16 ties at every exponent
+    special = np.array([0.0, -0.0, 65504.0, 65519.99, 65520.0, 1e-8, -3e-8, 2.0 ** -24, 2.0 ** -25,
+                        3 * 2.0 ** -26, 2.0 ** -14 * (1 - 2.0 ** -11), np.inf, -np.inf, 1 + 2.0 ** -8,
+                        1 + 3 * 2.0 ** -8, 3.4e38], np.float32)
+    x = np.concatenate([words.view(np.float32), (ties + 0x38000000).view(np.float32),
+                        (ties + 0x30000000).view(np.float32), special])
+    x = x[np.isfinite(x) | np.isinf(x)]  # NaNs: payloads differ by design; checked below
+    out = [np.empty(x.size, t) for t in (np.uint16, np.uint16, np.float32, np.float32)]
+    mf = cl.mem_flags
+    bufs = [cl.Buffer(ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=x)] + [cl.Buffer(ctx, mf.WRITE_ONLY, o.nbytes) for o in out]
+    cl.Program(ctx, src).build().conv(queue, (x.size,), None, *bufs)
+    for o, b in zip(out, bufs[1:]):
+        cl.enqueue_copy(queue, o, b)
+    with np.errstate(over="ignore"):
+        want_h = x.astype(np.float16).view(np.uint16)
+    bf_ok = np.abs(x) < 3.3e38  # bfloat16's own overflow (rounding up past its max) aside
+    np.testing.assert_array_equal(out[0], want_h)
+    np.testing.assert_array_equal(out[1][bf_ok], emulate.from_float32(x[bf_ok], "bfloat16"))
+    np.testing.assert_array_equal(out[2], want_h.view(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(out[3], emulate.to_float64(out[1], "bfloat16").astype(np.float32))
+
+
 def _mma_layout(macro, new):
     def mutate(low):
         low.source, n = re.subn(r"#define " + macro + r"\(.*", lambda m: f"#define {macro}{new}", low.source, count=1)
@@ -287,6 +381,16 @@ def _mma_layout(macro, new):
 ], ids=["mma-a-lane", "ldmatrix-row"])
 def test_control_wrong_fragment_layout(macro, new):
     wl = Workload.make("pac", "conv", TF32_CASES["plain"], "float32")
+    _fails(wl, "cuda", mutate=_mma_layout(macro, new), match="relative error")
+
+
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+@pytest.mark.parametrize("macro,new", [
+    ("TVM_MMA16_A_LANE", "(row, k) (4 * ((row) % 8) + ((k) + 2) % 8 / 2)"),  # A: the neighbour's pair
+    ("TVM_LDM_SRC", "(m, lane) ((m) * 8 + ((lane) / 4 + 1) % 8)"),  # ldmatrix: the next row
+], ids=["mma-a-lane", "ldmatrix-row"])
+def test_control_wrong_half_fragment_layout(macro, new, dtype):
+    wl = Workload.make("pac", "conv", HALF_CASES["plain"], dtype)
     _fails(wl, "cuda", mutate=_mma_layout(macro, new), match="relative error")
 
 

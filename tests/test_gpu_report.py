@@ -120,6 +120,31 @@ def test_aims_name_what_a_row_misses():
                         "float32")
     ddf = Workload.make("ddf", "dc", dict(B=1, C=4, H=8, W=8, G=1, k=3, s=1, d=1, combine="mul"), "float32")
     assert G.aim_peak(pac) == G.TF32_TC and G.aim_peak(ddf) == G.FP32_SIMT
+    # the half types aim at (and, with f16/bf16 mma, are estimated at) the FP16/BF16 peak
+    half = Workload.make("pac", "conv", pac.p, "bfloat16")
+    assert G.aim_peak(half) == G.BF16_TC and G._label(half) == "pac.conv(bf16)"
+    assert G.estimate_s(0, 990e12, "bf16") == 1.0 and G.estimate_s(0, 990e12, "f16") == 1.0
+    assert G.estimate_s(0, 495e12, "tf32") == 1.0
+
+
+def test_mma_kind_from_the_device_code():
+    mma = 'asm("mma.sync.aligned.m16n8k{}.row.col.f32.{t}.{t}.f32" ...);'
+    assert G.mma_kind(mma.format(8, t="tf32")) == "tf32"
+    assert G.mma_kind(mma.format(16, t="bf16")) == "bf16" and G.mma_kind(mma.format(16, t="f16")) == "f16"
+    assert G.mma_kind("nvcuda::wmma::mma_sync(c, a, b, c);") == "mma"
+    assert G.mma_kind("acc = fmaf(a, b, acc);") is None
+
+
+def test_benchmark_workloads_list_half_tensor_core_convs():
+    """The float32 report lists PAC conv in float16 and bfloat16 too (forward and input
+    gradient), with 2-byte data: half the TF32 conv's requested bytes (same tiles)."""
+    pac = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"]
+    labels = [G._label(w) for w in pac]
+    for half in ("f16", "bf16"):
+        assert f"pac.conv({half})" in labels and f"pac.conv(adj)({half})" in labels
+    tf32 = next(w for w in pac if w.p.get("tf32") and not w.p["a"])
+    bf16 = next(w for w in pac if w.dtype == "bfloat16" and not w.p["a"])
+    assert G.requested_bytes(bf16, 2) * 2 == G.requested_bytes(tf32, 4)
 def test_requested_bytes_acda_tiles():
     """acda.fwd: per pixel, the atoms build (k*T*(M + (M/mi)*k) elements: mi atoms x k tap
     columns per thread) plus X per (channel, tap); dx: see gpu_report._acda_dx_bytes."""

@@ -80,11 +80,56 @@ def test_tf32_conv_ptx_has_mma(a, target, tmp_path):
         return (tmp_path / "k.ptx").read_text()
 
     code = ptx(dict(p, tf32=1), "float32")
-    # 2 mma per tap (two n8 halves), 9 taps unrolled; 2 ldmatrix.x4 (A and B fragments) per tap
-    assert code.count("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32") == 18
-    assert code.count("ldmatrix.sync.aligned.m8n8.x4.shared.b16") == 18
+    # 2 mma per tap (two n8 halves), 9 taps unrolled (18 per 8-channel chunk; nvcc may unroll
+    # the two chunks too); 2 ldmatrix.x4 (A and B fragments) per tap
+    n = code.count("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32")
+    assert n in (18, 36) and code.count("ldmatrix.sync.aligned.m8n8.x4.shared.b16") == n
     for params, dtype in ((p, "float32"), (dict(p, tf32=1), "float64")):
         assert "mma.sync" not in ptx(params, dtype)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
+@pytest.mark.parametrize("dtype,ptx_type", [("float16", "f16"), ("bfloat16", "bf16")])
+def test_half_conv_ptx_has_mma(dtype, ptx_type, arch, tmp_path):
+    """float16 / bfloat16 conv runs on tensor cores without any flag: mma.sync m16n8k16 with
+    f32 accumulators fed by ldmatrix, for sm_80 and sm_90; where C is not a multiple of 16 (or
+    before sm_80) the SIMT schedule, without mma."""
+    p = dict(_geo(2, 16, 8, 32, 8, 32, 3, 1, 1, 1, 1), O=32, a=0)
+
+    def ptx(params, arch_):
+        cu = tmp_path / "k.cu"
+        cu.write_text(build(Workload.make("pac", "conv", params, dtype), cuda_target(arch_)).mod.imports[0].inspect_source())
+        res = subprocess.run(["nvcc", f"-arch={arch_}", "-ptx", "-o", str(tmp_path / "k.ptx"), str(cu)],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return (tmp_path / "k.ptx").read_text()
+
+    code = ptx(p, arch)
+    # 2 mma per tap (two n8 halves) and 2 ldmatrix.x4 (A, B), 9 taps unrolled, one 16-channel chunk
+    n = code.count(f"mma.sync.aligned.m16n8k16.row.col.f32.{ptx_type}.{ptx_type}.f32")
+    assert n == 18 and code.count("ldmatrix.sync.aligned.m8n8.x4.shared.b16") == n
+    assert "mma.sync" not in ptx(dict(p, C=8), arch)
+    assert "mma.sync" not in ptx(p, "sm_75")
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
+@pytest.mark.parametrize("dtype", ("float32", "float16", "bfloat16"))
+def test_tensor_core_conv_resources_at_benchmark_shape(dtype, arch):
+    """Issue 15's register aims for the tensor-core conv at 8x64x128x128 k5 O=64, forward and
+    input gradient: no spills and at most 64 registers, so its 1,024-thread blocks (4 x 8 warps)
+    reach 50% theoretical occupancy (ptxas figures; estimates, no GPU)."""
+    from dynfilter_tvm import gpu_report as G
+
+    for wl in G.benchmark_workloads()["PAC conv 8x64x128x128 k5"]:
+        if wl.kernel != "conv" or wl.dtype != dtype or (dtype == "float32" and not wl.p.get("tf32")):
+            continue
+        src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
+        assert G.mma_kind(src) == {"float32": "tf32", "float16": "f16", "bfloat16": "bf16"}[dtype]
+        res = G.ptxas_resources(src, arch)["pac_conv_kernel"]
+        assert res["spill"] == 0 and res["regs"] <= 64, (wl, res)
+        assert G.occupancy(arch, 1024, res["regs"], res["smem"]) == 0.5
 
 
 def test_tf32_flag_follows_cudnn_allow_tf32(monkeypatch):
