@@ -204,7 +204,12 @@ def dx(sch, wl, target):
     # The padded spatial filter is shared by every channel of a head: build it once.
     sp = sch.get_sblock("Sp")
     sch.parallel(sch.fuse(*sch.get_loops(sp)[:4]))
-    split_tail(sch, vectorize_inner(sch, sp, lanes))
+    sp_row = vectorize_inner(sch, sp, lanes)
+    # Generic, s > 1: no partition hint on this copy. With it TVM's LoopPartition pass ran for
+    # minutes (its simplifier expanding the symbolic bounds; float64 C4 k3 s2 d1 never ended);
+    # the copy (k^2 values a pixel, once a call) then keeps its predicated tail tile.
+    if s == 1:
+        split_tail(sch, sp_row)
     if s == 1 and wl.kind == "static":  # as fwd: the channels of a tile share S's loads
         wide = _fwd_lanes(wl.dtype, target)
         ct = next(t for t in (FWD_CHANNELS, 2, 1) if (wl.p["C"] // wl.p["G"]) % t == 0)
