@@ -29,7 +29,7 @@ from tvm.target import codegen
 from dynfilter_tvm.ops.ddf import FWD_ROWS
 
 from . import register
-from .common import acc_registers, extent, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import UNROLL_TAPS, acc_registers, extent, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
@@ -190,6 +190,16 @@ def _init_tile(sch, blk, loop, vector: bool = True) -> None:
     unroll(sch, *tile)
 
 
+def _copy_partition_ok(wl, strided: bool = True) -> bool:
+    """Whether a whole-call padded copy (dx's S, ds's X) may take the LoopPartition hint. On
+    generic builds with tap loops (k > UNROLL_TAPS), and for dx's S at stride > 1
+    (``strided=False``), TVM's LoopPartition pass ran
+    for minutes or never ended there (its simplifier expanding the symbolic bounds of the wide
+    halo: ds k15, dx k15, dx float64 C4 k3 s2); such copies keep their predicated tail tile,
+    a small part of the k^2 work per element at those sizes."""
+    return wl.kind == "static" or (wl.p["k"] <= UNROLL_TAPS and (strided or wl.p["s"] == 1))
+
+
 @register("ddf", "dx", "cpu")
 def dx(sch, wl, target):
     """acc(b, g, c, hh, ww; j, i) on the phase grid (``ops.ddf.ddf_dx``). Stride 1: the
@@ -205,10 +215,7 @@ def dx(sch, wl, target):
     sp = sch.get_sblock("Sp")
     sch.parallel(sch.fuse(*sch.get_loops(sp)[:4]))
     sp_row = vectorize_inner(sch, sp, lanes)
-    # Generic, s > 1: no partition hint on this copy. With it TVM's LoopPartition pass ran for
-    # minutes (its simplifier expanding the symbolic bounds; float64 C4 k3 s2 d1 never ended);
-    # the copy (k^2 values a pixel, once a call) then keeps its predicated tail tile.
-    if s == 1:
+    if _copy_partition_ok(wl, strided=False):
         split_tail(sch, sp_row)
     if s == 1 and wl.kind == "static":  # as fwd: the channels of a tile share S's loads
         wide = _fwd_lanes(wl.dtype, target)
@@ -283,7 +290,9 @@ def ds(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
     xpad = sch.get_sblock("Xpad")
     sch.parallel(sch.fuse(*sch.get_loops(xpad)[:3]))
-    split_tail(sch, vectorize_inner(sch, xpad, lanes))
+    xpad_row = vectorize_inner(sch, xpad, lanes)
+    if _copy_partition_ok(wl):
+        split_tail(sch, xpad_row)
     acc = sch.get_sblock("acc")
     b, g, u, v, y, x, c = sch.get_loops(acc)
     xo, xi = sch.split(x, [None, lanes])
