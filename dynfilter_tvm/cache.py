@@ -186,14 +186,15 @@ def get(workload: Workload, target: Target):
         if chosen is not workload:
             fn = aot.lookup(chosen, target) or _memory.get((chosen.key(), target_key(target)))
         if fn is None:
-            fn = _load_or_build(chosen, target)
+            fn = _load_or_build(chosen, target, asked=workload)
             _memory[(chosen.key(), target_key(target))] = fn
         _memory[mem_key] = fn
         return fn
 
 
-def _load_or_build(workload: Workload, target: Target):
-    """``workload``'s function from the disk cache, else built (and stored)."""
+def _load_or_build(workload: Workload, target: Target, asked: Optional[Workload] = None):
+    """``workload``'s function from the disk cache, else built (and stored); ``asked``: the
+    call's own workload, named in errors when ``workload`` is its generic build."""
     schedule_id, apply_schedule = plan(workload, target)
     key = full_key(workload, target, schedule_id)
     root = cache_dir()
@@ -207,7 +208,7 @@ def _load_or_build(workload: Workload, target: Target):
         if lib is not None:
             stats["disk_hits"] += 1
     if lib is None:
-        aot.check_jit(workload, target)  # JIT allowed and possible here, else a clear error
+        aot.check_jit(workload, target, asked)  # JIT allowed and possible here, else a clear error
         log.info("dynfilter_tvm: compiling %s for %s", workload, target_name(target))
         lib = build(workload, target, apply_schedule())
         stats["built"] += 1

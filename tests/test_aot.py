@@ -206,7 +206,9 @@ def test_missing_kernel_with_jit_off_is_a_clear_error(llvm_bundle, monkeypatch):
     with pytest.raises(aot.KernelUnavailableError) as err:
         cache.get(other, cpu_target())
     msg = str(err.value)
+    # the shapes asked for, and the generic kernel that would have served them
     assert "ddf.fwd[B=1,C=8,G=1,H=10," in msg and "DYNFILTER_TVM_JIT=off" in msg
+    assert "nor its generic kernel ddf.fwd[B=?,C=8,G=1,H=?," in msg
     assert str(llvm_bundle) in msg and "holds 4 kernels" in msg and "H=9" in msg
     assert cache.stats["built"] == 0
 

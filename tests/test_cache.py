@@ -16,7 +16,7 @@ import torch
 import tvm
 import tvm.s_tir as s_tir
 
-from dynfilter_tvm import cache, registry
+from dynfilter_tvm import cache, dispatch, registry
 from dynfilter_tvm.build import build, plan, schedule
 from dynfilter_tvm.files import sha256_file
 from dynfilter_tvm.target import cpu_target, target_name
@@ -62,7 +62,9 @@ def test_build_then_memory_then_disk(fresh_cache):
     lib, meta = _entry_files(fresh_cache)
     assert lib.parent.name.startswith("llvm-")
     key = json.loads(meta.read_text())["key"]
-    assert key["tvm"] == tvm.__version__ and key["workload"] == wl.to_json()
+    # keyed by the build serving the call: the generic kernel by default on CPU
+    assert key["tvm"] == tvm.__version__ and key["workload"] == dispatch.select(wl, tgt).to_json()
+    assert key["workload"]["params"]["H"] is None
     assert key["schedule"].startswith("default:") and "mcpu" in key["target"]
     assert not list(fresh_cache.rglob("*.tmp*")), "temporary files left behind"
 

@@ -260,10 +260,12 @@ def _held(workload: Workload, name: str) -> str:
     return text
 
 
-def check_jit(workload: Workload, target: Target) -> None:
-    """Called before compiling ``workload``: raises :class:`KernelUnavailableError` when
-    ``DYNFILTER_TVM_JIT=off`` or when this machine has no compiler for ``target``."""
+def check_jit(workload: Workload, target: Target, asked: Optional[Workload] = None) -> None:
+    """Called before compiling ``workload`` (the build serving the call for ``asked``, e.g. its
+    generic kernel): raises :class:`KernelUnavailableError` when ``DYNFILTER_TVM_JIT=off`` or
+    when this machine has no compiler for ``target``; the message names the shapes asked for."""
     name = target_name(target)
+    what = str(workload) if asked is None or asked == workload else f"{asked} (nor its generic kernel {workload})"
     if not jit_allowed():
         reason = f"{ENV_JIT}={os.environ.get(ENV_JIT)} forbids compiling it"
     else:
@@ -274,5 +276,5 @@ def check_jit(workload: Workload, target: Target) -> None:
             return
         reason = f"this machine cannot compile it: {why}"
     raise KernelUnavailableError(
-        f"no compiled kernel for {workload} on {name}, and {reason}. Checked {_held(workload, name)}. "
+        f"no compiled kernel for {what} on {name}, and {reason}. Checked {_held(asked or workload, name)}. "
         "Build a bundle for these shapes with `dynfilter-tvm compile`.")
