@@ -303,14 +303,18 @@ void tvm_ldmatrix_x4(__local uint* xch, __local const uint* row, uint* d0, uint*
   uint* d[4] = {d0, d1, d2, d3};
   for (int m = 0; m < 4; ++m) *d[m] = xch[(base + TVM_LDM_SRC(m, lane)) * 6 + lane % 4];
 }
-void tvm_mma_m16n8k8_tf32(__local uint* xch, float* d0, float* d1, float* d2, float* d3,
-                          uint a0, uint a1, uint a2, uint a3, uint b0, uint b1,
-                          float c0, float c1, float c2, float c3) {
-  int lid = tvm_lid(), lane = lid % 32, base = lid - lane, g = lane / 4, t = lane % 4;
+// A warp's fragments into the exchange buffer (6 words a lane), read back by any lane.
+void tvm_mma_stage(__local uint* xch, int lid, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
   barrier(CLK_LOCAL_MEM_FENCE);
   xch[lid * 6 + 0] = a0; xch[lid * 6 + 1] = a1; xch[lid * 6 + 2] = a2; xch[lid * 6 + 3] = a3;
   xch[lid * 6 + 4] = b0; xch[lid * 6 + 5] = b1;
   barrier(CLK_LOCAL_MEM_FENCE);
+}
+void tvm_mma_m16n8k8_tf32(__local uint* xch, float* d0, float* d1, float* d2, float* d3,
+                          uint a0, uint a1, uint a2, uint a3, uint b0, uint b1,
+                          float c0, float c1, float c2, float c3) {
+  int lid = tvm_lid(), lane = lid % 32, base = lid - lane, g = lane / 4, t = lane % 4;
+  tvm_mma_stage(xch, lid, a0, a1, a2, a3, b0, b1);
   float c[4] = {c0, c1, c2, c3};
   float* d[4] = {d0, d1, d2, d3};
   float r[4];
@@ -336,10 +340,7 @@ void tvm_mma_m16n8k16(__local uint* xch, int bf, float* d0, float* d1, float* d2
                       uint a0, uint a1, uint a2, uint a3, uint b0, uint b1,
                       float c0, float c1, float c2, float c3) {
   int lid = tvm_lid(), lane = lid % 32, base = lid - lane, g = lane / 4, t = lane % 4;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  xch[lid * 6 + 0] = a0; xch[lid * 6 + 1] = a1; xch[lid * 6 + 2] = a2; xch[lid * 6 + 3] = a3;
-  xch[lid * 6 + 4] = b0; xch[lid * 6 + 5] = b1;
-  barrier(CLK_LOCAL_MEM_FENCE);
+  tvm_mma_stage(xch, lid, a0, a1, a2, a3, b0, b1);
   float c[4] = {c0, c1, c2, c3};
   float* d[4] = {d0, d1, d2, d3};
   float r[4];

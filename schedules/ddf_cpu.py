@@ -85,12 +85,7 @@ def fwd(sch, wl, target):
         sch.vectorize(xi)
         unroll_taps(sch, wl, v)
         unroll(sch, ci, ym)
-        _init_tile(sch, acc, u)
-        out = sch.get_sblock("out")
-        sch.reverse_compute_at(out, xo)
-        vectorize_under(sch, out, xo)
-        tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), wide)
-        split_tail(sch, xo)
+        _row_tile_out(sch, acc, u, xo, wide)
         return
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
 
@@ -178,6 +173,18 @@ def _copy_lanes(wl, lanes: int) -> int:
     return 4 if wl.kind == "generic" else lanes
 
 
+def _row_tile_out(sch, acc, init_at, xo, lanes: int) -> None:
+    """fwd / dx (stride 1) over a symbolic row: the accumulator tile initialised at
+    ``init_at``, 'out' stored per vector tile ``xo`` (declared whole vectors), the row's last
+    tile cut off."""
+    _init_tile(sch, acc, init_at)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, xo)
+    vectorize_under(sch, out, xo)
+    tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), lanes)
+    split_tail(sch, xo)
+
+
 def _init_tile(sch, blk, loop, vector: bool = True) -> None:
     """decompose_reduction of ``blk`` at ``loop``; the init's own loops (the register tile)
     unrolled, the innermost vectorised (unless ``vector`` is False: a scalar segment)."""
@@ -240,12 +247,7 @@ def dx(sch, wl, target):
         sch.vectorize(xi)
         unroll_taps(sch, wl, j, i)
         unroll(sch, ci)
-        _init_tile(sch, acc, j)
-        out = sch.get_sblock("out")
-        sch.reverse_compute_at(out, xo)
-        vectorize_under(sch, out, xo)
-        tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), lanes)
-        split_tail(sch, xo)
+        _row_tile_out(sch, acc, j, xo, lanes)
     else:
         acc = sch.get_sblock("acc")
         b, g, c, hh, ww, j, i = sch.get_loops(acc)
