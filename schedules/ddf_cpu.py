@@ -224,24 +224,19 @@ def dx(sch, wl, target):
     sp_row = vectorize_inner(sch, sp, lanes)
     if _copy_partition_ok(wl, strided=False):
         split_tail(sch, sp_row)
-    if s == 1 and wl.kind == "static":  # as fwd: the channels of a tile share S's loads
-        wide = _fwd_lanes(wl.dtype, target)
+    if s == 1:  # as fwd: the ct channels of a tile share S's loads
         ct = next(t for t in (FWD_CHANNELS, 2, 1) if (wl.p["C"] // wl.p["G"]) % t == 0)
         acc = sch.get_sblock("acc")
         b, g, c, y, x, j, i = sch.get_loops(acc)
         co, ci = sch.split(c, [None, ct])
         plane = sch.fuse(b, g, co)
         sch.parallel(plane)
-        _dx_pad_copy(sch, wl, plane)  # before the row is partitioned (its blocks' regions are coarse)
-        _static_row_tiles(sch, wl, y, x, ci, j, i, wide, max(1, acc_registers(target) // (2 * ct)))
-        return
-    elif s == 1:  # generic: tiles of the ct channels x one vector (Wa: whole ROW_QUANTUM)
-        ct = next(t for t in (FWD_CHANNELS, 2, 1) if (wl.p["C"] // wl.p["G"]) % t == 0)
-        acc = sch.get_sblock("acc")
-        b, g, c, y, x, j, i = sch.get_loops(acc)
-        co, ci = sch.split(c, [None, ct])
-        plane = sch.fuse(b, g, co)
-        sch.parallel(plane)
+        if wl.kind == "static":
+            wide = _fwd_lanes(wl.dtype, target)
+            _dx_pad_copy(sch, wl, plane)  # before the row is partitioned (its blocks' regions are coarse)
+            _static_row_tiles(sch, wl, y, x, ci, j, i, wide, max(1, acc_registers(target) // (2 * ct)))
+            return
+        # generic: tiles of the ct channels x one vector (Wa: whole ROW_QUANTUM)
         xo, xi = sch.split(x, [None, lanes])
         sch.reorder(y, xo, j, i, ci, xi)
         sch.vectorize(xi)
