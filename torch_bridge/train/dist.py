@@ -7,6 +7,7 @@ CPUs). Without them (or with ``WORLD_SIZE=1``) everything runs in this one proce
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any, List
@@ -76,9 +77,22 @@ def setup(device: str = "auto"):
     return env, dev
 
 
-def cleanup(env: DistEnv) -> None:
+def cleanup(env: DistEnv, finished: bool = False) -> None:
+    """Destroy the process group this run initialised.
+
+    ``finished``: every process got here normally, so they first meet at a barrier: no process
+    closes its connections while a peer still has a collective in flight (gloo aborts the peer's
+    process then). After a failure there is no barrier, which could wait on a dead peer. The
+    collection frees DDP's reducer (held in reference cycles) and its hold on the group while
+    the interpreter is fully alive, not at exit.
+    """
     if env.owns_group and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if finished:
+                dist.barrier()
+        finally:
+            gc.collect()
+            dist.destroy_process_group()
 
 
 def all_reduce_sum(t: torch.Tensor, env: DistEnv) -> torch.Tensor:

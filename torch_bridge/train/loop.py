@@ -655,9 +655,12 @@ def train(cfg: TrainConfig, on_step: Optional[Callable[[int], None]] = None) -> 
     """
     env, device = tdist.setup(cfg.device)
     try:
-        return _Run(cfg, env, device, on_step).run()
-    finally:
+        res = _Run(cfg, env, device, on_step).run()
+    except BaseException:
         tdist.cleanup(env)
+        raise
+    tdist.cleanup(env, finished=True)
+    return res
 
 
 def evaluate_checkpoint(path: str, data: Optional[str] = None, split: str = "val", batch_size: int = 256,
