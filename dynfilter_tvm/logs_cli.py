@@ -1,4 +1,4 @@
-"""``dynfilter-tvm logs {show,merge,export,import}``: inspect and move tuning logs."""
+"""``dynfilter-tvm logs {show,recheck,merge,export,import}``: inspect and move tuning logs."""
 from __future__ import annotations
 
 import sys
@@ -29,11 +29,30 @@ def show(args) -> int:
             rows.append((f"{e.workload.op}.{e.workload.kernel}", params, e.workload.dtype,
                          format_us(e.tuned_us), format_us(e.default_us), f"{speedup:.2f}x" if speedup else "-",
                          str(e.trials), f"{e.tuning_s:.0f}" if e.tuning_s else "-",
-                         "tuned" if e.use and best is not None else "default"))
+                         _uses(tl, e, best)))
         head = ("kernel", "shapes", "dtype", "tuned", "default", "speed-up", "trials", "tuning s", "builds use")
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         for r in [head, *rows]:
             print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _uses(tl, e, best) -> str:
+    if not (e.use and best is not None):
+        return "default"
+    try:
+        from tvm.target import Target
+
+        fresh = e.default_schedule is None or e.default_schedule == tuning_log.default_hash(e.workload, Target(tl.target))
+    except Exception:  # a kernel or target this build has no default schedule for
+        fresh = True
+    return "tuned" if fresh else "default (recheck)"
+
+
+def recheck(args) -> int:
+    from . import tune
+
+    tune.recheck(args.log, everything=args.all)
     return 0
 
 
@@ -97,6 +116,12 @@ def add_arguments(parser) -> None:
     p = sub.add_parser("show", help="list tuned kernels: shapes, dtype, tuned and default times, speed-up")
     p.add_argument("logs", nargs="*", help="log directories (default: every log the build searches)")
     p.set_defaults(logs_func=show)
+    p = sub.add_parser("recheck", help="measure again today's default schedule against each kernel's best record "
+                                       "where the default changed since the log's times (builds use a record "
+                                       "only while it beats today's default)")
+    p.add_argument("log", help="log directory")
+    p.add_argument("--all", action="store_true", help="every kernel with a record, not only those whose default changed")
+    p.set_defaults(logs_func=recheck)
     p = sub.add_parser("merge", help="merge logs of one target, keeping the best record per kernel")
     p.add_argument("logs", nargs="+", help="log directories")
     p.add_argument("-o", "--output", required=True, help="new log directory")

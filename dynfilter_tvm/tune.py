@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+import tvm
 from tvm.target import Target
 
 from . import tuning_log
@@ -112,6 +113,94 @@ def measure(mods, target: Target, builder, runner) -> List[Optional[float]]:
         if res.artifact_path:
             shutil.rmtree(os.path.dirname(res.artifact_path), ignore_errors=True)
     return out
+
+
+def time_side_by_side(mods, target: Target, rounds: int = 9, min_ms: float = 50.0) -> List[float]:
+    """Median run time in microseconds of each scheduled module (function ``main``) on random
+    inputs, taken in ``rounds`` alternating rounds, so that a machine whose load changes slows
+    every module alike (the tuner's runner times one module after the other). For a one-core
+    CPU target the time is the calling thread's CPU time (TVM's pool held to one thread), which
+    other processes on a busy machine do not inflate; otherwise wall-clock time."""
+    one_core = target.kind.name == "llvm" and int(target.attrs.get("num-cores", 0)) == 1
+    clock = time.thread_time if one_core else time.perf_counter
+    if one_core:  # TVM's pool to one thread: the work runs on (and is timed by) this thread
+        pool_size, threads = tvm.get_global_func("runtime.config_threadpool"), tvm.get_global_func("runtime.NumThreads")
+        before = threads()
+        pool_size(0, 1)
+        try:
+            return _side_by_side(mods, target, clock, rounds, min_ms)
+        finally:
+            pool_size(0, before)
+    return _side_by_side(mods, target, clock, rounds, min_ms)
+
+
+def _side_by_side(mods, target: Target, clock, rounds: int, min_ms: float) -> List[float]:
+    import statistics
+
+    import numpy as np
+    from tvm.s_tir import meta_schedule as ms
+
+    dev = tvm.device("cpu" if target.kind.name == "llvm" else target.kind.name, 0)
+    rng = np.random.default_rng(0)
+    timers = []
+    for mod in mods:
+        with target:
+            lib = tvm.compile(mod, target=target)
+        args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in a.shape]).astype(a.dtype), dev)
+                for a in ms.arg_info.ArgInfo.from_prim_func(mod["main"])]
+        fn = lib.mod[str(mod["main"].attrs["global_symbol"])]
+        fn(*args)  # warm-up
+        timers.append((fn, args))
+    times: List[List[float]] = [[] for _ in mods]
+    for _ in range(rounds):
+        for t, (fn, args) in zip(times, timers):
+            # calls until min_ms have passed: thread CPU clocks can tick in milliseconds
+            n, t0 = 0, clock()
+            while True:
+                fn(*args)
+                dev.sync()
+                n += 1
+                if clock() - t0 >= min_ms / 1e3 or n >= 1 << 14:
+                    break
+            t.append((clock() - t0) / n * 1e6)
+    return [statistics.median(t) for t in times]
+
+
+def recheck(log_dir, everything: bool = False, rounds: int = 9, progress: bool = True) -> List[tuple]:
+    """Measure again, side by side (:func:`time_side_by_side`), today's default schedule and the
+    best record of each kernel in the log at ``log_dir`` whose default schedule changed since its
+    times were taken (every kernel with a record when ``everything``), and write the new times
+    and default hash into the manifest: a record is used again only if it still beats today's
+    default. This machine must be able to run the log's target (a CPU log: a CPU of that model).
+    Returns ``(workload, default_us, tuned_us)`` per kernel measured."""
+    from tqdm import tqdm
+
+    tl = tuning_log.TuningLog.load(log_dir)
+    target = tvm.target.Target(tl.target)
+    tl.check_compatible(target)
+    todo = []
+    for e in sorted(tl.entries.values(), key=lambda e: e.workload.key()):
+        best = tl.best(e)
+        if best is None:
+            continue
+        mod = tuning_log.mod_of(e.workload)
+        if tuning_log.structural_hash(mod) != e.shash:  # compute changed: the record is stale anyway
+            continue
+        default_mod = tuning_log.default_module(e.workload, target)
+        dhash = tuning_log.structural_hash(default_mod)
+        if everything or e.default_schedule != dhash:
+            todo.append((e, default_mod, dhash, tuning_log.apply_record(mod, best.raw)))
+    print(f"re-measuring {len(todo)} of {len(tl.entries)} kernels in {tl.path}", flush=True)
+    done = []
+    for e, default_mod, dhash, tuned_mod in tqdm(todo, unit="kernel", disable=not progress, dynamic_ncols=True):
+        e.default_us, e.tuned_us = time_side_by_side([default_mod, tuned_mod], target, rounds)
+        e.default_schedule = dhash
+        tl.save_manifest()  # one kernel at a time: an interrupted recheck keeps what it measured
+        done.append((e.workload, e.default_us, e.tuned_us))
+        print(f"{e.workload}: default {tuning_log.format_us(e.default_us)}, tuned {tuning_log.format_us(e.tuned_us)}"
+              f"{'' if e.use else ' - default used'}", flush=True)
+    tuning_log.forget()
+    return done
 
 
 def _dry_runner():
@@ -248,8 +337,9 @@ def tune(workloads: Sequence[Workload], target, trials: int, log_dir=None, runne
         for i, (wl, mod, entry, n) in enumerate(todo):
             state.update(task=f"[{i + 1}/{len(todo)}]", name=f"{wl.op}.{wl.kernel}", best=None)
             t0 = time.perf_counter()
-            entry.default_us = state["default"] = measure([schedule(wl, target, tuned=False)[0]], target,
-                                                          builder, runner)[0]
+            default_mod = tuning_log.default_module(wl, target)
+            entry.default_schedule = tuning_log.structural_hash(default_mod)
+            entry.default_us = state["default"] = measure([default_mod], target, builder, runner)[0]
             _postfix(bar, state)
             if n > 0:
                 ms.tune_tir(mod, target, str(work / f"task{i}"), max_trials_global=n, num_trials_per_iter=min(per_iter, n),

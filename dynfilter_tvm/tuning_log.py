@@ -7,7 +7,8 @@ A log is a directory ``<root>/<target-name>/`` (``tuning_logs/llvm-znver4-1c/``,
   database (one JSON value per line; records point at workload lines by index);
 * ``manifest.json``: the target (CPU model and core count, or GPU arch) and TVM version the records were measured with, and per
   workload our description of it (op, kernel, shapes, dtype), the structural hash of its
-  PrimFunc, the default schedule's time, the tuned time, the trials spent.
+  PrimFunc, the default schedule's time, the tuned time, the trials spent, and the structural
+  hash of the default-scheduled module that time was measured on (``default_schedule``).
 
 Logs are data from other machines, so nothing in them is trusted: the files are parsed
 here as plain JSON and checked line by line; the TVM IR stored in the workload lines is never
@@ -17,6 +18,12 @@ compute makes old records stale, never wrong). Traces may only use the schedulin
 instructions MetaSchedule's own rules emit; anything else is refused. A log whose target or
 TVM version differs from the query's is refused with the reason (MetaSchedule's lookup itself
 ignores the target).
+
+A record is used only where it beat the default schedule, and that comparison holds only for the
+default it was measured against: when the default schedule of a kernel changes (this package's
+schedules get faster), its records are set aside with a warning until ``dynfilter-tvm logs
+recheck`` measures both again (:func:`recheck`). Logs written before the default's hash was
+recorded are taken as they are.
 
 ``export``/``import`` move a log as one portable JSON file that holds our workload
 descriptions and the traces, not IR; ``merge`` keeps the best record per workload. Both write
@@ -47,7 +54,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import tvm
 from tvm.target import Target
@@ -150,6 +157,7 @@ class Entry:
     tuned_us: Optional[float] = None  # best record, measured the same way
     trials: int = 0
     tuning_s: float = 0.0
+    default_schedule: Optional[str] = None  # structural hash of the default module default_us timed
 
     @property
     def use(self) -> bool:
@@ -160,7 +168,8 @@ class Entry:
     def to_json(self) -> dict:
         return {"workload": self.workload.to_json(), "kind": self.workload.kind, "shash": self.shash,
                 "default_us": self.default_us,
-                "tuned_us": self.tuned_us, "trials": self.trials, "tuning_s": round(self.tuning_s, 1)}
+                "tuned_us": self.tuned_us, "trials": self.trials, "tuning_s": round(self.tuning_s, 1),
+                "default_schedule": self.default_schedule}
 
     @classmethod
     def from_json(cls, data) -> "Entry":
@@ -177,7 +186,10 @@ class Entry:
             _expect(v is None or (_is_num(v) and v > 0), f"manifest {k} must be a positive number")
         trials, secs = data.get("trials", 0), data.get("tuning_s", 0.0)
         _expect(isinstance(trials, int) and trials >= 0 and _is_num(secs), "manifest trials/tuning_s malformed")
-        return cls(wl, shash, nums["default_us"], nums["tuned_us"], trials, float(secs))
+        dsch = data.get("default_schedule")
+        _expect(dsch is None or (isinstance(dsch, str) and dsch.isdigit()),
+                "manifest default_schedule must be a decimal string")
+        return cls(wl, shash, nums["default_us"], nums["tuned_us"], trials, float(secs), dsch)
 
 
 @dataclasses.dataclass
@@ -399,9 +411,12 @@ class TuningLog:
 
     # -- using ---------------------------------------------------------------------------
     def schedule(self, workload: Workload, mod: Optional[tvm.IRModule] = None,
-                 include_unused: bool = False) -> Optional[Tuple[tvm.IRModule, str]]:
+                 include_unused: bool = False,
+                 default_hash: Optional[Callable[[], str]] = None) -> Optional[Tuple[tvm.IRModule, str]]:
         """The module scheduled by the best usable record for ``workload``, and an id naming
-        the record; None when there is none (or it is stale or slower than the default)."""
+        the record; None when there is none (or it is stale or slower than the default).
+        ``default_hash``: the structural hash of today's default-scheduled module (called only
+        when a usable record exists); a record compared against another default is set aside."""
         entry = self.entries.get(workload.key())
         if entry is None or not (entry.use or include_unused):
             return None
@@ -410,8 +425,14 @@ class TuningLog:
             return None
         mod = mod if mod is not None else mod_of(workload)
         if structural_hash(mod) != entry.shash:
-            log.warning("dynfilter_tvm: tuning record for %s in %s is stale (its compute changed); "
-                        "using the default schedule", workload, self.path)
+            _warn_once(f"dynfilter_tvm: tuning record for {workload} in {self.path} is stale (its compute "
+                       "changed); using the default schedule")
+            return None
+        if (not include_unused and entry.default_schedule is not None and default_hash is not None
+                and default_hash() != entry.default_schedule):
+            _warn_once(f"dynfilter_tvm: tuning record for {workload} in {self.path} was compared with an older "
+                       "default schedule; using today's default (run `dynfilter-tvm logs recheck "
+                       f"{self.path}` to measure both again)")
             return None
         return apply_record(mod, rec.raw), "tuned:" + record_id(rec.raw)
 
@@ -775,6 +796,34 @@ def _log_for(root: Path, target: Target) -> Optional[TuningLog]:
     return _loaded[key]
 
 
+def default_module(workload: Workload, target: Target) -> tvm.IRModule:
+    """``workload``'s PrimFunc under its default (hand-written) schedule for ``target``."""
+    import tvm.s_tir as s_tir
+
+    import schedules
+
+    sch = s_tir.Schedule(registry.prim_func(workload))
+    schedules.lookup(workload.op, workload.kernel, family(target))(sch, workload, target)
+    return sch.mod
+
+
+def default_hash(workload: Workload, target: Target) -> str:
+    """Structural hash of :func:`default_module` (what a record's ``default_us`` was timed on)."""
+    key = (workload.key(), str(target))
+    if key not in _default_hashes:
+        _default_hashes[key] = structural_hash(default_module(workload, target))
+    return _default_hashes[key]
+
+
+_default_hashes: Dict[tuple, str] = {}
+
+
+def _warn_once(msg: str) -> None:
+    if msg not in _warned:
+        _warned.add(msg)
+        log.warning(msg)
+
+
 def lookup(workload: Workload, target: Target) -> Optional[Tuple[tvm.IRModule, str]]:
     """``build.tuned_lookup``: the first usable record in the search roots, else None."""
     for root in search_roots():
@@ -782,7 +831,7 @@ def lookup(workload: Workload, target: Target) -> Optional[Tuple[tvm.IRModule, s
         if tl is None:
             continue
         try:
-            found = tl.schedule(workload)
+            found = tl.schedule(workload, default_hash=lambda: default_hash(workload, target))
         except TuningLogError as err:
             log.warning("dynfilter_tvm: %s: %s; using the default schedule", tl.path, err)
             continue
@@ -795,3 +844,4 @@ def forget() -> None:
     """Drop loaded logs (after writing one, or when the search roots change)."""
     _loaded.clear()
     _warned.clear()
+    _default_hashes.clear()

@@ -300,6 +300,53 @@ def test_stale_record_is_not_used(log_copy, target):
     assert tl.schedule(FWD) is None
 
 
+def test_record_compared_with_an_older_default_waits_for_a_recheck(log_copy, tmp_path, target, use_logs, caplog):
+    tl = TuningLog.load(log_copy)
+    for e in tl.entries.values():  # the tuner recorded which default its times were taken on
+        assert e.default_schedule == tuning_log.default_hash(e.workload, target)
+    _mark_used(log_copy)
+    man = json.loads((log_copy / tuning_log.MANIFEST).read_text())
+    for e in man["workloads"]:
+        if e["workload"]["kernel"] == "fwd":  # as if fwd's default schedule changed since
+            e["default_schedule"] = str(int(e["default_schedule"]) + 1)
+    (log_copy / tuning_log.MANIFEST).write_text(json.dumps(man))
+    root = tmp_path / "root"
+    shutil.copytree(log_copy, root / tuning_log.log_name(target))
+    use_logs(root)
+    with caplog.at_level("WARNING", logger="dynfilter_tvm"):
+        assert build.plan(FWD, target)[0].startswith("default:")
+    assert "logs recheck" in caplog.text
+    assert build.plan(DX, target)[0].startswith("tuned:")  # its default is unchanged
+    # recheck measures the stale kernel only, side by side with its record, and records today's default
+    done = tune.recheck(root / tuning_log.log_name(target), rounds=2, progress=False)
+    assert [wl for wl, *_ in done] == [FWD]
+    _, default_us, tuned_us = done[0]
+    assert default_us > 0 and tuned_us > 0
+    fresh = TuningLog.load(root / tuning_log.log_name(target))
+    e = fresh.entries[FWD.key()]
+    assert (e.default_us, e.tuned_us, e.default_schedule) == (default_us, tuned_us, tuning_log.default_hash(FWD, target))
+    assert tune.recheck(root / tuning_log.log_name(target), progress=False) == []  # nothing left to measure
+    tuning_log.forget()
+    assert build.plan(FWD, target)[0].startswith("tuned:" if e.use else "default:")
+
+
+def test_shipped_logs_were_measured_against_todays_defaults():
+    """A shipped record is used only while it beats the default schedule it was timed against:
+    after a default schedule changes, `dynfilter-tvm logs recheck tuning_logs/<log>` must run
+    (else builds quietly set the record aside)."""
+    from tvm.target import Target
+
+    logs = sorted(p.parent for p in tuning_log.default_root().glob(f"*/{tuning_log.MANIFEST}"))
+    assert logs
+    stale = []
+    for path in logs:
+        tl = TuningLog.load(path)
+        for e in tl.entries.values():
+            if tl.best(e) is not None and e.default_schedule != tuning_log.default_hash(e.workload, Target(tl.target)):
+                stale.append(f"{path.name}: {e.workload}")
+    assert not stale, "run `dynfilter-tvm logs recheck` on:\n" + "\n".join(stale)
+
+
 def test_cli_show_merge_export_import(tuned, tmp_path):
     _, tl = tuned
 
