@@ -10,7 +10,8 @@ channels of source x G follows, vectors along x. conv_dw (a reduction over every
 vectors along the input channels, the padded source stored channels-last, one pixel at a time
 (no row tail, so static and generic builds run the same code); channels that no vector divides
 fall back to vectors along x, rfactored (a scalar tail per row in generic builds).
-pool / pool_dk / dist*: vectors along x, parallel over rows or planes.
+pool / pool_dk / dist*: vectors along x, parallel over rows or planes; the channel sums of
+pool_dk and dist (G = 1) keep a k x k register tile per vector of x over every channel.
 
 Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests.
 A predicated vector loop is scalarized whole by TVM, so a symbolic x never leaves one around
@@ -417,15 +418,47 @@ def _conv_dw_x_vectors(sch, wl, target) -> None:
 
 
 def _per_tap(sch, wl, lanes):
-    """Kernel-shaped results (n, g, i, j, y, x): summed over channels for G = 1, else
-    elementwise."""
+    """Kernel-shaped results (n, g, i, j, y, x): summed over channels for G = 1 (a register tile
+    per vector of x, ``_channel_sum_tile``), else elementwise."""
     acc = sch.get_sblock("acc")
     if wl.p["G"] == 1:
-        row, c = _channel_sum_row(sch, acc, lanes)
-        _finish(sch, acc, c, row, lanes if wl.p["Wo"] is None else None)
+        _channel_sum_tile(sch, acc, lanes, wl.p["Wo"] is None)
     else:
         sch.compute_inline(acc)
         _materialize(sch, "out", lanes)
+
+
+def _channel_sum_tile(sch, acc, lanes: int, generic: bool) -> None:
+    """acc (n, g, i, j, y, x, c) summed over channels c: parallel over rows (n, y); per vector
+    of x a tile of k x k accumulator vectors (acc in a local buffer, one tile: registers) summed
+    over every channel, the taps unrolled inside, then cast and stored once. Per channel and
+    vector: one load of the per-pixel operand (dO, F0), k x k loads of the source, k x k FMAs,
+    no accumulator traffic (the tile copied to 'acc' at its end). ``_channel_sum_row`` (the channel loop outside, a k x k x Wo row of
+    accumulators in memory, one x loop per tap) ran the static build as fast only because LLVM
+    unrolled a static row whole, keeping the per-pixel row in registers across taps; with a
+    symbolic width each tap's loop reloaded it and its accumulators (2x128x28² / 2x64x56² k3
+    pool_dk generic 2.4x / 1.8x the static time; now static 1.2x / 1.1x / 1.4x faster at 28² / 56² /
+    2x32x128² k5, generic 1.0x / 1.6x / 1.6x faster; the planes a channel apart, a power of two at
+    128², cost nothing measurable here). Generic builds: whole vectors and one scalar
+    tail (``_partition``), the tiles declared whole-vector (``tile_regions``: else TVM 0.27 sizes
+    them from the tail's predicate and lowering fails)."""
+    n, g, i, j, y, x, c = sch.get_loops(acc)
+    sch.reorder(n, y, g, x, c, i, j)
+    row = sch.fuse(n, y)
+    sch.parallel(row)
+    xo, xi = sch.split(x, [None, lanes])
+    sch.reorder(xo, c, i, j, xi)
+    sch.vectorize(xi)
+    unroll(sch, i, j)
+    _partition(sch, xo)
+    tile = sch.cache_write(acc, 0, "local")
+    for block in (tile, sch.get_sblock("out")):
+        sch.reverse_compute_at(block, xo)
+        vectorize_inner(sch, block, lanes, under=xo)
+    sch.decompose_reduction(acc, c)
+    if generic:
+        tile_regions(sch, "acc_local", ("acc_init", "acc_update", "acc_local"), lanes)
+        tile_regions(sch, "acc", ("acc_local", "out"), lanes)
 
 
 @register("pac", "pool_dk", "cpu")
