@@ -305,7 +305,9 @@ def conv_dk(sch, wl, target):
     if generic:
         dO_pad = sch.get_sblock("dO_global_pad")
         sch.compute_at(dO_pad, row)
-        vectorize_inner(sch, dO_pad, lanes, under=row)
+        # its zeros past the width are a lane-dependent condition: without the partition hint
+        # TVM scalarized the whole copy (generic 2x64x56² k3 1.45 -> 1.07x the static time)
+        _partition(sch, vectorize_inner(sch, dO_pad, lanes, under=row))
     _finish(sch, acc, c, row, lanes if p["Wo"] is None else None)
 
 
