@@ -20,9 +20,10 @@ the heavy loops: conv's reduction and conv_dk's G run over rows padded to whole 
 vector loops along x are cut by LoopPartition (``_partition``) into whole vectors and one
 scalar tail. Static builds take the same hint: a static loop whose body carries a
 lane-dependent condition (a padded copy's zero border or zeros past the width) is scalarized
-whole too. pool inlines its taps (a symbolic width: vectors and a scalar tail). Static conv and
-conv_dk take the padded rows too where the width admits no full-width vectors (``_pads_rows``:
-28 and 56 pixels on AVX-512).
+whole too. pool inlines its taps (a symbolic width: vectors and a scalar tail; a shared
+kernel's vectors held across a block of channels). Static conv and conv_dk take the padded
+rows too where the width admits no full-width vectors (``_pads_rows``: 28 and 56 pixels on
+AVX-512).
 """
 from __future__ import annotations
 
@@ -205,7 +206,7 @@ def pool(sch, wl, target):
         tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), xl)
 
 
-POOL_CHANNEL_BLOCK = 32  # channels per sweep: their rows (k source rows and one output row each) stay in L1
+POOL_CHANNEL_BLOCK = 32  # channels per sweep: their k source rows and output row stay in L1
 
 
 def _pool_channels_inside(sch, acc, c, x, lanes: int, n_c: int) -> None:
@@ -217,9 +218,10 @@ def _pool_channels_inside(sch, acc, c, x, lanes: int, n_c: int) -> None:
     one vector, the taps outside) read 4 x k source rows and k x k kernel planes at once: at a
     symbolic width every one a pointer of its own, more than x86-64 has registers (spilled and
     reloaded per tap), 1.33x the static time at 2x64x56² k3 with the same vectors and no tail.
-    1 thread, thread CPU time, medians of 9 x 3 calls, against the former static build
-    (generic / static): 2x64x56² k3 1.07 / 0.89, 2x32x128² k5 0.68 / 0.65; 2x128x28² k3 2.4
-    generic (8-lane vectors: 3 and a 4-pixel scalar tail) / 1.0."""
+    ``bench_generic_pac_kernels.py`` (one run per tree), static 1.0x / 1.0x / 1.45x faster at
+    2x128x28² k3 / 2x64x56² k3 / 2x32x128² k5, generic 1.1x / 1.15x / 1.8x; generic / static
+    0.90 at 128², 1.18 at 56², 2.76 at 28² (8-lane vectors: 3 and a 4-pixel scalar tail,
+    where the static build takes 7 4-lane vectors)."""
     co, ci = sch.split(c, [None, _divisor_at_most(n_c, POOL_CHANNEL_BLOCK)])
     i, j = sch.get_loops(acc)[-2:]
     xo, xi = sch.split(x, [None, lanes])
@@ -466,15 +468,17 @@ def _channel_sum_tile(sch, acc, lanes: int, generic: bool) -> None:
     of x a tile of k x k accumulator vectors (acc in a local buffer, one tile: registers) summed
     over every channel, the taps unrolled inside, then cast and stored once. Per channel and
     vector: one load of the per-pixel operand (dO, F0), k x k loads of the source, k x k FMAs,
-    no accumulator traffic (the tile copied to 'acc' at its end). ``_channel_sum_row`` (the channel loop outside, a k x k x Wo row of
-    accumulators in memory, one x loop per tap) ran the static build as fast only because LLVM
-    unrolled a static row whole, keeping the per-pixel row in registers across taps; with a
-    symbolic width each tap's loop reloaded it and its accumulators (2x128x28² / 2x64x56² k3
-    pool_dk generic 2.4x / 1.8x the static time; now static 1.2x / 1.1x / 1.4x faster at 28² / 56² /
-    2x32x128² k5, generic 1.0x / 1.6x / 1.6x faster; the planes a channel apart, a power of two at
-    128², cost nothing measurable here). Generic builds: whole vectors and one scalar
-    tail (``_partition``), the tiles declared whole-vector (``tile_regions``: else TVM 0.27 sizes
-    them from the tail's predicate and lowering fails)."""
+    no accumulator traffic (the tile copied to 'acc' at its end). ``_channel_sum_row`` (the
+    channel loop outside, a k x k x Wo row of accumulators in memory, one x loop per tap) ran
+    the static build as fast only because LLVM unrolled a static row whole, keeping the
+    per-pixel row in registers across taps; with a symbolic width each tap's loop reloaded it
+    and its accumulators (pool_dk generic 2.4x / 1.8x the static time at 2x128x28² /
+    2x64x56² k3). With the tile (``bench_generic_pac_kernels.py``, one run per tree) static
+    pool_dk is 1.2x / 1.2x / 1.5x faster at 2x128x28² k3 / 2x64x56² k3 / 2x32x128² k5, generic
+    1.2x / 1.9x / 2.5x (the planes a channel apart, a power of two at 128², cost nothing
+    measurable). Generic builds: whole vectors and one scalar tail (``_partition``), the tiles
+    declared whole-vector (``tile_regions``: else TVM 0.27 sizes them from the tail's predicate
+    and lowering fails)."""
     n, g, i, j, y, x, c = sch.get_loops(acc)
     sch.reorder(n, y, g, x, c, i, j)
     row = sch.fuse(n, y)
