@@ -11,7 +11,8 @@ vectors along the input channels, the padded source stored channels-last, one pi
 (no row tail, so static and generic builds run the same code); channels that no vector divides
 fall back to vectors along x, rfactored (a scalar tail per row in generic builds).
 pool / pool_dk / dist*: vectors along x, parallel over rows or planes; the channel sums of
-pool_dk and dist (G = 1) keep a k x k register tile per vector of x over every channel.
+pool_dk and dist (G = 1) keep a k x k register tile per vector of x over every channel, their
+per-channel forms (G = C) write a vector's taps side by side.
 
 Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests.
 A predicated vector loop is scalarized whole by TVM, so a symbolic x never leaves one around

@@ -47,17 +47,18 @@ of the light kernels run whole vectors and one scalar tail (a loop-partition hin
 vectorises along input channels (a channels-last copy of the source) and reduces one pixel at
 a time, so no width leaves a tail (2x128x28² k3, 1 thread: 2.9 ms generic and static, was
 27.4 generic and 8.4 static with vectors along x); the channel sums of ``pool_dk`` and
-``dist`` (G = 1) keep a k x k register tile per vector of x across every channel (generic
-1.0-1.2x static at 56- and 128-px rows, was 1.4-1.8x). ``pool`` stays static: its generic
-build (the same schedule; a shared kernel's k x k vectors held across a block of channels)
-is right and 0.9-1.2x the static time at 56- and 128-px rows, but 2.8x at 28 (2x128x28² k3:
-0.28 vs 0.10 ms): there the static build takes 4-lane vectors without a tail, the generic one
+``dist`` (G = 1) keep a k x k register tile per vector of x across every channel, their
+per-channel forms write a vector's taps side by side (generic 1.0-1.25x static at 56- and
+128-px rows, was 1.2-1.8x). ``pool`` stays static: its generic build (the same schedule; a
+shared kernel's k x k vectors held across a block of channels) is right and 0.9-1.2x the
+static time at 56- and 128-px rows, but 2.7x at 28 (2x128x28² k3: 0.28 vs 0.10 ms): there the static build takes 4-lane vectors without a tail, the generic one
 8-lane vectors and a 4-pixel scalar tail per row (TVM scalarizes a predicated vector loop).
-The light kernels share that tail (``pool_dk``, ``dist`` 2.3-2.4x at 28 px). What does not
+The light kernels share that tail (``pool_dk``, ``dist`` 2.1-2.5x at 28 px). What does not
 remove it in TVM 0.27: ``loop_partition`` refuses a symbolic extent, ``pad_einsum`` needs an
 Einsum (pool's shifted taps are not one) and inlining its padded producer brings the
 lane-dependent condition back; 4-lane vectors throughout measured 1.0-1.8x the static time
-at 56 and 128 px; a tap-blocked copy of K's row (constant tap offsets) 1.2-1.6x. Ratios in
+at 56 and 128 px; a tap-blocked copy of K's row (constant tap offsets) 1.2-1.6x; a pool
+compute over rows padded to whole vectors 1.6x at 28 px, 1.2x at 56. Ratios in
 benchmarks/RESULTS.md.
 """
 from __future__ import annotations
