@@ -51,8 +51,9 @@ a time, so no width leaves a tail (2x128x28² k3, 1 thread: 2.9 ms generic and s
 per-channel forms write a vector's taps side by side (generic 1.0-1.25x static at 56- and
 128-px rows, was 1.2-1.8x). ``pool`` stays static: its generic build (the same schedule; a
 shared kernel's k x k vectors held across a block of channels) is right and 0.9-1.2x the
-static time at 56- and 128-px rows, but 2.7x at 28 (2x128x28² k3: 0.28 vs 0.10 ms): there the static build takes 4-lane vectors without a tail, the generic one
-8-lane vectors and a 4-pixel scalar tail per row (TVM scalarizes a predicated vector loop).
+static time at 56- and 128-px rows, but 2.7x at 28 (2x128x28² k3: 0.28 vs 0.10 ms): there
+the static build takes 4-lane vectors without a tail, the generic one 8-lane vectors and a
+4-pixel scalar tail per row (TVM scalarizes a predicated vector loop).
 The light kernels share that tail (``pool_dk``, ``dist`` 2.1-2.5x at 28 px). What does not
 remove it in TVM 0.27: ``loop_partition`` refuses a symbolic extent, ``pad_einsum`` needs an
 Einsum (pool's shifted taps are not one) and inlining its padded producer brings the
