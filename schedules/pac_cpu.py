@@ -10,7 +10,9 @@ channels of source x G follows, vectors along x. conv_dw (a reduction over every
 vectors along the input channels, the padded source stored channels-last, one pixel at a time
 (no row tail, so static and generic builds run the same code); channels that no vector divides
 fall back to vectors along x, rfactored (a scalar tail per row in generic builds).
-pool / pool_dk / dist*: vectors along x, parallel over rows or planes.
+pool / pool_dk / dist*: vectors along x, parallel over rows or planes; the channel sums of
+pool_dk and dist (G = 1) keep a k x k register tile per vector of x over every channel, their
+per-channel forms (G = C) write a vector's taps side by side.
 
 Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests.
 A predicated vector loop is scalarized whole by TVM, so a symbolic x never leaves one around
@@ -19,9 +21,10 @@ the heavy loops: conv's reduction and conv_dk's G run over rows padded to whole 
 vector loops along x are cut by LoopPartition (``_partition``) into whole vectors and one
 scalar tail. Static builds take the same hint: a static loop whose body carries a
 lane-dependent condition (a padded copy's zero border or zeros past the width) is scalarized
-whole too. pool inlines its taps (a symbolic width: vectors and a scalar tail). Static conv and
-conv_dk take the padded rows too where the width admits no full-width vectors (``_pads_rows``:
-28 and 56 pixels on AVX-512).
+whole too. pool inlines its taps (a symbolic width: vectors and a scalar tail; a shared
+kernel's vectors held across a block of channels). Static conv and conv_dk take the padded
+rows too where the width admits no full-width vectors (``_pads_rows``: 28 and 56 pixels on
+AVX-512).
 """
 from __future__ import annotations
 
@@ -177,10 +180,11 @@ def conv(sch, wl, target):
 
 @register("pac", "pool", "cpu")
 def pool(sch, wl, target):
-    """The taps inlined, blocks of channels x one vector along x, the taps outside. A symbolic
-    width: whole vectors and one scalar tail (``_partition``), the accumulator tile declared
-    whole-vector (``tile_regions``: else its compacted size comes from the tail's predicate and
-    TVM 0.27's host lowering fails, "cannot make uint from negative value")."""
+    """The taps inlined. A shared kernel (G = 1): ``_pool_channels_inside``; a kernel per channel:
+    blocks of channels x one vector along x, the taps outside. A symbolic width: whole vectors and
+    one scalar tail (``_partition``), the accumulator tile declared whole-vector
+    (``tile_regions``: else its compacted size comes from the tail's predicate and TVM 0.27's
+    host lowering fails, "cannot make uint from negative value")."""
     p = wl.p
     lanes = vector_lanes(wl.dtype)
     _materialize(sch, "Sz", lanes)
@@ -189,16 +193,47 @@ def pool(sch, wl, target):
     sch.compute_inline(sch.get_sblock("xk"))
     acc = sch.get_sblock("acc")
     n, c, y, x, i, j = sch.get_loops(acc)
-    # a shared kernel (G = 1) row is read by every channel: channels inside the row loop
     sch.reorder(n, y, c, x, i, j)
     row = sch.fuse(n, y)
     sch.parallel(row)
-    cb = 4 if p["G"] == 1 else 1
-    xo = _gemm_tile_depthwise(sch, c, x, (i, j), p["C"], p["Wo"], cb, wl)
-    _partition(sch, xo)
-    _finish(sch, acc, i, xo)
+    xl = _x_tiling(p["Wo"], wl.dtype)[0]
+    if p["G"] == 1:
+        _pool_channels_inside(sch, acc, c, x, xl, p["C"])
+    else:
+        xo = _gemm_tile_depthwise(sch, c, x, (i, j), p["C"], p["Wo"], 1, wl)
+        _partition(sch, xo)
+        _finish(sch, acc, i, xo)
     if p["Wo"] is None:
-        tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), _x_tiling(None, wl.dtype)[0])
+        tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), xl)
+
+
+POOL_CHANNEL_BLOCK = 32  # channels per sweep: their k source rows and output row stay in L1
+
+
+def _pool_channels_inside(sch, acc, c, x, lanes: int, n_c: int) -> None:
+    """pool with a shared kernel (G = 1): per vector of x, the channels of a block in turn, each
+    one accumulator vector over the k x k taps. The k x k kernel vectors of that pixel vector do
+    not depend on the channel (LLVM keeps them in registers across the channel loop), so a
+    channel costs k x k source loads and FMAs and one store, and the source rows it reads sit a
+    channel plane apart, one pointer each advanced per channel. The former tile (4 channels x
+    one vector, the taps outside) read 4 x k source rows and k x k kernel planes at once: at a
+    symbolic width every one a pointer of its own, more than x86-64 has registers (spilled and
+    reloaded per tap), 1.33x the static time at 2x64x56² k3 with the same vectors and no tail.
+    ``bench_generic_pac_kernels.py`` (one run per tree), static 1.0x / 1.0x / 1.45x faster at
+    2x128x28² k3 / 2x64x56² k3 / 2x32x128² k5, generic 1.1x / 1.15x / 1.8x; generic / static
+    0.90 at 128², 1.18 at 56², 2.76 at 28² (8-lane vectors: 3 and a 4-pixel scalar tail,
+    where the static build takes 7 4-lane vectors)."""
+    co, ci = sch.split(c, [None, _divisor_at_most(n_c, POOL_CHANNEL_BLOCK)])
+    i, j = sch.get_loops(acc)[-2:]
+    xo, xi = sch.split(x, [None, lanes])
+    sch.reorder(co, xo, ci, i, j, xi)
+    sch.vectorize(xi)
+    unroll(sch, i, j)
+    _partition(sch, xo)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, ci)
+    vectorize_inner(sch, out, lanes, under=ci)
+    sch.decompose_reduction(acc, i)
 
 
 def _gemm_tile_depthwise(sch, c, x, red, n_c: int, wo: int, cb: int, wl):
@@ -273,7 +308,9 @@ def conv_dk(sch, wl, target):
     if generic:
         dO_pad = sch.get_sblock("dO_global_pad")
         sch.compute_at(dO_pad, row)
-        vectorize_inner(sch, dO_pad, lanes, under=row)
+        # its zeros past the width are a lane-dependent condition: without the partition hint
+        # TVM scalarized the whole copy (generic 2x64x56² k3 1.45 -> 1.07x the static time)
+        _partition(sch, vectorize_inner(sch, dO_pad, lanes, under=row))
     _finish(sch, acc, c, row, lanes if p["Wo"] is None else None)
 
 
@@ -417,15 +454,78 @@ def _conv_dw_x_vectors(sch, wl, target) -> None:
 
 
 def _per_tap(sch, wl, lanes):
-    """Kernel-shaped results (n, g, i, j, y, x): summed over channels for G = 1, else
-    elementwise."""
+    """Kernel-shaped results (n, g, i, j, y, x): summed over channels for G = 1 (a register tile
+    per vector of x, ``_channel_sum_tile``), else elementwise."""
     acc = sch.get_sblock("acc")
     if wl.p["G"] == 1:
-        row, c = _channel_sum_row(sch, acc, lanes)
-        _finish(sch, acc, c, row, lanes if wl.p["Wo"] is None else None)
+        _channel_sum_tile(sch, acc, lanes, wl.p["Wo"] is None)
     else:
         sch.compute_inline(acc)
-        _materialize(sch, "out", lanes)
+        _per_tap_planes(sch, lanes, wl.p["k"])
+
+
+TAP_STREAMS = 9  # output planes written side by side at most (k x k: taps innermost)
+
+
+def _per_tap_planes(sch, lanes: int, k: int) -> None:
+    """out (n, c, i, j, y, x), elementwise: parallel over planes (n, c), per output row y the
+    taps inside the vectors of x, so the per-pixel operand (dO, F0) is loaded once per vector
+    and the source rows stay in registers' reach: all k x k taps per vector where k x k <=
+    ``TAP_STREAMS`` output planes (written side by side), else per tap row i the k taps j.
+    Before, each (i, j, y) row was its own x loop, reloading both operands per tap (generic
+    builds: no unrolled row to hide it). Scratch runs (1 thread, thread CPU time, medians of
+    7 x 2 calls, against the former static build; generic / static, G = C): dist 2x128x28² k3
+    all taps 1.25 / 0.55 (was 2.43), 2x64x56² k3 0.72 / 0.70 (0.87), 2x32x128² k5 per tap row
+    0.94 / 0.92 (0.97; all 25 taps 2.4 / 2.4); pool_dk alike (1.07 / 0.49, 0.76 / 0.65,
+    0.99 / 0.91)."""
+    out = sch.get_sblock("out")
+    n, c, i, j, y, x = sch.get_loops(out)
+    planes = sch.fuse(n, c)
+    sch.parallel(planes)
+    xo, xi = sch.split(x, [None, lanes])
+    if k * k <= TAP_STREAMS:
+        sch.reorder(planes, y, xo, i, j, xi)
+        unroll(sch, i, j)
+    else:
+        sch.reorder(planes, y, i, xo, j, xi)
+        unroll(sch, j)
+    sch.vectorize(xi)
+    _partition(sch, xo)
+
+
+def _channel_sum_tile(sch, acc, lanes: int, generic: bool) -> None:
+    """acc (n, g, i, j, y, x, c) summed over channels c: parallel over rows (n, y); per vector
+    of x a tile of k x k accumulator vectors (acc in a local buffer, one tile: registers) summed
+    over every channel, the taps unrolled inside, then cast and stored once. Per channel and
+    vector: one load of the per-pixel operand (dO, F0), k x k loads of the source, k x k FMAs,
+    no accumulator traffic (the tile copied to 'acc' at its end). ``_channel_sum_row`` (the
+    channel loop outside, a k x k x Wo row of accumulators in memory, one x loop per tap) ran
+    the static build as fast only because LLVM unrolled a static row whole, keeping the
+    per-pixel row in registers across taps; with a symbolic width each tap's loop reloaded it
+    and its accumulators (pool_dk generic 2.4x / 1.8x the static time at 2x128x28² /
+    2x64x56² k3). With the tile (``bench_generic_pac_kernels.py``, one run per tree) static
+    pool_dk is 1.2x / 1.2x / 1.5x faster at 2x128x28² k3 / 2x64x56² k3 / 2x32x128² k5, generic
+    1.2x / 1.9x / 2.5x (the planes a channel apart, a power of two at 128², cost nothing
+    measurable). Generic builds: whole vectors and one scalar tail (``_partition``), the tiles
+    declared whole-vector (``tile_regions``: else TVM 0.27 sizes them from the tail's predicate
+    and lowering fails)."""
+    n, g, i, j, y, x, c = sch.get_loops(acc)
+    sch.reorder(n, y, g, x, c, i, j)
+    row = sch.fuse(n, y)
+    sch.parallel(row)
+    xo, xi = sch.split(x, [None, lanes])
+    sch.reorder(xo, c, i, j, xi)
+    sch.vectorize(xi)
+    unroll(sch, i, j)
+    _partition(sch, xo)
+    tile = sch.cache_write(acc, 0, "local")
+    for block in (tile, sch.get_sblock("out")):
+        sch.reverse_compute_at(block, xo)
+        vectorize_inner(sch, block, lanes, under=xo)
+    sch.decompose_reduction(acc, c)
+    if generic:
+        tile_regions(sch, "acc_local", ("acc_init", "acc_update", "acc_local"), lanes)
+        tile_regions(sch, "acc", ("acc_local", "out"), lanes)
 
 
 @register("pac", "pool_dk", "cpu")

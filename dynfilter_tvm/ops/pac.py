@@ -46,13 +46,21 @@ product to whole register tiles (zeros read past the width, never stored); the p
 of the light kernels run whole vectors and one scalar tail (a loop-partition hint); conv_dw
 vectorises along input channels (a channels-last copy of the source) and reduces one pixel at
 a time, so no width leaves a tail (2x128x28² k3, 1 thread: 2.9 ms generic and static, was
-27.4 generic and 8.4 static with vectors along x). ``pool`` stays static: its generic build
-(the taps inlined as in the static build, the accumulator tile declared whole-vector, without
-which TVM 0.27's host lowering fails, "cannot make uint from negative value") is right and as
-fast as the static one at 128-px rows, but 1.3x at 56 and 2.5x at 28 (2x128x28² k3: 0.29 vs
-0.11 ms). Fewer channels per tile, a contiguous copy of K's row, and vectors along channels
-did not close the gap; the likely cause is the address arithmetic of the symbolic plane and
-row strides, large next to the light per-tap work. Ratios in benchmarks/RESULTS.md.
+27.4 generic and 8.4 static with vectors along x); the channel sums of ``pool_dk`` and
+``dist`` (G = 1) keep a k x k register tile per vector of x across every channel, their
+per-channel forms write a vector's taps side by side (generic 1.0-1.25x static at 56- and
+128-px rows, was 1.2-1.8x). ``pool`` stays static: its generic build (the same schedule; a
+shared kernel's k x k vectors held across a block of channels) is right and 0.9-1.2x the
+static time at 56- and 128-px rows, but 2.7x at 28 (2x128x28² k3: 0.28 vs 0.10 ms): there
+the static build takes 4-lane vectors without a tail, the generic one 8-lane vectors and a
+4-pixel scalar tail per row (TVM scalarizes a predicated vector loop).
+The light kernels share that tail (``pool_dk``, ``dist`` 2.1-2.5x at 28 px). What does not
+remove it in TVM 0.27: ``loop_partition`` refuses a symbolic extent, ``pad_einsum`` needs an
+Einsum (pool's shifted taps are not one) and inlining its padded producer brings the
+lane-dependent condition back; 4-lane vectors throughout measured 1.0-1.8x the static time
+at 56 and 128 px; a tap-blocked copy of K's row (constant tap offsets) 1.2-1.6x; a pool
+compute over rows padded to whole vectors 1.6x at 28 px, 1.2x at 56. Ratios in
+benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
