@@ -445,7 +445,9 @@ def _acda_dx_bytes(wl: Workload, p: dict) -> Optional[int]:
     rows = sum(1 for h in range(H) for Y in range(h + pad, h + pad + e + 1) if real(Y, p["Ho"]))
     cols = sum(1 for w0 in range(0, W, tile) for X in range(w0 + pad, min(w0 + tile, W) + pad + e) if real(X, p["Wo"]))
     blocks = N * H * -(-W // tile)
-    return blocks * T * k * k + N * H * W * M * k * k * T + N * C * M * rows * cols
+    # P per block; per block the coefficients A of its window for every basis (staged once,
+    # coalesced, then read from shared memory), and the dO window per channel chunk
+    return blocks * T * k * k + N * M * T * rows * cols + N * C * M * rows * cols
 
 
 def _pac_dw_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:

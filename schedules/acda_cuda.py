@@ -198,40 +198,54 @@ def fwd(sch, wl, target):
 
 
 DX_CHUNK = 8  # most channels per staged dO window (cc x M x k rows x (tile + (k-1)*d) columns)
-DX_ATOM_WORDS = 28  # 32-bit registers for a thread's atoms: mi atoms x ku tap rows x k columns
+DX_ATOM_WORDS = 28  # 32-bit registers for a thread's atoms: q pixels x mi atoms x ku tap rows x k columns
+DX_A_BYTES = 12 * 1024  # a stage of staged coefficients A (several bases)
+DX_THREADS = 1024  # most threads per dx block
+DX_RUN = 4  # most adjacent pixels per dx thread (a register window along the row)
 DX_SHARED_BYTES = 40 * 1024  # the dO window, the partial sums and the bases (<= 48 KiB static)
 
 
 def dx_tile(wl):
-    """dx's atoms-in-registers geometry: dict(tile, cc, ku, mi, parts) (tile input pixels of a
-    row per block; a thread per (group of mi atoms x ku tap rows, pixel), parts groups; cc
-    channels per staged chunk: the largest divisor of C up to DX_CHUNK whose window fits
-    DX_SHARED_BYTES), or None for the shared-atoms schedule (symbolic shapes; taps not
-    unrolled: a thread's atoms would not stay in registers). nvcc's unrolling of the window
-    copy is erratic: on 14-pixel rows cc = 4 took 107 registers, cc = 8 47 (sm_90; the
-    registered models' dx shapes: 47-57 registers on sm_90, 54-69 on sm_80, no spills)."""
+    """dx's atoms-in-registers geometry: dict(tile, q, cc, ku, mi, parts) (tile input pixels of
+    a row per block; a thread per (group of mi atoms x ku tap rows, run of q adjacent pixels),
+    parts groups; cc channels per staged chunk: the largest divisor of C up to DX_CHUNK whose
+    window fits DX_SHARED_BYTES), or None for the shared-atoms schedule (symbolic shapes; taps
+    not unrolled: a thread's atoms would not stay in registers). The run comes first: q
+    pixels x k tap columns of one (atom, tap row) read q + k - 1 window elements per channel
+    for q x k FMAs (q = 1: one load per FMA), then tap rows, then atoms, all within
+    DX_ATOM_WORDS registers; q divides the tile (no predicate inside a run). nvcc's unrolling
+    of the window copy is erratic: on 14-pixel rows cc = 4 took 107 registers, cc = 8 47
+    (sm_90, before the runs)."""
     p = wl.p
     if wl.kind != "static" or p["k"] > UNROLL_TAPS:
         return None
     M, T, k, d = p["M"], p["T"], p["k"], p["d"]
     item = 8 if wl.dtype == "float64" else 4
-    # a thread's atoms: mi of them x ku tap rows x k columns, divisors (rfactor refuses the
-    # predicate of a partial group), the tap rows first
     words = DX_ATOM_WORDS // (item // 4)
-    ku = max(b for b in range(1, k + 1) if k % b == 0 and (b == 1 or b * k <= words))
-    mi = max(b for b in range(1, M + 1) if M % b == 0 and (b == 1 or b * ku * k <= words))
-    parts = M // mi * (k // ku)  # partial sums per (channel, pixel)
-    if parts > 1024:
-        return None
-    tile = min(MAX_TILE, p["W"], 1024 // parts)
-    tile = -(-p["W"] // -(-p["W"] // tile))  # balanced: 56 = 2 x 28, not 32 + 24
+    for q in (b for b in range(DX_RUN, 0, -1) if b == 1 or b * k <= words):
+        # divisors (rfactor refuses the predicate of a partial group), the tap rows first
+        ku = max(b for b in range(1, k + 1) if k % b == 0 and (b == 1 or q * b * k <= words))
+        mi = max(b for b in range(1, M + 1) if M % b == 0 and (b == 1 or q * b * ku * k <= words))
+        parts = M // mi * (k // ku)  # partial sums per (channel, pixel)
+        if parts > 1024:
+            return None
+        most = min(MAX_TILE, p["W"], DX_THREADS * q // parts) // q * q
+        if most < q:
+            continue
+        tile = -(-p["W"] // -(-p["W"] // most))  # balanced: 56 = 2 x 28, not 32 + 24
+        tile = min(most, -(-tile // q) * q)  # whole runs
+        break
     rows, cols = (k - 1) * d + 1, tile + (k - 1) * d  # one input row's dO window (zero-inserted grid)
+    cols += 1 - cols % 2  # odd row stride (storage_align): the runs of a warp hit distinct banks
 
     def shared(cc: int) -> int:  # dO window + partial sums + bases
         return (cc * M * rows * cols + parts * cc * tile + T * k * k) * item
 
     fits = [b for b in range(1, DX_CHUNK + 1) if p["C"] % b == 0 and shared(b) <= DX_SHARED_BYTES]
-    return dict(tile=tile, cc=max(fits), ku=ku, mi=mi, parts=parts) if fits else None
+    # bases per staged stage of coefficients (M x tb x rows x (tile + (k-1)*d))
+    tb = max(b for b in range(1, T + 1) if T % b == 0 and (b == 1 or M * b * rows * (tile + (k - 1) * d) * item
+                                                           <= DX_A_BYTES))
+    return dict(tile=tile, q=q, cc=max(fits), ku=ku, mi=mi, parts=parts, tb=tb) if fits else None
 
 
 def _dx_registers(sch, wl, t) -> None:
@@ -254,17 +268,16 @@ def _dx_registers(sch, wl, t) -> None:
     sch.reorder(mo, uo, m_in, ui, v)
     rf = sch.rfactor(sch.fuse(mo, uo), 0)  # acc_rf[(atom group, tap rows), n, c, h, w]: its taps' sum
     n, c, h, w, mu, m_in, ui, v = sch.get_loops(rf)
-    wo, wi = sch.split(w, [None, t["tile"]])
+    wo, wt, wq = sch.split(w, [None, t["tile"] // t["q"], t["q"]])
     co, ci = sch.split(c, [None, t["cc"]])
-    sch.reorder(n, h, wo, co, mu, wi, ci, m_in, ui, v)
+    sch.reorder(n, h, wo, co, mu, wt, ci, m_in, ui, wq, v)
     block = sch.fuse(n, h, wo)
-    thr = sch.fuse(mu, wi)
+    thr = sch.fuse(mu, wt)
     sch.bind(block, "blockIdx.x")
     sch.bind(thr, "threadIdx.x")
     threads = extent(sch, thr)
     # the thread's k x k atoms, built once before the channel loop (a thread loop of their own,
     # bound like the sums': registers private to the thread across the chunks)
-    sch.compute_inline(sch.get_sblock("Au"))
     atoms = sch.get_sblock("atoms")
     sch.compute_at(atoms, block)
     sch.set_scope(atoms, 0, "local")
@@ -276,26 +289,39 @@ def _dx_registers(sch, wl, t) -> None:
         named["mo"], named["m"] = sch.split(named["m"], [None, mi])
     if "u" in named:
         named["uo"], named["u"] = sch.split(named["u"], [None, ku])
+    if "w" in named and t["q"] > 1:
+        named["w"], named["wq"] = sch.split(named["w"], [None, t["q"]])
     outer = [named[nm] for nm in ("mo", "uo", "w") if nm in named]
-    taps = [named[nm] for nm in ("m", "u", "v") if nm in named]
-    sch.reorder(*outer, *([named["t"]] if "t" in named else []), *taps)
+    taps = [named[nm] for nm in ("m", "u", "wq", "v") if nm in named]
+    # the bases in stages of tb: the block stages their coefficients (all M atoms x the k grid
+    # rows x the tile's columns + halo) in shared memory, coalesced, then each thread reads its
+    # mi x ku x (q + k - 1) of them per basis (nvcc loads each once: no index checks left)
+    to = None
+    if "t" in named:
+        to, named["t"] = sch.split(named["t"], [None, t["tb"]])
+    sch.reorder(*([to] if to is not None else []), *outer, *([named["t"]] if "t" in named else []), *taps)
     a_thr = sch.fuse(*outer) if len(outer) > 1 else outer[0] if outer else sch.add_unit_loop(atoms)
     sch.bind(a_thr, "threadIdx.x")
-    if "t" in named:
-        sch.decompose_reduction(atoms, named["t"])
+    if to is not None:
+        sch.decompose_reduction(atoms, to)
     unroll(sch, *taps)
+    au = sch.get_sblock("Au")
+    sch.set_scope(au, 0, "shared")
+    sch.storage_align(au, 0, 3, 2, 1)  # odd row strides: fewer bank conflicts between runs
+    _stage_planes(sch, au, to if to is not None else block, threads)
     psh = sch.cache_read(atoms, next(q for q, r in enumerate(sch.get(atoms).reads) if r.source.name == "P"), "shared")
     _stage(sch, psh, block, threads)
     # the chunk's dO window (zero insertion and padding as index checks in this copy)
     dou = sch.get_sblock("dOu")
     sch.set_scope(dou, 0, "shared")
-    _stage(sch, dou, co, threads)
+    sch.storage_align(dou, 0, 3, 2, 1)
+    _stage_planes(sch, dou, co, threads)
     # the partial sums: a register per channel, then stored to shared memory for the m-sum
     sch.set_scope(rf, 0, "shared")
     part = sch.cache_write(rf, 0, "local")
     sch.reverse_compute_at(part, ci)
     sch.decompose_reduction(rf, m_in)
-    unroll(sch, m_in, ui, v)
+    unroll(sch, m_in, ui, wq, v)
     # the block adds the M partials of each (channel, pixel) of the chunk
     sch.reverse_compute_at(acc, co)
     loops = sch.get_loops(acc)
@@ -311,6 +337,30 @@ def _dx_registers(sch, wl, t) -> None:
     if "m" in named:
         sch.decompose_reduction(acc, named["m"])
     sch.reverse_compute_at(sch.get_sblock("out"), tx)
+
+
+def _stage_planes(sch, block, loop, threads: int) -> None:
+    """As :func:`_stage` for a stack of planes (the dO window: cc x M planes of grid rows x
+    columns): the block's threads take the largest trailing group of axes that fits them (one
+    plane), the leading axes stay a loop. A thread then keeps its element of the plane, so a
+    round's global address is the last one's plus a constant and the padding / zero-insertion
+    check is loop-invariant. (Spread flat over the threads, each round re-derived the element's
+    indices by division, and nvcc's unrolled copy took 79-87 registers; sm_90.)"""
+    sch.compute_at(block, loop)
+    loops = sch.get_loops(block)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
+    own = loops[at + 1:]
+    inner, size = 0, 1
+    while inner < len(own) and size * extent(sch, own[-1 - inner]) <= threads:
+        size *= extent(sch, own[-1 - inner])
+        inner += 1
+    plane = own[-inner:] if inner else own  # a row wider than the block: spread flat
+    # split by the thread count even though it fits: the split's predicate keeps the extra
+    # threads out (a smaller loop bound to threadIdx.x as it stands was widened to every
+    # thread, writing past the plane into the next one's rows)
+    plane = sch.fuse(*plane) if len(plane) > 1 else plane[0] if plane else sch.add_unit_loop(block)
+    _, tx = sch.split(plane, [None, threads])
+    sch.bind(tx, "threadIdx.x")
 
 
 def _stage(sch, block, loop, threads: int) -> None:
