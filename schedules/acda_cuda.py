@@ -201,6 +201,7 @@ DX_CHUNK = 8  # most channels per staged dO window (cc x M x k rows x (tile + (k
 DX_ATOM_WORDS = 28  # 32-bit registers for a thread's atoms: q pixels x mi atoms x ku tap rows x k columns
 DX_A_BYTES = 12 * 1024  # a stage of staged coefficients A (several bases)
 DX_THREADS = 1024  # most threads per dx block
+DX_MIN_THREADS = 192  # runs only where the block keeps this many threads (narrow rows: q = 1)
 DX_RUN = 4  # most adjacent pixels per dx thread (a register window along the row)
 DX_SHARED_BYTES = 40 * 1024  # the dO window, the partial sums and the bases (<= 48 KiB static)
 
@@ -234,7 +235,8 @@ def dx_tile(wl):
             continue
         tile = -(-p["W"] // -(-p["W"] // most))  # balanced: 56 = 2 x 28, not 32 + 24
         tile = min(most, -(-tile // q) * q)  # whole runs
-        break
+        if q == 1 or parts * tile // q >= DX_MIN_THREADS:
+            break
     rows, cols = (k - 1) * d + 1, tile + (k - 1) * d  # one input row's dO window (zero-inserted grid)
     cols += 1 - cols % 2  # odd row stride (storage_align): the runs of a warp hit distinct banks
 
