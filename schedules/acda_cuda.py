@@ -14,21 +14,31 @@ occupancy; registers bound it: 63 x 256 x 4 <= 65,536); float64 cb = 4, 64 regis
 dx (static, k <= UNROLL_TAPS; ``_dx_registers``): one launch, the atoms in registers. The
 compute indexes the atoms by the input pixel they serve (``ops.acda.acda_dx``); the sum over
 (atom, tap) is split (rfactor) into groups of mi atoms x ku tap rows: a block owns a tile of
-input pixels of one row, a thread one (group, pixel) and its mi x ku x k atoms in registers,
-built once (per basis: the group's A coefficients, one per atom tap, and the bases P, staged
-in shared memory once per block). Per chunk of cc channels the block stages the chunk's dO
-window (cc x M x ((k-1)*d + 1) grid rows x (tile + (k-1)*d) columns; zero insertion and
-padding as index checks in the copy), each thread sums its group's taps per channel against
-it (the atom operand a register: one shared load per FMA) and stores the partial to shared
-memory, and the block adds the (M/mi) x (k/ku) partials of each (channel, pixel). 8x64x56x56
-k7 M = 6 float32: mi = 3, ku = 1 (14 partials), tiles of 28 (2 per row), cc = 4, 392 threads,
-29,120 B shared memory, 896 blocks; ptxas 48 registers, no spills, 61% occupancy on sm_90 and
-sm_80 (float64: mi = 2, cc = 2, 64 registers, 30%). Was: the atoms in shared memory (a tile
-of 32 pixels filled 37.6 KB) and dO loaded from global memory for every (channel, atom, tap)
-of every pixel (38x the minimum bytes; before that, grid-wide atoms through a global scratch,
-87x). Generic builds and k > 7 keep that shared-atoms schedule (each thread sums its
-channels' M x k x k taps in a register; a generic row is whole X_QUANTUM pixels, the same
-code serving any size, PoCL-checked at several sizes from one lowering).
+input pixels of one row, a thread one (group, run of q adjacent pixels) and its q x mi x ku x
+k atoms in registers. The atoms are built once: per stage of tb bases the block stages the
+coefficients A of its window (M x tb planes of ((k-1)*d + 1) grid rows x (tile + (k-1)*d)
+columns, coalesced, zero insertion and padding checked in the copy) in shared memory, and
+each thread reads per basis the mi x ku x (q + k - 1) coefficients its run's taps use (a
+coefficient serves the k taps of neighbouring pixels that read it) and the bases P (staged
+once per block). Per chunk of cc channels the block stages the chunk's dO window (cc x M
+planes of the same shape), each thread sums its group's taps per channel (q + k - 1 window
+elements per (atom, tap row) feed q x k FMAs; q = 1: one shared load per FMA) and stores its
+q partials to shared memory, and the block adds the (M/mi) x (k/ku) partials of each
+(channel, pixel). Staged planes: a thread keeps its element of a plane (``_stage_planes``),
+rows padded to an odd stride (storage_align: fewer bank conflicts between runs).
+8x64x56x56 k7 M = 6 float32: q = 4, mi = ku = 1 (42 partials), tiles of 28 (7 runs, 2 tiles
+per row), tb = 2, cc = 2, 294 threads, 21,168 B shared memory, 896 blocks; ptxas sm_90 48
+registers, no spills, 62% occupancy; sm_80 63 registers, 47% (10 warps per block: 3 blocks).
+float64: q = 2, cc = 1, 48 registers, 59% on both. Rows too narrow for 192 threads with runs
+(``DX_MIN_THREADS``) keep a pixel per thread (q = 1: the registered models' 7- and 14-pixel
+rows, 40-56 registers on sm_90, 47-69 on sm_80, no spills, at most 34.5 KB shared memory).
+Before (2026-11-30): q = 1, mi = 3 (14 partials), A read from global memory per atom tap
+(48 registers, 61%); before that the atoms in shared memory (a tile of 32 pixels filled
+37.6 KB) and dO loaded from global memory for every (channel, atom, tap) of every pixel (38x
+the minimum bytes; before that, grid-wide atoms through a global scratch, 87x). Generic
+builds and k > 7 keep that shared-atoms schedule (each thread sums its channels' M x k x k
+taps in a register; a generic row is whole X_QUANTUM pixels, the same code serving any size,
+PoCL-checked at several sizes from one lowering).
 datoms: the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
 x k tap columns of dD in registers), the channels in place of the bases.
 Padding and zero insertion are index checks in the loads (inlined).
@@ -51,15 +61,27 @@ pixels (25,088 px).
   (the atoms are indexed by the input pixel they serve): per warp 18 x (21 x 13/7 + 7) = 828
   wavefronts, 10,976 warps -> 69 K clk (16.7 K was counted "as fwd", too low); channels 784 x
   (2,352 + 64 x 6 x 7 x 13 = 34,944) / 132 = 221 K clk: 290 K clk = 146 us, 8x.
-- dx, atoms in registers (mi = 3, ku = 1, tiles of 28: 896 blocks x 392 threads = 10,976
-  warps): atoms, per warp 18 bases x (21 A loads x 13/7 wavefronts + 21 warp-uniform P
-  loads) = 1,080 wavefronts -> 10,976 x 1,080 / 132 = 90 K clk; channels, per warp 64 x 21
-  dO shared loads (one wavefront each, the atoms in registers) -> 112 K clk; dO windows
-  (289.5 MB: 2.3 M global wavefronts + as many shared stores) 34 K clk; partials 5 K and
-  their sums 6 K clk: 247 K clk = 125 us, 6.9x the 18 us roofline (requested bytes 14.8x
-  the minimum, was 38x). The atoms build is now the larger part: staging A per basis in
-  shared memory (tried: 66 registers, 41% occupancy) or register windows along the row (a
-  coefficient serves k atom taps of neighbouring pixels) are left to do.
+- dx, atoms in registers, before (mi = 3, ku = 1, q = 1, tiles of 28: 896 blocks x 392
+  threads = 10,976 warps): atoms, per warp 18 bases x (21 A loads x 13/7 wavefronts + 21
+  warp-uniform P loads) = 1,080 wavefronts -> 10,976 x 1,080 / 132 = 90 K clk; channels, per
+  warp 64 x 21 dO shared loads (one wavefront each, the atoms in registers) -> 112 K clk; dO
+  windows (289.5 MB: 2.3 M global wavefronts + as many shared stores) 34 K clk; partials 5 K
+  and their sums 6 K clk: 247 K clk = 125 us, 6.9x the 18 us roofline (requested bytes 14.8x).
+- dx now (q = 4, mi = ku = 1, tb = 2, cc = 2; 896 blocks of 10 warps, 6.8 per SM), counted
+  per block, a global warp load and a shared store one wavefront each as above, shared loads
+  with their bank conflicts (the runs' addresses: 1.9 wavefronts per dO load, 2.0 per A load
+  with the odd row stride 35; 2.7 with 34). Atoms: the A stages 9 x 12 planes x 8 warps x 2 =
+  1,728; per basis and warp 10 A loads x 2.0 + 7 P loads: 18 x 10 x 27 = 4,860 (5,040 warp
+  FMAs: 1.3 K clk, hidden) -> 6,588 x 6.8 = 45 K clk (was 90 K). Per chunk of 2 channels:
+  dO planes 12 x 8 x 2 = 192; the taps 10 warps x 2 x 10 loads x 1.9 = 380 (560 warp FMAs:
+  140 clk); partials 10 x 2 x one 16-byte store per lane (4 wavefronts) = 80; their sums 2
+  warps x 42 = 84: 736 x 32 chunks x 6.8 = 160 K clk (was 157 K: a third fewer tap loads,
+  but bank conflicts, 3x the partials and the planes' partial last warps). Total 205 K clk =
+  104 us, 5.7x the 18 us roofline (was 6.9x); requested bytes 6.7x the minimum (was 14.8x:
+  A per atom tap, 531 MB, now staged once per block, 81 MB). Left: conflict-free runs (a
+  tile of 8 runs with the atom-row order reversed would make the 4 groups of a warp fall in
+  distinct banks), fewer partials, and the dO window re-staged for each of the k input rows
+  that read it (7x the dO minimum): blocks of several rows need the atoms of every row.
 - datoms (mi = 3): 10,976 warps (8 x 2 atom groups x 7 tap rows x 3,136 px / 32), per channel
   21 warp FMAs and 3 dO + 7 input loads (13 wavefronts): FMA 10,976 x 64 x 21 / 528 = 27.9 K
   clk, loads 10,976 x 64 x 16 / 132 = 85 K clk (+ 1.7 K of stores): 44 us (28 us with one
@@ -253,13 +275,13 @@ def dx_tile(wl):
 def _dx_registers(sch, wl, t) -> None:
     """dX[c, px] = sum over groups (sum_{m, u, v in the group} dO[c, m, tap] atoms[m, u, v,
     px]), the groups (mi atoms x ku tap rows, ``dx_tile``) split off by rfactor: a thread per
-    (group, pixel) builds its mi x ku x k atoms in registers (per basis: a coefficient A per
-    atom tap, and the bases P, staged in shared memory once per block), then, per chunk of cc
-    channels, sums its group's taps against the chunk's dO window (cc x M x ((k-1)*d + 1) grid
-    rows x (tile + (k-1)*d) columns in shared memory: each element read by the up to k pixels
-    of the row that use it) and stores the partial to shared memory; the block then adds the
-    partials of each (channel, pixel). One shared load per FMA (the atom operand is a
-    register), where the shared-atoms schedule loaded dO from global memory for every FMA.
+    (group, run of q adjacent pixels) builds its q x mi x ku x k atoms in registers (per stage
+    of tb bases the block stages their coefficients A over its window in shared memory; per
+    basis a thread reads the mi x ku x (q + k - 1) it needs and the bases P, staged once per
+    block), then, per chunk of cc channels, sums its group's taps against the chunk's dO
+    window (cc x M x ((k-1)*d + 1) grid rows x (tile + (k-1)*d) columns in shared memory: per
+    (atom, tap row) q + k - 1 elements for q x k FMAs, nvcc loading each once) and stores its
+    q partials to shared memory; the block then adds the partials of each (channel, pixel).
     The atoms stay in the thread's registers across the chunks' thread loops (each bound to
     the same threadIdx.x: a local buffer is private to its thread)."""
     ku, mi = t["ku"], t["mi"]
