@@ -347,8 +347,17 @@ def _dx_registers(sch, wl, t) -> None:
     sch.reverse_compute_at(part, ci)
     sch.decompose_reduction(rf, m_in)
     unroll(sch, m_in, ui, wq, v)
-    # the block adds the M partials of each (channel, pixel) of the chunk
+    # the block adds the partials of each (channel, pixel) of the chunk, then the cast stage
+    # stores them; both placed at the chunk loop before either is spread over the threads, so
+    # that each has exactly the chunk's cc x tile region and its own split predicate, with
+    # the same thread per (channel, pixel): the sum stays in that thread's register. (The
+    # cast computed at the sums' thread loop lost their predicate: TVM widens a stage's region
+    # to every thread. With one channel per chunk the spare threads then stored an unset
+    # register into the next tile, another block's pixels: a race PoCL, running blocks in
+    # order, does not show.)
     sch.reverse_compute_at(acc, co)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, co)
     loops = sch.get_loops(acc)
     at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co)))
     named = dict(zip([nm for nm, e in (("m", t["parts"]), ("c", t["cc"]), ("w", t["tile"])) if e > 1], loops[at + 1:]))
@@ -361,7 +370,11 @@ def _dx_registers(sch, wl, t) -> None:
     sch.set_scope(acc, 0, "local")
     if "m" in named:
         sch.decompose_reduction(acc, named["m"])
-    sch.reverse_compute_at(sch.get_sblock("out"), tx)
+    loops = sch.get_loops(out)
+    own = loops[next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co))) + 1:]
+    fused = sch.fuse(*own) if len(own) > 1 else own[0] if own else sch.add_unit_loop(out)
+    _, tx = sch.split(fused, [None, threads])
+    sch.bind(tx, "threadIdx.x")
 
 
 def _stage_planes(sch, block, loop, threads: int) -> None:
