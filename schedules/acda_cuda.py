@@ -24,12 +24,12 @@ once per block). Per chunk of cc channels the block stages the chunk's dO window
 planes of the same shape), each thread sums its group's taps per channel (q + k - 1 window
 elements per (atom, tap row) feed q x k FMAs; q = 1: one shared load per FMA) and stores its
 q partials to shared memory, and the block adds the (M/mi) x (k/ku) partials of each
-(channel, pixel). Staged planes: a thread keeps its element of a plane (``_stage_planes``),
-rows padded to an odd stride (storage_align: fewer bank conflicts between runs).
-8x64x56x56 k7 M = 6 float32: q = 4, mi = ku = 1 (42 partials), tiles of 28 (7 runs, 2 tiles
-per row), tb = 2, cc = 2, 294 threads, 21,168 B shared memory, 896 blocks; ptxas sm_90 48
-registers, no spills, 62% occupancy; sm_80 63 registers, 47% (10 warps per block: 3 blocks).
-float64: q = 2, cc = 1, 48 registers, 59% on both. Rows too narrow for 192 threads with runs
+(channel, pixel). Staged planes: a thread keeps its element of a plane (``_stage_planes``);
+with runs the planes are laid out by column phase (``_plane_strides``: the taps' loads are
+free of bank conflicts). 8x64x56x56 k7 M = 6 float32: q = 4, mi = ku = 1 (42 partials),
+tiles of 28 (7 runs, 2 tiles per row), tb = 1, cc = 2, 294 threads, 28,656 B shared memory,
+896 blocks; ptxas sm_90 48 registers, no spills, 62% occupancy; sm_80 63 registers, 47% (10
+warps per block: 3 blocks). float64: q = 2, cc = 1, 48 registers, 59% on both. Rows too narrow for 192 threads with runs
 (``DX_MIN_THREADS``) keep a pixel per thread (q = 1: the registered models' 7- and 14-pixel
 rows). The registered models' 14 dx shapes: no spills, at most 34.5 KB shared memory; float32
 40-53 registers on sm_90, 47-69 on sm_80; float64 40-64 and 40-92.
@@ -68,21 +68,20 @@ pixels (25,088 px).
   warp 64 x 21 dO shared loads (one wavefront each, the atoms in registers) -> 112 K clk; dO
   windows (289.5 MB: 2.3 M global wavefronts + as many shared stores) 34 K clk; partials 5 K
   and their sums 6 K clk: 247 K clk = 125 us, 6.9x the 18 us roofline (requested bytes 14.8x).
-- dx now (q = 4, mi = ku = 1, tb = 2, cc = 2; 896 blocks of 10 warps, 6.8 per SM), counted
+- dx now (q = 4, mi = ku = 1, tb = 1, cc = 2; 896 blocks of 10 warps, 6.8 per SM), counted
   per block, a global warp load and a shared store one wavefront each as above, shared loads
-  with their bank conflicts (the runs' addresses: 1.9 wavefronts per dO load, 2.0 per A load
-  with the odd row stride 35; 2.7 with 34). Atoms: the A stages 9 x 12 planes x 8 warps x 2 =
-  1,728; per basis and warp 10 A loads x 2.0 + 7 P loads: 18 x 10 x 27 = 4,860 (5,040 warp
-  FMAs: 1.3 K clk, hidden) -> 6,588 x 6.8 = 45 K clk (was 90 K). Per chunk of 2 channels:
-  dO planes 12 x 8 x 2 = 192; the taps 10 warps x 2 x 10 loads x 1.9 = 380 (560 warp FMAs:
-  140 clk); partials 10 x 2 x one 16-byte store per lane (4 wavefronts) = 80; their sums 2
-  warps x 42 = 84: 736 x 32 chunks x 6.8 = 160 K clk (was 157 K: a third fewer tap loads,
-  but bank conflicts, 3x the partials and the planes' partial last warps). Total 205 K clk =
-  104 us, 5.7x the 18 us roofline (was 6.9x); requested bytes 6.7x the minimum (was 14.8x:
-  A per atom tap, 531 MB, now staged once per block, 81 MB). Left: conflict-free runs (a
-  tile of 8 runs with the atom-row order reversed would make the 4 groups of a warp fall in
-  distinct banks), fewer partials, and the dO window re-staged for each of the k input rows
-  that read it (7x the dO minimum): blocks of several rows need the atoms of every row.
+  one each (the phase layout: no bank conflicts; checked on the generated addresses). Atoms:
+  the A stages 18 x 6 planes x 9 warps (280 words) x 2 = 1,944; per basis and warp 10 A + 7
+  P loads: 18 x 10 x 17 = 3,060 (5,040 warp FMAs: 1.3 K clk, hidden) -> 5,004 x 6.8 = 34 K
+  clk (was 90 K). Per chunk of 2 channels: dO planes 12 x 9 x 2 = 216; the taps 10 warps x 2
+  x 10 loads = 200 (560 warp FMAs: 140 clk); partials 10 x 2 x one 16-byte store per lane (4
+  wavefronts) = 80; their sums 2 warps x 42 = 84: 580 x 32 chunks x 6.8 = 126 K clk (was
+  157 K). Total 160 K clk = 81 us, 4.5x the 18 us roofline (was 6.9x); requested bytes 6.7x
+  the minimum (was 14.8x: A per atom tap, 531 MB, now staged once per block, 81 MB). With
+  rows of 34 words (odd stride 35) the runs' loads took 1.9-2.0 wavefronts: 205 K clk, 5.7x.
+  Left: the dO window is staged once per input row that reads it (7x the dO minimum; blocks
+  of several rows need the atoms of every row), the 42 partials cost a store and a load each
+  (30% of the channel phase), and the FMAs are a quarter of the wavefronts.
 - datoms (mi = 3): 10,976 warps (8 x 2 atom groups x 7 tap rows x 3,136 px / 32), per channel
   21 warp FMAs and 3 dO + 7 input loads (13 wavefronts): FMA 10,976 x 64 x 21 / 528 = 27.9 K
   clk, loads 10,976 x 64 x 16 / 132 = 85 K clk (+ 1.7 K of stores): 44 us (28 us with one
@@ -260,17 +259,17 @@ def dx_tile(wl):
         tile = min(most, -(-tile // q) * q)  # whole runs
         if q == 1 or parts * tile // q >= DX_MIN_THREADS:
             break
-    rows, cols = (k - 1) * d + 1, tile + (k - 1) * d  # one input row's dO window (zero-inserted grid)
-    cols += 1 - cols % 2  # odd row stride (storage_align): the runs of a warp hit distinct banks
+    t = dict(tile=tile, q=q, ku=ku, mi=mi, parts=parts)
+    # one input row's window plane (zero-inserted grid), as laid out in shared memory
+    _, plane = _plane_strides(t, k, d, tile + (k - 1) * d)
 
     def shared(cc: int) -> int:  # dO window + partial sums + bases
-        return (cc * M * rows * cols + parts * cc * tile + T * k * k) * item
+        return (cc * M * plane + parts * cc * tile + T * k * k) * item
 
     fits = [b for b in range(1, DX_CHUNK + 1) if p["C"] % b == 0 and shared(b) <= DX_SHARED_BYTES]
-    # bases per staged stage of coefficients (M x tb x rows x (tile + (k-1)*d))
-    tb = max(b for b in range(1, T + 1) if T % b == 0 and (b == 1 or M * b * rows * (tile + (k - 1) * d) * item
-                                                           <= DX_A_BYTES))
-    return dict(tile=tile, q=q, cc=max(fits), ku=ku, mi=mi, parts=parts, tb=tb) if fits else None
+    # bases per stage of staged coefficients (M x tb planes)
+    tb = max(b for b in range(1, T + 1) if T % b == 0 and (b == 1 or M * b * plane * item <= DX_A_BYTES))
+    return dict(t, cc=max(fits), tb=tb) if fits else None
 
 
 def _dx_registers(sch, wl, t) -> None:
@@ -332,14 +331,14 @@ def _dx_registers(sch, wl, t) -> None:
     unroll(sch, *taps)
     au = sch.get_sblock("Au")
     sch.set_scope(au, 0, "shared")
-    sch.storage_align(au, 0, 3, 2, 1)  # odd row strides: fewer bank conflicts between runs
+    _swizzle_runs(sch, au, t, wl.p["k"], wl.p["d"], t["tile"] + (wl.p["k"] - 1) * wl.p["d"])
     _stage_planes(sch, au, to if to is not None else block, threads)
     psh = sch.cache_read(atoms, next(q for q, r in enumerate(sch.get(atoms).reads) if r.source.name == "P"), "shared")
     _stage(sch, psh, block, threads)
     # the chunk's dO window (zero insertion and padding as index checks in this copy)
     dou = sch.get_sblock("dOu")
     sch.set_scope(dou, 0, "shared")
-    sch.storage_align(dou, 0, 3, 2, 1)
+    _swizzle_runs(sch, dou, t, wl.p["k"], wl.p["d"], t["tile"] + (wl.p["k"] - 1) * wl.p["d"])
     _stage_planes(sch, dou, co, threads)
     # the partial sums: a register per channel, then stored to shared memory for the m-sum
     sch.set_scope(rf, 0, "shared")
@@ -375,6 +374,45 @@ def _dx_registers(sch, wl, t) -> None:
     fused = sch.fuse(*own) if len(own) > 1 else own[0] if own else sch.add_unit_loop(out)
     _, tx = sch.split(fused, [None, threads])
     sch.bind(tx, "threadIdx.x")
+
+
+def _plane_strides(t: dict, k: int, d: int, cols: int):
+    """(row stride, plane stride) in words of a staged window plane ((k-1)*d + 1 grid rows x
+    cols) as ``_swizzle_runs`` lays it out. Runs (q > 1): a row is q phases of ceil((cols +
+    q - 1) / q) words (column x at phase x % q, word x // q), so the threads of neighbouring
+    runs, q columns apart, read neighbouring words. With one atom and one tap row per group
+    and d = 1 (r = tile / q runs, lane L = g * r + wt of group g = m * k + u and run wt), row
+    stride R = -r and plane stride P = r * k (mod 32) put every load of the taps at bank
+    (m * P - u * R + wt) = (r * g + wt) = L mod 32 (the rows of a plane are in reverse
+    tap-row order, hence -r): conflict-free (at 8x64x56x56 k7: R = 57, P = 401; with rows
+    of 34 words, 2.7 wavefronts per load). Otherwise rows are padded to an odd stride."""
+    q, rows = t["q"], (k - 1) * d + 1
+    if q == 1:
+        return cols + 1 - cols % 2, rows * (cols + 1 - cols % 2)
+    row = q * -(-(cols + q - 1) // q)
+    if t["mi"] != 1 or t["ku"] != 1 or d != 1:
+        row += 1 - row % 2
+        return row, rows * row
+    r = t["tile"] // q
+    row = _aligned(row, 32, -r % 32)
+    return row, _aligned(rows * row, 32, r * k % 32)
+
+
+def _aligned(n: int, factor: int, offset: int) -> int:
+    """The smallest stride >= n of the form j * factor + offset (as storage_align)."""
+    return n + (offset - n) % factor
+
+
+def _swizzle_runs(sch, block, t: dict, k: int, d: int, cols: int) -> None:
+    """Lay a staged window (..., planes, grid rows, columns) out as ``_plane_strides`` says."""
+    row, plane = _plane_strides(t, k, d, cols)
+    if t["q"] == 1:
+        sch.storage_align(block, 0, 3, 2, 1)
+        return
+    q = t["q"]
+    sch.transform_layout(block, ("write", 0), lambda n, c, m, y, x: (n, c, m, y, x % q, x // q), pad_value=0.0)
+    sch.storage_align(block, 0, 3, 32, row % 32)
+    sch.storage_align(block, 0, 2, 32, plane % 32)
 
 
 def _stage_planes(sch, block, loop, threads: int) -> None:
