@@ -523,3 +523,22 @@ def test_control_shifted_tap(way):
     shared memory, which the check poisons) as NaN from a read past the staged tile."""
     wl = Workload.make("ddf", "fwd", DDF_SHAPES["odd-heads"], "float32")
     _fails(wl, way, _shifted_tap_fwd(wl), match="relative error|output elements are NaN")
+
+
+def _reverse_blocks(low):
+    """Map work-group g to block (groups - 1 - g): PoCL then runs the blocks last to first."""
+    low.source, n = re.subn(r"\bget_group_id\(0\)", "(get_num_groups(0) - 1 - get_group_id(0))", low.source)
+    assert n > 0
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+def test_acda_dx_blocks_in_reverse_order(dtype, way):
+    """acda.dx with its blocks run last to first. PoCL runs work-groups one after another, so
+    a block that stores into a neighbour's pixels is hidden when the neighbour runs later and
+    overwrites them; reversed, such a store lands last. The cast stage once did: computed at
+    the sums' thread loop it lost their predicate, and with one channel per chunk (C = 7 here:
+    cc = 1) the threads past the chunk stored unset registers into the next tile. That
+    schedule passed in order and failed reversed, both ways, both types."""
+    shape = _acda(1, 7, 3, 40, 6, 18, 7, 1, 1, 3)
+    emulate.check(Workload.make("acda", "dx", shape, dtype), way, mutate=_reverse_blocks)
