@@ -236,15 +236,16 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     masked). At 8x64x56x56 k7, M = 6, T = 18, float32 (mi = 3): atoms 25,088 px * 7*18*(6 +
     2*7) * 4 B = 252.9 MB (was 1,062 MB, A and P per atom tap), fwd X 25,088 * 64 * 49 * 4 B =
     314.7 MB: 567.6 MB, 10.2x the minimum (was 1,377 MB, 24.7x). acda.dx, static with k <= 7
-    (the atoms-in-registers schedule, :func:`_acda_dx_bytes`; loads only): P once per block
-    (T*k^2), A once per (atom tap, basis, input pixel): N*H*W*M*k^2*T, counted where masked
-    too (each atom tap reads the coefficient of another grid point), and per block and
-    channel chunk the dO window of its input row (M x ((k-1)*d + 1) grid rows x (tile +
-    (k-1)*d) columns; real elements only). At 8x64x56x56 k7 (tiles of 28, 2 per row, 896
-    blocks): P 896*882*4 B = 3.2 MB, A 25,088*6*49*18*4 B = 531 MB, dO 8*64*6*380*62*4 B =
-    289.5 MB (380 = the real rows over the 56 windows, 62 = 31 + 31 real columns): 824 MB,
-    14.8x (was 2,141 MB, 38x, dO loaded for each (channel, atom, tap) of every pixel; before
-    that 4,868 MB, 87x, with the grid-wide atoms written to and read back from global
+    (the atoms-in-registers schedule, :func:`_acda_dx_bytes`; loads only, real elements
+    only: the copies' masked loads fetch nothing): P once per block (T*k^2); per block the
+    coefficients A of its window for every basis (M*T planes, staged in shared memory), and
+    per block and channel chunk the dO window of its input row (C*M planes); a plane is
+    ((k-1)*d + 1) grid rows x (tile + (k-1)*d) columns. At 8x64x56x56 k7 (tiles of 28, 2 per
+    row, 896 blocks): P 896*882*4 B = 3.2 MB, A 8*6*18*380*62*4 B = 81.4 MB, dO 8*64*6*380*62*4 B =
+    289.5 MB (380 = the real rows over the 56 windows, 62 = 31 + 31 real columns): 374 MB,
+    6.7x (was 824 MB, 14.8x, A read per (atom tap, basis, input pixel): 531 MB; before that
+    2,141 MB, 38x, dO loaded for each (channel, atom, tap) of every pixel; before that
+    4,868 MB, 87x, with the grid-wide atoms written to and read back from global
     scratch, one launch more). acda.datoms: the atoms build's register
     tile with the channels in place of the bases: per thread (atom group, tap row, pixel) and
     channel, mi values of dO and the k inputs of its row (held in registers): (M/mi)*k*C*(mi +
@@ -445,7 +446,9 @@ def _acda_dx_bytes(wl: Workload, p: dict) -> Optional[int]:
     rows = sum(1 for h in range(H) for Y in range(h + pad, h + pad + e + 1) if real(Y, p["Ho"]))
     cols = sum(1 for w0 in range(0, W, tile) for X in range(w0 + pad, min(w0 + tile, W) + pad + e) if real(X, p["Wo"]))
     blocks = N * H * -(-W // tile)
-    return blocks * T * k * k + N * H * W * M * k * k * T + N * C * M * rows * cols
+    # P per block; per block the coefficients A of its window for every basis (staged once,
+    # coalesced, then read from shared memory), and the dO window per channel chunk
+    return blocks * T * k * k + N * M * T * rows * cols + N * C * M * rows * cols
 
 
 def _pac_dw_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:

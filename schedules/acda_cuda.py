@@ -14,21 +14,32 @@ occupancy; registers bound it: 63 x 256 x 4 <= 65,536); float64 cb = 4, 64 regis
 dx (static, k <= UNROLL_TAPS; ``_dx_registers``): one launch, the atoms in registers. The
 compute indexes the atoms by the input pixel they serve (``ops.acda.acda_dx``); the sum over
 (atom, tap) is split (rfactor) into groups of mi atoms x ku tap rows: a block owns a tile of
-input pixels of one row, a thread one (group, pixel) and its mi x ku x k atoms in registers,
-built once (per basis: the group's A coefficients, one per atom tap, and the bases P, staged
-in shared memory once per block). Per chunk of cc channels the block stages the chunk's dO
-window (cc x M x ((k-1)*d + 1) grid rows x (tile + (k-1)*d) columns; zero insertion and
-padding as index checks in the copy), each thread sums its group's taps per channel against
-it (the atom operand a register: one shared load per FMA) and stores the partial to shared
-memory, and the block adds the (M/mi) x (k/ku) partials of each (channel, pixel). 8x64x56x56
-k7 M = 6 float32: mi = 3, ku = 1 (14 partials), tiles of 28 (2 per row), cc = 4, 392 threads,
-29,120 B shared memory, 896 blocks; ptxas 48 registers, no spills, 61% occupancy on sm_90 and
-sm_80 (float64: mi = 2, cc = 2, 64 registers, 30%). Was: the atoms in shared memory (a tile
-of 32 pixels filled 37.6 KB) and dO loaded from global memory for every (channel, atom, tap)
-of every pixel (38x the minimum bytes; before that, grid-wide atoms through a global scratch,
-87x). Generic builds and k > 7 keep that shared-atoms schedule (each thread sums its
-channels' M x k x k taps in a register; a generic row is whole X_QUANTUM pixels, the same
-code serving any size, PoCL-checked at several sizes from one lowering).
+input pixels of one row, a thread one (group, run of q adjacent pixels) and its q x mi x ku x
+k atoms in registers. The atoms are built once: per stage of tb bases the block stages the
+coefficients A of its window (M x tb planes of ((k-1)*d + 1) grid rows x (tile + (k-1)*d)
+columns, coalesced, zero insertion and padding checked in the copy) in shared memory, and
+each thread reads per basis the mi x ku x (q + k - 1) coefficients its run's taps use (a
+coefficient serves the k taps of neighbouring pixels that read it) and the bases P (staged
+once per block). Per chunk of cc channels the block stages the chunk's dO window (cc x M
+planes of the same shape), each thread sums its group's taps per channel (q + k - 1 window
+elements per (atom, tap row) feed q x k FMAs; q = 1: one shared load per FMA) and stores its
+q partials to shared memory, and the block adds the (M/mi) x (k/ku) partials of each
+(channel, pixel). Staged planes: a thread keeps its element of a plane (``_stage_planes``);
+with runs the planes are laid out by column phase (``_plane_strides``: the taps' loads are
+free of bank conflicts). 8x64x56x56 k7 M = 6 float32: q = 4, mi = ku = 1 (42 partials),
+tiles of 28 (7 runs, 2 tiles per row), tb = 1, cc = 2, 294 threads, 28,656 B shared memory,
+896 blocks; ptxas sm_90 48 registers, no spills, 62% occupancy; sm_80 63 registers, 47% (10
+warps per block: 3 blocks). float64: q = 2, cc = 1, 48 registers, 59% on both. Rows too narrow for 192 threads with runs
+(``DX_MIN_THREADS``) keep a pixel per thread (q = 1: the registered models' 7- and 14-pixel
+rows). The registered models' 14 dx shapes: no spills, at most 34.5 KB shared memory; float32
+40-53 registers on sm_90, 49-70 on sm_80; float64 40-64 and 40-92.
+Before (2026-11-30): q = 1, mi = 3 (14 partials), A read from global memory per atom tap
+(48 registers, 61%); before that the atoms in shared memory (a tile of 32 pixels filled
+37.6 KB) and dO loaded from global memory for every (channel, atom, tap) of every pixel (38x
+the minimum bytes; before that, grid-wide atoms through a global scratch, 87x). Generic
+builds and k > 7 keep that shared-atoms schedule (each thread sums its channels' M x k x k
+taps in a register; a generic row is whole X_QUANTUM pixels, the same code serving any size,
+PoCL-checked at several sizes from one lowering).
 datoms: the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
 x k tap columns of dD in registers), the channels in place of the bases.
 Padding and zero insertion are index checks in the loads (inlined).
@@ -51,15 +62,26 @@ pixels (25,088 px).
   (the atoms are indexed by the input pixel they serve): per warp 18 x (21 x 13/7 + 7) = 828
   wavefronts, 10,976 warps -> 69 K clk (16.7 K was counted "as fwd", too low); channels 784 x
   (2,352 + 64 x 6 x 7 x 13 = 34,944) / 132 = 221 K clk: 290 K clk = 146 us, 8x.
-- dx, atoms in registers (mi = 3, ku = 1, tiles of 28: 896 blocks x 392 threads = 10,976
-  warps): atoms, per warp 18 bases x (21 A loads x 13/7 wavefronts + 21 warp-uniform P
-  loads) = 1,080 wavefronts -> 10,976 x 1,080 / 132 = 90 K clk; channels, per warp 64 x 21
-  dO shared loads (one wavefront each, the atoms in registers) -> 112 K clk; dO windows
-  (289.5 MB: 2.3 M global wavefronts + as many shared stores) 34 K clk; partials 5 K and
-  their sums 6 K clk: 247 K clk = 125 us, 6.9x the 18 us roofline (requested bytes 14.8x
-  the minimum, was 38x). The atoms build is now the larger part: staging A per basis in
-  shared memory (tried: 66 registers, 41% occupancy) or register windows along the row (a
-  coefficient serves k atom taps of neighbouring pixels) are left to do.
+- dx, atoms in registers, before (mi = 3, ku = 1, q = 1, tiles of 28: 896 blocks x 392
+  threads = 10,976 warps): atoms, per warp 18 bases x (21 A loads x 13/7 wavefronts + 21
+  warp-uniform P loads) = 1,080 wavefronts -> 10,976 x 1,080 / 132 = 90 K clk; channels, per
+  warp 64 x 21 dO shared loads (one wavefront each, the atoms in registers) -> 112 K clk; dO
+  windows (289.5 MB: 2.3 M global wavefronts + as many shared stores) 34 K clk; partials 5 K
+  and their sums 6 K clk: 247 K clk = 125 us, 6.9x the 18 us roofline (requested bytes 14.8x).
+- dx now (q = 4, mi = ku = 1, tb = 1, cc = 2; 896 blocks of 10 warps, 6.8 per SM), counted
+  per block, a global warp load and a shared store one wavefront each as above, shared loads
+  one each (the phase layout: no bank conflicts; checked on the generated addresses). Atoms:
+  the A stages 18 x 6 planes x 9 warps (280 words) x 2 = 1,944; per basis and warp 10 A + 7
+  P loads: 18 x 10 x 17 = 3,060 (5,040 warp FMAs: 1.3 K clk, hidden) -> 5,004 x 6.8 = 34 K
+  clk (was 90 K). Per chunk of 2 channels: dO planes 12 x 9 x 2 = 216; the taps 10 warps x 2
+  x 10 loads = 200 (560 warp FMAs: 140 clk); partials 10 x 2 x one 16-byte store per lane (4
+  wavefronts) = 80; their sums 2 warps x 42 = 84: 580 x 32 chunks x 6.8 = 126 K clk (was
+  157 K). Total 160 K clk = 81 us, 4.5x the 18 us roofline (was 6.9x); requested bytes 6.7x
+  the minimum (was 14.8x: A per atom tap, 531 MB, now staged once per block, 81 MB). With
+  rows of 34 words (odd stride 35) the runs' loads took 1.9-2.0 wavefronts: 205 K clk, 5.7x.
+  Left: the dO window is staged once per input row that reads it (7x the dO minimum; blocks
+  of several rows need the atoms of every row), the 42 partials cost a store and a load each
+  (30% of the channel phase), and the FMAs are a quarter of the wavefronts.
 - datoms (mi = 3): 10,976 warps (8 x 2 atom groups x 7 tap rows x 3,136 px / 32), per channel
   21 warp FMAs and 3 dO + 7 input loads (13 wavefronts): FMA 10,976 x 64 x 21 / 528 = 27.9 K
   clk, loads 10,976 x 64 x 16 / 132 = 85 K clk (+ 1.7 K of stores): 44 us (28 us with one
@@ -198,52 +220,68 @@ def fwd(sch, wl, target):
 
 
 DX_CHUNK = 8  # most channels per staged dO window (cc x M x k rows x (tile + (k-1)*d) columns)
-DX_ATOM_WORDS = 28  # 32-bit registers for a thread's atoms: mi atoms x ku tap rows x k columns
+DX_ATOM_WORDS = 28  # 32-bit registers for a thread's atoms: q pixels x mi atoms x ku tap rows x k columns
+DX_A_BYTES = 12 * 1024  # a stage of staged coefficients A (several bases)
+DX_THREADS = 1024  # most threads per dx block
+DX_MIN_THREADS = 192  # runs only where the block keeps this many threads (narrow rows: q = 1)
+DX_RUN = 4  # most adjacent pixels per dx thread (a register window along the row)
 DX_SHARED_BYTES = 40 * 1024  # the dO window, the partial sums and the bases (<= 48 KiB static)
 
 
 def dx_tile(wl):
-    """dx's atoms-in-registers geometry: dict(tile, cc, ku, mi, parts) (tile input pixels of a
-    row per block; a thread per (group of mi atoms x ku tap rows, pixel), parts groups; cc
-    channels per staged chunk: the largest divisor of C up to DX_CHUNK whose window fits
-    DX_SHARED_BYTES), or None for the shared-atoms schedule (symbolic shapes; taps not
-    unrolled: a thread's atoms would not stay in registers). nvcc's unrolling of the window
-    copy is erratic: on 14-pixel rows cc = 4 took 107 registers, cc = 8 47 (sm_90; the
-    registered models' dx shapes: 47-57 registers on sm_90, 54-69 on sm_80, no spills)."""
+    """dx's atoms-in-registers geometry: dict(tile, q, cc, ku, mi, parts) (tile input pixels of
+    a row per block; a thread per (group of mi atoms x ku tap rows, run of q adjacent pixels),
+    parts groups; cc channels per staged chunk: the largest divisor of C up to DX_CHUNK whose
+    window fits DX_SHARED_BYTES), or None for the shared-atoms schedule (symbolic shapes; taps
+    not unrolled: a thread's atoms would not stay in registers). The run comes first: q
+    pixels x k tap columns of one (atom, tap row) read q + k - 1 window elements per channel
+    for q x k FMAs (q = 1: one load per FMA), then tap rows, then atoms, all within
+    DX_ATOM_WORDS registers; q divides the tile (no predicate inside a run). nvcc's unrolling
+    of the window copy is erratic: on 14-pixel rows cc = 4 took 107 registers, cc = 8 47
+    (sm_90, before the runs)."""
     p = wl.p
     if wl.kind != "static" or p["k"] > UNROLL_TAPS:
         return None
     M, T, k, d = p["M"], p["T"], p["k"], p["d"]
     item = 8 if wl.dtype == "float64" else 4
-    # a thread's atoms: mi of them x ku tap rows x k columns, divisors (rfactor refuses the
-    # predicate of a partial group), the tap rows first
     words = DX_ATOM_WORDS // (item // 4)
-    ku = max(b for b in range(1, k + 1) if k % b == 0 and (b == 1 or b * k <= words))
-    mi = max(b for b in range(1, M + 1) if M % b == 0 and (b == 1 or b * ku * k <= words))
-    parts = M // mi * (k // ku)  # partial sums per (channel, pixel)
-    if parts > 1024:
-        return None
-    tile = min(MAX_TILE, p["W"], 1024 // parts)
-    tile = -(-p["W"] // -(-p["W"] // tile))  # balanced: 56 = 2 x 28, not 32 + 24
-    rows, cols = (k - 1) * d + 1, tile + (k - 1) * d  # one input row's dO window (zero-inserted grid)
+    for q in (b for b in range(DX_RUN, 0, -1) if b == 1 or b * k <= words):
+        # divisors (rfactor refuses the predicate of a partial group), the tap rows first
+        ku = max(b for b in range(1, k + 1) if k % b == 0 and (b == 1 or q * b * k <= words))
+        mi = max(b for b in range(1, M + 1) if M % b == 0 and (b == 1 or q * b * ku * k <= words))
+        parts = M // mi * (k // ku)  # partial sums per (channel, pixel)
+        if parts > 1024:
+            return None
+        most = min(MAX_TILE, p["W"], DX_THREADS * q // parts) // q * q
+        if most < q:
+            continue
+        tile = -(-p["W"] // -(-p["W"] // most))  # balanced: 56 = 2 x 28, not 32 + 24
+        tile = min(most, -(-tile // q) * q)  # whole runs
+        if q == 1 or parts * tile // q >= DX_MIN_THREADS:
+            break
+    t = dict(tile=tile, q=q, ku=ku, mi=mi, parts=parts)
+    # one input row's window plane (zero-inserted grid), as laid out in shared memory
+    _, plane = _plane_strides(t, k, d, tile + (k - 1) * d)
 
     def shared(cc: int) -> int:  # dO window + partial sums + bases
-        return (cc * M * rows * cols + parts * cc * tile + T * k * k) * item
+        return (cc * M * plane + parts * cc * tile + T * k * k) * item
 
     fits = [b for b in range(1, DX_CHUNK + 1) if p["C"] % b == 0 and shared(b) <= DX_SHARED_BYTES]
-    return dict(tile=tile, cc=max(fits), ku=ku, mi=mi, parts=parts) if fits else None
+    # bases per stage of staged coefficients (M x tb planes)
+    tb = max(b for b in range(1, T + 1) if T % b == 0 and (b == 1 or M * b * plane * item <= DX_A_BYTES))
+    return dict(t, cc=max(fits), tb=tb) if fits else None
 
 
 def _dx_registers(sch, wl, t) -> None:
     """dX[c, px] = sum over groups (sum_{m, u, v in the group} dO[c, m, tap] atoms[m, u, v,
     px]), the groups (mi atoms x ku tap rows, ``dx_tile``) split off by rfactor: a thread per
-    (group, pixel) builds its mi x ku x k atoms in registers (per basis: a coefficient A per
-    atom tap, and the bases P, staged in shared memory once per block), then, per chunk of cc
-    channels, sums its group's taps against the chunk's dO window (cc x M x ((k-1)*d + 1) grid
-    rows x (tile + (k-1)*d) columns in shared memory: each element read by the up to k pixels
-    of the row that use it) and stores the partial to shared memory; the block then adds the
-    partials of each (channel, pixel). One shared load per FMA (the atom operand is a
-    register), where the shared-atoms schedule loaded dO from global memory for every FMA.
+    (group, run of q adjacent pixels) builds its q x mi x ku x k atoms in registers (per stage
+    of tb bases the block stages their coefficients A over its window in shared memory; per
+    basis a thread reads the mi x ku x (q + k - 1) it needs and the bases P, staged once per
+    block), then, per chunk of cc channels, sums its group's taps against the chunk's dO
+    window (cc x M x ((k-1)*d + 1) grid rows x (tile + (k-1)*d) columns in shared memory: per
+    (atom, tap row) q + k - 1 elements for q x k FMAs, nvcc loading each once) and stores its
+    q partials to shared memory; the block then adds the partials of each (channel, pixel).
     The atoms stay in the thread's registers across the chunks' thread loops (each bound to
     the same threadIdx.x: a local buffer is private to its thread)."""
     ku, mi = t["ku"], t["mi"]
@@ -254,17 +292,16 @@ def _dx_registers(sch, wl, t) -> None:
     sch.reorder(mo, uo, m_in, ui, v)
     rf = sch.rfactor(sch.fuse(mo, uo), 0)  # acc_rf[(atom group, tap rows), n, c, h, w]: its taps' sum
     n, c, h, w, mu, m_in, ui, v = sch.get_loops(rf)
-    wo, wi = sch.split(w, [None, t["tile"]])
+    wo, wt, wq = sch.split(w, [None, t["tile"] // t["q"], t["q"]])
     co, ci = sch.split(c, [None, t["cc"]])
-    sch.reorder(n, h, wo, co, mu, wi, ci, m_in, ui, v)
+    sch.reorder(n, h, wo, co, mu, wt, ci, m_in, ui, wq, v)
     block = sch.fuse(n, h, wo)
-    thr = sch.fuse(mu, wi)
+    thr = sch.fuse(mu, wt)
     sch.bind(block, "blockIdx.x")
     sch.bind(thr, "threadIdx.x")
     threads = extent(sch, thr)
     # the thread's k x k atoms, built once before the channel loop (a thread loop of their own,
     # bound like the sums': registers private to the thread across the chunks)
-    sch.compute_inline(sch.get_sblock("Au"))
     atoms = sch.get_sblock("atoms")
     sch.compute_at(atoms, block)
     sch.set_scope(atoms, 0, "local")
@@ -276,28 +313,50 @@ def _dx_registers(sch, wl, t) -> None:
         named["mo"], named["m"] = sch.split(named["m"], [None, mi])
     if "u" in named:
         named["uo"], named["u"] = sch.split(named["u"], [None, ku])
+    if "w" in named and t["q"] > 1:
+        named["w"], named["wq"] = sch.split(named["w"], [None, t["q"]])
     outer = [named[nm] for nm in ("mo", "uo", "w") if nm in named]
-    taps = [named[nm] for nm in ("m", "u", "v") if nm in named]
-    sch.reorder(*outer, *([named["t"]] if "t" in named else []), *taps)
+    taps = [named[nm] for nm in ("m", "u", "wq", "v") if nm in named]
+    # the bases in stages of tb: the block stages their coefficients (all M atoms x the k grid
+    # rows x the tile's columns + halo) in shared memory, coalesced, then each thread reads its
+    # mi x ku x (q + k - 1) of them per basis (nvcc loads each once: no index checks left)
+    to = None
+    if "t" in named:
+        to, named["t"] = sch.split(named["t"], [None, t["tb"]])
+    sch.reorder(*([to] if to is not None else []), *outer, *([named["t"]] if "t" in named else []), *taps)
     a_thr = sch.fuse(*outer) if len(outer) > 1 else outer[0] if outer else sch.add_unit_loop(atoms)
     sch.bind(a_thr, "threadIdx.x")
-    if "t" in named:
-        sch.decompose_reduction(atoms, named["t"])
+    if to is not None:
+        sch.decompose_reduction(atoms, to)
     unroll(sch, *taps)
+    au = sch.get_sblock("Au")
+    sch.set_scope(au, 0, "shared")
+    _swizzle_runs(sch, au, t, wl.p["k"], wl.p["d"], t["tile"] + (wl.p["k"] - 1) * wl.p["d"])
+    _stage_planes(sch, au, to if to is not None else block, threads)
     psh = sch.cache_read(atoms, next(q for q, r in enumerate(sch.get(atoms).reads) if r.source.name == "P"), "shared")
     _stage(sch, psh, block, threads)
     # the chunk's dO window (zero insertion and padding as index checks in this copy)
     dou = sch.get_sblock("dOu")
     sch.set_scope(dou, 0, "shared")
-    _stage(sch, dou, co, threads)
+    _swizzle_runs(sch, dou, t, wl.p["k"], wl.p["d"], t["tile"] + (wl.p["k"] - 1) * wl.p["d"])
+    _stage_planes(sch, dou, co, threads)
     # the partial sums: a register per channel, then stored to shared memory for the m-sum
     sch.set_scope(rf, 0, "shared")
     part = sch.cache_write(rf, 0, "local")
     sch.reverse_compute_at(part, ci)
     sch.decompose_reduction(rf, m_in)
-    unroll(sch, m_in, ui, v)
-    # the block adds the M partials of each (channel, pixel) of the chunk
+    unroll(sch, m_in, ui, wq, v)
+    # the block adds the partials of each (channel, pixel) of the chunk, then the cast stage
+    # stores them; both placed at the chunk loop before either is spread over the threads, so
+    # that each has exactly the chunk's cc x tile region and its own split predicate, with
+    # the same thread per (channel, pixel): the sum stays in that thread's register. (The
+    # cast computed at the sums' thread loop lost their predicate: TVM widens a stage's region
+    # to every thread. With one channel per chunk the spare threads then stored an unset
+    # register into the next tile, another block's pixels: a race PoCL, running blocks in
+    # order, does not show.)
     sch.reverse_compute_at(acc, co)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, co)
     loops = sch.get_loops(acc)
     at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co)))
     named = dict(zip([nm for nm, e in (("m", t["parts"]), ("c", t["cc"]), ("w", t["tile"])) if e > 1], loops[at + 1:]))
@@ -310,7 +369,74 @@ def _dx_registers(sch, wl, t) -> None:
     sch.set_scope(acc, 0, "local")
     if "m" in named:
         sch.decompose_reduction(acc, named["m"])
-    sch.reverse_compute_at(sch.get_sblock("out"), tx)
+    loops = sch.get_loops(out)
+    own = loops[next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co))) + 1:]
+    fused = sch.fuse(*own) if len(own) > 1 else own[0] if own else sch.add_unit_loop(out)
+    _, tx = sch.split(fused, [None, threads])
+    sch.bind(tx, "threadIdx.x")
+
+
+def _plane_strides(t: dict, k: int, d: int, cols: int):
+    """(row stride, plane stride) in words of a staged window plane ((k-1)*d + 1 grid rows x
+    cols) as ``_swizzle_runs`` lays it out. Runs (q > 1): a row is q phases of ceil((cols +
+    q - 1) / q) words (column x at phase x % q, word x // q), so the threads of neighbouring
+    runs, q columns apart, read neighbouring words. With one atom and one tap row per group
+    and d = 1 (r = tile / q runs, lane L = g * r + wt of group g = m * k + u and run wt), row
+    stride R = -r and plane stride P = r * k (mod 32) put every load of the taps at bank
+    (m * P - u * R + wt) = (r * g + wt) = L mod 32 (the rows of a plane are in reverse
+    tap-row order, hence -r): conflict-free (at 8x64x56x56 k7: R = 57, P = 401; with rows
+    of 34 words, 2.7 wavefronts per load). Otherwise rows are padded to an odd stride."""
+    q, rows = t["q"], (k - 1) * d + 1
+    if q == 1:
+        return cols + 1 - cols % 2, rows * (cols + 1 - cols % 2)
+    row = q * -(-(cols + q - 1) // q)
+    if t["mi"] != 1 or t["ku"] != 1 or d != 1:
+        row += 1 - row % 2
+        return row, rows * row
+    r = t["tile"] // q
+    row = _aligned(row, 32, -r % 32)
+    return row, _aligned(rows * row, 32, r * k % 32)
+
+
+def _aligned(n: int, factor: int, offset: int) -> int:
+    """The smallest stride >= n of the form j * factor + offset (as storage_align)."""
+    return n + (offset - n) % factor
+
+
+def _swizzle_runs(sch, block, t: dict, k: int, d: int, cols: int) -> None:
+    """Lay a staged window (..., planes, grid rows, columns) out as ``_plane_strides`` says."""
+    row, plane = _plane_strides(t, k, d, cols)
+    if t["q"] == 1:
+        sch.storage_align(block, 0, 3, 2, 1)
+        return
+    q = t["q"]
+    sch.transform_layout(block, ("write", 0), lambda n, c, m, y, x: (n, c, m, y, x % q, x // q), pad_value=0.0)
+    sch.storage_align(block, 0, 3, 32, row % 32)
+    sch.storage_align(block, 0, 2, 32, plane % 32)
+
+
+def _stage_planes(sch, block, loop, threads: int) -> None:
+    """As :func:`_stage` for a stack of planes (the dO window: cc x M planes of grid rows x
+    columns): the block's threads take the largest trailing group of axes that fits them (one
+    plane), the leading axes stay a loop. A thread then keeps its element of the plane, so a
+    round's global address is the last one's plus a constant and the padding / zero-insertion
+    check is loop-invariant. (Spread flat over the threads, each round re-derived the element's
+    indices by division, and nvcc's unrolled copy took 79-87 registers; sm_90.)"""
+    sch.compute_at(block, loop)
+    loops = sch.get_loops(block)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
+    own = loops[at + 1:]
+    inner, size = 0, 1
+    while inner < len(own) and size * extent(sch, own[-1 - inner]) <= threads:
+        size *= extent(sch, own[-1 - inner])
+        inner += 1
+    plane = own[-inner:] if inner else own  # a row wider than the block: spread flat
+    # split by the thread count even though it fits: the split's predicate keeps the extra
+    # threads out (a smaller loop bound to threadIdx.x as it stands was widened to every
+    # thread, writing past the plane into the next one's rows)
+    plane = sch.fuse(*plane) if len(plane) > 1 else plane[0] if plane else sch.add_unit_loop(block)
+    _, tx = sch.split(plane, [None, threads])
+    sch.bind(tx, "threadIdx.x")
 
 
 def _stage(sch, block, loop, threads: int) -> None:

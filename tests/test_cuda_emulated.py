@@ -208,13 +208,17 @@ def test_control_short_staging(way):
 
 @pytest.mark.parametrize("way", emulate.WAYS)
 @pytest.mark.parametrize("old,new,match", [
-    # the chunk's dO window copy one round of the block short: part of the window unstaged
-    # (poisoned, or the previous chunk's)
-    (r"\b(ax0_ax1_ax2_ax3_fused_0 < )(\d+);", lambda m: f"{m[1]}{int(m[2]) - 1};", "NaN|relative error"),
-    # the block's sum of the 14 partials (2 atom groups x 7 tap rows) without the first group
-    (r"\bax0 = 0; ax0 < 14;", "ax0 = 7; ax0 < 14;", "relative error")], ids=["dO-window", "partial-sums"])
+    # the chunk's dO window copy (a plane per atom) without the last atom's plane: poisoned,
+    # or the previous chunk's
+    (r"\bax1_1 < 6;", "ax1_1 < 5;", "NaN|relative error"),
+    # the staged coefficients A of a stage of bases without the last atom's
+    (r"\bax0 = 0; ax0 < 6;", "ax0 = 0; ax0 < 5;", "NaN|relative error"),
+    # the block's sum of the 42 partials (6 atoms x 7 tap rows) without the first atom's
+    (r"\bax0_3 = 0; ax0_3 < 42;", "ax0_3 = 7; ax0_3 < 42;", "relative error")],
+    ids=["dO-window", "coefficients", "partial-sums"])
 def test_control_acda_dx_short(way, old, new, match):
-    """acda.dx (atoms in registers, the sum split over groups of atoms and tap rows). Its
+    """acda.dx (atoms in registers, the sum split over groups of atoms and tap rows; at
+    k7-tiles in float32 runs of 4 pixels, a group per (atom, tap row)). Its
     dropped barriers are no control on PoCL: the loops of each next phase are work-group
     uniform, and PoCL's implicit barrier at their head keeps the writers ahead."""
     def mutate(low):
@@ -519,3 +523,22 @@ def test_control_shifted_tap(way):
     shared memory, which the check poisons) as NaN from a read past the staged tile."""
     wl = Workload.make("ddf", "fwd", DDF_SHAPES["odd-heads"], "float32")
     _fails(wl, way, _shifted_tap_fwd(wl), match="relative error|output elements are NaN")
+
+
+def _reverse_blocks(low):
+    """Map work-group g to block (groups - 1 - g): PoCL then runs the blocks last to first."""
+    low.source, n = re.subn(r"\bget_group_id\(0\)", "(get_num_groups(0) - 1 - get_group_id(0))", low.source)
+    assert n > 0
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+def test_acda_dx_blocks_in_reverse_order(dtype, way):
+    """acda.dx with its blocks run last to first. PoCL runs work-groups one after another, so
+    a block that stores into a neighbour's pixels is hidden when the neighbour runs later and
+    overwrites them; reversed, such a store lands last. The cast stage once did: computed at
+    the sums' thread loop it lost their predicate, and with one channel per chunk (C = 7 here:
+    cc = 1) the threads past the chunk stored unset registers into the next tile. That
+    schedule passed in order and failed reversed, both ways, both types."""
+    shape = _acda(1, 7, 3, 40, 6, 18, 7, 1, 1, 3)
+    emulate.check(Workload.make("acda", "dx", shape, dtype), way, mutate=_reverse_blocks)

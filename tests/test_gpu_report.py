@@ -145,16 +145,23 @@ def test_benchmark_workloads_list_half_tensor_core_convs():
     tf32 = next(w for w in pac if w.p.get("tf32") and not w.p["a"])
     bf16 = next(w for w in pac if w.dtype == "bfloat16" and not w.p["a"])
     assert G.requested_bytes(bf16, 2) * 2 == G.requested_bytes(tf32, 4)
-def test_requested_bytes_acda_tiles():
+def test_requested_bytes_acda_tiles(monkeypatch):
     """acda.fwd: per pixel, the atoms build (k*T*(M + (M/mi)*k) elements: mi atoms x k tap
     columns per thread) plus X per (channel, tap); dx: see gpu_report._acda_dx_bytes."""
     p = dict(N=1, C=8, H=4, W=5, M=6, T=3, k=3, s=1, d=1, p=1)
     fwd, dx = (Workload.make("acda", k, p, "float32") for k in ("fwd", "dx"))
     assert G.requested_bytes(fwd) == 4 * 20 * (3 * 3 * (6 + 3) + 8 * 9)  # mi = 6: 18 registers
-    # dx (atoms in registers): P per block (4 rows x 1 tile of 5), A per atom tap and basis of
-    # each input pixel, per channel and atom the dO window of each row: 3 grid rows, real 2, 3,
-    # 3, 2 over the rows, 5 real columns
-    assert G.requested_bytes(dx) == 4 * (4 * 27 + 20 * 6 * 9 * 3 + 8 * 6 * (2 + 3 + 3 + 2) * 5)
+    # dx (atoms in registers; a row of 5 is too narrow for runs: a pixel per thread, one tile
+    # of 5 per row, 4 blocks): P per block, per block the window of each atom and basis (A,
+    # staged) and of each channel and atom (dO): 3 grid rows, real 2, 3, 3, 2 over the rows,
+    # 5 real columns
+    assert G.requested_bytes(dx) == 4 * (4 * 27 + 6 * 3 * (2 + 3 + 3 + 2) * 5 + 8 * 6 * (2 + 3 + 3 + 2) * 5)
+    # with runs (4 pixels per thread: tiles of 4, two per row, 8 blocks; real columns 5 + 2)
+    from schedules import acda_cuda
+
+    monkeypatch.setattr(acda_cuda, "DX_MIN_THREADS", 1)
+    assert acda_cuda.dx_tile(dx)["q"] == 4
+    assert G.requested_bytes(dx) == 4 * (8 * 27 + 6 * 3 * (2 + 3 + 3 + 2) * 7 + 8 * 6 * (2 + 3 + 3 + 2) * 7)
     f64 = Workload.make("acda", "fwd", p, "float64")  # mi = 3: 3 x 3 doubles in 18 registers
     assert G.requested_bytes(f64, 8) == 8 * 20 * (3 * 3 * (6 + 2 * 3) + 8 * 9)
     datoms = Workload.make("acda", "datoms", p, "float32")  # per channel 6 dO + 3 inputs per row
