@@ -67,13 +67,24 @@ allreduce: warp shuffles, or shared memory when the width is not a power of two)
 Every schedule keeps its accumulators in registers ("local" scope) and writes the cast result
 ('out') from the thread that finished the sum.
 
-Shape-generic kernels (B, H, W symbolic) take the thread-per-output fwd/dx and the per-output
-ds/dc schedules with fixed thread counts (``threads_for`` of a symbolic extent) and predicated
-tails; dc then puts one warp across x.
+Shape-generic kernels (B, H, W symbolic). fwd (1 < k <= UNROLL_TAPS) takes the tiled
+schedule above with a fixed TILE x TILE tile (the tile whenever _tile would not shrink it:
+fixed-size shared stages), the grid ceil-divided over the symbolic padded output
+(Hq x Wq, ``ops.ddf``: rows in pairs, columns in 16s) and the tail tiles predicated; S comes
+from its padded stage ('Spad', index checks) into registers. TVM sizes each shared stage from
+its readers' regions, and where a read index is not one affine window (y*s + u*d at d > 1)
+it bounds the window by the buffer's symbolic extent, a non-constant allocation that codegen
+refuses: ``_declare_read`` declares each pixel's whole tap window instead (constant extent).
+The other generic kernels (dx, ds, dc; and fwd at k = 1 or k > UNROLL_TAPS) take the
+thread-per-output fwd/dx and the per-output ds/dc schedules with fixed thread counts
+(``threads_for`` of a symbolic extent) and predicated tails; dc then puts one warp across x.
 """
 from __future__ import annotations
 
-from dynfilter_tvm.ops.ddf import out_size
+from tvm import tirx
+from tvm.s_tir.schedule import _ffi_api
+
+from dynfilter_tvm.ops.ddf import _phase_taps, out_size
 
 from . import register
 from .common import MAX_THREADS, UNROLL_TAPS, after_compute_at, bind_flat, extent, register_acc, threads_for, unroll, unroll_taps
@@ -97,6 +108,7 @@ CHANNEL_CHUNK = 32  # channels of a head per block (the largest divisor of Cg up
 TILE_SHARED_BYTES = 24 * 1024  # shared memory per block the tiles may take (occupancy)
 MIN_BLOCKS = 264  # ds, dc: blocks to aim for (2 per SM of an H100 / H200)
 MIN_TILE_THREADS = 32  # smaller tiles (huge k or dilation): the thread-per-output schedule
+GENERIC_TILED = ("fwd",)  # generic kernels that take the tiled schedule (see _declare_read)
 
 
 def _chunk(cg: int) -> int:
@@ -117,16 +129,38 @@ def _tile(wl, kernel: str, ho: int, wo: int):
         # dx: dO and the k x k planes of S on the zero-inserted grid, with the halo; C
         return ((k * k + 1) * (ty + halo) * (tx + halo) + k * k) * item
 
-    tx = min(wo, max(TILE, MAX_THREADS // ho))  # short images: wider tiles
-    ty = min(ho, MAX_THREADS // tx)
+    if isinstance(ho, int) and isinstance(wo, int):
+        tx = min(wo, max(TILE, MAX_THREADS // ho))  # short images: wider tiles
+        ty = min(ho, MAX_THREADS // tx)
+    else:  # symbolic extents (generic kernels): a fixed tile, the grid's tails predicated
+        ty = tx = TILE
     while shared(ty, tx) > TILE_SHARED_BYTES and ty * tx >= MIN_TILE_THREADS:
         if ty >= tx:
             ty = (ty + 1) // 2
         else:
             tx = (tx + 1) // 2
-    if shared(ty, tx) > TILE_SHARED_BYTES or ty * tx < min(MIN_TILE_THREADS, ho * wo):
+    static = isinstance(ho, int) and isinstance(wo, int)
+    least = min(MIN_TILE_THREADS, ho * wo) if static else MIN_TILE_THREADS
+    if shared(ty, tx) > TILE_SHARED_BYTES or ty * tx < least:
         return None
     return ty, tx
+
+
+def _declare_read(sch, block, stage: str, box) -> None:
+    """Generic kernels: declare that ``block`` reads the staged buffer ``stage`` (its name, or
+    the name before TVM's scope suffix) over ``box(*iter_vars)``, a (begin, end) pair per
+    buffer axis. TVM sizes a stage from its readers' regions: where it cannot bring a read
+    index into one affine window (taps at dilation > 1: y*s + u*d, tiles of a height that does
+    not divide the padded rows), it bounds the window by the buffer's symbolic extent, a
+    shared array of non-constant size that codegen refuses. The declared box (each pixel's
+    whole tap window, a constant extent) makes the tile's window affine in the pixel, so the
+    stage gets the tile's fixed size; the tail tiles' loads stay predicated as before."""
+    obj = sch.get(block)
+    vars_ = [iv.var for iv in obj.iter_vars]
+    index = next(i for i, r in enumerate(obj.reads) if r.source.name.split("_")[0] == stage)
+    flat = [e for lo_hi in box(*vars_) for e in lo_hi]
+    # (the Python wrapper wants one range per block variable, not per buffer axis)
+    _ffi_api.ScheduleAnnotateBufferAccess(sch, block, index, 0, tirx.IndexMap(vars_, flat, None))
 
 
 def _cooperative(sch, block, loop, threads) -> None:
@@ -173,6 +207,10 @@ def _tiled(sch, wl, kernel: str, x_stage: str, s_stage):
     if s_stage is None:
         sl = sch.cache_read(acc, 1, "local")
         sch.compute_at(sl, thr)
+    elif kernel == "fwd" and wl.p["k"] <= UNROLL_TAPS:  # the generic fwd's own S stage, in registers
+        sl = s_stage()
+        sch.set_scope(sl, 0, "local")
+        sch.compute_at(sl, thr)
     else:
         ss = s_stage()
         sch.set_scope(ss, 0, "shared")
@@ -181,6 +219,35 @@ def _tiled(sch, wl, kernel: str, x_stage: str, s_stage):
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, u)
     sch.reverse_compute_at(sch.get_sblock("out"), ci)
+    if wl.kind == "generic":
+        _declare_windows(sch, wl, kernel, acc, x_stage)
+
+
+def _declare_windows(sch, wl, kernel: str, acc, x_stage: str) -> None:
+    """Generic fwd, dx: declare each pixel's whole tap window as its read of the staged tiles
+    (``_declare_read``). fwd: X rows y*s .. y*s + (k-1)*d. dx (``ops.ddf.ddf_dx``): phase r of
+    hh reads dO and S at rows hh//s + ps + e - (q0(r) + j*d/g) for its taps j; the window is
+    that over every phase and tap, a superset of each pixel's reads (the tile's window then
+    spans the phases of its rows, as the static kernels' staged tiles do)."""
+    k, s, d = wl.p["k"], wl.p["s"], wl.p["d"]
+    if kernel == "fwd":
+        halo = (k - 1) * d
+        _declare_read(sch, acc, x_stage, lambda b, g, c, y, x, u, v: (
+            (b, b + 1), (g, g + 1), (c, c + 1), (y * s, y * s + halo + 1), (x * s, x * s + halo + 1)))
+        return
+    nj, _, dg, _, q0, _ = _phase_taps(k, s, d)
+    ps = (k - 1) // 2 * d // s
+    offs = [q0(r) + j * dg for r in range(s) for j in range(nj)]
+    e = max(0, max(offs) - ps)  # (as ddf_dx pads dO and S)
+
+    def window(t):
+        base = tirx.floordiv(t, s) + ps + e if s > 1 else t + ps + e
+        return base - max(offs), base - min(offs) + 1
+
+    _declare_read(sch, acc, "dOp", lambda b, g, c, hh, ww, j, i: (
+        (b, b + 1), (g, g + 1), (c, c + 1), window(hh), window(ww)))
+    _declare_read(sch, acc, "Sp", lambda b, g, c, hh, ww, j, i: (
+        (b, b + 1), (g, g + 1), (0, k), (0, k), window(hh), window(ww)))
 
 
 def _loops_under(sch, block, loop) -> list:
@@ -196,10 +263,12 @@ def _read_index(sch, block, buffer: str) -> int:
 
 
 def _tiles_fit(sch, wl, kernel: str) -> bool:
-    if wl.kind == "generic":  # symbolic H, W: the tile arithmetic needs static extents
-        return False
     *_, y, x, _, _ = sch.get_loops(sch.get_sblock("acc"))
-    return _tile(wl, kernel, extent(sch, y), extent(sch, x)) is not None
+    tile = _tile(wl, kernel, extent(sch, y), extent(sch, x))
+    if wl.kind == "generic":  # the fixed TILE x TILE tile, S in registers (taps unrolled)
+        # (k = 1: TVM's region analysis of the unit tap loops overflows int32; no halo to share)
+        return kernel in GENERIC_TILED and 1 < wl.p["k"] <= UNROLL_TAPS and tile == (TILE, TILE)
+    return tile is not None
 
 
 @register("ddf", "fwd", "cuda")
@@ -209,6 +278,10 @@ def fwd(sch, wl, target):
         if wl.kind == "generic":  # S's rows widened to whole CPU vectors: index checks here
             sch.compute_inline(sch.get_sblock("Spad"))
         _thread_per_output(sch, wl)
+        return
+
+    if wl.kind == "generic":  # S's padded rows ('Spad') are the stage, built with index checks
+        _tiled(sch, wl, "fwd", "Xpad", lambda: sch.get_sblock("Spad"))
         return
 
     def s_shared():

@@ -8,6 +8,9 @@ PoCL at several sizes from one lowering.
 """
 from __future__ import annotations
 
+import re
+import shutil
+
 import pytest
 import torch
 
@@ -136,3 +139,113 @@ EMU_SIZES = [dict(B=1, H=1, W=1), dict(B=3, H=9, W=13), dict(B=1, H=5, W=70), di
 def test_cuda_generic_emulated(kernel, dtype, way):
     for p in CUDA_PARAMS:
         emulate.check_sizes(_generic_wl(kernel, *p, dtype), way, EMU_SIZES)
+
+
+# The tiled generic kernels (schedules/ddf_cuda.py GENERIC_TILED): fixed 16 x 16 pixel tiles,
+# the grid ceil-divided over the symbolic output, tails predicated. Sizes: smaller than one
+# tile, not multiples of it, several tiles each way, batch 1 and 3, odd sizes.
+TILED_PARAMS = [(8, 2, 3, 2, 1, "mul"), (64, 2, 3, 1, 2, "add"), (6, 3, 5, 2, 2, "mul"),
+                (4, 1, 7, 3, 1, "add"), (3, 3, 3, 1, 1, "mul")]
+TILED_SIZES = EMU_SIZES + [dict(B=1, H=37, W=53), dict(B=3, H=17, W=33), dict(B=1, H=32, W=16)]
+
+
+def _tiled_kernels():
+    from schedules import ddf_cuda
+
+    return ddf_cuda.GENERIC_TILED
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_cuda_generic_tiled_builds(kernel):
+    """Every tiled generic kernel builds (its shared stages have a constant size: codegen
+    refuses anything else) with shared memory, i.e. the tiled schedule and not a fallback."""
+    from dynfilter_tvm.build import build
+    from dynfilter_tvm.target import cuda_target
+
+    if kernel not in _tiled_kernels():
+        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
+    for p in TILED_PARAMS:
+        for dtype in ("float32", "float64"):
+            src = build(_generic_wl(kernel, *p, dtype), cuda_target("sm_90")).mod.imports[0].inspect_source()
+            assert "__shared__" in src, (kernel, p, dtype)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_cuda_generic_tiled_emulated(kernel, dtype, way):
+    if kernel not in _tiled_kernels():
+        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
+    for p in TILED_PARAMS:
+        wl = _generic_wl(kernel, *p, dtype)
+        low = emulate.prepare(wl, way)  # one lowering serves every size
+        assert "_shared" in low.source, (kernel, p)  # the tiled schedule's staged tiles
+        for sizes in TILED_SIZES:
+            emulate.check(wl, way, sizes=sizes, lowered=low)
+
+
+# Negative controls on the tiled generic kernels: each mutation of one lowering must fail the
+# check at a size with tail tiles (37 x 53: a partial tile each way).
+CONTROL_SIZES = dict(B=1, H=37, W=53)
+BARRIER = "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);"
+
+
+def _control(kernel, mutate, match):
+    wl = _generic_wl(kernel, 8, 2, 3, 1, 1, "mul", "float32")
+    low = emulate.prepare(wl, "cuda")
+    emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low)  # unmutated: passes
+    with pytest.raises(emulate.CheckFailed, match=match):
+        emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low, mutate=mutate)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_control_generic_dropped_barrier(kernel):
+    """The barrier between staging a channel's tile and reading it (the second one) dropped."""
+    if kernel not in _tiled_kernels():
+        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
+
+    def mutate(low):
+        start, end = [m.span() for m in re.finditer(re.escape(BARRIER), low.source)][1]
+        low.source = low.source[:start] + low.source[end:]
+    _control(kernel, mutate, "NaN")
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_control_generic_grid_one_block_short(kernel):
+    """The symbolic grid (ceil-divided over the output) one block short: a tile unwritten."""
+    if kernel not in _tiled_kernels():
+        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
+
+    def mutate(low):
+        ln = low.launches[-1]
+        ln.grid = (ln.grid[0] - 1, *ln.grid[1:])
+    _control(kernel, mutate, "NaN")
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+def test_control_generic_tile_shifted():
+    """The staged X tile read one column to the right (the tile's halo misplaced): wrong values."""
+    def mutate(low):  # the reads only (a store starts its line)
+        low.source, n = re.subn(r"(?<=[^\s])(\s*[*+(]\s*)Xpad_shared_ptr\[", r"\1Xpad_shared_ptr[1 + ", low.source)
+        assert n
+    _control("fwd", mutate, "relative error|NaN")
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_cuda_generic_tiled_nvcc_no_spills(kernel, arch):
+    """The tiled generic kernels' CUDA source compiles with nvcc (ptxas) without spills."""
+    from dynfilter_tvm.build import build
+    from dynfilter_tvm.gpu_report import ptxas_resources
+    from dynfilter_tvm.target import cuda_target
+
+    if kernel not in _tiled_kernels():
+        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
+    for p, dtype in [(TILED_PARAMS[0], "float32"), (TILED_PARAMS[3], "float32"), (TILED_PARAMS[2], "float64")]:
+        src = build(_generic_wl(kernel, *p, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
+        res = ptxas_resources(src, arch)
+        assert res and all(r["spill"] == 0 for r in res.values()), (p, dtype, res)
