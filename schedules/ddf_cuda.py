@@ -84,7 +84,7 @@ from __future__ import annotations
 from tvm import tirx
 from tvm.s_tir.schedule import _ffi_api
 
-from dynfilter_tvm.ops.ddf import _phase_taps, out_size
+from dynfilter_tvm.ops.ddf import ROW_QUANTUM, _phase_taps, out_size
 
 from . import register
 from .common import MAX_THREADS, UNROLL_TAPS, after_compute_at, bind_flat, extent, register_acc, threads_for, unroll, unroll_taps
@@ -108,7 +108,7 @@ CHANNEL_CHUNK = 32  # channels of a head per block (the largest divisor of Cg up
 TILE_SHARED_BYTES = 24 * 1024  # shared memory per block the tiles may take (occupancy)
 MIN_BLOCKS = 264  # ds, dc: blocks to aim for (2 per SM of an H100 / H200)
 MIN_TILE_THREADS = 32  # smaller tiles (huge k or dilation): the thread-per-output schedule
-GENERIC_TILED = ("fwd",)  # generic kernels that take the tiled schedule (see _declare_read)
+GENERIC_TILED = ("fwd", "ds")  # generic kernels that take the tiled schedules (see _declare_read)
 
 
 def _chunk(cg: int) -> int:
@@ -194,9 +194,8 @@ def _tiled(sch, wl, kernel: str, x_stage: str, s_stage):
     xo, xi = sch.split(x, [None, tx])
     co, ci = sch.split(c, [None, _chunk(extent(sch, c))])
     sch.reorder(b, g, co, yo, xo, yi, xi, ci, u, v)
-    blk = sch.fuse(b, g, co, yo, xo)
+    _bind_blocks(sch, wl, [b, g, co], yo, xo)
     thr = sch.fuse(yi, xi)
-    sch.bind(blk, "blockIdx.x")
     sch.bind(thr, "threadIdx.x")
     # shared scope before compute_at: the staged region then covers the whole tile
     xs = sch.get_sblock(x_stage)
@@ -262,6 +261,20 @@ def _read_index(sch, block, buffer: str) -> int:
     return next(i for i, r in enumerate(sch.get(block).reads) if r.source.name == buffer)
 
 
+def _bind_blocks(sch, wl, planes, yo, xo) -> None:
+    """A block per (plane, tile row, tile column). Static kernels: one fused blockIdx.x.
+    Generic ones: blockIdx.x over the tile columns, .y over the tile rows, .z over the planes
+    (a grid of ceil-divided symbolic extents), so that no thread splits a block index by a
+    run-time extent (signed floor division and modulo by kernel arguments: registers, and
+    spills at sm_80)."""
+    if wl.kind != "generic":
+        sch.bind(sch.fuse(*planes, yo, xo), "blockIdx.x")
+        return
+    sch.bind(sch.fuse(*planes), "blockIdx.z")
+    sch.bind(yo, "blockIdx.y")
+    sch.bind(xo, "blockIdx.x")
+
+
 def _tiles_fit(sch, wl, kernel: str) -> bool:
     *_, y, x, _, _ = sch.get_loops(sch.get_sblock("acc"))
     tile = _tile(wl, kernel, extent(sch, y), extent(sch, x))
@@ -315,6 +328,19 @@ def _ds_channel_blocks(wl, tiles: int) -> int:
     return cg if cg // n == 2 else n
 
 
+def _generic_ds_tile(wl):
+    """The generic ds's fixed tile: ROW_QUANTUM columns (its rows of 'acc' are whole
+    ROW_QUANTUM pixels, so TVM proves that one tile's X window fits in the padded rows and
+    sizes the shared stage by the tile; a wider tile's would be bounded by the symbolic row)
+    x MAX_THREADS / ROW_QUANTUM rows; None where the X tile passes TILE_SHARED_BYTES."""
+    k, s, d = wl.p["k"], wl.p["s"], wl.p["d"]
+    tx = ROW_QUANTUM
+    ty = MAX_THREADS // tx
+    halo, item = (k - 1) * d, 8 if wl.dtype == "float64" else 4
+    shared = (((ty - 1) * s + halo + 1) * ((tx - 1) * s + halo + 1) + k * k) * item
+    return (ty, tx) if shared <= TILE_SHARED_BYTES else None
+
+
 def _ds_tiled(sch, wl) -> bool:
     """ds: acc(b, g, u, v, y, x; c), a block per (b, g, ty x tx pixel tile, channel block), a
     thread per pixel keeping its k x k tap sums in registers over the block's channels. Per
@@ -324,16 +350,20 @@ def _ds_tiled(sch, wl) -> bool:
     each stores its sums to a scratch (channel blocks, B, G, k, k, Ho, Wo) that a second
     kernel, a thread per output, adds up. False (nothing scheduled) where the taps are not
     unrolled (k > UNROLL_TAPS: the sums would live in local memory) or no tile fits."""
-    if wl.kind == "generic" or wl.p["k"] > UNROLL_TAPS:
+    generic = wl.kind == "generic"
+    if generic and not ("ds" in GENERIC_TILED and 1 < wl.p["k"] <= UNROLL_TAPS) or wl.p["k"] > UNROLL_TAPS:
         return False
     acc = sch.get_sblock("acc")
     b, g, u, v, y, x, c = sch.get_loops(acc)
     ho, wo = extent(sch, y), extent(sch, x)
-    tile = _tile(wl, "fwd", ho, wo)  # the forward's staged tiles
+    tile = _generic_ds_tile(wl) if generic else _tile(wl, "fwd", ho, wo)  # the forward's staged tiles
     if tile is None:
         return False
     ty, tx = tile
-    nb = _ds_channel_blocks(wl, -(-ho // ty) * -(-wo // tx))
+    if generic:  # dO's rows widened for the CPU vectors: an index check in the load
+        sch.compute_inline(sch.get_sblock("dOpad"))
+    # generic: the blocks' count is unknown (B, H, W symbolic), one channel block
+    nb = 1 if generic else _ds_channel_blocks(wl, -(-ho // ty) * -(-wo // tx))
     final = acc
     if nb > 1:
         cb, _ = sch.split(c, [nb, None])
@@ -343,7 +373,7 @@ def _ds_tiled(sch, wl) -> bool:
     xo, xi = sch.split(x, [None, tx])
     outer = [b, g, cb, yo, xo] if nb > 1 else [b, g, yo, xo]
     sch.reorder(*outer, yi, xi, c, u, v)
-    sch.bind(sch.fuse(*outer), "blockIdx.x")
+    _bind_blocks(sch, wl, outer[:-2], yo, xo)
     thr = sch.fuse(yi, xi)
     sch.bind(thr, "threadIdx.x")
     xs = sch.get_sblock("Xpad")
@@ -366,6 +396,10 @@ def _ds_tiled(sch, wl) -> bool:
         sums = sch.get_sblock("out")
         sch.reverse_compute_at(sums, thr)
     unroll(sch, *_loops_under(sch, sums, thr))  # constant register indices
+    if generic:  # each pixel's tap window of X (see _declare_read)
+        s, halo = wl.p["s"], (wl.p["k"] - 1) * wl.p["d"]
+        _declare_read(sch, acc, "Xpad", lambda b, g, u, v, y, x, c: (
+            (b, b + 1), (g, g + 1), (c, c + 1), (y * s, y * s + halo + 1), (x * s, x * s + halo + 1)))
     return True
 
 
