@@ -21,8 +21,8 @@ float32: 4 x 4 tiles, per axis 17+18+18+9 = 62 input rows loaded over the tiles'
 = 1.25x the 52.4 MB minimum (the thread-per-output schedule's loads: 694 MB, 13.2x). dx: dO
 31.5 MB, S 8*9*62*62*4 B * 8 chunks = 8.9 MB, C 1.2 MB, dX 25.7 MB: 67.2 MB =
 1.28x. 2x256x200x300: 1.26x (fwd) and 1.30x (dx).
-Symbolic shapes (generic kernels), and tiles under MIN_TILE_THREADS pixels (huge k or
-dilation): one thread per output element over the fused (plane, y, x) loops, the k x k taps a
+Symbolic shapes (the generic dx, and fwd where not tiled, see below), and tiles under
+MIN_TILE_THREADS pixels (huge k or dilation): one thread per output element over the fused (plane, y, x) loops, the k x k taps a
 serial (unrolled for small k) loop around a register accumulator. The pad stages are inlined:
 their bounds checks are cheaper on a GPU than a padded copy in global memory.
 ds (static shapes, k <= UNROLL_TAPS): the forward's pixel tiles (``_tile(wl, "fwd", ...)``), a
@@ -38,7 +38,7 @@ once, X 31.5 MB (the fwd's 62 x 62 window rows and columns per 56 x 56 plane), C
 8*256*9*16 tiles*4 B = 1.2 MB, scratch 4*8*9*56*56*4 B = 3.6 MB stored and loaded, dS 0.9 MB:
 66.5 MB = 1.27x the 52.4 MB minimum (the thread-per-output schedule: 694 MB of loads, 13.2x);
 2x256x200x300 (494 tiles, one kernel): 1.14x.
-Symbolic shapes and k > UNROLL_TAPS (the sums would live in local memory): with few channels
+Generic ds at k = 1, and k > UNROLL_TAPS (the sums would live in local memory): with few channels
 (< 32) one thread per output loops over them; with more, 8 threads share each output (threads
 across channels, a shared-memory allreduce), 32 outputs along x per block.
 dc (static shapes, stride 1, k <= UNROLL_TAPS; ``_dc_streaming``), two kernels. The first: a block per
@@ -67,17 +67,37 @@ allreduce: warp shuffles, or shared memory when the width is not a power of two)
 Every schedule keeps its accumulators in registers ("local" scope) and writes the cast result
 ('out') from the thread that finished the sum.
 
-Shape-generic kernels (B, H, W symbolic). fwd (1 < k <= UNROLL_TAPS) takes the tiled
-schedule above with a fixed TILE x TILE tile (the tile whenever _tile would not shrink it:
-fixed-size shared stages), the grid ceil-divided over the symbolic padded output
-(Hq x Wq, ``ops.ddf``: rows in pairs, columns in 16s) and the tail tiles predicated; S comes
-from its padded stage ('Spad', index checks) into registers. TVM sizes each shared stage from
-its readers' regions, and where a read index is not one affine window (y*s + u*d at d > 1)
-it bounds the window by the buffer's symbolic extent, a non-constant allocation that codegen
-refuses: ``_declare_read`` declares each pixel's whole tap window instead (constant extent).
-The other generic kernels (dx, ds, dc; and fwd at k = 1 or k > UNROLL_TAPS) take the
+Shape-generic kernels (B, H, W symbolic; ``GENERIC_TILED``): fwd and ds (1 < k <=
+UNROLL_TAPS) take the tiled schedules above with a FIXED tile, the grid ceil-divided over the
+symbolic output (blockIdx.x tile columns, .y tile rows, .z planes: ``_bind_blocks``, no block
+index divided by a run-time extent) and the tail tiles predicated, so one build serves every
+batch and size. fwd: TILE x TILE pixels over its padded output (Hq x Wq, ``ops.ddf``: rows in
+pairs, columns in 16s; the tile whenever _tile would not shrink it), S from its padded stage
+('Spad', index checks) into registers, chunks of cc channels as the static one. ds: 32 x 8
+pixels (``_generic_ds_tile``: whole ROW_QUANTUM columns of its padded rows), one channel block
+(the block count is unknown, so no scratch split). The shared stages must have a constant
+size (codegen refuses a non-constant allocation, the trap that kept the first generic kernels
+per-output): TVM sizes a stage from its readers' regions, clipped to the staged buffer's
+symbolic extent unless it proves the window fits; ``_declare_read`` declares each pixel's
+whole tap window (a window affine in the pixel: y*s + u*d at d > 1 is not), and the tiles are
+chosen so that the fit is provable (fwd: Wq a multiple of 16 >= 16; ds: rows of whole
+ROW_QUANTUM pixels) or follows from the tail predicate (rows).
+Estimate (``gpu_report.requested_bytes``' accounting, the static kernels' windows), 8x256x
+56x56 k3 float32: fwd as the static (16 x 16 tiles): 65.6 MB = 1.25x the 52.4 MB minimum;
+ds, 14 tiles per plane (2 x 7), X windows of 33+25 = 58 rows and 9+10*5+9 = 68 columns per
+plane, 8*256*58*68*4 B = 32.3 MB, dO 25.7 MB, C 8*256*9*14*4 B = 1.0 MB, dS 0.9 MB: 59.9 MB
+= 1.14x (the static: 1.27x, its 4 channel blocks' scratch included); 2x256x200x300: fwd 1.26x,
+ds 1.18x (static 1.14x). The per-output generic kernels requested 13.2x. But the generic ds
+launches one block per (b, head, tile): 112 at 8x256x56x56 (G = 1), under one per SM, where
+the static one splits channels to reach MIN_BLOCKS.
+The other generic kernels (dx, dc; fwd and ds at k = 1 or k > UNROLL_TAPS) keep the
 thread-per-output fwd/dx and the per-output ds/dc schedules with fixed thread counts
 (``threads_for`` of a symbolic extent) and predicated tails; dc then puts one warp across x.
+dx is not tiled: its stages 'dOp' and 'Sp' span the phase grid (``ops.ddf.dx_grid``, whose
+generic extents TVM cannot bound below: no max(., 1)), and for most (tile, stride) pairs
+TVM clips their windows to those symbolic extents whatever region is declared (checked with
+declared windows, 16 x 16, 32 x 8, 21 x 12 and 12 x 21 tiles at s = 1, 2: only 12 x 21 at
+s = 1 sized constantly; 16 x 16 at s = 3 did): not a rule a schedule can rely on.
 """
 from __future__ import annotations
 
