@@ -254,3 +254,19 @@ def test_cuda_generic_tiled_nvcc_no_spills(kernel, arch):
         src = build(_generic_wl(kernel, *p, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
         res = ptxas_resources(src, arch)
         assert res and all(r["spill"] == 0 for r in res.values()), (p, dtype, res)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_cuda_generic_tiled_half(kernel, dtype):
+    """The tiled generic kernels in float16 / bfloat16 (the ``cuda`` way: PoCL has no half
+    arithmetic, see ``emulate``), two sizes with tail tiles from one lowering."""
+    if kernel not in _tiled_kernels():
+        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
+    for p in TILED_PARAMS[:2]:
+        wl = _generic_wl(kernel, *p, dtype)
+        low = emulate.prepare(wl, "cuda")
+        assert "_shared" in low.source
+        for sizes in (dict(B=1, H=37, W=53), dict(B=3, H=17, W=33)):
+            emulate.check(wl, "cuda", sizes=sizes, lowered=low)
