@@ -101,6 +101,9 @@ s = 1 sized constantly; 16 x 16 at s = 3 did): not a rule a schedule can rely on
 """
 from __future__ import annotations
 
+import re
+
+import tvm.s_tir as s_tir
 from tvm import tirx
 from tvm.s_tir.schedule import _ffi_api
 
@@ -128,7 +131,9 @@ CHANNEL_CHUNK = 32  # channels of a head per block (the largest divisor of Cg up
 TILE_SHARED_BYTES = 24 * 1024  # shared memory per block the tiles may take (occupancy)
 MIN_BLOCKS = 264  # ds, dc: blocks to aim for (2 per SM of an H100 / H200)
 MIN_TILE_THREADS = 32  # smaller tiles (huge k or dilation): the thread-per-output schedule
-GENERIC_TILED = ("fwd", "ds")  # generic kernels that take the tiled schedules (see _declare_read)
+GENERIC_TILED = ("fwd", "ds", "dx")  # generic kernels that take the tiled schedules (see _declare_read)
+# generic dx (stride 1): tiles of an odd width (see the module docstring), largest first
+GENERIC_DX_TILES = ((32, 15), (16, 15), (8, 15))
 
 
 def _chunk(cg: int) -> int:
@@ -152,6 +157,8 @@ def _tile(wl, kernel: str, ho: int, wo: int):
     if isinstance(ho, int) and isinstance(wo, int):
         tx = min(wo, max(TILE, MAX_THREADS // ho))  # short images: wider tiles
         ty = min(ho, MAX_THREADS // tx)
+    elif kernel == "dx":  # generic dx: the first of its fixed tiles that fits (no shrinking)
+        return next((t for t in GENERIC_DX_TILES if shared(*t) <= TILE_SHARED_BYTES), None)
     else:  # symbolic extents (generic kernels): a fixed tile, the grid's tails predicated
         ty = tx = TILE
     while shared(ty, tx) > TILE_SHARED_BYTES and ty * tx >= MIN_TILE_THREADS:
@@ -298,9 +305,11 @@ def _bind_blocks(sch, wl, planes, yo, xo) -> None:
 def _tiles_fit(sch, wl, kernel: str) -> bool:
     *_, y, x, _, _ = sch.get_loops(sch.get_sblock("acc"))
     tile = _tile(wl, kernel, extent(sch, y), extent(sch, x))
-    if wl.kind == "generic":  # the fixed TILE x TILE tile, S in registers (taps unrolled)
+    if wl.kind == "generic":  # a fixed tile (fwd: TILE x TILE, S in registers: taps unrolled)
         # (k = 1: TVM's region analysis of the unit tap loops overflows int32; no halo to share)
-        return kernel in GENERIC_TILED and 1 < wl.p["k"] <= UNROLL_TAPS and tile == (TILE, TILE)
+        fixed = tile is not None if kernel == "dx" else tile == (TILE, TILE)
+        return (kernel in GENERIC_TILED and 1 < wl.p["k"] <= UNROLL_TAPS and fixed
+                and (kernel != "dx" or wl.p["s"] == 1))
     return tile is not None
 
 
@@ -332,7 +341,26 @@ def dx(sch, wl, target):
         _thread_per_output(sch, wl)
         return
     # The padded dO and S are staged tiles, built with index checks (no copies in global memory).
+    if wl.kind == "generic":  # tried on a copy first: its stages must come out of constant size
+        trial = s_tir.Schedule(sch.mod)
+        _tiled(trial, wl, "dx", "dOp", lambda: trial.get_sblock("Sp"))
+        if not _constant_stages(trial.mod):
+            sch.compute_inline(sch.get_sblock("dOp"))
+            sch.compute_inline(sch.get_sblock("Sp"))
+            _thread_per_output(sch, wl)
+            return
     _tiled(sch, wl, "dx", "dOp", lambda: sch.get_sblock("Sp"))
+
+
+def _constant_stages(mod) -> bool:
+    """Whether every shared / local stage of scheduled ``mod`` gets a constant size once TVM
+    compacts the buffers (the passes of its lowering that size them; read off the printed
+    allocations: this TVM's Python API has no statement visitor)."""
+    for name in ("LowerInitBlock", "PlanAndUpdateBufferAllocationLocation", "ConvertBlocksToOpaque",
+                 "CompactBufferAllocation", "LowerOpaqueBlock"):
+        mod = getattr(s_tir.transform, name)()(mod)
+    shapes = re.findall(r"T\.alloc_(?:shared|local)\(\(([^)]*)\)", mod.script())
+    return bool(shapes) and all(re.fullmatch(r"[\d\s,]*", shape) for shape in shapes)
 
 
 def _ds_channel_blocks(wl, tiles: int) -> int:

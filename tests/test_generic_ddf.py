@@ -152,6 +152,24 @@ TILED_PARAMS = [(8, 2, 3, 2, 1, "mul"), (64, 2, 3, 1, 2, "add"), (6, 3, 5, 2, 2,
 TILED_SIZES = EMU_SIZES + [dict(B=1, H=37, W=53), dict(B=3, H=17, W=33), dict(B=1, H=32, W=16)]
 
 
+# dx is tiled at stride 1 only (schedules/ddf_cuda.py GENERIC_DX_TILES); k = 5 in float64 has
+# no tile under the shared-memory budget: the per-output schedule (checked as well)
+DX_TILED_PARAMS = [(8, 2, 3, 1, 1, "mul"), (64, 2, 3, 1, 2, "add"), (6, 3, 5, 1, 1, "mul"),
+                   (3, 3, 3, 1, 1, "add")]
+
+
+def _params(kernel):
+    return DX_TILED_PARAMS if kernel == "dx" else TILED_PARAMS
+
+
+def _expect_tiled(wl) -> bool:
+    from schedules import ddf_cuda
+
+    if wl.kernel != "dx":
+        return True
+    return wl.p["s"] == 1 and ddf_cuda._tile(wl, "dx", "H", "W") is not None
+
+
 def _tiled_kernels():
     from schedules import ddf_cuda
 
@@ -167,10 +185,11 @@ def test_cuda_generic_tiled_builds(kernel):
 
     if kernel not in _tiled_kernels():
         pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
-    for p in TILED_PARAMS:
+    for p in _params(kernel):
         for dtype in ("float32", "float64"):
-            src = build(_generic_wl(kernel, *p, dtype), cuda_target("sm_90")).mod.imports[0].inspect_source()
-            assert "__shared__" in src, (kernel, p, dtype)
+            wl = _generic_wl(kernel, *p, dtype)
+            src = build(wl, cuda_target("sm_90")).mod.imports[0].inspect_source()
+            assert ("__shared__" in src) == _expect_tiled(wl), (kernel, p, dtype)
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
@@ -180,10 +199,10 @@ def test_cuda_generic_tiled_builds(kernel):
 def test_cuda_generic_tiled_emulated(kernel, dtype, way):
     if kernel not in _tiled_kernels():
         pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
-    for p in TILED_PARAMS:
+    for p in _params(kernel):
         wl = _generic_wl(kernel, *p, dtype)
         low = emulate.prepare(wl, way)  # one lowering serves every size
-        assert "_shared" in low.source, (kernel, p)  # the tiled schedule's staged tiles
+        assert ("_shared" in low.source) == _expect_tiled(wl), (kernel, p)  # the staged tiles
         for sizes in TILED_SIZES:
             emulate.check(wl, way, sizes=sizes, lowered=low)
 
@@ -229,11 +248,12 @@ def test_control_generic_grid_one_block_short(kernel):
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
-@pytest.mark.parametrize("kernel", ["fwd", "ds"])
-def test_control_generic_tile_shifted(kernel):
-    """The staged X tile read one column to the right (the tile's halo misplaced): wrong values."""
+@pytest.mark.parametrize("kernel,stage", [("fwd", "Xpad"), ("ds", "Xpad"), ("dx", "dOp")])
+def test_control_generic_tile_shifted(kernel, stage):
+    """The staged input tile read one column to the right (the tile's halo misplaced)."""
     def mutate(low):  # the reads only (a store starts its line)
-        low.source, n = re.subn(r"(?<=[^\s])(\s*[*+(]\s*)Xpad_shared_ptr\[", r"\1Xpad_shared_ptr[1 + ", low.source)
+        low.source, n = re.subn(rf"(?<=[^\s])(\s*[*+(]\s*){stage}_shared_ptr\[", rf"\1{stage}_shared_ptr[1 + ",
+                                low.source)
         assert n
     _control(kernel, mutate, "relative error|NaN")
 
@@ -250,7 +270,7 @@ def test_cuda_generic_tiled_nvcc_no_spills(kernel, arch):
 
     if kernel not in _tiled_kernels():
         pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
-    for p, dtype in [(TILED_PARAMS[0], "float32"), (TILED_PARAMS[1], "float32"), (TILED_PARAMS[2], "float64")]:
+    for p, dtype in [(_params(kernel)[0], "float32"), (_params(kernel)[1], "float32"), (_params(kernel)[2], "float64")]:
         src = build(_generic_wl(kernel, *p, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
         res = ptxas_resources(src, arch)
         assert res and all(r["spill"] == 0 for r in res.values()), (p, dtype, res)
@@ -264,7 +284,7 @@ def test_cuda_generic_tiled_half(kernel, dtype):
     arithmetic, see ``emulate``), two sizes with tail tiles from one lowering."""
     if kernel not in _tiled_kernels():
         pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
-    for p in TILED_PARAMS[:2]:
+    for p in _params(kernel)[:2]:
         wl = _generic_wl(kernel, *p, dtype)
         low = emulate.prepare(wl, "cuda")
         assert "_shared" in low.source
