@@ -323,7 +323,14 @@ def fwd(sch, wl, target):
         return
 
     if wl.kind == "generic":  # S's padded rows ('Spad') are the stage, built with index checks
-        _tiled(sch, wl, "fwd", "Xpad", lambda: sch.get_sblock("Spad"))
+        def generic(sch_):
+            _tiled(sch_, wl, "fwd", "Xpad", lambda: sch_.get_sblock("Spad"))
+
+        if _if_constant(sch, generic):
+            return
+        sch.compute_inline(sch.get_sblock("Xpad"))
+        sch.compute_inline(sch.get_sblock("Spad"))
+        _thread_per_output(sch, wl)
         return
 
     def s_shared():
@@ -341,15 +348,30 @@ def dx(sch, wl, target):
         _thread_per_output(sch, wl)
         return
     # The padded dO and S are staged tiles, built with index checks (no copies in global memory).
-    if wl.kind == "generic":  # tried on a copy first: its stages must come out of constant size
-        trial = s_tir.Schedule(sch.mod)
-        _tiled(trial, wl, "dx", "dOp", lambda: trial.get_sblock("Sp"))
-        if not _constant_stages(trial.mod):
-            sch.compute_inline(sch.get_sblock("dOp"))
-            sch.compute_inline(sch.get_sblock("Sp"))
-            _thread_per_output(sch, wl)
-            return
-    _tiled(sch, wl, "dx", "dOp", lambda: sch.get_sblock("Sp"))
+    def tiled(sch_):
+        _tiled(sch_, wl, "dx", "dOp", lambda: sch_.get_sblock("Sp"))
+
+    if wl.kind != "generic":
+        tiled(sch)
+    elif not _if_constant(sch, tiled):
+        sch.compute_inline(sch.get_sblock("dOp"))
+        sch.compute_inline(sch.get_sblock("Sp"))
+        _thread_per_output(sch, wl)
+
+
+def _if_constant(sch, apply) -> bool:
+    """Generic kernels: ``apply`` (a tiled schedule; False where it declines) to ``sch`` only if,
+    tried on a copy first, it schedules and its stages compact to a constant size
+    (``_constant_stages``); False (``sch`` untouched) otherwise, and the caller takes the
+    per-output schedule. TVM's sizing of a stage over symbolic extents depends on the tile,
+    stride and dilation in ways no simple rule captures (module docstring), so a generic
+    build checks it rather than risk a build that codegen refuses (one more scheduling and
+    four lowering passes: well under a second)."""
+    trial = s_tir.Schedule(sch.mod)
+    if apply(trial) is False or not _constant_stages(trial.mod):
+        return False
+    apply(sch)
+    return True
 
 
 def _constant_stages(mod) -> bool:
@@ -453,7 +475,7 @@ def _ds_tiled(sch, wl) -> bool:
 
 @register("ddf", "ds", "cuda")
 def ds(sch, wl, target):
-    if _ds_tiled(sch, wl):
+    if _if_constant(sch, lambda sch_: _ds_tiled(sch_, wl)) if wl.kind == "generic" else _ds_tiled(sch, wl):
         return
     sch.compute_inline(sch.get_sblock("Xpad"))
     if wl.kind == "generic":  # dO's rows widened for the CPU vectors: an index check here
