@@ -18,9 +18,10 @@ Unset, it depends on the target (``DEFAULT_MODES``):
 * **CPU: generic.** A model meeting a new input size builds nothing new. The generic CPU
   schedules compute rows in whole vectors and run near the static time (README "Any input
   size" lists the generic/static ratios per kernel).
-* **CUDA: static.** Of the generic CUDA kernels only DDF ``fwd`` and ``ds`` are tiled like
-  the static ones (fixed tiles, predicated tails: ``schedules/ddf_cuda.py``); DDF ``dx``,
-  ``dc`` and the PAC and ACDA ones are the thread-per-output first versions (exact,
+* **CUDA: static.** Of the generic CUDA kernels only DDF ``fwd``, ``ds`` and (stride 1)
+  ``dx`` are tiled like the static ones (fixed tiles, predicated tails:
+  ``schedules/ddf_cuda.py``); DDF ``dc`` and the PAC and ACDA ones are the thread-per-output
+  first versions (exact,
   PoCL-checked at several sizes), while the static ones are tiled (DDF, PAC, ACDA) and use
   tensor cores (PAC ``conv``): several times fewer requested bytes in the static GPU report.
   A DDF layer's training step runs all four kernels, so even DDF stays static. A GPU serving

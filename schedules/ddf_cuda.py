@@ -21,7 +21,7 @@ float32: 4 x 4 tiles, per axis 17+18+18+9 = 62 input rows loaded over the tiles'
 = 1.25x the 52.4 MB minimum (the thread-per-output schedule's loads: 694 MB, 13.2x). dx: dO
 31.5 MB, S 8*9*62*62*4 B * 8 chunks = 8.9 MB, C 1.2 MB, dX 25.7 MB: 67.2 MB =
 1.28x. 2x256x200x300: 1.26x (fwd) and 1.30x (dx).
-Symbolic shapes (the generic dx, and fwd where not tiled, see below), and tiles under
+Symbolic shapes where not tiled (see "Shape-generic kernels" below), and tiles under
 MIN_TILE_THREADS pixels (huge k or dilation): one thread per output element over the fused (plane, y, x) loops, the k x k taps a
 serial (unrolled for small k) loop around a register accumulator. The pad stages are inlined:
 their bounds checks are cheaper on a GPU than a padded copy in global memory.
@@ -67,37 +67,43 @@ allreduce: warp shuffles, or shared memory when the width is not a power of two)
 Every schedule keeps its accumulators in registers ("local" scope) and writes the cast result
 ('out') from the thread that finished the sum.
 
-Shape-generic kernels (B, H, W symbolic; ``GENERIC_TILED``): fwd and ds (1 < k <=
-UNROLL_TAPS) take the tiled schedules above with a FIXED tile, the grid ceil-divided over the
-symbolic output (blockIdx.x tile columns, .y tile rows, .z planes: ``_bind_blocks``, no block
-index divided by a run-time extent) and the tail tiles predicated, so one build serves every
-batch and size. fwd: TILE x TILE pixels over its padded output (Hq x Wq, ``ops.ddf``: rows in
-pairs, columns in 16s; the tile whenever _tile would not shrink it), S from its padded stage
-('Spad', index checks) into registers, chunks of cc channels as the static one. ds: 32 x 8
-pixels (``_generic_ds_tile``: whole ROW_QUANTUM columns of its padded rows), one channel block
-(the block count is unknown, so no scratch split). The shared stages must have a constant
-size (codegen refuses a non-constant allocation, the trap that kept the first generic kernels
-per-output): TVM sizes a stage from its readers' regions, clipped to the staged buffer's
-symbolic extent unless it proves the window fits; ``_declare_read`` declares each pixel's
-whole tap window (a window affine in the pixel: y*s + u*d at d > 1 is not), and the tiles are
-chosen so that the fit is provable (fwd: Wq a multiple of 16 >= 16; ds: rows of whole
-ROW_QUANTUM pixels) or follows from the tail predicate (rows).
+Shape-generic kernels (B, H, W symbolic; ``GENERIC_TILED``): fwd, ds (1 < k <= UNROLL_TAPS)
+and dx (also stride 1) take the tiled schedules above with a FIXED tile, the grid ceil-divided
+over the symbolic output (blockIdx.x tile columns, .y tile rows, .z planes: ``_bind_blocks``,
+no block index divided by a run-time extent) and the tail tiles predicated, so one build
+serves every batch and size. fwd: TILE x TILE pixels over its padded output (Hq x Wq,
+``ops.ddf``: rows in pairs, columns in 16s; the tile whenever _tile would not shrink it), S
+from its padded stage ('Spad', index checks) into registers, chunks of cc channels as the
+static one. dx: the first of GENERIC_DX_TILES (32 x 15, 16 x 15, 8 x 15) under
+TILE_SHARED_BYTES, chunks of cc channels as the static one. ds: 32 x 8 pixels
+(``_generic_ds_tile``: whole ROW_QUANTUM columns of its padded rows), one channel block (the
+block count is unknown, so no scratch split).
+The shared stages must have a constant size (codegen refuses a non-constant allocation, the
+trap that kept the first generic kernels per-output). TVM sizes a stage from the regions its
+readers and writers touch, and clips them to the staged buffer's symbolic extent unless it
+proves that the window fits or the clipped extent varies with the tile (then it takes its
+constant bound). ``_declare_read`` declares each pixel's whole tap window (affine in the
+pixel: y*s + u*d at d > 1 is not); the tiles fit provably (fwd: Wq a multiple of 16 >= 16;
+ds: rows of whole ROW_QUANTUM pixels) or through the tail predicate (rows; dx's columns at
+an odd tile width, 15: at 8, 12, 16 or 32 columns, a divisor or multiple of dx_grid's column
+quantum, TVM clips to a symbolic extent, and so it does at stride 2 for every tile tried).
+No rule covers all cases, so each generic tiled schedule is tried on a copy first and kept
+only if its stages compact to a constant size (``_if_constant``), else the per-output one.
 Estimate (``gpu_report.requested_bytes``' accounting, the static kernels' windows), 8x256x
-56x56 k3 float32: fwd as the static (16 x 16 tiles): 65.6 MB = 1.25x the 52.4 MB minimum;
-ds, 14 tiles per plane (2 x 7), X windows of 33+25 = 58 rows and 9+10*5+9 = 68 columns per
-plane, 8*256*58*68*4 B = 32.3 MB, dO 25.7 MB, C 8*256*9*14*4 B = 1.0 MB, dS 0.9 MB: 59.9 MB
-= 1.14x (the static: 1.27x, its 4 channel blocks' scratch included); 2x256x200x300: fwd 1.26x,
-ds 1.18x (static 1.14x). The per-output generic kernels requested 13.2x. But the generic ds
+56x56 k3 float32: fwd as the static (16 x 16 tiles): 65.6 MB = 1.25x the 52.4 MB minimum.
+dx, 32 x 15 tiles (2 x 4 per plane), dO rows over the windows 33+25 = 58, columns
+16+17+17+12 = 62: dO 8*256*58*62*4 B = 29.5 MB, S 8*9*58*62*4 B * 8 chunks = 8.3 MB, C
+8*256*9*8*4 B = 0.6 MB, dX 25.7 MB: 64.0 MB = 1.22x (static 1.28x). ds, 14 tiles per plane
+(2 x 7), X windows of 33+25 = 58 rows and 9+10*5+9 = 68 columns, 8*256*58*68*4 B = 32.3 MB,
+dO 25.7 MB, C 8*256*9*14*4 B = 1.0 MB, dS 0.9 MB: 59.9 MB = 1.14x (the static: 1.27x, its 4
+channel blocks' scratch included). 2x256x200x300: fwd 1.26x, dx 1.25x, ds 1.18x (static
+1.26x, 1.30x, 1.14x). The per-output generic kernels requested 13.2x. But the generic ds
 launches one block per (b, head, tile): 112 at 8x256x56x56 (G = 1), under one per SM, where
 the static one splits channels to reach MIN_BLOCKS.
-The other generic kernels (dx, dc; fwd and ds at k = 1 or k > UNROLL_TAPS) keep the
-thread-per-output fwd/dx and the per-output ds/dc schedules with fixed thread counts
-(``threads_for`` of a symbolic extent) and predicated tails; dc then puts one warp across x.
-dx is not tiled: its stages 'dOp' and 'Sp' span the phase grid (``ops.ddf.dx_grid``, whose
-generic extents TVM cannot bound below: no max(., 1)), and for most (tile, stride) pairs
-TVM clips their windows to those symbolic extents whatever region is declared (checked with
-declared windows, 16 x 16, 32 x 8, 21 x 12 and 12 x 21 tiles at s = 1, 2: only 12 x 21 at
-s = 1 sized constantly; 16 x 16 at s = 3 did): not a rule a schedule can rely on.
+The other generic kernels (dc; dx at stride > 1; every kernel at k = 1 or k > UNROLL_TAPS, or
+where no tile fits or its stages would not be constant) keep the thread-per-output fwd/dx
+and the per-output ds/dc schedules with fixed thread counts (``threads_for`` of a symbolic
+extent) and predicated tails; dc then puts one warp across x.
 """
 from __future__ import annotations
 

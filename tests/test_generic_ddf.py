@@ -4,7 +4,8 @@ The DDF op declares ``SYMBOLIC``; the tests set the generic shape mode explicitl
 on CPU, not on CUDA; see ``dynfilter_tvm.dispatch``). Checked: forward and all three gradients through the torch op at
 several sizes against the float64 reference, with nothing built after the first size; static
 mode still builds per shape; the CUDA schedules build for sm_90 with device code and run on
-PoCL at several sizes from one lowering. The tiled generic CUDA kernels (fwd, ds: fixed tiles,
+PoCL at several sizes from one lowering. The tiled generic CUDA kernels (fwd, ds, dx at
+stride 1: fixed tiles,
 predicated tails) also at sizes smaller than one tile, not multiples of it and of several
 tiles, in float32 and float64 both ways, with negative controls (a dropped barrier, the grid
 one block short, the staged tile read shifted) and nvcc sm_90 / sm_80 builds without spills.
