@@ -21,8 +21,8 @@ float32: 4 x 4 tiles, per axis 17+18+18+9 = 62 input rows loaded over the tiles'
 = 1.25x the 52.4 MB minimum (the thread-per-output schedule's loads: 694 MB, 13.2x). dx: dO
 31.5 MB, S 8*9*62*62*4 B * 8 chunks = 8.9 MB, C 1.2 MB, dX 25.7 MB: 67.2 MB =
 1.28x. 2x256x200x300: 1.26x (fwd) and 1.30x (dx).
-Symbolic shapes (generic kernels), and tiles under MIN_TILE_THREADS pixels (huge k or
-dilation): one thread per output element over the fused (plane, y, x) loops, the k x k taps a
+Symbolic shapes where not tiled (see "Shape-generic kernels" below), and tiles under
+MIN_TILE_THREADS pixels (huge k or dilation): one thread per output element over the fused (plane, y, x) loops, the k x k taps a
 serial (unrolled for small k) loop around a register accumulator. The pad stages are inlined:
 their bounds checks are cheaper on a GPU than a padded copy in global memory.
 ds (static shapes, k <= UNROLL_TAPS): the forward's pixel tiles (``_tile(wl, "fwd", ...)``), a
@@ -38,7 +38,7 @@ once, X 31.5 MB (the fwd's 62 x 62 window rows and columns per 56 x 56 plane), C
 8*256*9*16 tiles*4 B = 1.2 MB, scratch 4*8*9*56*56*4 B = 3.6 MB stored and loaded, dS 0.9 MB:
 66.5 MB = 1.27x the 52.4 MB minimum (the thread-per-output schedule: 694 MB of loads, 13.2x);
 2x256x200x300 (494 tiles, one kernel): 1.14x.
-Symbolic shapes and k > UNROLL_TAPS (the sums would live in local memory): with few channels
+Generic ds at k = 1, and k > UNROLL_TAPS (the sums would live in local memory): with few channels
 (< 32) one thread per output loops over them; with more, 8 threads share each output (threads
 across channels, a shared-memory allreduce), 32 outputs along x per block.
 dc (static shapes, stride 1, k <= UNROLL_TAPS; ``_dc_streaming``), two kernels. The first: a block per
@@ -67,13 +67,53 @@ allreduce: warp shuffles, or shared memory when the width is not a power of two)
 Every schedule keeps its accumulators in registers ("local" scope) and writes the cast result
 ('out') from the thread that finished the sum.
 
-Shape-generic kernels (B, H, W symbolic) take the thread-per-output fwd/dx and the per-output
-ds/dc schedules with fixed thread counts (``threads_for`` of a symbolic extent) and predicated
-tails; dc then puts one warp across x.
+Shape-generic kernels (B, H, W symbolic; ``GENERIC_TILED``): fwd, ds (1 < k <= UNROLL_TAPS)
+and dx (also stride 1) take the tiled schedules above with a FIXED tile, the grid ceil-divided
+over the symbolic output (blockIdx.x tile columns, .y tile rows, .z planes: ``_bind_blocks``,
+no block index divided by a run-time extent) and the tail tiles predicated, so one build
+serves every batch and size. fwd: TILE x TILE pixels over its padded output (Hq x Wq,
+``ops.ddf``: rows in pairs, columns in 16s; the tile whenever _tile would not shrink it), S
+from its padded stage ('Spad', index checks) into registers, chunks of cc channels as the
+static one. dx: the first of GENERIC_DX_TILES (32 x 15, 16 x 15, 8 x 15) under
+TILE_SHARED_BYTES, chunks of cc channels as the static one. ds: 32 x 8 pixels
+(``_generic_ds_tile``: whole ROW_QUANTUM columns of its padded rows), one channel block (the
+block count is unknown, so no scratch split).
+The shared stages must have a constant size (codegen refuses a non-constant allocation, the
+trap that kept the first generic kernels per-output). TVM sizes a stage from the regions its
+readers and writers touch, and clips them to the staged buffer's symbolic extent unless it
+proves that the window fits or the clipped extent varies with the tile (then it takes its
+constant bound). ``_declare_read`` declares each pixel's whole tap window (affine in the
+pixel: y*s + u*d at d > 1 is not); the tiles fit provably (fwd: Wq a multiple of 16 >= 16;
+ds: rows of whole ROW_QUANTUM pixels) or through the tail predicate (rows; dx's columns at
+an odd tile width, 15: at 8, 12, 16 or 32 columns, a divisor or multiple of dx_grid's column
+quantum, TVM clips to a symbolic extent, and so it does at stride 2 for every tile tried).
+No rule covers all cases, so each generic tiled schedule is tried on a copy first and kept
+only if its stages compact to a constant size (``_if_constant``), else the per-output one.
+Estimate (``gpu_report.requested_bytes``' accounting, the static kernels' windows), 8x256x
+56x56 k3 float32: fwd as the static (16 x 16 tiles): 65.6 MB = 1.25x the 52.4 MB minimum.
+dx, 32 x 15 tiles (2 x 4 per plane), dO rows over the windows 33+25 = 58, columns
+16+17+17+12 = 62: dO 8*256*58*62*4 B = 29.5 MB, S 8*9*58*62*4 B * 8 chunks = 8.3 MB, C
+8*256*9*8*4 B = 0.6 MB, dX 25.7 MB: 64.0 MB = 1.22x (static 1.28x). ds, 14 tiles per plane
+(2 x 7), X windows of 33+25 = 58 rows and 9+10*5+9 = 68 columns, 8*256*58*68*4 B = 32.3 MB,
+dO 25.7 MB, C 8*256*9*14*4 B = 1.0 MB, dS 0.9 MB: 59.9 MB = 1.14x (the static: 1.27x, its 4
+channel blocks' scratch included). 2x256x200x300: fwd 1.26x, dx 1.25x, ds 1.18x (static
+1.26x, 1.30x, 1.14x). The per-output generic kernels requested 13.2x. But the generic ds
+launches one block per (b, head, tile): 112 at 8x256x56x56 (G = 1), under one per SM, where
+the static one splits channels to reach MIN_BLOCKS.
+The other generic kernels (dc; dx at stride > 1; every kernel at k = 1 or k > UNROLL_TAPS, or
+where no tile fits or its stages would not be constant) keep the thread-per-output fwd/dx
+and the per-output ds/dc schedules with fixed thread counts (``threads_for`` of a symbolic
+extent) and predicated tails; dc then puts one warp across x.
 """
 from __future__ import annotations
 
-from dynfilter_tvm.ops.ddf import out_size
+import re
+
+import tvm.s_tir as s_tir
+from tvm import tirx
+from tvm.s_tir.schedule import _ffi_api
+
+from dynfilter_tvm.ops.ddf import ROW_QUANTUM, _phase_taps, out_size
 
 from . import register
 from .common import MAX_THREADS, UNROLL_TAPS, after_compute_at, bind_flat, extent, register_acc, threads_for, unroll, unroll_taps
@@ -97,6 +137,9 @@ CHANNEL_CHUNK = 32  # channels of a head per block (the largest divisor of Cg up
 TILE_SHARED_BYTES = 24 * 1024  # shared memory per block the tiles may take (occupancy)
 MIN_BLOCKS = 264  # ds, dc: blocks to aim for (2 per SM of an H100 / H200)
 MIN_TILE_THREADS = 32  # smaller tiles (huge k or dilation): the thread-per-output schedule
+GENERIC_TILED = ("fwd", "ds", "dx")  # generic kernels that take the tiled schedules (see _declare_read)
+# generic dx (stride 1): tiles of an odd width (see the module docstring), largest first
+GENERIC_DX_TILES = ((32, 15), (16, 15), (8, 15))
 
 
 def _chunk(cg: int) -> int:
@@ -117,16 +160,40 @@ def _tile(wl, kernel: str, ho: int, wo: int):
         # dx: dO and the k x k planes of S on the zero-inserted grid, with the halo; C
         return ((k * k + 1) * (ty + halo) * (tx + halo) + k * k) * item
 
-    tx = min(wo, max(TILE, MAX_THREADS // ho))  # short images: wider tiles
-    ty = min(ho, MAX_THREADS // tx)
+    if isinstance(ho, int) and isinstance(wo, int):
+        tx = min(wo, max(TILE, MAX_THREADS // ho))  # short images: wider tiles
+        ty = min(ho, MAX_THREADS // tx)
+    elif kernel == "dx":  # generic dx: the first of its fixed tiles that fits (no shrinking)
+        return next((t for t in GENERIC_DX_TILES if shared(*t) <= TILE_SHARED_BYTES), None)
+    else:  # symbolic extents (generic kernels): a fixed tile, the grid's tails predicated
+        ty = tx = TILE
     while shared(ty, tx) > TILE_SHARED_BYTES and ty * tx >= MIN_TILE_THREADS:
         if ty >= tx:
             ty = (ty + 1) // 2
         else:
             tx = (tx + 1) // 2
-    if shared(ty, tx) > TILE_SHARED_BYTES or ty * tx < min(MIN_TILE_THREADS, ho * wo):
+    static = isinstance(ho, int) and isinstance(wo, int)
+    least = min(MIN_TILE_THREADS, ho * wo) if static else MIN_TILE_THREADS
+    if shared(ty, tx) > TILE_SHARED_BYTES or ty * tx < least:
         return None
     return ty, tx
+
+
+def _declare_read(sch, block, stage: str, box) -> None:
+    """Generic kernels: declare that ``block`` reads the staged buffer ``stage`` (its name, or
+    the name before TVM's scope suffix) over ``box(*iter_vars)``, a (begin, end) pair per
+    buffer axis. TVM sizes a stage from its readers' regions: where it cannot bring a read
+    index into one affine window (taps at dilation > 1: y*s + u*d, tiles of a height that does
+    not divide the padded rows), it bounds the window by the buffer's symbolic extent, a
+    shared array of non-constant size that codegen refuses. The declared box (each pixel's
+    whole tap window, a constant extent) makes the tile's window affine in the pixel, so the
+    stage gets the tile's fixed size; the tail tiles' loads stay predicated as before."""
+    obj = sch.get(block)
+    vars_ = [iv.var for iv in obj.iter_vars]
+    index = next(i for i, r in enumerate(obj.reads) if r.source.name.split("_")[0] == stage)
+    flat = [e for lo_hi in box(*vars_) for e in lo_hi]
+    # (the Python wrapper wants one range per block variable, not per buffer axis)
+    _ffi_api.ScheduleAnnotateBufferAccess(sch, block, index, 0, tirx.IndexMap(vars_, flat, None))
 
 
 def _cooperative(sch, block, loop, threads) -> None:
@@ -160,9 +227,8 @@ def _tiled(sch, wl, kernel: str, x_stage: str, s_stage):
     xo, xi = sch.split(x, [None, tx])
     co, ci = sch.split(c, [None, _chunk(extent(sch, c))])
     sch.reorder(b, g, co, yo, xo, yi, xi, ci, u, v)
-    blk = sch.fuse(b, g, co, yo, xo)
+    _bind_blocks(sch, wl, [b, g, co], yo, xo)
     thr = sch.fuse(yi, xi)
-    sch.bind(blk, "blockIdx.x")
     sch.bind(thr, "threadIdx.x")
     # shared scope before compute_at: the staged region then covers the whole tile
     xs = sch.get_sblock(x_stage)
@@ -173,6 +239,10 @@ def _tiled(sch, wl, kernel: str, x_stage: str, s_stage):
     if s_stage is None:
         sl = sch.cache_read(acc, 1, "local")
         sch.compute_at(sl, thr)
+    elif kernel == "fwd" and wl.p["k"] <= UNROLL_TAPS:  # the generic fwd's own S stage, in registers
+        sl = s_stage()
+        sch.set_scope(sl, 0, "local")
+        sch.compute_at(sl, thr)
     else:
         ss = s_stage()
         sch.set_scope(ss, 0, "shared")
@@ -181,6 +251,35 @@ def _tiled(sch, wl, kernel: str, x_stage: str, s_stage):
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, u)
     sch.reverse_compute_at(sch.get_sblock("out"), ci)
+    if wl.kind == "generic":
+        _declare_windows(sch, wl, kernel, acc, x_stage)
+
+
+def _declare_windows(sch, wl, kernel: str, acc, x_stage: str) -> None:
+    """Generic fwd, dx: declare each pixel's whole tap window as its read of the staged tiles
+    (``_declare_read``). fwd: X rows y*s .. y*s + (k-1)*d. dx (``ops.ddf.ddf_dx``): phase r of
+    hh reads dO and S at rows hh//s + ps + e - (q0(r) + j*d/g) for its taps j; the window is
+    that over every phase and tap, a superset of each pixel's reads (the tile's window then
+    spans the phases of its rows, as the static kernels' staged tiles do)."""
+    k, s, d = wl.p["k"], wl.p["s"], wl.p["d"]
+    if kernel == "fwd":
+        halo = (k - 1) * d
+        _declare_read(sch, acc, x_stage, lambda b, g, c, y, x, u, v: (
+            (b, b + 1), (g, g + 1), (c, c + 1), (y * s, y * s + halo + 1), (x * s, x * s + halo + 1)))
+        return
+    nj, _, dg, _, q0, _ = _phase_taps(k, s, d)
+    ps = (k - 1) // 2 * d // s
+    offs = [q0(r) + j * dg for r in range(s) for j in range(nj)]
+    e = max(0, max(offs) - ps)  # (as ddf_dx pads dO and S)
+
+    def window(t):
+        base = tirx.floordiv(t, s) + ps + e if s > 1 else t + ps + e
+        return base - max(offs), base - min(offs) + 1
+
+    _declare_read(sch, acc, "dOp", lambda b, g, c, hh, ww, j, i: (
+        (b, b + 1), (g, g + 1), (c, c + 1), window(hh), window(ww)))
+    _declare_read(sch, acc, "Sp", lambda b, g, c, hh, ww, j, i: (
+        (b, b + 1), (g, g + 1), (0, k), (0, k), window(hh), window(ww)))
 
 
 def _loops_under(sch, block, loop) -> list:
@@ -195,11 +294,29 @@ def _read_index(sch, block, buffer: str) -> int:
     return next(i for i, r in enumerate(sch.get(block).reads) if r.source.name == buffer)
 
 
+def _bind_blocks(sch, wl, planes, yo, xo) -> None:
+    """A block per (plane, tile row, tile column). Static kernels: one fused blockIdx.x.
+    Generic ones: blockIdx.x over the tile columns, .y over the tile rows, .z over the planes
+    (a grid of ceil-divided symbolic extents), so that no thread splits a block index by a
+    run-time extent (signed floor division and modulo by kernel arguments: registers, and
+    spills at sm_80)."""
+    if wl.kind != "generic":
+        sch.bind(sch.fuse(*planes, yo, xo), "blockIdx.x")
+        return
+    sch.bind(sch.fuse(*planes), "blockIdx.z")
+    sch.bind(yo, "blockIdx.y")
+    sch.bind(xo, "blockIdx.x")
+
+
 def _tiles_fit(sch, wl, kernel: str) -> bool:
-    if wl.kind == "generic":  # symbolic H, W: the tile arithmetic needs static extents
-        return False
     *_, y, x, _, _ = sch.get_loops(sch.get_sblock("acc"))
-    return _tile(wl, kernel, extent(sch, y), extent(sch, x)) is not None
+    tile = _tile(wl, kernel, extent(sch, y), extent(sch, x))
+    if wl.kind == "generic":  # a fixed tile (fwd: TILE x TILE, S in registers: taps unrolled)
+        # (k = 1: TVM's region analysis of the unit tap loops overflows int32; no halo to share)
+        fixed = tile is not None if kernel == "dx" else tile == (TILE, TILE)
+        return (kernel in GENERIC_TILED and 1 < wl.p["k"] <= UNROLL_TAPS and fixed
+                and (kernel != "dx" or wl.p["s"] == 1))
+    return tile is not None
 
 
 @register("ddf", "fwd", "cuda")
@@ -208,6 +325,17 @@ def fwd(sch, wl, target):
         sch.compute_inline(sch.get_sblock("Xpad"))
         if wl.kind == "generic":  # S's rows widened to whole CPU vectors: index checks here
             sch.compute_inline(sch.get_sblock("Spad"))
+        _thread_per_output(sch, wl)
+        return
+
+    if wl.kind == "generic":  # S's padded rows ('Spad') are the stage, built with index checks
+        def generic(sch_):
+            _tiled(sch_, wl, "fwd", "Xpad", lambda: sch_.get_sblock("Spad"))
+
+        if _if_constant(sch, generic):
+            return
+        sch.compute_inline(sch.get_sblock("Xpad"))
+        sch.compute_inline(sch.get_sblock("Spad"))
         _thread_per_output(sch, wl)
         return
 
@@ -226,7 +354,41 @@ def dx(sch, wl, target):
         _thread_per_output(sch, wl)
         return
     # The padded dO and S are staged tiles, built with index checks (no copies in global memory).
-    _tiled(sch, wl, "dx", "dOp", lambda: sch.get_sblock("Sp"))
+    def tiled(sch_):
+        _tiled(sch_, wl, "dx", "dOp", lambda: sch_.get_sblock("Sp"))
+
+    if wl.kind != "generic":
+        tiled(sch)
+    elif not _if_constant(sch, tiled):
+        sch.compute_inline(sch.get_sblock("dOp"))
+        sch.compute_inline(sch.get_sblock("Sp"))
+        _thread_per_output(sch, wl)
+
+
+def _if_constant(sch, apply) -> bool:
+    """Generic kernels: ``apply`` (a tiled schedule; False where it declines) to ``sch`` only if,
+    tried on a copy first, it schedules and its stages compact to a constant size
+    (``_constant_stages``); False (``sch`` untouched) otherwise, and the caller takes the
+    per-output schedule. TVM's sizing of a stage over symbolic extents depends on the tile,
+    stride and dilation in ways no simple rule captures (module docstring), so a generic
+    build checks it rather than risk a build that codegen refuses (one more scheduling and
+    four lowering passes: well under a second)."""
+    trial = s_tir.Schedule(sch.mod)
+    if apply(trial) is False or not _constant_stages(trial.mod):
+        return False
+    apply(sch)
+    return True
+
+
+def _constant_stages(mod) -> bool:
+    """Whether every shared / local stage of scheduled ``mod`` gets a constant size once TVM
+    compacts the buffers (the passes of its lowering that size them; read off the printed
+    allocations: this TVM's Python API has no statement visitor)."""
+    for name in ("LowerInitBlock", "PlanAndUpdateBufferAllocationLocation", "ConvertBlocksToOpaque",
+                 "CompactBufferAllocation", "LowerOpaqueBlock"):
+        mod = getattr(s_tir.transform, name)()(mod)
+    shapes = re.findall(r"T\.alloc_(?:shared|local)\(\(([^)]*)\)", mod.script())
+    return bool(shapes) and all(re.fullmatch(r"[\d\s,]*", shape) for shape in shapes)
 
 
 def _ds_channel_blocks(wl, tiles: int) -> int:
@@ -242,6 +404,19 @@ def _ds_channel_blocks(wl, tiles: int) -> int:
     return cg if cg // n == 2 else n
 
 
+def _generic_ds_tile(wl):
+    """The generic ds's fixed tile: ROW_QUANTUM columns (its rows of 'acc' are whole
+    ROW_QUANTUM pixels, so TVM proves that one tile's X window fits in the padded rows and
+    sizes the shared stage by the tile; a wider tile's would be bounded by the symbolic row)
+    x MAX_THREADS / ROW_QUANTUM rows; None where the X tile passes TILE_SHARED_BYTES."""
+    k, s, d = wl.p["k"], wl.p["s"], wl.p["d"]
+    tx = ROW_QUANTUM
+    ty = MAX_THREADS // tx
+    halo, item = (k - 1) * d, 8 if wl.dtype == "float64" else 4
+    shared = (((ty - 1) * s + halo + 1) * ((tx - 1) * s + halo + 1) + k * k) * item
+    return (ty, tx) if shared <= TILE_SHARED_BYTES else None
+
+
 def _ds_tiled(sch, wl) -> bool:
     """ds: acc(b, g, u, v, y, x; c), a block per (b, g, ty x tx pixel tile, channel block), a
     thread per pixel keeping its k x k tap sums in registers over the block's channels. Per
@@ -251,16 +426,20 @@ def _ds_tiled(sch, wl) -> bool:
     each stores its sums to a scratch (channel blocks, B, G, k, k, Ho, Wo) that a second
     kernel, a thread per output, adds up. False (nothing scheduled) where the taps are not
     unrolled (k > UNROLL_TAPS: the sums would live in local memory) or no tile fits."""
-    if wl.kind == "generic" or wl.p["k"] > UNROLL_TAPS:
+    generic = wl.kind == "generic"
+    if generic and not ("ds" in GENERIC_TILED and 1 < wl.p["k"] <= UNROLL_TAPS) or wl.p["k"] > UNROLL_TAPS:
         return False
     acc = sch.get_sblock("acc")
     b, g, u, v, y, x, c = sch.get_loops(acc)
     ho, wo = extent(sch, y), extent(sch, x)
-    tile = _tile(wl, "fwd", ho, wo)  # the forward's staged tiles
+    tile = _generic_ds_tile(wl) if generic else _tile(wl, "fwd", ho, wo)  # the forward's staged tiles
     if tile is None:
         return False
     ty, tx = tile
-    nb = _ds_channel_blocks(wl, -(-ho // ty) * -(-wo // tx))
+    if generic:  # dO's rows widened for the CPU vectors: an index check in the load
+        sch.compute_inline(sch.get_sblock("dOpad"))
+    # generic: the blocks' count is unknown (B, H, W symbolic), one channel block
+    nb = 1 if generic else _ds_channel_blocks(wl, -(-ho // ty) * -(-wo // tx))
     final = acc
     if nb > 1:
         cb, _ = sch.split(c, [nb, None])
@@ -270,7 +449,7 @@ def _ds_tiled(sch, wl) -> bool:
     xo, xi = sch.split(x, [None, tx])
     outer = [b, g, cb, yo, xo] if nb > 1 else [b, g, yo, xo]
     sch.reorder(*outer, yi, xi, c, u, v)
-    sch.bind(sch.fuse(*outer), "blockIdx.x")
+    _bind_blocks(sch, wl, outer[:-2], yo, xo)
     thr = sch.fuse(yi, xi)
     sch.bind(thr, "threadIdx.x")
     xs = sch.get_sblock("Xpad")
@@ -293,12 +472,16 @@ def _ds_tiled(sch, wl) -> bool:
         sums = sch.get_sblock("out")
         sch.reverse_compute_at(sums, thr)
     unroll(sch, *_loops_under(sch, sums, thr))  # constant register indices
+    if generic:  # each pixel's tap window of X (see _declare_read)
+        s, halo = wl.p["s"], (wl.p["k"] - 1) * wl.p["d"]
+        _declare_read(sch, acc, "Xpad", lambda b, g, u, v, y, x, c: (
+            (b, b + 1), (g, g + 1), (c, c + 1), (y * s, y * s + halo + 1), (x * s, x * s + halo + 1)))
     return True
 
 
 @register("ddf", "ds", "cuda")
 def ds(sch, wl, target):
-    if _ds_tiled(sch, wl):
+    if _if_constant(sch, lambda sch_: _ds_tiled(sch_, wl)) if wl.kind == "generic" else _ds_tiled(sch, wl):
         return
     sch.compute_inline(sch.get_sblock("Xpad"))
     if wl.kind == "generic":  # dO's rows widened for the CPU vectors: an index check here

@@ -4,9 +4,16 @@ The DDF op declares ``SYMBOLIC``; the tests set the generic shape mode explicitl
 on CPU, not on CUDA; see ``dynfilter_tvm.dispatch``). Checked: forward and all three gradients through the torch op at
 several sizes against the float64 reference, with nothing built after the first size; static
 mode still builds per shape; the CUDA schedules build for sm_90 with device code and run on
-PoCL at several sizes from one lowering.
+PoCL at several sizes from one lowering. The tiled generic CUDA kernels (fwd, ds, dx at
+stride 1: fixed tiles,
+predicated tails) also at sizes smaller than one tile, not multiples of it and of several
+tiles, in float32 and float64 both ways, with negative controls (a dropped barrier, the grid
+one block short, the staged tile read shifted) and nvcc sm_90 / sm_80 builds without spills.
 """
 from __future__ import annotations
+
+import re
+import shutil
 
 import pytest
 import torch
@@ -136,3 +143,151 @@ EMU_SIZES = [dict(B=1, H=1, W=1), dict(B=3, H=9, W=13), dict(B=1, H=5, W=70), di
 def test_cuda_generic_emulated(kernel, dtype, way):
     for p in CUDA_PARAMS:
         emulate.check_sizes(_generic_wl(kernel, *p, dtype), way, EMU_SIZES)
+
+
+# The tiled generic kernels (schedules/ddf_cuda.py GENERIC_TILED): fixed 16 x 16 pixel tiles,
+# the grid ceil-divided over the symbolic output, tails predicated. Sizes: smaller than one
+# tile, not multiples of it, several tiles each way, batch 1 and 3, odd sizes.
+TILED_PARAMS = [(8, 2, 3, 2, 1, "mul"), (64, 2, 3, 1, 2, "add"), (6, 3, 5, 2, 2, "mul"),
+                (4, 1, 7, 3, 1, "add"), (3, 3, 3, 1, 1, "mul")]
+TILED_SIZES = EMU_SIZES + [dict(B=1, H=37, W=53), dict(B=3, H=17, W=33), dict(B=1, H=32, W=16)]
+
+
+# dx is tiled at stride 1 only (schedules/ddf_cuda.py GENERIC_DX_TILES); k = 5 in float64 has
+# no tile under the shared-memory budget: the per-output schedule (checked as well)
+DX_TILED_PARAMS = [(8, 2, 3, 1, 1, "mul"), (64, 2, 3, 1, 2, "add"), (6, 3, 5, 1, 1, "mul"),
+                   (3, 3, 3, 1, 1, "add")]
+
+
+def _params(kernel):
+    return DX_TILED_PARAMS if kernel == "dx" else TILED_PARAMS
+
+
+def _expect_tiled(wl) -> bool:
+    from schedules import ddf_cuda
+
+    if wl.kernel != "dx":
+        return True
+    return wl.p["s"] == 1 and ddf_cuda._tile(wl, "dx", "H", "W") is not None
+
+
+def _tiled_kernels():
+    from schedules import ddf_cuda
+
+    return ddf_cuda.GENERIC_TILED
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_cuda_generic_tiled_builds(kernel):
+    """Every tiled generic kernel builds (its shared stages have a constant size: codegen
+    refuses anything else) with shared memory, i.e. the tiled schedule and not a fallback."""
+    from dynfilter_tvm.build import build
+    from dynfilter_tvm.target import cuda_target
+
+    if kernel not in _tiled_kernels():
+        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
+    for p in _params(kernel):
+        for dtype in ("float32", "float64"):
+            wl = _generic_wl(kernel, *p, dtype)
+            src = build(wl, cuda_target("sm_90")).mod.imports[0].inspect_source()
+            assert ("__shared__" in src) == _expect_tiled(wl), (kernel, p, dtype)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_cuda_generic_tiled_emulated(kernel, dtype, way):
+    if kernel not in _tiled_kernels():
+        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
+    for p in _params(kernel):
+        wl = _generic_wl(kernel, *p, dtype)
+        low = emulate.prepare(wl, way)  # one lowering serves every size
+        assert ("_shared" in low.source) == _expect_tiled(wl), (kernel, p)  # the staged tiles
+        for sizes in TILED_SIZES:
+            emulate.check(wl, way, sizes=sizes, lowered=low)
+
+
+# Negative controls on the tiled generic kernels: each mutation of one lowering must fail the
+# check at a size with tail tiles (37 x 53: a partial tile each way).
+CONTROL_SIZES = dict(B=1, H=37, W=53)
+BARRIER = "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);"
+
+
+def _control(kernel, mutate, match):
+    wl = _generic_wl(kernel, 8, 2, 3, 1, 1, "mul", "float32")
+    low = emulate.prepare(wl, "cuda")
+    emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low)  # unmutated: passes
+    with pytest.raises(emulate.CheckFailed, match=match):
+        emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low, mutate=mutate)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_control_generic_dropped_barrier(kernel):
+    """The barrier between staging a channel's tile and reading it (the second one) dropped."""
+    if kernel not in _tiled_kernels():
+        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
+
+    def mutate(low):
+        start, end = [m.span() for m in re.finditer(re.escape(BARRIER), low.source)][1]
+        low.source = low.source[:start] + low.source[end:]
+    _control(kernel, mutate, "NaN")
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_control_generic_grid_one_block_short(kernel):
+    """The symbolic grid (ceil-divided over the output) one block short: a tile unwritten."""
+    if kernel not in _tiled_kernels():
+        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
+
+    def mutate(low):
+        ln = low.launches[-1]
+        ln.grid = (ln.grid[0] - 1, *ln.grid[1:])
+    _control(kernel, mutate, "NaN")
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("kernel,stage", [("fwd", "Xpad"), ("ds", "Xpad"), ("dx", "dOp")])
+def test_control_generic_tile_shifted(kernel, stage):
+    """The staged input tile read one column to the right (the tile's halo misplaced)."""
+    def mutate(low):  # the reads only (a store starts its line)
+        low.source, n = re.subn(rf"(?<=[^\s])(\s*[*+(]\s*){stage}_shared_ptr\[", rf"\1{stage}_shared_ptr[1 + ",
+                                low.source)
+        assert n
+    _control(kernel, mutate, "relative error|NaN")
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_cuda_generic_tiled_nvcc_no_spills(kernel, arch):
+    """The tiled generic kernels' CUDA source compiles with nvcc (ptxas) without spills (k <= 5:
+    the ds's 49 tap sums at k = 7 spill a little, as the static ds's do at 8x256x56x56)."""
+    from dynfilter_tvm.build import build
+    from dynfilter_tvm.gpu_report import ptxas_resources
+    from dynfilter_tvm.target import cuda_target
+
+    if kernel not in _tiled_kernels():
+        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
+    for p, dtype in [(_params(kernel)[0], "float32"), (_params(kernel)[1], "float32"), (_params(kernel)[2], "float64")]:
+        src = build(_generic_wl(kernel, *p, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
+        res = ptxas_resources(src, arch)
+        assert res and all(r["spill"] == 0 for r in res.values()), (p, dtype, res)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_cuda_generic_tiled_half(kernel, dtype):
+    """The tiled generic kernels in float16 / bfloat16 (the ``cuda`` way: PoCL has no half
+    arithmetic, see ``emulate``), two sizes with tail tiles from one lowering."""
+    if kernel not in _tiled_kernels():
+        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
+    for p in _params(kernel)[:2]:
+        wl = _generic_wl(kernel, *p, dtype)
+        low = emulate.prepare(wl, "cuda")
+        assert "_shared" in low.source
+        for sizes in (dict(B=1, H=37, W=53), dict(B=3, H=17, W=33)):
+            emulate.check(wl, "cuda", sizes=sizes, lowered=low)
