@@ -21,6 +21,7 @@ import torch
 from dynfilter_tvm import cache, dispatch, emulate
 from dynfilter_tvm.ops import ddf as ddf_ops
 from dynfilter_tvm.workload import Workload
+from schedules import ddf_cuda
 from tests.ddf_cases import make_inputs
 
 SIZES = [(1, 56, 56), (3, 37, 53), (1, 57, 61), (3, 1, 1), (1, 2, 3)]  # (B, H, W); 2x3 at s=3: 1x1 output
@@ -171,21 +172,17 @@ def _expect_tiled(wl) -> bool:
     return wl.p["s"] == 1 and ddf_cuda._tile(wl, "dx", "H", "W") is not None
 
 
-def _tiled_kernels():
-    from schedules import ddf_cuda
-
-    return ddf_cuda.GENERIC_TILED
+# the kernels whose generic CUDA schedule is tiled (dc keeps its per-output one)
+TILED_KERNELS = [k for k in KERNELS if k in ddf_cuda.GENERIC_TILED]
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", TILED_KERNELS)
 def test_cuda_generic_tiled_builds(kernel):
     """Every tiled generic kernel builds (its shared stages have a constant size: codegen
     refuses anything else) with shared memory, i.e. the tiled schedule and not a fallback."""
     from dynfilter_tvm.build import build
     from dynfilter_tvm.target import cuda_target
 
-    if kernel not in _tiled_kernels():
-        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
     for p in _params(kernel):
         for dtype in ("float32", "float64"):
             wl = _generic_wl(kernel, *p, dtype)
@@ -196,10 +193,8 @@ def test_cuda_generic_tiled_builds(kernel):
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
 @pytest.mark.parametrize("way", emulate.WAYS)
 @pytest.mark.parametrize("dtype", emulate.DTYPES)
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", TILED_KERNELS)
 def test_cuda_generic_tiled_emulated(kernel, dtype, way):
-    if kernel not in _tiled_kernels():
-        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
     for p in _params(kernel):
         wl = _generic_wl(kernel, *p, dtype)
         low = emulate.prepare(wl, way)  # one lowering serves every size
@@ -223,11 +218,9 @@ def _control(kernel, mutate, match):
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", TILED_KERNELS)
 def test_control_generic_dropped_barrier(kernel):
     """The barrier between staging a channel's tile and reading it (the second one) dropped."""
-    if kernel not in _tiled_kernels():
-        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
 
     def mutate(low):
         start, end = [m.span() for m in re.finditer(re.escape(BARRIER), low.source)][1]
@@ -236,11 +229,9 @@ def test_control_generic_dropped_barrier(kernel):
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", TILED_KERNELS)
 def test_control_generic_grid_one_block_short(kernel):
     """The symbolic grid (ceil-divided over the output) one block short: a tile unwritten."""
-    if kernel not in _tiled_kernels():
-        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
 
     def mutate(low):
         ln = low.launches[-1]
@@ -269,8 +260,6 @@ def test_cuda_generic_tiled_nvcc_no_spills(kernel, arch):
     from dynfilter_tvm.gpu_report import ptxas_resources
     from dynfilter_tvm.target import cuda_target
 
-    if kernel not in _tiled_kernels():
-        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
     for p, dtype in [(_params(kernel)[0], "float32"), (_params(kernel)[1], "float32"), (_params(kernel)[2], "float64")]:
         src = build(_generic_wl(kernel, *p, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
         res = ptxas_resources(src, arch)
@@ -283,8 +272,6 @@ def test_cuda_generic_tiled_nvcc_no_spills(kernel, arch):
 def test_cuda_generic_tiled_half(kernel, dtype):
     """The tiled generic kernels in float16 / bfloat16 (the ``cuda`` way: PoCL has no half
     arithmetic, see ``emulate``), two sizes with tail tiles from one lowering."""
-    if kernel not in _tiled_kernels():
-        pytest.skip(f"generic ddf.{kernel} keeps its per-output schedule")
     for p in _params(kernel)[:2]:
         wl = _generic_wl(kernel, *p, dtype)
         low = emulate.prepare(wl, "cuda")
