@@ -19,7 +19,12 @@ rows next to the loop that reads them (ds: per output row, all channels; dc: per
 the padded copies and the stores of the real row ('out'; dc's sum over x) keep a predicated
 tail, which ``split_tail`` cuts off the whole tiles (vectors); the vector tiles are declared
 whole (``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
-local tile, its plane-wide buffer having a symbolic size).
+local tile, its plane-wide buffer having a symbolic size). The padded copies' interiors are
+plain row loops, vectorised by LLVM (:func:`_pad_copy`); fwd stores its tiles in half-vector
+pieces cut at the row's end (:func:`_row_tile_out`). Found in the generic builds' profiles
+(perf, against the static ones): TVM's vectorizer leaves every predicated tile scalar, and
+at 14 px rows the stores of the last tile were 37% of the generic fwd's time, the padded
+copies' tails 10%.
 """
 from __future__ import annotations
 
@@ -60,7 +65,13 @@ def fwd(sch, wl, target):
     a loop: unrolled, each (channel, X row) pair needs its own pointer (the row stride is
     symbolic, no immediate offset), 4 x 8 at k = 7, which spilled (generic/static 1.62 -> 1.44
     at k = 7, 1.74 -> 1.52 at 14 px, thread time). The padded input is a zero fill plus a copy
-    of the interior (:func:`_pad_copy`).
+    of the interior (:func:`_pad_copy`). The generic S ('Spad', built once per call) is laid
+    out tile-major, (row, 16-pixel tile, u, v, lane): a tile's k x k tap vectors then lie at
+    constant offsets from one pointer per row, where the plain layout's symbolic plane
+    strides cost 3 integer instructions per S load in the tap loop (int32 index arithmetic,
+    sign-extended, offsets reloaded from the stack). 'out' stores a tile in half vectors
+    (:func:`_row_tile_out`). Generic / static, 1 thread, kernels alone: 1.48 / 1.33 / 1.49
+    -> 1.37 / 1.15 / 1.09 at 56, 28, 14 px k3 (RESULTS.md, "DDF CPU generic row ends").
     """
     lanes = vector_lanes(wl.dtype)
     wide = _fwd_lanes(wl.dtype, target)
