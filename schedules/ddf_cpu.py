@@ -71,7 +71,8 @@ def fwd(sch, wl, target):
     strides cost 3 integer instructions per S load in the tap loop (int32 index arithmetic,
     sign-extended, offsets reloaded from the stack). 'out' stores a tile in half vectors
     (:func:`_row_tile_out`). Generic / static, 1 thread, kernels alone: 1.48 / 1.33 / 1.49
-    -> 1.37 / 1.15 / 1.09 at 56, 28, 14 px k3 (RESULTS.md, "DDF CPU generic row ends").
+    / 1.34 -> 1.35 / 1.12 / 1.08 / 0.98 at 56, 28, 14 px k3 and 56 px k7 (RESULTS.md, "DDF
+    CPU generic row ends").
     """
     lanes = vector_lanes(wl.dtype)
     wide = _fwd_lanes(wl.dtype, target)
