@@ -19,7 +19,12 @@ rows next to the loop that reads them (ds: per output row, all channels; dc: per
 the padded copies and the stores of the real row ('out'; dc's sum over x) keep a predicated
 tail, which ``split_tail`` cuts off the whole tiles (vectors); the vector tiles are declared
 whole (``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
-local tile, its plane-wide buffer having a symbolic size).
+local tile, its plane-wide buffer having a symbolic size). The padded copies' interiors are
+plain row loops, vectorised by LLVM (:func:`_pad_copy`); fwd stores its tiles in half-vector
+pieces cut at the row's end (:func:`_row_tile_out`). Found in the generic builds' profiles
+(perf, against the static ones): TVM's vectorizer leaves every predicated tile scalar, and
+at 14 px rows the stores of the last tile were 37% of the generic fwd's time, the padded
+copies' tails 10%.
 """
 from __future__ import annotations
 
@@ -60,24 +65,31 @@ def fwd(sch, wl, target):
     a loop: unrolled, each (channel, X row) pair needs its own pointer (the row stride is
     symbolic, no immediate offset), 4 x 8 at k = 7, which spilled (generic/static 1.62 -> 1.44
     at k = 7, 1.74 -> 1.52 at 14 px, thread time). The padded input is a zero fill plus a copy
-    of the interior (:func:`_pad_copy`).
+    of the interior (:func:`_pad_copy`). The generic S ('Spad', built once per call) is laid
+    out tile-major, (row, 16-pixel tile, u, v, lane): a tile's k x k tap vectors then lie at
+    constant offsets from one pointer per row, where the plain layout's symbolic plane
+    strides cost 3 integer instructions per S load in the tap loop (int32 index arithmetic,
+    sign-extended, offsets reloaded from the stack). 'out' stores a tile in half vectors
+    (:func:`_row_tile_out`). Generic / static, 1 thread, kernels alone: 1.48 / 1.33 / 1.49
+    / 1.34 -> 1.35 / 1.12 / 1.08 / 0.98 at 56, 28, 14 px k3 and 56 px k7 (RESULTS.md, "DDF
+    CPU generic row ends").
     """
     lanes = vector_lanes(wl.dtype)
     wide = _fwd_lanes(wl.dtype, target)
     cg = wl.p["C"] // wl.p["G"]
     ct = next(t for t in (FWD_CHANNELS, 2, 1) if cg % t == 0)
     xt = max(1, acc_registers(target) // (2 * ct))
-    if wl.kind == "generic":  # S zero-padded to whole vectors and row pairs, once per call
-        spad = sch.get_sblock("Spad")
-        sch.parallel(sch.fuse(*sch.get_loops(spad)[:4]))
-        split_tail(sch, vectorize_inner(sch, spad, wide))
+    if wl.kind == "generic":  # S zero-padded to whole vectors and row pairs, once per call,
+        # laid out tile-major: a tile's k x k tap vectors at constant offsets (see docstring)
+        sch.transform_layout(sch.get_sblock("Spad"), ("write", 0),
+                             lambda b, g, u, v, y, x: (b, g, y, x // wide, u, v, x % wide))
+        _call_copy(sch, wl, "Spad", wide)
     acc = sch.get_sblock("acc")
     b, g, c, y, x, u, v = sch.get_loops(acc)
     co, ci = sch.split(c, [None, ct])
     plane = sch.fuse(b, g, co)
     sch.parallel(plane)
-    # generic rows: the copy in short vectors, so that its scalar tail is short (< 4 pixels)
-    _pad_copy(sch, "Xpad", plane, wide, _copy_lanes(wl, wide))
+    _pad_copy(sch, "Xpad", plane, wide, wl.kind == "generic")
     if wl.kind == "generic":
         yo, ym = sch.split(y, [None, FWD_ROWS])
         xo, xi = sch.split(x, [None, wide])
@@ -85,7 +97,9 @@ def fwd(sch, wl, target):
         sch.vectorize(xi)
         unroll_taps(sch, wl, v)
         unroll(sch, ci, ym)
-        _row_tile_out(sch, acc, u, xo, wide)
+        # (float64: with pieces of 8 doubles, the last W mod 4 pixels of rows with W mod 16
+        # < 8 came out wrong (predicated tail piece, not analysed): whole tiles as before)
+        _row_tile_out(sch, acc, u, xo, wide, 0 if wl.dtype == "float64" else wide // 2)
         return
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
 
@@ -145,13 +159,17 @@ def _segments(w: int, lanes: int):
     return segs
 
 
-def _pad_copy(sch, name: str, at, lanes: int, copy_lanes: int) -> None:
+def _pad_copy(sch, name: str, at, lanes: int, generic: bool) -> None:
     """A padded copy next to the loop ``at`` that reads it, as a zero fill and a copy of the
     interior (``decompose_padding``): one copy with the bounds test per element has a
     predicate per lane, which TVM's vectorizer leaves scalar (about 10 instructions an
-    element, as much as the k = 3 forward's taps). ``copy_lanes``: the interior's vectors
-    (generic rows: short ones, so that the scalar tail of each row is short). A copy without
-    padding (k = 1) stays one plain copy."""
+    element, as much as the k = 3 forward's taps). A copy without padding (k = 1) stays one
+    plain copy. ``generic`` (symbolic rows): the interior is left a plain loop over each row
+    (decompose_padding gives it the row's exact bounds, no predicate), which LLVM's loop
+    vectorizer takes, whole AVX-512 vectors and its own remainder. TVM's vectorizer, over
+    a symbolic row, ends each row in a predicated tile, which it leaves scalar (TVM emits
+    no masked stores): with 4-lane vectors (a scalar tail of up to 3), the copy was 16% of
+    the generic fwd's time at 56 px rows, its tail alone 10% at 14 px (perf, k = 3)."""
     blk = sch.get_sblock(name)
     sch.compute_at(blk, at)
     loops = sch.get_loops(blk)
@@ -164,22 +182,33 @@ def _pad_copy(sch, name: str, at, lanes: int, copy_lanes: int) -> None:
         split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
         return
     split_tail(sch, vectorize_inner(sch, fill, lanes, under=at))
-    split_tail(sch, vectorize_inner(sch, blk, copy_lanes, under=at))
+    if not generic:
+        split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
 
 
-def _copy_lanes(wl, lanes: int) -> int:
-    """Vector width of a padded copy's interior: generic rows end in a scalar tail (symbolic
-    length), kept under 4 pixels by 4-lane vectors."""
-    return 4 if wl.kind == "generic" else lanes
-
-
-def _row_tile_out(sch, acc, init_at, xo, lanes: int) -> None:
+def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
     """fwd / dx (stride 1) over a symbolic row: the accumulator tile initialised at
-    ``init_at``, 'out' stored per vector tile ``xo`` (declared whole vectors), the row's last
-    tile cut off."""
+    ``init_at``, 'out' stored per vector tile ``xo``. Without ``piece``: the tile declared
+    whole vectors (``tile_regions``) and the row's last tile cut off (``split_tail``); its
+    stores, predicated, run scalar (TVM emits no masked stores).
+
+    ``piece`` (fwd): 'out' stores each tile in ``piece``-lane vectors, the loop over them
+    cut (LoopPartition) at the row's end in every tile: whole pieces, then at most one
+    predicated (scalar) piece, so a row's scalar tail is under ``piece`` pixels instead of
+    under ``lanes`` (16 of 14 px rows ran scalar: 37% of the generic fwd's time at 14 px,
+    perf). The tile is laid out (tile, lane) instead of declared whole: 'out''s region over
+    the pieces is then one tile (declared regions over split loops made TVM's buffer
+    compaction overflow int32). Two half stores per whole vector cost little at 56 px."""
+    if piece:
+        sch.transform_layout(acc, ("write", 0), lambda b, g, c, y, x: (b, g, c, y, x // lanes, x % lanes))
     _init_tile(sch, acc, init_at)
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
+    if piece:
+        pieces, inner = sch.split(sch.get_loops(out)[-1], [None, piece])
+        sch.vectorize(inner)
+        sch.annotate(pieces, "pragma_loop_partition_hint", 1)
+        return
     vectorize_under(sch, out, xo)
     tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), lanes)
     split_tail(sch, xo)
@@ -195,6 +224,25 @@ def _init_tile(sch, blk, loop, vector: bool = True) -> None:
     if vector:
         sch.vectorize(inner)
     unroll(sch, *tile)
+
+
+def _call_copy(sch, wl, name: str, lanes: int, partition: bool = True, plain: bool = False) -> None:
+    """A padded copy of S built once per call, parallel over its planes (batch x head x
+    taps), rows in ``lanes``-wide vectors (``partition``: the whole ones cut off the tail,
+    ``split_tail``). ``plain`` (generic builds): a zero fill and the interior left plain
+    rows, as :func:`_pad_copy` (dx: its per-pixel predicated copy of S ran scalar in the
+    tail tile; generic/static dx 1.34 -> 1.25 at 56 px, 1.56 -> 1.51 at 14 px; dc's S
+    went the other way, 1.29 -> 1.50 at 56 px, and keeps the one predicated pass)."""
+    blk = sch.get_sblock(name)
+    sch.parallel(sch.fuse(*sch.get_loops(blk)[:4]))
+    if plain and wl.kind == "generic":
+        try:
+            blk = sch.decompose_padding(blk, sch.get_loops(blk)[1])  # blk: the fill now
+        except s_tir.ScheduleError:  # no padding
+            pass
+    row = vectorize_inner(sch, blk, lanes)
+    if partition:
+        split_tail(sch, row)
 
 
 def _copy_partition_ok(wl, strided: bool = True) -> bool:
@@ -219,11 +267,7 @@ def dx(sch, wl, target):
     interleaves the s x s phases of s rows into dX."""
     lanes, s = vector_lanes(wl.dtype), wl.p["s"]
     # The padded spatial filter is shared by every channel of a head: build it once.
-    sp = sch.get_sblock("Sp")
-    sch.parallel(sch.fuse(*sch.get_loops(sp)[:4]))
-    sp_row = vectorize_inner(sch, sp, lanes)
-    if _copy_partition_ok(wl, strided=False):
-        split_tail(sch, sp_row)
+    _call_copy(sch, wl, "Sp", lanes, _copy_partition_ok(wl, strided=False), plain=True)
     if s == 1:  # as fwd: the ct channels of a tile share S's loads
         ct = next(t for t in (FWD_CHANNELS, 2, 1) if (wl.p["C"] // wl.p["G"]) % t == 0)
         acc = sch.get_sblock("acc")
@@ -279,7 +323,7 @@ def dx(sch, wl, target):
 def _dx_pad_copy(sch, wl, plane):
     """dx: the plane's padded dO next to the loop that reads it."""
     lanes = vector_lanes(wl.dtype)
-    _pad_copy(sch, "dOp", plane, lanes, _copy_lanes(wl, lanes))
+    _pad_copy(sch, "dOp", plane, lanes, wl.kind == "generic")
 
 
 @register("ddf", "ds", "cpu")
@@ -314,9 +358,12 @@ def ds(sch, wl, target):
 def dc(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
     if wl.kind == "generic" and wl.p["combine"] == "mul":  # S's rows widened, once per call
-        spad = sch.get_sblock("Spad")
-        sch.parallel(sch.fuse(*sch.get_loops(spad)[:4]))
-        split_tail(sch, vectorize_inner(sch, spad, lanes))
+        # laid out tile-major as fwd's: per (tile, row) the k x k tap vectors at constant
+        # offsets (the plain layout kept a pointer per tap, reloaded from the stack per row;
+        # generic / static 1.29 -> 1.14 at 56 px k3, 1.09 -> 0.87 at k7, same run)
+        sch.transform_layout(sch.get_sblock("Spad"), ("write", 0),
+                             lambda b, g, u, v, y, x: (b, g, y, x // lanes, u, v, x % lanes))
+        _call_copy(sch, wl, "Spad", lanes)
     cols = sch.get_sblock("acc_cols")
     b, g, c, u, v, x, y = sch.get_loops(cols)
     plane = sch.fuse(b, g, c)
@@ -337,7 +384,7 @@ def dc(sch, wl, target):
     vectorize_inner(sch, init, lanes)
     sch.reverse_compute_at(sch.get_sblock("acc"), plane)
     sch.reverse_compute_at(sch.get_sblock("out"), plane)
-    _pad_copy(sch, "Xpad", plane, lanes, _copy_lanes(wl, lanes))
+    _pad_copy(sch, "Xpad", plane, lanes, wl.kind == "generic")
     if wl.kind == "generic":
-        _pad_copy(sch, "dOpad", plane, lanes, _copy_lanes(wl, lanes))
+        _pad_copy(sch, "dOpad", plane, lanes, True)
     split_tail(sch, xo)
