@@ -252,7 +252,7 @@ def test_control_generic_tile_shifted(kernel, stage):
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", TILED_KERNELS)
 def test_cuda_generic_tiled_nvcc_no_spills(kernel, arch):
     """The tiled generic kernels' CUDA source compiles with nvcc (ptxas) without spills (k <= 5:
     the ds's 49 tap sums at k = 7 spill a little, as the static ds's do at 8x256x56x56)."""
@@ -268,7 +268,7 @@ def test_cuda_generic_tiled_nvcc_no_spills(kernel, arch):
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
 @pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", TILED_KERNELS)
 def test_cuda_generic_tiled_half(kernel, dtype):
     """The tiled generic kernels in float16 / bfloat16 (the ``cuda`` way: PoCL has no half
     arithmetic, see ``emulate``), two sizes with tail tiles from one lowering."""
