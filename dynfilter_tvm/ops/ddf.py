@@ -43,12 +43,11 @@ from .common import acc_dtype, cast_out, dim, out_size, zero_pad
 
 COMBINES = ("mul", "add")
 MAX_KERNEL_SIZE = 31
-# Every kernel builds once for any batch and size with these symbolic (tests/test_generic_ddf.py).
-# Bundles written without --input use them; JIT calls only in the generic shape mode, since the
-# generic CPU kernels are still slower than the static ones (1 thread, kernels alone,
-# benchmarks/bench_ddf_kernels.py --thread-time: fwd 1.4-1.6x, dx 1.4-1.7x, ds 0.8-1.1x,
-# dc 0.75-1.4x, the static fwd/dx having gained register tiles the symbolic rows only partly
-# take; RESULTS.md "DDF CPU register tiles").
+# Every kernel builds once for any batch and size with these symbolic (tests/test_generic_ddf.py):
+# what CPU calls use by default (dispatch.DEFAULT_MODES) and bundles written without --input
+# hold. Generic / static time, 1 thread, kernels alone (benchmarks/bench_ddf_kernels.py
+# --thread-time; RESULTS.md "DDF CPU generic row ends"): fwd 0.98-1.35x, dx 1.31-1.55x,
+# ds 0.82-1.12x, dc 0.65-1.18x.
 SYMBOLIC = ("B", "H", "W")
 # Generic kernels (and dx at any stride > 1) compute each row of 'acc' padded to whole
 # ROW_QUANTUM pixels (a whole number of float32 / float64 CPU vectors), the inputs read past the
