@@ -22,10 +22,14 @@ which the bridge sets on CUDA while torch.backends.cudnn.allow_tf32 is True; sm_
 O % 16 = Wo % 16 = 0 and C % K = 0, K = 8 channels in TF32, 16 in the half types): the same
 GEMM with M = output channels, N = pixels, K = C*k^2 taken K channels of one tap at a time. A
 block owns one output row's 16*wx*xm pixels x 16*wo channels (4 x 8 warps of one 16 x 16
-tile each: 64 channels x 128 pixels); per chunk (K channels, tap row i) the block stages xk
-laid out (j, x, c) in the input's type (the compute rounds K*X to the half types:
-``dynfilter_tvm.ops.pac.conv``) and Wt laid out (j, o, c) (K innermost: rows for ldmatrix),
-then per tap j each warp loads its A and B fragments with ldmatrix.x4 and issues two mma.sync
+tile each: 64 channels x 128 pixels); per chunk (tap row i, then K channels) the block
+stages the chunk's source window (K channels x one grid row, the tile's width plus the halo:
+padding and zero insertion decided once per element here), then builds xk from it (a thread
+per (tap j, pixel): its K word loaded once for the K channels, no bounds check, the K results
+contiguous) laid out (j, x, c) in the input's type (the compute rounds K*X to the half types:
+``dynfilter_tvm.ops.pac.conv``), and Wt laid out (j, o, c) (K innermost: rows for ldmatrix; a
+thread per (o, c) reading its k contiguous taps), then per tap j each warp loads its A and B
+fragments with ldmatrix.x4 and issues two mma.sync
 (m16n8k8 TF32, or m16n8k16 f16/bf16; float32 accumulators in registers), all through TVM's
 tensorize with this module's intrinsics. Results go through shared memory (n, y, o, x) to
 coalesced stores (the half types cast in the fragment store, so their staging is 16-bit too).
@@ -438,57 +442,78 @@ def mma_shared_bytes(wl, wo: int, wx: int, xm: int) -> int:
 
 def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     """A block per (n, output row y, 16*wx*xm pixels, 16*wo output channels), a warp per xm
-    16 x 16 (channels x pixels) tiles of it. Per chunk (K = 8e input channels, tap row i) the
-    block stages xk (K x k taps x the row's pixels, laid out (j, x, c): B rows K-contiguous;
-    in the input's type) and Wt (laid out (j, o, c)); per tap j each warp loads its A and B
-    fragments with ldmatrix and issues two mma.sync; the accumulators go through shared
-    memory (n, y, o, x) to coalesced stores."""
+    16 x 16 (channels x pixels) tiles of it. Per chunk (tap row i, then K = 8e input channels)
+    the block stages the source window (K channels x one grid row: the only bounds checks),
+    builds xk from it (K x k taps x the row's pixels, laid out (j, x, c): B rows K-contiguous;
+    in the input's type; a thread per (tap, pixel) over the K channels: one K load, vector
+    stores) and stages Wt (laid out (j, o, c), a thread per (o, c)); per tap j each warp loads
+    its A and B fragments with ldmatrix and issues two mma.sync; the accumulators go through
+    shared memory (n, y, o, x) to coalesced stores. Tap rows outside the channel chunks keep
+    the window one row: the k-row window of a channel-outer order would pass 48 KB of static
+    shared memory next to xk, Wt and the result staging (TF32 k5: 21 KB + 20 + 10 + 32)."""
     _register_mma_intrinsics(wl.dtype)
     load_a, load_b, mma = _intrin_names(wl.dtype)
     e = MMA_DTYPES[wl.dtype][1]
     kc = 8 * e
-    for name in _modulated_stages(wl)[:-1]:
-        sch.compute_inline(sch.get_sblock(name))
+    if wl.p["a"]:  # Kz (the adjoint's kernel on the source grid): read once per (tap, pixel)
+        sch.compute_inline(sch.get_sblock("Kz"))
     acc = sch.get_sblock("acc")
     n, o, y, x, c, i, j = sch.get_loops(acc)
     warps = wo * wx
     ob, ow, ot = sch.split(o, [None, wo, 16])
     xb, xw, xi, xt = sch.split(x, [None, wx, xm, 16])
     co, ct = sch.split(c, [None, kc])
-    sch.reorder(n, ob, y, xb, ow, xw, co, i, j, xi, ot, xt, ct)
+    # tap rows outside the channel chunks: a chunk's source window is one row (the shared
+    # memory of the 5-row window would pass 48 KB next to xk, Wt and the result staging)
+    sch.reorder(n, ob, y, xb, ow, xw, i, co, j, xi, ot, xt, ct)
     outer = sch.blockize(ot)
     blk = sch.fuse(n, ob, y, xb)
     sch.bind(blk, "blockIdx.x")
     thr = sch.fuse(ow, xw)
     sch.bind(thr, "threadIdx.y")
 
-    def stage(block, loop):  # cooperative: every thread of the block, threadIdx.x fastest
-        sch.compute_at(block, loop)
-        loops = sch.get_loops(block)
-        at = next(k for k, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
-        inner = loops[at + 1:]
-        if len(inner) == 3:  # xk's (c, j, x): taps outermost, so a thread's c and x stay fixed
-            sch.reorder(inner[1], inner[0])  # (no div/mod by k per element: fewer registers)
-            inner = sch.get_loops(block)[at + 1:]
-        fused = sch.fuse(*inner)
-        _, ty, tx = sch.split(fused, [None, warps, 32])
+    def spread(loops):  # over every thread of the block, threadIdx.x fastest
+        _, ty, tx = sch.split(sch.fuse(*loops) if len(loops) > 1 else loops[0], [None, warps, 32])
         sch.bind(ty, "threadIdx.y")
         sch.bind(tx, "threadIdx.x")
 
+    def inner_loops(block, loop):
+        loops = sch.get_loops(block)
+        at = next(k for k, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
+        return loops[at + 1:]  # compute_at makes none for unit extents
+
+    # xk = K * window: a thread per (tap j, pixel x) over the chunk's K channels, so that its
+    # K word is loaded once for all K channels and its K results are contiguous (layout (j, x,
+    # c): vector stores); the window (below) leaves no bounds check here
     xk = sch.get_sblock("xk")
     sch.set_scope(xk, 0, "shared")
-    stage(xk, i)
+    sch.compute_at(xk, co)
     sch.transform_layout(xk, ("write", 0), lambda n_, c_, i_, j_, y_, x_: (n_, i_, j_, y_, x_, c_))
+    xc, *xjx = inner_loops(xk, co)  # (c, j, x); j is gone where k = 1
+    sch.reorder(*xjx, xc)
+    spread(xjx)
+    sch.unroll(xc)
+    # the source window of the chunk: K channels x one grid row (the tile's width plus the
+    # halo), padding and zero insertion decided once per element here, not once per tap
+    sz = sch.get_sblock("Sz")
+    sch.set_scope(sz, 0, "shared")
+    sch.compute_at(sz, co)
+    spread(inner_loops(sz, co))
+    # the Wt chunk laid out (j, o, c) (rows of K channels for ldmatrix): a thread per (o, c)
+    # reads its k taps of the row, contiguous in Wt (no division by k per element)
     wt = sch.cache_read(outer, 0, "shared")
-    stage(wt, i)
+    sch.compute_at(wt, co)
     sch.transform_layout(wt, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, o_, c_))
+    wo_, wc, *wj = inner_loops(wt, co)  # (o, c, j)
+    spread([wo_, wc])
+    unroll(sch, *wj)
     a_w = sch.cache_read(outer, 0, "warp")
     b_w = sch.cache_read(outer, 1, "warp")
     sch.compute_at(a_w, j)
     sch.compute_at(b_w, j)
     c_w = sch.cache_write(outer, 0, "warp")
     sch.reverse_compute_at(c_w, thr)
-    sch.decompose_reduction(outer, co)
+    sch.decompose_reduction(outer, i)
     sch.transform_layout(a_w, ("write", 0), lambda i_, j_, o_, c_: (
         i_, j_, o_ // 16, c_ // kc, *_frag_a(o_ % 16, c_ % kc, e)))
     sch.transform_layout(b_w, ("write", 0), lambda n_, i_, j_, y_, x_, c_: (

@@ -277,6 +277,19 @@ def test_tensor_core_tf32(name, dtype):
         assert 1e-5 < err <= emulate.TF32_TOLERANCE  # TF32 rounding is visible, and bounded
 
 
+@pytest.mark.parametrize("dtype", ("float32",) + emulate.HALF_DTYPES)
+def test_control_short_window(dtype):
+    """The tensor-core conv with its source-window copy (one grid row of a chunk's channels,
+    the only bounds checks) one round of the block short: xk is then built from part of a
+    window left unstaged (poisoned, or the previous chunk's weights sharing that space)."""
+    def mutate(low):
+        low.source, n = re.subn(r"\b(ax0_ax1_fused_0 < )(\d+);", lambda m: f"{m[1]}{int(m[2]) - 1};",
+                                low.source, count=1)
+        assert n == 1
+    cases = TF32_CASES if dtype == "float32" else HALF_CASES
+    _fails(Workload.make("pac", "conv", cases["plain"], dtype), "cuda", mutate=mutate, match="NaN|relative error")
+
+
 def test_tensor_core_two_tiles_per_warp(monkeypatch):
     """Warps of two 16-pixel tiles sharing their A fragment (MMA_TILES_X = 2: 1 x 4 warps over
     a 128-pixel row), a layout the shipped constants leave unused (registers: one tile per warp
