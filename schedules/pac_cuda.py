@@ -21,8 +21,8 @@ conv on tensor cores (float16 and bfloat16 always; float32 with the workload fla
 which the bridge sets on CUDA while torch.backends.cudnn.allow_tf32 is True; sm_80+, static,
 O % 16 = Wo % 16 = 0 and C % K = 0, K = 8 channels in TF32, 16 in the half types): the same
 GEMM with M = output channels, N = pixels, K = C*k^2 taken K channels of one tap at a time. A
-block owns one output row's 16*wx*xm pixels x 16*wo channels (4 x 8 warps of one 16 x 16
-tile each: 64 channels x 128 pixels); per chunk (tap row i, then K channels) the block
+block owns one output row's 16*wx*xm pixels x 16*wo channels (4 x 4 warps of two 16 x 16
+tiles each: 64 channels x 128 pixels); per chunk (tap row i, then K channels) the block
 stages the chunk's source window (K channels x one grid row, the tile's width plus the halo:
 padding and zero insertion decided once per element here), then builds xk from it (a thread
 per (tap j, pixel): its K word loaded once for the K channels, no bounds check, the K results
@@ -36,17 +36,12 @@ coalesced stores (the half types cast in the fragment store, so their staging is
 TF32 rounds operands to 10-bit mantissas in the hardware: a schedule choice the workload
 carries, so it has its own cache entries. Where the chunks would pass 48 KB of static shared
 memory (``mma_shared_bytes``: k >= 9 at 128-pixel rows) the block takes fewer warps along x.
-8x64x128x128 k5 O=64: 1,024 blocks of 1,024 threads; shared memory TF32 43,008 B (xk 8 x 5 x
-128 x 4 B = 20 KB + Wt 5 x 64 x 8 x 4 B = 10 KB, the 32 KB result staging placed in xk's
-space), half types 30,720 B (xk 16 x 5 x 128 x 2 B = 20 KB + Wt 10 KB, the 16 KB staging in
-xk's space); ptxas (sm_90 / sm_80): TF32 58 / 60 registers (input gradient 63 / 63), float16
-and bfloat16 62 / 63 (input gradient 64 / 64), no spills: the 1,024-thread block's
-__launch_bounds__ caps registers at 64, so one block per SM holds 32 of 64 warps, 50%
-theoretical occupancy. Two choices got there from 102 registers at 25% (16 warps
-of two tiles each): one tile per warp (8 accumulators, not 16: the A fragment is loaded per
-tile, 2 ldmatrix per mma pair instead of 1.5), and the xk staging loops ordered (tap, channel,
-pixel), so that a thread's channel and pixel stay fixed across its 5 elements (no division by
-k per element; 64 registers with a 12-byte spill before that). Executed on PoCL with
+8x64x128x128 k5 O=64: 1,024 blocks of 512 threads (4 x 4 warps of two 16 x 16 tiles sharing
+their A fragment); shared memory TF32 43,008 B (xk 8 x 5 x 128 x 4 B = 20 KB, the 32 KB result
+staging in its space; Wt 5 x 64 x 8 x 4 B = 10 KB, the 4 KB window 8 x 132 x 4 B in its space:
+Wt is staged once xk is built), half types 30,720 B; ptxas (sm_90 / sm_80): TF32 63 / 64 registers (input gradient 57 / 64),
+float16 64 / 64 (63 / 64), no spills: two blocks per SM, 32 of 64 warps, 50% theoretical
+occupancy (estimate arithmetic: ``_conv_mma``). Executed on PoCL with
 ldmatrix/mma emulated, the half types on 16-bit words (dynfilter_tvm.emulate).
 conv_dk (static shapes, k <= UNROLL_TAPS): the same tap rule as a GEMM per pixel tile, G[c,
 tap, pixel] = sum_o Wt[o, c, tap] dO[o, pixel] (M = taps, N = pixels, K = O), then dK = sum_c
@@ -229,8 +224,10 @@ def _conv_tiled(sch, wl, t) -> None:
 # channels: fragments (lane, local element) as below, the halves' B in registers 2h, 2h+1 and
 # their C in locals 4h..4h+3 (TVM's 16x16 float32 accumulator layout, so its fill and store
 # intrinsics serve).
-MMA_WARPS_O, MMA_WARPS_X = 4, 8  # warps per block along output channels and along x (16 each)
-MMA_TILES_X = 1  # 16-pixel tiles per warp along x (each A fragment feeds all of them)
+MMA_WARPS_O, MMA_WARPS_X = 4, 4  # warps per block along output channels and along x (16 each)
+# 16-pixel tiles per warp along x (each A fragment feeds all of them): two halve the warps that
+# repeat a chunk's fixed work (fragment addresses, staging set-up) per mma
+MMA_TILES_X = 2
 MMA_DTYPES = {"float32": ("tf32", 1), "float16": ("fp16", 2), "bfloat16": ("bf16", 2)}  # PTX type, e
 
 
