@@ -447,7 +447,32 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     its A and B fragments with ldmatrix and issues two mma.sync; the accumulators go through
     shared memory (n, y, o, x) to coalesced stores. Tap rows outside the channel chunks keep
     the window one row: the k-row window of a channel-outer order would pass 48 KB of static
-    shared memory next to xk, Wt and the result staging (TF32 k5: 21 KB + 20 + 10 + 32)."""
+    shared memory next to xk, Wt and the result staging (TF32 k5: 21 KB + 20 + 10 + 32).
+
+    Estimate (no GPU: arithmetic on the PTX of ``nvcc -arch=sm_90 -ptx``, forward, 8x64x128x128
+    k5 O=64; per block and chunk, the warp instructions of each basic block of the chunk loop
+    times the warps that run it, interior rows). An SM issues 4 warp instructions per clock and
+    retires one m16n8k8 TF32 (or one m16n8k16 f16/bf16) mma per clock; H100 SXM: 132 SMs, 1.83
+    GHz; 1,024 blocks x 40 chunks (TF32; 20 in the half types), 320 mma per block and chunk (16
+    warps x 2 tiles x 5 taps x 2 n8 halves), so 320 clocks: the tensor-core bound, 54 us.
+    TF32, 16 warps: the window 812 (3 rounds of 1,056 elements over 512 threads, each a
+    bounds check, a load and a store, plus 20 per warp of set-up), xk 656 (35 per thread and
+    8 channels: one K load, 8 shared loads, 8 multiplies, 2 st.shared.v4, addresses; 640
+    (tap, pixel) tasks: one round and a quarter), Wt, fragment addresses, 15 ldmatrix and 20
+    mma 1,472 (92 per warp): 2,940 warp instructions, 735 issue clocks against 320 mma clocks:
+    1,024 x 40 x 735 / 132 / 1.83 GHz = about 125 us, 2.3x the 55 us TF32 roofline, still
+    issue-bound. The same count of the earlier kernels: 4,992 (xk per (channel, tap, pixel):
+    two global loads with the tap's bounds checks, 157 per warp, 32 warps), 1,248 clocks, 212
+    us; the window alone with one tile per warp (32 warps) 4,174, 1,044 clocks, 177 us.
+    float16 (bf16 alike), 16-channel chunks: window 952 (5 rounds), xk 2,220 (110 per thread
+    and 16 channels: scalar 16-bit loads and stores, the conversions per element), the rest
+    1,856: 5,348, 1,337 clocks against 320: 1,024 x 20 x 1,337 / 132 / 1.83 GHz = about 113
+    us, 4.2x the 27 us FP16/BF16 roofline (the earlier kernel by the same count: 238 per warp,
+    32 warps, 7,616, 1,904 clocks, 161 us, 6.0x). What is left of the issue bound: the per-chunk
+    set-up nvcc recomputes in the loop (fragment addresses, about 25 per warp), the window's
+    scalar copy and, in the half types, xk's scalar 16-bit conversions and stores. A
+    constant-stride window copy (a warp per 32 columns of one channel) cut registers (54
+    instead of 63) but not instructions (3,400: nvcc recomputed its addresses per chunk)."""
     _register_mma_intrinsics(wl.dtype)
     load_a, load_b, mma = _intrin_names(wl.dtype)
     e = MMA_DTYPES[wl.dtype][1]
