@@ -39,10 +39,12 @@ memory (``mma_shared_bytes``: k >= 9 at 128-pixel rows) the block takes fewer wa
 8x64x128x128 k5 O=64: 1,024 blocks of 512 threads (4 x 4 warps of two 16 x 16 tiles sharing
 their A fragment); shared memory TF32 43,008 B (xk 8 x 5 x 128 x 4 B = 20 KB, the 32 KB result
 staging in its space; Wt 5 x 64 x 8 x 4 B = 10 KB, the 4 KB window 8 x 132 x 4 B in its space:
-Wt is staged once xk is built), half types 30,720 B; ptxas (sm_90 / sm_80): TF32 63 / 64 registers (input gradient 57 / 64),
-float16 64 / 64 (63 / 64), no spills: two blocks per SM, 32 of 64 warps, 50% theoretical
-occupancy (estimate arithmetic: ``_conv_mma``). Executed on PoCL with
-ldmatrix/mma emulated, the half types on 16-bit words (dynfilter_tvm.emulate).
+Wt is staged once xk is built), half types 30,720 B; ptxas (sm_90 / sm_80): TF32 63 / 64
+registers (input gradient 57 / 64), float16 and bfloat16 64 / 64 (63 / 64), no spills: two
+blocks per SM, 32 of 64 warps, 50% theoretical occupancy; estimated about 125 us in TF32 (2.3x
+its roofline), 113 us in the half types (4.2x), issue-bound (arithmetic: ``_conv_mma``).
+Executed on PoCL with ldmatrix/mma emulated, the half types on 16-bit words
+(dynfilter_tvm.emulate).
 conv_dk (static shapes, k <= UNROLL_TAPS): the same tap rule as a GEMM per pixel tile, G[c,
 tap, pixel] = sum_o Wt[o, c, tap] dO[o, pixel] (M = taps, N = pixels, K = O), then dK = sum_c
 Sz(tap) G (see ``_conv_dk_tiled``). A block owns ty x tx pixels of one image (tx up to 32, a
