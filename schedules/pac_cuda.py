@@ -522,7 +522,15 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     sz = sch.get_sblock("Sz")
     sch.set_scope(sz, 0, "shared")
     sch.compute_at(sz, co)
-    spread(inner_loops(sz, co))
+    # a warp per 32 columns of one channel, a column block's channels on consecutive warps: a
+    # thread's channel stays fixed and its column steps by a constant per round (no division
+    # by the window's width; fewer registers, which the unrolled chunk loop below needs)
+    sc, sx = inner_loops(sz, co)
+    sxo, sxi = sch.split(sx, [None, 32])
+    sch.reorder(sxo, sc, sxi)
+    _, sty = sch.split(sch.fuse(sxo, sc), [None, warps])
+    sch.bind(sty, "threadIdx.y")
+    sch.bind(sxi, "threadIdx.x")
     # the Wt chunk laid out (j, o, c) (rows of K channels for ldmatrix): a thread per (o, c)
     # reads its k taps of the row, contiguous in Wt (no division by k per element)
     wt = sch.cache_read(outer, 0, "shared")
@@ -538,6 +546,13 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     c_w = sch.cache_write(outer, 0, "warp")
     sch.reverse_compute_at(c_w, thr)
     sch.decompose_reduction(outer, i)
+    # the channel chunks of a tap row unrolled: nvcc then computes the fragment and staging
+    # addresses once per tap row, not once per chunk (PTX per chunk: 2,940 -> about 1,900
+    # warp instructions per block at the benchmark shape; see the docstring); at most 8 per
+    # unrolled group (code size with many channels)
+    chunks = wl.p["C"] // kc
+    group = max(u for u in range(1, 9) if chunks % u == 0)
+    sch.unroll(co if group == chunks else sch.split(co, [None, group])[1])
     sch.transform_layout(a_w, ("write", 0), lambda i_, j_, o_, c_: (
         i_, j_, o_ // 16, c_ // kc, *_frag_a(o_ % 16, c_ % kc, e)))
     sch.transform_layout(b_w, ("write", 0), lambda n_, i_, j_, y_, x_, c_: (

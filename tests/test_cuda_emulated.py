@@ -260,6 +260,8 @@ TF32_CASES = {
     "s2-d2-o64": dict(_geo(2, 8, 9, 31, 3, 16, 3, 2, 1, 2, 2), O=64, a=0, tf32=1),
     # the input gradient of a stride-2 conv: zero-inserted source, mirrored taps, Kz
     "zero-ins-adjoint": dict(_geo(1, 8, 5, 8, 10, 16, 3, 1, 2, 1, 1), O=16, a=1, tf32=1),
+    # 10 channel chunks: unrolled in two groups of 5 (the chunk loop kept, a group unrolled)
+    "c80-chunk-groups": dict(_geo(1, 80, 2, 16, 2, 16, 3, 1, 1, 1, 1), O=16, a=0, tf32=1),
 }
 
 
@@ -280,10 +282,11 @@ def test_tensor_core_tf32(name, dtype):
 @pytest.mark.parametrize("dtype", ("float32",) + emulate.HALF_DTYPES)
 def test_control_short_window(dtype):
     """The tensor-core conv with its source-window copy (one grid row of a chunk's channels,
-    the only bounds checks) one round of the block short: xk is then built from part of a
-    window left unstaged (poisoned, or the previous chunk's weights sharing that space)."""
+    the only bounds checks) one round of the block short in the first chunk (the chunk loop is
+    unrolled): xk is then built from part of a window left unstaged (poisoned, or the weights
+    sharing that space)."""
     def mutate(low):
-        low.source, n = re.subn(r"\b(ax0_ax1_fused_0 < )(\d+);", lambda m: f"{m[1]}{int(m[2]) - 1};",
+        low.source, n = re.subn(r"\b(ax1_0_ax0_fused_0 < )(\d+);", lambda m: f"{m[1]}{int(m[2]) - 1};",
                                 low.source, count=1)
         assert n == 1
     cases = TF32_CASES if dtype == "float32" else HALF_CASES
