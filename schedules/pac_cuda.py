@@ -39,10 +39,10 @@ memory (``mma_shared_bytes``: k >= 9 at 128-pixel rows) the block takes fewer wa
 8x64x128x128 k5 O=64: 1,024 blocks of 512 threads (4 x 4 warps of two 16 x 16 tiles sharing
 their A fragment); shared memory TF32 43,008 B (xk 8 x 5 x 128 x 4 B = 20 KB, the 32 KB result
 staging in its space; Wt 5 x 64 x 8 x 4 B = 10 KB, the 4 KB window 8 x 132 x 4 B in its space:
-Wt is staged once xk is built), half types 30,720 B; ptxas (sm_90 / sm_80): TF32 63 / 64
-registers (input gradient 57 / 64), float16 and bfloat16 64 / 64 (63 / 64), no spills: two
-blocks per SM, 32 of 64 warps, 50% theoretical occupancy; estimated about 125 us in TF32 (2.3x
-its roofline), 113 us in the half types (4.2x), issue-bound (arithmetic: ``_conv_mma``).
+Wt is staged once xk is built), half types 30,720 B; ptxas (sm_90 / sm_80): TF32 64 / 63
+registers (input gradient 62 / 63), float16 and bfloat16 63 / 64 (64 / 64), no spills: two
+blocks per SM, 32 of 64 warps, 50% theoretical occupancy; estimated about 81 us in TF32 (1.48x
+its roofline), 89 us in the half types (3.3x), issue-bound (arithmetic: ``_conv_mma``).
 Executed on PoCL with ldmatrix/mma emulated, the half types on 16-bit words
 (dynfilter_tvm.emulate).
 conv_dk (static shapes, k <= UNROLL_TAPS): the same tap rule as a GEMM per pixel tile, G[c,
@@ -457,24 +457,26 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     retires one m16n8k8 TF32 (or one m16n8k16 f16/bf16) mma per clock; H100 SXM: 132 SMs, 1.83
     GHz; 1,024 blocks x 40 chunks (TF32; 20 in the half types), 320 mma per block and chunk (16
     warps x 2 tiles x 5 taps x 2 n8 halves), so 320 clocks: the tensor-core bound, 54 us.
-    TF32, 16 warps: the window 812 (3 rounds of 1,056 elements over 512 threads, each a
-    bounds check, a load and a store, plus 20 per warp of set-up), xk 656 (35 per thread and
-    8 channels: one K load, 8 shared loads, 8 multiplies, 2 st.shared.v4, addresses; 640
-    (tap, pixel) tasks: one round and a quarter), Wt, fragment addresses, 15 ldmatrix and 20
-    mma 1,472 (92 per warp): 2,940 warp instructions, 735 issue clocks against 320 mma clocks:
-    1,024 x 40 x 735 / 132 / 1.83 GHz = about 125 us, 2.3x the 55 us TF32 roofline, still
-    issue-bound. The same count of the earlier kernels: 4,992 (xk per (channel, tap, pixel):
-    two global loads with the tap's bounds checks, 157 per warp, 32 warps), 1,248 clocks, 212
-    us; the window alone with one tile per warp (32 warps) 4,174, 1,044 clocks, 177 us.
-    float16 (bf16 alike), 16-channel chunks: window 952 (5 rounds), xk 2,220 (110 per thread
-    and 16 channels: scalar 16-bit loads and stores, the conversions per element), the rest
-    1,856: 5,348, 1,337 clocks against 320: 1,024 x 20 x 1,337 / 132 / 1.83 GHz = about 113
-    us, 4.2x the 27 us FP16/BF16 roofline (the earlier kernel by the same count: 238 per warp,
-    32 warps, 7,616, 1,904 clocks, 161 us, 6.0x). What is left of the issue bound: the per-chunk
-    set-up nvcc recomputes in the loop (fragment addresses, about 25 per warp), the window's
-    scalar copy and, in the half types, xk's scalar 16-bit conversions and stores. A
-    constant-stride window copy (a warp per 32 columns of one channel) cut registers (54
-    instead of 63) but not instructions (3,400: nvcc recomputed its addresses per chunk)."""
+    TF32, 16 warps, a tap row's 8 chunks unrolled: a chunk after the first takes 1,776 (the
+    window 384: 3 rounds of 1,056 elements over 512 threads, each a bounds check, a load and
+    a store at a constant stride; xk 432: 21 per thread and 8 channels, one K load, 8 shared
+    loads, 8 multiplies, 2 st.shared.v4, 640 (tap, pixel) tasks, a round and a quarter; Wt,
+    15 ldmatrix and 20 mma 912, 57 per warp), the first 2,812 (the addresses of the tap row):
+    (2,812 + 7 x 1,776) / 8 = 1,906 warp instructions, 477 issue clocks against 320 mma
+    clocks: 1,024 x 40 x 477 / 132 / 1.83 GHz = about 81 us, 1.48x the 55 us TF32 roofline
+    (issue-bound still, with little margin: PTX, not SASS). The same count of the earlier
+    kernels: 4,992 (xk per (channel, tap, pixel): two global loads with the tap's bounds
+    checks, 157 per warp, 32 warps), 1,248 clocks, 212 us; the window with one tile per warp
+    (32 warps) 4,174, 177 us; two tiles per warp without the unrolling 2,940 (nvcc recomputed
+    the fragment and staging addresses per chunk, about 45 per warp), 125 us.
+    float16 (bf16 alike), 16-channel chunks, 4 per tap row: 4,032 after the first (window
+    800 in 5 rounds, xk 2,160: 107 per thread and 16 channels, scalar 16-bit loads, stores and
+    conversions per element; the rest 1,072), the first 4,624: 4,180 on average, 1,045
+    clocks against 320: 1,024 x 20 x 1,045 / 132 / 1.83 GHz = about 89 us, 3.3x the 27 us
+    FP16/BF16 roofline (the earlier kernel by the same count: 238 per warp, 32 warps, 7,616,
+    1,904 clocks, 161 us, 6.0x). What is left: in the half types xk's scalar 16-bit work
+    (TVM's vectorised strided half loads do not compile: make_uint4 with 8 arguments; pairs,
+    half2 stores, saved 7%); in both, the window's scalar copy."""
     _register_mma_intrinsics(wl.dtype)
     load_a, load_b, mma = _intrin_names(wl.dtype)
     e = MMA_DTYPES[wl.dtype][1]
@@ -548,7 +550,7 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     sch.decompose_reduction(outer, i)
     # the channel chunks of a tap row unrolled: nvcc then computes the fragment and staging
     # addresses once per tap row, not once per chunk (PTX per chunk: 2,940 -> about 1,900
-    # warp instructions per block at the benchmark shape; see the docstring); at most 8 per
+    # warp instructions per block and chunk at the benchmark shape; see the docstring); at most 8 per
     # unrolled group (code size with many channels)
     chunks = wl.p["C"] // kc
     group = max(u for u in range(1, 9) if chunks % u == 0)
