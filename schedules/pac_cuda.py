@@ -549,9 +549,9 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     sch.reverse_compute_at(c_w, thr)
     sch.decompose_reduction(outer, i)
     # the channel chunks of a tap row unrolled: nvcc then computes the fragment and staging
-    # addresses once per tap row, not once per chunk (PTX per chunk: 2,940 -> about 1,900
-    # warp instructions per block and chunk at the benchmark shape; see the docstring); at most 8 per
-    # unrolled group (code size with many channels)
+    # addresses once per tap row, not once per chunk (PTX: 2,940 -> about 1,900 warp
+    # instructions per block and chunk at the benchmark shape; see the docstring); at most 8
+    # chunks per unrolled group (code size with many channels)
     chunks = wl.p["C"] // kc
     group = max(u for u in range(1, 9) if chunks % u == 0)
     sch.unroll(co if group == chunks else sch.split(co, [None, group])[1])
