@@ -39,10 +39,12 @@ memory (``mma_shared_bytes``: k >= 9 at 128-pixel rows) the block takes fewer wa
 8x64x128x128 k5 O=64: 1,024 blocks of 512 threads (4 x 4 warps of two 16 x 16 tiles sharing
 their A fragment); shared memory TF32 43,008 B (xk 8 x 5 x 128 x 4 B = 20 KB, the 32 KB result
 staging in its space; Wt 5 x 64 x 8 x 4 B = 10 KB, the 4 KB window 8 x 132 x 4 B in its space:
-Wt is staged once xk is built), half types 30,720 B; ptxas (sm_90 / sm_80): TF32 64 / 63
-registers (input gradient 62 / 63), float16 and bfloat16 63 / 64 (64 / 64), no spills: two
-blocks per SM, 32 of 64 warps, 50% theoretical occupancy; estimated about 81 us in TF32 (1.48x
-its roofline), 89 us in the half types (3.3x), issue-bound (arithmetic: ``_conv_mma``).
+Wt is staged once xk is built), half types 30,720 B; ptxas (sm_90 / sm_80): TF32 63 / 64
+registers (input gradient 64 / 64), float16 and bfloat16 63 / 64 (64 / 64), no spills: two
+blocks per SM, 32 of 64 warps, 50% theoretical occupancy; estimated about 71 us in TF32 (1.30x
+its roofline), at most 89 us in the half types (3.3x), issue-bound (arithmetic: ``_conv_mma``).
+At pac_joint_upsample's 65x64 k3 float16/bfloat16 shape ptxas (sm_90) picks 40 registers and
+spills 8 bytes (not yet fixed).
 Executed on PoCL with ldmatrix/mma emulated, the half types on 16-bit words
 (dynfilter_tvm.emulate).
 conv_dk (static shapes, k <= UNROLL_TAPS): the same tap rule as a GEMM per pixel tile, G[c,
@@ -463,8 +465,10 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     loads, 8 multiplies, 2 st.shared.v4, 640 (tap, pixel) tasks, a round and a quarter; Wt,
     15 ldmatrix and 20 mma 912, 57 per warp), the first 2,812 (the addresses of the tap row):
     (2,812 + 7 x 1,776) / 8 = 1,906 warp instructions, 477 issue clocks against 320 mma
-    clocks: 1,024 x 40 x 477 / 132 / 1.83 GHz = about 81 us, 1.48x the 55 us TF32 roofline
-    (issue-bound still, with little margin: PTX, not SASS). The same count of the earlier
+    clocks: 1,024 x 40 x 477 / 132 / 1.83 GHz = about 81 us, 1.48x the 55 us TF32 roofline;
+    with the window copy's rounds unrolled too (this schedule) 1,504 after the first chunk,
+    2,924 for it, 1,682 on average: 420 clocks, about 71 us, 1.30x (issue-bound still; PTX,
+    not SASS). The same count of the earlier
     kernels: 4,992 (xk per (channel, tap, pixel): two global loads with the tap's bounds
     checks, 157 per warp, 32 warps), 1,248 clocks, 212 us; the window with one tile per warp
     (32 warps) 4,174, 177 us; two tiles per warp without the unrolling 2,940 (nvcc recomputed
@@ -474,7 +478,7 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     conversions per element; the rest 1,072), the first 4,624: 4,180 on average, 1,045
     clocks against 320: 1,024 x 20 x 1,045 / 132 / 1.83 GHz = about 89 us, 3.3x the 27 us
     FP16/BF16 roofline (the earlier kernel by the same count: 238 per warp, 32 warps, 7,616,
-    1,904 clocks, 161 us, 6.0x). What is left: in the half types xk's scalar 16-bit work
+    1,904 clocks, 161 us, 6.0x; counted before the window rounds were unrolled). What is left: in the half types xk's scalar 16-bit work
     (TVM's vectorised strided half loads do not compile: make_uint4 with 8 arguments; pairs,
     half2 stores, saved 7%); in both, the window's scalar copy."""
     _register_mma_intrinsics(wl.dtype)
@@ -531,6 +535,8 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     sxo, sxi = sch.split(sx, [None, 32])
     sch.reorder(sxo, sc, sxi)
     srounds, sty = sch.split(sch.fuse(sxo, sc), [None, warps])
+    # rounds unrolled: per-thread predicates hoisted (fewer instructions); without it ptxas
+    # took 32 registers and spilled 40 B on sm_80 at pac_joint_upsample's 64x64 f16 adjoint
     sch.unroll(srounds)
     sch.bind(sty, "threadIdx.y")
     sch.bind(sxi, "threadIdx.x")
