@@ -194,9 +194,17 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     traffic at several TB/s, so at 26.8 GFLOP the kernel stays bound by its FP32 FMAs (400 us
     at 67 TFLOP/s). Where the chunk does not fit (k >= 13 on wide rows) or the shape is
     symbolic, the thread-per-output schedule. The tensor-core conv (TF32 with ``tf32``; float16
-    and bfloat16 always) counts the same way with its own tiles, 64 channels x one row of 128
-    pixels per block (4 x 8 warps of one 16 x 16 tile), as many pixels as the SIMT tiles: the
-    same 2.1 GB in TF32, 1.05 GB with 2-byte elements.
+    and bfloat16 always): a block owns 16*wo channels x one row of P = 16*wx*xm pixels and, per
+    tap row and chunk of kc input channels (8 in TF32, 16 in the half types), stages one grid
+    row of the source window and loads K once per (tap, pixel) for the kc channels: X =
+    N*C*nO*Ry*Rx (Ry: the real (output row, tap row) pairs; Rx: the real elements of the
+    P-pixel tiles' windows, (P-1)*s + (k-1)*d + 1 wide), K = N*(C/kc)*nO*k^2*Ho*Wo (the
+    adjoint's Kz: real taps, as above), Wt and out as above. At 8x64x128x128 k5 (64 channels
+    x 128 pixels, nO = 1, 1,024 blocks; Ry = 634, Rx = 128 of a 132-wide window): X =
+    8*64*634*128*4 B = 166 MB, K = 8*8*25*128^2*4 B = 105 MB, Wt 419 MB, out 34 MB: 724 MB,
+    9.0x the minimum (TF32; was 2.1 GB with xk's X and K loaded per (channel, tap, pixel));
+    f16/bf16 336 MB, 8.3x (2-byte elements, K per 16 channels). The weight, read whole by
+    each of the 1,024 blocks (400 KB, an L2 hit), is now most of it.
     pac.conv_dk, the tiled schedule (:func:`_pac_dk_tiled_bytes`, loads plus the output's
     stores): a block per (n, ty x tx pixel tile) stages its dO tile once and, per input
     channel, the source window and Wt[:, c]: dO = N*O*Ho*Wo, X = N*C*Ry*Rx (Ry, Rx: the real
@@ -404,8 +412,17 @@ def _pac_conv_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
         return sum(1 for y in range(n_out) for i in range(k)
                    if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
 
-    if tc is not None:  # the TF32 mma schedule: 16*wo channels x one row of 16*wx*xm pixels
-        o_tiles, pix_tiles = O // (16 * tc[0]), p["Ho"] * p["Wo"] // (16 * tc[1] * tc[2])
+    if tc is not None:  # the mma schedule: 16*wo channels x one row of 16*wx*xm pixels
+        wo, wx, xm = tc
+        o_tiles, pix_tiles = O // (16 * wo), p["Ho"] * p["Wo"] // (16 * wx * xm)
+        kc = 8 * (2 if wl.dtype in ("float16", "bfloat16") else 1)  # channels per chunk
+        # per (tap row, kc-channel chunk) a block stages one grid row of the source window
+        # (real elements only) and loads its K (Kz: real taps) once per (tap, pixel)
+        x_loads = N * C * o_tiles * real(p["H"], p["Ho"]) * _real_taps(
+            p["W"], p["Wo"], 16 * wx * xm, k, s, z, pad, d)[1]
+        k_loads = N * (C // kc) * o_tiles * (
+            real(p["H"], p["Ho"]) * real(p["W"], p["Wo"]) if p["a"] else k * k * p["Ho"] * p["Wo"])
+        return x_loads + k_loads + N * pix_tiles * O * C * k * k + N * O * p["Ho"] * p["Wo"]
     else:
         o_tiles = -(-O // (t["ot"] * t["oi"]))
         pix_tiles = -(-p["Ho"] // t["ty"]) * -(-p["Wo"] // t["tx"])

@@ -21,29 +21,32 @@ conv on tensor cores (float16 and bfloat16 always; float32 with the workload fla
 which the bridge sets on CUDA while torch.backends.cudnn.allow_tf32 is True; sm_80+, static,
 O % 16 = Wo % 16 = 0 and C % K = 0, K = 8 channels in TF32, 16 in the half types): the same
 GEMM with M = output channels, N = pixels, K = C*k^2 taken K channels of one tap at a time. A
-block owns one output row's 16*wx*xm pixels x 16*wo channels (4 x 8 warps of one 16 x 16
-tile each: 64 channels x 128 pixels); per chunk (K channels, tap row i) the block stages xk
-laid out (j, x, c) in the input's type (the compute rounds K*X to the half types:
-``dynfilter_tvm.ops.pac.conv``) and Wt laid out (j, o, c) (K innermost: rows for ldmatrix),
-then per tap j each warp loads its A and B fragments with ldmatrix.x4 and issues two mma.sync
+block owns one output row's 16*wx*xm pixels x 16*wo channels (4 x 4 warps of two 16 x 16
+tiles each: 64 channels x 128 pixels); per chunk (tap row i, then K channels) the block
+stages the chunk's source window (K channels x one grid row, the tile's width plus the halo:
+padding and zero insertion decided once per element here), then builds xk from it (a thread
+per (tap j, pixel): its K word loaded once for the K channels, no bounds check, the K results
+contiguous) laid out (j, x, c) in the input's type (the compute rounds K*X to the half types:
+``dynfilter_tvm.ops.pac.conv``), and Wt laid out (j, o, c) (K innermost: rows for ldmatrix; a
+thread per (o, c) reading its k contiguous taps), then per tap j each warp loads its A and B
+fragments with ldmatrix.x4 and issues two mma.sync
 (m16n8k8 TF32, or m16n8k16 f16/bf16; float32 accumulators in registers), all through TVM's
 tensorize with this module's intrinsics. Results go through shared memory (n, y, o, x) to
 coalesced stores (the half types cast in the fragment store, so their staging is 16-bit too).
 TF32 rounds operands to 10-bit mantissas in the hardware: a schedule choice the workload
 carries, so it has its own cache entries. Where the chunks would pass 48 KB of static shared
 memory (``mma_shared_bytes``: k >= 9 at 128-pixel rows) the block takes fewer warps along x.
-8x64x128x128 k5 O=64: 1,024 blocks of 1,024 threads; shared memory TF32 43,008 B (xk 8 x 5 x
-128 x 4 B = 20 KB + Wt 5 x 64 x 8 x 4 B = 10 KB, the 32 KB result staging placed in xk's
-space), half types 30,720 B (xk 16 x 5 x 128 x 2 B = 20 KB + Wt 10 KB, the 16 KB staging in
-xk's space); ptxas (sm_90 / sm_80): TF32 58 / 60 registers (input gradient 63 / 63), float16
-and bfloat16 62 / 63 (input gradient 64 / 64), no spills: the 1,024-thread block's
-__launch_bounds__ caps registers at 64, so one block per SM holds 32 of 64 warps, 50%
-theoretical occupancy. Two choices got there from 102 registers at 25% (16 warps
-of two tiles each): one tile per warp (8 accumulators, not 16: the A fragment is loaded per
-tile, 2 ldmatrix per mma pair instead of 1.5), and the xk staging loops ordered (tap, channel,
-pixel), so that a thread's channel and pixel stay fixed across its 5 elements (no division by
-k per element; 64 registers with a 12-byte spill before that). Executed on PoCL with
-ldmatrix/mma emulated, the half types on 16-bit words (dynfilter_tvm.emulate).
+8x64x128x128 k5 O=64: 1,024 blocks of 512 threads (4 x 4 warps of two 16 x 16 tiles sharing
+their A fragment); shared memory TF32 43,008 B (xk 8 x 5 x 128 x 4 B = 20 KB, the 32 KB result
+staging in its space; Wt 5 x 64 x 8 x 4 B = 10 KB, the 4 KB window 8 x 132 x 4 B in its space:
+Wt is staged once xk is built), half types 30,720 B; ptxas (sm_90 / sm_80): TF32 63 / 64
+registers (input gradient 64 / 64), float16 and bfloat16 63 / 64 (64 / 64), no spills: two
+blocks per SM, 32 of 64 warps, 50% theoretical occupancy; estimated about 71 us in TF32 (1.30x
+its roofline), at most 89 us in the half types (3.3x), issue-bound (arithmetic: ``_conv_mma``).
+At pac_joint_upsample's 65x64 k3 float16/bfloat16 shape ptxas (sm_90) picks 40 registers and
+spills 8 bytes (not yet fixed).
+Executed on PoCL with ldmatrix/mma emulated, the half types on 16-bit words
+(dynfilter_tvm.emulate).
 conv_dk (static shapes, k <= UNROLL_TAPS): the same tap rule as a GEMM per pixel tile, G[c,
 tap, pixel] = sum_o Wt[o, c, tap] dO[o, pixel] (M = taps, N = pixels, K = O), then dK = sum_c
 Sz(tap) G (see ``_conv_dk_tiled``). A block owns ty x tx pixels of one image (tx up to 32, a
@@ -225,8 +228,10 @@ def _conv_tiled(sch, wl, t) -> None:
 # channels: fragments (lane, local element) as below, the halves' B in registers 2h, 2h+1 and
 # their C in locals 4h..4h+3 (TVM's 16x16 float32 accumulator layout, so its fill and store
 # intrinsics serve).
-MMA_WARPS_O, MMA_WARPS_X = 4, 8  # warps per block along output channels and along x (16 each)
-MMA_TILES_X = 1  # 16-pixel tiles per warp along x (each A fragment feeds all of them)
+MMA_WARPS_O, MMA_WARPS_X = 4, 4  # warps per block along output channels and along x (16 each)
+# 16-pixel tiles per warp along x (each A fragment feeds all of them): two halve the warps that
+# repeat a chunk's fixed work (fragment addresses, staging set-up) per mma
+MMA_TILES_X = 2
 MMA_DTYPES = {"float32": ("tf32", 1), "float16": ("fp16", 2), "bfloat16": ("bf16", 2)}  # PTX type, e
 
 
@@ -438,57 +443,125 @@ def mma_shared_bytes(wl, wo: int, wx: int, xm: int) -> int:
 
 def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     """A block per (n, output row y, 16*wx*xm pixels, 16*wo output channels), a warp per xm
-    16 x 16 (channels x pixels) tiles of it. Per chunk (K = 8e input channels, tap row i) the
-    block stages xk (K x k taps x the row's pixels, laid out (j, x, c): B rows K-contiguous;
-    in the input's type) and Wt (laid out (j, o, c)); per tap j each warp loads its A and B
-    fragments with ldmatrix and issues two mma.sync; the accumulators go through shared
-    memory (n, y, o, x) to coalesced stores."""
+    16 x 16 (channels x pixels) tiles of it. Per chunk (tap row i, then K = 8e input channels)
+    the block stages the source window (K channels x one grid row: the only bounds checks),
+    builds xk from it (K x k taps x the row's pixels, laid out (j, x, c): B rows K-contiguous;
+    in the input's type; a thread per (tap, pixel) over the K channels: one K load, vector
+    stores) and stages Wt (laid out (j, o, c), a thread per (o, c)); per tap j each warp loads
+    its A and B fragments with ldmatrix and issues two mma.sync; the accumulators go through
+    shared memory (n, y, o, x) to coalesced stores. Tap rows outside the channel chunks keep
+    the window one row: the k-row window of a channel-outer order would pass 48 KB of static
+    shared memory next to xk, Wt and the result staging (TF32 k5: 21 KB + 20 + 10 + 32).
+
+    Estimate (no GPU: arithmetic on the PTX of ``nvcc -arch=sm_90 -ptx``, forward, 8x64x128x128
+    k5 O=64; per block and chunk, the warp instructions of each basic block of the chunk loop
+    times the warps that run it, interior rows). An SM issues 4 warp instructions per clock and
+    retires one m16n8k8 TF32 (or one m16n8k16 f16/bf16) mma per clock; H100 SXM: 132 SMs, 1.83
+    GHz; 1,024 blocks x 40 chunks (TF32; 20 in the half types), 320 mma per block and chunk (16
+    warps x 2 tiles x 5 taps x 2 n8 halves), so 320 clocks: the tensor-core bound, 54 us.
+    TF32, 16 warps, a tap row's 8 chunks unrolled: a chunk after the first takes 1,776 (the
+    window 384: 3 rounds of 1,056 elements over 512 threads, each a bounds check, a load and
+    a store at a constant stride; xk 432: 21 per thread and 8 channels, one K load, 8 shared
+    loads, 8 multiplies, 2 st.shared.v4, 640 (tap, pixel) tasks, a round and a quarter; Wt,
+    15 ldmatrix and 20 mma 912, 57 per warp), the first 2,812 (the addresses of the tap row):
+    (2,812 + 7 x 1,776) / 8 = 1,906 warp instructions, 477 issue clocks against 320 mma
+    clocks: 1,024 x 40 x 477 / 132 / 1.83 GHz = about 81 us, 1.48x the 55 us TF32 roofline;
+    with the window copy's rounds unrolled too (this schedule) 1,504 after the first chunk,
+    2,924 for it, 1,682 on average: 420 clocks, about 71 us, 1.30x (issue-bound still; PTX,
+    not SASS). The same count of the earlier
+    kernels: 4,992 (xk per (channel, tap, pixel): two global loads with the tap's bounds
+    checks, 157 per warp, 32 warps), 1,248 clocks, 212 us; the window with one tile per warp
+    (32 warps) 4,174, 177 us; two tiles per warp without the unrolling 2,940 (nvcc recomputed
+    the fragment and staging addresses per chunk, about 45 per warp), 125 us.
+    float16 (bf16 alike), 16-channel chunks, 4 per tap row: 4,032 after the first (window
+    800 in 5 rounds, xk 2,160: 107 per thread and 16 channels, scalar 16-bit loads, stores and
+    conversions per element; the rest 1,072), the first 4,624: 4,180 on average, 1,045
+    clocks against 320: 1,024 x 20 x 1,045 / 132 / 1.83 GHz = about 89 us, 3.3x the 27 us
+    FP16/BF16 roofline (the earlier kernel by the same count: 238 per warp, 32 warps, 7,616,
+    1,904 clocks, 161 us, 6.0x; counted before the window rounds were unrolled). What is left: in the half types xk's scalar 16-bit work
+    (TVM's vectorised strided half loads do not compile: make_uint4 with 8 arguments; pairs,
+    half2 stores, saved 7%); in both, the window's scalar copy."""
     _register_mma_intrinsics(wl.dtype)
     load_a, load_b, mma = _intrin_names(wl.dtype)
     e = MMA_DTYPES[wl.dtype][1]
     kc = 8 * e
-    for name in _modulated_stages(wl)[:-1]:
-        sch.compute_inline(sch.get_sblock(name))
+    if wl.p["a"]:  # Kz (the adjoint's kernel on the source grid): read once per (tap, pixel)
+        sch.compute_inline(sch.get_sblock("Kz"))
     acc = sch.get_sblock("acc")
     n, o, y, x, c, i, j = sch.get_loops(acc)
     warps = wo * wx
     ob, ow, ot = sch.split(o, [None, wo, 16])
     xb, xw, xi, xt = sch.split(x, [None, wx, xm, 16])
     co, ct = sch.split(c, [None, kc])
-    sch.reorder(n, ob, y, xb, ow, xw, co, i, j, xi, ot, xt, ct)
+    # tap rows outside the channel chunks: a chunk's source window is one row (the shared
+    # memory of the 5-row window would pass 48 KB next to xk, Wt and the result staging)
+    sch.reorder(n, ob, y, xb, ow, xw, i, co, j, xi, ot, xt, ct)
     outer = sch.blockize(ot)
     blk = sch.fuse(n, ob, y, xb)
     sch.bind(blk, "blockIdx.x")
     thr = sch.fuse(ow, xw)
     sch.bind(thr, "threadIdx.y")
 
-    def stage(block, loop):  # cooperative: every thread of the block, threadIdx.x fastest
-        sch.compute_at(block, loop)
-        loops = sch.get_loops(block)
-        at = next(k for k, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
-        inner = loops[at + 1:]
-        if len(inner) == 3:  # xk's (c, j, x): taps outermost, so a thread's c and x stay fixed
-            sch.reorder(inner[1], inner[0])  # (no div/mod by k per element: fewer registers)
-            inner = sch.get_loops(block)[at + 1:]
-        fused = sch.fuse(*inner)
-        _, ty, tx = sch.split(fused, [None, warps, 32])
+    def spread(loops):  # over every thread of the block, threadIdx.x fastest
+        _, ty, tx = sch.split(sch.fuse(*loops) if len(loops) > 1 else loops[0], [None, warps, 32])
         sch.bind(ty, "threadIdx.y")
         sch.bind(tx, "threadIdx.x")
 
+    def inner_loops(block, loop):
+        loops = sch.get_loops(block)
+        at = next(k for k, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
+        return loops[at + 1:]  # compute_at makes none for unit extents
+
+    # xk = K * window: a thread per (tap j, pixel x) over the chunk's K channels, so that its
+    # K word is loaded once for all K channels and its K results are contiguous (layout (j, x,
+    # c): vector stores); the window (below) leaves no bounds check here
     xk = sch.get_sblock("xk")
     sch.set_scope(xk, 0, "shared")
-    stage(xk, i)
+    sch.compute_at(xk, co)
     sch.transform_layout(xk, ("write", 0), lambda n_, c_, i_, j_, y_, x_: (n_, i_, j_, y_, x_, c_))
+    xc, *xjx = inner_loops(xk, co)  # (c, j, x); j is gone where k = 1
+    sch.reorder(*xjx, xc)
+    spread(xjx)
+    sch.unroll(xc)
+    # the source window of the chunk: K channels x one grid row (the tile's width plus the
+    # halo), padding and zero insertion decided once per element here, not once per tap
+    sz = sch.get_sblock("Sz")
+    sch.set_scope(sz, 0, "shared")
+    sch.compute_at(sz, co)
+    # a warp per 32 columns of one channel, a column block's channels on consecutive warps: a
+    # thread's channel stays fixed and its column steps by a constant per round (no division
+    # by the window's width; fewer registers, which the unrolled chunk loop below needs)
+    sc, sx = inner_loops(sz, co)
+    sxo, sxi = sch.split(sx, [None, 32])
+    sch.reorder(sxo, sc, sxi)
+    srounds, sty = sch.split(sch.fuse(sxo, sc), [None, warps])
+    # rounds unrolled: per-thread predicates hoisted (fewer instructions); without it ptxas
+    # took 32 registers and spilled 40 B on sm_80 at pac_joint_upsample's 64x64 f16 adjoint
+    sch.unroll(srounds)
+    sch.bind(sty, "threadIdx.y")
+    sch.bind(sxi, "threadIdx.x")
+    # the Wt chunk laid out (j, o, c) (rows of K channels for ldmatrix): a thread per (o, c)
+    # reads its k taps of the row, contiguous in Wt (no division by k per element)
     wt = sch.cache_read(outer, 0, "shared")
-    stage(wt, i)
+    sch.compute_at(wt, co)
     sch.transform_layout(wt, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, o_, c_))
+    wo_, wc, *wj = inner_loops(wt, co)  # (o, c, j)
+    spread([wo_, wc])
+    unroll(sch, *wj)
     a_w = sch.cache_read(outer, 0, "warp")
     b_w = sch.cache_read(outer, 1, "warp")
     sch.compute_at(a_w, j)
     sch.compute_at(b_w, j)
     c_w = sch.cache_write(outer, 0, "warp")
     sch.reverse_compute_at(c_w, thr)
-    sch.decompose_reduction(outer, co)
+    sch.decompose_reduction(outer, i)
+    # the channel chunks of a tap row unrolled: nvcc then computes the fragment and staging
+    # addresses once per tap row, not once per chunk (PTX: 2,940 -> about 1,900 warp
+    # instructions per block and chunk at the benchmark shape; see the docstring); at most 8
+    # chunks per unrolled group (code size with many channels)
+    chunks = wl.p["C"] // kc
+    group = max(u for u in range(1, 9) if chunks % u == 0)
+    sch.unroll(co if group == chunks else sch.split(co, [None, group])[1])
     sch.transform_layout(a_w, ("write", 0), lambda i_, j_, o_, c_: (
         i_, j_, o_ // 16, c_ // kc, *_frag_a(o_ % 16, c_ % kc, e)))
     sch.transform_layout(b_w, ("write", 0), lambda n_, i_, j_, y_, x_, c_: (

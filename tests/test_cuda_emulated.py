@@ -258,12 +258,14 @@ TF32_CASES = {
     "plain": dict(_geo(1, 16, 3, 64, 3, 64, 3, 1, 1, 1, 1), O=32, a=0, tf32=1),
     # 2 x 2 warps (Wo = 32), k = 1
     "wo32": dict(_geo(1, 8, 2, 32, 2, 32, 1, 1, 1, 0, 1), O=32, a=0, tf32=1),
-    # 1 x 8 warps (a 128-pixel row, the benchmark's block width)
+    # 1 x 4 warps of two 16-pixel tiles (a 128-pixel row, the benchmark's block width)
     "row128": dict(_geo(1, 8, 2, 128, 2, 128, 3, 1, 1, 1, 1), O=16, a=0, tf32=1),
     # 4 x 1 warps (O = 64, Wo = 16), stride 2 and dilation 2, batch 2
     "s2-d2-o64": dict(_geo(2, 8, 9, 31, 3, 16, 3, 2, 1, 2, 2), O=64, a=0, tf32=1),
     # the input gradient of a stride-2 conv: zero-inserted source, mirrored taps, Kz
     "zero-ins-adjoint": dict(_geo(1, 8, 5, 8, 10, 16, 3, 1, 2, 1, 1), O=16, a=1, tf32=1),
+    # 10 channel chunks: unrolled in two groups of 5 (the chunk loop kept, a group unrolled)
+    "c80-chunk-groups": dict(_geo(1, 80, 2, 16, 2, 16, 3, 1, 1, 1, 1), O=16, a=0, tf32=1),
 }
 
 
@@ -281,16 +283,28 @@ def test_tensor_core_tf32(name, dtype):
         assert 1e-5 < err <= emulate.TF32_TOLERANCE  # TF32 rounding is visible, and bounded
 
 
-def test_tensor_core_two_tiles_per_warp(monkeypatch):
-    """Warps of two 16-pixel tiles sharing their A fragment (MMA_TILES_X = 2: 1 x 4 warps over
-    a 128-pixel row), a layout the shipped constants leave unused (registers: one tile per warp
-    keeps the TF32 conv at 64 registers, 50% occupancy)."""
+@pytest.mark.parametrize("dtype", ("float32",) + emulate.HALF_DTYPES)
+def test_control_short_window(dtype):
+    """The tensor-core conv with the first round of its source-window copy (one grid row of a
+    chunk's channels, the only bounds checks; rounds and chunks unrolled) dropped: xk is then
+    built from part of a window left unstaged (poisoned shared memory)."""
+    def mutate(low):
+        low.source, n = re.subn(r"Sz_shared_ptr\[[^\]]*\] = condval(_\d+)?;", "", low.source, count=1)
+        assert n == 1
+    cases = TF32_CASES if dtype == "float32" else HALF_CASES
+    _fails(Workload.make("pac", "conv", cases["plain"], dtype), "cuda", mutate=mutate, match="NaN|relative error")
+
+
+def test_tensor_core_one_tile_per_warp(monkeypatch):
+    """Warps of one 16-pixel tile (MMA_TILES_X = 1: 1 x 8 warps over a 128-pixel row), a
+    layout the shipped constants (two tiles per warp sharing their A fragment, row128 above)
+    leave unused at wide rows."""
     import schedules.pac_cuda as pac_cuda
 
-    monkeypatch.setattr(pac_cuda, "MMA_TILES_X", 2)
-    monkeypatch.setattr(pac_cuda, "MMA_WARPS_X", 4)
+    monkeypatch.setattr(pac_cuda, "MMA_TILES_X", 1)
+    monkeypatch.setattr(pac_cuda, "MMA_WARPS_X", 8)
     wl = Workload.make("pac", "conv", TF32_CASES["row128"], "float32")
-    assert pac_cuda.mma_tile(wl) == (1, 4, 2)
+    assert pac_cuda.mma_tile(wl) == (1, 8, 1)
     assert 1e-5 < emulate.check(wl, "cuda") <= emulate.TF32_TOLERANCE
 
 
@@ -303,7 +317,7 @@ HALF_CASES = {
     "plain": dict(_geo(1, 16, 3, 64, 3, 64, 3, 1, 1, 1, 1), O=32, a=0),
     # 2 x 2 warps (Wo = 32), k = 1, two chunks
     "wo32-k1": dict(_geo(1, 32, 2, 32, 2, 32, 1, 1, 1, 0, 1), O=32, a=0),
-    # 1 x 8 warps (a 128-pixel row)
+    # 1 x 4 warps of two 16-pixel tiles (a 128-pixel row)
     "row128": dict(_geo(1, 16, 2, 128, 2, 128, 3, 1, 1, 1, 1), O=16, a=0),
     # 4 x 1 warps (O = 64, Wo = 16), stride 2 and dilation 2, batch 2
     "s2-d2-o64": dict(_geo(2, 16, 9, 31, 3, 16, 3, 2, 1, 2, 2), O=64, a=0),

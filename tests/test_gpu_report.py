@@ -137,14 +137,22 @@ def test_mma_kind_from_the_device_code():
 
 def test_benchmark_workloads_list_half_tensor_core_convs():
     """The float32 report lists PAC conv in float16 and bfloat16 too (forward and input
-    gradient), with 2-byte data: half the TF32 conv's requested bytes (same tiles)."""
+    gradient), with 2-byte data and the same tiles as the TF32 conv; their chunks hold 16
+    channels, not 8, so K is loaded half as often."""
     pac = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"]
     labels = [G._label(w) for w in pac]
     for half in ("f16", "bf16"):
         assert f"pac.conv({half})" in labels and f"pac.conv(adj)({half})" in labels
     tf32 = next(w for w in pac if w.p.get("tf32") and not w.p["a"])
     bf16 = next(w for w in pac if w.dtype == "bfloat16" and not w.p["a"])
-    assert G.requested_bytes(bf16, 2) * 2 == G.requested_bytes(tf32, 4)
+    # per block (one 128-pixel row, 64 channels): per tap row and chunk one grid row of the
+    # source (634 real (row, tap row) pairs per image, 128 real columns of the 132-wide
+    # window), K once per (tap, pixel) and chunk, the whole weight, out stored once
+    x, wt, out = 8 * 64 * 634 * 128, 8 * 128 * 64 * 64 * 25, 8 * 64 * 128 ** 2
+    assert G.requested_bytes(tf32, 4) == 4 * (x + 8 * 8 * 25 * 128 ** 2 + wt + out)
+    assert G.requested_bytes(bf16, 2) == 2 * (x + 8 * 4 * 25 * 128 ** 2 + wt + out)
+
+
 def test_requested_bytes_acda_tiles(monkeypatch):
     """acda.fwd: per pixel, the atoms build (k*T*(M + (M/mi)*k) elements: mi atoms x k tap
     columns per thread) plus X per (channel, tap); dx: see gpu_report._acda_dx_bytes."""
