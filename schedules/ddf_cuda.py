@@ -67,7 +67,7 @@ allreduce: warp shuffles, or shared memory when the width is not a power of two)
 Every schedule keeps its accumulators in registers ("local" scope) and writes the cast result
 ('out') from the thread that finished the sum.
 
-Shape-generic kernels (B, H, W symbolic; ``GENERIC_TILED``): fwd, ds (1 < k <= UNROLL_TAPS)
+Shape-generic kernels (B, H, W symbolic; ``GENERIC_TILED``): fwd, ds, dc (1 < k <= UNROLL_TAPS)
 and dx (also stride 1) take the tiled schedules above with a FIXED tile, the grid ceil-divided
 over the symbolic output (blockIdx.x tile columns, .y tile rows, .z planes: ``_bind_blocks``,
 no block index divided by a run-time extent) and the tail tiles predicated, so one build
@@ -89,6 +89,15 @@ an odd tile width, 15: at 8, 12, 16 or 32 columns, a divisor or multiple of dx_g
 quantum, TVM clips to a symbolic extent, and so it does at stride 2 for every tile tried).
 No rule covers all cases, so each generic tiled schedule is tried on a copy first and kept
 only if its stages compact to a constant size (``_if_constant``), else the per-output one.
+dc (every stride): the streaming schedule (``_dc_streaming``) with ROW_QUANTUM = 8 lanes
+along x (so TVM proves a column tile's X window inside the padded rows: whole ROW_QUANTUM
+pixels; with 32 lanes it bounds the window by the symbolic row, min(Wq + 2, 34) columns)
+for each of cc channels (threadIdx.y, cc as the static one), 8-row X tiles with the last
+one predicated, S staged from its widened rows ('Spad'), one column block (a block per (b,
+head, channel chunk)); each pixel's tap window is declared (at dilation > 1 the X stage was
+otherwise bounded by the symbolic rows). The per-thread buffers (acc_cols, the lanes' sums)
+are k x k registers, the stages 16 x 10 x 10 X and 9 x 8 S elements at k3 s1 (11.3 KB
+float32 with the lanes' shared sums).
 Estimate (``gpu_report.requested_bytes``' accounting, the static kernels' windows), 8x256x
 56x56 k3 float32: fwd as the static (16 x 16 tiles): 65.6 MB = 1.25x the 52.4 MB minimum.
 dx, 32 x 15 tiles (2 x 4 per plane), dO rows over the windows 33+25 = 58, columns
@@ -97,10 +106,16 @@ dx, 32 x 15 tiles (2 x 4 per plane), dO rows over the windows 33+25 = 58, column
 (2 x 7), X windows of 33+25 = 58 rows and 9+10*5+9 = 68 columns, 8*256*58*68*4 B = 32.3 MB,
 dO 25.7 MB, C 8*256*9*14*4 B = 1.0 MB, dS 0.9 MB: 59.9 MB = 1.14x (the static: 1.27x, its 4
 channel blocks' scratch included). 2x256x200x300: fwd 1.26x, dx 1.25x, ds 1.18x (static
-1.26x, 1.30x, 1.14x). The per-output generic kernels requested 13.2x. But the generic ds
+1.26x, 1.30x, 1.14x). dc (cc = 16, 7 x 7 tiles of 8 x 8 per plane): X windows of 9+10*5+9
+= 68 rows and 68 columns, 8*256*68*68*4 B = 37.9 MB; dO 25.7 MB; S 8*9*56*56*4 B * (256/16
+chunks) = 14.5 MB; scratch 8*256*9*4 B stored and loaded 0.15 MB; dC 0.07 MB: 78.2 MB = 1.49x
+the 52.4 MB minimum (static 1.39x; float64 keeps cc = 16: 1.49x, static 1.67x);
+2x256x200x300 (X windows 248 rows x 374 columns): 1.53x (static 1.42x). Its blocks: 128 at
+8x256x56x56, under one per SM (the static one splits columns to reach MIN_BLOCKS), 128
+threads each. The per-output generic kernels requested 13.2x. But the generic ds
 launches one block per (b, head, tile): 112 at 8x256x56x56 (G = 1), under one per SM, where
 the static one splits channels to reach MIN_BLOCKS.
-The other generic kernels (dc; dx at stride > 1; every kernel at k = 1 or k > UNROLL_TAPS, or
+The other generic kernels (dx at stride > 1; every kernel at k = 1 or k > UNROLL_TAPS, or
 where no tile fits or its stages would not be constant) keep the thread-per-output fwd/dx
 and the per-output ds/dc schedules with fixed thread counts (``threads_for`` of a symbolic
 extent) and predicated tails; dc then puts one warp across x.
@@ -137,7 +152,7 @@ CHANNEL_CHUNK = 32  # channels of a head per block (the largest divisor of Cg up
 TILE_SHARED_BYTES = 24 * 1024  # shared memory per block the tiles may take (occupancy)
 MIN_BLOCKS = 264  # ds, dc: blocks to aim for (2 per SM of an H100 / H200)
 MIN_TILE_THREADS = 32  # smaller tiles (huge k or dilation): the thread-per-output schedule
-GENERIC_TILED = ("fwd", "ds", "dx")  # generic kernels that take the tiled schedules (see _declare_read)
+GENERIC_TILED = ("fwd", "ds", "dx", "dc")  # generic kernels that take the tiled schedules (see _declare_read)
 # generic dx (stride 1): tiles of an odd width (see the module docstring), largest first
 GENERIC_DX_TILES = ((32, 15), (16, 15), (8, 15))
 
@@ -518,7 +533,10 @@ def _dc_layout(wl, ho, wo):
     k, s, d = wl.p["k"], wl.p["s"], wl.p["d"]
     item = 8 if wl.dtype == "float64" else 4
     cg, halo = wl.p["C"] // wl.p["G"], (k - 1) * d
-    nx, rows = threads_for(wo, WARP), min(ho, DC_MAX_ROWS)
+    # generic: ROW_QUANTUM lanes, so that TVM proves each column tile's window inside the
+    # padded rows (whole ROW_QUANTUM pixels) and sizes the stages by the tile (_declare_read)
+    nx = threads_for(wo, WARP) if isinstance(wo, int) else ROW_QUANTUM
+    rows = min(ho, DC_MAX_ROWS) if isinstance(ho, int) else DC_MAX_ROWS  # symbolic: tails predicated
 
     def shared(cc, ty):  # X tile + halo of cc channels, one row of the k x k S planes, rf sums
         x_tile = cc * ((ty - 1) * s + halo + 1) * ((nx - 1) * s + halo + 1)
@@ -538,6 +556,8 @@ def _dc_column_blocks(wl, cc: int, nx: int, wo: int) -> tuple:
     scratch the second kernel adds up). Nothing in between: with several blocks of several
     tiles, TVM's region analysis cannot bound the X tile under the image's tail predicate
     (x = (xb * per_block + xo) * nx + lane < Wo) and stages whole rows."""
+    if not isinstance(wo, int):  # generic: the block count is unknown, one block per row
+        return 1, None
     tiles = -(-wo // nx)
     if wl.p["B"] * wl.p["C"] // cc >= MIN_BLOCKS:
         return 1, tiles
@@ -555,20 +575,29 @@ def _dc_streaming(sch, wl) -> bool:
     the nx lanes of taps t, t + nx, ... (serially: TVM's allreduce of k x k values per thread
     would sit in a tap loop, which its lowering refuses once unrolled), storing the column
     block's sums to global scratch. The second kernel (a thread per output) adds up the column
-    blocks. False where nothing fits (then the caller schedules the per-output dc)."""
+    blocks. False where nothing fits (then the caller schedules the per-output dc).
+    Generic kernels (``dc`` in GENERIC_TILED, 1 < k <= UNROLL_TAPS, any stride): nx =
+    ROW_QUANTUM lanes (the rows of 'acc_cols' are whole ROW_QUANTUM pixels, so TVM proves a
+    column tile's window inside the padded rows and sizes the stages by the tile), ty =
+    DC_MAX_ROWS rows per X tile with the rows' tail predicated, one column block (the block
+    count is unknown; the second kernel then copies the one slot), S staged from its widened
+    rows ('Spad', index checks), and each pixel's tap window declared (_declare_read)."""
     k = wl.p["k"]
-    # symbolic H, W: TVM sizes some per-thread buffer from the symbolic extents (codegen
-    # refuses a non-constant stack allocation), so the generic kernels keep the per-output dc
-    if wl.kind == "generic" or k > UNROLL_TAPS:
+    generic = wl.kind == "generic"
+    if generic and not ("dc" in GENERIC_TILED and 1 < k) or k > UNROLL_TAPS:
         return False
     # stride > 1: TVM stages a larger X tile than _dc_layout sizes (ddf_resnet50's strided
     # layers, 8x128x56x56 and 8x256x28x28 s2: 61,752 and 119,600 bytes of shared memory, which
-    # ptxas refuses), so the strided dc keeps the per-output schedule until that is bounded
-    if wl.p["s"] > 1:
+    # ptxas refuses), so the strided static dc keeps the per-output schedule until that is
+    # bounded. The generic one's 8-column tiles compact to the tile's window (_declare_read).
+    if wl.p["s"] > 1 and not generic:
         return False
+    if generic:  # dO's rows widened for the CPU vectors: an index check in its load
+        sch.compute_inline(sch.get_sblock("dOpad"))
     acc = sch.get_sblock("acc")
     b, g, c, u, v, x = sch.get_loops(acc)
-    ho, wo = out_size(wl.p["H"], wl.p["s"]), extent(sch, x)
+    wo = extent(sch, x)
+    ho = extent(sch, sch.get_loops(sch.get_sblock("acc_cols"))[-1]) if generic else out_size(wl.p["H"], wl.p["s"])
     layout = _dc_layout(wl, ho, wo)
     if layout is None:
         return False
@@ -587,7 +616,8 @@ def _dc_streaming(sch, wl) -> bool:
     # each column's tap sums over the rows, computed where the thread adds them to its lane
     cols = sch.get_sblock("acc_cols")
     sch.compute_at(cols, rxo)
-    lc = after_compute_at(sch, cols, [("u", k), ("v", k), ("y", ho)])
+    # (a symbolic row count: a loop of its own, as for any count > 1)
+    lc = after_compute_at(sch, cols, [("u", k), ("v", k), ("y", ho if isinstance(ho, int) else 2)])
     ctaps = [lc[n] for n in ("u", "v") if n in lc]
     if "y" in lc:
         yo, yi = sch.split(lc["y"], [None, ty])
@@ -599,8 +629,10 @@ def _dc_streaming(sch, wl) -> bool:
     xs = sch.get_sblock("Xpad")
     sch.set_scope(xs, 0, "shared")
     _cooperative(sch, xs, yo, threads)
-    if wl.p["combine"] == "mul":
-        _cooperative(sch, sch.cache_read(cols, _read_index(sch, cols, "S"), "shared"), yi, threads)
+    if wl.p["combine"] == "mul":  # generic: S's widened rows ('Spad') are the stage, index checks
+        ss = sch.get_sblock("Spad") if generic else sch.cache_read(cols, _read_index(sch, cols, "S"), "shared")
+        sch.set_scope(ss, 0, "shared")
+        _cooperative(sch, ss, yi, threads)
     sch.compute_at(sch.cache_read(cols, _read_index(sch, cols, "dO"), "local"), yi)
     sch.set_scope(cols, 0, "local")
     # the lanes' sums: in registers over the columns, then stored to shared memory (a shared
@@ -631,12 +663,20 @@ def _dc_streaming(sch, wl) -> bool:
     # the second kernel: a thread per output (b, g, c, u, v) over the nb column blocks
     b, g, c, u, v, cb = sch.get_loops(acc)
     register_acc(sch, acc, cb, bind_flat(sch, [b, g, c, u, v]))
+    if generic:  # each pixel's tap window of X, and its S (see _declare_read): at dilation > 1
+        # the X stage would otherwise be bounded by the symbolic rows (min(H + 8, 23) rows)
+        s, halo = wl.p["s"], (k - 1) * wl.p["d"]
+        _declare_read(sch, cols, "Xpad", lambda b, g, c, u, v, x, y: (
+            (b, b + 1), (g, g + 1), (c, c + 1), (y * s, y * s + halo + 1), (x * s, x * s + halo + 1)))
+        if wl.p["combine"] == "mul":
+            _declare_read(sch, cols, "Spad", lambda b, g, c, u, v, x, y: (
+                (b, b + 1), (g, g + 1), (u, u + 1), (v, v + 1), (y, y + 1), (x, x + 1)))
     return True
 
 
 @register("ddf", "dc", "cuda")
 def dc(sch, wl, target):
-    if _dc_streaming(sch, wl):
+    if _if_constant(sch, lambda sch_: _dc_streaming(sch_, wl)) if wl.kind == "generic" else _dc_streaming(sch, wl):
         return
     sch.compute_inline(sch.get_sblock("Xpad"))
     if wl.kind == "generic":  # rows widened for the CPU vectors: index checks here
