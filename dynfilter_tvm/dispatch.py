@@ -24,10 +24,9 @@ Unset, it depends on the target (``DEFAULT_MODES``):
   (exact, PoCL-checked at several sizes), while the static ones are tiled (DDF, PAC, ACDA)
   and use tensor cores (PAC ``conv``): several times fewer requested bytes in the static GPU
   report. Even DDF stays static: its strided layers' generic ``dx`` is per-output (13.2x the
-  minimum bytes, estimate), and at 8x256x56x56 the generic ``ds`` and ``dc`` launch 112 and
-  128 blocks (under one per SM of an H100 / H200) where the static ones split to reach 264;
-  their requested bytes (estimates, no GPU) are 1.14x and 1.49x against the static 1.27x and
-  1.39x. A GPU serving many sizes without JIT takes a bundle built without ``--input``.
+  minimum bytes, estimate), and at 8x256x56x56 the generic ``ds`` launches 112 blocks (under
+  one per SM of an H100 / H200) where the static one splits channels to reach 264; generic
+  ``dc`` requests 1.51x the minimum bytes against the static 1.39x (estimates, no GPU). A GPU serving many sizes without JIT takes a bundle built without ``--input``.
 
 The static mode is also the switch for hot shapes on CPU: one build per shape met, each
 specialised to its extents. A static build serves every shape a tuning log holds a record for,

@@ -93,8 +93,8 @@ dc (every stride): the streaming schedule (``_dc_streaming``) with ROW_QUANTUM =
 along x (so TVM proves a column tile's X window inside the padded rows: whole ROW_QUANTUM
 pixels; with 32 lanes it bounds the window by the symbolic row, min(Wq + 2, 34) columns)
 for each of cc channels (threadIdx.y, cc as the static one), 8-row X tiles with the last
-one predicated, S staged from its widened rows ('Spad'), one column block (a block per (b,
-head, channel chunk)); each pixel's tap window is declared (at dilation > 1 the X stage was
+one predicated, S staged from its widened rows ('Spad'), a block per (b, head, channel
+chunk) x column tile (blockIdx.x x .y); each pixel's tap window is declared (at dilation > 1 the X stage was
 otherwise bounded by the symbolic rows). The per-thread buffers (acc_cols, the lanes' sums)
 are k x k registers, the stages 16 x 10 x 10 X and 9 x 8 S elements at k3 s1 (11.3 KB
 float32 with the lanes' shared sums).
@@ -108,11 +108,10 @@ dO 25.7 MB, C 8*256*9*14*4 B = 1.0 MB, dS 0.9 MB: 59.9 MB = 1.14x (the static: 1
 channel blocks' scratch included). 2x256x200x300: fwd 1.26x, dx 1.25x, ds 1.18x (static
 1.26x, 1.30x, 1.14x). dc (cc = 16, 7 x 7 tiles of 8 x 8 per plane): X windows of 9+10*5+9
 = 68 rows and 68 columns, 8*256*68*68*4 B = 37.9 MB; dO 25.7 MB; S 8*9*56*56*4 B * (256/16
-chunks) = 14.5 MB; scratch 8*256*9*4 B stored and loaded 0.15 MB; dC 0.07 MB: 78.2 MB = 1.49x
-the 52.4 MB minimum (static 1.39x; float64 keeps cc = 16: 1.49x, static 1.67x);
-2x256x200x300 (X windows 248 rows x 374 columns): 1.53x (static 1.42x). Its blocks: 128 at
-8x256x56x56, under one per SM (the static one splits columns to reach MIN_BLOCKS), 128
-threads each. The per-output generic kernels requested 13.2x. But the generic ds
+chunks) = 14.5 MB; scratch 7*8*256*9*4 B stored and loaded 1.0 MB; dC 0.07 MB: 79.1 MB =
+1.51x the 52.4 MB minimum (static 1.39x; float64 keeps cc = 16: 1.51x, static 1.67x);
+2x256x200x300 (X windows 248 rows x 374 columns, 38 column blocks): 1.53x (static 1.42x).
+Its blocks: 896 at 8x256x56x56 (128 x 7 column tiles), 128 threads each. The per-output generic kernels requested 13.2x. But the generic ds
 launches one block per (b, head, tile): 112 at 8x256x56x56 (G = 1), under one per SM, where
 the static one splits channels to reach MIN_BLOCKS.
 The other generic kernels (dx at stride > 1; every kernel at k = 1 or k > UNROLL_TAPS, or
@@ -555,9 +554,11 @@ def _dc_column_blocks(wl, cc: int, nx: int, wo: int) -> tuple:
     else a block per column tile (each block sums its columns into its own slot of the
     scratch the second kernel adds up). Nothing in between: with several blocks of several
     tiles, TVM's region analysis cannot bound the X tile under the image's tail predicate
-    (x = (xb * per_block + xo) * nx + lane < Wo) and stages whole rows."""
-    if not isinstance(wo, int):  # generic: the block count is unknown, one block per row
-        return 1, None
+    (x = (xb * per_block + xo) * nx + lane < Wo) and stages whole rows. Generic kernels (Wo
+    symbolic): a block per column tile, their count ceil(Wo / nx) a run-time extent (the
+    scratch's too), on blockIdx.y."""
+    if not isinstance(wo, int):  # generic: a block per column tile (their count symbolic)
+        return None, 1
     tiles = -(-wo // nx)
     if wl.p["B"] * wl.p["C"] // cc >= MIN_BLOCKS:
         return 1, tiles
@@ -579,9 +580,10 @@ def _dc_streaming(sch, wl) -> bool:
     Generic kernels (``dc`` in GENERIC_TILED, 1 < k <= UNROLL_TAPS, any stride): nx =
     ROW_QUANTUM lanes (the rows of 'acc_cols' are whole ROW_QUANTUM pixels, so TVM proves a
     column tile's window inside the padded rows and sizes the stages by the tile), ty =
-    DC_MAX_ROWS rows per X tile with the rows' tail predicated, one column block (the block
-    count is unknown; the second kernel then copies the one slot), S staged from its widened
-    rows ('Spad', index checks), and each pixel's tap window declared (_declare_read)."""
+    DC_MAX_ROWS rows per X tile with the rows' tail predicated, a block per column tile
+    (blockIdx.y, ceil(Wo / nx) of them: the block count is unknown, so always split), S
+    staged from its widened rows ('Spad', index checks), and each pixel's tap window
+    declared (_declare_read)."""
     k = wl.p["k"]
     generic = wl.kind == "generic"
     if generic and not ("dc" in GENERIC_TILED and 1 < k) or k > UNROLL_TAPS:
@@ -609,7 +611,11 @@ def _dc_streaming(sch, wl) -> bool:
     b, g, c, u, v, rxb, rxo, rxi = sch.get_loops(lanes)
     co, ci = sch.split(c, [None, cc])
     sch.reorder(b, g, co, rxb, ci, rxi, rxo, u, v)
-    sch.bind(sch.fuse(b, g, co, rxb), "blockIdx.x")
+    if generic:  # column blocks on blockIdx.y: no block index divided by a run-time extent
+        sch.bind(sch.fuse(b, g, co), "blockIdx.x")
+        sch.bind(rxb, "blockIdx.y")
+    else:
+        sch.bind(sch.fuse(b, g, co, rxb), "blockIdx.x")
     sch.bind(ci, "threadIdx.y")
     sch.bind(rxi, "threadIdx.x")
     unroll(sch, u, v)
