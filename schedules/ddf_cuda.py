@@ -89,31 +89,31 @@ an odd tile width, 15: at 8, 12, 16 or 32 columns, a divisor or multiple of dx_g
 quantum, TVM clips to a symbolic extent, and so it does at stride 2 for every tile tried).
 No rule covers all cases, so each generic tiled schedule is tried on a copy first and kept
 only if its stages compact to a constant size (``_if_constant``), else the per-output one.
-dc (every stride): the streaming schedule (``_dc_streaming``) with ROW_QUANTUM = 8 lanes
-along x (so TVM proves a column tile's X window inside the padded rows: whole ROW_QUANTUM
-pixels; with 32 lanes it bounds the window by the symbolic row, min(Wq + 2, 34) columns)
-for each of cc channels (threadIdx.y, cc as the static one), 8-row X tiles with the last
-one predicated, S staged from its widened rows ('Spad'), a block per (b, head, channel
-chunk) x column tile (blockIdx.x x .y); each pixel's tap window is declared (at dilation > 1 the X stage was
-otherwise bounded by the symbolic rows). The per-thread buffers (acc_cols, the lanes' sums)
-are k x k registers, the stages 16 x 10 x 10 X and 9 x 8 S elements at k3 s1 (11.3 KB
-float32 with the lanes' shared sums).
+dc (every stride): the streaming schedule (``_dc_streaming``) with ROW_QUANTUM = 8 lanes along
+x (so TVM proves a column tile's X window inside the padded rows: whole ROW_QUANTUM pixels;
+with 32 lanes it bounds the window by the symbolic row, min(Wq + 2, 34) columns) for each of cc
+channels (threadIdx.y, cc as the static one), 16-row X tiles (GENERIC_DC_ROWS) with the last
+one predicated, S staged from its widened rows ('Spad'), a block per (b, head, channel chunk) x
+column tile (blockIdx.x x .y); each pixel's tap window is declared (at dilation > 1 the X stage
+was otherwise bounded by the symbolic rows). The per-thread buffers (acc_cols, the lanes' sums)
+are k x k registers, the stages 16 x 18 x 10 X and 9 x 8 S elements at k3 s1 (16.4 KB float32
+with the lanes' shared sums).
 Estimate (``gpu_report.requested_bytes``' accounting, the static kernels' windows), 8x256x
-56x56 k3 float32: fwd as the static (16 x 16 tiles): 65.6 MB = 1.25x the 52.4 MB minimum.
-dx, 32 x 15 tiles (2 x 4 per plane), dO rows over the windows 33+25 = 58, columns
-16+17+17+12 = 62: dO 8*256*58*62*4 B = 29.5 MB, S 8*9*58*62*4 B * 8 chunks = 8.3 MB, C
-8*256*9*8*4 B = 0.6 MB, dX 25.7 MB: 64.0 MB = 1.22x (static 1.28x). ds, 14 tiles per plane
-(2 x 7), X windows of 33+25 = 58 rows and 9+10*5+9 = 68 columns, 8*256*58*68*4 B = 32.3 MB,
-dO 25.7 MB, C 8*256*9*14*4 B = 1.0 MB, dS 0.9 MB: 59.9 MB = 1.14x (the static: 1.27x, its 4
-channel blocks' scratch included). 2x256x200x300: fwd 1.26x, dx 1.25x, ds 1.18x (static
-1.26x, 1.30x, 1.14x). dc (cc = 16, 7 x 7 tiles of 8 x 8 per plane): X windows of 9+10*5+9
-= 68 rows and 68 columns, 8*256*68*68*4 B = 37.9 MB; dO 25.7 MB; S 8*9*56*56*4 B * (256/16
-chunks) = 14.5 MB; scratch 7*8*256*9*4 B stored and loaded 1.0 MB; dC 0.07 MB: 79.1 MB =
-1.51x the 52.4 MB minimum (static 1.39x; float64 keeps cc = 16: 1.51x, static 1.67x);
-2x256x200x300 (X windows 248 rows x 374 columns, 38 column blocks): 1.53x (static 1.42x).
-Its blocks: 896 at 8x256x56x56 (128 x 7 column tiles), 128 threads each. The per-output generic kernels requested 13.2x. But the generic ds
-launches one block per (b, head, tile): 112 at 8x256x56x56 (G = 1), under one per SM, where
-the static one splits channels to reach MIN_BLOCKS.
+56x56 k3 float32: fwd as the static (16 x 16 tiles): 65.6 MB = 1.25x the 52.4 MB minimum. dx,
+32 x 15 tiles (2 x 4 per plane), dO rows over the windows 33+25 = 58, columns 16+17+17+12 = 62:
+dO 8*256*58*62*4 B = 29.5 MB, S 8*9*58*62*4 B * 8 chunks = 8.3 MB, C 8*256*9*8*4 B = 0.6 MB, dX
+25.7 MB: 64.0 MB = 1.22x (static 1.28x). ds, 14 tiles per plane (2 x 7), X windows of 33+25 =
+58 rows and 9+10*5+9 = 68 columns, 8*256*58*68*4 B = 32.3 MB, dO 25.7 MB, C 8*256*9*14*4 B =
+1.0 MB, dS 0.9 MB: 59.9 MB = 1.14x (the static: 1.27x, its 4 channel blocks' scratch included).
+2x256x200x300: fwd 1.26x, dx 1.25x, ds 1.18x (static 1.26x, 1.30x, 1.14x). dc (cc = 16, 4 x 7
+tiles of 16 x 8 per plane): X windows of 17+18+18+9 = 62 rows and 9+10*5+9 = 68 columns,
+8*256*62*68*4 B = 34.5 MB; dO 25.7 MB; S 8*9*56*56*4 B * (256/16 chunks) = 14.5 MB; scratch
+7*8*256*9*4 B stored and loaded 1.0 MB; dC 0.07 MB: 75.8 MB = 1.45x the 52.4 MB minimum (static
+1.39x; float64 keeps cc = 16: 1.45x, static 1.67x); 2x256x200x300 (X windows 224 rows x 374
+columns, 38 column blocks): 1.46x (static 1.42x). Its blocks: 896 at 8x256x56x56 (128 x 7
+column tiles), 128 threads each. The per-output generic kernels requested 13.2x. But the
+generic ds launches one block per (b, head, tile): 112 at 8x256x56x56 (G = 1), under one per
+SM, where the static one splits channels to reach MIN_BLOCKS.
 The other generic kernels (dx at stride > 1; every kernel at k = 1 or k > UNROLL_TAPS, or
 where no tile fits or its stages would not be constant) keep the thread-per-output fwd/dx
 and the per-output ds/dc schedules with fixed thread counts (``threads_for`` of a symbolic
@@ -523,6 +523,7 @@ def ds(sch, wl, target):
 DC_CHUNK = 16  # dc: channels per block (one warp's lanes each), the largest divisor of Cg up to this
 DC_SHARED_BYTES = 46 * 1024  # dc: under the 48 KB static limit; 4 blocks of 512 threads per SM
 DC_MAX_ROWS = 8  # dc: output rows per staged X tile
+GENERIC_DC_ROWS = 16  # generic dc (8-column tiles: a small tile, so a taller one for less halo)
 
 
 def _dc_layout(wl, ho, wo):
@@ -535,7 +536,7 @@ def _dc_layout(wl, ho, wo):
     # generic: ROW_QUANTUM lanes, so that TVM proves each column tile's window inside the
     # padded rows (whole ROW_QUANTUM pixels) and sizes the stages by the tile (_declare_read)
     nx = threads_for(wo, WARP) if isinstance(wo, int) else ROW_QUANTUM
-    rows = min(ho, DC_MAX_ROWS) if isinstance(ho, int) else DC_MAX_ROWS  # symbolic: tails predicated
+    rows = min(ho, DC_MAX_ROWS) if isinstance(ho, int) else GENERIC_DC_ROWS  # symbolic: tails predicated
 
     def shared(cc, ty):  # X tile + halo of cc channels, one row of the k x k S planes, rf sums
         x_tile = cc * ((ty - 1) * s + halo + 1) * ((nx - 1) * s + halo + 1)
@@ -580,7 +581,7 @@ def _dc_streaming(sch, wl) -> bool:
     Generic kernels (``dc`` in GENERIC_TILED, 1 < k <= UNROLL_TAPS, any stride): nx =
     ROW_QUANTUM lanes (the rows of 'acc_cols' are whole ROW_QUANTUM pixels, so TVM proves a
     column tile's window inside the padded rows and sizes the stages by the tile), ty =
-    DC_MAX_ROWS rows per X tile with the rows' tail predicated, a block per column tile
+    GENERIC_DC_ROWS rows per X tile with the rows' tail predicated, a block per column tile
     (blockIdx.y, ceil(Wo / nx) of them: the block count is unknown, so always split), S
     staged from its widened rows ('Spad', index checks), and each pixel's tap window
     declared (_declare_read)."""
@@ -599,7 +600,8 @@ def _dc_streaming(sch, wl) -> bool:
     acc = sch.get_sblock("acc")
     b, g, c, u, v, x = sch.get_loops(acc)
     wo = extent(sch, x)
-    ho = extent(sch, sch.get_loops(sch.get_sblock("acc_cols"))[-1]) if generic else out_size(wl.p["H"], wl.p["s"])
+    cols = sch.get_sblock("acc_cols")
+    ho = extent(sch, sch.get_loops(cols)[-1]) if generic else out_size(wl.p["H"], wl.p["s"])
     layout = _dc_layout(wl, ho, wo)
     if layout is None:
         return False
@@ -636,7 +638,8 @@ def _dc_streaming(sch, wl) -> bool:
     sch.set_scope(xs, 0, "shared")
     _cooperative(sch, xs, yo, threads)
     if wl.p["combine"] == "mul":  # generic: S's widened rows ('Spad') are the stage, index checks
-        ss = sch.get_sblock("Spad") if generic else sch.cache_read(cols, _read_index(sch, cols, "S"), "shared")
+        ss = sch.get_sblock("Spad") if generic else \
+            sch.cache_read(cols, _read_index(sch, cols, "S"), "shared")
         sch.set_scope(ss, 0, "shared")
         _cooperative(sch, ss, yi, threads)
     sch.compute_at(sch.cache_read(cols, _read_index(sch, cols, "dO"), "local"), yi)
@@ -682,7 +685,8 @@ def _dc_streaming(sch, wl) -> bool:
 
 @register("ddf", "dc", "cuda")
 def dc(sch, wl, target):
-    if _if_constant(sch, lambda sch_: _dc_streaming(sch_, wl)) if wl.kind == "generic" else _dc_streaming(sch, wl):
+    streaming = lambda sch_: _dc_streaming(sch_, wl)  # noqa: E731
+    if _if_constant(sch, streaming) if wl.kind == "generic" else streaming(sch):
         return
     sch.compute_inline(sch.get_sblock("Xpad"))
     if wl.kind == "generic":  # rows widened for the CPU vectors: index checks here
