@@ -96,8 +96,9 @@ channels (threadIdx.y, cc as the static one), 16-row X tiles (GENERIC_DC_ROWS) w
 one predicated, S staged from its widened rows ('Spad'), a block per (b, head, channel chunk) x
 column tile (blockIdx.x x .y); each pixel's tap window is declared (at dilation > 1 the X stage
 was otherwise bounded by the symbolic rows). The per-thread buffers (acc_cols, the lanes' sums)
-are k x k registers, the stages 16 x 18 x 10 X and 9 x 8 S elements at k3 s1 (16.4 KB float32
-with the lanes' shared sums).
+are k x k registers, the stages 16 x 18 x 10 X and 9 x 8 S elements at k3 s1 (ptxas, sm_90,
+C/G = 256: 11,808 B of shared memory float32, 39 registers, no spills; k7 float64: 28,224 B,
+155 registers, no spills).
 Estimate (``gpu_report.requested_bytes``' accounting, the static kernels' windows), 8x256x
 56x56 k3 float32: fwd as the static (16 x 16 tiles): 65.6 MB = 1.25x the 52.4 MB minimum. dx,
 32 x 15 tiles (2 x 4 per plane), dO rows over the windows 33+25 = 58, columns 16+17+17+12 = 62:
