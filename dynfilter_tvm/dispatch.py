@@ -18,14 +18,16 @@ Unset, it depends on the target (``DEFAULT_MODES``):
 * **CPU: generic.** A model meeting a new input size builds nothing new. The generic CPU
   schedules compute rows in whole vectors and run near the static time (README "Any input
   size" lists the generic/static ratios per kernel).
-* **CUDA: static.** Of the generic CUDA kernels only DDF ``fwd``, ``ds`` and (stride 1)
+* **CUDA: static.** Of the generic CUDA kernels only DDF ``fwd``, ``ds``, ``dc`` and (stride 1)
   ``dx`` are tiled like the static ones (fixed tiles, predicated tails:
-  ``schedules/ddf_cuda.py``); DDF ``dc`` and the PAC and ACDA ones are the thread-per-output
-  first versions (exact,
-  PoCL-checked at several sizes), while the static ones are tiled (DDF, PAC, ACDA) and use
-  tensor cores (PAC ``conv``): several times fewer requested bytes in the static GPU report.
-  A DDF layer's training step runs all four kernels, so even DDF stays static. A GPU serving
-  many sizes without JIT takes a bundle built without ``--input``.
+  ``schedules/ddf_cuda.py``); the PAC and ACDA ones are the thread-per-output first versions
+  (exact, PoCL-checked at several sizes), while the static ones are tiled (DDF, PAC, ACDA) and
+  use tensor cores (PAC ``conv``): several times fewer requested bytes in the static GPU
+  report. Even DDF stays static: its strided layers' generic ``dx`` is per-output (13.2x the
+  minimum bytes, estimate), and at 8x256x56x56 the generic ``ds`` launches 112 blocks (under
+  one per SM of an H100 / H200) where the static one splits channels to reach 264; generic
+  ``dc`` requests 1.45x the minimum bytes against the static 1.39x (estimates, no GPU). A GPU
+  serving many sizes without JIT takes a bundle built without ``--input``.
 
 The static mode is also the switch for hot shapes on CPU: one build per shape met, each
 specialised to its extents. A static build serves every shape a tuning log holds a record for,

@@ -67,7 +67,7 @@ allreduce: warp shuffles, or shared memory when the width is not a power of two)
 Every schedule keeps its accumulators in registers ("local" scope) and writes the cast result
 ('out') from the thread that finished the sum.
 
-Shape-generic kernels (B, H, W symbolic; ``GENERIC_TILED``): fwd, ds (1 < k <= UNROLL_TAPS)
+Shape-generic kernels (B, H, W symbolic; ``GENERIC_TILED``): fwd, ds, dc (1 < k <= UNROLL_TAPS)
 and dx (also stride 1) take the tiled schedules above with a FIXED tile, the grid ceil-divided
 over the symbolic output (blockIdx.x tile columns, .y tile rows, .z planes: ``_bind_blocks``,
 no block index divided by a run-time extent) and the tail tiles predicated, so one build
@@ -89,18 +89,33 @@ an odd tile width, 15: at 8, 12, 16 or 32 columns, a divisor or multiple of dx_g
 quantum, TVM clips to a symbolic extent, and so it does at stride 2 for every tile tried).
 No rule covers all cases, so each generic tiled schedule is tried on a copy first and kept
 only if its stages compact to a constant size (``_if_constant``), else the per-output one.
+dc (every stride): the streaming schedule (``_dc_streaming``) with ROW_QUANTUM = 8 lanes along
+x (so TVM proves a column tile's X window inside the padded rows: whole ROW_QUANTUM pixels;
+with 32 lanes it bounds the window by the symbolic row, min(Wq + 2, 34) columns) for each of cc
+channels (threadIdx.y, cc as the static one), 16-row X tiles (GENERIC_DC_ROWS) with the last
+one predicated, S staged from its widened rows ('Spad'), a block per (b, head, channel chunk) x
+column tile (blockIdx.x x .y); each pixel's tap window is declared (at dilation > 1 the X stage
+was otherwise bounded by the symbolic rows). The per-thread buffers (acc_cols, the lanes' sums)
+are k x k registers, the stages 16 x 18 x 10 X and 9 x 8 S elements at k3 s1 (ptxas, sm_90,
+C/G = 256: 11,808 B of shared memory float32, 39 registers, no spills; k7 float64: 28,224 B,
+155 registers, no spills).
 Estimate (``gpu_report.requested_bytes``' accounting, the static kernels' windows), 8x256x
-56x56 k3 float32: fwd as the static (16 x 16 tiles): 65.6 MB = 1.25x the 52.4 MB minimum.
-dx, 32 x 15 tiles (2 x 4 per plane), dO rows over the windows 33+25 = 58, columns
-16+17+17+12 = 62: dO 8*256*58*62*4 B = 29.5 MB, S 8*9*58*62*4 B * 8 chunks = 8.3 MB, C
-8*256*9*8*4 B = 0.6 MB, dX 25.7 MB: 64.0 MB = 1.22x (static 1.28x). ds, 14 tiles per plane
-(2 x 7), X windows of 33+25 = 58 rows and 9+10*5+9 = 68 columns, 8*256*58*68*4 B = 32.3 MB,
-dO 25.7 MB, C 8*256*9*14*4 B = 1.0 MB, dS 0.9 MB: 59.9 MB = 1.14x (the static: 1.27x, its 4
-channel blocks' scratch included). 2x256x200x300: fwd 1.26x, dx 1.25x, ds 1.18x (static
-1.26x, 1.30x, 1.14x). The per-output generic kernels requested 13.2x. But the generic ds
-launches one block per (b, head, tile): 112 at 8x256x56x56 (G = 1), under one per SM, where
-the static one splits channels to reach MIN_BLOCKS.
-The other generic kernels (dc; dx at stride > 1; every kernel at k = 1 or k > UNROLL_TAPS, or
+56x56 k3 float32: fwd as the static (16 x 16 tiles): 65.6 MB = 1.25x the 52.4 MB minimum. dx,
+32 x 15 tiles (2 x 4 per plane), dO rows over the windows 33+25 = 58, columns 16+17+17+12 = 62:
+dO 8*256*58*62*4 B = 29.5 MB, S 8*9*58*62*4 B * 8 chunks = 8.3 MB, C 8*256*9*8*4 B = 0.6 MB, dX
+25.7 MB: 64.0 MB = 1.22x (static 1.28x). ds, 14 tiles per plane (2 x 7), X windows of 33+25 =
+58 rows and 9+10*5+9 = 68 columns, 8*256*58*68*4 B = 32.3 MB, dO 25.7 MB, C 8*256*9*14*4 B =
+1.0 MB, dS 0.9 MB: 59.9 MB = 1.14x (the static: 1.27x, its 4 channel blocks' scratch included).
+2x256x200x300: fwd 1.26x, dx 1.25x, ds 1.18x (static 1.26x, 1.30x, 1.14x). dc (cc = 16, 4 x 7
+tiles of 16 x 8 per plane): X windows of 17+18+18+9 = 62 rows and 9+10*5+9 = 68 columns,
+8*256*62*68*4 B = 34.5 MB; dO 25.7 MB; S 8*9*56*56*4 B * (256/16 chunks) = 14.5 MB; scratch
+7*8*256*9*4 B stored and loaded 1.0 MB; dC 0.07 MB: 75.8 MB = 1.45x the 52.4 MB minimum (static
+1.39x; float64 keeps cc = 16: 1.45x, static 1.67x); 2x256x200x300 (X windows 224 rows x 374
+columns, 38 column blocks): 1.46x (static 1.42x). Its blocks: 896 at 8x256x56x56 (128 x 7
+column tiles), 128 threads each. The per-output generic kernels requested 13.2x. But the
+generic ds launches one block per (b, head, tile): 112 at 8x256x56x56 (G = 1), under one per
+SM, where the static one splits channels to reach MIN_BLOCKS.
+The other generic kernels (dx at stride > 1; every kernel at k = 1 or k > UNROLL_TAPS, or
 where no tile fits or its stages would not be constant) keep the thread-per-output fwd/dx
 and the per-output ds/dc schedules with fixed thread counts (``threads_for`` of a symbolic
 extent) and predicated tails; dc then puts one warp across x.
@@ -137,7 +152,7 @@ CHANNEL_CHUNK = 32  # channels of a head per block (the largest divisor of Cg up
 TILE_SHARED_BYTES = 24 * 1024  # shared memory per block the tiles may take (occupancy)
 MIN_BLOCKS = 264  # ds, dc: blocks to aim for (2 per SM of an H100 / H200)
 MIN_TILE_THREADS = 32  # smaller tiles (huge k or dilation): the thread-per-output schedule
-GENERIC_TILED = ("fwd", "ds", "dx")  # generic kernels that take the tiled schedules (see _declare_read)
+GENERIC_TILED = ("fwd", "ds", "dx", "dc")  # generic kernels that take the tiled schedules (see _declare_read)
 # generic dx (stride 1): tiles of an odd width (see the module docstring), largest first
 GENERIC_DX_TILES = ((32, 15), (16, 15), (8, 15))
 
@@ -509,6 +524,7 @@ def ds(sch, wl, target):
 DC_CHUNK = 16  # dc: channels per block (one warp's lanes each), the largest divisor of Cg up to this
 DC_SHARED_BYTES = 46 * 1024  # dc: under the 48 KB static limit; 4 blocks of 512 threads per SM
 DC_MAX_ROWS = 8  # dc: output rows per staged X tile
+GENERIC_DC_ROWS = 16  # generic dc (8-column tiles: a small tile, so a taller one for less halo)
 
 
 def _dc_layout(wl, ho, wo):
@@ -518,7 +534,10 @@ def _dc_layout(wl, ho, wo):
     k, s, d = wl.p["k"], wl.p["s"], wl.p["d"]
     item = 8 if wl.dtype == "float64" else 4
     cg, halo = wl.p["C"] // wl.p["G"], (k - 1) * d
-    nx, rows = threads_for(wo, WARP), min(ho, DC_MAX_ROWS)
+    # generic: ROW_QUANTUM lanes, so that TVM proves each column tile's window inside the
+    # padded rows (whole ROW_QUANTUM pixels) and sizes the stages by the tile (_declare_read)
+    nx = threads_for(wo, WARP) if isinstance(wo, int) else ROW_QUANTUM
+    rows = min(ho, DC_MAX_ROWS) if isinstance(ho, int) else GENERIC_DC_ROWS  # symbolic: tails predicated
 
     def shared(cc, ty):  # X tile + halo of cc channels, one row of the k x k S planes, rf sums
         x_tile = cc * ((ty - 1) * s + halo + 1) * ((nx - 1) * s + halo + 1)
@@ -537,7 +556,11 @@ def _dc_column_blocks(wl, cc: int, nx: int, wo: int) -> tuple:
     else a block per column tile (each block sums its columns into its own slot of the
     scratch the second kernel adds up). Nothing in between: with several blocks of several
     tiles, TVM's region analysis cannot bound the X tile under the image's tail predicate
-    (x = (xb * per_block + xo) * nx + lane < Wo) and stages whole rows."""
+    (x = (xb * per_block + xo) * nx + lane < Wo) and stages whole rows. Generic kernels (Wo
+    symbolic): a block per column tile, their count ceil(Wo / nx) a run-time extent (the
+    scratch's too), on blockIdx.y."""
+    if not isinstance(wo, int):  # generic: a block per column tile (their count symbolic)
+        return None, 1
     tiles = -(-wo // nx)
     if wl.p["B"] * wl.p["C"] // cc >= MIN_BLOCKS:
         return 1, tiles
@@ -555,20 +578,31 @@ def _dc_streaming(sch, wl) -> bool:
     the nx lanes of taps t, t + nx, ... (serially: TVM's allreduce of k x k values per thread
     would sit in a tap loop, which its lowering refuses once unrolled), storing the column
     block's sums to global scratch. The second kernel (a thread per output) adds up the column
-    blocks. False where nothing fits (then the caller schedules the per-output dc)."""
+    blocks. False where nothing fits (then the caller schedules the per-output dc).
+    Generic kernels (``dc`` in GENERIC_TILED, 1 < k <= UNROLL_TAPS, any stride): nx =
+    ROW_QUANTUM lanes (the rows of 'acc_cols' are whole ROW_QUANTUM pixels, so TVM proves a
+    column tile's window inside the padded rows and sizes the stages by the tile), ty =
+    GENERIC_DC_ROWS rows per X tile with the rows' tail predicated, a block per column tile
+    (blockIdx.y, ceil(Wo / nx) of them: the block count is unknown, so always split), S
+    staged from its widened rows ('Spad', index checks), and each pixel's tap window
+    declared (_declare_read)."""
     k = wl.p["k"]
-    # symbolic H, W: TVM sizes some per-thread buffer from the symbolic extents (codegen
-    # refuses a non-constant stack allocation), so the generic kernels keep the per-output dc
-    if wl.kind == "generic" or k > UNROLL_TAPS:
+    generic = wl.kind == "generic"
+    if generic and not ("dc" in GENERIC_TILED and 1 < k) or k > UNROLL_TAPS:
         return False
     # stride > 1: TVM stages a larger X tile than _dc_layout sizes (ddf_resnet50's strided
     # layers, 8x128x56x56 and 8x256x28x28 s2: 61,752 and 119,600 bytes of shared memory, which
-    # ptxas refuses), so the strided dc keeps the per-output schedule until that is bounded
-    if wl.p["s"] > 1:
+    # ptxas refuses), so the strided static dc keeps the per-output schedule until that is
+    # bounded. The generic one's 8-column tiles compact to the tile's window (_declare_read).
+    if wl.p["s"] > 1 and not generic:
         return False
+    if generic:  # dO's rows widened for the CPU vectors: an index check in its load
+        sch.compute_inline(sch.get_sblock("dOpad"))
     acc = sch.get_sblock("acc")
     b, g, c, u, v, x = sch.get_loops(acc)
-    ho, wo = out_size(wl.p["H"], wl.p["s"]), extent(sch, x)
+    wo = extent(sch, x)
+    cols = sch.get_sblock("acc_cols")
+    ho = extent(sch, sch.get_loops(cols)[-1]) if generic else out_size(wl.p["H"], wl.p["s"])
     layout = _dc_layout(wl, ho, wo)
     if layout is None:
         return False
@@ -580,14 +614,19 @@ def _dc_streaming(sch, wl) -> bool:
     b, g, c, u, v, rxb, rxo, rxi = sch.get_loops(lanes)
     co, ci = sch.split(c, [None, cc])
     sch.reorder(b, g, co, rxb, ci, rxi, rxo, u, v)
-    sch.bind(sch.fuse(b, g, co, rxb), "blockIdx.x")
+    if generic:  # column blocks on blockIdx.y: no block index divided by a run-time extent
+        sch.bind(sch.fuse(b, g, co), "blockIdx.x")
+        sch.bind(rxb, "blockIdx.y")
+    else:
+        sch.bind(sch.fuse(b, g, co, rxb), "blockIdx.x")
     sch.bind(ci, "threadIdx.y")
     sch.bind(rxi, "threadIdx.x")
     unroll(sch, u, v)
     # each column's tap sums over the rows, computed where the thread adds them to its lane
     cols = sch.get_sblock("acc_cols")
     sch.compute_at(cols, rxo)
-    lc = after_compute_at(sch, cols, [("u", k), ("v", k), ("y", ho)])
+    # (a symbolic row count: a loop of its own, as for any count > 1)
+    lc = after_compute_at(sch, cols, [("u", k), ("v", k), ("y", ho if isinstance(ho, int) else 2)])
     ctaps = [lc[n] for n in ("u", "v") if n in lc]
     if "y" in lc:
         yo, yi = sch.split(lc["y"], [None, ty])
@@ -599,8 +638,11 @@ def _dc_streaming(sch, wl) -> bool:
     xs = sch.get_sblock("Xpad")
     sch.set_scope(xs, 0, "shared")
     _cooperative(sch, xs, yo, threads)
-    if wl.p["combine"] == "mul":
-        _cooperative(sch, sch.cache_read(cols, _read_index(sch, cols, "S"), "shared"), yi, threads)
+    if wl.p["combine"] == "mul":  # generic: S's widened rows ('Spad') are the stage, index checks
+        ss = sch.get_sblock("Spad") if generic else \
+            sch.cache_read(cols, _read_index(sch, cols, "S"), "shared")
+        sch.set_scope(ss, 0, "shared")
+        _cooperative(sch, ss, yi, threads)
     sch.compute_at(sch.cache_read(cols, _read_index(sch, cols, "dO"), "local"), yi)
     sch.set_scope(cols, 0, "local")
     # the lanes' sums: in registers over the columns, then stored to shared memory (a shared
@@ -631,12 +673,21 @@ def _dc_streaming(sch, wl) -> bool:
     # the second kernel: a thread per output (b, g, c, u, v) over the nb column blocks
     b, g, c, u, v, cb = sch.get_loops(acc)
     register_acc(sch, acc, cb, bind_flat(sch, [b, g, c, u, v]))
+    if generic:  # each pixel's tap window of X, and its S (see _declare_read): at dilation > 1
+        # the X stage would otherwise be bounded by the symbolic rows (min(H + 8, 23) rows)
+        s, halo = wl.p["s"], (k - 1) * wl.p["d"]
+        _declare_read(sch, cols, "Xpad", lambda b, g, c, u, v, x, y: (
+            (b, b + 1), (g, g + 1), (c, c + 1), (y * s, y * s + halo + 1), (x * s, x * s + halo + 1)))
+        if wl.p["combine"] == "mul":
+            _declare_read(sch, cols, "Spad", lambda b, g, c, u, v, x, y: (
+                (b, b + 1), (g, g + 1), (u, u + 1), (v, v + 1), (y, y + 1), (x, x + 1)))
     return True
 
 
 @register("ddf", "dc", "cuda")
 def dc(sch, wl, target):
-    if _dc_streaming(sch, wl):
+    streaming = lambda sch_: _dc_streaming(sch_, wl)  # noqa: E731
+    if _if_constant(sch, streaming) if wl.kind == "generic" else streaming(sch):
         return
     sch.compute_inline(sch.get_sblock("Xpad"))
     if wl.kind == "generic":  # rows widened for the CPU vectors: index checks here

@@ -4,9 +4,8 @@ The DDF op declares ``SYMBOLIC``; the tests set the generic shape mode explicitl
 on CPU, not on CUDA; see ``dynfilter_tvm.dispatch``). Checked: forward and all three gradients through the torch op at
 several sizes against the float64 reference, with nothing built after the first size; static
 mode still builds per shape; the CUDA schedules build for sm_90 with device code and run on
-PoCL at several sizes from one lowering. The tiled generic CUDA kernels (fwd, ds, dx at
-stride 1: fixed tiles,
-predicated tails) also at sizes smaller than one tile, not multiples of it and of several
+PoCL at several sizes from one lowering. The tiled generic CUDA kernels (fwd, ds, dc, dx at
+stride 1: fixed tiles, predicated tails) also at sizes smaller than one tile, not multiples of it and of several
 tiles, in float32 and float64 both ways, with negative controls (a dropped barrier, the grid
 one block short, the staged tile read shifted) and nvcc sm_90 / sm_80 builds without spills.
 """
@@ -172,7 +171,7 @@ def _expect_tiled(wl) -> bool:
     return wl.p["s"] == 1 and ddf_cuda._tile(wl, "dx", "H", "W") is not None
 
 
-# the kernels whose generic CUDA schedule is tiled (dc keeps its per-output one)
+# the kernels whose generic CUDA schedule is tiled (dc: the streaming one, 8-column tiles)
 TILED_KERNELS = [k for k in KERNELS if k in ddf_cuda.GENERIC_TILED]
 
 
@@ -220,10 +219,11 @@ def _control(kernel, mutate, match):
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
 @pytest.mark.parametrize("kernel", TILED_KERNELS)
 def test_control_generic_dropped_barrier(kernel):
-    """The barrier between staging a channel's tile and reading it (the second one) dropped."""
+    """The barrier between staging a channel's tile and reading it (the second one; dc's
+    third: after its S row is staged, before the taps read the X tile and S row) dropped."""
 
     def mutate(low):
-        start, end = [m.span() for m in re.finditer(re.escape(BARRIER), low.source)][1]
+        start, end = [m.span() for m in re.finditer(re.escape(BARRIER), low.source)][2 if kernel == "dc" else 1]
         low.source = low.source[:start] + low.source[end:]
     _control(kernel, mutate, "NaN")
 
@@ -234,13 +234,13 @@ def test_control_generic_grid_one_block_short(kernel):
     """The symbolic grid (ceil-divided over the output) one block short: a tile unwritten."""
 
     def mutate(low):
-        ln = low.launches[-1]
+        ln = low.launches[0 if kernel == "dc" else -1]  # (dc: the tiled first of its two)
         ln.grid = (ln.grid[0] - 1, *ln.grid[1:])
     _control(kernel, mutate, "NaN")
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
-@pytest.mark.parametrize("kernel,stage", [("fwd", "Xpad"), ("ds", "Xpad"), ("dx", "dOp")])
+@pytest.mark.parametrize("kernel,stage", [("fwd", "Xpad"), ("ds", "Xpad"), ("dc", "Xpad"), ("dx", "dOp")])
 def test_control_generic_tile_shifted(kernel, stage):
     """The staged input tile read one column to the right (the tile's halo misplaced)."""
     def mutate(low):  # the reads only (a store starts its line)
