@@ -33,9 +33,9 @@ registers and the cc x q partial sums), 294 threads, 13,208 B shared memory, 896
 sm_80 took 63 registers: 3 blocks, 47%). float64: q = 2, cc = 1, 48 registers, 59% on both. Rows too narrow for 192 threads with runs
 (``DX_MIN_THREADS``) keep a pixel per thread (q = 1: the registered models' 7- and 14-pixel
 rows). The registered models' 14 dx shapes: no spills, at most 34.5 KB shared memory; float32
-40-53 registers on sm_90, 49-70 on sm_80; float64 40-64 and 40-92 (before ``DX_THREAD_WORDS``;
-the 12 (shape, dtype) pairs whose cc it lowered: no spills, no register or occupancy lost, e.g.
-float64 7x7 on sm_80 69-92 -> 54 registers).
+40-53 registers on sm_90 (55-75%), 48-70 on sm_80 (44-62%); float64 40-64 on both (47-77%)
+(before ``DX_THREAD_WORDS``: float32 49-70 on sm_80, 44-50%; float64 40-92 on sm_80, 31-70%;
+the 12 (shape, dtype) pairs whose cc it lowered lost no registers or occupancy).
 Before (2026-11-30): q = 1, mi = 3 (14 partials), A read from global memory per atom tap
 (48 registers, 61%); before that the atoms in shared memory (a tile of 32 pixels filled
 37.6 KB) and dO loaded from global memory for every (channel, atom, tap) of every pixel (38x
