@@ -27,12 +27,15 @@ q partials to shared memory, and the block adds the (M/mi) x (k/ku) partials of 
 (channel, pixel). Staged planes: a thread keeps its element of a plane (``_stage_planes``);
 with runs the planes are laid out by column phase (``_plane_strides``: the taps' loads are
 free of bank conflicts). 8x64x56x56 k7 M = 6 float32: q = 4, mi = ku = 1 (42 partials),
-tiles of 28 (7 runs, 2 tiles per row), tb = 1, cc = 2, 294 threads, 28,656 B shared memory,
-896 blocks; ptxas sm_90 48 registers, no spills, 62% occupancy; sm_80 63 registers, 47% (10
-warps per block: 3 blocks). float64: q = 2, cc = 1, 48 registers, 59% on both. Rows too narrow for 192 threads with runs
+tiles of 28 (7 runs, 2 tiles per row), tb = 1, cc = 1 (``DX_THREAD_WORDS``: the 28 atom
+registers and the cc x q partial sums), 294 threads, 13,208 B shared memory, 896 blocks; ptxas
+48 registers on sm_90 and sm_80, no spills, 62% occupancy (4 blocks of 10 warps; with cc = 2
+sm_80 took 63 registers: 3 blocks, 47%). float64: q = 2, cc = 1, 48 registers, 59% on both. Rows too narrow for 192 threads with runs
 (``DX_MIN_THREADS``) keep a pixel per thread (q = 1: the registered models' 7- and 14-pixel
 rows). The registered models' 14 dx shapes: no spills, at most 34.5 KB shared memory; float32
-40-53 registers on sm_90, 49-70 on sm_80; float64 40-64 and 40-92.
+40-53 registers on sm_90 (55-75%), 48-70 on sm_80 (44-62%); float64 40-64 on both (47-77%)
+(before ``DX_THREAD_WORDS``: float32 49-70 on sm_80, 44-50%; float64 40-92 on sm_80, 31-70%;
+the 12 (shape, dtype) pairs whose cc it lowered lost no registers or occupancy).
 Before (2026-11-30): q = 1, mi = 3 (14 partials), A read from global memory per atom tap
 (48 registers, 61%); before that the atoms in shared memory (a tile of 32 pixels filled
 37.6 KB) and dO loaded from global memory for every (channel, atom, tap) of every pixel (38x
@@ -68,7 +71,9 @@ pixels (25,088 px).
   warp 64 x 21 dO shared loads (one wavefront each, the atoms in registers) -> 112 K clk; dO
   windows (289.5 MB: 2.3 M global wavefronts + as many shared stores) 34 K clk; partials 5 K
   and their sums 6 K clk: 247 K clk = 125 us, 6.9x the 18 us roofline (requested bytes 14.8x).
-- dx now (q = 4, mi = ku = 1, tb = 1, cc = 2; 896 blocks of 10 warps, 6.8 per SM), counted
+- dx now (q = 4, mi = ku = 1, tb = 1; counted with cc = 2, the same with cc = 1, the default
+  now: per chunk of 1 channel 108 + 100 + 40 + 42 = 290 x 64 chunks; 896 blocks of 10 warps,
+  6.8 per SM), counted
   per block, a global warp load and a shared store one wavefront each as above, shared loads
   one each (the phase layout: no bank conflicts; checked on the generated addresses). Atoms:
   the A stages 18 x 6 planes x 9 warps (280 words) x 2 = 1,944; per basis and warp 10 A + 7
@@ -221,6 +226,10 @@ def fwd(sch, wl, target):
 
 DX_CHUNK = 8  # most channels per staged dO window (cc x M x k rows x (tile + (k-1)*d) columns)
 DX_ATOM_WORDS = 28  # 32-bit registers for a thread's atoms: q pixels x mi atoms x ku tap rows x k columns
+# 32-bit registers for a thread's atoms and its cc x q partial sums together. At 8x64x56x56 k7
+# float32 (q = 4, 28 atom words) cc = 2 (36 words) took 63 registers on sm_80 (294 threads: 3
+# blocks, 47%), cc = 1 (32) 48 on sm_80 and sm_90 (4 blocks, 62%)
+DX_THREAD_WORDS = 32
 DX_A_BYTES = 12 * 1024  # a stage of staged coefficients A (several bases)
 DX_THREADS = 1024  # most threads per dx block
 DX_MIN_THREADS = 192  # runs only where the block keeps this many threads (narrow rows: q = 1)
@@ -232,7 +241,8 @@ def dx_tile(wl):
     """dx's atoms-in-registers geometry: dict(tile, q, cc, ku, mi, parts) (tile input pixels of
     a row per block; a thread per (group of mi atoms x ku tap rows, run of q adjacent pixels),
     parts groups; cc channels per staged chunk: the largest divisor of C up to DX_CHUNK whose
-    window fits DX_SHARED_BYTES), or None for the shared-atoms schedule (symbolic shapes; taps
+    window fits DX_SHARED_BYTES and whose cc x q partial sums fit DX_THREAD_WORDS registers next
+    to the atoms), or None for the shared-atoms schedule (symbolic shapes; taps
     not unrolled: a thread's atoms would not stay in registers). The run comes first: q
     pixels x k tap columns of one (atom, tap row) read q + k - 1 window elements per channel
     for q x k FMAs (q = 1: one load per FMA), then tap rows, then atoms, all within
@@ -266,7 +276,10 @@ def dx_tile(wl):
     def shared(cc: int) -> int:  # dO window + partial sums + bases
         return (cc * M * plane + parts * cc * tile + T * k * k) * item
 
-    fits = [b for b in range(1, DX_CHUNK + 1) if p["C"] % b == 0 and shared(b) <= DX_SHARED_BYTES]
+    # the thread's registers: its atoms plus a partial sum per (channel of the chunk, pixel of the run)
+    held = q * mi * ku * k * (item // 4)
+    fits = [b for b in range(1, DX_CHUNK + 1) if p["C"] % b == 0 and shared(b) <= DX_SHARED_BYTES
+            and (b == 1 or held + b * q * (item // 4) <= DX_THREAD_WORDS)]
     # bases per stage of staged coefficients (M x tb planes)
     tb = max(b for b in range(1, T + 1) if T % b == 0 and (b == 1 or M * b * plane * item <= DX_A_BYTES))
     return dict(t, cc=max(fits), tb=tb) if fits else None

@@ -43,8 +43,10 @@ Wt is staged once xk is built), half types 30,720 B; ptxas (sm_90 / sm_80): TF32
 registers (input gradient 64 / 64), float16 and bfloat16 63 / 64 (64 / 64), no spills: two
 blocks per SM, 32 of 64 warps, 50% theoretical occupancy; estimated about 71 us in TF32 (1.30x
 its roofline), at most 89 us in the half types (3.3x), issue-bound (arithmetic: ``_conv_mma``).
-At pac_joint_upsample's 65x64 k3 float16/bfloat16 shape ptxas (sm_90) picks 40 registers and
-spills 8 bytes (not yet fixed).
+At pac_joint_upsample's (factor 4) shapes, 256-thread blocks: no spills, 40-64 registers,
+50-75% (ptxas, sm_80 and sm_90, every tensor-core conv of the model); the half types' window
+copy unrolls its rounds in groups of at most ``WINDOW_ROUNDS`` (all 6 at 65x64 k3 had spilled
+8 bytes on sm_90 with 40 registers).
 Executed on PoCL with ldmatrix/mma emulated, the half types on 16-bit words
 (dynfilter_tvm.emulate).
 conv_dk (static shapes, k <= UNROLL_TAPS): the same tap rule as a GEMM per pixel tile, G[c,
@@ -92,7 +94,7 @@ import functools
 from . import register
 from tvm import tirx
 
-from .common import MAX_THREADS, UNROLL_TAPS, register_acc, threads_for, unroll, unroll_taps
+from .common import MAX_THREADS, UNROLL_TAPS, extent, register_acc, threads_for, unroll, unroll_taps
 
 CONV_CHANNEL_BLOCK = 8  # output channels per thread
 
@@ -429,6 +431,7 @@ def mma_tile(wl, target=None):
 
 
 MMA_SHARED_BYTES = 48 * 1024  # static shared memory per block (nvcc's limit)
+WINDOW_ROUNDS = 5  # most window-copy rounds unrolled together, half types (5 at the benchmark shape)
 
 
 def mma_shared_bytes(wl, wo: int, wx: int, xm: int) -> int:
@@ -536,8 +539,14 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     sch.reorder(sxo, sc, sxi)
     srounds, sty = sch.split(sch.fuse(sxo, sc), [None, warps])
     # rounds unrolled: per-thread predicates hoisted (fewer instructions); without it ptxas
-    # took 32 registers and spilled 40 B on sm_80 at pac_joint_upsample's 64x64 f16 adjoint
-    sch.unroll(srounds)
+    # took 32 registers and spilled 40 B on sm_80 at pac_joint_upsample's 64x64 f16 adjoint.
+    # The half types unroll them in groups of at most WINDOW_ROUNDS: all 6 rounds of a
+    # 16-channel chunk of 66 columns on 8 warps spilled 8 B on sm_90 (65x64 k3, 40 registers),
+    # 2 x 3 do not. TF32 keeps every round in one group (its 9 at 128x128 k5 s2 as 3 x 3
+    # spilled 8 B on sm_80). ptxas (nvcc 13) choices, checked at every model shape
+    rounds = extent(sch, srounds)
+    group = rounds if wl.dtype == "float32" else max(u for u in range(1, WINDOW_ROUNDS + 1) if rounds % u == 0)
+    sch.unroll(srounds if group == rounds else sch.split(srounds, [None, group])[1])
     sch.bind(sty, "threadIdx.y")
     sch.bind(sxi, "threadIdx.x")
     # the Wt chunk laid out (j, o, c) (rows of K channels for ldmatrix): a thread per (o, c)

@@ -208,9 +208,9 @@ def test_control_short_staging(way):
 
 @pytest.mark.parametrize("way", emulate.WAYS)
 @pytest.mark.parametrize("old,new,match", [
-    # the chunk's dO window copy (a plane per atom) without the last atom's plane: poisoned,
-    # or the previous chunk's
-    (r"\bax1_1 < 6;", "ax1_1 < 5;", "NaN|relative error"),
+    # the chunk's dO window copy (a plane per atom; one channel per chunk) without the last
+    # atom's plane: poisoned, or the previous chunk's
+    (r"\bax0_1 < 6;", "ax0_1 < 5;", "NaN|relative error"),
     # the staged coefficients A of a stage of bases without the last atom's
     (r"\bax0 = 0; ax0 < 6;", "ax0 = 0; ax0 < 5;", "NaN|relative error"),
     # the block's sum of the 42 partials (6 atoms x 7 tap rows) without the first atom's
@@ -218,7 +218,7 @@ def test_control_short_staging(way):
     ids=["dO-window", "coefficients", "partial-sums"])
 def test_control_acda_dx_short(way, old, new, match):
     """acda.dx (atoms in registers, the sum split over groups of atoms and tap rows; at
-    k7-tiles in float32 runs of 4 pixels, a group per (atom, tap row)). Its
+    k7-tiles in float32 runs of 4 pixels, a group per (atom, tap row), a channel per chunk). Its
     dropped barriers are no control on PoCL: the loops of each next phase are work-group
     uniform, and PoCL's implicit barrier at their head keeps the writers ahead."""
     def mutate(low):

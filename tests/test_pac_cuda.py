@@ -136,6 +136,29 @@ def test_tensor_core_conv_resources_at_benchmark_shape(dtype, arch):
         assert G.occupancy(arch, 32 * wo * wx, res["regs"], res["smem"]) >= 0.5
 
 
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
+@pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
+def test_tensor_core_conv_resources_at_model_shapes(dtype, arch):
+    """No spills and >= 50% theoretical occupancy (ptxas figures; estimates, no GPU) at two of
+    pac_joint_upsample's (factor 4) half-type shapes, 256-thread blocks (2 x 4 warps): the 65x64
+    k3 conv (p = 0), whose window copy (16 channels x 66 columns: 6 rounds over 8 warps) spilled
+    8 B on sm_90 with all 6 rounds unrolled (now 2 x 3, WINDOW_ROUNDS), and the 128x128 -> 64x64
+    k5 s2 input gradient, which spilled 40 B on sm_80 with the rounds not unrolled."""
+    from dynfilter_tvm import gpu_report as G
+    from schedules.pac_cuda import mma_tile
+
+    for p in (dict(_geo(2, 32, 65, 64, 64, 64, 3, 1, 1, 0, 1), O=32, a=0),
+              dict(_geo(2, 32, 128, 128, 64, 64, 5, 2, 1, 2, 1), O=32, a=1)):
+        wl = Workload.make("pac", "conv", p, dtype)
+        wo, wx, xm = mma_tile(wl, cuda_target(arch))
+        src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
+        assert G.mma_kind(src) == {"float16": "f16", "bfloat16": "bf16"}[dtype]
+        res = G.ptxas_resources(src, arch)["pac_conv_kernel"]
+        assert res["spill"] == 0, (p, res)
+        assert G.occupancy(arch, 32 * wo * wx, res["regs"], res["smem"]) >= 0.5, (p, res)
+
 def test_tf32_flag_follows_cudnn_allow_tf32(monkeypatch):
     """Read at each call: CUDA float32 only, exactly while cudnn.allow_tf32 is set; recorded
     workloads for CUDA bundles carry both variants."""
