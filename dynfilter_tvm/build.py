@@ -11,7 +11,6 @@ import sys
 from typing import Callable, Optional, Tuple
 
 import tvm
-import tvm.s_tir as s_tir
 from tvm.target import Target
 
 import schedules
@@ -52,13 +51,7 @@ def plan(workload: Workload, target: Target, tuned: bool = True) -> Tuple[str, C
             mod, record_id = found
             return record_id, lambda: mod
     fn = schedules.lookup(workload.op, workload.kernel, family(target))
-
-    def apply() -> tvm.IRModule:
-        sch = s_tir.Schedule(registry.prim_func(workload))
-        fn(sch, workload, target)
-        return sch.mod
-
-    return "default:" + schedules.source_digest(fn), apply
+    return "default:" + schedules.source_digest(fn), lambda: tuning_log.default_module(workload, target)
 
 
 def schedule(workload: Workload, target: Target, tuned: bool = True) -> Tuple[tvm.IRModule, str]:
