@@ -31,7 +31,6 @@ import tvm
 from tvm.target import Target
 
 from . import tuning_log
-from .build import schedule
 from .target import family, resolve
 from .workload import Workload
 
