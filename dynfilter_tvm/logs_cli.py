@@ -41,12 +41,10 @@ def _uses(tl, e, best) -> str:
     if not (e.use and best is not None):
         return "default"
     try:
-        from tvm.target import Target
-
-        fresh = e.default_schedule is None or e.default_schedule == tuning_log.default_hash(e.workload, Target(tl.target))
-    except Exception:  # a kernel or target this build has no default schedule for
-        fresh = True
-    return "tuned" if fresh else "default (recheck)"
+        changed = tl.default_changed(e)
+    except (KeyError, ValueError):  # a kernel or target this build has no default schedule for
+        changed = False
+    return "default (recheck)" if changed else "tuned"
 
 
 def recheck(args) -> int:

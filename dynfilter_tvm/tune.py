@@ -185,15 +185,14 @@ def recheck(log_dir, everything: bool = False, rounds: int = 9, progress: bool =
         mod = tuning_log.mod_of(e.workload)
         if tuning_log.structural_hash(mod) != e.shash:  # compute changed: the record is stale anyway
             continue
-        default_mod = tuning_log.default_module(e.workload, target)
-        dhash = tuning_log.structural_hash(default_mod)
-        if everything or e.default_schedule != dhash:
-            todo.append((e, default_mod, dhash, tuning_log.apply_record(mod, best.raw)))
+        if everything or e.default_schedule is None or tl.default_changed(e):
+            todo.append((e, tuning_log.apply_record(mod, best.raw)))
     print(f"re-measuring {len(todo)} of {len(tl.entries)} kernels in {tl.path}", flush=True)
     done = []
-    for e, default_mod, dhash, tuned_mod in tqdm(todo, unit="kernel", disable=not progress, dynamic_ncols=True):
+    for e, tuned_mod in tqdm(todo, unit="kernel", disable=not progress, dynamic_ncols=True):
+        default_mod = tuning_log.default_module(e.workload, target)
         e.default_us, e.tuned_us = time_side_by_side([default_mod, tuned_mod], target, rounds)
-        e.default_schedule = dhash
+        e.default_schedule = tuning_log.structural_hash(default_mod)
         tl.save_manifest()  # one kernel at a time: an interrupted recheck keeps what it measured
         done.append((e.workload, e.default_us, e.tuned_us))
         print(f"{e.workload}: default {tuning_log.format_us(e.default_us)}, tuned {tuning_log.format_us(e.tuned_us)}"

@@ -54,7 +54,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import tvm
 from tvm.target import Target
@@ -410,13 +410,17 @@ class TuningLog:
         return recs[0] if recs else None
 
     # -- using ---------------------------------------------------------------------------
+    def default_changed(self, entry: Entry) -> bool:
+        """Whether today's default schedule for ``entry`` (for this log's target) differs from
+        the one its ``default_us`` was timed on; False for logs that did not record it."""
+        return (entry.default_schedule is not None
+                and entry.default_schedule != default_hash(entry.workload, Target(self.target)))
+
     def schedule(self, workload: Workload, mod: Optional[tvm.IRModule] = None,
-                 include_unused: bool = False,
-                 default_hash: Optional[Callable[[], str]] = None) -> Optional[Tuple[tvm.IRModule, str]]:
+                 include_unused: bool = False) -> Optional[Tuple[tvm.IRModule, str]]:
         """The module scheduled by the best usable record for ``workload``, and an id naming
-        the record; None when there is none (or it is stale or slower than the default).
-        ``default_hash``: the structural hash of today's default-scheduled module (called only
-        when a usable record exists); a record compared against another default is set aside."""
+        the record; None when there is none (or it is stale, slower than the default, or was
+        compared with another default than today's: :meth:`default_changed`)."""
         entry = self.entries.get(workload.key())
         if entry is None or not (entry.use or include_unused):
             return None
@@ -428,8 +432,7 @@ class TuningLog:
             _warn_once(f"dynfilter_tvm: tuning record for {workload} in {self.path} is stale (its compute "
                        "changed); using the default schedule")
             return None
-        if (not include_unused and entry.default_schedule is not None and default_hash is not None
-                and default_hash() != entry.default_schedule):
+        if not include_unused and self.default_changed(entry):
             _warn_once(f"dynfilter_tvm: tuning record for {workload} in {self.path} was compared with an older "
                        "default schedule; using today's default (run `dynfilter-tvm logs recheck "
                        f"{self.path}` to measure both again)")
@@ -831,7 +834,7 @@ def lookup(workload: Workload, target: Target) -> Optional[Tuple[tvm.IRModule, s
         if tl is None:
             continue
         try:
-            found = tl.schedule(workload, default_hash=lambda: default_hash(workload, target))
+            found = tl.schedule(workload)
         except TuningLogError as err:
             log.warning("dynfilter_tvm: %s: %s; using the default schedule", tl.path, err)
             continue
