@@ -398,7 +398,7 @@ def _ddf_dc_bytes(wl: Workload, p: dict) -> Optional[int]:
 def _pac_conv_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
     """Elements requested by the tiled pac.conv schedule (see :func:`requested_bytes`), or None
     where that schedule keeps a thread per output."""
-    from schedules.pac_cuda import conv_tile, mma_tile
+    from schedules.pac_cuda import MMA_DTYPES, conv_tile, mma_tile
 
     tc = mma_tile(wl)
     t = conv_tile(wl) if wl.kind == "static" else None
@@ -415,7 +415,7 @@ def _pac_conv_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
     if tc is not None:  # the mma schedule: 16*wo channels x one row of 16*wx*xm pixels
         wo, wx, xm = tc
         o_tiles, pix_tiles = O // (16 * wo), p["Ho"] * p["Wo"] // (16 * wx * xm)
-        kc = 8 * (2 if wl.dtype in ("float16", "bfloat16") else 1)  # channels per chunk
+        kc = 8 * MMA_DTYPES[wl.dtype][1]  # channels per chunk (as the schedule's kc)
         # per (tap row, kc-channel chunk) a block stages one grid row of the source window
         # (real elements only) and loads its K (Kz: real taps) once per (tap, pixel)
         x_loads = N * C * o_tiles * real(p["H"], p["Ho"]) * _real_taps(
