@@ -7,6 +7,7 @@ CPUs). Without them (or with ``WORLD_SIZE=1``) everything runs in this one proce
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistEnv", "env_from_torchrun", "setup", "cleanup", "all_reduce_sum", "all_gather_object",
+__all__ = ["DistEnv", "env_from_torchrun", "setup", "cleanup", "running", "all_reduce_sum", "all_gather_object",
            "barrier", "ShardSampler"]
 
 
@@ -93,6 +94,18 @@ def cleanup(env: DistEnv, finished: bool = False) -> None:
         finally:
             gc.collect()
             dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def running(env: DistEnv):
+    """The body of a run: the process group is destroyed at its end, after a barrier when the
+    body finished normally (``cleanup``)."""
+    try:
+        yield
+    except BaseException:
+        cleanup(env)
+        raise
+    cleanup(env, finished=True)
 
 
 def all_reduce_sum(t: torch.Tensor, env: DistEnv) -> torch.Tensor:

@@ -654,13 +654,8 @@ def train(cfg: TrainConfig, on_step: Optional[Callable[[int], None]] = None) -> 
     due); an exception raised there ends the run as a kill would.
     """
     env, device = tdist.setup(cfg.device)
-    try:
-        res = _Run(cfg, env, device, on_step).run()
-    except BaseException:
-        tdist.cleanup(env)
-        raise
-    tdist.cleanup(env, finished=True)
-    return res
+    with tdist.running(env):
+        return _Run(cfg, env, device, on_step).run()
 
 
 def evaluate_checkpoint(path: str, data: Optional[str] = None, split: str = "val", batch_size: int = 256,
@@ -673,7 +668,7 @@ def evaluate_checkpoint(path: str, data: Optional[str] = None, split: str = "val
     if split not in ("train", "val"):
         raise ValueError(f"split must be train or val, got {split!r}")
     env, dev = tdist.setup(device)
-    try:
+    with tdist.running(env):
         s = ckpt.load_run(path)
         spec = DataSpec(**s["data"])
         if data:
@@ -698,5 +693,3 @@ def evaluate_checkpoint(path: str, data: Optional[str] = None, split: str = "val
         m = evaluate(model, loader, s["task"], dev, dtype, autocast, env, progress=progress and env.is_main)
         m.update(split=split, epoch=s["epoch"], step=s["global_step"], model=s["model_name"], checkpoint=path)
         return m
-    finally:
-        tdist.cleanup(env)
