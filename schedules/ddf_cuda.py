@@ -67,15 +67,21 @@ allreduce: warp shuffles, or shared memory when the width is not a power of two)
 Every schedule keeps its accumulators in registers ("local" scope) and writes the cast result
 ('out') from the thread that finished the sum.
 
-Shape-generic kernels (B, H, W symbolic; ``GENERIC_TILED``): fwd, ds, dc (1 < k <= UNROLL_TAPS)
-and dx (also stride 1) take the tiled schedules above with a FIXED tile, the grid ceil-divided
+Shape-generic kernels (B, H, W symbolic; ``GENERIC_TILED``): fwd, ds, dc and dx (1 < k <=
+UNROLL_TAPS, any stride) take the tiled schedules above with a FIXED tile, the grid ceil-divided
 over the symbolic output (blockIdx.x tile columns, .y tile rows, .z planes: ``_bind_blocks``,
 no block index divided by a run-time extent) and the tail tiles predicated, so one build
 serves every batch and size. fwd: TILE x TILE pixels over its padded output (Hq x Wq,
 ``ops.ddf``: rows in pairs, columns in 16s; the tile whenever _tile would not shrink it), S
 from its padded stage ('Spad', index checks) into registers, chunks of cc channels as the
-static one. dx: the first of GENERIC_DX_TILES (32 x 15, 16 x 15, 8 x 15) under
-TILE_SHARED_BYTES, chunks of cc channels as the static one. ds: 32 x 8 pixels
+static one. dx (``_generic_dx_tiles``): stride 1, the first of GENERIC_DX_TILES (32 x 15,
+16 x 15, 8 x 15) under TILE_SHARED_BYTES; stride s > 1, tiles of whole s x s phase blocks
+(GENERIC_DX_PHASE_TILES: 16 x 7 rows x columns per phase, 32 x 14 pixels at s = 2; each axis
+of the phase grid split by s first, so that a tile's rows of one phase are consecutive rows
+of dO and S: the window is affine in the tile row), S's k x k planes staged one plane per
+pass (all fused, TVM bounds the window by the symbolic rows); the first tile whose stages
+compact to a constant size, chunks of cc channels as the static one. Not at gcd(s, d) > 1
+(s = d = 2: TVM bounds both axes of the stages by the symbolic extent for every tile tried). ds: 32 x 8 pixels
 (``_generic_ds_tile``: whole ROW_QUANTUM columns of its padded rows), one channel block (the
 block count is unknown, so no scratch split).
 The shared stages must have a constant size (codegen refuses a non-constant allocation, the
@@ -85,8 +91,10 @@ proves that the window fits or the clipped extent varies with the tile (then it 
 constant bound). ``_declare_read`` declares each pixel's whole tap window (affine in the
 pixel: y*s + u*d at d > 1 is not); the tiles fit provably (fwd: Wq a multiple of 16 >= 16;
 ds: rows of whole ROW_QUANTUM pixels) or through the tail predicate (rows; dx's columns at
-an odd tile width, 15: at 8, 12, 16 or 32 columns, a divisor or multiple of dx_grid's column
-quantum, TVM clips to a symbolic extent, and so it does at stride 2 for every tile tried).
+an odd tile width, 15, or at stride s an odd count of columns per phase: at 8, 12, 16 or 32
+columns, a divisor or multiple of dx_grid's column quantum, TVM clips to a symbolic extent;
+at stride s > 1 tiles of the interleaved grid hh, of any size, are clipped too, tiles of
+whole phase blocks are not).
 No rule covers all cases, so each generic tiled schedule is tried on a copy first and kept
 only if its stages compact to a constant size (``_if_constant``), else the per-output one.
 dc (every stride): the streaming schedule (``_dc_streaming``) with ROW_QUANTUM = 8 lanes along
@@ -115,7 +123,7 @@ columns, 38 column blocks): 1.46x (static 1.42x). Its blocks: 896 at 8x256x56x56
 column tiles), 128 threads each. The per-output generic kernels requested 13.2x. But the
 generic ds launches one block per (b, head, tile): 112 at 8x256x56x56 (G = 1), under one per
 SM, where the static one splits channels to reach MIN_BLOCKS.
-The other generic kernels (dx at stride > 1; every kernel at k = 1 or k > UNROLL_TAPS, or
+The other generic kernels (every kernel at k = 1 or k > UNROLL_TAPS, dx at gcd(s, d) > 1, or
 where no tile fits or its stages would not be constant) keep the thread-per-output fwd/dx
 and the per-output ds/dc schedules with fixed thread counts (``threads_for`` of a symbolic
 extent) and predicated tails; dc then puts one warp across x.
@@ -124,6 +132,7 @@ from __future__ import annotations
 
 import re
 
+import tvm
 import tvm.s_tir as s_tir
 from tvm import tirx
 from tvm.s_tir.schedule import _ffi_api
@@ -153,8 +162,12 @@ TILE_SHARED_BYTES = 24 * 1024  # shared memory per block the tiles may take (occ
 MIN_BLOCKS = 264  # ds, dc: blocks to aim for (2 per SM of an H100 / H200)
 MIN_TILE_THREADS = 32  # smaller tiles (huge k or dilation): the thread-per-output schedule
 GENERIC_TILED = ("fwd", "ds", "dx", "dc")  # generic kernels that take the tiled schedules (see _declare_read)
-# generic dx (stride 1): tiles of an odd width (see the module docstring), largest first
+# generic dx at stride 1: tiles of an odd width (see the module docstring), largest first
 GENERIC_DX_TILES = ((32, 15), (16, 15), (8, 15))
+# generic dx at stride s > 1: tiles of whole phase blocks, (rows, columns) of each phase
+# (pixels: s times as many per axis), an odd column count (see _generic_dx_tiles), largest first
+GENERIC_DX_PHASE_TILES = ((16, 7), (8, 7), (8, 5), (4, 7), (4, 5), (4, 3))
+MAX_TILE_THREADS = 512  # generic dx: threads per block of its largest tiles
 
 
 def _chunk(cg: int) -> int:
@@ -179,7 +192,7 @@ def _tile(wl, kernel: str, ho: int, wo: int):
         tx = min(wo, max(TILE, MAX_THREADS // ho))  # short images: wider tiles
         ty = min(ho, MAX_THREADS // tx)
     elif kernel == "dx":  # generic dx: the first of its fixed tiles that fits (no shrinking)
-        return next((t for t in GENERIC_DX_TILES if shared(*t) <= TILE_SHARED_BYTES), None)
+        return next(iter(_generic_dx_tiles(wl)), None)
     else:  # symbolic extents (generic kernels): a fixed tile, the grid's tails predicated
         ty = tx = TILE
     while shared(ty, tx) > TILE_SHARED_BYTES and ty * tx >= MIN_TILE_THREADS:
@@ -192,6 +205,32 @@ def _tile(wl, kernel: str, ho: int, wo: int):
     if shared(ty, tx) > TILE_SHARED_BYTES or ty * tx < least:
         return None
     return ty, tx
+
+
+def _generic_dx_tiles(wl) -> list:
+    """The generic dx's candidate pixel tiles, largest first, those whose stages fit in
+    TILE_SHARED_BYTES. Stride 1: GENERIC_DX_TILES. Stride s > 1: GENERIC_DX_PHASE_TILES, whole
+    s x s phase blocks (``_tiled`` splits each axis of the phase grid by s first, so that a
+    tile's rows of a phase are consecutive rows of dO and S, the tile's window affine in them:
+    with tiles of hh, TVM bounds the window by the symbolic rows), up to MAX_TILE_THREADS
+    threads. The stages: dO and the k x k planes of S over the window, tile/s + span - 1 rows
+    and columns (span: the rows the taps of every phase reach, ``ops.ddf._phase_taps``), and C.
+    Odd column counts per phase: at 8 the window of S is again bounded by the symbolic row
+    (as at stride 1, where the tile is 15 wide). Which tile compacts to constant stages is
+    checked per build (``dx``: the first that does)."""
+    k, s, d = wl.p["k"], wl.p["s"], wl.p["d"]
+    item = 8 if wl.dtype == "float64" else 4
+    if s == 1:
+        halo = (k - 1) * d
+        fits = [(ty, tx) for ty, tx in GENERIC_DX_TILES
+                if ((k * k + 1) * (ty + halo) * (tx + halo) + k * k) * item <= TILE_SHARED_BYTES]
+        return fits
+    nj, _, dg, _, q0, _ = _phase_taps(k, s, d)
+    offs = [q0(r) + j * dg for r in range(s) for j in range(nj)]
+    span = max(offs) - min(offs) + 1
+    return [(ry * s, rx * s) for ry, rx in GENERIC_DX_PHASE_TILES
+            if ry * rx * s * s <= MAX_TILE_THREADS
+            and ((k * k + 1) * (ry + span - 1) * (rx + span - 1) + k * k) * item <= TILE_SHARED_BYTES]
 
 
 def _declare_read(sch, block, stage: str, box) -> None:
@@ -211,14 +250,15 @@ def _declare_read(sch, block, stage: str, box) -> None:
     _ffi_api.ScheduleAnnotateBufferAccess(sch, block, index, 0, tirx.IndexMap(vars_, flat, None))
 
 
-def _cooperative(sch, block, loop, threads) -> None:
+def _cooperative(sch, block, loop, threads, serial: int = 0) -> None:
     """Stage ``block`` (already in shared scope) at ``loop``: its loops fused and spread over
     the block's ``threads`` (threadIdx.x; a pair: threadIdx.y, threadIdx.x), each thread loading
-    every threads-th element."""
+    every threads-th element. ``serial``: that many leading loops stay serial around the
+    fused rest."""
     sch.compute_at(block, loop)
     loops = sch.get_loops(block)
     at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
-    loops = loops[at + 1:]  # compute_at made none for unit-extent axes
+    loops = loops[at + 1 + serial:]  # compute_at made none for unit-extent axes
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0] if loops else sch.add_unit_loop(block)
     if isinstance(threads, int):
         _, tx = sch.split(fused, [None, threads])
@@ -228,7 +268,7 @@ def _cooperative(sch, block, loop, threads) -> None:
     sch.bind(tx, "threadIdx.x")
 
 
-def _tiled(sch, wl, kernel: str, x_stage: str, s_stage):
+def _tiled(sch, wl, kernel: str, x_stage: str, s_stage, tile=None):
     """fwd, dx: acc(b, g, c, y, x; u, v), a block per (b, g, channel chunk, ty x tx pixel tile),
     a thread per pixel of the tile looping over the chunk's channels. Per channel the block
     stages the input tile with its halo (``x_stage``, padding or zero insertion as index
@@ -236,14 +276,25 @@ def _tiled(sch, wl, kernel: str, x_stage: str, s_stage):
     unrolled: S[.., y, x] of the thread's own pixel), or into shared memory (``s_stage``)."""
     acc = sch.get_sblock("acc")
     b, g, c, y, x, u, v = sch.get_loops(acc)
-    ty, tx = _tile(wl, kernel, extent(sch, y), extent(sch, x))
+    ty, tx = tile or _tile(wl, kernel, extent(sch, y), extent(sch, x))
     threads = ty * tx
-    yo, yi = sch.split(y, [None, ty])
-    xo, xi = sch.split(x, [None, tx])
+    s = wl.p["s"]
+    phases = kernel == "dx" and wl.kind == "generic" and s > 1
     co, ci = sch.split(c, [None, _chunk(extent(sch, c))])
-    sch.reorder(b, g, co, yo, xo, yi, xi, ci, u, v)
+    if phases:  # tiles of whole s x s phase blocks (_generic_dx_tiles)
+        yq, yr = sch.split(y, [None, s])
+        xq, xr = sch.split(x, [None, s])
+        yo, yi = sch.split(yq, [None, ty // s])
+        xo, xi = sch.split(xq, [None, tx // s])
+        sch.reorder(b, g, co, yo, xo, yi, yr, xi, xr, ci, u, v)
+        inner = [yi, yr, xi, xr]  # (row-major over the tile's pixels: x innermost, coalesced)
+    else:
+        yo, yi = sch.split(y, [None, ty])
+        xo, xi = sch.split(x, [None, tx])
+        sch.reorder(b, g, co, yo, xo, yi, xi, ci, u, v)
+        inner = [yi, xi]
     _bind_blocks(sch, wl, [b, g, co], yo, xo)
-    thr = sch.fuse(yi, xi)
+    thr = sch.fuse(*inner)
     sch.bind(thr, "threadIdx.x")
     # shared scope before compute_at: the staged region then covers the whole tile
     xs = sch.get_sblock(x_stage)
@@ -261,7 +312,9 @@ def _tiled(sch, wl, kernel: str, x_stage: str, s_stage):
     else:
         ss = s_stage()
         sch.set_scope(ss, 0, "shared")
-        _cooperative(sch, ss, thr, threads)
+        # phases: one tap plane per pass (the window's rows a plain thread index: with
+        # every plane fused, TVM bounds the window of S by its symbolic rows)
+        _cooperative(sch, ss, thr, threads, 1 if phases else 0)
     unroll_taps(sch, wl, u, v)
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, u)
@@ -329,8 +382,7 @@ def _tiles_fit(sch, wl, kernel: str) -> bool:
     if wl.kind == "generic":  # a fixed tile (fwd: TILE x TILE, S in registers: taps unrolled)
         # (k = 1: TVM's region analysis of the unit tap loops overflows int32; no halo to share)
         fixed = tile is not None if kernel == "dx" else tile == (TILE, TILE)
-        return (kernel in GENERIC_TILED and 1 < wl.p["k"] <= UNROLL_TAPS and fixed
-                and (kernel != "dx" or wl.p["s"] == 1))
+        return kernel in GENERIC_TILED and 1 < wl.p["k"] <= UNROLL_TAPS and fixed
     return tile is not None
 
 
@@ -369,15 +421,30 @@ def dx(sch, wl, target):
         _thread_per_output(sch, wl)
         return
     # The padded dO and S are staged tiles, built with index checks (no copies in global memory).
-    def tiled(sch_):
-        _tiled(sch_, wl, "dx", "dOp", lambda: sch_.get_sblock("Sp"))
+    def tiled(tile):
+        return lambda sch_: _tiled(sch_, wl, "dx", "dOp", lambda: sch_.get_sblock("Sp"), tile)
 
     if wl.kind != "generic":
-        tiled(sch)
-    elif not _if_constant(sch, tiled):
+        tiled(None)(sch)
+    elif not any(_if_constant(sch, tiled(t)) for t in _generic_dx_tiles(wl)):  # the first constant one
         sch.compute_inline(sch.get_sblock("dOp"))
         sch.compute_inline(sch.get_sblock("Sp"))
         _thread_per_output(sch, wl)
+
+
+def generic_dx_tile(wl):
+    """The pixel tile the generic dx build of ``wl`` takes (the first of ``_generic_dx_tiles``
+    whose stages compact to a constant size), or None where it is per-output."""
+    from dynfilter_tvm import registry
+
+    if not ("dx" in GENERIC_TILED and 1 < wl.p["k"] <= UNROLL_TAPS):
+        return None
+    for t in _generic_dx_tiles(wl):
+        trial = s_tir.Schedule(tvm.IRModule({"main": registry.prim_func(wl)}))
+        _tiled(trial, wl, "dx", "dOp", lambda: trial.get_sblock("Sp"), t)
+        if _constant_stages(trial.mod):
+            return t
+    return None
 
 
 def _if_constant(sch, apply) -> bool:

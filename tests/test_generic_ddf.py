@@ -5,12 +5,13 @@ on CPU, not on CUDA; see ``dynfilter_tvm.dispatch``). Checked: forward and all t
 several sizes against the float64 reference, with nothing built after the first size; static
 mode still builds per shape; the CUDA schedules build for sm_90 with device code and run on
 PoCL at several sizes from one lowering. The tiled generic CUDA kernels (fwd, ds, dc, dx at
-stride 1: fixed tiles, predicated tails) also at sizes smaller than one tile, not multiples of it and of several
+any stride: fixed tiles, predicated tails) also at sizes smaller than one tile, not multiples of it and of several
 tiles, in float32 and float64 both ways, with negative controls (a dropped barrier, the grid
 one block short, the staged tile read shifted) and nvcc sm_90 / sm_80 builds without spills.
 """
 from __future__ import annotations
 
+import math
 import re
 import shutil
 
@@ -153,10 +154,14 @@ TILED_PARAMS = [(8, 2, 3, 2, 1, "mul"), (64, 2, 3, 1, 2, "add"), (6, 3, 5, 2, 2,
 TILED_SIZES = EMU_SIZES + [dict(B=1, H=37, W=53), dict(B=3, H=17, W=33), dict(B=1, H=32, W=16)]
 
 
-# dx is tiled at stride 1 only (schedules/ddf_cuda.py GENERIC_DX_TILES); k = 5 in float64 has
-# no tile under the shared-memory budget: the per-output schedule (checked as well)
+# dx: tiles of its phase grid (schedules/ddf_cuda.py _generic_dx_tiles; at stride > 1 whole
+# s x s phase blocks); k = 5 in float64 at stride 1 has no tile under the shared-memory budget,
+# and at stride 2 dilation 2 (gcd(s, d) > 1: half the phases have no taps) TVM bounds the
+# stages by the symbolic rows for every tile tried: the per-output schedule (checked as well)
 DX_TILED_PARAMS = [(8, 2, 3, 1, 1, "mul"), (64, 2, 3, 1, 2, "add"), (6, 3, 5, 1, 1, "mul"),
-                   (3, 3, 3, 1, 1, "add")]
+                   (3, 3, 3, 1, 1, "add"), (8, 2, 3, 2, 1, "mul"), (4, 1, 7, 3, 1, "add"),
+                   (64, 2, 5, 2, 3, "add"), (6, 3, 5, 2, 2, "mul")]
+DX_STRIDED = [p for p in DX_TILED_PARAMS if p[3] > 1]
 
 
 def _params(kernel):
@@ -168,7 +173,8 @@ def _expect_tiled(wl) -> bool:
 
     if wl.kernel != "dx":
         return True
-    return wl.p["s"] == 1 and ddf_cuda._tile(wl, "dx", "H", "W") is not None
+    s, d = wl.p["s"], wl.p["d"]
+    return math.gcd(s, d) == 1 and bool(ddf_cuda._generic_dx_tiles(wl))
 
 
 # the kernels whose generic CUDA schedule is tiled (dc: the streaming one, 8-column tiles)
@@ -208,46 +214,55 @@ CONTROL_SIZES = dict(B=1, H=37, W=53)
 BARRIER = "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);"
 
 
-def _control(kernel, mutate, match):
-    wl = _generic_wl(kernel, 8, 2, 3, 1, 1, "mul", "float32")
+def _control(kernel, mutate, match, params=(8, 2, 3, 1, 1, "mul")):
+    wl = _generic_wl(kernel, *params, "float32")
     low = emulate.prepare(wl, "cuda")
     emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low)  # unmutated: passes
     with pytest.raises(emulate.CheckFailed, match=match):
         emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low, mutate=mutate)
 
 
+# (the kernel, and dx at stride 2 too: its phase-block tiles)
+CONTROL_CASES = [(k, (8, 2, 3, 1, 1, "mul")) for k in TILED_KERNELS] + [("dx", (8, 2, 3, 2, 1, "mul"))]
+
+
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
-@pytest.mark.parametrize("kernel", TILED_KERNELS)
-def test_control_generic_dropped_barrier(kernel):
+@pytest.mark.parametrize("kernel,params", CONTROL_CASES, ids=str)
+def test_control_generic_dropped_barrier(kernel, params):
     """The barrier between staging a channel's tile and reading it (the second one; dc's
     third: after its S row is staged, before the taps read the X tile and S row) dropped."""
 
     def mutate(low):
         start, end = [m.span() for m in re.finditer(re.escape(BARRIER), low.source)][2 if kernel == "dc" else 1]
         low.source = low.source[:start] + low.source[end:]
-    _control(kernel, mutate, "NaN")
+    _control(kernel, mutate, "NaN", params)
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
-@pytest.mark.parametrize("kernel", TILED_KERNELS)
-def test_control_generic_grid_one_block_short(kernel):
-    """The symbolic grid (ceil-divided over the output) one block short: a tile unwritten."""
+@pytest.mark.parametrize("kernel,params", CONTROL_CASES, ids=str)
+def test_control_generic_grid_one_block_short(kernel, params):
+    """The symbolic grid (ceil-divided over the output) one block short: a tile unwritten.
+    (dx at stride 2: a tile row short; its last tile column at W = 53 covers only the grid's
+    padding columns, dx_grid's whole 16-column multiples, and writes nothing.)"""
+    axis = 1 if params[3] > 1 else 0
 
     def mutate(low):
         ln = low.launches[0 if kernel == "dc" else -1]  # (dc: the tiled first of its two)
-        ln.grid = (ln.grid[0] - 1, *ln.grid[1:])
-    _control(kernel, mutate, "NaN")
+        ln.grid = tuple(n - (i == axis) for i, n in enumerate(ln.grid))
+    _control(kernel, mutate, "NaN", params)
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
-@pytest.mark.parametrize("kernel,stage", [("fwd", "Xpad"), ("ds", "Xpad"), ("dc", "Xpad"), ("dx", "dOp")])
-def test_control_generic_tile_shifted(kernel, stage):
+@pytest.mark.parametrize("kernel,stage,params", [
+    ("fwd", "Xpad", None), ("ds", "Xpad", None), ("dc", "Xpad", None), ("dx", "dOp", None),
+    ("dx", "dOp", (8, 2, 3, 2, 1, "mul")), ("dx", "Sp", (8, 2, 3, 2, 1, "mul"))], ids=str)
+def test_control_generic_tile_shifted(kernel, stage, params):
     """The staged input tile read one column to the right (the tile's halo misplaced)."""
     def mutate(low):  # the reads only (a store starts its line)
         low.source, n = re.subn(rf"(?<=[^\s])(\s*[*+(]\s*){stage}_shared_ptr\[", rf"\1{stage}_shared_ptr[1 + ",
                                 low.source)
         assert n
-    _control(kernel, mutate, "relative error|NaN")
+    _control(kernel, mutate, "relative error|NaN", *([params] if params else []))
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
@@ -255,12 +270,16 @@ def test_control_generic_tile_shifted(kernel, stage):
 @pytest.mark.parametrize("kernel", TILED_KERNELS)
 def test_cuda_generic_tiled_nvcc_no_spills(kernel, arch):
     """The tiled generic kernels' CUDA source compiles with nvcc (ptxas) without spills (k <= 5:
-    the ds's 49 tap sums at k = 7 spill a little, as the static ds's do at 8x256x56x56)."""
+    the ds's 49 tap sums at k = 7 spill a little, as the static ds's do at 8x256x56x56; so does
+    the strided dx at k = 7, s = 3 in float64 on sm_90: 12 B at 32 registers)."""
     from dynfilter_tvm.build import build
     from dynfilter_tvm.gpu_report import ptxas_resources
     from dynfilter_tvm.target import cuda_target
 
-    for p, dtype in [(_params(kernel)[0], "float32"), (_params(kernel)[1], "float32"), (_params(kernel)[2], "float64")]:
+    cases = [(_params(kernel)[0], "float32"), (_params(kernel)[1], "float32"), (_params(kernel)[2], "float64")]
+    if kernel == "dx":  # its phase-block tiles at stride > 1
+        cases += [(p, dtype) for p in DX_STRIDED if p[2] <= 5 for dtype in ("float32", "float64")]
+    for p, dtype in cases:
         src = build(_generic_wl(kernel, *p, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
         res = ptxas_resources(src, arch)
         assert res and all(r["spill"] == 0 for r in res.values()), (p, dtype, res)
