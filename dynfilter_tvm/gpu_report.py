@@ -76,6 +76,20 @@ def benchmark_workloads(dtype: str = "float32") -> Dict[str, List[Workload]]:
     return out
 
 
+def generic_workloads(dtype: str = "float32") -> Dict[str, List[tuple]]:
+    """The DDF benchmark shapes served by the generic kernels (B, H, W symbolic: one build for
+    every size): per layer, (generic workload, its sizes there). Reported at those sizes from
+    one symbolic build each (its code, registers and launch bounds are the same at every size;
+    the grid and the requested bytes are those of the size)."""
+    mk = Workload.make
+    out = {}
+    for name, (B, C, H, W) in (("DDF 8x256x56x56 k3 generic", (8, 256, 56, 56)),
+                               ("DDF 2x256x200x300 k3 generic", (2, 256, 200, 300))):
+        p = dict(_ddf(None, C, None, None))
+        out[name] = [(mk("ddf", k, p, dtype), dict(B=B, H=H, W=W)) for k in ("fwd", "dx", "ds", "dc")]
+    return out
+
+
 _SHORT = {"float16": "(f16)", "bfloat16": "(bf16)"}
 
 
@@ -141,7 +155,7 @@ def flops(wl: Workload) -> int:
     raise KeyError(f"no FLOP formula for {wl.op}.{wl.kernel}")
 
 
-def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
+def requested_bytes(wl: Workload, itemsize: int = 4, generic: Optional[Workload] = None) -> int:
     """The default schedule's own count of the bytes its global loads request: loads issued
     per thread x element size, summed over all threads, counting a warp-uniform load once per
     thread and assuming no cache (L1/L2 hits make the DRAM traffic smaller). Loads masked off
@@ -180,7 +194,14 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     58): dO 25.7 MB + X 8*256*68*58*4 B = 32.3 MB + S 8*16*9*56^2*4 B = 14.5 MB + scratch
     2*0.15 MB + dC 0.07 MB = 72.8 MB, 1.39x. Where those schedules fall back (k > 7, symbolic shapes, no tile fits):
     per output (pixel, tap) of ds, dO, X and C for each of the head's channels; per output
-    (channel, tap) of dc, dO, X and S for each pixel (loads only). pac.conv, the tiled implicit GEMM (:func:`_pac_conv_tiled_bytes`,
+    (channel, tap) of dc, dO, X and S for each pixel (loads only).
+    ``generic``: the bytes of the generic build ``generic`` (B, H, W symbolic) at static
+    ``wl``'s sizes (DDF; :func:`_ddf_generic_bytes`): the same accounting over its fixed tiles
+    and padded grids (fwd: 16 x 16 tiles over rows in pairs and columns in 16s; dx: the
+    ``schedules.ddf_cuda.generic_dx_tile`` over ``dx_grid``'s generic grid, whole s*8 columns;
+    ds: 32 x 8 tiles over rows of whole 8 pixels, ``_generic_ds_channel_blocks``' scratch; dc:
+    8 lanes x 16-row tiles, a column block per 8 columns); tiles over padding only load
+    nothing but C. Where the generic build is per-output, the per-output counts. pac.conv, the tiled implicit GEMM (:func:`_pac_conv_tiled_bytes`,
     loads plus the output's stores): each block builds its tile's modulated taps once per
     output-channel tile, so X = N*C*Ty*Tx*nO and K = N*C*k^2*Ho*Wo*nO (Ty, Tx: the (output,
     tap) pairs along each axis that land on a real source element, nO = ceil(O / (ot*oi));
@@ -264,8 +285,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
     p = _dims(wl)
     k2 = p["k"] ** 2
     if wl.op == "ddf":
-        tiled = {"fwd": _ddf_tiled_bytes, "dx": _ddf_tiled_bytes, "ds": _ddf_ds_bytes,
-                 "dc": _ddf_dc_bytes}[wl.kernel](wl, p)
+        tiled = _ddf_generic_bytes(wl, p, generic) if generic is not None else {
+            "fwd": _ddf_tiled_bytes, "dx": _ddf_tiled_bytes, "ds": _ddf_ds_bytes, "dc": _ddf_dc_bytes}[wl.kernel](wl, p)
         if tiled is not None:
             return tiled * itemsize
         out_pix = p["B"] * p["C"] * p["Ho"] * p["Wo"]
@@ -344,6 +365,62 @@ def _ddf_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
     staged = B * C * ry * rx
     s_loads = B * G * k * k * (Ho * Wo if fwd else ry * rx) * chunks
     return staged + s_loads + B * C * k * k * tiles + B * C * (Ho * Wo if fwd else H * W)
+
+
+def _ddf_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int]:
+    """Elements requested by the generic DDF build ``generic`` at static ``wl``'s sizes (see
+    :func:`requested_bytes`), or None where that build is per-output."""
+    from dynfilter_tvm.ops.ddf import FWD_ROW_QUANTUM, FWD_ROWS, ROW_QUANTUM, _phase_taps
+    from schedules import ddf_cuda as D
+    from schedules.common import UNROLL_TAPS
+
+    B, C, G, k, s, d, H, W, Ho, Wo = (p[n] for n in ("B", "C", "G", "k", "s", "d", "H", "W", "Ho", "Wo"))
+    if not (1 < k <= UNROLL_TAPS) or wl.kernel not in D.GENERIC_TILED:
+        return None
+    pad, halo, cg, k2 = (k - 1) // 2 * d, (k - 1) * d, C // G, k * k
+    up = lambda n, q: -(-n // q) * q  # noqa: E731
+    if wl.kernel == "fwd":
+        if D._tile(generic, "fwd", "H", "W") != (D.TILE, D.TILE):
+            return None
+        (ty_n, ry), (tx_n, rx) = (_input_windows(n, up(no, q), D.TILE, s, pad, halo)
+                                  for n, no, q in ((H, Ho, FWD_ROWS), (W, Wo, FWD_ROW_QUANTUM)))
+        chunks = cg // D._chunk(cg)
+        return B * C * ry * rx + B * G * k2 * Ho * Wo * chunks + B * C * k2 * ty_n * tx_n + B * C * Ho * Wo
+    if wl.kernel == "dx":
+        tile = D.generic_dx_tile(generic)
+        if tile is None:
+            return None
+        nj, _, dg, _, q0, _ = _phase_taps(k, s, d)
+        offs = [q0(r) + j * dg for r in range(s) for j in range(nj)]
+        pm = pad % s
+        grid = (up(H + pm, s), up(W + pm, s * ROW_QUANTUM))  # ops.ddf.dx_grid of a generic build
+
+        def real(n_out: int, n_grid: int, t: int) -> tuple:  # as _ddf_tiled_bytes' dx
+            wins = [range(i // s + pad // s - max(offs), (min(i + t, n_grid) - 1) // s + pad // s - min(offs) + 1)
+                    for i in range(0, n_grid, t)]
+            return len(wins), sum(1 for w in wins for y in w if 0 <= y < n_out)
+
+        (ty_n, ry), (tx_n, rx) = real(Ho, grid[0], tile[0]), real(Wo, grid[1], tile[1])
+        chunks = cg // D._chunk(cg)
+        return B * C * ry * rx + B * G * k2 * ry * rx * chunks + B * C * k2 * ty_n * tx_n + B * C * H * W
+    if wl.kernel == "ds":
+        tile = D.generic_ds_tile(generic)
+        if tile is None:
+            return None
+        wq = up(Wo, ROW_QUANTUM)
+        (ty_n, ry), (tx_n, rx) = (_input_windows(n, no, t, s, pad, halo)
+                                  for n, no, t in ((H, Ho, tile[0]), (W, wq, tile[1])))
+        c_loads = B * C * k2 * ty_n * tx_n if p["combine"] == "mul" else 0
+        nb = D._generic_ds_channel_blocks(generic)
+        scratch = 2 * nb * B * G * k2 * Ho * wq if nb > 1 else 0  # (the padded columns too)
+        return B * C * Ho * Wo + B * C * ry * rx + c_loads + scratch + B * G * k2 * Ho * Wo
+    layout = D._dc_layout(generic, "Ho", "Wo")  # dc: the streaming schedule, 8 lanes along x
+    if layout is None:
+        return None
+    cc, nx, ty = layout
+    (_, ry), (tx_n, rx) = (_input_windows(n, no, t, s, pad, halo) for n, no, t in ((H, Ho, ty), (W, Wo, nx)))
+    s_loads = B * G * (cg // cc) * k2 * Ho * Wo if p["combine"] == "mul" else 0
+    return B * C * Ho * Wo + B * C * ry * rx + s_loads + 2 * tx_n * B * C * k2 + B * C * k2
 
 
 def _input_windows(n_in: int, n_out: int, t: int, s: int, pad: int, halo: int) -> tuple:
@@ -600,27 +677,31 @@ def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> Lis
     from .target import cuda_target
 
     out = []
-    for layer, wls in benchmark_workloads(dtype).items():
-        for wl in wls:
-            if progress:
-                progress(f"{layer}: {_label(wl)}")
-            item = 2 if wl.dtype in ("float16", "bfloat16") else 4 if wl.dtype == "float32" else 8
-            base = {"layer": layer, "kernel": _label(wl), "flops": flops(wl), "bytes": min_bytes(wl, item),
-                    "requested": requested_bytes(wl, item), "bytes_bf16": min_bytes(wl, 2)}
-            base["roofline"] = max(base["bytes"] / H100_BW, base["flops"] / aim_peak(wl))
-            for arch in archs:
-                target = cuda_target(arch)
-                src = build(wl, target).mod.imports[0].inspect_source()
-                res = ptxas_resources(src, arch)
-                mma = mma_kind(src)
-                launches = emulate.lower(emulate.scheduled(wl, arch), target).launches
-                for ln in launches:
-                    threads = math.prod(ln.block)
-                    r = res[ln.kernel]
-                    row = dict(base, arch=arch, launch=ln.kernel, threads=threads, blocks=math.prod(ln.grid),
-                               occupancy=occupancy(arch, threads, r["regs"], r["smem"]), mma=mma,
-                               estimate=estimate_s(base["requested"], base["flops"], mma), **r)
-                    out.append(dict(row, aims=aims(row)))
+    entries = [(layer, wl, None) for layer, wls in benchmark_workloads(dtype).items() for wl in wls]
+    entries += [(layer, gwl, sizes) for layer, items in generic_workloads(dtype).items() for gwl, sizes in items]
+    for layer, built, sizes in entries:
+        # generic rows: the symbolic build (code, registers), at the layer's sizes (the rest)
+        wl = emulate.concrete(built, sizes) if sizes else built
+        if progress:
+            progress(f"{layer}: {_label(wl)}")
+        item = 2 if wl.dtype in ("float16", "bfloat16") else 4 if wl.dtype == "float32" else 8
+        base = {"layer": layer, "kernel": _label(wl), "flops": flops(wl), "bytes": min_bytes(wl, item),
+                "requested": requested_bytes(wl, item, built if sizes else None), "bytes_bf16": min_bytes(wl, 2)}
+        base["roofline"] = max(base["bytes"] / H100_BW, base["flops"] / aim_peak(wl))
+        for arch in archs:
+            target = cuda_target(arch)
+            src = build(built, target).mod.imports[0].inspect_source()
+            res = ptxas_resources(src, arch)
+            mma = mma_kind(src)
+            low = emulate.lower(emulate.scheduled(built, arch), target)
+            launches = emulate.resolve(low, sizes).launches if sizes else low.launches
+            for ln in launches:
+                threads = math.prod(ln.block)
+                r = res[ln.kernel]
+                row = dict(base, arch=arch, launch=ln.kernel, threads=threads, blocks=math.prod(ln.grid),
+                           occupancy=occupancy(arch, threads, r["regs"], r["smem"]), mma=mma,
+                           estimate=estimate_s(base["requested"], base["flops"], mma), **r)
+                out.append(dict(row, aims=aims(row)))
     return out
 
 

@@ -81,9 +81,11 @@ of the phase grid split by s first, so that a tile's rows of one phase are conse
 of dO and S: the window is affine in the tile row), S's k x k planes staged one plane per
 pass (all fused, TVM bounds the window by the symbolic rows); the first tile whose stages
 compact to a constant size, chunks of cc channels as the static one. Not at gcd(s, d) > 1
-(s = d = 2: TVM bounds both axes of the stages by the symbolic extent for every tile tried). ds: 32 x 8 pixels
-(``_generic_ds_tile``: whole ROW_QUANTUM columns of its padded rows), one channel block (the
-block count is unknown, so no scratch split).
+(s = d = 2: TVM bounds both axes of the stages by the symbolic extent for every tile tried). ds: 24 x 8 pixels
+(``_generic_ds_tile``: whole ROW_QUANTUM columns of its padded rows; 32 x 8 where 24 rows do
+not compact, at dilation 2), and channel blocks by the head's channel count alone (the block
+count is unknown at build time: ``_generic_ds_channel_blocks``, at most GENERIC_DS_CHANNELS =
+128 channels per block) whose sums a second kernel adds up, as the static one's.
 The shared stages must have a constant size (codegen refuses a non-constant allocation, the
 trap that kept the first generic kernels per-output). TVM sizes a stage from the regions its
 readers and writers touch, and clips them to the staged buffer's symbolic extent unless it
@@ -111,18 +113,19 @@ Estimate (``gpu_report.requested_bytes``' accounting, the static kernels' window
 56x56 k3 float32: fwd as the static (16 x 16 tiles): 65.6 MB = 1.25x the 52.4 MB minimum. dx,
 32 x 15 tiles (2 x 4 per plane), dO rows over the windows 33+25 = 58, columns 16+17+17+12 = 62:
 dO 8*256*58*62*4 B = 29.5 MB, S 8*9*58*62*4 B * 8 chunks = 8.3 MB, C 8*256*9*8*4 B = 0.6 MB, dX
-25.7 MB: 64.0 MB = 1.22x (static 1.28x). ds, 14 tiles per plane (2 x 7), X windows of 33+25 =
-58 rows and 9+10*5+9 = 68 columns, 8*256*58*68*4 B = 32.3 MB, dO 25.7 MB, C 8*256*9*14*4 B =
-1.0 MB, dS 0.9 MB: 59.9 MB = 1.14x (the static: 1.27x, its 4 channel blocks' scratch included).
-2x256x200x300: fwd 1.26x, dx 1.25x, ds 1.18x (static 1.26x, 1.30x, 1.14x). dc (cc = 16, 4 x 7
+25.7 MB: 64.0 MB = 1.22x (static 1.28x). ds, 24 x 8 tiles, 21 per plane (3 x 7), 2 channel
+blocks of 128, X windows of 25+25+10 = 60 rows and 9+10*5+9 = 68 columns, 8*256*60*68*4 B =
+33.4 MB, dO 25.7 MB, C 8*256*9*21*4 B = 1.5 MB, scratch 2*8*9*56*56*4 B = 1.8 MB stored and
+loaded, dS 0.9 MB: 65.2 MB = 1.24x (the static: 1.27x, its 4 channel blocks' scratch
+included); 336 blocks of 192 threads (one channel block of 32 x 8 tiles launched 112).
+2x256x200x300: fwd 1.26x, dx 1.26x, ds 1.27x (static 1.26x, 1.30x, 1.14x: its wide tiles, 494
+of them, need no channel split; the generic build cannot know). dc (cc = 16, 4 x 7
 tiles of 16 x 8 per plane): X windows of 17+18+18+9 = 62 rows and 9+10*5+9 = 68 columns,
 8*256*62*68*4 B = 34.5 MB; dO 25.7 MB; S 8*9*56*56*4 B * (256/16 chunks) = 14.5 MB; scratch
 7*8*256*9*4 B stored and loaded 1.0 MB; dC 0.07 MB: 75.8 MB = 1.45x the 52.4 MB minimum (static
 1.39x; float64 keeps cc = 16: 1.45x, static 1.67x); 2x256x200x300 (X windows 224 rows x 374
 columns, 38 column blocks): 1.46x (static 1.42x). Its blocks: 896 at 8x256x56x56 (128 x 7
-column tiles), 128 threads each. The per-output generic kernels requested 13.2x. But the
-generic ds launches one block per (b, head, tile): 112 at 8x256x56x56 (G = 1), under one per
-SM, where the static one splits channels to reach MIN_BLOCKS.
+column tiles), 128 threads each. The per-output generic kernels requested 13.2x.
 The other generic kernels (every kernel at k = 1 or k > UNROLL_TAPS, dx at gcd(s, d) > 1, or
 where no tile fits or its stages would not be constant) keep the thread-per-output fwd/dx
 and the per-output ds/dc schedules with fixed thread counts (``threads_for`` of a symbolic
@@ -432,6 +435,18 @@ def dx(sch, wl, target):
         _thread_per_output(sch, wl)
 
 
+def generic_ds_tile(wl):
+    """The pixel tile the generic ds build of ``wl`` takes (the first of GENERIC_DS_ROWS whose
+    stages compact to a constant size), or None where it is per-output."""
+    from dynfilter_tvm import registry
+
+    for rows in GENERIC_DS_ROWS:
+        trial = s_tir.Schedule(tvm.IRModule({"main": registry.prim_func(wl)}))
+        if _ds_tiled(trial, wl, rows) and _constant_stages(trial.mod):
+            return _generic_ds_tile(wl, rows)
+    return None
+
+
 def generic_dx_tile(wl):
     """The pixel tile the generic dx build of ``wl`` takes (the first of ``_generic_dx_tiles``
     whose stages compact to a constant size), or None where it is per-output."""
@@ -486,20 +501,43 @@ def _ds_channel_blocks(wl, tiles: int) -> int:
     return cg if cg // n == 2 else n
 
 
-def _generic_ds_tile(wl):
+GENERIC_DS_CHANNELS = 128  # generic ds: channels per block at most (_generic_ds_channel_blocks)
+GENERIC_DS_ROWS = (24, 32, 16)  # generic ds: tile rows (x ROW_QUANTUM columns), the first constant
+
+
+def _generic_ds_channel_blocks(wl) -> int:
+    """Channel blocks of the generic ds: its block count is unknown at build time, so the
+    head's channels are split by their count alone, into the fewest blocks of at most
+    GENERIC_DS_CHANNELS channels (the smallest divisor n of Cg with Cg / n <= that; never 2
+    channels per block, see _ds_channel_blocks). Each block's sums cost a scratch of k^2
+    values per pixel stored and loaded again against the 2*Cg/n values per pixel (dO and X)
+    the block loads: at most k^2 / 128 = 7% more at k = 3. With the 24 x 8 tiles, at
+    8x256x56x56 (G = 1, 3 x 7 tiles per plane): 2 channel blocks, 336 blocks (2.5 per SM of
+    an H100 / H200), where one channel block of 32 x 8 tiles launched 112."""
+    cg = wl.p["C"] // wl.p["G"]
+    n = next(n for n in range(1, cg + 1) if cg % n == 0 and cg // n <= GENERIC_DS_CHANNELS)
+    return cg if cg // n == 2 else n
+
+
+def _generic_ds_tile(wl, ty: int = GENERIC_DS_ROWS[0]):
     """The generic ds's fixed tile: ROW_QUANTUM columns (its rows of 'acc' are whole
     ROW_QUANTUM pixels, so TVM proves that one tile's X window fits in the padded rows and
     sizes the shared stage by the tile; a wider tile's would be bounded by the symbolic row)
-    x MAX_THREADS / ROW_QUANTUM rows; None where the X tile passes TILE_SHARED_BYTES."""
+    x ``ty`` rows; None where the X tile passes TILE_SHARED_BYTES. The build takes the first
+    of GENERIC_DS_ROWS whose stages compact to a constant size (at dilation 2, 24 rows do
+    not: then 32). 24 rows, not 32: more blocks (at 56 rows 3 tile rows, not 2) for fewer
+    channel blocks (2 of 128 channels at C/G = 256, not 4 of 64), whose scratch costs more
+    than the extra halo rows: requested bytes (``gpu_report``) 1.24x / 1.27x the minimum at
+    8x256x56x56 / 2x256x200x300, against 1.28x / 1.32x with 32 rows and 4 channel blocks
+    (the static ds: 1.27x / 1.14x)."""
     k, s, d = wl.p["k"], wl.p["s"], wl.p["d"]
     tx = ROW_QUANTUM
-    ty = MAX_THREADS // tx
     halo, item = (k - 1) * d, 8 if wl.dtype == "float64" else 4
     shared = (((ty - 1) * s + halo + 1) * ((tx - 1) * s + halo + 1) + k * k) * item
     return (ty, tx) if shared <= TILE_SHARED_BYTES else None
 
 
-def _ds_tiled(sch, wl) -> bool:
+def _ds_tiled(sch, wl, rows: int = GENERIC_DS_ROWS[0]) -> bool:
     """ds: acc(b, g, u, v, y, x; c), a block per (b, g, ty x tx pixel tile, channel block), a
     thread per pixel keeping its k x k tap sums in registers over the block's channels. Per
     channel the block stages the X tile with its halo (padding an index check) and the k x k
@@ -514,14 +552,13 @@ def _ds_tiled(sch, wl) -> bool:
     acc = sch.get_sblock("acc")
     b, g, u, v, y, x, c = sch.get_loops(acc)
     ho, wo = extent(sch, y), extent(sch, x)
-    tile = _generic_ds_tile(wl) if generic else _tile(wl, "fwd", ho, wo)  # the forward's staged tiles
+    tile = _generic_ds_tile(wl, rows) if generic else _tile(wl, "fwd", ho, wo)  # the forward's staged tiles
     if tile is None:
         return False
     ty, tx = tile
     if generic:  # dO's rows widened for the CPU vectors: an index check in the load
         sch.compute_inline(sch.get_sblock("dOpad"))
-    # generic: the blocks' count is unknown (B, H, W symbolic), one channel block
-    nb = 1 if generic else _ds_channel_blocks(wl, -(-ho // ty) * -(-wo // tx))
+    nb = _generic_ds_channel_blocks(wl) if generic else _ds_channel_blocks(wl, -(-ho // ty) * -(-wo // tx))
     final = acc
     if nb > 1:
         cb, _ = sch.split(c, [nb, None])
@@ -556,14 +593,23 @@ def _ds_tiled(sch, wl) -> bool:
     unroll(sch, *_loops_under(sch, sums, thr))  # constant register indices
     if generic:  # each pixel's tap window of X (see _declare_read)
         s, halo = wl.p["s"], (wl.p["k"] - 1) * wl.p["d"]
-        _declare_read(sch, acc, "Xpad", lambda b, g, u, v, y, x, c: (
-            (b, b + 1), (g, g + 1), (c, c + 1), (y * s, y * s + halo + 1), (x * s, x * s + halo + 1)))
+        per = wl.p["C"] // wl.p["G"] // nb
+
+        def window(*iv):  # acc's (b, g, u, v, y, x, c); the channel blocks' sums' (cb, b, ..., c)
+            b, g, u, v, y, x, c = iv[-7:]
+            c = iv[0] * per + c if nb > 1 else c  # (c: the channel within the block)
+            return (b, b + 1), (g, g + 1), (c, c + 1), (y * s, y * s + halo + 1), (x * s, x * s + halo + 1)
+
+        _declare_read(sch, acc, "Xpad", window)
     return True
 
 
 @register("ddf", "ds", "cuda")
 def ds(sch, wl, target):
-    if _if_constant(sch, lambda sch_: _ds_tiled(sch_, wl)) if wl.kind == "generic" else _ds_tiled(sch, wl):
+    if wl.kind == "generic":  # the first tile height whose stages compact to a constant size
+        if any(_if_constant(sch, lambda sch_, r=r: _ds_tiled(sch_, wl, r)) for r in GENERIC_DS_ROWS):
+            return
+    elif _ds_tiled(sch, wl):
         return
     sch.compute_inline(sch.get_sblock("Xpad"))
     if wl.kind == "generic":  # dO's rows widened for the CPU vectors: an index check here

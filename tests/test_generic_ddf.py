@@ -164,8 +164,13 @@ DX_TILED_PARAMS = [(8, 2, 3, 1, 1, "mul"), (64, 2, 3, 1, 2, "add"), (6, 3, 5, 1,
 DX_STRIDED = [p for p in DX_TILED_PARAMS if p[3] > 1]
 
 
+# ds: heads of more than GENERIC_DS_CHANNELS channels split them over channel blocks (2 and 2
+# blocks of 128 and 96 channels here), whose sums a second kernel adds up
+DS_TILED_PARAMS = TILED_PARAMS + [(256, 1, 3, 1, 1, "mul"), (384, 2, 3, 2, 1, "add")]
+
+
 def _params(kernel):
-    return DX_TILED_PARAMS if kernel == "dx" else TILED_PARAMS
+    return {"dx": DX_TILED_PARAMS, "ds": DS_TILED_PARAMS}.get(kernel, TILED_PARAMS)
 
 
 def _expect_tiled(wl) -> bool:
@@ -265,6 +270,44 @@ def test_control_generic_tile_shifted(kernel, stage, params):
     _control(kernel, mutate, "relative error|NaN", *([params] if params else []))
 
 
+def test_generic_ds_blocks():
+    """The generic ds at 8x256x56x56 (G = 1) launches at least 2 blocks per SM of an H100 /
+    H200 (ddf_cuda.MIN_BLOCKS): 24 x 8 tiles (3 x 7 per plane) x 2 channel blocks of 128
+    channels, the grid read off the lowered host code at that size. (32 x 8 tiles and one
+    channel block launched 112.)"""
+    wl = _generic_wl("ds", 256, 1, 3, 1, 1, "mul", "float32")
+    assert ddf_cuda._generic_ds_channel_blocks(wl) == 2
+    low = emulate.resolve(emulate.lower(emulate.scheduled(wl), _cuda()), dict(B=8, H=56, W=56))
+    first, second = low.launches  # the channel blocks' sums, then their sum per output
+    assert math.prod(first.grid) == 2 * 8 * 21 >= ddf_cuda.MIN_BLOCKS, first.grid
+    assert math.prod(first.block) == 24 * 8
+    assert low.scratch and all(n == 2 * 8 * 9 * 56 * 56 for n, _ in low.scratch.values()), low.scratch
+    # at most GENERIC_DS_CHANNELS channels per block, never 2 (PoCL, see _ds_channel_blocks)
+    for cg, nb in ((32, 1), (128, 1), (130, 2), (192, 2), (256, 2), (260, 4), (512, 4), (4, 1)):
+        got = ddf_cuda._generic_ds_channel_blocks(_generic_wl("ds", cg, 1, 3, 1, 1, "mul", "float32"))
+        assert got == nb and cg % got == 0, (cg, got)
+
+
+def _cuda():
+    from dynfilter_tvm.target import cuda_target
+
+    return cuda_target("sm_90")
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+def test_control_generic_ds_channel_block_dropped():
+    """The generic ds's second kernel adds up one channel block fewer: wrong sums."""
+    wl = _generic_wl("ds", 256, 1, 3, 1, 1, "mul", "float32")
+    low = emulate.prepare(wl, "cuda")
+    emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low)
+
+    def mutate(low):
+        low.source, n = re.subn(r"for \(int c_0 = 0; c_0 < 2;", "for (int c_0 = 0; c_0 < 1;", low.source)
+        assert n == 1, low.source
+    with pytest.raises(emulate.CheckFailed, match="relative error"):
+        emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low, mutate=mutate)
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
 @pytest.mark.parametrize("kernel", TILED_KERNELS)
@@ -279,6 +322,8 @@ def test_cuda_generic_tiled_nvcc_no_spills(kernel, arch):
     cases = [(_params(kernel)[0], "float32"), (_params(kernel)[1], "float32"), (_params(kernel)[2], "float64")]
     if kernel == "dx":  # its phase-block tiles at stride > 1
         cases += [(p, dtype) for p in DX_STRIDED if p[2] <= 5 for dtype in ("float32", "float64")]
+    if kernel == "ds":  # with channel blocks (two kernels)
+        cases += [(DS_TILED_PARAMS[-2], "float32"), (DS_TILED_PARAMS[-1], "float64")]
     for p, dtype in cases:
         src = build(_generic_wl(kernel, *p, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
         res = ptxas_resources(src, arch)
