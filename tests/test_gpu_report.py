@@ -174,3 +174,69 @@ def test_requested_bytes_acda_tiles(monkeypatch):
     assert G.requested_bytes(f64, 8) == 8 * 20 * (3 * 3 * (6 + 2 * 3) + 8 * 9)
     datoms = Workload.make("acda", "datoms", p, "float32")  # per channel 6 dO + 3 inputs per row
     assert G.requested_bytes(datoms) == 4 * 20 * 3 * 8 * (6 + 3)
+
+
+def _generic(kernel, sizes=dict(B=8, H=56, W=56)):
+    from dynfilter_tvm import emulate
+
+    layer = G.generic_workloads()["DDF 8x256x56x56 k3 generic"]
+    gwl, at = next((g, s) for g, s in layer if g.kernel == kernel)
+    return gwl, emulate.concrete(gwl, sizes if sizes else at)
+
+
+def test_generic_ddf_requested_bytes():
+    """The generic DDF builds' requested bytes at 8x256x56x56 k3 (schedules/ddf_cuda.py's
+    figures): each tiled, within 1.1x of the static build's and 1.5x of the minimum."""
+    d = 8 * 256 * 56 * 56  # dO, X or out elements
+    gwl, wl = _generic("fwd")  # 16 x 16 tiles as the static one: the same bytes
+    assert G.requested_bytes(wl, 4, gwl) == G.requested_bytes(wl) == 4 * (8 * 256 * 62 * 62 + 8 * 9 * 3136 * 8
+                                                                          + 8 * 256 * 9 * 16 + d)
+    # dx: 32 x 15 tiles (2 x 4 per plane), dO rows 33+25 = 58 and columns 16+17+17+12 = 62 over
+    # the windows, S over them per 32-channel chunk, C per tile
+    gwl, wl = _generic("dx")
+    assert G.requested_bytes(wl, 4, gwl) == 4 * (8 * 256 * 58 * 62 + 8 * 9 * 58 * 62 * 8 + 8 * 256 * 9 * 8 + d)
+    # ds: 24 x 8 tiles (3 x 7), X windows 25+25+10 = 60 rows, 9+10*5+9 = 68 columns, 2 channel
+    # blocks' scratch stored and loaded, dS
+    gwl, wl = _generic("ds")
+    assert G.requested_bytes(wl, 4, gwl) == 4 * (d + 8 * 256 * 60 * 68 + 8 * 256 * 9 * 21 + 2 * 2 * 8 * 9 * 3136
+                                                 + 8 * 9 * 3136)
+    # dc: 16-row x 8-column tiles, 16 channels per block, 7 column blocks' scratch
+    gwl, wl = _generic("dc")
+    assert G.requested_bytes(wl, 4, gwl) == 4 * (d + 8 * 256 * 62 * 68 + 8 * 9 * 3136 * 16 + 2 * 7 * 8 * 256 * 9
+                                                 + 8 * 256 * 9)
+    for layer in G.generic_workloads().values():
+        for gwl, sizes in layer:
+            from dynfilter_tvm import emulate
+
+            wl = emulate.concrete(gwl, sizes)
+            gen, static = G.requested_bytes(wl, 4, gwl), G.requested_bytes(wl)
+            assert gen <= 1.5 * G.min_bytes(wl) and gen <= 1.11 * static, (wl, gen, static)
+
+
+def test_generic_per_output_bytes():
+    """Where the generic build is per-output (dx at stride 2, dilation 2; k = 9), the
+    per-output counts (every tap of every output)."""
+    from dynfilter_tvm import emulate
+
+    for kernel, k, s, d in (("dx", 3, 2, 2), ("ds", 9, 1, 1)):
+        p = dict(B=None, C=8, H=None, W=None, G=1, k=k, s=s, d=d, combine="mul")
+        gwl = Workload.make("ddf", kernel, p, "float32")
+        wl = emulate.concrete(gwl, dict(B=1, H=20, W=20))
+        out = 8 * 10 * 10 if s == 2 else 8 * 20 * 20
+        assert G.requested_bytes(wl, 4, gwl) == 4 * out * k * k * 3
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_generic_rows(monkeypatch):
+    """The report's generic rows: the symbolic build's registers and launch, at the layer's
+    size (ds: its two launches, 336 blocks of 192 threads at 8x256x56x56)."""
+    monkeypatch.setattr(G, "benchmark_workloads", lambda dtype="float32": {})
+    layers = G.generic_workloads()
+    monkeypatch.setattr(G, "generic_workloads", lambda dtype="float32": {
+        k: [e for e in v if e[0].kernel == "ds"] for k, v in layers.items() if "56x56" in k})
+    rs = G.rows(("sm_90",))
+    assert [r["launch"] for r in rs] == ["ddf_ds_kernel", "ddf_ds_kernel_1"]
+    first = rs[0]
+    assert (first["threads"], first["blocks"], first["spill"]) == (192, 336, 0)
+    assert first["requested"] / first["bytes"] < 1.25 and first["layer"].endswith("generic")
+    assert "generic" in G.format_table(rs)
