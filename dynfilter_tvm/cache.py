@@ -172,7 +172,7 @@ def get(workload: Workload, target: Target):
     if fn is not None:
         return fn
     # The shape mode is part of the key: a static call is served by a different build per mode.
-    mem_key = (workload.key(), target_key(target), dispatch.shape_mode(target))
+    mem_key = (workload.key(), target_key(target), dispatch.shape_mode(target, workload.op))
     lib = _memory.get(mem_key)
     if lib is not None:
         stats["memory_hits"] += 1

@@ -13,21 +13,23 @@ the *generic* shape mode, it is served by
 and in the *static* mode by the static build of every shape met.
 
 The mode is ``DYNFILTER_TVM_SHAPES`` (``generic`` or ``static``) or :func:`set_shape_mode`.
-Unset, it depends on the target (``DEFAULT_MODES``):
+Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODES``):
 
 * **CPU: generic.** A model meeting a new input size builds nothing new. The generic CPU
   schedules compute rows in whole vectors and run near the static time (README "Any input
   size" lists the generic/static ratios per kernel).
-* **CUDA: static.** Of the generic CUDA kernels only DDF ``fwd``, ``ds``, ``dc`` and (stride 1)
-  ``dx`` are tiled like the static ones (fixed tiles, predicated tails:
-  ``schedules/ddf_cuda.py``); the PAC and ACDA ones are the thread-per-output first versions
-  (exact, PoCL-checked at several sizes), while the static ones are tiled (DDF, PAC, ACDA) and
-  use tensor cores (PAC ``conv``): several times fewer requested bytes in the static GPU
-  report. Even DDF stays static: its strided layers' generic ``dx`` is per-output (13.2x the
-  minimum bytes, estimate), and at 8x256x56x56 the generic ``ds`` launches 112 blocks (under
-  one per SM of an H100 / H200) where the static one splits channels to reach 264; generic
-  ``dc`` requests 1.45x the minimum bytes against the static 1.39x (estimates, no GPU). A GPU
-  serving many sizes without JIT takes a bundle built without ``--input``.
+* **CUDA: static, but generic for DDF** (``OP_DEFAULT_MODES``) wherever its generic build
+  is tiled like the static one (``schedules.ddf_cuda.generic_tiled``: 1 < k <= 7, and ``dx``
+  at gcd(stride, dilation) = 1; elsewhere, k = 1 or k > 7 say, the static build, as its
+  generic one is the thread-per-output schedule). The generic DDF ``fwd``, ``dx``, ``ds`` and
+  ``dc`` take fixed tiles with predicated tails (``schedules/ddf_cuda.py``), and their
+  requested bytes at the benchmark shapes are 1.00 / 0.95 / 0.98 / 1.04x the static ones' at
+  8x256x56x56 k3 and 1.00 / 0.97 / 1.11 / 1.03x at 2x256x200x300 (1.22-1.46x the minimum;
+  estimates, ``gpu_report``, no GPU): one build serves every size, no JIT per new size.
+  PAC and ACDA stay static on CUDA: their generic kernels are the thread-per-output first
+  versions (exact, PoCL-checked at several sizes), while the static ones are tiled (PAC
+  ``conv`` on tensor cores), several times fewer requested bytes in the static GPU report.
+  A GPU serving many sizes without JIT takes a bundle built without ``--input``.
 
 The static mode is also the switch for hot shapes on CPU: one build per shape met, each
 specialised to its extents. A static build serves every shape a tuning log holds a record for,
@@ -45,6 +47,7 @@ from .workload import Workload
 ENV_SHAPES = "DYNFILTER_TVM_SHAPES"
 MODES = ("generic", "static")
 DEFAULT_MODES = {"cpu": "generic", "cuda": "static"}  # by target family (see above)
+OP_DEFAULT_MODES = {("cuda", "ddf"): "generic"}  # (family, op) exceptions to DEFAULT_MODES
 _mode: Optional[str] = None  # set_shape_mode's choice; None: the environment's
 
 
@@ -57,15 +60,22 @@ def set_shape_mode(mode: Optional[str]) -> None:
     _mode = mode
 
 
-def shape_mode(target=None) -> str:
-    """The mode serving calls for ``target`` (None: a CPU's default where nothing is set)."""
+def shape_mode(target=None, op: Optional[str] = None) -> str:
+    """The mode serving calls of ``op`` (None: any op without its own default) for ``target``
+    (None: a CPU's default where nothing is set)."""
     if _mode is not None:
         return _mode
-    default = DEFAULT_MODES[family(target) if target is not None else "cpu"]
+    fam = family(target) if target is not None else "cpu"
+    default = OP_DEFAULT_MODES.get((fam, op), DEFAULT_MODES[fam])
     mode = os.environ.get(ENV_SHAPES, default).strip().lower() or default
     if mode not in MODES:
         raise ValueError(f"${ENV_SHAPES} must be one of {MODES}, got {mode!r}")
     return mode
+
+
+def _by_default() -> bool:
+    """Whether the mode is the default's (neither set_shape_mode nor the environment chose)."""
+    return _mode is None and not os.environ.get(ENV_SHAPES, "").strip()
 
 
 def generic_of(workload: Workload) -> Optional[Workload]:
@@ -76,11 +86,24 @@ def generic_of(workload: Workload) -> Optional[Workload]:
 
 def select(workload: Workload, target) -> Workload:
     """The workload to build or load for a static ``workload`` (see the module docstring)."""
-    if workload.kind != "static" or shape_mode(target) == "static":
+    if workload.kind != "static" or shape_mode(target, workload.op) == "static":
         return workload
     generic = generic_of(workload)
     if generic is None:
         return workload
+    if _by_default() and not _generic_serves_well(generic, target):
+        return workload
     if build.tuned_lookup is not None and build.tuned_lookup(workload, target) is not None:
         return workload
     return generic
+
+
+def _generic_serves_well(generic: Workload, target) -> bool:
+    """Where a target family's default is generic for an op (``OP_DEFAULT_MODES``), whether
+    its generic build of this configuration is scheduled as well as the static one (DDF on
+    CUDA: ``schedules.ddf_cuda.generic_tiled``); elsewhere True."""
+    if family(target) == "cuda" and generic.op == "ddf":
+        from schedules.ddf_cuda import generic_tiled
+
+        return generic_tiled(generic)
+    return True

@@ -370,6 +370,7 @@ def _ddf_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
 def _ddf_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int]:
     """Elements requested by the generic DDF build ``generic`` at static ``wl``'s sizes (see
     :func:`requested_bytes`), or None where that build is per-output."""
+    from dynfilter_tvm import registry
     from dynfilter_tvm.ops.ddf import FWD_ROW_QUANTUM, FWD_ROWS, ROW_QUANTUM, _phase_taps
     from schedules import ddf_cuda as D
     from schedules.common import UNROLL_TAPS
@@ -387,7 +388,7 @@ def _ddf_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int
         chunks = cg // D._chunk(cg)
         return B * C * ry * rx + B * G * k2 * Ho * Wo * chunks + B * C * k2 * ty_n * tx_n + B * C * Ho * Wo
     if wl.kernel == "dx":
-        tile = D.generic_dx_tile(generic)
+        tile = D.generic_dx_tile(generic, registry.prim_func(generic))
         if tile is None:
             return None
         nj, _, dg, _, q0, _ = _phase_taps(k, s, d)
@@ -404,7 +405,7 @@ def _ddf_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int
         chunks = cg // D._chunk(cg)
         return B * C * ry * rx + B * G * k2 * ry * rx * chunks + B * C * k2 * ty_n * tx_n + B * C * H * W
     if wl.kernel == "ds":
-        tile = D.generic_ds_tile(generic)
+        tile = D.generic_ds_tile(generic, registry.prim_func(generic))
         if tile is None:
             return None
         wq = up(Wo, ROW_QUANTUM)

@@ -435,31 +435,49 @@ def dx(sch, wl, target):
         _thread_per_output(sch, wl)
 
 
-def generic_ds_tile(wl):
-    """The pixel tile the generic ds build of ``wl`` takes (the first of GENERIC_DS_ROWS whose
-    stages compact to a constant size), or None where it is per-output."""
-    from dynfilter_tvm import registry
-
+def generic_ds_tile(wl, func):
+    """The pixel tile the generic ds build of ``wl`` (unscheduled PrimFunc ``func``) takes:
+    the first of GENERIC_DS_ROWS whose stages compact to a constant size; None where it is
+    per-output."""
     for rows in GENERIC_DS_ROWS:
-        trial = s_tir.Schedule(tvm.IRModule({"main": registry.prim_func(wl)}))
+        trial = s_tir.Schedule(tvm.IRModule({"main": func}))
         if _ds_tiled(trial, wl, rows) and _constant_stages(trial.mod):
             return _generic_ds_tile(wl, rows)
     return None
 
 
-def generic_dx_tile(wl):
-    """The pixel tile the generic dx build of ``wl`` takes (the first of ``_generic_dx_tiles``
-    whose stages compact to a constant size), or None where it is per-output."""
-    from dynfilter_tvm import registry
-
+def generic_dx_tile(wl, func):
+    """The pixel tile the generic dx build of ``wl`` (unscheduled PrimFunc ``func``) takes:
+    the first of ``_generic_dx_tiles`` whose stages compact to a constant size; None where it
+    is per-output."""
     if not ("dx" in GENERIC_TILED and 1 < wl.p["k"] <= UNROLL_TAPS):
         return None
     for t in _generic_dx_tiles(wl):
-        trial = s_tir.Schedule(tvm.IRModule({"main": registry.prim_func(wl)}))
+        trial = s_tir.Schedule(tvm.IRModule({"main": func}))
         _tiled(trial, wl, "dx", "dOp", lambda: trial.get_sblock("Sp"), t)
         if _constant_stages(trial.mod):
             return t
     return None
+
+
+def generic_tiled(wl) -> bool:
+    """Whether the generic CUDA build of DDF kernel ``wl`` takes its tiled schedule (the rule
+    its schedule follows, without scheduling: 1 < k <= UNROLL_TAPS, a tile that fits, dx at
+    gcd(s, d) = 1; each build still checks that its stages compact to a constant size, and
+    takes the per-output schedule where not, a case none of the tested configurations meets
+    but dilation 2 at stride 2). ``dispatch`` serves CUDA calls generic where this holds."""
+    from math import gcd
+
+    k, s, d = wl.p["k"], wl.p["s"], wl.p["d"]
+    if wl.kernel not in GENERIC_TILED or not 1 < k <= UNROLL_TAPS:
+        return False
+    if wl.kernel == "fwd":
+        return _tile(wl, "fwd", "H", "W") == (TILE, TILE)
+    if wl.kernel == "dx":
+        return gcd(s, d) == 1 and bool(_generic_dx_tiles(wl))
+    if wl.kernel == "ds":
+        return _generic_ds_tile(wl) is not None
+    return _dc_layout(wl, "Ho", "Wo") is not None
 
 
 def _if_constant(sch, apply) -> bool:

@@ -98,14 +98,29 @@ def test_default_mode_by_target(monkeypatch):
     wl = Workload.make("ddf", "fwd", dict(B=2, C=8, H=9, W=11, G=2, k=3, s=1, d=1, combine="mul"), "float32")
     dispatch.set_shape_mode(None)
     monkeypatch.delenv(dispatch.ENV_SHAPES, raising=False)
-    # nothing set: generic on CPU (one build for every size), static on CUDA (tiled schedules)
+    # nothing set: generic on CPU (one build for every size); on CUDA generic for DDF where its
+    # generic build is tiled (1 < k <= 7; dx at gcd(s, d) = 1), static for the other ops
     assert dispatch.shape_mode(cpu_target()) == "generic"
     assert dispatch.select(wl, cpu_target()).kind == "generic"
-    assert dispatch.shape_mode(cuda_target("sm_90")) == "static"
-    assert dispatch.select(wl, cuda_target("sm_90")) is wl
-    # the environment overrides the target's default, either way
+    cuda = cuda_target("sm_90")
+    assert dispatch.shape_mode(cuda) == "static" and dispatch.shape_mode(cuda, "pac") == "static"
+    assert dispatch.shape_mode(cuda, "ddf") == "generic"
+    assert dispatch.select(wl, cuda).kind == "generic"
+    for kernel in ("dx", "ds", "dc"):
+        assert dispatch.select(Workload.make("ddf", kernel, wl.p, "float32"), cuda).kind == "generic"
+    for p in (dict(k=1), dict(k=9), dict(s=2, d=2)):  # the generic builds' per-output cases
+        odd = Workload.make("ddf", "dx", dict(wl.p, **p), "float32")
+        assert dispatch.select(odd, cuda) is odd, p
+        assert dispatch.select(odd, cpu_target()).kind == "generic"  # (CPU: every case)
+    acda = Workload.make("acda", "fwd", dict(N=1, C=12, H=9, W=11, M=6, T=18, k=7, s=1, d=1, p=3), "float32")
+    assert dispatch.select(acda, cuda) is acda
+    # the environment overrides the target's default, either way (generic: every case)
     monkeypatch.setenv(dispatch.ENV_SHAPES, "generic")
-    assert dispatch.select(wl, cuda_target("sm_90")).kind == "generic"
+    assert dispatch.select(acda, cuda).kind == "generic"
+    odd = Workload.make("ddf", "dx", dict(wl.p, k=9), "float32")
+    assert dispatch.select(odd, cuda).kind == "generic"
+    monkeypatch.setenv(dispatch.ENV_SHAPES, "static")
+    assert dispatch.select(wl, cuda) is wl
     monkeypatch.setenv(dispatch.ENV_SHAPES, "static")
     assert dispatch.select(wl, cpu_target()) is wl
     monkeypatch.setenv(dispatch.ENV_SHAPES, "dynamic")
