@@ -19,9 +19,10 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   schedules compute rows in whole vectors and run near the static time (README "Any input
   size" lists the generic/static ratios per kernel).
 * **CUDA: static, but generic for DDF** (``OP_DEFAULT_MODES``) wherever its generic build
-  is tiled like the static one (``schedules.ddf_cuda.generic_tiled``: 1 < k <= 7, and ``dx``
-  at gcd(stride, dilation) = 1; elsewhere, k = 1 or k > 7 say, the static build, as its
-  generic one is the thread-per-output schedule). The generic DDF ``fwd``, ``dx``, ``ds`` and
+  is tiled like the static one (``schedules.ddf_cuda.generic_tiled``, checked once per
+  configuration: 1 < k <= 7 and, for ``dx``, gcd(stride, dilation) = 1, but for a few
+  configurations whose stages TVM would not compact; elsewhere, k = 1 or k > 7 say, the
+  static build, as the generic one is then the thread-per-output schedule). The generic DDF ``fwd``, ``dx``, ``ds`` and
   ``dc`` take fixed tiles with predicated tails (``schedules/ddf_cuda.py``), and their
   requested bytes at the benchmark shapes are 1.00 / 0.95 / 0.98 / 1.04x the static ones' at
   8x256x56x56 k3 and 1.00 / 0.97 / 1.11 / 1.03x at 2x256x200x300 (1.22-1.46x the minimum;
@@ -100,10 +101,17 @@ def select(workload: Workload, target) -> Workload:
 
 def _generic_serves_well(generic: Workload, target) -> bool:
     """Where a target family's default is generic for an op (``OP_DEFAULT_MODES``), whether
-    its generic build of this configuration is scheduled as well as the static one (DDF on
-    CUDA: ``schedules.ddf_cuda.generic_tiled``); elsewhere True."""
-    if family(target) == "cuda" and generic.op == "ddf":
+    its generic build of this configuration is scheduled like the static one (DDF on CUDA:
+    tiled, ``schedules.ddf_cuda.generic_tiled``, once per configuration and process);
+    elsewhere True."""
+    if family(target) != "cuda" or generic.op != "ddf":
+        return True
+    key = generic.key()
+    if key not in _serves:
         from schedules.ddf_cuda import generic_tiled
 
-        return generic_tiled(generic)
-    return True
+        _serves[key] = generic_tiled(generic, registry.prim_func(generic))
+    return _serves[key]
+
+
+_serves: dict = {}  # generic workload key -> _generic_serves_well

@@ -460,24 +460,16 @@ def generic_dx_tile(wl, func):
     return None
 
 
-def generic_tiled(wl) -> bool:
-    """Whether the generic CUDA build of DDF kernel ``wl`` takes its tiled schedule (the rule
-    its schedule follows, without scheduling: 1 < k <= UNROLL_TAPS, a tile that fits, dx at
-    gcd(s, d) = 1; each build still checks that its stages compact to a constant size, and
-    takes the per-output schedule where not, a case none of the tested configurations meets
-    but dilation 2 at stride 2). ``dispatch`` serves CUDA calls generic where this holds."""
-    from math import gcd
-
-    k, s, d = wl.p["k"], wl.p["s"], wl.p["d"]
-    if wl.kernel not in GENERIC_TILED or not 1 < k <= UNROLL_TAPS:
-        return False
-    if wl.kernel == "fwd":
-        return _tile(wl, "fwd", "H", "W") == (TILE, TILE)
-    if wl.kernel == "dx":
-        return gcd(s, d) == 1 and bool(_generic_dx_tiles(wl))
-    if wl.kernel == "ds":
-        return _generic_ds_tile(wl) is not None
-    return _dc_layout(wl, "Ho", "Wo") is not None
+def generic_tiled(wl, func) -> bool:
+    """Whether the generic CUDA build of DDF kernel ``wl`` (unscheduled PrimFunc ``func``)
+    takes its tiled schedule, not the per-output one: its default schedule applied, the answer
+    read off the staged tiles (shared-memory stages; the per-output schedules have none
+    before lowering). Every configuration is checked as its build would be (the fall-backs
+    depend on k, stride, dilation, dtype and on whether TVM compacts the stages; a few tenths
+    of a second). ``dispatch`` serves CUDA calls generic where this holds."""
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    {"fwd": fwd, "dx": dx, "ds": ds, "dc": dc}[wl.kernel](sch, wl, None)
+    return 'scope="shared"' in sch.mod.script()
 
 
 def _if_constant(sch, apply) -> bool:

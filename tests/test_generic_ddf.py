@@ -18,7 +18,7 @@ import shutil
 import pytest
 import torch
 
-from dynfilter_tvm import cache, dispatch, emulate
+from dynfilter_tvm import cache, dispatch, emulate, registry
 from dynfilter_tvm.ops import ddf as ddf_ops
 from dynfilter_tvm.workload import Workload
 from schedules import ddf_cuda
@@ -108,7 +108,7 @@ def test_default_mode_by_target(monkeypatch):
     assert dispatch.select(wl, cuda).kind == "generic"
     for kernel in ("dx", "ds", "dc"):
         assert dispatch.select(Workload.make("ddf", kernel, wl.p, "float32"), cuda).kind == "generic"
-    for p in (dict(k=1), dict(k=9), dict(s=2, d=2)):  # the generic builds' per-output cases
+    for p in (dict(k=1), dict(k=9), dict(s=2, d=2), dict(k=5, d=2)):  # the generic builds' per-output cases
         odd = Workload.make("ddf", "dx", dict(wl.p, **p), "float32")
         assert dispatch.select(odd, cuda) is odd, p
         assert dispatch.select(odd, cpu_target()).kind == "generic"  # (CPU: every case)
@@ -213,6 +213,8 @@ def test_cuda_generic_tiled_builds(kernel):
             wl = _generic_wl(kernel, *p, dtype)
             src = build(wl, cuda_target("sm_90")).mod.imports[0].inspect_source()
             assert ("__shared__" in src) == _expect_tiled(wl), (kernel, p, dtype)
+            # what dispatch asks before serving a CUDA call generic by default
+            assert ddf_cuda.generic_tiled(wl, registry.prim_func(wl)) == _expect_tiled(wl), (kernel, p, dtype)
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
