@@ -27,6 +27,12 @@ Per kernel (forward and every gradient) at the benchmark shapes, for sm_90 and s
   the launch meets issue 15's aims: no spills, theoretical occupancy >= 50%, estimate within
   1.5x of that roofline (:func:`aims`).
 
+The DDF kernels are listed twice per benchmark shape: static builds, and the generic ones
+(B, H, W symbolic, :func:`generic_workloads`: "... generic" layers), each built and lowered
+once, its registers, spills and shared memory those of the one build, its grid resolved at the
+benchmark size from its launch code, its requested bytes counted over its fixed tiles
+(``requested_bytes(wl, generic=...)``).
+
 These are estimates, not measurements: no kernel runs. Run ``dynfilter-tvm gpu-report``.
 """
 from __future__ import annotations
