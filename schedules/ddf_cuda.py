@@ -119,7 +119,11 @@ blocks of 128, X windows of 25+25+10 = 60 rows and 9+10*5+9 = 68 columns, 8*256*
 loaded, dS 0.9 MB: 65.2 MB = 1.24x (the static: 1.27x, its 4 channel blocks' scratch
 included); 336 blocks of 192 threads (one channel block of 32 x 8 tiles launched 112).
 2x256x200x300: fwd 1.26x, dx 1.26x, ds 1.27x (static 1.26x, 1.30x, 1.14x: its wide tiles, 494
-of them, need no channel split; the generic build cannot know). dc (cc = 16, 4 x 7
+of them, need no channel split; the generic build cannot know). dx at stride 2 (k3, the strided
+layers of ddf_resnet50; 32 x 14 tiles, 16 x 7 per phase, windows of 17 x 8 rows x columns per
+phase): 8x128x56x56 18.1 MB = 1.11x the 16.3 MB minimum, 8x256x28x28 1.10x, 2x256x200x300 1.12x
+(static 1.13x, 1.11x, 1.14x; the per-output generic dx it replaces counted every tap of every
+output). dc (cc = 16, 4 x 7
 tiles of 16 x 8 per plane): X windows of 17+18+18+9 = 62 rows and 9+10*5+9 = 68 columns,
 8*256*62*68*4 B = 34.5 MB; dO 25.7 MB; S 8*9*56*56*4 B * (256/16 chunks) = 14.5 MB; scratch
 7*8*256*9*4 B stored and loaded 1.0 MB; dC 0.07 MB: 75.8 MB = 1.45x the 52.4 MB minimum (static
