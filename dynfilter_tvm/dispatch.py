@@ -22,8 +22,9 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   is tiled like the static one (``schedules.ddf_cuda.generic_tiled``, checked once per
   configuration: 1 < k <= 7 and, for ``dx``, gcd(stride, dilation) = 1, but for a few
   configurations whose stages TVM would not compact; elsewhere, k = 1 or k > 7 say, the
-  static build, as the generic one is then the thread-per-output schedule). The generic DDF ``fwd``, ``dx``, ``ds`` and
-  ``dc`` take fixed tiles with predicated tails (``schedules/ddf_cuda.py``), and their
+  static build, as the generic one is then the thread-per-output schedule). The generic DDF
+  ``fwd``, ``dx``, ``ds`` and ``dc`` take fixed tiles with predicated tails
+  (``schedules/ddf_cuda.py``), and their
   requested bytes at the benchmark shapes are 1.00 / 0.95 / 0.98 / 1.04x the static ones' at
   8x256x56x56 k3 and 1.00 / 0.97 / 1.11 / 1.03x at 2x256x200x300 (1.22-1.46x the minimum;
   estimates, ``gpu_report``, no GPU): one build serves every size, no JIT per new size.

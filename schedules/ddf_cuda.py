@@ -81,11 +81,12 @@ of the phase grid split by s first, so that a tile's rows of one phase are conse
 of dO and S: the window is affine in the tile row), S's k x k planes staged one plane per
 pass (all fused, TVM bounds the window by the symbolic rows); the first tile whose stages
 compact to a constant size, chunks of cc channels as the static one. Not at gcd(s, d) > 1
-(s = d = 2: TVM bounds both axes of the stages by the symbolic extent for every tile tried). ds: 24 x 8 pixels
-(``_generic_ds_tile``: whole ROW_QUANTUM columns of its padded rows; 32 x 8 where 24 rows do
-not compact, at dilation 2), and channel blocks by the head's channel count alone (the block
-count is unknown at build time: ``_generic_ds_channel_blocks``, at most GENERIC_DS_CHANNELS =
-128 channels per block) whose sums a second kernel adds up, as the static one's.
+(s = d = 2: TVM bounds both axes of the stages by the symbolic extent for every tile tried).
+ds: 24 x 8 pixels (``_generic_ds_tile``: whole ROW_QUANTUM columns of its padded rows; 32 x 8
+where 24 rows do not compact, at dilation 2), and channel blocks by the head's channel count
+alone (the block count is unknown at build time: ``_generic_ds_channel_blocks``, at most
+GENERIC_DS_CHANNELS = 128 channels per block) whose sums a second kernel adds up, as the
+static one's.
 The shared stages must have a constant size (codegen refuses a non-constant allocation, the
 trap that kept the first generic kernels per-output). TVM sizes a stage from the regions its
 readers and writers touch, and clips them to the staged buffer's symbolic extent unless it
