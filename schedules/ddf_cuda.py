@@ -76,7 +76,7 @@ serves every batch and size. fwd: TILE x TILE pixels over its padded output (Hq 
 from its padded stage ('Spad', index checks) into registers, chunks of cc channels as the
 static one. dx (``_generic_dx_tiles``): stride 1, the first of GENERIC_DX_TILES (32 x 15,
 16 x 15, 8 x 15) under TILE_SHARED_BYTES; stride s > 1, tiles of whole s x s phase blocks
-(GENERIC_DX_PHASE_TILES: 16 x 5 rows x columns per phase, 32 x 10 pixels at s = 2; each axis
+(GENERIC_DX_PHASE_TILES: 12 x 9 rows x columns per phase, 24 x 18 pixels at s = 2; each axis
 of the phase grid split by s first, so that a tile's rows of one phase are consecutive rows
 of dO and S: the window is affine in the tile row), S's k x k planes staged one plane per
 pass (all fused, TVM bounds the window by the symbolic rows); the first tile whose stages
@@ -121,8 +121,8 @@ loaded, dS 0.9 MB: 65.2 MB = 1.24x (the static: 1.27x, its 4 channel blocks' scr
 included); 336 blocks of 192 threads (one channel block of 32 x 8 tiles launched 112).
 2x256x200x300: fwd 1.26x, dx 1.26x, ds 1.27x (static 1.26x, 1.30x, 1.14x: its wide tiles, 494
 of them, need no channel split; the generic build cannot know). dx at stride 2 (k3, the strided
-layers of ddf_resnet50; 32 x 10 tiles, 16 x 5 per phase, windows of 17 x 6 rows x columns per
-phase): 8x128x56x56 18.4 MB = 1.13x the 16.3 MB minimum, 8x256x28x28 1.11x, 2x256x200x300 1.14x
+layers of ddf_resnet50; 24 x 18 tiles, 12 x 9 per phase, windows of 13 x 10 rows x columns per
+phase): 8x128x56x56 18.2 MB = 1.11x the 16.3 MB minimum, 8x256x28x28 1.11x, 2x256x200x300 1.12x
 (static 1.13x, 1.11x, 1.14x; the per-output generic dx it replaces counted every tap of every
 output). dc (cc = 16, 4 x 7
 tiles of 16 x 8 per plane): X windows of 17+18+18+9 = 62 rows and 9+10*5+9 = 68 columns,
@@ -174,10 +174,11 @@ GENERIC_TILED = ("fwd", "ds", "dx", "dc")  # generic kernels that take the tiled
 GENERIC_DX_TILES = ((32, 15), (16, 15), (8, 15))
 # generic dx at stride s > 1: tiles of whole phase blocks, (rows, columns) of each phase
 # (pixels: s times as many per axis), an odd column count (see _generic_dx_tiles), the first
-# that fits. 16 x 5 before 16 x 7: with 7, ptxas spilled 8 bytes in float64 at k3 s2 for
-# C/G >= 64 (32 registers, sm_90); 16 x 5 spilled nothing at k3, k5 s2 and k3, k5, k7 s3
-# (C/G = 8, 64, 128, 256; float32 and float64)
-GENERIC_DX_PHASE_TILES = ((16, 5), (16, 7), (8, 7), (8, 5), (4, 7), (4, 5), (4, 3))
+# that fits. 12 x 9 first: ptxas (nvcc 13, launch bounds of the tile's threads) spilled 4-32
+# bytes in float64 at C/G >= 64 with 16 x 7, 16 x 5 or 8 x 5 (32 registers); 12 x 9, then the
+# rest, spilled nothing in 72 builds (k3, k5, k7 at s = 2, 3; C/G = 8, 64, 256; float32 and
+# float64; sm_80 and sm_90)
+GENERIC_DX_PHASE_TILES = ((12, 9), (16, 5), (8, 7), (8, 5), (4, 7), (4, 5), (4, 3))
 MAX_TILE_THREADS = 512  # generic dx: threads per block of its largest tiles
 
 
