@@ -26,10 +26,12 @@ tiles each: 64 channels x 128 pixels); per chunk (tap row i, then K channels) th
 stages the chunk's source window (K channels x one grid row, the tile's width plus the halo:
 padding and zero insertion decided once per element here), then builds xk from it (a thread
 per (tap j, pixel): its K word loaded once for the K channels, no bounds check, the K results
-contiguous) laid out (j, x, c) in the input's type (the compute rounds K*X to the half types:
+contiguous; in the half types gathered in registers and stored as two 16-byte vectors) laid
+out (j, x, c) in the input's type (the compute rounds K*X to the half types:
 ``dynfilter_tvm.ops.pac.conv``), and Wt laid out (j, o, c) (K innermost: rows for ldmatrix; a
-thread per (o, c) reading its k contiguous taps), then per tap j each warp loads its A and B
-fragments with ldmatrix.x4 and issues two mma.sync
+thread per (o, c) reading its k contiguous taps), both with rows padded from 32 to 48 bytes
+(``_padded_row``: conflict-free ldmatrix and xk stores), then per tap j each warp loads its A
+and B fragments with ldmatrix.x4 and issues two mma.sync
 (m16n8k8 TF32, or m16n8k16 f16/bf16; float32 accumulators in registers), all through TVM's
 tensorize with this module's intrinsics. Results go through shared memory (n, y, o, x) to
 coalesced stores (the half types cast in the fragment store, so their staging is 16-bit too).
@@ -37,12 +39,15 @@ TF32 rounds operands to 10-bit mantissas in the hardware: a schedule choice the 
 carries, so it has its own cache entries. Where the chunks would pass 48 KB of static shared
 memory (``mma_shared_bytes``: k >= 9 at 128-pixel rows) the block takes fewer warps along x.
 8x64x128x128 k5 O=64: 1,024 blocks of 512 threads (4 x 4 warps of two 16 x 16 tiles sharing
-their A fragment); shared memory TF32 43,008 B (xk 8 x 5 x 128 x 4 B = 20 KB, the 32 KB result
-staging in its space; Wt 5 x 64 x 8 x 4 B = 10 KB, the 4 KB window 8 x 132 x 4 B in its space:
-Wt is staged once xk is built), half types 30,720 B; ptxas (sm_90 / sm_80): TF32 63 / 64
-registers (input gradient 64 / 64), float16 and bfloat16 63 / 64 (64 / 64), no spills: two
-blocks per SM, 32 of 64 warps, 50% theoretical occupancy; estimated about 71 us in TF32 (1.30x
-its roofline), at most 89 us in the half types (3.3x), issue-bound (arithmetic: ``_conv_mma``).
+their A fragment); shared memory TF32 48,128 B (xk 5 x 128 rows x 48 B = 30 KB, the 32 KB result
+staging in its space; Wt 5 x 64 rows x 48 B = 15 KB, the 4 KB window 8 x 132 x 4 B in its
+space: Wt is staged once xk is built), half types 46,080 B; ptxas (sm_90 / sm_80): TF32 63 /
+63 registers (input gradient 64 / 63), float16 and bfloat16 64 / 64 (64 / 64), no spills: two
+blocks per SM, 32 of 64 warps, 50% theoretical occupancy. Estimated (arithmetic:
+``_conv_mma``) about 250 us in TF32 (4.5x its 55 us roofline) and 142 us in the half types
+(5.3x their 27 us), bound by shared-memory bandwidth (ldmatrix alone is 3x the tensor-core
+time at these 16 x 32 warp tiles); with unpadded rows and scalar 16-bit xk stores both were
+about 427 us (the earlier issue-only figures, 71 and 89 us, left bank conflicts out).
 At pac_joint_upsample's (factor 4) shapes, 256-thread blocks: no spills, 40-64 registers,
 50-75% (ptxas, sm_80 and sm_90, every tensor-core conv of the model); the half types' window
 copy unrolls its rounds in groups of at most ``WINDOW_ROUNDS`` (all 6 at 65x64 k3 had spilled
@@ -434,14 +439,24 @@ MMA_SHARED_BYTES = 48 * 1024  # static shared memory per block (nvcc's limit)
 WINDOW_ROUNDS = 5  # most window-copy rounds unrolled together, half types (5 at the benchmark shape)
 
 
+def _padded_row(kc: int) -> int:
+    """Elements per staged row of K = kc channels (32 bytes in every type): 48 bytes, three
+    16-byte units. ldmatrix reads 8 rows of 16 bytes per phase; at a 48-byte stride their
+    16-byte units 0, 3, 6, .., 21 cover all 8 bank groups (mod 8), one wavefront; a 32-byte
+    stride maps rows r and r + 4 to the same banks, two."""
+    return kc + kc // 2
+
+
 def mma_shared_bytes(wl, wo: int, wx: int, xm: int) -> int:
-    """Static shared memory of the tensor-core conv: the xk chunk (K x k x P, P = 16*wx*xm
-    pixels) and the Wt chunk (k x 16*wo x K), in the input's type, plus the result staging
-    (16*wo x P, same type) that StorageRewrite places in xk's space, dead by then (checked
-    with ptxas at the benchmark shape: 43,008 B TF32, 30,720 B half types)."""
+    """Static shared memory of the tensor-core conv: the xk chunk (k x P rows, P = 16*wx*xm
+    pixels) and the Wt chunk (k x 16*wo rows), rows of K channels padded to 48 bytes
+    (``_padded_row``), in the input's type, plus the result staging (16*wo x P, same type)
+    that StorageRewrite places in xk's space, dead by then (checked with ptxas at the benchmark
+    shape: 48,128 B TF32, the staging's 32 KB over xk's 30 KB; 46,080 B half types; 43,008
+    and 30,720 B with unpadded rows)."""
     item, e = (4, 1) if wl.dtype == "float32" else (2, 2)
-    k, kc, pix = wl.p["k"], 8 * e, 16 * wx * xm
-    return (max(kc * k * pix, 16 * wo * pix) + k * 16 * wo * kc) * item
+    k, row, pix = wl.p["k"], _padded_row(8 * e), 16 * wx * xm
+    return (max(row * k * pix, 16 * wo * pix) + k * 16 * wo * row) * item
 
 
 def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
@@ -450,40 +465,60 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     the block stages the source window (K channels x one grid row: the only bounds checks),
     builds xk from it (K x k taps x the row's pixels, laid out (j, x, c): B rows K-contiguous;
     in the input's type; a thread per (tap, pixel) over the K channels: one K load, vector
-    stores) and stages Wt (laid out (j, o, c), a thread per (o, c)); per tap j each warp loads
-    its A and B fragments with ldmatrix and issues two mma.sync; the accumulators go through
-    shared memory (n, y, o, x) to coalesced stores. Tap rows outside the channel chunks keep
-    the window one row: the k-row window of a channel-outer order would pass 48 KB of static
-    shared memory next to xk, Wt and the result staging (TF32 k5: 21 KB + 20 + 10 + 32).
+    stores) and stages Wt (laid out (j, o, c), a thread per (o, c)), rows of both padded to 48
+    bytes; per tap j each warp loads its A and B fragments with ldmatrix and issues two
+    mma.sync; the accumulators go through shared memory (n, y, o, x) to coalesced stores. Tap
+    rows outside the channel chunks keep the window one row: the k-row window of a
+    channel-outer order would pass 48 KB of static shared memory next to xk, Wt and the result
+    staging (TF32 k5: 21 KB + 30 + 15 + 32).
 
-    Estimate (no GPU: arithmetic on the PTX of ``nvcc -arch=sm_90 -ptx``, forward, 8x64x128x128
-    k5 O=64; per block and chunk, the warp instructions of each basic block of the chunk loop
-    times the warps that run it, interior rows). An SM issues 4 warp instructions per clock and
-    retires one m16n8k8 TF32 (or one m16n8k16 f16/bf16) mma per clock; H100 SXM: 132 SMs, 1.83
-    GHz; 1,024 blocks x 40 chunks (TF32; 20 in the half types), 320 mma per block and chunk (16
-    warps x 2 tiles x 5 taps x 2 n8 halves), so 320 clocks: the tensor-core bound, 54 us.
-    TF32, 16 warps, a tap row's 8 chunks unrolled: a chunk after the first takes 1,776 (the
-    window 384: 3 rounds of 1,056 elements over 512 threads, each a bounds check, a load and
-    a store at a constant stride; xk 432: 21 per thread and 8 channels, one K load, 8 shared
-    loads, 8 multiplies, 2 st.shared.v4, 640 (tap, pixel) tasks, a round and a quarter; Wt,
-    15 ldmatrix and 20 mma 912, 57 per warp), the first 2,812 (the addresses of the tap row):
-    (2,812 + 7 x 1,776) / 8 = 1,906 warp instructions, 477 issue clocks against 320 mma
-    clocks: 1,024 x 40 x 477 / 132 / 1.83 GHz = about 81 us, 1.48x the 55 us TF32 roofline;
-    with the window copy's rounds unrolled too (this schedule) 1,504 after the first chunk,
-    2,924 for it, 1,682 on average: 420 clocks, about 71 us, 1.30x (issue-bound still; PTX,
-    not SASS). The same count of the earlier
-    kernels: 4,992 (xk per (channel, tap, pixel): two global loads with the tap's bounds
-    checks, 157 per warp, 32 warps), 1,248 clocks, 212 us; the window with one tile per warp
-    (32 warps) 4,174, 177 us; two tiles per warp without the unrolling 2,940 (nvcc recomputed
-    the fragment and staging addresses per chunk, about 45 per warp), 125 us.
-    float16 (bf16 alike), 16-channel chunks, 4 per tap row: 4,032 after the first (window
-    800 in 5 rounds, xk 2,160: 107 per thread and 16 channels, scalar 16-bit loads, stores and
-    conversions per element; the rest 1,072), the first 4,624: 4,180 on average, 1,045
-    clocks against 320: 1,024 x 20 x 1,045 / 132 / 1.83 GHz = about 89 us, 3.3x the 27 us
-    FP16/BF16 roofline (the earlier kernel by the same count: 238 per warp, 32 warps, 7,616,
-    1,904 clocks, 161 us, 6.0x; counted before the window rounds were unrolled). What is left: in the half types xk's scalar 16-bit work
-    (TVM's vectorised strided half loads do not compile: make_uint4 with 8 arguments; pairs,
-    half2 stores, saved 7%); in both, the window's scalar copy."""
+    Estimate (no GPU: arithmetic, forward, 8x64x128x128 k5 O=64, per block and chunk, interior
+    rows). H100 SXM: 132 SMs at 1.83 GHz; per SM and clock 4 warp instructions issued, one
+    m16n8k8 TF32 (or one m16n8k16 f16/bf16) mma retired, and 128 bytes of shared memory, one
+    wavefront (a warp's access takes one per distinct 128-byte bank row it needs: 16-byte
+    accesses at least 4, ldmatrix.x4 at least 4). 1,024 blocks x 40 chunks (TF32; 20 in the
+    half types), 320 mma per block and chunk (16 warps x 2 tiles x 5 taps x 2 n8 halves), so
+    320 clocks: the tensor-core bound, 54 us TF32, 27 us f16/bf16.
+
+    Shared-memory wavefronts (the binding count), TF32 (8 channels; was -> now, rows padded):
+    ldmatrix 240 x4 per chunk (16 warps x 5 taps x (1 A + 2 B)) 1,920 -> 960 (rows of 32 bytes
+    put rows r and r + 4 of a phase on the same banks: 8 wavefronts, 4 at 48 bytes); xk stores
+    40 st.shared.v4 (640 (tap, pixel) tasks x 2 / 32) 320 -> 160 (the same 2-way conflict per
+    8-lane phase, gone); xk's window reads 20 x 8 scalar, 160; Wt stores 80 (16 warps x 5
+    taps) 80 -> 160 (at a 12-word row lanes 24-31 meet lanes 4-7's banks); window stores 33:
+    2,513 -> 1,473 wavefronts: 1,024 x 40 x 1,473 / 132 / 1.83 GHz = about 250 us, 4.5x the
+    TF32 roofline (was 426 us, 7.7x). float16 (bf16 alike; 16 channels): ldmatrix 1,920 -> 960;
+    xk stores 2,560 -> 160: were 16 st.shared.u16 per task (TVM's scalar conversions; nvcc
+    merges no stores across them) at a 32-byte lane stride, each 8 wavefronts (32 lanes on 4
+    banks), now the K results gathered in registers and stored as 2 st.shared.v4; window reads
+    20 x 16, 320; Wt stores 160; window stores 80: 5,040 -> 1,680 wavefronts, 1,024 x 20 x
+    1,680 / 132 / 1.83 GHz = about 142 us, 5.3x the 27 us roofline (was 427 us, 15.8x). The
+    result staging (once per block) is left out: about 110 wavefronts per chunk if spread.
+
+    Issue (PTX of ``nvcc -arch=sm_90 -ptx``; each basic block of the chunk loop times the warps
+    that run it): TF32, a tap row's 8 chunks unrolled: 1,480 warp instructions per chunk after
+    the first (window 168; xk 416: 21 per task; Wt, 15 ldmatrix and 20 mma 896, 56 per warp),
+    2,924 for the first: 1,660 on average, 415 clocks. float16: 3,406 after the first (window
+    about 430, xk 2,016: 101 per task and 16 channels, of which 48 conversions, 16 scalar
+    16-bit window loads, 16 multiplies, 8 packing moves, 2 vector stores; the rest 960), 3,870
+    for the first: 3,522 on average, 880 clocks (was 3,638 / 910 with 16 scalar stores per
+    task). Both under the shared-memory count; both over the 320 mma clocks. The issue-only
+    figures given before (TF32 1,682 on average, 71 us, 1.30x; f16 4,180, 89 us, 3.3x) left
+    out the shared-memory wavefronts. Earlier kernels by the issue count: TF32 4,992 (xk per
+    (channel, tap, pixel) from global memory with the tap's bounds checks, 32 warps), 212 us;
+    the window with one tile per warp 4,174, 177 us; two tiles per warp without unrolling
+    2,940, 125 us; f16 7,616, 161 us.
+
+    What is left, to reach 1.5x: ldmatrix alone is 3x the mma clocks at these 16 x 32 warp
+    tiles (1,536 bytes of fragments per 4 mma). 32 x 32 warp tiles need 2 wavefronts per mma,
+    32 x 64 1.5 (64 accumulator registers a thread: over 64 in all, below 50% occupancy), so
+    the 1.5x aim and the 50% occupancy aim conflict for mma.sync from shared memory; wgmma
+    (sm_90, operands read from shared memory by the warpgroup's 64-row tiles) is the way
+    there. Then the prologue: the half types' 48 conversions per task (16 redundant, of the K
+    word: nvcc does not merge cuda_fp16's inline-asm conversions; f16 products could run as
+    half2, bit-identical to rounding the float32 product; bf16 ones not, below 2^-126) and the
+    window's scalar 16-bit reads (320 wavefronts; a (x, c) window would read 2 vectors but
+    store 4-way conflicted)."""
     _register_mma_intrinsics(wl.dtype)
     load_a, load_b, mma = _intrin_names(wl.dtype)
     e = MMA_DTYPES[wl.dtype][1]
@@ -526,6 +561,23 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     sch.reorder(*xjx, xc)
     spread(xjx)
     sch.unroll(xc)
+    if e == 2:
+        # half types: a thread's K results go to registers first, then to shared memory as two
+        # 16-byte vector stores (TVM writes the 16-bit results of its scalar conversions one by
+        # one, and nvcc does not merge stores across them: 16 scalar stores per thread, at a
+        # 32-byte stride across the warp 8 shared-memory wavefronts each; TVM's own vectorized
+        # cast of the 16-bit product does not compile: make_ulonglong4 with 8 arguments)
+        xk_out = sch.cache_write(xk, 0, "local")
+        sch.reverse_compute_at(xk_out, sch.get_loops(xk)[-2])
+        vo, vi = sch.split(sch.get_loops(xk_out)[-1], [None, 8])
+        sch.unroll(vo)
+        sch.vectorize(vi)
+    else:  # float32: nvcc already merges a thread's 8 stores into two st.shared.v4
+        xk_out = xk
+    # rows padded from 32 to 48 bytes (_padded_row): the 8 rows an ldmatrix phase reads, and
+    # the 16-byte stores of 8 consecutive pixels, then fall in distinct bank groups (at 32
+    # bytes rows r and r + 4 share banks: two wavefronts per 8 x 16-byte matrix or phase)
+    sch.storage_align(xk_out, 0, 4, kc, _padded_row(kc) - kc)
     # the source window of the chunk: K channels x one grid row (the tile's width plus the
     # halo), padding and zero insertion decided once per element here, not once per tap
     sz = sch.get_sblock("Sz")
@@ -554,6 +606,7 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     wt = sch.cache_read(outer, 0, "shared")
     sch.compute_at(wt, co)
     sch.transform_layout(wt, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, o_, c_))
+    sch.storage_align(wt, 0, 2, kc, _padded_row(kc) - kc)  # A rows: as xk's
     wo_, wc, *wj = inner_loops(wt, co)  # (o, c, j)
     spread([wo_, wc])
     unroll(sch, *wj)

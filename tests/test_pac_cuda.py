@@ -109,8 +109,24 @@ def test_half_conv_ptx_has_mma(dtype, ptx_type, arch, tmp_path):
     # 2 mma per tap (two n8 halves) and 2 ldmatrix.x4 (A, B), 9 taps unrolled, one 16-channel chunk
     n = code.count(f"mma.sync.aligned.m16n8k16.row.col.f32.{ptx_type}.{ptx_type}.f32")
     assert n == 18 and code.count("ldmatrix.sync.aligned.m8n8.x4.shared.b16") == n
+    # a thread's 16 modulated taps leave its registers as two 16-byte stores, not 16 scalar
+    # 16-bit ones (the only 16-byte shared stores of the half-type kernel: none before)
+    assert code.count("st.shared.v4.u32") % 2 == 0 and code.count("st.shared.v4.u32") >= 2
     assert "mma.sync" not in ptx(dict(p, C=8), arch)
     assert "mma.sync" not in ptx(p, "sm_75")
+
+
+@pytest.mark.parametrize("kc,item", [(8, 4), (16, 2)], ids=["tf32", "half"])
+def test_tensor_core_staged_rows_avoid_bank_conflicts(kc, item):
+    """The staged xk and Wt rows (K channels, 32 bytes) are padded so that the 8 rows of an
+    ldmatrix phase (16 bytes each at one row stride) fall on 8 distinct 16-byte bank groups:
+    one shared-memory wavefront per 8 x 16-byte matrix, not two."""
+    from schedules.pac_cuda import _padded_row
+
+    stride = _padded_row(kc) * item
+    assert stride % 16 == 0  # ldmatrix rows are 16-byte aligned
+    assert len({r * stride // 16 % 8 for r in range(8)}) == 8
+    assert len({r * kc * item // 16 % 8 for r in range(8)}) == 4  # unpadded: 2-way conflicts
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
@@ -122,7 +138,7 @@ def test_tensor_core_conv_resources_at_benchmark_shape(dtype, arch):
     4 warps of two 16 x 16 tiles) fit an SM: 50% theoretical occupancy (ptxas figures;
     estimates, no GPU)."""
     from dynfilter_tvm import gpu_report as G
-    from schedules.pac_cuda import mma_tile
+    from schedules.pac_cuda import mma_shared_bytes, mma_tile
 
     for wl in G.benchmark_workloads()["PAC conv 8x64x128x128 k5"]:
         if wl.kernel != "conv" or wl.dtype != dtype or (dtype == "float32" and not wl.p.get("tf32")):
@@ -133,6 +149,7 @@ def test_tensor_core_conv_resources_at_benchmark_shape(dtype, arch):
         assert res["spill"] == 0 and res["regs"] <= 64, (wl, res)
         wo, wx, xm = mma_tile(wl)
         assert (wo, wx, xm) == (4, 4, 2)
+        assert res["smem"] == mma_shared_bytes(wl, wo, wx, xm)  # the padded rows, as budgeted
         assert G.occupancy(arch, 32 * wo * wx, res["regs"], res["smem"]) >= 0.5
 
 
