@@ -21,8 +21,10 @@ the heavy loops: conv's reduction and conv_dk's G run over rows padded to whole 
 vector loops along x are cut by LoopPartition (``_partition``) into whole vectors and one
 scalar tail. Static builds take the same hint: a static loop whose body carries a
 lane-dependent condition (a padded copy's zero border or zeros past the width) is scalarized
-whole too. pool inlines its taps (a symbolic width: vectors and a scalar tail; a shared
-kernel's vectors held across a block of channels). Static conv and conv_dk take the padded
+whole too. pool's compute sums over rows padded to whole vectors (``ops.pac.pool``), so its
+vectors are whole at every width, static or symbolic, and only its stores have a tail; its
+source copies are split into a zero fill and an unconditional copy of the interior
+(``decompose_padding``). Static conv and conv_dk take the padded
 rows too where the width admits no full-width vectors (``_pads_rows``: 28 and 56 pixels on
 AVX-512).
 """
@@ -31,6 +33,8 @@ from __future__ import annotations
 from tvm import tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
+
+from dynfilter_tvm.ops.pac import POOL_ROW_QUANTUM
 
 from . import register
 from .common import acc_registers, after_compute_at, tile_regions, unroll, vector_lanes, vectorize_inner, vectorize_under
@@ -76,10 +80,13 @@ def _after_compute_at(sch, block, extents):
     return after_compute_at(sch, block, [(name, 2 if n is None else n) for name, n in extents])
 
 
-def _materialize(sch, name: str, lanes: int, outer: int = 2) -> None:
+def _materialize(sch, name: str, lanes: int, outer: int = 2, decompose: bool = False) -> None:
     """A padded / zero-inserted copy computed once: parallel over its leading planes."""
     block = sch.get_sblock(name)
     sch.parallel(sch.fuse(*sch.get_loops(block)[:outer]))
+    if decompose:
+        fill = sch.decompose_padding(block, sch.get_loops(block)[-1])
+        _partition(sch, vectorize_inner(sch, fill, lanes))
     _partition(sch, vectorize_inner(sch, block, lanes))
 
 
@@ -180,66 +187,71 @@ def conv(sch, wl, target):
 
 @register("pac", "pool", "cpu")
 def pool(sch, wl, target):
-    """The taps inlined. A shared kernel (G = 1): ``_pool_channels_inside``; a kernel per channel:
-    blocks of channels x one vector along x, the taps outside. A symbolic width: whole vectors and
-    one scalar tail (``_partition``), the accumulator tile declared whole-vector
-    (``tile_regions``: else its compacted size comes from the tail's predicate and TVM 0.27's
-    host lowering fails, "cannot make uint from negative value")."""
+    """The taps inlined, the sum over rows padded to whole vectors (``ops.pac.pool``: zeros past
+    the last output), so every vector of the sum is whole at any width, a symbolic one
+    included, and only the cast stage ('out') stores a partial last vector (``_partition``:
+    whole vectors, then the tail's lanes one by one). The loop nest is the store's: parallel
+    over output rows, vectors along x, each vector's sum (k x k taps, an accumulator vector)
+    computed at it. A shared kernel (G = 1): the channels of a block inside the vector
+    (``POOL_CHANNEL_BLOCK``), a kernel per channel: channel by channel. The kernel rows padded
+    with zeros (``Kp``, a = 0) are copied next to their reader: once per output row (G = 1,
+    shared by every channel) or per vector (G = C)."""
     p = wl.p
     lanes = vector_lanes(wl.dtype)
-    _materialize(sch, "Sz", lanes)
+    xl = _row_lanes(wl.dtype, target)
+    box = p["z"] == 1  # a zero border only (zero insertion is no padding pattern)
+    _materialize(sch, "Sz", lanes, decompose=box)
     if p["a"]:
-        _materialize(sch, "Kz", lanes, outer=4)
+        _materialize(sch, "Kz", lanes, outer=4, decompose=box)
     sch.compute_inline(sch.get_sblock("xk"))
-    acc = sch.get_sblock("acc")
-    n, c, y, x, i, j = sch.get_loops(acc)
-    sch.reorder(n, y, c, x, i, j)
+    out = sch.get_sblock("out")
+    n, c, y, x = sch.get_loops(out)
+    sch.reorder(n, y, c, x)
     row = sch.fuse(n, y)
     sch.parallel(row)
-    xl = _x_tiling(p["Wo"], wl.dtype)[0]
+    xo, xi = sch.split(x, [None, xl])
     if p["G"] == 1:
-        _pool_channels_inside(sch, acc, c, x, xl, p["C"])
+        co, ci = sch.split(c, [None, _divisor_at_most(p["C"], POOL_CHANNEL_BLOCK)])
+        sch.reorder(co, xo, ci, xi)
+        at, kp_at = ci, row
     else:
-        xo = _gemm_tile_depthwise(sch, c, x, (i, j), p["C"], p["Wo"], 1, wl)
-        _partition(sch, xo)
-        _finish(sch, acc, i, xo)
-    if p["Wo"] is None:
-        tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), xl)
-
-
-POOL_CHANNEL_BLOCK = 32  # channels per sweep: their k source rows and output row stay in L1
-
-
-def _pool_channels_inside(sch, acc, c, x, lanes: int, n_c: int) -> None:
-    """pool with a shared kernel (G = 1): per vector of x, the channels of a block in turn, each
-    one accumulator vector over the k x k taps. The k x k kernel vectors of that pixel vector do
-    not depend on the channel (LLVM keeps them in registers across the channel loop), so a
-    channel costs k x k source loads and FMAs and one store, and the source rows it reads sit a
-    channel plane apart, one pointer each advanced per channel. The former tile (4 channels x
-    one vector, the taps outside) read 4 x k source rows and k x k kernel planes at once: at a
-    symbolic width every one a pointer of its own, more than x86-64 has registers (spilled and
-    reloaded per tap), 1.33x the static time at 2x64x56² k3 with the same vectors and no tail.
-    ``bench_generic_pac_kernels.py`` (one run per tree), static 1.0x / 1.0x / 1.45x faster at
-    2x128x28² k3 / 2x64x56² k3 / 2x32x128² k5, generic 1.1x / 1.15x / 1.8x; generic / static
-    0.90 at 128², 1.18 at 56², 2.76 at 28² (8-lane vectors: 3 and a 4-pixel scalar tail,
-    where the static build takes 7 4-lane vectors)."""
-    co, ci = sch.split(c, [None, _divisor_at_most(n_c, POOL_CHANNEL_BLOCK)])
-    i, j = sch.get_loops(acc)[-2:]
-    xo, xi = sch.split(x, [None, lanes])
-    sch.reorder(co, xo, ci, i, j, xi)
+        at = kp_at = xo
     sch.vectorize(xi)
-    unroll(sch, i, j)
     _partition(sch, xo)
-    out = sch.get_sblock("out")
-    sch.reverse_compute_at(out, ci)
-    vectorize_inner(sch, out, lanes, under=ci)
-    sch.decompose_reduction(acc, i)
+    acc = sch.get_sblock("acc")
+    sch.compute_at(acc, at)
+    loops = after_compute_at(sch, acc, [("x", xl), ("i", p["k"]), ("j", p["k"])])
+    if "i" in loops:
+        sch.reorder(loops["i"], loops["j"], loops["x"])
+        unroll(sch, loops["i"], loops["j"])
+        sch.vectorize(loops["x"])
+        sch.decompose_reduction(acc, loops["i"])
+    else:  # one tap (a phase of a zero-inserted form)
+        sch.vectorize(loops["x"])
+        sch.decompose_reduction(acc, loops["x"])
+    if not p["a"]:
+        kp = sch.get_sblock("Kp")
+        sch.compute_at(kp, kp_at)
+        _partition(sch, vectorize_inner(sch, kp, lanes, under=kp_at))
 
 
-def _gemm_tile_depthwise(sch, c, x, red, n_c: int, wo: int, cb: int, wl):
-    """Blocks of ``cb`` channels x one vector along x, the taps outside."""
-    lanes, _ = _x_tiling(wo, wl.dtype)
-    return _register_tile(sch, c, x, red, _divisor_at_most(n_c, cb), 1, lanes)
+def _row_lanes(dtype: str, target) -> int:
+    """Lanes of pool's vectors along its padded rows: the widest vector (512-bit on AVX-512),
+    which divides ``ops.pac.POOL_ROW_QUANTUM``."""
+    lanes = vector_lanes(dtype) * (2 if _avx512(target) else 1)
+    assert POOL_ROW_QUANTUM % lanes == 0
+    return lanes
+
+
+# pool with a shared kernel (G = 1): per vector of x, the channels of a block in turn, each one
+# accumulator vector over the k x k taps. The k x k kernel vectors of that pixel vector do not
+# depend on the channel (LLVM keeps them in registers across the channel loop), so a channel
+# costs k x k source loads and FMAs and one store, and the source rows it reads sit a channel
+# plane apart, one pointer each advanced per channel. (A tile of 4 channels x one vector, the
+# taps outside, read 4 x k source rows and k x k kernel planes at once: at a symbolic width
+# every one a pointer of its own, more than x86-64 has registers, spilled and reloaded per tap:
+# 1.33x the static time at 2x64x56² k3.)
+POOL_CHANNEL_BLOCK = 32  # channels per sweep: their k source rows and output row stay in L1
 
 
 def _channel_sum_row(sch, acc, lanes):
