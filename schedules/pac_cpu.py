@@ -236,9 +236,11 @@ def pool(sch, wl, target):
 
 
 def _row_lanes(dtype: str, target) -> int:
-    """Lanes of pool's vectors along its padded rows: the widest vector (512-bit on AVX-512),
-    which divides ``ops.pac.POOL_ROW_QUANTUM``."""
-    lanes = vector_lanes(dtype) * (2 if _avx512(target) else 1)
+    """Lanes of pool's vectors along its padded rows: 256-bit vectors, which divide
+    ``ops.pac.POOL_ROW_QUANTUM``. (512-bit ones on AVX-512, the rows padded to 16, measured
+    1.0-1.6x slower at 2x128x56² k3, both builds: a quarter of a row's last 64-pixel tile
+    wasted, and every other vector load crossing a cache line.)"""
+    lanes = vector_lanes(dtype)
     assert POOL_ROW_QUANTUM % lanes == 0
     return lanes
 

@@ -154,7 +154,7 @@ def conv(N, C, O, H, W, Ho, Wo, k, s, z, p, d, a, dtype, tf32=0):
     return [X, K, Wt, cast_out(acc, dtype)]
 
 
-POOL_ROW_QUANTUM = 16  # pool's sum runs over rows padded to a multiple of this (see ``pool``)
+POOL_ROW_QUANTUM = 8  # pool's sum runs over rows padded to a multiple of this (see ``pool``)
 
 
 def padded_row(n, quantum: int = POOL_ROW_QUANTUM):
@@ -167,7 +167,7 @@ def padded_row(n, quantum: int = POOL_ROW_QUANTUM):
 @register_kernel("pac", "pool")
 def pool(N, C, G, H, W, Ho, Wo, k, s, z, p, d, a, dtype):
     """The sum ``acc`` runs over rows padded to whole vectors, ``Wp`` = Wo rounded up to
-    ``POOL_ROW_QUANTUM`` (16: a float32 AVX-512 vector; any narrower vector divides it): the
+    ``POOL_ROW_QUANTUM`` (8: a 256-bit vector of float32, two of float64): the
     virtual grid of the source (and, in the adjoint, of the kernel) extends with zeros past the
     last output, the kernel at the output pixels (``Kp``) reads zero there, and ``out`` stores
     the first Wo. So a CPU schedule splits the row into whole vectors at any width, a symbolic
