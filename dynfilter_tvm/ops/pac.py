@@ -45,14 +45,17 @@ never leave a predicated tail around a register tile: ``conv`` and ``conv_dk``'s
 row's matrix product to whole register tiles (zeros read past the width, never stored);
 ``pool`` sums over rows padded to whole vectors in the compute itself (``pool``: the source's
 grid and the kernel's rows extend with zeros, only the store of a row's last vector is
-partial); the per-row loops of the other light kernels run whole vectors and one scalar tail (a
-loop-partition hint); conv_dw vectorises along input channels (a channels-last copy of the
-source) and reduces one pixel at a time, so no width leaves a tail (2x128x28² k3, 1 thread:
-2.9 ms generic and static, was 27.4 generic and 8.4 static with vectors along x); the channel
+partial: generic / static 1.54 at 2x128x28² k3, 1.05 at 2x64x56² k3, 1.08 at 2x32x128² k5, 1
+thread; the generic build at 28² 0.14 ms, where the per-shape build it replaces took 0.10 and
+its former generic one 0.28); the per-row loops of the other light kernels run whole vectors
+and one scalar tail (a loop-partition hint); conv_dw vectorises along input channels (a
+channels-last copy of the source) and reduces one pixel at a time, so no width leaves a tail
+(2x128x28² k3, 1 thread: 2.9 ms generic and static, was 27.4 generic and 8.4 static with
+vectors along x); the channel
 sums of ``pool_dk`` and ``dist`` (G = 1) keep a k x k register tile per vector of x across
 every channel, their per-channel forms write a vector's taps side by side (generic 1.0-1.25x
 static at 56- and 128-px rows, was 1.2-1.8x). The light kernels' scalar tail costs most at
-28-px rows (``pool_dk``, ``dist`` 2.1-2.5x the static time). What does not remove it in TVM
+28-px rows (``pool_dk``, ``dist`` 2.1-2.3x the static time). What does not remove it in TVM
 0.27: ``loop_partition`` refuses a symbolic extent, ``pad_einsum`` needs an Einsum (the shifted
 taps are not one) and inlining its padded producer brings the lane-dependent condition back;
 4-lane vectors throughout measured 1.0-1.8x the static time at 56 and 128 px; a tap-blocked
@@ -172,7 +175,11 @@ def pool(N, C, G, H, W, Ho, Wo, k, s, z, p, d, a, dtype):
     last output, the kernel at the output pixels (``Kp``) reads zero there, and ``out`` stores
     the first Wo. So a CPU schedule splits the row into whole vectors at any width, a symbolic
     one included (no predicated tail, which TVM would scalarize), and only the store of the
-    last vector is partial. Results are unchanged: the padding is zeros, never stored."""
+    last vector is partial. Results are unchanged: the padding is zeros, never stored. What is
+    left at a symbolic width: that store's lanes one by one (a compare and a scalar store each;
+    TVM 0.27 emits no masked store) and the source copies' tails, 1.5x the static time at
+    2x128x28² k3 (G = 1), 2.0x for the adjoint with a kernel per channel, whose zero-padded
+    kernel copy is k x k planes per channel; about 1.0-1.2x at 56- and 128-px rows."""
     check_params(N, C, H, W, Ho, Wo, k, s, z, d)
     acc_t = acc_dtype(dtype)
     Wp = padded_row(Wo)
