@@ -94,7 +94,7 @@ import functools
 from . import register
 from tvm import tirx
 
-from .common import MAX_THREADS, UNROLL_TAPS, after_compute_at, extent, register_acc, threads_for, unroll, unroll_taps
+from .common import MAX_THREADS, UNROLL_TAPS, extent, register_acc, threads_for, unroll, unroll_taps
 
 CONV_CHANNEL_BLOCK = 8  # output channels per thread
 
@@ -627,19 +627,12 @@ def conv(sch, wl, target):
 
 @register("pac", "pool", "cuda")
 def pool(sch, wl, target):
-    """A thread per pixel of 'out', the sum (k x k taps) computed at it in a register: the
-    threads cover the Wo outputs of a row, not the row padded to whole vectors that the compute
-    sums over for the CPU's sake (``ops.pac.pool``), so no thread sums padding."""
+    """A thread per element of the sum, which runs over rows padded to whole vectors for the
+    CPU's sake (``ops.pac.pool``): threads past a row's Wo outputs (at most 7 per row) sum zeros
+    and store nothing. (A thread per output with the sum computed at it trips
+    ``decompose_reduction``, whose bindings it finds not quasi-affine.)"""
     _inline(sch, *_modulated_stages(wl), *(() if wl.p["a"] else ("Kp",)))
-    tx = bind_flat(sch, sch.get_loops(sch.get_sblock("out")))
-    acc = sch.get_sblock("acc")
-    sch.compute_at(acc, tx)
-    sch.set_scope(acc, 0, "local")
-    taps = after_compute_at(sch, acc, [("i", wl.p["k"]), ("j", wl.p["k"])])
-    # the zero before the taps, not under a guard inside them; generic builds keep the guard
-    # (their thread index is split by symbolic sizes, which decompose_reduction refuses)
-    if wl.kind == "static" and "i" in taps:
-        sch.decompose_reduction(acc, taps["i"])
+    _thread_per_output(sch, 4)
 
 
 # -- conv_dk: the tap-rule GEMM per pixel tile (G = Wt^T dO, then a dot with the source) --------
