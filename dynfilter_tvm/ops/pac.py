@@ -51,10 +51,9 @@ its former generic one 0.28); the per-row loops of the other light kernels run w
 and one scalar tail (a loop-partition hint); conv_dw vectorises along input channels (a
 channels-last copy of the source) and reduces one pixel at a time, so no width leaves a tail
 (2x128x28² k3, 1 thread: 2.9 ms generic and static, was 27.4 generic and 8.4 static with
-vectors along x); the channel
-sums of ``pool_dk`` and ``dist`` (G = 1) keep a k x k register tile per vector of x across
-every channel, their per-channel forms write a vector's taps side by side (generic 1.0-1.25x
-static at 56- and 128-px rows, was 1.2-1.8x). The light kernels' scalar tail costs most at
+vectors along x); the channel sums of ``pool_dk`` and ``dist`` (G = 1) keep a k x k register
+tile per vector of x across every channel, their per-channel forms write a vector's taps side
+by side (generic 1.0-1.25x static at 56- and 128-px rows, was 1.2-1.8x). The light kernels' scalar tail costs most at
 28-px rows (``pool_dk``, ``dist`` 2.1-2.3x the static time). What does not remove it in TVM
 0.27: ``loop_partition`` refuses a symbolic extent, ``pad_einsum`` needs an Einsum (the shifted
 taps are not one) and inlining its padded producer brings the lane-dependent condition back;
