@@ -240,22 +240,38 @@ def conv_dw(N, C, O, H, W, Ho, Wo, k, s, z, p, d, dtype):
     return [dO, K, X, cast_out(acc, acc_t)]
 
 
+def _padded_rows(t: te.Tensor, Wo, Wp, name: str) -> te.Tensor:
+    """``t`` (.., Wo) on rows of Wp, zeros past Wo."""
+    return te.compute((*t.shape[:-1], Wp), lambda *i: tirx.if_then_else(
+        i[-1] < Wo, t(*i), tirx.const(0, t.dtype)), name=name)
+
+
+def _channel_sum(shape, Wo, Wp, term, dtype):
+    """A channel sum (G = 1) over rows padded to whole vectors (see ``pool``): 'acc' over
+    Wp pixels, 'out' the first Wo."""
+    acc = te.compute((*shape, Wp), term, name="acc")
+    return te.compute((*shape, Wo), lambda *i: acc(*i).astype(dtype), name="out")
+
+
 @register_kernel("pac", "pool_dk")
 def pool_dk(N, C, G, H, W, Ho, Wo, k, s, z, p, d, dtype):
+    """G = 1 sums over rows padded to whole vectors as ``pool`` does (the output gradient's
+    rows ``Rp`` zero past Wo), so the channel sum's register tile is whole at any width."""
     check_params(N, C, H, W, Ho, Wo, k, s, z, d)
     acc_t = acc_dtype(dtype)
     dO = te.placeholder((N, C, Ho, Wo), dtype, name="dO")
     X = te.placeholder((N, C, H, W), dtype, name="X")
-    Sz = _source(X, k, s, z, p, d, Ho, Wo, "Sz")
     tap = _tap(k, s, d, 0)
     if G == 1:
+        Wp = padded_row(Wo)
+        Sz = _source(X, k, s, z, p, d, Ho, Wp, "Sz")
+        dOp = _padded_rows(dO, Wo, Wp, "Rp")
         c = te.reduce_axis((0, C), "c")
-        acc = te.compute(
-            (N, 1, k, k, Ho, Wo),
-            lambda n, g, i, j, y, x: te.sum(
-                dO[n, c, y, x].astype(acc_t) * Sz[n, c, tap(y, i), tap(x, j)].astype(acc_t), axis=c),
-            name="acc")
+        out = _channel_sum((N, 1, k, k, Ho), Wo, Wp, lambda n, g, i, j, y, x: te.sum(
+            dOp[n, c, y, x].astype(acc_t) * Sz[n, c, tap(y, i), tap(x, j)].astype(acc_t), axis=c), dtype)
+        return [dO, X, out]
     else:
+        Sz = _source(X, k, s, z, p, d, Ho, Wo, "Sz")
         acc = te.compute(
             (N, C, k, k, Ho, Wo),
             lambda n, c, i, j, y, x: dO[n, c, y, x].astype(acc_t) * Sz[n, c, tap(y, i), tap(x, j)].astype(acc_t),
