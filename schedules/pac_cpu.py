@@ -11,8 +11,9 @@ vectors along the input channels, the padded source stored channels-last, one pi
 (no row tail, so static and generic builds run the same code); channels that no vector divides
 fall back to vectors along x, rfactored (a scalar tail per row in generic builds).
 pool / pool_dk / dist*: vectors along x, parallel over rows or planes; the channel sums of
-pool_dk and dist (G = 1) keep a k x k register tile per vector of x over every channel, their
-per-channel forms (G = C) write a vector's taps side by side.
+pool_dk and dist (G = 1) keep a k x k register tile per vector of x over every channel (pool_dk
+over rows padded to whole vectors, as pool), their per-channel forms (G = C) write a vector's
+taps side by side.
 
 Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests.
 A predicated vector loop is scalarized whole by TVM, so a symbolic x never leaves one around
@@ -518,7 +519,8 @@ def _per_tap_planes(sch, lanes: int, k: int) -> None:
 
 
 def _channel_sum_tile(sch, acc, lanes: int, generic: bool) -> None:
-    """acc (n, g, i, j, y, x, c) summed over channels c: parallel over rows (n, y); per vector
+    """(``dist`` G = 1; ``pool_dk`` G = 1 now sums over padded rows: ``_channel_sum_padded``.)
+    acc (n, g, i, j, y, x, c) summed over channels c: parallel over rows (n, y); per vector
     of x a tile of k x k accumulator vectors (acc in a local buffer, one tile: registers) summed
     over every channel, the taps unrolled inside, then cast and stored once. Per channel and
     vector: one load of the per-pixel operand (dO, F0), k x k loads of the source, k x k FMAs,
