@@ -38,7 +38,7 @@ from tvm.target import codegen
 from dynfilter_tvm.ops.pac import POOL_ROW_QUANTUM
 
 from . import register
-from .common import acc_registers, after_compute_at, tile_regions, unroll, vector_lanes, vectorize_inner, vectorize_under
+from .common import acc_registers, after_compute_at, unroll, vector_lanes, vectorize_inner, vectorize_under
 
 
 def _partition(sch, loop) -> None:
@@ -479,14 +479,10 @@ def _conv_dw_x_vectors(sch, wl, target) -> None:
 
 
 def _per_tap(sch, wl, lanes):
-    """Kernel-shaped results (n, g, i, j, y, x): summed over channels for G = 1 (a register tile
-    per vector of x, ``_channel_sum_tile``), else elementwise."""
-    acc = sch.get_sblock("acc")
-    if wl.p["G"] == 1:
-        _channel_sum_tile(sch, acc, lanes, wl.p["Wo"] is None)
-    else:
-        sch.compute_inline(acc)
-        _per_tap_planes(sch, lanes, wl.p["k"])
+    """Kernel-shaped results (n, c, i, j, y, x) of the per-channel forms (G = C), elementwise.
+    (G = 1 sums over channels: ``_channel_sum_padded``.)"""
+    sch.compute_inline(sch.get_sblock("acc"))
+    _per_tap_planes(sch, lanes, wl.p["k"])
 
 
 TAP_STREAMS = 9  # output planes written side by side at most (k x k: taps innermost)
@@ -518,46 +514,10 @@ def _per_tap_planes(sch, lanes: int, k: int) -> None:
     _partition(sch, xo)
 
 
-def _channel_sum_tile(sch, acc, lanes: int, generic: bool) -> None:
-    """(``dist`` G = 1; ``pool_dk`` G = 1 now sums over padded rows: ``_channel_sum_padded``.)
-    acc (n, g, i, j, y, x, c) summed over channels c: parallel over rows (n, y); per vector
-    of x a tile of k x k accumulator vectors (acc in a local buffer, one tile: registers) summed
-    over every channel, the taps unrolled inside, then cast and stored once. Per channel and
-    vector: one load of the per-pixel operand (dO, F0), k x k loads of the source, k x k FMAs,
-    no accumulator traffic (the tile copied to 'acc' at its end). ``_channel_sum_row`` (the
-    channel loop outside, a k x k x Wo row of accumulators in memory, one x loop per tap) ran
-    the static build as fast only because LLVM unrolled a static row whole, keeping the
-    per-pixel row in registers across taps; with a symbolic width each tap's loop reloaded it
-    and its accumulators (pool_dk generic 2.4x / 1.8x the static time at 2x128x28² /
-    2x64x56² k3). With the tile (``bench_generic_pac_kernels.py``, one run per tree) static
-    pool_dk is 1.2x / 1.2x / 1.5x faster at 2x128x28² k3 / 2x64x56² k3 / 2x32x128² k5, generic
-    1.2x / 1.9x / 2.5x (the planes a channel apart, a power of two at 128², cost nothing
-    measurable). Generic builds: whole vectors and one scalar tail (``_partition``), the tiles
-    declared whole-vector (``tile_regions``: else TVM 0.27 sizes them from the tail's predicate
-    and lowering fails)."""
-    n, g, i, j, y, x, c = sch.get_loops(acc)
-    sch.reorder(n, y, g, x, c, i, j)
-    row = sch.fuse(n, y)
-    sch.parallel(row)
-    xo, xi = sch.split(x, [None, lanes])
-    sch.reorder(xo, c, i, j, xi)
-    sch.vectorize(xi)
-    unroll(sch, i, j)
-    _partition(sch, xo)
-    tile = sch.cache_write(acc, 0, "local")
-    for block in (tile, sch.get_sblock("out")):
-        sch.reverse_compute_at(block, xo)
-        vectorize_inner(sch, block, lanes, under=xo)
-    sch.decompose_reduction(acc, c)
-    if generic:
-        tile_regions(sch, "acc_local", ("acc_init", "acc_update", "acc_local"), lanes)
-        tile_regions(sch, "acc", ("acc_local", "out"), lanes)
-
-
 @register("pac", "pool_dk", "cpu")
 @register("pac", "dist", "cpu")
 def per_tap(sch, wl, target):
-    if wl.kernel == "pool_dk" and wl.p["G"] == 1:  # padded rows (ops.pac.pool_dk)
+    if wl.p["G"] == 1:  # padded rows (ops.pac.pool_dk, ops.pac.dist)
         _channel_sum_padded(sch, wl)
         return
     lanes, _ = _x_tiling(wl.p["Wo"], wl.dtype)
@@ -566,12 +526,17 @@ def per_tap(sch, wl, target):
 
 
 def _channel_sum_padded(sch, wl) -> None:
-    """A channel sum (G = 1) over rows padded to whole vectors (``ops.pac.pool_dk``): the store's
+    """A channel sum (G = 1) over rows padded to whole vectors (``ops.pac.pool_dk``, ``dist``): the store's
     loop nest, parallel over output rows, per vector of x a k x k tile of accumulator vectors
     (a local array: registers) summed over every channel, the taps unrolled inside, then
     stored; only the store of a row's last vector is partial (``_partition``), once per tile,
     not per channel. The padded row of the per-pixel operand (``Rp``: all channels of the
-    output row) is copied at the row."""
+    output row) is copied at the row. Per channel and vector: one load of that operand (dO,
+    F0), k x k loads of the source, k x k FMAs, no accumulator traffic. History: the channel
+    loop outside the taps (a k x k x Wo row of accumulators in memory, one x loop per tap) was
+    2.4x / 1.8x the static time at 2x128x28² / 2x64x56² k3 generic (each tap's loop reloaded
+    the per-pixel row); this tile over unpadded rows, one scalar tail per row, 2.1-2.4x at 28²
+    (generic pool_dk 0.29 -> 0.17 ms, dist 0.29 -> 0.18 with the padded rows)."""
     p = wl.p
     lanes = _row_lanes(wl.dtype, None)
     _materialize(sch, "Sz", vector_lanes(wl.dtype), decompose=_fills(wl))

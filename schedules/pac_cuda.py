@@ -870,10 +870,10 @@ def conv_dw(sch, wl, target):
 @register("pac", "pool_dk", "cuda")
 @register("pac", "dist", "cuda")
 def per_tap(sch, wl, target):
-    """Kernel-shaped results: a thread sums the channels (G = 1) or is one element. (pool_dk's
-    channel sum runs over rows padded for the CPU, ``ops.pac.pool_dk``: threads past a row's Wo
-    outputs sum zeros and store nothing.)"""
-    _inline(sch, "Sz", *(("Rp",) if wl.kernel == "pool_dk" and wl.p["G"] == 1 else ()))
+    """Kernel-shaped results: a thread sums the channels (G = 1) or is one element. (The channel
+    sum runs over rows padded for the CPU, ``ops.pac.pool_dk``: threads past a row's Wo outputs
+    sum zeros and store nothing.)"""
+    _inline(sch, "Sz", *(("Rp",) if wl.p["G"] == 1 else ()))
     if wl.p["G"] == 1:
         _thread_per_output(sch, 6)
     else:

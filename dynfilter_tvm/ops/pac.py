@@ -295,19 +295,22 @@ def dist(N, C, G, H, W, Ho, Wo, k, s, p, d, asym, dtype):
     check_params(N, C, H, W, Ho, Wo, k, s, 1, d)
     acc_t = acc_dtype(dtype)
     F, F0 = _dist_inputs(N, C, H, W, Ho, Wo, dtype)
-    Fp = _source(F, k, s, 1, p, d, Ho, Wo, "Sz")
     tap = _tap(k, s, d, 0)
+    # G = 1 sums over rows padded to whole vectors, as pool_dk (F0's rows through 'Rp')
+    Wp = padded_row(Wo) if G == 1 else Wo
+    Fp = _source(F, k, s, 1, p, d, Ho, Wp, "Sz")
+    F0p = _padded_rows(F0, Wo, Wp, "Rp") if G == 1 else F0
 
     def diff(n, c, i, j, y, x):
-        e = _rect(Fp[n, c, tap(y, i), tap(x, j)].astype(acc_t) - F0[n, c, y, x].astype(acc_t), asym, acc_t)
+        e = _rect(Fp[n, c, tap(y, i), tap(x, j)].astype(acc_t) - F0p[n, c, y, x].astype(acc_t), asym, acc_t)
         return e * e
 
     if G == 1:
         c = te.reduce_axis((0, C), "c")
-        acc = te.compute((N, 1, k, k, Ho, Wo),
-                         lambda n, g, i, j, y, x: te.sum(diff(n, c, i, j, y, x), axis=c), name="acc")
-    else:
-        acc = te.compute((N, C, k, k, Ho, Wo), diff, name="acc")
+        out = _channel_sum((N, 1, k, k, Ho), Wo, Wp, lambda n, g, i, j, y, x: te.sum(diff(n, c, i, j, y, x), axis=c),
+                           dtype)
+        return [F, F0, out]
+    acc = te.compute((N, C, k, k, Ho, Wo), diff, name="acc")
     return [F, F0, cast_out(acc, dtype)]
 
 
