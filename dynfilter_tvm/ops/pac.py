@@ -43,19 +43,20 @@ convolution, its transposed form and both input gradients), ``pool`` (pooling an
 gradient), ``conv_dk``, ``conv_dw``, ``pool_dk`` and the ``dist*`` kernels. Their CPU schedules
 never leave a predicated tail around a register tile: ``conv`` and ``conv_dk``'s G pad each
 row's matrix product to whole register tiles (zeros read past the width, never stored);
-``pool`` and ``pool_dk``'s channel sum (G = 1) sum over rows padded to whole vectors in the
-compute itself (``pool``: the source's grid and the kernel's rows extend with zeros, only the
-store of a row's last vector is partial: generic / static 1.50 at 2x128x28² k3, 1.06 at
-2x64x56² k3, 1.05 at 2x32x128² k5, 1 thread; the generic build at 28² 0.14 ms, where the
-per-shape build it replaces took 0.10 and its former generic one 0.27; ``pool_dk`` 1.50 / 1.11
-/ 1.04, 0.17 ms at 28², was 0.29); the per-row loops of the other light kernels run whole vectors
+``pool`` and the channel sums of ``pool_dk`` and ``dist`` (G = 1) run over rows padded to whole
+vectors in the compute itself (``pool``: the source's grid and the kernel's rows extend with
+zeros, only the store of a row's last vector is partial: generic / static 1.46 at 2x128x28² k3,
+1.04 at 2x64x56² k3, 1.14 at 2x32x128² k5, 1 thread; the generic build at 28² 0.14 ms, where
+the per-shape build it replaces took 0.10 and its former generic one 0.27; ``pool_dk``,
+``dist`` 1.44 / 1.06-1.14 / 1.06, 0.17 ms at 28², were 0.29); the per-row loops of the other
+light kernels run whole vectors
 and one scalar tail (a loop-partition hint); conv_dw vectorises along input channels (a
 channels-last copy of the source) and reduces one pixel at a time, so no width leaves a tail
 (2x128x28² k3, 1 thread: 2.9 ms generic and static, was 27.4 generic and 8.4 static with
 vectors along x); the channel sums of ``pool_dk`` and ``dist`` (G = 1) keep a k x k register
 tile per vector of x across every channel, their per-channel forms write a vector's taps side
 by side (generic 1.0-1.25x static at 56- and 128-px rows, was 1.2-1.8x). The light kernels' scalar tail costs most at
-28-px rows (``dist``, the G = C forms: 1.9-2.4x the static time). What does not remove it in TVM
+28-px rows (the G = C forms: 1.75-2.2x the static time). What does not remove it in TVM
 0.27: ``loop_partition`` refuses a symbolic extent, ``pad_einsum`` needs an Einsum (the shifted
 taps are not one) and inlining its padded producer brings the lane-dependent condition back;
 4-lane vectors throughout measured 1.0-1.8x the static time at 56 and 128 px; a tap-blocked
