@@ -11,8 +11,9 @@ vectors along the input channels, the padded source stored channels-last, one pi
 (no row tail, so static and generic builds run the same code); channels that no vector divides
 fall back to vectors along x, rfactored (a scalar tail per row in generic builds).
 pool / pool_dk / dist*: vectors along x, parallel over rows or planes; the channel sums of
-pool_dk and dist (G = 1) keep a k x k register tile per vector of x over every channel, their
-per-channel forms (G = C) write a vector's taps side by side.
+pool_dk and dist (G = 1) keep a k x k register tile per vector of x over every channel (pool_dk
+over rows padded to whole vectors, as pool), their per-channel forms (G = C) write a vector's
+taps side by side.
 
 Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests.
 A predicated vector loop is scalarized whole by TVM, so a symbolic x never leaves one around
@@ -21,8 +22,10 @@ the heavy loops: conv's reduction and conv_dk's G run over rows padded to whole 
 vector loops along x are cut by LoopPartition (``_partition``) into whole vectors and one
 scalar tail. Static builds take the same hint: a static loop whose body carries a
 lane-dependent condition (a padded copy's zero border or zeros past the width) is scalarized
-whole too. pool inlines its taps (a symbolic width: vectors and a scalar tail; a shared
-kernel's vectors held across a block of channels). Static conv and conv_dk take the padded
+whole too. pool's compute sums over rows padded to whole vectors (``ops.pac.pool``), so its
+vectors are whole at every width, static or symbolic, and only its stores have a tail; its
+source copies are split into a zero fill and an unconditional copy of the interior
+(``decompose_padding``). Static conv and conv_dk take the padded
 rows too where the width admits no full-width vectors (``_pads_rows``: 28 and 56 pixels on
 AVX-512).
 """
@@ -32,8 +35,10 @@ from tvm import tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
+from dynfilter_tvm.ops.pac import POOL_ROW_QUANTUM
+
 from . import register
-from .common import acc_registers, after_compute_at, tile_regions, unroll, vector_lanes, vectorize_inner, vectorize_under
+from .common import acc_registers, after_compute_at, unroll, vector_lanes, vectorize_inner, vectorize_under
 
 
 def _partition(sch, loop) -> None:
@@ -76,10 +81,13 @@ def _after_compute_at(sch, block, extents):
     return after_compute_at(sch, block, [(name, 2 if n is None else n) for name, n in extents])
 
 
-def _materialize(sch, name: str, lanes: int, outer: int = 2) -> None:
+def _materialize(sch, name: str, lanes: int, outer: int = 2, decompose: bool = False) -> None:
     """A padded / zero-inserted copy computed once: parallel over its leading planes."""
     block = sch.get_sblock(name)
     sch.parallel(sch.fuse(*sch.get_loops(block)[:outer]))
+    if decompose:
+        fill = sch.decompose_padding(block, sch.get_loops(block)[-1])
+        _partition(sch, vectorize_inner(sch, fill, lanes))
     _partition(sch, vectorize_inner(sch, block, lanes))
 
 
@@ -180,66 +188,83 @@ def conv(sch, wl, target):
 
 @register("pac", "pool", "cpu")
 def pool(sch, wl, target):
-    """The taps inlined. A shared kernel (G = 1): ``_pool_channels_inside``; a kernel per channel:
-    blocks of channels x one vector along x, the taps outside. A symbolic width: whole vectors and
-    one scalar tail (``_partition``), the accumulator tile declared whole-vector
-    (``tile_regions``: else its compacted size comes from the tail's predicate and TVM 0.27's
-    host lowering fails, "cannot make uint from negative value")."""
+    """The taps inlined, the sum over rows padded to whole vectors (``ops.pac.pool``: zeros past
+    the last output), so every vector of the sum is whole at any width, a symbolic one
+    included, and only the cast stage ('out') stores a partial last vector (``_partition``:
+    whole vectors, then the tail's lanes one by one). The loop nest is the store's: parallel
+    over output rows, vectors along x, each vector's sum (k x k taps, an accumulator vector)
+    computed at it. A shared kernel (G = 1): the channels of a block inside the vector
+    (``POOL_CHANNEL_BLOCK``), a kernel per channel: channel by channel. The kernel rows padded
+    with zeros (``Kp``, a = 0) are copied next to their reader: once per output row (G = 1,
+    shared by every channel) or per vector (G = C)."""
     p = wl.p
     lanes = vector_lanes(wl.dtype)
-    _materialize(sch, "Sz", lanes)
+    xl = _row_lanes(wl.dtype, target)
+    fill = _fills(wl)
+    _materialize(sch, "Sz", lanes, decompose=fill)
     if p["a"]:
-        _materialize(sch, "Kz", lanes, outer=4)
+        _materialize(sch, "Kz", lanes, outer=4, decompose=fill)
     sch.compute_inline(sch.get_sblock("xk"))
-    acc = sch.get_sblock("acc")
-    n, c, y, x, i, j = sch.get_loops(acc)
-    sch.reorder(n, y, c, x, i, j)
+    out = sch.get_sblock("out")
+    n, c, y, x = sch.get_loops(out)
+    sch.reorder(n, y, c, x)
     row = sch.fuse(n, y)
     sch.parallel(row)
-    xl = _x_tiling(p["Wo"], wl.dtype)[0]
+    xo, xi = sch.split(x, [None, xl])
     if p["G"] == 1:
-        _pool_channels_inside(sch, acc, c, x, xl, p["C"])
+        co, ci = sch.split(c, [None, _divisor_at_most(p["C"], POOL_CHANNEL_BLOCK)])
+        sch.reorder(co, xo, ci, xi)
+        at, kp_at = ci, row
     else:
-        xo = _gemm_tile_depthwise(sch, c, x, (i, j), p["C"], p["Wo"], 1, wl)
-        _partition(sch, xo)
-        _finish(sch, acc, i, xo)
-    if p["Wo"] is None:
-        tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), xl)
-
-
-POOL_CHANNEL_BLOCK = 32  # channels per sweep: their k source rows and output row stay in L1
-
-
-def _pool_channels_inside(sch, acc, c, x, lanes: int, n_c: int) -> None:
-    """pool with a shared kernel (G = 1): per vector of x, the channels of a block in turn, each
-    one accumulator vector over the k x k taps. The k x k kernel vectors of that pixel vector do
-    not depend on the channel (LLVM keeps them in registers across the channel loop), so a
-    channel costs k x k source loads and FMAs and one store, and the source rows it reads sit a
-    channel plane apart, one pointer each advanced per channel. The former tile (4 channels x
-    one vector, the taps outside) read 4 x k source rows and k x k kernel planes at once: at a
-    symbolic width every one a pointer of its own, more than x86-64 has registers (spilled and
-    reloaded per tap), 1.33x the static time at 2x64x56² k3 with the same vectors and no tail.
-    ``bench_generic_pac_kernels.py`` (one run per tree), static 1.0x / 1.0x / 1.45x faster at
-    2x128x28² k3 / 2x64x56² k3 / 2x32x128² k5, generic 1.1x / 1.15x / 1.8x; generic / static
-    0.90 at 128², 1.18 at 56², 2.76 at 28² (8-lane vectors: 3 and a 4-pixel scalar tail,
-    where the static build takes 7 4-lane vectors)."""
-    co, ci = sch.split(c, [None, _divisor_at_most(n_c, POOL_CHANNEL_BLOCK)])
-    i, j = sch.get_loops(acc)[-2:]
-    xo, xi = sch.split(x, [None, lanes])
-    sch.reorder(co, xo, ci, i, j, xi)
+        at = kp_at = xo
     sch.vectorize(xi)
-    unroll(sch, i, j)
     _partition(sch, xo)
-    out = sch.get_sblock("out")
-    sch.reverse_compute_at(out, ci)
-    vectorize_inner(sch, out, lanes, under=ci)
-    sch.decompose_reduction(acc, i)
+    acc = sch.get_sblock("acc")
+    sch.compute_at(acc, at)
+    loops = after_compute_at(sch, acc, [("x", xl), ("i", p["k"]), ("j", p["k"])])
+    if "i" in loops:
+        sch.reorder(loops["i"], loops["j"], loops["x"])
+        unroll(sch, loops["i"], loops["j"])
+        sch.vectorize(loops["x"])
+        sch.decompose_reduction(acc, loops["i"])
+    else:  # one tap (a phase of a zero-inserted form)
+        sch.vectorize(loops["x"])
+        sch.decompose_reduction(acc, loops["x"])
+    if not p["a"]:
+        kp = sch.get_sblock("Kp")
+        sch.compute_at(kp, kp_at)
+        _partition(sch, vectorize_inner(sch, kp, lanes, under=kp_at))
 
 
-def _gemm_tile_depthwise(sch, c, x, red, n_c: int, wo: int, cb: int, wl):
-    """Blocks of ``cb`` channels x one vector along x, the taps outside."""
-    lanes, _ = _x_tiling(wo, wl.dtype)
-    return _register_tile(sch, c, x, red, _divisor_at_most(n_c, cb), 1, lanes)
+def _fills(wl) -> bool:
+    """Whether a generic build's padded copies are a zero fill and an unconditional interior copy
+    (``decompose_padding``) rather than one copy whose zero border, a lane-dependent condition,
+    leaves the row's first and last vectors scalar (generic pool 2x128x28² k3: 0.13 vs 0.18 ms).
+    Zero insertion is no padding pattern; static builds keep the one copy, whose conditions
+    LLVM folds at known widths (and ``decompose_padding`` refuses some degenerate static shapes,
+    1-pixel images among them)."""
+    return wl.kind != "static" and wl.p.get("z", 1) == 1
+
+
+def _row_lanes(dtype: str, target) -> int:
+    """Lanes of pool's vectors along its padded rows: 256-bit vectors, which divide
+    ``ops.pac.POOL_ROW_QUANTUM``. (512-bit ones on AVX-512, the rows padded to 16, measured
+    1.0-1.6x slower at 2x128x56² k3, both builds: a quarter of a row's last 64-pixel tile
+    wasted, and every other vector load crossing a cache line.)"""
+    lanes = vector_lanes(dtype)
+    assert POOL_ROW_QUANTUM % lanes == 0
+    return lanes
+
+
+# pool with a shared kernel (G = 1): per vector of x, the channels of a block in turn, each one
+# accumulator vector over the k x k taps. The k x k kernel vectors of that pixel vector do not
+# depend on the channel (LLVM keeps them in registers across the channel loop), so a channel
+# costs k x k source loads and FMAs and one store, and the source rows it reads sit a channel
+# plane apart, one pointer each advanced per channel. (A tile of 4 channels x one vector, the
+# taps outside, read 4 x k source rows and k x k kernel planes at once: at a symbolic width
+# every one a pointer of its own, more than x86-64 has registers, spilled and reloaded per tap:
+# 1.33x the static time at 2x64x56² k3.)
+POOL_CHANNEL_BLOCK = 32  # channels per sweep: their k source rows and output row stay in L1
 
 
 def _channel_sum_row(sch, acc, lanes):
@@ -454,14 +479,10 @@ def _conv_dw_x_vectors(sch, wl, target) -> None:
 
 
 def _per_tap(sch, wl, lanes):
-    """Kernel-shaped results (n, g, i, j, y, x): summed over channels for G = 1 (a register tile
-    per vector of x, ``_channel_sum_tile``), else elementwise."""
-    acc = sch.get_sblock("acc")
-    if wl.p["G"] == 1:
-        _channel_sum_tile(sch, acc, lanes, wl.p["Wo"] is None)
-    else:
-        sch.compute_inline(acc)
-        _per_tap_planes(sch, lanes, wl.p["k"])
+    """Kernel-shaped results (n, c, i, j, y, x) of the per-channel forms (G = C), elementwise.
+    (G = 1 sums over channels: ``_channel_sum_padded``.)"""
+    sch.compute_inline(sch.get_sblock("acc"))
+    _per_tap_planes(sch, lanes, wl.p["k"])
 
 
 TAP_STREAMS = 9  # output planes written side by side at most (k x k: taps innermost)
@@ -493,47 +514,53 @@ def _per_tap_planes(sch, lanes: int, k: int) -> None:
     _partition(sch, xo)
 
 
-def _channel_sum_tile(sch, acc, lanes: int, generic: bool) -> None:
-    """acc (n, g, i, j, y, x, c) summed over channels c: parallel over rows (n, y); per vector
-    of x a tile of k x k accumulator vectors (acc in a local buffer, one tile: registers) summed
-    over every channel, the taps unrolled inside, then cast and stored once. Per channel and
-    vector: one load of the per-pixel operand (dO, F0), k x k loads of the source, k x k FMAs,
-    no accumulator traffic (the tile copied to 'acc' at its end). ``_channel_sum_row`` (the
-    channel loop outside, a k x k x Wo row of accumulators in memory, one x loop per tap) ran
-    the static build as fast only because LLVM unrolled a static row whole, keeping the
-    per-pixel row in registers across taps; with a symbolic width each tap's loop reloaded it
-    and its accumulators (pool_dk generic 2.4x / 1.8x the static time at 2x128x28² /
-    2x64x56² k3). With the tile (``bench_generic_pac_kernels.py``, one run per tree) static
-    pool_dk is 1.2x / 1.2x / 1.5x faster at 2x128x28² k3 / 2x64x56² k3 / 2x32x128² k5, generic
-    1.2x / 1.9x / 2.5x (the planes a channel apart, a power of two at 128², cost nothing
-    measurable). Generic builds: whole vectors and one scalar tail (``_partition``), the tiles
-    declared whole-vector (``tile_regions``: else TVM 0.27 sizes them from the tail's predicate
-    and lowering fails)."""
-    n, g, i, j, y, x, c = sch.get_loops(acc)
-    sch.reorder(n, y, g, x, c, i, j)
-    row = sch.fuse(n, y)
-    sch.parallel(row)
-    xo, xi = sch.split(x, [None, lanes])
-    sch.reorder(xo, c, i, j, xi)
-    sch.vectorize(xi)
-    unroll(sch, i, j)
-    _partition(sch, xo)
-    tile = sch.cache_write(acc, 0, "local")
-    for block in (tile, sch.get_sblock("out")):
-        sch.reverse_compute_at(block, xo)
-        vectorize_inner(sch, block, lanes, under=xo)
-    sch.decompose_reduction(acc, c)
-    if generic:
-        tile_regions(sch, "acc_local", ("acc_init", "acc_update", "acc_local"), lanes)
-        tile_regions(sch, "acc", ("acc_local", "out"), lanes)
-
-
 @register("pac", "pool_dk", "cpu")
 @register("pac", "dist", "cpu")
 def per_tap(sch, wl, target):
+    if wl.p["G"] == 1:  # padded rows (ops.pac.pool_dk, ops.pac.dist)
+        _channel_sum_padded(sch, wl)
+        return
     lanes, _ = _x_tiling(wl.p["Wo"], wl.dtype)
     _materialize(sch, "Sz", lanes)
     _per_tap(sch, wl, lanes)
+
+
+def _channel_sum_padded(sch, wl) -> None:
+    """A channel sum (G = 1) over rows padded to whole vectors (``ops.pac.pool_dk``, ``dist``): the store's
+    loop nest, parallel over output rows, per vector of x a k x k tile of accumulator vectors
+    (a local array: registers) summed over every channel, the taps unrolled inside, then
+    stored; only the store of a row's last vector is partial (``_partition``), once per tile,
+    not per channel. The padded row of the per-pixel operand (``Rp``: all channels of the
+    output row) is copied at the row. Per channel and vector: one load of that operand (dO,
+    F0), k x k loads of the source, k x k FMAs, no accumulator traffic. History: the channel
+    loop outside the taps (a k x k x Wo row of accumulators in memory, one x loop per tap) was
+    2.4x / 1.8x the static time at 2x128x28² / 2x64x56² k3 generic (each tap's loop reloaded
+    the per-pixel row); this tile over unpadded rows, one scalar tail per row, 2.1-2.4x at 28²
+    (generic pool_dk 0.29 -> 0.17 ms, dist 0.29 -> 0.18 with the padded rows)."""
+    p = wl.p
+    lanes = _row_lanes(wl.dtype, None)
+    _materialize(sch, "Sz", vector_lanes(wl.dtype), decompose=_fills(wl))
+    out = sch.get_sblock("out")
+    n, g, i, j, y, x = sch.get_loops(out)
+    xo, xi = sch.split(x, [None, lanes])
+    sch.reorder(n, y, g, xo, i, j, xi)
+    row = sch.fuse(n, y)
+    sch.parallel(row)
+    sch.vectorize(xi)
+    _partition(sch, xo)
+    acc = sch.get_sblock("acc")
+    sch.compute_at(acc, xo)
+    sch.set_scope(acc, 0, "local")
+    loops = after_compute_at(sch, acc, [("i", p["k"]), ("j", p["k"]), ("x", lanes), ("c", p["C"])])
+    if "c" in loops:
+        sch.reorder(loops["c"], *(loops[a] for a in ("i", "j") if a in loops), loops["x"])
+    unroll(sch, *(loops[a] for a in ("i", "j") if a in loops))
+    sch.vectorize(loops["x"])
+    if "c" in loops:
+        sch.decompose_reduction(acc, loops["c"])
+    rp = sch.get_sblock("Rp")
+    sch.compute_at(rp, row)
+    _partition(sch, vectorize_inner(sch, rp, vector_lanes(wl.dtype), under=row))
 
 
 def _taps_inside_vectors(sch, lanes, row_copy=None):

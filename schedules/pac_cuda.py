@@ -680,7 +680,11 @@ def conv(sch, wl, target):
 
 @register("pac", "pool", "cuda")
 def pool(sch, wl, target):
-    _inline(sch, *_modulated_stages(wl))
+    """A thread per element of the sum, which runs over rows padded to whole vectors for the
+    CPU's sake (``ops.pac.pool``): threads past a row's Wo outputs (at most 7 per row) sum zeros
+    and store nothing. (A thread per output with the sum computed at it trips
+    ``decompose_reduction``, whose bindings it finds not quasi-affine.)"""
+    _inline(sch, *_modulated_stages(wl), *(() if wl.p["a"] else ("Kp",)))
     _thread_per_output(sch, 4)
 
 
@@ -919,8 +923,10 @@ def conv_dw(sch, wl, target):
 @register("pac", "pool_dk", "cuda")
 @register("pac", "dist", "cuda")
 def per_tap(sch, wl, target):
-    """Kernel-shaped results: a thread sums the channels (G = 1) or is one element."""
-    _inline(sch, "Sz")
+    """Kernel-shaped results: a thread sums the channels (G = 1) or is one element. (The channel
+    sum runs over rows padded for the CPU, ``ops.pac.pool_dk``: threads past a row's Wo outputs
+    sum zeros and store nothing.)"""
+    _inline(sch, "Sz", *(("Rp",) if wl.p["G"] == 1 else ()))
     if wl.p["G"] == 1:
         _thread_per_output(sch, 6)
     else:

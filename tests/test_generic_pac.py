@@ -1,6 +1,5 @@
 """Generic PAC kernels: one build per configuration (channels, kernel size, stride, form)
-serves every batch and size, forward and gradients equal to the float64 reference (``pool``,
-the one kernel that stays static, rebuilds per size, never a generic one); every kernel's
+serves every batch and size, forward and gradients equal to the float64 reference; every kernel's
 generic build equals its static builds on CPU (odd sizes, batch 1, stride, dilation,
 zero insertion) and, for CUDA, runs right on PoCL at several sizes from one lowering."""
 import pytest
@@ -27,8 +26,8 @@ def _generic():
 
 
 def test_declared_kernels():
-    """Every kernel but ``pool`` (see ``dynfilter_tvm.ops.pac``) is declared generic."""
-    assert set(pac_ops.SYMBOLIC) == {"conv", "conv_dk", "conv_dw", "pool_dk", "dist", "dist_df", "dist_df0"}
+    """Every kernel is declared generic."""
+    assert set(pac_ops.SYMBOLIC) == {"conv", "pool", "conv_dk", "conv_dw", "pool_dk", "dist", "dist_df", "dist_df0"}
     assert all(v == ("N", "H", "W", "Ho", "Wo") for v in pac_ops.SYMBOLIC.values())
 
 
@@ -82,7 +81,7 @@ def test_pacpool2d(C, G, k, s, p, monkeypatch):
         inputs = [torch.randn(N, C, H, W, dtype=torch.float64, requires_grad=True),
                   torch.rand(N, G, k, k, Ho, Wo, dtype=torch.float64, requires_grad=True)]
         _compare(Fn.pacpool2d, inputs, dict(kernel_size=k, stride=s, padding=p), torch.float64, 1e-12, 1e-10)
-    assert {wl.kernel for wl in _serve_all_sizes(run_one, monkeypatch, static=("pool",))} == {"pool_dk"}
+    assert {wl.kernel for wl in _serve_all_sizes(run_one, monkeypatch)} == {"pool", "pool_dk"}
 
 
 @pytest.mark.parametrize("opts", [dict(stride=1, padding=1), dict(stride=2, padding=1, channel_wise=True,
@@ -146,6 +145,8 @@ _CPU = [("conv", dict(C=5, O=24, k=3, s=1, z=1, p=1, d=1, a=0)), ("conv", dict(C
         # conv_dw's vectors along channels (C a multiple of the lanes), several per tile
         ("conv_dw", dict(C=16, O=24, k=3, s=1, z=1, p=1, d=1)), ("conv_dw", dict(C=64, O=6, k=5, s=2, z=1, p=1, d=2)),
         ("pool_dk", dict(C=4, G=1, k=5, s=2, z=1, p=1, d=1)), ("dist", dict(C=3, G=3, k=3, s=2, p=2, d=2, asym=1)),
+        # pool: a kernel per channel at the output pixels, stride and dilation, a zero-inserted adjoint
+        ("pool", dict(C=5, G=5, k=3, s=2, z=1, p=1, d=2, a=0)), ("pool", dict(C=4, G=1, k=5, s=1, z=2, p=2, d=1, a=1)),
         ("dist_df", dict(C=3, G=1, k=5, s=2, p=2, d=1, asym=0)), ("dist_df0", dict(C=4, G=4, k=3, s=3, p=1, d=1, asym=1))]
 
 
@@ -171,7 +172,8 @@ _EMU = [(k, p) for k, p in _CUDA if k in pac_ops.SYMBOLIC] + [
     # the phases of zero-inserted forms (torch_bridge.ops.pac.run_taps): even tap counts, offsets
     # below zero (a crop), a phase's dilation
     ("conv", dict(C=3, O=4, k=2, s=1, z=1, p=-1, d=1, a=0)), ("conv", dict(C=2, O=3, k=2, s=1, z=1, p=0, d=3, a=1)),
-    ("conv", dict(C=16, O=24, k=4, s=1, z=1, p=-2, d=1, a=1))]
+    ("conv", dict(C=16, O=24, k=4, s=1, z=1, p=-2, d=1, a=1)),
+    ("pool", dict(C=3, G=3, k=2, s=1, z=1, p=-1, d=2, a=1)), ("pool", dict(C=5, G=5, k=3, s=2, z=1, p=1, d=1, a=0))]
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
@@ -187,7 +189,7 @@ def test_cuda_generic_emulated(kernel, params, dtype):
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
 @pytest.mark.parametrize("dtype", emulate.DTYPES)
 def test_cuda_pool_phase_emulated(dtype):
-    """pool (static only) at a phase's geometry: 2 taps, a crop, the adjoint's kernel on the source grid."""
+    """pool's static build at a phase's geometry: 2 taps, a crop, the adjoint's kernel on the source grid."""
     for a in (0, 1):
         wl = Workload.make("pac", "pool", dict(C=3, G=3, k=2, s=1, z=1, p=-1, d=2, a=a, N=2, H=7, W=6, Ho=5, Wo=4),
                            dtype)

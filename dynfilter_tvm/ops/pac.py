@@ -37,30 +37,30 @@ schedules build next to the loop reading them; half types accumulate in float32 
 its xk to the half type: see ``conv``). Layouts are contiguous: X / dX (N, C, H, W), out / dO
 (N, O|C, Ho, Wo), Wt (O, C, k, k).
 
-Generic kernels (``SYMBOLIC``): every kernel but ``pool`` takes batch N and sizes H, W, Ho,
-Wo symbolic, one build serving any of them (channels, kernel size and tap geometry fixed):
-``conv`` (the convolution, its transposed form and both input gradients), ``conv_dk``,
-``conv_dw``, ``pool_dk`` and the ``dist*`` kernels. Their CPU schedules never leave a
-predicated tail around a register tile: ``conv`` and ``conv_dk``'s G pad each row's matrix
-product to whole register tiles (zeros read past the width, never stored); the per-row loops
-of the light kernels run whole vectors and one scalar tail (a loop-partition hint); conv_dw
-vectorises along input channels (a channels-last copy of the source) and reduces one pixel at
-a time, so no width leaves a tail (2x128x28² k3, 1 thread: 2.9 ms generic and static, was
-27.4 generic and 8.4 static with vectors along x); the channel sums of ``pool_dk`` and
-``dist`` (G = 1) keep a k x k register tile per vector of x across every channel, their
-per-channel forms write a vector's taps side by side (generic 1.0-1.25x static at 56- and
-128-px rows, was 1.2-1.8x). ``pool`` stays static: its generic build (the same schedule; a
-shared kernel's k x k vectors held across a block of channels) is right and 0.9-1.2x the
-static time at 56- and 128-px rows, but 2.7x at 28 (2x128x28² k3: 0.28 vs 0.10 ms): there
-the static build takes 4-lane vectors without a tail, the generic one 8-lane vectors and a
-4-pixel scalar tail per row (TVM scalarizes a predicated vector loop).
-The light kernels share that tail (``pool_dk``, ``dist`` 2.1-2.5x at 28 px). What does not
-remove it in TVM 0.27: ``loop_partition`` refuses a symbolic extent, ``pad_einsum`` needs an
-Einsum (pool's shifted taps are not one) and inlining its padded producer brings the
-lane-dependent condition back; 4-lane vectors throughout measured 1.0-1.8x the static time
-at 56 and 128 px; a tap-blocked copy of K's row (constant tap offsets) 1.2-1.6x; a pool
-compute over rows padded to whole vectors 1.6x at 28 px, 1.2x at 56. Ratios in
-benchmarks/RESULTS.md.
+Generic kernels (``SYMBOLIC``): every kernel takes batch N and sizes H, W, Ho, Wo symbolic,
+one build serving any of them (channels, kernel size and tap geometry fixed): ``conv`` (the
+convolution, its transposed form and both input gradients), ``pool`` (pooling and its input
+gradient), ``conv_dk``, ``conv_dw``, ``pool_dk`` and the ``dist*`` kernels. Their CPU schedules
+never leave a predicated tail around a register tile: ``conv`` and ``conv_dk``'s G pad each
+row's matrix product to whole register tiles (zeros read past the width, never stored);
+``pool`` and the channel sums of ``pool_dk`` and ``dist`` (G = 1) run over rows padded to whole
+vectors in the compute itself (``pool``: the source's grid and the kernel's rows extend with
+zeros, only the store of a row's last vector is partial: generic / static 1.46 at 2x128x28² k3,
+1.04 at 2x64x56² k3, 1.14 at 2x32x128² k5, 1 thread; the generic build at 28² 0.14 ms, where
+the per-shape build it replaces took 0.10 and its former generic one 0.27; ``pool_dk``,
+``dist`` 1.44 / 1.06-1.14 / 1.06, 0.17 ms at 28², were 0.29); the per-row loops of the other
+light kernels run whole vectors
+and one scalar tail (a loop-partition hint); conv_dw vectorises along input channels (a
+channels-last copy of the source) and reduces one pixel at a time, so no width leaves a tail
+(2x128x28² k3, 1 thread: 2.9 ms generic and static, was 27.4 generic and 8.4 static with
+vectors along x); the channel sums of ``pool_dk`` and ``dist`` (G = 1) keep a k x k register
+tile per vector of x across every channel, their per-channel forms write a vector's taps side
+by side (generic 1.0-1.25x static at 56- and 128-px rows, was 1.2-1.8x). The light kernels' scalar tail costs most at
+28-px rows (the G = C forms: 1.75-2.2x the static time). What does not remove it in TVM
+0.27: ``loop_partition`` refuses a symbolic extent, ``pad_einsum`` needs an Einsum (the shifted
+taps are not one) and inlining its padded producer brings the lane-dependent condition back;
+4-lane vectors throughout measured 1.0-1.8x the static time at 56 and 128 px; a tap-blocked
+copy of K's row (constant tap offsets) 1.2-1.6x. Ratios in benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -72,8 +72,7 @@ from .common import acc_dtype, cast_out, dim, zero_insert_pad
 MAX_KERNEL_SIZE = 15
 HALF = ("float16", "bfloat16")  # conv keeps its modulated taps in these (see ``conv``)
 _SIZES = ("N", "H", "W", "Ho", "Wo")
-SYMBOLIC = {kernel: _SIZES for kernel in ("conv", "conv_dk", "conv_dw", "pool_dk", "dist", "dist_df", "dist_df0")}
-# pool stays static: see the module docstring
+SYMBOLIC = {kernel: _SIZES for kernel in ("conv", "pool", "conv_dk", "conv_dw", "pool_dk", "dist", "dist_df", "dist_df0")}
 
 
 def grid_size(n_out, k: int, s: int, d: int):
@@ -159,17 +158,43 @@ def conv(N, C, O, H, W, Ho, Wo, k, s, z, p, d, a, dtype, tf32=0):
     return [X, K, Wt, cast_out(acc, dtype)]
 
 
+POOL_ROW_QUANTUM = 8  # pool's sum runs over rows padded to a multiple of this (see ``pool``)
+
+
+def padded_row(n, quantum: int = POOL_ROW_QUANTUM):
+    """``n`` rounded up to a multiple of ``quantum`` (an int or a PrimExpr)."""
+    if isinstance(n, int):
+        return -(-n // quantum) * quantum
+    return tirx.floordiv(n + (quantum - 1), quantum) * quantum
+
+
 @register_kernel("pac", "pool")
 def pool(N, C, G, H, W, Ho, Wo, k, s, z, p, d, a, dtype):
+    """The sum ``acc`` runs over rows padded to whole vectors, ``Wp`` = Wo rounded up to
+    ``POOL_ROW_QUANTUM`` (8: a 256-bit vector of float32, two of float64): the
+    virtual grid of the source (and, in the adjoint, of the kernel) extends with zeros past the
+    last output, the kernel at the output pixels (``Kp``) reads zero there, and ``out`` stores
+    the first Wo. So a CPU schedule splits the row into whole vectors at any width, a symbolic
+    one included (no predicated tail, which TVM would scalarize), and only the store of the
+    last vector is partial. Results are unchanged: the padding is zeros, never stored. What is
+    left at a symbolic width: that store's lanes one by one (a compare and a scalar store each;
+    TVM 0.27 emits no masked store) and the source copies' tails, 1.5x the static time at
+    2x128x28² k3 (G = 1), 2.0x for the adjoint with a kernel per channel, whose zero-padded
+    kernel copy is k x k planes per channel; about 1.0-1.2x at 56- and 128-px rows."""
     check_params(N, C, H, W, Ho, Wo, k, s, z, d)
     acc_t = acc_dtype(dtype)
+    Wp = padded_row(Wo)
     X = te.placeholder((N, C, H, W), dtype, name="X")
     K = te.placeholder(_kernel_shape(N, G, k, H, W, Ho, Wo, a), dtype, name="K")
-    xk = _modulated(X, K, k, s, z, p, d, a, Ho, Wo, acc_t, grouped=True)
+    Kp = K if a else te.compute(  # the kernel at the output pixels, zero past the last
+        (N, G, k, k, Ho, Wp),
+        lambda n, g, i, j, y, x: tirx.if_then_else(x < Wo, K[n, g, i, j, y, x], tirx.const(0, dtype)), name="Kp")
+    xk = _modulated(X, Kp, k, s, z, p, d, a, Ho, Wp, acc_t, grouped=True)
     i = te.reduce_axis((0, k), "i")
     j = te.reduce_axis((0, k), "j")
-    acc = te.compute((N, C, Ho, Wo), lambda n, c, y, x: te.sum(xk[n, c, i, j, y, x], axis=[i, j]), name="acc")
-    return [X, K, cast_out(acc, dtype)]
+    acc = te.compute((N, C, Ho, Wp), lambda n, c, y, x: te.sum(xk[n, c, i, j, y, x], axis=[i, j]), name="acc")
+    out = te.compute((N, C, Ho, Wo), lambda n, c, y, x: acc[n, c, y, x].astype(dtype), name="out")
+    return [X, K, out]
 
 
 @register_kernel("pac", "conv_dk")
@@ -217,22 +242,38 @@ def conv_dw(N, C, O, H, W, Ho, Wo, k, s, z, p, d, dtype):
     return [dO, K, X, cast_out(acc, acc_t)]
 
 
+def _padded_rows(t: te.Tensor, Wo, Wp, name: str) -> te.Tensor:
+    """``t`` (.., Wo) on rows of Wp, zeros past Wo."""
+    return te.compute((*t.shape[:-1], Wp), lambda *i: tirx.if_then_else(
+        i[-1] < Wo, t(*i), tirx.const(0, t.dtype)), name=name)
+
+
+def _channel_sum(shape, Wo, Wp, term, dtype):
+    """A channel sum (G = 1) over rows padded to whole vectors (see ``pool``): 'acc' over
+    Wp pixels, 'out' the first Wo."""
+    acc = te.compute((*shape, Wp), term, name="acc")
+    return te.compute((*shape, Wo), lambda *i: acc(*i).astype(dtype), name="out")
+
+
 @register_kernel("pac", "pool_dk")
 def pool_dk(N, C, G, H, W, Ho, Wo, k, s, z, p, d, dtype):
+    """G = 1 sums over rows padded to whole vectors as ``pool`` does (the output gradient's
+    rows ``Rp`` zero past Wo), so the channel sum's register tile is whole at any width."""
     check_params(N, C, H, W, Ho, Wo, k, s, z, d)
     acc_t = acc_dtype(dtype)
     dO = te.placeholder((N, C, Ho, Wo), dtype, name="dO")
     X = te.placeholder((N, C, H, W), dtype, name="X")
-    Sz = _source(X, k, s, z, p, d, Ho, Wo, "Sz")
     tap = _tap(k, s, d, 0)
     if G == 1:
+        Wp = padded_row(Wo)
+        Sz = _source(X, k, s, z, p, d, Ho, Wp, "Sz")
+        dOp = _padded_rows(dO, Wo, Wp, "Rp")
         c = te.reduce_axis((0, C), "c")
-        acc = te.compute(
-            (N, 1, k, k, Ho, Wo),
-            lambda n, g, i, j, y, x: te.sum(
-                dO[n, c, y, x].astype(acc_t) * Sz[n, c, tap(y, i), tap(x, j)].astype(acc_t), axis=c),
-            name="acc")
+        out = _channel_sum((N, 1, k, k, Ho), Wo, Wp, lambda n, g, i, j, y, x: te.sum(
+            dOp[n, c, y, x].astype(acc_t) * Sz[n, c, tap(y, i), tap(x, j)].astype(acc_t), axis=c), dtype)
+        return [dO, X, out]
     else:
+        Sz = _source(X, k, s, z, p, d, Ho, Wo, "Sz")
         acc = te.compute(
             (N, C, k, k, Ho, Wo),
             lambda n, c, i, j, y, x: dO[n, c, y, x].astype(acc_t) * Sz[n, c, tap(y, i), tap(x, j)].astype(acc_t),
@@ -255,19 +296,22 @@ def dist(N, C, G, H, W, Ho, Wo, k, s, p, d, asym, dtype):
     check_params(N, C, H, W, Ho, Wo, k, s, 1, d)
     acc_t = acc_dtype(dtype)
     F, F0 = _dist_inputs(N, C, H, W, Ho, Wo, dtype)
-    Fp = _source(F, k, s, 1, p, d, Ho, Wo, "Sz")
     tap = _tap(k, s, d, 0)
+    # G = 1 sums over rows padded to whole vectors, as pool_dk (F0's rows through 'Rp')
+    Wp = padded_row(Wo) if G == 1 else Wo
+    Fp = _source(F, k, s, 1, p, d, Ho, Wp, "Sz")
+    F0p = _padded_rows(F0, Wo, Wp, "Rp") if G == 1 else F0
 
     def diff(n, c, i, j, y, x):
-        e = _rect(Fp[n, c, tap(y, i), tap(x, j)].astype(acc_t) - F0[n, c, y, x].astype(acc_t), asym, acc_t)
+        e = _rect(Fp[n, c, tap(y, i), tap(x, j)].astype(acc_t) - F0p[n, c, y, x].astype(acc_t), asym, acc_t)
         return e * e
 
     if G == 1:
         c = te.reduce_axis((0, C), "c")
-        acc = te.compute((N, 1, k, k, Ho, Wo),
-                         lambda n, g, i, j, y, x: te.sum(diff(n, c, i, j, y, x), axis=c), name="acc")
-    else:
-        acc = te.compute((N, C, k, k, Ho, Wo), diff, name="acc")
+        out = _channel_sum((N, 1, k, k, Ho), Wo, Wp, lambda n, g, i, j, y, x: te.sum(diff(n, c, i, j, y, x), axis=c),
+                           dtype)
+        return [F, F0, out]
+    acc = te.compute((N, C, k, k, Ho, Wo), diff, name="acc")
     return [F, F0, cast_out(acc, dtype)]
 
 
