@@ -141,7 +141,7 @@ def flops(wl: Workload) -> int:
     raise KeyError(f"no FLOP formula for {wl.op}.{wl.kernel}")
 
 
-def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
+def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90") -> int:
     """The default schedule's own count of the bytes its global loads request: loads issued
     per thread x element size, summed over all threads, counting a warp-uniform load once per
     thread and assuming no cache (L1/L2 hits make the DRAM traffic smaller). Loads masked off
@@ -299,7 +299,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4) -> int:
         cols = k if k <= UNROLL_TAPS else 1  # tap columns per thread
         atoms = (M // mi) * k * (k // cols) * T * (mi + cols)  # per pixel of the tile
         if wl.kernel == "fwd":
-            return pix * (atoms + p["C"] * k2) * itemsize
+            rows = _acda_fwd_rows_bytes(wl, p, arch)
+            return (pix * atoms + (rows if rows is not None else pix * p["C"] * k2)) * itemsize
         if wl.kernel == "dx":
             tiled = _acda_dx_bytes(wl, p)
             if tiled is not None:
@@ -443,6 +444,27 @@ def _real_taps(n_src: int, n_out: int, t: int, k: int, s: int, z: int, pad: int,
 
     wins = [range(y0 * s, (min(y0 + t, n_out) - 1) * s + (k - 1) * d + 1) for y0 in starts]
     return len(wins), sum(1 for w in wins for Y in w if real(Y))
+
+
+def _acda_fwd_rows_bytes(wl: Workload, p: dict, arch: str) -> Optional[int]:
+    """Input elements loaded by acda.fwd's tap-row schedule (``schedules.acda_cuda._fwd_rows``),
+    or None where fwd keeps the shared-atoms one (X per (channel, tap) of every pixel): per
+    block and tap row, the real elements of each channel's input row segment."""
+    from schedules.acda_cuda import fwd_rows_tile
+
+    from .target import cuda_target
+
+    tile = fwd_rows_tile(wl, cuda_target(arch))
+    if tile is None:
+        return None
+    N, C, H, W, k, s, d, pad = (p[n] for n in ("N", "C", "H", "W", "k", "s", "d", "p"))
+    rows = sum(1 for y in range(p["Ho"]) for u in range(k) if 0 <= y * s + u * d - pad < H)
+    # a block stages its tile's whole window ((tile-1)*s + (k-1)*d + 1 padded columns, cut
+    # at the padded row's end, also for a tail tile); padding columns are not loaded
+    span, width = (tile - 1) * s + (k - 1) * d + 1, W + 2 * pad
+    cols = sum(1 for x0 in range(0, p["Wo"], tile) for X in range(x0 * s, min(x0 * s + span, width))
+               if pad <= X < pad + W)
+    return N * C * rows * cols
 
 
 def _acda_dx_bytes(wl: Workload, p: dict) -> Optional[int]:
@@ -606,9 +628,10 @@ def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> Lis
                 progress(f"{layer}: {_label(wl)}")
             item = 2 if wl.dtype in ("float16", "bfloat16") else 4 if wl.dtype == "float32" else 8
             base = {"layer": layer, "kernel": _label(wl), "flops": flops(wl), "bytes": min_bytes(wl, item),
-                    "requested": requested_bytes(wl, item), "bytes_bf16": min_bytes(wl, 2)}
+                    "bytes_bf16": min_bytes(wl, 2)}
             base["roofline"] = max(base["bytes"] / H100_BW, base["flops"] / aim_peak(wl))
             for arch in archs:
+                base["requested"] = requested_bytes(wl, item, arch)  # schedules may differ per arch
                 target = cuda_target(arch)
                 src = build(wl, target).mod.imports[0].inspect_source()
                 res = ptxas_resources(src, arch)

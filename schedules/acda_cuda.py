@@ -11,6 +11,19 @@ nvcc hoist loads into 80 registers with a spill. At 8x64x56x56 k7 M = 6 (sm_90, 
 fp32 cb = 8, 63 registers, no spill, 37,632 B shared, 4 blocks of 256 threads per SM (50%
 occupancy; registers bound it: 63 x 256 x 4 <= 65,536); float64 cb = 4, 64 registers, 50%
 (was 80 registers + 8 B spill, 38%). sm_80: cb = 4, 64 registers, 50%.
+Then (sm_90, float32 and the half types, one channel tile per thread: ``fwd_rows_tile``) the
+tap rows are the outer loop of the channel phase (``_fwd_rows``): per tap row the block stages
+the input row segment of all its channels ((tile - 1) * s + (k - 1) * d + 1 columns, padding
+checked in the copy, a plain loop of rounds: nvcc's unrolled copy took 98 registers) in shared
+memory next to the atoms, and its threads read X there: a warp's load of 32 adjacent pixels of
+one channel row is one wavefront at every tap column (from global memory 6 of 7 straddled two
+lines). The sums stay in registers across the rows; the cast stage sits at the channel-tile
+loop, spread over the threads as the sums are (with the tail tile's predicate). At 8x64x56x56
+k7 M = 6 fp32: 62 registers, no spill, 47,360 B shared (the 37,632 B atoms and 64 x 38
+inputs), 50% (4 blocks of 256 threads); requested bytes 301 MB, 5.4x the minimum (was
+568 MB, 10.2x). float64 (78 registers, 38%) and sm_80 (47 KB blocks: 3 per SM, 37.5%) keep
+the schedule above, as do tiles with more channels than one register tile (the registered
+models' C >= 80: the rows' inputs would be staged again per channel tile).
 dx (static, k <= UNROLL_TAPS; ``_dx_registers``): one launch, the atoms in registers. The
 compute indexes the atoms by the input pixel they serve (``ops.acda.acda_dx``); the sum over
 (atom, tap) is split (rfactor) into groups of mi atoms x ku tap rows: a block owns a tile of
@@ -61,6 +74,20 @@ pixels (25,088 px).
   every X load were one wavefront); (was 146 K clk: a shared load per FMA).
 - fwd total 65 K clk = 33 us (49 K = 25 us), against the 18 us FP32 roofline: 1.8x (1.4x);
   was 209 K clk = 106 us, 5.9x. Load-bound: an X load feeds M FMAs only.
+- fwd by tap rows (sm_90 fp32, now): atoms 16.7 K clk as above; channels per pixel warp
+  (block) 2,352 atom + 3,136 X shared loads (one wavefront each: 32 adjacent pixels) + the
+  row copies, 7 x (2,432 elements: 76 warp loads of ~3 lines, a warp's 32 elements spanning
+  two channel rows, + 76 shared stores) = 2,128 -> 7,616 wavefronts (FMAs 4,704) -> 784 x
+  7,616 / 132 = 45.2 K clk (was 48.6 K). Total 61.9 K clk = 31 us, 1.74x the roofline (was
+  1.8x). Counted by blocks (896, the 24-pixel tail tiles issuing as full ones): 70.8 K, 2.0x
+  (was 74 K).
+  What bounds it: 48 sums per thread (64 registers at 50%) give 8 X and 6 atom loads per 48
+  FMAs, 0.29 wavefronts per warp FMA against 0.25 of FMA issue, so the channel phase is
+  load-bound even with free copies (5,488 per block: 32.6 K clk), and the atoms phase adds
+  16.7 K (P, warp-uniform, is 63% of it: k loads per basis for mi x k FMAs, mi = 3 within
+  ATOM_WORDS; mi = 6 took 80 registers). Free copies would give 49 K clk = 25 us, 1.4x; the
+  1.5x aim needs the atoms phase or the loads per FMA cut further (several pixels per thread
+  cost atom loads: cb x q <= 8 at M = 6, and q = 2, cb = 4 loads more per FMA).
 - dx, the shared-atoms schedule (before): its atoms build reads a coefficient per atom tap
   (the atoms are indexed by the input pixel they serve): per warp 18 x (21 x 13/7 + 7) = 828
   wavefronts, 10,976 warps -> 69 K clk (16.7 K was counted "as fwd", too low); channels 784 x
@@ -97,7 +124,10 @@ from __future__ import annotations
 
 import re
 
+from typing import Optional
+
 from dynfilter_tvm.ops.acda import X_QUANTUM
+from dynfilter_tvm.ops.common import conv_out_size
 
 from . import register
 from .common import MAX_THREADS, UNROLL_TAPS, bind_flat, extent, register_acc, unroll, unroll_taps
@@ -109,6 +139,7 @@ ATOM_WORDS = 24  # 32-bit registers for a thread's atom accumulators while build
 # channels (4 in float64), 63-64 registers, 50% occupancy. sm_80's ptxas took 80 registers
 # (38%) for 8 channels, 64 (50%) for 4: there 24.
 ACC_WORDS = 48
+DATOMS_WORDS = 42  # datoms' dD tile: mi atoms x k tap columns (M = 6, k = 7: all six atoms)
 ACC_WORDS_BEFORE_SM90 = 24
 
 
@@ -128,11 +159,12 @@ def _tile(wl, wo: int) -> int:
     return tile
 
 
-def atoms_per_thread(wl) -> int:
+def atoms_per_thread(wl, words: int = ATOM_WORDS) -> int:
     """``mi``: atoms a thread builds per (tap row, pixel), each over the k tap columns (one
-    column where the taps stay loops): the largest divisor of M within ``ATOM_WORDS``."""
+    column where the taps stay loops): the largest divisor of M within ``words`` 32-bit
+    registers (``ATOM_WORDS``; datoms ``DATOMS_WORDS``)."""
     per_m = (wl.p["k"] if wl.p["k"] <= UNROLL_TAPS else 1) * (2 if wl.dtype == "float64" else 1)
-    return max(b for b in range(1, wl.p["M"] + 1) if wl.p["M"] % b == 0 and b * per_m <= max(ATOM_WORDS, per_m))
+    return max(b for b in range(1, wl.p["M"] + 1) if wl.p["M"] % b == 0 and b * per_m <= max(words, per_m))
 
 
 def _atoms_in_shared(sch, wl, block, threads: int) -> None:
@@ -147,7 +179,9 @@ def _atoms_in_shared(sch, wl, block, threads: int) -> None:
     atoms = sch.get_sblock("atoms")
     sch.compute_at(atoms, block)
     sch.set_scope(atoms, 0, "shared")
-    own = sch.get_loops(atoms)[1:]  # compute_at dropped the unit-extent ones
+    loops = sch.get_loops(atoms)
+    own = loops[next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(block))) + 1:]
+    # (compute_at dropped the unit-extent ones)
     kept = [nm for nm, n in (("m", p["M"]), ("u", p["k"]), ("v", p["k"])) if n > 1]
     has_t = p["T"] > 1
     has_x = len(own) - len(kept) - has_t  # the tile's pixels: 1 unless a one-pixel tile
@@ -179,6 +213,16 @@ def _atoms_in_shared(sch, wl, block, threads: int) -> None:
         sch.unroll(loop)
 
 
+def _tile_shape(wl, target, wo, per_channel: int):
+    """(tile, slices, cb) of :func:`_tiles` for a row of ``wo`` pixels."""
+    # a generic row is whole X_QUANTUM pixels: tiles of at most that many have no tail
+    tile = _tile(wl, wo if isinstance(wo, int) else X_QUANTUM)
+    C, want = wl.p["C"], max(1, MAX_THREADS // tile)
+    most = min(max(1, _acc_words(target) // (per_channel * (2 if wl.dtype == "float64" else 1))), max(1, C // want))
+    cb = max(b for b in range(1, most + 1) if C % b == 0)
+    return tile, min(C // cb, want), cb
+
+
 def _tiles(sch, wl, target, c, x, per_channel: int):
     """Shared by fwd and dx: split the pixels ``x`` of a row into tiles of ``tile`` (one block
     each) and the channels ``c`` into (co, ci, cb): ``slices`` threads per pixel (threads:
@@ -189,13 +233,7 @@ def _tiles(sch, wl, target, c, x, per_channel: int):
     two), and small enough to leave ``MAX_THREADS / tile`` slices where C allows. One
     shared-memory atom then feeds cb FMAs (nvcc loads it once per tap for the whole tile:
     checked in the PTX). Returns (tile loop, pixel loop, co, ci, cb)."""
-    wo = extent(sch, x)
-    # a generic row is whole X_QUANTUM pixels: tiles of at most that many have no tail
-    tile = _tile(wl, wo if isinstance(wo, int) else X_QUANTUM)
-    C, want = wl.p["C"], max(1, MAX_THREADS // tile)
-    most = min(max(1, _acc_words(target) // (per_channel * (2 if wl.dtype == "float64" else 1))), max(1, C // want))
-    cb = max(b for b in range(1, most + 1) if C % b == 0)
-    slices = min(C // cb, want)
+    tile, slices, cb = _tile_shape(wl, target, extent(sch, x), per_channel)
     xo, xi = sch.split(x, [None, tile])
     co, ci, cbi = sch.split(c, [None, slices, cb])
     return xo, xi, co, ci, cbi
@@ -203,6 +241,8 @@ def _tiles(sch, wl, target, c, x, per_channel: int):
 
 @register("acda", "fwd", "cuda")
 def fwd(sch, wl, target):
+    if _fwd_rows(sch, wl, target):
+        return
     sch.compute_inline(sch.get_sblock("Xpad"))
     if wl.p["W"] is None:
         sch.compute_inline(sch.get_sblock("Apad"))
@@ -222,6 +262,83 @@ def fwd(sch, wl, target):
     sch.set_scope(acc, 0, "local")
     sch.reverse_compute_at(sch.get_sblock("out"), co)
     sch.decompose_reduction(acc, u)
+
+
+STATIC_SHARED_BYTES = 48 * 1024  # CUDA's limit on static shared memory per block
+
+
+def fwd_shared_bytes(wl, tile: int) -> int:
+    """Shared memory of :func:`_fwd_rows`: the tile's atoms (accumulation type) and one input
+    row segment of every channel (input type)."""
+    p = wl.p
+    atoms = tile * p["M"] * p["k"] ** 2 * (8 if wl.dtype == "float64" else 4)
+    cols = (tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1
+    return atoms + p["C"] * cols * {"float64": 8, "float32": 4}.get(wl.dtype, 2)
+
+
+def fwd_rows_tile(wl, target) -> Optional[int]:
+    """The pixels per block of :func:`_fwd_rows`, or None where fwd keeps the shared-atoms
+    schedule: symbolic shapes, taps beyond UNROLL_TAPS, float64 (its 4-channel tiles took 78
+    registers, 38%, on sm_90), before sm_90 (164 KB per SM holds 3 such blocks, 37.5%; and
+    its ACC_WORDS_BEFORE_SM90 tiles need two channel tiles at C = 64), more channels than one
+    register tile per thread covers (each tile would need the rows' inputs staged again: the
+    models' C = 80 .. 432), or more than 48 KiB of shared memory."""
+    p = wl.p
+    if wl.kind != "static" or p["k"] > UNROLL_TAPS or wl.dtype == "float64" or _acc_words(target) != ACC_WORDS:
+        return None
+    tile, slices, cb = _tile_shape(wl, target, conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"]), p["M"])
+    if slices * cb < p["C"] or fwd_shared_bytes(wl, tile) > STATIC_SHARED_BYTES:
+        return None
+    return tile
+
+
+def _fwd_rows(sch, wl, target) -> bool:
+    """fwd a tap row at a time (static, unrolled taps, one register tile of channels per
+    thread; returns False, scheduling nothing, otherwise): per tap row u the block builds the
+    row's M x k atoms of its tile in shared memory and stages the input row segment (the
+    block's channels x (tile - 1) * s + (k - 1) * d + 1 columns, padding checked in the copy)
+    in shared memory, then each thread adds the row's k taps for its cb channels x M atoms
+    (registers, across the rows)."""
+    p = wl.p
+    if fwd_rows_tile(wl, target) is None:
+        return False
+    acc = sch.get_sblock("acc")
+    n, c, m, y, x, u, v = sch.get_loops(acc)
+    xo, xi, co, ci, cbi = _tiles(sch, wl, target, c, x, p["M"])
+    tile, slices, cb = extent(sch, xi), extent(sch, ci), extent(sch, cbi)
+    sch.reorder(n, y, xo, co, u, ci, xi, v, cbi, m)
+    block = sch.fuse(n, y, xo)
+    threads = sch.fuse(ci, xi)
+    sch.bind(block, "blockIdx.x")
+    sch.bind(threads, "threadIdx.x")
+    nthreads = extent(sch, threads)
+    unroll(sch, v, cbi, m)
+    _atoms_in_shared(sch, wl, block, nthreads)
+    xpad = sch.get_sblock("Xpad")
+    sch.set_scope(xpad, 0, "shared")
+    rounds = _stage(sch, xpad, u, nthreads)
+    # "#pragma unroll 1": unrolled, nvcc hoisted the copy's loads next to the 48 sums (98
+    # registers on sm_90; 64 kept a loop)
+    sch.annotate(rounds, "disable_unroll", 1)
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, u)
+    # the cast stage at the channel-tile loop, spread over the threads as the sums are
+    # (thread = (slice, pixel), its cb x M results serial), so each reads its own registers
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, co)
+    loops = sch.get_loops(out)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co)))
+    named = dict(zip([nm for nm, e in (("c", slices * cb), ("m", p["M"]), ("x", tile)) if e > 1], loops[at + 1:]))
+    if "c" in named and cb > 1:
+        named["c"], named["cb"] = sch.split(named["c"], [slices, cb])
+    spatial = [named[nm] for nm in ("c", "x") if nm in named]
+    serial = [named[nm] for nm in ("cb", "m") if nm in named]
+    sch.reorder(*spatial, *serial)
+    fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
+    _, tx = sch.split(fused, [None, nthreads])
+    sch.bind(tx, "threadIdx.x")
+    unroll(sch, *serial)
+    return True
 
 
 DX_CHUNK = 8  # most channels per staged dO window (cc x M x k rows x (tile + (k-1)*d) columns)
@@ -460,8 +577,9 @@ def _stage(sch, block, loop, threads: int) -> None:
     at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
     own = loops[at + 1:]
     fused = sch.fuse(*own) if len(own) > 1 else own[0] if own else sch.add_unit_loop(block)
-    _, tx = sch.split(fused, [None, threads])
+    rounds, tx = sch.split(fused, [None, threads])
     sch.bind(tx, "threadIdx.x")
+    return rounds
 
 
 @register("acda", "dx", "cuda")
@@ -501,7 +619,7 @@ def datoms(sch, wl, target):
             sch.compute_inline(sch.get_sblock(name))
     acc = sch.get_sblock("acc")
     n, m, u, v, y, x, c = sch.get_loops(acc)
-    mi, cols = atoms_per_thread(wl), wl.p["k"] <= UNROLL_TAPS
+    mi, cols = atoms_per_thread(wl, DATOMS_WORDS), wl.p["k"] <= UNROLL_TAPS
     if mi == 1:
         mo, inner = m, []
     elif mi < wl.p["M"]:

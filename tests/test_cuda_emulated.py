@@ -556,3 +556,18 @@ def test_acda_dx_blocks_in_reverse_order(dtype, way):
     schedule passed in order and failed reversed, both ways, both types."""
     shape = _acda(1, 7, 3, 40, 6, 18, 7, 1, 1, 3)
     emulate.check(Workload.make("acda", "dx", shape, dtype), way, mutate=_reverse_blocks)
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+@pytest.mark.parametrize("kernel,shape", [
+    # fwd a tap row at a time (float32; float64 keeps the shared-atoms schedule): its cast
+    # stage sits at the channel-tile loop, outside the sums' thread loop, so it needs the
+    # tail tile's predicate (Wo = 40: tiles of 32 and 8); C = 64: one channel tile
+    ("fwd", ACDA_SHAPES["register-tiles"]),
+    ("fwd", _acda(1, 8, 3, 40, 6, 18, 7, 1, 1, 3)),  # k = 7, 8 slices of one channel
+    ("datoms", ACDA_SHAPES["k7-tiles"]),
+], ids=["fwd-c64", "fwd-k7", "datoms"])
+def test_acda_blocks_in_reverse_order(kernel, shape, dtype, way):
+    """As :func:`test_acda_dx_blocks_in_reverse_order`, for the other ACDA kernels."""
+    emulate.check(Workload.make("acda", kernel, shape, dtype), way, mutate=_reverse_blocks)
