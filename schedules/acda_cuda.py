@@ -48,7 +48,11 @@ sm_80 took 63 registers: 3 blocks, 47%). float64: q = 2, cc = 1, 48 registers, 5
 rows). The registered models' 14 dx shapes: no spills, at most 34.5 KB shared memory; float32
 40-53 registers on sm_90 (55-75%), 48-70 on sm_80 (44-62%); float64 40-64 on both (47-77%)
 (before ``DX_THREAD_WORDS``: float32 49-70 on sm_80, 44-50%; float64 40-92 on sm_80, 31-70%;
-the 12 (shape, dtype) pairs whose cc it lowered lost no registers or occupancy).
+the 12 (shape, dtype) pairs whose cc it lowered lost no registers or occupancy). Then sm_80
+budgets 25 words (``DX_THREAD_WORDS_BEFORE_SM90``: cc = 4 on the q = 1 rows): float32 40-48
+registers on sm_80, 62-77% (was 48-70, 44-62%); float64 unchanged but the 14x14 k5 shape (53 ->
+40 registers, 55 -> 77%); nine float64 14-pixel rows (q = 2, 294 threads, 54-64 registers)
+stay at 47% on one or both archs (4 blocks need <= 48 registers; cc is 1 there already).
 Before (2026-11-30): q = 1, mi = 3 (14 partials), A read from global memory per atom tap
 (48 registers, 61%); before that the atoms in shared memory (a tile of 32 pixels filled
 37.6 KB) and dO loaded from global memory for every (channel, atom, tap) of every pixel (38x
@@ -347,6 +351,10 @@ DX_ATOM_WORDS = 28  # 32-bit registers for a thread's atoms: q pixels x mi atoms
 # float32 (q = 4, 28 atom words) cc = 2 (36 words) took 63 registers on sm_80 (294 threads: 3
 # blocks, 47%), cc = 1 (32) 48 on sm_80 and sm_90 (4 blocks, 62%)
 DX_THREAD_WORDS = 32
+# sm_80: 25 (cc = 4 next to q = 1's 21 atom words). With 32 (cc = 8) sm_80's ptxas took 63-70
+# registers on the registered models' q = 1 rows (14 and 7 pixels, float32): 44-47%; with 25,
+# 40-48 registers, 66-77% (sm_90 took 39-53 with cc = 8: it keeps 32)
+DX_THREAD_WORDS_BEFORE_SM90 = 25
 DX_A_BYTES = 12 * 1024  # a stage of staged coefficients A (several bases)
 DX_THREADS = 1024  # most threads per dx block
 DX_MIN_THREADS = 192  # runs only where the block keeps this many threads (narrow rows: q = 1)
@@ -354,12 +362,12 @@ DX_RUN = 4  # most adjacent pixels per dx thread (a register window along the ro
 DX_SHARED_BYTES = 40 * 1024  # the dO window, the partial sums and the bases (<= 48 KiB static)
 
 
-def dx_tile(wl):
+def dx_tile(wl, target=None):
     """dx's atoms-in-registers geometry: dict(tile, q, cc, ku, mi, parts) (tile input pixels of
     a row per block; a thread per (group of mi atoms x ku tap rows, run of q adjacent pixels),
     parts groups; cc channels per staged chunk: the largest divisor of C up to DX_CHUNK whose
     window fits DX_SHARED_BYTES and whose cc x q partial sums fit DX_THREAD_WORDS registers next
-    to the atoms), or None for the shared-atoms schedule (symbolic shapes; taps
+    to the atoms, DX_THREAD_WORDS_BEFORE_SM90 before sm_90; ``target`` None: sm_90), or None for the shared-atoms schedule (symbolic shapes; taps
     not unrolled: a thread's atoms would not stay in registers). The run comes first: q
     pixels x k tap columns of one (atom, tap row) read q + k - 1 window elements per channel
     for q x k FMAs (q = 1: one load per FMA), then tap rows, then atoms, all within
@@ -395,8 +403,9 @@ def dx_tile(wl):
 
     # the thread's registers: its atoms plus a partial sum per (channel of the chunk, pixel of the run)
     held = q * mi * ku * k * (item // 4)
+    budget = DX_THREAD_WORDS if _acc_words(target) == ACC_WORDS else DX_THREAD_WORDS_BEFORE_SM90
     fits = [b for b in range(1, DX_CHUNK + 1) if p["C"] % b == 0 and shared(b) <= DX_SHARED_BYTES
-            and (b == 1 or held + b * q * (item // 4) <= DX_THREAD_WORDS)]
+            and (b == 1 or held + b * q * (item // 4) <= budget)]
     # bases per stage of staged coefficients (M x tb planes)
     tb = max(b for b in range(1, T + 1) if T % b == 0 and (b == 1 or M * b * plane * item <= DX_A_BYTES))
     return dict(t, cc=max(fits), tb=tb) if fits else None
@@ -584,7 +593,7 @@ def _stage(sch, block, loop, threads: int) -> None:
 
 @register("acda", "dx", "cuda")
 def dx(sch, wl, target):
-    t = dx_tile(wl)
+    t = dx_tile(wl, target)
     if t is not None:
         _dx_registers(sch, wl, t)
         return

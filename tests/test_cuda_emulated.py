@@ -571,3 +571,18 @@ def test_acda_dx_blocks_in_reverse_order(dtype, way):
 def test_acda_blocks_in_reverse_order(kernel, shape, dtype, way):
     """As :func:`test_acda_dx_blocks_in_reverse_order`, for the other ACDA kernels."""
     emulate.check(Workload.make("acda", kernel, shape, dtype), way, mutate=_reverse_blocks)
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+def test_acda_dx_sm80_chunks(dtype, way):
+    """acda.dx as built for sm_80, whose smaller register budget (DX_THREAD_WORDS_BEFORE_SM90)
+    stages fewer channels per chunk than sm_90 on a 7-pixel row (float32: 4 of 8, two chunks;
+    float64 1), blocks in reverse order."""
+    from schedules.acda_cuda import dx_tile
+    from dynfilter_tvm.target import cuda_target
+
+    wl = Workload.make("acda", "dx", _acda(1, 8, 3, 7, 6, 18, 7, 1, 1, 3), dtype)
+    if dtype == "float32":
+        assert (dx_tile(wl)["cc"], dx_tile(wl, cuda_target("sm_80"))["cc"]) == (8, 4)
+    emulate.check(wl, way, arch="sm_80", mutate=_reverse_blocks)
