@@ -143,7 +143,6 @@ ATOM_WORDS = 24  # 32-bit registers for a thread's atom accumulators while build
 # channels (4 in float64), 63-64 registers, 50% occupancy. sm_80's ptxas took 80 registers
 # (38%) for 8 channels, 64 (50%) for 4: there 24.
 ACC_WORDS = 48
-DATOMS_WORDS = 42  # datoms' dD tile: mi atoms x k tap columns (M = 6, k = 7: all six atoms)
 ACC_WORDS_BEFORE_SM90 = 24
 
 
@@ -166,7 +165,7 @@ def _tile(wl, wo: int) -> int:
 def atoms_per_thread(wl, words: int = ATOM_WORDS) -> int:
     """``mi``: atoms a thread builds per (tap row, pixel), each over the k tap columns (one
     column where the taps stay loops): the largest divisor of M within ``words`` 32-bit
-    registers (``ATOM_WORDS``; datoms ``DATOMS_WORDS``)."""
+    registers (``ATOM_WORDS`` unless given)."""
     per_m = (wl.p["k"] if wl.p["k"] <= UNROLL_TAPS else 1) * (2 if wl.dtype == "float64" else 1)
     return max(b for b in range(1, wl.p["M"] + 1) if wl.p["M"] % b == 0 and b * per_m <= max(words, per_m))
 
@@ -628,7 +627,7 @@ def datoms(sch, wl, target):
             sch.compute_inline(sch.get_sblock(name))
     acc = sch.get_sblock("acc")
     n, m, u, v, y, x, c = sch.get_loops(acc)
-    mi, cols = atoms_per_thread(wl, DATOMS_WORDS), wl.p["k"] <= UNROLL_TAPS
+    mi, cols = atoms_per_thread(wl), wl.p["k"] <= UNROLL_TAPS
     if mi == 1:
         mo, inner = m, []
     elif mi < wl.p["M"]:
