@@ -306,7 +306,11 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90") -> int
             if tiled is not None:
                 return tiled * itemsize
             return p["N"] * p["H"] * p["W"] * (atoms + p["C"] * M * k2) * itemsize  # the fwd's tiling
-        if wl.kernel == "datoms":  # the atoms build's register tile, channels for bases
+        if wl.kernel == "datoms":
+            rows = _acda_datoms_rows_bytes(wl, p)
+            if rows is not None:
+                return rows * itemsize
+            # the atoms build's register tile, channels for bases
             return pix * (M // mi) * k * (k // cols) * p["C"] * (mi + cols) * itemsize
     raise KeyError(f"no request estimate for {wl.op}.{wl.kernel}")
 
@@ -457,14 +461,37 @@ def _acda_fwd_rows_bytes(wl: Workload, p: dict, arch: str) -> Optional[int]:
     tile = fwd_rows_tile(wl, cuda_target(arch))
     if tile is None:
         return None
-    N, C, H, W, k, s, d, pad = (p[n] for n in ("N", "C", "H", "W", "k", "s", "d", "p"))
-    rows = sum(1 for y in range(p["Ho"]) for u in range(k) if 0 <= y * s + u * d - pad < H)
-    # a block stages its tile's whole window ((tile-1)*s + (k-1)*d + 1 padded columns, cut
-    # at the padded row's end, also for a tail tile); padding columns are not loaded
+    rows, cols = _acda_real_windows(p, tile)
+    return p["N"] * p["C"] * rows * cols
+
+
+def _acda_real_windows(p: dict, tile: int, r: int = 1) -> tuple:
+    """(real input rows over the (block of r output rows, tap row) windows, real input columns
+    over the row tiles' windows) of an ACDA row-tiled schedule: r output rows at tap row u read
+    the (r-1)*s + 1 padded rows from y0*s + u*d, a tile of ``tile`` output pixels (tile-1)*s +
+    (k-1)*d + 1 padded columns (both cut at the padded input's end, also for a tail); padding
+    is not loaded."""
+    H, W, k, s, d, pad = (p[n] for n in ("H", "W", "k", "s", "d", "p"))
+    rows = sum(1 for y0 in range(0, p["Ho"], r) for u in range(k)
+               for Y in range(y0 * s + u * d, min(y0 * s + u * d + (r - 1) * s + 1, H + 2 * pad)) if pad <= Y < pad + H)
     span, width = (tile - 1) * s + (k - 1) * d + 1, W + 2 * pad
     cols = sum(1 for x0 in range(0, p["Wo"], tile) for X in range(x0 * s, min(x0 * s + span, width))
                if pad <= X < pad + W)
-    return N * C * rows * cols
+    return rows, cols
+
+
+def _acda_datoms_rows_bytes(wl: Workload, p: dict) -> Optional[int]:
+    """Elements loaded by acda.datoms' rows schedule (``schedules.acda_cuda._datoms_rows``), or
+    None where it keeps the register tile: a thread per (atom group, tap row u, pixel) loads its
+    mi values of dO per channel (dO k times in all), and per block (image, atom group, u,
+    output rows, tile) and channel the real elements of its input row segments."""
+    from schedules.acda_cuda import datoms_tile
+
+    t = datoms_tile(wl)
+    if t is None:
+        return None
+    rows, cols = _acda_real_windows(p, t["tile"], t["rows"])
+    return p["N"] * p["k"] * p["C"] * p["M"] * p["Ho"] * p["Wo"] + p["N"] * (p["M"] // t["mi"]) * p["C"] * rows * cols
 
 
 def _acda_dx_bytes(wl: Workload, p: dict) -> Optional[int]:

@@ -60,7 +60,16 @@ the minimum bytes; before that, grid-wide atoms through a global scratch, 87x). 
 builds and k > 7 keep that shared-atoms schedule (each thread sums its channels' M x k x k
 taps in a register; a generic row is whole X_QUANTUM pixels, the same code serving any size,
 PoCL-checked at several sizes from one lowering).
-datoms: the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
+datoms (static, k <= UNROLL_TAPS, output rows of at least 32 pixels; ``_datoms_rows``): a
+block per (image, atom group, tap row u, output row(s), tile of the row), a thread per pixel with mi atoms x k tap columns of dD in
+registers (``DATOMS_WORDS``: all 6 atoms in float32, 2 in float64); per chunk of cc channels
+the block stages the input row segment of tap row u in shared memory (padding checked in the
+copy), so per channel a thread loads mi dO values (coalesced) and k inputs from shared memory
+with no padding check in the loop (from global memory, behind one check each, six atoms took
+80 registers). 8x64x56x56 k7: 56 threads, 3,136 blocks, 64 registers, 3,968 B, 50% (fp32);
+float64 46-56 registers, 56-66%; requested 313 MB, 4.2x (was 899 MB, 12.1x). Symbolic shapes,
+k > 7 and narrower rows (the registered models' 7- and 14-pixel rows: blocks of 28-49 threads
+took 61-80 registers there, 28-50%): the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
 x k tap columns of dD in registers), the channels in place of the bases.
 Padding and zero insertion are index checks in the loads (inlined).
 
@@ -123,6 +132,15 @@ pixels (25,088 px).
   clk, loads 10,976 x 64 x 16 / 132 = 85 K clk (+ 1.7 K of stores): 44 us (28 us with one
   wavefront per load) against its 16 us roofline (H200 DRAM): 2.7x (1.7x); was about 161 us,
   10x (a thread per atom tap: dO and the input loaded for every FMA).
+- datoms by rows (now): 3,136 blocks of 2 warps (32 + 24 pixels of a row), per channel and
+  block: dO 2 warps x 6 loads x 1.75 wavefronts (a row starts at y * 56 words: on a 128 B
+  line one row in four) = 21, inputs 2 x 7 shared loads = 14 (adjacent pixels: no
+  conflicts), the row copy (62 elements, 56 real: ~4.5 line loads + 3 stores) 7.5: 42.5
+  wavefronts for 84 warp FMAs (21 clk) -> 3,136 x 64 x 42.5 / 132 = 64.6 K clk, + dD stores
+  3,136 x 2 x 42 x 1.75 / 132 = 3.5 K: 68 K clk = 34 us (was 87 K, 44 us): 1.56x its 22 us
+  H100 roofline (was 2.0x), 2.2x the 16 us H200 one. Left: the dO loads (half of it; blocks
+  of 4 rows would align them, 224 threads: 43.75% at 64 registers) and the loads per FMA
+  (13 per 42).
 """
 from __future__ import annotations
 
@@ -615,12 +633,101 @@ def dx(sch, wl, target):
     sch.decompose_reduction(acc, m)
 
 
+# 32-bit registers for the rows schedule's dD tile (mi atoms x k tap columns). At 8x64x56x56
+# k7 M = 6: float32 all 6 atoms, 64 registers (50%); float64 with 42 words (3 atoms) took
+# 76-78 registers (38%), with 28 (2 atoms) 56 (56%), sm_90 and sm_80
+DATOMS_WORDS, DATOMS_WORDS_F64 = 42, 28
+DATOMS_TILE = 128  # most pixels (threads) per datoms block of the rows schedule
+DATOMS_THREADS = 64  # narrower rows: this many pixels' worth of whole rows per block
+# rows narrower than a warp keep the register tile: on the registered models' 7- and 14-pixel
+# rows (blocks of 28-49 threads) nvcc took 61-80 registers, 28-50% (the register tile: 44, 62%)
+DATOMS_MIN_ROW = 32
+DATOMS_CHUNK = 16  # most channels per staged input row segment
+DATOMS_SHARED_BYTES = 12 * 1024  # the staged row segments of a chunk
+
+
+def datoms_tile(wl):
+    """Geometry of :func:`_datoms_rows`: dict(tile, rows, mi, cc), or None (symbolic shapes, taps
+    beyond UNROLL_TAPS, output rows under DATOMS_MIN_ROW: the register tile schedule below)."""
+    p = wl.p
+    if wl.kind != "static" or p["k"] > UNROLL_TAPS:
+        return None
+    wo = conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"])
+    if wo < DATOMS_MIN_ROW:
+        return None
+    tile = -(-wo // -(-wo // DATOMS_TILE))  # balanced tiles of whole rows where they fit
+    ho = conv_out_size(p["H"], p["k"], p["s"], p["p"], p["d"])
+    # a divisor of Ho: with a tail block TVM sized the staged rows loosely (22 of 4 needed)
+    rows = max(b for b in range(1, ho + 1) if ho % b == 0 and (b == 1 or b * tile <= DATOMS_THREADS))
+    # a chunk's staged segments: (rows - 1) * s + 1 input rows x the tile's window, per channel
+    plane = ((rows - 1) * p["s"] + 1) * ((tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1)
+    item = {"float64": 8, "float32": 4}.get(wl.dtype, 2)
+    return dict(tile=tile, rows=rows, mi=atoms_per_thread(wl, DATOMS_WORDS_F64 if wl.dtype == "float64" else DATOMS_WORDS),
+                cc=max(b for b in range(1, DATOMS_CHUNK + 1) if p["C"] % b == 0
+                       and (b == 1 or b * plane * item <= DATOMS_SHARED_BYTES)))
+
+
+def _datoms_rows(sch, wl, t) -> None:
+    """dD by output rows: a block per (image, atom group, tap row u, ``rows`` output rows, tile
+    of the row; rows > 1 where rows are narrower than DATOMS_THREADS pixels, so that a block
+    keeps its lanes busy), a thread per pixel keeping mi atoms x k tap columns of dD in
+    registers. Per chunk of cc channels the block stages the input row segments its pixels
+    read at tap row u ((tile - 1) * s + (k - 1) * d + 1 columns each, padding checked in the
+    copy) in shared memory; per
+    channel a thread loads its mi values of dO (adjacent pixels: coalesced) and its k inputs
+    from shared memory, none behind a padding check, for mi x k FMAs. (The register tile
+    below loaded the inputs from global memory behind one padding check each: with all six
+    atoms per thread nvcc then took 80 registers.)"""
+    p = wl.p
+    acc = sch.get_sblock("acc")
+    n, m, u, v, y, x, c = sch.get_loops(acc)
+    mi, threads = t["mi"], t["rows"] * t["tile"]
+    mo, m_in = sch.split(m, [None, mi])
+    yo, yi = sch.split(y, [None, t["rows"]])
+    xo, xi = sch.split(x, [None, t["tile"]])
+    co, ci = sch.split(c, [None, t["cc"]])
+    sch.reorder(n, mo, u, yo, xo, co, yi, xi, ci, m_in, v)
+    block = sch.fuse(n, mo, u, yo, xo)
+    sch.bind(block, "blockIdx.x")
+    sch.bind(sch.fuse(yi, xi), "threadIdx.x")
+    unroll(sch, m_in, v)
+    # the chunk's channels a plain loop: nvcc unrolled 16 of them next to the 42 sums (72-102
+    # registers on the models' 7- and 14-pixel rows)
+    sch.annotate(ci, "disable_unroll", 1)
+    xpad = sch.get_sblock("Xpad")
+    sch.set_scope(xpad, 0, "shared")
+    rounds = _stage(sch, xpad, co, threads)
+    sch.annotate(rounds, "disable_unroll", 1)  # as fwd's copy: its loads next to the sums
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, co)
+    # the cast stage after the channel loop, a thread per pixel as the sums (the tail tile's
+    # predicate with it), its mi x k results from its registers
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, block)
+    loops = sch.get_loops(out)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(block)))
+    named = dict(zip([nm for nm, e in (("m", mi), ("v", p["k"]), ("y", t["rows"]), ("x", t["tile"])) if e > 1],
+                     loops[at + 1:]))
+    serial = [named[nm] for nm in ("m", "v") if nm in named]
+    spatial = [named[nm] for nm in ("y", "x") if nm in named]
+    sch.reorder(*spatial, *serial)
+    xl = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
+    _, tx = sch.split(xl, [None, threads])
+    sch.bind(tx, "threadIdx.x")
+    unroll(sch, *serial)
+
+
 @register("acda", "datoms", "cuda")
 def datoms(sch, wl, target):
     """The same register tile as the atoms build (``atoms_per_thread``): a thread per (atom
     group, tap row, pixel) keeps mi atoms x k tap columns of dD in registers; per channel it
     loads mi values of dO and k of the input row for mi x k FMAs (was: a thread per atom tap,
-    dO and X loaded for every FMA). Threads run along the pixels of a row (coalesced)."""
+    dO and X loaded for every FMA). Threads run along the pixels of a row (coalesced).
+    Static shapes with unrolled taps: :func:`_datoms_rows`."""
+    t = datoms_tile(wl)
+    if t is not None:
+        _datoms_rows(sch, wl, t)
+        return
     generic = wl.p["W"] is None
     if generic:
         for name in ("dOpad", "Xpad"):

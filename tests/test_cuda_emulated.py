@@ -567,7 +567,14 @@ def test_acda_dx_blocks_in_reverse_order(dtype, way):
     ("fwd", ACDA_SHAPES["register-tiles"]),
     ("fwd", _acda(1, 8, 3, 40, 6, 18, 7, 1, 1, 3)),  # k = 7, 8 slices of one channel
     ("datoms", ACDA_SHAPES["k7-tiles"]),
-], ids=["fwd-c64", "fwd-k7", "datoms"])
+    # datoms by rows: Wo = 131 in two tiles of 66 pixels, the second one short (its cast
+    # stage's predicate); stride 2 with dilation 2 in the staged row segment
+    ("datoms", _acda(1, 3, 4, 131, 4, 4, 3, 1, 1, 1)),
+    ("datoms", _acda(1, 3, 7, 263, 2, 3, 3, 2, 2, 2)),
+    # 32-pixel rows, two per block, and stride 2 (rows 2 apart in the staged segments)
+    ("datoms", _acda(1, 3, 6, 32, 6, 4, 7, 1, 1, 3)),
+    ("datoms", _acda(1, 2, 12, 64, 3, 4, 7, 2, 1, 3)),
+], ids=["fwd-c64", "fwd-k7", "datoms", "datoms-tail", "datoms-s2-d2", "datoms-rows", "datoms-rows-s2"])
 def test_acda_blocks_in_reverse_order(kernel, shape, dtype, way):
     """As :func:`test_acda_dx_blocks_in_reverse_order`, for the other ACDA kernels."""
     emulate.check(Workload.make("acda", kernel, shape, dtype), way, mutate=_reverse_blocks)

@@ -179,3 +179,8 @@ def test_requested_bytes_acda_tiles(monkeypatch):
     assert G.requested_bytes(f64, 8) == 8 * 20 * (3 * 3 * (6 + 2 * 3) + 8 * 9)
     datoms = Workload.make("acda", "datoms", p, "float32")  # per channel 6 dO + 3 inputs per row
     assert G.requested_bytes(datoms) == 4 * 20 * 3 * 8 * (6 + 3)
+    # datoms by rows (32-pixel rows, two per block, all 6 atoms per thread): dO once per tap
+    # row, and per (2 rows, tap row) block and channel the real rows (5 + 5 over the tap rows
+    # of both blocks) x the real part of the 34-column window (32)
+    wide = Workload.make("acda", "datoms", dict(p, W=32), "float32")
+    assert G.requested_bytes(wide) == 4 * (3 * 8 * 6 * 4 * 32 + 8 * 10 * 32)
