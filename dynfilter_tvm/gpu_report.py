@@ -161,7 +161,8 @@ def flops(wl: Workload) -> int:
     raise KeyError(f"no FLOP formula for {wl.op}.{wl.kernel}")
 
 
-def requested_bytes(wl: Workload, itemsize: int = 4, generic: Optional[Workload] = None) -> int:
+def requested_bytes(wl: Workload, itemsize: int = 4, generic: Optional[Workload] = None,
+                    arch: str = "sm_90") -> int:
     """The default schedule's own count of the bytes its global loads request: loads issued
     per thread x element size, summed over all threads, counting a warp-uniform load once per
     thread and assuming no cache (L1/L2 hits make the DRAM traffic smaller). Loads masked off
@@ -326,13 +327,18 @@ def requested_bytes(wl: Workload, itemsize: int = 4, generic: Optional[Workload]
         cols = k if k <= UNROLL_TAPS else 1  # tap columns per thread
         atoms = (M // mi) * k * (k // cols) * T * (mi + cols)  # per pixel of the tile
         if wl.kernel == "fwd":
-            return pix * (atoms + p["C"] * k2) * itemsize
+            rows = _acda_fwd_rows_bytes(wl, p, arch)
+            return (pix * atoms + (rows if rows is not None else pix * p["C"] * k2)) * itemsize
         if wl.kernel == "dx":
             tiled = _acda_dx_bytes(wl, p)
             if tiled is not None:
                 return tiled * itemsize
             return p["N"] * p["H"] * p["W"] * (atoms + p["C"] * M * k2) * itemsize  # the fwd's tiling
-        if wl.kernel == "datoms":  # the atoms build's register tile, channels for bases
+        if wl.kernel == "datoms":
+            rows = _acda_datoms_rows_bytes(wl, p)
+            if rows is not None:
+                return rows * itemsize
+            # the atoms build's register tile, channels for bases
             return pix * (M // mi) * k * (k // cols) * p["C"] * (mi + cols) * itemsize
     raise KeyError(f"no request estimate for {wl.op}.{wl.kernel}")
 
@@ -529,6 +535,50 @@ def _real_taps(n_src: int, n_out: int, t: int, k: int, s: int, z: int, pad: int,
     return len(wins), sum(1 for w in wins for Y in w if real(Y))
 
 
+def _acda_fwd_rows_bytes(wl: Workload, p: dict, arch: str) -> Optional[int]:
+    """Input elements loaded by acda.fwd's tap-row schedule (``schedules.acda_cuda._fwd_rows``),
+    or None where fwd keeps the shared-atoms one (X per (channel, tap) of every pixel): per
+    block and tap row, the real elements of each channel's input row segment."""
+    from schedules.acda_cuda import fwd_rows_tile
+
+    from .target import cuda_target
+
+    tile = fwd_rows_tile(wl, cuda_target(arch))
+    if tile is None:
+        return None
+    rows, cols = _acda_real_windows(p, tile)
+    return p["N"] * p["C"] * rows * cols
+
+
+def _acda_real_windows(p: dict, tile: int, r: int = 1) -> tuple:
+    """(real input rows over the (block of r output rows, tap row) windows, real input columns
+    over the row tiles' windows) of an ACDA row-tiled schedule: r output rows at tap row u read
+    the (r-1)*s + 1 padded rows from y0*s + u*d, a tile of ``tile`` output pixels (tile-1)*s +
+    (k-1)*d + 1 padded columns (both cut at the padded input's end, also for a tail); padding
+    is not loaded."""
+    H, W, k, s, d, pad = (p[n] for n in ("H", "W", "k", "s", "d", "p"))
+    rows = sum(1 for y0 in range(0, p["Ho"], r) for u in range(k)
+               for Y in range(y0 * s + u * d, min(y0 * s + u * d + (r - 1) * s + 1, H + 2 * pad)) if pad <= Y < pad + H)
+    span, width = (tile - 1) * s + (k - 1) * d + 1, W + 2 * pad
+    cols = sum(1 for x0 in range(0, p["Wo"], tile) for X in range(x0 * s, min(x0 * s + span, width))
+               if pad <= X < pad + W)
+    return rows, cols
+
+
+def _acda_datoms_rows_bytes(wl: Workload, p: dict) -> Optional[int]:
+    """Elements loaded by acda.datoms' rows schedule (``schedules.acda_cuda._datoms_rows``), or
+    None where it keeps the register tile: a thread per (atom group, tap row u, pixel) loads its
+    mi values of dO per channel (dO k times in all), and per block (image, atom group, u,
+    output rows, tile) and channel the real elements of its input row segments."""
+    from schedules.acda_cuda import datoms_tile
+
+    t = datoms_tile(wl)
+    if t is None:
+        return None
+    rows, cols = _acda_real_windows(p, t["tile"], t["rows"])
+    return p["N"] * p["k"] * p["C"] * p["M"] * p["Ho"] * p["Wo"] + p["N"] * (p["M"] // t["mi"]) * p["C"] * rows * cols
+
+
 def _acda_dx_bytes(wl: Workload, p: dict) -> Optional[int]:
     """Elements loaded by acda.dx's atoms-in-registers schedule (``schedules.acda_cuda.dx_tile``;
     see :func:`requested_bytes`), or None where it keeps the shared-atoms one."""
@@ -693,9 +743,11 @@ def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> Lis
             progress(f"{layer}: {_label(wl)}")
         item = 2 if wl.dtype in ("float16", "bfloat16") else 4 if wl.dtype == "float32" else 8
         base = {"layer": layer, "kernel": _label(wl), "flops": flops(wl), "bytes": min_bytes(wl, item),
-                "requested": requested_bytes(wl, item, built if sizes else None), "bytes_bf16": min_bytes(wl, 2)}
+                "bytes_bf16": min_bytes(wl, 2)}
         base["roofline"] = max(base["bytes"] / H100_BW, base["flops"] / aim_peak(wl))
         for arch in archs:
+            # schedules may differ per arch
+            base["requested"] = requested_bytes(wl, item, built if sizes else None, arch)
             target = cuda_target(arch)
             src = build(built, target).mod.imports[0].inspect_source()
             res = ptxas_resources(src, arch)

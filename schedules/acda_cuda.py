@@ -11,6 +11,19 @@ nvcc hoist loads into 80 registers with a spill. At 8x64x56x56 k7 M = 6 (sm_90, 
 fp32 cb = 8, 63 registers, no spill, 37,632 B shared, 4 blocks of 256 threads per SM (50%
 occupancy; registers bound it: 63 x 256 x 4 <= 65,536); float64 cb = 4, 64 registers, 50%
 (was 80 registers + 8 B spill, 38%). sm_80: cb = 4, 64 registers, 50%.
+Then (sm_90, float32 and the half types, one channel tile per thread: ``fwd_rows_tile``) the
+tap rows are the outer loop of the channel phase (``_fwd_rows``): per tap row the block stages
+the input row segment of all its channels ((tile - 1) * s + (k - 1) * d + 1 columns, padding
+checked in the copy, a plain loop of rounds: nvcc's unrolled copy took 98 registers) in shared
+memory next to the atoms, and its threads read X there: a warp's load of 32 adjacent pixels of
+one channel row is one wavefront at every tap column (from global memory 6 of 7 straddled two
+lines). The sums stay in registers across the rows; the cast stage sits at the channel-tile
+loop, spread over the threads as the sums are (with the tail tile's predicate). At 8x64x56x56
+k7 M = 6 fp32: 62 registers, no spill, 47,360 B shared (the 37,632 B atoms and 64 x 38
+inputs), 50% (4 blocks of 256 threads); requested bytes 301 MB, 5.4x the minimum (was
+568 MB, 10.2x). float64 (78 registers, 38%) and sm_80 (47 KB blocks: 3 per SM, 37.5%) keep
+the schedule above, as do tiles with more channels than one register tile (the registered
+models' C >= 80: the rows' inputs would be staged again per channel tile).
 dx (static, k <= UNROLL_TAPS; ``_dx_registers``): one launch, the atoms in registers. The
 compute indexes the atoms by the input pixel they serve (``ops.acda.acda_dx``); the sum over
 (atom, tap) is split (rfactor) into groups of mi atoms x ku tap rows: a block owns a tile of
@@ -35,7 +48,11 @@ sm_80 took 63 registers: 3 blocks, 47%). float64: q = 2, cc = 1, 48 registers, 5
 rows). The registered models' 14 dx shapes: no spills, at most 34.5 KB shared memory; float32
 40-53 registers on sm_90 (55-75%), 48-70 on sm_80 (44-62%); float64 40-64 on both (47-77%)
 (before ``DX_THREAD_WORDS``: float32 49-70 on sm_80, 44-50%; float64 40-92 on sm_80, 31-70%;
-the 12 (shape, dtype) pairs whose cc it lowered lost no registers or occupancy).
+the 12 (shape, dtype) pairs whose cc it lowered lost no registers or occupancy). Then sm_80
+budgets 25 words (``DX_THREAD_WORDS_BEFORE_SM90``: cc = 4 on the q = 1 rows): float32 40-48
+registers on sm_80, 62-77% (was 48-70, 44-62%); float64 unchanged but the 14x14 k5 shape (53 ->
+40 registers, 55 -> 77%); nine float64 14-pixel rows (q = 2, 294 threads, 54-64 registers)
+stay at 47% on one or both archs (4 blocks need <= 48 registers; cc is 1 there already).
 Before (2026-11-30): q = 1, mi = 3 (14 partials), A read from global memory per atom tap
 (48 registers, 61%); before that the atoms in shared memory (a tile of 32 pixels filled
 37.6 KB) and dO loaded from global memory for every (channel, atom, tap) of every pixel (38x
@@ -43,7 +60,16 @@ the minimum bytes; before that, grid-wide atoms through a global scratch, 87x). 
 builds and k > 7 keep that shared-atoms schedule (each thread sums its channels' M x k x k
 taps in a register; a generic row is whole X_QUANTUM pixels, the same code serving any size,
 PoCL-checked at several sizes from one lowering).
-datoms: the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
+datoms (static, k <= UNROLL_TAPS, output rows of at least 32 pixels; ``_datoms_rows``): a
+block per (image, atom group, tap row u, output row(s), tile of the row), a thread per pixel with mi atoms x k tap columns of dD in
+registers (``DATOMS_WORDS``: all 6 atoms in float32, 2 in float64); per chunk of cc channels
+the block stages the input row segment of tap row u in shared memory (padding checked in the
+copy), so per channel a thread loads mi dO values (coalesced) and k inputs from shared memory
+with no padding check in the loop (from global memory, behind one check each, six atoms took
+80 registers). 8x64x56x56 k7: 56 threads, 3,136 blocks, 64 registers, 3,968 B, 50% (fp32);
+float64 46-56 registers, 56-66%; requested 313 MB, 4.2x (was 899 MB, 12.1x). Symbolic shapes,
+k > 7 and narrower rows (the registered models' 7- and 14-pixel rows: blocks of 28-49 threads
+took 61-80 registers there, 28-50%): the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
 x k tap columns of dD in registers), the channels in place of the bases.
 Padding and zero insertion are index checks in the loads (inlined).
 
@@ -61,6 +87,20 @@ pixels (25,088 px).
   every X load were one wavefront); (was 146 K clk: a shared load per FMA).
 - fwd total 65 K clk = 33 us (49 K = 25 us), against the 18 us FP32 roofline: 1.8x (1.4x);
   was 209 K clk = 106 us, 5.9x. Load-bound: an X load feeds M FMAs only.
+- fwd by tap rows (sm_90 fp32, now): atoms 16.7 K clk as above; channels per pixel warp
+  (block) 2,352 atom + 3,136 X shared loads (one wavefront each: 32 adjacent pixels) + the
+  row copies, 7 x (2,432 elements: 76 warp loads of ~3 lines, a warp's 32 elements spanning
+  two channel rows, + 76 shared stores) = 2,128 -> 7,616 wavefronts (FMAs 4,704) -> 784 x
+  7,616 / 132 = 45.2 K clk (was 48.6 K). Total 61.9 K clk = 31 us, 1.74x the roofline (was
+  1.8x). Counted by blocks (896, the 24-pixel tail tiles issuing as full ones): 70.8 K, 2.0x
+  (was 74 K).
+  What bounds it: 48 sums per thread (64 registers at 50%) give 8 X and 6 atom loads per 48
+  FMAs, 0.29 wavefronts per warp FMA against 0.25 of FMA issue, so the channel phase is
+  load-bound even with free copies (5,488 per block: 32.6 K clk), and the atoms phase adds
+  16.7 K (P, warp-uniform, is 63% of it: k loads per basis for mi x k FMAs, mi = 3 within
+  ATOM_WORDS; mi = 6 took 80 registers). Free copies would give 49 K clk = 25 us, 1.4x; the
+  1.5x aim needs the atoms phase or the loads per FMA cut further (several pixels per thread
+  cost atom loads: cb x q <= 8 at M = 6, and q = 2, cb = 4 loads more per FMA).
 - dx, the shared-atoms schedule (before): its atoms build reads a coefficient per atom tap
   (the atoms are indexed by the input pixel they serve): per warp 18 x (21 x 13/7 + 7) = 828
   wavefronts, 10,976 warps -> 69 K clk (16.7 K was counted "as fwd", too low); channels 784 x
@@ -92,12 +132,24 @@ pixels (25,088 px).
   clk, loads 10,976 x 64 x 16 / 132 = 85 K clk (+ 1.7 K of stores): 44 us (28 us with one
   wavefront per load) against its 16 us roofline (H200 DRAM): 2.7x (1.7x); was about 161 us,
   10x (a thread per atom tap: dO and the input loaded for every FMA).
+- datoms by rows (now): 3,136 blocks of 2 warps (32 + 24 pixels of a row), per channel and
+  block: dO 2 warps x 6 loads x 1.75 wavefronts (a row starts at y * 56 words: on a 128 B
+  line one row in four) = 21, inputs 2 x 7 shared loads = 14 (adjacent pixels: no
+  conflicts), the row copy (62 elements, 56 real: ~4.5 line loads + 3 stores) 7.5: 42.5
+  wavefronts for 84 warp FMAs (21 clk) -> 3,136 x 64 x 42.5 / 132 = 64.6 K clk, + dD stores
+  3,136 x 2 x 42 x 1.75 / 132 = 3.5 K: 68 K clk = 34 us (was 87 K, 44 us): 1.56x its 22 us
+  H100 roofline (was 2.0x), 2.2x the 16 us H200 one. Left: the dO loads (half of it; blocks
+  of 4 rows would align them, 224 threads: 43.75% at 64 registers) and the loads per FMA
+  (13 per 42).
 """
 from __future__ import annotations
 
 import re
 
+from typing import Optional
+
 from dynfilter_tvm.ops.acda import X_QUANTUM
+from dynfilter_tvm.ops.common import conv_out_size
 
 from . import register
 from .common import MAX_THREADS, UNROLL_TAPS, bind_flat, extent, register_acc, unroll, unroll_taps
@@ -128,11 +180,12 @@ def _tile(wl, wo: int) -> int:
     return tile
 
 
-def atoms_per_thread(wl) -> int:
+def atoms_per_thread(wl, words: int = ATOM_WORDS) -> int:
     """``mi``: atoms a thread builds per (tap row, pixel), each over the k tap columns (one
-    column where the taps stay loops): the largest divisor of M within ``ATOM_WORDS``."""
+    column where the taps stay loops): the largest divisor of M within ``words`` 32-bit
+    registers (``ATOM_WORDS`` unless given)."""
     per_m = (wl.p["k"] if wl.p["k"] <= UNROLL_TAPS else 1) * (2 if wl.dtype == "float64" else 1)
-    return max(b for b in range(1, wl.p["M"] + 1) if wl.p["M"] % b == 0 and b * per_m <= max(ATOM_WORDS, per_m))
+    return max(b for b in range(1, wl.p["M"] + 1) if wl.p["M"] % b == 0 and b * per_m <= max(words, per_m))
 
 
 def _atoms_in_shared(sch, wl, block, threads: int) -> None:
@@ -147,7 +200,9 @@ def _atoms_in_shared(sch, wl, block, threads: int) -> None:
     atoms = sch.get_sblock("atoms")
     sch.compute_at(atoms, block)
     sch.set_scope(atoms, 0, "shared")
-    own = sch.get_loops(atoms)[1:]  # compute_at dropped the unit-extent ones
+    loops = sch.get_loops(atoms)
+    own = loops[next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(block))) + 1:]
+    # (compute_at dropped the unit-extent ones)
     kept = [nm for nm, n in (("m", p["M"]), ("u", p["k"]), ("v", p["k"])) if n > 1]
     has_t = p["T"] > 1
     has_x = len(own) - len(kept) - has_t  # the tile's pixels: 1 unless a one-pixel tile
@@ -179,6 +234,16 @@ def _atoms_in_shared(sch, wl, block, threads: int) -> None:
         sch.unroll(loop)
 
 
+def _tile_shape(wl, target, wo, per_channel: int):
+    """(tile, slices, cb) of :func:`_tiles` for a row of ``wo`` pixels."""
+    # a generic row is whole X_QUANTUM pixels: tiles of at most that many have no tail
+    tile = _tile(wl, wo if isinstance(wo, int) else X_QUANTUM)
+    C, want = wl.p["C"], max(1, MAX_THREADS // tile)
+    most = min(max(1, _acc_words(target) // (per_channel * (2 if wl.dtype == "float64" else 1))), max(1, C // want))
+    cb = max(b for b in range(1, most + 1) if C % b == 0)
+    return tile, min(C // cb, want), cb
+
+
 def _tiles(sch, wl, target, c, x, per_channel: int):
     """Shared by fwd and dx: split the pixels ``x`` of a row into tiles of ``tile`` (one block
     each) and the channels ``c`` into (co, ci, cb): ``slices`` threads per pixel (threads:
@@ -189,13 +254,7 @@ def _tiles(sch, wl, target, c, x, per_channel: int):
     two), and small enough to leave ``MAX_THREADS / tile`` slices where C allows. One
     shared-memory atom then feeds cb FMAs (nvcc loads it once per tap for the whole tile:
     checked in the PTX). Returns (tile loop, pixel loop, co, ci, cb)."""
-    wo = extent(sch, x)
-    # a generic row is whole X_QUANTUM pixels: tiles of at most that many have no tail
-    tile = _tile(wl, wo if isinstance(wo, int) else X_QUANTUM)
-    C, want = wl.p["C"], max(1, MAX_THREADS // tile)
-    most = min(max(1, _acc_words(target) // (per_channel * (2 if wl.dtype == "float64" else 1))), max(1, C // want))
-    cb = max(b for b in range(1, most + 1) if C % b == 0)
-    slices = min(C // cb, want)
+    tile, slices, cb = _tile_shape(wl, target, extent(sch, x), per_channel)
     xo, xi = sch.split(x, [None, tile])
     co, ci, cbi = sch.split(c, [None, slices, cb])
     return xo, xi, co, ci, cbi
@@ -203,6 +262,8 @@ def _tiles(sch, wl, target, c, x, per_channel: int):
 
 @register("acda", "fwd", "cuda")
 def fwd(sch, wl, target):
+    if _fwd_rows(sch, wl, target):
+        return
     sch.compute_inline(sch.get_sblock("Xpad"))
     if wl.p["W"] is None:
         sch.compute_inline(sch.get_sblock("Apad"))
@@ -224,12 +285,93 @@ def fwd(sch, wl, target):
     sch.decompose_reduction(acc, u)
 
 
+STATIC_SHARED_BYTES = 48 * 1024  # CUDA's limit on static shared memory per block
+
+
+def fwd_shared_bytes(wl, tile: int) -> int:
+    """Shared memory of :func:`_fwd_rows`: the tile's atoms (accumulation type) and one input
+    row segment of every channel (input type)."""
+    p = wl.p
+    atoms = tile * p["M"] * p["k"] ** 2 * (8 if wl.dtype == "float64" else 4)
+    cols = (tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1
+    return atoms + p["C"] * cols * {"float64": 8, "float32": 4}.get(wl.dtype, 2)
+
+
+def fwd_rows_tile(wl, target) -> Optional[int]:
+    """The pixels per block of :func:`_fwd_rows`, or None where fwd keeps the shared-atoms
+    schedule: symbolic shapes, taps beyond UNROLL_TAPS, float64 (its 4-channel tiles took 78
+    registers, 38%, on sm_90), before sm_90 (164 KB per SM holds 3 such blocks, 37.5%; and
+    its ACC_WORDS_BEFORE_SM90 tiles need two channel tiles at C = 64), more channels than one
+    register tile per thread covers (each tile would need the rows' inputs staged again: the
+    models' C = 80 .. 432), or more than 48 KiB of shared memory."""
+    p = wl.p
+    if wl.kind != "static" or p["k"] > UNROLL_TAPS or wl.dtype == "float64" or _acc_words(target) != ACC_WORDS:
+        return None
+    tile, slices, cb = _tile_shape(wl, target, conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"]), p["M"])
+    if slices * cb < p["C"] or fwd_shared_bytes(wl, tile) > STATIC_SHARED_BYTES:
+        return None
+    return tile
+
+
+def _fwd_rows(sch, wl, target) -> bool:
+    """fwd a tap row at a time (static, unrolled taps, one register tile of channels per
+    thread; returns False, scheduling nothing, otherwise): per tap row u the block builds the
+    row's M x k atoms of its tile in shared memory and stages the input row segment (the
+    block's channels x (tile - 1) * s + (k - 1) * d + 1 columns, padding checked in the copy)
+    in shared memory, then each thread adds the row's k taps for its cb channels x M atoms
+    (registers, across the rows)."""
+    p = wl.p
+    if fwd_rows_tile(wl, target) is None:
+        return False
+    acc = sch.get_sblock("acc")
+    n, c, m, y, x, u, v = sch.get_loops(acc)
+    xo, xi, co, ci, cbi = _tiles(sch, wl, target, c, x, p["M"])
+    tile, slices, cb = extent(sch, xi), extent(sch, ci), extent(sch, cbi)
+    sch.reorder(n, y, xo, co, u, ci, xi, v, cbi, m)
+    block = sch.fuse(n, y, xo)
+    threads = sch.fuse(ci, xi)
+    sch.bind(block, "blockIdx.x")
+    sch.bind(threads, "threadIdx.x")
+    nthreads = extent(sch, threads)
+    unroll(sch, v, cbi, m)
+    _atoms_in_shared(sch, wl, block, nthreads)
+    xpad = sch.get_sblock("Xpad")
+    sch.set_scope(xpad, 0, "shared")
+    rounds = _stage(sch, xpad, u, nthreads)
+    # "#pragma unroll 1": unrolled, nvcc hoisted the copy's loads next to the 48 sums (98
+    # registers on sm_90; 64 kept a loop)
+    sch.annotate(rounds, "disable_unroll", 1)
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, u)
+    # the cast stage at the channel-tile loop, spread over the threads as the sums are
+    # (thread = (slice, pixel), its cb x M results serial), so each reads its own registers
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, co)
+    loops = sch.get_loops(out)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co)))
+    named = dict(zip([nm for nm, e in (("c", slices * cb), ("m", p["M"]), ("x", tile)) if e > 1], loops[at + 1:]))
+    if "c" in named and cb > 1:
+        named["c"], named["cb"] = sch.split(named["c"], [slices, cb])
+    spatial = [named[nm] for nm in ("c", "x") if nm in named]
+    serial = [named[nm] for nm in ("cb", "m") if nm in named]
+    sch.reorder(*spatial, *serial)
+    fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
+    _, tx = sch.split(fused, [None, nthreads])
+    sch.bind(tx, "threadIdx.x")
+    unroll(sch, *serial)
+    return True
+
+
 DX_CHUNK = 8  # most channels per staged dO window (cc x M x k rows x (tile + (k-1)*d) columns)
 DX_ATOM_WORDS = 28  # 32-bit registers for a thread's atoms: q pixels x mi atoms x ku tap rows x k columns
 # 32-bit registers for a thread's atoms and its cc x q partial sums together. At 8x64x56x56 k7
 # float32 (q = 4, 28 atom words) cc = 2 (36 words) took 63 registers on sm_80 (294 threads: 3
 # blocks, 47%), cc = 1 (32) 48 on sm_80 and sm_90 (4 blocks, 62%)
 DX_THREAD_WORDS = 32
+# sm_80: 25 (cc = 4 next to q = 1's 21 atom words). With 32 (cc = 8) sm_80's ptxas took 63-70
+# registers on the registered models' q = 1 rows (14 and 7 pixels, float32): 44-47%; with 25,
+# 40-48 registers, 66-77% (sm_90 took 39-53 with cc = 8: it keeps 32)
+DX_THREAD_WORDS_BEFORE_SM90 = 25
 DX_A_BYTES = 12 * 1024  # a stage of staged coefficients A (several bases)
 DX_THREADS = 1024  # most threads per dx block
 DX_MIN_THREADS = 192  # runs only where the block keeps this many threads (narrow rows: q = 1)
@@ -237,12 +379,12 @@ DX_RUN = 4  # most adjacent pixels per dx thread (a register window along the ro
 DX_SHARED_BYTES = 40 * 1024  # the dO window, the partial sums and the bases (<= 48 KiB static)
 
 
-def dx_tile(wl):
+def dx_tile(wl, target=None):
     """dx's atoms-in-registers geometry: dict(tile, q, cc, ku, mi, parts) (tile input pixels of
     a row per block; a thread per (group of mi atoms x ku tap rows, run of q adjacent pixels),
     parts groups; cc channels per staged chunk: the largest divisor of C up to DX_CHUNK whose
     window fits DX_SHARED_BYTES and whose cc x q partial sums fit DX_THREAD_WORDS registers next
-    to the atoms), or None for the shared-atoms schedule (symbolic shapes; taps
+    to the atoms, DX_THREAD_WORDS_BEFORE_SM90 before sm_90; ``target`` None: sm_90), or None for the shared-atoms schedule (symbolic shapes; taps
     not unrolled: a thread's atoms would not stay in registers). The run comes first: q
     pixels x k tap columns of one (atom, tap row) read q + k - 1 window elements per channel
     for q x k FMAs (q = 1: one load per FMA), then tap rows, then atoms, all within
@@ -278,8 +420,9 @@ def dx_tile(wl):
 
     # the thread's registers: its atoms plus a partial sum per (channel of the chunk, pixel of the run)
     held = q * mi * ku * k * (item // 4)
+    budget = DX_THREAD_WORDS if _acc_words(target) == ACC_WORDS else DX_THREAD_WORDS_BEFORE_SM90
     fits = [b for b in range(1, DX_CHUNK + 1) if p["C"] % b == 0 and shared(b) <= DX_SHARED_BYTES
-            and (b == 1 or held + b * q * (item // 4) <= DX_THREAD_WORDS)]
+            and (b == 1 or held + b * q * (item // 4) <= budget)]
     # bases per stage of staged coefficients (M x tb planes)
     tb = max(b for b in range(1, T + 1) if T % b == 0 and (b == 1 or M * b * plane * item <= DX_A_BYTES))
     return dict(t, cc=max(fits), tb=tb) if fits else None
@@ -460,13 +603,14 @@ def _stage(sch, block, loop, threads: int) -> None:
     at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
     own = loops[at + 1:]
     fused = sch.fuse(*own) if len(own) > 1 else own[0] if own else sch.add_unit_loop(block)
-    _, tx = sch.split(fused, [None, threads])
+    rounds, tx = sch.split(fused, [None, threads])
     sch.bind(tx, "threadIdx.x")
+    return rounds
 
 
 @register("acda", "dx", "cuda")
 def dx(sch, wl, target):
-    t = dx_tile(wl)
+    t = dx_tile(wl, target)
     if t is not None:
         _dx_registers(sch, wl, t)
         return
@@ -489,12 +633,101 @@ def dx(sch, wl, target):
     sch.decompose_reduction(acc, m)
 
 
+# 32-bit registers for the rows schedule's dD tile (mi atoms x k tap columns). At 8x64x56x56
+# k7 M = 6: float32 all 6 atoms, 64 registers (50%); float64 with 42 words (3 atoms) took
+# 76-78 registers (38%), with 28 (2 atoms) 56 (56%), sm_90 and sm_80
+DATOMS_WORDS, DATOMS_WORDS_F64 = 42, 28
+DATOMS_TILE = 128  # most pixels (threads) per datoms block of the rows schedule
+DATOMS_THREADS = 64  # narrower rows: this many pixels' worth of whole rows per block
+# rows narrower than a warp keep the register tile: on the registered models' 7- and 14-pixel
+# rows (blocks of 28-49 threads) nvcc took 61-80 registers, 28-50% (the register tile: 44, 62%)
+DATOMS_MIN_ROW = 32
+DATOMS_CHUNK = 16  # most channels per staged input row segment
+DATOMS_SHARED_BYTES = 12 * 1024  # the staged row segments of a chunk
+
+
+def datoms_tile(wl):
+    """Geometry of :func:`_datoms_rows`: dict(tile, rows, mi, cc), or None (symbolic shapes, taps
+    beyond UNROLL_TAPS, output rows under DATOMS_MIN_ROW: the register tile schedule below)."""
+    p = wl.p
+    if wl.kind != "static" or p["k"] > UNROLL_TAPS:
+        return None
+    wo = conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"])
+    if wo < DATOMS_MIN_ROW:
+        return None
+    tile = -(-wo // -(-wo // DATOMS_TILE))  # balanced tiles of whole rows where they fit
+    ho = conv_out_size(p["H"], p["k"], p["s"], p["p"], p["d"])
+    # a divisor of Ho: with a tail block TVM sized the staged rows loosely (22 of 4 needed)
+    rows = max(b for b in range(1, ho + 1) if ho % b == 0 and (b == 1 or b * tile <= DATOMS_THREADS))
+    # a chunk's staged segments: (rows - 1) * s + 1 input rows x the tile's window, per channel
+    plane = ((rows - 1) * p["s"] + 1) * ((tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1)
+    item = {"float64": 8, "float32": 4}.get(wl.dtype, 2)
+    return dict(tile=tile, rows=rows, mi=atoms_per_thread(wl, DATOMS_WORDS_F64 if wl.dtype == "float64" else DATOMS_WORDS),
+                cc=max(b for b in range(1, DATOMS_CHUNK + 1) if p["C"] % b == 0
+                       and (b == 1 or b * plane * item <= DATOMS_SHARED_BYTES)))
+
+
+def _datoms_rows(sch, wl, t) -> None:
+    """dD by output rows: a block per (image, atom group, tap row u, ``rows`` output rows, tile
+    of the row; rows > 1 where rows are narrower than DATOMS_THREADS pixels, so that a block
+    keeps its lanes busy), a thread per pixel keeping mi atoms x k tap columns of dD in
+    registers. Per chunk of cc channels the block stages the input row segments its pixels
+    read at tap row u ((tile - 1) * s + (k - 1) * d + 1 columns each, padding checked in the
+    copy) in shared memory; per
+    channel a thread loads its mi values of dO (adjacent pixels: coalesced) and its k inputs
+    from shared memory, none behind a padding check, for mi x k FMAs. (The register tile
+    below loaded the inputs from global memory behind one padding check each: with all six
+    atoms per thread nvcc then took 80 registers.)"""
+    p = wl.p
+    acc = sch.get_sblock("acc")
+    n, m, u, v, y, x, c = sch.get_loops(acc)
+    mi, threads = t["mi"], t["rows"] * t["tile"]
+    mo, m_in = sch.split(m, [None, mi])
+    yo, yi = sch.split(y, [None, t["rows"]])
+    xo, xi = sch.split(x, [None, t["tile"]])
+    co, ci = sch.split(c, [None, t["cc"]])
+    sch.reorder(n, mo, u, yo, xo, co, yi, xi, ci, m_in, v)
+    block = sch.fuse(n, mo, u, yo, xo)
+    sch.bind(block, "blockIdx.x")
+    sch.bind(sch.fuse(yi, xi), "threadIdx.x")
+    unroll(sch, m_in, v)
+    # the chunk's channels a plain loop: nvcc unrolled 16 of them next to the 42 sums (72-102
+    # registers on the models' 7- and 14-pixel rows)
+    sch.annotate(ci, "disable_unroll", 1)
+    xpad = sch.get_sblock("Xpad")
+    sch.set_scope(xpad, 0, "shared")
+    rounds = _stage(sch, xpad, co, threads)
+    sch.annotate(rounds, "disable_unroll", 1)  # as fwd's copy: its loads next to the sums
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, co)
+    # the cast stage after the channel loop, a thread per pixel as the sums (the tail tile's
+    # predicate with it), its mi x k results from its registers
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, block)
+    loops = sch.get_loops(out)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(block)))
+    named = dict(zip([nm for nm, e in (("m", mi), ("v", p["k"]), ("y", t["rows"]), ("x", t["tile"])) if e > 1],
+                     loops[at + 1:]))
+    serial = [named[nm] for nm in ("m", "v") if nm in named]
+    spatial = [named[nm] for nm in ("y", "x") if nm in named]
+    sch.reorder(*spatial, *serial)
+    xl = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
+    _, tx = sch.split(xl, [None, threads])
+    sch.bind(tx, "threadIdx.x")
+    unroll(sch, *serial)
+
+
 @register("acda", "datoms", "cuda")
 def datoms(sch, wl, target):
     """The same register tile as the atoms build (``atoms_per_thread``): a thread per (atom
     group, tap row, pixel) keeps mi atoms x k tap columns of dD in registers; per channel it
     loads mi values of dO and k of the input row for mi x k FMAs (was: a thread per atom tap,
-    dO and X loaded for every FMA). Threads run along the pixels of a row (coalesced)."""
+    dO and X loaded for every FMA). Threads run along the pixels of a row (coalesced).
+    Static shapes with unrolled taps: :func:`_datoms_rows`."""
+    t = datoms_tile(wl)
+    if t is not None:
+        _datoms_rows(sch, wl, t)
+        return
     generic = wl.p["W"] is None
     if generic:
         for name in ("dOpad", "Xpad"):

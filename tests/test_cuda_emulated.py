@@ -556,3 +556,40 @@ def test_acda_dx_blocks_in_reverse_order(dtype, way):
     schedule passed in order and failed reversed, both ways, both types."""
     shape = _acda(1, 7, 3, 40, 6, 18, 7, 1, 1, 3)
     emulate.check(Workload.make("acda", "dx", shape, dtype), way, mutate=_reverse_blocks)
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+@pytest.mark.parametrize("kernel,shape", [
+    # fwd a tap row at a time (float32; float64 keeps the shared-atoms schedule): its cast
+    # stage sits at the channel-tile loop, outside the sums' thread loop, so it needs the
+    # tail tile's predicate (Wo = 40: tiles of 32 and 8); C = 64: one channel tile
+    ("fwd", ACDA_SHAPES["register-tiles"]),
+    ("fwd", _acda(1, 8, 3, 40, 6, 18, 7, 1, 1, 3)),  # k = 7, 8 slices of one channel
+    ("datoms", ACDA_SHAPES["k7-tiles"]),
+    # datoms by rows: Wo = 131 in two tiles of 66 pixels, the second one short (its cast
+    # stage's predicate); stride 2 with dilation 2 in the staged row segment
+    ("datoms", _acda(1, 3, 4, 131, 4, 4, 3, 1, 1, 1)),
+    ("datoms", _acda(1, 3, 7, 263, 2, 3, 3, 2, 2, 2)),
+    # 32-pixel rows, two per block, and stride 2 (rows 2 apart in the staged segments)
+    ("datoms", _acda(1, 3, 6, 32, 6, 4, 7, 1, 1, 3)),
+    ("datoms", _acda(1, 2, 12, 64, 3, 4, 7, 2, 1, 3)),
+], ids=["fwd-c64", "fwd-k7", "datoms", "datoms-tail", "datoms-s2-d2", "datoms-rows", "datoms-rows-s2"])
+def test_acda_blocks_in_reverse_order(kernel, shape, dtype, way):
+    """As :func:`test_acda_dx_blocks_in_reverse_order`, for the other ACDA kernels."""
+    emulate.check(Workload.make("acda", kernel, shape, dtype), way, mutate=_reverse_blocks)
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+def test_acda_dx_sm80_chunks(dtype, way):
+    """acda.dx as built for sm_80, whose smaller register budget (DX_THREAD_WORDS_BEFORE_SM90)
+    stages fewer channels per chunk than sm_90 on a 7-pixel row (float32: 4 of 8, two chunks;
+    float64 1), blocks in reverse order."""
+    from schedules.acda_cuda import dx_tile
+    from dynfilter_tvm.target import cuda_target
+
+    wl = Workload.make("acda", "dx", _acda(1, 8, 3, 7, 6, 18, 7, 1, 1, 3), dtype)
+    if dtype == "float32":
+        assert (dx_tile(wl)["cc"], dx_tile(wl, cuda_target("sm_80"))["cc"]) == (8, 4)
+    emulate.check(wl, way, arch="sm_80", mutate=_reverse_blocks)

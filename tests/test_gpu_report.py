@@ -155,10 +155,15 @@ def test_benchmark_workloads_list_half_tensor_core_convs():
 
 def test_requested_bytes_acda_tiles(monkeypatch):
     """acda.fwd: per pixel, the atoms build (k*T*(M + (M/mi)*k) elements: mi atoms x k tap
-    columns per thread) plus X per (channel, tap); dx: see gpu_report._acda_dx_bytes."""
+    columns per thread) plus X: on sm_90 in float32 (the tap-row schedule) per block and tap
+    row the real part of each channel's staged input row segment, otherwise per (channel,
+    tap) of every pixel; dx: see gpu_report._acda_dx_bytes."""
     p = dict(N=1, C=8, H=4, W=5, M=6, T=3, k=3, s=1, d=1, p=1)
     fwd, dx = (Workload.make("acda", k, p, "float32") for k in ("fwd", "dx"))
-    assert G.requested_bytes(fwd) == 4 * 20 * (3 * 3 * (6 + 3) + 8 * 9)  # mi = 6: 18 registers
+    # tiles of 4 (two per row); real (row, tap row) pairs 2 + 3 + 3 + 2; the tiles' windows of
+    # 6 padded columns (0..5, and 4..6 cut at the padded width 7) hold 5 + 2 real ones
+    assert G.requested_bytes(fwd) == 4 * (20 * 3 * 3 * (6 + 3) + 8 * 10 * 7)  # mi = 6: 18 registers
+    assert G.requested_bytes(fwd, 4, "sm_80") == 4 * 20 * (3 * 3 * (6 + 3) + 8 * 9)  # X per (channel, tap)
     # dx (atoms in registers; a row of 5 is too narrow for runs: a pixel per thread, one tile
     # of 5 per row, 4 blocks): P per block, per block the window of each atom and basis (A,
     # staged) and of each channel and atom (dO): 3 grid rows, real 2, 3, 3, 2 over the rows,
@@ -174,6 +179,11 @@ def test_requested_bytes_acda_tiles(monkeypatch):
     assert G.requested_bytes(f64, 8) == 8 * 20 * (3 * 3 * (6 + 2 * 3) + 8 * 9)
     datoms = Workload.make("acda", "datoms", p, "float32")  # per channel 6 dO + 3 inputs per row
     assert G.requested_bytes(datoms) == 4 * 20 * 3 * 8 * (6 + 3)
+    # datoms by rows (32-pixel rows, two per block, all 6 atoms per thread): dO once per tap
+    # row, and per (2 rows, tap row) block and channel the real rows (5 + 5 over the tap rows
+    # of both blocks) x the real part of the 34-column window (32)
+    wide = Workload.make("acda", "datoms", dict(p, W=32), "float32")
+    assert G.requested_bytes(wide) == 4 * (3 * 8 * 6 * 4 * 32 + 8 * 10 * 32)
 
 
 def _generic(kernel, sizes=dict(B=8, H=56, W=56)):
