@@ -29,6 +29,8 @@ copies' tails 10%.
 from __future__ import annotations
 
 import tvm.s_tir as s_tir
+from tvm import tirx
+from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
 from dynfilter_tvm.ops.ddf import FWD_ROWS
@@ -280,13 +282,7 @@ def dx(sch, wl, target):
             _dx_pad_copy(sch, wl, plane)  # before the row is partitioned (its blocks' regions are coarse)
             _static_row_tiles(sch, wl, y, x, ci, j, i, wide, max(1, acc_registers(target) // (2 * ct)))
             return
-        # generic: tiles of the ct channels x one vector (Wa: whole ROW_QUANTUM)
-        xo, xi = sch.split(x, [None, lanes])
-        sch.reorder(y, xo, j, i, ci, xi)
-        sch.vectorize(xi)
-        unroll_taps(sch, wl, j, i)
-        unroll(sch, ci)
-        _row_tile_out(sch, acc, j, xo, lanes)
+        _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci)
     else:
         acc = sch.get_sblock("acc")
         b, g, c, hh, ww, j, i = sch.get_loops(acc)
@@ -318,6 +314,76 @@ def dx(sch, wl, target):
                 sch.unroll(wi)
             sch.vectorize(wo)
     _dx_pad_copy(sch, wl, plane)
+
+
+def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
+    """Generic dx at stride 1: fwd's generic register tiles, ct channels x FWD_ROWS rows x one
+    wide vector (16 float32 lanes with AVX-512; ``ops.ddf.dx_grid`` rounds the rows to whole
+    FWD_ROW_QUANTUM pixels), the taps (j, i) outside the tile; 'out' in half-vector pieces
+    (float32, :func:`_row_tile_out`; float64 whole tiles, as fwd). The grid keeps H rows (rounded
+    to pairs, the generic CUDA dx's shared stages stopped compacting to a constant size and it
+    fell back to a thread per output): the pair loop is cut (LoopPartition) into whole pairs
+    and, for odd H, a last pair whose second row is predicated (a test per row, not per lane:
+    its vectors stay vectors), the tile's regions declared whole (:func:`_pair_regions`).
+
+    S's taps are gathered once per call into a tile-major copy ('Sp_reindex', ``reindex``:
+    (row, tile, j, i, lane) holds Sp[j, i, hh + 2p - j*d, ww + 2p - i*d] for the pixel (hh, ww)),
+    so a tile's k x k tap vectors lie at constant offsets from one pointer per row. Read from
+    the padded Sp, each tap is another plane at a symbolic stride: with the 16 dO row
+    pointers of a tile (4 channels x 4 rows), the k^2 S pointers spilled, reloaded from the
+    stack in the tap loop (perf at 56 px, k3: 76 integer moves and 130 stack operands per 144
+    FP operations; the static build's loop has none). fwd's Spad cannot take the plain layout
+    change here, as the tap shifts S's rows and columns (a transform_layout mixing u and y has
+    no inverse); ``reindex`` builds the shifted copy as a second, vectorised pass over Sp
+    (its reads are contiguous along the row), the compute unchanged.
+
+    Generic / static dx, 1 thread, kernels alone (thread time, same run): the 8-lane one-row
+    tile 1.30 / 1.42 / 1.45 / 1.60 at 56, 28, 14 px k3 and 56 px k7; 16-lane pair tiles with
+    the plain Sp 1.45-1.6 / 1.43 / 1.40 / 0.92-1.39; with the tile-major copy 1.29-1.41 /
+    1.13-1.25 / 1.17-1.34 / 0.89-1.02 (RESULTS.md, "DDF CPU generic dx tiles")."""
+    wide = _fwd_lanes(wl.dtype, target)
+    yo, ym = sch.split(y, [None, FWD_ROWS])  # predicated in the last pair of an odd H
+    xo, xi = sch.split(x, [None, wide])
+    sch.reorder(yo, xo, j, i, ci, ym, xi)
+    sch.vectorize(xi)
+    unroll_taps(sch, wl, j, i)
+    unroll(sch, ci, ym)
+    gather = sch.reindex(acc, ("read", next(
+        n for n, r in enumerate(sch.get(acc).reads) if r.source.name == "Sp")))
+    sch.transform_layout(gather, ("write", 0), lambda b, g, y_, x_, u, v: (b, g, y_, x_ // wide, u, v, x_ % wide))
+    gb, gg, gy, gx, gu, gv = sch.get_loops(gather)
+    gxo, gxi = sch.split(gx, [None, wide])
+    sch.reorder(gxo, gu, gv, gxi)
+    sch.parallel(sch.fuse(gb, gg, gy))
+    sch.vectorize(gxi)
+    # (float64: as fwd, whole tiles; see fwd)
+    _row_tile_out(sch, acc, j, xo, wide, 0 if wl.dtype == "float64" else wide // 2)
+    split_tail(sch, yo)  # whole pairs unpredicated (LoopPartition), the odd H's last pair apart
+    _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
+
+
+def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS) -> None:
+    """Declare that ``blocks`` touch 'acc' (laid out (b, g, c, row, tile, lane), or the plain
+    row) in whole tiles of ``rows`` rows x one vector (as :func:`tile_regions` does for the
+    columns): the rows' split over a symbolic H leaves a predicate, from which TVM would size
+    the compacted tile (bounded by the largest int32: the build failed on an int32 overflow)."""
+    for name in blocks:
+        block = sch.get_sblock(name)
+        obj = sch.get(block)
+        vars_ = [iv.var for iv in obj.iter_vars]
+        for kind, regions in ((0, obj.reads), (1, obj.writes)):
+            for n, reg in enumerate(regions):
+                if reg.source.name != "acc":
+                    continue
+                b, g, c, row, *col = (r.min for r in reg.region)
+                top = tirx.floordiv(row, rows) * rows
+                flat = [b, b + 1, g, g + 1, c, c + 1, top, top + rows]
+                if len(col) == 2:  # (tile, lane)
+                    flat += [col[0], col[0] + 1, 0, lanes]
+                else:  # the plain row (float64's whole-tile stores)
+                    lo = tirx.floordiv(col[0], lanes) * lanes
+                    flat += [lo, lo + lanes]
+                _ffi_api.ScheduleAnnotateBufferAccess(sch, block, n, kind, tirx.IndexMap(vars_, flat, None))
 
 
 def _dx_pad_copy(sch, wl, plane):

@@ -203,8 +203,10 @@ def test_cuda_generic_tiled_emulated(kernel, dtype, way):
 
 
 # Negative controls on the tiled generic kernels: each mutation of one lowering must fail the
-# check at a size with tail tiles (37 x 53: a partial tile each way).
-CONTROL_SIZES = dict(B=1, H=37, W=53)
+# check at a size with tail tiles (37 x 61: a partial tile each way, holding real pixels; at 53
+# columns dx's last column block, over its grid's 64 columns (whole 16-pixel rows at stride 1,
+# ops.ddf.dx_grid), held only padding, so a grid one block short still passed).
+CONTROL_SIZES = dict(B=1, H=37, W=61)
 BARRIER = "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);"
 
 

@@ -191,9 +191,13 @@ def _phase_taps(k: int, s: int, d: int):
 def dx_grid(H, W, k: int, s: int, d: int):
     """(Ha, Wa): dx's phase grid over hh = h + (p mod s) (see :func:`ddf_dx`), whole multiples of
     s rows and of s*ROW_QUANTUM columns (whole vector tiles per phase: a tail predicate would
-    make TVM's vectorizer give up), exactly H x W at stride 1 (static widths)."""
+    make TVM's vectorizer give up), exactly H x W at stride 1 (static widths). Generic widths
+    at stride 1: whole FWD_ROW_QUANTUM columns and FWD_ROWS rows, as fwd's rows (the CPU
+    register tiles, 16-lane vectors x row pairs: schedules/ddf_cpu.py dx)."""
     pm = (k - 1) // 2 * d % s
-    Wa = W if s == 1 and _static(W) else _round_up(W + pm, s * ROW_QUANTUM)
+    if s == 1 and not _static(W):
+        return H, _round_up(tirx.max(W, 1), FWD_ROW_QUANTUM)
+    Wa = W if s == 1 else _round_up(W + pm, s * ROW_QUANTUM)
     return _round_up(H + pm, s), Wa
 
 
