@@ -6,7 +6,8 @@ plane copied next to the loop that reads it (it stays in cache). fwd tiles sever
 of a head (sharing S) x several AVX-512 vectors (see :func:`fwd`). dS sums over channels into
 a vector tile of all taps; dC keeps vector-wide column sums, reduced at the end.
 
-dx at stride 1 takes fwd's register tiles. dx at stride > 1 takes half-width vectors where those
+dx at stride 1 takes fwd's register tiles (generic builds: fwd's generic tiles, with S's taps
+gathered tile-major once per call, :func:`_dx_generic_tiles`). dx at stride > 1 takes half-width vectors where those
 tile a static row exactly (28 = 7 x 4) and whole ones would leave a tail tile (predicated:
 TVM's vectorizer leaves it scalar). dx at
 stride s > 1 runs on the phase grid of ``ops.ddf.ddf_dx``: per vector tile of s rows x s*lanes
@@ -261,8 +262,8 @@ def _copy_partition_ok(wl, strided: bool = True) -> bool:
 def dx(sch, wl, target):
     """acc(b, g, c, hh, ww; j, i) on the phase grid (``ops.ddf.ddf_dx``). Stride 1: the
     register tiles of fwd (the tile's channels share the loads of S): static rows cut into
-    segments of AVX-512 vectors; generic ones (whole ROW_QUANTUM pixels) one 8-lane vector
-    per channel. Stride s > 1: hh and ww split by s into (quotient, phase), the
+    segments of AVX-512 vectors; generic ones (whole FWD_ROW_QUANTUM pixels) fwd's generic
+    tiles, 2 rows x one AVX-512 vector per channel (:func:`_dx_generic_tiles`). Stride s > 1: hh and ww split by s into (quotient, phase), the
     phases outside the vector tiles (unrolled for s <= MAX_UNROLLED_STRIDE: their taps are then
     constants and the masks of absent taps fold away), so each tile reads contiguous rows of
     dO and S; acc's row buffer is laid out phase-major (its tiles contiguous) and 'out'
@@ -329,18 +330,19 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     S's taps are gathered once per call into a tile-major copy ('Sp_reindex', ``reindex``:
     (row, tile, j, i, lane) holds Sp[j, i, hh + 2p - j*d, ww + 2p - i*d] for the pixel (hh, ww)),
     so a tile's k x k tap vectors lie at constant offsets from one pointer per row. Read from
-    the padded Sp, each tap is another plane at a symbolic stride: with the 16 dO row
-    pointers of a tile (4 channels x 4 rows), the k^2 S pointers spilled, reloaded from the
-    stack in the tap loop (perf at 56 px, k3: 76 integer moves and 130 stack operands per 144
-    FP operations; the static build's loop has none). fwd's Spad cannot take the plain layout
-    change here, as the tap shifts S's rows and columns (a transform_layout mixing u and y has
-    no inverse); ``reindex`` builds the shifted copy as a second, vectorised pass over Sp
-    (its reads are contiguous along the row), the compute unchanged.
+    the padded Sp, each tap is another plane at a symbolic stride, and with the 16 dO row
+    pointers of a tile (4 channels x 4 rows) they spill: the tap loop reloads them from the
+    stack (perf at 56 px k3: 85-87 integer moves and 100-130 stack operands per 144 FP
+    operations; the static build's loop, at constant strides, has none). fwd's Spad layout
+    change cannot serve here, as the tap shifts S's rows and columns (a transform_layout
+    mixing u and y has no inverse); ``reindex`` builds the shifted copy as a second,
+    vectorised pass over Sp (contiguous reads along the row), the compute unchanged. dO's
+    row pointers remain (RESULTS.md: a strip copy with constant strides cost more than it won).
 
-    Generic / static dx, 1 thread, kernels alone (thread time, same run): the 8-lane one-row
-    tile 1.30 / 1.42 / 1.45 / 1.60 at 56, 28, 14 px k3 and 56 px k7; 16-lane pair tiles with
-    the plain Sp 1.45-1.6 / 1.43 / 1.40 / 0.92-1.39; with the tile-major copy 1.29-1.41 /
-    1.13-1.25 / 1.17-1.34 / 0.89-1.02 (RESULTS.md, "DDF CPU generic dx tiles")."""
+    Generic / static dx, 1 thread, kernels alone (``bench_ddf_kernels.py --thread-time
+    --kernels dx``): 1.25 / 1.37 / 1.54 / 1.73 -> 1.26 / 1.11 / 1.21 / 0.94 at 56, 28, 14 px k3
+    and 56 px k7 (the 56 px k3 figure moves by +-0.15 between runs; RESULTS.md, "DDF CPU
+    generic dx tiles", with what else was tried)."""
     wide = _fwd_lanes(wl.dtype, target)
     yo, ym = sch.split(y, [None, FWD_ROWS])  # predicated in the last pair of an odd H
     xo, xi = sch.split(x, [None, wide])
