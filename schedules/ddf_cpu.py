@@ -100,9 +100,7 @@ def fwd(sch, wl, target):
         sch.vectorize(xi)
         unroll_taps(sch, wl, v)
         unroll(sch, ci, ym)
-        # (float64: with pieces of 8 doubles, the last W mod 4 pixels of rows with W mod 16
-        # < 8 came out wrong (predicated tail piece, not analysed): whole tiles as before)
-        _row_tile_out(sch, acc, u, xo, wide, 0 if wl.dtype == "float64" else wide // 2)
+        _row_tile_out(sch, acc, u, xo, wide, _out_piece(wide))
         return
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
 
@@ -217,6 +215,16 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
     split_tail(sch, xo)
 
 
+def _out_piece(wide: int) -> int:
+    """fwd / dx generic: the lanes of 'out''s store pieces (:func:`_row_tile_out`), half a
+    16-lane tile; 0 (whole tiles) for narrower tiles (float64 with AVX-512, every dtype
+    without): half pieces of 8- and 4-lane tiles stored wrong pixels near the row's end
+    (float64 with AVX-512: the last W mod 4 pixels where W mod 16 < 8; on an AVX2 target,
+    'haswell', float32 fwd up to 0.8 relative error, and float64 too; cause not traced;
+    tests/test_generic_ddf.py test_generic_cpu_avx2)."""
+    return wide // 2 if wide >= 16 else 0
+
+
 def _init_tile(sch, blk, loop, vector: bool = True) -> None:
     """decompose_reduction of ``blk`` at ``loop``; the init's own loops (the register tile)
     unrolled, the innermost vectorised (unless ``vector`` is False: a scalar segment)."""
@@ -321,7 +329,7 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     """Generic dx at stride 1: fwd's generic register tiles, ct channels x FWD_ROWS rows x one
     wide vector (16 float32 lanes with AVX-512; ``ops.ddf.dx_grid`` rounds the rows to whole
     FWD_ROW_QUANTUM pixels), the taps (j, i) outside the tile; 'out' in half-vector pieces
-    (float32, :func:`_row_tile_out`; float64 whole tiles, as fwd). The grid keeps H rows (rounded
+    (16-lane tiles; narrower ones whole, :func:`_out_piece`). The grid keeps H rows (rounded
     to pairs, the generic CUDA dx's shared stages stopped compacting to a constant size and it
     fell back to a thread per output): the pair loop is cut (LoopPartition) into whole pairs
     and, for odd H, a last pair whose second row is predicated (a test per row, not per lane:
@@ -358,8 +366,7 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     sch.reorder(gxo, gu, gv, gxi)
     sch.parallel(sch.fuse(gb, gg, gy))
     sch.vectorize(gxi)
-    # (float64: as fwd, whole tiles; see fwd)
-    _row_tile_out(sch, acc, j, xo, wide, 0 if wl.dtype == "float64" else wide // 2)
+    _row_tile_out(sch, acc, j, xo, wide, _out_piece(wide))
     split_tail(sch, yo)  # whole pairs unpredicated (LoopPartition), the odd H's last pair apart
     _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
 
@@ -382,7 +389,7 @@ def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS) -> None:
                 flat = [b, b + 1, g, g + 1, c, c + 1, top, top + rows]
                 if len(col) == 2:  # (tile, lane)
                     flat += [col[0], col[0] + 1, 0, lanes]
-                else:  # the plain row (float64's whole-tile stores)
+                else:  # the plain row (whole-tile stores, :func:`_out_piece`)
                     lo = tirx.floordiv(col[0], lanes) * lanes
                     flat += [lo, lo + lanes]
                 _ffi_api.ScheduleAnnotateBufferAccess(sch, block, n, kind, tirx.IndexMap(vars_, flat, None))
