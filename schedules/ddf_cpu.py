@@ -7,12 +7,12 @@ of a head (sharing S) x several AVX-512 vectors (see :func:`fwd`). dS sums over 
 a vector tile of all taps; dC keeps vector-wide column sums, reduced at the end.
 
 dx at stride 1 takes fwd's register tiles (generic builds: fwd's generic tiles, with S's taps
-gathered tile-major once per call, :func:`_dx_generic_tiles`). dx at stride > 1 takes half-width vectors where those
-tile a static row exactly (28 = 7 x 4) and whole ones would leave a tail tile (predicated:
-TVM's vectorizer leaves it scalar). dx at
-stride s > 1 runs on the phase grid of ``ops.ddf.ddf_dx``: per vector tile of s rows x s*lanes
-pixels, the s x s phases' accumulators (unrolled, so each phase's taps are constants), then
-'out' interleaves them into dX (contiguous loads, stores strided by s).
+gathered tile-major once per call, :func:`_dx_generic_tiles`). dx at stride > 1 takes
+half-width vectors where those tile a static row exactly (28 = 7 x 4) and whole ones would
+leave a tail tile (predicated: TVM's vectorizer leaves it scalar). dx at stride s > 1 runs
+on the phase grid of ``ops.ddf.ddf_dx``: per vector tile of s rows x s*lanes pixels, the
+s x s phases' accumulators (unrolled, so each phase's taps are constants), then 'out'
+interleaves them into dX (contiguous loads, stores strided by s).
 
 Shape-generic kernels (B, H, W symbolic) take the same schedules. Their rows are whole vectors
 (``ops.ddf.ROW_QUANTUM``): S's widened rows ('Spad': fwd, dc) built once per call, dO's widened
@@ -271,9 +271,10 @@ def dx(sch, wl, target):
     """acc(b, g, c, hh, ww; j, i) on the phase grid (``ops.ddf.ddf_dx``). Stride 1: the
     register tiles of fwd (the tile's channels share the loads of S): static rows cut into
     segments of AVX-512 vectors; generic ones (whole FWD_ROW_QUANTUM pixels) fwd's generic
-    tiles, 2 rows x one AVX-512 vector per channel (:func:`_dx_generic_tiles`). Stride s > 1: hh and ww split by s into (quotient, phase), the
-    phases outside the vector tiles (unrolled for s <= MAX_UNROLLED_STRIDE: their taps are then
-    constants and the masks of absent taps fold away), so each tile reads contiguous rows of
+    tiles, 2 rows x one AVX-512 vector per channel (:func:`_dx_generic_tiles`). Stride s > 1:
+    hh and ww split by s into (quotient, phase), the phases outside the vector tiles
+    (unrolled for s <= MAX_UNROLLED_STRIDE: their taps are then constants and the masks of
+    absent taps fold away), so each tile reads contiguous rows of
     dO and S; acc's row buffer is laid out phase-major (its tiles contiguous) and 'out'
     interleaves the s x s phases of s rows into dX."""
     lanes, s = vector_lanes(wl.dtype), wl.p["s"]
@@ -360,7 +361,8 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     unroll(sch, ci, ym)
     gather = sch.reindex(acc, ("read", next(
         n for n, r in enumerate(sch.get(acc).reads) if r.source.name == "Sp")))
-    sch.transform_layout(gather, ("write", 0), lambda b, g, y_, x_, u, v: (b, g, y_, x_ // wide, u, v, x_ % wide))
+    sch.transform_layout(gather, ("write", 0),
+                         lambda b, g, y_, x_, u, v: (b, g, y_, x_ // wide, u, v, x_ % wide))
     gb, gg, gy, gx, gu, gv = sch.get_loops(gather)
     gxo, gxi = sch.split(gx, [None, wide])
     sch.reorder(gxo, gu, gv, gxi)

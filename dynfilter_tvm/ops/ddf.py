@@ -214,12 +214,13 @@ def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
     2-D (the ceil(k/m)^2 tap iterations per pixel include masked ones). 'acc' runs over the
     grid hh = h + (p mod s), rounded up to whole multiples of s per axis (of s*ROW_QUANTUM
     columns for s > 1, FWD_ROW_QUANTUM in generic builds at stride 1: whole vector tiles per
-    phase, no tail predicate, which would make TVM's vectorizer give up; :func:`dx_grid`), so that hh = s*hq + r, r the phase of t: a
-    schedule that splits hh by s has one phase per loop and taps that read contiguous rows of
-    dO and S (copies 'dOp', 'Sp' padded with zeros so that every tap index of every phase is
-    inside; taps past k are masked, their tap index clamped, though TVM may drop the clamp
-    under the mask, whose load is never issued). 'out' stores the real dX =
-    acc[h + p mod s]. Stride 1: one phase, k taps, the correlation of the padded dO as before."""
+    phase, no tail predicate, which would make TVM's vectorizer give up; :func:`dx_grid`), so
+    that hh = s*hq + r, r the phase of t: a schedule that splits hh by s has one phase per loop
+    and taps that read contiguous rows of dO and S (copies 'dOp', 'Sp' padded with zeros so that
+    every tap index of every phase is inside; taps past k are masked, their tap index clamped,
+    though TVM may drop the clamp under the mask, whose load is never issued). 'out' stores the
+    real dX = acc[h + p mod s]. Stride 1: one phase, k taps, the correlation of the padded dO as
+    before."""
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
     acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
