@@ -197,7 +197,8 @@ def dx_grid(H, W, k: int, s: int, d: int):
     tiles' 16-lane vectors: schedules/ddf_cpu.py dx; rounding the rows to pairs too made the
     generic CUDA dx's stages non-constant, so it fell back to a thread per output). The
     generic CUDA dx tiles this grid: ceil(round16(W) / 15) column blocks instead of
-    ceil(round8(W) / 15), one more at 49-56 px rows (its last all padding) and at <= 8 px."""
+    ceil(round8(W) / 15): at most one more, all padding, only where W mod 16 is 1..8 (56 px: 5,
+    was 4)."""
     pm = (k - 1) // 2 * d % s
     if s == 1 and not _static(W):
         return H, _round_up(tirx.max(W, 1), FWD_ROW_QUANTUM)
