@@ -6,12 +6,13 @@ plane copied next to the loop that reads it (it stays in cache). fwd tiles sever
 of a head (sharing S) x several AVX-512 vectors (see :func:`fwd`). dS sums over channels into
 a vector tile of all taps; dC keeps vector-wide column sums, reduced at the end.
 
-dx at stride 1 takes fwd's register tiles. dx at stride > 1 takes half-width vectors where those
-tile a static row exactly (28 = 7 x 4) and whole ones would leave a tail tile (predicated:
-TVM's vectorizer leaves it scalar). dx at
-stride s > 1 runs on the phase grid of ``ops.ddf.ddf_dx``: per vector tile of s rows x s*lanes
-pixels, the s x s phases' accumulators (unrolled, so each phase's taps are constants), then
-'out' interleaves them into dX (contiguous loads, stores strided by s).
+dx at stride 1 takes fwd's register tiles (generic builds: fwd's generic tiles, with S's taps
+gathered tile-major once per call, :func:`_dx_generic_tiles`). dx at stride > 1 takes
+half-width vectors where those tile a static row exactly (28 = 7 x 4) and whole ones would
+leave a tail tile (predicated: TVM's vectorizer leaves it scalar). dx at stride s > 1 runs
+on the phase grid of ``ops.ddf.ddf_dx``: per vector tile of s rows x s*lanes pixels, the
+s x s phases' accumulators (unrolled, so each phase's taps are constants), then 'out'
+interleaves them into dX (contiguous loads, stores strided by s).
 
 Shape-generic kernels (B, H, W symbolic) take the same schedules. Their rows are whole vectors
 (``ops.ddf.ROW_QUANTUM``): S's widened rows ('Spad': fwd, dc) built once per call, dO's widened
@@ -29,6 +30,8 @@ copies' tails 10%.
 from __future__ import annotations
 
 import tvm.s_tir as s_tir
+from tvm import tirx
+from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
 from dynfilter_tvm.ops.ddf import FWD_ROWS
@@ -97,9 +100,7 @@ def fwd(sch, wl, target):
         sch.vectorize(xi)
         unroll_taps(sch, wl, v)
         unroll(sch, ci, ym)
-        # (float64: with pieces of 8 doubles, the last W mod 4 pixels of rows with W mod 16
-        # < 8 came out wrong (predicated tail piece, not analysed): whole tiles as before)
-        _row_tile_out(sch, acc, u, xo, wide, 0 if wl.dtype == "float64" else wide // 2)
+        _row_tile_out(sch, acc, u, xo, wide, _out_piece(wide))
         return
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
 
@@ -214,6 +215,16 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
     split_tail(sch, xo)
 
 
+def _out_piece(wide: int) -> int:
+    """fwd / dx generic: the lanes of 'out''s store pieces (:func:`_row_tile_out`), half a
+    16-lane tile; 0 (whole tiles) for narrower tiles (float64 with AVX-512, every dtype
+    without): half pieces of 8- and 4-lane tiles stored wrong pixels near the row's end
+    (float64 with AVX-512: the last W mod 4 pixels where W mod 16 < 8; on an AVX2 target,
+    'haswell', float32 fwd up to 0.8 relative error, and float64 too; cause not traced;
+    tests/test_generic_ddf.py test_generic_cpu_avx2)."""
+    return wide // 2 if wide >= 16 else 0
+
+
 def _init_tile(sch, blk, loop, vector: bool = True) -> None:
     """decompose_reduction of ``blk`` at ``loop``; the init's own loops (the register tile)
     unrolled, the innermost vectorised (unless ``vector`` is False: a scalar segment)."""
@@ -259,10 +270,11 @@ def _copy_partition_ok(wl, strided: bool = True) -> bool:
 def dx(sch, wl, target):
     """acc(b, g, c, hh, ww; j, i) on the phase grid (``ops.ddf.ddf_dx``). Stride 1: the
     register tiles of fwd (the tile's channels share the loads of S): static rows cut into
-    segments of AVX-512 vectors; generic ones (whole ROW_QUANTUM pixels) one 8-lane vector
-    per channel. Stride s > 1: hh and ww split by s into (quotient, phase), the
-    phases outside the vector tiles (unrolled for s <= MAX_UNROLLED_STRIDE: their taps are then
-    constants and the masks of absent taps fold away), so each tile reads contiguous rows of
+    segments of AVX-512 vectors; generic ones (whole FWD_ROW_QUANTUM pixels) fwd's generic
+    tiles, 2 rows x one AVX-512 vector per channel (:func:`_dx_generic_tiles`). Stride s > 1:
+    hh and ww split by s into (quotient, phase), the phases outside the vector tiles
+    (unrolled for s <= MAX_UNROLLED_STRIDE: their taps are then constants and the masks of
+    absent taps fold away), so each tile reads contiguous rows of
     dO and S; acc's row buffer is laid out phase-major (its tiles contiguous) and 'out'
     interleaves the s x s phases of s rows into dX."""
     lanes, s = vector_lanes(wl.dtype), wl.p["s"]
@@ -280,13 +292,7 @@ def dx(sch, wl, target):
             _dx_pad_copy(sch, wl, plane)  # before the row is partitioned (its blocks' regions are coarse)
             _static_row_tiles(sch, wl, y, x, ci, j, i, wide, max(1, acc_registers(target) // (2 * ct)))
             return
-        # generic: tiles of the ct channels x one vector (Wa: whole ROW_QUANTUM)
-        xo, xi = sch.split(x, [None, lanes])
-        sch.reorder(y, xo, j, i, ci, xi)
-        sch.vectorize(xi)
-        unroll_taps(sch, wl, j, i)
-        unroll(sch, ci)
-        _row_tile_out(sch, acc, j, xo, lanes)
+        _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci)
     else:
         acc = sch.get_sblock("acc")
         b, g, c, hh, ww, j, i = sch.get_loops(acc)
@@ -318,6 +324,77 @@ def dx(sch, wl, target):
                 sch.unroll(wi)
             sch.vectorize(wo)
     _dx_pad_copy(sch, wl, plane)
+
+
+def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
+    """Generic dx at stride 1: fwd's generic register tiles, ct channels x FWD_ROWS rows x one
+    wide vector (16 float32 lanes with AVX-512; ``ops.ddf.dx_grid`` rounds the rows to whole
+    FWD_ROW_QUANTUM pixels), the taps (j, i) outside the tile; 'out' in half-vector pieces
+    (16-lane tiles; narrower ones whole, :func:`_out_piece`). The grid keeps H rows (rounded
+    to pairs, the generic CUDA dx's shared stages stopped compacting to a constant size and it
+    fell back to a thread per output): the pair loop is cut (LoopPartition) into whole pairs
+    and, for odd H, a last pair whose second row is predicated (a test per row, not per lane:
+    its vectors stay vectors), the tile's regions declared whole (:func:`_pair_regions`).
+
+    S's taps are gathered once per call into a tile-major copy ('Sp_reindex', ``reindex``:
+    (row, tile, j, i, lane) holds Sp[j, i, hh + 2p - j*d, ww + 2p - i*d] for the pixel (hh, ww)),
+    so a tile's k x k tap vectors lie at constant offsets from one pointer per row. Read from
+    the padded Sp, each tap is another plane at a symbolic stride, and with the 16 dO row
+    pointers of a tile (4 channels x 4 rows) they spill: the tap loop reloads them from the
+    stack (perf at 56 px k3: 85-87 integer moves and 100-130 stack operands per 144 FP
+    operations; the static build's loop, at constant strides, has none). fwd's Spad layout
+    change cannot serve here, as the tap shifts S's rows and columns (a transform_layout
+    mixing u and y has no inverse); ``reindex`` builds the shifted copy as a second,
+    vectorised pass over Sp (contiguous reads along the row), the compute unchanged. dO's
+    row pointers remain (RESULTS.md: a strip copy with constant strides cost more than it won).
+
+    Generic / static dx, 1 thread, kernels alone (``bench_ddf_kernels.py --thread-time
+    --kernels dx``): 1.25 / 1.37 / 1.54 / 1.73 -> 1.26 / 1.11 / 1.21 / 0.94 at 56, 28, 14 px k3
+    and 56 px k7 (the 56 px k3 figure moves by +-0.15 between runs; RESULTS.md, "DDF CPU
+    generic dx tiles", with what else was tried)."""
+    wide = _fwd_lanes(wl.dtype, target)
+    yo, ym = sch.split(y, [None, FWD_ROWS])  # predicated in the last pair of an odd H
+    xo, xi = sch.split(x, [None, wide])
+    sch.reorder(yo, xo, j, i, ci, ym, xi)
+    sch.vectorize(xi)
+    unroll_taps(sch, wl, j, i)
+    unroll(sch, ci, ym)
+    gather = sch.reindex(acc, ("read", next(
+        n for n, r in enumerate(sch.get(acc).reads) if r.source.name == "Sp")))
+    sch.transform_layout(gather, ("write", 0),
+                         lambda b, g, y_, x_, u, v: (b, g, y_, x_ // wide, u, v, x_ % wide))
+    gb, gg, gy, gx, gu, gv = sch.get_loops(gather)
+    gxo, gxi = sch.split(gx, [None, wide])
+    sch.reorder(gxo, gu, gv, gxi)
+    sch.parallel(sch.fuse(gb, gg, gy))
+    sch.vectorize(gxi)
+    _row_tile_out(sch, acc, j, xo, wide, _out_piece(wide))
+    split_tail(sch, yo)  # whole pairs unpredicated (LoopPartition), the odd H's last pair apart
+    _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
+
+
+def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS) -> None:
+    """Declare that ``blocks`` touch 'acc' (laid out (b, g, c, row, tile, lane), or the plain
+    row) in whole tiles of ``rows`` rows x one vector (as :func:`tile_regions` does for the
+    columns): the rows' split over a symbolic H leaves a predicate, from which TVM would size
+    the compacted tile (bounded by the largest int32: the build failed on an int32 overflow)."""
+    for name in blocks:
+        block = sch.get_sblock(name)
+        obj = sch.get(block)
+        vars_ = [iv.var for iv in obj.iter_vars]
+        for kind, regions in ((0, obj.reads), (1, obj.writes)):
+            for n, reg in enumerate(regions):
+                if reg.source.name != "acc":
+                    continue
+                b, g, c, row, *col = (r.min for r in reg.region)
+                top = tirx.floordiv(row, rows) * rows
+                flat = [b, b + 1, g, g + 1, c, c + 1, top, top + rows]
+                if len(col) == 2:  # (tile, lane)
+                    flat += [col[0], col[0] + 1, 0, lanes]
+                else:  # the plain row (whole-tile stores, :func:`_out_piece`)
+                    lo = tirx.floordiv(col[0], lanes) * lanes
+                    flat += [lo, lo + lanes]
+                _ffi_api.ScheduleAnnotateBufferAccess(sch, block, n, kind, tirx.IndexMap(vars_, flat, None))
 
 
 def _dx_pad_copy(sch, wl, plane):

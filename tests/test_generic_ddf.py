@@ -133,6 +133,33 @@ def _generic_wl(kernel, C, G, k, s, d, combine, dtype):
                          dtype)
 
 
+@pytest.mark.parametrize("kernel", ("fwd", "dx"))
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+def test_generic_cpu_avx2(kernel, dtype):
+    """The generic fwd and dx (stride 1) built for a CPU without AVX-512 ('haswell': 8-lane
+    float32 tiles, which once stored their rows' ends in 4-lane pieces, wrong near the row's
+    end) against the float64 reference, at widths around the 8- and 16-pixel tiles."""
+    import numpy as np
+    import tvm
+    from tvm.target import Target
+
+    from dynfilter_tvm.build import build
+
+    target = Target({"kind": "llvm", "mcpu": "haswell"})
+    for k, d, combine in ((3, 1, "mul"), (5, 2, "add")):
+        lib = build(_generic_wl(kernel, 8, 2, k, 1, d, combine, dtype), target)
+        for B, H, W in ((1, 1, 1), (2, 7, 9), (1, 13, 17), (1, 6, 33), (2, 5, 50)):
+            wl = Workload.make("ddf", kernel, dict(B=B, C=8, H=H, W=W, G=2, k=k, s=1, d=d, combine=combine), dtype)
+            rng = np.random.default_rng(B * 1000 + H * 100 + W)
+            ins = [rng.standard_normal(shape).astype(dtype)
+                   for shape in ((B, 2, 4, H, W), (B, 2, k, k, H, W), (B, 2, 4, k, k))]
+            args = [tvm.runtime.tensor(a) for a in (*ins, np.zeros((B, 2, 4, H, W), dtype))]
+            lib(*args)
+            np.testing.assert_allclose(args[-1].numpy(), emulate.reference(wl, ins),
+                                       rtol=1e-5 if dtype == "float32" else 1e-12,
+                                       atol=1e-5 if dtype == "float32" else 1e-12, err_msg=f"{k} {B}x{H}x{W}")
+
+
 KERNELS = ("fwd", "dx", "ds", "dc")
 # C/G = 32: ds's channel-slice path; k = 9: taps not unrolled
 CUDA_PARAMS = [(8, 2, 3, 2, 1, "mul"), (64, 2, 3, 1, 2, "add"), (2, 1, 9, 1, 1, "add")]
@@ -231,8 +258,10 @@ def test_cuda_generic_tiled_emulated(kernel, dtype, way):
 
 
 # Negative controls on the tiled generic kernels: each mutation of one lowering must fail the
-# check at a size with tail tiles (37 x 53: a partial tile each way).
-CONTROL_SIZES = dict(B=1, H=37, W=53)
+# check at a size with tail tiles (37 x 61: a partial tile each way, holding real pixels; at 53
+# columns dx's last column block, over its grid's 64 columns (whole 16-pixel rows at stride 1,
+# ops.ddf.dx_grid), held only padding, so a grid one block short still passed).
+CONTROL_SIZES = dict(B=1, H=37, W=61)
 BARRIER = "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);"
 
 

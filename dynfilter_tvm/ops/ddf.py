@@ -29,7 +29,8 @@ padded copies of X, of S's rows ('Spad': fwd, dc), of dO ('dOpad': ds, dc; 'dOp'
 (dx)), and 'out' stores the real row (dc's 'acc' sums the real columns), so the CPU vector tiles
 have no tail predicate (a predicated tile runs scalar); fwd's rows are whole ``FWD_ROW_QUANTUM``
 pixels and its rows whole pairs (``FWD_ROWS``; 'Spad' pads S's rows too), which its CPU register
-tiles span. The CUDA schedules inline these copies
+tiles span; dx's stride-1 rows are whole ``FWD_ROW_QUANTUM`` pixels too (``dx_grid``). The CUDA
+schedules inline these copies
 (index checks in the loads). Static kernels compute their exact rows.
 """
 from __future__ import annotations
@@ -46,8 +47,8 @@ MAX_KERNEL_SIZE = 31
 # Every kernel builds once for any batch and size with these symbolic (tests/test_generic_ddf.py):
 # what CPU calls use by default (dispatch.DEFAULT_MODES) and bundles written without --input
 # hold. Generic / static time, 1 thread, kernels alone (benchmarks/bench_ddf_kernels.py
-# --thread-time; RESULTS.md "DDF CPU generic row ends"): fwd 0.98-1.35x, dx 1.31-1.55x,
-# ds 0.82-1.12x, dc 0.65-1.18x.
+# --thread-time; RESULTS.md "DDF CPU generic row ends", "DDF CPU generic dx tiles"): fwd
+# 0.98-1.35x, dx 0.94-1.26x at stride 1 (1.46x at stride 2), ds 0.82-1.12x, dc 0.65-1.18x.
 SYMBOLIC = ("B", "H", "W")
 # Generic kernels (and dx at any stride > 1) compute each row of 'acc' padded to whole
 # ROW_QUANTUM pixels (a whole number of float32 / float64 CPU vectors), the inputs read past the
@@ -191,9 +192,17 @@ def _phase_taps(k: int, s: int, d: int):
 def dx_grid(H, W, k: int, s: int, d: int):
     """(Ha, Wa): dx's phase grid over hh = h + (p mod s) (see :func:`ddf_dx`), whole multiples of
     s rows and of s*ROW_QUANTUM columns (whole vector tiles per phase: a tail predicate would
-    make TVM's vectorizer give up), exactly H x W at stride 1 (static widths)."""
+    make TVM's vectorizer give up), exactly H x W at stride 1 (static widths). Generic widths
+    at stride 1: H rows of whole FWD_ROW_QUANTUM columns, as fwd's rows (the CPU register
+    tiles' 16-lane vectors: schedules/ddf_cpu.py dx; rounding the rows to pairs too made the
+    generic CUDA dx's stages non-constant, so it fell back to a thread per output). The
+    generic CUDA dx tiles this grid: ceil(round16(W) / 15) column blocks instead of
+    ceil(round8(W) / 15): at most one more, all padding, only where W mod 16 is 1..8 (56 px: 5,
+    was 4)."""
     pm = (k - 1) // 2 * d % s
-    Wa = W if s == 1 and _static(W) else _round_up(W + pm, s * ROW_QUANTUM)
+    if s == 1 and not _static(W):
+        return H, _round_up(tirx.max(W, 1), FWD_ROW_QUANTUM)
+    Wa = W if s == 1 else _round_up(W + pm, s * ROW_QUANTUM)
     return _round_up(H + pm, s), Wa
 
 
@@ -205,13 +214,14 @@ def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
     zero-inserted grid: each tap reaches about H/s rows either way, so about s^2 less work in
     2-D (the ceil(k/m)^2 tap iterations per pixel include masked ones). 'acc' runs over the
     grid hh = h + (p mod s), rounded up to whole multiples of s per axis (of s*ROW_QUANTUM
-    columns for s > 1 or in generic builds: whole vector tiles per phase, no tail predicate,
-    which would make TVM's vectorizer give up), so that hh = s*hq + r, r the phase of t: a
-    schedule that splits hh by s has one phase per loop and taps that read contiguous rows of
-    dO and S (copies 'dOp', 'Sp' padded with zeros so that every tap index of every phase is
-    inside; taps past k are masked, their tap index clamped, though TVM may drop the clamp
-    under the mask, whose load is never issued). 'out' stores the real dX =
-    acc[h + p mod s]. Stride 1: one phase, k taps, the correlation of the padded dO as before."""
+    columns for s > 1, FWD_ROW_QUANTUM in generic builds at stride 1: whole vector tiles per
+    phase, no tail predicate, which would make TVM's vectorizer give up; :func:`dx_grid`), so
+    that hh = s*hq + r, r the phase of t: a schedule that splits hh by s has one phase per loop
+    and taps that read contiguous rows of dO and S (copies 'dOp', 'Sp' padded with zeros so that
+    every tap index of every phase is inside; taps past k are masked, their tap index clamped,
+    though TVM may drop the clamp under the mask, whose load is never issued). 'out' stores the
+    real dX = acc[h + p mod s]. Stride 1: one phase, k taps, the correlation of the padded dO as
+    before."""
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
     acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
