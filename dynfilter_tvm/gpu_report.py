@@ -161,8 +161,8 @@ def flops(wl: Workload) -> int:
     raise KeyError(f"no FLOP formula for {wl.op}.{wl.kernel}")
 
 
-def requested_bytes(wl: Workload, itemsize: int = 4, generic: Optional[Workload] = None,
-                    arch: str = "sm_90") -> int:
+def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
+                    generic: Optional[Workload] = None) -> int:
     """The default schedule's own count of the bytes its global loads request: loads issued
     per thread x element size, summed over all threads, counting a warp-uniform load once per
     thread and assuming no cache (L1/L2 hits make the DRAM traffic smaller). Loads masked off
@@ -747,7 +747,7 @@ def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> Lis
         base["roofline"] = max(base["bytes"] / H100_BW, base["flops"] / aim_peak(wl))
         for arch in archs:
             # schedules may differ per arch
-            base["requested"] = requested_bytes(wl, item, built if sizes else None, arch)
+            base["requested"] = requested_bytes(wl, item, arch, generic=built if sizes else None)
             target = cuda_target(arch)
             src = build(built, target).mod.imports[0].inspect_source()
             res = ptxas_resources(src, arch)

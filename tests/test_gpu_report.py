@@ -199,27 +199,27 @@ def test_generic_ddf_requested_bytes():
     figures): each tiled, within 1.1x of the static build's and 1.5x of the minimum."""
     d = 8 * 256 * 56 * 56  # dO, X or out elements
     gwl, wl = _generic("fwd")  # 16 x 16 tiles as the static one: the same bytes
-    assert G.requested_bytes(wl, 4, gwl) == G.requested_bytes(wl) == 4 * (8 * 256 * 62 * 62 + 8 * 9 * 3136 * 8
+    assert G.requested_bytes(wl, 4, generic=gwl) == G.requested_bytes(wl) == 4 * (8 * 256 * 62 * 62 + 8 * 9 * 3136 * 8
                                                                           + 8 * 256 * 9 * 16 + d)
     # dx: 32 x 15 tiles (2 x 4 per plane), dO rows 33+25 = 58 and columns 16+17+17+12 = 62 over
     # the windows, S over them per 32-channel chunk, C per tile
     gwl, wl = _generic("dx")
-    assert G.requested_bytes(wl, 4, gwl) == 4 * (8 * 256 * 58 * 62 + 8 * 9 * 58 * 62 * 8 + 8 * 256 * 9 * 8 + d)
+    assert G.requested_bytes(wl, 4, generic=gwl) == 4 * (8 * 256 * 58 * 62 + 8 * 9 * 58 * 62 * 8 + 8 * 256 * 9 * 8 + d)
     # ds: 24 x 8 tiles (3 x 7), X windows 25+25+10 = 60 rows, 9+10*5+9 = 68 columns, 2 channel
     # blocks' scratch stored and loaded, dS
     gwl, wl = _generic("ds")
-    assert G.requested_bytes(wl, 4, gwl) == 4 * (d + 8 * 256 * 60 * 68 + 8 * 256 * 9 * 21 + 2 * 2 * 8 * 9 * 3136
+    assert G.requested_bytes(wl, 4, generic=gwl) == 4 * (d + 8 * 256 * 60 * 68 + 8 * 256 * 9 * 21 + 2 * 2 * 8 * 9 * 3136
                                                  + 8 * 9 * 3136)
     # dc: 16-row x 8-column tiles, 16 channels per block, 7 column blocks' scratch
     gwl, wl = _generic("dc")
-    assert G.requested_bytes(wl, 4, gwl) == 4 * (d + 8 * 256 * 62 * 68 + 8 * 9 * 3136 * 16 + 2 * 7 * 8 * 256 * 9
+    assert G.requested_bytes(wl, 4, generic=gwl) == 4 * (d + 8 * 256 * 62 * 68 + 8 * 9 * 3136 * 16 + 2 * 7 * 8 * 256 * 9
                                                  + 8 * 256 * 9)
     for layer in G.generic_workloads().values():
         for gwl, sizes in layer:
             from dynfilter_tvm import emulate
 
             wl = emulate.concrete(gwl, sizes)
-            gen, static = G.requested_bytes(wl, 4, gwl), G.requested_bytes(wl)
+            gen, static = G.requested_bytes(wl, 4, generic=gwl), G.requested_bytes(wl)
             assert gen <= 1.5 * G.min_bytes(wl) and gen <= 1.11 * static, (wl, gen, static)
 
 
@@ -233,7 +233,7 @@ def test_generic_per_output_bytes():
         gwl = Workload.make("ddf", kernel, p, "float32")
         wl = emulate.concrete(gwl, dict(B=1, H=20, W=20))
         out = 8 * 10 * 10 if s == 2 else 8 * 20 * 20
-        assert G.requested_bytes(wl, 4, gwl) == 4 * out * k * k * 3
+        assert G.requested_bytes(wl, 4, generic=gwl) == 4 * out * k * k * 3
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
