@@ -45,8 +45,8 @@ from .common import acc_dtype, cast_out, dim, out_size, zero_pad
 COMBINES = ("mul", "add")
 MAX_KERNEL_SIZE = 31
 # Every kernel builds once for any batch and size with these symbolic (tests/test_generic_ddf.py):
-# what CPU calls use by default (dispatch.DEFAULT_MODES) and bundles written without --input
-# hold. Generic / static time, 1 thread, kernels alone (benchmarks/bench_ddf_kernels.py
+# what CPU calls use by default, CUDA calls wherever the generic CUDA build is tiled
+# (dispatch.OP_DEFAULT_MODES), and what bundles written without --input hold. Generic / static time, 1 thread, kernels alone (benchmarks/bench_ddf_kernels.py
 # --thread-time; RESULTS.md "DDF CPU generic row ends", "DDF CPU generic dx tiles"): fwd
 # 0.98-1.35x, dx 0.94-1.26x at stride 1 (1.46x at stride 2), ds 0.82-1.12x, dc 0.65-1.18x.
 SYMBOLIC = ("B", "H", "W")
