@@ -406,7 +406,9 @@ def _ddf_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int
         nj, _, dg, _, q0, _ = _phase_taps(k, s, d)
         offs = [q0(r) + j * dg for r in range(s) for j in range(nj)]
         pm = pad % s
-        grid = (up(H + pm, s), up(W + pm, s * ROW_QUANTUM))  # ops.ddf.dx_grid of a generic build
+        # ops.ddf.dx_grid of a generic build: at stride 1 rows of whole FWD_ROW_QUANTUM (the CPU's
+        # 16-lane tiles), so up to one column block of padding that still loads its C
+        grid = (H, up(W, FWD_ROW_QUANTUM)) if s == 1 else (up(H + pm, s), up(W + pm, s * ROW_QUANTUM))
 
         def real(n_out: int, n_grid: int, t: int) -> tuple:  # as _ddf_tiled_bytes' dx
             wins = [range(i // s + pad // s - max(offs), (min(i + t, n_grid) - 1) // s + pad // s - min(offs) + 1)

@@ -201,10 +201,12 @@ def test_generic_ddf_requested_bytes():
     gwl, wl = _generic("fwd")  # 16 x 16 tiles as the static one: the same bytes
     assert G.requested_bytes(wl, 4, generic=gwl) == G.requested_bytes(wl) == 4 * (8 * 256 * 62 * 62 + 8 * 9 * 3136 * 8
                                                                           + 8 * 256 * 9 * 16 + d)
-    # dx: 32 x 15 tiles (2 x 4 per plane), dO rows 33+25 = 58 and columns 16+17+17+12 = 62 over
-    # the windows, S over them per 32-channel chunk, C per tile
+    # dx: 32 x 15 tiles over rows of whole 16 px (2 x 5 per plane; the fifth column block all
+    # padding), dO rows 33+25 = 58 and columns 16+17+17+12 = 62 over the windows, S over them per
+    # 32-channel chunk, C per tile
     gwl, wl = _generic("dx")
-    assert G.requested_bytes(wl, 4, generic=gwl) == 4 * (8 * 256 * 58 * 62 + 8 * 9 * 58 * 62 * 8 + 8 * 256 * 9 * 8 + d)
+    assert G.requested_bytes(wl, 4, generic=gwl) == 4 * (8 * 256 * 58 * 62 + 8 * 9 * 58 * 62 * 8 + 8 * 256 * 9 * 10
+                                                         + d)
     # ds: 24 x 8 tiles (3 x 7), X windows 25+25+10 = 60 rows, 9+10*5+9 = 68 columns, 2 channel
     # blocks' scratch stored and loaded, dS
     gwl, wl = _generic("ds")
