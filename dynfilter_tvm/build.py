@@ -5,8 +5,6 @@ tuner and the AOT compiler all call :func:`build`.
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
 import sys
 from typing import Callable, Optional, Tuple
 
@@ -32,13 +30,10 @@ class BuildError(RuntimeError):
 
 
 def compute_digest(workload: Workload) -> str:
-    """Hash of the source of the module holding the op's compute definitions and of the
-    shared TE helpers they use."""
-    h = hashlib.sha256()
+    """Hash of the code of the module holding the op's compute definitions and of the shared
+    TE helpers they use (comments and docstrings left out)."""
     fn_module = registry.compute_fn(workload).__module__
-    for name in (fn_module, "dynfilter_tvm.ops.common"):
-        h.update(inspect.getsource(sys.modules[name]).encode())
-    return h.hexdigest()[:16]
+    return schedules.code_digest(sys.modules[fn_module], sys.modules["dynfilter_tvm.ops.common"])
 
 
 def plan(workload: Workload, target: Target, tuned: bool = True) -> Tuple[str, Callable[[], tvm.IRModule]]:

@@ -6,6 +6,7 @@ the target, and transforms loops only: it must never change results. Registered 
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import inspect
@@ -45,11 +46,24 @@ def lookup(op: str, kernel: str, family: str) -> ScheduleFn:
         raise KeyError(f"no default {family} schedule for {op}.{kernel}") from None
 
 
-def source_digest(fn: ScheduleFn) -> str:
-    """Hash of the source of the module holding ``fn`` and of the shared helpers: any edit to
-    a schedule changes the cache key of the kernels it builds."""
+def code_digest(*modules) -> str:
+    """Hash of the code of ``modules``: their syntax trees with docstrings dropped, so an edit
+    to a comment or docstring keeps cached kernels and shipped bundles valid while any edit
+    to the code itself changes the hash."""
     h = hashlib.sha256()
-    for mod in (sys.modules[fn.__module__], sys.modules[__name__ + ".common"]):
-        h.update(inspect.getsource(mod).encode())
+    for mod in modules:
+        tree = ast.parse(inspect.getsource(mod))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                    and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+        h.update(ast.dump(tree).encode())
     return h.hexdigest()[:16]
 
+
+def source_digest(fn: ScheduleFn) -> str:
+    """Hash of the code of the module holding ``fn`` and of the shared helpers: any edit to
+    a schedule's code changes the cache key of the kernels it builds."""
+    return code_digest(sys.modules[fn.__module__], sys.modules[__name__ + ".common"])

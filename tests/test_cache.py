@@ -206,9 +206,30 @@ def test_schedule_id_follows_schedule_source(monkeypatch):
     wl, tgt = Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()
     _, before = schedule(wl, tgt)
     assert plan(wl, tgt)[0] == before
-    monkeypatch.setattr(schedules.inspect, "getsource", lambda mod: "edited source")
+    monkeypatch.setattr(schedules.inspect, "getsource", lambda mod: "edited = 'source'")
     _, after = schedule(wl, tgt)
     assert before != after == plan(wl, tgt)[0]
+
+
+def test_code_digest_follows_code_not_comments(tmp_path, monkeypatch):
+    """A comment or docstring edit keeps the digest (shipped bundles and caches stay valid);
+    any edit to the code changes it."""
+    import importlib
+    import schedules
+    monkeypatch.syspath_prepend(str(tmp_path))
+    versions = {
+        "base": 'def f(x):\n    """Doc."""\n    return x + 1\n',
+        "comments": '# a comment\ndef f(x):\n    """Other doc."""\n    return x + 1  # why\n',
+        "nodoc": 'def f(x):\n    return x + 1\n',
+        "code": 'def f(x):\n    """Doc."""\n    return x + 2\n',
+        "docless_code": 'def f(x):\n    return "Doc."\n',
+    }
+    digests = {}
+    for name, text in versions.items():
+        (tmp_path / f"digest_{name}.py").write_text(text)
+        digests[name] = schedules.code_digest(importlib.import_module(f"digest_{name}"))
+    assert digests["base"] == digests["comments"] == digests["nodoc"]
+    assert len({digests["base"], digests["code"], digests["docless_code"]}) == 3
 
 
 def test_cache_off_keeps_memory_only(fresh_cache, monkeypatch):
