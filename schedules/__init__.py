@@ -7,6 +7,7 @@ the target, and transforms loops only: it must never change results. Registered 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib
 import inspect
@@ -46,20 +47,32 @@ def lookup(op: str, kernel: str, family: str) -> ScheduleFn:
         raise KeyError(f"no default {family} schedule for {op}.{kernel}") from None
 
 
+def _tree_text(source: str) -> str:
+    """The syntax tree of ``source`` with docstrings dropped, dumped."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+@functools.lru_cache(maxsize=64)
+def _source_hash(source: str) -> bytes:
+    # keyed by the text itself (an edited module is hashed anew); parsing costs ~8 ms per
+    # module, paid per kernel key (cache misses, each kernel of a loaded bundle) without it
+    return hashlib.sha256(_tree_text(source).encode()).digest()
+
+
 def code_digest(*modules) -> str:
     """Hash of the code of ``modules``: their syntax trees with docstrings dropped, so an edit
     to a comment or docstring keeps cached kernels and shipped bundles valid while any edit
     to the code itself changes the hash."""
     h = hashlib.sha256()
     for mod in modules:
-        tree = ast.parse(inspect.getsource(mod))
-        for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                    and body and isinstance(body[0], ast.Expr)
-                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
-                node.body = body[1:] or [ast.Pass()]
-        h.update(ast.dump(tree).encode())
+        h.update(_source_hash(inspect.getsource(mod)))
     return h.hexdigest()[:16]
 
 
