@@ -77,7 +77,6 @@ def fwd(sch, wl, target):
     / 1.34 -> 1.35 / 1.12 / 1.08 / 0.98 at 56, 28, 14 px k3 and 56 px k7 (RESULTS.md, "DDF
     CPU generic row ends").
     """
-    lanes = vector_lanes(wl.dtype)
     wide = _fwd_lanes(wl.dtype, target)
     cg = wl.p["C"] // wl.p["G"]
     ct = next(t for t in (FWD_CHANNELS, 2, 1) if cg % t == 0)
@@ -206,8 +205,13 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     if piece:
-        pieces, inner = sch.split(sch.get_loops(out)[-1], [None, piece])
+        loops = sch.get_loops(out)
+        depth = next(i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(xo)))
+        *tile, row = loops[depth + 1:]
+        pieces, inner = sch.split(row, [None, piece])
         sch.vectorize(inner)
+        sch.reorder(pieces, *tile)  # one piece loop per tile (cut once), the tile unrolled in it
+        unroll(sch, *tile)
         sch.annotate(pieces, "pragma_loop_partition_hint", 1)
         return
     vectorize_under(sch, out, xo)
