@@ -21,8 +21,9 @@ the padded copies and the stores of the real row ('out'; dc's sum over x) keep a
 tail, which ``split_tail`` cuts off the whole tiles (vectors); the vector tiles are declared
 whole (``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
 local tile, its plane-wide buffer having a symbolic size). The padded copies' interiors are
-plain row loops, vectorised by LLVM (:func:`_pad_copy`); fwd stores its tiles in half-vector
-pieces cut at the row's end (:func:`_row_tile_out`). Found in the generic builds' profiles
+plain row loops, vectorised by LLVM (:func:`_pad_copy`); fwd and dx (stride 1) store their
+tiles in half-vector pieces cut at the row's end, one piece loop per tile
+(:func:`_row_tile_out`). Found in the generic builds' profiles
 (perf, against the static ones): TVM's vectorizer leaves every predicated tile scalar, and
 at 14 px rows the stores of the last tile were 37% of the generic fwd's time, the padded
 copies' tails 10%.
@@ -75,7 +76,11 @@ def fwd(sch, wl, target):
     sign-extended, offsets reloaded from the stack). 'out' stores a tile in half vectors
     (:func:`_row_tile_out`). Generic / static, 1 thread, kernels alone: 1.48 / 1.33 / 1.49
     / 1.34 -> 1.35 / 1.12 / 1.08 / 0.98 at 56, 28, 14 px k3 and 56 px k7 (RESULTS.md, "DDF
-    CPU generic row ends").
+    CPU generic row ends"); with 'out''s piece loop outside the tile, in two runs each (a
+    busier machine, the before figures higher): 1.51-1.53 / 1.36-1.37 / 1.20 / 1.05-1.08 ->
+    1.37-1.41 / 1.11-1.16 / 1.12 / 1.06-1.08 (RESULTS.md "DDF CPU generic 'out' piece
+    loop"). At 56 px the gap is the row's end: at 64 px (no partial tile) generic / static
+    was 1.08 and 1.21 in two runs where 56 px gave 1.36 and 1.47.
     """
     wide = _fwd_lanes(wl.dtype, target)
     cg = wl.p["C"] // wl.p["G"]
@@ -198,7 +203,21 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
     under ``lanes`` (16 of 14 px rows ran scalar: 37% of the generic fwd's time at 14 px,
     perf). The tile is laid out (tile, lane) instead of declared whole: 'out''s region over
     the pieces is then one tile (declared regions over split loops made TVM's buffer
-    compaction overflow int32). Two half stores per whole vector cost little at 56 px."""
+    compaction overflow int32). Two half stores per whole vector cost little at 56 px.
+
+    The piece loop is the outer one of the tile's stores, its (channel, row) loops unrolled
+    inside: one cut piece loop per tile instead of one per (channel, row) (8 per tile: each
+    its own bounds, branches and int32 address arithmetic), each piece's 8 stores at constant
+    offsets. Generic / static, same runs (RESULTS.md "DDF CPU generic 'out' piece loop"):
+    dx 1.46-1.49 -> 1.17-1.19 at 56 px, 1.41-1.45 -> 1.07-1.09 at 28, 1.37-1.38 -> 1.11-1.12
+    at 14; fwd 1.51-1.53 -> 1.37-1.41, 1.36-1.37 -> 1.11-1.16, 1.20 -> 1.12.
+
+    What stays at rows of W mod 16 in 1..8 (56 px): the last tile computes 8 dead lanes
+    (16 where the static build runs an 8-lane vector) and checks a dead piece lane by lane; a
+    second cut (whole tiles apart, their tile kept in registers) cannot reach the last tile's
+    pieces: TVM's LoopPartition recurses into the part after the cut only when it can prove
+    its extent non-negative, which the rows' max(W, 1) (``ops.ddf``) prevents, so the last
+    tile's stores went scalar lane by lane (14 px: 1.10-1.24 -> 1.26-1.40; RESULTS.md)."""
     if piece:
         sch.transform_layout(acc, ("write", 0), lambda b, g, c, y, x: (b, g, c, y, x // lanes, x % lanes))
     _init_tile(sch, acc, init_at)
@@ -355,7 +374,9 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     Generic / static dx, 1 thread, kernels alone (``bench_ddf_kernels.py --thread-time
     --kernels dx``): 1.25 / 1.37 / 1.54 / 1.73 -> 1.26 / 1.11 / 1.21 / 0.94 at 56, 28, 14 px k3
     and 56 px k7 (the 56 px k3 figure moves by +-0.15 between runs; RESULTS.md, "DDF CPU
-    generic dx tiles", with what else was tried)."""
+    generic dx tiles", with what else was tried); with 'out''s piece loop outside the tile
+    (:func:`_row_tile_out`), two runs each, same runs as the static: 1.46-1.49 / 1.41-1.45 /
+    1.37-1.38 / 1.05-1.12 -> 1.17-1.19 / 1.07-1.09 / 1.11-1.12 / 0.98-1.03."""
     wide = _fwd_lanes(wl.dtype, target)
     yo, ym = sch.split(y, [None, FWD_ROWS])  # predicated in the last pair of an odd H
     xo, xi = sch.split(x, [None, wide])
