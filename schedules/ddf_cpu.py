@@ -23,7 +23,9 @@ whole (``tile_regions``) so that they stay small buffers (dc's column sums accum
 local tile, its plane-wide buffer having a symbolic size). The padded copies' interiors are
 plain row loops, vectorised by LLVM (:func:`_pad_copy`); fwd and dx (stride 1) store their
 tiles in half-vector pieces cut at the row's end, one piece loop per tile
-(:func:`_row_tile_out`). Found in the generic builds' profiles
+(:func:`_row_tile_out`). At stride s > 1 their padded X is laid out phase-major along the
+row (:func:`_phase_pad_copy`: fwd, ds, dc), so that the taps' reads, s apart, are contiguous
+vectors. Found in the generic builds' profiles
 (perf, against the static ones): TVM's vectorizer leaves every predicated tile scalar, and
 at 14 px rows the stores of the last tile were 37% of the generic fwd's time, the padded
 copies' tails 10%.
@@ -96,7 +98,10 @@ def fwd(sch, wl, target):
     co, ci = sch.split(c, [None, ct])
     plane = sch.fuse(b, g, co)
     sch.parallel(plane)
-    _pad_copy(sch, "Xpad", plane, wide, wl.kind == "generic")
+    if wl.kind == "generic" and wl.p["s"] > 1:
+        _phase_pad_copy(sch, wl, "Xpad", plane, wide)
+    else:
+        _pad_copy(sch, "Xpad", plane, wide, wl.kind == "generic")
     if wl.kind == "generic":
         yo, ym = sch.split(y, [None, FWD_ROWS])
         xo, xi = sch.split(x, [None, wide])
@@ -431,11 +436,14 @@ def _dx_pad_copy(sch, wl, plane):
 @register("ddf", "ds", "cpu")
 def ds(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
-    xpad = sch.get_sblock("Xpad")
-    sch.parallel(sch.fuse(*sch.get_loops(xpad)[:3]))
-    xpad_row = vectorize_inner(sch, xpad, lanes)
-    if _copy_partition_ok(wl):
-        split_tail(sch, xpad_row)
+    if wl.kind == "generic" and wl.p["s"] > 1:
+        _phase_pad_copy(sch, wl, "Xpad", None, lanes, _copy_partition_ok(wl))
+    else:
+        xpad = sch.get_sblock("Xpad")
+        sch.parallel(sch.fuse(*sch.get_loops(xpad)[:3]))
+        xpad_row = vectorize_inner(sch, xpad, lanes)
+        if _copy_partition_ok(wl):
+            split_tail(sch, xpad_row)
     acc = sch.get_sblock("acc")
     b, g, u, v, y, x, c = sch.get_loops(acc)
     xo, xi = sch.split(x, [None, lanes])
@@ -486,7 +494,50 @@ def dc(sch, wl, target):
     vectorize_inner(sch, init, lanes)
     sch.reverse_compute_at(sch.get_sblock("acc"), plane)
     sch.reverse_compute_at(sch.get_sblock("out"), plane)
-    _pad_copy(sch, "Xpad", plane, lanes, wl.kind == "generic")
+    if wl.kind == "generic" and wl.p["s"] > 1:
+        _phase_pad_copy(sch, wl, "Xpad", plane, lanes)
+    else:
+        _pad_copy(sch, "Xpad", plane, lanes, wl.kind == "generic")
     if wl.kind == "generic":
         _pad_copy(sch, "dOpad", plane, lanes, True)
     split_tail(sch, xo)
+
+
+def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) -> None:
+    """Generic builds at stride s > 1: the padded X (read at x*s + v*d) laid out phase-major
+    along the row, (..., row, x mod s, x div s), so that a tap's reads over a vector of x are
+    contiguous (phase v*d mod s, from x + v*d div s) instead of s apart (a gather: a scalar
+    load and an insert per lane). Its zero fill and interior copy iterate the new layout
+    (phase outside, x div s inside): the fill in whole vectors (the tail cut off), the copy a
+    plain loop per phase row (LLVM: stride-s loads, contiguous stores). A row whose length
+    is not a multiple of s leaves the last phase rows one element longer than the data: the
+    layout is declared padded (``pad_value``), that element never read.
+
+    Found by perf at 2x64x56² k3 s2 (dc): the column-sum loop built each X vector from 8
+    scalar loads and inserts (``vinsertps``). Generic / static, same process (scratch A/B,
+    thread time, 11 repeats): fwd 1.23 -> 0.83, ds 1.17 -> 0.83, dc 1.18-1.23 -> 1.02-1.04 at
+    s2; fwd 1.53 -> 1.22, ds 0.63 -> 0.53, dc 0.70 -> 0.74 at 56² s3 (RESULTS.md "DDF CPU
+    generic 'out' piece loop"). The static builds (exact rows) keep their schedule."""
+    s = wl.p["s"]
+    blk = sch.get_sblock(name)
+    if at is None:  # a whole-call copy (ds): parallel over its planes
+        at = sch.fuse(*sch.get_loops(blk)[:3])
+        sch.parallel(at)
+    else:
+        sch.compute_at(blk, at)
+    loops = sch.get_loops(blk)
+    depth = next(i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(at)))
+    try:  # generic rows are always widened, so there is padding; kept as _pad_copy's guard
+        fill = sch.decompose_padding(blk, loops[depth + 1])
+    except s_tir.ScheduleError:
+        split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
+        return
+    sch.transform_layout(blk, ("write", 0), lambda b, g, c, y, x: (b, g, c, y, x % s, x // s), pad_value=0.0)
+    for block, vector in ((fill, True), (blk, False)):
+        x = sch.get_loops(block)[-1]
+        xq, ph = sch.split(x, [None, s])
+        sch.reorder(ph, xq)
+        sch.unroll(ph)
+        inner = vectorize_inner(sch, block, lanes, under=at) if vector else xq
+        if partition:
+            split_tail(sch, inner)
