@@ -78,11 +78,13 @@ def fwd(sch, wl, target):
     sign-extended, offsets reloaded from the stack). 'out' stores a tile in half vectors
     (:func:`_row_tile_out`). Generic / static, 1 thread, kernels alone: 1.48 / 1.33 / 1.49
     / 1.34 -> 1.35 / 1.12 / 1.08 / 0.98 at 56, 28, 14 px k3 and 56 px k7 (RESULTS.md, "DDF
-    CPU generic row ends"); with 'out''s piece loop outside the tile, in two runs each (a
-    busier machine, the before figures higher): 1.51-1.53 / 1.36-1.37 / 1.20 / 1.05-1.08 ->
-    1.37-1.41 / 1.11-1.16 / 1.12 / 1.06-1.08 (RESULTS.md "DDF CPU generic 'out' piece
-    loop"). At 56 px the gap is the row's end: at 64 px (no partial tile) generic / static
-    was 1.08 and 1.21 in two runs where 56 px gave 1.36 and 1.47.
+    CPU generic row ends"); 'out''s piece loop outside the tile left fwd as it was (same
+    process: 1.44 -> 1.39, 1.14 -> 1.11, 1.14 -> 1.14, 1.03 -> 1.06). The static time is
+    bimodal between processes (28 px: 0.084 or 0.100 ms), so ratios from one process move by
+    up to 20% (RESULTS.md "DDF CPU generic 'out' piece loop"). At 56 px the gap is the row's
+    end: at 64 px (no partial tile) generic / static was 1.08 and 1.21 in two runs where 56 px
+    gave 1.36 and 1.47. At stride > 1, X phase-major (:func:`_phase_pad_copy`): 1.23 -> 0.83
+    at 56 px s2.
     """
     wide = _fwd_lanes(wl.dtype, target)
     cg = wl.p["C"] // wl.p["G"]
@@ -213,9 +215,9 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
     The piece loop is the outer one of the tile's stores, its (channel, row) loops unrolled
     inside: one cut piece loop per tile instead of one per (channel, row) (8 per tile: each
     its own bounds, branches and int32 address arithmetic), each piece's 8 stores at constant
-    offsets. Generic / static, same runs (RESULTS.md "DDF CPU generic 'out' piece loop"):
-    dx 1.46-1.49 -> 1.17-1.19 at 56 px, 1.41-1.45 -> 1.07-1.09 at 28, 1.37-1.38 -> 1.11-1.12
-    at 14; fwd 1.51-1.53 -> 1.37-1.41, 1.36-1.37 -> 1.11-1.16, 1.20 -> 1.12.
+    offsets. The generic dx's time -7% at 56, 28 and 14 px k3 (0.206-0.217 -> 0.185-0.199 ms
+    at 56 px; same-process generic / static 1.28 -> 1.18, 1.12 -> 1.06, 1.23 -> 1.09), fwd
+    unchanged within noise (RESULTS.md "DDF CPU generic 'out' piece loop").
 
     What stays at rows of W mod 16 in 1..8 (56 px): the last tile computes 8 dead lanes
     (16 where the static build runs an 8-lane vector) and checks a dead piece lane by lane; a
@@ -380,8 +382,8 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     --kernels dx``): 1.25 / 1.37 / 1.54 / 1.73 -> 1.26 / 1.11 / 1.21 / 0.94 at 56, 28, 14 px k3
     and 56 px k7 (the 56 px k3 figure moves by +-0.15 between runs; RESULTS.md, "DDF CPU
     generic dx tiles", with what else was tried); with 'out''s piece loop outside the tile
-    (:func:`_row_tile_out`), two runs each, same runs as the static: 1.46-1.49 / 1.41-1.45 /
-    1.37-1.38 / 1.05-1.12 -> 1.17-1.19 / 1.07-1.09 / 1.11-1.12 / 0.98-1.03."""
+    (:func:`_row_tile_out`), same process: 1.28 -> 1.18 / 1.12 -> 1.06 / 1.23 -> 1.09 / 0.94
+    -> 0.95 (the static's time is bimodal between processes: compare within one)."""
     wide = _fwd_lanes(wl.dtype, target)
     yo, ym = sch.split(y, [None, FWD_ROWS])  # predicated in the last pair of an odd H
     xo, xi = sch.split(x, [None, wide])
