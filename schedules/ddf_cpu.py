@@ -21,8 +21,11 @@ the padded copies and the stores of the real row ('out'; dc's sum over x) keep a
 tail, which ``split_tail`` cuts off the whole tiles (vectors); the vector tiles are declared
 whole (``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
 local tile, its plane-wide buffer having a symbolic size). The padded copies' interiors are
-plain row loops, vectorised by LLVM (:func:`_pad_copy`); fwd stores its tiles in half-vector
-pieces cut at the row's end (:func:`_row_tile_out`). Found in the generic builds' profiles
+plain row loops, vectorised by LLVM (:func:`_pad_copy`); fwd and dx (stride 1) store their
+tiles in half-vector pieces cut at the row's end, one piece loop per tile
+(:func:`_row_tile_out`). At stride s > 1 their padded X is laid out phase-major along the
+row (:func:`_phase_pad_copy`: fwd, ds, dc), so that the taps' reads, s apart, are contiguous
+vectors. Found in the generic builds' profiles
 (perf, against the static ones): TVM's vectorizer leaves every predicated tile scalar, and
 at 14 px rows the stores of the last tile were 37% of the generic fwd's time, the padded
 copies' tails 10%.
@@ -75,9 +78,14 @@ def fwd(sch, wl, target):
     sign-extended, offsets reloaded from the stack). 'out' stores a tile in half vectors
     (:func:`_row_tile_out`). Generic / static, 1 thread, kernels alone: 1.48 / 1.33 / 1.49
     / 1.34 -> 1.35 / 1.12 / 1.08 / 0.98 at 56, 28, 14 px k3 and 56 px k7 (RESULTS.md, "DDF
-    CPU generic row ends").
+    CPU generic row ends"); 'out''s piece loop outside the tile left fwd as it was (same
+    process: 1.44 -> 1.39, 1.14 -> 1.11, 1.14 -> 1.14, 1.03 -> 1.06). The static time is
+    bimodal between processes (28 px: 0.084 or 0.100 ms), so ratios from one process move by
+    up to 20% (RESULTS.md "DDF CPU generic 'out' piece loop"). At 56 px the gap is the row's
+    end: at 64 px (no partial tile) generic / static was 1.08 and 1.21 in two runs where 56 px
+    gave 1.36 and 1.47. At stride > 1, X phase-major (:func:`_phase_pad_copy`): 1.23 -> 0.83
+    at 56 px s2.
     """
-    lanes = vector_lanes(wl.dtype)
     wide = _fwd_lanes(wl.dtype, target)
     cg = wl.p["C"] // wl.p["G"]
     ct = next(t for t in (FWD_CHANNELS, 2, 1) if cg % t == 0)
@@ -92,7 +100,10 @@ def fwd(sch, wl, target):
     co, ci = sch.split(c, [None, ct])
     plane = sch.fuse(b, g, co)
     sch.parallel(plane)
-    _pad_copy(sch, "Xpad", plane, wide, wl.kind == "generic")
+    if wl.kind == "generic" and wl.p["s"] > 1:
+        _phase_pad_copy(sch, wl, "Xpad", plane, wide)
+    else:
+        _pad_copy(sch, "Xpad", plane, wide, wl.kind == "generic")
     if wl.kind == "generic":
         yo, ym = sch.split(y, [None, FWD_ROWS])
         xo, xi = sch.split(x, [None, wide])
@@ -199,15 +210,34 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
     under ``lanes`` (16 of 14 px rows ran scalar: 37% of the generic fwd's time at 14 px,
     perf). The tile is laid out (tile, lane) instead of declared whole: 'out''s region over
     the pieces is then one tile (declared regions over split loops made TVM's buffer
-    compaction overflow int32). Two half stores per whole vector cost little at 56 px."""
+    compaction overflow int32). Two half stores per whole vector cost little at 56 px.
+
+    The piece loop is the outer one of the tile's stores, its (channel, row) loops unrolled
+    inside: one cut piece loop per tile instead of one per (channel, row) (8 per tile: each
+    its own bounds, branches and int32 address arithmetic), each piece's 8 stores at constant
+    offsets. The generic dx's time -7% at 56, 28 and 14 px k3 (0.206-0.217 -> 0.185-0.199 ms
+    at 56 px; same-process generic / static 1.28 -> 1.18, 1.12 -> 1.06, 1.23 -> 1.09), fwd
+    unchanged within noise (RESULTS.md "DDF CPU generic 'out' piece loop").
+
+    What stays at rows of W mod 16 in 1..8 (56 px): the last tile computes 8 dead lanes
+    (16 where the static build runs an 8-lane vector) and checks a dead piece lane by lane; a
+    second cut (whole tiles apart, their tile kept in registers) cannot reach the last tile's
+    pieces: TVM's LoopPartition recurses into the part after the cut only when it can prove
+    its extent non-negative, which the rows' max(W, 1) (``ops.ddf``) prevents, so the last
+    tile's stores went scalar lane by lane (14 px: 1.10-1.24 -> 1.26-1.40; RESULTS.md)."""
     if piece:
         sch.transform_layout(acc, ("write", 0), lambda b, g, c, y, x: (b, g, c, y, x // lanes, x % lanes))
     _init_tile(sch, acc, init_at)
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     if piece:
-        pieces, inner = sch.split(sch.get_loops(out)[-1], [None, piece])
+        loops = sch.get_loops(out)
+        depth = next(i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(xo)))
+        *tile, row = loops[depth + 1:]
+        pieces, inner = sch.split(row, [None, piece])
         sch.vectorize(inner)
+        sch.reorder(pieces, *tile)  # one piece loop per tile (cut once), the tile unrolled in it
+        unroll(sch, *tile)
         sch.annotate(pieces, "pragma_loop_partition_hint", 1)
         return
     vectorize_under(sch, out, xo)
@@ -351,7 +381,9 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     Generic / static dx, 1 thread, kernels alone (``bench_ddf_kernels.py --thread-time
     --kernels dx``): 1.25 / 1.37 / 1.54 / 1.73 -> 1.26 / 1.11 / 1.21 / 0.94 at 56, 28, 14 px k3
     and 56 px k7 (the 56 px k3 figure moves by +-0.15 between runs; RESULTS.md, "DDF CPU
-    generic dx tiles", with what else was tried)."""
+    generic dx tiles", with what else was tried); with 'out''s piece loop outside the tile
+    (:func:`_row_tile_out`), same process: 1.28 -> 1.18 / 1.12 -> 1.06 / 1.23 -> 1.09 / 0.94
+    -> 0.95 (the static's time is bimodal between processes: compare within one)."""
     wide = _fwd_lanes(wl.dtype, target)
     yo, ym = sch.split(y, [None, FWD_ROWS])  # predicated in the last pair of an odd H
     xo, xi = sch.split(x, [None, wide])
@@ -406,11 +438,14 @@ def _dx_pad_copy(sch, wl, plane):
 @register("ddf", "ds", "cpu")
 def ds(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
-    xpad = sch.get_sblock("Xpad")
-    sch.parallel(sch.fuse(*sch.get_loops(xpad)[:3]))
-    xpad_row = vectorize_inner(sch, xpad, lanes)
-    if _copy_partition_ok(wl):
-        split_tail(sch, xpad_row)
+    if wl.kind == "generic" and wl.p["s"] > 1:
+        _phase_pad_copy(sch, wl, "Xpad", None, lanes, _copy_partition_ok(wl))
+    else:
+        xpad = sch.get_sblock("Xpad")
+        sch.parallel(sch.fuse(*sch.get_loops(xpad)[:3]))
+        xpad_row = vectorize_inner(sch, xpad, lanes)
+        if _copy_partition_ok(wl):
+            split_tail(sch, xpad_row)
     acc = sch.get_sblock("acc")
     b, g, u, v, y, x, c = sch.get_loops(acc)
     xo, xi = sch.split(x, [None, lanes])
@@ -461,7 +496,50 @@ def dc(sch, wl, target):
     vectorize_inner(sch, init, lanes)
     sch.reverse_compute_at(sch.get_sblock("acc"), plane)
     sch.reverse_compute_at(sch.get_sblock("out"), plane)
-    _pad_copy(sch, "Xpad", plane, lanes, wl.kind == "generic")
+    if wl.kind == "generic" and wl.p["s"] > 1:
+        _phase_pad_copy(sch, wl, "Xpad", plane, lanes)
+    else:
+        _pad_copy(sch, "Xpad", plane, lanes, wl.kind == "generic")
     if wl.kind == "generic":
         _pad_copy(sch, "dOpad", plane, lanes, True)
     split_tail(sch, xo)
+
+
+def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) -> None:
+    """Generic builds at stride s > 1: the padded X (read at x*s + v*d) laid out phase-major
+    along the row, (..., row, x mod s, x div s), so that a tap's reads over a vector of x are
+    contiguous (phase v*d mod s, from x + v*d div s) instead of s apart (a gather: a scalar
+    load and an insert per lane). Its zero fill and interior copy iterate the new layout
+    (phase outside, x div s inside): the fill in whole vectors (the tail cut off), the copy a
+    plain loop per phase row (LLVM: stride-s loads, contiguous stores). A row whose length
+    is not a multiple of s leaves the last phase rows one element longer than the data: the
+    layout is declared padded (``pad_value``), that element never read.
+
+    Found by perf at 2x64x56² k3 s2 (dc): the column-sum loop built each X vector from 8
+    scalar loads and inserts (``vinsertps``). Generic / static, same process (scratch A/B,
+    thread time, 11 repeats): fwd 1.23 -> 0.83, ds 1.17 -> 0.83, dc 1.18-1.23 -> 1.02-1.04 at
+    s2; fwd 1.53 -> 1.22, ds 0.63 -> 0.53, dc 0.70 -> 0.74 at 56² s3 (RESULTS.md "DDF CPU
+    generic 'out' piece loop"). The static builds (exact rows) keep their schedule."""
+    s = wl.p["s"]
+    blk = sch.get_sblock(name)
+    if at is None:  # a whole-call copy (ds): parallel over its planes
+        at = sch.fuse(*sch.get_loops(blk)[:3])
+        sch.parallel(at)
+    else:
+        sch.compute_at(blk, at)
+    loops = sch.get_loops(blk)
+    depth = next(i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(at)))
+    try:  # generic rows are always widened, so there is padding; kept as _pad_copy's guard
+        fill = sch.decompose_padding(blk, loops[depth + 1])
+    except s_tir.ScheduleError:
+        split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
+        return
+    sch.transform_layout(blk, ("write", 0), lambda b, g, c, y, x: (b, g, c, y, x % s, x // s), pad_value=0.0)
+    for block, vector in ((fill, True), (blk, False)):
+        x = sch.get_loops(block)[-1]
+        xq, ph = sch.split(x, [None, s])
+        sch.reorder(ph, xq)
+        sch.unroll(ph)
+        inner = vectorize_inner(sch, block, lanes, under=at) if vector else xq
+        if partition:
+            split_tail(sch, inner)
