@@ -45,10 +45,10 @@ never leave a predicated tail around a register tile: ``conv`` and ``conv_dk``'s
 row's matrix product to whole register tiles (zeros read past the width, never stored);
 ``pool`` and the channel sums of ``pool_dk`` and ``dist`` (G = 1) run over rows padded to whole
 vectors in the compute itself (``pool``: the source's grid and the kernel's rows extend with
-zeros, only the store of a row's last vector is partial: generic / static 1.46 at 2x128x28² k3,
-1.04 at 2x64x56² k3, 1.14 at 2x32x128² k5, 1 thread; the generic build at 28² 0.14 ms, where
-the per-shape build it replaces took 0.10 and its former generic one 0.27; ``pool_dk``,
-``dist`` 1.44 / 1.06-1.14 / 1.06, 0.17 ms at 28², were 0.29); the per-row loops of the other
+zeros, only the store of a row's last vector is partial: generic / static 1.23-1.25 at 2x128x28² k3,
+1.02-1.04 at 2x64x56² k3, 1.06-1.20 at 2x32x128² k5, 1 thread; the generic build at 28² 0.11 ms, where
+the per-shape build it replaces took 0.09 and its former generic one 0.27; ``pool_dk``,
+``dist`` 1.3 / 1.09-1.13 / 1.0-1.1, 0.14 ms at 28², were 0.29); the per-row loops of the other
 light kernels run whole vectors
 and one scalar tail (a loop-partition hint); conv_dw vectorises along input channels (a
 channels-last copy of the source) and reduces one pixel at a time, so no width leaves a tail
@@ -56,7 +56,7 @@ channels-last copy of the source) and reduces one pixel at a time, so no width l
 vectors along x); the channel sums of ``pool_dk`` and ``dist`` (G = 1) keep a k x k register
 tile per vector of x across every channel, their per-channel forms write a vector's taps side
 by side (generic 1.0-1.25x static at 56- and 128-px rows, was 1.2-1.8x). The light kernels' scalar tail costs most at
-28-px rows (the G = C forms: 1.75-2.2x the static time). What does not remove it in TVM
+28-px rows (the G = C forms: 1.7-2.1x the static time). What does not remove it in TVM
 0.27: ``loop_partition`` refuses a symbolic extent, ``pad_einsum`` needs an Einsum (the shifted
 taps are not one) and inlining its padded producer brings the lane-dependent condition back;
 4-lane vectors throughout measured 1.0-1.8x the static time at 56 and 128 px; a tap-blocked
@@ -178,8 +178,8 @@ def pool(N, C, G, H, W, Ho, Wo, k, s, z, p, d, a, dtype):
     one included (no predicated tail, which TVM would scalarize), and only the store of the
     last vector is partial. Results are unchanged: the padding is zeros, never stored. What is
     left at a symbolic width: that store's lanes one by one (a compare and a scalar store each;
-    TVM 0.27 emits no masked store) and the source copies' tails, 1.5x the static time at
-    2x128x28² k3 (G = 1), 2.0x for the adjoint with a kernel per channel, whose zero-padded
+    TVM 0.27 emits no masked store) and the source copies' per-row loops, 1.25x the static time at
+    2x128x28² k3 (G = 1), 1.25-1.5x for the adjoint with a kernel per channel, whose zero-padded
     kernel copy is k x k planes per channel; about 1.0-1.2x at 56- and 128-px rows."""
     check_params(N, C, H, W, Ho, Wo, k, s, z, d)
     acc_t = acc_dtype(dtype)
