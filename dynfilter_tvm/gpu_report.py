@@ -242,7 +242,9 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     tiles per image; Ry = 32*8 - 4 = 252, Rx = 4*36 - 4 = 140): dO 33.6 MB + X
     8*64*252*140*4 B = 72.3 MB + Wt 8*128*64*64*25*4 B = 419 MB + dK 13.1 MB = 538 MB, 6.7x
     the 80.6 MB minimum (was 108 GB, 1,342x, a thread per output loading W and dO for every
-    (channel, output channel)). Wt (410 KB in all) is L2-resident, so the DRAM traffic is
+    (channel, output channel)). sm_80 (and the half types) take 2 x 32 tiles
+    (``schedules.pac_cuda.DK_REG_Y_SMALL``): Wt 838 MB, Ry = 64*6 - 4 = 380, in all 994 MB
+    in float32, 12.3x. Wt (410 KB in all) is L2-resident, so the DRAM traffic is
     near the minimum and the kernel is bound by its 13.4 G FMAs on FP32 SIMT (407 us at 67
     TFLOP/s). Where the tap loops stay loops (k > 7), the tile cannot fit or the shape is
     symbolic, a thread per output: conv_dk below.
@@ -303,7 +305,7 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         return loads * itemsize
     if wl.op == "pac":
         pix = p["N"] * p["Ho"] * p["Wo"]
-        tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_tiled_bytes,
+        tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": lambda wl_, p_: _pac_dk_tiled_bytes(wl_, p_, arch),
                  "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p)
         if tiled is not None:
             return tiled * itemsize
@@ -626,12 +628,14 @@ def _pac_dw_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
             + 2 * parts * O * C * k * k)
 
 
-def _pac_dk_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
-    """Elements requested by the tiled pac.conv_dk schedule (see :func:`requested_bytes`), or
-    None where it keeps a thread per output."""
+def _pac_dk_tiled_bytes(wl: Workload, p: dict, arch: str = "sm_90") -> Optional[int]:
+    """Elements requested by the tiled pac.conv_dk schedule for ``arch`` (see
+    :func:`requested_bytes`), or None where it keeps a thread per output."""
     from schedules.pac_cuda import dk_tile
 
-    t = dk_tile(wl)
+    from .target import cuda_target
+
+    t = dk_tile(wl, cuda_target(arch))
     if t is None:
         return None
     N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))

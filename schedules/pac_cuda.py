@@ -64,8 +64,14 @@ this copy) and Wt[:, c] (O x k x k, each tap row of an output channel padded to 
 nvcc reads a thread's k weights as one ld.shared.v4 + one scalar, both warp-uniform; not in
 float64, where that took 94 registers). 8x64x128x128 k5 O=64 float32: 4 x 32 tiles (yt = yi
 = 2), 320 threads, 44,160 B shared memory, 1,024 blocks; ptxas sm_90 47 registers, no
-spills, 62% occupancy (sm_80: 64, 47%); float64 shrinks the tile to 1 x 32 (yt = yi = 1; 64
-registers on sm_90, 47%). Estimate (no GPU: arithmetic): 13.4 G FMAs (G) on FP32 SIMT = 401
+spills, 62% occupancy. sm_80's ptxas took 64 registers for that tile (3 blocks of 10 warps:
+47%), as did both archs in the half types (62-63), so those take 1-row register tiles
+(DK_REG_Y_SMALL: 2 x 32 tiles, yt = 2, yi = 1, 2,048 blocks, 27,520 B in float32, 13,760 B
+in the half types): 47-48 registers, no spills, 4 blocks per SM, 62%; per o and warp 2 Wt
+wavefronts + 1 dO for 5 FMA instructions, so 13.4 G / 32 / 5 * 3 = 251 M wavefronts / 132
+SMs = 1.90 M clk = 962 us at 1.98 GHz on an H100 (1.5x the 2-row tile's 642 us; requested
+994 MB in float32, 12.3x, Wt read per 2-row tile). float64 shrinks the tile to 1 x 32 (yt =
+yi = 1; 64 registers on sm_90, 47%; sm_80 68, 39%). Estimate (no GPU: arithmetic): 13.4 G FMAs (G) on FP32 SIMT = 401
 us at 67 TFLOP/s; shared memory per o and warp (the PTX's loop body): 2 warp-uniform Wt loads
 (v4 + scalar, one wavefront each) + yi = 2 dO words (one each) for k*yi = 10 FMA
 instructions: 13.4 G / 32 / 10 * 4 = 168 M wavefronts / 132 SMs = 1.27 M clk = 642 us at
@@ -691,23 +697,28 @@ def pool(sch, wl, target):
 # -- conv_dk: the tap-rule GEMM per pixel tile (G = Wt^T dO, then a dot with the source) --------
 DK_TILE_X = 32  # pixels per thread row along x (a warp's row: conflict-free shared loads)
 DK_PIXEL_THREADS = 64  # threads per tap row (yt rows of DK_TILE_X)
-DK_REG_Y = 2  # rows of a thread's register tile
+DK_REG_Y = 2  # rows of a thread's register tile (float32 on sm_90 and newer)
+# sm_80's ptxas took 64 registers for 2 rows in float32 (3 blocks of 10 warps: 47%), and both
+# archs 62-63 in the half types (47%); one row: 47-48 registers, 4 blocks, 62%
+DK_REG_Y_SMALL = 1
 DK_SHARED_BYTES = 44 * 1024  # dO tile + Wt chunk + source tile (<= 48 KiB static; 50% occupancy)
 
 
-def dk_tile(wl):
+def dk_tile(wl, target=None):
     """conv_dk's tiled geometry: dict(ty, tx, yt, yi) (pixel tile ty x tx, threads k x yt x
     tx, a register tile of k tap columns x yi rows), or None for a thread per output (symbolic
-    shapes, tap loops not unrolled, or a tile that cannot fit DK_SHARED_BYTES). Shrinks the
-    thread rows first, then the register rows, until the dO tile (O x ty x tx), one channel
-    of Wt (O x k^2) and the source window fit."""
+    shapes, tap loops not unrolled, or a tile that cannot fit DK_SHARED_BYTES). yi starts at
+    DK_REG_Y in float32 on sm_90 (``target`` None: sm_90), else at DK_REG_Y_SMALL (occupancy:
+    see there). Shrinks the thread rows first, then the register rows, until the dO tile (O x
+    ty x tx), one channel of Wt (O x k^2) and the source window fit."""
     p = wl.p
     if wl.kind != "static" or p["k"] > UNROLL_TAPS:
         return None
     O, k, s, d, Ho, Wo = p["O"], p["k"], p["s"], p["d"], p["Ho"], p["Wo"]
     item = 8 if wl.dtype == "float64" else 4
     tx = min(DK_TILE_X, Wo)
-    yi = min(DK_REG_Y, Ho)
+    wide = wl.dtype == "float64" or (wl.dtype == "float32" and (target is None or _sm(target) >= 90))
+    yi = min(DK_REG_Y if wide else DK_REG_Y_SMALL, Ho)
     yt = max(1, min(DK_PIXEL_THREADS // tx, -(-Ho // yi)))
 
     def shared(yt_, yi_):
@@ -785,7 +796,7 @@ def _conv_dk_tiled(sch, wl, t) -> None:
 
 @register("pac", "conv_dk", "cuda")
 def conv_dk(sch, wl, target):
-    t = dk_tile(wl)
+    t = dk_tile(wl, target)
     if t is not None:
         _conv_dk_tiled(sch, wl, t)
         return

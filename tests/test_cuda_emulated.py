@@ -250,6 +250,32 @@ def test_control_short_dk_staging(way):
            match="NaN")
 
 
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+def test_conv_dk_sm80_one_row_tiles(dtype, way):
+    """The tiled pac.conv_dk as built for sm_80: float32 takes 1-row register tiles
+    (DK_REG_Y_SMALL: 2 x 32 threads per tap row, 2-row pixel tiles, tails along y and x) where
+    sm_90 takes 2 rows; float64 keeps its tile. Blocks in reverse order."""
+    from schedules.pac_cuda import dk_tile
+    from dynfilter_tvm.target import cuda_target
+
+    wl = Workload.make("pac", "conv_dk", PAC_SHAPES["conv_dk"]["tiles"], dtype)
+    if dtype == "float32":
+        assert (dk_tile(wl)["yi"], dk_tile(wl, cuda_target("sm_80"))) == (2, dict(ty=2, tx=32, yt=2, yi=1))
+    emulate.check(wl, way, arch="sm_80", mutate=_reverse_blocks)
+
+
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+def test_conv_dk_half_one_row_tiles(dtype):
+    """The tiled pac.conv_dk in the half types (1-row register tiles on every arch), executed
+    with 16-bit words."""
+    from schedules.pac_cuda import dk_tile
+
+    wl = Workload.make("pac", "conv_dk", PAC_SHAPES["conv_dk"]["tiles"], dtype)
+    assert dk_tile(wl)["yi"] == 1
+    assert emulate.check(wl, "cuda") <= emulate.TOLERANCE[dtype]
+
+
 # pac.conv on TF32 tensor cores (the tf32 workload flag; mma.sync + ldmatrix, emulated warp-
 # cooperatively from the PTX fragment layouts). The CUDA way only: TVM's OpenCL lowering has no
 # tensor-core intrinsics. Tolerance: emulate.TF32_TOLERANCE (10-bit operand mantissas).

@@ -279,3 +279,26 @@ def test_ops_on_gpu_match_reference(dtype, atol):
     f = torch.randn(2, 3, 9, 8, dtype=torch.float64, requires_grad=True)
     _compare(on_gpu(Fn.packernel2d), [f], dict(kernel_size=3, stride=2, padding=1), dtype, atol, 0,
              ref_fn=lambda t, **kw: Fn.packernel2d(t.cuda(), native_impl=True, **kw))
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
+@pytest.mark.parametrize("dtype", ("float32", "float16", "bfloat16"))
+def test_conv_dk_resources(dtype, arch):
+    """Issue 15's aims for the SIMT pac.conv_dk (ptxas figures; estimates, no GPU): no spills
+    and >= 50% theoretical occupancy at the benchmark shape (8x64x128x128 k5 O=64) and at
+    pac_joint_upsample-like shapes (32 channels, 64-px rows, k3 and k5 s2). sm_80's ptxas took
+    64 registers for float32's 2-row register tiles (47%): 1 row there (DK_REG_Y_SMALL)."""
+    from dynfilter_tvm import gpu_report as G
+    from schedules.pac_cuda import dk_tile
+
+    shapes = [dict(_geo(8, 64, 128, 128, 128, 128, 5, 1, 1, 2, 1), O=64),
+              dict(_geo(2, 32, 65, 64, 64, 64, 3, 1, 1, 0, 1), O=32),
+              dict(_geo(2, 32, 128, 128, 64, 64, 5, 2, 1, 2, 1), O=32)]
+    for p in shapes:
+        wl = Workload.make("pac", "conv_dk", p, dtype)
+        t = dk_tile(wl, cuda_target(arch))
+        res = G.ptxas_resources(build(wl, cuda_target(arch)).mod.imports[0].inspect_source(), arch)
+        res = res["pac_conv_dk_kernel"]
+        assert res["spill"] == 0, (p, res)
+        assert G.occupancy(arch, p["k"] * t["yt"] * t["tx"], res["regs"], res["smem"]) >= 0.5, (p, t, res)
