@@ -81,6 +81,20 @@ tiles exceeded 64 registers (4 rows: 93). Requested bytes
 bandwidth. Was a thread per output loading Wt and dO for every (channel, output channel):
 128 registers, 25% occupancy, 108 GB requested (32 ms at DRAM bandwidth without caches).
 Otherwise a thread per output forms G one input channel at a time.
+conv_dk on tensor cores (float16 and bfloat16, sm_80+, static, O % 16 = C % 16 = Wo % 32 =
+0; ``_conv_dk_mma``): the half types' products are exact in float32, so mma.sync m16n8k16
+with f32 accumulators computes the compute's G (float32) up to summation order. A block owns
+a row of 32*wx pixels (4 warps of two 16-pixel tiles at 128-pixel rows), stages its dO tile
+once ((x, o), rows padded by 16 bytes: conflict-free ldmatrix B), and per tap and chunk of 16
+input channels Wt (c, o) (the A rows); each warp forms its 16 x 32 tile of G over O by
+ldmatrix.x4 + mma.sync, stores it to shared memory (float32, rows padded by 8 words), and a
+thread per pixel adds sum_c Sz G to its dK accumulator (the source from global memory).
+8x64x128x128 k5 O=64: 1,024 blocks of 128 threads, 29,440 B shared memory; ptxas 72
+registers on sm_90 (7 blocks: 44%), 80 on sm_80 (5 blocks by shared memory: 31%), no spills:
+below the 50% aim (TVM 0.27 emits __launch_bounds__ without a minimum of blocks, and
+annotating the PrimFunc with tirx.launch_bounds_min_blocks_per_sm did not reach the kernel).
+Estimated (no GPU: arithmetic in ``_conv_dk_mma``) about 190 us, shared-memory bound, 6.8x
+the 28 us BF16 roofline (the SIMT kernel: about 962 us at these tiles, 642 us at float32's).
 conv_dw (static shapes): split-K over bands of output rows, partial sums in global scratch,
 then a second kernel adding them (see ``conv_dw``); each part a GEMM per tap, dWt[o, c] +=
 dO[o, px] (K[px] Sz[c, px]) over its pixels (``_conv_dw_tiled``): a block per (output-channel
@@ -794,8 +808,166 @@ def _conv_dk_tiled(sch, wl, t) -> None:
     sch.reverse_compute_at(sch.get_sblock("out"), thr)
 
 
+# -- conv_dk on tensor cores (float16, bfloat16): G = Wt^T dO by mma.sync, the dot with the source
+DK_MMA_WARPS = 4  # warps per block along x, each two 16-pixel tiles sharing their A fragment
+
+
+def _dk_mma_row(n: int) -> int:
+    """Elements per staged row of n = O 16-bit values (O % 16 = 0): padded by 16 bytes, so the
+    row stride is an odd number of 16-byte units and the 8 rows an ldmatrix phase reads fall
+    on 8 distinct bank groups."""
+    return n + 8
+
+
+def dk_mma_shared_bytes(wl, wx: int) -> int:
+    """Static shared memory of the tensor-core conv_dk: the dO tile (P = 32*wx pixels x O, rows
+    padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows padded) and G of
+    one tap and chunk (16 channels x P float32, rows padded by 8 words: 2-way, not 8-way, bank
+    conflicts in the fragment stores). 8x64x128x128 k5 O=64: 18,432 + 2,304 + 8,704 = 29,440 B."""
+    O, pix = wl.p["O"], 32 * wx
+    return (pix + 16) * _dk_mma_row(O) * 2 + 16 * (pix + 8) * 4
+
+
+def dk_mma_tile(wl, target=None):
+    """Warps per block of the tensor-core conv_dk, or None where it does not apply: float16 and
+    bfloat16 (their products are exact in float32, so f32-accumulating mma.sync computes what
+    the compute defines), static, O % 16 = C % 16 = Wo % 32 = 0, sm_80 or newer (``target``
+    None: sm_90), within 48 KB of static shared memory."""
+    p = wl.p
+    if wl.dtype not in HALF_MMA or wl.kind != "static" or (target is not None and _sm(target) < 80):
+        return None
+    if p["O"] % 16 or p["C"] % 16 or p["Wo"] % 32:
+        return None
+    wx = max(w for w in (1, 2, 4, 8) if w <= DK_MMA_WARPS and p["Wo"] // 32 % w == 0)
+    while dk_mma_shared_bytes(wl, wx) > MMA_SHARED_BYTES and wx > 1:
+        wx //= 2
+    return wx if dk_mma_shared_bytes(wl, wx) <= MMA_SHARED_BYTES else None
+
+
+HALF_MMA = ("float16", "bfloat16")
+
+
+def _conv_dk_mma(sch, wl, wx: int) -> None:
+    """A block per (n, output row y, P = 32*wx pixels), a warp per two 16-pixel tiles (they
+    share the A fragment). The block stages its dO tile once (laid out (x, o): B rows of 16
+    output channels, contiguous, rows padded by 16 bytes, ``_dk_mma_row``). Per tap (i, j)
+    and chunk of 16 input channels it stages Wt[:, chunk, i, j] (laid out (c, o): A rows,
+    padded alike), then each warp forms G[c, x] = sum_o Wt[o, c, i, j] dO[o, x] for its 16
+    channels x 32 pixels (per 16 output channels one ldmatrix.x4 for A, one per tile for B,
+    two mma.sync m16n8k16 per tile, f32 accumulators) and stores it to shared memory (float32,
+    rows padded by 8 words); after a barrier a thread per pixel adds sum_c Sz G to its dK
+    accumulator (the source from global memory, padding and zero insertion as index checks;
+    each element is read by the k^2 taps around it, L1 hits). Taps outside the channel
+    chunks: one accumulator per thread (with the chunks outside the taps the k accumulators
+    were indexed by a loop variable: local memory).
+
+    Estimate (no GPU: arithmetic; 8x64x128x128 k5 O=64 float16/bfloat16, per block of 4 warps
+    and chunk (tap, 16 channels); H100 SXM as ``_conv_mma``: 132 SMs at 1.83 GHz, per SM and
+    clock one m16n8k16 mma and one shared-memory wavefront). 1,024 blocks x 25 taps x 4
+    chunks = 102,400 chunks of 64 mma (4 warps x 4 K steps x 2 tiles x 2 n8 halves): 6.55 M
+    mma / 132 = 49.6 K clk = 27 us, the tensor-core bound (the BF16 roofline, 28 us). Shared
+    memory wavefronts per chunk: ldmatrix 48 x4 (4 warps x 4 K steps x (1 A + 2 B)), 4 each
+    at the padded rows: 192; G fragment stores 64 st.shared.f32 (4 warps x 2 tiles x 8), 2
+    each (rows 4 apart share banks at a 136-word stride; 8 each unpadded): 128; the dot's G
+    loads 4 warps x 16, 64; the Wt chunk's 16-bit stores 32 (8 per thread), 2 each (channel
+    rows 8 apart share banks): 64; in all 448 wavefronts = 448 clk per chunk, 7x the mma's 64:
+    102,400 x 448 / 132 / 1.83 GHz = about 190 us, 6.8x the roofline (the SIMT conv_dk in the
+    half types: about 962 us). Issue: about 200 warp instructions per warp and chunk (12
+    ldmatrix, 16 mma, 16 fragment stores, the Wt copy about 48, the dot about 100: 16 x (G
+    load, source load with its checks, conversion, FMA)), 800 per block / 4 schedulers = 200
+    clk, under the wavefronts. Requested bytes (``gpu_report.requested_bytes``): 645 MB, 16x
+    the minimum (the source per tap 412 MB, from L1; the weight per block 210 MB, from L2).
+
+    What is left: B (dO) fragments reloaded per chunk are 128 of the 192 ldmatrix wavefronts
+    (kept in registers: 32 more per thread, over the 64-register budget); two 16-channel M
+    tiles per warp would halve them (G twice the shared memory); occupancy: 72-80 registers
+    and 29 KB per 4 warps (8 blocks per SM need <= 64 registers and <= 28,160 B on sm_90,
+    <= 19,968 B on sm_80); staging the source window per chunk would replace the per-tap
+    global loads."""
+    _register_mma_intrinsics(wl.dtype)
+    _register_mma_intrinsics("float32")  # the float32 fragment store (G stays float32)
+    load_a, load_b, mma = _intrin_names(wl.dtype)
+    e, O = 2, wl.p["O"]
+    warps = wx
+    sch.compute_inline(sch.get_sblock("Sz"))
+    acc = sch.get_sblock("acc")
+    n, g, i, j, y, x, c = sch.get_loops(acc)
+    xb, xw, xt = sch.split(x, [None, wx, 32])
+    co, ci = sch.split(c, [None, 16])
+    sch.reorder(n, g, y, xb, i, j, xw, xt, co, ci)
+    blk = sch.fuse(n, g, y, xb)
+    sch.bind(blk, "blockIdx.x")
+    sch.bind(xw, "threadIdx.y")
+    sch.bind(xt, "threadIdx.x")
+
+    def spread(block, loop):  # the block's loops under ``loop`` over every thread
+        loops = sch.get_loops(block)
+        at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
+        inner = loops[at + 1:]
+        fused = sch.fuse(*inner) if len(inner) > 1 else inner[0]
+        _, ty, tx = sch.split(fused, [None, warps, 32])
+        sch.bind(ty, "threadIdx.y")
+        sch.bind(tx, "threadIdx.x")
+
+    G = sch.get_sblock("G")
+    sch.set_scope(G, 0, "shared")
+    sch.compute_at(G, co)
+    gc, gx, go = sch.get_loops(G)[-3:]
+    gxw, gxm, gxt = sch.split(gx, [warps, 2, 16])
+    goo, got = sch.split(go, [None, 16])
+    sch.reorder(gxw, goo, gxm, gc, gxt, got)
+    outer = sch.blockize(gc)
+    sch.bind(gxw, "threadIdx.y")
+    d_at, w_at = _read_index(sch, outer, "dO"), _read_index(sch, outer, "Wt")
+    dsh = sch.cache_read(outer, d_at, "shared")
+    sch.compute_at(dsh, blk)
+    sch.transform_layout(dsh, ("write", 0), lambda n_, o_, y_, x_: (n_, y_, x_, o_))
+    sch.storage_align(dsh, 0, 2, O, _dk_mma_row(O) - O)
+    spread(dsh, blk)
+    wsh = sch.cache_read(outer, w_at, "shared")
+    sch.compute_at(wsh, co)
+    sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, c_, o_))
+    sch.storage_align(wsh, 0, 2, O, _dk_mma_row(O) - O)
+    spread(wsh, co)
+    a_w = sch.cache_read(outer, w_at, "warp")
+    b_w = sch.cache_read(outer, d_at, "warp")
+    sch.compute_at(a_w, goo)
+    sch.compute_at(b_w, gxm)
+    c_w = sch.cache_write(outer, 0, "warp")
+    sch.reverse_compute_at(c_w, gxw)
+    sch.decompose_reduction(outer, goo)
+    sch.transform_layout(a_w, ("write", 0), lambda i_, j_, c_, o_: (
+        i_, j_, c_ // 16, o_ // 16, *_frag_a(c_ % 16, o_ % 16, e)))
+    sch.transform_layout(b_w, ("write", 0), lambda n_, y_, x_, o_: (
+        n_, y_, x_ // 16, o_ // 16, *_frag_b(o_ % 16, x_ % 16, e)))
+    sch.transform_layout(c_w, ("read", 0), lambda n_, c_, i_, j_, y_, x_: (
+        n_, i_, j_, y_, c_ // 16, x_ // 16, *_frag_c(c_ % 16, x_ % 16)))
+    # G staged (c, x) innermost: 16 x 16 tiles for the fragment store
+    sch.transform_layout(c_w, ("write", 0), lambda n_, c_, i_, j_, y_, x_: (n_, i_, j_, y_, c_, x_))
+
+    sch.tensorize(sch.get_loops(a_w)[-2], load_a)
+    sch.tensorize(sch.get_loops(b_w)[-2], load_b)
+    sc, sx = sch.get_loops(c_w)[-2:]
+    sxo, sxi = sch.split(sx, [None, 16])
+    sch.reorder(sxo, sc, sxi)
+    sch.tensorize(sch.get_loops(G)[-3], mma)
+    sch.tensorize(sch.get_loops(sch.get_sblock("G_init"))[-2], MMA_FILL)
+    store = sch.blockize(sc)
+    # rows padded by 8 words: a fragment store's 8 rows x 4 column pairs then meet 2-way bank
+    # conflicts (rows 4 apart), not 8-way (at a 128-word row every row starts on bank 0)
+    sch.storage_align(store, 0, 4, 32, 8)
+    sch.tensorize(store, _store_name("float32"))
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, co)
+    sch.reverse_compute_at(sch.get_sblock("out"), xt)
+
+
 @register("pac", "conv_dk", "cuda")
 def conv_dk(sch, wl, target):
+    wx = dk_mma_tile(wl, target)
+    if wx is not None:
+        _conv_dk_mma(sch, wl, wx)
+        return
     t = dk_tile(wl, target)
     if t is not None:
         _conv_dk_tiled(sch, wl, t)

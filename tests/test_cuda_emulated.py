@@ -273,7 +273,9 @@ def test_conv_dk_half_one_row_tiles(dtype):
 
     wl = Workload.make("pac", "conv_dk", PAC_SHAPES["conv_dk"]["tiles"], dtype)
     assert dk_tile(wl)["yi"] == 1
-    assert emulate.check(wl, "cuda") <= emulate.TOLERANCE[dtype]
+    low = emulate.prepare(wl, "cuda")
+    assert "tvm_mma" not in low.source  # C = 3, O = 7: no tensor-core tiles
+    assert emulate.check(wl, "cuda", lowered=low) <= emulate.TOLERANCE[dtype]
 
 
 # pac.conv on TF32 tensor cores (the tf32 workload flag; mma.sync + ldmatrix, emulated warp-
@@ -619,3 +621,46 @@ def test_acda_dx_sm80_chunks(dtype, way):
     if dtype == "float32":
         assert (dx_tile(wl)["cc"], dx_tile(wl, cuda_target("sm_80"))["cc"]) == (8, 4)
     emulate.check(wl, way, arch="sm_80", mutate=_reverse_blocks)
+
+
+# pac.conv_dk in float16 / bfloat16 on tensor cores (G = Wt^T dO by mma.sync m16n8k16 with f32
+# accumulators, then the dot with the source per pixel): executed with 16-bit words.
+DK_HALF_CASES = {
+    # 2 warps (a 64-pixel row), one 16-channel chunk, 3 x 3 taps, padding
+    "plain": dict(_geo(1, 16, 3, 64, 3, 64, 3, 1, 1, 1, 1), O=32),
+    # 1 warp (Wo = 32), stride 2 and dilation 2, two channel chunks, batch 2, O = 16
+    "s2-d2": dict(_geo(2, 32, 9, 63, 3, 32, 3, 2, 1, 2, 2), O=16),
+    # the zero-inserted source (the transposed conv's weight gradient), O = 48: 3 K steps
+    "zero-ins": dict(_geo(1, 16, 5, 16, 10, 32, 3, 1, 2, 1, 1), O=48),
+    # the benchmark's block: 4 warps over a 128-pixel row, k = 5, O = 64
+    "k5-row128": dict(_geo(1, 16, 2, 128, 2, 128, 5, 1, 1, 2, 1), O=64),
+}
+
+
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+@pytest.mark.parametrize("name", DK_HALF_CASES)
+def test_conv_dk_tensor_core_half(name, dtype):
+    wl = Workload.make("pac", "conv_dk", DK_HALF_CASES[name], dtype)
+    low = emulate.prepare(wl, "cuda")
+    assert f"tvm_mma_m16n8k16(tvm_mma_x, {int(dtype == 'bfloat16')}," in low.source
+    assert emulate.check(wl, "cuda", lowered=low) <= emulate.TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+def test_conv_dk_tensor_core_sm80(dtype):
+    """The same kernel as built for sm_80 (blocks in reverse order)."""
+    wl = Workload.make("pac", "conv_dk", DK_HALF_CASES["plain"], dtype)
+    low = emulate.prepare(wl, "cuda", arch="sm_80")
+    assert "tvm_mma_m16n8k16(" in low.source
+    emulate.check(wl, "cuda", arch="sm_80", lowered=low, mutate=_reverse_blocks)
+
+
+@pytest.mark.parametrize("mutate,match", [
+    # the barrier between the fragment stores of G and the per-pixel dot that reads them
+    (_drop_barrier(1), "NaN"),
+    (_mma_layout("TVM_MMA16_A_LANE", "(row, k) (4 * ((row) % 8) + ((k) + 2) % 8 / 2)"), "relative error"),
+    (_mma_layout("TVM_LDM_SRC", "(m, lane) ((m) * 8 + ((lane) / 4 + 1) % 8)"), "relative error"),
+], ids=["dropped-g-barrier", "mma-a-lane", "ldmatrix-row"])
+def test_control_conv_dk_tensor_core(mutate, match):
+    wl = Workload.make("pac", "conv_dk", DK_HALF_CASES["plain"], "float16")
+    _fails(wl, "cuda", mutate=mutate, match=match)
