@@ -90,7 +90,7 @@ input channels Wt (c, o) (the A rows); each warp forms its 16 x 32 tile of G ove
 ldmatrix.x4 + mma.sync, stores it to shared memory (float32, rows padded by 8 words), and a
 thread per pixel adds sum_c Sz G to its dK accumulator (the source from global memory).
 8x64x128x128 k5 O=64: 1,024 blocks of 128 threads, 29,440 B shared memory; ptxas 72
-registers on sm_90 (7 blocks: 44%), 80 on sm_80 (5 blocks by shared memory: 31%), no spills:
+registers on sm_90 (7 blocks: 44%), 78 on sm_80 (5 blocks by shared memory: 31%), no spills:
 below the 50% aim (TVM 0.27 emits __launch_bounds__ without a minimum of blocks, and
 annotating the PrimFunc with tirx.launch_bounds_min_blocks_per_sm did not reach the kernel).
 Estimated (no GPU: arithmetic in ``_conv_dk_mma``) about 190 us, shared-memory bound, 6.8x
@@ -369,8 +369,11 @@ def _store_name(dtype: str) -> str:
 def _store_cast_intrin(dtype: str):
     """Accumulator fragments (f32, TVM's 16x16 layout) -> shared (16 x 16) in ``dtype``, cast
     on the way (plain stores: no tvm_access_ptr, whose type check StorageRewrite's sharing of
-    one allocation between types would fail)."""
+    one allocation between types would fail). float32: plain stores without a cast (conv_dk's
+    G, which shares shared memory with 16-bit staging)."""
     from tvm.script import tirx as T
+
+    cast = (lambda v: v) if dtype == "float32" else (lambda v: T.Cast(dtype, v))
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, c: T.handle) -> None:
@@ -385,7 +388,7 @@ def _store_cast_intrin(dtype: str):
                     lane, loc = T.meta_var(_frag_c(v0, v1))
                     T.reads(C_warp[lane, loc])
                     T.writes(C[v0, v1])
-                    C[v0, v1] = T.Cast(dtype, C_warp[lane, loc])
+                    C[v0, v1] = cast(C_warp[lane, loc])
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, c: T.handle) -> None:
@@ -398,8 +401,8 @@ def _store_cast_intrin(dtype: str):
             T.writes(C[0:16, 0:16])
             for tx in T.thread_binding(0, 32, "threadIdx.x"):
                 for loc in T.serial(8):  # the inverse of _frag_c
-                    C[8 * (loc % 4 // 2) + tx // 4, 8 * (loc // 4) + 2 * (tx % 4) + loc % 2] = T.Cast(
-                        dtype, C_warp[tx, loc])
+                    C[8 * (loc % 4 // 2) + tx // 4, 8 * (loc // 4) + 2 * (tx % 4) + loc % 2] = cast(
+                        C_warp[tx, loc])
     return desc, impl
 
 
@@ -845,6 +848,7 @@ def dk_mma_tile(wl, target=None):
 
 
 HALF_MMA = ("float16", "bfloat16")
+DK_STORE_F32 = "dynfilter_pac_mma_store_shared_plain_f32"
 
 
 def _conv_dk_mma(sch, wl, wx: int) -> None:
@@ -880,12 +884,17 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
 
     What is left: B (dO) fragments reloaded per chunk are 128 of the 192 ldmatrix wavefronts
     (kept in registers: 32 more per thread, over the 64-register budget); two 16-channel M
-    tiles per warp would halve them (G twice the shared memory); occupancy: 72-80 registers
+    tiles per warp would halve them (G twice the shared memory); occupancy: 72-78 registers
     and 29 KB per 4 warps (8 blocks per SM need <= 64 registers and <= 28,160 B on sm_90,
-    <= 19,968 B on sm_80); staging the source window per chunk would replace the per-tap
-    global loads."""
+    <= 19,968 B on sm_80), and registers grow with O (O = 128: 127-140, O = 256: 149; the
+    staging copies and the K loop, which nvcc unrolls); staging the source window per chunk
+    would replace the per-tap global loads."""
+    from tvm.s_tir import TensorIntrin
+
     _register_mma_intrinsics(wl.dtype)
-    _register_mma_intrinsics("float32")  # the float32 fragment store (G stays float32)
+    # G's fragment store, float32 by plain stores (TVM's own uses tvm_access_ptr, whose type
+    # check fails where StorageRewrite gives G's space to the 16-bit staging: O = 256)
+    TensorIntrin.register(DK_STORE_F32, *_store_cast_intrin("float32"), override=True)
     load_a, load_b, mma = _intrin_names(wl.dtype)
     e, O = 2, wl.p["O"]
     warps = wx
@@ -956,7 +965,7 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     # rows padded by 8 words: a fragment store's 8 rows x 4 column pairs then meet 2-way bank
     # conflicts (rows 4 apart), not 8-way (at a 128-word row every row starts on bank 0)
     sch.storage_align(store, 0, 4, 32, 8)
-    sch.tensorize(store, _store_name("float32"))
+    sch.tensorize(store, DK_STORE_F32)
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, co)
     sch.reverse_compute_at(sch.get_sblock("out"), xt)

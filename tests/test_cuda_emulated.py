@@ -634,6 +634,10 @@ DK_HALF_CASES = {
     "zero-ins": dict(_geo(1, 16, 5, 16, 10, 32, 3, 1, 2, 1, 1), O=48),
     # the benchmark's block: 4 warps over a 128-pixel row, k = 5, O = 64
     "k5-row128": dict(_geo(1, 16, 2, 128, 2, 128, 5, 1, 1, 2, 1), O=64),
+    # O = 256: 2 warps (the dO tile of 4 warps passes 48 KB); G's float32 fragment store by
+    # plain stores (TVM's store intrinsic's tvm_access_ptr failed its type check here, where
+    # StorageRewrite shares G's space with the 16-bit staging)
+    "o256": dict(_geo(1, 16, 2, 64, 2, 64, 1, 1, 1, 0, 1), O=256),
 }
 
 
