@@ -89,12 +89,12 @@ once ((x, o), rows padded by 16 bytes: conflict-free ldmatrix B), and per tap an
 input channels Wt (c, o) (the A rows); each warp forms its 16 x 32 tile of G over O by
 ldmatrix.x4 + mma.sync, stores it to shared memory (float32, rows padded by 8 words), and a
 thread per pixel adds sum_c Sz G to its dK accumulator (the source from global memory).
-8x64x128x128 k5 O=64: 1,024 blocks of 128 threads, 29,440 B shared memory; ptxas 72
+8x64x128x128 k5 O=64: 1,024 blocks of 128 threads, 29,440 B shared memory; ptxas 68
 registers on sm_90 (7 blocks: 44%), 78 on sm_80 (5 blocks by shared memory: 31%), no spills:
 below the 50% aim (TVM 0.27 emits __launch_bounds__ without a minimum of blocks, and
 annotating the PrimFunc with tirx.launch_bounds_min_blocks_per_sm did not reach the kernel).
-Estimated (no GPU: arithmetic in ``_conv_dk_mma``) about 190 us, shared-memory bound, 6.8x
-the 28 us BF16 roofline (the SIMT kernel: about 962 us at these tiles, 642 us at float32's).
+Estimated (no GPU: arithmetic in ``_conv_dk_mma``) about 176 us, shared-memory bound, 6.4x
+the 27.5 us BF16 roofline (the SIMT kernel: about 962 us at these tiles, 642 us at float32's).
 conv_dw (static shapes): split-K over bands of output rows, partial sums in global scratch,
 then a second kernel adding them (see ``conv_dw``); each part a GEMM per tap, dWt[o, c] +=
 dO[o, px] (K[px] Sz[c, px]) over its pixels (``_conv_dw_tiled``): a block per (output-channel
@@ -873,10 +873,13 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     memory wavefronts per chunk: ldmatrix 48 x4 (4 warps x 4 K steps x (1 A + 2 B)), 4 each
     at the padded rows: 192; G fragment stores 64 st.shared.f32 (4 warps x 2 tiles x 8), 2
     each (rows 4 apart share banks at a 136-word stride; 8 each unpadded): 128; the dot's G
-    loads 4 warps x 16, 64; the Wt chunk's 16-bit stores 32 (8 per thread), 2 each (channel
-    rows 8 apart share banks): 64; in all 448 wavefronts = 448 clk per chunk, 7x the mma's 64:
-    102,400 x 448 / 132 / 1.83 GHz = about 190 us, 6.8x the roofline (the SIMT conv_dk in the
-    half types: about 962 us). Issue: about 200 warp instructions per warp and chunk (12
+    loads 4 warps x 16, 64; the Wt chunk's 16-bit stores 32 (8 per thread), lanes along o:
+    16 consecutive words, 1 each (lanes along c: 2 each, channel rows 8 apart sharing banks):
+    32; in all 416 wavefronts = 416 clk per chunk, 6.5x the mma's 64: 102,400 x 416 / 132 /
+    1.83 GHz = about 176 us, 6.4x the 27.5 us roofline (was 448 and 190 us with lanes along
+    c; the SIMT conv_dk in the half types: about 962 us). (The fragment stores as 8-byte
+    pairs, 64 wavefronts fewer, failed in TVM's LowerWarpMemory: a vector load from warp
+    memory.) Issue: about 200 warp instructions per warp and chunk (12
     ldmatrix, 16 mma, 16 fragment stores, the Wt copy about 48, the dot about 100: 16 x (G
     load, source load with its checks, conversion, FMA)), 800 per block / 4 schedulers = 200
     clk, under the wavefronts. Requested bytes (``gpu_report.requested_bytes``): 645 MB, 16x
@@ -884,7 +887,7 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
 
     What is left: B (dO) fragments reloaded per chunk are 128 of the 192 ldmatrix wavefronts
     (kept in registers: 32 more per thread, over the 64-register budget); two 16-channel M
-    tiles per warp would halve them (G twice the shared memory); occupancy: 72-78 registers
+    tiles per warp would halve them (G twice the shared memory); occupancy: 68-78 registers
     and 29 KB per 4 warps (8 blocks per SM need <= 64 registers and <= 28,160 B on sm_90,
     <= 19,968 B on sm_80), and registers grow with O (O = 128: 127-140, O = 256: 149; the
     staging copies and the K loop, which nvcc unrolls); staging the source window per chunk
@@ -937,6 +940,10 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     sch.compute_at(wsh, co)
     sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, c_, o_))
     sch.storage_align(wsh, 0, 2, O, _dk_mma_row(O) - O)
+    # lanes along o: a warp's 16-bit stores fill 16 consecutive words of one row (one
+    # wavefront; lanes along c met 2-way conflicts, rows 8 apart sharing banks). The global
+    # reads are scattered either way (o and c strides of C*k^2 and k^2 elements)
+    sch.reorder(*sch.get_loops(wsh)[-2:][::-1])
     spread(wsh, co)
     a_w = sch.cache_read(outer, w_at, "warp")
     b_w = sch.cache_read(outer, d_at, "warp")
