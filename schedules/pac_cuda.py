@@ -87,13 +87,14 @@ with f32 accumulators computes the compute's G (float32) up to summation order. 
 a row of 32*wx pixels (4 warps of two 16-pixel tiles at 128-pixel rows), stages its dO tile
 once ((x, o), rows padded by 16 bytes: conflict-free ldmatrix B), and per tap and chunk of 16
 input channels Wt (c, o) (the A rows); each warp forms its 16 x 32 tile of G over O by
-ldmatrix.x4 + mma.sync, stores it to shared memory (float32, rows padded by 8 words), and a
-thread per pixel adds sum_c Sz G to its dK accumulator (the source from global memory).
-8x64x128x128 k5 O=64: 1,024 blocks of 128 threads, 29,440 B shared memory; ptxas 68
-registers on sm_90 (7 blocks: 44%), 78 on sm_80 (5 blocks by shared memory: 31%), no spills:
+ldmatrix.x4 + mma.sync, stores it to shared memory (float32, laid out (x, c), a pixel's 16
+channels padded to 20 words), and a thread per pixel adds sum_c Sz G to its dK accumulator
+(G read as four 16-byte vectors, the source from global memory).
+8x64x128x128 k5 O=64: 1,024 blocks of 128 threads, 30,976 B shared memory; ptxas 68
+registers on sm_90 (7 blocks: 44%), 75 on sm_80 (5 blocks by shared memory: 31%), no spills:
 below the 50% aim (TVM 0.27 emits __launch_bounds__ without a minimum of blocks, and
 annotating the PrimFunc with tirx.launch_bounds_min_blocks_per_sm did not reach the kernel).
-Estimated (no GPU: arithmetic in ``_conv_dk_mma``) about 176 us, shared-memory bound, 6.4x
+Estimated (no GPU: arithmetic in ``_conv_dk_mma``) about 149 us, shared-memory bound, 5.4x
 the 27.5 us BF16 roofline (the SIMT kernel: about 962 us at these tiles, 642 us at float32's).
 conv_dw (static shapes): split-K over bands of output rows, partial sums in global scratch,
 then a second kernel adding them (see ``conv_dw``); each part a GEMM per tap, dWt[o, c] +=
@@ -825,10 +826,11 @@ def _dk_mma_row(n: int) -> int:
 def dk_mma_shared_bytes(wl, wx: int) -> int:
     """Static shared memory of the tensor-core conv_dk: the dO tile (P = 32*wx pixels x O, rows
     padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows padded) and G of
-    one tap and chunk (16 channels x P float32, rows padded by 8 words: 2-way, not 8-way, bank
-    conflicts in the fragment stores). 8x64x128x128 k5 O=64: 18,432 + 2,304 + 8,704 = 29,440 B."""
+    one tap and chunk (P pixels x 16 channels float32, a pixel's channels padded to 20 words:
+    conflict-free fragment stores and vector loads). 8x64x128x128 k5 O=64: 18,432 + 2,304 +
+    10,240 = 30,976 B."""
     O, pix = wl.p["O"], 32 * wx
-    return (pix + 16) * _dk_mma_row(O) * 2 + 16 * (pix + 8) * 4
+    return (pix + 16) * _dk_mma_row(O) * 2 + pix * 20 * 4
 
 
 def dk_mma_tile(wl, target=None):
@@ -848,7 +850,43 @@ def dk_mma_tile(wl, target=None):
 
 
 HALF_MMA = ("float16", "bfloat16")
-DK_STORE_F32 = "dynfilter_pac_mma_store_shared_plain_f32"
+DK_STORE_T_F32 = "dynfilter_pac_dk_mma_store_shared_t_f32"
+
+
+def _dk_store_t_intrin():
+    """Accumulator fragments (f32, TVM's 16x16 layout, rows = M) -> shared memory transposed
+    (16 x 16 float32, C[n, m]), by plain stores (no tvm_access_ptr, whose type check fails
+    where StorageRewrite gives this space to 16-bit staging: O = 256)."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, c: T.handle) -> None:
+        C_warp = T.match_buffer(a, (32, 8), "float32", scope="warp")
+        C = T.match_buffer(c, (16, 16), "float32", scope="shared")
+        with T.sblock("root"):
+            T.reads(C_warp[0:32, 0:8])
+            T.writes(C[0:16, 0:16])
+            for i0, i1 in T.grid(16, 16):
+                with T.sblock("C_warp"):
+                    v0, v1 = T.axis.remap("SS", [i0, i1])
+                    lane, loc = T.meta_var(_frag_c(v0, v1))
+                    T.reads(C_warp[lane, loc])
+                    T.writes(C[v1, v0])
+                    C[v1, v0] = C_warp[lane, loc]
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, c: T.handle) -> None:
+        s0 = T.int32()
+        s1 = T.int32()
+        C_warp = T.match_buffer(a, (32, 8), "float32", scope="warp", offset_factor=1)
+        C = T.match_buffer(c, (16, 16), "float32", scope="shared", offset_factor=1, strides=[s0, s1])
+        with T.sblock("root"):
+            T.reads(C_warp[0:32, 0:8])
+            T.writes(C[0:16, 0:16])
+            for tx in T.thread_binding(0, 32, "threadIdx.x"):
+                for loc in T.serial(8):  # the inverse of _frag_c, transposed
+                    C[8 * (loc // 4) + 2 * (tx % 4) + loc % 2, 8 * (loc % 4 // 2) + tx // 4] = C_warp[tx, loc]
+    return desc, impl
 
 
 def _conv_dk_mma(sch, wl, wx: int) -> None:
@@ -859,7 +897,8 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     padded alike), then each warp forms G[c, x] = sum_o Wt[o, c, i, j] dO[o, x] for its 16
     channels x 32 pixels (per 16 output channels one ldmatrix.x4 for A, one per tile for B,
     two mma.sync m16n8k16 per tile, f32 accumulators) and stores it to shared memory (float32,
-    rows padded by 8 words); after a barrier a thread per pixel adds sum_c Sz G to its dK
+    laid out (x, c), a pixel's 16 channels padded to 20 words); after a barrier a thread per
+    pixel reads its 16 values of G as four 16-byte vectors and adds sum_c Sz G to its dK
     accumulator (the source from global memory, padding and zero insertion as index checks;
     each element is read by the k^2 taps around it, L1 hits). Taps outside the channel
     chunks: one accumulator per thread (with the chunks outside the taps the k accumulators
@@ -871,15 +910,17 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     chunks = 102,400 chunks of 64 mma (4 warps x 4 K steps x 2 tiles x 2 n8 halves): 6.55 M
     mma / 132 = 49.6 K clk = 27 us, the tensor-core bound (the BF16 roofline, 28 us). Shared
     memory wavefronts per chunk: ldmatrix 48 x4 (4 warps x 4 K steps x (1 A + 2 B)), 4 each
-    at the padded rows: 192; G fragment stores 64 st.shared.f32 (4 warps x 2 tiles x 8), 2
-    each (rows 4 apart share banks at a 136-word stride; 8 each unpadded): 128; the dot's G
-    loads 4 warps x 16, 64; the Wt chunk's 16-bit stores 32 (8 per thread), lanes along o:
-    16 consecutive words, 1 each (lanes along c: 2 each, channel rows 8 apart sharing banks):
-    32; in all 416 wavefronts = 416 clk per chunk, 6.5x the mma's 64: 102,400 x 416 / 132 /
-    1.83 GHz = about 176 us, 6.4x the 27.5 us roofline (was 448 and 190 us with lanes along
-    c; the SIMT conv_dk in the half types: about 962 us). (The fragment stores as 8-byte
-    pairs, 64 wavefronts fewer, failed in TVM's LowerWarpMemory: a vector load from warp
-    memory.) Issue: about 200 warp instructions per warp and chunk (12
+    at the padded rows: 192; G fragment stores 64 st.shared.f32 (4 warps x 2 tiles x 8), 1
+    each: a lane (g, t) writes pixel 2t (+1) channel g (+8) at word 20 x + c, banks 8t + g +
+    const, 32 distinct (laid out (c, x) with 136-word rows they took 2 each, unpadded 8):
+    64; the dot's G loads 4 warps x 4 ld.shared.v4, 4 each (a quarter warp's 8 pixels at 80
+    bytes: 8 distinct bank groups): 64; the Wt chunk's 16-bit stores 32 (8 per thread),
+    lanes along o: 16 consecutive words, 1 each (lanes along c: 2 each, channel rows 8 apart
+    sharing banks): 32; in all 352 wavefronts = 352 clk per chunk, 5.5x the mma's 64:
+    102,400 x 352 / 132 / 1.83 GHz = about 149 us, 5.4x the 27.5 us roofline (was 448, 190
+    us, with G (c, x) and the Wt copy's lanes along c; the SIMT conv_dk in the half types:
+    about 962 us). (The (c, x) fragment stores as 8-byte pairs failed in TVM's
+    LowerWarpMemory: a vector load from warp memory.) Issue: about 200 warp instructions per warp and chunk (12
     ldmatrix, 16 mma, 16 fragment stores, the Wt copy about 48, the dot about 100: 16 x (G
     load, source load with its checks, conversion, FMA)), 800 per block / 4 schedulers = 200
     clk, under the wavefronts. Requested bytes (``gpu_report.requested_bytes``): 645 MB, 16x
@@ -887,8 +928,8 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
 
     What is left: B (dO) fragments reloaded per chunk are 128 of the 192 ldmatrix wavefronts
     (kept in registers: 32 more per thread, over the 64-register budget); two 16-channel M
-    tiles per warp would halve them (G twice the shared memory); occupancy: 68-78 registers
-    and 29 KB per 4 warps (8 blocks per SM need <= 64 registers and <= 28,160 B on sm_90,
+    tiles per warp would halve them (G twice the shared memory); occupancy: 68-75 registers
+    and 31 KB per 4 warps (8 blocks per SM need <= 64 registers and <= 28,160 B on sm_90,
     <= 19,968 B on sm_80), and registers grow with O (O = 128: 127-140, O = 256: 149; the
     staging copies and the K loop, which nvcc unrolls); staging the source window per chunk
     would replace the per-tap global loads."""
@@ -897,7 +938,7 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     _register_mma_intrinsics(wl.dtype)
     # G's fragment store, float32 by plain stores (TVM's own uses tvm_access_ptr, whose type
     # check fails where StorageRewrite gives G's space to the 16-bit staging: O = 256)
-    TensorIntrin.register(DK_STORE_F32, *_store_cast_intrin("float32"), override=True)
+    TensorIntrin.register(DK_STORE_T_F32, *_dk_store_t_intrin(), override=True)
     load_a, load_b, mma = _intrin_names(wl.dtype)
     e, O = 2, wl.p["O"]
     warps = wx
@@ -958,8 +999,8 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
         n_, y_, x_ // 16, o_ // 16, *_frag_b(o_ % 16, x_ % 16, e)))
     sch.transform_layout(c_w, ("read", 0), lambda n_, c_, i_, j_, y_, x_: (
         n_, i_, j_, y_, c_ // 16, x_ // 16, *_frag_c(c_ % 16, x_ % 16)))
-    # G staged (c, x) innermost: 16 x 16 tiles for the fragment store
-    sch.transform_layout(c_w, ("write", 0), lambda n_, c_, i_, j_, y_, x_: (n_, i_, j_, y_, c_, x_))
+    # G staged (x, c) innermost: a pixel's channels contiguous (the dot's vector loads)
+    sch.transform_layout(c_w, ("write", 0), lambda n_, c_, i_, j_, y_, x_: (n_, i_, j_, y_, x_, c_))
 
     sch.tensorize(sch.get_loops(a_w)[-2], load_a)
     sch.tensorize(sch.get_loops(b_w)[-2], load_b)
@@ -969,10 +1010,17 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     sch.tensorize(sch.get_loops(G)[-3], mma)
     sch.tensorize(sch.get_loops(sch.get_sblock("G_init"))[-2], MMA_FILL)
     store = sch.blockize(sc)
-    # rows padded by 8 words: a fragment store's 8 rows x 4 column pairs then meet 2-way bank
-    # conflicts (rows 4 apart), not 8-way (at a 128-word row every row starts on bank 0)
-    sch.storage_align(store, 0, 4, 32, 8)
-    sch.tensorize(store, DK_STORE_F32)
+    # a pixel's 16 channels padded to 20 words: a fragment store's lanes (4 pixel pairs x 8
+    # channels) then fill 32 distinct banks, and a quarter warp's 16-byte loads 8 distinct
+    # bank groups (at 16 words both conflict)
+    sch.storage_align(store, 0, 4, 16, 4)
+    sch.tensorize(store, DK_STORE_T_F32)
+    # the dot reads its pixel's 16 values of G as four 16-byte vectors
+    g_at = next(q for q, r in enumerate(sch.get(acc).reads) if r.source.name.startswith("G"))
+    g_loc = sch.cache_read(acc, g_at, "local")
+    ci_o, _ = sch.split(ci, [None, 4])
+    sch.compute_at(g_loc, ci_o)
+    sch.vectorize(sch.get_loops(g_loc)[-1])
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, co)
     sch.reverse_compute_at(sch.get_sblock("out"), xt)
