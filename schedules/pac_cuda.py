@@ -370,11 +370,8 @@ def _store_name(dtype: str) -> str:
 def _store_cast_intrin(dtype: str):
     """Accumulator fragments (f32, TVM's 16x16 layout) -> shared (16 x 16) in ``dtype``, cast
     on the way (plain stores: no tvm_access_ptr, whose type check StorageRewrite's sharing of
-    one allocation between types would fail). float32: plain stores without a cast (conv_dk's
-    G, which shares shared memory with 16-bit staging)."""
+    one allocation between types would fail)."""
     from tvm.script import tirx as T
-
-    cast = (lambda v: v) if dtype == "float32" else (lambda v: T.Cast(dtype, v))
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, c: T.handle) -> None:
@@ -389,7 +386,7 @@ def _store_cast_intrin(dtype: str):
                     lane, loc = T.meta_var(_frag_c(v0, v1))
                     T.reads(C_warp[lane, loc])
                     T.writes(C[v0, v1])
-                    C[v0, v1] = cast(C_warp[lane, loc])
+                    C[v0, v1] = T.Cast(dtype, C_warp[lane, loc])
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, c: T.handle) -> None:
@@ -402,8 +399,8 @@ def _store_cast_intrin(dtype: str):
             T.writes(C[0:16, 0:16])
             for tx in T.thread_binding(0, 32, "threadIdx.x"):
                 for loc in T.serial(8):  # the inverse of _frag_c
-                    C[8 * (loc % 4 // 2) + tx // 4, 8 * (loc // 4) + 2 * (tx % 4) + loc % 2] = cast(
-                        C_warp[tx, loc])
+                    C[8 * (loc % 4 // 2) + tx // 4, 8 * (loc // 4) + 2 * (tx % 4) + loc % 2] = T.Cast(
+                        dtype, C_warp[tx, loc])
     return desc, impl
 
 
@@ -814,6 +811,7 @@ def _conv_dk_tiled(sch, wl, t) -> None:
 
 # -- conv_dk on tensor cores (float16, bfloat16): G = Wt^T dO by mma.sync, the dot with the source
 DK_MMA_WARPS = 4  # warps per block along x, each two 16-pixel tiles sharing their A fragment
+HALF_MMA = ("float16", "bfloat16")  # conv_dk on tensor cores (their products exact in float32)
 
 
 def _dk_mma_row(n: int) -> int:
@@ -849,7 +847,6 @@ def dk_mma_tile(wl, target=None):
     return wx if dk_mma_shared_bytes(wl, wx) <= MMA_SHARED_BYTES else None
 
 
-HALF_MMA = ("float16", "bfloat16")
 DK_STORE_T_F32 = "dynfilter_pac_dk_mma_store_shared_t_f32"
 
 
@@ -1001,7 +998,6 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
         n_, i_, j_, y_, c_ // 16, x_ // 16, *_frag_c(c_ % 16, x_ % 16)))
     # G staged (x, c) innermost: a pixel's channels contiguous (the dot's vector loads)
     sch.transform_layout(c_w, ("write", 0), lambda n_, c_, i_, j_, y_, x_: (n_, i_, j_, y_, x_, c_))
-
     sch.tensorize(sch.get_loops(a_w)[-2], load_a)
     sch.tensorize(sch.get_loops(b_w)[-2], load_b)
     sc, sx = sch.get_loops(c_w)[-2:]
