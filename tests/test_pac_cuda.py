@@ -287,7 +287,8 @@ def test_ops_on_gpu_match_reference(dtype, atol):
 def test_conv_dk_resources(dtype, arch):
     """Issue 15's aims for the SIMT pac.conv_dk (ptxas figures; estimates, no GPU): no spills
     and >= 50% theoretical occupancy at the benchmark shape (8x64x128x128 k5 O=64) and at
-    pac_joint_upsample-like shapes (32 channels, 64-px rows, k3 and k5 s2). sm_80's ptxas took
+    pac_joint_upsample-like shapes (32 channels, 64-px rows, k3 and k5 s2); the half types with
+    3 input channels, where the tensor-core conv_dk does not apply (below). sm_80's ptxas took
     64 registers for float32's 2-row register tiles (47%): 1 row there (DK_REG_Y_SMALL)."""
     from dynfilter_tvm import gpu_report as G
     from schedules.pac_cuda import dk_mma_tile, dk_tile
