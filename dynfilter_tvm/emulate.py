@@ -521,6 +521,9 @@ def _translate_kernel(m, body: str, max_shared_bytes: int) -> str:
         body = re.sub(r"\(\((\w+)\*\)" + n + r"\)", lambda m: f"((__local {m[1]}*){n})", body)
         # and a vector access into it (``*(uint4*)(n + i)``: TVM's vectorized copies)
         body = re.sub(r"\((\w+)\*\)\(" + n + r"\b", lambda m: f"(__local {m[1]}*)({n}", body)
+        # and a vector access into such a cast (``*(float4*)(((float*)n) + i)``)
+        body = re.sub(r"\((\w+)\*\)\(\(\(__local (\w+)\*\)" + n + r"\)",
+                      lambda m: f"(__local {m[1]}*)(((__local {m[2]}*){n})", body)
     # a shuffle from the thread's own lane (TVM's warp-memory lowering of a fragment read, e.g.
     # the plain mma store) needs no exchange: it returns the value (NaN if src is another lane)
     body = re.sub(r"__shfl_sync\(__activemask\(\), ([^,()]+(?:\[[^,]*?\])?), \(\(int\)threadIdx\.x\), 32\)",

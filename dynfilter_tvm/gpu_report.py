@@ -77,6 +77,8 @@ def benchmark_workloads(dtype: str = "float32") -> Dict[str, List[Workload]]:
         # half types run conv on f16/bf16 tensor cores (always): listed in the float32 report too
         *([mk("pac", "conv", dict(pac, a=a), half) for half in ("float16", "bfloat16") for a in (0, 1)]
           if dtype == "float32" else []),
+        # conv_dk's half types run on f16/bf16 tensor cores (sm_80+): listed in the float32 report
+        *([mk("pac", "conv_dk", pac, half) for half in ("float16", "bfloat16")] if dtype == "float32" else []),
         mk("pac", "conv_dk", pac, dtype), mk("pac", "conv_dw", pac, dtype)]
     out["ACDA 8x64x56x56 k7"] = [mk("acda", k, acda, dtype) for k in ("fwd", "dx", "datoms")]
     return out
@@ -242,7 +244,16 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     tiles per image; Ry = 32*8 - 4 = 252, Rx = 4*36 - 4 = 140): dO 33.6 MB + X
     8*64*252*140*4 B = 72.3 MB + Wt 8*128*64*64*25*4 B = 419 MB + dK 13.1 MB = 538 MB, 6.7x
     the 80.6 MB minimum (was 108 GB, 1,342x, a thread per output loading W and dO for every
-    (channel, output channel)). Wt (410 KB in all) is L2-resident, so the DRAM traffic is
+    (channel, output channel)). sm_80 (and the half types) take 2 x 32 tiles
+    (``schedules.pac_cuda.DK_REG_Y_SMALL``): Wt 838 MB, Ry = 64*6 - 4 = 380, in all 994 MB
+    in float32, 12.3x. The tensor-core conv_dk (float16, bfloat16 on sm_80+,
+    ``schedules.pac_cuda._conv_dk_mma``): a block per 32*wx pixels of a row stages its dO tile
+    once and per (tap, 16-channel chunk) Wt[:, chunk, tap]; each thread reads its pixel's source
+    at every (tap, channel) from global memory (real elements only): dO = N*O*Ho*Wo, X =
+    N*C*Ty*Tx (as conv's), Wt = blocks*O*C*k^2, dK = N*k^2*Ho*Wo. At 8x64x128x128 k5 O=64 (128
+    pixels, 1,024 blocks), 2-byte elements: dO 16.8 MB + X 8*64*634^2*2 B = 412 MB + Wt
+    1,024*102,400*2 B = 210 MB + dK 6.6 MB = 645 MB, 16.0x the 40.3 MB minimum; the source
+    (each element read by the k^2 taps of the pixels around it) from L1. Wt (410 KB in all) is L2-resident, so the DRAM traffic is
     near the minimum and the kernel is bound by its 13.4 G FMAs on FP32 SIMT (407 us at 67
     TFLOP/s). Where the tap loops stay loops (k > 7), the tile cannot fit or the shape is
     symbolic, a thread per output: conv_dk below.
@@ -303,7 +314,7 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         return loads * itemsize
     if wl.op == "pac":
         pix = p["N"] * p["Ho"] * p["Wo"]
-        tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_tiled_bytes,
+        tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": lambda wl_, p_: _pac_dk_tiled_bytes(wl_, p_, arch),
                  "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p)
         if tiled is not None:
             return tiled * itemsize
@@ -626,15 +637,26 @@ def _pac_dw_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
             + 2 * parts * O * C * k * k)
 
 
-def _pac_dk_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
-    """Elements requested by the tiled pac.conv_dk schedule (see :func:`requested_bytes`), or
-    None where it keeps a thread per output."""
-    from schedules.pac_cuda import dk_tile
+def _pac_dk_tiled_bytes(wl: Workload, p: dict, arch: str = "sm_90") -> Optional[int]:
+    """Elements requested by the tiled pac.conv_dk schedule for ``arch`` (see
+    :func:`requested_bytes`), or None where it keeps a thread per output."""
+    from schedules.pac_cuda import dk_mma_tile, dk_tile
 
-    t = dk_tile(wl)
+    from .target import cuda_target
+
+    N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
+    wx = dk_mma_tile(wl, cuda_target(arch))
+    if wx is not None:  # tensor cores: a block per 32*wx pixels of a row
+        def real(n_src: int, n_out: int) -> int:  # (output, tap) pairs on a real source element
+            return sum(1 for y in range(n_out) for i in range(k)
+                       if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
+
+        blocks = N * p["Ho"] * p["Wo"] // (32 * wx)
+        return (N * O * p["Ho"] * p["Wo"] + N * C * real(p["H"], p["Ho"]) * real(p["W"], p["Wo"])
+                + blocks * O * C * k * k + N * k * k * p["Ho"] * p["Wo"])
+    t = dk_tile(wl, cuda_target(arch))
     if t is None:
         return None
-    N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
     ty_n, ry = _real_taps(p["H"], p["Ho"], t["ty"], k, s, z, pad, d)
     tx_n, rx = _real_taps(p["W"], p["Wo"], t["tx"], k, s, z, pad, d)
     pix = p["Ho"] * p["Wo"]

@@ -64,8 +64,14 @@ this copy) and Wt[:, c] (O x k x k, each tap row of an output channel padded to 
 nvcc reads a thread's k weights as one ld.shared.v4 + one scalar, both warp-uniform; not in
 float64, where that took 94 registers). 8x64x128x128 k5 O=64 float32: 4 x 32 tiles (yt = yi
 = 2), 320 threads, 44,160 B shared memory, 1,024 blocks; ptxas sm_90 47 registers, no
-spills, 62% occupancy (sm_80: 64, 47%); float64 shrinks the tile to 1 x 32 (yt = yi = 1; 64
-registers on sm_90, 47%). Estimate (no GPU: arithmetic): 13.4 G FMAs (G) on FP32 SIMT = 401
+spills, 62% occupancy. sm_80's ptxas took 64 registers for that tile (3 blocks of 10 warps:
+47%), as did both archs in the half types (62-63), so those take 1-row register tiles
+(DK_REG_Y_SMALL: 2 x 32 tiles, yt = 2, yi = 1, 2,048 blocks, 27,520 B in float32, 13,760 B
+in the half types): 47-48 registers, no spills, 4 blocks per SM, 62%; per o and warp 2 Wt
+wavefronts + 1 dO for 5 FMA instructions, so 13.4 G / 32 / 5 * 3 = 251 M wavefronts / 132
+SMs = 1.90 M clk = 962 us at 1.98 GHz on an H100 (1.5x the 2-row tile's 642 us; requested
+994 MB in float32, 12.3x, Wt read per 2-row tile). float64 shrinks the tile to 1 x 32 (yt =
+yi = 1; 64 registers on sm_90, 47%; sm_80 68, 39%). Estimate (no GPU: arithmetic): 13.4 G FMAs (G) on FP32 SIMT = 401
 us at 67 TFLOP/s; shared memory per o and warp (the PTX's loop body): 2 warp-uniform Wt loads
 (v4 + scalar, one wavefront each) + yi = 2 dO words (one each) for k*yi = 10 FMA
 instructions: 13.4 G / 32 / 10 * 4 = 168 M wavefronts / 132 SMs = 1.27 M clk = 642 us at
@@ -75,6 +81,21 @@ tiles exceeded 64 registers (4 rows: 93). Requested bytes
 bandwidth. Was a thread per output loading Wt and dO for every (channel, output channel):
 128 registers, 25% occupancy, 108 GB requested (32 ms at DRAM bandwidth without caches).
 Otherwise a thread per output forms G one input channel at a time.
+conv_dk on tensor cores (float16 and bfloat16, sm_80+, static, O % 16 = C % 16 = Wo % 32 =
+0; ``_conv_dk_mma``): the half types' products are exact in float32, so mma.sync m16n8k16
+with f32 accumulators computes the compute's G (float32) up to summation order. A block owns
+a row of 32*wx pixels (4 warps of two 16-pixel tiles at 128-pixel rows), stages its dO tile
+once ((x, o), rows padded by 16 bytes: conflict-free ldmatrix B), and per tap and chunk of 16
+input channels Wt (c, o) (the A rows); each warp forms its 16 x 32 tile of G over O by
+ldmatrix.x4 + mma.sync, stores it to shared memory (float32, laid out (x, c), a pixel's 16
+channels padded to 20 words), and a thread per pixel adds sum_c Sz G to its dK accumulator
+(G read as four 16-byte vectors, the source from global memory).
+8x64x128x128 k5 O=64: 1,024 blocks of 128 threads, 30,976 B shared memory; ptxas 68
+registers on sm_90 (7 blocks: 44%), 75 on sm_80 (5 blocks by shared memory: 31%), no spills:
+below the 50% aim (TVM 0.27 emits __launch_bounds__ without a minimum of blocks, and
+annotating the PrimFunc with tirx.launch_bounds_min_blocks_per_sm did not reach the kernel).
+Estimated (no GPU: arithmetic in ``_conv_dk_mma``) about 149 us, shared-memory bound, 5.4x
+the 27.5 us BF16 roofline (the SIMT kernel: about 962 us at these tiles, 642 us at float32's).
 conv_dw (static shapes): split-K over bands of output rows, partial sums in global scratch,
 then a second kernel adding them (see ``conv_dw``); each part a GEMM per tap, dWt[o, c] +=
 dO[o, px] (K[px] Sz[c, px]) over its pixels (``_conv_dw_tiled``): a block per (output-channel
@@ -691,23 +712,28 @@ def pool(sch, wl, target):
 # -- conv_dk: the tap-rule GEMM per pixel tile (G = Wt^T dO, then a dot with the source) --------
 DK_TILE_X = 32  # pixels per thread row along x (a warp's row: conflict-free shared loads)
 DK_PIXEL_THREADS = 64  # threads per tap row (yt rows of DK_TILE_X)
-DK_REG_Y = 2  # rows of a thread's register tile
+DK_REG_Y = 2  # rows of a thread's register tile (float32 on sm_90 and newer)
+# sm_80's ptxas took 64 registers for 2 rows in float32 (3 blocks of 10 warps: 47%), and both
+# archs 62-63 in the half types (47%); one row: 47-48 registers, 4 blocks, 62%
+DK_REG_Y_SMALL = 1
 DK_SHARED_BYTES = 44 * 1024  # dO tile + Wt chunk + source tile (<= 48 KiB static; 50% occupancy)
 
 
-def dk_tile(wl):
+def dk_tile(wl, target=None):
     """conv_dk's tiled geometry: dict(ty, tx, yt, yi) (pixel tile ty x tx, threads k x yt x
     tx, a register tile of k tap columns x yi rows), or None for a thread per output (symbolic
-    shapes, tap loops not unrolled, or a tile that cannot fit DK_SHARED_BYTES). Shrinks the
-    thread rows first, then the register rows, until the dO tile (O x ty x tx), one channel
-    of Wt (O x k^2) and the source window fit."""
+    shapes, tap loops not unrolled, or a tile that cannot fit DK_SHARED_BYTES). yi starts at
+    DK_REG_Y in float32 on sm_90 (``target`` None: sm_90), else at DK_REG_Y_SMALL (occupancy:
+    see there). Shrinks the thread rows first, then the register rows, until the dO tile (O x
+    ty x tx), one channel of Wt (O x k^2) and the source window fit."""
     p = wl.p
     if wl.kind != "static" or p["k"] > UNROLL_TAPS:
         return None
     O, k, s, d, Ho, Wo = p["O"], p["k"], p["s"], p["d"], p["Ho"], p["Wo"]
     item = 8 if wl.dtype == "float64" else 4
     tx = min(DK_TILE_X, Wo)
-    yi = min(DK_REG_Y, Ho)
+    wide = wl.dtype == "float64" or (wl.dtype == "float32" and (target is None or _sm(target) >= 90))
+    yi = min(DK_REG_Y if wide else DK_REG_Y_SMALL, Ho)
     yt = max(1, min(DK_PIXEL_THREADS // tx, -(-Ho // yi)))
 
     def shared(yt_, yi_):
@@ -783,9 +809,226 @@ def _conv_dk_tiled(sch, wl, t) -> None:
     sch.reverse_compute_at(sch.get_sblock("out"), thr)
 
 
+# -- conv_dk on tensor cores (float16, bfloat16): G = Wt^T dO by mma.sync, the dot with the source
+DK_MMA_WARPS = 4  # warps per block along x, each two 16-pixel tiles sharing their A fragment
+HALF_MMA = ("float16", "bfloat16")  # conv_dk on tensor cores (their products exact in float32)
+
+
+def _dk_mma_row(n: int) -> int:
+    """Elements per staged row of n = O 16-bit values (O % 16 = 0): padded by 16 bytes, so the
+    row stride is an odd number of 16-byte units and the 8 rows an ldmatrix phase reads fall
+    on 8 distinct bank groups."""
+    return n + 8
+
+
+def dk_mma_shared_bytes(wl, wx: int) -> int:
+    """Static shared memory of the tensor-core conv_dk: the dO tile (P = 32*wx pixels x O, rows
+    padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows padded) and G of
+    one tap and chunk (P pixels x 16 channels float32, a pixel's channels padded to 20 words:
+    conflict-free fragment stores and vector loads). 8x64x128x128 k5 O=64: 18,432 + 2,304 +
+    10,240 = 30,976 B."""
+    O, pix = wl.p["O"], 32 * wx
+    return (pix + 16) * _dk_mma_row(O) * 2 + pix * 20 * 4
+
+
+def dk_mma_tile(wl, target=None):
+    """Warps per block of the tensor-core conv_dk, or None where it does not apply: float16 and
+    bfloat16 (their products are exact in float32, so f32-accumulating mma.sync computes what
+    the compute defines), static, O % 16 = C % 16 = Wo % 32 = 0, sm_80 or newer (``target``
+    None: sm_90), within 48 KB of static shared memory."""
+    p = wl.p
+    if wl.dtype not in HALF_MMA or wl.kind != "static" or (target is not None and _sm(target) < 80):
+        return None
+    if p["O"] % 16 or p["C"] % 16 or p["Wo"] % 32:
+        return None
+    wx = max(w for w in (1, 2, 4, 8) if w <= DK_MMA_WARPS and p["Wo"] // 32 % w == 0)
+    while dk_mma_shared_bytes(wl, wx) > MMA_SHARED_BYTES and wx > 1:
+        wx //= 2
+    return wx if dk_mma_shared_bytes(wl, wx) <= MMA_SHARED_BYTES else None
+
+
+DK_STORE_T_F32 = "dynfilter_pac_dk_mma_store_shared_t_f32"
+
+
+def _dk_store_t_intrin():
+    """Accumulator fragments (f32, TVM's 16x16 layout, rows = M) -> shared memory transposed
+    (16 x 16 float32, C[n, m]), by plain stores (no tvm_access_ptr, whose type check fails
+    where StorageRewrite gives this space to 16-bit staging: O = 256)."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, c: T.handle) -> None:
+        C_warp = T.match_buffer(a, (32, 8), "float32", scope="warp")
+        C = T.match_buffer(c, (16, 16), "float32", scope="shared")
+        with T.sblock("root"):
+            T.reads(C_warp[0:32, 0:8])
+            T.writes(C[0:16, 0:16])
+            for i0, i1 in T.grid(16, 16):
+                with T.sblock("C_warp"):
+                    v0, v1 = T.axis.remap("SS", [i0, i1])
+                    lane, loc = T.meta_var(_frag_c(v0, v1))
+                    T.reads(C_warp[lane, loc])
+                    T.writes(C[v1, v0])
+                    C[v1, v0] = C_warp[lane, loc]
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, c: T.handle) -> None:
+        s0 = T.int32()
+        s1 = T.int32()
+        C_warp = T.match_buffer(a, (32, 8), "float32", scope="warp", offset_factor=1)
+        C = T.match_buffer(c, (16, 16), "float32", scope="shared", offset_factor=1, strides=[s0, s1])
+        with T.sblock("root"):
+            T.reads(C_warp[0:32, 0:8])
+            T.writes(C[0:16, 0:16])
+            for tx in T.thread_binding(0, 32, "threadIdx.x"):
+                for loc in T.serial(8):  # the inverse of _frag_c, transposed
+                    C[8 * (loc // 4) + 2 * (tx % 4) + loc % 2, 8 * (loc % 4 // 2) + tx // 4] = C_warp[tx, loc]
+    return desc, impl
+
+
+def _conv_dk_mma(sch, wl, wx: int) -> None:
+    """A block per (n, output row y, P = 32*wx pixels), a warp per two 16-pixel tiles (they
+    share the A fragment). The block stages its dO tile once (laid out (x, o): B rows of 16
+    output channels, contiguous, rows padded by 16 bytes, ``_dk_mma_row``). Per tap (i, j)
+    and chunk of 16 input channels it stages Wt[:, chunk, i, j] (laid out (c, o): A rows,
+    padded alike), then each warp forms G[c, x] = sum_o Wt[o, c, i, j] dO[o, x] for its 16
+    channels x 32 pixels (per 16 output channels one ldmatrix.x4 for A, one per tile for B,
+    two mma.sync m16n8k16 per tile, f32 accumulators) and stores it to shared memory (float32,
+    laid out (x, c), a pixel's 16 channels padded to 20 words); after a barrier a thread per
+    pixel reads its 16 values of G as four 16-byte vectors and adds sum_c Sz G to its dK
+    accumulator (the source from global memory, padding and zero insertion as index checks;
+    each element is read by the k^2 taps around it, L1 hits). Taps outside the channel
+    chunks: one accumulator per thread (with the chunks outside the taps the k accumulators
+    were indexed by a loop variable: local memory).
+
+    Estimate (no GPU: arithmetic; 8x64x128x128 k5 O=64 float16/bfloat16, per block of 4 warps
+    and chunk (tap, 16 channels); H100 SXM as ``_conv_mma``: 132 SMs at 1.83 GHz, per SM and
+    clock one m16n8k16 mma and one shared-memory wavefront). 1,024 blocks x 25 taps x 4
+    chunks = 102,400 chunks of 64 mma (4 warps x 4 K steps x 2 tiles x 2 n8 halves): 6.55 M
+    mma / 132 = 49.6 K clk = 27 us, the tensor-core bound (the BF16 roofline, 28 us). Shared
+    memory wavefronts per chunk: ldmatrix 48 x4 (4 warps x 4 K steps x (1 A + 2 B)), 4 each
+    at the padded rows: 192; G fragment stores 64 st.shared.f32 (4 warps x 2 tiles x 8), 1
+    each: a lane (g, t) writes pixel 2t (+1) channel g (+8) at word 20 x + c, banks 8t + g +
+    const, 32 distinct (laid out (c, x) with 136-word rows they took 2 each, unpadded 8):
+    64; the dot's G loads 4 warps x 4 ld.shared.v4, 4 each (a quarter warp's 8 pixels at 80
+    bytes: 8 distinct bank groups): 64; the Wt chunk's 16-bit stores 32 (8 per thread),
+    lanes along o: 16 consecutive words, 1 each (lanes along c: 2 each, channel rows 8 apart
+    sharing banks): 32; in all 352 wavefronts = 352 clk per chunk, 5.5x the mma's 64:
+    102,400 x 352 / 132 / 1.83 GHz = about 149 us, 5.4x the 27.5 us roofline (was 448, 190
+    us, with G (c, x) and the Wt copy's lanes along c; the SIMT conv_dk in the half types:
+    about 962 us). (The (c, x) fragment stores as 8-byte pairs failed in TVM's
+    LowerWarpMemory: a vector load from warp memory.) Issue: about 200 warp instructions per warp and chunk (12
+    ldmatrix, 16 mma, 16 fragment stores, the Wt copy about 48, the dot about 100: 16 x (G
+    load, source load with its checks, conversion, FMA)), 800 per block / 4 schedulers = 200
+    clk, under the wavefronts. Requested bytes (``gpu_report.requested_bytes``): 645 MB, 16x
+    the minimum (the source per tap 412 MB, from L1; the weight per block 210 MB, from L2).
+
+    What is left: B (dO) fragments reloaded per chunk are 128 of the 192 ldmatrix wavefronts
+    (kept in registers: 32 more per thread, over the 64-register budget); two 16-channel M
+    tiles per warp would halve them (G twice the shared memory); occupancy: 68-75 registers
+    and 31 KB per 4 warps (8 blocks per SM need <= 64 registers and <= 28,160 B on sm_90,
+    <= 19,968 B on sm_80), and registers grow with O (O = 128: 127-140, O = 256: 149; the
+    staging copies and the K loop, which nvcc unrolls); staging the source window per chunk
+    would replace the per-tap global loads."""
+    from tvm.s_tir import TensorIntrin
+
+    _register_mma_intrinsics(wl.dtype)
+    # G's fragment store, float32 by plain stores (TVM's own uses tvm_access_ptr, whose type
+    # check fails where StorageRewrite gives G's space to the 16-bit staging: O = 256)
+    TensorIntrin.register(DK_STORE_T_F32, *_dk_store_t_intrin(), override=True)
+    load_a, load_b, mma = _intrin_names(wl.dtype)
+    e, O = 2, wl.p["O"]
+    warps = wx
+    sch.compute_inline(sch.get_sblock("Sz"))
+    acc = sch.get_sblock("acc")
+    n, g, i, j, y, x, c = sch.get_loops(acc)
+    xb, xw, xt = sch.split(x, [None, wx, 32])
+    co, ci = sch.split(c, [None, 16])
+    sch.reorder(n, g, y, xb, i, j, xw, xt, co, ci)
+    blk = sch.fuse(n, g, y, xb)
+    sch.bind(blk, "blockIdx.x")
+    sch.bind(xw, "threadIdx.y")
+    sch.bind(xt, "threadIdx.x")
+
+    def spread(block, loop):  # the block's loops under ``loop`` over every thread
+        loops = sch.get_loops(block)
+        at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
+        inner = loops[at + 1:]
+        fused = sch.fuse(*inner) if len(inner) > 1 else inner[0]
+        _, ty, tx = sch.split(fused, [None, warps, 32])
+        sch.bind(ty, "threadIdx.y")
+        sch.bind(tx, "threadIdx.x")
+
+    G = sch.get_sblock("G")
+    sch.set_scope(G, 0, "shared")
+    sch.compute_at(G, co)
+    gc, gx, go = sch.get_loops(G)[-3:]
+    gxw, gxm, gxt = sch.split(gx, [warps, 2, 16])
+    goo, got = sch.split(go, [None, 16])
+    sch.reorder(gxw, goo, gxm, gc, gxt, got)
+    outer = sch.blockize(gc)
+    sch.bind(gxw, "threadIdx.y")
+    d_at, w_at = _read_index(sch, outer, "dO"), _read_index(sch, outer, "Wt")
+    dsh = sch.cache_read(outer, d_at, "shared")
+    sch.compute_at(dsh, blk)
+    sch.transform_layout(dsh, ("write", 0), lambda n_, o_, y_, x_: (n_, y_, x_, o_))
+    sch.storage_align(dsh, 0, 2, O, _dk_mma_row(O) - O)
+    spread(dsh, blk)
+    wsh = sch.cache_read(outer, w_at, "shared")
+    sch.compute_at(wsh, co)
+    sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, c_, o_))
+    sch.storage_align(wsh, 0, 2, O, _dk_mma_row(O) - O)
+    # lanes along o: a warp's 16-bit stores fill 16 consecutive words of one row (one
+    # wavefront; lanes along c met 2-way conflicts, rows 8 apart sharing banks). The global
+    # reads are scattered either way (o and c strides of C*k^2 and k^2 elements)
+    sch.reorder(*sch.get_loops(wsh)[-2:][::-1])
+    spread(wsh, co)
+    a_w = sch.cache_read(outer, w_at, "warp")
+    b_w = sch.cache_read(outer, d_at, "warp")
+    sch.compute_at(a_w, goo)
+    sch.compute_at(b_w, gxm)
+    c_w = sch.cache_write(outer, 0, "warp")
+    sch.reverse_compute_at(c_w, gxw)
+    sch.decompose_reduction(outer, goo)
+    sch.transform_layout(a_w, ("write", 0), lambda i_, j_, c_, o_: (
+        i_, j_, c_ // 16, o_ // 16, *_frag_a(c_ % 16, o_ % 16, e)))
+    sch.transform_layout(b_w, ("write", 0), lambda n_, y_, x_, o_: (
+        n_, y_, x_ // 16, o_ // 16, *_frag_b(o_ % 16, x_ % 16, e)))
+    sch.transform_layout(c_w, ("read", 0), lambda n_, c_, i_, j_, y_, x_: (
+        n_, i_, j_, y_, c_ // 16, x_ // 16, *_frag_c(c_ % 16, x_ % 16)))
+    # G staged (x, c) innermost: a pixel's channels contiguous (the dot's vector loads)
+    sch.transform_layout(c_w, ("write", 0), lambda n_, c_, i_, j_, y_, x_: (n_, i_, j_, y_, x_, c_))
+    sch.tensorize(sch.get_loops(a_w)[-2], load_a)
+    sch.tensorize(sch.get_loops(b_w)[-2], load_b)
+    sc, sx = sch.get_loops(c_w)[-2:]
+    sxo, sxi = sch.split(sx, [None, 16])
+    sch.reorder(sxo, sc, sxi)
+    sch.tensorize(sch.get_loops(G)[-3], mma)
+    sch.tensorize(sch.get_loops(sch.get_sblock("G_init"))[-2], MMA_FILL)
+    store = sch.blockize(sc)
+    # a pixel's 16 channels padded to 20 words: a fragment store's lanes (4 pixel pairs x 8
+    # channels) then fill 32 distinct banks, and a quarter warp's 16-byte loads 8 distinct
+    # bank groups (at 16 words both conflict)
+    sch.storage_align(store, 0, 4, 16, 4)
+    sch.tensorize(store, DK_STORE_T_F32)
+    # the dot reads its pixel's 16 values of G as four 16-byte vectors
+    g_at = next(q for q, r in enumerate(sch.get(acc).reads) if r.source.name.startswith("G"))
+    g_loc = sch.cache_read(acc, g_at, "local")
+    ci_o, _ = sch.split(ci, [None, 4])
+    sch.compute_at(g_loc, ci_o)
+    sch.vectorize(sch.get_loops(g_loc)[-1])
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, co)
+    sch.reverse_compute_at(sch.get_sblock("out"), xt)
+
+
 @register("pac", "conv_dk", "cuda")
 def conv_dk(sch, wl, target):
-    t = dk_tile(wl)
+    wx = dk_mma_tile(wl, target)
+    if wx is not None:
+        _conv_dk_mma(sch, wl, wx)
+        return
+    t = dk_tile(wl, target)
     if t is not None:
         _conv_dk_tiled(sch, wl, t)
         return

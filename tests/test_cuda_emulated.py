@@ -250,6 +250,34 @@ def test_control_short_dk_staging(way):
            match="NaN")
 
 
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+def test_conv_dk_sm80_one_row_tiles(dtype, way):
+    """The tiled pac.conv_dk as built for sm_80: float32 takes 1-row register tiles
+    (DK_REG_Y_SMALL: 2 x 32 threads per tap row, 2-row pixel tiles, tails along y and x) where
+    sm_90 takes 2 rows; float64 keeps its tile. Blocks in reverse order."""
+    from schedules.pac_cuda import dk_tile
+    from dynfilter_tvm.target import cuda_target
+
+    wl = Workload.make("pac", "conv_dk", PAC_SHAPES["conv_dk"]["tiles"], dtype)
+    if dtype == "float32":
+        assert (dk_tile(wl)["yi"], dk_tile(wl, cuda_target("sm_80"))) == (2, dict(ty=2, tx=32, yt=2, yi=1))
+    emulate.check(wl, way, arch="sm_80", mutate=_reverse_blocks)
+
+
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+def test_conv_dk_half_one_row_tiles(dtype):
+    """The tiled pac.conv_dk in the half types (1-row register tiles on every arch), executed
+    with 16-bit words."""
+    from schedules.pac_cuda import dk_tile
+
+    wl = Workload.make("pac", "conv_dk", PAC_SHAPES["conv_dk"]["tiles"], dtype)
+    assert dk_tile(wl)["yi"] == 1
+    low = emulate.prepare(wl, "cuda")
+    assert "tvm_mma" not in low.source  # C = 3, O = 7: no tensor-core tiles
+    assert emulate.check(wl, "cuda", lowered=low) <= emulate.TOLERANCE[dtype]
+
+
 # pac.conv on TF32 tensor cores (the tf32 workload flag; mma.sync + ldmatrix, emulated warp-
 # cooperatively from the PTX fragment layouts). The CUDA way only: TVM's OpenCL lowering has no
 # tensor-core intrinsics. Tolerance: emulate.TF32_TOLERANCE (10-bit operand mantissas).
@@ -593,3 +621,50 @@ def test_acda_dx_sm80_chunks(dtype, way):
     if dtype == "float32":
         assert (dx_tile(wl)["cc"], dx_tile(wl, cuda_target("sm_80"))["cc"]) == (8, 4)
     emulate.check(wl, way, arch="sm_80", mutate=_reverse_blocks)
+
+
+# pac.conv_dk in float16 / bfloat16 on tensor cores (G = Wt^T dO by mma.sync m16n8k16 with f32
+# accumulators, then the dot with the source per pixel): executed with 16-bit words.
+DK_HALF_CASES = {
+    # 2 warps (a 64-pixel row), one 16-channel chunk, 3 x 3 taps, padding
+    "plain": dict(_geo(1, 16, 3, 64, 3, 64, 3, 1, 1, 1, 1), O=32),
+    # 1 warp (Wo = 32), stride 2 and dilation 2, two channel chunks, batch 2, O = 16
+    "s2-d2": dict(_geo(2, 32, 9, 63, 3, 32, 3, 2, 1, 2, 2), O=16),
+    # the zero-inserted source (the transposed conv's weight gradient), O = 48: 3 K steps
+    "zero-ins": dict(_geo(1, 16, 5, 16, 10, 32, 3, 1, 2, 1, 1), O=48),
+    # the benchmark's block: 4 warps over a 128-pixel row, k = 5, O = 64
+    "k5-row128": dict(_geo(1, 16, 2, 128, 2, 128, 5, 1, 1, 2, 1), O=64),
+    # O = 256: 2 warps (the dO tile of 4 warps passes 48 KB); G's float32 fragment store by
+    # plain stores (TVM's store intrinsic's tvm_access_ptr failed its type check here, where
+    # StorageRewrite shares G's space with the 16-bit staging)
+    "o256": dict(_geo(1, 16, 2, 64, 2, 64, 1, 1, 1, 0, 1), O=256),
+}
+
+
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+@pytest.mark.parametrize("name", DK_HALF_CASES)
+def test_conv_dk_tensor_core_half(name, dtype):
+    wl = Workload.make("pac", "conv_dk", DK_HALF_CASES[name], dtype)
+    low = emulate.prepare(wl, "cuda")
+    assert f"tvm_mma_m16n8k16(tvm_mma_x, {int(dtype == 'bfloat16')}," in low.source
+    assert emulate.check(wl, "cuda", lowered=low) <= emulate.TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+def test_conv_dk_tensor_core_sm80(dtype):
+    """The same kernel as built for sm_80 (blocks in reverse order)."""
+    wl = Workload.make("pac", "conv_dk", DK_HALF_CASES["plain"], dtype)
+    low = emulate.prepare(wl, "cuda", arch="sm_80")
+    assert "tvm_mma_m16n8k16(" in low.source
+    emulate.check(wl, "cuda", arch="sm_80", lowered=low, mutate=_reverse_blocks)
+
+
+@pytest.mark.parametrize("mutate,match", [
+    # the barrier between the fragment stores of G and the per-pixel dot that reads them
+    (_drop_barrier(1), "NaN"),
+    (_mma_layout("TVM_MMA16_A_LANE", "(row, k) (4 * ((row) % 8) + ((k) + 2) % 8 / 2)"), "relative error"),
+    (_mma_layout("TVM_LDM_SRC", "(m, lane) ((m) * 8 + ((lane) / 4 + 1) % 8)"), "relative error"),
+], ids=["dropped-g-barrier", "mma-a-lane", "ldmatrix-row"])
+def test_control_conv_dk_tensor_core(mutate, match):
+    wl = Workload.make("pac", "conv_dk", DK_HALF_CASES["plain"], "float16")
+    _fails(wl, "cuda", mutate=mutate, match=match)

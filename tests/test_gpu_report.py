@@ -83,6 +83,19 @@ def test_requested_bytes_pac_conv_dk_tiled():
     assert G.requested_bytes(small) == 4 * (3 * 9 + 2 * 3 * 3 + 1 * 2 * 3 * 9 + 9 * 9)
 
 
+def test_requested_bytes_pac_conv_dk_tensor_cores():
+    """The half types' tensor-core conv_dk (a block per 128-pixel row, 1,024 blocks): dO once,
+    the source per (tap, channel, pixel) over 634 real (output, tap) pairs per axis, the whole
+    weight per block, dK once; 2-byte elements. Listed in the float32 report."""
+    pac = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"]
+    for half in ("float16", "bfloat16"):
+        wl = next(w for w in pac if w.kernel == "conv_dk" and w.dtype == half)
+        assert G._label(wl) == "pac.conv_dk(" + {"float16": "f16", "bfloat16": "bf16"}[half] + ")"
+        do, x, wt, dk = 8 * 64 * 128 ** 2, 8 * 64 * 634 ** 2, 1024 * 64 * 64 * 25, 8 * 25 * 128 ** 2
+        for arch in ("sm_90", "sm_80"):
+            assert G.requested_bytes(wl, 2, arch) == 2 * (do + x + wt + dk)
+
+
 def test_requested_bytes_pac_conv_dw_tiled():
     wl = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"][-1]
     assert wl.kernel == "conv_dw"
