@@ -99,6 +99,7 @@ import functools
 from . import register
 from tvm import tirx
 
+from .ddf_cuda import _if_constant
 from .common import MAX_THREADS, UNROLL_TAPS, extent, register_acc, threads_for, unroll, unroll_taps
 
 CONV_CHANNEL_BLOCK = 8  # output channels per thread
@@ -225,6 +226,88 @@ def _conv_tiled(sch, wl, t) -> None:
     sch.decompose_reduction(acc, co)
     sch.reverse_compute_at(sch.get_sblock("out"), thr)
 
+
+
+def generic_conv_tile(wl):
+    """The generic (symbolic N, Ho, Wo) conv's fixed tile: the static geometry of a wide image
+    (rows of TILE_X pixels, REG_Y-row register tiles, ``conv_tile``'s channel split), or None
+    where its chunk cannot fit TILE_SHARED_BYTES (then a thread per pixel)."""
+    p = wl.p
+    item = 8 if wl.dtype == "float64" else 4
+    C, O, k2 = p["C"], p["O"], p["k"] ** 2
+    tx, yi, yt = TILE_X, REG_Y, max(1, PIXEL_THREADS // TILE_X)
+    oi = min(_reg_o(wl.dtype), O)
+    ot = min(CHANNEL_THREADS, -(-O // oi))
+    cc = max(n for n in range(1, C + 1) if C % n == 0 and (n == 1 or n * k2 <= K_CHUNK))
+
+    def shared(yi_):  # xk chunk + Wt chunk, as conv_tile
+        return (cc * k2 * yi_ * yt * tx + ot * oi * cc * k2) * item
+
+    while shared(yi) > TILE_SHARED_BYTES and yi > 1:
+        yi -= 1
+    if shared(yi) > TILE_SHARED_BYTES:
+        return None
+    return dict(ty=yi * yt, tx=tx, yt=yt, yi=yi, ot=ot, oi=oi, cc=cc)
+
+
+GENERIC_TILED = ("conv",)  # generic kernels with a tiled schedule (where it fits: generic_tiled)
+
+
+def generic_tiled(wl, func) -> bool:
+    """Whether the generic CUDA build of PAC kernel ``wl`` (unscheduled PrimFunc ``func``)
+    takes a tiled schedule (shared-memory stages), not the per-output one: its default
+    schedule applied to a copy, the answer read off the staged tiles. ``dispatch`` serves
+    CUDA calls generic where this holds."""
+    import tvm
+    import tvm.s_tir as s_tir
+
+    if wl.kernel not in GENERIC_TILED:
+        return False
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    _SCHEDULED[wl.kernel](sch, wl, None)
+    return 'scope="shared"' in sch.mod.script()
+
+
+def _generic_tiled_conv(sch, wl) -> bool:
+    """Apply the generic tiled conv if it fits and its stages compact to a constant size."""
+    t = generic_conv_tile(wl)
+    return t is not None and _if_constant(sch, lambda sch_: _conv_generic_tiled(sch_, wl, t))
+
+
+def _conv_generic_tiled(sch, wl, t) -> None:
+    """``_conv_tiled`` over symbolic N, Ho, Wo: a fixed tile, the grid ceil-divided over the
+    output (blockIdx.x tile columns, .y tile rows, .z images x output-channel tiles: no block
+    index divided by a run-time extent), the tail tiles predicated."""
+    for name in _modulated_stages(wl)[:-1]:
+        sch.compute_inline(sch.get_sblock(name))
+    # the sum over whole tiles: xk_pad and acc_pad of (Ho, Wo) rounded up to the tile
+    sch.pad_einsum(sch.get_sblock("acc"), [1, 1, t["ty"], t["tx"], 1, 1, 1])
+    sch.compute_inline(sch.get_sblock("xk"))
+    sch.compute_inline(sch.get_sblock("acc_pad"))
+    acc = sch.get_sblock("acc")
+    n, o, y, x, c, i, j = sch.get_loops(acc)
+    ob, ot, oi = sch.split(o, [None, t["ot"], t["oi"]])
+    yb, yt, yi = sch.split(y, [None, t["yt"], t["yi"]])
+    xb, xt = sch.split(x, [None, t["tx"]])
+    co, ci = sch.split(c, [None, t["cc"]])
+    sch.reorder(n, ob, yb, xb, ot, yt, xt, co, ci, i, j, oi, yi)
+    sch.bind(sch.fuse(n, ob), "blockIdx.z")
+    sch.bind(yb, "blockIdx.y")
+    sch.bind(xb, "blockIdx.x")
+    thr = sch.fuse(ot, yt, xt)
+    sch.bind(thr, "threadIdx.x")
+    threads = t["ot"] * t["yt"] * t["tx"]
+    xk = sch.get_sblock("xk_pad")
+    sch.set_scope(xk, 0, "shared")
+    _cooperative(sch, xk, co, threads)
+    wt = sch.cache_read(acc, 0, "shared")
+    sch.transform_layout(wt, ("write", 0), lambda o, c, i, j: (c, i, j, o))
+    _cooperative(sch, wt, co, threads)
+    unroll(sch, oi, yi)
+    unroll_taps(sch, wl, j)
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, co)
+    sch.reverse_compute_at(sch.get_sblock("out"), thr)
 
 # -- conv on tensor cores: mma.sync TF32 (m16n8k8) and float16/bfloat16 (m16n8k16) -------------
 # Fragment layouts (PTX ISA, "Matrix fragments for mma.m16n8k8 / mma.m16n8k16"), lane = 4 g + t,
@@ -666,6 +749,8 @@ def conv(sch, wl, target):
     if t is not None:
         _conv_tiled(sch, wl, t)
         return
+    if wl.kind == "generic" and _generic_tiled_conv(sch, wl):
+        return
     _inline(sch, *_modulated_stages(wl))
     acc = sch.get_sblock("acc")
     n, o, y, x, c, i, j = sch.get_loops(acc)
@@ -944,3 +1029,6 @@ def dist_df(sch, wl, target):
 def dist_df0(sch, wl, target):
     _inline(sch, "Sz")
     _thread_per_output(sch, 4)
+
+
+_SCHEDULED = {"conv": conv, "conv_dk": conv_dk, "conv_dw": conv_dw}  # generic_tiled's kernels

@@ -2,10 +2,13 @@
 serves every batch and size, forward and gradients equal to the float64 reference; every kernel's
 generic build equals its static builds on CPU (odd sizes, batch 1, stride, dilation,
 zero insertion) and, for CUDA, runs right on PoCL at several sizes from one lowering."""
+import re
+import shutil
+
 import pytest
 import torch
 
-from dynfilter_tvm import cache, dispatch, emulate
+from dynfilter_tvm import cache, dispatch, emulate, registry
 from dynfilter_tvm.build import build
 from dynfilter_tvm.ops import pac as pac_ops
 from dynfilter_tvm.target import cpu_target, cuda_target
@@ -194,3 +197,140 @@ def test_cuda_pool_phase_emulated(dtype):
         wl = Workload.make("pac", "pool", dict(C=3, G=3, k=2, s=1, z=1, p=-1, d=2, a=a, N=2, H=7, W=6, Ho=5, Wo=4),
                            dtype)
         emulate.check(wl, "opencl")
+
+
+# The tiled generic conv (schedules/pac_cuda.py ``_conv_generic_tiled``): the static conv's
+# implicit GEMM with a fixed tile (32-pixel rows, 4-row register tiles; fewer rows where the
+# chunk would not fit), the sum padded to whole tiles (zeros), the grid ceil-divided over the
+# symbolic output. Sizes: smaller than one tile, not multiples of it, several tiles each way,
+# batch 1 and 3, the image and output sizes unrelated.
+TILED_CONV = [dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1, a=0),  # one channel per chunk (25 taps)
+              dict(C=6, O=70, k=3, s=2, z=1, p=1, d=2, a=0),  # two output-channel tiles (64 + 6), 3-channel chunks
+              dict(C=3, O=5, k=3, s=1, z=2, p=1, d=1, a=1),  # the zero-inserted adjoint (Kz)
+              dict(C=2, O=3, k=2, s=1, z=1, p=0, d=3, a=1),  # a phase of a transposed form: even k, dilation
+              dict(C=16, O=24, k=4, s=1, z=1, p=-2, d=1, a=1)]  # a crop (negative offset)
+TILED_SIZES = EMU_SIZES + [dict(N=1, H=37, W=61, Ho=37, Wo=61), dict(N=3, H=17, W=33, Ho=9, Wo=33)]
+
+
+def _reverse_blocks(low):
+    """Every block index reversed (work-group g -> groups - 1 - g on each axis): PoCL then runs
+    the blocks last to first, so a block storing into a neighbour's pixels is not hidden."""
+    low.source, n = re.subn(r"\bget_group_id\((\d)\)", r"(get_num_groups(\1) - 1 - get_group_id(\1))", low.source)
+    assert n > 0
+
+
+def _generic(kernel, params, dtype):
+    return Workload.make("pac", kernel, dict(params, N=None, H=None, W=None, Ho=None, Wo=None), dtype)
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float64", "float16"))
+@pytest.mark.parametrize("params", TILED_CONV, ids=str)
+def test_cuda_generic_conv_is_tiled(params, dtype):
+    """Every configuration above takes the tiled schedule (constant shared stages: codegen
+    refuses anything else), which dispatch asks before serving CUDA calls generic."""
+    from schedules import pac_cuda
+
+    wl = _generic("conv", params, dtype)
+    assert pac_cuda.generic_tiled(wl, registry.prim_func(wl))
+    assert "__shared__" in build(wl, cuda_target("sm_90")).mod.imports[0].inspect_source()
+
+
+def test_cuda_generic_tiled_only_where_tiled():
+    """The per-output kernels are not reported tiled: conv at k = 15 (no chunk fits), pool."""
+    from schedules import pac_cuda
+
+    for kernel, params in (("conv", dict(C=2, O=3, k=15, s=1, z=1, p=7, d=1, a=0)), _CUDA[2]):
+        wl = _generic(kernel, params, "float64")
+        assert not pac_cuda.generic_tiled(wl, registry.prim_func(wl))
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+@pytest.mark.parametrize("params", TILED_CONV, ids=str)
+def test_cuda_generic_tiled_conv_emulated(params, dtype, way):
+    """One lowering, every size, blocks run in order and last to first."""
+    wl = _generic("conv", params, dtype)
+    low = emulate.prepare(wl, way)
+    assert "xk_pad_shared" in low.source
+    for sizes in TILED_SIZES:
+        emulate.check(wl, way, sizes=sizes, lowered=low)
+    for sizes in TILED_SIZES[-2:]:
+        emulate.check(wl, way, sizes=sizes, lowered=low, mutate=_reverse_blocks)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+def test_cuda_generic_tiled_conv_half(dtype):
+    """float16 / bfloat16 (xk staged 16-bit; the ``cuda`` way, PoCL has no half arithmetic)."""
+    wl = _generic("conv", TILED_CONV[1], dtype)
+    low = emulate.prepare(wl, "cuda")
+    assert "xk_pad_shared" in low.source
+    for sizes in TILED_SIZES[-2:]:
+        assert emulate.check(wl, "cuda", sizes=sizes, lowered=low) <= emulate.TOLERANCE[dtype]
+
+
+CONTROL_SIZES = dict(N=2, H=37, W=61, Ho=37, Wo=61)  # a partial tile each way, holding real pixels
+
+
+def _control(wl, mutate, match):
+    low = emulate.prepare(wl, "cuda")
+    emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low)  # unmutated: passes
+    with pytest.raises(emulate.CheckFailed, match=match):
+        emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low, mutate=mutate)
+
+
+def _grid_short(axis, launch=-1):
+    def mutate(low):
+        ln = low.launches[launch]
+        ln.grid = tuple(n - (i == axis) for i, n in enumerate(ln.grid))
+    return mutate
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+def _wt_copy_short(low):
+    """The Wt chunk's copy one round of the block short: the last output channels' weights of
+    the chunk stay poisoned in shared memory. (Dropping a barrier is no control here: PoCL
+    keeps the staging ahead of the reads with its implicit barriers at the head of the
+    work-group-uniform loops that follow, as for the static conv.)"""
+    at = low.source.index("Wt_shared_ptr[(")  # the copy's store; its loop is the last one before
+    loop = list(re.finditer(r"for \(int (\w+) = 0; \1 < (\d+);", low.source[:at]))[-1]
+    low.source = (low.source[:loop.start(2)] + str(int(loop[2]) - 1) + low.source[loop.end(2):])
+
+
+@pytest.mark.parametrize("name,mutate,match", [
+    ("wt-copy-short", _wt_copy_short, "NaN"),
+    # the grid one tile column / tile row / image short
+    ("grid-x-short", _grid_short(0), "NaN"), ("grid-y-short", _grid_short(1), "NaN"),
+    ("grid-z-short", _grid_short(2), "NaN")], ids=lambda v: v if isinstance(v, str) else "")
+def test_control_generic_tiled_conv(name, mutate, match):
+    _control(_generic("conv", TILED_CONV[0], "float32"), mutate, match)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+def test_control_generic_tiled_conv_short_staging():
+    """The modulated-taps prologue one round of the block short: part of the chunk's B operand
+    stays unbuilt (poisoned shared memory) and reaches outputs."""
+    def mutate(low):
+        low.source, n = re.subn(r"(ax0_ax1_ax2_ax3_ax4_fused_0 < )(\d+)", lambda m: f"{m[1]}{int(m[2]) - 1}",
+                                low.source, count=1)
+        assert n == 1
+    _control(_generic("conv", TILED_CONV[1], "float32"), mutate, "NaN")
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
+def test_cuda_generic_tiled_conv_nvcc_no_spills(arch):
+    """ptxas (nvcc) builds the tiled generic conv without spills, float32 and float64: the
+    benchmark's configuration (C = O = 64, k = 5), k = 3 and 7, an input gradient at stride 2.
+    (Not everywhere: the crop of TILED_CONV[4] spills 8-12 B on sm_90, and O = 70 at stride
+    2 and dilation 2 on sm_80 24-64 B, where the static build at 37 x 61 spills 48 B on sm_90.)"""
+    from dynfilter_tvm.gpu_report import ptxas_resources
+
+    cases = [dict(C=64, O=64, k=5, s=1, z=1, p=2, d=1, a=0), dict(C=64, O=64, k=3, s=1, z=1, p=1, d=1, a=0),
+             dict(C=32, O=16, k=3, s=1, z=2, p=1, d=1, a=1), dict(C=8, O=8, k=7, s=1, z=1, p=3, d=1, a=0),
+             TILED_CONV[0]]
+    for params, dtype in ((p, dtype) for p in cases for dtype in ("float32", "float64")):
+        src = build(_generic("conv", params, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
+        res = ptxas_resources(src, arch)
+        assert res and all(r["spill"] == 0 for r in res.values()), (params, dtype, res)
