@@ -93,6 +93,14 @@ def generic_workloads(dtype: str = "float32") -> Dict[str, List[tuple]]:
                                ("DDF 2x256x200x300 k3 generic", (2, 256, 200, 300))):
         p = dict(_ddf(None, C, None, None))
         out[name] = [(mk("ddf", k, p, dtype), dict(B=B, H=H, W=W)) for k in ("fwd", "dx", "ds", "dc")]
+    # PAC: the generic conv (forward and input gradient) is tiled (schedules.pac_cuda
+    # GENERIC_TILED); conv_dk and conv_dw keep their per-output generic kernels, listed so
+    # that the report shows what a generic build of them would cost
+    sym = dict(N=None, C=64, O=64, H=None, W=None, Ho=None, Wo=None, k=5, s=1, z=1, p=2, d=1)
+    at = dict(N=8, H=128, W=128, Ho=128, Wo=128)
+    out["PAC conv 8x64x128x128 k5 generic"] = [
+        *((mk("pac", "conv", dict(sym, a=a), dtype), at) for a in (0, 1)),
+        (mk("pac", "conv_dk", sym, dtype), at), (mk("pac", "conv_dw", sym, dtype), at)]
     return out
 
 
@@ -303,8 +311,11 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         return loads * itemsize
     if wl.op == "pac":
         pix = p["N"] * p["Ho"] * p["Wo"]
-        tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_tiled_bytes,
-                 "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p)
+        if generic is not None:  # only conv has a tiled generic build (schedules.pac_cuda.GENERIC_TILED)
+            tiled = _pac_conv_tiled_bytes(wl, p, generic) if wl.kernel == "conv" else None
+        else:
+            tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_tiled_bytes,
+                     "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p)
         if tiled is not None:
             return tiled * itemsize
         if wl.kernel == "conv":
@@ -315,7 +326,7 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         if wl.kernel == "conv_dw":
             from schedules.pac_cuda import dw_rows
 
-            rows = dw_rows(wl)  # split-K: + the partial sums, written once and read once
+            rows = dw_rows(generic or wl)  # split-K (static only): + the partial sums, written and read once
             parts = p["N"] * -(-p["Ho"] // rows) if rows else 0
             return (pix * k2 * p["C"] * p["O"] * 3 + 2 * parts * p["O"] * p["C"] * k2) * itemsize
     if wl.op == "acda":
@@ -487,13 +498,21 @@ def _ddf_dc_bytes(wl: Workload, p: dict) -> Optional[int]:
     return B * C * Ho * Wo + B * C * ry * rx + s_loads + 2 * scratch + B * C * k * k
 
 
-def _pac_conv_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
+def _pac_conv_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = None) -> Optional[int]:
     """Elements requested by the tiled pac.conv schedule (see :func:`requested_bytes`), or None
-    where that schedule keeps a thread per output."""
-    from schedules.pac_cuda import MMA_DTYPES, conv_tile, mma_tile
+    where that schedule keeps a thread per output. ``generic``: the generic build's (SIMT, its
+    fixed tile ``generic_conv_tile``; the sum runs over whole tiles, but the loads of the
+    padding rows and columns are masked: the same count over its tiles)."""
+    from schedules.pac_cuda import MMA_DTYPES, conv_tile, generic_conv_tile, generic_tiled, mma_tile
 
-    tc = mma_tile(wl)
-    t = conv_tile(wl) if wl.kind == "static" else None
+    if generic is not None:
+        from . import registry
+
+        tc = None
+        t = generic_conv_tile(generic) if generic_tiled(generic, registry.prim_func(generic)) else None
+    else:
+        tc = mma_tile(wl)
+        t = conv_tile(wl) if wl.kind == "static" else None
     if tc is None and t is None:
         return None
     N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
