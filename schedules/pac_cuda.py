@@ -268,6 +268,23 @@ def generic_tiled(wl, func) -> bool:
     return 'scope="shared"' in sch.mod.script()
 
 
+def generic_serves(wl, func, target) -> bool:
+    """Whether CUDA calls of generic PAC workload ``wl``'s configuration are served by its
+    generic build by default (``dispatch``): the build is tiled (``generic_tiled``) and no
+    static build of the configuration could take tensor cores, which the generic one never
+    does (``_may_use_mma``: the half types, float32 flagged ``tf32``, on sm_80+, O and C whole
+    mma tiles; Wo % 16 depends on the size, so such configurations stay static at every size)."""
+    return not _may_use_mma(wl, target) and generic_tiled(wl, func)
+
+
+def _may_use_mma(wl, target) -> bool:
+    """Whether ``mma_tile`` could apply to some static size of ``wl``'s configuration."""
+    p = wl.p
+    if wl.kernel != "conv" or wl.dtype not in MMA_DTYPES or (wl.dtype == "float32" and not p.get("tf32")):
+        return False
+    return (target is None or _sm(target) >= 80) and p["O"] % 16 == 0 and p["C"] % (8 * MMA_DTYPES[wl.dtype][1]) == 0
+
+
 def _generic_tiled_conv(sch, wl) -> bool:
     """Apply the generic tiled conv if it fits and its stages compact to a constant size."""
     t = generic_conv_tile(wl)

@@ -334,3 +334,36 @@ def test_cuda_generic_tiled_conv_nvcc_no_spills(arch):
         src = build(_generic("conv", params, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
         res = ptxas_resources(src, arch)
         assert res and all(r["spill"] == 0 for r in res.values()), (params, dtype, res)
+
+
+def test_cuda_default_generic_where_tiled(monkeypatch):
+    """Nothing set: CUDA calls of PAC conv are served generic where the generic build is tiled
+    and no static build could take tensor cores; every other PAC kernel, and conv on tensor
+    cores (half types, TF32 with O and C whole mma tiles), static."""
+    dispatch.set_shape_mode(None)
+    monkeypatch.delenv(dispatch.ENV_SHAPES, raising=False)
+    sm90, sm75 = cuda_target("sm_90"), cuda_target("sm_75")
+    geo = dict(N=2, H=9, W=33, Ho=9, Wo=33, k=3, s=1, z=1, p=1, d=1)
+    assert dispatch.shape_mode(sm90, "pac") == "generic"
+
+    def served(kernel, dtype, target=sm90, **p):
+        wl = Workload.make("pac", kernel, dict(geo, **p), dtype)
+        got = dispatch.select(wl, target)
+        assert got is wl or got.kind == "generic"
+        return got.kind
+
+    assert served("conv", "float32", C=16, O=16, a=0) == "generic"  # SIMT either way
+    assert served("conv", "float64", C=16, O=16, a=1) == "generic"
+    assert served("conv", "float32", C=16, O=16, a=0, tf32=1) == "static"  # TF32 tensor cores
+    assert served("conv", "float32", C=16, O=24, a=0, tf32=1) == "generic"  # O no whole mma tile
+    assert served("conv", "float32", C=16, O=16, a=0, tf32=1, target=sm75) == "generic"  # no TF32 mma
+    assert served("conv", "float16", C=16, O=16, a=0) == "static"
+    assert served("conv", "bfloat16", C=12, O=16, a=0) == "generic"
+    assert served("conv", "float64", C=2, O=3, a=0, k=15, p=7) == "static"  # generic per-output
+    for kernel in ("conv_dk", "conv_dw"):
+        assert served(kernel, "float32", C=16, O=16) == "static"
+    assert served("pool", "float32", C=16, G=1, a=0) == "static"
+    assert dispatch.select(Workload.make("pac", "conv_dk", dict(geo, C=16, O=16), "float32"), cpu_target()).kind == "generic"
+    monkeypatch.setenv(dispatch.ENV_SHAPES, "static")
+    wl = Workload.make("pac", "conv", dict(geo, C=16, O=16, a=0), "float32")
+    assert dispatch.select(wl, sm90) is wl
