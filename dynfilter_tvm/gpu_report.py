@@ -93,9 +93,9 @@ def generic_workloads(dtype: str = "float32") -> Dict[str, List[tuple]]:
                                ("DDF 2x256x200x300 k3 generic", (2, 256, 200, 300))):
         p = dict(_ddf(None, C, None, None))
         out[name] = [(mk("ddf", k, p, dtype), dict(B=B, H=H, W=W)) for k in ("fwd", "dx", "ds", "dc")]
-    # PAC: the generic conv (forward and input gradient) is tiled (schedules.pac_cuda
-    # GENERIC_TILED); conv_dk and conv_dw keep their per-output generic kernels, listed so
-    # that the report shows what a generic build of them would cost
+    # PAC: the generic conv (forward and input gradient) and conv_dk are tiled
+    # (schedules.pac_cuda GENERIC_TILED); conv_dw keeps its per-output generic kernel, listed
+    # so that the report shows what a generic build of it would cost
     sym = dict(N=None, C=64, O=64, H=None, W=None, Ho=None, Wo=None, k=5, s=1, z=1, p=2, d=1)
     at = dict(N=8, H=128, W=128, Ho=128, Wo=128)
     out["PAC conv 8x64x128x128 k5 generic"] = [
@@ -311,8 +311,9 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         return loads * itemsize
     if wl.op == "pac":
         pix = p["N"] * p["Ho"] * p["Wo"]
-        if generic is not None:  # only conv has a tiled generic build (schedules.pac_cuda.GENERIC_TILED)
-            tiled = _pac_conv_tiled_bytes(wl, p, generic) if wl.kernel == "conv" else None
+        if generic is not None:  # conv and conv_dk have tiled generic builds (schedules.pac_cuda.GENERIC_TILED)
+            tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_generic_bytes}.get(
+                wl.kernel, lambda *_: None)(wl, p, generic)
         else:
             tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_tiled_bytes,
                      "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p)
@@ -643,6 +644,30 @@ def _pac_dw_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
     parts = N * -(-p["Ho"] // rows) if rows else 0
     return (pix * O * k * k * n_c + pix * k * k * n_o * n_c + N * C * real(p["H"], p["Ho"]) * real(p["W"], p["Wo"]) * n_o
             + 2 * parts * O * C * k * k)
+
+
+def _pac_dk_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int]:
+    """Elements requested by the generic conv_dk build ``generic`` at static ``wl``'s sizes
+    (``schedules.pac_cuda._conv_dk_generic_tiled``), or None where it is per-output: the static
+    tiled count over its fixed tile, but the source per tap (each thread loads its k x yi
+    taps per channel; the staged window of the static build is not there): X = N*C*Ty*Tx, the
+    real (output, tap) pairs per axis as conv's. At 8x64x128x128 k5 O=64 float32 (4 x 32 tiles,
+    128 per image): dO 33.6 MB + X 8*64*634^2*4 B = 823 MB + Wt 419 MB + dK 13.1 MB = 1.29 GB,
+    2.4x the static build's 538 MB (16.0x the minimum)."""
+    from . import registry
+    from schedules.pac_cuda import generic_dk_tile, generic_tiled
+
+    if not generic_tiled(generic, registry.prim_func(generic)):
+        return None
+    t = generic_dk_tile(generic)
+    N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
+
+    def real(n_src: int, n_out: int) -> int:  # (output, tap) pairs on a real source element
+        return sum(1 for y in range(n_out) for i in range(k)
+                   if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
+
+    pix, tiles = p["Ho"] * p["Wo"], -(-p["Ho"] // t["ty"]) * -(-p["Wo"] // t["tx"])
+    return N * O * pix + N * C * real(p["H"], p["Ho"]) * real(p["W"], p["Wo"]) + N * tiles * C * O * k * k + N * k * k * pix
 
 
 def _pac_dk_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:

@@ -250,7 +250,10 @@ def generic_conv_tile(wl):
     return dict(ty=yi * yt, tx=tx, yt=yt, yi=yi, ot=ot, oi=oi, cc=cc)
 
 
-GENERIC_TILED = ("conv",)  # generic kernels with a tiled schedule (where it fits: generic_tiled)
+GENERIC_TILED = ("conv", "conv_dk")  # generic kernels with a tiled schedule (where it fits: generic_tiled)
+# those CUDA calls take by default (generic_serves): conv_dk's generic build requests 2.4x the
+# static one's bytes at the benchmark shape (its source per tap, not a staged window)
+GENERIC_DEFAULT = ("conv",)
 
 
 def generic_tiled(wl, func) -> bool:
@@ -274,7 +277,7 @@ def generic_serves(wl, func, target) -> bool:
     static build of the configuration could take tensor cores, which the generic one never
     does (``_may_use_mma``: the half types, float32 flagged ``tf32``, on sm_80+, O and C whole
     mma tiles; Wo % 16 depends on the size, so such configurations stay static at every size)."""
-    return not _may_use_mma(wl, target) and generic_tiled(wl, func)
+    return wl.kernel in GENERIC_DEFAULT and not _may_use_mma(wl, target) and generic_tiled(wl, func)
 
 
 def _may_use_mma(wl, target) -> bool:
@@ -885,12 +888,100 @@ def _conv_dk_tiled(sch, wl, t) -> None:
     sch.reverse_compute_at(sch.get_sblock("out"), thr)
 
 
+def generic_dk_tile(wl):
+    """The generic (symbolic N, Ho, Wo) conv_dk's fixed tile: ``dk_tile``'s geometry of a wide
+    image (DK_TILE_X-pixel rows, DK_PIXEL_THREADS // DK_TILE_X thread rows of DK_REG_Y
+    register rows), shrunk alike until the dO tile and one channel of Wt fit DK_SHARED_BYTES
+    (the source is not staged: each thread loads its taps), or None (k > UNROLL_TAPS, or no
+    tile fits: a thread per output)."""
+    p = wl.p
+    if p["k"] > UNROLL_TAPS:
+        return None
+    O, k = p["O"], p["k"]
+    item = 8 if wl.dtype == "float64" else 4
+    tx, yi, yt = DK_TILE_X, DK_REG_Y, max(1, DK_PIXEL_THREADS // DK_TILE_X)
+
+    def shared(yt_, yi_):
+        return (O * yt_ * yi_ * tx + O * k * (-(-k // 4) * 4 if _dk_wt_padded(wl) else k)) * item
+
+    while shared(yt, yi) > DK_SHARED_BYTES and (yt > 1 or yi > 1):
+        if yt > 1:
+            yt -= 1
+        else:
+            yi -= 1
+    if shared(yt, yi) > DK_SHARED_BYTES:
+        return None
+    return dict(ty=yt * yi, tx=tx, yt=yt, yi=yi)
+
+
+def _conv_dk_generic_tiled(sch, wl, t) -> None:
+    """``_conv_dk_tiled`` over symbolic N, Ho, Wo. Both sums run over whole tiles: G's
+    (``pad_einsum``: dO read as zeros past the image, the staged dO tile a constant size) and
+    the tap sum's (after ``reindex`` turns its source read into a plain operand, so that it
+    pads too): the tail tiles compute zeros that are never stored. The source is not staged
+    (its window over a tail tile would be bounded by the symbolic size): each thread loads its
+    k x yi taps per input channel (coalesced along x; a tap's rows are L1 hits for the
+    neighbouring tap rows). The grid: blockIdx.x tile columns, .y tile rows, .z images."""
+    ty, tx = t["ty"], t["tx"]
+    sch.pad_einsum(sch.get_sblock("G"), [1, 1, 1, 1, ty, tx, 1])
+    to_g = sch.get_consumers(sch.get_sblock("G"))[0]  # G_pad -> G (the padded sum's copy)
+    acc = sch.get_sblock("acc")
+    sch.reindex(acc, ("read", _read_index(sch, acc, "Sz")))
+    sch.pad_einsum(acc, [1, 1, 1, 1, ty, tx, 1])
+    acc = sch.get_sblock("acc")
+    sz_pad, g_pad = sorted(sch.get_producers(acc), key=lambda b: sch.get(b).name_hint != "Sz_reindex_pad")
+    sch.compute_inline(to_g)  # G -> the tap sum's padded copy of G -> the tap sum
+    sch.compute_inline(g_pad)
+    sch.compute_inline(sch.get_sblock("Sz"))
+    sch.compute_inline(sch.get_sblock("Sz_reindex_reindex"))
+    sch.compute_inline(sz_pad)
+    sch.compute_inline(sch.get_sblock("acc_pad"))
+    n, g, i, j, y, x, c = sch.get_loops(acc)
+    yb, yt, yi = sch.split(y, [None, t["yt"], t["yi"]])
+    xb, xt = sch.split(x, [None, tx])
+    sch.reorder(n, g, yb, xb, i, yt, xt, c, j, yi)
+    sch.bind(sch.fuse(n, g), "blockIdx.z")
+    sch.bind(yb, "blockIdx.y")
+    sch.bind(xb, "blockIdx.x")
+    thr = sch.fuse(i, yt, xt)
+    sch.bind(thr, "threadIdx.x")
+    threads = wl.p["k"] * t["yt"] * tx
+    G = sch.get_sblock("G")
+    sch.compute_at(G, c)
+    sch.set_scope(G, 0, "local")
+    loops = sch.get_loops(G)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(c)))
+    own = loops[at + 1:]  # (j, yi, o), unit extents dropped; o is the reduction
+    regs = own[:-1] if wl.p["O"] > 1 else own
+    if wl.p["O"] > 1:
+        if regs:
+            sch.reorder(own[-1], *regs)
+        sch.decompose_reduction(G, own[-1])
+    unroll(sch, *regs)
+    dsh = sch.get_sblock("dO_pad")
+    sch.set_scope(dsh, 0, "shared")
+    _cooperative(sch, dsh, xb, threads)
+    wsh = sch.cache_read(G, _read_index(sch, G, "Wt"), "shared")
+    if _dk_wt_padded(wl):
+        sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (c_, i_, o_, j_))
+        sch.storage_align(wsh, 0, 2, 4, 0)
+    _cooperative(sch, wsh, c, threads)
+    unroll(sch, *sch.get_loops(acc)[-2:])  # j, yi: the register tile
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, c)
+    sch.reverse_compute_at(sch.get_sblock("out"), thr)
+
+
 @register("pac", "conv_dk", "cuda")
 def conv_dk(sch, wl, target):
     t = dk_tile(wl)
     if t is not None:
         _conv_dk_tiled(sch, wl, t)
         return
+    if wl.kind == "generic" and "conv_dk" in GENERIC_TILED:
+        t = generic_dk_tile(wl)
+        if t is not None and _if_constant(sch, lambda sch_: _conv_dk_generic_tiled(sch_, wl, t)):
+            return
     _inline(sch, "Sz")
     acc = sch.get_sblock("acc")
     n, g, i, j, y, x, c = sch.get_loops(acc)

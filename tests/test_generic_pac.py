@@ -223,23 +223,35 @@ def _generic(kernel, params, dtype):
     return Workload.make("pac", kernel, dict(params, N=None, H=None, W=None, Ho=None, Wo=None), dtype)
 
 
+# conv_dk (``_conv_dk_generic_tiled``): the static tap-rule GEMM per pixel tile, G's sum and
+# the tap sum padded to whole tiles, the source loaded per thread (not staged)
+TILED_DK = [dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1), dict(C=3, O=5, k=3, s=2, z=1, p=2, d=2),
+            dict(C=4, O=6, k=5, s=1, z=2, p=2, d=1),  # the kernel gradient of a transposed form
+            dict(C=2, O=1, k=3, s=1, z=1, p=1, d=1),  # one output channel: G without a reduction loop
+            dict(C=3, O=4, k=2, s=1, z=1, p=-1, d=1)]  # a phase: even k, a crop
+TILED = [("conv", p) for p in TILED_CONV] + [("conv_dk", p) for p in TILED_DK]
+_IDS = [f"{k}-{i}" for i, (k, _) in enumerate(TILED)]
+
+
 @pytest.mark.parametrize("dtype", ("float32", "float64", "float16"))
-@pytest.mark.parametrize("params", TILED_CONV, ids=str)
-def test_cuda_generic_conv_is_tiled(params, dtype):
+@pytest.mark.parametrize("kernel,params", TILED, ids=_IDS)
+def test_cuda_generic_conv_is_tiled(kernel, params, dtype):
     """Every configuration above takes the tiled schedule (constant shared stages: codegen
     refuses anything else), which dispatch asks before serving CUDA calls generic."""
     from schedules import pac_cuda
 
-    wl = _generic("conv", params, dtype)
+    wl = _generic(kernel, params, dtype)
     assert pac_cuda.generic_tiled(wl, registry.prim_func(wl))
     assert "__shared__" in build(wl, cuda_target("sm_90")).mod.imports[0].inspect_source()
 
 
 def test_cuda_generic_tiled_only_where_tiled():
-    """The per-output kernels are not reported tiled: conv at k = 15 (no chunk fits), pool."""
+    """The per-output kernels are not reported tiled: conv at k = 15 (no chunk fits), conv_dk
+    at k = 9 (tap loops not unrolled), pool."""
     from schedules import pac_cuda
 
-    for kernel, params in (("conv", dict(C=2, O=3, k=15, s=1, z=1, p=7, d=1, a=0)), _CUDA[2]):
+    for kernel, params in (("conv", dict(C=2, O=3, k=15, s=1, z=1, p=7, d=1, a=0)), _CUDA[2],
+                           ("conv_dk", dict(C=2, O=3, k=9, s=1, z=1, p=4, d=1))):
         wl = _generic(kernel, params, "float64")
         assert not pac_cuda.generic_tiled(wl, registry.prim_func(wl))
 
@@ -247,12 +259,12 @@ def test_cuda_generic_tiled_only_where_tiled():
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
 @pytest.mark.parametrize("way", emulate.WAYS)
 @pytest.mark.parametrize("dtype", emulate.DTYPES)
-@pytest.mark.parametrize("params", TILED_CONV, ids=str)
-def test_cuda_generic_tiled_conv_emulated(params, dtype, way):
+@pytest.mark.parametrize("kernel,params", TILED, ids=_IDS)
+def test_cuda_generic_tiled_conv_emulated(kernel, params, dtype, way):
     """One lowering, every size, blocks run in order and last to first."""
-    wl = _generic("conv", params, dtype)
+    wl = _generic(kernel, params, dtype)
     low = emulate.prepare(wl, way)
-    assert "xk_pad_shared" in low.source
+    assert ("xk_pad_shared" if kernel == "conv" else "dO_pad_shared") in low.source
     for sizes in TILED_SIZES:
         emulate.check(wl, way, sizes=sizes, lowered=low)
     for sizes in TILED_SIZES[-2:]:
@@ -298,13 +310,26 @@ def _wt_copy_short(low):
     low.source = (low.source[:loop.start(2)] + str(int(loop[2]) - 1) + low.source[loop.end(2):])
 
 
+def _do_tile_short(low):
+    """conv_dk's dO tile copy one round of the block short: part of the tile stays poisoned."""
+    at = low.source.index("dO_pad_shared_ptr[(")
+    loop = list(re.finditer(r"for \(int (\w+) = 0; \1 < (\d+);", low.source[:at]))[-1]
+    low.source = (low.source[:loop.start(2)] + str(int(loop[2]) - 1) + low.source[loop.end(2):])
+
+
+@pytest.mark.parametrize("kernel,params", [("conv", TILED_CONV[0]), ("conv_dk", TILED_DK[0])], ids=["conv", "conv_dk"])
 @pytest.mark.parametrize("name,mutate,match", [
     ("wt-copy-short", _wt_copy_short, "NaN"),
     # the grid one tile column / tile row / image short
     ("grid-x-short", _grid_short(0), "NaN"), ("grid-y-short", _grid_short(1), "NaN"),
     ("grid-z-short", _grid_short(2), "NaN")], ids=lambda v: v if isinstance(v, str) else "")
-def test_control_generic_tiled_conv(name, mutate, match):
-    _control(_generic("conv", TILED_CONV[0], "float32"), mutate, match)
+def test_control_generic_tiled_conv(kernel, params, name, mutate, match):
+    _control(_generic(kernel, params, "float32"), mutate, match)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+def test_control_generic_tiled_dk_short_do_tile():
+    _control(_generic("conv_dk", TILED_DK[0], "float32"), _do_tile_short, "NaN")
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
@@ -320,9 +345,10 @@ def test_control_generic_tiled_conv_short_staging():
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
-def test_cuda_generic_tiled_conv_nvcc_no_spills(arch):
-    """ptxas (nvcc) builds the tiled generic conv without spills, float32 and float64: the
-    benchmark's configuration (C = O = 64, k = 5), k = 3 and 7, an input gradient at stride 2.
+def test_cuda_generic_tiled_nvcc_no_spills(arch):
+    """ptxas (nvcc) builds the tiled generic conv and conv_dk without spills, float32 and
+    float64: the benchmark's configuration (C = O = 64, k = 5), k = 3 and 7, an input gradient
+    at stride 2 (conv), stride 2 with dilation 2 and zero insertion (conv_dk).
     (Not everywhere: the crop of TILED_CONV[4] spills 8-12 B on sm_90, and O = 70 at stride
     2 and dilation 2 on sm_80 24-64 B, where the static build at 37 x 61 spills 48 B on sm_90.)"""
     from dynfilter_tvm.gpu_report import ptxas_resources
@@ -330,8 +356,11 @@ def test_cuda_generic_tiled_conv_nvcc_no_spills(arch):
     cases = [dict(C=64, O=64, k=5, s=1, z=1, p=2, d=1, a=0), dict(C=64, O=64, k=3, s=1, z=1, p=1, d=1, a=0),
              dict(C=32, O=16, k=3, s=1, z=2, p=1, d=1, a=1), dict(C=8, O=8, k=7, s=1, z=1, p=3, d=1, a=0),
              TILED_CONV[0]]
-    for params, dtype in ((p, dtype) for p in cases for dtype in ("float32", "float64")):
-        src = build(_generic("conv", params, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
+    dk = [dict(C=64, O=64, k=5, s=1, z=1, p=2, d=1), dict(C=64, O=64, k=3, s=1, z=1, p=1, d=1),
+          dict(C=8, O=8, k=7, s=1, z=1, p=3, d=1), *TILED_DK[:3]]
+    for kernel, params, dtype in ([("conv", p, dtype) for p in cases for dtype in ("float32", "float64")]
+                                  + [("conv_dk", p, dtype) for p in dk for dtype in ("float32", "float64")]):
+        src = build(_generic(kernel, params, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
         res = ptxas_resources(src, arch)
         assert res and all(r["spill"] == 0 for r in res.values()), (params, dtype, res)
 
