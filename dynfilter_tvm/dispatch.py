@@ -28,14 +28,15 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   requested bytes at the benchmark shapes are 1.00 / 0.95 / 0.98 / 1.04x the static ones' at
   8x256x56x56 k3 and 1.00 / 0.97 / 1.11 / 1.03x at 2x256x200x300 (1.22-1.46x the minimum;
   estimates, ``gpu_report``, no GPU): one build serves every size, no JIT per new size.
-* **CUDA: generic for PAC ``conv``** (the convolution, its transposed form and both input
-  gradients) wherever its generic build is tiled (``schedules.pac_cuda.generic_serves``:
-  the static conv's implicit GEMM with a fixed tile, requested bytes 1.00x the static SIMT
-  build's at 8x64x128x128 k5, estimates) and no static build of the configuration could take
-  tensor cores: float64, float32 without the ``tf32`` flag (``torch.backends.cudnn.
-  allow_tf32`` off), and configurations whose O or C is no whole mma tile. PAC ``conv`` with
-  tensor cores (the half types, TF32), PAC ``conv_dk``, ``conv_dw``, ``pool*``, ``dist*``
-  (their generic kernels are per-output first versions) and ACDA stay static on CUDA.
+* **CUDA: generic for PAC ``conv`` and ``conv_dw``** (``conv``: the convolution, its
+  transposed form and both input gradients) wherever the generic build is tiled
+  (``schedules.pac_cuda.generic_serves``: the static schedules with fixed tiles, requested
+  bytes 1.00x / 0.998x the static SIMT builds' at 8x64x128x128 k5, estimates) and, for
+  ``conv``, no static build of the configuration could take tensor cores: float64, float32
+  without the ``tf32`` flag (``torch.backends.cudnn.allow_tf32`` off), and configurations
+  whose O or C is no whole mma tile. PAC ``conv`` with tensor cores (the half types, TF32),
+  ``conv_dk`` (tiled generic, but 2.4x the static bytes: its source per tap), ``pool*``,
+  ``dist*`` (per-output generic kernels) and ACDA stay static on CUDA.
   A GPU serving many sizes without JIT takes a bundle built without ``--input``.
 
 The static mode is also the switch for hot shapes on CPU: one build per shape met, each

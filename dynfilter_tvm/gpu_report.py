@@ -93,9 +93,8 @@ def generic_workloads(dtype: str = "float32") -> Dict[str, List[tuple]]:
                                ("DDF 2x256x200x300 k3 generic", (2, 256, 200, 300))):
         p = dict(_ddf(None, C, None, None))
         out[name] = [(mk("ddf", k, p, dtype), dict(B=B, H=H, W=W)) for k in ("fwd", "dx", "ds", "dc")]
-    # PAC: the generic conv (forward and input gradient) and conv_dk are tiled
-    # (schedules.pac_cuda GENERIC_TILED); conv_dw keeps its per-output generic kernel, listed
-    # so that the report shows what a generic build of it would cost
+    # PAC: the generic conv (forward and input gradient), conv_dk and conv_dw are tiled
+    # (schedules.pac_cuda GENERIC_TILED)
     sym = dict(N=None, C=64, O=64, H=None, W=None, Ho=None, Wo=None, k=5, s=1, z=1, p=2, d=1)
     at = dict(N=8, H=128, W=128, Ho=128, Wo=128)
     out["PAC conv 8x64x128x128 k5 generic"] = [
@@ -312,8 +311,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     if wl.op == "pac":
         pix = p["N"] * p["Ho"] * p["Wo"]
         if generic is not None:  # conv and conv_dk have tiled generic builds (schedules.pac_cuda.GENERIC_TILED)
-            tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_generic_bytes}.get(
-                wl.kernel, lambda *_: None)(wl, p, generic)
+            tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_generic_bytes,
+                     "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p, generic)
         else:
             tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_tiled_bytes,
                      "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p)
@@ -624,12 +623,22 @@ def _acda_dx_bytes(wl: Workload, p: dict) -> Optional[int]:
     return blocks * T * k * k + N * M * T * rows * cols + N * C * M * rows * cols
 
 
-def _pac_dw_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
+def _pac_dw_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = None) -> Optional[int]:
     """Elements requested by the tiled pac.conv_dw schedule (see :func:`requested_bytes`), or
-    None where it keeps a thread per output."""
-    from schedules.pac_cuda import dw_rows, dw_tile
+    None where it keeps a thread per output. ``generic``: the generic build's (its channel
+    tiles as the static one's, ``generic_dw_parts`` parts over the batch's rows; the padding
+    of a row to whole chunks is masked, not loaded). At 8x64x128x128 k5: 11 parts (16 static),
+    scratch 2*11*64*64*25*4 B = 9 MB: 1.684 GB, 0.997x the static build's."""
+    from schedules.pac_cuda import dw_rows, dw_tile, generic_dw_parts, generic_dw_tile, generic_tiled
 
-    t = dw_tile(wl)
+    if generic is not None:
+        from . import registry
+
+        if not generic_tiled(generic, registry.prim_func(generic)):
+            return None
+        t = generic_dw_tile(generic)
+    else:
+        t = dw_tile(wl)
     if t is None:
         return None
     N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
@@ -641,7 +650,7 @@ def _pac_dw_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
                    if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
 
     rows = dw_rows(wl)
-    parts = N * -(-p["Ho"] // rows) if rows else 0
+    parts = generic_dw_parts(generic) if generic is not None else N * -(-p["Ho"] // rows) if rows else 0
     return (pix * O * k * k * n_c + pix * k * k * n_o * n_c + N * C * real(p["H"], p["Ho"]) * real(p["W"], p["Wo"]) * n_o
             + 2 * parts * O * C * k * k)
 

@@ -250,10 +250,11 @@ def generic_conv_tile(wl):
     return dict(ty=yi * yt, tx=tx, yt=yt, yi=yi, ot=ot, oi=oi, cc=cc)
 
 
-GENERIC_TILED = ("conv", "conv_dk")  # generic kernels with a tiled schedule (where it fits: generic_tiled)
-# those CUDA calls take by default (generic_serves): conv_dk's generic build requests 2.4x the
-# static one's bytes at the benchmark shape (its source per tap, not a staged window)
-GENERIC_DEFAULT = ("conv",)
+GENERIC_TILED = ("conv", "conv_dk", "conv_dw")  # generic kernels with a tiled schedule (where it fits: generic_tiled)
+# those CUDA calls take by default (generic_serves): their requested bytes at the benchmark
+# shape 1.00x (conv) and 0.998x (conv_dw) the static builds'; not conv_dk's (2.4x: its source
+# per tap, not a staged window)
+GENERIC_DEFAULT = ("conv", "conv_dw")
 
 
 def generic_tiled(wl, func) -> bool:
@@ -1015,11 +1016,16 @@ DW_CHUNK_X = 32  # pixels of a row staged per step
 DW_MIN_THREADS = 128  # per block: halve the register tile below this many
 
 
-def dw_tile(wl):
+def generic_dw_tile(wl):
+    """The generic conv_dw's tile: ``dw_tile``'s channel geometry, chunks of DW_CHUNK_X pixels."""
+    return dw_tile(wl, generic=True)
+
+
+def dw_tile(wl, generic: bool = False):
     """conv_dw's tiled geometry: dict(oi, ot, ci, ct, cx) (register tile oi x ci, threads ot x
     ct, cx pixels per staged chunk), or None for the per-output split-K (symbolic shapes)."""
     p = wl.p
-    if wl.kind != "static":
+    if wl.kind != "static" and not generic:
         return None
     O, C = p["O"], p["C"]
     oi, ci = min(DW_REG, O), min(DW_REG, C)
@@ -1034,7 +1040,7 @@ def dw_tile(wl):
         else:
             ci //= 2
     return dict(oi=oi, ot=min(DW_THREADS, -(-O // oi)), ci=ci, ct=min(DW_THREADS, -(-C // ci)),
-                cx=min(DW_CHUNK_X, p["Wo"]))
+                cx=DW_CHUNK_X if generic else min(DW_CHUNK_X, p["Wo"]))
 
 
 def _conv_dw_tiled(sch, wl, t, rows) -> None:
@@ -1081,6 +1087,59 @@ def _conv_dw_tiled(sch, wl, t, rows) -> None:
     register_acc(sch, acc, part, bind_flat(sch, [o, c, i, j]))
 
 
+def generic_dw_parts(wl) -> int:
+    """The generic conv_dw's split-K: a fixed count of parts (the batch's rows, N*Ho of them,
+    shared out evenly), as many as the static split would make of a large batch (about
+    SPLIT_K_THREADS partial sums in all), at most GENERIC_DW_PARTS (few channels: the parts
+    past N*Ho rows run empty, and the second kernel adds every part)."""
+    p = wl.p
+    return max(1, min(GENERIC_DW_PARTS, -(-SPLIT_K_THREADS // (p["O"] * p["C"] * p["k"] ** 2))))
+
+
+GENERIC_DW_PARTS = 256
+
+
+def _conv_dw_generic_tiled(sch, wl, t, parts: int) -> None:
+    """``_conv_dw_tiled`` over symbolic N, Ho, Wo: the rows of the batch (n, y fused, N*Ho)
+    split into ``parts`` fixed parts (the last ones predicated, empty where N*Ho < parts: their
+    partial sums stay zero), so that the scratch has a constant size; each row's pixels padded
+    to whole chunks of cx (``pad_einsum``, after ``reindex`` turns the source read into a plain
+    operand: dO, K and the source read as zeros past the row), so that the staged chunks have a
+    constant size. Then the static schedule: a block per (channel tiles, tap, part), per chunk
+    dO, K and the source at the tap staged, oi x ci sums per thread; a second kernel adds the
+    parts."""
+    acc = sch.get_sblock("acc")
+    sch.reindex(acc, ("read", _read_index(sch, acc, "Sz")))
+    sch.pad_einsum(acc, [1, 1, 1, 1, 1, 1, t["cx"]])
+    _inline(sch, "Sz", "Sz_reindex_reindex")
+    acc = sch.get_sblock("acc")
+    o, c, i, j, n, y, x = sch.get_loops(acc)
+    part, _ = sch.split(sch.fuse(n, y), [parts, None])
+    rf = sch.rfactor(part, 0)
+    o, c, i, j, part, r, x = sch.get_loops(rf)
+    ob, ot, oi = sch.split(o, [None, t["ot"], t["oi"]])
+    cb, ct, ci = sch.split(c, [None, t["ct"], t["ci"]])
+    xo, xi = sch.split(x, [None, t["cx"]])
+    sch.reorder(ob, cb, i, j, part, ot, ct, r, xo, xi, oi, ci)
+    sch.bind(sch.fuse(ob, cb, i, j, part), "blockIdx.x")
+    thr = sch.fuse(ot, ct)
+    sch.bind(thr, "threadIdx.x")
+    threads = t["ot"] * t["ct"]
+    dsh, ksh, sz = (sch.get_sblock(n_) for n_ in ("dO_pad", "K_pad", "Sz_reindex_pad"))
+    # pixels outermost: a warp's oi (ci) words of a pixel are adjacent (as the static one)
+    sch.transform_layout(dsh, ("write", 0), lambda n_, o_, y_, x_: (n_, y_, x_, o_))
+    sch.transform_layout(sz, ("write", 0), lambda c_, i_, j_, n_, y_, x_: (i_, j_, n_, y_, x_, c_))
+    for stage in (dsh, ksh, sz):
+        sch.set_scope(stage, 0, "shared")
+        _cooperative(sch, stage, xo, threads)
+    unroll(sch, oi, ci)
+    part_local = sch.cache_write(rf, 0, "local")
+    sch.reverse_compute_at(part_local, thr)
+    sch.decompose_reduction(rf, r)
+    o, c, i, j, part = sch.get_loops(acc)
+    register_acc(sch, acc, part, bind_flat(sch, [o, c, i, j]))
+
+
 @register("pac", "conv_dw", "cuda")
 def conv_dw(sch, wl, target):
     """dWt is tiny (O*C*k^2) and each element sums every pixel of the batch: one thread per
@@ -1094,6 +1153,10 @@ def conv_dw(sch, wl, target):
     if t is not None:
         _conv_dw_tiled(sch, wl, t, dw_rows(wl))
         return
+    if wl.kind == "generic" and "conv_dw" in GENERIC_TILED:
+        t = generic_dw_tile(wl)
+        if _if_constant(sch, lambda sch_: _conv_dw_generic_tiled(sch_, wl, t, generic_dw_parts(wl))):
+            return
     _inline(sch, "Sz")
     rows = dw_rows(wl)
     if rows is None:

@@ -229,7 +229,13 @@ TILED_DK = [dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1), dict(C=3, O=5, k=3, s=2, 
             dict(C=4, O=6, k=5, s=1, z=2, p=2, d=1),  # the kernel gradient of a transposed form
             dict(C=2, O=1, k=3, s=1, z=1, p=1, d=1),  # one output channel: G without a reduction loop
             dict(C=3, O=4, k=2, s=1, z=1, p=-1, d=1)]  # a phase: even k, a crop
-TILED = [("conv", p) for p in TILED_CONV] + [("conv_dk", p) for p in TILED_DK]
+# conv_dw (``_conv_dw_generic_tiled``): the static split-K with a fixed count of parts over the
+# batch's rows, each row padded to whole 32-pixel chunks
+TILED_DW = [dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1), dict(C=3, O=5, k=3, s=2, z=1, p=2, d=2),
+            dict(C=37, O=70, k=3, s=1, z=1, p=1, d=1),  # two output-channel tiles, a tail of input channels
+            dict(C=4, O=6, k=5, s=1, z=2, p=2, d=1)]  # the weight gradient of a transposed form
+TILED = ([("conv", p) for p in TILED_CONV] + [("conv_dk", p) for p in TILED_DK]
+         + [("conv_dw", p) for p in TILED_DW])
 _IDS = [f"{k}-{i}" for i, (k, _) in enumerate(TILED)]
 
 
@@ -247,7 +253,7 @@ def test_cuda_generic_conv_is_tiled(kernel, params, dtype):
 
 def test_cuda_generic_tiled_only_where_tiled():
     """The per-output kernels are not reported tiled: conv at k = 15 (no chunk fits), conv_dk
-    at k = 9 (tap loops not unrolled), pool."""
+    at k = 9 (tap loops not unrolled), pool. (conv_dw is tiled at every configuration.)"""
     from schedules import pac_cuda
 
     for kernel, params in (("conv", dict(C=2, O=3, k=15, s=1, z=1, p=7, d=1, a=0)), _CUDA[2],
@@ -328,8 +334,29 @@ def test_control_generic_tiled_conv(kernel, params, name, mutate, match):
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
-def test_control_generic_tiled_dk_short_do_tile():
-    _control(_generic("conv_dk", TILED_DK[0], "float32"), _do_tile_short, "NaN")
+@pytest.mark.parametrize("kernel,params", [("conv_dk", TILED_DK[0]), ("conv_dw", TILED_DW[0])], ids=["conv_dk", "conv_dw"])
+def test_control_generic_tiled_short_do_tile(kernel, params):
+    _control(_generic(kernel, params, "float32"), _do_tile_short, "NaN|relative error")
+
+
+def _first_part_dropped(low):
+    """conv_dw's second kernel adds the parts from the second on (the first holds rows)."""
+    low.source, n = re.subn(r"for \(int (n_y_fused_0) = 0;", r"for (int \1 = 1;", low.source)
+    assert n == 1
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("name,mutate,match", [
+    ("first-part-dropped", _first_part_dropped, "relative error"),
+    # the partial sums' kernel one block short: the last block's sums (a part past the rows:
+    # zeros, but written) stay poisoned in the scratch
+    ("partials-grid-short", _grid_short(0, launch=0), "NaN"),
+    ("sum-grid-short", _grid_short(0, launch=1), "NaN")], ids=lambda v: v if isinstance(v, str) else "")
+def test_control_generic_tiled_dw(name, mutate, match):
+    wl = _generic("conv_dw", TILED_DW[0], "float32")
+    low = emulate.prepare(wl, "cuda")
+    assert len(low.launches) == 2 and low.scratch
+    _control(wl, mutate, match)
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
@@ -346,9 +373,9 @@ def test_control_generic_tiled_conv_short_staging():
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
 def test_cuda_generic_tiled_nvcc_no_spills(arch):
-    """ptxas (nvcc) builds the tiled generic conv and conv_dk without spills, float32 and
-    float64: the benchmark's configuration (C = O = 64, k = 5), k = 3 and 7, an input gradient
-    at stride 2 (conv), stride 2 with dilation 2 and zero insertion (conv_dk).
+    """ptxas (nvcc) builds the tiled generic conv, conv_dk and conv_dw without spills, float32
+    and float64: the benchmark's configuration (C = O = 64, k = 5), k = 3 and 7, an input
+    gradient at stride 2 (conv), stride 2 with dilation 2 and zero insertion (the others).
     (Not everywhere: the crop of TILED_CONV[4] spills 8-12 B on sm_90, and O = 70 at stride
     2 and dilation 2 on sm_80 24-64 B, where the static build at 37 x 61 spills 48 B on sm_90.)"""
     from dynfilter_tvm.gpu_report import ptxas_resources
@@ -359,16 +386,17 @@ def test_cuda_generic_tiled_nvcc_no_spills(arch):
     dk = [dict(C=64, O=64, k=5, s=1, z=1, p=2, d=1), dict(C=64, O=64, k=3, s=1, z=1, p=1, d=1),
           dict(C=8, O=8, k=7, s=1, z=1, p=3, d=1), *TILED_DK[:3]]
     for kernel, params, dtype in ([("conv", p, dtype) for p in cases for dtype in ("float32", "float64")]
-                                  + [("conv_dk", p, dtype) for p in dk for dtype in ("float32", "float64")]):
+                                  + [(kernel, p, dtype) for kernel in ("conv_dk", "conv_dw") for p in dk
+                                     for dtype in ("float32", "float64")]):
         src = build(_generic(kernel, params, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
         res = ptxas_resources(src, arch)
         assert res and all(r["spill"] == 0 for r in res.values()), (params, dtype, res)
 
 
 def test_cuda_default_generic_where_tiled(monkeypatch):
-    """Nothing set: CUDA calls of PAC conv are served generic where the generic build is tiled
-    and no static build could take tensor cores; every other PAC kernel, and conv on tensor
-    cores (half types, TF32 with O and C whole mma tiles), static."""
+    """Nothing set: CUDA calls of PAC conv and conv_dw are served generic where the generic
+    build is tiled and no static build could take tensor cores; conv on tensor cores (half
+    types, TF32 with O and C whole mma tiles), conv_dk and the light kernels static."""
     dispatch.set_shape_mode(None)
     monkeypatch.delenv(dispatch.ENV_SHAPES, raising=False)
     sm90, sm75 = cuda_target("sm_90"), cuda_target("sm_75")
@@ -389,8 +417,9 @@ def test_cuda_default_generic_where_tiled(monkeypatch):
     assert served("conv", "float16", C=16, O=16, a=0) == "static"
     assert served("conv", "bfloat16", C=12, O=16, a=0) == "generic"
     assert served("conv", "float64", C=2, O=3, a=0, k=15, p=7) == "static"  # generic per-output
-    for kernel in ("conv_dk", "conv_dw"):
-        assert served(kernel, "float32", C=16, O=16) == "static"
+    assert served("conv_dk", "float32", C=16, O=16) == "static"  # tiled, but 2.4x the static bytes
+    assert served("conv_dw", "float32", C=16, O=16) == "generic"
+    assert served("conv_dw", "float16", C=16, O=16) == "generic"  # (no tensor cores in conv_dw)
     assert served("pool", "float32", C=16, G=1, a=0) == "static"
     assert dispatch.select(Workload.make("pac", "conv_dk", dict(geo, C=16, O=16), "float32"), cpu_target()).kind == "generic"
     monkeypatch.setenv(dispatch.ENV_SHAPES, "static")

@@ -259,7 +259,7 @@ def test_generic_pac_conv_requested_bytes():
     requests what the static SIMT build does (the same 4 x 32 tiles, 2 x 32 in float64; the
     sum over whole tiles, the padding's loads masked), forward and input gradient; conv_dk's
     generic tiles load the source per tap (2.4x float32, 1.3x float64 where
-    both take 1 x 32 tiles); conv_dw keeps a per-output generic kernel."""
+    both take 1 x 32 tiles); conv_dw's fixed 11 parts store less scratch than the static 16."""
     from dynfilter_tvm import emulate
 
     for dtype, item in (("float32", 4), ("float64", 8)):
@@ -272,8 +272,8 @@ def test_generic_pac_conv_requested_bytes():
                 assert gen == static, wl
             elif wl.kernel == "conv_dk":  # the source per tap: what keeps it static on CUDA
                 assert (2.3 if dtype == "float32" else 1.3) * static < gen < 2.5 * static, wl
-            else:
-                assert gen > 50 * static, wl  # per-output
+            else:  # conv_dw: 11 fixed parts (the static split makes 16 at this size): a little less scratch
+                assert static - 2 * 16 * 64 * 64 * 25 * item < gen < static, wl
     gwl, at = G.generic_workloads()["PAC conv 8x64x128x128 k5 generic"][0]
     x, k, wt, out = 8 * 64 * 634 ** 2, 8 * 64 * 25 * 128 ** 2, 8 * 128 * 64 * 64 * 25, 8 * 64 * 128 ** 2
     assert G.requested_bytes(emulate.concrete(gwl, at), 4, generic=gwl) == 4 * (x + k + wt + out)
