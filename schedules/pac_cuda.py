@@ -1,7 +1,8 @@
-"""Default CUDA schedules for PAC. Except conv and conv_dw (below): one thread per output
-element (x fastest: coalesced loads), the reduction in a register, padding and zero insertion as
-index checks in the loads. Generic builds (symbolic sizes) bind the same loops, the last block's
-tail predicated.
+"""Default CUDA schedules for PAC. Except conv, conv_dk and conv_dw (below): one thread per
+output element (x fastest: coalesced loads), the reduction in a register, padding and zero
+insertion as index checks in the loads. Generic builds (symbolic sizes) of those bind the same
+loops, the last block's tail predicated; conv, conv_dk and conv_dw have tiled generic builds
+("Shape-generic kernels", at the end).
 
 conv (static shapes): an implicit GEMM, M = pixels, N = output channels, K = C*k^2. A block
 owns ty x tx output pixels of one image (tx up to 32, a warp's row) and ot*oi output channels;
@@ -14,9 +15,9 @@ rows x oi channels (4 x 8 in float32, 4 x 4 in float64) over the chunk: per tap 
 (broadcast within the warp) and yi xk words (consecutive across the warp) feed yi*oi FMAs.
 8x64x128x128 k5 O=64 float32: 4 x 32 pixel tiles, ot*oi = 64, cc = 1 (25-deep chunks), 256
 threads, 19.2 KB shared memory, 1,024 blocks; ptxas: 64 registers, no spills (estimate: see
-gpu_report.requested_bytes). Symbolic shapes (generic builds), and chunks that cannot fit
-TILE_SHARED_BYTES (k >= 13 on wide images), keep one thread per pixel and block of output
-channels (CONV_CHANNEL_BLOCK), each modulated tap loaded once for the block.
+gpu_report.requested_bytes). Chunks that cannot fit TILE_SHARED_BYTES (k >= 13 on wide
+images) keep one thread per pixel and block of output channels (CONV_CHANNEL_BLOCK), each
+modulated tap loaded once for the block.
 conv on tensor cores (float16 and bfloat16 always; float32 with the workload flag ``tf32``,
 which the bridge sets on CUDA while torch.backends.cudnn.allow_tf32 is True; sm_80+, static,
 O % 16 = Wo % 16 = 0 and C % K = 0, K = 8 channels in TF32, 16 in the half types): the same
@@ -91,6 +92,41 @@ distinct 16-byte groups, 2; K: 1) for 5 issue clocks: FMA-bound. 400 blocks fill
 (24 of 64 warps), the 16 independent sums per thread covering the FMA latency. Requested
 bytes 1.69 GB, 20.9x the minimum (was 161 GB, 1,998x: dO, K and the source per term of
 every output, 32 + 29 registers).
+
+Shape-generic kernels (N, H, W, Ho, Wo symbolic; ``GENERIC_TILED``): conv, conv_dk and conv_dw
+take the static schedules above with a fixed tile, one build serving every size. TVM sizes a
+shared or local stage from the region its tile touches and clips it to the staged buffer's
+extent; over a symbolic output that gives ``T.min(Ho, 4)`` rows, a non-constant allocation
+that codegen refuses (what kept the first generic kernels per-output). So the sums run over
+whole tiles: ``pad_einsum`` pads the output (conv, conv_dk: rows to the tile height, columns
+to its width; conv_dw: each row to whole chunks) with producers read as zeros past the real
+extent and results never stored there, and every staged buffer then has an extent that is a
+multiple of the tile and of the grid, so each tile's region fits provably (constant stages,
+checked per build: ``_if_constant``, else the per-output schedule). conv_dk and conv_dw read
+the source at shifted taps, which ``pad_einsum`` refuses: ``reindex`` first turns that read
+into a plain operand indexed by the sum's own iterators.
+conv (``_conv_generic_tiled``, ``generic_conv_tile``): conv_tile's geometry of a wide image
+(TILE_X-pixel rows, REG_Y-row register tiles, fewer rows where the chunk would pass
+TILE_SHARED_BYTES), the grid ceil-divided over the output (blockIdx.x tile columns, .y tile
+rows, .z images x output-channel tiles: no block index divided by a run-time extent). SIMT in
+every dtype: no tensor cores (``generic_serves`` keeps the configurations where a static build
+may take them static). 8x64x128x128 k5 O=64 float32: 4 x 32 tiles, 256 threads, 1,024 blocks,
+19,200 B shared memory, requested bytes equal to the static SIMT build's (2.1 GB); ptxas 79
+registers (static 64: the symbolic index arithmetic), no spills, 38% occupancy (static 50%).
+conv_dk (``_conv_dk_generic_tiled``, ``generic_dk_tile``): dk_tile's geometry (4 x 32 pixels,
+320 threads at k = 5), G's sum padded (its dO tile staged once per block, O x ty x tx) and the
+tap sum padded; the source is not staged (a window spans neighbouring tiles, so no layout of
+whole tiles holds it): each thread loads its k x yi taps per channel, coalesced along x. 63
+registers, 43,008 B, no spills; requested 1.29 GB, 2.4x the static build's 538 MB (X per tap:
+823 MB against the staged windows' 72 MB), so CUDA calls keep the static build by default.
+conv_dw (``_conv_dw_generic_tiled``): dw_tile's channel tiles, 32-pixel chunks; split-K over
+``generic_dw_parts`` fixed parts of the batch's N*Ho rows (about SPLIT_K_THREADS partial sums,
+at most GENERIC_DW_PARTS; parts past the rows stay zero), so the scratch (parts x O x C x k^2)
+is constant. 8x64x128x128 k5: 11 parts of 94 rows, 275 blocks of 256 threads, 40 registers,
+16,512 B, no spills; 1.684 GB requested, 0.998x the static build's (16 parts).
+Executed on PoCL from one lowering at 6 sizes, float32 and float64, blocks in reverse order too
+(tests/test_generic_pac.py); arithmetic in gpu_report (``_pac_conv_tiled_bytes``,
+``_pac_dk_generic_bytes``, ``_pac_dw_tiled_bytes``); estimates, no GPU.
 """
 from __future__ import annotations
 
