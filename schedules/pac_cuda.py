@@ -119,7 +119,7 @@ tap sum padded; the source is not staged (a window spans neighbouring tiles, so 
 whole tiles holds it): each thread loads its k x yi taps per channel, coalesced along x. 63
 registers, 43,008 B, no spills; requested 1.29 GB, 2.4x the static build's 538 MB (X per tap:
 823 MB against the staged windows' 72 MB), so CUDA calls keep the static build by default.
-conv_dw (``_conv_dw_generic_tiled``): dw_tile's channel tiles, 32-pixel chunks; split-K over
+conv_dw (``_conv_dw_generic_tiled``, k > 1): dw_tile's channel tiles, 32-pixel chunks; split-K over
 ``generic_dw_parts`` fixed parts of the batch's N*Ho rows (about SPLIT_K_THREADS partial sums,
 at most GENERIC_DW_PARTS; parts past the rows stay zero), so the scratch (parts x O x C x k^2)
 is constant. 8x64x128x128 k5: 11 parts of 94 rows, 275 blocks of 256 threads, 40 registers,
@@ -1053,8 +1053,10 @@ DW_MIN_THREADS = 128  # per block: halve the register tile below this many
 
 
 def generic_dw_tile(wl):
-    """The generic conv_dw's tile: ``dw_tile``'s channel geometry, chunks of DW_CHUNK_X pixels."""
-    return dw_tile(wl, generic=True)
+    """The generic conv_dw's tile: ``dw_tile``'s channel geometry, chunks of DW_CHUNK_X pixels;
+    None at k = 1 (``reindex`` of the source read fails on the unit tap axes: the per-output
+    schedule)."""
+    return dw_tile(wl, generic=True) if wl.p["k"] > 1 else None
 
 
 def dw_tile(wl, generic: bool = False):
@@ -1191,7 +1193,7 @@ def conv_dw(sch, wl, target):
         return
     if wl.kind == "generic" and "conv_dw" in GENERIC_TILED:
         t = generic_dw_tile(wl)
-        if _if_constant(sch, lambda sch_: _conv_dw_generic_tiled(sch_, wl, t, generic_dw_parts(wl))):
+        if t is not None and _if_constant(sch, lambda sch_: _conv_dw_generic_tiled(sch_, wl, t, generic_dw_parts(wl))):
             return
     _inline(sch, "Sz")
     rows = dw_rows(wl)
