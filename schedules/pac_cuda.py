@@ -111,8 +111,10 @@ TILE_SHARED_BYTES), the grid ceil-divided over the output (blockIdx.x tile colum
 rows, .z images x output-channel tiles: no block index divided by a run-time extent). SIMT in
 every dtype: no tensor cores (``generic_serves`` keeps the configurations where a static build
 may take them static). 8x64x128x128 k5 O=64 float32: 4 x 32 tiles, 256 threads, 1,024 blocks,
-19,200 B shared memory, requested bytes equal to the static SIMT build's (2.1 GB); ptxas 79
-registers (static 64: the symbolic index arithmetic), no spills, 38% occupancy (static 50%).
+19,200 B shared memory, requested bytes equal to the static SIMT build's (2.1 GB); ptxas 64 /
+80 registers on sm_90 / sm_80 (static 64 / 64: the symbolic index arithmetic), no spills, 50%
+/ 38% occupancy (static 50%). Registers vary with the configuration (48-127 at C, O in 6-70,
+k 3-7, none spilling; C = O = 64 k3 float32: 95 / 84).
 conv_dk (``_conv_dk_generic_tiled``, ``generic_dk_tile``): dk_tile's geometry (4 x 32 pixels,
 320 threads at k = 5), G's sum padded (its dO tile staged once per block, O x ty x tx) and the
 tap sum padded; the source is not staged (a window spans neighbouring tiles, so no layout of
@@ -216,13 +218,13 @@ def conv_tile(wl):
     return dict(ty=yi * yt, tx=tx, yt=yt, yi=yi, ot=ot, oi=oi, cc=cc)
 
 
-def _cooperative(sch, block, loop, threads: int) -> None:
+def _cooperative(sch, block, loop, threads: int, serial: int = 0) -> None:
     """Stage ``block`` (already in shared scope) at ``loop``, its loops fused and spread over
-    the block's ``threads``."""
+    the block's ``threads``; ``serial``: that many leading loops stay serial around them."""
     sch.compute_at(block, loop)
     loops = sch.get_loops(block)
     at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
-    loops = loops[at + 1:]  # compute_at made none for unit-extent axes
+    loops = loops[at + 1 + serial:]  # compute_at made none for unit-extent axes
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0] if loops else sch.add_unit_loop(block)
     _, tx = sch.split(fused, [None, threads])
     sch.bind(tx, "threadIdx.x")
@@ -356,7 +358,11 @@ def _conv_generic_tiled(sch, wl, t) -> None:
     threads = t["ot"] * t["yt"] * t["tx"]
     xk = sch.get_sblock("xk_pad")
     sch.set_scope(xk, 0, "shared")
-    _cooperative(sch, xk, co, threads)
+    # the first loop of the chunk (channels, or tap rows where cc = 1) serial around the
+    # spread copy: with one flat copy, nvcc kept the per-round offsets of the symbolic rows
+    # (the rounds' taps times W) in registers across the channel loop (ptxas, C = O = 64
+    # float32, sm_90 / sm_80: k5 79 / 79 -> 64 / 80, k3 127 / 128 -> 95 / 84 registers)
+    _cooperative(sch, xk, co, threads, serial=1)
     wt = sch.cache_read(acc, 0, "shared")
     sch.transform_layout(wt, ("write", 0), lambda o, c, i, j: (c, i, j, o))
     _cooperative(sch, wt, co, threads)
