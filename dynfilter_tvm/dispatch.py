@@ -28,9 +28,15 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   requested bytes at the benchmark shapes are 1.00 / 0.95 / 0.98 / 1.04x the static ones' at
   8x256x56x56 k3 and 1.00 / 0.97 / 1.11 / 1.03x at 2x256x200x300 (1.22-1.46x the minimum;
   estimates, ``gpu_report``, no GPU): one build serves every size, no JIT per new size.
-  PAC and ACDA stay static on CUDA: their generic kernels are the thread-per-output first
-  versions (exact, PoCL-checked at several sizes), while the static ones are tiled (PAC
-  ``conv`` on tensor cores), several times fewer requested bytes in the static GPU report.
+* **CUDA: generic for PAC ``conv`` and ``conv_dw``** (``conv``: the convolution, its
+  transposed form and both input gradients) wherever the generic build is tiled
+  (``schedules.pac_cuda.generic_serves``: the static schedules with fixed tiles, requested
+  bytes 1.00x / 0.998x the static SIMT builds' at 8x64x128x128 k5, estimates) and, for
+  ``conv``, no static build of the configuration could take tensor cores: float64, float32
+  without the ``tf32`` flag (``torch.backends.cudnn.allow_tf32`` off), and configurations
+  whose O or C is no whole mma tile. PAC ``conv`` with tensor cores (the half types, TF32),
+  ``conv_dk`` (tiled generic, but 2.4x the static bytes: its source per tap), ``pool*``,
+  ``dist*`` (per-output generic kernels) and ACDA stay static on CUDA.
   A GPU serving many sizes without JIT takes a bundle built without ``--input``.
 
 The static mode is also the switch for hot shapes on CPU: one build per shape met, each
@@ -50,6 +56,7 @@ ENV_SHAPES = "DYNFILTER_TVM_SHAPES"
 MODES = ("generic", "static")
 DEFAULT_MODES = {"cpu": "generic", "cuda": "static"}  # by target family (see above)
 OP_DEFAULT_MODES = {("cuda", "ddf"): "generic"}  # (family, op) exceptions to DEFAULT_MODES
+OP_DEFAULT_MODES[("cuda", "pac")] = "generic"  # where its generic build serves well (see above)
 _mode: Optional[str] = None  # set_shape_mode's choice; None: the environment's
 
 
@@ -102,16 +109,22 @@ def select(workload: Workload, target) -> Workload:
 
 def _generic_serves_well(generic: Workload, target) -> bool:
     """Where a target family's default is generic for an op (``OP_DEFAULT_MODES``), whether
-    its generic build of this configuration is scheduled like the static one (DDF on CUDA:
-    tiled, ``schedules.ddf_cuda.generic_tiled``, once per configuration and process);
-    elsewhere True."""
-    if family(target) != "cuda" or generic.op != "ddf":
+    its generic build of this configuration is scheduled like the static one, once per
+    configuration, arch and process: DDF on CUDA tiled (``schedules.ddf_cuda.generic_tiled``);
+    PAC on CUDA tiled where no static build could take tensor cores
+    (``schedules.pac_cuda.generic_serves``); elsewhere True."""
+    if family(target) != "cuda" or generic.op not in ("ddf", "pac"):
         return True
-    key = generic.key()
+    key = (generic.key(), str(target.attrs.get("arch", "")) if generic.op == "pac" else "")
     if key not in _serves:
-        from schedules.ddf_cuda import generic_tiled
+        if generic.op == "ddf":
+            from schedules.ddf_cuda import generic_tiled
 
-        _serves[key] = generic_tiled(generic, registry.prim_func(generic))
+            _serves[key] = generic_tiled(generic, registry.prim_func(generic))
+        else:
+            from schedules.pac_cuda import generic_serves
+
+            _serves[key] = generic_serves(generic, registry.prim_func(generic), target)
     return _serves[key]
 
 

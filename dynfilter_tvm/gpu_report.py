@@ -95,6 +95,13 @@ def generic_workloads(dtype: str = "float32") -> Dict[str, List[tuple]]:
                                ("DDF 2x256x200x300 k3 generic", (2, 256, 200, 300))):
         p = dict(_ddf(None, C, None, None))
         out[name] = [(mk("ddf", k, p, dtype), dict(B=B, H=H, W=W)) for k in ("fwd", "dx", "ds", "dc")]
+    # PAC: the generic conv (forward and input gradient), conv_dk and conv_dw are tiled
+    # (schedules.pac_cuda GENERIC_TILED)
+    sym = dict(N=None, C=64, O=64, H=None, W=None, Ho=None, Wo=None, k=5, s=1, z=1, p=2, d=1)
+    at = dict(N=8, H=128, W=128, Ho=128, Wo=128)
+    out["PAC conv 8x64x128x128 k5 generic"] = [
+        *((mk("pac", "conv", dict(sym, a=a), dtype), at) for a in (0, 1)),
+        (mk("pac", "conv_dk", sym, dtype), at), (mk("pac", "conv_dw", sym, dtype), at)]
     return out
 
 
@@ -314,8 +321,12 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         return loads * itemsize
     if wl.op == "pac":
         pix = p["N"] * p["Ho"] * p["Wo"]
-        tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": lambda wl_, p_: _pac_dk_tiled_bytes(wl_, p_, arch),
-                 "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p)
+        if generic is not None:  # conv and conv_dk have tiled generic builds (schedules.pac_cuda.GENERIC_TILED)
+            tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_generic_bytes,
+                     "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p, generic)
+        else:
+            tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": lambda wl_, p_: _pac_dk_tiled_bytes(wl_, p_, arch),
+                     "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p)
         if tiled is not None:
             return tiled * itemsize
         if wl.kernel == "conv":
@@ -326,7 +337,7 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         if wl.kernel == "conv_dw":
             from schedules.pac_cuda import dw_rows
 
-            rows = dw_rows(wl)  # split-K: + the partial sums, written once and read once
+            rows = dw_rows(generic or wl)  # split-K (static only): + the partial sums, written and read once
             parts = p["N"] * -(-p["Ho"] // rows) if rows else 0
             return (pix * k2 * p["C"] * p["O"] * 3 + 2 * parts * p["O"] * p["C"] * k2) * itemsize
     if wl.op == "acda":
@@ -498,22 +509,36 @@ def _ddf_dc_bytes(wl: Workload, p: dict) -> Optional[int]:
     return B * C * Ho * Wo + B * C * ry * rx + s_loads + 2 * scratch + B * C * k * k
 
 
-def _pac_conv_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
-    """Elements requested by the tiled pac.conv schedule (see :func:`requested_bytes`), or None
-    where that schedule keeps a thread per output."""
-    from schedules.pac_cuda import MMA_DTYPES, conv_tile, mma_tile
+def _pac_real_pairs(n_src: int, n_out: int, p: dict) -> int:
+    """(output, tap) pairs along one axis of a PAC workload ``p`` whose tap lands on a real
+    source element (not padding, not a transposed conv's inserted zero; the mirrored taps of
+    the adjoint cover the same set)."""
+    k, s, z, pad, d = (p[n] for n in ("k", "s", "z", "p", "d"))
+    return sum(1 for y in range(n_out) for i in range(k)
+               if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
 
-    tc = mma_tile(wl)
-    t = conv_tile(wl) if wl.kind == "static" else None
+
+def _pac_conv_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = None) -> Optional[int]:
+    """Elements requested by the tiled pac.conv schedule (see :func:`requested_bytes`), or None
+    where that schedule keeps a thread per output. ``generic``: the generic build's (SIMT, its
+    fixed tile ``generic_conv_tile``; the sum runs over whole tiles, but the loads of the
+    padding rows and columns are masked: the same count over its tiles)."""
+    from schedules.pac_cuda import MMA_DTYPES, conv_tile, generic_conv_tile, generic_tiled, mma_tile
+
+    if generic is not None:
+        from . import registry
+
+        tc = None
+        t = generic_conv_tile(generic) if generic_tiled(generic, registry.prim_func(generic)) else None
+    else:
+        tc = mma_tile(wl)
+        t = conv_tile(wl) if wl.kind == "static" else None
     if tc is None and t is None:
         return None
     N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
 
     def real(n_src: int, n_out: int) -> int:
-        """(output, tap) pairs along one axis whose tap lands on a real source element (the
-        mirrored taps of the adjoint cover the same set)."""
-        return sum(1 for y in range(n_out) for i in range(k)
-                   if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
+        return _pac_real_pairs(n_src, n_out, p)
 
     if tc is not None:  # the mma schedule: 16*wo channels x one row of 16*wx*xm pixels
         wo, wx, xm = tc
@@ -615,26 +640,58 @@ def _acda_dx_bytes(wl: Workload, p: dict) -> Optional[int]:
     return blocks * T * k * k + N * M * T * rows * cols + N * C * M * rows * cols
 
 
-def _pac_dw_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
+def _pac_dw_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = None) -> Optional[int]:
     """Elements requested by the tiled pac.conv_dw schedule (see :func:`requested_bytes`), or
-    None where it keeps a thread per output."""
-    from schedules.pac_cuda import dw_rows, dw_tile
+    None where it keeps a thread per output. ``generic``: the generic build's (its channel
+    tiles as the static one's, ``generic_dw_parts`` parts over the batch's rows; the padding
+    of a row to whole chunks is masked, not loaded). At 8x64x128x128 k5: 11 parts (16 static),
+    scratch 2*11*64*64*25*4 B = 9 MB: 1.684 GB, 0.997x the static build's."""
+    from schedules.pac_cuda import dw_rows, dw_tile, generic_dw_parts, generic_dw_tile, generic_tiled
 
-    t = dw_tile(wl)
+    if generic is not None:
+        from . import registry
+
+        if not generic_tiled(generic, registry.prim_func(generic)):
+            return None
+        t = generic_dw_tile(generic)
+    else:
+        t = dw_tile(wl)
     if t is None:
         return None
     N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
     n_o, n_c = -(-O // (t["ot"] * t["oi"])), -(-C // (t["ct"] * t["ci"]))
     pix = N * p["Ho"] * p["Wo"]
 
-    def real(n_src: int, n_out: int) -> int:  # (output, tap) pairs on a real source element
-        return sum(1 for y in range(n_out) for i in range(k)
-                   if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
+    def real(n_src: int, n_out: int) -> int:
+        return _pac_real_pairs(n_src, n_out, p)
 
     rows = dw_rows(wl)
-    parts = N * -(-p["Ho"] // rows) if rows else 0
+    parts = generic_dw_parts(generic) if generic is not None else N * -(-p["Ho"] // rows) if rows else 0
     return (pix * O * k * k * n_c + pix * k * k * n_o * n_c + N * C * real(p["H"], p["Ho"]) * real(p["W"], p["Wo"]) * n_o
             + 2 * parts * O * C * k * k)
+
+
+def _pac_dk_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int]:
+    """Elements requested by the generic conv_dk build ``generic`` at static ``wl``'s sizes
+    (``schedules.pac_cuda._conv_dk_generic_tiled``), or None where it is per-output: the static
+    tiled count over its fixed tile, but the source per tap (each thread loads its k x yi
+    taps per channel; the staged window of the static build is not there): X = N*C*Ty*Tx, the
+    real (output, tap) pairs per axis as conv's. At 8x64x128x128 k5 O=64 float32 (4 x 32 tiles,
+    128 per image): dO 33.6 MB + X 8*64*634^2*4 B = 823 MB + Wt 419 MB + dK 13.1 MB = 1.29 GB,
+    2.4x the static build's 538 MB (16.0x the minimum)."""
+    from . import registry
+    from schedules.pac_cuda import generic_dk_tile, generic_tiled
+
+    if not generic_tiled(generic, registry.prim_func(generic)):
+        return None
+    t = generic_dk_tile(generic)
+    N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
+
+    def real(n_src: int, n_out: int) -> int:
+        return _pac_real_pairs(n_src, n_out, p)
+
+    pix, tiles = p["Ho"] * p["Wo"], -(-p["Ho"] // t["ty"]) * -(-p["Wo"] // t["tx"])
+    return N * O * pix + N * C * real(p["H"], p["Ho"]) * real(p["W"], p["Wo"]) + N * tiles * C * O * k * k + N * k * k * pix
 
 
 def _pac_dk_tiled_bytes(wl: Workload, p: dict, arch: str = "sm_90") -> Optional[int]:
@@ -647,12 +704,8 @@ def _pac_dk_tiled_bytes(wl: Workload, p: dict, arch: str = "sm_90") -> Optional[
     N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
     wx = dk_mma_tile(wl, cuda_target(arch))
     if wx is not None:  # tensor cores: a block per 32*wx pixels of a row
-        def real(n_src: int, n_out: int) -> int:  # (output, tap) pairs on a real source element
-            return sum(1 for y in range(n_out) for i in range(k)
-                       if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
-
         blocks = N * p["Ho"] * p["Wo"] // (32 * wx)
-        return (N * O * p["Ho"] * p["Wo"] + N * C * real(p["H"], p["Ho"]) * real(p["W"], p["Wo"])
+        return (N * O * p["Ho"] * p["Wo"] + N * C * _pac_real_pairs(p["H"], p["Ho"], p) * _pac_real_pairs(p["W"], p["Wo"], p)
                 + blocks * O * C * k * k + N * k * k * p["Ho"] * p["Wo"])
     t = dk_tile(wl, cuda_target(arch))
     if t is None:

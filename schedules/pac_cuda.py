@@ -1,7 +1,8 @@
-"""Default CUDA schedules for PAC. Except conv and conv_dw (below): one thread per output
-element (x fastest: coalesced loads), the reduction in a register, padding and zero insertion as
-index checks in the loads. Generic builds (symbolic sizes) bind the same loops, the last block's
-tail predicated.
+"""Default CUDA schedules for PAC. Except conv, conv_dk and conv_dw (below): one thread per
+output element (x fastest: coalesced loads), the reduction in a register, padding and zero
+insertion as index checks in the loads. Generic builds (symbolic sizes) of those bind the same
+loops, the last block's tail predicated; conv, conv_dk and conv_dw have tiled generic builds
+("Shape-generic kernels", at the end).
 
 conv (static shapes): an implicit GEMM, M = pixels, N = output channels, K = C*k^2. A block
 owns ty x tx output pixels of one image (tx up to 32, a warp's row) and ot*oi output channels;
@@ -14,9 +15,9 @@ rows x oi channels (4 x 8 in float32, 4 x 4 in float64) over the chunk: per tap 
 (broadcast within the warp) and yi xk words (consecutive across the warp) feed yi*oi FMAs.
 8x64x128x128 k5 O=64 float32: 4 x 32 pixel tiles, ot*oi = 64, cc = 1 (25-deep chunks), 256
 threads, 19.2 KB shared memory, 1,024 blocks; ptxas: 64 registers, no spills (estimate: see
-gpu_report.requested_bytes). Symbolic shapes (generic builds), and chunks that cannot fit
-TILE_SHARED_BYTES (k >= 13 on wide images), keep one thread per pixel and block of output
-channels (CONV_CHANNEL_BLOCK), each modulated tap loaded once for the block.
+gpu_report.requested_bytes). Chunks that cannot fit TILE_SHARED_BYTES (k >= 13 on wide
+images) keep one thread per pixel and block of output channels (CONV_CHANNEL_BLOCK), each
+modulated tap loaded once for the block.
 conv on tensor cores (float16 and bfloat16 always; float32 with the workload flag ``tf32``,
 which the bridge sets on CUDA while torch.backends.cudnn.allow_tf32 is True; sm_80+, static,
 O % 16 = Wo % 16 = 0 and C % K = 0, K = 8 channels in TF32, 16 in the half types): the same
@@ -112,6 +113,43 @@ distinct 16-byte groups, 2; K: 1) for 5 issue clocks: FMA-bound. 400 blocks fill
 (24 of 64 warps), the 16 independent sums per thread covering the FMA latency. Requested
 bytes 1.69 GB, 20.9x the minimum (was 161 GB, 1,998x: dO, K and the source per term of
 every output, 32 + 29 registers).
+
+Shape-generic kernels (N, H, W, Ho, Wo symbolic; ``GENERIC_TILED``): conv, conv_dk and conv_dw
+take the static schedules above with a fixed tile, one build serving every size. TVM sizes a
+shared or local stage from the region its tile touches and clips it to the staged buffer's
+extent; over a symbolic output that gives ``T.min(Ho, 4)`` rows, a non-constant allocation
+that codegen refuses (what kept the first generic kernels per-output). So the sums run over
+whole tiles: ``pad_einsum`` pads the output (conv, conv_dk: rows to the tile height, columns
+to its width; conv_dw: each row to whole chunks) with producers read as zeros past the real
+extent and results never stored there, and every staged buffer then has an extent that is a
+multiple of the tile and of the grid, so each tile's region fits provably (constant stages,
+checked per build: ``_if_constant``, else the per-output schedule). conv_dk and conv_dw read
+the source at shifted taps, which ``pad_einsum`` refuses: ``reindex`` first turns that read
+into a plain operand indexed by the sum's own iterators.
+conv (``_conv_generic_tiled``, ``generic_conv_tile``): conv_tile's geometry of a wide image
+(TILE_X-pixel rows, REG_Y-row register tiles, fewer rows where the chunk would pass
+TILE_SHARED_BYTES), the grid ceil-divided over the output (blockIdx.x tile columns, .y tile
+rows, .z images x output-channel tiles: no block index divided by a run-time extent). SIMT in
+every dtype: no tensor cores (``generic_serves`` keeps the configurations where a static build
+may take them static). 8x64x128x128 k5 O=64 float32: 4 x 32 tiles, 256 threads, 1,024 blocks,
+19,200 B shared memory, requested bytes equal to the static SIMT build's (2.1 GB); ptxas 64 /
+80 registers on sm_90 / sm_80 (static 64 / 64: the symbolic index arithmetic), no spills, 50%
+/ 38% occupancy (static 50%). Registers vary with the configuration (48-127 at C, O in 6-70,
+k 3-7, none spilling; C = O = 64 k3 float32: 95 / 84).
+conv_dk (``_conv_dk_generic_tiled``, ``generic_dk_tile``): dk_tile's geometry (4 x 32 pixels,
+320 threads at k = 5), G's sum padded (its dO tile staged once per block, O x ty x tx) and the
+tap sum padded; the source is not staged (a window spans neighbouring tiles, so no layout of
+whole tiles holds it): each thread loads its k x yi taps per channel, coalesced along x. 63
+registers, 43,008 B, no spills; requested 1.29 GB, 2.4x the static build's 538 MB (X per tap:
+823 MB against the staged windows' 72 MB), so CUDA calls keep the static build by default.
+conv_dw (``_conv_dw_generic_tiled``, k > 1): dw_tile's channel tiles, 32-pixel chunks; split-K over
+``generic_dw_parts`` fixed parts of the batch's N*Ho rows (about SPLIT_K_THREADS partial sums,
+at most GENERIC_DW_PARTS; parts past the rows stay zero), so the scratch (parts x O x C x k^2)
+is constant. 8x64x128x128 k5: 11 parts of 94 rows, 275 blocks of 256 threads, 40 registers,
+16,512 B, no spills; 1.684 GB requested, 0.998x the static build's (16 parts).
+Executed on PoCL from one lowering at 6 sizes, float32 and float64, blocks in reverse order too
+(tests/test_generic_pac.py); arithmetic in gpu_report (``_pac_conv_tiled_bytes``,
+``_pac_dk_generic_bytes``, ``_pac_dw_tiled_bytes``); estimates, no GPU.
 """
 from __future__ import annotations
 
@@ -120,6 +158,7 @@ import functools
 from . import register
 from tvm import tirx
 
+from .ddf_cuda import _if_constant
 from .common import MAX_THREADS, UNROLL_TAPS, extent, register_acc, threads_for, unroll, unroll_taps
 
 CONV_CHANNEL_BLOCK = 8  # output channels per thread
@@ -200,13 +239,13 @@ def conv_tile(wl):
     return dict(ty=yi * yt, tx=tx, yt=yt, yi=yi, ot=ot, oi=oi, cc=cc)
 
 
-def _cooperative(sch, block, loop, threads: int) -> None:
+def _cooperative(sch, block, loop, threads: int, serial: int = 0) -> None:
     """Stage ``block`` (already in shared scope) at ``loop``, its loops fused and spread over
-    the block's ``threads``."""
+    the block's ``threads``; ``serial``: that many leading loops stay serial around them."""
     sch.compute_at(block, loop)
     loops = sch.get_loops(block)
     at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
-    loops = loops[at + 1:]  # compute_at made none for unit-extent axes
+    loops = loops[at + 1 + serial:]  # compute_at made none for unit-extent axes
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0] if loops else sch.add_unit_loop(block)
     _, tx = sch.split(fused, [None, threads])
     sch.bind(tx, "threadIdx.x")
@@ -246,6 +285,113 @@ def _conv_tiled(sch, wl, t) -> None:
     sch.decompose_reduction(acc, co)
     sch.reverse_compute_at(sch.get_sblock("out"), thr)
 
+
+
+def generic_conv_tile(wl):
+    """The generic (symbolic N, Ho, Wo) conv's fixed tile: the static geometry of a wide image
+    (rows of TILE_X pixels, REG_Y-row register tiles, ``conv_tile``'s channel split), or None
+    where its chunk cannot fit TILE_SHARED_BYTES (then a thread per pixel)."""
+    p = wl.p
+    item = 8 if wl.dtype == "float64" else 4
+    C, O, k2 = p["C"], p["O"], p["k"] ** 2
+    tx, yi, yt = TILE_X, REG_Y, max(1, PIXEL_THREADS // TILE_X)
+    oi = min(_reg_o(wl.dtype), O)
+    ot = min(CHANNEL_THREADS, -(-O // oi))
+    cc = max(n for n in range(1, C + 1) if C % n == 0 and (n == 1 or n * k2 <= K_CHUNK))
+
+    def shared(yi_):  # xk chunk + Wt chunk, as conv_tile
+        return (cc * k2 * yi_ * yt * tx + ot * oi * cc * k2) * item
+
+    while shared(yi) > TILE_SHARED_BYTES and yi > 1:
+        yi -= 1
+    if shared(yi) > TILE_SHARED_BYTES:
+        return None
+    return dict(ty=yi * yt, tx=tx, yt=yt, yi=yi, ot=ot, oi=oi, cc=cc)
+
+
+GENERIC_TILED = ("conv", "conv_dk", "conv_dw")  # generic kernels with a tiled schedule (where it fits: generic_tiled)
+# those CUDA calls take by default (generic_serves): their requested bytes at the benchmark
+# shape 1.00x (conv) and 0.998x (conv_dw) the static builds'; not conv_dk's (2.4x: its source
+# per tap, not a staged window)
+GENERIC_DEFAULT = ("conv", "conv_dw")
+
+
+def generic_tiled(wl, func) -> bool:
+    """Whether the generic CUDA build of PAC kernel ``wl`` (unscheduled PrimFunc ``func``)
+    takes a tiled schedule (shared-memory stages), not the per-output one: its default
+    schedule applied to a copy, the answer read off the staged tiles. ``dispatch`` serves
+    CUDA calls generic where this holds."""
+    import tvm
+    import tvm.s_tir as s_tir
+
+    if wl.kernel not in GENERIC_TILED:
+        return False
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    _SCHEDULED[wl.kernel](sch, wl, None)
+    return 'scope="shared"' in sch.mod.script()
+
+
+def generic_serves(wl, func, target) -> bool:
+    """Whether CUDA calls of generic PAC workload ``wl``'s configuration are served by its
+    generic build by default (``dispatch``): the build is tiled (``generic_tiled``) and no
+    static build of the configuration could take tensor cores, which the generic one never
+    does (``_may_use_mma``: the half types, float32 flagged ``tf32``, on sm_80+, O and C whole
+    mma tiles; Wo % 16 depends on the size, so such configurations stay static at every size)."""
+    return wl.kernel in GENERIC_DEFAULT and not _may_use_mma(wl, target) and generic_tiled(wl, func)
+
+
+def _may_use_mma(wl, target) -> bool:
+    """Whether ``mma_tile`` could apply to some static size of ``wl``'s configuration."""
+    p = wl.p
+    if wl.kernel != "conv" or wl.dtype not in MMA_DTYPES or (wl.dtype == "float32" and not p.get("tf32")):
+        return False
+    return (target is None or _sm(target) >= 80) and p["O"] % 16 == 0 and p["C"] % (8 * MMA_DTYPES[wl.dtype][1]) == 0
+
+
+def _generic_tiled_conv(sch, wl) -> bool:
+    """Apply the generic tiled conv if it fits and its stages compact to a constant size."""
+    t = generic_conv_tile(wl)
+    return t is not None and _if_constant(sch, lambda sch_: _conv_generic_tiled(sch_, wl, t))
+
+
+def _conv_generic_tiled(sch, wl, t) -> None:
+    """``_conv_tiled`` over symbolic N, Ho, Wo: a fixed tile, the grid ceil-divided over the
+    output (blockIdx.x tile columns, .y tile rows, .z images x output-channel tiles: no block
+    index divided by a run-time extent), the tail tiles predicated."""
+    for name in _modulated_stages(wl)[:-1]:
+        sch.compute_inline(sch.get_sblock(name))
+    # the sum over whole tiles: xk_pad and acc_pad of (Ho, Wo) rounded up to the tile
+    sch.pad_einsum(sch.get_sblock("acc"), [1, 1, t["ty"], t["tx"], 1, 1, 1])
+    sch.compute_inline(sch.get_sblock("xk"))
+    sch.compute_inline(sch.get_sblock("acc_pad"))
+    acc = sch.get_sblock("acc")
+    n, o, y, x, c, i, j = sch.get_loops(acc)
+    ob, ot, oi = sch.split(o, [None, t["ot"], t["oi"]])
+    yb, yt, yi = sch.split(y, [None, t["yt"], t["yi"]])
+    xb, xt = sch.split(x, [None, t["tx"]])
+    co, ci = sch.split(c, [None, t["cc"]])
+    sch.reorder(n, ob, yb, xb, ot, yt, xt, co, ci, i, j, oi, yi)
+    sch.bind(sch.fuse(n, ob), "blockIdx.z")
+    sch.bind(yb, "blockIdx.y")
+    sch.bind(xb, "blockIdx.x")
+    thr = sch.fuse(ot, yt, xt)
+    sch.bind(thr, "threadIdx.x")
+    threads = t["ot"] * t["yt"] * t["tx"]
+    xk = sch.get_sblock("xk_pad")
+    sch.set_scope(xk, 0, "shared")
+    # the first loop of the chunk (channels, or tap rows where cc = 1) serial around the
+    # spread copy: with one flat copy, nvcc kept the per-round offsets of the symbolic rows
+    # (the rounds' taps times W) in registers across the channel loop (ptxas, C = O = 64
+    # float32, sm_90 / sm_80: k5 79 / 79 -> 64 / 80, k3 127 / 128 -> 95 / 84 registers)
+    _cooperative(sch, xk, co, threads, serial=1)
+    wt = sch.cache_read(acc, 0, "shared")
+    sch.transform_layout(wt, ("write", 0), lambda o, c, i, j: (c, i, j, o))
+    _cooperative(sch, wt, co, threads)
+    unroll(sch, oi, yi)
+    unroll_taps(sch, wl, j)
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, co)
+    sch.reverse_compute_at(sch.get_sblock("out"), thr)
 
 # -- conv on tensor cores: mma.sync TF32 (m16n8k8) and float16/bfloat16 (m16n8k16) -------------
 # Fragment layouts (PTX ISA, "Matrix fragments for mma.m16n8k8 / mma.m16n8k16"), lane = 4 g + t,
@@ -687,6 +833,8 @@ def conv(sch, wl, target):
     if t is not None:
         _conv_tiled(sch, wl, t)
         return
+    if wl.kind == "generic" and _generic_tiled_conv(sch, wl):
+        return
     _inline(sch, *_modulated_stages(wl))
     acc = sch.get_sblock("acc")
     n, o, y, x, c, i, j = sch.get_loops(acc)
@@ -1022,6 +1170,90 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     sch.reverse_compute_at(sch.get_sblock("out"), xt)
 
 
+def generic_dk_tile(wl):
+    """The generic (symbolic N, Ho, Wo) conv_dk's fixed tile: ``dk_tile``'s geometry of a wide
+    image (DK_TILE_X-pixel rows, DK_PIXEL_THREADS // DK_TILE_X thread rows of DK_REG_Y
+    register rows), shrunk alike until the dO tile and one channel of Wt fit DK_SHARED_BYTES
+    (the source is not staged: each thread loads its taps), or None (k > UNROLL_TAPS, or no
+    tile fits: a thread per output)."""
+    p = wl.p
+    if p["k"] > UNROLL_TAPS:
+        return None
+    O, k = p["O"], p["k"]
+    item = 8 if wl.dtype == "float64" else 4
+    tx, yi, yt = DK_TILE_X, DK_REG_Y, max(1, DK_PIXEL_THREADS // DK_TILE_X)
+
+    def shared(yt_, yi_):
+        return (O * yt_ * yi_ * tx + O * k * (-(-k // 4) * 4 if _dk_wt_padded(wl) else k)) * item
+
+    while shared(yt, yi) > DK_SHARED_BYTES and (yt > 1 or yi > 1):
+        if yt > 1:
+            yt -= 1
+        else:
+            yi -= 1
+    if shared(yt, yi) > DK_SHARED_BYTES:
+        return None
+    return dict(ty=yt * yi, tx=tx, yt=yt, yi=yi)
+
+
+def _conv_dk_generic_tiled(sch, wl, t) -> None:
+    """``_conv_dk_tiled`` over symbolic N, Ho, Wo. Both sums run over whole tiles: G's
+    (``pad_einsum``: dO read as zeros past the image, the staged dO tile a constant size) and
+    the tap sum's (after ``reindex`` turns its source read into a plain operand, so that it
+    pads too): the tail tiles compute zeros that are never stored. The source is not staged
+    (its window over a tail tile would be bounded by the symbolic size): each thread loads its
+    k x yi taps per input channel (coalesced along x; a tap's rows are L1 hits for the
+    neighbouring tap rows). The grid: blockIdx.x tile columns, .y tile rows, .z images."""
+    ty, tx = t["ty"], t["tx"]
+    sch.pad_einsum(sch.get_sblock("G"), [1, 1, 1, 1, ty, tx, 1])
+    to_g = sch.get_consumers(sch.get_sblock("G"))[0]  # G_pad -> G (the padded sum's copy)
+    acc = sch.get_sblock("acc")
+    sch.reindex(acc, ("read", _read_index(sch, acc, "Sz")))
+    sch.pad_einsum(acc, [1, 1, 1, 1, ty, tx, 1])
+    acc = sch.get_sblock("acc")
+    sz_pad, g_pad = sorted(sch.get_producers(acc), key=lambda b: sch.get(b).name_hint != "Sz_reindex_pad")
+    sch.compute_inline(to_g)  # G -> the tap sum's padded copy of G -> the tap sum
+    sch.compute_inline(g_pad)
+    sch.compute_inline(sch.get_sblock("Sz"))
+    sch.compute_inline(sch.get_sblock("Sz_reindex_reindex"))
+    sch.compute_inline(sz_pad)
+    sch.compute_inline(sch.get_sblock("acc_pad"))
+    n, g, i, j, y, x, c = sch.get_loops(acc)
+    yb, yt, yi = sch.split(y, [None, t["yt"], t["yi"]])
+    xb, xt = sch.split(x, [None, tx])
+    sch.reorder(n, g, yb, xb, i, yt, xt, c, j, yi)
+    sch.bind(sch.fuse(n, g), "blockIdx.z")
+    sch.bind(yb, "blockIdx.y")
+    sch.bind(xb, "blockIdx.x")
+    thr = sch.fuse(i, yt, xt)
+    sch.bind(thr, "threadIdx.x")
+    threads = wl.p["k"] * t["yt"] * tx
+    G = sch.get_sblock("G")
+    sch.compute_at(G, c)
+    sch.set_scope(G, 0, "local")
+    loops = sch.get_loops(G)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(c)))
+    own = loops[at + 1:]  # (j, yi, o), unit extents dropped; o is the reduction
+    regs = own[:-1] if wl.p["O"] > 1 else own
+    if wl.p["O"] > 1:
+        if regs:
+            sch.reorder(own[-1], *regs)
+        sch.decompose_reduction(G, own[-1])
+    unroll(sch, *regs)
+    dsh = sch.get_sblock("dO_pad")
+    sch.set_scope(dsh, 0, "shared")
+    _cooperative(sch, dsh, xb, threads)
+    wsh = sch.cache_read(G, _read_index(sch, G, "Wt"), "shared")
+    if _dk_wt_padded(wl):
+        sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (c_, i_, o_, j_))
+        sch.storage_align(wsh, 0, 2, 4, 0)
+    _cooperative(sch, wsh, c, threads)
+    unroll(sch, *sch.get_loops(acc)[-2:])  # j, yi: the register tile
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, c)
+    sch.reverse_compute_at(sch.get_sblock("out"), thr)
+
+
 @register("pac", "conv_dk", "cuda")
 def conv_dk(sch, wl, target):
     wx = dk_mma_tile(wl, target)
@@ -1032,6 +1264,10 @@ def conv_dk(sch, wl, target):
     if t is not None:
         _conv_dk_tiled(sch, wl, t)
         return
+    if wl.kind == "generic" and "conv_dk" in GENERIC_TILED:
+        t = generic_dk_tile(wl)
+        if t is not None and _if_constant(sch, lambda sch_: _conv_dk_generic_tiled(sch_, wl, t)):
+            return
     _inline(sch, "Sz")
     acc = sch.get_sblock("acc")
     n, g, i, j, y, x, c = sch.get_loops(acc)
@@ -1065,11 +1301,18 @@ DW_CHUNK_X = 32  # pixels of a row staged per step
 DW_MIN_THREADS = 128  # per block: halve the register tile below this many
 
 
-def dw_tile(wl):
+def generic_dw_tile(wl):
+    """The generic conv_dw's tile: ``dw_tile``'s channel geometry, chunks of DW_CHUNK_X pixels;
+    None at k = 1 (``reindex`` of the source read fails on the unit tap axes: the per-output
+    schedule)."""
+    return dw_tile(wl, generic=True) if wl.p["k"] > 1 else None
+
+
+def dw_tile(wl, generic: bool = False):
     """conv_dw's tiled geometry: dict(oi, ot, ci, ct, cx) (register tile oi x ci, threads ot x
     ct, cx pixels per staged chunk), or None for the per-output split-K (symbolic shapes)."""
     p = wl.p
-    if wl.kind != "static":
+    if wl.kind != "static" and not generic:
         return None
     O, C = p["O"], p["C"]
     oi, ci = min(DW_REG, O), min(DW_REG, C)
@@ -1084,7 +1327,7 @@ def dw_tile(wl):
         else:
             ci //= 2
     return dict(oi=oi, ot=min(DW_THREADS, -(-O // oi)), ci=ci, ct=min(DW_THREADS, -(-C // ci)),
-                cx=min(DW_CHUNK_X, p["Wo"]))
+                cx=DW_CHUNK_X if generic else min(DW_CHUNK_X, p["Wo"]))
 
 
 def _conv_dw_tiled(sch, wl, t, rows) -> None:
@@ -1131,6 +1374,59 @@ def _conv_dw_tiled(sch, wl, t, rows) -> None:
     register_acc(sch, acc, part, bind_flat(sch, [o, c, i, j]))
 
 
+def generic_dw_parts(wl) -> int:
+    """The generic conv_dw's split-K: a fixed count of parts (the batch's rows, N*Ho of them,
+    shared out evenly), as many as the static split would make of a large batch (about
+    SPLIT_K_THREADS partial sums in all), at most GENERIC_DW_PARTS (few channels: the parts
+    past N*Ho rows run empty, and the second kernel adds every part)."""
+    p = wl.p
+    return max(1, min(GENERIC_DW_PARTS, -(-SPLIT_K_THREADS // (p["O"] * p["C"] * p["k"] ** 2))))
+
+
+GENERIC_DW_PARTS = 256
+
+
+def _conv_dw_generic_tiled(sch, wl, t, parts: int) -> None:
+    """``_conv_dw_tiled`` over symbolic N, Ho, Wo: the rows of the batch (n, y fused, N*Ho)
+    split into ``parts`` fixed parts (the last ones predicated, empty where N*Ho < parts: their
+    partial sums stay zero), so that the scratch has a constant size; each row's pixels padded
+    to whole chunks of cx (``pad_einsum``, after ``reindex`` turns the source read into a plain
+    operand: dO, K and the source read as zeros past the row), so that the staged chunks have a
+    constant size. Then the static schedule: a block per (channel tiles, tap, part), per chunk
+    dO, K and the source at the tap staged, oi x ci sums per thread; a second kernel adds the
+    parts."""
+    acc = sch.get_sblock("acc")
+    sch.reindex(acc, ("read", _read_index(sch, acc, "Sz")))
+    sch.pad_einsum(acc, [1, 1, 1, 1, 1, 1, t["cx"]])
+    _inline(sch, "Sz", "Sz_reindex_reindex")
+    acc = sch.get_sblock("acc")
+    o, c, i, j, n, y, x = sch.get_loops(acc)
+    part, _ = sch.split(sch.fuse(n, y), [parts, None])
+    rf = sch.rfactor(part, 0)
+    o, c, i, j, part, r, x = sch.get_loops(rf)
+    ob, ot, oi = sch.split(o, [None, t["ot"], t["oi"]])
+    cb, ct, ci = sch.split(c, [None, t["ct"], t["ci"]])
+    xo, xi = sch.split(x, [None, t["cx"]])
+    sch.reorder(ob, cb, i, j, part, ot, ct, r, xo, xi, oi, ci)
+    sch.bind(sch.fuse(ob, cb, i, j, part), "blockIdx.x")
+    thr = sch.fuse(ot, ct)
+    sch.bind(thr, "threadIdx.x")
+    threads = t["ot"] * t["ct"]
+    dsh, ksh, sz = (sch.get_sblock(n_) for n_ in ("dO_pad", "K_pad", "Sz_reindex_pad"))
+    # pixels outermost: a warp's oi (ci) words of a pixel are adjacent (as the static one)
+    sch.transform_layout(dsh, ("write", 0), lambda n_, o_, y_, x_: (n_, y_, x_, o_))
+    sch.transform_layout(sz, ("write", 0), lambda c_, i_, j_, n_, y_, x_: (i_, j_, n_, y_, x_, c_))
+    for stage in (dsh, ksh, sz):
+        sch.set_scope(stage, 0, "shared")
+        _cooperative(sch, stage, xo, threads)
+    unroll(sch, oi, ci)
+    part_local = sch.cache_write(rf, 0, "local")
+    sch.reverse_compute_at(part_local, thr)
+    sch.decompose_reduction(rf, r)
+    o, c, i, j, part = sch.get_loops(acc)
+    register_acc(sch, acc, part, bind_flat(sch, [o, c, i, j]))
+
+
 @register("pac", "conv_dw", "cuda")
 def conv_dw(sch, wl, target):
     """dWt is tiny (O*C*k^2) and each element sums every pixel of the batch: one thread per
@@ -1144,6 +1440,10 @@ def conv_dw(sch, wl, target):
     if t is not None:
         _conv_dw_tiled(sch, wl, t, dw_rows(wl))
         return
+    if wl.kind == "generic" and "conv_dw" in GENERIC_TILED:
+        t = generic_dw_tile(wl)
+        if t is not None and _if_constant(sch, lambda sch_: _conv_dw_generic_tiled(sch_, wl, t, generic_dw_parts(wl))):
+            return
     _inline(sch, "Sz")
     rows = dw_rows(wl)
     if rows is None:
@@ -1187,3 +1487,6 @@ def dist_df(sch, wl, target):
 def dist_df0(sch, wl, target):
     _inline(sch, "Sz")
     _thread_per_output(sch, 4)
+
+
+_SCHEDULED = {"conv": conv, "conv_dk": conv_dk, "conv_dw": conv_dw}  # generic_tiled's kernels

@@ -103,7 +103,7 @@ def test_default_mode_by_target(monkeypatch):
     assert dispatch.shape_mode(cpu_target()) == "generic"
     assert dispatch.select(wl, cpu_target()).kind == "generic"
     cuda = cuda_target("sm_90")
-    assert dispatch.shape_mode(cuda) == "static" and dispatch.shape_mode(cuda, "pac") == "static"
+    assert dispatch.shape_mode(cuda) == "static" and dispatch.shape_mode(cuda, "acda") == "static"
     assert dispatch.shape_mode(cuda, "ddf") == "generic"
     assert dispatch.select(wl, cuda).kind == "generic"
     for kernel in ("dx", "ds", "dc"):

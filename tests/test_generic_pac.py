@@ -2,10 +2,13 @@
 serves every batch and size, forward and gradients equal to the float64 reference; every kernel's
 generic build equals its static builds on CPU (odd sizes, batch 1, stride, dilation,
 zero insertion) and, for CUDA, runs right on PoCL at several sizes from one lowering."""
+import re
+import shutil
+
 import pytest
 import torch
 
-from dynfilter_tvm import cache, dispatch, emulate
+from dynfilter_tvm import cache, dispatch, emulate, registry
 from dynfilter_tvm.build import build
 from dynfilter_tvm.ops import pac as pac_ops
 from dynfilter_tvm.target import cpu_target, cuda_target
@@ -194,3 +197,240 @@ def test_cuda_pool_phase_emulated(dtype):
         wl = Workload.make("pac", "pool", dict(C=3, G=3, k=2, s=1, z=1, p=-1, d=2, a=a, N=2, H=7, W=6, Ho=5, Wo=4),
                            dtype)
         emulate.check(wl, "opencl")
+
+
+# The tiled generic conv (schedules/pac_cuda.py ``_conv_generic_tiled``): the static conv's
+# implicit GEMM with a fixed tile (32-pixel rows, 4-row register tiles; fewer rows where the
+# chunk would not fit), the sum padded to whole tiles (zeros), the grid ceil-divided over the
+# symbolic output. Sizes: smaller than one tile, not multiples of it, several tiles each way,
+# batch 1 and 3, the image and output sizes unrelated.
+TILED_CONV = [dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1, a=0),  # one channel per chunk (25 taps)
+              dict(C=6, O=70, k=3, s=2, z=1, p=1, d=2, a=0),  # two output-channel tiles (64 + 6), 3-channel chunks
+              dict(C=3, O=5, k=3, s=1, z=2, p=1, d=1, a=1),  # the zero-inserted adjoint (Kz)
+              dict(C=2, O=3, k=2, s=1, z=1, p=0, d=3, a=1),  # a phase of a transposed form: even k, dilation
+              dict(C=16, O=24, k=4, s=1, z=1, p=-2, d=1, a=1)]  # a crop (negative offset)
+TILED_SIZES = EMU_SIZES + [dict(N=1, H=37, W=61, Ho=37, Wo=61), dict(N=3, H=17, W=33, Ho=9, Wo=33)]
+
+
+def _reverse_blocks(low):
+    """Every block index reversed (work-group g -> groups - 1 - g on each axis): PoCL then runs
+    the blocks last to first, so a block storing into a neighbour's pixels is not hidden."""
+    low.source, n = re.subn(r"\bget_group_id\((\d)\)", r"(get_num_groups(\1) - 1 - get_group_id(\1))", low.source)
+    assert n > 0
+
+
+def _generic(kernel, params, dtype):
+    return Workload.make("pac", kernel, dict(params, N=None, H=None, W=None, Ho=None, Wo=None), dtype)
+
+
+# conv_dk (``_conv_dk_generic_tiled``): the static tap-rule GEMM per pixel tile, G's sum and
+# the tap sum padded to whole tiles, the source loaded per thread (not staged)
+TILED_DK = [dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1), dict(C=3, O=5, k=3, s=2, z=1, p=2, d=2),
+            dict(C=4, O=6, k=5, s=1, z=2, p=2, d=1),  # the kernel gradient of a transposed form
+            dict(C=2, O=1, k=3, s=1, z=1, p=1, d=1),  # one output channel: G without a reduction loop
+            dict(C=3, O=4, k=2, s=1, z=1, p=-1, d=1)]  # a phase: even k, a crop
+# conv_dw (``_conv_dw_generic_tiled``): the static split-K with a fixed count of parts over the
+# batch's rows, each row padded to whole 32-pixel chunks
+TILED_DW = [dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1), dict(C=3, O=5, k=3, s=2, z=1, p=2, d=2),
+            dict(C=37, O=70, k=3, s=1, z=1, p=1, d=1),  # two output-channel tiles, a tail of input channels
+            dict(C=4, O=6, k=5, s=1, z=2, p=2, d=1)]  # the weight gradient of a transposed form
+TILED = ([("conv", p) for p in TILED_CONV] + [("conv_dk", p) for p in TILED_DK]
+         + [("conv_dw", p) for p in TILED_DW])
+_IDS = [f"{k}-{i}" for i, (k, _) in enumerate(TILED)]
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float64", "float16"))
+@pytest.mark.parametrize("kernel,params", TILED, ids=_IDS)
+def test_cuda_generic_conv_is_tiled(kernel, params, dtype):
+    """Every configuration above takes the tiled schedule (constant shared stages: codegen
+    refuses anything else), which dispatch asks before serving CUDA calls generic."""
+    from schedules import pac_cuda
+
+    wl = _generic(kernel, params, dtype)
+    assert pac_cuda.generic_tiled(wl, registry.prim_func(wl))
+    assert "__shared__" in build(wl, cuda_target("sm_90")).mod.imports[0].inspect_source()
+
+
+def test_cuda_generic_tiled_only_where_tiled():
+    """The per-output kernels are not reported tiled: conv at k = 15 (no chunk fits), conv_dk
+    at k = 9 (tap loops not unrolled), conv_dw at k = 1 (TVM's reindex fails on unit tap
+    axes), pool; each still builds device code."""
+    from schedules import pac_cuda
+
+    for kernel, params in (("conv", dict(C=2, O=3, k=15, s=1, z=1, p=7, d=1, a=0)), _CUDA[2],
+                           ("conv_dk", dict(C=2, O=3, k=9, s=1, z=1, p=4, d=1)),
+                           ("conv_dw", dict(C=5, O=3, k=1, s=1, z=1, p=0, d=1))):
+        wl = _generic(kernel, params, "float64")
+        assert not pac_cuda.generic_tiled(wl, registry.prim_func(wl))
+        assert "__global__" in build(wl, cuda_target("sm_90")).mod.imports[0].inspect_source()
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+@pytest.mark.parametrize("kernel,params", TILED, ids=_IDS)
+def test_cuda_generic_tiled_conv_emulated(kernel, params, dtype, way):
+    """One lowering, every size, blocks run in order and last to first."""
+    wl = _generic(kernel, params, dtype)
+    low = emulate.prepare(wl, way)
+    assert ("xk_pad_shared" if kernel == "conv" else "dO_pad_shared") in low.source
+    for sizes in TILED_SIZES:
+        emulate.check(wl, way, sizes=sizes, lowered=low)
+    for sizes in TILED_SIZES[-2:]:
+        emulate.check(wl, way, sizes=sizes, lowered=low, mutate=_reverse_blocks)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+@pytest.mark.parametrize("kernel,params", [("conv", TILED_CONV[1]), ("conv_dk", TILED_DK[0]), ("conv_dw", TILED_DW[0])],
+                         ids=["conv", "conv_dk", "conv_dw"])
+def test_cuda_generic_tiled_conv_half(kernel, params, dtype):
+    """float16 / bfloat16 (staged 16-bit; the ``cuda`` way, PoCL has no half arithmetic)."""
+    wl = _generic(kernel, params, dtype)
+    low = emulate.prepare(wl, "cuda")
+    assert "_pad_shared" in low.source
+    for sizes in TILED_SIZES[-2:]:
+        assert emulate.check(wl, "cuda", sizes=sizes, lowered=low) <= emulate.TOLERANCE[dtype]
+
+
+CONTROL_SIZES = dict(N=2, H=37, W=61, Ho=37, Wo=61)  # a partial tile each way, holding real pixels
+
+
+def _control(wl, mutate, match):
+    low = emulate.prepare(wl, "cuda")
+    emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low)  # unmutated: passes
+    with pytest.raises(emulate.CheckFailed, match=match):
+        emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low, mutate=mutate)
+
+
+def _grid_short(axis, launch=-1):
+    def mutate(low):
+        ln = low.launches[launch]
+        ln.grid = tuple(n - (i == axis) for i, n in enumerate(ln.grid))
+    return mutate
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+def _wt_copy_short(low):
+    """The Wt chunk's copy one round of the block short: the last output channels' weights of
+    the chunk stay poisoned in shared memory. (Dropping a barrier is no control here: PoCL
+    keeps the staging ahead of the reads with its implicit barriers at the head of the
+    work-group-uniform loops that follow, as for the static conv.)"""
+    at = low.source.index("Wt_shared_ptr[(")  # the copy's store; its loop is the last one before
+    loop = list(re.finditer(r"for \(int (\w+) = 0; \1 < (\d+);", low.source[:at]))[-1]
+    low.source = (low.source[:loop.start(2)] + str(int(loop[2]) - 1) + low.source[loop.end(2):])
+
+
+def _copy_short(store: str):
+    """The cooperative copy whose first store is ``store`` one round of the block short (its
+    innermost loop: the last one opened before the store)."""
+    def mutate(low):
+        at = low.source.index(store)
+        loop = list(re.finditer(r"for \(int (\w+) = 0; \1 < (\d+);", low.source[:at]))[-1]
+        low.source = low.source[:loop.start(2)] + str(int(loop[2]) - 1) + low.source[loop.end(2):]
+    return mutate
+
+
+_do_tile_short = _copy_short("dO_pad_shared_ptr[(")  # conv_dk's dO tile, conv_dw's dO chunk
+
+
+@pytest.mark.parametrize("kernel,params", [("conv", TILED_CONV[0]), ("conv_dk", TILED_DK[0])], ids=["conv", "conv_dk"])
+@pytest.mark.parametrize("name,mutate,match", [
+    ("wt-copy-short", _wt_copy_short, "NaN"),
+    # the grid one tile column / tile row / image short
+    ("grid-x-short", _grid_short(0), "NaN"), ("grid-y-short", _grid_short(1), "NaN"),
+    ("grid-z-short", _grid_short(2), "NaN")], ids=lambda v: v if isinstance(v, str) else "")
+def test_control_generic_tiled_conv(kernel, params, name, mutate, match):
+    _control(_generic(kernel, params, "float32"), mutate, match)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("kernel,params", [("conv_dk", TILED_DK[0]), ("conv_dw", TILED_DW[0])], ids=["conv_dk", "conv_dw"])
+def test_control_generic_tiled_short_do_tile(kernel, params):
+    _control(_generic(kernel, params, "float32"), _do_tile_short, "NaN|relative error")
+
+
+def _first_part_dropped(low):
+    """conv_dw's second kernel adds the parts from the second on (the first holds rows)."""
+    low.source, n = re.subn(r"for \(int (n_y_fused_0) = 0;", r"for (int \1 = 1;", low.source)
+    assert n == 1
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("name,mutate,match", [
+    ("first-part-dropped", _first_part_dropped, "relative error"),
+    # the partial sums' kernel one block short: the last block's sums (a part past the rows:
+    # zeros, but written) stay poisoned in the scratch
+    ("partials-grid-short", _grid_short(0, launch=0), "NaN"),
+    ("sum-grid-short", _grid_short(0, launch=1), "NaN")], ids=lambda v: v if isinstance(v, str) else "")
+def test_control_generic_tiled_dw(name, mutate, match):
+    wl = _generic("conv_dw", TILED_DW[0], "float32")
+    low = emulate.prepare(wl, "cuda")
+    assert len(low.launches) == 2 and low.scratch
+    _control(wl, mutate, match)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+def test_control_generic_tiled_conv_short_staging():
+    """The modulated-taps prologue one round of the block short (per input channel of the
+    chunk): part of the chunk's B operand stays unbuilt (poisoned shared memory) and reaches
+    outputs."""
+    _control(_generic("conv", TILED_CONV[1], "float32"), _copy_short("xk_pad_shared_ptr[("), "NaN")
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
+def test_cuda_generic_tiled_nvcc_no_spills(arch):
+    """ptxas (nvcc) builds the tiled generic conv, conv_dk and conv_dw without spills, float32
+    and float64: the benchmark's configuration (C = O = 64, k = 5), k = 3 and 7, an input
+    gradient at stride 2, a crop, 70 output channels at stride 2 and dilation 2 (conv; the
+    last two spilled 8-64 B before the xk copy kept its first loop serial, and the static
+    build at 37 x 61 spills 48 B there on sm_90), stride 2 with dilation 2 and zero insertion
+    (the others)."""
+    from dynfilter_tvm.gpu_report import ptxas_resources
+
+    cases = [dict(C=64, O=64, k=5, s=1, z=1, p=2, d=1, a=0), dict(C=64, O=64, k=3, s=1, z=1, p=1, d=1, a=0),
+             dict(C=32, O=16, k=3, s=1, z=2, p=1, d=1, a=1), dict(C=8, O=8, k=7, s=1, z=1, p=3, d=1, a=0),
+             *TILED_CONV]
+    dk = [dict(C=64, O=64, k=5, s=1, z=1, p=2, d=1), dict(C=64, O=64, k=3, s=1, z=1, p=1, d=1),
+          dict(C=8, O=8, k=7, s=1, z=1, p=3, d=1), *TILED_DK[:3]]
+    for kernel, params, dtype in ([("conv", p, dtype) for p in cases for dtype in ("float32", "float64")]
+                                  + [(kernel, p, dtype) for kernel in ("conv_dk", "conv_dw") for p in dk
+                                     for dtype in ("float32", "float64")]):
+        src = build(_generic(kernel, params, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
+        res = ptxas_resources(src, arch)
+        assert res and all(r["spill"] == 0 for r in res.values()), (params, dtype, res)
+
+
+def test_cuda_default_generic_where_tiled(monkeypatch):
+    """Nothing set: CUDA calls of PAC conv and conv_dw are served generic where the generic
+    build is tiled and no static build could take tensor cores; conv on tensor cores (half
+    types, TF32 with O and C whole mma tiles), conv_dk and the light kernels static."""
+    dispatch.set_shape_mode(None)
+    monkeypatch.delenv(dispatch.ENV_SHAPES, raising=False)
+    sm90, sm75 = cuda_target("sm_90"), cuda_target("sm_75")
+    geo = dict(N=2, H=9, W=33, Ho=9, Wo=33, k=3, s=1, z=1, p=1, d=1)
+    assert dispatch.shape_mode(sm90, "pac") == "generic"
+
+    def served(kernel, dtype, target=sm90, **p):
+        wl = Workload.make("pac", kernel, dict(geo, **p), dtype)
+        got = dispatch.select(wl, target)
+        assert got is wl or got.kind == "generic"
+        return got.kind
+
+    assert served("conv", "float32", C=16, O=16, a=0) == "generic"  # SIMT either way
+    assert served("conv", "float64", C=16, O=16, a=1) == "generic"
+    assert served("conv", "float32", C=16, O=16, a=0, tf32=1) == "static"  # TF32 tensor cores
+    assert served("conv", "float32", C=16, O=24, a=0, tf32=1) == "generic"  # O no whole mma tile
+    assert served("conv", "float32", C=16, O=16, a=0, tf32=1, target=sm75) == "generic"  # no TF32 mma
+    assert served("conv", "float16", C=16, O=16, a=0) == "static"
+    assert served("conv", "bfloat16", C=12, O=16, a=0) == "generic"
+    assert served("conv", "float64", C=2, O=3, a=0, k=15, p=7) == "static"  # generic per-output
+    assert served("conv_dk", "float32", C=16, O=16) == "static"  # tiled, but 2.4x the static bytes
+    assert served("conv_dw", "float32", C=16, O=16) == "generic"
+    assert served("conv_dw", "float16", C=16, O=16) == "generic"  # (no tensor cores in conv_dw)
+    assert served("pool", "float32", C=16, G=1, a=0) == "static"
+    assert dispatch.select(Workload.make("pac", "conv_dk", dict(geo, C=16, O=16), "float32"), cpu_target()).kind == "generic"
+    monkeypatch.setenv(dispatch.ENV_SHAPES, "static")
+    wl = Workload.make("pac", "conv", dict(geo, C=16, O=16, a=0), "float32")
+    assert dispatch.select(wl, sm90) is wl

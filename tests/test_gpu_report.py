@@ -229,8 +229,8 @@ def test_generic_ddf_requested_bytes():
     gwl, wl = _generic("dc")
     assert G.requested_bytes(wl, 4, generic=gwl) == 4 * (d + 8 * 256 * 62 * 68 + 8 * 9 * 3136 * 16 + 2 * 7 * 8 * 256 * 9
                                                  + 8 * 256 * 9)
-    for layer in G.generic_workloads().values():
-        for gwl, sizes in layer:
+    for name, layer in G.generic_workloads().items():
+        for gwl, sizes in layer if name.startswith("DDF") else ():
             from dynfilter_tvm import emulate
 
             wl = emulate.concrete(gwl, sizes)
@@ -265,3 +265,50 @@ def test_generic_rows(monkeypatch):
     assert (first["threads"], first["blocks"], first["spill"]) == (192, 336, 0)
     assert first["requested"] / first["bytes"] < 1.25 and first["layer"].endswith("generic")
     assert "generic" in G.format_table(rs)
+
+
+def test_generic_pac_conv_requested_bytes():
+    """The generic PAC conv (tiled: schedules.pac_cuda._conv_generic_tiled) at 8x64x128x128 k5
+    requests what the static SIMT build does (the same 4 x 32 tiles, 2 x 32 in float64; the
+    sum over whole tiles, the padding's loads masked), forward and input gradient; conv_dk's
+    generic tiles load the source per tap (2.4x float32, 1.3x float64 where
+    both take 1 x 32 tiles); conv_dw's fixed 11 parts store less scratch than the static 16."""
+    from dynfilter_tvm import emulate
+
+    for dtype, item in (("float32", 4), ("float64", 8)):
+        layer = G.generic_workloads(dtype)["PAC conv 8x64x128x128 k5 generic"]
+        for gwl, at in layer:
+            wl = emulate.concrete(gwl, at)
+            gen = G.requested_bytes(wl, item, generic=gwl)
+            static = G.requested_bytes(wl, item)
+            if wl.kernel == "conv":
+                assert gen == static, wl
+            elif wl.kernel == "conv_dk":  # the source per tap: what keeps it static on CUDA
+                assert (2.3 if dtype == "float32" else 1.3) * static < gen < 2.5 * static, wl
+            else:  # conv_dw: 11 fixed parts (the static split makes 16 at this size): a little less scratch
+                assert static - 2 * 16 * 64 * 64 * 25 * item < gen < static, wl
+    gwl, at = G.generic_workloads()["PAC conv 8x64x128x128 k5 generic"][0]
+    x, k, wt, out = 8 * 64 * 634 ** 2, 8 * 64 * 25 * 128 ** 2, 8 * 128 * 64 * 64 * 25, 8 * 64 * 128 ** 2
+    assert G.requested_bytes(emulate.concrete(gwl, at), 4, generic=gwl) == 4 * (x + k + wt + out)
+    # a size that is no multiple of the tile (37 x 61: 10 x 2 tiles): the same count as the
+    # static build over the generic tiles (the static one takes 4 x 32 tiles there too)
+    wl = emulate.concrete(gwl, dict(N=1, H=37, W=61, Ho=37, Wo=61))
+    assert G.requested_bytes(wl, 4, generic=gwl) == G.requested_bytes(wl)
+    gwl, at = G.generic_workloads()["PAC conv 8x64x128x128 k5 generic"][2]
+    assert gwl.kernel == "conv_dk"  # dO once, X per tap, Wt per 4 x 32 tile, dK once
+    do, dk = 8 * 64 * 128 ** 2, 8 * 25 * 128 ** 2
+    assert G.requested_bytes(emulate.concrete(gwl, at), 4, generic=gwl) == 4 * (do + x + wt + dk)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_generic_pac_conv_rows(monkeypatch):
+    """The generic PAC conv's report row at 8x64x128x128 k5: 256 threads (8 output-channel x
+    32 pixel threads), 128 tiles (4 x 32) x 8 images = 1,024 blocks, as the static SIMT build; no
+    spills."""
+    monkeypatch.setattr(G, "benchmark_workloads", lambda dtype="float32": {})
+    layers = G.generic_workloads()
+    monkeypatch.setattr(G, "generic_workloads", lambda dtype="float32": {
+        k: v[:1] for k, v in layers.items() if k.startswith("PAC")})
+    (r,) = G.rows(("sm_90",))
+    assert (r["kernel"], r["threads"], r["blocks"], r["spill"]) == ("pac.conv", 256, 1024, 0)
+    assert r["smem"] == (25 * 4 * 32 + 64 * 25) * 4
