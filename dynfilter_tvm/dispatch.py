@@ -18,7 +18,7 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
 * **CPU: generic.** A model meeting a new input size builds nothing new. The generic CPU
   schedules compute rows in whole vectors and run near the static time (README "Any input
   size" lists the generic/static ratios per kernel).
-* **CUDA: static, but generic for DDF** (``OP_DEFAULT_MODES``) wherever its generic build
+* **CUDA: static, but generic for DDF and ACDA** (``OP_DEFAULT_MODES``) wherever its generic build
   is tiled like the static one (``schedules.ddf_cuda.generic_tiled``, checked once per
   configuration: 1 < k <= 7 and, for ``dx``, gcd(stride, dilation) = 1, but for a few
   configurations whose stages TVM would not compact; elsewhere, k = 1 or k > 7 say, the
@@ -28,9 +28,15 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   requested bytes at the benchmark shapes are 1.00 / 0.95 / 0.98 / 1.04x the static ones' at
   8x256x56x56 k3 and 1.00 / 0.97 / 1.11 / 1.03x at 2x256x200x300 (1.22-1.46x the minimum;
   estimates, ``gpu_report``, no GPU): one build serves every size, no JIT per new size.
-  PAC and ACDA stay static on CUDA: their generic kernels are the thread-per-output first
-  versions (exact, PoCL-checked at several sizes), while the static ones are tiled (PAC
-  ``conv`` on tensor cores), several times fewer requested bytes in the static GPU report.
+  **ACDA likewise, per kernel**: its generic ``fwd`` takes the static one's tap-row schedule
+  with tiles of X_QUANTUM = 8 pixels (``schedules.acda_cuda.generic_tiled``: k <= 7, the
+  channels in one register tile, per arch), 1.08x the static build's requested bytes at
+  8x64x56x56 k7 float32 on sm_90 (5.8x the minimum; 0.57x on sm_80, where the static one
+  keeps the shared-atoms schedule; estimates, ``gpu_report``); its ``dx`` and ``datoms``
+  generic builds are the simpler schedules (5.7x and 6.9x the static ones' bytes), so those
+  stay static. PAC stays static on CUDA: its generic kernels are the thread-per-output first
+  versions (exact, PoCL-checked at several sizes), while the static ones are tiled (``conv``
+  on tensor cores), several times fewer requested bytes in the static GPU report.
   A GPU serving many sizes without JIT takes a bundle built without ``--input``.
 
 The static mode is also the switch for hot shapes on CPU: one build per shape met, each
@@ -49,7 +55,7 @@ from .workload import Workload
 ENV_SHAPES = "DYNFILTER_TVM_SHAPES"
 MODES = ("generic", "static")
 DEFAULT_MODES = {"cpu": "generic", "cuda": "static"}  # by target family (see above)
-OP_DEFAULT_MODES = {("cuda", "ddf"): "generic"}  # (family, op) exceptions to DEFAULT_MODES
+OP_DEFAULT_MODES = {("cuda", "ddf"): "generic", ("cuda", "acda"): "generic"}  # (family, op) exceptions to DEFAULT_MODES
 _mode: Optional[str] = None  # set_shape_mode's choice; None: the environment's
 
 
@@ -102,16 +108,21 @@ def select(workload: Workload, target) -> Workload:
 
 def _generic_serves_well(generic: Workload, target) -> bool:
     """Where a target family's default is generic for an op (``OP_DEFAULT_MODES``), whether
-    its generic build of this configuration is scheduled like the static one (DDF on CUDA:
-    tiled, ``schedules.ddf_cuda.generic_tiled``, once per configuration and process);
-    elsewhere True."""
-    if family(target) != "cuda" or generic.op != "ddf":
+    its generic build of this configuration is scheduled like the static one (on CUDA: tiled,
+    ``schedules.ddf_cuda.generic_tiled`` for DDF, ``schedules.acda_cuda.generic_tiled`` for
+    ACDA, per kernel and arch, once per configuration and process); elsewhere True."""
+    if family(target) != "cuda" or generic.op not in ("ddf", "acda"):
         return True
-    key = generic.key()
+    key = (generic.key(), str(target.attrs.get("arch", "")))
     if key not in _serves:
-        from schedules.ddf_cuda import generic_tiled
+        if generic.op == "ddf":
+            from schedules.ddf_cuda import generic_tiled
 
-        _serves[key] = generic_tiled(generic, registry.prim_func(generic))
+            _serves[key] = generic_tiled(generic, registry.prim_func(generic))
+        else:  # ACDA's schedules depend on the arch (register budgets)
+            from schedules.acda_cuda import generic_tiled as acda_tiled
+
+            _serves[key] = acda_tiled(generic, registry.prim_func(generic), target)
     return _serves[key]
 
 

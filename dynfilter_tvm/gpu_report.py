@@ -83,8 +83,8 @@ def benchmark_workloads(dtype: str = "float32") -> Dict[str, List[Workload]]:
 
 
 def generic_workloads(dtype: str = "float32") -> Dict[str, List[tuple]]:
-    """The DDF benchmark shapes served by the generic kernels (B, H, W symbolic: one build for
-    every size): per layer, (generic workload, its sizes there). Reported at those sizes from
+    """The DDF and ACDA benchmark shapes served by the generic kernels (B, H, W symbolic: one
+    build for every size): per layer, (generic workload, its sizes there). Reported at those sizes from
     one symbolic build each (its code, registers and launch bounds are the same at every size;
     the grid and the requested bytes are those of the size)."""
     mk = Workload.make
@@ -93,6 +93,9 @@ def generic_workloads(dtype: str = "float32") -> Dict[str, List[tuple]]:
                                ("DDF 2x256x200x300 k3 generic", (2, 256, 200, 300))):
         p = dict(_ddf(None, C, None, None))
         out[name] = [(mk("ddf", k, p, dtype), dict(B=B, H=H, W=W)) for k in ("fwd", "dx", "ds", "dc")]
+    acda = dict(N=None, C=64, H=None, W=None, M=6, T=18, k=7, s=1, d=1, p=3)  # as benchmark_workloads'
+    out["ACDA 8x64x56x56 k7 generic"] = [(mk("acda", k, acda, dtype), dict(N=8, H=56, W=56))
+                                         for k in ("fwd", "dx", "datoms")]
     return out
 
 
@@ -322,24 +325,32 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         from schedules.acda_cuda import atoms_per_thread
         from schedules.common import UNROLL_TAPS
 
-        pix = p["N"] * p["Ho"] * p["Wo"]
+        from .ops.acda import X_QUANTUM
+
+        # a generic build computes rows of whole X_QUANTUM pixels (ops.acda): its atoms and
+        # register tiles run over the padded row (the loads past it are masked: an upper bound)
+        quantum = X_QUANTUM if generic is not None else 1
+        wq = -(-p["Wo"] // quantum) * quantum
+        pix = p["N"] * p["Ho"] * wq
         k, M, T, mi = p["k"], p["M"], p["T"], atoms_per_thread(wl)
         cols = k if k <= UNROLL_TAPS else 1  # tap columns per thread
         atoms = (M // mi) * k * (k // cols) * T * (mi + cols)  # per pixel of the tile
         if wl.kernel == "fwd":
-            rows = _acda_fwd_rows_bytes(wl, p, arch)
+            rows = _acda_fwd_rows_bytes(wl, p, arch, generic)
             return (pix * atoms + (rows if rows is not None else pix * p["C"] * k2)) * itemsize
         if wl.kernel == "dx":
-            tiled = _acda_dx_bytes(wl, p)
+            tiled = _acda_dx_bytes(wl, p) if generic is None else None
             if tiled is not None:
                 return tiled * itemsize
-            return p["N"] * p["H"] * p["W"] * (atoms + p["C"] * M * k2) * itemsize  # the fwd's tiling
+            wq = -(-p["W"] // quantum) * quantum
+            return p["N"] * p["H"] * wq * (atoms + p["C"] * M * k2) * itemsize  # the fwd's tiling
         if wl.kernel == "datoms":
-            rows = _acda_datoms_rows_bytes(wl, p)
+            rows = _acda_datoms_rows_bytes(wl, p) if generic is None else None
             if rows is not None:
                 return rows * itemsize
-            # the atoms build's register tile, channels for bases
-            return pix * (M // mi) * k * (k // cols) * p["C"] * (mi + cols) * itemsize
+            # the atoms build's register tile, channels for bases; the generic one loads the
+            # input per (atom, tap) (its padded row inlined: mi guarded loads per tap)
+            return pix * (M // mi) * k * (k // cols) * p["C"] * (mi + cols * (mi if generic is not None else 1)) * itemsize
     raise KeyError(f"no request estimate for {wl.op}.{wl.kernel}")
 
 
@@ -537,15 +548,24 @@ def _real_taps(n_src: int, n_out: int, t: int, k: int, s: int, z: int, pad: int,
     return len(wins), sum(1 for w in wins for Y in w if real(Y))
 
 
-def _acda_fwd_rows_bytes(wl: Workload, p: dict, arch: str) -> Optional[int]:
+def _acda_fwd_rows_bytes(wl: Workload, p: dict, arch: str, generic: Optional[Workload] = None) -> Optional[int]:
     """Input elements loaded by acda.fwd's tap-row schedule (``schedules.acda_cuda._fwd_rows``),
     or None where fwd keeps the shared-atoms one (X per (channel, tap) of every pixel): per
-    block and tap row, the real elements of each channel's input row segment."""
-    from schedules.acda_cuda import fwd_rows_tile
+    block and tap row, the real elements of each channel's input row segment. ``generic``: its
+    generic build's tiles (X_QUANTUM pixels, ``fwd_rows_shape``) where that build takes the
+    rows schedule (``generic_tiled``)."""
+    from schedules.acda_cuda import fwd_rows_tile, generic_tiled
 
+    from . import registry
     from .target import cuda_target
 
-    tile = fwd_rows_tile(wl, cuda_target(arch))
+    target = cuda_target(arch)
+    if generic is not None:
+        if not generic_tiled(generic, registry.prim_func(generic), target):
+            return None
+        tile = fwd_rows_tile(generic, target)
+    else:
+        tile = fwd_rows_tile(wl, target)
     if tile is None:
         return None
     rows, cols = _acda_real_windows(p, tile)

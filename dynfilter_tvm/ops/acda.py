@@ -68,7 +68,9 @@ def _static(val) -> bool:
 
 def _whole_vectors(n):
     """A symbolic row length rounded up to whole ``X_QUANTUM`` (static lengths stay)."""
-    return n if _static(n) else tirx.floordiv(n + (X_QUANTUM - 1), X_QUANTUM) * X_QUANTUM
+    # max(n, 1): TVM does not know that a size is positive; bounded below, a CUDA tile's staged
+    # row segment provably fits the padded row (a stage of constant size)
+    return n if _static(n) else tirx.floordiv(tirx.max(n, 1) + (X_QUANTUM - 1), X_QUANTUM) * X_QUANTUM
 
 
 def _pad_to(t: te.Tensor, pad: int, width, name: str) -> te.Tensor:
