@@ -30,11 +30,12 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   estimates, ``gpu_report``, no GPU): one build serves every size, no JIT per new size.
   **ACDA likewise, per kernel**: its generic ``fwd`` takes the static one's tap-row schedule
   with tiles of X_QUANTUM = 8 pixels (``schedules.acda_cuda.generic_tiled``: k <= 7, the
-  channels in one register tile, per arch), 1.08x the static build's requested bytes at
+  channels in one register tile, per arch and configuration), 1.08x the static build's requested bytes at
   8x64x56x56 k7 float32 on sm_90 (5.8x the minimum; 0.57x on sm_80, where the static one
-  keeps the shared-atoms schedule; estimates, ``gpu_report``); its ``dx`` and ``datoms``
-  generic builds are the simpler schedules (5.7x and 6.9x the static ones' bytes), so those
-  stay static. PAC stays static on CUDA: its generic kernels are the thread-per-output first
+  keeps the shared-atoms schedule; estimates, ``gpu_report``); its generic ``datoms`` by rows
+  in 8-pixel tiles where TVM compacts its stages (k <= 7, with padding), 1.09x (float64
+  1.21x); its generic ``dx`` is the simpler shared-atoms schedule (5.7x the static one's
+  bytes), so dx stays static. PAC stays static on CUDA: its generic kernels are the thread-per-output first
   versions (exact, PoCL-checked at several sizes), while the static ones are tiled (``conv``
   on tensor cores), several times fewer requested bytes in the static GPU report.
   A GPU serving many sizes without JIT takes a bundle built without ``--input``.

@@ -206,7 +206,7 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     per output (pixel, tap) of ds, dO, X and C for each of the head's channels; per output
     (channel, tap) of dc, dO, X and S for each pixel (loads only).
     ``generic``: the bytes of the generic build ``generic`` (B, H, W symbolic) at static
-    ``wl``'s sizes (DDF; :func:`_ddf_generic_bytes`): the same accounting over its fixed tiles
+    ``wl``'s sizes (DDF: :func:`_ddf_generic_bytes`; ACDA: below): the same accounting over its fixed tiles
     and padded grids (fwd: 16 x 16 tiles over rows in pairs and columns in 16s; dx: the
     ``schedules.ddf_cuda.generic_dx_tile`` over ``dx_grid``'s generic grid, whole s*8 columns;
     ds: 32 x 8 tiles over rows of whole 8 pixels, ``_generic_ds_channel_blocks``' scratch; dc:
@@ -289,8 +289,15 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     tile with the channels in place of the bases: per thread (atom group, tap row, pixel) and
     channel, mi values of dO and the k inputs of its row (held in registers): (M/mi)*k*C*(mi +
     k) elements per pixel; at 8x64x56x56 k7 25,088 * 2*7*64*10 * 4 B = 899 MB, 12.1x (was
-    3,776 MB, 50.7x: dO and X per atom tap and channel). Generic datoms builds load the input
-    per (atom, tap) (mi times more), not counted here.
+    3,776 MB, 50.7x: dO and X per atom tap and channel). Generic ACDA builds (``generic``;
+    rows of whole X_QUANTUM = 8 pixels): fwd by tap rows in 8-pixel tiles where
+    ``schedules.acda_cuda.generic_tiled`` (the atoms as above over the padded rows, X per
+    block and tap row over (8-1)*s + (k-1)*d + 1 columns, :func:`_acda_fwd_rows_bytes`): at
+    8x64x56x56 k7 float32 252.9 MB + 8*64*380*92*4 B = 71.6 MB = 324.5 MB, 1.08x the static
+    build on sm_90; datoms by rows in 8-pixel tiles (:func:`_acda_datoms_generic_bytes`): dO
+    8*7*64*6*3136*4 B = 269.7 MB + X 8*64*380*92*4 B = 71.6 MB = 341.3 MB, 1.09x; elsewhere the
+    fall-backs' counts over the padded rows (the generic register-tile datoms loads the input
+    per (atom, tap): mi x k per channel, not k; dx the shared-atoms count).
     """
     p = _dims(wl)
     k2 = p["k"] ** 2
@@ -345,7 +352,7 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
             wq = -(-p["W"] // quantum) * quantum
             return p["N"] * p["H"] * wq * (atoms + p["C"] * M * k2) * itemsize  # the fwd's tiling
         if wl.kernel == "datoms":
-            rows = _acda_datoms_rows_bytes(wl, p) if generic is None else None
+            rows = _acda_datoms_rows_bytes(wl, p) if generic is None else _acda_datoms_generic_bytes(wl, p, generic)
             if rows is not None:
                 return rows * itemsize
             # the atoms build's register tile, channels for bases; the generic one loads the
@@ -599,6 +606,29 @@ def _acda_datoms_rows_bytes(wl: Workload, p: dict) -> Optional[int]:
         return None
     rows, cols = _acda_real_windows(p, t["tile"], t["rows"])
     return p["N"] * p["k"] * p["C"] * p["M"] * p["Ho"] * p["Wo"] + p["N"] * (p["M"] // t["mi"]) * p["C"] * rows * cols
+
+
+def _acda_datoms_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int]:
+    """Elements loaded by the generic acda.datoms' tiled schedule
+    (``schedules.acda_cuda._datoms_generic``), or None where that build keeps the register
+    tile: a thread per (tap row, pixel of an X_QUANTUM tile) loads its mi values of dO per
+    channel (dO k times in all, over the rows padded to whole tiles: the loads past Wo are
+    masked, counted as an upper bound), and per block (image, atom group, output row, tile) and
+    channel the real elements of its staged window, (k-1)*d + 1 input rows (the rows between
+    the taps too, at d > 1) x (X_QUANTUM - 1)*s + (k-1)*d + 1 columns."""
+    from schedules.acda_cuda import datoms_generic_shape, generic_tiled
+
+    from . import registry
+    from .ops.acda import X_QUANTUM
+
+    if not generic_tiled(generic, registry.prim_func(generic)):
+        return None
+    N, C, H, M, k, s, d, pad = (p[n] for n in ("N", "C", "H", "M", "k", "s", "d", "p"))
+    mi = datoms_generic_shape(generic)["mi"]
+    wq = -(-p["Wo"] // X_QUANTUM) * X_QUANTUM
+    rows = sum(1 for y in range(p["Ho"]) for Y in range(y * s, y * s + (k - 1) * d + 1) if pad <= Y < pad + H)
+    _, cols = _acda_real_windows(p, X_QUANTUM)
+    return N * k * C * M * p["Ho"] * wq + N * (M // mi) * C * rows * cols
 
 
 def _acda_dx_bytes(wl: Workload, p: dict) -> Optional[int]:

@@ -92,6 +92,17 @@ float64 46-56 registers, 56-66%; requested 313 MB, 4.2x (was 899 MB, 12.1x). Sym
 k > 7 and narrower rows (the registered models' 7- and 14-pixel rows: blocks of 28-49 threads
 took 61-80 registers there, 28-50%): the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
 x k tap columns of dD in registers), the channels in place of the bases.
+Generic datoms (k <= 7; ``_datoms_generic``): by rows in tiles of X_QUANTUM pixels, a block per
+(image and atom group: blockIdx.z, output row: .y, tile: .x), a thread per (tap row, pixel):
+k x 8 threads, mi atoms x k tap columns of dD each (DATOMS_WORDS, as the static), per chunk of
+cc channels the tile's window ((k-1)*d + 1 rows x 7*s + (k-1)*d + 1 columns) staged in shared
+memory, dO from global memory (8 adjacent pixels per tap row). Where TVM does not compact the
+window to a constant size (no padding; stride 2 with dilation 2: the window's rows then are
+not proven inside the padded rows) the register tile below. 8x64x56x56 k7 float32 (nvcc 13,
+estimates): 56 threads, 3,136 blocks, cc = 16, 6,272 B shared, sm_90 72 registers (44%; static
+64, 50%), sm_80 64, no spills; float64 (mi = 2) 48 registers on both. Requested bytes: dO k
+times as the static, the windows' 92 real columns per row against the static's 62: 341 MB,
+1.09x the static's 313 MB (float64 1.21x: three atom groups each stage the windows).
 Padding and zero insertion are index checks in the loads (inlined).
 
 Time estimate (no GPU here: arithmetic, not a measurement), 8x64x56x56 k7, M = 6, T = 18, fp32,
@@ -720,21 +731,22 @@ def _stage(sch, block, loop, threads: int) -> None:
     return rounds
 
 
-GENERIC_TILED = ("fwd",)  # generic kernels with a tiled schedule like the static one (fwd: _fwd_rows)
+# generic kernels with a tiled schedule like the static one (fwd: _fwd_rows; datoms: _datoms_generic)
+GENERIC_TILED = ("fwd", "datoms")
 
 
 def generic_tiled(wl, func, target=None) -> bool:
     """Whether the generic CUDA build of ACDA kernel ``wl`` (unscheduled PrimFunc ``func``) for
     ``target`` (None: sm_90) takes the static kernel's tiled schedule: fwd's rows schedule
     (:func:`fwd_rows_shape`: k <= UNROLL_TAPS, the channels in one register tile of at most
-    MAX_THREADS / X_QUANTUM slices, the stages within 48 KiB, and TVM compacting them to a
-    constant size), read off the scheduled module (the rows schedule stages the input rows,
-    'Xpad', in shared memory; the fallback inlines them). ``dispatch`` serves CUDA calls of
-    such kernels generic by default."""
+    MAX_THREADS / X_QUANTUM slices, the stages within 48 KiB), datoms' (:func:`_datoms_generic`:
+    k <= UNROLL_TAPS), each where TVM compacts its stages to a constant size; read off the
+    scheduled module (both stage the input rows, 'Xpad', in shared memory; the fallbacks
+    inline them). ``dispatch`` serves CUDA calls of such kernels generic by default."""
     if wl.kernel not in GENERIC_TILED:
         return False
     sch = s_tir.Schedule(tvm.IRModule({"main": func}))
-    fwd(sch, wl, target)
+    {"fwd": fwd, "datoms": datoms}[wl.kernel](sch, wl, target)
     return "Xpad_shared" in sch.mod.script()
 
 
@@ -847,6 +859,69 @@ def _datoms_rows(sch, wl, t) -> None:
     unroll(sch, *serial)
 
 
+def datoms_generic_shape(wl) -> dict:
+    """Geometry of :func:`_datoms_generic`: dict(mi, cc, threads)."""
+    p = wl.p
+    rows, cols = (p["k"] - 1) * p["d"] + 1, (X_QUANTUM - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1
+    item = {"float64": 8, "float32": 4}.get(wl.dtype, 2)
+    cc = max(b for b in range(1, DATOMS_CHUNK + 1) if p["C"] % b == 0
+             and (b == 1 or b * rows * cols * item <= DATOMS_SHARED_BYTES))
+    return dict(mi=atoms_per_thread(wl, DATOMS_WORDS_F64 if wl.dtype == "float64" else DATOMS_WORDS), cc=cc,
+                threads=p["k"] * X_QUANTUM)
+
+
+def _datoms_generic(sch, wl) -> None:
+    """Generic dD (N, H, W symbolic; k <= UNROLL_TAPS) as the rows schedule with tiles of
+    X_QUANTUM pixels: a block per (image, atom group, output row, tile; blockIdx.z / .y / .x),
+    a thread per (tap row u, pixel) keeping mi atoms x k tap columns of dD in registers. Per
+    chunk of cc channels the block stages the tile's input window ((k-1)*d + 1 rows x
+    (X_QUANTUM - 1)*s + (k-1)*d + 1 columns per channel, padding checked in the copy) in shared
+    memory; per channel a thread loads its mi values of dO (8 adjacent pixels per tap row) and
+    its k inputs from shared memory for mi x k FMAs. (The static rows schedule has a block per
+    tap row and a whole row of pixels; a generic tile longer than X_QUANTUM would have a
+    staged window TVM clips to the symbolic row end.)"""
+    p = wl.p
+    g = datoms_generic_shape(wl)
+    mi, threads = g["mi"], g["threads"]
+    sch.compute_inline(sch.get_sblock("dOpad"))
+    acc = sch.get_sblock("acc")
+    n, m, u, v, y, x, c = sch.get_loops(acc)
+    mo, m_in = sch.split(m, [None, mi])
+    xo, xi = sch.split(x, [None, X_QUANTUM])
+    co, ci = sch.split(c, [None, g["cc"]])
+    sch.reorder(n, mo, y, xo, co, u, xi, ci, m_in, v)
+    sch.bind(sch.fuse(n, mo), "blockIdx.z")
+    sch.bind(y, "blockIdx.y")
+    sch.bind(xo, "blockIdx.x")
+    sch.bind(sch.fuse(u, xi), "threadIdx.x")
+    unroll(sch, m_in, v)
+    sch.annotate(ci, "disable_unroll", 1)  # as the static rows schedule's
+    xpad = sch.get_sblock("Xpad")
+    sch.set_scope(xpad, 0, "shared")
+    s, d, span = p["s"], p["d"], (p["k"] - 1) * p["d"] + 1
+    # each pixel's whole tap window (affine in the pixel; see _fwd_rows)
+    _declare_read(sch, acc, "Xpad", lambda n_, m_, u_, v_, y_, x_, c_: (
+        (n_, n_ + 1), (c_, c_ + 1), (y_ * s, y_ * s + span), (x_ * s, x_ * s + span)))
+    rounds = _stage(sch, xpad, co, threads)
+    sch.annotate(rounds, "disable_unroll", 1)
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, co)
+    # the cast stage after the channel loop, a thread per (u, pixel) as the sums (the tail's
+    # predicate with it): the order fixed before the move (see _fwd_rows)
+    out = sch.get_sblock("out")
+    sch.transform_block_layout(out, lambda n_, m_, u_, v_, y_, x_: (n_, m_ // mi, y_, u_, x_, m_ % mi, v_))
+    sch.reverse_compute_at(out, xo)
+    loops = sch.get_loops(out)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(xo)))
+    named = dict(zip([nm for nm, e in (("u", p["k"]), ("x", X_QUANTUM), ("m", mi), ("v", p["k"])) if e > 1],
+                     loops[at + 1:]))
+    spatial = [named[nm] for nm in ("u", "x") if nm in named]
+    xl = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
+    _, tx = sch.split(xl, [None, threads])
+    sch.bind(tx, "threadIdx.x")
+    unroll(sch, *[named[nm] for nm in ("m", "v") if nm in named])
+
+
 @register("acda", "datoms", "cuda")
 def datoms(sch, wl, target):
     """The same register tile as the atoms build (``atoms_per_thread``): a thread per (atom
@@ -857,6 +932,8 @@ def datoms(sch, wl, target):
     t = datoms_tile(wl)
     if t is not None:
         _datoms_rows(sch, wl, t)
+        return
+    if wl.kind == "generic" and wl.p["k"] <= UNROLL_TAPS and _if_constant(sch, lambda s: _datoms_generic(s, wl)):
         return
     generic = wl.p["W"] is None
     if generic:

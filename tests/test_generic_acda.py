@@ -238,9 +238,8 @@ def test_cuda_generic_fwd_takes_rows(dtype):
     for params in ((2, 2, 3, 9, 1, 1, 4), (432, 6, 18, 7, 1, 1, 3)):
         wl = _cuda_wl("fwd", *params, dtype)
         assert not acda_cuda.generic_tiled(wl, registry.prim_func(wl)), params
-    for kernel in ("dx", "datoms"):
-        wl = _cuda_wl(kernel, *ROWS_PARAMS[0], dtype)
-        assert not acda_cuda.generic_tiled(wl, registry.prim_func(wl)), kernel
+    wl = _cuda_wl("dx", *ROWS_PARAMS[0], dtype)
+    assert not acda_cuda.generic_tiled(wl, registry.prim_func(wl))
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
@@ -323,19 +322,85 @@ def test_control_generic_fwd_atoms_short():
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
-def test_cuda_generic_fwd_rows_nvcc_no_spills(arch):
+def test_cuda_generic_rows_nvcc_no_spills(arch):
     from dynfilter_tvm.gpu_report import ptxas_resources
 
-    for params, dtype in ((ROWS_PARAMS[0], "float32"), (ROWS_PARAMS[0], "float64"), (ROWS_PARAMS[2], "float32")):
-        src = build(_cuda_wl("fwd", *params, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
+    for kernel, params, dtype in (("fwd", ROWS_PARAMS[0], "float32"), ("fwd", ROWS_PARAMS[0], "float64"),
+                                  ("fwd", ROWS_PARAMS[2], "float32"), ("datoms", DATOMS_TILED[0], "float32"),
+                                  ("datoms", DATOMS_TILED[0], "float64"), ("datoms", DATOMS_TILED[3], "float32")):
+        src = build(_cuda_wl(kernel, *params, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
         res = ptxas_resources(src, arch)
-        assert res and all(r["spill"] == 0 for r in res.values()), (params, dtype, res)
+        assert res and all(r["spill"] == 0 for r in res.values()), (kernel, params, dtype, res)
+
+
+# The generic datoms by rows (schedules.acda_cuda._datoms_generic): configurations whose stages
+# TVM compacts to a constant size (stride 3, k = 1 and 432 channels among them), and two it
+# does not (no padding; stride 2 with dilation 2), which keep the register tile.
+DATOMS_TILED = [(64, 6, 18, 7, 1, 1, 3), (12, 6, 18, 7, 1, 1, 3), (3, 2, 4, 3, 1, 1, 1), (8, 4, 4, 5, 3, 1, 2),
+                (7, 1, 1, 1, 1, 1, 0)]
+DATOMS_UNTILED = [(7, 1, 1, 3, 1, 1, 0), (5, 3, 2, 5, 2, 2, 2), (2, 2, 3, 9, 1, 1, 4)]
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+def test_cuda_generic_datoms_takes_rows(dtype):
+    from schedules import acda_cuda
+
+    for params in DATOMS_TILED + [(432, 6, 18, 7, 1, 1, 3)]:
+        wl = _cuda_wl("datoms", *params, dtype)
+        assert acda_cuda.generic_tiled(wl, registry.prim_func(wl)), params
+    for params in DATOMS_UNTILED:
+        wl = _cuda_wl("datoms", *params, dtype)
+        assert not acda_cuda.generic_tiled(wl, registry.prim_func(wl)), params
+    src = build(_cuda_wl("datoms", *DATOMS_TILED[0], dtype), cuda_target("sm_90")).mod.imports[0].inspect_source()
+    assert "Xpad_shared" in src and "blockIdx.z" in src
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+def test_cuda_generic_datoms_rows_emulated(dtype, way):
+    """As test_cuda_generic_fwd_rows_emulated, for the generic datoms (and its fall-backs)."""
+    for params in DATOMS_TILED + DATOMS_UNTILED[:2]:
+        wl = _cuda_wl("datoms", *params, dtype)
+        low = emulate.prepare(wl, way)
+        assert ("Xpad_shared" in low.source) == (params in DATOMS_TILED), params
+        sizes = _rows_sizes(params)
+        for i, sz in enumerate(sizes):
+            emulate.check(wl, way, sizes=sz, lowered=low, mutate=_reverse_blocks if i >= len(sizes) - 3 else None)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+def test_control_generic_datoms():
+    """The generic datoms' negative controls: the tile grid one block short, the chunk's window
+    copy one round short (its last elements stay poisoned), the staged window read one column
+    to the right. (Its barriers are no control on PoCL: the channel loop after the copy is
+    work-group uniform, and PoCL's implicit barrier at its head keeps the copy ahead.)"""
+    wl = _cuda_wl("datoms", *DATOMS_TILED[1], "float32")
+    low = emulate.prepare(wl, "cuda")
+    emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low)  # unmutated: passes
+
+    def short(low):
+        ln = low.launches[-1]
+        ln.grid = (ln.grid[0] - 1, *ln.grid[1:])
+
+    def copy_short(low):
+        low.source, n = re.subn(r"(ax0_ax1_ax2_fused_0 < )(\d+);", lambda m: f"{m[1]}{int(m[2]) - 1};", low.source)
+        assert n == 1
+
+    def shifted(low):
+        low.source, n = re.subn(r"(?<=[^\s])(\s*[*+(]\s*)Xpad_shared_ptr\[", r"\1Xpad_shared_ptr[1 + ", low.source)
+        assert n
+
+    for mutate, match in ((short, "NaN"), (copy_short, "NaN"), (shifted, "relative error|NaN")):
+        with pytest.raises(emulate.CheckFailed, match=match):
+            emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low, mutate=mutate)
 
 
 def test_cuda_default_mode_generic_where_tiled(monkeypatch):
     """Nothing set: on CUDA an ACDA call is served by the generic build where that build is
-    tiled like the static one (fwd with k <= 7 and one register tile of channels), else by the
-    static build (dx, datoms, k = 9, 432 channels); on CPU generic throughout."""
+    tiled like the static one (fwd with k <= 7 and one register tile of channels; datoms with
+    k <= 7 where its stages compact), else by the static build (dx, k = 9, fwd at 432
+    channels, datoms without padding); on CPU generic throughout."""
     from dynfilter_tvm.target import cpu_target
 
     dispatch.set_shape_mode(None)
@@ -344,8 +409,9 @@ def test_cuda_default_mode_generic_where_tiled(monkeypatch):
     for arch in ("sm_90", "sm_80"):
         cuda = cuda_target(arch)
         assert dispatch.shape_mode(cuda, "acda") == "generic"
-        assert dispatch.select(Workload.make("acda", "fwd", p, "float32"), cuda).kind == "generic"
-        for wl in (Workload.make("acda", "dx", p, "float32"), Workload.make("acda", "datoms", p, "float32"),
+        for kernel in ("fwd", "datoms"):
+            assert dispatch.select(Workload.make("acda", kernel, p, "float32"), cuda).kind == "generic"
+        for wl in (Workload.make("acda", "dx", p, "float32"), Workload.make("acda", "datoms", dict(p, p=0), "float32"),
                    Workload.make("acda", "fwd", dict(p, k=9, p=4), "float32"),
                    Workload.make("acda", "fwd", dict(p, C=432), "float32")):
             assert dispatch.select(wl, cuda) is wl, wl

@@ -232,8 +232,8 @@ def test_generic_acda_requested_bytes():
     rows schedule with 8-pixel tiles: the atoms as the static build (2 atom groups x 7 tap rows
     x 18 bases x (3 + 7) per pixel), the row segments 8 + 6 columns per tile: 92 real ones per
     56-pixel row (the static's 32-pixel tiles: 62), 1.08x the static build on sm_90, below it
-    on sm_80 (there the static keeps the shared-atoms schedule); dx and datoms the simpler
-    schedules over rows of whole 8 pixels."""
+    on sm_80 (there the static keeps the shared-atoms schedule); datoms likewise by rows in
+    8-pixel tiles; dx the simpler schedule over rows of whole 8 pixels."""
     from dynfilter_tvm import emulate
 
     layer = G.generic_workloads()["ACDA 8x64x56x56 k7 generic"]
@@ -245,7 +245,12 @@ def test_generic_acda_requested_bytes():
     assert gen <= 1.1 * G.requested_bytes(fwd, 4, "sm_90") and gen < 0.6 * G.requested_bytes(fwd, 4, "sm_80")
     assert G.requested_bytes(fwd, 4, "sm_80", generic=fwd_g) == gen
     assert G.requested_bytes(dx, 4, generic=dx_g) == 4 * pix * (atoms + 64 * 6 * 49)
-    assert G.requested_bytes(datoms, 4, generic=datoms_g) == 4 * pix * 2 * 7 * 64 * (3 + 7 * 3)
+    # datoms by rows in 8-pixel tiles, all 6 atoms per thread: dO once per tap row, and per
+    # (image, output row, tile) block and channel its 7-row window's real rows (380 over the
+    # rows) x the tiles' 92 real columns; 1.09x the static build's (its 56-pixel rows: 62)
+    gen = G.requested_bytes(datoms, 4, generic=datoms_g)
+    assert gen == 4 * (8 * 7 * 64 * 6 * 3136 + 8 * 64 * 380 * 92)
+    assert gen <= 1.1 * G.requested_bytes(datoms)
     # a row of 5 pixels (padded to 8: one tile; its window's 10 padded columns hold 5 real ones),
     # k3 (mi = 6: 1 atom group x 3 tap rows x 3 bases x (6 + 3) per pixel of the padded row)
     p = dict(N=None, C=8, H=None, W=None, M=6, T=3, k=3, s=1, d=1, p=1)

@@ -83,7 +83,10 @@ def _pad_to(t: te.Tensor, pad: int, width, name: str) -> te.Tensor:
         inside = tirx.all(y >= pad, y < h + pad, x >= pad, x < w + pad)
         return tirx.if_then_else(inside, t(*j, y - pad, x - pad), tirx.const(0, t.dtype))
 
-    return te.compute((*lead, h + 2 * pad, width), body, name=name)
+    # (a symbolic height bounded below, as _whole_vectors: a CUDA tile's staged window of
+    # (k-1)*d + 1 rows then provably fits the padded rows)
+    rows = h + 2 * pad if _static(h) else tirx.max(h, 1) + 2 * pad
+    return te.compute((*lead, rows, width), body, name=name)
 
 
 def _widen(t: te.Tensor, width, name: str) -> te.Tensor:
