@@ -259,11 +259,14 @@ def test_cuda_generic_fwd_rows_emulated(dtype, way):
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
 @pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
-def test_cuda_generic_fwd_rows_half(dtype):
-    """The generic fwd rows in float16 / bfloat16 (the ``cuda`` way: PoCL has no half arithmetic)."""
-    for params in ROWS_PARAMS[:3]:
-        wl = _cuda_wl("fwd", *params, dtype)
+def test_cuda_generic_rows_half(dtype):
+    """The generic fwd and datoms rows in float16 / bfloat16 (the ``cuda`` way: PoCL has no half
+    arithmetic; datoms writes float32)."""
+    for kernel, params in [("fwd", p) for p in ROWS_PARAMS[:3]] + [("datoms", (12, 6, 18, 7, 1, 1, 3)),
+                                                                    ("datoms", (8, 4, 4, 5, 3, 1, 2))]:
+        wl = _cuda_wl(kernel, *params, dtype)
         low = emulate.prepare(wl, "cuda")
+        assert "Xpad_shared" in low.source, (kernel, params)
         for sz in _rows_sizes(params)[1:4]:
             emulate.check(wl, "cuda", sizes=sz, lowered=low)
 
