@@ -34,8 +34,9 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   8x64x56x56 k7 float32 on sm_90 (5.8x the minimum; 0.57x on sm_80, where the static one
   keeps the shared-atoms schedule; estimates, ``gpu_report``); its generic ``datoms`` by rows
   in 8-pixel tiles where TVM compacts its stages (k <= 7, with padding), 1.09x (float64
-  1.21x); its generic ``dx`` is the simpler shared-atoms schedule (5.7x the static one's
-  bytes), so dx stays static. PAC stays static on CUDA: its generic kernels are the thread-per-output first
+  1.21x); its generic ``dx`` is tiled too (the static atoms-in-registers schedule in 8-pixel
+  tiles) but requests 1.50x the static build's bytes, so dx stays static
+  (``schedules.acda_cuda.GENERIC_DEFAULT``). PAC stays static on CUDA: its generic kernels are the thread-per-output first
   versions (exact, PoCL-checked at several sizes), while the static ones are tiled (``conv``
   on tensor cores), several times fewer requested bytes in the static GPU report.
   A GPU serving many sizes without JIT takes a bundle built without ``--input``.
@@ -110,7 +111,7 @@ def select(workload: Workload, target) -> Workload:
 def _generic_serves_well(generic: Workload, target) -> bool:
     """Where a target family's default is generic for an op (``OP_DEFAULT_MODES``), whether
     its generic build of this configuration is scheduled like the static one (on CUDA: tiled,
-    ``schedules.ddf_cuda.generic_tiled`` for DDF, ``schedules.acda_cuda.generic_tiled`` for
+    ``schedules.ddf_cuda.generic_tiled`` for DDF, ``schedules.acda_cuda.generic_default`` for
     ACDA, per kernel and arch, once per configuration and process); elsewhere True."""
     if family(target) != "cuda" or generic.op not in ("ddf", "acda"):
         return True
@@ -121,9 +122,9 @@ def _generic_serves_well(generic: Workload, target) -> bool:
 
             _serves[key] = generic_tiled(generic, registry.prim_func(generic))
         else:  # ACDA's schedules depend on the arch (register budgets)
-            from schedules.acda_cuda import generic_tiled as acda_tiled
+            from schedules.acda_cuda import generic_default
 
-            _serves[key] = acda_tiled(generic, registry.prim_func(generic), target)
+            _serves[key] = generic_default(generic, registry.prim_func(generic), target)
     return _serves[key]
 
 

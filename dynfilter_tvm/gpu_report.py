@@ -295,9 +295,11 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     block and tap row over (8-1)*s + (k-1)*d + 1 columns, :func:`_acda_fwd_rows_bytes`): at
     8x64x56x56 k7 float32 252.9 MB + 8*64*380*92*4 B = 71.6 MB = 324.5 MB, 1.08x the static
     build on sm_90; datoms by rows in 8-pixel tiles (:func:`_acda_datoms_generic_bytes`): dO
-    8*7*64*6*3136*4 B = 269.7 MB + X 8*64*380*92*4 B = 71.6 MB = 341.3 MB, 1.09x; elsewhere the
-    fall-backs' counts over the padded rows (the generic register-tile datoms loads the input
-    per (atom, tap): mi x k per channel, not k; dx the shared-atoms count).
+    8*7*64*6*3136*4 B = 269.7 MB + X 8*64*380*92*4 B = 71.6 MB = 341.3 MB, 1.09x; dx the
+    atoms-in-registers count in 8-pixel tiles (:func:`_acda_dx_bytes`): P 3,136 blocks x 882 +
+    A 8*6*18*380*92 + dO 8*64*6*380*92 elements = 561.5 MB, 1.50x; elsewhere the fall-backs'
+    counts over the padded rows (the generic register-tile datoms loads the input per (atom,
+    tap): mi x k per channel, not k; dx the shared-atoms count).
     """
     p = _dims(wl)
     k2 = p["k"] ** 2
@@ -346,7 +348,7 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
             rows = _acda_fwd_rows_bytes(wl, p, arch, generic)
             return (pix * atoms + (rows if rows is not None else pix * p["C"] * k2)) * itemsize
         if wl.kernel == "dx":
-            tiled = _acda_dx_bytes(wl, p) if generic is None else None
+            tiled = _acda_dx_bytes(wl, p, generic, arch)
             if tiled is not None:
                 return tiled * itemsize
             wq = -(-p["W"] // quantum) * quantum
@@ -631,12 +633,19 @@ def _acda_datoms_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Opti
     return N * k * C * M * p["Ho"] * wq + N * (M // mi) * C * rows * cols
 
 
-def _acda_dx_bytes(wl: Workload, p: dict) -> Optional[int]:
+def _acda_dx_bytes(wl: Workload, p: dict, generic: Optional[Workload] = None, arch: str = "sm_90") -> Optional[int]:
     """Elements loaded by acda.dx's atoms-in-registers schedule (``schedules.acda_cuda.dx_tile``;
-    see :func:`requested_bytes`), or None where it keeps the shared-atoms one."""
-    from schedules.acda_cuda import dx_tile
+    see :func:`requested_bytes`), or None where it keeps the shared-atoms one. ``generic``: the
+    generic build's tiles (X_QUANTUM pixels, where ``generic_tiled``); its last tile's window
+    past the row holds no dO element (not loaded)."""
+    from schedules.acda_cuda import dx_tile, generic_tiled
 
-    t = dx_tile(wl)
+    from . import registry
+    from .target import cuda_target
+
+    if generic is not None and not generic_tiled(generic, registry.prim_func(generic), cuda_target(arch)):
+        return None
+    t = dx_tile(generic if generic is not None else wl)
     if t is None:
         return None
     N, C, H, W, M, T, k, s, d, pad = (p[n] for n in ("N", "C", "H", "W", "M", "T", "k", "s", "d", "p"))

@@ -77,10 +77,19 @@ stay at 47% on one or both archs (4 blocks need <= 48 registers; cc is 1 there a
 Before (2026-11-30): q = 1, mi = 3 (14 partials), A read from global memory per atom tap
 (48 registers, 61%); before that the atoms in shared memory (a tile of 32 pixels filled
 37.6 KB) and dO loaded from global memory for every (channel, atom, tap) of every pixel (38x
-the minimum bytes; before that, grid-wide atoms through a global scratch, 87x). Generic
-builds and k > 7 keep that shared-atoms schedule (each thread sums its channels' M x k x k
-taps in a register; a generic row is whole X_QUANTUM pixels, the same code serving any size,
-PoCL-checked at several sizes from one lowering).
+the minimum bytes; before that, grid-wide atoms through a global scratch, 87x). k > 7 keeps
+that shared-atoms schedule (each thread sums its channels' M x k x k taps in a register).
+Generic dx (k <= 7; ``dx_tile`` of a generic workload): the atoms-in-registers schedule with
+tiles of X_QUANTUM input pixels (a generic row is whole X_QUANTUM pixels; the windows of a
+longer tile clip to the symbolic row end), the grid blockIdx.z / .y / .x over images, rows
+and tiles, the zero-inserted grid's rows bounded below (``ops.acda``: max(H, 1)); 8 pixels
+are too few for runs (q = 4 would leave 84 threads), so q = 1, mi = 3, 14 partials: 112
+threads. 8x64x56x56 k7 float32 (nvcc 13, estimates): sm_90 56 registers, 23,744 B shared,
+56% (static 48, 62%), sm_80 40 registers; float64 62 / 56. Requested bytes: the A and dO
+windows 8 + 6 columns per 8 pixels (92 real per row against the static's 62): 561.5 MB,
+1.50x the static's 374 MB (the shared-atoms generic schedule it replaces: 2,141 MB, 5.7x), so
+CUDA calls keep the static dx by default (``GENERIC_DEFAULT``); served generic (the
+generic shape mode, bundles without ``--input``), one build serves every size.
 datoms (static, k <= UNROLL_TAPS, output rows of at least 32 pixels; ``_datoms_rows``): a
 block per (image, atom group, tap row u, output row(s), tile of the row), a thread per pixel with mi atoms x k tap columns of dD in
 registers (``DATOMS_WORDS``: all 6 atoms in float32, 2 in float64); per chunk of cc channels
@@ -515,8 +524,10 @@ def dx_tile(wl, target=None):
     of the window copy is erratic: on 14-pixel rows cc = 4 took 107 registers, cc = 8 47
     (sm_90, before the runs)."""
     p = wl.p
-    if wl.kind != "static" or p["k"] > UNROLL_TAPS:
+    if p["k"] > UNROLL_TAPS:
         return None
+    if wl.kind != "static":  # rows of whole X_QUANTUM pixels: tiles of that many, no tail
+        p = dict(p, W=X_QUANTUM)
     M, T, k, d = p["M"], p["T"], p["k"], p["d"]
     item = 8 if wl.dtype == "float64" else 4
     words = DX_ATOM_WORDS // (item // 4)
@@ -574,9 +585,8 @@ def _dx_registers(sch, wl, t) -> None:
     wo, wt, wq = sch.split(w, [None, t["tile"] // t["q"], t["q"]])
     co, ci = sch.split(c, [None, t["cc"]])
     sch.reorder(n, h, wo, co, mu, wt, ci, m_in, ui, wq, v)
-    block = sch.fuse(n, h, wo)
+    block = _bind_grid(sch, wl, n, h, wo)
     thr = sch.fuse(mu, wt)
-    sch.bind(block, "blockIdx.x")
     sch.bind(thr, "threadIdx.x")
     threads = extent(sch, thr)
     # the thread's k x k atoms, built once before the channel loop (a thread loop of their own,
@@ -732,7 +742,19 @@ def _stage(sch, block, loop, threads: int) -> None:
 
 
 # generic kernels with a tiled schedule like the static one (fwd: _fwd_rows; datoms: _datoms_generic)
-GENERIC_TILED = ("fwd", "datoms")
+GENERIC_TILED = ("fwd", "dx", "datoms")
+
+
+# generic kernels CUDA calls default to where tiled (dispatch): within ~1.1x the static build's
+# requested bytes at 8x64x56x56 k7 (fwd 1.08x, datoms 1.09x); dx's 8-pixel tiles request 1.50x
+# (its windows' halo: 14 columns per 8 pixels against 31 per 28), so dx stays static
+GENERIC_DEFAULT = ("fwd", "datoms")
+
+
+def generic_default(wl, func, target=None) -> bool:
+    """Whether CUDA calls of ACDA kernel ``wl`` default to its generic build: in
+    GENERIC_DEFAULT and :func:`generic_tiled`."""
+    return wl.kernel in GENERIC_DEFAULT and generic_tiled(wl, func, target)
 
 
 def generic_tiled(wl, func, target=None) -> bool:
@@ -746,15 +768,18 @@ def generic_tiled(wl, func, target=None) -> bool:
     if wl.kernel not in GENERIC_TILED:
         return False
     sch = s_tir.Schedule(tvm.IRModule({"main": func}))
-    {"fwd": fwd, "datoms": datoms}[wl.kernel](sch, wl, target)
-    return "Xpad_shared" in sch.mod.script()
+    {"fwd": fwd, "dx": dx, "datoms": datoms}[wl.kernel](sch, wl, target)
+    # (dx: the staged dO window of the atoms-in-registers schedule)
+    return ("dOu_shared" if wl.kernel == "dx" else "Xpad_shared") in sch.mod.script()
 
 
 @register("acda", "dx", "cuda")
 def dx(sch, wl, target):
     t = dx_tile(wl, target)
-    if t is not None:
+    if t is not None and wl.kind == "static":
         _dx_registers(sch, wl, t)
+        return
+    if t is not None and _if_constant(sch, lambda s: _dx_registers(s, wl, t)):  # generic, 8-pixel tiles
         return
     for name in ("dOu", "Au"):
         sch.compute_inline(sch.get_sblock(name))

@@ -238,8 +238,6 @@ def test_cuda_generic_fwd_takes_rows(dtype):
     for params in ((2, 2, 3, 9, 1, 1, 4), (432, 6, 18, 7, 1, 1, 3)):
         wl = _cuda_wl("fwd", *params, dtype)
         assert not acda_cuda.generic_tiled(wl, registry.prim_func(wl)), params
-    wl = _cuda_wl("dx", *ROWS_PARAMS[0], dtype)
-    assert not acda_cuda.generic_tiled(wl, registry.prim_func(wl))
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
@@ -330,7 +328,9 @@ def test_cuda_generic_rows_nvcc_no_spills(arch):
 
     for kernel, params, dtype in (("fwd", ROWS_PARAMS[0], "float32"), ("fwd", ROWS_PARAMS[0], "float64"),
                                   ("fwd", ROWS_PARAMS[2], "float32"), ("datoms", DATOMS_TILED[0], "float32"),
-                                  ("datoms", DATOMS_TILED[0], "float64"), ("datoms", DATOMS_TILED[3], "float32")):
+                                  ("datoms", DATOMS_TILED[0], "float64"), ("datoms", DATOMS_TILED[3], "float32"),
+                                  ("dx", DX_TILED[0], "float32"), ("dx", DX_TILED[0], "float64"),
+                                  ("dx", DX_TILED[2], "float32")):
         src = build(_cuda_wl(kernel, *params, dtype), cuda_target(arch)).mod.imports[0].inspect_source()
         res = ptxas_resources(src, arch)
         assert res and all(r["spill"] == 0 for r in res.values()), (kernel, params, dtype, res)
@@ -397,6 +397,71 @@ def test_control_generic_datoms():
     for mutate, match in ((short, "NaN"), (copy_short, "NaN"), (shifted, "relative error|NaN")):
         with pytest.raises(emulate.CheckFailed, match=match):
             emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low, mutate=mutate)
+
+
+# The generic dx with the static one's atoms-in-registers schedule (schedules.acda_cuda.dx_tile
+# of a generic workload: tiles of X_QUANTUM input pixels, a pixel per thread: 8 x the groups)
+DX_TILED = [(64, 6, 18, 7, 1, 1, 3), (12, 6, 18, 7, 1, 1, 3), (5, 3, 2, 5, 2, 2, 2), (3, 2, 4, 3, 1, 1, 1),
+            (7, 1, 1, 3, 1, 1, 0), (8, 4, 4, 5, 3, 1, 2), (7, 1, 1, 1, 1, 1, 0)]
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+def test_cuda_generic_dx_takes_registers(dtype):
+    from schedules import acda_cuda
+
+    for params in DX_TILED:
+        wl = _cuda_wl("dx", *params, dtype)
+        for arch in ("sm_90", "sm_80"):
+            assert acda_cuda.generic_tiled(wl, registry.prim_func(wl), cuda_target(arch)), (params, arch)
+        # (1.5x the static build's requested bytes: CUDA calls default to the static dx)
+        assert not acda_cuda.generic_default(wl, registry.prim_func(wl)), params
+    wl = _cuda_wl("dx", 2, 2, 3, 9, 1, 1, 4, dtype)  # k = 9: the shared-atoms schedule
+    assert not acda_cuda.generic_tiled(wl, registry.prim_func(wl))
+    src = build(_cuda_wl("dx", *DX_TILED[0], dtype), cuda_target("sm_90")).mod.imports[0].inspect_source()
+    # (the staged coefficients; TVM's storage rewrite folds the dO window and the partials into
+    # the same shared buffer)
+    assert "Au_shared" in src and "atoms_shared" not in src and "blockIdx.z" in src
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+def test_cuda_generic_dx_registers_emulated(dtype, way):
+    """As test_cuda_generic_fwd_rows_emulated, for the generic dx (sizes by the input)."""
+    for params in DX_TILED:
+        wl = _cuda_wl("dx", *params, dtype)
+        low = emulate.prepare(wl, way)
+        assert "Au_shared" in low.source, params
+        sizes = _rows_sizes(params)
+        for i, sz in enumerate(sizes):
+            emulate.check(wl, way, sizes=sz, lowered=low, mutate=_reverse_blocks if i >= len(sizes) - 3 else None)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("old,new,match", [
+    ("grid", None, "NaN"),  # the tile grid one block short
+    # the chunk's dO window copy (a plane per atom; 6 channels per chunk) without the last atom's
+    (r"\bax1_1 < 6;", "ax1_1 < 5;", "NaN|relative error"),
+    # the staged coefficients A of a stage of bases without the last atom's
+    (r"\bax0 = 0; ax0 < 6;", "ax0 = 0; ax0 < 5;", "NaN|relative error"),
+    # the block's sum of the 14 partials (2 atom groups x 7 tap rows) without the first
+    (r"\bax0_2 = 0; ax0_2 < 14;", "ax0_2 = 1; ax0_2 < 14;", "relative error")],
+    ids=["grid", "dO-window", "coefficients", "partial-sums"])
+def test_control_generic_dx(old, new, match):
+    wl = _cuda_wl("dx", *DX_TILED[1], "float32")
+    low = emulate.prepare(wl, "cuda")
+    emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low)  # unmutated: passes
+
+    def mutate(low):
+        if old == "grid":
+            ln = low.launches[-1]
+            ln.grid = (ln.grid[0] - 1, *ln.grid[1:])
+            return
+        low.source, n = re.subn(old, new, low.source)
+        assert n == 1
+
+    with pytest.raises(emulate.CheckFailed, match=match):
+        emulate.check(wl, "cuda", sizes=CONTROL_SIZES, lowered=low, mutate=mutate)
 
 
 def test_cuda_default_mode_generic_where_tiled(monkeypatch):

@@ -159,7 +159,9 @@ def acda_dx(N, C, H, W, M, T, k, s, d, p, dtype):
     acc_t = acc_dtype(dtype)
     e = d * (k - 1)
     Wq = _whole_vectors(W)  # generic: rows of whole vectors (see the module docstring)
-    grid = (H + p + e, W + p + e if _static(W) else _whole_vectors(Wq + p + e))
+    # (generic: the height bounded below, as _pad_to's, so a CUDA tile's window of grid rows
+    # provably fits)
+    grid = (H + p + e if _static(H) else tirx.max(H, 1) + p + e, W + p + e if _static(W) else _whole_vectors(Wq + p + e))
     dOu = zero_insert_pad(dO, s, e, grid, "dOu")
     Au = zero_insert_pad(A, s, e, grid, "Au")
     t = te.reduce_axis((0, T), "t")
