@@ -308,7 +308,7 @@ def _tiles(sch, wl, target, c, x, per_channel: int, shape=None):
 @register("acda", "fwd", "cuda")
 def fwd(sch, wl, target):
     if wl.kind == "generic":  # the rows schedule where its stages compact to a constant size
-        if fwd_rows_shape(wl, target) is not None and _if_constant(sch, lambda s: _fwd_rows(s, wl, target)):
+        if fwd_rows_shape(wl, target) is not None and _tiled_if_constant(sch, lambda s: _fwd_rows(s, wl, target)):
             return
     elif _fwd_rows(sch, wl, target):
         return
@@ -389,6 +389,18 @@ def fwd_rows_shape(wl, target) -> Optional[tuple]:
     if slices * cb < p["C"] or fwd_shared_bytes(wl, tile) > STATIC_SHARED_BYTES:
         return None
     return tile, slices, cb
+
+
+def _tiled_if_constant(sch, apply) -> bool:
+    """``ddf_cuda._if_constant`` (``apply`` to ``sch`` only if its stages compact to a constant
+    size on a copy), also False where the trial raises: TVM refuses some configurations
+    outright (fwd at k = 1: its region analysis of the unit tap loops overflows int32, a
+    ValueError; the generic build raised it before this check); ``sch`` is then untouched and
+    the caller takes the fall-back schedule."""
+    try:
+        return _if_constant(sch, apply)
+    except (RuntimeError, ValueError):  # (ScheduleError; TVM's internal checks)
+        return False
 
 
 def _bind_grid(sch, wl, n, y, xo):
@@ -779,7 +791,7 @@ def dx(sch, wl, target):
     if t is not None and wl.kind == "static":
         _dx_registers(sch, wl, t)
         return
-    if t is not None and _if_constant(sch, lambda s: _dx_registers(s, wl, t)):  # generic, 8-pixel tiles
+    if t is not None and _tiled_if_constant(sch, lambda s: _dx_registers(s, wl, t)):  # generic, 8-pixel tiles
         return
     for name in ("dOu", "Au"):
         sch.compute_inline(sch.get_sblock(name))
@@ -958,7 +970,7 @@ def datoms(sch, wl, target):
     if t is not None:
         _datoms_rows(sch, wl, t)
         return
-    if wl.kind == "generic" and wl.p["k"] <= UNROLL_TAPS and _if_constant(sch, lambda s: _datoms_generic(s, wl)):
+    if wl.kind == "generic" and wl.p["k"] <= UNROLL_TAPS and _tiled_if_constant(sch, lambda s: _datoms_generic(s, wl)):
         return
     generic = wl.p["W"] is None
     if generic:

@@ -235,7 +235,10 @@ def test_cuda_generic_fwd_takes_rows(dtype):
             assert acda_cuda.generic_tiled(wl, registry.prim_func(wl), cuda_target(arch)), (params, arch)
         src = build(wl, cuda_target("sm_90")).mod.imports[0].inspect_source()
         assert "Xpad_shared" in src and "blockIdx.z" in src, params
-    for params in ((2, 2, 3, 9, 1, 1, 4), (432, 6, 18, 7, 1, 1, 3)):
+    # k = 9, 432 channels, and k = 1 (TVM's region analysis of the unit tap loops overflows:
+    # the trial's error is caught, so dispatch serves the static build; the generic k = 1 fwd
+    # build itself still fails in TVM's lowering, as before this schedule)
+    for params in ((2, 2, 3, 9, 1, 1, 4), (432, 6, 18, 7, 1, 1, 3), (7, 1, 1, 1, 1, 1, 0)):
         wl = _cuda_wl("fwd", *params, dtype)
         assert not acda_cuda.generic_tiled(wl, registry.prim_func(wl)), params
 
@@ -484,6 +487,8 @@ def test_cuda_default_mode_generic_where_tiled(monkeypatch):
                    Workload.make("acda", "fwd", dict(p, C=432), "float32")):
             assert dispatch.select(wl, cuda) is wl, wl
             assert dispatch.select(wl, cpu_target()).kind == "generic"
+        k1 = Workload.make("acda", "fwd", dict(p, k=1, p=0), "float32")  # (its generic trial raises)
+        assert dispatch.select(k1, cuda) is k1
     monkeypatch.setenv(dispatch.ENV_SHAPES, "static")
     wl = Workload.make("acda", "fwd", p, "float32")
     assert dispatch.select(wl, cuda_target("sm_90")) is wl
