@@ -24,7 +24,8 @@ the real row only, so CPU register tiles have no tail predicate (TVM bounds a ti
 CUDA: sm_90 device code, PoCL-checked at several sizes from one lowering). CPU speed, 1 thread,
 kernel alone (``benchmarks/bench_acda_kernels.py``, minimum of the thread's CPU time over 15
 calls, two runs, 2026-11-30), generic / static at 2x64x56x56 k7: fwd 1.06-1.09, dx 1.04-1.19,
-datoms 0.87-0.89; at 2x64x28x28 k7 0.69-0.73, 0.45-0.47, 0.53-0.59 (there the static
+datoms 0.87-0.89 (0.96-0.99 with the rows bounded below, max(Wo, 1), which the CUDA tiles
+need: 2026-12-01, RESULTS "Generic ACDA CUDA rows"); at 2x64x28x28 k7 0.69-0.73, 0.45-0.47, 0.53-0.59 (there the static
 kernels run half vectors or a predicated tail; the generic rows are padded to 32 px). Before
 the generic CPU schedules were reworked (``schedules/acda_cpu.py``, its docstring says what
 the generic assembly showed) the same script gave 2.12, 1.42, 1.20 at 56x56 and 1.45, 0.57,
