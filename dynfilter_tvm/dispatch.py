@@ -18,7 +18,7 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
 * **CPU: generic.** A model meeting a new input size builds nothing new. The generic CPU
   schedules compute rows in whole vectors and run near the static time (README "Any input
   size" lists the generic/static ratios per kernel).
-* **CUDA: static, but generic for DDF** (``OP_DEFAULT_MODES``) wherever its generic build
+* **CUDA: static, but generic for DDF, ACDA and PAC** (``OP_DEFAULT_MODES``) wherever its generic build
   is tiled like the static one (``schedules.ddf_cuda.generic_tiled``, checked once per
   configuration: 1 < k <= 7 and, for ``dx``, gcd(stride, dilation) = 1, but for a few
   configurations whose stages TVM would not compact; elsewhere, k = 1 or k > 7 say, the
@@ -28,6 +28,15 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   requested bytes at the benchmark shapes are 1.00 / 0.95 / 0.98 / 1.04x the static ones' at
   8x256x56x56 k3 and 1.00 / 0.97 / 1.11 / 1.03x at 2x256x200x300 (1.22-1.46x the minimum;
   estimates, ``gpu_report``, no GPU): one build serves every size, no JIT per new size.
+  **ACDA likewise, per kernel**: its generic ``fwd`` takes the static one's tap-row schedule
+  with tiles of X_QUANTUM = 8 pixels (``schedules.acda_cuda.generic_tiled``: k <= 7, the
+  channels in one register tile, per arch and configuration), 1.08x the static build's requested bytes at
+  8x64x56x56 k7 float32 on sm_90 (5.8x the minimum; 0.57x on sm_80, where the static one
+  keeps the shared-atoms schedule; estimates, ``gpu_report``); its generic ``datoms`` by rows
+  in 8-pixel tiles where TVM compacts its stages (k <= 7, with padding), 1.09x (float64
+  1.21x); its generic ``dx`` is tiled too (the static atoms-in-registers schedule in 8-pixel
+  tiles) but requests 1.50x the static build's bytes, so dx stays static
+  (``schedules.acda_cuda.GENERIC_DEFAULT``).
 * **CUDA: generic for PAC ``conv`` and ``conv_dw``** (``conv``: the convolution, its
   transposed form and both input gradients) wherever the generic build is tiled
   (``schedules.pac_cuda.generic_serves``: the static schedules with fixed tiles, requested
@@ -36,7 +45,7 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   without the ``tf32`` flag (``torch.backends.cudnn.allow_tf32`` off), and configurations
   whose O or C is no whole mma tile. PAC ``conv`` with tensor cores (the half types, TF32),
   ``conv_dk`` (tiled generic, but 2.4x the static bytes: its source per tap), ``pool*``,
-  ``dist*`` (per-output generic kernels) and ACDA stay static on CUDA.
+  ``dist*`` (per-output generic kernels) stay static on CUDA.
   A GPU serving many sizes without JIT takes a bundle built without ``--input``.
 
 The static mode is also the switch for hot shapes on CPU: one build per shape met, each
@@ -55,8 +64,8 @@ from .workload import Workload
 ENV_SHAPES = "DYNFILTER_TVM_SHAPES"
 MODES = ("generic", "static")
 DEFAULT_MODES = {"cpu": "generic", "cuda": "static"}  # by target family (see above)
-OP_DEFAULT_MODES = {("cuda", "ddf"): "generic"}  # (family, op) exceptions to DEFAULT_MODES
-OP_DEFAULT_MODES[("cuda", "pac")] = "generic"  # where its generic build serves well (see above)
+OP_DEFAULT_MODES = {("cuda", "ddf"): "generic", ("cuda", "acda"): "generic",  # (family, op) exceptions
+                    ("cuda", "pac"): "generic"}  # to DEFAULT_MODES, where the generic build serves well (above)
 _mode: Optional[str] = None  # set_shape_mode's choice; None: the environment's
 
 
@@ -109,18 +118,23 @@ def select(workload: Workload, target) -> Workload:
 
 def _generic_serves_well(generic: Workload, target) -> bool:
     """Where a target family's default is generic for an op (``OP_DEFAULT_MODES``), whether
-    its generic build of this configuration is scheduled like the static one, once per
-    configuration, arch and process: DDF on CUDA tiled (``schedules.ddf_cuda.generic_tiled``);
-    PAC on CUDA tiled where no static build could take tensor cores
-    (``schedules.pac_cuda.generic_serves``); elsewhere True."""
-    if family(target) != "cuda" or generic.op not in ("ddf", "pac"):
+    its generic build of this configuration is scheduled like the static one, per kernel, once per
+    configuration, arch and process (on CUDA: tiled, ``schedules.ddf_cuda.generic_tiled`` for
+    DDF; ``schedules.acda_cuda.generic_default`` for ACDA, per arch: register budgets; PAC
+    tiled where no static build could take tensor cores, ``schedules.pac_cuda.generic_serves``);
+    elsewhere True."""
+    if family(target) != "cuda" or generic.op not in ("ddf", "acda", "pac"):
         return True
-    key = (generic.key(), str(target.attrs.get("arch", "")) if generic.op == "pac" else "")
+    key = (generic.key(), str(target.attrs.get("arch", "")))
     if key not in _serves:
         if generic.op == "ddf":
             from schedules.ddf_cuda import generic_tiled
 
             _serves[key] = generic_tiled(generic, registry.prim_func(generic))
+        elif generic.op == "acda":
+            from schedules.acda_cuda import generic_default
+
+            _serves[key] = generic_default(generic, registry.prim_func(generic), target)
         else:
             from schedules.pac_cuda import generic_serves
 

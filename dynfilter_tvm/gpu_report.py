@@ -85,8 +85,8 @@ def benchmark_workloads(dtype: str = "float32") -> Dict[str, List[Workload]]:
 
 
 def generic_workloads(dtype: str = "float32") -> Dict[str, List[tuple]]:
-    """The DDF benchmark shapes served by the generic kernels (B, H, W symbolic: one build for
-    every size): per layer, (generic workload, its sizes there). Reported at those sizes from
+    """The DDF, ACDA and PAC benchmark shapes served by the generic kernels (B, H, W symbolic: one
+    build for every size): per layer, (generic workload, its sizes there). Reported at those sizes from
     one symbolic build each (its code, registers and launch bounds are the same at every size;
     the grid and the requested bytes are those of the size)."""
     mk = Workload.make
@@ -95,6 +95,9 @@ def generic_workloads(dtype: str = "float32") -> Dict[str, List[tuple]]:
                                ("DDF 2x256x200x300 k3 generic", (2, 256, 200, 300))):
         p = dict(_ddf(None, C, None, None))
         out[name] = [(mk("ddf", k, p, dtype), dict(B=B, H=H, W=W)) for k in ("fwd", "dx", "ds", "dc")]
+    acda = dict(N=None, C=64, H=None, W=None, M=6, T=18, k=7, s=1, d=1, p=3)  # as benchmark_workloads'
+    out["ACDA 8x64x56x56 k7 generic"] = [(mk("acda", k, acda, dtype), dict(N=8, H=56, W=56))
+                                         for k in ("fwd", "dx", "datoms")]
     # PAC: the generic conv (forward and input gradient), conv_dk and conv_dw are tiled
     # (schedules.pac_cuda GENERIC_TILED)
     sym = dict(N=None, C=64, O=64, H=None, W=None, Ho=None, Wo=None, k=5, s=1, z=1, p=2, d=1)
@@ -212,7 +215,7 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     per output (pixel, tap) of ds, dO, X and C for each of the head's channels; per output
     (channel, tap) of dc, dO, X and S for each pixel (loads only).
     ``generic``: the bytes of the generic build ``generic`` (B, H, W symbolic) at static
-    ``wl``'s sizes (DDF; :func:`_ddf_generic_bytes`): the same accounting over its fixed tiles
+    ``wl``'s sizes (DDF: :func:`_ddf_generic_bytes`; ACDA: below): the same accounting over its fixed tiles
     and padded grids (fwd: 16 x 16 tiles over rows in pairs and columns in 16s; dx: the
     ``schedules.ddf_cuda.generic_dx_tile`` over ``dx_grid``'s generic grid, whole s*8 columns;
     ds: 32 x 8 tiles over rows of whole 8 pixels, ``_generic_ds_channel_blocks``' scratch; dc:
@@ -304,8 +307,17 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     tile with the channels in place of the bases: per thread (atom group, tap row, pixel) and
     channel, mi values of dO and the k inputs of its row (held in registers): (M/mi)*k*C*(mi +
     k) elements per pixel; at 8x64x56x56 k7 25,088 * 2*7*64*10 * 4 B = 899 MB, 12.1x (was
-    3,776 MB, 50.7x: dO and X per atom tap and channel). Generic datoms builds load the input
-    per (atom, tap) (mi times more), not counted here.
+    3,776 MB, 50.7x: dO and X per atom tap and channel). Generic ACDA builds (``generic``;
+    rows of whole X_QUANTUM = 8 pixels): fwd by tap rows in 8-pixel tiles where
+    ``schedules.acda_cuda.generic_tiled`` (the atoms as above over the padded rows, X per
+    block and tap row over (8-1)*s + (k-1)*d + 1 columns, :func:`_acda_fwd_rows_bytes`): at
+    8x64x56x56 k7 float32 252.9 MB + 8*64*380*92*4 B = 71.6 MB = 324.5 MB, 1.08x the static
+    build on sm_90; datoms by rows in 8-pixel tiles (:func:`_acda_datoms_generic_bytes`): dO
+    8*7*64*6*3136*4 B = 269.7 MB + X 8*64*380*92*4 B = 71.6 MB = 341.3 MB, 1.09x; dx the
+    atoms-in-registers count in 8-pixel tiles (:func:`_acda_dx_bytes`): P 3,136 blocks x 882 +
+    A 8*6*18*380*92 + dO 8*64*6*380*92 elements = 561.5 MB, 1.50x; elsewhere the fall-backs'
+    counts over the padded rows (the generic register-tile datoms loads the input per (atom,
+    tap): mi x k per channel, not k; dx the shared-atoms count).
     """
     p = _dims(wl)
     k2 = p["k"] ** 2
@@ -344,24 +356,32 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         from schedules.acda_cuda import atoms_per_thread
         from schedules.common import UNROLL_TAPS
 
-        pix = p["N"] * p["Ho"] * p["Wo"]
+        from .ops.acda import X_QUANTUM
+
+        # a generic build computes rows of whole X_QUANTUM pixels (ops.acda): its atoms and
+        # register tiles run over the padded row (the loads past it are masked: an upper bound)
+        quantum = X_QUANTUM if generic is not None else 1
+        wq = -(-p["Wo"] // quantum) * quantum
+        pix = p["N"] * p["Ho"] * wq
         k, M, T, mi = p["k"], p["M"], p["T"], atoms_per_thread(wl)
         cols = k if k <= UNROLL_TAPS else 1  # tap columns per thread
         atoms = (M // mi) * k * (k // cols) * T * (mi + cols)  # per pixel of the tile
         if wl.kernel == "fwd":
-            rows = _acda_fwd_rows_bytes(wl, p, arch)
+            rows = _acda_fwd_rows_bytes(wl, p, arch, generic)
             return (pix * atoms + (rows if rows is not None else pix * p["C"] * k2)) * itemsize
         if wl.kernel == "dx":
-            tiled = _acda_dx_bytes(wl, p)
+            tiled = _acda_dx_bytes(wl, p, generic, arch)
             if tiled is not None:
                 return tiled * itemsize
-            return p["N"] * p["H"] * p["W"] * (atoms + p["C"] * M * k2) * itemsize  # the fwd's tiling
+            wq = -(-p["W"] // quantum) * quantum
+            return p["N"] * p["H"] * wq * (atoms + p["C"] * M * k2) * itemsize  # the fwd's tiling
         if wl.kernel == "datoms":
-            rows = _acda_datoms_rows_bytes(wl, p)
+            rows = _acda_datoms_rows_bytes(wl, p) if generic is None else _acda_datoms_generic_bytes(wl, p, generic)
             if rows is not None:
                 return rows * itemsize
-            # the atoms build's register tile, channels for bases
-            return pix * (M // mi) * k * (k // cols) * p["C"] * (mi + cols) * itemsize
+            # the atoms build's register tile, channels for bases; the generic one loads the
+            # input per (atom, tap) (its padded row inlined: mi guarded loads per tap)
+            return pix * (M // mi) * k * (k // cols) * p["C"] * (mi + cols * (mi if generic is not None else 1)) * itemsize
     raise KeyError(f"no request estimate for {wl.op}.{wl.kernel}")
 
 
@@ -573,15 +593,24 @@ def _real_taps(n_src: int, n_out: int, t: int, k: int, s: int, z: int, pad: int,
     return len(wins), sum(1 for w in wins for Y in w if real(Y))
 
 
-def _acda_fwd_rows_bytes(wl: Workload, p: dict, arch: str) -> Optional[int]:
+def _acda_fwd_rows_bytes(wl: Workload, p: dict, arch: str, generic: Optional[Workload] = None) -> Optional[int]:
     """Input elements loaded by acda.fwd's tap-row schedule (``schedules.acda_cuda._fwd_rows``),
     or None where fwd keeps the shared-atoms one (X per (channel, tap) of every pixel): per
-    block and tap row, the real elements of each channel's input row segment."""
-    from schedules.acda_cuda import fwd_rows_tile
+    block and tap row, the real elements of each channel's input row segment. ``generic``: its
+    generic build's tiles (X_QUANTUM pixels, ``fwd_rows_shape``) where that build takes the
+    rows schedule (``generic_tiled``)."""
+    from schedules.acda_cuda import fwd_rows_tile, generic_tiled
 
+    from . import registry
     from .target import cuda_target
 
-    tile = fwd_rows_tile(wl, cuda_target(arch))
+    target = cuda_target(arch)
+    if generic is not None:
+        if not generic_tiled(generic, registry.prim_func(generic), target):
+            return None
+        tile = fwd_rows_tile(generic, target)
+    else:
+        tile = fwd_rows_tile(wl, target)
     if tile is None:
         return None
     rows, cols = _acda_real_windows(p, tile)
@@ -617,12 +646,42 @@ def _acda_datoms_rows_bytes(wl: Workload, p: dict) -> Optional[int]:
     return p["N"] * p["k"] * p["C"] * p["M"] * p["Ho"] * p["Wo"] + p["N"] * (p["M"] // t["mi"]) * p["C"] * rows * cols
 
 
-def _acda_dx_bytes(wl: Workload, p: dict) -> Optional[int]:
-    """Elements loaded by acda.dx's atoms-in-registers schedule (``schedules.acda_cuda.dx_tile``;
-    see :func:`requested_bytes`), or None where it keeps the shared-atoms one."""
-    from schedules.acda_cuda import dx_tile
+def _acda_datoms_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int]:
+    """Elements loaded by the generic acda.datoms' tiled schedule
+    (``schedules.acda_cuda._datoms_generic``), or None where that build keeps the register
+    tile: a thread per (tap row, pixel of an X_QUANTUM tile) loads its mi values of dO per
+    channel (dO k times in all, over the rows padded to whole tiles: the loads past Wo are
+    masked, counted as an upper bound), and per block (image, atom group, output row, tile) and
+    channel the real elements of its staged window, (k-1)*d + 1 input rows (the rows between
+    the taps too, at d > 1) x (X_QUANTUM - 1)*s + (k-1)*d + 1 columns."""
+    from schedules.acda_cuda import datoms_generic_shape, generic_tiled
 
-    t = dx_tile(wl)
+    from . import registry
+    from .ops.acda import X_QUANTUM
+
+    if not generic_tiled(generic, registry.prim_func(generic)):
+        return None
+    N, C, H, M, k, s, d, pad = (p[n] for n in ("N", "C", "H", "M", "k", "s", "d", "p"))
+    mi = datoms_generic_shape(generic)["mi"]
+    wq = -(-p["Wo"] // X_QUANTUM) * X_QUANTUM
+    rows = sum(1 for y in range(p["Ho"]) for Y in range(y * s, y * s + (k - 1) * d + 1) if pad <= Y < pad + H)
+    _, cols = _acda_real_windows(p, X_QUANTUM)
+    return N * k * C * M * p["Ho"] * wq + N * (M // mi) * C * rows * cols
+
+
+def _acda_dx_bytes(wl: Workload, p: dict, generic: Optional[Workload] = None, arch: str = "sm_90") -> Optional[int]:
+    """Elements loaded by acda.dx's atoms-in-registers schedule (``schedules.acda_cuda.dx_tile``;
+    see :func:`requested_bytes`), or None where it keeps the shared-atoms one. ``generic``: the
+    generic build's tiles (X_QUANTUM pixels, where ``generic_tiled``); its last tile's window
+    past the row holds no dO element (not loaded)."""
+    from schedules.acda_cuda import dx_tile, generic_tiled
+
+    from . import registry
+    from .target import cuda_target
+
+    if generic is not None and not generic_tiled(generic, registry.prim_func(generic), cuda_target(arch)):
+        return None
+    t = dx_tile(generic if generic is not None else wl)
     if t is None:
         return None
     N, C, H, W, M, T, k, s, d, pad = (p[n] for n in ("N", "C", "H", "W", "M", "T", "k", "s", "d", "p"))

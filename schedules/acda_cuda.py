@@ -24,6 +24,27 @@ inputs), 50% (4 blocks of 256 threads); requested bytes 301 MB, 5.4x the minimum
 568 MB, 10.2x). float64 (78 registers, 38%) and sm_80 (47 KB blocks: 3 per SM, 37.5%) keep
 the schedule above, as do tiles with more channels than one register tile (the registered
 models' C >= 80: the rows' inputs would be staged again per channel tile).
+Generic fwd (N, H, W symbolic; ``fwd_rows_shape``, ``generic_tiled``): the same rows schedule
+with tiles of X_QUANTUM = 8 pixels (a generic row of 'acc' is whole X_QUANTUM pixels, so no
+tile has a tail and TVM proves each tile's row segment inside the padded row: stages of
+constant size, 8 x M x k^2 atoms and C x (7 * s + (k-1) * d + 1) inputs; a longer tile's
+stages clip to the symbolic row end, which codegen refuses), the grid blockIdx.z / .y / .x
+over images, rows and ceil(Wo / 8) tiles (a fused index left the segment unproven),
+each pixel's tap-row window declared (``ddf_cuda._declare_read``), one register tile of cb
+channels per thread (the largest divisor of C within the arch's ACC_WORDS leaving at least
+GENERIC_FWD_THREADS threads), every arch and type (the stages are small: float64 and sm_80
+too), k <= UNROLL_TAPS and C / cb * 8 <= MAX_THREADS, else the shared-atoms schedule above.
+Each generic build is tried on a copy first and kept only if its stages compact to a constant
+size (``ddf_cuda._if_constant``). A warp is 4 channel slices x 8 pixels: the staged rows'
+stride padded so that the slices' loads hit disjoint banks (``_align_slices``; float32).
+8x64x56x56 k7 M = 6 (nvcc 13 -v, estimates): float32 sm_90 cb = 8, 64 threads, 72 registers,
+13,248 B shared, no spill, 14 blocks per SM (registers: 43.75%, static 62 registers, 50%);
+sm_80 cb = 4, 128 threads, 56 registers, 56%; float64 sm_90 cb = 4, 72 registers, 44%, sm_80
+cb = 2, 48 registers, 62.5%. Requested bytes (``gpu_report``): the atoms as the static, the
+row segments 14 wide per 8 pixels (92 columns per row against the static's 62): 253 + 71.6 =
+324.5 MB, 1.08x the static's 301 MB (5.8x the minimum), 0.57x the sm_80 static (the
+shared-atoms schedule: 568 MB). Per tap a thread still loads M atoms and cb inputs for cb x
+M FMAs (sm_90 float32: as the static); the cost is the halo and the smaller blocks.
 dx (static, k <= UNROLL_TAPS; ``_dx_registers``): one launch, the atoms in registers. The
 compute indexes the atoms by the input pixel they serve (``ops.acda.acda_dx``); the sum over
 (atom, tap) is split (rfactor) into groups of mi atoms x ku tap rows: a block owns a tile of
@@ -56,10 +77,19 @@ stay at 47% on one or both archs (4 blocks need <= 48 registers; cc is 1 there a
 Before (2026-11-30): q = 1, mi = 3 (14 partials), A read from global memory per atom tap
 (48 registers, 61%); before that the atoms in shared memory (a tile of 32 pixels filled
 37.6 KB) and dO loaded from global memory for every (channel, atom, tap) of every pixel (38x
-the minimum bytes; before that, grid-wide atoms through a global scratch, 87x). Generic
-builds and k > 7 keep that shared-atoms schedule (each thread sums its channels' M x k x k
-taps in a register; a generic row is whole X_QUANTUM pixels, the same code serving any size,
-PoCL-checked at several sizes from one lowering).
+the minimum bytes; before that, grid-wide atoms through a global scratch, 87x). k > 7 keeps
+that shared-atoms schedule (each thread sums its channels' M x k x k taps in a register).
+Generic dx (k <= 7; ``dx_tile`` of a generic workload): the atoms-in-registers schedule with
+tiles of X_QUANTUM input pixels (a generic row is whole X_QUANTUM pixels; the windows of a
+longer tile clip to the symbolic row end), the grid blockIdx.z / .y / .x over images, rows
+and tiles, the zero-inserted grid's rows bounded below (``ops.acda``: max(H, 1)); 8 pixels
+are too few for runs (q = 4 would leave 84 threads), so q = 1, mi = 3, 14 partials: 112
+threads. 8x64x56x56 k7 float32 (nvcc 13, estimates): sm_90 56 registers, 23,744 B shared,
+56% (static 48, 62%), sm_80 40 registers; float64 62 / 56. Requested bytes: the A and dO
+windows 8 + 6 columns per 8 pixels (92 real per row against the static's 62): 561.5 MB,
+1.50x the static's 374 MB (the shared-atoms generic schedule it replaces: 2,141 MB, 5.7x), so
+CUDA calls keep the static dx by default (``GENERIC_DEFAULT``); served generic (the
+generic shape mode, bundles without ``--input``), one build serves every size.
 datoms (static, k <= UNROLL_TAPS, output rows of at least 32 pixels; ``_datoms_rows``): a
 block per (image, atom group, tap row u, output row(s), tile of the row), a thread per pixel with mi atoms x k tap columns of dD in
 registers (``DATOMS_WORDS``: all 6 atoms in float32, 2 in float64); per chunk of cc channels
@@ -71,6 +101,17 @@ float64 46-56 registers, 56-66%; requested 313 MB, 4.2x (was 899 MB, 12.1x). Sym
 k > 7 and narrower rows (the registered models' 7- and 14-pixel rows: blocks of 28-49 threads
 took 61-80 registers there, 28-50%): the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
 x k tap columns of dD in registers), the channels in place of the bases.
+Generic datoms (k <= 7; ``_datoms_generic``): by rows in tiles of X_QUANTUM pixels, a block per
+(image and atom group: blockIdx.z, output row: .y, tile: .x), a thread per (tap row, pixel):
+k x 8 threads, mi atoms x k tap columns of dD each (DATOMS_WORDS, as the static), per chunk of
+cc channels the tile's window ((k-1)*d + 1 rows x 7*s + (k-1)*d + 1 columns) staged in shared
+memory, dO from global memory (8 adjacent pixels per tap row). Where TVM does not compact the
+window to a constant size (no padding; stride 2 with dilation 2: the window's rows then are
+not proven inside the padded rows) the register tile below. 8x64x56x56 k7 float32 (nvcc 13,
+estimates): 56 threads, 3,136 blocks, cc = 16, 6,272 B shared, sm_90 72 registers (44%; static
+64, 50%), sm_80 64, no spills; float64 (mi = 2) 48 registers on both. Requested bytes: dO k
+times as the static, the windows' 92 real columns per row against the static's 62: 341 MB,
+1.09x the static's 313 MB (float64 1.21x: three atom groups each stage the windows).
 Padding and zero insertion are index checks in the loads (inlined).
 
 Time estimate (no GPU here: arithmetic, not a measurement), 8x64x56x56 k7, M = 6, T = 18, fp32,
@@ -148,10 +189,14 @@ import re
 
 from typing import Optional
 
+import tvm
+import tvm.s_tir as s_tir
+
 from dynfilter_tvm.ops.acda import X_QUANTUM
 from dynfilter_tvm.ops.common import conv_out_size
 
 from . import register
+from .ddf_cuda import _declare_read, _if_constant
 from .common import MAX_THREADS, UNROLL_TAPS, bind_flat, extent, register_acc, unroll, unroll_taps
 
 SHARED_BYTES = 40 * 1024  # atoms tile in shared memory, under the 48 KiB static limit
@@ -244,7 +289,7 @@ def _tile_shape(wl, target, wo, per_channel: int):
     return tile, min(C // cb, want), cb
 
 
-def _tiles(sch, wl, target, c, x, per_channel: int):
+def _tiles(sch, wl, target, c, x, per_channel: int, shape=None):
     """Shared by fwd and dx: split the pixels ``x`` of a row into tiles of ``tile`` (one block
     each) and the channels ``c`` into (co, ci, cb): ``slices`` threads per pixel (threads:
     slices x pixels, pixels fastest, so loads coalesce), each looping over ``co`` register
@@ -254,7 +299,7 @@ def _tiles(sch, wl, target, c, x, per_channel: int):
     two), and small enough to leave ``MAX_THREADS / tile`` slices where C allows. One
     shared-memory atom then feeds cb FMAs (nvcc loads it once per tap for the whole tile:
     checked in the PTX). Returns (tile loop, pixel loop, co, ci, cb)."""
-    tile, slices, cb = _tile_shape(wl, target, extent(sch, x), per_channel)
+    tile, slices, cb = shape or _tile_shape(wl, target, extent(sch, x), per_channel)
     xo, xi = sch.split(x, [None, tile])
     co, ci, cbi = sch.split(c, [None, slices, cb])
     return xo, xi, co, ci, cbi
@@ -262,7 +307,10 @@ def _tiles(sch, wl, target, c, x, per_channel: int):
 
 @register("acda", "fwd", "cuda")
 def fwd(sch, wl, target):
-    if _fwd_rows(sch, wl, target):
+    if wl.kind == "generic":  # the rows schedule where its stages compact to a constant size
+        if fwd_rows_shape(wl, target) is not None and _tiled_if_constant(sch, lambda s: _fwd_rows(s, wl, target)):
+            return
+    elif _fwd_rows(sch, wl, target):
         return
     sch.compute_inline(sch.get_sblock("Xpad"))
     if wl.p["W"] is None:
@@ -304,13 +352,84 @@ def fwd_rows_tile(wl, target) -> Optional[int]:
     its ACC_WORDS_BEFORE_SM90 tiles need two channel tiles at C = 64), more channels than one
     register tile per thread covers (each tile would need the rows' inputs staged again: the
     models' C = 80 .. 432), or more than 48 KiB of shared memory."""
+    shape = fwd_rows_shape(wl, target)
+    return shape[0] if shape is not None else None
+
+
+GENERIC_FWD_THREADS = 64  # generic fwd rows: at least this many threads per block where C allows
+
+
+def fwd_rows_shape(wl, target) -> Optional[tuple]:
+    """(tile, slices, cb) of :func:`_fwd_rows` (see :func:`fwd_rows_tile`), or None.
+
+    Generic builds (W symbolic): tiles of ``X_QUANTUM`` pixels (a generic row is whole
+    X_QUANTUM pixels, so no tile has a tail and each tile's staged row segment provably lies in
+    the padded row: a stage of constant size; TVM cannot prove that of a longer tile), and a
+    single register tile of cb channels per thread, the largest divisor of C within ACC_WORDS
+    that leaves at least GENERIC_FWD_THREADS threads (C / cb slices x the tile's pixels): at
+    8x64x56x56 k7 M = 6, cb = 8 as the static one, 8 slices x 8 pixels = 64 threads (the
+    static: 8 x 32 = 256), so each tap still takes M atom and cb input loads from shared
+    memory for cb x M FMAs. The cost is the halo: a tile's row segment is 8 + (k-1)*d
+    columns, (8 + 6) / 8 = 1.75 loads per input at k7 against (32 + 6) / 32 = 1.19."""
     p = wl.p
-    if wl.kind != "static" or p["k"] > UNROLL_TAPS or wl.dtype == "float64" or _acc_words(target) != ACC_WORDS:
+    if p["k"] > UNROLL_TAPS:
         return None
-    tile, slices, cb = _tile_shape(wl, target, conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"]), p["M"])
+    if wl.kind == "static":
+        if wl.dtype == "float64" or _acc_words(target) != ACC_WORDS:
+            return None
+        tile, slices, cb = _tile_shape(wl, target, conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"]), p["M"])
+    else:
+        tile = _tile(wl, X_QUANTUM)
+        words = max(1, _acc_words(target) // (p["M"] * (2 if wl.dtype == "float64" else 1)))
+        fits = [b for b in range(1, min(words, p["C"]) + 1) if p["C"] % b == 0 and p["C"] // b * tile <= MAX_THREADS]
+        if not fits:
+            return None
+        cb = max([b for b in fits if p["C"] // b * tile >= GENERIC_FWD_THREADS] or [min(fits)])
+        slices = p["C"] // cb
     if slices * cb < p["C"] or fwd_shared_bytes(wl, tile) > STATIC_SHARED_BYTES:
         return None
-    return tile
+    return tile, slices, cb
+
+
+def _tiled_if_constant(sch, apply) -> bool:
+    """``ddf_cuda._if_constant`` (``apply`` to ``sch`` only if its stages compact to a constant
+    size on a copy), also False where the trial raises: TVM refuses some configurations
+    outright (fwd at k = 1: its region analysis of the unit tap loops overflows int32, a
+    ValueError; the generic build raised it before this check); ``sch`` is then untouched and
+    the caller takes the fall-back schedule."""
+    try:
+        return _if_constant(sch, apply)
+    except (RuntimeError, ValueError):  # (ScheduleError; TVM's internal checks)
+        return False
+
+
+def _bind_grid(sch, wl, n, y, xo):
+    """A block per (image, row, tile of the row). Static: one fused blockIdx.x. Generic:
+    blockIdx.z, .y, .x over the images, rows and tiles (ceil-divided symbolic extents), so that
+    TVM bounds a tile's index by its own loop, not by a division of a fused index (through
+    which it could not prove a staged segment inside the padded row: a stage of no constant
+    size); returns the innermost block loop."""
+    if wl.kind != "generic":
+        block = sch.fuse(n, y, xo)
+        sch.bind(block, "blockIdx.x")
+        return block
+    sch.bind(n, "blockIdx.z")
+    sch.bind(y, "blockIdx.y")
+    sch.bind(xo, "blockIdx.x")
+    return xo
+
+
+def _align_slices(sch, block, cb: int, cols: int) -> None:
+    """Generic fwd rows: pad the staged segments' row stride (``cols`` words) so that a warp's
+    X loads are free of bank conflicts. A warp is 32 / X_QUANTUM channel slices x X_QUANTUM
+    adjacent pixels, slices cb channels apart: a stride r with cb * r = 8 or 24 (mod 32) puts
+    the four slices' 8 pixels on disjoint banks (at cb = 8 the plain 14 gives 112 = 16 mod 32:
+    slices 0 and 2 on the same banks, two wavefronts per load; 15 gives 120 = 24)."""
+    if X_QUANTUM != 8:
+        return
+    stride = next((r for r in range(cols, cols + 32) if cb * r % 32 in (8, 24)), None)
+    if stride is not None and stride != cols:
+        sch.storage_align(block, 0, 2, 32, stride % 32)
 
 
 def _fwd_rows(sch, wl, target) -> bool:
@@ -321,22 +440,32 @@ def _fwd_rows(sch, wl, target) -> bool:
     in shared memory, then each thread adds the row's k taps for its cb channels x M atoms
     (registers, across the rows)."""
     p = wl.p
-    if fwd_rows_tile(wl, target) is None:
+    shape = fwd_rows_shape(wl, target)
+    if shape is None:
         return False
+    if wl.kind == "generic":
+        sch.compute_inline(sch.get_sblock("Apad"))
     acc = sch.get_sblock("acc")
     n, c, m, y, x, u, v = sch.get_loops(acc)
-    xo, xi, co, ci, cbi = _tiles(sch, wl, target, c, x, p["M"])
+    xo, xi, co, ci, cbi = _tiles(sch, wl, target, c, x, p["M"], shape)
     tile, slices, cb = extent(sch, xi), extent(sch, ci), extent(sch, cbi)
     sch.reorder(n, y, xo, co, u, ci, xi, v, cbi, m)
-    block = sch.fuse(n, y, xo)
+    block = _bind_grid(sch, wl, n, y, xo)
     threads = sch.fuse(ci, xi)
-    sch.bind(block, "blockIdx.x")
     sch.bind(threads, "threadIdx.x")
     nthreads = extent(sch, threads)
     unroll(sch, v, cbi, m)
     _atoms_in_shared(sch, wl, block, nthreads)
     xpad = sch.get_sblock("Xpad")
     sch.set_scope(xpad, 0, "shared")
+    if wl.kind == "generic":
+        # each pixel's whole row window at the tap row (affine in the pixel): else TVM clips
+        # the tile's segment to the padded row's symbolic end, a stage of no constant size
+        s, span = p["s"], (p["k"] - 1) * p["d"] + 1
+        _declare_read(sch, acc, "Xpad", lambda n, c, m, y, x, u, v: (
+            (n, n + 1), (c, c + 1), (y * s + u * p["d"], y * s + u * p["d"] + 1), (x * s, x * s + span)))
+    if wl.kind == "generic" and wl.dtype == "float32":  # (4-byte banks)
+        _align_slices(sch, xpad, cb, (tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1)
     rounds = _stage(sch, xpad, u, nthreads)
     # "#pragma unroll 1": unrolled, nvcc hoisted the copy's loads next to the 48 sums (98
     # registers on sm_90; 64 kept a loop)
@@ -346,6 +475,21 @@ def _fwd_rows(sch, wl, target) -> bool:
     # the cast stage at the channel-tile loop, spread over the threads as the sums are
     # (thread = (slice, pixel), its cb x M results serial), so each reads its own registers
     out = sch.get_sblock("out")
+    if wl.kind == "generic":
+        # the iteration order the threads take, fixed before the move: the tail predicate
+        # (x < Wo) leaves the moved block's binding non-affine, and reorder then refuses it
+        sch.transform_block_layout(out, lambda n, c, m, y, x: (n, y, c // cb, x, c % cb, m))
+        sch.reverse_compute_at(out, co)
+        loops = sch.get_loops(out)
+        at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co)))
+        named = dict(zip([nm for nm, e in (("c", slices), ("x", tile), ("cb", cb), ("m", p["M"])) if e > 1],
+                         loops[at + 1:]))
+        spatial = [named[nm] for nm in ("c", "x") if nm in named]
+        fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
+        _, tx = sch.split(fused, [None, nthreads])
+        sch.bind(tx, "threadIdx.x")
+        unroll(sch, *[named[nm] for nm in ("cb", "m") if nm in named])
+        return True
     sch.reverse_compute_at(out, co)
     loops = sch.get_loops(out)
     at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co)))
@@ -392,8 +536,10 @@ def dx_tile(wl, target=None):
     of the window copy is erratic: on 14-pixel rows cc = 4 took 107 registers, cc = 8 47
     (sm_90, before the runs)."""
     p = wl.p
-    if wl.kind != "static" or p["k"] > UNROLL_TAPS:
+    if p["k"] > UNROLL_TAPS:
         return None
+    if wl.kind != "static":  # rows of whole X_QUANTUM pixels: tiles of that many, no tail
+        p = dict(p, W=X_QUANTUM)
     M, T, k, d = p["M"], p["T"], p["k"], p["d"]
     item = 8 if wl.dtype == "float64" else 4
     words = DX_ATOM_WORDS // (item // 4)
@@ -451,9 +597,8 @@ def _dx_registers(sch, wl, t) -> None:
     wo, wt, wq = sch.split(w, [None, t["tile"] // t["q"], t["q"]])
     co, ci = sch.split(c, [None, t["cc"]])
     sch.reorder(n, h, wo, co, mu, wt, ci, m_in, ui, wq, v)
-    block = sch.fuse(n, h, wo)
+    block = _bind_grid(sch, wl, n, h, wo)
     thr = sch.fuse(mu, wt)
-    sch.bind(block, "blockIdx.x")
     sch.bind(thr, "threadIdx.x")
     threads = extent(sch, thr)
     # the thread's k x k atoms, built once before the channel loop (a thread loop of their own,
@@ -608,11 +753,45 @@ def _stage(sch, block, loop, threads: int) -> None:
     return rounds
 
 
+# generic kernels with a tiled schedule like the static one (fwd: _fwd_rows; datoms: _datoms_generic)
+GENERIC_TILED = ("fwd", "dx", "datoms")
+
+
+# generic kernels CUDA calls default to where tiled (dispatch): within ~1.1x the static build's
+# requested bytes at 8x64x56x56 k7 (fwd 1.08x, datoms 1.09x); dx's 8-pixel tiles request 1.50x
+# (its windows' halo: 14 columns per 8 pixels against 31 per 28), so dx stays static
+GENERIC_DEFAULT = ("fwd", "datoms")
+
+
+def generic_default(wl, func, target=None) -> bool:
+    """Whether CUDA calls of ACDA kernel ``wl`` default to its generic build: in
+    GENERIC_DEFAULT and :func:`generic_tiled`."""
+    return wl.kernel in GENERIC_DEFAULT and generic_tiled(wl, func, target)
+
+
+def generic_tiled(wl, func, target=None) -> bool:
+    """Whether the generic CUDA build of ACDA kernel ``wl`` (unscheduled PrimFunc ``func``) for
+    ``target`` (None: sm_90) takes the static kernel's tiled schedule: fwd's rows schedule
+    (:func:`fwd_rows_shape`: k <= UNROLL_TAPS, the channels in one register tile of at most
+    MAX_THREADS / X_QUANTUM slices, the stages within 48 KiB), datoms' (:func:`_datoms_generic`:
+    k <= UNROLL_TAPS), each where TVM compacts its stages to a constant size; read off the
+    scheduled module (both stage the input rows, 'Xpad', in shared memory; the fallbacks
+    inline them). ``dispatch`` serves CUDA calls of such kernels generic by default."""
+    if wl.kernel not in GENERIC_TILED:
+        return False
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    {"fwd": fwd, "dx": dx, "datoms": datoms}[wl.kernel](sch, wl, target)
+    # (dx: the staged dO window of the atoms-in-registers schedule)
+    return ("dOu_shared" if wl.kernel == "dx" else "Xpad_shared") in sch.mod.script()
+
+
 @register("acda", "dx", "cuda")
 def dx(sch, wl, target):
     t = dx_tile(wl, target)
-    if t is not None:
+    if t is not None and wl.kind == "static":
         _dx_registers(sch, wl, t)
+        return
+    if t is not None and _tiled_if_constant(sch, lambda s: _dx_registers(s, wl, t)):  # generic, 8-pixel tiles
         return
     for name in ("dOu", "Au"):
         sch.compute_inline(sch.get_sblock(name))
@@ -717,6 +896,69 @@ def _datoms_rows(sch, wl, t) -> None:
     unroll(sch, *serial)
 
 
+def datoms_generic_shape(wl) -> dict:
+    """Geometry of :func:`_datoms_generic`: dict(mi, cc, threads)."""
+    p = wl.p
+    rows, cols = (p["k"] - 1) * p["d"] + 1, (X_QUANTUM - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1
+    item = {"float64": 8, "float32": 4}.get(wl.dtype, 2)
+    cc = max(b for b in range(1, DATOMS_CHUNK + 1) if p["C"] % b == 0
+             and (b == 1 or b * rows * cols * item <= DATOMS_SHARED_BYTES))
+    return dict(mi=atoms_per_thread(wl, DATOMS_WORDS_F64 if wl.dtype == "float64" else DATOMS_WORDS), cc=cc,
+                threads=p["k"] * X_QUANTUM)
+
+
+def _datoms_generic(sch, wl) -> None:
+    """Generic dD (N, H, W symbolic; k <= UNROLL_TAPS) as the rows schedule with tiles of
+    X_QUANTUM pixels: a block per (image, atom group, output row, tile; blockIdx.z / .y / .x),
+    a thread per (tap row u, pixel) keeping mi atoms x k tap columns of dD in registers. Per
+    chunk of cc channels the block stages the tile's input window ((k-1)*d + 1 rows x
+    (X_QUANTUM - 1)*s + (k-1)*d + 1 columns per channel, padding checked in the copy) in shared
+    memory; per channel a thread loads its mi values of dO (8 adjacent pixels per tap row) and
+    its k inputs from shared memory for mi x k FMAs. (The static rows schedule has a block per
+    tap row and a whole row of pixels; a generic tile longer than X_QUANTUM would have a
+    staged window TVM clips to the symbolic row end.)"""
+    p = wl.p
+    g = datoms_generic_shape(wl)
+    mi, threads = g["mi"], g["threads"]
+    sch.compute_inline(sch.get_sblock("dOpad"))
+    acc = sch.get_sblock("acc")
+    n, m, u, v, y, x, c = sch.get_loops(acc)
+    mo, m_in = sch.split(m, [None, mi])
+    xo, xi = sch.split(x, [None, X_QUANTUM])
+    co, ci = sch.split(c, [None, g["cc"]])
+    sch.reorder(n, mo, y, xo, co, u, xi, ci, m_in, v)
+    sch.bind(sch.fuse(n, mo), "blockIdx.z")
+    sch.bind(y, "blockIdx.y")
+    sch.bind(xo, "blockIdx.x")
+    sch.bind(sch.fuse(u, xi), "threadIdx.x")
+    unroll(sch, m_in, v)
+    sch.annotate(ci, "disable_unroll", 1)  # as the static rows schedule's
+    xpad = sch.get_sblock("Xpad")
+    sch.set_scope(xpad, 0, "shared")
+    s, span = p["s"], (p["k"] - 1) * p["d"] + 1
+    # each pixel's whole tap window (affine in the pixel; see _fwd_rows)
+    _declare_read(sch, acc, "Xpad", lambda n_, m_, u_, v_, y_, x_, c_: (
+        (n_, n_ + 1), (c_, c_ + 1), (y_ * s, y_ * s + span), (x_ * s, x_ * s + span)))
+    rounds = _stage(sch, xpad, co, threads)
+    sch.annotate(rounds, "disable_unroll", 1)
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, co)
+    # the cast stage after the channel loop, a thread per (u, pixel) as the sums (the tail's
+    # predicate with it): the order fixed before the move (see _fwd_rows)
+    out = sch.get_sblock("out")
+    sch.transform_block_layout(out, lambda n_, m_, u_, v_, y_, x_: (n_, m_ // mi, y_, u_, x_, m_ % mi, v_))
+    sch.reverse_compute_at(out, xo)
+    loops = sch.get_loops(out)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(xo)))
+    named = dict(zip([nm for nm, e in (("u", p["k"]), ("x", X_QUANTUM), ("m", mi), ("v", p["k"])) if e > 1],
+                     loops[at + 1:]))
+    spatial = [named[nm] for nm in ("u", "x") if nm in named]
+    xl = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
+    _, tx = sch.split(xl, [None, threads])
+    sch.bind(tx, "threadIdx.x")
+    unroll(sch, *[named[nm] for nm in ("m", "v") if nm in named])
+
+
 @register("acda", "datoms", "cuda")
 def datoms(sch, wl, target):
     """The same register tile as the atoms build (``atoms_per_thread``): a thread per (atom
@@ -727,6 +969,8 @@ def datoms(sch, wl, target):
     t = datoms_tile(wl)
     if t is not None:
         _datoms_rows(sch, wl, t)
+        return
+    if wl.kind == "generic" and wl.p["k"] <= UNROLL_TAPS and _tiled_if_constant(sch, lambda s: _datoms_generic(s, wl)):
         return
     generic = wl.p["W"] is None
     if generic:

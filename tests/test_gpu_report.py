@@ -230,12 +230,56 @@ def test_generic_ddf_requested_bytes():
     assert G.requested_bytes(wl, 4, generic=gwl) == 4 * (d + 8 * 256 * 62 * 68 + 8 * 9 * 3136 * 16 + 2 * 7 * 8 * 256 * 9
                                                  + 8 * 256 * 9)
     for name, layer in G.generic_workloads().items():
-        for gwl, sizes in layer if name.startswith("DDF") else ():
+        if not name.startswith("DDF"):
+            continue
+        for gwl, sizes in layer:
             from dynfilter_tvm import emulate
 
             wl = emulate.concrete(gwl, sizes)
             gen, static = G.requested_bytes(wl, 4, generic=gwl), G.requested_bytes(wl)
             assert gen <= 1.5 * G.min_bytes(wl) and gen <= 1.11 * static, (wl, gen, static)
+
+
+def test_generic_acda_requested_bytes():
+    """The generic ACDA builds' requested bytes (schedules/acda_cuda.py's figures). fwd, the
+    rows schedule with 8-pixel tiles: the atoms as the static build (2 atom groups x 7 tap rows
+    x 18 bases x (3 + 7) per pixel), the row segments 8 + 6 columns per tile: 92 real ones per
+    56-pixel row (the static's 32-pixel tiles: 62), 1.08x the static build on sm_90, below it
+    on sm_80 (there the static keeps the shared-atoms schedule); datoms likewise by rows in
+    8-pixel tiles; dx the static one's atoms-in-registers schedule in 8-pixel tiles, 1.5x."""
+    from dynfilter_tvm import emulate
+
+    layer = G.generic_workloads()["ACDA 8x64x56x56 k7 generic"]
+    (fwd_g, at), (dx_g, _), (datoms_g, _) = layer
+    fwd, dx, datoms = (emulate.concrete(g, at) for g in (fwd_g, dx_g, datoms_g))
+    pix, atoms = 8 * 56 * 56, 2 * 7 * 18 * (3 + 7)
+    gen = G.requested_bytes(fwd, 4, "sm_90", generic=fwd_g)
+    assert gen == 4 * (pix * atoms + 8 * 64 * 380 * 92)
+    assert gen <= 1.1 * G.requested_bytes(fwd, 4, "sm_90") and gen < 0.6 * G.requested_bytes(fwd, 4, "sm_80")
+    assert G.requested_bytes(fwd, 4, "sm_80", generic=fwd_g) == gen
+    # dx: the atoms-in-registers schedule in 8-pixel tiles (7 per row, 3,136 blocks): P per
+    # block, the A window of each (atom, basis) and the dO window of each (channel, atom) per
+    # block: 380 real grid rows x 7 x (8 + 6) columns, 92 real (static: 28-pixel tiles, 62)
+    gen = G.requested_bytes(dx, 4, generic=dx_g)
+    assert gen == 4 * (3136 * 18 * 49 + 8 * 6 * 18 * 380 * 92 + 8 * 64 * 6 * 380 * 92)
+    assert 1.45 * G.requested_bytes(dx) < gen < 1.55 * G.requested_bytes(dx)
+    # datoms by rows in 8-pixel tiles, all 6 atoms per thread: dO once per tap row, and per
+    # (image, output row, tile) block and channel its 7-row window's real rows (380 over the
+    # rows) x the tiles' 92 real columns; 1.09x the static build's (its 56-pixel rows: 62)
+    gen = G.requested_bytes(datoms, 4, generic=datoms_g)
+    assert gen == 4 * (8 * 7 * 64 * 6 * 3136 + 8 * 64 * 380 * 92)
+    assert gen <= 1.1 * G.requested_bytes(datoms)
+    # a row of 5 pixels (padded to 8: one tile; its window's 10 padded columns hold 5 real ones),
+    # k3 (mi = 6: 1 atom group x 3 tap rows x 3 bases x (6 + 3) per pixel of the padded row)
+    p = dict(N=None, C=8, H=None, W=None, M=6, T=3, k=3, s=1, d=1, p=1)
+    g = Workload.make("acda", "fwd", p, "float32")
+    wl = emulate.concrete(g, dict(N=1, H=4, W=5))
+    assert G.requested_bytes(wl, 4, generic=g) == 4 * (4 * 8 * 3 * 3 * 9 + 8 * (2 + 3 + 3 + 2) * 5)
+    # k = 9: the shared-atoms schedule (X per (channel, tap) of every pixel of the padded rows)
+    g = Workload.make("acda", "fwd", dict(p, k=9, p=4), "float32")
+    wl = emulate.concrete(g, dict(N=1, H=4, W=5))
+    # (atoms_per_thread: one tap column per thread, so all 6 atoms: 81 taps x 3 bases x (6 + 1))
+    assert G.requested_bytes(wl, 4, generic=g) == 4 * 4 * 8 * (81 * 3 * 7 + 8 * 81)
 
 
 def test_generic_per_output_bytes():

@@ -24,7 +24,8 @@ the real row only, so CPU register tiles have no tail predicate (TVM bounds a ti
 CUDA: sm_90 device code, PoCL-checked at several sizes from one lowering). CPU speed, 1 thread,
 kernel alone (``benchmarks/bench_acda_kernels.py``, minimum of the thread's CPU time over 15
 calls, two runs, 2026-11-30), generic / static at 2x64x56x56 k7: fwd 1.06-1.09, dx 1.04-1.19,
-datoms 0.87-0.89; at 2x64x28x28 k7 0.69-0.73, 0.45-0.47, 0.53-0.59 (there the static
+datoms 0.87-0.89 (0.96-0.99 with the rows bounded below, max(Wo, 1), which the CUDA tiles
+need: 2026-12-01, RESULTS "Generic ACDA CUDA rows"); at 2x64x28x28 k7 0.69-0.73, 0.45-0.47, 0.53-0.59 (there the static
 kernels run half vectors or a predicated tail; the generic rows are padded to 32 px). Before
 the generic CPU schedules were reworked (``schedules/acda_cpu.py``, its docstring says what
 the generic assembly showed) the same script gave 2.12, 1.42, 1.20 at 56x56 and 1.45, 0.57,
@@ -68,7 +69,9 @@ def _static(val) -> bool:
 
 def _whole_vectors(n):
     """A symbolic row length rounded up to whole ``X_QUANTUM`` (static lengths stay)."""
-    return n if _static(n) else tirx.floordiv(n + (X_QUANTUM - 1), X_QUANTUM) * X_QUANTUM
+    # max(n, 1): TVM does not know that a size is positive; bounded below, a CUDA tile's staged
+    # row segment provably fits the padded row (a stage of constant size)
+    return n if _static(n) else tirx.floordiv(tirx.max(n, 1) + (X_QUANTUM - 1), X_QUANTUM) * X_QUANTUM
 
 
 def _pad_to(t: te.Tensor, pad: int, width, name: str) -> te.Tensor:
@@ -81,7 +84,10 @@ def _pad_to(t: te.Tensor, pad: int, width, name: str) -> te.Tensor:
         inside = tirx.all(y >= pad, y < h + pad, x >= pad, x < w + pad)
         return tirx.if_then_else(inside, t(*j, y - pad, x - pad), tirx.const(0, t.dtype))
 
-    return te.compute((*lead, h + 2 * pad, width), body, name=name)
+    # (a symbolic height bounded below, as _whole_vectors: a CUDA tile's staged window of
+    # (k-1)*d + 1 rows then provably fits the padded rows)
+    rows = h + 2 * pad if _static(h) else tirx.max(h, 1) + 2 * pad
+    return te.compute((*lead, rows, width), body, name=name)
 
 
 def _widen(t: te.Tensor, width, name: str) -> te.Tensor:
@@ -154,7 +160,9 @@ def acda_dx(N, C, H, W, M, T, k, s, d, p, dtype):
     acc_t = acc_dtype(dtype)
     e = d * (k - 1)
     Wq = _whole_vectors(W)  # generic: rows of whole vectors (see the module docstring)
-    grid = (H + p + e, W + p + e if _static(W) else _whole_vectors(Wq + p + e))
+    # (generic: the height bounded below, as _pad_to's, so a CUDA tile's window of grid rows
+    # provably fits)
+    grid = (H + p + e if _static(H) else tirx.max(H, 1) + p + e, W + p + e if _static(W) else _whole_vectors(Wq + p + e))
     dOu = zero_insert_pad(dO, s, e, grid, "dOu")
     Au = zero_insert_pad(A, s, e, grid, "Au")
     t = te.reduce_axis((0, T), "t")
