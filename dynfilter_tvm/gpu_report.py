@@ -407,12 +407,7 @@ def _ddf_tiled_bytes(wl: Workload, p: dict) -> Optional[int]:
         """(tiles, elements loaded over all tiles' windows) along one axis."""
         if fwd:  # windows on the padded input; rows p .. p+n_in-1 are real
             return _input_windows(n_in, n_out, t, s, pad, halo)
-        # dx: tiles of the phase grid; grid rows i .. i+t-1 read dO rows from
-        # i//s + p//s - max(off) to (i+t-1)//s + p//s - min(off) (stride 1: t + (k-1)*d rows)
-        starts = range(0, n_grid, t)
-        wins = [range(i // s + pad // s - max(offs), (min(i + t, n_grid) - 1) // s + pad // s - min(offs) + 1)
-                for i in starts]
-        return len(wins), sum(1 for w in wins for y in w if 0 <= y < n_out)
+        return _dx_windows(n_out, n_grid, t, s, pad, offs)
 
     (ty_n, ry), (tx_n, rx) = real(H, Ho, grid[0], tile[0]), real(W, Wo, grid[1], tile[1])
     tiles, chunks = ty_n * tx_n, (C // G) // _chunk(C // G)
@@ -452,12 +447,8 @@ def _ddf_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int
         # 16-lane tiles), so up to one column block of padding that still loads its C
         grid = (H, up(W, FWD_ROW_QUANTUM)) if s == 1 else (up(H + pm, s), up(W + pm, s * ROW_QUANTUM))
 
-        def real(n_out: int, n_grid: int, t: int) -> tuple:  # as _ddf_tiled_bytes' dx
-            wins = [range(i // s + pad // s - max(offs), (min(i + t, n_grid) - 1) // s + pad // s - min(offs) + 1)
-                    for i in range(0, n_grid, t)]
-            return len(wins), sum(1 for w in wins for y in w if 0 <= y < n_out)
-
-        (ty_n, ry), (tx_n, rx) = real(Ho, grid[0], tile[0]), real(Wo, grid[1], tile[1])
+        (ty_n, ry), (tx_n, rx) = (_dx_windows(Ho, grid[0], tile[0], s, pad, offs),
+                                  _dx_windows(Wo, grid[1], tile[1], s, pad, offs))
         chunks = cg // D._chunk(cg)
         return B * C * ry * rx + B * G * k2 * ry * rx * chunks + B * C * k2 * ty_n * tx_n + B * C * H * W
     if wl.kernel == "ds":
@@ -478,6 +469,15 @@ def _ddf_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int
     (_, ry), (tx_n, rx) = (_input_windows(n, no, t, s, pad, halo) for n, no, t in ((H, Ho, ty), (W, Wo, nx)))
     s_loads = B * G * (cg // cc) * k2 * Ho * Wo if p["combine"] == "mul" else 0
     return B * C * Ho * Wo + B * C * ry * rx + s_loads + 2 * tx_n * B * C * k2 + B * C * k2
+
+
+def _dx_windows(n_out: int, n_grid: int, t: int, s: int, pad: int, offs: list) -> tuple:
+    """(tiles, real dO elements over all tiles' windows) along one axis of DDF dx's phase grid
+    (``n_grid`` positions in tiles of t): grid rows i .. i+t-1 read dO rows from
+    i//s + p//s - max(offs) to (i+t-1)//s + p//s - min(offs) (stride 1: t + (k-1)*d rows)."""
+    wins = [range(i // s + pad // s - max(offs), (min(i + t, n_grid) - 1) // s + pad // s - min(offs) + 1)
+            for i in range(0, n_grid, t)]
+    return len(wins), sum(1 for w in wins for y in w if 0 <= y < n_out)
 
 
 def _input_windows(n_in: int, n_out: int, t: int, s: int, pad: int, halo: int) -> tuple:
