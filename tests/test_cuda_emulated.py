@@ -357,11 +357,16 @@ HALF_CASES = {
 @pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
 @pytest.mark.parametrize("name", HALF_CASES)
 def test_tensor_core_half(name, dtype):
-    wl = Workload.make("pac", "conv", HALF_CASES[name], dtype)
-    low = emulate.prepare(wl, "cuda")
-    assert f"tvm_mma_m16n8k16(tvm_mma_x, {int(dtype == 'bfloat16')}," in low.source
-    err = emulate.check(wl, "cuda", lowered=low)
+    err = _half_mma_error(Workload.make("pac", "conv", HALF_CASES[name], dtype))
     assert 1e-5 < err <= emulate.TOLERANCE[dtype]
+
+
+def _half_mma_error(wl) -> float:
+    """The error of ``wl``'s CUDA build on PoCL, once its device code is checked to use the
+    m16n8k16 mma of its half type."""
+    low = emulate.prepare(wl, "cuda")
+    assert f"tvm_mma_m16n8k16(tvm_mma_x, {int(wl.dtype == 'bfloat16')}," in low.source
+    return emulate.check(wl, "cuda", lowered=low)
 
 
 @pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
@@ -644,10 +649,7 @@ DK_HALF_CASES = {
 @pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
 @pytest.mark.parametrize("name", DK_HALF_CASES)
 def test_conv_dk_tensor_core_half(name, dtype):
-    wl = Workload.make("pac", "conv_dk", DK_HALF_CASES[name], dtype)
-    low = emulate.prepare(wl, "cuda")
-    assert f"tvm_mma_m16n8k16(tvm_mma_x, {int(dtype == 'bfloat16')}," in low.source
-    assert emulate.check(wl, "cuda", lowered=low) <= emulate.TOLERANCE[dtype]
+    assert _half_mma_error(Workload.make("pac", "conv_dk", DK_HALF_CASES[name], dtype)) <= emulate.TOLERANCE[dtype]
 
 
 @pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
