@@ -27,7 +27,7 @@ Per kernel (forward and every gradient) at the benchmark shapes, for sm_90 and s
   the launch meets issue 15's aims: no spills, theoretical occupancy >= 50%, estimate within
   1.5x of that roofline (:func:`aims`).
 
-The DDF kernels are listed twice per benchmark shape: static builds, and the generic ones
+The DDF, ACDA and PAC kernels are listed twice per benchmark shape: static builds, and the generic ones
 (B, H, W symbolic, :func:`generic_workloads`: "... generic" layers), each built and lowered
 once, its registers, spills and shared memory those of the one build, its grid resolved at the
 benchmark size from its launch code, its requested bytes counted over its fixed tiles
@@ -215,7 +215,10 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     per output (pixel, tap) of ds, dO, X and C for each of the head's channels; per output
     (channel, tap) of dc, dO, X and S for each pixel (loads only).
     ``generic``: the bytes of the generic build ``generic`` (B, H, W symbolic) at static
-    ``wl``'s sizes (DDF: :func:`_ddf_generic_bytes`; ACDA: below): the same accounting over its fixed tiles
+    ``wl``'s sizes (DDF: :func:`_ddf_generic_bytes`; ACDA: below; PAC conv, conv_dk, conv_dw:
+    :func:`_pac_conv_tiled_bytes`, :func:`_pac_dk_generic_bytes` (its staged source windows,
+    :func:`_x_windows`: 538 MB at 8x64x128x128 k5, 1.00x the static build's), :func:`_pac_dw_tiled_bytes`):
+    the same accounting over its fixed tiles
     and padded grids (fwd: 16 x 16 tiles over rows in pairs and columns in 16s; dx: the
     ``schedules.ddf_cuda.generic_dx_tile`` over ``dx_grid``'s generic grid, whole s*8 columns;
     ds: 32 x 8 tiles over rows of whole 8 pixels, ``_generic_ds_channel_blocks``' scratch; dc:
