@@ -41,8 +41,8 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   its transposed form and both input gradients) wherever the generic build is tiled
   (``schedules.pac_cuda.generic_serves``: the static schedules with fixed tiles, requested
   bytes 1.00x / 1.00x / 0.998x the static SIMT builds' at 8x64x128x128 k5, estimates;
-  ``conv_dk`` only where it stages its source window, ``generic_dk_staged``: not at k3 s2 d1
-  nor k2 s1 d1, where its per-tap fallback requests 1.4-2.4x) and no static build of the configuration could
+  ``conv_dk`` only where it stages its source window, ``generic_dk_staged``: not at k2 s1 d1,
+  k4 s2 d1, C = O = 64 k3 float64, where its per-tap fallback requests 1.75-2.4x) and no static build of the configuration could
   take tensor cores: float64, float32 without the ``tf32`` flag
   (``torch.backends.cudnn.allow_tf32`` off; conv_dk has no TF32 path), and configurations
   whose O or C is no whole mma tile. PAC ``conv`` and ``conv_dk`` with tensor cores (``conv``:

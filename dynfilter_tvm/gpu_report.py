@@ -747,7 +747,7 @@ def _pac_dk_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[
     Otherwise (per-tap loads, the fallback where the window does not compact:
     ``schedules.pac_cuda._window_pads``) the source per tap: X = N*C*Ty*Tx, the real (output,
     tap) pairs per axis as conv's: 823 MB at that shape, 1.29 GB in all, 2.4x (what the generic
-    conv_dk did everywhere before); 1.43x at k3 s2 d1 C = O = 64 8x128² -> 64²."""
+    conv_dk did everywhere before); 1.75x at k4 s2 d1 C = O = 64 8x128² -> 64²."""
     from . import registry
     from schedules.pac_cuda import generic_dk_staged, generic_dk_tile, generic_tiled
 

@@ -143,15 +143,15 @@ tap sum padded; per input channel the source window is staged as the static buil
 buffer ``pad_einsum`` pads to whole multiples of the window, so that TVM proves the window
 inside its extent and compacts the stage to one window ((ty-1)*s + (k-1)*d + 1 rows x (tx-1)*s
 + (k-1)*d + 1 columns: 8 x 36 at k5); a tail tile's window past the padded grid is left
-unwritten and never read (its taps belong to padding pixels, zeros). Where no padding keeps
-that extent a product TVM can reason with, or its compaction overflows int32 (``_window_pads``:
-k3 s2 d1 and k2 s1 d1, whose grid extent is s*Ho + 1, and C = O = 64 k3 in float64), each
-thread loads its k x yi taps per channel instead (per tap, coalesced along x). 8x64x128x128 k5
+unwritten and never read (its taps belong to padding pixels, zeros). Where no padding tried
+compacts (``_window_pads``: TVM's simplification of the padded extent, int32 overflows in its
+bounds; k2 s1 d1, k4 s2 d1, C = O = 64 k3 in float64), each thread loads its k x yi taps per
+channel instead (per tap, coalesced along x). 8x64x128x128 k5
 O=64 float32: 44,160 B shared memory (the static build's), ptxas sm_90 48 registers (static 47),
 sm_80 62, no spills; requested 538 MB, 1.00x the static build's (X 72 MB in its windows; per
 tap it was 823 MB, 1.29 GB in all: 2.4x), so CUDA calls take the generic build by default where
 it stages (``generic_serves``); float64 1 x 32 tiles as the static, 56 / 91 registers. Per-tap
-at k3 s2 d1 C = O = 64 8x128² -> 64²: 1.43x the static build's bytes (static by default).
+at k4 s2 d1 C = O = 64 8x128² -> 64²: 1.75x the static build's bytes (static by default).
 conv_dw (``_conv_dw_generic_tiled``, k > 1): dw_tile's channel tiles, 32-pixel chunks; split-K over
 ``generic_dw_parts`` fixed parts of the batch's N*Ho rows (about SPLIT_K_THREADS partial sums,
 at most GENERIC_DW_PARTS; parts past the rows stay zero), so the scratch (parts x O x C x k^2)
@@ -1311,26 +1311,19 @@ def _staged_window(sch, acc, pads):
     return copy
 
 
-def _window_pads(wl, t, tries: int = 8) -> list:
-    """Candidate paddings (rows, columns) of the staged window (``_staged_window``), in order:
-    per axis the multiples m from the window up (window .. window + tries - 1) whose padded
-    extent TVM keeps a product. ``pad_einsum`` pads Sz's extent E = s*n + e (e = (k-1)d + 1 -
-    s) to (E + m - 1) // m * m, which TVM may simplify to a sum ((s*n + r) // m * m + m: every
-    m at e = 1, k3 s2 d1 or k2 s1 d1: no candidate, per-tap loads; some m elsewhere, as m = 3
-    at k3 s1), and its compaction of some products overflowed int32 (m = 4 at k3 s1 float64's
-    2 x 32 tiles): ``conv_dk`` tries the candidates in turn. (Staging X instead, whose extent
-    always pads to a product, overflowed at k3 s2 d1 and spilled 12 B at k2 s1 float64.)"""
-    from tvm import sym
-
-    p, analyzer, n = wl.p, sym.Analyzer(), tirx.Var("n", "int32")
-    e = (p["k"] - 1) * p["d"] + 1 - p["s"]
-
-    def products(window):
-        return [m for m in range(window, window + tries)
-                if isinstance(padded := analyzer.simplify(tirx.floordiv(n * p["s"] + e + m - 1, m) * m), tirx.Mul)
-                and isinstance(padded.b, tirx.IntImm)]
-
-    return list(zip(*(products(w) for w in _dk_window(wl, t["ty"], t["tx"]))))
+def _window_pads(wl, t, tries: int = 4) -> list:
+    """Candidate paddings (rows, columns) of the staged window (``_staged_window``), in the
+    order ``conv_dk`` tries them: the window itself, then up to ``tries`` - 1 more elements
+    per axis. Whether TVM compacts the stage depends on how it simplifies the padded extent
+    (E + m - 1) // m * m of Sz's extent E = s*Ho + (k-1)d + 1 - s, and on whether its bounds
+    over the unbounded symbolic sizes overflow int32 in the compaction (at k5, m = 9 and 37
+    overflow where 8 and 36 compact); no rule found predicts it, so each build checks
+    (``_if_constant``). None of these compact at k2 s1 d1, k4 s2 d1 (E = s*Ho + 1 or + 2:
+    TVM's simplified sums) nor C = O = 64 k3 in float64 (every m overflowed): per-tap loads.
+    (Staging X instead, whose extent H pads to a product, overflowed at k3 s2 d1 and spilled
+    12-24 B at z = 2 and at k2 s1 float64: its taps' index checks.)"""
+    wy, wx = _dk_window(wl, t["ty"], t["tx"])
+    return [(wy + i, wx + i) for i in range(tries)]
 
 
 def _tried_constant(sch, apply) -> bool:

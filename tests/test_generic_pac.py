@@ -229,9 +229,10 @@ def _generic(kernel, params, dtype):
 TILED_DK = [dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1), dict(C=3, O=5, k=3, s=2, z=1, p=2, d=2),
             dict(C=4, O=6, k=5, s=1, z=2, p=2, d=1),  # the kernel gradient of a transposed form
             dict(C=2, O=1, k=3, s=1, z=1, p=1, d=1),  # one output channel: G without a reduction loop
-            dict(C=3, O=4, k=2, s=1, z=1, p=-1, d=1),  # a phase: even k, a crop (per tap: Sz's extent Ho + 1)
-            dict(C=3, O=5, k=3, s=2, z=1, p=1, d=1)]  # stride 2 (per tap: Sz's extent 2*Ho + 1)
-DK_PER_TAP = (4, 5)  # TILED_DK's configurations whose window does not compact (_window_pads)
+            dict(C=3, O=4, k=2, s=1, z=1, p=-1, d=1),  # a phase: even k, a crop (per tap)
+            dict(C=3, O=5, k=3, s=2, z=1, p=1, d=1),  # stride 2 (staged: Sz's extent 2*Ho + 1)
+            dict(C=3, O=5, k=4, s=2, z=1, p=1, d=1)]  # stride 2, even k (per tap)
+DK_PER_TAP = (4, 6)  # TILED_DK's configurations whose window does not compact (_window_pads)
 # conv_dw (``_conv_dw_generic_tiled``): the static split-K with a fixed count of parts over the
 # batch's rows, each row padded to whole 32-pixel chunks
 TILED_DW = [dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1), dict(C=3, O=5, k=3, s=2, z=1, p=2, d=2),
@@ -446,7 +447,8 @@ def test_cuda_default_generic_where_tiled(monkeypatch):
     assert served("conv_dk", "float16", C=16, O=16) == "static"  # tensor cores (sm_80+, O, C % 16 = 0)
     assert served("conv_dk", "float16", C=16, O=16, target=sm75) == "generic"  # no mma.sync there
     assert served("conv_dk", "bfloat16", C=12, O=16) == "generic"  # C no whole mma tile
-    assert served("conv_dk", "float32", C=16, O=16, s=2, Ho=5, Wo=17) == "static"  # per-tap loads (k3 s2 d1)
+    assert served("conv_dk", "float32", C=16, O=16, s=2, Ho=5, Wo=17) == "generic"  # k3 s2: staged too
+    assert served("conv_dk", "float32", C=16, O=16, k=2, p=-1, Ho=7, Wo=31) == "static"  # per-tap loads
     assert served("conv_dw", "float32", C=16, O=16) == "generic"
     assert served("conv_dw", "float16", C=16, O=16) == "generic"  # (no tensor cores in conv_dw)
     assert served("pool", "float32", C=16, G=1, a=0) == "static"
