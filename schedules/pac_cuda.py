@@ -357,9 +357,10 @@ def generic_serves(wl, func, target) -> bool:
     conv in the half types and float32 flagged ``tf32``, conv_dk in the half types, on sm_80+
     with O and C whole mma tiles; Wo's divisibility depends on the size, so such
     configurations stay static at every size)."""
-    if wl.kernel not in GENERIC_DEFAULT or _may_use_mma(wl, target) or not generic_tiled(wl, func):
+    if wl.kernel not in GENERIC_DEFAULT or _may_use_mma(wl, target):
         return False
-    return wl.kernel != "conv_dk" or generic_dk_staged(wl, func)
+    script = _scheduled_script(wl, func)  # (once: conv_dk's tries each lower a copy)
+    return 'scope="shared"' in script and (wl.kernel != "conv_dk" or "Sz_shared" in script)
 
 
 def _may_use_mma(wl, target) -> bool:
