@@ -37,15 +37,17 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   1.21x); its generic ``dx`` is tiled too (the static atoms-in-registers schedule in 8-pixel
   tiles) but requests 1.50x the static build's bytes, so dx stays static
   (``schedules.acda_cuda.GENERIC_DEFAULT``).
-* **CUDA: generic for PAC ``conv`` and ``conv_dw``** (``conv``: the convolution, its
-  transposed form and both input gradients) wherever the generic build is tiled
+* **CUDA: generic for PAC ``conv``, ``conv_dk`` and ``conv_dw``** (``conv``: the convolution,
+  its transposed form and both input gradients) wherever the generic build is tiled
   (``schedules.pac_cuda.generic_serves``: the static schedules with fixed tiles, requested
-  bytes 1.00x / 0.998x the static SIMT builds' at 8x64x128x128 k5, estimates) and, for
-  ``conv``, no static build of the configuration could take tensor cores: float64, float32
-  without the ``tf32`` flag (``torch.backends.cudnn.allow_tf32`` off), and configurations
-  whose O or C is no whole mma tile. PAC ``conv`` with tensor cores (the half types, TF32),
-  ``conv_dk`` (tiled generic, but 2.4x the static bytes: its source per tap), ``pool*``,
-  ``dist*`` (per-output generic kernels) stay static on CUDA.
+  bytes 1.00x / 1.00x / 0.998x the static SIMT builds' at 8x64x128x128 k5, estimates;
+  ``conv_dk`` only where it stages its source window, ``generic_dk_staged``: not at k2 s1 d1,
+  k4 s2 d1, C = O = 64 k3 float64, where its per-tap fallback requests 1.75-2.4x) and no static build of the configuration could
+  take tensor cores: float64, float32 without the ``tf32`` flag
+  (``torch.backends.cudnn.allow_tf32`` off; conv_dk has no TF32 path), and configurations
+  whose O or C is no whole mma tile. PAC ``conv`` and ``conv_dk`` with tensor cores (``conv``:
+  the half types, TF32; ``conv_dk``: the half types with O, C multiples of 16), ``pool*``,
+  ``dist*`` (per-output generic kernels, as their static builds) stay static on CUDA.
   A GPU serving many sizes without JIT takes a bundle built without ``--input``.
 
 The static mode is also the switch for hot shapes on CPU: one build per shape met, each

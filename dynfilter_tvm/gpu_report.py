@@ -27,7 +27,7 @@ Per kernel (forward and every gradient) at the benchmark shapes, for sm_90 and s
   the launch meets issue 15's aims: no spills, theoretical occupancy >= 50%, estimate within
   1.5x of that roofline (:func:`aims`).
 
-The DDF kernels are listed twice per benchmark shape: static builds, and the generic ones
+The DDF, ACDA and PAC kernels are listed twice per benchmark shape: static builds, and the generic ones
 (B, H, W symbolic, :func:`generic_workloads`: "... generic" layers), each built and lowered
 once, its registers, spills and shared memory those of the one build, its grid resolved at the
 benchmark size from its launch code, its requested bytes counted over its fixed tiles
@@ -215,7 +215,10 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     per output (pixel, tap) of ds, dO, X and C for each of the head's channels; per output
     (channel, tap) of dc, dO, X and S for each pixel (loads only).
     ``generic``: the bytes of the generic build ``generic`` (B, H, W symbolic) at static
-    ``wl``'s sizes (DDF: :func:`_ddf_generic_bytes`; ACDA: below): the same accounting over its fixed tiles
+    ``wl``'s sizes (DDF: :func:`_ddf_generic_bytes`; ACDA: below; PAC conv, conv_dk, conv_dw:
+    :func:`_pac_conv_tiled_bytes`, :func:`_pac_dk_generic_bytes` (its staged source windows,
+    :func:`_x_windows`: 538 MB at 8x64x128x128 k5, 1.00x the static build's), :func:`_pac_dw_tiled_bytes`):
+    the same accounting over its fixed tiles
     and padded grids (fwd: 16 x 16 tiles over rows in pairs and columns in 16s; dx: the
     ``schedules.ddf_cuda.generic_dx_tile`` over ``dx_grid``'s generic grid, whole s*8 columns;
     ds: 32 x 8 tiles over rows of whole 8 pixels, ``_generic_ds_channel_blocks``' scratch; dc:
@@ -733,24 +736,45 @@ def _pac_dw_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = Non
 def _pac_dk_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int]:
     """Elements requested by the generic conv_dk build ``generic`` at static ``wl``'s sizes
     (``schedules.pac_cuda._conv_dk_generic_tiled``), or None where it is per-output: the static
-    tiled count over its fixed tile, but the source per tap (each thread loads its k x yi
-    taps per channel; the staged window of the static build is not there): X = N*C*Ty*Tx, the
-    real (output, tap) pairs per axis as conv's. At 8x64x128x128 k5 O=64 float32 (4 x 32 tiles,
-    128 per image): dO 33.6 MB + X 8*64*634^2*4 B = 823 MB + Wt 419 MB + dK 13.1 MB = 1.29 GB,
-    2.4x the static build's 538 MB (16.0x the minimum)."""
+    tiled count over its fixed tile (``generic_dk_tile``). Where it stages the source window
+    (``generic_dk_staged``): per tile and input channel the X rows and columns under the
+    tile's window (:func:`_x_windows`: the padded tail tile's whole window, X's elements only;
+    at z = 1 exactly the static count's real elements), so at sizes that are whole tiles the
+    static build's bytes. At 8x64x128x128 k5 O=64 float32 (4 x 32 tiles, 32 x 4 per image;
+    windows of 8 x 36 grid positions, X rows 32*8 - 4 = 252, columns 4*36 - 4 = 140): dO
+    33.6 MB + X 8*64*252*140*4 B = 72.3 MB + Wt 8*128*64*64*25*4 B = 419 MB + dK 13.1 MB =
+    538 MB, 1.00x the static build's (6.7x the minimum); float64 1 x 32 tiles, as the static.
+    Otherwise (per-tap loads, the fallback where the window does not compact:
+    ``schedules.pac_cuda._window_pads``) the source per tap: X = N*C*Ty*Tx, the real (output,
+    tap) pairs per axis as conv's: 823 MB at that shape, 1.29 GB in all, 2.4x (what the generic
+    conv_dk did everywhere before); 1.75x at k4 s2 d1 C = O = 64 8x128² -> 64²."""
     from . import registry
-    from schedules.pac_cuda import generic_dk_tile, generic_tiled
+    from schedules.pac_cuda import generic_dk_staged, generic_dk_tile, generic_tiled
 
-    if not generic_tiled(generic, registry.prim_func(generic)):
+    func = registry.prim_func(generic)
+    if not generic_tiled(generic, func):
         return None
     t = generic_dk_tile(generic)
-    N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
-
-    def real(n_src: int, n_out: int) -> int:
-        return _pac_real_pairs(n_src, n_out, p)
-
+    N, C, O, k = (p[n] for n in ("N", "C", "O", "k"))
     pix, tiles = p["Ho"] * p["Wo"], -(-p["Ho"] // t["ty"]) * -(-p["Wo"] // t["tx"])
-    return N * O * pix + N * C * real(p["H"], p["Ho"]) * real(p["W"], p["Wo"]) + N * tiles * C * O * k * k + N * k * k * pix
+    if generic_dk_staged(generic, func):
+        x = _x_windows(p["H"], p["Ho"], t["ty"], p) * _x_windows(p["W"], p["Wo"], t["tx"], p)
+    else:
+        x = _pac_real_pairs(p["H"], p["Ho"], p) * _pac_real_pairs(p["W"], p["Wo"], p)
+    return N * O * pix + N * C * x + N * tiles * C * O * k * k + N * k * k * pix
+
+
+def _x_windows(n_src: int, n_out: int, t: int, p: dict) -> int:
+    """Source elements along one axis that the generic conv_dk's staged windows load, summed
+    over its tiles of t outputs: tile y0's window covers grid positions y0*s .. (y0+t-1)*s +
+    (k-1)*d (the whole padded tile), i.e. X rows floor((y0*s - pad) / z) .. floor(((y0+t-1)*s
+    + (k-1)*d - pad) / z), of which those inside X (0 .. n_src-1) are loaded."""
+    k, s, z, pad, d = (p[n] for n in ("k", "s", "z", "p", "d"))
+    total = 0
+    for y0 in range(0, n_out, t):
+        lo, hi = (y0 * s - pad) // z, ((y0 + t - 1) * s + (k - 1) * d - pad) // z
+        total += max(0, min(hi, n_src - 1) - max(lo, 0) + 1)
+    return total
 
 
 def _pac_dk_tiled_bytes(wl: Workload, p: dict, arch: str = "sm_90") -> Optional[int]:

@@ -138,10 +138,20 @@ may take them static). 8x64x128x128 k5 O=64 float32: 4 x 32 tiles, 256 threads, 
 k 3-7, none spilling; C = O = 64 k3 float32: 95 / 84).
 conv_dk (``_conv_dk_generic_tiled``, ``generic_dk_tile``): dk_tile's geometry (4 x 32 pixels,
 320 threads at k = 5), G's sum padded (its dO tile staged once per block, O x ty x tx) and the
-tap sum padded; the source is not staged (a window spans neighbouring tiles, so no layout of
-whole tiles holds it): each thread loads its k x yi taps per channel, coalesced along x. 63
-registers, 43,008 B, no spills; requested 1.29 GB, 2.4x the static build's 538 MB (X per tap:
-823 MB against the staged windows' 72 MB), so CUDA calls keep the static build by default.
+tap sum padded; per input channel the source window is staged as the static build's
+(``_staged_window``): a copy of Sz (padding, crop and zero insertion decided in the copy) whose
+buffer ``pad_einsum`` pads to whole multiples of the window, so that TVM proves the window
+inside its extent and compacts the stage to one window ((ty-1)*s + (k-1)*d + 1 rows x (tx-1)*s
++ (k-1)*d + 1 columns: 8 x 36 at k5); a tail tile's window past the padded grid is left
+unwritten and never read (its taps belong to padding pixels, zeros). Where no padding tried
+compacts (``_window_pads``: TVM's simplification of the padded extent, int32 overflows in its
+bounds; k2 s1 d1, k4 s2 d1, C = O = 64 k3 in float64), each thread loads its k x yi taps per
+channel instead (per tap, coalesced along x). 8x64x128x128 k5
+O=64 float32: 44,160 B shared memory (the static build's), ptxas sm_90 48 registers (static 47),
+sm_80 62, no spills; requested 538 MB, 1.00x the static build's (X 72 MB in its windows; per
+tap it was 823 MB, 1.29 GB in all: 2.4x), so CUDA calls take the generic build by default where
+it stages (``generic_serves``); float64 1 x 32 tiles as the static, 56 / 91 registers. Per-tap
+at k4 s2 d1 C = O = 64 8x128² -> 64²: 1.75x the static build's bytes (static by default).
 conv_dw (``_conv_dw_generic_tiled``, k > 1): dw_tile's channel tiles, 32-pixel chunks; split-K over
 ``generic_dw_parts`` fixed parts of the batch's N*Ho rows (about SPLIT_K_THREADS partial sums,
 at most GENERIC_DW_PARTS; parts past the rows stay zero), so the scratch (parts x O x C x k^2)
@@ -311,9 +321,9 @@ def generic_conv_tile(wl):
 
 GENERIC_TILED = ("conv", "conv_dk", "conv_dw")  # generic kernels with a tiled schedule (where it fits: generic_tiled)
 # those CUDA calls take by default (generic_serves): their requested bytes at the benchmark
-# shape 1.00x (conv) and 0.998x (conv_dw) the static builds'; not conv_dk's (2.4x: its source
-# per tap, not a staged window)
-GENERIC_DEFAULT = ("conv", "conv_dw")
+# shape 1.00x (conv, conv_dk with its staged window) and 0.998x (conv_dw) the static builds'
+# (conv_dk only where its window is staged: generic_dk_staged; per tap it was 2.4x)
+GENERIC_DEFAULT = ("conv", "conv_dk", "conv_dw")
 
 
 def generic_tiled(wl, func) -> bool:
@@ -321,31 +331,48 @@ def generic_tiled(wl, func) -> bool:
     takes a tiled schedule (shared-memory stages), not the per-output one: its default
     schedule applied to a copy, the answer read off the staged tiles. ``dispatch`` serves
     CUDA calls generic where this holds."""
+    return wl.kernel in GENERIC_TILED and 'scope="shared"' in _scheduled_script(wl, func)
+
+
+def generic_dk_staged(wl, func) -> bool:
+    """Whether the generic conv_dk build stages its source window (``_staged_window``), not
+    the per-tap loads of the fallback (``conv_dk``)."""
+    return wl.kernel == "conv_dk" and "Sz_shared" in _scheduled_script(wl, func)
+
+
+def _scheduled_script(wl, func) -> str:
     import tvm
     import tvm.s_tir as s_tir
 
-    if wl.kernel not in GENERIC_TILED:
-        return False
     sch = s_tir.Schedule(tvm.IRModule({"main": func}))
     _SCHEDULED[wl.kernel](sch, wl, None)
-    return 'scope="shared"' in sch.mod.script()
+    return sch.mod.script()
 
 
 def generic_serves(wl, func, target) -> bool:
     """Whether CUDA calls of generic PAC workload ``wl``'s configuration are served by its
-    generic build by default (``dispatch``): the build is tiled (``generic_tiled``) and no
-    static build of the configuration could take tensor cores, which the generic one never
-    does (``_may_use_mma``: the half types, float32 flagged ``tf32``, on sm_80+, O and C whole
-    mma tiles; Wo % 16 depends on the size, so such configurations stay static at every size)."""
-    return wl.kernel in GENERIC_DEFAULT and not _may_use_mma(wl, target) and generic_tiled(wl, func)
+    generic build by default (``dispatch``): the build is tiled (``generic_tiled``; conv_dk's
+    with its source window staged, ``generic_dk_staged``) and no static build of the
+    configuration could take tensor cores, which the generic one never does (``_may_use_mma``:
+    conv in the half types and float32 flagged ``tf32``, conv_dk in the half types, on sm_80+
+    with O and C whole mma tiles; Wo's divisibility depends on the size, so such
+    configurations stay static at every size)."""
+    if wl.kernel not in GENERIC_DEFAULT or _may_use_mma(wl, target):
+        return False
+    script = _scheduled_script(wl, func)  # (once: conv_dk's tries each lower a copy)
+    return 'scope="shared"' in script and (wl.kernel != "conv_dk" or "Sz_shared" in script)
 
 
 def _may_use_mma(wl, target) -> bool:
-    """Whether ``mma_tile`` could apply to some static size of ``wl``'s configuration."""
+    """Whether ``mma_tile`` (conv) or ``dk_mma_tile`` (conv_dk) could apply to some static size
+    of ``wl``'s configuration."""
     p = wl.p
+    sm80 = target is None or _sm(target) >= 80
+    if wl.kernel == "conv_dk":
+        return wl.dtype in HALF_MMA and sm80 and p["O"] % 16 == 0 and p["C"] % 16 == 0
     if wl.kernel != "conv" or wl.dtype not in MMA_DTYPES or (wl.dtype == "float32" and not p.get("tf32")):
         return False
-    return (target is None or _sm(target) >= 80) and p["O"] % 16 == 0 and p["C"] % (8 * MMA_DTYPES[wl.dtype][1]) == 0
+    return sm80 and p["O"] % 16 == 0 and p["C"] % (8 * MMA_DTYPES[wl.dtype][1]) == 0
 
 
 def _generic_tiled_conv(sch, wl) -> bool:
@@ -899,6 +926,12 @@ def dk_tile(wl, target=None):
     return dict(ty=yt * yi, tx=tx, yt=yt, yi=yi)
 
 
+def _dk_window(wl, ty: int, tx: int) -> tuple:
+    """Rows and columns of the source window that a ty x tx pixel tile of conv_dk reads."""
+    k, s, d = wl.p["k"], wl.p["s"], wl.p["d"]
+    return (ty - 1) * s + (k - 1) * d + 1, (tx - 1) * s + (k - 1) * d + 1
+
+
 def _dk_wt_padded(wl) -> bool:
     """conv_dk stages Wt with each tap row padded to 4 words (vector loads), except in float64,
     where ptxas then took 94 registers instead of 64."""
@@ -1173,9 +1206,8 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
 def generic_dk_tile(wl):
     """The generic (symbolic N, Ho, Wo) conv_dk's fixed tile: ``dk_tile``'s geometry of a wide
     image (DK_TILE_X-pixel rows, DK_PIXEL_THREADS // DK_TILE_X thread rows of DK_REG_Y
-    register rows), shrunk alike until the dO tile and one channel of Wt fit DK_SHARED_BYTES
-    (the source is not staged: each thread loads its taps), or None (k > UNROLL_TAPS, or no
-    tile fits: a thread per output)."""
+    register rows), shrunk alike until the dO tile, one channel of Wt and the source window
+    fit DK_SHARED_BYTES, or None (k > UNROLL_TAPS, or no tile fits: a thread per output)."""
     p = wl.p
     if p["k"] > UNROLL_TAPS:
         return None
@@ -1184,7 +1216,8 @@ def generic_dk_tile(wl):
     tx, yi, yt = DK_TILE_X, DK_REG_Y, max(1, DK_PIXEL_THREADS // DK_TILE_X)
 
     def shared(yt_, yi_):
-        return (O * yt_ * yi_ * tx + O * k * (-(-k // 4) * 4 if _dk_wt_padded(wl) else k)) * item
+        wy, wx = _dk_window(wl, yt_ * yi_, tx)
+        return (O * yt_ * yi_ * tx + O * k * (-(-k // 4) * 4 if _dk_wt_padded(wl) else k) + wy * wx) * item
 
     while shared(yt, yi) > DK_SHARED_BYTES and (yt > 1 or yi > 1):
         if yt > 1:
@@ -1196,14 +1229,15 @@ def generic_dk_tile(wl):
     return dict(ty=yt * yi, tx=tx, yt=yt, yi=yi)
 
 
-def _conv_dk_generic_tiled(sch, wl, t) -> None:
+def _conv_dk_generic_tiled(sch, wl, t, pads=None):
     """``_conv_dk_tiled`` over symbolic N, Ho, Wo. Both sums run over whole tiles: G's
     (``pad_einsum``: dO read as zeros past the image, the staged dO tile a constant size) and
     the tap sum's (after ``reindex`` turns its source read into a plain operand, so that it
-    pads too): the tail tiles compute zeros that are never stored. The source is not staged
-    (its window over a tail tile would be bounded by the symbolic size): each thread loads its
-    k x yi taps per input channel (coalesced along x; a tap's rows are L1 hits for the
-    neighbouring tap rows). The grid: blockIdx.x tile columns, .y tile rows, .z images."""
+    pads too): the tail tiles compute zeros that are never stored. ``pads`` (``_window_pads``):
+    per input channel the block stages its source window (``_staged_window``), else (None)
+    each thread loads its k x yi taps per input channel from global memory (coalesced along
+    x; the fallback where no window compacts: ``conv_dk``). The grid: blockIdx.x tile
+    columns, .y tile rows, .z images."""
     ty, tx = t["ty"], t["tx"]
     sch.pad_einsum(sch.get_sblock("G"), [1, 1, 1, 1, ty, tx, 1])
     to_g = sch.get_consumers(sch.get_sblock("G"))[0]  # G_pad -> G (the padded sum's copy)
@@ -1214,9 +1248,10 @@ def _conv_dk_generic_tiled(sch, wl, t) -> None:
     sz_pad, g_pad = sorted(sch.get_producers(acc), key=lambda b: sch.get(b).name_hint != "Sz_reindex_pad")
     sch.compute_inline(to_g)  # G -> the tap sum's padded copy of G -> the tap sum
     sch.compute_inline(g_pad)
-    sch.compute_inline(sch.get_sblock("Sz"))
     sch.compute_inline(sch.get_sblock("Sz_reindex_reindex"))
     sch.compute_inline(sz_pad)
+    if pads is None:
+        sch.compute_inline(sch.get_sblock("Sz"))
     sch.compute_inline(sch.get_sblock("acc_pad"))
     n, g, i, j, y, x, c = sch.get_loops(acc)
     yb, yt, yi = sch.split(y, [None, t["yt"], t["yi"]])
@@ -1228,6 +1263,8 @@ def _conv_dk_generic_tiled(sch, wl, t) -> None:
     thr = sch.fuse(i, yt, xt)
     sch.bind(thr, "threadIdx.x")
     threads = wl.p["k"] * t["yt"] * tx
+    if pads is not None:
+        _cooperative(sch, _staged_window(sch, acc, pads), c, threads)
     G = sch.get_sblock("G")
     sch.compute_at(G, c)
     sch.set_scope(G, 0, "local")
@@ -1254,6 +1291,52 @@ def _conv_dk_generic_tiled(sch, wl, t) -> None:
     sch.reverse_compute_at(sch.get_sblock("out"), thr)
 
 
+def _staged_window(sch, acc, pads):
+    """Stage the generic conv_dk's source window: a shared copy of Sz (the virtual grid, as
+    the static build: padding, crop and zero insertion decided once per element in the copy)
+    read by the tap sum ``acc``, its buffer padded to whole multiples of ``pads`` (rows,
+    columns; each at least the tile's window: ``_window_pads``), so that its extent is
+    provably at least one window and the stage compacts to exactly one. TVM clips a stage to
+    its buffer's extent unless it proves that the window fits
+    (``CanProveLessEqualThanSymbolicShapeValue``: the window at most the extent, or at most
+    the constant factor c of an extent c * (...)); over Sz itself that gave min(Ho + 4, 8)
+    rows at k5 with 4-row tiles, a size that codegen refuses. The tap sum reads only taps of
+    real pixels, inside the grid, so what a tail tile's copy leaves unwritten past the padded
+    extent is never read. Returns the copy's block (shared scope)."""
+    copy = sch.cache_read(acc, _read_index(sch, acc, "Sz"), "shared")
+    sch.pad_einsum(copy, [1, 1, *pads])
+    while sch.get_producers(copy):
+        sch.compute_inline(sch.get_producers(copy)[0])  # Sz and its padded copy
+    while not sch.get(sch.get_consumers(copy)[0]).same_as(sch.get(acc)):
+        sch.compute_inline(sch.get_consumers(copy)[0])  # the copy back to Sz's extent
+    return copy
+
+
+def _window_pads(wl, t, tries: int = 4) -> list:
+    """Candidate paddings (rows, columns) of the staged window (``_staged_window``), in the
+    order ``conv_dk`` tries them: the window itself, then up to ``tries`` - 1 more elements
+    per axis. Whether TVM compacts the stage depends on how it simplifies the padded extent
+    (E + m - 1) // m * m of Sz's extent E = s*Ho + (k-1)d + 1 - s, and on whether its bounds
+    over the unbounded symbolic sizes overflow int32 in the compaction (at k5, m = 9 and 37
+    overflow where 8 and 36 compact); no rule found predicts it, so each build checks
+    (``_if_constant``). None of these compact at k2 s1 d1, k4 s2 d1 (E = s*Ho + 1 or + 2:
+    TVM's simplified sums) nor C = O = 64 k3 in float64 (every m overflowed): per-tap loads.
+    (Staging X instead, whose extent H pads to a product, overflowed at k3 s2 d1 and spilled
+    12-24 B at z = 2 and at k2 s1 float64: its taps' index checks.)"""
+    wy, wx = _dk_window(wl, t["ty"], t["tx"])
+    return [(wy + i, wx + i) for i in range(tries)]
+
+
+def _tried_constant(sch, apply) -> bool:
+    """``_if_constant``, a failure of TVM's lowering on the trial copy counted as not constant
+    (the caller then takes its next schedule): a guard, as TVM's region arithmetic over the
+    symbolic extents overflows int32 for some staged windows (``_window_pads``)."""
+    try:
+        return _if_constant(sch, apply)
+    except (ValueError, RuntimeError):  # (tvm.error.TVMError is a RuntimeError)
+        return False
+
+
 @register("pac", "conv_dk", "cuda")
 def conv_dk(sch, wl, target):
     wx = dk_mma_tile(wl, target)
@@ -1266,7 +1349,9 @@ def conv_dk(sch, wl, target):
         return
     if wl.kind == "generic" and "conv_dk" in GENERIC_TILED:
         t = generic_dk_tile(wl)
-        if t is not None and _if_constant(sch, lambda sch_: _conv_dk_generic_tiled(sch_, wl, t)):
+        # the first that compacts: a staged window (each candidate padding), else per-tap loads
+        if t is not None and any(_tried_constant(sch, lambda sch_, pads=pads: _conv_dk_generic_tiled(sch_, wl, t, pads))
+                                 for pads in (*_window_pads(wl, t), None)):
             return
     _inline(sch, "Sz")
     acc = sch.get_sblock("acc")

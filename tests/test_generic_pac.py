@@ -224,11 +224,15 @@ def _generic(kernel, params, dtype):
 
 
 # conv_dk (``_conv_dk_generic_tiled``): the static tap-rule GEMM per pixel tile, G's sum and
-# the tap sum padded to whole tiles, the source loaded per thread (not staged)
+# the tap sum padded to whole tiles, the source window staged per channel (a copy of Sz padded
+# to whole windows: ``_staged_window``), else (DK_PER_TAP) loaded per thread and tap
 TILED_DK = [dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1), dict(C=3, O=5, k=3, s=2, z=1, p=2, d=2),
             dict(C=4, O=6, k=5, s=1, z=2, p=2, d=1),  # the kernel gradient of a transposed form
             dict(C=2, O=1, k=3, s=1, z=1, p=1, d=1),  # one output channel: G without a reduction loop
-            dict(C=3, O=4, k=2, s=1, z=1, p=-1, d=1)]  # a phase: even k, a crop
+            dict(C=3, O=4, k=2, s=1, z=1, p=-1, d=1),  # a phase: even k, a crop (per tap)
+            dict(C=3, O=5, k=3, s=2, z=1, p=1, d=1),  # stride 2 (staged: Sz's extent 2*Ho + 1)
+            dict(C=3, O=5, k=4, s=2, z=1, p=1, d=1)]  # stride 2, even k (per tap)
+DK_PER_TAP = (4, 6)  # TILED_DK's configurations whose window does not compact (_window_pads)
 # conv_dw (``_conv_dw_generic_tiled``): the static split-K with a fixed count of parts over the
 # batch's rows, each row padded to whole 32-pixel chunks
 TILED_DW = [dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1), dict(C=3, O=5, k=3, s=2, z=1, p=2, d=2),
@@ -274,6 +278,8 @@ def test_cuda_generic_tiled_conv_emulated(kernel, params, dtype, way):
     wl = _generic(kernel, params, dtype)
     low = emulate.prepare(wl, way)
     assert ("xk_pad_shared" if kernel == "conv" else "dO_pad_shared") in low.source
+    if kernel == "conv_dk":  # the staged window, where it compacts
+        assert ("Sz_shared_pad" in low.source) == (TILED_DK.index(params) not in DK_PER_TAP)
     for sizes in TILED_SIZES:
         emulate.check(wl, way, sizes=sizes, lowered=low)
     for sizes in TILED_SIZES[-2:]:
@@ -332,6 +338,15 @@ def _copy_short(store: str):
 
 
 _do_tile_short = _copy_short("dO_pad_shared_ptr[(")  # conv_dk's dO tile, conv_dw's dO chunk
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("params", [TILED_DK[0], TILED_DK[2]], ids=["k5", "z2"])
+def test_control_generic_dk_window_short(params):
+    """conv_dk's staged source window one round of the block short (per input channel): the
+    window's elements past that round stay poisoned (first channel) or stale (the previous
+    channel's) in shared memory and reach the taps."""
+    _control(_generic("conv_dk", params, "float32"), _copy_short("Sz_shared_pad_ptr[("), "NaN|relative error")
 
 
 @pytest.mark.parametrize("kernel,params", [("conv", TILED_CONV[0]), ("conv_dk", TILED_DK[0])], ids=["conv", "conv_dk"])
@@ -393,7 +408,7 @@ def test_cuda_generic_tiled_nvcc_no_spills(arch):
              dict(C=32, O=16, k=3, s=1, z=2, p=1, d=1, a=1), dict(C=8, O=8, k=7, s=1, z=1, p=3, d=1, a=0),
              *TILED_CONV]
     dk = [dict(C=64, O=64, k=5, s=1, z=1, p=2, d=1), dict(C=64, O=64, k=3, s=1, z=1, p=1, d=1),
-          dict(C=8, O=8, k=7, s=1, z=1, p=3, d=1), *TILED_DK[:3]]
+          dict(C=8, O=8, k=7, s=1, z=1, p=3, d=1), *TILED_DK]
     for kernel, params, dtype in ([("conv", p, dtype) for p in cases for dtype in ("float32", "float64")]
                                   + [(kernel, p, dtype) for kernel in ("conv_dk", "conv_dw") for p in dk
                                      for dtype in ("float32", "float64")]):
@@ -403,9 +418,10 @@ def test_cuda_generic_tiled_nvcc_no_spills(arch):
 
 
 def test_cuda_default_generic_where_tiled(monkeypatch):
-    """Nothing set: CUDA calls of PAC conv and conv_dw are served generic where the generic
-    build is tiled and no static build could take tensor cores; conv on tensor cores (half
-    types, TF32 with O and C whole mma tiles), conv_dk and the light kernels static."""
+    """Nothing set: CUDA calls of PAC conv, conv_dk and conv_dw are served generic where the
+    generic build is tiled (conv_dk: its source window staged) and no static build could take
+    tensor cores; conv and conv_dk on tensor cores (conv: half types, TF32; conv_dk: half
+    types; O and C whole mma tiles), conv_dk's per-tap fallback and the light kernels static."""
     dispatch.set_shape_mode(None)
     monkeypatch.delenv(dispatch.ENV_SHAPES, raising=False)
     sm90, sm75 = cuda_target("sm_90"), cuda_target("sm_75")
@@ -426,7 +442,13 @@ def test_cuda_default_generic_where_tiled(monkeypatch):
     assert served("conv", "float16", C=16, O=16, a=0) == "static"
     assert served("conv", "bfloat16", C=12, O=16, a=0) == "generic"
     assert served("conv", "float64", C=2, O=3, a=0, k=15, p=7) == "static"  # generic per-output
-    assert served("conv_dk", "float32", C=16, O=16) == "static"  # tiled, but 2.4x the static bytes
+    assert served("conv_dk", "float32", C=16, O=16) == "generic"  # its source window staged: 1.00x
+    assert served("conv_dk", "float64", C=16, O=24, k=5, p=2) == "generic"
+    assert served("conv_dk", "float16", C=16, O=16) == "static"  # tensor cores (sm_80+, O, C % 16 = 0)
+    assert served("conv_dk", "float16", C=16, O=16, target=sm75) == "generic"  # no mma.sync there
+    assert served("conv_dk", "bfloat16", C=12, O=16) == "generic"  # C no whole mma tile
+    assert served("conv_dk", "float32", C=16, O=16, s=2, Ho=5, Wo=17) == "generic"  # k3 s2: staged too
+    assert served("conv_dk", "float32", C=16, O=16, k=2, p=-1, Ho=7, Wo=31) == "static"  # per-tap loads
     assert served("conv_dw", "float32", C=16, O=16) == "generic"
     assert served("conv_dw", "float16", C=16, O=16) == "generic"  # (no tensor cores in conv_dw)
     assert served("pool", "float32", C=16, G=1, a=0) == "static"
