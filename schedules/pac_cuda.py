@@ -942,6 +942,40 @@ def _read_index(sch, block, buffer: str) -> int:
     return next(i for i, r in enumerate(sch.get(block).reads) if r.source.name == buffer)
 
 
+def _dk_g_registers(sch, wl, c):
+    """conv_dk's G = sum_o Wt dO, a thread's k tap columns x yi rows of it in registers per
+    input channel (the loop ``c``); returns G's block."""
+    G = sch.get_sblock("G")
+    sch.compute_at(G, c)
+    sch.set_scope(G, 0, "local")
+    loops = sch.get_loops(G)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(c)))
+    own = loops[at + 1:]  # (j, yi, o), unit extents dropped; o is the reduction
+    regs = own[:-1] if wl.p["O"] > 1 else own
+    if wl.p["O"] > 1:
+        if regs:
+            sch.reorder(own[-1], *regs)
+        sch.decompose_reduction(G, own[-1])
+    unroll(sch, *regs)  # the register tile of G (O = 1 included)
+    return G
+
+
+def _dk_finish(sch, wl, G, acc, c, thr, threads: int) -> None:
+    """conv_dk's tail, static and generic alike: Wt[:, c] staged per input channel, the
+    accumulators (k tap columns x yi rows) in registers, each thread storing its own."""
+    wsh = sch.cache_read(G, _read_index(sch, G, "Wt"), "shared")
+    if _dk_wt_padded(wl):
+        # a tap row's k weights of one output channel contiguous and 16-byte aligned (rows
+        # padded to 4 words): nvcc reads them as vectors, one broadcast wavefront each
+        sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (c_, i_, o_, j_))
+        sch.storage_align(wsh, 0, 2, 4, 0)
+    _cooperative(sch, wsh, c, threads)
+    unroll(sch, *sch.get_loops(acc)[-2:])  # j, yi: the register tile
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, c)
+    sch.reverse_compute_at(sch.get_sblock("out"), thr)
+
+
 def _conv_dk_tiled(sch, wl, t) -> None:
     """A block per (n, ty x tx pixels), a thread per (tap row i, row slice, column) keeping
     k tap columns x yi rows of dK in registers. The block stages its dO tile (O x ty x tx)
@@ -963,31 +997,10 @@ def _conv_dk_tiled(sch, wl, t) -> None:
     sz = sch.get_sblock("Sz")
     sch.set_scope(sz, 0, "shared")  # before compute_at: the window covers every thread's taps
     _cooperative(sch, sz, c, threads)
-    G = sch.get_sblock("G")
-    sch.compute_at(G, c)
-    sch.set_scope(G, 0, "local")
-    loops = sch.get_loops(G)
-    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(c)))
-    own = loops[at + 1:]  # (j, yi, o), unit extents dropped; o is the reduction
-    regs = own[:-1] if wl.p["O"] > 1 else own
-    if wl.p["O"] > 1:
-        if regs:
-            sch.reorder(own[-1], *regs)
-        sch.decompose_reduction(G, own[-1])
-    unroll(sch, *regs)  # the register tile of G (O = 1 included)
+    G = _dk_g_registers(sch, wl, c)
     dsh = sch.cache_read(G, _read_index(sch, G, "dO"), "shared")
     _cooperative(sch, dsh, blk, threads)
-    wsh = sch.cache_read(G, _read_index(sch, G, "Wt"), "shared")
-    if _dk_wt_padded(wl):
-        # a tap row's k weights of one output channel contiguous and 16-byte aligned (rows
-        # padded to 4 words): nvcc reads them as vectors, one broadcast wavefront each
-        sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (c_, i_, o_, j_))
-        sch.storage_align(wsh, 0, 2, 4, 0)
-    _cooperative(sch, wsh, c, threads)
-    unroll(sch, *sch.get_loops(acc)[-2:])  # j, yi: the register tile
-    sch.set_scope(acc, 0, "local")
-    sch.decompose_reduction(acc, c)
-    sch.reverse_compute_at(sch.get_sblock("out"), thr)
+    _dk_finish(sch, wl, G, acc, c, thr, threads)
 
 
 # -- conv_dk on tensor cores (float16, bfloat16): G = Wt^T dO by mma.sync, the dot with the source
@@ -1265,30 +1278,11 @@ def _conv_dk_generic_tiled(sch, wl, t, pads=None):
     threads = wl.p["k"] * t["yt"] * tx
     if pads is not None:
         _cooperative(sch, _staged_window(sch, acc, pads), c, threads)
-    G = sch.get_sblock("G")
-    sch.compute_at(G, c)
-    sch.set_scope(G, 0, "local")
-    loops = sch.get_loops(G)
-    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(c)))
-    own = loops[at + 1:]  # (j, yi, o), unit extents dropped; o is the reduction
-    regs = own[:-1] if wl.p["O"] > 1 else own
-    if wl.p["O"] > 1:
-        if regs:
-            sch.reorder(own[-1], *regs)
-        sch.decompose_reduction(G, own[-1])
-    unroll(sch, *regs)
+    G = _dk_g_registers(sch, wl, c)
     dsh = sch.get_sblock("dO_pad")
     sch.set_scope(dsh, 0, "shared")
     _cooperative(sch, dsh, xb, threads)
-    wsh = sch.cache_read(G, _read_index(sch, G, "Wt"), "shared")
-    if _dk_wt_padded(wl):
-        sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (c_, i_, o_, j_))
-        sch.storage_align(wsh, 0, 2, 4, 0)
-    _cooperative(sch, wsh, c, threads)
-    unroll(sch, *sch.get_loops(acc)[-2:])  # j, yi: the register tile
-    sch.set_scope(acc, 0, "local")
-    sch.decompose_reduction(acc, c)
-    sch.reverse_compute_at(sch.get_sblock("out"), thr)
+    _dk_finish(sch, wl, G, acc, c, thr, threads)
 
 
 def _staged_window(sch, acc, pads):
