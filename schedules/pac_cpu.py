@@ -496,7 +496,9 @@ def _per_tap(sch, wl, lanes):
     """Kernel-shaped results (n, c, i, j, y, x) of the per-channel forms (G = C), elementwise.
     (G = 1 sums over channels: ``_channel_sum_padded``.)"""
     sch.compute_inline(sch.get_sblock("acc"))
-    _per_tap_planes(sch, lanes, wl.p["k"], llvm_rows=wl.p["Wo"] is None)
+    # float64: TVM's 4-lane vectors divide the usual widths (28 = 7 x 4), where LLVM's 8-lane
+    # ones leave a 2-lane epilogue (generic / static 2x128x28² k3 1.12 -> 1.38); 56²: 1.02 -> 0.94
+    _per_tap_planes(sch, lanes, wl.p["k"], llvm_rows=wl.p["Wo"] is None and wl.dtype != "float64")
 
 
 TAP_STREAMS = 9  # output planes written side by side at most (k x k: taps innermost)
@@ -514,17 +516,18 @@ def _per_tap_planes(sch, lanes: int, k: int, llvm_rows: bool = False) -> None:
     0.94 / 0.92 (0.97; all 25 taps 2.4 / 2.4); pool_dk alike (1.07 / 0.49, 0.76 / 0.65,
     0.99 / 0.91).
 
-    ``llvm_rows`` (generic builds): per output row and tap row i, the row loop x is left whole,
-    the k taps j inside it, for LLVM's loop vectorizer, which takes it as 512-bit vectors, then
-    a 128-bit vector epilogue, then scalars: a 28-px row is one 16-lane and three 4-lane
-    vectors, no per-lane test. TVM's own vectors leave a symbolic row a predicated last vector,
-    which it scalarizes lane by lane (a compare and a branch per lane and tap, 8 x 9 per row, 4
-    of them live at 28 px): twice the static time at 28-px rows. Per tap row, not all k x k
-    taps per x: LLVM checks at run time, per row loop, that the vectors of its store streams
-    (k x k output planes a symbolic plane apart) do not overlap one another (about 35
-    instructions for 9 streams); k streams cost fewer checks. Generic / static, G = C, 1
-    thread, medians: 2x128x28² k3 dist 2.0 -> 1.3, pool_dk 2.1 -> 1.4; 56- and 128-px rows
-    unchanged within noise (RESULTS.md "PAC CPU generic per-channel rows for LLVM")."""
+    ``llvm_rows`` (generic builds, 32-bit accumulation): per output row and tap row i, the row
+    loop x is left whole, the k taps j inside it, for LLVM's loop vectorizer, which takes it as
+    512-bit vectors, then a 128-bit vector epilogue, then scalars: a 28-px float32 row is one
+    16-lane and three 4-lane vectors, no per-lane test. TVM's own vectors leave a symbolic row
+    a predicated last vector, which it scalarizes lane by lane (a compare and a branch per lane
+    and tap, 8 x 9 per row, 4 of them live at 28 px): twice the static time at 28-px rows. Per
+    tap row, not all k x k taps per x: LLVM checks at run time, per row loop, that the vectors
+    of its store streams (k x k output planes a symbolic plane apart) do not overlap one
+    another (about 35 instructions for 9 streams); k streams cost fewer checks. Generic /
+    static, G = C, 1 thread, medians: 2x128x28² k3 dist 2.0 -> 1.3, pool_dk 2.1 -> 1.4
+    (float16 1.29 -> 1.17, bfloat16 0.96 -> 0.68); 56- and 128-px rows unchanged within noise
+    (RESULTS.md "PAC CPU generic per-channel rows for LLVM")."""
     out = sch.get_sblock("out")
     n, c, i, j, y, x = sch.get_loops(out)
     planes = sch.fuse(n, c)
