@@ -13,17 +13,17 @@ fall back to vectors along x, rfactored (a scalar tail per row in generic builds
 pool / pool_dk / dist*: vectors along x, parallel over rows or planes; the channel sums of
 pool_dk and dist (G = 1) keep a k x k register tile per vector of x over every channel (pool_dk
 over rows padded to whole vectors, as pool), their per-channel forms (G = C) write a vector's
-taps side by side (generic builds: per tap row, the row loop left to LLVM's loop vectorizer,
-``_per_tap_planes``).
+taps side by side (generic builds but float64: per tap row, the row loop left to LLVM's loop
+vectorizer, ``_per_tap_planes``).
 
 Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests.
 A predicated vector loop is scalarized whole by TVM, so a symbolic x never leaves one around
 the heavy loops: conv's reduction and conv_dk's G run over rows padded to whole register tiles
 (``pad_einsum``: zeros past the width, read from padded copies, never stored); the other
 vector loops along x are cut by LoopPartition (``_partition``) into whole vectors and one
-scalar tail, except the per-channel forms of pool_dk and dist, whose elementwise rows LLVM
-vectorizes itself (512-bit vectors, a 128-bit epilogue, no per-lane test: 28-px rows 2.0 ->
-1.3-1.4x the static time). Static builds take the same hint: a static loop whose body carries a
+scalar tail, except the per-channel forms of pool_dk and dist (32-bit accumulation), whose
+elementwise rows LLVM vectorizes itself (512-bit vectors, a 128-bit epilogue, no per-lane
+test: float32 28-px rows 2.0 -> 1.3-1.4x the static time). Static builds take the same hint: a static loop whose body carries a
 lane-dependent condition (a padded copy's zero border or zeros past the width) is scalarized
 whole too. pool's compute sums over rows padded to whole vectors (``ops.pac.pool``), so its
 vectors are whole at every width, static or symbolic, and only its stores have a tail; its
