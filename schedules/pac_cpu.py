@@ -13,14 +13,17 @@ fall back to vectors along x, rfactored (a scalar tail per row in generic builds
 pool / pool_dk / dist*: vectors along x, parallel over rows or planes; the channel sums of
 pool_dk and dist (G = 1) keep a k x k register tile per vector of x over every channel (pool_dk
 over rows padded to whole vectors, as pool), their per-channel forms (G = C) write a vector's
-taps side by side.
+taps side by side (generic builds but float64: per tap row, the row loop left to LLVM's loop
+vectorizer, ``_per_tap_planes``).
 
 Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same loop nests.
 A predicated vector loop is scalarized whole by TVM, so a symbolic x never leaves one around
 the heavy loops: conv's reduction and conv_dk's G run over rows padded to whole register tiles
 (``pad_einsum``: zeros past the width, read from padded copies, never stored); the other
 vector loops along x are cut by LoopPartition (``_partition``) into whole vectors and one
-scalar tail. Static builds take the same hint: a static loop whose body carries a
+scalar tail, except the per-channel forms of pool_dk and dist (32-bit accumulation), whose
+elementwise rows LLVM vectorizes itself (512-bit vectors, a 128-bit epilogue, no per-lane
+test: float32 28-px rows 2.0 -> 1.3-1.4x the static time). Static builds take the same hint: a static loop whose body carries a
 lane-dependent condition (a padded copy's zero border or zeros past the width) is scalarized
 whole too. pool's compute sums over rows padded to whole vectors (``ops.pac.pool``), so its
 vectors are whole at every width, static or symbolic, and only its stores have a tail; its
@@ -493,13 +496,15 @@ def _per_tap(sch, wl, lanes):
     """Kernel-shaped results (n, c, i, j, y, x) of the per-channel forms (G = C), elementwise.
     (G = 1 sums over channels: ``_channel_sum_padded``.)"""
     sch.compute_inline(sch.get_sblock("acc"))
-    _per_tap_planes(sch, lanes, wl.p["k"])
+    # float64: TVM's 4-lane vectors divide the usual widths (28 = 7 x 4), where LLVM's 8-lane
+    # ones leave a 2-lane epilogue (generic / static 2x128x28² k3 1.12 -> 1.38); 56²: 1.02 -> 0.94
+    _per_tap_planes(sch, lanes, wl.p["k"], llvm_rows=wl.p["Wo"] is None and wl.dtype != "float64")
 
 
 TAP_STREAMS = 9  # output planes written side by side at most (k x k: taps innermost)
 
 
-def _per_tap_planes(sch, lanes: int, k: int) -> None:
+def _per_tap_planes(sch, lanes: int, k: int, llvm_rows: bool = False) -> None:
     """out (n, c, i, j, y, x), elementwise: parallel over planes (n, c), per output row y the
     taps inside the vectors of x, so the per-pixel operand (dO, F0) is loaded once per vector
     and the source rows stay in registers' reach: all k x k taps per vector where k x k <=
@@ -509,11 +514,28 @@ def _per_tap_planes(sch, lanes: int, k: int) -> None:
     7 x 2 calls, against the former static build; generic / static, G = C): dist 2x128x28² k3
     all taps 1.25 / 0.55 (was 2.43), 2x64x56² k3 0.72 / 0.70 (0.87), 2x32x128² k5 per tap row
     0.94 / 0.92 (0.97; all 25 taps 2.4 / 2.4); pool_dk alike (1.07 / 0.49, 0.76 / 0.65,
-    0.99 / 0.91)."""
+    0.99 / 0.91).
+
+    ``llvm_rows`` (generic builds, 32-bit accumulation): per output row and tap row i, the row
+    loop x is left whole, the k taps j inside it, for LLVM's loop vectorizer, which takes it as
+    512-bit vectors, then a 128-bit vector epilogue, then scalars: a 28-px float32 row is one
+    16-lane and three 4-lane vectors, no per-lane test. TVM's own vectors leave a symbolic row
+    a predicated last vector, which it scalarizes lane by lane (a compare and a branch per lane
+    and tap, 8 x 9 per row, 4 of them live at 28 px): twice the static time at 28-px rows. Per
+    tap row, not all k x k taps per x: LLVM checks at run time, per row loop, that the vectors
+    of its store streams (k x k output planes a symbolic plane apart) do not overlap one
+    another (about 35 instructions for 9 streams); k streams cost fewer checks. Generic /
+    static, G = C, 1 thread, medians: 2x128x28² k3 dist 2.0 -> 1.3, pool_dk 2.1 -> 1.4
+    (float16 1.29 -> 1.17, bfloat16 0.96 -> 0.68); 56- and 128-px rows unchanged within noise
+    (RESULTS.md "PAC CPU generic per-channel rows for LLVM")."""
     out = sch.get_sblock("out")
     n, c, i, j, y, x = sch.get_loops(out)
     planes = sch.fuse(n, c)
     sch.parallel(planes)
+    if llvm_rows:
+        sch.reorder(planes, y, i, x, j)
+        unroll(sch, j)
+        return
     xo, xi = sch.split(x, [None, lanes])
     if k * k <= TAP_STREAMS:
         sch.reorder(planes, y, xo, i, j, xi)

@@ -55,9 +55,10 @@ channels-last copy of the source) and reduces one pixel at a time, so no width l
 (2x128x28² k3, 1 thread: 2.9 ms generic and static, was 27.4 generic and 8.4 static with
 vectors along x); the channel sums of ``pool_dk`` and ``dist`` (G = 1) keep a k x k register
 tile per vector of x across every channel, their per-channel forms write a vector's taps side
-by side (generic 1.0-1.25x static at 56- and 128-px rows, was 1.2-1.8x). The light kernels' scalar tail costs most at
-28-px rows (the G = C forms: 1.7-2.1x the static time). What does not remove it in TVM
-0.27: ``loop_partition`` refuses a symbolic extent, ``pad_einsum`` needs an Einsum (the shifted
+by side (generic 1.0-1.25x static at 56- and 128-px rows, was 1.2-1.8x; the generic G = C
+forms (but float64) leave each row loop to LLVM's vectorizer, no lane-by-lane last vector:
+1.3-1.4x at 28-px rows, was 1.7-2.1x). The light kernels' scalar tail costs most at 28-px rows. What does not
+remove it in TVM 0.27: ``loop_partition`` refuses a symbolic extent, ``pad_einsum`` needs an Einsum (the shifted
 taps are not one) and inlining its padded producer brings the lane-dependent condition back;
 4-lane vectors throughout measured 1.0-1.8x the static time at 56 and 128 px; a tap-blocked
 copy of K's row (constant tap offsets) 1.2-1.6x. Ratios in benchmarks/RESULTS.md.
