@@ -112,6 +112,10 @@ def fwd(sch, wl, target):
         unroll_taps(sch, wl, v)
         unroll(sch, ci, ym)
         _row_tile_out(sch, acc, u, xo, wide, _out_piece(wide))
+        # whole pairs of rows apart from the last (LoopPartition): their stores lose the
+        # per-row test of the pair's second row (as dx's generic tiles)
+        split_tail(sch, yo)
+        _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
         return
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
 
