@@ -46,9 +46,11 @@ COMBINES = ("mul", "add")
 MAX_KERNEL_SIZE = 31
 # Every kernel builds once for any batch and size with these symbolic (tests/test_generic_ddf.py):
 # what CPU calls use by default, CUDA calls wherever the generic CUDA build is tiled
-# (dispatch.OP_DEFAULT_MODES), and what bundles written without --input hold. Generic / static time, 1 thread, kernels alone (benchmarks/bench_ddf_kernels.py
-# --thread-time; RESULTS.md "DDF CPU generic row ends", "DDF CPU generic dx tiles"): fwd
-# 0.98-1.35x, dx 0.94-1.26x at stride 1 (1.46x at stride 2), ds 0.82-1.12x, dc 0.65-1.18x.
+# (dispatch.OP_DEFAULT_MODES), and what bundles written without --input hold. Generic / static
+# CPU time, 1 thread, kernels alone, same process (benchmarks/RESULTS.md "DDF CPU generic row
+# pairs, strided dx grid", the newest, and the sections before it): fwd 1.30 / 1.08 / 1.14 /
+# 1.03 at 56², 28², 14² k3, 56² k7 (0.77 at 56² s2), dx 1.06-1.18 at stride 1 k3 (0.95 at
+# k7), 1.33 at 56² s2; ds 0.82-1.12, dc 0.65-1.18 (0.83 and 1.02-1.04 at s2).
 SYMBOLIC = ("B", "H", "W")
 # Generic kernels (and dx at any stride > 1) compute each row of 'acc' padded to whole
 # ROW_QUANTUM pixels (a whole number of float32 / float64 CPU vectors), the inputs read past the
