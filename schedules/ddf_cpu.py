@@ -84,7 +84,12 @@ def fwd(sch, wl, target):
     up to 20% (RESULTS.md "DDF CPU generic 'out' piece loop"). At 56 px the gap is the row's
     end: at 64 px (no partial tile) generic / static was 1.08 and 1.21 in two runs where 56 px
     gave 1.36 and 1.47. At stride > 1, X phase-major (:func:`_phase_pad_copy`): 1.23 -> 0.83
-    at 56 px s2.
+    at 56 px s2. The whole row pairs are cut off the last (``split_tail`` of the pair loop, its
+    tile regions declared whole, :func:`_pair_regions`, as dx): their stores lose the test of
+    the pair's second row (per row and piece: a flag test and branch before each store). Same
+    process, generic / static: 1.40 -> 1.30 / 1.15 -> 1.08 / 1.17 -> 1.14 / 1.08 -> 1.03 at 56,
+    28, 14 px k3 and 56 px k7, 1.18 -> 1.10 at 56 x 64 px, 0.83 -> 0.77 at s2 (RESULTS.md "DDF
+    CPU generic row pairs, strided dx grid"; what is left at 56 px: :func:`_row_tile_out`).
     """
     wide = _fwd_lanes(wl.dtype, target)
     cg = wl.p["C"] // wl.p["G"]
@@ -112,6 +117,10 @@ def fwd(sch, wl, target):
         unroll_taps(sch, wl, v)
         unroll(sch, ci, ym)
         _row_tile_out(sch, acc, u, xo, wide, _out_piece(wide))
+        # whole pairs of rows apart from the last (LoopPartition): their stores lose the
+        # per-row test of the pair's second row (as dx's generic tiles)
+        split_tail(sch, yo)
+        _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
         return
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
 
@@ -224,7 +233,20 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
     second cut (whole tiles apart, their tile kept in registers) cannot reach the last tile's
     pieces: TVM's LoopPartition recurses into the part after the cut only when it can prove
     its extent non-negative, which the rows' max(W, 1) (``ops.ddf``) prevents, so the last
-    tile's stores went scalar lane by lane (14 px: 1.10-1.24 -> 1.26-1.40; RESULTS.md)."""
+    tile's stores went scalar lane by lane (14 px: 1.10-1.24 -> 1.26-1.40; RESULTS.md).
+
+    perf at 56 px k3 (fwd, whole row pairs cut): the tap loop 51% of the kernel's samples (per
+    term as fast as the static one's, over 64 px rows), X's zero fill and interior copy 18% (as
+    much time as the static build's), S's tile-major copy ~8%, 'out' 11% and the tile's init
+    8%: the tile lives in memory (the piece loop's runtime trip count leaves its index
+    dynamic), so each tile is zeroed and stored to the stack, then read back in half vectors,
+    the 8 row pointers reloaded from the stack per piece. TVM 0.27 can emit masked stores
+    (``tirx.enable_buffer_level_predication``), which would store a whole tile with one
+    predicated vector per row, but only where the tail condition is a lone ``ramp < broadcast``
+    whose base is the store's own index: 'out''s predicate also carries the tile loops' own
+    bounds (``x_0 < (max(W, 1) + 15) // 16``, from reverse_compute_at, not simplified away) and
+    the flattened store index has the row offset added, so the vectoriser scalarised it (tried
+    with the bounds pruned from the predicate by hand: still scalar)."""
     if piece:
         sch.transform_layout(acc, ("write", 0), lambda b, g, c, y, x: (b, g, c, y, x // lanes, x % lanes))
     _init_tile(sch, acc, init_at)
@@ -306,7 +328,14 @@ def dx(sch, wl, target):
     (unrolled for s <= MAX_UNROLLED_STRIDE: their taps are then constants and the masks of
     absent taps fold away), so each tile reads contiguous rows of
     dO and S; acc's row buffer is laid out phase-major (its tiles contiguous) and 'out'
-    interleaves the s x s phases of s rows into dX."""
+    interleaves the s x s phases of s rows into dX. Generic builds: 'out' per tile is a plain
+    loop (LLVM interleaves the phases), predicated, so lane by lane, in a row's partial tiles;
+    their grid is shifted by p mod s (``ops.ddf.ddf_dx``), so a row's first tile is whole and
+    only its last is partial (before, both: the grid began p mod s columns left of dX).
+    Same process, generic / static: 1.45 -> 1.33 at 56 px k3 s2, 2.74 -> 2.34 at 28 px s2,
+    3.25 -> 2.25 at 56 px s3, 1.06 -> 0.90 at 112 px s2 (RESULTS.md "DDF CPU generic row
+    pairs, strided dx grid"). What is left: the last tile's lane-by-lane stores (at 28 px s2,
+    two 16-px tiles a row, half the tiles), where the static build tiles the row exactly."""
     lanes, s = vector_lanes(wl.dtype), wl.p["s"]
     # The padded spatial filter is shared by every channel of a head: build it once.
     _call_copy(sch, wl, "Sp", lanes, _copy_partition_ok(wl, strided=False), plain=True)

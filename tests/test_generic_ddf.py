@@ -203,7 +203,9 @@ TILED_SIZES = EMU_SIZES + [dict(B=1, H=37, W=53), dict(B=3, H=17, W=33), dict(B=
 # stages by the symbolic rows for every tile tried: the per-output schedule (checked as well)
 DX_TILED_PARAMS = [(8, 2, 3, 1, 1, "mul"), (64, 2, 3, 1, 2, "add"), (6, 3, 5, 1, 1, "mul"),
                    (3, 3, 3, 1, 1, "add"), (8, 2, 3, 2, 1, "mul"), (4, 1, 7, 3, 1, "add"),
-                   (64, 2, 5, 2, 3, "add"), (6, 3, 5, 2, 2, "mul")]
+                   (64, 2, 5, 2, 3, "add"), (6, 3, 5, 2, 2, "mul"),
+                   # tiled in float64 too since the generic grid is shifted by p mod s (ops.ddf.ddf_dx)
+                   (8, 2, 7, 2, 1, "mul")]
 DX_STRIDED = [p for p in DX_TILED_PARAMS if p[3] > 1]
 
 

@@ -46,9 +46,11 @@ COMBINES = ("mul", "add")
 MAX_KERNEL_SIZE = 31
 # Every kernel builds once for any batch and size with these symbolic (tests/test_generic_ddf.py):
 # what CPU calls use by default, CUDA calls wherever the generic CUDA build is tiled
-# (dispatch.OP_DEFAULT_MODES), and what bundles written without --input hold. Generic / static time, 1 thread, kernels alone (benchmarks/bench_ddf_kernels.py
-# --thread-time; RESULTS.md "DDF CPU generic row ends", "DDF CPU generic dx tiles"): fwd
-# 0.98-1.35x, dx 0.94-1.26x at stride 1 (1.46x at stride 2), ds 0.82-1.12x, dc 0.65-1.18x.
+# (dispatch.OP_DEFAULT_MODES), and what bundles written without --input hold. Generic / static
+# CPU time, 1 thread, kernels alone, same process (benchmarks/RESULTS.md "DDF CPU generic row
+# pairs, strided dx grid", the newest, and the sections before it): fwd 1.30 / 1.08 / 1.14 /
+# 1.03 at 56², 28², 14² k3, 56² k7 (0.77 at 56² s2), dx 1.06-1.18 at stride 1 k3 (0.95 at
+# k7), 1.33 at 56² s2; ds 0.82-1.12, dc 0.65-1.18 (0.83 and 1.02-1.04 at s2).
 SYMBOLIC = ("B", "H", "W")
 # Generic kernels (and dx at any stride > 1) compute each row of 'acc' padded to whole
 # ROW_QUANTUM pixels (a whole number of float32 / float64 CPU vectors), the inputs read past the
@@ -220,8 +222,12 @@ def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
     and taps that read contiguous rows of dO and S (copies 'dOp', 'Sp' padded with zeros so that
     every tap index of every phase is inside; taps past k are masked, their tap index clamped,
     though TVM may drop the clamp under the mask, whose load is never issued). 'out' stores the
-    real dX = acc[h + p mod s]. Stride 1: one phase, k taps, the correlation of the padded dO as
-    before."""
+    real dX = acc[h + p mod s]; generic builds at s > 1 compute acc shifted by p mod s (acc[h]
+    holds the grid's h + p mod s, its copies one row and column longer), so that the CPU's
+    vector tiles start at dX's first column: with the grid's own origin the first tile of
+    every row held p mod s columns left of dX and stored lane by lane, as the last does
+    (generic / static dx 1.46 -> 1.33 at 56² k3 s2; RESULTS.md). Stride 1: one phase, k
+    taps, the correlation of the padded dO as before."""
     check_params(B, C, H, W, G, k, s, d, combine)
     X, S, Cf, dO = _inputs(B, C, H, W, G, k, s, dtype)
     acc_t, p = acc_dtype(dtype), (k - 1) // 2 * d
@@ -231,7 +237,10 @@ def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
     # row read: y = hq + ps - (q0(r) + j*dg), hq in [0, Ha/s); padded index Y = y + e >= 0
     offs = [q0(r) + jj * dg for r in range(s) for jj in range(nj)]
     e = max(0, max(offs) - ps)
-    size = [(n // s if _static(n) else tirx.floordiv(n, s)) + ps + e - min(offs) for n in (Ha, Wa)]
+    # generic builds: the grid shifted by pm (acc's column w holds the grid's w + pm), so
+    # that its vector tiles start at dX's first column, not pm columns left of it
+    sh = pm if s > 1 and not _static(W) else 0
+    size = [(n // s if _static(n) else tirx.floordiv(n, s)) + ps + e - min(offs) + (1 if sh else 0) for n in (Ha, Wa)]
     dOp = _pad_box(dO, e, e, *size, "dOp")
     Sp = _pad_box(S, e, e, *size, "Sp")
     j = te.reduce_axis((0, nj), "j")
@@ -241,6 +250,8 @@ def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
         return tirx.min(u, k - 1) if nj * m > k else u
 
     def body(b, g, c, hh, ww):
+        if sh:
+            hh, ww = hh + sh, ww + sh
         ry, rx = tirx.floormod(hh, s), tirx.floormod(ww, s)
         u, v = tap(u0(ry) + j * m), tap(u0(rx) + i * m)
         Y = tirx.floordiv(hh, s) + ps + e - q0(ry) - j * dg
@@ -252,7 +263,7 @@ def ddf_dx(B, C, H, W, G, k, s, d, combine, dtype):
         return te.sum(term, axis=[j, i])
 
     acc = te.compute((B, G, C // G, Ha, Wa), body, name="acc")
-    out = te.compute(X.shape, lambda b, g, c, h, w: acc[b, g, c, h + pm, w + pm].astype(dtype), name="out")
+    out = te.compute(X.shape, lambda b, g, c, h, w: acc[b, g, c, h + (pm - sh), w + (pm - sh)].astype(dtype), name="out")
     return [dO, S, Cf, out]
 
 
