@@ -292,7 +292,14 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     issued where dO or A is an inserted zero or padding (an upper bound: those loads are
     masked). At 8x64x56x56 k7, M = 6, T = 18, float32 (mi = 3): atoms 25,088 px * 7*18*(6 +
     2*7) * 4 B = 252.9 MB (was 1,062 MB, A and P per atom tap), fwd X 25,088 * 64 * 49 * 4 B =
-    314.7 MB: 567.6 MB, 10.2x the minimum (was 1,377 MB, 24.7x). acda.dx, static with k <= 7
+    314.7 MB: 567.6 MB, 10.2x the minimum (was 1,377 MB, 24.7x). Static float32 fwd by tap
+    rows (``schedules.acda_cuda._fwd_rows``, sm_90 and sm_80) stages A and P for its atoms
+    build (``_atoms_staged``, :func:`_acda_fwd_staged_atoms_bytes`): every A element once,
+    P per block and pass of atom groups, N*M*T*Ho*Wo + blocks*passes*T*k^2, and X per block
+    and tap row over the real part of its row segment (:func:`_acda_fwd_rows_bytes`): at
+    8x64x56x56 k7 A 8*6*18*3136*4 B = 10.8 MB + P 896*1*18*49*4 B = 3.2 MB + X 8*64*380*62*4 B
+    = 48.2 MB = 62.2 MB, 1.12x the minimum (was 301 MB, 5.4x, on sm_90 with the per-thread
+    atoms loads above; 567.6 MB on sm_80). acda.dx, static with k <= 7
     (the atoms-in-registers schedule, :func:`_acda_dx_bytes`; loads only, real elements
     only: the copies' masked loads fetch nothing): P once per block (T*k^2); per block the
     coefficients A of its window for every basis (M*T planes, staged in shared memory), and
@@ -311,8 +318,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     rows of whole X_QUANTUM = 8 pixels): fwd by tap rows in 8-pixel tiles where
     ``schedules.acda_cuda.generic_tiled`` (the atoms as above over the padded rows, X per
     block and tap row over (8-1)*s + (k-1)*d + 1 columns, :func:`_acda_fwd_rows_bytes`): at
-    8x64x56x56 k7 float32 252.9 MB + 8*64*380*92*4 B = 71.6 MB = 324.5 MB, 1.08x the static
-    build on sm_90; datoms by rows in 8-pixel tiles (:func:`_acda_datoms_generic_bytes`): dO
+    8x64x56x56 k7 float32 252.9 MB + 8*64*380*92*4 B = 71.6 MB = 324.5 MB (the per-thread
+    atoms loads: 5.2x the static build's 62.2 MB since it stages A and P; was 1.08x); datoms by rows in 8-pixel tiles (:func:`_acda_datoms_generic_bytes`): dO
     8*7*64*6*3136*4 B = 269.7 MB + X 8*64*380*92*4 B = 71.6 MB = 341.3 MB, 1.09x; dx the
     atoms-in-registers count in 8-pixel tiles (:func:`_acda_dx_bytes`): P 3,136 blocks x 882 +
     A 8*6*18*380*92 + dO 8*64*6*380*92 elements = 561.5 MB, 1.50x; elsewhere the fall-backs'
@@ -368,7 +375,9 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         atoms = (M // mi) * k * (k // cols) * T * (mi + cols)  # per pixel of the tile
         if wl.kernel == "fwd":
             rows = _acda_fwd_rows_bytes(wl, p, arch, generic)
-            return (pix * atoms + (rows if rows is not None else pix * p["C"] * k2)) * itemsize
+            staged = _acda_fwd_staged_atoms_bytes(wl, p, arch) if generic is None else None
+            built = staged if staged is not None else pix * atoms
+            return (built + (rows if rows is not None else pix * p["C"] * k2)) * itemsize
         if wl.kernel == "dx":
             tiled = _acda_dx_bytes(wl, p, generic, arch)
             if tiled is not None:
@@ -615,6 +624,22 @@ def _acda_fwd_rows_bytes(wl: Workload, p: dict, arch: str, generic: Optional[Wor
         return None
     rows, cols = _acda_real_windows(p, tile)
     return p["N"] * p["C"] * rows * cols
+
+
+def _acda_fwd_staged_atoms_bytes(wl: Workload, p: dict, arch: str) -> Optional[int]:
+    """Elements the atoms build of static acda.fwd's rows schedule loads where it stages A and
+    P (``schedules.acda_cuda._atoms_staged``), or None where it does not: per block and basis,
+    the real coefficients of its tile (every A element once in all: tiles partition the rows,
+    a tail tile's masked loads fetch nothing) and the basis' k x k taps, once per pass of atom
+    groups: N*M*T*Ho*Wo + blocks*passes*T*k^2."""
+    from schedules.acda_cuda import fwd_staged_plan
+
+    from .target import cuda_target
+
+    plan = fwd_staged_plan(wl, cuda_target(arch))
+    if plan is None:
+        return None
+    return p["N"] * p["M"] * p["T"] * p["Ho"] * p["Wo"] + plan["blocks"] * plan["passes"] * p["T"] * p["k"] ** 2
 
 
 def _acda_real_windows(p: dict, tile: int, r: int = 1) -> tuple:

@@ -24,6 +24,33 @@ inputs), 50% (4 blocks of 256 threads); requested bytes 301 MB, 5.4x the minimum
 568 MB, 10.2x). float64 (78 registers, 38%) and sm_80 (47 KB blocks: 3 per SM, 37.5%) keep
 the schedule above, as do tiles with more channels than one register tile (the registered
 models' C >= 80: the rows' inputs would be staged again per channel tile).
+Then (2026-12-01, issue 15 items 4 and 6; static float32, both archs: ``_atoms_staged``)
+the rows schedule builds its atoms from coefficients A and bases P staged in shared memory,
+a basis at a time: per basis the block copies A[:, t] of its tile (M x 32 adjacent pixels,
+coalesced) and P[t] (k x k), and a thread per (atom group, tap row, pixel) adds mi x k FMAs
+on mi coefficients and k bases (broadcast) into registers, storing its atoms once at the
+end. Every A element is loaded from global memory once, every P element once per block:
+requested bytes at 8x64x56x56 k7 M = 6 T = 18 (``gpu_report``): A 8*6*18*3136*4 B = 10.8 MB
++ P 896 blocks*18*49*4 B = 3.2 MB + X (as before) 8*64*380*62*4 B = 48.2 MB = 62.2 MB, 1.12x
+the 55.8 MB minimum (was 301 MB, 5.4x: each thread read A for its tap row and P for its
+atom group, k*T*(M + 2k) = 2,520 elements per pixel, 253 MB). No-cache estimate (every
+requested byte from DRAM): max(62.2 MB / 3.35 TB/s = 18.6 us, 1.21 GFLOP / 67 TFLOP/s =
+18.0 us) = 18.6 us, 1.03x the 18 us roofline (was 90 us, 5.0x). The build's registers live
+only before the channel phase, but with its staging loop nvcc 13's ptxas took 74-77
+registers next to cb = 8 channel tiles (37.5%; at __launch_bounds__(256, 4) it fitted 62 with
+no spill, but TVM 0.27 emits no minimum of blocks from a schedule), so the register tile is
+cb = 4 channels (``ROWS_ACC_WORDS``, the channels split over up to ``ROWS_MAX_THREADS`` =
+512 threads): 16 slices x 32 pixels, 512 threads, the two atom groups (mi = 3) built in
+parallel by 448 of them; ptxas 53 registers, no spill, 47,616 B shared (the stages share the
+rows' memory: TVM's storage rewrite), 2 blocks per SM: 50% on sm_90 and sm_80. sm_80 takes
+the rows schedule now (was the shared-atoms one: 568 MB, 10.2x). Where the threads do not
+cover the k x tile (tap row, pixel) pairs the groups run in turn (A and P staged per group);
+cb is the largest whose threads cover them; fewer, ``_atoms_in_shared``. float64, generic
+builds (the stages of A over a symbolic row overflowed an int32 bound in TVM's lowering)
+and the shared-atoms schedule keep the per-thread loads. The price is in shared memory: 4
+channels per thread load the 6 atoms per tap for 24 FMAs (was 48), so the channel phase's
+atom loads double (time estimate below: 89 K clk, 2.5x the roofline, was 71 K, 2.0x, on
+sm_90; sm_80's shared-atoms schedule was ~209 K).
 Generic fwd (N, H, W symbolic; ``fwd_rows_shape``, ``generic_tiled``): the same rows schedule
 with tiles of X_QUANTUM = 8 pixels (a generic row of 'acc' is whole X_QUANTUM pixels, so no
 tile has a tail and TVM proves each tile's row segment inside the padded row: stages of
@@ -142,6 +169,16 @@ pixels (25,088 px).
   ATOM_WORDS; mi = 6 took 80 registers). Free copies would give 49 K clk = 25 us, 1.4x; the
   1.5x aim needs the atoms phase or the loads per FMA cut further (several pixels per thread
   cost atom loads: cb x q <= 8 at M = 6, and q = 2, cb = 4 loads more per FMA).
+- fwd with staged A and P (now, sm_90 and sm_80, cb = 4, 512 threads: 16 warps, 896 blocks,
+  6.8 per SM), per block: atoms, per basis A 6 warp loads (~1.75 lines each) + 6 shared
+  stores and P 2 + 2 (~19), then 14 warps x (3 A + 7 P) = 140 shared loads (32 adjacent
+  words or a broadcast: one wavefront each) -> 18 x 159 = 2,862 + the atom stores 14 x 21 =
+  294 (5,292 warp FMAs: 1.3 K clk, hidden) = 3,156; channels 16 warps x 49 taps x (6 atom +
+  4 X) = 7,840 (18,816 warp FMAs: 4.7 K clk); the row copies 2,128 as above: 13,124
+  wavefronts x 896 / 132 = 89 K clk = 45 us, 2.5x the 18 us roofline (by blocks, as the
+  70.8 K above). The DRAM side is at the roofline (62 MB requested); the shared-memory side
+  is not: the 6 atom loads per tap now feed 24 FMAs. Left: cb = 8 (the atom loads halved:
+  7,448 + 3,156 -> 71 K clk) needs ptxas to keep the staged build within 64 registers.
 - dx, the shared-atoms schedule (before): its atoms build reads a coefficient per atom tap
   (the atoms are indexed by the input pixel they serve): per warp 18 x (21 x 13/7 + 7) = 828
   wavefronts, 10,976 warps -> 69 K clk (16.7 K was counted "as fwd", too low); channels 784 x
@@ -279,6 +316,140 @@ def _atoms_in_shared(sch, wl, block, threads: int) -> None:
         sch.unroll(loop)
 
 
+# the rows schedule's atoms build (``_atoms_staged``): 32-bit registers for a thread's atoms
+# (mi atoms x k tap columns of one tap row); M = 6, k = 7 float32: mi = 3, 21 words
+STAGED_ATOM_WORDS = 24
+
+
+def staged_atoms_per_thread(wl) -> int:
+    """``mi`` of :func:`_atoms_staged`: the largest divisor of M whose mi x k atoms fit
+    STAGED_ATOM_WORDS 32-bit registers (3 at M = 6, k = 7 float32)."""
+    per_m = wl.p["k"] * (2 if wl.dtype == "float64" else 1)
+    return max(b for b in range(1, wl.p["M"] + 1) if wl.p["M"] % b == 0 and (b == 1 or b * per_m <= STAGED_ATOM_WORDS))
+
+
+def staged_atoms_bytes(wl, tile: int) -> Optional[int]:
+    """Shared memory of :func:`_atoms_staged`'s stage of one basis (the tile's M coefficients
+    and the basis' k x k taps), or None where it does not apply: more atom words per thread
+    than STAGED_ATOM_WORDS."""
+    p = wl.p
+    item = 8 if wl.dtype == "float64" else 4
+    if p["k"] * item // 4 > STAGED_ATOM_WORDS:
+        return None
+    return (p["M"] * tile + p["k"] ** 2) * {"float64": 8, "float32": 4}.get(wl.dtype, 2)
+
+
+def staged_atoms_plan(wl, tile: int, threads: int) -> Optional[dict]:
+    """How :func:`_atoms_staged` builds a tile of ``tile`` pixels with ``threads`` threads:
+    dict(mi: atoms per thread, passes: 1 where the (atom group, tap row, pixel) triples run in
+    parallel, else M / mi, the groups in turn, A and P staged per group), or None where it does
+    not apply: symbolic shapes (with the stages of A over the symbolic row TVM's lowering
+    overflowed an int32 bound: generic builds keep :func:`_atoms_in_shared`), taps not
+    unrolled, more (tap row, pixel) pairs than ``threads`` or a single one."""
+    p = wl.p
+    k, M = p["k"], p["M"]
+    if wl.kind != "static" or k > UNROLL_TAPS or k * tile > threads or k * tile < 2 or staged_atoms_bytes(wl, tile) is None:
+        return None
+    mi = staged_atoms_per_thread(wl)
+    return dict(mi=mi, passes=1 if M // mi * k * tile <= threads else M // mi)
+
+
+def fwd_staged_plan(wl, target) -> Optional[dict]:
+    """:func:`staged_atoms_plan` of static fwd's rows schedule for ``target`` (None where fwd
+    does not take it), with its ``tile`` and ``blocks``."""
+    shape = fwd_rows_shape(wl, target) if wl.kind == "static" else None
+    if shape is None:
+        return None
+    tile, slices, _ = shape
+    plan = staged_atoms_plan(wl, tile, slices * tile)
+    if plan is None:
+        return None
+    p = wl.p
+    wo = conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"])
+    ho = conv_out_size(p["H"], p["k"], p["s"], p["p"], p["d"])
+    return dict(plan, tile=tile, blocks=p["N"] * ho * -(-wo // tile))
+
+
+def _atoms_staged(sch, wl, block, tile: int, threads: int) -> bool:
+    """The tile's atoms in shared memory (M x k x k x ``tile``), built a basis at a time from
+    coefficients A and bases P staged in shared memory: per basis t the block copies A[:, t]
+    of its tile (M rows of adjacent pixels: coalesced) and P[t] (k x k); each thread owns (atom
+    group, tap row u, pixel) and mi atoms x k tap columns in registers
+    (``staged_atoms_per_thread``) and per basis reads mi coefficients and k bases
+    (warp-uniform: one broadcast each) for mi x k FMAs; after the last basis it stores its mi
+    x k atoms once. The (group, u, pixel) triples run in parallel where the block's
+    ``threads`` cover them, else the groups in turn (A and P staged again per group). Every A
+    element is then loaded from global memory once per block, every P element once per block
+    (and group): was per thread, A k times and P M/mi times per pixel, 84% of the kernel's
+    requested bytes at 8x64x56x56 k7. Returns False, scheduling nothing, where the taps are
+    not unrolled, the (u, pixel) pairs exceed ``threads`` or are a single one (then
+    :func:`_atoms_in_shared`)."""
+    p = wl.p
+    k, M = p["k"], p["M"]
+    plan = staged_atoms_plan(wl, tile, threads)
+    if plan is None:
+        return False
+    mi, parallel = plan["mi"], plan["passes"] == 1
+    atoms = sch.get_sblock("atoms")
+    staged = []
+    for name in ("A", "P"):
+        reads = [r.source.name for r in sch.get(atoms).reads]
+        staged.append(sch.cache_read(atoms, reads.index(name), "shared"))
+    # the atoms accumulate in the threads' registers, then their owners copy them to shared memory
+    acc = sch.get_sblock("acc")
+    reads = [r.source.name for r in sch.get(acc).reads]
+    sh = sch.cache_read(acc, reads.index("atoms"), "shared")
+    sch.set_scope(atoms, 0, "local")
+    sch.compute_at(sh, block)
+    sch.compute_at(atoms, block)
+
+    def below(blk, loop):
+        loops = sch.get_loops(blk)
+        return loops[next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop))) + 1:]
+
+    def threads_over(named):
+        """(group,) u, pixel fused and bound as the build's threads; returns the register loops."""
+        spatial = [named[nm] for nm in (("mo",) if parallel else ()) + ("u", "x") if nm in named]
+        regs = [named[nm] for nm in ("m", "v") if nm in named]
+        sch.reorder(*spatial, *regs)
+        fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
+        _, tx = sch.split(fused, [None, threads])
+        sch.bind(tx, "threadIdx.x")
+        return regs
+
+    def split_groups(named):
+        if "m" in named and mi == 1:
+            named["mo"] = named.pop("m")
+        elif "m" in named and mi < M:
+            named["mo"], named["m"] = sch.split(named["m"], [None, mi])
+        return named
+
+    # (compute_at dropped the unit-extent loops)
+    named = split_groups(dict(zip([nm for nm, n in (("m", M), ("u", k), ("v", k), ("x", tile), ("t", p["T"]))
+                                   if n > 1], below(atoms, block))))
+    to = named.pop("t", None)
+    mo = None if parallel else named.pop("mo", None)
+    if to is not None:  # the bases outside the threads, the groups (if serial) outside the bases
+        sch.reorder(*[lp for lp in (mo, to) if lp is not None], *[lp for nm, lp in named.items()])
+    regs = threads_over(named)
+    if to is not None:
+        init = sch.decompose_reduction(atoms, to)
+        unroll(sch, *sch.get_loops(init)[-len(regs):] if regs else [])
+        sch.annotate(to, "disable_unroll", 1)
+    for stage in staged:
+        rounds = _stage(sch, stage, to if to is not None else mo if mo is not None else block, threads)
+        if extent(sch, rounds) > 1:
+            sch.annotate(rounds, "disable_unroll", 1)
+    unroll(sch, *regs)
+    # each thread stores its mi x k atoms (serial groups: per group, the next reuses the registers)
+    if mo is not None:
+        sch.reverse_compute_at(sh, mo)
+    named = dict(zip([nm for nm, n in (("m", mi if mo is not None else M), ("u", k), ("v", k), ("x", tile)) if n > 1],
+                     below(sh, mo if mo is not None else block)))
+    unroll(sch, *threads_over(named if mo is not None else split_groups(named)))
+    return True
+
+
 def _tile_shape(wl, target, wo, per_channel: int):
     """(tile, slices, cb) of :func:`_tiles` for a row of ``wo`` pixels."""
     # a generic row is whole X_QUANTUM pixels: tiles of at most that many have no tail
@@ -347,37 +518,64 @@ def fwd_shared_bytes(wl, tile: int) -> int:
 
 def fwd_rows_tile(wl, target) -> Optional[int]:
     """The pixels per block of :func:`_fwd_rows`, or None where fwd keeps the shared-atoms
-    schedule: symbolic shapes, taps beyond UNROLL_TAPS, float64 (its 4-channel tiles took 78
-    registers, 38%, on sm_90), before sm_90 (164 KB per SM holds 3 such blocks, 37.5%; and
-    its ACC_WORDS_BEFORE_SM90 tiles need two channel tiles at C = 64), more channels than one
-    register tile per thread covers (each tile would need the rows' inputs staged again: the
-    models' C = 80 .. 432), or more than 48 KiB of shared memory."""
+    schedule: symbolic shapes, taps beyond UNROLL_TAPS, float64 (``ROWS_F64``), more channels
+    than one register tile per thread (ROWS_ACC_WORDS) over ROWS_MAX_THREADS threads covers
+    (each tile would need the rows' inputs staged again: the models' C = 80 .. 432), or more
+    than 48 KiB of shared memory. Static builds take it on sm_80 too since the register tile is
+    ROWS_ACC_WORDS on every arch (was: sm_90 only, 48 words, 256 threads; on sm_80 its 47 KB
+    blocks fitted 3 per SM, 37.5%)."""
     shape = fwd_rows_shape(wl, target)
     return shape[0] if shape is not None else None
 
 
+# static rows schedule: 32-bit registers for a thread's channel sums (cb x M), and threads per
+# block (slices x pixels). At 8x64x56x56 k7 M = 6: cb = 4, 16 slices x 32 pixels, 53 registers
+# with the staged atoms build on sm_90 and sm_80 (with 48 words, cb = 8 and 256 threads: 74-77
+# registers on sm_90, 37.5%: see the module docstring)
+ROWS_ACC_WORDS = 24
+ROWS_MAX_THREADS = 512
+# float64 keeps the shared-atoms schedule (4-channel tiles took 78 registers, 38%, on sm_90;
+# and a 32-pixel tile's atoms take 75 KB in float64)
+ROWS_F64 = False
 GENERIC_FWD_THREADS = 64  # generic fwd rows: at least this many threads per block where C allows
 
 
 def fwd_rows_shape(wl, target) -> Optional[tuple]:
     """(tile, slices, cb) of :func:`_fwd_rows` (see :func:`fwd_rows_tile`), or None.
 
+    Static builds: the warp-sized tile of :func:`_tile`, one register tile of cb channels per
+    thread, cb the largest divisor of C within ROWS_ACC_WORDS whose C / cb slices x tile
+    threads stay within ROWS_MAX_THREADS and, where C allows, cover the k x tile (tap row,
+    pixel) pairs of the staged atoms build (``staged_atoms_plan``); the tile's atoms, its input
+    row segments and the build's stages of one basis within 48 KiB. 8x64x56x56 k7 M = 6: tile
+    32, cb = 4, 16 slices (was cb = 8, 8 slices: see ROWS_ACC_WORDS).
+
     Generic builds (W symbolic): tiles of ``X_QUANTUM`` pixels (a generic row is whole
     X_QUANTUM pixels, so no tile has a tail and each tile's staged row segment provably lies in
     the padded row: a stage of constant size; TVM cannot prove that of a longer tile), and a
     single register tile of cb channels per thread, the largest divisor of C within ACC_WORDS
     that leaves at least GENERIC_FWD_THREADS threads (C / cb slices x the tile's pixels): at
-    8x64x56x56 k7 M = 6, cb = 8 as the static one, 8 slices x 8 pixels = 64 threads (the
-    static: 8 x 32 = 256), so each tap still takes M atom and cb input loads from shared
-    memory for cb x M FMAs. The cost is the halo: a tile's row segment is 8 + (k-1)*d
+    8x64x56x56 k7 M = 6, cb = 8, 8 slices x 8 pixels = 64 threads (the static was 8 x 32 =
+    256 at cb = 8, now 16 x 32 = 512 at cb = 4), so each tap takes M atom and cb input loads
+    from shared memory for cb x M FMAs. The cost is the halo: a tile's row segment is 8 + (k-1)*d
     columns, (8 + 6) / 8 = 1.75 loads per input at k7 against (32 + 6) / 32 = 1.19."""
     p = wl.p
     if p["k"] > UNROLL_TAPS:
         return None
     if wl.kind == "static":
-        if wl.dtype == "float64" or _acc_words(target) != ACC_WORDS:
+        if wl.dtype == "float64" and not ROWS_F64:
             return None
-        tile, slices, cb = _tile_shape(wl, target, conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"]), p["M"])
+        tile = _tile(wl, conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"]))
+        words = max(1, ROWS_ACC_WORDS // (p["M"] * (2 if wl.dtype == "float64" else 1)))
+        fits = [b for b in range(1, min(words, p["C"]) + 1) if p["C"] % b == 0 and p["C"] // b * tile <= ROWS_MAX_THREADS]
+        if not fits:
+            return None
+        # the largest whose threads cover the atoms build's (tap row, pixel) pairs (_atoms_staged)
+        cb = max([b for b in fits if p["C"] // b * tile >= p["k"] * tile] or fits)
+        slices = p["C"] // cb
+        staged = staged_atoms_bytes(wl, tile)
+        if staged is not None and fwd_shared_bytes(wl, tile) + staged > STATIC_SHARED_BYTES:
+            return None
     else:
         tile = _tile(wl, X_QUANTUM)
         words = max(1, _acc_words(target) // (p["M"] * (2 if wl.dtype == "float64" else 1)))
@@ -455,7 +653,8 @@ def _fwd_rows(sch, wl, target) -> bool:
     sch.bind(threads, "threadIdx.x")
     nthreads = extent(sch, threads)
     unroll(sch, v, cbi, m)
-    _atoms_in_shared(sch, wl, block, nthreads)
+    if not _atoms_staged(sch, wl, block, tile, nthreads):
+        _atoms_in_shared(sch, wl, block, nthreads)
     xpad = sch.get_sblock("Xpad")
     sch.set_scope(xpad, 0, "shared")
     if wl.kind == "generic":
@@ -469,7 +668,8 @@ def _fwd_rows(sch, wl, target) -> bool:
     rounds = _stage(sch, xpad, u, nthreads)
     # "#pragma unroll 1": unrolled, nvcc hoisted the copy's loads next to the 48 sums (98
     # registers on sm_90; 64 kept a loop)
-    sch.annotate(rounds, "disable_unroll", 1)
+    if extent(sch, rounds) > 1:
+        sch.annotate(rounds, "disable_unroll", 1)
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, u)
     # the cast stage at the channel-tile loop, spread over the threads as the sums are
@@ -758,9 +958,11 @@ GENERIC_TILED = ("fwd", "dx", "datoms")
 
 
 # generic kernels CUDA calls default to where tiled (dispatch): within ~1.1x the static build's
-# requested bytes at 8x64x56x56 k7 (fwd 1.08x, datoms 1.09x); dx's 8-pixel tiles request 1.50x
-# (its windows' halo: 14 columns per 8 pixels against 31 per 28), so dx stays static
-GENERIC_DEFAULT = ("fwd", "datoms")
+# requested bytes at 8x64x56x56 k7 (datoms 1.09x); dx's 8-pixel tiles request 1.50x (its
+# windows' halo: 14 columns per 8 pixels against 31 per 28), and fwd's 5.2x since the static
+# fwd stages A and P for its atoms build (``_atoms_staged``: 62 MB against the generic's 324.5
+# MB; the generic build keeps the per-thread loads), so both stay static
+GENERIC_DEFAULT = ("datoms",)
 
 
 def generic_default(wl, func, target=None) -> bool:
