@@ -28,13 +28,11 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   requested bytes at the benchmark shapes are 1.00 / 0.95 / 0.98 / 1.04x the static ones' at
   8x256x56x56 k3 and 1.00 / 0.97 / 1.11 / 1.03x at 2x256x200x300 (1.22-1.46x the minimum;
   estimates, ``gpu_report``, no GPU): one build serves every size, no JIT per new size.
-  **ACDA likewise, per kernel**: its generic ``datoms`` by rows in 8-pixel tiles where TVM
-  compacts its stages (k <= 7, with padding), 1.09x the static build's requested bytes at
-  8x64x56x56 k7 float32 (float64 1.21x; estimates, ``gpu_report``); its generic ``fwd``
-  (the static tap-row schedule in 8-pixel tiles, ``schedules.acda_cuda.generic_tiled``) and
-  ``dx`` (the atoms-in-registers schedule in 8-pixel tiles) are tiled too but request 5.2x
-  (the static fwd stages its atoms build's A and P) and 1.50x the static builds' bytes, so
-  both stay static (``schedules.acda_cuda.GENERIC_DEFAULT``).
+  **ACDA stays static** (``schedules.acda_cuda.GENERIC_DEFAULT``, per kernel: empty now): its
+  generic ``fwd``, ``datoms`` and ``dx`` are tiled (``schedules.acda_cuda.generic_tiled``:
+  the static schedules in 8-pixel tiles) but request 5.2x, 3.9x and 1.50x the static builds'
+  bytes at 8x64x56x56 k7 float32 (the static fwd stages its atoms build's A and P, the
+  static datoms stages dO once for every tap row; estimates, ``gpu_report``).
 * **CUDA: generic for PAC ``conv`` and ``conv_dw``** (``conv``: the convolution, its
   transposed form and both input gradients) wherever the generic build is tiled
   (``schedules.pac_cuda.generic_serves``: the static schedules with fixed tiles, requested

@@ -314,13 +314,18 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     tile with the channels in place of the bases: per thread (atom group, tap row, pixel) and
     channel, mi values of dO and the k inputs of its row (held in registers): (M/mi)*k*C*(mi +
     k) elements per pixel; at 8x64x56x56 k7 25,088 * 2*7*64*10 * 4 B = 899 MB, 12.1x (was
-    3,776 MB, 50.7x: dO and X per atom tap and channel). Generic ACDA builds (``generic``;
-    rows of whole X_QUANTUM = 8 pixels): fwd by tap rows in 8-pixel tiles where
+    3,776 MB, 50.7x: dO and X per atom tap and channel). Static float32 datoms (rows of at
+    least 32 pixels) keeps every tap row in one block (``schedules.acda_cuda._datoms_block``,
+    :func:`_acda_datoms_block_bytes`): dO staged once, N*C*M*Ho*Wo, and per block and channel its input window's real elements: at
+    8x64x56x56 k7 (tiles of 28) 38.5 MB + 8*64*380*62*4 B = 48.2 MB = 86.8 MB, 1.17x (the
+    rows schedule before it: dO once per tap row, 313 MB, 4.2x). Generic ACDA builds
+    (``generic``; rows of whole X_QUANTUM = 8 pixels): fwd by tap rows in 8-pixel tiles where
     ``schedules.acda_cuda.generic_tiled`` (the atoms as above over the padded rows, X per
     block and tap row over (8-1)*s + (k-1)*d + 1 columns, :func:`_acda_fwd_rows_bytes`): at
     8x64x56x56 k7 float32 252.9 MB + 8*64*380*92*4 B = 71.6 MB = 324.5 MB (the per-thread
-    atoms loads: 5.2x the static build's 62.2 MB since it stages A and P; was 1.08x); datoms by rows in 8-pixel tiles (:func:`_acda_datoms_generic_bytes`): dO
-    8*7*64*6*3136*4 B = 269.7 MB + X 8*64*380*92*4 B = 71.6 MB = 341.3 MB, 1.09x; dx the
+    atoms loads: 5.2x the static build's 62.2 MB since it stages A and P; was 1.08x); datoms
+    by rows in 8-pixel tiles (:func:`_acda_datoms_generic_bytes`): dO 8*7*64*6*3136*4 B =
+    269.7 MB + X 8*64*380*92*4 B = 71.6 MB = 341.3 MB, 3.9x the static build (was 1.09x); dx the
     atoms-in-registers count in 8-pixel tiles (:func:`_acda_dx_bytes`): P 3,136 blocks x 882 +
     A 8*6*18*380*92 + dO 8*64*6*380*92 elements = 561.5 MB, 1.50x; elsewhere the fall-backs'
     counts over the padded rows (the generic register-tile datoms loads the input per (atom,
@@ -385,7 +390,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
             wq = -(-p["W"] // quantum) * quantum
             return p["N"] * p["H"] * wq * (atoms + p["C"] * M * k2) * itemsize  # the fwd's tiling
         if wl.kernel == "datoms":
-            rows = _acda_datoms_rows_bytes(wl, p) if generic is None else _acda_datoms_generic_bytes(wl, p, generic)
+            rows = (_acda_datoms_block_bytes(wl, p) or _acda_datoms_rows_bytes(wl, p) if generic is None
+                    else _acda_datoms_generic_bytes(wl, p, generic))
             if rows is not None:
                 return rows * itemsize
             # the atoms build's register tile, channels for bases; the generic one loads the
@@ -655,6 +661,23 @@ def _acda_real_windows(p: dict, tile: int, r: int = 1) -> tuple:
     cols = sum(1 for x0 in range(0, p["Wo"], tile) for X in range(x0 * s, min(x0 * s + span, width))
                if pad <= X < pad + W)
     return rows, cols
+
+
+def _acda_datoms_block_bytes(wl: Workload, p: dict) -> Optional[int]:
+    """Elements loaded by acda.datoms' tap-block schedule (``schedules.acda_cuda._datoms_block``),
+    or None where it does not apply: per block (image, output row, tile) and channel the real
+    elements of its staged dO (every atom: dO once in all, the tiles partition the rows) and of
+    its input window, (k-1)*d + 1 rows from y*s (the rows between the taps too, at d > 1) x
+    (tile-1)*s + (k-1)*d + 1 columns: N*C*M*Ho*Wo + N*C*rows*cols."""
+    from schedules.acda_cuda import datoms_block_tile
+
+    t = datoms_block_tile(wl)
+    if t is None:
+        return None
+    N, C, H, M, k, s, d, pad = (p[n] for n in ("N", "C", "H", "M", "k", "s", "d", "p"))
+    rows = sum(1 for y in range(p["Ho"]) for Y in range(y * s, y * s + (k - 1) * d + 1) if pad <= Y < pad + H)
+    _, cols = _acda_real_windows(p, t["tile"])
+    return N * C * M * p["Ho"] * p["Wo"] + N * C * rows * cols
 
 
 def _acda_datoms_rows_bytes(wl: Workload, p: dict) -> Optional[int]:

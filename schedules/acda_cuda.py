@@ -128,6 +128,20 @@ float64 46-56 registers, 56-66%; requested 313 MB, 4.2x (was 899 MB, 12.1x). Sym
 k > 7 and narrower rows (the registered models' 7- and 14-pixel rows: blocks of 28-49 threads
 took 61-80 registers there, 28-50%): the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
 x k tap columns of dD in registers), the channels in place of the bases.
+Then (2026-12-01, issue 15 items 4 and 6; static float32 and the half types, rows of at least
+32 pixels, balanced tiles dividing the row; ``_datoms_block``) every tap row in one block: a
+block per (image, output row, tile of at most 32 pixels), a thread per (atom group, tap row,
+pixel), mi atoms x k tap columns of dD in registers (DATOMS_BLOCK_WORDS: mi = 3 at M = 6 k7,
+both groups in the block); per chunk of cc channels the block stages the tile's input window
+((k-1)*d + 1 rows x (tile-1)*s + (k-1)*d + 1 columns; rows padded to tile mod 32 words at
+stride 1: a warp's consecutive (u, pixel) pairs hit consecutive banks) and the tile's dO for
+every atom, so dO is loaded once (the rows schedule: once per tap row, k times, 270 of its
+313 MB). 8x64x56x56 k7: tiles of 28, 392 threads, 896 blocks, cc = 4, 9,408 B shared; ptxas
+48 registers, no spill, 3 blocks per SM: 61% on sm_90 and sm_80. Requested (``gpu_report``):
+dO 8*64*6*3136*4 B = 38.5 MB + X 8*64*380*62*4 B = 48.2 MB = 86.8 MB, 1.17x the 74.5 MB
+minimum (was 313 MB, 4.2x); no-cache estimate max(86.8 MB / 3.35 TB/s = 25.9 us, 0.94 GFLOP /
+67 TFLOP/s) = 25.9 us, 1.17x the 22.2 us roofline (was 4.2x). float64 keeps the rows schedule
+(2 atoms per thread: 588 threads, 55 registers, one block per SM: 30%).
 Generic datoms (k <= 7; ``_datoms_generic``): by rows in tiles of X_QUANTUM pixels, a block per
 (image and atom group: blockIdx.z, output row: .y, tile: .x), a thread per (tap row, pixel):
 k x 8 threads, mi atoms x k tap columns of dD each (DATOMS_WORDS, as the static), per chunk of
@@ -219,6 +233,13 @@ pixels (25,088 px).
   H100 roofline (was 2.0x), 2.2x the 16 us H200 one. Left: the dO loads (half of it; blocks
   of 4 rows would align them, 224 threads: 43.75% at 64 registers) and the loads per FMA
   (13 per 42).
+- datoms, every tap row in one block (now, float32): 896 blocks of 13 warps (392 threads),
+  per channel and block 13 warps x (3 dO + 7 X shared loads, one wavefront each with the
+  window's rows padded; a warp straddling the two atom groups: 2 on 4 lanes) = 130 for 273
+  warp FMAs, + the chunk's stages per channel (X 7 rows x 34 and dO 6 x 28: ~42 + 30 and ~36
+  + 21 wavefronts per 4 channels) ~32: 162 x 64 channels + dD stores ~400 = 10.8 K per
+  block -> 896 x 10.8 K / 132 = 73 K clk = 37 us (the rows schedule: 68 K, 34 us): the
+  shared-memory side as before, the DRAM side 3.6x smaller (86.8 MB requested against 313).
 """
 from __future__ import annotations
 
@@ -957,12 +978,13 @@ def _stage(sch, block, loop, threads: int) -> None:
 GENERIC_TILED = ("fwd", "dx", "datoms")
 
 
-# generic kernels CUDA calls default to where tiled (dispatch): within ~1.1x the static build's
-# requested bytes at 8x64x56x56 k7 (datoms 1.09x); dx's 8-pixel tiles request 1.50x (its
-# windows' halo: 14 columns per 8 pixels against 31 per 28), and fwd's 5.2x since the static
-# fwd stages A and P for its atoms build (``_atoms_staged``: 62 MB against the generic's 324.5
-# MB; the generic build keeps the per-thread loads), so both stay static
-GENERIC_DEFAULT = ("datoms",)
+# generic kernels CUDA calls default to where tiled (dispatch): those within ~1.1x the static
+# build's requested bytes at 8x64x56x56 k7 float32. None now: dx's 8-pixel tiles request
+# 1.50x (its windows' halo: 14 columns per 8 pixels against 31 per 28), fwd's 5.2x since the
+# static fwd stages A and P for its atoms build (``_atoms_staged``: 62 MB against 324.5 MB),
+# datoms' 3.9x since the static datoms keeps every tap row in one block (``_datoms_block``:
+# dO once, 86.8 MB against 341 MB); the generic builds keep their per-thread loads
+GENERIC_DEFAULT = ()
 
 
 def generic_default(wl, func, target=None) -> bool:
@@ -1161,6 +1183,85 @@ def _datoms_generic(sch, wl) -> None:
     unroll(sch, *[named[nm] for nm in ("m", "v") if nm in named])
 
 
+DATOMS_BLOCK_TILE = 32  # most pixels of a row per block of the tap-block schedule
+DATOMS_BLOCK_WORDS = 24  # its register tile: mi atoms x k tap columns (3 x 7 at M = 6 k7 float32)
+
+
+def datoms_block_tile(wl):
+    """Geometry of :func:`_datoms_block`: dict(tile, mi, cc, threads), or None: symbolic shapes,
+    float64 (2 atoms per thread: 588 threads at M = 6 k7, 55 registers, one block per SM:
+    30%), taps beyond UNROLL_TAPS, rows under DATOMS_MIN_ROW (their register tile as before),
+    rows not a whole number of balanced tiles of at most DATOMS_BLOCK_TILE pixels, more than
+    1024 threads."""
+    p = wl.p
+    if wl.kind != "static" or wl.dtype == "float64" or p["k"] > UNROLL_TAPS:
+        return None
+    wo = conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"])
+    if wo < DATOMS_MIN_ROW:
+        return None
+    tile = -(-wo // -(-wo // DATOMS_BLOCK_TILE))
+    mi = atoms_per_thread(wl, DATOMS_BLOCK_WORDS)
+    threads = p["M"] // mi * p["k"] * tile
+    if wo % tile or threads > 1024:
+        return None
+    item = {"float64": 8, "float32": 4}.get(wl.dtype, 2)
+    plane = ((p["k"] - 1) * p["d"] + 1) * ((tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1) + p["M"] * tile
+    cc = max(b for b in range(1, DATOMS_CHUNK + 1) if p["C"] % b == 0 and (b == 1 or b * plane * item <= DATOMS_SHARED_BYTES))
+    return dict(tile=tile, mi=mi, cc=cc, threads=threads)
+
+
+def _datoms_block(sch, wl, t) -> None:
+    """dD with every tap row in one block: a block per (image, output row, tile of the row), a
+    thread per (atom group, tap row u, pixel) keeping mi atoms x k tap columns in registers;
+    per chunk of cc channels the block stages the tile's input window and its dO (every atom)
+    in shared memory, so dO is loaded once (the rows schedule loads it per tap row: k times)."""
+    p = wl.p
+    mi, tile, threads = t["mi"], t["tile"], t["threads"]
+    acc = sch.get_sblock("acc")
+    dO_at = [r.source.name for r in sch.get(acc).reads].index("dO")
+    n, m, u, v, y, x, c = sch.get_loops(acc)
+    mo, m_in = sch.split(m, [None, mi])
+    xo, xi = sch.split(x, [None, tile])
+    co, ci = sch.split(c, [None, t["cc"]])
+    sch.reorder(n, y, xo, co, mo, u, xi, ci, m_in, v)
+    block = sch.fuse(n, y, xo)
+    sch.bind(block, "blockIdx.x")
+    sch.bind(sch.fuse(mo, u, xi), "threadIdx.x")
+    unroll(sch, m_in, v)
+    sch.annotate(ci, "disable_unroll", 1)
+    xpad = sch.get_sblock("Xpad")
+    sch.set_scope(xpad, 0, "shared")
+    if p["s"] == 1 and p["d"] == 1 and wl.dtype == "float32":
+        # a warp's 32 threads are consecutive (tap row, pixel) pairs reading X[u][x + v]: with
+        # the window's row stride = tile (mod 32 words) their banks are consecutive too (the
+        # plain 34-word rows at tile 28: 2 wavefronts per load)
+        sch.storage_align(xpad, 0, 2, 32, tile % 32)
+    dos = sch.cache_read(acc, dO_at, "shared")
+    for stage in (xpad, dos):
+        rounds = _stage(sch, stage, co, threads)
+        if extent(sch, rounds) > 1:
+            sch.annotate(rounds, "disable_unroll", 1)
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, co)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, block)
+    loops = sch.get_loops(out)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(block)))
+    named = dict(zip([nm for nm, e in (("m", p["M"]), ("u", p["k"]), ("v", p["k"]), ("x", tile)) if e > 1],
+                     loops[at + 1:]))
+    if "m" in named and mi == 1:
+        named["mo"] = named.pop("m")
+    elif "m" in named and mi < p["M"]:
+        named["mo"], named["m"] = sch.split(named["m"], [None, mi])
+    spatial = [named[nm] for nm in ("mo", "u", "x") if nm in named]
+    serial = [named[nm] for nm in ("m", "v") if nm in named]
+    sch.reorder(*spatial, *serial)
+    xl = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
+    _, tx = sch.split(xl, [None, threads])
+    sch.bind(tx, "threadIdx.x")
+    unroll(sch, *serial)
+
+
 @register("acda", "datoms", "cuda")
 def datoms(sch, wl, target):
     """The same register tile as the atoms build (``atoms_per_thread``): a thread per (atom
@@ -1168,6 +1269,10 @@ def datoms(sch, wl, target):
     loads mi values of dO and k of the input row for mi x k FMAs (was: a thread per atom tap,
     dO and X loaded for every FMA). Threads run along the pixels of a row (coalesced).
     Static shapes with unrolled taps: :func:`_datoms_rows`."""
+    t = datoms_block_tile(wl)
+    if t is not None:
+        _datoms_block(sch, wl, t)
+        return
     t = datoms_tile(wl)
     if t is not None:
         _datoms_rows(sch, wl, t)

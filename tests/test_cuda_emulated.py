@@ -487,6 +487,24 @@ def test_control_grid_one_block_short(way, op, kernel, params):
 
 
 @pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_acda_datoms_block_dO_short(way):
+    """acda.datoms with every tap row in one block (``schedules.acda_cuda._datoms_block``): its
+    copy of the chunk's dO into shared memory one round short leaves part of the stage unset
+    (poisoned: NaN, or the last chunk's values), which reaches dD."""
+    def mutate(low):
+        store = re.search(r"\n\s*dO_shared_ptr\[", low.source).start()  # (not the poisoning loop)
+        head = list(re.finditer(r"for \(int (\w+) = 0; \1 < (\d+);", low.source[:store]))[-1]
+        assert int(head[2]) > 1
+        low.source = (low.source[:head.start()] + f"for (int {head[1]} = 0; {head[1]} < {int(head[2]) - 1};"
+                      + low.source[head.end():])
+    wl = Workload.make("acda", "datoms", ACDA_SHAPES["k7-tiles"], "float32")
+    from schedules.acda_cuda import datoms_block_tile
+
+    assert datoms_block_tile(wl) is not None
+    _fails(wl, way, mutate=mutate, match="NaN|relative error")
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
 @pytest.mark.parametrize("kernel", ["ds", "dc"])
 def test_control_scratch_block_short(kernel, way):
     """The tiled ds's / streaming dc's first kernel one block short: a block leaves its sums in

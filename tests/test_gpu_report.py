@@ -201,11 +201,18 @@ def test_requested_bytes_acda_tiles(monkeypatch):
     assert G.requested_bytes(f64, 8) == 8 * 20 * (3 * 3 * (6 + 2 * 3) + 8 * 9)
     datoms = Workload.make("acda", "datoms", p, "float32")  # per channel 6 dO + 3 inputs per row
     assert G.requested_bytes(datoms) == 4 * 20 * 3 * 8 * (6 + 3)
-    # datoms by rows (32-pixel rows, two per block, all 6 atoms per thread): dO once per tap
-    # row, and per (2 rows, tap row) block and channel the real rows (5 + 5 over the tap rows
-    # of both blocks) x the real part of the 34-column window (32)
+    # datoms with every tap row in one block (32-pixel rows, a block per row, all 6 atoms per
+    # thread): dO once, staged, and per block and channel the real rows of its 3-row window
+    # (2 + 3 + 3 + 2 over the rows) x the real part of the 34-column window (32)
     wide = Workload.make("acda", "datoms", dict(p, W=32), "float32")
-    assert G.requested_bytes(wide) == 4 * (3 * 8 * 6 * 4 * 32 + 8 * 10 * 32)
+    assert acda_cuda.datoms_block_tile(wide) == dict(tile=32, mi=6, cc=8, threads=96)
+    assert G.requested_bytes(wide) == 4 * (8 * 6 * 4 * 32 + 8 * 10 * 32)
+    # float64 keeps the rows schedule (dO once per tap row; per (atom group of 3: 2 groups,
+    # 2 rows, tap row) block and channel the real rows, 5 + 5 over the tap rows of both
+    # blocks, x 32 columns)
+    wide64 = Workload.make("acda", "datoms", dict(p, W=32), "float64")
+    assert acda_cuda.datoms_block_tile(wide64) is None
+    assert G.requested_bytes(wide64, 8) == 8 * (3 * 8 * 6 * 4 * 32 + 2 * 8 * 10 * 32)
 
 
 def _generic(kernel, sizes=dict(B=8, H=56, W=56)):
@@ -254,7 +261,7 @@ def test_generic_acda_requested_bytes():
     rows schedule with 8-pixel tiles: the atoms per thread (2 atom groups x 7 tap rows x 18
     bases x (3 + 7) per pixel), the row segments 8 + 6 columns per tile: 92 real ones per
     56-pixel row (the static's 32-pixel tiles: 62), 5.2x the static build (which stages A and
-    P for its atoms, sm_90 and sm_80); datoms likewise by rows in
+    P for its atoms, sm_90 and sm_80); datoms (3.9x the static, which stages dO) by rows in
     8-pixel tiles; dx the static one's atoms-in-registers schedule in 8-pixel tiles, 1.5x."""
     from dynfilter_tvm import emulate
 
@@ -278,10 +285,12 @@ def test_generic_acda_requested_bytes():
     assert 1.45 * G.requested_bytes(dx) < gen < 1.55 * G.requested_bytes(dx)
     # datoms by rows in 8-pixel tiles, all 6 atoms per thread: dO once per tap row, and per
     # (image, output row, tile) block and channel its 7-row window's real rows (380 over the
-    # rows) x the tiles' 92 real columns; 1.09x the static build's (its 56-pixel rows: 62)
+    # rows) x the tiles' 92 real columns; 3.9x the static build's (every tap row in one block
+    # of 28 pixels: dO once, staged, and the windows' 62 real columns: 86.8 MB)
     gen = G.requested_bytes(datoms, 4, generic=datoms_g)
     assert gen == 4 * (8 * 7 * 64 * 6 * 3136 + 8 * 64 * 380 * 92)
-    assert gen <= 1.1 * G.requested_bytes(datoms)
+    static = 4 * (8 * 64 * 6 * 3136 + 8 * 64 * 380 * 62)
+    assert G.requested_bytes(datoms) == static and gen > 3.5 * static
     # a row of 5 pixels (padded to 8: one tile; its window's 10 padded columns hold 5 real ones),
     # k3 (mi = 6: 1 atom group x 3 tap rows x 3 bases x (6 + 3) per pixel of the padded row)
     p = dict(N=None, C=8, H=None, W=None, M=6, T=3, k=3, s=1, d=1, p=1)
