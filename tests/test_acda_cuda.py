@@ -131,3 +131,23 @@ def test_fwd_aims_at_benchmark_shape(arch):
     req, least = G.requested_bytes(wl, 4, arch), G.min_bytes(wl, 4)
     roofline = max(least / G.H100_BW, G.flops(wl) / G.FP32_SIMT)
     assert req <= 1.15 * least and G.estimate_s(req, G.flops(wl), None) <= 1.5 * roofline
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
+def test_datoms_aims_at_benchmark_shape(arch):
+    """Issue 15's aims for acda.datoms at 8x64x56x56 k7 M = 6 float32 (ptxas figures and the
+    report's arithmetic; estimates, no GPU): every tap row in one block (tiles of 28 pixels,
+    2 atom groups x 7 tap rows x 28 pixels = 392 threads, dO staged once); no spills, 3
+    blocks per SM (61%), requested bytes and the estimate within 1.2x (86.8 MB, 1.17x)."""
+    from dynfilter_tvm import gpu_report as G
+    from schedules.acda_cuda import datoms_block_tile
+
+    wl = Workload.make("acda", "datoms", _p(8, 64, 56, 56, 6, 18, 7, 1, 1, 3), "float32")
+    assert datoms_block_tile(wl) == dict(tile=28, mi=3, cc=4, threads=392)
+    res = G.ptxas_resources(build(wl, cuda_target(arch)).mod.imports[0].inspect_source(), arch)["acda_datoms_kernel"]
+    assert res["spill"] == 0, res
+    assert G.occupancy(arch, 392, res["regs"], res["smem"]) >= 0.5, res
+    req, least = G.requested_bytes(wl, 4, arch), G.min_bytes(wl, 4)
+    roofline = max(least / G.H100_BW, G.flops(wl) / G.FP32_SIMT)
+    assert req <= 1.2 * least and G.estimate_s(req, G.flops(wl), None) <= 1.2 * roofline
