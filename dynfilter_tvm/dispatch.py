@@ -18,7 +18,7 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
 * **CPU: generic.** A model meeting a new input size builds nothing new. The generic CPU
   schedules compute rows in whole vectors and run near the static time (README "Any input
   size" lists the generic/static ratios per kernel).
-* **CUDA: static, but generic for DDF, ACDA and PAC** (``OP_DEFAULT_MODES``) wherever its generic build
+* **CUDA: static, but generic for DDF and PAC** (``OP_DEFAULT_MODES``; ACDA per kernel, none now) wherever its generic build
   is tiled like the static one (``schedules.ddf_cuda.generic_tiled``, checked once per
   configuration: 1 < k <= 7 and, for ``dx``, gcd(stride, dilation) = 1, but for a few
   configurations whose stages TVM would not compact; elsewhere, k = 1 or k > 7 say, the
@@ -28,15 +28,11 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   requested bytes at the benchmark shapes are 1.00 / 0.95 / 0.98 / 1.04x the static ones' at
   8x256x56x56 k3 and 1.00 / 0.97 / 1.11 / 1.03x at 2x256x200x300 (1.22-1.46x the minimum;
   estimates, ``gpu_report``, no GPU): one build serves every size, no JIT per new size.
-  **ACDA likewise, per kernel**: its generic ``fwd`` takes the static one's tap-row schedule
-  with tiles of X_QUANTUM = 8 pixels (``schedules.acda_cuda.generic_tiled``: k <= 7, the
-  channels in one register tile, per arch and configuration), 1.08x the static build's requested bytes at
-  8x64x56x56 k7 float32 on sm_90 (5.8x the minimum; 0.57x on sm_80, where the static one
-  keeps the shared-atoms schedule; estimates, ``gpu_report``); its generic ``datoms`` by rows
-  in 8-pixel tiles where TVM compacts its stages (k <= 7, with padding), 1.09x (float64
-  1.21x); its generic ``dx`` is tiled too (the static atoms-in-registers schedule in 8-pixel
-  tiles) but requests 1.50x the static build's bytes, so dx stays static
-  (``schedules.acda_cuda.GENERIC_DEFAULT``).
+  **ACDA stays static** (``schedules.acda_cuda.GENERIC_DEFAULT``, per kernel: empty now): its
+  generic ``fwd``, ``datoms`` and ``dx`` are tiled (``schedules.acda_cuda.generic_tiled``:
+  the static schedules in 8-pixel tiles) but request 5.2x, 3.9x and 1.50x the static builds'
+  bytes at 8x64x56x56 k7 float32 (the static fwd stages its atoms build's A and P, the
+  static datoms stages dO once for every tap row; estimates, ``gpu_report``).
 * **CUDA: generic for PAC ``conv``, ``conv_dk`` and ``conv_dw``** (``conv``: the convolution,
   its transposed form and both input gradients) wherever the generic build is tiled
   (``schedules.pac_cuda.generic_serves``: the static schedules with fixed tiles, requested

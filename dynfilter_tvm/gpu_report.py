@@ -295,7 +295,14 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     issued where dO or A is an inserted zero or padding (an upper bound: those loads are
     masked). At 8x64x56x56 k7, M = 6, T = 18, float32 (mi = 3): atoms 25,088 px * 7*18*(6 +
     2*7) * 4 B = 252.9 MB (was 1,062 MB, A and P per atom tap), fwd X 25,088 * 64 * 49 * 4 B =
-    314.7 MB: 567.6 MB, 10.2x the minimum (was 1,377 MB, 24.7x). acda.dx, static with k <= 7
+    314.7 MB: 567.6 MB, 10.2x the minimum (was 1,377 MB, 24.7x). Static float32 fwd by tap
+    rows (``schedules.acda_cuda._fwd_rows``, sm_90 and sm_80) stages A and P for its atoms
+    build (``_atoms_staged``, :func:`_acda_fwd_staged_atoms_bytes`): every A element once,
+    P per block and pass of atom groups, N*M*T*Ho*Wo + blocks*passes*T*k^2, and X per block
+    and tap row over the real part of its row segment (:func:`_acda_fwd_rows_bytes`): at
+    8x64x56x56 k7 A 8*6*18*3136*4 B = 10.8 MB + P 896*1*18*49*4 B = 3.2 MB + X 8*64*380*62*4 B
+    = 48.2 MB = 62.2 MB, 1.12x the minimum (was 301 MB, 5.4x, on sm_90 with the per-thread
+    atoms loads above; 567.6 MB on sm_80). acda.dx, static with k <= 7
     (the atoms-in-registers schedule, :func:`_acda_dx_bytes`; loads only, real elements
     only: the copies' masked loads fetch nothing): P once per block (T*k^2); per block the
     coefficients A of its window for every basis (M*T planes, staged in shared memory), and
@@ -310,13 +317,18 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     tile with the channels in place of the bases: per thread (atom group, tap row, pixel) and
     channel, mi values of dO and the k inputs of its row (held in registers): (M/mi)*k*C*(mi +
     k) elements per pixel; at 8x64x56x56 k7 25,088 * 2*7*64*10 * 4 B = 899 MB, 12.1x (was
-    3,776 MB, 50.7x: dO and X per atom tap and channel). Generic ACDA builds (``generic``;
-    rows of whole X_QUANTUM = 8 pixels): fwd by tap rows in 8-pixel tiles where
+    3,776 MB, 50.7x: dO and X per atom tap and channel). Static float32 datoms (rows of at
+    least 32 pixels) keeps every tap row in one block (``schedules.acda_cuda._datoms_block``,
+    :func:`_acda_datoms_block_bytes`): dO staged once, N*C*M*Ho*Wo, and per block and channel its input window's real elements: at
+    8x64x56x56 k7 (tiles of 28) 38.5 MB + 8*64*380*62*4 B = 48.2 MB = 86.8 MB, 1.17x (the
+    rows schedule before it: dO once per tap row, 313 MB, 4.2x). Generic ACDA builds
+    (``generic``; rows of whole X_QUANTUM = 8 pixels): fwd by tap rows in 8-pixel tiles where
     ``schedules.acda_cuda.generic_tiled`` (the atoms as above over the padded rows, X per
     block and tap row over (8-1)*s + (k-1)*d + 1 columns, :func:`_acda_fwd_rows_bytes`): at
-    8x64x56x56 k7 float32 252.9 MB + 8*64*380*92*4 B = 71.6 MB = 324.5 MB, 1.08x the static
-    build on sm_90; datoms by rows in 8-pixel tiles (:func:`_acda_datoms_generic_bytes`): dO
-    8*7*64*6*3136*4 B = 269.7 MB + X 8*64*380*92*4 B = 71.6 MB = 341.3 MB, 1.09x; dx the
+    8x64x56x56 k7 float32 252.9 MB + 8*64*380*92*4 B = 71.6 MB = 324.5 MB (the per-thread
+    atoms loads: 5.2x the static build's 62.2 MB since it stages A and P; was 1.08x); datoms
+    by rows in 8-pixel tiles (:func:`_acda_datoms_generic_bytes`): dO 8*7*64*6*3136*4 B =
+    269.7 MB + X 8*64*380*92*4 B = 71.6 MB = 341.3 MB, 3.9x the static build (was 1.09x); dx the
     atoms-in-registers count in 8-pixel tiles (:func:`_acda_dx_bytes`): P 3,136 blocks x 882 +
     A 8*6*18*380*92 + dO 8*64*6*380*92 elements = 561.5 MB, 1.50x; elsewhere the fall-backs'
     counts over the padded rows (the generic register-tile datoms loads the input per (atom,
@@ -371,7 +383,9 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         atoms = (M // mi) * k * (k // cols) * T * (mi + cols)  # per pixel of the tile
         if wl.kernel == "fwd":
             rows = _acda_fwd_rows_bytes(wl, p, arch, generic)
-            return (pix * atoms + (rows if rows is not None else pix * p["C"] * k2)) * itemsize
+            staged = _acda_fwd_staged_atoms_bytes(wl, p, arch) if generic is None else None
+            built = staged if staged is not None else pix * atoms
+            return (built + (rows if rows is not None else pix * p["C"] * k2)) * itemsize
         if wl.kernel == "dx":
             tiled = _acda_dx_bytes(wl, p, generic, arch)
             if tiled is not None:
@@ -379,7 +393,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
             wq = -(-p["W"] // quantum) * quantum
             return p["N"] * p["H"] * wq * (atoms + p["C"] * M * k2) * itemsize  # the fwd's tiling
         if wl.kernel == "datoms":
-            rows = _acda_datoms_rows_bytes(wl, p) if generic is None else _acda_datoms_generic_bytes(wl, p, generic)
+            rows = (_acda_datoms_block_bytes(wl, p) or _acda_datoms_rows_bytes(wl, p) if generic is None
+                    else _acda_datoms_generic_bytes(wl, p, generic))
             if rows is not None:
                 return rows * itemsize
             # the atoms build's register tile, channels for bases; the generic one loads the
@@ -620,6 +635,22 @@ def _acda_fwd_rows_bytes(wl: Workload, p: dict, arch: str, generic: Optional[Wor
     return p["N"] * p["C"] * rows * cols
 
 
+def _acda_fwd_staged_atoms_bytes(wl: Workload, p: dict, arch: str) -> Optional[int]:
+    """Elements the atoms build of static acda.fwd's rows schedule loads where it stages A and
+    P (``schedules.acda_cuda._atoms_staged``), or None where it does not: per block and basis,
+    the real coefficients of its tile (every A element once in all: tiles partition the rows,
+    a tail tile's masked loads fetch nothing) and the basis' k x k taps, once per pass of atom
+    groups: N*M*T*Ho*Wo + blocks*passes*T*k^2."""
+    from schedules.acda_cuda import fwd_staged_plan
+
+    from .target import cuda_target
+
+    plan = fwd_staged_plan(wl, cuda_target(arch))
+    if plan is None:
+        return None
+    return p["N"] * p["M"] * p["T"] * p["Ho"] * p["Wo"] + plan["blocks"] * plan["passes"] * p["T"] * p["k"] ** 2
+
+
 def _acda_real_windows(p: dict, tile: int, r: int = 1) -> tuple:
     """(real input rows over the (block of r output rows, tap row) windows, real input columns
     over the row tiles' windows) of an ACDA row-tiled schedule: r output rows at tap row u read
@@ -633,6 +664,23 @@ def _acda_real_windows(p: dict, tile: int, r: int = 1) -> tuple:
     cols = sum(1 for x0 in range(0, p["Wo"], tile) for X in range(x0 * s, min(x0 * s + span, width))
                if pad <= X < pad + W)
     return rows, cols
+
+
+def _acda_datoms_block_bytes(wl: Workload, p: dict) -> Optional[int]:
+    """Elements loaded by acda.datoms' tap-block schedule (``schedules.acda_cuda._datoms_block``),
+    or None where it does not apply: per block (image, output row, tile) and channel the real
+    elements of its staged dO (every atom: dO once in all, the tiles partition the rows) and of
+    its input window, (k-1)*d + 1 rows from y*s (the rows between the taps too, at d > 1) x
+    (tile-1)*s + (k-1)*d + 1 columns: N*C*M*Ho*Wo + N*C*rows*cols."""
+    from schedules.acda_cuda import datoms_block_tile
+
+    t = datoms_block_tile(wl)
+    if t is None:
+        return None
+    N, C, H, M, k, s, d, pad = (p[n] for n in ("N", "C", "H", "M", "k", "s", "d", "p"))
+    rows = sum(1 for y in range(p["Ho"]) for Y in range(y * s, y * s + (k - 1) * d + 1) if pad <= Y < pad + H)
+    _, cols = _acda_real_windows(p, t["tile"])
+    return N * C * M * p["Ho"] * p["Wo"] + N * C * rows * cols
 
 
 def _acda_datoms_rows_bytes(wl: Workload, p: dict) -> Optional[int]:

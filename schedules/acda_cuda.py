@@ -24,6 +24,39 @@ inputs), 50% (4 blocks of 256 threads); requested bytes 301 MB, 5.4x the minimum
 568 MB, 10.2x). float64 (78 registers, 38%) and sm_80 (47 KB blocks: 3 per SM, 37.5%) keep
 the schedule above, as do tiles with more channels than one register tile (the registered
 models' C >= 80: the rows' inputs would be staged again per channel tile).
+Then (2026-12-01, issue 15 items 4 and 6; static float32, both archs: ``_atoms_staged``)
+the rows schedule builds its atoms from coefficients A and bases P staged in shared memory,
+a basis at a time: per basis the block copies A[:, t] of its tile (M x 32 adjacent pixels,
+coalesced) and P[t] (k x k), and a thread per (atom group, tap row, pixel) adds mi x k FMAs
+on mi coefficients and k bases (broadcast) into registers, storing its atoms once at the
+end. Every A element is loaded from global memory once, every P element once per block:
+requested bytes at 8x64x56x56 k7 M = 6 T = 18 (``gpu_report``): A 8*6*18*3136*4 B = 10.8 MB
++ P 896 blocks*18*49*4 B = 3.2 MB + X (as before) 8*64*380*62*4 B = 48.2 MB = 62.2 MB, 1.12x
+the 55.8 MB minimum (was 301 MB, 5.4x: each thread read A for its tap row and P for its
+atom group, k*T*(M + 2k) = 2,520 elements per pixel, 253 MB). No-cache estimate (every
+requested byte from DRAM): max(62.2 MB / 3.35 TB/s = 18.6 us, 1.21 GFLOP / 67 TFLOP/s =
+18.0 us) = 18.6 us, 1.03x the 18 us roofline (was 90 us, 5.0x). The build's registers live
+only before the channel phase, but with its staging loop nvcc 13's ptxas took 74-77
+registers next to cb = 8 channel tiles (37.5%; at __launch_bounds__(256, 4) it fitted 62 with
+no spill, but TVM 0.27 emits no minimum of blocks from a schedule), so the register tile is
+cb = 4 channels (``ROWS_ACC_WORDS``, the channels split over up to ``ROWS_MAX_THREADS`` =
+512 threads): 16 slices x 32 pixels, 512 threads, the two atom groups (mi = 3) built in
+parallel by 448 of them; ptxas 53 registers, no spill, 47,616 B shared (the stages share the
+rows' memory: TVM's storage rewrite), 2 blocks per SM: 50% on sm_90 and sm_80. sm_80 takes
+the rows schedule now (was the shared-atoms one: 568 MB, 10.2x). Where the threads do not
+cover the k x tile (tap row, pixel) pairs the groups run in turn (A and P staged per group);
+cb is the largest whose threads cover them; fewer, ``_atoms_in_shared``. float64, generic
+builds (the stages of A over a symbolic row overflowed an int32 bound in TVM's lowering)
+and the shared-atoms schedule keep the per-thread loads. The price is in shared memory: 4
+channels per thread load the 6 atoms per tap for 24 FMAs (was 48), so the channel phase's
+atom loads double (time estimate below: 89 K clk, 2.5x the roofline, was 71 K, 2.0x, on
+sm_90; sm_80's shared-atoms schedule was ~209 K). The registered ACDA models (lenet_acda,
+ad_resnet_s/m/l, float32; ptxas, estimates): their C = 80 and 160 fwd layers take the rows
+schedule now (blocks over 256 threads only of whole warps dividing 32, else the models' C =
+216 ran 432 threads at 44%): requested bytes
+1.4-1.8x their minimum (were 6.0-9.6x, the shared-atoms schedule), 46-53 registers, 55-62%
+(were 75%), no spills; the five fwd launches below 50% or spilling on sm_80 before (C = 3,
+152, 216, 304, 432) are unchanged.
 Generic fwd (N, H, W symbolic; ``fwd_rows_shape``, ``generic_tiled``): the same rows schedule
 with tiles of X_QUANTUM = 8 pixels (a generic row of 'acc' is whole X_QUANTUM pixels, so no
 tile has a tail and TVM proves each tile's row segment inside the padded row: stages of
@@ -101,6 +134,20 @@ float64 46-56 registers, 56-66%; requested 313 MB, 4.2x (was 899 MB, 12.1x). Sym
 k > 7 and narrower rows (the registered models' 7- and 14-pixel rows: blocks of 28-49 threads
 took 61-80 registers there, 28-50%): the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
 x k tap columns of dD in registers), the channels in place of the bases.
+Then (2026-12-01, issue 15 items 4 and 6; static float32 and the half types, rows of at least
+32 pixels, balanced tiles dividing the row; ``_datoms_block``) every tap row in one block: a
+block per (image, output row, tile of at most 32 pixels), a thread per (atom group, tap row,
+pixel), mi atoms x k tap columns of dD in registers (DATOMS_BLOCK_WORDS: mi = 3 at M = 6 k7,
+both groups in the block); per chunk of cc channels the block stages the tile's input window
+((k-1)*d + 1 rows x (tile-1)*s + (k-1)*d + 1 columns; rows padded to tile mod 32 words at
+stride 1: a warp's consecutive (u, pixel) pairs hit consecutive banks) and the tile's dO for
+every atom, so dO is loaded once (the rows schedule: once per tap row, k times, 270 of its
+313 MB). 8x64x56x56 k7: tiles of 28, 392 threads, 896 blocks, cc = 4, 9,408 B shared; ptxas
+48 registers, no spill, 3 blocks per SM: 61% on sm_90 and sm_80. Requested (``gpu_report``):
+dO 8*64*6*3136*4 B = 38.5 MB + X 8*64*380*62*4 B = 48.2 MB = 86.8 MB, 1.17x the 74.5 MB
+minimum (was 313 MB, 4.2x); no-cache estimate max(86.8 MB / 3.35 TB/s = 25.9 us, 0.94 GFLOP /
+67 TFLOP/s) = 25.9 us, 1.17x the 22.2 us roofline (was 4.2x). float64 keeps the rows schedule
+(2 atoms per thread: 588 threads, 55 registers, one block per SM: 30%).
 Generic datoms (k <= 7; ``_datoms_generic``): by rows in tiles of X_QUANTUM pixels, a block per
 (image and atom group: blockIdx.z, output row: .y, tile: .x), a thread per (tap row, pixel):
 k x 8 threads, mi atoms x k tap columns of dD each (DATOMS_WORDS, as the static), per chunk of
@@ -142,6 +189,16 @@ pixels (25,088 px).
   ATOM_WORDS; mi = 6 took 80 registers). Free copies would give 49 K clk = 25 us, 1.4x; the
   1.5x aim needs the atoms phase or the loads per FMA cut further (several pixels per thread
   cost atom loads: cb x q <= 8 at M = 6, and q = 2, cb = 4 loads more per FMA).
+- fwd with staged A and P (now, sm_90 and sm_80, cb = 4, 512 threads: 16 warps, 896 blocks,
+  6.8 per SM), per block: atoms, per basis A 6 warp loads (~1.75 lines each) + 6 shared
+  stores and P 2 + 2 (~19), then 14 warps x (3 A + 7 P) = 140 shared loads (32 adjacent
+  words or a broadcast: one wavefront each) -> 18 x 159 = 2,862 + the atom stores 14 x 21 =
+  294 (5,292 warp FMAs: 1.3 K clk, hidden) = 3,156; channels 16 warps x 49 taps x (6 atom +
+  4 X) = 7,840 (18,816 warp FMAs: 4.7 K clk); the row copies 2,128 as above: 13,124
+  wavefronts x 896 / 132 = 89 K clk = 45 us, 2.5x the 18 us roofline (by blocks, as the
+  70.8 K above). The DRAM side is at the roofline (62 MB requested); the shared-memory side
+  is not: the 6 atom loads per tap now feed 24 FMAs. Left: cb = 8 (the atom loads halved:
+  7,448 + 3,156 -> 71 K clk) needs ptxas to keep the staged build within 64 registers.
 - dx, the shared-atoms schedule (before): its atoms build reads a coefficient per atom tap
   (the atoms are indexed by the input pixel they serve): per warp 18 x (21 x 13/7 + 7) = 828
   wavefronts, 10,976 warps -> 69 K clk (16.7 K was counted "as fwd", too low); channels 784 x
@@ -182,6 +239,13 @@ pixels (25,088 px).
   H100 roofline (was 2.0x), 2.2x the 16 us H200 one. Left: the dO loads (half of it; blocks
   of 4 rows would align them, 224 threads: 43.75% at 64 registers) and the loads per FMA
   (13 per 42).
+- datoms, every tap row in one block (now, float32): 896 blocks of 13 warps (392 threads),
+  per channel and block 13 warps x (3 dO + 7 X shared loads, one wavefront each with the
+  window's rows padded; a warp straddling the two atom groups: 2 on 4 lanes) = 130 for 273
+  warp FMAs, + the chunk's stages per channel (X 7 rows x 34 and dO 6 x 28: ~42 + 30 and ~36
+  + 21 wavefronts per 4 channels) ~32: 162 x 64 channels + dD stores ~400 = 10.8 K per
+  block -> 896 x 10.8 K / 132 = 73 K clk = 37 us (the rows schedule: 68 K, 34 us): the
+  shared-memory side as before, the DRAM side 3.6x smaller (86.8 MB requested against 313).
 """
 from __future__ import annotations
 
@@ -279,6 +343,140 @@ def _atoms_in_shared(sch, wl, block, threads: int) -> None:
         sch.unroll(loop)
 
 
+# the rows schedule's atoms build (``_atoms_staged``): 32-bit registers for a thread's atoms
+# (mi atoms x k tap columns of one tap row); M = 6, k = 7 float32: mi = 3, 21 words
+STAGED_ATOM_WORDS = 24
+
+
+def staged_atoms_per_thread(wl) -> int:
+    """``mi`` of :func:`_atoms_staged`: the largest divisor of M whose mi x k atoms fit
+    STAGED_ATOM_WORDS 32-bit registers (3 at M = 6, k = 7 float32)."""
+    per_m = wl.p["k"] * (2 if wl.dtype == "float64" else 1)
+    return max(b for b in range(1, wl.p["M"] + 1) if wl.p["M"] % b == 0 and (b == 1 or b * per_m <= STAGED_ATOM_WORDS))
+
+
+def staged_atoms_bytes(wl, tile: int) -> Optional[int]:
+    """Shared memory of :func:`_atoms_staged`'s stage of one basis (the tile's M coefficients
+    and the basis' k x k taps), or None where it does not apply: more atom words per thread
+    than STAGED_ATOM_WORDS."""
+    p = wl.p
+    item = 8 if wl.dtype == "float64" else 4
+    if p["k"] * item // 4 > STAGED_ATOM_WORDS:
+        return None
+    return (p["M"] * tile + p["k"] ** 2) * {"float64": 8, "float32": 4}.get(wl.dtype, 2)
+
+
+def staged_atoms_plan(wl, tile: int, threads: int) -> Optional[dict]:
+    """How :func:`_atoms_staged` builds a tile of ``tile`` pixels with ``threads`` threads:
+    dict(mi: atoms per thread, passes: 1 where the (atom group, tap row, pixel) triples run in
+    parallel, else M / mi, the groups in turn, A and P staged per group), or None where it does
+    not apply: symbolic shapes (with the stages of A over the symbolic row TVM's lowering
+    overflowed an int32 bound: generic builds keep :func:`_atoms_in_shared`), taps not
+    unrolled, more (tap row, pixel) pairs than ``threads`` or a single one."""
+    p = wl.p
+    k, M = p["k"], p["M"]
+    if wl.kind != "static" or k > UNROLL_TAPS or k * tile > threads or k * tile < 2 or staged_atoms_bytes(wl, tile) is None:
+        return None
+    mi = staged_atoms_per_thread(wl)
+    return dict(mi=mi, passes=1 if M // mi * k * tile <= threads else M // mi)
+
+
+def fwd_staged_plan(wl, target) -> Optional[dict]:
+    """:func:`staged_atoms_plan` of static fwd's rows schedule for ``target`` (None where fwd
+    does not take it), with its ``tile`` and ``blocks``."""
+    shape = fwd_rows_shape(wl, target) if wl.kind == "static" else None
+    if shape is None:
+        return None
+    tile, slices, _ = shape
+    plan = staged_atoms_plan(wl, tile, slices * tile)
+    if plan is None:
+        return None
+    p = wl.p
+    wo = conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"])
+    ho = conv_out_size(p["H"], p["k"], p["s"], p["p"], p["d"])
+    return dict(plan, tile=tile, blocks=p["N"] * ho * -(-wo // tile))
+
+
+def _atoms_staged(sch, wl, block, tile: int, threads: int) -> bool:
+    """The tile's atoms in shared memory (M x k x k x ``tile``), built a basis at a time from
+    coefficients A and bases P staged in shared memory: per basis t the block copies A[:, t]
+    of its tile (M rows of adjacent pixels: coalesced) and P[t] (k x k); each thread owns (atom
+    group, tap row u, pixel) and mi atoms x k tap columns in registers
+    (``staged_atoms_per_thread``) and per basis reads mi coefficients and k bases
+    (warp-uniform: one broadcast each) for mi x k FMAs; after the last basis it stores its mi
+    x k atoms once. The (group, u, pixel) triples run in parallel where the block's
+    ``threads`` cover them, else the groups in turn (A and P staged again per group). Every A
+    element is then loaded from global memory once per block, every P element once per block
+    (and group): was per thread, A k times and P M/mi times per pixel, 84% of the kernel's
+    requested bytes at 8x64x56x56 k7. Returns False, scheduling nothing, where the taps are
+    not unrolled, the (u, pixel) pairs exceed ``threads`` or are a single one (then
+    :func:`_atoms_in_shared`)."""
+    p = wl.p
+    k, M = p["k"], p["M"]
+    plan = staged_atoms_plan(wl, tile, threads)
+    if plan is None:
+        return False
+    mi, parallel = plan["mi"], plan["passes"] == 1
+    atoms = sch.get_sblock("atoms")
+    staged = []
+    for name in ("A", "P"):
+        reads = [r.source.name for r in sch.get(atoms).reads]
+        staged.append(sch.cache_read(atoms, reads.index(name), "shared"))
+    # the atoms accumulate in the threads' registers, then their owners copy them to shared memory
+    acc = sch.get_sblock("acc")
+    reads = [r.source.name for r in sch.get(acc).reads]
+    sh = sch.cache_read(acc, reads.index("atoms"), "shared")
+    sch.set_scope(atoms, 0, "local")
+    sch.compute_at(sh, block)
+    sch.compute_at(atoms, block)
+
+    def below(blk, loop):
+        loops = sch.get_loops(blk)
+        return loops[next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop))) + 1:]
+
+    def threads_over(named):
+        """(group,) u, pixel fused and bound as the build's threads; returns the register loops."""
+        spatial = [named[nm] for nm in (("mo",) if parallel else ()) + ("u", "x") if nm in named]
+        regs = [named[nm] for nm in ("m", "v") if nm in named]
+        sch.reorder(*spatial, *regs)
+        fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
+        _, tx = sch.split(fused, [None, threads])
+        sch.bind(tx, "threadIdx.x")
+        return regs
+
+    def split_groups(named):
+        if "m" in named and mi == 1:
+            named["mo"] = named.pop("m")
+        elif "m" in named and mi < M:
+            named["mo"], named["m"] = sch.split(named["m"], [None, mi])
+        return named
+
+    # (compute_at dropped the unit-extent loops)
+    named = split_groups(dict(zip([nm for nm, n in (("m", M), ("u", k), ("v", k), ("x", tile), ("t", p["T"]))
+                                   if n > 1], below(atoms, block))))
+    to = named.pop("t", None)
+    mo = None if parallel else named.pop("mo", None)
+    if to is not None:  # the bases outside the threads, the groups (if serial) outside the bases
+        sch.reorder(*[lp for lp in (mo, to) if lp is not None], *[lp for nm, lp in named.items()])
+    regs = threads_over(named)
+    if to is not None:
+        init = sch.decompose_reduction(atoms, to)
+        unroll(sch, *sch.get_loops(init)[-len(regs):] if regs else [])
+        sch.annotate(to, "disable_unroll", 1)
+    for stage in staged:
+        rounds = _stage(sch, stage, to if to is not None else mo if mo is not None else block, threads)
+        if extent(sch, rounds) > 1:
+            sch.annotate(rounds, "disable_unroll", 1)
+    unroll(sch, *regs)
+    # each thread stores its mi x k atoms (serial groups: per group, the next reuses the registers)
+    if mo is not None:
+        sch.reverse_compute_at(sh, mo)
+    named = dict(zip([nm for nm, n in (("m", mi if mo is not None else M), ("u", k), ("v", k), ("x", tile)) if n > 1],
+                     below(sh, mo if mo is not None else block)))
+    unroll(sch, *threads_over(named if mo is not None else split_groups(named)))
+    return True
+
+
 def _tile_shape(wl, target, wo, per_channel: int):
     """(tile, slices, cb) of :func:`_tiles` for a row of ``wo`` pixels."""
     # a generic row is whole X_QUANTUM pixels: tiles of at most that many have no tail
@@ -347,37 +545,69 @@ def fwd_shared_bytes(wl, tile: int) -> int:
 
 def fwd_rows_tile(wl, target) -> Optional[int]:
     """The pixels per block of :func:`_fwd_rows`, or None where fwd keeps the shared-atoms
-    schedule: symbolic shapes, taps beyond UNROLL_TAPS, float64 (its 4-channel tiles took 78
-    registers, 38%, on sm_90), before sm_90 (164 KB per SM holds 3 such blocks, 37.5%; and
-    its ACC_WORDS_BEFORE_SM90 tiles need two channel tiles at C = 64), more channels than one
-    register tile per thread covers (each tile would need the rows' inputs staged again: the
-    models' C = 80 .. 432), or more than 48 KiB of shared memory."""
+    schedule: symbolic shapes, taps beyond UNROLL_TAPS, float64 (``ROWS_F64``), more channels
+    than one register tile per thread (ROWS_ACC_WORDS) over ROWS_MAX_THREADS threads covers
+    (each tile would need the rows' inputs staged again: the models' C = 80 .. 432), or more
+    than 48 KiB of shared memory. Static builds take it on sm_80 too since the register tile is
+    ROWS_ACC_WORDS on every arch (was: sm_90 only, 48 words, 256 threads; on sm_80 its 47 KB
+    blocks fitted 3 per SM, 37.5%)."""
     shape = fwd_rows_shape(wl, target)
     return shape[0] if shape is not None else None
 
 
+# static rows schedule: 32-bit registers for a thread's channel sums (cb x M), and threads per
+# block (slices x pixels). At 8x64x56x56 k7 M = 6: cb = 4, 16 slices x 32 pixels, 53 registers
+# with the staged atoms build on sm_90 and sm_80 (with 48 words, cb = 8 and 256 threads: 74-77
+# registers on sm_90, 37.5%: see the module docstring)
+ROWS_ACC_WORDS = 24
+ROWS_MAX_THREADS = 512
+# float64 keeps the shared-atoms schedule (4-channel tiles took 78 registers, 38%, on sm_90;
+# and a 32-pixel tile's atoms take 75 KB in float64)
+ROWS_F64 = False
 GENERIC_FWD_THREADS = 64  # generic fwd rows: at least this many threads per block where C allows
 
 
 def fwd_rows_shape(wl, target) -> Optional[tuple]:
     """(tile, slices, cb) of :func:`_fwd_rows` (see :func:`fwd_rows_tile`), or None.
 
+    Static builds: the warp-sized tile of :func:`_tile`, one register tile of cb channels per
+    thread, cb the largest divisor of C within ROWS_ACC_WORDS whose C / cb slices x tile
+    threads stay within ROWS_MAX_THREADS and, where C allows, cover the k x tile (tap row,
+    pixel) pairs of the staged atoms build (``staged_atoms_plan``); the tile's atoms, its input
+    row segments and the build's stages of one basis within 48 KiB. 8x64x56x56 k7 M = 6: tile
+    32, cb = 4, 16 slices (was cb = 8, 8 slices: see ROWS_ACC_WORDS).
+
     Generic builds (W symbolic): tiles of ``X_QUANTUM`` pixels (a generic row is whole
     X_QUANTUM pixels, so no tile has a tail and each tile's staged row segment provably lies in
     the padded row: a stage of constant size; TVM cannot prove that of a longer tile), and a
     single register tile of cb channels per thread, the largest divisor of C within ACC_WORDS
     that leaves at least GENERIC_FWD_THREADS threads (C / cb slices x the tile's pixels): at
-    8x64x56x56 k7 M = 6, cb = 8 as the static one, 8 slices x 8 pixels = 64 threads (the
-    static: 8 x 32 = 256), so each tap still takes M atom and cb input loads from shared
-    memory for cb x M FMAs. The cost is the halo: a tile's row segment is 8 + (k-1)*d
+    8x64x56x56 k7 M = 6, cb = 8, 8 slices x 8 pixels = 64 threads (the static was 8 x 32 =
+    256 at cb = 8, now 16 x 32 = 512 at cb = 4), so each tap takes M atom and cb input loads
+    from shared memory for cb x M FMAs. The cost is the halo: a tile's row segment is 8 + (k-1)*d
     columns, (8 + 6) / 8 = 1.75 loads per input at k7 against (32 + 6) / 32 = 1.19."""
     p = wl.p
     if p["k"] > UNROLL_TAPS:
         return None
     if wl.kind == "static":
-        if wl.dtype == "float64" or _acc_words(target) != ACC_WORDS:
+        if wl.dtype == "float64" and not ROWS_F64:
             return None
-        tile, slices, cb = _tile_shape(wl, target, conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"]), p["M"])
+        tile = _tile(wl, conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"]))
+        words = max(1, ROWS_ACC_WORDS // (p["M"] * (2 if wl.dtype == "float64" else 1)))
+        # over 256 threads, whole warps dividing 32: at <= 64 registers whole blocks then fill 32
+        # warps (50%; the models' C = 216 at 432 threads, 14 warps: 2 blocks, 44%)
+        fits = [b for b in range(1, min(words, p["C"]) + 1) if p["C"] % b == 0 and p["C"] // b * tile <= ROWS_MAX_THREADS
+                and (p["C"] // b * tile <= MAX_THREADS or 32 % -(-(p["C"] // b * tile) // 32) == 0)]
+        if not fits:
+            return None
+        # the largest whose threads cover the atoms build's (tap row, pixel) pairs (_atoms_staged);
+        # where none does, the most threads (C = 3: 96 threads, not 32 with 138 registers)
+        cover = [b for b in fits if p["C"] // b * tile >= p["k"] * tile]
+        cb = max(cover) if cover else min(fits)
+        slices = p["C"] // cb
+        staged = staged_atoms_bytes(wl, tile)
+        if staged is not None and fwd_shared_bytes(wl, tile) + staged > STATIC_SHARED_BYTES:
+            return None
     else:
         tile = _tile(wl, X_QUANTUM)
         words = max(1, _acc_words(target) // (p["M"] * (2 if wl.dtype == "float64" else 1)))
@@ -455,7 +685,8 @@ def _fwd_rows(sch, wl, target) -> bool:
     sch.bind(threads, "threadIdx.x")
     nthreads = extent(sch, threads)
     unroll(sch, v, cbi, m)
-    _atoms_in_shared(sch, wl, block, nthreads)
+    if not _atoms_staged(sch, wl, block, tile, nthreads):
+        _atoms_in_shared(sch, wl, block, nthreads)
     xpad = sch.get_sblock("Xpad")
     sch.set_scope(xpad, 0, "shared")
     if wl.kind == "generic":
@@ -469,7 +700,8 @@ def _fwd_rows(sch, wl, target) -> bool:
     rounds = _stage(sch, xpad, u, nthreads)
     # "#pragma unroll 1": unrolled, nvcc hoisted the copy's loads next to the 48 sums (98
     # registers on sm_90; 64 kept a loop)
-    sch.annotate(rounds, "disable_unroll", 1)
+    if extent(sch, rounds) > 1:
+        sch.annotate(rounds, "disable_unroll", 1)
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, u)
     # the cast stage at the channel-tile loop, spread over the threads as the sums are
@@ -757,10 +989,13 @@ def _stage(sch, block, loop, threads: int) -> None:
 GENERIC_TILED = ("fwd", "dx", "datoms")
 
 
-# generic kernels CUDA calls default to where tiled (dispatch): within ~1.1x the static build's
-# requested bytes at 8x64x56x56 k7 (fwd 1.08x, datoms 1.09x); dx's 8-pixel tiles request 1.50x
-# (its windows' halo: 14 columns per 8 pixels against 31 per 28), so dx stays static
-GENERIC_DEFAULT = ("fwd", "datoms")
+# generic kernels CUDA calls default to where tiled (dispatch): those within ~1.1x the static
+# build's requested bytes at 8x64x56x56 k7 float32. None now: dx's 8-pixel tiles request
+# 1.50x (its windows' halo: 14 columns per 8 pixels against 31 per 28), fwd's 5.2x since the
+# static fwd stages A and P for its atoms build (``_atoms_staged``: 62 MB against 324.5 MB),
+# datoms' 3.9x since the static datoms keeps every tap row in one block (``_datoms_block``:
+# dO once, 86.8 MB against 341 MB); the generic builds keep their per-thread loads
+GENERIC_DEFAULT = ()
 
 
 def generic_default(wl, func, target=None) -> bool:
@@ -959,6 +1194,85 @@ def _datoms_generic(sch, wl) -> None:
     unroll(sch, *[named[nm] for nm in ("m", "v") if nm in named])
 
 
+DATOMS_BLOCK_TILE = 32  # most pixels of a row per block of the tap-block schedule
+DATOMS_BLOCK_WORDS = 24  # its register tile: mi atoms x k tap columns (3 x 7 at M = 6 k7 float32)
+
+
+def datoms_block_tile(wl):
+    """Geometry of :func:`_datoms_block`: dict(tile, mi, cc, threads), or None: symbolic shapes,
+    float64 (2 atoms per thread: 588 threads at M = 6 k7, 55 registers, one block per SM:
+    30%), taps beyond UNROLL_TAPS, rows under DATOMS_MIN_ROW (their register tile as before),
+    rows not a whole number of balanced tiles of at most DATOMS_BLOCK_TILE pixels, more than
+    1024 threads."""
+    p = wl.p
+    if wl.kind != "static" or wl.dtype == "float64" or p["k"] > UNROLL_TAPS:
+        return None
+    wo = conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"])
+    if wo < DATOMS_MIN_ROW:
+        return None
+    tile = -(-wo // -(-wo // DATOMS_BLOCK_TILE))
+    mi = atoms_per_thread(wl, DATOMS_BLOCK_WORDS)
+    threads = p["M"] // mi * p["k"] * tile
+    if wo % tile or threads > 1024:
+        return None
+    item = {"float64": 8, "float32": 4}.get(wl.dtype, 2)
+    plane = ((p["k"] - 1) * p["d"] + 1) * ((tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1) + p["M"] * tile
+    cc = max(b for b in range(1, DATOMS_CHUNK + 1) if p["C"] % b == 0 and (b == 1 or b * plane * item <= DATOMS_SHARED_BYTES))
+    return dict(tile=tile, mi=mi, cc=cc, threads=threads)
+
+
+def _datoms_block(sch, wl, t) -> None:
+    """dD with every tap row in one block: a block per (image, output row, tile of the row), a
+    thread per (atom group, tap row u, pixel) keeping mi atoms x k tap columns in registers;
+    per chunk of cc channels the block stages the tile's input window and its dO (every atom)
+    in shared memory, so dO is loaded once (the rows schedule loads it per tap row: k times)."""
+    p = wl.p
+    mi, tile, threads = t["mi"], t["tile"], t["threads"]
+    acc = sch.get_sblock("acc")
+    dO_at = [r.source.name for r in sch.get(acc).reads].index("dO")
+    n, m, u, v, y, x, c = sch.get_loops(acc)
+    mo, m_in = sch.split(m, [None, mi])
+    xo, xi = sch.split(x, [None, tile])
+    co, ci = sch.split(c, [None, t["cc"]])
+    sch.reorder(n, y, xo, co, mo, u, xi, ci, m_in, v)
+    block = sch.fuse(n, y, xo)
+    sch.bind(block, "blockIdx.x")
+    sch.bind(sch.fuse(mo, u, xi), "threadIdx.x")
+    unroll(sch, m_in, v)
+    sch.annotate(ci, "disable_unroll", 1)
+    xpad = sch.get_sblock("Xpad")
+    sch.set_scope(xpad, 0, "shared")
+    if p["s"] == 1 and p["d"] == 1 and wl.dtype == "float32":
+        # a warp's 32 threads are consecutive (tap row, pixel) pairs reading X[u][x + v]: with
+        # the window's row stride = tile (mod 32 words) their banks are consecutive too (the
+        # plain 34-word rows at tile 28: 2 wavefronts per load)
+        sch.storage_align(xpad, 0, 2, 32, tile % 32)
+    dos = sch.cache_read(acc, dO_at, "shared")
+    for stage in (xpad, dos):
+        rounds = _stage(sch, stage, co, threads)
+        if extent(sch, rounds) > 1:
+            sch.annotate(rounds, "disable_unroll", 1)
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, co)
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, block)
+    loops = sch.get_loops(out)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(block)))
+    named = dict(zip([nm for nm, e in (("m", p["M"]), ("u", p["k"]), ("v", p["k"]), ("x", tile)) if e > 1],
+                     loops[at + 1:]))
+    if "m" in named and mi == 1:
+        named["mo"] = named.pop("m")
+    elif "m" in named and mi < p["M"]:
+        named["mo"], named["m"] = sch.split(named["m"], [None, mi])
+    spatial = [named[nm] for nm in ("mo", "u", "x") if nm in named]
+    serial = [named[nm] for nm in ("m", "v") if nm in named]
+    sch.reorder(*spatial, *serial)
+    xl = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
+    _, tx = sch.split(xl, [None, threads])
+    sch.bind(tx, "threadIdx.x")
+    unroll(sch, *serial)
+
+
 @register("acda", "datoms", "cuda")
 def datoms(sch, wl, target):
     """The same register tile as the atoms build (``atoms_per_thread``): a thread per (atom
@@ -966,6 +1280,10 @@ def datoms(sch, wl, target):
     loads mi values of dO and k of the input row for mi x k FMAs (was: a thread per atom tap,
     dO and X loaded for every FMA). Threads run along the pixels of a row (coalesced).
     Static shapes with unrolled taps: :func:`_datoms_rows`."""
+    t = datoms_block_tile(wl)
+    if t is not None:
+        _datoms_block(sch, wl, t)
+        return
     t = datoms_tile(wl)
     if t is not None:
         _datoms_rows(sch, wl, t)

@@ -107,3 +107,47 @@ def test_dx_resources_at_benchmark_shape(arch):
     res = G.ptxas_resources(build(wl, cuda_target(arch)).mod.imports[0].inspect_source(), arch)["acda_dx_kernel"]
     assert res["spill"] == 0 and res["regs"] <= 48, res
     assert G.occupancy(arch, threads, res["regs"], res["smem"]) >= 0.5
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
+def test_fwd_aims_at_benchmark_shape(arch):
+    """Issue 15's aims for acda.fwd at 8x64x56x56 k7 M = 6 float32 (ptxas figures and the
+    report's arithmetic; estimates, no GPU): the rows schedule with the atoms built from
+    staged A and P on both archs, 16 slices of 4 channels x 32 pixels = 512 threads, the two
+    atom groups in parallel; no spills, at most 64 registers (2 blocks, 32 warps: 50%), static
+    shared memory within 48 KiB, and requested bytes within 1.5x of the minimum and the
+    estimate within 1.5x of the roofline (62.2 MB, 1.12x; 1.03x)."""
+    from dynfilter_tvm import gpu_report as G
+    from schedules.acda_cuda import fwd_rows_shape, fwd_staged_plan
+
+    wl = Workload.make("acda", "fwd", _p(8, 64, 56, 56, 6, 18, 7, 1, 1, 3), "float32")
+    target = cuda_target(arch)
+    assert fwd_rows_shape(wl, target) == (32, 16, 4)
+    assert fwd_staged_plan(wl, target) == dict(mi=3, passes=1, tile=32, blocks=896)
+    res = G.ptxas_resources(build(wl, target).mod.imports[0].inspect_source(), arch)["acda_fwd_kernel"]
+    assert res["spill"] == 0 and res["regs"] <= 64 and res["smem"] <= 48 * 1024, res
+    assert G.occupancy(arch, 512, res["regs"], res["smem"]) >= 0.5
+    req, least = G.requested_bytes(wl, 4, arch), G.min_bytes(wl, 4)
+    roofline = max(least / G.H100_BW, G.flops(wl) / G.FP32_SIMT)
+    assert req <= 1.15 * least and G.estimate_s(req, G.flops(wl), None) <= 1.5 * roofline
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
+def test_datoms_aims_at_benchmark_shape(arch):
+    """Issue 15's aims for acda.datoms at 8x64x56x56 k7 M = 6 float32 (ptxas figures and the
+    report's arithmetic; estimates, no GPU): every tap row in one block (tiles of 28 pixels,
+    2 atom groups x 7 tap rows x 28 pixels = 392 threads, dO staged once); no spills, 3
+    blocks per SM (61%), requested bytes and the estimate within 1.2x (86.8 MB, 1.17x)."""
+    from dynfilter_tvm import gpu_report as G
+    from schedules.acda_cuda import datoms_block_tile
+
+    wl = Workload.make("acda", "datoms", _p(8, 64, 56, 56, 6, 18, 7, 1, 1, 3), "float32")
+    assert datoms_block_tile(wl) == dict(tile=28, mi=3, cc=4, threads=392)
+    res = G.ptxas_resources(build(wl, cuda_target(arch)).mod.imports[0].inspect_source(), arch)["acda_datoms_kernel"]
+    assert res["spill"] == 0, res
+    assert G.occupancy(arch, 392, res["regs"], res["smem"]) >= 0.5, res
+    req, least = G.requested_bytes(wl, 4, arch), G.min_bytes(wl, 4)
+    roofline = max(least / G.H100_BW, G.flops(wl) / G.FP32_SIMT)
+    assert req <= 1.2 * least and G.estimate_s(req, G.flops(wl), None) <= 1.2 * roofline

@@ -180,11 +180,14 @@ def _drop_barrier(index):
     # k = 9 (taps not unrolled): the channel-slice ds; between the stores and the shared-memory sum
     ("ddf", "ds", _ddf(1, 32, 3, 5, 1, 9, 1, 1, "mul"), 1, "NaN"),
     ("ddf", "dc", DDF_SHAPES["tiles"], 2, "NaN"),  # between staging a row of S and reading it
-    # between building the atoms and reading them. PoCL runs a group's work-items one after
-    # another, so a dropped barrier shows only where a reader runs before the writer of what it
-    # reads, and not before a work-group-uniform loop (PoCL's implicit barrier at its head, seen
-    # with the k = 7 tap rows): ACDA_SHAPES["k1"] has both
-    ("acda", "fwd", ACDA_SHAPES["k1"], 0, "NaN"),
+    # between staging the input row (and storing the atoms) and reading them. PoCL runs a
+    # group's work-items one after another, so a dropped barrier shows only where a reader runs
+    # before the writer of what it reads, and not before a work-group-uniform loop (PoCL's
+    # implicit barrier at its head, seen with the k = 7 tap rows): ACDA_SHAPES["k1"] has both.
+    # (Barriers 0-2 guard the atoms build's stages of A and P, inside its loop over the bases,
+    # and the reuse of that memory for the row: invisible on PoCL.) The row's shared memory
+    # holds the staged coefficients then, not NaN: a wrong result
+    ("acda", "fwd", ACDA_SHAPES["k1"], 3, "relative error"),
     ("ddf", "fwd", DDF_SHAPES["tiles"], 1, "NaN"),  # between staging a channel's tile and reading it
     ("ddf", "dx", DDF_SHAPES["tiles"], 1, "NaN"),
     ("ddf", "dx", DDF_SHAPES["s2-tiles"], 1, "NaN"),
@@ -489,6 +492,24 @@ def test_control_grid_one_block_short(way, op, kernel, params):
 
 
 @pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_acda_datoms_block_dO_short(way):
+    """acda.datoms with every tap row in one block (``schedules.acda_cuda._datoms_block``): its
+    copy of the chunk's dO into shared memory one round short leaves part of the stage unset
+    (poisoned: NaN, or the last chunk's values), which reaches dD."""
+    def mutate(low):
+        store = re.search(r"\n\s*dO_shared_ptr\[", low.source).start()  # (not the poisoning loop)
+        head = list(re.finditer(r"for \(int (\w+) = 0; \1 < (\d+);", low.source[:store]))[-1]
+        assert int(head[2]) > 1
+        low.source = (low.source[:head.start()] + f"for (int {head[1]} = 0; {head[1]} < {int(head[2]) - 1};"
+                      + low.source[head.end():])
+    wl = Workload.make("acda", "datoms", ACDA_SHAPES["k7-tiles"], "float32")
+    from schedules.acda_cuda import datoms_block_tile
+
+    assert datoms_block_tile(wl) is not None
+    _fails(wl, way, mutate=mutate, match="NaN|relative error")
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
 @pytest.mark.parametrize("kernel", ["ds", "dc"])
 def test_control_scratch_block_short(kernel, way):
     """The tiled ds's / streaming dc's first kernel one block short: a block leaves its sums in
@@ -599,6 +620,11 @@ def test_acda_dx_blocks_in_reverse_order(dtype, way):
     # tail tile's predicate (Wo = 40: tiles of 32 and 8); C = 64: one channel tile
     ("fwd", ACDA_SHAPES["register-tiles"]),
     ("fwd", _acda(1, 8, 3, 40, 6, 18, 7, 1, 1, 3)),  # k = 7, 8 slices of one channel
+    # the atoms built from staged A and P (float32): C = 64, 16 slices of 4 channels, the two
+    # atom groups in parallel (448 of 512 threads); stride 2, dilation 2, 16-pixel tiles (Wo
+    # = 19: a 3-pixel tail), one group of 4 atoms. (C = 8 above: the two groups in turn.)
+    ("fwd", _acda(1, 64, 3, 40, 6, 18, 7, 1, 1, 3)),
+    ("fwd", _acda(1, 16, 9, 37, 4, 6, 5, 2, 2, 4)),
     ("datoms", ACDA_SHAPES["k7-tiles"]),
     # datoms by rows: Wo = 131 in two tiles of 66 pixels, the second one short (its cast
     # stage's predicate); stride 2 with dilation 2 in the staged row segment
@@ -607,7 +633,7 @@ def test_acda_dx_blocks_in_reverse_order(dtype, way):
     # 32-pixel rows, two per block, and stride 2 (rows 2 apart in the staged segments)
     ("datoms", _acda(1, 3, 6, 32, 6, 4, 7, 1, 1, 3)),
     ("datoms", _acda(1, 2, 12, 64, 3, 4, 7, 2, 1, 3)),
-], ids=["fwd-c64", "fwd-k7", "datoms", "datoms-tail", "datoms-s2-d2", "datoms-rows", "datoms-rows-s2"])
+], ids=["fwd-c64", "fwd-k7", "fwd-k7-staged", "fwd-s2-d2-staged", "datoms", "datoms-tail", "datoms-s2-d2", "datoms-rows", "datoms-rows-s2"])
 def test_acda_blocks_in_reverse_order(kernel, shape, dtype, way):
     """As :func:`test_acda_dx_blocks_in_reverse_order`, for the other ACDA kernels."""
     emulate.check(Workload.make("acda", kernel, shape, dtype), way, mutate=_reverse_blocks)
