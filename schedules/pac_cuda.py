@@ -540,11 +540,18 @@ def _store_name(dtype: str) -> str:
     return "dynfilter_pac_mma_store_shared" + ("" if dtype == "float32" else "_" + MMA_DTYPES[dtype][0])
 
 
-def _store_cast_intrin(dtype: str):
-    """Accumulator fragments (f32, TVM's 16x16 layout) -> shared (16 x 16) in ``dtype``, cast
-    on the way (plain stores: no tvm_access_ptr, whose type check StorageRewrite's sharing of
-    one allocation between types would fail)."""
+def _store_cast_intrin(dtype: str, transposed: bool = False):
+    """Accumulator fragments (f32, TVM's 16x16 layout, rows = M) -> shared (16 x 16) in
+    ``dtype``, cast on the way where it is not float32, C[m, n] (``transposed``: C[n, m]), by
+    plain stores (no tvm_access_ptr, whose type check fails where StorageRewrite shares one
+    allocation between types: the half types' staging, conv_dk's O = 256)."""
     from tvm.script import tirx as T
+
+    def at(m, n):  # the element a fragment's (row m, column n) goes to
+        return (n, m) if transposed else (m, n)
+
+    def val(x):
+        return x if dtype == "float32" else T.Cast(dtype, x)
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, c: T.handle) -> None:
@@ -557,9 +564,10 @@ def _store_cast_intrin(dtype: str):
                 with T.sblock("C_warp"):
                     v0, v1 = T.axis.remap("SS", [i0, i1])
                     lane, loc = T.meta_var(_frag_c(v0, v1))
+                    r, q = T.meta_var(at(v0, v1))
                     T.reads(C_warp[lane, loc])
-                    T.writes(C[v0, v1])
-                    C[v0, v1] = T.Cast(dtype, C_warp[lane, loc])
+                    T.writes(C[r, q])
+                    C[r, q] = val(C_warp[lane, loc])
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, c: T.handle) -> None:
@@ -572,8 +580,8 @@ def _store_cast_intrin(dtype: str):
             T.writes(C[0:16, 0:16])
             for tx in T.thread_binding(0, 32, "threadIdx.x"):
                 for loc in T.serial(8):  # the inverse of _frag_c
-                    C[8 * (loc % 4 // 2) + tx // 4, 8 * (loc // 4) + 2 * (tx % 4) + loc % 2] = T.Cast(
-                        dtype, C_warp[tx, loc])
+                    r, q = T.meta_var(at(8 * (loc % 4 // 2) + tx // 4, 8 * (loc // 4) + 2 * (tx % 4) + loc % 2))
+                    C[r, q] = val(C_warp[tx, loc])
     return desc, impl
 
 
@@ -1044,42 +1052,6 @@ def dk_mma_tile(wl, target=None):
 DK_STORE_T_F32 = "dynfilter_pac_dk_mma_store_shared_t_f32"
 
 
-def _dk_store_t_intrin():
-    """Accumulator fragments (f32, TVM's 16x16 layout, rows = M) -> shared memory transposed
-    (16 x 16 float32, C[n, m]), by plain stores (no tvm_access_ptr, whose type check fails
-    where StorageRewrite gives this space to 16-bit staging: O = 256)."""
-    from tvm.script import tirx as T
-
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, c: T.handle) -> None:
-        C_warp = T.match_buffer(a, (32, 8), "float32", scope="warp")
-        C = T.match_buffer(c, (16, 16), "float32", scope="shared")
-        with T.sblock("root"):
-            T.reads(C_warp[0:32, 0:8])
-            T.writes(C[0:16, 0:16])
-            for i0, i1 in T.grid(16, 16):
-                with T.sblock("C_warp"):
-                    v0, v1 = T.axis.remap("SS", [i0, i1])
-                    lane, loc = T.meta_var(_frag_c(v0, v1))
-                    T.reads(C_warp[lane, loc])
-                    T.writes(C[v1, v0])
-                    C[v1, v0] = C_warp[lane, loc]
-
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, c: T.handle) -> None:
-        s0 = T.int32()
-        s1 = T.int32()
-        C_warp = T.match_buffer(a, (32, 8), "float32", scope="warp", offset_factor=1)
-        C = T.match_buffer(c, (16, 16), "float32", scope="shared", offset_factor=1, strides=[s0, s1])
-        with T.sblock("root"):
-            T.reads(C_warp[0:32, 0:8])
-            T.writes(C[0:16, 0:16])
-            for tx in T.thread_binding(0, 32, "threadIdx.x"):
-                for loc in T.serial(8):  # the inverse of _frag_c, transposed
-                    C[8 * (loc // 4) + 2 * (tx % 4) + loc % 2, 8 * (loc % 4 // 2) + tx // 4] = C_warp[tx, loc]
-    return desc, impl
-
-
 def _conv_dk_mma(sch, wl, wx: int) -> None:
     """A block per (n, output row y, P = 32*wx pixels), a warp per two 16-pixel tiles (they
     share the A fragment). The block stages its dO tile once (laid out (x, o): B rows of 16
@@ -1129,7 +1101,7 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     _register_mma_intrinsics(wl.dtype)
     # G's fragment store, float32 by plain stores (TVM's own uses tvm_access_ptr, whose type
     # check fails where StorageRewrite gives G's space to the 16-bit staging: O = 256)
-    TensorIntrin.register(DK_STORE_T_F32, *_dk_store_t_intrin(), override=True)
+    TensorIntrin.register(DK_STORE_T_F32, *_store_cast_intrin("float32", transposed=True), override=True)
     load_a, load_b, mma = _intrin_names(wl.dtype)
     e, O = 2, wl.p["O"]
     warps = wx
