@@ -741,10 +741,12 @@ def _acda_dx_bytes(wl: Workload, p: dict, generic: Optional[Workload] = None, ar
     def real(Y: int, n_out: int) -> bool:  # a zero-inserted grid position holding a dO element
         return (Y - e) % s == 0 and 0 <= (Y - e) // s < n_out
 
-    # the window of input row h: grid rows h + pad + e - (k-1)*d .. h + pad + e
-    rows = sum(1 for h in range(H) for Y in range(h + pad, h + pad + e + 1) if real(Y, p["Ho"]))
+    # the window of input rows h0 .. h0 + R - 1 (R = the block's rows, ``_dx_rows``): grid rows
+    # h0 + pad .. h0 + R - 1 + pad + e
+    r = t.get("rows", 1)
+    rows = sum(1 for h0 in range(0, H, r) for Y in range(h0 + pad, min(h0 + r, H) + pad + e) if real(Y, p["Ho"]))
     cols = sum(1 for w0 in range(0, W, tile) for X in range(w0 + pad, min(w0 + tile, W) + pad + e) if real(X, p["Wo"]))
-    blocks = N * H * -(-W // tile)
+    blocks = N * -(-H // r) * -(-W // tile)
     # P per block; per block the coefficients A of its window for every basis (staged once,
     # coalesced, then read from shared memory), and the dO window per channel chunk
     return blocks * T * k * k + N * M * T * rows * cols + N * C * M * rows * cols

@@ -753,6 +753,9 @@ DX_THREADS = 1024  # most threads per dx block
 DX_MIN_THREADS = 192  # runs only where the block keeps this many threads (narrow rows: q = 1)
 DX_RUN = 4  # most adjacent pixels per dx thread (a register window along the row)
 DX_SHARED_BYTES = 40 * 1024  # the dO window, the partial sums and the bases (<= 48 KiB static)
+# most threads of a dx block over several input rows (``_dx_rows``): 21 warps, so that two
+# blocks of <= 48 registers fit an SM's 65,536 (66% occupancy)
+DX_ROWS_THREADS = 608
 
 
 def dx_tile(wl, target=None):
@@ -789,12 +792,15 @@ def dx_tile(wl, target=None):
         tile = min(most, -(-tile // q) * q)  # whole runs
         if q == 1 or parts * tile // q >= DX_MIN_THREADS:
             break
-    t = dict(tile=tile, q=q, ku=ku, mi=mi, parts=parts)
-    # one input row's window plane (zero-inserted grid), as laid out in shared memory
+    t = dict(tile=tile, q=q, ku=ku, mi=mi, parts=parts, rows=1)
+    if wl.kind == "static" and item == 4 and q > 1:
+        t.update(_dx_rows(p, t))
+    tile, rows = t["tile"], t["rows"]
+    # the block's window plane (zero-inserted grid), as laid out in shared memory
     _, plane = _plane_strides(t, k, d, tile + (k - 1) * d)
 
     def shared(cc: int) -> int:  # dO window + partial sums + bases
-        return (cc * M * plane + parts * cc * tile + T * k * k) * item
+        return (cc * M * plane + parts * cc * tile * rows + T * k * k) * item
 
     # the thread's registers: its atoms plus a partial sum per (channel of the chunk, pixel of the run)
     held = q * mi * ku * k * (item // 4)
@@ -804,6 +810,35 @@ def dx_tile(wl, target=None):
     # bases per stage of staged coefficients (M x tb planes)
     tb = max(b for b in range(1, T + 1) if T % b == 0 and (b == 1 or M * b * plane * item <= DX_A_BYTES))
     return dict(t, cc=max(fits), tb=tb) if fits else None
+
+
+def _dx_rows(p: dict, t: dict) -> dict:
+    """(tile, rows) of a dx block over several input rows (static float32 and the half types,
+    runs of q > 1): the block's window, (rows + (k-1)*d) grid rows x (tile + (k-1)*d) columns
+    per staged plane of dO or A, serves rows x tile input pixels, so the dO and A requested
+    fall with it. Over tiles of whole runs (balanced along the row) and row counts (balanced
+    down the image) with at most DX_ROWS_THREADS threads (parts x tile / q x rows), the pair
+    with the fewest window elements over the image (blocks x plane), the fewer threads on a
+    tie. 8x64x56x56 k7 (42 parts, q = 4): tiles of 8 x 8 rows, 672 threads: 14 x 14 per 64
+    pixels (was tiles of 28 x 1 row: 7 x 34 per 28), 2.8x fewer window elements."""
+    W, H, k, d, q, parts = p["W"], p["H"], p["k"], p["d"], t["q"], t["parts"]
+    e = (k - 1) * d
+    best = None
+    for n_w in range(1, W + 1):
+        tile = -(-W // n_w)
+        tile = -(-tile // q) * q  # whole runs
+        if tile > min(MAX_TILE, W + q - 1) or parts * tile // q > DX_ROWS_THREADS:
+            continue
+        most = DX_ROWS_THREADS // (parts * tile // q)
+        for n_h in range(1, H + 1):
+            rows = -(-H // n_h)
+            if rows > most:
+                continue
+            cost = (-(-W // tile) * -(-H // rows) * (tile + e) * (rows + e), parts * tile // q * rows)
+            if best is None or cost < best[0]:
+                best = (cost, tile, rows)
+            break  # more row blocks only cost more
+    return {} if best is None else dict(tile=best[1], rows=best[2])
 
 
 def _dx_registers(sch, wl, t) -> None:
@@ -826,11 +861,18 @@ def _dx_registers(sch, wl, t) -> None:
     sch.reorder(mo, uo, m_in, ui, v)
     rf = sch.rfactor(sch.fuse(mo, uo), 0)  # acc_rf[(atom group, tap rows), n, c, h, w]: its taps' sum
     n, c, h, w, mu, m_in, ui, v = sch.get_loops(rf)
+    rows = t.get("rows", 1)
     wo, wt, wq = sch.split(w, [None, t["tile"] // t["q"], t["q"]])
     co, ci = sch.split(c, [None, t["cc"]])
-    sch.reorder(n, h, wo, co, mu, wt, ci, m_in, ui, wq, v)
-    block = _bind_grid(sch, wl, n, h, wo)
-    thr = sch.fuse(mu, wt)
+    if rows > 1:  # a block over several input rows: a thread per (group, row, run)
+        ho, hi = sch.split(h, [None, rows])
+        sch.reorder(n, ho, wo, co, mu, hi, wt, ci, m_in, ui, wq, v)
+        block = _bind_grid(sch, wl, n, ho, wo)
+        thr = sch.fuse(mu, hi, wt)
+    else:
+        sch.reorder(n, h, wo, co, mu, wt, ci, m_in, ui, wq, v)
+        block = _bind_grid(sch, wl, n, h, wo)
+        thr = sch.fuse(mu, wt)
     sch.bind(thr, "threadIdx.x")
     threads = extent(sch, thr)
     # the thread's k x k atoms, built once before the channel loop (a thread loop of their own,
@@ -840,15 +882,15 @@ def _dx_registers(sch, wl, t) -> None:
     sch.set_scope(atoms, 0, "local")
     loops = sch.get_loops(atoms)
     at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(block)))
-    named = dict(zip([nm for nm, e in (("m", wl.p["M"]), ("u", wl.p["k"]), ("v", wl.p["k"]), ("w", t["tile"]),
-                                        ("t", wl.p["T"])) if e > 1], loops[at + 1:]))
+    named = dict(zip([nm for nm, e in (("m", wl.p["M"]), ("u", wl.p["k"]), ("v", wl.p["k"]), ("h", rows),
+                                        ("w", t["tile"]), ("t", wl.p["T"])) if e > 1], loops[at + 1:]))
     if "m" in named:
         named["mo"], named["m"] = sch.split(named["m"], [None, mi])
     if "u" in named:
         named["uo"], named["u"] = sch.split(named["u"], [None, ku])
     if "w" in named and t["q"] > 1:
         named["w"], named["wq"] = sch.split(named["w"], [None, t["q"]])
-    outer = [named[nm] for nm in ("mo", "uo", "w") if nm in named]
+    outer = [named[nm] for nm in ("mo", "uo", "h", "w") if nm in named]  # as the sums' threads
     taps = [named[nm] for nm in ("m", "u", "wq", "v") if nm in named]
     # the bases in stages of tb: the block stages their coefficients (all M atoms x the k grid
     # rows x the tile's columns + halo) in shared memory, coalesced, then each thread reads its
@@ -892,8 +934,9 @@ def _dx_registers(sch, wl, t) -> None:
     sch.reverse_compute_at(out, co)
     loops = sch.get_loops(acc)
     at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co)))
-    named = dict(zip([nm for nm, e in (("m", t["parts"]), ("c", t["cc"]), ("w", t["tile"])) if e > 1], loops[at + 1:]))
-    spatial = [named[nm] for nm in ("c", "w") if nm in named]
+    named = dict(zip([nm for nm, e in (("m", t["parts"]), ("c", t["cc"]), ("h", rows), ("w", t["tile"])) if e > 1],
+                     loops[at + 1:]))
+    spatial = [named[nm] for nm in ("c", "h", "w") if nm in named]
     if "m" in named:
         sch.reorder(*spatial, named["m"])
     fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(acc)
@@ -919,7 +962,7 @@ def _plane_strides(t: dict, k: int, d: int, cols: int):
     (m * P - u * R + wt) = (r * g + wt) = L mod 32 (the rows of a plane are in reverse
     tap-row order, hence -r): conflict-free (at 8x64x56x56 k7: R = 57, P = 401; with rows
     of 34 words, 2.7 wavefronts per load). Otherwise rows are padded to an odd stride."""
-    q, rows = t["q"], (k - 1) * d + 1
+    q, rows = t["q"], (k - 1) * d + t.get("rows", 1)
     if q == 1:
         return cols + 1 - cols % 2, rows * (cols + 1 - cols % 2)
     row = q * -(-(cols + q - 1) // q)
@@ -927,6 +970,15 @@ def _plane_strides(t: dict, k: int, d: int, cols: int):
         row += 1 - row % 2
         return row, rows * row
     r = t["tile"] // q
+    if t.get("rows", 1) > 1:
+        # a block over several input rows (``_dx_rows``; lane L = (g * rows + i) * r + wt for
+        # input row i): input row i's tap row u reads window row i + k-1 - u, so with R = r the
+        # rows x r lanes of a group read rows x r consecutive words, and the next group (tap
+        # row u + 1) the same words one row lower (a broadcast); P = rows * r - (k-1) * r puts
+        # the next atom's first group (u = 0) right after the last group's (u = k-1) words: a
+        # warp's loads span at most 32 consecutive banks where rows * r divides 32 (8 x 2 = 16)
+        row = _aligned(row, 32, r % 32)
+        return row, _aligned(rows * row, 32, (t["rows"] * r - (k - 1) * r) % 32)
     row = _aligned(row, 32, -r % 32)
     return row, _aligned(rows * row, 32, r * k % 32)
 
