@@ -107,6 +107,29 @@ budgets 25 words (``DX_THREAD_WORDS_BEFORE_SM90``: cc = 4 on the q = 1 rows): fl
 registers on sm_80, 62-77% (was 48-70, 44-62%); float64 unchanged but the 14x14 k5 shape (53 ->
 40 registers, 55 -> 77%); nine float64 14-pixel rows (q = 2, 294 threads, 54-64 registers)
 stay at 47% on one or both archs (4 blocks need <= 48 registers; cc is 1 there already).
+Then (2026-12-01, issue 15 items 4 and 6; static float32 and the half types, runs q > 1;
+``_dx_rows``) a block covers several input rows: a thread per (group, input row, run), the
+staged planes of A and dO the block's window, (rows + (k-1)*d) grid rows x (tile + (k-1)*d)
+columns. Input row i's tap row u reads window row i + (k-1)*d - u, so the rows below share
+the window: per row of the block dO and A are staged (k-1)*d + rows over rows times, not k
+times. (tile, rows): the fewest window elements over the image with at most
+DX_ROWS_THREADS = 608 threads (19 warps: 2 blocks of <= 48 registers per SM). 8x64x56x56 k7
+M = 6: tiles of 8 pixels (2 runs) x 7 rows, 588 threads, 448 blocks, cc = 1, tb = 1, 14,384 B
+shared; ptxas 48 registers on sm_90 and sm_80, no spill, 2 blocks: 59% (8 x 8 rows, 672
+threads, took 51-54: one block, 33%; 8 x 6 rows, 504 threads, a tail block of 2 rows, 61:
+50%). Plane layout (``_plane_strides``): row stride = r (mod 32), r = tile / q runs, so a
+group's rows x r lanes read consecutive words and the next tap row's the same words one row
+lower (a broadcast). Requested (``gpu_report._acda_dx_bytes``): per block 13 grid rows (98
+real over the 8 row blocks of an image) x 14 columns (92 real over the 7 tiles): P 448 x 882
+x 4 B = 1.6 MB + A 8*6*18*98*92*4 B = 31.2 MB + dO 8*64*6*98*92*4 B = 110.8 MB = 143.5 MB,
+2.57x the 55.8 MB minimum (was 374 MB: P 3.2 + A 81.4 + dO 289.5, 6.7x); no-cache estimate
+max(143.5 MB / 3.35 TB/s = 42.8 us, 18.0 us) = 42.8 us, 2.37x the 18 us roofline (was 6.2x).
+The limit: a thread holds its q x k atoms of one (atom, tap row), so a pixel takes M*k*k / (q*k)
+= 10.5 threads and a block of 19 warps at most 56 pixels; the window's halo, (8 + 6) x (7 + 6)
+grid points per 8 x 7 pixels, is the 2.6x. Reaching 1.5x needs blocks of several hundred
+pixels: the atoms out of registers (shared memory holds 1.2 KB of them per pixel in float32)
+or rebuilt per chunk of channels. float64 keeps a row per block (its 2-pixel runs: 588
+threads for a row already).
 Before (2026-11-30): q = 1, mi = 3 (14 partials), A read from global memory per atom tap
 (48 registers, 61%); before that the atoms in shared memory (a tile of 32 pixels filled
 37.6 KB) and dO loaded from global memory for every (channel, atom, tap) of every pixel (38x
@@ -120,7 +143,9 @@ are too few for runs (q = 4 would leave 84 threads), so q = 1, mi = 3, 14 partia
 threads. 8x64x56x56 k7 float32 (nvcc 13, estimates): sm_90 56 registers, 23,744 B shared,
 56% (static 48, 62%), sm_80 40 registers; float64 62 / 56. Requested bytes: the A and dO
 windows 8 + 6 columns per 8 pixels (92 real per row against the static's 62): 561.5 MB,
-1.50x the static's 374 MB (the shared-atoms generic schedule it replaces: 2,141 MB, 5.7x), so
+1.50x the static's 374 MB (the shared-atoms generic schedule it replaces: 2,141 MB, 5.7x);
+3.9x since the static's blocks cover 7 input rows (``_dx_rows``: 143.5 MB; the generic keeps
+a row per block: 112 threads), so
 CUDA calls keep the static dx by default (``GENERIC_DEFAULT``); served generic (the
 generic shape mode, bundles without ``--input``), one build serves every size.
 datoms (static, k <= UNROLL_TAPS, output rows of at least 32 pixels; ``_datoms_rows``): a
@@ -225,6 +250,15 @@ pixels (25,088 px).
   Left: the dO window is staged once per input row that reads it (7x the dO minimum; blocks
   of several rows need the atoms of every row), the 42 partials cost a store and a load each
   (30% of the channel phase), and the FMAs are a quarter of the wavefronts.
+- dx over 7 input rows (now, float32: tiles of 8 = 2 runs, 588 threads = 19 warps, 448
+  blocks, 3.4 per SM), per block, counted as above (one wavefront per shared load; the plane
+  layout keeps a group's loads on consecutive banks, a warp straddling two atoms may take two):
+  atoms, the A stages 18 x 6 planes x (13 x 16 words: 7 warps) x 2 = 1,512, per basis and warp
+  10 A + 7 P loads: 18 x 19 x 17 = 5,814 -> 7,326; per channel (cc = 1): dO planes 6 x 7 x 2 =
+  84, the taps 19 warps x 10 = 190, partials 19 x 4 = 76, their sums 2 warps x 42 = 84: 434 x
+  64 = 27,776; total 35.1 K x 448 / 132 = 119 K clk = 60 us, 3.3x the 18 us roofline (was 160
+  K, 4.5x): per pixel 627 wavefronts against 842 (56 pixels per block, was 28). Left: the
+  partials (37% of the channel phase) and the taps' loads per FMA (10 per 28).
 - datoms (mi = 3): 10,976 warps (8 x 2 atom groups x 7 tap rows x 3,136 px / 32), per channel
   21 warp FMAs and 3 dO + 7 input loads (13 wavefronts): FMA 10,976 x 64 x 21 / 528 = 27.9 K
   clk, loads 10,976 x 64 x 16 / 132 = 85 K clk (+ 1.7 K of stores): 44 us (28 us with one
@@ -1043,7 +1077,8 @@ GENERIC_TILED = ("fwd", "dx", "datoms")
 
 # generic kernels CUDA calls default to where tiled (dispatch): those within ~1.1x the static
 # build's requested bytes at 8x64x56x56 k7 float32. None now: dx's 8-pixel tiles request
-# 1.50x (its windows' halo: 14 columns per 8 pixels against 31 per 28), fwd's 5.2x since the
+# 3.9x since the static dx's blocks cover 7 input rows (``_dx_rows``: 143.5 MB against 561.5
+# MB; 1.50x of the row-per-block static's 374 MB before), fwd's 5.2x since the
 # static fwd stages A and P for its atoms build (``_atoms_staged``: 62 MB against 324.5 MB),
 # datoms' 3.9x since the static datoms keeps every tap row in one block (``_datoms_block``:
 # dO once, 86.8 MB against 341 MB); the generic builds keep their per-thread loads
