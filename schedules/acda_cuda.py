@@ -790,6 +790,9 @@ DX_SHARED_BYTES = 40 * 1024  # the dO window, the partial sums and the bases (<=
 # most threads of a dx block over several input rows (``_dx_rows``): 21 warps, so that two
 # blocks of <= 48 registers fit an SM's 65,536 (66% occupancy)
 DX_ROWS_THREADS = 608
+# q = 1 (rows too narrow for runs; cc up to 8 channels' partials next to 21 atom words): 16
+# warps, so that two blocks fit at up to 64 registers (sm_90 took 40-53 on the models' rows)
+DX_ROWS_THREADS_NARROW = 512
 
 
 def dx_tile(wl, target=None):
@@ -827,8 +830,8 @@ def dx_tile(wl, target=None):
         if q == 1 or parts * tile // q >= DX_MIN_THREADS:
             break
     t = dict(tile=tile, q=q, ku=ku, mi=mi, parts=parts, rows=1)
-    if wl.kind == "static" and item == 4 and q > 1:
-        t.update(_dx_rows(p, t))
+    if wl.kind == "static" and item == 4:
+        t.update(_dx_rows(p, t, DX_ROWS_THREADS if q > 1 else DX_ROWS_THREADS_NARROW))
     tile, rows = t["tile"], t["rows"]
     # the block's window plane (zero-inserted grid), as laid out in shared memory
     _, plane = _plane_strides(t, k, d, tile + (k - 1) * d)
@@ -846,29 +849,31 @@ def dx_tile(wl, target=None):
     return dict(t, cc=max(fits), tb=tb) if fits else None
 
 
-def _dx_rows(p: dict, t: dict) -> dict:
-    """(tile, rows) of a dx block over several input rows (static float32 and the half types,
-    runs of q > 1): the block's window, (rows + (k-1)*d) grid rows x (tile + (k-1)*d) columns
-    per staged plane of dO or A, serves rows x tile input pixels, so the dO and A requested
-    fall with it. Over tiles of whole runs (balanced along the row) and row counts (balanced
-    down the image) with at most DX_ROWS_THREADS threads (parts x tile / q x rows), the pair
-    with the fewest window elements over the image (blocks x plane), the fewer threads on a
-    tie. 8x64x56x56 k7 (42 parts, q = 4): tiles of 8 x 8 rows, 672 threads: 14 x 14 per 64
-    pixels (was tiles of 28 x 1 row: 7 x 34 per 28), 2.8x fewer window elements."""
+def _dx_rows(p: dict, t: dict, most_threads: int = DX_ROWS_THREADS) -> dict:
+    """(tile, rows) of a dx block over several input rows (static float32 and the half types):
+    the block's window, (rows + (k-1)*d) grid rows x (tile + (k-1)*d) columns per staged plane
+    of dO or A, serves rows x tile input pixels, so the dO and A requested fall with it. Over
+    tiles of whole runs (balanced along the row) and row counts (balanced down the image) with
+    at most ``most_threads`` threads (parts x tile / q x rows: DX_ROWS_THREADS with runs,
+    DX_ROWS_THREADS_NARROW without), the pair with the fewest window elements over the image
+    (blocks x plane), the fewer blocks on a tie (k = 1: no halo, the largest blocks).
+    8x64x56x56 k7 (42 parts, q = 4): tiles of 8 x 7 rows, 588 threads: 14 x 13 per 56 pixels
+    (was tiles of 28 x 1 row: 34 x 7 per 28), 2.6x fewer window elements."""
     W, H, k, d, q, parts = p["W"], p["H"], p["k"], p["d"], t["q"], t["parts"]
     e = (k - 1) * d
     best = None
     for n_w in range(1, W + 1):
         tile = -(-W // n_w)
         tile = -(-tile // q) * q  # whole runs
-        if tile > min(MAX_TILE, W + q - 1) or parts * tile // q > DX_ROWS_THREADS:
+        if tile > min(MAX_TILE, W + q - 1) or parts * tile // q > most_threads:
             continue
-        most = DX_ROWS_THREADS // (parts * tile // q)
+        most = most_threads // (parts * tile // q)
         for n_h in range(1, H + 1):
             rows = -(-H // n_h)
             if rows > most:
                 continue
-            cost = (-(-W // tile) * -(-H // rows) * (tile + e) * (rows + e), parts * tile // q * rows)
+            blocks = -(-W // tile) * -(-H // rows)
+            cost = (blocks * (tile + e) * (rows + e), blocks)
             if best is None or cost < best[0]:
                 best = (cost, tile, rows)
             break  # more row blocks only cost more

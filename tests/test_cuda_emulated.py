@@ -235,15 +235,19 @@ def test_control_acda_dx_short(way, old, new, match):
     _fails(wl, way, mutate=mutate, match=match)
 
 
-# acda.dx blocks over several input rows (schedules.acda_cuda._dx_rows; float32, runs of q > 1;
-# float64 keeps a row per block): the rows' tail blocks (H not a multiple of the block's rows)
-# and the row's tail tile, each with stride 2, dilation 2, both, q = 3, k = 5 and batch 2
+# acda.dx blocks over several input rows (schedules.acda_cuda._dx_rows; float32; float64 keeps a
+# row per block): the rows' tail blocks (H not a multiple of the block's rows) and the row's
+# tail tile, with stride 2, dilation 2, both, q = 3, k = 5, batch 2, and without runs (q = 1)
 DX_ROWS_SHAPES = {
     "rows-s2-tails": _acda(1, 3, 11, 37, 6, 6, 7, 2, 1, 3),  # 8 px x 6 rows: tails of 5 rows, 5 px
     "rows-d2": _acda(1, 3, 10, 45, 6, 6, 7, 1, 2, 6),  # 8 x 5, a 5-pixel tail tile
     "rows-n2": _acda(2, 3, 9, 42, 6, 6, 7, 1, 1, 3),  # 4 x 9: one run per row
     "rows-s2-d2-q3": _acda(1, 2, 13, 30, 6, 6, 7, 2, 2, 5),  # 6 x 7 (runs of 3), 2 channels a chunk
     "rows-k5": _acda(1, 3, 17, 33, 8, 4, 5, 1, 1, 2),  # 12 x 5, tails of 2 rows and 9 pixels
+    # rows too narrow for runs (q = 1, 3 atoms per thread): 7 px x 5 rows, 5 channels a chunk
+    "rows-narrow-s2": _acda(1, 5, 15, 14, 6, 18, 7, 2, 1, 3),
+    "rows-narrow-d2": _acda(1, 4, 9, 7, 6, 6, 7, 1, 2, 6),  # 7 x 5: a tail of 4 rows
+    "rows-narrow-n2": _acda(2, 3, 13, 14, 6, 6, 7, 1, 1, 3),  # 7 x 5: tails of 3 rows
 }
 
 
@@ -689,14 +693,16 @@ def test_acda_blocks_in_reverse_order(kernel, shape, dtype, way):
 @pytest.mark.parametrize("dtype", emulate.DTYPES)
 def test_acda_dx_sm80_chunks(dtype, way):
     """acda.dx as built for sm_80, whose smaller register budget (DX_THREAD_WORDS_BEFORE_SM90)
-    stages fewer channels per chunk than sm_90 on a 7-pixel row (float32: 4 of 8, two chunks;
-    float64 1), blocks in reverse order."""
+    stages fewer channels per chunk than sm_90 on a 7-pixel row (float32: 4 of 8, two chunks,
+    a block over the 3 rows of each of the 2 images; float64 1, a row per block), blocks in
+    reverse order."""
     from schedules.acda_cuda import dx_tile
     from dynfilter_tvm.target import cuda_target
 
-    wl = Workload.make("acda", "dx", _acda(1, 8, 3, 7, 6, 18, 7, 1, 1, 3), dtype)
+    wl = Workload.make("acda", "dx", _acda(2, 8, 3, 7, 6, 18, 7, 1, 1, 3), dtype)
     if dtype == "float32":
         assert (dx_tile(wl)["cc"], dx_tile(wl, cuda_target("sm_80"))["cc"]) == (8, 4)
+        assert dx_tile(wl)["rows"] == 3
     emulate.check(wl, way, arch="sm_80", mutate=_reverse_blocks)
 
 

@@ -189,10 +189,14 @@ def test_requested_bytes_acda_tiles(monkeypatch):
     for arch in ("sm_90", "sm_80"):
         assert G.requested_bytes(fwd, 4, arch) == 4 * (6 * 3 * 20 + 8 * 27 + 8 * 10 * 7)
     # dx (atoms in registers; a row of 5 is too narrow for runs: a pixel per thread, one tile
-    # of 5 per row, 4 blocks): P per block, per block the window of each atom and basis (A,
-    # staged) and of each channel and atom (dO): 3 grid rows, real 2, 3, 3, 2 over the rows,
-    # 5 real columns
-    assert G.requested_bytes(dx) == 4 * (4 * 27 + 6 * 3 * (2 + 3 + 3 + 2) * 5 + 8 * 6 * (2 + 3 + 3 + 2) * 5)
+    # of 5, a block over the 4 rows): P per block, per block the window of each atom and basis
+    # (A, staged) and of each channel and atom (dO): 6 grid rows (1..6), 4 real, 5 real columns
+    assert acda_cuda.dx_tile(dx)["rows"] == 4
+    assert G.requested_bytes(dx) == 4 * (1 * 27 + 6 * 3 * 4 * 5 + 8 * 6 * 4 * 5)
+    # a row per block (4 blocks): 3 grid rows each, real 2, 3, 3, 2 over the rows
+    with monkeypatch.context() as m:
+        m.setattr(acda_cuda, "DX_ROWS_THREADS_NARROW", 1)
+        assert G.requested_bytes(dx) == 4 * (4 * 27 + 6 * 3 * (2 + 3 + 3 + 2) * 5 + 8 * 6 * (2 + 3 + 3 + 2) * 5)
     # with runs (4 pixels per thread) and a block over every input row (``_dx_rows``: one tile
     # of 8 = 2 runs, the 4 rows, 1 block): the window's 6 grid rows (1..6) hold 4 real ones,
     # its 7 columns 5; dO and A are loaded once per block
