@@ -107,13 +107,14 @@ budgets 25 words (``DX_THREAD_WORDS_BEFORE_SM90``: cc = 4 on the q = 1 rows): fl
 registers on sm_80, 62-77% (was 48-70, 44-62%); float64 unchanged but the 14x14 k5 shape (53 ->
 40 registers, 55 -> 77%); nine float64 14-pixel rows (q = 2, 294 threads, 54-64 registers)
 stay at 47% on one or both archs (4 blocks need <= 48 registers; cc is 1 there already).
-Then (2026-12-01, issue 15 items 4 and 6; static float32 and the half types, runs q > 1;
-``_dx_rows``) a block covers several input rows: a thread per (group, input row, run), the
+Then (2026-12-01, issue 15 items 4 and 6; static float32 and the half types; ``_dx_rows``)
+a block covers several input rows: a thread per (group, input row, run), the
 staged planes of A and dO the block's window, (rows + (k-1)*d) grid rows x (tile + (k-1)*d)
 columns. Input row i's tap row u reads window row i + (k-1)*d - u, so the rows below share
 the window: per row of the block dO and A are staged (k-1)*d + rows over rows times, not k
 times. (tile, rows): the fewest window elements over the image with at most
-DX_ROWS_THREADS = 608 threads (19 warps: 2 blocks of <= 48 registers per SM). 8x64x56x56 k7
+DX_ROWS_THREADS = 608 threads (19 warps: 2 blocks of <= 48 registers per SM), without runs
+(q = 1) DX_ROWS_THREADS_NARROW = 512 (16 warps: 2 blocks of <= 64 registers). 8x64x56x56 k7
 M = 6: tiles of 8 pixels (2 runs) x 7 rows, 588 threads, 448 blocks, cc = 1, tb = 1, 14,384 B
 shared; ptxas 48 registers on sm_90 and sm_80, no spill, 2 blocks: 59% (8 x 8 rows, 672
 threads, took 51-54: one block, 33%; 8 x 6 rows, 504 threads, a tail block of 2 rows, 61:
@@ -129,7 +130,10 @@ The limit: a thread holds its q x k atoms of one (atom, tap row), so a pixel tak
 grid points per 8 x 7 pixels, is the 2.6x. Reaching 1.5x needs blocks of several hundred
 pixels: the atoms out of registers (shared memory holds 1.2 KB of them per pixel in float32)
 or rebuilt per chunk of channels. float64 keeps a row per block (its 2-pixel runs: 588
-threads for a row already).
+threads for a row already). The registered models' 14 dx shapes (float32, sm_90 and sm_80,
+ptxas; against a row per block): all take rows, requested bytes 1.6-2.4x their minimum (were
+3.8-5.5x), none more; no spills; 40-63 registers, 50-75% (were 55-77%; the 14x14 stride-2
+rows, 490 threads, take 62-63 registers: exactly 50%, were 66-77%).
 Before (2026-11-30): q = 1, mi = 3 (14 partials), A read from global memory per atom tap
 (48 registers, 61%); before that the atoms in shared memory (a tile of 32 pixels filled
 37.6 KB) and dO loaded from global memory for every (channel, atom, tap) of every pixel (38x
