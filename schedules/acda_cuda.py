@@ -120,7 +120,10 @@ shared; ptxas 48 registers on sm_90 and sm_80, no spill, 2 blocks: 59% (8 x 8 ro
 threads, took 51-54: one block, 33%; 8 x 6 rows, 504 threads, a tail block of 2 rows, 61:
 50%). Plane layout (``_plane_strides``): row stride = r (mod 32), r = tile / q runs, so a
 group's rows x r lanes read consecutive words and the next tap row's the same words one row
-lower (a broadcast). Requested (``gpu_report._acda_dx_bytes``): per block 13 grid rows (98
+lower (a broadcast); the plane stride's offset (mod 32) is the one with the fewest
+wavefronts over the block's warps (``_dx_wavefronts``: at 8 x 7 rows 6, one wavefront per
+tap load; the offset rows * r - (k-1) * r = 2 took 1.26 on average: warps straddling two
+atoms). Requested (``gpu_report._acda_dx_bytes``): per block 13 grid rows (98
 real over the 8 row blocks of an image) x 14 columns (92 real over the 7 tiles): P 448 x 882
 x 4 B = 1.6 MB + A 8*6*18*98*92*4 B = 31.2 MB + dO 8*64*6*98*92*4 B = 110.8 MB = 143.5 MB,
 2.57x the 55.8 MB minimum (was 374 MB: P 3.2 + A 81.4 + dO 289.5, 6.7x); no-cache estimate
@@ -255,8 +258,8 @@ pixels (25,088 px).
   of several rows need the atoms of every row), the 42 partials cost a store and a load each
   (30% of the channel phase), and the FMAs are a quarter of the wavefronts.
 - dx over 7 input rows (now, float32: tiles of 8 = 2 runs, 588 threads = 19 warps, 448
-  blocks, 3.4 per SM), per block, counted as above (one wavefront per shared load; the plane
-  layout keeps a group's loads on consecutive banks, a warp straddling two atoms may take two):
+  blocks, 3.4 per SM), per block, counted as above (one wavefront per shared load: the
+  plane layout's, ``_dx_wavefronts``, for the taps' loads):
   atoms, the A stages 18 x 6 planes x (13 x 16 words: 7 warps) x 2 = 1,512, per basis and warp
   10 A + 7 P loads: 18 x 19 x 17 = 5,814 -> 7,326; per channel (cc = 1): dO planes 6 x 7 x 2 =
   84, the taps 19 warps x 10 = 190, partials 19 x 4 = 76, their sums 2 warps x 42 = 84: 434 x
@@ -1017,13 +1020,35 @@ def _plane_strides(t: dict, k: int, d: int, cols: int):
         # a block over several input rows (``_dx_rows``; lane L = (g * rows + i) * r + wt for
         # input row i): input row i's tap row u reads window row i + k-1 - u, so with R = r the
         # rows x r lanes of a group read rows x r consecutive words, and the next group (tap
-        # row u + 1) the same words one row lower (a broadcast); P = rows * r - (k-1) * r puts
-        # the next atom's first group (u = 0) right after the last group's (u = k-1) words: a
-        # warp's loads span at most 32 consecutive banks where rows * r divides 32 (8 x 2 = 16)
+        # row u + 1) the same words one row lower (a broadcast). Where a warp straddles two
+        # atoms, their words collide unless P places the next atom's rows apart: the offset of
+        # P (mod 32) with the fewest wavefronts over the block's warps (``_dx_wavefronts``; at
+        # 8 x 7 rows P = 6 (mod 32): 1 per load, P = 2 took 1.26)
         row = _aligned(row, 32, r % 32)
-        return row, _aligned(rows * row, 32, (t["rows"] * r - (k - 1) * r) % 32)
+        n_m = t["parts"] // k
+        plane = min((_aligned(rows * row, 32, off) for off in range(32)),
+                    key=lambda pl: (_dx_wavefronts(n_m, k, t["rows"], r, row, pl), pl % 32))
+        return row, plane
     row = _aligned(row, 32, -r % 32)
     return row, _aligned(rows * row, 32, r * k % 32)
+
+
+def _dx_wavefronts(n_m: int, k: int, rows: int, r: int, row: int, plane: int) -> int:
+    """Shared-memory wavefronts of one tap load of dx's staged window over a block's warps
+    (lane L = ((m * k + u) * rows + i) * r + wt reads word m * plane + (i + k-1 - u) * row +
+    wt): per warp the most distinct words on one of the 32 banks (equal words broadcast)."""
+    lanes = n_m * k * rows * r
+    total = 0
+    for w0 in range(0, lanes, 32):
+        banks = {}
+        for lane in range(w0, min(w0 + 32, lanes)):
+            g, rest = divmod(lane, rows * r)
+            i, wt = divmod(rest, r)
+            m, u = divmod(g, k)
+            word = m * plane + (i + k - 1 - u) * row + wt
+            banks.setdefault(word % 32, set()).add(word)
+        total += max(len(w) for w in banks.values())
+    return total
 
 
 def _aligned(n: int, factor: int, offset: int) -> int:
