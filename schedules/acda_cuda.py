@@ -115,7 +115,7 @@ the window: per row of the block dO and A are staged (k-1)*d + rows over rows ti
 times. (tile, rows): the fewest window elements over the image with at most
 DX_ROWS_THREADS = 608 threads (19 warps: 2 blocks of <= 48 registers per SM), without runs
 (q = 1) DX_ROWS_THREADS_NARROW = 512 (16 warps: 2 blocks of <= 64 registers). 8x64x56x56 k7
-M = 6: tiles of 8 pixels (2 runs) x 7 rows, 588 threads, 448 blocks, cc = 1, tb = 1, 14,384 B
+M = 6: tiles of 8 pixels (2 runs) x 7 rows, 588 threads, 448 blocks, cc = 1, tb = 1, 14,480 B
 shared; ptxas 48 registers on sm_90 and sm_80, no spill, 2 blocks: 59% (8 x 8 rows, 672
 threads, took 51-54: one block, 33%; 8 x 6 rows, 504 threads, a tail block of 2 rows, 61:
 50%). Plane layout (``_plane_strides``): row stride = r (mod 32), r = tile / q runs, so a

@@ -111,6 +111,22 @@ def test_dx_resources_at_benchmark_shape(arch):
     assert G.occupancy(arch, threads, res["regs"], res["smem"]) >= 0.5
 
 
+def test_dx_rows_window_banks():
+    """dx over several input rows (``_dx_rows``): the staged window's strides put every tap
+    load of a warp on distinct banks (or one word: a broadcast) at 8x64x56x56 k7 float32 (8 x
+    7 rows, 2 runs per row, 19 warps: 19 wavefronts), where the plane offset rows * r - (k-1)
+    * r took 24; the model's own check, a row stride of 32 words, puts every row on one bank."""
+    from schedules.acda_cuda import _dx_wavefronts, _plane_strides, dx_tile
+
+    wl = Workload.make("acda", "dx", _p(8, 64, 56, 56, 6, 18, 7, 1, 1, 3), "float32")
+    t = dx_tile(wl)
+    row, plane = _plane_strides(t, 7, 1, t["tile"] + 6)
+    assert (row % 32, plane % 32) == (2, 6)
+    assert _dx_wavefronts(6, 7, t["rows"], 2, row, plane) == 19
+    assert _dx_wavefronts(6, 7, t["rows"], 2, row, row * 13 + (2 - row * 13) % 32) == 24
+    assert _dx_wavefronts(6, 7, t["rows"], 2, 32, 32 * 13) > 19 * 4
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
 def test_fwd_aims_at_benchmark_shape(arch):
