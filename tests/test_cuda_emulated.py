@@ -662,6 +662,18 @@ def test_acda_dx_blocks_in_reverse_order(shape, dtype, way):
     emulate.check(wl, way, mutate=_reverse_blocks)
 
 
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+@pytest.mark.parametrize("name", ["rows-s2-tails", "rows-narrow-s2"])
+def test_acda_dx_rows_half(name, dtype):
+    """The half types take dx's blocks over several input rows as float32 does (2-byte
+    loads, float32 atoms and sums): executed with 16-bit words, blocks in reverse order."""
+    from schedules.acda_cuda import dx_tile
+
+    wl = Workload.make("acda", "dx", DX_ROWS_SHAPES[name], dtype)
+    assert dx_tile(wl)["rows"] > 1
+    emulate.check(wl, "cuda", mutate=_reverse_blocks)
+
+
 @pytest.mark.parametrize("way", emulate.WAYS)
 @pytest.mark.parametrize("dtype", emulate.DTYPES)
 @pytest.mark.parametrize("kernel,shape", [
