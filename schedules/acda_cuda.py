@@ -119,9 +119,9 @@ M = 6: tiles of 8 pixels (2 runs) x 7 rows, 588 threads, 448 blocks, cc = 1, tb 
 shared; ptxas 48 registers on sm_90 and sm_80, no spill, 2 blocks: 59% (8 x 8 rows, 672
 threads, took 51-54: one block, 33%; 8 x 6 rows, 504 threads, a tail block of 2 rows, 61:
 50%); float16 and bfloat16 alike (48 registers, 16,704 B, 59% on both archs; sm_80 had 58-60
-registers, 47%; 71.8 MB requested, was 187). Plane layout (``_plane_strides``): row stride = r (mod 32), r = tile / q runs, so a
-group's rows x r lanes read consecutive words and the next tap row's the same words one row
-lower (a broadcast); the plane stride's offset (mod 32) is the one with the fewest
+registers, 47%; 71.8 MB requested, was 187). Plane layout (``_plane_strides``): row stride
+= r (mod 32), r = tile / q runs, so a group's rows x r lanes read consecutive words and the
+next tap row's the same words one row lower (a broadcast); the plane stride's offset (mod 32) is the one with the fewest
 wavefronts over the block's warps (``_dx_wavefronts``: at 8 x 7 rows 6, one wavefront per
 tap load; the offset rows * r - (k-1) * r = 2 took 1.26 on average: warps straddling two
 atoms). Requested (``gpu_report._acda_dx_bytes``): per block 13 grid rows (98
@@ -291,6 +291,7 @@ pixels (25,088 px).
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from typing import Optional
@@ -795,8 +796,9 @@ DX_THREADS = 1024  # most threads per dx block
 DX_MIN_THREADS = 192  # runs only where the block keeps this many threads (narrow rows: q = 1)
 DX_RUN = 4  # most adjacent pixels per dx thread (a register window along the row)
 DX_SHARED_BYTES = 40 * 1024  # the dO window, the partial sums and the bases (<= 48 KiB static)
-# most threads of a dx block over several input rows (``_dx_rows``): 21 warps, so that two
-# blocks of <= 48 registers fit an SM's 65,536 (66% occupancy)
+# most threads of a dx block over several input rows (``_dx_rows``): 19 warps, so that two
+# blocks of <= 48 registers fit an SM's 65,536 (59% occupancy; 21 warps at 8 x 8 rows took
+# 51-54 registers: one block)
 DX_ROWS_THREADS = 608
 # q = 1 (rows too narrow for runs; cc up to 8 channels' partials next to 21 atom words): 16
 # warps, so that two blocks fit at up to 64 registers (sm_90 took 40-53 on the models' rows)
@@ -1026,12 +1028,17 @@ def _plane_strides(t: dict, k: int, d: int, cols: int):
         # P (mod 32) with the fewest wavefronts over the block's warps (``_dx_wavefronts``; at
         # 8 x 7 rows P = 6 (mod 32): 1 per load, P = 2 took 1.26)
         row = _aligned(row, 32, r % 32)
-        n_m = t["parts"] // k
-        plane = min((_aligned(rows * row, 32, off) for off in range(32)),
-                    key=lambda pl: (_dx_wavefronts(n_m, k, t["rows"], r, row, pl), pl % 32))
-        return row, plane
+        return row, _dx_plane(t["parts"] // k, k, t["rows"], r, row, rows)
     row = _aligned(row, 32, -r % 32)
     return row, _aligned(rows * row, 32, r * k % 32)
+
+
+@functools.lru_cache(maxsize=None)
+def _dx_plane(n_m: int, k: int, rows: int, r: int, row: int, window: int) -> int:
+    """The plane stride (>= window x row words) of dx's staged window with the fewest
+    wavefronts (:func:`_dx_wavefronts`), the smallest on a tie."""
+    return min((_aligned(window * row, 32, off) for off in range(32)),
+               key=lambda pl: (_dx_wavefronts(n_m, k, rows, r, row, pl), pl))
 
 
 def _dx_wavefronts(n_m: int, k: int, rows: int, r: int, row: int, plane: int) -> int:
