@@ -306,11 +306,17 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     (the atoms-in-registers schedule, :func:`_acda_dx_bytes`; loads only, real elements
     only: the copies' masked loads fetch nothing): P once per block (T*k^2); per block the
     coefficients A of its window for every basis (M*T planes, staged in shared memory), and
-    per block and channel chunk the dO window of its input row (C*M planes); a plane is
-    ((k-1)*d + 1) grid rows x (tile + (k-1)*d) columns. At 8x64x56x56 k7 (tiles of 28, 2 per
-    row, 896 blocks): P 896*882*4 B = 3.2 MB, A 8*6*18*380*62*4 B = 81.4 MB, dO 8*64*6*380*62*4 B =
-    289.5 MB (380 = the real rows over the 56 windows, 62 = 31 + 31 real columns): 374 MB,
-    6.7x (was 824 MB, 14.8x, A read per (atom tap, basis, input pixel): 531 MB; before that
+    per block and channel chunk the dO window of its input rows (C*M planes); a plane is
+    ((k-1)*d + rows) grid rows x (tile + (k-1)*d) columns, rows = the block's input rows
+    (``schedules.acda_cuda._dx_rows``: float32 and the half types with runs; else 1). At
+    8x64x56x56 k7 float32 (tiles of 8 x 7 rows, 448 blocks): P 448*882*4 B = 1.6 MB, A
+    8*6*18*98*92*4 B = 31.2 MB, dO 8*64*6*98*92*4 B = 110.8 MB (98 = the real grid rows over
+    the 8 row blocks' 13-row windows, 10 + 6*13 + 10; 92 = the real columns over the 7 tiles'
+    14-column windows, 11 + 5*14 + 11): 143.5 MB, 2.57x (a row per block, tiles of 28, 896
+    blocks: P 3.2 MB, A 8*6*18*380*62*4 B = 81.4 MB, dO 8*64*6*380*62*4 B = 289.5 MB, 380 = the
+    real rows over the 56 windows, 62 = 31 + 31 real columns: 374 MB, 6.7x; float64 keeps it,
+    748 MB in 8-byte words; before that 824 MB, 14.8x, A read per (atom tap, basis, input
+    pixel): 531 MB; before that
     2,141 MB, 38x, dO loaded for each (channel, atom, tap) of every pixel; before that
     4,868 MB, 87x, with the grid-wide atoms written to and read back from global
     scratch, one launch more). acda.datoms: the atoms build's register
@@ -329,8 +335,9 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     atoms loads: 5.2x the static build's 62.2 MB since it stages A and P; was 1.08x); datoms
     by rows in 8-pixel tiles (:func:`_acda_datoms_generic_bytes`): dO 8*7*64*6*3136*4 B =
     269.7 MB + X 8*64*380*92*4 B = 71.6 MB = 341.3 MB, 3.9x the static build (was 1.09x); dx the
-    atoms-in-registers count in 8-pixel tiles (:func:`_acda_dx_bytes`): P 3,136 blocks x 882 +
-    A 8*6*18*380*92 + dO 8*64*6*380*92 elements = 561.5 MB, 1.50x; elsewhere the fall-backs'
+    atoms-in-registers count in 8-pixel tiles, a row per block (:func:`_acda_dx_bytes`): P
+    3,136 blocks x 882 + A 8*6*18*380*92 + dO 8*64*6*380*92 elements = 561.5 MB, 3.9x the
+    static's 143.5 MB (1.50x of its row-per-block 374 MB); elsewhere the fall-backs'
     counts over the padded rows (the generic register-tile datoms loads the input per (atom,
     tap): mi x k per channel, not k; dx the shared-atoms count).
     """
@@ -741,10 +748,12 @@ def _acda_dx_bytes(wl: Workload, p: dict, generic: Optional[Workload] = None, ar
     def real(Y: int, n_out: int) -> bool:  # a zero-inserted grid position holding a dO element
         return (Y - e) % s == 0 and 0 <= (Y - e) // s < n_out
 
-    # the window of input row h: grid rows h + pad + e - (k-1)*d .. h + pad + e
-    rows = sum(1 for h in range(H) for Y in range(h + pad, h + pad + e + 1) if real(Y, p["Ho"]))
+    # the window of input rows h0 .. h0 + R - 1 (R = the block's rows, ``_dx_rows``): grid rows
+    # h0 + pad .. h0 + R - 1 + pad + e
+    r = t.get("rows", 1)
+    rows = sum(1 for h0 in range(0, H, r) for Y in range(h0 + pad, min(h0 + r, H) + pad + e) if real(Y, p["Ho"]))
     cols = sum(1 for w0 in range(0, W, tile) for X in range(w0 + pad, min(w0 + tile, W) + pad + e) if real(X, p["Wo"]))
-    blocks = N * H * -(-W // tile)
+    blocks = N * -(-H // r) * -(-W // tile)
     # P per block; per block the coefficients A of its window for every basis (staged once,
     # coalesced, then read from shared memory), and the dO window per channel chunk
     return blocks * T * k * k + N * M * T * rows * cols + N * C * M * rows * cols

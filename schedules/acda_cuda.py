@@ -107,6 +107,37 @@ budgets 25 words (``DX_THREAD_WORDS_BEFORE_SM90``: cc = 4 on the q = 1 rows): fl
 registers on sm_80, 62-77% (was 48-70, 44-62%); float64 unchanged but the 14x14 k5 shape (53 ->
 40 registers, 55 -> 77%); nine float64 14-pixel rows (q = 2, 294 threads, 54-64 registers)
 stay at 47% on one or both archs (4 blocks need <= 48 registers; cc is 1 there already).
+Then (2026-12-01, issue 15 items 4 and 6; static float32 and the half types; ``_dx_rows``)
+a block covers several input rows: a thread per (group, input row, run), the
+staged planes of A and dO the block's window, (rows + (k-1)*d) grid rows x (tile + (k-1)*d)
+columns. Input row i's tap row u reads window row i + (k-1)*d - u, so the rows below share
+the window: per row of the block dO and A are staged (k-1)*d + rows over rows times, not k
+times. (tile, rows): the fewest window elements over the image with at most
+DX_ROWS_THREADS = 608 threads (19 warps: 2 blocks of <= 48 registers per SM), without runs
+(q = 1) DX_ROWS_THREADS_NARROW = 512 (16 warps: 2 blocks of <= 64 registers). 8x64x56x56 k7
+M = 6: tiles of 8 pixels (2 runs) x 7 rows, 588 threads, 448 blocks, cc = 1, tb = 1, 14,480 B
+shared; ptxas 48 registers on sm_90 and sm_80, no spill, 2 blocks: 59% (8 x 8 rows, 672
+threads, took 51-54: one block, 33%; 8 x 6 rows, 504 threads, a tail block of 2 rows, 61:
+50%); float16 and bfloat16 alike (48 registers, 16,704 B, 59% on both archs; sm_80 had 58-60
+registers, 47%; 71.8 MB requested, was 187). Plane layout (``_plane_strides``): row stride
+= r (mod 32), r = tile / q runs, so a group's rows x r lanes read consecutive words and the
+next tap row's the same words one row lower (a broadcast); the plane stride's offset (mod 32) is the one with the fewest
+wavefronts over the block's warps (``_dx_wavefronts``: at 8 x 7 rows 6, one wavefront per
+tap load; the offset rows * r - (k-1) * r = 2 took 1.26 on average: warps straddling two
+atoms). Requested (``gpu_report._acda_dx_bytes``): per block 13 grid rows (98
+real over the 8 row blocks of an image) x 14 columns (92 real over the 7 tiles): P 448 x 882
+x 4 B = 1.6 MB + A 8*6*18*98*92*4 B = 31.2 MB + dO 8*64*6*98*92*4 B = 110.8 MB = 143.5 MB,
+2.57x the 55.8 MB minimum (was 374 MB: P 3.2 + A 81.4 + dO 289.5, 6.7x); no-cache estimate
+max(143.5 MB / 3.35 TB/s = 42.8 us, 18.0 us) = 42.8 us, 2.37x the 18 us roofline (was 6.2x).
+The limit: a thread holds its q x k atoms of one (atom, tap row), so a pixel takes M*k*k / (q*k)
+= 10.5 threads and a block of 19 warps at most 56 pixels; the window's halo, (8 + 6) x (7 + 6)
+grid points per 8 x 7 pixels, is the 2.6x. Reaching 1.5x needs blocks of several hundred
+pixels: the atoms out of registers (shared memory holds 1.2 KB of them per pixel in float32)
+or rebuilt per chunk of channels. float64 keeps a row per block (its 2-pixel runs: 588
+threads for a row already). The registered models' 14 dx shapes (float32, sm_90 and sm_80,
+ptxas; against a row per block): all take rows, requested bytes 1.6-2.4x their minimum (were
+3.8-5.5x), none more; no spills; 40-63 registers, 50-75% (were 55-77%; the 14x14 stride-2
+rows, 490 threads, take 62-63 registers: exactly 50%, were 66-77%).
 Before (2026-11-30): q = 1, mi = 3 (14 partials), A read from global memory per atom tap
 (48 registers, 61%); before that the atoms in shared memory (a tile of 32 pixels filled
 37.6 KB) and dO loaded from global memory for every (channel, atom, tap) of every pixel (38x
@@ -120,7 +151,9 @@ are too few for runs (q = 4 would leave 84 threads), so q = 1, mi = 3, 14 partia
 threads. 8x64x56x56 k7 float32 (nvcc 13, estimates): sm_90 56 registers, 23,744 B shared,
 56% (static 48, 62%), sm_80 40 registers; float64 62 / 56. Requested bytes: the A and dO
 windows 8 + 6 columns per 8 pixels (92 real per row against the static's 62): 561.5 MB,
-1.50x the static's 374 MB (the shared-atoms generic schedule it replaces: 2,141 MB, 5.7x), so
+1.50x the static's 374 MB (the shared-atoms generic schedule it replaces: 2,141 MB, 5.7x);
+3.9x since the static's blocks cover 7 input rows (``_dx_rows``: 143.5 MB; the generic keeps
+a row per block: 112 threads), so
 CUDA calls keep the static dx by default (``GENERIC_DEFAULT``); served generic (the
 generic shape mode, bundles without ``--input``), one build serves every size.
 datoms (static, k <= UNROLL_TAPS, output rows of at least 32 pixels; ``_datoms_rows``): a
@@ -225,6 +258,15 @@ pixels (25,088 px).
   Left: the dO window is staged once per input row that reads it (7x the dO minimum; blocks
   of several rows need the atoms of every row), the 42 partials cost a store and a load each
   (30% of the channel phase), and the FMAs are a quarter of the wavefronts.
+- dx over 7 input rows (now, float32: tiles of 8 = 2 runs, 588 threads = 19 warps, 448
+  blocks, 3.4 per SM), per block, counted as above (one wavefront per shared load: the
+  plane layout's, ``_dx_wavefronts``, for the taps' loads):
+  atoms, the A stages 18 x 6 planes x (13 x 16 words: 7 warps) x 2 = 1,512, per basis and warp
+  10 A + 7 P loads: 18 x 19 x 17 = 5,814 -> 7,326; per channel (cc = 1): dO planes 6 x 7 x 2 =
+  84, the taps 19 warps x 10 = 190, partials 19 x 4 = 76, their sums 2 warps x 42 = 84: 434 x
+  64 = 27,776; total 35.1 K x 448 / 132 = 119 K clk = 60 us, 3.3x the 18 us roofline (was 160
+  K, 4.5x): per pixel 627 wavefronts against 842 (56 pixels per block, was 28). Left: the
+  partials (37% of the channel phase) and the taps' loads per FMA (10 per 28).
 - datoms (mi = 3): 10,976 warps (8 x 2 atom groups x 7 tap rows x 3,136 px / 32), per channel
   21 warp FMAs and 3 dO + 7 input loads (13 wavefronts): FMA 10,976 x 64 x 21 / 528 = 27.9 K
   clk, loads 10,976 x 64 x 16 / 132 = 85 K clk (+ 1.7 K of stores): 44 us (28 us with one
@@ -249,6 +291,7 @@ pixels (25,088 px).
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from typing import Optional
@@ -753,6 +796,13 @@ DX_THREADS = 1024  # most threads per dx block
 DX_MIN_THREADS = 192  # runs only where the block keeps this many threads (narrow rows: q = 1)
 DX_RUN = 4  # most adjacent pixels per dx thread (a register window along the row)
 DX_SHARED_BYTES = 40 * 1024  # the dO window, the partial sums and the bases (<= 48 KiB static)
+# most threads of a dx block over several input rows (``_dx_rows``): 19 warps, so that two
+# blocks of <= 48 registers fit an SM's 65,536 (59% occupancy; 21 warps at 8 x 8 rows took
+# 51-54 registers: one block)
+DX_ROWS_THREADS = 608
+# q = 1 (rows too narrow for runs; cc up to 8 channels' partials next to 21 atom words): 16
+# warps, so that two blocks fit at up to 64 registers (sm_90 took 40-53 on the models' rows)
+DX_ROWS_THREADS_NARROW = 512
 
 
 def dx_tile(wl, target=None):
@@ -789,12 +839,15 @@ def dx_tile(wl, target=None):
         tile = min(most, -(-tile // q) * q)  # whole runs
         if q == 1 or parts * tile // q >= DX_MIN_THREADS:
             break
-    t = dict(tile=tile, q=q, ku=ku, mi=mi, parts=parts)
-    # one input row's window plane (zero-inserted grid), as laid out in shared memory
+    t = dict(tile=tile, q=q, ku=ku, mi=mi, parts=parts, rows=1)
+    if wl.kind == "static" and item == 4:
+        t.update(_dx_rows(p, t, DX_ROWS_THREADS if q > 1 else DX_ROWS_THREADS_NARROW))
+    tile, rows = t["tile"], t["rows"]
+    # the block's window plane (zero-inserted grid), as laid out in shared memory
     _, plane = _plane_strides(t, k, d, tile + (k - 1) * d)
 
     def shared(cc: int) -> int:  # dO window + partial sums + bases
-        return (cc * M * plane + parts * cc * tile + T * k * k) * item
+        return (cc * M * plane + parts * cc * tile * rows + T * k * k) * item
 
     # the thread's registers: its atoms plus a partial sum per (channel of the chunk, pixel of the run)
     held = q * mi * ku * k * (item // 4)
@@ -804,6 +857,37 @@ def dx_tile(wl, target=None):
     # bases per stage of staged coefficients (M x tb planes)
     tb = max(b for b in range(1, T + 1) if T % b == 0 and (b == 1 or M * b * plane * item <= DX_A_BYTES))
     return dict(t, cc=max(fits), tb=tb) if fits else None
+
+
+def _dx_rows(p: dict, t: dict, most_threads: int = DX_ROWS_THREADS) -> dict:
+    """(tile, rows) of a dx block over several input rows (static float32 and the half types):
+    the block's window, (rows + (k-1)*d) grid rows x (tile + (k-1)*d) columns per staged plane
+    of dO or A, serves rows x tile input pixels, so the dO and A requested fall with it. Over
+    tiles of whole runs (balanced along the row) and row counts (balanced down the image) with
+    at most ``most_threads`` threads (parts x tile / q x rows: DX_ROWS_THREADS with runs,
+    DX_ROWS_THREADS_NARROW without), the pair with the fewest window elements over the image
+    (blocks x plane), the fewer blocks on a tie (k = 1: no halo, the largest blocks).
+    8x64x56x56 k7 (42 parts, q = 4): tiles of 8 x 7 rows, 588 threads: 14 x 13 per 56 pixels
+    (was tiles of 28 x 1 row: 34 x 7 per 28), 2.6x fewer window elements."""
+    W, H, k, d, q, parts = p["W"], p["H"], p["k"], p["d"], t["q"], t["parts"]
+    e = (k - 1) * d
+    best = None
+    for n_w in range(1, W + 1):
+        tile = -(-W // n_w)
+        tile = -(-tile // q) * q  # whole runs
+        if tile > min(MAX_TILE, W + q - 1) or parts * tile // q > most_threads:
+            continue
+        most = most_threads // (parts * tile // q)
+        for n_h in range(1, H + 1):
+            rows = -(-H // n_h)
+            if rows > most:
+                continue
+            blocks = -(-W // tile) * -(-H // rows)
+            cost = (blocks * (tile + e) * (rows + e), blocks)
+            if best is None or cost < best[0]:
+                best = (cost, tile, rows)
+            break  # more row blocks only cost more
+    return {} if best is None else dict(tile=best[1], rows=best[2])
 
 
 def _dx_registers(sch, wl, t) -> None:
@@ -826,11 +910,18 @@ def _dx_registers(sch, wl, t) -> None:
     sch.reorder(mo, uo, m_in, ui, v)
     rf = sch.rfactor(sch.fuse(mo, uo), 0)  # acc_rf[(atom group, tap rows), n, c, h, w]: its taps' sum
     n, c, h, w, mu, m_in, ui, v = sch.get_loops(rf)
+    rows = t.get("rows", 1)
     wo, wt, wq = sch.split(w, [None, t["tile"] // t["q"], t["q"]])
     co, ci = sch.split(c, [None, t["cc"]])
-    sch.reorder(n, h, wo, co, mu, wt, ci, m_in, ui, wq, v)
-    block = _bind_grid(sch, wl, n, h, wo)
-    thr = sch.fuse(mu, wt)
+    if rows > 1:  # a block over several input rows: a thread per (group, row, run)
+        ho, hi = sch.split(h, [None, rows])
+        sch.reorder(n, ho, wo, co, mu, hi, wt, ci, m_in, ui, wq, v)
+        block = _bind_grid(sch, wl, n, ho, wo)
+        thr = sch.fuse(mu, hi, wt)
+    else:
+        sch.reorder(n, h, wo, co, mu, wt, ci, m_in, ui, wq, v)
+        block = _bind_grid(sch, wl, n, h, wo)
+        thr = sch.fuse(mu, wt)
     sch.bind(thr, "threadIdx.x")
     threads = extent(sch, thr)
     # the thread's k x k atoms, built once before the channel loop (a thread loop of their own,
@@ -840,15 +931,15 @@ def _dx_registers(sch, wl, t) -> None:
     sch.set_scope(atoms, 0, "local")
     loops = sch.get_loops(atoms)
     at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(block)))
-    named = dict(zip([nm for nm, e in (("m", wl.p["M"]), ("u", wl.p["k"]), ("v", wl.p["k"]), ("w", t["tile"]),
-                                        ("t", wl.p["T"])) if e > 1], loops[at + 1:]))
+    named = dict(zip([nm for nm, e in (("m", wl.p["M"]), ("u", wl.p["k"]), ("v", wl.p["k"]), ("h", rows),
+                                        ("w", t["tile"]), ("t", wl.p["T"])) if e > 1], loops[at + 1:]))
     if "m" in named:
         named["mo"], named["m"] = sch.split(named["m"], [None, mi])
     if "u" in named:
         named["uo"], named["u"] = sch.split(named["u"], [None, ku])
     if "w" in named and t["q"] > 1:
         named["w"], named["wq"] = sch.split(named["w"], [None, t["q"]])
-    outer = [named[nm] for nm in ("mo", "uo", "w") if nm in named]
+    outer = [named[nm] for nm in ("mo", "uo", "h", "w") if nm in named]  # as the sums' threads
     taps = [named[nm] for nm in ("m", "u", "wq", "v") if nm in named]
     # the bases in stages of tb: the block stages their coefficients (all M atoms x the k grid
     # rows x the tile's columns + halo) in shared memory, coalesced, then each thread reads its
@@ -892,8 +983,9 @@ def _dx_registers(sch, wl, t) -> None:
     sch.reverse_compute_at(out, co)
     loops = sch.get_loops(acc)
     at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co)))
-    named = dict(zip([nm for nm, e in (("m", t["parts"]), ("c", t["cc"]), ("w", t["tile"])) if e > 1], loops[at + 1:]))
-    spatial = [named[nm] for nm in ("c", "w") if nm in named]
+    named = dict(zip([nm for nm, e in (("m", t["parts"]), ("c", t["cc"]), ("h", rows), ("w", t["tile"])) if e > 1],
+                     loops[at + 1:]))
+    spatial = [named[nm] for nm in ("c", "h", "w") if nm in named]
     if "m" in named:
         sch.reorder(*spatial, named["m"])
     fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(acc)
@@ -919,7 +1011,7 @@ def _plane_strides(t: dict, k: int, d: int, cols: int):
     (m * P - u * R + wt) = (r * g + wt) = L mod 32 (the rows of a plane are in reverse
     tap-row order, hence -r): conflict-free (at 8x64x56x56 k7: R = 57, P = 401; with rows
     of 34 words, 2.7 wavefronts per load). Otherwise rows are padded to an odd stride."""
-    q, rows = t["q"], (k - 1) * d + 1
+    q, rows = t["q"], (k - 1) * d + t.get("rows", 1)
     if q == 1:
         return cols + 1 - cols % 2, rows * (cols + 1 - cols % 2)
     row = q * -(-(cols + q - 1) // q)
@@ -927,8 +1019,44 @@ def _plane_strides(t: dict, k: int, d: int, cols: int):
         row += 1 - row % 2
         return row, rows * row
     r = t["tile"] // q
+    if t.get("rows", 1) > 1:
+        # a block over several input rows (``_dx_rows``; lane L = (g * rows + i) * r + wt for
+        # input row i): input row i's tap row u reads window row i + k-1 - u, so with R = r the
+        # rows x r lanes of a group read rows x r consecutive words, and the next group (tap
+        # row u + 1) the same words one row lower (a broadcast). Where a warp straddles two
+        # atoms, their words collide unless P places the next atom's rows apart: the offset of
+        # P (mod 32) with the fewest wavefronts over the block's warps (``_dx_wavefronts``; at
+        # 8 x 7 rows P = 6 (mod 32): 1 per load, P = 2 took 1.26)
+        row = _aligned(row, 32, r % 32)
+        return row, _dx_plane(t["parts"] // k, k, t["rows"], r, row, rows)
     row = _aligned(row, 32, -r % 32)
     return row, _aligned(rows * row, 32, r * k % 32)
+
+
+@functools.lru_cache(maxsize=None)
+def _dx_plane(n_m: int, k: int, rows: int, r: int, row: int, window: int) -> int:
+    """The plane stride (>= window x row words) of dx's staged window with the fewest
+    wavefronts (:func:`_dx_wavefronts`), the smallest on a tie."""
+    return min((_aligned(window * row, 32, off) for off in range(32)),
+               key=lambda pl: (_dx_wavefronts(n_m, k, rows, r, row, pl), pl))
+
+
+def _dx_wavefronts(n_m: int, k: int, rows: int, r: int, row: int, plane: int) -> int:
+    """Shared-memory wavefronts of one tap load of dx's staged window over a block's warps
+    (lane L = ((m * k + u) * rows + i) * r + wt reads word m * plane + (i + k-1 - u) * row +
+    wt): per warp the most distinct words on one of the 32 banks (equal words broadcast)."""
+    lanes = n_m * k * rows * r
+    total = 0
+    for w0 in range(0, lanes, 32):
+        banks = {}
+        for lane in range(w0, min(w0 + 32, lanes)):
+            g, rest = divmod(lane, rows * r)
+            i, wt = divmod(rest, r)
+            m, u = divmod(g, k)
+            word = m * plane + (i + k - 1 - u) * row + wt
+            banks.setdefault(word % 32, set()).add(word)
+        total += max(len(w) for w in banks.values())
+    return total
 
 
 def _aligned(n: int, factor: int, offset: int) -> int:
@@ -991,7 +1119,8 @@ GENERIC_TILED = ("fwd", "dx", "datoms")
 
 # generic kernels CUDA calls default to where tiled (dispatch): those within ~1.1x the static
 # build's requested bytes at 8x64x56x56 k7 float32. None now: dx's 8-pixel tiles request
-# 1.50x (its windows' halo: 14 columns per 8 pixels against 31 per 28), fwd's 5.2x since the
+# 3.9x since the static dx's blocks cover 7 input rows (``_dx_rows``: 143.5 MB against 561.5
+# MB; 1.50x of the row-per-block static's 374 MB before), fwd's 5.2x since the
 # static fwd stages A and P for its atoms build (``_atoms_staged``: 62 MB against 324.5 MB),
 # datoms' 3.9x since the static datoms keeps every tap row in one block (``_datoms_block``:
 # dO once, 86.8 MB against 341 MB); the generic builds keep their per-thread loads

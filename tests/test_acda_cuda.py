@@ -93,20 +93,38 @@ def test_gpu_matches_reference(shape, dtype):
 @pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
 def test_dx_resources_at_benchmark_shape(arch):
     """Issue 15's register aims for acda.dx at 8x64x56x56 k7 M = 6 float32 (ptxas figures;
-    estimates, no GPU): runs of 4 pixels, 294 threads, a channel per chunk (the atoms' 28
-    registers and the partial sums within DX_THREAD_WORDS): no spills and at most 48
-    registers, so that 4 blocks (40 warps) fit an SM: 62% theoretical occupancy on both archs.
-    With 2 channels per chunk sm_80's ptxas took 63 registers: 3 blocks, 47%."""
+    estimates, no GPU): runs of 4 pixels, a channel per chunk (the atoms' 28 registers and the
+    partial sums within DX_THREAD_WORDS), blocks of 8 pixels x 7 input rows (``_dx_rows``:
+    588 threads, dO and A staged once per 13 x 14 window, not per 7 x 34 of each 28 pixels of
+    a row): no spills and at most 48 registers, so that 2 blocks (38 warps) fit an SM: 59%
+    theoretical occupancy on both archs (at 8 x 8 rows, 672 threads, ptxas took 51-54
+    registers: one block, 33%)."""
     from dynfilter_tvm import gpu_report as G
     from schedules.acda_cuda import dx_tile
 
     wl = Workload.make("acda", "dx", _p(8, 64, 56, 56, 6, 18, 7, 1, 1, 3), "float32")
     t = dx_tile(wl)
-    assert (t["q"], t["tile"], t["parts"], t["cc"]) == (4, 28, 42, 1)
-    threads = t["parts"] * t["tile"] // t["q"]
+    assert (t["q"], t["tile"], t["rows"], t["parts"], t["cc"]) == (4, 8, 7, 42, 1)
+    threads = t["parts"] * t["tile"] // t["q"] * t["rows"]
     res = G.ptxas_resources(build(wl, cuda_target(arch)).mod.imports[0].inspect_source(), arch)["acda_dx_kernel"]
     assert res["spill"] == 0 and res["regs"] <= 48, res
     assert G.occupancy(arch, threads, res["regs"], res["smem"]) >= 0.5
+
+
+def test_dx_rows_window_banks():
+    """dx over several input rows (``_dx_rows``): the staged window's strides put every tap
+    load of a warp on distinct banks (or one word: a broadcast) at 8x64x56x56 k7 float32 (8 x
+    7 rows, 2 runs per row, 19 warps: 19 wavefronts), where the plane offset rows * r - (k-1)
+    * r took 24; the model's own check, a row stride of 32 words, puts every row on one bank."""
+    from schedules.acda_cuda import _dx_wavefronts, _plane_strides, dx_tile
+
+    wl = Workload.make("acda", "dx", _p(8, 64, 56, 56, 6, 18, 7, 1, 1, 3), "float32")
+    t = dx_tile(wl)
+    row, plane = _plane_strides(t, 7, 1, t["tile"] + 6)
+    assert (row % 32, plane % 32) == (2, 6)
+    assert _dx_wavefronts(6, 7, t["rows"], 2, row, plane) == 19
+    assert _dx_wavefronts(6, 7, t["rows"], 2, row, row * 13 + (2 - row * 13) % 32) == 24
+    assert _dx_wavefronts(6, 7, t["rows"], 2, 32, 32 * 13) > 19 * 4
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")

@@ -221,13 +221,55 @@ def test_control_short_staging(way):
     ids=["dO-window", "coefficients", "partial-sums"])
 def test_control_acda_dx_short(way, old, new, match):
     """acda.dx (atoms in registers, the sum split over groups of atoms and tap rows; at
-    k7-tiles in float32 runs of 4 pixels, a group per (atom, tap row), a channel per chunk). Its
+    k7-tiles in float32 runs of 4 pixels, a group per (atom, tap row), a channel per chunk,
+    blocks of 16 pixels x the 3 input rows, asserted below). Its
     dropped barriers are no control on PoCL: the loops of each next phase are work-group
     uniform, and PoCL's implicit barrier at their head keeps the writers ahead."""
     def mutate(low):
         low.source, n = re.subn(old, new, low.source)
         assert n == 1
-    _fails(Workload.make("acda", "dx", ACDA_SHAPES["k7-tiles"], "float32"), way, mutate=mutate, match=match)
+    from schedules.acda_cuda import dx_tile
+
+    wl = Workload.make("acda", "dx", ACDA_SHAPES["k7-tiles"], "float32")
+    assert (dx_tile(wl)["tile"], dx_tile(wl)["rows"]) == (16, 3)
+    _fails(wl, way, mutate=mutate, match=match)
+
+
+# acda.dx blocks over several input rows (schedules.acda_cuda._dx_rows; float32; float64 keeps a
+# row per block): the rows' tail blocks (H not a multiple of the block's rows) and the row's
+# tail tile, with stride 2, dilation 2, both, q = 3, k = 5, batch 2, and without runs (q = 1)
+DX_ROWS_SHAPES = {
+    "rows-s2-tails": _acda(1, 3, 11, 37, 6, 6, 7, 2, 1, 3),  # 8 px x 6 rows: tails of 5 rows, 5 px
+    "rows-d2": _acda(1, 3, 10, 45, 6, 6, 7, 1, 2, 6),  # 8 x 5, a 5-pixel tail tile
+    "rows-n2": _acda(2, 3, 9, 42, 6, 6, 7, 1, 1, 3),  # 4 x 9: one run per row
+    "rows-s2-d2-q3": _acda(1, 2, 13, 30, 6, 6, 7, 2, 2, 5),  # 6 x 7 (runs of 3), 2 channels a chunk
+    "rows-k5": _acda(1, 3, 17, 33, 8, 4, 5, 1, 1, 2),  # 12 x 5, tails of 2 rows and 9 pixels
+    # rows too narrow for runs (q = 1, 3 atoms per thread): 7 px x 5 rows, 5 channels a chunk
+    "rows-narrow-s2": _acda(1, 5, 15, 14, 6, 18, 7, 2, 1, 3),
+    "rows-narrow-d2": _acda(1, 4, 9, 7, 6, 6, 7, 1, 2, 6),  # 7 x 5: a tail of 4 rows
+    "rows-narrow-n2": _acda(2, 3, 13, 14, 6, 6, 7, 1, 1, 3),  # 7 x 5: tails of 3 rows
+}
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_acda_dx_rows_window_short(way):
+    """acda.dx over several input rows per block (``schedules.acda_cuda._dx_rows``; at
+    rows-s2-tails 8 pixels x 6 input rows, a window plane of 6 + 6 grid rows x 20 words, one
+    copy round of 240 threads) with its dO plane copy one grid row short: the window's last
+    row, read only by the block's last input row (its tap row 0; at stride 2 a real dO row in
+    the first block), keeps the coefficients A staged there before or poison."""
+    from schedules.acda_cuda import dx_tile
+
+    wl = Workload.make("acda", "dx", DX_ROWS_SHAPES["rows-s2-tails"], "float32")
+    t = dx_tile(wl)
+    assert (t["tile"], t["rows"], t["q"]) == (8, 6, 4)
+    window = t["rows"] + (wl.p["k"] - 1) * wl.p["d"]
+
+    def mutate(low):
+        low.source, n = re.subn(r"< (\d+)(\)+ \{\s+float condval_2;)",
+                                lambda m: f"< {int(m[1]) - int(m[1]) // window}{m[2]}", low.source)
+        assert n == 1
+    _fails(wl, way, mutate=mutate, match="NaN|relative error")
 
 
 @pytest.mark.parametrize("way", emulate.WAYS)
@@ -601,15 +643,35 @@ def _reverse_blocks(low):
 
 @pytest.mark.parametrize("way", emulate.WAYS)
 @pytest.mark.parametrize("dtype", emulate.DTYPES)
-def test_acda_dx_blocks_in_reverse_order(dtype, way):
+@pytest.mark.parametrize("shape", [_acda(1, 7, 3, 40, 6, 18, 7, 1, 1, 3), *DX_ROWS_SHAPES.values()],
+                         ids=["c7", *DX_ROWS_SHAPES])
+def test_acda_dx_blocks_in_reverse_order(shape, dtype, way):
     """acda.dx with its blocks run last to first. PoCL runs work-groups one after another, so
     a block that stores into a neighbour's pixels is hidden when the neighbour runs later and
     overwrites them; reversed, such a store lands last. The cast stage once did: computed at
     the sums' thread loop it lost their predicate, and with one channel per chunk (C = 7 here:
     cc = 1) the threads past the chunk stored unset registers into the next tile. That
-    schedule passed in order and failed reversed, both ways, both types."""
-    shape = _acda(1, 7, 3, 40, 6, 18, 7, 1, 1, 3)
-    emulate.check(Workload.make("acda", "dx", shape, dtype), way, mutate=_reverse_blocks)
+    schedule passed in order and failed reversed, both ways, both types. The other shapes:
+    blocks over several input rows (``DX_ROWS_SHAPES``), whose tail blocks' sums and stores
+    carry the rows' predicate too."""
+    wl = Workload.make("acda", "dx", shape, dtype)
+    if dtype == "float32" and shape in DX_ROWS_SHAPES.values():
+        from schedules.acda_cuda import dx_tile
+
+        assert dx_tile(wl)["rows"] > 1  # the shape exercises what it is meant to
+    emulate.check(wl, way, mutate=_reverse_blocks)
+
+
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+@pytest.mark.parametrize("name", ["rows-s2-tails", "rows-narrow-s2"])
+def test_acda_dx_rows_half(name, dtype):
+    """The half types take dx's blocks over several input rows as float32 does (2-byte
+    loads, float32 atoms and sums): executed with 16-bit words, blocks in reverse order."""
+    from schedules.acda_cuda import dx_tile
+
+    wl = Workload.make("acda", "dx", DX_ROWS_SHAPES[name], dtype)
+    assert dx_tile(wl)["rows"] > 1
+    emulate.check(wl, "cuda", mutate=_reverse_blocks)
 
 
 @pytest.mark.parametrize("way", emulate.WAYS)
@@ -643,14 +705,16 @@ def test_acda_blocks_in_reverse_order(kernel, shape, dtype, way):
 @pytest.mark.parametrize("dtype", emulate.DTYPES)
 def test_acda_dx_sm80_chunks(dtype, way):
     """acda.dx as built for sm_80, whose smaller register budget (DX_THREAD_WORDS_BEFORE_SM90)
-    stages fewer channels per chunk than sm_90 on a 7-pixel row (float32: 4 of 8, two chunks;
-    float64 1), blocks in reverse order."""
+    stages fewer channels per chunk than sm_90 on a 7-pixel row (float32: 4 of 8, two chunks,
+    a block over the 3 rows of each of the 2 images; float64 1, a row per block), blocks in
+    reverse order."""
     from schedules.acda_cuda import dx_tile
     from dynfilter_tvm.target import cuda_target
 
-    wl = Workload.make("acda", "dx", _acda(1, 8, 3, 7, 6, 18, 7, 1, 1, 3), dtype)
+    wl = Workload.make("acda", "dx", _acda(2, 8, 3, 7, 6, 18, 7, 1, 1, 3), dtype)
     if dtype == "float32":
         assert (dx_tile(wl)["cc"], dx_tile(wl, cuda_target("sm_80"))["cc"]) == (8, 4)
+        assert dx_tile(wl)["rows"] == 3
     emulate.check(wl, way, arch="sm_80", mutate=_reverse_blocks)
 
 

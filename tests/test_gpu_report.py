@@ -189,13 +189,26 @@ def test_requested_bytes_acda_tiles(monkeypatch):
     for arch in ("sm_90", "sm_80"):
         assert G.requested_bytes(fwd, 4, arch) == 4 * (6 * 3 * 20 + 8 * 27 + 8 * 10 * 7)
     # dx (atoms in registers; a row of 5 is too narrow for runs: a pixel per thread, one tile
-    # of 5 per row, 4 blocks): P per block, per block the window of each atom and basis (A,
-    # staged) and of each channel and atom (dO): 3 grid rows, real 2, 3, 3, 2 over the rows,
-    # 5 real columns
-    assert G.requested_bytes(dx) == 4 * (4 * 27 + 6 * 3 * (2 + 3 + 3 + 2) * 5 + 8 * 6 * (2 + 3 + 3 + 2) * 5)
-    # with runs (4 pixels per thread: tiles of 4, two per row, 8 blocks; real columns 5 + 2)
+    # of 5, a block over the 4 rows): P per block, per block the window of each atom and basis
+    # (A, staged) and of each channel and atom (dO): 6 grid rows (1..6), 4 real, 5 real columns
+    assert acda_cuda.dx_tile(dx)["rows"] == 4
+    assert G.requested_bytes(dx) == 4 * (1 * 27 + 6 * 3 * 4 * 5 + 8 * 6 * 4 * 5)
+    # a row per block (4 blocks): 3 grid rows each, real 2, 3, 3, 2 over the rows
+    with monkeypatch.context() as m:
+        m.setattr(acda_cuda, "DX_ROWS_THREADS_NARROW", 1)
+        assert G.requested_bytes(dx) == 4 * (4 * 27 + 6 * 3 * (2 + 3 + 3 + 2) * 5 + 8 * 6 * (2 + 3 + 3 + 2) * 5)
+    # with runs (4 pixels per thread) and a block over every input row (``_dx_rows``: one tile
+    # of 8 = 2 runs, the 4 rows, 1 block): the window's 6 grid rows (1..6) hold 4 real ones,
+    # its 7 columns 5; dO and A are loaded once per block
     monkeypatch.setattr(acda_cuda, "DX_MIN_THREADS", 1)
-    assert acda_cuda.dx_tile(dx)["q"] == 4
+    t = acda_cuda.dx_tile(dx)
+    assert (t["q"], t["tile"], t["rows"]) == (4, 8, 4)
+    assert G.requested_bytes(dx) == 4 * (1 * 27 + 6 * 3 * 4 * 5 + 8 * 6 * 4 * 5)
+    # a row per block (threads too few for more): tiles of 4, two per row, 8 blocks; real
+    # columns 5 + 2
+    monkeypatch.setattr(acda_cuda, "DX_ROWS_THREADS", 1)
+    t = acda_cuda.dx_tile(dx)
+    assert (t["q"], t["tile"], t["rows"]) == (4, 4, 1)
     assert G.requested_bytes(dx) == 4 * (8 * 27 + 6 * 3 * (2 + 3 + 3 + 2) * 7 + 8 * 6 * (2 + 3 + 3 + 2) * 7)
     f64 = Workload.make("acda", "fwd", p, "float64")  # mi = 3: 3 x 3 doubles in 18 registers
     assert G.requested_bytes(f64, 8) == 8 * 20 * (3 * 3 * (6 + 2 * 3) + 8 * 9)
@@ -262,7 +275,8 @@ def test_generic_acda_requested_bytes():
     bases x (3 + 7) per pixel), the row segments 8 + 6 columns per tile: 92 real ones per
     56-pixel row (the static's 32-pixel tiles: 62), 5.2x the static build (which stages A and
     P for its atoms, sm_90 and sm_80); datoms (3.9x the static, which stages dO) by rows in
-    8-pixel tiles; dx the static one's atoms-in-registers schedule in 8-pixel tiles, 1.5x."""
+    8-pixel tiles; dx the static one's atoms-in-registers schedule in 8-pixel tiles, a row per
+    block: 3.9x the static (blocks over 7 input rows: dO and A once per 13 x 14 window)."""
     from dynfilter_tvm import emulate
 
     layer = G.generic_workloads()["ACDA 8x64x56x56 k7 generic"]
@@ -282,7 +296,10 @@ def test_generic_acda_requested_bytes():
     # block: 380 real grid rows x 7 x (8 + 6) columns, 92 real (static: 28-pixel tiles, 62)
     gen = G.requested_bytes(dx, 4, generic=dx_g)
     assert gen == 4 * (3136 * 18 * 49 + 8 * 6 * 18 * 380 * 92 + 8 * 64 * 6 * 380 * 92)
-    assert 1.45 * G.requested_bytes(dx) < gen < 1.55 * G.requested_bytes(dx)
+    # the static dx: blocks of 8 pixels x 7 input rows (448), each window 13 grid rows x 14
+    # columns: 98 real (row, block) pairs (10 + 6 x 13 + 10) x 92 real columns; 3.9x below
+    static = 4 * (448 * 18 * 49 + 8 * 6 * 18 * 98 * 92 + 8 * 64 * 6 * 98 * 92)
+    assert G.requested_bytes(dx) == static and 3.8 * static < gen < 4.0 * static
     # datoms by rows in 8-pixel tiles, all 6 atoms per thread: dO once per tap row, and per
     # (image, output row, tile) block and channel its 7-row window's real rows (380 over the
     # rows) x the tiles' 92 real columns; 3.9x the static build's (every tap row in one block
