@@ -261,6 +261,22 @@ def _cooperative(sch, block, loop, threads: int, serial: int = 0) -> None:
     sch.bind(tx, "threadIdx.x")
 
 
+def _conv_finish(sch, wl, acc, co, thr, threads: int, oi, yi, j) -> None:
+    """The tiled conv's tail, static and generic alike: the Wt chunk staged per chunk ``co``,
+    the oi x yi register tile unrolled (and the taps ``j`` where short), each thread storing
+    its own outputs."""
+    wt = sch.cache_read(acc, 0, "shared")
+    # taps-major, output channels innermost: a thread's oi weights of a tap are contiguous, so
+    # nvcc reads them as vectors (ld.shared.v4) instead of oi scalar loads
+    sch.transform_layout(wt, ("write", 0), lambda o, c, i, j_: (c, i, j_, o))
+    _cooperative(sch, wt, co, threads)
+    unroll(sch, oi, yi)
+    unroll_taps(sch, wl, j)
+    sch.set_scope(acc, 0, "local")
+    sch.decompose_reduction(acc, co)
+    sch.reverse_compute_at(sch.get_sblock("out"), thr)
+
+
 def _conv_tiled(sch, wl, t) -> None:
     """A block per (n, ot*oi output channels, ty x tx pixels), a thread per (o slice, row
     slice, column) keeping yi x oi accumulators. Per chunk of cc input channels the block
@@ -284,16 +300,7 @@ def _conv_tiled(sch, wl, t) -> None:
     xk = sch.get_sblock("xk")
     sch.set_scope(xk, 0, "shared")  # before compute_at: the staged region covers the whole tile
     _cooperative(sch, xk, co, threads)
-    wt = sch.cache_read(acc, 0, "shared")
-    # taps-major, output channels innermost: a thread's oi weights of a tap are contiguous, so
-    # nvcc reads them as vectors (ld.shared.v4) instead of oi scalar loads
-    sch.transform_layout(wt, ("write", 0), lambda o, c, i, j: (c, i, j, o))
-    _cooperative(sch, wt, co, threads)
-    unroll(sch, oi, yi)
-    unroll_taps(sch, wl, j)
-    sch.set_scope(acc, 0, "local")
-    sch.decompose_reduction(acc, co)
-    sch.reverse_compute_at(sch.get_sblock("out"), thr)
+    _conv_finish(sch, wl, acc, co, thr, threads, oi, yi, j)
 
 
 
@@ -411,14 +418,7 @@ def _conv_generic_tiled(sch, wl, t) -> None:
     # (the rounds' taps times W) in registers across the channel loop (ptxas, C = O = 64
     # float32, sm_90 / sm_80: k5 79 / 79 -> 64 / 80, k3 127 / 128 -> 95 / 84 registers)
     _cooperative(sch, xk, co, threads, serial=1)
-    wt = sch.cache_read(acc, 0, "shared")
-    sch.transform_layout(wt, ("write", 0), lambda o, c, i, j: (c, i, j, o))
-    _cooperative(sch, wt, co, threads)
-    unroll(sch, oi, yi)
-    unroll_taps(sch, wl, j)
-    sch.set_scope(acc, 0, "local")
-    sch.decompose_reduction(acc, co)
-    sch.reverse_compute_at(sch.get_sblock("out"), thr)
+    _conv_finish(sch, wl, acc, co, thr, threads, oi, yi, j)
 
 # -- conv on tensor cores: mma.sync TF32 (m16n8k8) and float16/bfloat16 (m16n8k16) -------------
 # Fragment layouts (PTX ISA, "Matrix fragments for mma.m16n8k8 / mma.m16n8k16"), lane = 4 g + t,

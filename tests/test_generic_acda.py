@@ -222,6 +222,18 @@ def _reverse_blocks(low):
     assert n > 0
 
 
+def _check_sizes(kernel, params, dtype, way, staged: bool, stage: str = "Xpad_shared"):
+    """One lowering of the generic ``kernel`` at ``params``, whose device code stages ``stage``
+    exactly where ``staged``, run at every size of ``_rows_sizes`` against the float64
+    reference, the last three with the blocks in reverse order."""
+    wl = _cuda_wl(kernel, *params, dtype)
+    low = emulate.prepare(wl, way)
+    assert (stage in low.source) == staged, params
+    sizes = _rows_sizes(params)
+    for i, sz in enumerate(sizes):
+        emulate.check(wl, way, sizes=sz, lowered=low, mutate=_reverse_blocks if i >= len(sizes) - 3 else None)
+
+
 @pytest.mark.parametrize("dtype", ("float32", "float64", "float16"))
 def test_cuda_generic_fwd_takes_rows(dtype):
     """Each configuration's generic fwd build takes the rows schedule (the staged input rows,
@@ -250,12 +262,7 @@ def test_cuda_generic_fwd_rows_emulated(dtype, way):
     """One lowering per configuration, run at every size against the float64 reference, the
     last sizes with the blocks in reverse order."""
     for params in ROWS_PARAMS:
-        wl = _cuda_wl("fwd", *params, dtype)
-        low = emulate.prepare(wl, way)
-        assert "Xpad_shared" in low.source, params
-        sizes = _rows_sizes(params)
-        for i, sz in enumerate(sizes):
-            emulate.check(wl, way, sizes=sz, lowered=low, mutate=_reverse_blocks if i >= len(sizes) - 3 else None)
+        _check_sizes("fwd", params, dtype, way, staged=True)
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
@@ -367,12 +374,7 @@ def test_cuda_generic_datoms_takes_rows(dtype):
 def test_cuda_generic_datoms_rows_emulated(dtype, way):
     """As test_cuda_generic_fwd_rows_emulated, for the generic datoms (and its fall-backs)."""
     for params in DATOMS_TILED + DATOMS_UNTILED[:2]:
-        wl = _cuda_wl("datoms", *params, dtype)
-        low = emulate.prepare(wl, way)
-        assert ("Xpad_shared" in low.source) == (params in DATOMS_TILED), params
-        sizes = _rows_sizes(params)
-        for i, sz in enumerate(sizes):
-            emulate.check(wl, way, sizes=sz, lowered=low, mutate=_reverse_blocks if i >= len(sizes) - 3 else None)
+        _check_sizes("datoms", params, dtype, way, staged=params in DATOMS_TILED)
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
@@ -432,12 +434,7 @@ def test_cuda_generic_dx_takes_registers(dtype):
 def test_cuda_generic_dx_registers_emulated(dtype, way):
     """As test_cuda_generic_fwd_rows_emulated, for the generic dx (sizes by the input)."""
     for params in DX_TILED:
-        wl = _cuda_wl("dx", *params, dtype)
-        low = emulate.prepare(wl, way)
-        assert "Au_shared" in low.source, params
-        sizes = _rows_sizes(params)
-        for i, sz in enumerate(sizes):
-            emulate.check(wl, way, sizes=sz, lowered=low, mutate=_reverse_blocks if i >= len(sizes) - 3 else None)
+        _check_sizes("dx", params, dtype, way, staged=True, stage="Au_shared")
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
