@@ -755,28 +755,19 @@ def _fwd_rows(sch, wl, target) -> bool:
         # (x < Wo) leaves the moved block's binding non-affine, and reorder then refuses it
         sch.transform_block_layout(out, lambda n, c, m, y, x: (n, y, c // cb, x, c % cb, m))
         sch.reverse_compute_at(out, co)
-        loops = sch.get_loops(out)
-        at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co)))
-        named = dict(zip([nm for nm, e in (("c", slices), ("x", tile), ("cb", cb), ("m", p["M"])) if e > 1],
-                         loops[at + 1:]))
+        named = _named_below(sch, out, co, (("c", slices), ("x", tile), ("cb", cb), ("m", p["M"])))
         spatial = [named[nm] for nm in ("c", "x") if nm in named]
-        fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
-        _, tx = sch.split(fused, [None, nthreads])
-        sch.bind(tx, "threadIdx.x")
+        _spread(sch, out, spatial, nthreads)
         unroll(sch, *[named[nm] for nm in ("cb", "m") if nm in named])
         return True
     sch.reverse_compute_at(out, co)
-    loops = sch.get_loops(out)
-    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co)))
-    named = dict(zip([nm for nm, e in (("c", slices * cb), ("m", p["M"]), ("x", tile)) if e > 1], loops[at + 1:]))
+    named = _named_below(sch, out, co, (("c", slices * cb), ("m", p["M"]), ("x", tile)))
     if "c" in named and cb > 1:
         named["c"], named["cb"] = sch.split(named["c"], [slices, cb])
     spatial = [named[nm] for nm in ("c", "x") if nm in named]
     serial = [named[nm] for nm in ("cb", "m") if nm in named]
     sch.reorder(*spatial, *serial)
-    fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
-    _, tx = sch.split(fused, [None, nthreads])
-    sch.bind(tx, "threadIdx.x")
+    _spread(sch, out, spatial, nthreads)
     unroll(sch, *serial)
     return True
 
@@ -929,10 +920,8 @@ def _dx_registers(sch, wl, t) -> None:
     atoms = sch.get_sblock("atoms")
     sch.compute_at(atoms, block)
     sch.set_scope(atoms, 0, "local")
-    loops = sch.get_loops(atoms)
-    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(block)))
-    named = dict(zip([nm for nm, e in (("m", wl.p["M"]), ("u", wl.p["k"]), ("v", wl.p["k"]), ("h", rows),
-                                        ("w", t["tile"]), ("t", wl.p["T"])) if e > 1], loops[at + 1:]))
+    named = _named_below(sch, atoms, block, (("m", wl.p["M"]), ("u", wl.p["k"]), ("v", wl.p["k"]), ("h", rows),
+                                             ("w", t["tile"]), ("t", wl.p["T"])))
     if "m" in named:
         named["mo"], named["m"] = sch.split(named["m"], [None, mi])
     if "u" in named:
@@ -981,24 +970,17 @@ def _dx_registers(sch, wl, t) -> None:
     sch.reverse_compute_at(acc, co)
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, co)
-    loops = sch.get_loops(acc)
-    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co)))
-    named = dict(zip([nm for nm, e in (("m", t["parts"]), ("c", t["cc"]), ("h", rows), ("w", t["tile"])) if e > 1],
-                     loops[at + 1:]))
+    named = _named_below(sch, acc, co, (("m", t["parts"]), ("c", t["cc"]), ("h", rows), ("w", t["tile"])))
     spatial = [named[nm] for nm in ("c", "h", "w") if nm in named]
     if "m" in named:
         sch.reorder(*spatial, named["m"])
-    fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(acc)
-    _, tx = sch.split(fused, [None, threads])
-    sch.bind(tx, "threadIdx.x")
+    _spread(sch, acc, spatial, threads)
     sch.set_scope(acc, 0, "local")
     if "m" in named:
         sch.decompose_reduction(acc, named["m"])
     loops = sch.get_loops(out)
     own = loops[next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(co))) + 1:]
-    fused = sch.fuse(*own) if len(own) > 1 else own[0] if own else sch.add_unit_loop(out)
-    _, tx = sch.split(fused, [None, threads])
-    sch.bind(tx, "threadIdx.x")
+    _spread(sch, out, own, threads)
 
 
 def _plane_strides(t: dict, k: int, d: int, cols: int):
@@ -1076,6 +1058,29 @@ def _swizzle_runs(sch, block, t: dict, k: int, d: int, cols: int) -> None:
     sch.storage_align(block, 0, 2, 32, plane % 32)
 
 
+def _loops_below(sch, block, loop) -> list:
+    """``block``'s loops nested under ``loop``."""
+    loops = sch.get_loops(block)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
+    return loops[at + 1:]
+
+
+def _named_below(sch, block, loop, dims) -> dict:
+    """``block``'s loops under ``loop`` by name: ``dims`` lists (name, extent) in loop order
+    (TVM keeps no loop for a unit extent)."""
+    return dict(zip([nm for nm, e in dims if e > 1], _loops_below(sch, block, loop)))
+
+
+def _spread(sch, block, loops, threads: int):
+    """``block``'s ``loops`` fused (a unit loop where there are none) and split over the
+    block's ``threads`` (the split's predicate keeps spare threads out); returns the rounds
+    loop."""
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0] if loops else sch.add_unit_loop(block)
+    rounds, tx = sch.split(fused, [None, threads])
+    sch.bind(tx, "threadIdx.x")
+    return rounds
+
+
 def _stage_planes(sch, block, loop, threads: int) -> None:
     """As :func:`_stage` for a stack of planes (the dO window: cc x M planes of grid rows x
     columns): the block's threads take the largest trailing group of axes that fits them (one
@@ -1084,9 +1089,7 @@ def _stage_planes(sch, block, loop, threads: int) -> None:
     check is loop-invariant. (Spread flat over the threads, each round re-derived the element's
     indices by division, and nvcc's unrolled copy took 79-87 registers; sm_90.)"""
     sch.compute_at(block, loop)
-    loops = sch.get_loops(block)
-    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
-    own = loops[at + 1:]
+    own = _loops_below(sch, block, loop)
     inner, size = 0, 1
     while inner < len(own) and size * extent(sch, own[-1 - inner]) <= threads:
         size *= extent(sch, own[-1 - inner])
@@ -1095,22 +1098,14 @@ def _stage_planes(sch, block, loop, threads: int) -> None:
     # split by the thread count even though it fits: the split's predicate keeps the extra
     # threads out (a smaller loop bound to threadIdx.x as it stands was widened to every
     # thread, writing past the plane into the next one's rows)
-    plane = sch.fuse(*plane) if len(plane) > 1 else plane[0] if plane else sch.add_unit_loop(block)
-    _, tx = sch.split(plane, [None, threads])
-    sch.bind(tx, "threadIdx.x")
+    _spread(sch, block, plane, threads)
 
 
 def _stage(sch, block, loop, threads: int) -> None:
     """Compute ``block`` (already in shared scope) at ``loop``, its loops fused and spread over
     the block's ``threads``."""
     sch.compute_at(block, loop)
-    loops = sch.get_loops(block)
-    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
-    own = loops[at + 1:]
-    fused = sch.fuse(*own) if len(own) > 1 else own[0] if own else sch.add_unit_loop(block)
-    rounds, tx = sch.split(fused, [None, threads])
-    sch.bind(tx, "threadIdx.x")
-    return rounds
+    return _spread(sch, block, _loops_below(sch, block, loop), threads)
 
 
 # generic kernels with a tiled schedule like the static one (fwd: _fwd_rows; datoms: _datoms_generic)
@@ -1247,16 +1242,11 @@ def _datoms_rows(sch, wl, t) -> None:
     # predicate with it), its mi x k results from its registers
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, block)
-    loops = sch.get_loops(out)
-    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(block)))
-    named = dict(zip([nm for nm, e in (("m", mi), ("v", p["k"]), ("y", t["rows"]), ("x", t["tile"])) if e > 1],
-                     loops[at + 1:]))
+    named = _named_below(sch, out, block, (("m", mi), ("v", p["k"]), ("y", t["rows"]), ("x", t["tile"])))
     serial = [named[nm] for nm in ("m", "v") if nm in named]
     spatial = [named[nm] for nm in ("y", "x") if nm in named]
     sch.reorder(*spatial, *serial)
-    xl = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
-    _, tx = sch.split(xl, [None, threads])
-    sch.bind(tx, "threadIdx.x")
+    _spread(sch, out, spatial, threads)
     unroll(sch, *serial)
 
 
@@ -1312,14 +1302,9 @@ def _datoms_generic(sch, wl) -> None:
     out = sch.get_sblock("out")
     sch.transform_block_layout(out, lambda n_, m_, u_, v_, y_, x_: (n_, m_ // mi, y_, u_, x_, m_ % mi, v_))
     sch.reverse_compute_at(out, xo)
-    loops = sch.get_loops(out)
-    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(xo)))
-    named = dict(zip([nm for nm, e in (("u", p["k"]), ("x", X_QUANTUM), ("m", mi), ("v", p["k"])) if e > 1],
-                     loops[at + 1:]))
+    named = _named_below(sch, out, xo, (("u", p["k"]), ("x", X_QUANTUM), ("m", mi), ("v", p["k"])))
     spatial = [named[nm] for nm in ("u", "x") if nm in named]
-    xl = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
-    _, tx = sch.split(xl, [None, threads])
-    sch.bind(tx, "threadIdx.x")
+    _spread(sch, out, spatial, threads)
     unroll(sch, *[named[nm] for nm in ("m", "v") if nm in named])
 
 
@@ -1385,10 +1370,7 @@ def _datoms_block(sch, wl, t) -> None:
     sch.decompose_reduction(acc, co)
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, block)
-    loops = sch.get_loops(out)
-    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(block)))
-    named = dict(zip([nm for nm, e in (("m", p["M"]), ("u", p["k"]), ("v", p["k"]), ("x", tile)) if e > 1],
-                     loops[at + 1:]))
+    named = _named_below(sch, out, block, (("m", p["M"]), ("u", p["k"]), ("v", p["k"]), ("x", tile)))
     if "m" in named and mi == 1:
         named["mo"] = named.pop("m")
     elif "m" in named and mi < p["M"]:
@@ -1396,9 +1378,7 @@ def _datoms_block(sch, wl, t) -> None:
     spatial = [named[nm] for nm in ("mo", "u", "x") if nm in named]
     serial = [named[nm] for nm in ("m", "v") if nm in named]
     sch.reorder(*spatial, *serial)
-    xl = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0] if spatial else sch.add_unit_loop(out)
-    _, tx = sch.split(xl, [None, threads])
-    sch.bind(tx, "threadIdx.x")
+    _spread(sch, out, spatial, threads)
     unroll(sch, *serial)
 
 
