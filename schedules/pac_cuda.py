@@ -912,17 +912,25 @@ def dk_tile(wl, target=None):
     p = wl.p
     if wl.kind != "static" or p["k"] > UNROLL_TAPS:
         return None
-    O, k, s, d, Ho, Wo = p["O"], p["k"], p["s"], p["d"], p["Ho"], p["Wo"]
-    item = 8 if wl.dtype == "float64" else 4
+    Ho, Wo = p["Ho"], p["Wo"]
     tx = min(DK_TILE_X, Wo)
     wide = wl.dtype == "float64" or (wl.dtype == "float32" and (target is None or _sm(target) >= 90))
     yi = min(DK_REG_Y if wide else DK_REG_Y_SMALL, Ho)
     yt = max(1, min(DK_PIXEL_THREADS // tx, -(-Ho // yi)))
 
+    return _dk_fit(wl, yt, yi, tx)
+
+
+def _dk_fit(wl, yt: int, yi: int, tx: int):
+    """conv_dk's tile dict(ty, tx, yt, yi): thread rows ``yt``, then register rows ``yi``,
+    shrunk until the dO tile (O x ty x tx), one channel of Wt (O x k^2, rows padded where
+    ``_dk_wt_padded``) and the source window fit DK_SHARED_BYTES; None where nothing fits."""
+    O, k = wl.p["O"], wl.p["k"]
+    item = 8 if wl.dtype == "float64" else 4
+
     def shared(yt_, yi_):
-        ty = yt_ * yi_
-        window = ((ty - 1) * s + (k - 1) * d + 1) * ((tx - 1) * s + (k - 1) * d + 1)
-        return (O * ty * tx + O * k * (-(-k // 4) * 4 if _dk_wt_padded(wl) else k) + window) * item
+        wy, wx = _dk_window(wl, yt_ * yi_, tx)
+        return (O * yt_ * yi_ * tx + O * k * (-(-k // 4) * 4 if _dk_wt_padded(wl) else k) + wy * wx) * item
 
     while shared(yt, yi) > DK_SHARED_BYTES and (yt > 1 or yi > 1):
         if yt > 1:
@@ -1193,25 +1201,9 @@ def generic_dk_tile(wl):
     image (DK_TILE_X-pixel rows, DK_PIXEL_THREADS // DK_TILE_X thread rows of DK_REG_Y
     register rows), shrunk alike until the dO tile, one channel of Wt and the source window
     fit DK_SHARED_BYTES, or None (k > UNROLL_TAPS, or no tile fits: a thread per output)."""
-    p = wl.p
-    if p["k"] > UNROLL_TAPS:
+    if wl.p["k"] > UNROLL_TAPS:
         return None
-    O, k = p["O"], p["k"]
-    item = 8 if wl.dtype == "float64" else 4
-    tx, yi, yt = DK_TILE_X, DK_REG_Y, max(1, DK_PIXEL_THREADS // DK_TILE_X)
-
-    def shared(yt_, yi_):
-        wy, wx = _dk_window(wl, yt_ * yi_, tx)
-        return (O * yt_ * yi_ * tx + O * k * (-(-k // 4) * 4 if _dk_wt_padded(wl) else k) + wy * wx) * item
-
-    while shared(yt, yi) > DK_SHARED_BYTES and (yt > 1 or yi > 1):
-        if yt > 1:
-            yt -= 1
-        else:
-            yi -= 1
-    if shared(yt, yi) > DK_SHARED_BYTES:
-        return None
-    return dict(ty=yt * yi, tx=tx, yt=yt, yi=yi)
+    return _dk_fit(wl, max(1, DK_PIXEL_THREADS // DK_TILE_X), DK_REG_Y, DK_TILE_X)
 
 
 def _conv_dk_generic_tiled(sch, wl, t, pads=None):
