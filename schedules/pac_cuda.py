@@ -261,6 +261,20 @@ def _cooperative(sch, block, loop, threads: int, serial: int = 0) -> None:
     sch.bind(tx, "threadIdx.x")
 
 
+def _conv_tile_loops(sch, acc, t) -> tuple:
+    """The tiled conv's loops of ``acc`` in their order: (n, ob, yb, xb) the block, (ot, yt, xt)
+    the thread, (co, ci, i, j) the reduction in chunks of cc channels, (oi, yi) the register
+    tile."""
+    n, o, y, x, c, i, j = sch.get_loops(acc)
+    ob, ot, oi = sch.split(o, [None, t["ot"], t["oi"]])
+    yb, yt, yi = sch.split(y, [None, t["yt"], t["yi"]])
+    xb, xt = sch.split(x, [None, t["tx"]])
+    co, ci = sch.split(c, [None, t["cc"]])
+    order = (n, ob, yb, xb, ot, yt, xt, co, ci, i, j, oi, yi)
+    sch.reorder(*order)
+    return order
+
+
 def _conv_finish(sch, wl, acc, co, thr, threads: int, oi, yi, j) -> None:
     """The tiled conv's tail, static and generic alike: the Wt chunk staged per chunk ``co``,
     the oi x yi register tile unrolled (and the taps ``j`` where short), each thread storing
@@ -286,12 +300,7 @@ def _conv_tiled(sch, wl, t) -> None:
     for name in _modulated_stages(wl)[:-1]:  # Sz (Kz): read by the xk prologue only
         sch.compute_inline(sch.get_sblock(name))
     acc = sch.get_sblock("acc")
-    n, o, y, x, c, i, j = sch.get_loops(acc)
-    ob, ot, oi = sch.split(o, [None, t["ot"], t["oi"]])
-    yb, yt, yi = sch.split(y, [None, t["yt"], t["yi"]])
-    xb, xt = sch.split(x, [None, t["tx"]])
-    co, ci = sch.split(c, [None, t["cc"]])
-    sch.reorder(n, ob, yb, xb, ot, yt, xt, co, ci, i, j, oi, yi)
+    n, ob, yb, xb, ot, yt, xt, co, ci, i, j, oi, yi = _conv_tile_loops(sch, acc, t)
     blk = sch.fuse(n, ob, yb, xb)
     thr = sch.fuse(ot, yt, xt)
     sch.bind(blk, "blockIdx.x")
@@ -399,12 +408,7 @@ def _conv_generic_tiled(sch, wl, t) -> None:
     sch.compute_inline(sch.get_sblock("xk"))
     sch.compute_inline(sch.get_sblock("acc_pad"))
     acc = sch.get_sblock("acc")
-    n, o, y, x, c, i, j = sch.get_loops(acc)
-    ob, ot, oi = sch.split(o, [None, t["ot"], t["oi"]])
-    yb, yt, yi = sch.split(y, [None, t["yt"], t["yi"]])
-    xb, xt = sch.split(x, [None, t["tx"]])
-    co, ci = sch.split(c, [None, t["cc"]])
-    sch.reorder(n, ob, yb, xb, ot, yt, xt, co, ci, i, j, oi, yi)
+    n, ob, yb, xb, ot, yt, xt, co, ci, i, j, oi, yi = _conv_tile_loops(sch, acc, t)
     sch.bind(sch.fuse(n, ob), "blockIdx.z")
     sch.bind(yb, "blockIdx.y")
     sch.bind(xb, "blockIdx.x")
