@@ -222,7 +222,7 @@ def _reverse_blocks(low):
     assert n > 0
 
 
-def _check_sizes(kernel, params, dtype, way, staged: bool, stage: str = "Xpad_shared"):
+def _check_cuda_sizes(kernel, params, dtype, way, staged: bool, stage: str = "Xpad_shared"):
     """One lowering of the generic ``kernel`` at ``params``, whose device code stages ``stage``
     exactly where ``staged``, run at every size of ``_rows_sizes`` against the float64
     reference, the last three with the blocks in reverse order."""
@@ -262,7 +262,7 @@ def test_cuda_generic_fwd_rows_emulated(dtype, way):
     """One lowering per configuration, run at every size against the float64 reference, the
     last sizes with the blocks in reverse order."""
     for params in ROWS_PARAMS:
-        _check_sizes("fwd", params, dtype, way, staged=True)
+        _check_cuda_sizes("fwd", params, dtype, way, staged=True)
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
@@ -374,7 +374,7 @@ def test_cuda_generic_datoms_takes_rows(dtype):
 def test_cuda_generic_datoms_rows_emulated(dtype, way):
     """As test_cuda_generic_fwd_rows_emulated, for the generic datoms (and its fall-backs)."""
     for params in DATOMS_TILED + DATOMS_UNTILED[:2]:
-        _check_sizes("datoms", params, dtype, way, staged=params in DATOMS_TILED)
+        _check_cuda_sizes("datoms", params, dtype, way, staged=params in DATOMS_TILED)
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
@@ -434,7 +434,7 @@ def test_cuda_generic_dx_takes_registers(dtype):
 def test_cuda_generic_dx_registers_emulated(dtype, way):
     """As test_cuda_generic_fwd_rows_emulated, for the generic dx (sizes by the input)."""
     for params in DX_TILED:
-        _check_sizes("dx", params, dtype, way, staged=True, stage="Au_shared")
+        _check_cuda_sizes("dx", params, dtype, way, staged=True, stage="Au_shared")
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
