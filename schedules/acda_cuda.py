@@ -507,9 +507,7 @@ def _atoms_staged(sch, wl, block, tile: int, threads: int) -> bool:
         unroll(sch, *sch.get_loops(init)[-len(regs):] if regs else [])
         sch.annotate(to, "disable_unroll", 1)
     for stage in staged:
-        rounds = _stage(sch, stage, to if to is not None else mo if mo is not None else block, threads)
-        if extent(sch, rounds) > 1:
-            sch.annotate(rounds, "disable_unroll", 1)
+        _stage(sch, stage, to if to is not None else mo if mo is not None else block, threads, rolled=True)
     unroll(sch, *regs)
     # each thread stores its mi x k atoms (serial groups: per group, the next reuses the registers)
     if mo is not None:
@@ -740,11 +738,9 @@ def _fwd_rows(sch, wl, target) -> bool:
             (n, n + 1), (c, c + 1), (y * s + u * p["d"], y * s + u * p["d"] + 1), (x * s, x * s + span)))
     if wl.kind == "generic" and wl.dtype == "float32":  # (4-byte banks)
         _align_slices(sch, xpad, cb, (tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1)
-    rounds = _stage(sch, xpad, u, nthreads)
-    # "#pragma unroll 1": unrolled, nvcc hoisted the copy's loads next to the 48 sums (98
-    # registers on sm_90; 64 kept a loop)
-    if extent(sch, rounds) > 1:
-        sch.annotate(rounds, "disable_unroll", 1)
+    # rolled: unrolled, nvcc hoisted the copy's loads next to the 48 sums (98 registers on
+    # sm_90; 64 kept a loop)
+    _stage(sch, xpad, u, nthreads, rolled=True)
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, u)
     # the cast stage at the channel-tile loop, spread over the threads as the sums are
@@ -1101,11 +1097,16 @@ def _stage_planes(sch, block, loop, threads: int) -> None:
     _spread(sch, block, plane, threads)
 
 
-def _stage(sch, block, loop, threads: int) -> None:
+def _stage(sch, block, loop, threads: int, rolled: bool = False):
     """Compute ``block`` (already in shared scope) at ``loop``, its loops fused and spread over
-    the block's ``threads``."""
+    the block's ``threads``; returns the rounds loop. ``rolled``: the rounds stay a loop
+    ("#pragma unroll 1") where there are several, so that nvcc does not hoist the copy's loads
+    next to the sums (registers)."""
     sch.compute_at(block, loop)
-    return _spread(sch, block, _loops_below(sch, block, loop), threads)
+    rounds = _spread(sch, block, _loops_below(sch, block, loop), threads)
+    if rolled and extent(sch, rounds) > 1:
+        sch.annotate(rounds, "disable_unroll", 1)
+    return rounds
 
 
 # generic kernels with a tiled schedule like the static one (fwd: _fwd_rows; datoms: _datoms_generic)
@@ -1363,9 +1364,7 @@ def _datoms_block(sch, wl, t) -> None:
         sch.storage_align(xpad, 0, 2, 32, tile % 32)
     dos = sch.cache_read(acc, dO_at, "shared")
     for stage in (xpad, dos):
-        rounds = _stage(sch, stage, co, threads)
-        if extent(sch, rounds) > 1:
-            sch.annotate(rounds, "disable_unroll", 1)
+        _stage(sch, stage, co, threads, rolled=True)
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, co)
     out = sch.get_sblock("out")
