@@ -138,6 +138,35 @@ threads for a row already). The registered models' 14 dx shapes (float32, sm_90 
 ptxas; against a row per block): all take rows, requested bytes 1.6-2.4x their minimum (were
 3.8-5.5x), none more; no spills; 40-63 registers, 50-75% (were 55-77%; the 14x14 stride-2
 rows, 490 threads, take 62-63 registers: exactly 50%, were 66-77%).
+Then (2026-12-01, issue 15 item 4; ``DX_ROWS_WHOLE_SM``) static float32 and the half types
+with runs also consider blocks of exactly 32 warps, one per SM (50% at up to 64 registers,
+ptxas' cap under the block's __launch_bounds__), their threads holding runs of up to
+DX_RUN_WHOLE_SM = 5 pixels (35 atom registers, ``DX_ATOM_WORDS_WHOLE_SM``; runs of 4 where a
+row is too narrow for 5), and take them where their windows hold fewer elements
+(``_dx_rows``' cost). Where the 143.5 MB went (``gpu_report._acda_dx_bytes``, per buffer): P
+1.6 MB, A 31.2 MB, dO 110.8 MB; A and dO are the minimum's 10.8 + 38.5 MB times the halo,
+98 x 92 real grid points of the windows per 56 x 56 pixels: 2.87x. 8x64x56x56 k7 M = 6: runs
+of 5, tiles of 15 pixels (3 runs; the row's tail tile of 11) x 8 rows, 1,008 threads, 224
+blocks, cc = 1, tb = 1; ptxas 64 registers on sm_90 and sm_80, no spill, 23,744 B shared,
+one block per SM: 50%; float16 and bfloat16 64 registers, 28,224 B, 50%. Requested: P 224 x
+882 x 4 B = 0.8 MB + A 8*6*18*92*74*4 B = 23.5 MB + dO 8*64*6*92*74*4 B = 83.7 MB = 108.0
+MB, 1.94x the 55.8 MB minimum (92 real grid rows over the 7 row blocks' 14-row windows, 74
+real columns over the 4 tiles' 21-column windows: a halo of 2.17x); no-cache estimate
+max(108.0 MB / 3.35 TB/s = 32.2 us, 18.0 us) = 32.2 us, 1.79x the 18 us roofline (was 42.8
+us, 2.37x). Runs of 4 in 32 warps (12 x 8 rows, 59-61 registers) requested 116.9 MB in 280
+blocks: 3 rounds of one block per SM on 132 SMs, against 2 for 224. Not reached: 1.5x
+(about 90 MB, a halo of 1.79x) takes blocks of about 200 pixels (14 x 14: 1.75x); with a
+pixel's 294 atoms in registers that is 57,600 words, all of an SM's 65,536 (a block of 1,024
+threads holds at most 64 registers each, 35 of them atoms here: 120 pixels), and shared
+memory holds 48 KiB / 1,176 B = 41 pixels' atoms. Rebuilding the atoms per chunk of cc
+channels adds T / cc build FMAs per channel FMA (the chunk's dO window, cc x 6 planes of a
+200-pixel block's 20 x 20 window, fits 48 KiB for cc <= 5: 3.6 more, 4.6x the FMAs), and
+summing dO x A over the atoms first, then the T = 18 bases per tap (against M = 6 atoms),
+3.4x the FMAs: both cost more than the halo.
+The registered models' dx shapes (float32, sm_90 and sm_80, ptxas): the three 28x28 stride-2
+shapes (C = 80, 152, 216) take 32-warp blocks (runs of 4, 16 x 6 rows, 1,008 threads): 50
+registers, no spill, 50% (were 48, 59%), requested 1.41-1.51x their minimum (were 1.74-1.86x);
+the other 11 shapes as before.
 Before (2026-11-30): q = 1, mi = 3 (14 partials), A read from global memory per atom tap
 (48 registers, 61%); before that the atoms in shared memory (a tile of 32 pixels filled
 37.6 KB) and dO loaded from global memory for every (channel, atom, tap) of every pixel (38x
@@ -152,8 +181,8 @@ threads. 8x64x56x56 k7 float32 (nvcc 13, estimates): sm_90 56 registers, 23,744 
 56% (static 48, 62%), sm_80 40 registers; float64 62 / 56. Requested bytes: the A and dO
 windows 8 + 6 columns per 8 pixels (92 real per row against the static's 62): 561.5 MB,
 1.50x the static's 374 MB (the shared-atoms generic schedule it replaces: 2,141 MB, 5.7x);
-3.9x since the static's blocks cover 7 input rows (``_dx_rows``: 143.5 MB; the generic keeps
-a row per block: 112 threads), so
+5.2x since the static's blocks cover 8 input rows of 15 pixels (``_dx_rows``: 108.0 MB; 3.9x
+of its 143.5 MB over 7 rows of 8; the generic keeps a row per block: 112 threads), so
 CUDA calls keep the static dx by default (``GENERIC_DEFAULT``); served generic (the
 generic shape mode, bundles without ``--input``), one build serves every size.
 datoms (static, k <= UNROLL_TAPS, output rows of at least 32 pixels; ``_datoms_rows``): a
@@ -267,6 +296,14 @@ pixels (25,088 px).
   64 = 27,776; total 35.1 K x 448 / 132 = 119 K clk = 60 us, 3.3x the 18 us roofline (was 160
   K, 4.5x): per pixel 627 wavefronts against 842 (56 pixels per block, was 28). Left: the
   partials (37% of the channel phase) and the taps' loads per FMA (10 per 28).
+- dx in blocks of 32 warps (now, float32: runs of 5, tiles of 15 = 3 runs x 8 rows, 1,008
+  threads, 224 blocks, one per SM), per block as above: atoms, the A stages 18 x 6 planes x
+  (14 x 25 words: 11 warps) x 2 = 2,376, per basis and warp 11 A + 7 P loads: 18 x 32 x 18 =
+  10,368 -> 12,744; per channel: dO planes 6 x 11 x 2 = 132, the taps 32 warps x 11 = 352,
+  partials 32 x 5 = 160, their sums 4 warps x 42 = 168: 812 x 64 = 51,968; total 64.7 K per
+  block, 539 wavefronts per pixel (was 627) -> 224 x 64.7 K / 132 = 110 K clk = 55 us, 3.1x
+  the 18 us roofline (was 119 K, 3.3x); counted by rounds of blocks (2 of one per SM against
+  2 of two) 129 K against 140 K.
 - datoms (mi = 3): 10,976 warps (8 x 2 atom groups x 7 tap rows x 3,136 px / 32), per channel
   21 warp FMAs and 3 dO + 7 input loads (13 wavefronts): FMA 10,976 x 64 x 21 / 528 = 27.9 K
   clk, loads 10,976 x 64 x 16 / 132 = 85 K clk (+ 1.7 K of stores): 44 us (28 us with one
@@ -790,6 +827,15 @@ DX_ROWS_THREADS = 608
 # q = 1 (rows too narrow for runs; cc up to 8 channels' partials next to 21 atom words): 16
 # warps, so that two blocks fit at up to 64 registers (sm_90 took 40-53 on the models' rows)
 DX_ROWS_THREADS_NARROW = 512
+# with runs, also a block of exactly DX_ROWS_WHOLE_SM / 32 = 32 warps (993-1024 threads), runs
+# of up to DX_RUN_WHOLE_SM pixels within DX_ATOM_WORDS_WHOLE_SM registers, where its window
+# elements are fewer: one such block per SM is 50% at up to 64 registers, ptxas' cap under
+# TVM's __launch_bounds__ (a spill would show in ptxas -v; none below 50%). 8x64x56x56 k7:
+# runs of 5, 15 pixels x 8 rows, 1,008 threads, 64 registers, no spill (runs of 4 at 32 warps:
+# 12 x 8, 59-61 registers, 280 blocks: 3 waves of one block per SM on 132 SMs); 0 turns it off
+DX_ROWS_WHOLE_SM = 1024
+DX_RUN_WHOLE_SM = 5
+DX_ATOM_WORDS_WHOLE_SM = 35
 
 
 def dx_tile(wl, target=None):
@@ -811,24 +857,20 @@ def dx_tile(wl, target=None):
         p = dict(p, W=X_QUANTUM)
     M, T, k, d = p["M"], p["T"], p["k"], p["d"]
     item = 8 if wl.dtype == "float64" else 4
-    words = DX_ATOM_WORDS // (item // 4)
-    for q in (b for b in range(DX_RUN, 0, -1) if b == 1 or b * k <= words):
-        # divisors (rfactor refuses the predicate of a partial group), the tap rows first
-        ku = max(b for b in range(1, k + 1) if k % b == 0 and (b == 1 or q * b * k <= words))
-        mi = max(b for b in range(1, M + 1) if M % b == 0 and (b == 1 or q * b * ku * k <= words))
-        parts = M // mi * (k // ku)  # partial sums per (channel, pixel)
-        if parts > 1024:
-            return None
-        most = min(MAX_TILE, p["W"], DX_THREADS * q // parts) // q * q
-        if most < q:
-            continue
-        tile = -(-p["W"] // -(-p["W"] // most))  # balanced: 56 = 2 x 28, not 32 + 24
-        tile = min(most, -(-tile // q) * q)  # whole runs
-        if q == 1 or parts * tile // q >= DX_MIN_THREADS:
-            break
-    t = dict(tile=tile, q=q, ku=ku, mi=mi, parts=parts, rows=1)
-    if wl.kind == "static" and item == 4:
-        t.update(_dx_rows(p, t, DX_ROWS_THREADS if q > 1 else DX_ROWS_THREADS_NARROW))
+    t = _dx_runs(p, DX_ATOM_WORDS // (item // 4), DX_RUN)
+    if t is None:
+        return None
+    if wl.kind == "static" and item == 4 and t["q"] == 1:
+        t.update(_dx_rows(p, t, DX_ROWS_THREADS_NARROW))
+    elif wl.kind == "static" and item == 4:
+        t.update(_dx_rows(p, t, DX_ROWS_THREADS))
+        whole = _dx_runs(p, DX_ATOM_WORDS_WHOLE_SM, DX_RUN_WHOLE_SM) if DX_ROWS_WHOLE_SM else None
+        if whole is not None and whole["q"] > 1:
+            whole.update(_dx_rows(p, whole, 0, DX_ROWS_WHOLE_SM))
+            if "cost" in whole and ("cost" not in t or whole["cost"] < t["cost"]):
+                t = whole
+    t.pop("cost", None)
+    q, ku, mi, parts = t["q"], t["ku"], t["mi"], t["parts"]
     tile, rows = t["tile"], t["rows"]
     # the block's window plane (zero-inserted grid), as laid out in shared memory
     _, plane = _plane_strides(t, k, d, tile + (k - 1) * d)
@@ -846,35 +888,62 @@ def dx_tile(wl, target=None):
     return dict(t, cc=max(fits), tb=tb) if fits else None
 
 
-def _dx_rows(p: dict, t: dict, most_threads: int = DX_ROWS_THREADS) -> dict:
-    """(tile, rows) of a dx block over several input rows (static float32 and the half types):
-    the block's window, (rows + (k-1)*d) grid rows x (tile + (k-1)*d) columns per staged plane
-    of dO or A, serves rows x tile input pixels, so the dO and A requested fall with it. Over
-    tiles of whole runs (balanced along the row) and row counts (balanced down the image) with
-    at most ``most_threads`` threads (parts x tile / q x rows: DX_ROWS_THREADS with runs,
-    DX_ROWS_THREADS_NARROW without), the pair with the fewest window elements over the image
-    (blocks x plane), the fewer blocks on a tie (k = 1: no halo, the largest blocks).
-    8x64x56x56 k7 (42 parts, q = 4): tiles of 8 x 7 rows, 588 threads: 14 x 13 per 56 pixels
-    (was tiles of 28 x 1 row: 34 x 7 per 28), 2.6x fewer window elements."""
+def _dx_runs(p: dict, words: int, run: int) -> Optional[dict]:
+    """dict(tile, q, ku, mi, parts, rows=1) of :func:`dx_tile` for a thread's ``words`` atom
+    registers and runs of at most ``run`` pixels (None: over 1024 partial sums)."""
+    M, k = p["M"], p["k"]
+    for q in (b for b in range(run, 0, -1) if b == 1 or b * k <= words):
+        # divisors (rfactor refuses the predicate of a partial group), the tap rows first
+        ku = max(b for b in range(1, k + 1) if k % b == 0 and (b == 1 or q * b * k <= words))
+        mi = max(b for b in range(1, M + 1) if M % b == 0 and (b == 1 or q * b * ku * k <= words))
+        parts = M // mi * (k // ku)  # partial sums per (channel, pixel)
+        if parts > 1024:
+            return None
+        most = min(MAX_TILE, p["W"], DX_THREADS * q // parts) // q * q
+        if most < q:
+            continue
+        tile = -(-p["W"] // -(-p["W"] // most))  # balanced: 56 = 2 x 28, not 32 + 24
+        tile = min(most, -(-tile // q) * q)  # whole runs
+        if q == 1 or parts * tile // q >= DX_MIN_THREADS:
+            break
+    return dict(tile=tile, q=q, ku=ku, mi=mi, parts=parts, rows=1)
+
+
+def _dx_rows(p: dict, t: dict, most_threads: int = DX_ROWS_THREADS, whole_sm: int = 0) -> dict:
+    """(tile, rows, cost) of a dx block over several input rows (static float32 and the half
+    types): the block's window, (rows + (k-1)*d) grid rows x (tile + (k-1)*d) columns per
+    staged plane of dO or A, serves rows x tile input pixels, so the dO and A requested fall
+    with it. Over tiles of whole runs (balanced along the row) and row counts (balanced down
+    the image) with at most ``most_threads`` threads (parts x tile / q x rows:
+    DX_ROWS_THREADS with runs, DX_ROWS_THREADS_NARROW without) or, where ``whole_sm``
+    (DX_ROWS_WHOLE_SM), exactly whole_sm / 32 warps, the pair with the fewest window elements
+    over the image (cost: blocks x plane, then blocks; the fewer blocks on a tie, k = 1: no
+    halo, the largest blocks). 8x64x56x56 k7 (42 parts): runs of 4, 8 x 7 rows, 588 threads,
+    14 x 13 per 56 pixels (before, tiles of 28 x 1 row: 34 x 7 per 28); of 32 warps, runs of
+    5, 15 x 8 rows, 1,008 threads: 21 x 14 per 120 (what ``dx_tile`` takes)."""
     W, H, k, d, q, parts = p["W"], p["H"], p["k"], p["d"], t["q"], t["parts"]
     e = (k - 1) * d
+    lo, hi = (whole_sm - 31, whole_sm) if whole_sm else (1, most_threads)
     best = None
     for n_w in range(1, W + 1):
         tile = -(-W // n_w)
         tile = -(-tile // q) * q  # whole runs
-        if tile > min(MAX_TILE, W + q - 1) or parts * tile // q > most_threads:
+        if tile > min(MAX_TILE, W + q - 1) or parts * tile // q > hi:
             continue
-        most = most_threads // (parts * tile // q)
         for n_h in range(1, H + 1):
             rows = -(-H // n_h)
-            if rows > most:
+            threads = parts * tile // q * rows
+            if threads > hi:
                 continue
+            if threads < lo:
+                break  # fewer rows only leave the class
             blocks = -(-W // tile) * -(-H // rows)
             cost = (blocks * (tile + e) * (rows + e), blocks)
             if best is None or cost < best[0]:
                 best = (cost, tile, rows)
-            break  # more row blocks only cost more
-    return {} if best is None else dict(tile=best[1], rows=best[2])
+            if not whole_sm:
+                break  # more row blocks only cost more
+    return {} if best is None else dict(tile=best[1], rows=best[2], cost=best[0])
 
 
 def _dx_registers(sch, wl, t) -> None:
@@ -1115,7 +1184,7 @@ GENERIC_TILED = ("fwd", "dx", "datoms")
 
 # generic kernels CUDA calls default to where tiled (dispatch): those within ~1.1x the static
 # build's requested bytes at 8x64x56x56 k7 float32. None now: dx's 8-pixel tiles request
-# 3.9x since the static dx's blocks cover 7 input rows (``_dx_rows``: 143.5 MB against 561.5
+# 5.2x since the static dx's blocks cover 8 input rows (``_dx_rows``: 108.0 MB against 561.5
 # MB; 1.50x of the row-per-block static's 374 MB before), fwd's 5.2x since the
 # static fwd stages A and P for its atoms build (``_atoms_staged``: 62 MB against 324.5 MB),
 # datoms' 3.9x since the static datoms keeps every tap row in one block (``_datoms_block``:

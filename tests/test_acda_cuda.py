@@ -92,39 +92,55 @@ def test_gpu_matches_reference(shape, dtype):
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
 def test_dx_resources_at_benchmark_shape(arch):
-    """Issue 15's register aims for acda.dx at 8x64x56x56 k7 M = 6 float32 (ptxas figures;
-    estimates, no GPU): runs of 4 pixels, a channel per chunk (the atoms' 28 registers and the
-    partial sums within DX_THREAD_WORDS), blocks of 8 pixels x 7 input rows (``_dx_rows``:
-    588 threads, dO and A staged once per 13 x 14 window, not per 7 x 34 of each 28 pixels of
-    a row): no spills and at most 48 registers, so that 2 blocks (38 warps) fit an SM: 59%
-    theoretical occupancy on both archs (at 8 x 8 rows, 672 threads, ptxas took 51-54
-    registers: one block, 33%)."""
+    """Issue 15's aims for acda.dx at 8x64x56x56 k7 M = 6 float32 (ptxas figures and the
+    report's arithmetic; estimates, no GPU): blocks of exactly 32 warps (``DX_ROWS_WHOLE_SM``)
+    with runs of 5 pixels (the atoms' 35 registers), a channel per chunk, 15 pixels x 8 input
+    rows (``_dx_rows``: 1,008 threads, dO and A staged once per 21 x 14 window, was 14 x 13 per
+    8 x 7 pixels at 588 threads): no spills and at most 64 registers, so that one block fits
+    an SM: 50% theoretical occupancy on both archs; requested bytes 108.0 MB (P 224 blocks x
+    882 + A 8*6*18*92*74 + dO 8*64*6*92*74 elements; was 143.5 MB)."""
     from dynfilter_tvm import gpu_report as G
     from schedules.acda_cuda import dx_tile
 
     wl = Workload.make("acda", "dx", _p(8, 64, 56, 56, 6, 18, 7, 1, 1, 3), "float32")
     t = dx_tile(wl)
-    assert (t["q"], t["tile"], t["rows"], t["parts"], t["cc"]) == (4, 8, 7, 42, 1)
+    assert (t["q"], t["tile"], t["rows"], t["parts"], t["cc"]) == (5, 15, 8, 42, 1)
     threads = t["parts"] * t["tile"] // t["q"] * t["rows"]
+    assert threads == 1008
     res = G.ptxas_resources(build(wl, cuda_target(arch)).mod.imports[0].inspect_source(), arch)["acda_dx_kernel"]
-    assert res["spill"] == 0 and res["regs"] <= 48, res
+    assert res["spill"] == 0 and res["regs"] <= 64, res
     assert G.occupancy(arch, threads, res["regs"], res["smem"]) >= 0.5
+    assert G.requested_bytes(wl, 4, arch) == 4 * (224 * 882 + (8 * 6 * 18 + 8 * 64 * 6) * 92 * 74)
 
 
 def test_dx_rows_window_banks():
     """dx over several input rows (``_dx_rows``): the staged window's strides put every tap
-    load of a warp on distinct banks (or one word: a broadcast) at 8x64x56x56 k7 float32 (8 x
-    7 rows, 2 runs per row, 19 warps: 19 wavefronts), where the plane offset rows * r - (k-1)
-    * r took 24; the model's own check, a row stride of 32 words, puts every row on one bank."""
-    from schedules.acda_cuda import _dx_wavefronts, _plane_strides, dx_tile
+    load of a warp on distinct banks (or one word: a broadcast) at 8x64x56x56 k7 float32 (15 x
+    8 rows, 3 runs of 5 per row, 32 warps: 32 wavefronts), where any other plane offset takes
+    36; the model's own check, a row stride of 32 words, puts every row on one bank. The
+    588-thread geometry (8 x 7 rows, 2 runs of 4, 19 warps, DX_ROWS_WHOLE_SM = 0): 19, where
+    the plane offset rows * r - (k-1) * r took 24."""
+    from schedules import acda_cuda
+    from schedules.acda_cuda import _aligned, _dx_wavefronts, _plane_strides, dx_tile
 
     wl = Workload.make("acda", "dx", _p(8, 64, 56, 56, 6, 18, 7, 1, 1, 3), "float32")
     t = dx_tile(wl)
     row, plane = _plane_strides(t, 7, 1, t["tile"] + 6)
+    assert (row % 32, plane % 32) == (3, 6)
+    assert _dx_wavefronts(6, 7, t["rows"], 3, row, plane) == 32
+    assert _dx_wavefronts(6, 7, t["rows"], 3, row, _aligned(row * 14, 32, 7)) == 36
+    assert _dx_wavefronts(6, 7, t["rows"], 3, 32, 32 * 14) > 32 * 4
+    saved = acda_cuda.DX_ROWS_WHOLE_SM
+    try:
+        acda_cuda.DX_ROWS_WHOLE_SM = 0
+        t = dx_tile(wl)
+    finally:
+        acda_cuda.DX_ROWS_WHOLE_SM = saved
+    assert (t["q"], t["tile"], t["rows"]) == (4, 8, 7)
+    row, plane = _plane_strides(t, 7, 1, t["tile"] + 6)
     assert (row % 32, plane % 32) == (2, 6)
     assert _dx_wavefronts(6, 7, t["rows"], 2, row, plane) == 19
     assert _dx_wavefronts(6, 7, t["rows"], 2, row, row * 13 + (2 - row * 13) % 32) == 24
-    assert _dx_wavefronts(6, 7, t["rows"], 2, 32, 32 * 13) > 19 * 4
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
@@ -169,3 +185,31 @@ def test_datoms_aims_at_benchmark_shape(arch):
     req, least = G.requested_bytes(wl, 4, arch), G.min_bytes(wl, 4)
     roofline = max(least / G.H100_BW, G.flops(wl) / G.FP32_SIMT)
     assert req <= 1.2 * least and G.estimate_s(req, G.flops(wl), None) <= 1.2 * roofline
+
+
+def test_dx_rows_whole_sm_geometry():
+    """dx blocks of exactly 32 warps (``DX_ROWS_WHOLE_SM``, one block per SM: 50% at <= 64
+    registers) where their window elements are fewer than those of the <= 608-thread blocks:
+    runs of 5 (``DX_RUN_WHOLE_SM``) or, where a row is too narrow for them, of 4; the shapes
+    the PoCL checks run (tests/test_cuda_emulated.py, DX_ROWS_SHAPES) take what they claim."""
+    from schedules import acda_cuda
+    from schedules.acda_cuda import dx_tile
+
+    cases = {(1, 2, 7, 57, 6, 6, 7, 1, 1, 3): (5, 30, 4, 588),  # (q, tile, rows, threads without)
+             (1, 3, 11, 37, 6, 6, 7, 2, 1, 3): (4, 16, 6, 504),
+             (8, 64, 56, 56, 6, 18, 7, 1, 1, 3): (5, 15, 8, 588)}
+    for shape, (q, tile, rows, before) in cases.items():
+        t = dx_tile(Workload.make("acda", "dx", _p(*shape), "float32"))
+        assert (t["q"], t["tile"], t["rows"]) == (q, tile, rows), shape
+        assert 992 < t["parts"] * t["tile"] // t["q"] * t["rows"] <= 1024
+        saved = acda_cuda.DX_ROWS_WHOLE_SM
+        try:
+            acda_cuda.DX_ROWS_WHOLE_SM = 0
+            t = dx_tile(Workload.make("acda", "dx", _p(*shape), "float32"))
+        finally:
+            acda_cuda.DX_ROWS_WHOLE_SM = saved
+        assert t["parts"] * t["tile"] // t["q"] * t["rows"] == before, shape
+    # float64 keeps a row per block; a row narrow enough for q = 1 keeps <= 512 threads
+    assert dx_tile(Workload.make("acda", "dx", _p(8, 64, 56, 56, 6, 18, 7, 1, 1, 3), "float64"))["rows"] == 1
+    t = dx_tile(Workload.make("acda", "dx", _p(2, 80, 14, 14, 6, 18, 7, 1, 1, 3), "float32"))
+    assert t["q"] == 1 and t["parts"] * t["tile"] * t["rows"] <= 512

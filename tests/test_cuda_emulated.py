@@ -239,11 +239,16 @@ def test_control_acda_dx_short(way, old, new, match):
 # row per block): the rows' tail blocks (H not a multiple of the block's rows) and the row's
 # tail tile, with stride 2, dilation 2, both, q = 3, k = 5, batch 2, and without runs (q = 1)
 DX_ROWS_SHAPES = {
-    "rows-s2-tails": _acda(1, 3, 11, 37, 6, 6, 7, 2, 1, 3),  # 8 px x 6 rows: tails of 5 rows, 5 px
+    # blocks of 32 warps (DX_ROWS_WHOLE_SM): runs of 4 here, 16 px x 6 rows, 1,008 threads:
+    # tails of 5 rows, 5 px
+    "rows-s2-tails": _acda(1, 3, 11, 37, 6, 6, 7, 2, 1, 3),
+    # runs of 5 (DX_RUN_WHOLE_SM), 30 px x 4 rows: a tail tile of 27 (a partial run), of 3 rows
+    "rows-whole-q5": _acda(1, 2, 7, 57, 6, 6, 7, 1, 1, 3),
     "rows-d2": _acda(1, 3, 10, 45, 6, 6, 7, 1, 2, 6),  # 8 x 5, a 5-pixel tail tile
     "rows-n2": _acda(2, 3, 9, 42, 6, 6, 7, 1, 1, 3),  # 4 x 9: one run per row
-    "rows-s2-d2-q3": _acda(1, 2, 13, 30, 6, 6, 7, 2, 2, 5),  # 6 x 7 (runs of 3), 2 channels a chunk
-    "rows-k5": _acda(1, 3, 17, 33, 8, 4, 5, 1, 1, 2),  # 12 x 5, tails of 2 rows and 9 pixels
+    # 32 warps, runs of 5: 30 x 4, 2 channels a chunk (588 threads: 6 x 7, runs of 3)
+    "rows-s2-d2-q3": _acda(1, 2, 13, 30, 6, 6, 7, 2, 2, 5),
+    "rows-k5": _acda(1, 3, 17, 33, 8, 4, 5, 1, 1, 2),  # 32 warps: 20 x 5, tails of 2 rows and 13 px
     # rows too narrow for runs (q = 1, 3 atoms per thread): 7 px x 5 rows, 5 channels a chunk
     "rows-narrow-s2": _acda(1, 5, 15, 14, 6, 18, 7, 2, 1, 3),
     "rows-narrow-d2": _acda(1, 4, 9, 7, 6, 6, 7, 1, 2, 6),  # 7 x 5: a tail of 4 rows
@@ -254,15 +259,15 @@ DX_ROWS_SHAPES = {
 @pytest.mark.parametrize("way", emulate.WAYS)
 def test_control_acda_dx_rows_window_short(way):
     """acda.dx over several input rows per block (``schedules.acda_cuda._dx_rows``; at
-    rows-s2-tails 8 pixels x 6 input rows, a window plane of 6 + 6 grid rows x 20 words, one
-    copy round of 240 threads) with its dO plane copy one grid row short: the window's last
+    rows-s2-tails 16 pixels x 6 input rows, 1,008 threads, a window plane of 6 + 6 grid rows,
+    one copy round) with its dO plane copy one grid row short: the window's last
     row, read only by the block's last input row (its tap row 0; at stride 2 a real dO row in
     the first block), keeps the coefficients A staged there before or poison."""
     from schedules.acda_cuda import dx_tile
 
     wl = Workload.make("acda", "dx", DX_ROWS_SHAPES["rows-s2-tails"], "float32")
     t = dx_tile(wl)
-    assert (t["tile"], t["rows"], t["q"]) == (8, 6, 4)
+    assert (t["tile"], t["rows"], t["q"]) == (16, 6, 4)
     window = t["rows"] + (wl.p["k"] - 1) * wl.p["d"]
 
     def mutate(low):
