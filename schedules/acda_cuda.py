@@ -849,7 +849,11 @@ def dx_tile(wl, target=None):
     for q x k FMAs (q = 1: one load per FMA), then tap rows, then atoms, all within
     DX_ATOM_WORDS registers; q divides the tile (no predicate inside a run). nvcc's unrolling
     of the window copy is erratic: on 14-pixel rows cc = 4 took 107 registers, cc = 8 47
-    (sm_90, before the runs)."""
+    (sm_90, before the runs). Static float32 and half builds then take blocks over several
+    input rows (``_dx_rows``, with ``rows``): at most DX_ROWS_THREADS threads (without runs
+    DX_ROWS_THREADS_NARROW), or, with runs, blocks of exactly 32 warps whose threads hold runs
+    of up to DX_RUN_WHOLE_SM pixels within DX_ATOM_WORDS_WHOLE_SM registers, whichever
+    stages fewer window elements."""
     p = wl.p
     if p["k"] > UNROLL_TAPS:
         return None
