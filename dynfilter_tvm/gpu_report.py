@@ -309,12 +309,13 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     per block and channel chunk the dO window of its input rows (C*M planes); a plane is
     ((k-1)*d + rows) grid rows x (tile + (k-1)*d) columns, rows = the block's input rows
     (``schedules.acda_cuda._dx_rows``: float32 and the half types with runs; else 1). At
-    8x64x56x56 k7 float32 (tiles of 8 x 7 rows, 448 blocks): P 448*882*4 B = 1.6 MB, A
-    8*6*18*98*92*4 B = 31.2 MB, dO 8*64*6*98*92*4 B = 110.8 MB (98 = the real grid rows over
-    the 8 row blocks' 13-row windows, 10 + 6*13 + 10; 92 = the real columns over the 7 tiles'
-    14-column windows, 11 + 5*14 + 11): 143.5 MB, 2.57x (a row per block, tiles of 28, 896
-    blocks: P 3.2 MB, A 8*6*18*380*62*4 B = 81.4 MB, dO 8*64*6*380*62*4 B = 289.5 MB, 380 = the
-    real rows over the 56 windows, 62 = 31 + 31 real columns: 374 MB, 6.7x; float64 keeps it,
+    8x64x56x56 k7 float32 (tiles of 15 x 8 rows, 1,008 threads, 224 blocks): P 0.8 MB, A
+    23.5 MB, dO 83.7 MB: 108.0 MB, 1.94x (tiles of 8 x 7 rows, 448 blocks, before it: P
+    448*882*4 B = 1.6 MB, A 8*6*18*98*92*4 B = 31.2 MB, dO 8*64*6*98*92*4 B = 110.8 MB; 98 =
+    the real grid rows over the 8 row blocks' 13-row windows, 10 + 6*13 + 10; 92 = the real
+    columns over the 7 tiles' 14-column windows, 11 + 5*14 + 11: 143.5 MB, 2.57x; a row per block, tiles of 28,
+    896 blocks: P 3.2 MB, A 8*6*18*380*62*4 B = 81.4 MB, dO 8*64*6*380*62*4 B = 289.5 MB, 380 = the
+    real rows over the 56 windows, 62 = 31 + 31 real columns: 374 MB, 6.7x); float64 keeps the row per block,
     748 MB in 8-byte words; before that 824 MB, 14.8x, A read per (atom tap, basis, input
     pixel): 531 MB; before that
     2,141 MB, 38x, dO loaded for each (channel, atom, tap) of every pixel; before that
@@ -336,8 +337,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     by rows in 8-pixel tiles (:func:`_acda_datoms_generic_bytes`): dO 8*7*64*6*3136*4 B =
     269.7 MB + X 8*64*380*92*4 B = 71.6 MB = 341.3 MB, 3.9x the static build (was 1.09x); dx the
     atoms-in-registers count in 8-pixel tiles, a row per block (:func:`_acda_dx_bytes`): P
-    3,136 blocks x 882 + A 8*6*18*380*92 + dO 8*64*6*380*92 elements = 561.5 MB, 3.9x the
-    static's 143.5 MB (1.50x of its row-per-block 374 MB); elsewhere the fall-backs'
+    3,136 blocks x 882 + A 8*6*18*380*92 + dO 8*64*6*380*92 elements = 561.5 MB, 5.2x the
+    static's 108.0 MB (1.50x of its row-per-block 374 MB); elsewhere the fall-backs'
     counts over the padded rows (the generic register-tile datoms loads the input per (atom,
     tap): mi x k per channel, not k; dx the shared-atoms count).
     """

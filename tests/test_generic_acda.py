@@ -418,7 +418,7 @@ def test_cuda_generic_dx_takes_registers(dtype):
         wl = _cuda_wl("dx", *params, dtype)
         for arch in ("sm_90", "sm_80"):
             assert acda_cuda.generic_tiled(wl, registry.prim_func(wl), cuda_target(arch)), (params, arch)
-        # (1.5x the static build's requested bytes: CUDA calls default to the static dx)
+        # (5.2x the static build's requested bytes: CUDA calls default to the static dx)
         assert not acda_cuda.generic_default(wl, registry.prim_func(wl)), params
     wl = _cuda_wl("dx", 2, 2, 3, 9, 1, 1, 4, dtype)  # k = 9: the shared-atoms schedule
     assert not acda_cuda.generic_tiled(wl, registry.prim_func(wl))
@@ -467,7 +467,7 @@ def test_control_generic_dx(old, new, match):
 def test_cuda_default_mode_generic_where_tiled(monkeypatch):
     """Nothing set: on CUDA an ACDA call is served by the generic build where that build is
     tiled like the static one and requests about as many bytes (``GENERIC_DEFAULT``: none
-    now, the generic dx, fwd and datoms request 1.5x, 5.2x and 3.9x the static ones' bytes at
+    now, the generic dx, fwd and datoms request 5.2x, 5.2x and 3.9x the static ones' bytes at
     8x64x56x56 k7), else by the static build; on CPU generic throughout."""
     from dynfilter_tvm.target import cpu_target
 
