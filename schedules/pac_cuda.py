@@ -85,18 +85,23 @@ Otherwise a thread per output forms G one input channel at a time.
 conv_dk on tensor cores (float16 and bfloat16, sm_80+, static, O % 16 = C % 16 = Wo % 32 =
 0; ``_conv_dk_mma``): the half types' products are exact in float32, so mma.sync m16n8k16
 with f32 accumulators computes the compute's G (float32) up to summation order. A block owns
-a row of 32*wx pixels (4 warps of two 16-pixel tiles at 128-pixel rows), stages its dO tile
-once ((x, o), rows padded by 16 bytes: conflict-free ldmatrix B), and per tap and chunk of 16
-input channels Wt (c, o) (the A rows); each warp forms its 16 x 32 tile of G over O by
-ldmatrix.x4 + mma.sync, stores it to shared memory (float32, laid out (x, c), a pixel's 16
-channels padded to 20 words), and a thread per pixel adds sum_c Sz G to its dK accumulator
-(G read as four 16-byte vectors, the source from global memory).
-8x64x128x128 k5 O=64: 1,024 blocks of 128 threads, 30,976 B shared memory; ptxas 68
-registers on sm_90 (7 blocks: 44%), 75 on sm_80 (5 blocks by shared memory: 31%), no spills:
-below the 50% aim (TVM 0.27 emits __launch_bounds__ without a minimum of blocks, and
-annotating the PrimFunc with tirx.launch_bounds_min_blocks_per_sm did not reach the kernel).
-Estimated (no GPU: arithmetic in ``_conv_dk_mma``) about 149 us, shared-memory bound, 5.4x
-the 27.5 us BF16 roofline (the SIMT kernel: about 962 us at these tiles, 642 us at float32's).
+a row of 32*wx pixels, 2*wx warps of one 16-pixel tile each (8 warps at 128-pixel rows),
+stages its dO tile once ((x, o), rows padded by 16 bytes: conflict-free ldmatrix B), and per
+tap and chunk of 16 input channels Wt (c, o) (the A rows); each warp forms its 16 x 16 tile of
+G over O by ldmatrix.x4 + mma.sync, stores it to shared memory (float32, laid out (x, c), a
+pixel's 16 channels padded to 20 words), and two threads per pixel (DK_MMA_HALVES,
+threadIdx.z) each add sum_c Sz G over 8 of the chunk's channels to their own register (G read
+as two 16-byte vectors, the source from global memory); per tap the two sums meet in shared
+memory (1 KB, in the Wt chunk's space) and the pixel's total is stored.
+8x64x128x128 k5 O=64: 1,024 blocks of 256 threads, 30,976 B shared memory; ptxas 48
+registers on sm_90 and sm_80, no spills: 5 blocks of 8 warps, 62.5% (registers and, on
+sm_80, shared memory). (4 warps of two 16-pixel tiles sharing their A fragment, a thread per
+pixel in the dot, took 68 / 75 registers: 7 blocks, 44% on sm_90, 5 blocks by shared memory,
+31% on sm_80; TVM 0.27 emits __launch_bounds__ without a minimum of blocks.)
+Estimated (no GPU: arithmetic in ``_conv_dk_mma``) about 179 us, shared-memory bound, 6.5x
+the 27.5 us BF16 roofline (the 4-warp blocks: 149 us, their A fragment loaded once for two
+tiles, but at 31-44% occupancy; the SIMT kernel: about 962 us at these tiles, 642 us at
+float32's).
 conv_dw (static shapes): split-K over bands of output rows, partial sums in global scratch,
 then a second kernel adding them (see ``conv_dw``); each part a GEMM per tap, dWt[o, c] +=
 dO[o, px] (K[px] Sz[c, px]) over its pixels (``_conv_dw_tiled``): a block per (output-channel
@@ -1024,7 +1029,10 @@ def _conv_dk_tiled(sch, wl, t) -> None:
 
 
 # -- conv_dk on tensor cores (float16, bfloat16): G = Wt^T dO by mma.sync, the dot with the source
-DK_MMA_WARPS = 4  # warps per block along x, each two 16-pixel tiles sharing their A fragment
+# threads per pixel in the dot (threadIdx.z), each summing half of a chunk's channels: twice
+# the warps per block, one 16-pixel tile each (occupancy: see ``_conv_dk_mma``)
+DK_MMA_HALVES = 2
+DK_MMA_WARPS = 4  # 32-pixel column groups per block (threadIdx.y)
 HALF_MMA = ("float16", "bfloat16")  # conv_dk on tensor cores (their products exact in float32)
 
 
@@ -1037,16 +1045,18 @@ def _dk_mma_row(n: int) -> int:
 
 def dk_mma_shared_bytes(wl, wx: int) -> int:
     """Static shared memory of the tensor-core conv_dk: the dO tile (P = 32*wx pixels x O, rows
-    padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows padded) and G of
-    one tap and chunk (P pixels x 16 channels float32, a pixel's channels padded to 20 words:
-    conflict-free fragment stores and vector loads). 8x64x128x128 k5 O=64: 18,432 + 2,304 +
-    10,240 = 30,976 B."""
+    padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows padded; the halves'
+    sums of a tap, DK_MMA_HALVES x P float32, take its space, or more where they do not fit)
+    and G of one tap and chunk (P pixels x 16 channels float32, a pixel's channels padded to
+    20 words: conflict-free fragment stores and vector loads). 8x64x128x128 k5 O=64: 18,432 +
+    2,304 + 10,240 = 30,976 B."""
     O, pix = wl.p["O"], 32 * wx
-    return (pix + 16) * _dk_mma_row(O) * 2 + pix * 20 * 4
+    return pix * _dk_mma_row(O) * 2 + max(16 * _dk_mma_row(O) * 2, DK_MMA_HALVES * pix * 4) + pix * 20 * 4
 
 
 def dk_mma_tile(wl, target=None):
-    """Warps per block of the tensor-core conv_dk, or None where it does not apply: float16 and
+    """32-pixel groups per block (wx; DK_MMA_HALVES * wx warps) of the tensor-core conv_dk, or
+    None where it does not apply: float16 and
     bfloat16 (their products are exact in float32, so f32-accumulating mma.sync computes what
     the compute defines), static, O % 16 = C % 16 = Wo % 32 = 0, sm_80 or newer (``target``
     None: sm_90), within 48 KB of static shared memory."""
@@ -1065,49 +1075,65 @@ DK_STORE_T_F32 = "dynfilter_pac_dk_mma_store_shared_t_f32"
 
 
 def _conv_dk_mma(sch, wl, wx: int) -> None:
-    """A block per (n, output row y, P = 32*wx pixels), a warp per two 16-pixel tiles (they
-    share the A fragment). The block stages its dO tile once (laid out (x, o): B rows of 16
-    output channels, contiguous, rows padded by 16 bytes, ``_dk_mma_row``). Per tap (i, j)
-    and chunk of 16 input channels it stages Wt[:, chunk, i, j] (laid out (c, o): A rows,
-    padded alike), then each warp forms G[c, x] = sum_o Wt[o, c, i, j] dO[o, x] for its 16
-    channels x 32 pixels (per 16 output channels one ldmatrix.x4 for A, one per tile for B,
-    two mma.sync m16n8k16 per tile, f32 accumulators) and stores it to shared memory (float32,
-    laid out (x, c), a pixel's 16 channels padded to 20 words); after a barrier a thread per
-    pixel reads its 16 values of G as four 16-byte vectors and adds sum_c Sz G to its dK
-    accumulator (the source from global memory, padding and zero insertion as index checks;
-    each element is read by the k^2 taps around it, L1 hits). Taps outside the channel
-    chunks: one accumulator per thread (with the chunks outside the taps the k accumulators
-    were indexed by a loop variable: local memory).
+    """A block per (n, output row y, P = 32*wx pixels), 2*wx warps (threadIdx.y along x,
+    threadIdx.z the two 16-pixel tiles of a 32-pixel group) of one 16-pixel tile each. The
+    block stages its dO tile once (laid out (x, o): B rows of 16 output channels, contiguous,
+    rows padded by 16 bytes, ``_dk_mma_row``). Per tap (i, j) and chunk of 16 input channels
+    it stages Wt[:, chunk, i, j] (laid out (c, o): A rows, padded alike), then each warp forms
+    G[c, x] = sum_o Wt[o, c, i, j] dO[o, x] for its 16 channels x 16 pixels (per 16 output
+    channels one ldmatrix.x4 for A and one for B, two mma.sync m16n8k16, f32 accumulators)
+    and stores it to shared memory (float32, laid out (x, c), a pixel's 16 channels padded to
+    20 words); after a barrier two threads per pixel (``rfactor`` over DK_MMA_HALVES halves
+    of the chunk, threadIdx.z) each read their 8 values of G as two 16-byte vectors and add
+    sum_c Sz G over them to their own register (the source from global memory, padding and
+    zero insertion as index checks; each element is read by the k^2 taps around it, L1
+    hits). After the last chunk of a tap both store their sums to shared memory (the Wt
+    chunk's space) and, after a barrier, each adds the pair and stores the pixel's dK (both
+    threads of a pixel: the same value). Taps outside the channel chunks: one accumulator per
+    thread (with the chunks outside the taps the k accumulators were indexed by a loop
+    variable: local memory).
 
-    Estimate (no GPU: arithmetic; 8x64x128x128 k5 O=64 float16/bfloat16, per block of 4 warps
+    Why 8 warps: 4 warps of two tiles sharing their A fragment, a thread per pixel in the dot,
+    took 68 registers on sm_90 (7 blocks: 44%) and 75 on sm_80 (5 blocks by 31 KB of shared
+    memory: 31%); TVM 0.27 emits __launch_bounds__(128) without a minimum of blocks
+    (``__launch_bounds__(128, 8)``, edited into that source, gave 64 / 63 registers without
+    spills, but 7 blocks by shared memory on sm_90). The same 31 KB for 8 warps, 48 registers:
+    5 blocks of 8 warps, 62.5% on both (sm_90: registers, 65,536 / (48 x 256) = 5; sm_80:
+    shared memory, 164 KB / 32,000 B = 5).
+
+    Estimate (no GPU: arithmetic; 8x64x128x128 k5 O=64 float16/bfloat16, per block of 8 warps
     and chunk (tap, 16 channels); H100 SXM as ``_conv_mma``: 132 SMs at 1.83 GHz, per SM and
     clock one m16n8k16 mma and one shared-memory wavefront). 1,024 blocks x 25 taps x 4
-    chunks = 102,400 chunks of 64 mma (4 warps x 4 K steps x 2 tiles x 2 n8 halves): 6.55 M
-    mma / 132 = 49.6 K clk = 27 us, the tensor-core bound (the BF16 roofline, 28 us). Shared
-    memory wavefronts per chunk: ldmatrix 48 x4 (4 warps x 4 K steps x (1 A + 2 B)), 4 each
-    at the padded rows: 192; G fragment stores 64 st.shared.f32 (4 warps x 2 tiles x 8), 1
-    each: a lane (g, t) writes pixel 2t (+1) channel g (+8) at word 20 x + c, banks 8t + g +
-    const, 32 distinct (laid out (c, x) with 136-word rows they took 2 each, unpadded 8):
-    64; the dot's G loads 4 warps x 4 ld.shared.v4, 4 each (a quarter warp's 8 pixels at 80
-    bytes: 8 distinct bank groups): 64; the Wt chunk's 16-bit stores 32 (8 per thread),
-    lanes along o: 16 consecutive words, 1 each (lanes along c: 2 each, channel rows 8 apart
-    sharing banks): 32; in all 352 wavefronts = 352 clk per chunk, 5.5x the mma's 64:
-    102,400 x 352 / 132 / 1.83 GHz = about 149 us, 5.4x the 27.5 us roofline (was 448, 190
-    us, with G (c, x) and the Wt copy's lanes along c; the SIMT conv_dk in the half types:
-    about 962 us). (The (c, x) fragment stores as 8-byte pairs failed in TVM's
-    LowerWarpMemory: a vector load from warp memory.) Issue: about 200 warp instructions per warp and chunk (12
-    ldmatrix, 16 mma, 16 fragment stores, the Wt copy about 48, the dot about 100: 16 x (G
-    load, source load with its checks, conversion, FMA)), 800 per block / 4 schedulers = 200
-    clk, under the wavefronts. Requested bytes (``gpu_report.requested_bytes``): 645 MB, 16x
-    the minimum (the source per tap 412 MB, from L1; the weight per block 210 MB, from L2).
+    chunks = 102,400 chunks of 64 mma (8 warps x 4 K steps x 2 n8 halves): 6.55 M mma / 132 =
+    49.6 K clk = 27 us, the tensor-core bound (the BF16 roofline, 28 us). Shared memory
+    wavefronts per chunk: ldmatrix 64 x4 (8 warps x 4 K steps x (1 A + 1 B)), 4 each at the
+    padded rows: 256; G fragment stores 64 st.shared.f32 (8 warps x 8), 1 each: a lane (g, t)
+    writes pixel 2t (+1) channel g (+8) at word 20 x + c, banks 8t + g + const, 32 distinct
+    (laid out (c, x) with 136-word rows they took 2 each, unpadded 8): 64; the dot's G loads 8
+    warps x 2 ld.shared.v4, 4 each (a quarter warp's 8 pixels at 80 bytes: 8 distinct bank
+    groups): 64; the Wt chunk's 16-bit stores 32 (4 per thread), lanes along o: 16 consecutive
+    words, 1 each (lanes along c: 2 each, channel rows 8 apart sharing banks): 32; the halves'
+    sums, per tap 8 warps x (1 store + 2 loads) = 24, per chunk 6; in all 422 wavefronts = 422
+    clk per chunk, 6.6x the mma's 64: 102,400 x 422 / 132 / 1.83 GHz = about 179 us, 6.5x the
+    27.5 us roofline (the 4-warp blocks: 352 wavefronts, 48 ldmatrix with A shared by two
+    tiles, 149 us, at 31-44% occupancy; earlier 448, 190 us, with G (c, x) and the Wt copy's
+    lanes along c; the SIMT conv_dk in the half types: about 962 us). (The (c, x) fragment
+    stores as 8-byte pairs failed in TVM's LowerWarpMemory: a vector load from warp memory.)
+    Issue: about 100 warp instructions per warp and chunk (8 ldmatrix, 8 mma, 8 fragment
+    stores, the Wt copy about 24, the dot about 50: 8 x (G load, source load with its checks,
+    conversion, FMA)), 800 per block / 4 schedulers = 200 clk, under the wavefronts. Requested
+    bytes (``gpu_report.requested_bytes``): 645 MB, 16x the minimum (the source per tap 412
+    MB, from L1; the weight per block 210 MB, from L2): 193 us at 3.35 TB/s, 7.0x the roofline.
 
-    What is left: B (dO) fragments reloaded per chunk are 128 of the 192 ldmatrix wavefronts
-    (kept in registers: 32 more per thread, over the 64-register budget); two 16-channel M
-    tiles per warp would halve them (G twice the shared memory); occupancy: 68-75 registers
-    and 31 KB per 4 warps (8 blocks per SM need <= 64 registers and <= 28,160 B on sm_90,
-    <= 19,968 B on sm_80), and registers grow with O (O = 128: 127-140, O = 256: 149; the
-    staging copies and the K loop, which nvcc unrolls); staging the source window per chunk
-    would replace the per-tap global loads."""
+    What is left: B (dO) fragments reloaded per chunk are half of the ldmatrix wavefronts
+    (kept in registers: 16 more per thread at 16-pixel tiles); A is loaded by each of the 8
+    warps (two 16-channel M tiles per warp: G twice the shared memory, sm_80 under 50%);
+    registers grow with O (O = 128 k7: 64 / 80, O = 256: 164 / 168; the staging copies and
+    the K loop, which nvcc unrolls); requested bytes: staging the source window per tap row
+    and chunk (16 channels x (P + (k-1)d) columns, 4.2 KB) would cut the source to about 86
+    MB (319 MB in all, 95 us, 3.5x), but adds shared memory (sm_80: 4 blocks of 8 warps, 50%,
+    at 36 KB); larger pixel tiles would cut the weight's 210 MB (the dO tile, 18 KB per 128
+    pixels, is what bounds them)."""
     from tvm.s_tir import TensorIntrin
 
     _register_mma_intrinsics(wl.dtype)
@@ -1115,27 +1141,33 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     # check fails where StorageRewrite gives G's space to the 16-bit staging: O = 256)
     TensorIntrin.register(DK_STORE_T_F32, *_store_cast_intrin("float32", transposed=True), override=True)
     load_a, load_b, mma = _intrin_names(wl.dtype)
-    e, O = 2, wl.p["O"]
+    e, O, halves = 2, wl.p["O"], DK_MMA_HALVES
     warps = wx
     sch.compute_inline(sch.get_sblock("Sz"))
     acc = sch.get_sblock("acc")
     n, g, i, j, y, x, c = sch.get_loops(acc)
     xb, xw, xt = sch.split(x, [None, wx, 32])
-    co, ci = sch.split(c, [None, 16])
-    sch.reorder(n, g, y, xb, i, j, xw, xt, co, ci)
+    co, ch, cl = sch.split(c, [None, halves, 16 // halves])
+    sch.reorder(n, g, y, xb, i, j, co, ch, xw, xt, cl)
+    # each half of the chunk's channels summed by its own threads (threadIdx.z), the halves
+    # added once per tap through shared memory
+    rf = sch.rfactor(ch, 0)
+    n, g, y, xb, i, j, co, ch, xw, xt, cl = sch.get_loops(rf)
     blk = sch.fuse(n, g, y, xb)
     sch.bind(blk, "blockIdx.x")
-    sch.bind(xw, "threadIdx.y")
-    sch.bind(xt, "threadIdx.x")
+
+    def bind_zyx(*loops):  # (z,) y, x
+        for lp, tag in zip(loops[::-1], ("threadIdx.x", "threadIdx.y", "threadIdx.z")):
+            sch.bind(lp, tag)
+
+    bind_zyx(ch, xw, xt)
 
     def spread(block, loop):  # the block's loops under ``loop`` over every thread
         loops = sch.get_loops(block)
         at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
         inner = loops[at + 1:]
         fused = sch.fuse(*inner) if len(inner) > 1 else inner[0]
-        _, ty, tx = sch.split(fused, [None, warps, 32])
-        sch.bind(ty, "threadIdx.y")
-        sch.bind(tx, "threadIdx.x")
+        bind_zyx(*sch.split(fused, [None, halves, warps, 32])[1:])
 
     G = sch.get_sblock("G")
     sch.set_scope(G, 0, "shared")
@@ -1143,9 +1175,10 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     gc, gx, go = sch.get_loops(G)[-3:]
     gxw, gxm, gxt = sch.split(gx, [warps, 2, 16])
     goo, got = sch.split(go, [None, 16])
-    sch.reorder(gxw, goo, gxm, gc, gxt, got)
+    sch.reorder(gxw, gxm, goo, gc, gxt, got)
     outer = sch.blockize(gc)
     sch.bind(gxw, "threadIdx.y")
+    sch.bind(gxm, "threadIdx.z")  # a warp per 16-pixel tile
     d_at, w_at = _read_index(sch, outer, "dO"), _read_index(sch, outer, "Wt")
     dsh = sch.cache_read(outer, d_at, "shared")
     sch.compute_at(dsh, blk)
@@ -1164,9 +1197,9 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     a_w = sch.cache_read(outer, w_at, "warp")
     b_w = sch.cache_read(outer, d_at, "warp")
     sch.compute_at(a_w, goo)
-    sch.compute_at(b_w, gxm)
+    sch.compute_at(b_w, goo)
     c_w = sch.cache_write(outer, 0, "warp")
-    sch.reverse_compute_at(c_w, gxw)
+    sch.reverse_compute_at(c_w, gxm)
     sch.decompose_reduction(outer, goo)
     sch.transform_layout(a_w, ("write", 0), lambda i_, j_, c_, o_: (
         i_, j_, c_ // 16, o_ // 16, *_frag_a(c_ % 16, o_ % 16, e)))
@@ -1189,15 +1222,28 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     # bank groups (at 16 words both conflict)
     sch.storage_align(store, 0, 4, 16, 4)
     sch.tensorize(store, DK_STORE_T_F32)
-    # the dot reads its pixel's 16 values of G as four 16-byte vectors
-    g_at = next(q for q, r in enumerate(sch.get(acc).reads) if r.source.name.startswith("G"))
-    g_loc = sch.cache_read(acc, g_at, "local")
-    ci_o, _ = sch.split(ci, [None, 4])
-    sch.compute_at(g_loc, ci_o)
+    # the dot reads its pixel's 8 values of G (its half) as two 16-byte vectors
+    g_at = next(q for q, r in enumerate(sch.get(rf).reads) if r.source.name.startswith("G"))
+    g_loc = sch.cache_read(rf, g_at, "local")
+    cl_o, _ = sch.split(cl, [None, 4])
+    sch.compute_at(g_loc, cl_o)
     sch.vectorize(sch.get_loops(g_loc)[-1])
+    # the halves' sums: in registers over the chunks, then through shared memory per tap
+    sch.set_scope(rf, 0, "shared")
+    copy = sch.cache_write(rf, 0, "local")  # rf now sums in registers, ``copy`` stores them
+    sch.reverse_compute_at(copy, j)
+    cz, cxy = sch.get_loops(copy)[-2:]
+    bind_zyx(cz, *sch.split(cxy, [warps, 32]))
+    bind_zyx(*sch.get_loops(sch.decompose_reduction(rf, co))[-3:])
+    acc = sch.get_sblock("acc")
+    sch.reverse_compute_at(acc, j)
+    az, axy = sch.get_loops(acc)[-2:]
+    ay, ax = sch.split(axy, [warps, 32])
+    sch.reorder(ay, ax, az)  # both threads of a pixel add the pair (the same total)
+    bind_zyx(ay, ax)
     sch.set_scope(acc, 0, "local")
-    sch.decompose_reduction(acc, co)
-    sch.reverse_compute_at(sch.get_sblock("out"), xt)
+    sch.decompose_reduction(acc, az)
+    sch.reverse_compute_at(sch.get_sblock("out"), ax)
 
 
 def generic_dk_tile(wl):
