@@ -225,8 +225,8 @@ def pool(sch, wl, target):
     with zeros (``Kp``, a = 0) are copied next to their reader: once per output row (G = 1,
     shared by every channel) or per vector (G = C).
 
-    The adjoint with a kernel per channel (a = 1, G = C) runs plane by plane (parallel over
-    (n, c), rows inside), and copies its padded kernel (``Kz``: k x k tap planes) and source
+    The adjoint with a kernel per channel (a = 1, G = C, at least a channel per core:
+    ``_plane_by_plane``) runs plane by plane (parallel over (n, c), rows inside), and copies its padded kernel (``Kz``: k x k tap planes) and source
     (``Sz``) per plane, right before the plane's sum reads them, static and generic builds
     alike. Before, both tensors were copied whole first (``Kz`` 9.4 MB at 2x128x28² k3, past
     L2), then read back: 1 thread, medians, the same process, old -> new, static / generic ms,
@@ -243,7 +243,7 @@ def pool(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
     xl = _row_lanes(wl.dtype, target)
     fill = _fills(wl)
-    per_plane = p["a"] and p["G"] != 1
+    per_plane = _plane_by_plane(wl, target)
     if not per_plane:
         _materialize(sch, "Sz", lanes, decompose=fill)
         if p["a"]:
@@ -285,6 +285,14 @@ def pool(sch, wl, target):
         kp = sch.get_sblock("Kp")
         sch.compute_at(kp, kp_at)
         _partition(sch, vectorize_inner(sch, kp, lanes, under=kp_at))
+
+
+def _plane_by_plane(wl, target) -> bool:
+    """pool's adjoint with a kernel per channel runs plane by plane, its copies per plane, where
+    the channels alone give every core a plane (batch 1): fewer channels keep the row-parallel
+    nest (with 3 channels on 16 cores, planes would leave most cores idle)."""
+    cores = int(target.attrs.get("num-cores", 1)) if target is not None else 1
+    return bool(wl.p["a"]) and wl.p["G"] != 1 and wl.p["C"] >= cores
 
 
 def _fills(wl) -> bool:

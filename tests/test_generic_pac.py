@@ -183,12 +183,15 @@ def test_cpu_adjoint_pool_copies_per_plane(generic):
     from dynfilter_tvm.build import schedule
     sizes = dict(N=None, H=None, W=None, Ho=None, Wo=None) if generic else dict(N=2, H=9, W=28, Ho=9, Wo=28)
     wl = Workload.make("pac", "pool", dict(C=6, G=6, k=3, s=1, z=1, p=1, d=1, a=1, **sizes), "float32")
-    sch = s_tir.Schedule(schedule(wl, cpu_target(), tuned=False)[0])
+    sch = s_tir.Schedule(schedule(wl, cpu_target(num_cores=2), tuned=False)[0])
     plane = sch.get_loops(sch.get_sblock("out"))[0]
     assert sch.get(plane).kind == tirx.ForKind.PARALLEL
     for name in ("Kz", "Sz"):
         assert sch.get(sch.get_loops(sch.get_sblock(name))[0]).same_as(sch.get(plane)), name
     assert "Kz_pad_const" not in sch.mod.script()
+    # fewer channels than cores: rows in parallel, the copies whole first
+    sch = s_tir.Schedule(schedule(wl, cpu_target(num_cores=8), tuned=False)[0])
+    assert not sch.get(sch.get_loops(sch.get_sblock("Kz"))[0]).same_as(sch.get(sch.get_loops(sch.get_sblock("out"))[0]))
 
 
 EMU_SIZES = [dict(N=1, H=3, W=5, Ho=3, Wo=5), dict(N=2, H=7, W=13, Ho=4, Wo=7), dict(N=1, H=5, W=40, Ho=9, Wo=19)]
