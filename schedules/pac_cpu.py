@@ -233,8 +233,9 @@ def pool(sch, wl, target):
     2x128x28² k3 1.14-1.20 -> 0.58-0.64 / 1.47-1.52 -> 0.88-0.93, 2x64x56² k3 4.1 -> 1.6-1.7 /
     3.8-4.2 -> 1.6-1.8, 2x32x128² k5 26.5-27.5 -> 13.2-13.7 / 27.5-29.6 -> 14.0-14.2 (generic /
     static 1.3 -> 1.4-1.5 at 28², 1.0-1.1 at 56² and 128²: the static build gained more;
-    ``bench_generic_pac_kernels.py N C H k poolg``, old and new tree run in turn: 1.16 -> 1.63,
-    1.12 -> 1.25, 1.02 -> 1.06). The copies remain most of the time (about 60% in both builds at
+    ``bench_generic_pac_kernels.py N C H k poolg``, old and new tree run in turn, two runs on the
+    loaded machine: 28² 1.16 -> 1.63 and 1.28 -> 1.18, 56² 1.12 -> 1.25 and 1.22 -> 1.25, 128² k5
+    1.02 -> 1.06; generic 28² 1.78 -> 0.86-1.11 ms, static 1.39-1.54 -> 0.68-0.73). The copies remain most of the time (about 60% in both builds at
     28², perf); the generic build's rest is LLVM's per-row copy loops (alias checks, masked
     vectors) and the sum's nine tap rows, a symbolic plane apart, whose pointers spill. (Tried,
     scratch A/B on the loaded machine: ``Kz`` stored (y, i, j, x) per plane, generic / static
