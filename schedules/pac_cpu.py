@@ -10,7 +10,8 @@ channels of source x G follows, vectors along x. conv_dw (a reduction over every
 vectors along the input channels, the padded source stored channels-last, one pixel at a time
 (no row tail, so static and generic builds run the same code); channels that no vector divides
 fall back to vectors along x, rfactored (a scalar tail per row in generic builds).
-pool / pool_dk / dist*: vectors along x, parallel over rows or planes; the channel sums of
+pool / pool_dk / dist*: vectors along x, parallel over rows or planes (pool's adjoint with a
+kernel per channel: over planes, its padded copies per plane); the channel sums of
 pool_dk and dist (G = 1) keep a k x k register tile per vector of x over every channel (pool_dk
 over rows padded to whole vectors, as pool), their per-channel forms (G = C) write a vector's
 taps side by side (generic builds but float64: per tap row, the row loop left to LLVM's loop
@@ -84,8 +85,9 @@ def _after_compute_at(sch, block, extents):
     return after_compute_at(sch, block, [(name, 2 if n is None else n) for name, n in extents])
 
 
-def _materialize(sch, name: str, lanes: int, outer: int = 2, decompose: bool = False) -> None:
-    """A padded / zero-inserted copy computed once: parallel over its leading planes.
+def _materialize(sch, name: str, lanes: int, outer: int = 2, decompose: bool = False, at=None) -> None:
+    """A padded / zero-inserted copy computed once: parallel over its leading planes, or, with
+    ``at``, at that loop (the part its consumer reads there).
 
     ``decompose`` (generic builds, ``_fills``): per row a zero fill in whole vectors, then the
     row's interior as a plain loop (``decompose_padding`` gives it the exact bounds, no
@@ -95,9 +97,20 @@ def _materialize(sch, name: str, lanes: int, outer: int = 2, decompose: bool = F
     of 28 floats at 2x128x28²) the copy then cost about twice the static one (perf). Generic /
     static, 1 thread, medians: pool 2x128x28² k3 1.51 -> 1.24, 2x64x56² k3 1.08 -> 1.04,
     2x32x128² k5 1.03 -> 1.03. (A zero fill per plane, one flat loop, measured 1.22 at 28²
-    but 1.11 at 56² and 2.8 at 128² k5, the plane then no longer in L1 for the copy.)"""
+    but 1.11 at 56² and 2.8 at 128² k5, the plane then no longer in L1 for the copy.) With
+    ``at`` (the adjoint pool's per-channel planes) generic builds leave the copy one plain loop
+    nest, its zero border a condition: LLVM vectorizes the rows with AVX-512 masked loads, no
+    per-row zero fill (a ``memset`` call per 34-float row at 28 px, 20% of the time, perf);
+    generic / static 1.60 -> 1.51 at 2x128x28² k3, 1.07 -> 0.98 at 2x64x56² k3, 1.06 -> 1.07 at
+    2x32x128² k5 (one A/B run each). A zero fill per tap plane (one ``memset`` per plane) measured
+    1.27 at 28² but 5.5 at 128² k5."""
     block = sch.get_sblock(name)
-    sch.parallel(sch.fuse(*sch.get_loops(block)[:outer]))
+    if at is not None:
+        sch.compute_at(block, at)
+        if decompose:  # one plain loop nest for LLVM (above)
+            return
+    else:
+        sch.parallel(sch.fuse(*sch.get_loops(block)[:outer]))
     if decompose:
         fill = sch.decompose_padding(block, sch.get_loops(block)[-1])
         _partition(sch, vectorize_inner(sch, fill, lanes))
@@ -210,19 +223,41 @@ def pool(sch, wl, target):
     computed at it. A shared kernel (G = 1): the channels of a block inside the vector
     (``POOL_CHANNEL_BLOCK``), a kernel per channel: channel by channel. The kernel rows padded
     with zeros (``Kp``, a = 0) are copied next to their reader: once per output row (G = 1,
-    shared by every channel) or per vector (G = C)."""
+    shared by every channel) or per vector (G = C).
+
+    The adjoint with a kernel per channel (a = 1, G = C, at least a channel per core:
+    ``_plane_by_plane``) runs plane by plane (parallel over (n, c), rows inside), and copies its padded kernel (``Kz``: k x k tap planes) and source
+    (``Sz``) per plane, right before the plane's sum reads them, static and generic builds
+    alike. Before, both tensors were copied whole first (``Kz`` 9.4 MB at 2x128x28² k3, past
+    L2), then read back: 1 thread, medians, the same process, old -> new, static / generic ms,
+    2x128x28² k3 1.14-1.20 -> 0.58-0.64 / 1.47-1.52 -> 0.88-0.93, 2x64x56² k3 4.1 -> 1.6-1.7 /
+    3.8-4.2 -> 1.6-1.8, 2x32x128² k5 26.5-27.5 -> 13.2-13.7 / 27.5-29.6 -> 14.0-14.2 (generic /
+    static 1.3 -> 1.4-1.5 at 28², 1.0-1.1 at 56² and 128²: the static build gained more;
+    ``bench_generic_pac_kernels.py N C H k poolg``, old and new tree run in turn, two runs on the
+    loaded machine: 28² 1.16 -> 1.63 and 1.28 -> 1.18, 56² 1.12 -> 1.25 and 1.22 -> 1.25, 128² k5
+    1.02 -> 1.06; generic 28² 1.78 -> 0.86-1.11 ms, static 1.39-1.54 -> 0.68-0.73). The copies remain most of the time (about 60% in both builds at
+    28², perf); the generic build's rest is LLVM's per-row copy loops (alias checks, masked
+    vectors) and the sum's nine tap rows, a symbolic plane apart, whose pointers spill. (Tried,
+    scratch A/B on the loaded machine: ``Kz`` stored (y, i, j, x) per plane, generic / static
+    1.4 / 1.2 / 1.1 at 28² / 56² / 128² k5, static faster at 28² but slower at 128², not kept.)"""
     p = wl.p
     lanes = vector_lanes(wl.dtype)
     xl = _row_lanes(wl.dtype, target)
     fill = _fills(wl)
-    _materialize(sch, "Sz", lanes, decompose=fill)
-    if p["a"]:
-        _materialize(sch, "Kz", lanes, outer=4, decompose=fill)
+    per_plane = _plane_by_plane(wl, target)
+    if not per_plane:
+        _materialize(sch, "Sz", lanes, decompose=fill)
+        if p["a"]:
+            _materialize(sch, "Kz", lanes, outer=4, decompose=fill)
     sch.compute_inline(sch.get_sblock("xk"))
     out = sch.get_sblock("out")
     n, c, y, x = sch.get_loops(out)
-    sch.reorder(n, y, c, x)
-    row = sch.fuse(n, y)
+    if per_plane:
+        sch.reorder(n, c, y, x)
+        row = sch.fuse(n, c)
+    else:
+        sch.reorder(n, y, c, x)
+        row = sch.fuse(n, y)
     sch.parallel(row)
     xo, xi = sch.split(x, [None, xl])
     if p["G"] == 1:
@@ -244,10 +279,21 @@ def pool(sch, wl, target):
     else:  # one tap (a phase of a zero-inserted form)
         sch.vectorize(loops["x"])
         sch.decompose_reduction(acc, loops["x"])
+    if per_plane:
+        _materialize(sch, "Kz", lanes, decompose=fill, at=row)
+        _materialize(sch, "Sz", lanes, decompose=fill, at=row)
     if not p["a"]:
         kp = sch.get_sblock("Kp")
         sch.compute_at(kp, kp_at)
         _partition(sch, vectorize_inner(sch, kp, lanes, under=kp_at))
+
+
+def _plane_by_plane(wl, target) -> bool:
+    """pool's adjoint with a kernel per channel runs plane by plane, its copies per plane, where
+    the channels alone give every core a plane (batch 1): fewer channels keep the row-parallel
+    nest (with 3 channels on 16 cores, planes would leave most cores idle)."""
+    cores = int(target.attrs.get("num-cores", 1)) if target is not None else 1
+    return bool(wl.p["a"]) and wl.p["G"] != 1 and wl.p["C"] >= cores
 
 
 def _fills(wl) -> bool:

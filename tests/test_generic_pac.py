@@ -150,6 +150,8 @@ _CPU = [("conv", dict(C=5, O=24, k=3, s=1, z=1, p=1, d=1, a=0)), ("conv", dict(C
         ("pool_dk", dict(C=4, G=1, k=5, s=2, z=1, p=1, d=1)), ("dist", dict(C=3, G=3, k=3, s=2, p=2, d=2, asym=1)),
         # pool: a kernel per channel at the output pixels, stride and dilation, a zero-inserted adjoint
         ("pool", dict(C=5, G=5, k=3, s=2, z=1, p=1, d=2, a=0)), ("pool", dict(C=4, G=1, k=5, s=1, z=2, p=2, d=1, a=1)),
+        # the adjoint with a kernel per channel, its copies per plane: zero-inserted, dilated, strided
+        ("pool", dict(C=4, G=4, k=5, s=1, z=2, p=2, d=1, a=1)), ("pool", dict(C=3, G=3, k=3, s=2, z=1, p=2, d=2, a=1)),
         ("dist_df", dict(C=3, G=1, k=5, s=2, p=2, d=1, asym=0)), ("dist_df0", dict(C=4, G=4, k=3, s=3, p=1, d=1, asym=1))]
 
 
@@ -168,6 +170,28 @@ def test_cpu_generic_build_matches_static(kernel, params):
         args[-1].fill_(float("nan"))
         generic(*args)
         torch.testing.assert_close(args[-1], want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("generic", [False, True])
+def test_cpu_adjoint_pool_copies_per_plane(generic):
+    """The adjoint pool with a kernel per channel copies its padded kernel and source per
+    channel plane, inside the parallel loop over planes that computes it (they stay in cache
+    for their one reader), not as whole tensors first; generic builds leave the copy one loop
+    nest for LLVM (no per-row zero fill)."""
+    from tvm import s_tir, tirx
+
+    from dynfilter_tvm.build import schedule
+    sizes = dict(N=None, H=None, W=None, Ho=None, Wo=None) if generic else dict(N=2, H=9, W=28, Ho=9, Wo=28)
+    wl = Workload.make("pac", "pool", dict(C=6, G=6, k=3, s=1, z=1, p=1, d=1, a=1, **sizes), "float32")
+    sch = s_tir.Schedule(schedule(wl, cpu_target(num_cores=2), tuned=False)[0])
+    plane = sch.get_loops(sch.get_sblock("out"))[0]
+    assert sch.get(plane).kind == tirx.ForKind.PARALLEL
+    for name in ("Kz", "Sz"):
+        assert sch.get(sch.get_loops(sch.get_sblock(name))[0]).same_as(sch.get(plane)), name
+    assert "Kz_pad_const" not in sch.mod.script()
+    # fewer channels than cores: rows in parallel, the copies whole first
+    sch = s_tir.Schedule(schedule(wl, cpu_target(num_cores=8), tuned=False)[0])
+    assert not sch.get(sch.get_loops(sch.get_sblock("Kz"))[0]).same_as(sch.get(sch.get_loops(sch.get_sblock("out"))[0]))
 
 
 EMU_SIZES = [dict(N=1, H=3, W=5, Ho=3, Wo=5), dict(N=2, H=7, W=13, Ho=4, Wo=7), dict(N=1, H=5, W=40, Ho=9, Wo=19)]
