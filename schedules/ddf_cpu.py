@@ -32,8 +32,10 @@ copies' tails 10%.
 """
 from __future__ import annotations
 
+import os
+
 import tvm.s_tir as s_tir
-from tvm import tirx
+from tvm import ir, sym, tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
@@ -116,11 +118,12 @@ def fwd(sch, wl, target):
         sch.vectorize(xi)
         unroll_taps(sch, wl, v)
         unroll(sch, ci, ym)
-        _row_tile_out(sch, acc, u, xo, wide, _out_piece(wide))
+        pieces = _row_tile_out(sch, acc, u, xo, wide, _out_piece(wide))
         # whole pairs of rows apart from the last (LoopPartition): their stores lose the
         # per-row test of the pair's second row (as dx's generic tiles)
         split_tail(sch, yo)
         _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
+        _guard_pieces(sch, pieces)
         return
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
 
@@ -260,11 +263,81 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
         sch.vectorize(inner)
         sch.reorder(pieces, *tile)  # one piece loop per tile (cut once), the tile unrolled in it
         unroll(sch, *tile)
-        sch.annotate(pieces, "pragma_loop_partition_hint", 1)
-        return
+        if os.environ.get("DDF_GUARD", "1") == "0":
+            sch.annotate(pieces, "pragma_loop_partition_hint", 1)
+            return None
+        return pieces
     vectorize_under(sch, out, xo)
     tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), lanes)
     split_tail(sch, xo)
+    return None
+
+
+def _guard_pieces(sch, pieces) -> None:
+    """'out''s piece loop (:func:`_row_tile_out`) unrolled, each piece guarded by a test of
+    the whole piece: ``if`` its last lane lies in the row, the piece's stores without their
+    lane predicate (vector stores straight from the tile), ``elif`` its first lane does, the
+    predicated stores (scalar, lane by lane), else nothing. The lane conjuncts of the store's
+    predicate are bounded over the piece's inner loops (``int_set``: max < 0 for the whole
+    piece, min < 0 for any lane); the other conjuncts stay in the block predicate, simplified
+    under the enclosing loops' ranges (the tile loop's own bound is then dropped). Must run
+    last: the guarded copy is a second 'out' block. Why: ..."""
+    if pieces is None:
+        return
+    loop = sch.get(pieces)
+    ana = sym.Analyzer()
+    for outer in sch.get_loops(sch.get_sblock("out")):
+        o = sch.get(outer)
+        if o.same_as(loop):
+            break
+        ana.bind(o.loop_var, ir.Range.from_min_extent(o.min, o.extent))
+    inner, vec = {}, []
+    stmt = loop.body
+    while isinstance(stmt, tirx.For):  # the tile's unrolled (channel, row) loops, the lanes
+        inner[stmt.loop_var] = sym.IntervalSet(stmt.min, stmt.min + stmt.extent - 1)
+        if stmt.kind == tirx.ForKind.VECTORIZED:
+            vec.append(stmt.loop_var)
+        stmt = stmt.body
+    realize = stmt
+    conj, todo = [], [realize.predicate]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, tirx.And):
+            todo += [e.a, e.b]
+        else:
+            conj.append(e)
+    whole, anyl, keep = [], [], []
+    for c in conj:
+        if not any(v in vec for v in tirx.analysis.undefined_vars(c)):
+            if not ana.can_prove(c):
+                keep.append(c)
+            continue
+        if not isinstance(c, tirx.LT):
+            return  # not a bound the guard understands: keep the cut piece loop
+        span = ana.int_set(c.a - c.b, inner)
+        whole.append(ana.simplify(span.max_value < 0))
+        anyl.append(ana.simplify(span.min_value < 0))
+    if not whole:
+        return
+    clean = _with_predicate(loop.body, _all(keep))
+    guarded = tirx.IfThenElse(_all(whole), clean, tirx.IfThenElse(_all(anyl), loop.body, None))
+    new = tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.UNROLLED, guarded)
+    sch.state.replace(sch.get_sref(pieces), new, {})
+
+
+def _all(conds):
+    out = None
+    for c in conds:
+        out = c if out is None else tirx.And(out, c)
+    return tirx.const(True, "bool") if out is None else out
+
+
+def _with_predicate(stmt, pred):
+    """``stmt`` (nested For loops over one block realize) with the realize's predicate ``pred``."""
+    if isinstance(stmt, tirx.For):
+        return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, _with_predicate(stmt.body, pred),
+                        stmt.thread_binding, stmt.annotations)
+    return s_tir.SBlockRealize(stmt.iter_values, pred, stmt.block)
 
 
 def _out_piece(wide: int) -> int:
@@ -429,9 +502,10 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     sch.reorder(gxo, gu, gv, gxi)
     sch.parallel(sch.fuse(gb, gg, gy))
     sch.vectorize(gxi)
-    _row_tile_out(sch, acc, j, xo, wide, _out_piece(wide))
+    pieces = _row_tile_out(sch, acc, j, xo, wide, _out_piece(wide))
     split_tail(sch, yo)  # whole pairs unpredicated (LoopPartition), the odd H's last pair apart
     _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
+    _guard_pieces(sch, pieces)
 
 
 def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS) -> None:
