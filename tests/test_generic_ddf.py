@@ -161,6 +161,39 @@ def test_generic_cpu_avx2(kernel, dtype):
                                        atol=1e-5 if dtype == "float32" else 1e-12, err_msg=f"{k} {B}x{H}x{W}")
 
 
+@pytest.mark.parametrize("kernel", ("fwd", "dx"))
+def test_generic_cpu_guarded_pieces(kernel):
+    """The generic fwd and dx (stride 1) with 16-lane float32 tiles (AVX-512) store 'out' in
+    8-lane pieces, each guarded as a whole (``schedules.ddf_cpu._guard_pieces``): a second,
+    unpredicated 'out' block for the whole pieces. Run (where the host has AVX-512) against the
+    float64 reference with NaN-filled outputs at widths with whole, partial and dead pieces."""
+    import numpy as np
+    import tvm
+    from tvm.target import Target, codegen
+
+    from dynfilter_tvm.build import build, schedule
+    from dynfilter_tvm.target import cpu_target
+
+    host = cpu_target()
+    target = host if codegen.target_has_features("avx512f", host) else Target(
+        {"kind": "llvm", "mcpu": "skylake-avx512"})
+    wl = _generic_wl(kernel, 8, 2, 3, 1, 1, "mul", "float32")
+    assert schedule(wl, target, tuned=False)[0].script().count('T.sblock("out")') == 2
+    if target is not host:
+        pytest.skip("the host has no AVX-512: checked the schedule only")
+    lib = build(wl, target)
+    for B, H, W in ((1, 1, 1), (2, 3, 5), (1, 2, 8), (1, 3, 9), (2, 5, 14), (1, 4, 16), (1, 3, 24),
+                    (1, 5, 29), (2, 3, 32), (1, 3, 37), (1, 2, 53), (1, 3, 56), (1, 4, 61)):
+        p = dict(B=B, C=8, H=H, W=W, G=2, k=3, s=1, d=1, combine="mul")
+        rng = np.random.default_rng(B * 1000 + H * 100 + W)
+        ins = [rng.standard_normal(shape).astype("float32")
+               for shape in ((B, 2, 4, H, W), (B, 2, 3, 3, H, W), (B, 2, 4, 3, 3))]
+        args = [tvm.runtime.tensor(a) for a in (*ins, np.full((B, 2, 4, H, W), np.nan, "float32"))]
+        lib(*args)
+        np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", kernel, p, "float32"), ins),
+                                   rtol=1e-5, atol=1e-5, err_msg=f"{B}x{H}x{W}")
+
+
 KERNELS = ("fwd", "dx", "ds", "dc")
 # C/G = 32: ds's channel-slice path; k = 9: taps not unrolled
 CUDA_PARAMS = [(8, 2, 3, 2, 1, "mul"), (64, 2, 3, 1, 2, "add"), (2, 1, 9, 1, 1, "add")]
