@@ -585,9 +585,9 @@ def _pac_conv_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = N
     def real(n_src: int, n_out: int) -> int:
         return _pac_real_pairs(n_src, n_out, p)
 
-    if tc is not None:  # the mma schedule: 16*wo channels x one row of 16*wx*xm pixels
-        wo, wx, xm = tc
-        o_tiles, pix_tiles = O // (16 * wo), p["Ho"] * p["Wo"] // (16 * wx * xm)
+    if tc is not None:  # the mma schedule: 16*wo channels x ry rows of 16*wx*xm pixels
+        wo, wx, xm, ry = tc
+        o_tiles, pix_tiles = O // (16 * wo), p["Ho"] * p["Wo"] // (16 * wx * xm * ry)
         kc = 8 * MMA_DTYPES[wl.dtype][1]  # channels per chunk (as the schedule's kc)
         # per (tap row, kc-channel chunk) a block stages one grid row of the source window
         # (real elements only) and loads its K (Kz: real taps) once per (tap, pixel)
