@@ -589,9 +589,9 @@ def _pac_conv_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = N
         wo, wx, xm, ry = tc
         o_tiles, pix_tiles = O // (16 * wo), p["Ho"] * p["Wo"] // (16 * wx * xm * ry)
         kc = 8 * MMA_DTYPES[wl.dtype][1]  # channels per chunk (as the schedule's kc)
-        # per (tap row, kc-channel chunk) a block stages one grid row of the source window
+        # per kc-channel chunk a block stages the source window of its ry rows and all tap rows
         # (real elements only) and loads its K (Kz: real taps) once per (tap, pixel)
-        x_loads = N * C * o_tiles * real(p["H"], p["Ho"]) * _real_taps(
+        x_loads = N * C * o_tiles * _real_taps(p["H"], p["Ho"], ry, k, s, z, pad, d)[1] * _real_taps(
             p["W"], p["Wo"], 16 * wx * xm, k, s, z, pad, d)[1]
         k_loads = N * (C // kc) * o_tiles * (
             real(p["H"], p["Ho"]) * real(p["W"], p["Wo"]) if p["a"] else k * k * p["Ho"] * p["Wo"])

@@ -680,13 +680,14 @@ def mma_tile(wl, target=None):
     wo = max(w for w in (1, 2, 4) if w <= MMA_WARPS_O and p["O"] // 16 % w == 0)
     wx = max(w for w in (1, 2, 4, 8) if w <= MMA_WARPS_X and p["Wo"] // 16 % w == 0)
     xm = max(m for m in (1, 2) if m <= MMA_TILES_X and p["Wo"] // (16 * wx) % m == 0)
-    while mma_shared_bytes(wl, wo, wx, xm) > MMA_SHARED_BYTES and wx > 1:  # large k
+    rows = [r for r in (1, 2, 4) if r <= MMA_ROWS and p["Ho"] % r == 0 and (r == 1 or p["s"] == 1)]
+
+    def fit(wx_):  # the most rows that fit the threads and shared memory
+        return max((r for r in rows if wo * wx_ * r <= MMA_MAX_WARPS
+                    and mma_shared_bytes(wl, wo, wx_, xm, r) <= MMA_SHARED_BYTES), default=None)
+    while fit(wx) is None and wx > 1:  # large k
         wx //= 2
-    if mma_shared_bytes(wl, wo, wx, xm) > MMA_SHARED_BYTES:
-        return None
-    ry = max(r for r in (1, 2, 4) if r <= MMA_ROWS and wo * wx * r <= MMA_MAX_WARPS and p["Ho"] % r == 0
-             and (r == 1 or p["s"] == 1) and mma_shared_bytes(wl, wo, wx, xm, r) <= MMA_SHARED_BYTES)
-    return wo, wx, xm, ry
+    return None if fit(wx) is None else (wo, wx, xm, fit(wx))
 
 
 MMA_SHARED_BYTES = 48 * 1024  # static shared memory per block (nvcc's limit)
@@ -722,44 +723,49 @@ def mma_shared_bytes(wl, wo: int, wx: int, xm: int, ry: int = 1) -> int:
     8.4 KB + Wt 15 KB; before, one row and xk per tap row: 48,128 B TF32, 46,080 B half)."""
     item, e = (4, 1) if wl.dtype == "float32" else (2, 2)
     k, row, pix = wl.p["k"], _padded_row(8 * e), 16 * wx * xm * ry
-    # the window's columns: TVM's region of x*s + j*d over the tile, P*s + (k-1)*d (ptxas)
-    window = 8 * e * ry * (16 * wx * xm * wl.p["s"] + (k - 1) * wl.p["d"])
+    s, d = wl.p["s"], wl.p["d"]
+    window = 8 * e * ((ry - 1) * s + (k - 1) * d + 1) * ((16 * wx * xm - 1) * s + (k - 1) * d + 1)
     staging = 16 * wo * pix if mma_staged(ry) else 0
-    return (max(row * pix + window, staging) + k * 16 * wo * row) * item
+
+    def aligned(n):  # each allocation 64-byte aligned
+        return -(-n * item // 64) * 64
+    # StorageRewrite puts the tap's Wt in xk's space (B is in registers by then: one more
+    # barrier), and the staging (after the loop) in the window's or xk's where it fits
+    return max(aligned(max(row * pix, 16 * wo * row)) + aligned(window), aligned(staging))
 
 
 def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     """A block per (n, ry output rows, 16*wx*xm pixels, 16*wo output channels), a warp per xm
-    16 x 16 (channels x pixels) tiles of one row (rows on threadIdx.z). Per chunk (tap row i,
-    then K = 8e input channels) the block stages the source window (K channels x ry grid rows:
-    the only bounds checks) and Wt (laid out (j, o, c), a thread per (o, c)); per tap j it
-    builds that tap's xk from the window (K x the block's pixels, laid out (y, x, c): B rows
+    16 x 16 (channels x pixels) tiles of one row (rows on threadIdx.z). Per chunk of K = 8e
+    input channels the block stages the source window once for all tap rows (K channels x
+    (ry-1)*s + (k-1)*d + 1 grid rows: the only bounds checks); per tap (i, j) it builds that
+    tap's xk from the window (K x the block's pixels, laid out (y, x, c): B rows
     K-contiguous; in the input's type; a thread per pixel over the K channels: one K load,
-    vector stores), rows of both padded to 48 bytes, and each warp loads its A and B fragments
-    with ldmatrix and issues two mma.sync per tile. With one row the accumulators go through
-    shared memory (n, y, o, x) to coalesced stores, with two straight to the output
-    (``mma_staged``). Tap rows outside the channel chunks keep the window ry rows: the
-    (ry + k - 1)-row window of a channel-outer order would pass 48 KB of static shared memory.
-    xk per tap, not per tap row (5 x 256 rows x 48 B = 60 KB at two rows), is what lets a
-    block take two rows in 48 KB: ry times fewer passes over Wt, the bulk of the bytes.
+    vector stores), each warp loads its B fragments with ldmatrix, then the block stages the
+    tap's Wt (laid out (o, c), a thread per (o, c); StorageRewrite puts it in xk's space,
+    dead once B is in registers), each warp loads A and issues two mma.sync per tile; rows of
+    xk and Wt padded to 48 bytes. With one row the accumulators go through shared memory (n,
+    y, o, x) to coalesced stores, with two straight to the output (``mma_staged``). xk and Wt
+    per tap, not per tap row (5 x 256 rows x 48 B = 60 KB for xk at two rows), leave room in
+    48 KB for two rows per block and the whole window (f16 at the benchmark: 25 KB).
 
     Requested bytes (``gpu_report.requested_bytes``; the report's no-cache estimate, H100 3.35
-    TB/s), 8x64x128x128 k5 O=64: X = N*C*634*128 (each grid row once per tap row: 634 real
-    (row, tap row) pairs, 128 columns), K = N*(C/K)*25*Ho*Wo (once per chunk), Wt =
-    N*(Ho*Wo/(ry*128))*O*C*25, out = N*O*Ho*Wo. float16/bf16: 83 + 26 + 210/ry + 17 MB: 336
-    MB at one row (100 us, 3.7x the 27 us aim) -> 231 MB at two (69 us, 2.5x); TF32 (4-byte, 8
-    channels a chunk): 166 + 105 + 420/ry + 34 MB: 724 -> 514 MB (216 -> 154 us, 3.9x -> 2.8x
-    the 55 us aim). What is left: 1.5x is 136 MB (half) / 276 MB (TF32). More rows per block
-    need more pixels per warp (32 warps already: 1,024 threads), i.e. 16 x 64 warp tiles, 32
-    accumulators a thread, over 64 registers (the current kernel takes 55-64); the window
-    shared across tap rows (X / 2.5 at 4 rows) and TF32 chunks of 16+ channels (K / 2) need
-    more than 48 KB: dynamic shared memory, which the emulator and the report do not handle
-    yet. At 4 rows, window once per chunk, TF32 16-channel chunks: half 33 + 26 + 52 + 17 =
-    128 MB (1.4x), TF32 66 + 52 + 105 + 34 = 257 MB (1.4x).
+    TB/s), 8x64x128x128 k5 O=64: X = N*C*(ry+4)/ry*Ho*128 (a window of ry+4 rows per chunk),
+    K = N*(C/K)*25*Ho*Wo (once per chunk), Wt = N*(Ho*Wo/(ry*128))*O*C*25, out = N*O*Ho*Wo.
+    float16/bf16: before (one row, a window row per tap row: X = N*C*634*128) 83 + 26 + 210 +
+    17 = 336 MB (100 us, 3.7x the 27 us aim); now 50 + 26 + 105 + 17 = 198 MB (59 us, 2.2x).
+    TF32 (4-byte, 8 channels a chunk): 166 + 105 + 420 + 34 = 724 MB (216 us, 3.9x the 55 us
+    aim) -> 100 + 105 + 210 + 34 = 448 MB (134 us, 2.4x). What is left: 1.5x is 136 MB (half)
+    / 276 MB (TF32). More rows per block need more pixels per warp (32 warps already: 1,024
+    threads), i.e. 16 x 64 warp tiles, 32 accumulators a thread, over the 64 registers that
+    1,024 threads allow (the kernel takes 57-64 now); TF32 chunks of 16 channels (K / 2)
+    double xk and the window (over 48 KB): dynamic shared memory, which the emulator and the
+    report do not handle yet. At 4 rows, 16-channel TF32 chunks: half 33 + 26 + 52 + 17 = 128
+    MB (1.4x), TF32 66 + 52 + 105 + 34 = 257 MB (1.4x).
 
-    The shared-memory and issue figures below were worked out for the one-row kernel (xk per
-    tap row); the two-row kernel has the same per-pixel ldmatrix and xk work, and ry times
-    fewer Wt stores per pixel, plus 4 more barriers per chunk (xk per tap).
+    The shared-memory and issue figures below were worked out for the one-row kernel (xk and
+    Wt per tap row); the two-row kernel has the same per-pixel ldmatrix and xk work, ry times
+    fewer Wt stores per pixel, fewer window stores per pixel, and more barriers (3 per tap).
 
     Estimate (no GPU: arithmetic, forward, 8x64x128x128 k5 O=64, per block and chunk, interior
     rows). H100 SXM: 132 SMs at 1.83 GHz; per SM and clock 4 warp instructions issued, one
@@ -823,7 +829,7 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     co, ct = sch.split(c, [None, kc])
     # tap rows outside the channel chunks: a chunk's source window is ry rows (the shared
     # memory of the (ry + k - 1)-row window would pass 48 KB next to xk, Wt and the result staging)
-    sch.reorder(n, ob, yb, xb, yw, ow, xw, i, co, j, xi, ot, xt, ct)
+    sch.reorder(n, ob, yb, xb, yw, ow, xw, co, i, j, xi, ot, xt, ct)
     outer = sch.blockize(ot)
     blk = sch.fuse(n, ob, yb, xb)
     sch.bind(blk, "blockIdx.x")
@@ -897,7 +903,7 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     # a warp per 32 columns of one channel, a column block's channels on consecutive warps: a
     # thread's channel stays fixed and its column steps by a constant per round (no division
     # by the window's width; fewer registers, which the unrolled chunk loop below needs)
-    sc, *sy, sx = inner_loops(sz, co)  # sy: the ry rows (none where ry = 1)
+    sc, *sy, sx = inner_loops(sz, co)  # sy: the window's rows
     sxo, sxi = sch.split(sx, [None, 32])
     sch.reorder(sxo, sc, *sy, sxi)
     srounds, sty = sch.split(sch.fuse(sxo, sc, *sy), [None, warps])
@@ -912,27 +918,19 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     sch.unroll(srounds if group == rounds else sch.split(srounds, [None, group])[1])
     bind_warps(sty)
     sch.bind(sxi, "threadIdx.x")
-    # the Wt chunk laid out (j, o, c) (rows of K channels for ldmatrix): a thread per (o, c)
-    # reads its k taps of the row, contiguous in Wt (no division by k per element)
+    # the tap's Wt chunk laid out (o, c) (rows of K channels for ldmatrix), a thread per (o,
+    # c); the A fragments placed at j before it is (as B's)
     wt = sch.cache_read(outer, 0, "shared")
-    sch.compute_at(wt, co)
     sch.transform_layout(wt, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, o_, c_))
-    sch.storage_align(wt, 0, 2, kc, _padded_row(kc) - kc)  # A rows: as xk's
-    wo_, wc, *wj = inner_loops(wt, co)  # (o, c, j)
-    spread([wo_, wc])
-    unroll(sch, *wj)
     a_w = sch.cache_read(outer, 0, "warp")
     sch.compute_at(a_w, j)
+    sch.compute_at(wt, j)
+    sch.storage_align(wt, 0, 2, kc, _padded_row(kc) - kc)  # A rows: as xk's
+    spread(inner_loops(wt, j))  # (o, c)
     c_w = sch.cache_write(outer, 0, "warp")
     sch.reverse_compute_at(c_w, thr)
-    sch.decompose_reduction(outer, i)
-    # the channel chunks of a tap row unrolled: nvcc then computes the fragment and staging
-    # addresses once per tap row, not once per chunk (PTX: 2,940 -> about 1,900 warp
-    # instructions per block and chunk at the benchmark shape; see the docstring); at most 8
-    # chunks per unrolled group (code size with many channels)
-    chunks = wl.p["C"] // kc
-    group = max(u for u in range(1, 9) if chunks % u == 0)
-    sch.unroll(co if group == chunks else sch.split(co, [None, group])[1])
+    sch.decompose_reduction(outer, co)
+    sch.unroll(i)  # a chunk's tap rows unrolled (fragment and staging addresses fold)
     sch.transform_layout(a_w, ("write", 0), lambda i_, j_, o_, c_: (
         i_, j_, o_ // 16, c_ // kc, *_frag_a(o_ % 16, c_ % kc, e)))
     sch.transform_layout(b_w, ("write", 0), lambda n_, i_, j_, y_, x_, c_: (
