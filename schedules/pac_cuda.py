@@ -22,33 +22,33 @@ conv on tensor cores (float16 and bfloat16 always; float32 with the workload fla
 which the bridge sets on CUDA while torch.backends.cudnn.allow_tf32 is True; sm_80+, static,
 O % 16 = Wo % 16 = 0 and C % K = 0, K = 8 channels in TF32, 16 in the half types): the same
 GEMM with M = output channels, N = pixels, K = C*k^2 taken K channels of one tap at a time. A
-block owns one output row's 16*wx*xm pixels x 16*wo channels (4 x 4 warps of two 16 x 16
-tiles each: 64 channels x 128 pixels); per chunk (tap row i, then K channels) the block
-stages the chunk's source window (K channels x one grid row, the tile's width plus the halo:
-padding and zero insertion decided once per element here), then builds xk from it (a thread
-per (tap j, pixel): its K word loaded once for the K channels, no bounds check, the K results
+block owns ry output rows (2 where the stride is 1, ``mma_tile``) of 16*wx*xm pixels x 16*wo
+channels (2 x 4 x 4 warps of two 16 x 16 tiles each: 64 channels x 2 x 128 pixels); per
+chunk of K channels the block stages the chunk's source window once for all tap rows (K
+channels x the rows' grid rows plus the halo, the tile's width plus the halo: padding and
+zero insertion decided once per element here), then per tap builds that tap's xk from it (a
+thread per pixel: its K word loaded once for the K channels, no bounds check, the K results
 contiguous; in the half types gathered in registers and stored as two 16-byte vectors) laid
-out (j, x, c) in the input's type (the compute rounds K*X to the half types:
-``dynfilter_tvm.ops.pac.conv``), and Wt laid out (j, o, c) (K innermost: rows for ldmatrix; a
-thread per (o, c) reading its k contiguous taps), both with rows padded from 32 to 48 bytes
-(``_padded_row``: conflict-free ldmatrix and xk stores), then per tap j each warp loads its A
-and B fragments with ldmatrix.x4 and issues two mma.sync
+out (y, x, c) in the input's type (the compute rounds K*X to the half types:
+``dynfilter_tvm.ops.pac.conv``), each warp loads its B fragments with ldmatrix.x4, the block
+stages the tap's Wt laid out (o, c) (K innermost: rows for ldmatrix; in xk's space, dead by
+then), rows of both padded from 32 to 48 bytes (``_padded_row``: conflict-free ldmatrix and
+xk stores), each warp loads A and issues two mma.sync per tile
 (m16n8k8 TF32, or m16n8k16 f16/bf16; float32 accumulators in registers), all through TVM's
-tensorize with this module's intrinsics. Results go through shared memory (n, y, o, x) to
-coalesced stores (the half types cast in the fragment store, so their staging is 16-bit too).
+tensorize with this module's intrinsics. With one row per block results go through shared
+memory (n, y, o, x) to coalesced stores (the half types cast in the fragment store, so their
+staging is 16-bit too), with two straight from the fragments to the output (``mma_staged``).
 TF32 rounds operands to 10-bit mantissas in the hardware: a schedule choice the workload
-carries, so it has its own cache entries. Where the chunks would pass 48 KB of static shared
-memory (``mma_shared_bytes``: k >= 9 at 128-pixel rows) the block takes fewer warps along x.
-8x64x128x128 k5 O=64: 1,024 blocks of 512 threads (4 x 4 warps of two 16 x 16 tiles sharing
-their A fragment); shared memory TF32 48,128 B (xk 5 x 128 rows x 48 B = 30 KB, the 32 KB result
-staging in its space; Wt 5 x 64 rows x 48 B = 15 KB, the 4 KB window 8 x 132 x 4 B in its
-space: Wt is staged once xk is built), half types 46,080 B; ptxas (sm_90 / sm_80): TF32 63 /
-63 registers (input gradient 64 / 63), float16 and bfloat16 64 / 64 (64 / 64), no spills: two
-blocks per SM, 32 of 64 warps, 50% theoretical occupancy. Estimated (arithmetic:
-``_conv_mma``) about 250 us in TF32 (4.5x its 55 us roofline) and 142 us in the half types
-(5.3x their 27 us), bound by shared-memory bandwidth (ldmatrix alone is 3x the tensor-core
-time at these 16 x 32 warp tiles); with unpadded rows and scalar 16-bit xk stores both were
-about 427 us (the earlier issue-only figures, 71 and 89 us, left bank conflicts out).
+carries, so it has its own cache entries. Where the stages would pass 48 KB of static shared
+memory (``mma_shared_bytes``) the block takes fewer warps along x.
+8x64x128x128 k5 O=64: 512 blocks of 1,024 threads; shared memory 37,632 B in every type (f16:
+the 6 x 132 window of 16 channels 25 KB, xk 256 rows x 48 B = 12 KB); ptxas (sm_90 / sm_80):
+TF32 57 / 61 registers (input gradient 58 / 63), float16 and bfloat16 64 / 64, no spills: one
+block per SM, 32 of 64 warps, 50% theoretical occupancy. Requested bytes (``_conv_mma``):
+f16/bf16 198 MB (no-cache est. 59 us, 2.2x the 27 us aim; 336 MB and 3.7x with one row per
+block and a window row per tap row), TF32 448 MB (134 us, 2.4x the 55 us; was 724 MB, 3.9x).
+The one-row kernel's shared-memory estimate (about 250 us TF32, 142 us half: ldmatrix alone
+3x the tensor-core time at 16 x 32 warp tiles, which this kernel keeps) still bounds it.
 At pac_joint_upsample's (factor 4) shapes, 256-thread blocks: no spills, 40-64 registers,
 50-75% (ptxas, sm_80 and sm_90, every tensor-core conv of the model); the half types' window
 copy unrolls its rounds in groups of at most ``WINDOW_ROUNDS`` (all 6 at 65x64 k3 had spilled
