@@ -67,20 +67,6 @@ def test_requested_bytes_pac_conv_tiled():
     assert G.requested_bytes(small) == 4 * (2 * 9 + 2 * 9 + 3 * 2 + 3 * 9)
 
 
-def test_requested_bytes_pac_conv_tensor_cores():
-    """The tensor-core conv at 8x64x128x128 k5 (the docstring's figures): 2-row blocks of 128
-    pixels, a window of 6 rows (380 real over the 64 row tiles) x 132 columns (128 real) per
-    chunk, K per chunk (8 channels TF32, 16 half), the whole weight per block, out once."""
-    pac = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"]
-    x, wt, out = 8 * 64 * 380 * 128, 8 * 64 * 64 * 64 * 25, 8 * 64 * 128 ** 2  # 64 blocks an image
-    tf32 = next(w for w in pac if w.kernel == "conv" and w.p.get("tf32") and not w.p["a"])
-    assert G.requested_bytes(tf32) == 4 * (x + 8 * 8 * 25 * 128 ** 2 + wt + out)
-    for half in ("float16", "bfloat16"):
-        wl = next(w for w in G.benchmark_workloads(half)["PAC conv 8x64x128x128 k5"]
-                  if w.kernel == "conv" and w.dtype == half and not w.p["a"])
-        assert G.requested_bytes(wl, 2) == 2 * (x + 8 * 4 * 25 * 128 ** 2 + wt + out)
-
-
 def test_requested_bytes_pac_conv_dk_tiled():
     wl = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"][-2]
     assert wl.kernel == "conv_dk"
@@ -176,10 +162,10 @@ def test_benchmark_workloads_list_half_tensor_core_convs():
         assert f"pac.conv({half})" in labels and f"pac.conv(adj)({half})" in labels
     tf32 = next(w for w in pac if w.p.get("tf32") and not w.p["a"])
     bf16 = next(w for w in pac if w.dtype == "bfloat16" and not w.p["a"])
-    # per block (one 128-pixel row, 64 channels): per tap row and chunk one grid row of the
-    # source (634 real (row, tap row) pairs per image, 128 real columns of the 132-wide
-    # window), K once per (tap, pixel) and chunk, the whole weight, out stored once
-    x, wt, out = 8 * 64 * 634 * 128, 8 * 128 * 64 * 64 * 25, 8 * 64 * 128 ** 2
+    # per block (two 128-pixel rows, 64 channels: 64 blocks an image): per chunk the source
+    # window of 6 rows (380 real over the 64 row tiles) x 132 columns (128 real), K once per
+    # (tap, pixel) and chunk, the whole weight, out stored once
+    x, wt, out = 8 * 64 * 380 * 128, 8 * 64 * 64 * 64 * 25, 8 * 64 * 128 ** 2
     assert G.requested_bytes(tf32, 4) == 4 * (x + 8 * 8 * 25 * 128 ** 2 + wt + out)
     assert G.requested_bytes(bf16, 2) == 2 * (x + 8 * 4 * 25 * 128 ** 2 + wt + out)
 
