@@ -237,17 +237,19 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     traffic at several TB/s, so at 26.8 GFLOP the kernel stays bound by its FP32 FMAs (400 us
     at 67 TFLOP/s). Where the chunk does not fit (k >= 13 on wide rows) or the shape is
     symbolic, the thread-per-output schedule. The tensor-core conv (TF32 with ``tf32``; float16
-    and bfloat16 always): a block owns 16*wo channels x one row of P = 16*wx*xm pixels and, per
-    tap row and chunk of kc input channels (8 in TF32, 16 in the half types), stages one grid
-    row of the source window and loads K once per (tap, pixel) for the kc channels: X =
-    N*C*nO*Ry*Rx (Ry: the real (output row, tap row) pairs; Rx: the real elements of the
-    P-pixel tiles' windows, (P-1)*s + (k-1)*d + 1 wide), K = N*(C/kc)*nO*k^2*Ho*Wo (the
-    adjoint's Kz: real taps, as above), Wt and out as above. At 8x64x128x128 k5 (64 channels
-    x 128 pixels, nO = 1, 1,024 blocks; Ry = 634, Rx = 128 of a 132-wide window): X =
-    8*64*634*128*4 B = 166 MB, K = 8*8*25*128^2*4 B = 105 MB, Wt 419 MB, out 34 MB: 724 MB,
-    9.0x the minimum (TF32; was 2.1 GB with xk's X and K loaded per (channel, tap, pixel));
-    f16/bf16 336 MB, 8.3x (2-byte elements, K per 16 channels). The weight, read whole by
-    each of the 1,024 blocks (400 KB, an L2 hit), is now most of it.
+    and bfloat16 always): a block owns 16*wo channels x ry rows of P = 16*wx*xm pixels and, per
+    chunk of kc input channels (8 in TF32, 16 in the half types), stages the source window of
+    its rows and all tap rows once and loads K once per (tap, pixel) for the kc channels: X =
+    N*C*nO*Ry*Rx (Ry, Rx: the real elements of the tiles' windows, (ry-1)*s + (k-1)*d + 1
+    rows, (P-1)*s + (k-1)*d + 1 columns, summed over the tiles), K = N*(C/kc)*nO*k^2*Ho*Wo
+    (the adjoint's Kz: real taps, as above), Wt = N*tiles*O*C*k^2, out as above. At
+    8x64x128x128 k5 (64 channels x 2 rows x 128 pixels, nO = 1, 512 blocks; Ry = 64*6 - 4 =
+    380, Rx = 128 of a 132-wide window): X = 8*64*380*128*4 B = 100 MB, K =
+    8*8*25*128^2*4 B = 105 MB, Wt 210 MB, out 34 MB: 448 MB, 5.6x the minimum (TF32; 724 MB
+    with one row per block and a window row per tap row; 2.1 GB with xk's X and K loaded per
+    (channel, tap, pixel)); f16/bf16 198 MB, 4.9x (2-byte elements, K per 16 channels; was
+    336 MB). The weight, read whole by each of the 512 blocks (400 KB, an L2 hit), is still
+    the largest part.
     pac.conv_dk, the tiled schedule (:func:`_pac_dk_tiled_bytes`, loads plus the output's
     stores): a block per (n, ty x tx pixel tile) stages its dO tile once and, per input
     channel, the source window and Wt[:, c]: dO = N*O*Ho*Wo, X = N*C*Ry*Rx (Ry, Rx: the real
@@ -586,13 +588,13 @@ def _pac_conv_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = N
     def real(n_src: int, n_out: int) -> int:
         return _pac_real_pairs(n_src, n_out, p)
 
-    if tc is not None:  # the mma schedule: 16*wo channels x one row of 16*wx*xm pixels
-        wo, wx, xm = tc
-        o_tiles, pix_tiles = O // (16 * wo), p["Ho"] * p["Wo"] // (16 * wx * xm)
+    if tc is not None:  # the mma schedule: 16*wo channels x ry rows of 16*wx*xm pixels
+        wo, wx, xm, ry = tc
+        o_tiles, pix_tiles = O // (16 * wo), p["Ho"] * p["Wo"] // (16 * wx * xm * ry)
         kc = 8 * MMA_DTYPES[wl.dtype][1]  # channels per chunk (as the schedule's kc)
-        # per (tap row, kc-channel chunk) a block stages one grid row of the source window
+        # per kc-channel chunk a block stages the source window of its ry rows and all tap rows
         # (real elements only) and loads its K (Kz: real taps) once per (tap, pixel)
-        x_loads = N * C * o_tiles * real(p["H"], p["Ho"]) * _real_taps(
+        x_loads = N * C * o_tiles * _real_taps(p["H"], p["Ho"], ry, k, s, z, pad, d)[1] * _real_taps(
             p["W"], p["Wo"], 16 * wx * xm, k, s, z, pad, d)[1]
         k_loads = N * (C // kc) * o_tiles * (
             real(p["H"], p["Ho"]) * real(p["W"], p["Wo"]) if p["a"] else k * k * p["Ho"] * p["Wo"])

@@ -22,33 +22,33 @@ conv on tensor cores (float16 and bfloat16 always; float32 with the workload fla
 which the bridge sets on CUDA while torch.backends.cudnn.allow_tf32 is True; sm_80+, static,
 O % 16 = Wo % 16 = 0 and C % K = 0, K = 8 channels in TF32, 16 in the half types): the same
 GEMM with M = output channels, N = pixels, K = C*k^2 taken K channels of one tap at a time. A
-block owns one output row's 16*wx*xm pixels x 16*wo channels (4 x 4 warps of two 16 x 16
-tiles each: 64 channels x 128 pixels); per chunk (tap row i, then K channels) the block
-stages the chunk's source window (K channels x one grid row, the tile's width plus the halo:
-padding and zero insertion decided once per element here), then builds xk from it (a thread
-per (tap j, pixel): its K word loaded once for the K channels, no bounds check, the K results
+block owns ry output rows (2 where the stride is 1, ``mma_tile``) of 16*wx*xm pixels x 16*wo
+channels (2 x 4 x 4 warps of two 16 x 16 tiles each: 64 channels x 2 x 128 pixels); per
+chunk of K channels the block stages the chunk's source window once for all tap rows (K
+channels x the rows' grid rows plus the halo, the tile's width plus the halo: padding and
+zero insertion decided once per element here), then per tap builds that tap's xk from it (a
+thread per pixel: its K word loaded once for the K channels, no bounds check, the K results
 contiguous; in the half types gathered in registers and stored as two 16-byte vectors) laid
-out (j, x, c) in the input's type (the compute rounds K*X to the half types:
-``dynfilter_tvm.ops.pac.conv``), and Wt laid out (j, o, c) (K innermost: rows for ldmatrix; a
-thread per (o, c) reading its k contiguous taps), both with rows padded from 32 to 48 bytes
-(``_padded_row``: conflict-free ldmatrix and xk stores), then per tap j each warp loads its A
-and B fragments with ldmatrix.x4 and issues two mma.sync
+out (y, x, c) in the input's type (the compute rounds K*X to the half types:
+``dynfilter_tvm.ops.pac.conv``), each warp loads its B fragments with ldmatrix.x4, the block
+stages the tap's Wt laid out (o, c) (K innermost: rows for ldmatrix; in xk's space, dead by
+then), rows of both padded from 32 to 48 bytes (``_padded_row``: conflict-free ldmatrix and
+xk stores), each warp loads A and issues two mma.sync per tile
 (m16n8k8 TF32, or m16n8k16 f16/bf16; float32 accumulators in registers), all through TVM's
-tensorize with this module's intrinsics. Results go through shared memory (n, y, o, x) to
-coalesced stores (the half types cast in the fragment store, so their staging is 16-bit too).
+tensorize with this module's intrinsics. With one row per block results go through shared
+memory (n, y, o, x) to coalesced stores (the half types cast in the fragment store, so their
+staging is 16-bit too), with two straight from the fragments to the output (``mma_staged``).
 TF32 rounds operands to 10-bit mantissas in the hardware: a schedule choice the workload
-carries, so it has its own cache entries. Where the chunks would pass 48 KB of static shared
-memory (``mma_shared_bytes``: k >= 9 at 128-pixel rows) the block takes fewer warps along x.
-8x64x128x128 k5 O=64: 1,024 blocks of 512 threads (4 x 4 warps of two 16 x 16 tiles sharing
-their A fragment); shared memory TF32 48,128 B (xk 5 x 128 rows x 48 B = 30 KB, the 32 KB result
-staging in its space; Wt 5 x 64 rows x 48 B = 15 KB, the 4 KB window 8 x 132 x 4 B in its
-space: Wt is staged once xk is built), half types 46,080 B; ptxas (sm_90 / sm_80): TF32 63 /
-63 registers (input gradient 64 / 63), float16 and bfloat16 64 / 64 (64 / 64), no spills: two
-blocks per SM, 32 of 64 warps, 50% theoretical occupancy. Estimated (arithmetic:
-``_conv_mma``) about 250 us in TF32 (4.5x its 55 us roofline) and 142 us in the half types
-(5.3x their 27 us), bound by shared-memory bandwidth (ldmatrix alone is 3x the tensor-core
-time at these 16 x 32 warp tiles); with unpadded rows and scalar 16-bit xk stores both were
-about 427 us (the earlier issue-only figures, 71 and 89 us, left bank conflicts out).
+carries, so it has its own cache entries. Where the stages would pass 48 KB of static shared
+memory (``mma_shared_bytes``) the block takes fewer warps along x.
+8x64x128x128 k5 O=64: 512 blocks of 1,024 threads; shared memory 37,632 B in every type (f16:
+the 6 x 132 window of 16 channels 25 KB, xk 256 rows x 48 B = 12 KB); ptxas (sm_90 / sm_80):
+TF32 57 / 61 registers (input gradient 58 / 63), float16 and bfloat16 64 / 64, no spills: one
+block per SM, 32 of 64 warps, 50% theoretical occupancy. Requested bytes (``_conv_mma``):
+f16/bf16 198 MB (no-cache est. 59 us, 2.2x the 27 us aim; 336 MB and 3.7x with one row per
+block and a window row per tap row), TF32 448 MB (134 us, 2.4x the 55 us; was 724 MB, 3.9x).
+The one-row kernel's shared-memory estimate (about 250 us TF32, 142 us half: ldmatrix alone
+3x the tensor-core time at 16 x 32 warp tiles, which this kernel keeps) still bounds it.
 At pac_joint_upsample's (factor 4) shapes, 256-thread blocks: no spills, 40-64 registers,
 50-75% (ptxas, sm_80 and sm_90, every tensor-core conv of the model); the half types' window
 copy unrolls its rounds in groups of at most ``WINDOW_ROUNDS`` (all 6 at 65x64 k3 had spilled
@@ -545,8 +545,8 @@ def _mma_intrin(dtype: str, ptx_type: str, e: int):
 MMA_FILL = "dynfilter_pac_mma_fill"
 
 
-def _store_name(dtype: str) -> str:
-    return "dynfilter_pac_mma_store_shared" + ("" if dtype == "float32" else "_" + MMA_DTYPES[dtype][0])
+def _store_name(dtype: str, scope: str = "shared") -> str:
+    return f"dynfilter_pac_mma_store_{scope}" + ("" if dtype == "float32" else "_" + MMA_DTYPES[dtype][0])
 
 
 def _store_cast_intrin(dtype: str, transposed: bool = False):
@@ -594,6 +594,46 @@ def _store_cast_intrin(dtype: str, transposed: bool = False):
     return desc, impl
 
 
+def _store_global_intrin(dtype: str):
+    """Accumulator fragments -> the output (n, o, y, x) directly, a 16 x 16 (o, x) tile of one
+    row (the region (16, 1, 16)), cast where ``dtype`` is not float32: lane 4g + t stores the
+    pairs (g | g + 8, 2t + 0|1) of both n8 halves (as ``_store_cast_intrin``)."""
+    from tvm.script import tirx as T
+
+    def val(x):
+        return x if dtype == "float32" else T.Cast(dtype, x)
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, c: T.handle) -> None:
+        C_warp = T.match_buffer(a, (32, 8), "float32", scope="warp")
+        C = T.match_buffer(c, (16, 1, 16), dtype)
+        with T.sblock("root"):
+            T.reads(C_warp[0:32, 0:8])
+            T.writes(C[0:16, 0, 0:16])
+            for i0, i1 in T.grid(16, 16):
+                with T.sblock("C_warp"):
+                    v0, v1 = T.axis.remap("SS", [i0, i1])
+                    lane, loc = T.meta_var(_frag_c(v0, v1))
+                    T.reads(C_warp[lane, loc])
+                    T.writes(C[v0, 0, v1])
+                    C[v0, 0, v1] = val(C_warp[lane, loc])
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, c: T.handle) -> None:
+        s0 = T.int32()
+        s1 = T.int32()
+        s2 = T.int32()
+        C_warp = T.match_buffer(a, (32, 8), "float32", scope="warp", offset_factor=1)
+        C = T.match_buffer(c, (16, 1, 16), dtype, offset_factor=1, strides=[s0, s1, s2])
+        with T.sblock("root"):
+            T.reads(C_warp[0:32, 0:8])
+            T.writes(C[0:16, 0, 0:16])
+            for tx in T.thread_binding(0, 32, "threadIdx.x"):
+                for loc in T.serial(8):  # the inverse of _frag_c
+                    C[8 * (loc % 4 // 2) + tx // 4, 0, 8 * (loc // 4) + 2 * (tx % 4) + loc % 2] = val(C_warp[tx, loc])
+    return desc, impl
+
+
 def _intrin_names(dtype: str):
     """(load A, load B, mma) intrinsic names of ``dtype`` (the f32 fill and store are shared)."""
     return tuple(f"dynfilter_pac_{MMA_DTYPES[dtype][0]}_{what}" for what in ("load_a", "load_b", "mma"))
@@ -618,6 +658,7 @@ def _register_mma_intrinsics(dtype: str) -> None:
     TensorIntrin.register(MMA_FILL, *get_mma_fill_intrin("float32", 8), override=True)
     TensorIntrin.register(_store_name(dtype), *(get_mma_store_intrin("float32", 8, "shared", True)
                                                 if dtype == "float32" else _store_cast_intrin(dtype)), override=True)
+    TensorIntrin.register(_store_name(dtype, "global"), *_store_global_intrin(dtype), override=True)
 
 
 def _sm(target) -> int:
@@ -627,10 +668,13 @@ def _sm(target) -> int:
 
 
 def mma_tile(wl, target=None):
-    """(warps along o, warps along x, 16-pixel tiles per warp) of the tensor-core conv, or None
-    where it does not apply. It applies to float16 and bfloat16 always and to float32 flagged
-    ``tf32``, static, with whole tiles (O % 16, C % K, Wo % 16; K = 8 channels in TF32, 16 in
-    half types), for sm_80 or newer (TF32 and bf16 mma.sync appeared with Ampere)."""
+    """(warps along o, warps along x, 16-pixel tiles per warp, output rows per block) of the
+    tensor-core conv, or None where it does not apply. It applies to float16 and bfloat16
+    always and to float32 flagged ``tf32``, static, with whole tiles (O % 16, C % K, Wo % 16; K
+    = 8 channels in TF32, 16 in half types), for sm_80 or newer (TF32 and bf16 mma.sync
+    appeared with Ampere). Rows: up to MMA_ROWS, a warp row each (at most MMA_MAX_WARPS warps),
+    where they divide Ho and the stride is 1 (a tap row's window rows are then contiguous: with
+    stride s the window would span (ry-1)*s + 1 grid rows for ry used ones)."""
     p = wl.p
     if wl.dtype not in MMA_DTYPES or wl.kind != "static" or (wl.dtype == "float32" and not p.get("tf32")):
         return None
@@ -641,12 +685,19 @@ def mma_tile(wl, target=None):
     wo = max(w for w in (1, 2, 4) if w <= MMA_WARPS_O and p["O"] // 16 % w == 0)
     wx = max(w for w in (1, 2, 4, 8) if w <= MMA_WARPS_X and p["Wo"] // 16 % w == 0)
     xm = max(m for m in (1, 2) if m <= MMA_TILES_X and p["Wo"] // (16 * wx) % m == 0)
-    while mma_shared_bytes(wl, wo, wx, xm) > MMA_SHARED_BYTES and wx > 1:  # large k
+    rows = [r for r in (1, 2, 4) if r <= MMA_ROWS and p["Ho"] % r == 0 and (r == 1 or p["s"] == 1)]
+
+    def fit(wx_):  # the most rows that fit the threads and shared memory
+        return max((r for r in rows if wo * wx_ * r <= MMA_MAX_WARPS
+                    and mma_shared_bytes(wl, wo, wx_, xm, r) <= MMA_SHARED_BYTES), default=None)
+    while fit(wx) is None and wx > 1:  # large k
         wx //= 2
-    return (wo, wx, xm) if mma_shared_bytes(wl, wo, wx, xm) <= MMA_SHARED_BYTES else None
+    return None if fit(wx) is None else (wo, wx, xm, fit(wx))
 
 
 MMA_SHARED_BYTES = 48 * 1024  # static shared memory per block (nvcc's limit)
+MMA_ROWS = 2  # most output rows per block (each a pass over Wt fewer: Wt dominates the bytes)
+MMA_MAX_WARPS = 32  # 1,024 threads (<= 64 registers a thread, or the block cannot launch)
 WINDOW_ROUNDS = 5  # most window-copy rounds unrolled together, half types (5 at the benchmark shape)
 
 
@@ -658,30 +709,68 @@ def _padded_row(kc: int) -> int:
     return kc + kc // 2
 
 
-def mma_shared_bytes(wl, wo: int, wx: int, xm: int) -> int:
-    """Static shared memory of the tensor-core conv: the xk chunk (k x P rows, P = 16*wx*xm
-    pixels) and the Wt chunk (k x 16*wo rows), rows of K channels padded to 48 bytes
-    (``_padded_row``), in the input's type, plus the result staging (16*wo x P, same type)
-    that StorageRewrite places in xk's space, dead by then (checked with ptxas at the benchmark
-    shape: 48,128 B TF32, the staging's 32 KB over xk's 30 KB; 46,080 B half types; 43,008
-    and 30,720 B with unpadded rows)."""
+def mma_staged(ry: int) -> bool:
+    """Whether the results go through shared memory to coalesced stores: one row per block.
+    With two rows the staging (64 x 256 outputs: 32 KB half, 64 KB TF32) would pass 48 KB next
+    to the chunk's stages (StorageRewrite put the half types' in Wt's space: 53.5 KB), so
+    each warp stores its fragments to the output directly (8-byte f32 / 4-byte half pairs, a
+    quarter-warp per 32-byte row segment; the same bytes, in more transactions)."""
+    return ry == 1
+
+
+def mma_shared_bytes(wl, wo: int, wx: int, xm: int, ry: int = 1) -> int:
+    """Static shared memory of the tensor-core conv: one tap's xk (P rows, P = 16*wx*xm*ry
+    pixels), the chunk's source window (K channels x ry rows x the tile's columns and halo)
+    and the tap row's Wt chunk (k x 16*wo rows), rows of K channels padded to 48 bytes
+    (``_padded_row``), in the input's type, plus, with one row per block, the result staging
+    (16*wo x P, same type) that StorageRewrite places in xk's and the window's space, dead by
+    then (ptxas at the benchmark shape, 2 rows: 36,096 B in every type, xk 12 KB + window
+    8.4 KB + Wt 15 KB; before, one row and xk per tap row: 48,128 B TF32, 46,080 B half)."""
     item, e = (4, 1) if wl.dtype == "float32" else (2, 2)
-    k, row, pix = wl.p["k"], _padded_row(8 * e), 16 * wx * xm
-    return (max(row * k * pix, 16 * wo * pix) + k * 16 * wo * row) * item
+    k, row, pix = wl.p["k"], _padded_row(8 * e), 16 * wx * xm * ry
+    s, d = wl.p["s"], wl.p["d"]
+    window = 8 * e * ((ry - 1) * s + (k - 1) * d + 1) * ((16 * wx * xm - 1) * s + (k - 1) * d + 1)
+    staging = 16 * wo * pix if mma_staged(ry) else 0
+
+    def aligned(n):  # each allocation 64-byte aligned
+        return -(-n * item // 64) * 64
+    # StorageRewrite puts the tap's Wt in xk's space (B is in registers by then: one more
+    # barrier), and the staging (after the loop) in the window's or xk's where it fits
+    return max(aligned(max(row * pix, 16 * wo * row)) + aligned(window), aligned(staging))
 
 
-def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
-    """A block per (n, output row y, 16*wx*xm pixels, 16*wo output channels), a warp per xm
-    16 x 16 (channels x pixels) tiles of it. Per chunk (tap row i, then K = 8e input channels)
-    the block stages the source window (K channels x one grid row: the only bounds checks),
-    builds xk from it (K x k taps x the row's pixels, laid out (j, x, c): B rows K-contiguous;
-    in the input's type; a thread per (tap, pixel) over the K channels: one K load, vector
-    stores) and stages Wt (laid out (j, o, c), a thread per (o, c)), rows of both padded to 48
-    bytes; per tap j each warp loads its A and B fragments with ldmatrix and issues two
-    mma.sync; the accumulators go through shared memory (n, y, o, x) to coalesced stores. Tap
-    rows outside the channel chunks keep the window one row: the k-row window of a
-    channel-outer order would pass 48 KB of static shared memory next to xk, Wt and the result
-    staging (TF32 k5: 21 KB + 30 + 15 + 32).
+def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
+    """A block per (n, ry output rows, 16*wx*xm pixels, 16*wo output channels), a warp per xm
+    16 x 16 (channels x pixels) tiles of one row (rows on threadIdx.z). Per chunk of K = 8e
+    input channels the block stages the source window once for all tap rows (K channels x
+    (ry-1)*s + (k-1)*d + 1 grid rows: the only bounds checks); per tap (i, j) it builds that
+    tap's xk from the window (K x the block's pixels, laid out (y, x, c): B rows
+    K-contiguous; in the input's type; a thread per pixel over the K channels: one K load,
+    vector stores), each warp loads its B fragments with ldmatrix, then the block stages the
+    tap's Wt (laid out (o, c), a thread per (o, c); StorageRewrite puts it in xk's space,
+    dead once B is in registers), each warp loads A and issues two mma.sync per tile; rows of
+    xk and Wt padded to 48 bytes. With one row the accumulators go through shared memory (n,
+    y, o, x) to coalesced stores, with two straight to the output (``mma_staged``). xk and Wt
+    per tap, not per tap row (5 x 256 rows x 48 B = 60 KB for xk at two rows), leave room in
+    48 KB for two rows per block and the whole window (f16 at the benchmark: 25 KB).
+
+    Requested bytes (``gpu_report.requested_bytes``; the report's no-cache estimate, H100 3.35
+    TB/s), 8x64x128x128 k5 O=64: X = N*C*(ry+4)/ry*Ho*128 (a window of ry+4 rows per chunk),
+    K = N*(C/K)*25*Ho*Wo (once per chunk), Wt = N*(Ho*Wo/(ry*128))*O*C*25, out = N*O*Ho*Wo.
+    float16/bf16: before (one row, a window row per tap row: X = N*C*634*128) 83 + 26 + 210 +
+    17 = 336 MB (100 us, 3.7x the 27 us aim); now 50 + 26 + 105 + 17 = 198 MB (59 us, 2.2x).
+    TF32 (4-byte, 8 channels a chunk): 166 + 105 + 420 + 34 = 724 MB (216 us, 3.9x the 55 us
+    aim) -> 100 + 105 + 210 + 34 = 448 MB (134 us, 2.4x). What is left: 1.5x is 136 MB (half)
+    / 276 MB (TF32). More rows per block need more pixels per warp (32 warps already: 1,024
+    threads), i.e. 16 x 64 warp tiles, 32 accumulators a thread, over the 64 registers that
+    1,024 threads allow (the kernel takes 57-64 now); TF32 chunks of 16 channels (K / 2)
+    double xk and the window (over 48 KB): dynamic shared memory, which the emulator and the
+    report do not handle yet. At 4 rows, 16-channel TF32 chunks: half 33 + 26 + 52 + 17 = 128
+    MB (1.4x), TF32 66 + 52 + 105 + 34 = 257 MB (1.4x).
+
+    The shared-memory and issue figures below were worked out for the one-row kernel (xk and
+    Wt per tap row); the two-row kernel has the same per-pixel ldmatrix and xk work, ry times
+    fewer Wt stores per pixel, fewer window stores per pixel, and more barriers (3 per tap).
 
     Estimate (no GPU: arithmetic, forward, 8x64x128x128 k5 O=64, per block and chunk, interior
     rows). H100 SXM: 132 SMs at 1.83 GHz; per SM and clock 4 warp instructions issued, one
@@ -738,22 +827,33 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
         sch.compute_inline(sch.get_sblock("Kz"))
     acc = sch.get_sblock("acc")
     n, o, y, x, c, i, j = sch.get_loops(acc)
-    warps = wo * wx
+    warps = wo * wx * ry
     ob, ow, ot = sch.split(o, [None, wo, 16])
+    yb, yw = sch.split(y, [None, ry])
     xb, xw, xi, xt = sch.split(x, [None, wx, xm, 16])
     co, ct = sch.split(c, [None, kc])
-    # tap rows outside the channel chunks: a chunk's source window is one row (the shared
-    # memory of the 5-row window would pass 48 KB next to xk, Wt and the result staging)
-    sch.reorder(n, ob, y, xb, ow, xw, i, co, j, xi, ot, xt, ct)
+    # tap rows outside the channel chunks: a chunk's source window is ry rows (the shared
+    # memory of the (ry + k - 1)-row window would pass 48 KB next to xk, Wt and the result staging)
+    sch.reorder(n, ob, yb, xb, yw, ow, xw, co, i, j, xi, ot, xt, ct)
     outer = sch.blockize(ot)
-    blk = sch.fuse(n, ob, y, xb)
+    blk = sch.fuse(n, ob, yb, xb)
     sch.bind(blk, "blockIdx.x")
+    # the rows on threadIdx.z: with one fused warp index the regions of the stages below
+    # spanned 8 rows, not 2 (TVM's bound of a row index thr // (wo * wx) under compute_at)
     thr = sch.fuse(ow, xw)
     sch.bind(thr, "threadIdx.y")
+    if ry > 1:
+        sch.bind(yw, "threadIdx.z")
+
+    def bind_warps(loop):  # a loop of extent warps: warp indices (z, y) as the mma's
+        if ry > 1:
+            tz, loop = sch.split(loop, [ry, None])
+            sch.bind(tz, "threadIdx.z")
+        sch.bind(loop, "threadIdx.y")
 
     def spread(loops):  # over every thread of the block, threadIdx.x fastest
         _, ty, tx = sch.split(sch.fuse(*loops) if len(loops) > 1 else loops[0], [None, warps, 32])
-        sch.bind(ty, "threadIdx.y")
+        bind_warps(ty)
         sch.bind(tx, "threadIdx.x")
 
     def inner_loops(block, loop):
@@ -766,11 +866,22 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     # c): vector stores); the window (below) leaves no bounds check here
     xk = sch.get_sblock("xk")
     sch.set_scope(xk, 0, "shared")
-    sch.compute_at(xk, co)
     sch.transform_layout(xk, ("write", 0), lambda n_, c_, i_, j_, y_, x_: (n_, i_, j_, y_, x_, c_))
-    xc, *xjx = inner_loops(xk, co)  # (c, j, x); j is gone where k = 1
-    sch.reorder(*xjx, xc)
-    spread(xjx)
+    # the B fragments at j before xk is (else cache_read puts them under j already, over the
+    # block's pixels, not the warp's)
+    b_w = sch.cache_read(outer, 1, "warp")
+    sch.compute_at(b_w, j)
+    sch.compute_at(xk, j)
+    xc, *xyx = inner_loops(xk, j)  # (c, y, x); y is gone where ry = 1
+    sch.reorder(*xyx, xc)
+    if ry > 1:  # a row per warp row (threadIdx.z): spread over all threads, the region
+        # bounds ignored the predicate of the idle ones (8 rows of xk, not 2)
+        sch.bind(xyx[0], "threadIdx.z")
+        _, ty, tx = sch.split(xyx[1], [None, wo * wx, 32])
+        sch.bind(ty, "threadIdx.y")
+        sch.bind(tx, "threadIdx.x")
+    else:
+        spread(xyx)
     sch.unroll(xc)
     if e == 2:
         # half types: a thread's K results go to registers first, then to shared memory as two
@@ -797,10 +908,10 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     # a warp per 32 columns of one channel, a column block's channels on consecutive warps: a
     # thread's channel stays fixed and its column steps by a constant per round (no division
     # by the window's width; fewer registers, which the unrolled chunk loop below needs)
-    sc, sx = inner_loops(sz, co)
+    sc, *sy, sx = inner_loops(sz, co)  # sy: the window's rows
     sxo, sxi = sch.split(sx, [None, 32])
-    sch.reorder(sxo, sc, sxi)
-    srounds, sty = sch.split(sch.fuse(sxo, sc), [None, warps])
+    sch.reorder(sxo, sc, *sy, sxi)
+    srounds, sty = sch.split(sch.fuse(sxo, sc, *sy), [None, warps])
     # rounds unrolled: per-thread predicates hoisted (fewer instructions); without it ptxas
     # took 32 registers and spilled 40 B on sm_80 at pac_joint_upsample's 64x64 f16 adjoint.
     # The half types unroll them in groups of at most WINDOW_ROUNDS: all 6 rounds of a
@@ -810,50 +921,44 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     rounds = extent(sch, srounds)
     group = rounds if wl.dtype == "float32" else max(u for u in range(1, WINDOW_ROUNDS + 1) if rounds % u == 0)
     sch.unroll(srounds if group == rounds else sch.split(srounds, [None, group])[1])
-    sch.bind(sty, "threadIdx.y")
+    bind_warps(sty)
     sch.bind(sxi, "threadIdx.x")
-    # the Wt chunk laid out (j, o, c) (rows of K channels for ldmatrix): a thread per (o, c)
-    # reads its k taps of the row, contiguous in Wt (no division by k per element)
+    # the tap's Wt chunk laid out (o, c) (rows of K channels for ldmatrix), a thread per (o,
+    # c); the A fragments placed at j before it is (as B's)
     wt = sch.cache_read(outer, 0, "shared")
-    sch.compute_at(wt, co)
     sch.transform_layout(wt, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, o_, c_))
-    sch.storage_align(wt, 0, 2, kc, _padded_row(kc) - kc)  # A rows: as xk's
-    wo_, wc, *wj = inner_loops(wt, co)  # (o, c, j)
-    spread([wo_, wc])
-    unroll(sch, *wj)
     a_w = sch.cache_read(outer, 0, "warp")
-    b_w = sch.cache_read(outer, 1, "warp")
     sch.compute_at(a_w, j)
-    sch.compute_at(b_w, j)
+    sch.compute_at(wt, j)
+    sch.storage_align(wt, 0, 2, kc, _padded_row(kc) - kc)  # A rows: as xk's
+    spread(inner_loops(wt, j))  # (o, c)
     c_w = sch.cache_write(outer, 0, "warp")
     sch.reverse_compute_at(c_w, thr)
-    sch.decompose_reduction(outer, i)
-    # the channel chunks of a tap row unrolled: nvcc then computes the fragment and staging
-    # addresses once per tap row, not once per chunk (PTX: 2,940 -> about 1,900 warp
-    # instructions per block and chunk at the benchmark shape; see the docstring); at most 8
-    # chunks per unrolled group (code size with many channels)
-    chunks = wl.p["C"] // kc
-    group = max(u for u in range(1, 9) if chunks % u == 0)
-    sch.unroll(co if group == chunks else sch.split(co, [None, group])[1])
+    sch.decompose_reduction(outer, co)
+    sch.unroll(i)  # a chunk's tap rows unrolled (fragment and staging addresses fold)
     sch.transform_layout(a_w, ("write", 0), lambda i_, j_, o_, c_: (
         i_, j_, o_ // 16, c_ // kc, *_frag_a(o_ % 16, c_ % kc, e)))
     sch.transform_layout(b_w, ("write", 0), lambda n_, i_, j_, y_, x_, c_: (
         n_, i_, j_, y_, x_ // 16, c_ // kc, *_frag_b(c_ % kc, x_ % 16, e)))
     sch.transform_layout(c_w, ("read", 0), lambda n_, o_, y_, x_: (n_, y_, o_ // 16, x_ // 16, *_frag_c(o_ % 16, x_ % 16)))
     store = sch.get_sblock("acc_warp")  # the copy cache_write made: fragments -> 'acc'
-    if wl.dtype == "float32":  # staged as float32 (the same-typed xk space is reused for it)
+    staged = mma_staged(ry)
+    if not staged:  # straight from the fragments to the output
+        sch.reverse_compute_inline(sch.get_sblock("out"))
+    elif wl.dtype == "float32":  # staged as float32 (the same-typed xk space is reused for it)
         sch.set_scope(store, 0, "shared")
         out = sch.get_sblock("out")
     else:  # the cast to the half type in the fragment store: half-sized staging
         sch.reverse_compute_inline(sch.get_sblock("out"))
         out = sch.cache_write(store, 0, "shared")
-    sch.transform_layout(store, ("write", 0), lambda n_, o_, y_, x_: (n_, y_, o_, x_))
-    sch.reverse_compute_at(out, blk)
-    lo = sch.get_loops(out)
-    at = next(k for k, lp in enumerate(lo) if sch.get(lp).same_as(sch.get(blk)))
-    _, ty, tx = sch.split(sch.fuse(*lo[at + 1:]), [None, warps, 32])
-    sch.bind(ty, "threadIdx.y")
-    sch.bind(tx, "threadIdx.x")
+    if staged:
+        sch.transform_layout(store, ("write", 0), lambda n_, o_, y_, x_: (n_, y_, o_, x_))
+        sch.reverse_compute_at(out, blk)
+        lo = sch.get_loops(out)
+        at = next(k for k, lp in enumerate(lo) if sch.get(lp).same_as(sch.get(blk)))
+        _, ty, tx = sch.split(sch.fuse(*lo[at + 1:]), [None, warps, 32])
+        bind_warps(ty)
+        sch.bind(tx, "threadIdx.x")
     sch.tensorize(sch.get_loops(a_w)[-2], load_a)
     bx, bc = sch.get_loops(b_w)[-2:]  # the warp's xm tiles of 16 pixels, each one B fragment
     bxo, bxi = sch.split(bx, [None, 16])
@@ -864,7 +969,7 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int) -> None:
     sch.reorder(sxo, so, sxi)
     sch.tensorize(sch.get_loops(acc)[-3], mma)
     sch.tensorize(sch.get_loops(sch.get_sblock("acc_init"))[-2], MMA_FILL)
-    sch.tensorize(sch.get_loops(store)[-2], _store_name(wl.dtype))
+    sch.tensorize(sch.get_loops(store)[-2], _store_name(wl.dtype, "shared" if staged else "global"))
 
 
 @register("pac", "conv", "cuda")

@@ -382,7 +382,7 @@ def test_tensor_core_one_tile_per_warp(monkeypatch):
     monkeypatch.setattr(pac_cuda, "MMA_TILES_X", 1)
     monkeypatch.setattr(pac_cuda, "MMA_WARPS_X", 8)
     wl = Workload.make("pac", "conv", TF32_CASES["row128"], "float32")
-    assert pac_cuda.mma_tile(wl) == (1, 8, 1)
+    assert pac_cuda.mma_tile(wl) == (1, 8, 1, 2)
     assert 1e-5 < emulate.check(wl, "cuda") <= emulate.TF32_TOLERANCE
 
 

@@ -162,10 +162,10 @@ def test_benchmark_workloads_list_half_tensor_core_convs():
         assert f"pac.conv({half})" in labels and f"pac.conv(adj)({half})" in labels
     tf32 = next(w for w in pac if w.p.get("tf32") and not w.p["a"])
     bf16 = next(w for w in pac if w.dtype == "bfloat16" and not w.p["a"])
-    # per block (one 128-pixel row, 64 channels): per tap row and chunk one grid row of the
-    # source (634 real (row, tap row) pairs per image, 128 real columns of the 132-wide
-    # window), K once per (tap, pixel) and chunk, the whole weight, out stored once
-    x, wt, out = 8 * 64 * 634 * 128, 8 * 128 * 64 * 64 * 25, 8 * 64 * 128 ** 2
+    # per block (two 128-pixel rows, 64 channels: 64 blocks an image): per chunk the source
+    # window of 6 rows (380 real over the 64 row tiles) x 132 columns (128 real), K once per
+    # (tap, pixel) and chunk, the whole weight, out stored once
+    x, wt, out = 8 * 64 * 380 * 128, 8 * 64 * 64 * 64 * 25, 8 * 64 * 128 ** 2
     assert G.requested_bytes(tf32, 4) == 4 * (x + 8 * 8 * 25 * 128 ** 2 + wt + out)
     assert G.requested_bytes(bf16, 2) == 2 * (x + 8 * 4 * 25 * 128 ** 2 + wt + out)
 

@@ -134,8 +134,8 @@ def test_tensor_core_staged_rows_avoid_bank_conflicts(kc, item):
 @pytest.mark.parametrize("dtype", ("float32", "float16", "bfloat16"))
 def test_tensor_core_conv_resources_at_benchmark_shape(dtype, arch):
     """Issue 15's register aims for the tensor-core conv at 8x64x128x128 k5 O=64, forward and
-    input gradient: no spills and at most 64 registers, so that two of its 512-thread blocks (4 x
-    4 warps of two 16 x 16 tiles) fit an SM: 50% theoretical occupancy (ptxas figures;
+    input gradient: no spills and at most 64 registers, so that its 1,024-thread blocks (2 rows
+    x 4 x 4 warps of two 16 x 16 tiles) fit an SM: 50% theoretical occupancy (ptxas figures;
     estimates, no GPU)."""
     from dynfilter_tvm import gpu_report as G
     from schedules.pac_cuda import mma_shared_bytes, mma_tile
@@ -147,10 +147,10 @@ def test_tensor_core_conv_resources_at_benchmark_shape(dtype, arch):
         assert G.mma_kind(src) == {"float32": "tf32", "float16": "f16", "bfloat16": "bf16"}[dtype]
         res = G.ptxas_resources(src, arch)["pac_conv_kernel"]
         assert res["spill"] == 0 and res["regs"] <= 64, (wl, res)
-        wo, wx, xm = mma_tile(wl)
-        assert (wo, wx, xm) == (4, 4, 2)
-        assert res["smem"] == mma_shared_bytes(wl, wo, wx, xm)  # the padded rows, as budgeted
-        assert G.occupancy(arch, 32 * wo * wx, res["regs"], res["smem"]) >= 0.5
+        wo, wx, xm, ry = mma_tile(wl)
+        assert (wo, wx, xm, ry) == (4, 4, 2, 2)
+        assert res["smem"] == mma_shared_bytes(wl, wo, wx, xm, ry)  # the padded rows, as budgeted
+        assert G.occupancy(arch, 32 * wo * wx * ry, res["regs"], res["smem"]) >= 0.5
 
 
 
@@ -164,17 +164,18 @@ def test_tensor_core_conv_resources_at_model_shapes(dtype, arch):
     8 B on sm_90 with all 6 rounds unrolled (now 2 x 3, WINDOW_ROUNDS), and the 128x128 -> 64x64
     k5 s2 input gradient, which spilled 40 B on sm_80 with the rounds not unrolled."""
     from dynfilter_tvm import gpu_report as G
-    from schedules.pac_cuda import mma_tile
+    from schedules.pac_cuda import mma_shared_bytes, mma_tile
 
     for p in (dict(_geo(2, 32, 65, 64, 64, 64, 3, 1, 1, 0, 1), O=32, a=0),
               dict(_geo(2, 32, 128, 128, 64, 64, 5, 2, 1, 2, 1), O=32, a=1)):
         wl = Workload.make("pac", "conv", p, dtype)
-        wo, wx, xm = mma_tile(wl, cuda_target(arch))
+        wo, wx, xm, ry = mma_tile(wl, cuda_target(arch))
+        assert ry == (2 if p["s"] == 1 else 1)  # rows per block where the window rows are contiguous
         src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
         assert G.mma_kind(src) == {"float16": "f16", "bfloat16": "bf16"}[dtype]
         res = G.ptxas_resources(src, arch)["pac_conv_kernel"]
-        assert res["spill"] == 0, (p, res)
-        assert G.occupancy(arch, 32 * wo * wx, res["regs"], res["smem"]) >= 0.5, (p, res)
+        assert res["spill"] == 0 and res["smem"] == mma_shared_bytes(wl, wo, wx, xm, ry), (p, res)
+        assert G.occupancy(arch, 32 * wo * wx * ry, res["regs"], res["smem"]) >= 0.5, (p, res)
 
 def test_tf32_flag_follows_cudnn_allow_tf32(monkeypatch):
     """Read at each call: CUDA float32 only, exactly while cudnn.allow_tf32 is set; recorded
