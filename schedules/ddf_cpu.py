@@ -183,7 +183,7 @@ def _segments(w: int, lanes: int):
     return segs
 
 
-def _pad_copy(sch, name: str, at, lanes: int, generic: bool) -> None:
+def _pad_copy(sch, name: str, at, lanes: int, generic: bool, flat: bool = False) -> None:
     """A padded copy next to the loop ``at`` that reads it, as a zero fill and a copy of the
     interior (``decompose_padding``): one copy with the bounds test per element has a
     predicate per lane, which TVM's vectorizer leaves scalar (about 10 instructions an
@@ -205,6 +205,8 @@ def _pad_copy(sch, name: str, at, lanes: int, generic: bool) -> None:
     except s_tir.ScheduleError:
         split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
         return
+    if flat:  # the fill's loops (it covers the whole compacted plane) as one
+        sch.fuse(*sch.get_loops(fill)[depth + 1:])
     split_tail(sch, vectorize_inner(sch, fill, lanes, under=at))
     if not generic:
         split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
@@ -620,10 +622,19 @@ def dc(sch, wl, target):
     if wl.kind == "generic" and wl.p["s"] > 1:
         _phase_pad_copy(sch, wl, "Xpad", plane, lanes)
     else:
-        _pad_copy(sch, "Xpad", plane, lanes, wl.kind == "generic")
-    if wl.kind == "generic":
-        _pad_copy(sch, "dOpad", plane, lanes, True)
+        _pad_copy(sch, "Xpad", plane, lanes, wl.kind == "generic", flat=wl.kind == "generic")
+    if wl.kind == "generic":  # dO's widened rows: one pass, whole vectors (see _dc_dopad)
+        _dc_dopad(sch, plane, lanes)
     split_tail(sch, xo)
+
+
+def _dc_dopad(sch, plane, lanes: int) -> None:
+    """dc's widened dO (zeros right of the row only) per plane as one copy of whole vectors,
+    the row's last, partial vector cut off (``split_tail``: predicated, so scalar; none where
+    W is a multiple of ``lanes``), as ds's. :func:`_pad_copy`'s zero fill of the whole plane
+    followed by an interior copy wrote every element twice."""
+    sch.compute_at(sch.get_sblock("dOpad"), plane)
+    split_tail(sch, vectorize_inner(sch, "dOpad", lanes, under=plane))
 
 
 def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) -> None:

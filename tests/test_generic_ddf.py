@@ -194,6 +194,37 @@ def test_generic_cpu_guarded_pieces(kernel):
                                    rtol=1e-5, atol=1e-5, err_msg=f"{B}x{H}x{W}")
 
 
+@pytest.mark.parametrize("k,s,d,combine", [(3, 1, 1, "mul"), (3, 1, 1, "add"), (5, 2, 2, "add"), (3, 2, 1, "mul")])
+def test_generic_cpu_dc_copies(k, s, d, combine):
+    """The generic dc's per-plane copies (``schedules.ddf_cpu._dc_dopad``, ``_pad_copy(flat=)``):
+    dO's widened rows one pass (no zero fill: its zeros right of the row come from the copy's
+    predicated last vector, which 'add', without S's zeros, needs), X's zero fill at stride 1
+    one loop over the plane. Against the float64 reference with NaN-filled outputs, at widths
+    below, at and past multiples of the 8-lane vectors."""
+    import numpy as np
+    import tvm
+
+    from dynfilter_tvm.build import build, schedule
+    from dynfilter_tvm.target import cpu_target
+
+    target = cpu_target()
+    wl = _generic_wl("dc", 8, 2, k, s, d, combine, "float32")
+    script = schedule(wl, target, tuned=False)[0].script()
+    assert 'T.sblock("dOpad_pad_const")' not in script and 'T.sblock("dOpad")' in script
+    assert ("ax0_ax1_fused" in script) == (s == 1)
+    lib = build(wl, target)
+    for B, H, W in ((1, 1, 1), (2, 3, 7), (1, 4, 8), (1, 3, 9), (2, 5, 16), (1, 2, 17), (1, 3, 33)):
+        p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=d, combine=combine)
+        Ho, Wo = -(-H // s), -(-W // s)
+        rng = np.random.default_rng(B * 1000 + H * 100 + W)
+        ins = [rng.standard_normal(shape).astype("float32")
+               for shape in ((B, 2, 4, Ho, Wo), (B, 2, 4, H, W), (B, 2, k, k, Ho, Wo))]
+        args = [tvm.runtime.tensor(a) for a in (*ins, np.full((B, 2, 4, k, k), np.nan, "float32"))]
+        lib(*args)
+        np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", "dc", p, "float32"), ins),
+                                   rtol=1e-4, atol=1e-4, err_msg=f"{B}x{H}x{W}")
+
+
 KERNELS = ("fwd", "dx", "ds", "dc")
 # C/G = 32: ds's channel-slice path; k = 9: taps not unrolled
 CUDA_PARAMS = [(8, 2, 3, 2, 1, "mul"), (64, 2, 3, 1, 2, "add"), (2, 1, 9, 1, 1, "add")]
