@@ -193,7 +193,9 @@ def _pad_copy(sch, name: str, at, lanes: int, generic: bool, flat: bool = False)
     vectorizer takes, whole AVX-512 vectors and its own remainder. TVM's vectorizer, over
     a symbolic row, ends each row in a predicated tile, which it leaves scalar (TVM emits
     no masked stores): with 4-lane vectors (a scalar tail of up to 3), the copy was 16% of
-    the generic fwd's time at 56 px rows, its tail alone 10% at 14 px (perf, k = 3)."""
+    the generic fwd's time at 56 px rows, its tail alone 10% at 14 px (perf, k = 3).
+    ``flat`` (dc): the zero fill's loops fused (the fill covers the whole compacted plane), so
+    LLVM makes it one memset per plane instead of one per row."""
     blk = sch.get_sblock(name)
     sch.compute_at(blk, at)
     loops = sch.get_loops(blk)
@@ -591,6 +593,19 @@ def ds(sch, wl, target):
 
 @register("ddf", "dc", "cpu")
 def dc(sch, wl, target):
+    """Per plane (b, g, c): the column sums acc_cols, a vector tile of the k x k taps x one
+    vector of x, over the rows y; then 'acc' sums the real columns. Generic builds: the tile
+    accumulates in a local buffer (the plane's sums have a symbolic size), S's widened rows
+    tile-major ('Spad', once per call), and the plane's copies are single passes: dO's
+    widened rows one copy (:func:`_dc_dopad`), X's zero fill at stride 1 one loop over the
+    plane (``_pad_copy(flat=True)``). Found by perf at 2x64x56² k3: the copies took ~37% of
+    the generic kernel's samples, dO's zero fill and copy (the static build reads dO in place)
+    ~20%, X's fill a memset per row (LLVM's loop idiom: a call per 58 floats) ~9%. Generic /
+    static, 1 thread, ``bench_ddf_kernels.py --thread-time --repeats 11 --kernels dc``, same
+    process: 1.29 -> 1.11-1.16 at 56² k3, 1.37 -> 1.34 at 56² k3 s2. What stays at s2: X's
+    phase-major fill (whole rows of both phases, wider than the static row) and its copy's
+    scalar tails (perf: ~23% and ~16% of the kernel); storing both phases per vector tile
+    (no memset) did not change the time."""
     lanes = vector_lanes(wl.dtype)
     if wl.kind == "generic" and wl.p["combine"] == "mul":  # S's rows widened, once per call
         # laid out tile-major as fwd's: per (tile, row) the k x k tap vectors at constant
