@@ -601,8 +601,9 @@ def dc(sch, wl, target):
     plane (``_pad_copy(flat=True)``). Found by perf at 2x64x56² k3: the copies took ~37% of
     the generic kernel's samples, dO's zero fill and copy (the static build reads dO in place)
     ~20%, X's fill a memset per row (LLVM's loop idiom: a call per 58 floats) ~9%. Generic /
-    static, 1 thread, ``bench_ddf_kernels.py --thread-time --repeats 11 --kernels dc``, same
-    process: 1.29 -> 1.11-1.16 at 56² k3, 1.37 -> 1.34 at 56² k3 s2. What stays at s2: X's
+    static, 1 thread (``bench_ddf_kernels.py --thread-time --repeats 11 --kernels dc``, before
+    and after run back to back): 1.30 -> 1.12 / 1.06 -> 0.97 / 0.94 -> 0.83 / 0.98 -> 0.89 at
+    56, 28, 14 px k3 and 56 px k7, 1.36 -> 1.34 at 56 px k3 s2. What stays at s2: X's
     phase-major fill (whole rows of both phases, wider than the static row) and its copy's
     scalar tails (perf: ~23% and ~16% of the kernel); storing both phases per vector tile
     (no memset) did not change the time."""
