@@ -134,12 +134,14 @@ def guard_pieces(sch, pieces, block: str = "out") -> None:
     conjuncts of the store's predicate (those over the innermost loop) are bounded over the
     piece's loops (``int_set``: max < 0 for a whole piece, min < 0 for any lane); the others
     stay in the block predicate, dropped where the enclosing loops' ranges prove them (the
-    tile loop's own bound). The replaced loop holds 'out' twice (both copies share their
-    variables, as LoopPartition's copies do), so this runs last. A predicate the guard does not
-    read leaves the piece loop cut by LoopPartition as before.
+    tile loop's own bound). The replaced loop holds ``block`` twice (both copies share their
+    variables, as LoopPartition's copies do: ``s_tir.Schedule`` refuses the result as
+    ill-formed), so this runs last. A predicate the guard does not read leaves the piece loop
+    cut by LoopPartition as before.
 
-    Users: DDF fwd / dx 'out' (``ddf_cpu._row_tile_out``), PAC pool / pool_dk / dist row
-    stores (``pac_cpu._guarded_store``). Why (DDF): with the cut (``pragma_loop_partition_hint``) the piece loop had a runtime trip count,
+    Users: DDF fwd / dx 'out' (``ddf_cpu._row_tile_out``), PAC pool / pool_dk / dist (G = 1)
+    row stores (``pac_cpu._store_pieces``). Why (DDF): with the cut
+    (``pragma_loop_partition_hint``) the piece loop had a runtime trip count,
     so its index into the tile was dynamic and LLVM kept the tile on the stack (zeroed, stored
     after the tap loop, read back per piece, 8 row pointers reloaded per piece: perf at 56 px,
     'out' 11% and the init 8% of the generic fwd). Unrolled, each piece's tile index is a
