@@ -6,7 +6,7 @@ unit-extent loops, so positions would shift), then move the cast stage ('out') i
 from __future__ import annotations
 
 import tvm.s_tir as s_tir
-from tvm import tirx
+from tvm import ir, sym, tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
@@ -123,3 +123,91 @@ def after_compute_at(sch: s_tir.Schedule, block, extents):
     names = [name for name, n in extents if n > 1]
     loops = sch.get_loops(block)[len(sch.get_loops(block)) - len(names):]
     return dict(zip(names, loops))
+
+
+def guard_pieces(sch, pieces, block: str = "out") -> None:
+    """A shape-generic CPU store's piece loop ``pieces`` (over vector pieces of a symbolic row,
+    the stage ``block``, its loops inside: the tile's, unrolled, then the lanes) unrolled, each
+    piece guarded as a whole: ``if`` its last lane lies in the row, the piece's stores without
+    the lane predicate (one vector store per tile element straight from the tile), ``elif`` its
+    first lane does, the predicated stores (scalar, lane by lane), else nothing. The lane
+    conjuncts of the store's predicate (those over the innermost loop) are bounded over the
+    piece's loops (``int_set``: max < 0 for a whole piece, min < 0 for any lane); the others
+    stay in the block predicate, dropped where the enclosing loops' ranges prove them (the
+    tile loop's own bound). The replaced loop holds ``block`` twice (both copies share their
+    variables, as LoopPartition's copies do: ``s_tir.Schedule`` refuses the result as
+    ill-formed), so this runs last. A predicate the guard does not read leaves the piece loop
+    cut by LoopPartition as before.
+
+    Users: DDF fwd / dx 'out' (``ddf_cpu._row_tile_out``), PAC pool / pool_dk / dist (G = 1)
+    row stores (``pac_cpu._store_pieces``). Why (DDF): with the cut
+    (``pragma_loop_partition_hint``) the piece loop had a runtime trip count,
+    so its index into the tile was dynamic and LLVM kept the tile on the stack (zeroed, stored
+    after the tap loop, read back per piece, 8 row pointers reloaded per piece: perf at 56 px,
+    'out' 11% and the init 8% of the generic fwd). Unrolled, each piece's tile index is a
+    constant and the tile stays in registers, as in the static build. Same process (static and
+    both generic variants interleaved, thread time, 11 repeats), generic / static before ->
+    after: fwd 1.28 -> 1.06, 1.17 -> 1.03 (two runs) at 56 px k3, 1.10 -> 0.94, 1.05 -> 0.93 at
+    28 px, 1.35 -> 1.19, 1.35 -> 1.18 at 14 px, 1.06 -> 0.96 at 56 px k7; dx 1.10 -> 0.99 /
+    1.13 -> 0.98 / 1.60 -> 1.32 / 0.98 -> 0.91. What stays at 14 px: the one 16-lane tile
+    computes 2 dead lanes per row (the static build: exact 8 + 4 + 2 segments) and the partial
+    piece stores 6 lanes scalar. The same guard on the strided dx's 'out' (8- or 4-pixel
+    pieces of its 16-pixel rows) made it slower (1.79 -> 2.04 / 1.95 at 28 px s2, 0.98 -> 1.09
+    / 1.17 at 56 px s2: LLVM interleaves the phases of a whole 16-pixel row better)."""
+    if pieces is None:
+        return
+    loop = sch.get(pieces)
+    ana = sym.Analyzer()
+    for outer in sch.get_loops(sch.get_sblock(block)):
+        o = sch.get(outer)
+        if o.same_as(loop):
+            break
+        ana.bind(o.loop_var, ir.Range.from_min_extent(o.min, o.extent))
+    inner = {}
+    stmt = loop.body
+    while isinstance(stmt, tirx.For):  # the tile's unrolled (channel, row) loops, the lanes
+        inner[stmt.loop_var] = sym.IntervalSet(stmt.min, stmt.min + stmt.extent - 1)
+        lane = stmt.loop_var
+        stmt = stmt.body
+    realize = stmt
+    conj, todo = [], [realize.predicate]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, tirx.And):
+            todo += [e.a, e.b]
+        else:
+            conj.append(e)
+    whole, anyl, keep = [], [], []
+    for c in conj:
+        if not any(v.same_as(lane) for v in tirx.analysis.undefined_vars(c)):
+            if not ana.can_prove(c):
+                keep.append(c)
+            continue
+        if not isinstance(c, tirx.LT):
+            whole = []
+            break
+        span = ana.int_set(c.a - c.b, inner)
+        whole.append(ana.simplify(span.max_value < 0))
+        anyl.append(ana.simplify(span.min_value < 0))
+    if not whole:  # no lane bound, or one this guard does not read: cut the loop instead
+        sch.annotate(pieces, "pragma_loop_partition_hint", 1)
+        return
+    clean = _with_predicate(loop.body, _all(keep))
+    guarded = tirx.IfThenElse(_all(whole), clean, tirx.IfThenElse(_all(anyl), loop.body, None))
+    new = tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.UNROLLED, guarded)
+    sch.state.replace(sch.get_sref(pieces), new, {})
+
+
+def _all(conds):
+    out = None
+    for c in conds:
+        out = c if out is None else tirx.And(out, c)
+    return tirx.const(True, "bool") if out is None else out
+
+
+def _with_predicate(stmt, pred):
+    """``stmt`` (nested For loops over one block realize) with the realize's predicate ``pred``."""
+    if isinstance(stmt, tirx.For):
+        return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, _with_predicate(stmt.body, pred),
+                        stmt.thread_binding, stmt.annotations)
+    return s_tir.SBlockRealize(stmt.iter_values, pred, stmt.block)

@@ -23,7 +23,7 @@ whole (``tile_regions``) so that they stay small buffers (dc's column sums accum
 local tile, its plane-wide buffer having a symbolic size). The padded copies' interiors are
 plain row loops, vectorised by LLVM (:func:`_pad_copy`); fwd and dx (stride 1) store their
 tiles in half-vector pieces, each guarded as a whole (:func:`_row_tile_out`,
-:func:`_guard_pieces`: whole pieces store vectors from the registers). At stride s > 1 their padded X is laid out phase-major along the
+:func:`guard_pieces`: whole pieces store vectors from the registers). At stride s > 1 their padded X is laid out phase-major along the
 row (:func:`_phase_pad_copy`: fwd, ds, dc), so that the taps' reads, s apart, are contiguous
 vectors. Found in the generic builds' profiles
 (perf, against the static ones): TVM's vectorizer leaves every predicated tile scalar, and
@@ -33,14 +33,14 @@ copies' tails 10%.
 from __future__ import annotations
 
 import tvm.s_tir as s_tir
-from tvm import ir, sym, tirx
+from tvm import tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
 from dynfilter_tvm.ops.ddf import FWD_ROWS
 
 from . import register
-from .common import UNROLL_TAPS, acc_registers, extent, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import UNROLL_TAPS, acc_registers, extent, guard_pieces, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
@@ -90,7 +90,7 @@ def fwd(sch, wl, target):
     process, generic / static: 1.40 -> 1.30 / 1.15 -> 1.08 / 1.17 -> 1.14 / 1.08 -> 1.03 at 56,
     28, 14 px k3 and 56 px k7, 1.18 -> 1.10 at 56 x 64 px, 0.83 -> 0.77 at s2 (RESULTS.md "DDF
     CPU generic row pairs, strided dx grid"). 'out''s pieces each guarded as a whole instead
-    of cut (:func:`_guard_pieces`): the tile stays in registers; same process 1.28 -> 1.06 /
+    of cut (:func:`guard_pieces`): the tile stays in registers; same process 1.28 -> 1.06 /
     1.10 -> 0.94 / 1.35 -> 1.19 at 56, 28, 14 px k3, 1.06 -> 0.96 at k7.
     """
     wide = _fwd_lanes(wl.dtype, target)
@@ -123,7 +123,7 @@ def fwd(sch, wl, target):
         # per-row test of the pair's second row (as dx's generic tiles)
         split_tail(sch, yo)
         _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
-        _guard_pieces(sch, pieces)
+        guard_pieces(sch, pieces)
         return
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
 
@@ -221,7 +221,7 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
     stores, predicated, run scalar (TVM emits no masked stores).
 
     ``piece`` (fwd, dx): 'out' stores each tile in ``piece``-lane vectors, the loop over them
-    returned for :func:`_guard_pieces` (each piece guarded as a whole: whole pieces, then at
+    returned for :func:`guard_pieces` (each piece guarded as a whole: whole pieces, then at
     most one predicated (scalar) piece, so a row's scalar tail is under ``piece`` pixels
     instead of under ``lanes`` (16 of 14 px rows ran scalar: 37% of the generic fwd's time at
     14 px, perf); before the guard, LoopPartition cut the piece loop at the row's end). The tile is laid out (tile, lane) instead of declared whole: 'out''s region over
@@ -237,7 +237,7 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
 
     What stays at rows of W mod 16 in 1..8 (56 px): the last tile computes 8 dead lanes
     (16 where the static build runs an 8-lane vector; its dead piece, once checked lane by
-    lane, is now skipped by :func:`_guard_pieces`); a
+    lane, is now skipped by :func:`guard_pieces`); a
     second cut (whole tiles apart, their tile kept in registers) cannot reach the last tile's
     pieces: TVM's LoopPartition recurses into the part after the cut only when it can prove
     its extent non-negative, which the rows' max(W, 1) (``ops.ddf``) prevents, so the last
@@ -249,7 +249,7 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
     8%: the tile lived in memory (the cut piece loop's runtime trip count left its index
     dynamic), so each tile was zeroed and stored to the stack, then read back in half vectors,
     the 8 row pointers reloaded from the stack per piece (now guarded pieces, unrolled: the
-    tile in registers, :func:`_guard_pieces`). TVM 0.27 can emit masked stores
+    tile in registers, :func:`guard_pieces`). TVM 0.27 can emit masked stores
     (``tirx.enable_buffer_level_predication``), which would store a whole tile with one
     predicated vector per row, but only where the tail condition is a lone ``ramp < broadcast``
     whose base is the store's own index: 'out''s predicate also carries the tile loops' own
@@ -269,95 +269,11 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
         sch.vectorize(inner)
         sch.reorder(pieces, *tile)  # one piece loop per tile (cut once), the tile unrolled in it
         unroll(sch, *tile)
-        return pieces  # guarded by _guard_pieces once the schedule is otherwise done
+        return pieces  # guarded by guard_pieces once the schedule is otherwise done
     vectorize_under(sch, out, xo)
     tile_regions(sch, "acc", ("acc_init", "acc_update", "out"), lanes)
     split_tail(sch, xo)
     return None
-
-
-def _guard_pieces(sch, pieces) -> None:
-    """'out''s piece loop (:func:`_row_tile_out`, fwd and dx at stride 1) unrolled, each piece
-    guarded as a whole: ``if`` its last lane lies in the row, the piece's stores without the
-    lane predicate (one vector store per (channel, row) straight from the tile), ``elif`` its
-    first lane does, the predicated stores (scalar, lane by lane), else nothing. The lane
-    conjuncts of the store's predicate (those over the innermost loop) are bounded over the
-    piece's loops (``int_set``: max < 0 for a whole piece, min < 0 for any lane); the others
-    stay in the block predicate, dropped where the enclosing loops' ranges prove them (the
-    tile loop's own bound). The replaced loop holds 'out' twice (both copies share their
-    variables, as LoopPartition's copies do), so this runs last. A predicate the guard does not
-    read leaves the piece loop cut by LoopPartition as before.
-
-    Why: with the cut (``pragma_loop_partition_hint``) the piece loop had a runtime trip count,
-    so its index into the tile was dynamic and LLVM kept the tile on the stack (zeroed, stored
-    after the tap loop, read back per piece, 8 row pointers reloaded per piece: perf at 56 px,
-    'out' 11% and the init 8% of the generic fwd). Unrolled, each piece's tile index is a
-    constant and the tile stays in registers, as in the static build. Same process (static and
-    both generic variants interleaved, thread time, 11 repeats), generic / static before ->
-    after: fwd 1.28 -> 1.06, 1.17 -> 1.03 (two runs) at 56 px k3, 1.10 -> 0.94, 1.05 -> 0.93 at
-    28 px, 1.35 -> 1.19, 1.35 -> 1.18 at 14 px, 1.06 -> 0.96 at 56 px k7; dx 1.10 -> 0.99 /
-    1.13 -> 0.98 / 1.60 -> 1.32 / 0.98 -> 0.91. What stays at 14 px: the one 16-lane tile
-    computes 2 dead lanes per row (the static build: exact 8 + 4 + 2 segments) and the partial
-    piece stores 6 lanes scalar. The same guard on the strided dx's 'out' (8- or 4-pixel
-    pieces of its 16-pixel rows) made it slower (1.79 -> 2.04 / 1.95 at 28 px s2, 0.98 -> 1.09
-    / 1.17 at 56 px s2: LLVM interleaves the phases of a whole 16-pixel row better)."""
-    if pieces is None:
-        return
-    loop = sch.get(pieces)
-    ana = sym.Analyzer()
-    for outer in sch.get_loops(sch.get_sblock("out")):
-        o = sch.get(outer)
-        if o.same_as(loop):
-            break
-        ana.bind(o.loop_var, ir.Range.from_min_extent(o.min, o.extent))
-    inner = {}
-    stmt = loop.body
-    while isinstance(stmt, tirx.For):  # the tile's unrolled (channel, row) loops, the lanes
-        inner[stmt.loop_var] = sym.IntervalSet(stmt.min, stmt.min + stmt.extent - 1)
-        lane = stmt.loop_var
-        stmt = stmt.body
-    realize = stmt
-    conj, todo = [], [realize.predicate]
-    while todo:
-        e = todo.pop()
-        if isinstance(e, tirx.And):
-            todo += [e.a, e.b]
-        else:
-            conj.append(e)
-    whole, anyl, keep = [], [], []
-    for c in conj:
-        if not any(v.same_as(lane) for v in tirx.analysis.undefined_vars(c)):
-            if not ana.can_prove(c):
-                keep.append(c)
-            continue
-        if not isinstance(c, tirx.LT):
-            whole = []
-            break
-        span = ana.int_set(c.a - c.b, inner)
-        whole.append(ana.simplify(span.max_value < 0))
-        anyl.append(ana.simplify(span.min_value < 0))
-    if not whole:  # no lane bound, or one this guard does not read: cut the loop instead
-        sch.annotate(pieces, "pragma_loop_partition_hint", 1)
-        return
-    clean = _with_predicate(loop.body, _all(keep))
-    guarded = tirx.IfThenElse(_all(whole), clean, tirx.IfThenElse(_all(anyl), loop.body, None))
-    new = tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.UNROLLED, guarded)
-    sch.state.replace(sch.get_sref(pieces), new, {})
-
-
-def _all(conds):
-    out = None
-    for c in conds:
-        out = c if out is None else tirx.And(out, c)
-    return tirx.const(True, "bool") if out is None else out
-
-
-def _with_predicate(stmt, pred):
-    """``stmt`` (nested For loops over one block realize) with the realize's predicate ``pred``."""
-    if isinstance(stmt, tirx.For):
-        return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, _with_predicate(stmt.body, pred),
-                        stmt.thread_binding, stmt.annotations)
-    return s_tir.SBlockRealize(stmt.iter_values, pred, stmt.block)
 
 
 def _out_piece(wide: int) -> int:
@@ -483,7 +399,7 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     wide vector (16 float32 lanes with AVX-512; ``ops.ddf.dx_grid`` rounds the rows to whole
     FWD_ROW_QUANTUM pixels), the taps (j, i) outside the tile; 'out' in half-vector pieces
     (16-lane tiles; narrower ones whole, :func:`_out_piece`), each guarded as a whole
-    (:func:`_guard_pieces`; same process 1.10 -> 0.99 / 1.13 -> 0.98 / 1.60 -> 1.32 / 0.98 ->
+    (:func:`guard_pieces`; same process 1.10 -> 0.99 / 1.13 -> 0.98 / 1.60 -> 1.32 / 0.98 ->
     0.91 at 56, 28, 14 px k3 and 56 px k7). The grid keeps H rows (rounded
     to pairs, the generic CUDA dx's shared stages stopped compacting to a constant size and it
     fell back to a thread per output): the pair loop is cut (LoopPartition) into whole pairs
@@ -527,7 +443,7 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     pieces = _row_tile_out(sch, acc, j, xo, wide, _out_piece(wide))
     split_tail(sch, yo)  # whole pairs unpredicated (LoopPartition), the odd H's last pair apart
     _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
-    _guard_pieces(sch, pieces)
+    guard_pieces(sch, pieces)
 
 
 def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS) -> None:

@@ -42,7 +42,7 @@ from tvm.target import codegen
 from dynfilter_tvm.ops.pac import POOL_ROW_QUANTUM
 
 from . import register
-from .common import acc_registers, after_compute_at, unroll, vector_lanes, vectorize_inner, vectorize_under
+from .common import acc_registers, after_compute_at, guard_pieces, unroll, vector_lanes, vectorize_inner, vectorize_under
 
 
 def _partition(sch, loop) -> None:
@@ -218,7 +218,8 @@ def pool(sch, wl, target):
     """The taps inlined, the sum over rows padded to whole vectors (``ops.pac.pool``: zeros past
     the last output), so every vector of the sum is whole at any width, a symbolic one
     included, and only the cast stage ('out') stores a partial last vector (``_partition``:
-    whole vectors, then the tail's lanes one by one). The loop nest is the store's: parallel
+    whole vectors, then the tail; generic builds store the tail in guarded half-vector pieces,
+    ``_store_pieces``). The loop nest is the store's: parallel
     over output rows, vectors along x, each vector's sum (k x k taps, an accumulator vector)
     computed at it. A shared kernel (G = 1): the channels of a block inside the vector
     (``POOL_CHANNEL_BLOCK``), a kernel per channel: channel by channel. The kernel rows padded
@@ -266,7 +267,7 @@ def pool(sch, wl, target):
         at, kp_at = ci, row
     else:
         at = kp_at = xo
-    sch.vectorize(xi)
+    pieces = _store_pieces(sch, wl, xi, xl)
     _partition(sch, xo)
     acc = sch.get_sblock("acc")
     sch.compute_at(acc, at)
@@ -286,6 +287,34 @@ def pool(sch, wl, target):
         kp = sch.get_sblock("Kp")
         sch.compute_at(kp, kp_at)
         _partition(sch, vectorize_inner(sch, kp, lanes, under=kp_at))
+    guard_pieces(sch, pieces)
+
+
+def _store_pieces(sch, wl, xi, lanes: int, tile=()):
+    """The row store's vector loop ``xi`` (``lanes``, the sum's vectors over the padded row):
+    static builds vectorize it whole; generic builds split it into half-vector pieces, the
+    loop over them outside the stage's ``tile`` loops (unrolled), returned for
+    :func:`guard_pieces` once the schedule is otherwise done (each piece guarded as a whole:
+    a whole piece stores one vector per tile element, only a partial one lane by lane). A
+    28-px row's last 8-lane vector is then one whole 4-lane piece and a dead one, instead of
+    8 predicated scalar stores (TVM emits no masked stores). Static builds unchanged (their
+    scheduled modules identical). Generic / static, 1 thread, medians, 2x128x28² k3
+    (``bench_generic_pac_kernels.py``, old and new tree in turn, two runs): pool 1.26 / 1.27 ->
+    1.20 / 1.21; pool_dk and dist (G = 1) unchanged within noise (1.24-1.32, 1.29-1.44): their
+    time is elsewhere. perf (dist, same calls, samples generic / static 4534 / 3356): the
+    channel-sum loop ~2560 / ~1550 (per channel the same 10 loads, 9 subtractions and 9 FMAs;
+    the static loop has two channels unrolled at constant offsets), the per-row copy ``Rp``
+    ~850 / ~500 (its last vector scalar lane by lane, ~300: a zero fill first, or 4-lane
+    vectors, measured no faster), ``Sz``'s copy ~1000 / ~700."""
+    if wl.p["Wo"] is not None:
+        sch.vectorize(xi)
+        return None
+    pieces, lane = sch.split(xi, [None, lanes // 2])
+    sch.vectorize(lane)
+    if tile:
+        sch.reorder(pieces, *tile)
+        unroll(sch, *tile)
+    return pieces
 
 
 def _plane_by_plane(wl, target) -> bool:
@@ -608,8 +637,8 @@ def _channel_sum_padded(sch, wl) -> None:
     """A channel sum (G = 1) over rows padded to whole vectors (``ops.pac.pool_dk``, ``dist``): the store's
     loop nest, parallel over output rows, per vector of x a k x k tile of accumulator vectors
     (a local array: registers) summed over every channel, the taps unrolled inside, then
-    stored; only the store of a row's last vector is partial (``_partition``), once per tile,
-    not per channel. The padded row of the per-pixel operand (``Rp``: all channels of the
+    stored; only the store of a row's last vector is partial (``_partition``; generic builds:
+    guarded half-vector pieces, ``_store_pieces``), once per tile, not per channel. The padded row of the per-pixel operand (``Rp``: all channels of the
     output row) is copied at the row. Per channel and vector: one load of that operand (dO,
     F0), k x k loads of the source, k x k FMAs, no accumulator traffic. History: the channel
     loop outside the taps (a k x k x Wo row of accumulators in memory, one x loop per tap) was
@@ -625,7 +654,7 @@ def _channel_sum_padded(sch, wl) -> None:
     sch.reorder(n, y, g, xo, i, j, xi)
     row = sch.fuse(n, y)
     sch.parallel(row)
-    sch.vectorize(xi)
+    pieces = _store_pieces(sch, wl, xi, lanes, tile=(i, j))
     _partition(sch, xo)
     acc = sch.get_sblock("acc")
     sch.compute_at(acc, xo)
@@ -640,6 +669,7 @@ def _channel_sum_padded(sch, wl) -> None:
     rp = sch.get_sblock("Rp")
     sch.compute_at(rp, row)
     _partition(sch, vectorize_inner(sch, rp, vector_lanes(wl.dtype), under=row))
+    guard_pieces(sch, pieces)
 
 
 def _taps_inside_vectors(sch, lanes, row_copy=None):
