@@ -22,7 +22,8 @@ Per kernel (forward and every gradient) at the benchmark shapes, for sm_90 and s
   that counts every requested byte as DRAM traffic (L1/L2 hits, which the schedules' docstrings
   estimate, make it faster), against the H100 roofline of the kernel's aim (:func:`aim_peak`:
   bandwidth-bound kernels at FP32 SIMT, the GEMM-shaped PAC kernels at the TF32 tensor-core
-  peak, at the FP16/BF16 one in the half types; the float32 report lists PAC conv in float16
+  peak where float32 may run as TF32 (the ``tf32`` rows), at the FP16/BF16 one in the half
+  types, at FP32 SIMT in float32 without the flag; the float32 report lists PAC conv in float16
   and bfloat16 too, with 2-byte data), and whether
   the launch meets issue 15's aims: no spills, theoretical occupancy >= 50%, estimate within
   1.5x of that roofline (:func:`aims`).
@@ -874,10 +875,17 @@ def mma_kind(src: str) -> Optional[str]:
 
 def aim_peak(wl: Workload) -> float:
     """The compute peak of a kernel's roofline aim: PAC's convolution and its gradients are
-    GEMMs (pixels x output channels x C*k^2) that belong on tensor cores (TF32, or FP16/BF16
-    in the half types), the rest are bandwidth-bound stencils at FP32 SIMT."""
+    GEMMs (pixels x output channels x C*k^2) that belong on tensor cores: FP16/BF16 in the half
+    types, TF32 in float32 where the workload carries the ``tf32`` flag (what a GPU runs while
+    ``torch.backends.cudnn.allow_tf32`` is set). Float32 without the flag must keep float32
+    products (issue 15 item 3: TF32 exactly when the flag is set; cuDNN's conv2d then leaves
+    tensor cores too), so its roofline is the FP32 SIMT peak, as for the bandwidth-bound
+    stencils of DDF and ACDA."""
     if wl.op == "pac" and wl.kernel in ("conv", "conv_dk", "conv_dw"):
-        return BF16_TC if wl.dtype in _SHORT else TF32_TC
+        if wl.dtype in _SHORT:
+            return BF16_TC
+        if wl.dtype == "float32" and wl.p.get("tf32"):
+            return TF32_TC
     return FP32_SIMT
 
 
@@ -1016,8 +1024,8 @@ def run_cli(args: argparse.Namespace) -> int:
           "TFLOP/s dense tensor cores (BF16 with 2-byte data), and the schedule's requested bytes. no-cache est. = "
           "the schedule's time on an H100 if every requested byte came from DRAM (requested bytes / bandwidth or FLOPs / the peak of the units its code uses: "
           "tensor cores where it has mma instructions, TF32 or FP16/BF16 as the mma column says, else FP32 SIMT); "
-          "aim = the H100 roofline of its aim (tensor cores for PAC conv/conv_dk/conv_dw: TF32, FP16/BF16 for the "
-          "(f16)/(bf16) rows; FP32 SIMT otherwise); aims: no spills, occupancy >= 50%, "
+          "aim = the H100 roofline of its aim (tensor cores for PAC conv/conv_dk/conv_dw: TF32 for the (tf32) rows, "
+          "FP16/BF16 for the (f16)/(bf16) rows; FP32 SIMT otherwise, float32 without the tf32 flag included); aims: no spills, occupancy >= 50%, "
           "no-cache est. <= 1.5x aim.")
     return 0
 

@@ -136,7 +136,11 @@ def test_aims_name_what_a_row_misses():
     pac = Workload.make("pac", "conv", dict(N=1, C=4, O=4, H=8, W=8, Ho=8, Wo=8, k=3, s=1, z=1, p=1, d=1, a=0),
                         "float32")
     ddf = Workload.make("ddf", "dc", dict(B=1, C=4, H=8, W=8, G=1, k=3, s=1, d=1, combine="mul"), "float32")
-    assert G.aim_peak(pac) == G.TF32_TC and G.aim_peak(ddf) == G.FP32_SIMT
+    assert G.aim_peak(ddf) == G.FP32_SIMT
+    # float32 PAC aims at TF32 tensor cores only with the tf32 flag (allow_tf32); without it,
+    # float32 products are required and the aim is the FP32 SIMT peak
+    assert G.aim_peak(pac) == G.FP32_SIMT
+    assert G.aim_peak(Workload.make("pac", "conv", dict(pac.p, tf32=1), "float32")) == G.TF32_TC
     # the half types aim at (and, with f16/bf16 mma, are estimated at) the FP16/BF16 peak
     half = Workload.make("pac", "conv", pac.p, "bfloat16")
     assert G.aim_peak(half) == G.BF16_TC and G._label(half) == "pac.conv(bf16)"
