@@ -864,15 +864,16 @@ def dx_tile(wl, target=None):
     t = _dx_runs(p, DX_ATOM_WORDS // (item // 4), DX_RUN)
     if t is None:
         return None
-    if wl.kind == "static" and item == 4 and t["q"] == 1:
-        t.update(_dx_rows(p, t, DX_ROWS_THREADS_NARROW))
-    elif wl.kind == "static" and item == 4:
-        t.update(_dx_rows(p, t, DX_ROWS_THREADS))
-        whole = _dx_runs(p, DX_ATOM_WORDS_WHOLE_SM, DX_RUN_WHOLE_SM) if DX_ROWS_WHOLE_SM else None
-        if whole is not None and whole["q"] > 1:
-            whole.update(_dx_rows(p, whole, 0, DX_ROWS_WHOLE_SM))
-            if "cost" in whole and ("cost" not in t or whole["cost"] < t["cost"]):
-                t = whole
+    if wl.kind == "static" and item == 4:  # blocks over several input rows
+        if t["q"] == 1:
+            t.update(_dx_rows(p, t, DX_ROWS_THREADS_NARROW))
+        else:
+            t.update(_dx_rows(p, t, DX_ROWS_THREADS))
+            whole = _dx_runs(p, DX_ATOM_WORDS_WHOLE_SM, DX_RUN_WHOLE_SM) if DX_ROWS_WHOLE_SM else None
+            if whole is not None and whole["q"] > 1:
+                whole.update(_dx_rows(p, whole, 0, DX_ROWS_WHOLE_SM))
+                if "cost" in whole and ("cost" not in t or whole["cost"] < t["cost"]):
+                    t = whole
     t.pop("cost", None)
     q, ku, mi, parts = t["q"], t["ku"], t["mi"], t["parts"]
     tile, rows = t["tile"], t["rows"]
