@@ -644,7 +644,18 @@ def _channel_sum_padded(sch, wl) -> None:
     loop outside the taps (a k x k x Wo row of accumulators in memory, one x loop per tap) was
     2.4x / 1.8x the static time at 2x128x28² / 2x64x56² k3 generic (each tap's loop reloaded
     the per-pixel row); this tile over unpadded rows, one scalar tail per row, 2.1-2.4x at 28²
-    (generic pool_dk 0.29 -> 0.17 ms, dist 0.29 -> 0.18 with the padded rows)."""
+    (generic pool_dk 0.29 -> 0.17 ms, dist 0.29 -> 0.18 with the padded rows).
+
+    Generic builds copy ``Rp`` as one plain loop nest (no TVM vectors): LLVM's loop vectorizer
+    takes each row as AVX-512-masked loads (zeros past the width), where TVM's vectors ended it
+    in a predicated vector scalarized lane by lane (8 compares and scalar stores per channel
+    and output row). perf, dist 2x128x28² k3, 5000 calls each, samples generic / static: the
+    copy 1678 / 833 (of 7732 / 6201), the channel-sum loop 3185 + ~1060 (whole vectors, last
+    vector) / 2995 + 1003, ``Sz``'s copy 1655 / 1349. Generic / static, 1 thread, thread CPU
+    time, medians of 25, old and new generic builds in one process (scratch A/B), old -> new:
+    dist 1.33 -> 1.24 and 1.26 -> 1.19, pool_dk 1.26 -> 1.22. (Tried: ``Sz``'s copy
+    one plain loop nest too, its fill in 16-lane vectors, its interior cut in 8-wide chunks for
+    LLVM: each no faster or slower; ``Kp``'s rows in pool alike: no change.)"""
     p = wl.p
     lanes = _row_lanes(wl.dtype, None)
     _materialize(sch, "Sz", vector_lanes(wl.dtype), decompose=_fills(wl))
@@ -668,7 +679,8 @@ def _channel_sum_padded(sch, wl) -> None:
         sch.decompose_reduction(acc, loops["c"])
     rp = sch.get_sblock("Rp")
     sch.compute_at(rp, row)
-    _partition(sch, vectorize_inner(sch, rp, vector_lanes(wl.dtype), under=row))
+    if p["Wo"] is not None:  # generic builds: a plain loop nest for LLVM (above)
+        _partition(sch, vectorize_inner(sch, rp, vector_lanes(wl.dtype), under=row))
     guard_pieces(sch, pieces)
 
 
