@@ -653,7 +653,12 @@ def _channel_sum_padded(sch, wl) -> None:
     copy 1678 / 833 (of 7732 / 6201), the channel-sum loop 3185 + ~1060 (whole vectors, last
     vector) / 2995 + 1003, ``Sz``'s copy 1655 / 1349. Generic / static, 1 thread, thread CPU
     time, medians of 25, old and new generic builds in one process (scratch A/B), old -> new:
-    dist 1.33 -> 1.24 and 1.26 -> 1.19, pool_dk 1.26 -> 1.22. (Tried: ``Sz``'s copy
+    dist 1.33 -> 1.24 and 1.26 -> 1.19, pool_dk 1.26 -> 1.22. And one loop over a generic row's
+    vectors, not cut by ``_partition``: the guarded store pieces take the last vector, which was
+    a second copy of the channel loop (the same A/B, 31 medians, two runs and 56²: dist 1.32 /
+    1.29 -> 1.27 / 1.27, 56² 1.16 -> 1.11; pool_dk 1.23 / 1.18 -> 1.14 / 1.19, 56² 1.16 ->
+    1.12; in pool, per vector only 9 FMAs, it measured slower: 1.13 -> 1.21, poolg 1.38 ->
+    1.46, so pool keeps the cut). (Tried: ``Sz``'s copy
     one plain loop nest too, its fill in 16-lane vectors, its interior cut in 8-wide chunks for
     LLVM: each no faster or slower; ``Kp``'s rows in pool alike: no change.)"""
     p = wl.p
@@ -666,7 +671,8 @@ def _channel_sum_padded(sch, wl) -> None:
     row = sch.fuse(n, y)
     sch.parallel(row)
     pieces = _store_pieces(sch, wl, xi, lanes, tile=(i, j))
-    _partition(sch, xo)
+    if pieces is None:  # generic builds: the guarded pieces take the row's last vector (above)
+        _partition(sch, xo)
     acc = sch.get_sblock("acc")
     sch.compute_at(acc, xo)
     sch.set_scope(acc, 0, "local")

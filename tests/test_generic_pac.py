@@ -209,15 +209,19 @@ def test_cpu_generic_guarded_row_stores(kernel, params, dtype):
 def test_cpu_generic_padded_rows_plain(kernel, params):
     """The channel sums' per-row copy of the per-pixel operand with zeros past the width ('Rp'):
     TVM's vectors in static builds, one plain loop nest in generic builds (LLVM vectorizes it
-    with masked loads; TVM would scalarize the row's predicated last vector). Their values:
-    ``test_cpu_generic_guarded_row_stores`` (NaN-filled outputs, widths 1..28)."""
+    with masked loads; TVM would scalarize the row's predicated last vector); the loop over a
+    row's vectors cut into whole ones and the last in static builds only (generic builds:
+    the guarded store pieces). Their values: ``test_cpu_generic_guarded_row_stores`` (NaN-filled
+    outputs, widths 1..28)."""
     from dynfilter_tvm.build import schedule
-    for sizes, vectorized in ((dict(N=None, H=None, W=None, Ho=None, Wo=None), False),
-                              (dict(N=2, H=9, W=28, Ho=9, Wo=28), True)):
+    for sizes, static in ((dict(N=None, H=None, W=None, Ho=None, Wo=None), False),
+                          (dict(N=2, H=9, W=28, Ho=9, Wo=28), True)):
         mod = schedule(Workload.make("pac", kernel, dict(params, **sizes), "float32"), cpu_target(), tuned=False)[0]
         loops = _loops_around(mod, "Rp")
         assert loops and "T.parallel(" in loops[0]
-        assert any("T.vectorized(" in line for line in loops) == vectorized, loops
+        assert any("T.vectorized(" in line for line in loops) == static, loops
+        loops = _loops_around(mod, "acc_update")
+        assert any("pragma_loop_partition_hint" in line for line in loops) == static, loops
 
 
 def _loops_around(mod, name: str) -> list:
