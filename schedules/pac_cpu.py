@@ -637,8 +637,8 @@ def _channel_sum_padded(sch, wl) -> None:
     """A channel sum (G = 1) over rows padded to whole vectors (``ops.pac.pool_dk``, ``dist``): the store's
     loop nest, parallel over output rows, per vector of x a k x k tile of accumulator vectors
     (a local array: registers) summed over every channel, the taps unrolled inside, then
-    stored; only the store of a row's last vector is partial (``_partition``; generic builds:
-    guarded half-vector pieces, ``_store_pieces``), once per tile, not per channel. The padded row of the per-pixel operand (``Rp``: all channels of the
+    stored; only the store of a row's last vector is partial (static builds: ``_partition``;
+    generic builds: guarded half-vector pieces, ``_store_pieces``), once per tile, not per channel. The padded row of the per-pixel operand (``Rp``: all channels of the
     output row) is copied at the row. Per channel and vector: one load of that operand (dO,
     F0), k x k loads of the source, k x k FMAs, no accumulator traffic. History: the channel
     loop outside the taps (a k x k x Wo row of accumulators in memory, one x loop per tap) was
@@ -658,9 +658,12 @@ def _channel_sum_padded(sch, wl) -> None:
     a second copy of the channel loop (the same A/B, 31 medians, two runs and 56²: dist 1.32 /
     1.29 -> 1.27 / 1.27, 56² 1.16 -> 1.11; pool_dk 1.23 / 1.18 -> 1.14 / 1.19, 56² 1.16 ->
     1.12; in pool, per vector only 9 FMAs, it measured slower: 1.13 -> 1.21, poolg 1.38 ->
-    1.46, so pool keeps the cut). (Tried: ``Sz``'s copy
-    one plain loop nest too, its fill in 16-lane vectors, its interior cut in 8-wide chunks for
-    LLVM: each no faster or slower; ``Kp``'s rows in pool alike: no change.)"""
+    1.46, so pool keeps the cut). (Tried, scratch A/B: ``Sz``'s copy one plain loop nest too,
+    its fill in 16-lane vectors, its interior cut in 8-wide chunks for LLVM: none faster, the
+    last two slower; its fill skipping the vectors the copy overwrites whole (an ``if`` per
+    vector): 2x slower, LoopPartition cut the fill at the new condition into scalar pieces;
+    the channel loop unrolled by 2 or 4: 28² 1.21 -> 1.18 / 1.14 (dist, minima), 56² 1.18 ->
+    1.16 / 1.20, not consistent; ``Kp``'s rows in pool as ``Rp``: no change.)"""
     p = wl.p
     lanes = _row_lanes(wl.dtype, None)
     _materialize(sch, "Sz", vector_lanes(wl.dtype), decompose=_fills(wl))
