@@ -646,24 +646,26 @@ def _channel_sum_padded(sch, wl) -> None:
     the per-pixel row); this tile over unpadded rows, one scalar tail per row, 2.1-2.4x at 28²
     (generic pool_dk 0.29 -> 0.17 ms, dist 0.29 -> 0.18 with the padded rows).
 
-    Generic builds copy ``Rp`` as one plain loop nest (no TVM vectors): LLVM's loop vectorizer
-    takes each row as AVX-512-masked loads (zeros past the width), where TVM's vectors ended it
-    in a predicated vector scalarized lane by lane (8 compares and scalar stores per channel
-    and output row). perf, dist 2x128x28² k3, 5000 calls each, samples generic / static: the
-    copy 1678 / 833 (of 7732 / 6201), the channel-sum loop 3185 + ~1060 (whole vectors, last
-    vector) / 2995 + 1003, ``Sz``'s copy 1655 / 1349. Generic / static, 1 thread, thread CPU
-    time, medians of 25, old and new generic builds in one process (scratch A/B), old -> new:
-    dist 1.33 -> 1.24 and 1.26 -> 1.19, pool_dk 1.26 -> 1.22. And one loop over a generic row's
-    vectors, not cut by ``_partition``: the guarded store pieces take the last vector, which was
-    a second copy of the channel loop (the same A/B, 31 medians, two runs and 56²: dist 1.32 /
-    1.29 -> 1.27 / 1.27, 56² 1.16 -> 1.11; pool_dk 1.23 / 1.18 -> 1.14 / 1.19, 56² 1.16 ->
-    1.12; in pool, per vector only 9 FMAs, it measured slower: 1.13 -> 1.21, poolg 1.38 ->
-    1.46, so pool keeps the cut). (Tried, scratch A/B: ``Sz``'s copy one plain loop nest too,
-    its fill in 16-lane vectors, its interior cut in 8-wide chunks for LLVM: none faster, the
-    last two slower; its fill skipping the vectors the copy overwrites whole (an ``if`` per
-    vector): 2x slower, LoopPartition cut the fill at the new condition into scalar pieces;
-    the channel loop unrolled by 2 or 4: 28² 1.21 -> 1.18 / 1.14 (dist, minima), 56² 1.18 ->
-    1.16 / 1.20, not consistent; ``Kp``'s rows in pool as ``Rp``: no change.)"""
+    Generic builds run one loop over a row's vectors, not cut by ``_partition``: the guarded
+    store pieces take the last vector, which was a second copy of the channel loop. Generic /
+    static, 1 thread, thread CPU time, minima of 31 (11 at 128²), old and new generic builds
+    interleaved in one process (scratch A/B), old -> new: 2x128x28² k3 pool_dk 1.29 -> 1.22,
+    dist 1.37 -> 1.26; 2x64x56² k3 1.12 -> 1.09, 1.20 -> 1.12; 2x32x128² k5 1.18 -> 1.17,
+    1.18 -> 1.21 (an earlier run, medians: 28² dist 1.32 / 1.29 -> 1.27 / 1.27, pool_dk 1.23 /
+    1.18 -> 1.14 / 1.19). In pool (per vector only 9 FMAs) it measured slower, 1.13 -> 1.21,
+    poolg 1.38 -> 1.46: pool keeps the cut. perf, dist 2x128x28² k3 before this (5000 calls,
+    samples generic / static, of 7732 / 6201): the channel-sum loop 3185 + ~1060 (whole
+    vectors, last vector) / 2995 + 1003, the ``Rp`` copy 1678 / 833 (its last vector scalar
+    lane by lane), ``Sz``'s copy 1655 / 1349 (a zero fill of the row, then the interior).
+    Tried, scratch A/B, not kept: ``Rp`` one plain loop nest for LLVM (AVX-512-masked loads, no
+    scalar lanes): faster at 28² (1.22 -> 1.16 pool_dk, 1.26 -> 1.22 dist) and 14², slower
+    where the row is whole vectors (56² 1.09 -> 1.12 / 1.12 -> 1.19, 128² k5 pool_dk 1.17 ->
+    1.26: LLVM's per-row checks); ``Rp`` cut into 8-wide plain chunks (slower at 28²);
+    ``Sz``'s copy one plain loop nest, its fill in 16-lane vectors, its interior in 8-wide
+    chunks (none faster); its fill skipping the vectors the copy overwrites whole (an ``if`` per
+    vector: 2x slower, LoopPartition cut the fill at it into scalar pieces); the channel loop
+    unrolled by 2 or 4 (28² 1.21 -> 1.18 / 1.14, 56² 1.18 -> 1.16 / 1.20: not consistent);
+    ``Kp``'s rows in pool as a plain loop nest (no change)."""
     p = wl.p
     lanes = _row_lanes(wl.dtype, None)
     _materialize(sch, "Sz", vector_lanes(wl.dtype), decompose=_fills(wl))
@@ -688,8 +690,7 @@ def _channel_sum_padded(sch, wl) -> None:
         sch.decompose_reduction(acc, loops["c"])
     rp = sch.get_sblock("Rp")
     sch.compute_at(rp, row)
-    if p["Wo"] is not None:  # generic builds: a plain loop nest for LLVM (above)
-        _partition(sch, vectorize_inner(sch, rp, vector_lanes(wl.dtype), under=row))
+    _partition(sch, vectorize_inner(sch, rp, vector_lanes(wl.dtype), under=row))
     guard_pieces(sch, pieces)
 
 
