@@ -637,14 +637,35 @@ def _channel_sum_padded(sch, wl) -> None:
     """A channel sum (G = 1) over rows padded to whole vectors (``ops.pac.pool_dk``, ``dist``): the store's
     loop nest, parallel over output rows, per vector of x a k x k tile of accumulator vectors
     (a local array: registers) summed over every channel, the taps unrolled inside, then
-    stored; only the store of a row's last vector is partial (``_partition``; generic builds:
-    guarded half-vector pieces, ``_store_pieces``), once per tile, not per channel. The padded row of the per-pixel operand (``Rp``: all channels of the
+    stored; only the store of a row's last vector is partial (static builds: ``_partition``;
+    generic builds: guarded half-vector pieces, ``_store_pieces``), once per tile, not per channel. The padded row of the per-pixel operand (``Rp``: all channels of the
     output row) is copied at the row. Per channel and vector: one load of that operand (dO,
     F0), k x k loads of the source, k x k FMAs, no accumulator traffic. History: the channel
     loop outside the taps (a k x k x Wo row of accumulators in memory, one x loop per tap) was
     2.4x / 1.8x the static time at 2x128x28² / 2x64x56² k3 generic (each tap's loop reloaded
     the per-pixel row); this tile over unpadded rows, one scalar tail per row, 2.1-2.4x at 28²
-    (generic pool_dk 0.29 -> 0.17 ms, dist 0.29 -> 0.18 with the padded rows)."""
+    (generic pool_dk 0.29 -> 0.17 ms, dist 0.29 -> 0.18 with the padded rows).
+
+    Generic builds run one loop over a row's vectors, not cut by ``_partition``: the guarded
+    store pieces take the last vector, which was a second copy of the channel loop. Generic /
+    static, 1 thread, thread CPU time, minima of 31 (11 at 128²), old and new generic builds
+    interleaved in one process (scratch A/B), old -> new: 2x128x28² k3 pool_dk 1.29 -> 1.22,
+    dist 1.37 -> 1.26; 2x64x56² k3 1.12 -> 1.09, 1.20 -> 1.12; 2x32x128² k5 1.18 -> 1.17,
+    1.18 -> 1.21 (an earlier run, medians: 28² dist 1.32 / 1.29 -> 1.27 / 1.27, pool_dk 1.23 /
+    1.18 -> 1.14 / 1.19). In pool (per vector only 9 FMAs) it measured slower, 1.13 -> 1.21,
+    poolg 1.38 -> 1.46: pool keeps the cut. perf, dist 2x128x28² k3 before this (5000 calls,
+    samples generic / static, of 7732 / 6201): the channel-sum loop 3185 + ~1060 (whole
+    vectors, last vector) / 2995 + 1003, the ``Rp`` copy 1678 / 833 (its last vector scalar
+    lane by lane), ``Sz``'s copy 1655 / 1349 (a zero fill of the row, then the interior).
+    Tried, scratch A/B, not kept: ``Rp`` one plain loop nest for LLVM (AVX-512-masked loads, no
+    scalar lanes): faster at 28² (1.22 -> 1.16 pool_dk, 1.26 -> 1.22 dist) and 14², slower
+    where the row is whole vectors (56² 1.09 -> 1.12 / 1.12 -> 1.19, 128² k5 pool_dk 1.17 ->
+    1.26: LLVM's per-row checks); ``Rp`` cut into 8-wide plain chunks (slower at 28²);
+    ``Sz``'s copy one plain loop nest, its fill in 16-lane vectors, its interior in 8-wide
+    chunks (none faster); its fill skipping the vectors the copy overwrites whole (an ``if`` per
+    vector: 2x slower, LoopPartition cut the fill at it into scalar pieces); the channel loop
+    unrolled by 2 or 4 (28² 1.21 -> 1.18 / 1.14, 56² 1.18 -> 1.16 / 1.20: not consistent);
+    ``Kp``'s rows in pool as a plain loop nest (no change)."""
     p = wl.p
     lanes = _row_lanes(wl.dtype, None)
     _materialize(sch, "Sz", vector_lanes(wl.dtype), decompose=_fills(wl))
@@ -655,7 +676,8 @@ def _channel_sum_padded(sch, wl) -> None:
     row = sch.fuse(n, y)
     sch.parallel(row)
     pieces = _store_pieces(sch, wl, xi, lanes, tile=(i, j))
-    _partition(sch, xo)
+    if pieces is None:  # generic builds: the guarded pieces take the row's last vector (above)
+        _partition(sch, xo)
     acc = sch.get_sblock("acc")
     sch.compute_at(acc, xo)
     sch.set_scope(acc, 0, "local")

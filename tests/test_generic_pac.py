@@ -204,6 +204,35 @@ def test_cpu_generic_guarded_row_stores(kernel, params, dtype):
         torch.testing.assert_close(args[-1], want, atol=1e-5, rtol=1e-5, msg=f"W={W}")
 
 
+@pytest.mark.parametrize("kernel,params", [("pool_dk", dict(C=3, G=1, k=3, s=1, z=1, p=1, d=1)),
+                                            ("dist", dict(C=2, G=1, k=3, s=1, p=1, d=1, asym=0))])
+def test_cpu_generic_channel_sum_row_uncut(kernel, params):
+    """The channel sums (G = 1): static builds cut the loop over a row's vectors into the whole
+    ones and the last (``_partition``), generic builds leave it one loop (their guarded store
+    pieces take the last vector; a cut doubled the channel loop). Their values:
+    ``test_cpu_generic_guarded_row_stores`` (NaN-filled outputs, widths 1..28)."""
+    from dynfilter_tvm.build import schedule
+    for sizes, static in ((dict(N=None, H=None, W=None, Ho=None, Wo=None), False),
+                          (dict(N=2, H=9, W=28, Ho=9, Wo=28), True)):
+        mod = schedule(Workload.make("pac", kernel, dict(params, **sizes), "float32"), cpu_target(), tuned=False)[0]
+        loops = _loops_around(mod, "acc_update")
+        assert loops and "T.parallel(" in loops[0]
+        assert any("pragma_loop_partition_hint" in line for line in loops) == static, loops
+
+
+def _loops_around(mod, name: str) -> list:
+    """The loop lines enclosing block ``name`` in the printed module, outermost first."""
+    lines = mod.script().splitlines()
+    depth = lambda line: len(line) - len(line.lstrip())
+    at = next(i for i, line in enumerate(lines) if f'T.sblock("{name}")' in line)
+    out, level = [], depth(lines[at])
+    for line in reversed(lines[:at]):
+        if line.strip().startswith("for ") and depth(line) < level:
+            out.append(line.strip())
+            level = depth(line)
+    return out[::-1]
+
+
 @pytest.mark.parametrize("generic", [False, True])
 def test_cpu_adjoint_pool_copies_per_plane(generic):
     """The adjoint pool with a kernel per channel copies its padded kernel and source per
