@@ -390,7 +390,7 @@ def _may_use_mma(wl, target) -> bool:
     p = wl.p
     sm80 = target is None or _sm(target) >= 80
     if wl.kernel == "conv_dk":
-        return wl.dtype in HALF_MMA and sm80 and p["O"] % 16 == 0 and p["C"] % 16 == 0
+        return _dk_mma_dtype(wl) and sm80 and p["O"] % 16 == 0 and p["C"] % 16 == 0
     if wl.kernel != "conv" or wl.dtype not in MMA_DTYPES or (wl.dtype == "float32" and not p.get("tf32")):
         return False
     return sm80 and p["O"] % 16 == 0 and p["C"] % (8 * MMA_DTYPES[wl.dtype][1]) == 0
@@ -1141,11 +1141,17 @@ DK_MMA_WARPS = 4  # 32-pixel column groups per block (threadIdx.y)
 HALF_MMA = ("float16", "bfloat16")  # conv_dk on tensor cores (their products exact in float32)
 
 
-def _dk_mma_row(n: int) -> int:
-    """Elements per staged row of n = O 16-bit values (O % 16 = 0): padded by 16 bytes, so the
-    row stride is an odd number of 16-byte units and the 8 rows an ldmatrix phase reads fall
-    on 8 distinct bank groups."""
-    return n + 8
+def _dk_mma_dtype(wl) -> bool:
+    """Whether conv_dk's type may take tensor cores: the half types (products exact in
+    float32), float32 flagged ``tf32`` (operands rounded to TF32, as the flag allows)."""
+    return wl.dtype in HALF_MMA or (wl.dtype == "float32" and bool(wl.p.get("tf32")))
+
+
+def _dk_mma_row(n: int, item: int = 2) -> int:
+    """Elements per staged row of n = O values of ``item`` bytes (O % 16 = 0): padded by 16
+    bytes, so the row stride is an odd number of 16-byte units and the 8 rows an ldmatrix
+    phase reads fall on 8 distinct bank groups."""
+    return n + 16 // item
 
 
 def dk_mma_shared_bytes(wl, wx: int) -> int:
@@ -1153,10 +1159,12 @@ def dk_mma_shared_bytes(wl, wx: int) -> int:
     padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows padded; the halves'
     sums of a tap, DK_MMA_HALVES x P float32, take its space, or more where they do not fit)
     and G of one tap and chunk (P pixels x 16 channels float32, a pixel's channels padded to
-    20 words: conflict-free fragment stores and vector loads). 8x64x128x128 k5 O=64: 18,432 +
-    2,304 + 10,240 = 30,976 B."""
-    O, pix = wl.p["O"], 32 * wx
-    return pix * _dk_mma_row(O) * 2 + max(16 * _dk_mma_row(O) * 2, DK_MMA_HALVES * pix * 4) + pix * 20 * 4
+    20 words: conflict-free fragment stores and vector loads), staged in the input's type.
+    8x64x128x128 k5 O=64: half types 18,432 + 2,304 + 10,240 = 30,976 B; TF32 34,816 + 4,352 +
+    10,240 = 49,408 B at P = 128 (over 48 KB), 17,408 + 4,352 + 5,120 = 26,880 B at P = 64."""
+    O, pix, item = wl.p["O"], 32 * wx, 4 // MMA_DTYPES[wl.dtype][1]
+    row = _dk_mma_row(O, item) * item
+    return pix * row + max(16 * row, DK_MMA_HALVES * pix * 4) + pix * 20 * 4
 
 
 def dk_mma_tile(wl, target=None):
@@ -1166,7 +1174,7 @@ def dk_mma_tile(wl, target=None):
     the compute defines), static, O % 16 = C % 16 = Wo % 32 = 0, sm_80 or newer (``target``
     None: sm_90), within 48 KB of static shared memory."""
     p = wl.p
-    if wl.dtype not in HALF_MMA or wl.kind != "static" or (target is not None and _sm(target) < 80):
+    if not _dk_mma_dtype(wl) or wl.kind != "static" or (target is not None and _sm(target) < 80):
         return None
     if p["O"] % 16 or p["C"] % 16 or p["Wo"] % 32:
         return None
@@ -1246,7 +1254,8 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     # check fails where StorageRewrite gives G's space to the 16-bit staging: O = 256)
     TensorIntrin.register(DK_STORE_T_F32, *_store_cast_intrin("float32", transposed=True), override=True)
     load_a, load_b, mma = _intrin_names(wl.dtype)
-    e, O, halves = 2, wl.p["O"], DK_MMA_HALVES
+    e, O, halves = MMA_DTYPES[wl.dtype][1], wl.p["O"], DK_MMA_HALVES
+    kk, row = 8 * e, _dk_mma_row(O, 4 // e)  # output channels per mma K step; staged row length
     warps = wx
     sch.compute_inline(sch.get_sblock("Sz"))
     acc = sch.get_sblock("acc")
@@ -1279,7 +1288,7 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     sch.compute_at(G, co)
     gc, gx, go = sch.get_loops(G)[-3:]
     gxw, gxm, gxt = sch.split(gx, [warps, 2, 16])
-    goo, got = sch.split(go, [None, 16])
+    goo, got = sch.split(go, [None, kk])
     sch.reorder(gxw, gxm, goo, gc, gxt, got)
     outer = sch.blockize(gc)
     sch.bind(gxw, "threadIdx.y")
@@ -1288,12 +1297,12 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     dsh = sch.cache_read(outer, d_at, "shared")
     sch.compute_at(dsh, blk)
     sch.transform_layout(dsh, ("write", 0), lambda n_, o_, y_, x_: (n_, y_, x_, o_))
-    sch.storage_align(dsh, 0, 2, O, _dk_mma_row(O) - O)
+    sch.storage_align(dsh, 0, 2, O, row - O)
     spread(dsh, blk)
     wsh = sch.cache_read(outer, w_at, "shared")
     sch.compute_at(wsh, co)
     sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, c_, o_))
-    sch.storage_align(wsh, 0, 2, O, _dk_mma_row(O) - O)
+    sch.storage_align(wsh, 0, 2, O, row - O)
     # lanes along o: a warp's 16-bit stores fill 16 consecutive words of one row (one
     # wavefront; lanes along c met 2-way conflicts, rows 8 apart sharing banks). The global
     # reads are scattered either way (o and c strides of C*k^2 and k^2 elements)
@@ -1307,9 +1316,9 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     sch.reverse_compute_at(c_w, gxm)
     sch.decompose_reduction(outer, goo)
     sch.transform_layout(a_w, ("write", 0), lambda i_, j_, c_, o_: (
-        i_, j_, c_ // 16, o_ // 16, *_frag_a(c_ % 16, o_ % 16, e)))
+        i_, j_, c_ // 16, o_ // kk, *_frag_a(c_ % 16, o_ % kk, e)))
     sch.transform_layout(b_w, ("write", 0), lambda n_, y_, x_, o_: (
-        n_, y_, x_ // 16, o_ // 16, *_frag_b(o_ % 16, x_ % 16, e)))
+        n_, y_, x_ // 16, o_ // kk, *_frag_b(o_ % kk, x_ % 16, e)))
     sch.transform_layout(c_w, ("read", 0), lambda n_, c_, i_, j_, y_, x_: (
         n_, i_, j_, y_, c_ // 16, x_ // 16, *_frag_c(c_ % 16, x_ % 16)))
     # G staged (x, c) innermost: a pixel's channels contiguous (the dot's vector loads)
