@@ -1159,12 +1159,15 @@ def dk_mma_shared_bytes(wl, wx: int) -> int:
     padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows padded; the halves'
     sums of a tap, DK_MMA_HALVES x P float32, take its space, or more where they do not fit)
     and G of one tap and chunk (P pixels x 16 channels float32, a pixel's channels padded to
-    20 words: conflict-free fragment stores and vector loads), staged in the input's type.
-    8x64x128x128 k5 O=64: half types 18,432 + 2,304 + 10,240 = 30,976 B; TF32 34,816 + 4,352 +
-    10,240 = 49,408 B at P = 128 (over 48 KB), 17,408 + 4,352 + 5,120 = 26,880 B at P = 64."""
+    20 words: conflict-free fragment stores and vector loads), dO and Wt in the input's type.
+    In float32 (TF32) TVM's StorageRewrite gives all three of Wt, the sums and G one space (one
+    type; ThreadSync adds the barrier between the last A fragment load and G's store), as ptxas
+    reports. 8x64x128x128 k5 O=64: half types 18,432 + 2,304 + 10,240 = 30,976 B; TF32 34,816 +
+    max(4,352, 1,024, 10,240) = 45,056 B."""
     O, pix, item = wl.p["O"], 32 * wx, 4 // MMA_DTYPES[wl.dtype][1]
     row = _dk_mma_row(O, item) * item
-    return pix * row + max(16 * row, DK_MMA_HALVES * pix * 4) + pix * 20 * 4
+    wt, g = max(16 * row, DK_MMA_HALVES * pix * 4), pix * 20 * 4
+    return pix * row + (max(wt, g) if item == 4 else wt + g)
 
 
 def dk_mma_tile(wl, target=None):
