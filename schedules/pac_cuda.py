@@ -82,9 +82,11 @@ tiles exceeded 64 registers (4 rows: 93). Requested bytes
 bandwidth. Was a thread per output loading Wt and dO for every (channel, output channel):
 128 registers, 25% occupancy, 108 GB requested (32 ms at DRAM bandwidth without caches).
 Otherwise a thread per output forms G one input channel at a time.
-conv_dk on tensor cores (float16 and bfloat16, sm_80+, static, O % 16 = C % 16 = Wo % 32 =
-0; ``_conv_dk_mma``): the half types' products are exact in float32, so mma.sync m16n8k16
-with f32 accumulators computes the compute's G (float32) up to summation order. A block owns
+conv_dk on tensor cores (float16 and bfloat16 always, float32 with the workload flag ``tf32``
+as conv; sm_80+, static, O % 16 = C % 16 = Wo % 32 = 0; ``_conv_dk_mma``): the half types'
+products are exact in float32, so mma.sync m16n8k16 with f32 accumulators computes the
+compute's G (float32) up to summation order; TF32 (m16n8k8, 8 output channels per K step)
+rounds G's operands to 10-bit mantissas, the rounding the flag allows. A block owns
 a row of 32*wx pixels, 2*wx warps of one 16-pixel tile each (8 warps at 128-pixel rows),
 stages its dO tile once ((x, o), rows padded by 16 bytes: conflict-free ldmatrix B), and per
 tap and chunk of 16 input channels Wt (c, o) (the A rows); each warp forms its 16 x 16 tile of
@@ -101,7 +103,10 @@ pixel in the dot, took 68 / 75 registers: 7 blocks, 44% on sm_90, 5 blocks by sh
 Estimated (no GPU: arithmetic in ``_conv_dk_mma``) about 179 us, shared-memory bound, 6.5x
 the 27.5 us BF16 roofline (the 4-warp blocks: 149 us, their A fragment loaded once for two
 tiles, but at 31-44% occupancy; the SIMT kernel: about 962 us at these tiles, 642 us at
-float32's).
+float32's). TF32: the same 1,024 blocks, 45,056 B (dO rows of 64 + 4 floats; G, Wt and the
+sums in one space), ptxas 48 registers on sm_90 (62%), 76 on sm_80 (38%: 3 blocks by
+shared memory and registers), no spills; about 287 us shared-memory bound (5.2x the 55 us
+TF32 roofline, 2.2x faster than float32's SIMT 642 us), 1,289 MB requested.
 conv_dw (static shapes): split-K over bands of output rows, partial sums in global scratch,
 then a second kernel adding them (see ``conv_dw``); each part a GEMM per tap, dWt[o, c] +=
 dO[o, px] (K[px] Sz[c, px]) over its pixels (``_conv_dw_tiled``): a block per (output-channel
@@ -375,7 +380,7 @@ def generic_serves(wl, func, target) -> bool:
     generic build by default (``dispatch``): the build is tiled (``generic_tiled``; conv_dk's
     with its source window staged, ``generic_dk_staged``) and no static build of the
     configuration could take tensor cores, which the generic one never does (``_may_use_mma``:
-    conv in the half types and float32 flagged ``tf32``, conv_dk in the half types, on sm_80+
+    conv and conv_dk in the half types and in float32 flagged ``tf32``, on sm_80+
     with O and C whole mma tiles; Wo's divisibility depends on the size, so such
     configurations stay static at every size)."""
     if wl.kernel not in GENERIC_DEFAULT or _may_use_mma(wl, target):
@@ -1174,7 +1179,7 @@ def dk_mma_tile(wl, target=None):
     """32-pixel groups per block (wx; DK_MMA_HALVES * wx warps) of the tensor-core conv_dk, or
     None where it does not apply: float16 and
     bfloat16 (their products are exact in float32, so f32-accumulating mma.sync computes what
-    the compute defines), static, O % 16 = C % 16 = Wo % 32 = 0, sm_80 or newer (``target``
+    the compute defines) and float32 flagged ``tf32`` (TF32 operands), static, O % 16 = C % 16 = Wo % 32 = 0, sm_80 or newer (``target``
     None: sm_90), within 48 KB of static shared memory."""
     p = wl.p
     if not _dk_mma_dtype(wl) or wl.kind != "static" or (target is not None and _sm(target) < 80):
@@ -1191,7 +1196,11 @@ DK_STORE_T_F32 = "dynfilter_pac_dk_mma_store_shared_t_f32"
 
 
 def _conv_dk_mma(sch, wl, wx: int) -> None:
-    """A block per (n, output row y, P = 32*wx pixels), 2*wx warps (threadIdx.y along x,
+    """float16 / bfloat16 (mma.sync m16n8k16) and float32 flagged ``tf32`` (m16n8k8 TF32: e = 1,
+    K steps of 8 output channels, rows of 32-bit words; ``_register_mma_intrinsics``' TF32
+    fragments, conv's): the same schedule.
+
+    A block per (n, output row y, P = 32*wx pixels), 2*wx warps (threadIdx.y along x,
     threadIdx.z the two 16-pixel tiles of a 32-pixel group) of one 16-pixel tile each. The
     block stages its dO tile once (laid out (x, o): B rows of 16 output channels, contiguous,
     rows padded by 16 bytes, ``_dk_mma_row``). Per tap (i, j) and chunk of 16 input channels
@@ -1249,7 +1258,24 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     and chunk (16 channels x (P + (k-1)d) columns, 4.2 KB) would cut the source to about 86
     MB (319 MB in all, 95 us, 3.5x), but adds shared memory (sm_80: 4 blocks of 8 warps, 50%,
     at 36 KB); larger pixel tiles would cut the weight's 210 MB (the dO tile, 18 KB per 128
-    pixels, is what bounds them)."""
+    pixels, is what bounds them).
+
+    TF32 (the same shape, float32 flagged ``tf32``; P = 128, 8 warps): per chunk 8 warps x 8 K
+    steps x 2 n8 halves = 128 mma m16n8k8 (one per SM and clock, half of m16n8k16's FLOPs: the
+    TF32 peak): 102,400 x 128 / 132 = 99 K clk = 54 us (the 55 us TF32 roofline). Wavefronts per
+    chunk: ldmatrix 8 x 8 x 2 = 128 x4, 4 each: 512; G's fragment stores 64 and the dot's loads
+    64, as above (G is float32 in every type); the Wt chunk's 32-bit stores, lanes along o, 32
+    consecutive words: 32; the halves' sums 6; in all 678 = 5.3x the mma's 128: 102,400 x 678 /
+    132 / 1.83 GHz = about 287 us, 5.2x the roofline, 2.2x under float32's SIMT kernel (642 us,
+    its shared-memory estimate on sm_90). StorageRewrite gives G, the Wt chunk and the sums one
+    float32 space (ThreadSync then adds a barrier before G's store): 34,816 B of dO + 10,240 B
+    = 45,056 B (``dk_mma_shared_bytes``), the 128-pixel block fitting 48 KB. ptxas: 48
+    registers on sm_90, no spills, 5 blocks of 8 warps (registers), 62.5%; sm_80 76 registers
+    and 3 blocks by shared memory (164 KB / 46 KB): 38%, under the 50% aim (64-pixel blocks, 4
+    warps: 72 registers, 7 blocks, 44%, and 1.7 GB requested; 50% there needs the dO tile
+    under 17 KB per 64 pixels, i.e. unpadded rows with a swizzle in place of the padding).
+    Requested bytes 1,289 MB (16.0x the 80.6 MB minimum, 385 us at 3.35 TB/s: the source per
+    tap 824 MB and the weight per block 420 MB, from L1 and L2)."""
     from tvm.s_tir import TensorIntrin
 
     _register_mma_intrinsics(wl.dtype)
