@@ -288,9 +288,10 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 @cuda
 @pytest.mark.parametrize("allow", (True, False), ids=("tf32", "fp32"))
 def test_conv_on_gpu_tf32_setting(allow, monkeypatch):
-    """pacconv2d in float32 on the GPU, forward and input gradient, against float64: TF32
-    tensor cores (cudnn.allow_tf32, PyTorch's default) within 5e-3 of the largest value (10-bit
-    operand mantissas, C*k^2 = 800 products of random sign), FP32 SIMT within 1e-4."""
+    """pacconv2d in float32 on the GPU, forward, input and kernel gradient (conv_dk: G over
+    O = 64 products, then C = 32 more), against float64: TF32 tensor cores (cudnn.allow_tf32,
+    PyTorch's default) within 5e-3 of the largest value (10-bit operand mantissas, C*k^2 = 800
+    products of random sign), FP32 SIMT within 1e-4."""
     from torch_bridge import functional as Fn
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", allow)
@@ -306,8 +307,12 @@ def test_conv_on_gpu_tf32_setting(allow, monkeypatch):
     gy = torch.randn_like(want)
     xr = x.clone().requires_grad_()
     want_dx, = torch.autograd.grad(Fn.pacconv2d(xr, K, w, padding=2, native_impl=True), xr, gy)
-    got_dx, = torch.autograd.grad(got, xs, gy.float().cuda())
+    got_dx, = torch.autograd.grad(got, xs, gy.float().cuda(), retain_graph=True)
     assert float((got_dx.double().cpu() - want_dx).abs().max() / want_dx.abs().max()) < tol
+    Kr, Ks = K.clone().requires_grad_(), K.float().cuda().requires_grad_()
+    want_dk, = torch.autograd.grad(Fn.pacconv2d(x, Kr, w, padding=2, native_impl=True), Kr, gy)
+    got_dk, = torch.autograd.grad(Fn.pacconv2d(xs.detach(), Ks, w.float().cuda(), padding=2), Ks, gy.float().cuda())
+    assert float((got_dk.double().cpu() - want_dk).abs().max() / want_dk.abs().max()) < tol
 
 
 @pytest.mark.cuda
