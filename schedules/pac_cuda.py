@@ -1179,8 +1179,9 @@ def dk_mma_tile(wl, target=None):
     """32-pixel groups per block (wx; DK_MMA_HALVES * wx warps) of the tensor-core conv_dk, or
     None where it does not apply: float16 and
     bfloat16 (their products are exact in float32, so f32-accumulating mma.sync computes what
-    the compute defines) and float32 flagged ``tf32`` (TF32 operands), static, O % 16 = C % 16 = Wo % 32 = 0, sm_80 or newer (``target``
-    None: sm_90), within 48 KB of static shared memory."""
+    the compute defines) and float32 flagged ``tf32`` (TF32 operands), static, O % 16 = C %
+    16 = Wo % 32 = 0, sm_80 or newer (``target`` None: sm_90), within 48 KB of static shared
+    memory."""
     p = wl.p
     if not _dk_mma_dtype(wl) or wl.kind != "static" or (target is not None and _sm(target) < 80):
         return None
@@ -1270,10 +1271,11 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     its shared-memory estimate on sm_90). StorageRewrite gives G, the Wt chunk and the sums one
     float32 space (ThreadSync then adds a barrier before G's store): 34,816 B of dO + 10,240 B
     = 45,056 B (``dk_mma_shared_bytes``), the 128-pixel block fitting 48 KB. ptxas: 48
-    registers on sm_90, no spills, 5 blocks of 8 warps (registers), 62.5%; sm_80 76 registers
-    and 3 blocks by shared memory (164 KB / 46 KB): 38%, under the 50% aim (64-pixel blocks, 4
-    warps: 72 registers, 7 blocks, 44%, and 1.7 GB requested; 50% there needs the dO tile
-    under 17 KB per 64 pixels, i.e. unpadded rows with a swizzle in place of the padding).
+    registers on sm_90, no spills, 5 blocks of 8 warps (registers and shared memory), 62.5%;
+    sm_80 76 registers and 3 blocks by shared memory (164 KB / 46 KB): 38%, under the 50% aim
+    (64-pixel blocks, 4 warps: 72 registers, 7 blocks, 44%, and 1.7 GB requested). 50% on
+    sm_80 needs 4 such blocks, under 39 KB each, which float32's dO tile (32 KB unpadded) and G
+    (10 KB) do not leave: the dO tile staged in parts over O, or G kept out of shared memory.
     Requested bytes 1,289 MB (16.0x the 80.6 MB minimum, 385 us at 3.35 TB/s: the source per
     tap 824 MB and the weight per block 420 MB, from L1 and L2)."""
     from tvm.s_tir import TensorIntrin
