@@ -177,6 +177,7 @@ def test_tensor_core_conv_resources_at_model_shapes(dtype, arch):
         assert res["spill"] == 0 and res["smem"] == mma_shared_bytes(wl, wo, wx, xm, ry), (p, res)
         assert G.occupancy(arch, 32 * wo * wx * ry, res["regs"], res["smem"]) >= 0.5, (p, res)
 
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
 def test_tf32_conv_dk_resources(arch):
