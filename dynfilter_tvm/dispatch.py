@@ -40,9 +40,9 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   ``conv_dk`` only where it stages its source window, ``generic_dk_staged``: not at k2 s1 d1,
   k4 s2 d1, C = O = 64 k3 float64, where its per-tap fallback requests 1.75-2.4x) and no static build of the configuration could
   take tensor cores: float64, float32 without the ``tf32`` flag
-  (``torch.backends.cudnn.allow_tf32`` off; conv_dk has no TF32 path), and configurations
-  whose O or C is no whole mma tile. PAC ``conv`` and ``conv_dk`` with tensor cores (``conv``:
-  the half types, TF32; ``conv_dk``: the half types with O, C multiples of 16), ``pool*``,
+  (``torch.backends.cudnn.allow_tf32`` off), and configurations
+  whose O or C is no whole mma tile. PAC ``conv`` and ``conv_dk`` with tensor cores (the half
+  types and TF32; ``conv_dk`` with O, C multiples of 16), ``pool*``,
   ``dist*`` (per-output generic kernels, as their static builds) stay static on CUDA.
   A GPU serving many sizes without JIT takes a bundle built without ``--input``.
 

@@ -80,7 +80,9 @@ def benchmark_workloads(dtype: str = "float32") -> Dict[str, List[Workload]]:
           if dtype == "float32" else []),
         # conv_dk's half types run on f16/bf16 tensor cores (sm_80+): listed in the float32 report
         *([mk("pac", "conv_dk", pac, half) for half in ("float16", "bfloat16")] if dtype == "float32" else []),
-        mk("pac", "conv_dk", pac, dtype), mk("pac", "conv_dw", pac, dtype)]
+        mk("pac", "conv_dk", pac, dtype),
+        *([mk("pac", "conv_dk", dict(pac, tf32=1), dtype)] if dtype == "float32" else []),  # TF32 tensor cores
+        mk("pac", "conv_dw", pac, dtype)]
     out["ACDA 8x64x56x56 k7"] = [mk("acda", k, acda, dtype) for k in ("fwd", "dx", "datoms")]
     return out
 

@@ -82,9 +82,11 @@ tiles exceeded 64 registers (4 rows: 93). Requested bytes
 bandwidth. Was a thread per output loading Wt and dO for every (channel, output channel):
 128 registers, 25% occupancy, 108 GB requested (32 ms at DRAM bandwidth without caches).
 Otherwise a thread per output forms G one input channel at a time.
-conv_dk on tensor cores (float16 and bfloat16, sm_80+, static, O % 16 = C % 16 = Wo % 32 =
-0; ``_conv_dk_mma``): the half types' products are exact in float32, so mma.sync m16n8k16
-with f32 accumulators computes the compute's G (float32) up to summation order. A block owns
+conv_dk on tensor cores (float16 and bfloat16 always, float32 with the workload flag ``tf32``
+as conv; sm_80+, static, O % 16 = C % 16 = Wo % 32 = 0; ``_conv_dk_mma``): the half types'
+products are exact in float32, so mma.sync m16n8k16 with f32 accumulators computes the
+compute's G (float32) up to summation order; TF32 (m16n8k8, 8 output channels per K step)
+rounds G's operands to 10-bit mantissas, the rounding the flag allows. A block owns
 a row of 32*wx pixels, 2*wx warps of one 16-pixel tile each (8 warps at 128-pixel rows),
 stages its dO tile once ((x, o), rows padded by 16 bytes: conflict-free ldmatrix B), and per
 tap and chunk of 16 input channels Wt (c, o) (the A rows); each warp forms its 16 x 16 tile of
@@ -101,7 +103,10 @@ pixel in the dot, took 68 / 75 registers: 7 blocks, 44% on sm_90, 5 blocks by sh
 Estimated (no GPU: arithmetic in ``_conv_dk_mma``) about 179 us, shared-memory bound, 6.5x
 the 27.5 us BF16 roofline (the 4-warp blocks: 149 us, their A fragment loaded once for two
 tiles, but at 31-44% occupancy; the SIMT kernel: about 962 us at these tiles, 642 us at
-float32's).
+float32's). TF32: the same 1,024 blocks, 45,056 B (dO rows of 64 + 4 floats; G, Wt and the
+sums in one space), ptxas 48 registers on sm_90 (62%), 76 on sm_80 (38%: 3 blocks by
+shared memory and registers), no spills; about 287 us shared-memory bound (5.2x the 55 us
+TF32 roofline, 2.2x faster than float32's SIMT 642 us), 1,289 MB requested.
 conv_dw (static shapes): split-K over bands of output rows, partial sums in global scratch,
 then a second kernel adding them (see ``conv_dw``); each part a GEMM per tap, dWt[o, c] +=
 dO[o, px] (K[px] Sz[c, px]) over its pixels (``_conv_dw_tiled``): a block per (output-channel
@@ -375,7 +380,7 @@ def generic_serves(wl, func, target) -> bool:
     generic build by default (``dispatch``): the build is tiled (``generic_tiled``; conv_dk's
     with its source window staged, ``generic_dk_staged``) and no static build of the
     configuration could take tensor cores, which the generic one never does (``_may_use_mma``:
-    conv in the half types and float32 flagged ``tf32``, conv_dk in the half types, on sm_80+
+    conv and conv_dk in the half types and in float32 flagged ``tf32``, on sm_80+
     with O and C whole mma tiles; Wo's divisibility depends on the size, so such
     configurations stay static at every size)."""
     if wl.kernel not in GENERIC_DEFAULT or _may_use_mma(wl, target):
@@ -390,7 +395,7 @@ def _may_use_mma(wl, target) -> bool:
     p = wl.p
     sm80 = target is None or _sm(target) >= 80
     if wl.kernel == "conv_dk":
-        return wl.dtype in HALF_MMA and sm80 and p["O"] % 16 == 0 and p["C"] % 16 == 0
+        return _dk_mma_dtype(wl) and sm80 and p["O"] % 16 == 0 and p["C"] % 16 == 0
     if wl.kernel != "conv" or wl.dtype not in MMA_DTYPES or (wl.dtype == "float32" and not p.get("tf32")):
         return False
     return sm80 and p["O"] % 16 == 0 and p["C"] % (8 * MMA_DTYPES[wl.dtype][1]) == 0
@@ -1141,11 +1146,17 @@ DK_MMA_WARPS = 4  # 32-pixel column groups per block (threadIdx.y)
 HALF_MMA = ("float16", "bfloat16")  # conv_dk on tensor cores (their products exact in float32)
 
 
-def _dk_mma_row(n: int) -> int:
-    """Elements per staged row of n = O 16-bit values (O % 16 = 0): padded by 16 bytes, so the
-    row stride is an odd number of 16-byte units and the 8 rows an ldmatrix phase reads fall
-    on 8 distinct bank groups."""
-    return n + 8
+def _dk_mma_dtype(wl) -> bool:
+    """Whether conv_dk's type may take tensor cores: the half types (products exact in
+    float32), float32 flagged ``tf32`` (operands rounded to TF32, as the flag allows)."""
+    return wl.dtype in HALF_MMA or (wl.dtype == "float32" and bool(wl.p.get("tf32")))
+
+
+def _dk_mma_row(n: int, item: int = 2) -> int:
+    """Elements per staged row of n = O values of ``item`` bytes (O % 16 = 0): padded by 16
+    bytes, so the row stride is an odd number of 16-byte units and the 8 rows an ldmatrix
+    phase reads fall on 8 distinct bank groups."""
+    return n + 16 // item
 
 
 def dk_mma_shared_bytes(wl, wx: int) -> int:
@@ -1153,20 +1164,26 @@ def dk_mma_shared_bytes(wl, wx: int) -> int:
     padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows padded; the halves'
     sums of a tap, DK_MMA_HALVES x P float32, take its space, or more where they do not fit)
     and G of one tap and chunk (P pixels x 16 channels float32, a pixel's channels padded to
-    20 words: conflict-free fragment stores and vector loads). 8x64x128x128 k5 O=64: 18,432 +
-    2,304 + 10,240 = 30,976 B."""
-    O, pix = wl.p["O"], 32 * wx
-    return pix * _dk_mma_row(O) * 2 + max(16 * _dk_mma_row(O) * 2, DK_MMA_HALVES * pix * 4) + pix * 20 * 4
+    20 words: conflict-free fragment stores and vector loads), dO and Wt in the input's type.
+    In float32 (TF32) TVM's StorageRewrite gives all three of Wt, the sums and G one space (one
+    type; ThreadSync adds the barrier between the last A fragment load and G's store), as ptxas
+    reports. 8x64x128x128 k5 O=64: half types 18,432 + 2,304 + 10,240 = 30,976 B; TF32 34,816 +
+    max(4,352, 1,024, 10,240) = 45,056 B."""
+    O, pix, item = wl.p["O"], 32 * wx, 4 // MMA_DTYPES[wl.dtype][1]
+    row = _dk_mma_row(O, item) * item
+    wt, g = max(16 * row, DK_MMA_HALVES * pix * 4), pix * 20 * 4
+    return pix * row + (max(wt, g) if item == 4 else wt + g)
 
 
 def dk_mma_tile(wl, target=None):
     """32-pixel groups per block (wx; DK_MMA_HALVES * wx warps) of the tensor-core conv_dk, or
     None where it does not apply: float16 and
     bfloat16 (their products are exact in float32, so f32-accumulating mma.sync computes what
-    the compute defines), static, O % 16 = C % 16 = Wo % 32 = 0, sm_80 or newer (``target``
-    None: sm_90), within 48 KB of static shared memory."""
+    the compute defines) and float32 flagged ``tf32`` (TF32 operands), static, O % 16 = C %
+    16 = Wo % 32 = 0, sm_80 or newer (``target`` None: sm_90), within 48 KB of static shared
+    memory."""
     p = wl.p
-    if wl.dtype not in HALF_MMA or wl.kind != "static" or (target is not None and _sm(target) < 80):
+    if not _dk_mma_dtype(wl) or wl.kind != "static" or (target is not None and _sm(target) < 80):
         return None
     if p["O"] % 16 or p["C"] % 16 or p["Wo"] % 32:
         return None
@@ -1180,7 +1197,11 @@ DK_STORE_T_F32 = "dynfilter_pac_dk_mma_store_shared_t_f32"
 
 
 def _conv_dk_mma(sch, wl, wx: int) -> None:
-    """A block per (n, output row y, P = 32*wx pixels), 2*wx warps (threadIdx.y along x,
+    """float16 / bfloat16 (mma.sync m16n8k16) and float32 flagged ``tf32`` (m16n8k8 TF32: e = 1,
+    K steps of 8 output channels, rows of 32-bit words; ``_register_mma_intrinsics``' TF32
+    fragments, conv's): the same schedule.
+
+    A block per (n, output row y, P = 32*wx pixels), 2*wx warps (threadIdx.y along x,
     threadIdx.z the two 16-pixel tiles of a 32-pixel group) of one 16-pixel tile each. The
     block stages its dO tile once (laid out (x, o): B rows of 16 output channels, contiguous,
     rows padded by 16 bytes, ``_dk_mma_row``). Per tap (i, j) and chunk of 16 input channels
@@ -1238,7 +1259,25 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     and chunk (16 channels x (P + (k-1)d) columns, 4.2 KB) would cut the source to about 86
     MB (319 MB in all, 95 us, 3.5x), but adds shared memory (sm_80: 4 blocks of 8 warps, 50%,
     at 36 KB); larger pixel tiles would cut the weight's 210 MB (the dO tile, 18 KB per 128
-    pixels, is what bounds them)."""
+    pixels, is what bounds them).
+
+    TF32 (the same shape, float32 flagged ``tf32``; P = 128, 8 warps): per chunk 8 warps x 8 K
+    steps x 2 n8 halves = 128 mma m16n8k8 (one per SM and clock, half of m16n8k16's FLOPs: the
+    TF32 peak): 102,400 x 128 / 132 = 99 K clk = 54 us (the 55 us TF32 roofline). Wavefronts per
+    chunk: ldmatrix 8 x 8 x 2 = 128 x4, 4 each: 512; G's fragment stores 64 and the dot's loads
+    64, as above (G is float32 in every type); the Wt chunk's 32-bit stores, lanes along o, 32
+    consecutive words: 32; the halves' sums 6; in all 678 = 5.3x the mma's 128: 102,400 x 678 /
+    132 / 1.83 GHz = about 287 us, 5.2x the roofline, 2.2x under float32's SIMT kernel (642 us,
+    its shared-memory estimate on sm_90). StorageRewrite gives G, the Wt chunk and the sums one
+    float32 space (ThreadSync then adds a barrier before G's store): 34,816 B of dO + 10,240 B
+    = 45,056 B (``dk_mma_shared_bytes``), the 128-pixel block fitting 48 KB. ptxas: 48
+    registers on sm_90, no spills, 5 blocks of 8 warps (registers and shared memory), 62.5%;
+    sm_80 76 registers and 3 blocks by shared memory (164 KB / 46 KB): 38%, under the 50% aim
+    (64-pixel blocks, 4 warps: 72 registers, 7 blocks, 44%, and 1.7 GB requested). 50% on
+    sm_80 needs 4 such blocks, under 39 KB each, which float32's dO tile (32 KB unpadded) and G
+    (10 KB) do not leave: the dO tile staged in parts over O, or G kept out of shared memory.
+    Requested bytes 1,289 MB (16.0x the 80.6 MB minimum, 385 us at 3.35 TB/s: the source per
+    tap 824 MB and the weight per block 420 MB, from L1 and L2)."""
     from tvm.s_tir import TensorIntrin
 
     _register_mma_intrinsics(wl.dtype)
@@ -1246,7 +1285,8 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     # check fails where StorageRewrite gives G's space to the 16-bit staging: O = 256)
     TensorIntrin.register(DK_STORE_T_F32, *_store_cast_intrin("float32", transposed=True), override=True)
     load_a, load_b, mma = _intrin_names(wl.dtype)
-    e, O, halves = 2, wl.p["O"], DK_MMA_HALVES
+    e, O, halves = MMA_DTYPES[wl.dtype][1], wl.p["O"], DK_MMA_HALVES
+    kk, row = 8 * e, _dk_mma_row(O, 4 // e)  # output channels per mma K step; staged row length
     warps = wx
     sch.compute_inline(sch.get_sblock("Sz"))
     acc = sch.get_sblock("acc")
@@ -1279,7 +1319,7 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     sch.compute_at(G, co)
     gc, gx, go = sch.get_loops(G)[-3:]
     gxw, gxm, gxt = sch.split(gx, [warps, 2, 16])
-    goo, got = sch.split(go, [None, 16])
+    goo, got = sch.split(go, [None, kk])
     sch.reorder(gxw, gxm, goo, gc, gxt, got)
     outer = sch.blockize(gc)
     sch.bind(gxw, "threadIdx.y")
@@ -1288,12 +1328,12 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     dsh = sch.cache_read(outer, d_at, "shared")
     sch.compute_at(dsh, blk)
     sch.transform_layout(dsh, ("write", 0), lambda n_, o_, y_, x_: (n_, y_, x_, o_))
-    sch.storage_align(dsh, 0, 2, O, _dk_mma_row(O) - O)
+    sch.storage_align(dsh, 0, 2, O, row - O)
     spread(dsh, blk)
     wsh = sch.cache_read(outer, w_at, "shared")
     sch.compute_at(wsh, co)
     sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, c_, o_))
-    sch.storage_align(wsh, 0, 2, O, _dk_mma_row(O) - O)
+    sch.storage_align(wsh, 0, 2, O, row - O)
     # lanes along o: a warp's 16-bit stores fill 16 consecutive words of one row (one
     # wavefront; lanes along c met 2-way conflicts, rows 8 apart sharing banks). The global
     # reads are scattered either way (o and c strides of C*k^2 and k^2 elements)
@@ -1307,9 +1347,9 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     sch.reverse_compute_at(c_w, gxm)
     sch.decompose_reduction(outer, goo)
     sch.transform_layout(a_w, ("write", 0), lambda i_, j_, c_, o_: (
-        i_, j_, c_ // 16, o_ // 16, *_frag_a(c_ % 16, o_ % 16, e)))
+        i_, j_, c_ // 16, o_ // kk, *_frag_a(c_ % 16, o_ % kk, e)))
     sch.transform_layout(b_w, ("write", 0), lambda n_, y_, x_, o_: (
-        n_, y_, x_ // 16, o_ // 16, *_frag_b(o_ % 16, x_ % 16, e)))
+        n_, y_, x_ // 16, o_ // kk, *_frag_b(o_ % kk, x_ % 16, e)))
     sch.transform_layout(c_w, ("read", 0), lambda n_, c_, i_, j_, y_, x_: (
         n_, i_, j_, y_, c_ // 16, x_ // 16, *_frag_c(c_ % 16, x_ % 16)))
     # G staged (x, c) innermost: a pixel's channels contiguous (the dot's vector loads)

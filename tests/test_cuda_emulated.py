@@ -777,3 +777,49 @@ def test_conv_dk_tensor_core_sm80(dtype):
 def test_control_conv_dk_tensor_core(mutate, match):
     wl = Workload.make("pac", "conv_dk", DK_HALF_CASES["plain"], "float16")
     _fails(wl, "cuda", mutate=mutate, match=match)
+
+
+# pac.conv_dk in float32 flagged tf32 (torch.backends.cudnn.allow_tf32 on CUDA): the same
+# kernel with TF32 fragments (mma.sync m16n8k8, 8 output channels per K step), G's products of
+# operands rounded to TF32; tolerance emulate.TF32_TOLERANCE.
+DK_TF32_CASES = {
+    "plain": dict(DK_HALF_CASES["plain"], tf32=1),
+    "s2-d2": dict(DK_HALF_CASES["s2-d2"], tf32=1),
+    "zero-ins": dict(DK_HALF_CASES["zero-ins"], tf32=1),  # O = 48: 6 K steps
+    "k5-row128": dict(DK_HALF_CASES["k5-row128"], tf32=1),
+}
+
+
+@pytest.mark.parametrize("name", DK_TF32_CASES)
+def test_conv_dk_tensor_core_tf32(name):
+    """Flagged: the TF32 mma kernel, within TF32_TOLERANCE and above float32's own tolerance
+    (the rounding shows: a SIMT kernel would not pass); unflagged: the SIMT kernel, no mma,
+    within float32's tolerance."""
+    wl = Workload.make("pac", "conv_dk", DK_TF32_CASES[name], "float32")
+    low = emulate.prepare(wl, "cuda")
+    assert "tvm_mma_m16n8k8_tf32(" in low.source
+    assert 1e-5 < emulate.check(wl, "cuda", lowered=low) <= emulate.TF32_TOLERANCE
+    if name == "plain":
+        off = Workload.make("pac", "conv_dk", DK_HALF_CASES[name], "float32")
+        low = emulate.prepare(off, "cuda")
+        assert "tvm_mma" not in low.source
+        assert emulate.check(off, "cuda", lowered=low) <= emulate.TOLERANCE["float32"]
+
+
+def test_conv_dk_tensor_core_tf32_sm80():
+    """The TF32 kernel as built for sm_80 (blocks in reverse order)."""
+    wl = Workload.make("pac", "conv_dk", DK_TF32_CASES["plain"], "float32")
+    low = emulate.prepare(wl, "cuda", arch="sm_80")
+    assert "tvm_mma_m16n8k8_tf32(" in low.source
+    emulate.check(wl, "cuda", arch="sm_80", lowered=low, mutate=_reverse_blocks)
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (_replace("for (int ax0 = 0; ax0 < 2; ++ax0) {\n        acc_local_ptr[0]",
+              "for (int ax0 = 0; ax0 < 1; ++ax0) {\n        acc_local_ptr[0]"), "relative error"),
+    (_mma_layout("TVM_MMA_A_LANE", "(row, k) (4 * ((row) % 8) + ((k) + 1) % 4)"), "relative error"),
+    (_mma_layout("TVM_LDM_SRC", "(m, lane) ((m) * 8 + ((lane) / 4 + 1) % 8)"), "relative error"),
+], ids=["one-half", "mma-a-lane", "ldmatrix-row"])
+def test_control_conv_dk_tensor_core_tf32(mutate, match):
+    wl = Workload.make("pac", "conv_dk", DK_TF32_CASES["plain"], "float32")
+    _fails(wl, "cuda", mutate=mutate, match=match)

@@ -518,8 +518,8 @@ def test_cuda_generic_tiled_nvcc_no_spills(arch):
 def test_cuda_default_generic_where_tiled(monkeypatch):
     """Nothing set: CUDA calls of PAC conv, conv_dk and conv_dw are served generic where the
     generic build is tiled (conv_dk: its source window staged) and no static build could take
-    tensor cores; conv and conv_dk on tensor cores (conv: half types, TF32; conv_dk: half
-    types; O and C whole mma tiles), conv_dk's per-tap fallback and the light kernels static."""
+    tensor cores; conv and conv_dk on tensor cores (half types, TF32; O and C whole mma
+    tiles), conv_dk's per-tap fallback and the light kernels static."""
     dispatch.set_shape_mode(None)
     monkeypatch.delenv(dispatch.ENV_SHAPES, raising=False)
     sm90, sm75 = cuda_target("sm_90"), cuda_target("sm_75")
@@ -544,6 +544,9 @@ def test_cuda_default_generic_where_tiled(monkeypatch):
     assert served("conv_dk", "float64", C=16, O=24, k=5, p=2) == "generic"
     assert served("conv_dk", "float16", C=16, O=16) == "static"  # tensor cores (sm_80+, O, C % 16 = 0)
     assert served("conv_dk", "float16", C=16, O=16, target=sm75) == "generic"  # no mma.sync there
+    assert served("conv_dk", "float32", C=16, O=16, tf32=1) == "static"  # TF32 tensor cores
+    assert served("conv_dk", "float32", C=16, O=24, tf32=1) == "generic"  # O no whole mma tile
+    assert served("conv_dk", "float32", C=16, O=16, tf32=1, target=sm75) == "generic"  # no TF32 mma
     assert served("conv_dk", "bfloat16", C=12, O=16) == "generic"  # C no whole mma tile
     assert served("conv_dk", "float32", C=16, O=16, s=2, Ho=5, Wo=17) == "generic"  # k3 s2: staged too
     assert served("conv_dk", "float32", C=16, O=16, k=2, p=-1, Ho=7, Wo=31) == "static"  # per-tap loads

@@ -68,8 +68,8 @@ def test_requested_bytes_pac_conv_tiled():
 
 
 def test_requested_bytes_pac_conv_dk_tiled():
-    wl = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"][-2]
-    assert wl.kernel == "conv_dk"
+    wl = next(w for w in G.benchmark_workloads()["PAC conv 8x64x128x128 k5"]
+              if w.kernel == "conv_dk" and w.dtype == "float32" and not w.p.get("tf32"))
     # the docstring's figures: dO once, X over the 4 x 32 tiles' 8 x 36 windows less the
     # padding (252 x 140 real), Wt per channel and tile (128 per image), dK stored once
     do, x, wt, dk = 8 * 64 * 128 ** 2, 8 * 64 * 252 * 140, 8 * 128 * 64 * 64 * 25, 8 * 25 * 128 ** 2
@@ -84,16 +84,18 @@ def test_requested_bytes_pac_conv_dk_tiled():
 
 
 def test_requested_bytes_pac_conv_dk_tensor_cores():
-    """The half types' tensor-core conv_dk (a block per 128-pixel row, 1,024 blocks): dO once,
-    the source per (tap, channel, pixel) over 634 real (output, tap) pairs per axis, the whole
-    weight per block, dK once; 2-byte elements. Listed in the float32 report."""
+    """The tensor-core conv_dk of the half types and of float32 flagged tf32 (a block per
+    128-pixel row, 1,024 blocks): dO once, the source per (tap, channel, pixel) over 634 real
+    (output, tap) pairs per axis, the whole weight per block, dK once; 2-byte elements (4 in
+    TF32: 1,289 MB). Listed in the float32 report, TF32 aiming at the TF32 roofline."""
     pac = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"]
-    for half in ("float16", "bfloat16"):
-        wl = next(w for w in pac if w.kernel == "conv_dk" and w.dtype == half)
-        assert G._label(wl) == "pac.conv_dk(" + {"float16": "f16", "bfloat16": "bf16"}[half] + ")"
-        do, x, wt, dk = 8 * 64 * 128 ** 2, 8 * 64 * 634 ** 2, 1024 * 64 * 64 * 25, 8 * 25 * 128 ** 2
+    do, x, wt, dk = 8 * 64 * 128 ** 2, 8 * 64 * 634 ** 2, 1024 * 64 * 64 * 25, 8 * 25 * 128 ** 2
+    for dtype, label, item in (("float16", "f16", 2), ("bfloat16", "bf16", 2), ("float32", "tf32", 4)):
+        wl = next(w for w in pac if w.kernel == "conv_dk" and w.dtype == dtype and (dtype != "float32" or w.p.get("tf32")))
+        assert G._label(wl) == f"pac.conv_dk({label})"
+        assert G.aim_peak(wl) == (G.TF32_TC if dtype == "float32" else G.BF16_TC)
         for arch in ("sm_90", "sm_80"):
-            assert G.requested_bytes(wl, 2, arch) == 2 * (do + x + wt + dk)
+            assert G.requested_bytes(wl, item, arch) == item * (do + x + wt + dk)
 
 
 def test_requested_bytes_pac_conv_dw_tiled():

@@ -177,6 +177,35 @@ def test_tensor_core_conv_resources_at_model_shapes(dtype, arch):
         assert res["spill"] == 0 and res["smem"] == mma_shared_bytes(wl, wo, wx, xm, ry), (p, res)
         assert G.occupancy(arch, 32 * wo * wx * ry, res["regs"], res["smem"]) >= 0.5, (p, res)
 
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
+def test_tf32_conv_dk_resources(arch):
+    """conv_dk flagged tf32 on TF32 tensor cores (ptxas figures; estimates, no GPU): at the
+    benchmark shape 8x64x128x128 k5 O=64 blocks of 128 pixels (8 warps), static shared memory
+    as ``dk_mma_shared_bytes`` budgets it (G, Wt and the halves' sums in one space) and under
+    48 KB, no spills; 62% occupancy on sm_90 (sm_80: 3 blocks by shared memory and registers,
+    38%, the aim missed: see ``schedules.pac_cuda._conv_dk_mma``). At a 64-pixel row with O = 32
+    the same budget holds. Unflagged, or in float64, no mma."""
+    from dynfilter_tvm import gpu_report as G
+    from schedules.pac_cuda import MMA_SHARED_BYTES, dk_mma_shared_bytes, dk_mma_tile
+
+    bench = next(w for w in G.benchmark_workloads()["PAC conv 8x64x128x128 k5"]
+                 if w.kernel == "conv_dk" and w.p.get("tf32"))
+    small = Workload.make("pac", "conv_dk", dict(_geo(1, 16, 3, 64, 3, 64, 3, 1, 1, 1, 1), O=32, tf32=1), "float32")
+    for wl, wx in ((bench, 4), (small, 2)):
+        assert dk_mma_tile(wl, cuda_target(arch)) == wx
+        src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
+        assert G.mma_kind(src) == "tf32"
+        res = G.ptxas_resources(src, arch)["pac_conv_dk_kernel"]
+        assert res["spill"] == 0 and res["smem"] == dk_mma_shared_bytes(wl, wx) <= MMA_SHARED_BYTES, (wl, res)
+        if wl is bench and arch == "sm_90":
+            assert res["regs"] <= 48 and G.occupancy(arch, 64 * wx, res["regs"], res["smem"]) >= 0.5, res
+    for params, dtype in (({k: v for k, v in bench.p.items() if k != "tf32"}, "float32"), (bench.p, "float64")):
+        assert G.mma_kind(build(Workload.make("pac", "conv_dk", params, dtype),
+                                cuda_target(arch)).mod.imports[0].inspect_source()) is None
+
+
 def test_tf32_flag_follows_cudnn_allow_tf32(monkeypatch):
     """Read at each call: CUDA float32 only, exactly while cudnn.allow_tf32 is set; recorded
     workloads for CUDA bundles carry both variants."""
@@ -192,10 +221,39 @@ def test_tf32_flag_follows_cudnn_allow_tf32(monkeypatch):
     conv = Workload.make("pac", "conv", dict(PLAIN, O=24, a=0), "float32")
     dk = Workload.make("pac", "conv_dk", dict(PLAIN, O=24), "float32")
     tf32 = Workload.make("pac", "conv", dict(PLAIN, O=24, a=0, tf32=1), "float32")
-    assert with_tf32_variants([conv, dk]) == [conv, dk, tf32]
+    dk_tf32 = Workload.make("pac", "conv_dk", dict(PLAIN, O=24, tf32=1), "float32")
+    dw = Workload.make("pac", "conv_dw", dict(PLAIN, O=24), "float32")  # no TF32 path: none added
+    assert with_tf32_variants([conv, dk, dw]) == [conv, dk, dw, tf32, dk_tf32]
     assert tf32.key() != conv.key()  # separate cache entries, bundles and tuning records
     half = Workload.make("pac", "conv", dict(PLAIN, O=24, a=0), "float16")
     assert with_tf32_variants([half]) == [half]
+
+
+@pytest.mark.parametrize("transposed", (False, True), ids=("plain", "transposed"))
+def test_tf32_flag_reaches_every_conv_kernel(transposed, monkeypatch):
+    """The bridge reads the flag at each call and hands it to every kernel sharing the tap rule
+    (forward, input gradient, conv_dk), never to conv_dw: pacconv2d forward and backward
+    recorded (kernels skipped) as on a CUDA device, allow_tf32 toggled between two calls."""
+    import torch_bridge.ops.pac as bridge
+    from torch_bridge import functional as Fn
+    from torch_bridge.app.workloads import recording
+
+    real = bridge.tf32_flag
+    monkeypatch.setattr(bridge, "tf32_flag", lambda dev, dt: real(torch.device("cuda", 0), dt))
+    x = torch.randn(1, 4, 6, 8, requires_grad=True)
+    w = torch.randn(4, 6, 3, 3, requires_grad=True) if transposed else torch.randn(6, 4, 3, 3, requires_grad=True)
+    ho, wo = (11, 15) if transposed else (6, 8)
+    K = torch.rand(1, 1, 3, 3, ho, wo, requires_grad=True)
+    conv = Fn.pacconv_transpose2d if transposed else Fn.pacconv2d
+    kw = dict(stride=2, padding=1) if transposed else dict(padding=1)
+    for allow in (True, False, True):
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", allow)
+        with recording() as seen:
+            conv(x, K, w, **kw).sum().backward()
+        flags = {w_.kernel: w_.p.get("tf32", 0) for w_ in seen}
+        assert set(flags) >= {"conv", "conv_dk", "conv_dw"}
+        assert flags["conv_dk"] == flags["conv"] == int(allow) and flags["conv_dw"] == 0
+        assert len({w_.p.get("tf32", 0) for w_ in seen if w_.kernel == "conv"}) == 1  # forward and input gradient
 
 
 @pytest.mark.parametrize("targets,tf32", [(["sm_90", "llvm"], True), (["llvm"], False)], ids=("cuda", "cpu-only"))
@@ -219,6 +277,9 @@ def test_compile_bundles_tf32_variants_for_cuda(targets, tf32, monkeypatch, tmp_
         assert {w.p["a"] for w in flagged} == {0, 1}
         assert {Workload.make("pac", "conv", {k: v for k, v in w.p.items() if k != "tf32"}, w.dtype)
                 for w in flagged} <= set(convs)
+    dks = [w for w in seen if w.kernel == "conv_dk"]  # conv_dk likewise, conv_dw never
+    assert len(dks) == (2 if tf32 else 1) and sum(bool(w.p.get("tf32")) for w in dks) == int(tf32)
+    assert not any(w.p.get("tf32") for w in seen if w.kernel not in ("conv", "conv_dk"))
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -228,9 +289,10 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 @cuda
 @pytest.mark.parametrize("allow", (True, False), ids=("tf32", "fp32"))
 def test_conv_on_gpu_tf32_setting(allow, monkeypatch):
-    """pacconv2d in float32 on the GPU, forward and input gradient, against float64: TF32
-    tensor cores (cudnn.allow_tf32, PyTorch's default) within 5e-3 of the largest value (10-bit
-    operand mantissas, C*k^2 = 800 products of random sign), FP32 SIMT within 1e-4."""
+    """pacconv2d in float32 on the GPU, forward, input and kernel gradient (conv_dk: G over
+    O = 64 products, then C = 32 more), against float64: TF32 tensor cores (cudnn.allow_tf32,
+    PyTorch's default) within 5e-3 of the largest value (10-bit operand mantissas, C*k^2 = 800
+    products of random sign), FP32 SIMT within 1e-4."""
     from torch_bridge import functional as Fn
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", allow)
@@ -246,8 +308,12 @@ def test_conv_on_gpu_tf32_setting(allow, monkeypatch):
     gy = torch.randn_like(want)
     xr = x.clone().requires_grad_()
     want_dx, = torch.autograd.grad(Fn.pacconv2d(xr, K, w, padding=2, native_impl=True), xr, gy)
-    got_dx, = torch.autograd.grad(got, xs, gy.float().cuda())
+    got_dx, = torch.autograd.grad(got, xs, gy.float().cuda(), retain_graph=True)
     assert float((got_dx.double().cpu() - want_dx).abs().max() / want_dx.abs().max()) < tol
+    Kr, Ks = K.clone().requires_grad_(), K.float().cuda().requires_grad_()
+    want_dk, = torch.autograd.grad(Fn.pacconv2d(x, Kr, w, padding=2, native_impl=True), Kr, gy)
+    got_dk, = torch.autograd.grad(Fn.pacconv2d(xs.detach(), Ks, w.float().cuda(), padding=2), Ks, gy.float().cuda())
+    assert float((got_dk.double().cpu() - want_dk).abs().max() / want_dk.abs().max()) < tol
 
 
 @pytest.mark.cuda

@@ -373,3 +373,27 @@ def test_kernel_size_limit_names_native_impl():
         Fn.pacconv2d(x, K, w, padding=8)
     out = Fn.pacconv2d(x, K, w, padding=8, native_impl=True)
     torch.testing.assert_close(out, R.pacconv2d_reference(x, K, w, padding=8))
+
+
+@pytest.mark.parametrize("kernel", ("conv", "conv_dk"))
+def test_tf32_flag_leaves_cpu_results_unchanged(kernel):
+    """The ``tf32`` flag (a CUDA schedule choice, in the workloads of conv and conv_dk) changes
+    nothing in the compute: its CPU build (what a CUDA bundle also holds for the CPU target)
+    gives bit for bit the unflagged kernel's result, in float32 and float64."""
+    from torch_bridge.runtime import run
+
+    g = torch.Generator().manual_seed(0)
+    p = dict(N=1, C=4, O=6, H=7, W=9, Ho=7, Wo=9, k=3, s=1, z=1, p=1, d=1)
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(1, 4, 7, 9, generator=g, dtype=dtype)
+        K = torch.rand(1, 1, 3, 3, 7, 9, generator=g, dtype=dtype)
+        dO = torch.randn(1, 6, 7, 9, generator=g, dtype=dtype)
+        w = torch.randn(6, 4, 3, 3, generator=g, dtype=dtype)
+        args, out = ((x, K, w), torch.empty_like(dO)) if kernel == "conv" else ((dO, x, w), torch.empty_like(K))
+        q = dict(p, a=0) if kernel == "conv" else p
+        outs = []
+        for flag in ({}, {"tf32": 1}):
+            res = torch.full_like(out, float("nan"))
+            run("pac", kernel, dict(q, **flag), dtype, torch.device("cpu"), *args, res)
+            outs.append(res)
+        assert torch.isfinite(outs[0]).all() and torch.equal(outs[0], outs[1])

@@ -200,7 +200,10 @@ def pool(N, C, G, H, W, Ho, Wo, k, s, z, p, d, a, dtype):
 
 
 @register_kernel("pac", "conv_dk")
-def conv_dk(N, C, O, H, W, Ho, Wo, k, s, z, p, d, dtype):
+def conv_dk(N, C, O, H, W, Ho, Wo, k, s, z, p, d, dtype, tf32=0):
+    """``tf32`` as in ``conv`` (CUDA float32 only; absent means 0): a schedule choice, TF32
+    tensor cores for G's products, accepted and ignored here; it keeps such kernels apart in
+    every cache key."""
     check_params(N, C, H, W, Ho, Wo, k, s, z, d)
     acc_t = acc_dtype(dtype)
     dO = te.placeholder((N, O, Ho, Wo), dtype, name="dO")

@@ -53,12 +53,15 @@ def with_dtype(workloads: Sequence[Workload], dtype: str) -> List[Workload]:
     return unique([Workload.make(w.op, w.kernel, w.p, dtype) for w in workloads])
 
 
+TF32_KERNELS = ("conv", "conv_dk")  # the pac kernels taking the tf32 flag (torch_bridge.ops.pac.tf32_flag)
+
+
 def with_tf32_variants(workloads: Sequence[Workload]) -> List[Workload]:
-    """``workloads`` plus, for each float32 pac.conv, its ``tf32`` variant: what a CUDA GPU runs
-    while ``torch.backends.cudnn.allow_tf32`` is set (``torch_bridge.ops.pac.tf32_flag``), which
-    recording on the CPU never sees."""
+    """``workloads`` plus, for each float32 pac.conv and pac.conv_dk, its ``tf32`` variant: what
+    a CUDA GPU runs while ``torch.backends.cudnn.allow_tf32`` is set
+    (``torch_bridge.ops.pac.tf32_flag``), which recording on the CPU never sees."""
     extra = [Workload.make(w.op, w.kernel, dict(w.p, tf32=1), w.dtype) for w in workloads
-             if (w.op, w.kernel, w.dtype) == ("pac", "conv", "float32") and not w.p.get("tf32")]
+             if w.op == "pac" and w.kernel in TF32_KERNELS and w.dtype == "float32" and not w.p.get("tf32")]
     return unique([*workloads, *extra])
 
 

@@ -212,9 +212,10 @@ def check_dist(guidance, centre, k, stride, padding, dilation, channel_wise) -> 
 
 # ---------------------------------------------------------------------------- convolution
 def tf32_flag(device: torch.device, dtype: torch.dtype) -> dict:
-    """``{"tf32": 1}`` where the conv kernels may use TF32 tensor cores: float32 on CUDA while
-    ``torch.backends.cudnn.allow_tf32`` is set (the flag PyTorch's own conv2d follows, True by
-    default), read at every call; else ``{}``. The flag is part of the workload, so kernels
+    """``{"tf32": 1}`` where the conv kernels (``conv``: the convolution, its transposed form
+    and both input gradients; ``conv_dk``: the kernel gradient) may use TF32 tensor cores:
+    float32 on CUDA while ``torch.backends.cudnn.allow_tf32`` is set (the flag PyTorch's own
+    conv2d follows, True by default), read at every call; else ``{}``. The flag is part of the workload, so kernels
     built with and without it never share a cache entry."""
     use = device.type == "cuda" and dtype == torch.float32 and torch.backends.cudnn.allow_tf32
     return {"tf32": 1} if use else {}
@@ -274,8 +275,9 @@ def conv_grad_kernel_op(grad_out: Tensor, input: Tensor, kernel: Tensor, weight:
                         padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
     q = check_conv(input, kernel, weight, None, stride, padding, output_padding, dilation, transposed)
     dk = torch.empty_like(kernel, memory_format=torch.contiguous_format)
-    run("pac", "conv_dk", _grad_params(input, q, stride, padding, dilation, transposed), input.dtype, input.device,
-        grad_out.to(input.dtype), input, _transposed_weight(weight, transposed), dk)
+    p = dict(_grad_params(input, q, stride, padding, dilation, transposed), **tf32_flag(input.device, input.dtype))
+    run("pac", "conv_dk", p, input.dtype, input.device, grad_out.to(input.dtype), input,
+        _transposed_weight(weight, transposed), dk)
     return dk
 
 
