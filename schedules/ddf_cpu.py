@@ -241,7 +241,9 @@ def _overlap_rows(sch, loop, lanes: int) -> None:
     constant offsets; now one 8-lane vector and an overlapping one. Same process (static and
     both generic builds interleaved, thread time, 11 repeats), generic / static: fwd 1.19 ->
     1.10 at 14², 0.90 -> 0.88 at 28², 1.03 -> 1.03 at 56², 0.98 -> 0.95 at k7; dx (dO's copy)
-    1.34 -> 1.23, 1.26 -> 1.14 at 14², 1.01 -> 0.97 at 56², 0.85 -> 0.87 at k7. Tried and
+    1.34 -> 1.23, 1.26 -> 1.14 at 14², 1.01 -> 0.97 at 56², 0.85 -> 0.87 at k7; the main and
+    this tree's builds exported and timed in one process (15 repeats): fwd 1.18 -> 1.01, dx
+    1.33 -> 1.19 at 14², fwd 0.93 -> 0.87, dx 0.94 -> 0.89 at 28². Tried and
     dropped: 16-lane copy vectors (14 px rows then all scalar: 1.30), the zero fill as whole
     vectors and an overlapping last one (1.14, 0.99 against 1.10, 0.93 at 14², 28²), the fill's
     loops fused per plane as dc's (``flat``: 15-18x slower in fwd), dc's X copy taking this
