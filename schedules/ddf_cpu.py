@@ -21,7 +21,8 @@ the padded copies and the stores of the real row ('out'; dc's sum over x) keep a
 tail, which ``split_tail`` cuts off the whole tiles (vectors); the vector tiles are declared
 whole (``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
 local tile, its plane-wide buffer having a symbolic size). The padded copies' interiors are
-plain row loops, vectorised by LLVM (:func:`_pad_copy`); fwd and dx (stride 1) store their
+plain row loops, vectorised by LLVM (:func:`_pad_copy`), in fwd (stride 1) and dx whole
+vectors and an overlapping last one (:func:`_overlap_rows`); fwd and dx (stride 1) store their
 tiles in half-vector pieces, each guarded as a whole (:func:`_row_tile_out`,
 :func:`guard_pieces`: whole pieces store vectors from the registers). At stride s > 1 their padded X is laid out phase-major along the
 row (:func:`_phase_pad_copy`: fwd, ds, dc), so that the taps' reads, s apart, are contiguous
@@ -33,14 +34,14 @@ copies' tails 10%.
 from __future__ import annotations
 
 import tvm.s_tir as s_tir
-from tvm import tirx
+from tvm import ir, sym, tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
 from dynfilter_tvm.ops.ddf import FWD_ROWS
 
 from . import register
-from .common import UNROLL_TAPS, acc_registers, extent, guard_pieces, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import UNROLL_TAPS, _all, acc_registers, extent, guard_pieces, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
@@ -91,7 +92,10 @@ def fwd(sch, wl, target):
     28, 14 px k3 and 56 px k7, 1.18 -> 1.10 at 56 x 64 px, 0.83 -> 0.77 at s2 (RESULTS.md "DDF
     CPU generic row pairs, strided dx grid"). 'out''s pieces each guarded as a whole instead
     of cut (:func:`guard_pieces`): the tile stays in registers; same process 1.28 -> 1.06 /
-    1.10 -> 0.94 / 1.35 -> 1.19 at 56, 28, 14 px k3, 1.06 -> 0.96 at k7.
+    1.10 -> 0.94 / 1.35 -> 1.19 at 56, 28, 14 px k3, 1.06 -> 0.96 at k7. X's interior rows
+    as whole vectors and an overlapping last one (:func:`_overlap_rows`, stride 1): same
+    process 1.19 -> 1.10 at 14 px (the copy had been 32% of the kernel there), 28, 56 px and
+    k7 unchanged within noise.
     """
     wide = _fwd_lanes(wl.dtype, target)
     cg = wl.p["C"] // wl.p["G"]
@@ -107,10 +111,11 @@ def fwd(sch, wl, target):
     co, ci = sch.split(c, [None, ct])
     plane = sch.fuse(b, g, co)
     sch.parallel(plane)
+    copy = None
     if wl.kind == "generic" and wl.p["s"] > 1:
         _phase_pad_copy(sch, wl, "Xpad", plane, wide)
     else:
-        _pad_copy(sch, "Xpad", plane, wide, wl.kind == "generic")
+        copy = _pad_copy(sch, "Xpad", plane, wide, wl.kind == "generic")
     if wl.kind == "generic":
         yo, ym = sch.split(y, [None, FWD_ROWS])
         xo, xi = sch.split(x, [None, wide])
@@ -124,6 +129,7 @@ def fwd(sch, wl, target):
         split_tail(sch, yo)
         _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
         guard_pieces(sch, pieces)
+        _overlap_rows(sch, copy, vector_lanes(wl.dtype))  # X's rows (stride 1), last
         return
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
 
@@ -183,7 +189,7 @@ def _segments(w: int, lanes: int):
     return segs
 
 
-def _pad_copy(sch, name: str, at, lanes: int, generic: bool, flat: bool = False) -> None:
+def _pad_copy(sch, name: str, at, lanes: int, generic: bool, flat: bool = False):
     """A padded copy next to the loop ``at`` that reads it, as a zero fill and a copy of the
     interior (``decompose_padding``): one copy with the bounds test per element has a
     predicate per lane, which TVM's vectorizer leaves scalar (about 10 instructions an
@@ -195,23 +201,94 @@ def _pad_copy(sch, name: str, at, lanes: int, generic: bool, flat: bool = False)
     no masked stores): with 4-lane vectors (a scalar tail of up to 3), the copy was 16% of
     the generic fwd's time at 56 px rows, its tail alone 10% at 14 px (perf, k = 3).
     ``flat`` (dc): the zero fill's loops fused (the fill covers the whole compacted plane), so
-    LLVM makes it one memset per plane instead of one per row."""
+    LLVM makes it one memset per plane instead of one per row. Returns the generic interior's
+    row loop (else None), for :func:`_overlap_rows`."""
     blk = sch.get_sblock(name)
     sch.compute_at(blk, at)
     loops = sch.get_loops(blk)
     depth = next(i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(at)))
     if depth + 1 == len(loops):  # one element (compute_at drops unit loops)
-        return
+        return None
     try:  # refused (the schedule unchanged) where the bounds test is trivially true
         fill = sch.decompose_padding(blk, loops[depth + 1])
     except s_tir.ScheduleError:
         split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
-        return
+        return None
     if flat:  # the fill's loops (it covers the whole compacted plane) as one
         sch.fuse(*sch.get_loops(fill)[depth + 1:])
     split_tail(sch, vectorize_inner(sch, fill, lanes, under=at))
     if not generic:
         split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
+        return None
+    return sch.get_loops(blk)[-1]
+
+
+def _overlap_rows(sch, loop, lanes: int) -> None:
+    """A generic padded copy's row loop ``loop`` (the interior, a plain loop over a symbolic
+    row of n pixels, one block inside) as whole ``lanes``-wide vectors, then, where n is not
+    a multiple of ``lanes``, one more vector ending at the row's end (it overlaps the last
+    whole one and stores the same values again: a copy between two buffers, so the result is
+    unchanged), or a scalar loop for rows under ``lanes``. The block's predicate conjuncts
+    ``x < e`` become the loop's extent (``min``), others stay unless the loops' ranges prove
+    them. Replaces the loop in the IR (the block then sits in it three times, as with
+    :func:`guard_pieces`), so this runs last; leaves the loop as it was where the row enters
+    the block otherwise than as one of its variables.
+
+    Why (perf, generic fwd at 2x256x14² k3): X's interior copy was 32% of the kernel's samples
+    (the static build's copy ~9%): LLVM's vectorisation of the plain row loop runs a 4-lane
+    remainder loop and a scalar one per row (14 px: 3 x 4 + 2, each with its trip-count tests,
+    about 35 instructions a row), where the static build copies a row as 8 + 4 + 2 at
+    constant offsets; now one 8-lane vector and an overlapping one. Same process (static and
+    both generic builds interleaved, thread time, 11 repeats), generic / static: fwd 1.19 ->
+    1.10 at 14², 0.90 -> 0.88 at 28², 1.03 -> 1.03 at 56², 0.98 -> 0.95 at k7; dx (dO's copy)
+    1.34 -> 1.23, 1.26 -> 1.14 at 14², 1.01 -> 0.97 at 56², 0.85 -> 0.87 at k7; the main and
+    this tree's builds exported and timed in one process (15 repeats): fwd 1.18 -> 1.01, dx
+    1.33 -> 1.19 at 14², fwd 0.93 -> 0.87, dx 0.94 -> 0.89 at 28². Tried and
+    dropped: 16-lane copy vectors (14 px rows then all scalar: 1.30), the zero fill as whole
+    vectors and an overlapping last one (1.14, 0.99 against 1.10, 0.93 at 14², 28²), the fill's
+    loops fused per plane as dc's (``flat``: 15-18x slower in fwd), dc's X copy taking this
+    (2-3x slower, cause not traced)."""
+    if loop is None:
+        return
+    f = sch.get(loop)
+    realize = f.body
+    if not isinstance(realize, s_tir.SBlockRealize) or isinstance(f.extent, tirx.IntImm):
+        return
+    ana = sym.Analyzer()
+    for outer in sch.get_loops(sch.get_sblock(realize.block.name_hint)):
+        o = sch.get(outer)
+        ana.bind(o.loop_var, ir.Range.from_min_extent(o.min, o.extent))
+    x, n, dt = f.loop_var, f.extent, str(f.loop_var.ty)
+    conj, todo = [], [realize.predicate]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, tirx.And):
+            todo += [e.a, e.b]
+        elif isinstance(e, tirx.LT) and e.a.same_as(x):  # the row's end: the loop's extent
+            n = ana.simplify(tirx.min(n, e.b))
+        elif not ana.can_prove(e):
+            conj.append(e)
+    if any(v.same_as(x) for c in conj for v in tirx.analysis.undefined_vars(c)):
+        return  # a bound over the row of another form: the plain loop stays
+
+    if any(not v.same_as(x) and any(u.same_as(x) for u in tirx.analysis.undefined_vars(v))
+           for v in realize.iter_values):
+        return  # the row bound other than as the block's variable itself
+
+    def piece(start, extent, kind):
+        xi = tirx.Var("xi", dt)
+        values = [start + xi if v.same_as(x) else v for v in realize.iter_values]
+        return tirx.For(xi, tirx.const(0, dt), extent, kind, s_tir.SBlockRealize(values, _all(conj), realize.block))
+
+    xo = tirx.Var("xo", dt)
+    m = tirx.const(lanes, dt)
+    whole = tirx.For(xo, tirx.const(0, dt), tirx.floordiv(n, m), tirx.ForKind.SERIAL,
+                     piece(xo * m, m, tirx.ForKind.VECTORIZED))
+    tail = tirx.IfThenElse(tirx.floormod(n, m) != tirx.const(0, dt), tirx.IfThenElse(
+        n >= m, piece(n - m, m, tirx.ForKind.VECTORIZED), piece(tirx.const(0, dt), n, tirx.ForKind.SERIAL)), None)
+    one = tirx.For(tirx.Var("row", dt), tirx.const(0, dt), tirx.const(1, dt), tirx.ForKind.SERIAL,
+                   tirx.SeqStmt([whole, tail]))  # a loop, as the replaced statement must be
+    sch.state.replace(sch.get_sref(loop), one, {})
 
 
 def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
@@ -471,9 +548,10 @@ def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS) -> None:
 
 
 def _dx_pad_copy(sch, wl, plane):
-    """dx: the plane's padded dO next to the loop that reads it."""
+    """dx: the plane's padded dO next to the loop that reads it (generic rows: whole vectors
+    and an overlapping last one, :func:`_overlap_rows`; this runs last)."""
     lanes = vector_lanes(wl.dtype)
-    _pad_copy(sch, "dOp", plane, lanes, wl.kind == "generic")
+    _overlap_rows(sch, _pad_copy(sch, "dOp", plane, lanes, wl.kind == "generic"), lanes)
 
 
 @register("ddf", "ds", "cpu")

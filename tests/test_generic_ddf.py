@@ -194,6 +194,37 @@ def test_generic_cpu_guarded_pieces(kernel):
                                    rtol=1e-5, atol=1e-5, err_msg=f"{B}x{H}x{W}")
 
 
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+@pytest.mark.parametrize("kernel,copy", [("fwd", "Xpad"), ("dx", "dOp")])
+def test_generic_cpu_overlap_rows(kernel, copy, dtype):
+    """The generic fwd's X and dx's dO padded copies (``schedules.ddf_cpu._overlap_rows``):
+    each row as whole vectors, an overlapping last vector ending at the row's end, or a
+    scalar loop for rows under one vector (the copy block three times in the schedule).
+    Against the float64 reference with NaN-filled outputs at every width 1-19 and a few past
+    (a last vector one pixel short or off leaves a padded zero where X or dO belongs)."""
+    import numpy as np
+    import tvm
+
+    from dynfilter_tvm.build import build, schedule
+    from dynfilter_tvm.target import cpu_target
+
+    target = cpu_target()
+    wl = _generic_wl(kernel, 8, 2, 3, 1, 1, "mul", dtype)
+    assert schedule(wl, target, tuned=False)[0].script().count(f'T.sblock("{copy}")') == 3
+    lib = build(wl, target)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for W in (*range(1, 20), 23, 31, 33):
+        B, H = 1 + W % 2, 1 + W % 5
+        p = dict(B=B, C=8, H=H, W=W, G=2, k=3, s=1, d=1, combine="mul")
+        rng = np.random.default_rng(W)
+        ins = [rng.standard_normal(shape).astype(dtype)
+               for shape in ((B, 2, 4, H, W), (B, 2, 3, 3, H, W), (B, 2, 4, 3, 3))]
+        args = [tvm.runtime.tensor(a) for a in (*ins, np.full((B, 2, 4, H, W), np.nan, dtype))]
+        lib(*args)
+        np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", kernel, p, dtype), ins),
+                                   rtol=tol, atol=tol, err_msg=f"{B}x{H}x{W}")
+
+
 @pytest.mark.parametrize("k,s,d,combine", [(3, 1, 1, "mul"), (3, 1, 1, "add"), (5, 2, 2, "add"), (3, 2, 1, "mul")])
 def test_generic_cpu_dc_copies(k, s, d, combine):
     """The generic dc's per-plane copies (``schedules.ddf_cpu._dc_dopad``, ``_pad_copy(flat=)``):
