@@ -6,7 +6,7 @@ tuner and the AOT compiler all call :func:`build`.
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import tvm
 from tvm.target import Target
@@ -67,6 +67,56 @@ def build(workload: Workload, target: Target, mod: Optional[tvm.IRModule] = None
     if mod is None:
         mod, _ = schedule(workload, target)
     with target:  # CUDA's compile callback reads the arch from the current target
-        lib = tvm.compile(mod, target=target)
+        lib = tvm.compile(mod, target=target, tir_pipeline=TIR_PIPELINE)
     _check_device_code(lib, target, workload)
     return lib
+
+
+# -- __launch_bounds__(threads, min blocks per SM) for CUDA kernels whose schedule asks ----------
+MIN_BLOCKS = "dynfilter.min_blocks_per_sm"  # root-block annotation a schedule sets (``min_blocks``)
+
+
+def min_blocks(sch, blocks: int) -> None:
+    """Ask for ``__launch_bounds__(threads, blocks)`` on the CUDA kernels of scheduled ``sch``:
+    ptxas then keeps registers to what ``blocks`` resident blocks per SM allow (65,536 /
+    (blocks x threads)), spilling if it must (the report checks spills)."""
+    sch.annotate(sch.get_sblock("root"), MIN_BLOCKS, blocks)
+
+
+def _asked_blocks(mod) -> Dict[str, int]:
+    """{global symbol: blocks} of the module's functions whose schedule asked (``min_blocks``)."""
+    asked = {}
+    for func in mod.functions.values():
+        block = getattr(getattr(func, "body", None), "block", None)  # the root block
+        if block is not None and MIN_BLOCKS in block.annotations:
+            asked[str(func.attrs["global_symbol"])] = int(block.annotations[MIN_BLOCKS])
+    return asked
+
+
+def tir_pipeline():
+    """TVM's default TIR pipeline (``s_tir``), the device kernels of each function whose
+    schedule asked (``min_blocks``; SplitHostDevice names them <symbol>_kernel[_i]) carrying
+    ``tirx.launch_bounds_min_blocks_per_sm`` (CUDA codegen then emits the second
+    ``__launch_bounds__`` argument). Functions that did not ask lower exactly as before.
+    Returns (pipeline, finalize_host, finalize_device), as ``tvm.tirx.get_tir_pipeline``;
+    registered as TIR_PIPELINE, which every CUDA build here (``build``, the AOT writer) and
+    the emulator's lowering use."""
+    base, finalize_host, finalize_device = tvm.tirx.get_tir_pipeline("s_tir")
+
+    def pipeline(mod):
+        asked = _asked_blocks(mod)
+        mod = base(mod)
+        for gv, func in list(mod.functions.items()):
+            if not isinstance(func, tvm.tirx.PrimFunc) or int(func.attrs.get("calling_conv", 0)) != 2:
+                continue  # not a kernel launch
+            name = gv.name_hint
+            blocks = next((b for sym, b in asked.items() if name == f"{sym}_kernel" or name.startswith(f"{sym}_kernel_")), None)
+            if blocks is not None:
+                mod[gv] = func.with_attr("tirx.launch_bounds_min_blocks_per_sm", blocks)
+        return mod
+
+    return pipeline, finalize_host, finalize_device
+
+
+TIR_PIPELINE = "dynfilter"
+tvm.tirx.compilation_pipeline.register_tir_pipeline(TIR_PIPELINE, tir_pipeline)

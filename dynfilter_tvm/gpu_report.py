@@ -605,7 +605,9 @@ def _pac_conv_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = N
         pix_tiles = -(-p["Ho"] // t["ty"]) * -(-p["Wo"] // t["tx"])
     taps = real(p["H"], p["Ho"]) * real(p["W"], p["Wo"])
     x_loads = N * C * taps * o_tiles
-    k_loads = N * C * (taps if p["a"] else k * k * p["Ho"] * p["Wo"]) * o_tiles  # Kz: real taps only
+    # Kz: real taps only; the static build stages the tile's K once (``_kernel_operand``),
+    # the generic one loads it per chunk of channels with the taps
+    k_loads = (1 if generic is None else C) * (taps if p["a"] else k * k * p["Ho"] * p["Wo"]) * N * o_tiles
     return x_loads + k_loads + N * pix_tiles * O * C * k * k + N * O * p["Ho"] * p["Wo"]
 
 
