@@ -282,7 +282,7 @@ def _fit_tile(wl, tx: int, yi: int, yt: int):
 def _half_occupancy_shared(threads: int) -> int:
     """Static shared memory a block of ``threads`` may take so that blocks filling half of
     an SM's 2,048 threads fit sm_80's 164 KB (1 KB of it reserved per block), at most 48 KB."""
-    blocks = max(1, 1024 // threads)
+    blocks = min(32, max(1, 1024 // threads))  # (at most 32 resident blocks per SM)
     return min(48 * 1024, SM80_SHARED // blocks - 1024)
 
 
@@ -404,7 +404,8 @@ def generic_conv_tile(wl):
 
 GENERIC_TILED = ("conv", "conv_dk", "conv_dw")  # generic kernels with a tiled schedule (where it fits: generic_tiled)
 # those CUDA calls take by default (generic_serves): their requested bytes at the benchmark
-# shape 1.00x (conv, conv_dk with its staged window) and 0.998x (conv_dw) the static builds'
+# shape 1.64x (conv: the static build stages K once per tile, the generic one cannot), 1.00x
+# (conv_dk with its staged window) and 0.998x (conv_dw) the static builds'
 # (conv_dk only where its window is staged: generic_dk_staged; per tap it was 2.4x)
 GENERIC_DEFAULT = ("conv", "conv_dk", "conv_dw")
 
