@@ -73,18 +73,11 @@ def build(workload: Workload, target: Target, mod: Optional[tvm.IRModule] = None
 
 
 # -- __launch_bounds__(threads, min blocks per SM) for CUDA kernels whose schedule asks ----------
-MIN_BLOCKS = "dynfilter.min_blocks_per_sm"  # root-block annotation a schedule sets (``min_blocks``)
-
-
-def min_blocks(sch, blocks: int) -> None:
-    """Ask for ``__launch_bounds__(threads, blocks)`` on the CUDA kernels of scheduled ``sch``:
-    ptxas then keeps registers to what ``blocks`` resident blocks per SM allow (65,536 /
-    (blocks x threads)), spilling if it must (the report checks spills)."""
-    sch.annotate(sch.get_sblock("root"), MIN_BLOCKS, blocks)
-
-
 def _asked_blocks(mod) -> Dict[str, int]:
-    """{global symbol: blocks} of the module's functions whose schedule asked (``min_blocks``)."""
+    """{global symbol: blocks} of the module's functions whose schedule asked
+    (``schedules.common.min_blocks``: an annotation of the root block)."""
+    from schedules.common import MIN_BLOCKS
+
     asked = {}
     for func in mod.functions.values():
         block = getattr(getattr(func, "body", None), "block", None)  # the root block
@@ -94,13 +87,15 @@ def _asked_blocks(mod) -> Dict[str, int]:
 
 
 def tir_pipeline():
-    """TVM's default TIR pipeline (``s_tir``), the device kernels of each function whose
-    schedule asked (``min_blocks``; SplitHostDevice names them <symbol>_kernel[_i]) carrying
+    """TVM's default TIR pipeline (``s_tir``, what ``get_default_tir_pipeline`` gives every
+    target but Adreno), the device kernels of each function whose schedule asked
+    (``schedules.common.min_blocks``; SplitHostDevice names them <symbol>_kernel[_i]) carrying
     ``tirx.launch_bounds_min_blocks_per_sm`` (CUDA codegen then emits the second
     ``__launch_bounds__`` argument). Functions that did not ask lower exactly as before.
     Returns (pipeline, finalize_host, finalize_device), as ``tvm.tirx.get_tir_pipeline``;
-    registered as TIR_PIPELINE, which every CUDA build here (``build``, the AOT writer) and
-    the emulator's lowering use."""
+    registered as TIR_PIPELINE, which every build here (``build``, the AOT writer, the
+    tuner's side-by-side timing) and the emulator's lowering use. The annotation is schedule
+    code, so the kernels that ask have their own cache keys (``schedules.source_digest``)."""
     base, finalize_host, finalize_device = tvm.tirx.get_tir_pipeline("s_tir")
 
     def pipeline(mod):

@@ -17,7 +17,7 @@ The adaptive kernel K (the same for every channel) is staged once per block (k x
 ``_kernel_operand``; the adjoint's zero insertion decided in that copy) where that still
 fits 50% occupancy (``_half_occupancy_shared``; else xk's prologue loads it per chunk, as it
 did everywhere). Whole 4 x 8 tiles of 256 threads with one-channel chunks carry
-``__launch_bounds__(256, 4)`` (``_bounded``, ``build.min_blocks``): ptxas otherwise took
+``__launch_bounds__(256, 4)`` (``_bounded``, ``common.min_blocks``): ptxas otherwise took
 64-80 registers.
 8x64x128x128 k5 O=64 float32: 4 x 32 pixel tiles, ot*oi = 64, cc = 1 (25-deep chunks), 256
 threads, 1,024 blocks, 32,000 B shared memory (xk 12.8 KB + K 12.8 KB + Wt 6.4 KB); ptxas
@@ -189,7 +189,7 @@ from . import register
 from tvm import tirx
 
 from .ddf_cuda import _if_constant
-from .common import MAX_THREADS, UNROLL_TAPS, extent, register_acc, threads_for, unroll, unroll_taps
+from .common import MAX_THREADS, UNROLL_TAPS, extent, min_blocks, register_acc, threads_for, unroll, unroll_taps
 
 CONV_CHANNEL_BLOCK = 8  # output channels per thread
 
@@ -327,16 +327,14 @@ def _conv_finish(sch, wl, acc, co, thr, threads: int, oi, yi, j) -> None:
     sch.decompose_reduction(acc, co)
     sch.reverse_compute_at(sch.get_sblock("out"), thr)
     if _bounded(wl, threads):
-        from dynfilter_tvm.build import min_blocks
-
-        min_blocks(sch, BOUNDED_THREADS * 4 // threads)  # 64 registers: 4 blocks of 256 threads per SM
+        min_blocks(sch, 4)  # 64 registers: 4 blocks of 256 threads per SM
 
 
 BOUNDED_THREADS = 256
 
 
 def _bounded(wl, threads: int) -> bool:
-    """Whether the tiled conv asks for ``__launch_bounds__(256, 4)`` (``build.min_blocks``): ptxas
+    """Whether the tiled conv asks for ``__launch_bounds__(256, 4)`` (``common.min_blocks``): ptxas
     then keeps 64 registers, 50% occupancy. Only for whole 4 x 8 register tiles over 256
     threads and one input channel per chunk (k = 4..5 in float32: ``_fit_tile``), where the 32
     accumulators, 8 weights and 4 taps fit 64 registers but ptxas took 64-80 unbounded and 64

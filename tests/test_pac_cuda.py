@@ -394,7 +394,7 @@ def test_simt_conv_resources(arch):
 
 def test_launch_bounds_pipeline_only_where_asked(target):
     """The build's TIR pipeline adds the minimum of blocks only to modules whose schedule asked
-    (``build.min_blocks``): another kernel's source is TVM's default pipeline's, unchanged;
+    (``schedules.common.min_blocks``): another kernel's source is TVM's default pipeline's, unchanged;
     the asking kernel's differs from the default build exactly there."""
     import tvm
 
