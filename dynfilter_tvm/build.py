@@ -6,7 +6,7 @@ tuner and the AOT compiler all call :func:`build`.
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import tvm
 from tvm.target import Target
@@ -67,6 +67,51 @@ def build(workload: Workload, target: Target, mod: Optional[tvm.IRModule] = None
     if mod is None:
         mod, _ = schedule(workload, target)
     with target:  # CUDA's compile callback reads the arch from the current target
-        lib = tvm.compile(mod, target=target)
+        lib = tvm.compile(mod, target=target, tir_pipeline=TIR_PIPELINE)
     _check_device_code(lib, target, workload)
     return lib
+
+
+# -- __launch_bounds__(threads, min blocks per SM) for CUDA kernels whose schedule asks ----------
+def _asked_blocks(mod) -> Dict[str, int]:
+    """{global symbol: blocks} of the module's functions whose schedule asked
+    (``schedules.common.min_blocks``: an annotation of the root block)."""
+    from schedules.common import MIN_BLOCKS
+
+    asked = {}
+    for func in mod.functions.values():
+        block = getattr(getattr(func, "body", None), "block", None)  # the root block
+        if block is not None and MIN_BLOCKS in block.annotations:
+            asked[str(func.attrs["global_symbol"])] = int(block.annotations[MIN_BLOCKS])
+    return asked
+
+
+def tir_pipeline():
+    """TVM's default TIR pipeline (``s_tir``, what ``get_default_tir_pipeline`` gives every
+    target but Adreno), the device kernels of each function whose schedule asked
+    (``schedules.common.min_blocks``; SplitHostDevice names them <symbol>_kernel[_i]) carrying
+    ``tirx.launch_bounds_min_blocks_per_sm`` (CUDA codegen then emits the second
+    ``__launch_bounds__`` argument). Functions that did not ask lower exactly as before.
+    Returns (pipeline, finalize_host, finalize_device), as ``tvm.tirx.get_tir_pipeline``;
+    registered as TIR_PIPELINE, which every build here (``build``, the AOT writer, the
+    tuner's side-by-side timing) and the emulator's lowering use. The annotation is schedule
+    code, so the kernels that ask have their own cache keys (``schedules.source_digest``)."""
+    base, finalize_host, finalize_device = tvm.tirx.get_tir_pipeline("s_tir")
+
+    def pipeline(mod):
+        asked = _asked_blocks(mod)
+        mod = base(mod)
+        for gv, func in list(mod.functions.items()):
+            if not isinstance(func, tvm.tirx.PrimFunc) or int(func.attrs.get("calling_conv", 0)) != 2:
+                continue  # not a kernel launch
+            name = gv.name_hint
+            blocks = next((b for sym, b in asked.items() if name == f"{sym}_kernel" or name.startswith(f"{sym}_kernel_")), None)
+            if blocks is not None:
+                mod[gv] = func.with_attr("tirx.launch_bounds_min_blocks_per_sm", blocks)
+        return mod
+
+    return pipeline, finalize_host, finalize_device
+
+
+TIR_PIPELINE = "dynfilter"
+tvm.tirx.compilation_pipeline.register_tir_pipeline(TIR_PIPELINE, tir_pipeline)

@@ -155,7 +155,9 @@ def lower(mod, target) -> Lowered:
     target = Target(target, Target("llvm"))
     with target:
         mod = tvm.tirx.transform.BindTarget(target)(mod)
-        pipeline, finalize_host, finalize_device = tvm.tirx.get_default_tir_pipeline(target)
+        from .build import TIR_PIPELINE  # build's pipeline (launch bounds the schedule asks for)
+
+        pipeline, finalize_host, finalize_device = tvm.tirx.get_tir_pipeline(TIR_PIPELINE)
         mod = pipeline(mod)
         host, devices = split_host_device_mods(mod)
         sources = [codegen_build(finalize_device()(dev), t).inspect_source() for t, dev in devices.items()]
@@ -392,7 +394,7 @@ def _emulate_asm(body: str, name: str) -> str:
     return _ASM.sub(repl, body)
 
 
-_KERNEL = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\((\d+)\) )?(\w+)\((.*?)\) \{')
+_KERNEL = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\((\d+)(?:, \d+)?\) )?(\w+)\((.*?)\) \{')
 _SHARED = re.compile(r'^[ \t]*__shared__ (?:alignas\(\d+\) )?(\w+) (\w+)\[(\d+)\];\n', re.M)
 _REPLACE = [
     (r'\(\(int\)threadIdx\.([xyz])\)', lambda m: f"((int)get_local_id({'xyz'.index(m[1])}))"),

@@ -230,11 +230,13 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     loads plus the output's stores): each block builds its tile's modulated taps once per
     output-channel tile, so X = N*C*Ty*Tx*nO and K = N*C*k^2*Ho*Wo*nO (Ty, Tx: the (output,
     tap) pairs along each axis that land on a real source element, nO = ceil(O / (ot*oi));
-    the adjoint's Kz counts real taps like X), Wt = N*tiles*O*C*k^2 (every pixel tile reads the
+    the adjoint's Kz counts real taps like X; where the static build stages K once per tile,
+    ``conv_tile``'s ``ks``, K = N*k^2*Ho*Wo*nO), Wt = N*tiles*O*C*k^2 (every pixel tile reads the
     whole weight), out = N*O*Ho*Wo. At 8x64x128x128 k5 O=64 (4 x 32 tiles, nO = 1, 128
-    tiles per image; Ty = Tx = 128*5 - 6 = 634): X = 8*64*634^2*4 B = 823 MB, K = 8*64*25*128^2*4 B
-    = 839 MB, Wt = 8*128*64*64*25*4 B = 419 MB, out = 34 MB: 2.1 GB, 26x the 80.6 MB
-    minimum, against 67 GB (832x) for the thread-per-output schedule. Almost all of it repeats
+    tiles per image; Ty = Tx = 128*5 - 6 = 634): X = 8*64*634^2*4 B = 823 MB, K = 8*25*128^2*4 B
+    = 13 MB (per channel, as the generic build loads it: 839 MB), Wt = 8*128*64*64*25*4 B = 419
+    MB, out = 34 MB: 1.29 GB, 16x the 80.6 MB minimum (generic 2.1 GB, 26x), against 67 GB
+    (832x) for the thread-per-output schedule. Almost all of it repeats
     what the block read one channel earlier (K, the whole tile per channel) or what another
     block read (Wt, 400 KB in all; X, the halo): L1 and L2 hits; the H100's L2 serves such
     traffic at several TB/s, so at 26.8 GFLOP the kernel stays bound by its FP32 FMAs (400 us
@@ -607,7 +609,9 @@ def _pac_conv_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = N
         pix_tiles = -(-p["Ho"] // t["ty"]) * -(-p["Wo"] // t["tx"])
     taps = real(p["H"], p["Ho"]) * real(p["W"], p["Wo"])
     x_loads = N * C * taps * o_tiles
-    k_loads = N * C * (taps if p["a"] else k * k * p["Ho"] * p["Wo"]) * o_tiles  # Kz: real taps only
+    # Kz: real taps only; loaded per chunk of channels with the taps, or once per tile where
+    # the static build stages it (``ks``: ``schedules.pac_cuda._kernel_operand``)
+    k_loads = (1 if t["ks"] else C) * (taps if p["a"] else k * k * p["Ho"] * p["Wo"]) * N * o_tiles
     return x_loads + k_loads + N * pix_tiles * O * C * k * k + N * O * p["Ho"] * p["Wo"]
 
 

@@ -142,9 +142,11 @@ def _side_by_side(mods, target: Target, clock, rounds: int, min_ms: float) -> Li
     dev = tvm.device("cpu" if target.kind.name == "llvm" else target.kind.name, 0)
     rng = np.random.default_rng(0)
     timers = []
+    from .build import TIR_PIPELINE  # as builds compile them (launch bounds a default schedule asks for)
+
     for mod in mods:
         with target:
-            lib = tvm.compile(mod, target=target)
+            lib = tvm.compile(mod, target=target, tir_pipeline=TIR_PIPELINE)
         args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in a.shape]).astype(a.dtype), dev)
                 for a in ms.arg_info.ArgInfo.from_prim_func(mod["main"])]
         fn = lib.mod[str(mod["main"].attrs["global_symbol"])]

@@ -53,6 +53,16 @@ def unroll(sch: s_tir.Schedule, *loops) -> None:
         sch.unroll(loop)
 
 
+MIN_BLOCKS = "dynfilter.min_blocks_per_sm"  # root-block annotation read by dynfilter_tvm.build's TIR pipeline
+
+
+def min_blocks(sch: s_tir.Schedule, blocks: int) -> None:
+    """Ask for ``__launch_bounds__(threads, blocks)`` on the CUDA kernels of scheduled ``sch``
+    (``dynfilter_tvm.build.tir_pipeline``): ptxas then keeps registers to what ``blocks``
+    resident blocks per SM allow (65,536 / (blocks x threads)), spilling if it must."""
+    sch.annotate(sch.get_sblock("root"), MIN_BLOCKS, blocks)
+
+
 def unroll_taps(sch: s_tir.Schedule, wl, *loops) -> None:
     """Unroll the k x k tap loops of small kernels."""
     if wl.p["k"] <= UNROLL_TAPS:

@@ -13,9 +13,23 @@ thread's oi weights of a tap are one vector load) into shared memory with
 cooperative loads, then each thread (yt x tx x ot of them) accumulates a register tile of yi
 rows x oi channels (4 x 8 in float32, 4 x 4 in float64) over the chunk: per tap oi Wt words
 (broadcast within the warp) and yi xk words (consecutive across the warp) feed yi*oi FMAs.
+The adaptive kernel K (the same for every channel) is staged once per block (k x k x ty x tx,
+``_kernel_operand``; the adjoint's zero insertion decided in that copy) where that still
+fits 50% occupancy (``_half_occupancy_shared``; else xk's prologue loads it per chunk, as it
+did everywhere). Whole 4 x 8 tiles of 256 threads with one-channel chunks carry
+``__launch_bounds__(256, 4)`` (``_bounded``, ``common.min_blocks``): ptxas otherwise took
+64-80 registers.
 8x64x128x128 k5 O=64 float32: 4 x 32 pixel tiles, ot*oi = 64, cc = 1 (25-deep chunks), 256
-threads, 19.2 KB shared memory, 1,024 blocks; ptxas: 64 registers, no spills (estimate: see
-gpu_report.requested_bytes). Chunks that cannot fit TILE_SHARED_BYTES (k >= 13 on wide
+threads, 1,024 blocks, 32,000 B shared memory (xk 12.8 KB + K 12.8 KB + Wt 6.4 KB); ptxas
+(sm_90 and sm_80, forward and adjoint): 64 registers, no spills, 4 blocks per SM: 50%
+(unbounded: 65-80 registers, 38%). Requested bytes (gpu_report.requested_bytes) 1,289 MB
+(X 823 + K 13 + Wt 419 + out 34; K was 839 MB, 2,115 in all): 385 us at the H100's 3.35
+TB/s, under the 27.05 GFLOP at 67 TFLOP/s = 404 us, so the no-cache estimate is the FP32
+SIMT roofline (was 631 us, 1.56x). Per tap and warp 2 Wt wavefronts (two ld.shared.v4,
+broadcast) + 4 xk for 32 FMA instructions: 0.19 x 4 issue slots < 1, FMA-bound (estimates,
+no GPU). At pac_joint_upsample-like shapes (32 channels, 64-px rows, k3 and k5 s2) and
+C = O = 64 k3 / k7 (ptxas, sm_90 / sm_80, no bound): 64-80 registers, no spills (was 64-128,
+with 24-56 B spilled at k3 adjoint). Chunks that cannot fit TILE_SHARED_BYTES (k >= 9 at 64 output channels on wide
 images) keep one thread per pixel and block of output channels (CONV_CHANNEL_BLOCK), each
 modulated tap loaded once for the block.
 conv on tensor cores (float16 and bfloat16 always; float32 with the workload flag ``tf32``,
@@ -141,10 +155,11 @@ conv (``_conv_generic_tiled``, ``generic_conv_tile``): conv_tile's geometry of a
 TILE_SHARED_BYTES), the grid ceil-divided over the output (blockIdx.x tile columns, .y tile
 rows, .z images x output-channel tiles: no block index divided by a run-time extent). SIMT in
 every dtype: no tensor cores (``generic_serves`` keeps the configurations where a static build
-may take them static). 8x64x128x128 k5 O=64 float32: 4 x 32 tiles, 256 threads, 1,024 blocks,
-19,200 B shared memory, requested bytes equal to the static SIMT build's (2.1 GB); ptxas 64 /
-80 registers on sm_90 / sm_80 (static 64 / 64: the symbolic index arithmetic), no spills, 50%
-/ 38% occupancy (static 50%). Registers vary with the configuration (48-127 at C, O in 6-70,
+may take them static). K is not staged (its stage would be clipped to the symbolic extent: a
+non-constant allocation), so xk's prologue loads it per chunk. 8x64x128x128 k5 O=64 float32: 4 x 32 tiles, 256 threads, 1,024 blocks,
+19,200 B shared memory, requested 2,115 MB (the static build's before its K stage: no-cache
+est. 631 us, 1.56x the 404 us roofline); ptxas 64 registers on sm_90 and sm_80 under the launch bounds (unbounded 64 /
+80: the symbolic index arithmetic), no spills, 50% occupancy. Unbounded, registers varied with the configuration (48-127 at C, O in 6-70,
 k 3-7, none spilling; C = O = 64 k3 float32: 95 / 84).
 conv_dk (``_conv_dk_generic_tiled``, ``generic_dk_tile``): dk_tile's geometry (4 x 32 pixels,
 320 threads at k = 5), G's sum padded (its dO tile staged once per block, O x ty x tx) and the
@@ -179,7 +194,7 @@ from . import register
 from tvm import tirx
 
 from .ddf_cuda import _if_constant
-from .common import MAX_THREADS, UNROLL_TAPS, extent, register_acc, threads_for, unroll, unroll_taps
+from .common import MAX_THREADS, UNROLL_TAPS, extent, min_blocks, register_acc, threads_for, unroll, unroll_taps
 
 CONV_CHANNEL_BLOCK = 8  # output channels per thread
 
@@ -225,6 +240,7 @@ REG_Y = 4  # rows of a thread's register tile (contiguous: the cast stage writes
 CHANNEL_THREADS = 8  # threads along output channels
 K_CHUNK = 32  # target reduction chunk (channels x taps) staged per step
 TILE_SHARED_BYTES = 24 * 1024  # shared memory the staged chunk may take per block (occupancy)
+SM80_SHARED = 164 * 1024  # shared memory per SM on sm_80 (sm_90: 228 KB)
 
 
 def _reg_o(dtype: str) -> int:
@@ -233,30 +249,46 @@ def _reg_o(dtype: str) -> int:
 
 
 def conv_tile(wl):
-    """The tiled conv's geometry for a static workload: dict(ty, tx, yt, yi, ot, oi, cc) (pixel
-    tile ty x tx; threads yt x tx x ot; register tile yi x oi; cc input channels per chunk), or
-    None where the staged chunk cannot fit TILE_SHARED_BYTES (huge k: thread per output)."""
+    """The tiled conv's geometry for a static workload: dict(ty, tx, yt, yi, ot, oi, cc, ks)
+    (pixel tile ty x tx; threads yt x tx x ot; register tile yi x oi; cc input channels per
+    chunk; ks: K staged once per block), or None where the staged chunk cannot fit
+    TILE_SHARED_BYTES (huge k: thread per output)."""
     p = wl.p
     if wl.kind != "static":
         return None
-    C, O, k, Ho, Wo = p["C"], p["O"], p["k"], p["Ho"], p["Wo"]
+    tx = min(TILE_X, p["Wo"])
+    yi = min(REG_Y, p["Ho"])
+    return _fit_tile(wl, tx, yi, max(1, min(PIXEL_THREADS // tx, -(-p["Ho"] // yi))))
+
+
+def _fit_tile(wl, tx: int, yi: int, yt: int):
+    """``conv_tile`` / ``generic_conv_tile`` for pixel threads yt x tx: the channel split, the
+    register rows yi cut until the xk and Wt chunks fit TILE_SHARED_BYTES (None if none), and
+    ``ks``: whether the tile's K (k^2 x ty x tx) fits beside them at 50% occupancy."""
+    p = wl.p
+    C, O, k2 = p["C"], p["O"], p["k"] ** 2
     item = 8 if wl.dtype == "float64" else 4
-    k2 = k * k
-    tx = min(TILE_X, Wo)
-    yi = min(REG_Y, Ho)
-    yt = max(1, min(PIXEL_THREADS // tx, -(-Ho // yi)))
     oi = min(_reg_o(wl.dtype), O)
     ot = min(CHANNEL_THREADS, -(-O // oi))
     cc = max(n for n in range(1, C + 1) if C % n == 0 and (n == 1 or n * k2 <= K_CHUNK))
 
-    def shared(yi_):
-        return (cc * k2 * yi_ * yt * tx + ot * oi * cc * k2) * item  # xk chunk + Wt chunk
+    def shared(yi_, ks=0):  # xk chunk + Wt chunk (+ the tile's K, ``_kernel_operand``)
+        return ((cc + ks) * k2 * yi_ * yt * tx + ot * oi * cc * k2) * item
 
     while shared(yi) > TILE_SHARED_BYTES and yi > 1:
         yi -= 1
     if shared(yi) > TILE_SHARED_BYTES:
         return None
-    return dict(ty=yi * yt, tx=tx, yt=yt, yi=yi, ot=ot, oi=oi, cc=cc)
+    # K staged where the block still fits 50% occupancy with it (sm_80's shared memory)
+    ks = shared(yi, 1) <= _half_occupancy_shared(ot * yt * tx)
+    return dict(ty=yi * yt, tx=tx, yt=yt, yi=yi, ot=ot, oi=oi, cc=cc, ks=ks)
+
+
+def _half_occupancy_shared(threads: int) -> int:
+    """Static shared memory a block of ``threads`` may take so that blocks filling half of
+    an SM's 2,048 threads fit sm_80's 164 KB (1 KB of it reserved per block), at most 48 KB."""
+    blocks = min(32, max(1, 1024 // threads))  # (at most 32 resident blocks per SM)
+    return min(48 * 1024, SM80_SHARED // blocks - 1024)
 
 
 def _cooperative(sch, block, loop, threads: int, serial: int = 0) -> None:
@@ -299,6 +331,25 @@ def _conv_finish(sch, wl, acc, co, thr, threads: int, oi, yi, j) -> None:
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, co)
     sch.reverse_compute_at(sch.get_sblock("out"), thr)
+    if _bounded(wl, threads):
+        min_blocks(sch, 4)  # 64 registers: 4 blocks of 256 threads per SM
+
+
+BOUNDED_THREADS = 256
+
+
+def _bounded(wl, threads: int) -> bool:
+    """Whether the tiled conv asks for ``__launch_bounds__(256, 4)`` (``common.min_blocks``): ptxas
+    then keeps 64 registers, 50% occupancy. Only for whole 4 x 8 register tiles over 256
+    threads and one input channel per chunk (k = 4..5 in float32: ``_fit_tile``), where the 32
+    accumulators, 8 weights and 4 taps fit 64 registers but ptxas took 64-80 unbounded and 64
+    without spills bounded (8x64x128x128 k5 O=64 forward, adjoint, s2, generic; sm_90 and
+    sm_80). Elsewhere the bound did harm: at k3 (2-channel chunks) ptxas spilled 60-196 B
+    under it (even where it took 56-64 registers unbounded), at 128-thread blocks (O = 32) 48
+    B, and at k7 (1-row tiles) it took 64 registers where 48 sufficed (62% occupancy)."""
+    t = conv_tile(wl) if wl.kind == "static" else generic_conv_tile(wl)
+    return (threads == BOUNDED_THREADS and t["cc"] == 1 and t["yi"] == REG_Y
+            and t["oi"] == 8 and t["ot"] * t["oi"] >= 64)
 
 
 def _conv_tiled(sch, wl, t) -> None:
@@ -307,8 +358,10 @@ def _conv_tiled(sch, wl, t) -> None:
     builds the modulated taps xk (cc x k x k x ty x tx: the GEMM's B operand, K times the
     source, padding and zero insertion as index checks) and copies the Wt chunk (its A
     operand) into shared memory; each thread then runs its register tile over the chunk."""
-    for name in _modulated_stages(wl)[:-1]:  # Sz (Kz): read by the xk prologue only
-        sch.compute_inline(sch.get_sblock(name))
+    if t["ks"]:
+        kr = _kernel_operand(sch, wl)
+    else:
+        _inline(sch, *_modulated_stages(wl)[:-1])  # Sz (Kz): read by the xk prologue only
     acc = sch.get_sblock("acc")
     n, ob, yb, xb, ot, yt, xt, co, ci, i, j, oi, yi = _conv_tile_loops(sch, acc, t)
     blk = sch.fuse(n, ob, yb, xb)
@@ -318,36 +371,44 @@ def _conv_tiled(sch, wl, t) -> None:
     threads = t["ot"] * t["yt"] * t["tx"]
     xk = sch.get_sblock("xk")
     sch.set_scope(xk, 0, "shared")  # before compute_at: the staged region covers the whole tile
-    _cooperative(sch, xk, co, threads)
+    # both copies with their first loop (xk: channels, or tap rows where cc = 1; K: tap rows)
+    # serial around the spread copy: ptxas then fit 64 registers without spills under the
+    # launch bounds on sm_90 and sm_80 (with flat copies: 32 B spilled on sm_90)
+    _cooperative(sch, xk, co, threads, serial=1)
+    if t["ks"]:
+        sch.set_scope(kr, 0, "shared")
+        _cooperative(sch, kr, thr, threads, serial=1)  # once per block: K is the same for every channel
     _conv_finish(sch, wl, acc, co, thr, threads, oi, yi, j)
+
+
+def _kernel_operand(sch, wl):
+    """Sz (and Kz) inlined into xk, and xk's read of the adaptive kernel turned into a plain
+    operand indexed by (n, i, j, y, x) (``reindex``; Kz's zero insertion and padding decided
+    in that copy): the block the tiled conv stages once per tile, where xk re-read K per
+    chunk of channels (C / cc times)."""
+    sch.compute_inline(sch.get_sblock("Sz"))
+    xk = sch.get_sblock("xk")
+    kname = "Kz" if wl.p["a"] else "K"
+    kr = sch.reindex(xk, ("read", _read_index(sch, xk, kname)))
+    if wl.p["a"]:
+        sch.compute_inline(sch.get_sblock("Kz"))
+    return kr
 
 
 
 def generic_conv_tile(wl):
     """The generic (symbolic N, Ho, Wo) conv's fixed tile: the static geometry of a wide image
     (rows of TILE_X pixels, REG_Y-row register tiles, ``conv_tile``'s channel split), or None
-    where its chunk cannot fit TILE_SHARED_BYTES (then a thread per pixel)."""
-    p = wl.p
-    item = 8 if wl.dtype == "float64" else 4
-    C, O, k2 = p["C"], p["O"], p["k"] ** 2
-    tx, yi, yt = TILE_X, REG_Y, max(1, PIXEL_THREADS // TILE_X)
-    oi = min(_reg_o(wl.dtype), O)
-    ot = min(CHANNEL_THREADS, -(-O // oi))
-    cc = max(n for n in range(1, C + 1) if C % n == 0 and (n == 1 or n * k2 <= K_CHUNK))
-
-    def shared(yi_):  # xk chunk + Wt chunk, as conv_tile
-        return (cc * k2 * yi_ * yt * tx + ot * oi * cc * k2) * item
-
-    while shared(yi) > TILE_SHARED_BYTES and yi > 1:
-        yi -= 1
-    if shared(yi) > TILE_SHARED_BYTES:
-        return None
-    return dict(ty=yi * yt, tx=tx, yt=yt, yi=yi, ot=ot, oi=oi, cc=cc)
+    where its chunk cannot fit TILE_SHARED_BYTES (then a thread per pixel). K is not staged
+    (``ks`` False: over symbolic sizes its stage would not compact to a constant size)."""
+    t = _fit_tile(wl, TILE_X, REG_Y, max(1, PIXEL_THREADS // TILE_X))
+    return t and dict(t, ks=False)
 
 
 GENERIC_TILED = ("conv", "conv_dk", "conv_dw")  # generic kernels with a tiled schedule (where it fits: generic_tiled)
 # those CUDA calls take by default (generic_serves): their requested bytes at the benchmark
-# shape 1.00x (conv, conv_dk with its staged window) and 0.998x (conv_dw) the static builds'
+# shape 1.64x (conv: the static build stages K once per tile, the generic one cannot), 1.00x
+# (conv_dk with its staged window) and 0.998x (conv_dw) the static builds'
 # (conv_dk only where its window is staged: generic_dk_staged; per tap it was 2.4x)
 GENERIC_DEFAULT = ("conv", "conv_dk", "conv_dw")
 

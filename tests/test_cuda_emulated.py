@@ -78,6 +78,10 @@ PAC_SHAPES = {
              # tiled GEMM: two output-channel tiles (64 + a tail of 6), 3-channel chunks (C = 6, k = 3),
              # a row of 32 threads with a tail along x (Wo = 37) and 4-row register tiles (Ho = 11)
              "tiles-o70": dict(_geo(1, 6, 11, 37, 11, 37, 3, 1, 1, 1, 1), O=70, a=0),
+             # the zero-inserted adjoint over 256-thread blocks of whole 4 x 8 register tiles,
+             # one-channel chunks (k5): K staged once per block with its zero insertion, and
+             # __launch_bounds__(256, 4) (schedules.pac_cuda._bounded); tail rows and columns
+             "tiles-adjoint-o64": dict(_geo(1, 2, 5, 17, 9, 33, 5, 1, 2, 2, 1), O=64, a=1),
              # k = 13: the chunk fits shared memory in float32 only; float64 takes a thread per output
              "k13-fallback": dict(_geo(1, 2, 5, 40, 5, 40, 13, 1, 1, 6, 1), O=3, a=0)},
     "pool": {"plain-g1": dict(PAC_PLAIN, G=1, a=0), "plain-gc-adjoint": dict(PAC_PLAIN, G=5, a=1),
@@ -197,14 +201,15 @@ def test_control_dropped_barrier(op, kernel, params, index, match):
 
 
 @pytest.mark.parametrize("way", emulate.WAYS)
-def test_control_short_staging(way):
-    """The tiled pac.conv with its modulated-taps prologue one round of the block short: part of
-    the chunk's B operand stays unbuilt (poisoned shared memory) and reaches outputs as NaN.
-    (Dropping its barriers is no control on PoCL: its work-item loops around the barrier-
-    containing chunk loop keep the staging ahead of the reads.)"""
+@pytest.mark.parametrize("loop", [r"ax1_ax2_ax3_ax4_fused_0", r"ax1_ax2_ax3_fused_0"], ids=["xk", "K"])
+def test_control_short_staging(way, loop):
+    """The tiled pac.conv with its modulated-taps prologue (per channel of the chunk) or its
+    copy of the tile's K (per tap row, once per block) one round of the block short: part of
+    the chunk's B operand stays unbuilt, or is built from unwritten K (poisoned shared memory),
+    and reaches outputs as NaN. (Dropping its barriers is no control on PoCL: its work-item
+    loops around the barrier-containing chunk loop keep the staging ahead of the reads.)"""
     def mutate(low):
-        low.source, n = re.subn(r"(ax0_ax1_ax2_ax3_ax4_fused_0 < )(\d+)", lambda m: f"{m[1]}{int(m[2]) - 1}",
-                                low.source, count=1)
+        low.source, n = re.subn(rf"\b({loop} < )(\d+)", lambda m: f"{m[1]}{int(m[2]) - 1}", low.source, count=1)
         assert n == 1
     _fails(Workload.make("pac", "conv", PAC_SHAPES["conv"]["tiles-o70"], "float32"), way, mutate=mutate, match="NaN")
 

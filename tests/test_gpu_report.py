@@ -56,15 +56,25 @@ def test_requested_bytes_ddf_gradients():
     assert G.requested_bytes(wl) == 4 * 64 * 1600 * 81 * 3
 def test_requested_bytes_pac_conv_tiled():
     wl = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"][0]
-    # the docstring's figures: X over 634 real taps per axis, K per input channel, the whole
-    # weight per 4 x 32 pixel tile (128 per image), out stored once
-    x, k, wt, out = 8 * 64 * 634 ** 2, 8 * 64 * 25 * 128 ** 2, 8 * 128 * 64 * 64 * 25, 8 * 64 * 128 ** 2
+    # the docstring's figures: X over 634 real taps per axis, K once per tile (staged), the
+    # whole weight per 4 x 32 pixel tile (128 per image), out stored once
+    x, k, wt, out = 8 * 64 * 634 ** 2, 8 * 25 * 128 ** 2, 8 * 128 * 64 * 64 * 25, 8 * 64 * 128 ** 2
     assert G.requested_bytes(wl) == 4 * (x + k + wt + out)
     # one tile, one output-channel tile, unit stride and no padding taps: every input once, K
-    # once per input channel (C = 2), out once
+    # once (staged), out once
     small = Workload.make("pac", "conv", dict(N=1, C=2, O=3, H=3, W=3, Ho=3, Wo=3, k=1, s=1, z=1, p=0, d=1, a=0),
                           "float32")
-    assert G.requested_bytes(small) == 4 * (2 * 9 + 2 * 9 + 3 * 2 + 3 * 9)
+    assert G.requested_bytes(small) == 4 * (2 * 9 + 9 + 3 * 2 + 3 * 9)
+    # where K would not fit beside the chunks at 50% occupancy (128-thread blocks, k5 s2), K
+    # per input channel (C = 32), as before
+    unstaged = Workload.make("pac", "conv", dict(N=2, C=32, O=32, H=128, W=128, Ho=64, Wo=64, k=5, s=2, z=1, p=2,
+                                                 d=1, a=1), "float32")
+    from schedules.pac_cuda import conv_tile
+
+    assert conv_tile(unstaged)["ks"] is False and conv_tile(small)["ks"] is True
+    p = unstaged.p
+    taps = G._pac_real_pairs(128, 64, p) ** 2
+    assert G.requested_bytes(unstaged) == 4 * (2 * 32 * taps * 2 + 2 * 32 * 32 * 32 * 25 + 2 * 32 * 64 ** 2)
 
 
 def test_requested_bytes_pac_conv_dk_tiled():
@@ -373,7 +383,9 @@ def test_generic_pac_conv_requested_bytes():
             wl = emulate.concrete(gwl, at)
             gen = G.requested_bytes(wl, item, generic=gwl)
             static = G.requested_bytes(wl, item)
-            if wl.kernel in ("conv", "conv_dk"):
+            if wl.kernel == "conv":  # K per chunk of channels (generic) or once per tile (static)
+                assert gen - static == (64 - 1) * _k_loads(wl) * item, wl
+            elif wl.kernel == "conv_dk":
                 assert gen == static, wl
             else:  # conv_dw: 11 fixed parts (the static split makes 16 at this size): a little less scratch
                 assert static - 2 * 16 * 64 * 64 * 25 * item < gen < static, wl
@@ -383,7 +395,7 @@ def test_generic_pac_conv_requested_bytes():
     # a size that is no multiple of the tile (37 x 61: 10 x 2 tiles): the same count as the
     # static build over the generic tiles (the static one takes 4 x 32 tiles there too)
     wl = emulate.concrete(gwl, dict(N=1, H=37, W=61, Ho=37, Wo=61))
-    assert G.requested_bytes(wl, 4, generic=gwl) == G.requested_bytes(wl)
+    assert G.requested_bytes(wl, 4, generic=gwl) == G.requested_bytes(wl) + 4 * 63 * _k_loads(wl)
     gwl, at = G.generic_workloads()["PAC conv 8x64x128x128 k5 generic"][2]
     assert gwl.kernel == "conv_dk"  # dO once, X per staged window, Wt per 4 x 32 tile, dK once
     do, dk, windows = 8 * 64 * 128 ** 2, 8 * 25 * 128 ** 2, 8 * 64 * (32 * 8 - 4) * (4 * 36 - 4)
@@ -402,6 +414,18 @@ def test_generic_pac_conv_requested_bytes():
     do, dk, wt = 8 * 64 * 64 ** 2, 8 * 16 * 64 ** 2, 8 * tiles * 64 * 64 * 16
     assert G.requested_bytes(wl, 4, generic=gwl) == 4 * (do + 8 * 64 * real ** 2 + wt + dk)
     assert G.requested_bytes(wl, 4, generic=gwl) > 1.7 * G.requested_bytes(wl)  # 1.75x: why it stays static
+
+
+def _k_loads(wl) -> int:
+    """K elements the static tiled pac.conv loads where it stages K: once per output-channel
+    tile over the whole output (the adjoint's real taps, else k^2 per pixel)."""
+    from schedules.pac_cuda import conv_tile
+
+    p, t = wl.p, conv_tile(wl)
+    o_tiles = -(-p["O"] // (t["ot"] * t["oi"]))
+    if p["a"]:
+        return o_tiles * p["N"] * G._pac_real_pairs(p["H"], p["Ho"], p) * G._pac_real_pairs(p["W"], p["Wo"], p)
+    return o_tiles * p["N"] * p["k"] ** 2 * p["Ho"] * p["Wo"]
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")

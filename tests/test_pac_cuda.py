@@ -2,6 +2,7 @@
 the ops against the float64 reference."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -419,3 +420,62 @@ def test_conv_dk_tensor_core_wide_o_builds():
             src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
             assert G.mma_kind(src) == "bf16"
             assert G.ptxas_resources(src, arch)["pac_conv_dk_kernel"]["spill"] == 0
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
+def test_simt_conv_resources(arch):
+    """Issue 15's aims for the float32 SIMT conv without the tf32 flag (ptxas figures and the
+    report's byte count; estimates, no GPU): at the benchmark shape, forward and input
+    gradient, static and generic builds, the schedule asks for 4 blocks of 256 threads per SM
+    (``__launch_bounds__(256, 4)``) and ptxas keeps 64 registers without spills: 50%
+    occupancy (without the bound sm_80 took 75-80); the static build stages K once per tile,
+    so its requested bytes leave it FLOP-bound (1,289 MB; was 2,115). At pac_joint_upsample-like
+    shapes (128-thread blocks) and C = O = 64 k3 / k7, where the bound made ptxas spill or
+    cost occupancy (``_bounded``), no bound, and no spills."""
+    from dynfilter_tvm import emulate, gpu_report as G
+
+    bench = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"][:2]
+    generic = G.generic_workloads()["PAC conv 8x64x128x128 k5 generic"][:2]
+    for built, sizes in [(wl, None) for wl in bench] + generic:
+        assert built.dtype == "float32" and not built.p.get("tf32")
+        src = build(built, cuda_target(arch)).mod.imports[0].inspect_source()
+        assert G.mma_kind(src) is None and "__launch_bounds__(256, 4)" in src
+        res = G.ptxas_resources(src, arch)["pac_conv_kernel"]
+        assert res["spill"] == 0 and res["regs"] <= 64, (built, res)
+        assert G.occupancy(arch, 256, res["regs"], res["smem"]) >= 0.5
+        wl = emulate.concrete(built, sizes) if sizes else built
+        req = G.requested_bytes(wl, 4, arch, generic=built if sizes else None)
+        if sizes is None:
+            assert req < 1.35e9 and G.estimate_s(req, G.flops(wl), None) == G.flops(wl) / G.FP32_SIMT
+    for p in (dict(_geo(2, 32, 65, 64, 64, 64, 3, 1, 1, 0, 1), O=32, a=0),
+              dict(_geo(2, 32, 128, 128, 64, 64, 5, 2, 1, 2, 1), O=32, a=1),
+              dict(_geo(2, 64, 56, 56, 56, 56, 3, 1, 1, 1, 1), O=64, a=1),
+              dict(_geo(2, 64, 64, 64, 64, 64, 7, 1, 1, 3, 1), O=64, a=0)):
+        wl = Workload.make("pac", "conv", p, "float32")
+        src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
+        assert re.search(r"__launch_bounds__\(\d+\) pac_conv_kernel", src), p  # not bounded
+        assert G.ptxas_resources(src, arch)["pac_conv_kernel"]["spill"] == 0, p
+
+
+def test_launch_bounds_pipeline_only_where_asked(target):
+    """The build's TIR pipeline adds the minimum of blocks only to modules whose schedule asked
+    (``schedules.common.min_blocks``): another kernel's source is TVM's default pipeline's, unchanged;
+    the asking kernel's differs from the default build exactly there."""
+    import tvm
+
+    from dynfilter_tvm.build import schedule
+
+    wide = dict(_geo(1, 4, 16, 32, 16, 32, 5, 1, 1, 2, 1), O=64, a=0)  # 4 x 32 tiles, 256 threads
+    for p, asks in ((wide, True), (dict(PLAIN, O=24, a=0), False), (dict(PLAIN, G=1, a=0), False)):
+        wl = Workload.make("pac", "conv" if "O" in p else "pool", p, "float32")
+        mod, _ = schedule(wl, target)
+        with target:
+            default = tvm.compile(mod, target=target).mod.imports[0].inspect_source()
+        ours = build(wl, target, mod).mod.imports[0].inspect_source()
+        if asks:
+            bound = re.search(r"__launch_bounds__\((\d+), (\d+)\) pac_conv_kernel", ours)
+            assert bound and bound.groups() == ("256", "4")  # 64 registers
+            assert re.sub(r"__launch_bounds__\((\d+), \d+\)", r"__launch_bounds__(\1)", ours) == default
+        else:
+            assert ours == default

@@ -63,6 +63,8 @@ def _compile_library(mod: tvm.IRModule, target: Target, out_dir: Path, stem: str
     """Compile ``mod`` once for ``target`` and export ``<stem>.so`` (and, for CUDA, the device
     code as ``<stem>.fatbin``/``.cubin``). For CUDA, TVM's CUDA runtime must be loaded in this
     process (a GPU driver or the stub), else TVM would keep source."""
+    from ..build import TIR_PIPELINE  # launch bounds the schedules ask for, as JIT builds
+
     import tvm_ffi
 
     symbols = [str(gv.name_hint) for gv in mod.get_global_vars()]
@@ -83,12 +85,12 @@ def _compile_library(mod: tvm.IRModule, target: Target, out_dir: Path, stem: str
         tvm_ffi.register_global_func("tvm_callback_cuda_compile", capture, override=True)
         try:
             with target:  # the callback reads the arch from the current target
-                lib = tvm.compile(mod, target=target)
+                lib = tvm.compile(mod, target=target, tir_pipeline=TIR_PIPELINE)
         finally:
             tvm_ffi.register_global_func("tvm_callback_cuda_compile", original, override=True)
     else:
         with target:
-            lib = tvm.compile(mod, target=target)
+            lib = tvm.compile(mod, target=target, tir_pipeline=TIR_PIPELINE)
     seconds = time.perf_counter() - t0
     missing = [s for s in symbols if not lib.mod.implements_function(s)]
     if missing:
