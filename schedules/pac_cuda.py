@@ -50,7 +50,8 @@ in every type (f16: the 8 x 132 window of 16 channels 33.8 KB, xk 512 rows x 48 
 Wt 3 KB); ptxas (sm_90 / sm_80): 64 registers, no spills: one block per SM, 32 of 64 warps,
 50% theoretical occupancy. Requested bytes (``_conv_mma``): f16/bf16 128 MB (no-cache est. 38
 us, 1.40x the 27 us aim; 198 MB and 2.2x at two rows a block), TF32 309 MB (92 us, 1.69x the
-55 us; was 448 MB, 2.4x).
+55 us; was 448 MB, 2.4x). The half types' input gradient keeps the 2-row tile (37,632 B
+static, 198 MB, 2.2x): at the wide tile it spilled (``mma_tile``).
 The one-row kernel's shared-memory estimate (about 250 us TF32, 142 us half: ldmatrix alone
 3x the tensor-core time at 16 x 32 warp tiles, which this kernel keeps) still bounds it.
 At pac_joint_upsample's (factor 4) shapes, 256-thread blocks: no spills, 40-64 registers,
