@@ -45,6 +45,11 @@ sees NaN). Shuffles must be reached by every thread of the block (all of this pr
 at a kernel's top level; a nested one is refused, except a read of the thread's own lane,
 which needs no exchange: ``tvm_shfl_self``). Static shared
 memory over the target's per-block limit is refused for the ``cuda`` way, as nvcc would.
+Dynamic shared memory (TVM's "shared.dyn" scope: one ``extern __shared__`` byte array, its size
+the launch parameter ``tirx.use_dyn_shared_memory`` of the host code) becomes a ``__local``
+kernel argument sized at each launch from that parameter (``cl.LocalMemory``), poisoned byte
+by byte like the static arrays; launches over the arch's opt-in maximum are refused
+(:func:`check_dyn_shared`).
 Needs numpy and pyopencl with an OpenCL device that has ``cl_khr_fp64`` (imported lazily).
 """
 from __future__ import annotations
@@ -96,6 +101,7 @@ class Launch:
     grid: Tuple[int, int, int]  # generic kernels: entries may be expressions (str) until resolved
     block: Tuple[int, int, int]
     scalars: List[str] = dataclasses.field(default_factory=list)  # scalar arguments (expressions), after the buffers
+    dyn_shared: object = 0  # bytes of dynamic shared memory (TVM's launch parameter; may be an expression)
 
 
 @dataclasses.dataclass
@@ -129,7 +135,8 @@ def resolve(lowered: Lowered, values: Dict[str, int]) -> Lowered:
         except EmulationError:  # the packed API's own (argument unpacking): not shape arithmetic
             pass
     launches = [Launch(ln.kernel, ln.args, tuple(_eval(g, env) for g in ln.grid),
-                       tuple(_eval(b, env) for b in ln.block), [str(_eval(a, env)) for a in ln.scalars])
+                       tuple(_eval(b, env) for b in ln.block), [str(_eval(a, env)) for a in ln.scalars],
+                       _eval(ln.dyn_shared, env))
                 for ln in lowered.launches]
     scratch = {n: (_eval(size, env), dtype) for n, (size, dtype) in lowered.scratch.items()}
     return Lowered(lowered.source, launches, scratch)
@@ -167,6 +174,10 @@ def lower(mod, target) -> Lowered:
     return Lowered(sources[0], launches, scratch, lets)
 
 
+DYN_SHARED_TAG = "tirx.use_dyn_shared_memory"  # TVM's launch parameter of the dynamic shared bytes (last)
+# dynamic shared memory per block with the opt-in attribute (cudaFuncAttributeMaxDynamicSharedMemorySize,
+# which TVM's CUDA runtime sets for launches over 48 KB): 227 KB on sm_90, 163 KB on sm_80
+MAX_DYN_SHARED = {"sm_80": 163 * 1024, "sm_90": 227 * 1024}
 _CALL = re.compile(r'T\.call_ffi_kernel\("(\w+)", (.*?), launch_params=\[(.*?)\]')
 _ALLOC = re.compile(r'^\s*(\w+) = T\.alloc_buffer\(\(([^,]+?),?\)(?:, "(\w+)")?\)', re.M)
 _VIEW = re.compile(r'^\s*(\w+) = (\w+)\.view\(', re.M)
@@ -187,13 +198,21 @@ def _host_launches(script: str):
         if any(b.endswith(".data") for b in bufs[nbuf:]):
             raise EmulationError(f"unsupported launch (buffers after scalar arguments): {name}({args})")
         geo = {"blockIdx": [1, 1, 1], "threadIdx": [1, 1, 1]}
+        dyn = 0
         for p, d in zip(params, dims):
             kind, _, axis = p.partition(".")
-            if kind not in geo:
-                raise EmulationError(f"unsupported launch parameter {p!r} (dynamic shared memory?) in {name}")
-            geo[kind]["xyz".index(axis)] = _int_or_expr(d)
+            if p == DYN_SHARED_TAG:  # the launch's dynamic shared memory, in bytes (T.int64(n) in static builds)
+                dyn = _int_or_expr(d)
+                try:
+                    dyn = _eval(dyn, {})
+                except EmulationError:  # symbolic: evaluated by resolve()
+                    pass
+            elif kind not in geo:
+                raise EmulationError(f"unsupported launch parameter {p!r} in {name}")
+            else:
+                geo[kind]["xyz".index(axis)] = _int_or_expr(d)
         names = [views.get(b[:-5], b[:-5]) for b in bufs[:nbuf]]
-        launches.append(Launch(name, names, tuple(geo["blockIdx"]), tuple(geo["threadIdx"]), bufs[nbuf:]))
+        launches.append(Launch(name, names, tuple(geo["blockIdx"]), tuple(geo["threadIdx"]), bufs[nbuf:], dyn))
     if not launches:
         raise EmulationError("no kernel launch in the host function")
     return launches, scratch, lets
@@ -396,6 +415,9 @@ def _emulate_asm(body: str, name: str) -> str:
 
 _KERNEL = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\((\d+)(?:, \d+)?\) )?(\w+)\((.*?)\) \{')
 _SHARED = re.compile(r'^[ \t]*__shared__ (?:alignas\(\d+\) )?(\w+) (\w+)\[(\d+)\];\n', re.M)
+# TVM's dynamic shared memory (scope "shared.dyn": one merged byte array, sized by the launch)
+_DYN_SHARED = re.compile(r'^[ \t]*extern __shared__ (?:__align__\(\d+\) )?uchar (\w+)\[\];\n', re.M)
+DYN_BYTES = "tvm_dyn_shared_bytes"  # the kernel parameter that carries its size (poisoning)
 _REPLACE = [
     (r'\(\(int\)threadIdx\.([xyz])\)', lambda m: f"((int)get_local_id({'xyz'.index(m[1])}))"),
     (r'\(\(int\)blockIdx\.([xyz])\)', lambda m: f"((int)get_group_id({'xyz'.index(m[1])}))"),
@@ -457,7 +479,9 @@ def _half_words(body: str) -> str:
                 end = _operand_end(text, m.end())
                 operand = text[m.end():end]
                 lead = re.match(r"[\s(]*(\w+)", operand)
-                is_half = bool(lead) and lead[1] in names
+                # a half array, or a pointer cast to the half type (TVM's reads of dynamic
+                # shared memory: ``((half*)buf_dyn_shmem_ptr)[i]``)
+                is_half = bool(lead) and (lead[1] in names or lead[1] == typ)
                 inner = convert(operand)
                 if m[1] == "float":
                     repl = f"{widen}({inner})" if is_half else m[0] + inner
@@ -517,7 +541,15 @@ def _translate_kernel(m, body: str, max_shared_bytes: int) -> str:
     if nbytes > max_shared_bytes:
         raise CheckFailed(f"{name}: {nbytes} bytes of static shared memory, over the {max_shared_bytes}-byte "
                           "per-block limit (nvcc would refuse it)")
-    for t, n, _ in shared:  # TVM casts shared arrays to (volatile T*): keep them __local
+    # dynamic shared memory: a __local kernel argument (first, then its size in bytes) that
+    # execute() sizes from the launch (cl.LocalMemory), as the CUDA launch does
+    dyn = _DYN_SHARED.findall(body)
+    body = _DYN_SHARED.sub("", body)
+    if len(dyn) > 1:
+        raise EmulationError(f"{name}: more than one dynamic shared array")
+    if dyn:
+        params = f"__local uchar* {dyn[0]}, const uint {DYN_BYTES}" + (", " + params if params.strip() else "")
+    for t, n, _ in shared + [("uchar", d, None) for d in dyn]:  # TVM casts shared arrays to (volatile T*): keep them __local
         body = body.replace(f"((volatile {t}*){n})", f"((volatile __local {t}*){n})")
         # and to another element type where StorageRewrite shares one allocation between types
         body = re.sub(r"\(\((\w+)\*\)" + n + r"\)", lambda m: f"((__local {m[1]}*){n})", body)
@@ -562,9 +594,12 @@ def poison_local(src: str) -> str:
         decls = _LOCAL_DECL.findall(body)
         body = _LOCAL_DECL.sub("", body)
         init = "".join(f"  __local {t} {n}[{size}]{attr};\n" for _, t, n, size, attr in decls)
-        if decls:
+        dyn = re.match(r"__local uchar\* (\w+), const uint " + DYN_BYTES, src[m.end(1) + 1:])
+        if decls or dyn:
             init += "".join(f"  for (int i = tvm_lid(); i < {size}; i += tvm_nthreads()) {n}[i] = ({t}){_POISON[t]};\n"
                             for _, t, n, size, _ in decls)
+            if dyn:  # 0xFF bytes: NaN in every float type, 16-bit words included
+                init += f"  for (uint i = tvm_lid(); i < {DYN_BYTES}; i += tvm_nthreads()) {dyn[1]}[i] = (uchar)0xFF;\n"
             init += "  barrier(CLK_LOCAL_MEM_FENCE);\n"
         out += [src[pos:m.end()], init, body]
         pos = end
@@ -675,7 +710,12 @@ def execute(lowered: Lowered, inputs: Sequence[np.ndarray], names: Sequence[str]
             raise EmulationError(f"{ln.kernel}: arguments {missing} are neither parameters nor scratch")
         glob = tuple(g * b for g, b in zip(ln.grid, ln.block))
         scalars = [t(int(v)) for t, v in zip(_scalar_types(lowered.source, ln.kernel, len(ln.scalars)), ln.scalars)]
-        cl.Kernel(prog, ln.kernel)(queue, glob, ln.block, *[bufs[a][1] for a in ln.args], *scalars)
+        takes_dyn = re.search(r"__kernel void " + ln.kernel + r"\(__local uchar\* ", lowered.source) is not None
+        if takes_dyn != bool(ln.dyn_shared):
+            raise EmulationError(f"{ln.kernel}: dynamic shared memory in the kernel ({takes_dyn}) and the launch "
+                                 f"({ln.dyn_shared} bytes) disagree")
+        dyn = [cl.LocalMemory(int(ln.dyn_shared)), np.uint32(ln.dyn_shared)] if takes_dyn else []
+        cl.Kernel(prog, ln.kernel)(queue, glob, ln.block, *dyn, *[bufs[a][1] for a in ln.args], *scalars)
     results = {}
     for name, (whole, _, host, guard) in bufs.items():
         back = np.empty_like(host)
@@ -810,10 +850,21 @@ def prepare(workload, way: str, mod=None, arch: str = "sm_90") -> Lowered:
         target = cuda_target(arch)
         low = lower(mod, target)
         low.source = cuda_to_opencl(low.source, int(target.attrs["max_shared_memory_per_block"]))
+        check_dyn_shared(low.launches, arch)
     else:
         raise ValueError(f"way must be one of {WAYS}, got {way!r}")
     low.source = poison_local(low.source)
     return low
+
+
+def check_dyn_shared(launches: Sequence[Launch], arch: str) -> None:
+    """CheckFailed where a launch asks for more dynamic shared memory than ``arch`` allows a
+    block even with the opt-in attribute (a real launch would fail; PoCL has megabytes)."""
+    limit = MAX_DYN_SHARED.get(arch[:5], 48 * 1024)  # other archs: the default without opt-in
+    for ln in launches:
+        if isinstance(ln.dyn_shared, int) and ln.dyn_shared > limit:
+            raise CheckFailed(f"{ln.kernel}: {ln.dyn_shared} bytes of dynamic shared memory, over {arch}'s "
+                              f"{limit}-byte per-block maximum")
 
 
 def concrete(workload, sizes: Optional[Dict[str, int]]):

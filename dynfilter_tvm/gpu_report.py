@@ -3,7 +3,9 @@
 Per kernel (forward and every gradient) at the benchmark shapes, for sm_90 and sm_80:
 
 * registers per thread, spill bytes (stores + loads), static shared memory per block: from
-  ``nvcc -cubin -Xptxas -v`` on the CUDA source TVM generates for the default schedule;
+  ``nvcc -cubin -Xptxas -v`` on the CUDA source TVM generates for the default schedule, plus
+  the launch's dynamic shared memory (TVM's launch parameter; ptxas counts static only): the
+  smem column is their sum, marked "dyn" where a dynamic part is in it;
 * threads per block and blocks (the launch of TVM's host code; several launches per
   workload are listed one per line);
 * theoretical occupancy: resident warps per SM / 64, limited by 32 blocks and 2048 threads
@@ -990,7 +992,9 @@ def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> Lis
             launches = emulate.resolve(low, sizes).launches if sizes else low.launches
             for ln in launches:
                 threads = math.prod(ln.block)
-                r = res[ln.kernel]
+                r = dict(res[ln.kernel])
+                r["dyn"] = int(ln.dyn_shared)  # shared memory per block: static (ptxas) + dynamic (launch)
+                r["smem"] += r["dyn"]
                 row = dict(base, arch=arch, launch=ln.kernel, threads=threads, blocks=math.prod(ln.grid),
                            occupancy=occupancy(arch, threads, r["regs"], r["smem"]), mma=mma,
                            estimate=estimate_s(base["requested"], base["flops"], mma), **r)
@@ -1009,7 +1013,7 @@ def format_table(rs: List[dict]) -> str:
         bf16 = max(r["bytes_bf16"] / H200_BW, r["flops"] / BF16_TC)
         lines.append(
             f"| {r['layer']} | {r['kernel']} | {r['arch']} | {r['launch']} | {r['threads']} | {r['blocks']:,} | "
-            f"{r['regs']} | {r['spill']} | {r['smem']:,} | {r['occupancy']:.0%} | {r['bytes'] / 1e6:,.1f} | "
+            f"{r['regs']} | {r['spill']} | {r['smem']:,}{' dyn' if r.get('dyn') else ''} | {r['occupancy']:.0%} | {r['bytes'] / 1e6:,.1f} | "
             f"{r['flops'] / 1e9:,.2f} | {_us(t[H100_BW])} | {_us(t[H200_BW])} | {_us(tf32)} | {_us(bf16)} | "
             f"{r['requested'] / 1e6:,.0f} | {r['requested'] / r['bytes']:,.1f} | {r['mma'] or 'no'} | "
             f"{_us(r['estimate'])} | {_us(r['roofline'])} | {r['aims']} |")

@@ -54,13 +54,18 @@ memory (n, y, o, x) to coalesced stores (the half types cast in the fragment sto
 staging is 16-bit too), with two straight from the fragments to the output (``mma_staged``).
 TF32 rounds operands to 10-bit mantissas in the hardware: a schedule choice the workload
 carries, so it has its own cache entries. Where the stages would pass 48 KB of static shared
-memory (``mma_shared_bytes``) the block takes fewer warps along x.
-8x64x128x128 k5 O=64: 512 blocks of 1,024 threads; shared memory 37,632 B in every type (f16:
-the 6 x 132 window of 16 channels 25 KB, xk 256 rows x 48 B = 12 KB); ptxas (sm_90 / sm_80):
-TF32 57 / 61 registers (input gradient 58 / 63), float16 and bfloat16 64 / 64, no spills: one
-block per SM, 32 of 64 warps, 50% theoretical occupancy. Requested bytes (``_conv_mma``):
-f16/bf16 198 MB (no-cache est. 59 us, 2.2x the 27 us aim; 336 MB and 3.7x with one row per
-block and a window row per tap row), TF32 448 MB (134 us, 2.4x the 55 us; was 724 MB, 3.9x).
+memory (``mma_shared_bytes``) the block takes fewer warps along x, except for the wide tile
+(``MMA_WIDE``: 64 output channels, Wo % 128 = 0, Ho % 4 = 0, stride 1): 4 rows of 128 pixels,
+2 x 4 x 4 warps of four 16 x 16 tiles (32 accumulators a thread, a B fragment loaded per tile),
+its stages in dynamic shared memory (up to MMA_DYN_SHARED_BYTES; TVM's CUDA runtime sets the
+>48 KB opt-in attribute at launch).
+8x64x128x128 k5 O=64 (wide tile): 256 blocks of 1,024 threads; dynamic shared memory 61,440 B
+in every type (f16: the 8 x 132 window of 16 channels 33.8 KB, xk 512 rows x 48 B = 24.6 KB,
+Wt 3 KB); ptxas (sm_90 / sm_80): 64 registers, no spills: one block per SM, 32 of 64 warps,
+50% theoretical occupancy. Requested bytes (``_conv_mma``): f16/bf16 128 MB (no-cache est. 38
+us, 1.40x the 27 us aim; 198 MB and 2.2x at two rows a block), TF32 309 MB (92 us, 1.69x the
+55 us; was 448 MB, 2.4x). The half types' input gradient keeps the 2-row tile (37,632 B
+static, 198 MB, 2.2x): at the wide tile it spilled (``mma_tile``).
 The one-row kernel's shared-memory estimate (about 250 us TF32, 142 us half: ldmatrix alone
 3x the tensor-core time at 16 x 32 warp tiles, which this kernel keeps) still bounds it.
 At pac_joint_upsample's (factor 4) shapes, 256-thread blocks: no spills, 40-64 registers,
@@ -523,7 +528,7 @@ def _frag_c(i, j):
     return 4 * (i % 8) + (j % 8) // 2, 4 * (j // 8) + 2 * (i // 8) + j % 2
 
 
-def _ldmatrix_intrin(frag, row_addr, dtype: str, e: int):
+def _ldmatrix_intrin(frag, row_addr, dtype: str, e: int, scope: str = "shared"):
     """shared (16 rows x 32 bytes: 8e elements) -> warp fragments with ldmatrix.x4 (b16, not
     transposed): lane l gives the address of row l % 8 of 8 x 16-byte matrix l // 8
     (``row_addr``), and register m of lane L receives word L % 4 of row L // 4 of matrix m --
@@ -534,7 +539,7 @@ def _ldmatrix_intrin(frag, row_addr, dtype: str, e: int):
 
     @T.prim_func(s_tir=True)
     def desc(w: T.handle, s: T.handle) -> None:
-        shared = T.match_buffer(s, (16, K), dtype, align=16, offset_factor=1, scope="shared")
+        shared = T.match_buffer(s, (16, K), dtype, align=16, offset_factor=1, scope=scope)
         warp = T.match_buffer(w, (32, L), dtype, align=16, offset_factor=1, scope="warp")
         with T.sblock("root"):
             T.reads(shared[0:16, 0:K])
@@ -551,7 +556,7 @@ def _ldmatrix_intrin(frag, row_addr, dtype: str, e: int):
     def impl(w: T.handle, s: T.handle) -> None:
         s0 = T.int32()
         s1 = T.int32()
-        shared = T.match_buffer(s, (16, K), dtype, align=16, offset_factor=1, scope="shared", strides=[s0, s1])
+        shared = T.match_buffer(s, (16, K), dtype, align=16, offset_factor=1, scope=scope, strides=[s0, s1])
         warp = T.match_buffer(w, (32, L), dtype, align=16, offset_factor=1, scope="warp")
         with T.sblock("root"):
             T.reads(shared[0:16, 0:K])
@@ -700,6 +705,9 @@ def _store_global_intrin(dtype: str):
     return desc, impl
 
 
+DYN = "_dyn"  # suffix of the ldmatrix intrinsics reading dynamic shared memory
+
+
 def _intrin_names(dtype: str):
     """(load A, load B, mma) intrinsic names of ``dtype`` (the f32 fill and store are shared)."""
     return tuple(f"dynfilter_pac_{MMA_DTYPES[dtype][0]}_{what}" for what in ("load_a", "load_b", "mma"))
@@ -714,12 +722,13 @@ def _register_mma_intrinsics(dtype: str) -> None:
     load_a, load_b, mma = _intrin_names(dtype)
     # A: Wt as (o, c) rows; B: xk as (x, c) rows (K innermost, so ldmatrix reads K-contiguous
     # rows); a matrix's 16 bytes are 4e elements
-    TensorIntrin.register(load_a, *_ldmatrix_intrin(
-        lambda i, k: _frag_a(i, k, e), lambda l, s: s * ((l // 8) % 2 * 8 + l % 8) + (l // 16) * 4 * e,
-        dtype, e), override=True)
-    TensorIntrin.register(load_b, *_ldmatrix_intrin(
-        lambda n, k: _frag_b(k, n, e), lambda l, s: s * ((l // 16) * 8 + l % 8) + (l // 8) % 2 * 4 * e,
-        dtype, e), override=True)
+    for scope, suffix in (("shared", ""), ("shared.dyn", DYN)):  # the conv's stages may be dynamic
+        TensorIntrin.register(load_a + suffix, *_ldmatrix_intrin(
+            lambda i, k: _frag_a(i, k, e), lambda l, s: s * ((l // 8) % 2 * 8 + l % 8) + (l // 16) * 4 * e,
+            dtype, e, scope), override=True)
+        TensorIntrin.register(load_b + suffix, *_ldmatrix_intrin(
+            lambda n, k: _frag_b(k, n, e), lambda l, s: s * ((l // 16) * 8 + l % 8) + (l // 8) % 2 * 4 * e,
+            dtype, e, scope), override=True)
     TensorIntrin.register(mma, *_mma_intrin(dtype, ptx_type, e), override=True)
     TensorIntrin.register(MMA_FILL, *get_mma_fill_intrin("float32", 8), override=True)
     TensorIntrin.register(_store_name(dtype), *(get_mma_store_intrin("float32", 8, "shared", True)
@@ -740,7 +749,11 @@ def mma_tile(wl, target=None):
     = 8 channels in TF32, 16 in half types), for sm_80 or newer (TF32 and bf16 mma.sync
     appeared with Ampere). Rows: up to MMA_ROWS, a warp row each (at most MMA_MAX_WARPS warps),
     where they divide Ho and the stride is 1 (a tap row's window rows are then contiguous: with
-    stride s the window would span (ry-1)*s + 1 grid rows for ry used ones)."""
+    stride s the window would span (ry-1)*s + 1 grid rows for ry used ones). Blocks of 64+
+    output channels take the wide tile (``MMA_WIDE``: 4 rows of 128 pixels, 1,024 threads,
+    half the Wt passes of 2 rows) where it divides the output and its stages fit
+    MMA_DYN_SHARED_BYTES; smaller blocks keep the static tiles (checked at pac_joint_upsample's
+    shapes)."""
     p = wl.p
     if wl.dtype not in MMA_DTYPES or wl.kind != "static" or (wl.dtype == "float32" and not p.get("tf32")):
         return None
@@ -748,6 +761,12 @@ def mma_tile(wl, target=None):
         return None
     if p["O"] % 16 or p["C"] % (8 * MMA_DTYPES[wl.dtype][1]) or p["Wo"] % 16:
         return None
+    # not the half types' input gradient: its Kz loads (bounds-checked) next to 32 accumulators
+    # spilled 16-308 B under ptxas's 64 registers (sm_80, sm_90, every variant tried)
+    if (p["O"] % (16 * MMA_WARPS_O) == 0 and p["Wo"] % (16 * MMA_WIDE[0] * MMA_WIDE[1]) == 0
+            and p["Ho"] % MMA_WIDE[2] == 0 and p["s"] == 1 and not (p["a"] and wl.dtype in HALF_MMA)
+            and mma_shared_bytes(wl, MMA_WARPS_O, *MMA_WIDE) <= MMA_DYN_SHARED_BYTES):
+        return (MMA_WARPS_O, *MMA_WIDE)
     wo = max(w for w in (1, 2, 4) if w <= MMA_WARPS_O and p["O"] // 16 % w == 0)
     wx = max(w for w in (1, 2, 4, 8) if w <= MMA_WARPS_X and p["Wo"] // 16 % w == 0)
     xm = max(m for m in (1, 2) if m <= MMA_TILES_X and p["Wo"] // (16 * wx) % m == 0)
@@ -764,6 +783,11 @@ def mma_tile(wl, target=None):
 MMA_SHARED_BYTES = 48 * 1024  # static shared memory per block (nvcc's limit)
 MMA_ROWS = 2  # most output rows per block (each a pass over Wt fewer: Wt dominates the bytes)
 MMA_MAX_WARPS = 32  # 1,024 threads (<= 64 registers a thread, or the block cannot launch)
+# the wide tile (warps along x, 16-pixel tiles per warp, rows) of 1,024-thread blocks of 64
+# output channels: 16 x 64 warp tiles (32 accumulators a thread), 4 rows x 128 pixels a block,
+# its stages in dynamic shared memory (over nvcc's 48 KB static limit) up to MMA_DYN_SHARED_BYTES
+MMA_WIDE = (2, 4, 4)
+MMA_DYN_SHARED_BYTES = 96 * 1024  # within every sm_80+ part's per-block opt-in maximum (99 KB on sm_86/89)
 WINDOW_ROUNDS = 5  # most window-copy rounds unrolled together, half types (5 at the benchmark shape)
 
 
@@ -802,12 +826,18 @@ def mma_shared_bytes(wl, wo: int, wx: int, xm: int, ry: int = 1) -> int:
         return -(-n * item // 64) * 64
     # StorageRewrite puts the tap's Wt in xk's space (B is in registers by then: one more
     # barrier), and the staging (after the loop) in the window's or xk's where it fits
-    return max(aligned(max(row * pix, 16 * wo * row)) + aligned(window), aligned(staging))
+    static = max(aligned(max(row * pix, 16 * wo * row)) + aligned(window), aligned(staging))
+    if static <= MMA_SHARED_BYTES:
+        return static
+    # over nvcc's static limit the stages go to dynamic shared memory ("shared.dyn"), where
+    # TVM's planner (MergeDynamicSharedMemoryAllocations) keeps xk, Wt and the window apart
+    return max(aligned(row * pix) + aligned(16 * wo * row) + aligned(window), aligned(staging))
 
 
 def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     """A block per (n, ry output rows, 16*wx*xm pixels, 16*wo output channels), a warp per xm
-    16 x 16 (channels x pixels) tiles of one row (rows on threadIdx.z). Per chunk of K = 8e
+    16 x 16 (channels x pixels) tiles of one row (rows on threadIdx.z); stages over 48 KB in
+    dynamic shared memory (the wide tile, ``mma_tile``). Per chunk of K = 8e
     input channels the block stages the source window once for all tap rows (K channels x
     (ry-1)*s + (k-1)*d + 1 grid rows: the only bounds checks); per tap (i, j) it builds that
     tap's xk from the window (K x the block's pixels, laid out (y, x, c): B rows
@@ -826,13 +856,15 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     float16/bf16: before (one row, a window row per tap row: X = N*C*634*128) 83 + 26 + 210 +
     17 = 336 MB (100 us, 3.7x the 27 us aim); now 50 + 26 + 105 + 17 = 198 MB (59 us, 2.2x).
     TF32 (4-byte, 8 channels a chunk): 166 + 105 + 420 + 34 = 724 MB (216 us, 3.9x the 55 us
-    aim) -> 100 + 105 + 210 + 34 = 448 MB (134 us, 2.4x). What is left: 1.5x is 136 MB (half)
-    / 276 MB (TF32). More rows per block need more pixels per warp (32 warps already: 1,024
-    threads), i.e. 16 x 64 warp tiles, 32 accumulators a thread, over the 64 registers that
-    1,024 threads allow (the kernel takes 57-64 now); TF32 chunks of 16 channels (K / 2)
-    double xk and the window (over 48 KB): dynamic shared memory, which the emulator and the
-    report do not handle yet. At 4 rows, 16-channel TF32 chunks: half 33 + 26 + 52 + 17 = 128
-    MB (1.4x), TF32 66 + 52 + 105 + 34 = 257 MB (1.4x).
+    aim) -> 100 + 105 + 210 + 34 = 448 MB (134 us, 2.4x). The wide tile (``MMA_WIDE``, ry =
+    4, 16 x 64 warp tiles: 32 accumulators a thread, B fragments loaded per 16-pixel tile so
+    that ptxas fits 64 registers without spills; 2 x 4 x 4 = 32 warps), stages in dynamic
+    shared memory (61,440 B): X over 252 real window rows per 32 row tiles, Wt per 512 pixels:
+    half 33 + 26 + 52 + 17 = 128 MB (38 us, 1.40x the 27 us aim), TF32 66 + 105 + 105 + 34 =
+    309 MB (92 us, 1.69x the 55 us). What is left for TF32 (1.5x = 276 MB): K is loaded once
+    per 8-channel chunk (105 MB); 16-channel chunks (two k8 steps a chunk) would halve it (257
+    MB, 1.41x) but double xk and the window (113 KB: over sm_86/89's 99 KB) and a thread's xk
+    results (16 registers next to the 32 accumulators).
 
     The shared-memory and issue figures below were worked out for the one-row kernel (xk and
     Wt per tap row); the two-row kernel has the same per-pixel ldmatrix and xk work, ry times
@@ -889,6 +921,7 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     load_a, load_b, mma = _intrin_names(wl.dtype)
     e = MMA_DTYPES[wl.dtype][1]
     kc = 8 * e
+    wide = xm > MMA_TILES_X  # the wide tile (MMA_WIDE): registers are short (32 accumulators)
     if wl.p["a"]:  # Kz (the adjoint's kernel on the source grid): read once per (tap, pixel)
         sch.compute_inline(sch.get_sblock("Kz"))
     acc = sch.get_sblock("acc")
@@ -931,12 +964,15 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     # K word is loaded once for all K channels and its K results are contiguous (layout (j, x,
     # c): vector stores); the window (below) leaves no bounds check here
     xk = sch.get_sblock("xk")
-    sch.set_scope(xk, 0, "shared")
+    # stages over nvcc's 48 KB static limit in dynamic shared memory (one merged allocation,
+    # sized by the launch; TVM's CUDA runtime sets the >48 KB opt-in attribute)
+    sh = "shared.dyn" if mma_shared_bytes(wl, wo, wx, xm, ry) > MMA_SHARED_BYTES else "shared"
+    sch.set_scope(xk, 0, sh)
     sch.transform_layout(xk, ("write", 0), lambda n_, c_, i_, j_, y_, x_: (n_, i_, j_, y_, x_, c_))
     # the B fragments at j before xk is (else cache_read puts them under j already, over the
     # block's pixels, not the warp's)
     b_w = sch.cache_read(outer, 1, "warp")
-    sch.compute_at(b_w, j)
+    sch.compute_at(b_w, xi if wide else j)  # wide: per tile (4 registers, not 16)
     sch.compute_at(xk, j)
     xc, *xyx = inner_loops(xk, j)  # (c, y, x); y is gone where ry = 1
     sch.reorder(*xyx, xc)
@@ -969,7 +1005,7 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     # the source window of the chunk: K channels x one grid row (the tile's width plus the
     # halo), padding and zero insertion decided once per element here, not once per tap
     sz = sch.get_sblock("Sz")
-    sch.set_scope(sz, 0, "shared")
+    sch.set_scope(sz, 0, sh)
     sch.compute_at(sz, co)
     # a warp per 32 columns of one channel, a column block's channels on consecutive warps: a
     # thread's channel stays fixed and its column steps by a constant per round (no division
@@ -991,7 +1027,7 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     sch.bind(sxi, "threadIdx.x")
     # the tap's Wt chunk laid out (o, c) (rows of K channels for ldmatrix), a thread per (o,
     # c); the A fragments placed at j before it is (as B's)
-    wt = sch.cache_read(outer, 0, "shared")
+    wt = sch.cache_read(outer, 0, sh)
     sch.transform_layout(wt, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, o_, c_))
     a_w = sch.cache_read(outer, 0, "warp")
     sch.compute_at(a_w, j)
@@ -1025,6 +1061,8 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
         _, ty, tx = sch.split(sch.fuse(*lo[at + 1:]), [None, warps, 32])
         bind_warps(ty)
         sch.bind(tx, "threadIdx.x")
+    if sh != "shared":
+        load_a, load_b = load_a + DYN, load_b + DYN
     sch.tensorize(sch.get_loops(a_w)[-2], load_a)
     bx, bc = sch.get_loops(b_w)[-2:]  # the warp's xm tiles of 16 pixels, each one B fragment
     bxo, bxi = sch.split(bx, [None, 16])

@@ -349,6 +349,9 @@ TF32_CASES = {
     "zero-ins-adjoint": dict(_geo(1, 8, 5, 8, 10, 16, 3, 1, 2, 1, 1), O=16, a=1, tf32=1),
     # 10 channel chunks: unrolled in two groups of 5 (the chunk loop kept, a group unrolled)
     "c80-chunk-groups": dict(_geo(1, 80, 2, 16, 2, 16, 3, 1, 1, 1, 1), O=16, a=0, tf32=1),
+    # the wide tile (O = 64, Wo = 128: 4 x 2 x 4 warps of four 16-pixel tiles, 4 rows), its
+    # stages (52,608 B) in dynamic shared memory; the input gradient (Kz), two chunks
+    "wide-adjoint": dict(_geo(1, 16, 4, 128, 4, 128, 3, 1, 1, 1, 1), O=64, a=1, tf32=1),
 }
 
 
@@ -376,6 +379,44 @@ def test_control_short_window(dtype):
         assert n == 1
     cases = TF32_CASES if dtype == "float32" else HALF_CASES
     _fails(Workload.make("pac", "conv", cases["plain"], dtype), "cuda", mutate=mutate, match="NaN|relative error")
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float16"))
+def test_tensor_core_wide_tile_dynamic_shared(dtype):
+    """The wide tile runs from dynamic shared memory: one merged byte array, a __local kernel
+    argument sized by the launch's dynamic-shared-memory parameter (the planned bytes), and
+    poisoned: with the first round of its window copy dropped, xk is built from NaN."""
+    from schedules.pac_cuda import mma_shared_bytes, mma_tile
+
+    case = TF32_CASES["wide-adjoint"] if dtype == "float32" else HALF_CASES["wide"]
+    wl = Workload.make("pac", "conv", case, dtype)
+    assert mma_tile(wl) == (4, 2, 4, 4)
+    low = emulate.prepare(wl, "cuda")
+    (ln,) = low.launches
+    assert ln.dyn_shared == mma_shared_bytes(wl, *mma_tile(wl)) > 48 * 1024
+    assert "__kernel void pac_conv_kernel(__local uchar* buf_dyn_shmem_ptr, const uint tvm_dyn_shared_bytes" in low.source
+    assert "__shared__" not in low.source and "Sz_shared" not in low.source
+
+    def mutate(lw):
+        lw.source, n = re.subn(r"\(\(__local (?:float|ushort)\*\)buf_dyn_shmem_ptr\)\[[^;]*\] = condval(_\d+)?;", "",
+                               lw.source, count=1)
+        assert n == 1
+    assert emulate.check(wl, "cuda", lowered=low) <= (emulate.TF32_TOLERANCE if dtype == "float32"
+                                                       else emulate.TOLERANCE[dtype])
+    with pytest.raises(emulate.CheckFailed, match="NaN"):
+        emulate.check(wl, "cuda", lowered=low, mutate=mutate)
+
+
+def test_dynamic_shared_memory_limit():
+    """Launches over the arch's opt-in maximum of dynamic shared memory per block are refused
+    (227 KB on sm_90, 163 KB on sm_80; 48 KB where the arch is not listed)."""
+    ok = emulate.Launch("k", [], (1, 1, 1), (32, 1, 1), [], 163 * 1024)
+    emulate.check_dyn_shared([ok], "sm_80")
+    emulate.check_dyn_shared([ok], "sm_90")
+    with pytest.raises(emulate.CheckFailed, match="dynamic shared memory"):
+        emulate.check_dyn_shared([ok], "sm_75")
+    with pytest.raises(emulate.CheckFailed, match="dynamic shared memory"):
+        emulate.check_dyn_shared([emulate.Launch("k", [], (1, 1, 1), (32, 1, 1), [], 163 * 1024 + 1)], "sm_80")
 
 
 def test_tensor_core_one_tile_per_warp(monkeypatch):
@@ -406,6 +447,8 @@ HALF_CASES = {
     "s2-d2-o64": dict(_geo(2, 16, 9, 31, 3, 16, 3, 2, 1, 2, 2), O=64, a=0),
     # the input gradient of a stride-2 conv: zero-inserted source, mirrored taps, Kz
     "zero-ins-adjoint": dict(_geo(1, 16, 5, 8, 10, 16, 3, 1, 2, 1, 1), O=16, a=1),
+    # the wide tile (4 rows of 128 pixels x 64 channels), stages in dynamic shared memory
+    "wide": dict(_geo(1, 16, 4, 128, 4, 128, 3, 1, 1, 1, 1), O=64, a=0),
 }
 
 
