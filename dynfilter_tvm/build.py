@@ -5,6 +5,7 @@ tuner and the AOT compiler all call :func:`build`.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Callable, Dict, Optional, Tuple
 
@@ -111,6 +112,13 @@ def tir_pipeline():
         return mod
 
     return pipeline, finalize_host, finalize_device
+
+
+@functools.lru_cache(maxsize=None)
+def pipeline_digest() -> str:
+    """Hash of this module's code (the TIR pipeline above among it): part of every cache key,
+    so an edit to the pipeline rebuilds cached kernels rather than reusing them."""
+    return schedules.code_digest(sys.modules[__name__])
 
 
 TIR_PIPELINE = "dynfilter"

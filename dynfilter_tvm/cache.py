@@ -39,7 +39,7 @@ import tvm
 from tvm.target import Target
 
 from . import __version__, aot, dispatch
-from .build import build, compute_digest, plan
+from .build import build, compute_digest, pipeline_digest, plan
 from .files import atomic_write, sha256_file
 from .target import target_key, target_name
 from .workload import Workload
@@ -68,6 +68,7 @@ def full_key(workload: Workload, target: Target, schedule_id: str) -> dict:
         "target": target_key(target),
         "compute": compute_digest(workload),
         "schedule": schedule_id,
+        "pipeline": pipeline_digest(),  # the TIR pipeline every build runs (launch bounds)
         "tvm": tvm.__version__,
         "dynfilter_tvm": __version__,
     }

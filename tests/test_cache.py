@@ -16,7 +16,7 @@ import torch
 import tvm
 import tvm.s_tir as s_tir
 
-from dynfilter_tvm import cache, dispatch, registry
+from dynfilter_tvm import build as build_mod, cache, dispatch, registry
 from dynfilter_tvm.build import build, plan, schedule
 from dynfilter_tvm.files import sha256_file
 from dynfilter_tvm.target import cpu_target, target_name
@@ -185,7 +185,7 @@ def test_entry_without_recorded_size_still_loads(fresh_cache):
     assert cache.stats["disk_hits"] == 1 and cache.stats["rejected"] == 0
 
 
-def test_key_changes_with_everything_that_changes_code():
+def test_key_changes_with_everything_that_changes_code(monkeypatch):
     wl, tgt = Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()
     base = cache.full_key(wl, tgt, "default:aaaa")
     variants = [
@@ -197,6 +197,9 @@ def test_key_changes_with_everything_that_changes_code():
         cache.full_key(wl, cpu_target(num_cores=64), "default:aaaa"),
         cache.full_key(wl, tgt, "default:bbbb"),
     ]
+    assert base["pipeline"] == build_mod.pipeline_digest()  # the TIR pipeline's code (launch bounds)
+    monkeypatch.setattr(cache, "pipeline_digest", lambda: "0" * 16)
+    variants.append(cache.full_key(wl, tgt, "default:aaaa"))
     digests = {cache._digest(k) for k in [base, *variants]}
     assert len(digests) == len(variants) + 1
 
