@@ -167,12 +167,7 @@ def guard_pieces(sch, pieces, block: str = "out") -> None:
     if pieces is None:
         return
     loop = sch.get(pieces)
-    ana = sym.Analyzer()
-    for outer in sch.get_loops(sch.get_sblock(block)):
-        o = sch.get(outer)
-        if o.same_as(loop):
-            break
-        ana.bind(o.loop_var, ir.Range.from_min_extent(o.min, o.extent))
+    ana = loop_analyzer(sch, block, stop=loop)
     inner = {}
     stmt = loop.body
     while isinstance(stmt, tirx.For):  # the tile's unrolled (channel, row) loops, the lanes
@@ -180,15 +175,8 @@ def guard_pieces(sch, pieces, block: str = "out") -> None:
         lane = stmt.loop_var
         stmt = stmt.body
     realize = stmt
-    conj, todo = [], [realize.predicate]
-    while todo:
-        e = todo.pop()
-        if isinstance(e, tirx.And):
-            todo += [e.a, e.b]
-        else:
-            conj.append(e)
     whole, anyl, keep = [], [], []
-    for c in conj:
+    for c in conjuncts(realize.predicate):
         if not any(v.same_as(lane) for v in tirx.analysis.undefined_vars(c)):
             if not ana.can_prove(c):
                 keep.append(c)
@@ -202,13 +190,38 @@ def guard_pieces(sch, pieces, block: str = "out") -> None:
     if not whole:  # no lane bound, or one this guard does not read: cut the loop instead
         sch.annotate(pieces, "pragma_loop_partition_hint", 1)
         return
-    clean = _with_predicate(loop.body, _all(keep))
-    guarded = tirx.IfThenElse(_all(whole), clean, tirx.IfThenElse(_all(anyl), loop.body, None))
+    clean = _with_predicate(loop.body, all_of(keep))
+    guarded = tirx.IfThenElse(all_of(whole), clean, tirx.IfThenElse(all_of(anyl), loop.body, None))
     new = tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.UNROLLED, guarded)
     sch.state.replace(sch.get_sref(pieces), new, {})
 
 
-def _all(conds):
+def loop_analyzer(sch, block: str, stop=None) -> sym.Analyzer:
+    """An analyzer with the ranges of ``block``'s loops bound, outermost first, up to (not
+    including) the loop ``stop`` (a ``tirx.For``; None: all of them)."""
+    ana = sym.Analyzer()
+    for outer in sch.get_loops(sch.get_sblock(block)):
+        o = sch.get(outer)
+        if stop is not None and o.same_as(stop):
+            break
+        ana.bind(o.loop_var, ir.Range.from_min_extent(o.min, o.extent))
+    return ana
+
+
+def conjuncts(pred) -> list:
+    """The conjuncts of predicate ``pred`` (its ``And`` tree flattened)."""
+    out, todo = [], [pred]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, tirx.And):
+            todo += [e.a, e.b]
+        else:
+            out.append(e)
+    return out
+
+
+def all_of(conds):
+    """The conjunction of ``conds`` (True where there are none)."""
     out = None
     for c in conds:
         out = c if out is None else tirx.And(out, c)

@@ -34,14 +34,14 @@ copies' tails 10%.
 from __future__ import annotations
 
 import tvm.s_tir as s_tir
-from tvm import ir, sym, tirx
+from tvm import tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
 from dynfilter_tvm.ops.ddf import FWD_ROWS
 
 from . import register
-from .common import UNROLL_TAPS, _all, acc_registers, extent, guard_pieces, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import UNROLL_TAPS, acc_registers, all_of, conjuncts, extent, guard_pieces, loop_analyzer, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
@@ -254,17 +254,11 @@ def _overlap_rows(sch, loop, lanes: int) -> None:
     realize = f.body
     if not isinstance(realize, s_tir.SBlockRealize) or isinstance(f.extent, tirx.IntImm):
         return
-    ana = sym.Analyzer()
-    for outer in sch.get_loops(sch.get_sblock(realize.block.name_hint)):
-        o = sch.get(outer)
-        ana.bind(o.loop_var, ir.Range.from_min_extent(o.min, o.extent))
+    ana = loop_analyzer(sch, realize.block.name_hint)
     x, n, dt = f.loop_var, f.extent, str(f.loop_var.ty)
-    conj, todo = [], [realize.predicate]
-    while todo:
-        e = todo.pop()
-        if isinstance(e, tirx.And):
-            todo += [e.a, e.b]
-        elif isinstance(e, tirx.LT) and e.a.same_as(x):  # the row's end: the loop's extent
+    conj = []
+    for e in conjuncts(realize.predicate):
+        if isinstance(e, tirx.LT) and e.a.same_as(x):  # the row's end: the loop's extent
             n = ana.simplify(tirx.min(n, e.b))
         elif not ana.can_prove(e):
             conj.append(e)
@@ -278,7 +272,7 @@ def _overlap_rows(sch, loop, lanes: int) -> None:
     def piece(start, extent, kind):
         xi = tirx.Var("xi", dt)
         values = [start + xi if v.same_as(x) else v for v in realize.iter_values]
-        return tirx.For(xi, tirx.const(0, dt), extent, kind, s_tir.SBlockRealize(values, _all(conj), realize.block))
+        return tirx.For(xi, tirx.const(0, dt), extent, kind, s_tir.SBlockRealize(values, all_of(conj), realize.block))
 
     xo = tirx.Var("xo", dt)
     m = tirx.const(lanes, dt)
