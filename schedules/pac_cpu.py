@@ -35,14 +35,16 @@ AVX-512).
 """
 from __future__ import annotations
 
-from tvm import tirx
+import tvm.s_tir as s_tir
+from tvm import ir, sym, tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
 from dynfilter_tvm.ops.pac import POOL_ROW_QUANTUM
 
 from . import register
-from .common import acc_registers, after_compute_at, guard_pieces, unroll, vector_lanes, vectorize_inner, vectorize_under
+from .common import (acc_registers, after_compute_at, guard_pieces, loop_analyzer, unroll, vector_lanes,
+                     vectorize_inner, vectorize_under)
 
 
 def _partition(sch, loop) -> None:
@@ -315,6 +317,81 @@ def _store_pieces(sch, wl, xi, lanes: int, tile=()):
         sch.reorder(pieces, *tile)
         unroll(sch, *tile)
     return pieces
+
+
+def _padded_row_copy(sch, wl, name: str, lanes: int, under):
+    """A row copy zero past the width (``name``'s value ``if_then_else(x < Wo, src, 0)``, over
+    rows of whole vectors), vectorized inside ``under``. Static builds: cut by LoopPartition
+    (``_partition``), whose last vector LLVM folds at the known width. Generic builds: the vector
+    loop split into two half-vector pieces per vector, returned for :func:`_guard_row_copy`
+    (once the schedule is otherwise done); LoopPartition left the row's last vector scalar, a
+    compare, a branch and a scalar load per lane."""
+    block = sch.get_sblock(name)
+    xo = vectorize_inner(sch, block, lanes, under=under)
+    if wl.p["Wo"] is not None or xo is None:
+        _partition(sch, xo)
+        return None
+    xi = sch.get_loops(block)[-1]
+    piece, _ = sch.split(xi, [2, None])
+    return xo, piece
+
+
+def _guard_row_copy(sch, loops, name: str) -> None:
+    """Generic builds: the padded row copy (``_padded_row_copy``'s loops: vectors, pieces of
+    lanes) guarded per vector, then per piece, the copy's ``if_then_else`` resolved where the
+    guard proves it: a vector wholly inside the row one full-width copy, the row's last vector
+    in half-vector pieces, a piece wholly inside copied, one wholly past the width zeroed as a
+    vector, a piece across the width lane by lane (the condition kept). A 28-px row: three
+    8-lane copies, one 4-lane copy, one 4-lane zero store (was 8 scalar lanes, each tested).
+    Replaces the loop nest (the block three times, sharing its variables), so this runs last."""
+    if loops is None:
+        return
+    xo, piece = (sch.get(lp) for lp in loops)
+    lane = piece.body
+    realize = lane.body
+    block = realize.block
+    store = block.body
+    value = store.value
+    if not (isinstance(value, ir.Call) and value.op.same_as(ir.Op.get("prim.if_then_else"))
+            and isinstance(value.args[0], tirx.LT)):
+        sch.annotate(loops[0], "pragma_loop_partition_hint", 1)  # not the pattern: cut as before
+        return
+    cond, src, zero = value.args
+    ana = loop_analyzer(sch, name, stop=piece)
+    for iv, v in zip(block.iter_vars, realize.iter_values):
+        ana.bind(iv.var, v)
+    span = ana.simplify(cond.a - cond.b)  # < 0: inside the row, in loop variables
+
+    def variant(val, pred=realize.predicate, iter_values=realize.iter_values):
+        body = tirx.BufferStore(store.buffer, val, store.indices)
+        blk = s_tir.SBlock(block.iter_vars, block.reads, block.writes, block.name_hint, body, block.init,
+                           block.alloc_buffers, block.match_buffers, block.annotations)
+        return s_tir.SBlockRealize(iter_values, pred, blk)
+
+    half = int(lane.extent)
+    lanes_ = {piece.loop_var: sym.IntervalSet(0, 1), lane.loop_var: sym.IntervalSet(0, half - 1)}
+    whole = ana.simplify(ana.int_set(span, lanes_).max_value < 0)
+    del lanes_[piece.loop_var]
+    piece_whole = ana.simplify(ana.int_set(span, lanes_).max_value < 0)
+    piece_any = ana.simplify(ana.int_set(span, lanes_).min_value < 0)
+    # the whole vector as one loop of 2 * half lanes: piece, lane = divmod(its lane)
+    full = lane.loop_var.copy_with_suffix("_full") if hasattr(lane.loop_var, "copy_with_suffix") else tirx.Var("x_full", lane.loop_var.ty)
+    sub = sym.Analyzer()
+    sub.bind(piece.loop_var, tirx.floordiv(full, half))
+    sub.bind(lane.loop_var, tirx.floormod(full, half))
+    full_loop = tirx.For(full, 0, 2 * half, tirx.ForKind.VECTORIZED,
+                         variant(src, sub.simplify(realize.predicate), [sub.simplify(v) for v in realize.iter_values]))
+
+    def lanes_loop(stmt):
+        return tirx.For(lane.loop_var, lane.min, lane.extent, tirx.ForKind.VECTORIZED, stmt)
+
+    tail = tirx.For(piece.loop_var, piece.min, piece.extent, tirx.ForKind.UNROLLED, tirx.IfThenElse(
+        piece_whole, lanes_loop(variant(src)),
+        tirx.IfThenElse(piece_any, lanes_loop(realize), lanes_loop(variant(zero)))))
+    # LoopPartition cuts the vector loop at the guard: no test left in the row's whole vectors
+    new = tirx.For(xo.loop_var, xo.min, xo.extent, xo.kind, tirx.IfThenElse(whole, full_loop, tail),
+                   annotations={"pragma_loop_partition_hint": 1})
+    sch.state.replace(sch.get_sref(loops[0]), new, {})
 
 
 def _plane_by_plane(wl, target) -> bool:
@@ -688,10 +765,10 @@ def _channel_sum_padded(sch, wl) -> None:
     sch.vectorize(loops["x"])
     if "c" in loops:
         sch.decompose_reduction(acc, loops["c"])
-    rp = sch.get_sblock("Rp")
-    sch.compute_at(rp, row)
-    _partition(sch, vectorize_inner(sch, rp, vector_lanes(wl.dtype), under=row))
+    sch.compute_at(sch.get_sblock("Rp"), row)
+    rp = _padded_row_copy(sch, wl, "Rp", vector_lanes(wl.dtype), row)
     guard_pieces(sch, pieces)
+    _guard_row_copy(sch, rp, "Rp")
 
 
 def _taps_inside_vectors(sch, lanes, row_copy=None):

@@ -220,6 +220,24 @@ def test_cpu_generic_channel_sum_row_uncut(kernel, params):
         assert any("pragma_loop_partition_hint" in line for line in loops) == static, loops
 
 
+@pytest.mark.parametrize("kernel,params", [("pool_dk", dict(C=3, G=1, k=3, s=1, z=1, p=1, d=1)),
+                                            ("dist", dict(C=2, G=1, k=3, s=1, p=1, d=1, asym=0))])
+def test_cpu_generic_padded_row_copy_guarded(kernel, params):
+    """The channel sums' padded row copy 'Rp' (zeros past the width): generic builds guard it
+    per vector and half-vector piece (``pac_cpu._guard_row_copy``: 'Rp' four times, whole vectors,
+    whole pieces, the partial piece lane by lane, the pieces past the width zeroed, the vector loop
+    cut at the guard); static builds keep one copy cut by LoopPartition. Values at every
+    last-vector shape: ``test_cpu_generic_guarded_row_stores`` (W = 1..28, NaN-filled)."""
+    from dynfilter_tvm.build import schedule
+    for sizes, static in ((dict(N=None, H=None, W=None, Ho=None, Wo=None), False),
+                          (dict(N=2, H=9, W=28, Ho=9, Wo=28), True)):
+        mod = schedule(Workload.make("pac", kernel, dict(params, **sizes), "float32"), cpu_target(), tuned=False)[0]
+        script = mod.script()
+        assert script.count('T.sblock("Rp")') == (1 if static else 4)
+        first = script.split('T.sblock("Rp")')[1].split("T.sblock(")[0]  # whole vectors: no test per lane
+        assert ("T.if_then_else" in first) == static
+
+
 def _loops_around(mod, name: str) -> list:
     """The loop lines enclosing block ``name`` in the printed module, outermost first."""
     lines = mod.script().splitlines()
