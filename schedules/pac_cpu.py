@@ -22,7 +22,8 @@ A predicated vector loop is scalarized whole by TVM, so a symbolic x never leave
 the heavy loops: conv's reduction and conv_dk's G run over rows padded to whole register tiles
 (``pad_einsum``: zeros past the width, read from padded copies, never stored); the other
 vector loops along x are cut by LoopPartition (``_partition``) into whole vectors and one
-scalar tail, except the per-channel forms of pool_dk and dist (32-bit accumulation), whose
+scalar tail (the channel sums' padded row copy: the tail in guarded half vectors,
+``_padded_row_copy``), except the per-channel forms of pool_dk and dist (32-bit accumulation), whose
 elementwise rows LLVM vectorizes itself (512-bit vectors, a 128-bit epilogue, no per-lane
 test: float32 28-px rows 2.0 -> 1.3-1.4x the static time). Static builds take the same hint: a static loop whose body carries a
 lane-dependent condition (a padded copy's zero border or zeros past the width) is scalarized
@@ -325,7 +326,16 @@ def _padded_row_copy(sch, wl, name: str, lanes: int, under):
     (``_partition``), whose last vector LLVM folds at the known width. Generic builds: the vector
     loop split into two half-vector pieces per vector, returned for :func:`_guard_row_copy`
     (once the schedule is otherwise done); LoopPartition left the row's last vector scalar, a
-    compare, a branch and a scalar load per lane."""
+    compare, a branch and a scalar load per lane. perf, dist 2x128x28² k3 (3000 calls, samples
+    generic / static): ``Rp`` 936 / 506, of it ~250 that last vector; the channel-sum loop
+    2450 / 2374. Generic / static, 1 thread, thread CPU time, minima of 31 (21 at 128²), main's
+    and this generic build interleaved with the static one in one process (scratch A/B, load
+    5-6 on the 2 cores), old -> new, two runs: 2x128x28² k3 pool_dk 1.21 / 1.23 -> 1.13 / 1.16,
+    dist 1.31 / 1.29 -> 1.21 / 1.23; 2x64x56² k3 (whole vectors, the guard never taken) pool_dk
+    1.10 -> 1.07, dist 1.07 / 1.08 -> 1.08 / 1.08 (a 1.39 outlier); 2x32x128² k5 pool_dk 1.19 ->
+    1.13, dist 1.14 / 1.12 -> 1.18 / 1.13. Tried, not kept: the same guard on pool's ``Kp``
+    (28² unchanged, 1.22; 128² k5 1.03-1.14 -> 1.17-1.26) and, through its predicate, on pool's
+    ``Sz`` interior copy (28² 1.21 -> 1.30: LLVM's loop over the interior stays)."""
     block = sch.get_sblock(name)
     xo = vectorize_inner(sch, block, lanes, under=under)
     if wl.p["Wo"] is not None or xo is None:
@@ -716,7 +726,8 @@ def _channel_sum_padded(sch, wl) -> None:
     (a local array: registers) summed over every channel, the taps unrolled inside, then
     stored; only the store of a row's last vector is partial (static builds: ``_partition``;
     generic builds: guarded half-vector pieces, ``_store_pieces``), once per tile, not per channel. The padded row of the per-pixel operand (``Rp``: all channels of the
-    output row) is copied at the row. Per channel and vector: one load of that operand (dO,
+    output row) is copied at the row (generic builds: guarded per vector and half-vector piece,
+    ``_padded_row_copy``). Per channel and vector: one load of that operand (dO,
     F0), k x k loads of the source, k x k FMAs, no accumulator traffic. History: the channel
     loop outside the taps (a k x k x Wo row of accumulators in memory, one x loop per tap) was
     2.4x / 1.8x the static time at 2x128x28² / 2x64x56² k3 generic (each tap's loop reloaded
@@ -733,7 +744,8 @@ def _channel_sum_padded(sch, wl) -> None:
     poolg 1.38 -> 1.46: pool keeps the cut. perf, dist 2x128x28² k3 before this (5000 calls,
     samples generic / static, of 7732 / 6201): the channel-sum loop 3185 + ~1060 (whole
     vectors, last vector) / 2995 + 1003, the ``Rp`` copy 1678 / 833 (its last vector scalar
-    lane by lane), ``Sz``'s copy 1655 / 1349 (a zero fill of the row, then the interior).
+    lane by lane; since ``_padded_row_copy`` guarded pieces), ``Sz``'s copy 1655 / 1349 (a
+    zero fill of the row, then the interior).
     Tried, scratch A/B, not kept: ``Rp`` one plain loop nest for LLVM (AVX-512-masked loads, no
     scalar lanes): faster at 28² (1.22 -> 1.16 pool_dk, 1.26 -> 1.22 dist) and 14², slower
     where the row is whole vectors (56² 1.09 -> 1.12 / 1.12 -> 1.19, 128² k5 pool_dk 1.17 ->
