@@ -333,7 +333,9 @@ def _padded_row_copy(sch, wl, name: str, lanes: int, under):
     5-6 on the 2 cores), old -> new, two runs: 2x128x28² k3 pool_dk 1.21 / 1.23 -> 1.13 / 1.16,
     dist 1.31 / 1.29 -> 1.21 / 1.23; 2x64x56² k3 (whole vectors, the guard never taken) pool_dk
     1.10 -> 1.07, dist 1.07 / 1.08 -> 1.08 / 1.08 (a 1.39 outlier); 2x32x128² k5 pool_dk 1.19 ->
-    1.13, dist 1.14 / 1.12 -> 1.18 / 1.13. Tried, not kept: the same guard on pool's ``Kp``
+    1.13, dist 1.14 / 1.12 -> 1.18 / 1.13; later, at load 10-12, minima of 41, two runs: 28²
+    pool_dk 1.18 / 1.19 -> 1.14 / 1.15, dist 1.25 / 1.25 -> 1.22 / 1.21, 56² within 0.03 either
+    way. Tried, not kept: the same guard on pool's ``Kp``
     (28² unchanged, 1.22; 128² k5 1.03-1.14 -> 1.17-1.26) and, through its predicate, on pool's
     ``Sz`` interior copy (28² 1.21 -> 1.30: LLVM's loop over the interior stays)."""
     block = sch.get_sblock(name)
