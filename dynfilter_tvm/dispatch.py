@@ -36,9 +36,8 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
 * **CUDA: generic for PAC ``conv``, ``conv_dk`` and ``conv_dw``** (``conv``: the convolution,
   its transposed form and both input gradients) wherever the generic build is tiled
   (``schedules.pac_cuda.generic_serves``: the static schedules with fixed tiles, requested
-  bytes 1.64x / 1.00x / 0.998x the static SIMT builds' at 8x64x128x128 k5, estimates (``conv``:
-  the static build stages K once per block; the generic one's no-cache estimate is 1.56x the
-  FP32 roofline, the static one's 1.00x: ``DYNFILTER_TVM_SHAPES=static`` takes it);
+  bytes 1.00x / 1.00x / 0.998x the static SIMT builds' at 8x64x128x128 k5, estimates (``conv``:
+  both stage K once per block, no-cache estimates 1.00x the FP32 roofline);
   ``conv_dk`` only where it stages its source window, ``generic_dk_staged``: not at k2 s1 d1,
   k4 s2 d1, C = O = 64 k3 float64, where its per-tap fallback requests 1.75-2.4x) and no static build of the configuration could
   take tensor cores: float64, float32 without the ``tf32`` flag

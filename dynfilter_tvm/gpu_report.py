@@ -236,8 +236,9 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     ``conv_tile``'s ``ks``, K = N*k^2*Ho*Wo*nO), Wt = N*tiles*O*C*k^2 (every pixel tile reads the
     whole weight), out = N*O*Ho*Wo. At 8x64x128x128 k5 O=64 (4 x 32 tiles, nO = 1, 128
     tiles per image; Ty = Tx = 128*5 - 6 = 634): X = 8*64*634^2*4 B = 823 MB, K = 8*25*128^2*4 B
-    = 13 MB (per channel, as the generic build loads it: 839 MB), Wt = 8*128*64*64*25*4 B = 419
-    MB, out = 34 MB: 1.29 GB, 16x the 80.6 MB minimum (generic 2.1 GB, 26x), against 67 GB
+    = 13 MB (per channel, as both builds loaded it before they staged it: 839 MB), Wt =
+    8*128*64*64*25*4 B = 419 MB, out = 34 MB: 1.29 GB, 16x the 80.6 MB minimum (the generic
+    build too; 2.1 GB, 26x, with K per channel), against 67 GB
     (832x) for the thread-per-output schedule. Almost all of it repeats
     what the block read one channel earlier (K, the whole tile per channel) or what another
     block read (Wt, 400 KB in all; X, the halo): L1 and L2 hits; the H100's L2 serves such

@@ -160,12 +160,20 @@ conv (``_conv_generic_tiled``, ``generic_conv_tile``): conv_tile's geometry of a
 TILE_SHARED_BYTES), the grid ceil-divided over the output (blockIdx.x tile columns, .y tile
 rows, .z images x output-channel tiles: no block index divided by a run-time extent). SIMT in
 every dtype: no tensor cores (``generic_serves`` keeps the configurations where a static build
-may take them static). K is not staged (its stage would be clipped to the symbolic extent: a
-non-constant allocation), so xk's prologue loads it per chunk. 8x64x128x128 k5 O=64 float32: 4 x 32 tiles, 256 threads, 1,024 blocks,
-19,200 B shared memory, requested 2,115 MB (the static build's before its K stage: no-cache
-est. 631 us, 1.56x the 404 us roofline); ptxas 64 registers on sm_90 and sm_80 under the launch bounds (unbounded 64 /
-80: the symbolic index arithmetic), no spills, 50% occupancy. Unbounded, registers varied with the configuration (48-127 at C, O in 6-70,
-k 3-7, none spilling; C = O = 64 k3 float32: 95 / 84).
+may take them static). K is staged once per block where the static tile would stage it
+(``_fit_tile``'s ks): ``_kernel_operand`` copies it (Kz's zero insertion decided in the copy)
+into a shared buffer that ``pad_einsum`` pads to whole tiles (zeros past the output), so the
+stage compacts to one tile (clipped to the symbolic extent, it had no constant size). Where
+cc = 1, xk's copy keeps the tap columns serial around rounds over (i, y, x) (the static build:
+tap rows serial), which ptxas fits in 64 registers under the launch bounds (in the static
+order it spilled 8 B on sm_80's forward; the spill came and went with single terms of the
+source's bounds check). 8x64x128x128 k5 O=64 float32, forward and adjoint: 4 x 32 tiles, 256
+threads, 1,024 blocks, 32,000 B shared memory (xk 12.8 KB + K 12.8 KB + Wt 6.4 KB), ptxas 64
+registers on sm_90 and sm_80, no spills, 50% occupancy; requested 1,289 MB (was 2,115 / 2,099
+MB with K per chunk: 25 x 128^2 x 8 x 64 x 4 B = 839 MB of K, now 13 MB), the static build's:
+385 us at 3.35 TB/s < 404 us of FP32 FMAs, so the no-cache estimate is the roofline (1.00x;
+was 631 us, 1.56x). Unbounded, registers vary with the configuration (48-128 at C, O in 2-70,
+k 2-7, float32 and float64, none spilling; C = O = 64 k3 float32 with K staged: 97 / 85).
 conv_dk (``_conv_dk_generic_tiled``, ``generic_dk_tile``): dk_tile's geometry (4 x 32 pixels,
 320 threads at k = 5), G's sum padded (its dO tile staged once per block, O x ty x tx) and the
 tap sum padded; per input channel the source window is staged as the static build's
@@ -296,13 +304,18 @@ def _half_occupancy_shared(threads: int) -> int:
     return min(48 * 1024, SM80_SHARED // blocks - 1024)
 
 
-def _cooperative(sch, block, loop, threads: int, serial: int = 0) -> None:
+def _cooperative(sch, block, loop, threads: int, serial: int = 0, lead: int = 0) -> None:
     """Stage ``block`` (already in shared scope) at ``loop``, its loops fused and spread over
-    the block's ``threads``; ``serial``: that many leading loops stay serial around them."""
+    the block's ``threads``; ``serial``: that many leading loops stay serial around them,
+    the ``lead``-th loop moved first."""
     sch.compute_at(block, loop)
     loops = sch.get_loops(block)
     at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
-    loops = loops[at + 1 + serial:]  # compute_at made none for unit-extent axes
+    loops = loops[at + 1:]  # compute_at made none for unit-extent axes
+    if lead:
+        loops.insert(0, loops.pop(lead))
+        sch.reorder(*loops)
+    loops = loops[serial:]
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0] if loops else sch.add_unit_loop(block)
     _, tx = sch.split(fused, [None, threads])
     sch.bind(tx, "threadIdx.x")
@@ -386,34 +399,45 @@ def _conv_tiled(sch, wl, t) -> None:
     _conv_finish(sch, wl, acc, co, thr, threads, oi, yi, j)
 
 
-def _kernel_operand(sch, wl):
+def _kernel_operand(sch, wl, pad=None):
     """Sz (and Kz) inlined into xk, and xk's read of the adaptive kernel turned into a plain
     operand indexed by (n, i, j, y, x) (``reindex``; Kz's zero insertion and padding decided
     in that copy): the block the tiled conv stages once per tile, where xk re-read K per
-    chunk of channels (C / cc times)."""
+    chunk of channels (C / cc times). ``pad`` (ty, tx; the generic build): that copy runs over
+    (Ho, Wo) rounded up to whole tiles, zeros past the output (``pad_einsum``), so that its
+    stage compacts to one tile (a tile clipped to the symbolic extent is no constant size)."""
     sch.compute_inline(sch.get_sblock("Sz"))
     xk = sch.get_sblock("xk")
     kname = "Kz" if wl.p["a"] else "K"
     kr = sch.reindex(xk, ("read", _read_index(sch, xk, kname)))
     if wl.p["a"]:
         sch.compute_inline(sch.get_sblock("Kz"))
-    return kr
+    if pad is None:
+        return kr
+    # a shared copy of the operand (a plain copy: ``pad_einsum`` takes it, where the adjoint's
+    # shifted read of Kz was no einsum), padded; K (Kz) and the padding inline into the copy
+    copy = sch.cache_read(xk, _read_index(sch, xk, sch.get(kr).writes[0].source.name), "shared")
+    sch.pad_einsum(copy, [1, 1, 1, *pad])
+    while sch.get_producers(copy):
+        sch.compute_inline(sch.get_producers(copy)[0])
+    while not sch.get(sch.get_consumers(copy)[0]).same_as(sch.get(xk)):
+        sch.compute_inline(sch.get_consumers(copy)[0])  # the copy back to (Ho, Wo)
+    return copy
 
 
 
 def generic_conv_tile(wl):
     """The generic (symbolic N, Ho, Wo) conv's fixed tile: the static geometry of a wide image
     (rows of TILE_X pixels, REG_Y-row register tiles, ``conv_tile``'s channel split), or None
-    where its chunk cannot fit TILE_SHARED_BYTES (then a thread per pixel). K is not staged
-    (``ks`` False: over symbolic sizes its stage would not compact to a constant size)."""
-    t = _fit_tile(wl, TILE_X, REG_Y, max(1, PIXEL_THREADS // TILE_X))
-    return t and dict(t, ks=False)
+    where its chunk cannot fit TILE_SHARED_BYTES (then a thread per pixel). K staged (``ks``)
+    as the static tile would: ``_kernel_operand`` pads its copy to whole tiles."""
+    return _fit_tile(wl, TILE_X, REG_Y, max(1, PIXEL_THREADS // TILE_X))
 
 
 GENERIC_TILED = ("conv", "conv_dk", "conv_dw")  # generic kernels with a tiled schedule (where it fits: generic_tiled)
 # those CUDA calls take by default (generic_serves): their requested bytes at the benchmark
-# shape 1.64x (conv: the static build stages K once per tile, the generic one cannot), 1.00x
-# (conv_dk with its staged window) and 0.998x (conv_dw) the static builds'
+# shape 1.00x (conv: K staged once per tile, as the static build), 1.00x (conv_dk with its
+# staged window) and 0.998x (conv_dw) the static builds'
 # (conv_dk only where its window is staged: generic_dk_staged; per tap it was 2.4x)
 GENERIC_DEFAULT = ("conv", "conv_dk", "conv_dw")
 
@@ -476,9 +500,12 @@ def _generic_tiled_conv(sch, wl) -> bool:
 def _conv_generic_tiled(sch, wl, t) -> None:
     """``_conv_tiled`` over symbolic N, Ho, Wo: a fixed tile, the grid ceil-divided over the
     output (blockIdx.x tile columns, .y tile rows, .z images x output-channel tiles: no block
-    index divided by a run-time extent), the tail tiles predicated."""
-    for name in _modulated_stages(wl)[:-1]:
-        sch.compute_inline(sch.get_sblock(name))
+    index divided by a run-time extent), the tail tiles predicated; K staged once per block
+    where ``t["ks"]`` (its copy padded to whole tiles: ``_kernel_operand``)."""
+    if t["ks"]:
+        kr = _kernel_operand(sch, wl, pad=(t["ty"], t["tx"]))
+    else:
+        _inline(sch, *_modulated_stages(wl)[:-1])
     # the sum over whole tiles: xk_pad and acc_pad of (Ho, Wo) rounded up to the tile
     sch.pad_einsum(sch.get_sblock("acc"), [1, 1, t["ty"], t["tx"], 1, 1, 1])
     sch.compute_inline(sch.get_sblock("xk"))
@@ -493,11 +520,17 @@ def _conv_generic_tiled(sch, wl, t) -> None:
     threads = t["ot"] * t["yt"] * t["tx"]
     xk = sch.get_sblock("xk_pad")
     sch.set_scope(xk, 0, "shared")
-    # the first loop of the chunk (channels, or tap rows where cc = 1) serial around the
-    # spread copy: with one flat copy, nvcc kept the per-round offsets of the symbolic rows
-    # (the rounds' taps times W) in registers across the channel loop (ptxas, C = O = 64
-    # float32, sm_90 / sm_80: k5 79 / 79 -> 64 / 80, k3 127 / 128 -> 95 / 84 registers)
-    _cooperative(sch, xk, co, threads, serial=1)
+    # one loop of the chunk serial around the spread copy: with one flat copy, nvcc kept the
+    # per-round offsets of the symbolic rows (the rounds' taps times W) in registers across the
+    # channel loop (ptxas, C = O = 64 float32, sm_90 / sm_80: k5 79 / 79 -> 64 / 80, k3 127 /
+    # 128 -> 95 / 84 registers). The channels where cc > 1; where cc = 1 the tap columns j, the
+    # rounds spreading (i, y, x), so that a round's column check is its j's alone: with the tap
+    # rows serial (the static build's order) ptxas spilled 8 B on sm_80 under the launch bounds
+    # (forward, K staged)
+    _cooperative(sch, xk, co, threads, serial=1, lead=1 if t["cc"] == 1 and wl.p["k"] > 1 else 0)
+    if t["ks"]:
+        sch.set_scope(kr, 0, "shared")  # once per block, as the static build
+        _cooperative(sch, kr, thr, threads, serial=1)
     _conv_finish(sch, wl, acc, co, thr, threads, oi, yi, j)
 
 # -- conv on tensor cores: mma.sync TF32 (m16n8k8) and float16/bfloat16 (m16n8k16) -------------

@@ -324,7 +324,9 @@ TILED_CONV = [dict(C=16, O=24, k=5, s=1, z=1, p=2, d=1, a=0),  # one channel per
               dict(C=6, O=70, k=3, s=2, z=1, p=1, d=2, a=0),  # two output-channel tiles (64 + 6), 3-channel chunks
               dict(C=3, O=5, k=3, s=1, z=2, p=1, d=1, a=1),  # the zero-inserted adjoint (Kz)
               dict(C=2, O=3, k=2, s=1, z=1, p=0, d=3, a=1),  # a phase of a transposed form: even k, dilation
-              dict(C=16, O=24, k=4, s=1, z=1, p=-2, d=1, a=1)]  # a crop (negative offset)
+              dict(C=16, O=24, k=4, s=1, z=1, p=-2, d=1, a=1),  # a crop (negative offset)
+              dict(C=2, O=64, k=5, s=1, z=2, p=2, d=1, a=1)]  # K (Kz) staged once per tile: 256 threads
+KS_CONV = (1, 5)  # TILED_CONV's configurations staging K in float32 (``_fit_tile``'s ks)
 TILED_SIZES = EMU_SIZES + [dict(N=1, H=37, W=61, Ho=37, Wo=61), dict(N=3, H=17, W=33, Ho=9, Wo=33)]
 
 
@@ -394,12 +396,29 @@ def test_cuda_generic_tiled_conv_emulated(kernel, params, dtype, way):
     wl = _generic(kernel, params, dtype)
     low = emulate.prepare(wl, way)
     assert ("xk_pad_shared" if kernel == "conv" else "dO_pad_shared") in low.source
+    if kernel == "conv":  # K's stage (the adjoint's Kz), where it fits
+        from schedules.pac_cuda import generic_conv_tile
+
+        assert bool(re.search(r"\bKz?_reindex_shared_pad", low.source)) == generic_conv_tile(wl)["ks"]
     if kernel == "conv_dk":  # the staged window, where it compacts
         assert ("Sz_shared_pad" in low.source) == (TILED_DK.index(params) not in DK_PER_TAP)
     for sizes in TILED_SIZES:
         emulate.check(wl, way, sizes=sizes, lowered=low)
     for sizes in TILED_SIZES[-2:]:
         emulate.check(wl, way, sizes=sizes, lowered=low, mutate=_reverse_blocks)
+
+
+def test_generic_conv_stages_k_where_it_fits():
+    """The generic conv stages K once per tile (``_kernel_operand`` padded to whole tiles)
+    exactly where the static tile would (``_fit_tile``: 50% occupancy on sm_80 with it)."""
+    from schedules.pac_cuda import _fit_tile, generic_conv_tile
+
+    for i, params in enumerate(TILED_CONV):
+        wl = _generic("conv", params, "float32")
+        t = generic_conv_tile(wl)
+        assert t["ks"] == (i in KS_CONV) == _fit_tile(wl, t["tx"], t["yi"], t["yt"])["ks"], params
+        script = build(wl, cuda_target("sm_80")).mod.imports[0].inspect_source()
+        assert bool(re.search(r"__shared__ [^;]*\bKz?_reindex_shared_pad", script)) == t["ks"], params
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
@@ -499,6 +518,15 @@ def test_control_generic_tiled_dw(name, mutate, match):
     low = emulate.prepare(wl, "cuda")
     assert len(low.launches) == 2 and low.scratch
     _control(wl, mutate, match)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("params,store", [(TILED_CONV[1], "K_reindex_shared_pad_ptr[("),
+                                          (TILED_CONV[5], "Kz_reindex_shared_pad_ptr[(")], ids=["K", "Kz"])
+def test_control_generic_conv_k_stage_short(params, store):
+    """The K stage's copy (once per tile) one round of the block short: part of the tile's K
+    (the adjoint's Kz) stays poisoned in shared memory and reaches outputs."""
+    _control(_generic("conv", params, "float32"), _copy_short(store), "NaN")
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
