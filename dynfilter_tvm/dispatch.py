@@ -30,9 +30,9 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   estimates, ``gpu_report``, no GPU): one build serves every size, no JIT per new size.
   **ACDA stays static** (``schedules.acda_cuda.GENERIC_DEFAULT``, per kernel: empty now): its
   generic ``fwd``, ``datoms`` and ``dx`` are tiled (``schedules.acda_cuda.generic_tiled``:
-  the static builds' earlier schedules in 8-pixel tiles) but request 5.2x, 3.9x and 3.9x the static builds'
-  bytes at 8x64x56x56 k7 float32 (the static fwd stages its atoms build's A and P, the
-  static datoms stages dO once for every tap row; estimates, ``gpu_report``).
+  the static builds' schedules in 8-pixel tiles; ``dx`` a row per block) but request 1.50x,
+  1.27x and 5.2x the static builds' bytes at 8x64x56x56 k7 float32 (the 8-pixel tiles' halo;
+  the static dx's blocks cover 8 input rows; estimates, ``gpu_report``).
 * **CUDA: generic for PAC ``conv``, ``conv_dk`` and ``conv_dw``** (``conv``: the convolution,
   its transposed form and both input gradients) wherever the generic build is tiled
   (``schedules.pac_cuda.generic_serves``: the static schedules with fixed tiles, requested

@@ -340,12 +340,16 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     8x64x56x56 k7 (tiles of 28) 38.5 MB + 8*64*380*62*4 B = 48.2 MB = 86.8 MB, 1.17x (the
     rows schedule before it: dO once per tap row, 313 MB, 4.2x). Generic ACDA builds
     (``generic``; rows of whole X_QUANTUM = 8 pixels): fwd by tap rows in 8-pixel tiles where
-    ``schedules.acda_cuda.generic_tiled`` (the atoms as above over the padded rows, X per
-    block and tap row over (8-1)*s + (k-1)*d + 1 columns, :func:`_acda_fwd_rows_bytes`): at
-    8x64x56x56 k7 float32 252.9 MB + 8*64*380*92*4 B = 71.6 MB = 324.5 MB (the per-thread
-    atoms loads: 5.2x the static build's 62.2 MB since it stages A and P; was 1.08x); datoms
-    by rows in 8-pixel tiles (:func:`_acda_datoms_generic_bytes`): dO 8*7*64*6*3136*4 B =
-    269.7 MB + X 8*64*380*92*4 B = 71.6 MB = 341.3 MB, 3.9x the static build (was 1.09x); dx the
+    ``schedules.acda_cuda.generic_tiled``, its atoms from staged A and P where
+    ``staged_atoms_plan`` (:func:`_acda_fwd_staged_atoms_bytes` with ``generic``: A once, P per
+    block and pass, the blocks over the rows padded to whole tiles), else the per-thread count
+    above over the padded rows, X per block and tap row over (8-1)*s + (k-1)*d + 1 columns
+    (:func:`_acda_fwd_rows_bytes`): at 8x64x56x56 k7 float32 A 10.8 MB + P 3,136 x 18 x 49 x 4
+    B = 11.1 MB + X 8*64*380*92*4 B = 71.6 MB = 93.5 MB, 1.50x the static's 62.2 MB (the
+    per-thread atoms loads before: 324.5 MB, 5.2x); datoms with every tap row in one block in
+    8-pixel tiles where ``generic_tiled(..., stage="dOpad_shared")``
+    (:func:`_acda_datoms_generic_bytes`): dO once, 8*64*6*3136*4 B = 38.5 MB, + X 71.6 MB =
+    110.1 MB, 1.27x the static's 86.8 MB (by rows before: dO per tap row, 341.3 MB, 3.9x); dx the
     atoms-in-registers count in 8-pixel tiles, a row per block (:func:`_acda_dx_bytes`): P
     3,136 blocks x 882 + A 8*6*18*380*92 + dO 8*64*6*380*92 elements = 561.5 MB, 5.2x the
     static's 108.0 MB (1.50x of its row-per-block 374 MB); elsewhere the fall-backs'
@@ -401,7 +405,7 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         atoms = (M // mi) * k * (k // cols) * T * (mi + cols)  # per pixel of the tile
         if wl.kernel == "fwd":
             rows = _acda_fwd_rows_bytes(wl, p, arch, generic)
-            staged = _acda_fwd_staged_atoms_bytes(wl, p, arch) if generic is None else None
+            staged = _acda_fwd_staged_atoms_bytes(wl, p, arch, generic) if rows is not None else None
             built = staged if staged is not None else pix * atoms
             return (built + (rows if rows is not None else pix * p["C"] * k2)) * itemsize
         if wl.kernel == "dx":
@@ -655,9 +659,10 @@ def _acda_fwd_rows_bytes(wl: Workload, p: dict, arch: str, generic: Optional[Wor
     return p["N"] * p["C"] * rows * cols
 
 
-def _acda_fwd_staged_atoms_bytes(wl: Workload, p: dict, arch: str) -> Optional[int]:
-    """Elements the atoms build of static acda.fwd's rows schedule loads where it stages A and
-    P (``schedules.acda_cuda._atoms_staged``), or None where it does not: per block and basis,
+def _acda_fwd_staged_atoms_bytes(wl: Workload, p: dict, arch: str, generic: Optional[Workload] = None) -> Optional[int]:
+    """Elements the atoms build of acda.fwd's rows schedule loads where it stages A and P
+    (``schedules.acda_cuda._atoms_staged``; ``generic``: ``wl``'s sizes served by that generic
+    build, which the caller checked is tiled), or None where it does not: per block and basis,
     the real coefficients of its tile (every A element once in all: tiles partition the rows,
     a tail tile's masked loads fetch nothing) and the basis' k x k taps, once per pass of atom
     groups: N*M*T*Ho*Wo + blocks*passes*T*k^2."""
@@ -665,7 +670,7 @@ def _acda_fwd_staged_atoms_bytes(wl: Workload, p: dict, arch: str) -> Optional[i
 
     from .target import cuda_target
 
-    plan = fwd_staged_plan(wl, cuda_target(arch))
+    plan = fwd_staged_plan(wl, cuda_target(arch), generic)
     if plan is None:
         return None
     return p["N"] * p["M"] * p["T"] * p["Ho"] * p["Wo"] + plan["blocks"] * plan["passes"] * p["T"] * p["k"] ** 2
@@ -718,9 +723,11 @@ def _acda_datoms_rows_bytes(wl: Workload, p: dict) -> Optional[int]:
 
 
 def _acda_datoms_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int]:
-    """Elements loaded by the generic acda.datoms' tiled schedule
-    (``schedules.acda_cuda._datoms_generic``), or None where that build keeps the register
-    tile: a thread per (tap row, pixel of an X_QUANTUM tile) loads its mi values of dO per
+    """Elements loaded by the generic acda.datoms' tiled schedules, or None where that build keeps
+    the register tile. ``schedules.acda_cuda._datoms_block`` in X_QUANTUM tiles (the build
+    stages 'dOpad'): dO once (over the rows padded to whole tiles) and per block and channel
+    the real elements of its window, as below. ``_datoms_generic`` (over 1024 threads for
+    that): a thread per (tap row, pixel of an X_QUANTUM tile) loads its mi values of dO per
     channel (dO k times in all, over the rows padded to whole tiles: the loads past Wo are
     masked, counted as an upper bound), and per block (image, atom group, output row, tile) and
     channel the real elements of its staged window, (k-1)*d + 1 input rows (the rows between
@@ -730,13 +737,16 @@ def _acda_datoms_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Opti
     from . import registry
     from .ops.acda import X_QUANTUM
 
-    if not generic_tiled(generic, registry.prim_func(generic)):
+    func = registry.prim_func(generic)
+    if not generic_tiled(generic, func):
         return None
     N, C, H, M, k, s, d, pad = (p[n] for n in ("N", "C", "H", "M", "k", "s", "d", "p"))
-    mi = datoms_generic_shape(generic)["mi"]
     wq = -(-p["Wo"] // X_QUANTUM) * X_QUANTUM
     rows = sum(1 for y in range(p["Ho"]) for Y in range(y * s, y * s + (k - 1) * d + 1) if pad <= Y < pad + H)
     _, cols = _acda_real_windows(p, X_QUANTUM)
+    if generic_tiled(generic, func, stage="dOpad_shared"):  # the block schedule: dO staged once, X once per tile
+        return N * C * M * p["Ho"] * wq + N * C * rows * cols
+    mi = datoms_generic_shape(generic)["mi"]
     return N * k * C * M * p["Ho"] * wq + N * (M // mi) * C * rows * cols
 
 

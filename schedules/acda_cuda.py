@@ -45,8 +45,7 @@ parallel by 448 of them; ptxas 53 registers, no spill, 47,616 B shared (the stag
 rows' memory: TVM's storage rewrite), 2 blocks per SM: 50% on sm_90 and sm_80. sm_80 takes
 the rows schedule now (was the shared-atoms one: 568 MB, 10.2x). Where the threads do not
 cover the k x tile (tap row, pixel) pairs the groups run in turn (A and P staged per group);
-cb is the largest whose threads cover them; fewer, ``_atoms_in_shared``. float64, generic
-builds (the stages of A over a symbolic row overflowed an int32 bound in TVM's lowering)
+cb is the largest whose threads cover them; fewer, ``_atoms_in_shared``. float64
 and the shared-atoms schedule keep the per-thread loads. The price is in shared memory: 4
 channels per thread load the 6 atoms per tap for 24 FMAs (was 48), so the channel phase's
 atom loads double (time estimate below: 89 K clk, 2.5x the roofline, was 71 K, 2.0x, on
@@ -70,14 +69,30 @@ too), k <= UNROLL_TAPS and C / cb * 8 <= MAX_THREADS, else the shared-atoms sche
 Each generic build is tried on a copy first and kept only if its stages compact to a constant
 size (``ddf_cuda._if_constant``). A warp is 4 channel slices x 8 pixels: the staged rows'
 stride padded so that the slices' loads hit disjoint banks (``_align_slices``; float32).
-8x64x56x56 k7 M = 6 (nvcc 13 -v, estimates): float32 sm_90 cb = 8, 64 threads, 72 registers,
-13,248 B shared, no spill, 14 blocks per SM (registers: 43.75%, static 62 registers, 50%);
-sm_80 cb = 4, 128 threads, 56 registers, 56%; float64 sm_90 cb = 4, 72 registers, 44%, sm_80
-cb = 2, 48 registers, 62.5%. Requested bytes (``gpu_report``): the atoms as the static, the
-row segments 14 wide per 8 pixels (92 columns per row against the static's 62): 253 + 71.6 =
-324.5 MB, 1.08x the static's 301 MB (5.8x the minimum), 0.57x the sm_80 static (the
-shared-atoms schedule: 568 MB). Per tap a thread still loads M atoms and cb inputs for cb x
-M FMAs (sm_90 float32: as the static); the cost is the halo and the smaller blocks.
+8x64x56x56 k7 M = 6 (nvcc 13 -v, estimates), before the staged build below: float32 sm_90
+cb = 8, 64 threads, 72 registers, 44%; requested 253 MB of atoms loads (A and P per thread) +
+71.6 MB of row segments = 324.5 MB, 5.2x the static's 62.2 MB.
+Then (2026-12-01, issue 16 items 1/2/5): the generic builds take the staged atoms build too
+(``_atoms_staged``; A from 'Apad', A widened to whole tiles by ``ops.acda``, staged as it is:
+a tile's M x 8 coefficients lie inside the widened row, a stage of constant size; a cache of
+A read through the inlined 'Apad' had overflowed an int32 bound in TVM's lowering) and
+GENERIC_FWD_THREADS = 128, so that the build's 2 x 7 x 8 (atom group, tap row, pixel) triples
+run in parallel (one pass: P staged once per block; at 64 threads two passes, P twice, and
+ptxas took 70 registers, 44%). 8x64x56x56 k7 M = 6 float32: cb = 4, 16 slices x 8 pixels =
+128 threads, 3,136 blocks; ptxas 48 registers on sm_90 and sm_80, no spill, 13,440 B shared,
+62% (was 72 registers, 44% on sm_90). Requested (``gpu_report``): A 8*6*18*3136*4 B = 10.8 MB
++ P 3,136 blocks x 18 x 49 x 4 B = 11.1 MB + X 8*64*380*92*4 B = 71.6 MB = 93.5 MB, 1.50x the
+static's 62.2 MB, 1.68x the 55.8 MB minimum (was 324.5 MB, 5.2x, 5.8x); no-cache estimate
+max(93.5 MB / 3.35 TB/s = 27.9 us, 18.0 us) = 27.9 us, 1.55x the 18 us roofline (was 5.4x).
+float64 (mi = 1: the groups in turn, P staged per atom): 297.6 MB (was 1,357 MB), sm_90 72
+registers, 44% (as before), sm_80 48, 62%. What is left is the halo: a tile's row segment is
+8 + (k-1)*d columns (92 per row against the static's 62: X 71.6 MB against 48.2) and P is
+staged per 8 pixels (11.1 MB against 3.2). Longer tiles (or several rows per block) need
+stages that TVM sizes as constants, and it does only where it can prove the stage's extent
+within the buffer's symbolic one (``CompactBufferAllocation``: a tile of 32 pixels' 38
+columns against the padded row's (Wq - 1)*s + (k-1)*d + 1, Wq >= 8; two output rows' 8
+input rows against max(H, 1) + 2p): that takes ``ops.acda`` bounding those extents below by
+the CUDA tile (as ``_whole_vectors`` does by X_QUANTUM), outside this file.
 dx (static, k <= UNROLL_TAPS; ``_dx_registers``): one launch, the atoms in registers. The
 compute indexes the atoms by the input pixel they serve (``ops.acda.acda_dx``); the sum over
 (atom, tap) is split (rfactor) into groups of mi atoms x ku tap rows: a block owns a tile of
@@ -184,7 +199,12 @@ windows 8 + 6 columns per 8 pixels (92 real per row against the static's 62): 56
 5.2x since the static's blocks cover 8 input rows of 15 pixels (``_dx_rows``: 108.0 MB; 3.9x
 of its 143.5 MB over 7 rows of 8; the generic keeps a row per block: 112 threads), so
 CUDA calls keep the static dx by default (``GENERIC_DEFAULT``); served generic (the
-generic shape mode, bundles without ``--input``), one build serves every size.
+generic shape mode, bundles without ``--input``), one build serves every size. Several input
+rows per generic block (``_dx_rows``' design, tried 2026-12-01 at 4 rows x 8 pixels, 448
+threads) leave a row tail: TVM then sized the thread's atoms and partial sums over the
+symbolic height (2,147,483,647 rows; ``ddf_cuda._constant_stages`` reads that as a constant),
+as it clips the dO and A windows to it; a bound on the padded height below by the block's
+rows in ``ops.acda`` (as fwd's and datoms' tiles need, above) comes first.
 datoms (static, k <= UNROLL_TAPS, output rows of at least 32 pixels; ``_datoms_rows``): a
 block per (image, atom group, tap row u, output row(s), tile of the row), a thread per pixel with mi atoms x k tap columns of dD in
 registers (``DATOMS_WORDS``: all 6 atoms in float32, 2 in float64); per chunk of cc channels
@@ -220,7 +240,25 @@ not proven inside the padded rows) the register tile below. 8x64x56x56 k7 float3
 estimates): 56 threads, 3,136 blocks, cc = 16, 6,272 B shared, sm_90 72 registers (44%; static
 64, 50%), sm_80 64, no spills; float64 (mi = 2) 48 registers on both. Requested bytes: dO k
 times as the static, the windows' 92 real columns per row against the static's 62: 341 MB,
-1.09x the static's 313 MB (float64 1.21x: three atom groups each stage the windows).
+1.09x the static's 313 MB (float64 1.21x: three atom groups each stage the windows); since
+the static took ``_datoms_block`` 3.9x its 86.8 MB.
+Then (2026-12-01, issue 16 items 1/2/5): the generic builds take ``_datoms_block`` with tiles of
+X_QUANTUM pixels (``datoms_block_tile``; grid blockIdx.z / .y / .x over images, output rows,
+tiles; each pixel's tap window declared as fwd's; dO widened to whole tiles by ``ops.acda``,
+'dOpad', staged as it is: a stage of constant size): a thread per (atom group, tap row,
+pixel), every tap row in one block, so dO is staged once per chunk, not loaded per tap row;
+float64 too (mi = 1 within DATOMS_BLOCK_WORDS; 336 threads); more than 1024 threads (M >= 19
+at k7 in float64) keep ``_datoms_generic``. Chunks of DATOMS_GENERIC_CHUNK = 4 channels (with
+8 or 16 sm_90's ptxas took 40 registers and spilled 40 bytes), the window's rows at a stride
+of 8 or 24 words (mod 32: a warp's 4 tap rows x 8 pixels on disjoint banks; 24 for the 14
+columns at k7). 8x64x56x56 k7 float32: mi = 3, 112 threads, 3,136 blocks, 3,456 B shared;
+ptxas 48 registers on sm_90 and sm_80, no spill, 62% (was 72 / 64 registers, 44% / 50%).
+Requested (``gpu_report``): dO 8*64*6*3136*4 B = 38.5 MB + X 8*64*380*92*4 B = 71.6 MB =
+110.1 MB, 1.27x the static's 86.8 MB, 1.48x the 74.5 MB minimum (was 341.3 MB, 3.9x, 4.6x);
+no-cache estimate max(110.1 MB / 3.35 TB/s = 32.9 us, 14.0 us) = 32.9 us, 1.48x the 22.2 us
+roofline (was 4.6x). float64: 220.3 MB, 1.48x its minimum (was 969 MB), 38-39 registers, 69%.
+Left: the windows' halo, 92 real columns per row against the static's 62 (as fwd: longer
+tiles or several output rows per block need ``ops.acda`` to bound the padded extents below).
 Padding and zero insertion are index checks in the loads (inlined).
 
 Time estimate (no GPU here: arithmetic, not a measurement), 8x64x56x56 k7, M = 6, T = 18, fp32,
@@ -450,30 +488,35 @@ def staged_atoms_plan(wl, tile: int, threads: int) -> Optional[dict]:
     """How :func:`_atoms_staged` builds a tile of ``tile`` pixels with ``threads`` threads:
     dict(mi: atoms per thread, passes: 1 where the (atom group, tap row, pixel) triples run in
     parallel, else M / mi, the groups in turn, A and P staged per group), or None where it does
-    not apply: symbolic shapes (with the stages of A over the symbolic row TVM's lowering
-    overflowed an int32 bound: generic builds keep :func:`_atoms_in_shared`), taps not
-    unrolled, more (tap row, pixel) pairs than ``threads`` or a single one."""
+    not apply: taps not unrolled, more (tap row, pixel) pairs than ``threads`` or a single one.
+    Generic builds too (since 2026-12-01: A staged from its widened rows, 'Apad', see
+    :func:`_atoms_staged`)."""
     p = wl.p
     k, M = p["k"], p["M"]
-    if wl.kind != "static" or k > UNROLL_TAPS or k * tile > threads or k * tile < 2 or staged_atoms_bytes(wl, tile) is None:
+    if k > UNROLL_TAPS or k * tile > threads or k * tile < 2 or staged_atoms_bytes(wl, tile) is None:
         return None
     mi = staged_atoms_per_thread(wl)
     return dict(mi=mi, passes=1 if M // mi * k * tile <= threads else M // mi)
 
 
-def fwd_staged_plan(wl, target) -> Optional[dict]:
-    """:func:`staged_atoms_plan` of static fwd's rows schedule for ``target`` (None where fwd
-    does not take it), with its ``tile`` and ``blocks``."""
-    shape = fwd_rows_shape(wl, target) if wl.kind == "static" else None
+def fwd_staged_plan(wl, target, generic=None) -> Optional[dict]:
+    """:func:`staged_atoms_plan` of fwd's rows schedule for ``target`` (None where fwd does not
+    take it), with its ``tile`` and ``blocks``: static ``wl``, or ``wl``'s sizes served by the
+    ``generic`` build (its tiles over rows of whole X_QUANTUM pixels; the caller checks that
+    the build is tiled, ``generic_tiled``)."""
+    built = generic if generic is not None else wl
+    shape = fwd_rows_shape(built, target) if built.kind == "static" or generic is not None else None
     if shape is None:
         return None
     tile, slices, _ = shape
-    plan = staged_atoms_plan(wl, tile, slices * tile)
+    plan = staged_atoms_plan(built, tile, slices * tile)
     if plan is None:
         return None
     p = wl.p
     wo = conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"])
     ho = conv_out_size(p["H"], p["k"], p["s"], p["p"], p["d"])
+    if generic is not None:
+        wo = -(-wo // X_QUANTUM) * X_QUANTUM
     return dict(plan, tile=tile, blocks=p["N"] * ho * -(-wo // tile))
 
 
@@ -501,6 +544,13 @@ def _atoms_staged(sch, wl, block, tile: int, threads: int) -> bool:
     staged = []
     for name in ("A", "P"):
         reads = [r.source.name for r in sch.get(atoms).reads]
+        # generic: A's rows widened to whole tiles ('Apad', ops.acda), staged as it is (a tile's
+        # coefficients inside the widened row: constant size; a cache of A read through the
+        # inlined 'Apad' overflowed an int32 bound in TVM's lowering)
+        if name == "A" and "Apad" in reads:
+            staged.append(sch.get_sblock("Apad"))
+            sch.set_scope(staged[-1], 0, "shared")
+            continue
         staged.append(sch.cache_read(atoms, reads.index(name), "shared"))
     # the atoms accumulate in the threads' registers, then their owners copy them to shared memory
     acc = sch.get_sblock("acc")
@@ -642,7 +692,9 @@ ROWS_MAX_THREADS = 512
 # float64 keeps the shared-atoms schedule (4-channel tiles took 78 registers, 38%, on sm_90;
 # and a 32-pixel tile's atoms take 75 KB in float64)
 ROWS_F64 = False
-GENERIC_FWD_THREADS = 64  # generic fwd rows: at least this many threads per block where C allows
+# generic fwd rows: at least this many threads per block where C allows (at M = 6 k7 the staged
+# atoms build in one pass, 48 registers, 62%; 64 threads took two passes, 70 registers, 44%)
+GENERIC_FWD_THREADS = 128
 
 
 def fwd_rows_shape(wl, target) -> Optional[tuple]:
@@ -660,10 +712,12 @@ def fwd_rows_shape(wl, target) -> Optional[tuple]:
     the padded row: a stage of constant size; TVM cannot prove that of a longer tile), and a
     single register tile of cb channels per thread, the largest divisor of C within ACC_WORDS
     that leaves at least GENERIC_FWD_THREADS threads (C / cb slices x the tile's pixels): at
-    8x64x56x56 k7 M = 6, cb = 8, 8 slices x 8 pixels = 64 threads (the static was 8 x 32 =
-    256 at cb = 8, now 16 x 32 = 512 at cb = 4), so each tap takes M atom and cb input loads
-    from shared memory for cb x M FMAs. The cost is the halo: a tile's row segment is 8 + (k-1)*d
-    columns, (8 + 6) / 8 = 1.75 loads per input at k7 against (32 + 6) / 32 = 1.19."""
+    8x64x56x56 k7 M = 6, cb = 4, 16 slices x 8 pixels = 128 threads (as the static's cb = 4,
+    16 x 32 = 512), enough for the staged atoms build's 2 x 7 x 8 (group, tap row, pixel)
+    triples at once (64 threads at cb = 8: two passes, 70 registers, 44%), so each tap takes M
+    atom and cb input loads from shared memory for cb x M FMAs. The cost is the halo: a tile's
+    row segment is 8 + (k-1)*d columns, (8 + 6) / 8 = 1.75 loads per input at k7 against
+    (32 + 6) / 32 = 1.19."""
     p = wl.p
     if p["k"] > UNROLL_TAPS:
         return None
@@ -751,7 +805,8 @@ def _fwd_rows(sch, wl, target) -> bool:
     shape = fwd_rows_shape(wl, target)
     if shape is None:
         return False
-    if wl.kind == "generic":
+    staged = staged_atoms_plan(wl, shape[0], shape[0] * shape[1]) is not None
+    if wl.kind == "generic" and not staged:
         sch.compute_inline(sch.get_sblock("Apad"))
     acc = sch.get_sblock("acc")
     n, c, m, y, x, u, v = sch.get_loops(acc)
@@ -1188,12 +1243,12 @@ GENERIC_TILED = ("fwd", "dx", "datoms")
 
 
 # generic kernels CUDA calls default to where tiled (dispatch): those within ~1.1x the static
-# build's requested bytes at 8x64x56x56 k7 float32. None now: dx's 8-pixel tiles request
-# 5.2x since the static dx's blocks cover 8 input rows (``_dx_rows``: 108.0 MB against 561.5
-# MB; 1.50x of the row-per-block static's 374 MB before), fwd's 5.2x since the
-# static fwd stages A and P for its atoms build (``_atoms_staged``: 62 MB against 324.5 MB),
-# datoms' 3.9x since the static datoms keeps every tap row in one block (``_datoms_block``:
-# dO once, 86.8 MB against 341 MB); the generic builds keep their per-thread loads
+# build's requested bytes at 8x64x56x56 k7 float32. None now (estimates, ``gpu_report``): fwd
+# requests 1.50x the static's (93.5 MB against 62.2: the staged atoms build in 8-pixel tiles,
+# the row segments' halo and P per 8 pixels), datoms 1.27x (110.1 MB against 86.8: every tap
+# row in one block, the windows' halo), dx 5.2x (561.5 MB against 108.0: 8-pixel tiles, a row
+# per block, against the static's 8 rows of 15 pixels, ``_dx_rows``; several rows per generic
+# block: see the module docstring)
 GENERIC_DEFAULT = ()
 
 
@@ -1203,20 +1258,22 @@ def generic_default(wl, func, target=None) -> bool:
     return wl.kernel in GENERIC_DEFAULT and generic_tiled(wl, func, target)
 
 
-def generic_tiled(wl, func, target=None) -> bool:
+def generic_tiled(wl, func, target=None, stage: Optional[str] = None) -> bool:
     """Whether the generic CUDA build of ACDA kernel ``wl`` (unscheduled PrimFunc ``func``) for
     ``target`` (None: sm_90) takes the static kernel's tiled schedule: fwd's rows schedule
     (:func:`fwd_rows_shape`: k <= UNROLL_TAPS, the channels in one register tile of at most
-    MAX_THREADS / X_QUANTUM slices, the stages within 48 KiB), datoms' (:func:`_datoms_generic`:
-    k <= UNROLL_TAPS), each where TVM compacts its stages to a constant size; read off the
-    scheduled module (both stage the input rows, 'Xpad', in shared memory; the fallbacks
-    inline them). ``dispatch`` serves CUDA calls of such kernels generic by default."""
+    MAX_THREADS / X_QUANTUM slices, the stages within 48 KiB), datoms' (:func:`_datoms_block`
+    with tiles of X_QUANTUM pixels, else :func:`_datoms_generic`: k <= UNROLL_TAPS), each where
+    TVM compacts its stages to a constant size; read off the scheduled module (both stage the
+    input rows, 'Xpad', in shared memory; the fallbacks inline them; ``stage``: whether it
+    stages that buffer instead, e.g. 'dOpad_shared': datoms' block schedule). ``dispatch``
+    serves CUDA calls of such kernels generic by default."""
     if wl.kernel not in GENERIC_TILED:
         return False
     sch = s_tir.Schedule(tvm.IRModule({"main": func}))
     {"fwd": fwd, "dx": dx, "datoms": datoms}[wl.kernel](sch, wl, target)
     # (dx: the staged dO window of the atoms-in-registers schedule)
-    return ("dOu_shared" if wl.kernel == "dx" else "Xpad_shared") in sch.mod.script()
+    return (stage or ("dOu_shared" if wl.kernel == "dx" else "Xpad_shared")) in sch.mod.script()
 
 
 @register("acda", "dx", "cuda")
@@ -1385,6 +1442,9 @@ def _datoms_generic(sch, wl) -> None:
 
 DATOMS_BLOCK_TILE = 32  # most pixels of a row per block of the tap-block schedule
 DATOMS_BLOCK_WORDS = 24  # its register tile: mi atoms x k tap columns (3 x 7 at M = 6 k7 float32)
+# generic builds' channels per chunk: at 8x64x56x56 k7 float32 with 8 or 16 sm_90's ptxas took
+# 40 registers and spilled 40 bytes (sm_80: 48, none); with 4, 48 on both, no spill
+DATOMS_GENERIC_CHUNK = 4
 
 
 def datoms_block_tile(wl):
@@ -1394,19 +1454,26 @@ def datoms_block_tile(wl):
     rows not a whole number of balanced tiles of at most DATOMS_BLOCK_TILE pixels, more than
     1024 threads."""
     p = wl.p
-    if wl.kind != "static" or wl.dtype == "float64" or p["k"] > UNROLL_TAPS:
+    if p["k"] > UNROLL_TAPS:
         return None
-    wo = conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"])
-    if wo < DATOMS_MIN_ROW:
-        return None
-    tile = -(-wo // -(-wo // DATOMS_BLOCK_TILE))
-    mi = atoms_per_thread(wl, DATOMS_BLOCK_WORDS)
+    if wl.kind == "static":
+        if wl.dtype == "float64":
+            return None
+        wo = conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"])
+        if wo < DATOMS_MIN_ROW:
+            return None
+        tile = -(-wo // -(-wo // DATOMS_BLOCK_TILE))
+        mi = atoms_per_thread(wl, DATOMS_BLOCK_WORDS)
+    else:  # generic: tiles of X_QUANTUM pixels (a row is whole tiles), float64 too (mi = 1 at M = 6 k7)
+        wo = tile = X_QUANTUM
+        mi = atoms_per_thread(wl, DATOMS_BLOCK_WORDS)
     threads = p["M"] // mi * p["k"] * tile
     if wo % tile or threads > 1024:
         return None
     item = {"float64": 8, "float32": 4}.get(wl.dtype, 2)
     plane = ((p["k"] - 1) * p["d"] + 1) * ((tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1) + p["M"] * tile
-    cc = max(b for b in range(1, DATOMS_CHUNK + 1) if p["C"] % b == 0 and (b == 1 or b * plane * item <= DATOMS_SHARED_BYTES))
+    most = DATOMS_CHUNK if wl.kind == "static" else DATOMS_GENERIC_CHUNK
+    cc = max(b for b in range(1, most + 1) if p["C"] % b == 0 and (b == 1 or b * plane * item <= DATOMS_SHARED_BYTES))
     return dict(tile=tile, mi=mi, cc=cc, threads=threads)
 
 
@@ -1417,31 +1484,52 @@ def _datoms_block(sch, wl, t) -> None:
     in shared memory, so dO is loaded once (the rows schedule loads it per tap row: k times)."""
     p = wl.p
     mi, tile, threads = t["mi"], t["tile"], t["threads"]
+    generic = wl.kind == "generic"
     acc = sch.get_sblock("acc")
-    dO_at = [r.source.name for r in sch.get(acc).reads].index("dO")
+    dO_at = [r.source.name for r in sch.get(acc).reads].index("dOpad" if generic else "dO")
     n, m, u, v, y, x, c = sch.get_loops(acc)
     mo, m_in = sch.split(m, [None, mi])
     xo, xi = sch.split(x, [None, tile])
     co, ci = sch.split(c, [None, t["cc"]])
     sch.reorder(n, y, xo, co, mo, u, xi, ci, m_in, v)
-    block = sch.fuse(n, y, xo)
-    sch.bind(block, "blockIdx.x")
+    block = _bind_grid(sch, wl, n, y, xo)
     sch.bind(sch.fuse(mo, u, xi), "threadIdx.x")
     unroll(sch, m_in, v)
     sch.annotate(ci, "disable_unroll", 1)
     xpad = sch.get_sblock("Xpad")
     sch.set_scope(xpad, 0, "shared")
+    if generic:  # each pixel's whole tap window (affine in the pixel; see _fwd_rows)
+        s, span = p["s"], (p["k"] - 1) * p["d"] + 1
+        _declare_read(sch, acc, "Xpad", lambda n_, m_, u_, v_, y_, x_, c_: (
+            (n_, n_ + 1), (c_, c_ + 1), (y_ * s, y_ * s + span), (x_ * s, x_ * s + span)))
     if p["s"] == 1 and p["d"] == 1 and wl.dtype == "float32":
         # a warp's 32 threads are consecutive (tap row, pixel) pairs reading X[u][x + v]: with
         # the window's row stride = tile (mod 32 words) their banks are consecutive too (the
-        # plain 34-word rows at tile 28: 2 wavefronts per load)
-        sch.storage_align(xpad, 0, 2, 32, tile % 32)
-    dos = sch.cache_read(acc, dO_at, "shared")
+        # plain 34-word rows at tile 28: 2 wavefronts per load). Generic (tiles of 8: a warp
+        # is 4 tap rows x 8 pixels): a stride of 8 or 24 (mod 32), the rows on disjoint banks
+        # (24 words for the 14 columns at k7, not 40: smaller chunks of the window)
+        cols = tile + (p["k"] - 1)
+        stride = next(r for r in range(cols, cols + 32) if r % 32 in (8, 24)) if generic else tile
+        sch.storage_align(xpad, 0, 2, 32, stride % 32)
+    if generic:  # dO widened to whole tiles (ops.acda), staged as it is: a tile's stage of constant size
+        dos = sch.get_sblock("dOpad")
+        sch.set_scope(dos, 0, "shared")
+    else:
+        dos = sch.cache_read(acc, dO_at, "shared")
     for stage in (xpad, dos):
         _stage(sch, stage, co, threads, rolled=True)
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, co)
     out = sch.get_sblock("out")
+    if generic:
+        # the order the threads take, fixed before the move (see _fwd_rows' tail predicate)
+        sch.transform_block_layout(out, lambda n_, m_, u_, v_, y_, x_: (n_, y_, m_ // mi, u_, x_, m_ % mi, v_))
+        sch.reverse_compute_at(out, block)
+        named = _named_below(sch, out, block, (("mo", p["M"] // mi), ("u", p["k"]), ("x", tile), ("m", mi),
+                                               ("v", p["k"])))
+        _spread(sch, out, [named[nm] for nm in ("mo", "u", "x") if nm in named], threads)
+        unroll(sch, *[named[nm] for nm in ("m", "v") if nm in named])
+        return
     sch.reverse_compute_at(out, block)
     named = _named_below(sch, out, block, (("m", p["M"]), ("u", p["k"]), ("v", p["k"]), ("x", tile)))
     if "m" in named and mi == 1:
@@ -1461,10 +1549,14 @@ def datoms(sch, wl, target):
     group, tap row, pixel) keeps mi atoms x k tap columns of dD in registers; per channel it
     loads mi values of dO and k of the input row for mi x k FMAs (was: a thread per atom tap,
     dO and X loaded for every FMA). Threads run along the pixels of a row (coalesced).
-    Static shapes with unrolled taps: :func:`_datoms_rows`."""
+    Unrolled taps: :func:`_datoms_block` (static float32 rows of whole tiles; generic builds in
+    X_QUANTUM tiles where their stages compact), else :func:`_datoms_rows` (static) or
+    :func:`_datoms_generic` (generic)."""
     t = datoms_block_tile(wl)
-    if t is not None:
+    if t is not None and wl.kind == "static":
         _datoms_block(sch, wl, t)
+        return
+    if t is not None and _tiled_if_constant(sch, lambda s: _datoms_block(s, wl, t)):  # generic, X_QUANTUM tiles
         return
     t = datoms_tile(wl)
     if t is not None:
