@@ -591,10 +591,10 @@ def dc(sch, wl, target):
     ~20%, X's fill a memset per row (LLVM's loop idiom: a call per 58 floats) ~9%. Generic /
     static, 1 thread (``bench_ddf_kernels.py --thread-time --repeats 11 --kernels dc``, before
     and after run back to back): 1.30 -> 1.12 / 1.06 -> 0.97 / 0.94 -> 0.83 / 0.98 -> 0.89 at
-    56, 28, 14 px k3 and 56 px k7, 1.36 -> 1.34 at 56 px k3 s2. What stays at s2: X's
-    phase-major fill (whole rows of both phases, wider than the static row) and its copy's
-    scalar tails (perf: ~23% and ~16% of the kernel); storing both phases per vector tile
-    (no memset) did not change the time."""
+    56, 28, 14 px k3 and 56 px k7, 1.36 -> 1.34 at 56 px k3 s2. At s2 the phase-major X's
+    pad-value block had stayed at the root, a pass over the whole call's X that also kept the
+    plane's X from being compacted (:func:`_drop_padding_nest`, removed: same process 1.37 ->
+    1.13; the perf shares once read as X's fill and copy, ~23% and ~16%, included it)."""
     lanes = vector_lanes(wl.dtype)
     if wl.kind == "generic" and wl.p["combine"] == "mul":  # S's rows widened, once per call
         # laid out tile-major as fwd's: per (tile, row) the k x k tap vectors at constant
@@ -649,7 +649,10 @@ def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) 
     (phase outside, x div s inside): the fill in whole vectors (the tail cut off), the copy a
     plain loop per phase row (LLVM: stride-s loads, contiguous stores). A row whose length
     is not a multiple of s leaves the last phase rows one element longer than the data: the
-    layout is declared padded (``pad_value``), that element never read.
+    layout is declared padded (``pad_value``), that element never read, so the block writing
+    it is removed (:func:`_drop_padding_nest`; it scanned the whole call's X, and kept the
+    per-plane X from being compacted: a 2 MB workspace at 2x64x56² s2. Same process, generic /
+    static at 2x64x56² k3 s2: dc 1.37 -> 1.13, fwd 0.81 -> 0.68, ds 1.02 -> 0.97).
 
     Found by perf at 2x64x56² k3 s2 (dc): the column-sum loop built each X vector from 8
     scalar loads and inserts (``vinsertps``). Generic / static, same process (scratch A/B,
@@ -671,6 +674,7 @@ def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) 
         split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
         return
     sch.transform_layout(blk, ("write", 0), lambda b, g, c, y, x: (b, g, c, y, x % s, x // s), pad_value=0.0)
+    _drop_padding_nest(sch, f"buffer_{name}_padding")  # never read: no pass over it
     for block, vector in ((fill, True), (blk, False)):
         x = sch.get_loops(block)[-1]
         xq, ph = sch.split(x, [None, s])
@@ -679,3 +683,27 @@ def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) 
         inner = vectorize_inner(sch, block, lanes, under=at) if vector else xq
         if partition:
             split_tail(sch, inner)
+
+
+def _drop_padding_nest(sch, name: str) -> None:
+    """Remove the loop nest of ``transform_layout``'s padding block ``name`` (its pad_value
+    writes, placed at the root: the producer is decomposed) from the root block's body. The
+    padding lies past the buffer's logical extent, which every reader's index (remapped
+    alike) stays within, so it is never read and the result is unchanged. Kept, it scanned
+    the whole call's padded X (a test per element: 0.5 M at 2x64x56² s2) and, being outside
+    the plane loop, kept the per-plane copy from being compacted (a 2 MB workspace per call
+    instead of a plane's 15 KB, which stays in cache)."""
+    root = sch.get_sblock("root")
+    rblock = sch.get(root)
+    try:
+        sref = sch.get_sref(sch.get_sblock(name))
+    except s_tir.ScheduleError:  # no padding introduced (the row a multiple of s)
+        return
+    while not sref.parent.stmt.same_as(rblock):  # up to the nest's outermost loop
+        sref = sref.parent
+    body = rblock.body
+    keep = [st for st in (body.seq if isinstance(body, tirx.SeqStmt) else [body]) if not st.same_as(sref.stmt)]
+    new = s_tir.SBlock(rblock.iter_vars, rblock.reads, rblock.writes, rblock.name_hint,
+                       tirx.SeqStmt(keep) if len(keep) > 1 else keep[0], rblock.init,
+                       rblock.alloc_buffers, rblock.match_buffers, rblock.annotations)
+    sch.state.replace(sch.get_sref(root), new, {rblock: new})

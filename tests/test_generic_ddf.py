@@ -256,6 +256,43 @@ def test_generic_cpu_dc_copies(k, s, d, combine):
                                    rtol=1e-4, atol=1e-4, err_msg=f"{B}x{H}x{W}")
 
 
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+@pytest.mark.parametrize("kernel", ("fwd", "ds", "dc"))
+def test_generic_cpu_phase_pad(kernel, dtype):
+    """The generic fwd, ds and dc at stride > 1 lay X's padded rows out phase-major
+    (``schedules.ddf_cpu._phase_pad_copy``) with a padding element past the row's end, whose
+    pad-value block ``transform_layout`` placed at the root is removed (``_drop_padding_nest``:
+    never read; kept, it scanned the whole call's X and kept the per-plane copy from being
+    compacted). Against the float64 reference with NaN-filled outputs at widths around the
+    vectors, for rows of either parity against s."""
+    import numpy as np
+    import tvm
+
+    from dynfilter_tvm.build import build, schedule
+    from dynfilter_tvm.target import cpu_target
+
+    target = cpu_target()
+    io = {"fwd": (("X", "S", "C"), "O"), "ds": (("dO", "X", "C"), "S"), "dc": (("dO", "X", "S"), "C")}
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    for k, s, d, combine in ((3, 2, 1, "mul"), (5, 3, 1, "add"), (3, 2, 2, "mul")):
+        wl = _generic_wl(kernel, 8, 2, k, s, d, combine, dtype)
+        assert "_padding" not in schedule(wl, target, tuned=False)[0].script()
+        lib = build(wl, target)
+        for W in (1, 2, 7, 16, 17, 18, 33):
+            B, H = 1 + W % 2, 1 + W % 7
+            Ho, Wo = -(-H // s), -(-W // s)
+            shapes = {"X": (B, 2, 4, H, W), "S": (B, 2, k, k, Ho, Wo), "C": (B, 2, 4, k, k), "dO": (B, 2, 4, Ho, Wo),
+                      "O": (B, 2, 4, Ho, Wo)}
+            names, out = io[kernel]
+            rng = np.random.default_rng(W)
+            ins = [rng.standard_normal(shapes[n]).astype(dtype) for n in names]
+            args = [tvm.runtime.tensor(a) for a in (*ins, np.full(shapes[out], np.nan, dtype))]
+            lib(*args)
+            p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=d, combine=combine)
+            np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", kernel, p, dtype), ins),
+                                       rtol=tol, atol=tol, err_msg=f"k{k} s{s} d{d} {B}x{H}x{W}")
+
+
 KERNELS = ("fwd", "dx", "ds", "dc")
 # C/G = 32: ds's channel-slice path; k = 9: taps not unrolled
 CUDA_PARAMS = [(8, 2, 3, 2, 1, "mul"), (64, 2, 3, 1, 2, "add"), (2, 1, 9, 1, 1, "add")]
