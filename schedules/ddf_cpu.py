@@ -128,7 +128,7 @@ def fwd(sch, wl, target):
         # per-row test of the pair's second row (as dx's generic tiles)
         split_tail(sch, yo)
         _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
-        guard_pieces(sch, pieces)
+        guard_pieces(sch, pieces, shift=True)
         _overlap_rows(sch, copy, vector_lanes(wl.dtype))  # X's rows (stride 1), last
         return
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
@@ -305,6 +305,12 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
     offsets. The generic dx's time -7% at 56, 28 and 14 px k3 (0.206-0.217 -> 0.185-0.199 ms
     at 56 px; same-process generic / static 1.28 -> 1.18, 1.12 -> 1.06, 1.23 -> 1.09), fwd
     unchanged within noise (RESULTS.md "DDF CPU generic 'out' piece loop").
+
+    A partial second piece (W mod 16 in 9..15: 14, 28 px) stores the 8 lanes ending at the
+    row's end (``guard_pieces(shift=True)``, constant offsets per live-lane count) instead
+    of lane by lane: same process, generic / static fwd 1.09 -> 0.94, dx 1.12 -> 1.01 at
+    14 px, fwd 0.96 -> 0.82, dx 1.07 -> 1.08 at 28 px k3 (a partial first piece, W mod 16 in
+    1..7, stays lane by lane: the window would reach into the previous tile, out of registers).
 
     What stays at rows of W mod 16 in 1..8 (56 px): the last tile computes 8 dead lanes
     (16 where the static build runs an 8-lane vector; its dead piece, once checked lane by
@@ -514,7 +520,7 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     pieces = _row_tile_out(sch, acc, j, xo, wide, _out_piece(wide))
     split_tail(sch, yo)  # whole pairs unpredicated (LoopPartition), the odd H's last pair apart
     _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
-    guard_pieces(sch, pieces)
+    guard_pieces(sch, pieces, shift=True)
 
 
 def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS) -> None:

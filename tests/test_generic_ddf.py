@@ -164,8 +164,9 @@ def test_generic_cpu_avx2(kernel, dtype):
 @pytest.mark.parametrize("kernel", ("fwd", "dx"))
 def test_generic_cpu_guarded_pieces(kernel):
     """The generic fwd and dx (stride 1) with 16-lane float32 tiles (AVX-512) store 'out' in
-    8-lane pieces, each guarded as a whole (``schedules.ddf_cpu._guard_pieces``): a second,
-    unpredicated 'out' block for the whole pieces. Run (where the host has AVX-512) against the
+    8-lane pieces, each guarded as a whole (``schedules.common.guard_pieces``): a second,
+    unpredicated 'out' block for the whole pieces, and a tile's partial last piece as the 8
+    lanes ending at the row's end (``shift``: one copy per count of live lanes). Run (where the host has AVX-512) against the
     float64 reference with NaN-filled outputs at widths with whole, partial and dead pieces."""
     import numpy as np
     import tvm
@@ -178,12 +179,15 @@ def test_generic_cpu_guarded_pieces(kernel):
     target = host if codegen.target_has_features("avx512f", host) else Target(
         {"kind": "llvm", "mcpu": "skylake-avx512"})
     wl = _generic_wl(kernel, 8, 2, 3, 1, 1, "mul", "float32")
-    assert schedule(wl, target, tuned=False)[0].script().count('T.sblock("out")') == 2
+    # whole pieces, the partial one's 7 shifted copies (a last piece with 1..7 live lanes
+    # stores the 8 lanes ending at the row's end), the predicated one
+    assert schedule(wl, target, tuned=False)[0].script().count('T.sblock("out")') == 9
     if target is not host:
         pytest.skip("the host has no AVX-512: checked the schedule only")
     lib = build(wl, target)
-    for B, H, W in ((1, 1, 1), (2, 3, 5), (1, 2, 8), (1, 3, 9), (2, 5, 14), (1, 4, 16), (1, 3, 24),
-                    (1, 5, 29), (2, 3, 32), (1, 3, 37), (1, 2, 53), (1, 3, 56), (1, 4, 61)):
+    for B, H, W in ((1, 1, 1), (2, 3, 5), (1, 2, 8), (1, 3, 9), (1, 2, 10), (1, 3, 11), (2, 2, 12), (2, 5, 14),
+                    (1, 3, 15), (1, 4, 16), (1, 3, 24), (1, 2, 27), (1, 5, 29), (1, 2, 31), (2, 3, 32), (1, 3, 37),
+                    (1, 3, 44), (1, 2, 53), (1, 3, 56), (1, 4, 61)):
         p = dict(B=B, C=8, H=H, W=W, G=2, k=3, s=1, d=1, combine="mul")
         rng = np.random.default_rng(B * 1000 + H * 100 + W)
         ins = [rng.standard_normal(shape).astype("float32")
