@@ -267,7 +267,7 @@ def test_generic_cpu_phase_pad(kernel, dtype):
     (``schedules.ddf_cpu._phase_pad_copy``) with a padding element past the row's end, whose
     pad-value block ``transform_layout`` placed at the root is removed (``_drop_padding_nest``:
     never read; kept, it scanned the whole call's X and kept the per-plane copy from being
-    compacted). Against the float64 reference with NaN-filled outputs at widths around the
+    compacted); its copy runs over groups of s pixels, the phases inside. Against the float64 reference with NaN-filled outputs at widths around the
     vectors, for rows of either parity against s."""
     import numpy as np
     import tvm
@@ -280,7 +280,11 @@ def test_generic_cpu_phase_pad(kernel, dtype):
     tol = 1e-4 if dtype == "float32" else 1e-12
     for k, s, d, combine in ((3, 2, 1, "mul"), (5, 3, 1, "add"), (3, 2, 2, "mul")):
         wl = _generic_wl(kernel, 8, 2, k, s, d, combine, dtype)
-        assert "_padding" not in schedule(wl, target, tuned=False)[0].script()
+        lines = schedule(wl, target, tuned=False)[0].script().splitlines()
+        assert not any("_padding" in line for line in lines)
+        # the copy per s pixels, the phases unrolled innermost (contiguous reads)
+        copy = next(i for i, line in enumerate(lines) if 'T.sblock("Xpad")' in line)
+        assert f"in T.unroll({s}):" in lines[copy - 1]
         lib = build(wl, target)
         for W in (1, 2, 7, 16, 17, 18, 33):
             B, H = 1 + W % 2, 1 + W % 7
