@@ -29,7 +29,9 @@ row (:func:`_phase_pad_copy`: fwd, ds, dc), so that the taps' reads, s apart, ar
 vectors. Found in the generic builds' profiles
 (perf, against the static ones): TVM's vectorizer leaves every predicated tile scalar, and
 at 14 px rows the stores of the last tile were 37% of the generic fwd's time, the padded
-copies' tails 10%.
+copies' tails 10%. A tile's partial last piece stores the vector ending at the row's end
+(``guard_pieces(shift=True)``); the phase-major X's pad-value block is removed
+(:func:`_drop_padding_nest`) and its copy runs over groups of s pixels.
 """
 from __future__ import annotations
 
@@ -500,7 +502,9 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     and 56 px k7 (the 56 px k3 figure moves by +-0.15 between runs; RESULTS.md, "DDF CPU
     generic dx tiles", with what else was tried); with 'out''s piece loop outside the tile
     (:func:`_row_tile_out`), same process: 1.28 -> 1.18 / 1.12 -> 1.06 / 1.23 -> 1.09 / 0.94
-    -> 0.95 (the static's time is bimodal between processes: compare within one)."""
+    -> 0.95 (the static's time is bimodal between processes: compare within one). The partial
+    last piece as the vector ending at the row's end (``guard_pieces(shift=True)``, see
+    :func:`_row_tile_out`): same process 1.12 -> 1.01 at 14 px, 1.07 -> 1.08 at 28 px."""
     wide = _fwd_lanes(wl.dtype, target)
     yo, ym = sch.split(y, [None, FWD_ROWS])  # predicated in the last pair of an odd H
     xo, xi = sch.split(x, [None, wide])
