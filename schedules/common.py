@@ -135,7 +135,7 @@ def after_compute_at(sch: s_tir.Schedule, block, extents):
     return dict(zip(names, loops))
 
 
-def guard_pieces(sch, pieces, block: str = "out") -> None:
+def guard_pieces(sch, pieces, block: str = "out", shift: bool = False) -> None:
     """A shape-generic CPU store's piece loop ``pieces`` (over vector pieces of a symbolic row,
     the stage ``block``, its loops inside: the tile's, unrolled, then the lanes) unrolled, each
     piece guarded as a whole: ``if`` its last lane lies in the row, the piece's stores without
@@ -163,7 +163,14 @@ def guard_pieces(sch, pieces, block: str = "out") -> None:
     computes 2 dead lanes per row (the static build: exact 8 + 4 + 2 segments) and the partial
     piece stores 6 lanes scalar. The same guard on the strided dx's 'out' (8- or 4-pixel
     pieces of its 16-pixel rows) made it slower (1.79 -> 2.04 / 1.95 at 28 px s2, 0.98 -> 1.09
-    / 1.17 at 56 px s2: LLVM interleaves the phases of a whole 16-pixel row better)."""
+    / 1.17 at 56 px s2: LLVM interleaves the phases of a whole 16-pixel row better).
+
+    ``shift`` (DDF fwd / dx): a partial piece other than its loop's first stores, instead of
+    lane by lane, the whole vector ending at the row's end: its lane loop starts n - k lanes
+    early for k live lanes (one branch per k in 1..n-1, so each has constant offsets into the
+    tile), rewriting the previous piece's last lanes with the same values. The window stays
+    within the pieces the loop covers (one tile: the same registers). Needs the one lane
+    conjunct ``a < b`` with a unit lane coefficient; else the predicated piece stays."""
     if pieces is None:
         return
     loop = sch.get(pieces)
@@ -172,7 +179,7 @@ def guard_pieces(sch, pieces, block: str = "out") -> None:
     stmt = loop.body
     while isinstance(stmt, tirx.For):  # the tile's unrolled (channel, row) loops, the lanes
         inner[stmt.loop_var] = sym.IntervalSet(stmt.min, stmt.min + stmt.extent - 1)
-        lane = stmt.loop_var
+        lane, n = stmt.loop_var, stmt.extent
         stmt = stmt.body
     realize = stmt
     whole, anyl, keep = [], [], []
@@ -184,14 +191,25 @@ def guard_pieces(sch, pieces, block: str = "out") -> None:
         if not isinstance(c, tirx.LT):
             whole = []
             break
-        span = ana.int_set(c.a - c.b, inner)
+        span, c_lane = ana.int_set(c.a - c.b, inner), c
         whole.append(ana.simplify(span.max_value < 0))
         anyl.append(ana.simplify(span.min_value < 0))
     if not whole:  # no lane bound, or one this guard does not read: cut the loop instead
         sch.annotate(pieces, "pragma_loop_partition_hint", 1)
         return
     clean = _with_predicate(loop.body, all_of(keep))
-    guarded = tirx.IfThenElse(all_of(whole), clean, tirx.IfThenElse(all_of(anyl), loop.body, None))
+    part = loop.body
+    if shift and len(whole) == 1:
+        n = int(n)
+        span = ana.int_set(c_lane.a - c_lane.b, {lane: inner[lane]})
+        if ana.can_prove(span.max_value - span.min_value == n - 1):  # unit lane coefficient
+            live = ana.simplify(-span.min_value)  # lanes of the piece inside the row
+            last = loop.min + loop.extent - 1  # the loop's last piece, shifted back k - n lanes
+            for k in range(n - 1, 0, -1):
+                ok = tirx.And(loop.loop_var == last, live == k)
+                values = {loop.loop_var: last, lane: lane + (k - n)}
+                part = tirx.IfThenElse(ok, _with_predicate(loop.body, all_of(keep), values), part)
+    guarded = tirx.IfThenElse(all_of(whole), clean, tirx.IfThenElse(all_of(anyl), part, None))
     new = tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.UNROLLED, guarded)
     sch.state.replace(sch.get_sref(pieces), new, {})
 
@@ -228,9 +246,23 @@ def all_of(conds):
     return tirx.const(True, "bool") if out is None else out
 
 
-def _with_predicate(stmt, pred):
-    """``stmt`` (nested For loops over one block realize) with the realize's predicate ``pred``."""
+def _with_predicate(stmt, pred, values=None):
+    """``stmt`` (nested For loops over one block realize) with the realize's predicate ``pred``
+    (and, given ``values``, {loop var: expression}, its bindings with those substituted)."""
     if isinstance(stmt, tirx.For):
-        return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, _with_predicate(stmt.body, pred),
+        return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, _with_predicate(stmt.body, pred, values),
                         stmt.thread_binding, stmt.annotations)
-    return s_tir.SBlockRealize(stmt.iter_values, pred, stmt.block)
+    iters = [_substitute(v, values) for v in stmt.iter_values] if values else stmt.iter_values
+    return s_tir.SBlockRealize(iters, pred, stmt.block)
+
+
+def _substitute(e, values):
+    """Expression ``e`` (integer arithmetic of loop variables: a block binding) with the
+    variables in ``values`` replaced."""
+    if isinstance(e, tirx.Var):
+        return next((x for v, x in values.items() if v.same_as(e)), e)
+    if isinstance(e, (tirx.Add, tirx.Sub, tirx.Mul, tirx.FloorDiv, tirx.FloorMod, tirx.Min, tirx.Max)):
+        return type(e)(_substitute(e.a, values), _substitute(e.b, values))
+    if isinstance(e, tirx.IntImm):
+        return e
+    raise TypeError(f"binding not substituted: {type(e).__name__}")

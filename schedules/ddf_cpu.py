@@ -29,7 +29,9 @@ row (:func:`_phase_pad_copy`: fwd, ds, dc), so that the taps' reads, s apart, ar
 vectors. Found in the generic builds' profiles
 (perf, against the static ones): TVM's vectorizer leaves every predicated tile scalar, and
 at 14 px rows the stores of the last tile were 37% of the generic fwd's time, the padded
-copies' tails 10%.
+copies' tails 10%. A tile's partial last piece stores the vector ending at the row's end
+(``guard_pieces(shift=True)``); the phase-major X's pad-value block is removed
+(:func:`_drop_padding_nest`) and its copy runs over groups of s pixels.
 """
 from __future__ import annotations
 
@@ -128,7 +130,7 @@ def fwd(sch, wl, target):
         # per-row test of the pair's second row (as dx's generic tiles)
         split_tail(sch, yo)
         _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
-        guard_pieces(sch, pieces)
+        guard_pieces(sch, pieces, shift=True)
         _overlap_rows(sch, copy, vector_lanes(wl.dtype))  # X's rows (stride 1), last
         return
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
@@ -305,6 +307,12 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
     offsets. The generic dx's time -7% at 56, 28 and 14 px k3 (0.206-0.217 -> 0.185-0.199 ms
     at 56 px; same-process generic / static 1.28 -> 1.18, 1.12 -> 1.06, 1.23 -> 1.09), fwd
     unchanged within noise (RESULTS.md "DDF CPU generic 'out' piece loop").
+
+    A partial second piece (W mod 16 in 9..15: 14, 28 px) stores the 8 lanes ending at the
+    row's end (``guard_pieces(shift=True)``, constant offsets per live-lane count) instead
+    of lane by lane: same process, generic / static fwd 1.09 -> 0.94, dx 1.12 -> 1.01 at
+    14 px, fwd 0.96 -> 0.82, dx 1.07 -> 1.08 at 28 px k3 (a partial first piece, W mod 16 in
+    1..7, stays lane by lane: the window would reach into the previous tile, out of registers).
 
     What stays at rows of W mod 16 in 1..8 (56 px): the last tile computes 8 dead lanes
     (16 where the static build runs an 8-lane vector; its dead piece, once checked lane by
@@ -494,7 +502,9 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     and 56 px k7 (the 56 px k3 figure moves by +-0.15 between runs; RESULTS.md, "DDF CPU
     generic dx tiles", with what else was tried); with 'out''s piece loop outside the tile
     (:func:`_row_tile_out`), same process: 1.28 -> 1.18 / 1.12 -> 1.06 / 1.23 -> 1.09 / 0.94
-    -> 0.95 (the static's time is bimodal between processes: compare within one)."""
+    -> 0.95 (the static's time is bimodal between processes: compare within one). The partial
+    last piece as the vector ending at the row's end (``guard_pieces(shift=True)``, see
+    :func:`_row_tile_out`): same process 1.12 -> 1.01 at 14 px, 1.07 -> 1.08 at 28 px."""
     wide = _fwd_lanes(wl.dtype, target)
     yo, ym = sch.split(y, [None, FWD_ROWS])  # predicated in the last pair of an odd H
     xo, xi = sch.split(x, [None, wide])
@@ -514,7 +524,7 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     pieces = _row_tile_out(sch, acc, j, xo, wide, _out_piece(wide))
     split_tail(sch, yo)  # whole pairs unpredicated (LoopPartition), the odd H's last pair apart
     _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
-    guard_pieces(sch, pieces)
+    guard_pieces(sch, pieces, shift=True)
 
 
 def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS) -> None:
@@ -591,10 +601,10 @@ def dc(sch, wl, target):
     ~20%, X's fill a memset per row (LLVM's loop idiom: a call per 58 floats) ~9%. Generic /
     static, 1 thread (``bench_ddf_kernels.py --thread-time --repeats 11 --kernels dc``, before
     and after run back to back): 1.30 -> 1.12 / 1.06 -> 0.97 / 0.94 -> 0.83 / 0.98 -> 0.89 at
-    56, 28, 14 px k3 and 56 px k7, 1.36 -> 1.34 at 56 px k3 s2. What stays at s2: X's
-    phase-major fill (whole rows of both phases, wider than the static row) and its copy's
-    scalar tails (perf: ~23% and ~16% of the kernel); storing both phases per vector tile
-    (no memset) did not change the time."""
+    56, 28, 14 px k3 and 56 px k7, 1.36 -> 1.34 at 56 px k3 s2. At s2 the phase-major X's
+    pad-value block had stayed at the root, a pass over the whole call's X that also kept the
+    plane's X from being compacted (:func:`_drop_padding_nest`, removed: same process 1.37 ->
+    1.13; the perf shares once read as X's fill and copy, ~23% and ~16%, included it)."""
     lanes = vector_lanes(wl.dtype)
     if wl.kind == "generic" and wl.p["combine"] == "mul":  # S's rows widened, once per call
         # laid out tile-major as fwd's: per (tile, row) the k x k tap vectors at constant
@@ -646,10 +656,18 @@ def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) 
     along the row, (..., row, x mod s, x div s), so that a tap's reads over a vector of x are
     contiguous (phase v*d mod s, from x + v*d div s) instead of s apart (a gather: a scalar
     load and an insert per lane). Its zero fill and interior copy iterate the new layout
-    (phase outside, x div s inside): the fill in whole vectors (the tail cut off), the copy a
-    plain loop per phase row (LLVM: stride-s loads, contiguous stores). A row whose length
+    (phase outside, x div s inside): the fill in whole vectors (the tail cut off). The copy is
+    a plain loop over the row's groups of s pixels, the s phases unrolled inside (contiguous
+    reads, one store per phase row: LLVM's interleaved vectors). Per phase row (stride-s
+    loads) LLVM's wide loop needed 33 elements or more, so 28-pixel phase rows ran in 4-lane
+    pieces (perf: ~25% of the generic dc at 2x64x56² s2); same process, generic / static
+    1.14 -> 0.96 (dc), 0.70 -> 0.71 (fwd) at 56² s2, dc 0.66 -> 0.59, ds 0.64 -> 0.59 at 57²
+    s2, dc 0.88 -> 0.75, ds 0.81 -> 0.71 at 56² s3. A row whose length
     is not a multiple of s leaves the last phase rows one element longer than the data: the
-    layout is declared padded (``pad_value``), that element never read.
+    layout is declared padded (``pad_value``), that element never read, so the block writing
+    it is removed (:func:`_drop_padding_nest`; it scanned the whole call's X, and kept the
+    per-plane X from being compacted: a 2 MB workspace at 2x64x56² s2. Same process, generic /
+    static at 2x64x56² k3 s2: dc 1.37 -> 1.13, fwd 0.81 -> 0.68, ds 1.02 -> 0.97).
 
     Found by perf at 2x64x56² k3 s2 (dc): the column-sum loop built each X vector from 8
     scalar loads and inserts (``vinsertps``). Generic / static, same process (scratch A/B,
@@ -671,11 +689,37 @@ def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) 
         split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
         return
     sch.transform_layout(blk, ("write", 0), lambda b, g, c, y, x: (b, g, c, y, x % s, x // s), pad_value=0.0)
+    _drop_padding_nest(sch, f"buffer_{name}_padding")  # never read: no pass over it
     for block, vector in ((fill, True), (blk, False)):
         x = sch.get_loops(block)[-1]
         xq, ph = sch.split(x, [None, s])
-        sch.reorder(ph, xq)
+        if vector:  # the fill per phase row; the copy per s pixels (see docstring)
+            sch.reorder(ph, xq)
         sch.unroll(ph)
         inner = vectorize_inner(sch, block, lanes, under=at) if vector else xq
         if partition:
             split_tail(sch, inner)
+
+
+def _drop_padding_nest(sch, name: str) -> None:
+    """Remove the loop nest of ``transform_layout``'s padding block ``name`` (its pad_value
+    writes, placed at the root: the producer is decomposed) from the root block's body. The
+    padding lies past the buffer's logical extent, which every reader's index (remapped
+    alike) stays within, so it is never read and the result is unchanged. Kept, it scanned
+    the whole call's padded X (a test per element: 0.5 M at 2x64x56² s2) and, being outside
+    the plane loop, kept the per-plane copy from being compacted (a 2 MB workspace per call
+    instead of a plane's 15 KB, which stays in cache)."""
+    root = sch.get_sblock("root")
+    rblock = sch.get(root)
+    try:
+        sref = sch.get_sref(sch.get_sblock(name))
+    except s_tir.ScheduleError:  # no padding introduced (the row a multiple of s)
+        return
+    while not sref.parent.stmt.same_as(rblock):  # up to the nest's outermost loop
+        sref = sref.parent
+    body = rblock.body
+    keep = [st for st in (body.seq if isinstance(body, tirx.SeqStmt) else [body]) if not st.same_as(sref.stmt)]
+    new = s_tir.SBlock(rblock.iter_vars, rblock.reads, rblock.writes, rblock.name_hint,
+                       tirx.SeqStmt(keep) if len(keep) > 1 else keep[0], rblock.init,
+                       rblock.alloc_buffers, rblock.match_buffers, rblock.annotations)
+    sch.state.replace(sch.get_sref(root), new, {rblock: new})

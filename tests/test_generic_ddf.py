@@ -164,8 +164,9 @@ def test_generic_cpu_avx2(kernel, dtype):
 @pytest.mark.parametrize("kernel", ("fwd", "dx"))
 def test_generic_cpu_guarded_pieces(kernel):
     """The generic fwd and dx (stride 1) with 16-lane float32 tiles (AVX-512) store 'out' in
-    8-lane pieces, each guarded as a whole (``schedules.ddf_cpu._guard_pieces``): a second,
-    unpredicated 'out' block for the whole pieces. Run (where the host has AVX-512) against the
+    8-lane pieces, each guarded as a whole (``schedules.common.guard_pieces``): a second,
+    unpredicated 'out' block for the whole pieces, and a tile's partial last piece as the 8
+    lanes ending at the row's end (``shift``: one copy per count of live lanes). Run (where the host has AVX-512) against the
     float64 reference with NaN-filled outputs at widths with whole, partial and dead pieces."""
     import numpy as np
     import tvm
@@ -178,12 +179,15 @@ def test_generic_cpu_guarded_pieces(kernel):
     target = host if codegen.target_has_features("avx512f", host) else Target(
         {"kind": "llvm", "mcpu": "skylake-avx512"})
     wl = _generic_wl(kernel, 8, 2, 3, 1, 1, "mul", "float32")
-    assert schedule(wl, target, tuned=False)[0].script().count('T.sblock("out")') == 2
+    # whole pieces, the partial one's 7 shifted copies (a last piece with 1..7 live lanes
+    # stores the 8 lanes ending at the row's end), the predicated one
+    assert schedule(wl, target, tuned=False)[0].script().count('T.sblock("out")') == 9
     if target is not host:
         pytest.skip("the host has no AVX-512: checked the schedule only")
     lib = build(wl, target)
-    for B, H, W in ((1, 1, 1), (2, 3, 5), (1, 2, 8), (1, 3, 9), (2, 5, 14), (1, 4, 16), (1, 3, 24),
-                    (1, 5, 29), (2, 3, 32), (1, 3, 37), (1, 2, 53), (1, 3, 56), (1, 4, 61)):
+    for B, H, W in ((1, 1, 1), (2, 3, 5), (1, 2, 8), (1, 3, 9), (1, 2, 10), (1, 3, 11), (2, 2, 12), (2, 5, 14),
+                    (1, 3, 15), (1, 4, 16), (1, 3, 24), (1, 2, 27), (1, 5, 29), (1, 2, 31), (2, 3, 32), (1, 3, 37),
+                    (1, 3, 44), (1, 2, 53), (1, 3, 56), (1, 4, 61)):
         p = dict(B=B, C=8, H=H, W=W, G=2, k=3, s=1, d=1, combine="mul")
         rng = np.random.default_rng(B * 1000 + H * 100 + W)
         ins = [rng.standard_normal(shape).astype("float32")
@@ -254,6 +258,47 @@ def test_generic_cpu_dc_copies(k, s, d, combine):
         lib(*args)
         np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", "dc", p, "float32"), ins),
                                    rtol=1e-4, atol=1e-4, err_msg=f"{B}x{H}x{W}")
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+@pytest.mark.parametrize("kernel", ("fwd", "ds", "dc"))
+def test_generic_cpu_phase_pad(kernel, dtype):
+    """The generic fwd, ds and dc at stride > 1 lay X's padded rows out phase-major
+    (``schedules.ddf_cpu._phase_pad_copy``) with a padding element past the row's end, whose
+    pad-value block ``transform_layout`` placed at the root is removed (``_drop_padding_nest``:
+    never read; kept, it scanned the whole call's X and kept the per-plane copy from being
+    compacted); its copy runs over groups of s pixels, the phases inside. Against the float64 reference with NaN-filled outputs at widths around the
+    vectors, for rows of either parity against s."""
+    import numpy as np
+    import tvm
+
+    from dynfilter_tvm.build import build, schedule
+    from dynfilter_tvm.target import cpu_target
+
+    target = cpu_target()
+    io = {"fwd": (("X", "S", "C"), "O"), "ds": (("dO", "X", "C"), "S"), "dc": (("dO", "X", "S"), "C")}
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    for k, s, d, combine in ((3, 2, 1, "mul"), (5, 3, 1, "add"), (3, 2, 2, "mul")):
+        wl = _generic_wl(kernel, 8, 2, k, s, d, combine, dtype)
+        lines = schedule(wl, target, tuned=False)[0].script().splitlines()
+        assert not any("_padding" in line for line in lines)
+        # the copy per s pixels, the phases unrolled innermost (contiguous reads)
+        copy = next(i for i, line in enumerate(lines) if 'T.sblock("Xpad")' in line)
+        assert f"in T.unroll({s}):" in lines[copy - 1]
+        lib = build(wl, target)
+        for W in (1, 2, 7, 16, 17, 18, 33):
+            B, H = 1 + W % 2, 1 + W % 7
+            Ho, Wo = -(-H // s), -(-W // s)
+            shapes = {"X": (B, 2, 4, H, W), "S": (B, 2, k, k, Ho, Wo), "C": (B, 2, 4, k, k), "dO": (B, 2, 4, Ho, Wo),
+                      "O": (B, 2, 4, Ho, Wo)}
+            names, out = io[kernel]
+            rng = np.random.default_rng(W)
+            ins = [rng.standard_normal(shapes[n]).astype(dtype) for n in names]
+            args = [tvm.runtime.tensor(a) for a in (*ins, np.full(shapes[out], np.nan, dtype))]
+            lib(*args)
+            p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=d, combine=combine)
+            np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", kernel, p, dtype), ins),
+                                       rtol=tol, atol=tol, err_msg=f"k{k} s{s} d{d} {B}x{H}x{W}")
 
 
 KERNELS = ("fwd", "dx", "ds", "dc")
