@@ -247,17 +247,22 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     symbolic, the thread-per-output schedule. The tensor-core conv (TF32 with ``tf32``; float16
     and bfloat16 always): a block owns 16*wo channels x ry rows of P = 16*wx*xm pixels and, per
     chunk of kc input channels (8 in TF32, 16 in the half types), stages the source window of
-    its rows and all tap rows once and loads K once per (tap, pixel) for the kc channels: X =
-    N*C*nO*Ry*Rx (Ry, Rx: the real elements of the tiles' windows, (ry-1)*s + (k-1)*d + 1
-    rows, (P-1)*s + (k-1)*d + 1 columns, summed over the tiles), K = N*(C/kc)*nO*k^2*Ho*Wo
-    (the adjoint's Kz: real taps, as above), Wt = N*tiles*O*C*k^2, out as above. At
+    its rows and all tap rows once and loads K once per (tap, pixel) for the kc channels, or,
+    where the arch's shared memory holds it (``mma_tile``'s ``ks``: the wide tile), once per
+    block for all chunks: X = N*C*nO*Ry*Rx (Ry, Rx: the real elements of the tiles' windows,
+    (ry-1)*s + (k-1)*d + 1 rows, (P-1)*s + (k-1)*d + 1 columns, summed over the tiles), K =
+    N*(C/kc)*nO*k^2*Ho*Wo (ks: N*nO*k^2*Ho*Wo; the adjoint's Kz: real taps, as above), Wt =
+    N*tiles*O*C*k^2, out as above. At
     8x64x128x128 k5 (64 channels x 2 rows x 128 pixels, nO = 1, 512 blocks; Ry = 64*6 - 4 =
     380, Rx = 128 of a 132-wide window): X = 8*64*380*128*4 B = 100 MB, K =
     8*8*25*128^2*4 B = 105 MB, Wt 210 MB, out 34 MB: 448 MB, 5.6x the minimum (TF32; 724 MB
     with one row per block and a window row per tap row; 2.1 GB with xk's X and K loaded per
     (channel, tap, pixel)); f16/bf16 198 MB, 4.9x (2-byte elements, K per 16 channels; was
-    336 MB). The weight, read whole by each of the 512 blocks (400 KB, an L2 hit), is still
-    the largest part.
+    336 MB). The wide tile (4 rows x 128 pixels, 256 blocks; Ry = 32*8 - 4 = 252) with K
+    staged (sm_80, sm_90; the half types on every sm_80+ arch): X 66 MB, K = 8*25*128^2*4 B =
+    13 MB, Wt 105 MB, out 34 MB: 218 MB TF32 (309 MB with K per chunk: sm_86/89's 99 KB);
+    f16/bf16 109 MB (128 MB with K per chunk). The weight, read whole by each block (400 KB,
+    an L2 hit), is still the largest part.
     pac.conv_dk, the tiled schedule (:func:`_pac_dk_tiled_bytes`, loads plus the output's
     stores): a block per (n, ty x tx pixel tile) stages its dO tile once and, per input
     channel, the source window and Wt[:, c]: dO = N*O*Ho*Wo, X = N*C*Ry*Rx (Ry, Rx: the real
@@ -374,7 +379,8 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
             tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": _pac_dk_generic_bytes,
                      "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p, generic)
         else:
-            tiled = {"conv": _pac_conv_tiled_bytes, "conv_dk": lambda wl_, p_: _pac_dk_tiled_bytes(wl_, p_, arch),
+            tiled = {"conv": lambda wl_, p_: _pac_conv_tiled_bytes(wl_, p_, arch=arch),
+                     "conv_dk": lambda wl_, p_: _pac_dk_tiled_bytes(wl_, p_, arch),
                      "conv_dw": _pac_dw_tiled_bytes}.get(wl.kernel, lambda *_: None)(wl, p)
         if tiled is not None:
             return tiled * itemsize
@@ -578,11 +584,14 @@ def _pac_real_pairs(n_src: int, n_out: int, p: dict) -> int:
                if (y * s + i * d - pad) % z == 0 and 0 <= (y * s + i * d - pad) // z < n_src)
 
 
-def _pac_conv_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = None) -> Optional[int]:
+def _pac_conv_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = None,
+                          arch: str = "sm_90") -> Optional[int]:
     """Elements requested by the tiled pac.conv schedule (see :func:`requested_bytes`), or None
     where that schedule keeps a thread per output. ``generic``: the generic build's (SIMT, its
     fixed tile ``generic_conv_tile``; the sum runs over whole tiles, but the loads of the
-    padding rows and columns are masked: the same count over its tiles)."""
+    padding rows and columns are masked: the same count over its tiles). ``arch``: the
+    tensor-core tile's (``mma_tile``: whether K is staged once per block depends on the arch's
+    shared memory)."""
     from schedules.pac_cuda import MMA_DTYPES, conv_tile, generic_conv_tile, generic_tiled, mma_tile
 
     if generic is not None:
@@ -591,7 +600,9 @@ def _pac_conv_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = N
         tc = None
         t = generic_conv_tile(generic) if generic_tiled(generic, registry.prim_func(generic)) else None
     else:
-        tc = mma_tile(wl)
+        from .target import cuda_target
+
+        tc = mma_tile(wl, cuda_target(arch))
         t = conv_tile(wl) if wl.kind == "static" else None
     if tc is None and t is None:
         return None
@@ -601,14 +612,15 @@ def _pac_conv_tiled_bytes(wl: Workload, p: dict, generic: Optional[Workload] = N
         return _pac_real_pairs(n_src, n_out, p)
 
     if tc is not None:  # the mma schedule: 16*wo channels x ry rows of 16*wx*xm pixels
-        wo, wx, xm, ry = tc
+        wo, wx, xm, ry, ks = tc
         o_tiles, pix_tiles = O // (16 * wo), p["Ho"] * p["Wo"] // (16 * wx * xm * ry)
         kc = 8 * MMA_DTYPES[wl.dtype][1]  # channels per chunk (as the schedule's kc)
         # per kc-channel chunk a block stages the source window of its ry rows and all tap rows
-        # (real elements only) and loads its K (Kz: real taps) once per (tap, pixel)
+        # (real elements only) and loads its K (Kz: real taps) once per (tap, pixel), or (ks)
+        # once per block for every chunk
         x_loads = N * C * o_tiles * _real_taps(p["H"], p["Ho"], ry, k, s, z, pad, d)[1] * _real_taps(
             p["W"], p["Wo"], 16 * wx * xm, k, s, z, pad, d)[1]
-        k_loads = N * (C // kc) * o_tiles * (
+        k_loads = N * (1 if ks else C // kc) * o_tiles * (
             real(p["H"], p["Ho"]) * real(p["W"], p["Wo"]) if p["a"] else k * k * p["Ho"] * p["Wo"])
         return x_loads + k_loads + N * pix_tiles * O * C * k * k + N * O * p["Ho"] * p["Wo"]
     else:

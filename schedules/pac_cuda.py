@@ -57,21 +57,25 @@ carries, so it has its own cache entries. Where the stages would pass 48 KB of s
 memory (``mma_shared_bytes``) the block takes fewer warps along x, except for the wide tile
 (``MMA_WIDE``: 64 output channels, Wo % 128 = 0, Ho % 4 = 0, stride 1): 4 rows of 128 pixels,
 2 x 4 x 4 warps of four 16 x 16 tiles (32 accumulators a thread, a B fragment loaded per tile),
-its stages in dynamic shared memory (up to MMA_DYN_SHARED_BYTES; TVM's CUDA runtime sets the
->48 KB opt-in attribute at launch).
-8x64x128x128 k5 O=64 (wide tile): 256 blocks of 1,024 threads; dynamic shared memory 61,440 B
-in every type (f16: the 8 x 132 window of 16 channels 33.8 KB, xk 512 rows x 48 B = 24.6 KB,
-Wt 3 KB); ptxas (sm_90 / sm_80): 64 registers, no spills: one block per SM, 32 of 64 warps,
-50% theoretical occupancy. Requested bytes (``_conv_mma``): f16/bf16 128 MB (no-cache est. 38
-us, 1.40x the 27 us aim; 198 MB and 2.2x at two rows a block), TF32 309 MB (92 us, 1.69x the
-55 us; was 448 MB, 2.4x). The half types' input gradient keeps the 2-row tile (37,632 B
-static, 198 MB, 2.2x): at the wide tile it spilled (``mma_tile``).
+its stages in dynamic shared memory (up to the arch's per-block maximum,
+``mma_dyn_shared_limit``; TVM's CUDA runtime sets the >48 KB opt-in attribute at launch),
+with the block's adaptive kernel K (k*k x its pixels; the adjoint's Kz, its padding and zero
+insertion decided in that copy) staged once for every chunk where it fits (``mma_tile``'s
+``ks``), where it was loaded per chunk.
+8x64x128x128 k5 O=64 (wide tile, K staged): 256 blocks of 1,024 threads; dynamic shared
+memory 87,040 B half (the 8 x 132 window of 16 channels 33.8 KB, xk 512 rows x 48 B = 24.6 KB,
+Wt 3 KB, K 25 x 512 x 2 B = 25.6 KB), 112,640 B TF32 (K 51.2 KB; sm_80 and sm_90 hold it,
+sm_86/89's 99 KB keep the 61,440 B tile, K per chunk); ptxas (sm_90 / sm_80): 64 registers,
+no spills: one block per SM, 32 of 64 warps, 50% theoretical occupancy. Requested bytes
+(``_conv_mma``), forward and input gradient alike: f16/bf16 109 MB (no-cache est. 32.5 us,
+1.19x the 27.3 us aim; was 128 MB, 1.40x, and the input gradient's 2-row tile 197 MB, 2.2x),
+TF32 218 MB (65 us, 1.19x the 54.6 us; was 309 MB, 1.69x).
 The one-row kernel's shared-memory estimate (about 250 us TF32, 142 us half: ldmatrix alone
 3x the tensor-core time at 16 x 32 warp tiles, which this kernel keeps) still bounds it.
 At pac_joint_upsample's (factor 4) shapes, 256-thread blocks: no spills, 40-64 registers,
 50-75% (ptxas, sm_80 and sm_90, every tensor-core conv of the model); the half types' window
 copy unrolls its rounds in groups of at most ``WINDOW_ROUNDS`` (all 6 at 65x64 k3 had spilled
-8 bytes on sm_90 with 40 registers).
+8 bytes on sm_90 with 40 registers), ``WINDOW_ROUNDS_KS`` beside the K copy.
 Executed on PoCL with ldmatrix/mma emulated, the half types on 16-bit words
 (dynfilter_tvm.emulate).
 conv_dk (static shapes, k <= UNROLL_TAPS): the same tap rule as a GEMM per pixel tile, G[c,
@@ -776,17 +780,18 @@ def _sm(target) -> int:
 
 
 def mma_tile(wl, target=None):
-    """(warps along o, warps along x, 16-pixel tiles per warp, output rows per block) of the
-    tensor-core conv, or None where it does not apply. It applies to float16 and bfloat16
+    """(warps along o, warps along x, 16-pixel tiles per warp, output rows per block, K staged)
+    of the tensor-core conv, or None where it does not apply. It applies to float16 and bfloat16
     always and to float32 flagged ``tf32``, static, with whole tiles (O % 16, C % K, Wo % 16; K
     = 8 channels in TF32, 16 in half types), for sm_80 or newer (TF32 and bf16 mma.sync
     appeared with Ampere). Rows: up to MMA_ROWS, a warp row each (at most MMA_MAX_WARPS warps),
     where they divide Ho and the stride is 1 (a tap row's window rows are then contiguous: with
     stride s the window would span (ry-1)*s + 1 grid rows for ry used ones). Blocks of 64+
     output channels take the wide tile (``MMA_WIDE``: 4 rows of 128 pixels, 1,024 threads,
-    half the Wt passes of 2 rows) where it divides the output and its stages fit
-    MMA_DYN_SHARED_BYTES; smaller blocks keep the static tiles (checked at pac_joint_upsample's
-    shapes)."""
+    half the Wt passes of 2 rows) where it divides the output and its stages fit the target's
+    dynamic shared memory per block (``mma_dyn_shared_limit``), with the adaptive kernel K
+    staged once per block (``ks``: k*k x the block's pixels) where that fits too; smaller
+    blocks keep the static tiles (checked at pac_joint_upsample's shapes), K loaded per chunk."""
     p = wl.p
     if wl.dtype not in MMA_DTYPES or wl.kind != "static" or (wl.dtype == "float32" and not p.get("tf32")):
         return None
@@ -794,12 +799,16 @@ def mma_tile(wl, target=None):
         return None
     if p["O"] % 16 or p["C"] % (8 * MMA_DTYPES[wl.dtype][1]) or p["Wo"] % 16:
         return None
-    # not the half types' input gradient: its Kz loads (bounds-checked) next to 32 accumulators
-    # spilled 16-308 B under ptxas's 64 registers (sm_80, sm_90, every variant tried)
     if (p["O"] % (16 * MMA_WARPS_O) == 0 and p["Wo"] % (16 * MMA_WIDE[0] * MMA_WIDE[1]) == 0
-            and p["Ho"] % MMA_WIDE[2] == 0 and p["s"] == 1 and not (p["a"] and wl.dtype in HALF_MMA)
-            and mma_shared_bytes(wl, MMA_WARPS_O, *MMA_WIDE) <= MMA_DYN_SHARED_BYTES):
-        return (MMA_WARPS_O, *MMA_WIDE)
+            and p["Ho"] % MMA_WIDE[2] == 0 and p["s"] == 1):
+        limit = mma_dyn_shared_limit(target)
+        for ks in (True, False):
+            # not the half types' input gradient without K staged: its Kz loads (bounds-checked)
+            # from global memory next to 32 accumulators spilled 16-308 B under ptxas's 64
+            # registers (sm_80, sm_90, every variant tried)
+            if (ks or not (p["a"] and wl.dtype in HALF_MMA)) and \
+                    mma_shared_bytes(wl, MMA_WARPS_O, *MMA_WIDE, ks) <= limit:
+                return (MMA_WARPS_O, *MMA_WIDE, ks)
     wo = max(w for w in (1, 2, 4) if w <= MMA_WARPS_O and p["O"] // 16 % w == 0)
     wx = max(w for w in (1, 2, 4, 8) if w <= MMA_WARPS_X and p["Wo"] // 16 % w == 0)
     xm = max(m for m in (1, 2) if m <= MMA_TILES_X and p["Wo"] // (16 * wx) % m == 0)
@@ -810,7 +819,7 @@ def mma_tile(wl, target=None):
                     and mma_shared_bytes(wl, wo, wx_, xm, r) <= MMA_SHARED_BYTES), default=None)
     while fit(wx) is None and wx > 1:  # large k
         wx //= 2
-    return None if fit(wx) is None else (wo, wx, xm, fit(wx))
+    return None if fit(wx) is None else (wo, wx, xm, fit(wx), False)
 
 
 MMA_SHARED_BYTES = 48 * 1024  # static shared memory per block (nvcc's limit)
@@ -821,7 +830,19 @@ MMA_MAX_WARPS = 32  # 1,024 threads (<= 64 registers a thread, or the block cann
 # its stages in dynamic shared memory (over nvcc's 48 KB static limit) up to MMA_DYN_SHARED_BYTES
 MMA_WIDE = (2, 4, 4)
 MMA_DYN_SHARED_BYTES = 96 * 1024  # within every sm_80+ part's per-block opt-in maximum (99 KB on sm_86/89)
-WINDOW_ROUNDS = 5  # most window-copy rounds unrolled together, half types (5 at the benchmark shape)
+# larger opt-in maxima of dynamic shared memory per block, by compute capability (CUDA
+# programming guide, "Technical Specifications per Compute Capability"): A100 (8.0), Orin
+# (8.7), H100/H200 (9.0)
+MMA_DYN_SHARED_MAX = {80: 163 * 1024, 87: 163 * 1024, 90: 227 * 1024}
+WINDOW_ROUNDS = 5  # most window-copy rounds unrolled together, half types (5 of 20 at the benchmark shape)
+# ... with K staged (``ks``): its copy next to groups of 5 spilled 8 B (f16 forward, sm_90)
+WINDOW_ROUNDS_KS = 2
+
+
+def mma_dyn_shared_limit(target=None) -> int:
+    """Dynamic shared memory a tensor-core conv block may take on ``target`` (MMA_DYN_SHARED_MAX;
+    elsewhere, and without a target, MMA_DYN_SHARED_BYTES, which every sm_80+ part allows)."""
+    return MMA_DYN_SHARED_MAX.get(_sm(target), MMA_DYN_SHARED_BYTES) if target is not None else MMA_DYN_SHARED_BYTES
 
 
 def _padded_row(kc: int) -> int:
@@ -841,14 +862,15 @@ def mma_staged(ry: int) -> bool:
     return ry == 1
 
 
-def mma_shared_bytes(wl, wo: int, wx: int, xm: int, ry: int = 1) -> int:
-    """Static shared memory of the tensor-core conv: one tap's xk (P rows, P = 16*wx*xm*ry
+def mma_shared_bytes(wl, wo: int, wx: int, xm: int, ry: int = 1, ks: bool = False) -> int:
+    """Shared memory of the tensor-core conv: one tap's xk (P rows, P = 16*wx*xm*ry
     pixels), the chunk's source window (K channels x ry rows x the tile's columns and halo)
     and the tap row's Wt chunk (k x 16*wo rows), rows of K channels padded to 48 bytes
     (``_padded_row``), in the input's type, plus, with one row per block, the result staging
     (16*wo x P, same type) that StorageRewrite places in xk's and the window's space, dead by
     then (ptxas at the benchmark shape, 2 rows: 36,096 B in every type, xk 12 KB + window
-    8.4 KB + Wt 15 KB; before, one row and xk per tap row: 48,128 B TF32, 46,080 B half)."""
+    8.4 KB + Wt 15 KB; before, one row and xk per tap row: 48,128 B TF32, 46,080 B half);
+    ``ks``: the block's K (k*k x P, in dynamic shared memory) besides."""
     item, e = (4, 1) if wl.dtype == "float32" else (2, 2)
     k, row, pix = wl.p["k"], _padded_row(8 * e), 16 * wx * xm * ry
     s, d = wl.p["s"], wl.p["d"]
@@ -860,14 +882,15 @@ def mma_shared_bytes(wl, wo: int, wx: int, xm: int, ry: int = 1) -> int:
     # StorageRewrite puts the tap's Wt in xk's space (B is in registers by then: one more
     # barrier), and the staging (after the loop) in the window's or xk's where it fits
     static = max(aligned(max(row * pix, 16 * wo * row)) + aligned(window), aligned(staging))
-    if static <= MMA_SHARED_BYTES:
+    if static <= MMA_SHARED_BYTES and not ks:
         return static
     # over nvcc's static limit the stages go to dynamic shared memory ("shared.dyn"), where
-    # TVM's planner (MergeDynamicSharedMemoryAllocations) keeps xk, Wt and the window apart
-    return max(aligned(row * pix) + aligned(16 * wo * row) + aligned(window), aligned(staging))
+    # TVM's planner (MergeDynamicSharedMemoryAllocations) keeps xk, Wt, the window and K apart
+    stages = aligned(row * pix) + aligned(16 * wo * row) + aligned(window) + (aligned(k * k * pix) if ks else 0)
+    return max(stages, aligned(staging))
 
 
-def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
+def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1, ks: bool = False) -> None:
     """A block per (n, ry output rows, 16*wx*xm pixels, 16*wo output channels), a warp per xm
     16 x 16 (channels x pixels) tiles of one row (rows on threadIdx.z); stages over 48 KB in
     dynamic shared memory (the wide tile, ``mma_tile``). Per chunk of K = 8e
@@ -894,10 +917,21 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     that ptxas fits 64 registers without spills; 2 x 4 x 4 = 32 warps), stages in dynamic
     shared memory (61,440 B): X over 252 real window rows per 32 row tiles, Wt per 512 pixels:
     half 33 + 26 + 52 + 17 = 128 MB (38 us, 1.40x the 27 us aim), TF32 66 + 105 + 105 + 34 =
-    309 MB (92 us, 1.69x the 55 us). What is left for TF32 (1.5x = 276 MB): K is loaded once
-    per 8-channel chunk (105 MB); 16-channel chunks (two k8 steps a chunk) would halve it (257
-    MB, 1.41x) but double xk and the window (113 KB: over sm_86/89's 99 KB) and a thread's xk
-    results (16 registers next to the 32 accumulators).
+    309 MB (92 us, 1.69x the 55 us): K was loaded once per chunk (C/K = 8 times in TF32, 4 in
+    the half types). With K staged once per block (``ks``: the reindexed K, or the adjoint's Kz
+    with its bounds checks, 25 taps x 512 pixels copied by all 1,024 threads before the chunk
+    loop, x fastest: coalesced loads, conflict-free reads in xk's build; 25.6 KB half, 51.2 KB
+    TF32, in dynamic shared memory beside the stages: 87,040 B and 112,640 B, within sm_80's
+    163 KB and sm_90's 227 KB per block, so 1 block of 32 warps per SM, 50%, as before; TF32
+    keeps the 61,440 B tile on sm_86/89, 99 KB), K = N*k^2*Ho*Wo per output-channel tile: 26
+    -> 6.5 MB half, 105 -> 13 MB TF32: half 33 + 6.5 + 52 + 17 = 109 MB (32.5 us, 1.19x the
+    27.3 us aim), TF32 66 + 13 + 105 + 34 = 218 MB (65 us, 1.19x the 54.6 us). The half types'
+    input gradient takes the wide tile only so (its Kz loads from global memory, bounds-checked,
+    next to 32 accumulators spilled 16-308 B; read from shared memory, no spills): 197 MB
+    (2.2x, 2-row tile) -> 109 MB. The K copy cost the half types' forward 8 B of spills (sm_90)
+    with the window copy unrolled in groups of 5 rounds; groups of WINDOW_ROUNDS_KS = 2 leave
+    none (ptxas, sm_80 and sm_90, every type and direction). Left in the bytes: Wt, read whole
+    per block (105 MB TF32, 48%; 52 MB half).
 
     The shared-memory and issue figures below were worked out for the one-row kernel (xk and
     Wt per tap row); the two-row kernel has the same per-pixel ldmatrix and xk work, ry times
@@ -955,8 +989,11 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     e = MMA_DTYPES[wl.dtype][1]
     kc = 8 * e
     wide = xm > MMA_TILES_X  # the wide tile (MMA_WIDE): registers are short (32 accumulators)
+    if ks:  # xk's read of K (Kz) as an operand indexed (n, i, j, y, x), staged once per block below
+        xk = sch.get_sblock("xk")
+        kr = sch.reindex(xk, ("read", _read_index(sch, xk, "Kz" if wl.p["a"] else "K")))
     if wl.p["a"]:  # Kz (the adjoint's kernel on the source grid): read once per (tap, pixel)
-        sch.compute_inline(sch.get_sblock("Kz"))
+        sch.compute_inline(sch.get_sblock("Kz"))  # (ks: its padding decided in K's copy)
     acc = sch.get_sblock("acc")
     n, o, y, x, c, i, j = sch.get_loops(acc)
     warps = wo * wx * ry
@@ -999,7 +1036,7 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     xk = sch.get_sblock("xk")
     # stages over nvcc's 48 KB static limit in dynamic shared memory (one merged allocation,
     # sized by the launch; TVM's CUDA runtime sets the >48 KB opt-in attribute)
-    sh = "shared.dyn" if mma_shared_bytes(wl, wo, wx, xm, ry) > MMA_SHARED_BYTES else "shared"
+    sh = "shared.dyn" if ks or mma_shared_bytes(wl, wo, wx, xm, ry) > MMA_SHARED_BYTES else "shared"
     sch.set_scope(xk, 0, sh)
     sch.transform_layout(xk, ("write", 0), lambda n_, c_, i_, j_, y_, x_: (n_, i_, j_, y_, x_, c_))
     # the B fragments at j before xk is (else cache_read puts them under j already, over the
@@ -1053,8 +1090,8 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     # 16-channel chunk of 66 columns on 8 warps spilled 8 B on sm_90 (65x64 k3, 40 registers),
     # 2 x 3 do not. TF32 keeps every round in one group (its 9 at 128x128 k5 s2 as 3 x 3
     # spilled 8 B on sm_80). ptxas (nvcc 13) choices, checked at every model shape
-    rounds = extent(sch, srounds)
-    group = rounds if wl.dtype == "float32" else max(u for u in range(1, WINDOW_ROUNDS + 1) if rounds % u == 0)
+    rounds, most = extent(sch, srounds), WINDOW_ROUNDS_KS if ks else WINDOW_ROUNDS
+    group = rounds if wl.dtype == "float32" else max(u for u in range(1, most + 1) if rounds % u == 0)
     sch.unroll(srounds if group == rounds else sch.split(srounds, [None, group])[1])
     bind_warps(sty)
     sch.bind(sxi, "threadIdx.x")
@@ -1067,6 +1104,11 @@ def _conv_mma(sch, wl, wo: int, wx: int, xm: int, ry: int = 1) -> None:
     sch.compute_at(wt, j)
     sch.storage_align(wt, 0, 2, kc, _padded_row(kc) - kc)  # A rows: as xk's
     spread(inner_loops(wt, j))  # (o, c)
+    if ks:  # the block's K (k*k x its pixels, x fastest: coalesced, conflict-free reads), once
+        # for every chunk (K is the same for every channel)
+        sch.set_scope(kr, 0, sh)
+        sch.compute_at(kr, thr)
+        spread(inner_loops(kr, thr))
     c_w = sch.cache_write(outer, 0, "warp")
     sch.reverse_compute_at(c_w, thr)
     sch.decompose_reduction(outer, co)

@@ -390,7 +390,7 @@ def test_tensor_core_wide_tile_dynamic_shared(dtype):
 
     case = TF32_CASES["wide-adjoint"] if dtype == "float32" else HALF_CASES["wide"]
     wl = Workload.make("pac", "conv", case, dtype)
-    assert mma_tile(wl) == (4, 2, 4, 4)
+    assert mma_tile(wl) == (4, 2, 4, 4, True)
     low = emulate.prepare(wl, "cuda")
     (ln,) = low.launches
     assert ln.dyn_shared == mma_shared_bytes(wl, *mma_tile(wl)) > 48 * 1024
@@ -398,11 +398,36 @@ def test_tensor_core_wide_tile_dynamic_shared(dtype):
     assert "__shared__" not in low.source and "Sz_shared" not in low.source
 
     def mutate(lw):
-        lw.source, n = re.subn(r"\(\(__local (?:float|ushort)\*\)buf_dyn_shmem_ptr\)\[[^;]*\] = condval(_\d+)?;", "",
-                               lw.source, count=1)
+        lw.source, n = re.subn(r"\(\(__local (?:float|ushort)\*\)buf_dyn_shmem_ptr\)\[(?!" + K_COPY + r")[^;]*\] = "
+                               r"condval(_\d+)?;", "", lw.source, count=1)  # not the K copy (the adjoint's Kz)
         assert n == 1
     assert emulate.check(wl, "cuda", lowered=low) <= (emulate.TF32_TOLERANCE if dtype == "float32"
                                                        else emulate.TOLERANCE[dtype])
+    with pytest.raises(emulate.CheckFailed, match="NaN"):
+        emulate.check(wl, "cuda", lowered=low, mutate=mutate)
+
+
+K_COPY = r"\(+ax0_ax1_ax2_ax3_fused_0 \* 1024"  # the index of the wide tile's K copy (its loop over taps and pixels)
+
+
+@pytest.mark.parametrize("dtype,name", [("float32", "wide-adjoint"), ("float16", "wide-adjoint"), ("bfloat16", "wide")])
+def test_tensor_core_wide_tile_stages_k(dtype, name):
+    """The wide tile stages the block's K once for all channel chunks (``mma_tile``'s ``ks``;
+    the adjoint's Kz with its padding and zero insertion decided in that copy): within
+    tolerance, and with that copy's store dropped xk is built from poisoned shared memory."""
+    from dynfilter_tvm.target import cuda_target
+    from schedules.pac_cuda import mma_tile
+
+    wl = Workload.make("pac", "conv", (TF32_CASES if dtype == "float32" else HALF_CASES)[name], dtype)
+    assert mma_tile(wl, cuda_target("sm_90")) == (4, 2, 4, 4, True)
+    low = emulate.prepare(wl, "cuda")
+    assert emulate.check(wl, "cuda", lowered=low) <= (emulate.TF32_TOLERANCE if dtype == "float32"
+                                                       else emulate.TOLERANCE[dtype])
+
+    def mutate(lw):
+        lw.source, n = re.subn(r"\(\(__local (?:float|ushort)\*\)buf_dyn_shmem_ptr\)\[" + K_COPY
+                               + r"[^;]*\] = (?:condval(_\d+)?|K_ptr\[[^;]*\]);", "", lw.source)
+        assert n == 1
     with pytest.raises(emulate.CheckFailed, match="NaN"):
         emulate.check(wl, "cuda", lowered=low, mutate=mutate)
 
@@ -428,7 +453,7 @@ def test_tensor_core_one_tile_per_warp(monkeypatch):
     monkeypatch.setattr(pac_cuda, "MMA_TILES_X", 1)
     monkeypatch.setattr(pac_cuda, "MMA_WARPS_X", 8)
     wl = Workload.make("pac", "conv", TF32_CASES["row128"], "float32")
-    assert pac_cuda.mma_tile(wl) == (1, 8, 1, 2)
+    assert pac_cuda.mma_tile(wl) == (1, 8, 1, 2, False)
     assert 1e-5 < emulate.check(wl, "cuda") <= emulate.TF32_TOLERANCE
 
 
@@ -449,6 +474,8 @@ HALF_CASES = {
     "zero-ins-adjoint": dict(_geo(1, 16, 5, 8, 10, 16, 3, 1, 2, 1, 1), O=16, a=1),
     # the wide tile (4 rows of 128 pixels x 64 channels), stages in dynamic shared memory
     "wide": dict(_geo(1, 16, 4, 128, 4, 128, 3, 1, 1, 1, 1), O=64, a=0),
+    # its input gradient: Kz staged once per block (its padding decided in that copy)
+    "wide-adjoint": dict(_geo(1, 16, 4, 128, 4, 128, 3, 1, 1, 1, 1), O=64, a=1),
 }
 
 

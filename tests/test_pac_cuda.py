@@ -130,15 +130,41 @@ def test_tensor_core_staged_rows_avoid_bank_conflicts(kc, item):
     assert len({r * kc * item // 16 % 8 for r in range(8)}) == 4  # unpadded: 2-way conflicts
 
 
+def test_tensor_core_wide_tile_stages_k_by_shared_memory(monkeypatch):
+    """The wide tile stages the block's K (25 taps x 512 pixels) once for all chunks where the
+    arch's dynamic shared memory per block holds it: the half types everywhere (87,040 B, under
+    MMA_DYN_SHARED_BYTES), TF32 (112,640 B) on sm_80 (163 KB) and sm_90 (227 KB) but not on
+    sm_86/89 (99 KB), which keep the 61,440 B wide tile, K per chunk. The half types' input
+    gradient takes the wide tile only with K staged (its bounds-checked Kz loads next to 32
+    accumulators spilled): without room for it, the 2-row static tile."""
+    import schedules.pac_cuda as P
+    from dynfilter_tvm import gpu_report as G
+
+    pac = {(w.dtype, w.p["a"]): w for w in G.benchmark_workloads()["PAC conv 8x64x128x128 k5"]
+           if w.kernel == "conv" and (w.dtype != "float32" or w.p.get("tf32"))}
+    for arch, tf32_ks in (("sm_80", True), ("sm_90", True), ("sm_86", False), ("sm_89", False)):
+        target = cuda_target(arch)
+        for (dtype, a), wl in pac.items():
+            ks = tf32_ks or dtype != "float32"
+            assert P.mma_tile(wl, target) == (4, 2, 4, 4, ks), (arch, wl)
+            assert P.mma_shared_bytes(wl, *P.mma_tile(wl, target)) == {
+                ("float32", True): 112640, ("float32", False): 61440}.get((dtype, ks), 87040)
+            assert P.mma_shared_bytes(wl, *P.mma_tile(wl, target)) <= P.mma_dyn_shared_limit(target)
+    assert P.mma_dyn_shared_limit(None) == P.MMA_DYN_SHARED_BYTES  # any sm_80+ part
+    monkeypatch.setattr(P, "MMA_DYN_SHARED_BYTES", 80 * 1024)
+    assert P.mma_tile(pac["float16", 1], cuda_target("sm_86")) == (4, 4, 2, 2, False)
+    assert P.mma_tile(pac["float16", 0], cuda_target("sm_86")) == (4, 2, 4, 4, False)
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
 @pytest.mark.parametrize("dtype", ("float32", "float16", "bfloat16"))
 def test_tensor_core_conv_resources_at_benchmark_shape(dtype, arch):
     """Issue 15's register aims for the tensor-core conv at 8x64x128x128 k5 O=64, forward and
     input gradient: no spills and at most 64 registers, so that its 1,024-thread blocks (the
-    wide tile: 4 rows x 4 x 2 warps of four 16 x 16 tiles, 32 accumulators a thread; the half
-    types' input gradient 2 rows x 4 x 4 warps of two) fit an SM: 50% theoretical occupancy
-    with the launch's dynamic shared memory (ptxas figures; estimates, no GPU)."""
+    wide tile: 4 rows x 4 x 2 warps of four 16 x 16 tiles, 32 accumulators a thread, K staged
+    once per block: 87,040 B half, 112,640 B TF32) fit an SM: 50% theoretical occupancy with
+    the launch's dynamic shared memory (ptxas figures; estimates, no GPU)."""
     from dynfilter_tvm import emulate
     from dynfilter_tvm import gpu_report as G
     from schedules.pac_cuda import mma_shared_bytes, mma_tile
@@ -150,13 +176,12 @@ def test_tensor_core_conv_resources_at_benchmark_shape(dtype, arch):
         assert G.mma_kind(src) == {"float32": "tf32", "float16": "f16", "bfloat16": "bf16"}[dtype]
         res = G.ptxas_resources(src, arch)["pac_conv_kernel"]
         assert res["spill"] == 0 and res["regs"] <= 64, (wl, res)
-        wo, wx, xm, ry = mma_tile(wl)
-        wide = not (wl.p["a"] and dtype != "float32")  # the half types' input gradient: 2 rows
-        assert (wo, wx, xm, ry) == ((4, 2, 4, 4) if wide else (4, 4, 2, 2))
+        wo, wx, xm, ry, ks = tile = mma_tile(wl, cuda_target(arch))
+        assert tile == (4, 2, 4, 4, True)  # the half types' input gradient too (was 2 rows)
         # the stages in dynamic shared memory (ptxas: no static bytes), the padded rows as budgeted
         (ln,) = emulate.lower(emulate.scheduled(wl, arch), cuda_target(arch)).launches
-        assert res["smem"] + ln.dyn_shared == mma_shared_bytes(wl, wo, wx, xm, ry)
-        assert (ln.dyn_shared > 48 * 1024 and res["smem"] == 0) == wide
+        assert res["smem"] == 0 and ln.dyn_shared == mma_shared_bytes(wl, *tile) == (112640 if dtype == "float32"
+                                                                                     else 87040)
         assert G.occupancy(arch, 32 * wo * wx * ry, res["regs"], res["smem"] + ln.dyn_shared) >= 0.5
 
 
@@ -176,8 +201,8 @@ def test_tensor_core_conv_resources_at_model_shapes(dtype, arch):
     for p in (dict(_geo(2, 32, 65, 64, 64, 64, 3, 1, 1, 0, 1), O=32, a=0),
               dict(_geo(2, 32, 128, 128, 64, 64, 5, 2, 1, 2, 1), O=32, a=1)):
         wl = Workload.make("pac", "conv", p, dtype)
-        wo, wx, xm, ry = mma_tile(wl, cuda_target(arch))
-        assert ry == (2 if p["s"] == 1 else 1)  # rows per block where the window rows are contiguous
+        wo, wx, xm, ry, ks = mma_tile(wl, cuda_target(arch))
+        assert ry == (2 if p["s"] == 1 else 1) and not ks  # rows per block where the window rows are contiguous
         src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
         assert G.mma_kind(src) == {"float16": "f16", "bfloat16": "bf16"}[dtype]
         res = G.ptxas_resources(src, arch)["pac_conv_kernel"]
