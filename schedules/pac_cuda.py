@@ -1552,8 +1552,11 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
         sch.decompose_reduction(part, cl_o)
         sch.reverse_compute_at(rf, xt)
         init = sch.decompose_reduction(rf, co)
-        bind_zyx(*sch.get_loops(init)[-3:])
-        sch.unroll(sch.get_loops(init)[-4])
+        loops = sch.get_loops(init)
+        ij, iz, *ixy = loops[next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(i))) + 1:]
+        sch.unroll(ij)  # (j, half, [x group: none at wx = 1], lane)
+        sch.bind(iz, "threadIdx.z")
+        bind_zyx(*ixy)
     else:
         copy = sch.cache_write(rf, 0, "local")  # rf now sums in registers, ``copy`` stores them
         sch.reverse_compute_at(copy, j)
