@@ -117,7 +117,13 @@ G over O by ldmatrix.x4 + mma.sync, stores it to shared memory (float32, laid ou
 pixel's 16 channels padded to 20 words), and two threads per pixel (DK_MMA_HALVES,
 threadIdx.z) each add sum_c Sz G over 8 of the chunk's channels to their own register (G read
 as two 16-byte vectors, the source from global memory); per tap the two sums meet in shared
-memory (1 KB, in the Wt chunk's space) and the pixel's total is stored.
+memory (1 KB, in the Wt chunk's space) and the pixel's total is stored. The half types
+(where it fits 48 KB: ``dk_mma_window``) take the chunks outside the tap columns and stage
+the source window once per tap row and chunk, the dots reading it from shared memory: at
+8x64x128x128 k5 O=64 40,320 B, 63-64 registers under __launch_bounds__(256, 4), no spills,
+50% on sm_90 and sm_80; requested 316 MB (was 645: the source 83 MB, was 412), no-cache est.
+94 us = 3.4x the roofline (was 192 us, 7.0x); the weight's 210 MB is what is left.
+Per tap (TF32, and before the window):
 8x64x128x128 k5 O=64: 1,024 blocks of 256 threads, 30,976 B shared memory; ptxas 48
 registers on sm_90 and sm_80, no spills: 5 blocks of 8 warps, 62.5% (registers and, on
 sm_80, shared memory). (4 warps of two 16-pixel tiles sharing their A fragment, a thread per
@@ -1317,6 +1323,8 @@ def _conv_dk_tiled(sch, wl, t) -> None:
 # the warps per block, one 16-pixel tile each (occupancy: see ``_conv_dk_mma``)
 DK_MMA_HALVES = 2
 DK_MMA_WARPS = 4  # 32-pixel column groups per block (threadIdx.y)
+DK_MMA_MIN_WARPS = 32  # resident warps per SM asked of ptxas (__launch_bounds__: 50% occupancy)
+DK_MMA_BOUNDED_O = 64  # up to this many output channels (more took 80+ registers unbounded: spills)
 HALF_MMA = ("float16", "bfloat16")  # conv_dk on tensor cores (their products exact in float32)
 
 
@@ -1333,20 +1341,37 @@ def _dk_mma_row(n: int, item: int = 2) -> int:
     return n + 16 // item
 
 
-def dk_mma_shared_bytes(wl, wx: int) -> int:
-    """Static shared memory of the tensor-core conv_dk: the dO tile (P = 32*wx pixels x O, rows
-    padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows padded; the halves'
-    sums of a tap, DK_MMA_HALVES x P float32, take its space, or more where they do not fit)
-    and G of one tap and chunk (P pixels x 16 channels float32, a pixel's channels padded to
-    20 words: conflict-free fragment stores and vector loads), dO and Wt in the input's type.
-    In float32 (TF32) TVM's StorageRewrite gives all three of Wt, the sums and G one space (one
-    type; ThreadSync adds the barrier between the last A fragment load and G's store), as ptxas
-    reports. 8x64x128x128 k5 O=64: half types 18,432 + 2,304 + 10,240 = 30,976 B; TF32 34,816 +
-    max(4,352, 1,024, 10,240) = 45,056 B."""
-    O, pix, item = wl.p["O"], 32 * wx, 4 // MMA_DTYPES[wl.dtype][1]
+def dk_mma_shared_bytes(wl, wx: int, window=None) -> int:
+    """Static shared memory of the tensor-core conv_dk (``window``: with the source window
+    staged, ``dk_mma_window``; None: as built). Without the window: the dO tile (P = 32*wx
+    pixels x O, rows padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows
+    padded; the halves' sums of a tap, DK_MMA_HALVES x P float32, take its space, or more where
+    they do not fit) and G of one tap and chunk (P pixels x 16 channels float32, a pixel's
+    channels padded to 20 words: conflict-free fragment stores and vector loads), dO and Wt in
+    the input's type. In float32 (TF32) TVM's StorageRewrite gives all three of Wt, the sums
+    and G one space (one type; ThreadSync adds the barrier between the last A fragment load and
+    G's store), as ptxas reports. With the window (the half types) each apart, 64-byte aligned:
+    dO, Wt and G as above, the halves' k sums of a tap row (DK_MMA_HALVES x k x P float32) and
+    the window (16 channels x (P-1)s + (k-1)d + 1 columns). 8x64x128x128 k5 O=64: half types
+    18,432 + 2,304 + 10,240 + 5,120 + 4,224 = 40,320 B (without the window 18,432 + 2,304 +
+    10,240 = 30,976 B); TF32 34,816 + max(4,352, 1,024, 10,240) = 45,056 B."""
+    O, k, pix, item = wl.p["O"], wl.p["k"], 32 * wx, 4 // MMA_DTYPES[wl.dtype][1]
     row = _dk_mma_row(O, item) * item
+    if window is None:
+        window = dk_mma_window(wl, wx)
+    if window:
+        cols = (pix - 1) * wl.p["s"] + (k - 1) * wl.p["d"] + 1
+        parts = (pix * row, 16 * row, pix * 20 * 4, DK_MMA_HALVES * k * pix * 4, 16 * cols * item)
+        return sum(-(-b // 64) * 64 for b in parts)
     wt, g = max(16 * row, DK_MMA_HALVES * pix * 4), pix * 20 * 4
     return pix * row + (max(wt, g) if item == 4 else wt + g)
+
+
+def dk_mma_window(wl, wx: int) -> bool:
+    """Whether the tensor-core conv_dk stages its source window per tap row and chunk
+    (``_dk_mma_window``): in the half types, where it fits 48 KB of static shared memory
+    (TF32's would not at 128-pixel blocks: 34,816 + 4,352 + 10,240 + 5,120 + 8,448 = 62,976 B)."""
+    return wl.dtype in HALF_MMA and dk_mma_shared_bytes(wl, wx, True) <= MMA_SHARED_BYTES
 
 
 def dk_mma_tile(wl, target=None):
@@ -1365,6 +1390,22 @@ def dk_mma_tile(wl, target=None):
     while dk_mma_shared_bytes(wl, wx) > MMA_SHARED_BYTES and wx > 1:
         wx //= 2
     return wx if dk_mma_shared_bytes(wl, wx) <= MMA_SHARED_BYTES else None
+
+
+def _dk_mma_window(sch, co, warps: int, bind_zyx) -> None:
+    """Stage the tensor-core conv_dk's source window at ``co`` (a tap row's chunk): 16
+    channels x (P-1)s + (k-1)d + 1 grid columns, padding and zero insertion decided in this
+    copy, read by the k tap columns' dots. Channels over the warps, columns over the lanes
+    (a copy spread over the fused index divided by the window's width per element: 79
+    registers on sm_80 unbounded, spills under the launch bounds)."""
+    sz = sch.get_sblock("Sz")
+    sch.set_scope(sz, 0, "shared")
+    sch.compute_at(sz, co)
+    sc, sx = sch.get_loops(sz)[-2:]
+    scr, scz, scy = sch.split(sc, [None, DK_MMA_HALVES, warps])
+    sxr, sxt = sch.split(sx, [None, 32])
+    sch.reorder(scr, sxr, scz, scy, sxt)
+    bind_zyx(scz, scy, sxt)
 
 
 DK_STORE_T_F32 = "dynfilter_pac_dk_mma_store_shared_t_f32"
@@ -1393,6 +1434,26 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     thread (with the chunks outside the taps the k accumulators were indexed by a loop
     variable: local memory).
 
+    The half types where it fits 48 KB (``dk_mma_window``, every shape checked): the chunks
+    outside the tap columns, so per tap row i and chunk the block stages the source window
+    once (16 channels x (P-1)s + (k-1)d + 1 grid columns, ``_dk_mma_window``: padding and
+    zero insertion in this copy) and the k tap columns' dots read it from shared memory at
+    offset j*d; a thread sums a (tap, chunk)'s 8 products in a register (a second ``rfactor``,
+    over the chunks) and adds that once to its half's sum of the tap in shared memory
+    (DK_MMA_HALVES x k x P float32), the pair added per tap row. k accumulators in registers
+    instead took 64 registers with 16-24 B of spills under the launch bounds (80 on sm_80
+    without). ``__launch_bounds__`` for 4 blocks of 8 warps (``common.min_blocks``, O <=
+    DK_MMA_BOUNDED_O): sm_80's ptxas took 79 registers without. 8x64x128x128 k5 O=64 f16 /
+    bf16: 40,320 B, 63 / 64 registers (sm_90 / sm_80), no spills, 4 blocks of 8 warps: 50%
+    (both archs; the per-tap build 48 registers, 62.5%). Requested bytes 645 -> 316 MB (the
+    source 412 -> 83 MB: ``gpu_report._pac_dk_mma_parts``): no-cache est. 192 -> 94 us, 3.4x
+    the 27.5 us roofline. Shared memory per chunk and tap (as below): + 64 window loads (8
+    warps x 8 channels, 64 B rows: 1 each) + 16 for the sums' load and store + 16 for the
+    window copy (80 per tap row), in all about 515 wavefronts = 218 us, against 422 + the
+    per-tap source loads' 64 L1 wavefronts (L1 and shared memory share one array) = 486: about
+    even (1.06x), the L2 traffic of the source gone. TF32: the window, the k sums and its G
+    (34,816 + 4,352 + 10,240 + 5,120 + 8,448 = 62,976 B) exceed 48 KB: per-tap source loads there.
+
     Why 8 warps: 4 warps of two tiles sharing their A fragment, a thread per pixel in the dot,
     took 68 registers on sm_90 (7 blocks: 44%) and 75 on sm_80 (5 blocks by 31 KB of shared
     memory: 31%); TVM 0.27 emits __launch_bounds__(128) without a minimum of blocks
@@ -1401,7 +1462,7 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     5 blocks of 8 warps, 62.5% on both (sm_90: registers, 65,536 / (48 x 256) = 5; sm_80:
     shared memory, 164 KB / 32,000 B = 5).
 
-    Estimate (no GPU: arithmetic; 8x64x128x128 k5 O=64 float16/bfloat16, per block of 8 warps
+    Estimate of the per-tap build (no GPU: arithmetic; 8x64x128x128 k5 O=64 float16/bfloat16, per block of 8 warps
     and chunk (tap, 16 channels); H100 SXM as ``_conv_mma``: 132 SMs at 1.83 GHz, per SM and
     clock one m16n8k16 mma and one shared-memory wavefront). 1,024 blocks x 25 taps x 4
     chunks = 102,400 chunks of 64 mma (8 warps x 4 K steps x 2 n8 halves): 6.55 M mma / 132 =
@@ -1429,11 +1490,11 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     (kept in registers: 16 more per thread at 16-pixel tiles); A is loaded by each of the 8
     warps (two 16-channel M tiles per warp: G twice the shared memory, sm_80 under 50%);
     registers grow with O (O = 128 k7: 64 / 80, O = 256: 164 / 168; the staging copies and
-    the K loop, which nvcc unrolls); requested bytes: staging the source window per tap row
-    and chunk (16 channels x (P + (k-1)d) columns, 4.2 KB) would cut the source to about 86
-    MB (319 MB in all, 95 us, 3.5x), but adds shared memory (sm_80: 4 blocks of 8 warps, 50%,
-    at 36 KB); larger pixel tiles would cut the weight's 210 MB (the dO tile, 18 KB per 128
-    pixels, is what bounds them).
+    the K loop, which nvcc unrolls); requested bytes: the source window (above) cut them to
+    316 MB (3.4x); the weight's 210 MB (Wt read whole, 205 KB, by each of the 1,024 blocks)
+    is what is left: 1.5x (141 MB) needs about 512-pixel blocks (Wt 52 MB, window 8 x 132 per
+    channel: 35 MB; 110 MB in all), whose dO tile (64 KB in the half types) needs dynamic
+    shared memory and 16+ warps per block for 50%.
 
     TF32 (the same shape, float32 flagged ``tf32``; P = 128, 8 warps): per chunk 8 warps x 8 K
     steps x 2 n8 halves = 128 mma m16n8k8 (one per SM and clock, half of m16n8k16's FLOPs: the
@@ -1461,17 +1522,25 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     load_a, load_b, mma = _intrin_names(wl.dtype)
     e, O, halves = MMA_DTYPES[wl.dtype][1], wl.p["O"], DK_MMA_HALVES
     kk, row = 8 * e, _dk_mma_row(O, 4 // e)  # output channels per mma K step; staged row length
-    warps = wx
-    sch.compute_inline(sch.get_sblock("Sz"))
+    warps, window = wx, dk_mma_window(wl, wx)
+    if not window:
+        sch.compute_inline(sch.get_sblock("Sz"))
     acc = sch.get_sblock("acc")
     n, g, i, j, y, x, c = sch.get_loops(acc)
     xb, xw, xt = sch.split(x, [None, wx, 32])
     co, ch, cl = sch.split(c, [None, halves, 16 // halves])
-    sch.reorder(n, g, y, xb, i, j, co, ch, xw, xt, cl)
+    # window: the chunks outside the tap columns (the source window of a tap row and chunk
+    # staged once), else the taps outside the chunks
+    sch.reorder(n, g, y, xb, i, *((co, j) if window else (j, co)), ch, xw, xt, cl)
     # each half of the chunk's channels summed by its own threads (threadIdx.z), the halves
-    # added once per tap through shared memory
-    rf = sch.rfactor(ch, 0)
-    n, g, y, xb, i, j, co, ch, xw, xt, cl = sch.get_loops(rf)
+    # added once per tap row (per tap) through shared memory
+    rf = part = sch.rfactor(ch, 0)
+    if window:  # a thread's products of a (tap, chunk) summed in a register (``part``), added
+        # to its half's k sums of the tap row (shared memory) once
+        part = sch.rfactor(sch.get_loops(rf)[5], 0)
+    n, g, y, xb, i, t1, t2, ch, xw, xt, cl = sch.get_loops(part)
+    co, j = (t1, t2) if window else (t2, t1)
+    tap = j if window else co  # the loop of one tap and chunk
     blk = sch.fuse(n, g, y, xb)
     sch.bind(blk, "blockIdx.x")
 
@@ -1490,7 +1559,7 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
 
     G = sch.get_sblock("G")
     sch.set_scope(G, 0, "shared")
-    sch.compute_at(G, co)
+    sch.compute_at(G, tap)
     gc, gx, go = sch.get_loops(G)[-3:]
     gxw, gxm, gxt = sch.split(gx, [warps, 2, 16])
     goo, got = sch.split(go, [None, kk])
@@ -1505,14 +1574,16 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     sch.storage_align(dsh, 0, 2, O, row - O)
     spread(dsh, blk)
     wsh = sch.cache_read(outer, w_at, "shared")
-    sch.compute_at(wsh, co)
+    sch.compute_at(wsh, tap)
     sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, c_, o_))
     sch.storage_align(wsh, 0, 2, O, row - O)
     # lanes along o: a warp's 16-bit stores fill 16 consecutive words of one row (one
     # wavefront; lanes along c met 2-way conflicts, rows 8 apart sharing banks). The global
     # reads are scattered either way (o and c strides of C*k^2 and k^2 elements)
     sch.reorder(*sch.get_loops(wsh)[-2:][::-1])
-    spread(wsh, co)
+    spread(wsh, tap)
+    if window:
+        _dk_mma_window(sch, co, warps, bind_zyx)
     a_w = sch.cache_read(outer, w_at, "warp")
     b_w = sch.cache_read(outer, d_at, "warp")
     sch.compute_at(a_w, goo)
@@ -1542,27 +1613,44 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     sch.storage_align(store, 0, 4, 16, 4)
     sch.tensorize(store, DK_STORE_T_F32)
     # the dot reads its pixel's 8 values of G (its half) as two 16-byte vectors
-    g_at = next(q for q, r in enumerate(sch.get(rf).reads) if r.source.name.startswith("G"))
-    g_loc = sch.cache_read(rf, g_at, "local")
+    g_at = next(q for q, r in enumerate(sch.get(part).reads) if r.source.name.startswith("G"))
+    g_loc = sch.cache_read(part, g_at, "local")
     cl_o, _ = sch.split(cl, [None, 4])
     sch.compute_at(g_loc, cl_o)
     sch.vectorize(sch.get_loops(g_loc)[-1])
-    # the halves' sums: in registers over the chunks, then through shared memory per tap
+    # the halves' sums: window, per tap row k per thread in shared memory, each added once per
+    # (tap, chunk) from ``part``'s register; else per tap in registers over the chunks, then
+    # through shared memory
     sch.set_scope(rf, 0, "shared")
-    copy = sch.cache_write(rf, 0, "local")  # rf now sums in registers, ``copy`` stores them
-    sch.reverse_compute_at(copy, j)
-    cz, cxy = sch.get_loops(copy)[-2:]
-    bind_zyx(cz, *sch.split(cxy, [warps, 32]))
-    bind_zyx(*sch.get_loops(sch.decompose_reduction(rf, co))[-3:])
+    if window:
+        sch.set_scope(part, 0, "local")
+        sch.decompose_reduction(part, cl_o)
+        sch.reverse_compute_at(rf, xt)
+        init = sch.decompose_reduction(rf, co)
+        loops = sch.get_loops(init)
+        ij, iz, *ixy = loops[next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(i))) + 1:]
+        sch.unroll(ij)  # (j, half, [x group: none at wx = 1], lane)
+        sch.bind(iz, "threadIdx.z")
+        bind_zyx(*ixy)
+    else:
+        copy = sch.cache_write(rf, 0, "local")  # rf now sums in registers, ``copy`` stores them
+        sch.reverse_compute_at(copy, j)
+        cz, cxy = sch.get_loops(copy)[-2:]
+        bind_zyx(cz, *sch.split(cxy, [warps, 32]))
+        bind_zyx(*sch.get_loops(sch.decompose_reduction(rf, co))[-3:])
     acc = sch.get_sblock("acc")
-    sch.reverse_compute_at(acc, j)
-    az, axy = sch.get_loops(acc)[-2:]
+    sch.reverse_compute_at(acc, i if window else j)
+    az, *aj, axy = sch.get_loops(acc)[-3 if window else -2:]
     ay, ax = sch.split(axy, [warps, 32])
-    sch.reorder(ay, ax, az)  # both threads of a pixel add the pair (the same total)
+    sch.reorder(ay, ax, *aj, az)  # both threads of a pixel add the pair (the same total)
     bind_zyx(ay, ax)
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, az)
-    sch.reverse_compute_at(sch.get_sblock("out"), ax)
+    sch.reverse_compute_at(sch.get_sblock("out"), aj[0] if window else ax)
+    if window:
+        sch.unroll(aj[0])
+    if window and O <= DK_MMA_BOUNDED_O:
+        min_blocks(sch, DK_MMA_MIN_WARPS // (halves * warps))  # 64 registers: 50% occupancy
 
 
 def generic_dk_tile(wl):

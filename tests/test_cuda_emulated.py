@@ -841,11 +841,12 @@ def test_conv_dk_tensor_core_sm80(dtype):
 @pytest.mark.parametrize("mutate,match", [
     # the barrier between the fragment stores of G and the per-pixel dot that reads them
     (_drop_barrier(2), "NaN"),
-    # the two halves of the channels' sums (DK_MMA_HALVES), one left out of a pixel's total.
+    # the two halves of the channels' sums (DK_MMA_HALVES), one left out of a pixel's total
+    # (the first tap column's: the k totals of a tap row unrolled, the source window staged).
     # (Dropping the barrier before that total does not show on PoCL: both halves' threads
     # store the same total, and those of the second half run after every store of the first)
-    (_replace("for (int ax0 = 0; ax0 < 2; ++ax0) {\n        acc_local_ptr[0]",
-              "for (int ax0 = 0; ax0 < 1; ++ax0) {\n        acc_local_ptr[0]"), "relative error"),
+    (_replace("for (int ax0 = 0; ax0 < 2; ++ax0) {\n      acc_local_ptr[0]",
+              "for (int ax0 = 0; ax0 < 1; ++ax0) {\n      acc_local_ptr[0]"), "relative error"),
     (_mma_layout("TVM_MMA16_A_LANE", "(row, k) (4 * ((row) % 8) + ((k) + 2) % 8 / 2)"), "relative error"),
     (_mma_layout("TVM_LDM_SRC", "(m, lane) ((m) * 8 + ((lane) / 4 + 1) % 8)"), "relative error"),
 ], ids=["dropped-g-barrier", "one-half", "mma-a-lane", "ldmatrix-row"])

@@ -413,11 +413,12 @@ def test_conv_dk_tensor_core_resources(dtype, arch):
     """Issue 15's aims for the half types' tensor-core conv_dk (ptxas figures; estimates, no
     GPU) at the benchmark shape and the pac_joint_upsample-like ones: f16/bf16 mma.sync, no
     spills, shared memory as budgeted (dk_mma_shared_bytes), >= 50% theoretical occupancy. The
-    dot's channels split over DK_MMA_HALVES threads per pixel (8-warp blocks at 128-pixel rows):
-    48 registers on both archs at the benchmark shape, 5 blocks of 8 warps, 62.5% (the 4-warp
-    blocks took 68 / 75 registers: 44% on sm_90, 31% on sm_80, shared memory bound)."""
+    dot's channels split over DK_MMA_HALVES threads per pixel (8-warp blocks at 128-pixel rows);
+    the source window staged per tap row and chunk (dk_mma_window) under
+    __launch_bounds__(threads, 32 warps' blocks): 63-64 registers at the benchmark shape, 4
+    blocks of 8 warps, 50% (without the bound sm_80 took 79: 37.5%)."""
     from dynfilter_tvm import gpu_report as G
-    from schedules.pac_cuda import DK_MMA_HALVES, dk_mma_shared_bytes, dk_mma_tile
+    from schedules.pac_cuda import DK_MMA_HALVES, DK_MMA_MIN_WARPS, dk_mma_shared_bytes, dk_mma_tile, dk_mma_window
 
     shapes = [dict(_geo(8, 64, 128, 128, 128, 128, 5, 1, 1, 2, 1), O=64),
               dict(_geo(2, 32, 65, 64, 64, 64, 3, 1, 1, 0, 1), O=32),
@@ -427,10 +428,34 @@ def test_conv_dk_tensor_core_resources(dtype, arch):
         wx = dk_mma_tile(wl, cuda_target(arch))
         src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
         assert G.mma_kind(src) == {"float16": "f16", "bfloat16": "bf16"}[dtype]
-        assert f"__launch_bounds__({32 * wx * DK_MMA_HALVES})" in src
+        threads = 32 * wx * DK_MMA_HALVES
+        assert dk_mma_window(wl, wx) and "Sz_shared" in src
+        assert f"__launch_bounds__({threads}, {DK_MMA_MIN_WARPS * 32 // threads})" in src
         res = G.ptxas_resources(src, arch)["pac_conv_dk_kernel"]
-        assert res["spill"] == 0 and res["smem"] == dk_mma_shared_bytes(wl, wx), (p, res)
+        assert res["spill"] == 0 and res["smem"] == dk_mma_shared_bytes(wl, wx, True), (p, res)
         assert G.occupancy(arch, 32 * wx * DK_MMA_HALVES, res["regs"], res["smem"]) >= 0.5, (p, res)
+
+
+def test_conv_dk_tensor_core_requested_bytes():
+    """The report's count for the tensor-core conv_dk at the benchmark shape (8x64x128x128 k5
+    O=64): the half types stage the source window per tap row and chunk, so X is read once per
+    (real output row, tap row) and window column (634 x 128 per channel and image, was each
+    pixel's 634 x 634 real taps): 316 MB in all (was 645); TF32 (no window: 62,976 B would
+    pass 48 KB) keeps the per-tap count, 1,289 MB."""
+    from dynfilter_tvm import gpu_report as G
+    from schedules.pac_cuda import dk_mma_shared_bytes, dk_mma_tile, dk_mma_window
+
+    p = dict(_geo(8, 64, 128, 128, 128, 128, 5, 1, 1, 2, 1), O=64)
+    for dtype, params, x, total in (("bfloat16", p, 8 * 64 * 634 * 128, 316_145_664),
+                                    ("float32", dict(p, tf32=1), 8 * 64 * 634 * 634, 1_289_297_920)):
+        wl = Workload.make("pac", "conv_dk", params, dtype)
+        wx = dk_mma_tile(wl)
+        assert wx == 4 and dk_mma_window(wl, wx) == (dtype == "bfloat16")
+        parts = G._pac_dk_mma_parts(wl, wl.p, wx)
+        assert parts["X"] == x and parts["Wt"] == 1024 * 64 * 64 * 25, parts
+        item = 2 if dtype == "bfloat16" else 4
+        assert G.requested_bytes(wl, item, "sm_80") == G.requested_bytes(wl, item) == total
+    assert dk_mma_shared_bytes(wl, 4, True) == 62_976
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
