@@ -503,10 +503,18 @@ def test_interrupted_import_leaves_no_partial_files(tuned, tmp_path, monkeypatch
     (tmp_path / "big.json").write_text(json.dumps(data))
     sys_tmp = tmp_path / "sys_tmp"
     sys_tmp.mkdir()
+    # each record's check slowed down in the child, so that the signal always lands mid-import
+    # (on a loaded machine an unslowed import could finish between the progress line and the signal)
+    slowed = ("import sys, time\n"
+              "import dynfilter_tvm.tuning_log as t\n"
+              "check = t._check_record\n"
+              "t._check_record = lambda raw: (time.sleep(0.02), check(raw))[1]\n"
+              "from dynfilter_tvm.__main__ import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
     for sig in (signal.SIGTERM, signal.SIGINT):
         out = tmp_path / f"out-{sig.name}"
         env = {**os.environ, "TMPDIR": str(sys_tmp)}
-        proc = subprocess.Popen([sys.executable, "-m", "dynfilter_tvm", "logs", "import", str(tmp_path / "big.json"),
+        proc = subprocess.Popen([sys.executable, "-c", slowed, "logs", "import", str(tmp_path / "big.json"),
                                  "-o", str(out)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
         seen = b""
         deadline = time.monotonic() + 120
