@@ -347,14 +347,15 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     :func:`_acda_datoms_block_bytes`): dO staged once, N*C*M*Ho*Wo, and per block and channel its input window's real elements: at
     8x64x56x56 k7 (tiles of 28) 38.5 MB + 8*64*380*62*4 B = 48.2 MB = 86.8 MB, 1.17x (the
     rows schedule before it: dO once per tap row, 313 MB, 4.2x). Generic ACDA builds
-    (``generic``; rows of whole X_QUANTUM = 8 pixels): fwd by tap rows in 8-pixel tiles where
-    ``schedules.acda_cuda.generic_tiled``, its atoms from staged A and P where
-    ``staged_atoms_plan`` (:func:`_acda_fwd_staged_atoms_bytes` with ``generic``: A once, P per
-    block and pass, the blocks over the rows padded to whole tiles), else the per-thread count
-    above over the padded rows, X per block and tap row over (8-1)*s + (k-1)*d + 1 columns
-    (:func:`_acda_fwd_rows_bytes`): at 8x64x56x56 k7 float32 A 10.8 MB + P 3,136 x 18 x 49 x 4
-    B = 11.1 MB + X 8*64*380*92*4 B = 71.6 MB = 93.5 MB, 1.50x the static's 62.2 MB (the
-    per-thread atoms loads before: 324.5 MB, 5.2x); datoms with every tap row in one block in
+    (``generic``; rows of whole X_QUANTUM = 8 pixels, fwd's of whole ROW_TILE = 32): fwd by tap
+    rows in tiles of ``fwd_rows_shape`` where ``schedules.acda_cuda.generic_tiled``, its atoms
+    from staged A and P where ``staged_atoms_plan`` (:func:`_acda_fwd_staged_atoms_bytes` with
+    ``generic``: A once, P per block and pass, the blocks over the rows padded to whole 32
+    pixels), else the per-thread count above over the padded rows, X per block and tap row
+    over (tile-1)*s + (k-1)*d + 1 columns (:func:`_acda_fwd_rows_bytes`): at 8x64x56x56 k7
+    float32 the static build's tiles of 32 and count, 62.2 MB, 1.00x (8-pixel tiles before:
+    A 10.8 MB + P 3,136 x 18 x 49 x 4 B = 11.1 MB + X 8*64*380*92*4 B = 71.6 MB = 93.5 MB,
+    1.50x; the per-thread atoms loads before that: 324.5 MB, 5.2x); datoms with every tap row in one block in
     8-pixel tiles where ``generic_tiled(..., stage="dOpad_shared")``
     (:func:`_acda_datoms_generic_bytes`): dO once, 8*64*6*3136*4 B = 38.5 MB, + X 71.6 MB =
     110.1 MB, 1.27x the static's 86.8 MB (by rows before: dO per tap row, 341.3 MB, 3.9x); dx the
@@ -402,11 +403,12 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         from schedules.acda_cuda import atoms_per_thread
         from schedules.common import UNROLL_TAPS
 
-        from .ops.acda import X_QUANTUM
+        from .ops.acda import ROW_TILE, X_QUANTUM
 
-        # a generic build computes rows of whole X_QUANTUM pixels (ops.acda): its atoms and
-        # register tiles run over the padded row (the loads past it are masked: an upper bound)
-        quantum = X_QUANTUM if generic is not None else 1
+        # a generic build computes rows of whole X_QUANTUM pixels (fwd: ROW_TILE; ops.acda): its
+        # atoms and register tiles run over the padded row (the loads past it are masked: an
+        # upper bound)
+        quantum = 1 if generic is None else ROW_TILE if wl.kernel == "fwd" else X_QUANTUM
         wq = -(-p["Wo"] // quantum) * quantum
         pix = p["N"] * p["Ho"] * wq
         k, M, T, mi = p["k"], p["M"], p["T"], atoms_per_thread(wl)
@@ -654,8 +656,8 @@ def _acda_fwd_rows_bytes(wl: Workload, p: dict, arch: str, generic: Optional[Wor
     """Input elements loaded by acda.fwd's tap-row schedule (``schedules.acda_cuda._fwd_rows``),
     or None where fwd keeps the shared-atoms one (X per (channel, tap) of every pixel): per
     block and tap row, the real elements of each channel's input row segment. ``generic``: its
-    generic build's tiles (X_QUANTUM pixels, ``fwd_rows_shape``) where that build takes the
-    rows schedule (``generic_tiled``)."""
+    generic build's tiles (``fwd_rows_shape``: 32 pixels in float32; the tiles past the row
+    load nothing) where that build takes the rows schedule (``generic_tiled``)."""
     from schedules.acda_cuda import fwd_rows_tile, generic_tiled
 
     from . import registry

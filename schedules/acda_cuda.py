@@ -76,7 +76,7 @@ Then (2026-12-01, issue 16 items 1/2/5): the generic builds take the staged atom
 (``_atoms_staged``; A from 'Apad', A widened to whole tiles by ``ops.acda``, staged as it is:
 a tile's M x 8 coefficients lie inside the widened row, a stage of constant size; a cache of
 A read through the inlined 'Apad' had overflowed an int32 bound in TVM's lowering) and
-GENERIC_FWD_THREADS = 128, so that the build's 2 x 7 x 8 (atom group, tap row, pixel) triples
+GENERIC_FWD_THREADS = 128 (since removed: see below), so that the build's 2 x 7 x 8 (atom group, tap row, pixel) triples
 run in parallel (one pass: P staged once per block; at 64 threads two passes, P twice, and
 ptxas took 70 registers, 44%). 8x64x56x56 k7 M = 6 float32: cb = 4, 16 slices x 8 pixels =
 128 threads, 3,136 blocks; ptxas 48 registers on sm_90 and sm_80, no spill, 13,440 B shared,
@@ -92,7 +92,33 @@ stages that TVM sizes as constants, and it does only where it can prove the stag
 within the buffer's symbolic one (``CompactBufferAllocation``: a tile of 32 pixels' 38
 columns against the padded row's (Wq - 1)*s + (k-1)*d + 1, Wq >= 8; two output rows' 8
 input rows against max(H, 1) + 2p): that takes ``ops.acda`` bounding those extents below by
-the CUDA tile (as ``_whole_vectors`` does by X_QUANTUM), outside this file.
+the CUDA tile (as ``_whole_vectors`` does by X_QUANTUM), outside this file. Done next.
+Then (2026-12-01, issue 16 items 1/2/5, issue 15 items 4/6): ``ops.acda``'s generic fwd
+computes 'acc' over rows of whole ROW_TILE = 32 pixels and pads its copies 'Xpad' and 'Apad'
+to them ((Wt - 1)*s + (k-1)*d + 1 columns, Wt = whole 32 of Wo): a tile of up to 32 pixels
+then lies inside every padded row, the last one too (its pixels past Wo compute zeros and
+are never stored; 'out' keeps the real row), so TVM sizes its stages as constants and the
+generic build takes the static design: ``fwd_rows_shape`` picks the largest power of two
+from ROW_TILE down to X_QUANTUM whose stages fit 48 KiB, with the static rule for cb
+(ROWS_ACC_WORDS, ROWS_MAX_THREADS, threads covering the atoms build). (The tail predicate
+that rows of whole X_QUANTUM pixels split by 32 would need is not the way: TVM then cannot
+bound the region 'out' reads from 'acc', the scope stops being a stage pipeline and
+cache_read / compute_at refuse it.) The CPU schedules compute 'acc' only at the stored
+vector tiles, so there only the padded input copy grows (8 columns a row at 56 pixels).
+8x64x56x56 k7 M = 6 float32 (nvcc 13 -v, ``gpu_report``, estimates): tile 32, cb = 4, 16
+slices, 512 threads, 896 blocks (as the static build), ptxas 58 registers on sm_90 and sm_80
+(static 53), no spill, 47,616 B shared, 50% (was 48 registers, 62%, 128 threads); requested
+bytes those of the static build, A 10.8 + P 896 x 18 x 49 x 4 B = 3.2 + X 48.2 MB = 62.2 MB,
+1.00x the static's, 1.12x the 55.8 MB minimum (was 93.5 MB, 1.50x, 1.68x); no-cache estimate
+18.6 us, 1.03x the 18 us roofline (was 1.55x). float16: the same tiles, 51 / 57 registers
+(sm_90 / sm_80), 50%, 31.1 MB, 1.00x its roofline. float64 keeps 8-pixel tiles (32 would take
+75 KB of atoms; 16 pixels' stages take 50,056 B), now cb = 2 (the static rule: 24 words), 32
+slices, 256 threads, 48 registers on sm_90 and sm_80, 62% (was cb = 4, 128 threads, 72
+registers on sm_90, 44%); its rows of whole 32 pixels add a block of zeros per row at 56
+pixels (8 tiles, not 7): 3,584 blocks, 316.6 MB (was 297.6 MB). The cost of the fixed tile:
+rows narrower than 32 pixels compute a whole tile (at Wo = 14, 2x the static build's 8-pixel
+tiles' FMAs; 7 pixels, 4x), which is why CUDA calls still take the static fwd by default
+(``GENERIC_DEFAULT``).
 dx (static, k <= UNROLL_TAPS; ``_dx_registers``): one launch, the atoms in registers. The
 compute indexes the atoms by the input pixel they serve (``ops.acda.acda_dx``); the sum over
 (atom, tap) is split (rfactor) into groups of mi atoms x ku tap rows: a block owns a tile of
@@ -374,7 +400,7 @@ from typing import Optional
 import tvm
 import tvm.s_tir as s_tir
 
-from dynfilter_tvm.ops.acda import X_QUANTUM
+from dynfilter_tvm.ops.acda import ROW_TILE, X_QUANTUM
 from dynfilter_tvm.ops.common import conv_out_size
 
 from . import register
@@ -515,8 +541,8 @@ def fwd_staged_plan(wl, target, generic=None) -> Optional[dict]:
     p = wl.p
     wo = conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"])
     ho = conv_out_size(p["H"], p["k"], p["s"], p["p"], p["d"])
-    if generic is not None:
-        wo = -(-wo // X_QUANTUM) * X_QUANTUM
+    if generic is not None:  # its rows of whole ROW_TILE pixels (ops.acda)
+        wo = -(-wo // ROW_TILE) * ROW_TILE
     return dict(plan, tile=tile, blocks=p["N"] * ho * -(-wo // tile))
 
 
@@ -692,10 +718,6 @@ ROWS_MAX_THREADS = 512
 # float64 keeps the shared-atoms schedule (4-channel tiles took 78 registers, 38%, on sm_90;
 # and a 32-pixel tile's atoms take 75 KB in float64)
 ROWS_F64 = False
-# generic fwd rows: at least this many threads per block where C allows (at M = 6 k7 the staged
-# atoms build in one pass, 48 registers, 62%; 64 threads took two passes, 70 registers, 44%)
-GENERIC_FWD_THREADS = 128
-
 
 def fwd_rows_shape(wl, target) -> Optional[tuple]:
     """(tile, slices, cb) of :func:`_fwd_rows` (see :func:`fwd_rows_tile`), or None.
@@ -707,50 +729,39 @@ def fwd_rows_shape(wl, target) -> Optional[tuple]:
     row segments and the build's stages of one basis within 48 KiB. 8x64x56x56 k7 M = 6: tile
     32, cb = 4, 16 slices (was cb = 8, 8 slices: see ROWS_ACC_WORDS).
 
-    Generic builds (W symbolic): tiles of ``X_QUANTUM`` pixels (a generic row is whole
-    X_QUANTUM pixels, so no tile has a tail and each tile's staged row segment provably lies in
-    the padded row: a stage of constant size; TVM cannot prove that of a longer tile), and a
-    single register tile of cb channels per thread, the largest divisor of C within ACC_WORDS
-    that leaves at least GENERIC_FWD_THREADS threads (C / cb slices x the tile's pixels): at
-    8x64x56x56 k7 M = 6, cb = 4, 16 slices x 8 pixels = 128 threads (as the static's cb = 4,
-    16 x 32 = 512), enough for the staged atoms build's 2 x 7 x 8 (group, tap row, pixel)
-    triples at once (64 threads at cb = 8: two passes, 70 registers, 44%), so each tap takes M
-    atom and cb input loads from shared memory for cb x M FMAs. The cost is the halo: a tile's
-    row segment is 8 + (k-1)*d columns, (8 + 6) / 8 = 1.75 loads per input at k7 against
-    (32 + 6) / 32 = 1.19."""
+    Generic builds (W symbolic): the same rule with the largest power-of-two tile from
+    ``ROW_TILE`` down to ``X_QUANTUM`` whose stages fit (the generic fwd's rows and copies are
+    whole ROW_TILE pixels, ``ops.acda``, so no tile has a tail and each tile's staged row
+    segment provably lies in the padded row: stages of constant size). 8x64x56x56 k7 M = 6:
+    float32 and the half types as the static build (tile 32, cb = 4, 16 slices: the row
+    segment 38 columns per 32 pixels, 1.19 loads per input; was tiles of 8, 14 columns, 1.75),
+    float64 tile 8 (16 pixels' stages exceed 48 KiB), cb = 2, 32 slices."""
     p = wl.p
     if p["k"] > UNROLL_TAPS:
         return None
     if wl.kind == "static":
         if wl.dtype == "float64" and not ROWS_F64:
             return None
-        tile = _tile(wl, conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"]))
+        tiles = [_tile(wl, conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"]))]
+    else:  # the largest power of two from ROW_TILE down to X_QUANTUM whose stages fit
+        top, least = _tile(wl, ROW_TILE), _tile(wl, X_QUANTUM)
+        tiles = [top >> i for i in range(top.bit_length()) if top >> i >= least]
+    for tile in tiles:
         words = max(1, ROWS_ACC_WORDS // (p["M"] * (2 if wl.dtype == "float64" else 1)))
         # over 256 threads, whole warps dividing 32: at <= 64 registers whole blocks then fill 32
         # warps (50%; the models' C = 216 at 432 threads, 14 warps: 2 blocks, 44%)
         fits = [b for b in range(1, min(words, p["C"]) + 1) if p["C"] % b == 0 and p["C"] // b * tile <= ROWS_MAX_THREADS
                 and (p["C"] // b * tile <= MAX_THREADS or 32 % -(-(p["C"] // b * tile) // 32) == 0)]
         if not fits:
-            return None
+            continue
         # the largest whose threads cover the atoms build's (tap row, pixel) pairs (_atoms_staged);
         # where none does, the most threads (C = 3: 96 threads, not 32 with 138 registers)
         cover = [b for b in fits if p["C"] // b * tile >= p["k"] * tile]
         cb = max(cover) if cover else min(fits)
-        slices = p["C"] // cb
         staged = staged_atoms_bytes(wl, tile)
-        if staged is not None and fwd_shared_bytes(wl, tile) + staged > STATIC_SHARED_BYTES:
-            return None
-    else:
-        tile = _tile(wl, X_QUANTUM)
-        words = max(1, _acc_words(target) // (p["M"] * (2 if wl.dtype == "float64" else 1)))
-        fits = [b for b in range(1, min(words, p["C"]) + 1) if p["C"] % b == 0 and p["C"] // b * tile <= MAX_THREADS]
-        if not fits:
-            return None
-        cb = max([b for b in fits if p["C"] // b * tile >= GENERIC_FWD_THREADS] or [min(fits)])
-        slices = p["C"] // cb
-    if slices * cb < p["C"] or fwd_shared_bytes(wl, tile) > STATIC_SHARED_BYTES:
-        return None
-    return tile, slices, cb
+        if fwd_shared_bytes(wl, tile) + (staged or 0) <= STATIC_SHARED_BYTES:
+            return tile, p["C"] // cb, cb
+    return None
 
 
 def _tiled_if_constant(sch, apply) -> bool:
@@ -781,15 +792,17 @@ def _bind_grid(sch, wl, n, y, xo):
     return xo
 
 
-def _align_slices(sch, block, cb: int, cols: int) -> None:
-    """Generic fwd rows: pad the staged segments' row stride (``cols`` words) so that a warp's
-    X loads are free of bank conflicts. A warp is 32 / X_QUANTUM channel slices x X_QUANTUM
-    adjacent pixels, slices cb channels apart: a stride r with cb * r = 8 or 24 (mod 32) puts
-    the four slices' 8 pixels on disjoint banks (at cb = 8 the plain 14 gives 112 = 16 mod 32:
-    slices 0 and 2 on the same banks, two wavefronts per load; 15 gives 120 = 24)."""
-    if X_QUANTUM != 8:
+def _align_slices(sch, block, tile: int, cb: int, cols: int) -> None:
+    """Generic fwd rows of tiles under a warp: pad the staged segments' row stride (``cols``
+    words) so that a warp's X loads are free of bank conflicts. A warp is 32 / tile channel
+    slices x ``tile`` adjacent pixels, slices cb channels apart: a stride r with cb * r an odd
+    multiple of the tile (mod 32) puts the slices' pixels on disjoint banks (8-pixel tiles at
+    cb = 8: the plain 14 gives 112 = 16 mod 32, slices 0 and 2 on the same banks, two
+    wavefronts per load; 15 gives 120 = 24). A warp of one slice (32-pixel tiles) needs none."""
+    if tile >= 32:
         return
-    stride = next((r for r in range(cols, cols + 32) if cb * r % 32 in (8, 24)), None)
+    odd = {tile * o % 32 for o in range(1, 32 // tile, 2)}
+    stride = next((r for r in range(cols, cols + 32) if cb * r % 32 in odd), None)
     if stride is not None and stride != cols:
         sch.storage_align(block, 0, 2, 32, stride % 32)
 
@@ -829,7 +842,7 @@ def _fwd_rows(sch, wl, target) -> bool:
         _declare_read(sch, acc, "Xpad", lambda n, c, m, y, x, u, v: (
             (n, n + 1), (c, c + 1), (y * s + u * p["d"], y * s + u * p["d"] + 1), (x * s, x * s + span)))
     if wl.kind == "generic" and wl.dtype == "float32":  # (4-byte banks)
-        _align_slices(sch, xpad, cb, (tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1)
+        _align_slices(sch, xpad, tile, cb, (tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1)
     # rolled: unrolled, nvcc hoisted the copy's loads next to the 48 sums (98 registers on
     # sm_90; 64 kept a loop)
     _stage(sch, xpad, u, nthreads, rolled=True)

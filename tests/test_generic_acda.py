@@ -198,10 +198,10 @@ def test_cuda_generic_emulated(kernel, dtype, way):
         emulate.check_sizes(_cuda_wl(kernel, *params, dtype), way, EMU_SIZES)
 
 
-# The generic fwd a tap row at a time (schedules.acda_cuda._fwd_rows with tiles of X_QUANTUM
-# pixels): (C, M, T, k, s, d, p) each built once. k7 with 64 channels (cb = 8, 8 slices), 12
-# channels (one slice per channel pair), stride 2 with dilation 2, k3 with C = 3, one atom and
-# one basis, and a prime channel count (cb = 1: 5 slices).
+# The generic fwd a tap row at a time (schedules.acda_cuda._fwd_rows with tiles of up to
+# ROW_TILE pixels): (C, M, T, k, s, d, p) each built once. k7 with 64 channels (cb = 4, 16
+# slices), 12 channels (one slice per channel pair), stride 2 with dilation 2, k3 with C = 3,
+# one atom and one basis, and a prime channel count (cb = 1: 5 slices).
 ROWS_PARAMS = [(64, 6, 18, 7, 1, 1, 3), (12, 6, 18, 7, 1, 1, 3), (5, 3, 2, 5, 2, 2, 2), (3, 2, 4, 3, 1, 1, 1),
                (7, 1, 1, 3, 1, 1, 0)]
 # odd sizes, batch 1 and 2, rows shorter than one tile (5 px), one row, rows of whole tiles
@@ -258,10 +258,9 @@ def test_cuda_generic_fwd_takes_rows(dtype):
         tile, slices, _ = acda_cuda.fwd_rows_shape(wl, cuda_target("sm_90"))
         assert ("Apad_shared" in src) == (acda_cuda.staged_atoms_plan(wl, tile, slices * tile) is not None), params
     assert acda_cuda.staged_atoms_plan(_cuda_wl("fwd", *ROWS_PARAMS[0], dtype), 8, 128) is not None
-    # k = 9, 432 channels, and k = 1 (TVM's region analysis of the unit tap loops overflows:
-    # the trial's error is caught, so dispatch serves the static build; the generic k = 1 fwd
-    # build itself still fails in TVM's lowering, as before this schedule)
-    for params in ((2, 2, 3, 9, 1, 1, 4), (432, 6, 18, 7, 1, 1, 3), (7, 1, 1, 1, 1, 1, 0)):
+    # k = 9 and 432 channels (k = 1 takes the rows since its rows are whole 32 pixels:
+    # test_cuda_generic_fwd_whole_tiles)
+    for params in ((2, 2, 3, 9, 1, 1, 4), (432, 6, 18, 7, 1, 1, 3)):
         wl = _cuda_wl("fwd", *params, dtype)
         assert not acda_cuda.generic_tiled(wl, registry.prim_func(wl)), params
 
@@ -338,13 +337,14 @@ def test_control_generic_fwd_rows_shifted():
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
 @pytest.mark.parametrize("loop,match", [("ax0_0", "NaN"), ("ax4", "relative error")], ids=["group", "basis"])
 def test_control_generic_fwd_atoms_short(loop, match):
-    """The staged atoms build (``_atoms_staged``; at C = 12, 96 threads, its 2 atom groups in
-    turn) one atom group short (that group's atoms, left poisoned in shared memory, reach the
-    outputs) or one basis short (its loop over the 18 bases, A and P staged per basis)."""
+    """The staged atoms build (``_atoms_staged``; at C = 8, 256 threads of 32 pixels, its 2
+    atom groups in turn) one atom group short (that group's atoms, left poisoned in shared
+    memory, reach the outputs) or one basis short (its loop over the 18 bases, A and P staged
+    per basis)."""
     def mutate(low):
         low.source, n = re.subn(rf"(\b{loop} < )(\d+);", lambda m: f"{m[1]}{int(m[2]) - 1};", low.source)
         assert n == 1
-    _control(mutate, match)
+    _control(mutate, match, params=(8, 6, 18, 7, 1, 1, 3))
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
@@ -493,8 +493,9 @@ def test_control_generic_dx(old, new, match):
 def test_cuda_default_mode_generic_where_tiled(monkeypatch):
     """Nothing set: on CUDA an ACDA call is served by the generic build where that build is
     tiled like the static one and requests about as many bytes (``GENERIC_DEFAULT``: none
-    now, the generic dx, fwd and datoms request 5.2x, 1.50x and 1.27x the static ones' bytes at
-    8x64x56x56 k7), else by the static build; on CPU generic throughout."""
+    now, the generic dx and datoms request 5.2x and 1.27x the static ones' bytes at 8x64x56x56
+    k7; fwd as many, but its fixed 32-pixel tiles compute 2-4x the static's on rows of 14 and
+    7 pixels), else by the static build; on CPU generic throughout."""
     from dynfilter_tvm.target import cpu_target
 
     dispatch.set_shape_mode(None)
@@ -509,8 +510,90 @@ def test_cuda_default_mode_generic_where_tiled(monkeypatch):
                    Workload.make("acda", "fwd", dict(p, C=432), "float32")):
             assert dispatch.select(wl, cuda) is wl, wl
             assert dispatch.select(wl, cpu_target()).kind == "generic"
-        k1 = Workload.make("acda", "fwd", dict(p, k=1, p=0), "float32")  # (its generic trial raises)
+        k1 = Workload.make("acda", "fwd", dict(p, k=1, p=0), "float32")
         assert dispatch.select(k1, cuda) is k1
     monkeypatch.setenv(dispatch.ENV_SHAPES, "static")
     wl = Workload.make("acda", "fwd", p, "float32")
     assert dispatch.select(wl, cuda_target("sm_90")) is wl
+
+
+# The generic fwd over rows of whole ROW_TILE pixels (ops.acda: 'acc', 'Xpad' and 'Apad'),
+# tiled like the static build (tiles of 32 pixels in float32 and the half types): the last
+# tile of a row reaches past its whole X_QUANTUM pixels. (C, M, T, k, s, d, p): k = 1 (tiled
+# since), stride 2 with dilation 2, k7 with 8 channels (256 threads: the staged atoms build's
+# groups in turn) and 12 (192 threads: fewer than the 7 x 32 (tap row, pixel) pairs, the
+# atoms built by ``_atoms_in_shared``, as the static build's).
+WHOLE_TILE_PARAMS = [(7, 1, 1, 1, 1, 1, 0), (5, 3, 2, 5, 2, 2, 2), (8, 6, 18, 7, 1, 1, 3), (12, 6, 18, 7, 1, 1, 3)]
+# a row of one pixel, exactly 2 tiles, 2 tiles + 1 pixel, 41 (Wq 48, rows of 64), batch 2
+WHOLE_TILE_SIZES = [dict(N=1, H=5, W=1), dict(N=1, H=3, W=64), dict(N=2, H=2, W=65), dict(N=1, H=6, W=41)]
+
+
+def _row_width(wl, block: str, W: int) -> int:
+    """The width (last axis) of ``block``'s buffer in ``wl``'s generic compute at width W (a
+    configuration whose output is as wide as its input: stride 1, 'same' padding)."""
+    from tvm import s_tir, sym
+
+    sch = s_tir.Schedule(tvm.IRModule({"main": registry.prim_func(wl)}))
+    ana = sym.Analyzer()
+    width = {name: sch.get(sch.get_sblock(name)).writes[0].source.shape[-1] for name in (block, "out")}
+    ana.bind(ana.simplify(width["out"]), W)  # (W - k + 2p) // s + 1 = W
+    return int(ana.simplify(width[block]))
+
+
+def test_cuda_generic_fwd_whole_tiles():
+    """The generic fwd's rows and copies span whole ROW_TILE pixels (its results unchanged:
+    'out' is the real row), and its rows schedule takes the static build's shape at 8x64x56x56
+    k7 (tile 32, 16 slices of 4 channels; float64: tiles of 8, its 16-pixel stages exceed 48
+    KiB) and its staged atoms plan (896 blocks); k = 1 is tiled."""
+    from dynfilter_tvm.ops.acda import ROW_TILE
+    from schedules import acda_cuda
+
+    assert ROW_TILE == 32
+    k7 = (64, 6, 18, 7, 1, 1, 3)
+    wl = _cuda_wl("fwd", *k7, "float32")
+    # W = 41: Wo 41, whole X_QUANTUM 48, whole ROW_TILE 64 (Xpad: 63 + 6 + 1 columns)
+    assert [_row_width(wl, b, 41) for b in ("acc", "Apad", "Xpad", "out")] == [64, 64, 70, 41]
+    assert _row_width(_cuda_wl("datoms", *k7, "float32"), "acc", 41) == 48  # (datoms: X_QUANTUM)
+    static = Workload.make("acda", "fwd", dict(N=8, C=64, H=56, W=56, M=6, T=18, k=7, s=1, d=1, p=3), "float32")
+    for arch in ("sm_90", "sm_80"):
+        t = cuda_target(arch)
+        assert acda_cuda.fwd_rows_shape(wl, t) == acda_cuda.fwd_rows_shape(static, t) == (32, 16, 4)
+        assert acda_cuda.fwd_staged_plan(static, t, wl) == acda_cuda.fwd_staged_plan(static, t) == dict(
+            mi=3, passes=1, tile=32, blocks=896)
+        assert acda_cuda.fwd_rows_shape(_cuda_wl("fwd", *k7, "float16"), t) == (32, 16, 4)
+        assert acda_cuda.fwd_rows_shape(_cuda_wl("fwd", *k7, "float64"), t) == (8, 32, 2)
+    for params in WHOLE_TILE_PARAMS:
+        g = _cuda_wl("fwd", *params, "float32")
+        assert acda_cuda.generic_tiled(g, registry.prim_func(g)), params
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_cuda_generic_fwd_whole_tiles_emulated(way):
+    """One lowering per configuration and type, run at rows past one tile, of exactly two, of
+    one pixel, against the float64 reference (the last three with the blocks in reverse)."""
+    for dtype in emulate.DTYPES:
+        for params in WHOLE_TILE_PARAMS:
+            wl = _cuda_wl("fwd", *params, dtype)
+            low = emulate.prepare(wl, way)
+            assert any(name in low.source for name in FWD_STAGES), params
+            sizes = [sz for sz in WHOLE_TILE_SIZES if all(
+                conv_out_size(sz[a], *params[3:5], params[6], params[5]) >= 1 for a in ("H", "W"))]
+            for i, sz in enumerate(sizes):
+                emulate.check(wl, way, sizes=sz, lowered=low, mutate=_reverse_blocks if i else None)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+def test_control_generic_fwd_row_end_unchecked():
+    """The stores' row-end check dropped: the whole tile's pixels past the row (zeros) land in
+    the next row, or past the output's end."""
+    def mutate(low):
+        low.source, n = re.subn(r" && \(\(\(\(\(int\)get_group_id\(0\)\) \* 32\) \+ \(\(\(int\)get_local_id\(0\)\) & 31\)\)"
+                                r" < W\)\)( \{\s*out_ptr)", r")\1", low.source)
+        assert n > 0
+    wl = _cuda_wl("fwd", *ROWS_PARAMS[1], "float32")
+    low = emulate.prepare(wl, "cuda")
+    sizes = dict(N=1, H=3, W=41)
+    emulate.check(wl, "cuda", sizes=sizes, lowered=low, mutate=_reverse_blocks)  # unmutated: passes
+    with pytest.raises(emulate.CheckFailed, match="out-of-bounds write|relative error"):
+        emulate.check(wl, "cuda", sizes=sizes, lowered=low, mutate=lambda lw: (mutate(lw), _reverse_blocks(lw)))

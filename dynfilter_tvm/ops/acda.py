@@ -16,10 +16,11 @@ done by the bridge). The atom stage ``atoms`` is per pixel and shared by every c
 schedules build it next to the loop that reads it; half types accumulate in float32.
 
 Shape-generic builds: the computes accept ``te.var`` for N, H and W (Ho, Wo follow). Then each
-row of 'acc' is computed padded to whole ``X_QUANTUM`` pixels (the inputs read as zeros past
-the row: a padded input copy, a zero-extended row of coefficients / of dO), and 'out' stores
-the real row only, so CPU register tiles have no tail predicate (TVM bounds a tile under one by
-2**31 - 1 elements) and CUDA tiles of up to ``X_QUANTUM`` pixels need no bounds check.
+row of 'acc' is computed padded to whole ``X_QUANTUM`` pixels (fwd: ``ROW_TILE``; the inputs
+read as zeros past the row: a padded input copy, a zero-extended row of coefficients / of
+dO), and 'out' stores the real row only, so CPU register tiles have no tail predicate (TVM
+bounds a tile under one by 2**31 - 1 elements) and CUDA tiles of up to ``X_QUANTUM`` (fwd:
+``ROW_TILE``) pixels need no bounds check.
 ``SYMBOLIC`` declares every kernel (``fwd``, ``dx``, ``datoms``): exact at every size (CPU;
 CUDA: sm_90 device code, PoCL-checked at several sizes from one lowering). CPU speed, 1 thread,
 kernel alone (``benchmarks/bench_acda_kernels.py``, minimum of the thread's CPU time over 15
@@ -45,6 +46,13 @@ SYMBOLIC = ("N", "H", "W")  # every kernel (see the module docstring)
 # whole number of float32 / float64 CPU vectors), the inputs read past the row as zeros, and
 # store only the real row ('out'): register tiles then need no tail predicate.
 X_QUANTUM = 8
+# The generic fwd goes further: its rows of 'acc', its padded input copy ('Xpad') and widened
+# coefficients ('Apad') span whole ROW_TILE pixels, so that a CUDA tile of up to ROW_TILE
+# pixels (a power of two) has no tail and provably reads inside the copies at every size (its
+# stages then have a constant size; ``schedules.acda_cuda.fwd_rows_shape``); the pixels past
+# the row compute zeros and are never stored. The CPU schedules compute 'acc' only at the
+# stored vector tiles (whole X_QUANTUM pixels): there only the padded input copy grows.
+ROW_TILE = 32
 
 
 def check_params(N, C, H, W, M, T, k, s, d, p) -> None:
@@ -72,6 +80,12 @@ def _whole_vectors(n):
     # max(n, 1): TVM does not know that a size is positive; bounded below, a CUDA tile's staged
     # row segment provably fits the padded row (a stage of constant size)
     return n if _static(n) else tirx.floordiv(tirx.max(n, 1) + (X_QUANTUM - 1), X_QUANTUM) * X_QUANTUM
+
+
+def _whole_tiles(n):
+    """A symbolic row length of whole X_QUANTUM pixels (``_whole_vectors``) rounded up to whole
+    ``ROW_TILE``."""
+    return tirx.floordiv(n + (ROW_TILE - 1), ROW_TILE) * ROW_TILE
 
 
 def _pad_to(t: te.Tensor, pad: int, width, name: str) -> te.Tensor:
@@ -131,9 +145,10 @@ def acda_fwd(N, C, H, W, M, T, k, s, d, p, dtype):
         Xp, D, shape = zero_pad(X, p, "Xpad"), _atoms(A, P, acc_t), dO.shape
     else:  # rows of whole vectors (see the module docstring)
         Wq = _whole_vectors(dO.shape[-1])
-        Xp = _pad_to(X, p, (Wq - 1) * s + d * (k - 1) + 1, "Xpad")
-        D = _atoms(_widen(A, Wq, "Apad"), P, acc_t)
-        shape = (*dO.shape[:-1], Wq)
+        Wt = _whole_tiles(Wq)  # rows and copies of whole CUDA tiles (see ROW_TILE)
+        Xp = _pad_to(X, p, (Wt - 1) * s + d * (k - 1) + 1, "Xpad")
+        D = _atoms(_widen(A, Wt, "Apad"), P, acc_t)
+        shape = (*dO.shape[:-1], Wt)
     u = te.reduce_axis((0, k), "u")
     v = te.reduce_axis((0, k), "v")
     acc = te.compute(
