@@ -76,7 +76,7 @@ Then (2026-12-01, issue 16 items 1/2/5): the generic builds take the staged atom
 (``_atoms_staged``; A from 'Apad', A widened to whole tiles by ``ops.acda``, staged as it is:
 a tile's M x 8 coefficients lie inside the widened row, a stage of constant size; a cache of
 A read through the inlined 'Apad' had overflowed an int32 bound in TVM's lowering) and
-GENERIC_FWD_THREADS = 128 (since removed: see below), so that the build's 2 x 7 x 8 (atom group, tap row, pixel) triples
+GENERIC_FWD_THREADS = 128, so that the build's 2 x 7 x 8 (atom group, tap row, pixel) triples
 run in parallel (one pass: P staged once per block; at 64 threads two passes, P twice, and
 ptxas took 70 registers, 44%). 8x64x56x56 k7 M = 6 float32: cb = 4, 16 slices x 8 pixels =
 128 threads, 3,136 blocks; ptxas 48 registers on sm_90 and sm_80, no spill, 13,440 B shared,
@@ -718,6 +718,10 @@ ROWS_MAX_THREADS = 512
 # float64 keeps the shared-atoms schedule (4-channel tiles took 78 registers, 38%, on sm_90;
 # and a 32-pixel tile's atoms take 75 KB in float64)
 ROWS_F64 = False
+# generic fwd rows where no tile fits the static rule (C = 160): tiles of X_QUANTUM, one register
+# tile of cb channels within the arch's ACC_WORDS leaving at least this many threads where C
+# allows (the rule of the generic 8-pixel tiles before ROW_TILE)
+GENERIC_FWD_THREADS = 128
 
 def fwd_rows_shape(wl, target) -> Optional[tuple]:
     """(tile, slices, cb) of :func:`_fwd_rows` (see :func:`fwd_rows_tile`), or None.
@@ -735,7 +739,10 @@ def fwd_rows_shape(wl, target) -> Optional[tuple]:
     segment provably lies in the padded row: stages of constant size). 8x64x56x56 k7 M = 6:
     float32 and the half types as the static build (tile 32, cb = 4, 16 slices: the row
     segment 38 columns per 32 pixels, 1.19 loads per input; was tiles of 8, 14 columns, 1.75),
-    float64 tile 8 (16 pixels' stages exceed 48 KiB), cb = 2, 32 slices."""
+    float64 tile 8 (16 pixels' stages exceed 48 KiB), cb = 2, 32 slices. Where no tile fits
+    that rule (C = 160: 40 slices of 8 pixels are 10 warps), the rule of the generic 8-pixel
+    tiles before: cb the largest divisor of C within the arch's ACC_WORDS leaving at least
+    GENERIC_FWD_THREADS threads (C = 160: cb = 8, 20 slices, 160 threads)."""
     p = wl.p
     if p["k"] > UNROLL_TAPS:
         return None
@@ -760,6 +767,13 @@ def fwd_rows_shape(wl, target) -> Optional[tuple]:
         cb = max(cover) if cover else min(fits)
         staged = staged_atoms_bytes(wl, tile)
         if fwd_shared_bytes(wl, tile) + (staged or 0) <= STATIC_SHARED_BYTES:
+            return tile, p["C"] // cb, cb
+    if wl.kind == "generic":  # none fits (C = 160: 40 slices of 8 pixels, 10 warps) the rule before
+        tile = tiles[-1] if tiles else _tile(wl, X_QUANTUM)
+        words = max(1, _acc_words(target) // (p["M"] * (2 if wl.dtype == "float64" else 1)))
+        fits = [b for b in range(1, min(words, p["C"]) + 1) if p["C"] % b == 0 and p["C"] // b * tile <= MAX_THREADS]
+        cb = max([b for b in fits if p["C"] // b * tile >= GENERIC_FWD_THREADS] or fits[:1] or [0])
+        if cb and fwd_shared_bytes(wl, tile) <= STATIC_SHARED_BYTES:
             return tile, p["C"] // cb, cb
     return None
 
@@ -1257,11 +1271,13 @@ GENERIC_TILED = ("fwd", "dx", "datoms")
 
 # generic kernels CUDA calls default to where tiled (dispatch): those within ~1.1x the static
 # build's requested bytes at 8x64x56x56 k7 float32. None now (estimates, ``gpu_report``): fwd
-# requests 1.50x the static's (93.5 MB against 62.2: the staged atoms build in 8-pixel tiles,
-# the row segments' halo and P per 8 pixels), datoms 1.27x (110.1 MB against 86.8: every tap
-# row in one block, the windows' halo), dx 5.2x (561.5 MB against 108.0: 8-pixel tiles, a row
-# per block, against the static's 8 rows of 15 pixels, ``_dx_rows``; several rows per generic
-# block: see the module docstring)
+# requests as many (62.2 MB: the static build's 32-pixel tiles over rows of whole 32 pixels,
+# ops.acda ROW_TILE), but one build's tile is fixed: a row narrower than 32 pixels computes a
+# whole tile, 2x the static build's FMAs at 14 pixels and 4x at 7 (its 8- and 4-pixel tiles;
+# the registered Ad-ResNets' ACDA stages run 14x14 and 7x7 at 224 px inputs); datoms requests
+# 1.27x the static's (110.1 MB against 86.8: every tap row in one block, the 8-pixel windows'
+# halo), dx 5.2x (561.5 MB against 108.0: 8-pixel tiles, a row per block, against the static's
+# 8 rows of 15 pixels, ``_dx_rows``; several rows per generic block: see the module docstring)
 GENERIC_DEFAULT = ()
 
 

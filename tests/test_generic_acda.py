@@ -526,6 +526,7 @@ def test_cuda_default_mode_generic_where_tiled(monkeypatch):
 WHOLE_TILE_PARAMS = [(7, 1, 1, 1, 1, 1, 0), (5, 3, 2, 5, 2, 2, 2), (8, 6, 18, 7, 1, 1, 3), (12, 6, 18, 7, 1, 1, 3)]
 # a row of one pixel, exactly 2 tiles, 2 tiles + 1 pixel, 41 (Wq 48, rows of 64), batch 2
 WHOLE_TILE_SIZES = [dict(N=1, H=5, W=1), dict(N=1, H=3, W=64), dict(N=2, H=2, W=65), dict(N=1, H=6, W=41)]
+WIDE_C = (160, 6, 18, 7, 1, 1, 3)  # no tile fits the static rule: 8-pixel tiles
 
 
 def _row_width(wl, block: str, W: int) -> int:
@@ -565,22 +566,28 @@ def test_cuda_generic_fwd_whole_tiles():
     for params in WHOLE_TILE_PARAMS:
         g = _cuda_wl("fwd", *params, "float32")
         assert acda_cuda.generic_tiled(g, registry.prim_func(g)), params
+    # no tile fits the static rule at C = 160 (40 slices of 8 pixels: 10 warps): the generic
+    # 8-pixel tiles' rule (cb = 8 within sm_90's 48 words; sm_80's 24 leave none)
+    g = _cuda_wl("fwd", *WIDE_C, "float32")
+    assert acda_cuda.fwd_rows_shape(g, cuda_target("sm_90")) == (8, 20, 8)
+    assert acda_cuda.fwd_rows_shape(g, cuda_target("sm_80")) is None
+    assert acda_cuda.generic_tiled(g, registry.prim_func(g))
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
 @pytest.mark.parametrize("way", emulate.WAYS)
 def test_cuda_generic_fwd_whole_tiles_emulated(way):
-    """One lowering per configuration and type, run at rows past one tile, of exactly two, of
-    one pixel, against the float64 reference (the last three with the blocks in reverse)."""
-    for dtype in emulate.DTYPES:
-        for params in WHOLE_TILE_PARAMS:
-            wl = _cuda_wl("fwd", *params, dtype)
-            low = emulate.prepare(wl, way)
-            assert any(name in low.source for name in FWD_STAGES), params
-            sizes = [sz for sz in WHOLE_TILE_SIZES if all(
-                conv_out_size(sz[a], *params[3:5], params[6], params[5]) >= 1 for a in ("H", "W"))]
-            for i, sz in enumerate(sizes):
-                emulate.check(wl, way, sizes=sz, lowered=low, mutate=_reverse_blocks if i else None)
+    """One lowering per configuration and type (C = 160: float32, 8-pixel tiles), run at rows
+    past one tile, of exactly two, of one pixel, against the float64 reference (all but the
+    first with the blocks in reverse)."""
+    for dtype, params in [(t, p) for t in emulate.DTYPES for p in WHOLE_TILE_PARAMS] + [("float32", WIDE_C)]:
+        wl = _cuda_wl("fwd", *params, dtype)
+        low = emulate.prepare(wl, way)
+        assert any(name in low.source for name in FWD_STAGES), params
+        sizes = [sz for sz in WHOLE_TILE_SIZES if all(
+            conv_out_size(sz[a], *params[3:5], params[6], params[5]) >= 1 for a in ("H", "W"))]
+        for i, sz in enumerate(sizes):
+            emulate.check(wl, way, sizes=sz, lowered=low, mutate=_reverse_blocks if i else None)
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
