@@ -370,18 +370,19 @@ def test_generic_acda_requested_bytes():
     g = Workload.make("acda", "datoms", dict(datoms_g.p, M=20, C=2), "float64")
     wl = emulate.concrete(g, at)
     assert G.requested_bytes(wl, 8, generic=g) == 8 * (8 * 7 * 2 * 20 * 3136 + 8 * 10 * 2 * 380 * 92)
-    # a row of 5 pixels (padded to 8: one tile; its window's 10 padded columns hold 5 real ones),
-    # k3, 64 threads (C = 8: one channel per slice), the staged atoms build in one pass: A's 5
+    # a row of 5 pixels (padded to 32: one tile; its window's 34 padded columns hold 5 real
+    # ones), k3, 128 threads (C = 8: 4 slices of 2 channels), the staged atoms build in one pass: A's 5
     # real coefficients per row once, P per block (4 rows x 1 tile), X per tap row
     p = dict(N=None, C=8, H=None, W=None, M=6, T=3, k=3, s=1, d=1, p=1)
     g = Workload.make("acda", "fwd", p, "float32")
     wl = emulate.concrete(g, dict(N=1, H=4, W=5))
     assert G.requested_bytes(wl, 4, generic=g) == 4 * (6 * 3 * 4 * 5 + 4 * 3 * 9 + 8 * (2 + 3 + 3 + 2) * 5)
-    # k = 9: the shared-atoms schedule (X per (channel, tap) of every pixel of the padded rows)
+    # k = 9: the shared-atoms schedule (X per (channel, tap) of every pixel of the padded rows:
+    # the generic fwd's rows of whole ROW_TILE = 32 pixels, an upper bound)
     g = Workload.make("acda", "fwd", dict(p, k=9, p=4), "float32")
     wl = emulate.concrete(g, dict(N=1, H=4, W=5))
     # (atoms_per_thread: one tap column per thread, so all 6 atoms: 81 taps x 3 bases x (6 + 1))
-    assert G.requested_bytes(wl, 4, generic=g) == 4 * 4 * 8 * (81 * 3 * 7 + 8 * 81)
+    assert G.requested_bytes(wl, 4, generic=g) == 4 * 4 * 32 * (81 * 3 * 7 + 8 * 81)
 
 
 def test_generic_per_output_bytes():
