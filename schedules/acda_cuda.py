@@ -111,10 +111,10 @@ slices, 512 threads, 896 blocks (as the static build), ptxas 58 registers on sm_
 bytes those of the static build, A 10.8 + P 896 x 18 x 49 x 4 B = 3.2 + X 48.2 MB = 62.2 MB,
 1.00x the static's, 1.12x the 55.8 MB minimum (was 93.5 MB, 1.50x, 1.68x); no-cache estimate
 18.6 us, 1.03x the 18 us roofline (was 1.55x). float16: the same tiles, 51 / 57 registers
-(sm_90 / sm_80), 50%, 31.1 MB, 1.00x its roofline. float64 keeps 8-pixel tiles (32 would take
+(sm_90 / sm_80), 50%, 31.1 MB (was 48 registers, 62%, 46.7 MB), 1.11x its 27.9 MB minimum. float64 keeps 8-pixel tiles (32 would take
 75 KB of atoms; 16 pixels' stages take 50,056 B), now cb = 2 (the static rule: 24 words), 32
 slices, 256 threads, 48 registers on sm_90 and sm_80, 62% (was cb = 4, 128 threads, 72
-registers on sm_90, 44%); its rows of whole 32 pixels add a block of zeros per row at 56
+registers on sm_90, 44%; sm_80 had cb = 2 already); its rows of whole 32 pixels add a block of zeros per row at 56
 pixels (8 tiles, not 7): 3,584 blocks, 316.6 MB (was 297.6 MB). The cost of the fixed tile:
 rows narrower than 32 pixels compute a whole tile (at Wo = 14, 2x the static build's 8-pixel
 tiles' FMAs; 7 pixels, 4x), which is why CUDA calls still take the static fwd by default
