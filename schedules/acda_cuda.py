@@ -769,7 +769,7 @@ def fwd_rows_shape(wl, target) -> Optional[tuple]:
         if fwd_shared_bytes(wl, tile) + (staged or 0) <= STATIC_SHARED_BYTES:
             return tile, p["C"] // cb, cb
     if wl.kind == "generic":  # none fits (C = 160: 40 slices of 8 pixels, 10 warps) the rule before
-        tile = tiles[-1] if tiles else _tile(wl, X_QUANTUM)
+        tile = least
         words = max(1, _acc_words(target) // (p["M"] * (2 if wl.dtype == "float64" else 1)))
         fits = [b for b in range(1, min(words, p["C"]) + 1) if p["C"] % b == 0 and p["C"] // b * tile <= MAX_THREADS]
         cb = max([b for b in fits if p["C"] // b * tile >= GENERIC_FWD_THREADS] or fits[:1] or [0])
