@@ -404,8 +404,8 @@ from dynfilter_tvm.ops.acda import ROW_TILE, X_QUANTUM
 from dynfilter_tvm.ops.common import conv_out_size
 
 from . import register
-from .ddf_cuda import _declare_read, _if_constant
-from .common import MAX_THREADS, UNROLL_TAPS, bind_flat, extent, register_acc, unroll, unroll_taps
+from .ddf_cuda import _declare_read
+from .common import MAX_THREADS, UNROLL_TAPS, bind_flat, extent, if_constant, register_acc, unroll, unroll_taps
 
 SHARED_BYTES = 40 * 1024  # atoms tile in shared memory, under the 48 KiB static limit
 MAX_TILE = 32  # pixels per block
@@ -779,15 +779,12 @@ def fwd_rows_shape(wl, target) -> Optional[tuple]:
 
 
 def _tiled_if_constant(sch, apply) -> bool:
-    """``ddf_cuda._if_constant`` (``apply`` to ``sch`` only if its stages compact to a constant
-    size on a copy), also False where the trial raises: TVM refuses some configurations
-    outright (fwd at k = 1: its region analysis of the unit tap loops overflows int32, a
-    ValueError; the generic build raised it before this check); ``sch`` is then untouched and
-    the caller takes the fall-back schedule."""
-    try:
-        return _if_constant(sch, apply)
-    except (RuntimeError, ValueError):  # (ScheduleError; TVM's internal checks)
-        return False
+    """``common.if_constant`` guarded (``apply`` to ``sch`` only if its stages compact to a
+    constant, sane size on a copy), also False where the trial raises: TVM refuses some
+    configurations outright (fwd at k = 1: its region analysis of the unit tap loops overflows
+    int32, a ValueError; the generic build raised it before this check); ``sch`` is then
+    untouched and the caller takes the fall-back schedule."""
+    return if_constant(sch, apply, guard=True)
 
 
 def _bind_grid(sch, wl, n, y, xo):

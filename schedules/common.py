@@ -266,3 +266,72 @@ def _substitute(e, values):
     if isinstance(e, tirx.IntImm):
         return e
     raise TypeError(f"binding not substituted: {type(e).__name__}")
+
+
+# -- generic (symbolic-shape) CUDA builds: stages of constant, sane size -----------------------
+# Where TVM cannot bound a stage's region over a symbolic extent, it may size it by the
+# variable's int32 range: 2,147,483,647 elements, a literal that a check for constants accepts
+# and no launch can hold (acda_cuda's dx docstring: a thread's atoms so at several rows per block). A
+# stage's bytes past these limits are such a bound, not a tile. (Compacted here, a local stage
+# still spans the block's thread-bound loops: one of the generic ACDA fwd's takes 1 x 64 x 6 x
+# 1 x 8 words, 12 KB, at the benchmark shape, where its CUDA source keeps no local array.)
+MAX_SHARED_STAGE_BYTES = 227 * 1024  # the most shared memory a CUDA block may have (sm_90's opt-in; sm_80: 163 KB)
+MAX_LOCAL_STAGE_BYTES = 256 * 1024  # an SM's register file (65,536 x 4 B): no block's registers hold more
+_COMPACTION = ("LowerInitBlock", "PlanAndUpdateBufferAllocationLocation", "ConvertBlocksToOpaque",
+               "CompactBufferAllocation", "LowerOpaqueBlock")
+
+
+def stage_allocations(mod) -> list:
+    """(scope, shape, dtype) of each shared / local stage of scheduled ``mod`` once TVM compacts
+    the buffers (the passes of its lowering that size them), read off the printed allocations
+    (this TVM's Python API has no statement visitor): shape a tuple of ints, or None where an
+    extent is not a literal (symbolic)."""
+    import re
+
+    for name in _COMPACTION:
+        mod = getattr(s_tir.transform, name)()(mod)
+    out = []
+    for scope, shape, dtype in re.findall(r'T\.alloc_(shared|local)\(\(([^)]*)\)(?:, "(\w+)")?', mod.script()):
+        dims = [d.strip() for d in shape.split(",") if d.strip()]
+        out.append((scope, tuple(int(d) for d in dims) if all(d.isdigit() for d in dims) else None,
+                    dtype or "float32"))
+    return out
+
+
+def sane_stage(scope: str, shape, dtype: str) -> bool:
+    """Whether a compacted stage (``stage_allocations``) has a constant size that a launch can
+    hold: at most MAX_SHARED_STAGE_BYTES (shared) or MAX_LOCAL_STAGE_BYTES (local) per block."""
+    import re
+
+    if shape is None:
+        return False
+    bits = re.fullmatch(r"[a-z]*?(\d+)?(?:x(\d+))?", dtype)  # e.g. float16x4: 16 bits x 4 lanes
+    size = max(1, int(bits[1] or 8) // 8) * int(bits[2] or 1) if bits else 8
+    for d in shape:
+        size *= d
+    return size <= (MAX_SHARED_STAGE_BYTES if scope == "shared" else MAX_LOCAL_STAGE_BYTES)
+
+
+def constant_stages(mod) -> bool:
+    """Whether scheduled ``mod`` has stages and every one compacts to a constant, sane size
+    (``sane_stage``): a generic build's tiled schedule applies only then."""
+    stages = stage_allocations(mod)
+    return bool(stages) and all(sane_stage(*s) for s in stages)
+
+
+def if_constant(sch: s_tir.Schedule, apply, guard: bool = False) -> bool:
+    """Generic kernels: ``apply`` (a tiled schedule; False where it declines) to ``sch`` only
+    if, tried on a copy first, it schedules and its stages compact to a constant, sane size
+    (``constant_stages``); False (``sch`` untouched) otherwise, and the caller takes its
+    fall-back schedule. ``guard``: a RuntimeError or ValueError of TVM on the trial (a
+    ScheduleError, its region arithmetic overflowing int32) counts as not constant."""
+    trial = s_tir.Schedule(sch.mod)
+    try:
+        if apply(trial) is False or not constant_stages(trial.mod):
+            return False
+    except (RuntimeError, ValueError):  # (tvm.error.TVMError is a RuntimeError)
+        if not guard:
+            raise
+        return False
+    apply(sch)
+    return True

@@ -138,8 +138,6 @@ extent) and predicated tails; dc then puts one warp across x.
 """
 from __future__ import annotations
 
-import re
-
 import tvm
 import tvm.s_tir as s_tir
 from tvm import tirx
@@ -148,7 +146,7 @@ from tvm.s_tir.schedule import _ffi_api
 from dynfilter_tvm.ops.ddf import ROW_QUANTUM, _phase_taps, out_size
 
 from . import register
-from .common import MAX_THREADS, UNROLL_TAPS, after_compute_at, bind_flat, extent, register_acc, threads_for, unroll, unroll_taps
+from .common import MAX_THREADS, UNROLL_TAPS, after_compute_at, bind_flat, constant_stages, extent, if_constant, register_acc, threads_for, unroll, unroll_taps
 
 WARP = 32
 CHANNEL_SLICES = 8  # ds: threads across channels per output
@@ -483,28 +481,19 @@ def generic_tiled(wl, func) -> bool:
 
 def _if_constant(sch, apply) -> bool:
     """Generic kernels: ``apply`` (a tiled schedule; False where it declines) to ``sch`` only if,
-    tried on a copy first, it schedules and its stages compact to a constant size
-    (``_constant_stages``); False (``sch`` untouched) otherwise, and the caller takes the
+    tried on a copy first, it schedules and its stages compact to a constant, sane size
+    (``common.if_constant``); False (``sch`` untouched) otherwise, and the caller takes the
     per-output schedule. TVM's sizing of a stage over symbolic extents depends on the tile,
     stride and dilation in ways no simple rule captures (module docstring), so a generic
     build checks it rather than risk a build that codegen refuses (one more scheduling and
     four lowering passes: well under a second)."""
-    trial = s_tir.Schedule(sch.mod)
-    if apply(trial) is False or not _constant_stages(trial.mod):
-        return False
-    apply(sch)
-    return True
+    return if_constant(sch, apply)
 
 
 def _constant_stages(mod) -> bool:
-    """Whether every shared / local stage of scheduled ``mod`` gets a constant size once TVM
-    compacts the buffers (the passes of its lowering that size them; read off the printed
-    allocations: this TVM's Python API has no statement visitor)."""
-    for name in ("LowerInitBlock", "PlanAndUpdateBufferAllocationLocation", "ConvertBlocksToOpaque",
-                 "CompactBufferAllocation", "LowerOpaqueBlock"):
-        mod = getattr(s_tir.transform, name)()(mod)
-    shapes = re.findall(r"T\.alloc_(?:shared|local)\(\(([^)]*)\)", mod.script())
-    return bool(shapes) and all(re.fullmatch(r"[\d\s,]*", shape) for shape in shapes)
+    """``common.constant_stages``: every shared / local stage of scheduled ``mod`` compacts to a
+    constant size that a launch can hold (not a symbolic extent's int32 bound)."""
+    return constant_stages(mod)
 
 
 def _ds_channel_blocks(wl, tiles: int) -> int:

@@ -217,7 +217,7 @@ from . import register
 from tvm import tirx
 
 from .ddf_cuda import _if_constant
-from .common import MAX_THREADS, UNROLL_TAPS, extent, min_blocks, register_acc, threads_for, unroll, unroll_taps
+from .common import MAX_THREADS, UNROLL_TAPS, extent, if_constant, min_blocks, register_acc, threads_for, unroll, unroll_taps
 
 CONV_CHANNEL_BLOCK = 8  # output channels per thread
 
@@ -1743,13 +1743,10 @@ def _window_pads(wl, t, tries: int = 4) -> list:
 
 
 def _tried_constant(sch, apply) -> bool:
-    """``_if_constant``, a failure of TVM's lowering on the trial copy counted as not constant
-    (the caller then takes its next schedule): a guard, as TVM's region arithmetic over the
+    """``common.if_constant`` guarded: a failure of TVM's lowering on the trial copy counts as
+    not constant (the caller then takes its next schedule), as TVM's region arithmetic over the
     symbolic extents overflows int32 for some staged windows (``_window_pads``)."""
-    try:
-        return _if_constant(sch, apply)
-    except (ValueError, RuntimeError):  # (tvm.error.TVMError is a RuntimeError)
-        return False
+    return if_constant(sch, apply, guard=True)
 
 
 @register("pac", "conv_dk", "cuda")
