@@ -22,7 +22,7 @@ tail, which ``split_tail`` cuts off the whole tiles (vectors); the vector tiles 
 whole (``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
 local tile, its plane-wide buffer having a symbolic size). The padded copies' interiors are
 plain row loops, vectorised by LLVM (:func:`_pad_copy`), in fwd (stride 1) and dx whole
-vectors and an overlapping last one (:func:`_overlap_rows`), their zero fills on the border
+vectors and an overlapping last one (:func:`_overlap_rows`), dx's zero fill on the border
 only (:func:`_border_fill`); fwd and dx (stride 1) store their
 tiles in half-vector pieces, each guarded as a whole (:func:`_row_tile_out`,
 :func:`guard_pieces`: whole pieces store vectors from the registers). At stride s > 1 their padded X is laid out phase-major along the
@@ -98,9 +98,9 @@ def fwd(sch, wl, target):
     1.10 -> 0.94 / 1.35 -> 1.19 at 56, 28, 14 px k3, 1.06 -> 0.96 at k7. X's interior rows
     as whole vectors and an overlapping last one (:func:`_overlap_rows`, stride 1): same
     process 1.19 -> 1.10 at 14 px (the copy had been 32% of the kernel there), 28, 56 px and
-    k7 unchanged within noise. X's zero fill on the border only (:func:`_border_fill`): same
-    process, two pairs, 0.89, 0.90 -> 0.85, 0.83 at 28 px, 0.97, 0.96 -> 0.98, 1.00 at 14 px,
-    1.03, 1.02 -> 1.02, 0.98 at k7 (the 14 px within noise).
+    k7 unchanged within noise. X's zero fill on the border only as dx's (:func:`_border_fill`)
+    was dropped: 28 px 0.90 -> 0.88 (0.89 -> 0.84 in another run) but 14 px 1.13 -> 1.18, 0.96
+    -> 0.98, 1.09 -> 1.18 (main's and that build in one process, three runs).
     """
     wide = _fwd_lanes(wl.dtype, target)
     cg = wl.p["C"] // wl.p["G"]
@@ -134,7 +134,7 @@ def fwd(sch, wl, target):
         split_tail(sch, yo)
         _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
         guard_pieces(sch, pieces, shift=True)
-        _overlap_rows(sch, copy, vector_lanes(wl.dtype), "Xpad_pad_const")  # X's rows (stride 1), last
+        _overlap_rows(sch, copy, vector_lanes(wl.dtype))  # X's rows (stride 1), last
         return
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
 
@@ -254,7 +254,7 @@ def _overlap_rows(sch, loop, lanes: int, fill: str = None) -> None:
     loops fused per plane as dc's (``flat``: 15-18x slower in fwd), dc's X copy taking this
     (2-3x slower, cause not traced).
 
-    ``fill`` (fwd's X, dx's dO): the copy's zero fill block, left to the rows above and below
+    ``fill`` (dx's dO): the copy's zero fill block, left to the rows above and below
     the data, the data rows' pads stored in this row loop before the copy
     (:func:`_border_fill`)."""
     if loop is None:
