@@ -22,7 +22,8 @@ tail, which ``split_tail`` cuts off the whole tiles (vectors); the vector tiles 
 whole (``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
 local tile, its plane-wide buffer having a symbolic size). The padded copies' interiors are
 plain row loops, vectorised by LLVM (:func:`_pad_copy`), in fwd (stride 1) and dx whole
-vectors and an overlapping last one (:func:`_overlap_rows`); fwd and dx (stride 1) store their
+vectors and an overlapping last one (:func:`_overlap_rows`), dx's zero fill on the border
+only (:func:`_border_fill`); fwd and dx (stride 1) store their
 tiles in half-vector pieces, each guarded as a whole (:func:`_row_tile_out`,
 :func:`guard_pieces`: whole pieces store vectors from the registers). At stride s > 1 their padded X is laid out phase-major along the
 row (:func:`_phase_pad_copy`: fwd, ds, dc), so that the taps' reads, s apart, are contiguous
@@ -36,7 +37,7 @@ copies' tails 10%. A tile's partial last piece stores the vector ending at the r
 from __future__ import annotations
 
 import tvm.s_tir as s_tir
-from tvm import tirx
+from tvm import sym, tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
@@ -97,7 +98,9 @@ def fwd(sch, wl, target):
     1.10 -> 0.94 / 1.35 -> 1.19 at 56, 28, 14 px k3, 1.06 -> 0.96 at k7. X's interior rows
     as whole vectors and an overlapping last one (:func:`_overlap_rows`, stride 1): same
     process 1.19 -> 1.10 at 14 px (the copy had been 32% of the kernel there), 28, 56 px and
-    k7 unchanged within noise.
+    k7 unchanged within noise. X's zero fill on the border only as dx's (:func:`_border_fill`)
+    was dropped: 28 px 0.90 -> 0.88 (0.89 -> 0.84 in another run) but 14 px 1.13 -> 1.18, 0.96
+    -> 0.98, 1.09 -> 1.18 (main's and that build in one process, three runs).
     """
     wide = _fwd_lanes(wl.dtype, target)
     cg = wl.p["C"] // wl.p["G"]
@@ -225,7 +228,7 @@ def _pad_copy(sch, name: str, at, lanes: int, generic: bool, flat: bool = False)
     return sch.get_loops(blk)[-1]
 
 
-def _overlap_rows(sch, loop, lanes: int) -> None:
+def _overlap_rows(sch, loop, lanes: int, fill: str = None) -> None:
     """A generic padded copy's row loop ``loop`` (the interior, a plain loop over a symbolic
     row of n pixels, one block inside) as whole ``lanes``-wide vectors, then, where n is not
     a multiple of ``lanes``, one more vector ending at the row's end (it overlaps the last
@@ -249,7 +252,11 @@ def _overlap_rows(sch, loop, lanes: int) -> None:
     dropped: 16-lane copy vectors (14 px rows then all scalar: 1.30), the zero fill as whole
     vectors and an overlapping last one (1.14, 0.99 against 1.10, 0.93 at 14², 28²), the fill's
     loops fused per plane as dc's (``flat``: 15-18x slower in fwd), dc's X copy taking this
-    (2-3x slower, cause not traced)."""
+    (2-3x slower, cause not traced).
+
+    ``fill`` (dx's dO): the copy's zero fill block, left to the rows above and below
+    the data, the data rows' pads stored in this row loop before the copy
+    (:func:`_border_fill`)."""
     if loop is None:
         return
     f = sch.get(loop)
@@ -282,9 +289,76 @@ def _overlap_rows(sch, loop, lanes: int) -> None:
                      piece(xo * m, m, tirx.ForKind.VECTORIZED))
     tail = tirx.IfThenElse(tirx.floormod(n, m) != tirx.const(0, dt), tirx.IfThenElse(
         n >= m, piece(n - m, m, tirx.ForKind.VECTORIZED), piece(tirx.const(0, dt), n, tirx.ForKind.SERIAL)), None)
+    border = _border_fill(sch, fill, realize, all_of(conj), lanes) if fill else None
+    sides, fill_rows = border if border else ([], None)
     one = tirx.For(tirx.Var("row", dt), tirx.const(0, dt), tirx.const(1, dt), tirx.ForKind.SERIAL,
-                   tirx.SeqStmt([whole, tail]))  # a loop, as the replaced statement must be
+                   tirx.SeqStmt([*sides, whole, tail]))  # a loop, as the replaced statement must be
     sch.state.replace(sch.get_sref(loop), one, {})
+    if fill_rows is not None:
+        fill_rows()
+
+
+def _border_fill(sch, fill: str, copy, pred, lanes: int):
+    """The zero fill ``fill`` of a generic padded copy whose interior copy is the block realize
+    ``copy`` (a data row's pixel; predicate ``pred``), for :func:`_overlap_rows`: the fill
+    (``decompose_padding``: every row of the padded plane, whole, in vectors and a predicated
+    tail) left to the rows above and below the data, its data rows' zeros stored in the
+    copy's row loop, before the copy (which overwrites what they overlap): the left pad
+    (scalars) and the right one as vectors counted back from the row's end (the first clamped
+    at 0). Returns (those statements, a function that rewrites the fill), or None where the
+    nests are not of the expected form (the fill stays as it is).
+
+    Why (perf, generic dx at 2x256x14² k3): dO's padded copy's fill was ~20% of the kernel's
+    samples, 16 rows of 18 floats per channel in two 8-lane vectors and a 2-float tail, each
+    row with its own loop (the static build's fill is one memset over 16 x 16 per channel)."""
+    fb, cb = sch.get(sch.get_sblock(fill)), copy.block
+    loops = sch.get_loops(sch.get_sblock(fill))
+    if len(loops) < 3:
+        return None
+    y_loop = loops[-3]  # (row, vector, lane)
+    fy = sch.get(y_loop)
+    realize = fy.body.body.body if isinstance(fy.body, tirx.For) and isinstance(fy.body.body, tirx.For) else None
+    if not isinstance(realize, s_tir.SBlockRealize) or not realize.iter_values[-2].same_as(fy.loop_var):
+        return None
+    ana = sym.Analyzer()
+    iv = [v.var for v in cb.iter_vars]
+    top, left = (ana.simplify(cb.writes[0].region[a].min - iv[a]) for a in (-2, -1))
+    if not all(isinstance(e, tirx.IntImm) for e in (top, left)) or len(cb.reads) != 1:
+        return None
+    h, w = cb.reads[0].source.shape[-2:]
+    htot, wtot = fb.writes[0].source.shape[-2:]
+    dt = str(fy.loop_var.ty)
+    m = tirx.const(lanes, dt)
+    if not ana.can_prove(wtot >= m):  # the rows' vectors stay inside them
+        return None
+
+    def piece(values, start, extent, kind, p=tirx.const(True, "bool")):
+        xi = tirx.Var("xi", dt)
+        return tirx.For(xi, tirx.const(0, dt), extent, kind,
+                        s_tir.SBlockRealize([*values, start + xi], p, realize.block))
+
+    def zero_row(y):  # a whole row: vectors, then one ending at the row's end
+        xo = tirx.Var("xo", dt)
+        vals = [*realize.iter_values[:-2], y]
+        return tirx.SeqStmt([
+            tirx.For(xo, tirx.const(0, dt), tirx.floordiv(wtot, m), tirx.ForKind.SERIAL,
+                     piece(vals, xo * m, m, tirx.ForKind.VECTORIZED)),
+            tirx.IfThenElse(tirx.floormod(wtot, m) != 0, piece(vals, wtot - m, m, tirx.ForKind.VECTORIZED), None)])
+
+    def fill_rows():
+        above, below = tirx.Var("y", dt), tirx.Var("y", dt)
+        rows = tirx.SeqStmt([
+            tirx.For(above, tirx.const(0, dt), top, tirx.ForKind.SERIAL, zero_row(above)),
+            tirx.For(below, tirx.const(0, dt), htot - top - h, tirx.ForKind.SERIAL, zero_row(top + h + below))])
+        sch.state.replace(sch.get_sref(y_loop), tirx.For(tirx.Var("row", dt), tirx.const(0, dt), tirx.const(1, dt),
+                                                         tirx.ForKind.SERIAL, rows), {})
+
+    vals = [*copy.iter_values[:-2], copy.iter_values[-2] + top]  # the data row in the plane
+    j = tirx.Var("j", dt)
+    sides = [piece(vals, tirx.const(0, dt), left, tirx.ForKind.UNROLLED, pred),
+             tirx.For(j, tirx.const(0, dt), tirx.floordiv(wtot - left - w + m - 1, m), tirx.ForKind.SERIAL,
+                      piece(vals, tirx.max(wtot - (j + 1) * m, 0), m, tirx.ForKind.VECTORIZED, pred))]
+    return sides, fill_rows
 
 
 def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
@@ -504,7 +578,10 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     (:func:`_row_tile_out`), same process: 1.28 -> 1.18 / 1.12 -> 1.06 / 1.23 -> 1.09 / 0.94
     -> 0.95 (the static's time is bimodal between processes: compare within one). The partial
     last piece as the vector ending at the row's end (``guard_pieces(shift=True)``, see
-    :func:`_row_tile_out`): same process 1.12 -> 1.01 at 14 px, 1.07 -> 1.08 at 28 px."""
+    :func:`_row_tile_out`): same process 1.12 -> 1.01 at 14 px, 1.07 -> 1.08 at 28 px.
+    dO's zero fill on the border only, its data rows' pads in the copy's row loop
+    (:func:`_border_fill`; the fill had been ~20% of the kernel's samples at 14 px): same
+    process, two pairs, 1.14, 1.13 -> 1.06, 1.06 at 2x256x14² k3."""
     wide = _fwd_lanes(wl.dtype, target)
     yo, ym = sch.split(y, [None, FWD_ROWS])  # predicated in the last pair of an odd H
     xo, xi = sch.split(x, [None, wide])
@@ -553,9 +630,11 @@ def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS) -> None:
 
 def _dx_pad_copy(sch, wl, plane):
     """dx: the plane's padded dO next to the loop that reads it (generic rows: whole vectors
-    and an overlapping last one, :func:`_overlap_rows`; this runs last)."""
+    and an overlapping last one, :func:`_overlap_rows`, and the zero fill on the border
+    only, :func:`_border_fill`; this runs last)."""
     lanes = vector_lanes(wl.dtype)
-    _overlap_rows(sch, _pad_copy(sch, "dOp", plane, lanes, wl.kind == "generic"), lanes)
+    rows = _pad_copy(sch, "dOp", plane, lanes, wl.kind == "generic")
+    _overlap_rows(sch, rows, lanes, "dOp_pad_const")
 
 
 @register("ddf", "ds", "cpu")

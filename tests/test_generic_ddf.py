@@ -229,6 +229,39 @@ def test_generic_cpu_overlap_rows(kernel, copy, dtype):
                                    rtol=tol, atol=tol, err_msg=f"{B}x{H}x{W}")
 
 
+@pytest.mark.parametrize("k,d,dtype", [(3, 1, "float32"), (7, 1, "float32"), (3, 2, "float64"), (5, 1, "float64")])
+def test_generic_cpu_dx_border_fill(k, d, dtype):
+    """The generic dx's dO padded copy's zero fill on the border only
+    (``schedules.ddf_cpu._border_fill``): whole zero rows above and below the data, per data
+    row the left pad and the right one in vectors counted back from the row's end (clamped at
+    0: k = 7 at W = 1 in float32), in the copy's row loop. Against the float64 reference with
+    NaN-filled outputs at every width 1-19 and a few past, two planes per batch, so a zero
+    left out reads the workspace's previous plane (or call): a wrong dX where it is read."""
+    import numpy as np
+    import tvm
+
+    from dynfilter_tvm.build import build, schedule
+    from dynfilter_tvm.target import cpu_target
+
+    target = cpu_target()
+    wl = _generic_wl("dx", 8, 2, k, 1, d, "mul", dtype)
+    script = schedule(wl, target, tuned=False)[0].script()
+    # above, below (each vectors and a last one), the data rows' left and right pads
+    assert script.count('T.sblock("dOp_pad_const")') == 6 and script.count('T.sblock("dOp")') == 3
+    lib = build(wl, target)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for W in (*range(1, 20), 23, 31, 33):
+        B, H = 1 + W % 2, 1 + W % 5
+        p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=1, d=d, combine="mul")
+        rng = np.random.default_rng(W)
+        ins = [rng.standard_normal(shape).astype(dtype)
+               for shape in ((B, 2, 4, H, W), (B, 2, k, k, H, W), (B, 2, 4, k, k))]
+        args = [tvm.runtime.tensor(a) for a in (*ins, np.full((B, 2, 4, H, W), np.nan, dtype))]
+        lib(*args)
+        np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", "dx", p, dtype), ins),
+                                   rtol=tol, atol=tol, err_msg=f"{B}x{H}x{W}")
+
+
 @pytest.mark.parametrize("k,s,d,combine", [(3, 1, 1, "mul"), (3, 1, 1, "add"), (5, 2, 2, "add"), (3, 2, 1, "mul")])
 def test_generic_cpu_dc_copies(k, s, d, combine):
     """The generic dc's per-plane copies (``schedules.ddf_cpu._dc_dopad``, ``_pad_copy(flat=)``):
