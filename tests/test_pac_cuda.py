@@ -436,10 +436,11 @@ def test_conv_dk_tensor_core_resources(dtype, arch):
         src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
         assert G.mma_kind(src) == {"float16": "f16", "bfloat16": "bf16"}[dtype]
         threads = 32 * wx * ry * DK_MMA_HALVES
-        assert dk_mma_window(wl, wx) and "Sz_shared" in src
+        smem = dk_mma_shared_bytes(wl, wx, True, ry)
+        # the window staged (dynamic: one merged array, no buffer names)
+        assert dk_mma_window(wl, wx) and ("buf_dyn_shmem" if smem > MMA_SHARED_BYTES else "Sz_shared") in src
         assert f"__launch_bounds__({threads}, {DK_MMA_MIN_WARPS * 32 // threads})" in src
         res = G.ptxas_resources(src, arch)["pac_conv_dk_kernel"]
-        smem = dk_mma_shared_bytes(wl, wx, True, ry)
         if smem > MMA_SHARED_BYTES:
             (ln,) = emulate.lower(emulate.scheduled(wl, arch), cuda_target(arch)).launches
             assert res["smem"] == 0 and ln.dyn_shared == smem, (p, res, ln)
