@@ -119,10 +119,13 @@ threadIdx.z) each add sum_c Sz G over 8 of the chunk's channels to their own reg
 as two 16-byte vectors, the source from global memory); per tap the two sums meet in shared
 memory (1 KB, in the Wt chunk's space) and the pixel's total is stored. The half types
 (where it fits 48 KB: ``dk_mma_window``) take the chunks outside the tap columns and stage
-the source window once per tap row and chunk, the dots reading it from shared memory: at
-8x64x128x128 k5 O=64 40,320 B, 63-64 registers under __launch_bounds__(256, 4), no spills,
-50% on sm_90 and sm_80; requested 316 MB (was 645: the source 83 MB, was 412), no-cache est.
-94 us = 3.4x the roofline (was 192 us, 7.0x); the weight's 210 MB is what is left.
+the source window once per tap row and chunk, the dots reading it from shared memory, and
+take blocks of ry output rows where the SM fits DK_MMA_MIN_WARPS of them (``dk_mma_rows``:
+the weight read once per ry rows; over 48 KB every stage in dynamic shared memory): at
+8x64x128x128 k5 O=64 4 rows, 1,024 threads, 154,368 B, 63 registers under
+__launch_bounds__(1024, 1), no spills, 50% on sm_90 and sm_80; requested 158.9 MB (one row:
+316, the weight 210 -> 52 MB; per tap: 645), no-cache est. 47 us = 1.7x the roofline (one
+row 94 us, 3.4x; per tap 192 us, 7.0x); the source window's 83 MB is the largest part left.
 Per tap (TF32, and before the window):
 8x64x128x128 k5 O=64: 1,024 blocks of 256 threads, 30,976 B shared memory; ptxas 48
 registers on sm_90 and sm_80, no spills: 5 blocks of 8 warps, 62.5% (registers and, on
@@ -663,8 +666,8 @@ def _store_name(dtype: str, scope: str = "shared") -> str:
     return f"dynfilter_pac_mma_store_{scope}" + ("" if dtype == "float32" else "_" + MMA_DTYPES[dtype][0])
 
 
-def _store_cast_intrin(dtype: str, transposed: bool = False):
-    """Accumulator fragments (f32, TVM's 16x16 layout, rows = M) -> shared (16 x 16) in
+def _store_cast_intrin(dtype: str, transposed: bool = False, scope: str = "shared"):
+    """Accumulator fragments (f32, TVM's 16x16 layout, rows = M) -> ``scope`` (16 x 16) in
     ``dtype``, cast on the way where it is not float32, C[m, n] (``transposed``: C[n, m]), by
     plain stores (no tvm_access_ptr, whose type check fails where StorageRewrite shares one
     allocation between types: the half types' staging, conv_dk's O = 256)."""
@@ -679,7 +682,7 @@ def _store_cast_intrin(dtype: str, transposed: bool = False):
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, c: T.handle) -> None:
         C_warp = T.match_buffer(a, (32, 8), "float32", scope="warp")
-        C = T.match_buffer(c, (16, 16), dtype, scope="shared")
+        C = T.match_buffer(c, (16, 16), dtype, scope=scope)
         with T.sblock("root"):
             T.reads(C_warp[0:32, 0:8])
             T.writes(C[0:16, 0:16])
@@ -697,7 +700,7 @@ def _store_cast_intrin(dtype: str, transposed: bool = False):
         s0 = T.int32()
         s1 = T.int32()
         C_warp = T.match_buffer(a, (32, 8), "float32", scope="warp", offset_factor=1)
-        C = T.match_buffer(c, (16, 16), dtype, scope="shared", offset_factor=1, strides=[s0, s1])
+        C = T.match_buffer(c, (16, 16), dtype, scope=scope, offset_factor=1, strides=[s0, s1])
         with T.sblock("root"):
             T.reads(C_warp[0:32, 0:8])
             T.writes(C[0:16, 0:16])
@@ -1325,6 +1328,7 @@ DK_MMA_HALVES = 2
 DK_MMA_WARPS = 4  # 32-pixel column groups per block (threadIdx.y)
 DK_MMA_MIN_WARPS = 32  # resident warps per SM asked of ptxas (__launch_bounds__: 50% occupancy)
 DK_MMA_BOUNDED_O = 64  # up to this many output channels (more took 80+ registers unbounded: spills)
+DK_MMA_ROWS = (4, 2)  # output rows per block, the most that fit (``dk_mma_rows``: fewer weight passes)
 HALF_MMA = ("float16", "bfloat16")  # conv_dk on tensor cores (their products exact in float32)
 
 
@@ -1341,10 +1345,11 @@ def _dk_mma_row(n: int, item: int = 2) -> int:
     return n + 16 // item
 
 
-def dk_mma_shared_bytes(wl, wx: int, window=None) -> int:
-    """Static shared memory of the tensor-core conv_dk (``window``: with the source window
-    staged, ``dk_mma_window``; None: as built). Without the window: the dO tile (P = 32*wx
-    pixels x O, rows padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows
+def dk_mma_shared_bytes(wl, wx: int, window=None, ry: int = 1) -> int:
+    """Shared memory of the tensor-core conv_dk (``window``: with the source window
+    staged, ``dk_mma_window``; None: as built; ``ry``: output rows per block, ``dk_mma_rows``,
+    over 48 KB dynamic, where TVM's planner keeps the five stages apart as below). Without the
+    window: the dO tile (P = 32*wx*ry pixels x O, rows padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows
     padded; the halves' sums of a tap, DK_MMA_HALVES x P float32, take its space, or more where
     they do not fit) and G of one tap and chunk (P pixels x 16 channels float32, a pixel's
     channels padded to 20 words: conflict-free fragment stores and vector loads), dO and Wt in
@@ -1352,16 +1357,17 @@ def dk_mma_shared_bytes(wl, wx: int, window=None) -> int:
     and G one space (one type; ThreadSync adds the barrier between the last A fragment load and
     G's store), as ptxas reports. With the window (the half types) each apart, 64-byte aligned:
     dO, Wt and G as above, the halves' k sums of a tap row (DK_MMA_HALVES x k x P float32) and
-    the window (16 channels x (P-1)s + (k-1)d + 1 columns). 8x64x128x128 k5 O=64: half types
-    18,432 + 2,304 + 10,240 + 5,120 + 4,224 = 40,320 B (without the window 18,432 + 2,304 +
-    10,240 = 30,976 B); TF32 34,816 + max(4,352, 1,024, 10,240) = 45,056 B."""
-    O, k, pix, item = wl.p["O"], wl.p["k"], 32 * wx, 4 // MMA_DTYPES[wl.dtype][1]
+    the window (16 channels x ry rows x (32*wx-1)s + (k-1)d + 1 columns). 8x64x128x128 k5
+    O=64: half types 18,432 + 2,304 + 10,240 + 5,120 + 4,224 = 40,320 B at one row, at 4
+    rows 73,728 + 2,304 + 40,960 + 20,480 + 16,896 = 154,368 B (without the window 18,432 +
+    2,304 + 10,240 = 30,976 B); TF32 34,816 + max(4,352, 1,024, 10,240) = 45,056 B."""
+    O, k, pix, item = wl.p["O"], wl.p["k"], 32 * wx * ry, 4 // MMA_DTYPES[wl.dtype][1]
     row = _dk_mma_row(O, item) * item
     if window is None:
         window = dk_mma_window(wl, wx)
     if window:
-        cols = (pix - 1) * wl.p["s"] + (k - 1) * wl.p["d"] + 1
-        parts = (pix * row, 16 * row, pix * 20 * 4, DK_MMA_HALVES * k * pix * 4, 16 * cols * item)
+        cols = (32 * wx - 1) * wl.p["s"] + (k - 1) * wl.p["d"] + 1
+        parts = (pix * row, 16 * row, pix * 20 * 4, DK_MMA_HALVES * k * pix * 4, 16 * ry * cols * item)
         return sum(-(-b // 64) * 64 for b in parts)
     wt, g = max(16 * row, DK_MMA_HALVES * pix * 4), pix * 20 * 4
     return pix * row + (max(wt, g) if item == 4 else wt + g)
@@ -1374,13 +1380,32 @@ def dk_mma_window(wl, wx: int) -> bool:
     return wl.dtype in HALF_MMA and dk_mma_shared_bytes(wl, wx, True) <= MMA_SHARED_BYTES
 
 
+def dk_mma_rows(wl, wx: int, target=None) -> int:
+    """Output rows per block of the tensor-core conv_dk (``_conv_dk_mma``): DK_MMA_ROWS where
+    the source window is staged (``dk_mma_window``), the stride is 1 (a tap row's window rows
+    then contiguous), they divide Ho, O <= DK_MMA_BOUNDED_O (64 registers under the launch
+    bounds) and DK_MMA_MIN_WARPS' blocks of them fit an SM's shared memory (dynamic over 48
+    KB: sm_80, sm_87, sm_90, ``MMA_DYN_SHARED_MAX``, the SM's own 1 KB per block counted;
+    ``target`` None: sm_90); else 1 (sm_86/89: 99 KB per block, 100 KB per SM)."""
+    p = wl.p
+    limit = MMA_DYN_SHARED_MAX.get(_sm(target) if target is not None else 90, MMA_SHARED_BYTES)
+    if not dk_mma_window(wl, wx) or p["s"] != 1 or p["O"] > DK_MMA_BOUNDED_O:
+        return 1
+    for ry in DK_MMA_ROWS:
+        blocks = DK_MMA_MIN_WARPS // (DK_MMA_HALVES * wx * ry)
+        need = dk_mma_shared_bytes(wl, wx, True, ry)
+        if p["Ho"] % ry == 0 and blocks >= 1 and need <= limit and blocks * (need + 1024) <= limit + 1024:
+            return ry
+    return 1
+
+
 def dk_mma_tile(wl, target=None):
     """32-pixel groups per block (wx; DK_MMA_HALVES * wx warps) of the tensor-core conv_dk, or
     None where it does not apply: float16 and
     bfloat16 (their products are exact in float32, so f32-accumulating mma.sync computes what
     the compute defines) and float32 flagged ``tf32`` (TF32 operands), static, O % 16 = C %
-    16 = Wo % 32 = 0, sm_80 or newer (``target`` None: sm_90), within 48 KB of static shared
-    memory."""
+    16 = Wo % 32 = 0, sm_80 or newer (``target`` None: sm_90), a row's block within 48 KB of
+    static shared memory (blocks of several rows: ``dk_mma_rows``)."""
     p = wl.p
     if not _dk_mma_dtype(wl) or wl.kind != "static" or (target is not None and _sm(target) < 80):
         return None
@@ -1392,16 +1417,16 @@ def dk_mma_tile(wl, target=None):
     return wx if dk_mma_shared_bytes(wl, wx) <= MMA_SHARED_BYTES else None
 
 
-def _dk_mma_window(sch, co, warps: int, bind_zyx) -> None:
+def _dk_mma_window(sch, co, warps: int, bind_zyx, ry: int = 1, scope: str = "shared") -> None:
     """Stage the tensor-core conv_dk's source window at ``co`` (a tap row's chunk): 16
-    channels x (P-1)s + (k-1)d + 1 grid columns, padding and zero insertion decided in this
-    copy, read by the k tap columns' dots. Channels over the warps, columns over the lanes
-    (a copy spread over the fused index divided by the window's width per element: 79
-    registers on sm_80 unbounded, spills under the launch bounds)."""
+    channels x ry rows x (32*wx-1)s + (k-1)d + 1 grid columns, padding and zero insertion
+    decided in this copy, read by the k tap columns' dots. Channels (and rows) over the warps,
+    columns over the lanes (a copy spread over the fused index divided by the window's width
+    per element: 79 registers on sm_80 unbounded, spills under the launch bounds)."""
     sz = sch.get_sblock("Sz")
-    sch.set_scope(sz, 0, "shared")
+    sch.set_scope(sz, 0, scope)
     sch.compute_at(sz, co)
-    sc, sx = sch.get_loops(sz)[-2:]
+    sc, sx = sch.get_loops(sz)[-2:] if ry == 1 else (sch.fuse(*sch.get_loops(sz)[-3:-1]), sch.get_loops(sz)[-1])
     scr, scz, scy = sch.split(sc, [None, DK_MMA_HALVES, warps])
     sxr, sxt = sch.split(sx, [None, 32])
     sch.reorder(scr, sxr, scz, scy, sxt)
@@ -1411,12 +1436,12 @@ def _dk_mma_window(sch, co, warps: int, bind_zyx) -> None:
 DK_STORE_T_F32 = "dynfilter_pac_dk_mma_store_shared_t_f32"
 
 
-def _conv_dk_mma(sch, wl, wx: int) -> None:
+def _conv_dk_mma(sch, wl, wx: int, ry: int = 1) -> None:
     """float16 / bfloat16 (mma.sync m16n8k16) and float32 flagged ``tf32`` (m16n8k8 TF32: e = 1,
     K steps of 8 output channels, rows of 32-bit words; ``_register_mma_intrinsics``' TF32
     fragments, conv's): the same schedule.
 
-    A block per (n, output row y, P = 32*wx pixels), 2*wx warps (threadIdx.y along x,
+    A block per (n, output row y, P = 32*wx pixels; ry rows: below), 2*wx warps (threadIdx.y along x,
     threadIdx.z the two 16-pixel tiles of a 32-pixel group) of one 16-pixel tile each. The
     block stages its dO tile once (laid out (x, o): B rows of 16 output channels, contiguous,
     rows padded by 16 bytes, ``_dk_mma_row``). Per tap (i, j) and chunk of 16 input channels
@@ -1453,6 +1478,28 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     per-tap source loads' 64 L1 wavefronts (L1 and shared memory share one array) = 486: about
     even (1.06x), the L2 traffic of the source gone. TF32: the window, the k sums and its G
     (34,816 + 4,352 + 10,240 + 5,120 + 8,448 = 62,976 B) exceed 48 KB: per-tap source loads there.
+
+    Blocks of ry rows (``dk_mma_rows``, the window's build, stride 1): ry x wx warps per half
+    (threadIdx.y: the row and the 32-column group fused), P = 32*wx*ry pixels; G's warp tiles
+    take their row from threadIdx.y too (each fragment's region one row), the window is ry
+    rows (16 channels x ry fused over the warps), and every stage goes to dynamic shared memory
+    over 48 KB (the ``DYN`` ldmatrix and G store intrinsics). The weight is then read once per
+    ry rows; the window per tap row stays ry rows per block, so the source's bytes do not
+    change. 8x64x128x128 k5 O=64 f16 / bf16: 4 rows, 1,024 threads, 256 blocks, 154,368 B
+    (``dk_mma_shared_bytes``), 63 registers under __launch_bounds__(1024, 1) on sm_90 and
+    sm_80, no spills, one block: 50% (2 rows: 512 threads, 78,336 B, 63 registers, 2 blocks,
+    50%); requested 316 -> 158.9 MB (dO 16.8 + source 83.1 + weight 210 -> 52.4 + dK 6.6,
+    ``gpu_report._pac_dk_mma_parts``): no-cache est. 158.9 MB / 3.35 TB/s = 47 us, 1.7x the
+    27.5 us roofline (was 94 us, 3.4x). Shared memory per 8 warps' chunk: the Wt chunk's 32
+    stores now serve 4 rows (8 per 128 pixels): 515 -> 491 wavefronts, about 208 us (was 218),
+    still the bound of this estimate. sm_86/89 (99 KB per block, 100 per SM: 2 rows would run
+    one 16-warp block, 33%) keep one row. Left: 1.5x (141 MB) needs the source below 65 MB,
+    e.g. the chunk's window of ry + k - 1 rows staged once for all tap rows (4 rows: 83.1 x 8
+    / 20 = 33 MB, 109 MB in all), whose k^2 sums per pixel (2 x 25 x 512 x 4 B = 100 KB) do
+    not fit next to the rest. TF32's window in dynamic shared memory (62,976 B at 128 pixels)
+    would halve its bytes (1,289 -> 633 MB: the source 824 -> 166 MB) but fit 3 blocks of 8
+    warps per sm_90 SM (37.5%, was 62.5%) and 2 on sm_80 (25%): not taken; its dO tile in
+    float32 (34,816 B) leaves no room for 50% without staging it in parts over O.
 
     Why 8 warps: 4 warps of two tiles sharing their A fragment, a thread per pixel in the dot,
     took 68 registers on sm_90 (7 blocks: 44%) and 75 on sm_80 (5 blocks by 31 KB of shared
@@ -1516,22 +1563,33 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     from tvm.s_tir import TensorIntrin
 
     _register_mma_intrinsics(wl.dtype)
-    # G's fragment store, float32 by plain stores (TVM's own uses tvm_access_ptr, whose type
-    # check fails where StorageRewrite gives G's space to the 16-bit staging: O = 256)
-    TensorIntrin.register(DK_STORE_T_F32, *_store_cast_intrin("float32", transposed=True), override=True)
     load_a, load_b, mma = _intrin_names(wl.dtype)
     e, O, halves = MMA_DTYPES[wl.dtype][1], wl.p["O"], DK_MMA_HALVES
     kk, row = 8 * e, _dk_mma_row(O, 4 // e)  # output channels per mma K step; staged row length
-    warps, window = wx, dk_mma_window(wl, wx)
+    warps, window = wx * ry, dk_mma_window(wl, wx)  # warps: per half (threadIdx.y: ry x wx)
+    # over 48 KB (ry rows: ``dk_mma_rows``) every stage in dynamic shared memory
+    dyn = dk_mma_shared_bytes(wl, wx, None, ry) > MMA_SHARED_BYTES
+    sh = "shared.dyn" if dyn else "shared"
+    if dyn:
+        load_a, load_b = load_a + DYN, load_b + DYN
+    # G's fragment store, float32 by plain stores (TVM's own uses tvm_access_ptr, whose type
+    # check fails where StorageRewrite gives G's space to the 16-bit staging: O = 256)
+    store_t = DK_STORE_T_F32 + (DYN if dyn else "")
+    TensorIntrin.register(store_t, *_store_cast_intrin("float32", True, sh), override=True)
     if not window:
         sch.compute_inline(sch.get_sblock("Sz"))
     acc = sch.get_sblock("acc")
     n, g, i, j, y, x, c = sch.get_loops(acc)
     xb, xw, xt = sch.split(x, [None, wx, 32])
     co, ch, cl = sch.split(c, [None, halves, 16 // halves])
+    yr = None
+    if ry > 1:
+        y, yr = sch.split(y, [None, ry])
     # window: the chunks outside the tap columns (the source window of a tap row and chunk
     # staged once), else the taps outside the chunks
-    sch.reorder(n, g, y, xb, i, *((co, j) if window else (j, co)), ch, xw, xt, cl)
+    sch.reorder(n, g, y, xb, i, *((co, j) if window else (j, co)), ch, *((yr,) if yr else ()), xw, xt, cl)
+    if yr is not None:  # a warp per (row, 32 columns)
+        xw = sch.fuse(yr, xw)
     # each half of the chunk's channels summed by its own threads (threadIdx.z), the halves
     # added once per tap row (per tap) through shared memory
     rf = part = sch.rfactor(ch, 0)
@@ -1558,22 +1616,24 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
         bind_zyx(*sch.split(fused, [None, halves, warps, 32])[1:])
 
     G = sch.get_sblock("G")
-    sch.set_scope(G, 0, "shared")
+    sch.set_scope(G, 0, sh)
     sch.compute_at(G, tap)
-    gc, gx, go = sch.get_loops(G)[-3:]
-    gxw, gxm, gxt = sch.split(gx, [warps, 2, 16])
+    gc, *gy, gx, go = sch.get_loops(G)[-4 if ry > 1 else -3:]
+    gxw, gxm, gxt = sch.split(gx, [wx, 2, 16])
     goo, got = sch.split(go, [None, kk])
-    sch.reorder(gxw, gxm, goo, gc, gxt, got)
+    sch.reorder(*gy, gxw, gxm, goo, gc, gxt, got)
+    if gy:  # the warp's row fixed by threadIdx.y: its fragments' regions one row
+        gxw = sch.fuse(*gy, gxw)
     outer = sch.blockize(gc)
     sch.bind(gxw, "threadIdx.y")
     sch.bind(gxm, "threadIdx.z")  # a warp per 16-pixel tile
     d_at, w_at = _read_index(sch, outer, "dO"), _read_index(sch, outer, "Wt")
-    dsh = sch.cache_read(outer, d_at, "shared")
+    dsh = sch.cache_read(outer, d_at, sh)
     sch.compute_at(dsh, blk)
     sch.transform_layout(dsh, ("write", 0), lambda n_, o_, y_, x_: (n_, y_, x_, o_))
     sch.storage_align(dsh, 0, 2, O, row - O)
     spread(dsh, blk)
-    wsh = sch.cache_read(outer, w_at, "shared")
+    wsh = sch.cache_read(outer, w_at, sh)
     sch.compute_at(wsh, tap)
     sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (i_, j_, c_, o_))
     sch.storage_align(wsh, 0, 2, O, row - O)
@@ -1583,7 +1643,7 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     sch.reorder(*sch.get_loops(wsh)[-2:][::-1])
     spread(wsh, tap)
     if window:
-        _dk_mma_window(sch, co, warps, bind_zyx)
+        _dk_mma_window(sch, co, warps, bind_zyx, ry, sh)
     a_w = sch.cache_read(outer, w_at, "warp")
     b_w = sch.cache_read(outer, d_at, "warp")
     sch.compute_at(a_w, goo)
@@ -1611,7 +1671,7 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     # channels) then fill 32 distinct banks, and a quarter warp's 16-byte loads 8 distinct
     # bank groups (at 16 words both conflict)
     sch.storage_align(store, 0, 4, 16, 4)
-    sch.tensorize(store, DK_STORE_T_F32)
+    sch.tensorize(store, store_t)
     # the dot reads its pixel's 8 values of G (its half) as two 16-byte vectors
     g_at = next(q for q, r in enumerate(sch.get(part).reads) if r.source.name.startswith("G"))
     g_loc = sch.cache_read(part, g_at, "local")
@@ -1621,7 +1681,7 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     # the halves' sums: window, per tap row k per thread in shared memory, each added once per
     # (tap, chunk) from ``part``'s register; else per tap in registers over the chunks, then
     # through shared memory
-    sch.set_scope(rf, 0, "shared")
+    sch.set_scope(rf, 0, sh)
     if window:
         sch.set_scope(part, 0, "local")
         sch.decompose_reduction(part, cl_o)
@@ -1641,6 +1701,9 @@ def _conv_dk_mma(sch, wl, wx: int) -> None:
     acc = sch.get_sblock("acc")
     sch.reverse_compute_at(acc, i if window else j)
     az, *aj, axy = sch.get_loops(acc)[-3 if window else -2:]
+    if ry > 1:  # (az, j, y, x): the pixels' loops fused
+        az, *aj, ay, axy = sch.get_loops(acc)[-4:]
+        axy = sch.fuse(ay, axy)
     ay, ax = sch.split(axy, [warps, 32])
     sch.reorder(ay, ax, *aj, az)  # both threads of a pixel add the pair (the same total)
     bind_zyx(ay, ax)
@@ -1753,7 +1816,7 @@ def _tried_constant(sch, apply) -> bool:
 def conv_dk(sch, wl, target):
     wx = dk_mma_tile(wl, target)
     if wx is not None:
-        _conv_dk_mma(sch, wl, wx)
+        _conv_dk_mma(sch, wl, wx, dk_mma_rows(wl, wx, target))
         return
     t = dk_tile(wl, target)
     if t is not None:

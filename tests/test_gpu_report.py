@@ -119,16 +119,18 @@ def test_requested_bytes_pac_conv_dk_tiled():
 
 
 def test_requested_bytes_pac_conv_dk_tensor_cores():
-    """The tensor-core conv_dk of the half types and of float32 flagged tf32 (a block per
-    128-pixel row, 1,024 blocks): dO once, the whole weight per block, dK once; the source in
-    the half types once per block's window of a tap row and channel (634 real (output row, tap
-    row) pairs x 128 columns: 316 MB), in TF32 per (tap, channel, pixel) over 634 real (output,
+    """The tensor-core conv_dk of the half types and of float32 flagged tf32: dO once, the
+    whole weight per block, dK once; the half types in blocks of four 128-pixel rows (256
+    blocks, ``dk_mma_rows``, on sm_90 and sm_80), the source once per block's window of a tap
+    row and channel (634 real (output row, tap row) pairs x 128 columns: 158.9 MB); TF32 in
+    blocks of one row (1,024), the source per (tap, channel, pixel) over 634 real (output,
     tap) pairs per axis (4-byte elements: 1,289 MB). Listed in the float32 report, TF32 aiming
     at the TF32 roofline."""
     pac = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"]
-    do, wt, dk = 8 * 64 * 128 ** 2, 1024 * 64 * 64 * 25, 8 * 25 * 128 ** 2
+    do, dk = 8 * 64 * 128 ** 2, 8 * 25 * 128 ** 2
     for dtype, label, item in (("float16", "f16", 2), ("bfloat16", "bf16", 2), ("float32", "tf32", 4)):
         x = 8 * 64 * 634 * (634 if dtype == "float32" else 128)
+        wt = (1024 if dtype == "float32" else 256) * 64 * 64 * 25
         wl = next(w for w in pac if w.kernel == "conv_dk" and w.dtype == dtype and (dtype != "float32" or w.p.get("tf32")))
         assert G._label(wl) == f"pac.conv_dk({label})"
         assert G.aim_peak(wl) == (G.TF32_TC if dtype == "float32" else G.BF16_TC)

@@ -415,10 +415,15 @@ def test_conv_dk_tensor_core_resources(dtype, arch):
     spills, shared memory as budgeted (dk_mma_shared_bytes), >= 50% theoretical occupancy. The
     dot's channels split over DK_MMA_HALVES threads per pixel (8-warp blocks at 128-pixel rows);
     the source window staged per tap row and chunk (dk_mma_window) under
-    __launch_bounds__(threads, 32 warps' blocks): 63-64 registers at the benchmark shape, 4
-    blocks of 8 warps, 50% (without the bound sm_80 took 79: 37.5%)."""
+    __launch_bounds__(threads, 32 warps' blocks); blocks of ry rows (dk_mma_rows), over 48 KB
+    in dynamic shared memory (ptxas: no static bytes): at the benchmark shape 4 rows, 1,024
+    threads, 154,368 B, 63 registers, one block, 50% (one row: 40,320 B, 63-64 registers, 4
+    blocks of 8 warps; without the bound sm_80 took 79: 37.5%); the 65x64 k3 shape 4 rows of
+    64 pixels (2 blocks of 16 warps), the s2 one a row (window rows not contiguous)."""
+    from dynfilter_tvm import emulate
     from dynfilter_tvm import gpu_report as G
-    from schedules.pac_cuda import DK_MMA_HALVES, DK_MMA_MIN_WARPS, dk_mma_shared_bytes, dk_mma_tile, dk_mma_window
+    from schedules.pac_cuda import (DK_MMA_HALVES, DK_MMA_MIN_WARPS, MMA_SHARED_BYTES, dk_mma_rows,
+                                    dk_mma_shared_bytes, dk_mma_tile, dk_mma_window)
 
     shapes = [dict(_geo(8, 64, 128, 128, 128, 128, 5, 1, 1, 2, 1), O=64),
               dict(_geo(2, 32, 65, 64, 64, 64, 3, 1, 1, 0, 1), O=32),
@@ -426,33 +431,47 @@ def test_conv_dk_tensor_core_resources(dtype, arch):
     for p in shapes:
         wl = Workload.make("pac", "conv_dk", p, dtype)
         wx = dk_mma_tile(wl, cuda_target(arch))
+        ry = dk_mma_rows(wl, wx, cuda_target(arch))
+        assert (wx, ry) == ((4, 4), (2, 4), (2, 1))[shapes.index(p)]
         src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
         assert G.mma_kind(src) == {"float16": "f16", "bfloat16": "bf16"}[dtype]
-        threads = 32 * wx * DK_MMA_HALVES
-        assert dk_mma_window(wl, wx) and "Sz_shared" in src
+        threads = 32 * wx * ry * DK_MMA_HALVES
+        smem = dk_mma_shared_bytes(wl, wx, True, ry)
+        # the window staged (dynamic: one merged array, no buffer names)
+        assert dk_mma_window(wl, wx) and ("buf_dyn_shmem" if smem > MMA_SHARED_BYTES else "Sz_shared") in src
         assert f"__launch_bounds__({threads}, {DK_MMA_MIN_WARPS * 32 // threads})" in src
         res = G.ptxas_resources(src, arch)["pac_conv_dk_kernel"]
-        assert res["spill"] == 0 and res["smem"] == dk_mma_shared_bytes(wl, wx, True), (p, res)
-        assert G.occupancy(arch, 32 * wx * DK_MMA_HALVES, res["regs"], res["smem"]) >= 0.5, (p, res)
+        if smem > MMA_SHARED_BYTES:
+            (ln,) = emulate.lower(emulate.scheduled(wl, arch), cuda_target(arch)).launches
+            assert res["smem"] == 0 and ln.dyn_shared == smem, (p, res, ln)
+        else:
+            assert res["smem"] == smem, (p, res)
+        assert res["spill"] == 0 and res["regs"] <= 64, (p, res)
+        assert G.occupancy(arch, threads, res["regs"], smem) >= 0.5, (p, res)
 
 
 def test_conv_dk_tensor_core_requested_bytes():
     """The report's count for the tensor-core conv_dk at the benchmark shape (8x64x128x128 k5
     O=64): the half types stage the source window per tap row and chunk, so X is read once per
     (real output row, tap row) and window column (634 x 128 per channel and image, was each
-    pixel's 634 x 634 real taps): 316 MB in all (was 645); TF32 (no window: 62,976 B would
-    pass 48 KB) keeps the per-tap count, 1,289 MB."""
+    pixel's 634 x 634 real taps), and take blocks of 4 rows (``dk_mma_rows``: 256 blocks, the
+    weight read by each): 158.9 MB in all (one row: 316 MB; per tap 645); where 4 rows do not
+    fit (sm_86: 99 KB per block) one row. TF32 (no window: 62,976 B would pass 48 KB) keeps
+    the per-tap count, 1,289 MB."""
     from dynfilter_tvm import gpu_report as G
-    from schedules.pac_cuda import dk_mma_shared_bytes, dk_mma_tile, dk_mma_window
+    from schedules.pac_cuda import dk_mma_rows, dk_mma_shared_bytes, dk_mma_tile, dk_mma_window
 
     p = dict(_geo(8, 64, 128, 128, 128, 128, 5, 1, 1, 2, 1), O=64)
-    for dtype, params, x, total in (("bfloat16", p, 8 * 64 * 634 * 128, 316_145_664),
-                                    ("float32", dict(p, tf32=1), 8 * 64 * 634 * 634, 1_289_297_920)):
+    for dtype, params, x, ry, total in (("bfloat16", p, 8 * 64 * 634 * 128, 4, 158_859_264),
+                                        ("float32", dict(p, tf32=1), 8 * 64 * 634 * 634, 1, 1_289_297_920)):
         wl = Workload.make("pac", "conv_dk", params, dtype)
         wx = dk_mma_tile(wl)
         assert wx == 4 and dk_mma_window(wl, wx) == (dtype == "bfloat16")
-        parts = G._pac_dk_mma_parts(wl, wl.p, wx)
-        assert parts["X"] == x and parts["Wt"] == 1024 * 64 * 64 * 25, parts
+        assert dk_mma_rows(wl, wx) == dk_mma_rows(wl, wx, cuda_target("sm_80")) == ry
+        assert dk_mma_rows(wl, wx, cuda_target("sm_86")) == 1
+        parts = G._pac_dk_mma_parts(wl, wl.p, wx, ry)
+        assert parts["X"] == x and parts["Wt"] == 1024 // ry * 64 * 64 * 25, parts
+        assert G._pac_dk_mma_parts(wl, wl.p, wx, 1)["X"] == x  # rows per block: the same windows
         item = 2 if dtype == "bfloat16" else 4
         assert G.requested_bytes(wl, item, "sm_80") == G.requested_bytes(wl, item) == total
     assert dk_mma_shared_bytes(wl, 4, True) == 62_976
@@ -476,6 +495,44 @@ def test_conv_dk_tensor_core_wide_o_builds():
             src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
             assert G.mma_kind(src) == "bf16"
             assert G.ptxas_resources(src, arch)["pac_conv_dk_kernel"]["spill"] == 0
+
+
+# -- the tensor-core conv_dk in blocks of several output rows (``dk_mma_rows``: the weight read
+# once per block of ry rows; over 48 KB every stage in dynamic shared memory), executed on PoCL
+DK_ROWS_CASES = {
+    # 2 rows (Ho = 2) of the benchmark's 128-pixel row, k5, O = 64: 16 warps, 78,336 B
+    "rows2-k5": (dict(_geo(1, 16, 2, 128, 2, 128, 5, 1, 1, 2, 1), O=64), 4, 2),
+    # 4 rows of 64 pixels (2 x 32), k3, dilation 2, two chunks, batch 2, O = 32: 57,088 B
+    "rows4-d2": (dict(_geo(2, 32, 4, 64, 4, 64, 3, 1, 1, 2, 2), O=32), 2, 4),
+}
+DK_WINDOW_COPY = r"\(\(__local ushort\*\)buf_dyn_shmem_ptr\)\[[^;]*\] = condval(_\d+)?;"
+
+
+@pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
+@pytest.mark.parametrize("name", DK_ROWS_CASES)
+def test_conv_dk_tensor_core_rows(name, dtype):
+    """ry rows per block (threadIdx.y = ry x wx warps per half), from one dynamic shared
+    memory array of the planned bytes (dk_mma_shared_bytes), within tolerance of the float64
+    reference; with the source window's copy dropped (its only padded store) the dots read
+    poisoned shared memory: NaN."""
+    from dynfilter_tvm import emulate
+    from schedules.pac_cuda import DK_MMA_HALVES, dk_mma_rows, dk_mma_shared_bytes, dk_mma_tile
+
+    p, wx, ry = DK_ROWS_CASES[name]
+    wl = Workload.make("pac", "conv_dk", p, dtype)
+    assert dk_mma_tile(wl) == wx and dk_mma_rows(wl, wx) == ry
+    low = emulate.prepare(wl, "cuda")
+    (ln,) = low.launches
+    assert tuple(ln.block) == (32, wx * ry, DK_MMA_HALVES)
+    assert ln.dyn_shared == dk_mma_shared_bytes(wl, wx, True, ry) > 48 * 1024
+    assert "tvm_mma_m16n8k16(" in low.source and "__shared__" not in low.source
+    assert emulate.check(wl, "cuda", lowered=low) <= emulate.TOLERANCE[dtype]
+
+    def mutate(lw):
+        lw.source, n = re.subn(DK_WINDOW_COPY, "", lw.source)
+        assert n == 1
+    with pytest.raises(emulate.CheckFailed, match="NaN"):
+        emulate.check(wl, "cuda", lowered=low, mutate=mutate)
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
