@@ -41,10 +41,10 @@ from tvm import ir, sym, tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
-from dynfilter_tvm.ops.pac import POOL_ROW_QUANTUM
+from dynfilter_tvm.ops.pac import POOL_ROW_QUANTUM, padded_row
 
 from . import register
-from .common import (acc_registers, after_compute_at, guard_pieces, loop_analyzer, unroll, vector_lanes,
+from .common import (acc_registers, after_compute_at, guard_pieces, loop_analyzer, unroll, unroll_taps, vector_lanes,
                      vectorize_inner, vectorize_under)
 
 
@@ -252,7 +252,7 @@ def pool(sch, wl, target):
     if not per_plane:
         _materialize(sch, "Sz", lanes, decompose=fill)
         if p["a"]:
-            _materialize(sch, "Kz", lanes, outer=4, decompose=fill)
+            _kernel_at_taps(sch, wl, lanes)
     sch.compute_inline(sch.get_sblock("xk"))
     out = sch.get_sblock("out")
     n, c, y, x = sch.get_loops(out)
@@ -284,13 +284,35 @@ def pool(sch, wl, target):
         sch.vectorize(loops["x"])
         sch.decompose_reduction(acc, loops["x"])
     if per_plane:
-        _materialize(sch, "Kz", lanes, decompose=fill, at=row)
+        _kernel_at_taps(sch, wl, lanes, at=row)
         _materialize(sch, "Sz", lanes, decompose=fill, at=row)
     if not p["a"]:
         kp = sch.get_sblock("Kp")
         sch.compute_at(kp, kp_at)
         _partition(sch, vectorize_inner(sch, kp, lanes, under=kp_at))
     guard_pieces(sch, pieces)
+
+
+def _kernel_at_taps(sch, wl, lanes: int, at=None) -> None:
+    """The adjoint pool's kernel read at the taps ('Kz', ``ops.pac._kernel_at_taps``: k x k
+    planes of the padded output's size, each tap's plane shifted to the output pixels) copied
+    whole, parallel over (n, g, i, j) (``_materialize``), or, with ``at``, per plane there, the
+    tap loops unrolled so each tap's shift is a constant: static builds cut each tap's vector
+    loop where its zero border starts (``_partition``), generic ones leave each tap's rows to
+    LLVM (its border a condition: ``decompose_padding`` refuses a border that depends on the
+    tap). Before, 'Kz' was the kernel on the source grid (k x k planes of the grid's size,
+    every tap's plane padded alike) and the tap loops stayed rolled."""
+    if at is None:
+        _materialize(sch, "Kz", lanes, outer=4)
+        return
+    p = wl.p
+    kz = sch.get_sblock("Kz")
+    sch.compute_at(kz, at)
+    wp = None if p["Wo"] is None else padded_row(p["Wo"])
+    loops = _after_compute_at(sch, kz, [("i", p["k"]), ("j", p["k"]), ("y", p["Ho"]), ("x", wp)])
+    unroll_taps(sch, wl, *(loops[a] for a in ("i", "j") if a in loops))
+    if not _fills(wl):
+        _partition(sch, vectorize_inner(sch, kz, lanes))
 
 
 def _store_pieces(sch, wl, xi, lanes: int, tile=()):
