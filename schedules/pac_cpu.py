@@ -241,7 +241,17 @@ def pool(sch, wl, target):
     loaded machine: 28² 1.16 -> 1.63 and 1.28 -> 1.18, 56² 1.12 -> 1.25 and 1.22 -> 1.25, 128² k5
     1.02 -> 1.06; generic 28² 1.78 -> 0.86-1.11 ms, static 1.39-1.54 -> 0.68-0.73). The copies remain most of the time (about 60% in both builds at
     28², perf); the generic build's rest is LLVM's per-row copy loops (alias checks, masked
-    vectors) and the sum's nine tap rows, a symbolic plane apart, whose pointers spill. (Tried,
+    vectors) and the sum's nine tap rows, a symbolic plane apart, whose pointers spill. Since
+    2026-12-01 (fifth session) the kernel is read at the taps (``_kernel_at_taps``: each tap's plane
+    on the output's padded rows, 12% fewer values at 28² k3, the tap loops unrolled): static /
+    generic ms 0.62-0.64 / 0.84-0.85 -> 0.49-0.51 / 0.78 at 2x128x28² k3 (generic / static 1.34 ->
+    1.54-1.60: the static build gained more). perf of the generic build: the tap copies about 70%
+    of its samples, LLVM's row loops (a 28-px row padded to 32: one peeled lane where the tap's
+    zero border starts, then 8-lane masked vectors, then up to 7 scalar lanes). Tried, same
+    process, not kept: TVM's 8-lane vectors cut by LoopPartition (generic 0.78 -> 1.0 ms: the
+    border vectors lane by lane), a zero fill per tap plane or row then the interior (each tap a
+    block of its own, ``loop_partition`` + ``decompose_padding``; no faster), the row split
+    into 8-wide plain loops (1.4 ms: LLVM left them scalar). (Tried,
     scratch A/B on the loaded machine: ``Kz`` stored (y, i, j, x) per plane, generic / static
     1.4 / 1.2 / 1.1 at 28² / 56² / 128² k5, static faster at 28² but slower at 128², not kept.)"""
     p = wl.p

@@ -208,7 +208,15 @@ def pool(N, C, G, H, W, Ho, Wo, k, s, z, p, d, a, dtype):
     TVM 0.27 emits no masked store) and the source copies' per-row loops, 1.25x the static time at
     2x128x28² k3 (G = 1), 1.4-1.6x for the adjoint with a kernel per channel, whose zero-padded
     kernel copy is k x k planes per channel (copied per channel plane since 2026-12-01, both builds
-    about 2x faster, the static one more); about 1.0-1.25x at 56- and 128-px rows."""
+    about 2x faster, the static one more); about 1.0-1.25x at 56- and 128-px rows.
+
+    The adjoint (a = 1) reads its kernel at the taps (``_kernel_at_taps``: per tap a plane of
+    Ho x Wp, shifted to the output pixels) rather than on the source grid (per tap the grid's
+    Hg x Wg, every tap's plane padded alike): the same values, fewer of them (28² k3: 9 x 28 x 32
+    instead of 9 x 30 x 34), and a tap's row copy has a constant shift once the taps are unrolled.
+    1 thread, 2x128x28² k3, medians of 31 x 2 calls in one process, static / generic ms, old ->
+    new: 0.62-0.64 / 0.84-0.85 -> 0.49-0.51 / 0.78 (2x64x56² k3 -6..-15% / -7..-11%; 2x32x128² k5
+    within noise). The static build gained more: generic / static 1.34 -> 1.54-1.60 at 28²."""
     check_params(N, C, H, W, Ho, Wo, k, s, z, d)
     acc_t = acc_dtype(dtype)
     Wp = padded_row(Wo)
