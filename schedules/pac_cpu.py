@@ -41,10 +41,10 @@ from tvm import ir, sym, tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
-from dynfilter_tvm.ops.pac import POOL_ROW_QUANTUM
+from dynfilter_tvm.ops.pac import POOL_ROW_QUANTUM, padded_row
 
 from . import register
-from .common import (acc_registers, after_compute_at, guard_pieces, loop_analyzer, unroll, vector_lanes,
+from .common import (acc_registers, after_compute_at, guard_pieces, loop_analyzer, unroll, unroll_taps, vector_lanes,
                      vectorize_inner, vectorize_under)
 
 
@@ -241,7 +241,17 @@ def pool(sch, wl, target):
     loaded machine: 28² 1.16 -> 1.63 and 1.28 -> 1.18, 56² 1.12 -> 1.25 and 1.22 -> 1.25, 128² k5
     1.02 -> 1.06; generic 28² 1.78 -> 0.86-1.11 ms, static 1.39-1.54 -> 0.68-0.73). The copies remain most of the time (about 60% in both builds at
     28², perf); the generic build's rest is LLVM's per-row copy loops (alias checks, masked
-    vectors) and the sum's nine tap rows, a symbolic plane apart, whose pointers spill. (Tried,
+    vectors) and the sum's nine tap rows, a symbolic plane apart, whose pointers spill. Since
+    2026-12-01 (fifth session) the kernel is read at the taps (``_kernel_at_taps``: each tap's plane
+    on the output's padded rows, 12% fewer values at 28² k3, the tap loops unrolled): static /
+    generic ms 0.62-0.64 / 0.84-0.85 -> 0.49-0.51 / 0.78 at 2x128x28² k3 (generic / static 1.34 ->
+    1.54-1.60: the static build gained more). perf of the generic build: the tap copies about 70%
+    of its samples, LLVM's row loops (a 28-px row padded to 32: one peeled lane where the tap's
+    zero border starts, then 8-lane masked vectors, then up to 7 scalar lanes). Tried, same
+    process, not kept: TVM's 8-lane vectors cut by LoopPartition (generic 0.78 -> 1.0 ms: the
+    border vectors lane by lane), a zero fill per tap plane or row then the interior (each tap a
+    block of its own, ``loop_partition`` + ``decompose_padding``; no faster), the row split
+    into 8-wide plain loops (1.4 ms: LLVM left them scalar). (Tried,
     scratch A/B on the loaded machine: ``Kz`` stored (y, i, j, x) per plane, generic / static
     1.4 / 1.2 / 1.1 at 28² / 56² / 128² k5, static faster at 28² but slower at 128², not kept.)"""
     p = wl.p
@@ -252,7 +262,7 @@ def pool(sch, wl, target):
     if not per_plane:
         _materialize(sch, "Sz", lanes, decompose=fill)
         if p["a"]:
-            _materialize(sch, "Kz", lanes, outer=4, decompose=fill)
+            _kernel_at_taps(sch, wl, lanes)
     sch.compute_inline(sch.get_sblock("xk"))
     out = sch.get_sblock("out")
     n, c, y, x = sch.get_loops(out)
@@ -284,13 +294,35 @@ def pool(sch, wl, target):
         sch.vectorize(loops["x"])
         sch.decompose_reduction(acc, loops["x"])
     if per_plane:
-        _materialize(sch, "Kz", lanes, decompose=fill, at=row)
+        _kernel_at_taps(sch, wl, lanes, at=row)
         _materialize(sch, "Sz", lanes, decompose=fill, at=row)
     if not p["a"]:
         kp = sch.get_sblock("Kp")
         sch.compute_at(kp, kp_at)
         _partition(sch, vectorize_inner(sch, kp, lanes, under=kp_at))
     guard_pieces(sch, pieces)
+
+
+def _kernel_at_taps(sch, wl, lanes: int, at=None) -> None:
+    """The adjoint pool's kernel read at the taps ('Kz', ``ops.pac._kernel_at_taps``: k x k
+    planes of the padded output's size, each tap's plane shifted to the output pixels) copied
+    whole, parallel over (n, g, i, j) (``_materialize``), or, with ``at``, per plane there, the
+    tap loops unrolled so each tap's shift is a constant: static builds cut each tap's vector
+    loop where its zero border starts (``_partition``), generic ones leave each tap's rows to
+    LLVM (its border a condition: ``decompose_padding`` refuses a border that depends on the
+    tap). Before, 'Kz' was the kernel on the source grid (k x k planes of the grid's size,
+    every tap's plane padded alike) and the tap loops stayed rolled."""
+    if at is None:
+        _materialize(sch, "Kz", lanes, outer=4)
+        return
+    p = wl.p
+    kz = sch.get_sblock("Kz")
+    sch.compute_at(kz, at)
+    wp = None if p["Wo"] is None else padded_row(p["Wo"])
+    loops = _after_compute_at(sch, kz, [("i", p["k"]), ("j", p["k"]), ("y", p["Ho"]), ("x", wp)])
+    unroll_taps(sch, wl, *(loops[a] for a in ("i", "j") if a in loops))
+    if not _fills(wl):
+        _partition(sch, vectorize_inner(sch, kz, lanes))
 
 
 def _store_pieces(sch, wl, xi, lanes: int, tile=()):

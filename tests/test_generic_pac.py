@@ -267,6 +267,54 @@ def test_cpu_adjoint_pool_copies_per_plane(generic):
     assert "Kz" not in _parallel_nest_of(schedule(wl, cpu_target(num_cores=8), tuned=False)[0], "out")
 
 
+def _pool_adjoint_reference(X, K, k, s, p, d, Ho, Wo):
+    """The adjoint pool (a = 1, z = 1, G = C) from its definition (``ops.pac``): out[y, x] =
+    sum_{i,j} Kg[i, j, Y, X] Sg[Y, X], Y = y s + (k-1-i) d, Kg and Sg zero-padded by p."""
+    Hg, Wg = (Ho - 1) * s + (k - 1) * d + 1, (Wo - 1) * s + (k - 1) * d + 1
+
+    def grid(t):  # pad by p, then to the grid's size (a negative pad crops)
+        t = torch.nn.functional.pad(t, (p, p, p, p))
+        return torch.nn.functional.pad(t, (0, Wg - t.shape[-1], 0, Hg - t.shape[-2]))
+    Kg, Sg = grid(K), grid(X)
+    out = torch.zeros(X.shape[0], X.shape[1], Ho, Wo, dtype=X.dtype)
+    for i in range(k):
+        for j in range(k):
+            rows = slice((k - 1 - i) * d, (k - 1 - i) * d + (Ho - 1) * s + 1, s)
+            cols = slice((k - 1 - j) * d, (k - 1 - j) * d + (Wo - 1) * s + 1, s)
+            out += Kg[:, :, i, j, rows, cols] * Sg[:, :, rows, cols]
+    return out
+
+
+@pytest.mark.parametrize("k,s,p,d", [(3, 1, 1, 1), (3, 2, 1, 2), (5, 1, 2, 1), (2, 1, 0, 1)])
+def test_cpu_adjoint_pool_kernel_at_taps(k, s, p, d):
+    """The adjoint pool reads its kernel at the taps ('Kz' (.., k, k, Ho, padded Wo),
+    ``ops.pac._kernel_at_taps``), not on the source grid ((.., k, k, Hg, Wg)), its per-plane
+    copy with the tap loops unrolled (``pac_cpu._kernel_at_taps``); generic builds, float32 and
+    float64, NaN-filled outputs at widths 1..13 and 28, equal the definition's float64 sums."""
+    from dynfilter_tvm.build import schedule
+    C = 4
+    params = dict(C=C, G=C, k=k, s=s, z=1, p=p, d=d, a=1)
+    target = cpu_target(num_cores=2)
+    for dtype in ("float32", "float64"):
+        wl = Workload.make("pac", "pool", dict(params, N=None, H=None, W=None, Ho=None, Wo=None), dtype)
+        mod = schedule(wl, target, tuned=False)[0]
+        assert re.search(rf"Kz = T.sblock_alloc_buffer\(\(N, {C}, {k}, {k}, Ho, \(Wo \+ 7\) // 8 \* 8\)", mod.script())
+        assert sum(f"T.unroll({k})" in line for line in _loops_around(mod, "Kz")) == (2 if k > 1 else 0)
+        generic = build(wl, target).mod["pac_pool"]
+        tdt = getattr(torch, dtype)
+        for H, W in [(2, w) for w in range(1, 14)] + [(3, 28), (7, 5)]:
+            Ho, Wo = ((n + 2 * p - (k - 1) * d - 1) // s + 1 for n in (H, W))
+            if Ho < 1 or Wo < 1:
+                continue
+            X = torch.randn(2, C, H, W, dtype=torch.float64)
+            K = torch.rand(2, C, k, k, H, W, dtype=torch.float64)
+            want = _pool_adjoint_reference(X, K, k, s, p, d, Ho, Wo)
+            out = torch.full((2, C, Ho, Wo), float("nan"), dtype=tdt)
+            generic(X.to(tdt), K.to(tdt), out)
+            tol = 1e-5 if dtype == "float32" else 1e-12
+            torch.testing.assert_close(out.double(), want, atol=tol, rtol=tol, msg=f"{dtype} H={H} W={W}")
+
+
 def _parallel_nest_of(mod, name: str) -> set:
     """The blocks inside the outermost parallel loop that holds block ``name``, read from the
     printed module's indentation. (Generic builds' guarded stores hold 'out' twice, which

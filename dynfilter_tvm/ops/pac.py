@@ -101,15 +101,41 @@ def _tap(k, s, d, a):
     return (lambda y, i: y * s + (k - 1 - i) * d) if a else (lambda y, i: y * s + i * d)
 
 
-def _modulated(X, K, k, s, z, p, d, a, Ho, Wo, acc, grouped, store=None):
+def _kernel_at_taps(K, k, s, z, p, d, Ho, Wo) -> te.Tensor:
+    """The adjoint's kernel (a = 1) on the source grid, as ``_source`` places it, read at the
+    tap (i, j) of each output pixel: 'Kz' (N, G, k, k, Ho, Wo), ``Kz[.., i, j, y, x] =
+    Kg[.., i, j, tap(y, i), tap(x, j)]`` with Kg the zero-inserted, padded K. The same values
+    the sum read from Kg, each tap's plane shifted to the output's rows (Ho x Wo, not the grid's
+    larger Hg x Wg per tap), so a schedule finds every tap at (y, x)."""
+    tap = _tap(k, s, d, 1)
+    h, w = (dim(n) for n in K.shape[-2:])
+
+    def body(n, g, i, j, y, x):
+        yy, xx = tap(y, i) - p, tap(x, j) - p
+        conds = [yy >= 0, xx >= 0, yy < h * z, xx < w * z]
+        if z > 1:
+            conds += [tirx.floormod(yy, z) == 0, tirx.floormod(xx, z) == 0]
+        src = K[n, g, i, j, tirx.floordiv(yy, z), tirx.floordiv(xx, z)]
+        return tirx.if_then_else(tirx.all(*conds), src, tirx.const(0, K.dtype))
+
+    return te.compute((*K.shape[:4], Ho, Wo), body, name="Kz")
+
+
+def _modulated(X, K, k, s, z, p, d, a, Ho, Wo, acc, grouped, store=None, at_taps=False):
     """xk[n,c,i,j,y,x] = K(tap) * Sz(tap): the taps of the source times the adaptive kernel,
-    formed in ``acc`` and kept in ``store`` (default ``acc``)."""
+    formed in ``acc`` and kept in ``store`` (default ``acc``). ``at_taps`` (a = 1): the kernel
+    read through ``_kernel_at_taps`` rather than on the source grid (same values)."""
     N, C = (dim(n) for n in X.shape[:2])
     G = int(K.shape[1])
     Sz = _source(X, k, s, z, p, d, Ho, Wo, "Sz")
     tap = _tap(k, s, d, a)
     g = (lambda c: c) if (grouped and G > 1) else (lambda c: 0)
-    if a:
+    if a and at_taps:
+        Kz = _kernel_at_taps(K, k, s, z, p, d, Ho, Wo)
+
+        def mod(n, c, i, j, y, x):
+            return Kz[n, g(c), i, j, y, x]
+    elif a:
         Kz = _source(K, k, s, z, p, d, Ho, Wo, "Kz")
 
         def mod(n, c, i, j, y, x):
@@ -182,7 +208,15 @@ def pool(N, C, G, H, W, Ho, Wo, k, s, z, p, d, a, dtype):
     TVM 0.27 emits no masked store) and the source copies' per-row loops, 1.25x the static time at
     2x128x28² k3 (G = 1), 1.4-1.6x for the adjoint with a kernel per channel, whose zero-padded
     kernel copy is k x k planes per channel (copied per channel plane since 2026-12-01, both builds
-    about 2x faster, the static one more); about 1.0-1.25x at 56- and 128-px rows."""
+    about 2x faster, the static one more); about 1.0-1.25x at 56- and 128-px rows.
+
+    The adjoint (a = 1) reads its kernel at the taps (``_kernel_at_taps``: per tap a plane of
+    Ho x Wp, shifted to the output pixels) rather than on the source grid (per tap the grid's
+    Hg x Wg, every tap's plane padded alike): the same values, fewer of them (28² k3: 9 x 28 x 32
+    instead of 9 x 30 x 34), and a tap's row copy has a constant shift once the taps are unrolled.
+    1 thread, 2x128x28² k3, medians of 31 x 2 calls in one process, static / generic ms, old ->
+    new: 0.62-0.64 / 0.84-0.85 -> 0.49-0.51 / 0.78 (2x64x56² k3 -6..-15% / -7..-11%; 2x32x128² k5
+    within noise). The static build gained more: generic / static 1.34 -> 1.54-1.60 at 28²."""
     check_params(N, C, H, W, Ho, Wo, k, s, z, d)
     acc_t = acc_dtype(dtype)
     Wp = padded_row(Wo)
@@ -191,7 +225,7 @@ def pool(N, C, G, H, W, Ho, Wo, k, s, z, p, d, a, dtype):
     Kp = K if a else te.compute(  # the kernel at the output pixels, zero past the last
         (N, G, k, k, Ho, Wp),
         lambda n, g, i, j, y, x: tirx.if_then_else(x < Wo, K[n, g, i, j, y, x], tirx.const(0, dtype)), name="Kp")
-    xk = _modulated(X, Kp, k, s, z, p, d, a, Ho, Wp, acc_t, grouped=True)
+    xk = _modulated(X, Kp, k, s, z, p, d, a, Ho, Wp, acc_t, grouped=True, at_taps=True)
     i = te.reduce_axis((0, k), "i")
     j = te.reduce_axis((0, k), "j")
     acc = te.compute((N, C, Ho, Wp), lambda n, c, y, x: te.sum(xk[n, c, i, j, y, x], axis=[i, j]), name="acc")
