@@ -228,7 +228,7 @@ CUDA calls keep the static dx by default (``GENERIC_DEFAULT``); served generic (
 generic shape mode, bundles without ``--input``), one build serves every size. Several input
 rows per generic block (``_dx_rows``' design, tried 2026-12-01 at 4 rows x 8 pixels, 448
 threads) leave a row tail: TVM then sized the thread's atoms and partial sums over the
-symbolic height (2,147,483,647 rows; ``ddf_cuda._constant_stages`` reads that as a constant),
+symbolic height (2,147,483,647 rows; ``common.constant_stages`` now rejects that size),
 as it clips the dO and A windows to it; a bound on the padded height below by the block's
 rows in ``ops.acda`` (as fwd's and datoms' tiles need, above) comes first.
 datoms (static, k <= UNROLL_TAPS, output rows of at least 32 pixels; ``_datoms_rows``): a

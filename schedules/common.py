@@ -5,6 +5,8 @@ unit-extent loops, so positions would shift), then move the cast stage ('out') i
 """
 from __future__ import annotations
 
+import re
+
 import tvm.s_tir as s_tir
 from tvm import ir, sym, tirx
 from tvm.s_tir.schedule import _ffi_api
@@ -271,7 +273,7 @@ def _substitute(e, values):
 # -- generic (symbolic-shape) CUDA builds: stages of constant, sane size -----------------------
 # Where TVM cannot bound a stage's region over a symbolic extent, it may size it by the
 # variable's int32 range: 2,147,483,647 elements, a literal that a check for constants accepts
-# and no launch can hold (acda_cuda's dx docstring: a thread's atoms so at several rows per block). A
+# and no launch can hold (acda_cuda's dx docstring: a thread's atoms, at several rows per block). A
 # stage's bytes past these limits are such a bound, not a tile. (Compacted here, a local stage
 # still spans the block's thread-bound loops: one of the generic ACDA fwd's takes 1 x 64 x 6 x
 # 1 x 8 words, 12 KB, at the benchmark shape, where its CUDA source keeps no local array.)
@@ -286,8 +288,6 @@ def stage_allocations(mod) -> list:
     the buffers (the passes of its lowering that size them), read off the printed allocations
     (this TVM's Python API has no statement visitor): shape a tuple of ints, or None where an
     extent is not a literal (symbolic)."""
-    import re
-
     for name in _COMPACTION:
         mod = getattr(s_tir.transform, name)()(mod)
     out = []
@@ -301,8 +301,6 @@ def stage_allocations(mod) -> list:
 def sane_stage(scope: str, shape, dtype: str) -> bool:
     """Whether a compacted stage (``stage_allocations``) has a constant size that a launch can
     hold: at most MAX_SHARED_STAGE_BYTES (shared) or MAX_LOCAL_STAGE_BYTES (local) per block."""
-    import re
-
     if shape is None:
         return False
     bits = re.fullmatch(r"[a-z]*?(\d+)?(?:x(\d+))?", dtype)  # e.g. float16x4: 16 bits x 4 lanes
