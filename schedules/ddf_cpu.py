@@ -63,7 +63,8 @@ def fwd(sch, wl, target):
     FMAs (2 FP ops per term, where depthwise conv2d has one FMA: at its efficiency, about
     2x its time is the floor at k = 7, where the taps dominate). Ct x Xt independent
     accumulators hide the FMA latency; the old single-vector tile left one 49-long dependent
-    chain per vector at k = 7. Static rows are cut (``loop_partition``) into the whole wide
+    chain per vector at k = 7. Static k = 7 (stride 1, even H): tiles of 2 rows x Ct channels
+    x one vector, the rows sharing X's loads (:func:`_static_row_tiles`, 0.93x the time). Static rows are cut (``loop_partition``) into the whole wide
     vectors, tiled Xt at a time, then one vector each of half, quarter, ... width for the rest
     (56 = 3 x 16 + 8, 28 = 16 + 8 + 4, 14 = 8 + 4 + 2): a predicated tail would run scalar,
     and padding the row would need a copy of S. Generic rows are whole FWD_ROW_QUANTUM pixels
@@ -105,7 +106,6 @@ def fwd(sch, wl, target):
     wide = _fwd_lanes(wl.dtype, target)
     cg = wl.p["C"] // wl.p["G"]
     ct = next(t for t in (FWD_CHANNELS, 2, 1) if cg % t == 0)
-    xt = max(1, acc_registers(target) // (2 * ct))
     if wl.kind == "generic":  # S zero-padded to whole vectors and row pairs, once per call,
         # laid out tile-major: a tile's k x k tap vectors at constant offsets (see docstring)
         sch.transform_layout(sch.get_sblock("Spad"), ("write", 0),
@@ -136,14 +136,46 @@ def fwd(sch, wl, target):
         guard_pieces(sch, pieces, shift=True)
         _overlap_rows(sch, copy, vector_lanes(wl.dtype))  # X's rows (stride 1), last
         return
-    _static_row_tiles(sch, wl, y, x, ci, u, v, wide, xt)
+    rows = _static_rows(wl, extent(sch, y))
+    _static_row_tiles(sch, wl, y, x, ci, u, v, wide, max(1, acc_registers(target) // (2 * ct * rows)), rows)
 
 
-def _static_row_tiles(sch, wl, y, x, ci, u, v, wide: int, xt: int) -> None:
+# fwd (static) at k >= this: register tiles of FWD_ROWS rows (see _static_row_tiles)
+ROW_PAIR_TAPS = 7
+
+
+def _static_rows(wl, h) -> int:
+    """Rows per static fwd register tile: FWD_ROWS where the rows share X rows in unrolled
+    code (k from ROW_PAIR_TAPS to UNROLL_TAPS, stride and dilation 1) and divide the output's
+    h rows (else a predicated tile), else 1."""
+    p = wl.p
+    pairs = ROW_PAIR_TAPS <= p["k"] <= UNROLL_TAPS and p["s"] == 1 and p["d"] == 1
+    return FWD_ROWS if pairs and h % FWD_ROWS == 0 else 1
+
+
+def _static_row_tiles(sch, wl, y, x, ci, u, v, wide: int, xt: int, rows: int = 1) -> None:
     """fwd, dx at stride 1 (static): under each row y, the row cut into segments
     (:func:`_segments`), each a register tile of the ci channels x up to xt vectors with the
-    taps (u, v) outside it; 'out' stores the row."""
-    sch.reorder(y, x, ci, u, v)
+    taps (u, v) outside it; 'out' stores the row.
+
+    ``rows`` > 1 (fwd at k = 7): tiles of ``rows`` rows y x ci channels x xt vectors, the taps
+    in the order (v, u), all unrolled: tap (v, u) of row y + 1 reads the X vectors of tap
+    (v, u + 1) of row y, next to it in the code, and LLVM loads them once (GVN). Per tap of a
+    4-channel tile: 4 X loads for 8 products where the one-row tile (4 channels x 3 vectors)
+    had 12 for 12 (10 loads per 16 FP operations instead of 19 per 24, objdump). Each
+    accumulator then sums its taps v-major (rounding differs, not the result's tolerance).
+    The order (u, v) kept the rows' X loads apart (7 taps), ran slower; 2 x 4 x 3 and 4-row
+    tiles spilled. The kernel is then near its FP floor: mul + FMA per term (X * (S * C),
+    the compute's order) where depthwise conv2d has one FMA; thread time, same process,
+    new / old 0.91-0.94 at 2x64x56² k7 (6 pairs, two processes), 1.00 at k5, 1.02-1.07 at k3
+    (hence k >= 7 only)."""
+    if rows > 1:
+        yo, ym = sch.split(y, [None, rows])
+        sch.reorder(yo, x, ci, ym, u, v)
+        y, tile = yo, (ym,)
+    else:
+        sch.reorder(y, x, ci, u, v)
+        tile = ()
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, y)
     vectorize_inner(sch, out, vector_lanes(wl.dtype), under=y)
@@ -152,19 +184,20 @@ def _static_row_tiles(sch, wl, y, x, ci, u, v, wide: int, xt: int) -> None:
         sch.loop_partition(x, [w for w, _ in segs[:-1]] + [None])
     for i, (w, l) in enumerate(segs):
         blk = sch.get_sblock("acc" if len(segs) == 1 else f"acc_{var}{i}")  # loop_partition's names
-        xs, ci, u, v = sch.get_loops(blk)[-4:]
+        xs, ci, *tile, u, v = sch.get_loops(blk)[-4 - len(tile):]
+        taps = (v, u) if rows > 1 else (u, v)
         if i == 0:  # whole wide vectors, tiled
             n = w // l
             xo, xm, xs = sch.split(xs, [None, max(d for d in range(1, min(xt, n) + 1) if n % d == 0), l])
-            sch.reorder(xo, u, v, ci, xm, xs)
+            sch.reorder(xo, *taps, *tile, ci, xm, xs)
             unroll(sch, xm)
         else:  # one vector (a loop that starts past 0, which split refuses)
-            sch.reorder(u, v, ci, xs)
+            sch.reorder(*taps, *tile, ci, xs)
         if l > 1:
             sch.vectorize(xs)
         unroll_taps(sch, wl, u, v)
-        unroll(sch, ci)
-        _init_tile(sch, blk, u, l > 1)
+        unroll(sch, ci, *tile)
+        _init_tile(sch, blk, taps[0], l > 1)
 
 
 # fwd, dx: channels per register tile (static fwd, 1 thread: 4 beat 2 and 8 at the benchmark

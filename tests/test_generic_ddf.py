@@ -83,6 +83,26 @@ def test_static_mode_builds_per_shape(generic):
     assert cache.stats["built"] == built + 4  # fwd, dx, ds, dc at the new shape
 
 
+# (B, H, W, C, G, combine): even H; 4, 3 and 2 channels per head (tiles of 4, 1, 2 channels)
+@pytest.mark.parametrize("B,H,W,C,G,combine", [(1, 6, 37, 8, 2, "mul"), (2, 4, 18, 6, 2, "add"),
+                                               (1, 2, 56, 2, 1, "mul")], ids=str)
+def test_static_fwd_row_pairs(generic, B, H, W, C, G, combine):
+    """The static CPU fwd at k = 7 (stride 1, even H) in register tiles of two rows
+    (schedules/ddf_cpu.py ``_static_rows``): forward and gradients, float64 and float32."""
+    from schedules import ddf_cpu
+    from torch_bridge.functional import ddf
+    from torch_bridge.reference import ddf_reference
+
+    dispatch.set_shape_mode("static")
+    p = dict(B=B, C=C, H=H, W=W, G=G, k=7, s=1, d=1, combine=combine)
+    assert ddf_cpu._static_rows(Workload.make("ddf", "fwd", p, "float32"), H) == 2
+    assert ddf_cpu._static_rows(Workload.make("ddf", "fwd", dict(p, H=H + 1), "float32"), H + 1) == 1
+    _run(B, H, W, C, G, 7, 1, 1, combine)
+    ins = make_inputs(B, C, H, W, G, 7, 1, 1, dtype=torch.float32, requires_grad=False)
+    torch.testing.assert_close(ddf(*ins, 7, kernel_combine=combine), ddf_reference(*ins, 7, kernel_combine=combine),
+                               rtol=1e-4, atol=1e-4)
+
+
 def test_dispatch_selects_generic(generic):
     from dynfilter_tvm.target import cpu_target
 
