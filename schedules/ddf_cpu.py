@@ -64,7 +64,10 @@ def fwd(sch, wl, target):
     2x its time is the floor at k = 7, where the taps dominate). Ct x Xt independent
     accumulators hide the FMA latency; the old single-vector tile left one 49-long dependent
     chain per vector at k = 7. Static k = 7 (stride 1, even H): tiles of 2 rows x Ct channels
-    x one vector, the rows sharing X's loads (:func:`_static_row_tiles`, 0.93x the time). Static rows are cut (``loop_partition``) into the whole wide
+    x one vector, the rows sharing X's loads (:func:`_static_row_tiles`, 0.88-0.95x the
+    time); the generic k = 7 tiles likewise take the tap loop v outside, u unrolled
+    (:func:`_row_pairs`, 0.91-0.94x). Both then run near their FP floor (see
+    :func:`_static_row_tiles`): 1.29-1.47x depthwise conv2d's time (was 1.36-1.62, same runs). Static rows are cut (``loop_partition``) into the whole wide
     vectors, tiled Xt at a time, then one vector each of half, quarter, ... width for the rest
     (56 = 3 x 16 + 8, 28 = 16 + 8 + 4, 14 = 8 + 4 + 2): a predicated tail would run scalar,
     and padding the row would need a copy of S. Generic rows are whole FWD_ROW_QUANTUM pixels
@@ -72,8 +75,9 @@ def fwd(sch, wl, target):
     vector, no predicate (a tile of several vectors along a symbolic row would end in a
     partial one, whose predicate made TVM bound the rows it reads by the largest int32, and
     a try with that fixed ran 2.8x slower). The pair's rows share their X rows: tap (u, v) of
-    the second reads the row of tap (u + 1, v) of the first (one load). Their tap rows (u) stay
-    a loop: unrolled, each (channel, X row) pair needs its own pointer (the row stride is
+    the second reads the row of tap (u + 1, v) of the first (one load; at k = 7 the loop is v,
+    u unrolled inside, so the two are next to each other, :func:`_row_pairs`). Else their
+    tap rows (u) stay a loop: unrolled, each (channel, X row) pair needs its own pointer (the row stride is
     symbolic, no immediate offset), 4 x 8 at k = 7, which spilled (generic/static 1.62 -> 1.44
     at k = 7, 1.74 -> 1.52 at 14 px, thread time). The padded input is a zero fill plus a copy
     of the interior (:func:`_pad_copy`). The generic S ('Spad', built once per call) is laid
@@ -124,11 +128,14 @@ def fwd(sch, wl, target):
     if wl.kind == "generic":
         yo, ym = sch.split(y, [None, FWD_ROWS])
         xo, xi = sch.split(x, [None, wide])
-        sch.reorder(yo, xo, u, v, ci, ym, xi)
+        # one tap loop, the other unrolled: at k = 7 (v, u), so the rows share X's loads as
+        # the static tiles' (:func:`_row_pairs`); else (u, v), see the docstring
+        outer, inner = (v, u) if _row_pairs(wl) else (u, v)
+        sch.reorder(yo, xo, outer, inner, ci, ym, xi)
         sch.vectorize(xi)
-        unroll_taps(sch, wl, v)
+        unroll_taps(sch, wl, inner)
         unroll(sch, ci, ym)
-        pieces = _row_tile_out(sch, acc, u, xo, wide, _out_piece(wide))
+        pieces = _row_tile_out(sch, acc, outer, xo, wide, _out_piece(wide))
         # whole pairs of rows apart from the last (LoopPartition): their stores lose the
         # per-row test of the pair's second row (as dx's generic tiles)
         split_tail(sch, yo)
@@ -144,13 +151,20 @@ def fwd(sch, wl, target):
 ROW_PAIR_TAPS = 7
 
 
-def _static_rows(wl, h) -> int:
-    """Rows per static fwd register tile: FWD_ROWS where the rows share X rows in unrolled
-    code (k from ROW_PAIR_TAPS to UNROLL_TAPS, stride and dilation 1) and divide the output's
-    h rows (else a predicated tile), else 1."""
+def _row_pairs(wl) -> bool:
+    """Whether fwd's register tiles of FWD_ROWS rows take the taps v-major, u unrolled inside,
+    so that the rows share X's loads (:func:`_static_row_tiles`): k from ROW_PAIR_TAPS to
+    UNROLL_TAPS, stride and dilation 1. Generic builds (always row pairs): the tap loop v, u
+    unrolled; same process, generic / static (this static) 1.07 -> 0.99, 1.04 -> 0.98 at
+    2x64x56² k7 (the old generic loop u, v unrolled)."""
     p = wl.p
-    pairs = ROW_PAIR_TAPS <= p["k"] <= UNROLL_TAPS and p["s"] == 1 and p["d"] == 1
-    return FWD_ROWS if pairs and h % FWD_ROWS == 0 else 1
+    return ROW_PAIR_TAPS <= p["k"] <= UNROLL_TAPS and p["s"] == 1 and p["d"] == 1
+
+
+def _static_rows(wl, h) -> int:
+    """Rows per static fwd register tile: FWD_ROWS where :func:`_row_pairs` and they divide the
+    output's h rows (else a predicated tile), else 1."""
+    return FWD_ROWS if _row_pairs(wl) and h % FWD_ROWS == 0 else 1
 
 
 def _static_row_tiles(sch, wl, y, x, ci, u, v, wide: int, xt: int, rows: int = 1) -> None:
@@ -716,7 +730,17 @@ def dc(sch, wl, target):
     56, 28, 14 px k3 and 56 px k7, 1.36 -> 1.34 at 56 px k3 s2. At s2 the phase-major X's
     pad-value block had stayed at the root, a pass over the whole call's X that also kept the
     plane's X from being compacted (:func:`_drop_padding_nest`, removed: same process 1.37 ->
-    1.13; the perf shares once read as X's fill and copy, ~23% and ~16%, included it)."""
+    1.13; the perf shares once read as X's fill and copy, ~23% and ~16%, included it).
+
+    perf at 2x64x56² k3 now: the column sums ~62% of the generic kernel's samples (9 mul +
+    9 FMA per row and vector, in registers), X's interior copy ~13% (LLVM's loop: one 32-float
+    block, then 4-float pieces), dO's widened copy ~13% (its loads: dO's first touch, which the
+    static build pays in its column sums). Tried and dropped (generic / static, same process):
+    X's interior as TVM vectors with the tail cut (``split_tail``) or as
+    :func:`_overlap_rows`, each with the flat fill: 2.7x (1.11 without: the change, not the
+    copy; not traced); the same without the flat fill 1.20; dO's widening inlined into the
+    column sums (no copy): 1.05 -> 1.00 at 56 px, 1.03 -> 2.0 at 28 px (its select per
+    lane stays scalar)."""
     lanes = vector_lanes(wl.dtype)
     if wl.kind == "generic" and wl.p["combine"] == "mul":  # S's rows widened, once per call
         # laid out tile-major as fwd's: per (tile, row) the k x k tap vectors at constant

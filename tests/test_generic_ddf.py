@@ -103,6 +103,33 @@ def test_static_fwd_row_pairs(generic, B, H, W, C, G, combine):
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+def test_generic_cpu_fwd_row_pairs(dtype):
+    """The generic CPU fwd at k = 7 (stride 1) with the tap loop v outside, u unrolled
+    (schedules/ddf_cpu.py ``_row_pairs``): against the float64 reference with NaN-filled
+    outputs at odd and even H and widths with whole, partial and dead pieces."""
+    import numpy as np
+    import tvm
+
+    from dynfilter_tvm.build import build
+    from dynfilter_tvm.target import cpu_target
+    from schedules import ddf_cpu
+
+    wl = _generic_wl("fwd", 8, 2, 7, 1, 1, "mul", dtype)
+    assert ddf_cpu._row_pairs(wl) and not ddf_cpu._row_pairs(_generic_wl("fwd", 8, 2, 7, 2, 1, "mul", dtype))
+    lib = build(wl, cpu_target())
+    tol = 1e-5 if dtype == "float32" else 1e-10
+    for B, H, W in ((1, 1, 1), (2, 3, 5), (1, 2, 8), (1, 5, 14), (2, 4, 17), (1, 3, 24), (1, 6, 31), (1, 2, 56), (1, 3, 61)):
+        p = dict(B=B, C=8, H=H, W=W, G=2, k=7, s=1, d=1, combine="mul")
+        rng = np.random.default_rng(B * 1000 + H * 100 + W)
+        ins = [rng.standard_normal(shape).astype(dtype)
+               for shape in ((B, 2, 4, H, W), (B, 2, 7, 7, H, W), (B, 2, 4, 7, 7))]
+        args = [tvm.runtime.tensor(a) for a in (*ins, np.full((B, 2, 4, H, W), np.nan, dtype))]
+        lib(*args)
+        np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", "fwd", p, dtype), ins),
+                                   rtol=tol, atol=tol, err_msg=f"{B}x{H}x{W}")
+
+
 def test_dispatch_selects_generic(generic):
     from dynfilter_tvm.target import cpu_target
 
