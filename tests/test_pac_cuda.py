@@ -617,6 +617,39 @@ def test_conv_dk_tf32_window(name):
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
+def test_conv_dk_tf32_window_model_shapes(arch):
+    """pac_joint_upsample's TF32 conv_dk (factor 16: C = O = 32, k5, zero-inserted) at its two
+    smallest rows, which take other blocks than the benchmark's 1,024 threads: 2 rows of 32
+    pixels (256 threads, 32,768 B static) and of 64 (512 threads, 64,512 B dynamic), both 4
+    blocks of 8 warps asked (ptxas figures, estimates): <= 64 registers, no spills, >= 50%,
+    requested bytes under the per-tap build's (2 rows of 64: 9.7 MB, was 21.3)."""
+    from dynfilter_tvm import emulate
+    from dynfilter_tvm import gpu_report as G
+    from schedules.pac_cuda import dk_mma_halves, dk_mma_rows, dk_mma_shared_bytes, dk_mma_tile, dk_mma_window
+
+    target = cuda_target(arch)
+    for n, wx, smem in ((16, 1, 32_768), (32, 2, 64_512)):
+        wl = Workload.make("pac", "conv_dk", dict(_geo(2, 32, n, n, 2 * n, 2 * n, 5, 1, 2, 2, 1), O=32, tf32=1),
+                           "float32")
+        assert dk_mma_tile(wl, target) == wx and dk_mma_window(wl, wx, target) and dk_mma_rows(wl, wx, target) == 2
+        assert dk_mma_shared_bytes(wl, wx, True, 2) == smem
+        threads = 32 * wx * 2 * dk_mma_halves(wl, True)
+        src = build(wl, target).mod.imports[0].inspect_source()
+        assert f"__launch_bounds__({threads}, {1024 // threads})" in src
+        res = G.ptxas_resources(src, arch)["pac_conv_dk_kernel"]
+        if smem > 48 * 1024:
+            (ln,) = emulate.lower(emulate.scheduled(wl, arch), target).launches
+            assert res["smem"] == 0 and ln.dyn_shared == smem, (res, ln)
+        else:
+            assert res["smem"] == smem, res
+        assert res["spill"] == 0 and res["regs"] <= 64 and G.occupancy(arch, threads, res["regs"], smem) >= 0.5, res
+        per_tap = sum(G._pac_dk_mma_parts(wl, wl.p, wx, 1, False).values())
+        assert G.requested_bytes(wl, 4, arch) < 4 * per_tap
+    assert round(G.requested_bytes(wl, 4, arch) / 1e5) == 97 and round(4 * per_tap / 1e5) == 213
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
 def test_simt_conv_resources(arch):
     """Issue 15's aims for the float32 SIMT conv without the tf32 flag (ptxas figures and the
     report's byte count; estimates, no GPU): at the benchmark shape, forward and input
