@@ -140,7 +140,7 @@ of 64 + 4 floats; G, Wt and the sums in one space), ptxas 48 registers on sm_90 
 sm_80 (38%), no spills; about 287 us shared-memory bound, 1,289 MB requested. TF32 with the
 window (sm_90, sm_80; C % 32 = 0): 32-channel chunks, two warps per 16-pixel tile (one per
 16-channel M tile) and four threads per pixel in the dot (``dk_mma_halves``), blocks of 2
-rows, 1,024 threads, 160,768 B dynamic, 64 / 55 registers under __launch_bounds__(1024, 1),
+rows, 1,024 threads, 160,768 B dynamic, <= 64 registers (sm_90 64) under __launch_bounds__(1024, 1),
 no spills, 50% on both; requested 422.6 MB, no-cache est. 126 us (2.3x the 55 us TF32
 roofline), shared-memory bound est. 331 us (about even with the per-tap build's 314-345).
 conv_dw (static shapes): split-K over bands of output rows, partial sums in global scratch,
@@ -1612,8 +1612,9 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1, window=None) -> None:
     8x64x128x128 k5 O=64: 512 blocks, dO 69,632 + max(Wt 8,704, G 36,864) (one float32 space:
     TVM's dynamic planner merges them, as StorageRewrite does in static memory) + the sums
     20,480 + the window (32 x 2 x 132 x 4) 33,792 = 160,768 B dynamic
-    (``dk_mma_shared_bytes``), one block per SM on sm_90 and sm_80 (163 KB), ptxas 64 / 55
-    registers (sm_90 / sm_80) under __launch_bounds__(1024, 1), no spills: 50% on both (was
+    (``dk_mma_shared_bytes``), one block per SM on sm_90 and sm_80 (163 KB), ptxas 64 registers
+    on sm_90, <= 64 on sm_80 (55 before the totals were spread over z) under
+    __launch_bounds__(1024, 1), no spills: 50% on both (was
     62% / 38%). Requested (``gpu_report._pac_dk_mma_parts``): dO 33.6 + source
     8*64*634*128*4 B = 166.2 + weight 512 x 409.6 KB = 209.7 + dK 13.1 = 422.6 MB (was 1,289:
     source 823 -> 166, weight 419 -> 210): no-cache est. 126 us, 2.3x the 55 us roofline
