@@ -276,15 +276,17 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     (``schedules.pac_cuda.DK_REG_Y_SMALL``): Wt 838 MB, Ry = 64*6 - 4 = 380, in all 994 MB
     in float32, 12.3x. The tensor-core conv_dk (float16, bfloat16 on sm_80+,
     ``schedules.pac_cuda._conv_dk_mma``): a block per ry rows of 32*wx pixels (``dk_mma_rows``)
-    stages its dO tile once and per (tap, 16-channel chunk) Wt[:, chunk, tap] (:func:`_pac_dk_mma_parts`); in
-    TF32 each thread reads its pixel's source at every (tap, channel) from global memory (real
-    elements only): dO = N*O*Ho*Wo, X = N*C*Ty*Tx (as conv's), Wt = blocks*O*C*k^2, dK =
-    N*k^2*Ho*Wo; the half types stage the source window per tap row and chunk
-    (``schedules.pac_cuda.dk_mma_window``): X = N*C*Ty*Rx (Rx: the real columns of each
-    block's window, :func:`_real_taps`). At 8x64x128x128 k5 O=64 (4 x 128 pixels, 256 blocks),
+    stages its dO tile once and per (tap, channel chunk) Wt[:, chunk, tap] (:func:`_pac_dk_mma_parts`); without
+    the window each thread reads its pixel's source at every (tap, channel) from global memory
+    (real elements only): dO = N*O*Ho*Wo, X = N*C*Ty*Tx (as conv's), Wt = blocks*O*C*k^2, dK =
+    N*k^2*Ho*Wo; with it (the half types; TF32 on sm_90 and sm_80 where C % 32 = 0) the
+    block stages the source window per tap row and chunk (``schedules.pac_cuda.dk_mma_window``,
+    per arch): X = N*C*Ty*Rx (Rx: the real columns of each block's window, :func:`_real_taps`). At 8x64x128x128 k5 O=64 (4 x 128 pixels, 256 blocks),
     2-byte elements: dO 16.8 MB + X 8*64*634*128*2 B = 83.1 MB + Wt 256*102,400*2 B = 52.4
     MB + dK 6.6 MB = 158.9 MB, 3.9x the 40.3 MB minimum (one row, 1,024 blocks: Wt 210 MB, 316
-    MB; per-tap loads: X 8*64*634^2*2 B = 412 MB, 645 MB, 16.0x; TF32, one row, 1,289 MB, 16.0x). Wt (410 KB in all) is L2-resident, so the DRAM traffic is
+    MB; per-tap loads: X 8*64*634^2*2 B = 412 MB, 645 MB, 16.0x). TF32 (2 x 128 pixels, 512
+    blocks, 4-byte elements): dO 33.6 + X 166.2 + Wt 209.7 + dK 13.1 = 422.6 MB, 5.2x the 80.6
+    MB minimum (was one row per tap: 1,289 MB, 16.0x, which sm_86/89 keep). Wt (410 KB in all) is L2-resident, so the DRAM traffic is
     near the minimum and the kernel is bound by its 13.4 G FMAs on FP32 SIMT (407 us at 67
     TFLOP/s). Where the tap loops stay loops (k > 7), the tile cannot fit or the shape is
     symbolic, a thread per output: conv_dk below.
@@ -874,20 +876,20 @@ def _x_windows(n_src: int, n_out: int, t: int, p: dict) -> int:
     return total
 
 
-def _pac_dk_mma_parts(wl: Workload, p: dict, wx: int, ry: int = 1) -> dict:
+def _pac_dk_mma_parts(wl: Workload, p: dict, wx: int, ry: int = 1, window=None) -> dict:
     """Elements requested per buffer (dO, X, Wt, dK) by the tensor-core conv_dk at blocks of
     ry rows x 32*wx pixels (``schedules.pac_cuda._conv_dk_mma``, ``dk_mma_rows``; see
     :func:`requested_bytes`): Wt whole per block. X: with the source window staged
     (``dk_mma_window``) the real elements of each block's window per tap row and channel (rows:
     the real (output row, tap row) pairs, the same at ry rows per block, stride 1; columns: the
     real positions of the (32*wx-1)s + (k-1)d + 1 grid columns, :func:`_real_taps`), else each
-    pixel's real taps."""
+    pixel's real taps. ``window`` None: ``dk_mma_window`` as built for sm_90."""
     from schedules.pac_cuda import dk_mma_window
 
     N, C, O, k = (p[n] for n in ("N", "C", "O", "k"))
     pix = p["Ho"] * p["Wo"]
     rows = _pac_real_pairs(p["H"], p["Ho"], p)
-    if dk_mma_window(wl, wx):
+    if dk_mma_window(wl, wx) if window is None else window:
         cols = _real_taps(p["W"], p["Wo"], 32 * wx, k, *(p[n] for n in ("s", "z", "p", "d")))[1]
     else:
         cols = _pac_real_pairs(p["W"], p["Wo"], p)
@@ -898,14 +900,15 @@ def _pac_dk_mma_parts(wl: Workload, p: dict, wx: int, ry: int = 1) -> dict:
 def _pac_dk_tiled_bytes(wl: Workload, p: dict, arch: str = "sm_90") -> Optional[int]:
     """Elements requested by the tiled pac.conv_dk schedule for ``arch`` (see
     :func:`requested_bytes`), or None where it keeps a thread per output."""
-    from schedules.pac_cuda import dk_mma_rows, dk_mma_tile, dk_tile
+    from schedules.pac_cuda import dk_mma_rows, dk_mma_tile, dk_mma_window, dk_tile
 
     from .target import cuda_target
 
     N, C, O, k, s, z, pad, d = (p[n] for n in ("N", "C", "O", "k", "s", "z", "p", "d"))
     wx = dk_mma_tile(wl, cuda_target(arch))
     if wx is not None:  # tensor cores: a block per ry rows of 32*wx pixels
-        return sum(_pac_dk_mma_parts(wl, p, wx, dk_mma_rows(wl, wx, cuda_target(arch))).values())
+        target = cuda_target(arch)
+        return sum(_pac_dk_mma_parts(wl, p, wx, dk_mma_rows(wl, wx, target), dk_mma_window(wl, wx, target)).values())
     t = dk_tile(wl, cuda_target(arch))
     if t is None:
         return None

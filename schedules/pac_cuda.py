@@ -135,10 +135,14 @@ pixel in the dot, took 68 / 75 registers: 7 blocks, 44% on sm_90, 5 blocks by sh
 Estimated (no GPU: arithmetic in ``_conv_dk_mma``) about 179 us, shared-memory bound, 6.5x
 the 27.5 us BF16 roofline (the 4-warp blocks: 149 us, their A fragment loaded once for two
 tiles, but at 31-44% occupancy; the SIMT kernel: about 962 us at these tiles, 642 us at
-float32's). TF32: the same 1,024 blocks, 45,056 B (dO rows of 64 + 4 floats; G, Wt and the
-sums in one space), ptxas 48 registers on sm_90 (62%), 76 on sm_80 (38%: 3 blocks by
-shared memory and registers), no spills; about 287 us shared-memory bound (5.2x the 55 us
-TF32 roofline, 2.2x faster than float32's SIMT 642 us), 1,289 MB requested.
+float32's). TF32 per tap (sm_86/89, C % 32 != 0): the same 1,024 blocks, 45,056 B (dO rows
+of 64 + 4 floats; G, Wt and the sums in one space), ptxas 48 registers on sm_90 (62%), 76 on
+sm_80 (38%), no spills; about 287 us shared-memory bound, 1,289 MB requested. TF32 with the
+window (sm_90, sm_80; C % 32 = 0): 32-channel chunks, two warps per 16-pixel tile (one per
+16-channel M tile) and four threads per pixel in the dot (``dk_mma_halves``), blocks of 2
+rows, 1,024 threads, 160,768 B dynamic, <= 64 registers (sm_90 64) under __launch_bounds__(1024, 1),
+no spills, 50% on both; requested 422.6 MB, no-cache est. 126 us (2.3x the 55 us TF32
+roofline), shared-memory bound est. 331 us (about even with the per-tap build's 314-345).
 conv_dw (static shapes): split-K over bands of output rows, partial sums in global scratch,
 then a second kernel adding them (see ``conv_dw``); each part a GEMM per tap, dWt[o, c] +=
 dO[o, px] (K[px] Sz[c, px]) over its pixels (``_conv_dw_tiled``): a block per (output-channel
@@ -1329,6 +1333,11 @@ DK_MMA_WARPS = 4  # 32-pixel column groups per block (threadIdx.y)
 DK_MMA_MIN_WARPS = 32  # resident warps per SM asked of ptxas (__launch_bounds__: 50% occupancy)
 DK_MMA_BOUNDED_O = 64  # up to this many output channels (more took 80+ registers unbounded: spills)
 DK_MMA_ROWS = (4, 2)  # output rows per block, the most that fit (``dk_mma_rows``: fewer weight passes)
+# TF32 with the window: 32-channel chunks (two 16-channel warp tiles per 16 pixels) and four
+# threads per pixel in the dot (8 channels each, as the half types' two), so that a pixel's
+# float32 dO row (272 B at O = 64) is shared by twice the threads: ``_conv_dk_mma``
+DK_TF32_HALVES = 4
+DK_TF32_ROWS = (2, 1)
 HALF_MMA = ("float16", "bfloat16")  # conv_dk on tensor cores (their products exact in float32)
 
 
@@ -1345,58 +1354,85 @@ def _dk_mma_row(n: int, item: int = 2) -> int:
     return n + 16 // item
 
 
+def dk_mma_halves(wl, window: bool) -> int:
+    """Threads per pixel in the tensor-core conv_dk's dot (threadIdx.z), 8 of a chunk's
+    channels each: DK_TF32_HALVES for TF32 with the window (32-channel chunks), else
+    DK_MMA_HALVES (16-channel chunks). The chunk is 8 x this many channels."""
+    return DK_TF32_HALVES if window and wl.dtype == "float32" else DK_MMA_HALVES
+
+
 def dk_mma_shared_bytes(wl, wx: int, window=None, ry: int = 1) -> int:
     """Shared memory of the tensor-core conv_dk (``window``: with the source window
-    staged, ``dk_mma_window``; None: as built; ``ry``: output rows per block, ``dk_mma_rows``,
-    over 48 KB dynamic, where TVM's planner keeps the five stages apart as below). Without the
-    window: the dO tile (P = 32*wx*ry pixels x O, rows padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows
+    staged; None: the half types' static rule, ``dk_mma_window`` without a target; ``ry``:
+    output rows per block, ``dk_mma_rows``, over 48 KB dynamic, where TVM's planner keeps the
+    five stages apart as below). Without the window: the dO tile (P = 32*wx*ry pixels x O, rows
+    padded: ``_dk_mma_row``), the Wt chunk of a tap (16 channels x O, rows
     padded; the halves' sums of a tap, DK_MMA_HALVES x P float32, take its space, or more where
     they do not fit) and G of one tap and chunk (P pixels x 16 channels float32, a pixel's
     channels padded to 20 words: conflict-free fragment stores and vector loads), dO and Wt in
     the input's type. In float32 (TF32) TVM's StorageRewrite gives all three of Wt, the sums
     and G one space (one type; ThreadSync adds the barrier between the last A fragment load and
-    G's store), as ptxas reports. With the window (the half types) each apart, 64-byte aligned:
-    dO, Wt and G as above, the halves' k sums of a tap row (DK_MMA_HALVES x k x P float32) and
-    the window (16 channels x ry rows x (32*wx-1)s + (k-1)d + 1 columns). 8x64x128x128 k5
-    O=64: half types 18,432 + 2,304 + 10,240 + 5,120 + 4,224 = 40,320 B at one row, at 4
-    rows 73,728 + 2,304 + 40,960 + 20,480 + 16,896 = 154,368 B (without the window 18,432 +
-    2,304 + 10,240 = 30,976 B); TF32 34,816 + max(4,352, 1,024, 10,240) = 45,056 B."""
+    G's store), as ptxas reports. With the window each apart, 64-byte aligned: dO as above, Wt
+    and G of a chunk of cw = 8 h channels (h: ``dk_mma_halves``; G's pixel rows cw + 4 words),
+    the h threads' k sums of a tap row (h x k x P float32) and the window (cw channels x ry
+    rows x (32*wx-1)s + (k-1)d + 1 columns). 8x64x128x128 k5 O=64: half types 18,432 + 2,304 +
+    10,240 + 5,120 + 4,224 = 40,320 B at one row, at 4 rows 73,728 + 2,304 + 40,960 + 20,480 +
+    16,896 = 154,368 B (without the window 18,432 + 2,304 + 10,240 = 30,976 B); TF32 without
+    the window 34,816 + max(4,352, 1,024, 10,240) = 45,056 B, with it (h = 4, cw = 32) at 2
+    rows 69,632 + 8,704 + 36,864 + 20,480 + 33,792 = 169,472 B (one row 89,088 B)."""
     O, k, pix, item = wl.p["O"], wl.p["k"], 32 * wx * ry, 4 // MMA_DTYPES[wl.dtype][1]
     row = _dk_mma_row(O, item) * item
     if window is None:
-        window = dk_mma_window(wl, wx)
+        window = wl.dtype in HALF_MMA and dk_mma_shared_bytes(wl, wx, True) <= MMA_SHARED_BYTES
     if window:
-        cols = (32 * wx - 1) * wl.p["s"] + (k - 1) * wl.p["d"] + 1
-        parts = (pix * row, 16 * row, pix * 20 * 4, DK_MMA_HALVES * k * pix * 4, 16 * ry * cols * item)
+        h = dk_mma_halves(wl, True)
+        cw, cols = 8 * h, (32 * wx - 1) * wl.p["s"] + (k - 1) * wl.p["d"] + 1
+        wt, g = cw * row, pix * (cw + 4) * 4
+        parts = (pix * row, *((max(wt, g),) if item == 4 else (wt, g)), h * k * pix * 4, cw * ry * cols * item)
         return sum(-(-b // 64) * 64 for b in parts)
     wt, g = max(16 * row, DK_MMA_HALVES * pix * 4), pix * 20 * 4
     return pix * row + (max(wt, g) if item == 4 else wt + g)
 
 
-def dk_mma_window(wl, wx: int) -> bool:
+def _dk_mma_fit(wl, wx: int, rows, target=None):
+    """The most of ``rows`` output rows per block with the window whose blocks of
+    DK_MMA_MIN_WARPS warps fit an SM's shared memory (dynamic over 48 KB: sm_80, sm_87, sm_90,
+    ``MMA_DYN_SHARED_MAX``, the SM's own 1 KB per block counted; ``target`` None: sm_90), with
+    ry > 1 where the stride is 1 (a tap row's window rows then contiguous) and ry divides Ho;
+    None if none fits."""
+    p = wl.p
+    limit = MMA_DYN_SHARED_MAX.get(_sm(target) if target is not None else 90, MMA_SHARED_BYTES)
+    for ry in rows:
+        blocks = DK_MMA_MIN_WARPS // (dk_mma_halves(wl, True) * wx * ry)
+        need = dk_mma_shared_bytes(wl, wx, True, ry)
+        if (ry == 1 or (p["s"] == 1 and p["Ho"] % ry == 0)) and blocks >= 1 and need <= limit \
+                and blocks * (need + 1024) <= limit + 1024:
+            return ry
+    return None
+
+
+def dk_mma_window(wl, wx: int, target=None) -> bool:
     """Whether the tensor-core conv_dk stages its source window per tap row and chunk
-    (``_dk_mma_window``): in the half types, where it fits 48 KB of static shared memory
-    (TF32's would not at 128-pixel blocks: 34,816 + 4,352 + 10,240 + 5,120 + 8,448 = 62,976 B)."""
-    return wl.dtype in HALF_MMA and dk_mma_shared_bytes(wl, wx, True) <= MMA_SHARED_BYTES
+    (``_dk_mma_window``): in the half types where it fits 48 KB of static shared memory; in
+    TF32 (32-channel chunks, ``dk_mma_halves``: C % 32 = 0, O <= DK_MMA_BOUNDED_O) where
+    blocks of 1 or 2 rows reach 50% in the SM's dynamic shared memory (``_dk_mma_fit``: sm_90,
+    ``target`` None; not sm_80, whose 163 KB take one 89 KB block of 16 warps: there the
+    per-tap build). (TF32 with the half types' 16-channel chunks, two threads per pixel, could
+    not: 62,976 B per 8 warps.)"""
+    if wl.dtype in HALF_MMA:
+        return dk_mma_shared_bytes(wl, wx, True) <= MMA_SHARED_BYTES
+    p = wl.p
+    return p["C"] % 32 == 0 and p["O"] <= DK_MMA_BOUNDED_O and _dk_mma_fit(wl, wx, DK_TF32_ROWS, target) is not None
 
 
 def dk_mma_rows(wl, wx: int, target=None) -> int:
-    """Output rows per block of the tensor-core conv_dk (``_conv_dk_mma``): DK_MMA_ROWS where
-    the source window is staged (``dk_mma_window``), the stride is 1 (a tap row's window rows
-    then contiguous), they divide Ho, O <= DK_MMA_BOUNDED_O (64 registers under the launch
-    bounds) and DK_MMA_MIN_WARPS' blocks of them fit an SM's shared memory (dynamic over 48
-    KB: sm_80, sm_87, sm_90, ``MMA_DYN_SHARED_MAX``, the SM's own 1 KB per block counted;
-    ``target`` None: sm_90); else 1 (sm_86/89: 99 KB per block, 100 KB per SM)."""
-    p = wl.p
-    limit = MMA_DYN_SHARED_MAX.get(_sm(target) if target is not None else 90, MMA_SHARED_BYTES)
-    if not dk_mma_window(wl, wx) or p["s"] != 1 or p["O"] > DK_MMA_BOUNDED_O:
+    """Output rows per block of the tensor-core conv_dk (``_conv_dk_mma``), with the source
+    window staged (``dk_mma_window``) and O <= DK_MMA_BOUNDED_O (64 registers under the launch
+    bounds): the most of DK_MMA_ROWS (half types) or DK_TF32_ROWS (TF32) whose blocks of
+    DK_MMA_MIN_WARPS warps fit (``_dk_mma_fit``); else 1 (sm_86/89: 99 KB per block, 100 per SM)."""
+    if not dk_mma_window(wl, wx, target) or wl.p["O"] > DK_MMA_BOUNDED_O:
         return 1
-    for ry in DK_MMA_ROWS:
-        blocks = DK_MMA_MIN_WARPS // (DK_MMA_HALVES * wx * ry)
-        need = dk_mma_shared_bytes(wl, wx, True, ry)
-        if p["Ho"] % ry == 0 and blocks >= 1 and need <= limit and blocks * (need + 1024) <= limit + 1024:
-            return ry
-    return 1
+    return _dk_mma_fit(wl, wx, DK_MMA_ROWS if wl.dtype in HALF_MMA else DK_TF32_ROWS, target) or 1
 
 
 def dk_mma_tile(wl, target=None):
@@ -1417,7 +1453,8 @@ def dk_mma_tile(wl, target=None):
     return wx if dk_mma_shared_bytes(wl, wx) <= MMA_SHARED_BYTES else None
 
 
-def _dk_mma_window(sch, co, warps: int, bind_zyx, ry: int = 1, scope: str = "shared") -> None:
+def _dk_mma_window(sch, co, warps: int, bind_zyx, ry: int = 1, scope: str = "shared",
+                   halves: int = DK_MMA_HALVES) -> None:
     """Stage the tensor-core conv_dk's source window at ``co`` (a tap row's chunk): 16
     channels x ry rows x (32*wx-1)s + (k-1)d + 1 grid columns, padding and zero insertion
     decided in this copy, read by the k tap columns' dots. Channels (and rows) over the warps,
@@ -1427,7 +1464,7 @@ def _dk_mma_window(sch, co, warps: int, bind_zyx, ry: int = 1, scope: str = "sha
     sch.set_scope(sz, 0, scope)
     sch.compute_at(sz, co)
     sc, sx = sch.get_loops(sz)[-2:] if ry == 1 else (sch.fuse(*sch.get_loops(sz)[-3:-1]), sch.get_loops(sz)[-1])
-    scr, scz, scy = sch.split(sc, [None, DK_MMA_HALVES, warps])
+    scr, scz, scy = sch.split(sc, [None, halves, warps])
     sxr, sxt = sch.split(sx, [None, 32])
     sch.reorder(scr, sxr, scz, scy, sxt)
     bind_zyx(scz, scy, sxt)
@@ -1436,7 +1473,7 @@ def _dk_mma_window(sch, co, warps: int, bind_zyx, ry: int = 1, scope: str = "sha
 DK_STORE_T_F32 = "dynfilter_pac_dk_mma_store_shared_t_f32"
 
 
-def _conv_dk_mma(sch, wl, wx: int, ry: int = 1) -> None:
+def _conv_dk_mma(sch, wl, wx: int, ry: int = 1, window=None) -> None:
     """float16 / bfloat16 (mma.sync m16n8k16) and float32 flagged ``tf32`` (m16n8k8 TF32: e = 1,
     K steps of 8 output channels, rows of 32-bit words; ``_register_mma_intrinsics``' TF32
     fragments, conv's): the same schedule.
@@ -1465,7 +1502,7 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1) -> None:
     zero insertion in this copy) and the k tap columns' dots read it from shared memory at
     offset j*d; a thread sums a (tap, chunk)'s 8 products in a register (a second ``rfactor``,
     over the chunks) and adds that once to its half's sum of the tap in shared memory
-    (DK_MMA_HALVES x k x P float32), the pair added per tap row. k accumulators in registers
+    (DK_MMA_HALVES x k x P float32), the pair added per tap row (TF32: below). k accumulators in registers
     instead took 64 registers with 16-24 B of spills under the launch bounds (80 on sm_80
     without). ``__launch_bounds__`` for 4 blocks of 8 warps (``common.min_blocks``, O <=
     DK_MMA_BOUNDED_O): sm_80's ptxas took 79 registers without. 8x64x128x128 k5 O=64 f16 /
@@ -1476,8 +1513,8 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1) -> None:
     warps x 8 channels, 64 B rows: 1 each) + 16 for the sums' load and store + 16 for the
     window copy (80 per tap row), in all about 515 wavefronts = 218 us, against 422 + the
     per-tap source loads' 64 L1 wavefronts (L1 and shared memory share one array) = 486: about
-    even (1.06x), the L2 traffic of the source gone. TF32: the window, the k sums and its G
-    (34,816 + 4,352 + 10,240 + 5,120 + 8,448 = 62,976 B) exceed 48 KB: per-tap source loads there.
+    even (1.06x), the L2 traffic of the source gone. TF32 in 16-channel chunks: 62,976 B, no
+    50% (see TF32 with the window, below).
 
     Blocks of ry rows (``dk_mma_rows``, the window's build, stride 1): ry x wx warps per half
     (threadIdx.y: the row and the 32-column group fused), P = 32*wx*ry pixels; G's warp tiles
@@ -1496,10 +1533,7 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1) -> None:
     one 16-warp block, 33%) keep one row. Left: 1.5x (141 MB) needs the source below 65 MB,
     e.g. the chunk's window of ry + k - 1 rows staged once for all tap rows (4 rows: 83.1 x 8
     / 20 = 33 MB, 109 MB in all), whose k^2 sums per pixel (2 x 25 x 512 x 4 B = 100 KB) do
-    not fit next to the rest. TF32's window in dynamic shared memory (62,976 B at 128 pixels)
-    would halve its bytes (1,289 -> 633 MB: the source 824 -> 166 MB) but fit 3 blocks of 8
-    warps per sm_90 SM (37.5%, was 62.5%) and 2 on sm_80 (25%): not taken; its dO tile in
-    float32 (34,816 B) leaves no room for 50% without staging it in parts over O.
+    not fit next to the rest.
 
     Why 8 warps: 4 warps of two tiles sharing their A fragment, a thread per pixel in the dot,
     took 68 registers on sm_90 (7 blocks: 44%) and 75 on sm_80 (5 blocks by 31 KB of shared
@@ -1559,16 +1593,55 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1) -> None:
     sm_80 needs 4 such blocks, under 39 KB each, which float32's dO tile (32 KB unpadded) and G
     (10 KB) do not leave: the dO tile staged in parts over O, or G kept out of shared memory.
     Requested bytes 1,289 MB (16.0x the 80.6 MB minimum, 385 us at 3.35 TB/s: the source per
-    tap 824 MB and the weight per block 420 MB, from L1 and L2)."""
+    tap 824 MB and the weight per block 420 MB, from L1 and L2). This per-tap build stays where
+    the window does not apply (sm_86/89, C % 32 != 0, O > DK_MMA_BOUNDED_O).
+
+    TF32 with the window (``dk_mma_window``: C % 32 = 0, O <= DK_MMA_BOUNDED_O, where blocks of
+    2 or 1 rows reach 50% in the SM's dynamic shared memory, ``_dk_mma_fit``: sm_90, sm_80).
+    The half types' layout could not reach 50% in float32 on any SM: per pixel the dO row (272
+    B at O = 64), G (80), the two threads' k sums (40) and the window (about 66) are 458 B, and
+    50% (1,024 threads at two per pixel) means 512 pixels per SM: 235 KB; without the window
+    352 B, 180 KB, over sm_80's 164 KB. So twice the threads per pixel: chunks of 32 channels,
+    two warps per 16-pixel tile (one per 16-channel M tile: threadIdx.z = 2 channel tiles x 2
+    pixel tiles; the ldmatrix, mma and fragment store as above) and four threads per pixel in
+    the dot (``dk_mma_halves``, 8 channels each as before; G's pixel rows 36 words, fragment
+    stores at banks 8t + g and quarter-warp vector loads at 9-unit strides: conflict-free), so
+    256 pixels (2 rows of 128) take 1,024 threads. A tap row's k totals: thread z of a pixel
+    adds the four sums of taps z, z + 4 (k = 5: the second pass for z = 0 only) and stores
+    that dK, rather than each thread every tap (4x the loads and 4 stores of one value).
+    8x64x128x128 k5 O=64: 512 blocks, dO 69,632 + max(Wt 8,704, G 36,864) (one float32 space:
+    TVM's dynamic planner merges them, as StorageRewrite does in static memory) + the sums
+    20,480 + the window (32 x 2 x 132 x 4) 33,792 = 160,768 B dynamic
+    (``dk_mma_shared_bytes``), one block per SM on sm_90 and sm_80 (163 KB), ptxas 64 registers
+    on sm_90, <= 64 on sm_80 (55 before the totals were spread over z) under
+    __launch_bounds__(1024, 1), no spills: 50% on both (was
+    62% / 38%). Requested (``gpu_report._pac_dk_mma_parts``): dO 33.6 + source
+    8*64*634*128*4 B = 166.2 + weight 512 x 409.6 KB = 209.7 + dK 13.1 = 422.6 MB (was 1,289:
+    source 823 -> 166, weight 419 -> 210): no-cache est. 126 us, 2.3x the 55 us roofline
+    (was 385 us, 7.0x). Shared-memory wavefronts per unit of 16 channels x 128 pixels x one
+    tap (102,400 units; a block's (tap, chunk) is 4): ldmatrix 512 (32 warps x 8 K steps x 2,
+    4 each, / 4), G stores 64, G loads 64, the dot's window reads 64 (8 per thread), Wt stores
+    16 (32 x 64 words per 256 pixels), the sums' read-modify-write 16, the window copy 16 (64
+    rows x 5 column steps per tap row's 20 units), the sums' init and totals 8 (320 per tap
+    row's 40 units), the dO tile's stores 20 (8-way conflicts, lanes along x at 68-word rows:
+    4,096 per block over its 200 units, as in the per-tap build) = 780; the per-tap build: 678
+    + 20 (dO) + its source loads from L1 (one array with shared memory), 64 wavefronts (115
+    where the four taps off 128-byte alignment take two lines) = 762-813. About even
+    (0.96-1.02x): 102,400 x 780 / 132 / 1.83 GHz = 331 us shared-memory bound (per tap
+    314-345 us), now the bound of this estimate (was the 385 us of requested bytes). sm_86/89
+    (99 KB per block, 100 per SM) keep the per-tap build. Left: 1.5x (275 MB) needs the weight
+    under about 60 MB, i.e. 4+ rows per block, whose 321 KB do not fit."""
     from tvm.s_tir import TensorIntrin
 
     _register_mma_intrinsics(wl.dtype)
     load_a, load_b, mma = _intrin_names(wl.dtype)
-    e, O, halves = MMA_DTYPES[wl.dtype][1], wl.p["O"], DK_MMA_HALVES
+    if window is None:
+        window = dk_mma_window(wl, wx)
+    e, O, halves = MMA_DTYPES[wl.dtype][1], wl.p["O"], dk_mma_halves(wl, window)
     kk, row = 8 * e, _dk_mma_row(O, 4 // e)  # output channels per mma K step; staged row length
-    warps, window = wx * ry, dk_mma_window(wl, wx)  # warps: per half (threadIdx.y: ry x wx)
+    cw, warps = 8 * halves, wx * ry  # channels per chunk; warps per half (threadIdx.y: ry x wx)
     # over 48 KB (ry rows: ``dk_mma_rows``) every stage in dynamic shared memory
-    dyn = dk_mma_shared_bytes(wl, wx, None, ry) > MMA_SHARED_BYTES
+    dyn = dk_mma_shared_bytes(wl, wx, window, ry) > MMA_SHARED_BYTES
     sh = "shared.dyn" if dyn else "shared"
     if dyn:
         load_a, load_b = load_a + DYN, load_b + DYN
@@ -1581,7 +1654,7 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1) -> None:
     acc = sch.get_sblock("acc")
     n, g, i, j, y, x, c = sch.get_loops(acc)
     xb, xw, xt = sch.split(x, [None, wx, 32])
-    co, ch, cl = sch.split(c, [None, halves, 16 // halves])
+    co, ch, cl = sch.split(c, [None, halves, cw // halves])
     yr = None
     if ry > 1:
         y, yr = sch.split(y, [None, ry])
@@ -1619,14 +1692,16 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1) -> None:
     sch.set_scope(G, 0, sh)
     sch.compute_at(G, tap)
     gc, *gy, gx, go = sch.get_loops(G)[-4 if ry > 1 else -3:]
+    gcw, gc = sch.split(gc, [cw // 16, 16])
     gxw, gxm, gxt = sch.split(gx, [wx, 2, 16])
     goo, got = sch.split(go, [None, kk])
-    sch.reorder(*gy, gxw, gxm, goo, gc, gxt, got)
+    sch.reorder(*gy, gxw, gcw, gxm, goo, gc, gxt, got)
     if gy:  # the warp's row fixed by threadIdx.y: its fragments' regions one row
         gxw = sch.fuse(*gy, gxw)
+    gxm = sch.fuse(gcw, gxm)  # a warp per 16-channel x 16-pixel tile (threadIdx.z: halves)
     outer = sch.blockize(gc)
     sch.bind(gxw, "threadIdx.y")
-    sch.bind(gxm, "threadIdx.z")  # a warp per 16-pixel tile
+    sch.bind(gxm, "threadIdx.z")
     d_at, w_at = _read_index(sch, outer, "dO"), _read_index(sch, outer, "Wt")
     dsh = sch.cache_read(outer, d_at, sh)
     sch.compute_at(dsh, blk)
@@ -1643,7 +1718,7 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1) -> None:
     sch.reorder(*sch.get_loops(wsh)[-2:][::-1])
     spread(wsh, tap)
     if window:
-        _dk_mma_window(sch, co, warps, bind_zyx, ry, sh)
+        _dk_mma_window(sch, co, warps, bind_zyx, ry, sh, halves)
     a_w = sch.cache_read(outer, w_at, "warp")
     b_w = sch.cache_read(outer, d_at, "warp")
     sch.compute_at(a_w, goo)
@@ -1670,7 +1745,7 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1) -> None:
     # a pixel's 16 channels padded to 20 words: a fragment store's lanes (4 pixel pairs x 8
     # channels) then fill 32 distinct banks, and a quarter warp's 16-byte loads 8 distinct
     # bank groups (at 16 words both conflict)
-    sch.storage_align(store, 0, 4, 16, 4)
+    sch.storage_align(store, 0, 4, 16, 4)  # (32-channel chunks: 36 words, as conflict-free)
     sch.tensorize(store, store_t)
     # the dot reads its pixel's 8 values of G (its half) as two 16-byte vectors
     g_at = next(q for q, r in enumerate(sch.get(part).reads) if r.source.name.startswith("G"))
@@ -1705,8 +1780,15 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1) -> None:
         az, *aj, ay, axy = sch.get_loops(acc)[-4:]
         axy = sch.fuse(ay, axy)
     ay, ax = sch.split(axy, [warps, 32])
-    sch.reorder(ay, ax, *aj, az)  # both threads of a pixel add the pair (the same total)
-    bind_zyx(ay, ax)
+    if window and halves > DK_MMA_HALVES:  # a tap row's k totals over the pixel's threads (each
+        # reads the h sums of its taps; not h times every tap's, nor h stores of one dK)
+        ajo, ajz = sch.split(aj[0], [None, halves])
+        sch.reorder(ay, ax, ajz, ajo, az)
+        bind_zyx(ajz, ay, ax)
+        aj = [ajo]
+    else:
+        sch.reorder(ay, ax, *aj, az)  # both threads of a pixel add the pair (the same total)
+        bind_zyx(ay, ax)
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, az)
     sch.reverse_compute_at(sch.get_sblock("out"), aj[0] if window else ax)
@@ -1816,7 +1898,7 @@ def _tried_constant(sch, apply) -> bool:
 def conv_dk(sch, wl, target):
     wx = dk_mma_tile(wl, target)
     if wx is not None:
-        _conv_dk_mma(sch, wl, wx, dk_mma_rows(wl, wx, target))
+        _conv_dk_mma(sch, wl, wx, dk_mma_rows(wl, wx, target), dk_mma_window(wl, wx, target))
         return
     t = dk_tile(wl, target)
     if t is not None:

@@ -122,20 +122,22 @@ def test_requested_bytes_pac_conv_dk_tensor_cores():
     """The tensor-core conv_dk of the half types and of float32 flagged tf32: dO once, the
     whole weight per block, dK once; the half types in blocks of four 128-pixel rows (256
     blocks, ``dk_mma_rows``, on sm_90 and sm_80), the source once per block's window of a tap
-    row and channel (634 real (output row, tap row) pairs x 128 columns: 158.9 MB); TF32 in
-    blocks of one row (1,024), the source per (tap, channel, pixel) over 634 real (output,
-    tap) pairs per axis (4-byte elements: 1,289 MB). Listed in the float32 report, TF32 aiming
-    at the TF32 roofline."""
+    row and channel (634 real (output row, tap row) pairs x 128 columns: 158.9 MB); TF32 the
+    same windows in blocks of two rows (512; 4-byte elements: 422.6 MB; on sm_86 one row, the
+    source per (tap, channel, pixel) over 634 real (output, tap) pairs per axis: 1,289 MB).
+    Listed in the float32 report, TF32 aiming at the TF32 roofline."""
     pac = G.benchmark_workloads()["PAC conv 8x64x128x128 k5"]
     do, dk = 8 * 64 * 128 ** 2, 8 * 25 * 128 ** 2
     for dtype, label, item in (("float16", "f16", 2), ("bfloat16", "bf16", 2), ("float32", "tf32", 4)):
-        x = 8 * 64 * 634 * (634 if dtype == "float32" else 128)
-        wt = (1024 if dtype == "float32" else 256) * 64 * 64 * 25
+        x = 8 * 64 * 634 * 128
+        wt = (512 if dtype == "float32" else 256) * 64 * 64 * 25
         wl = next(w for w in pac if w.kernel == "conv_dk" and w.dtype == dtype and (dtype != "float32" or w.p.get("tf32")))
         assert G._label(wl) == f"pac.conv_dk({label})"
         assert G.aim_peak(wl) == (G.TF32_TC if dtype == "float32" else G.BF16_TC)
         for arch in ("sm_90", "sm_80"):
             assert G.requested_bytes(wl, item, arch) == item * (do + x + wt + dk)
+        if dtype == "float32":  # sm_86 (99 KB per block): one row, per-tap source loads
+            assert G.requested_bytes(wl, 4, "sm_86") == 4 * (do + 8 * 64 * 634 ** 2 + 1024 * 64 * 64 * 25 + dk)
 
 
 def test_requested_bytes_pac_conv_dw_tiled():

@@ -214,25 +214,40 @@ def test_tensor_core_conv_resources_at_model_shapes(dtype, arch):
 @pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
 def test_tf32_conv_dk_resources(arch):
     """conv_dk flagged tf32 on TF32 tensor cores (ptxas figures; estimates, no GPU): at the
-    benchmark shape 8x64x128x128 k5 O=64 blocks of 128 pixels (8 warps), static shared memory
-    as ``dk_mma_shared_bytes`` budgets it (G, Wt and the halves' sums in one space) and under
-    48 KB, no spills; 62% occupancy on sm_90 (sm_80: 3 blocks by shared memory and registers,
-    38%, the aim missed: see ``schedules.pac_cuda._conv_dk_mma``). At a 64-pixel row with O = 32
-    the same budget holds. Unflagged, or in float64, no mma."""
+    benchmark shape 8x64x128x128 k5 O=64 the source window staged (``dk_mma_window``) in
+    32-channel chunks, four threads per pixel (``dk_mma_halves``), blocks of 2 x 128 pixels
+    (1,024 threads) in 160,768 B of dynamic shared memory as ``dk_mma_shared_bytes`` budgets it
+    (Wt and G in one space), ``__launch_bounds__(1024, 1)``: <= 64 registers, no spills, 50%
+    on sm_90 and sm_80 (the per-tap build was 62% / 38%: sm_80 76 registers, 3 blocks by shared
+    memory). At a 64-pixel row with C = 16 (no 32-channel chunk) the per-tap build, static
+    shared memory as budgeted (G, Wt and the halves' sums in one space). Unflagged, or in
+    float64, no mma."""
+    from dynfilter_tvm import emulate
     from dynfilter_tvm import gpu_report as G
-    from schedules.pac_cuda import MMA_SHARED_BYTES, dk_mma_shared_bytes, dk_mma_tile
+    from schedules.pac_cuda import (MMA_SHARED_BYTES, dk_mma_halves, dk_mma_rows, dk_mma_shared_bytes,
+                                    dk_mma_tile, dk_mma_window)
 
     bench = next(w for w in G.benchmark_workloads()["PAC conv 8x64x128x128 k5"]
                  if w.kernel == "conv_dk" and w.p.get("tf32"))
     small = Workload.make("pac", "conv_dk", dict(_geo(1, 16, 3, 64, 3, 64, 3, 1, 1, 1, 1), O=32, tf32=1), "float32")
+    target = cuda_target(arch)
     for wl, wx in ((bench, 4), (small, 2)):
-        assert dk_mma_tile(wl, cuda_target(arch)) == wx
-        src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
+        assert dk_mma_tile(wl, target) == wx
+        window, ry = dk_mma_window(wl, wx, target), dk_mma_rows(wl, wx, target)
+        assert (window, ry) == ((True, 2) if wl is bench else (False, 1))
+        src = build(wl, target).mod.imports[0].inspect_source()
         assert G.mma_kind(src) == "tf32"
         res = G.ptxas_resources(src, arch)["pac_conv_dk_kernel"]
-        assert res["spill"] == 0 and res["smem"] == dk_mma_shared_bytes(wl, wx) <= MMA_SHARED_BYTES, (wl, res)
-        if wl is bench and arch == "sm_90":
-            assert res["regs"] <= 48 and G.occupancy(arch, 64 * wx, res["regs"], res["smem"]) >= 0.5, res
+        smem = dk_mma_shared_bytes(wl, wx, window, ry)
+        assert res["spill"] == 0, (wl, res)
+        if wl is bench:
+            threads = 32 * wx * ry * dk_mma_halves(wl, window)
+            (ln,) = emulate.lower(emulate.scheduled(wl, arch), target).launches
+            assert threads == 1024 and f"__launch_bounds__({threads}, 1)" in src
+            assert res["smem"] == 0 and ln.dyn_shared == smem == 160_768, (res, ln)
+            assert res["regs"] <= 64 and G.occupancy(arch, threads, res["regs"], smem) >= 0.5, res
+        else:
+            assert res["smem"] == smem == dk_mma_shared_bytes(wl, wx) <= MMA_SHARED_BYTES, (wl, res)
     for params, dtype in (({k: v for k, v in bench.p.items() if k != "tf32"}, "float32"), (bench.p, "float64")):
         assert G.mma_kind(build(Workload.make("pac", "conv_dk", params, dtype),
                                 cuda_target(arch)).mod.imports[0].inspect_source()) is None
@@ -456,17 +471,19 @@ def test_conv_dk_tensor_core_requested_bytes():
     (real output row, tap row) and window column (634 x 128 per channel and image, was each
     pixel's 634 x 634 real taps), and take blocks of 4 rows (``dk_mma_rows``: 256 blocks, the
     weight read by each): 158.9 MB in all (one row: 316 MB; per tap 645); where 4 rows do not
-    fit (sm_86: 99 KB per block) one row. TF32 (no window: 62,976 B would pass 48 KB) keeps
-    the per-tap count, 1,289 MB."""
+    fit (sm_86: 99 KB per block) one row. TF32 stages the window too (32-channel chunks, four
+    threads per pixel: ``dk_mma_halves``) in blocks of 2 rows (512 blocks) on sm_90 and sm_80:
+    the source as the half types', the weight 420 -> 210 MB, 422.6 MB in all (was 1,289 MB,
+    which sm_86 keeps: its 99 KB per block take no such block)."""
     from dynfilter_tvm import gpu_report as G
     from schedules.pac_cuda import dk_mma_rows, dk_mma_shared_bytes, dk_mma_tile, dk_mma_window
 
     p = dict(_geo(8, 64, 128, 128, 128, 128, 5, 1, 1, 2, 1), O=64)
     for dtype, params, x, ry, total in (("bfloat16", p, 8 * 64 * 634 * 128, 4, 158_859_264),
-                                        ("float32", dict(p, tf32=1), 8 * 64 * 634 * 634, 1, 1_289_297_920)):
+                                        ("float32", dict(p, tf32=1), 8 * 64 * 634 * 128, 2, 422_576_128)):
         wl = Workload.make("pac", "conv_dk", params, dtype)
         wx = dk_mma_tile(wl)
-        assert wx == 4 and dk_mma_window(wl, wx) == (dtype == "bfloat16")
+        assert wx == 4 and dk_mma_window(wl, wx) and dk_mma_window(wl, wx, cuda_target("sm_80"))
         assert dk_mma_rows(wl, wx) == dk_mma_rows(wl, wx, cuda_target("sm_80")) == ry
         assert dk_mma_rows(wl, wx, cuda_target("sm_86")) == 1
         parts = G._pac_dk_mma_parts(wl, wl.p, wx, ry)
@@ -474,7 +491,11 @@ def test_conv_dk_tensor_core_requested_bytes():
         assert G._pac_dk_mma_parts(wl, wl.p, wx, 1)["X"] == x  # rows per block: the same windows
         item = 2 if dtype == "bfloat16" else 4
         assert G.requested_bytes(wl, item, "sm_80") == G.requested_bytes(wl, item) == total
-    assert dk_mma_shared_bytes(wl, 4, True) == 62_976
+    # TF32 on sm_86: no window (per-tap loads, one row): 8 x 64 x 634^2 source elements
+    assert not dk_mma_window(wl, 4, cuda_target("sm_86")) and G.requested_bytes(wl, 4, "sm_86") == 1_289_297_920
+    # TF32's window at one row, 4 threads per pixel: 34,816 + max(8,704, 18,432) + 10,240 + 16,896
+    assert dk_mma_shared_bytes(wl, 4, True) == 80_384 and dk_mma_shared_bytes(wl, 4, True, 2) == 160_768
+    assert dk_mma_shared_bytes(wl, 4) == dk_mma_shared_bytes(wl, 4, False) == 45_056  # the per-tap build
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
@@ -533,6 +554,98 @@ def test_conv_dk_tensor_core_rows(name, dtype):
         assert n == 1
     with pytest.raises(emulate.CheckFailed, match="NaN"):
         emulate.check(wl, "cuda", lowered=low, mutate=mutate)
+
+
+# -- TF32 conv_dk with the source window (``dk_mma_window``: 32-channel chunks, two 16-channel
+# warp tiles per 16 pixels, four threads per pixel in the dot, ``dk_mma_halves``; a tap row's
+# k totals spread over those threads), executed on PoCL
+DK_TF32_WINDOW_CASES = {
+    # the benchmark's block: 2 rows of 128 pixels, k5, O = 64, 1,024 threads, 160,768 B dynamic
+    "rows2-k5": (dict(_geo(1, 32, 2, 128, 2, 128, 5, 1, 1, 2, 1), O=64, tf32=1), 4, 2),
+    # the zero-inserted source, two 32-channel chunks, O = 48 (6 K steps), 2 rows of 32 pixels
+    "zero-ins": (dict(_geo(1, 64, 5, 16, 10, 32, 3, 1, 2, 1, 1), O=48, tf32=1), 1, 2),
+}
+# the window's copy: its only padded store (static: Sz_shared; dynamic: the merged array)
+DK_TF32_WINDOW_COPY = r"(Sz_shared_ptr|\(\(__local float\*\)buf_dyn_shmem_ptr\))\[[^;]*\] = condval(_\d+)?;"
+DK_TF32_BARRIER = "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);"
+
+
+def _tf32_no_window_copy(low):
+    low.source, n = re.subn(DK_TF32_WINDOW_COPY, "", low.source)
+    assert n == 1
+
+
+def _tf32_no_g_barrier(low):
+    """The barrier before the dots' first read of G (its only vector loads) dropped."""
+    at = low.source.index("*(__local float4*)")
+    start = low.source.rindex(DK_TF32_BARRIER, 0, at)
+    low.source = low.source[:start] + low.source[start + len(DK_TF32_BARRIER):]
+
+
+def _tf32_no_dk_store_z1(low):
+    """The dK stores of the threads with threadIdx.z = 1 skipped (tap 1 of every tap row)."""
+    low.source, n = re.subn(r"(\n\s*)(out_ptr\[)", r"\1if (((int)get_local_id(2)) != 1) \2", low.source)
+    assert n >= 1
+
+
+@pytest.mark.parametrize("name", DK_TF32_WINDOW_CASES)
+def test_conv_dk_tf32_window(name):
+    """TF32's window build within TF32_TOLERANCE of the float64 reference (and above float32's
+    own: the rounding shows), 4 threads per pixel (threadIdx.z), shared memory as budgeted
+    (dk_mma_shared_bytes). Negative controls: the window's copy dropped (its only padded
+    store; the dots read poisoned shared memory: NaN); the barrier between G's fragment stores
+    and the dots that read them dropped (the first tap's dots read G's poison); the dK stores
+    of the threads with threadIdx.z = 1 skipped (tap 1 of each tap row is stored by those
+    threads only: left poisoned)."""
+    from dynfilter_tvm import emulate
+    from schedules.pac_cuda import dk_mma_halves, dk_mma_rows, dk_mma_shared_bytes, dk_mma_tile, dk_mma_window
+
+    p, wx, ry = DK_TF32_WINDOW_CASES[name]
+    wl = Workload.make("pac", "conv_dk", p, "float32")
+    assert dk_mma_tile(wl) == wx and dk_mma_window(wl, wx) and dk_mma_rows(wl, wx) == ry
+    low = emulate.prepare(wl, "cuda")
+    (ln,) = low.launches
+    assert tuple(ln.block) == (32, wx * ry, dk_mma_halves(wl, True)) == (32, wx * ry, 4)
+    smem = dk_mma_shared_bytes(wl, wx, True, ry)
+    assert ln.dyn_shared == (smem if smem > 48 * 1024 else 0)
+    assert "tvm_mma_m16n8k8_tf32(" in low.source
+    assert 1e-5 < emulate.check(wl, "cuda", lowered=low) <= emulate.TF32_TOLERANCE
+    for mutate in (_tf32_no_window_copy, _tf32_no_g_barrier, _tf32_no_dk_store_z1):
+        with pytest.raises(emulate.CheckFailed, match="NaN"):
+            emulate.check(wl, "cuda", lowered=low, mutate=mutate)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
+def test_conv_dk_tf32_window_model_shapes(arch):
+    """pac_joint_upsample's TF32 conv_dk (factor 16: C = O = 32, k5, zero-inserted) at its two
+    smallest rows, which take other blocks than the benchmark's 1,024 threads: 2 rows of 32
+    pixels (256 threads, 32,768 B static) and of 64 (512 threads, 64,512 B dynamic), both 4
+    blocks of 8 warps asked (ptxas figures, estimates): <= 64 registers, no spills, >= 50%,
+    requested bytes under the per-tap build's (2 rows of 64: 9.7 MB, was 21.3)."""
+    from dynfilter_tvm import emulate
+    from dynfilter_tvm import gpu_report as G
+    from schedules.pac_cuda import dk_mma_halves, dk_mma_rows, dk_mma_shared_bytes, dk_mma_tile, dk_mma_window
+
+    target = cuda_target(arch)
+    for n, wx, smem in ((16, 1, 32_768), (32, 2, 64_512)):
+        wl = Workload.make("pac", "conv_dk", dict(_geo(2, 32, n, n, 2 * n, 2 * n, 5, 1, 2, 2, 1), O=32, tf32=1),
+                           "float32")
+        assert dk_mma_tile(wl, target) == wx and dk_mma_window(wl, wx, target) and dk_mma_rows(wl, wx, target) == 2
+        assert dk_mma_shared_bytes(wl, wx, True, 2) == smem
+        threads = 32 * wx * 2 * dk_mma_halves(wl, True)
+        src = build(wl, target).mod.imports[0].inspect_source()
+        assert f"__launch_bounds__({threads}, {1024 // threads})" in src
+        res = G.ptxas_resources(src, arch)["pac_conv_dk_kernel"]
+        if smem > 48 * 1024:
+            (ln,) = emulate.lower(emulate.scheduled(wl, arch), target).launches
+            assert res["smem"] == 0 and ln.dyn_shared == smem, (res, ln)
+        else:
+            assert res["smem"] == smem, res
+        assert res["spill"] == 0 and res["regs"] <= 64 and G.occupancy(arch, threads, res["regs"], smem) >= 0.5, res
+        per_tap = sum(G._pac_dk_mma_parts(wl, wl.p, wx, 1, False).values())
+        assert G.requested_bytes(wl, 4, arch) < 4 * per_tap
+    assert round(G.requested_bytes(wl, 4, arch) / 1e5) == 97 and round(4 * per_tap / 1e5) == 213
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
