@@ -31,10 +31,11 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   **ACDA stays static** (``schedules.acda_cuda.GENERIC_DEFAULT``, per kernel: empty now): its
   generic ``fwd``, ``datoms`` and ``dx`` are tiled (``schedules.acda_cuda.generic_tiled``:
   the static builds' schedules, ``fwd`` in the static's 32-pixel tiles, ``datoms`` and ``dx``
-  in 8-pixel tiles, ``dx`` a row per block) and request 1.00x, 1.27x and 5.2x the static
-  builds' bytes at 8x64x56x56 k7 float32 (the 8-pixel tiles' halo; the static dx's blocks
-  cover 8 input rows; estimates, ``gpu_report``); the generic ``fwd``'s fixed 32-pixel tile
-  computes 2x / 4x the static's FMAs on rows of 14 / 7 pixels.
+  in 8-pixel tiles, ``dx`` in blocks of 12 rows, ``ops.acda.DX_ROWS``) and request 1.00x,
+  1.27x and 1.08x the static builds' bytes at 8x64x56x56 k7 float32 (the 8-pixel tiles'
+  halo; estimates, ``gpu_report``); the generic ``fwd``'s fixed 32-pixel tile computes 2x /
+  4x the static's FMAs on rows of 14 / 7 pixels, the generic ``dx`` 1.96x the pixels on
+  images of 14 / 7 rows (padded to 24 / 12).
 * **CUDA: generic for PAC ``conv``, ``conv_dk`` and ``conv_dw``** (``conv``: the convolution,
   its transposed form and both input gradients) wherever the generic build is tiled
   (``schedules.pac_cuda.generic_serves``: the static schedules with fixed tiles, requested

@@ -361,9 +361,10 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     8-pixel tiles where ``generic_tiled(..., stage="dOpad_shared")``
     (:func:`_acda_datoms_generic_bytes`): dO once, 8*64*6*3136*4 B = 38.5 MB, + X 71.6 MB =
     110.1 MB, 1.27x the static's 86.8 MB (by rows before: dO per tap row, 341.3 MB, 3.9x); dx the
-    atoms-in-registers count in 8-pixel tiles, a row per block (:func:`_acda_dx_bytes`): P
-    3,136 blocks x 882 + A 8*6*18*380*92 + dO 8*64*6*380*92 elements = 561.5 MB, 5.2x the
-    static's 108.0 MB (1.50x of its row-per-block 374 MB); elsewhere the fall-backs'
+    atoms-in-registers count in blocks of 12 rows x 8 pixels over the rows padded to whole
+    ``ops.acda.DX_ROWS`` (:func:`_acda_dx_bytes`): P 280 blocks x 882 + A 8*6*18*80*92 + dO
+    8*64*6*80*92 elements = 116.9 MB, 1.08x the static's 108.0 MB (a row per block before:
+    P 3,136 x 882 + A 8*6*18*380*92 + dO 8*64*6*380*92 = 561.5 MB, 5.2x); elsewhere the fall-backs'
     counts over the padded rows (the generic register-tile datoms loads the input per (atom,
     tap): mi x k per channel, not k; dx the shared-atoms count).
     """
@@ -772,8 +773,11 @@ def _acda_datoms_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Opti
 def _acda_dx_bytes(wl: Workload, p: dict, generic: Optional[Workload] = None, arch: str = "sm_90") -> Optional[int]:
     """Elements loaded by acda.dx's atoms-in-registers schedule (``schedules.acda_cuda.dx_tile``;
     see :func:`requested_bytes`), or None where it keeps the shared-atoms one. ``generic``: the
-    generic build's tiles (X_QUANTUM pixels, where ``generic_tiled``); its last tile's window
-    past the row holds no dO element (not loaded)."""
+    generic build's tiles (X_QUANTUM pixels, blocks of rows dividing ``ops.acda.DX_ROWS``,
+    over the rows padded to whole DX_ROWS, where ``generic_tiled``); its windows past the image
+    hold no dO element (not loaded). Not counted (either build): the staged windows copy whole
+    phases of the run layout (q > 1: 20 columns per 14-column window row at 8x64x56x56 k7
+    generic, 25 per 21 static), the extra columns neighbours' elements."""
     from schedules.acda_cuda import dx_tile, generic_tiled
 
     from . import registry
@@ -791,11 +795,15 @@ def _acda_dx_bytes(wl: Workload, p: dict, generic: Optional[Workload] = None, ar
         return (Y - e) % s == 0 and 0 <= (Y - e) // s < n_out
 
     # the window of input rows h0 .. h0 + R - 1 (R = the block's rows, ``_dx_rows``): grid rows
-    # h0 + pad .. h0 + R - 1 + pad + e
+    # h0 + pad .. h0 + R - 1 + pad + e. A generic build's blocks run over the rows padded to
+    # whole DX_ROWS (``ops.acda``) and whole X_QUANTUM columns, their windows whole
+    from .ops.acda import DX_ROWS, X_QUANTUM
+
     r = t.get("rows", 1)
-    rows = sum(1 for h0 in range(0, H, r) for Y in range(h0 + pad, min(h0 + r, H) + pad + e) if real(Y, p["Ho"]))
-    cols = sum(1 for w0 in range(0, W, tile) for X in range(w0 + pad, min(w0 + tile, W) + pad + e) if real(X, p["Wo"]))
-    blocks = N * -(-H // r) * -(-W // tile)
+    Hb, Wb = (H, W) if generic is None else (-(-H // DX_ROWS) * DX_ROWS, -(-W // X_QUANTUM) * X_QUANTUM)
+    rows = sum(1 for h0 in range(0, Hb, r) for Y in range(h0 + pad, min(h0 + r, Hb) + pad + e) if real(Y, p["Ho"]))
+    cols = sum(1 for w0 in range(0, Wb, tile) for X in range(w0 + pad, min(w0 + tile, Wb) + pad + e) if real(X, p["Wo"]))
+    blocks = N * -(-Hb // r) * -(-Wb // tile)
     # P per block; per block the coefficients A of its window for every basis (staged once,
     # coalesced, then read from shared memory), and the dO window per channel chunk
     return blocks * T * k * k + N * M * T * rows * cols + N * C * M * rows * cols

@@ -231,6 +231,33 @@ threads) leave a row tail: TVM then sized the thread's atoms and partial sums ov
 symbolic height (2,147,483,647 rows; ``common.constant_stages`` now rejects that size),
 as it clips the dO and A windows to it; a bound on the padded height below by the block's
 rows in ``ops.acda`` (as fwd's and datoms' tiles need, above) comes first.
+Then (2026-12-02, issue 15 item 4, issue 16 items 1/5): ``ops.acda``'s generic dx computes
+'acc', its atoms and the zero-inserted grids under them over whole ``DX_ROWS`` = 12 input
+rows (max(H, 1) rounded up; the rows past the image compute zeros and are never stored), so
+a block of a divisor of DX_ROWS rows has no row tail and TVM sizes its windows as constants:
+the generic float32 and half builds take the static design (``dx_tile``: runs dividing the
+8-pixel tile, ``_dx_generic_rows``: the most rows of DX_ROWS' divisors within
+DX_ROWS_WHOLE_SM threads). 8x64x56x56 k7 M = 6 float32 (nvcc 13 -v, ``gpu_report``,
+estimates): runs of 4 (2 per tile) x 42 groups x 12 rows = 1,008 threads, 280 blocks (5 row
+blocks over the 60 padded rows x 7 tiles x 8 images), cc = 1, tb = 1; ptxas 59 / 58
+registers (sm_90 / sm_80), no spill, 19,712 B shared, one block per SM: 50% (was 112
+threads, 56 / 40 registers, 56% / 69%); float16 and bfloat16 63 / 54 registers, 25,408 B,
+50%. Requested: P 280 x 882 x 4 B = 1.0 MB + A 8*6*18*80*92*4 B = 25.4 MB + dO
+8*64*6*80*92*4 B = 90.4 MB (18 x 14 grid-point windows: 80 real rows over the 5 row blocks,
+92 real columns over the 7 tiles; the static runs-of-4 blocks of 12 x 8 rows, transposed)
+= 116.9 MB, 1.08x the static build's 108.0 MB, 2.09x the 55.8 MB minimum (was 561.5 MB,
+5.2x, 10.1x); no-cache estimate 116.9 MB / 3.35 TB/s = 34.9 us, 1.94x the 18 us roofline
+(static 1.79x; was 167.6 us, 9.3x). float64 keeps a row per block (2-pixel runs leave 168
+threads: q = 1, as before). The price of a fixed DX_ROWS: an image of 14 or 7 rows computes
+24 or 12 rows (the registered Ad-ResNets' 14x14 and 7x7 dx: 1.96x the pixels, the windows'
+bytes 0.54-0.73x the static build's), 56 rows 60. (DX_ROWS = 7 would fit 56, 28, 14 and 7
+exactly at 588 threads, 448 blocks, 143.5 MB: 1.33x the static's at the benchmark shape.)
+Shared-memory wavefronts per block, counted as the static's below: atoms 18 x 6 x 12 x 2 +
+18 x 32 x 17 = 12,384, per channel 144 + 320 + 128 + 126 = 718 x 64 = 45,952: 58.3 K per
+96 pixels (608 per pixel; static 539) -> 280 x 58.3 K / 132 = 124 K clk (static 110 K); by
+rounds of one block per SM 3 x 58.3 K = 175 K against 2 x 64.7 K = 129 K. The staged windows
+copy whole phases of the run layout: 20 columns per 14-column window row (static 25 per 21),
+neighbours' elements ``gpu_report`` does not count (both builds).
 datoms (static, k <= UNROLL_TAPS, output rows of at least 32 pixels; ``_datoms_rows``): a
 block per (image, atom group, tap row u, output row(s), tile of the row), a thread per pixel with mi atoms x k tap columns of dD in
 registers (``DATOMS_WORDS``: all 6 atoms in float32, 2 in float64); per chunk of cc channels
@@ -400,7 +427,7 @@ from typing import Optional
 import tvm
 import tvm.s_tir as s_tir
 
-from dynfilter_tvm.ops.acda import ROW_TILE, X_QUANTUM
+from dynfilter_tvm.ops.acda import DX_ROWS, ROW_TILE, X_QUANTUM
 from dynfilter_tvm.ops.common import conv_out_size
 
 from . import register
@@ -932,7 +959,10 @@ def dx_tile(wl, target=None):
     input rows (``_dx_rows``, with ``rows``): at most DX_ROWS_THREADS threads (without runs
     DX_ROWS_THREADS_NARROW), or, with runs, blocks of exactly 32 warps whose threads hold runs
     of up to DX_RUN_WHOLE_SM pixels within DX_ATOM_WORDS_WHOLE_SM registers, whichever
-    stages fewer window elements."""
+    stages fewer window elements. Generic float32 and half builds: tiles of X_QUANTUM pixels,
+    runs dividing them, blocks of a divisor of ``ops.acda.DX_ROWS`` rows
+    (``_dx_generic_rows``; the generic rows are computed in whole DX_ROWS, so no tail);
+    float64 a row per block."""
     p = wl.p
     if p["k"] > UNROLL_TAPS:
         return None
@@ -940,7 +970,10 @@ def dx_tile(wl, target=None):
         p = dict(p, W=X_QUANTUM)
     M, T, k, d = p["M"], p["T"], p["k"], p["d"]
     item = 8 if wl.dtype == "float64" else 4
-    t = _dx_runs(p, DX_ATOM_WORDS // (item // 4), DX_RUN)
+    # generic float32 and half types: blocks of a divisor of DX_ROWS input rows (``ops.acda``
+    # computes whole DX_ROWS rows), runs dividing the tile
+    rows_of = _dx_generic_rows if wl.kind != "static" and item == 4 else None
+    t = _dx_runs(p, DX_ATOM_WORDS // (item // 4), DX_RUN, rows_of)
     if t is None:
         return None
     if wl.kind == "static" and item == 4:  # blocks over several input rows
@@ -972,11 +1005,20 @@ def dx_tile(wl, target=None):
     return dict(t, cc=max(fits), tb=tb) if fits else None
 
 
-def _dx_runs(p: dict, words: int, run: int) -> Optional[dict]:
-    """dict(tile, q, ku, mi, parts, rows=1) of :func:`dx_tile` for a thread's ``words`` atom
-    registers and runs of at most ``run`` pixels (None: over 1024 partial sums)."""
+def _dx_generic_rows(per_row: int) -> int:
+    """Input rows of a generic dx block (float32 and the half types) of ``per_row`` threads a
+    row: the largest divisor of ``ops.acda.DX_ROWS`` within DX_ROWS_WHOLE_SM threads (a block of
+    up to 32 warps, one per SM at up to 64 registers: 50%). At M = 6 k7: 12 rows of 84 threads."""
+    return max(b for b in range(1, DX_ROWS + 1) if DX_ROWS % b == 0 and b * per_row <= DX_ROWS_WHOLE_SM)
+
+
+def _dx_runs(p: dict, words: int, run: int, rows_of=None) -> Optional[dict]:
+    """dict(tile, q, ku, mi, parts, rows) of :func:`dx_tile` for a thread's ``words`` atom
+    registers and runs of at most ``run`` pixels (None: over 1024 partial sums); ``rows_of``
+    (generic builds): the block's rows for its threads per row (else 1), runs dividing the
+    tile."""
     M, k = p["M"], p["k"]
-    for q in (b for b in range(run, 0, -1) if b == 1 or b * k <= words):
+    for q in (b for b in range(run, 0, -1) if (b == 1 or b * k <= words) and (rows_of is None or p["W"] % b == 0)):
         # divisors (rfactor refuses the predicate of a partial group), the tap rows first
         ku = max(b for b in range(1, k + 1) if k % b == 0 and (b == 1 or q * b * k <= words))
         mi = max(b for b in range(1, M + 1) if M % b == 0 and (b == 1 or q * b * ku * k <= words))
@@ -988,9 +1030,10 @@ def _dx_runs(p: dict, words: int, run: int) -> Optional[dict]:
             continue
         tile = -(-p["W"] // -(-p["W"] // most))  # balanced: 56 = 2 x 28, not 32 + 24
         tile = min(most, -(-tile // q) * q)  # whole runs
-        if q == 1 or parts * tile // q >= DX_MIN_THREADS:
+        rows = rows_of(parts * tile // q) if rows_of is not None else 1
+        if q == 1 or parts * tile // q * rows >= DX_MIN_THREADS:
             break
-    return dict(tile=tile, q=q, ku=ku, mi=mi, parts=parts, rows=1)
+    return dict(tile=tile, q=q, ku=ku, mi=mi, parts=parts, rows=rows)
 
 
 def _dx_rows(p: dict, t: dict, most_threads: int = DX_ROWS_THREADS, whole_sm: int = 0) -> dict:
@@ -1273,8 +1316,9 @@ GENERIC_TILED = ("fwd", "dx", "datoms")
 # whole tile, 2x the static build's FMAs at 14 pixels and 4x at 7 (its 8- and 4-pixel tiles;
 # the registered Ad-ResNets' ACDA stages run 14x14 and 7x7 at 224 px inputs); datoms requests
 # 1.27x the static's (110.1 MB against 86.8: every tap row in one block, the 8-pixel windows'
-# halo), dx 5.2x (561.5 MB against 108.0: 8-pixel tiles, a row per block, against the static's
-# 8 rows of 15 pixels, ``_dx_rows``; several rows per generic block: see the module docstring)
+# halo), dx 1.08x (116.9 MB against 108.0: blocks of 12 rows x 8 pixels over the rows padded
+# to whole ops.acda DX_ROWS, against the static's 8 rows of 15 pixels; was 5.2x, a row per
+# block), but images of 14 and 7 rows compute 24 and 12 (1.96x the static's pixels)
 GENERIC_DEFAULT = ()
 
 

@@ -444,7 +444,7 @@ def test_cuda_generic_dx_takes_registers(dtype):
         wl = _cuda_wl("dx", *params, dtype)
         for arch in ("sm_90", "sm_80"):
             assert acda_cuda.generic_tiled(wl, registry.prim_func(wl), cuda_target(arch)), (params, arch)
-        # (5.2x the static build's requested bytes: CUDA calls default to the static dx)
+        # (CUDA calls default to the static dx: GENERIC_DEFAULT)
         assert not acda_cuda.generic_default(wl, registry.prim_func(wl)), params
     wl = _cuda_wl("dx", 2, 2, 3, 9, 1, 1, 4, dtype)  # k = 9: the shared-atoms schedule
     assert not acda_cuda.generic_tiled(wl, registry.prim_func(wl))
@@ -466,12 +466,12 @@ def test_cuda_generic_dx_registers_emulated(dtype, way):
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
 @pytest.mark.parametrize("old,new,match", [
     ("grid", None, "NaN"),  # the tile grid one block short
-    # the chunk's dO window copy (a plane per atom; 6 channels per chunk) without the last atom's
-    (r"\bax1_1 < 6;", "ax1_1 < 5;", "NaN|relative error"),
+    # the chunk's dO window copy (a plane per atom; one channel per chunk) without the last atom's
+    (r"\bax0_1 < 6;", "ax0_1 < 5;", "NaN|relative error"),
     # the staged coefficients A of a stage of bases without the last atom's
     (r"\bax0 = 0; ax0 < 6;", "ax0 = 0; ax0 < 5;", "NaN|relative error"),
-    # the block's sum of the 14 partials (2 atom groups x 7 tap rows) without the first
-    (r"\bax0_2 = 0; ax0_2 < 14;", "ax0_2 = 1; ax0_2 < 14;", "relative error")],
+    # the block's sum of the 42 partials (6 atoms x 7 tap rows) without the first
+    (r"\bax0_3 = 0; ax0_3 < 42;", "ax0_3 = 1; ax0_3 < 42;", "relative error")],
     ids=["grid", "dO-window", "coefficients", "partial-sums"])
 def test_control_generic_dx(old, new, match):
     wl = _cuda_wl("dx", *DX_TILED[1], "float32")
@@ -493,9 +493,10 @@ def test_control_generic_dx(old, new, match):
 def test_cuda_default_mode_generic_where_tiled(monkeypatch):
     """Nothing set: on CUDA an ACDA call is served by the generic build where that build is
     tiled like the static one and requests about as many bytes (``GENERIC_DEFAULT``: none
-    now, the generic dx and datoms request 5.2x and 1.27x the static ones' bytes at 8x64x56x56
+    now, the generic dx and datoms request 1.08x and 1.27x the static ones' bytes at 8x64x56x56
     k7; fwd as many, but its fixed 32-pixel tiles compute 2-4x the static's on rows of 14 and
-    7 pixels), else by the static build; on CPU generic throughout."""
+    7 pixels, dx's 12-row blocks 1.96x on images of 14 and 7 rows), else by the static build;
+    on CPU generic throughout."""
     from dynfilter_tvm.target import cpu_target
 
     dispatch.set_shape_mode(None)
@@ -604,3 +605,88 @@ def test_control_generic_fwd_row_end_unchecked():
     emulate.check(wl, "cuda", sizes=sizes, lowered=low, mutate=_reverse_blocks)  # unmutated: passes
     with pytest.raises(emulate.CheckFailed, match="out-of-bounds write|relative error"):
         emulate.check(wl, "cuda", sizes=sizes, lowered=low, mutate=lambda lw: (mutate(lw), _reverse_blocks(lw)))
+
+
+# The generic dx in blocks of several input rows (schedules.acda_cuda.dx_tile: blocks of a
+# divisor of ops.acda.DX_ROWS rows over the rows computed in whole DX_ROWS; float32 and the
+# half types): sizes with a partial last row block, several row blocks, one row, and an image
+# of exactly DX_ROWS rows.
+DX_ROWS_SIZES = [dict(N=1, H=13, W=9), dict(N=2, H=25, W=6), dict(N=1, H=acda_ops.DX_ROWS, W=17), dict(N=1, H=1, W=3)]
+
+
+def _dx_row_sizes(params):
+    C, M, T, k, s, d, p = params
+    return [sz for sz in DX_ROWS_SIZES if all(conv_out_size(sz[a], k, s, p, d) >= 1 for a in ("H", "W"))]
+
+
+def test_cuda_generic_dx_rows():
+    """The generic dx's 'acc' spans whole DX_ROWS rows (its results unchanged: the generic CPU
+    and PoCL tests); its CUDA blocks cover a divisor of DX_ROWS rows (at M = 6 k7 float32 and
+    float16, 12 rows x 2 runs of 4 pixels x 42 groups: 1,008 threads), float64 a row."""
+    from tvm import s_tir, sym
+
+    from schedules import acda_cuda
+
+    wl = _cuda_wl("dx", *DX_TILED[0], "float32")
+    sch = s_tir.Schedule(tvm.IRModule({"main": registry.prim_func(wl)}))
+    height = {n: sch.get(sch.get_sblock(n)).writes[0].source.shape[-2] for n in ("acc", "out")}
+    for H in (1, 12, 13, 25):
+        ana = sym.Analyzer()
+        ana.bind(height["out"], H)
+        assert int(ana.simplify(height["acc"])) == -(-H // acda_ops.DX_ROWS) * acda_ops.DX_ROWS, H
+    for dtype in ("float32", "float16"):
+        t = acda_cuda.dx_tile(_cuda_wl("dx", *DX_TILED[0], dtype))
+        assert (t["tile"], t["q"], t["rows"], t["parts"]) == (8, 4, 12, 42), dtype
+    assert acda_cuda.dx_tile(_cuda_wl("dx", *DX_TILED[0], "float64"))["rows"] == 1
+    for params in DX_TILED:
+        t = acda_cuda.dx_tile(_cuda_wl("dx", *params, "float32"))
+        assert acda_ops.DX_ROWS % t["rows"] == 0 and _dx_generic_tile(t) and t["parts"] * t["tile"] // t["q"] * t["rows"] <= 1024
+    low = emulate.prepare(wl, "cuda") if emulate.available() is None else None
+    if low is not None:
+        assert low.launches[-1].block == (1008, 1, 1)
+        assert low.launches[-1].grid[1] == f"(T.max(H, 1) + {acda_ops.DX_ROWS - 1}) // {acda_ops.DX_ROWS}"
+
+
+def _dx_generic_tile(t) -> bool:
+    """A generic dx tile: whole runs, X_QUANTUM pixels (no tail in a row of whole X_QUANTUM)."""
+    return t["tile"] == acda_ops.X_QUANTUM and t["tile"] % t["q"] == 0
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+def test_cuda_generic_dx_rows_emulated(dtype, way):
+    """One lowering per configuration at images of several row blocks, a partial last one,
+    exactly DX_ROWS rows and one row, against the float64 reference (all but the first with
+    the blocks in reverse)."""
+    for params in DX_TILED:
+        wl = _cuda_wl("dx", *params, dtype)
+        low = emulate.prepare(wl, way)
+        assert "Au_shared" in low.source, params
+        for i, sz in enumerate(_dx_row_sizes(params)):
+            emulate.check(wl, way, sizes=sz, lowered=low, mutate=_reverse_blocks if i else None)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("what", ("grid", "row-end"))
+def test_control_generic_dx_rows(what):
+    """The row blocks one short (the last image rows unwritten), or the stores' check of the
+    image's last row dropped (the padded rows' sums, not zeros, land in the next channel's rows
+    or past the output)."""
+    wl = _cuda_wl("dx", *DX_TILED[1], "float32")
+    low = emulate.prepare(wl, "cuda")
+    sizes = dict(N=1, H=25, W=9)
+    emulate.check(wl, "cuda", sizes=sizes, lowered=low, mutate=_reverse_blocks)  # unmutated: passes
+
+    def mutate(lw):
+        if what == "grid":
+            ln = lw.launches[-1]
+            ln.grid = (ln.grid[0], ln.grid[1] - 1, *ln.grid[2:])
+        else:
+            lw.source, n = re.subn(r" && \(\(\(\(\(int\)get_group_id\(1\)\) \* 12\) \+ \(\(\(int\)get_local_id\(0\)\) >> 3\)\)"
+                                   r" < H\)\)", ")", lw.source)
+            assert n == 1
+        _reverse_blocks(lw)
+
+    with pytest.raises(emulate.CheckFailed, match="NaN" if what == "grid" else "out-of-bounds write|relative error"):
+        emulate.check(wl, "cuda", sizes=sizes, lowered=low, mutate=mutate)

@@ -20,7 +20,8 @@ row of 'acc' is computed padded to whole ``X_QUANTUM`` pixels (fwd: ``ROW_TILE``
 read as zeros past the row: a padded input copy, a zero-extended row of coefficients / of
 dO), and 'out' stores the real row only, so CPU register tiles have no tail predicate (TVM
 bounds a tile under one by 2**31 - 1 elements) and CUDA tiles of up to ``X_QUANTUM`` (fwd:
-``ROW_TILE``) pixels need no bounds check.
+``ROW_TILE``) pixels need no bounds check; the generic dx computes whole ``DX_ROWS`` input
+rows too (CUDA blocks of several rows without a row tail).
 ``SYMBOLIC`` declares every kernel (``fwd``, ``dx``, ``datoms``): exact at every size (CPU;
 CUDA: sm_90 device code, PoCL-checked at several sizes from one lowering). CPU speed, 1 thread,
 kernel alone (``benchmarks/bench_acda_kernels.py``, minimum of the thread's CPU time over 15
@@ -53,6 +54,15 @@ X_QUANTUM = 8
 # the row compute zeros and are never stored. The CPU schedules compute 'acc' only at the
 # stored vector tiles (whole X_QUANTUM pixels): there only the padded input copy grows.
 ROW_TILE = 32
+# The generic dx computes 'acc' (and its atoms, and the zero-inserted grids below them) over
+# whole DX_ROWS input rows, so that a CUDA block of DX_ROWS rows (or a divisor) x X_QUANTUM
+# pixels has no row tail and its staged windows provably lie inside the grids (stages of a
+# constant size; ``schedules.acda_cuda.dx_tile``); the rows past the image compute zeros and
+# are never stored. The CPU schedule computes 'acc' only at the stored rows: there the grids
+# grow by the padded rows (bench_acda_kernels.py --kernels dx, 1 thread, 2026-12-02, generic /
+# static at 2x64xHxW k7: 1.18 / 0.73 / 0.39 at H = W = 56 / 28 / 14; the run before, with the
+# grids max(H, 1) + p + e rows: 1.15 / 0.71 / 0.32; separate runs on a loaded machine).
+DX_ROWS = 12
 
 
 def check_params(N, C, H, W, M, T, k, s, d, p) -> None:
@@ -75,17 +85,12 @@ def _static(val) -> bool:
     return isinstance(val, int)
 
 
-def _whole_vectors(n):
-    """A symbolic row length rounded up to whole ``X_QUANTUM`` (static lengths stay)."""
+def _whole_vectors(n, quantum: int = X_QUANTUM):
+    """A symbolic length rounded up to whole ``quantum`` (X_QUANTUM pixels; fwd's rows
+    ROW_TILE, dx's heights DX_ROWS); static lengths stay."""
     # max(n, 1): TVM does not know that a size is positive; bounded below, a CUDA tile's staged
     # row segment provably fits the padded row (a stage of constant size)
-    return n if _static(n) else tirx.floordiv(tirx.max(n, 1) + (X_QUANTUM - 1), X_QUANTUM) * X_QUANTUM
-
-
-def _whole_tiles(n):
-    """A symbolic row length of whole X_QUANTUM pixels (``_whole_vectors``) rounded up to whole
-    ``ROW_TILE``."""
-    return tirx.floordiv(n + (ROW_TILE - 1), ROW_TILE) * ROW_TILE
+    return n if _static(n) else tirx.floordiv(tirx.max(n, 1) + (quantum - 1), quantum) * quantum
 
 
 def _pad_to(t: te.Tensor, pad: int, width, name: str) -> te.Tensor:
@@ -144,8 +149,7 @@ def acda_fwd(N, C, H, W, M, T, k, s, d, p, dtype):
     if _static(W):
         Xp, D, shape = zero_pad(X, p, "Xpad"), _atoms(A, P, acc_t), dO.shape
     else:  # rows of whole vectors (see the module docstring)
-        Wq = _whole_vectors(dO.shape[-1])
-        Wt = _whole_tiles(Wq)  # rows and copies of whole CUDA tiles (see ROW_TILE)
+        Wt = _whole_vectors(dO.shape[-1], ROW_TILE)  # rows and copies of whole CUDA tiles (see ROW_TILE)
         Xp = _pad_to(X, p, (Wt - 1) * s + d * (k - 1) + 1, "Xpad")
         D = _atoms(_widen(A, Wt, "Apad"), P, acc_t)
         shape = (*dO.shape[:-1], Wt)
@@ -175,14 +179,13 @@ def acda_dx(N, C, H, W, M, T, k, s, d, p, dtype):
     acc_t = acc_dtype(dtype)
     e = d * (k - 1)
     Wq = _whole_vectors(W)  # generic: rows of whole vectors (see the module docstring)
-    # (generic: the height bounded below, as _pad_to's, so a CUDA tile's window of grid rows
-    # provably fits)
-    grid = (H + p + e if _static(H) else tirx.max(H, 1) + p + e, W + p + e if _static(W) else _whole_vectors(Wq + p + e))
+    Hr = _whole_vectors(H, DX_ROWS)  # generic: whole blocks of rows (see DX_ROWS)
+    grid = (Hr + p + e, W + p + e if _static(W) else _whole_vectors(Wq + p + e))
     dOu = zero_insert_pad(dO, s, e, grid, "dOu")
     Au = zero_insert_pad(A, s, e, grid, "Au")
     t = te.reduce_axis((0, T), "t")
     atoms = te.compute(
-        (N, M, k, k, H, Wq),
+        (N, M, k, k, Hr, Wq),
         lambda n, m, u, v, h, w: te.sum(
             Au[n, m, t, h + p + e - u * d, w + p + e - v * d].astype(acc_t) * P[t, u, v].astype(acc_t), axis=t),
         name="atoms")
@@ -194,7 +197,7 @@ def acda_dx(N, C, H, W, M, T, k, s, d, p, dtype):
         Y, X_ = h + p + e - u * d, w + p + e - v * d
         return te.sum(dOu[n, c, m, Y, X_].astype(acc_t) * atoms[n, m, u, v, h, w], axis=[m, u, v])
 
-    acc = te.compute((N, C, H, Wq), body, name="acc")
+    acc = te.compute((N, C, Hr, Wq), body, name="acc")
     return [dO, A, P, cast_out(acc, dtype) if _static(W) else _cast_rows(acc, X.shape, dtype)]
 
 
