@@ -284,10 +284,11 @@ def _dx_generic(sch, wl, target):
     _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
 
 
-# generic datoms: the most k x C input row segments a tile may read (2 cache lines each: 32 KB
-# of a 48 KB L1). Past it the tile order (tap row, then tiles) keeps the C rows of one tap row
-# in L1 instead (k = 7, C = 64 per tile was about 10% slower, measured)
-XPAD_ROWS_L1 = 256
+# generic datoms: the most k x C input row segments a tile may read (2 cache lines each: 40 KB
+# of a 48 KB L1; k = 5, C = 64 per tile: 0.86x the time per atom, measured). Past it the tile
+# order (tap row, then tiles) keeps the C rows of one tap row in L1 instead (k = 7, C = 64 per
+# tile was about 10% slower)
+XPAD_ROWS_L1 = 320
 
 
 def _datoms_generic(sch, wl, lanes):
