@@ -25,15 +25,29 @@ same register tiles, arranged so that nothing scalar or memory-bound is left in 
   (a load, FMA and store per basis), where the static build's fully unrolled x let it
   promote them to registers. The atoms are laid out tile-major, so a tile's M*k*k vectors
   lie at constant offsets;
-- fwd's register tile is half the static one (2 channels x M atoms): with the static tile,
-  LLVM spilled accumulators in the generic tap loop;
+- the stores' loops inside a tile (channels, atoms, tap columns) are unrolled: TVM allocates
+  'acc' once per row, shared by LoopPartition's whole tiles and its tail, and with those
+  loops rolled the tail indexed it at run time, so LLVM kept the tile in memory (per tile a
+  zero store and a store of every accumulator: the "spills" that had made the generic fwd
+  take half the static tile). Unrolled, every index is constant and LLVM promotes the tile
+  to registers. The generic fwd then takes the static tile (channels x M atoms), its tap
+  loop at 1.54 / 1.64 / 1.98 instructions per FMA against the static 1.49 / 1.57 / 1.83
+  (k = 7 / 5 / 3, 2x64x56x56, assembly; before: half the tile, 1.82 / 1.95 / 2.39, 24 vector
+  stack stores per tile). Measured (1 thread, median thread CPU time, one process with both
+  schedule versions): generic fwd 10-25% faster (k3 the most);
+- datoms widens dO's row by zeros (``ops.acda``) per vector tile where the tile's k tap rows
+  of the C input rows stay in L1 (k * C <= ``XPAD_ROWS_L1``: the tile runs (tap row, channel,
+  tap column), dO's 8-pixel column per channel copied once for its k tap rows), else per atom
+  (C x row, 14 KB at 64 x 56 px; per output row it was 86 KB, past L1, as long as the
+  compute at k = 3). Inlined, the copy vanishes from whole tiles (LoopPartition drops its
+  condition) but the tail tile goes scalar: 2.5x at 28 px;
 - the padded and widened copies (Xpad, dO's and A's rows) are cut the same way into whole
   vectors and edges (their zero padding is a per-lane branch, which TVM vectorizes by going
   scalar).
-Static builds are unchanged by this. Left: generic dx at 56 px rows is 1.1-1.2x the static
+Static builds are unchanged by this. Left: generic dx at 56 px rows is 1.1-1.3x the static
 one; its tap loop addresses the block's 16 channel rows of the zero-inserted dO at symbolic
-strides (recomputed with multiplies per tap row, where the static build folds them into
-constant displacements); half the channel block was slower (1.24x).
+strides (16 row offsets kept on the stack, 1.54 instructions per FMA against the static 1.07,
+whose displacements are constants); half the channel block was slower (1.24x).
 """
 from __future__ import annotations
 
@@ -204,38 +218,42 @@ def datoms(sch, wl, target):
     vectorize_under(sch, out, xo)
 
 
-def _store_nest(sch, c_block: int, lanes: int, c_axis: bool = True):
+def _store_nest(sch, c_block: int, lanes: int, c_axis: bool = True, rows_in_tile: bool = False):
     """Generic builds: the loop nest of the stores ('out', the real row): per output row
     (parallel), [channel block,] vector tile, [channel, atom, ...] and the tile's lanes,
     with 'acc' computed at the tile (declared whole, ``tile_regions``, so that it stays a
-    small register tile). The stores' only predicate is the row's end, which LoopPartition
-    cuts off the whole tiles (vector stores; a scalar tail tile). Returns the row and tile
-    loops and the acc block."""
+    small register tile; ``rows_in_tile``, datoms: per tap row inside the tile). The stores'
+    only predicate is the row's end, which LoopPartition cuts off the whole tiles (vector
+    stores; a scalar tail tile). The tile's store loops are unrolled, so that LLVM keeps the
+    tile in registers (module docstring). Returns the row and tile loops, the loop acc is
+    computed at and the acc block."""
     out = sch.get_sblock("out")
     tile_regions(sch, "acc", ("out",), lanes)
     n, *mid, y, x = sch.get_loops(out)
     xo, xi = sch.split(x, [None, lanes])
-    if c_axis:  # fwd, dx: channel blocks outside the tiles
+    if c_axis:  # fwd, dx: channel blocks outside the tiles, acc at the tile
         co, ci = sch.split(mid[0], [None, c_block])
-        sch.reorder(n, y, co, xo, ci, *mid[1:], xi)
-    else:  # datoms: (atom, tap row) outside, tap columns inside
-        sch.reorder(n, y, *mid[:-1], xo, mid[-1], xi)
+        outer, inner, tile = [co], [], [ci, *mid[1:]]
+    elif rows_in_tile:  # datoms: atom outside the tiles, acc per tap row inside (its tap columns)
+        outer, inner, tile = mid[:1], mid[1:-1], mid[-1:]
+    else:  # datoms: (atom, tap row) outside the tiles, acc at the tile (its tap columns)
+        outer, inner, tile = mid[:-1], [], mid[-1:]
+    sch.reorder(n, y, *outer, xo, *inner, *tile, xi)
+    unroll(sch, *tile)  # the tile's stores at constant indices (see the docstring)
     row = sch.fuse(n, y)
     sch.parallel(row)
     sch.vectorize(xi)
     split_tail(sch, xo)
     acc = sch.get_sblock("acc")
-    sch.compute_at(acc, xo)
-    return row, xo, acc
+    at = inner[-1] if inner else xo
+    sch.compute_at(acc, at)
+    return row, xo, at, acc
 
 
 def _fwd_generic(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
-    # half the static build's tile (2 channels x M atoms at 24 registers): at the full tile
-    # LLVM spilled accumulators in the generic tap loop (327 vector spills against 1; the
-    # generic kernel took 1.4-1.5x the static time, 1.1x with the half tile)
-    c_block = _channel_block(wl, target, per_channel=2 * wl.p["M"])
-    row, xo, acc = _store_nest(sch, c_block, lanes)
+    c_block = _channel_block(wl, target)  # the static build's tile
+    row, xo, _, acc = _store_nest(sch, c_block, lanes)
     loops = _tile_loops(sch, acc, wl, [("c", c_block), ("m", wl.p["M"]), ("x", lanes), ("u", wl.p["k"]),
                                        ("v", wl.p["k"])], ("u", "v", "c", "m", "x"))
     unroll(sch, *(loops[n] for n in ("c", "m") if n in loops))
@@ -253,7 +271,7 @@ def _fwd_generic(sch, wl, target):
 def _dx_generic(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
     c_block = _channel_block(wl, target, per_channel=1)
-    row, xo, acc = _store_nest(sch, c_block, lanes)
+    row, xo, _, acc = _store_nest(sch, c_block, lanes)
     loops = _tile_loops(sch, acc, wl, [("c", c_block), ("x", lanes), ("m", wl.p["M"]), ("u", wl.p["k"]),
                                        ("v", wl.p["k"])], ("m", "u", "v", "c", "x"))
     unroll(sch, *(loops[n] for n in ("c",) if n in loops))
@@ -266,18 +284,30 @@ def _dx_generic(sch, wl, target):
     _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
 
 
+# generic datoms: the most k x C input row segments a tile may read (2 cache lines each: 40 KB
+# of a 48 KB L1; k = 5, C = 64 per tile: 0.86x the time per atom, measured). Past it the tile
+# order (tap row, then tiles) keeps the C rows of one tap row in L1 instead (k = 7, C = 64 per
+# tile was about 10% slower)
+XPAD_ROWS_L1 = 320
+
+
 def _datoms_generic(sch, wl, lanes):
-    """Per output row (parallel), atom, tap row and vector tile, the tile's k tap columns
-    accumulate over the channels; dO's row widened by zeros per output row."""
-    row, xo, acc = _store_nest(sch, 1, lanes, c_axis=False)
+    """Per output row (parallel), atom, tap row and vector tile (k * C small: atom, vector tile,
+    tap row), the tile's k tap columns accumulate over the channels; dO's row widened by zeros
+    per tile or per atom (module docstring)."""
+    rows_in_tile = wl.p["k"] * wl.p["C"] <= XPAD_ROWS_L1
+    row, xo, at, acc = _store_nest(sch, 1, lanes, c_axis=False, rows_in_tile=rows_in_tile)
     loops = _tile_loops(sch, acc, wl, [("v", wl.p["k"]), ("x", lanes), ("c", wl.p["C"])], ("c", "v", "x"))
     if "v" in loops:
         unroll_taps(sch, wl, loops["v"])
     dop = sch.get_sblock("dOpad")
-    sch.compute_at(dop, row)
-    split_tail(sch, vectorize_inner(sch, dop, lanes, under=row))
+    dop_at = xo if rows_in_tile else sch.get_loops(sch.get_sblock("out"))[1]  # the tile, or the atom
+    sch.compute_at(dop, dop_at)
+    xo_dop = vectorize_inner(sch, dop, lanes, under=dop_at)
+    if not rows_in_tile:
+        split_tail(sch, xo_dop)
     init = sch.decompose_reduction(acc, loops["first"])
-    vectorize_inner(sch, init, lanes, under=xo)
+    vectorize_inner(sch, init, lanes, under=at)
 
 
 def _tile_loops(sch, acc, wl, extents, order):

@@ -98,6 +98,26 @@ def test_generic_cpu_schedules_edge_tiles(kernel, dtype):
             torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"{kernel} {dtype} C{C} M{M} k{k} {N}x{H}x{W}")
 
 
+@pytest.mark.parametrize("C, k", [(4, 3), (48, 7)], ids=("dO_per_tile", "dO_per_atom"))
+def test_generic_cpu_datoms_dO_placements(C, k):
+    """Generic datoms both ways (``schedules.acda_cpu.XPAD_ROWS_L1``): dO's widened row built per
+    vector tile (tap rows inside the tile, k x C small) or per atom (k x C large), equal to the
+    static build at widths with and without a tail tile."""
+    from schedules import acda_cpu
+
+    assert (k * C <= acda_cpu.XPAD_ROWS_L1) == (C == 4)
+    base = Workload.make("acda", "datoms", dict(N=1, C=C, H=9, W=9, M=2, T=3, k=k, s=1, d=1, p=k // 2), "float64")
+    generic = build(base.with_symbolic(SYM), cpu_target()).mod["acda_datoms"]
+    for N, H, W in ((1, 9, 16), (2, 5, 21), (1, 3, 7)):
+        wl = Workload.make("acda", "datoms", dict(base.p, N=N, H=H, W=W), "float64")
+        ins, got = _args("datoms", wl)
+        want = got.clone()
+        generic(*ins, got)
+        build(wl, cpu_target()).mod["acda_datoms"](*ins, want)
+        assert not want.isnan().any()
+        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"C{C} k{k} {N}x{H}x{W}")
+
+
 @pytest.fixture
 def generic():
     assert acda_ops.SYMBOLIC == SYM
