@@ -44,8 +44,8 @@ from tvm.target import codegen
 from dynfilter_tvm.ops.pac import POOL_ROW_QUANTUM, padded_row
 
 from . import register
-from .common import (acc_registers, after_compute_at, guard_pieces, loop_analyzer, unroll, unroll_taps, vector_lanes,
-                     vectorize_inner, vectorize_under)
+from .common import (acc_registers, after_compute_at, all_of, conjuncts, guard_pieces, loop_analyzer, unroll, unroll_taps,
+                     vector_lanes, vectorize_inner, vectorize_under)
 
 
 def _partition(sch, loop) -> None:
@@ -293,36 +293,113 @@ def pool(sch, wl, target):
     else:  # one tap (a phase of a zero-inserted form)
         sch.vectorize(loops["x"])
         sch.decompose_reduction(acc, loops["x"])
+    kz = None
     if per_plane:
-        _kernel_at_taps(sch, wl, lanes, at=row)
+        kz = _kernel_at_taps(sch, wl, lanes, at=y if fill else row)
         _materialize(sch, "Sz", lanes, decompose=fill, at=row)
     if not p["a"]:
         kp = sch.get_sblock("Kp")
         sch.compute_at(kp, kp_at)
         _partition(sch, vectorize_inner(sch, kp, lanes, under=kp_at))
     guard_pieces(sch, pieces)
+    _select_rows(sch, kz)
 
 
-def _kernel_at_taps(sch, wl, lanes: int, at=None) -> None:
+def _kernel_at_taps(sch, wl, lanes: int, at=None):
     """The adjoint pool's kernel read at the taps ('Kz', ``ops.pac._kernel_at_taps``: k x k
     planes of the padded output's size, each tap's plane shifted to the output pixels) copied
-    whole, parallel over (n, g, i, j) (``_materialize``), or, with ``at``, per plane there, the
-    tap loops unrolled so each tap's shift is a constant: static builds cut each tap's vector
-    loop where its zero border starts (``_partition``), generic ones leave each tap's rows to
-    LLVM (its border a condition: ``decompose_padding`` refuses a border that depends on the
-    tap). Before, 'Kz' was the kernel on the source grid (k x k planes of the grid's size,
-    every tap's plane padded alike) and the tap loops stayed rolled."""
+    whole, parallel over (n, g, i, j) (``_materialize``), or, with ``at``, there, the tap loops
+    unrolled so each tap's shift is a constant. Static builds (``at``: the plane) cut each tap's
+    vector loop where its zero border starts (``_partition``). Generic builds with padded copies
+    (``_fills``; ``at``: the output row) copy per output row the k x k tap rows that row's sum
+    reads, stored (x // lanes, i, j, x % lanes), so the sum finds every tap of a vector at a
+    constant offset from one pointer (tap-major, the k x k tap rows a symbolic width apart were
+    as many pointers, spilled); the copy, per vector and tap, is guarded in
+    :func:`_select_rows` (returns the vector loop for it). Measured, 1 thread, thread CPU time,
+    the previous generic build (the whole plane's tap rows, LLVM's masked row loops) and this
+    one interleaved with the static build in one process, generic / static: see ``pool``."""
     if at is None:
         _materialize(sch, "Kz", lanes, outer=4)
-        return
+        return None
     p = wl.p
     kz = sch.get_sblock("Kz")
     sch.compute_at(kz, at)
+    if _fills(wl):
+        xl = _row_lanes(wl.dtype, None)
+        # after compute_at: laid out first, the row's region came out as min/max expressions
+        sch.transform_layout(kz, ("write", 0), lambda n, g, i, j, y, x: (n, g, y, x // xl, i, j, x % xl))
+        loops = _after_compute_at(sch, kz, [("i", p["k"]), ("j", p["k"]), ("x", None)])
+        xo, xi = sch.split(loops["x"], [None, xl])
+        taps = [loops[a] for a in ("i", "j") if a in loops]
+        sch.reorder(xo, *taps, xi)
+        unroll_taps(sch, wl, *taps)
+        sch.vectorize(xi)
+        return xo
     wp = None if p["Wo"] is None else padded_row(p["Wo"])
     loops = _after_compute_at(sch, kz, [("i", p["k"]), ("j", p["k"]), ("y", p["Ho"]), ("x", wp)])
     unroll_taps(sch, wl, *(loops[a] for a in ("i", "j") if a in loops))
-    if not _fills(wl):
-        _partition(sch, vectorize_inner(sch, kz, lanes))
+    _partition(sch, vectorize_inner(sch, kz, lanes))
+    return None
+
+
+def _select_rows(sch, xo) -> None:
+    """Generic adjoint-pool 'Kz' copy: each vector of a tap row as one unmasked vector load of K
+    and a lane select (the zero border), where the vector's flat K addresses lie inside K;
+    else lane by lane as before. Values identical (a select, no arithmetic)."""
+    if xo is None:
+        return
+    top = sch.get(xo)
+    outer = [top]
+    while isinstance(outer[-1].body, tirx.For) and isinstance(outer[-1].body.body, tirx.For):
+        outer.append(outer[-1].body)
+    lane = outer[-1].body
+    realize = lane.body
+    block = realize.block
+    store = block.body
+    value = store.value
+    if not (isinstance(value, ir.Call) and value.op.same_as(ir.Op.get("prim.if_then_else"))
+            and isinstance(value.args[1], ir.TensorLoad)):
+        return
+    cond, load, zero = value.args
+    buf = load.source
+    flat, stride = tirx.const(0, "int32"), tirx.const(1, "int32")
+    for i, n in reversed(list(zip(load.indices, buf.shape))):
+        flat = flat + i * stride
+        stride = stride * n
+    ends = []
+    for at in (lane.min, lane.min + lane.extent - 1):
+        ana = sym.Analyzer()
+        ana.bind(lane.loop_var, at)
+        for iv, v in zip(block.iter_vars, realize.iter_values):
+            ana.bind(iv.var, ana.simplify(v))
+        ends.append(ana.simplify(flat))
+    first, last = ends
+    safe = all_of([first >= 0, last >= 0, first < stride, last < stride])  # either lane order
+    ana = loop_analyzer(sch, "Kz", stop=lane)
+    for iv, v in zip(block.iter_vars, realize.iter_values):
+        ana.bind(iv.var, v)
+    lanes_ = {lane.loop_var: sym.IntervalSet(lane.min, lane.min + lane.extent - 1)}
+    whole = []
+    for c in conjuncts(cond):
+        if not isinstance(c, (tirx.LT, tirx.LE)):
+            whole = [tirx.const(False, "bool")]
+            break
+        top = ana.int_set(ana.simplify(c.a - c.b), lanes_).max_value
+        whole.append(ana.simplify(top < 0 if isinstance(c, tirx.LT) else top <= 0))
+
+    def vec(val, kind=tirx.ForKind.VECTORIZED):
+        body = tirx.BufferStore(store.buffer, val, store.indices)
+        blk = s_tir.SBlock(block.iter_vars, block.reads, block.writes, block.name_hint, body, block.init,
+                           block.alloc_buffers, block.match_buffers, block.annotations)
+        return tirx.For(lane.loop_var, lane.min, lane.extent, kind,
+                        s_tir.SBlockRealize(realize.iter_values, realize.predicate, blk))
+
+    slow = tirx.For(lane.loop_var, lane.min, lane.extent, tirx.ForKind.SERIAL, realize)
+    body = tirx.IfThenElse(all_of(whole), vec(load), tirx.IfThenElse(safe, vec(tirx.Select(cond, load, zero)), slow))
+    for loop in reversed(outer):
+        body = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, body, loop.thread_binding, loop.annotations)
+    new = body
+    sch.state.replace(sch.get_sref(xo), new, {})
 
 
 def _store_pieces(sch, wl, xi, lanes: int, tile=()):
