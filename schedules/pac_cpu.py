@@ -11,7 +11,8 @@ vectors along the input channels, the padded source stored channels-last, one pi
 (no row tail, so static and generic builds run the same code); channels that no vector divides
 fall back to vectors along x, rfactored (a scalar tail per row in generic builds).
 pool / pool_dk / dist*: vectors along x, parallel over rows or planes (pool's adjoint with a
-kernel per channel: over planes, its padded copies per plane); the channel sums of
+kernel per channel: over planes, its padded copies per plane, the kernel's tap rows in generic
+builds per output row, ``_select_rows``); the channel sums of
 pool_dk and dist (G = 1) keep a k x k register tile per vector of x over every channel (pool_dk
 over rows padded to whole vectors, as pool), their per-channel forms (G = C) write a vector's
 taps side by side (generic builds but float64: per tap row, the row loop left to LLVM's loop
@@ -253,7 +254,30 @@ def pool(sch, wl, target):
     block of its own, ``loop_partition`` + ``decompose_padding``; no faster), the row split
     into 8-wide plain loops (1.4 ms: LLVM left them scalar). (Tried,
     scratch A/B on the loaded machine: ``Kz`` stored (y, i, j, x) per plane, generic / static
-    1.4 / 1.2 / 1.1 at 28² / 56² / 128² k5, static faster at 28² but slower at 128², not kept.)"""
+    1.4 / 1.2 / 1.1 at 28² / 56² / 128² k5, static faster at 28² but slower at 128², not kept.)
+
+    Since 2026-12-02 generic builds (``_fills``) copy the kernel's tap rows per output row, not
+    per plane (``_kernel_at_taps(at=y)``: k x k rows, 9 x 32 floats at 28² k3, in L1 for the
+    sum that follows), stored vector-major ((x // lanes, i, j, x % lanes): the sum reads every
+    tap of a vector at a constant offset from one pointer), each vector of the copy guarded
+    (``_select_rows``: a whole vector a plain load, a border one a select over a vector load,
+    lane by lane only at K's two ends). Static builds unchanged (structural hashes, 360 static
+    configurations). 1 thread, thread CPU time, main's generic build, this one and the static
+    one interleaved in one process, minima (medians) of 31 x 3 calls (9 at 128²), generic /
+    static, before -> after: 2x32x128² k5 1.13 (1.10) -> 0.69 (0.69) and 1.11 (1.14) -> 0.66
+    (0.70) (generic 15.8-18.5 -> 9.6-11.5 ms, static 14.0-16.3 ms: the per-plane tap copy, 25 x
+    128 x 128 floats, no longer fits L2); 2x64x56² k3 1.30 (1.29) -> 0.87 (0.81) at load 6,
+    1.14 (1.27) -> 1.11 (1.27) and 1.63 (1.28) -> 1.79 (1.31) at load 10; 2x128x28² k3 1.45
+    (1.76) -> 1.24 (1.68), 1.69 (1.90) -> 1.45 (1.61), then at load 10 1.56 (1.44) -> 1.58
+    (1.49), 1.50 (1.30) -> 1.48 (1.36): no gain there that holds. perf at 28²: the copy's
+    vector loads of K (7.2 MB, read once) carry its time in both builds. Tried, same runs'
+    kind, main's build alongside, not kept: per plane, tap-major, the select on every vector
+    (no whole-vector branch; 28² 1.85-1.91 against main's 1.76-1.82, 56² 1.53-1.75 against
+    1.23-1.40: a lane mask built per vector); the same, vector-major (28² 2.02-2.16 against
+    1.88-1.95); per plane, vector-major, with the whole-vector branch (28² 1.41-1.48 against
+    1.45-1.69, 56² 1.29-1.35 against 1.29-1.33, 128² k5 1.28-1.30 against 1.10-1.13); a software
+    prefetch of K's next rows (TVM 0.27 declares no ``llvm.prefetch`` under LLVM 22, any
+    signature tried)."""
     p = wl.p
     lanes = vector_lanes(wl.dtype)
     xl = _row_lanes(wl.dtype, target)
@@ -315,9 +339,9 @@ def _kernel_at_taps(sch, wl, lanes: int, at=None):
     reads, stored (x // lanes, i, j, x % lanes), so the sum finds every tap of a vector at a
     constant offset from one pointer (tap-major, the k x k tap rows a symbolic width apart were
     as many pointers, spilled); the copy, per vector and tap, is guarded in
-    :func:`_select_rows` (returns the vector loop for it). Measured, 1 thread, thread CPU time,
-    the previous generic build (the whole plane's tap rows, LLVM's masked row loops) and this
-    one interleaved with the static build in one process, generic / static: see ``pool``."""
+    :func:`_select_rows` (returns the vector loop for it). Before (2026-12-01), generic builds
+    copied the whole plane's tap rows, tap-major, as plain loops that LLVM vectorized (masked
+    vectors, runtime checks per row); measurements in ``pool``."""
     if at is None:
         _materialize(sch, "Kz", lanes, outer=4)
         return None
@@ -343,9 +367,16 @@ def _kernel_at_taps(sch, wl, lanes: int, at=None):
 
 
 def _select_rows(sch, xo) -> None:
-    """Generic adjoint-pool 'Kz' copy: each vector of a tap row as one unmasked vector load of K
-    and a lane select (the zero border), where the vector's flat K addresses lie inside K;
-    else lane by lane as before. Values identical (a select, no arithmetic)."""
+    """Generic adjoint-pool 'Kz' copy (``_kernel_at_taps``' vector loop ``xo``; the tap loops
+    and the lanes inside), its value ``if_then_else(cond, K[..], 0)`` (the zero border), each
+    vector in one of three ways: if ``cond`` holds on every lane (each conjunct bounded over the
+    lanes, ``int_set``), a plain vector copy; else, if the vector's flat K addresses all lie
+    inside K, ``Select(cond, K[..], 0)`` over one vector load (lanes past a row read the
+    neighbouring row, or plane, and are dropped by the select, never multiplied: NaN there stays
+    out, ``test_cpu_adjoint_pool_kernel_at_taps``); else (at K's first and last rows) lane by
+    lane, the original block. TVM scalarizes a vector loop whose value has a lane-dependent
+    ``if_then_else``; a ``Select`` it keeps as a vector (LLVM: a masked load). Replaces the loop
+    nest (the block three times), so this runs last."""
     if xo is None:
         return
     top = sch.get(xo)
