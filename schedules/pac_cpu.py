@@ -269,7 +269,9 @@ def pool(sch, wl, target):
     128 x 128 floats, no longer fits L2); 2x64x56² k3 1.30 (1.29) -> 0.87 (0.81) at load 6,
     1.14 (1.27) -> 1.11 (1.27) and 1.63 (1.28) -> 1.79 (1.31) at load 10; 2x128x28² k3 1.45
     (1.76) -> 1.24 (1.68), 1.69 (1.90) -> 1.45 (1.61), then at load 10 1.56 (1.44) -> 1.58
-    (1.49), 1.50 (1.30) -> 1.48 (1.36): no gain there that holds. perf at 28²: the copy's
+    (1.49), 1.50 (1.30) -> 1.48 (1.36): no gain there that holds. Last runs, load 1: 28² 1.75
+    (1.69) -> 1.74 (1.60), 2.01 (1.89) -> 1.96 (1.88); 56² 1.19 (1.54) -> 0.83 (1.24), 1.53
+    (1.55) -> 1.22 (1.28); 128² k5 1.19 (1.10) -> 0.75 (0.71). perf at 28²: the copy's
     vector loads of K (7.2 MB, read once) carry its time in both builds. Tried, same runs'
     kind, main's build alongside, not kept: per plane, tap-major, the select on every vector
     (no whole-vector branch; 28² 1.85-1.91 against main's 1.76-1.82, 56² 1.53-1.75 against
