@@ -11,7 +11,8 @@ vectors along the input channels, the padded source stored channels-last, one pi
 (no row tail, so static and generic builds run the same code); channels that no vector divides
 fall back to vectors along x, rfactored (a scalar tail per row in generic builds).
 pool / pool_dk / dist*: vectors along x, parallel over rows or planes (pool's adjoint with a
-kernel per channel: over planes, its padded copies per plane); the channel sums of
+kernel per channel: over planes, its padded copies per plane, the kernel's tap rows in generic
+builds per output row, ``_select_rows``); the channel sums of
 pool_dk and dist (G = 1) keep a k x k register tile per vector of x over every channel (pool_dk
 over rows padded to whole vectors, as pool), their per-channel forms (G = C) write a vector's
 taps side by side (generic builds but float64: per tap row, the row loop left to LLVM's loop
@@ -44,8 +45,8 @@ from tvm.target import codegen
 from dynfilter_tvm.ops.pac import POOL_ROW_QUANTUM, padded_row
 
 from . import register
-from .common import (acc_registers, after_compute_at, guard_pieces, loop_analyzer, unroll, unroll_taps, vector_lanes,
-                     vectorize_inner, vectorize_under)
+from .common import (acc_registers, after_compute_at, all_of, conjuncts, guard_pieces, loop_analyzer, unroll, unroll_taps,
+                     vector_lanes, vectorize_inner, vectorize_under)
 
 
 def _partition(sch, loop) -> None:
@@ -253,7 +254,32 @@ def pool(sch, wl, target):
     block of its own, ``loop_partition`` + ``decompose_padding``; no faster), the row split
     into 8-wide plain loops (1.4 ms: LLVM left them scalar). (Tried,
     scratch A/B on the loaded machine: ``Kz`` stored (y, i, j, x) per plane, generic / static
-    1.4 / 1.2 / 1.1 at 28² / 56² / 128² k5, static faster at 28² but slower at 128², not kept.)"""
+    1.4 / 1.2 / 1.1 at 28² / 56² / 128² k5, static faster at 28² but slower at 128², not kept.)
+
+    Since 2026-12-02 generic builds (``_fills``) copy the kernel's tap rows per output row, not
+    per plane (``_kernel_at_taps(at=y)``: k x k rows, 9 x 32 floats at 28² k3, in L1 for the
+    sum that follows), stored vector-major ((x // lanes, i, j, x % lanes): the sum reads every
+    tap of a vector at a constant offset from one pointer), each vector of the copy guarded
+    (``_select_rows``: a whole vector a plain load, a border one a select over a vector load,
+    lane by lane only at K's two ends). Static builds unchanged (structural hashes, 360 static
+    configurations). 1 thread, thread CPU time, main's generic build, this one and the static
+    one interleaved in one process, minima (medians) of 31 x 3 calls (9 at 128²), generic /
+    static, before -> after: 2x32x128² k5 1.13 (1.10) -> 0.69 (0.69) and 1.11 (1.14) -> 0.66
+    (0.70) (generic 15.8-18.5 -> 9.6-11.5 ms, static 14.0-16.3 ms: the per-plane tap copy, 25 x
+    128 x 128 floats, no longer fits L2); 2x64x56² k3 1.30 (1.29) -> 0.87 (0.81) at load 6,
+    1.14 (1.27) -> 1.11 (1.27) and 1.63 (1.28) -> 1.79 (1.31) at load 10; 2x128x28² k3 1.45
+    (1.76) -> 1.24 (1.68), 1.69 (1.90) -> 1.45 (1.61), then at load 10 1.56 (1.44) -> 1.58
+    (1.49), 1.50 (1.30) -> 1.48 (1.36): no gain there that holds. Last runs, load 1: 28² 1.75
+    (1.69) -> 1.74 (1.60), 2.01 (1.89) -> 1.96 (1.88); 56² 1.19 (1.54) -> 0.83 (1.24), 1.53
+    (1.55) -> 1.22 (1.28); 128² k5 1.19 (1.10) -> 0.75 (0.71). perf at 28²: the copy's
+    vector loads of K (7.2 MB, read once) carry its time in both builds. Tried, same runs'
+    kind, main's build alongside, not kept: per plane, tap-major, the select on every vector
+    (no whole-vector branch; 28² 1.85-1.91 against main's 1.76-1.82, 56² 1.53-1.75 against
+    1.23-1.40: a lane mask built per vector); the same, vector-major (28² 2.02-2.16 against
+    1.88-1.95); per plane, vector-major, with the whole-vector branch (28² 1.41-1.48 against
+    1.45-1.69, 56² 1.29-1.35 against 1.29-1.33, 128² k5 1.28-1.30 against 1.10-1.13); a software
+    prefetch of K's next rows (TVM 0.27 declares no ``llvm.prefetch`` under LLVM 22, any
+    signature tried)."""
     p = wl.p
     lanes = vector_lanes(wl.dtype)
     xl = _row_lanes(wl.dtype, target)
@@ -293,36 +319,120 @@ def pool(sch, wl, target):
     else:  # one tap (a phase of a zero-inserted form)
         sch.vectorize(loops["x"])
         sch.decompose_reduction(acc, loops["x"])
+    kz = None
     if per_plane:
-        _kernel_at_taps(sch, wl, lanes, at=row)
+        kz = _kernel_at_taps(sch, wl, lanes, at=y if fill else row)
         _materialize(sch, "Sz", lanes, decompose=fill, at=row)
     if not p["a"]:
         kp = sch.get_sblock("Kp")
         sch.compute_at(kp, kp_at)
         _partition(sch, vectorize_inner(sch, kp, lanes, under=kp_at))
     guard_pieces(sch, pieces)
+    _select_rows(sch, kz)
 
 
-def _kernel_at_taps(sch, wl, lanes: int, at=None) -> None:
+def _kernel_at_taps(sch, wl, lanes: int, at=None):
     """The adjoint pool's kernel read at the taps ('Kz', ``ops.pac._kernel_at_taps``: k x k
     planes of the padded output's size, each tap's plane shifted to the output pixels) copied
-    whole, parallel over (n, g, i, j) (``_materialize``), or, with ``at``, per plane there, the
-    tap loops unrolled so each tap's shift is a constant: static builds cut each tap's vector
-    loop where its zero border starts (``_partition``), generic ones leave each tap's rows to
-    LLVM (its border a condition: ``decompose_padding`` refuses a border that depends on the
-    tap). Before, 'Kz' was the kernel on the source grid (k x k planes of the grid's size,
-    every tap's plane padded alike) and the tap loops stayed rolled."""
+    whole, parallel over (n, g, i, j) (``_materialize``), or, with ``at``, there, the tap loops
+    unrolled so each tap's shift is a constant. Static builds (``at``: the plane) cut each tap's
+    vector loop where its zero border starts (``_partition``). Generic builds with padded copies
+    (``_fills``; ``at``: the output row) copy per output row the k x k tap rows that row's sum
+    reads, stored (x // lanes, i, j, x % lanes), so the sum finds every tap of a vector at a
+    constant offset from one pointer (tap-major, the k x k tap rows a symbolic width apart were
+    as many pointers, spilled); the copy, per vector and tap, is guarded in
+    :func:`_select_rows` (returns the vector loop for it). Before (2026-12-01), generic builds
+    copied the whole plane's tap rows, tap-major, as plain loops that LLVM vectorized (masked
+    vectors, runtime checks per row); measurements in ``pool``."""
     if at is None:
         _materialize(sch, "Kz", lanes, outer=4)
-        return
+        return None
     p = wl.p
     kz = sch.get_sblock("Kz")
     sch.compute_at(kz, at)
+    if _fills(wl):
+        xl = _row_lanes(wl.dtype, None)
+        # after compute_at: laid out first, the row's region came out as min/max expressions
+        sch.transform_layout(kz, ("write", 0), lambda n, g, i, j, y, x: (n, g, y, x // xl, i, j, x % xl))
+        loops = _after_compute_at(sch, kz, [("i", p["k"]), ("j", p["k"]), ("x", None)])
+        xo, xi = sch.split(loops["x"], [None, xl])
+        taps = [loops[a] for a in ("i", "j") if a in loops]
+        sch.reorder(xo, *taps, xi)
+        unroll_taps(sch, wl, *taps)
+        sch.vectorize(xi)
+        return xo
     wp = None if p["Wo"] is None else padded_row(p["Wo"])
     loops = _after_compute_at(sch, kz, [("i", p["k"]), ("j", p["k"]), ("y", p["Ho"]), ("x", wp)])
     unroll_taps(sch, wl, *(loops[a] for a in ("i", "j") if a in loops))
-    if not _fills(wl):
-        _partition(sch, vectorize_inner(sch, kz, lanes))
+    _partition(sch, vectorize_inner(sch, kz, lanes))
+    return None
+
+
+def _select_rows(sch, xo) -> None:
+    """Generic adjoint-pool 'Kz' copy (``_kernel_at_taps``' vector loop ``xo``; the tap loops
+    and the lanes inside), its value ``if_then_else(cond, K[..], 0)`` (the zero border), each
+    vector in one of three ways: if ``cond`` holds on every lane (each conjunct bounded over the
+    lanes, ``int_set``), a plain vector copy; else, if the vector's flat K addresses all lie
+    inside K, ``Select(cond, K[..], 0)`` over one vector load (lanes past a row read the
+    neighbouring row, or plane, and are dropped by the select, never multiplied: NaN there stays
+    out, ``test_cpu_adjoint_pool_kernel_at_taps``); else (at K's first and last rows) lane by
+    lane, the original block. TVM scalarizes a vector loop whose value has a lane-dependent
+    ``if_then_else``; a ``Select`` it keeps as a vector (LLVM: a masked load). Replaces the loop
+    nest (the block three times), so this runs last."""
+    if xo is None:
+        return
+    top = sch.get(xo)
+    outer = [top]
+    while isinstance(outer[-1].body, tirx.For) and isinstance(outer[-1].body.body, tirx.For):
+        outer.append(outer[-1].body)
+    lane = outer[-1].body
+    realize = lane.body
+    block = realize.block
+    store = block.body
+    value = store.value
+    if not (isinstance(value, ir.Call) and value.op.same_as(ir.Op.get("prim.if_then_else"))
+            and isinstance(value.args[1], ir.TensorLoad)):
+        return
+    cond, load, zero = value.args
+    buf = load.source
+    flat, stride = tirx.const(0, "int32"), tirx.const(1, "int32")
+    for i, n in reversed(list(zip(load.indices, buf.shape))):
+        flat = flat + i * stride
+        stride = stride * n
+    ends = []
+    for at in (lane.min, lane.min + lane.extent - 1):
+        ana = sym.Analyzer()
+        ana.bind(lane.loop_var, at)
+        for iv, v in zip(block.iter_vars, realize.iter_values):
+            ana.bind(iv.var, ana.simplify(v))
+        ends.append(ana.simplify(flat))
+    first, last = ends
+    safe = all_of([first >= 0, last >= 0, first < stride, last < stride])  # either lane order
+    ana = loop_analyzer(sch, "Kz", stop=lane)
+    for iv, v in zip(block.iter_vars, realize.iter_values):
+        ana.bind(iv.var, v)
+    lanes_ = {lane.loop_var: sym.IntervalSet(lane.min, lane.min + lane.extent - 1)}
+    whole = []
+    for c in conjuncts(cond):
+        if not isinstance(c, (tirx.LT, tirx.LE)):
+            whole = [tirx.const(False, "bool")]
+            break
+        top = ana.int_set(ana.simplify(c.a - c.b), lanes_).max_value
+        whole.append(ana.simplify(top < 0 if isinstance(c, tirx.LT) else top <= 0))
+
+    def vec(val, kind=tirx.ForKind.VECTORIZED):
+        body = tirx.BufferStore(store.buffer, val, store.indices)
+        blk = s_tir.SBlock(block.iter_vars, block.reads, block.writes, block.name_hint, body, block.init,
+                           block.alloc_buffers, block.match_buffers, block.annotations)
+        return tirx.For(lane.loop_var, lane.min, lane.extent, kind,
+                        s_tir.SBlockRealize(realize.iter_values, realize.predicate, blk))
+
+    slow = tirx.For(lane.loop_var, lane.min, lane.extent, tirx.ForKind.SERIAL, realize)
+    body = tirx.IfThenElse(all_of(whole), vec(load), tirx.IfThenElse(safe, vec(tirx.Select(cond, load, zero)), slow))
+    for loop in reversed(outer):
+        body = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, body, loop.thread_binding, loop.annotations)
+    new = body
+    sch.state.replace(sch.get_sref(xo), new, {})
 
 
 def _store_pieces(sch, wl, xi, lanes: int, tile=()):

@@ -255,8 +255,8 @@ def _loops_around(mod, name: str) -> list:
 def test_cpu_adjoint_pool_copies_per_plane(generic):
     """The adjoint pool with a kernel per channel copies its padded kernel and source per
     channel plane, inside the parallel loop over planes that computes it (they stay in cache
-    for their one reader), not as whole tensors first; generic builds leave the copy one loop
-    nest for LLVM (no per-row zero fill)."""
+    for their one reader), not as whole tensors first (generic builds: the kernel's tap rows per
+    output row, ``test_cpu_adjoint_pool_kernel_at_taps``)."""
     from dynfilter_tvm.build import schedule
     sizes = dict(N=None, H=None, W=None, Ho=None, Wo=None) if generic else dict(N=2, H=9, W=28, Ho=9, Wo=28)
     wl = Workload.make("pac", "pool", dict(C=6, G=6, k=3, s=1, z=1, p=1, d=1, a=1, **sizes), "float32")
@@ -288,9 +288,13 @@ def _pool_adjoint_reference(X, K, k, s, p, d, Ho, Wo):
 @pytest.mark.parametrize("k,s,p,d", [(3, 1, 1, 1), (3, 2, 1, 2), (5, 1, 2, 1), (2, 1, 0, 1)])
 def test_cpu_adjoint_pool_kernel_at_taps(k, s, p, d):
     """The adjoint pool reads its kernel at the taps ('Kz' (.., k, k, Ho, padded Wo),
-    ``ops.pac._kernel_at_taps``), not on the source grid ((.., k, k, Hg, Wg)), its per-plane
-    copy with the tap loops unrolled (``pac_cpu._kernel_at_taps``); generic builds, float32 and
-    float64, NaN-filled outputs at widths 1..13 and 28, equal the definition's float64 sums."""
+    ``ops.pac._kernel_at_taps``), not on the source grid ((.., k, k, Hg, Wg)), the tap loops of
+    its copy unrolled (``pac_cpu._kernel_at_taps``); generic builds copy it per output row, laid
+    out (Ho, vectors, k, k, lanes), each vector guarded three ways (whole, a select over a vector
+    load that may run into the neighbouring row, lane by lane: ``pac_cpu._select_rows``); float32
+    and float64, NaN-filled outputs at widths 1..13 and 28, the kernel NaN wherever no tap reads
+    it (a select must drop the lanes past a row, never multiply them by zero), equal the
+    definition's float64 sums."""
     from dynfilter_tvm.build import schedule
     C = 4
     params = dict(C=C, G=C, k=k, s=s, z=1, p=p, d=d, a=1)
@@ -298,7 +302,11 @@ def test_cpu_adjoint_pool_kernel_at_taps(k, s, p, d):
     for dtype in ("float32", "float64"):
         wl = Workload.make("pac", "pool", dict(params, N=None, H=None, W=None, Ho=None, Wo=None), dtype)
         mod = schedule(wl, target, tuned=False)[0]
-        assert re.search(rf"Kz = T.sblock_alloc_buffer\(\(N, {C}, {k}, {k}, Ho, \(Wo \+ 7\) // 8 \* 8\)", mod.script())
+        lanes = 8 if dtype == "float32" else 4
+        vectors = "(Wo + 7) // 8" + ("" if lanes == 8 else " * 2")
+        assert re.search(rf"Kz = T.sblock_alloc_buffer\(\(N, {C}, Ho, {re.escape(vectors)}, {k}, {k}, {lanes}\)",
+                         mod.script())
+        assert mod.script().count('T.sblock("Kz")') == 3
         assert sum(f"T.unroll({k})" in line for line in _loops_around(mod, "Kz")) == (2 if k > 1 else 0)
         generic = build(wl, target).mod["pac_pool"]
         tdt = getattr(torch, dtype)
@@ -308,11 +316,26 @@ def test_cpu_adjoint_pool_kernel_at_taps(k, s, p, d):
                 continue
             X = torch.randn(2, C, H, W, dtype=torch.float64)
             K = torch.rand(2, C, k, k, H, W, dtype=torch.float64)
+            K[~_taps_read(k, s, p, d, H, W, Ho, Wo).expand_as(K)] = float("nan")
             want = _pool_adjoint_reference(X, K, k, s, p, d, Ho, Wo)
+            assert not want.isnan().any()
             out = torch.full((2, C, Ho, Wo), float("nan"), dtype=tdt)
             generic(X.to(tdt), K.to(tdt), out)
             tol = 1e-5 if dtype == "float32" else 1e-12
             torch.testing.assert_close(out.double(), want, atol=tol, rtol=tol, msg=f"{dtype} H={H} W={W}")
+
+
+def _taps_read(k, s, p, d, H, W, Ho, Wo):
+    """(k, k, H, W) mask: which kernel values the adjoint pool reads (tap (i, j) at source pixel
+    (y s + (k-1-i) d - p, x s + (k-1-j) d - p) of some output pixel), as in
+    ``_pool_adjoint_reference``."""
+    used = torch.zeros(k, k, H, W, dtype=torch.bool)
+    for i in range(k):
+        for j in range(k):
+            rows = [r for r in range((k - 1 - i) * d - p, (k - 1 - i) * d - p + (Ho - 1) * s + 1, s) if 0 <= r < H]
+            cols = [c for c in range((k - 1 - j) * d - p, (k - 1 - j) * d - p + (Wo - 1) * s + 1, s) if 0 <= c < W]
+            used[i, j][torch.tensor(rows, dtype=torch.long)[:, None], torch.tensor(cols, dtype=torch.long)] = True
+    return used
 
 
 def _parallel_nest_of(mod, name: str) -> set:
