@@ -201,9 +201,17 @@ inside its extent and compacts the stage to one window ((ty-1)*s + (k-1)*d + 1 r
 unwritten and never read (its taps belong to padding pixels, zeros). Where no padding tried
 compacts (``_window_pads``: TVM's simplification of the padded extent, int32 overflows in its
 bounds; k2 s1 d1, k4 s2 d1, C = O = 64 k3 in float64), each thread loads its k x yi taps per
-channel instead (per tap, coalesced along x). 8x64x128x128 k5
-O=64 float32: 44,160 B shared memory (the static build's), ptxas sm_90 48 registers (static 47),
-sm_80 62, no spills; requested 538 MB, 1.00x the static build's (X 72 MB in its windows; per
+channel instead (per tap, coalesced along x). float32 at k5 s1 d1, O a multiple of 32
+(``_dk_generic_bound``): Wt[:, c] staged o-major ((i, j, o), unpadded; ``_dk_finish``), copied
+whole output channels per round (``_dk_wt_copy_rows``), the G loop (o/4, j, o%4, yi): a tap's
+weights of 4 output channels one aligned vector (a broadcast), so per 4 channels a warp issues
+k vector + 4*yi dO shared loads for 4*k*yi FMAs (k5, yi = 2: 13 wavefronts per 40 FMA
+instructions, 3.25 per 10; the padded tap rows, per channel 2 vector loads for 5 weights + 2 dO
+words: 4 per 10; counted in the SASS of the G loop, cuobjdump), under __launch_bounds__ of the
+fewest blocks for 50% occupancy. 8x64x128x128 k5 O=64 float32: 40,320 B shared memory (padded:
+44,160 B, the static build's), __launch_bounds__(320, 4), ptxas 48 registers on sm_90 and sm_80,
+no spills, 62% (padded and unbounded: sm_90 48, sm_80 62 registers: 3 blocks, 47%; the padded
+stage under the bound spilled 12 B); requested 538 MB, 1.00x the static build's (X 72 MB in its windows; per
 tap it was 823 MB, 1.29 GB in all: 2.4x), so CUDA calls take the generic build by default where
 it stages (``generic_serves``); float64 1 x 32 tiles as the static, 56 / 91 registers. Per-tap
 at k4 s2 d1 C = O = 64 8x128² -> 64²: 1.75x the static build's bytes (static by default).
@@ -1231,12 +1239,8 @@ def _dk_fit(wl, yt: int, yi: int, tx: int):
     """conv_dk's tile dict(ty, tx, yt, yi): thread rows ``yt``, then register rows ``yi``,
     shrunk until the dO tile (O x ty x tx), one channel of Wt (O x k^2, rows padded where
     ``_dk_wt_padded``) and the source window fit DK_SHARED_BYTES; None where nothing fits."""
-    O, k = wl.p["O"], wl.p["k"]
-    item = 8 if wl.dtype == "float64" else 4
-
     def shared(yt_, yi_):
-        wy, wx = _dk_window(wl, yt_ * yi_, tx)
-        return (O * yt_ * yi_ * tx + O * k * (-(-k // 4) * 4 if _dk_wt_padded(wl) else k) + wy * wx) * item
+        return _dk_shared(wl, yt_ * yi_, tx)
 
     while shared(yt, yi) > DK_SHARED_BYTES and (yt > 1 or yi > 1):
         if yt > 1:
@@ -1246,6 +1250,16 @@ def _dk_fit(wl, yt: int, yi: int, tx: int):
     if shared(yt, yi) > DK_SHARED_BYTES:
         return None
     return dict(ty=yt * yi, tx=tx, yt=yt, yi=yi)
+
+
+def _dk_shared(wl, ty: int, tx: int, o_major: bool = False) -> int:
+    """Bytes of conv_dk's shared stages for a ty x tx tile: the dO tile (O x ty x tx), one
+    channel of Wt (O x k x k, tap rows padded to 4 words where ``_dk_wt_padded`` and not
+    ``o_major``), the source window."""
+    O, k = wl.p["O"], wl.p["k"]
+    wy, wx = _dk_window(wl, ty, tx)
+    row = -(-k // 4) * 4 if _dk_wt_padded(wl) and not o_major else k
+    return (O * ty * tx + O * k * row + wy * wx) * (8 if wl.dtype == "float64" else 4)
 
 
 def _dk_window(wl, ty: int, tx: int) -> tuple:
@@ -1282,16 +1296,23 @@ def _dk_g_registers(sch, wl, c):
     return G
 
 
-def _dk_finish(sch, wl, G, acc, c, thr, threads: int) -> None:
+def _dk_finish(sch, wl, G, acc, c, thr, threads: int, o_major: bool = False) -> None:
     """conv_dk's tail, static and generic alike: Wt[:, c] staged per input channel, the
-    accumulators (k tap columns x yi rows) in registers, each thread storing its own."""
+    accumulators (k tap columns x yi rows) in registers, each thread storing its own.
+    ``o_major`` (the generic build where bounded, ``_dk_generic_bound``): the stage (i, j, o),
+    unpadded, so that a thread's G loop reads a tap's weights of DK_O_VECTOR output channels as
+    one aligned vector (broadcast), copied by ``_dk_wt_copy_rows``."""
     wsh = sch.cache_read(G, _read_index(sch, G, "Wt"), "shared")
-    if _dk_wt_padded(wl):
-        # a tap row's k weights of one output channel contiguous and 16-byte aligned (rows
-        # padded to 4 words): nvcc reads them as vectors, one broadcast wavefront each
-        sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (c_, i_, o_, j_))
-        sch.storage_align(wsh, 0, 2, 4, 0)
-    _cooperative(sch, wsh, c, threads)
+    if o_major:
+        sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (c_, i_, j_, o_))
+        _dk_wt_copy_rows(sch, wl, wsh, c, threads)
+    else:
+        if _dk_wt_padded(wl):
+            # a tap row's k weights of one output channel contiguous and 16-byte aligned (rows
+            # padded to 4 words): nvcc reads them as vectors, one broadcast wavefront each
+            sch.transform_layout(wsh, ("write", 0), lambda o_, c_, i_, j_: (c_, i_, o_, j_))
+            sch.storage_align(wsh, 0, 2, 4, 0)
+        _cooperative(sch, wsh, c, threads)
     unroll(sch, *sch.get_loops(acc)[-2:])  # j, yi: the register tile
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, c)
@@ -1816,7 +1837,8 @@ def _conv_dk_generic_tiled(sch, wl, t, pads=None):
     per input channel the block stages its source window (``_staged_window``), else (None)
     each thread loads its k x yi taps per input channel from global memory (coalesced along
     x; the fallback where no window compacts: ``conv_dk``). The grid: blockIdx.x tile
-    columns, .y tile rows, .z images."""
+    columns, .y tile rows, .z images. Where ``_dk_generic_bound`` asks launch bounds, Wt is
+    staged o-major and G's sum over o runs 4 channels a step (one weight vector per tap)."""
     ty, tx = t["ty"], t["tx"]
     sch.pad_einsum(sch.get_sblock("G"), [1, 1, 1, 1, ty, tx, 1])
     to_g = sch.get_consumers(sch.get_sblock("G"))[0]  # G_pad -> G (the padded sum's copy)
@@ -1848,7 +1870,60 @@ def _conv_dk_generic_tiled(sch, wl, t, pads=None):
     dsh = sch.get_sblock("dO_pad")
     sch.set_scope(dsh, 0, "shared")
     _cooperative(sch, dsh, xb, threads)
-    _dk_finish(sch, wl, G, acc, c, thr, threads)
+    bound = _dk_generic_bound(wl, t)
+    _dk_finish(sch, wl, G, acc, c, thr, threads, o_major=bool(bound))
+    if bound:
+        loops = sch.get_loops(G)
+        at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(c)))
+        own = loops[at + 2:]  # (j, yi) after the sum over o, unit extents dropped
+        oi = sch.split(loops[at + 1], [None, DK_O_VECTOR])[1]
+        if own:
+            sch.reorder(own[0], oi)  # (o4, j, oi, yi): one vector of weights live at a time
+        unroll(sch, oi)
+        min_blocks(sch, bound)
+
+
+DK_O_VECTOR = 4  # output channels of one shared vector load of Wt (o-major stage, float32)
+DK_O_MAJOR_K = 5  # the o-major stage's kernel size (k <= 4: 40-56 registers padded and unbounded, 56-75%)
+DK_O_MAJOR_O = 32  # its output channels: multiples of this (fewer, or 48: ptxas spilled 12-44 B)
+DK_SPARE_REGS = 16  # registers besides G's loop (addresses, bounds, the copies' offsets)
+
+
+def _dk_generic_bound(wl, t) -> int:
+    """Blocks per SM that the generic conv_dk asks of ptxas (``__launch_bounds__``,
+    ``common.min_blocks``) with Wt staged o-major (``_dk_finish``), or 0 (padded tap rows,
+    unbounded): the fewest blocks that hold half an SM's warps (50% occupancy), where sm_80's
+    shared memory holds them (sm_90's holds more) and the registers they leave a thread (a
+    quarter of the register file per scheduler, in 8s: 3 blocks of 14 warps leave 40) hold G and
+    the accumulators (2 k yi), yi dO words and a weight per vector lane, and DK_SPARE_REGS. Only
+    float32, k = DK_O_MAJOR_K, s = d = 1 and O a multiple of DK_O_MAJOR_O, where ptxas kept
+    to the bound without spills on sm_80 and sm_90 (C = 16, O = 32 and 64, z = 1 and 2);
+    elsewhere it spilled 8-44 B (d = 2 at k5 / k7, k6 s2, O = 24 / 48 at k5, O = 96 at k7: the
+    copies' offsets and bounds live across the c loop). At k5 O = 64: 4 blocks of 320 threads,
+    48 registers (the padded stage unbounded took 62 on sm_80, 3 blocks of 44,160 B: 47%)."""
+    p, yi = wl.p, t["yi"]
+    if wl.dtype != "float32" or p["k"] != DK_O_MAJOR_K or p["s"] != 1 or p["d"] != 1 or p["O"] % DK_O_MAJOR_O:
+        return 0
+    warps = -(-p["k"] * t["yt"] * t["tx"] // 32)
+    blocks = -(-32 // warps)
+    regs = 65536 // 4 // (-(-blocks * warps // 4) * 32) // 8 * 8
+    smem = -(-_dk_shared(wl, t["ty"], t["tx"], o_major=True) // 128) * 128 + 1024  # 1 KB reserved per block
+    need = 2 * p["k"] * yi + DK_O_VECTOR * (yi + 1) + DK_SPARE_REGS
+    return blocks if need <= regs and SM80_SHARED // smem >= blocks else 0
+
+
+def _dk_wt_copy_rows(sch, wl, wsh, c, threads: int) -> None:
+    """Copy the o-major Wt stage threads // k^2 whole output channels per round, a thread
+    always at the same tap (thread % k^2) and channel offset (thread // k^2): its global and
+    shared offsets are one base each plus the round's multiple, where the flat (o, tap) order
+    over all threads left 2 offsets per round live across the c loop (5 rounds at k5: ptxas
+    spilled 40 B of them at 48 registers). The global reads stay runs of k^2 words (Wt[o, c])."""
+    sch.compute_at(wsh, c)
+    loops = sch.get_loops(wsh)
+    at = next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(c)))
+    o, *taps = loops[at + 1:]  # (o, i, j), unit extents dropped
+    oi = sch.split(o, [None, threads // wl.p["k"] ** 2])[1]
+    sch.bind(sch.split(sch.fuse(oi, *taps) if taps else oi, [None, threads])[1], "threadIdx.x")
 
 
 def _staged_window(sch, acc, pads):

@@ -608,6 +608,71 @@ def test_control_generic_tiled_conv_short_staging():
     _control(_generic("conv", TILED_CONV[1], "float32"), _copy_short("xk_pad_shared_ptr[("), "NaN")
 
 
+# the generic conv_dk's o-major Wt stage under ``__launch_bounds__`` (``pac_cuda._dk_generic_bound``:
+# float32 k5 s1 d1, O a multiple of 32): Wt[:, c] as (i, j, o), copied whole output channels per
+# round, a tap's weights read 4 channels a vector
+DK_O_MAJOR = dict(C=3, O=64, k=5, s=1, z=1, p=2, d=1)  # the benchmark's O and k, few channels (PoCL time)
+
+
+@pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_cuda_generic_dk_o_major_emulated(way):
+    """The o-major, bounded generic conv_dk right on PoCL from one sm_80 lowering at tail
+    sizes (odd sizes, batch 1), blocks in reverse order too, and its Wt copy one round short
+    caught (12 output channels a round, 320 threads // 25 taps: channels 60-63 left poisoned);
+    a float64 build and O = 6 keep the padded tap-row stage."""
+    from schedules import pac_cuda
+
+    def bound(params, dtype="float32"):
+        wl_ = _generic("conv_dk", params, dtype)
+        return pac_cuda._dk_generic_bound(wl_, pac_cuda.generic_dk_tile(wl_))
+
+    wl = _generic("conv_dk", DK_O_MAJOR, "float32")
+    assert bound(DK_O_MAJOR) == bound(dict(DK_O_MAJOR, O=32, z=2)) == 4  # 50%: 40 warps
+    assert bound(DK_O_MAJOR, "float64") == bound(TILED_DK[0]) == bound(dict(DK_O_MAJOR, O=48)) == 0  # O 24, 48
+    assert bound(dict(DK_O_MAJOR, k=3, p=1)) == bound(dict(DK_O_MAJOR, d=2, p=4)) == 0
+    low = emulate.prepare(wl, way, arch="sm_80")
+    assert "Sz_shared_pad" in low.source and "Wt_shared_ptr[1600]" in low.source  # unpadded: 64 x 25
+    for sizes in TILED_SIZES[-3:]:
+        emulate.check(wl, way, sizes=sizes, lowered=low, arch="sm_80")
+    emulate.check(wl, way, sizes=TILED_SIZES[-1], lowered=low, arch="sm_80", mutate=_reverse_blocks)
+    with pytest.raises(emulate.CheckFailed, match="NaN"):
+        emulate.check(wl, way, sizes=CONTROL_SIZES, lowered=low, arch="sm_80", mutate=_wt_copy_short)
+
+
+def _innermost_fma_loop(ptx: str) -> list:
+    """The PTX lines of the smallest loop (a label and a branch back to it) holding an FMA."""
+    lines = ptx.splitlines()
+    labels = {m[1]: n for n, ln in enumerate(lines) if (m := re.match(r"^(\$L__BB\d+_\d+):", ln))}
+    loops = [lines[labels[m[1]]:n] for n, ln in enumerate(lines)
+             if (m := re.search(r"\bbra(?:\.uni)?\s+(\$L__BB\d+_\d+);", ln)) and labels.get(m[1], n) < n]
+    return min((body for body in loops if any("fma.rn.f32" in ln for ln in body)), key=len)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_cuda_generic_dk_o_major_resources(arch, tmp_path):
+    """The benchmark's generic conv_dk (C = O = 64, k5, float32): __launch_bounds__(320, 4),
+    ptxas 48 registers without spills, 40,320 B of shared memory, >= 50% theoretical occupancy
+    (62%; sm_80 was 62 registers, 44,160 B: 47%), and in its G loop (PTX) at most 13 shared
+    loads per 40 FMAs, weights as 4-channel vectors (the padded tap rows: 4 per 10)."""
+    import subprocess
+
+    from dynfilter_tvm.gpu_report import occupancy, ptxas_resources
+
+    src = build(_generic("conv_dk", dict(DK_O_MAJOR, C=64), "float32"), cuda_target(arch)).mod.imports[0].inspect_source()
+    assert "__launch_bounds__(320, 4)" in src
+    res = ptxas_resources(src, arch)["pac_conv_dk_kernel"]
+    assert res["spill"] == 0 and res["smem"] == 40320 and occupancy(arch, 320, res["regs"], res["smem"]) >= 0.5, res
+    (tmp_path / "k.cu").write_text(src)
+    subprocess.run(["nvcc", f"-arch={arch}", "-ptx", "-o", str(tmp_path / "k.ptx"), str(tmp_path / "k.cu")],
+                   check=True, capture_output=True)
+    body = _innermost_fma_loop((tmp_path / "k.ptx").read_text())
+    fma = sum("fma.rn.f32" in ln for ln in body)
+    vec, lds = (sum(op in ln for ln in body) for op in ("ld.shared.v4.f32", "ld.shared."))
+    assert fma % 40 == 0 and vec == fma // 8 and lds * 40 <= 13 * fma, (fma, vec, lds)
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
 def test_cuda_generic_tiled_nvcc_no_spills(arch):
