@@ -368,6 +368,17 @@ def _kernel_at_taps(sch, wl, lanes: int, at=None):
     return None
 
 
+def _copy_store(lane):
+    """A copy's innermost loop body as (block realize, block, store, stored value)."""
+    realize = lane.body
+    store = realize.block.body
+    return realize, realize.block, store, store.value
+
+
+def _is_if_then_else(value) -> bool:
+    return isinstance(value, ir.Call) and value.op.same_as(ir.Op.get("prim.if_then_else"))
+
+
 def _select_rows(sch, xo) -> None:
     """Generic adjoint-pool 'Kz' copy (``_kernel_at_taps``' vector loop ``xo``; the tap loops
     and the lanes inside), its value ``if_then_else(cond, K[..], 0)`` (the zero border), each
@@ -386,12 +397,8 @@ def _select_rows(sch, xo) -> None:
     while isinstance(outer[-1].body, tirx.For) and isinstance(outer[-1].body.body, tirx.For):
         outer.append(outer[-1].body)
     lane = outer[-1].body
-    realize = lane.body
-    block = realize.block
-    store = block.body
-    value = store.value
-    if not (isinstance(value, ir.Call) and value.op.same_as(ir.Op.get("prim.if_then_else"))
-            and isinstance(value.args[1], ir.TensorLoad)):
+    realize, block, store, value = _copy_store(lane)
+    if not (_is_if_then_else(value) and isinstance(value.args[1], ir.TensorLoad)):
         return
     cond, load, zero = value.args
     buf = load.source
@@ -502,12 +509,8 @@ def _guard_row_copy(sch, loops, name: str) -> None:
         return
     xo, piece = (sch.get(lp) for lp in loops)
     lane = piece.body
-    realize = lane.body
-    block = realize.block
-    store = block.body
-    value = store.value
-    if not (isinstance(value, ir.Call) and value.op.same_as(ir.Op.get("prim.if_then_else"))
-            and isinstance(value.args[0], tirx.LT)):
+    realize, block, store, value = _copy_store(lane)
+    if not (_is_if_then_else(value) and isinstance(value.args[0], tirx.LT)):
         sch.annotate(loops[0], "pragma_loop_partition_hint", 1)  # not the pattern: cut as before
         return
     cond, src, zero = value.args
