@@ -1436,8 +1436,9 @@ def dk_mma_window(wl, wx: int, target=None) -> bool:
     """Whether the tensor-core conv_dk stages its source window per tap row and chunk
     (``_dk_mma_window``): in the half types where it fits 48 KB of static shared memory; in
     TF32 (32-channel chunks, ``dk_mma_halves``: C % 32 = 0, O <= DK_MMA_BOUNDED_O) where
-    blocks of 1 or 2 rows reach 50% in the SM's dynamic shared memory (``_dk_mma_fit``: sm_90,
-    ``target`` None; not sm_80, whose 163 KB take one 89 KB block of 16 warps: there the
+    blocks of 2 or 1 rows reach 50% in the SM's dynamic shared memory (``_dk_mma_fit``;
+    ``target`` None: sm_90): 2 rows (160,768 B at 128-pixel rows) on sm_90 and sm_80; where
+    Ho is odd, 1 row on sm_90 only (sm_80's 163 KB take one 89 KB block of 16 warps: there the
     per-tap build). (TF32 with the half types' 16-channel chunks, two threads per pixel, could
     not: 62,976 B per 8 warps.)"""
     if wl.dtype in HALF_MMA:
