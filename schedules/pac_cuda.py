@@ -1400,7 +1400,8 @@ def dk_mma_shared_bytes(wl, wx: int, window=None, ry: int = 1) -> int:
     10,240 + 5,120 + 4,224 = 40,320 B at one row, at 4 rows 73,728 + 2,304 + 40,960 + 20,480 +
     16,896 = 154,368 B (without the window 18,432 + 2,304 + 10,240 = 30,976 B); TF32 without
     the window 34,816 + max(4,352, 1,024, 10,240) = 45,056 B, with it (h = 4, cw = 32) at 2
-    rows 69,632 + 8,704 + 36,864 + 20,480 + 33,792 = 169,472 B (one row 89,088 B)."""
+    rows 69,632 + 8,704 + 36,864 + 20,480 + 33,792 = 169,472 B apart (one row 89,088 B); Wt and G
+    merged by TVM's dynamic planner (counted so here): 160,768 B (one row 80,384 B)."""
     O, k, pix, item = wl.p["O"], wl.p["k"], 32 * wx * ry, 4 // MMA_DTYPES[wl.dtype][1]
     row = _dk_mma_row(O, item) * item
     if window is None:
@@ -1437,9 +1438,9 @@ def dk_mma_window(wl, wx: int, target=None) -> bool:
     (``_dk_mma_window``): in the half types where it fits 48 KB of static shared memory; in
     TF32 (32-channel chunks, ``dk_mma_halves``: C % 32 = 0, O <= DK_MMA_BOUNDED_O) where
     blocks of 2 or 1 rows reach 50% in the SM's dynamic shared memory (``_dk_mma_fit``;
-    ``target`` None: sm_90): 2 rows (160,768 B at 128-pixel rows) on sm_90 and sm_80; where
-    Ho is odd, 1 row on sm_90 only (sm_80's 163 KB take one 89 KB block of 16 warps: there the
-    per-tap build). (TF32 with the half types' 16-channel chunks, two threads per pixel, could
+    ``target`` None: sm_90): 2 rows (160,768 B at 128-pixel rows, one block of 32 warps per
+    SM) on sm_90 and sm_80; where Ho is odd 1 row (80,384 B, two blocks of 16 warps per SM,
+    sm_80 included). (TF32 with the half types' 16-channel chunks, two threads per pixel, could
     not: 62,976 B per 8 warps.)"""
     if wl.dtype in HALF_MMA:
         return dk_mma_shared_bytes(wl, wx, True) <= MMA_SHARED_BYTES
