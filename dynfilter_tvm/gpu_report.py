@@ -755,13 +755,13 @@ def _acda_datoms_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Opti
     from schedules.acda_cuda import datoms_generic_shape, generic_tiled
 
     from . import registry
-    from .ops.acda import X_QUANTUM
+    from .ops.acda import X_QUANTUM, whole
 
     func = registry.prim_func(generic)
     if not generic_tiled(generic, func):
         return None
     N, C, H, M, k, s, d, pad = (p[n] for n in ("N", "C", "H", "M", "k", "s", "d", "p"))
-    wq = -(-p["Wo"] // X_QUANTUM) * X_QUANTUM
+    wq = whole(p["Wo"])
     rows = sum(1 for y in range(p["Ho"]) for Y in range(y * s, y * s + (k - 1) * d + 1) if pad <= Y < pad + H)
     _, cols = _acda_real_windows(p, X_QUANTUM)
     if generic_tiled(generic, func, stage="dOpad_shared"):  # the block schedule: dO staged once, X once per tile
@@ -797,10 +797,10 @@ def _acda_dx_bytes(wl: Workload, p: dict, generic: Optional[Workload] = None, ar
     # the window of input rows h0 .. h0 + R - 1 (R = the block's rows, ``_dx_rows``): grid rows
     # h0 + pad .. h0 + R - 1 + pad + e. A generic build's blocks run over the rows padded to
     # whole DX_ROWS (``ops.acda``) and whole X_QUANTUM columns, their windows whole
-    from .ops.acda import DX_ROWS, X_QUANTUM
+    from .ops.acda import DX_ROWS, whole
 
     r = t.get("rows", 1)
-    Hb, Wb = (H, W) if generic is None else (-(-H // DX_ROWS) * DX_ROWS, -(-W // X_QUANTUM) * X_QUANTUM)
+    Hb, Wb = (H, W) if generic is None else (whole(H, DX_ROWS), whole(W))
     rows = sum(1 for h0 in range(0, Hb, r) for Y in range(h0 + pad, min(h0 + r, Hb) + pad + e) if real(Y, p["Ho"]))
     cols = sum(1 for w0 in range(0, Wb, tile) for X in range(w0 + pad, min(w0 + tile, Wb) + pad + e) if real(X, p["Wo"]))
     blocks = N * -(-Hb // r) * -(-Wb // tile)

@@ -481,3 +481,24 @@ def test_generic_pac_conv_rows(monkeypatch):
     assert (r["kernel"], r["threads"], r["blocks"], r["spill"]) == ("pac.conv", 256, 1024, 0)
     assert r["smem"] == (2 * 25 * 4 * 32 + 64 * 25) * 4
     assert r["requested"] < 1.35e9 and r["estimate"] == r["flops"] / G.FP32_SIMT
+
+
+# --- ops.acda.whole: the generic builds' padded lengths at a static size (gpu_report's counts) ---
+
+def test_acda_whole_is_the_symbolic_rounding():
+    """``ops.acda.whole(n, q)`` equals ``_whole_vectors`` of a symbolic length bound to n (the
+    rows / heights a generic build computes), n = 0 included (bounded below by one), and
+    static lengths stay for ``_whole_vectors``."""
+    from tvm import sym, tirx
+
+    from dynfilter_tvm.ops import acda
+
+    n = tirx.Var("n", "int32")
+    for q in (acda.X_QUANTUM, acda.DX_ROWS, acda.ROW_TILE, 5):
+        rounded = acda._whole_vectors(n, q)
+        for size in (0, 1, 7, 8, 11, 12, 13, 14, 28, 31, 32, 33, 56, 60):
+            ana = sym.Analyzer()
+            ana.bind(n, tirx.const(size, "int32"))
+            assert int(ana.simplify(rounded)) == acda.whole(size, q), (size, q)
+        assert acda._whole_vectors(13, q) == 13
+    assert (acda.whole(56, acda.DX_ROWS), acda.whole(56), acda.whole(5, acda.ROW_TILE)) == (60, 56, 32)

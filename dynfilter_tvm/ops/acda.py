@@ -90,10 +90,18 @@ def _static(val) -> bool:
 
 def _whole_vectors(n, quantum: int = X_QUANTUM):
     """A symbolic length rounded up to whole ``quantum`` (X_QUANTUM pixels; fwd's rows
-    ROW_TILE, dx's heights DX_ROWS); static lengths stay."""
+    ROW_TILE, dx's heights DX_ROWS); static lengths stay (:func:`whole` gives a generic
+    build's padded length at a static size)."""
     # max(n, 1): TVM does not know that a size is positive; bounded below, a CUDA tile's staged
     # row segment provably fits the padded row (a stage of constant size)
     return n if _static(n) else tirx.floordiv(tirx.max(n, 1) + (quantum - 1), quantum) * quantum
+
+
+def whole(n: int, quantum: int = X_QUANTUM) -> int:
+    """What :func:`_whole_vectors` makes of a symbolic length, at the static size ``n``: max(n,
+    1) rounded up to whole ``quantum`` (the generic builds' padded rows and heights, as
+    ``gpu_report`` counts their tiles)."""
+    return (max(n, 1) + quantum - 1) // quantum * quantum
 
 
 def _pad_to(t: te.Tensor, pad: int, width, name: str) -> te.Tensor:
