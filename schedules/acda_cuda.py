@@ -258,6 +258,28 @@ Shared-memory wavefronts per block, counted as the static's below: atoms 18 x 6 
 rounds of one block per SM 3 x 58.3 K = 175 K against 2 x 64.7 K = 129 K. The staged windows
 copy whole phases of the run layout: 20 columns per 14-column window row (static 25 per 21),
 neighbours' elements ``gpu_report`` does not count (both builds).
+Tried (2026-12-02, issue 15 items 4/6, issue 16 item 5), not landed: fewer dx bytes at the
+same shared-memory wavefronts. Of the static 108.0 MB, dO is 83.7 and A 23.5 (P 0.8): the
+windows' halo (92 x 74 real grid points per 56 x 56 pixels, 2.17x). With the atoms in
+registers a block of 32 warps holds at most 1,008 x 35 / 294 = 120 pixels (15 x 8 has the
+fewest window elements of the 120-pixel shapes: 10 x 12 6,880, 20 x 6 7,480 against 6,808),
+so fewer bytes need the atoms in phases (the dX sums in shared memory). Counted as above
+(a staged plane a warp load and a store per 32 words; per phase the A stages and 11 A + 7 P
+loads per basis and warp; per channel and phase the dO planes, 11 tap loads and 5 partial
+stores per warp, per 32 pixels 21 partial loads + a load and a store of the sum), over every
+32-warp geometry with runs of up to 5: the only ones under 108 MB without more wavefronts on
+sm_90 (132 SMs, one block each) are 2 phases of 3 atoms, 30 x 8 pixels (112 blocks, 90.2
+MB; 128.6 K per block and by rounds, against 2 rounds of 64.7 K = 129.4 K; 14.40 M over
+all blocks against 14.50 M) and 20 x 12 (120 blocks, 86.1 MB, 127.6 K by rounds but 1.06x
+over all blocks); <= 83 MB takes 3 or 6 phases, 96 or fewer blocks, 1.5-3x by rounds. On
+sm_80 (108 SMs) every phased geometry loses by rounds (112 blocks, 2 rounds: 257 K against
+224 in 3, 194 K). Ported onto this file (30 x 8, sm_90 only), it did not build clean: adding
+the partials straight into the shared sums took a load, a store and a barrier per partial
+(504 wavefronts per channel and phase where 184 were counted); summed in a register first
+('acc' split by phase with rfactor), TVM sizes the shared sums by the thread spread's
+bounding box (34 rows x 30 per channel: 261 KB), and ptxas spilled 40-196 bytes at 64
+registers (the 15 x 8 build's exact cap). Generic: its 8-pixel tiles and DX_ROWS = 12 leave
+the same choice (DX_ROWS = 24 in 2 phases, 8 x 24: 99.1 MB, 228 K by rounds against 175 K).
 datoms (static, k <= UNROLL_TAPS, output rows of at least 32 pixels; ``_datoms_rows``): a
 block per (image, atom group, tap row u, output row(s), tile of the row), a thread per pixel with mi atoms x k tap columns of dD in
 registers (``DATOMS_WORDS``: all 6 atoms in float32, 2 in float64); per chunk of cc channels
