@@ -449,7 +449,7 @@ from typing import Optional
 import tvm
 import tvm.s_tir as s_tir
 
-from dynfilter_tvm.ops.acda import DX_ROWS, ROW_TILE, X_QUANTUM
+from dynfilter_tvm.ops.acda import DX_ROWS, ROW_TILE, X_QUANTUM, whole
 from dynfilter_tvm.ops.common import conv_out_size
 
 from . import register
@@ -591,7 +591,7 @@ def fwd_staged_plan(wl, target, generic=None) -> Optional[dict]:
     wo = conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"])
     ho = conv_out_size(p["H"], p["k"], p["s"], p["p"], p["d"])
     if generic is not None:  # its rows of whole ROW_TILE pixels (ops.acda)
-        wo = -(-wo // ROW_TILE) * ROW_TILE
+        wo = whole(wo, ROW_TILE)
     return dict(plan, tile=tile, blocks=p["N"] * ho * -(-wo // tile))
 
 
