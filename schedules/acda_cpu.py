@@ -44,10 +44,19 @@ same register tiles, arranged so that nothing scalar or memory-bound is left in 
 - the padded and widened copies (Xpad, dO's and A's rows) are cut the same way into whole
   vectors and edges (their zero padding is a per-lane branch, which TVM vectorizes by going
   scalar).
-Static builds are unchanged by this. Left: generic dx at 56 px rows is 1.1-1.3x the static
-one; its tap loop addresses the block's 16 channel rows of the zero-inserted dO at symbolic
-strides (16 row offsets kept on the stack, 1.54 instructions per FMA against the static 1.07,
-whose displacements are constants); half the channel block was slower (1.24x).
+- dx's tap-row loop stays rolled where the tile addresses more than ``DX_ROW_OFFSETS`` rows of
+  the zero-inserted dO (``_dx_generic``: k = 7, 16 channels x 7 tap rows at symbolic strides,
+  whose 112 offsets LLVM had kept on the stack). Generic / static dx, 1 thread, median thread
+  CPU time of 21 interleaved calls, main's generic and this one in one process, two runs (load
+  4-5): 1.32 -> 1.28, 1.31 -> 1.20 at 2x64x56x56 k7; 0.80 -> 0.71, 0.71 -> 0.66 at 2x64x28x28;
+  0.89 -> 0.81, 0.87 -> 0.79 at 2x128x28x28 (k = 5, 3 unchanged: unrolled).
+Static builds are unchanged by this. Left: generic dx at 56 px k7 still 1.2-1.3x the static
+one (perf: the tap loop and the atom loop each ~1.2x the static ones' samples; per channel and
+tap row an int32 add and sign extension remain; a layout with the channel block's rows
+adjacent, (n, c // 16, m, y, c % 16, x), removed the multiplies but not the time); generic fwd
+at 56 px k5 / k3 1.1-1.2x (its tap loop as fast as the static one's; the rest, per channel
+block, not resolved: guarding 'out' as a whole instead of LoopPartition's cut was slower).
+Half the dx channel block was slower (1.24x).
 """
 from __future__ import annotations
 
@@ -268,14 +277,28 @@ def _fwd_generic(sch, wl, target):
     _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
 
 
+# generic dx: the most dO row offsets (channels x tap rows, each at symbolic strides) the tap
+# loop may address with its tap rows unrolled; past it the tap-row loop stays rolled
+DX_ROW_OFFSETS = 96
+
+
 def _dx_generic(sch, wl, target):
+    """As the static dx; the tap-row loop rolled where the tile addresses more than
+    ``DX_ROW_OFFSETS`` rows of the zero-inserted dO (k = 7: 16 channels x 7 tap rows = 112). Each
+    is at symbolic strides (channel plane, row), so unrolled, LLVM hoisted the 112 offsets and kept
+    them on the stack, per channel and tap row a reload and two int32 multiplies before its k
+    FMAs (1,207 instructions per 784 FMAs; the static build, at constant displacements, 838).
+    Rolled, the 16 channel offsets of one tap row are an add and a sign extension each from the
+    row's base (167 instructions per 112 FMAs), 3-8% faster (figures in the module
+    docstring); at k = 5 (80 offsets) equal within noise, at k = 3 slower: unrolled there."""
     lanes = vector_lanes(wl.dtype)
     c_block = _channel_block(wl, target, per_channel=1)
     row, xo, _, acc = _store_nest(sch, c_block, lanes)
     loops = _tile_loops(sch, acc, wl, [("c", c_block), ("x", lanes), ("m", wl.p["M"]), ("u", wl.p["k"]),
                                        ("v", wl.p["k"])], ("m", "u", "v", "c", "x"))
     unroll(sch, *(loops[n] for n in ("c",) if n in loops))
-    unroll_taps(sch, wl, *(loops[n] for n in ("u", "v") if n in loops))
+    taps = ("u", "v") if c_block * wl.p["k"] <= DX_ROW_OFFSETS else ("v",)
+    unroll_taps(sch, wl, *(loops[n] for n in taps if n in loops))
     for name in ("dOu", "Au"):  # as the static build
         block = sch.get_sblock(name)
         sch.parallel(sch.fuse(*sch.get_loops(block)[:3]))

@@ -118,6 +118,28 @@ def test_generic_cpu_datoms_dO_placements(C, k):
         torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"C{C} k{k} {N}x{H}x{W}")
 
 
+@pytest.mark.parametrize("C, k", [(16, 7), (16, 5)], ids=("tap_rows_rolled", "tap_rows_unrolled"))
+def test_generic_cpu_dx_tap_rows(C, k):
+    """Generic dx both ways (``schedules.acda_cpu.DX_ROW_OFFSETS``): the tap-row loop rolled
+    (16 channels x 7 tap rows of dO) or unrolled (x 5), equal to the static build at widths
+    with and without a tail tile, every output written."""
+    from schedules import acda_cpu
+
+    c_block = acda_cpu._channel_block(Workload.make("acda", "dx", dict(N=1, C=C, H=9, W=9, M=2, T=3, k=k, s=1, d=1,
+                                                                        p=k // 2), "float64"), cpu_target(), 1)
+    assert (c_block * k > acda_cpu.DX_ROW_OFFSETS) == (k == 7)
+    base = Workload.make("acda", "dx", dict(N=1, C=C, H=9, W=9, M=2, T=3, k=k, s=1, d=1, p=k // 2), "float64")
+    generic = build(base.with_symbolic(SYM), cpu_target()).mod["acda_dx"]
+    for N, H, W in ((1, 9, 16), (2, 5, 21), (1, 3, 7)):
+        wl = Workload.make("acda", "dx", dict(base.p, N=N, H=H, W=W), "float64")
+        ins, got = _args("dx", wl)
+        want = got.clone()
+        generic(*ins, got)
+        build(wl, cpu_target()).mod["acda_dx"](*ins, want)
+        assert not want.isnan().any()
+        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"C{C} k{k} {N}x{H}x{W}")
+
+
 @pytest.fixture
 def generic():
     assert acda_ops.SYMBOLIC == SYM
