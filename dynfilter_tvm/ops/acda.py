@@ -34,7 +34,9 @@ the generic assembly showed) the same script gave 2.12, 1.42, 1.20 at 56x56 and 
 0.62 at 28x28. After the generic tiles were kept in registers (2026-12-02, the three builds in
 one process, two runs; RESULTS "ACDA CPU generic tiles in registers"): fwd 1.09-1.11 at 56x56
 k7, 1.18-1.21 at k5, 1.10-1.20 at k3, 1.07-1.09 at 28x28; datoms 1.05-1.10 at 56x56; dx (code
-unchanged) 1.29-1.48 at 56x56 k7 on that loaded machine. Rows of 'acc' are padded to whole vectors here so that the schedules can cut
+unchanged) 1.29-1.48 at 56x56 k7 on that loaded machine; with its tap-row loop rolled at k7
+(2026-12-02, ``acda_cpu.DX_ROW_OFFSETS``, three runs in one process) dx 1.17-1.28 at 56x56
+k7, 0.66-0.72 at 2x64x28x28 k7. Rows of 'acc' are padded to whole vectors here so that the schedules can cut
 the real row's end off whole vector tiles (LoopPartition); nothing in the math changes.
 """
 from __future__ import annotations
