@@ -66,8 +66,8 @@ def fwd(sch, wl, target):
     chain per vector at k = 7. Static k = 7 (stride 1, even H): tiles of 2 rows x Ct channels
     x one vector, the rows sharing X's loads (:func:`_static_row_tiles`, 0.88-0.95x the
     time); the generic k = 7 tiles likewise take the tap loop v outside, u unrolled
-    (:func:`_row_pairs`, 0.91-0.94x). Both then run near their FP floor (see
-    :func:`_static_row_tiles`): 1.29-1.47x depthwise conv2d's time (was 1.36-1.62, same runs). Static rows are cut (``loop_partition``) into the whole wide
+    (:func:`_row_pairs`, 0.91-0.94x): 1.29-1.47x depthwise conv2d's time (was 1.36-1.62,
+    same runs), at ~1/3 of the FP peak, waiting on S's loads (:func:`_static_row_tiles`). Static rows are cut (``loop_partition``) into the whole wide
     vectors, tiled Xt at a time, then one vector each of half, quarter, ... width for the rest
     (56 = 3 x 16 + 8, 28 = 16 + 8 + 4, 14 = 8 + 4 + 2): a predicated tail would run scalar,
     and padding the row would need a copy of S. Generic rows are whole FWD_ROW_QUANTUM pixels
@@ -179,10 +179,27 @@ def _static_row_tiles(sch, wl, y, x, ci, u, v, wide: int, xt: int, rows: int = 1
     had 12 for 12 (10 loads per 16 FP operations instead of 19 per 24, objdump). Each
     accumulator then sums its taps v-major (rounding differs, not the result's tolerance).
     The order (u, v) kept the rows' X loads apart (7 taps), ran slower; 2 x 4 x 3 and 4-row
-    tiles spilled. The kernel is then near its FP floor: mul + FMA per term (X * (S * C),
-    the compute's order) where depthwise conv2d has one FMA; thread time, same process,
-    new / old 0.91-0.94 at 2x64x56² k7 (6 pairs, two processes), 1.00 at k5, 1.02-1.07 at k3
-    (hence k >= 7 only)."""
+    tiles spilled. Per term a mul and an FMA (X * (S * C), the compute's order; no order does
+    better: S varies with the pixel, C with the channel, X with both, so each term needs two
+    products) where depthwise conv2d has one FMA; thread time, same process, new / old
+    0.91-0.94 at 2x64x56² k7 (6 pairs, two processes), 1.00 at k5, 1.02-1.07 at k3 (hence
+    k >= 7 only).
+
+    Not at the FP floor (2026-12-02, 2x64x56² k7): the loop body (one 16-px vector x 2 rows x
+    4 channels, taps unrolled) is 392 vmulps + 392 vfmadd and 505 vector loads + 56 folded
+    (objdump; LLVM keeps C pre-broadcast on the stack: 183 of the loads). A zmm FMA chain runs
+    ~5.0 G vector FMA/s per thread here (gcc, 12 chains), so the 2.46 M vector FP ops would
+    take ~0.5 ms (~0.57 with the 8-px tail's half vectors); measured 1.6-1.8 ms, ~1/3 of the
+    FP peak (depthwise conv2d: 1.23 M FMAs in 1.1-1.3 ms, ~1/5). perf (cpu-clock): the tile
+    loop 71% of the samples (~1.1 ns per vector term), X's interior copy 10%. A C copy of the
+    tile (gcc, random data) runs 0.58-0.63 ns per vector term with its data in L1, 0.67-0.92
+    with S in this layout and 16 planes of X: the loop waits on memory (S's 98 rows per tile,
+    49 planes 12.5 KB apart), not on FP. Tried, same process (x dwconv): 8 channels 1.74
+    (4: 1.44); the row pairs outside the channel tiles, X padded for all channels per batch
+    (S then reused from L1): 1.91 (1.41); 16-px column strips, the row pairs inside: 1.48
+    (1.41); S copied tile-major once per call (the generic 'Spad' layout, ``cache_read`` +
+    ``transform_layout``): the tile loop's share 71% -> 58%, but the copy (1.2 MB) took 10%:
+    new / old 1.01-1.03 (three processes; 0.89-1.03 with the copy writing in tile order)."""
     if rows > 1:
         yo, ym = sch.split(y, [None, rows])
         sch.reorder(yo, x, ci, ym, u, v)
