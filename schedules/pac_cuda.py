@@ -1468,8 +1468,8 @@ def dk_mma_tap_rows(wl, wx: int, ry: int, target=None) -> int:
     k / tr windows per chunk (each source row read k / tr times rather than k). Only divisors
     of k: a last group past k (k5 in 3s) would put its zero-weight tap row's window rows past
     the grid's end, which TVM clips, and the clipped window stage no longer compacts (740 KB
-    at the benchmark shape). pac_joint_upsample's 65x64 k3: 3 (73,344 B, 2 blocks of 16 warps
-    on sm_90 and sm_80); the benchmark's k5: 1."""
+    at the benchmark shape). 2x32x65x64 k3 O=32: 3 (73,344 B, 2 blocks of 16 warps on sm_90
+    and sm_80); the benchmark's and pac_joint_upsample's k5: 1."""
     if wl.dtype not in HALF_MMA or not dk_mma_window(wl, wx, target) or wl.p["O"] > DK_MMA_BOUNDED_O:
         return 1
     limit = MMA_DYN_SHARED_MAX.get(_sm(target) if target is not None else 90, MMA_SHARED_BYTES)
@@ -1586,14 +1586,17 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1, window=None, tr: int = 1) -> Non
     rfactors, whose blocks would drop the split's predicate), the chunks outside the tr tap
     rows, so per group and chunk one window of (ry-1)s + (tr-1)d + 1 rows serves tr tap rows
     (the dots read it at row offset ii*d) and each thread keeps h x tr x k sums. At
-    pac_joint_upsample's 65x64 k3 (f16 / bf16, 4 rows of 64 pixels): all 3 tap rows, 6 window
+    2x32x65x64 k3 O=32 (f16, 4 rows of 64 pixels): all 3 tap rows, 6 window
     rows per chunk where 3 x 4 = 12 were staged: 73,344 B, 61 / 60 registers (sm_90 / sm_80,
     f16), no spills, 2 blocks of 16 warps, 50%; requested 2.83 -> 2.04 MB (the source 1.56 ->
-    0.78). Shared memory per 8 warps' (tap, chunk) the window copy's 16 wavefronts per tap row
-    become 16 x 6 / 12 = 8: 491 -> 483, not slower. At the benchmark's k5 (3 and 2 do not
+    0.78). Shared memory: the window copy's wavefronts halve (6 rows staged per chunk where 12
+    were: per 8 warps' (tap, chunk) 16 -> 8), the ldmatrix, G's stores and loads, the dots'
+    window reads and the sums' per-tap updates unchanged (the sums only indexed over more
+    tap rows): fewer in all, not slower. At the benchmark's k5 (3 and 2 do not
     divide 5) nothing changes: groups of 3 with a zero-weight sixth tap row (G padded, its
     mma blocks then free of the split's predicate, which tensorize refuses) lowered on sm_90
-    to 61 registers without spills and 125.4 MB requested (1.34x), but the last group's window
+    to 61 registers without spills and 125.4 MB requested (37 us, 1.36x the 27.5 us
+    roofline; the source 83.1 -> 49.7 MB), but the last group's window
     reaches past the grid, TVM clips that stage and it no longer compacts (740,224 B).
 
     Why 8 warps: 4 warps of two tiles sharing their A fragment, a thread per pixel in the dot,

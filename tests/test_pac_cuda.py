@@ -590,7 +590,7 @@ DK_TAP_ROWS_CASE = dict(_geo(1, 16, 3, 128, 2, 128, 4, 1, 1, 1, 1), O=64)  # k4:
 
 
 def test_conv_dk_tap_rows_plan():
-    """Tap rows per window (tr | k): pac_joint_upsample's 65x64 k3 conv_dk (4 rows of 64
+    """Tap rows per window (tr | k): the 2x32x65x64 k3 O=32 conv_dk (4 rows of 64
     pixels) takes all 3 tap rows in one window of 6 rows on sm_90 and sm_80 (73,344 B, 2 blocks
     of 16 warps), the source 782,336 -> 389,120 elements (per block 12 -> 6 window rows);
     2.83 -> 2.04 MB requested in f16. The k4 case 2 groups of 2 on sm_90, one tap row on sm_80
