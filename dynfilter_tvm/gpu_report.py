@@ -281,7 +281,9 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     (real elements only): dO = N*O*Ho*Wo, X = N*C*Ty*Tx (as conv's), Wt = blocks*O*C*k^2, dK =
     N*k^2*Ho*Wo; with it (the half types; TF32 on sm_90 and sm_80 where C % 32 = 0) the
     block stages the source window per tap row and chunk (``schedules.pac_cuda.dk_mma_window``,
-    per arch): X = N*C*Ty*Rx (Rx: the real columns of each block's window, :func:`_real_taps`). At 8x64x128x128 k5 O=64 (4 x 128 pixels, 256 blocks),
+    per arch): X = N*C*Ty*Rx (Rx: the real columns of each block's window, :func:`_real_taps`;
+    Ty: with tr tap rows per window, ``dk_mma_tap_rows``, the real rows of each block's k / tr
+    windows, :func:`_pac_dk_window_rows`). At 8x64x128x128 k5 O=64 (4 x 128 pixels, 256 blocks),
     2-byte elements: dO 16.8 MB + X 8*64*634*128*2 B = 83.1 MB + Wt 256*102,400*2 B = 52.4
     MB + dK 6.6 MB = 158.9 MB, 3.9x the 40.3 MB minimum (one row, 1,024 blocks: Wt 210 MB, 316
     MB; per-tap loads: X 8*64*634^2*2 B = 412 MB, 645 MB, 16.0x). TF32 (2 x 128 pixels, 512
@@ -884,19 +886,21 @@ def _x_windows(n_src: int, n_out: int, t: int, p: dict) -> int:
     return total
 
 
-def _pac_dk_mma_parts(wl: Workload, p: dict, wx: int, ry: int = 1, window=None) -> dict:
+def _pac_dk_mma_parts(wl: Workload, p: dict, wx: int, ry: int = 1, window=None, tr: int = 1) -> dict:
     """Elements requested per buffer (dO, X, Wt, dK) by the tensor-core conv_dk at blocks of
     ry rows x 32*wx pixels (``schedules.pac_cuda._conv_dk_mma``, ``dk_mma_rows``; see
     :func:`requested_bytes`): Wt whole per block. X: with the source window staged
-    (``dk_mma_window``) the real elements of each block's window per tap row and channel (rows:
-    the real (output row, tap row) pairs, the same at ry rows per block, stride 1; columns: the
+    (``dk_mma_window``) the real elements of each block's window per group of tr tap rows
+    (``dk_mma_tap_rows``) and channel (rows: the real grid rows of the (ry-1)s + (tr-1)d + 1
+    the window spans, the last group's past k included where they are real: the build stages
+    them for the zero-weight taps; at tr = 1 the real (output row, tap row) pairs; columns: the
     real positions of the (32*wx-1)s + (k-1)d + 1 grid columns, :func:`_real_taps`), else each
     pixel's real taps. ``window`` None: ``dk_mma_window`` as built for sm_90."""
     from schedules.pac_cuda import dk_mma_window
 
     N, C, O, k = (p[n] for n in ("N", "C", "O", "k"))
     pix = p["Ho"] * p["Wo"]
-    rows = _pac_real_pairs(p["H"], p["Ho"], p)
+    rows = _pac_real_pairs(p["H"], p["Ho"], p) if tr == 1 else _pac_dk_window_rows(p, ry, tr)
     if dk_mma_window(wl, wx) if window is None else window:
         cols = _real_taps(p["W"], p["Wo"], 32 * wx, k, *(p[n] for n in ("s", "z", "p", "d")))[1]
     else:
@@ -905,10 +909,24 @@ def _pac_dk_mma_parts(wl: Workload, p: dict, wx: int, ry: int = 1, window=None) 
             "dK": N * k * k * pix}
 
 
+def _pac_dk_window_rows(p: dict, ry: int, tr: int) -> int:
+    """Real grid rows of the tensor-core conv_dk's windows over its blocks of ry output rows
+    and its groups of tr tap rows (ceil(k / tr) groups; a window (ry-1)s + (tr-1)d + 1 rows,
+    clipped to the grid)."""
+    k, s, z, pad, d = (p[n] for n in ("k", "s", "z", "p", "d"))
+    grid = (p["Ho"] - 1) * s + (k - 1) * d + 1
+
+    def real(Y: int) -> bool:
+        return Y < grid and (Y - pad) % z == 0 and 0 <= (Y - pad) // z < p["H"]
+
+    return sum(1 for y0 in range(0, p["Ho"], ry) for g in range(-(-k // tr))
+               for Y in range(y0 * s + g * tr * d, (y0 + ry - 1) * s + (g * tr + tr - 1) * d + 1) if real(Y))
+
+
 def _pac_dk_tiled_bytes(wl: Workload, p: dict, arch: str = "sm_90") -> Optional[int]:
     """Elements requested by the tiled pac.conv_dk schedule for ``arch`` (see
     :func:`requested_bytes`), or None where it keeps a thread per output."""
-    from schedules.pac_cuda import dk_mma_rows, dk_mma_tile, dk_mma_window, dk_tile
+    from schedules.pac_cuda import dk_mma_rows, dk_mma_tap_rows, dk_mma_tile, dk_mma_window, dk_tile
 
     from .target import cuda_target
 
@@ -916,7 +934,9 @@ def _pac_dk_tiled_bytes(wl: Workload, p: dict, arch: str = "sm_90") -> Optional[
     wx = dk_mma_tile(wl, cuda_target(arch))
     if wx is not None:  # tensor cores: a block per ry rows of 32*wx pixels
         target = cuda_target(arch)
-        return sum(_pac_dk_mma_parts(wl, p, wx, dk_mma_rows(wl, wx, target), dk_mma_window(wl, wx, target)).values())
+        ry = dk_mma_rows(wl, wx, target)
+        parts = _pac_dk_mma_parts(wl, p, wx, ry, dk_mma_window(wl, wx, target), dk_mma_tap_rows(wl, wx, ry, target))
+        return sum(parts.values())
     t = dk_tile(wl, cuda_target(arch))
     if t is None:
         return None

@@ -1354,6 +1354,7 @@ DK_MMA_WARPS = 4  # 32-pixel column groups per block (threadIdx.y)
 DK_MMA_MIN_WARPS = 32  # resident warps per SM asked of ptxas (__launch_bounds__: 50% occupancy)
 DK_MMA_BOUNDED_O = 64  # up to this many output channels (more took 80+ registers unbounded: spills)
 DK_MMA_ROWS = (4, 2)  # output rows per block, the most that fit (``dk_mma_rows``: fewer weight passes)
+DK_MMA_TAP_ROWS = (3, 2)  # tap rows per staged window, the most that fit (``dk_mma_tap_rows``: fewer source passes)
 # TF32 with the window: 32-channel chunks (two 16-channel warp tiles per 16 pixels) and four
 # threads per pixel in the dot (8 channels each, as the half types' two), so that a pixel's
 # float32 dO row (272 B at O = 64) is shared by twice the threads: ``_conv_dk_mma``
@@ -1382,7 +1383,7 @@ def dk_mma_halves(wl, window: bool) -> int:
     return DK_TF32_HALVES if window and wl.dtype == "float32" else DK_MMA_HALVES
 
 
-def dk_mma_shared_bytes(wl, wx: int, window=None, ry: int = 1) -> int:
+def dk_mma_shared_bytes(wl, wx: int, window=None, ry: int = 1, tr: int = 1) -> int:
     """Shared memory of the tensor-core conv_dk (``window``: with the source window
     staged; None: the half types' static rule, ``dk_mma_window`` without a target; ``ry``:
     output rows per block, ``dk_mma_rows``, over 48 KB dynamic, where TVM's planner keeps the
@@ -1410,7 +1411,8 @@ def dk_mma_shared_bytes(wl, wx: int, window=None, ry: int = 1) -> int:
         h = dk_mma_halves(wl, True)
         cw, cols = 8 * h, (32 * wx - 1) * wl.p["s"] + (k - 1) * wl.p["d"] + 1
         wt, g = cw * row, pix * (cw + 4) * 4
-        parts = (pix * row, *((max(wt, g),) if item == 4 else (wt, g)), h * k * pix * 4, cw * ry * cols * item)
+        rows = (ry - 1) * wl.p["s"] + (tr - 1) * wl.p["d"] + 1  # of the window (tr tap rows)
+        parts = (pix * row, *((max(wt, g),) if item == 4 else (wt, g)), h * tr * k * pix * 4, cw * rows * cols * item)
         return sum(-(-b // 64) * 64 for b in parts)
     wt, g = max(16 * row, DK_MMA_HALVES * pix * 4), pix * 20 * 4
     return pix * row + (max(wt, g) if item == 4 else wt + g)
@@ -1458,6 +1460,27 @@ def dk_mma_rows(wl, wx: int, target=None) -> int:
     return _dk_mma_fit(wl, wx, DK_MMA_ROWS if wl.dtype in HALF_MMA else DK_TF32_ROWS, target) or 1
 
 
+def dk_mma_tap_rows(wl, wx: int, ry: int, target=None) -> int:
+    """Tap rows per staged source window of the half types' tensor-core conv_dk
+    (``_conv_dk_mma``; ``ry``: ``dk_mma_rows``; ``target`` None: sm_90): the most of
+    DK_MMA_TAP_ROWS dividing k whose window ((ry-1)s + (tr-1)d + 1 rows) and tr x k sums per
+    thread still leave the SM DK_MMA_MIN_WARPS warps; else 1. A block then stages
+    k / tr windows per chunk (each source row read k / tr times rather than k). Only divisors
+    of k: a last group past k (k5 in 3s) would put its zero-weight tap row's window rows past
+    the grid's end, which TVM clips, and the clipped window stage no longer compacts (740 KB
+    at the benchmark shape). 2x32x65x64 k3 O=32: 3 (73,344 B, 2 blocks of 16 warps on sm_90
+    and sm_80); the benchmark's and pac_joint_upsample's k5: 1."""
+    if wl.dtype not in HALF_MMA or not dk_mma_window(wl, wx, target) or wl.p["O"] > DK_MMA_BOUNDED_O:
+        return 1
+    limit = MMA_DYN_SHARED_MAX.get(_sm(target) if target is not None else 90, MMA_SHARED_BYTES)
+    blocks = DK_MMA_MIN_WARPS // (DK_MMA_HALVES * wx * ry)
+    for tr in DK_MMA_TAP_ROWS:
+        need = dk_mma_shared_bytes(wl, wx, True, ry, tr)
+        if wl.p["k"] % tr == 0 and blocks >= 1 and need <= limit and blocks * (need + 1024) <= limit + 1024:
+            return tr
+    return 1
+
+
 def dk_mma_tile(wl, target=None):
     """32-pixel groups per block (wx; DK_MMA_HALVES * wx warps) of the tensor-core conv_dk, or
     None where it does not apply: float16 and
@@ -1496,7 +1519,7 @@ def _dk_mma_window(sch, co, warps: int, bind_zyx, ry: int = 1, scope: str = "sha
 DK_STORE_T_F32 = "dynfilter_pac_dk_mma_store_shared_t_f32"
 
 
-def _conv_dk_mma(sch, wl, wx: int, ry: int = 1, window=None) -> None:
+def _conv_dk_mma(sch, wl, wx: int, ry: int = 1, window=None, tr: int = 1) -> None:
     """float16 / bfloat16 (mma.sync m16n8k16) and float32 flagged ``tf32`` (m16n8k8 TF32: e = 1,
     K steps of 8 output channels, rows of 32-bit words; ``_register_mma_intrinsics``' TF32
     fragments, conv's): the same schedule.
@@ -1557,6 +1580,24 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1, window=None) -> None:
     e.g. the chunk's window of ry + k - 1 rows staged once for all tap rows (4 rows: 83.1 x 8
     / 20 = 33 MB, 109 MB in all), whose k^2 sums per pixel (2 x 25 x 512 x 4 B = 100 KB) do
     not fit next to the rest.
+
+    Groups of tr tap rows (``dk_mma_tap_rows``: tr | k, where tr x k sums per thread and the
+    taller window still leave DK_MMA_MIN_WARPS warps per SM): the tap-row loop split (after the
+    rfactors, whose blocks would drop the split's predicate), the chunks outside the tr tap
+    rows, so per group and chunk one window of (ry-1)s + (tr-1)d + 1 rows serves tr tap rows
+    (the dots read it at row offset ii*d) and each thread keeps h x tr x k sums. At
+    2x32x65x64 k3 O=32 (f16, 4 rows of 64 pixels): all 3 tap rows, 6 window
+    rows per chunk where 3 x 4 = 12 were staged: 73,344 B, 61 / 60 registers (sm_90 / sm_80,
+    f16), no spills, 2 blocks of 16 warps, 50%; requested 2.83 -> 2.04 MB (the source 1.56 ->
+    0.78). Shared memory: the window copy's wavefronts halve (6 rows staged per chunk where 12
+    were: per 8 warps' (tap, chunk) 16 -> 8), the ldmatrix, G's stores and loads, the dots'
+    window reads and the sums' per-tap updates unchanged (the sums only indexed over more
+    tap rows): fewer in all, not slower. At the benchmark's k5 (3 and 2 do not
+    divide 5) nothing changes: groups of 3 with a zero-weight sixth tap row (G padded, its
+    mma blocks then free of the split's predicate, which tensorize refuses) lowered on sm_90
+    to 61 registers without spills and 125.4 MB requested (37 us, 1.36x the 27.5 us
+    roofline; the source 83.1 -> 49.7 MB), but the last group's window
+    reaches past the grid, TVM clips that stage and it no longer compacts (740,224 B).
 
     Why 8 warps: 4 warps of two tiles sharing their A fragment, a thread per pixel in the dot,
     took 68 registers on sm_90 (7 blocks: 44%) and 75 on sm_80 (5 blocks by 31 KB of shared
@@ -1664,7 +1705,7 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1, window=None) -> None:
     kk, row = 8 * e, _dk_mma_row(O, 4 // e)  # output channels per mma K step; staged row length
     cw, warps = 8 * halves, wx * ry  # channels per chunk; warps per half (threadIdx.y: ry x wx)
     # over 48 KB (ry rows: ``dk_mma_rows``) every stage in dynamic shared memory
-    dyn = dk_mma_shared_bytes(wl, wx, window, ry) > MMA_SHARED_BYTES
+    dyn = dk_mma_shared_bytes(wl, wx, window, ry, tr) > MMA_SHARED_BYTES
     sh = "shared.dyn" if dyn else "shared"
     if dyn:
         load_a, load_b = load_a + DYN, load_b + DYN
@@ -1694,6 +1735,10 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1, window=None) -> None:
         part = sch.rfactor(sch.get_loops(rf)[5], 0)
     n, g, y, xb, i, t1, t2, ch, xw, xt, cl = sch.get_loops(part)
     co, j = (t1, t2) if window else (t2, t1)
+    ii = ()  # tr tap rows per window (``dk_mma_tap_rows``, tr | k): the chunks outside them
+    if tr > 1:
+        i, *ii = sch.split(i, [None, tr])
+        sch.reorder(co, *ii)
     tap = j if window else co  # the loop of one tap and chunk
     blk = sch.fuse(n, g, y, xb)
     sch.bind(blk, "blockIdx.x")
@@ -1787,6 +1832,9 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1, window=None) -> None:
         init = sch.decompose_reduction(rf, co)
         loops = sch.get_loops(init)
         ij, iz, *ixy = loops[next(q for q, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(i))) + 1:]
+        if ii:  # (tap row, j): one loop
+            ij = sch.fuse(ij, iz)
+            iz, *ixy = ixy
         sch.unroll(ij)  # (j, half, [x group: none at wx = 1], lane)
         sch.bind(iz, "threadIdx.z")
         bind_zyx(*ixy)
@@ -1798,10 +1846,12 @@ def _conv_dk_mma(sch, wl, wx: int, ry: int = 1, window=None) -> None:
         bind_zyx(*sch.get_loops(sch.decompose_reduction(rf, co))[-3:])
     acc = sch.get_sblock("acc")
     sch.reverse_compute_at(acc, i if window else j)
-    az, *aj, axy = sch.get_loops(acc)[-3 if window else -2:]
+    az, *aj, axy = sch.get_loops(acc)[-3 - len(ii) if window else -2:]
     if ry > 1:  # (az, j, y, x): the pixels' loops fused
-        az, *aj, ay, axy = sch.get_loops(acc)[-4:]
+        az, *aj, ay, axy = sch.get_loops(acc)[-4 - len(ii):]
         axy = sch.fuse(ay, axy)
+    if len(aj) > 1:  # (tap row, j): one loop
+        aj = [sch.fuse(*aj)]
     ay, ax = sch.split(axy, [warps, 32])
     if window and halves > DK_MMA_HALVES:  # a tap row's k totals over the pixel's threads (each
         # reads the h sums of its taps; not h times every tap's, nor h stores of one dK)
@@ -1975,7 +2025,8 @@ def _tried_constant(sch, apply) -> bool:
 def conv_dk(sch, wl, target):
     wx = dk_mma_tile(wl, target)
     if wx is not None:
-        _conv_dk_mma(sch, wl, wx, dk_mma_rows(wl, wx, target), dk_mma_window(wl, wx, target))
+        ry = dk_mma_rows(wl, wx, target)
+        _conv_dk_mma(sch, wl, wx, ry, dk_mma_window(wl, wx, target), dk_mma_tap_rows(wl, wx, ry, target))
         return
     t = dk_tile(wl, target)
     if t is not None:

@@ -438,7 +438,7 @@ def test_conv_dk_tensor_core_resources(dtype, arch):
     from dynfilter_tvm import emulate
     from dynfilter_tvm import gpu_report as G
     from schedules.pac_cuda import (DK_MMA_HALVES, DK_MMA_MIN_WARPS, MMA_SHARED_BYTES, dk_mma_rows,
-                                    dk_mma_shared_bytes, dk_mma_tile, dk_mma_window)
+                                    dk_mma_shared_bytes, dk_mma_tap_rows, dk_mma_tile, dk_mma_window)
 
     shapes = [dict(_geo(8, 64, 128, 128, 128, 128, 5, 1, 1, 2, 1), O=64),
               dict(_geo(2, 32, 65, 64, 64, 64, 3, 1, 1, 0, 1), O=32),
@@ -451,7 +451,7 @@ def test_conv_dk_tensor_core_resources(dtype, arch):
         src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
         assert G.mma_kind(src) == {"float16": "f16", "bfloat16": "bf16"}[dtype]
         threads = 32 * wx * ry * DK_MMA_HALVES
-        smem = dk_mma_shared_bytes(wl, wx, True, ry)
+        smem = dk_mma_shared_bytes(wl, wx, True, ry, dk_mma_tap_rows(wl, wx, ry, cuda_target(arch)))
         # the window staged (dynamic: one merged array, no buffer names)
         assert dk_mma_window(wl, wx) and ("buf_dyn_shmem" if smem > MMA_SHARED_BYTES else "Sz_shared") in src
         assert f"__launch_bounds__({threads}, {DK_MMA_MIN_WARPS * 32 // threads})" in src
@@ -526,7 +526,7 @@ DK_ROWS_CASES = {
     # 4 rows of 64 pixels (2 x 32), k3, dilation 2, two chunks, batch 2, O = 32: 57,088 B
     "rows4-d2": (dict(_geo(2, 32, 4, 64, 4, 64, 3, 1, 1, 2, 2), O=32), 2, 4),
 }
-DK_WINDOW_COPY = r"\(\(__local ushort\*\)buf_dyn_shmem_ptr\)\[[^;]*\] = condval(_\d+)?;"
+DK_WINDOW_COPY = r"\(\(__local ushort\*\)buf_dyn_shmem_ptr\)\[[^;]*\] = (condval(?:_\d+)?);"
 
 
 @pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
@@ -537,7 +537,7 @@ def test_conv_dk_tensor_core_rows(name, dtype):
     reference; with the source window's copy dropped (its only padded store) the dots read
     poisoned shared memory: NaN."""
     from dynfilter_tvm import emulate
-    from schedules.pac_cuda import DK_MMA_HALVES, dk_mma_rows, dk_mma_shared_bytes, dk_mma_tile
+    from schedules.pac_cuda import DK_MMA_HALVES, dk_mma_rows, dk_mma_shared_bytes, dk_mma_tap_rows, dk_mma_tile
 
     p, wx, ry = DK_ROWS_CASES[name]
     wl = Workload.make("pac", "conv_dk", p, dtype)
@@ -545,15 +545,95 @@ def test_conv_dk_tensor_core_rows(name, dtype):
     low = emulate.prepare(wl, "cuda")
     (ln,) = low.launches
     assert tuple(ln.block) == (32, wx * ry, DK_MMA_HALVES)
-    assert ln.dyn_shared == dk_mma_shared_bytes(wl, wx, True, ry) > 48 * 1024
+    assert ln.dyn_shared == dk_mma_shared_bytes(wl, wx, True, ry, dk_mma_tap_rows(wl, wx, ry)) > 48 * 1024
     assert "tvm_mma_m16n8k16(" in low.source and "__shared__" not in low.source
     assert emulate.check(wl, "cuda", lowered=low) <= emulate.TOLERANCE[dtype]
 
-    def mutate(lw):
-        lw.source, n = re.subn(DK_WINDOW_COPY, "", lw.source)
-        assert n == 1
     with pytest.raises(emulate.CheckFailed, match="NaN"):
-        emulate.check(wl, "cuda", lowered=low, mutate=mutate)
+        emulate.check(wl, "cuda", lowered=low, mutate=_no_window_copy)
+
+
+def _no_window_copy(low):
+    """The source window's copy dropped: of the padded 16-bit stores (``DK_WINDOW_COPY``) the
+    one whose value was loaded from X."""
+    names = set(re.findall(r"\b(condval(?:_\d+)?) = X_ptr\[", low.source))
+    dropped = []
+
+    def drop(m):
+        if m[1] not in names:
+            return m[0]
+        dropped.append(m[0])
+        return ""
+    low.source = re.sub(DK_WINDOW_COPY, drop, low.source)
+    assert len(dropped) == 1
+
+
+# -- the half types' tensor-core conv_dk with its window over tr tap rows (``dk_mma_tap_rows``:
+# the chunks outside groups of tr tap rows, the source read ceil(k / tr) rather than k times per
+# block; sm_90's shared memory), executed on PoCL
+def _window_first_group_only(low):
+    """The source window staged for the first group of tap rows only (loop i_0): the later
+    groups' dots read the first group's rows."""
+    names = set(re.findall(r"\b(condval(?:_\d+)?) = X_ptr\[", low.source))
+    hits = []
+
+    def guard(m):
+        if m[1] not in names:
+            return m[0]
+        hits.append(m[0])
+        return "if (i_0 < 1) " + m[0]
+    low.source = re.sub(DK_WINDOW_COPY, guard, low.source)
+    assert len(hits) == 1
+
+
+DK_TAP_ROWS_CASE = dict(_geo(1, 16, 3, 128, 2, 128, 4, 1, 1, 1, 1), O=64)  # k4: 2 groups of 2 tap rows
+
+
+def test_conv_dk_tap_rows_plan():
+    """Tap rows per window (tr | k): the 2x32x65x64 k3 O=32 conv_dk (4 rows of 64
+    pixels) takes all 3 tap rows in one window of 6 rows on sm_90 and sm_80 (73,344 B, 2 blocks
+    of 16 warps), the source 782,336 -> 389,120 elements (per block 12 -> 6 window rows);
+    2.83 -> 2.04 MB requested in f16. The k4 case 2 groups of 2 on sm_90, one tap row on sm_80
+    (88,640 B per 16-warp block: 2 need over 163 KB). The benchmark's k5 (3 and 2 do not
+    divide 5) and TF32 keep a window per tap row."""
+    from dynfilter_tvm import gpu_report as G
+    from schedules.pac_cuda import dk_mma_rows, dk_mma_shared_bytes, dk_mma_tap_rows, dk_mma_tile
+
+    k3 = Workload.make("pac", "conv_dk", dict(_geo(2, 32, 65, 64, 64, 64, 3, 1, 1, 0, 1), O=32), "float16")
+    k4 = Workload.make("pac", "conv_dk", DK_TAP_ROWS_CASE, "bfloat16")
+    bench = dict(_geo(8, 64, 128, 128, 128, 128, 5, 1, 1, 2, 1), O=64)
+    k5 = Workload.make("pac", "conv_dk", bench, "float16")
+    tf32 = Workload.make("pac", "conv_dk", dict(bench, tf32=1), "float32")
+    for wl, wx, ry, trs in ((k3, 2, 4, (3, 3)), (k4, 4, 2, (2, 1)), (k5, 4, 4, (1, 1)), (tf32, 4, 2, (1, 1))):
+        assert dk_mma_tile(wl) == wx and dk_mma_rows(wl, wx) == ry
+        assert tuple(dk_mma_tap_rows(wl, wx, ry, cuda_target(a)) for a in ("sm_90", "sm_80")) == trs
+        assert dk_mma_tap_rows(wl, wx, ry) == trs[0] and dk_mma_tap_rows(wl, wx, 1, cuda_target("sm_86")) <= 3
+    assert dk_mma_shared_bytes(k3, 2, True, 4, 3) == 73_344 and dk_mma_shared_bytes(k4, 4, True, 2, 2) == 88_640
+    assert G._pac_dk_window_rows(k3.p, 4, 1) == G._pac_real_pairs(65, 64, k3.p)
+    assert G._pac_dk_mma_parts(k3, k3.p, 2, 4, True, 1)["X"] == 782_336
+    assert G._pac_dk_mma_parts(k3, k3.p, 2, 4, True, 3)["X"] == 389_120 == 2 * 32 * 95 * 64
+    for arch in ("sm_90", "sm_80"):
+        assert G.requested_bytes(k3, 2, arch) == 2 * (262_144 + 389_120 + 294_912 + 73_728)
+    assert G.requested_bytes(k5, 2, "sm_90") == 158_859_264
+
+
+@pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
+def test_conv_dk_tap_rows(dtype):
+    """k4 in groups of 2 tap rows (2 rows of 128 pixels, 16 warps: the window 16 x 3 x 131,
+    the sums 2 x 2 x 4 x 256 floats) from one dynamic array of the planned bytes, within
+    tolerance of the float64 reference; with the window staged for the first group only, the
+    second group's dots read the first group's rows: the check fails."""
+    from dynfilter_tvm import emulate
+    from schedules.pac_cuda import dk_mma_rows, dk_mma_shared_bytes, dk_mma_tap_rows, dk_mma_tile
+
+    wl = Workload.make("pac", "conv_dk", DK_TAP_ROWS_CASE, dtype)
+    assert dk_mma_tile(wl) == 4 and dk_mma_rows(wl, 4) == 2 and dk_mma_tap_rows(wl, 4, 2) == 2
+    low = emulate.prepare(wl, "cuda")
+    (ln,) = low.launches
+    assert ln.dyn_shared == dk_mma_shared_bytes(wl, 4, True, 2, 2) == 88_640
+    assert emulate.check(wl, "cuda", lowered=low) <= emulate.TOLERANCE[dtype]
+    with pytest.raises(emulate.CheckFailed):
+        emulate.check(wl, "cuda", lowered=low, mutate=_window_first_group_only)
 
 
 # -- TF32 conv_dk with the source window (``dk_mma_window``: 32-channel chunks, two 16-channel
