@@ -67,8 +67,9 @@ channels per thread (the largest divisor of C within the arch's ACC_WORDS leavin
 GENERIC_FWD_THREADS threads), every arch and type (the stages are small: float64 and sm_80
 too), k <= UNROLL_TAPS and C / cb * 8 <= MAX_THREADS, else the shared-atoms schedule above.
 Each generic build is tried on a copy first and kept only if its stages compact to a constant
-size (``ddf_cuda._if_constant``). A warp is 4 channel slices x 8 pixels: the staged rows'
-stride padded so that the slices' loads hit disjoint banks (``_align_slices``; float32).
+size (``common.if_constant``, guarded: TVM refuses some configurations outright, fwd at k = 1
+overflowing int32 in its region analysis, and such a trial counts as not constant). A warp is
+4 channel slices x 8 pixels: the staged rows' stride padded so that the slices' loads hit disjoint banks (``_align_slices``; float32).
 8x64x56x56 k7 M = 6 (nvcc 13 -v, estimates), before the staged build below: float32 sm_90
 cb = 8, 64 threads, 72 registers, 44%; requested 253 MB of atoms loads (A and P per thread) +
 71.6 MB of row segments = 324.5 MB, 5.2x the static's 62.2 MB.
@@ -709,7 +710,7 @@ def _tiles(sch, wl, target, c, x, per_channel: int, shape=None):
 @register("acda", "fwd", "cuda")
 def fwd(sch, wl, target):
     if wl.kind == "generic":  # the rows schedule where its stages compact to a constant size
-        if fwd_rows_shape(wl, target) is not None and _tiled_if_constant(sch, lambda s: _fwd_rows(s, wl, target)):
+        if fwd_rows_shape(wl, target) is not None and if_constant(sch, lambda s: _fwd_rows(s, wl, target), guard=True):
             return
     elif _fwd_rows(sch, wl, target):
         return
@@ -825,15 +826,6 @@ def fwd_rows_shape(wl, target) -> Optional[tuple]:
         if cb and fwd_shared_bytes(wl, tile) <= STATIC_SHARED_BYTES:
             return tile, p["C"] // cb, cb
     return None
-
-
-def _tiled_if_constant(sch, apply) -> bool:
-    """``common.if_constant`` guarded (``apply`` to ``sch`` only if its stages compact to a
-    constant, sane size on a copy), also False where the trial raises: TVM refuses some
-    configurations outright (fwd at k = 1: its region analysis of the unit tap loops overflows
-    int32, a ValueError; the generic build raised it before this check); ``sch`` is then
-    untouched and the caller takes the fall-back schedule."""
-    return if_constant(sch, apply, guard=True)
 
 
 def _bind_grid(sch, wl, n, y, xo):
@@ -1374,7 +1366,7 @@ def dx(sch, wl, target):
     if t is not None and wl.kind == "static":
         _dx_registers(sch, wl, t)
         return
-    if t is not None and _tiled_if_constant(sch, lambda s: _dx_registers(s, wl, t)):  # generic, 8-pixel tiles
+    if t is not None and if_constant(sch, lambda s: _dx_registers(s, wl, t), guard=True):  # generic, 8-pixel tiles
         return
     for name in ("dOu", "Au"):
         sch.compute_inline(sch.get_sblock(name))
@@ -1648,13 +1640,13 @@ def datoms(sch, wl, target):
     if t is not None and wl.kind == "static":
         _datoms_block(sch, wl, t)
         return
-    if t is not None and _tiled_if_constant(sch, lambda s: _datoms_block(s, wl, t)):  # generic, X_QUANTUM tiles
+    if t is not None and if_constant(sch, lambda s: _datoms_block(s, wl, t), guard=True):  # generic, X_QUANTUM tiles
         return
     t = datoms_tile(wl)
     if t is not None:
         _datoms_rows(sch, wl, t)
         return
-    if wl.kind == "generic" and wl.p["k"] <= UNROLL_TAPS and _tiled_if_constant(sch, lambda s: _datoms_generic(s, wl)):
+    if wl.kind == "generic" and wl.p["k"] <= UNROLL_TAPS and if_constant(sch, lambda s: _datoms_generic(s, wl), guard=True):
         return
     generic = wl.p["W"] is None
     if generic:

@@ -99,7 +99,8 @@ columns, a divisor or multiple of dx_grid's column quantum, TVM clips to a symbo
 at stride s > 1 tiles of the interleaved grid hh, of any size, are clipped too, tiles of
 whole phase blocks are not).
 No rule covers all cases, so each generic tiled schedule is tried on a copy first and kept
-only if its stages compact to a constant size (``_if_constant``), else the per-output one.
+only if its stages compact to a constant size (``common.if_constant``: one more
+scheduling and four lowering passes, well under a second), else the per-output one.
 dc (every stride): the streaming schedule (``_dc_streaming``) with ROW_QUANTUM = 8 lanes along
 x (so TVM proves a column tile's X window inside the padded rows: whole ROW_QUANTUM pixels;
 with 32 lanes it bounds the window by the symbolic row, min(Wq + 2, 34) columns) for each of cc
@@ -409,7 +410,7 @@ def fwd(sch, wl, target):
         def generic(sch_):
             _tiled(sch_, wl, "fwd", "Xpad", lambda: sch_.get_sblock("Spad"))
 
-        if _if_constant(sch, generic):
+        if if_constant(sch, generic):
             return
         sch.compute_inline(sch.get_sblock("Xpad"))
         sch.compute_inline(sch.get_sblock("Spad"))
@@ -436,7 +437,7 @@ def dx(sch, wl, target):
 
     if wl.kind != "generic":
         tiled(None)(sch)
-    elif not any(_if_constant(sch, tiled(t)) for t in _generic_dx_tiles(wl)):  # the first constant one
+    elif not any(if_constant(sch, tiled(t)) for t in _generic_dx_tiles(wl)):  # the first constant one
         sch.compute_inline(sch.get_sblock("dOp"))
         sch.compute_inline(sch.get_sblock("Sp"))
         _thread_per_output(sch, wl)
@@ -448,7 +449,7 @@ def generic_ds_tile(wl, func):
     per-output."""
     for rows in GENERIC_DS_ROWS:
         trial = s_tir.Schedule(tvm.IRModule({"main": func}))
-        if _ds_tiled(trial, wl, rows) and _constant_stages(trial.mod):
+        if _ds_tiled(trial, wl, rows) and constant_stages(trial.mod):
             return _generic_ds_tile(wl, rows)
     return None
 
@@ -462,7 +463,7 @@ def generic_dx_tile(wl, func):
     for t in _generic_dx_tiles(wl):
         trial = s_tir.Schedule(tvm.IRModule({"main": func}))
         _tiled(trial, wl, "dx", "dOp", lambda: trial.get_sblock("Sp"), t)
-        if _constant_stages(trial.mod):
+        if constant_stages(trial.mod):
             return t
     return None
 
@@ -477,23 +478,6 @@ def generic_tiled(wl, func) -> bool:
     sch = s_tir.Schedule(tvm.IRModule({"main": func}))
     {"fwd": fwd, "dx": dx, "ds": ds, "dc": dc}[wl.kernel](sch, wl, None)
     return 'scope="shared"' in sch.mod.script()
-
-
-def _if_constant(sch, apply) -> bool:
-    """Generic kernels: ``apply`` (a tiled schedule; False where it declines) to ``sch`` only if,
-    tried on a copy first, it schedules and its stages compact to a constant, sane size
-    (``common.if_constant``); False (``sch`` untouched) otherwise, and the caller takes the
-    per-output schedule. TVM's sizing of a stage over symbolic extents depends on the tile,
-    stride and dilation in ways no simple rule captures (module docstring), so a generic
-    build checks it rather than risk a build that codegen refuses (one more scheduling and
-    four lowering passes: well under a second)."""
-    return if_constant(sch, apply)
-
-
-def _constant_stages(mod) -> bool:
-    """``common.constant_stages``: every shared / local stage of scheduled ``mod`` compacts to a
-    constant size that a launch can hold (not a symbolic extent's int32 bound)."""
-    return constant_stages(mod)
 
 
 def _ds_channel_blocks(wl, tiles: int) -> int:
@@ -615,7 +599,7 @@ def _ds_tiled(sch, wl, rows: int = GENERIC_DS_ROWS[0]) -> bool:
 @register("ddf", "ds", "cuda")
 def ds(sch, wl, target):
     if wl.kind == "generic":  # the first tile height whose stages compact to a constant size
-        if any(_if_constant(sch, lambda sch_, r=r: _ds_tiled(sch_, wl, r)) for r in GENERIC_DS_ROWS):
+        if any(if_constant(sch, lambda sch_, r=r: _ds_tiled(sch_, wl, r)) for r in GENERIC_DS_ROWS):
             return
     elif _ds_tiled(sch, wl):
         return
@@ -808,7 +792,7 @@ def _dc_streaming(sch, wl) -> bool:
 @register("ddf", "dc", "cuda")
 def dc(sch, wl, target):
     streaming = lambda sch_: _dc_streaming(sch_, wl)  # noqa: E731
-    if _if_constant(sch, streaming) if wl.kind == "generic" else streaming(sch):
+    if if_constant(sch, streaming) if wl.kind == "generic" else streaming(sch):
         return
     sch.compute_inline(sch.get_sblock("Xpad"))
     if wl.kind == "generic":  # rows widened for the CPU vectors: index checks here

@@ -169,7 +169,7 @@ whole tiles: ``pad_einsum`` pads the output (conv, conv_dk: rows to the tile hei
 to its width; conv_dw: each row to whole chunks) with producers read as zeros past the real
 extent and results never stored there, and every staged buffer then has an extent that is a
 multiple of the tile and of the grid, so each tile's region fits provably (constant stages,
-checked per build: ``_if_constant``, else the per-output schedule). conv_dk and conv_dw read
+checked per build: ``common.if_constant``, else the per-output schedule). conv_dk and conv_dw read
 the source at shifted taps, which ``pad_einsum`` refuses: ``reindex`` first turns that read
 into a plain operand indexed by the sum's own iterators.
 conv (``_conv_generic_tiled``, ``generic_conv_tile``): conv_tile's geometry of a wide image
@@ -231,7 +231,6 @@ import functools
 from . import register
 from tvm import tirx
 
-from .ddf_cuda import _if_constant
 from .common import MAX_THREADS, UNROLL_TAPS, extent, if_constant, min_blocks, register_acc, threads_for, unroll, unroll_taps
 
 CONV_CHANNEL_BLOCK = 8  # output channels per thread
@@ -519,7 +518,7 @@ def _may_use_mma(wl, target) -> bool:
 def _generic_tiled_conv(sch, wl) -> bool:
     """Apply the generic tiled conv if it fits and its stages compact to a constant size."""
     t = generic_conv_tile(wl)
-    return t is not None and _if_constant(sch, lambda sch_: _conv_generic_tiled(sch_, wl, t))
+    return t is not None and if_constant(sch, lambda sch_: _conv_generic_tiled(sch_, wl, t))
 
 
 def _conv_generic_tiled(sch, wl, t) -> None:
@@ -2006,19 +2005,13 @@ def _window_pads(wl, t, tries: int = 4) -> list:
     (E + m - 1) // m * m of Sz's extent E = s*Ho + (k-1)d + 1 - s, and on whether its bounds
     over the unbounded symbolic sizes overflow int32 in the compaction (at k5, m = 9 and 37
     overflow where 8 and 36 compact); no rule found predicts it, so each build checks
-    (``_if_constant``). None of these compact at k2 s1 d1, k4 s2 d1 (E = s*Ho + 1 or + 2:
+    (``common.if_constant``, guarded: TVM's region arithmetic over the symbolic extents
+    overflows int32 for some windows, a failure that counts as not constant). None of these compact at k2 s1 d1, k4 s2 d1 (E = s*Ho + 1 or + 2:
     TVM's simplified sums) nor C = O = 64 k3 in float64 (every m overflowed): per-tap loads.
     (Staging X instead, whose extent H pads to a product, overflowed at k3 s2 d1 and spilled
     12-24 B at z = 2 and at k2 s1 float64: its taps' index checks.)"""
     wy, wx = _dk_window(wl, t["ty"], t["tx"])
     return [(wy + i, wx + i) for i in range(tries)]
-
-
-def _tried_constant(sch, apply) -> bool:
-    """``common.if_constant`` guarded: a failure of TVM's lowering on the trial copy counts as
-    not constant (the caller then takes its next schedule), as TVM's region arithmetic over the
-    symbolic extents overflows int32 for some staged windows (``_window_pads``)."""
-    return if_constant(sch, apply, guard=True)
 
 
 @register("pac", "conv_dk", "cuda")
@@ -2035,7 +2028,7 @@ def conv_dk(sch, wl, target):
     if wl.kind == "generic" and "conv_dk" in GENERIC_TILED:
         t = generic_dk_tile(wl)
         # the first that compacts: a staged window (each candidate padding), else per-tap loads
-        if t is not None and any(_tried_constant(sch, lambda sch_, pads=pads: _conv_dk_generic_tiled(sch_, wl, t, pads))
+        if t is not None and any(if_constant(sch, lambda sch_, pads=pads: _conv_dk_generic_tiled(sch_, wl, t, pads), guard=True)
                                  for pads in (*_window_pads(wl, t), None)):
             return
     _inline(sch, "Sz")
@@ -2212,7 +2205,7 @@ def conv_dw(sch, wl, target):
         return
     if wl.kind == "generic" and "conv_dw" in GENERIC_TILED:
         t = generic_dw_tile(wl)
-        if t is not None and _if_constant(sch, lambda sch_: _conv_dw_generic_tiled(sch_, wl, t, generic_dw_parts(wl))):
+        if t is not None and if_constant(sch, lambda sch_: _conv_dw_generic_tiled(sch_, wl, t, generic_dw_parts(wl))):
             return
     _inline(sch, "Sz")
     rows = dw_rows(wl)

@@ -1,13 +1,13 @@
 """The generic CUDA builds' check that a tiled schedule's stages compact to a constant, sane
-size (``schedules.common.constant_stages`` / ``if_constant``, behind ``ddf_cuda._if_constant``,
-``acda_cuda._tiled_if_constant`` and ``pac_cuda._tried_constant``): a stage sized by a
+size (``schedules.common.constant_stages`` / ``if_constant``, which the DDF, ACDA and PAC
+generic CUDA builds call, the last two guarded): a stage sized by a
 symbolic variable's int32 bound (2,147,483,647 elements) or past what a launch can hold is
 rejected, a tile accepted."""
 import pytest
 import tvm
 from tvm import s_tir, te
 
-from schedules import acda_cuda, common, ddf_cuda, pac_cuda
+from schedules import common, pac_cuda
 
 INT32_MAX = 2147483647
 
@@ -29,7 +29,7 @@ def _staged(n, dtype="float32", scope="local"):
 def test_tile_accepted(n, dtype, scope):
     mod = _staged(n, dtype, scope).mod
     assert common.stage_allocations(mod) == [(scope, (n,), dtype)]
-    assert common.constant_stages(mod) and ddf_cuda._constant_stages(mod)
+    assert common.constant_stages(mod)
 
 
 @pytest.mark.parametrize("n,dtype,scope", [
@@ -42,7 +42,7 @@ def test_absurd_constant_rejected(n, dtype, scope):
     rejects it."""
     mod = _staged(n, dtype, scope).mod
     assert common.stage_allocations(mod) == [(scope, (n,), dtype)]
-    assert not common.constant_stages(mod) and not ddf_cuda._constant_stages(mod)
+    assert not common.constant_stages(mod)
 
 
 def test_symbolic_rejected():
@@ -59,9 +59,8 @@ def _stage_b(scope):
     return apply
 
 
-@pytest.mark.parametrize("check", [common.if_constant, ddf_cuda._if_constant, acda_cuda._tiled_if_constant,
-                                   pac_cuda._tried_constant], ids=["common", "ddf", "acda", "pac"])
-def test_if_constant_applies_only_sane(check):
+@pytest.mark.parametrize("guard", [False, True])
+def test_if_constant_applies_only_sane(guard):
     """The schedule is applied where the trial's stage is a tile, left untouched (False) where
     it is an int32 bound, and where ``apply`` declines."""
     def plain(n):
@@ -71,24 +70,24 @@ def test_if_constant_applies_only_sane(check):
         return s_tir.Schedule(tvm.IRModule({"main": te.create_prim_func([A, C])}))
 
     sch = plain(64)
-    assert check(sch, _stage_b("shared")) and 'scope="shared"' in sch.mod.script()
+    assert common.if_constant(sch, _stage_b("shared"), guard) and 'scope="shared"' in sch.mod.script()
     sch = plain(INT32_MAX)
     before = sch.mod.script()
-    assert not check(sch, _stage_b("shared")) and sch.mod.script() == before
-    assert not check(plain(64), lambda s: False)
+    assert not common.if_constant(sch, _stage_b("shared"), guard) and sch.mod.script() == before
+    assert not common.if_constant(plain(64), lambda s: False, guard)
 
 
 def test_guard():
-    """The guarded checks (ACDA, PAC) count a TVM error on the trial as not constant; DDF's
-    raises it."""
+    """The guarded check (ACDA's and PAC's builds) counts a TVM error on the trial as not
+    constant, leaving ``sch`` untouched; unguarded (DDF's) it raises."""
     def broken(sch):
         raise ValueError("Literal value 2147483652 exceeds range of int32")
 
     sch = _staged(64)
-    assert not common.if_constant(sch, broken, guard=True)
-    assert not acda_cuda._tiled_if_constant(sch, broken) and not pac_cuda._tried_constant(sch, broken)
+    before = sch.mod.script()
+    assert not common.if_constant(sch, broken, guard=True) and sch.mod.script() == before
     with pytest.raises(ValueError):
-        ddf_cuda._if_constant(sch, broken)
+        common.if_constant(sch, broken)
 
 
 def test_generic_conv_dk_window_accepted():
