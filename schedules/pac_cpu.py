@@ -396,11 +396,16 @@ def _select_rows(sch, xo) -> None:
     The row conjuncts out of the select (2026-12-02): with them in, LLVM built each border
     vector's lane mask from the row and column tests together (about 25 instructions of lane
     inserts and permutes per vector and tap, perf at 2x128x28² k3, where 2 of a row's 4 vectors
-    are border ones); now two compares of the column against the width. Generic / static, 1
-    thread, thread CPU time, main's generic, this one and the static build interleaved in one
-    process, minima (medians) of 31 x 3 calls (9 at 128²), before -> after: 2x128x28² k3 1.35
-    (1.30) -> 1.17 (1.26), 1.43 (1.49) -> 1.21 (1.17), 1.53 (1.71) -> 1.20 (1.48); 2x64x56² k3
-    0.92 (1.09) -> 0.80 (0.91); 2x32x128² k5 0.80 (0.80) -> 0.75 (0.71)."""
+    are border ones); now two compares of the column against the width, and a tap row outside
+    K stores zeros without a load. Generic / static, 1 thread, thread CPU time, the static
+    build, main's generic and this one as libraries interleaved in one process (both orders),
+    minima (medians) of 1001 x 3 calls (301 at 56², 61 at 128²), load 4-6, before -> after:
+    2x128x28² k3, six runs, 1.42-1.46 (1.38-1.67) -> 1.23-1.29 (1.21-1.44); 2x64x56² k3, four
+    runs, 0.84-0.86 (0.81-0.86) -> 0.75-0.78 (0.72-0.81); 2x32x128² k5, two runs, 0.71 / 0.63
+    (0.74 / 0.71) -> 0.69 / 0.63 (0.72 / 0.67). Tried, not kept: the column tests as bounds on
+    the lane alone (``lane < W - x0 + j - 1``: no lane inserts left; 28² 3% faster, 56² and
+    128² k5 2-4% slower); the copy per block of 4 or 8 output rows, tap-major or vector-major
+    (28² 1.5-1.6 against 1.2-1.4)."""
     if xo is None:
         return
     top = sch.get(xo)
