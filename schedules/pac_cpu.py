@@ -260,8 +260,8 @@ def pool(sch, wl, target):
     per plane (``_kernel_at_taps(at=y)``: k x k rows, 9 x 32 floats at 28² k3, in L1 for the
     sum that follows), stored vector-major ((x // lanes, i, j, x % lanes): the sum reads every
     tap of a vector at a constant offset from one pointer), each vector of the copy guarded
-    (``_select_rows``: a whole vector a plain load, a border one a select over a vector load,
-    lane by lane only at K's two ends). Static builds unchanged (structural hashes, 360 static
+    (``_select_rows``: a whole vector a plain load, one on a tap row outside K zeros, a border
+    one a select over a vector load, lane by lane only at K's two ends). Static builds unchanged (structural hashes, 360 static
     configurations). 1 thread, thread CPU time, main's generic build, this one and the static
     one interleaved in one process, minima (medians) of 31 x 3 calls (9 at 128²), generic /
     static, before -> after: 2x32x128² k5 1.13 (1.10) -> 0.69 (0.69) and 1.11 (1.14) -> 0.66
@@ -382,14 +382,30 @@ def _is_if_then_else(value) -> bool:
 def _select_rows(sch, xo) -> None:
     """Generic adjoint-pool 'Kz' copy (``_kernel_at_taps``' vector loop ``xo``; the tap loops
     and the lanes inside), its value ``if_then_else(cond, K[..], 0)`` (the zero border), each
-    vector in one of three ways: if ``cond`` holds on every lane (each conjunct bounded over the
-    lanes, ``int_set``), a plain vector copy; else, if the vector's flat K addresses all lie
-    inside K, ``Select(cond, K[..], 0)`` over one vector load (lanes past a row read the
-    neighbouring row, or plane, and are dropped by the select, never multiplied: NaN there stays
-    out, ``test_cpu_adjoint_pool_kernel_at_taps``); else (at K's first and last rows) lane by
-    lane, the original block. TVM scalarizes a vector loop whose value has a lane-dependent
+    vector in one of four ways: if ``cond`` holds on every lane (each conjunct bounded over the
+    lanes, ``int_set``), a plain vector copy; else, if a conjunct that no lane changes (the
+    tap's row inside K) fails, a vector of zeros, no load; else, if the vector's flat K
+    addresses all lie inside K, ``Select(cols, K[..], 0)`` over one vector load, ``cols`` the
+    lane-dependent conjuncts only (lanes past a row read the neighbouring row, or plane, and are
+    dropped by the select, never multiplied: NaN there stays out,
+    ``test_cpu_adjoint_pool_kernel_at_taps``); else (at K's first and last rows) lane by lane,
+    the original block. TVM scalarizes a vector loop whose value has a lane-dependent
     ``if_then_else``; a ``Select`` it keeps as a vector (LLVM: a masked load). Replaces the loop
-    nest (the block three times), so this runs last."""
+    nest (the block four times), so this runs last.
+
+    The row conjuncts out of the select (2026-12-02): with them in, LLVM built each border
+    vector's lane mask from the row and column tests together (about 25 instructions of lane
+    inserts and permutes per vector and tap, perf at 2x128x28² k3, where 2 of a row's 4 vectors
+    are border ones); now two compares of the column against the width, and a tap row outside
+    K stores zeros without a load. Generic / static, 1 thread, thread CPU time, the static
+    build, main's generic and this one as libraries interleaved in one process (both orders),
+    minima (medians) of 1001 x 3 calls (301 at 56², 61 at 128²), load 4-6, before -> after:
+    2x128x28² k3, six runs, 1.42-1.46 (1.38-1.67) -> 1.23-1.29 (1.21-1.44); 2x64x56² k3, four
+    runs, 0.84-0.86 (0.81-0.86) -> 0.75-0.78 (0.72-0.81); 2x32x128² k5, two runs, 0.71 / 0.63
+    (0.74 / 0.71) -> 0.69 / 0.63 (0.72 / 0.67). Tried, not kept: the column tests as bounds on
+    the lane alone (``lane < W - x0 + j - 1``: no lane inserts left; 28² 3% faster, 56² and
+    128² k5 2-4% slower); the copy per block of 4 or 8 output rows, tap-major or vector-major
+    (28² 1.5-1.6 against 1.2-1.4)."""
     if xo is None:
         return
     top = sch.get(xo)
@@ -419,13 +435,19 @@ def _select_rows(sch, xo) -> None:
     for iv, v in zip(block.iter_vars, realize.iter_values):
         ana.bind(iv.var, v)
     lanes_ = {lane.loop_var: sym.IntervalSet(lane.min, lane.min + lane.extent - 1)}
-    whole = []
+    whole, rows, cols = [], [], []
     for c in conjuncts(cond):
         if not isinstance(c, (tirx.LT, tirx.LE)):
-            whole = [tirx.const(False, "bool")]
+            whole, rows, cols = [tirx.const(False, "bool")], [], [cond]
             break
-        top = ana.int_set(ana.simplify(c.a - c.b), lanes_).max_value
+        span = ana.simplify(c.a - c.b)
+        top = ana.int_set(span, lanes_).max_value
         whole.append(ana.simplify(top < 0 if isinstance(c, tirx.LT) else top <= 0))
+        lane_free = not any(v.same_as(lane.loop_var) for v in tirx.analysis.undefined_vars(span))
+        if lane_free:  # the tap's row in range: tested outside the block, in loop variables
+            rows.append(ana.simplify(span < 0 if isinstance(c, tirx.LT) else span <= 0))
+        else:
+            cols.append(c)
 
     def vec(val, kind=tirx.ForKind.VECTORIZED):
         body = tirx.BufferStore(store.buffer, val, store.indices)
@@ -435,7 +457,10 @@ def _select_rows(sch, xo) -> None:
                         s_tir.SBlockRealize(realize.iter_values, realize.predicate, blk))
 
     slow = tirx.For(lane.loop_var, lane.min, lane.extent, tirx.ForKind.SERIAL, realize)
-    body = tirx.IfThenElse(all_of(whole), vec(load), tirx.IfThenElse(safe, vec(tirx.Select(cond, load, zero)), slow))
+    border = tirx.IfThenElse(safe, vec(tirx.Select(all_of(cols), load, zero)), slow)
+    if rows:
+        border = tirx.IfThenElse(all_of(rows), border, vec(zero))
+    body = tirx.IfThenElse(all_of(whole), vec(load), border)
     for loop in reversed(outer):
         body = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, body, loop.thread_binding, loop.annotations)
     new = body

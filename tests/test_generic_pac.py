@@ -290,8 +290,9 @@ def test_cpu_adjoint_pool_kernel_at_taps(k, s, p, d):
     """The adjoint pool reads its kernel at the taps ('Kz' (.., k, k, Ho, padded Wo),
     ``ops.pac._kernel_at_taps``), not on the source grid ((.., k, k, Hg, Wg)), the tap loops of
     its copy unrolled (``pac_cpu._kernel_at_taps``); generic builds copy it per output row, laid
-    out (Ho, vectors, k, k, lanes), each vector guarded three ways (whole, a select over a vector
-    load that may run into the neighbouring row, lane by lane: ``pac_cpu._select_rows``); float32
+    out (Ho, vectors, k, k, lanes), each vector guarded four ways (whole, zeros where the tap's
+    row lies outside K, a select over the columns of a vector load that may run into the
+    neighbouring row, lane by lane: ``pac_cpu._select_rows``); float32
     and float64, NaN-filled outputs at widths 1..13 and 28, the kernel NaN wherever no tap reads
     it (a select must drop the lanes past a row, never multiply them by zero), equal the
     definition's float64 sums."""
@@ -306,7 +307,10 @@ def test_cpu_adjoint_pool_kernel_at_taps(k, s, p, d):
         vectors = "(Wo + 7) // 8" + ("" if lanes == 8 else " * 2")
         assert re.search(rf"Kz = T.sblock_alloc_buffer\(\(N, {C}, Ho, {re.escape(vectors)}, {k}, {k}, {lanes}\)",
                          mod.script())
-        assert mod.script().count('T.sblock("Kz")') == 3
+        script = mod.script()
+        assert script.count('T.sblock("Kz")') == 4  # whole, select, zero (tap row out of range), lanes
+        selects = re.findall(r"Kz\[.*\] = T\.Select\((.*), K\[", script)
+        assert len(selects) == 1 and "H" not in selects[0], selects  # the select tests columns only
         assert sum(f"T.unroll({k})" in line for line in _loops_around(mod, "Kz")) == (2 if k > 1 else 0)
         generic = build(wl, target).mod["pac_pool"]
         tdt = getattr(torch, dtype)
