@@ -98,6 +98,22 @@ def test_generic_cpu_schedules_edge_tiles(kernel, dtype):
             torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"{kernel} {dtype} C{C} M{M} k{k} {N}x{H}x{W}")
 
 
+def _generic_equals_static(base):
+    """The generic CPU build of ``base``'s kernel (float64) equal to its static builds at widths
+    with and without a tail tile, batch 1 and 2; the outputs NaN-filled (``_args``) so an
+    unwritten one fails."""
+    name = f"acda_{base.kernel}"
+    generic = build(base.with_symbolic(SYM), cpu_target()).mod[name]
+    for N, H, W in ((1, 9, 16), (2, 5, 21), (1, 3, 7)):
+        wl = Workload.make("acda", base.kernel, dict(base.p, N=N, H=H, W=W), "float64")
+        ins, got = _args(base.kernel, wl)
+        want = got.clone()
+        generic(*ins, got)
+        build(wl, cpu_target()).mod[name](*ins, want)
+        assert not want.isnan().any()
+        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"{base.p} {N}x{H}x{W}")
+
+
 @pytest.mark.parametrize("C, k", [(4, 3), (48, 7)], ids=("dO_per_tile", "dO_per_atom"))
 def test_generic_cpu_datoms_dO_placements(C, k):
     """Generic datoms both ways (``schedules.acda_cpu.XPAD_ROWS_L1``): dO's widened row built per
@@ -107,15 +123,7 @@ def test_generic_cpu_datoms_dO_placements(C, k):
 
     assert (k * C <= acda_cpu.XPAD_ROWS_L1) == (C == 4)
     base = Workload.make("acda", "datoms", dict(N=1, C=C, H=9, W=9, M=2, T=3, k=k, s=1, d=1, p=k // 2), "float64")
-    generic = build(base.with_symbolic(SYM), cpu_target()).mod["acda_datoms"]
-    for N, H, W in ((1, 9, 16), (2, 5, 21), (1, 3, 7)):
-        wl = Workload.make("acda", "datoms", dict(base.p, N=N, H=H, W=W), "float64")
-        ins, got = _args("datoms", wl)
-        want = got.clone()
-        generic(*ins, got)
-        build(wl, cpu_target()).mod["acda_datoms"](*ins, want)
-        assert not want.isnan().any()
-        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"C{C} k{k} {N}x{H}x{W}")
+    _generic_equals_static(base)
 
 
 @pytest.mark.parametrize("C, k", [(16, 7), (16, 5)], ids=("tap_rows_rolled", "tap_rows_unrolled"))
@@ -129,15 +137,7 @@ def test_generic_cpu_dx_tap_rows(C, k):
                                                                         p=k // 2), "float64"), cpu_target(), 1)
     assert (c_block * k > acda_cpu.DX_ROW_OFFSETS) == (k == 7)
     base = Workload.make("acda", "dx", dict(N=1, C=C, H=9, W=9, M=2, T=3, k=k, s=1, d=1, p=k // 2), "float64")
-    generic = build(base.with_symbolic(SYM), cpu_target()).mod["acda_dx"]
-    for N, H, W in ((1, 9, 16), (2, 5, 21), (1, 3, 7)):
-        wl = Workload.make("acda", "dx", dict(base.p, N=N, H=H, W=W), "float64")
-        ins, got = _args("dx", wl)
-        want = got.clone()
-        generic(*ins, got)
-        build(wl, cpu_target()).mod["acda_dx"](*ins, want)
-        assert not want.isnan().any()
-        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"C{C} k{k} {N}x{H}x{W}")
+    _generic_equals_static(base)
 
 
 @pytest.fixture

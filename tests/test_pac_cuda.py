@@ -553,19 +553,24 @@ def test_conv_dk_tensor_core_rows(name, dtype):
         emulate.check(wl, "cuda", lowered=low, mutate=_no_window_copy)
 
 
-def _no_window_copy(low):
-    """The source window's copy dropped: of the padded 16-bit stores (``DK_WINDOW_COPY``) the
-    one whose value was loaded from X."""
+def _edit_window_copy(low, edit):
+    """Of the padded 16-bit stores (``DK_WINDOW_COPY``), the one whose value was loaded from X
+    (the source window's copy) replaced by ``edit`` of its text; exactly one is."""
     names = set(re.findall(r"\b(condval(?:_\d+)?) = X_ptr\[", low.source))
-    dropped = []
+    hits = []
 
-    def drop(m):
+    def sub(m):
         if m[1] not in names:
             return m[0]
-        dropped.append(m[0])
-        return ""
-    low.source = re.sub(DK_WINDOW_COPY, drop, low.source)
-    assert len(dropped) == 1
+        hits.append(m[0])
+        return edit(m[0])
+    low.source = re.sub(DK_WINDOW_COPY, sub, low.source)
+    assert len(hits) == 1
+
+
+def _no_window_copy(low):
+    """The source window's copy dropped."""
+    _edit_window_copy(low, lambda store: "")
 
 
 # -- the half types' tensor-core conv_dk with its window over tr tap rows (``dk_mma_tap_rows``:
@@ -574,16 +579,7 @@ def _no_window_copy(low):
 def _window_first_group_only(low):
     """The source window staged for the first group of tap rows only (loop i_0): the later
     groups' dots read the first group's rows."""
-    names = set(re.findall(r"\b(condval(?:_\d+)?) = X_ptr\[", low.source))
-    hits = []
-
-    def guard(m):
-        if m[1] not in names:
-            return m[0]
-        hits.append(m[0])
-        return "if (i_0 < 1) " + m[0]
-    low.source = re.sub(DK_WINDOW_COPY, guard, low.source)
-    assert len(hits) == 1
+    _edit_window_copy(low, lambda store: "if (i_0 < 1) " + store)
 
 
 DK_TAP_ROWS_CASE = dict(_geo(1, 16, 3, 128, 2, 128, 4, 1, 1, 1, 1), O=64)  # k4: 2 groups of 2 tap rows
