@@ -838,20 +838,38 @@ def test_conv_dk_tensor_core_sm80(dtype):
     emulate.check(wl, "cuda", arch="sm_80", lowered=low, mutate=_reverse_blocks)
 
 
+def _drop_g_barrier(low):
+    """The barrier after the fragment stores of G (``tvm_shfl_self`` into G's shared memory),
+    before the per-pixel dot that reads them, dropped."""
+    g = re.search(r"= tvm_shfl_self\(G_shared(_dyn)?_warp_ptr", low.source)
+    start = low.source.index(BARRIER, g.end())
+    low.source = low.source[:start] + low.source[start + len(BARRIER):]
+
+
+def _one_half(low):
+    """The first tap column's total (a tap row's k totals are unrolled, ``ax0``, ``ax0_1``, ...)
+    summing one of the two halves of the channels (DK_MMA_HALVES) only."""
+    pattern = r"for \(int (ax0(?:_\d+)?) = 0; \1 < 2; \+\+\1\) \{\n\s*acc_local_ptr\[0\]"
+    m = re.search(pattern, low.source)
+    assert m, "no halves' total"
+    low.source = low.source[:m.start()] + m[0].replace(" < 2;", " < 1;", 1) + low.source[m.end():]
+
+
 @pytest.mark.parametrize("mutate,match", [
     # the barrier between the fragment stores of G and the per-pixel dot that reads them
-    (_drop_barrier(2), "NaN"),
-    # the two halves of the channels' sums (DK_MMA_HALVES), one left out of a pixel's total
-    # (the first tap column's: the k totals of a tap row unrolled, the source window staged).
+    (_drop_g_barrier, "NaN"),
+    # the two halves of the channels' sums (DK_MMA_HALVES), one left out of a pixel's total.
     # (Dropping the barrier before that total does not show on PoCL: both halves' threads
     # store the same total, and those of the second half run after every store of the first)
-    (_replace("for (int ax0 = 0; ax0 < 2; ++ax0) {\n      acc_local_ptr[0]",
-              "for (int ax0 = 0; ax0 < 1; ++ax0) {\n      acc_local_ptr[0]"), "relative error"),
+    (_one_half, "relative error"),
     (_mma_layout("TVM_MMA16_A_LANE", "(row, k) (4 * ((row) % 8) + ((k) + 2) % 8 / 2)"), "relative error"),
     (_mma_layout("TVM_LDM_SRC", "(m, lane) ((m) * 8 + ((lane) / 4 + 1) % 8)"), "relative error"),
 ], ids=["dropped-g-barrier", "one-half", "mma-a-lane", "ldmatrix-row"])
-def test_control_conv_dk_tensor_core(mutate, match):
-    wl = Workload.make("pac", "conv_dk", DK_HALF_CASES["plain"], "float16")
+@pytest.mark.parametrize("case", ["plain", "k5-row128"])
+def test_control_conv_dk_tensor_core(case, mutate, match):
+    """On both layouts: "plain" (k3: its 3 tap rows over one staged window,
+    ``pac_cuda.dk_mma_tap_rows``) and "k5-row128" (a window per tap row)."""
+    wl = Workload.make("pac", "conv_dk", DK_HALF_CASES[case], "float16")
     _fails(wl, "cuda", mutate=mutate, match=match)
 
 
