@@ -69,7 +69,8 @@ too), k <= UNROLL_TAPS and C / cb * 8 <= MAX_THREADS, else the shared-atoms sche
 Each generic build is tried on a copy first and kept only if its stages compact to a constant
 size (``common.if_constant``, guarded: TVM refuses some configurations outright, fwd at k = 1
 overflowing int32 in its region analysis, and such a trial counts as not constant). A warp is
-4 channel slices x 8 pixels: the staged rows' stride padded so that the slices' loads hit disjoint banks (``_align_slices``; float32).
+4 channel slices x 8 pixels: the staged rows' stride padded so that the slices' loads hit
+disjoint banks (``_align_slices``; float32).
 8x64x56x56 k7 M = 6 (nvcc 13 -v, estimates), before the staged build below: float32 sm_90
 cb = 8, 64 threads, 72 registers, 44%; requested 253 MB of atoms loads (A and P per thread) +
 71.6 MB of row segments = 324.5 MB, 5.2x the static's 62.2 MB.
