@@ -50,12 +50,29 @@ same register tiles, arranged so that nothing scalar or memory-bound is left in 
   CPU time of 21 interleaved calls, main's generic and this one in one process, two runs (load
   4-5): 1.32 -> 1.28, 1.31 -> 1.20 at 2x64x56x56 k7; 0.80 -> 0.71, 0.71 -> 0.66 at 2x64x28x28;
   0.89 -> 0.81, 0.87 -> 0.79 at 2x128x28x28 (k = 5, 3 unchanged: unrolled).
-Static builds are unchanged by this. Left: generic dx at 56 px k7 still 1.2-1.3x the static
+- fwd and dx drop acc's row bounds (``_drop_row_bounds``: the tile inside acc's padded row,
+  true on every tile but not proven by TVM, so LoopPartition's tail tile computed acc under
+  them and stored it regardless: acc read where not written, live across channel blocks), and
+  the fwd's tap-row loop is rolled (``_fwd_generic``). Generic / static, 1 thread, median of
+  the per-round ratios of 25 / 61 rounds (static, main's generic and this one in one process,
+  load 3.5-4.5), before -> after: fwd 56 px k5 1.21 -> 1.17, 1.20 -> 1.17; k3 1.12 -> 0.97,
+  1.17 -> 1.10; k7 1.41 -> 1.09, 1.26 -> 1.09; 2x64x28x28 k7 1.12 -> 1.01, 1.29 -> 1.07;
+  2x128x28x28 k7 1.13 -> 1.12, 1.10 -> 1.08; dx unchanged within noise (56 px k7 1.22 -> 1.15,
+  1.18 -> 1.17; 28 px 0.70-0.80 both).
+Static builds are unchanged by this. Left: generic dx at 56 px k7 still 1.15-1.2x the static
 one (perf: the tap loop and the atom loop each ~1.2x the static ones' samples; per channel and
 tap row an int32 add and sign extension remain; a layout with the channel block's rows
 adjacent, (n, c // 16, m, y, c % 16, x), removed the multiplies but not the time); generic fwd
-at 56 px k5 / k3 1.1-1.2x (its tap loop as fast as the static one's; the rest, per channel
-block, not resolved: guarding 'out' as a whole instead of LoopPartition's cut was slower).
+at 56 px k5 1.15-1.2x. perf, static and generic called alternately in one process: the
+generic tap loop takes no more samples than the static one; the excess is the channel block's
+preamble (~20 row offsets of Xpad and 24 of 'out' at symbolic strides, computed and stored to
+the stack after each block's last tile, 10-15% of samples for ~300 instructions, likely
+waiting behind the tile's 24 'out' stores; not measured: no hardware counters here), the
+row's Apad copy (6-8%, memory: the static build
+reads A inside its atom loop). Tried, not faster: Apad per atom tile or per atom (k5: StorageRewrite
+merged the tile with acc, which then lived in memory), Apad inlined (2x64x28x28: 1.5x),
+acc per channel block in a tile-major row buffer with 'out' copied after (1.4x: the 'out'
+stores no longer overlap the FMAs), guarding 'out' as a whole instead of LoopPartition's cut.
 Half the dx channel block was slower (1.24x).
 """
 from __future__ import annotations
