@@ -50,23 +50,42 @@ same register tiles, arranged so that nothing scalar or memory-bound is left in 
   CPU time of 21 interleaved calls, main's generic and this one in one process, two runs (load
   4-5): 1.32 -> 1.28, 1.31 -> 1.20 at 2x64x56x56 k7; 0.80 -> 0.71, 0.71 -> 0.66 at 2x64x28x28;
   0.89 -> 0.81, 0.87 -> 0.79 at 2x128x28x28 (k = 5, 3 unchanged: unrolled).
-Static builds are unchanged by this. Left: generic dx at 56 px k7 still 1.2-1.3x the static
+- fwd and dx drop acc's row bounds (``_drop_row_bounds``: the tile inside acc's padded row,
+  true on every tile but not proven by TVM, so LoopPartition's tail tile computed acc under
+  them and stored it regardless: acc read where not written, live across channel blocks), and
+  the fwd's tap-row loop is rolled (``_fwd_generic``). Generic / static, 1 thread, median of
+  the per-round ratios of 25 / 61 rounds (static, main's generic and this one in one process,
+  load 3.5-4.5), before -> after: fwd 56 px k5 1.21 -> 1.17, 1.20 -> 1.17; k3 1.12 -> 0.97,
+  1.17 -> 1.10; k7 1.41 -> 1.09, 1.26 -> 1.09; 2x64x28x28 k7 1.12 -> 1.01, 1.29 -> 1.07;
+  2x128x28x28 k7 1.13 -> 1.12, 1.10 -> 1.08; dx unchanged within noise (56 px k7 1.22 -> 1.15,
+  1.18 -> 1.17; 28 px 0.70-0.80 both).
+Static builds are unchanged by this. Left: generic dx at 56 px k7 still 1.15-1.2x the static
 one (perf: the tap loop and the atom loop each ~1.2x the static ones' samples; per channel and
 tap row an int32 add and sign extension remain; a layout with the channel block's rows
 adjacent, (n, c // 16, m, y, c % 16, x), removed the multiplies but not the time); generic fwd
-at 56 px k5 / k3 1.1-1.2x (its tap loop as fast as the static one's; the rest, per channel
-block, not resolved: guarding 'out' as a whole instead of LoopPartition's cut was slower).
+at 56 px k5 1.15-1.2x. perf, static and generic called alternately in one process: the
+generic tap loop takes no more samples than the static one; the excess is the channel block's
+preamble (~20 row offsets of Xpad and 24 of 'out' at symbolic strides, computed and stored to
+the stack after each block's last tile, 10-15% of samples for ~300 instructions, likely
+waiting behind the tile's 24 'out' stores; not measured: no hardware counters here), the
+row's Apad copy (6-8%, memory: the static build
+reads A inside its atom loop). Tried, not faster: Apad per atom tile or per atom (k5: StorageRewrite
+merged the tile with acc, which then lived in memory), Apad inlined (2x64x28x28: 1.5x),
+acc per channel block in a tile-major row buffer with 'out' copied after (1.4x: the 'out'
+stores no longer overlap the FMAs), guarding 'out' as a whole instead of LoopPartition's cut.
 Half the dx channel block was slower (1.24x).
 """
 from __future__ import annotations
 
 from typing import Optional
 
-from tvm import tirx
+from tvm import ir, sym, tirx
+
+from dynfilter_tvm.ops.acda import DX_ROWS, ROW_TILE, X_QUANTUM
 
 from . import register
-from .common import (acc_registers, after_compute_at, split_tail, tile_regions, unroll, unroll_taps, vector_lanes,
-                     vectorize_inner, vectorize_under)
+from .common import (_substitute, _with_predicate, acc_registers, after_compute_at, all_of, conjuncts, split_tail,
+                     tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under)
 
 
 def _extent(sch, loop) -> Optional[int]:
@@ -260,13 +279,20 @@ def _store_nest(sch, c_block: int, lanes: int, c_axis: bool = True, rows_in_tile
 
 
 def _fwd_generic(sch, wl, target):
+    """The static tile (channels x M atoms per vector tile), acc's row bounds dropped
+    (``_drop_row_bounds``) and the tap-row loop rolled. With the bounds, the tail tile read acc
+    where it had not written it, so the 24 accumulators stayed live from one channel block to
+    the next (stored and reloaded around each block's preamble). Without them the tail tile
+    keeps acc in registers too, and with its tap rows unrolled LLVM then hoisted all the tail's
+    input vectors and spilled them (28 px k7: 2,626 vector stack accesses, the kernel 1.5x
+    slower); rolled, 5 (the whole tiles' tap rows unrolled or rolled ran equally fast)."""
     lanes = vector_lanes(wl.dtype)
     c_block = _channel_block(wl, target)  # the static build's tile
     row, xo, _, acc = _store_nest(sch, c_block, lanes)
     loops = _tile_loops(sch, acc, wl, [("c", c_block), ("m", wl.p["M"]), ("x", lanes), ("u", wl.p["k"]),
                                        ("v", wl.p["k"])], ("u", "v", "c", "m", "x"))
     unroll(sch, *(loops[n] for n in ("c", "m") if n in loops))
-    unroll_taps(sch, wl, *(loops[n] for n in ("u", "v") if n in loops))
+    unroll_taps(sch, wl, *(loops[n] for n in ("v",) if n in loops))  # tap rows rolled (see above)
     xpad = sch.get_sblock("Xpad")  # one padded copy of the input, as the static build
     sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
     _pad_rows(sch, wl, xpad, lanes)
@@ -275,6 +301,7 @@ def _fwd_generic(sch, wl, target):
     sch.compute_at(apad, row)
     split_tail(sch, vectorize_inner(sch, apad, lanes, under=row))
     _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
+    _drop_row_bounds(sch, xo)
 
 
 # generic dx: the most dO row offsets (channels x tap rows, each at symbolic strides) the tap
@@ -305,6 +332,7 @@ def _dx_generic(sch, wl, target):
         _pad_rows(sch, wl, block, lanes)
     atoms, t = _atoms_row(sch, wl, row, None, lanes)
     _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
+    _drop_row_bounds(sch, xo)
 
 
 # generic datoms: the most k x C input row segments a tile may read (2 cache lines each: 40 KB
@@ -350,3 +378,52 @@ def _decompose(sch, acc, first_reduce, xo, atoms, t, lanes) -> None:
     vectorize_inner(sch, init, lanes, under=xo)
     if t is not None:
         vectorize_inner(sch, sch.decompose_reduction(atoms, t), lanes)
+
+
+def _drop_row_bounds(sch, tile, names=("acc_init", "acc_update")) -> None:
+    """Generic fwd and dx, last: drop from the predicates of acc's init and update (computed at
+    the store nest's vector tile loop ``tile``) the conjuncts that keep them inside acc's
+    padded rows (fwd: ``tile < (max(W, 1) + 31) // 32 * 4``; dx: also its padded heights).
+    Each holds on every tile the loop runs ((W + 7) // 8), but TVM does not prove it, so
+    LoopPartition's tail tile computed acc under them and then stored it whatever they said:
+    acc was read where it had not been written, so it stayed live from one channel block to
+    the next (fwd: the 24 accumulators stored to the stack and reloaded around each channel
+    block's preamble). Only a conjunct ``a < b`` proven (``_negative``) is dropped."""
+    for name in names:
+        loops = sch.get_loops(sch.get_sblock(name))
+        at = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(tile)))
+        dom = {}
+        for loop in map(sch.get, loops):
+            dom[loop.loop_var] = sym.IntervalSet(loop.min, loop.min + loop.extent - 1)
+        nest = realize = sch.get(loops[at + 1])
+        while isinstance(realize, tirx.For):
+            realize = realize.body
+        keep = [c for c in conjuncts(realize.predicate) if not (isinstance(c, tirx.LT) and _negative(c.a - c.b, dom))]
+        sch.state.replace(sch.get_sref(loops[at + 1]), _with_predicate(nest, all_of(keep)), {})
+
+
+def _negative(e, dom) -> bool:
+    """Whether ``e`` < 0 for every value of the loop variables in ``dom`` and every size n >= 1
+    of the symbolic sizes in it (N, H, W; at 0 the row or tile loop runs no iteration). The
+    analyzer bounds ``e`` over the loops; where it cannot prove that bound negative, it is
+    proven for each residue of the one size in it: n = q a + b (a >= 1) and n = b, for every
+    b < q, q a quantum ops.acda pads to (the rounding then simplifies)."""
+    sizes = [v for v in tirx.analysis.undefined_vars(e) if not any(v.same_as(x) for x in dom)]
+    ana = sym.Analyzer()
+    for v in sizes:
+        ana.bind(v, ir.Range.from_min_extent(1, 1 << 30))
+    top = ana.simplify(ana.int_set(e, dom).max_value)
+    if ana.can_prove(top < 0):
+        return True
+    free = tirx.analysis.undefined_vars(top)
+    if len(free) != 1:
+        return False
+    n, a = free[0], tirx.Var("a", "int32")  # the sizes are int32
+    for q in (ROW_TILE, X_QUANTUM, DX_ROWS):
+        split = sym.Analyzer()
+        split.bind(a, ir.Range.from_min_extent(1, 1 << 24))
+        if all(split.can_prove(_substitute(top, {n: a * q + b}) < 0)
+               and (b == 0 or sym.Analyzer().can_prove(_substitute(top, {n: tirx.const(b, "int32")}) < 0))
+               for b in range(q)):
+            return True
+    return False

@@ -732,3 +732,39 @@ def test_control_generic_dx_rows(what):
 
     with pytest.raises(emulate.CheckFailed, match="NaN" if what == "grid" else "out-of-bounds write|relative error"):
         emulate.check(wl, "cuda", sizes=sizes, lowered=low, mutate=mutate)
+
+
+def test_negative_proves_row_bounds():
+    """``schedules.acda_cpu._negative``, which licenses dropping acc's row bounds from the generic
+    fwd / dx tiles: it proves the bounds that hold on every vector tile of a W-pixel row (acc's
+    rows padded to ROW_TILE or X_QUANTUM pixels, dx's heights to DX_ROWS rows) and refuses those
+    that fail at some width (the last tile's index against (W + 7) // 8 - 1 or W // 8)."""
+    from tvm import sym, tirx
+
+    from schedules.acda_cpu import _negative
+
+    W, H, N = (tirx.Var(n, "int32") for n in "WHN")
+    x, y = tirx.Var("x", "int32"), tirx.Var("y", "int32")
+    dom = {x: sym.IntervalSet(0, (W + 7) // 8 - 1), y: sym.IntervalSet(0, N * H - 1)}
+    assert _negative(x - (tirx.max(W, 1) + 31) // 32 * 4, dom)  # fwd: case split on W mod 32
+    assert _negative(x - (tirx.max(W, 1) + 7) // 8, dom)  # dx's rows
+    assert _negative(tirx.floormod(y, H) - (tirx.max(H, 1) + 11) // 12 * 12, dom)  # dx's heights
+    assert not _negative(x - ((W + 7) // 8 - 1), dom)
+    assert not _negative(x - W // 8, dom)
+    assert not _negative(x - (tirx.max(W, 1) + 31) // 32 * 4 + 1, dom)
+
+
+@pytest.mark.parametrize("kernel, C, k", [("fwd", 8, 5), ("fwd", 4, 7), ("dx", 16, 3)])
+def test_generic_cpu_acc_row_bounds_dropped(kernel, C, k):
+    """Generic fwd and dx (``schedules.acda_cpu._drop_row_bounds``): acc's init and update carry
+    no predicate (before, a bound inside acc's padded row that TVM could not prove, left on the
+    tail tile: acc read where not written, live across channel blocks), and the build equals
+    the static one at widths with and without a tail tile, every output written."""
+    from dynfilter_tvm.build import schedule
+
+    base = Workload.make("acda", kernel, dict(N=1, C=C, H=9, W=9, M=2, T=3, k=k, s=1, d=1, p=k // 2), "float64")
+    script = schedule(base.with_symbolic(SYM), cpu_target())[0].script()
+    for name in ("acc_init", "acc_update"):
+        block = script.split(f'T.sblock("{name}")')[1].split("T.reads")[0]
+        assert "T.where" not in block, (name, block)
+    _generic_equals_static(base)
