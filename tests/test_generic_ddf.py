@@ -249,8 +249,9 @@ def test_generic_cpu_guarded_pieces(kernel):
 @pytest.mark.parametrize("kernel,copy", [("fwd", "Xpad"), ("dx", "dOp")])
 def test_generic_cpu_overlap_rows(kernel, copy, dtype):
     """The generic fwd's X and dx's dO padded copies (``schedules.ddf_cpu._overlap_rows``):
-    each row as whole vectors, an overlapping last vector ending at the row's end, or a
-    scalar loop for rows under one vector (the copy block three times in the schedule).
+    each row as a first whole vector, a loop over the other whole ones, an overlapping last
+    vector ending at the row's end, or a scalar loop for rows under one vector (the copy
+    block four times in the schedule).
     Against the float64 reference with NaN-filled outputs at every width 1-19 and a few past
     (a last vector one pixel short or off leaves a padded zero where X or dO belongs)."""
     import numpy as np
@@ -261,7 +262,7 @@ def test_generic_cpu_overlap_rows(kernel, copy, dtype):
 
     target = cpu_target()
     wl = _generic_wl(kernel, 8, 2, 3, 1, 1, "mul", dtype)
-    assert schedule(wl, target, tuned=False)[0].script().count(f'T.sblock("{copy}")') == 3
+    assert schedule(wl, target, tuned=False)[0].script().count(f'T.sblock("{copy}")') == 4
     lib = build(wl, target)
     tol = 1e-5 if dtype == "float32" else 1e-12
     for W in (*range(1, 20), 23, 31, 33):
@@ -281,7 +282,9 @@ def test_generic_cpu_dx_border_fill(k, d, dtype):
     """The generic dx's dO padded copy's zero fill on the border only
     (``schedules.ddf_cpu._border_fill``): whole zero rows above and below the data, per data
     row the left pad and the right one in vectors counted back from the row's end (clamped at
-    0: k = 7 at W = 1 in float32), in the copy's row loop. Against the float64 reference with
+    0: k = 7 at W = 1 in float32), in the copy's row loop: as many unrolled vectors as the
+    widest right pad of dx's grid needs (FWD_ROW_QUANTUM - 1 + p pixels, checked against
+    ``dx_grid``'s rows), a loop for any more. Against the float64 reference with
     NaN-filled outputs at every width 1-19 and a few past, two planes per batch, so a zero
     left out reads the workspace's previous plane (or call): a wrong dX where it is read."""
     import numpy as np
@@ -293,8 +296,14 @@ def test_generic_cpu_dx_border_fill(k, d, dtype):
     target = cpu_target()
     wl = _generic_wl("dx", 8, 2, k, 1, d, "mul", dtype)
     script = schedule(wl, target, tuned=False)[0].script()
-    # above, below (each vectors and a last one), the data rows' left and right pads
-    assert script.count('T.sblock("dOp_pad_const")') == 6 and script.count('T.sblock("dOp")') == 3
+    p = (k - 1) * d // 2
+    lanes = 8 if dtype == "float32" else 4
+    fixed = -(-(ddf_ops.FWD_ROW_QUANTUM - 1 + p) // lanes)
+    for W in range(1, 70):  # the widest right pad of dx's grid fits the unrolled vectors
+        assert ddf_ops.FWD_ROW_QUANTUM * -(-W // ddf_ops.FWD_ROW_QUANTUM) - W + p <= fixed * lanes
+    # above, below (each vectors and a last one), the data rows' left pad, the right one's
+    # unrolled vectors and loop
+    assert script.count('T.sblock("dOp_pad_const")') == 6 + fixed and script.count('T.sblock("dOp")') == 4
     lib = build(wl, target)
     tol = 1e-5 if dtype == "float32" else 1e-12
     for W in (*range(1, 20), 23, 31, 33):
