@@ -277,14 +277,17 @@ def test_generic_cpu_overlap_rows(kernel, copy, dtype):
                                    rtol=tol, atol=tol, err_msg=f"{B}x{H}x{W}")
 
 
-@pytest.mark.parametrize("k,d,dtype", [(3, 1, "float32"), (7, 1, "float32"), (3, 2, "float64"), (5, 1, "float64")])
-def test_generic_cpu_dx_border_fill(k, d, dtype):
+@pytest.mark.parametrize("k,d,dtype,quantum", [(3, 1, "float32", None), (7, 1, "float32", None), (3, 2, "float64", None),
+                                               (5, 1, "float64", None), (3, 1, "float32", 1)])
+def test_generic_cpu_dx_border_fill(k, d, dtype, quantum, monkeypatch):
     """The generic dx's dO padded copy's zero fill on the border only
     (``schedules.ddf_cpu._border_fill``): whole zero rows above and below the data, per data
     row the left pad and the right one in vectors counted back from the row's end (clamped at
     0: k = 7 at W = 1 in float32), in the copy's row loop: as many unrolled vectors as the
     widest right pad of dx's grid needs (FWD_ROW_QUANTUM - 1 + p pixels, checked against
-    ``dx_grid``'s rows), a loop for any more. Against the float64 reference with
+    ``dx_grid``'s rows), a loop for any more (``quantum``: the schedule's count taken for a
+    row quantum of 1, so one unrolled vector, and the loop runs where W mod 16 is 1..7).
+    Against the float64 reference with
     NaN-filled outputs at every width 1-19 and a few past, two planes per batch, so a zero
     left out reads the workspace's previous plane (or call): a wrong dX where it is read."""
     import numpy as np
@@ -293,14 +296,19 @@ def test_generic_cpu_dx_border_fill(k, d, dtype):
     from dynfilter_tvm.build import build, schedule
     from dynfilter_tvm.target import cpu_target
 
+    from schedules import ddf_cpu
+
     target = cpu_target()
     wl = _generic_wl("dx", 8, 2, k, 1, d, "mul", dtype)
+    if quantum:
+        monkeypatch.setattr(ddf_cpu, "FWD_ROW_QUANTUM", quantum)
     script = schedule(wl, target, tuned=False)[0].script()
     p = (k - 1) * d // 2
     lanes = 8 if dtype == "float32" else 4
-    fixed = -(-(ddf_ops.FWD_ROW_QUANTUM - 1 + p) // lanes)
-    for W in range(1, 70):  # the widest right pad of dx's grid fits the unrolled vectors
-        assert ddf_ops.FWD_ROW_QUANTUM * -(-W // ddf_ops.FWD_ROW_QUANTUM) - W + p <= fixed * lanes
+    q = ddf_ops.FWD_ROW_QUANTUM
+    fixed = -(-((quantum or q) - 1 + p) // lanes)
+    # the widest right pad of dx's grid fits the unrolled vectors (else the loop is needed)
+    assert (max(q * -(-W // q) - W + p for W in range(1, 70)) <= fixed * lanes) == (quantum is None)
     # above, below (each vectors and a last one), the data rows' left pad, the right one's
     # unrolled vectors and loop
     assert script.count('T.sblock("dOp_pad_const")') == 6 + fixed and script.count('T.sblock("dOp")') == 4
