@@ -324,7 +324,11 @@ def _overlap_rows(sch, loop, lanes: int, fill: str = None) -> None:
     loop). With :func:`_border_fill`'s fixed right pad, same process (main's and this build,
     interleaved, 15 repeats, three processes), generic / static dx 1.38 / 1.34 / 1.70 -> 1.10
     / 1.25 / 1.54 at 2x256x14² k3 (28², 56², k7 unchanged within 0.05); fwd (X's copy)
-    0.99 / 1.06 / 1.03 -> 0.94 / 1.03 / 1.01 at 14², 28², 56² and k7 unchanged or lower.
+    0.99 / 1.06 / 1.03 -> 0.94 / 1.03 / 1.01 at 14², 28², 56² and k7 unchanged or lower;
+    three more processes: dx 1.45 / 1.39 / 1.35 -> 1.33 / 1.22 / 1.21 at 14² (28² 0.97-0.98 ->
+    0.92-0.99), fwd 1.16 / 1.14 / 1.10 -> 0.98 / 1.09 / 1.05 at 14². What stays at 14²: the
+    tile goes through memory for 'out''s shifted last piece (zeroed there at init too: the
+    workspaces may alias, so LLVM keeps those stores).
 
     ``fill`` (dx's dO): the copy's zero fill block, left to the rows above and below
     the data, the data rows' pads stored in this row loop before the copy
