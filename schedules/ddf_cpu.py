@@ -199,7 +199,12 @@ def _static_row_tiles(sch, wl, y, x, ci, u, v, wide: int, xt: int, rows: int = 1
     (S then reused from L1): 1.91 (1.41); 16-px column strips, the row pairs inside: 1.48
     (1.41); S copied tile-major once per call (the generic 'Spad' layout, ``cache_read`` +
     ``transform_layout``): the tile loop's share 71% -> 58%, but the copy (1.2 MB) took 10%:
-    new / old 1.01-1.03 (three processes; 0.89-1.03 with the copy writing in tile order)."""
+    new / old 1.01-1.03 (three processes; 0.89-1.03 with the copy writing in tile order);
+    a software prefetch (``llvm.prefetch`` through ``tirx.call_llvm_intrin``, which TVM 0.27
+    emits as ``prefetcht0``) of the next tile's 98 S vectors (their last lanes) at the top of
+    the tile loop: 1.626 -> 1.586 and 1.546 -> 1.556 ms (same process, 21 repeats), no gain:
+    the hardware prefetchers already follow S's rows (one load instruction per row, stride
+    64 B per tile)."""
     if rows > 1:
         yo, ym = sch.split(y, [None, rows])
         sch.reorder(yo, x, ci, ym, u, v)
