@@ -41,7 +41,7 @@ from tvm import sym, tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
-from dynfilter_tvm.ops.ddf import FWD_ROWS
+from dynfilter_tvm.ops.ddf import FWD_ROW_QUANTUM, FWD_ROWS
 
 from . import register
 from .common import UNROLL_TAPS, acc_registers, all_of, conjuncts, extent, guard_pieces, loop_analyzer, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
@@ -199,7 +199,12 @@ def _static_row_tiles(sch, wl, y, x, ci, u, v, wide: int, xt: int, rows: int = 1
     (S then reused from L1): 1.91 (1.41); 16-px column strips, the row pairs inside: 1.48
     (1.41); S copied tile-major once per call (the generic 'Spad' layout, ``cache_read`` +
     ``transform_layout``): the tile loop's share 71% -> 58%, but the copy (1.2 MB) took 10%:
-    new / old 1.01-1.03 (three processes; 0.89-1.03 with the copy writing in tile order)."""
+    new / old 1.01-1.03 (three processes; 0.89-1.03 with the copy writing in tile order);
+    a software prefetch (``llvm.prefetch`` through ``tirx.call_llvm_intrin``, which TVM 0.27
+    emits as ``prefetcht0``) of the next tile's 98 S vectors (their last lanes) at the top of
+    the tile loop: 1.626 -> 1.586 and 1.546 -> 1.556 ms (same process, 21 repeats), no gain:
+    the hardware prefetchers already follow S's rows (one load instruction per row, stride
+    64 B per tile)."""
     if rows > 1:
         yo, ym = sch.split(y, [None, rows])
         sch.reorder(yo, x, ci, ym, u, v)
@@ -318,6 +323,18 @@ def _overlap_rows(sch, loop, lanes: int, fill: str = None) -> None:
     loops fused per plane as dc's (``flat``: 15-18x slower in fwd), dc's X copy taking this
     (2-3x slower, cause not traced).
 
+    The first whole vector stands apart from the loop over the others (perf, generic dx at
+    2x256x14² k3: per 14 px row LLVM's 8-times unrolled loop took its setup, a branch to its
+    remainder loop and that loop's ~14 instructions for one vector; now ~5 and a skipped
+    loop). With :func:`_border_fill`'s fixed right pad, same process (main's and this build,
+    interleaved, 15 repeats, three processes), generic / static dx 1.38 / 1.34 / 1.70 -> 1.10
+    / 1.25 / 1.54 at 2x256x14² k3 (28², 56², k7 unchanged within 0.05); fwd (X's copy)
+    0.99 / 1.06 / 1.03 -> 0.94 / 1.03 / 1.01 at 14², 28², 56² and k7 unchanged or lower;
+    three more processes: dx 1.45 / 1.39 / 1.35 -> 1.33 / 1.22 / 1.21 at 14² (28² 0.97-0.98 ->
+    0.92-0.99), fwd 1.16 / 1.14 / 1.10 -> 0.98 / 1.09 / 1.05 at 14². What stays at 14²: the
+    tile goes through memory for 'out''s shifted last piece (zeroed there at init too: the
+    workspaces may alias, so LLVM keeps those stores).
+
     ``fill`` (dx's dO): the copy's zero fill block, left to the rows above and below
     the data, the data rows' pads stored in this row loop before the copy
     (:func:`_border_fill`)."""
@@ -349,8 +366,12 @@ def _overlap_rows(sch, loop, lanes: int, fill: str = None) -> None:
 
     xo = tirx.Var("xo", dt)
     m = tirx.const(lanes, dt)
-    whole = tirx.For(xo, tirx.const(0, dt), tirx.floordiv(n, m), tirx.ForKind.SERIAL,
-                     piece(xo * m, m, tirx.ForKind.VECTORIZED))
+    # the first whole vector apart from the loop over the others: short rows (14 px: one
+    # whole vector) then skip LLVM's unrolled loop's setup and remainder loop
+    whole = tirx.IfThenElse(n >= m, tirx.SeqStmt([
+        piece(tirx.const(0, dt), m, tirx.ForKind.VECTORIZED),
+        tirx.For(xo, tirx.const(1, dt), tirx.floordiv(n, m) - 1, tirx.ForKind.SERIAL,
+                 piece(xo * m, m, tirx.ForKind.VECTORIZED))]), None)
     tail = tirx.IfThenElse(tirx.floormod(n, m) != tirx.const(0, dt), tirx.IfThenElse(
         n >= m, piece(n - m, m, tirx.ForKind.VECTORIZED), piece(tirx.const(0, dt), n, tirx.ForKind.SERIAL)), None)
     border = _border_fill(sch, fill, realize, all_of(conj), lanes) if fill else None
@@ -374,7 +395,12 @@ def _border_fill(sch, fill: str, copy, pred, lanes: int):
 
     Why (perf, generic dx at 2x256x14² k3): dO's padded copy's fill was ~20% of the kernel's
     samples, 16 rows of 18 floats per channel in two 8-lane vectors and a 2-float tail, each
-    row with its own loop (the static build's fill is one memset over 16 x 16 per channel)."""
+    row with its own loop (the static build's fill is one memset over 16 x 16 per channel).
+    The right pad is as many unrolled vectors as its widest case on dx's grid needs
+    (FWD_ROW_QUANTUM - 1 + p pixels), then a loop, guarded, for any more (none there): as a
+    loop of a runtime trip count (LLVM's 4-times unrolled loop and its remainder), the row
+    loop was ~31% of the kernel's samples (perf, 2x256x14² k3), ~20 of its ~65 instructions a
+    row the right pad's; same process, the generic dx's time 0.90-0.975x (four processes)."""
     fb, cb = sch.get(sch.get_sblock(fill)), copy.block
     loops = sch.get_loops(sch.get_sblock(fill))
     if len(loops) < 3:
@@ -418,10 +444,20 @@ def _border_fill(sch, fill: str, copy, pred, lanes: int):
                                                          tirx.ForKind.SERIAL, rows), {})
 
     vals = [*copy.iter_values[:-2], copy.iter_values[-2] + top]  # the data row in the plane
+
+    def right(j):  # the right pad's j-th vector from the row's end (the first clamped at 0)
+        return piece(vals, tirx.max(wtot - (j + 1) * m, 0), m, tirx.ForKind.VECTORIZED, pred)
+
+    # the right pad (wtot - left - w <= FWD_ROW_QUANTUM - 1 + left pixels on dx's grid) as
+    # `fixed` unrolled vectors, a loop for any more (none on that grid): a loop of a runtime
+    # trip count per row cost ~20 instructions a row (LLVM's unrolled loop and remainder)
+    fixed = -(-(FWD_ROW_QUANTUM - 1 + int(left)) // lanes)
+    count = tirx.floordiv(wtot - left - w + m - 1, m)
     j = tirx.Var("j", dt)
     sides = [piece(vals, tirx.const(0, dt), left, tirx.ForKind.UNROLLED, pred),
-             tirx.For(j, tirx.const(0, dt), tirx.floordiv(wtot - left - w + m - 1, m), tirx.ForKind.SERIAL,
-                      piece(vals, tirx.max(wtot - (j + 1) * m, 0), m, tirx.ForKind.VECTORIZED, pred))]
+             *(right(tirx.const(n, dt)) for n in range(fixed)),
+             tirx.IfThenElse(count > fixed, tirx.For(j, tirx.const(fixed, dt), count - fixed, tirx.ForKind.SERIAL,
+                                                     right(j)), None)]
     return sides, fill_rows
 
 

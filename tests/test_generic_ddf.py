@@ -249,8 +249,9 @@ def test_generic_cpu_guarded_pieces(kernel):
 @pytest.mark.parametrize("kernel,copy", [("fwd", "Xpad"), ("dx", "dOp")])
 def test_generic_cpu_overlap_rows(kernel, copy, dtype):
     """The generic fwd's X and dx's dO padded copies (``schedules.ddf_cpu._overlap_rows``):
-    each row as whole vectors, an overlapping last vector ending at the row's end, or a
-    scalar loop for rows under one vector (the copy block three times in the schedule).
+    each row as a first whole vector, a loop over the other whole ones, an overlapping last
+    vector ending at the row's end, or a scalar loop for rows under one vector (the copy
+    block four times in the schedule).
     Against the float64 reference with NaN-filled outputs at every width 1-19 and a few past
     (a last vector one pixel short or off leaves a padded zero where X or dO belongs)."""
     import numpy as np
@@ -261,7 +262,7 @@ def test_generic_cpu_overlap_rows(kernel, copy, dtype):
 
     target = cpu_target()
     wl = _generic_wl(kernel, 8, 2, 3, 1, 1, "mul", dtype)
-    assert schedule(wl, target, tuned=False)[0].script().count(f'T.sblock("{copy}")') == 3
+    assert schedule(wl, target, tuned=False)[0].script().count(f'T.sblock("{copy}")') == 4
     lib = build(wl, target)
     tol = 1e-5 if dtype == "float32" else 1e-12
     for W in (*range(1, 20), 23, 31, 33):
@@ -276,12 +277,17 @@ def test_generic_cpu_overlap_rows(kernel, copy, dtype):
                                    rtol=tol, atol=tol, err_msg=f"{B}x{H}x{W}")
 
 
-@pytest.mark.parametrize("k,d,dtype", [(3, 1, "float32"), (7, 1, "float32"), (3, 2, "float64"), (5, 1, "float64")])
-def test_generic_cpu_dx_border_fill(k, d, dtype):
+@pytest.mark.parametrize("k,d,dtype,quantum", [(3, 1, "float32", None), (7, 1, "float32", None), (3, 2, "float64", None),
+                                               (5, 1, "float64", None), (3, 1, "float32", 1)])
+def test_generic_cpu_dx_border_fill(k, d, dtype, quantum, monkeypatch):
     """The generic dx's dO padded copy's zero fill on the border only
     (``schedules.ddf_cpu._border_fill``): whole zero rows above and below the data, per data
     row the left pad and the right one in vectors counted back from the row's end (clamped at
-    0: k = 7 at W = 1 in float32), in the copy's row loop. Against the float64 reference with
+    0: k = 7 at W = 1 in float32), in the copy's row loop: as many unrolled vectors as the
+    widest right pad of dx's grid needs (FWD_ROW_QUANTUM - 1 + p pixels, checked against
+    ``dx_grid``'s rows), a loop for any more (``quantum``: the schedule's count taken for a
+    row quantum of 1, so one unrolled vector, and the loop runs where W mod 16 is 1..7).
+    Against the float64 reference with
     NaN-filled outputs at every width 1-19 and a few past, two planes per batch, so a zero
     left out reads the workspace's previous plane (or call): a wrong dX where it is read."""
     import numpy as np
@@ -290,11 +296,22 @@ def test_generic_cpu_dx_border_fill(k, d, dtype):
     from dynfilter_tvm.build import build, schedule
     from dynfilter_tvm.target import cpu_target
 
+    from schedules import ddf_cpu
+
     target = cpu_target()
     wl = _generic_wl("dx", 8, 2, k, 1, d, "mul", dtype)
+    if quantum:
+        monkeypatch.setattr(ddf_cpu, "FWD_ROW_QUANTUM", quantum)
     script = schedule(wl, target, tuned=False)[0].script()
-    # above, below (each vectors and a last one), the data rows' left and right pads
-    assert script.count('T.sblock("dOp_pad_const")') == 6 and script.count('T.sblock("dOp")') == 3
+    p = (k - 1) * d // 2
+    lanes = 8 if dtype == "float32" else 4
+    q = ddf_ops.FWD_ROW_QUANTUM
+    fixed = -(-((quantum or q) - 1 + p) // lanes)
+    # the widest right pad of dx's grid fits the unrolled vectors (else the loop is needed)
+    assert (max(q * -(-W // q) - W + p for W in range(1, 70)) <= fixed * lanes) == (quantum is None)
+    # above, below (each vectors and a last one), the data rows' left pad, the right one's
+    # unrolled vectors and loop
+    assert script.count('T.sblock("dOp_pad_const")') == 6 + fixed and script.count('T.sblock("dOp")') == 4
     lib = build(wl, target)
     tol = 1e-5 if dtype == "float32" else 1e-12
     for W in (*range(1, 20), 23, 31, 33):
