@@ -30,8 +30,9 @@ test: float32 28-px rows 2.0 -> 1.3-1.4x the static time). Static builds take th
 lane-dependent condition (a padded copy's zero border or zeros past the width) is scalarized
 whole too. pool's compute sums over rows padded to whole vectors (``ops.pac.pool``), so its
 vectors are whole at every width, static or symbolic, and only its stores have a tail; its
-source copies are split into a zero fill and an unconditional copy of the interior
-(``decompose_padding``). Static conv and conv_dk take the padded
+generic padded source copy is one AVX-512-masked load and store per 16-lane vector of a padded
+row (``_masked_copy``); the other generic source copies are split into a zero fill and an
+unconditional copy of the interior (``decompose_padding``). Static conv and conv_dk take the padded
 rows too where the width admits no full-width vectors (``_pads_rows``: 28 and 56 pixels on
 AVX-512).
 """
@@ -89,7 +90,7 @@ def _after_compute_at(sch, block, extents):
     return after_compute_at(sch, block, [(name, 2 if n is None else n) for name, n in extents])
 
 
-def _materialize(sch, name: str, lanes: int, outer: int = 2, decompose: bool = False, at=None) -> None:
+def _materialize(sch, name: str, lanes: int, outer: int = 2, decompose: bool = False, at=None, masked: bool = False):
     """A padded / zero-inserted copy computed once: parallel over its leading planes, or, with
     ``at``, at that loop (the part its consumer reads there).
 
@@ -107,7 +108,10 @@ def _materialize(sch, name: str, lanes: int, outer: int = 2, decompose: bool = F
     per-row zero fill (a ``memset`` call per 34-float row at 28 px, 20% of the time, perf);
     generic / static 1.60 -> 1.51 at 2x128x28² k3, 1.07 -> 0.98 at 2x64x56² k3, 1.06 -> 1.07 at
     2x32x128² k5 (one A/B run each). A zero fill per tap plane (one ``memset`` per plane) measured
-    1.27 at 28² but 5.5 at 128² k5."""
+    1.27 at 28² but 5.5 at 128² k5.
+
+    ``masked`` (pool's generic source copy): the row split into vectors of ``lanes`` only,
+    returned for :func:`_masked_copy` (which replaces them once the schedule is done)."""
     block = sch.get_sblock(name)
     if at is not None:
         sch.compute_at(block, at)
@@ -115,6 +119,8 @@ def _materialize(sch, name: str, lanes: int, outer: int = 2, decompose: bool = F
             return
     else:
         sch.parallel(sch.fuse(*sch.get_loops(block)[:outer]))
+    if masked:  # for _masked_copy, once the schedule is otherwise done
+        return vectorize_inner(sch, block, lanes)
     if decompose:
         fill = sch.decompose_padding(block, sch.get_loops(block)[-1])
         _partition(sch, vectorize_inner(sch, fill, lanes))
@@ -226,7 +232,9 @@ def pool(sch, wl, target):
     ``_store_pieces``). The loop nest is the store's: parallel
     over output rows, vectors along x, each vector's sum (k x k taps, an accumulator vector)
     computed at it. A shared kernel (G = 1): the channels of a block inside the vector
-    (``POOL_CHANNEL_BLOCK``), a kernel per channel: channel by channel. The kernel rows padded
+    (``POOL_CHANNEL_BLOCK``), a kernel per channel: channel by channel. Generic builds copy the
+    padded source (``Sz``, row-parallel nest) with masked 16-lane vectors (``_masked_copy``:
+    generic / static 1.21-1.25 -> 1.13-1.17 at 2x128x28² k3). The kernel rows padded
     with zeros (``Kp``, a = 0) are copied next to their reader: once per output row (G = 1,
     shared by every channel) or per vector (G = C).
 
@@ -286,7 +294,7 @@ def pool(sch, wl, target):
     fill = _fills(wl)
     per_plane = _plane_by_plane(wl, target)
     if not per_plane:
-        _materialize(sch, "Sz", lanes, decompose=fill)
+        sz = _materialize(sch, "Sz", _copy_lanes(wl.dtype, target) if fill else lanes, masked=fill)
         if p["a"]:
             _kernel_at_taps(sch, wl, lanes)
     sch.compute_inline(sch.get_sblock("xk"))
@@ -329,6 +337,8 @@ def pool(sch, wl, target):
         _partition(sch, vectorize_inner(sch, kp, lanes, under=kp_at))
     guard_pieces(sch, pieces)
     _select_rows(sch, kz)
+    if fill and not per_plane:
+        _masked_copy(sch, sz)
 
 
 def _kernel_at_taps(sch, wl, lanes: int, at=None):
@@ -467,6 +477,118 @@ def _select_rows(sch, xo) -> None:
     sch.state.replace(sch.get_sref(xo), new, {})
 
 
+def _copy_lanes(dtype: str, target) -> int:
+    """Lanes of a masked copy (``_masked_copy``): 512-bit vectors on AVX-512."""
+    return vector_lanes(dtype) * (2 if _avx512(target) else 1)
+
+
+def _masked_copy(sch, xo) -> None:
+    """A padded copy's vector loop (``xo`` over vectors of a row, its lanes a vectorized loop
+    over one block: ``T.where`` the row's end, value ``if_then_else(cond, src, 0)`` or ``src``)
+    as one AVX-512-masked vector load and store per vector (``tirx.masked_load`` /
+    ``masked_store``: lanes whose ``cond`` fails read nothing and store zero, lanes past the
+    predicate are not stored; each comparison a lane index against a scalar bound, the form
+    LLVM builds a mask from with one compare). TVM scalarizes a vector loop with a lane-dependent
+    condition, so generic builds copied pool's padded source as a zero fill of the row, then the
+    interior with LLVM's loop vectorizer (``_fills``, ``decompose_padding``): at a 28-px row
+    (34 padded) 4 8-lane stores and 2 scalar ones, then 7 4-lane load/store pairs (LLVM's main
+    loop takes 32 floats), each row written twice; now 3 16-lane load/store pairs, each row
+    written once. Indices and comparisons must be affine in the lane (a ramp of step 1 along
+    the last index, the others lane-free); otherwise the loop is left as it is. Replaces the
+    lane loop, so this runs last.
+
+    Only for a copy allocated whole (materialized at the root, as pool's ``Sz``): TVM's
+    buffer compaction does not rewrite the indices inside these calls, so a copy computed at a
+    loop (``Rp``, ``Kp``: compacted to a row) would be stored out of its buffer. Measured, 1
+    thread, thread CPU time, the static build, main's generic and this one exported and called
+    interleaved in one process, minima (medians) of 1001 x 3 calls (301 at 56², 41 at 128²), load
+    3.2-3.6, generic / static pool, before -> after: 2x128x28² k3, four runs, 1.21-1.25
+    (1.24-1.30) -> 1.13-1.17 (1.17-1.19); 2x64x56² k3 1.27 (1.09) -> 1.20 (1.01) and 1.04 (1.08)
+    -> 1.02 (1.04); 2x32x128² k5 1.04 (1.02) -> 1.00 (1.01) and 1.01 (1.04) -> 1.03 (1.03). Tried
+    on pool_dk and dist (their ``Sz`` the same way, 16 lanes): 28² no faster (pool_dk 1.16-1.18
+    (1.31-1.33) against 1.16 (1.23-1.24), dist 1.36-1.38 against 1.30-1.31; their time is in
+    the channel sum's loads), not kept. 8-lane vectors in pool (with ramps compared, an earlier
+    mask form): 1.19-1.27 at 28², no faster."""
+    if xo is None:
+        return
+    loop = sch.get(xo)
+    lane = loop.body
+    if not (isinstance(lane, tirx.For) and isinstance(lane.body, s_tir.SBlockRealize)):
+        return
+    realize, block, store, value = _copy_store(lane)
+    n = int(lane.extent)
+    lanes_at = []
+    for k in (0, 1):  # the block's variables bound at lanes 0 and 1
+        a = sym.Analyzer()
+        a.bind(lane.loop_var, lane.min + k)
+        for iv, v in zip(block.iter_vars, realize.iter_values):
+            a.bind(iv.var, a.simplify(v))
+        lanes_at.append(a)
+    ana = sym.Analyzer()
+
+    def at(e, k):
+        return lanes_at[k].simplify(e)
+
+    def vector(e):  # e affine in the lane: (ramp or broadcast, its step)
+        base = at(e, 0)
+        step = ana.simplify(at(e, 1) - base)
+        if not isinstance(step, tirx.IntImm):
+            return None, None
+        return (tirx.Broadcast(base, n) if step.value == 0 else tirx.Ramp(base, step, n)), step.value
+
+    def indices(idx):
+        out = [vector(i) for i in idx]
+        if any(v is None for v, _ in out) or out[-1][1] != 1 or any(st for _, st in out[:-1]):
+            return None
+        return [at(i, 0) for i in idx[:-1]] + [out[-1][0]]
+
+    def mask(cond):  # each comparison as the lane index against a scalar bound
+        parts = []
+        for c in conjuncts(cond):
+            if isinstance(c, tirx.IntImm) and c.value:
+                continue
+            if not isinstance(c, (tirx.LT, tirx.LE)):
+                return None
+            span = c.a - c.b  # < 0 (LT) or <= 0 (LE)
+            base, step = at(span, 0), ana.simplify(at(span, 1) - at(span, 0))
+            if not isinstance(step, tirx.IntImm) or step.value not in (-1, 0, 1):
+                return None
+            strict = isinstance(c, tirx.LT)
+            if step.value == 0:
+                parts.append(tirx.Broadcast(base < 0 if strict else base <= 0, n))
+                continue
+            lane_ = tirx.Ramp(tirx.const(0, base.ty), 1, n)
+            bound = tirx.Broadcast(ana.simplify(-base) if step.value == 1 else base, n)
+            # step 1: base + l < 0 <=> l < -base; step -1: base - l < 0 <=> base < l
+            if step.value == 1:
+                parts.append(tirx.LT(lane_, bound) if strict else tirx.LE(lane_, bound))
+            else:
+                parts.append(tirx.LT(bound, lane_) if strict else tirx.LE(bound, lane_))
+        return all_of(parts) if parts else tirx.Broadcast(tirx.const(True, "bool"), n)
+
+    load, cond = value, None
+    if _is_if_then_else(value) and isinstance(value.args[1], ir.TensorLoad):
+        cond, load = value.args[0], value.args[1]
+    if not isinstance(load, ir.TensorLoad):
+        return
+    src, dst = indices(load.indices), indices(store.indices)
+    lmask = mask(cond) if cond is not None else mask(tirx.const(True, "bool"))
+    smask = mask(realize.predicate)
+    if src is None or dst is None or lmask is None or smask is None:
+        return
+    dtype = f"{load.ty}x{n}"
+    val = tirx.call_intrin(dtype, "tirx.masked_load", load.source, *src, lmask)
+    body = tirx.Evaluate(tirx.call_intrin("void", "tirx.masked_store", store.buffer, val, *dst, smask))
+
+    def region(buf, idx):  # a copy stage's buffer is compacted to the regions its block states
+        return tirx.BufferRegion(buf, [ir.Range.from_min_extent(i, 1) for i in idx[:-1]] +
+                                 [ir.Range.from_min_extent(idx[-1].base, n)])
+    blk = s_tir.SBlock([], [region(load.source, src)], [region(store.buffer, dst)], block.name_hint, body)
+    new = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, s_tir.SBlockRealize([], tirx.const(True, "bool"), blk),
+                   loop.thread_binding)
+    sch.state.replace(sch.get_sref(xo), new, {})
+
+
 def _store_pieces(sch, wl, xi, lanes: int, tile=()):
     """The row store's vector loop ``xi`` (``lanes``, the sum's vectors over the padded row):
     static builds vectorize it whole; generic builds split it into half-vector pieces, the
@@ -590,7 +712,8 @@ def _fills(wl) -> bool:
     leaves the row's first and last vectors scalar (generic pool 2x128x28² k3: 0.13 vs 0.18 ms).
     Zero insertion is no padding pattern; static builds keep the one copy, whose conditions
     LLVM folds at known widths (and ``decompose_padding`` refuses some degenerate static shapes,
-    1-pixel images among them)."""
+    1-pixel images among them). pool's source copy (its row-parallel nest) is instead one
+    masked copy in generic builds (``_masked_copy``)."""
     return wl.kind != "static" and wl.p.get("z", 1) == 1
 
 

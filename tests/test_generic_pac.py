@@ -238,6 +238,36 @@ def test_cpu_generic_padded_row_copy_guarded(kernel, params):
         assert ("T.if_then_else" in first) == static
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("params", [dict(C=3, G=1, k=3, s=1, z=1, p=1, d=1, a=0), dict(C=2, G=1, k=3, s=2, z=1, p=2, d=2, a=1)],
+                         ids=["pool", "pool-adjoint-s2d2"])
+def test_cpu_generic_pool_source_copy_masked(params, dtype):
+    """pool's padded source copy 'Sz' in generic builds: one masked vector load and store per
+    vector of a padded row (``pac_cpu._masked_copy``: no zero fill, no interior loop left to
+    LLVM); static builds keep the one copy cut by LoopPartition. Values equal the static
+    build's at widths across a 16-lane vector's every end (the zero border, NaN-filled outputs;
+    main's schedule has no masked store and fails the structural check)."""
+    from dynfilter_tvm.build import schedule
+    target = cpu_target()
+    sym = dict(N=None, H=None, W=None, Ho=None, Wo=None)
+    wl = Workload.make("pac", "pool", dict(params, **sym), dtype)
+    script = schedule(wl, target, tuned=False)[0].script()
+    assert script.count("T.masked_store(Sz,") == 1 and "Sz_pad_const" not in script
+    q, _ = _shapes("pool", params, 1, 4, 13)
+    assert "masked_store" not in schedule(Workload.make("pac", "pool", q, dtype), target, tuned=False)[0].script()
+    generic = build(wl, target).mod["pac_pool"]
+    tdt = getattr(torch, dtype)
+    for W in (1, 2, 13, 14, 15, 16, 17, 29, 30, 31, 33):
+        q, shapes = _shapes("pool", params, 1, 3, W)
+        static = build(Workload.make("pac", "pool", q, dtype), target).mod["pac_pool"]
+        args = [torch.randn(*s, dtype=tdt) for s in shapes]
+        static(*args)
+        want = args[-1].clone()
+        args[-1].fill_(float("nan"))
+        generic(*args)
+        torch.testing.assert_close(args[-1], want, atol=1e-5, rtol=1e-5, msg=f"W={W}")
+
+
 def _loops_around(mod, name: str) -> list:
     """The loop lines enclosing block ``name`` in the printed module, outermost first."""
     lines = mod.script().splitlines()
