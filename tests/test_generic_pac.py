@@ -136,6 +136,21 @@ def _shapes(kernel, p, N, H, W):
                "dist": [img, img, kern], "dist_df": [kern, img, img, img], "dist_df0": [kern, img, img, img]}[kernel]
 
 
+def _equals_static(kernel, params, generic, sizes, dtype="float32"):
+    """The generic build ``generic`` writes exactly the static build's outputs at each (N, H, W)
+    of ``sizes`` (outputs NaN-filled first: nothing left unwritten)."""
+    tdt = getattr(torch, dtype)
+    for N, H, W in sizes:
+        q, shapes = _shapes(kernel, params, N, H, W)
+        static = build(Workload.make("pac", kernel, q, dtype), cpu_target()).mod[f"pac_{kernel}"]
+        args = [torch.randn(*s, dtype=tdt) for s in shapes]
+        static(*args)
+        want = args[-1].clone()
+        args[-1].fill_(float("nan"))
+        generic(*args)
+        torch.testing.assert_close(args[-1], want, atol=1e-5, rtol=1e-5, msg=f"N={N} H={H} W={W}")
+
+
 _CPU = [("conv", dict(C=5, O=24, k=3, s=1, z=1, p=1, d=1, a=0)), ("conv", dict(C=5, O=7, k=3, s=1, z=1, p=1, d=1, a=1)),
         ("pool", dict(C=6, G=1, k=3, s=1, z=1, p=1, d=1, a=0)), ("pool", dict(C=6, G=6, k=3, s=1, z=1, p=1, d=1, a=1)),
         ("conv_dk", dict(C=5, O=7, k=3, s=1, z=1, p=1, d=1)), ("conv_dw", dict(C=5, O=7, k=3, s=1, z=1, p=1, d=1)),
@@ -161,15 +176,7 @@ def test_cpu_generic_build_matches_static(kernel, params):
     target = cpu_target()
     sym = dict(N=None, H=None, W=None, Ho=None, Wo=None)
     generic = build(Workload.make("pac", kernel, dict(params, **sym), "float32"), target).mod[f"pac_{kernel}"]
-    for N, H, W in ((1, 5, 37), (2, 9, 16), (1, 3, 7)):
-        q, shapes = _shapes(kernel, params, N, H, W)
-        static = build(Workload.make("pac", kernel, q, "float32"), target).mod[f"pac_{kernel}"]
-        args = [torch.randn(*s) for s in shapes]
-        static(*args)
-        want = args[-1].clone()
-        args[-1].fill_(float("nan"))
-        generic(*args)
-        torch.testing.assert_close(args[-1], want, atol=1e-5, rtol=1e-5)
+    _equals_static(kernel, params, generic, ((1, 5, 37), (2, 9, 16), (1, 3, 7)))
 
 
 _GUARDED = [("pool", dict(C=3, G=1, k=3, s=1, z=1, p=1, d=1, a=0), "float32"),
@@ -192,16 +199,7 @@ def test_cpu_generic_guarded_row_stores(kernel, params, dtype):
     wl = Workload.make("pac", kernel, dict(params, **sym), dtype)
     assert schedule(wl, target, tuned=False)[0].script().count('T.sblock("out")') == 2
     generic = build(wl, target).mod[f"pac_{kernel}"]
-    tdt = getattr(torch, dtype)
-    for W in (1, 3, 4, 6, 12, 28):
-        q, shapes = _shapes(kernel, params, 1, 2, W)
-        static = build(Workload.make("pac", kernel, q, dtype), target).mod[f"pac_{kernel}"]
-        args = [torch.randn(*s, dtype=tdt) for s in shapes]
-        static(*args)
-        want = args[-1].clone()
-        args[-1].fill_(float("nan"))
-        generic(*args)
-        torch.testing.assert_close(args[-1], want, atol=1e-5, rtol=1e-5, msg=f"W={W}")
+    _equals_static(kernel, params, generic, [(1, 2, W) for W in (1, 3, 4, 6, 12, 28)], dtype)
 
 
 @pytest.mark.parametrize("kernel,params", [("pool_dk", dict(C=3, G=1, k=3, s=1, z=1, p=1, d=1)),
@@ -256,16 +254,7 @@ def test_cpu_generic_pool_source_copy_masked(params, dtype):
     q, _ = _shapes("pool", params, 1, 4, 13)
     assert "masked_store" not in schedule(Workload.make("pac", "pool", q, dtype), target, tuned=False)[0].script()
     generic = build(wl, target).mod["pac_pool"]
-    tdt = getattr(torch, dtype)
-    for W in (1, 2, 13, 14, 15, 16, 17, 29, 30, 31, 33):
-        q, shapes = _shapes("pool", params, 1, 3, W)
-        static = build(Workload.make("pac", "pool", q, dtype), target).mod["pac_pool"]
-        args = [torch.randn(*s, dtype=tdt) for s in shapes]
-        static(*args)
-        want = args[-1].clone()
-        args[-1].fill_(float("nan"))
-        generic(*args)
-        torch.testing.assert_close(args[-1], want, atol=1e-5, rtol=1e-5, msg=f"W={W}")
+    _equals_static("pool", params, generic, [(1, 3, W) for W in (1, 2, 13, 14, 15, 16, 17, 29, 30, 31, 33)], dtype)
 
 
 def _loops_around(mod, name: str) -> list:
