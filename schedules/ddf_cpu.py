@@ -331,9 +331,9 @@ def _overlap_rows(sch, loop, lanes: int, fill: str = None) -> None:
     / 1.25 / 1.54 at 2x256x14² k3 (28², 56², k7 unchanged within 0.05); fwd (X's copy)
     0.99 / 1.06 / 1.03 -> 0.94 / 1.03 / 1.01 at 14², 28², 56² and k7 unchanged or lower;
     three more processes: dx 1.45 / 1.39 / 1.35 -> 1.33 / 1.22 / 1.21 at 14² (28² 0.97-0.98 ->
-    0.92-0.99), fwd 1.16 / 1.14 / 1.10 -> 0.98 / 1.09 / 1.05 at 14². What stays at 14²: the
-    tile goes through memory for 'out''s shifted last piece (zeroed there at init too: the
-    workspaces may alias, so LLVM keeps those stores).
+    0.92-0.99), fwd 1.16 / 1.14 / 1.10 -> 0.98 / 1.09 / 1.05 at 14². What then stayed at 14²,
+    the dx tile going through memory for 'out''s shifted last piece, was its heap workspace
+    (:func:`_pair_layout`).
 
     ``fill`` (dx's dO): the copy's zero fill block, left to the rows above and below
     the data, the data rows' pads stored in this row loop before the copy
@@ -681,7 +681,13 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     :func:`_row_tile_out`): same process 1.12 -> 1.01 at 14 px, 1.07 -> 1.08 at 28 px.
     dO's zero fill on the border only, its data rows' pads in the copy's row loop
     (:func:`_border_fill`; the fill had been ~20% of the kernel's samples at 14 px): same
-    process, two pairs, 1.14, 1.13 -> 1.06, 1.06 at 2x256x14² k3."""
+    process, two pairs, 1.14, 1.13 -> 1.06, 1.06 at 2x256x14² k3. The tile laid out by row
+    pairs (:func:`_pair_layout`): a constant-size stack buffer, kept in registers, where the
+    clipped min(H, 2) rows had made it a heap workspace per plane, stored after the taps and
+    read back unaligned by the shifted last piece. Main's and this build as libraries in one
+    process (thread time, 21-31 rounds, median of per-round ratios), new / old dx 0.89, 0.91,
+    0.92 at 2x256x14² k3 (generic / static 0.86-0.94), 0.93 at 28², 0.92 at 56² k3, 1.00 at k7,
+    0.85 at 2x64x15² (odd H)."""
     wide = _fwd_lanes(wl.dtype, target)
     yo, ym = sch.split(y, [None, FWD_ROWS])  # predicated in the last pair of an odd H
     xo, xi = sch.split(x, [None, wide])
@@ -700,11 +706,28 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     sch.vectorize(gxi)
     pieces = _row_tile_out(sch, acc, j, xo, wide, _out_piece(wide))
     split_tail(sch, yo)  # whole pairs unpredicated (LoopPartition), the odd H's last pair apart
-    _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
+    paired = pieces is not None and _pair_layout(sch, acc, wide)  # (tile, lane) layout only
+    _pair_regions(sch, ("acc_init", "acc_update", "out"), wide, paired=paired)
     guard_pieces(sch, pieces, shift=True)
 
 
-def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS) -> None:
+def _pair_layout(sch, acc, lanes: int, rows: int = FWD_ROWS) -> bool:
+    """The generic tile buffer 'acc' (b, g, c, row, tile, lane) laid out by row pairs, (b, g,
+    c, row // rows, tile, row % rows, lane) (an odd H pads one row, never read or written: its
+    pad block is removed, :func:`_drop_padding_nest`), so that a tile compacts to a constant
+    size (rows x lanes per channel): over the plain rows, compaction clips the tile's rows to
+    H, min(H, rows), a symbolic size, so 'acc' was a heap workspace per plane, which LLVM
+    keeps in memory where a load does not match a store (the shifted last piece of
+    :func:`guard_pieces`: the tile stored after the taps and read back unaligned). A constant
+    size is a stack buffer that LLVM promotes to registers (SROA; the shifted piece a
+    shuffle). Returns whether the layout was applied (the regions then declared over it)."""
+    sch.transform_layout(acc, ("write", 0),
+                         lambda b, g, c, y, t, l: (b, g, c, y // rows, t, y % rows, l), pad_value=0.0)
+    _drop_padding_nest(sch, "buffer_acc_padding")
+    return True
+
+
+def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS, paired: bool = False) -> None:
     """Declare that ``blocks`` touch 'acc' (laid out (b, g, c, row, tile, lane), or the plain
     row) in whole tiles of ``rows`` rows x one vector (as :func:`tile_regions` does for the
     columns): the rows' split over a symbolic H leaves a predicate, from which TVM would size
@@ -716,6 +739,11 @@ def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS) -> None:
         for kind, regions in ((0, obj.reads), (1, obj.writes)):
             for n, reg in enumerate(regions):
                 if reg.source.name != "acc":
+                    continue
+                if paired:  # (b, g, c, pair, tile, row in pair, lane): _pair_layout
+                    b, g, c, pair, tile = (r.min for r in reg.region[:5])
+                    flat = [b, b + 1, g, g + 1, c, c + 1, pair, pair + 1, tile, tile + 1, 0, rows, 0, lanes]
+                    _ffi_api.ScheduleAnnotateBufferAccess(sch, block, n, kind, tirx.IndexMap(vars_, flat, None))
                     continue
                 b, g, c, row, *col = (r.min for r in reg.region)
                 top = tirx.floordiv(row, rows) * rows
