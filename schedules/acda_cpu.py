@@ -59,7 +59,19 @@ same register tiles, arranged so that nothing scalar or memory-bound is left in 
   1.17 -> 1.10; k7 1.41 -> 1.09, 1.26 -> 1.09; 2x64x28x28 k7 1.12 -> 1.01, 1.29 -> 1.07;
   2x128x28x28 k7 1.13 -> 1.12, 1.10 -> 1.08; dx unchanged within noise (56 px k7 1.22 -> 1.15,
   1.18 -> 1.17; 28 px 0.70-0.80 both).
-Static builds are unchanged by this. Left: generic dx at 56 px k7 still 1.15-1.2x the static
+Static builds are unchanged by this.
+- the generic fwd's padded input is a row of zeros then X's row copied from its first real
+  column (``_pad_generic``, ``decompose_padding`` per row): as one block the row's first vector
+  and its last two went lane by lane (8% of the samples at 56 px k3). Generic / static, 1
+  thread, median of the per-round ratios of 61-101 rounds, static, main's generic and this one
+  exported and called in one process (load 3.5-7.5), before -> after: fwd 56 px k3 1.26 ->
+  1.18, 1.23 -> 1.03, 1.24 -> 1.14, 1.35 -> 1.25; 28 px k3 1.21 -> 1.10, 1.27 -> 1.06, 1.21 ->
+  1.11, 1.23 -> 1.11; 56 px k5 1.05 -> 1.02, 1.08 -> 1.06, 1.15 -> 1.14, 1.08 -> 1.06; 56 px k7
+  1.00 -> 0.95, 1.01 -> 0.95; 28 px k5 0.96 -> 0.82, 0.83 -> 0.76; 28 px k7 0.68 -> 0.65, 0.69
+  -> 0.66 (dx, byte-identical builds, read 1.10 / 0.97 in one of those processes: the noise).
+  Per plane (the zeros then the whole plane) gained less (56 px k3 1.24 / 1.20 against 1.26 /
+  1.23).
+Left: generic dx at 56 px k7 still 1.15-1.2x the static
 one (perf: the tap loop and the atom loop each ~1.2x the static ones' samples; per channel and
 tap row an int32 add and sign extension remain; a layout with the channel block's rows
 adjacent, (n, c // 16, m, y, c % 16, x), removed the multiplies but not the time); generic fwd
@@ -293,15 +305,31 @@ def _fwd_generic(sch, wl, target):
                                        ("v", wl.p["k"])], ("u", "v", "c", "m", "x"))
     unroll(sch, *(loops[n] for n in ("c", "m") if n in loops))
     unroll_taps(sch, wl, *(loops[n] for n in ("v",) if n in loops))  # tap rows rolled (see above)
-    xpad = sch.get_sblock("Xpad")  # one padded copy of the input, as the static build
-    sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
-    _pad_rows(sch, wl, xpad, lanes)
+    _pad_generic(sch, wl, "Xpad", lanes)  # one padded copy of the input, as the static build
     atoms, t = _atoms_row(sch, wl, row, None, lanes)
     apad = sch.get_sblock("Apad")  # the row's coefficients, zeros past its end
     sch.compute_at(apad, row)
     split_tail(sch, vectorize_inner(sch, apad, lanes, under=row))
     _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
     _drop_row_bounds(sch, xo)
+
+
+def _pad_generic(sch, wl, name, lanes) -> None:
+    """Generic fwd: the padded input copy (parallel over planes) split per row into two blocks
+    (``decompose_padding``): the row's zeros (whole vectors), then X's row copied from the
+    first real column, so that the copy's vectors lie inside X's row up to its tail. As one
+    block, the zero padding was a per-lane condition and the row's first vector and its last
+    two (past the real row: ROW_TILE's padding) were copied lane by lane, with a branch per
+    lane: in perf at 2x64x56x56 k3, 8% of the generic kernel's samples against 3% for its
+    vectors. Per plane (zeros, then the plane copied) was slower: the plane leaves L1 at
+    larger sizes and the measured gain was smaller (figures in the module docstring)."""
+    block = sch.get_sblock(name)
+    sch.parallel(sch.fuse(*sch.get_loops(block)[:2]))
+    fill = sch.decompose_padding(block, sch.get_loops(block)[-1])
+    for b in (fill, block):
+        xo = vectorize_inner(sch, b, lanes)
+        if wl.p["s"] == 1:  # as _pad_rows: at stride 2 the pass ran for minutes
+            split_tail(sch, xo)
 
 
 # generic dx: the most dO row offsets (channels x tap rows, each at symbolic strides) the tap
