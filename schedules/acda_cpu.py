@@ -330,7 +330,7 @@ def _apad_per_tile(sch, wl, atoms, lanes) -> None:
     earlier session). A inlined into the atoms instead took the tail tile's k x k x T FMAs lane
     by lane (28 px k5: 1.25-1.41x the static build)."""
     loops = sch.get_loops(atoms)
-    at = [i for i, lp in enumerate(loops) if not isinstance(sch.get(lp).extent, tirx.IntImm)][1]  # after the row
+    at = next(i for i, lp in enumerate(loops) if i > 0 and _extent(sch, lp) is None)  # under the row: W symbolic
     tile = loops[at]
     if wl.p["k"] > 1:  # (m, u, tile): the tap-row loop just outside the tile loop
         sch.reorder(tile, loops[at - 1])
