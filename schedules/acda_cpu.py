@@ -59,7 +59,23 @@ same register tiles, arranged so that nothing scalar or memory-bound is left in 
   1.17 -> 1.10; k7 1.41 -> 1.09, 1.26 -> 1.09; 2x64x28x28 k7 1.12 -> 1.01, 1.29 -> 1.07;
   2x128x28x28 k7 1.13 -> 1.12, 1.10 -> 1.08; dx unchanged within noise (56 px k7 1.22 -> 1.15,
   1.18 -> 1.17; 28 px 0.70-0.80 both).
-Static builds are unchanged by this. Left: generic dx at 56 px k7 still 1.15-1.2x the static
+Static builds are unchanged by this.
+- the copies (fourth session): the generic fwd's padded input and, at stride 1, dx's dO and A
+  grids are per row a row of zeros then the source row copied from its first real column
+  (``_pad_generic``, ``decompose_padding``; as one block the row's first vector and its last
+  two went lane by lane: 8% of the samples at 56 px k3); the fwd's widened coefficients are
+  copied per atom and vector tile into a local buffer just before the tile's atoms
+  (``_apad_per_tile``; per row, its loads of A stalled apart from any FMA: 15% of the samples
+  at 56 px k5). Generic / static, 1 thread, median of the per-round ratios (fwd 61 rounds, dx
+  21), the static build, main's generic and this one exported and called in one process,
+  three processes (load 4.2-6.0), before -> after: fwd 56 px k3 1.18 / 1.30 / 1.22 -> 1.06 /
+  1.15 / 1.15, k5 1.06 / 1.09 / 1.07 -> 0.93 / 0.94 / 0.93, k7 0.99 / 1.01 / 0.98 -> 0.91 /
+  0.88 / 0.88; 28 px k3 1.20 / 1.13 / 1.35 -> 1.08 / 0.98 / 0.98, k5 0.83 / 0.77 / 0.81 ->
+  0.74 / 0.71 / 0.72, k7 0.69 / 0.66 / 0.65 -> 0.63 / 0.62 / 0.60; dx 56 px k7 1.09 / 1.06 /
+  1.02 -> 1.02 / 0.97 / 1.01, k5 1.08 / 1.08 / 1.10 -> 1.01 / 1.05 / 1.03, k3 1.15 / 1.24 /
+  1.28 -> 1.13 / 1.06 / 1.07, 28 px k7 0.44 -> 0.37-0.41. Tried: the fwd's zeros per plane
+  then the plane copied (56 px k3 1.24 / 1.20 where per row 1.18 / 1.03, same processes).
+Left after the third session (cut since by the copies above): generic dx at 56 px k7 1.15-1.2x the static
 one (perf: the tap loop and the atom loop each ~1.2x the static ones' samples; per channel and
 tap row an int32 add and sign extension remain; a layout with the channel block's rows
 adjacent, (n, c // 16, m, y, c % 16, x), removed the multiplies but not the time); generic fwd
@@ -73,7 +89,9 @@ reads A inside its atom loop). Tried, not faster: Apad per atom tile or per atom
 merged the tile with acc, which then lived in memory), Apad inlined (2x64x28x28: 1.5x),
 acc per channel block in a tile-major row buffer with 'out' copied after (1.4x: the 'out'
 stores no longer overlap the FMAs), guarding 'out' as a whole instead of LoopPartition's cut.
-Half the dx channel block was slower (1.24x).
+Half the dx channel block was slower (1.24x). Left now: fwd 56 px k3 1.06-1.15x (perf, fourth
+session: the tile's 24 'out' stores each reload a row offset at symbolic strides from the
+stack, 14% of the generic samples, the channel block's preamble 4%; the tap loop as fast).
 """
 from __future__ import annotations
 
@@ -293,15 +311,52 @@ def _fwd_generic(sch, wl, target):
                                        ("v", wl.p["k"])], ("u", "v", "c", "m", "x"))
     unroll(sch, *(loops[n] for n in ("c", "m") if n in loops))
     unroll_taps(sch, wl, *(loops[n] for n in ("v",) if n in loops))  # tap rows rolled (see above)
-    xpad = sch.get_sblock("Xpad")  # one padded copy of the input, as the static build
-    sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
-    _pad_rows(sch, wl, xpad, lanes)
+    _pad_generic(sch, wl, "Xpad", lanes)  # one padded copy of the input, as the static build
     atoms, t = _atoms_row(sch, wl, row, None, lanes)
-    apad = sch.get_sblock("Apad")  # the row's coefficients, zeros past its end
-    sch.compute_at(apad, row)
-    split_tail(sch, vectorize_inner(sch, apad, lanes, under=row))
+    _apad_per_tile(sch, wl, atoms, lanes)
     _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
     _drop_row_bounds(sch, xo)
+
+
+def _apad_per_tile(sch, wl, atoms, lanes) -> None:
+    """Generic fwd: the row's coefficients widened by zeros ('Apad') per atom and vector tile:
+    the T vectors of A that the tile's atoms read, copied into a small local buffer just
+    before them (the tile loop moved outside the tap rows, so once per atom and tile), the
+    whole tiles plain vector copies (LoopPartition), the tail tile lane by lane. Per row, as
+    before, the copy ran apart from the atoms' FMAs, its loads of A (M x T rows at symbolic
+    strides, each read once) stalled: 15% of the generic kernel's samples at 56 px k5 (perf),
+    where the static build reads A inside its atom loop. A local buffer: in the default scope
+    TVM's storage rewrite merged it with acc's tile, which then lived in memory (1.4x, an
+    earlier session). A inlined into the atoms instead took the tail tile's k x k x T FMAs lane
+    by lane (28 px k5: 1.25-1.41x the static build)."""
+    loops = sch.get_loops(atoms)
+    at = next(i for i, lp in enumerate(loops) if i > 0 and _extent(sch, lp) is None)  # under the row: W symbolic
+    tile = loops[at]
+    if wl.p["k"] > 1:  # (m, u, tile): the tap-row loop just outside the tile loop
+        sch.reorder(tile, loops[at - 1])
+    apad = sch.get_sblock("Apad")
+    sch.compute_at(apad, tile)
+    sch.set_scope(apad, 0, "local")
+    vectorize_inner(sch, apad, lanes, under=tile)
+    split_tail(sch, tile)
+
+
+def _pad_generic(sch, wl, name, lanes, planes=2) -> None:
+    """Generic fwd (Xpad) and dx at stride 1 (dOu, Au): a zero-padded copy (parallel over its
+    first ``planes`` axes) split per row into two blocks (``decompose_padding``): the row's
+    zeros (whole vectors), then the source row copied from the first real column, so that the
+    copy's vectors lie inside the source row up to its tail. As one block, the zero padding
+    was a per-lane condition and the row's first vector and its last two (past the real row:
+    ROW_TILE's padding) were copied lane by lane, with a branch per lane: in perf at 2x64x56x56
+    k3, 8% of the generic fwd's samples against 3% for its vectors. Per plane (zeros, then the
+    plane copied) gained less (figures in the module docstring)."""
+    block = sch.get_sblock(name)
+    sch.parallel(sch.fuse(*sch.get_loops(block)[:planes]))
+    fill = sch.decompose_padding(block, sch.get_loops(block)[-1])
+    for b in (fill, block):
+        xo = vectorize_inner(sch, b, lanes)
+        if wl.p["s"] == 1:  # as _pad_rows: at stride 2 the pass ran for minutes
+            split_tail(sch, xo)
 
 
 # generic dx: the most dO row offsets (channels x tap rows, each at symbolic strides) the tap
@@ -327,6 +382,9 @@ def _dx_generic(sch, wl, target):
     taps = ("u", "v") if c_block * wl.p["k"] <= DX_ROW_OFFSETS else ("v",)
     unroll_taps(sch, wl, *(loops[n] for n in taps if n in loops))
     for name in ("dOu", "Au"):  # as the static build
+        if wl.p["s"] == 1:  # a zero padding (at stride 2 the zeros interleave: not one)
+            _pad_generic(sch, wl, name, lanes, planes=3)
+            continue
         block = sch.get_sblock(name)
         sch.parallel(sch.fuse(*sch.get_loops(block)[:3]))
         _pad_rows(sch, wl, block, lanes)

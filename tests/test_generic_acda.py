@@ -768,3 +768,25 @@ def test_generic_cpu_acc_row_bounds_dropped(kernel, C, k):
         block = script.split(f'T.sblock("{name}")')[1].split("T.reads")[0]
         assert "T.where" not in block, (name, block)
     _generic_equals_static(base)
+
+
+@pytest.mark.parametrize("kernel, k, s, p", [("fwd", 5, 1, 2), ("fwd", 1, 1, 0), ("fwd", 3, 2, 1), ("dx", 3, 1, 1)])
+def test_generic_cpu_copies(kernel, k, s, p):
+    """Generic fwd's and dx's copies (``schedules.acda_cpu._pad_generic``, ``_apad_per_tile``):
+    a padded copy (fwd: the input; dx at stride 1: dO's and A's grids) is a row of zeros and
+    then the source row copied without a condition (before: one block, the zero padding a
+    per-lane condition that went lane by lane at the row's edges); fwd's widened coefficients
+    are copied per atom tile into a local buffer (before: per row, in the default scope). The
+    build equals the static one at widths and heights with and without a tail tile, every
+    output written."""
+    from dynfilter_tvm.build import schedule
+
+    base = Workload.make("acda", kernel, dict(N=1, C=4, H=9, W=9, M=2, T=3, k=k, s=s, d=1, p=p), "float64")
+    script = schedule(base.with_symbolic(SYM), cpu_target())[0].script()
+    for name in ("Xpad",) if kernel == "fwd" else ("dOu", "Au"):
+        assert f'T.sblock("{name}_pad_const")' in script
+        copy = script.split(f'T.sblock("{name}")')[1].split("T.sblock(")[0]
+        assert "if_then_else" not in copy, copy
+    if kernel == "fwd":
+        assert re.search(r'Apad\w* = T\.sblock_alloc_buffer\(.*scope="local"\)', script)
+    _generic_equals_static(base)
