@@ -351,13 +351,16 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     :func:`_acda_datoms_block_bytes`): dO staged once, N*C*M*Ho*Wo, and per block and channel its input window's real elements: at
     8x64x56x56 k7 (tiles of 28) 38.5 MB + 8*64*380*62*4 B = 48.2 MB = 86.8 MB, 1.17x (the
     rows schedule before it: dO once per tap row, 313 MB, 4.2x). Generic ACDA builds
-    (``generic``; rows of whole X_QUANTUM = 8 pixels, fwd's of whole ROW_TILE = 32): fwd by tap
-    rows in tiles of ``fwd_rows_shape`` where ``schedules.acda_cuda.generic_tiled``, its atoms
-    from staged A and P where ``staged_atoms_plan`` (:func:`_acda_fwd_staged_atoms_bytes` with
-    ``generic``: A once, P per block and pass, the blocks over the rows padded to whole 32
-    pixels), else the per-thread count above over the padded rows, X per block and tap row
-    over (tile-1)*s + (k-1)*d + 1 columns (:func:`_acda_fwd_rows_bytes`): at 8x64x56x56 k7
-    float32 the static build's tiles of 32 and count, 62.2 MB, 1.00x (8-pixel tiles before:
+    (``generic``; rows of whole X_QUANTUM = 8 pixels, fwd's of whole ROW_TILE = 8 and heights
+    of whole FWD_ROWS = 2): fwd in tiles of ``fwd_rows_shape`` where
+    ``schedules.acda_cuda.generic_tiled``, its atoms from staged A and P where
+    ``staged_atoms_plan`` (:func:`_acda_fwd_staged_atoms_bytes` with ``generic``: A once, P per
+    block and pass, the blocks over the tiles of 2 rows x 8 pixels), else the per-thread count
+    above over the padded image, X per block the real elements of its whole window
+    (:func:`_acda_block_windows`; a window of 8 x 14 per 2 x 8 pixels at k7; where the build
+    takes a row of 8 pixels, float64, per tap row the row's segment): at 8x64x56x56 k7 float32 A 10.8 + P 1,568 x 18 x 49 x 4 B = 5.5 + X 40.8 MB =
+    57.1 MB, 0.92x the static's 62.2 (a row of 32 pixels before: the static's count, 1.00x;
+    8-pixel tiles before that:
     A 10.8 MB + P 3,136 x 18 x 49 x 4 B = 11.1 MB + X 8*64*380*92*4 B = 71.6 MB = 93.5 MB,
     1.50x; the per-thread atoms loads before that: 324.5 MB, 5.2x); datoms with every tap row in one block in
     8-pixel tiles where ``generic_tiled(..., stage="dOpad_shared")``
@@ -408,14 +411,16 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
         from schedules.acda_cuda import atoms_per_thread
         from schedules.common import UNROLL_TAPS
 
-        from .ops.acda import ROW_TILE, X_QUANTUM
+        from .ops.acda import FWD_ROWS, ROW_TILE, X_QUANTUM
 
         # a generic build computes rows of whole X_QUANTUM pixels (fwd: ROW_TILE; ops.acda): its
         # atoms and register tiles run over the padded row (the loads past it are masked: an
         # upper bound)
         quantum = 1 if generic is None else ROW_TILE if wl.kernel == "fwd" else X_QUANTUM
         wq = -(-p["Wo"] // quantum) * quantum
-        pix = p["N"] * p["Ho"] * wq
+        # (the generic fwd's tiles: FWD_ROWS rows, its heights whole FWD_ROWS)
+        rows = 1 if generic is None or wl.kernel != "fwd" else FWD_ROWS
+        pix = p["N"] * -(-p["Ho"] // rows) * rows * wq
         k, M, T, mi = p["k"], p["M"], p["T"], atoms_per_thread(wl)
         cols = k if k <= UNROLL_TAPS else 1  # tap columns per thread
         atoms = (M // mi) * k * (k // cols) * T * (mi + cols)  # per pixel of the tile
@@ -661,8 +666,9 @@ def _acda_fwd_rows_bytes(wl: Workload, p: dict, arch: str, generic: Optional[Wor
     """Input elements loaded by acda.fwd's tap-row schedule (``schedules.acda_cuda._fwd_rows``),
     or None where fwd keeps the shared-atoms one (X per (channel, tap) of every pixel): per
     block and tap row, the real elements of each channel's input row segment. ``generic``: its
-    generic build's tiles (``fwd_rows_shape``: 32 pixels in float32; the tiles past the row
-    load nothing) where that build takes the rows schedule (``generic_tiled``)."""
+    generic build's tiles (``fwd_rows_shape``: 2 rows x 8 pixels in float32, each block's
+    window once; a row of 8 pixels per tap row) where that build takes the rows schedule
+    (``generic_tiled``)."""
     from schedules.acda_cuda import fwd_rows_tile, generic_tiled
 
     from . import registry
@@ -672,13 +678,35 @@ def _acda_fwd_rows_bytes(wl: Workload, p: dict, arch: str, generic: Optional[Wor
     if generic is not None:
         if not generic_tiled(generic, registry.prim_func(generic), target):
             return None
-        tile = fwd_rows_tile(generic, target)
+        from schedules.acda_cuda import fwd_tile_rows
+
+        from .ops.acda import FWD_ROWS, ROW_TILE, whole
+
+        rows = fwd_tile_rows(generic, fwd_rows_tile(generic, target))
+        if rows > 1:  # tiles of FWD_ROWS rows x ROW_TILE pixels, each block's window staged once
+            return p["N"] * p["C"] * sum(r * c for r, c in _acda_block_windows(p, rows, ROW_TILE))
+        # a row of ROW_TILE pixels, its segment per tap row, over the heights of whole FWD_ROWS
+        rows, cols = _acda_real_windows(dict(p, Ho=whole(p["Ho"], FWD_ROWS)), ROW_TILE)
+        return p["N"] * p["C"] * rows * cols
     else:
         tile = fwd_rows_tile(wl, target)
     if tile is None:
         return None
     rows, cols = _acda_real_windows(p, tile)
     return p["N"] * p["C"] * rows * cols
+
+
+def _acda_block_windows(p: dict, r: int, tile: int) -> list:
+    """(real input rows, real input columns) of each block's window of an ACDA tile of ``r``
+    output rows x ``tile`` pixels over the image, (r-1)*s + (k-1)*d + 1 padded rows x (tile-1)*s
+    + (k-1)*d + 1 padded columns (padding is not loaded)."""
+    H, W, k, s, d, pad = (p[n] for n in ("H", "W", "k", "s", "d", "p"))
+
+    def real(n_out, size, n):
+        span = (n - 1) * s + (k - 1) * d + 1
+        return [sum(1 for Y in range(y0 * s, y0 * s + span) if pad <= Y < pad + size) for y0 in range(0, n_out, n)]
+
+    return [(a, b) for a in real(p["Ho"], H, r) for b in real(p["Wo"], W, tile)]
 
 
 def _acda_fwd_staged_atoms_bytes(wl: Workload, p: dict, arch: str, generic: Optional[Workload] = None) -> Optional[int]:

@@ -119,8 +119,33 @@ slices, 256 threads, 48 registers on sm_90 and sm_80, 62% (was cb = 4, 128 threa
 registers on sm_90, 44%; sm_80 had cb = 2 already); its rows of whole 32 pixels add a block of zeros per row at 56
 pixels (8 tiles, not 7): 3,584 blocks, 316.6 MB (was 297.6 MB). The cost of the fixed tile:
 rows narrower than 32 pixels compute a whole tile (at Wo = 14, 2x the static build's 8-pixel
-tiles' FMAs; 7 pixels, 4x), which is why CUDA calls still take the static fwd by default
-(``GENERIC_DEFAULT``).
+tiles' FMAs; 7 pixels, 4x), which is why CUDA calls still took the static fwd by default.
+Then (2026-12-02, issue 16 items 1-2, issue 15 item 4): 2-D tiles. ``ops.acda``'s generic fwd
+computes 'acc' over heights of whole FWD_ROWS = 2 rows and rows of whole ROW_TILE = 8 pixels
+('Xpad' and 'Apad' padded alike; the padded rows and pixels compute zeros, never stored), and
+its rows schedule takes tiles of 2 rows x 8 pixels (``fwd_tile_rows``): the block stages its
+whole input window once ((2 - 1)*s + (k-1)*d + 1 rows x (8 - 1)*s + (k-1)*d + 1 columns of
+each channel, at the channel-tile loop, not per tap row: 8 x 14 per 16 pixels at k7, against
+the static's 7 x 38 per 32), the grid blockIdx.z / .y / .x over images, row pairs and tiles.
+A row of 14 / 7 pixels then computes 16 / 8 (as the static's 8- / 4-pixel tiles), an image
+of 7 rows 8. Where the window does not fit 48 KiB (float64; stride 2 at 64 channels) a row of
+8 pixels, the tap row's segment staged per tap row (the design before, on 8-pixel tiles).
+8xCxHxH k7 M = 6 float32 (nvcc 13 -v, ``gpu_report``; estimates), static / generic: C = 64,
+sm_90: 2 x 8 tiles, cb = 4, 16 slices, 256 threads, 64 registers, no spill, 48,128 B shared,
+4 blocks per SM: 50% (static 45-53 registers, 50-66%); sm_80 cb = 2 (``GENERIC_ROWS_ACC_WORDS_
+BEFORE_SM90``: cb = 4 took 80 registers, 3 blocks by shared memory, 37.5%), 512 threads, 40
+registers, 75%. Requested at H = 56 / 28 / 14 / 7: 57.1 / 14.1 / 3.0 / 0.6 MB against the
+static's 62.2 / 17.1 / 5.0 / 1.5 (0.92 / 0.82 / 0.61 / 0.39x); pixels computed 0.88 / 1.00 /
+1.00 / 1.14x the static's (its row tiles of 32 / 16 / 8 / 4). float16 alike (48 / 40
+registers, 62 / 75%, 28.5 MB at 56: 0.92x). C = 80 (ad_resnet_s layer3): a row of 8 pixels
+(2 x 8 needs 640 threads), 48 / 56 registers (sm_90 / sm_80), 62 / 55%, 0.60x / 0.38x the bytes
+at 14 / 7. So CUDA calls of fwd default to the generic build (``GENERIC_DEFAULT``) where its
+shape follows the static rule (``_fwd_rows_rule``); C = 152 .. 216 take the generic
+fall-back's 8-pixel tiles at 72 registers, 39-44% on sm_90 (none on sm_80), C = 304 and 432
+no tiled build: those stay static. Not done: a warp is 2 channel slices x 2 rows x 8 pixels,
+slices 4 x 112 words apart, so its X loads take 2 wavefronts (with rows 14 words apart no
+slice stride makes the two slices' 16 banks disjoint; warps of one row and 4 slices could,
+at a 114-word channel stride, 512 B more shared memory).
 dx (static, k <= UNROLL_TAPS; ``_dx_registers``): one launch, the atoms in registers. The
 compute indexes the atoms by the input pixel they serve (``ops.acda.acda_dx``); the sum over
 (atom, tap) is split (rfactor) into groups of mi atoms x ku tap rows: a block owns a tile of
@@ -451,7 +476,7 @@ from typing import Optional
 import tvm
 import tvm.s_tir as s_tir
 
-from dynfilter_tvm.ops.acda import DX_ROWS, ROW_TILE, X_QUANTUM, whole
+from dynfilter_tvm.ops.acda import DX_ROWS, FWD_ROWS, ROW_TILE, X_QUANTUM, whole
 from dynfilter_tvm.ops.common import conv_out_size
 
 from . import register
@@ -592,12 +617,13 @@ def fwd_staged_plan(wl, target, generic=None) -> Optional[dict]:
     p = wl.p
     wo = conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"])
     ho = conv_out_size(p["H"], p["k"], p["s"], p["p"], p["d"])
-    if generic is not None:  # its rows of whole ROW_TILE pixels (ops.acda)
-        wo = whole(wo, ROW_TILE)
+    if generic is not None:  # its tiles of (FWD_ROWS or one) rows x ROW_TILE pixels over whole FWD_ROWS (ops.acda)
+        rows = fwd_tile_rows(built, tile)
+        return dict(plan, tile=tile, blocks=p["N"] * whole(ho, FWD_ROWS) // rows * -(-wo // ROW_TILE))
     return dict(plan, tile=tile, blocks=p["N"] * ho * -(-wo // tile))
 
 
-def _atoms_staged(sch, wl, block, tile: int, threads: int) -> bool:
+def _atoms_staged(sch, wl, block, tile: int, threads: int, rows: int = 1) -> bool:
     """The tile's atoms in shared memory (M x k x k x ``tile``), built a basis at a time from
     coefficients A and bases P staged in shared memory: per basis t the block copies A[:, t]
     of its tile (M rows of adjacent pixels: coalesced) and P[t] (k x k); each thread owns (atom
@@ -643,7 +669,7 @@ def _atoms_staged(sch, wl, block, tile: int, threads: int) -> bool:
 
     def threads_over(named):
         """(group,) u, pixel fused and bound as the build's threads; returns the register loops."""
-        spatial = [named[nm] for nm in (("mo",) if parallel else ()) + ("u", "x") if nm in named]
+        spatial = [named[nm] for nm in (("mo",) if parallel else ()) + ("u", "y", "x") if nm in named]
         regs = [named[nm] for nm in ("m", "v") if nm in named]
         sch.reorder(*spatial, *regs)
         fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
@@ -659,7 +685,8 @@ def _atoms_staged(sch, wl, block, tile: int, threads: int) -> bool:
         return named
 
     # (compute_at dropped the unit-extent loops)
-    named = split_groups(dict(zip([nm for nm, n in (("m", M), ("u", k), ("v", k), ("x", tile), ("t", p["T"]))
+    named = split_groups(dict(zip([nm for nm, n in (("m", M), ("u", k), ("v", k), ("y", rows), ("x", tile // rows),
+                                                    ("t", p["T"]))
                                    if n > 1], below(atoms, block))))
     to = named.pop("t", None)
     mo = None if parallel else named.pop("mo", None)
@@ -676,7 +703,8 @@ def _atoms_staged(sch, wl, block, tile: int, threads: int) -> bool:
     # each thread stores its mi x k atoms (serial groups: per group, the next reuses the registers)
     if mo is not None:
         sch.reverse_compute_at(sh, mo)
-    named = dict(zip([nm for nm, n in (("m", mi if mo is not None else M), ("u", k), ("v", k), ("x", tile)) if n > 1],
+    named = dict(zip([nm for nm, n in (("m", mi if mo is not None else M), ("u", k), ("v", k), ("y", rows),
+                                        ("x", tile // rows)) if n > 1],
                      below(sh, mo if mo is not None else block)))
     unroll(sch, *threads_over(named if mo is not None else split_groups(named)))
     return True
@@ -744,8 +772,18 @@ def fwd_shared_bytes(wl, tile: int) -> int:
     row segment of every channel (input type)."""
     p = wl.p
     atoms = tile * p["M"] * p["k"] ** 2 * (8 if wl.dtype == "float64" else 4)
-    cols = (tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1
-    return atoms + p["C"] * cols * {"float64": 8, "float32": 4}.get(wl.dtype, 2)
+    rows = fwd_tile_rows(wl, tile)
+    cols = (tile // rows - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1
+    # tiles of several rows: the block's whole window, (rows - 1) * s + (k - 1) * d + 1 input
+    # rows, staged once (else a row segment per tap row)
+    window = (rows - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1 if rows > 1 else 1
+    return atoms + p["C"] * window * cols * {"float64": 8, "float32": 4}.get(wl.dtype, 2)
+
+
+def fwd_tile_rows(wl, tile: int) -> int:
+    """Output rows of :func:`_fwd_rows`' tiles of ``tile`` pixels: generic builds' tiles are
+    rows of ROW_TILE pixels (FWD_ROWS of them, or one), static ones a single row."""
+    return tile // ROW_TILE if wl.kind == "generic" else 1
 
 
 def fwd_rows_tile(wl, target) -> Optional[int]:
@@ -773,8 +811,19 @@ ROWS_F64 = False
 # tile of cb channels within the arch's ACC_WORDS leaving at least this many threads where C
 # allows (the rule of the generic 8-pixel tiles before ROW_TILE)
 GENERIC_FWD_THREADS = 128
+# generic fwd tiles of FWD_ROWS rows before sm_90: 32-bit registers for a thread's channel sums.
+# Their blocks take 48 KB of shared memory, 3 per SM on sm_80; at 8x64 k7 M = 6 float32 cb = 4
+# (24 words, 256 threads) took 80 registers there (37.5%), cb = 2 (12 words, 512 threads) 40
+# (75%); sm_90 keeps cb = 4: 64 registers, 4 blocks of 256 threads, 50%
+GENERIC_ROWS_ACC_WORDS_BEFORE_SM90 = 12
 
-def fwd_rows_shape(wl, target) -> Optional[tuple]:
+def _fwd_rows_rule(wl, target) -> bool:
+    """Whether :func:`fwd_rows_shape` finds a tile by the static rule (not the generic
+    fall-back's: C = 152 .. 432 at k7, 72 registers, 39-44% on sm_90, none on sm_80)."""
+    return fwd_rows_shape(wl, target, fallback=False) is not None
+
+
+def fwd_rows_shape(wl, target, fallback: bool = True) -> Optional[tuple]:
     """(tile, slices, cb) of :func:`_fwd_rows` (see :func:`fwd_rows_tile`), or None.
 
     Static builds: the warp-sized tile of :func:`_tile`, one register tile of cb channels per
@@ -784,13 +833,14 @@ def fwd_rows_shape(wl, target) -> Optional[tuple]:
     row segments and the build's stages of one basis within 48 KiB. 8x64x56x56 k7 M = 6: tile
     32, cb = 4, 16 slices (was cb = 8, 8 slices: see ROWS_ACC_WORDS).
 
-    Generic builds (W symbolic): the same rule with the largest power-of-two tile from
-    ``ROW_TILE`` down to ``X_QUANTUM`` whose stages fit (the generic fwd's rows and copies are
-    whole ROW_TILE pixels, ``ops.acda``, so no tile has a tail and each tile's staged row
-    segment provably lies in the padded row: stages of constant size). 8x64x56x56 k7 M = 6:
-    float32 and the half types as the static build (tile 32, cb = 4, 16 slices: the row
-    segment 38 columns per 32 pixels, 1.19 loads per input; was tiles of 8, 14 columns, 1.75),
-    float64 tile 8 (16 pixels' stages exceed 48 KiB), cb = 2, 32 slices. Where no tile fits
+    Generic builds (W symbolic): the same rule with tiles of FWD_ROWS rows x ROW_TILE pixels,
+    else (the stages over 48 KiB) a row of ROW_TILE pixels (the generic fwd's heights and rows
+    are whole tiles, ``ops.acda``, so no tile has a tail and its staged window provably lies in
+    the padded copy: stages of constant size); before sm_90 the 2-row tiles' channel sums
+    within GENERIC_ROWS_ACC_WORDS_BEFORE_SM90. 8x64x56x56 k7 M = 6: float32 and the half types
+    2 x 8 pixels, cb = 4, 16 slices on sm_90 (cb = 2, 32 slices on sm_80), the window 8 x 14
+    per 16 pixels; float64 a row of 8 (2 x 8 pixels' stages exceed 48 KiB), cb = 2, 32
+    slices. ``fallback=False``: None where only the rule below finds one. Where no tile fits
     that rule (C = 160: 40 slices of 8 pixels are 10 warps), the rule of the generic 8-pixel
     tiles before: cb the largest divisor of C within the arch's ACC_WORDS leaving at least
     GENERIC_FWD_THREADS threads (C = 160: cb = 8, 20 slices, 160 threads)."""
@@ -801,11 +851,13 @@ def fwd_rows_shape(wl, target) -> Optional[tuple]:
         if wl.dtype == "float64" and not ROWS_F64:
             return None
         tiles = [_tile(wl, conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"]))]
-    else:  # the largest power of two from ROW_TILE down to X_QUANTUM whose stages fit
-        top, least = _tile(wl, ROW_TILE), _tile(wl, X_QUANTUM)
-        tiles = [top >> i for i in range(top.bit_length()) if top >> i >= least]
+    else:  # FWD_ROWS rows x ROW_TILE pixels, else (float64) a row of them
+        tiles, least = [FWD_ROWS * ROW_TILE, ROW_TILE], ROW_TILE
     for tile in tiles:
-        words = max(1, ROWS_ACC_WORDS // (p["M"] * (2 if wl.dtype == "float64" else 1)))
+        budget = ROWS_ACC_WORDS
+        if fwd_tile_rows(wl, tile) > 1 and _acc_words(target) < ACC_WORDS:
+            budget = GENERIC_ROWS_ACC_WORDS_BEFORE_SM90
+        words = max(1, budget // (p["M"] * (2 if wl.dtype == "float64" else 1)))
         # over 256 threads, whole warps dividing 32: at <= 64 registers whole blocks then fill 32
         # warps (50%; the models' C = 216 at 432 threads, 14 warps: 2 blocks, 44%)
         fits = [b for b in range(1, min(words, p["C"]) + 1) if p["C"] % b == 0 and p["C"] // b * tile <= ROWS_MAX_THREADS
@@ -819,7 +871,7 @@ def fwd_rows_shape(wl, target) -> Optional[tuple]:
         staged = staged_atoms_bytes(wl, tile)
         if fwd_shared_bytes(wl, tile) + (staged or 0) <= STATIC_SHARED_BYTES:
             return tile, p["C"] // cb, cb
-    if wl.kind == "generic":  # none fits (C = 160: 40 slices of 8 pixels, 10 warps) the rule before
+    if wl.kind == "generic" and fallback:  # none fits (C = 160: 40 slices of 8 pixels, 10 warps) the rule before
         tile = least
         words = max(1, _acc_words(target) // (p["M"] * (2 if wl.dtype == "float64" else 1)))
         fits = [b for b in range(1, min(words, p["C"]) + 1) if p["C"] % b == 0 and p["C"] // b * tile <= MAX_THREADS]
@@ -876,15 +928,26 @@ def _fwd_rows(sch, wl, target) -> bool:
         sch.compute_inline(sch.get_sblock("Apad"))
     acc = sch.get_sblock("acc")
     n, c, m, y, x, u, v = sch.get_loops(acc)
-    xo, xi, co, ci, cbi = _tiles(sch, wl, target, c, x, p["M"], shape)
-    tile, slices, cb = extent(sch, xi), extent(sch, ci), extent(sch, cbi)
-    sch.reorder(n, y, xo, co, u, ci, xi, v, cbi, m)
-    block = _bind_grid(sch, wl, n, y, xo)
-    threads = sch.fuse(ci, xi)
+    generic = wl.kind == "generic"
+    rows = fwd_tile_rows(wl, shape[0])
+    if generic:  # tiles of rows x ROW_TILE pixels
+        tile, slices, cb = shape
+        y, yi = sch.split(y, [None, rows]) if rows > 1 else (y, None)
+        xo, xi = sch.split(x, [None, ROW_TILE])
+        co, ci, cbi = sch.split(c, [None, slices, cb])
+        sch.reorder(n, y, xo, co, u, *[lp for lp in (ci, yi, xi) if lp is not None], v, cbi, m)
+        block = _bind_grid(sch, wl, n, y, xo)
+        threads = sch.fuse(*[lp for lp in (ci, yi, xi) if lp is not None])
+    else:
+        xo, xi, co, ci, cbi = _tiles(sch, wl, target, c, x, p["M"], shape)
+        tile, slices, cb = extent(sch, xi), extent(sch, ci), extent(sch, cbi)
+        sch.reorder(n, y, xo, co, u, ci, xi, v, cbi, m)
+        block = _bind_grid(sch, wl, n, y, xo)
+        threads = sch.fuse(ci, xi)
     sch.bind(threads, "threadIdx.x")
     nthreads = extent(sch, threads)
     unroll(sch, v, cbi, m)
-    if not _atoms_staged(sch, wl, block, tile, nthreads):
+    if not _atoms_staged(sch, wl, block, tile, nthreads, rows):
         _atoms_in_shared(sch, wl, block, nthreads)
     xpad = sch.get_sblock("Xpad")
     sch.set_scope(xpad, 0, "shared")
@@ -893,12 +956,11 @@ def _fwd_rows(sch, wl, target) -> bool:
         # the tile's segment to the padded row's symbolic end, a stage of no constant size
         s, span = p["s"], (p["k"] - 1) * p["d"] + 1
         _declare_read(sch, acc, "Xpad", lambda n, c, m, y, x, u, v: (
-            (n, n + 1), (c, c + 1), (y * s + u * p["d"], y * s + u * p["d"] + 1), (x * s, x * s + span)))
-    if wl.kind == "generic" and wl.dtype == "float32":  # (4-byte banks)
-        _align_slices(sch, xpad, tile, cb, (tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1)
+            (n, n + 1), (c, c + 1), (y * s, y * s + span) if rows > 1 else (y * s + u * p["d"], y * s + u * p["d"] + 1),
+            (x * s, x * s + span)))
     # rolled: unrolled, nvcc hoisted the copy's loads next to the 48 sums (98 registers on
     # sm_90; 64 kept a loop)
-    _stage(sch, xpad, u, nthreads, rolled=True)
+    _stage(sch, xpad, co if rows > 1 else u, nthreads, rolled=True)
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, u)
     # the cast stage at the channel-tile loop, spread over the threads as the sums are
@@ -907,10 +969,10 @@ def _fwd_rows(sch, wl, target) -> bool:
     if wl.kind == "generic":
         # the iteration order the threads take, fixed before the move: the tail predicate
         # (x < Wo) leaves the moved block's binding non-affine, and reorder then refuses it
-        sch.transform_block_layout(out, lambda n, c, m, y, x: (n, y, c // cb, x, c % cb, m))
+        sch.transform_block_layout(out, lambda n, c, m, y, x: (n, c // cb, y, x, c % cb, m))
         sch.reverse_compute_at(out, co)
-        named = _named_below(sch, out, co, (("c", slices), ("x", tile), ("cb", cb), ("m", p["M"])))
-        spatial = [named[nm] for nm in ("c", "x") if nm in named]
+        named = _named_below(sch, out, co, (("c", slices), ("y", rows), ("x", ROW_TILE), ("cb", cb), ("m", p["M"])))
+        spatial = [named[nm] for nm in ("c", "y", "x") if nm in named]
         _spread(sch, out, spatial, nthreads)
         unroll(sch, *[named[nm] for nm in ("cb", "m") if nm in named])
         return True
@@ -1325,21 +1387,24 @@ GENERIC_TILED = ("fwd", "dx", "datoms")
 
 
 # generic kernels CUDA calls default to where tiled (dispatch): those within ~1.1x the static
-# build's requested bytes at 8x64x56x56 k7 float32. None now (estimates, ``gpu_report``): fwd
-# requests as many (62.2 MB: the static build's 32-pixel tiles over rows of whole 32 pixels,
-# ops.acda ROW_TILE), but one build's tile is fixed: a row narrower than 32 pixels computes a
-# whole tile, 2x the static build's FMAs at 14 pixels and 4x at 7 (its 8- and 4-pixel tiles;
-# the registered Ad-ResNets' ACDA stages run 14x14 and 7x7 at 224 px inputs); datoms requests
-# 1.27x the static's (110.1 MB against 86.8: every tap row in one block, the 8-pixel windows'
-# halo), dx 1.08x (116.9 MB against 108.0: blocks of 12 rows x 8 pixels over the rows padded
-# to whole ops.acda DX_ROWS, against the static's 8 rows of 15 pixels; was 5.2x, a row per
-# block), but images of 14 and 7 rows compute 24 and 12 (1.96x the static's pixels)
-GENERIC_DEFAULT = ()
+# build's requested bytes and FMAs at the report's and the registered Ad-ResNets' rows (56, 28,
+# 14, 7 pixels; estimates, ``gpu_report``). fwd since 2026-12-02: tiles of FWD_ROWS = 2 rows x
+# ROW_TILE = 8 pixels over rows and heights padded to whole tiles (ops.acda), the block's input
+# window staged once: at 8x64xHxH k7 float32 0.92 / 0.82 / 0.61 / 0.39x the static's bytes and
+# 0.88 / 1.00 / 1.00 / 1.14x its FMAs at H = 56 / 28 / 14 / 7 (was 1.00x the bytes at 56, but
+# a fixed 1 x 32 tile: 2x / 4x the FMAs at 14 / 7). datoms requests 1.27x the static's (110.1
+# MB against 86.8: every tap row in one block, the 8-pixel windows' halo), dx 1.08x (116.9 MB
+# against 108.0: blocks of 12 rows x 8 pixels over the rows padded to whole ops.acda DX_ROWS,
+# against the static's 8 rows of 15 pixels; was 5.2x, a row per block), but images of 14 and
+# 7 rows compute 24 and 12 (1.96x the static's pixels): both stay static
+GENERIC_DEFAULT = ("fwd",)
 
 
 def generic_default(wl, func, target=None) -> bool:
     """Whether CUDA calls of ACDA kernel ``wl`` default to its generic build: in
     GENERIC_DEFAULT and :func:`generic_tiled`."""
+    if wl.kernel == "fwd" and not _fwd_rows_rule(wl, target):
+        return False
     return wl.kernel in GENERIC_DEFAULT and generic_tiled(wl, func, target)
 
 

@@ -265,6 +265,10 @@ def _substitute(e, values):
         return next((x for v, x in values.items() if v.same_as(e)), e)
     if isinstance(e, (tirx.Add, tirx.Sub, tirx.Mul, tirx.FloorDiv, tirx.FloorMod, tirx.Min, tirx.Max)):
         return type(e)(_substitute(e.a, values), _substitute(e.b, values))
+    if isinstance(e, (tirx.LT, tirx.LE, tirx.GT, tirx.GE, tirx.EQ, tirx.NE, tirx.And, tirx.Or)):
+        return type(e)(_substitute(e.a, values), _substitute(e.b, values))
+    if isinstance(e, tirx.Select):  # (the analyzer's bound of a padded height: ops.acda FWD_ROWS)
+        return tirx.Select(*(_substitute(x, values) for x in (e.condition, e.true_value, e.false_value)))
     if isinstance(e, tirx.IntImm):
         return e
     raise TypeError(f"binding not substituted: {type(e).__name__}")

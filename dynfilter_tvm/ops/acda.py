@@ -16,7 +16,7 @@ done by the bridge). The atom stage ``atoms`` is per pixel and shared by every c
 schedules build it next to the loop that reads it; half types accumulate in float32.
 
 Shape-generic builds: the computes accept ``te.var`` for N, H and W (Ho, Wo follow). Then each
-row of 'acc' is computed padded to whole ``X_QUANTUM`` pixels (fwd: ``ROW_TILE``; the inputs
+row of 'acc' is computed padded to whole ``X_QUANTUM`` pixels (fwd: ``ROW_TILE``, its heights whole ``FWD_ROWS``; the inputs
 read as zeros past the row: a padded input copy, a zero-extended row of coefficients / of
 dO), and 'out' stores the real row only, so CPU register tiles have no tail predicate (TVM
 bounds a tile under one by 2**31 - 1 elements) and CUDA tiles of up to ``X_QUANTUM`` (fwd:
@@ -52,13 +52,16 @@ SYMBOLIC = ("N", "H", "W")  # every kernel (see the module docstring)
 # whole number of float32 / float64 CPU vectors), the inputs read past the row as zeros, and
 # store only the real row ('out'): register tiles then need no tail predicate.
 X_QUANTUM = 8
-# The generic fwd goes further: its rows of 'acc', its padded input copy ('Xpad') and widened
-# coefficients ('Apad') span whole ROW_TILE pixels, so that a CUDA tile of up to ROW_TILE
-# pixels (a power of two) has no tail and provably reads inside the copies at every size (its
-# stages then have a constant size; ``schedules.acda_cuda.fwd_rows_shape``); the pixels past
-# the row compute zeros and are never stored. The CPU schedules compute 'acc' only at the
-# stored vector tiles (whole X_QUANTUM pixels): there only the padded input copy grows.
-ROW_TILE = 32
+# The generic fwd goes further: its 'acc', its padded input copy ('Xpad') and widened
+# coefficients ('Apad') span whole CUDA tiles, rows of whole ROW_TILE pixels and heights of
+# whole FWD_ROWS rows, so that a tile of FWD_ROWS (or one) rows x ROW_TILE pixels has no tail
+# and its window provably lies inside the copies at every size (its stages then have a
+# constant size; ``schedules.acda_cuda.fwd_rows_shape``); the pixels and rows past the image
+# compute zeros and are never stored. (Was rows of whole 32 pixels, heights unpadded, a 1 x 32
+# tile: 2x / 4x the static build's work on rows of 14 / 7 pixels.) The CPU schedules compute
+# 'acc' only at the stored vector tiles (whole X_QUANTUM pixels): there only the copies grow.
+ROW_TILE = 8
+FWD_ROWS = 2
 # The generic dx computes 'acc' (and its atoms, and the zero-inserted grids below them) over
 # whole DX_ROWS input rows, so that a CUDA block of DX_ROWS rows (or a divisor) x X_QUANTUM
 # pixels has no row tail and its staged windows provably lie inside the grids (stages of a
@@ -106,7 +109,7 @@ def whole(n: int, quantum: int = X_QUANTUM) -> int:
     return (max(n, 1) + quantum - 1) // quantum * quantum
 
 
-def _pad_to(t: te.Tensor, pad: int, width, name: str) -> te.Tensor:
+def _pad_to(t: te.Tensor, pad: int, width, name: str, height=None) -> te.Tensor:
     """``t``'s last two axes padded by ``pad`` zeros on each side, the last one then by zeros
     up to ``width`` (a generic kernel's rows padded to whole vectors)."""
     *lead, h, w = (dim(n) for n in t.shape)
@@ -119,14 +122,18 @@ def _pad_to(t: te.Tensor, pad: int, width, name: str) -> te.Tensor:
     # (a symbolic height bounded below, as _whole_vectors: a CUDA tile's staged window of
     # (k-1)*d + 1 rows then provably fits the padded rows)
     rows = h + 2 * pad if _static(h) else tirx.max(h, 1) + 2 * pad
-    return te.compute((*lead, rows, width), body, name=name)
+    return te.compute((*lead, rows if height is None else height, width), body, name=name)
 
 
-def _widen(t: te.Tensor, width, name: str) -> te.Tensor:
-    """``t`` with its last axis extended by zeros to ``width``."""
-    *lead, w = (dim(n) for n in t.shape)
-    return te.compute((*lead, width), lambda *i: tirx.if_then_else(
-        i[-1] < w, t(*i), tirx.const(0, t.dtype)), name=name)
+def _widen(t: te.Tensor, width, name: str, height=None) -> te.Tensor:
+    """``t`` with its last axis extended by zeros to ``width`` (and the one before to
+    ``height``)."""
+    *lead, h, w = (dim(n) for n in t.shape)
+    if height is None:
+        return te.compute((*lead, h, width), lambda *i: tirx.if_then_else(
+            i[-1] < w, t(*i), tirx.const(0, t.dtype)), name=name)
+    return te.compute((*lead, height, width), lambda *i: tirx.if_then_else(
+        tirx.all(i[-2] < h, i[-1] < w), t(*i), tirx.const(0, t.dtype)), name=name)
 
 
 def _cast_rows(acc: te.Tensor, shape, dtype: str) -> te.Tensor:
@@ -163,9 +170,10 @@ def acda_fwd(N, C, H, W, M, T, k, s, d, p, dtype):
         Xp, D, shape = zero_pad(X, p, "Xpad"), _atoms(A, P, acc_t), dO.shape
     else:  # rows of whole vectors (see the module docstring)
         Wt = _whole_vectors(dO.shape[-1], ROW_TILE)  # rows and copies of whole CUDA tiles (see ROW_TILE)
-        Xp = _pad_to(X, p, (Wt - 1) * s + d * (k - 1) + 1, "Xpad")
-        D = _atoms(_widen(A, Wt, "Apad"), P, acc_t)
-        shape = (*dO.shape[:-1], Wt)
+        Ht = _whole_vectors(dO.shape[-2], FWD_ROWS)  # heights of whole CUDA tiles (see FWD_ROWS)
+        Xp = _pad_to(X, p, (Wt - 1) * s + d * (k - 1) + 1, "Xpad", (Ht - 1) * s + d * (k - 1) + 1)
+        D = _atoms(_widen(A, Wt, "Apad", Ht), P, acc_t)
+        shape = (*dO.shape[:-2], Ht, Wt)
     u = te.reduce_axis((0, k), "u")
     v = te.reduce_axis((0, k), "v")
     acc = te.compute(
