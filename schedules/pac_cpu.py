@@ -39,11 +39,12 @@ AVX-512).
 from __future__ import annotations
 
 import tvm.s_tir as s_tir
+import tvm_ffi
 from tvm import ir, sym, tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
-from dynfilter_tvm.ops.pac import POOL_ROW_QUANTUM, padded_row
+from dynfilter_tvm.ops.pac import HALF, POOL_ROW_QUANTUM, padded_row
 
 from . import register
 from .common import (acc_registers, after_compute_at, all_of, conjuncts, guard_pieces, loop_analyzer, unroll, unroll_taps,
@@ -214,13 +215,32 @@ def conv(sch, wl, target):
     sch.parallel(row)
     xo = _gemm_tile(sch, acc, o, x, (c, i, j), p["O"], None if padded else p["Wo"], wl, target)
     # producers first: compute_at needs the consumer's reduction whole
+    # generic builds: the taps and the row's stores in whole 16-lane vectors (_masked_taps,
+    # _masked_out; unit-stride rows, no cast). 1 thread, thread CPU time, builds exported and
+    # called interleaved in one process, medians of 201 per-round ratios, three runs, load 6:
+    # generic / static 2x128x28² k3 1.12-1.16 -> 1.07-1.08 (taps alone 1.00, stores alone
+    # 0.99 of the old generic time, both 0.95-0.96); static builds unchanged.
+    masked = _fills(wl) and p["s"] == 1 and wl.dtype not in HALF
+    ml = _copy_lanes(wl.dtype, target) if masked else lanes
     _materialize(sch, "Sz", lanes)
     if p["a"]:
         _materialize(sch, "Kz", lanes, outer=4)
     xk = sch.get_sblock(xk_name)
     sch.compute_at(xk, row)
-    _partition(sch, vectorize_inner(sch, xk, lanes, under=row))
-    _finish(sch, acc, c, xo)
+    xko = vectorize_inner(sch, xk, ml, under=row)
+    if not masked:
+        _partition(sch, xko)
+    if masked:  # the row's stores in 16-lane vectors, masked (_masked_out)
+        out = sch.get_sblock("out")
+        sch.reverse_compute_at(out, xo)
+        oxo = vectorize_inner(sch, out, ml, under=xo)
+        vectorize_under(sch, sch.decompose_reduction(acc, c), xo)
+        if not _masked_taps(sch, xko):
+            _partition(sch, xko)
+        if _masked_out(sch, oxo):  # no tail left for LoopPartition (which rejects the mask)
+            sch.unannotate(xo, "pragma_loop_partition_hint")
+    else:
+        _finish(sch, acc, c, xo)
 
 
 @register("pac", "pool", "cpu")
@@ -482,40 +502,22 @@ def _copy_lanes(dtype: str, target) -> int:
     return vector_lanes(dtype) * (2 if _avx512(target) else 1)
 
 
-def _masked_copy(sch, xo) -> None:
-    """A padded copy's vector loop (``xo`` over vectors of a row, its lanes a vectorized loop
-    over one block: ``T.where`` the row's end, value ``if_then_else(cond, src, 0)`` or ``src``)
-    as one AVX-512-masked vector load and store per vector (``tirx.masked_load`` /
-    ``masked_store``: lanes whose ``cond`` fails read nothing and store zero, lanes past the
-    predicate are not stored; each comparison a lane index against a scalar bound, the form
-    LLVM builds a mask from with one compare). TVM scalarizes a vector loop with a lane-dependent
-    condition, so generic builds copied pool's padded source as a zero fill of the row, then the
-    interior with LLVM's loop vectorizer (``_fills``, ``decompose_padding``): at a 28-px row
-    (34 padded) 4 8-lane stores and 2 scalar ones, then 7 4-lane load/store pairs (LLVM's main
-    loop takes 32 floats), each row written twice; now 3 16-lane load/store pairs, each row
-    written once. Indices and comparisons must be affine in the lane (a ramp of step 1 along
-    the last index, the others lane-free); otherwise the loop is left as it is. Replaces the
-    lane loop, so this runs last.
-
-    Only for a copy allocated whole (materialized at the root, as pool's ``Sz``): TVM's
-    buffer compaction does not rewrite the indices inside these calls, so a copy computed at a
-    loop (``Rp``, ``Kp``: compacted to a row) would be stored out of its buffer. Measured, 1
-    thread, thread CPU time, the static build, main's generic and this one exported and called
-    interleaved in one process, minima (medians) of 1001 x 3 calls (301 at 56², 41 at 128²), load
-    3.2-3.6, generic / static pool, before -> after: 2x128x28² k3, four runs, 1.21-1.25
-    (1.24-1.30) -> 1.13-1.17 (1.17-1.19); 2x64x56² k3 1.27 (1.09) -> 1.20 (1.01) and 1.04 (1.08)
-    -> 1.02 (1.04); 2x32x128² k5 1.04 (1.02) -> 1.00 (1.01) and 1.01 (1.04) -> 1.03 (1.03). Tried
-    on pool_dk and dist (their ``Sz`` the same way, 16 lanes): 28² no faster (pool_dk 1.16-1.18
-    (1.31-1.33) against 1.16 (1.23-1.24), dist 1.36-1.38 against 1.30-1.31; their time is in
-    the channel sum's loads), not kept. 8-lane vectors in pool (with ramps compared, an earlier
-    mask form): 1.19-1.27 at 28², no faster."""
+def _lane_loop(sch, xo):
+    """(loop over vectors, its lane loop over one block) for ``xo``, or None."""
     if xo is None:
-        return
+        return None
     loop = sch.get(xo)
     lane = loop.body
     if not (isinstance(lane, tirx.For) and isinstance(lane.body, s_tir.SBlockRealize)):
-        return
-    realize, block, store, value = _copy_store(lane)
+        return None
+    return loop, lane
+
+
+def _lane_forms(lane, realize, block):
+    """For a vectorized lane loop over one block: ``indices(idx)`` (the indices as one vector
+    access: a ramp of step 1 along the last, the others lane-free; None otherwise) and
+    ``mask(cond)`` (each comparison as the lane index against a scalar bound; None if some
+    comparison is not of that form)."""
     n = int(lane.extent)
     lanes_at = []
     for k in (0, 1):  # the block's variables bound at lanes 0 and 1
@@ -566,6 +568,43 @@ def _masked_copy(sch, xo) -> None:
                 parts.append(tirx.LT(bound, lane_) if strict else tirx.LE(bound, lane_))
         return all_of(parts) if parts else tirx.Broadcast(tirx.const(True, "bool"), n)
 
+    return indices, mask
+
+
+def _masked_copy(sch, xo) -> None:
+    """A padded copy's vector loop (``xo`` over vectors of a row, its lanes a vectorized loop
+    over one block: ``T.where`` the row's end, value ``if_then_else(cond, src, 0)`` or ``src``)
+    as one AVX-512-masked vector load and store per vector (``tirx.masked_load`` /
+    ``masked_store``: lanes whose ``cond`` fails read nothing and store zero, lanes past the
+    predicate are not stored; each comparison a lane index against a scalar bound, the form
+    LLVM builds a mask from with one compare). TVM scalarizes a vector loop with a lane-dependent
+    condition, so generic builds copied pool's padded source as a zero fill of the row, then the
+    interior with LLVM's loop vectorizer (``_fills``, ``decompose_padding``): at a 28-px row
+    (34 padded) 4 8-lane stores and 2 scalar ones, then 7 4-lane load/store pairs (LLVM's main
+    loop takes 32 floats), each row written twice; now 3 16-lane load/store pairs, each row
+    written once. Indices and comparisons must be affine in the lane (a ramp of step 1 along
+    the last index, the others lane-free); otherwise the loop is left as it is. Replaces the
+    lane loop, so this runs last.
+
+    Only for a copy allocated whole (materialized at the root, as pool's ``Sz``): TVM's
+    buffer compaction does not rewrite the indices inside these calls, so a copy computed at a
+    loop (``Rp``, ``Kp``: compacted to a row) would be stored out of its buffer. Measured, 1
+    thread, thread CPU time, the static build, main's generic and this one exported and called
+    interleaved in one process, minima (medians) of 1001 x 3 calls (301 at 56², 41 at 128²), load
+    3.2-3.6, generic / static pool, before -> after: 2x128x28² k3, four runs, 1.21-1.25
+    (1.24-1.30) -> 1.13-1.17 (1.17-1.19); 2x64x56² k3 1.27 (1.09) -> 1.20 (1.01) and 1.04 (1.08)
+    -> 1.02 (1.04); 2x32x128² k5 1.04 (1.02) -> 1.00 (1.01) and 1.01 (1.04) -> 1.03 (1.03). Tried
+    on pool_dk and dist (their ``Sz`` the same way, 16 lanes): 28² no faster (pool_dk 1.16-1.18
+    (1.31-1.33) against 1.16 (1.23-1.24), dist 1.36-1.38 against 1.30-1.31; their time is in
+    the channel sum's loads), not kept. 8-lane vectors in pool (with ramps compared, an earlier
+    mask form): 1.19-1.27 at 28², no faster."""
+    lane_loop = _lane_loop(sch, xo)
+    if lane_loop is None:
+        return
+    loop, lane = lane_loop
+    realize, block, store, value = _copy_store(lane)
+    n = int(lane.extent)
+    indices, mask = _lane_forms(lane, realize, block)
     load, cond = value, None
     if _is_if_then_else(value) and isinstance(value.args[1], ir.TensorLoad):
         cond, load = value.args[0], value.args[1]
@@ -587,6 +626,114 @@ def _masked_copy(sch, xo) -> None:
     new = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, s_tir.SBlockRealize([], tirx.const(True, "bool"), blk),
                    loop.thread_binding)
     sch.state.replace(sch.get_sref(xo), new, {})
+
+
+def _masked_taps(sch, xo) -> bool:
+    """A padded row's taps (conv's ``xk_pad`` in generic builds, ``xo`` over its vectors of
+    ``if_then_else(x < Wo, K * Sz, 0)``, lanes along x) as whole vectors: a vector inside the
+    row, plain loads; the one across the width, a zero store, then the vector ending at the
+    width (shifted back over lanes already written, same values); past the width, zeros; a row
+    shorter than a vector, masked loads. TVM scalarized the vector across the width (lanes 28-31
+    of a 28-px row padded to 32: 1152 per output row at C = 128 k3; the taps 15% of the generic
+    conv's samples, the static build's 8%, perf). Masked loads for that vector too measured no
+    faster (the masked load stalled, ~20 cycles). Returns whether it applied (loads multiplied
+    or added, unit stride along x; else the loop is left as it was). Figures: ``conv``."""
+    lane_loop = _lane_loop(sch, xo)
+    if lane_loop is None:
+        return False
+    loop, lane = lane_loop
+    realize, block, store, value = _copy_store(lane)
+    n = int(lane.extent)
+    if not (_is_if_then_else(value) and isinstance(value.args[2], tirx.FloatImm) and value.args[2].value == 0):
+        return False
+    indices, mask = _lane_forms(lane, realize, block)
+    lmask, dst = mask(value.args[0]), indices(store.indices)
+    if lmask is None or dst is None or not _is_true(realize.predicate):
+        return False
+    if not (isinstance(lmask, tirx.LT) and isinstance(lmask.a, tirx.Ramp) and isinstance(lmask.b, tirx.Broadcast)):
+        return False
+    valid = lmask.b.value  # lanes below it hold taps, the others zero
+    reads = []
+
+    def vec(e, shift):
+        if isinstance(e, ir.TensorLoad):
+            src = indices(e.indices)
+            if src is None:
+                return None
+            if shift is None:
+                reads.append((e.source, src))
+                return tirx.BufferLoad(e.source, src)
+            if shift == "masked":
+                return tirx.call_intrin(f"{e.ty}x{n}", "tirx.masked_load", e.source, *src, lmask)
+            return tirx.BufferLoad(e.source, src[:-1] + [tirx.Ramp(src[-1].base + shift, 1, n)])
+        if isinstance(e, (tirx.Mul, tirx.Add)):
+            a, b = vec(e.a, shift), vec(e.b, shift)
+            return None if a is None or b is None else type(e)(a, b)
+        return None
+    shift = valid - n
+    whole, shifted, masked = (vec(value.args[1], sh) for sh in (None, shift, "masked"))
+    if whole is None or shifted is None or masked is None:
+        return False
+    at = dst[-1].base + shift
+    zero = tirx.BufferStore(store.buffer, tirx.Broadcast(tirx.const(0, store.buffer.dtype), n), dst)
+    tail = [zero, tirx.IfThenElse(0 <= at, tirx.BufferStore(store.buffer, shifted, dst[:-1] + [tirx.Ramp(at, 1, n)]),
+                                  tirx.BufferStore(store.buffer, masked, dst))]
+    body = tirx.IfThenElse(n <= valid, tirx.BufferStore(store.buffer, whole, dst),
+                           tirx.IfThenElse(0 < valid, tirx.SeqStmt(tail), zero))
+    blk = s_tir.SBlock([], [_vector_region(buf, idx, n) for buf, idx in reads],
+                       [_vector_region(store.buffer, dst, n)], block.name_hint, body)
+    new = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, s_tir.SBlockRealize([], tirx.const(True, "bool"), blk),
+                   loop.thread_binding)
+    sch.state.replace(sch.get_sref(xo), new, {})
+    return True
+
+
+def _masked_out(sch, xo) -> bool:
+    """A row's store ('out' from the padded accumulators, ``xo`` over its vectors, a ``T.where``
+    on the width) as one masked vector store per vector; TVM stored the tile's last vector
+    lane by lane (8 x 32 guarded scalar stores per register tile at 28 px). A disjunct that is
+    a loop's own range (``x_0 < its extent or ...``, left by ``pad_einsum``'s tiles) is dropped;
+    any other condition that is no lane bound leaves the loop as it was (returns False)."""
+    lane_loop = _lane_loop(sch, xo)
+    if lane_loop is None:
+        return False
+    loop, lane = lane_loop
+    realize, block, store, value = _copy_store(lane)
+    n = int(lane.extent)
+    if not isinstance(value, ir.TensorLoad):
+        return False
+    indices, mask = _lane_forms(lane, realize, block)
+    keep = [c for c in conjuncts(realize.predicate) if isinstance(c, (tirx.LT, tirx.LE))]
+    ana = sym.Analyzer()
+    # a loop's own range (an ``or`` that loop_partition's split leaves) holds anyway
+    ranges = [ana.simplify(f.loop_var - f.extent < 0) for f in (sch.get(rv) for rv in sch.get_loops(block.name_hint))]
+    for c in conjuncts(realize.predicate):
+        if isinstance(c, (tirx.LT, tirx.LE)):
+            continue
+        if not (isinstance(c, tirx.Or) and any(tvm_ffi.structural_equal(ana.simplify(c.a), r) for r in ranges)):
+            return False
+    smask = mask(all_of(keep)) if keep else mask(tirx.const(True, "bool"))
+    src, dst = indices(value.indices), indices(store.indices)
+    if smask is None or src is None or dst is None:
+        return False
+    body = tirx.Evaluate(tirx.call_intrin("void", "tirx.masked_store", store.buffer, tirx.BufferLoad(value.source, src),
+                                          *dst, smask))
+    blk = s_tir.SBlock([], [_vector_region(value.source, src, n)], [_vector_region(store.buffer, dst, n)],
+                       block.name_hint, body)
+    new = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, s_tir.SBlockRealize([], tirx.const(True, "bool"), blk),
+                   loop.thread_binding)
+    sch.state.replace(sch.get_sref(xo), new, {})
+    return True
+
+
+def _is_true(e) -> bool:
+    return isinstance(e, tirx.IntImm) and bool(e.value)
+
+
+def _vector_region(buf, idx, n: int):
+    """The region of one vector access (``idx`` lane-free but the last, a ramp)."""
+    return tirx.BufferRegion(buf, [ir.Range.from_min_extent(i, 1) for i in idx[:-1]] +
+                             [ir.Range.from_min_extent(idx[-1].base, n)])
 
 
 def _store_pieces(sch, wl, xi, lanes: int, tile=()):

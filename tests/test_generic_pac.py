@@ -257,6 +257,28 @@ def test_cpu_generic_pool_source_copy_masked(params, dtype):
     _equals_static("pool", params, generic, [(1, 3, W) for W in (1, 2, 13, 14, 15, 16, 17, 29, 30, 31, 33)], dtype)
 
 
+@pytest.mark.parametrize("params,dtype", [(dict(C=3, O=5, k=3, s=1, z=1, p=1, d=1, a=0), "float32"),
+                                          (dict(C=2, O=3, k=3, s=1, z=1, p=2, d=2, a=1), "float64")],
+                         ids=["conv", "conv-adjoint-d2-f64"])
+def test_cpu_generic_conv_taps_whole_vectors(params, dtype):
+    """conv's modulated taps over the padded row ('xk_pad') in generic builds: whole vectors,
+    the row's last one shifted back to end at the width after a zero store, masked loads only
+    where the row is shorter than a vector (``pac_cpu._masked_taps``); the row's stores one
+    masked store per vector (``_masked_out``). main's per-lane ``if_then_else`` and guarded
+    stores fail the structural check. Values equal the static build's at widths around every
+    vector end (NaN-filled outputs: nothing past the row or left unwritten)."""
+    from dynfilter_tvm.build import schedule
+    target = cpu_target()
+    sym = dict(N=None, H=None, W=None, Ho=None, Wo=None)
+    wl = Workload.make("pac", "conv", dict(params, **sym), dtype)
+    script = schedule(wl, target, tuned=False)[0].script()
+    taps = script.split('T.sblock("xk_pad")')[1].split("T.sblock(")[0]
+    assert "T.if_then_else" not in taps and "T.masked_load" in taps
+    assert script.count("T.masked_store(out,") == 1
+    generic = build(wl, target).mod["pac_conv"]
+    _equals_static("conv", params, generic, [(1, 3, W) for W in (7, 16, 17, 28, 33)], dtype)
+
+
 def _loops_around(mod, name: str) -> list:
     """The loop lines enclosing block ``name`` in the printed module, outermost first."""
     lines = mod.script().splitlines()
