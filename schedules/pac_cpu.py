@@ -513,6 +513,23 @@ def _lane_loop(sch, xo):
     return loop, lane
 
 
+def _vector_copy(sch, xo):
+    """(loop, lane, realize, block, store, value, lanes) of a vectorized copy ``xo`` (a loop
+    over vectors whose lane loop holds one block), or None."""
+    lane_loop = _lane_loop(sch, xo)
+    if lane_loop is None:
+        return None
+    loop, lane = lane_loop
+    return (loop, lane, *_copy_store(lane), int(lane.extent))
+
+
+def _replace_vectors(sch, xo, loop, blk):
+    """Replace the loop ``xo`` by ``loop`` over the one vector block ``blk``."""
+    new = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, s_tir.SBlockRealize([], tirx.const(True, "bool"), blk),
+                   loop.thread_binding)
+    sch.state.replace(sch.get_sref(xo), new, {})
+
+
 def _lane_forms(lane, realize, block):
     """For a vectorized lane loop over one block: ``indices(idx)`` (the indices as one vector
     access: a ramp of step 1 along the last, the others lane-free; None otherwise) and
@@ -598,12 +615,10 @@ def _masked_copy(sch, xo) -> None:
     (1.31-1.33) against 1.16 (1.23-1.24), dist 1.36-1.38 against 1.30-1.31; their time is in
     the channel sum's loads), not kept. 8-lane vectors in pool (with ramps compared, an earlier
     mask form): 1.19-1.27 at 28², no faster."""
-    lane_loop = _lane_loop(sch, xo)
-    if lane_loop is None:
+    copy = _vector_copy(sch, xo)
+    if copy is None:
         return
-    loop, lane = lane_loop
-    realize, block, store, value = _copy_store(lane)
-    n = int(lane.extent)
+    loop, lane, realize, block, store, value, n = copy
     indices, mask = _lane_forms(lane, realize, block)
     load, cond = value, None
     if _is_if_then_else(value) and isinstance(value.args[1], ir.TensorLoad):
@@ -623,9 +638,7 @@ def _masked_copy(sch, xo) -> None:
         return tirx.BufferRegion(buf, [ir.Range.from_min_extent(i, 1) for i in idx[:-1]] +
                                  [ir.Range.from_min_extent(idx[-1].base, n)])
     blk = s_tir.SBlock([], [region(load.source, src)], [region(store.buffer, dst)], block.name_hint, body)
-    new = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, s_tir.SBlockRealize([], tirx.const(True, "bool"), blk),
-                   loop.thread_binding)
-    sch.state.replace(sch.get_sref(xo), new, {})
+    _replace_vectors(sch, xo, loop, blk)
 
 
 def _masked_taps(sch, xo) -> bool:
@@ -638,12 +651,10 @@ def _masked_taps(sch, xo) -> bool:
     conv's samples, the static build's 8%, perf). Masked loads for that vector too measured no
     faster (the masked load stalled, ~20 cycles). Returns whether it applied (loads multiplied
     or added, unit stride along x; else the loop is left as it was). Figures: ``conv``."""
-    lane_loop = _lane_loop(sch, xo)
-    if lane_loop is None:
+    copy = _vector_copy(sch, xo)
+    if copy is None:
         return False
-    loop, lane = lane_loop
-    realize, block, store, value = _copy_store(lane)
-    n = int(lane.extent)
+    loop, lane, realize, block, store, value, n = copy
     if not (_is_if_then_else(value) and isinstance(value.args[2], tirx.FloatImm) and value.args[2].value == 0):
         return False
     indices, mask = _lane_forms(lane, realize, block)
@@ -682,9 +693,7 @@ def _masked_taps(sch, xo) -> bool:
                            tirx.IfThenElse(0 < valid, tirx.SeqStmt(tail), zero))
     blk = s_tir.SBlock([], [_vector_region(buf, idx, n) for buf, idx in reads],
                        [_vector_region(store.buffer, dst, n)], block.name_hint, body)
-    new = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, s_tir.SBlockRealize([], tirx.const(True, "bool"), blk),
-                   loop.thread_binding)
-    sch.state.replace(sch.get_sref(xo), new, {})
+    _replace_vectors(sch, xo, loop, blk)
     return True
 
 
@@ -694,12 +703,10 @@ def _masked_out(sch, xo) -> bool:
     lane by lane (8 x 32 guarded scalar stores per register tile at 28 px). A disjunct that is
     a loop's own range (``x_0 < its extent or ...``, left by ``pad_einsum``'s tiles) is dropped;
     any other condition that is no lane bound leaves the loop as it was (returns False)."""
-    lane_loop = _lane_loop(sch, xo)
-    if lane_loop is None:
+    copy = _vector_copy(sch, xo)
+    if copy is None:
         return False
-    loop, lane = lane_loop
-    realize, block, store, value = _copy_store(lane)
-    n = int(lane.extent)
+    loop, lane, realize, block, store, value, n = copy
     if not isinstance(value, ir.TensorLoad):
         return False
     indices, mask = _lane_forms(lane, realize, block)
@@ -720,9 +727,7 @@ def _masked_out(sch, xo) -> bool:
                                           *dst, smask))
     blk = s_tir.SBlock([], [_vector_region(value.source, src, n)], [_vector_region(store.buffer, dst, n)],
                        block.name_hint, body)
-    new = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, s_tir.SBlockRealize([], tirx.const(True, "bool"), blk),
-                   loop.thread_binding)
-    sch.state.replace(sch.get_sref(xo), new, {})
+    _replace_vectors(sch, xo, loop, blk)
     return True
 
 
