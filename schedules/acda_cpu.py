@@ -102,8 +102,8 @@ from tvm import ir, sym, tirx
 from dynfilter_tvm.ops.acda import DX_ROWS, ROW_TILE, X_QUANTUM
 
 from . import register
-from .common import (_substitute, _with_predicate, acc_registers, after_compute_at, all_of, conjuncts, split_tail,
-                     tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under)
+from .common import (acc_registers, after_compute_at, all_of, conjuncts, split_tail, substitute,
+                     tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under, with_predicate)
 
 
 def _extent(sch, loop) -> Optional[int]:
@@ -457,7 +457,7 @@ def _drop_row_bounds(sch, tile, names=("acc_init", "acc_update")) -> None:
         while isinstance(realize, tirx.For):
             realize = realize.body
         keep = [c for c in conjuncts(realize.predicate) if not (isinstance(c, tirx.LT) and _negative(c.a - c.b, dom))]
-        sch.state.replace(sch.get_sref(loops[at + 1]), _with_predicate(nest, all_of(keep)), {})
+        sch.state.replace(sch.get_sref(loops[at + 1]), with_predicate(nest, all_of(keep)), {})
 
 
 def _negative(e, dom) -> bool:
@@ -480,8 +480,8 @@ def _negative(e, dom) -> bool:
     for q in (ROW_TILE, X_QUANTUM, DX_ROWS):
         split = sym.Analyzer()
         split.bind(a, ir.Range.from_min_extent(1, 1 << 24))
-        if all(split.can_prove(_substitute(top, {n: a * q + b}) < 0)
-               and (b == 0 or sym.Analyzer().can_prove(_substitute(top, {n: tirx.const(b, "int32")}) < 0))
+        if all(split.can_prove(substitute(top, {n: a * q + b}) < 0)
+               and (b == 0 or sym.Analyzer().can_prove(substitute(top, {n: tirx.const(b, "int32")}) < 0))
                for b in range(q)):
             return True
     return False

@@ -199,7 +199,7 @@ def guard_pieces(sch, pieces, block: str = "out", shift: bool = False) -> None:
     if not whole:  # no lane bound, or one this guard does not read: cut the loop instead
         sch.annotate(pieces, "pragma_loop_partition_hint", 1)
         return
-    clean = _with_predicate(loop.body, all_of(keep))
+    clean = with_predicate(loop.body, all_of(keep))
     part = loop.body
     if shift and len(whole) == 1:
         n = int(n)
@@ -210,7 +210,7 @@ def guard_pieces(sch, pieces, block: str = "out", shift: bool = False) -> None:
             for k in range(n - 1, 0, -1):
                 ok = tirx.And(loop.loop_var == last, live == k)
                 values = {loop.loop_var: last, lane: lane + (k - n)}
-                part = tirx.IfThenElse(ok, _with_predicate(loop.body, all_of(keep), values), part)
+                part = tirx.IfThenElse(ok, with_predicate(loop.body, all_of(keep), values), part)
     guarded = tirx.IfThenElse(all_of(whole), clean, tirx.IfThenElse(all_of(anyl), part, None))
     new = tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.UNROLLED, guarded)
     sch.state.replace(sch.get_sref(pieces), new, {})
@@ -248,27 +248,27 @@ def all_of(conds):
     return tirx.const(True, "bool") if out is None else out
 
 
-def _with_predicate(stmt, pred, values=None):
+def with_predicate(stmt, pred, values=None):
     """``stmt`` (nested For loops over one block realize) with the realize's predicate ``pred``
     (and, given ``values``, {loop var: expression}, its bindings with those substituted)."""
     if isinstance(stmt, tirx.For):
-        return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, _with_predicate(stmt.body, pred, values),
+        return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, with_predicate(stmt.body, pred, values),
                         stmt.thread_binding, stmt.annotations)
-    iters = [_substitute(v, values) for v in stmt.iter_values] if values else stmt.iter_values
+    iters = [substitute(v, values) for v in stmt.iter_values] if values else stmt.iter_values
     return s_tir.SBlockRealize(iters, pred, stmt.block)
 
 
-def _substitute(e, values):
+def substitute(e, values):
     """Expression ``e`` (integer arithmetic of loop variables: a block binding) with the
     variables in ``values`` replaced."""
     if isinstance(e, tirx.Var):
         return next((x for v, x in values.items() if v.same_as(e)), e)
     if isinstance(e, (tirx.Add, tirx.Sub, tirx.Mul, tirx.FloorDiv, tirx.FloorMod, tirx.Min, tirx.Max)):
-        return type(e)(_substitute(e.a, values), _substitute(e.b, values))
+        return type(e)(substitute(e.a, values), substitute(e.b, values))
     if isinstance(e, (tirx.LT, tirx.LE, tirx.GT, tirx.GE, tirx.EQ, tirx.NE, tirx.And, tirx.Or)):
-        return type(e)(_substitute(e.a, values), _substitute(e.b, values))
+        return type(e)(substitute(e.a, values), substitute(e.b, values))
     if isinstance(e, tirx.Select):  # (the analyzer's bound of a padded height: ops.acda FWD_ROWS)
-        return tirx.Select(*(_substitute(x, values) for x in (e.condition, e.true_value, e.false_value)))
+        return tirx.Select(*(substitute(x, values) for x in (e.condition, e.true_value, e.false_value)))
     if isinstance(e, tirx.IntImm):
         return e
     raise TypeError(f"binding not substituted: {type(e).__name__}")
