@@ -650,7 +650,8 @@ def _masked_taps(sch, xo) -> bool:
     of a 28-px row padded to 32: 1152 per output row at C = 128 k3; the taps 15% of the generic
     conv's samples, the static build's 8%, perf). Masked loads for that vector too measured no
     faster (the masked load stalled, ~20 cycles). Returns whether it applied (loads multiplied
-    or added, unit stride along x; else the loop is left as it was). Figures: ``conv``."""
+    or added, unit stride along x; else the loop is left as it was). Figures: ``conv``; also
+    the channel sums' ``Rp`` copy (``_channel_sum_padded``)."""
     copy = _vector_copy(sch, xo)
     if copy is None:
         return False
@@ -1173,8 +1174,10 @@ def _channel_sum_padded(sch, wl) -> None:
     (a local array: registers) summed over every channel, the taps unrolled inside, then
     stored; only the store of a row's last vector is partial (static builds: ``_partition``;
     generic builds: guarded half-vector pieces, ``_store_pieces``), once per tile, not per channel. The padded row of the per-pixel operand (``Rp``: all channels of the
-    output row) is copied at the row (generic builds: guarded per vector and half-vector piece,
-    ``_padded_row_copy``). Per channel and vector: one load of that operand (dO,
+    output row) is copied at the row (generic float32 / float64 builds: whole vectors,
+    ``_masked_taps``: the row's last vector a zero store, then the vector ending at the width;
+    half-precision ones: guarded per vector and half-vector piece, ``_padded_row_copy``). Per
+    channel and vector: one load of that operand (dO,
     F0), k x k loads of the source, k x k FMAs, no accumulator traffic. History: the channel
     loop outside the taps (a k x k x Wo row of accumulators in memory, one x loop per tap) was
     2.4x / 1.8x the static time at 2x128x28² / 2x64x56² k3 generic (each tap's loop reloaded
@@ -1201,7 +1204,18 @@ def _channel_sum_padded(sch, wl) -> None:
     chunks (none faster); its fill skipping the vectors the copy overwrites whole (an ``if`` per
     vector: 2x slower, LoopPartition cut the fill at it into scalar pieces); the channel loop
     unrolled by 2 or 4 (28² 1.21 -> 1.18 / 1.14, 56² 1.18 -> 1.16 / 1.20: not consistent);
-    ``Kp``'s rows in pool as a plain loop nest (no change)."""
+    ``Kp``'s rows in pool as a plain loop nest (no change).
+
+    Since 2026-12-02 (fourth session) generic ``Rp`` is whole vectors (``_masked_taps``, above;
+    a 28-px row: 3 8-lane copies, a zero store, one shifted 8-lane copy, was two 4-lane pieces
+    behind a branch per vector). Old and new generic builds and the static one exported and
+    called interleaved in one process, 1 thread, thread CPU time, minima (medians) of 101 x 2
+    calls (41 at 56², 9 at 128²), three rounds, load 3.4, generic / static old -> new: dist
+    2x128x28² k3 1.19 (1.15-1.35) -> 1.08-1.15 (1.16-1.28), pool_dk 1.18-1.19 -> 1.13-1.16
+    (medians of new / old per call pair 0.96-0.97); dist 2x64x56² k3 and 2x32x128² k5 new / old
+    0.98-1.02 (unchanged). Tried, not kept: ``Sz`` as pool's masked copy (``_masked_copy``),
+    16 lanes 1.19-1.20 -> 1.28-1.31, 8 lanes 1.35-1.55 (perf, dist 28²: the two copies are the
+    gap, generic / static samples ``Sz`` 12.2 / 6.8, ``Rp`` 10.4 / 5.1, the channel sum even)."""
     p = wl.p
     lanes = _row_lanes(wl.dtype, None)
     _materialize(sch, "Sz", vector_lanes(wl.dtype), decompose=_fills(wl))
@@ -1225,9 +1239,16 @@ def _channel_sum_padded(sch, wl) -> None:
     if "c" in loops:
         sch.decompose_reduction(acc, loops["c"])
     sch.compute_at(sch.get_sblock("Rp"), row)
-    rp = _padded_row_copy(sch, wl, "Rp", vector_lanes(wl.dtype), row)
+    taps = _fills(wl) and wl.dtype not in HALF  # generic: Rp's row in whole vectors (_masked_taps)
+    if taps:
+        rxo = vectorize_inner(sch, sch.get_sblock("Rp"), vector_lanes(wl.dtype), under=row)
+    else:
+        rp = _padded_row_copy(sch, wl, "Rp", vector_lanes(wl.dtype), row)
     guard_pieces(sch, pieces)
-    _guard_row_copy(sch, rp, "Rp")
+    if not taps:
+        _guard_row_copy(sch, rp, "Rp")
+    elif not _masked_taps(sch, rxo):
+        _partition(sch, rxo)
 
 
 def _taps_inside_vectors(sch, lanes, row_copy=None):

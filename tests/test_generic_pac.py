@@ -220,20 +220,22 @@ def test_cpu_generic_channel_sum_row_uncut(kernel, params):
 
 @pytest.mark.parametrize("kernel,params", [("pool_dk", dict(C=3, G=1, k=3, s=1, z=1, p=1, d=1)),
                                             ("dist", dict(C=2, G=1, k=3, s=1, p=1, d=1, asym=0))])
-def test_cpu_generic_padded_row_copy_guarded(kernel, params):
-    """The channel sums' padded row copy 'Rp' (zeros past the width): generic builds guard it
-    per vector and half-vector piece (``pac_cpu._guard_row_copy``: 'Rp' four times, whole vectors,
-    whole pieces, the partial piece lane by lane, the pieces past the width zeroed, the vector loop
-    cut at the guard); static builds keep one copy cut by LoopPartition. Values at every
-    last-vector shape: ``test_cpu_generic_guarded_row_stores`` (W = 1..28, NaN-filled)."""
+def test_cpu_generic_padded_row_copy_whole_vectors(kernel, params):
+    """The channel sums' padded row copy 'Rp' (zeros past the width): generic builds copy it in
+    whole vectors (``pac_cpu._masked_taps``: one 'Rp' block, no test per lane; the row's last
+    vector a zero store, then the vector ending at the width; a masked load only where the row
+    is shorter than a vector); static builds keep one copy cut by LoopPartition. main's
+    half-vector pieces (``_guard_row_copy``: 'Rp' four times, one piece lane by lane) fail it.
+    Values at every last-vector shape: ``test_cpu_generic_guarded_row_stores`` (W = 1..28,
+    NaN-filled)."""
     from dynfilter_tvm.build import schedule
     for sizes, static in ((dict(N=None, H=None, W=None, Ho=None, Wo=None), False),
                           (dict(N=2, H=9, W=28, Ho=9, Wo=28), True)):
         mod = schedule(Workload.make("pac", kernel, dict(params, **sizes), "float32"), cpu_target(), tuned=False)[0]
         script = mod.script()
-        assert script.count('T.sblock("Rp")') == (1 if static else 4)
-        first = script.split('T.sblock("Rp")')[1].split("T.sblock(")[0]  # whole vectors: no test per lane
-        assert ("T.if_then_else" in first) == static
+        assert script.count('T.sblock("Rp")') == 1
+        rp = script.split('T.sblock("Rp")')[1].split("T.sblock(")[0]
+        assert ("T.if_then_else" in rp) == static and ("T.masked_load" in rp) != static
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
