@@ -18,7 +18,7 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
 * **CPU: generic.** A model meeting a new input size builds nothing new. The generic CPU
   schedules compute rows in whole vectors and run near the static time (README "Any input
   size" lists the generic/static ratios per kernel).
-* **CUDA: static, but generic for DDF and PAC** (``OP_DEFAULT_MODES``; ACDA per kernel: ``fwd``) wherever its generic build
+* **CUDA: static, but generic for DDF and PAC** (``OP_DEFAULT_MODES``; ACDA per kernel: ``fwd``, ``datoms``) wherever its generic build
   is tiled like the static one (``schedules.ddf_cuda.generic_tiled``, checked once per
   configuration: 1 < k <= 7 and, for ``dx``, gcd(stride, dilation) = 1, but for a few
   configurations whose stages TVM would not compact; elsewhere, k = 1 or k > 7 say, the
@@ -28,16 +28,18 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
   requested bytes at the benchmark shapes are 1.00 / 0.95 / 0.98 / 1.04x the static ones' at
   8x256x56x56 k3 and 1.00 / 0.97 / 1.11 / 1.03x at 2x256x200x300 (1.22-1.46x the minimum;
   estimates, ``gpu_report``, no GPU): one build serves every size, no JIT per new size.
-  **ACDA: generic ``fwd``, static ``datoms`` and ``dx``** (``schedules.acda_cuda.GENERIC_DEFAULT``):
+  **ACDA: generic ``fwd`` and ``datoms``, static ``dx``** (``schedules.acda_cuda.GENERIC_DEFAULT``):
   the generic ``fwd`` takes tiles of 2 rows x 8 pixels over heights and rows padded to whole
   tiles (``ops.acda`` FWD_ROWS, ROW_TILE) and stages each block's input window once: at
   8x64xHxH k7 float32 0.92 / 0.82 / 0.61 / 0.39x the static build's requested bytes and 0.88 /
   1.00 / 1.00 / 1.14x its pixels at H = 56 / 28 / 14 / 7 (estimates, ``gpu_report``); only
   where its shape follows the static rule (``schedules.acda_cuda._fwd_rows_rule``: not at
-  C = 152 .. 432, k7). The generic ``datoms`` and ``dx`` are tiled (8-pixel tiles, ``dx`` in
-  blocks of 12 rows, ``ops.acda.DX_ROWS``) but request 1.27x and 1.08x the static builds'
-  bytes at 8x64x56x56 k7 float32 (the 8-pixel tiles' halo), the generic ``dx`` 1.96x the
-  pixels on images of 14 / 7 rows (padded to 24 / 12).
+  C = 152 .. 432, k7). The generic ``datoms`` likewise in tiles of 2 rows x 8 pixels (heights
+  padded, ``ops.acda.DATOMS_ROWS``; where its block schedule applies): 0.91 / 0.09 / 0.08 /
+  0.08x the static's bytes, 1.00 / 1.14 / 1.14 / 1.31x its pixels at H = 56 / 28 / 14 / 7
+  (estimates). The generic ``dx`` is tiled (8-pixel tiles in blocks of 12 rows,
+  ``ops.acda.DX_ROWS``) but requests 1.08x the static build's bytes at 8x64x56x56 k7 float32
+  and computes 1.96x the pixels on images of 14 / 7 rows (padded to 24 / 12).
 * **CUDA: generic for PAC ``conv``, ``conv_dk`` and ``conv_dw``** (``conv``: the convolution,
   its transposed form and both input gradients) wherever the generic build is tiled
   (``schedules.pac_cuda.generic_serves``: the static schedules with fixed tiles, requested

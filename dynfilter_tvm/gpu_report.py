@@ -774,15 +774,18 @@ def _acda_datoms_rows_bytes(wl: Workload, p: dict) -> Optional[int]:
 
 def _acda_datoms_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Optional[int]:
     """Elements loaded by the generic acda.datoms' tiled schedules, or None where that build keeps
-    the register tile. ``schedules.acda_cuda._datoms_block`` in X_QUANTUM tiles (the build
-    stages 'dOpad'): dO once (over the rows padded to whole tiles) and per block and channel
-    the real elements of its window, as below. ``_datoms_generic`` (over 1024 threads for
+    the register tile. ``schedules.acda_cuda._datoms_block`` in tiles of r (``datoms_block_tile``:
+    ops.acda DATOMS_ROWS, or one) rows x X_QUANTUM pixels (the build stages 'dOpad'): dO once
+    (over the rows and heights padded to whole tiles: the loads past the image are masked,
+    counted as an upper bound) and per block and channel the real elements of its window,
+    (r-1)*s + (k-1)*d + 1 rows x (X_QUANTUM - 1)*s + (k-1)*d + 1 columns (at 8x64x56x56 k7
+    float32, r = 2: 38.5 + 40.8 = 79.2 MB, 0.91x the static's 86.8; r = 1: 110.1 MB). ``_datoms_generic`` (over 1024 threads for
     that): a thread per (tap row, pixel of an X_QUANTUM tile) loads its mi values of dO per
     channel (dO k times in all, over the rows padded to whole tiles: the loads past Wo are
     masked, counted as an upper bound), and per block (image, atom group, output row, tile) and
     channel the real elements of its staged window, (k-1)*d + 1 input rows (the rows between
     the taps too, at d > 1) x (X_QUANTUM - 1)*s + (k-1)*d + 1 columns."""
-    from schedules.acda_cuda import datoms_generic_shape, generic_tiled
+    from schedules.acda_cuda import datoms_block_tile, datoms_generic_shape, generic_tiled
 
     from . import registry
     from .ops.acda import X_QUANTUM, whole
@@ -795,7 +798,9 @@ def _acda_datoms_generic_bytes(wl: Workload, p: dict, generic: Workload) -> Opti
     rows = sum(1 for y in range(p["Ho"]) for Y in range(y * s, y * s + (k - 1) * d + 1) if pad <= Y < pad + H)
     _, cols = _acda_real_windows(p, X_QUANTUM)
     if generic_tiled(generic, func, stage="dOpad_shared"):  # the block schedule: dO staged once, X once per tile
-        return N * C * M * p["Ho"] * wq + N * C * rows * cols
+        r = datoms_block_tile(generic)["rows"]
+        windows = sum(a * b for a, b in _acda_block_windows(p, r, X_QUANTUM))
+        return N * C * M * whole(p["Ho"], r) * wq + N * C * windows
     mi = datoms_generic_shape(generic)["mi"]
     return N * k * C * M * p["Ho"] * wq + N * (M // mi) * C * rows * cols
 

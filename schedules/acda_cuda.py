@@ -359,8 +359,12 @@ Requested (``gpu_report``): dO 8*64*6*3136*4 B = 38.5 MB + X 8*64*380*92*4 B = 7
 110.1 MB, 1.27x the static's 86.8 MB, 1.48x the 74.5 MB minimum (was 341.3 MB, 3.9x, 4.6x);
 no-cache estimate max(110.1 MB / 3.35 TB/s = 32.9 us, 14.0 us) = 32.9 us, 1.48x the 22.2 us
 roofline (was 4.6x). float64: 220.3 MB, 1.48x its minimum (was 969 MB), 38-39 registers, 69%.
-Left: the windows' halo, 92 real columns per row against the static's 62 (as fwd: longer
-tiles or several output rows per block need ``ops.acda`` to bound the padded extents below).
+Since 2026-12-02 (the figures above: a row per block) the block holds 2 output rows x 8
+pixels (``ops.acda`` pads the heights to whole DATOMS_ROWS; stride 1, within 1024 threads):
+the 8-row window staged once for both rows, 216 real (row, block) pairs against 380: 38.5 +
+40.8 = 79.2 MB, 0.91x the static's 86.8 MB (C = 80: 99.0 against 108.5); 224 threads, ptxas
+54 registers on sm_90 and sm_80, no spill, 55% (float64: 672 threads, 40 / 32 registers, no
+spill, 66% / 98%); estimates, ``gpu_report``. CUDA calls default to it (GENERIC_DEFAULT).
 Padding and zero insertion are index checks in the loads (inlined).
 
 Time estimate (no GPU here: arithmetic, not a measurement), 8x64x56x56 k7, M = 6, T = 18, fp32,
@@ -476,7 +480,7 @@ from typing import Optional
 import tvm
 import tvm.s_tir as s_tir
 
-from dynfilter_tvm.ops.acda import DX_ROWS, FWD_ROWS, ROW_TILE, X_QUANTUM, whole
+from dynfilter_tvm.ops.acda import DATOMS_ROWS, DX_ROWS, FWD_ROWS, ROW_TILE, X_QUANTUM, whole
 from dynfilter_tvm.ops.common import conv_out_size
 
 from . import register
@@ -1392,12 +1396,16 @@ GENERIC_TILED = ("fwd", "dx", "datoms")
 # ROW_TILE = 8 pixels over rows and heights padded to whole tiles (ops.acda), the block's input
 # window staged once: at 8x64xHxH k7 float32 0.92 / 0.82 / 0.61 / 0.39x the static's bytes and
 # 0.88 / 1.00 / 1.00 / 1.14x its FMAs at H = 56 / 28 / 14 / 7 (was 1.00x the bytes at 56, but
-# a fixed 1 x 32 tile: 2x / 4x the FMAs at 14 / 7). datoms requests 1.27x the static's (110.1
-# MB against 86.8: every tap row in one block, the 8-pixel windows' halo), dx 1.08x (116.9 MB
+# a fixed 1 x 32 tile: 2x / 4x the FMAs at 14 / 7). datoms since 2026-12-02 (its block
+# schedule only, dO staged): tiles of DATOMS_ROWS = 2 rows x 8 pixels over heights padded to
+# whole tiles (ops.acda), every tap row in one block: 0.91 / 0.093 / 0.084 / 0.078x the
+# static's bytes (79.2 MB against 86.8 at 56; the static's register tile below 32 pixels) and
+# 1.00 / 1.14 / 1.14 / 1.31x its FMAs at H = 56 / 28 / 14 / 7 (was 1.27x the bytes at 56, a
+# row of 8 pixels per block). dx requests 1.08x (116.9 MB
 # against 108.0: blocks of 12 rows x 8 pixels over the rows padded to whole ops.acda DX_ROWS,
 # against the static's 8 rows of 15 pixels; was 5.2x, a row per block), but images of 14 and
-# 7 rows compute 24 and 12 (1.96x the static's pixels): both stay static
-GENERIC_DEFAULT = ("fwd",)
+# 7 rows compute 24 and 12 (1.96x the static's pixels): it stays static
+GENERIC_DEFAULT = ("fwd", "datoms")
 
 
 def generic_default(wl, func, target=None) -> bool:
@@ -1405,7 +1413,9 @@ def generic_default(wl, func, target=None) -> bool:
     GENERIC_DEFAULT and :func:`generic_tiled`."""
     if wl.kernel == "fwd" and not _fwd_rows_rule(wl, target):
         return False
-    return wl.kernel in GENERIC_DEFAULT and generic_tiled(wl, func, target)
+    # datoms: the block schedule only (its rows fall-back, _datoms_generic, loads dO k times)
+    stage = "dOpad_shared" if wl.kernel == "datoms" else None
+    return wl.kernel in GENERIC_DEFAULT and generic_tiled(wl, func, target, stage)
 
 
 def generic_tiled(wl, func, target=None, stage: Optional[str] = None) -> bool:
@@ -1614,36 +1624,47 @@ def datoms_block_tile(wl):
             return None
         tile = -(-wo // -(-wo // DATOMS_BLOCK_TILE))
         mi = atoms_per_thread(wl, DATOMS_BLOCK_WORDS)
-    else:  # generic: tiles of X_QUANTUM pixels (a row is whole tiles), float64 too (mi = 1 at M = 6 k7)
+    rows = 1
+    if wl.kind != "static":  # generic: tiles of DATOMS_ROWS rows x X_QUANTUM pixels (whole tiles: ops.acda)
         wo = tile = X_QUANTUM
         mi = atoms_per_thread(wl, DATOMS_BLOCK_WORDS)
-    threads = p["M"] // mi * p["k"] * tile
+        # one row per block where the threads would not fit (e.g. 20 atoms x k7) and at strides
+        # over 1 (the window grows by s rows per row; at stride 3 k5 sm_80's ptxas spilled 32 B)
+        rows = DATOMS_ROWS if p["s"] == 1 and p["M"] // mi * p["k"] * DATOMS_ROWS * tile <= 1024 else 1
+    threads = p["M"] // mi * p["k"] * rows * tile
     if wo % tile or threads > 1024:
         return None
     item = {"float64": 8, "float32": 4}.get(wl.dtype, 2)
-    plane = ((p["k"] - 1) * p["d"] + 1) * ((tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1) + p["M"] * tile
+    window = (rows - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1
+    plane = window * ((tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1) + p["M"] * rows * tile
     most = DATOMS_CHUNK if wl.kind == "static" else DATOMS_GENERIC_CHUNK
     cc = max(b for b in range(1, most + 1) if p["C"] % b == 0 and (b == 1 or b * plane * item <= DATOMS_SHARED_BYTES))
-    return dict(tile=tile, mi=mi, cc=cc, threads=threads)
+    return dict(tile=tile, mi=mi, cc=cc, threads=threads, rows=rows)
 
 
 def _datoms_block(sch, wl, t) -> None:
-    """dD with every tap row in one block: a block per (image, output row, tile of the row), a
-    thread per (atom group, tap row u, pixel) keeping mi atoms x k tap columns in registers;
+    """dD with every tap row in one block: a block per (image, output row, tile of the row;
+    generic: tiles of ``rows`` = DATOMS_ROWS rows x X_QUANTUM pixels where the threads fit, the
+    input window of both rows staged once: at 8x64x56x56 k7 float32 0.72x the bytes of a row
+    per block, 54 registers, no spill, 224 threads, sm_90 and sm_80; estimates, ``gpu_report``),
+    a thread per (output row of the tile, atom group, tap row u, pixel) keeping mi atoms x k tap
+    columns in registers;
     per chunk of cc channels the block stages the tile's input window and its dO (every atom)
     in shared memory, so dO is loaded once (the rows schedule loads it per tap row: k times)."""
     p = wl.p
-    mi, tile, threads = t["mi"], t["tile"], t["threads"]
+    mi, tile, threads, rows = t["mi"], t["tile"], t["threads"], t["rows"]
     generic = wl.kind == "generic"
     acc = sch.get_sblock("acc")
     dO_at = [r.source.name for r in sch.get(acc).reads].index("dOpad" if generic else "dO")
     n, m, u, v, y, x, c = sch.get_loops(acc)
     mo, m_in = sch.split(m, [None, mi])
+    y, yi = sch.split(y, [None, rows]) if rows > 1 else (y, None)
     xo, xi = sch.split(x, [None, tile])
     co, ci = sch.split(c, [None, t["cc"]])
-    sch.reorder(n, y, xo, co, mo, u, xi, ci, m_in, v)
+    # (the tile's rows outermost: the cast stage's order below, which keeps y whole)
+    sch.reorder(n, y, xo, co, *[lp for lp in (yi, mo, u, xi) if lp is not None], ci, m_in, v)
     block = _bind_grid(sch, wl, n, y, xo)
-    sch.bind(sch.fuse(mo, u, xi), "threadIdx.x")
+    sch.bind(sch.fuse(*[lp for lp in (yi, mo, u, xi) if lp is not None]), "threadIdx.x")
     unroll(sch, m_in, v)
     sch.annotate(ci, "disable_unroll", 1)
     xpad = sch.get_sblock("Xpad")
@@ -1675,9 +1696,9 @@ def _datoms_block(sch, wl, t) -> None:
         # the order the threads take, fixed before the move (see _fwd_rows' tail predicate)
         sch.transform_block_layout(out, lambda n_, m_, u_, v_, y_, x_: (n_, y_, m_ // mi, u_, x_, m_ % mi, v_))
         sch.reverse_compute_at(out, block)
-        named = _named_below(sch, out, block, (("mo", p["M"] // mi), ("u", p["k"]), ("x", tile), ("m", mi),
-                                               ("v", p["k"])))
-        _spread(sch, out, [named[nm] for nm in ("mo", "u", "x") if nm in named], threads)
+        named = _named_below(sch, out, block, (("y", rows), ("mo", p["M"] // mi), ("u", p["k"]), ("x", tile),
+                                               ("m", mi), ("v", p["k"])))
+        _spread(sch, out, [named[nm] for nm in ("y", "mo", "u", "x") if nm in named], threads)
         unroll(sch, *[named[nm] for nm in ("m", "v") if nm in named])
         return
     sch.reverse_compute_at(out, block)
@@ -1700,7 +1721,7 @@ def datoms(sch, wl, target):
     loads mi values of dO and k of the input row for mi x k FMAs (was: a thread per atom tap,
     dO and X loaded for every FMA). Threads run along the pixels of a row (coalesced).
     Unrolled taps: :func:`_datoms_block` (static float32 rows of whole tiles; generic builds in
-    X_QUANTUM tiles where their stages compact), else :func:`_datoms_rows` (static) or
+    tiles of DATOMS_ROWS rows x X_QUANTUM pixels where their stages compact), else :func:`_datoms_rows` (static) or
     :func:`_datoms_generic` (generic)."""
     t = datoms_block_tile(wl)
     if t is not None and wl.kind == "static":

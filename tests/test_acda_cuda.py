@@ -178,7 +178,7 @@ def test_datoms_aims_at_benchmark_shape(arch):
     from schedules.acda_cuda import datoms_block_tile
 
     wl = Workload.make("acda", "datoms", _p(8, 64, 56, 56, 6, 18, 7, 1, 1, 3), "float32")
-    assert datoms_block_tile(wl) == dict(tile=28, mi=3, cc=4, threads=392)
+    assert datoms_block_tile(wl) == dict(tile=28, mi=3, cc=4, threads=392, rows=1)
     res = G.ptxas_resources(build(wl, cuda_target(arch)).mod.imports[0].inspect_source(), arch)["acda_datoms_kernel"]
     assert res["spill"] == 0, res
     assert G.occupancy(arch, 392, res["regs"], res["smem"]) >= 0.5, res

@@ -71,6 +71,11 @@ FWD_ROWS = 2
 # static at 2x64xHxW k7: 1.18 / 0.73 / 0.39 at H = W = 56 / 28 / 14; the run before, with the
 # grids max(H, 1) + p + e rows: 1.15 / 0.71 / 0.32; separate runs on a loaded machine).
 DX_ROWS = 12
+# The generic datoms computes 'acc' over heights of whole DATOMS_ROWS rows too ('Xpad' and
+# 'dOpad' grown with them): a CUDA block of DATOMS_ROWS rows x X_QUANTUM pixels stages its
+# input window once for both rows (``schedules.acda_cuda._datoms_block``); the CPU schedule
+# computes 'acc' only at the stored rows.
+DATOMS_ROWS = 2
 
 
 def check_params(N, C, H, W, M, T, k, s, d, p) -> None:
@@ -234,8 +239,9 @@ def acda_datoms(N, C, H, W, M, T, k, s, d, p, dtype):
         Xp, dOw, Wq = zero_pad(X, p, "Xpad"), dO, Wo
     else:  # rows of whole vectors (see the module docstring)
         Wq = _whole_vectors(Wo)
-        Xp = _pad_to(X, p, (Wq - 1) * s + d * (k - 1) + 1, "Xpad")
-        dOw = _widen(dO, Wq, "dOpad")
+        Ho = _whole_vectors(Ho, DATOMS_ROWS)  # heights of whole CUDA tiles (see DATOMS_ROWS)
+        Xp = _pad_to(X, p, (Wq - 1) * s + d * (k - 1) + 1, "Xpad", (Ho - 1) * s + d * (k - 1) + 1)
+        dOw = _widen(dO, Wq, "dOpad", Ho)
     c = te.reduce_axis((0, C), "c")
     acc = te.compute(
         (N, M, k, k, Ho, Wq),
@@ -244,4 +250,4 @@ def acda_datoms(N, C, H, W, M, T, k, s, d, p, dtype):
         name="acc")
     if _static(W):
         return [dO, X, cast_out(acc, acc_t)]
-    return [dO, X, _cast_rows(acc, (N, M, k, k, Ho, Wo), acc_t)]
+    return [dO, X, _cast_rows(acc, (N, M, k, k, *dO.shape[-2:]), acc_t)]
