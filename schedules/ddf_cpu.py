@@ -706,12 +706,14 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     sch.vectorize(gxi)
     pieces = _row_tile_out(sch, acc, j, xo, wide, _out_piece(wide))
     split_tail(sch, yo)  # whole pairs unpredicated (LoopPartition), the odd H's last pair apart
-    paired = pieces is not None and _pair_layout(sch, acc, wide)  # (tile, lane) layout only
+    paired = pieces is not None  # (tile, lane) layout only
+    if paired:
+        _pair_layout(sch, acc)
     _pair_regions(sch, ("acc_init", "acc_update", "out"), wide, paired=paired)
     guard_pieces(sch, pieces, shift=True)
 
 
-def _pair_layout(sch, acc, lanes: int, rows: int = FWD_ROWS) -> bool:
+def _pair_layout(sch, acc, rows: int = FWD_ROWS) -> None:
     """The generic tile buffer 'acc' (b, g, c, row, tile, lane) laid out by row pairs, (b, g,
     c, row // rows, tile, row % rows, lane) (an odd H pads one row, never read or written: its
     pad block is removed, :func:`_drop_padding_nest`), so that a tile compacts to a constant
@@ -720,11 +722,10 @@ def _pair_layout(sch, acc, lanes: int, rows: int = FWD_ROWS) -> bool:
     keeps in memory where a load does not match a store (the shifted last piece of
     :func:`guard_pieces`: the tile stored after the taps and read back unaligned). A constant
     size is a stack buffer that LLVM promotes to registers (SROA; the shifted piece a
-    shuffle). Returns whether the layout was applied (the regions then declared over it)."""
+    shuffle). :func:`_pair_regions` (``paired``) then declares the regions over it."""
     sch.transform_layout(acc, ("write", 0),
                          lambda b, g, c, y, t, l: (b, g, c, y // rows, t, y % rows, l), pad_value=0.0)
     _drop_padding_nest(sch, "buffer_acc_padding")
-    return True
 
 
 def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS, paired: bool = False) -> None:
