@@ -505,7 +505,10 @@ def test_interrupted_import_leaves_no_partial_files(tuned, tmp_path, monkeypatch
     sys_tmp.mkdir()
     # each record's check slowed down in the child, so that the signal always lands mid-import
     # (on a loaded machine an unslowed import could finish between the progress line and the signal)
-    slowed = ("import sys, time\n"
+    # SIGINT back to Python's handler: a shell's background job starts with SIGINT ignored, and
+    # the child inherits that (a suite run launched so timed out here, the child never stopping)
+    slowed = ("import signal, sys, time\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
               "import dynfilter_tvm.tuning_log as t\n"
               "check = t._check_record\n"
               "t._check_record = lambda raw: (time.sleep(0.02), check(raw))[1]\n"
