@@ -19,7 +19,9 @@ Two ways to run a scheduled IRModule (the one ``build.schedule`` gives for a CUD
 
 Launch geometry and scratch buffers come from the host function after TVM's own host/device
 split (one ``call_ffi_kernel`` per launch, in order). Every buffer lies between guard zones of
-NaN (``0xFF`` bytes) at least as long as itself, outputs and scratch start as NaN, and every
+NaN at least as long as itself (inputs: ``0xFF`` bytes; outputs and scratch: the same with the
+sign bit clear, so a NaN read from an input's guard and carried by x86 arithmetic, payload and
+all, into an output's guard still changes it), outputs and scratch start as NaN, and every
 ``__local`` array is set to NaN when a group starts. After the launches: a changed guard byte
 is an out-of-bounds write, a changed input a stray write, a NaN in the output an unwritten
 element or an out-of-bounds read that reached a result; the output must match the unscheduled
@@ -35,7 +37,8 @@ shared and local arrays hold the 16-bit words (``ushort``), and every conversion
 source becomes an integer-exact helper: a half value read as float (``(float)x``) widens its
 bits, a cast to the half type (``(half)(e)``, ``__float2half_rn``, ``__float2bfloat16_rn``)
 rounds to nearest even (``tvm_f2h``, ``tvm_f2bf``: bit-faithful, subnormals, overflow to
-infinity and NaN included); copies stay copies. Guard and poison words 0xFFFF are NaNs in both.
+infinity and NaN included); copies stay copies. Guard and poison words (0xFFFF, 0x7FFF) are NaNs
+in both.
 
 Limits: no half arithmetic in the kernels beyond conversions (TVM's code for these kernels
 converts to float32 first). PoCL runs the work-items of a group one after another between
@@ -81,6 +84,15 @@ TOLERANCE = {"float32": 1e-4, "float64": 1e-10, "float16": 4 * 2.0 ** -11, "bflo
 TF32_TOLERANCE = 5e-3
 WARP = 32
 GUARD_BYTE = 0xFF  # 0xFF.. is a NaN in float32 and float64
+
+
+def _guard(itemsize: int, written: bool) -> np.ndarray:
+    """One guard element's bytes (little-endian): all GUARD_BYTE, for a buffer the kernels write
+    with the sign bit clear (0x7FFF..: still a NaN in every float type)."""
+    g = np.full(itemsize, GUARD_BYTE, np.uint8)
+    if written:
+        g[-1] = 0x7F
+    return g
 
 OPENCL_TARGET = {"kind": "opencl", "max_threads_per_block": 1024, "max_shared_memory_per_block": 49152,
                  "thread_warp_size": 1}
@@ -687,18 +699,19 @@ def execute(lowered: Lowered, inputs: Sequence[np.ndarray], names: Sequence[str]
     align = max(dev.mem_base_addr_align // 8, 8)
     bufs = {}  # name -> (whole buffer, data sub-buffer, host array with guards, guard elements)
 
-    def alloc(name, data: np.ndarray):
+    def alloc(name, data: np.ndarray, written: bool = True):
         n, item = data.size, data.itemsize
         guard = -(-max(n, 256) * item // align) * align // item  # >= the buffer, aligned
         host = np.empty(guard * 2 + n, data.dtype)
-        host.view(np.uint8)[:] = GUARD_BYTE
+        pattern = _guard(item, written)
+        host.view(np.uint8).reshape(-1, item)[:] = pattern
         host[guard:guard + n] = data.ravel()
         whole = cl.Buffer(ctx, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=host)
         sub = whole.get_sub_region(guard * item, max(n, 1) * item)
-        bufs[name] = (whole, sub, host, guard)
+        bufs[name] = (whole, sub, host, guard, pattern)
 
     for name, arr in zip(names[:-1], inputs):
-        alloc(name, arr)
+        alloc(name, arr, written=False)
     out = np.empty(out_shape, host_dtype(out_dtype))
     out.view(np.uint8)[:] = GUARD_BYTE  # NaN in every float type
     alloc(names[-1], out)
@@ -717,12 +730,12 @@ def execute(lowered: Lowered, inputs: Sequence[np.ndarray], names: Sequence[str]
         dyn = [cl.LocalMemory(int(ln.dyn_shared)), np.uint32(ln.dyn_shared)] if takes_dyn else []
         cl.Kernel(prog, ln.kernel)(queue, glob, ln.block, *dyn, *[bufs[a][1] for a in ln.args], *scalars)
     results = {}
-    for name, (whole, _, host, guard) in bufs.items():
+    for name, (whole, _, host, guard, pattern) in bufs.items():
         back = np.empty_like(host)
         cl.enqueue_copy(queue, back, whole)
         n = host.size - 2 * guard
         raw = back.view(np.uint8).reshape(-1, host.itemsize)
-        bad = np.flatnonzero((np.r_[raw[:guard], raw[guard + n:]] != GUARD_BYTE).any(axis=1))
+        bad = np.flatnonzero((np.r_[raw[:guard], raw[guard + n:]] != pattern).any(axis=1))
         if bad.size:
             where = [int(i) - guard if i < guard else int(i - guard) + n for i in bad[:5]]
             raise CheckFailed(f"out-of-bounds write: guard zone of '{name}' changed at element offsets "

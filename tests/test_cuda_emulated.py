@@ -694,6 +694,20 @@ def test_control_write_past_the_end():
            match="guard zone of 'out'")
 
 
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_input_guard_carried_past_the_end(way):
+    """A store past the output's end of a value read past an input's end: x86 carries the input
+    guard's NaN (0xFF..) through the arithmetic payload and all, so the output's guard must
+    differ (0x7FFF..) for the write to show."""
+    def mutate(low):
+        low.source, n = re.subn(r"(__kernel void ddf_fwd_kernel\([^)]*\) \{)",
+                                r"\1\n  if (get_global_id(0) == 0) { out_ptr[-1] = X_ptr[-1] * 2.0f + S_ptr[-1]; }",
+                                low.source)
+        assert n == 1
+    _fails(Workload.make("ddf", "fwd", DDF_SHAPES["odd-heads"], "float32"), way, mutate=mutate,
+           match=r"guard zone of 'out' changed at element offsets \[-1\]")
+
 def _shifted_tap_fwd(wl):
     """The DDF forward with its taps read one pixel to the right, under the default CUDA schedule."""
     import tvm.s_tir as s_tir
