@@ -307,6 +307,22 @@ the partials straight into the shared sums took a load, a store and a barrier pe
 bounding box (34 rows x 30 per channel: 261 KB), and ptxas spilled 40-196 bytes at 64
 registers (the 15 x 8 build's exact cap). Generic: its 8-pixel tiles and DX_ROWS = 12 leave
 the same choice (DX_ROWS = 24 in 2 phases, 8 x 24: 99.1 MB, 228 K by rounds against 175 K).
+Tried (2026-12-02, issue 15 items 4/6), not landed: longer runs in the 32-warp blocks. Over
+every block of at most 1,024 threads (42 groups a run: mi = ku = 1) ``_dx_rows`` picks, with
+runs of 6 (42 atom registers) 12 x 12 pixels, 200 blocks, 80 x 80 real grid points (halo
+2.04x): 101.5 MB (``gpu_report``, estimate); ptxas (nvcc 13 -v) 64 registers with 120 B
+spilled on sm_90, 96 B on sm_80 (DX_SHARED_BYTES raised to 48 KiB for its 42 x 144 partials).
+Runs of 7 or 8 (49 / 56 atom registers, not built: more than q = 6, which spills) give
+14 x 12 or 16 x 12, 160 blocks, 74 x 80: 93.8 MB, still over 90. The bound: <= 90 MB needs at most ~5,690 real
+grid points per image (14 x 14 blocks: 74 x 74, 86.7 MB), 196 pixels x 294 atoms = 57,624
+of an SM's 65,536 registers at 50% occupancy, so no atoms-in-registers geometry reaches it.
+What would, in arithmetic only: blocks over output pixels (no dO / A halo) adding their
+windows' dX partials (C x 21 x 14 per 15 x 8 block) through a global scratch summed by a
+second launch: loads A 10.8 + dO 38.5 + P 0.8 + scratch 13.9 = 64.1 MB, writes 13.9 + 6.4;
+but a thread's q pixels then scatter to q + k - 1 columns (92 partials per (channel, pixel)
+at q = 5, against 42: about 2.2x the partial stores and loads in shared memory), and it
+needs ``ops.acda`` to split dX's sum by output block (a rfactor buffer per block would be
+dense: blocks x C x H x W).
 datoms (static, k <= UNROLL_TAPS, output rows of at least 32 pixels; ``_datoms_rows``): a
 block per (image, atom group, tap row u, output row(s), tile of the row), a thread per pixel with mi atoms x k tap columns of dD in
 registers (``DATOMS_WORDS``: all 6 atoms in float32, 2 in float64); per chunk of cc channels
