@@ -70,7 +70,7 @@ Each generic build is tried on a copy first and kept only if its stages compact 
 size (``common.if_constant``, guarded: TVM refuses some configurations outright, fwd at k = 1
 overflowing int32 in its region analysis, and such a trial counts as not constant). A warp is
 4 channel slices x 8 pixels: the staged rows' stride padded so that the slices' loads hit
-disjoint banks (``_align_slices``; float32).
+disjoint banks (float32; since 2026-12-02 ``fwd_x_layout``).
 8x64x56x56 k7 M = 6 (nvcc 13 -v, estimates), before the staged build below: float32 sm_90
 cb = 8, 64 threads, 72 registers, 44%; requested 253 MB of atoms loads (A and P per thread) +
 71.6 MB of row segments = 324.5 MB, 5.2x the static's 62.2 MB.
@@ -142,10 +142,22 @@ registers, 62 / 75%, 28.5 MB at 56: 0.92x). C = 80 (ad_resnet_s layer3): a row o
 at 14 / 7. So CUDA calls of fwd default to the generic build (``GENERIC_DEFAULT``) where its
 shape follows the static rule (``_fwd_rows_rule``); C = 152 .. 216 take the generic
 fall-back's 8-pixel tiles at 72 registers, 39-44% on sm_90 (none on sm_80), C = 304 and 432
-no tiled build: those stay static. Not done: a warp is 2 channel slices x 2 rows x 8 pixels,
-slices 4 x 112 words apart, so its X loads take 2 wavefronts (with rows 14 words apart no
-slice stride makes the two slices' 16 banks disjoint; warps of one row and 4 slices could,
-at a 114-word channel stride, 512 B more shared memory).
+no tiled build: those stay static.
+Then (2026-12-02, issue 15 item 4 follow-up): shared-memory banks of the 2 x 8 tiles. A warp
+was 2 channel slices x 2 rows x 8 pixels, the slices cb x 112 words apart (0 mod 32), so each
+X load took 2 wavefronts (with rows 14 words apart no channel stride parts the slices' 16
+banks). ``fwd_x_layout`` picks the threads' order and the staged window's channel stride by a
+counter of a warp's banks (``fwd_x_wavefronts``): at C = 64 k7 float32 warps of one row x 4
+slices, the channel stride 114 words (cb = 4, sm_90) / 116 (cb = 2, sm_80), the slices' 8
+pixels on disjoint banks: 1 wavefront per X load (counted on the CUDA source too). Estimates
+(ptxas, ``gpu_report``): sm_90 63 registers, 48,640 B shared, 50%; sm_80 40, 49,152 B, 75%;
+requested bytes unchanged (57.1 MB at 56). Tap loop per block (M = 6 atom loads, 1 wavefront
+each, and cb X loads per tap): sm_90 8 warps x 49 x (6 + 4 x 1) = 3,920 wavefronts (was
+5,488: 0.71x), sm_80 16 x 49 x (6 + 2) = 6,272 (was 7,840: 0.80x); at one wavefront per clock
+and SM the 1,568 blocks at 56 take 23.5 us on an H100 (132 SMs, 1.98 GHz; was 32.9), above
+its FMAs' 14.1 us: shared memory, not the requested bytes (the report's 17 us), bounds this
+kernel. C = 80 (a row of 8, cb = 4: slices 56 words apart) took 1 already; the generic
+fall-back (C = 160: 15-word stride) and stride 2 (3 -> 2) gain too; float16 / float64 keep theirs.
 dx (static, k <= UNROLL_TAPS; ``_dx_registers``): one launch, the atoms in registers. The
 compute indexes the atoms by the input pixel they serve (``ops.acda.acda_dx``); the sum over
 (atom, tap) is split (rfactor) into groups of mi atoms x ku tap rows: a block owns a tile of
@@ -917,19 +929,62 @@ def _bind_grid(sch, wl, n, y, xo):
     return xo
 
 
-def _align_slices(sch, block, tile: int, cb: int, cols: int) -> None:
-    """Generic fwd rows of tiles under a warp: pad the staged segments' row stride (``cols``
-    words) so that a warp's X loads are free of bank conflicts. A warp is 32 / tile channel
-    slices x ``tile`` adjacent pixels, slices cb channels apart: a stride r with cb * r an odd
-    multiple of the tile (mod 32) puts the slices' pixels on disjoint banks (8-pixel tiles at
-    cb = 8: the plain 14 gives 112 = 16 mod 32, slices 0 and 2 on the same banks, two
-    wavefronts per load; 15 gives 120 = 24). A warp of one slice (32-pixel tiles) needs none."""
-    if tile >= 32:
-        return
-    odd = {tile * o % 32 for o in range(1, 32 // tile, 2)}
-    stride = next((r for r in range(cols, cols + 32) if cb * r % 32 in odd), None)
-    if stride is not None and stride != cols:
-        sch.storage_align(block, 0, 2, 32, stride % 32)
+@functools.lru_cache(maxsize=None)
+def fwd_x_wavefronts(order: tuple, cb: int, s: int, channel: int, row: int) -> int:
+    """Shared-memory wavefronts of one X load of the generic fwd rows (``_fwd_rows``) per warp,
+    the most over the block's warps: the block's threads are ``order``'s (name, extent) pairs
+    fused, outermost first ('c' channel slices, 'y' rows, 'x' pixels of the tile), and thread
+    (c, y, x) reads word c * cb * ``channel`` + y * s * ``row`` + x * s of the staged window
+    (the tap's offset is the same for every thread); a warp takes as many wavefronts as the
+    most distinct words one of the 32 banks serves (equal words broadcast)."""
+    names = [nm for nm, _ in order]
+    extents = [e for _, e in order]
+    lanes = 1
+    for e in extents:
+        lanes *= e
+    total = 0
+    for w0 in range(0, lanes, 32):
+        banks = {}
+        for lane in range(w0, min(w0 + 32, lanes)):
+            at, rest = {}, lane
+            for nm, e in zip(reversed(names), reversed(extents)):
+                rest, at[nm] = divmod(rest, e)
+            word = at.get("c", 0) * cb * channel + at.get("y", 0) * s * row + at.get("x", 0) * s
+            banks.setdefault(word % 32, set()).add(word)
+        total = max(total, max(len(w) for w in banks.values()))
+    return total
+
+
+def fwd_x_layout(wl, target) -> Optional[dict]:
+    """The thread order and staged-window channel stride of the generic fwd rows for
+    ``target`` (float32; None otherwise: threads (slice, row, pixel), strides unpadded):
+    dict(order, channel, window, row, wavefronts, plain). Of the orders (slice, row, pixel)
+    and (row, slice, pixel) and the channel strides from the plain one (``window``: window
+    rows x ``row`` words) up to 31 words more whose padding keeps the stages within 48 KiB
+    (``fwd_shared_bytes``, for all C channels), the fewest wavefronts per
+    X load (:func:`fwd_x_wavefronts`), then the least padding, then the order before. 2 x 8
+    tiles (a warp was 2 slices x 2 rows x 8 pixels, the slices 112 words apart at k7 = 0 mod
+    32: 2 wavefronts; with rows 14 words apart no channel stride separates them): a warp of
+    one row and 4 slices at a stride with cb * stride = 8 (mod 32): at C = 64 k7, 114 words
+    (cb = 4, sm_90) or 116 (cb = 2, sm_80), 1 wavefront, 512 / 1,024 B more shared memory.
+    ``plain``: the wavefronts of the build before (slice, row, pixel; unpadded)."""
+    shape = fwd_rows_shape(wl, target)
+    if wl.kind != "generic" or wl.dtype != "float32" or shape is None:
+        return None
+    p = wl.p
+    tile, slices, cb = shape
+    rows = fwd_tile_rows(wl, tile)
+    cols = (ROW_TILE - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1
+    # the window: (rows - 1) * s + (k-1) * d + 1 input rows (several rows), else a tap row's segment
+    window = ((rows - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1 if rows > 1 else 1) * cols
+    room = STATIC_SHARED_BYTES - fwd_shared_bytes(wl, tile) - (staged_atoms_bytes(wl, tile) or 0)
+    before = (("c", slices), ("y", rows), ("x", ROW_TILE))
+    orders = [before] + ([(("y", rows), ("c", slices), ("x", ROW_TILE))] if rows > 1 else [])
+    plain = fwd_x_wavefronts(before, cb, p["s"], window, cols)
+    best = min(((fwd_x_wavefronts(order, cb, p["s"], channel, cols), channel - window, i, order, channel)
+                for i, order in enumerate(orders) for channel in range(window, window + 32)
+                if (channel - window) * p["C"] * 4 <= room), key=lambda b: b[:3])
+    return dict(order=best[3], channel=best[4], window=window, row=cols, wavefronts=best[0], plain=plain)
 
 
 def _fwd_rows(sch, wl, target) -> bool:
@@ -955,9 +1010,13 @@ def _fwd_rows(sch, wl, target) -> bool:
         y, yi = sch.split(y, [None, rows]) if rows > 1 else (y, None)
         xo, xi = sch.split(x, [None, ROW_TILE])
         co, ci, cbi = sch.split(c, [None, slices, cb])
-        sch.reorder(n, y, xo, co, u, *[lp for lp in (ci, yi, xi) if lp is not None], v, cbi, m)
+        # the threads in the order of fwd_x_layout (a warp's X loads on disjoint banks)
+        layout = fwd_x_layout(wl, target)
+        order = [nm for nm, _ in layout["order"]] if layout else ["c", "y", "x"]
+        lanes = [lp for lp in ({"c": ci, "y": yi, "x": xi}[nm] for nm in order) if lp is not None]
+        sch.reorder(n, y, xo, co, u, *lanes, v, cbi, m)
         block = _bind_grid(sch, wl, n, y, xo)
-        threads = sch.fuse(*[lp for lp in (ci, yi, xi) if lp is not None])
+        threads = sch.fuse(*lanes)
     else:
         xo, xi, co, ci, cbi = _tiles(sch, wl, target, c, x, p["M"], shape)
         tile, slices, cb = extent(sch, xi), extent(sch, ci), extent(sch, cbi)
@@ -981,6 +1040,8 @@ def _fwd_rows(sch, wl, target) -> bool:
     # rolled: unrolled, nvcc hoisted the copy's loads next to the 48 sums (98 registers on
     # sm_90; 64 kept a loop)
     _stage(sch, xpad, co if rows > 1 else u, nthreads, rolled=True)
+    if generic and layout and layout["channel"] != layout["window"]:  # the channels' stride padded
+        sch.storage_align(xpad, 0, 1, 32, layout["channel"] % 32)
     sch.set_scope(acc, 0, "local")
     sch.decompose_reduction(acc, u)
     # the cast stage at the channel-tile loop, spread over the threads as the sums are
@@ -989,10 +1050,14 @@ def _fwd_rows(sch, wl, target) -> bool:
     if wl.kind == "generic":
         # the iteration order the threads take, fixed before the move: the tail predicate
         # (x < Wo) leaves the moved block's binding non-affine, and reorder then refuses it
-        sch.transform_block_layout(out, lambda n, c, m, y, x: (n, c // cb, y, x, c % cb, m))
+        if order[0] == "y":
+            sch.transform_block_layout(out, lambda n, c, m, y, x: (n, y, c // cb, x, c % cb, m))
+        else:
+            sch.transform_block_layout(out, lambda n, c, m, y, x: (n, c // cb, y, x, c % cb, m))
         sch.reverse_compute_at(out, co)
-        named = _named_below(sch, out, co, (("c", slices), ("y", rows), ("x", ROW_TILE), ("cb", cb), ("m", p["M"])))
-        spatial = [named[nm] for nm in ("c", "y", "x") if nm in named]
+        extents = dict(c=slices, y=rows, x=ROW_TILE)
+        named = _named_below(sch, out, co, tuple((nm, extents[nm]) for nm in order) + (("cb", cb), ("m", p["M"])))
+        spatial = [named[nm] for nm in order if nm in named]
         _spread(sch, out, spatial, nthreads)
         unroll(sch, *[named[nm] for nm in ("cb", "m") if nm in named])
         return True

@@ -652,6 +652,65 @@ def test_cuda_generic_fwd_narrow_rows():
             assert acda_cuda.generic_default(g, registry.prim_func(g), t), (N, C, H, arch)
 
 
+def _x_load_wavefronts(src: str) -> int:
+    """Wavefronts per warp (the most over the block's warps) of the generic fwd's first X load
+    in the tap loop, from the CUDA source: its 'Xpad_shared' index evaluated for every thread
+    (tap u = 0), the most distinct words one of the 32 banks serves."""
+    at = src.index("acc_local_ptr[0] = (acc_local_ptr[0] + (Xpad_shared_ptr[")
+    start = src.index("Xpad_shared_ptr[", at) + len("Xpad_shared_ptr[")
+    depth, end = 1, start
+    while depth:
+        depth += {"[": 1, "]": -1}.get(src[end], 0)
+        end += 1
+    expr = src[start:end - 1].replace("((int)threadIdx.x)", "t").replace("/", "//")
+    assert re.fullmatch(r"[\st()+*&%/<>u\d]+", expr), expr
+    threads = int(re.search(r"__launch_bounds__\((\d+)\)", src)[1])
+    worst = 0
+    for w0 in range(0, threads, 32):
+        banks = {}
+        for t in range(w0, min(w0 + 32, threads)):
+            word = eval(expr, {"t": t, "u": 0})
+            banks.setdefault(word % 32, set()).add(word)
+        worst = max(worst, max(len(w) for w in banks.values()))
+    return worst
+
+
+@pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
+def test_cuda_generic_fwd_x_banks(arch):
+    """A warp's X loads of the generic fwd rows at k7 M = 6 T = 18 float32 take one shared-memory
+    wavefront (counted on the CUDA source's index, and by ``fwd_x_layout``'s model): at C = 64
+    the 2 x 8 tiles' warps are one row x 4 channel slices, the slices' channel stride padded to
+    114 words (cb = 4, sm_90) / 116 (cb = 2, sm_80), so their 8 pixels lie on disjoint banks
+    (was 2 slices x 2 rows x 8 pixels, slices 0 mod 32 words apart: 2 wavefronts). C = 80 (a
+    row of 8 pixels, cb = 4, slices 56 words apart) took 1 already."""
+    from schedules import acda_cuda
+
+    t = cuda_target(arch)
+    for C, channel, plain in ((64, 114 if arch == "sm_90" else 116, 2), (80, 14, 1)):
+        wl = _cuda_wl("fwd", C, 6, 18, 7, 1, 1, 3, "float32")
+        src = build(wl, t).mod.imports[0].inspect_source()
+        assert _x_load_wavefronts(src) == 1, (C, arch)
+        layout = acda_cuda.fwd_x_layout(wl, t)
+        assert (layout["wavefronts"], layout["plain"], layout["channel"]) == (1, plain, channel), (C, arch, layout)
+    # the model on the build before: (slice, row, pixel) threads, the plain 112-word stride
+    assert acda_cuda.fwd_x_wavefronts((("c", 16), ("y", 2), ("x", 8)), 4, 1, 112, 14) == 2
+    assert acda_cuda.fwd_x_wavefronts((("y", 2), ("c", 16), ("x", 8)), 4, 1, 114, 14) == 1
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
+def test_cuda_generic_fwd_x_banks_nvcc(arch):
+    """The padded channel stride's shared memory (48,640 B on sm_90, 49,152 on sm_80) keeps the
+    generic fwd at C = 64 k7 float32 spill-free at >= 50% occupancy (ptxas; estimates)."""
+    from dynfilter_tvm import gpu_report as G
+
+    src = build(_cuda_wl("fwd", 64, 6, 18, 7, 1, 1, 3, "float32"), cuda_target(arch)).mod.imports[0].inspect_source()
+    res = G.ptxas_resources(src, arch)["acda_fwd_kernel"]
+    threads = int(re.search(r"__launch_bounds__\((\d+)\)", src)[1])
+    assert res["spill"] == 0 and res["smem"] <= 48 * 1024, res
+    assert G.occupancy(arch, threads, res["regs"], res["smem"]) >= 0.5, res
+
+
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
 @pytest.mark.parametrize("way", emulate.WAYS)
 def test_cuda_generic_fwd_whole_tiles_emulated(way):
