@@ -706,25 +706,35 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     sch.vectorize(gxi)
     pieces = _row_tile_out(sch, acc, j, xo, wide, _out_piece(wide))
     split_tail(sch, yo)  # whole pairs unpredicated (LoopPartition), the odd H's last pair apart
-    paired = pieces is not None  # (tile, lane) layout only
-    if paired:
-        _pair_layout(sch, acc)
-    _pair_regions(sch, ("acc_init", "acc_update", "out"), wide, paired=paired)
+    _pair_layout(sch, acc, None if pieces is not None else wide)
+    _pair_regions(sch, ("acc_init", "acc_update", "out"), wide, paired=True)
     guard_pieces(sch, pieces, shift=True)
 
 
-def _pair_layout(sch, acc, rows: int = FWD_ROWS) -> None:
+def _pair_layout(sch, acc, lanes: int = None, rows: int = FWD_ROWS) -> None:
     """The generic tile buffer 'acc' (b, g, c, row, tile, lane) laid out by row pairs, (b, g,
-    c, row // rows, tile, row % rows, lane) (an odd H pads one row, never read or written: its
+    c, row // rows, tile, row % rows, lane); with ``lanes`` (tiles stored whole,
+    :func:`_out_piece`: float64, AVX2) the plain (b, g, c, row, x) likewise, x cut into
+    ``lanes``-wide tiles (an odd H pads one row, never read or written: its
     pad block is removed, :func:`_drop_padding_nest`), so that a tile compacts to a constant
     size (rows x lanes per channel): over the plain rows, compaction clips the tile's rows to
     H, min(H, rows), a symbolic size, so 'acc' was a heap workspace per plane, which LLVM
     keeps in memory where a load does not match a store (the shifted last piece of
     :func:`guard_pieces`: the tile stored after the taps and read back unaligned). A constant
     size is a stack buffer that LLVM promotes to registers (SROA; the shifted piece a
-    shuffle). :func:`_pair_regions` (``paired``) then declares the regions over it."""
-    sch.transform_layout(acc, ("write", 0),
-                         lambda b, g, c, y, t, l: (b, g, c, y // rows, t, y % rows, l), pad_value=0.0)
+    shuffle). :func:`_pair_regions` (``paired``) then declares the regions over it. The
+    narrower tiles (whole stores: float64, AVX2) kept the plain rows, a workspace too, until
+    the same layout: on an AVX2 host (znver3), 1 thread, old and new in one process, float64
+    new / old dx 0.86-0.94 at 2x256x14², 0.82-0.86 at 2x64x56², 0.90-0.94 at 2x64x15² k3;
+    float32 0.94-1.06, no clear change (RESULTS.md "DDF CPU generic dx: float64 and AVX2
+    tiles by row pairs")."""
+    if lanes:  # the plain row (whole-tile stores, :func:`_out_piece`): cut into tiles too
+        def index(b, g, c, y, x):
+            return b, g, c, y // rows, x // lanes, y % rows, x % lanes
+    else:
+        def index(b, g, c, y, t, l):
+            return b, g, c, y // rows, t, y % rows, l
+    sch.transform_layout(acc, ("write", 0), index, pad_value=0.0)
     _drop_padding_nest(sch, "buffer_acc_padding")
 
 

@@ -245,27 +245,31 @@ def test_generic_cpu_guarded_pieces(kernel):
                                    rtol=1e-5, atol=1e-5, err_msg=f"{B}x{H}x{W}")
 
 
-def test_generic_cpu_dx_tile_constant_size():
-    """The generic float32 dx's register tile 'acc' (16-lane AVX-512 tiles, 'out' in pieces)
-    compacts to a constant size (``schedules.ddf_cpu._pair_layout``: laid out by row pairs):
-    a stack buffer that LLVM keeps in registers. Over the plain rows compaction left
-    min(H, 2) rows, a heap workspace per plane, through which the shifted last piece went.
-    Checked on the schedule after TVM's compaction pass (no build); its results are checked
-    by test_generic_cpu_guarded_pieces (odd H included)."""
+@pytest.mark.parametrize("dtype,mcpu,lanes", [("float32", "skylake-avx512", 16), ("float64", "skylake-avx512", 8),
+                                               ("float32", "haswell", 8), ("float64", "haswell", 4)])
+@pytest.mark.parametrize("k", (3, 7))
+def test_generic_cpu_dx_tile_constant_size(dtype, mcpu, lanes, k):
+    """The generic dx's register tile 'acc' (stride 1) compacts to a constant size
+    (``schedules.ddf_cpu._pair_layout``: laid out by row pairs), a stack buffer that LLVM
+    keeps in registers, for 16-lane tiles stored in pieces and for the narrower ones stored
+    whole (float64, AVX2). Over the plain rows compaction left min(H, 2) rows, a heap
+    workspace per plane. Checked on the schedule after TVM's compaction pass (no build); its
+    results are checked by test_generic_cpu_guarded_pieces, test_generic_cpu_avx2 and
+    test_generic_cpu_dx_border_fill (odd H included)."""
     import tvm
     from tvm import s_tir
     from tvm.target import Target
 
     from dynfilter_tvm.build import schedule
 
-    wl = _generic_wl("dx", 8, 2, 3, 1, 1, "mul", "float32")
-    mod = schedule(wl, Target({"kind": "llvm", "mcpu": "skylake-avx512"}), tuned=False)[0]
+    wl = _generic_wl("dx", 8, 2, k, 1, 1, "mul", dtype)
+    mod = schedule(wl, Target({"kind": "llvm", "mcpu": mcpu}), tuned=False)[0]
     mod = tvm.ir.transform.Sequential([
         s_tir.transform.LowerInitBlock(), s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
         s_tir.transform.ConvertBlocksToOpaque(), s_tir.transform.CompactBufferAllocation()])(mod)
     shapes = re.findall(r"^\s*acc = T\.\w*alloc_buffer\(\(([^)]*)\)", mod.script(), re.M)
     assert len(shapes) == 1, shapes
-    assert shapes[0].replace(" ", "") == "1,1,4,1,1,2,16"  # was 1, 1, 4, T.min(H, 2), 1, 16
+    assert shapes[0].replace(" ", "") == f"1,1,4,1,1,2,{lanes}"  # was 1, 1, 4, T.min(H, 2), ...
 
 
 @pytest.mark.parametrize("dtype", ("float32", "float64"))
