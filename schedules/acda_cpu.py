@@ -89,15 +89,28 @@ reads A inside its atom loop). Tried, not faster: Apad per atom tile or per atom
 merged the tile with acc, which then lived in memory), Apad inlined (2x64x28x28: 1.5x),
 acc per channel block in a tile-major row buffer with 'out' copied after (1.4x: the 'out'
 stores no longer overlap the FMAs), guarding 'out' as a whole instead of LoopPartition's cut.
-Half the dx channel block was slower (1.24x). Left now: fwd 56 px k3 1.06-1.15x (perf, fourth
-session: the tile's 24 'out' stores each reload a row offset at symbolic strides from the
-stack, 14% of the generic samples, the channel block's preamble 4%; the tap loop as fast).
+Half the dx channel block was slower (1.24x). Left after the fourth session: fwd 56 px k3
+1.06-1.15x (perf: the tile's 'out' stores each reload a row offset at symbolic strides from the
+stack, 14% of the generic samples; the tap loop as fast).
+- the generic fwd's tile up to k = 5 (fifth session, ``_fwd_channel_block``): as many channels
+  as fit the vector registers with the tap's M atom vectors and the input vector (AVX2: 1
+  channel x 6 atoms, 13 of 16 registers). With the static tile (2 x 6, 19 vectors) LLVM spilled
+  accumulators in the tap loop and each of the 12 'out' stores was a stack reload, an add and a
+  sign extension (assembly, 2x64x56x56 k3, tile loop: 305 instructions per 108 FMAs, 74 stack
+  accesses; now 96 per 54, 5, no sign extension; static 251 per 108). Generic / static fwd, 1
+  thread, median of per-round ratios (21-31 rounds), the static build, the previous generic and
+  this one in one process, before -> after: 56 px k3 1.09 -> 0.98, 1.01 -> 0.96, 1.04 -> 0.96,
+  1.04 -> 0.89; 28 px k3 1.16 -> 0.98, 1.19 -> 0.92; 28 px k5 0.96 -> 0.82; 56 px k5 0.92 ->
+  0.85, 0.82 -> 0.77, 0.97 -> 0.84, 0.79 -> 0.82 (the previous build also measured 1.77 / 1.95
+  at 56 / 28 px k5 in one process). At k = 7
+  one channel was 5-7% slower at 56 px (0.91 -> 0.98, 0.90 -> 0.95): the static tile kept.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 from tvm import ir, sym, tirx
+from tvm.target import codegen
 
 from dynfilter_tvm.ops.acda import DX_ROWS, ROW_TILE, X_QUANTUM
 
@@ -305,7 +318,7 @@ def _fwd_generic(sch, wl, target):
     input vectors and spilled them (28 px k7: 2,626 vector stack accesses, the kernel 1.5x
     slower); rolled, 5 (the whole tiles' tap rows unrolled or rolled ran equally fast)."""
     lanes = vector_lanes(wl.dtype)
-    c_block = _channel_block(wl, target)  # the static build's tile
+    c_block = _fwd_channel_block(wl, target)
     row, xo, _, acc = _store_nest(sch, c_block, lanes)
     loops = _tile_loops(sch, acc, wl, [("c", c_block), ("m", wl.p["M"]), ("x", lanes), ("u", wl.p["k"]),
                                        ("v", wl.p["k"])], ("u", "v", "c", "m", "x"))
@@ -316,6 +329,28 @@ def _fwd_generic(sch, wl, target):
     _apad_per_tile(sch, wl, atoms, lanes)
     _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
     _drop_row_bounds(sch, xo)
+
+
+# generic fwd: the largest kernel size whose tile is sized to the vector registers
+# (``_fwd_channel_block``); larger kernels take the static build's tile
+FWD_FIT_K = 5
+
+
+def _fwd_channel_block(wl, target) -> int:
+    """Generic fwd's channels per tile. Up to k = ``FWD_FIT_K``, the most channels whose c x M
+    accumulators, the M atom vectors of a tap and the input vector fit the vector registers
+    (16 with AVX2: 1 channel, 13 vectors; 32 with AVX-512: the static tile). The static tile
+    (AVX2: 2 channels, 12 accumulators, 19 vectors) made LLVM spill accumulators inside the tap
+    loop, and each of its 12 'out' rows at symbolic strides cost a stack reload, an add and a
+    sign extension per store (2x64x56x56 k3: 305 instructions per 108 FMAs, 30 vector stack
+    stores; 1 channel: figures in the module docstring). At k = 7 the larger tile was faster
+    (its atom loads feed 2 channels over 49 taps)."""
+    c_block = _channel_block(wl, target)  # the static build's tile
+    if wl.p["k"] > FWD_FIT_K:
+        return c_block
+    registers = 32 if codegen.target_has_features("avx512f", target) else 16
+    fit = (registers - 1 - wl.p["M"]) // wl.p["M"]
+    return max([b for b in range(1, c_block + 1) if wl.p["C"] % b == 0 and b <= fit] or [1])
 
 
 def _apad_per_tile(sch, wl, atoms, lanes) -> None:

@@ -12,6 +12,7 @@ import shutil
 import pytest
 import torch
 import tvm
+from tvm import tirx
 
 from dynfilter_tvm import cache, dispatch, emulate, registry
 from dynfilter_tvm.build import build
@@ -867,6 +868,35 @@ def test_generic_cpu_acc_row_bounds_dropped(kernel, C, k):
         block = script.split(f'T.sblock("{name}")')[1].split("T.reads")[0]
         assert "T.where" not in block, (name, block)
     _generic_equals_static(base)
+
+
+@pytest.mark.parametrize("mcpu, registers", [("haswell", 16), ("skylake-avx512", 32)])
+def test_generic_cpu_fwd_tile_fits_registers(mcpu, registers):
+    """Generic fwd (``schedules.acda_cpu._fwd_channel_block``): up to k = FWD_FIT_K the tile's
+    accumulators (channels x M 'out' rows stored per vector tile), the M atom vectors of a tap
+    and the input vector fit the vector registers (AVX2: 1 channel x 6 atoms; before, the
+    static tile, 2 x 6: 19 vectors, accumulators spilled in the tap loop); at k = 7 the static
+    tile. Scheduled for both targets (no build); the tile equals the static build on this host."""
+    from tvm import s_tir
+    from tvm.target import Target
+
+    from dynfilter_tvm.build import schedule
+    from schedules import acda_cpu
+
+    target = Target({"kind": "llvm", "mcpu": mcpu})
+    for k in (1, 3, 5, 7):
+        wl = Workload.make("acda", "fwd", dict(N=2, C=64, H=56, W=56, M=6, T=6, k=k, s=1, d=1, p=k // 2), "float32")
+        sch = s_tir.Schedule(schedule(wl.with_symbolic(SYM), target, tuned=False)[0])
+        loops = sch.get_loops(sch.get_sblock("out"))
+        tile = 1
+        for loop in loops[loops.index(next(lp for lp in loops if sch.get(lp).kind == tirx.ForKind.UNROLLED)):-1]:
+            tile *= int(sch.get(loop).extent)
+        if k <= acda_cpu.FWD_FIT_K:
+            assert tile + 6 + 1 <= registers and tile + 6 + 6 + 1 > registers, (mcpu, k, tile)
+        else:
+            assert tile == 6 * acda_cpu._channel_block(wl, target), (mcpu, k, tile)
+    _generic_equals_static(Workload.make("acda", "fwd", dict(N=1, C=4, H=9, W=9, M=6, T=3, k=3, s=1, d=1, p=1),
+                                         "float64"))
 
 
 @pytest.mark.parametrize("kernel, k, s, p", [("fwd", 5, 1, 2), ("fwd", 1, 1, 0), ("fwd", 3, 2, 1), ("dx", 3, 1, 1)])
