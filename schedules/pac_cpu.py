@@ -32,7 +32,7 @@ whole too. pool's compute sums over rows padded to whole vectors (``ops.pac.pool
 vectors are whole at every width, static or symbolic, and only its stores have a tail; its
 generic padded source copy is one AVX-512-masked load and store per 16-lane vector of a padded
 row on AVX-512 targets (``_masked_copy``; AVX2 targets a zero fill and the interior, as the
-others); the other generic source copies are split into a zero fill and an
+others; generic conv's row stores likewise masked on AVX-512 only, ``_masked_out``); the other generic source copies are split into a zero fill and an
 unconditional copy of the interior (``decompose_padding``). Static conv and conv_dk take the padded
 rows too where the width admits no full-width vectors (``_pads_rows``: 28 and 56 pixels on
 AVX-512).
@@ -220,7 +220,9 @@ def conv(sch, wl, target):
     # _masked_out; unit-stride rows, no cast). 1 thread, thread CPU time, builds exported and
     # called interleaved in one process, medians of 201 per-round ratios, three runs, load 6:
     # generic / static 2x128x28² k3 1.12-1.16 -> 1.07-1.08 (taps alone 1.00, stores alone
-    # 0.99 of the old generic time, both 0.95-0.96); static builds unchanged.
+    # 0.99 of the old generic time, both 0.95-0.96); static builds unchanged. AVX2-only targets
+    # store whole vectors, the partial one lane by lane (no vmaskmovps: microcoded on Zen 3):
+    # same measure on Zen 3, new / old generic 0.95-0.98 (conv, its adjoint; 28² and 56², k3).
     masked = _fills(wl) and p["s"] == 1 and wl.dtype not in HALF
     ml = _copy_lanes(wl.dtype, target) if masked else lanes
     _materialize(sch, "Sz", lanes)
@@ -238,7 +240,7 @@ def conv(sch, wl, target):
         vectorize_under(sch, sch.decompose_reduction(acc, c), xo)
         if not _masked_taps(sch, xko):
             _partition(sch, xko)
-        if _masked_out(sch, oxo):  # no tail left for LoopPartition (which rejects the mask)
+        if _masked_out(sch, oxo, _avx512(target)):  # no tail left for LoopPartition (which rejects the mask)
             sch.unannotate(xo, "pragma_loop_partition_hint")
     else:
         _finish(sch, acc, c, xo)
@@ -704,12 +706,16 @@ def _masked_taps(sch, xo) -> bool:
     return True
 
 
-def _masked_out(sch, xo) -> bool:
+def _masked_out(sch, xo, masked: bool = True) -> bool:
     """A row's store ('out' from the padded accumulators, ``xo`` over its vectors, a ``T.where``
     on the width) as one masked vector store per vector; TVM stored the tile's last vector
     lane by lane (8 x 32 guarded scalar stores per register tile at 28 px). A disjunct that is
     a loop's own range (``x_0 < its extent or ...``, left by ``pad_einsum``'s tiles) is dropped;
-    any other condition that is no lane bound leaves the loop as it was (returns False)."""
+    any other condition that is no lane bound leaves the loop as it was (returns False).
+
+    ``masked`` False (AVX2-only targets: ``vmaskmovps`` stores are microcoded on Zen 1-3): a
+    plain vector store where every lane holds, else the lanes one by one, each guarded
+    (``_lane_scalar``); no masked store."""
     copy = _vector_copy(sch, xo)
     if copy is None:
         return False
@@ -730,12 +736,36 @@ def _masked_out(sch, xo) -> bool:
     src, dst = indices(value.indices), indices(store.indices)
     if smask is None or src is None or dst is None:
         return False
-    body = tirx.Evaluate(tirx.call_intrin("void", "tirx.masked_store", store.buffer, tirx.BufferLoad(value.source, src),
-                                          *dst, smask))
+    if masked:
+        body = tirx.Evaluate(tirx.call_intrin("void", "tirx.masked_store", store.buffer,
+                                              tirx.BufferLoad(value.source, src), *dst, smask))
+    else:
+        whole = tirx.BufferStore(store.buffer, tirx.BufferLoad(value.source, src), dst)
+        lv = tirx.Var("lane", dst[-1].base.ty)
+
+        def at(idx, k):
+            return idx[:-1] + [idx[-1].base + k]
+        part = tirx.IfThenElse(_lane_scalar(smask, lv),
+                               tirx.BufferStore(store.buffer, tirx.BufferLoad(value.source, at(src, lv)), at(dst, lv)), None)
+        # each comparison is monotone in the lane, so lanes 0 and n - 1 holding means all do
+        body = tirx.IfThenElse(ana.simplify(_lane_scalar(smask, 0) & _lane_scalar(smask, n - 1)), whole,
+                               tirx.For(lv, tirx.const(0, lv.ty), tirx.const(n, lv.ty), tirx.ForKind.SERIAL, part))
     blk = s_tir.SBlock([], [_vector_region(value.source, src, n)], [_vector_region(store.buffer, dst, n)],
                        block.name_hint, body)
     _replace_vectors(sch, xo, loop, blk)
     return True
+
+
+def _lane_scalar(mask, lane):
+    """A lane mask of :func:`_lane_forms` (comparisons of ``Ramp(0, 1, n)`` and broadcasts) at
+    one lane ``lane``."""
+    if isinstance(mask, tirx.Ramp):
+        return mask.base + mask.stride * lane
+    if isinstance(mask, tirx.Broadcast):
+        return mask.value
+    if isinstance(mask, (tirx.LT, tirx.LE, tirx.And)):
+        return type(mask)(_lane_scalar(mask.a, lane), _lane_scalar(mask.b, lane))
+    raise TypeError(f"not a lane mask: {type(mask).__name__}")
 
 
 def _is_true(e) -> bool:

@@ -272,17 +272,32 @@ def test_cpu_generic_conv_taps_whole_vectors(params, dtype):
     """conv's modulated taps over the padded row ('xk_pad') in generic builds: whole vectors,
     the row's last one shifted back to end at the width after a zero store, masked loads only
     where the row is shorter than a vector (``pac_cpu._masked_taps``); the row's stores one
-    masked store per vector (``_masked_out``). main's per-lane ``if_then_else`` and guarded
-    stores fail the structural check. Values equal the static build's at widths around every
-    vector end (NaN-filled outputs: nothing past the row or left unwritten)."""
-    from dynfilter_tvm.build import schedule
+    masked store per vector (``_masked_out``) on AVX-512 targets, on AVX2-only ones (Zen 3:
+    ``vmaskmovps`` stores microcoded) a plain vector store where the whole vector is inside the
+    row, else guarded scalar lanes: no masked store in the LLVM IR (a schedule masking there
+    fails). main's per-lane ``if_then_else`` and guarded stores fail the structural check.
+    Values, built for this machine, equal the static build's at widths around every vector end
+    (NaN-filled outputs: nothing past the row or left unwritten)."""
+    import tvm
+    from tvm.target import Target
+
+    from dynfilter_tvm.build import TIR_PIPELINE, schedule
     target = cpu_target()
     sym = dict(N=None, H=None, W=None, Ho=None, Wo=None)
     wl = Workload.make("pac", "conv", dict(params, **sym), dtype)
-    script = schedule(wl, target, tuned=False)[0].script()
-    taps = script.split('T.sblock("xk_pad")')[1].split("T.sblock(")[0]
-    assert "T.if_then_else" not in taps and "T.masked_load" in taps
-    assert script.count("T.masked_store(out,") == 1
+    for mcpu, masked in (("skylake-avx512", True), ("znver4", True), ("znver3", False), ("haswell", False)):
+        mod = schedule(wl, Target({"kind": "llvm", "mcpu": mcpu}), tuned=False)[0]
+        script = mod.script()
+        taps = script.split('T.sblock("xk_pad")')[1].split("T.sblock(")[0]
+        assert "T.if_then_else" not in taps and "T.masked_load" in taps, mcpu
+        assert script.count("T.masked_store(out,") == int(masked), mcpu
+        out = script.split('T.sblock("out")')[1].split("T.sblock(")[0]
+        assert ("for lane in range(" in out) != masked, mcpu
+        if mcpu == "znver3":
+            t = Target({"kind": "llvm", "mcpu": mcpu})
+            with t:
+                ll = tvm.compile(mod, target=t, tir_pipeline=TIR_PIPELINE).mod.inspect_source("ll")
+            assert "@llvm.masked.store" not in ll
     generic = build(wl, target).mod["pac_conv"]
     _equals_static("conv", params, generic, [(1, 3, W) for W in (7, 16, 17, 28, 33)], dtype)
 
