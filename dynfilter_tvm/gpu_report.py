@@ -346,8 +346,9 @@ def requested_bytes(wl: Workload, itemsize: int = 4, arch: str = "sm_90",
     tile with the channels in place of the bases: per thread (atom group, tap row, pixel) and
     channel, mi values of dO and the k inputs of its row (held in registers): (M/mi)*k*C*(mi +
     k) elements per pixel; at 8x64x56x56 k7 25,088 * 2*7*64*10 * 4 B = 899 MB, 12.1x (was
-    3,776 MB, 50.7x: dO and X per atom tap and channel). Static float32 datoms (rows of at
-    least 32 pixels) keeps every tap row in one block (``schedules.acda_cuda._datoms_block``,
+    3,776 MB, 50.7x: dO and X per atom tap and channel). Static float32 and half-type datoms
+    keeps every tap row in one block (rows under 32 pixels since 2026-12-02: several rows per
+    block, at 7 x 7 a block per atom group, 0.73-0.80x the generic build's bytes at 28, 14, 7) (``schedules.acda_cuda._datoms_block``,
     :func:`_acda_datoms_block_bytes`): dO staged once, N*C*M*Ho*Wo, and per block and channel its input window's real elements: at
     8x64x56x56 k7 (tiles of 28) 38.5 MB + 8*64*380*62*4 B = 48.2 MB = 86.8 MB, 1.17x (the
     rows schedule before it: dO once per tap row, 313 MB, 4.2x). Generic ACDA builds
@@ -743,19 +744,18 @@ def _acda_real_windows(p: dict, tile: int, r: int = 1) -> tuple:
 
 def _acda_datoms_block_bytes(wl: Workload, p: dict) -> Optional[int]:
     """Elements loaded by acda.datoms' tap-block schedule (``schedules.acda_cuda._datoms_block``),
-    or None where it does not apply: per block (image, output row, tile) and channel the real
-    elements of its staged dO (every atom: dO once in all, the tiles partition the rows) and of
-    its input window, (k-1)*d + 1 rows from y*s (the rows between the taps too, at d > 1) x
-    (tile-1)*s + (k-1)*d + 1 columns: N*C*M*Ho*Wo + N*C*rows*cols."""
+    or None where it does not apply: per block (image, r output rows, tile; one per atom group
+    where ``groups`` > 1) and channel the real elements of its staged dO (dO once in all, the
+    blocks partition it) and of its input window, (r-1)*s + (k-1)*d + 1 rows from y*s (the rows
+    between the taps too, at d > 1) x (tile-1)*s + (k-1)*d + 1 columns:
+    N*C*M*Ho*Wo + N*C*groups*(the windows' real elements)."""
     from schedules.acda_cuda import datoms_block_tile
 
     t = datoms_block_tile(wl)
     if t is None:
         return None
-    N, C, H, M, k, s, d, pad = (p[n] for n in ("N", "C", "H", "M", "k", "s", "d", "p"))
-    rows = sum(1 for y in range(p["Ho"]) for Y in range(y * s, y * s + (k - 1) * d + 1) if pad <= Y < pad + H)
-    _, cols = _acda_real_windows(p, t["tile"])
-    return N * C * M * p["Ho"] * p["Wo"] + N * C * rows * cols
+    windows = t["groups"] * sum(a * b for a, b in _acda_block_windows(p, t["rows"], t["tile"]))
+    return p["N"] * p["C"] * p["M"] * p["Ho"] * p["Wo"] + p["N"] * p["C"] * windows
 
 
 def _acda_datoms_rows_bytes(wl: Workload, p: dict) -> Optional[int]:

@@ -344,7 +344,7 @@ with no padding check in the loop (from global memory, behind one check each, si
 80 registers). 8x64x56x56 k7: 56 threads, 3,136 blocks, 64 registers, 3,968 B, 50% (fp32);
 float64 46-56 registers, 56-66%; requested 313 MB, 4.2x (was 899 MB, 12.1x). Symbolic shapes,
 k > 7 and narrower rows (the registered models' 7- and 14-pixel rows: blocks of 28-49 threads
-took 61-80 registers there, 28-50%): the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
+took 61-80 registers there, 28-50%; since 2026-12-02 float64 only, see below): the atoms build's register tile (a thread per atom group, tap row and pixel, mi atoms
 x k tap columns of dD in registers), the channels in place of the bases.
 Then (2026-12-01, issue 15 items 4 and 6; static float32 and the half types, rows of at least
 32 pixels, balanced tiles dividing the row; ``_datoms_block``) every tap row in one block: a
@@ -360,6 +360,16 @@ dO 8*64*6*3136*4 B = 38.5 MB + X 8*64*380*62*4 B = 48.2 MB = 86.8 MB, 1.17x the 
 minimum (was 313 MB, 4.2x); no-cache estimate max(86.8 MB / 3.35 TB/s = 25.9 us, 0.94 GFLOP /
 67 TFLOP/s) = 25.9 us, 1.17x the 22.2 us roofline (was 4.2x). float64 keeps the rows schedule
 (2 atoms per thread: 588 threads, 55 registers, one block per SM: 30%).
+Since 2026-12-02 (issue 15 item 4/6) static rows under DATOMS_MIN_ROW (float32 and the half
+types) take ``_datoms_block`` too (they had the register tile: 224.8 / 56.2 / 14.0 MB at
+8x64xHxH k7, M = 6, H = 28 / 14 / 7, 10.8 / 11.9 / 12.8x the generic build's 2 x 8 tiles),
+in blocks ``_datoms_narrow`` picks: tiles dividing the row, whole rows dividing Ho, the two
+atom groups in the block or one per block, within DATOMS_NARROW_THREADS = 512 threads, the
+fewest staged window elements. 28: 4 rows x 7 pixels (392 threads, cc = 8); 14: 2 rows x 14
+(392); 7: the whole 7 x 7 image per atom group (343 threads, a channel per chunk). Requested
+15.7 / 3.8 / 0.80 MB, 0.75 / 0.80 / 0.73x the generic's (float16 / bfloat16 the same ratios);
+nvcc 13 ptxas 41-53 registers, no spill, 61% / 61% / 52% on sm_90 and sm_80 (estimates:
+``gpu_report``, no GPU). Rows >= 32 pixels: the same PrimFuncs as before.
 Generic datoms (k <= 7; ``_datoms_generic``): by rows in tiles of X_QUANTUM pixels, a block per
 (image and atom group: blockIdx.z, output row: .y, tile: .x), a thread per (tap row, pixel):
 k x 8 threads, mi atoms x k tap columns of dD each (DATOMS_WORDS, as the static), per chunk of
@@ -1480,7 +1490,8 @@ GENERIC_TILED = ("fwd", "dx", "datoms")
 # a fixed 1 x 32 tile: 2x / 4x the FMAs at 14 / 7). datoms since 2026-12-02 (its block
 # schedule only, dO staged): tiles of DATOMS_ROWS = 2 rows x 8 pixels over heights padded to
 # whole tiles (ops.acda), every tap row in one block: 0.91 / 0.093 / 0.084 / 0.078x the
-# static's bytes (79.2 MB against 86.8 at 56; the static's register tile below 32 pixels) and
+# static's bytes (79.2 MB against 86.8 at 56; the static's register tile below 32 pixels; since
+# the static's narrow-row blocks, _datoms_narrow: 1.33 / 1.25 / 1.37x at 28 / 14 / 7) and
 # 1.00 / 1.14 / 1.14 / 1.31x its FMAs at H = 56 / 28 / 14 / 7 (was 1.27x the bytes at 56, a
 # row of 8 pixels per block). dx requests 1.08x (116.9 MB
 # against 108.0: blocks of 12 rows x 8 pixels over the rows padded to whole ops.acda DX_ROWS,
@@ -1686,14 +1697,19 @@ DATOMS_BLOCK_WORDS = 24  # its register tile: mi atoms x k tap columns (3 x 7 at
 # generic builds' channels per chunk: at 8x64x56x56 k7 float32 with 8 or 16 sm_90's ptxas took
 # 40 registers and spilled 40 bytes (sm_80: 48, none); with 4, 48 on both, no spill
 DATOMS_GENERIC_CHUNK = 4
+# static rows under DATOMS_MIN_ROW (``_datoms_narrow``): most threads per block. With 1024, 784
+# threads at 28 px (48 registers) and 686 at 7 px took one block per SM: 39% / 34% (sm_90)
+DATOMS_NARROW_THREADS = 512
+DATOMS_NARROW_TILES = 4  # and at most this many tiles per row (no 2-pixel tiles of tall blocks)
 
 
 def datoms_block_tile(wl):
-    """Geometry of :func:`_datoms_block`: dict(tile, mi, cc, threads), or None: symbolic shapes,
-    float64 (2 atoms per thread: 588 threads at M = 6 k7, 55 registers, one block per SM:
-    30%), taps beyond UNROLL_TAPS, rows under DATOMS_MIN_ROW (their register tile as before),
-    rows not a whole number of balanced tiles of at most DATOMS_BLOCK_TILE pixels, more than
-    1024 threads."""
+    """Geometry of :func:`_datoms_block`: dict(tile, mi, cc, threads, rows, groups), or None:
+    static float64 (2 atoms per thread: 588 threads at M = 6 k7, 55 registers, one block per
+    SM: 30%), taps beyond UNROLL_TAPS, more than 1024 threads. Static rows of at least
+    DATOMS_MIN_ROW pixels: balanced tiles of at most DATOMS_BLOCK_TILE pixels (dividing the
+    row), a row per block; narrower: :func:`_datoms_narrow`. ``groups``: blocks per (image,
+    rows, tile), one per atom group where > 1."""
     p = wl.p
     if p["k"] > UNROLL_TAPS:
         return None
@@ -1701,30 +1717,60 @@ def datoms_block_tile(wl):
         if wl.dtype == "float64":
             return None
         wo = conv_out_size(p["W"], p["k"], p["s"], p["p"], p["d"])
-        if wo < DATOMS_MIN_ROW:
-            return None
         tile = -(-wo // -(-wo // DATOMS_BLOCK_TILE))
         mi = atoms_per_thread(wl, DATOMS_BLOCK_WORDS)
-    rows = 1
+    rows = groups = 1
+    if wl.kind == "static" and wo < DATOMS_MIN_ROW:
+        tile, rows, groups = _datoms_narrow(wl, wo, mi)
     if wl.kind != "static":  # generic: tiles of DATOMS_ROWS rows x X_QUANTUM pixels (whole tiles: ops.acda)
         wo = tile = X_QUANTUM
         mi = atoms_per_thread(wl, DATOMS_BLOCK_WORDS)
         # one row per block where the threads would not fit (e.g. 20 atoms x k7) and at strides
         # over 1 (the window grows by s rows per row; at stride 3 k5 sm_80's ptxas spilled 32 B)
         rows = DATOMS_ROWS if p["s"] == 1 and p["M"] // mi * p["k"] * DATOMS_ROWS * tile <= 1024 else 1
-    threads = p["M"] // mi * p["k"] * rows * tile
+    threads = p["M"] // mi // groups * p["k"] * rows * tile
     if wo % tile or threads > 1024:
         return None
     item = {"float64": 8, "float32": 4}.get(wl.dtype, 2)
     window = (rows - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1
-    plane = window * ((tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1) + p["M"] * rows * tile
-    most = DATOMS_CHUNK if wl.kind == "static" else DATOMS_GENERIC_CHUNK
+    plane = window * ((tile - 1) * p["s"] + (p["k"] - 1) * p["d"] + 1) + p["M"] // groups * rows * tile
+    # a channel per chunk with the atom groups in the grid: at 8x64x7x7 k7 (343 threads, 11
+    # warps) with 2-16 channels ptxas capped the registers at 40 for a 4th block per SM and
+    # spilled 8-24 bytes (sm_90, sm_80); with 1, 47-53 registers, no spill, 3 blocks: 52%
+    most = 1 if groups > 1 else DATOMS_CHUNK if wl.kind == "static" else DATOMS_GENERIC_CHUNK
     cc = max(b for b in range(1, most + 1) if p["C"] % b == 0 and (b == 1 or b * plane * item <= DATOMS_SHARED_BYTES))
-    return dict(tile=tile, mi=mi, cc=cc, threads=threads, rows=rows)
+    return dict(tile=tile, mi=mi, cc=cc, threads=threads, rows=rows, groups=groups)
+
+
+def _datoms_narrow(wl, wo: int, mi: int) -> tuple:
+    """(tile, rows, groups) of a static :func:`_datoms_block` at output rows under
+    DATOMS_MIN_ROW: tiles dividing the row (at most DATOMS_NARROW_TILES per row), ``rows``
+    dividing Ho (stride 1 only, as the generic build's), the atom groups in the block (groups
+    = 1) or one per block (groups = M / mi: dO still staged once, the window once per group),
+    within DATOMS_NARROW_THREADS threads (a single row with every group: 1024); of these the
+    one staging the fewest window elements per channel (padding counted), ties to the larger
+    tile and the fewer threads."""
+    p = wl.p
+    k, s, d = p["k"], p["s"], p["d"]
+    ho = conv_out_size(p["H"], k, s, p["p"], d)
+    best = (None, (wo, 1, 1))  # over 1024 threads: datoms_block_tile declines
+    for groups in sorted({1, p["M"] // mi}):
+        for tile in (t for t in range(wo, 0, -1) if wo % t == 0 and wo // t <= DATOMS_NARROW_TILES):
+            for rows in (r for r in range(1, ho + 1) if ho % r == 0 and (r == 1 or s == 1)):
+                threads = p["M"] // mi // groups * k * rows * tile
+                if threads > (1024 if (rows, groups) == (1, 1) else DATOMS_NARROW_THREADS):
+                    continue
+                staged = (groups * (ho // rows) * ((rows - 1) * s + (k - 1) * d + 1)
+                          * (wo // tile) * ((tile - 1) * s + (k - 1) * d + 1))
+                key = (staged, -tile, threads)
+                if best[0] is None or key < best[0]:
+                    best = key, (tile, rows, groups)
+    return best[1]
 
 
 def _datoms_block(sch, wl, t) -> None:
-    """dD with every tap row in one block: a block per (image, output row, tile of the row;
+    """dD with every tap row in one block: a block per (image, output row, tile of the row; static
+    rows under DATOMS_MIN_ROW: several rows, and one block per atom group where ``groups`` > 1;
     generic: tiles of ``rows`` = DATOMS_ROWS rows x X_QUANTUM pixels where the threads fit, the
     input window of both rows staged once: at 8x64x56x56 k7 float32 0.72x the bytes of a row
     per block, 54 registers, no spill, 224 threads, sm_90 and sm_80; estimates, ``gpu_report``),
@@ -1743,9 +1789,11 @@ def _datoms_block(sch, wl, t) -> None:
     xo, xi = sch.split(x, [None, tile])
     co, ci = sch.split(c, [None, t["cc"]])
     # (the tile's rows outermost: the cast stage's order below, which keeps y whole)
-    sch.reorder(n, y, xo, co, *[lp for lp in (yi, mo, u, xi) if lp is not None], ci, m_in, v)
-    block = _bind_grid(sch, wl, n, y, xo)
-    sch.bind(sch.fuse(*[lp for lp in (yi, mo, u, xi) if lp is not None]), "threadIdx.x")
+    grid_groups = t.get("groups", 1) > 1  # static narrow rows: a block per atom group
+    thread_loops = [lp for lp in (yi, None if grid_groups else mo, u, xi) if lp is not None]
+    sch.reorder(*([n, mo] if grid_groups else [n]), y, xo, co, *thread_loops, ci, m_in, v)
+    block = _bind_grid(sch, wl, sch.fuse(n, mo) if grid_groups else n, y, xo)
+    sch.bind(sch.fuse(*thread_loops), "threadIdx.x")
     unroll(sch, m_in, v)
     sch.annotate(ci, "disable_unroll", 1)
     xpad = sch.get_sblock("Xpad")
@@ -1783,12 +1831,13 @@ def _datoms_block(sch, wl, t) -> None:
         unroll(sch, *[named[nm] for nm in ("m", "v") if nm in named])
         return
     sch.reverse_compute_at(out, block)
-    named = _named_below(sch, out, block, (("m", p["M"]), ("u", p["k"]), ("v", p["k"]), ("x", tile)))
-    if "m" in named and mi == 1:
+    named = _named_below(sch, out, block, (("m", mi if grid_groups else p["M"]), ("u", p["k"]), ("v", p["k"]),
+                                           ("y", rows), ("x", tile)))
+    if "m" in named and mi == 1 and not grid_groups:
         named["mo"] = named.pop("m")
-    elif "m" in named and mi < p["M"]:
+    elif "m" in named and mi < p["M"] and not grid_groups:  # (grid_groups: m is the group's mi)
         named["mo"], named["m"] = sch.split(named["m"], [None, mi])
-    spatial = [named[nm] for nm in ("mo", "u", "x") if nm in named]
+    spatial = [named[nm] for nm in ("y", "mo", "u", "x") if nm in named]
     serial = [named[nm] for nm in ("m", "v") if nm in named]
     sch.reorder(*spatial, *serial)
     _spread(sch, out, spatial, threads)
@@ -1801,7 +1850,8 @@ def datoms(sch, wl, target):
     group, tap row, pixel) keeps mi atoms x k tap columns of dD in registers; per channel it
     loads mi values of dO and k of the input row for mi x k FMAs (was: a thread per atom tap,
     dO and X loaded for every FMA). Threads run along the pixels of a row (coalesced).
-    Unrolled taps: :func:`_datoms_block` (static float32 rows of whole tiles; generic builds in
+    Unrolled taps: :func:`_datoms_block` (static float32 and half-type rows of whole tiles, narrow
+    rows in the blocks of :func:`_datoms_narrow`; generic builds in
     tiles of DATOMS_ROWS rows x X_QUANTUM pixels where their stages compact), else :func:`_datoms_rows` (static) or
     :func:`_datoms_generic` (generic)."""
     t = datoms_block_tile(wl)

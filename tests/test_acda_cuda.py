@@ -178,13 +178,60 @@ def test_datoms_aims_at_benchmark_shape(arch):
     from schedules.acda_cuda import datoms_block_tile
 
     wl = Workload.make("acda", "datoms", _p(8, 64, 56, 56, 6, 18, 7, 1, 1, 3), "float32")
-    assert datoms_block_tile(wl) == dict(tile=28, mi=3, cc=4, threads=392, rows=1)
+    assert datoms_block_tile(wl) == dict(tile=28, mi=3, cc=4, threads=392, rows=1, groups=1)
     res = G.ptxas_resources(build(wl, cuda_target(arch)).mod.imports[0].inspect_source(), arch)["acda_datoms_kernel"]
     assert res["spill"] == 0, res
     assert G.occupancy(arch, 392, res["regs"], res["smem"]) >= 0.5, res
     req, least = G.requested_bytes(wl, 4, arch), G.min_bytes(wl, 4)
     roofline = max(least / G.H100_BW, G.flops(wl) / G.FP32_SIMT)
     assert req <= 1.2 * least and G.estimate_s(req, G.flops(wl), None) <= 1.2 * roofline
+
+
+# the registered Ad-ResNets' narrow rows: (H, (tile, rows, groups, cc at float32)) at 8x64xHxH k7
+DATOMS_NARROW = {28: (7, 4, 1, 8), 14: (14, 2, 1, 8), 7: (7, 7, 2, 1)}
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float16", "bfloat16"))
+def test_datoms_narrow_rows_bytes(dtype):
+    """Static datoms at output rows under DATOMS_MIN_ROW (28, 14, 7 pixels; 8 x C, k7, M = 6,
+    T = 18) take the tap-block schedule (``_datoms_narrow``: several rows per block, at 7 the
+    two atom groups in two blocks) and request at most the generic build's bytes
+    (``gpu_report``; the register tile before: 10.8x / 11.9x / 12.8x the generic's)."""
+    from dynfilter_tvm import gpu_report as G
+    from schedules.acda_cuda import datoms_block_tile
+
+    item = 4 if dtype == "float32" else 2
+    for H, (tile, rows, groups, cc) in DATOMS_NARROW.items():
+        for C in (64, 80):
+            wl = Workload.make("acda", "datoms", _p(8, C, H, H, 6, 18, 7, 1, 1, 3), dtype)
+            g = Workload.make("acda", "datoms", _p(None, C, None, None, 6, 18, 7, 1, 1, 3), dtype)
+            for arch in ("sm_90", "sm_80"):
+                static, gen = G.requested_bytes(wl, item, arch), G.requested_bytes(wl, item, arch, generic=g)
+                assert static <= 0.81 * gen, (H, C, arch, static / gen)
+            t = datoms_block_tile(wl)
+            assert (t["tile"], t["rows"], t["groups"]) == (tile, rows, groups), (H, C, t)
+            assert t["threads"] == 14 // groups * rows * tile <= 512
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ("sm_80", "sm_90"))
+def test_datoms_narrow_rows_registers(arch):
+    """ptxas on the narrow-row static datoms (8x64xHxH k7, float32 and float16): no spills and
+    at least 50% occupancy (392 or 343 threads; at 7 pixels a channel per chunk, see
+    ``datoms_block_tile``)."""
+    from dynfilter_tvm import gpu_report as G
+    from schedules.acda_cuda import datoms_block_tile
+
+    for dtype in ("float32", "float16"):
+        for H, (_, _, _, cc) in DATOMS_NARROW.items():
+            wl = Workload.make("acda", "datoms", _p(8, 64, H, H, 6, 18, 7, 1, 1, 3), dtype)
+            t = datoms_block_tile(wl)
+            assert dtype != "float32" or t["cc"] == cc
+            src = build(wl, cuda_target(arch)).mod.imports[0].inspect_source()
+            assert "dO_shared" in src  # the tap-block schedule
+            res = G.ptxas_resources(src, arch)["acda_datoms_kernel"]
+            assert res["spill"] == 0, (dtype, H, res)
+            assert G.occupancy(arch, t["threads"], res["regs"], res["smem"]) >= 0.5, (dtype, H, res)
 
 
 def test_dx_rows_whole_sm_geometry():

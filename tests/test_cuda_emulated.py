@@ -802,6 +802,68 @@ def test_acda_blocks_in_reverse_order(kernel, shape, dtype, way):
     emulate.check(Workload.make("acda", kernel, shape, dtype), way, mutate=_reverse_blocks)
 
 
+# static datoms at rows under DATOMS_MIN_ROW (``schedules.acda_cuda._datoms_narrow``), float32
+# geometry (tile, rows, groups): 7 x 7, the two atom groups in two blocks (343 threads, a
+# channel per chunk); 14 x 14 in blocks of 2 rows, 2 images; Ho = 11 (prime: a block of 11
+# rows, 28-pixel rows in tiles of 7); k5 dilation 2 on 9-pixel rows, blocks of 3 rows; stride
+# 2 with dilation 2 (a row per block)
+DATOMS_NARROW_SHAPES = {
+    "7x7-groups": (_acda(1, 5, 7, 7, 6, 18, 7, 1, 1, 3), (7, 7, 2)),
+    "14x14-rows": (_acda(2, 3, 14, 14, 6, 4, 7, 1, 1, 3), (14, 2, 1)),
+    "ho11": (_acda(1, 3, 11, 28, 6, 4, 7, 1, 1, 3), (28, 1, 1)),
+    "k5-d2": (_acda(2, 2, 6, 9, 6, 4, 5, 1, 2, 4), (9, 3, 1)),
+    "s2-d2": (_acda(4, 3, 29, 23, 2, 4, 3, 2, 2, 2), (12, 1, 1)),
+}
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+@pytest.mark.parametrize("dtype", emulate.DTYPES)
+@pytest.mark.parametrize("name", DATOMS_NARROW_SHAPES)
+def test_acda_datoms_narrow_rows(name, dtype, way):
+    """The static datoms' tap-block schedule at narrow rows (float32; float64 keeps the
+    register tile), executed with its blocks in reverse order."""
+    from schedules.acda_cuda import datoms_block_tile
+
+    shape, geometry = DATOMS_NARROW_SHAPES[name]
+    wl = Workload.make("acda", "datoms", shape, dtype)
+    t = datoms_block_tile(wl)
+    if dtype == "float32":
+        assert (t["tile"], t["rows"], t["groups"]) == geometry
+    else:
+        assert t is None
+    emulate.check(wl, way, mutate=_reverse_blocks)
+
+
+@pytest.mark.parametrize("dtype", emulate.HALF_DTYPES)
+@pytest.mark.parametrize("name", ["7x7-groups", "14x14-rows"])
+def test_acda_datoms_narrow_rows_half(name, dtype):
+    """As :func:`test_acda_datoms_narrow_rows` in the half types (16-bit words, float32 sums)."""
+    emulate.check(Workload.make("acda", "datoms", DATOMS_NARROW_SHAPES[name][0], dtype), "cuda",
+                  mutate=_reverse_blocks)
+
+
+def test_control_acda_datoms_narrow_barrier():
+    """The narrow-row tap-block datoms (7 x 7, the atom groups in two blocks) without the
+    barrier between staging a chunk and reading it (the cuda way, as the other dropped-barrier
+    controls): the first threads read staged elements later ones have not written yet."""
+    wl = Workload.make("acda", "datoms", DATOMS_NARROW_SHAPES["7x7-groups"][0], "float32")
+    _fails(wl, "cuda", mutate=_drop_barrier(1), match="NaN|relative error")
+
+
+@pytest.mark.parametrize("way", emulate.WAYS)
+def test_control_acda_datoms_narrow_dO_short(way):
+    """The narrow-row tap-block datoms (14 x 14, 2 rows per block) with its copy of the chunk's
+    dO one round short (see :func:`test_control_acda_datoms_block_dO_short`)."""
+    def mutate(low):
+        store = re.search(r"\n\s*dO_shared_ptr\[", low.source).start()
+        head = list(re.finditer(r"for \(int (\w+) = 0; \1 < (\d+);", low.source[:store]))[-1]
+        assert int(head[2]) > 1
+        low.source = (low.source[:head.start()] + f"for (int {head[1]} = 0; {head[1]} < {int(head[2]) - 1};"
+                      + low.source[head.end():])
+    wl = Workload.make("acda", "datoms", DATOMS_NARROW_SHAPES["14x14-rows"][0], "float32")
+    _fails(wl, way, mutate=mutate, match="NaN|relative error")
+
+
 @pytest.mark.parametrize("way", emulate.WAYS)
 @pytest.mark.parametrize("dtype", emulate.DTYPES)
 def test_acda_dx_sm80_chunks(dtype, way):

@@ -927,10 +927,12 @@ def test_generic_cpu_copies(kernel, k, s, p):
 
 def test_cuda_generic_datoms_narrow_rows():
     """The generic datoms (float32, sm_90 and sm_80) in tiles of 2 rows x 8 pixels (heights
-    padded to whole ops.acda DATOMS_ROWS) requests at most the static build's bytes at 56, 28,
-    14 and 7 pixels (``gpu_report``: each block's input window staged once for both rows; a
-    row per block requested 1.27x at 56) and computes at most 1.31x its pixels (8 x 8 for 7 x
-    7), so CUDA calls default to it (``GENERIC_DEFAULT``)."""
+    padded to whole ops.acda DATOMS_ROWS) requests at most the static build's bytes at 56
+    pixels (``gpu_report``: each block's input window staged once for both rows; a row per
+    block requested 1.27x) and at most 1.6x at 28, 14 and 7 (the static's narrow-row blocks,
+    ``_datoms_narrow``: 0.75 / 0.80 / 0.73x the generic's; the register tile before: 10.8 /
+    11.9 / 12.8x), and computes at most 1.31x its pixels (8 x 8 for 7 x 7); CUDA calls
+    default to it (``GENERIC_DEFAULT``)."""
     from dynfilter_tvm.gpu_report import requested_bytes
     from schedules import acda_cuda
 
@@ -939,7 +941,8 @@ def test_cuda_generic_datoms_narrow_rows():
         static = Workload.make("acda", "datoms", p, "float32")
         g = _cuda_wl("datoms", C, 6, 18, 7, 1, 1, 3, "float32")
         for arch in ("sm_90", "sm_80"):
-            assert requested_bytes(static, 4, arch, generic=g) <= requested_bytes(static, 4, arch), (N, C, H, arch)
+            bound = 1.0 if H >= acda_cuda.DATOMS_MIN_ROW else 1.6
+            assert requested_bytes(static, 4, arch, generic=g) <= bound * requested_bytes(static, 4, arch), (N, C, H, arch)
             assert acda_cuda.generic_default(g, registry.prim_func(g), cuda_target(arch)), (N, C, H, arch)
         assert acda_cuda.datoms_block_tile(g)["rows"] == acda_ops.DATOMS_ROWS == 2
         assert _row_width(g, "acc", H) * _row_width(g, "acc", H, -2) <= 1.31 * H * H, (N, C, H)

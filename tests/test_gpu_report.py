@@ -272,13 +272,20 @@ def test_requested_bytes_acda_tiles(monkeypatch):
     assert G.requested_bytes(dx) == 4 * (8 * 27 + 6 * 3 * (2 + 3 + 3 + 2) * 7 + 8 * 6 * (2 + 3 + 3 + 2) * 7)
     f64 = Workload.make("acda", "fwd", p, "float64")  # mi = 3: 3 x 3 doubles in 18 registers
     assert G.requested_bytes(f64, 8) == 8 * 20 * (3 * 3 * (6 + 2 * 3) + 8 * 9)
-    datoms = Workload.make("acda", "datoms", p, "float32")  # per channel 6 dO + 3 inputs per row
-    assert G.requested_bytes(datoms) == 4 * 20 * 3 * 8 * (6 + 3)
+    # datoms at a 5-pixel row (under DATOMS_MIN_ROW): every tap row in one block of all 4 rows
+    # (60 threads), dO once, and per channel the block's 6-row window (4 real) x 7 columns (5
+    # real); the register tile before: per channel 6 dO + 3 inputs per (tap row, pixel),
+    # 4 * 20 * 3 * 8 * (6 + 3) B
+    datoms = Workload.make("acda", "datoms", p, "float32")
+    assert acda_cuda.datoms_block_tile(datoms) == dict(tile=5, mi=6, cc=8, threads=60, rows=4, groups=1)
+    assert G.requested_bytes(datoms) == 4 * (8 * 6 * 20 + 8 * 4 * 5)
+    # float64 keeps the register tile (3 atoms per thread: 2 groups x (3 dO + 3 inputs))
+    assert G.requested_bytes(Workload.make("acda", "datoms", p, "float64"), 8) == 8 * 20 * 3 * 8 * 2 * (3 + 3)
     # datoms with every tap row in one block (32-pixel rows, a block per row, all 6 atoms per
     # thread): dO once, staged, and per block and channel the real rows of its 3-row window
     # (2 + 3 + 3 + 2 over the rows) x the real part of the 34-column window (32)
     wide = Workload.make("acda", "datoms", dict(p, W=32), "float32")
-    assert acda_cuda.datoms_block_tile(wide) == dict(tile=32, mi=6, cc=8, threads=96, rows=1)
+    assert acda_cuda.datoms_block_tile(wide) == dict(tile=32, mi=6, cc=8, threads=96, rows=1, groups=1)
     assert G.requested_bytes(wide) == 4 * (8 * 6 * 4 * 32 + 8 * 10 * 32)
     # float64 keeps the rows schedule (dO once per tap row; per (atom group of 3: 2 groups,
     # 2 rows, tap row) block and channel the real rows, 5 + 5 over the tap rows of both
