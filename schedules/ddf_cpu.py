@@ -259,10 +259,12 @@ def _generic_tile(wl, target):
     channels). The 8-lane tiles had to store whole (:func:`_out_piece`): a row's last tile
     ran its stores predicated, scalar lane by lane, and a 14 px row took two tiles, the second
     6 of 8 lanes live; 16-lane tiles store in 8-lane pieces as with AVX-512 (the partial one
-    shifted to end at the row's end, :func:`guard_pieces`)."""
+    shifted to end at the row's end, :func:`guard_pieces`). Not at k >= ROW_PAIR_TAPS, where
+    the taps dominate and S's loads shared by 4 channels count more than the row's end (k7
+    56 px, same process, new / old: dx 1.02-1.07, fwd 0.98-1.05; k3 0.64-0.89)."""
     wide, cg = _fwd_lanes(wl.dtype, target), wl.p["C"] // wl.p["G"]
     room = FWD_CHANNELS
-    if wl.dtype == "float32" and wide < FWD_ROW_QUANTUM:
+    if wl.dtype == "float32" and wide < FWD_ROW_QUANTUM and wl.p["k"] < ROW_PAIR_TAPS:
         wide = FWD_ROW_QUANTUM
         room = max(1, acc_registers(target) // (FWD_ROWS * (wide // vector_lanes(wl.dtype))))
     return wide, next(t for t in (FWD_CHANNELS, 2, 1) if cg % t == 0 and t <= room)
