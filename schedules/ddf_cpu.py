@@ -57,7 +57,8 @@ def _generic_tiles(sch, wl, lanes):
 @register("ddf", "fwd", "cpu")
 def fwd(sch, wl, target):
     """Register tiles of Ct channels of one head (they share S) x Xt wide vectors (16
-    float32 lanes with AVX-512) along the row, the taps outside the tile.
+    float32 lanes with AVX-512) along the row, the taps outside the tile (generic stride-1
+    tiles without AVX-512: :func:`_generic_tile`).
 
     Per tap and tile: Xt loads of S, Ct x Xt loads of X, Ct x Xt products S * C and as many
     FMAs (2 FP ops per term, where depthwise conv2d has one FMA: at its efficiency, about
@@ -110,6 +111,8 @@ def fwd(sch, wl, target):
     wide = _fwd_lanes(wl.dtype, target)
     cg = wl.p["C"] // wl.p["G"]
     ct = next(t for t in (FWD_CHANNELS, 2, 1) if cg % t == 0)
+    if wl.kind == "generic" and wl.p["s"] == 1:
+        wide, ct = _generic_tile(wl, target)
     if wl.kind == "generic":  # S zero-padded to whole vectors and row pairs, once per call,
         # laid out tile-major: a tile's k x k tap vectors at constant offsets (see docstring)
         sch.transform_layout(sch.get_sblock("Spad"), ("write", 0),
@@ -124,7 +127,7 @@ def fwd(sch, wl, target):
     if wl.kind == "generic" and wl.p["s"] > 1:
         _phase_pad_copy(sch, wl, "Xpad", plane, wide)
     else:
-        copy = _pad_copy(sch, "Xpad", plane, wide, wl.kind == "generic")
+        copy = _pad_copy(sch, "Xpad", plane, _fwd_lanes(wl.dtype, target), wl.kind == "generic")
     if wl.kind == "generic":
         yo, ym = sch.split(y, [None, FWD_ROWS])
         xo, xi = sch.split(x, [None, wide])
@@ -246,6 +249,25 @@ def _fwd_lanes(dtype, target) -> int:
     throughput of the 256-bit vectors of ``vector_lanes``), else ``vector_lanes``."""
     lanes = vector_lanes(dtype)
     return 2 * lanes if codegen.target_has_features("avx512f", target) else lanes
+
+
+def _generic_tile(wl, target):
+    """The generic stride-1 fwd / dx register tile: (lanes along the row, channels). AVX-512:
+    one ``_fwd_lanes`` vector x FWD_CHANNELS (4) channels. float32 without AVX-512 (AVX2:
+    16 ymm registers): FWD_ROW_QUANTUM (16) lanes, two 8-lane vectors, as the rows are whole
+    16 px, and as many channels as ``acc_registers`` holds (2 rows x 2 vectors each: 2
+    channels). The 8-lane tiles had to store whole (:func:`_out_piece`): a row's last tile
+    ran its stores predicated, scalar lane by lane, and a 14 px row took two tiles, the second
+    6 of 8 lanes live; 16-lane tiles store in 8-lane pieces as with AVX-512 (the partial one
+    shifted to end at the row's end, :func:`guard_pieces`). Not at k >= ROW_PAIR_TAPS, where
+    the taps dominate and S's loads shared by 4 channels count more than the row's end (k7
+    56 px, same process, new / old: dx 1.02-1.07, fwd 0.98-1.05; k3 0.64-0.89)."""
+    wide, cg = _fwd_lanes(wl.dtype, target), wl.p["C"] // wl.p["G"]
+    room = FWD_CHANNELS
+    if wl.dtype == "float32" and wide < FWD_ROW_QUANTUM and wl.p["k"] < ROW_PAIR_TAPS:
+        wide = FWD_ROW_QUANTUM
+        room = max(1, acc_registers(target) // (FWD_ROWS * (wide // vector_lanes(wl.dtype))))
+    return wide, next(t for t in (FWD_CHANNELS, 2, 1) if cg % t == 0 and t <= room)
 
 
 def _segments(w: int, lanes: int):
@@ -531,8 +553,8 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
 
 def _out_piece(wide: int) -> int:
     """fwd / dx generic: the lanes of 'out''s store pieces (:func:`_row_tile_out`), half a
-    16-lane tile; 0 (whole tiles) for narrower tiles (float64 with AVX-512, every dtype
-    without): half pieces of 8- and 4-lane tiles stored wrong pixels near the row's end
+    16-lane tile (float32 on every target, :func:`_generic_tile`); 0 (whole tiles) for
+    narrower tiles (float64): half pieces of 8- and 4-lane tiles stored wrong pixels near the row's end
     (float64 with AVX-512: the last W mod 4 pixels where W mod 16 < 8; on an AVX2 target,
     'haswell', float32 fwd up to 0.8 relative error, and float64 too; cause not traced;
     tests/test_generic_ddf.py test_generic_cpu_avx2)."""
@@ -603,6 +625,8 @@ def dx(sch, wl, target):
     _call_copy(sch, wl, "Sp", lanes, _copy_partition_ok(wl, strided=False), plain=True)
     if s == 1:  # as fwd: the ct channels of a tile share S's loads
         ct = next(t for t in (FWD_CHANNELS, 2, 1) if (wl.p["C"] // wl.p["G"]) % t == 0)
+        if wl.kind == "generic":
+            wide, ct = _generic_tile(wl, target)
         acc = sch.get_sblock("acc")
         b, g, c, y, x, j, i = sch.get_loops(acc)
         co, ci = sch.split(c, [None, ct])
@@ -613,7 +637,7 @@ def dx(sch, wl, target):
             _dx_pad_copy(sch, wl, plane)  # before the row is partitioned (its blocks' regions are coarse)
             _static_row_tiles(sch, wl, y, x, ci, j, i, wide, max(1, acc_registers(target) // (2 * ct)))
             return
-        _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci)
+        _dx_generic_tiles(sch, wl, wide, acc, y, x, j, i, ci)
     else:
         acc = sch.get_sblock("acc")
         b, g, c, hh, ww, j, i = sch.get_loops(acc)
@@ -647,9 +671,10 @@ def dx(sch, wl, target):
     _dx_pad_copy(sch, wl, plane)
 
 
-def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
+def _dx_generic_tiles(sch, wl, wide, acc, y, x, j, i, ci) -> None:
     """Generic dx at stride 1: fwd's generic register tiles, ct channels x FWD_ROWS rows x one
-    wide vector (16 float32 lanes with AVX-512; ``ops.ddf.dx_grid`` rounds the rows to whole
+    wide vector (16 float32 lanes, two vectors without AVX-512, :func:`_generic_tile`;
+    ``ops.ddf.dx_grid`` rounds the rows to whole
     FWD_ROW_QUANTUM pixels), the taps (j, i) outside the tile; 'out' in half-vector pieces
     (16-lane tiles; narrower ones whole, :func:`_out_piece`), each guarded as a whole
     (:func:`guard_pieces`; same process 1.10 -> 0.99 / 1.13 -> 0.98 / 1.60 -> 1.32 / 0.98 ->
@@ -688,7 +713,6 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
     process (thread time, 21-31 rounds, median of per-round ratios), new / old dx 0.89, 0.91,
     0.92 at 2x256x14² k3 (generic / static 0.86-0.94), 0.93 at 28², 0.92 at 56² k3, 1.00 at k7,
     0.85 at 2x64x15² (odd H)."""
-    wide = _fwd_lanes(wl.dtype, target)
     yo, ym = sch.split(y, [None, FWD_ROWS])  # predicated in the last pair of an odd H
     xo, xi = sch.split(x, [None, wide])
     sch.reorder(yo, xo, j, i, ci, ym, xi)
@@ -714,7 +738,7 @@ def _dx_generic_tiles(sch, wl, target, acc, y, x, j, i, ci) -> None:
 def _pair_layout(sch, acc, lanes: int = None, rows: int = FWD_ROWS) -> None:
     """The generic tile buffer 'acc' (b, g, c, row, tile, lane) laid out by row pairs, (b, g,
     c, row // rows, tile, row % rows, lane); with ``lanes`` (tiles stored whole,
-    :func:`_out_piece`: float64, AVX2) the plain (b, g, c, row, x) likewise, x cut into
+    :func:`_out_piece`: float64) the plain (b, g, c, row, x) likewise, x cut into
     ``lanes``-wide tiles (an odd H pads one row, never read or written: its
     pad block is removed, :func:`_drop_padding_nest`), so that a tile compacts to a constant
     size (rows x lanes per channel): over the plain rows, compaction clips the tile's rows to
@@ -723,7 +747,7 @@ def _pair_layout(sch, acc, lanes: int = None, rows: int = FWD_ROWS) -> None:
     :func:`guard_pieces`: the tile stored after the taps and read back unaligned). A constant
     size is a stack buffer that LLVM promotes to registers (SROA; the shifted piece a
     shuffle). :func:`_pair_regions` (``paired``) then declares the regions over it. The
-    narrower tiles (whole stores: float64, AVX2) kept the plain rows, a workspace too, until
+    narrower tiles (whole stores: float64, and float32 on AVX2 before :func:`_generic_tile`) kept the plain rows, a workspace too, until
     the same layout: on an AVX2 host (znver3), 1 thread, old and new in one process, float64
     new / old dx 0.86-0.94 at 2x256x14², 0.82-0.86 at 2x64x56², 0.90-0.94 at 2x64x15² k3;
     float32 0.94-1.06, no clear change (RESULTS.md "DDF CPU generic dx: float64 and AVX2

@@ -245,10 +245,10 @@ def test_generic_cpu_guarded_pieces(kernel):
                                    rtol=1e-5, atol=1e-5, err_msg=f"{B}x{H}x{W}")
 
 
-@pytest.mark.parametrize("dtype,mcpu,lanes", [("float32", "skylake-avx512", 16), ("float64", "skylake-avx512", 8),
-                                               ("float32", "haswell", 8), ("float64", "haswell", 4)])
+@pytest.mark.parametrize("dtype,mcpu,ct,lanes", [("float32", "skylake-avx512", 4, 16), ("float64", "skylake-avx512", 4, 8),
+                                                  ("float32", "haswell", 2, 16), ("float64", "haswell", 4, 4)])
 @pytest.mark.parametrize("k", (3, 7))
-def test_generic_cpu_dx_tile_constant_size(dtype, mcpu, lanes, k):
+def test_generic_cpu_dx_tile_constant_size(dtype, mcpu, ct, lanes, k):
     """The generic dx's register tile 'acc' (stride 1) compacts to a constant size
     (``schedules.ddf_cpu._pair_layout``: laid out by row pairs), a stack buffer that LLVM
     keeps in registers, for 16-lane tiles stored in pieces and for the narrower ones stored
@@ -269,7 +269,51 @@ def test_generic_cpu_dx_tile_constant_size(dtype, mcpu, lanes, k):
         s_tir.transform.ConvertBlocksToOpaque(), s_tir.transform.CompactBufferAllocation()])(mod)
     shapes = re.findall(r"^\s*acc = T\.\w*alloc_buffer\(\(([^)]*)\)", mod.script(), re.M)
     assert len(shapes) == 1, shapes
-    assert shapes[0].replace(" ", "") == f"1,1,4,1,1,2,{lanes}"  # was 1, 1, 4, T.min(H, 2), ...
+    if k >= 7 and mcpu == "haswell":  # AVX2 float32: 16-lane tiles at k < 7 only (_generic_tile)
+        ct, lanes = 4, (lanes // 2 if dtype == "float32" else lanes)
+    assert shapes[0].replace(" ", "") == f"1,1,{ct},1,1,2,{lanes}"  # was 1, 1, 4, T.min(H, 2), ...
+
+
+@pytest.mark.parametrize("kernel", ("fwd", "dx"))
+@pytest.mark.parametrize("mcpu", ("haswell", "znver3"))
+def test_generic_cpu_avx2_tiles(kernel, mcpu):
+    """float32 generic fwd and dx (stride 1) on AVX2 targets (no AVX-512): register tiles of
+    16 lanes (two 8-lane vectors, the rows' FWD_ROW_QUANTUM) x 2 channels x 2 rows, stored
+    in 8-lane pieces guarded as a whole as with AVX-512 (``schedules.ddf_cpu._generic_tile``).
+    The 8-lane tiles they replace stored whole, the row's last tile predicated (scalar).
+    Checked on the schedule ('out' blocks: the guarded pieces and the 7 shifted ones; the
+    compacted tile), then the haswell build against the float64 reference with NaN-filled
+    outputs at widths with whole, partial and dead pieces."""
+    import numpy as np
+    import tvm
+    from tvm import s_tir
+    from tvm.target import Target
+
+    from dynfilter_tvm.build import build, schedule
+
+    target = Target({"kind": "llvm", "mcpu": mcpu})
+    wl = _generic_wl(kernel, 8, 2, 3, 1, 1, "mul", "float32")
+    mod = schedule(wl, target, tuned=False)[0]
+    assert mod.script().count('T.sblock("out")') == 9
+    mod = tvm.ir.transform.Sequential([
+        s_tir.transform.LowerInitBlock(), s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
+        s_tir.transform.ConvertBlocksToOpaque(), s_tir.transform.CompactBufferAllocation()])(mod)
+    shapes = re.findall(r"^\s*acc = T\.\w*alloc_buffer\(\(([^)]*)\)", mod.script(), re.M)
+    # (b, g, channel, row, tile, lane); dx's by row pairs (b, g, channel, pair, tile, row, lane)
+    assert [sh.replace(" ", "") for sh in shapes] == [dict(fwd="1,1,2,2,1,16", dx="1,1,2,1,1,2,16")[kernel]], shapes
+    if mcpu != "haswell":
+        return
+    lib = build(wl, target)
+    for B, H, W in ((1, 1, 1), (2, 3, 5), (1, 2, 8), (1, 3, 9), (1, 3, 15), (1, 4, 16), (1, 2, 17), (2, 5, 14),
+                    (1, 3, 24), (1, 5, 29), (2, 3, 32), (1, 3, 37), (1, 3, 56), (1, 4, 61)):
+        p = dict(B=B, C=8, H=H, W=W, G=2, k=3, s=1, d=1, combine="mul")
+        rng = np.random.default_rng(B * 1000 + H * 100 + W)
+        ins = [rng.standard_normal(shape).astype("float32")
+               for shape in ((B, 2, 4, H, W), (B, 2, 3, 3, H, W), (B, 2, 4, 3, 3))]
+        args = [tvm.runtime.tensor(a) for a in (*ins, np.full((B, 2, 4, H, W), np.nan, "float32"))]
+        lib(*args)
+        np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", kernel, p, "float32"), ins),
+                                   rtol=1e-5, atol=1e-5, err_msg=f"{B}x{H}x{W}")
 
 
 @pytest.mark.parametrize("dtype", ("float32", "float64"))
