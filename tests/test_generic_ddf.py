@@ -215,8 +215,6 @@ def test_generic_cpu_guarded_pieces(kernel):
     unpredicated 'out' block for the whole pieces, and a tile's partial last piece as the 8
     lanes ending at the row's end (``shift``: one copy per count of live lanes). Run (where the host has AVX-512) against the
     float64 reference with NaN-filled outputs at widths with whole, partial and dead pieces."""
-    import numpy as np
-    import tvm
     from tvm.target import Target, codegen
 
     from dynfilter_tvm.build import build, schedule
@@ -231,10 +229,19 @@ def test_generic_cpu_guarded_pieces(kernel):
     assert schedule(wl, target, tuned=False)[0].script().count('T.sblock("out")') == 9
     if target is not host:
         pytest.skip("the host has no AVX-512: checked the schedule only")
-    lib = build(wl, target)
-    for B, H, W in ((1, 1, 1), (2, 3, 5), (1, 2, 8), (1, 3, 9), (1, 2, 10), (1, 3, 11), (2, 2, 12), (2, 5, 14),
-                    (1, 3, 15), (1, 4, 16), (1, 3, 24), (1, 2, 27), (1, 5, 29), (1, 2, 31), (2, 3, 32), (1, 3, 37),
-                    (1, 3, 44), (1, 2, 53), (1, 3, 56), (1, 4, 61)):
+    _matches_reference(build(wl, target), kernel, (
+        (1, 1, 1), (2, 3, 5), (1, 2, 8), (1, 3, 9), (1, 2, 10), (1, 3, 11), (2, 2, 12), (2, 5, 14), (1, 3, 15),
+        (1, 4, 16), (1, 3, 24), (1, 2, 27), (1, 5, 29), (1, 2, 31), (2, 3, 32), (1, 3, 37), (1, 3, 44), (1, 2, 53),
+        (1, 3, 56), (1, 4, 61)))
+
+
+def _matches_reference(lib, kernel, sizes):
+    """The float32 k3 G = 2 C = 8 build ``lib`` against the float64 reference at each (B, H, W),
+    its output NaN-filled (an unwritten pixel fails)."""
+    import numpy as np
+    import tvm
+
+    for B, H, W in sizes:
         p = dict(B=B, C=8, H=H, W=W, G=2, k=3, s=1, d=1, combine="mul")
         rng = np.random.default_rng(B * 1000 + H * 100 + W)
         ins = [rng.standard_normal(shape).astype("float32")
@@ -284,7 +291,6 @@ def test_generic_cpu_avx2_tiles(kernel, mcpu):
     Checked on the schedule ('out' blocks: the guarded pieces and the 7 shifted ones; the
     compacted tile), then the haswell build against the float64 reference with NaN-filled
     outputs at widths with whole, partial and dead pieces."""
-    import numpy as np
     import tvm
     from tvm import s_tir
     from tvm.target import Target
@@ -303,17 +309,9 @@ def test_generic_cpu_avx2_tiles(kernel, mcpu):
     assert [sh.replace(" ", "") for sh in shapes] == [dict(fwd="1,1,2,2,1,16", dx="1,1,2,1,1,2,16")[kernel]], shapes
     if mcpu != "haswell":
         return
-    lib = build(wl, target)
-    for B, H, W in ((1, 1, 1), (2, 3, 5), (1, 2, 8), (1, 3, 9), (1, 3, 15), (1, 4, 16), (1, 2, 17), (2, 5, 14),
-                    (1, 3, 24), (1, 5, 29), (2, 3, 32), (1, 3, 37), (1, 3, 56), (1, 4, 61)):
-        p = dict(B=B, C=8, H=H, W=W, G=2, k=3, s=1, d=1, combine="mul")
-        rng = np.random.default_rng(B * 1000 + H * 100 + W)
-        ins = [rng.standard_normal(shape).astype("float32")
-               for shape in ((B, 2, 4, H, W), (B, 2, 3, 3, H, W), (B, 2, 4, 3, 3))]
-        args = [tvm.runtime.tensor(a) for a in (*ins, np.full((B, 2, 4, H, W), np.nan, "float32"))]
-        lib(*args)
-        np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", kernel, p, "float32"), ins),
-                                   rtol=1e-5, atol=1e-5, err_msg=f"{B}x{H}x{W}")
+    _matches_reference(build(wl, target), kernel, (
+        (1, 1, 1), (2, 3, 5), (1, 2, 8), (1, 3, 9), (1, 3, 15), (1, 4, 16), (1, 2, 17), (2, 5, 14), (1, 3, 24),
+        (1, 5, 29), (2, 3, 32), (1, 3, 37), (1, 3, 56), (1, 4, 61)))
 
 
 @pytest.mark.parametrize("dtype", ("float32", "float64"))
