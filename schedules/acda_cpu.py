@@ -110,13 +110,12 @@ from __future__ import annotations
 from typing import Optional
 
 from tvm import ir, sym, tirx
-from tvm.target import codegen
-
 from dynfilter_tvm.ops.acda import DX_ROWS, ROW_TILE, X_QUANTUM
 
 from . import register
 from .common import (acc_registers, after_compute_at, all_of, conjuncts, split_tail, substitute,
-                     tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under, with_predicate)
+                     tile_regions, unroll, unroll_taps, vector_lanes, vector_registers, vectorize_inner, vectorize_under,
+                     with_predicate)
 
 
 def _extent(sch, loop) -> Optional[int]:
@@ -348,8 +347,7 @@ def _fwd_channel_block(wl, target) -> int:
     c_block = _channel_block(wl, target)  # the static build's tile
     if wl.p["k"] > FWD_FIT_K:
         return c_block
-    registers = 32 if codegen.target_has_features("avx512f", target) else 16
-    fit = (registers - 1 - wl.p["M"]) // wl.p["M"]
+    fit = (vector_registers(target) - 1 - wl.p["M"]) // wl.p["M"]
     return max([b for b in range(1, c_block + 1) if wl.p["C"] % b == 0 and b <= fit] or [1])
 
 

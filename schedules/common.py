@@ -41,9 +41,14 @@ def split_tail(sch: s_tir.Schedule, loop) -> None:
         sch.annotate(loop, "pragma_loop_partition_hint", 1)
 
 
+def vector_registers(target) -> int:
+    """A CPU target's vector registers: 32 with AVX-512, 16 with AVX2."""
+    return 32 if codegen.target_has_features("avx512f", target) else 16
+
+
 def acc_registers(target) -> int:
-    """Vector accumulators a CPU register tile may keep (of 32 with AVX-512, 16 with AVX2)."""
-    return 24 if codegen.target_has_features("avx512f", target) else 12
+    """Vector accumulators a CPU register tile may keep (3/4 of :func:`vector_registers`)."""
+    return vector_registers(target) * 3 // 4
 
 
 UNROLL_TAPS = 7  # unroll tap loops up to this kernel size
