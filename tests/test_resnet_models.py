@@ -192,6 +192,12 @@ def test_forward_backward(name, kw):
 
 @pytest.mark.parametrize("combine", ["mul", "add"])
 def test_compiled_matches_reference(combine):
+    """The compiled DDF-ResNet-50 equal to its plain-PyTorch twin (eval mode): the float32
+    output, and in float64 the output and every parameter's gradient. Gradients in float32
+    are not compared here: an activation within float32 rounding of zero (CI's AVX2 oneDNN
+    gave one, 1.5e-7 at layer2.0.bn2 with this seed) flips a ReLU mask in one model and not in
+    the other, so whole gradients differ by 1e-3 where every kernel call is exact to
+    1e-7 (the per-op tests check float32 gradients; float64 leaves no such near-ties)."""
     torch.manual_seed(0)
     model = get_model("ddf_resnet50", num_classes=10, zero_init_last=False, kernel_combine=combine)
     # one step of running statistics, so that eval-mode BN is not the identity
@@ -200,9 +206,13 @@ def test_compiled_matches_reference(combine):
     model.eval()
     ref = use_reference_ops(copy.deepcopy(model))
     x = torch.randn(*X_SHAPE)
-    out, out_ref = model(x), ref(x)
+    with torch.no_grad():
+        out, out_ref = model(x), ref(x)
     scale = out_ref.abs().max()
     torch.testing.assert_close(out / scale, out_ref / scale, rtol=1e-4, atol=1e-5)
+    model, ref, x = model.double(), ref.double(), x.double()
+    out, out_ref = model(x), ref(x)
+    torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-12)
     grad = torch.randn_like(out)
     out.backward(grad)
     out_ref.backward(grad)
@@ -210,7 +220,7 @@ def test_compiled_matches_reference(combine):
     for n, p in model.named_parameters():
         g, g_ref = p.grad, params_ref[n].grad
         s = g_ref.abs().max().clamp_min(1e-12)
-        torch.testing.assert_close(g / s, g_ref / s, rtol=1e-3, atol=1e-4, msg=n)
+        torch.testing.assert_close(g / s, g_ref / s, rtol=1e-9, atol=1e-10, msg=n)
 
 
 def test_use_reference_ops_switches_every_layer():
