@@ -3,7 +3,8 @@ generic kernels; loaded in a fresh process with ``DYNFILTER_TVM_JIT=off`` and an
 they serve forward and backward at several sizes (odd ones and batch 1 included) with zero
 builds, matching the plain-PyTorch path (DDF-ResNet-50; PAC's joint upsampler, its weight
 gradients included). In float64 (``--dtype float64``): a float32 activation within rounding of
-zero can flip a ReLU mask in one model and not the other (see test_resnet_models). A model needing a kernel that builds per shape only is refused, naming it."""
+zero can flip a ReLU mask in one model and not the other (see test_resnet_models). A model
+needing a kernel that builds per shape only is refused, naming it."""
 from __future__ import annotations
 
 import json
