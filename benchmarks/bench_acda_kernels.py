@@ -1,14 +1,16 @@
 """ACDA kernels alone, static against generic builds, on the CPU (1 thread), interleaved.
 
     DYNFILTER_TVM_CACHE=off PYTHONPATH=. python3 benchmarks/bench_acda_kernels.py \
-        [--kernels fwd,dx,datoms] [--shapes 2x64x56x56x7,2x64x28x28x7] [--repeats 15]
+        [--kernels fwd,dx,datoms] [--shapes 2x64x56x56x7,2x64x28x28x7] [--repeats 15] [--mcpu haswell]
 
 Shapes are N x C x H x W x k, with M = 6 atoms, T = (k // 2) * M bases, stride 1, padding
 k // 2 (the layer's defaults). Each kernel is built static and generic (N, H, W symbolic),
 both called in turn ``--repeats`` times; the time is the calling thread's CPU time
 (``time.thread_time``: TVM runs a 1-thread pool in the caller), its minimum over the
 repeats. On the shared 2-core machines wall-clock times swung 2-3x between runs; CPU time
-of the thread gave ratios that agree within a few percent. Prints generic / static.
+of the thread gave ratios that agree within a few percent. ``--mcpu``: build for another
+CPU of the same instruction set family (an AVX2-only one on an AVX-512 host), run here.
+Prints generic / static.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ def main() -> None:
     ap.add_argument("--kernels", default="fwd,dx,datoms")
     ap.add_argument("--shapes", default="2x64x56x56x7,2x64x28x28x7")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--mcpu", default=None, help="LLVM CPU to build for (default: this one)")
     args = ap.parse_args()
     os.environ["TVM_NUM_THREADS"] = "1"  # read when TVM's pool starts
     import numpy as np
@@ -32,7 +35,7 @@ def main() -> None:
     from dynfilter_tvm.target import cpu_target
     from dynfilter_tvm.workload import Workload
 
-    target, dev = cpu_target(), tvm.cpu()
+    target, dev = cpu_target(mcpu=args.mcpu), tvm.cpu()
     for shape in args.shapes.split(","):
         N, C, H, W, k = map(int, shape.split("x"))
         M, T, s, d, p = 6, (k // 2) * 6, 1, 1, k // 2

@@ -104,6 +104,8 @@ stack, 14% of the generic samples; the tap loop as fast).
   0.85, 0.82 -> 0.77, 0.97 -> 0.84, 0.79 -> 0.82 (the previous build also measured 1.77 / 1.95
   at 56 / 28 px k5 in one process). At k = 7
   one channel was 5-7% slower at 56 px (0.91 -> 0.98, 0.90 -> 0.95): the static tile kept.
+- the static fwd takes the same tile (sixth session): on AVX2 it had kept 2 channels x 6
+  atoms and spilled as the generic one had; new / old 0.62-0.88 up to k = 5.
 """
 from __future__ import annotations
 
@@ -203,7 +205,7 @@ def fwd(sch, wl, target):
     sch.reorder(n, y, c, x, u, v, m)
     row = sch.fuse(n, y)
     sch.parallel(row)
-    co, ci = sch.split(c, [None, _channel_block(wl, target)])
+    co, ci = sch.split(c, [None, _fwd_channel_block(wl, target)])
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(co, xo, u, v, ci, m, xi)
     sch.vectorize(xi)
@@ -330,21 +332,25 @@ def _fwd_generic(sch, wl, target):
     _drop_row_bounds(sch, xo)
 
 
-# generic fwd: the largest kernel size whose tile is sized to the vector registers
-# (``_fwd_channel_block``); larger kernels take the static build's tile
+# fwd: the largest kernel size whose tile is sized to the vector registers
+# (``_fwd_channel_block``); larger kernels take ``_channel_block``'s tile
 FWD_FIT_K = 5
 
 
 def _fwd_channel_block(wl, target) -> int:
-    """Generic fwd's channels per tile. Up to k = ``FWD_FIT_K``, the most channels whose c x M
-    accumulators, the M atom vectors of a tap and the input vector fit the vector registers
-    (16 with AVX2: 1 channel, 13 vectors; 32 with AVX-512: the static tile). The static tile
-    (AVX2: 2 channels, 12 accumulators, 19 vectors) made LLVM spill accumulators inside the tap
+    """fwd's channels per tile (generic and, since the sixth session, static builds). Up to
+    k = ``FWD_FIT_K``, the most channels whose c x M accumulators, the M atom vectors of a tap
+    and the input vector fit the vector registers (16 with AVX2: 1 channel, 13 vectors; 32
+    with AVX-512: ``_channel_block``'s tile). ``_channel_block``'s tile (AVX2: 2 channels,
+    12 accumulators, 19 vectors) made LLVM spill accumulators inside the tap
     loop, and each of its 12 'out' rows at symbolic strides cost a stack reload, an add and a
     sign extension per store (2x64x56x56 k3: 305 instructions per 108 FMAs, 30 vector stack
     stores; 1 channel: figures in the module docstring). At k = 7 the larger tile was faster
-    (its atom loads feed 2 channels over 49 taps)."""
-    c_block = _channel_block(wl, target)  # the static build's tile
+    (its atom loads feed 2 channels over 49 taps). The static fwd on AVX2 took the same tile
+    (it had kept 2 x 6): its new / old kernel time 0.62-0.88 at k = 3, 5 (56 and 28 px, one
+    56 px k3 run 1.04), k = 7 unchanged (RESULTS.md, "ACDA CPU static fwd"); AVX-512 tiles
+    at M = 6 are the same as before (4 x 6)."""
+    c_block = _channel_block(wl, target)
     if wl.p["k"] > FWD_FIT_K:
         return c_block
     fit = (vector_registers(target) - 1 - wl.p["M"]) // wl.p["M"]
