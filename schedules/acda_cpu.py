@@ -342,9 +342,9 @@ def _fwd_channel_block(wl, target) -> int:
     k = ``FWD_FIT_K``, the most channels whose c x M accumulators, the M atom vectors of a tap
     and the input vector fit the vector registers (16 with AVX2: 1 channel, 13 vectors; 32
     with AVX-512: ``_channel_block``'s tile). ``_channel_block``'s tile (AVX2: 2 channels,
-    12 accumulators, 19 vectors) made LLVM spill accumulators inside the tap
-    loop, and each of its 12 'out' rows at symbolic strides cost a stack reload, an add and a
-    sign extension per store (2x64x56x56 k3: 305 instructions per 108 FMAs, 30 vector stack
+    12 accumulators, 19 vectors) made LLVM spill accumulators inside the tap loop, and each
+    of its 12 'out' rows at symbolic strides cost a stack reload, an add and a sign extension
+    per store (2x64x56x56 k3: 305 instructions per 108 FMAs, 30 vector stack
     stores; 1 channel: figures in the module docstring). At k = 7 the larger tile was faster
     (its atom loads feed 2 channels over 49 taps). The static fwd on AVX2 took the same tile
     (it had kept 2 x 6): its new / old kernel time 0.62-0.88 at k = 3, 5 (56 and 28 px, one
