@@ -503,15 +503,17 @@ def test_interrupted_import_leaves_no_partial_files(tuned, tmp_path, monkeypatch
     (tmp_path / "big.json").write_text(json.dumps(data))
     sys_tmp = tmp_path / "sys_tmp"
     sys_tmp.mkdir()
-    # each record's check slowed down in the child, so that the signal always lands mid-import
-    # (on a loaded machine an unslowed import could finish between the progress line and the signal)
+    # each record's replay (the parallel phase behind the progress bar) slowed down in the child,
+    # so that the signal always lands mid-import (on a loaded machine an unslowed import could
+    # finish between the progress line and the signal); not the file's serial read, which runs
+    # before the bar (slowing that made each child take a minute to get there)
     # SIGINT back to Python's handler: a shell's background job starts with SIGINT ignored, and
     # the child inherits that (a suite run launched so timed out here, the child never stopping)
     slowed = ("import signal, sys, time\n"
               "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-              "import dynfilter_tvm.tuning_log as t\n"
-              "check = t._check_record\n"
-              "t._check_record = lambda raw: (time.sleep(0.02), check(raw))[1]\n"
+              "from tvm.s_tir.meta_schedule.database import TuningRecord as R\n"
+              "replay = R.from_json\n"
+              "R.from_json = staticmethod(lambda *a: (time.sleep(0.02), replay(*a))[1])\n"
               "from dynfilter_tvm.__main__ import main\n"
               "sys.exit(main(sys.argv[1:]))\n")
     for sig in (signal.SIGTERM, signal.SIGINT):
