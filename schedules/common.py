@@ -33,11 +33,15 @@ def vectorize_inner(sch: s_tir.Schedule, block, lanes: int, under=None):
 
 
 def split_tail(sch: s_tir.Schedule, loop) -> None:
-    """Shape-generic CPU kernels: have TVM's LoopPartition pass cut ``loop`` (over vector tiles
-    of a symbolic extent) into the whole tiles, which lose their bounds predicate and so stay
-    vectors, and the tail (at most one tile, predicated, scalar). The schedule primitive
-    ``loop_partition`` rejects symbolic bounds; the pass, asked through this hint, does not."""
-    if loop is not None and not isinstance(sch.get(loop).extent, tirx.IntImm):
+    """Have TVM's LoopPartition pass cut ``loop`` (over vector tiles) into the whole tiles,
+    which lose their bounds predicate and so stay vectors, and the tail (at most one tile,
+    predicated, scalar). The schedule primitive ``loop_partition`` rejects symbolic bounds;
+    the pass, asked through this hint, does not. Static extents too: a static row whose
+    length is not a multiple of the tile (DDF ds at 28 px: 16 + 12) otherwise ran every tile
+    predicated, and TVM's vectorizer leaves a predicated tile scalar (static DDF ds / dc
+    0.35-0.6x the time at 28 and 14 px and at strides 2-3, dx 0.35-0.7x at strides 2-3:
+    RESULTS.md "DDF CPU static row tails")."""
+    if loop is not None:
         sch.annotate(loop, "pragma_loop_partition_hint", 1)
 
 

@@ -124,7 +124,7 @@ def fwd(sch, wl, target):
     plane = sch.fuse(b, g, co)
     sch.parallel(plane)
     copy = None
-    if wl.kind == "generic" and wl.p["s"] > 1:
+    if wl.p["s"] > 1:
         _phase_pad_copy(sch, wl, "Xpad", plane, wide)
     else:
         copy = _pad_copy(sch, "Xpad", plane, _fwd_lanes(wl.dtype, target), wl.kind == "generic")
@@ -300,7 +300,11 @@ def _pad_copy(sch, name: str, at, lanes: int, generic: bool, flat: bool = False)
     LLVM makes it one memset per plane instead of one per row. Returns the generic interior's
     row loop (else None), for :func:`_overlap_rows`."""
     blk = sch.get_sblock(name)
-    sch.compute_at(blk, at)
+    if at is None:  # a whole-call copy (ds): parallel over its planes
+        at = sch.fuse(*sch.get_loops(blk)[:3])
+        sch.parallel(at)
+    else:
+        sch.compute_at(blk, at)
     loops = sch.get_loops(blk)
     depth = next(i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(at)))
     if depth + 1 == len(loops):  # one element (compute_at drops unit loops)
@@ -802,9 +806,17 @@ def _dx_pad_copy(sch, wl, plane):
 
 @register("ddf", "ds", "cpu")
 def ds(sch, wl, target):
+    """Per output row (b, g, y) and vector of x, all k x k taps accumulate in registers over
+    the channels (dO read once per tap set). X padded once per call: at stride > 1
+    phase-major (:func:`_phase_pad_copy`); generic builds at stride 1 a zero fill and the rows'
+    interiors (:func:`_pad_copy`, :func:`_overlap_rows`): its single predicated pass ran
+    scalar, half the generic kernel's time at 2x256x14² (perf; generic / static 2.4 -> 1.4,
+    RESULTS.md "DDF CPU static row tails")."""
     lanes = vector_lanes(wl.dtype)
-    if wl.kind == "generic" and wl.p["s"] > 1:
+    if wl.p["s"] > 1:
         _phase_pad_copy(sch, wl, "Xpad", None, lanes, _copy_partition_ok(wl))
+    elif wl.kind == "generic" and _copy_partition_ok(wl):  # a zero fill and the rows' interiors
+        _overlap_rows(sch, _pad_copy(sch, "Xpad", None, lanes, True), lanes)
     else:
         xpad = sch.get_sblock("Xpad")
         sch.parallel(sch.fuse(*sch.get_loops(xpad)[:3]))
@@ -885,7 +897,7 @@ def dc(sch, wl, target):
     vectorize_inner(sch, init, lanes)
     sch.reverse_compute_at(sch.get_sblock("acc"), plane)
     sch.reverse_compute_at(sch.get_sblock("out"), plane)
-    if wl.kind == "generic" and wl.p["s"] > 1:
+    if wl.p["s"] > 1:
         _phase_pad_copy(sch, wl, "Xpad", plane, lanes)
     else:
         _pad_copy(sch, "Xpad", plane, lanes, wl.kind == "generic", flat=wl.kind == "generic")
@@ -904,7 +916,7 @@ def _dc_dopad(sch, plane, lanes: int) -> None:
 
 
 def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) -> None:
-    """Generic builds at stride s > 1: the padded X (read at x*s + v*d) laid out phase-major
+    """Stride s > 1 (fwd, ds, dc; generic and static builds): the padded X (read at x*s + v*d) laid out phase-major
     along the row, (..., row, x mod s, x div s), so that a tap's reads over a vector of x are
     contiguous (phase v*d mod s, from x + v*d div s) instead of s apart (a gather: a scalar
     load and an insert per lane). Its zero fill and interior copy iterate the new layout
@@ -925,7 +937,9 @@ def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) 
     scalar loads and inserts (``vinsertps``). Generic / static, same process (scratch A/B,
     thread time, 11 repeats): fwd 1.23 -> 0.83, ds 1.17 -> 0.83, dc 1.18-1.23 -> 1.02-1.04 at
     s2; fwd 1.53 -> 1.22, ds 0.63 -> 0.53, dc 0.70 -> 0.74 at 56² s3 (RESULTS.md "DDF CPU
-    generic 'out' piece loop"). The static builds (exact rows) keep their schedule."""
+    generic 'out' piece loop"). The static builds took it later (they had kept the strided
+    reads): static fwd new / old 0.62 at 2x64x56² s2, 0.56 at 57² s2 (RESULTS.md "DDF CPU
+    static row tails")."""
     s = wl.p["s"]
     blk = sch.get_sblock(name)
     if at is None:  # a whole-call copy (ds): parallel over its planes

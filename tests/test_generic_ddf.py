@@ -467,6 +467,43 @@ def test_generic_cpu_phase_pad(kernel, dtype):
                                        rtol=tol, atol=tol, err_msg=f"k{k} s{s} d{d} {B}x{H}x{W}")
 
 
+@pytest.mark.parametrize("kernel", ("fwd", "dx", "ds", "dc"))
+def test_static_cpu_row_tails(kernel):
+    """The static CPU builds at rows that whole vectors do not tile (28 px: 16 + 12) and at
+    strides 2-3: the vector tiles' loops carry the LoopPartition hint (``split_tail``: static
+    extents too, the whole tiles then unpredicated, vectors), and fwd, ds and dc at s > 1 read
+    X through the phase-major copy (its copy per s pixels, phases unrolled). Against the
+    float64 reference, outputs NaN-filled (an unwritten pixel fails); float64 builds."""
+    import numpy as np
+    import tvm
+
+    from dynfilter_tvm.build import build, schedule
+    from dynfilter_tvm.target import cpu_target
+
+    target = cpu_target()
+    io = {"fwd": (("X", "S", "C"), "O"), "dx": (("dO", "S", "C"), "X"), "ds": (("dO", "X", "C"), "S"),
+          "dc": (("dO", "X", "S"), "C")}
+    for B, H, W, k, s in ((1, 3, 28, 3, 1), (2, 5, 29, 3, 2), (1, 7, 28, 5, 3)):
+        p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=1, combine="mul")
+        wl = Workload.make("ddf", kernel, p, "float64")
+        script = schedule(wl, target, tuned=False)[0].script()
+        assert "pragma_loop_partition_hint" in script
+        if s > 1 and kernel != "dx":
+            lines = script.splitlines()
+            copy = next(i for i, line in enumerate(lines) if 'T.sblock("Xpad")' in line)
+            assert f"in T.unroll({s}):" in lines[copy - 1], f"{kernel} s{s}: X not phase-major"
+        Ho, Wo = -(-H // s), -(-W // s)
+        shapes = {"X": (B, 2, 4, H, W), "S": (B, 2, k, k, Ho, Wo), "C": (B, 2, 4, k, k), "dO": (B, 2, 4, Ho, Wo),
+                  "O": (B, 2, 4, Ho, Wo)}
+        names, out = io[kernel]
+        rng = np.random.default_rng(W * 10 + s)
+        ins = [rng.standard_normal(shapes[n]) for n in names]
+        args = [tvm.runtime.tensor(a) for a in (*ins, np.full(shapes[out], np.nan))]
+        build(wl, target)(*args)
+        np.testing.assert_allclose(args[-1].numpy(), emulate.reference(wl, ins), rtol=1e-12, atol=1e-12,
+                                   err_msg=f"k{k} s{s} {B}x{H}x{W}")
+
+
 KERNELS = ("fwd", "dx", "ds", "dc")
 # C/G = 32: ds's channel-slice path; k = 9: taps not unrolled
 CUDA_PARAMS = [(8, 2, 3, 2, 1, "mul"), (64, 2, 3, 1, 2, "add"), (2, 1, 9, 1, 1, "add")]
