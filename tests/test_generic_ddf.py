@@ -467,6 +467,41 @@ def test_generic_cpu_phase_pad(kernel, dtype):
                                        rtol=tol, atol=tol, err_msg=f"k{k} s{s} d{d} {B}x{H}x{W}")
 
 
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+def test_generic_cpu_dx_phase_stores(dtype):
+    """The generic dx at stride s > 1 stores each phase of its tile as one vector, s apart
+    into dX (``schedules.ddf_cpu._phase_stores``: 'out' split by s, the phases unrolled
+    outside a vectorized loop), where TVM accepts it (a grid shifted by p mod s != 0: k3 s2,
+    k3 s3, k7 s2), and keeps the plain loop where it refuses (k5 s2: the schedule must still
+    build). Against the float64 reference with NaN-filled outputs at widths around the
+    vectors and both parities."""
+    import numpy as np
+    import tvm
+
+    from dynfilter_tvm.build import build, schedule
+    from dynfilter_tvm.target import cpu_target
+
+    target = cpu_target()
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    for k, s, d, split in ((3, 2, 1, True), (3, 3, 1, True), (7, 2, 1, True), (5, 2, 1, False)):
+        wl = _generic_wl("dx", 8, 2, k, s, d, "mul", dtype)
+        lines = schedule(wl, target, tuned=False)[0].script().splitlines()
+        at = next(i for i, line in enumerate(lines) if 'T.sblock("out")' in line)
+        assert ("T.vectorized" in lines[at - 1] and f"in T.unroll({s}):" in lines[at - 2]) == split, (k, s, d)
+        lib = build(wl, target)
+        for W in (1, 2, 5, 16, 17, 31, 34, 49):
+            B, H = 1 + W % 2, 1 + W % 7
+            Ho, Wo = -(-H // s), -(-W // s)
+            rng = np.random.default_rng(W)
+            ins = [rng.standard_normal(sh).astype(dtype)
+                   for sh in ((B, 2, 4, Ho, Wo), (B, 2, k, k, Ho, Wo), (B, 2, 4, k, k))]
+            args = [tvm.runtime.tensor(a) for a in (*ins, np.full((B, 2, 4, H, W), np.nan, dtype))]
+            lib(*args)
+            p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=d, combine="mul")
+            np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", "dx", p, dtype), ins),
+                                       rtol=tol, atol=tol, err_msg=f"k{k} s{s} d{d} {B}x{H}x{W}")
+
+
 @pytest.mark.parametrize("kernel", ("fwd", "dx", "ds", "dc"))
 def test_static_cpu_row_tails(kernel):
     """The static CPU builds at rows that whole vectors do not tile (28 px: 16 + 12) and at
