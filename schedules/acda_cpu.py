@@ -106,6 +106,15 @@ stack, 14% of the generic samples; the tap loop as fast).
   one channel was 5-7% slower at 56 px (0.91 -> 0.98, 0.90 -> 0.95): the static tile kept.
 - the static fwd takes the same tile (sixth session): on AVX2 it had kept 2 channels x 6
   atoms and spilled as the generic one had; new / old 0.62-0.88 up to k = 5.
+
+Static builds at widths that whole (or half) vectors do not tile (31, 14 px): the vector tile
+loops of fwd, dx, datoms and the row's atoms carry the LoopPartition hint (``split_tail``), so
+the whole tiles stay vectors; before, TVM's vectorizer ran every tile of such a row scalar.
+New / old, 1 thread: fwd 0.19-0.32, dx 0.25-0.48, datoms 0.49-0.94 at 2x64x29x31 k3-7 and
+2x128x14² k3; dx 0.75 at 2x128x28² k5 (its atoms' rows); 1.00 at the 56 px shapes (RESULTS.md
+"ACDA CPU static row tails"). Such builds keep their tap loops rolled (unrolled under the tail's
+predicate, a k7 build took 278 s), and run 1.5-2.8x the generic build there (its rows padded
+to whole vectors): at such widths the generic build is the faster one.
 """
 from __future__ import annotations
 
@@ -164,8 +173,9 @@ def _atoms_row(sch, wl, anchor, wo, lanes):
     if "x" in loops and "t" in loops:
         sch.reorder(loops["t"], loops["x"])
     if "x" in loops:
-        _, xi = sch.split(loops["x"], [None, vector_lanes(wl.dtype)])
+        xo, xi = sch.split(loops["x"], [None, vector_lanes(wl.dtype)])
         sch.vectorize(xi)
+        split_tail(sch, xo)
     return atoms, loops.get("t")
 
 
@@ -209,6 +219,7 @@ def fwd(sch, wl, target):
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(co, xo, u, v, ci, m, xi)
     sch.vectorize(xi)
+    split_tail(sch, xo)  # a width whole vectors do not tile: the whole tiles stay vectors
     unroll(sch, ci, m)
     if wo % lanes == 0:
         # a tail predicate on each of the c_block x M x k x k unrolled statements makes the
@@ -240,6 +251,7 @@ def dx(sch, wl, target):
     xo, xi = sch.split(w, [None, lanes])
     sch.reorder(co, xo, m, u, v, ci, xi)
     sch.vectorize(xi)
+    split_tail(sch, xo)  # see fwd
     unroll(sch, ci)
     if wo % lanes == 0:  # see fwd
         unroll_taps(sch, wl, u, v)
@@ -270,6 +282,7 @@ def datoms(sch, wl, target):
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(c, v, xi)
     sch.vectorize(xi)
+    split_tail(sch, xo)  # see fwd
     unroll_taps(sch, wl, v)
     init = sch.decompose_reduction(acc, c)
     vectorize_inner(sch, init, lanes, under=xo)

@@ -99,6 +99,20 @@ def test_generic_cpu_schedules_edge_tiles(kernel, dtype):
             torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"{kernel} {dtype} C{C} M{M} k{k} {N}x{H}x{W}")
 
 
+@pytest.mark.parametrize("kernel", ("fwd", "dx", "datoms"))
+def test_static_cpu_row_tails(kernel):
+    """The static CPU builds at a width whole vectors do not tile (13 px): the vector tiles'
+    loops carry the LoopPartition hint (``schedules.common.split_tail``), so the whole tiles
+    stay vectors and only the last runs predicated (before, every tile of such a row ran
+    scalar: fwd 4-5x, dx 3-4x the time at 29x31 and 14x14). Values: the static builds at odd
+    widths are the reference of ``test_computes_accept_symbolic_shapes`` (the unscheduled
+    compute) and of the generic builds' tests."""
+    from dynfilter_tvm.build import schedule
+
+    script = schedule(_wl(kernel, 1, 9, 13, 3, 1, 1, 1), cpu_target(), tuned=False)[0].script()
+    assert "pragma_loop_partition_hint" in script
+
+
 def _generic_equals_static(base):
     """The generic CPU build of ``base``'s kernel (float64) equal to its static builds at widths
     with and without a tail tile, batch 1 and 2; the outputs NaN-filled (``_args``) so an
