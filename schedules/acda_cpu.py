@@ -113,8 +113,9 @@ the whole tiles stay vectors; before, TVM's vectorizer ran every tile of such a 
 New / old, 1 thread: fwd 0.19-0.32, dx 0.25-0.48, datoms 0.49-0.94 at 2x64x29x31 k3-7 and
 2x128x14² k3; dx 0.75 at 2x128x28² k5 (its atoms' rows); 1.00 at the 56 px shapes (RESULTS.md
 "ACDA CPU static row tails"). Such builds keep their tap loops rolled (unrolled under the tail's
-predicate, a k7 build took 278 s), and run 1.5-2.8x the generic build there (its rows padded
-to whole vectors): at such widths the generic build is the faster one.
+predicate, a k7 build took 278 s), and run 1.1-2.2x the generic build there (its rows padded
+to whole vectors; ``bench_acda_kernels.py``, one process): at such widths the generic build is
+the faster one (not the datoms at 14 px).
 """
 from __future__ import annotations
 

@@ -39,8 +39,9 @@ def split_tail(sch: s_tir.Schedule, loop) -> None:
     the pass, asked through this hint, does not. Static extents too: a static row whose
     length is not a multiple of the tile (DDF ds at 28 px: 16 + 12) otherwise ran every tile
     predicated, and TVM's vectorizer leaves a predicated tile scalar (static DDF ds / dc
-    0.35-0.6x the time at 28 and 14 px and at strides 2-3, dx 0.35-0.7x at strides 2-3:
-    RESULTS.md "DDF CPU static row tails")."""
+    0.39-0.57x the time at 28 and 14 px, DDF kernels 0.26-0.69x at strides 2-3, ACDA fwd / dx
+    0.19-0.48x at 29x31 and 14 px: RESULTS.md "DDF CPU static row tails", "ACDA CPU static
+    row tails")."""
     if loop is not None:
         sch.annotate(loop, "pragma_loop_partition_hint", 1)
 

@@ -664,7 +664,7 @@ def dx(sch, wl, target):
         sch.transform_layout(acc, ("write", 0), lambda b, g, c, h, w: (b, g, c, h, w % s, w // s))
         split_tail(sch, xo)
         # per phase: contiguous vector loads of acc, stores strided by s into dX (else LLVM
-        # gathers each phase from the stack: generic dX at 2x64x56² s3 0.33 -> 0.15 ms). With
+        # gathers each phase from the stack: generic dX at 2x64x56² s3 0.215 -> 0.097 ms). With
         # a symbolic width TVM refuses the reorder where the grid's shift p mod s is 0 (k5 s2,
         # k3 s2 d2, k1; the binding is then not affine): tried on a copy first, such builds
         # keep the plain loop.
@@ -823,8 +823,8 @@ def ds(sch, wl, target):
     the channels (dO read once per tap set). X padded once per call: at stride > 1
     phase-major (:func:`_phase_pad_copy`); generic builds at stride 1 a zero fill and the rows'
     interiors (:func:`_pad_copy`, :func:`_overlap_rows`): its single predicated pass ran
-    scalar, half the generic kernel's time at 2x256x14² (perf; generic / static 2.4 -> 1.4,
-    RESULTS.md "DDF CPU static row tails")."""
+    scalar, half the generic kernel's samples at 2x256x14² (perf); generic ds new / old 0.58 /
+    0.69 / 0.87 at 14², 28², 56² k3 (RESULTS.md "DDF CPU static row tails")."""
     lanes = vector_lanes(wl.dtype)
     if wl.p["s"] > 1:
         _phase_pad_copy(sch, wl, "Xpad", None, lanes, _copy_partition_ok(wl))
@@ -929,8 +929,9 @@ def _dc_dopad(sch, plane, lanes: int) -> None:
 
 
 def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) -> None:
-    """Stride s > 1 (fwd, ds, dc; generic and static builds): the padded X (read at x*s + v*d) laid out phase-major
-    along the row, (..., row, x mod s, x div s), so that a tap's reads over a vector of x are
+    """Stride s > 1 (fwd, ds, dc; generic and static builds): the padded X (read at x*s +
+    v*d) laid out phase-major along the row, (..., row, x mod s, x div s), so that a tap's
+    reads over a vector of x are
     contiguous (phase v*d mod s, from x + v*d div s) instead of s apart (a gather: a scalar
     load and an insert per lane). Its zero fill and interior copy iterate the new layout
     (phase outside, x div s inside): the fill in whole vectors (the tail cut off). The copy is
@@ -951,8 +952,8 @@ def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) 
     thread time, 11 repeats): fwd 1.23 -> 0.83, ds 1.17 -> 0.83, dc 1.18-1.23 -> 1.02-1.04 at
     s2; fwd 1.53 -> 1.22, ds 0.63 -> 0.53, dc 0.70 -> 0.74 at 56² s3 (RESULTS.md "DDF CPU
     generic 'out' piece loop"). The static builds took it later (they had kept the strided
-    reads): static fwd new / old 0.62 at 2x64x56² s2, 0.56 at 57² s2 (RESULTS.md "DDF CPU
-    static row tails")."""
+    reads): with their row tails cut, static fwd new / old 0.45 / 0.50 / 0.69 at 2x64x56² s2,
+    57² s2, 56² s3 (RESULTS.md "DDF CPU static row tails")."""
     s = wl.p["s"]
     blk = sch.get_sblock(name)
     if at is None:  # a whole-call copy (ds): parallel over its planes

@@ -426,6 +426,26 @@ def test_generic_cpu_dc_copies(k, s, d, combine):
                                    rtol=1e-4, atol=1e-4, err_msg=f"{B}x{H}x{W}")
 
 
+# each kernel's inputs and output (C = 8 channels in G = 2 heads)
+KERNEL_IO = {"fwd": (("X", "S", "C"), "O"), "dx": (("dO", "S", "C"), "X"), "ds": (("dO", "X", "C"), "S"),
+             "dc": (("dO", "X", "S"), "C")}
+
+
+def _nan_filled_args(kernel, B, H, W, k, s, dtype, seed):
+    """Random inputs of ``kernel`` at B x H x W (C = 8, G = 2, stride s), and the call's
+    arguments: the inputs and the output NaN-filled, so an unwritten element fails."""
+    import numpy as np
+    import tvm
+
+    Ho, Wo = -(-H // s), -(-W // s)
+    shapes = {"X": (B, 2, 4, H, W), "S": (B, 2, k, k, Ho, Wo), "C": (B, 2, 4, k, k), "dO": (B, 2, 4, Ho, Wo),
+              "O": (B, 2, 4, Ho, Wo)}
+    names, out = KERNEL_IO[kernel]
+    rng = np.random.default_rng(seed)
+    ins = [rng.standard_normal(shapes[n]).astype(dtype) for n in names]
+    return ins, [tvm.runtime.tensor(a) for a in (*ins, np.full(shapes[out], np.nan, dtype))]
+
+
 @pytest.mark.parametrize("dtype", ("float32", "float64"))
 @pytest.mark.parametrize("kernel", ("fwd", "ds", "dc"))
 def test_generic_cpu_phase_pad(kernel, dtype):
@@ -436,13 +456,11 @@ def test_generic_cpu_phase_pad(kernel, dtype):
     compacted); its copy runs over groups of s pixels, the phases inside. Against the float64 reference with NaN-filled outputs at widths around the
     vectors, for rows of either parity against s."""
     import numpy as np
-    import tvm
 
     from dynfilter_tvm.build import build, schedule
     from dynfilter_tvm.target import cpu_target
 
     target = cpu_target()
-    io = {"fwd": (("X", "S", "C"), "O"), "ds": (("dO", "X", "C"), "S"), "dc": (("dO", "X", "S"), "C")}
     tol = 1e-4 if dtype == "float32" else 1e-12
     for k, s, d, combine in ((3, 2, 1, "mul"), (5, 3, 1, "add"), (3, 2, 2, "mul")):
         wl = _generic_wl(kernel, 8, 2, k, s, d, combine, dtype)
@@ -454,13 +472,7 @@ def test_generic_cpu_phase_pad(kernel, dtype):
         lib = build(wl, target)
         for W in (1, 2, 7, 16, 17, 18, 33):
             B, H = 1 + W % 2, 1 + W % 7
-            Ho, Wo = -(-H // s), -(-W // s)
-            shapes = {"X": (B, 2, 4, H, W), "S": (B, 2, k, k, Ho, Wo), "C": (B, 2, 4, k, k), "dO": (B, 2, 4, Ho, Wo),
-                      "O": (B, 2, 4, Ho, Wo)}
-            names, out = io[kernel]
-            rng = np.random.default_rng(W)
-            ins = [rng.standard_normal(shapes[n]).astype(dtype) for n in names]
-            args = [tvm.runtime.tensor(a) for a in (*ins, np.full(shapes[out], np.nan, dtype))]
+            ins, args = _nan_filled_args(kernel, B, H, W, k, s, dtype, W)
             lib(*args)
             p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=d, combine=combine)
             np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", kernel, p, dtype), ins),
@@ -476,7 +488,6 @@ def test_generic_cpu_dx_phase_stores(dtype):
     build). Against the float64 reference with NaN-filled outputs at widths around the
     vectors and both parities."""
     import numpy as np
-    import tvm
 
     from dynfilter_tvm.build import build, schedule
     from dynfilter_tvm.target import cpu_target
@@ -491,11 +502,7 @@ def test_generic_cpu_dx_phase_stores(dtype):
         lib = build(wl, target)
         for W in (1, 2, 5, 16, 17, 31, 34, 49):
             B, H = 1 + W % 2, 1 + W % 7
-            Ho, Wo = -(-H // s), -(-W // s)
-            rng = np.random.default_rng(W)
-            ins = [rng.standard_normal(sh).astype(dtype)
-                   for sh in ((B, 2, 4, Ho, Wo), (B, 2, k, k, Ho, Wo), (B, 2, 4, k, k))]
-            args = [tvm.runtime.tensor(a) for a in (*ins, np.full((B, 2, 4, H, W), np.nan, dtype))]
+            ins, args = _nan_filled_args("dx", B, H, W, k, s, dtype, W)
             lib(*args)
             p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=d, combine="mul")
             np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", "dx", p, dtype), ins),
@@ -510,14 +517,11 @@ def test_static_cpu_row_tails(kernel):
     X through the phase-major copy (its copy per s pixels, phases unrolled). Against the
     float64 reference, outputs NaN-filled (an unwritten pixel fails); float64 builds."""
     import numpy as np
-    import tvm
 
     from dynfilter_tvm.build import build, schedule
     from dynfilter_tvm.target import cpu_target
 
     target = cpu_target()
-    io = {"fwd": (("X", "S", "C"), "O"), "dx": (("dO", "S", "C"), "X"), "ds": (("dO", "X", "C"), "S"),
-          "dc": (("dO", "X", "S"), "C")}
     for B, H, W, k, s in ((1, 3, 28, 3, 1), (2, 5, 29, 3, 2), (1, 7, 28, 5, 3)):
         p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=1, combine="mul")
         wl = Workload.make("ddf", kernel, p, "float64")
@@ -527,13 +531,7 @@ def test_static_cpu_row_tails(kernel):
             lines = script.splitlines()
             copy = next(i for i, line in enumerate(lines) if 'T.sblock("Xpad")' in line)
             assert f"in T.unroll({s}):" in lines[copy - 1], f"{kernel} s{s}: X not phase-major"
-        Ho, Wo = -(-H // s), -(-W // s)
-        shapes = {"X": (B, 2, 4, H, W), "S": (B, 2, k, k, Ho, Wo), "C": (B, 2, 4, k, k), "dO": (B, 2, 4, Ho, Wo),
-                  "O": (B, 2, 4, Ho, Wo)}
-        names, out = io[kernel]
-        rng = np.random.default_rng(W * 10 + s)
-        ins = [rng.standard_normal(shapes[n]) for n in names]
-        args = [tvm.runtime.tensor(a) for a in (*ins, np.full(shapes[out], np.nan))]
+        ins, args = _nan_filled_args(kernel, B, H, W, k, s, "float64", W * 10 + s)
         build(wl, target)(*args)
         np.testing.assert_allclose(args[-1].numpy(), emulate.reference(wl, ins), rtol=1e-12, atol=1e-12,
                                    err_msg=f"k{k} s{s} {B}x{H}x{W}")
