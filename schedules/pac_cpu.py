@@ -22,7 +22,7 @@ Generic builds (batch, sizes symbolic: ``None`` in the workload) take the same l
 A predicated vector loop is scalarized whole by TVM, so a symbolic x never leaves one around
 the heavy loops: conv's reduction and conv_dk's G run over rows padded to whole register tiles
 (``pad_einsum``: zeros past the width, read from padded copies, never stored); the other
-vector loops along x are cut by LoopPartition (``_partition``) into whole vectors and one
+vector loops along x are cut by LoopPartition (``split_tail``) into whole vectors and one
 scalar tail (the channel sums' padded row copy: the tail in guarded half vectors,
 ``_padded_row_copy``), except the per-channel forms of pool_dk and dist (32-bit accumulation), whose
 elementwise rows LLVM vectorizes itself (512-bit vectors, a 128-bit epilogue, no per-lane
@@ -48,19 +48,8 @@ from tvm.target import codegen
 from dynfilter_tvm.ops.pac import HALF, POOL_ROW_QUANTUM, padded_row
 
 from . import register
-from .common import (acc_registers, after_compute_at, all_of, conjuncts, guard_pieces, loop_analyzer, unroll, unroll_taps,
-                     vector_lanes, vectorize_inner, vectorize_under)
-
-
-def _partition(sch, loop) -> None:
-    """``split_tail`` for static extents too: a loop over vectors whose body holds a
-    lane-dependent condition (the zero border of a padded copy, the zeros past the width of a
-    padded row) is cut by LoopPartition into the vectors where the condition is uniform, which
-    stay vectors, and the few where it is not (TVM scalarizes a whole vector loop that carries
-    one). Static 2x128x28² k3 conv: its padded taps' copy (28 of 32 columns) kept the whole
-    copy scalar, 3.3 -> 2.4 ms."""
-    if loop is not None:
-        sch.annotate(loop, "pragma_loop_partition_hint", 1)
+from .common import (acc_registers, after_compute_at, all_of, conjuncts, guard_pieces, loop_analyzer, split_tail, unroll,
+                     unroll_taps, vector_lanes, vectorize_inner, vectorize_under)
 
 
 def _divisor_at_most(n: int, cap: int) -> int:
@@ -125,9 +114,9 @@ def _materialize(sch, name: str, lanes: int, outer: int = 2, decompose: bool = F
         return vectorize_inner(sch, block, lanes)
     if decompose:
         fill = sch.decompose_padding(block, sch.get_loops(block)[-1])
-        _partition(sch, vectorize_inner(sch, fill, lanes))
+        split_tail(sch, vectorize_inner(sch, fill, lanes))
         return
-    _partition(sch, vectorize_inner(sch, block, lanes))
+    split_tail(sch, vectorize_inner(sch, block, lanes))
 
 
 def _tile_shape(n_rows: int, wo: int, wl, target):
@@ -174,7 +163,7 @@ def _gemm_tile(sch, block, rows, x, red, n_rows: int, wo: int, wl, target):
     need the cast stage per tile over a non-rectangular region: rows stay whole.)"""
     lanes, xv, rb = _tile_shape(n_rows, wo, wl, target)
     xo = _register_tile(sch, rows, x, red, rb, xv, lanes)
-    _partition(sch, xo)
+    split_tail(sch, xo)
     return xo
 
 
@@ -232,14 +221,14 @@ def conv(sch, wl, target):
     sch.compute_at(xk, row)
     xko = vectorize_inner(sch, xk, ml, under=row)
     if not masked:
-        _partition(sch, xko)
+        split_tail(sch, xko)
     if masked:  # the row's stores in 16-lane vectors, masked (_masked_out)
         out = sch.get_sblock("out")
         sch.reverse_compute_at(out, xo)
         oxo = vectorize_inner(sch, out, ml, under=xo)
         vectorize_under(sch, sch.decompose_reduction(acc, c), xo)
         if not _masked_taps(sch, xko):
-            _partition(sch, xko)
+            split_tail(sch, xko)
         if _masked_out(sch, oxo, _avx512(target)):  # no tail left for LoopPartition (which rejects the mask)
             sch.unannotate(xo, "pragma_loop_partition_hint")
     else:
@@ -250,7 +239,7 @@ def conv(sch, wl, target):
 def pool(sch, wl, target):
     """The taps inlined, the sum over rows padded to whole vectors (``ops.pac.pool``: zeros past
     the last output), so every vector of the sum is whole at any width, a symbolic one
-    included, and only the cast stage ('out') stores a partial last vector (``_partition``:
+    included, and only the cast stage ('out') stores a partial last vector (``split_tail``:
     whole vectors, then the tail; generic builds store the tail in guarded half-vector pieces,
     ``_store_pieces``). The loop nest is the store's: parallel
     over output rows, vectors along x, each vector's sum (k x k taps, an accumulator vector)
@@ -340,7 +329,7 @@ def pool(sch, wl, target):
     else:
         at = kp_at = xo
     pieces = _store_pieces(sch, wl, xi, xl)
-    _partition(sch, xo)
+    split_tail(sch, xo)
     acc = sch.get_sblock("acc")
     sch.compute_at(acc, at)
     loops = after_compute_at(sch, acc, [("x", xl), ("i", p["k"]), ("j", p["k"])])
@@ -359,7 +348,7 @@ def pool(sch, wl, target):
     if not p["a"]:
         kp = sch.get_sblock("Kp")
         sch.compute_at(kp, kp_at)
-        _partition(sch, vectorize_inner(sch, kp, lanes, under=kp_at))
+        split_tail(sch, vectorize_inner(sch, kp, lanes, under=kp_at))
     guard_pieces(sch, pieces)
     _select_rows(sch, kz)
     if masked:
@@ -371,7 +360,7 @@ def _kernel_at_taps(sch, wl, lanes: int, at=None):
     planes of the padded output's size, each tap's plane shifted to the output pixels) copied
     whole, parallel over (n, g, i, j) (``_materialize``), or, with ``at``, there, the tap loops
     unrolled so each tap's shift is a constant. Static builds (``at``: the plane) cut each tap's
-    vector loop where its zero border starts (``_partition``). Generic builds with padded copies
+    vector loop where its zero border starts (``split_tail``). Generic builds with padded copies
     (``_fills``; ``at``: the output row) copy per output row the k x k tap rows that row's sum
     reads, stored (x // lanes, i, j, x % lanes), so the sum finds every tap of a vector at a
     constant offset from one pointer (tap-major, the k x k tap rows a symbolic width apart were
@@ -399,7 +388,7 @@ def _kernel_at_taps(sch, wl, lanes: int, at=None):
     wp = None if p["Wo"] is None else padded_row(p["Wo"])
     loops = _after_compute_at(sch, kz, [("i", p["k"]), ("j", p["k"]), ("y", p["Ho"]), ("x", wp)])
     unroll_taps(sch, wl, *(loops[a] for a in ("i", "j") if a in loops))
-    _partition(sch, vectorize_inner(sch, kz, lanes))
+    split_tail(sch, vectorize_inner(sch, kz, lanes))
     return None
 
 
@@ -808,7 +797,7 @@ def _store_pieces(sch, wl, xi, lanes: int, tile=()):
 def _padded_row_copy(sch, wl, name: str, lanes: int, under):
     """A row copy zero past the width (``name``'s value ``if_then_else(x < Wo, src, 0)``, over
     rows of whole vectors), vectorized inside ``under``. Static builds: cut by LoopPartition
-    (``_partition``), whose last vector LLVM folds at the known width. Generic builds: the vector
+    (``split_tail``), whose last vector LLVM folds at the known width. Generic builds: the vector
     loop split into two half-vector pieces per vector, returned for :func:`_guard_row_copy`
     (once the schedule is otherwise done); LoopPartition left the row's last vector scalar, a
     compare, a branch and a scalar load per lane. perf, dist 2x128x28² k3 (3000 calls, samples
@@ -826,7 +815,7 @@ def _padded_row_copy(sch, wl, name: str, lanes: int, under):
     block = sch.get_sblock(name)
     xo = vectorize_inner(sch, block, lanes, under=under)
     if wl.p["Wo"] is not None or xo is None:
-        _partition(sch, xo)
+        split_tail(sch, xo)
         return None
     xi = sch.get_loops(block)[-1]
     piece, _ = sch.split(xi, [2, None])
@@ -938,14 +927,14 @@ def _channel_sum_row(sch, acc, lanes):
     sch.parallel(row)
     xo, xi = sch.split(x, [None, lanes])
     sch.vectorize(xi)
-    _partition(sch, xo)
+    split_tail(sch, xo)
     return row, c
 
 
 def _finish(sch, acc, first_red, xo, lanes=None):
     """The cast stage into the tile loop ``xo``, the reduction's init split off, both vectorized
     (``lanes``: the loops left are whole rows of a symbolic width, split into vectors first)."""
-    vec = vectorize_under if lanes is None else (lambda s, b, loop: _partition(s, vectorize_inner(s, b, lanes, under=loop)))
+    vec = vectorize_under if lanes is None else (lambda s, b, loop: split_tail(s, vectorize_inner(s, b, lanes, under=loop)))
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, xo)
     vec(sch, out, xo)
@@ -995,7 +984,7 @@ def conv_dk(sch, wl, target):
         sch.compute_at(dO_pad, row)
         # its zeros past the width are a lane-dependent condition: without the partition hint
         # TVM scalarized the whole copy (generic 2x64x56² k3 1.45 -> 1.07x the static time)
-        _partition(sch, vectorize_inner(sch, dO_pad, lanes, under=row))
+        split_tail(sch, vectorize_inner(sch, dO_pad, lanes, under=row))
     _finish(sch, acc, c, row, lanes if p["Wo"] is None else None)
 
 
@@ -1131,7 +1120,7 @@ def _conv_dw_x_vectors(sch, wl, target) -> None:
     sch.parallel(sch.fuse(oo, c))
     sch.vectorize(xl)
     unroll(sch, j, oi)
-    _partition(sch, xo)
+    split_tail(sch, xo)
     # the lane sums and the cast per tile: the partials stay in registers
     sch.reverse_compute_at(acc, i)
     sch.reverse_compute_at(sch.get_sblock("out"), i)
@@ -1190,7 +1179,7 @@ def _per_tap_planes(sch, lanes: int, k: int, llvm_rows: bool = False) -> None:
         sch.reorder(planes, y, i, xo, j, xi)
         unroll(sch, j)
     sch.vectorize(xi)
-    _partition(sch, xo)
+    split_tail(sch, xo)
 
 
 @register("pac", "pool_dk", "cpu")
@@ -1208,7 +1197,7 @@ def _channel_sum_padded(sch, wl) -> None:
     """A channel sum (G = 1) over rows padded to whole vectors (``ops.pac.pool_dk``, ``dist``): the store's
     loop nest, parallel over output rows, per vector of x a k x k tile of accumulator vectors
     (a local array: registers) summed over every channel, the taps unrolled inside, then
-    stored; only the store of a row's last vector is partial (static builds: ``_partition``;
+    stored; only the store of a row's last vector is partial (static builds: ``split_tail``;
     generic builds: guarded half-vector pieces, ``_store_pieces``), once per tile, not per channel. The padded row of the per-pixel operand (``Rp``: all channels of the
     output row) is copied at the row (generic float32 / float64 builds: whole vectors,
     ``_masked_taps``: the row's last vector a zero store, then the vector ending at the width;
@@ -1220,7 +1209,7 @@ def _channel_sum_padded(sch, wl) -> None:
     the per-pixel row); this tile over unpadded rows, one scalar tail per row, 2.1-2.4x at 28²
     (generic pool_dk 0.29 -> 0.17 ms, dist 0.29 -> 0.18 with the padded rows).
 
-    Generic builds run one loop over a row's vectors, not cut by ``_partition``: the guarded
+    Generic builds run one loop over a row's vectors, not cut by ``split_tail``: the guarded
     store pieces take the last vector, which was a second copy of the channel loop. Generic /
     static, 1 thread, thread CPU time, minima of 31 (11 at 128²), old and new generic builds
     interleaved in one process (scratch A/B), old -> new: 2x128x28² k3 pool_dk 1.29 -> 1.22,
@@ -1263,7 +1252,7 @@ def _channel_sum_padded(sch, wl) -> None:
     sch.parallel(row)
     pieces = _store_pieces(sch, wl, xi, lanes, tile=(i, j))
     if pieces is None:  # generic builds: the guarded pieces take the row's last vector (above)
-        _partition(sch, xo)
+        split_tail(sch, xo)
     acc = sch.get_sblock("acc")
     sch.compute_at(acc, xo)
     sch.set_scope(acc, 0, "local")
@@ -1284,7 +1273,7 @@ def _channel_sum_padded(sch, wl) -> None:
     if not taps:
         _guard_row_copy(sch, rp, "Rp")
     elif not _masked_taps(sch, rxo):
-        _partition(sch, rxo)
+        split_tail(sch, rxo)
 
 
 def _taps_inside_vectors(sch, lanes, row_copy=None):
@@ -1299,7 +1288,7 @@ def _taps_inside_vectors(sch, lanes, row_copy=None):
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(xo, i, j, xi)
     sch.vectorize(xi)
-    _partition(sch, xo)
+    split_tail(sch, xo)
     if row_copy is not None:
         _row_copy(sch, acc, row_copy, row, lanes)
     _finish(sch, acc, i, xo)
@@ -1320,7 +1309,8 @@ def _row_copy(sch, block, buffer: str, row, lanes: int) -> None:
     index = [r.source.name for r in sch.get(block).reads].index(buffer)
     copy = sch.cache_read(block, index, "global")
     sch.compute_at(copy, row)
-    vectorize_inner(sch, copy, lanes, under=row)
+    # the row's whole vectors cut from its last (a predicated vector loop runs scalar)
+    split_tail(sch, vectorize_inner(sch, copy, lanes, under=row))
 
 
 @register("pac", "dist_df0", "cpu")

@@ -315,6 +315,20 @@ def _loops_around(mod, name: str) -> list:
     return out[::-1]
 
 
+@pytest.mark.parametrize("G", [1, 4])
+def test_cpu_dist_df0_row_copy_cut(G):
+    """dist_df0's per-row copy of dD (``pac_cpu._row_copy``) with its row's whole vectors cut
+    from the last by LoopPartition (``split_tail``): one predicated vector loop over a symbolic
+    row runs scalar (generic G = C 2.4-3.8x the static build before, RESULTS.md "PAC CPU
+    dist_df0"). Its values: ``test_cpu_generic_build_matches_static`` (widths 37, 16, 7)."""
+    from dynfilter_tvm.build import schedule
+
+    sizes = dict(N=None, H=None, W=None, Ho=None, Wo=None)
+    wl = Workload.make("pac", "dist_df0", dict(C=4, G=G, k=3, s=1, p=1, d=1, asym=0, **sizes), "float32")
+    loops = _loops_around(schedule(wl, cpu_target(), tuned=False)[0], "dD_global")
+    assert "pragma_loop_partition_hint" in loops[-2], loops
+
+
 @pytest.mark.parametrize("generic", [False, True])
 def test_cpu_adjoint_pool_copies_per_plane(generic):
     """The adjoint pool with a kernel per channel copies its padded kernel and source per
