@@ -209,7 +209,7 @@ def guard_pieces(sch, pieces, block: str = "out", shift: bool = False) -> None:
         whole.append(ana.simplify(span.max_value < 0))
         anyl.append(ana.simplify(span.min_value < 0))
     if not whole:  # no lane bound, or one this guard does not read: cut the loop instead
-        sch.annotate(pieces, "pragma_loop_partition_hint", 1)
+        split_tail(sch, pieces)
         return
     clean = with_predicate(loop.body, all_of(keep))
     part = loop.body

@@ -836,7 +836,7 @@ def _guard_row_copy(sch, loops, name: str) -> None:
     lane = piece.body
     realize, block, store, value = _copy_store(lane)
     if not (_is_if_then_else(value) and isinstance(value.args[0], tirx.LT)):
-        sch.annotate(loops[0], "pragma_loop_partition_hint", 1)  # not the pattern: cut as before
+        split_tail(sch, loops[0])  # not the pattern: cut as before
         return
     cond, src, zero = value.args
     ana = loop_analyzer(sch, name, stop=piece)
