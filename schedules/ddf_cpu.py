@@ -285,7 +285,7 @@ def _segments(w: int, lanes: int):
     return segs
 
 
-def _pad_copy(sch, name: str, at, lanes: int, generic: bool, flat: bool = False):
+def _pad_copy(sch, name: str, at, lanes: int, generic: bool):
     """A padded copy next to the loop ``at`` that reads it, as a zero fill and a copy of the
     interior (``decompose_padding``): one copy with the bounds test per element has a
     predicate per lane, which TVM's vectorizer leaves scalar (about 10 instructions an
@@ -296,9 +296,7 @@ def _pad_copy(sch, name: str, at, lanes: int, generic: bool, flat: bool = False)
     a symbolic row, ends each row in a predicated tile, which it leaves scalar (TVM emits
     no masked stores): with 4-lane vectors (a scalar tail of up to 3), the copy was 16% of
     the generic fwd's time at 56 px rows, its tail alone 10% at 14 px (perf, k = 3).
-    ``flat`` (dc): the zero fill's loops fused (the fill covers the whole compacted plane), so
-    LLVM makes it one memset per plane instead of one per row. Returns the generic interior's
-    row loop (else None), for :func:`_overlap_rows`."""
+    Returns the generic interior's row loop (else None), for :func:`_overlap_rows`."""
     blk = sch.get_sblock(name)
     if at is None:  # a whole-call copy (ds): parallel over its planes
         at = sch.fuse(*sch.get_loops(blk)[:3])
@@ -314,8 +312,6 @@ def _pad_copy(sch, name: str, at, lanes: int, generic: bool, flat: bool = False)
     except s_tir.ScheduleError:
         split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
         return None
-    if flat:  # the fill's loops (it covers the whole compacted plane) as one
-        sch.fuse(*sch.get_loops(fill)[depth + 1:])
     split_tail(sch, vectorize_inner(sch, fill, lanes, under=at))
     if not generic:
         split_tail(sch, vectorize_inner(sch, blk, lanes, under=at))
@@ -346,8 +342,9 @@ def _overlap_rows(sch, loop, lanes: int, fill: str = None) -> None:
     1.33 -> 1.19 at 14², fwd 0.93 -> 0.87, dx 0.94 -> 0.89 at 28². Tried and
     dropped: 16-lane copy vectors (14 px rows then all scalar: 1.30), the zero fill as whole
     vectors and an overlapping last one (1.14, 0.99 against 1.10, 0.93 at 14², 28²), the fill's
-    loops fused per plane as dc's (``flat``: 15-18x slower in fwd), dc's X copy taking this
-    (2-3x slower, cause not traced).
+    loops fused per plane (15-18x slower in fwd; dc's X copy, 3-5x: the fused fill's index,
+    once the plane's buffer was compacted around this copy, no longer simplified to the
+    loop's, so each lane computed its row and column with two divisions and stored alone).
 
     The first whole vector stands apart from the loop over the others (perf, generic dx at
     2x256x14² k3: per 14 px row LLVM's 8-times unrolled loop took its setup, a branch to its
@@ -821,15 +818,18 @@ def _dx_pad_copy(sch, wl, plane):
 def ds(sch, wl, target):
     """Per output row (b, g, y) and vector of x, all k x k taps accumulate in registers over
     the channels (dO read once per tap set). X padded once per call: at stride > 1
-    phase-major (:func:`_phase_pad_copy`); generic builds at stride 1 a zero fill and the rows'
-    interiors (:func:`_pad_copy`, :func:`_overlap_rows`): its single predicated pass ran
-    scalar, half the generic kernel's samples at 2x256x14² (perf); generic ds new / old 0.58 /
-    0.69 / 0.87 at 14², 28², 56² k3 (RESULTS.md "DDF CPU static row tails")."""
+    phase-major (:func:`_phase_pad_copy`); generic builds at stride 1 the rows' interiors
+    (:func:`_pad_copy`, :func:`_overlap_rows`) with the zero border stored around them
+    (:func:`_border_fill`): its single predicated pass ran scalar, half the generic kernel's
+    samples at 2x256x14² (perf); generic ds new / old 0.58 / 0.69 / 0.87 at 14², 28², 56² k3
+    (RESULTS.md "DDF CPU static row tails"). Generic builds read dO's rows widened
+    (:func:`_widened_rows`), per output row for all channels (RESULTS.md "DDF CPU generic
+    ds / dc copies")."""
     lanes = vector_lanes(wl.dtype)
     if wl.p["s"] > 1:
         _phase_pad_copy(sch, wl, "Xpad", None, lanes, _copy_partition_ok(wl))
-    elif wl.kind == "generic" and _copy_partition_ok(wl):  # a zero fill and the rows' interiors
-        _overlap_rows(sch, _pad_copy(sch, "Xpad", None, lanes, True), lanes)
+    elif wl.kind == "generic" and _copy_partition_ok(wl):  # the rows' interiors, a zero border
+        _overlap_rows(sch, _pad_copy(sch, "Xpad", None, lanes, True), lanes, "Xpad_pad_const")
     else:
         xpad = sch.get_sblock("Xpad")
         sch.parallel(sch.fuse(*sch.get_loops(xpad)[:3]))
@@ -852,8 +852,7 @@ def ds(sch, wl, target):
     _generic_tiles(sch, wl, lanes)
     split_tail(sch, xo)
     if wl.kind == "generic":  # the row's widened dO (all channels) next to the loop that reads it
-        sch.compute_at(sch.get_sblock("dOpad"), row)
-        split_tail(sch, vectorize_inner(sch, "dOpad", lanes, under=row))
+        _widened_rows(sch, "dOpad", row, lanes)
 
 
 @register("ddf", "dc", "cpu")
@@ -861,9 +860,11 @@ def dc(sch, wl, target):
     """Per plane (b, g, c): the column sums acc_cols, a vector tile of the k x k taps x one
     vector of x, over the rows y; then 'acc' sums the real columns. Generic builds: the tile
     accumulates in a local buffer (the plane's sums have a symbolic size), S's widened rows
-    tile-major ('Spad', once per call), and the plane's copies are single passes: dO's
-    widened rows one copy (:func:`_dc_dopad`), X's zero fill at stride 1 one loop over the
-    plane (``_pad_copy(flat=True)``). Found by perf at 2x64x56² k3: the copies took ~37% of
+    tile-major ('Spad', once per call); per plane dO's widened rows (:func:`_widened_rows`)
+    and at stride 1 X's padded copy as ds's (the interiors whole vectors and an overlapping
+    last one, the zero border around them: :func:`_overlap_rows`, :func:`_border_fill`).
+    Generic dc new / old 0.90-0.99 at 2x128x28² k3, 0.88-0.97 at 2x256x14² (RESULTS.md "DDF CPU
+    generic ds / dc copies"). Found by perf at 2x64x56² k3: the copies took ~37% of
     the generic kernel's samples, dO's zero fill and copy (the static build reads dO in place)
     ~20%, X's fill a memset per row (LLVM's loop idiom: a call per 58 floats) ~9%. Generic /
     static, 1 thread (``bench_ddf_kernels.py --thread-time --repeats 11 --kernels dc``, before
@@ -913,19 +914,38 @@ def dc(sch, wl, target):
     if wl.p["s"] > 1:
         _phase_pad_copy(sch, wl, "Xpad", plane, lanes)
     else:
-        _pad_copy(sch, "Xpad", plane, lanes, wl.kind == "generic", flat=wl.kind == "generic")
-    if wl.kind == "generic":  # dO's widened rows: one pass, whole vectors (see _dc_dopad)
-        _dc_dopad(sch, plane, lanes)
+        _overlap_rows(sch, _pad_copy(sch, "Xpad", plane, lanes, wl.kind == "generic"), lanes, "Xpad_pad_const")
+    if wl.kind == "generic":
+        _widened_rows(sch, "dOpad", plane, lanes)
     split_tail(sch, xo)
 
 
-def _dc_dopad(sch, plane, lanes: int) -> None:
-    """dc's widened dO (zeros right of the row only) per plane as one copy of whole vectors,
-    the row's last, partial vector cut off (``split_tail``: predicated, so scalar; none where
-    W is a multiple of ``lanes``), as ds's. :func:`_pad_copy`'s zero fill of the whole plane
-    followed by an interior copy wrote every element twice."""
-    sch.compute_at(sch.get_sblock("dOpad"), plane)
-    split_tail(sch, vectorize_inner(sch, "dOpad", lanes, under=plane))
+def _widened_rows(sch, name: str, at, lanes: int) -> None:
+    """A generic build's widened copy ``name`` (rows of w pixels extended by zeros to wq, whole
+    ROW_QUANTUM: ds's and dc's 'dOpad') next to the loop ``at``: per row, the zeros as vectors
+    counted back from the row's end (those past w: one vector where ``lanes`` = ROW_QUANTUM),
+    then the row's pixels as whole vectors and an overlapping last one (:func:`_overlap_rows`),
+    which overwrite what the zeros overlap. Was one pass of whole vectors with the row's
+    last vector predicated, which TVM's vectorizer runs scalar: a compare and a branch per
+    pixel (perf)."""
+    blk = sch.get_sblock(name)
+    sch.compute_at(blk, at)
+    fill = sch.decompose_padding(blk, sch.get_loops(blk)[-1])  # per row: the zeros, then the copy
+    f = sch.get(sch.get_loops(fill)[-1])
+    realize = f.body
+    wide, src = sch.get(fill).writes[0].source.shape, sch.get(blk).reads[0].source.shape
+    ana = sym.Analyzer()
+    if len(wide) != len(src) or not all(ana.can_prove_equal(a, b) for a, b in zip(wide[:-1], src[:-1])):
+        raise ValueError(f"{name}: only the rows widened (shape {list(wide)} of {list(src)})")
+    wq, w = wide[-1], src[-1]
+    dt = str(f.loop_var.ty)
+    m, j, xi = tirx.const(lanes, dt), tirx.Var("j", dt), tirx.Var("xi", dt)
+    start = tirx.max(wq - (j + 1) * m, 0)  # the j-th vector back from the row's end
+    values = [start + xi if v.same_as(f.loop_var) else v for v in realize.iter_values]
+    zeros = tirx.For(j, tirx.const(0, dt), tirx.floordiv(wq - w + m - 1, m), tirx.ForKind.SERIAL, tirx.For(
+        xi, tirx.const(0, dt), m, tirx.ForKind.VECTORIZED, s_tir.SBlockRealize(values, realize.predicate, realize.block)))
+    sch.state.replace(sch.get_sref(sch.get_loops(fill)[-1]), zeros, {})
+    _overlap_rows(sch, sch.get_loops(blk)[-1], lanes)
 
 
 def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) -> None:

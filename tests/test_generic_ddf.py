@@ -395,34 +395,41 @@ def test_generic_cpu_dx_border_fill(k, d, dtype, quantum, monkeypatch):
                                    rtol=tol, atol=tol, err_msg=f"{B}x{H}x{W}")
 
 
+def _block_predicated(script: str, name: str) -> list:
+    """For each realize of block ``name`` in a TVMScript, whether it carries a T.where."""
+    parts = script.split("with T.sblock(")[1:]
+    return ["T.where(" in part.split("\n", 1)[1].split("with T.sblock(")[0].split("T.writes(")[0]
+            for part in parts if part.startswith(f'"{name}")')]
+
+
+@pytest.mark.parametrize("kernel", ("ds", "dc"))
 @pytest.mark.parametrize("k,s,d,combine", [(3, 1, 1, "mul"), (3, 1, 1, "add"), (5, 2, 2, "add"), (3, 2, 1, "mul")])
-def test_generic_cpu_dc_copies(k, s, d, combine):
-    """The generic dc's per-plane copies (``schedules.ddf_cpu._dc_dopad``, ``_pad_copy(flat=)``):
-    dO's widened rows one pass (no zero fill: its zeros right of the row come from the copy's
-    predicated last vector, which 'add', without S's zeros, needs), X's zero fill at stride 1
-    one loop over the plane. Against the float64 reference with NaN-filled outputs, at widths
-    below, at and past multiples of the 8-lane vectors."""
+def test_generic_cpu_grad_copies(kernel, k, s, d, combine):
+    """The generic ds's and dc's copies: dO's widened rows (``schedules.ddf_cpu._widened_rows``:
+    per row the zeros past it as vectors back from the row's end, then whole vectors and an
+    overlapping last one, no predicated copy) and, at stride 1, X's padded plane (the zero
+    border around the rows' interiors, ``_overlap_rows`` with its fill). 'add', without S's
+    zeros, needs dO's zeros in dc. Against the float64 reference with NaN-filled outputs,
+    at widths below, at and past multiples of the 8-lane vectors."""
     import numpy as np
-    import tvm
 
     from dynfilter_tvm.build import build, schedule
     from dynfilter_tvm.target import cpu_target
 
     target = cpu_target()
-    wl = _generic_wl("dc", 8, 2, k, s, d, combine, "float32")
+    wl = _generic_wl(kernel, 8, 2, k, s, d, combine, "float32")
     script = schedule(wl, target, tuned=False)[0].script()
-    assert 'T.sblock("dOpad_pad_const")' not in script and 'T.sblock("dOpad")' in script
-    assert ("ax0_ax1_fused" in script) == (s == 1)
+    assert _block_predicated(script, "dOpad_pad_const") and not any(_block_predicated(script, "dOpad_pad_const"))
+    assert _block_predicated(script, "dOpad") and not any(_block_predicated(script, "dOpad"))
+    assert "(j + 1) * 8, 0)" in script  # the zeros counted back from the row's end
+    if s == 1:  # X's zero border stored around the interior copy, no whole-plane fill
+        assert "ax0_ax1_fused" not in script and "for y in range(H + 2 - 1 - H)" in script
     lib = build(wl, target)
     for B, H, W in ((1, 1, 1), (2, 3, 7), (1, 4, 8), (1, 3, 9), (2, 5, 16), (1, 2, 17), (1, 3, 33)):
-        p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=d, combine=combine)
-        Ho, Wo = -(-H // s), -(-W // s)
-        rng = np.random.default_rng(B * 1000 + H * 100 + W)
-        ins = [rng.standard_normal(shape).astype("float32")
-               for shape in ((B, 2, 4, Ho, Wo), (B, 2, 4, H, W), (B, 2, k, k, Ho, Wo))]
-        args = [tvm.runtime.tensor(a) for a in (*ins, np.full((B, 2, 4, k, k), np.nan, "float32"))]
+        ins, args = _nan_filled_args(kernel, B, H, W, k, s, "float32", B * 1000 + H * 100 + W)
         lib(*args)
-        np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", "dc", p, "float32"), ins),
+        p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=d, combine=combine)
+        np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", kernel, p, "float32"), ins),
                                    rtol=1e-4, atol=1e-4, err_msg=f"{B}x{H}x{W}")
 
 
