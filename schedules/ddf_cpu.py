@@ -16,7 +16,9 @@ interleaves them into dX (contiguous loads, stores strided by s).
 
 Shape-generic kernels (B, H, W symbolic) take the same schedules. Their rows are whole vectors
 (``ops.ddf.ROW_QUANTUM``): S's widened rows ('Spad': fwd, dc) built once per call, dO's widened
-rows next to the loop that reads them (ds: per output row, all channels; dc: per plane). Only
+rows next to the loop that reads them (ds: per output row, all channels, and only for rows
+shorter than a vector, the others read in place with a shifted last tile:
+:func:`_in_place_tiles`; dc: per plane). Only
 the padded copies and the stores of the real row ('out'; dc's sum over x) keep a predicated
 tail, which ``split_tail`` cuts off the whole tiles (vectors); the vector tiles are declared
 whole (``tile_regions``) so that they stay small buffers (dc's column sums accumulate in such a
@@ -37,14 +39,14 @@ copies' tails 10%. A tile's partial last piece stores the vector ending at the r
 from __future__ import annotations
 
 import tvm.s_tir as s_tir
-from tvm import sym, tirx
+from tvm import ir, sym, tirx
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
 from dynfilter_tvm.ops.ddf import FWD_ROW_QUANTUM, FWD_ROWS
 
 from . import register
-from .common import UNROLL_TAPS, acc_registers, all_of, conjuncts, extent, guard_pieces, loop_analyzer, split_tail, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import UNROLL_TAPS, acc_registers, all_of, conjuncts, extent, guard_pieces, loop_analyzer, split_tail, substitute, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
@@ -822,9 +824,10 @@ def ds(sch, wl, target):
     (:func:`_pad_copy`, :func:`_overlap_rows`) with the zero border stored around them
     (:func:`_border_fill`): its single predicated pass ran scalar, half the generic kernel's
     samples at 2x256x14² (perf); generic ds new / old 0.58 / 0.69 / 0.87 at 14², 28², 56² k3
-    (RESULTS.md "DDF CPU static row tails"). Generic builds read dO's rows widened
-    (:func:`_widened_rows`), per output row for all channels (RESULTS.md "DDF CPU generic
-    ds / dc copies")."""
+    (RESULTS.md "DDF CPU static row tails"). Generic builds read dO in place, the row's
+    partial last tile shifted back to end at its end (:func:`_in_place_tiles`); rows shorter
+    than a vector read dO's widened rows (:func:`_widened_rows`, per output row for all
+    channels). RESULTS.md "DDF CPU generic ds / dc copies"."""
     lanes = vector_lanes(wl.dtype)
     if wl.p["s"] > 1:
         _phase_pad_copy(sch, wl, "Xpad", None, lanes, _copy_partition_ok(wl))
@@ -853,6 +856,127 @@ def ds(sch, wl, target):
     split_tail(sch, xo)
     if wl.kind == "generic":  # the row's widened dO (all channels) next to the loop that reads it
         _widened_rows(sch, "dOpad", row, lanes)
+        _in_place_tiles(sch, xo, lanes, ("acc",))
+
+
+def _rebuild(e, load):
+    """Expression ``e`` rebuilt with each tensor load replaced by ``load(it)``. Raises TypeError
+    at an expression kind it does not know (the caller then leaves the IR as it was)."""
+    if isinstance(e, (tirx.IntImm, tirx.FloatImm, tirx.Var)):
+        return e
+    if isinstance(e, ir.expr.TensorLoad):
+        return load(e)
+    if isinstance(e, (tirx.Add, tirx.Sub, tirx.Mul, tirx.Div, tirx.FloorDiv, tirx.FloorMod, tirx.Min, tirx.Max)):
+        return type(e)(_rebuild(e.a, load), _rebuild(e.b, load))
+    if isinstance(e, tirx.Cast):
+        return tirx.Cast(e.ty, _rebuild(e.value, load))
+    raise TypeError(f"not rebuilt: {type(e).__name__}")
+
+
+def _retile_block(realize, x_var, pred, shift=None, tiles=(), swap=None):
+    """Block realize ``realize`` with predicate ``pred``, its tensors swapped ({old: new}, the
+    same indices) and, given ``shift``, its x binding lowered by ``shift`` while its accesses of
+    the ``tiles`` buffers (the register tile, indexed by lane) keep their lanes."""
+    blk, swap = realize.block, swap or {}
+    i = next(n for n, v in enumerate(realize.iter_values) if any(u.same_as(x_var) for u in tirx.analysis.undefined_vars(v)))
+    xv = blk.iter_vars[i].var
+
+    def access(src, idx):  # (tensor, indices) of an access
+        idx = list(idx)
+        if shift is not None and any(t.same_as(src) for t in tiles):
+            idx = [substitute(e, {xv: xv + shift}) for e in idx]
+        return next((new for old, new in swap.items() if old.same_as(src)), src), idx
+
+    def load(ld):
+        return tirx.BufferLoad(*access(ld.source, ld.indices))
+
+    def region(r):
+        src, lo = access(r.source, [x.min for x in r.region])
+        return ir.expr.TensorRegion(src, [ir.Range.from_min_extent(m, x.extent) for m, x in zip(lo, r.region)], r.ty)
+
+    st = blk.body
+    if not isinstance(st, tirx.BufferStore) or blk.init is not None:
+        raise TypeError("not a plain store")
+    dst, idx = access(st.buffer, st.indices)
+    block = s_tir.SBlock(blk.iter_vars, [region(r) for r in blk.reads], [region(r) for r in blk.writes], blk.name_hint,
+                         tirx.BufferStore(dst, _rebuild(st.value, load), idx), None, blk.alloc_buffers,
+                         blk.match_buffers, blk.annotations)
+    values = list(realize.iter_values)
+    if shift is not None:
+        values[i] = values[i] - shift
+    return s_tir.SBlockRealize(values, pred, block)
+
+
+def _map_realizes(st, fn):
+    """Statement ``st`` (loops, sequences, conditions) with each block realize replaced by fn(it)."""
+    if isinstance(st, tirx.For):
+        return tirx.For(st.loop_var, st.min, st.extent, st.kind, _map_realizes(st.body, fn), st.thread_binding,
+                        st.annotations)
+    if isinstance(st, tirx.SeqStmt):
+        return tirx.SeqStmt([_map_realizes(x, fn) for x in st.seq])
+    if isinstance(st, tirx.IfThenElse):
+        return tirx.IfThenElse(st.condition, _map_realizes(st.then_case, fn),
+                               None if st.else_case is None else _map_realizes(st.else_case, fn))
+    if isinstance(st, s_tir.SBlockRealize):
+        return fn(st)
+    raise TypeError(f"not mapped: {type(st).__name__}")
+
+
+def _realizes(st) -> list:
+    out = []
+    _map_realizes(st, lambda r: out.append(r) or r)
+    return out
+
+
+def _in_place_tiles(sch, xo, lanes: int, tiles) -> bool:
+    """Generic ds: the row's vector tiles (loop ``xo``) read dO in place instead of its widened
+    copy 'dOpad', where the row holds a whole vector (W >= lanes): the whole tiles as they
+    were, the partial last one shifted back to end at the row's end (its lanes recompute
+    pixels of the tile before, the same values, and store them again), the tiles past it
+    skipped (their lanes are never stored). The register tile (``tiles``: buffer names) stays
+    indexed by lane. Rows shorter than a vector keep dO's widened copy and the tiles as they
+    were (a branch on W). Returns False, the IR unchanged, where it is not of the expected
+    form (a surgery of the scheduled IR, as :func:`_overlap_rows`: it runs last).
+
+    Why: the static kernels read dO in place; the generic ones spent ~20% of their time on the
+    copy (perf). Generic / static ds, same process: 1.50-1.56 -> 1.20 at 2x128x28² k3,
+    1.34-1.44 -> 1.01-1.04 at 2x256x14², 1.17-1.31 -> 1.00-1.03 at 2x64x56²; strides 2-3
+    unchanged (RESULTS.md "DDF CPU generic ds / dc copies"). dc's column sums would take it
+    too, but their shifted tile must read S in place (its widened copy is tile-major): nine
+    tap rows at symbolic strides, each a pointer reloaded per row, made that tile cost twice a
+    whole one (perf) and dc 1.05-1.1x slower at 28 and 14 px; nor did the whole tiles in place
+    with the last one unshifted (reading a copy of the row's last vector only) help it (new /
+    old 0.95-1.08, 21 rounds, two processes). dc keeps the copy."""
+    loop = sch.get(xo)
+    row_sref = sch.get_sref(xo).parent
+    row = row_sref.stmt
+    params = {p.name: p for p in sch.mod["main"].params}
+    if not isinstance(row, tirx.For) or not isinstance(row.body, tirx.SeqStmt) or "dO" not in params:
+        return False
+    try:
+        found = {x.source.name: x.source for r in _realizes(loop.body) for x in (*r.block.reads, *r.block.writes)}
+        if "dOpad" not in found or not all(t in found for t in tiles):
+            return False
+        w = params["dO"].shape[-1]
+        dt = str(loop.loop_var.ty)
+        m, x0, true = tirx.const(lanes, dt), loop.loop_var, tirx.const(True, "bool")
+        whole = w // m  # tiles wholly inside the row
+        shift = (whole + 1) * m - w  # the partial tile's lanes past the row
+        swap = {found["dOpad"]: params["dO"]}
+        inside = _map_realizes(loop.body, lambda r: _retile_block(r, x0, true, swap=swap))
+        shifted = _map_realizes(loop.body, lambda r: _retile_block(r, x0, true, shift, [found[t] for t in tiles], swap))
+        copies = [all(any(b.source.same_as(found["dOpad"]) for b in r.block.writes) for r in _realizes(x))
+                  and not x.same_as(loop) for x in row.body.seq]
+    except TypeError:
+        return False
+    body = tirx.IfThenElse(w >= m, tirx.IfThenElse(x0 < whole, inside, tirx.IfThenElse(
+        tirx.And(x0 == whole, tirx.FloorMod(w, m) != 0), shifted, None)), loop.body)
+    tiles_loop = tirx.For(x0, loop.min, loop.extent, loop.kind, body, loop.thread_binding, {})
+    seq = [tiles_loop if x.same_as(loop) else tirx.IfThenElse(w < m, x, None) if copy else x
+           for x, copy in zip(row.body.seq, copies)]
+    sch.state.replace(row_sref, tirx.For(row.loop_var, row.min, row.extent, row.kind, tirx.SeqStmt(seq),
+                                         row.thread_binding, row.annotations), {})
+    return True
 
 
 @register("ddf", "dc", "cpu")

@@ -433,6 +433,38 @@ def test_generic_cpu_grad_copies(kernel, k, s, d, combine):
                                    rtol=1e-4, atol=1e-4, err_msg=f"{B}x{H}x{W}")
 
 
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+def test_generic_cpu_ds_in_place(dtype):
+    """The generic ds reads dO in place where the row holds a whole vector
+    (``schedules.ddf_cpu._in_place_tiles``: whole tiles, then the partial last one shifted back
+    to end at the row's end; a branch on W keeps dO's widened copy for shorter rows). Against
+    the float64 reference with NaN-filled outputs at every width from 1 to 19 and at 33, with
+    stride 1 and 2 (float64: 4-lane vectors, so rows past the last partial tile hold tiles
+    that are skipped)."""
+    import numpy as np
+
+    from dynfilter_tvm.build import build, schedule
+    from dynfilter_tvm.target import cpu_target
+
+    target = cpu_target()
+    lanes = 4 if dtype == "float64" else 8
+    for k, s, d, combine in ((3, 1, 1, "mul"), (3, 2, 1, "add")):
+        wl = _generic_wl("ds", 8, 2, k, s, d, combine, dtype)
+        script = schedule(wl, target, tuned=False)[0].script()
+        wo = "W" if s == 1 else "(W + 1) // 2"  # the output row's width
+        assert f"if {wo} >= {lanes}:" in script and f"if {wo} < {lanes}:" in script
+        assert "+ dO[v_b, v_g, v_c, v_y, v_x]" in script  # the tiles' reads of dO, in place
+        lib = build(wl, target)
+        for W in (*range(1, 20), 33):
+            B, H = 1 + W % 2, 2 + W % 3
+            ins, args = _nan_filled_args("ds", B, H, W, k, s, dtype, W)
+            lib(*args)
+            p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=d, combine=combine)
+            tol = 1e-4 if dtype == "float32" else 1e-10
+            np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", "ds", p, dtype), ins),
+                                       rtol=tol, atol=tol, err_msg=f"k{k} s{s} {B}x{H}x{W}")
+
+
 # each kernel's inputs and output (C = 8 channels in G = 2 heads)
 KERNEL_IO = {"fwd": (("X", "S", "C"), "O"), "dx": (("dO", "S", "C"), "X"), "ds": (("dO", "X", "C"), "S"),
              "dc": (("dO", "X", "S"), "C")}
