@@ -270,20 +270,26 @@ def with_predicate(stmt, pred, values=None):
     return s_tir.SBlockRealize(iters, pred, stmt.block)
 
 
-def substitute(e, values):
-    """Expression ``e`` (integer arithmetic of loop variables: a block binding) with the
-    variables in ``values`` replaced."""
+def substitute(e, values, load=None):
+    """Expression ``e`` (integer arithmetic of loop variables: a block binding; with ``load``
+    also a block's stored value: arithmetic, casts and tensor loads) with the variables in
+    ``values`` replaced and each tensor load replaced by ``load(it)``. Raises TypeError at an
+    expression kind it does not know."""
     if isinstance(e, tirx.Var):
         return next((x for v, x in values.items() if v.same_as(e)), e)
-    if isinstance(e, (tirx.Add, tirx.Sub, tirx.Mul, tirx.FloorDiv, tirx.FloorMod, tirx.Min, tirx.Max)):
-        return type(e)(substitute(e.a, values), substitute(e.b, values))
+    if load is not None and isinstance(e, ir.expr.TensorLoad):
+        return load(e)
+    if isinstance(e, (tirx.Add, tirx.Sub, tirx.Mul, tirx.Div, tirx.FloorDiv, tirx.FloorMod, tirx.Min, tirx.Max)):
+        return type(e)(substitute(e.a, values, load), substitute(e.b, values, load))
     if isinstance(e, (tirx.LT, tirx.LE, tirx.GT, tirx.GE, tirx.EQ, tirx.NE, tirx.And, tirx.Or)):
-        return type(e)(substitute(e.a, values), substitute(e.b, values))
+        return type(e)(substitute(e.a, values, load), substitute(e.b, values, load))
     if isinstance(e, tirx.Select):  # (the analyzer's bound of a padded height: ops.acda FWD_ROWS)
-        return tirx.Select(*(substitute(x, values) for x in (e.condition, e.true_value, e.false_value)))
-    if isinstance(e, tirx.IntImm):
+        return tirx.Select(*(substitute(x, values, load) for x in (e.condition, e.true_value, e.false_value)))
+    if isinstance(e, tirx.Cast):
+        return tirx.Cast(e.ty, substitute(e.value, values, load))
+    if isinstance(e, (tirx.IntImm, tirx.FloatImm)):
         return e
-    raise TypeError(f"binding not substituted: {type(e).__name__}")
+    raise TypeError(f"not substituted: {type(e).__name__}")
 
 
 # -- generic (symbolic-shape) CUDA builds: stages of constant, sane size -----------------------

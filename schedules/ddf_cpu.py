@@ -859,20 +859,6 @@ def ds(sch, wl, target):
         _in_place_tiles(sch, xo, lanes, ("acc",))
 
 
-def _rebuild(e, load):
-    """Expression ``e`` rebuilt with each tensor load replaced by ``load(it)``. Raises TypeError
-    at an expression kind it does not know (the caller then leaves the IR as it was)."""
-    if isinstance(e, (tirx.IntImm, tirx.FloatImm, tirx.Var)):
-        return e
-    if isinstance(e, ir.expr.TensorLoad):
-        return load(e)
-    if isinstance(e, (tirx.Add, tirx.Sub, tirx.Mul, tirx.Div, tirx.FloorDiv, tirx.FloorMod, tirx.Min, tirx.Max)):
-        return type(e)(_rebuild(e.a, load), _rebuild(e.b, load))
-    if isinstance(e, tirx.Cast):
-        return tirx.Cast(e.ty, _rebuild(e.value, load))
-    raise TypeError(f"not rebuilt: {type(e).__name__}")
-
-
 def _retile_block(realize, x_var, pred, shift=None, tiles=(), swap=None):
     """Block realize ``realize`` with predicate ``pred``, its tensors swapped ({old: new}, the
     same indices) and, given ``shift``, its x binding lowered by ``shift`` while its accesses of
@@ -899,7 +885,7 @@ def _retile_block(realize, x_var, pred, shift=None, tiles=(), swap=None):
         raise TypeError("not a plain store")
     dst, idx = access(st.buffer, st.indices)
     block = s_tir.SBlock(blk.iter_vars, [region(r) for r in blk.reads], [region(r) for r in blk.writes], blk.name_hint,
-                         tirx.BufferStore(dst, _rebuild(st.value, load), idx), None, blk.alloc_buffers,
+                         tirx.BufferStore(dst, substitute(st.value, {}, load), idx), None, blk.alloc_buffers,
                          blk.match_buffers, blk.annotations)
     values = list(realize.iter_values)
     if shift is not None:
