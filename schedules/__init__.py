@@ -76,7 +76,15 @@ def code_digest(*modules) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1)
+def _helpers() -> tuple:
+    """The helper modules: ``common`` and the private ones (``_rows``...)."""
+    names = ["common", *sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("_"))]
+    return tuple(importlib.import_module(f"{__name__}.{name}") for name in names)
+
+
 def source_digest(fn: ScheduleFn) -> str:
-    """Hash of the code of the module holding ``fn`` and of the shared helpers: any edit to
-    a schedule's code changes the cache key of the kernels it builds."""
-    return code_digest(sys.modules[fn.__module__], sys.modules[__name__ + ".common"])
+    """Hash of the code of the module holding ``fn`` and of the shared helpers (every one,
+    used or not: a schedule may reach one through another): any edit to a schedule's code
+    changes the cache key of the kernels it builds."""
+    return code_digest(sys.modules[fn.__module__], *_helpers())

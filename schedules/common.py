@@ -260,14 +260,33 @@ def all_of(conds):
     return tirx.const(True, "bool") if out is None else out
 
 
+def map_realizes(st, fn):
+    """Statement ``st`` (loops, sequences, conditions) with each block realize replaced by fn(it)."""
+    if isinstance(st, tirx.For):
+        return tirx.For(st.loop_var, st.min, st.extent, st.kind, map_realizes(st.body, fn), st.thread_binding,
+                        st.annotations)
+    if isinstance(st, tirx.SeqStmt):
+        return tirx.SeqStmt([map_realizes(x, fn) for x in st.seq])
+    if isinstance(st, tirx.IfThenElse):
+        return tirx.IfThenElse(st.condition, map_realizes(st.then_case, fn),
+                               None if st.else_case is None else map_realizes(st.else_case, fn))
+    if isinstance(st, s_tir.SBlockRealize):
+        return fn(st)
+    raise TypeError(f"not mapped: {type(st).__name__}")
+
+
+def realizes(st) -> list:
+    """The block realizes in statement ``st``, in order."""
+    out = []
+    map_realizes(st, lambda r: out.append(r) or r)
+    return out
+
+
 def with_predicate(stmt, pred, values=None):
-    """``stmt`` (nested For loops over one block realize) with the realize's predicate ``pred``
-    (and, given ``values``, {loop var: expression}, its bindings with those substituted)."""
-    if isinstance(stmt, tirx.For):
-        return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, with_predicate(stmt.body, pred, values),
-                        stmt.thread_binding, stmt.annotations)
-    iters = [substitute(v, values) for v in stmt.iter_values] if values else stmt.iter_values
-    return s_tir.SBlockRealize(iters, pred, stmt.block)
+    """``stmt`` (loops over block realizes) with each realize's predicate ``pred`` (and, given
+    ``values``, {loop var: expression}, its bindings with those substituted)."""
+    return map_realizes(stmt, lambda r: s_tir.SBlockRealize(
+        [substitute(v, values) for v in r.iter_values] if values else r.iter_values, pred, r.block))
 
 
 def substitute(e, values, load=None):

@@ -46,7 +46,8 @@ from tvm.target import codegen
 from dynfilter_tvm.ops.ddf import FWD_ROW_QUANTUM, FWD_ROWS
 
 from . import register
-from .common import UNROLL_TAPS, acc_registers, all_of, conjuncts, extent, guard_pieces, loop_analyzer, split_tail, substitute, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from ._rows import overlap_rows, widened_rows
+from .common import UNROLL_TAPS, acc_registers, map_realizes, realizes, extent, guard_pieces, split_tail, substitute, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
@@ -322,90 +323,11 @@ def _pad_copy(sch, name: str, at, lanes: int, generic: bool):
 
 
 def _overlap_rows(sch, loop, lanes: int, fill: str = None) -> None:
-    """A generic padded copy's row loop ``loop`` (the interior, a plain loop over a symbolic
-    row of n pixels, one block inside) as whole ``lanes``-wide vectors, then, where n is not
-    a multiple of ``lanes``, one more vector ending at the row's end (it overlaps the last
-    whole one and stores the same values again: a copy between two buffers, so the result is
-    unchanged), or a scalar loop for rows under ``lanes``. The block's predicate conjuncts
-    ``x < e`` become the loop's extent (``min``), others stay unless the loops' ranges prove
-    them. Replaces the loop in the IR (the block then sits in it three times, as with
-    :func:`guard_pieces`), so this runs last; leaves the loop as it was where the row enters
-    the block otherwise than as one of its variables.
-
-    Why (perf, generic fwd at 2x256x14² k3): X's interior copy was 32% of the kernel's samples
-    (the static build's copy ~9%): LLVM's vectorisation of the plain row loop runs a 4-lane
-    remainder loop and a scalar one per row (14 px: 3 x 4 + 2, each with its trip-count tests,
-    about 35 instructions a row), where the static build copies a row as 8 + 4 + 2 at
-    constant offsets; now one 8-lane vector and an overlapping one. Same process (static and
-    both generic builds interleaved, thread time, 11 repeats), generic / static: fwd 1.19 ->
-    1.10 at 14², 0.90 -> 0.88 at 28², 1.03 -> 1.03 at 56², 0.98 -> 0.95 at k7; dx (dO's copy)
-    1.34 -> 1.23, 1.26 -> 1.14 at 14², 1.01 -> 0.97 at 56², 0.85 -> 0.87 at k7; the main and
-    this tree's builds exported and timed in one process (15 repeats): fwd 1.18 -> 1.01, dx
-    1.33 -> 1.19 at 14², fwd 0.93 -> 0.87, dx 0.94 -> 0.89 at 28². Tried and
-    dropped: 16-lane copy vectors (14 px rows then all scalar: 1.30), the zero fill as whole
-    vectors and an overlapping last one (1.14, 0.99 against 1.10, 0.93 at 14², 28²), the fill's
-    loops fused per plane (15-18x slower in fwd; dc's X copy, 3-5x: the fused fill's index,
-    once the plane's buffer was compacted around this copy, no longer simplified to the
-    loop's, so each lane computed its row and column with two divisions and stored alone).
-
-    The first whole vector stands apart from the loop over the others (perf, generic dx at
-    2x256x14² k3: per 14 px row LLVM's 8-times unrolled loop took its setup, a branch to its
-    remainder loop and that loop's ~14 instructions for one vector; now ~5 and a skipped
-    loop). With :func:`_border_fill`'s fixed right pad, same process (main's and this build,
-    interleaved, 15 repeats, three processes), generic / static dx 1.38 / 1.34 / 1.70 -> 1.10
-    / 1.25 / 1.54 at 2x256x14² k3 (28², 56², k7 unchanged within 0.05); fwd (X's copy)
-    0.99 / 1.06 / 1.03 -> 0.94 / 1.03 / 1.01 at 14², 28², 56² and k7 unchanged or lower;
-    three more processes: dx 1.45 / 1.39 / 1.35 -> 1.33 / 1.22 / 1.21 at 14² (28² 0.97-0.98 ->
-    0.92-0.99), fwd 1.16 / 1.14 / 1.10 -> 0.98 / 1.09 / 1.05 at 14². What then stayed at 14²,
-    the dx tile going through memory for 'out''s shifted last piece, was its heap workspace
-    (:func:`_pair_layout`).
-
-    ``fill`` (dx's dO): the copy's zero fill block, left to the rows above and below
-    the data, the data rows' pads stored in this row loop before the copy
-    (:func:`_border_fill`)."""
-    if loop is None:
-        return
-    f = sch.get(loop)
-    realize = f.body
-    if not isinstance(realize, s_tir.SBlockRealize) or isinstance(f.extent, tirx.IntImm):
-        return
-    ana = loop_analyzer(sch, realize.block.name_hint)
-    x, n, dt = f.loop_var, f.extent, str(f.loop_var.ty)
-    conj = []
-    for e in conjuncts(realize.predicate):
-        if isinstance(e, tirx.LT) and e.a.same_as(x):  # the row's end: the loop's extent
-            n = ana.simplify(tirx.min(n, e.b))
-        elif not ana.can_prove(e):
-            conj.append(e)
-    if any(v.same_as(x) for c in conj for v in tirx.analysis.undefined_vars(c)):
-        return  # a bound over the row of another form: the plain loop stays
-
-    if any(not v.same_as(x) and any(u.same_as(x) for u in tirx.analysis.undefined_vars(v))
-           for v in realize.iter_values):
-        return  # the row bound other than as the block's variable itself
-
-    def piece(start, extent, kind):
-        xi = tirx.Var("xi", dt)
-        values = [start + xi if v.same_as(x) else v for v in realize.iter_values]
-        return tirx.For(xi, tirx.const(0, dt), extent, kind, s_tir.SBlockRealize(values, all_of(conj), realize.block))
-
-    xo = tirx.Var("xo", dt)
-    m = tirx.const(lanes, dt)
-    # the first whole vector apart from the loop over the others: short rows (14 px: one
-    # whole vector) then skip LLVM's unrolled loop's setup and remainder loop
-    whole = tirx.IfThenElse(n >= m, tirx.SeqStmt([
-        piece(tirx.const(0, dt), m, tirx.ForKind.VECTORIZED),
-        tirx.For(xo, tirx.const(1, dt), tirx.floordiv(n, m) - 1, tirx.ForKind.SERIAL,
-                 piece(xo * m, m, tirx.ForKind.VECTORIZED))]), None)
-    tail = tirx.IfThenElse(tirx.floormod(n, m) != tirx.const(0, dt), tirx.IfThenElse(
-        n >= m, piece(n - m, m, tirx.ForKind.VECTORIZED), piece(tirx.const(0, dt), n, tirx.ForKind.SERIAL)), None)
-    border = _border_fill(sch, fill, realize, all_of(conj), lanes) if fill else None
-    sides, fill_rows = border if border else ([], None)
-    one = tirx.For(tirx.Var("row", dt), tirx.const(0, dt), tirx.const(1, dt), tirx.ForKind.SERIAL,
-                   tirx.SeqStmt([*sides, whole, tail]))  # a loop, as the replaced statement must be
-    sch.state.replace(sch.get_sref(loop), one, {})
-    if fill_rows is not None:
-        fill_rows()
+    """:func:`schedules._rows.overlap_rows` with ``fill`` (a padded copy's zero fill block:
+    dx's dO, X at stride 1) left to the rows above and below the data, the data rows' pads
+    stored in the row loop (:func:`_border_fill`)."""
+    border = (lambda realize, pred: _border_fill(sch, fill, realize, pred, lanes)) if fill else None
+    overlap_rows(sch, loop, lanes, border)
 
 
 def _border_fill(sch, fill: str, copy, pred, lanes: int):
@@ -826,7 +748,7 @@ def ds(sch, wl, target):
     samples at 2x256x14² (perf); generic ds new / old 0.58 / 0.69 / 0.87 at 14², 28², 56² k3
     (RESULTS.md "DDF CPU static row tails"). Generic builds read dO in place, the row's
     partial last tile shifted back to end at its end (:func:`_in_place_tiles`); rows shorter
-    than a vector read dO's widened rows (:func:`_widened_rows`, per output row for all
+    than a vector read dO's widened rows (:func:`schedules._rows.widened_rows`, per output row for all
     channels). RESULTS.md "DDF CPU generic ds / dc copies"."""
     lanes = vector_lanes(wl.dtype)
     if wl.p["s"] > 1:
@@ -855,7 +777,7 @@ def ds(sch, wl, target):
     _generic_tiles(sch, wl, lanes)
     split_tail(sch, xo)
     if wl.kind == "generic":  # the row's widened dO (all channels) next to the loop that reads it
-        _widened_rows(sch, "dOpad", row, lanes)
+        widened_rows(sch, "dOpad", row, lanes)
         _in_place_tiles(sch, xo, lanes, ("acc",))
 
 
@@ -893,27 +815,6 @@ def _retile_block(realize, x_var, pred, shift=None, tiles=(), swap=None):
     return s_tir.SBlockRealize(values, pred, block)
 
 
-def _map_realizes(st, fn):
-    """Statement ``st`` (loops, sequences, conditions) with each block realize replaced by fn(it)."""
-    if isinstance(st, tirx.For):
-        return tirx.For(st.loop_var, st.min, st.extent, st.kind, _map_realizes(st.body, fn), st.thread_binding,
-                        st.annotations)
-    if isinstance(st, tirx.SeqStmt):
-        return tirx.SeqStmt([_map_realizes(x, fn) for x in st.seq])
-    if isinstance(st, tirx.IfThenElse):
-        return tirx.IfThenElse(st.condition, _map_realizes(st.then_case, fn),
-                               None if st.else_case is None else _map_realizes(st.else_case, fn))
-    if isinstance(st, s_tir.SBlockRealize):
-        return fn(st)
-    raise TypeError(f"not mapped: {type(st).__name__}")
-
-
-def _realizes(st) -> list:
-    out = []
-    _map_realizes(st, lambda r: out.append(r) or r)
-    return out
-
-
 def _in_place_tiles(sch, xo, lanes: int, tiles) -> bool:
     """Generic ds: the row's vector tiles (loop ``xo``) read dO in place instead of its widened
     copy 'dOpad', where the row holds a whole vector (W >= lanes): the whole tiles as they
@@ -940,7 +841,7 @@ def _in_place_tiles(sch, xo, lanes: int, tiles) -> bool:
     if not isinstance(row, tirx.For) or not isinstance(row.body, tirx.SeqStmt) or "dO" not in params:
         return False
     try:
-        found = {x.source.name: x.source for r in _realizes(loop.body) for x in (*r.block.reads, *r.block.writes)}
+        found = {x.source.name: x.source for r in realizes(loop.body) for x in (*r.block.reads, *r.block.writes)}
         if "dOpad" not in found or not all(t in found for t in tiles):
             return False
         w = params["dO"].shape[-1]
@@ -949,9 +850,9 @@ def _in_place_tiles(sch, xo, lanes: int, tiles) -> bool:
         whole = w // m  # tiles wholly inside the row
         shift = (whole + 1) * m - w  # the partial tile's lanes past the row
         swap = {found["dOpad"]: params["dO"]}
-        inside = _map_realizes(loop.body, lambda r: _retile_block(r, x0, true, swap=swap))
-        shifted = _map_realizes(loop.body, lambda r: _retile_block(r, x0, true, shift, [found[t] for t in tiles], swap))
-        copies = [all(any(b.source.same_as(found["dOpad"]) for b in r.block.writes) for r in _realizes(x))
+        inside = map_realizes(loop.body, lambda r: _retile_block(r, x0, true, swap=swap))
+        shifted = map_realizes(loop.body, lambda r: _retile_block(r, x0, true, shift, [found[t] for t in tiles], swap))
+        copies = [all(any(b.source.same_as(found["dOpad"]) for b in r.block.writes) for r in realizes(x))
                   and not x.same_as(loop) for x in row.body.seq]
     except TypeError:
         return False
@@ -970,7 +871,7 @@ def dc(sch, wl, target):
     """Per plane (b, g, c): the column sums acc_cols, a vector tile of the k x k taps x one
     vector of x, over the rows y; then 'acc' sums the real columns. Generic builds: the tile
     accumulates in a local buffer (the plane's sums have a symbolic size), S's widened rows
-    tile-major ('Spad', once per call); per plane dO's widened rows (:func:`_widened_rows`)
+    tile-major ('Spad', once per call); per plane dO's widened rows (:func:`schedules._rows.widened_rows`)
     and at stride 1 X's padded copy as ds's (the interiors whole vectors and an overlapping
     last one, the zero border around them: :func:`_overlap_rows`, :func:`_border_fill`).
     Generic dc new / old 0.90-0.99 at 2x128x28² k3, 0.88-0.97 at 2x256x14² (RESULTS.md "DDF CPU
@@ -1026,36 +927,8 @@ def dc(sch, wl, target):
     else:
         _overlap_rows(sch, _pad_copy(sch, "Xpad", plane, lanes, wl.kind == "generic"), lanes, "Xpad_pad_const")
     if wl.kind == "generic":
-        _widened_rows(sch, "dOpad", plane, lanes)
+        widened_rows(sch, "dOpad", plane, lanes)
     split_tail(sch, xo)
-
-
-def _widened_rows(sch, name: str, at, lanes: int) -> None:
-    """A generic build's widened copy ``name`` (rows of w pixels extended by zeros to wq, whole
-    ROW_QUANTUM: ds's and dc's 'dOpad') next to the loop ``at``: per row, the zeros as vectors
-    counted back from the row's end (those past w: one vector where ``lanes`` = ROW_QUANTUM),
-    then the row's pixels as whole vectors and an overlapping last one (:func:`_overlap_rows`),
-    which overwrite what the zeros overlap. Was one pass of whole vectors with the row's
-    last vector predicated, which TVM's vectorizer runs scalar: a compare and a branch per
-    pixel (perf)."""
-    blk = sch.get_sblock(name)
-    sch.compute_at(blk, at)
-    fill = sch.decompose_padding(blk, sch.get_loops(blk)[-1])  # per row: the zeros, then the copy
-    f = sch.get(sch.get_loops(fill)[-1])
-    realize = f.body
-    wide, src = sch.get(fill).writes[0].source.shape, sch.get(blk).reads[0].source.shape
-    ana = sym.Analyzer()
-    if len(wide) != len(src) or not all(ana.can_prove_equal(a, b) for a, b in zip(wide[:-1], src[:-1])):
-        raise ValueError(f"{name}: only the rows widened (shape {list(wide)} of {list(src)})")
-    wq, w = wide[-1], src[-1]
-    dt = str(f.loop_var.ty)
-    m, j, xi = tirx.const(lanes, dt), tirx.Var("j", dt), tirx.Var("xi", dt)
-    start = tirx.max(wq - (j + 1) * m, 0)  # the j-th vector back from the row's end
-    values = [start + xi if v.same_as(f.loop_var) else v for v in realize.iter_values]
-    zeros = tirx.For(j, tirx.const(0, dt), tirx.floordiv(wq - w + m - 1, m), tirx.ForKind.SERIAL, tirx.For(
-        xi, tirx.const(0, dt), m, tirx.ForKind.VECTORIZED, s_tir.SBlockRealize(values, realize.predicate, realize.block)))
-    sch.state.replace(sch.get_sref(sch.get_loops(fill)[-1]), zeros, {})
-    _overlap_rows(sch, sch.get_loops(blk)[-1], lanes)
 
 
 def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) -> None:

@@ -1,0 +1,199 @@
+"""Generic (symbolic-row) CPU copies as whole vectors: a padded or widened copy's row as
+vectors and one overlapping last vector, instead of TVM's predicated last tile, which its
+vectorizer runs scalar (a compare and a branch per pixel). Rewrites of the scheduled IR:
+they run last."""
+from __future__ import annotations
+
+import tvm.s_tir as s_tir
+from tvm import ir, sym, tirx
+
+from .common import all_of, conjuncts, substitute
+
+
+def _row_analyzer(sch, block: str, nonempty=()):
+    """An analyzer with ``block``'s loops bound, and the condition it assumes: the sizes
+    ``nonempty`` (expressions of the symbolic sizes: the copied array's shape) at least 1,
+    each variable bound from the least value at which the sizes that hold it alone are
+    provably so (W >= 3 for an unpadded k = 3 row, (W - 3) // s + 1). TVM does not know a
+    size positive, so where a copy's region comes from a loop of ceil(W / lanes) tiles it
+    clamps for W <= 0 (ACDA datoms' dOpad: x = min(0, (W + 7) // 8 * 8 - 1) + i), forms the
+    rewrites below do not take; under the condition those clamps simplify away, and the
+    caller keeps the nest as it was for the other case."""
+    loops = [sch.get(lp) for lp in sch.get_loops(sch.get_sblock(block))]
+    least = []  # [variable, least value]
+    for e in nonempty:
+        free = [v for v in tirx.analysis.undefined_vars(e) if not any(v.same_as(o.loop_var) for o in loops)]
+        for v in free:
+            if not any(v.same_as(u) for u, _ in least):
+                least.append([v, 1])
+        if len(free) == 1:
+            entry = next(x for x in least if x[0].same_as(free[0]))
+            entry[1] = next((lo for lo in range(entry[1], 1025) if _proves(e >= 1, free[0], lo)), None)
+            if entry[1] is None:
+                raise ValueError(f"no size makes {e} positive")
+    ana = sym.Analyzer()
+    for v, lo in least:  # first: the loops' ranges are bounded through them
+        ana.bind(v, ir.Range.from_min_extent(lo, 1 << 30))
+    for lp in loops:
+        ana.bind(lp.loop_var, ir.Range.from_min_extent(lp.min, lp.extent))
+    return ana, all_of([v >= lo for v, lo in least])
+
+
+def _proves(cond, v, lo: int) -> bool:
+    ana = sym.Analyzer()
+    ana.bind(v, ir.Range.from_min_extent(lo, 1 << 30))
+    return ana.can_prove(cond)
+
+
+def _mods_bound(e, ana):
+    """``e`` with each ``a mod b`` a new variable that ``ana`` bounds to [0, b): the analyzer
+    does not prove y mod H < H for a symbolic H (a row of a fused batch x height loop)."""
+    if isinstance(e, tirx.FloorMod):
+        r = tirx.Var("r", str(e.ty))
+        ana.bind(r, ir.Range.from_min_extent(0, e.b))
+        return r
+    if isinstance(e, (tirx.Add, tirx.Sub, tirx.Mul, tirx.FloorDiv, tirx.Min, tirx.Max, tirx.LT, tirx.LE)):
+        return type(e)(_mods_bound(e.a, ana), _mods_bound(e.b, ana))
+    return e
+
+
+def _simplified(realize, ana):
+    """``realize`` with its bindings simplified by ``ana`` and the predicate conjuncts it
+    proves dropped (the others simplified)."""
+    keep = [ana.simplify(c) for c in conjuncts(realize.predicate)]
+    return s_tir.SBlockRealize([ana.simplify(v) for v in realize.iter_values],
+                               all_of([c for c in keep if not ana.can_prove(_mods_bound(c, ana))]), realize.block)
+
+
+def overlap_rows(sch, loop, lanes: int, border=None, nonempty=()) -> None:
+    """A generic padded copy's row loop ``loop`` (the interior, a plain loop over a symbolic
+    row of n pixels, one block inside) as whole ``lanes``-wide vectors, then, where n is not
+    a multiple of ``lanes``, one more vector ending at the row's end (it overlaps the last
+    whole one and stores the same values again: a copy between two buffers, so the result is
+    unchanged), or a scalar loop for rows under ``lanes``. The block's predicate conjuncts
+    ``x + c < e`` (or ``<=``) become the loop's extent (``min``), others stay unless the loops' ranges prove
+    them. Replaces the loop in the IR (the block then sits in it three times, as with
+    :func:`guard_pieces`), so this runs last; leaves the loop as it was where the row enters
+    the block otherwise than as one of its variables.
+
+    Why (perf, generic fwd at 2x256x14² k3): X's interior copy was 32% of the kernel's samples
+    (the static build's copy ~9%): LLVM's vectorisation of the plain row loop runs a 4-lane
+    remainder loop and a scalar one per row (14 px: 3 x 4 + 2, each with its trip-count tests,
+    about 35 instructions a row), where the static build copies a row as 8 + 4 + 2 at
+    constant offsets; now one 8-lane vector and an overlapping one. Same process (static and
+    both generic builds interleaved, thread time, 11 repeats), generic / static: fwd 1.19 ->
+    1.10 at 14², 0.90 -> 0.88 at 28², 1.03 -> 1.03 at 56², 0.98 -> 0.95 at k7; dx (dO's copy)
+    1.34 -> 1.23, 1.26 -> 1.14 at 14², 1.01 -> 0.97 at 56², 0.85 -> 0.87 at k7; the main and
+    this tree's builds exported and timed in one process (15 repeats): fwd 1.18 -> 1.01, dx
+    1.33 -> 1.19 at 14², fwd 0.93 -> 0.87, dx 0.94 -> 0.89 at 28². Tried and
+    dropped: 16-lane copy vectors (14 px rows then all scalar: 1.30), the zero fill as whole
+    vectors and an overlapping last one (1.14, 0.99 against 1.10, 0.93 at 14², 28²), the fill's
+    loops fused per plane (15-18x slower in fwd; dc's X copy, 3-5x: the fused fill's index,
+    once the plane's buffer was compacted around this copy, no longer simplified to the
+    loop's, so each lane computed its row and column with two divisions and stored alone).
+
+    The first whole vector stands apart from the loop over the others (perf, generic dx at
+    2x256x14² k3: per 14 px row LLVM's 8-times unrolled loop took its setup, a branch to its
+    remainder loop and that loop's ~14 instructions for one vector; now ~5 and a skipped
+    loop). With :func:`_border_fill`'s fixed right pad, same process (main's and this build,
+    interleaved, 15 repeats, three processes), generic / static dx 1.38 / 1.34 / 1.70 -> 1.10
+    / 1.25 / 1.54 at 2x256x14² k3 (28², 56², k7 unchanged within 0.05); fwd (X's copy)
+    0.99 / 1.06 / 1.03 -> 0.94 / 1.03 / 1.01 at 14², 28², 56² and k7 unchanged or lower;
+    three more processes: dx 1.45 / 1.39 / 1.35 -> 1.33 / 1.22 / 1.21 at 14² (28² 0.97-0.98 ->
+    0.92-0.99), fwd 1.16 / 1.14 / 1.10 -> 0.98 / 1.09 / 1.05 at 14². What then stayed at 14²,
+    the dx tile going through memory for 'out''s shifted last piece, was its heap workspace
+    (:func:`_pair_layout`).
+
+    ``fill`` (dx's dO): the copy's zero fill block, left to the rows above and below
+    the data, the data rows' pads stored in this row loop before the copy
+    (:func:`_border_fill`)."""
+    if loop is None:
+        return
+    f = sch.get(loop)
+    realize = f.body
+    if not isinstance(realize, s_tir.SBlockRealize) or isinstance(f.extent, tirx.IntImm):
+        return
+    ana, sizes = _row_analyzer(sch, realize.block.name_hint, nonempty)
+    if nonempty:
+        realize = _simplified(realize, ana)
+    x, n, dt = f.loop_var, ana.simplify(f.extent) if nonempty else f.extent, str(f.loop_var.ty)
+    conj = []
+    for e in conjuncts(realize.predicate):
+        off = ana.simplify(e.a - x) if isinstance(e, (tirx.LT, tirx.LE)) else None
+        if off is not None and not any(v.same_as(x) for v in tirx.analysis.undefined_vars(off)):
+            n = ana.simplify(tirx.min(n, e.b - off + (1 if isinstance(e, tirx.LE) else 0)))  # the row's end
+        elif not ana.can_prove(e):
+            conj.append(e)
+    if any(v.same_as(x) for c in conj for v in tirx.analysis.undefined_vars(c)):
+        return  # a bound over the row of another form: the plain loop stays
+
+    if any(not v.same_as(x) and any(u.same_as(x) for u in tirx.analysis.undefined_vars(v))
+           for v in realize.iter_values):
+        return  # the row bound other than as the block's variable itself
+
+    def piece(start, extent, kind):
+        xi = tirx.Var("xi", dt)
+        values = [start + xi if v.same_as(x) else v for v in realize.iter_values]
+        return tirx.For(xi, tirx.const(0, dt), extent, kind, s_tir.SBlockRealize(values, all_of(conj), realize.block))
+
+    xo = tirx.Var("xo", dt)
+    m = tirx.const(lanes, dt)
+    # the first whole vector apart from the loop over the others: short rows (14 px: one
+    # whole vector) then skip LLVM's unrolled loop's setup and remainder loop
+    whole = tirx.IfThenElse(n >= m, tirx.SeqStmt([
+        piece(tirx.const(0, dt), m, tirx.ForKind.VECTORIZED),
+        tirx.For(xo, tirx.const(1, dt), tirx.floordiv(n, m) - 1, tirx.ForKind.SERIAL,
+                 piece(xo * m, m, tirx.ForKind.VECTORIZED))]), None)
+    tail = tirx.IfThenElse(tirx.floormod(n, m) != tirx.const(0, dt), tirx.IfThenElse(
+        n >= m, piece(n - m, m, tirx.ForKind.VECTORIZED), piece(tirx.const(0, dt), n, tirx.ForKind.SERIAL)), None)
+    border = border(realize, all_of(conj)) if border else None
+    sides, fill_rows = border if border else ([], None)
+    rows = tirx.SeqStmt([*sides, whole, tail])
+    if nonempty:  # the plain loop for sizes under those assumed
+        rows = tirx.IfThenElse(sizes, rows, f)
+    one = tirx.For(tirx.Var("row", dt), tirx.const(0, dt), tirx.const(1, dt), tirx.ForKind.SERIAL,
+                   rows)  # a loop, as the replaced statement must be
+    sch.state.replace(sch.get_sref(loop), one, {})
+    if fill_rows is not None:
+        fill_rows()
+
+
+def widened_rows(sch, name: str, at, lanes: int, nonempty: bool = False) -> None:
+    """A generic build's widened copy ``name`` (rows of w pixels extended by zeros to wq, whole
+    ROW_QUANTUM: ds's and dc's 'dOpad') next to the loop ``at``: per row, the zeros as vectors
+    counted back from the row's end (those past w: one vector where ``lanes`` = ROW_QUANTUM),
+    then the row's pixels as whole vectors and an overlapping last one (:func:`overlap_rows`),
+    which overwrite what the zeros overlap. Was one pass of whole vectors with the row's
+    last vector predicated, which TVM's vectorizer runs scalar: a compare and a branch per
+    pixel (perf). ``nonempty``: the rewrite assumes the source's sizes positive, the nest
+    as it was kept for the other case (:func:`_row_analyzer`)."""
+    blk = sch.get_sblock(name)
+    sch.compute_at(blk, at)
+    fill = sch.decompose_padding(blk, sch.get_loops(blk)[-1])  # per row: the zeros, then the copy
+    f = sch.get(sch.get_loops(fill)[-1])
+    fb = sch.get(fill)
+    wide, src = fb.writes[0].source.shape, sch.get(blk).reads[0].source.shape
+    ana, sizes = _row_analyzer(sch, fb.name_hint, src if nonempty else ())
+    realize = _simplified(f.body, ana)
+    x = f.loop_var
+    if (len(wide) != len(src) or not realize.iter_values[-1].same_as(x)
+            or any(v.same_as(x) for v in tirx.analysis.undefined_vars(realize.predicate))):
+        raise ValueError(f"{name}: not a copy widened along its rows (shape {list(wide)} of {list(src)})")
+    # a copy padded along other axes too (ACDA's dOpad: whole pairs of rows) qualifies where
+    # 'at' places none of those padding rows here (the zeros below fill the rows' ends only)
+    binds = {iv.var: v for iv, v in zip(fb.iter_vars, realize.iter_values)}
+    for a, b, r in zip(wide[:-1], src[:-1], fb.writes[0].region[:-1]):
+        if not (ana.can_prove_equal(a, b) or ana.can_prove(_mods_bound(substitute(r.min + r.extent, binds), ana) <= b)):
+            raise ValueError(f"{name}: writes padding past the rows here (shape {list(wide)} of {list(src)})")
+    wq, w = wide[-1], src[-1]
+    dt = str(x.ty)
+    m, j, xi = tirx.const(lanes, dt), tirx.Var("j", dt), tirx.Var("xi", dt)
+    start = tirx.max(wq - (j + 1) * m, 0)  # the j-th vector back from the row's end
+    values = [start + xi if v.same_as(x) else v for v in realize.iter_values]
+    zeros = tirx.For(j, tirx.const(0, dt), tirx.floordiv(wq - w + m - 1, m), tirx.ForKind.SERIAL, tirx.For(
+        xi, tirx.const(0, dt), m, tirx.ForKind.VECTORIZED, s_tir.SBlockRealize(values, realize.predicate, realize.block)))
+    if nonempty:  # the fill as it was for sizes under those assumed
+        zeros = tirx.For(tirx.Var("row", dt), tirx.const(0, dt), tirx.const(1, dt), tirx.ForKind.SERIAL,
+                         tirx.IfThenElse(sizes, zeros, f))
+    sch.state.replace(sch.get_sref(sch.get_loops(fill)[-1]), zeros, {})
+    overlap_rows(sch, sch.get_loops(blk)[-1], lanes, nonempty=src if nonempty else ())
