@@ -107,6 +107,15 @@ stack, 14% of the generic samples; the tap loop as fast).
 - the static fwd takes the same tile (sixth session): on AVX2 it had kept 2 channels x 6
   atoms and spilled as the generic one had; new / old 0.62-0.88 up to k = 5.
 
+- the generic datoms' copies as whole vectors and an overlapping last one (2026-12-03):
+  X's padded copy a zero fill, then each row's interior (``_rows.overlap_rows``); dO's rows
+  widened per atom as ds's in ``ddf_cpu`` (``_rows.widened_rows``: the zeros counted back from
+  the row's end, then the row). Each had been one predicated vector pass, which TVM's
+  vectorizer leaves scalar: dO's copy lane by lane was ~40% of the generic kernel's samples
+  at 2x128x14² k3, X's copy at stride 2 (LLVM's gathers and scatters) 42% at 2x128x56² s2
+  (perf). Both rewrites assume the copied sizes positive (TVM's regions clamp for W <= 0), the
+  nest as it was kept for other sizes. Figures: RESULTS.md "ACDA CPU generic datoms copies".
+
 Static builds at widths that whole (or half) vectors do not tile (31, 14 px): the vector tile
 loops of fwd, dx, datoms and the row's atoms carry the LoopPartition hint (``split_tail``), so
 the whole tiles stay vectors; before, TVM's vectorizer ran every tile of such a row scalar.
@@ -125,6 +134,7 @@ from tvm import ir, sym, tirx
 from dynfilter_tvm.ops.acda import DX_ROWS, ROW_TILE, X_QUANTUM
 
 from . import register
+from ._rows import overlap_rows, widened_rows
 from .common import (acc_registers, after_compute_at, all_of, conjuncts, split_tail, substitute,
                      tile_regions, unroll, unroll_taps, vector_lanes, vector_registers, vectorize_inner, vectorize_under,
                      with_predicate)
@@ -272,9 +282,9 @@ def datoms(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
     xpad = sch.get_sblock("Xpad")
     sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
-    _pad_rows(sch, wl, xpad, lanes)
     if wl.p["W"] is None:
         return _datoms_generic(sch, wl, lanes)
+    _pad_rows(sch, wl, xpad, lanes)
     acc = sch.get_sblock("acc")
     n, m, u, v, y, x, c = sch.get_loops(acc)
     sch.reorder(n, y, m, u, x, c, v)
@@ -456,20 +466,26 @@ XPAD_ROWS_L1 = 320
 def _datoms_generic(sch, wl, lanes):
     """Per output row (parallel), atom, tap row and vector tile (k * C small: atom, vector tile,
     tap row), the tile's k tap columns accumulate over the channels; dO's row widened by zeros
-    per tile or per atom (module docstring)."""
+    per tile or per atom, X padded once per call, its rows as whole vectors (module
+    docstring). Per tile, the widened copy of a column stays a predicated vector (per atom
+    instead, at those sizes, took 1.03-1.27x the time at 56 px k3 / k5, 28 px k3 and 29 x 31
+    px, one process)."""
     rows_in_tile = wl.p["k"] * wl.p["C"] <= XPAD_ROWS_L1
     row, xo, at, acc = _store_nest(sch, 1, lanes, c_axis=False, rows_in_tile=rows_in_tile)
     loops = _tile_loops(sch, acc, wl, [("v", wl.p["k"]), ("x", lanes), ("c", wl.p["C"])], ("c", "v", "x"))
     if "v" in loops:
         unroll_taps(sch, wl, loops["v"])
-    dop = sch.get_sblock("dOpad")
-    dop_at = xo if rows_in_tile else sch.get_loops(sch.get_sblock("out"))[1]  # the tile, or the atom
-    sch.compute_at(dop, dop_at)
-    xo_dop = vectorize_inner(sch, dop, lanes, under=dop_at)
-    if not rows_in_tile:
-        split_tail(sch, xo_dop)
+    if rows_in_tile:
+        sch.compute_at(sch.get_sblock("dOpad"), xo)
+        vectorize_inner(sch, sch.get_sblock("dOpad"), lanes, under=xo)
     init = sch.decompose_reduction(acc, loops["first"])
     vectorize_inner(sch, init, lanes, under=at)
+    if not rows_in_tile:  # per atom: the rows' zeros, then whole vectors and an overlapping last one
+        widened_rows(sch, "dOpad", sch.get_loops(sch.get_sblock("out"))[1], lanes, nonempty=True)
+    xpad = sch.get_sblock("Xpad")
+    fill = sch.decompose_padding(xpad, sch.get_loops(xpad)[-1])
+    split_tail(sch, vectorize_inner(sch, fill, lanes))
+    overlap_rows(sch, sch.get_loops(sch.get_sblock("Xpad"))[-1], lanes, nonempty=sch.get(xpad).reads[0].source.shape)
 
 
 def _tile_loops(sch, acc, wl, extents, order):

@@ -141,6 +141,54 @@ def test_generic_cpu_datoms_dO_placements(C, k):
     _generic_equals_static(base)
 
 
+def _datoms_reference(dO, X, k, s, d, p):
+    """datoms in plain PyTorch: out[n,m,u,v,y,x] = sum_c dO[n,c,m,y,x] Xpad[n,c,y*s+u*d,x*s+v*d]."""
+    Ho, Wo = dO.shape[-2:]
+    Xp = torch.nn.functional.pad(X, (p, p, p, p))
+    return torch.stack([torch.stack([
+        torch.einsum("ncmyx,ncyx->nmyx", dO, Xp[:, :, u * d:u * d + (Ho - 1) * s + 1:s, v * d:v * d + (Wo - 1) * s + 1:s])
+        for v in range(k)], 2) for u in range(k)], 2)
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+@pytest.mark.parametrize("k, s, d, p", [(3, 1, 1, 1), (3, 2, 1, 0), (5, 1, 2, 1)])
+def test_generic_cpu_datoms_widened_rows(dtype, k, s, d, p):
+    """The generic datoms' copies. X's padded copy: a zero fill, then the rows' interiors
+    (``schedules._rows.overlap_rows``; it was one predicated pass, which LLVM ran as gathers and
+    scatters at stride 2). dO's rows widened per atom (k x C past ``XPAD_ROWS_L1``):
+    ``schedules._rows.widened_rows(positive=True)``, per row the zeros counted back from the
+    row's end, then whole vectors and an overlapping last one (a predicated vector copy before,
+    which ran lane by lane), under a branch on the sizes being positive (for W <= 0, where
+    TVM's region of the copy clamps, the copy as it was). Against plain PyTorch with the
+    outputs NaN-filled, at every width from 1 to 19 and 33 (with and without a tail vector,
+    rows shorter than one), batch 1 and 2."""
+    from dynfilter_tvm.build import schedule
+    from schedules import acda_cpu, common
+
+    C = 112
+    assert k * C > acda_cpu.XPAD_ROWS_L1
+    base = Workload.make("acda", "datoms", dict(N=1, C=C, H=9, W=9, M=2, T=3, k=k, s=s, d=d, p=p), dtype)
+    wl = base.with_symbolic(SYM)
+    script = schedule(wl, cpu_target(), tuned=False)[0].script()
+    lanes = common.vector_lanes(dtype)
+    assert f"(j + 1) * {lanes}, 0)" in script and "W >= " in script
+    # whole vectors (the first, the others), the last, short rows; sizes under those assumed
+    assert script.count('T.sblock("dOpad")') == 5 and script.count('T.sblock("Xpad")') == 5
+    fn = build(wl, cpu_target()).mod["acda_datoms"]
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-4, atol=1e-4)
+    for W in (*range(1, 20), 33):
+        N, H = 1 + W % 2, 2 + W % 3
+        Ho, Wo = conv_out_size(H + k, k, s, p, d), conv_out_size(W + k, k, s, p, d)
+        if Ho < 1 or Wo < 1:
+            continue
+        g = torch.Generator().manual_seed(W)
+        X = torch.randn(N, C, H + k, W + k, generator=g, dtype=torch.float64)
+        dO = torch.randn(N, C, 2, Ho, Wo, generator=g, dtype=torch.float64)
+        got = torch.full((N, 2, k, k, Ho, Wo), float("nan"), dtype=getattr(torch, dtype))
+        fn(dO.to(got.dtype), X.to(got.dtype), got)
+        torch.testing.assert_close(got.double(), _datoms_reference(dO, X, k, s, d, p), **tol, msg=f"{N}x{H}x{W}")
+
+
 @pytest.mark.parametrize("C, k", [(16, 7), (16, 5)], ids=("tap_rows_rolled", "tap_rows_unrolled"))
 def test_generic_cpu_dx_tap_rows(C, k, monkeypatch):
     """Generic dx both ways (``schedules.acda_cpu.DX_ROW_OFFSETS``): the tap-row loop rolled
