@@ -354,6 +354,18 @@ def _fwd_generic(sch, wl, target):
     _apad_per_tile(sch, wl, atoms, lanes)
     _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
     _drop_row_bounds(sch, xo)
+    if wl.p["s"] > 1:  # (_pad_generic) the padded copy's rows, last: a rewrite of the IR
+        _pad_rows_overlap(sch, "Xpad", lanes)
+
+
+def _pad_rows_overlap(sch, name, lanes) -> None:
+    """A padded copy's interior (``decompose_padding``) row by row as whole vectors and an
+    overlapping last one (``_rows.overlap_rows``): the generic fwd's X at stride s > 1 and
+    datoms' X. Left to TVM's vectorizer, the row's predicated vectors ran lane by lane, which
+    LLVM made gathers and scatters (perf, 2x128x56² k3 s2: 42% of the generic datoms'
+    samples, the generic fwd 2.4x the static one)."""
+    block = sch.get_sblock(name)
+    overlap_rows(sch, sch.get_loops(block)[-1], lanes, nonempty=sch.get(block).reads[0].source.shape)
 
 
 # fwd: the largest kernel size whose tile is sized to the vector registers
@@ -412,14 +424,14 @@ def _pad_generic(sch, wl, name, lanes, planes=2) -> None:
     was a per-lane condition and the row's first vector and its last two (past the real row:
     ROW_TILE's padding) were copied lane by lane, with a branch per lane: in perf at 2x64x56x56
     k3, 8% of the generic fwd's samples against 3% for its vectors. Per plane (zeros, then the
-    plane copied) gained less (figures in the module docstring)."""
+    plane copied) gained less (figures in the module docstring). At stride s > 1 (fwd) the
+    copy's rows are left to :func:`_pad_rows_overlap`, which runs last."""
     block = sch.get_sblock(name)
     sch.parallel(sch.fuse(*sch.get_loops(block)[:planes]))
     fill = sch.decompose_padding(block, sch.get_loops(block)[-1])
-    for b in (fill, block):
-        xo = vectorize_inner(sch, b, lanes)
-        if wl.p["s"] == 1:  # as _pad_rows: at stride 2 the pass ran for minutes
-            split_tail(sch, xo)
+    split_tail(sch, vectorize_inner(sch, fill, lanes))
+    if wl.p["s"] == 1:
+        split_tail(sch, vectorize_inner(sch, block, lanes))
 
 
 # generic dx: the most dO row offsets (channels x tap rows, each at symbolic strides) the tap
@@ -485,7 +497,7 @@ def _datoms_generic(sch, wl, lanes):
     xpad = sch.get_sblock("Xpad")
     fill = sch.decompose_padding(xpad, sch.get_loops(xpad)[-1])
     split_tail(sch, vectorize_inner(sch, fill, lanes))
-    overlap_rows(sch, sch.get_loops(sch.get_sblock("Xpad"))[-1], lanes, nonempty=sch.get(xpad).reads[0].source.shape)
+    _pad_rows_overlap(sch, "Xpad", lanes)
 
 
 def _tile_loops(sch, acc, wl, extents, order):

@@ -189,6 +189,28 @@ def test_generic_cpu_datoms_widened_rows(dtype, k, s, d, p):
         torch.testing.assert_close(got.double(), _datoms_reference(dO, X, k, s, d, p), **tol, msg=f"{N}x{H}x{W}")
 
 
+@pytest.mark.parametrize("s", (2, 3))
+def test_generic_cpu_fwd_strided_copy(s):
+    """The generic fwd at stride s > 1: X's padded copy a zero fill, then the rows' interiors as
+    whole vectors and an overlapping last one (``acda_cpu._pad_rows_overlap``; left to TVM's
+    vectorizer they ran lane by lane, as LLVM's gathers and scatters). Exact against the static
+    builds at rows shorter than a vector, whole vectors and a tail, batch 1 and 2."""
+    from dynfilter_tvm.build import schedule
+
+    base = _wl("fwd", 1, 9, 9, 3, s, 1, 1)
+    script = schedule(base.with_symbolic(SYM), cpu_target(), tuned=False)[0].script()
+    assert script.count('T.sblock("Xpad")') == 5  # whole vectors (the first, the others), the last, short rows; else
+    generic = build(base.with_symbolic(SYM), cpu_target()).mod["acda_fwd"]
+    for N, H, W in ((1, 4, 3), (2, 5, 7), (1, 3, 8), (1, 6, 9), (2, 3, 20)):
+        wl = _wl("fwd", N, H, W, 3, s, 1, 1)
+        ins, got = _args("fwd", wl)
+        want = got.clone()
+        generic(*ins, got)
+        build(wl, cpu_target()).mod["acda_fwd"](*ins, want)
+        assert not want.isnan().any()
+        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"{N}x{H}x{W}")
+
+
 @pytest.mark.parametrize("C, k", [(16, 7), (16, 5)], ids=("tap_rows_rolled", "tap_rows_unrolled"))
 def test_generic_cpu_dx_tap_rows(C, k, monkeypatch):
     """Generic dx both ways (``schedules.acda_cpu.DX_ROW_OFFSETS``): the tap-row loop rolled
