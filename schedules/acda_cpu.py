@@ -107,14 +107,18 @@ stack, 14% of the generic samples; the tap loop as fast).
 - the static fwd takes the same tile (sixth session): on AVX2 it had kept 2 channels x 6
   atoms and spilled as the generic one had; new / old 0.62-0.88 up to k = 5.
 
-- the generic datoms' copies as whole vectors and an overlapping last one (2026-12-03):
-  X's padded copy a zero fill, then each row's interior (``_rows.overlap_rows``); dO's rows
+- the generic datoms' copies, and the generic fwd's X at stride s > 1, as whole vectors and
+  an overlapping last one (2026-12-03): X's padded copy a zero fill, then each row's interior
+  (``_pad_rows_overlap``, ``_rows.overlap_rows``); dO's rows
   widened per atom as ds's in ``ddf_cpu`` (``_rows.widened_rows``: the zeros counted back from
   the row's end, then the row). Each had been one predicated vector pass, which TVM's
   vectorizer leaves scalar: dO's copy lane by lane was ~40% of the generic kernel's samples
   at 2x128x14² k3, X's copy at stride 2 (LLVM's gathers and scatters) 42% at 2x128x56² s2
   (perf). Both rewrites assume the copied sizes positive (TVM's regions clamp for W <= 0), the
-  nest as it was kept for other sizes. Figures: RESULTS.md "ACDA CPU generic datoms copies".
+  nest as it was kept for other sizes. Generic / static, two processes: datoms 2.03 / 1.53 ->
+  1.32 / 1.09 at 2x128x14² k3, 2.59 / 2.55 -> 1.30 / 1.31 at 2x128x56² k3 s2; fwd 1.93 ->
+  1.11 / 1.20 there, 2.33 / 2.24 -> 1.08 / 1.03 at 2x64x57² k5 s3 (RESULTS.md "ACDA CPU generic
+  datoms copies and strided fwd X").
 
 Static builds at widths that whole (or half) vectors do not tile (31, 14 px): the vector tile
 loops of fwd, dx, datoms and the row's atoms carry the LoopPartition hint (``split_tail``), so
