@@ -28,9 +28,7 @@ def _row_analyzer(sch, block: str, nonempty=()):
                 least.append([v, 1])
         if len(free) == 1:
             entry = next(x for x in least if x[0].same_as(free[0]))
-            entry[1] = next((lo for lo in range(entry[1], 1025) if _proves(e >= 1, free[0], lo)), None)
-            if entry[1] is None:
-                raise ValueError(f"no size makes {e} positive")
+            entry[1] = _least(e >= 1, free[0], entry[1])
     ana = sym.Analyzer()
     for v, lo in least:  # first: the loops' ranges are bounded through them
         ana.bind(v, ir.Range.from_min_extent(lo, 1 << 30))
@@ -43,6 +41,20 @@ def _proves(cond, v, lo: int) -> bool:
     ana = sym.Analyzer()
     ana.bind(v, ir.Range.from_min_extent(lo, 1 << 30))
     return ana.can_prove(cond)
+
+
+def _least(cond, v, lo: int) -> int:
+    """The least value from ``lo`` up from which ``cond`` (growing with ``v``) is proven: a
+    doubling search, then bisection."""
+    hi = lo
+    while not _proves(cond, v, hi):
+        if hi > 1 << 28:
+            raise ValueError(f"no size makes {cond} hold")
+        hi *= 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _proves(cond, v, mid) else (mid + 1, hi)
+    return lo
 
 
 def _mods_bound(e, ana):
@@ -176,8 +188,7 @@ def widened_rows(sch, name: str, at, lanes: int, nonempty: bool = False) -> None
     ana, sizes = _row_analyzer(sch, fb.name_hint, src if nonempty else ())
     realize = _simplified(f.body, ana)
     x = f.loop_var
-    if (len(wide) != len(src) or not realize.iter_values[-1].same_as(x)
-            or any(v.same_as(x) for v in tirx.analysis.undefined_vars(realize.predicate))):
+    if len(wide) != len(src) or not realize.iter_values[-1].same_as(x):
         raise ValueError(f"{name}: not a copy widened along its rows (shape {list(wide)} of {list(src)})")
     # a copy padded along other axes too (ACDA's dOpad: whole pairs of rows) qualifies where
     # 'at' places none of those padding rows here (the zeros below fill the rows' ends only)
@@ -190,8 +201,15 @@ def widened_rows(sch, name: str, at, lanes: int, nonempty: bool = False) -> None
     m, j, xi = tirx.const(lanes, dt), tirx.Var("j", dt), tirx.Var("xi", dt)
     start = tirx.max(wq - (j + 1) * m, 0)  # the j-th vector back from the row's end
     values = [start + xi if v.same_as(x) else v for v in realize.iter_values]
-    zeros = tirx.For(j, tirx.const(0, dt), tirx.floordiv(wq - w + m - 1, m), tirx.ForKind.SERIAL, tirx.For(
-        xi, tirx.const(0, dt), m, tirx.ForKind.VECTORIZED, s_tir.SBlockRealize(values, realize.predicate, realize.block)))
+    count = tirx.floordiv(wq - w + m - 1, m)
+    # the fill's own bound on the row (float64 tiles of 4 cover less than a row of whole 8):
+    # proven over the zeros' range, else kept (a predicated vector: right, if slower)
+    ana.bind(j, ir.Range.from_min_extent(0, count))
+    ana.bind(xi, ir.Range.from_min_extent(0, m))
+    pred = all_of([c for c in conjuncts(substitute(realize.predicate, {x: start + xi}))
+                   if not ana.can_prove(_mods_bound(c, ana))])
+    zeros = tirx.For(j, tirx.const(0, dt), count, tirx.ForKind.SERIAL, tirx.For(
+        xi, tirx.const(0, dt), m, tirx.ForKind.VECTORIZED, s_tir.SBlockRealize(values, pred, realize.block)))
     if nonempty:  # the fill as it was for sizes under those assumed
         zeros = tirx.For(tirx.Var("row", dt), tirx.const(0, dt), tirx.const(1, dt), tirx.ForKind.SERIAL,
                          tirx.IfThenElse(sizes, zeros, f))

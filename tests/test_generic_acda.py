@@ -151,7 +151,7 @@ def _datoms_reference(dO, X, k, s, d, p):
 
 
 @pytest.mark.parametrize("dtype", ("float32", "float64"))
-@pytest.mark.parametrize("k, s, d, p", [(3, 1, 1, 1), (3, 2, 1, 0), (5, 1, 2, 1)])
+@pytest.mark.parametrize("k, s, d, p", [(3, 1, 1, 1), (3, 2, 1, 0), (3, 2, 1, 1), (5, 1, 2, 1)])
 def test_generic_cpu_datoms_widened_rows(dtype, k, s, d, p):
     """The generic datoms' copies. X's padded copy: a zero fill, then the rows' interiors
     (``schedules._rows.overlap_rows``; it was one predicated pass, which LLVM ran as gathers and
@@ -159,9 +159,10 @@ def test_generic_cpu_datoms_widened_rows(dtype, k, s, d, p):
     ``schedules._rows.widened_rows(positive=True)``, per row the zeros counted back from the
     row's end, then whole vectors and an overlapping last one (a predicated vector copy before,
     which ran lane by lane), under a branch on the sizes being positive (for W <= 0, where
-    TVM's region of the copy clamps, the copy as it was). Against plain PyTorch with the
-    outputs NaN-filled, at every width from 1 to 19 and 33 (with and without a tail vector,
-    rows shorter than one), batch 1 and 2."""
+    TVM's region of the copy clamps, the copy as it was; float64 at stride 2 keeps the fill's
+    own row bound as a predicate). Against plain PyTorch with the outputs NaN-filled, at every
+    width from 1 to 19 and 33 (with and without a tail vector, rows shorter than one), batch 1
+    and 2."""
     from dynfilter_tvm.build import schedule
     from schedules import acda_cpu, common
 
@@ -187,6 +188,27 @@ def test_generic_cpu_datoms_widened_rows(dtype, k, s, d, p):
         got = torch.full((N, 2, k, k, Ho, Wo), float("nan"), dtype=getattr(torch, dtype))
         fn(dO.to(got.dtype), X.to(got.dtype), got)
         torch.testing.assert_close(got.double(), _datoms_reference(dO, X, k, s, d, p), **tol, msg=f"{N}x{H}x{W}")
+
+
+def test_generic_cpu_copies_rewritten_everywhere():
+    """Every (k, s, d, p) and dtype schedules, and the copies the schedules rewrite (the generic
+    datoms' per-atom dO rows and X, the generic fwd's X at stride s > 1) are rewritten: a form
+    the rewrite refused had raised at build time (float64 at stride 2, 3 did, before the fill's
+    own row bound was allowed)."""
+    import itertools
+
+    from dynfilter_tvm.build import schedule
+
+    for kernel, C in (("datoms", 112), ("fwd", 16)):
+        for k, s, d, dtype in itertools.product((1, 3, 5, 7), (1, 2, 3), (1, 2), ("float32", "float64")):
+            if kernel == "fwd" and s == 1:
+                continue
+            for p in sorted({0, k - 1}):
+                wl = Workload.make("acda", kernel, dict(N=1, C=C, H=40, W=40, M=2, T=3, k=k, s=s, d=d, p=p), dtype)
+                script = schedule(wl.with_symbolic(SYM), cpu_target(), tuned=False)[0].script()
+                assert script.count('T.sblock("Xpad")') == 5, (kernel, k, s, d, p, dtype)
+                if kernel == "datoms" and k > 1:
+                    assert script.count('T.sblock("dOpad")') == 5, (kernel, k, s, d, p, dtype)
 
 
 @pytest.mark.parametrize("s", (2, 3))
