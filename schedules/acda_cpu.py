@@ -284,10 +284,10 @@ def dx(sch, wl, target):
 @register("acda", "datoms", "cpu")
 def datoms(sch, wl, target):
     lanes = vector_lanes(wl.dtype)
-    xpad = sch.get_sblock("Xpad")
-    sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
     if wl.p["W"] is None:
         return _datoms_generic(sch, wl, lanes)
+    xpad = sch.get_sblock("Xpad")
+    sch.parallel(sch.fuse(*sch.get_loops(xpad)[:2]))
     _pad_rows(sch, wl, xpad, lanes)
     acc = sch.get_sblock("acc")
     n, m, u, v, y, x, c = sch.get_loops(acc)
@@ -420,7 +420,7 @@ def _apad_per_tile(sch, wl, atoms, lanes) -> None:
     split_tail(sch, tile)
 
 
-def _pad_generic(sch, wl, name, lanes, planes=2) -> None:
+def _pad_generic(sch, wl, name, lanes, planes=2, rows_last=False) -> None:
     """Generic fwd (Xpad) and dx at stride 1 (dOu, Au): a zero-padded copy (parallel over its
     first ``planes`` axes) split per row into two blocks (``decompose_padding``): the row's
     zeros (whole vectors), then the source row copied from the first real column, so that the
@@ -428,13 +428,14 @@ def _pad_generic(sch, wl, name, lanes, planes=2) -> None:
     was a per-lane condition and the row's first vector and its last two (past the real row:
     ROW_TILE's padding) were copied lane by lane, with a branch per lane: in perf at 2x64x56x56
     k3, 8% of the generic fwd's samples against 3% for its vectors. Per plane (zeros, then the
-    plane copied) gained less (figures in the module docstring). At stride s > 1 (fwd) the
-    copy's rows are left to :func:`_pad_rows_overlap`, which runs last."""
+    plane copied) gained less (figures in the module docstring). ``rows_last`` (datoms) or
+    stride s > 1 (fwd): the copy's rows are left to :func:`_pad_rows_overlap`, which the
+    caller runs last."""
     block = sch.get_sblock(name)
     sch.parallel(sch.fuse(*sch.get_loops(block)[:planes]))
     fill = sch.decompose_padding(block, sch.get_loops(block)[-1])
     split_tail(sch, vectorize_inner(sch, fill, lanes))
-    if wl.p["s"] == 1:
+    if wl.p["s"] == 1 and not rows_last:
         split_tail(sch, vectorize_inner(sch, block, lanes))
 
 
@@ -487,6 +488,7 @@ def _datoms_generic(sch, wl, lanes):
     instead, at those sizes, took 1.03-1.27x the time at 56 px k3 / k5, 28 px k3 and 29 x 31
     px, one process)."""
     rows_in_tile = wl.p["k"] * wl.p["C"] <= XPAD_ROWS_L1
+    _pad_generic(sch, wl, "Xpad", lanes, rows_last=True)
     row, xo, at, acc = _store_nest(sch, 1, lanes, c_axis=False, rows_in_tile=rows_in_tile)
     loops = _tile_loops(sch, acc, wl, [("v", wl.p["k"]), ("x", lanes), ("c", wl.p["C"])], ("c", "v", "x"))
     if "v" in loops:
@@ -498,9 +500,6 @@ def _datoms_generic(sch, wl, lanes):
     vectorize_inner(sch, init, lanes, under=at)
     if not rows_in_tile:  # per atom: the rows' zeros, then whole vectors and an overlapping last one
         widened_rows(sch, "dOpad", sch.get_loops(sch.get_sblock("out"))[1], lanes, nonempty=True)
-    xpad = sch.get_sblock("Xpad")
-    fill = sch.decompose_padding(xpad, sch.get_loops(xpad)[-1])
-    split_tail(sch, vectorize_inner(sch, fill, lanes))
     _pad_rows_overlap(sch, "Xpad", lanes)
 
 
