@@ -107,18 +107,20 @@ def overlap_rows(sch, loop, lanes: int, border=None, nonempty=()) -> None:
     The first whole vector stands apart from the loop over the others (perf, generic dx at
     2x256x14² k3: per 14 px row LLVM's 8-times unrolled loop took its setup, a branch to its
     remainder loop and that loop's ~14 instructions for one vector; now ~5 and a skipped
-    loop). With :func:`_border_fill`'s fixed right pad, same process (main's and this build,
+    loop). With :func:`ddf_cpu._border_fill`'s fixed right pad, same process (main's and this build,
     interleaved, 15 repeats, three processes), generic / static dx 1.38 / 1.34 / 1.70 -> 1.10
     / 1.25 / 1.54 at 2x256x14² k3 (28², 56², k7 unchanged within 0.05); fwd (X's copy)
     0.99 / 1.06 / 1.03 -> 0.94 / 1.03 / 1.01 at 14², 28², 56² and k7 unchanged or lower;
     three more processes: dx 1.45 / 1.39 / 1.35 -> 1.33 / 1.22 / 1.21 at 14² (28² 0.97-0.98 ->
     0.92-0.99), fwd 1.16 / 1.14 / 1.10 -> 0.98 / 1.09 / 1.05 at 14². What then stayed at 14²,
     the dx tile going through memory for 'out''s shifted last piece, was its heap workspace
-    (:func:`_pair_layout`).
+    (:func:`ddf_cpu._pair_layout`).
 
-    ``fill`` (dx's dO): the copy's zero fill block, left to the rows above and below
-    the data, the data rows' pads stored in this row loop before the copy
-    (:func:`_border_fill`)."""
+    ``border`` (DDF's dx dO and stride-1 X, :func:`ddf_cpu._border_fill`): given the copy's
+    realize and predicate, the statements that store the data rows' pads in this row loop
+    before the copy (the zero fill then left to the rows above and below the data) and a
+    function that rewrites the fill, or None. ``nonempty``: the copied array's sizes, which
+    the rewrite may assume at least 1 (:func:`_row_analyzer`)."""
     if loop is None:
         return
     f = sch.get(loop)
