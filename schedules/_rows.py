@@ -7,7 +7,7 @@ from __future__ import annotations
 import tvm.s_tir as s_tir
 from tvm import ir, sym, tirx
 
-from .common import all_of, conjuncts, substitute
+from .common import all_of, conjuncts, loop_analyzer, substitute
 
 
 def _row_analyzer(sch, block: str, nonempty=()):
@@ -32,9 +32,7 @@ def _row_analyzer(sch, block: str, nonempty=()):
     ana = sym.Analyzer()
     for v, lo in least:  # first: the loops' ranges are bounded through them
         ana.bind(v, ir.Range.from_min_extent(lo, 1 << 30))
-    for lp in loops:
-        ana.bind(lp.loop_var, ir.Range.from_min_extent(lp.min, lp.extent))
-    return ana, all_of([v >= lo for v, lo in least])
+    return loop_analyzer(sch, block, ana=ana), all_of([v >= lo for v, lo in least])
 
 
 def _proves(cond, v, lo: int) -> bool:
@@ -60,13 +58,13 @@ def _least(cond, v, lo: int) -> int:
 def _mods_bound(e, ana):
     """``e`` with each ``a mod b`` a new variable that ``ana`` bounds to [0, b): the analyzer
     does not prove y mod H < H for a symbolic H (a row of a fused batch x height loop)."""
-    if isinstance(e, tirx.FloorMod):
-        r = tirx.Var("r", str(e.ty))
-        ana.bind(r, ir.Range.from_min_extent(0, e.b))
+    def bound(m):
+        if not isinstance(m, tirx.FloorMod):
+            return None
+        r = tirx.Var("r", str(m.ty))
+        ana.bind(r, ir.Range.from_min_extent(0, m.b))
         return r
-    if isinstance(e, (tirx.Add, tirx.Sub, tirx.Mul, tirx.FloorDiv, tirx.Min, tirx.Max, tirx.LT, tirx.LE)):
-        return type(e)(_mods_bound(e.a, ana), _mods_bound(e.b, ana))
-    return e
+    return substitute(e, {}, node=bound)
 
 
 def _simplified(realize, ana):

@@ -228,10 +228,11 @@ def guard_pieces(sch, pieces, block: str = "out", shift: bool = False) -> None:
     sch.state.replace(sch.get_sref(pieces), new, {})
 
 
-def loop_analyzer(sch, block: str, stop=None) -> sym.Analyzer:
-    """An analyzer with the ranges of ``block``'s loops bound, outermost first, up to (not
-    including) the loop ``stop`` (a ``tirx.For``; None: all of them)."""
-    ana = sym.Analyzer()
+def loop_analyzer(sch, block: str, stop=None, ana=None) -> sym.Analyzer:
+    """An analyzer (``ana``, with what it already knows: sizes bound first, or a new one) with
+    the ranges of ``block``'s loops bound, outermost first, up to (not including) the loop
+    ``stop`` (a ``tirx.For``; None: all of them)."""
+    ana = sym.Analyzer() if ana is None else ana
     for outer in sch.get_loops(sch.get_sblock(block)):
         o = sch.get(outer)
         if stop is not None and o.same_as(stop):
@@ -289,23 +290,25 @@ def with_predicate(stmt, pred, values=None):
         [substitute(v, values) for v in r.iter_values] if values else r.iter_values, pred, r.block))
 
 
-def substitute(e, values, load=None):
+def substitute(e, values, load=None, node=None):
     """Expression ``e`` (integer arithmetic of loop variables: a block binding; with ``load``
     also a block's stored value: arithmetic, casts and tensor loads) with the variables in
-    ``values`` replaced and each tensor load replaced by ``load(it)``. Raises TypeError at an
+    ``values`` replaced and each tensor load replaced by ``load(it)``; with ``node``, each
+    subexpression for which ``node(it)`` is not None replaced by that. Raises TypeError at an
     expression kind it does not know."""
+    if node is not None and (x := node(e)) is not None:
+        return x
     if isinstance(e, tirx.Var):
         return next((x for v, x in values.items() if v.same_as(e)), e)
     if load is not None and isinstance(e, ir.expr.TensorLoad):
         return load(e)
-    if isinstance(e, (tirx.Add, tirx.Sub, tirx.Mul, tirx.Div, tirx.FloorDiv, tirx.FloorMod, tirx.Min, tirx.Max)):
-        return type(e)(substitute(e.a, values, load), substitute(e.b, values, load))
-    if isinstance(e, (tirx.LT, tirx.LE, tirx.GT, tirx.GE, tirx.EQ, tirx.NE, tirx.And, tirx.Or)):
-        return type(e)(substitute(e.a, values, load), substitute(e.b, values, load))
+    if isinstance(e, (tirx.Add, tirx.Sub, tirx.Mul, tirx.Div, tirx.FloorDiv, tirx.FloorMod, tirx.Min, tirx.Max,
+                      tirx.LT, tirx.LE, tirx.GT, tirx.GE, tirx.EQ, tirx.NE, tirx.And, tirx.Or)):
+        return type(e)(substitute(e.a, values, load, node), substitute(e.b, values, load, node))
     if isinstance(e, tirx.Select):  # (the analyzer's bound of a padded height: ops.acda FWD_ROWS)
-        return tirx.Select(*(substitute(x, values, load) for x in (e.condition, e.true_value, e.false_value)))
+        return tirx.Select(*(substitute(x, values, load, node) for x in (e.condition, e.true_value, e.false_value)))
     if isinstance(e, tirx.Cast):
-        return tirx.Cast(e.ty, substitute(e.value, values, load))
+        return tirx.Cast(e.ty, substitute(e.value, values, load, node))
     if isinstance(e, (tirx.IntImm, tirx.FloatImm)):
         return e
     raise TypeError(f"not substituted: {type(e).__name__}")
