@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import tvm.s_tir as s_tir
 from tvm import ir, sym, tirx
+from tvm.tirx import IndexMap
 from tvm.s_tir.schedule import _ffi_api
 from tvm.target import codegen
 
@@ -47,7 +48,7 @@ from dynfilter_tvm.ops.ddf import FWD_ROW_QUANTUM, FWD_ROWS
 
 from . import register
 from ._rows import overlap_rows, widened_rows
-from .common import UNROLL_TAPS, acc_registers, map_realizes, realizes, extent, guard_pieces, split_tail, substitute, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import UNROLL_TAPS, acc_registers, all_of, conjuncts, map_realizes, realizes, extent, guard_pieces, split_tail, substitute, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
@@ -366,6 +367,8 @@ def _border_fill(sch, fill: str, copy, pred, lanes: int):
     htot, wtot = fb.writes[0].source.shape[-2:]
     dt = str(fy.loop_var.ty)
     m = tirx.const(lanes, dt)
+    for v in tirx.analysis.undefined_vars(wtot):  # sizes: never negative (stride 2: (W + 16) // 16 * 8 + 2)
+        ana.bind(v, ir.Range.from_min_extent(0, 1 << 30))
     if not ana.can_prove(wtot >= m):  # the rows' vectors stay inside them
         return None
 
@@ -498,7 +501,7 @@ def _init_tile(sch, blk, loop, vector: bool = True) -> None:
     unroll(sch, *tile)
 
 
-def _call_copy(sch, wl, name: str, lanes: int, partition: bool = True, plain: bool = False) -> None:
+def _call_copy(sch, wl, name: str, lanes: int, partition: bool = True, plain: bool = False):
     """A padded copy of S built once per call, parallel over its planes (batch x head x
     taps), rows in ``lanes``-wide vectors (``partition``: the whole ones cut off the tail,
     ``split_tail``). ``plain`` (generic builds): a zero fill and the interior left plain
@@ -507,14 +510,17 @@ def _call_copy(sch, wl, name: str, lanes: int, partition: bool = True, plain: bo
     went the other way, 1.29 -> 1.50 at 56 px, and keeps the one predicated pass)."""
     blk = sch.get_sblock(name)
     sch.parallel(sch.fuse(*sch.get_loops(blk)[:4]))
+    interior = None
     if plain and wl.kind == "generic":
         try:
-            blk = sch.decompose_padding(blk, sch.get_loops(blk)[1])  # blk: the fill now
+            fill = sch.decompose_padding(blk, sch.get_loops(blk)[1])
+            interior, blk = sch.get_loops(blk)[-1], fill
         except s_tir.ScheduleError:  # no padding
             pass
     row = vectorize_inner(sch, blk, lanes)
     if partition:
         split_tail(sch, row)
+    return interior
 
 
 def _copy_partition_ok(wl, strided: bool = True) -> bool:
@@ -547,7 +553,7 @@ def dx(sch, wl, target):
     two 16-px tiles a row, half the tiles), where the static build tiles the row exactly."""
     lanes, s = vector_lanes(wl.dtype), wl.p["s"]
     # The padded spatial filter is shared by every channel of a head: build it once.
-    _call_copy(sch, wl, "Sp", lanes, _copy_partition_ok(wl, strided=False), plain=True)
+    s_rows = _call_copy(sch, wl, "Sp", lanes, _copy_partition_ok(wl, strided=False), plain=True)
     if s == 1:  # as fwd: the ct channels of a tile share S's loads
         ct = next(t for t in (FWD_CHANNELS, 2, 1) if (wl.p["C"] // wl.p["G"]) % t == 0)
         if wl.kind == "generic":
@@ -576,22 +582,133 @@ def dx(sch, wl, target):
         unroll_taps(sch, wl, j, i)
         if s <= MAX_UNROLLED_STRIDE:
             unroll(sch, ry, rx)
+            if wl.kind == "generic":
+                _phase_tap_gather(sch, acc, s, lanes)
         init = sch.decompose_reduction(acc, j)
         vectorize_inner(sch, init, lanes)
         # 'out' per s x (s * lanes) pixels: the tile's s x s phases (s^2 vector accumulators)
         # (a one-column dX: per s rows; at xo TVM's lowering then fails on an undefined loop var)
         out = sch.get_sblock("out")
         sch.reverse_compute_at(out, xo if wl.p["W"] != 1 else hq)
-        sch.transform_layout(acc, ("write", 0), lambda b, g, c, h, w: (b, g, c, h, w % s, w // s))
+        if wl.kind == "generic":  # tile-major: a tile compacts to a constant size (registers)
+            sch.transform_layout(acc, ("write", 0), lambda b, g, c, h, w: (
+                b, g, c, h // s, w // (s * lanes), h % s, w % s, w // s % lanes))
+        else:
+            sch.transform_layout(acc, ("write", 0), lambda b, g, c, h, w: (b, g, c, h, w % s, w // s))
         split_tail(sch, xo)
         # per phase: contiguous vector loads of acc, stores strided by s into dX (else LLVM
         # gathers each phase from the stack: generic dX at 2x64x56² s3 0.215 -> 0.097 ms). With
         # a symbolic width TVM refuses the reorder where the grid's shift p mod s is 0 (k5 s2,
         # k3 s2 d2, k1; the binding is then not affine): tried on a copy first, such builds
         # keep the plain loop.
-        if wl.p["W"] != 1 and _phase_stores(sch.copy(), out, s):
+        phased = wl.p["W"] != 1 and _phase_stores(sch.copy(), out, s)
+        if phased:
             _phase_stores(sch, out, s)
+        if wl.kind == "generic":  # a tile of constant size (registers), not one per plane
+            _pair_regions(sch, ("acc_init", "acc_update", "out"), lanes, rows=s, paired=True, phases=s)
     _dx_pad_copy(sch, wl, plane)
+    if s > 1:
+        _overlap_rows(sch, s_rows, lanes, "Sp_pad_const")
+        if wl.kind == "generic" and phased:
+            _phase_rows_out(sch, s, lanes, codegen.target_has_features("avx512f", target))
+
+
+def _phase_tap_gather(sch, acc, s: int, lanes: int) -> None:
+    """Generic dx at stride s > 1: S's taps gathered once per call into a tile-major copy
+    ((row // s, tile, row % s, column % s, j, i, lane)), so that a tile's s x s phases' taps
+    lie at constant offsets from one pointer."""
+    gather = sch.reindex(acc, ("read", next(
+        n for n, r in enumerate(sch.get(acc).reads) if r.source.name == "Sp")))
+    # (one tap per phase, k <= s: the tap loops are gone)
+    sch.transform_layout(gather, ("write", 0), IndexMap.from_func(lambda b, g, y_, x_, *taps: (
+        b, g, y_ // s, x_ // (s * lanes), y_ % s, x_ % s, *taps, x_ // s % lanes),
+        ndim=len(sch.get(gather).writes[0].region), index_dtype="int32"))
+    gb, gg, gy, gx, *taps = sch.get_loops(gather)
+    gyo, gyr = sch.split(gy, [None, s])
+    gxo, gxi, gxr = sch.split(gx, [None, lanes, s])
+    sch.reorder(gyo, gxo, gyr, gxr, *taps, gxi)
+    sch.parallel(sch.fuse(gb, gg, gyo))
+    sch.vectorize(gxi)
+    unroll(sch, gyr, gxr, *taps)
+
+
+def _phase_rows_out(sch, s: int, lanes: int, masked: bool) -> None:
+    """Generic dx at stride s > 1, after :func:`_phase_stores`: a tile row's 'out' (s phase
+    vectors of ``lanes``, interleaved into s * lanes pixels of dX) as s contiguous vectors,
+    each a shuffle of the phase vectors, stored whole where every pixel is inside dX, else
+    (the row's last tile) with a mask (``masked``: AVX-512) or lane by lane. TVM stored the
+    last tile's phases pixel by pixel, each pixel a compare and a branch (at 56 px s2, a row
+    pair's last tile took ~3 whole tiles' time). Leaves the nest as it was where 'out' is
+    not of that form. A surgery: runs last."""
+    if not masked:
+        return
+    out = sch.get_sblock("out")
+    *_, xo, row, phase, lane = sch.get_loops(out)
+    fr, fp, fl = (sch.get(x) for x in (row, phase, lane))
+    if not (isinstance(fp.body, tirx.For) and fp.body.same_as(fl) and isinstance(fl.body, s_tir.SBlockRealize)
+            and all(isinstance(f.extent, tirx.IntImm) for f in (fp, fl)) and fp.body.loop_var is not None):
+        return
+    if int(fp.extent) != s or int(fl.extent) != lanes or not fr.body.same_as(fp):
+        return
+    realize, r, e = fl.body, fp.loop_var, fl.loop_var
+    block = realize.block
+    store = block.body
+    if not (isinstance(store, tirx.BufferStore) and isinstance(store.value, ir.expr.TensorLoad)):
+        return
+    binds = {iv.var: v for iv, v in zip(block.iter_vars, realize.iter_values)}
+    dst = [substitute(i, binds) for i in store.indices]
+    src = [substitute(i, binds) for i in store.value.indices]
+    ana = sym.Analyzer()
+    at = lambda x, rr, ee: ana.simplify(substitute(x, {r: tirx.const(rr, r.ty), e: tirx.const(ee, e.ty)}))  # noqa: E731
+    # dX's column: x0 + lane * s + phase; acc's phase vector: contiguous along the lane
+    x0 = at(dst[-1], 0, 0)
+    dt = str(x0.ty)
+    if any(not ana.can_prove_equal(at(i, rr, ee), at(i, 0, 0)) for i in dst[:-1] for rr in range(s) for ee in (0, 1)):
+        return
+    if any(not ana.can_prove_equal(at(dst[-1], rr, ee) - x0, ee * s + rr) for rr in range(s) for ee in (0, 1)):
+        return
+    if any(not ana.can_prove_equal(at(i, rr, 1) - at(i, rr, 0), 1 if n == len(src) - 1 else 0)
+           for n, i in enumerate(src) for rr in range(s)):
+        return
+    # the predicate: lane-free conjuncts, and bounds x < b (x <= b) on dX's column
+    free, bounds = [], []
+    for c in conjuncts(realize.predicate):
+        if not any(v.same_as(r) or v.same_as(e) for v in tirx.analysis.undefined_vars(c)):
+            free.append(c)
+        elif isinstance(c, (tirx.LT, tirx.LE)) and all(
+                ana.can_prove_equal(at(c.a, rr, ee) - at(c.a, 0, 0), ee * s + rr) for rr in range(s) for ee in (0, 1)) \
+                and not any(v.same_as(r) or v.same_as(e) for v in tirx.analysis.undefined_vars(c.b)):
+            bounds.append(ana.simplify(c.b - at(c.a, 0, 0) + x0 + (1 if isinstance(c, tirx.LE) else 0)))
+        else:
+            return
+    end = None
+    for b in bounds:
+        end = b if end is None else tirx.min(end, b)
+    vectors = [tirx.BufferLoad(store.value.source, [at(i, rr, 0) for i in src[:-1]] +
+                               [tirx.Ramp(at(src[-1], rr, 0), 1, lanes)]) for rr in range(s)]
+    reads = [tirx.BufferRegion(store.value.source, [ir.Range.from_min_extent(at(i, rr, 0), 1) for i in src[:-1]] +
+                               [ir.Range.from_min_extent(at(src[-1], rr, 0), lanes)]) for rr in range(s)]
+    pieces = []
+    for q in range(s):  # piece q: pixels q * lanes + (0 .. lanes - 1) of the tile row
+        pix = [q * lanes + k for k in range(lanes)]
+        value = tirx.Shuffle(vectors, [tirx.const((x % s) * lanes + x // s, "int32") for x in pix])
+        idx = dst[:-1] + [tirx.Ramp(x0 + q * lanes, 1, lanes)]
+        whole = tirx.BufferStore(store.buffer, value, idx)
+        if end is None:
+            body = whole
+        else:
+            mask = tirx.Ramp(x0 + q * lanes, 1, lanes) < tirx.Broadcast(end, lanes)
+            body = tirx.IfThenElse(x0 + (q + 1) * lanes <= end, whole, tirx.Evaluate(
+                tirx.call_intrin("void", "tirx.masked_store", store.buffer, value, *idx, mask)))
+        pieces.append(body)
+    writes = [tirx.BufferRegion(store.buffer, [ir.Range.from_min_extent(i, 1) for i in dst[:-1]] +
+                                [ir.Range.from_min_extent(x0, s * lanes)])]
+    if "pragma_loop_partition_hint" in sch.get(xo).annotations:  # (LoopPartition cannot read a vector mask)
+        sch.unannotate(xo, "pragma_loop_partition_hint")
+    blk = s_tir.SBlock([], reads, writes, block.name_hint, tirx.SeqStmt(pieces))
+    body = s_tir.SBlockRealize([], all_of(free), blk)
+    sch.state.replace(sch.get_sref(phase), tirx.For(tirx.Var("one", dt), tirx.const(0, dt), tirx.const(1, dt),
+                                                    tirx.ForKind.SERIAL, body), {})
 
 
 def _phase_stores(sch, out, s: int) -> bool:
@@ -700,7 +817,7 @@ def _pair_layout(sch, acc, lanes: int = None, rows: int = FWD_ROWS) -> None:
     _drop_padding_nest(sch, "buffer_acc_padding")
 
 
-def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS, paired: bool = False) -> None:
+def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS, paired: bool = False, phases: int = 0) -> None:
     """Declare that ``blocks`` touch 'acc' (laid out (b, g, c, row, tile, lane), or the plain
     row) in whole tiles of ``rows`` rows x one vector (as :func:`tile_regions` does for the
     columns): the rows' split over a symbolic H leaves a predicate, from which TVM would size
@@ -713,9 +830,10 @@ def _pair_regions(sch, blocks, lanes: int, rows: int = FWD_ROWS, paired: bool = 
             for n, reg in enumerate(regions):
                 if reg.source.name != "acc":
                     continue
-                if paired:  # (b, g, c, pair, tile, row in pair, lane): _pair_layout
+                if paired:  # (b, g, c, pair, tile, row in pair, [phase,] lane): _pair_layout
                     b, g, c, pair, tile = (r.min for r in reg.region[:5])
-                    flat = [b, b + 1, g, g + 1, c, c + 1, pair, pair + 1, tile, tile + 1, 0, rows, 0, lanes]
+                    flat = [b, b + 1, g, g + 1, c, c + 1, pair, pair + 1, tile, tile + 1, 0, rows,
+                            *([0, phases] if phases else []), 0, lanes]
                     _ffi_api.ScheduleAnnotateBufferAccess(sch, block, n, kind, tirx.IndexMap(vars_, flat, None))
                     continue
                 b, g, c, row, *col = (r.min for r in reg.region)
