@@ -48,7 +48,7 @@ from dynfilter_tvm.ops.ddf import FWD_ROW_QUANTUM, FWD_ROWS
 
 from . import register
 from ._rows import overlap_rows, widened_rows
-from .common import UNROLL_TAPS, acc_registers, all_of, conjuncts, map_realizes, realizes, extent, guard_pieces, split_tail, substitute, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under
+from .common import UNROLL_TAPS, acc_registers, all_of, conjuncts, loop_analyzer, map_realizes, realizes, extent, guard_pieces, split_tail, substitute, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under, with_predicate
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
@@ -580,10 +580,11 @@ def dx(sch, wl, target):
         sch.reorder(hq, xo, ry, rx, j, i, xi)
         sch.vectorize(xi)
         unroll_taps(sch, wl, j, i)
+        gather = None
         if s <= MAX_UNROLLED_STRIDE:
             unroll(sch, ry, rx)
             if wl.kind == "generic":
-                _phase_tap_gather(sch, acc, s, lanes)
+                gather = _phase_tap_gather(sch, acc, s, lanes)
         init = sch.decompose_reduction(acc, j)
         vectorize_inner(sch, init, lanes)
         # 'out' per s x (s * lanes) pixels: the tile's s x s phases (s^2 vector accumulators)
@@ -611,12 +612,15 @@ def dx(sch, wl, target):
         _overlap_rows(sch, s_rows, lanes, "Sp_pad_const")
         if wl.kind == "generic" and phased:
             _phase_rows_out(sch, s, lanes, codegen.target_has_features("avx512f", target))
+        if gather is not None:
+            _taps_in_bounds(sch, gather)
 
 
-def _phase_tap_gather(sch, acc, s: int, lanes: int) -> None:
+def _phase_tap_gather(sch, acc, s: int, lanes: int):
     """Generic dx at stride s > 1: S's taps gathered once per call into a tile-major copy
     ((row // s, tile, row % s, column % s, j, i, lane)), so that a tile's s x s phases' taps
-    lie at constant offsets from one pointer."""
+    lie at constant offsets from one pointer. Returns the gather's name, for
+    :func:`_taps_in_bounds` once the schedule is otherwise done."""
     gather = sch.reindex(acc, ("read", next(
         n for n, r in enumerate(sch.get(acc).reads) if r.source.name == "Sp")))
     # (one tap per phase, k <= s: the tap loops are gone)
@@ -630,16 +634,39 @@ def _phase_tap_gather(sch, acc, s: int, lanes: int) -> None:
     sch.parallel(sch.fuse(gb, gg, gyo))
     sch.vectorize(gxi)
     unroll(sch, gyr, gxr, *taps)
+    return sch.get(gather).name_hint
+
+
+def _taps_in_bounds(sch, name: str) -> None:
+    """The tap gather ``name`` (:func:`_phase_tap_gather`) predicated on its tap indices
+    being taps of S: a phase's masked taps (past k: ``ops.ddf._phase_taps``) index past S's k
+    x k planes, which 'acc' reads only under its mask, the gather unguarded (their gathered
+    elements stay unwritten, never read). A surgery: runs last."""
+    blk = sch.get_sblock(name)
+    obj = sch.get(blk)
+    read = obj.reads[0]
+    outer = sch.get_loops(blk)[0]
+    realize = sch.get(sch.get_loops(blk)[-1]).body
+    binds = {iv.var: v for iv, v in zip(obj.iter_vars, realize.iter_values)}
+    ana = loop_analyzer(sch, name)
+    taps = [ana.simplify(substitute(r.min, binds) < n) for r, n in zip(read.region[2:4], read.source.shape[2:4])]
+    keep = [c for c in taps if not ana.can_prove(c)]
+    if keep:
+        had = [c for c in conjuncts(realize.predicate) if not ana.can_prove(c)]
+        sch.state.replace(sch.get_sref(outer), with_predicate(sch.get(outer), all_of([*had, *keep])), {})
 
 
 def _phase_rows_out(sch, s: int, lanes: int, masked: bool) -> None:
-    """Generic dx at stride s > 1, after :func:`_phase_stores`: a tile row's 'out' (s phase
-    vectors of ``lanes``, interleaved into s * lanes pixels of dX) as s contiguous vectors,
-    each a shuffle of the phase vectors, stored whole where every pixel is inside dX, else
-    (the row's last tile) with a mask (``masked``: AVX-512) or lane by lane. TVM stored the
-    last tile's phases pixel by pixel, each pixel a compare and a branch (at 56 px s2, a row
-    pair's last tile took ~3 whole tiles' time). Leaves the nest as it was where 'out' is
-    not of that form. A surgery: runs last."""
+    """Generic dx at stride s > 1, after :func:`_phase_stores`, on AVX-512 targets
+    (``masked``; else nothing changes: AVX2's masked stores are microcoded on Zen 1-3, see
+    ``pac_cpu._masked_out``): a tile row's 'out' (s phase vectors of ``lanes``, interleaved
+    into s * lanes pixels of dX) as s contiguous vectors, each a shuffle of the phase vectors,
+    stored whole where every pixel is inside dX, else (the row's last tile) with a lane mask.
+    TVM stored the last tile's phases pixel by pixel, a compare and a branch each (perf at
+    2x64x56² k3 s2: a row pair's last tile took about as long as its three whole ones).
+    Leaves the nest as it was where 'out' is not of that form. The row loop's LoopPartition
+    hint is dropped (that pass cannot bound a vector mask; the whole tiles then test one
+    scalar per vector). A surgery: runs last."""
     if not masked:
         return
     out = sch.get_sblock("out")
@@ -659,25 +686,31 @@ def _phase_rows_out(sch, s: int, lanes: int, masked: bool) -> None:
     dst = [substitute(i, binds) for i in store.indices]
     src = [substitute(i, binds) for i in store.value.indices]
     ana = sym.Analyzer()
-    at = lambda x, rr, ee: ana.simplify(substitute(x, {r: tirx.const(rr, r.ty), e: tirx.const(ee, e.ty)}))  # noqa: E731
-    # dX's column: x0 + lane * s + phase; acc's phase vector: contiguous along the lane
+    every = [(rr, ee) for rr in range(s) for ee in range(lanes)]
+
+    def at(x, rr, ee):  # x at phase rr, lane ee
+        return ana.simplify(substitute(x, {r: tirx.const(rr, r.ty), e: tirx.const(ee, e.ty)}))
+
+    def column(x):  # x is x(0, 0) + lane * s + phase (dX's column) at every phase and lane
+        return all(ana.can_prove_equal(at(x, rr, ee) - at(x, 0, 0), ee * s + rr) for rr, ee in every)
+
+    def lane_free(x):
+        return not any(v.same_as(r) or v.same_as(e) for v in tirx.analysis.undefined_vars(x))
+
+    # dX's index: lane-free but the column; acc's: per phase, lane-free but a contiguous last
     x0 = at(dst[-1], 0, 0)
     dt = str(x0.ty)
-    if any(not ana.can_prove_equal(at(i, rr, ee), at(i, 0, 0)) for i in dst[:-1] for rr in range(s) for ee in (0, 1)):
+    if not (all(lane_free(i) for i in dst[:-1]) and column(dst[-1])):
         return
-    if any(not ana.can_prove_equal(at(dst[-1], rr, ee) - x0, ee * s + rr) for rr in range(s) for ee in (0, 1)):
-        return
-    if any(not ana.can_prove_equal(at(i, rr, 1) - at(i, rr, 0), 1 if n == len(src) - 1 else 0)
-           for n, i in enumerate(src) for rr in range(s)):
+    if not all(ana.can_prove_equal(at(i, rr, ee) - at(i, rr, 0), ee if n == len(src) - 1 else 0)
+               for n, i in enumerate(src) for rr, ee in every):
         return
     # the predicate: lane-free conjuncts, and bounds x < b (x <= b) on dX's column
     free, bounds = [], []
     for c in conjuncts(realize.predicate):
-        if not any(v.same_as(r) or v.same_as(e) for v in tirx.analysis.undefined_vars(c)):
+        if lane_free(c):
             free.append(c)
-        elif isinstance(c, (tirx.LT, tirx.LE)) and all(
-                ana.can_prove_equal(at(c.a, rr, ee) - at(c.a, 0, 0), ee * s + rr) for rr in range(s) for ee in (0, 1)) \
-                and not any(v.same_as(r) or v.same_as(e) for v in tirx.analysis.undefined_vars(c.b)):
+        elif isinstance(c, (tirx.LT, tirx.LE)) and column(c.a) and lane_free(c.b):
             bounds.append(ana.simplify(c.b - at(c.a, 0, 0) + x0 + (1 if isinstance(c, tirx.LE) else 0)))
         else:
             return
