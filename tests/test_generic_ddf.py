@@ -525,8 +525,10 @@ def test_generic_cpu_dx_phase_stores(dtype):
     outside a vectorized loop), where TVM accepts it (a grid shifted by p mod s != 0: k3 s2,
     k3 s3, k7 s2), and keeps the plain loop where it refuses (k5 s2: the schedule must still
     build). Against the float64 reference with NaN-filled outputs at widths around the
-    vectors and both parities."""
+    vectors and both parities. (The structure as scheduled for an AVX2 target: on AVX-512 ones
+    the split 'out' is then rewritten, test_generic_cpu_dx_phase_rows_masked.)"""
     import numpy as np
+    from tvm.target import Target
 
     from dynfilter_tvm.build import build, schedule
     from dynfilter_tvm.target import cpu_target
@@ -535,7 +537,7 @@ def test_generic_cpu_dx_phase_stores(dtype):
     tol = 1e-4 if dtype == "float32" else 1e-12
     for k, s, d, split in ((3, 2, 1, True), (3, 3, 1, True), (7, 2, 1, True), (5, 2, 1, False)):
         wl = _generic_wl("dx", 8, 2, k, s, d, "mul", dtype)
-        lines = schedule(wl, target, tuned=False)[0].script().splitlines()
+        lines = schedule(wl, Target({"kind": "llvm", "mcpu": "haswell"}), tuned=False)[0].script().splitlines()
         at = next(i for i, line in enumerate(lines) if 'T.sblock("out")' in line)
         assert ("T.vectorized" in lines[at - 1] and f"in T.unroll({s}):" in lines[at - 2]) == split, (k, s, d)
         lib = build(wl, target)
@@ -546,6 +548,57 @@ def test_generic_cpu_dx_phase_stores(dtype):
             p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=d, combine="mul")
             np.testing.assert_allclose(args[-1].numpy(), emulate.reference(Workload.make("ddf", "dx", p, dtype), ins),
                                        rtol=tol, atol=tol, err_msg=f"k{k} s{s} d{d} {B}x{H}x{W}")
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+def test_generic_cpu_dx_phase_rows_masked(dtype):
+    """The generic dx at stride s > 1 (``schedules.ddf_cpu``): S's taps gathered tile-major,
+    only S's own taps read (``_taps_in_bounds``: a phase's masked taps index past S's k x k
+    planes); the tile 'acc' of a constant size (it was a symbolic min(H // 2 + 1, 1) * 2
+    rows); on AVX-512 targets a tile row stored as s contiguous vectors, each a shuffle of the
+    phase vectors, the row's last tile with a lane mask (``_phase_rows_out``). Checked on the
+    schedule for an AVX-512 target, and run on this host (whichever path its target takes)
+    against the float64 reference at widths 1-21 and a few more, dX NaN-filled inside a
+    buffer whose elements before and after it hold a sentinel: an unwritten pixel, a wrong
+    one and a store past dX (a mask one lane too wide: the next row's first pixel, after
+    that row's first tile was stored, or past the buffer) all fail."""
+    import numpy as np
+    import tvm
+    from tvm import s_tir
+    from tvm.target import Target
+
+    from dynfilter_tvm.build import build, schedule
+    from dynfilter_tvm.target import cpu_target
+
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    for k, s, d, rewritten in ((3, 2, 1, True), (3, 3, 1, True), (7, 2, 1, True), (5, 2, 1, False), (3, 2, 2, False)):
+        wl = _generic_wl("dx", 8, 2, k, s, d, "mul", dtype)
+        mod = schedule(wl, Target({"kind": "llvm", "mcpu": "skylake-avx512"}), tuned=False)[0]
+        text = mod.script()
+        out = text[text.index('T.sblock("out")'):]
+        assert ("T.masked_store(out" in out and "T.Shuffle" in out) == rewritten, (k, s, d)
+        gather = text[text.index('T.sblock("Sp_reindex'):]
+        gather = gather[:gather.index("T.reads")]
+        m = s // math.gcd(s, d)  # a phase's taps: every m-th, ceil(k / m) of them, those past k masked
+        assert (f" < {k}" in gather) == (-(-k // m) * m > k), (k, s, d)
+        mod = tvm.ir.transform.Sequential([
+            s_tir.transform.LowerInitBlock(), s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
+            s_tir.transform.ConvertBlocksToOpaque(), s_tir.transform.CompactBufferAllocation()])(mod)
+        shapes = re.findall(r"^\s*acc = T\.\w*alloc_buffer\(\(([^)]*)\)", mod.script(), re.M)
+        assert len(shapes) == 1 and re.fullmatch(r"[\d, ]+", shapes[0]), shapes
+        lib = build(wl, cpu_target())
+        for W in (*range(1, 22), 31, 32, 33, 47, 57):
+            B, H = 1 + W % 2, 1 + (3 * W) % 7
+            ins, args = _nan_filled_args("dx", B, H, W, k, s, dtype, W)
+            n = args[-1].numpy().size
+            buf = torch.full((n + 64,), 12345.0, dtype=getattr(torch, dtype))
+            buf[32:32 + n] = float("nan")
+            lib(*args[:-1], tvm.runtime.from_dlpack(buf[32:32 + n].view(*args[-1].shape)))
+            p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=d, combine="mul")
+            np.testing.assert_allclose(buf[32:32 + n].view(*args[-1].shape).numpy(),
+                                       emulate.reference(Workload.make("ddf", "dx", p, dtype), ins),
+                                       rtol=tol, atol=tol, err_msg=f"k{k} s{s} d{d} {B}x{H}x{W}")
+            assert bool((buf[:32] == 12345.0).all() and (buf[32 + n:] == 12345.0).all()), (k, s, d, W)
 
 
 @pytest.mark.parametrize("kernel", ("fwd", "dx", "ds", "dc"))
