@@ -549,8 +549,19 @@ def dx(sch, wl, target):
     only its last is partial (before, both: the grid began p mod s columns left of dX).
     Same process, generic / static: 1.45 -> 1.33 at 56 px k3 s2, 2.74 -> 2.34 at 28 px s2,
     3.25 -> 2.25 at 56 px s3, 1.06 -> 0.90 at 112 px s2 (RESULTS.md "DDF CPU generic row
-    pairs, strided dx grid"). What is left: the last tile's lane-by-lane stores (at 28 px s2,
-    two 16-px tiles a row, half the tiles), where the static build tiles the row exactly."""
+    pairs, strided dx grid").
+
+    Generic builds at stride s > 1 since (RESULTS.md "DDF CPU generic strided dx"): S's taps
+    gathered tile-major once per call (:func:`_phase_tap_gather`, only S's own taps,
+    :func:`_taps_in_bounds`: each tap was another plane at a symbolic stride); the tile 'acc'
+    laid out tile-major and its regions declared whole, a constant size (it compacted to
+    min(H // 2 + 1, 1) * 2 rows, symbolic); S's padded copy as whole-vector rows with the
+    zeros on its border only (:func:`_overlap_rows`; its fill's 2-float row tails had become
+    LLVM scatters behind ~250 instructions of overlap checks per row, ~12% of the samples);
+    on AVX-512 a tile row stored as contiguous shuffled vectors, the row's last tile masked
+    (:func:`_phase_rows_out`; it was stored pixel by pixel, a compare and a branch each).
+    Same process, generic / static 1.94 -> 1.21 at 2x64x56² k3 s2, 2.60 -> 1.35 at 2x128x28²
+    s2, 2.87 -> 1.87 at 56² s3, 1.74 -> 0.67 at 56² k7 s2."""
     lanes, s = vector_lanes(wl.dtype), wl.p["s"]
     # The padded spatial filter is shared by every channel of a head: build it once.
     s_rows = _call_copy(sch, wl, "Sp", lanes, _copy_partition_ok(wl, strided=False), plain=True)
@@ -661,9 +672,11 @@ def _phase_rows_out(sch, s: int, lanes: int, masked: bool) -> None:
     (``masked``; else nothing changes: AVX2's masked stores are microcoded on Zen 1-3, see
     ``pac_cpu._masked_out``): a tile row's 'out' (s phase vectors of ``lanes``, interleaved
     into s * lanes pixels of dX) as s contiguous vectors, each a shuffle of the phase vectors,
-    stored whole where every pixel is inside dX, else (the row's last tile) with a lane mask.
-    TVM stored the last tile's phases pixel by pixel, a compare and a branch each (perf at
-    2x64x56² k3 s2: a row pair's last tile took about as long as its three whole ones).
+    stored whole where every pixel of the tile row is inside dX (one test per tile row), else
+    (the row's last tile) with a lane mask. TVM stored the last tile's phases pixel by pixel,
+    a compare and a branch each (perf at 2x64x56² k3 s2: a row pair's last tile took about
+    as long as its three whole ones). A test per piece, which LLVM turned into a mask per
+    piece (~5 instructions each), was 1.06-1.3x slower (s3 1.89 -> 1.50 generic / static).
     Leaves the nest as it was where 'out' is not of that form. The row loop's LoopPartition
     hint is dropped (that pass cannot bound a vector mask; the whole tiles then test one
     scalar per vector). A surgery: runs last."""
@@ -721,24 +734,24 @@ def _phase_rows_out(sch, s: int, lanes: int, masked: bool) -> None:
                                [tirx.Ramp(at(src[-1], rr, 0), 1, lanes)]) for rr in range(s)]
     reads = [tirx.BufferRegion(store.value.source, [ir.Range.from_min_extent(at(i, rr, 0), 1) for i in src[:-1]] +
                                [ir.Range.from_min_extent(at(src[-1], rr, 0), lanes)]) for rr in range(s)]
-    pieces = []
+    wholes, parts = [], []
     for q in range(s):  # piece q: pixels q * lanes + (0 .. lanes - 1) of the tile row
         pix = [q * lanes + k for k in range(lanes)]
         value = tirx.Shuffle(vectors, [tirx.const((x % s) * lanes + x // s, "int32") for x in pix])
         idx = dst[:-1] + [tirx.Ramp(x0 + q * lanes, 1, lanes)]
-        whole = tirx.BufferStore(store.buffer, value, idx)
-        if end is None:
-            body = whole
-        else:
+        wholes.append(tirx.BufferStore(store.buffer, value, idx))
+        if end is not None:
             mask = tirx.Ramp(x0 + q * lanes, 1, lanes) < tirx.Broadcast(end, lanes)
-            body = tirx.IfThenElse(x0 + (q + 1) * lanes <= end, whole, tirx.Evaluate(
-                tirx.call_intrin("void", "tirx.masked_store", store.buffer, value, *idx, mask)))
-        pieces.append(body)
+            parts.append(tirx.IfThenElse(x0 + q * lanes < end, tirx.Evaluate(
+                tirx.call_intrin("void", "tirx.masked_store", store.buffer, value, *idx, mask)), None))
+    # one test per tile row: the whole tiles' stores plain (a mask per piece cost ~5
+    # instructions each, LLVM turning the per-piece test into masks)
+    pieces = wholes if end is None else [tirx.IfThenElse(x0 + s * lanes <= end, tirx.SeqStmt(wholes), tirx.SeqStmt(parts))]
     writes = [tirx.BufferRegion(store.buffer, [ir.Range.from_min_extent(i, 1) for i in dst[:-1]] +
                                 [ir.Range.from_min_extent(x0, s * lanes)])]
     if "pragma_loop_partition_hint" in sch.get(xo).annotations:  # (LoopPartition cannot read a vector mask)
         sch.unannotate(xo, "pragma_loop_partition_hint")
-    blk = s_tir.SBlock([], reads, writes, block.name_hint, tirx.SeqStmt(pieces))
+    blk = s_tir.SBlock([], reads, writes, block.name_hint, pieces[0] if len(pieces) == 1 else tirx.SeqStmt(pieces))
     body = s_tir.SBlockRealize([], all_of(free), blk)
     sch.state.replace(sch.get_sref(phase), tirx.For(tirx.Var("one", dt), tirx.const(0, dt), tirx.const(1, dt),
                                                     tirx.ForKind.SERIAL, body), {})
