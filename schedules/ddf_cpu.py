@@ -127,9 +127,9 @@ def fwd(sch, wl, target):
     co, ci = sch.split(c, [None, ct])
     plane = sch.fuse(b, g, co)
     sch.parallel(plane)
-    copy = None
+    copy = phase_rows = None
     if wl.p["s"] > 1:
-        _phase_pad_copy(sch, wl, "Xpad", plane, wide)
+        phase_rows = _phase_pad_copy(sch, wl, "Xpad", plane, wide)
     else:
         copy = _pad_copy(sch, "Xpad", plane, _fwd_lanes(wl.dtype, target), wl.kind == "generic")
     if wl.kind == "generic":
@@ -149,6 +149,7 @@ def fwd(sch, wl, target):
         _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
         guard_pieces(sch, pieces, shift=True)
         _overlap_rows(sch, copy, vector_lanes(wl.dtype))  # X's rows (stride 1), last
+        _phase_copy_rows(sch, phase_rows, wl.p["s"], vector_lanes(wl.dtype))  # (stride > 1)
         return
     rows = _static_rows(wl, extent(sch, y))
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, max(1, acc_registers(target) // (2 * ct * rows)), rows)
@@ -915,8 +916,9 @@ def ds(sch, wl, target):
     than a vector read dO's widened rows (:func:`schedules._rows.widened_rows`, per output row for all
     channels). RESULTS.md "DDF CPU generic ds / dc copies"."""
     lanes = vector_lanes(wl.dtype)
+    phase_rows = None
     if wl.p["s"] > 1:
-        _phase_pad_copy(sch, wl, "Xpad", None, lanes, _copy_partition_ok(wl))
+        phase_rows = _phase_pad_copy(sch, wl, "Xpad", None, lanes, _copy_partition_ok(wl))
     elif wl.kind == "generic" and _copy_partition_ok(wl):  # the rows' interiors, a zero border
         _overlap_rows(sch, _pad_copy(sch, "Xpad", None, lanes, True), lanes, "Xpad_pad_const")
     else:
@@ -943,6 +945,7 @@ def ds(sch, wl, target):
     if wl.kind == "generic":  # the row's widened dO (all channels) next to the loop that reads it
         widened_rows(sch, "dOpad", row, lanes)
         _in_place_tiles(sch, xo, lanes, ("acc",))
+        _phase_copy_rows(sch, phase_rows, wl.p["s"], lanes)
 
 
 def _retile_block(realize, x_var, pred, shift=None, tiles=(), swap=None):
@@ -1086,16 +1089,18 @@ def dc(sch, wl, target):
     vectorize_inner(sch, init, lanes)
     sch.reverse_compute_at(sch.get_sblock("acc"), plane)
     sch.reverse_compute_at(sch.get_sblock("out"), plane)
+    phase_rows = None
     if wl.p["s"] > 1:
-        _phase_pad_copy(sch, wl, "Xpad", plane, lanes)
+        phase_rows = _phase_pad_copy(sch, wl, "Xpad", plane, lanes)
     else:
         _overlap_rows(sch, _pad_copy(sch, "Xpad", plane, lanes, wl.kind == "generic"), lanes, "Xpad_pad_const")
     if wl.kind == "generic":
         widened_rows(sch, "dOpad", plane, lanes)
     split_tail(sch, xo)
+    _phase_copy_rows(sch, phase_rows, wl.p["s"], lanes)
 
 
-def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) -> None:
+def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True):
     """Stride s > 1 (fwd, ds, dc; generic and static builds): the padded X (read at x*s +
     v*d) laid out phase-major along the row, (..., row, x mod s, x div s), so that a tap's
     reads over a vector of x are
@@ -1120,7 +1125,8 @@ def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) 
     s2; fwd 1.53 -> 1.22, ds 0.63 -> 0.53, dc 0.70 -> 0.74 at 56² s3 (RESULTS.md "DDF CPU
     generic 'out' piece loop"). The static builds took it later (they had kept the strided
     reads): with their row tails cut, static fwd new / old 0.45 / 0.50 / 0.69 at 2x64x56² s2,
-    57² s2, 56² s3 (RESULTS.md "DDF CPU static row tails")."""
+    57² s2, 56² s3 (RESULTS.md "DDF CPU static row tails"). Returns the copy's group loop in
+    generic builds (else None), for :func:`_phase_copy_rows` once the schedule is done."""
     s = wl.p["s"]
     blk = sch.get_sblock(name)
     if at is None:  # a whole-call copy (ds): parallel over its planes
@@ -1146,6 +1152,95 @@ def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True) 
         inner = vectorize_inner(sch, block, lanes, under=at) if vector else xq
         if partition:
             split_tail(sch, inner)
+    return xq if wl.kind == "generic" else None
+
+
+def _phase_copy_rows(sch, loop, s: int, lanes: int) -> None:
+    """A generic phase-major copy's group loop ``loop`` (:func:`_phase_pad_copy`: per group
+    of s pixels, the s phases unrolled) as blocks of ``lanes`` groups: s contiguous vector
+    loads of the row, each phase a shuffle of them stored as one vector, then one more block
+    ending at the row's last whole group (it overlaps the one before and stores the same
+    values: a copy), the partial group, if any, as before; rows of fewer than ``lanes``
+    groups as before. LLVM had vectorized the group loop itself, 8 groups at a time, and run
+    the rest scalar (28-px rows at s2: 8 groups a vector, 6 scalar, ~23% of the generic fwd's
+    samples at 2x128x28² k3 s2, with its alias checks per row another ~8%). Leaves the loop
+    as it was where the copy is not of that form. A surgery: runs last."""
+    if loop is None:
+        return
+    f = sch.get(loop)
+    fp = f.body
+    if not (isinstance(fp, tirx.For) and isinstance(fp.extent, tirx.IntImm) and int(fp.extent) == s
+            and isinstance(fp.body, s_tir.SBlockRealize)):
+        return
+    realize, g, r = fp.body, f.loop_var, fp.loop_var
+    block = realize.block
+    store = block.body
+    if not (isinstance(store, tirx.BufferStore) and isinstance(store.value, ir.expr.TensorLoad)):
+        return
+    binds = {iv.var: v for iv, v in zip(block.iter_vars, realize.iter_values)}
+    dst = [substitute(i, binds) for i in store.indices]
+    src = [substitute(i, binds) for i in store.value.indices]
+    ana = sym.Analyzer()
+    every = [(gg, rr) for gg in range(3) for rr in range(s)]
+
+    def at(x, gg, rr):  # x at group gg (an int or an expression), phase rr
+        return ana.simplify(substitute(x, {g: tirx.const(gg, g.ty) if isinstance(gg, int) else gg, r: tirx.const(rr, r.ty)}))
+
+    def free(x):
+        return not any(v.same_as(g) or v.same_as(r) for v in tirx.analysis.undefined_vars(x))
+
+    def pixel(x):  # x(0, 0) + group * s + phase: the row's pixel
+        return all(ana.can_prove_equal(at(x, gg, rr) - at(x, 0, 0), gg * s + rr) for gg, rr in every)
+
+    # X's row contiguous along the pixels; the copy's phase row by phase, its column by group
+    if not (all(free(i) for i in src[:-1]) and pixel(src[-1]) and all(free(i) for i in dst[:-2])):
+        return
+    if not all(ana.can_prove_equal(at(dst[-2], gg, rr), at(dst[-2], 0, rr))
+               and ana.can_prove_equal(at(dst[-1], gg, rr) - at(dst[-1], 0, rr), gg) for gg, rr in every):
+        return
+    keep, bounds = [], []
+    for c in conjuncts(realize.predicate):
+        if free(c):
+            keep.append(c)
+        elif isinstance(c, (tirx.LT, tirx.LE)) and pixel(c.a) and free(c.b):
+            bounds.append(c.b - at(c.a, 0, 0) + (1 if isinstance(c, tirx.LE) else 0))
+        else:
+            return
+    if not bounds:
+        return
+    n = bounds[0]
+    for b in bounds[1:]:
+        n = tirx.min(n, b)
+    dt = str(g.ty)
+    m = tirx.const(lanes, dt)
+    whole = ana.simplify(tirx.floordiv(n, s))  # the row's whole groups
+
+    def vectors(g0):  # groups g0 .. g0 + lanes - 1 as one block
+        base = at(src[-1], g0, 0)
+        rows = [tirx.BufferLoad(store.value.source, src[:-1] + [tirx.Ramp(base + j * lanes, 1, lanes)]) for j in range(s)]
+        stores, writes = [], []
+        for rr in range(s):
+            idx = [at(i, g0, rr) for i in dst[:-1]]
+            stores.append(tirx.BufferStore(store.buffer, tirx.Shuffle(rows, [tirx.const(k * s + rr, "int32") for k in range(lanes)]),
+                                           idx + [tirx.Ramp(at(dst[-1], g0, rr), 1, lanes)]))
+            writes.append(tirx.BufferRegion(store.buffer, [ir.Range.from_min_extent(i, 1) for i in idx] +
+                                            [ir.Range.from_min_extent(at(dst[-1], g0, rr), lanes)]))
+        reads = [tirx.BufferRegion(store.value.source, [ir.Range.from_min_extent(i, 1) for i in src[:-1]] +
+                                   [ir.Range.from_min_extent(base, s * lanes)])]
+        return s_tir.SBlockRealize([], all_of(keep), s_tir.SBlock([], reads, writes, block.name_hint, tirx.SeqStmt(stores)))
+
+    xo, gq, rq = tirx.Var("xo", dt), tirx.Var("gq", dt), tirx.Var("rq", dt)
+    part = tirx.For(gq, tirx.const(0, dt), f.extent - whole, tirx.ForKind.SERIAL, tirx.For(
+        rq, tirx.const(0, dt), fp.extent, tirx.ForKind.UNROLLED, s_tir.SBlockRealize(
+            [substitute(v, {g: whole + gq, r: rq}) for v in realize.iter_values],
+            substitute(realize.predicate, {g: whole + gq, r: rq}), block)))
+    rows = tirx.SeqStmt([
+        tirx.For(xo, tirx.const(0, dt), tirx.floordiv(whole, m), tirx.ForKind.SERIAL, vectors(xo * m)),
+        tirx.IfThenElse(tirx.floormod(whole, m) != 0, vectors(whole - m), None),
+        part])  # the partial group (a row of n pixels, n mod s of them)
+    sch.state.replace(sch.get_sref(loop), tirx.For(
+        tirx.Var("row", dt), tirx.const(0, dt), tirx.const(1, dt), tirx.ForKind.SERIAL,
+        tirx.IfThenElse(whole >= m, rows, f)), {})
 
 
 def _drop_padding_nest(sch, name: str) -> None:

@@ -492,8 +492,11 @@ def test_generic_cpu_phase_pad(kernel, dtype):
     (``schedules.ddf_cpu._phase_pad_copy``) with a padding element past the row's end, whose
     pad-value block ``transform_layout`` placed at the root is removed (``_drop_padding_nest``:
     never read; kept, it scanned the whole call's X and kept the per-plane copy from being
-    compacted); its copy runs over groups of s pixels, the phases inside. Against the float64 reference with NaN-filled outputs at widths around the
-    vectors, for rows of either parity against s."""
+    compacted); its copy runs over groups of s pixels, the phases inside, and in rows of
+    a vector's count of groups or more (``_phase_copy_rows``) as blocks of that many groups
+    (s contiguous loads, each phase a shuffle of them), the last block overlapping the one
+    before, the partial group as before. Against the float64 reference with NaN-filled
+    outputs at widths around the vectors and blocks, for rows of either parity against s."""
     import numpy as np
 
     from dynfilter_tvm.build import build, schedule
@@ -505,11 +508,13 @@ def test_generic_cpu_phase_pad(kernel, dtype):
         wl = _generic_wl(kernel, 8, 2, k, s, d, combine, dtype)
         lines = schedule(wl, target, tuned=False)[0].script().splitlines()
         assert not any("_padding" in line for line in lines)
-        # the copy per s pixels, the phases unrolled innermost (contiguous reads)
-        copy = next(i for i, line in enumerate(lines) if 'T.sblock("Xpad")' in line)
-        assert f"in T.unroll({s}):" in lines[copy - 1]
+        # the copy per s pixels, the phases unrolled innermost (contiguous reads), kept for
+        # short rows and the partial group; longer rows in blocks of shuffled vectors
+        copies = [i for i, line in enumerate(lines) if 'T.sblock("Xpad")' in line]
+        assert any(f"in T.unroll({s}):" in lines[i - 1] for i in copies)
+        assert sum("T.Shuffle([X[" in line for line in lines) == 2 * s  # the blocks and the overlapping one
         lib = build(wl, target)
-        for W in (1, 2, 7, 16, 17, 18, 33):
+        for W in (1, 2, 7, 16, 17, 18, 23, 24, 25, 33, 49):
             B, H = 1 + W % 2, 1 + W % 7
             ins, args = _nan_filled_args(kernel, B, H, W, k, s, dtype, W)
             lib(*args)
