@@ -276,6 +276,26 @@ def map_realizes(st, fn):
     raise TypeError(f"not mapped: {type(st).__name__}")
 
 
+def renamed(st, values=None):
+    """Statement ``st`` (loops, sequences, conditions over block realizes) with new variables
+    for its loops and the variables in ``values`` ({var: expression}) replaced: a copy of a
+    nest that may stand in the IR beside the original (TVM binds a loop variable once)."""
+    values = dict(values or {})
+    if isinstance(st, tirx.For):
+        v = tirx.Var(st.loop_var.name, str(st.loop_var.ty))
+        return tirx.For(v, substitute(st.min, values), substitute(st.extent, values), st.kind,
+                        renamed(st.body, {**values, st.loop_var: v}), st.thread_binding, st.annotations)
+    if isinstance(st, tirx.SeqStmt):
+        return tirx.SeqStmt([renamed(x, values) for x in st.seq])
+    if isinstance(st, tirx.IfThenElse):
+        return tirx.IfThenElse(substitute(st.condition, values), renamed(st.then_case, values),
+                               None if st.else_case is None else renamed(st.else_case, values))
+    if isinstance(st, s_tir.SBlockRealize):
+        return s_tir.SBlockRealize([substitute(x, values) for x in st.iter_values], substitute(st.predicate, values),
+                                   st.block)
+    raise TypeError(f"not renamed: {type(st).__name__}")
+
+
 def realizes(st) -> list:
     """The block realizes in statement ``st``, in order."""
     out = []

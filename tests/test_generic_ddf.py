@@ -495,8 +495,11 @@ def test_generic_cpu_phase_pad(kernel, dtype):
     compacted); its copy runs over groups of s pixels, the phases inside, and in rows of
     a vector's count of groups or more (``_phase_copy_rows``) as blocks of that many groups
     (s contiguous loads, each phase a shuffle of them), the last block overlapping the one
-    before, the partial group as before. Against the float64 reference with NaN-filled
-    outputs at widths around the vectors and blocks, for rows of either parity against s."""
+    before, the partial group as before; its zero fill on the border only
+    (``_phase_border_fill``: whole rows above and below the data, per data row and phase the
+    left pad and vectors counted back from the phase row's end). Against the float64
+    reference with NaN-filled outputs at widths around the vectors and blocks, for rows of
+    either parity against s, and planes holding fewer padded rows than X has."""
     import numpy as np
 
     from dynfilter_tvm.build import build, schedule
@@ -504,7 +507,7 @@ def test_generic_cpu_phase_pad(kernel, dtype):
 
     target = cpu_target()
     tol = 1e-4 if dtype == "float32" else 1e-12
-    for k, s, d, combine in ((3, 2, 1, "mul"), (5, 3, 1, "add"), (3, 2, 2, "mul")):
+    for k, s, d, combine in ((3, 2, 1, "mul"), (5, 3, 1, "add"), (3, 3, 1, "mul"), (3, 2, 2, "mul")):
         wl = _generic_wl(kernel, 8, 2, k, s, d, combine, dtype)
         lines = schedule(wl, target, tuned=False)[0].script().splitlines()
         assert not any("_padding" in line for line in lines)
@@ -513,9 +516,11 @@ def test_generic_cpu_phase_pad(kernel, dtype):
         copies = [i for i, line in enumerate(lines) if 'T.sblock("Xpad")' in line]
         assert any(f"in T.unroll({s}):" in lines[i - 1] for i in copies)
         assert sum("T.Shuffle([X[" in line for line in lines) == 2 * s  # the blocks and the overlapping one
+        assert sum('T.sblock("Xpad_pad_const")' in line for line in lines) > 4 * s  # pad rows, data rows' pads
         lib = build(wl, target)
-        for W in (1, 2, 7, 16, 17, 18, 23, 24, 25, 33, 49):
-            B, H = 1 + W % 2, 1 + W % 7
+        # (heights too: fwd's plane may hold fewer padded rows than X's, 6 at 6 x 32 k3 s3)
+        for W in (1, 2, 7, 16, 17, 18, 23, 24, 25, 32, 33, 49):
+            B, H = 1 + W % 2, 1 + 3 * W % 7
             ins, args = _nan_filled_args(kernel, B, H, W, k, s, dtype, W)
             lib(*args)
             p = dict(B=B, C=8, H=H, W=W, G=2, k=k, s=s, d=d, combine=combine)
