@@ -668,6 +668,49 @@ def _taps_in_bounds(sch, name: str) -> None:
         sch.state.replace(sch.get_sref(outer), with_predicate(sch.get(outer), all_of([*had, *keep])), {})
 
 
+def _probe(u, v, cu: int, cv: int, points):
+    """Checks of a block's expressions in two unrolled / vector loop variables u and v:
+    ``at(x, iu, iv)`` (x with them set: ints or expressions), ``free(x)`` (x holds neither),
+    ``affine(x)`` (x(iu, iv) - x(0, 0) = cu * iu + cv * iv at every point (iu, iv) of
+    ``points``) and ``split(pred)``: the conjuncts free of both, and for each bound ``x < b``
+    (``<=``) on such an affine x, b - x(0, 0) (+ 1); None if a conjunct is of another form."""
+    ana = sym.Analyzer()
+
+    def at(x, iu, iv):
+        def val(w, i):
+            return tirx.const(i, w.ty) if isinstance(i, int) else i
+        return ana.simplify(substitute(x, {u: val(u, iu), v: val(v, iv)}))
+
+    def free(x):
+        return not any(w.same_as(u) or w.same_as(v) for w in tirx.analysis.undefined_vars(x))
+
+    def affine(x):
+        return all(ana.can_prove_equal(at(x, iu, iv) - at(x, 0, 0), cu * iu + cv * iv) for iu, iv in points)
+
+    def split(pred):
+        keep, bounds = [], []
+        for c in conjuncts(pred):
+            if free(c):
+                keep.append(c)
+            elif isinstance(c, (tirx.LT, tirx.LE)) and affine(c.a) and free(c.b):
+                bounds.append(ana.simplify(c.b - at(c.a, 0, 0) + (1 if isinstance(c, tirx.LE) else 0)))
+            else:
+                return None
+        return keep, bounds
+    return ana, at, free, affine, split
+
+
+def _copy_access(realize):
+    """(store, its indices, its load's indices) of a block realize that stores one load (the
+    indices in the loop variables), or None."""
+    block = realize.block
+    store = block.body
+    if not (isinstance(store, tirx.BufferStore) and isinstance(store.value, ir.expr.TensorLoad)):
+        return None
+    binds = {iv.var: v for iv, v in zip(block.iter_vars, realize.iter_values)}
+    return store, [substitute(i, binds) for i in store.indices], [substitute(i, binds) for i in store.value.indices]
+
+
 def _phase_rows_out(sch, s: int, lanes: int, masked: bool) -> None:
     """Generic dx at stride s > 1, after :func:`_phase_stores`, on AVX-512 targets
     (``masked``; else nothing changes: AVX2's masked stores are microcoded on Zen 1-3, see
@@ -693,24 +736,13 @@ def _phase_rows_out(sch, s: int, lanes: int, masked: bool) -> None:
         return
     realize, r, e = fl.body, fp.loop_var, fl.loop_var
     block = realize.block
-    store = block.body
-    if not (isinstance(store, tirx.BufferStore) and isinstance(store.value, ir.expr.TensorLoad)):
+    access = _copy_access(realize)
+    if access is None:
         return
-    binds = {iv.var: v for iv, v in zip(block.iter_vars, realize.iter_values)}
-    dst = [substitute(i, binds) for i in store.indices]
-    src = [substitute(i, binds) for i in store.value.indices]
-    ana = sym.Analyzer()
+    store, dst, src = access
     every = [(rr, ee) for rr in range(s) for ee in range(lanes)]
-
-    def at(x, rr, ee):  # x at phase rr, lane ee
-        return ana.simplify(substitute(x, {r: tirx.const(rr, r.ty), e: tirx.const(ee, e.ty)}))
-
-    def column(x):  # x is x(0, 0) + lane * s + phase (dX's column) at every phase and lane
-        return all(ana.can_prove_equal(at(x, rr, ee) - at(x, 0, 0), ee * s + rr) for rr, ee in every)
-
-    def lane_free(x):
-        return not any(v.same_as(r) or v.same_as(e) for v in tirx.analysis.undefined_vars(x))
-
+    # (column: x(0, 0) + lane * s + phase, dX's column, at every phase and lane)
+    ana, at, lane_free, column, split = _probe(r, e, 1, s, every)
     # dX's index: lane-free but the column; acc's: per phase, lane-free but a contiguous last
     x0 = at(dst[-1], 0, 0)
     dt = str(x0.ty)
@@ -720,17 +752,13 @@ def _phase_rows_out(sch, s: int, lanes: int, masked: bool) -> None:
                for n, i in enumerate(src) for rr, ee in every):
         return
     # the predicate: lane-free conjuncts, and bounds x < b (x <= b) on dX's column
-    free, bounds = [], []
-    for c in conjuncts(realize.predicate):
-        if lane_free(c):
-            free.append(c)
-        elif isinstance(c, (tirx.LT, tirx.LE)) and column(c.a) and lane_free(c.b):
-            bounds.append(ana.simplify(c.b - at(c.a, 0, 0) + x0 + (1 if isinstance(c, tirx.LE) else 0)))
-        else:
-            return
+    parts = split(realize.predicate)
+    if parts is None:
+        return
+    free, bounds = parts
     end = None
     for b in bounds:
-        end = b if end is None else tirx.min(end, b)
+        end = ana.simplify(x0 + b) if end is None else tirx.min(end, ana.simplify(x0 + b))
     vectors = [tirx.BufferLoad(store.value.source, [at(i, rr, 0) for i in src[:-1]] +
                                [tirx.Ramp(at(src[-1], rr, 0), 1, lanes)]) for rr in range(s)]
     reads = [tirx.BufferRegion(store.value.source, [ir.Range.from_min_extent(at(i, rr, 0), 1) for i in src[:-1]] +
@@ -1177,40 +1205,23 @@ def _phase_copy_rows(sch, loop, s: int, lanes: int) -> None:
     fp = f.body
     realize, g, r = fp.body, f.loop_var, fp.loop_var
     block = realize.block
-    store = block.body
-    if not (isinstance(store, tirx.BufferStore) and isinstance(store.value, ir.expr.TensorLoad)):
+    access = _copy_access(realize)
+    if access is None:
         return
-    binds = {iv.var: v for iv, v in zip(block.iter_vars, realize.iter_values)}
-    dst = [substitute(i, binds) for i in store.indices]
-    src = [substitute(i, binds) for i in store.value.indices]
-    ana = sym.Analyzer()
+    store, dst, src = access
     every = [(gg, rr) for gg in range(3) for rr in range(s)]
-
-    def at(x, gg, rr):  # x at group gg (an int or an expression), phase rr
-        return ana.simplify(substitute(x, {g: tirx.const(gg, g.ty) if isinstance(gg, int) else gg, r: tirx.const(rr, r.ty)}))
-
-    def free(x):
-        return not any(v.same_as(g) or v.same_as(r) for v in tirx.analysis.undefined_vars(x))
-
-    def pixel(x):  # x(0, 0) + group * s + phase: the row's pixel
-        return all(ana.can_prove_equal(at(x, gg, rr) - at(x, 0, 0), gg * s + rr) for gg, rr in every)
-
+    # (pixel: x(0, 0) + group * s + phase, the row's pixel)
+    ana, at, free, pixel, split = _probe(g, r, s, 1, every)
     # X's row contiguous along the pixels; the copy's phase row by phase, its column by group
     if not (all(free(i) for i in src[:-1]) and pixel(src[-1]) and all(free(i) for i in dst[:-2])):
         return
     if not all(ana.can_prove_equal(at(dst[-2], gg, rr), at(dst[-2], 0, rr))
                and ana.can_prove_equal(at(dst[-1], gg, rr) - at(dst[-1], 0, rr), gg) for gg, rr in every):
         return
-    keep, bounds = [], []
-    for c in conjuncts(realize.predicate):
-        if free(c):
-            keep.append(c)
-        elif isinstance(c, (tirx.LT, tirx.LE)) and pixel(c.a) and free(c.b):
-            bounds.append(c.b - at(c.a, 0, 0) + (1 if isinstance(c, tirx.LE) else 0))
-        else:
-            return
-    if not bounds:
+    parts = split(realize.predicate)
+    if parts is None or not parts[1]:
         return
+    keep, bounds = parts
     n = bounds[0]
     for b in bounds[1:]:
         n = tirx.min(n, b)
