@@ -562,7 +562,8 @@ def dx(sch, wl, target):
     on AVX-512 a tile row stored as contiguous shuffled vectors, the row's last tile masked
     (:func:`_phase_rows_out`; it was stored pixel by pixel, a compare and a branch each).
     Same process, generic / static 1.94 -> 1.21 at 2x64x56² k3 s2, 2.60 -> 1.35 at 2x128x28²
-    s2, 2.87 -> 1.87 at 56² s3, 1.74 -> 0.67 at 56² k7 s2."""
+    s2, 2.87 -> 1.50 at 56² s3, 1.74 -> 0.67 at 56² k7 s2; one process each
+    (``bench_ddf_kernels.py --thread-time``, quiet) 1.14 / 1.20 / 1.30 at 56², 57², 28² s2."""
     lanes, s = vector_lanes(wl.dtype), wl.p["s"]
     # The padded spatial filter is shared by every channel of a head: build it once.
     s_rows = _call_copy(sch, wl, "Sp", lanes, _copy_partition_ok(wl, strided=False), plain=True)
