@@ -508,7 +508,8 @@ def _call_copy(sch, wl, name: str, lanes: int, partition: bool = True, plain: bo
     ``split_tail``). ``plain`` (generic builds): a zero fill and the interior left plain
     rows, as :func:`_pad_copy` (dx: its per-pixel predicated copy of S ran scalar in the
     tail tile; generic/static dx 1.34 -> 1.25 at 56 px, 1.56 -> 1.51 at 14 px; dc's S
-    went the other way, 1.29 -> 1.50 at 56 px, and keeps the one predicated pass)."""
+    went the other way, 1.29 -> 1.50 at 56 px, and keeps the one predicated pass). Returns
+    the plain interior's row loop (else None), for :func:`_overlap_rows` (strided dx)."""
     blk = sch.get_sblock(name)
     sch.parallel(sch.fuse(*sch.get_loops(blk)[:4]))
     interior = None
@@ -552,7 +553,7 @@ def dx(sch, wl, target):
     3.25 -> 2.25 at 56 px s3, 1.06 -> 0.90 at 112 px s2 (RESULTS.md "DDF CPU generic row
     pairs, strided dx grid").
 
-    Generic builds at stride s > 1 since (RESULTS.md "DDF CPU generic strided dx"): S's taps
+    Generic builds at stride s > 1 since (RESULTS.md "DDF CPU generic strided kernels"): S's taps
     gathered tile-major once per call (:func:`_phase_tap_gather`, only S's own taps,
     :func:`_taps_in_bounds`: each tap was another plane at a symbolic stride); the tile 'acc'
     laid out tile-major and its regions declared whole, a constant size (it compacted to
@@ -723,8 +724,8 @@ def _phase_rows_out(sch, s: int, lanes: int, masked: bool) -> None:
     as long as its three whole ones). A test per piece, which LLVM turned into a mask per
     piece (~5 instructions each), was 1.06-1.3x slower (s3 1.89 -> 1.50 generic / static).
     Leaves the nest as it was where 'out' is not of that form. The row loop's LoopPartition
-    hint is dropped (that pass cannot bound a vector mask; the whole tiles then test one
-    scalar per vector). A surgery: runs last."""
+    hint is dropped (that pass cannot bound a vector mask; the whole tiles then test once per
+    tile row). A surgery: runs last."""
     if not masked:
         return
     out = sch.get_sblock("out")
