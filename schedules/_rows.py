@@ -64,7 +64,10 @@ def _mods_bound(e, ana):
         r = tirx.Var("r", str(m.ty))
         ana.bind(r, ir.Range.from_min_extent(0, m.b))
         return r
-    return substitute(e, {}, node=bound)
+    try:
+        return substitute(e, {}, node=bound)
+    except TypeError:  # an expression kind substitute does not walk: left as it is (unproven)
+        return e
 
 
 def _simplified(realize, ana):
