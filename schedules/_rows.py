@@ -7,7 +7,7 @@ from __future__ import annotations
 import tvm.s_tir as s_tir
 from tvm import ir, sym, tirx
 
-from .common import all_of, conjuncts, loop_analyzer, substitute
+from .common import all_of, conjuncts, loop_analyzer, map_realizes, realizes, renamed, substitute
 
 
 def _row_analyzer(sch, block: str, nonempty=()):
@@ -218,3 +218,94 @@ def widened_rows(sch, name: str, at, lanes: int, nonempty: bool = False) -> None
                          tirx.IfThenElse(sizes, zeros, f))
     sch.state.replace(sch.get_sref(sch.get_loops(fill)[-1]), zeros, {})
     overlap_rows(sch, sch.get_loops(blk)[-1], lanes, nonempty=src if nonempty else ())
+
+
+def overlap_tiles(sch, loop, lanes: int, n, nonempty=()) -> None:
+    """A generic build's loop ``loop`` over the ``lanes``-wide tiles of a symbolic row of ``n``
+    pixels (extent ceil(n / lanes); each pixel's value computed and stored whole inside one
+    tile, so a tile computed twice stores the same values again) as n // lanes whole tiles,
+    then, where n is not a multiple of ``lanes``, one whole tile ending at the row's end (it
+    overlaps the last whole one), or the old predicated tile for rows under ``lanes``. Was
+    LoopPartition's tail: one tile, predicated, which TVM's vectorizer runs lane by lane.
+
+    Every binding and predicate in the tile must be affine in the tile index with step
+    ``lanes`` (else the loop stays as it was). A predicate conjunct over the row is linear in
+    the tile's start t, so its truth set is an interval of t: where it holds at t = 0 and
+    t = n - lanes (proven under n >= lanes, the tile's own loops and the enclosing ones bound)
+    it holds for every whole tile and is dropped. A rewrite of the scheduled IR: runs last.
+    ``nonempty``: sizes the proofs may take as >= 1 (:func:`_row_analyzer`), the nest kept as
+    it was for the other case."""
+    f = sch.get(loop)
+    if isinstance(n, tirx.IntImm) or isinstance(f.extent, tirx.IntImm):
+        return
+    inner = realizes(f.body)
+    if not inner:
+        return
+    ana, sizes = _row_analyzer(sch, inner[0].block.name_hint, nonempty)
+    xo, dt = f.loop_var, str(f.loop_var.ty)
+    t = tirx.Var("t", dt)
+    m = tirx.const(lanes, dt)
+
+    def at_start(e):  # e with xo * lanes as t; None where e is not affine in xo with that step
+        e0 = substitute(e, {xo: tirx.const(0, dt)})
+        d = ana.simplify(e - e0)
+        if isinstance(d, tirx.IntImm) and d.value == 0:
+            return e
+        return e0 + t if ana.can_prove_equal(d, xo * m) else None
+
+    def loops_free(st):  # no inner loop's bounds depend on xo
+        if isinstance(st, tirx.For):
+            return not any(v.same_as(xo) for e in (st.min, st.extent) for v in tirx.analysis.undefined_vars(e)) \
+                and loops_free(st.body)
+        if isinstance(st, tirx.SeqStmt):
+            return all(loops_free(s) for s in st.seq)
+        if isinstance(st, tirx.IfThenElse):
+            return False  # (not expected inside a tile before lowering)
+        return True
+
+    def bind_loops(st, a):
+        if isinstance(st, tirx.For):
+            a.bind(st.loop_var, ir.Range.from_min_extent(st.min, st.extent))
+            bind_loops(st.body, a)
+        elif isinstance(st, tirx.SeqStmt):
+            for s in st.seq:
+                bind_loops(s, a)
+
+    if not loops_free(f.body):
+        return
+    bind_loops(f.body, ana)
+    failed = []
+
+    def tile(r):
+        values = [at_start(v) for v in r.iter_values]
+        keep = []
+        for c in conjuncts(r.predicate):
+            if not isinstance(c, (tirx.LT, tirx.LE, tirx.GT, tirx.GE)):
+                ct = c if not any(v.same_as(xo) for v in tirx.analysis.undefined_vars(c)) else None
+            else:
+                a, b = at_start(c.a), at_start(c.b)
+                ct = None if a is None or b is None else type(c)(a, b)
+            if ct is None:
+                failed.append(c)
+                return r
+            with ana.constraint_scope(n >= m):
+                ends = [_mods_bound(ana.simplify(substitute(ct, {t: s})), ana) for s in (tirx.const(0, dt), n - m)]
+                if not all(ana.can_prove(e) for e in ends):
+                    keep.append(ct)
+        if any(v is None for v in values):
+            failed.append(r)
+            return r
+        return s_tir.SBlockRealize(values, all_of(keep), r.block)
+
+    body = map_realizes(f.body, tile)
+    if failed:
+        return
+    x2 = tirx.Var(xo.name, dt)
+    whole = tirx.For(x2, tirx.const(0, dt), tirx.floordiv(n, m), tirx.ForKind.SERIAL, renamed(body, {t: x2 * m}))
+    tail = tirx.IfThenElse(tirx.floormod(n, m) != tirx.const(0, dt), tirx.IfThenElse(
+        n >= m, renamed(body, {t: n - m}), renamed(f.body, {xo: tirx.const(0, dt)})), None)
+    rows = tirx.SeqStmt([whole, tail])
+    if nonempty:
+        rows = tirx.IfThenElse(sizes, rows, renamed(f))
+    one = tirx.For(tirx.Var("tiles", dt), tirx.const(0, dt), tirx.const(1, dt), tirx.ForKind.SERIAL, rows)
+    sch.state.replace(sch.get_sref(loop), one, {})

@@ -26,7 +26,9 @@ vector loops along x are cut by LoopPartition (``split_tail``) into whole vector
 scalar tail (the channel sums' padded row copy: the tail in guarded half vectors,
 ``_padded_row_copy``), except the per-channel forms of pool_dk and dist (32-bit accumulation), whose
 elementwise rows LLVM vectorizes itself (512-bit vectors, a 128-bit epilogue, no per-lane
-test: float32 28-px rows 2.0 -> 1.3-1.4x the static time). Static builds take the same hint: a static loop whose body carries a
+test: float32 28-px rows 2.0 -> 1.3-1.4x the static time), and dist_df / dist_df0, whose
+rows run as whole tiles and one overlapping last tile (``_rows.overlap_tiles``: each pixel's
+sum is computed and stored within one tile, so a pixel computed twice is stored twice alike). Static builds take the same hint: a static loop whose body carries a
 lane-dependent condition (a padded copy's zero border or zeros past the width) is scalarized
 whole too. pool's compute sums over rows padded to whole vectors (``ops.pac.pool``), so its
 vectors are whole at every width, static or symbolic, and only its stores have a tail; its
@@ -39,6 +41,7 @@ AVX-512).
 """
 from __future__ import annotations
 
+import tvm
 import tvm.s_tir as s_tir
 import tvm_ffi
 from tvm import ir, sym, tirx
@@ -48,6 +51,7 @@ from tvm.target import codegen
 from dynfilter_tvm.ops.pac import HALF, POOL_ROW_QUANTUM, padded_row
 
 from . import register
+from ._rows import overlap_rows, overlap_tiles
 from .common import (acc_registers, after_compute_at, all_of, conjuncts, guard_pieces, loop_analyzer, split_tail, unroll,
                      unroll_taps, vector_lanes, vectorize_inner, vectorize_under)
 
@@ -1276,45 +1280,76 @@ def _channel_sum_padded(sch, wl) -> None:
         split_tail(sch, rxo)
 
 
-def _taps_inside_vectors(sch, lanes, row_copy=None):
+def _taps_inside_vectors(sch, wl, lanes, row_copy=None):
     """acc (n, c, y, x, i, j): parallel over rows (n, y), the channels inside (a row of the
     channel-shared gradient stays in cache for all of them), vectors along x, taps inside.
-    ``row_copy``: an input whose row is first copied to contiguous scratch (``_row_copy``)."""
+    ``row_copy``: an input whose row is first copied to contiguous scratch (``_row_copy``).
+    Generic builds: a row's tiles whole and the last one overlapping (``_rows.overlap_tiles``;
+    was LoopPartition's predicated tail, run lane by lane), the row copy likewise
+    (``_rows.overlap_rows``)."""
     acc = sch.get_sblock("acc")
     n, c, y, x, i, j = sch.get_loops(acc)
+    width = sch.get(x).extent
+    generic = not isinstance(width, tirx.IntImm)
     sch.reorder(n, y, c, x, i, j)
     row = sch.fuse(n, y)
     sch.parallel(row)
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(xo, i, j, xi)
     sch.vectorize(xi)
-    split_tail(sch, xo)
-    if row_copy is not None:
-        _row_copy(sch, acc, row_copy, row, lanes)
+    if not generic:
+        split_tail(sch, xo)
+    elif row_copy is None:  # taps a symbolic plane apart: LLVM left the tap rows a loop
+        unroll_taps(sch, wl, i, j)
+    copy = None if row_copy is None else _row_copy(sch, acc, row_copy, row, lanes, generic)
     _finish(sch, acc, i, xo)
+    if generic:  # rewrites of the scheduled IR: last
+        sizes = sch.get(acc).writes[0].source.shape
+        if copy is not None:
+            overlap_rows(sch, copy, lanes, nonempty=sch.get(sch.get_sblock(f"{row_copy}_global")).reads[0].source.shape)
+        overlap_tiles(sch, xo, lanes, width, nonempty=sizes)
 
 
 @register("pac", "dist_df", "cpu")
 def dist_df(sch, wl, target):
     lanes, _ = _x_tiling(wl.p["W"], wl.dtype)
-    _materialize(sch, "Kz", lanes, outer=4)
-    _materialize(sch, "Sz", lanes)
-    _taps_inside_vectors(sch, lanes)
+    q = wl.p  # both copies zero-inserted at s > 1; e = (k - 1) d - p, their padding, may crop
+    fill = _fills(wl) and q["s"] == 1 and (q["k"] - 1) * q["d"] >= q["p"]
+    _materialize(sch, "Kz", lanes, outer=4, decompose=fill)
+    _materialize(sch, "Sz", lanes, decompose=fill)
+    _taps_inside_vectors(sch, wl, lanes)
 
 
-def _row_copy(sch, block, buffer: str, row, lanes: int) -> None:
+def _row_copy(sch, block, buffer: str, row, lanes: int, generic: bool = False):
     """Copy the row of ``buffer`` that ``block`` reads under ``row`` into one contiguous
     scratch row: the k x k taps of a kernel-shaped tensor are planes apart, and with planes a
-    power of two in size their loads all map to the same L1 set."""
+    power of two in size their loads all map to the same L1 set. Generic builds: returns the
+    copy's row loop for ``_rows.overlap_rows``."""
     index = [r.source.name for r in sch.get(block).reads].index(buffer)
     copy = sch.cache_read(block, index, "global")
     sch.compute_at(copy, row)
+    if generic:
+        return sch.get_loops(copy)[-1]
     # the row's whole vectors cut from its last (a predicated vector loop runs scalar)
     split_tail(sch, vectorize_inner(sch, copy, lanes, under=row))
+    return None
 
 
 @register("pac", "dist_df0", "cpu")
 def dist_df0(sch, wl, target):
     lanes, _ = _x_tiling(wl.p["Wo"], wl.dtype)
-    _materialize(sch, "Sz", lanes)
-    _taps_inside_vectors(sch, lanes, row_copy="dD")
+    _materialize(sch, "Sz", lanes, decompose=_fills(wl))
+    _taps_inside_vectors(sch, wl, lanes, row_copy="dD" if _copies_rows(wl) else None)
+
+
+def _copies_rows(wl) -> bool:
+    """Whether dist_df0 copies each row of dD first (``_row_copy``): with one kernel for every
+    channel (G = 1; its row then serves every channel) or with planes a multiple of 4 KB (L1
+    set conflicts: the k x k taps read together map to one set). Otherwise (G = C, each row
+    read once) the copy only adds a pass: 1 thread, 2x64 channels, k3, G = C, static builds
+    0.63x the time at 56², 0.81x at 28² without it, 1.27x at 2x32x128² k5 (64 KB planes);
+    generic builds (their planes' size unknown: no copy) 0.64x / 0.66x at 56² / 28², 1.12x at
+    128² k5 the static build's time with the copy, was 1.57x / 0.99x / 1.41x with it."""
+    if wl.p["G"] == 1:
+        return True
+    return wl.kind == "static" and wl.p["Ho"] * wl.p["Wo"] * tvm.DataType(wl.dtype).bits // 8 % 4096 == 0

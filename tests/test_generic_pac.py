@@ -315,18 +315,68 @@ def _loops_around(mod, name: str) -> list:
     return out[::-1]
 
 
-@pytest.mark.parametrize("G", [1, 4])
-def test_cpu_dist_df0_row_copy_cut(G):
-    """dist_df0's per-row copy of dD (``pac_cpu._row_copy``) with its row's whole vectors cut
-    from the last by LoopPartition (``split_tail``): one predicated vector loop over a symbolic
-    row runs scalar (generic G = C 2.4-3.8x the static build before, RESULTS.md "PAC CPU
-    dist_df0"). Its values: ``test_cpu_generic_build_matches_static`` (widths 37, 16, 7)."""
+def test_cpu_dist_df0_row_copy():
+    """dist_df0 copies dD's row first (``pac_cpu._row_copy``) where it serves every channel (G =
+    1) or where its planes are a multiple of 4 KB (static builds: L1 set conflicts), not
+    otherwise (G = C: each row read once, the copy only a pass more). The generic copy's rows
+    as whole vectors and an overlapping last one (``_rows.overlap_rows``: the block four
+    times, the first vector, the others, the overlapping one and a short row's, and once more
+    in the nest kept for sizes under 1), not LoopPartition's predicated tail. Its values: ``test_cpu_dist_overlapping_last_tile``."""
     from dynfilter_tvm.build import schedule
 
-    sizes = dict(N=None, H=None, W=None, Ho=None, Wo=None)
-    wl = Workload.make("pac", "dist_df0", dict(C=4, G=G, k=3, s=1, p=1, d=1, asym=0, **sizes), "float32")
-    loops = _loops_around(schedule(wl, cpu_target(), tuned=False)[0], "dD_global")
-    assert "pragma_loop_partition_hint" in loops[-2], loops
+    def script(G, **sizes):
+        p = dict(C=4, G=G, k=3, s=1, p=1, d=1, asym=0, **sizes)
+        return schedule(Workload.make("pac", "dist_df0", p, "float32"), cpu_target(), tuned=False)[0].script()
+    generic = dict(N=None, H=None, W=None, Ho=None, Wo=None)
+    assert script(1, **generic).count('T.sblock("dD_global")') == 5
+    assert 'T.sblock("dD_global")' not in script(4, **generic)
+    assert 'T.sblock("dD_global")' not in script(4, N=2, H=28, W=28, Ho=28, Wo=28)  # 3136 B planes
+    assert 'T.sblock("dD_global")' in script(4, N=2, H=32, W=32, Ho=32, Wo=32)  # 4096 B
+    assert 'T.sblock("dD_global")' in script(1, N=2, H=28, W=28, Ho=28, Wo=28)
+
+
+_DIST_TILES = [("dist_df", dict(C=3, G=1, k=3, s=1, p=1, d=1, asym=0)), ("dist_df", dict(C=3, G=3, k=5, s=1, p=2, d=1, asym=1)),
+               ("dist_df0", dict(C=3, G=1, k=3, s=1, p=1, d=1, asym=0)), ("dist_df0", dict(C=3, G=3, k=3, s=1, p=1, d=1, asym=1)),
+               ("dist_df", dict(C=2, G=2, k=3, s=2, p=1, d=1, asym=1)), ("dist_df0", dict(C=2, G=1, k=5, s=2, p=1, d=2, asym=0))]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cpu_dist_overlapping_last_tile(dtype):
+    """dist_df / dist_df0 generic builds run a row as its whole vector tiles, then, where the
+    width is no multiple of the lanes, one whole tile ending at the row's end that overlaps
+    the last whole one (``_rows.overlap_tiles``), or the predicated tile for rows under one
+    vector; was LoopPartition's predicated tail, which TVM runs lane by lane (generic / static
+    dist_df0 2.1-2.6 at 28-29 px rows). Checked on the schedule (the tile's blocks three
+    times, and once more in the nest kept for sizes under 1) and run at widths 1-9, 15-17,
+    23, 31 and 33 against the float64 compute, the output NaN-filled inside a buffer whose elements
+    before and after it hold a sentinel: an unwritten pixel, a wrong one and a store past the
+    output all fail."""
+    import numpy as np
+    import tvm
+
+    from dynfilter_tvm.build import schedule
+
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    sym = dict(N=None, H=None, W=None, Ho=None, Wo=None)
+    for kernel, q in _DIST_TILES:
+        wl = Workload.make("pac", kernel, dict(q, **sym), dtype)
+        if q["s"] == 1:
+            assert schedule(wl, cpu_target(), tuned=False)[0].script().count('T.sblock("acc_update")') == 4, kernel
+        lib = build(wl, cpu_target()).mod[f"pac_{kernel}"]
+        for W in (*range(1, 10), 15, 16, 17, 23, 31, 33):
+            N, H = 1 + W % 2, 1 + (3 * W) % 7
+            Ho, Wo = ((n + 2 * q["p"] - q["d"] * (q["k"] - 1) - 1) // q["s"] + 1 for n in (H, W))
+            if min(Ho, Wo) < 1:
+                continue
+            concrete = Workload.make("pac", kernel, dict(q, N=N, H=H, W=W, Ho=Ho, Wo=Wo), dtype)
+            ins, _, shape, _ = emulate.make_inputs(concrete, seed=W)
+            n = int(np.prod(shape))
+            buf = torch.full((n + 64,), 12345.0, dtype=getattr(torch, dtype))
+            buf[32:32 + n] = float("nan")
+            lib(*(tvm.runtime.tensor(a) for a in ins), tvm.runtime.from_dlpack(buf[32:32 + n].view(*shape)))
+            np.testing.assert_allclose(buf[32:32 + n].view(*shape).numpy(), emulate.reference(concrete, ins),
+                                       rtol=tol, atol=tol, err_msg=f"{kernel} {q} {N}x{H}x{W}")
+            assert bool((buf[:32] == 12345.0).all() and (buf[32 + n:] == 12345.0).all()), (kernel, q, W)
 
 
 @pytest.mark.parametrize("generic", [False, True])
