@@ -1344,12 +1344,12 @@ def dist_df0(sch, wl, target):
 
 def _copies_rows(wl) -> bool:
     """Whether dist_df0 copies each row of dD first (``_row_copy``): with one kernel for every
-    channel (G = 1; its row then serves every channel) or with planes a multiple of 4 KB (L1
-    set conflicts: the k x k taps read together map to one set). Otherwise (G = C, each row
-    read once) the copy only adds a pass: 1 thread, 2x64 channels, k3, G = C, static builds
-    0.63x the time at 56², 0.81x at 28² without it, 1.27x at 2x32x128² k5 (64 KB planes);
-    generic builds (their planes' size unknown: no copy) 0.64x / 0.66x at 56² / 28², 1.12x at
-    128² k5 the static build's time with the copy, was 1.57x / 0.99x / 1.41x with it."""
+    channel (G = 1: the row then serves every channel) or, in static builds, with planes a
+    multiple of 4 KB (the k x k taps read together map to one L1 set: 2x32x128² k5, G = C,
+    1.27x the time without the copy). Otherwise (G = C, each row read once) the copy is a pass
+    more: 1 thread, 2x64x28² / 29² / 56² k3, G = C, static builds 0.88 / 0.71 / 0.73x the
+    time with it; generic builds (their planes' size unknown) never copy, 0.76-0.97x the
+    static time (RESULTS.md "PAC CPU generic dist_df / dist_df0")."""
     if wl.p["G"] == 1:
         return True
     return wl.kind == "static" and wl.p["Ho"] * wl.p["Wo"] * tvm.DataType(wl.dtype).bits // 8 % 4096 == 0
