@@ -288,7 +288,7 @@ def overlap_tiles(sch, loop, lanes: int, n, nonempty=()) -> None:
             if ct is None:
                 failed.append(c)
                 return r
-            with ana.constraint_scope(n >= m):
+            with ana.constraint_scope(ana.simplify(n >= m)):  # (simplified: 6 <= W, not W + 2 >= 8)
                 ends = [_mods_bound(ana.simplify(substitute(ct, {t: s})), ana) for s in (tirx.const(0, dt), n - m)]
                 if not all(ana.can_prove(e) for e in ends):
                     keep.append(ct)
