@@ -364,10 +364,14 @@ def _fwd_generic(sch, wl, target):
 
 def _pad_rows_overlap(sch, name, lanes) -> None:
     """A padded copy's interior (``decompose_padding``) row by row as whole vectors and an
-    overlapping last one (``_rows.overlap_rows``): the generic fwd's X at stride s > 1 and
-    datoms' X. Left to TVM's vectorizer, the row's predicated vectors ran lane by lane, which
-    LLVM made gathers and scatters (perf, 2x128x56² k3 s2: 42% of the generic datoms'
-    samples, the generic fwd 2.4x the static one)."""
+    overlapping last one (``_rows.overlap_rows``): the generic fwd's X at stride s > 1,
+    datoms' X and dx's dO and A at stride 1. Left to TVM's vectorizer, the row's predicated
+    vectors ran lane by lane, which LLVM made gathers and scatters (perf, 2x128x56² k3 s2: 42%
+    of the generic datoms' samples, the generic fwd 2.4x the static one). dx's copies had
+    their whole vectors cut from the last by LoopPartition, the tail scalar: at 2x64x28² k3
+    the copies were ~28% of the generic dx's samples, the static build's ~21%; generic /
+    static 1.37-1.50 -> 1.06-1.15 there, 1.84-1.90 -> 1.30-1.54 at 2x128x28² k3, 56² k3 and
+    k7 unchanged (RESULTS.md "ACDA CPU generic dx at 28-px rows")."""
     block = sch.get_sblock(name)
     overlap_rows(sch, sch.get_loops(block)[-1], lanes, nonempty=sch.get(block).reads[0].source.shape)
 
@@ -428,8 +432,8 @@ def _pad_generic(sch, wl, name, lanes, planes=2, rows_last=False) -> None:
     was a per-lane condition and the row's first vector and its last two (past the real row:
     ROW_TILE's padding) were copied lane by lane, with a branch per lane: in perf at 2x64x56x56
     k3, 8% of the generic fwd's samples against 3% for its vectors. Per plane (zeros, then the
-    plane copied) gained less (figures in the module docstring). ``rows_last`` (datoms) or
-    stride s > 1 (fwd): the copy's rows are left to :func:`_pad_rows_overlap`, which the
+    plane copied) gained less (figures in the module docstring). ``rows_last`` (datoms, dx)
+    or stride s > 1 (fwd): the copy's rows are left to :func:`_pad_rows_overlap`, which the
     caller runs last."""
     block = sch.get_sblock(name)
     sch.parallel(sch.fuse(*sch.get_loops(block)[:planes]))
@@ -463,7 +467,7 @@ def _dx_generic(sch, wl, target):
     unroll_taps(sch, wl, *(loops[n] for n in taps if n in loops))
     for name in ("dOu", "Au"):  # as the static build
         if wl.p["s"] == 1:  # a zero padding (at stride 2 the zeros interleave: not one)
-            _pad_generic(sch, wl, name, lanes, planes=3)
+            _pad_generic(sch, wl, name, lanes, planes=3, rows_last=True)
             continue
         block = sch.get_sblock(name)
         sch.parallel(sch.fuse(*sch.get_loops(block)[:3]))
@@ -471,6 +475,9 @@ def _dx_generic(sch, wl, target):
     atoms, t = _atoms_row(sch, wl, row, None, lanes)
     _decompose(sch, acc, loops["first"], xo, atoms, t, lanes)
     _drop_row_bounds(sch, xo)
+    if wl.p["s"] == 1:  # (_pad_generic) the copies' rows, last: a rewrite of the IR
+        for name in ("dOu", "Au"):
+            _pad_rows_overlap(sch, name, lanes)
 
 
 # generic datoms: the most k x C input row segments a tile may read (2 cache lines each: 40 KB

@@ -192,23 +192,47 @@ def test_generic_cpu_datoms_widened_rows(dtype, k, s, d, p):
 
 def test_generic_cpu_copies_rewritten_everywhere():
     """Every (k, s, d, p) and dtype schedules, and the copies the schedules rewrite (the generic
-    datoms' per-atom dO rows and X, the generic fwd's X at stride s > 1) are rewritten: a form
+    datoms' per-atom dO rows and X, the generic fwd's X at stride s > 1, the generic dx's dO and
+    A at stride 1) are rewritten: a form
     the rewrite refused had raised at build time (float64 at stride 2, 3 did, before the fill's
     own row bound was allowed)."""
     import itertools
 
     from dynfilter_tvm.build import schedule
 
-    for kernel, C in (("datoms", 112), ("fwd", 16)):
+    for kernel, C in (("datoms", 112), ("fwd", 16), ("dx", 16)):
         for k, s, d, dtype in itertools.product((1, 3, 5, 7), (1, 2, 3), (1, 2), ("float32", "float64")):
-            if kernel == "fwd" and s == 1:
+            if (kernel == "fwd") == (s == 1) and kernel != "datoms":  # fwd at s > 1, dx at s = 1
                 continue
             for p in sorted({0, k - 1}):
                 wl = Workload.make("acda", kernel, dict(N=1, C=C, H=40, W=40, M=2, T=3, k=k, s=s, d=d, p=p), dtype)
                 script = schedule(wl.with_symbolic(SYM), cpu_target(), tuned=False)[0].script()
-                assert script.count('T.sblock("Xpad")') == 5, (kernel, k, s, d, p, dtype)
-                if kernel == "datoms" and k > 1:
-                    assert script.count('T.sblock("dOpad")') == 5, (kernel, k, s, d, p, dtype)
+                for copy in {"fwd": ("Xpad",), "datoms": ("Xpad", "dOpad") if k > 1 else ("Xpad",),
+                             "dx": ("dOu", "Au")}[kernel]:
+                    assert script.count(f'T.sblock("{copy}")') == 5, (kernel, copy, k, s, d, p, dtype)
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+@pytest.mark.parametrize("k, d, p", [(3, 1, 1), (5, 2, 1), (3, 1, 0)])
+def test_generic_cpu_dx_copies(dtype, k, d, p):
+    """The generic dx at stride 1: the zero-inserted, padded copies of dO and A a zero fill,
+    then the rows' interiors as whole vectors and an overlapping last one
+    (``acda_cpu._pad_rows_overlap``; LoopPartition's scalar tail before: 1.4-1.9x the static
+    time at 28-px rows). Exact against the static builds at every width from 1 to 17 and 31
+    (rows shorter than a vector, whole vectors, a tail), batch 1 and 2, the output NaN-filled."""
+    generic = build(_wl("dx", 1, 9, 9, k, 1, d, p, dtype).with_symbolic(SYM), cpu_target()).mod["acda_dx"]
+    for W in (*range(1, 18), 31):
+        N, H = 1 + W % 2, 2 + W % 5
+        wl = _wl("dx", N, H, W, k, 1, d, p, dtype)
+        if min(conv_out_size(n, k, 1, p, d) for n in (H, W)) < 1:
+            continue
+        ins, got = _args("dx", wl)
+        ins, got = [t.to(getattr(torch, dtype)) for t in ins], got.to(getattr(torch, dtype))
+        want = got.clone()
+        generic(*ins, got)
+        build(wl, cpu_target()).mod["acda_dx"](*ins, want)
+        assert not want.isnan().any()
+        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"{N}x{H}x{W}")
 
 
 @pytest.mark.parametrize("s", (2, 3))
