@@ -290,6 +290,19 @@ def _segments(w: int, lanes: int):
     return segs
 
 
+def _place_copy(sch, name: str, at):
+    """Copy block ``name`` placed under loop ``at`` (None: a whole-call copy, as ds's, parallel
+    over its planes): (block, its loop, the block's loops, the depth of that loop among them)."""
+    blk = sch.get_sblock(name)
+    if at is None:
+        at = sch.fuse(*sch.get_loops(blk)[:3])
+        sch.parallel(at)
+    else:
+        sch.compute_at(blk, at)
+    loops = sch.get_loops(blk)
+    return blk, at, loops, next(i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(at)))
+
+
 def _pad_copy(sch, name: str, at, lanes: int, generic: bool):
     """A padded copy next to the loop ``at`` that reads it, as a zero fill and a copy of the
     interior (``decompose_padding``): one copy with the bounds test per element has a
@@ -302,14 +315,7 @@ def _pad_copy(sch, name: str, at, lanes: int, generic: bool):
     no masked stores): with 4-lane vectors (a scalar tail of up to 3), the copy was 16% of
     the generic fwd's time at 56 px rows, its tail alone 10% at 14 px (perf, k = 3).
     Returns the generic interior's row loop (else None), for :func:`_overlap_rows`."""
-    blk = sch.get_sblock(name)
-    if at is None:  # a whole-call copy (ds): parallel over its planes
-        at = sch.fuse(*sch.get_loops(blk)[:3])
-        sch.parallel(at)
-    else:
-        sch.compute_at(blk, at)
-    loops = sch.get_loops(blk)
-    depth = next(i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(at)))
+    blk, at, loops, depth = _place_copy(sch, name, at)
     if depth + 1 == len(loops):  # one element (compute_at drops unit loops)
         return None
     try:  # refused (the schedule unchanged) where the bounds test is trivially true
@@ -1158,14 +1164,7 @@ def _phase_pad_copy(sch, wl, name: str, at, lanes: int, partition: bool = True):
     57² s2, 56² s3 (RESULTS.md "DDF CPU static row tails"). Returns the copy's group loop in
     generic builds (else None), for :func:`_phase_copy_rows` once the schedule is done."""
     s = wl.p["s"]
-    blk = sch.get_sblock(name)
-    if at is None:  # a whole-call copy (ds): parallel over its planes
-        at = sch.fuse(*sch.get_loops(blk)[:3])
-        sch.parallel(at)
-    else:
-        sch.compute_at(blk, at)
-    loops = sch.get_loops(blk)
-    depth = next(i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(at)))
+    blk, at, loops, depth = _place_copy(sch, name, at)
     try:  # generic rows are always widened, so there is padding; kept as _pad_copy's guard
         fill = sch.decompose_padding(blk, loops[depth + 1])
     except s_tir.ScheduleError:
