@@ -17,7 +17,7 @@ Unset, it depends on the target and the op (``DEFAULT_MODES``, ``OP_DEFAULT_MODE
 
 * **CPU: generic.** A model meeting a new input size builds nothing new. The generic CPU
   schedules compute rows in whole vectors and run near the static time (README "Any input
-  size" lists the generic/static ratios per kernel).
+  size" gives the generic/static ratios, ``benchmarks/RESULTS.md`` per kernel).
 * **CUDA: static, but generic for DDF and PAC** (``OP_DEFAULT_MODES``; ACDA per kernel: ``fwd``, ``datoms``) wherever its generic build
   is tiled like the static one (``schedules.ddf_cuda.generic_tiled``, checked once per
   configuration: 1 < k <= 7 and, for ``dx``, gcd(stride, dilation) = 1, but for a few
