@@ -343,35 +343,26 @@ void tvm_mma_stage(__local uint* xch, int lid, uint a0, uint a1, uint a2, uint a
   xch[lid * 6 + 4] = b0; xch[lid * 6 + 5] = b1;
   barrier(CLK_LOCAL_MEM_FENCE);
 }
-void tvm_mma_m16n8k8_tf32(__local uint* xch, float* d0, float* d1, float* d2, float* d3,
-                          uint a0, uint a1, uint a2, uint a3, uint b0, uint b1,
-                          float c0, float c1, float c2, float c3) {
-  int lid = tvm_lid(), lane = lid % 32, base = lid - lane, g = lane / 4, t = lane % 4;
-  tvm_mma_stage(xch, lid, a0, a1, a2, a3, b0, b1);
-  float c[4] = {c0, c1, c2, c3};
-  float* d[4] = {d0, d1, d2, d3};
-  float r[4];
-  for (int q = 0; q < 4; ++q) {
-    int row = g + 8 * (q / 2), col = 2 * t + q % 2;
-    float s = c[q];
-    for (int k = 0; k < 8; ++k) {
-      uint a = xch[(base + TVM_MMA_A_LANE(row, k)) * 6 + row / 8 + 2 * (k / 4)];
-      uint b = xch[(base + 4 * col + k % 4) * 6 + 4 + k / 4];
-      s += tvm_tf32(a) * tvm_tf32(b);
-    }
-    r[q] = s;
-  }
-  for (int q = 0; q < 4; ++q) *d[q] = r[q];
-}
 // m16n8k16 f16/bf16 (bf != 0): A a0..a3 (g, 2t+h), (g+8, 2t+h), (g, 2t+8+h), (g+8, 2t+8+h); B
 // b0, b1 (k = 2t+h | 2t+8+h, n = g); the lower index in the low 16 bits; C/D as m16n8k8.
 inline float tvm_half_at(uint w, int h, int bf) {
   ushort v = (ushort)(h ? w >> 16 : w & 0xffffu);
   return bf ? tvm_bf2f(v) : tvm_h2f(v);
 }
-void tvm_mma_m16n8k16(__local uint* xch, int bf, float* d0, float* d1, float* d2, float* d3,
-                      uint a0, uint a1, uint a2, uint a3, uint b0, uint b1,
-                      float c0, float c1, float c2, float c3) {
+// One product term of either shape: mode < 0 m16n8k8 tf32, else m16n8k16 (mode: bf).
+inline float tvm_mma_term(__local uint* xch, int mode, int base, int row, int col, int k) {
+  if (mode < 0) {
+    uint a = xch[(base + TVM_MMA_A_LANE(row, k)) * 6 + row / 8 + 2 * (k / 4)];
+    uint b = xch[(base + 4 * col + k % 4) * 6 + 4 + k / 4];
+    return tvm_tf32(a) * tvm_tf32(b);
+  }
+  uint a = xch[(base + TVM_MMA16_A_LANE(row, k)) * 6 + row / 8 + 2 * (k / 8)];
+  uint b = xch[(base + 4 * col + k % 8 / 2) * 6 + 4 + k / 8];
+  return tvm_half_at(a, k % 2, mode) * tvm_half_at(b, k % 2, mode);
+}
+void tvm_mma_tile(__local uint* xch, int mode, float* d0, float* d1, float* d2, float* d3,
+                  uint a0, uint a1, uint a2, uint a3, uint b0, uint b1,
+                  float c0, float c1, float c2, float c3) {
   int lid = tvm_lid(), lane = lid % 32, base = lid - lane, g = lane / 4, t = lane % 4;
   tvm_mma_stage(xch, lid, a0, a1, a2, a3, b0, b1);
   float c[4] = {c0, c1, c2, c3};
@@ -380,15 +371,13 @@ void tvm_mma_m16n8k16(__local uint* xch, int bf, float* d0, float* d1, float* d2
   for (int q = 0; q < 4; ++q) {
     int row = g + 8 * (q / 2), col = 2 * t + q % 2;
     float s = c[q];
-    for (int k = 0; k < 16; ++k) {
-      uint a = xch[(base + TVM_MMA16_A_LANE(row, k)) * 6 + row / 8 + 2 * (k / 8)];
-      uint b = xch[(base + 4 * col + k % 8 / 2) * 6 + 4 + k / 8];
-      s += tvm_half_at(a, k % 2, bf) * tvm_half_at(b, k % 2, bf);
-    }
+    for (int k = 0; k < (mode < 0 ? 8 : 16); ++k) s += tvm_mma_term(xch, mode, base, row, col, k);
     r[q] = s;
   }
   for (int q = 0; q < 4; ++q) *d[q] = r[q];
 }
+#define tvm_mma_m16n8k8_tf32(xch, ...) tvm_mma_tile(xch, -1, __VA_ARGS__)
+#define tvm_mma_m16n8k16(xch, bf, ...) tvm_mma_tile(xch, bf, __VA_ARGS__)
 """
 # The lane layouts as macros, so a negative control can break one (tests/test_cuda_emulated.py).
 _MMA_LAYOUT = ("#define TVM_LDM_SRC(m, lane) ((m) * 8 + (lane) / 4)\n#define TVM_MMA_A_LANE(row, k) (4 * ((row) % 8) + (k) % 4)\n"
