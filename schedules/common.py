@@ -226,6 +226,38 @@ def guard_pieces(sch, pieces, block: str = "out", shift: bool = False) -> None:
     guarded = tirx.IfThenElse(all_of(whole), clean, tirx.IfThenElse(all_of(anyl), part, None))
     new = tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.UNROLLED, guarded)
     sch.state.replace(sch.get_sref(pieces), new, {})
+    # whether the loop's last piece holds a lane of the row (for :func:`halve_last_tile`)
+    return ana.simplify(substitute(all_of(anyl), {loop.loop_var: loop.min + loop.extent - 1}))
+
+
+def halve_last_tile(sch, tile, live, lanes: int, half: int) -> None:
+    """A generic CPU register tile's loop ``tile`` (one iteration: the tile's init, its tap
+    loops and 'out''s guarded pieces, :func:`guard_pieces`) with each iteration where
+    ``live`` (the tile's last piece holds a lane of the row, :func:`guard_pieces`' return)
+    is false running a copy of the body whose vectorized ``lanes``-wide loops (the init's
+    and the update's) cover their first ``half`` lanes only: the dead ones were computed for
+    nothing (DDF fwd at rows of W mod 16 in 1..8: 56 px computed 64). The tile buffer keeps
+    its layout; 'out''s pieces past ``half`` lanes are already skipped there (their guard is
+    ``live``). Runs last, after :func:`guard_pieces` (the loop then holds its blocks twice)."""
+    if live is None:
+        return
+    loop = sch.get(tile)
+
+    def narrow(st):
+        if isinstance(st, tirx.For):
+            short = st.kind == tirx.ForKind.VECTORIZED and isinstance(st.extent, tirx.IntImm) and int(st.extent) == lanes
+            return tirx.For(st.loop_var, st.min, half if short else st.extent, st.kind, narrow(st.body),
+                            st.thread_binding, st.annotations)
+        if isinstance(st, tirx.SeqStmt):
+            return tirx.SeqStmt([narrow(x) for x in st.seq])
+        if isinstance(st, tirx.IfThenElse):
+            return tirx.IfThenElse(st.condition, narrow(st.then_case),
+                                   None if st.else_case is None else narrow(st.else_case))
+        return st
+
+    body = tirx.IfThenElse(live, loop.body, renamed(narrow(loop.body)))
+    sch.state.replace(sch.get_sref(tile), tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, body,
+                                                   loop.thread_binding, loop.annotations), {})
 
 
 def loop_analyzer(sch, block: str, stop=None, ana=None) -> sym.Analyzer:

@@ -48,7 +48,7 @@ from dynfilter_tvm.ops.ddf import FWD_ROW_QUANTUM, FWD_ROWS
 
 from . import register
 from ._rows import overlap_rows, widened_rows
-from .common import UNROLL_TAPS, acc_registers, all_of, conjuncts, loop_analyzer, map_realizes, realizes, renamed, extent, guard_pieces, split_tail, substitute, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under, with_predicate
+from .common import UNROLL_TAPS, acc_registers, all_of, conjuncts, loop_analyzer, map_realizes, realizes, renamed, extent, guard_pieces, halve_last_tile, split_tail, substitute, tile_regions, unroll, unroll_taps, vector_lanes, vectorize_inner, vectorize_under, with_predicate
 
 MAX_UNROLLED_STRIDE = 4  # dx: phase loops unrolled up to this stride
 
@@ -97,7 +97,9 @@ def fwd(sch, wl, target):
     bimodal between processes (28 px: 0.084 or 0.100 ms), so ratios from one process move by
     up to 20% (RESULTS.md "DDF CPU generic 'out' piece loop"). At 56 px the gap is the row's
     end: at 64 px (no partial tile) generic / static was 1.08 and 1.21 in two runs where 56 px
-    gave 1.36 and 1.47. At stride > 1, X phase-major (:func:`_phase_pad_copy`): 1.23 -> 0.83
+    gave 1.36 and 1.47. Its last tile's 8 dead lanes are no longer computed
+    (:func:`common.halve_last_tile`): same process, halved / not 0.94, 0.91, 0.93, 0.88 at
+    56 px k3, k5, k7 and 7 px k3 (2x64 channels, 2x256 at 7 px). At stride > 1, X phase-major (:func:`_phase_pad_copy`): 1.23 -> 0.83
     at 56 px s2. The whole row pairs are cut off the last (``split_tail`` of the pair loop, its
     tile regions declared whole, :func:`_pair_regions`, as dx): their stores lose the test of
     the pair's second row (per row and piece: a flag test and branch before each store). Same
@@ -147,9 +149,10 @@ def fwd(sch, wl, target):
         # per-row test of the pair's second row (as dx's generic tiles)
         split_tail(sch, yo)
         _pair_regions(sch, ("acc_init", "acc_update", "out"), wide)
-        guard_pieces(sch, pieces, shift=True)
+        live = guard_pieces(sch, pieces, shift=True)
         _overlap_rows(sch, copy, vector_lanes(wl.dtype))  # X's rows (stride 1), last
         _phase_copy_rows(sch, phase_rows, wl.p["s"], vector_lanes(wl.dtype))  # (stride > 1)
+        halve_last_tile(sch, xo, live, wide, _out_piece(wide))
         return
     rows = _static_rows(wl, extent(sch, y))
     _static_row_tiles(sch, wl, y, x, ci, u, v, wide, max(1, acc_registers(target) // (2 * ct * rows)), rows)
@@ -445,13 +448,16 @@ def _row_tile_out(sch, acc, init_at, xo, lanes: int, piece: int = 0) -> None:
     14 px, fwd 0.96 -> 0.82, dx 1.07 -> 1.08 at 28 px k3 (a partial first piece, W mod 16 in
     1..7, stays lane by lane: the window would reach into the previous tile, out of registers).
 
-    What stays at rows of W mod 16 in 1..8 (56 px): the last tile computes 8 dead lanes
-    (16 where the static build runs an 8-lane vector; its dead piece, once checked lane by
-    lane, is now skipped by :func:`guard_pieces`); a
-    second cut (whole tiles apart, their tile kept in registers) cannot reach the last tile's
-    pieces: TVM's LoopPartition recurses into the part after the cut only when it can prove
-    its extent non-negative, which the rows' max(W, 1) (``ops.ddf``) prevents, so the last
-    tile's stores went scalar lane by lane (14 px: 1.10-1.24 -> 1.26-1.40; RESULTS.md).
+    Rows of W mod 16 in 1..8 (56, 7 px): the last tile computed 8 dead lanes (16 where the
+    static build runs an 8-lane vector); its dead piece is skipped by :func:`guard_pieces`,
+    and fwd now runs such a tile as a copy of the tile's body over its first 8 lanes
+    (:func:`halve_last_tile`, a test per tile; see fwd's docstring). dx does not: the same
+    copy made its generic build 2-10% slower (same process, halved / not: 1.10, 1.08, 1.05,
+    1.02 at 56 px k3, k5, k7 and 7 px k3). A second cut (whole tiles apart, their tile kept in registers) could not
+    reach the last tile's pieces: TVM's LoopPartition recurses into the part after the cut
+    only when it can prove its extent non-negative, which the rows' max(W, 1) (``ops.ddf``)
+    prevents, so the last tile's stores went scalar lane by lane (14 px: 1.10-1.24 ->
+    1.26-1.40; RESULTS.md).
 
     perf at 56 px k3 (fwd, whole row pairs cut): the tap loop 51% of the kernel's samples (per
     term as fast as the static one's, over 64 px rows), X's zero fill and interior copy 18% (as

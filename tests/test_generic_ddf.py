@@ -60,10 +60,10 @@ PARAMS = [(8, 2, 3, 1, 1, "mul"), (6, 1, 5, 2, 2, "add"), (4, 4, 3, 3, 1, "mul")
 @pytest.mark.parametrize("C,G,k,s,d,combine", PARAMS, ids=lambda v: str(v))
 def test_one_build_serves_every_size(generic, C, G, k, s, d, combine):
     _run(*SIZES[0], C, G, k, s, d, combine)
-    built = cache.stats["built"]
+    fetched = cache.stats["built"] + cache.stats["disk_hits"]  # (a warm disk cache loads, not builds)
     for B, H, W in SIZES[1:]:
         _run(B, H, W, C, G, k, s, d, combine)
-    assert cache.stats["built"] == built, "a later size built a kernel"
+    assert cache.stats["built"] + cache.stats["disk_hits"] == fetched, "a later size took a kernel of its own"
 
 
 def test_float32_generic(generic):
@@ -78,9 +78,9 @@ def test_float32_generic(generic):
 def test_static_mode_builds_per_shape(generic):
     dispatch.set_shape_mode("static")
     _run(1, 9, 11, 8, 2, 3, 1, 1, "mul")
-    built = cache.stats["built"]
+    fetched = cache.stats["built"] + cache.stats["disk_hits"]  # (a warm disk cache may hold them)
     _run(1, 10, 11, 8, 2, 3, 1, 1, "mul")
-    assert cache.stats["built"] == built + 4  # fwd, dx, ds, dc at the new shape
+    assert cache.stats["built"] + cache.stats["disk_hits"] == fetched + 4  # fwd, dx, ds, dc at the new shape
 
 
 # (B, H, W, C, G, combine): even H; 4, 3 and 2 channels per head (tiles of 4, 1, 2 channels)
@@ -225,8 +225,12 @@ def test_generic_cpu_guarded_pieces(kernel):
         {"kind": "llvm", "mcpu": "skylake-avx512"})
     wl = _generic_wl(kernel, 8, 2, 3, 1, 1, "mul", "float32")
     # whole pieces, the partial one's 7 shifted copies (a last piece with 1..7 live lanes
-    # stores the 8 lanes ending at the row's end), the predicated one
-    assert schedule(wl, target, tuned=False)[0].script().count('T.sblock("out")') == 9
+    # stores the 8 lanes ending at the row's end), the predicated one; fwd's twice, as a
+    # tile whose row ends in its first 8 lanes computes those only (``halve_last_tile``)
+    script = schedule(wl, target, tuned=False)[0].script()
+    copies = {"fwd": 2, "dx": 1}[kernel]
+    assert script.count('T.sblock("out")') == 9 * copies
+    assert script.count('T.sblock("acc_update")') == copies
     if target is not host:
         pytest.skip("the host has no AVX-512: checked the schedule only")
     _matches_reference(build(wl, target), kernel, (
@@ -300,7 +304,7 @@ def test_generic_cpu_avx2_tiles(kernel, mcpu):
     target = Target({"kind": "llvm", "mcpu": mcpu})
     wl = _generic_wl(kernel, 8, 2, 3, 1, 1, "mul", "float32")
     mod = schedule(wl, target, tuned=False)[0]
-    assert mod.script().count('T.sblock("out")') == 9
+    assert mod.script().count('T.sblock("out")') == {"fwd": 18, "dx": 9}[kernel]  # fwd's twice: halve_last_tile
     mod = tvm.ir.transform.Sequential([
         s_tir.transform.LowerInitBlock(), s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
         s_tir.transform.ConvertBlocksToOpaque(), s_tir.transform.CompactBufferAllocation()])(mod)
