@@ -64,7 +64,7 @@ def main() -> None:
         wdw = torch.randn(C, 1, k, k)
         fns["dwconv"] = lambda: torch.nn.functional.conv2d(x4, wdw, stride=s, padding=k // 2, groups=C)
         with torch.no_grad():
-            ms = (_thread_time if args.thread_time else time_interleaved)(fns, dev, repeats=args.repeats)
+            ms = time_interleaved(fns, dev, repeats=args.repeats, **_clock(args.thread_time))
         for kern in args.kernels.split(","):
             st = ms[f"{kern} static"]
             line = f"{spec:18s} {kern:3s} static {st:8.3f} ms ({st / ms['dwconv']:5.2f}x dwconv)"
@@ -75,32 +75,11 @@ def main() -> None:
         print(f"{spec:18s} dwconv {ms['dwconv']:8.3f} ms", flush=True)
 
 
-def _thread_time(fns, device, repeats: int, min_time: float = 0.03):
-    """``harness.time_interleaved`` with the calling thread's CPU time: median ms per call."""
-    import statistics
+def _clock(thread_time: bool) -> dict:
+    """time_interleaved's clock: the calling thread's CPU time (1 thread), else wall time."""
     import time
 
-    for fn in fns.values():  # warm-up
-        fn()
-    loops = {}
-    for name, fn in fns.items():
-        n = 1
-        while True:
-            start = time.thread_time()
-            for _ in range(n):
-                fn()
-            if time.thread_time() - start >= min_time or n >= 1 << 14:
-                break
-            n *= 2
-        loops[name] = n
-    samples = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.thread_time()
-            for _ in range(loops[name]):
-                fn()
-            samples[name].append((time.thread_time() - start) / loops[name] * 1e3)
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return {"clock": time.thread_time, "min_time": 0.03} if thread_time else {}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Command-line errors are one line on stderr with a nonzero exit status, never a traceback:
 ``--device`` names (one shared type function for demo, check, train and evaluate), a CUDA device
 on a machine without one, an LLVM CPU name LLVM does not know, a tuning log for another CPU in
-``benchmarks/bench_tuned.py``, an image size the model cannot take, a NaN loss, and files that
+``benchmarks/bench_tuned.py``, ``--thread-time`` with more than one thread, an image size the model cannot take, a NaN loss, and files that
 are not training checkpoints. Plus ``train --help``: every option explained, defaults shown.
 All on tiny data; no kernel is compiled.
 """
@@ -133,6 +133,34 @@ def test_unknown_llvm_cpu_is_an_error(capsys, tmp_path):
     assert not out.exists(), "no bundle for a generic CPU"
     code, err = _run(["tune", "--target", "llvm:nonexistentcpu", "--op", "ddf", "--input", "1x4x8x8"], capsys)
     _one_line_error(code, err, "nonexistentcpu")
+
+
+# ----------------------------------------------------------------------------------------------
+# --thread-time with more than one thread (bench_generic.py, bench_ddf_kernels.py)
+
+
+@pytest.mark.parametrize("script,extra", [("bench_generic.py", ["--op", "ddf"]), ("bench_ddf_kernels.py", [])])
+def test_bench_thread_time_needs_one_thread(script, extra):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", script), *extra, "--threads", "2",
+                        "--thread-time"], capture_output=True, text=True, env=env, timeout=300, cwd=REPO,
+                       check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"{script}: error: --thread-time measures the calling thread only: use it with --threads 1"), r.stderr
+
+
+def test_time_interleaved_takes_the_clock_it_is_given():
+    """The benchmarks' ``--thread-time`` reaches ``harness.time_interleaved`` as its clock: a
+    call that sleeps costs its sleep in wall time and next to nothing in thread CPU time."""
+    import time
+
+    from torch_bridge.app.bench.harness import time_interleaved
+
+    fns = {"sleep": lambda: time.sleep(0.004)}
+    cpu = torch.device("cpu")
+    assert time_interleaved(fns, cpu, repeats=3, min_time=0.01)["sleep"] >= 4.0
+    assert time_interleaved(fns, cpu, repeats=3, min_time=0.0, clock=time.thread_time)["sleep"] < 2.0
 
 
 # ----------------------------------------------------------------------------------------------

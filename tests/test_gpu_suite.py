@@ -59,6 +59,16 @@ def test_dry_run_steps(dry_run):
         (f, p) for f in ("ddf", "pac", "acda") for p in ("forward", "forward+backward")}
     assert all(r["ms"] > 0 and r["fraction_of_copy"] > 0 for r in b["rows"])
     assert all(r["x_floor"] == 1.0 for r in b["rows"] if r["variant"] == r["floor"])
+    # generic against static: both builds of every family ran, each pass timed in both modes
+    g = steps["generic"]
+    assert g["status"] == "ok" and not g["errors"]
+    assert {(r["family"], r["pass"]) for r in g["rows"]} == {
+        (f, p) for f in ("ddf", "pac", "acda") for p in ("forward", "forward+backward")}
+    assert all(r["generic_ms"] > 0 and r["static_ms"] > 0 and r["ratio"] == r["generic_ms"] / r["static_ms"]
+               for r in g["rows"])
+    table = (out / "summary.md").read_text().split("## Generic against static kernels")[1].split("\n## ")[0]
+    assert sorted(line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ") and " | forward" in line) == [
+        "| acda", "| acda", "| ddf", "| ddf", "| pac", "| pac"]
 
 
 def test_traffic_lower_bound():

@@ -15,6 +15,9 @@ bench   DDF, PAC and ACDA in one process, each pass's variants interleaved (TVM 
         reference eager and under torch.compile, cuDNN conv2d / depthwise conv2d): median time,
         peak memory (torch.cuda.max_memory_allocated above the inputs) and effective bandwidth
         as a fraction of the device-to-device copy bandwidth measured in the same step
+generic the same three at the same shapes with every kernel built generic (batch and size
+        symbolic) against static, interleaved (``harness.generic_vs_static``, as
+        ``benchmarks/bench_generic.py`` on CPU): forward and forward+backward ratios
 tune    short MetaSchedule tuning of the DDF kernels at the DDF benchmark shape into
         OUT/tuning_logs/cuda-sm_XY/, then tuned against default times
 aot     the shipped bundle (benchmarks/bundles/ddf_resnet50_8x3x224x224) loaded with
@@ -46,7 +49,8 @@ from typing import Dict, List
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "benchmarks" / "bundles" / "ddf_resnet50_8x3x224x224"
 # Planned caps in seconds (sum 500 of the default 510 s budget; 9 minutes less TVM's unpacking).
-PLAN = {"env": 20, "stream": 45, "pytest": 150, "bench": 150, "tune": 110, "aot": 25}
+# generic follows bench: the static kernels of its shapes are then in the disk cache.
+PLAN = {"env": 20, "stream": 45, "pytest": 150, "bench": 130, "generic": 50, "tune": 80, "aot": 25}
 # One benchmark shape per family (B, C, H, W, k): DDF-ResNet-50 stage 1 at batch 16; dry run tiny.
 GPU_SHAPES = {"ddf": (16, 64, 56, 56, 3), "pac": (16, 64, 56, 56, 3), "acda": (16, 64, 56, 56, 7)}
 CPU_SHAPES = {"ddf": (1, 8, 12, 12, 3), "pac": (1, 8, 12, 12, 3), "acda": (1, 8, 12, 12, 3)}
@@ -245,6 +249,28 @@ def step_bench(ctx) -> Dict:
     return res
 
 
+def step_generic(ctx) -> Dict:
+    import torch
+
+    from .bench import acda, ddf, pac
+    from .bench.harness import generic_vs_static, machine_description
+
+    dev = torch.device("cpu" if ctx["dry"] else "cuda")
+    torch.manual_seed(0)
+    shapes = CPU_SHAPES if ctx["dry"] else GPU_SHAPES
+    res = {"status": "ok", "machine": machine_description(dev), "rows": [], "errors": {}}
+    for fam, mod in (("ddf", ddf), ("pac", pac), ("acda", acda)):
+        try:
+            rows = generic_vs_static(mod, dev, shapes=[shapes[fam]], repeats=3 if ctx["dry"] else 7)
+            res["rows"] += [{"family": fam, **r} for r in rows]
+        except Exception as err:
+            res["errors"][fam] = f"{type(err).__name__}: {err}"[:2000]
+        _write_partial(ctx, res)
+    if res["errors"]:
+        res["status"] = "failed" if not res["rows"] else "partial"
+    return res
+
+
 def tune_commands(out: Path, arch: str, trials: int) -> List[List[str]]:
     """The tune step's commands: tune the DDF kernels of the DDF benchmark shape (forward and
     backward, the workloads ``dynfilter-tvm tune --op ddf`` records) into
@@ -341,8 +367,8 @@ def step_aot(ctx) -> Dict:
     return res
 
 
-STEPS = {"env": step_env, "stream": step_stream, "pytest": step_pytest, "bench": step_bench, "tune": step_tune,
-         "aot": step_aot}
+STEPS = {"env": step_env, "stream": step_stream, "pytest": step_pytest, "bench": step_bench,
+         "generic": step_generic, "tune": step_tune, "aot": step_aot}
 
 
 def _write_partial(ctx, res: Dict) -> None:
@@ -458,6 +484,15 @@ def summary(results: Dict) -> str:
             lines.append(f"| {r['family']} | {r['shape']} | {r['pass']} | {r['variant']} | {r['ms']:.3f} | "
                          f"{r['x_floor']:.2f} | {_f(r['peak_mib'], '.1f')} | {r['effective_gbps']:.1f} | "
                          f"{r['fraction_of_copy']:.3f} |")
+    g = steps.get("generic", {})
+    if g.get("rows"):
+        lines += ["", f"## Generic against static kernels ({g['machine']})", "",
+                  *(["Dry run: tiny sizes on CPU, to exercise the code; not benchmark results.", ""]
+                    if results["dry_run"] else []),
+                  "| family | shape | pass | static ms | generic ms | generic / static |", "|---|---|---|---|---|---|"]
+        for r in g["rows"]:
+            lines.append(f"| {r['family']} | {r['shape']} | {r['pass']} | {r['static_ms']:.3f} | "
+                         f"{r['generic_ms']:.3f} | {r['ratio']:.2f} |")
     t = steps.get("tune", {})
     if t.get("interleaved") or t.get("from_log"):
         lines += ["", f"## Tuned vs default ({t.get('log_dir')})", "",

@@ -148,9 +148,11 @@ def peak_memory_mib(fn: Callable[[], object], device: torch.device) -> Optional[
 
 
 def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device, repeats: int = 7,
-                     min_time: float = 0.05) -> Dict[str, float]:
+                     min_time: float = 0.05, clock: Callable[[], float] = time.perf_counter) -> Dict[str, float]:
     """Median milliseconds per call of each function, the variants interleaved per repeat so
-    that machine noise hits them alike."""
+    that machine noise hits them alike. ``clock``: wall time by default; ``time.thread_time``
+    (CPU, 1 thread: TVM's 1-thread pool, torch's ops and CPU autograd all run in the calling
+    thread) leaves out the time other processes take from a loaded machine."""
     for fn in fns.values():  # warm-up: compiles, caches, allocator pools
         fn()
     _sync(device)
@@ -158,11 +160,11 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device,
     for name, fn in fns.items():
         n, t = 1, 0.0
         while True:
-            start = time.perf_counter()
+            start = clock()
             for _ in range(n):
                 fn()
             _sync(device)
-            t = time.perf_counter() - start
+            t = clock() - start
             if t >= min_time or n >= 1 << 14:
                 break
             n *= 2
@@ -170,11 +172,11 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device,
     samples: Dict[str, List[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             for _ in range(loops[name]):
                 fn()
             _sync(device)
-            samples[name].append((time.perf_counter() - start) / loops[name] * 1e3)
+            samples[name].append((clock() - start) / loops[name] * 1e3)
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
@@ -247,11 +249,13 @@ def main(description: str, family) -> None:
     run_shapes(family, dev, shapes, not a.no_compile, sys.argv, a.json, a.repeats)
 
 
-def generic_vs_static(family, device: torch.device, shapes=None, repeats: int = 7) -> List[Dict]:
+def generic_vs_static(family, device: torch.device, shapes=None, repeats: int = 7,
+                      clock: Callable[[], float] = time.perf_counter) -> List[Dict]:
     """Rows {shape, pass, generic_ms, static_ms, ratio}: ``family.generic_cases`` (the passes
     of each shape, default its ``CPU_SHAPES``) timed with the kernels served generic and static
-    (``dynfilter_tvm.dispatch`` shape modes), interleaved in this process. Kernels whose op
-    declares no ``SYMBOLIC`` run static in both modes."""
+    (``dynfilter_tvm.dispatch`` shape modes), interleaved in this process
+    (:func:`time_interleaved` with ``clock``). Kernels whose op declares no ``SYMBOLIC`` run
+    static in both modes."""
     from dynfilter_tvm import dispatch
 
     def in_mode(mode, fn):
@@ -264,7 +268,7 @@ def generic_vs_static(family, device: torch.device, shapes=None, repeats: int = 
     try:
         for shape, passes in family.generic_cases(shapes or family.CPU_SHAPES, device):
             for label, fn in passes.items():
-                ms = time_interleaved({m: in_mode(m, fn) for m in dispatch.MODES}, device, repeats=repeats)
+                ms = time_interleaved({m: in_mode(m, fn) for m in dispatch.MODES}, device, repeats=repeats, clock=clock)
                 rows.append({"shape": shape, "pass": label, "generic_ms": ms["generic"], "static_ms": ms["static"],
                              "ratio": ms["generic"] / ms["static"]})
     finally:
