@@ -96,7 +96,7 @@ def measure(mods, target: Target, builder, runner) -> List[Optional[float]]:
     inputs, where = [], []
     for i, (mod, res) in enumerate(zip(mods, results)):
         if res.error_msg:
-            log.warning("dynfilter_tvm: build failed while measuring: %s", res.error_msg.splitlines()[0])
+            log.warning("dynfilter_tvm: build failed while measuring: %s", error_gist(res.error_msg))
             continue
         args = ms.arg_info.ArgInfo.from_prim_func(mod["main"])
         inputs.append(ms.runner.RunnerInput(res.artifact_path, "cpu" if target.kind.name == "llvm" else target.kind.name, args))
@@ -105,7 +105,7 @@ def measure(mods, target: Target, builder, runner) -> List[Optional[float]]:
     for i, fut in zip(where, runner.run(inputs)):
         res = fut.result()
         if res.error_msg:
-            log.warning("dynfilter_tvm: run failed while measuring: %s", res.error_msg.splitlines()[0])
+            log.warning("dynfilter_tvm: run failed while measuring: %s", error_gist(res.error_msg))
         elif res.run_secs:
             out[i] = tuning_log.mean_seconds(res.run_secs) * 1e6
     for res in results:
@@ -242,14 +242,37 @@ def _prepare(target, trials: int) -> Target:
     ms_log = logging.getLogger("tvm.s_tir.meta_schedule")
     if ms_log.level == logging.NOTSET:
         ms_log.setLevel(logging.WARNING)
+    _import_tensor_intrinsics()
     return target
+
+
+def _import_tensor_intrinsics() -> None:
+    """Import TVM's tensor intrinsics here, at the top level. MetaSchedule imports them lazily,
+    first inside a build; an import that fails there leaves the global functions it registered
+    behind, and every later import then fails on "already registered", hiding the cause."""
+    try:
+        import tvm.s_tir.tensor_intrin  # noqa: F401
+    except Exception as err:
+        raise RuntimeError(f"TVM's tensor intrinsics (tvm.s_tir.tensor_intrin) fail to import, and "
+                           f"MetaSchedule needs them: {type(err).__name__}: {error_gist(str(err))}") from err
+
+
+def error_gist(msg: str, head: int = 2, tail: int = 6, limit: int = 1500) -> str:
+    """The informative lines of a multi-line build or run error: the first ``head`` and last
+    ``tail`` non-blank ones (TVM's CUDA compile errors start with the kernel's source and
+    end with the compiler's message), at most ``limit`` characters."""
+    lines = [ln.rstrip() for ln in (msg or "").splitlines() if ln.strip()]
+    if len(lines) > head + tail:
+        lines = [*lines[:head], f"... ({len(lines) - head - tail} lines)", *lines[-tail:]]
+    text = " | ".join(lines) or "(no message)"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def dry_run(workloads: Sequence[Workload], target, trials: int = 4, builder=None, seed: Optional[int] = None,
             population: int = 64) -> List[dict]:
     """MetaSchedule's search for each workload with ``trials`` candidates, each built for ``target``
     and none measured. Returns one dict per workload: ``workload``, ``built`` and ``failed``
-    (candidate counts) and ``errors`` (the first line of each failed build). Writes no log;
+    (candidate counts) and ``errors`` (:func:`error_gist` of each failed build). Writes no log;
     ``population`` (the evolutionary search's, default 64 instead of 512) keeps it quick."""
     from tvm.s_tir import meta_schedule as ms
 
@@ -270,7 +293,7 @@ def dry_run(workloads: Sequence[Workload], target, trials: int = 4, builder=None
                 if res.artifact_path:
                     shutil.rmtree(os.path.dirname(res.artifact_path), ignore_errors=True)
             shutil.rmtree(work, ignore_errors=True)
-        errors = [res.error_msg.splitlines()[0] for res in results if res.error_msg]
+        errors = [error_gist(res.error_msg) for res in results if res.error_msg]
         summary.append({"workload": wl, "built": len(results) - len(errors), "failed": len(errors), "errors": errors})
         print(f"[{i + 1}] {wl}: {len(results) - len(errors)} of {len(results)} candidates built for "
               f"{tuning_log.log_name(target)}, none measured ({time.perf_counter() - t0:.0f} s)"

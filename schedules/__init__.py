@@ -56,7 +56,49 @@ def _tree_text(source: str) -> str:
                 and body and isinstance(body[0], ast.Expr)
                 and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
             node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree)
+    return _dump(tree)
+
+
+# Fields a newer Python added to the grammar; dumped only when used, so code without them
+# hashes alike on every version (3.12's type parameters).
+_NEWER_FIELDS = frozenset({"type_params"})
+# Required fields that may hold None (a constant's value): shown even then.
+_NONE_VALUED = frozenset({("Constant", "value"), ("MatchSingleton", "value")})
+
+
+def _dump(node) -> str:
+    """``ast.dump(node)`` as Python 3.11 writes it, on every version: cache keys, bundles and
+    tuning logs carry these hashes across machines, and ``ast.dump`` itself changed (3.12 shows
+    the new ``type_params=[]``, 3.13 leaves empty lists out)."""
+    if isinstance(node, ast.AST):
+        name = type(node).__name__
+        parts = []
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if name == "JoinedStr" and field == "values":
+                value = _joined_parts(value)
+            if (value is None and (name, field) not in _NONE_VALUED) or (field in _NEWER_FIELDS and not value):
+                continue
+            parts.append(f"{field}={_dump(value)}")
+        return f"{name}({', '.join(parts)})"
+    if isinstance(node, list):
+        return f"[{', '.join(_dump(x) for x in node)}]"
+    return repr(node)
+
+
+def _joined_parts(values: list) -> list:
+    """An f-string's parts with adjacent text joined and empty text dropped (3.12's parser
+    leaves an empty ``Constant('')`` where 3.11's has none)."""
+    out = []
+    for v in values:
+        if isinstance(v, ast.Constant) and isinstance(v.value, str):
+            if not v.value:
+                continue
+            if out and isinstance(out[-1], ast.Constant) and isinstance(out[-1].value, str):
+                out[-1] = ast.Constant(value=out[-1].value + v.value)
+                continue
+        out.append(v)
+    return out
 
 
 @functools.lru_cache(maxsize=64)

@@ -235,6 +235,56 @@ def test_code_digest_follows_code_not_comments(tmp_path, monkeypatch):
     assert len({digests["base"], digests["code"], digests["docless_code"]}) == 3
 
 
+# Python 3.11's ast.dump of this source, docstrings dropped: the reference text of the digest on
+# every Python (bundles, caches and tuning logs carry the hashes between machines; a GPU machine
+# with Python 3.12 found every kernel of the shipped bundle "stale" when ast.dump itself was hashed).
+DIGEST_SOURCE = 'def f(a, *, b=None):\n    """Doc."""\n    return f"{a!r}:{b}", None\nclass C(B):\n    x: int = 1\n'
+DIGEST_TEXT = (
+    "Module(body=[FunctionDef(name='f', args=arguments(posonlyargs=[], args=[arg(arg='a')], kwonlyargs=[arg(arg='b')], "
+    "kw_defaults=[Constant(value=None)], defaults=[]), body=[Return(value=Tuple(elts=[JoinedStr(values=["
+    "FormattedValue(value=Name(id='a', ctx=Load()), conversion=114), Constant(value=':'), FormattedValue(value="
+    "Name(id='b', ctx=Load()), conversion=-1)]), Constant(value=None)], ctx=Load()))], decorator_list=[]), "
+    "ClassDef(name='C', bases=[Name(id='B', ctx=Load())], keywords=[], body=[AnnAssign(target=Name(id='x', "
+    "ctx=Store()), annotation=Name(id='int', ctx=Load()), value=Constant(value=1), simple=1)], decorator_list=[])], "
+    "type_ignores=[])")
+
+
+def test_code_digest_text_is_the_same_on_every_python():
+    import ast
+
+    import schedules
+    assert schedules._tree_text(DIGEST_SOURCE) == DIGEST_TEXT
+    if sys.version_info[:2] == (3, 11):  # the reference format: equal to ast.dump for every module we ship
+        root = Path(schedules.__file__).parents[1]
+        for path in [*root.glob("dynfilter_tvm/**/*.py"), *root.glob("schedules/*.py")]:
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                body = getattr(node, "body", None)
+                if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                        and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                        and isinstance(body[0].value.value, str)):
+                    node.body = body[1:] or [ast.Pass()]
+            assert schedules._tree_text(path.read_text()) == ast.dump(tree), path
+
+
+def test_code_digest_ignores_what_newer_pythons_add():
+    """3.12 gives every function and class an empty ``type_params`` field and leaves empty text
+    parts in f-strings; neither may change the digest text."""
+    import ast
+
+    import schedules
+    tree = ast.parse("def f(a):\n    return f'{a}'\n")
+    fn = tree.body[0]
+    joined = fn.body[0].value
+    plain = schedules._dump(tree)
+    newer = type("FunctionDef", (ast.FunctionDef,), {"_fields": (*ast.FunctionDef._fields, "type_params")})
+    tree.body[0] = newer(**{f: getattr(fn, f) for f in ast.FunctionDef._fields}, type_params=[])
+    joined.values = [ast.Constant(value=""), *joined.values, ast.Constant(value="")]
+    assert schedules._dump(tree) == plain
+    joined.values.append(ast.Constant(value="!"))  # real text still counts
+    assert schedules._dump(tree) != plain
+
+
 def test_cache_off_keeps_memory_only(fresh_cache, monkeypatch):
     monkeypatch.setenv("DYNFILTER_TVM_CACHE", "off")
     _run_fwd(cache.get(Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()))

@@ -49,7 +49,8 @@ def test_dry_run_steps(dry_run):
     assert s["failures"] == s["errors"] == 0 and s["tests"] == 6
     assert s["status"] == ("ok" if torch.cuda.is_available() else gpu_suite.NEEDS_GPU)
     p = steps["pytest"]
-    assert p["collected"] > 0 and "tests/test_stream_contract.py" in p["files"] and "-m cuda" in p["command"]
+    assert p["collected"] > 0 and "-m cuda" in p["command"] and "tests/test_pac_cuda.py" in p["files"]
+    assert gpu_suite.STREAM_TESTS not in p["files"]  # the stream step runs those
     t = steps["tune"]
     assert t["status"] == gpu_suite.NEEDS_GPU and sorted(w.split("[")[0] for w in t["workloads"]) == [
         "ddf.dc", "ddf.ds", "ddf.dx", "ddf.fwd"]
@@ -121,3 +122,37 @@ def test_shipped_bundle_matches_the_operator_definitions():
     stale = [k["workload"] for t in manifest["targets"] for k in t["kernels"]
              if compute_digest(Workload.from_json(k["workload"])) != k["compute"]]
     assert not stale, f"{len(stale)} kernels of the shipped bundle are stale (see the docstring)"
+
+
+@pytest.mark.parametrize("writes_log", [True, False])
+def test_tune_step_reads_the_log_its_command_writes(tmp_path, monkeypatch, writes_log):
+    """The tune step on a GPU (its commands faked here): it reads the tuning log at the folder
+    its tune command names. On the first H200 run it read a folder named 'cuda' (an argument
+    index off by two) and failed after every tuning."""
+    import argparse
+    import time
+
+    from dynfilter_tvm import tuning_log
+    from dynfilter_tvm.target import cuda_target
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    seen = []
+
+    def fake_run(cmd, timeout, log, env=None):
+        seen.append(cmd)
+        if "tune" in cmd and writes_log:
+            tuning_log.create(Path(cmd[cmd.index("--log-dir") + 1]), cuda_target("sm_90"))
+        elif "benchmarks/bench_tuned.py" in cmd:
+            Path(cmd[cmd.index("--json") + 1]).write_text(json.dumps({"rows": [{"kernel": "ddf.fwd"}]}))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(gpu_suite, "_run", fake_run)
+    ctx = {"name": "tune", "out": tmp_path, "dry": False, "args": argparse.Namespace(tune_trials=2),
+           "log": tmp_path / "tune.log", "deadline": time.monotonic() + 100}
+    res = gpu_suite.step_tune(ctx)
+    log_dir = tmp_path / "tuning_logs" / "cuda-sm_90"
+    assert res["log_dir"] == str(log_dir) and seen[0][seen[0].index("--log-dir") + 1] == str(log_dir)
+    if writes_log:
+        assert res["status"] == "ok" and res["interleaved"] == [{"kernel": "ddf.fwd"}] and len(seen) == 2
+    else:
+        assert res["status"] == "failed" and "wrote no log" in res["error"] and len(seen) == 1

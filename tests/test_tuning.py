@@ -654,3 +654,21 @@ def test_cuda_dry_run_builds_candidates_for_sm90_without_measuring(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "4 of 4 candidates built for cuda-sm_90, none measured" in proc.stdout, proc.stdout
     assert not log_dir.exists()
+
+
+def test_error_gist_keeps_the_first_and_last_lines():
+    """TVM's CUDA compile errors start with the kernel's source and end with the compiler's
+    message; a warning showing only the first line showed an empty one on the GPU machine."""
+    msg = "\n" + "\n".join(f"line {i}" for i in range(30)) + "\nRuntimeError: nvrtc: error: bad\n"
+    gist = tune.error_gist(msg)
+    assert gist.startswith("line 0 | line 1 | ... (23 lines)") and gist.endswith("RuntimeError: nvrtc: error: bad")
+    assert tune.error_gist("") == "(no message)" and len(tune.error_gist("x" * 5000)) == 1503
+
+
+def test_tensor_intrinsics_that_fail_to_import_name_the_cause(monkeypatch):
+    """MetaSchedule imports them lazily inside a build, where an interrupted or failed import
+    turned into 'build failed' and then 'already registered'; tune imports them first."""
+    monkeypatch.setitem(sys.modules, "tvm.s_tir.tensor_intrin", None)  # import raises ModuleNotFoundError
+    with pytest.raises(RuntimeError, match="tensor intrinsics .* fail to import.*ModuleNotFoundError"):
+        tune.dry_run([Workload.make("ddf", "fwd", dict(B=1, C=2, H=4, W=4, G=1, k=3, s=1, d=1,
+                                                        combine="mul"), "float32")], "llvm", trials=1)
