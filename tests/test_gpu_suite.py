@@ -54,6 +54,9 @@ def test_dry_run_steps(dry_run):
     t = steps["tune"]
     assert t["status"] == gpu_suite.NEEDS_GPU and sorted(w.split("[")[0] for w in t["workloads"]) == [
         "ddf.dc", "ddf.ds", "ddf.dx", "ddf.fwd"]
+    k = steps["kernels"]
+    assert k["status"] == "ok" and [r["kernel"] for r in k["rows"]] == ["ddf.fwd", "ddf.dx", "ddf.ds", "ddf.dc"]
+    assert all(r["us"] > 0 and r["x_roofline"] > 0 and r["min_bytes"] > 0 for r in k["rows"])
     b = steps["bench"]
     assert b["status"] == "ok" and b["copy_gbps"] > 0
     assert {(r["family"], r["pass"]) for r in b["rows"]} == {
@@ -156,3 +159,19 @@ def test_tune_step_reads_the_log_its_command_writes(tmp_path, monkeypatch, write
         assert res["status"] == "ok" and res["interleaved"] == [{"kernel": "ddf.fwd"}] and len(seen) == 2
     else:
         assert res["status"] == "failed" and "wrote no log" in res["error"] and len(seen) == 1
+
+
+def test_kernels_step_covers_the_gpu_report_workloads():
+    """On a GPU the kernels step times every workload of the static GPU report (its estimates'
+    shapes); their argument tensors match each kernel's compute in number, shape and dtype."""
+    from dynfilter_tvm import gpu_report, registry
+
+    wls = [wl for ws in gpu_suite.kernel_workloads(False).values() for wl in ws]
+    assert wls == [wl for ws in gpu_report.benchmark_workloads("float32").values() for wl in ws]
+    assert {wl.dtype for wl in wls} == {"float32", "float16", "bfloat16"}
+    for wl in wls:
+        args = gpu_suite.kernel_args(wl, torch.device("meta"))
+        tensors = registry.compute(wl)
+        assert len(args) == len(registry.prim_func(wl).params) == len(tensors)
+        assert [tuple(a.shape) for a in args] == [tuple(int(n) for n in t.shape) for t in tensors]
+        assert [str(a.dtype) for a in args] == [f"torch.{t.dtype}" for t in tensors]

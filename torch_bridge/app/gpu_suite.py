@@ -1,6 +1,6 @@
 """``dynfilter-tvm gpu-suite``: the GPU evidence in one command, written to one folder.
 
-    dynfilter-tvm gpu-suite --out gpu-suite-out [--budget-s 510] [--dry-run]
+    dynfilter-tvm gpu-suite --out gpu-suite-out [--budget-s 540] [--dry-run]
     bash scripts/gpu_suite.sh --out DIR        (on a lent GPU machine: TVM from .device first)
 
 Steps, in this order, each in a child process of its own with a wall-clock cap (a planned
@@ -16,6 +16,9 @@ bench   DDF, PAC and ACDA in one process, each pass's variants interleaved (TVM 
         reference eager and under torch.compile, cuDNN conv2d / depthwise conv2d): median time,
         peak memory (torch.cuda.max_memory_allocated above the inputs) and effective bandwidth
         as a fraction of the device-to-device copy bandwidth measured in the same step
+kernels each kernel alone (static builds, called with torch tensors) at the static GPU report's
+        shapes (``dynfilter-tvm gpu-report``), against its roofline with the copy bandwidth
+        measured here: the measured side of the report's estimates
 generic the same three at the same shapes with every kernel built generic (batch and size
         symbolic) against static, interleaved (``harness.generic_vs_static``, as
         ``benchmarks/bench_generic.py`` on CPU): forward and forward+backward ratios
@@ -49,12 +52,14 @@ from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "benchmarks" / "bundles" / "ddf_resnet50_8x3x224x224"
-# Planned caps in seconds (sum 500 of the default 510 s budget; 9 minutes less TVM's unpacking),
+# Planned caps in seconds (sum 530 of the default 540 s budget: one 10-minute device command less
+# TVM's unpacking and the copy out),
 # from the first run on an H200 (2026-12-04: env 8 s, stream 36, bench 93, generic 42, aot
 # 10-14; pytest ran 24 of its 49 tests in 145 s one at a time; tune spent 50 s starting, most
 # of it importing TVM's tensor intrinsics, and its 80 s cap left no time for trials).
 # generic follows bench: the static kernels of its shapes are then in the disk cache.
-PLAN = {"env": 15, "stream": 40, "pytest": 155, "bench": 105, "generic": 50, "tune": 115, "aot": 20}
+PLAN = {"env": 15, "stream": 35, "pytest": 125, "bench": 100, "kernels": 90, "generic": 50, "tune": 95,
+        "aot": 20}
 STREAM_TESTS = "tests/test_stream_contract.py"  # the stream step's; the pytest step leaves them out
 # One benchmark shape per family (B, C, H, W, k): DDF-ResNet-50 stage 1 at batch 16; dry run tiny.
 GPU_SHAPES = {"ddf": (16, 64, 56, 56, 3), "pac": (16, 64, 56, 56, 3), "acda": (16, 64, 56, 56, 7)}
@@ -65,7 +70,7 @@ MIN_CAP_S = 10  # a step with less time left than this is skipped
 
 def add_arguments(p) -> None:
     p.add_argument("--out", default="gpu-suite-out", help="output folder (results.json, summary.md, logs/)")
-    p.add_argument("--budget-s", type=float, default=510.0, help="wall-clock budget of all steps (510 s)")
+    p.add_argument("--budget-s", type=float, default=540.0, help="wall-clock budget of all steps (540 s)")
     p.add_argument("--dry-run", action="store_true", help="CPU: tiny sizes; GPU-only parts listed with their command")
     p.add_argument("--steps", default=",".join(PLAN), help=f"comma-separated subset of {','.join(PLAN)}")
     p.add_argument("--tune-trials", type=int, default=16, help="MetaSchedule trials per DDF kernel (16)")
@@ -264,6 +269,78 @@ def step_bench(ctx) -> Dict:
     return res
 
 
+def kernel_workloads(dry: bool) -> Dict[str, list]:
+    """The kernels the ``kernels`` step times: on a GPU the static GPU report's benchmark
+    workloads (``gpu_report.benchmark_workloads``, the shapes its estimates are for); in a
+    dry run the DDF kernels at a tiny size."""
+    from dynfilter_tvm import gpu_report
+    from dynfilter_tvm.workload import Workload
+
+    if not dry:
+        return gpu_report.benchmark_workloads("float32")
+    p = dict(B=1, C=8, H=12, W=12, G=1, k=3, s=1, d=1, combine="mul")
+    return {"DDF 1x8x12x12 k3 (dry run)": [Workload.make("ddf", k, p, "float32") for k in ("fwd", "dx", "ds", "dc")]}
+
+
+def kernel_args(wl, device) -> list:
+    """Random tensors for every tensor of ``wl``'s compute, in its order (inputs, then the output)."""
+    import torch
+
+    from dynfilter_tvm import registry
+
+    return [torch.randn([int(n) for n in t.shape], device=device).to(getattr(torch, str(t.dtype)))
+            for t in registry.compute(wl)]
+
+
+def step_kernels(ctx) -> Dict:
+    """Each kernel alone (static build, called with torch tensors: no op or autograd around it)
+    at the static GPU report's shapes, against its roofline on this machine: max(minimum bytes
+    / the copy bandwidth measured here, useful FLOPs / the aim's compute peak)."""
+    import torch
+
+    from dynfilter_tvm import cache, dispatch, gpu_report
+    from dynfilter_tvm.target import cpu_target
+
+    from ..runtime import target_for
+    from .bench.harness import machine_description, time_interleaved
+
+    dev = torch.device("cpu" if ctx["dry"] else "cuda")
+    target = cpu_target() if ctx["dry"] else target_for(dev)
+    bw = copy_bandwidth(dev, (64 if ctx["dry"] else 1024) * 2**20)
+    res = {"status": "ok", "machine": machine_description(dev), "copy_gbps": bw, "rows": [], "errors": {},
+           "note": "static builds; wall time of back-to-back calls closed by a synchronize (medians); "
+                   "roofline = max(min bytes / measured copy bandwidth, FLOPs / aim peak)"}
+    dispatch.set_shape_mode("static")
+    try:
+        for layer, wls in kernel_workloads(ctx["dry"]).items():
+            if _left(ctx) < 15:
+                res["errors"][layer] = "not reached: the step's time ran out"
+                continue
+            fns, meta = {}, {}
+            for wl in wls:
+                name = gpu_report._label(wl)
+                try:
+                    fn, args = cache.get(wl, target), kernel_args(wl, dev)
+                    fns[name] = lambda fn=fn, args=args: fn(*args)
+                    item = args[-1].element_size()
+                    meta[name] = (gpu_report.min_bytes(wl, item), gpu_report.flops(wl), gpu_report.aim_peak(wl))
+                except Exception as err:
+                    res["errors"][f"{layer}: {name}"] = f"{type(err).__name__}: {err}"[:1000]
+            times = time_interleaved(fns, dev, repeats=3 if ctx["dry"] else 7) if fns else {}
+            for name, ms in times.items():
+                nbytes, fl, peak = meta[name]
+                roof_us = max(nbytes / (bw * 1e9), fl / peak) * 1e6
+                res["rows"].append({"layer": layer, "kernel": name, "us": ms * 1e3, "min_bytes": nbytes, "flops": fl,
+                                    "effective_gbps": nbytes / (ms * 1e-3) / 1e9, "roofline_us": roof_us,
+                                    "x_roofline": ms * 1e3 / roof_us})
+            _write_partial(ctx, res)
+    finally:
+        dispatch.set_shape_mode(None)
+    if res["errors"]:
+        res["status"] = "failed" if not res["rows"] else "partial"
+    return res
+
+
 def step_generic(ctx) -> Dict:
     import torch
 
@@ -394,7 +471,7 @@ def step_aot(ctx) -> Dict:
 
 
 STEPS = {"env": step_env, "stream": step_stream, "pytest": step_pytest, "bench": step_bench,
-         "generic": step_generic, "tune": step_tune, "aot": step_aot}
+         "kernels": step_kernels, "generic": step_generic, "tune": step_tune, "aot": step_aot}
 
 
 def _write_partial(ctx, res: Dict) -> None:
@@ -510,6 +587,16 @@ def summary(results: Dict) -> str:
             lines.append(f"| {r['family']} | {r['shape']} | {r['pass']} | {r['variant']} | {r['ms']:.3f} | "
                          f"{r['x_floor']:.2f} | {_f(r['peak_mib'], '.1f')} | {r['effective_gbps']:.1f} | "
                          f"{r['fraction_of_copy']:.3f} |")
+    kr = steps.get("kernels", {})
+    if kr.get("rows"):
+        lines += ["", f"## Kernels alone ({kr['machine']})", "",
+                  *(["Dry run: tiny sizes on CPU, to exercise the code; not benchmark results.", ""]
+                    if results["dry_run"] else []),
+                  f"Copy bandwidth measured: {kr['copy_gbps']:.0f} GB/s; {kr['note']}.", "",
+                  "| layer | kernel | us | min MB | eff. GB/s | roofline us | x roofline |", "|---|---|---|---|---|---|---|"]
+        for r in kr["rows"]:
+            lines.append(f"| {r['layer']} | {r['kernel']} | {r['us']:.1f} | {r['min_bytes'] / 1e6:.1f} | "
+                         f"{r['effective_gbps']:.0f} | {r['roofline_us']:.1f} | {r['x_roofline']:.1f} |")
     g = steps.get("generic", {})
     if g.get("rows"):
         lines += ["", f"## Generic against static kernels ({g['machine']})", "",
