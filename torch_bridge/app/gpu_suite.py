@@ -278,8 +278,10 @@ def kernel_workloads(dry: bool) -> Dict[str, list]:
 
     if not dry:
         return gpu_report.benchmark_workloads("float32")
-    p = dict(B=1, C=8, H=12, W=12, G=1, k=3, s=1, d=1, combine="mul")
-    return {"DDF 1x8x12x12 k3 (dry run)": [Workload.make("ddf", k, p, "float32") for k in ("fwd", "dx", "ds", "dc")]}
+    B, C, H, W, k = CPU_SHAPES["ddf"]
+    p = dict(gpu_report._ddf(B, C, H, W), k=k)
+    return {f"DDF {B}x{C}x{H}x{W} k{k} (dry run)": [Workload.make("ddf", kern, p, "float32")
+                                                   for kern in ("fwd", "dx", "ds", "dc")]}
 
 
 def kernel_args(wl, device) -> list:
@@ -555,6 +557,11 @@ def _f(v, fmt: str) -> str:
     return "n/a" if v is None else format(v, fmt)
 
 
+def _dry_run_banner(results: Dict) -> List[str]:
+    """The line that heads each figures table of a dry run."""
+    return ["Dry run: tiny sizes on CPU, to exercise the code; not benchmark results.", ""] if results["dry_run"] else []
+
+
 def summary(results: Dict) -> str:
     """The markdown summary of ``results.json``."""
     steps = results["steps"]
@@ -578,8 +585,7 @@ def summary(results: Dict) -> str:
     b = steps.get("bench", {})
     if b.get("rows"):
         lines += ["", f"## Benchmarks ({b['machine']})", "",
-                  *(["Dry run: tiny sizes on CPU, to exercise the code; not benchmark results.", ""]
-                    if results["dry_run"] else []),
+                  *_dry_run_banner(results),
                   f"Copy bandwidth measured: {b['copy_gbps']:.0f} GB/s. Bandwidth columns: {b['bandwidth_note']}.",
                   "", "| family | shape | pass | variant | ms | x floor | peak MiB | eff. GB/s | of copy |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -590,8 +596,7 @@ def summary(results: Dict) -> str:
     kr = steps.get("kernels", {})
     if kr.get("rows"):
         lines += ["", f"## Kernels alone ({kr['machine']})", "",
-                  *(["Dry run: tiny sizes on CPU, to exercise the code; not benchmark results.", ""]
-                    if results["dry_run"] else []),
+                  *_dry_run_banner(results),
                   f"Copy bandwidth measured: {kr['copy_gbps']:.0f} GB/s; {kr['note']}.", "",
                   "| layer | kernel | us | min MB | eff. GB/s | roofline us | x roofline |", "|---|---|---|---|---|---|---|"]
         for r in kr["rows"]:
@@ -600,8 +605,7 @@ def summary(results: Dict) -> str:
     g = steps.get("generic", {})
     if g.get("rows"):
         lines += ["", f"## Generic against static kernels ({g['machine']})", "",
-                  *(["Dry run: tiny sizes on CPU, to exercise the code; not benchmark results.", ""]
-                    if results["dry_run"] else []),
+                  *_dry_run_banner(results),
                   "| family | shape | pass | static ms | generic ms | generic / static |", "|---|---|---|---|---|---|"]
         for r in g["rows"]:
             lines.append(f"| {r['family']} | {r['shape']} | {r['pass']} | {r['static_ms']:.3f} | "
