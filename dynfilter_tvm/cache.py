@@ -46,7 +46,8 @@ from .workload import Workload
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
-_memory: Dict[Tuple[str, str], object] = {}
+# (workload key, target key) -> function, and per call (Workload, target key, shape mode) -> function
+_memory: Dict[tuple, object] = {}
 stats = {"built": 0, "disk_hits": 0, "memory_hits": 0, "rejected": 0}
 # Longer than any kernel build: a younger temporary may be another process's write in progress.
 STALE_TMP_AGE_S = 3600
@@ -164,6 +165,20 @@ def _store_entry(lib, lib_path: Path, meta_path: Path, key: dict) -> None:
         log.warning("dynfilter_tvm: could not write cache entry %s: %s", lib_path, err)
 
 
+_target_keys: Dict[Target, str] = {}  # per Target object (immutable; hashed by identity)
+
+
+def _target_key(target: Target) -> str:
+    """``target_key(target)``, remembered: its text form costs more than the rest of a
+    memory hit."""
+    key = _target_keys.get(target)
+    if key is None:
+        if len(_target_keys) >= 64:  # callers making a Target per call: stay small
+            _target_keys.clear()
+        key = _target_keys[target] = target_key(target)
+    return key
+
+
 def get(workload: Workload, target: Target):
     """The compiled function for ``workload`` on ``target``: AOT bundles, memory, disk, then
     build. A bundle's kernel for exactly ``workload``, else its generic kernel serving it,
@@ -173,7 +188,9 @@ def get(workload: Workload, target: Target):
     if fn is not None:
         return fn
     # The shape mode is part of the key: a static call is served by a different build per mode.
-    mem_key = (workload.key(), target_key(target), dispatch.shape_mode(target, workload.op))
+    # The workload itself, not its JSON key, keys a call: hashing it is 20x cheaper, and this
+    # lookup is on every kernel call's host path.
+    mem_key = (workload, _target_key(target), dispatch.shape_mode(target, workload.op))
     lib = _memory.get(mem_key)
     if lib is not None:
         stats["memory_hits"] += 1

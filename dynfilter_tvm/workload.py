@@ -17,7 +17,12 @@ from typing import Any, Mapping
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
+_SCALARS = (int, float, str, bool, type(None))
+
+
 def _freeze(value: Any) -> Any:
+    if type(value) in _SCALARS:  # the common case first: this runs on every kernel call
+        return value
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, bool) or value is None or isinstance(value, (int, float, str)):

@@ -70,9 +70,44 @@ def test_dry_run_steps(dry_run):
         (f, p) for f in ("ddf", "pac", "acda") for p in ("forward", "forward+backward")}
     assert all(r["generic_ms"] > 0 and r["static_ms"] > 0 and r["ratio"] == r["generic_ms"] / r["static_ms"]
                for r in g["rows"])
-    table = (out / "summary.md").read_text().split("## Generic against static kernels")[1].split("\n## ")[0]
-    assert sorted(line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ") and " | forward" in line) == [
-        "| acda", "| acda", "| ddf", "| ddf", "| pac", "| pac"]
+    summary = (out / "summary.md").read_text()
+    for title in ("## Generic against static kernels", "## The ops' eager fast path"):
+        table = summary.split(title)[1].split("\n## ")[0]
+        assert sorted(line.split(" | ")[0] for line in table.splitlines()
+                      if line.startswith("| ") and " | forward" in line) == [
+            "| acda", "| acda", "| ddf", "| ddf", "| pac", "| pac"], title
+    # the same passes with the eager fast path and through the custom op
+    assert {(r["family"], r["pass"]) for r in g["routes"]} == {
+        (f, p) for f in ("ddf", "pac", "acda") for p in ("forward", "forward+backward")}
+    assert all(r["eager_ms"] > 0 and r["custom_op_ms"] > 0 and r["ratio"] == r["eager_ms"] / r["custom_op_ms"]
+               for r in g["routes"])
+
+
+def test_dry_run_profile(dry_run):
+    _, out, res = dry_run
+    pr = res["steps"]["profile"]
+    assert pr["status"] == "ok" and not pr["errors"]
+    assert {(r["family"], r["pass"]) for r in pr["rows"]} == {
+        (f, p) for f in ("ddf", "pac", "acda") for p in ("forward", "forward+backward")}
+    gpu = torch.cuda.is_available()
+    for r in pr["rows"]:
+        assert r["wall_us"] > 0 and r["busy"] == r["device_us"] / r["wall_us"]
+        assert (r["device_us"] > 0 and r["top"]) if gpu else (r["device_us"] == 0 and r["top"] == [])
+    assert "## GPU busy time per pass" in (out / "summary.md").read_text()
+
+
+def test_kernel_times_counts_device_events_once():
+    from types import SimpleNamespace as E
+
+    events = [E(key="ddf_fwd_kernel", count=10, device_type="DeviceType.CUDA", self_device_time_total=50.0),
+              E(key="Memset (Device)", count=5, device_type="DeviceType.CUDA", self_device_time_total=5.0),
+              E(key="dynfilter::ddf", count=10, device_type="DeviceType.CPU", self_device_time_total=0.0),
+              E(key="cudaLaunchKernel", count=10, device_type="DeviceType.CPU", self_device_time_total=30.0),
+              E(key="old_torch_kernel", count=5, device_type="DeviceType.CUDA", self_cuda_time_total=20.0),
+              E(key="idle", count=5, device_type="DeviceType.CUDA", self_device_time_total=0.0)]
+    got = gpu_suite.kernel_times(events, iters=5)
+    assert got == {"ddf_fwd_kernel": {"us": 10.0, "calls": 2.0}, "Memset (Device)": {"us": 1.0, "calls": 1.0},
+                   "old_torch_kernel": {"us": 4.0, "calls": 1.0}}
 
 
 def test_traffic_lower_bound():

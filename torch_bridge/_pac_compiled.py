@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from .ops._eager import call
 from .ops.pac import conv_op, dist_op, pool_op
 from .reference import pac as ref
 
@@ -44,10 +45,10 @@ def pacconv(input: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tensor
             output_padding: int, dilation: int, shared_filters: bool, transposed: bool) -> Tensor:
     if shared_filters:
         ref.check_weight(weight, bias, input.shape[1], True, in_dim=0)
-        out = pool_op(input, _scaled(kernel, weight), weight.shape[-1], stride, padding, output_padding,
+        out = call(pool_op, input, _scaled(kernel, weight), weight.shape[-1], stride, padding, output_padding,
                       dilation, transposed)
         return _plus_bias(out, bias)
-    return conv_op(input, kernel, weight, bias, stride, padding, output_padding, dilation, transposed)
+    return call(conv_op, input, kernel, weight, bias, stride, padding, output_padding, dilation, transposed)
 
 
 def centre(input: Tensor, k: int, s: int, p: int, d: int, out: Sequence[int]) -> Tensor:
@@ -78,7 +79,7 @@ def kernel_values(input: Tensor, k, s, p, d, kernel_type: str, smooth_kernel: Op
     else:
         f0 = ref.smoothed_centre(input, smooth_kernel, (k, k), (s, s), (p, p), (d, d), out).flatten(1, 3)
     gauss = alpha0 is None
-    dist = dist_op(input, f0, k, s, p, d, channel_wise, asym, gauss)
+    dist = call(dist_op, input, f0, k, s, p, d, channel_wise, asym, gauss)
     if gauss:
         return dist
     alpha = ref.inv_param("inv_alpha", inv_alpha, alpha0, input, channel_wise)

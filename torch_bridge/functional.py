@@ -6,6 +6,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from .ops._eager import call
 from .ops.acda import atom_conv_op, check as _check_acda
 from .ops.ddf import check as _check_ddf, ddf_op
 from . import _pac_compiled as _pac
@@ -57,8 +58,8 @@ def ddf(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel
             features.device.type, features, channel_filter, spatial_filter)
     _check_ddf(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine,
                compiled=not native_impl)
-    op = ddf_reference if native_impl else ddf_op
-    return op(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
+    args = (features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
+    return ddf_reference(*args) if native_impl else call(ddf_op, *args)
 
 
 def acda_atom_conv2d(input: Tensor, coefficients: Tensor, bases: Tensor, stride: int = 1,
@@ -91,8 +92,8 @@ def acda_atom_conv2d(input: Tensor, coefficients: Tensor, bases: Tensor, stride:
     if isinstance(input, Tensor):
         input, coefficients, bases = _autocast(input.device.type, input, coefficients, bases)
     _check_acda(input, coefficients, bases, stride, padding, dilation, compiled=not native_impl)
-    op = acda_atom_conv2d_reference if native_impl else atom_conv_op
-    return op(input, coefficients, bases, stride, padding, dilation)
+    args = (input, coefficients, bases, stride, padding, dilation)
+    return acda_atom_conv2d_reference(*args) if native_impl else call(atom_conv_op, *args)
 
 
 def packernel2d(input: Tensor, mask: Optional[Tensor] = None, kernel_size: IntPair = 0, stride: IntPair = 1,
@@ -230,7 +231,7 @@ def pacpool2d(input: Tensor, kernel: Tensor, kernel_size: IntPair, stride: IntPa
         return pacpool2d_reference(input, kernel, kernel_size, stride, padding, dilation)
     k, s, p, d = geometry
     input, kernel = _autocast(input.device.type, input, kernel)
-    return _pac.pool_op(input, kernel, k, s, p, 0, d, False)
+    return call(_pac.pool_op, input, kernel, k, s, p, 0, d, False)
 
 
 def _compiled_geometry(native_impl: bool, input, weight, *pairs):

@@ -21,7 +21,12 @@ kernels each kernel alone (static builds, called with torch tensors) at the stat
         measured here: the measured side of the report's estimates
 generic the same three at the same shapes with every kernel built generic (batch and size
         symbolic) against static, interleaved (``harness.generic_vs_static``, as
-        ``benchmarks/bench_generic.py`` on CPU): forward and forward+backward ratios
+        ``benchmarks/bench_generic.py`` on CPU): forward and forward+backward ratios; then
+        the same passes with the ops' eager fast path against every call through the
+        custom op (``harness.eager_vs_custom_op``, as ``benchmarks/bench_overhead.py``)
+profile the same passes under torch.profiler: the GPU's busy time per iteration (every kernel,
+        TVM's included, the top ones named) against the pass's wall time without the profiler;
+        a small busy share means the host sets the pace
 tune    short MetaSchedule tuning of the DDF kernels at the DDF benchmark shape into
         OUT/tuning_logs/cuda-sm_XY/, then tuned against default times
 aot     the shipped bundle (benchmarks/bundles/ddf_resnet50_8x3x224x224) loaded with
@@ -57,9 +62,11 @@ BUNDLE = ROOT / "benchmarks" / "bundles" / "ddf_resnet50_8x3x224x224"
 # from the first run on an H200 (2026-12-04: env 8 s, stream 36, bench 93, generic 42, aot
 # 10-14; pytest ran 24 of its 49 tests in 145 s one at a time; tune spent 50 s starting, most
 # of it importing TVM's tensor intrinsics, and its 80 s cap left no time for trials).
-# generic follows bench: the static kernels of its shapes are then in the disk cache.
-PLAN = {"env": 15, "stream": 35, "pytest": 125, "bench": 100, "kernels": 90, "generic": 50, "tune": 95,
-        "aot": 20}
+# generic follows bench: the static kernels of its shapes are then in the disk cache. Added
+# after that run: generic also times the eager fast path against the custom op (+5 s), and the
+# profile step (20 s), from pytest's cap (-20) and tune's (-5).
+PLAN = {"env": 15, "stream": 35, "pytest": 105, "bench": 100, "kernels": 90, "generic": 55, "profile": 20,
+        "tune": 90, "aot": 20}
 STREAM_TESTS = "tests/test_stream_contract.py"  # the stream step's; the pytest step leaves them out
 # One benchmark shape per family (B, C, H, W, k): DDF-ResNet-50 stage 1 at batch 16; dry run tiny.
 GPU_SHAPES = {"ddf": (16, 64, 56, 56, 3), "pac": (16, 64, 56, 56, 3), "acda": (16, 64, 56, 56, 7)}
@@ -343,26 +350,94 @@ def step_kernels(ctx) -> Dict:
     return res
 
 
-def step_generic(ctx) -> Dict:
-    import torch
-
+def _each_family(ctx, res: Dict, body) -> Dict:
+    """``body(family, module, shape)`` for DDF, PAC and ACDA at the suite's shapes; an error is
+    recorded under its family and the others still run; partial results are written after
+    each. Returns ``res`` with its status."""
     from .bench import acda, ddf, pac
-    from .bench.harness import generic_vs_static, machine_description
 
-    dev = torch.device("cpu" if ctx["dry"] else "cuda")
-    torch.manual_seed(0)
     shapes = CPU_SHAPES if ctx["dry"] else GPU_SHAPES
-    res = {"status": "ok", "machine": machine_description(dev), "rows": [], "errors": {}}
     for fam, mod in (("ddf", ddf), ("pac", pac), ("acda", acda)):
         try:
-            rows = generic_vs_static(mod, dev, shapes=[shapes[fam]], repeats=3 if ctx["dry"] else 7)
-            res["rows"] += [{"family": fam, **r} for r in rows]
+            body(fam, mod, shapes[fam])
         except Exception as err:
             res["errors"][fam] = f"{type(err).__name__}: {err}"[:2000]
         _write_partial(ctx, res)
     if res["errors"]:
         res["status"] = "failed" if not res["rows"] else "partial"
     return res
+
+
+def step_generic(ctx) -> Dict:
+    import torch
+
+    from .bench.harness import eager_vs_custom_op, generic_vs_static, machine_description
+
+    dev = torch.device("cpu" if ctx["dry"] else "cuda")
+    torch.manual_seed(0)
+    res = {"status": "ok", "machine": machine_description(dev), "rows": [], "routes": [], "errors": {}}
+
+    def body(fam, mod, shape):
+        rows = generic_vs_static(mod, dev, shapes=[shape], repeats=3 if ctx["dry"] else 7)
+        res["rows"] += [{"family": fam, **r} for r in rows]
+        # the host time the ops' eager fast path saves (torch_bridge.ops._eager), same passes
+        rows = eager_vs_custom_op(mod, dev, shapes=[shape], repeats=3 if ctx["dry"] else 5)
+        res["routes"] += [{"family": fam, **r} for r in rows]
+
+    return _each_family(ctx, res, body)
+
+
+def kernel_times(averages, iters: int) -> Dict[str, Dict]:
+    """{kernel: {us, calls}} per iteration from ``torch.profiler``'s ``key_averages()``: the
+    events that ran on the GPU (kernels, memcpy, memset; TVM's kernels included, since the
+    profiler sees every launch), each by its own device time."""
+    out = {}
+    for e in averages:
+        if str(getattr(e, "device_type", "")).split(".")[-1] != "CUDA":
+            continue
+        t = getattr(e, "self_device_time_total", None)
+        if t is None:
+            t = getattr(e, "self_cuda_time_total", 0.0)
+        if t > 0:
+            out[e.key] = {"us": t / iters, "calls": e.count / iters}
+    return out
+
+
+def step_profile(ctx) -> Dict:
+    """Forward and forward+backward of each family at the benchmark shape under
+    ``torch.profiler``: the GPU's busy time per iteration (every kernel, TVM's included)
+    against the wall time of the same pass without the profiler. A busy share far below 1
+    means the host (Python, dispatch, launches) sets the pace, not the kernels."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from .bench.harness import _sync, machine_description, time_interleaved
+
+    dev = torch.device("cpu" if ctx["dry"] else "cuda")
+    torch.manual_seed(0)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    iters = 3 if ctx["dry"] else 5
+    res = {"status": "ok", "machine": machine_description(dev), "rows": [], "errors": {},
+           "note": f"device times from torch.profiler over {iters} iterations; wall time without the profiler "
+                   "(medians of interleaved loops)"}
+
+    def body(fam, mod, shape):
+        for label_shape, passes in mod.generic_cases([shape], dev):
+            walls = time_interleaved(passes, dev, repeats=3 if ctx["dry"] else 5)
+            for label, fn in passes.items():
+                with profile(activities=acts) as prof:
+                    for _ in range(iters):
+                        fn()
+                    _sync(dev)
+                kernels = kernel_times(prof.key_averages(), iters)
+                busy, wall = sum(k["us"] for k in kernels.values()), walls[label] * 1e3
+                top = sorted(kernels.items(), key=lambda kv: -kv[1]["us"])[:8]
+                res["rows"].append({"family": fam, "shape": label_shape, "pass": label, "wall_us": wall,
+                                    "device_us": busy, "busy": busy / wall,
+                                    "launches": sum(k["calls"] for k in kernels.values()),
+                                    "top": [{"kernel": n, **k} for n, k in top]})
+
+    return _each_family(ctx, res, body)
 
 
 RETIME_S = 35  # of the tune step's cap, kept for bench_tuned.py (its start, builds and timing)
@@ -473,7 +548,8 @@ def step_aot(ctx) -> Dict:
 
 
 STEPS = {"env": step_env, "stream": step_stream, "pytest": step_pytest, "bench": step_bench,
-         "kernels": step_kernels, "generic": step_generic, "tune": step_tune, "aot": step_aot}
+         "kernels": step_kernels, "generic": step_generic, "profile": step_profile, "tune": step_tune,
+         "aot": step_aot}
 
 
 def _write_partial(ctx, res: Dict) -> None:
@@ -562,6 +638,18 @@ def _dry_run_banner(results: Dict) -> List[str]:
     return ["Dry run: tiny sizes on CPU, to exercise the code; not benchmark results.", ""] if results["dry_run"] else []
 
 
+def _pair_table(results: Dict, title: str, rows: List[Dict], base: str, other: str) -> List[str]:
+    """Summary lines: a table of rows timed two ways (``<base>_ms``, ``<other>_ms``) with their
+    ``ratio`` (other / base)."""
+    b, o = base.replace("_", " "), other.replace("_", " ")
+    lines = ["", f"## {title}", "", *_dry_run_banner(results),
+             f"| family | shape | pass | {b} ms | {o} ms | {o} / {b} |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['family']} | {r['shape']} | {r['pass']} | {r[base + '_ms']:.3f} | "
+                     f"{r[other + '_ms']:.3f} | {r['ratio']:.2f} |")
+    return lines
+
+
 def summary(results: Dict) -> str:
     """The markdown summary of ``results.json``."""
     steps = results["steps"]
@@ -604,12 +692,21 @@ def summary(results: Dict) -> str:
                          f"{r['effective_gbps']:.0f} | {r['roofline_us']:.1f} | {r['x_roofline']:.1f} |")
     g = steps.get("generic", {})
     if g.get("rows"):
-        lines += ["", f"## Generic against static kernels ({g['machine']})", "",
-                  *_dry_run_banner(results),
-                  "| family | shape | pass | static ms | generic ms | generic / static |", "|---|---|---|---|---|---|"]
-        for r in g["rows"]:
-            lines.append(f"| {r['family']} | {r['shape']} | {r['pass']} | {r['static_ms']:.3f} | "
-                         f"{r['generic_ms']:.3f} | {r['ratio']:.2f} |")
+        lines += _pair_table(results, f"Generic against static kernels ({g['machine']})", g["rows"],
+                             "static", "generic")
+    if g.get("routes"):
+        lines += _pair_table(results, "The ops' eager fast path against the custom-op dispatcher (same passes)",
+                             g["routes"], "custom_op", "eager")
+    pr = steps.get("profile", {})
+    if pr.get("rows"):
+        lines += ["", f"## GPU busy time per pass ({pr['machine']})", "", *_dry_run_banner(results),
+                  f"{pr['note']}.", "",
+                  "| family | shape | pass | wall us | device busy us | busy share | launches | top kernels (us) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in pr["rows"]:
+            top = "; ".join(f"{k['kernel'][:40]} {k['us']:.1f}" for k in r["top"][:4]) or "-"
+            lines.append(f"| {r['family']} | {r['shape']} | {r['pass']} | {r['wall_us']:.1f} | {r['device_us']:.1f} | "
+                         f"{r['busy']:.2f} | {r['launches']:.0f} | {top} |")
     t = steps.get("tune", {})
     if t.get("interleaved") or t.get("from_log"):
         lines += ["", f"## Tuned vs default ({t.get('log_dir')})", "",

@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from ._eager import call, register_autograd
+
 
 def register_adjoint_autograd(grad_op, which: int, forward: Callable, grads: Sequence[Callable],
                               partners: Callable = lambda args, i: ()) -> None:
@@ -41,10 +43,10 @@ def register_adjoint_autograd(grad_op, which: int, forward: Callable, grads: Seq
             sub[j] = torch.zeros_like(xs[j])
         result = [None] * (1 + n + len(ctx.args))
         if need[0]:
-            result[0] = forward(*sub, *ctx.args)
+            result[0] = call(forward, *sub, *ctx.args)
         for j in range(n):
             if j != which and j not in coupled and need[1 + j]:
-                result[1 + j] = grads[j](g, *sub, *ctx.args)
+                result[1 + j] = call(grads[j], g, *sub, *ctx.args)
         return tuple(result)
 
-    grad_op.register_autograd(backward, setup_context=setup_context)
+    register_autograd(grad_op, backward, setup_context)

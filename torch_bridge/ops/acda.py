@@ -17,6 +17,7 @@ from dynfilter_tvm.ops.common import conv_out_size
 
 from .._checks import NATIVE_HINT, check_nonnegative_int, check_positive_int, check_tensors
 from ..runtime import acc_torch_dtype, run
+from ._eager import call, custom_op, register_autograd
 
 _NAMES = ("input", "coefficients", "bases")
 
@@ -65,7 +66,7 @@ def _per_channel(t: Tensor, p: dict) -> Tensor:
     return t.view(p["N"], p["C"], p["M"], *t.shape[-2:])
 
 
-@torch.library.custom_op("dynfilter::acda_atom_conv", mutates_args=())
+@custom_op("dynfilter::acda_atom_conv")
 def atom_conv_op(input: Tensor, coefficients: Tensor, bases: Tensor, stride: int, padding: int,
                  dilation: int) -> Tensor:
     p = check(input, coefficients, bases, stride, padding, dilation)
@@ -80,7 +81,7 @@ def _(input, coefficients, bases, stride, padding, dilation):
     return input.new_empty(_out_shape(check(input, coefficients, bases, stride, padding, dilation)))
 
 
-@torch.library.custom_op("dynfilter::acda_atom_conv_grad_input", mutates_args=())
+@custom_op("dynfilter::acda_atom_conv_grad_input")
 def grad_input_op(grad_out: Tensor, input: Tensor, coefficients: Tensor, bases: Tensor, stride: int,
                   padding: int, dilation: int) -> Tensor:
     p = check(input, coefficients, bases, stride, padding, dilation)
@@ -99,7 +100,7 @@ def _datoms_shape(p: dict, Ho: int, Wo: int) -> Tuple[int, ...]:
     return (p["N"], p["M"], p["k"], p["k"], Ho, Wo)
 
 
-@torch.library.custom_op("dynfilter::acda_atom_conv_grad_atoms", mutates_args=())
+@custom_op("dynfilter::acda_atom_conv_grad_atoms")
 def grad_atoms_op(grad_out: Tensor, input: Tensor, coefficients: Tensor, bases: Tensor, stride: int,
                   padding: int, dilation: int) -> Tensor:
     """dD (N, M, k, k, Ho, Wo): the gradient of the per-pixel atoms, in float32 (float64
@@ -143,14 +144,14 @@ def _backward(ctx, grad_out):
     input, coefficients, bases = ctx.saved_tensors
     need_x, need_a, need_b = ctx.needs_input_grad[:3]
     args = (grad_out, input, coefficients, bases, *ctx.args)
-    dx = grad_input_op(*args) if need_x else None
+    dx = call(grad_input_op, *args) if need_x else None
     da = db = None
     if need_a or need_b:
-        da, db = _coefficient_grads(grad_atoms_op(*args), coefficients, bases, need_a, need_b)
+        da, db = _coefficient_grads(call(grad_atoms_op, *args), coefficients, bases, need_a, need_b)
     return dx, da, db, None, None, None
 
 
-atom_conv_op.register_autograd(_backward, setup_context=_setup_context)
+register_autograd(atom_conv_op, _backward, _setup_context)
 
 
 # Double backward. out is linear in the input and in the per-pixel atoms D (linear in A and
@@ -176,10 +177,10 @@ def _grad_input_backward(ctx, v):
     grad_out, input, coefficients, bases = ctx.saved_tensors
     need_g, _, need_a, need_b = ctx.needs_input_grad[:4]
     v = v.to(input.dtype)
-    dg = atom_conv_op(v, coefficients, bases, *ctx.args) if need_g else None
+    dg = call(atom_conv_op, v, coefficients, bases, *ctx.args) if need_g else None
     da = db = None
     if need_a or need_b:
-        dd = grad_atoms_op(grad_out, v, coefficients, bases, *ctx.args)
+        dd = call(grad_atoms_op, grad_out, v, coefficients, bases, *ctx.args)
         da, db = _coefficient_grads(dd, coefficients, bases, need_a, need_b)
     return dg, None, da, db, None, None, None
 
@@ -190,10 +191,10 @@ def _grad_atoms_backward(ctx, v):
     grad_out, input, coefficients, bases = ctx.saved_tensors
     need_g, need_x = ctx.needs_input_grad[:2]
     a, eye = _atoms_as_coefficients(v, input)
-    dg = atom_conv_op(input, a, eye, *ctx.args) if need_g else None
-    dx = grad_input_op(grad_out, input, a, eye, *ctx.args) if need_x else None
+    dg = call(atom_conv_op, input, a, eye, *ctx.args) if need_g else None
+    dx = call(grad_input_op, grad_out, input, a, eye, *ctx.args) if need_x else None
     return dg, dx, None, None, None, None, None
 
 
-grad_input_op.register_autograd(_grad_input_backward, setup_context=_grad_setup)
-grad_atoms_op.register_autograd(_grad_atoms_backward, setup_context=_grad_setup)
+register_autograd(grad_input_op, _grad_input_backward, _grad_setup)
+register_autograd(grad_atoms_op, _grad_atoms_backward, _grad_setup)

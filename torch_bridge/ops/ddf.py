@@ -11,6 +11,7 @@ from dynfilter_tvm.ops.ddf import COMBINES, MAX_KERNEL_SIZE, out_size
 from .._checks import NATIVE_HINT, check_positive_int, check_tensors
 from ..runtime import run
 from ._adjoint import register_adjoint_autograd
+from ._eager import call, custom_op, register_autograd
 
 _NAMES = ("features", "channel_filter", "spatial_filter")
 
@@ -64,7 +65,7 @@ def _grouped(p: dict):
     }
 
 
-@torch.library.custom_op("dynfilter::ddf", mutates_args=())
+@custom_op("dynfilter::ddf")
 def ddf_op(features: Tensor, channel_filter: Tensor, spatial_filter: Tensor, kernel_size: int,
            dilation: int, stride: int, kernel_combine: str) -> Tensor:
     p = check(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
@@ -88,7 +89,7 @@ def _(features, channel_filter, spatial_filter, kernel_size, dilation, stride, k
 def _grad_kernel(which: str):
     """One custom op per gradient (only the gradients autograd asks for are computed)."""
 
-    @torch.library.custom_op(f"dynfilter::ddf_grad_{which}", mutates_args=())
+    @custom_op(f"dynfilter::ddf_grad_{which}")
     def grad_op(grad_out: Tensor, features: Tensor, channel_filter: Tensor, spatial_filter: Tensor,
                 kernel_size: int, dilation: int, stride: int, kernel_combine: str) -> Tensor:
         p = check(features, channel_filter, spatial_filter, kernel_size, dilation, stride, kernel_combine)
@@ -134,14 +135,14 @@ def _backward(ctx, grad_out):
     need = ctx.needs_input_grad
     args = (grad_out, features, channel_filter, spatial_filter, *ctx.args)
     return (
-        ddf_grad_features(*args) if need[0] else None,
-        ddf_grad_channel(*args) if need[1] else None,
-        ddf_grad_spatial(*args) if need[2] else None,
+        call(ddf_grad_features, *args) if need[0] else None,
+        call(ddf_grad_channel, *args) if need[1] else None,
+        call(ddf_grad_spatial, *args) if need[2] else None,
         None, None, None, None,
     )
 
 
-ddf_op.register_autograd(_backward, setup_context=_setup_context)
+register_autograd(ddf_op, _backward, _setup_context)
 
 
 # Double backward: out is linear in the features and in each filter ('add': in their sum),

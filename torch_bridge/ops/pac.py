@@ -19,6 +19,7 @@ from dynfilter_tvm.ops.pac import MAX_KERNEL_SIZE
 from .._checks import NATIVE_HINT, check_nonnegative_int, check_positive_int, check_tensors
 from ..runtime import acc_torch_dtype, run
 from ._adjoint import register_adjoint_autograd
+from ._eager import call, custom_op, register_autograd
 
 
 # ---------------------------------------------------------------------------- geometry
@@ -226,7 +227,7 @@ def _transposed_weight(weight: Tensor, transposed: bool) -> Tensor:
     return weight.transpose(0, 1) if transposed else weight
 
 
-@torch.library.custom_op("dynfilter::pac_conv", mutates_args=())
+@custom_op("dynfilter::pac_conv")
 def conv_op(input: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int,
             padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
     q = check_conv(input, kernel, weight, bias, stride, padding, output_padding, dilation, transposed)
@@ -246,7 +247,7 @@ def _(input, kernel, weight, bias, stride, padding, output_padding, dilation, tr
     return input.new_empty(q["N"], q["O"], q["Ho"], q["Wo"])
 
 
-@torch.library.custom_op("dynfilter::pac_conv_grad_input", mutates_args=())
+@custom_op("dynfilter::pac_conv_grad_input")
 def conv_grad_input_op(grad_out: Tensor, input: Tensor, kernel: Tensor, weight: Tensor, stride: int,
                        padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
     q = check_conv(input, kernel, weight, None, stride, padding, output_padding, dilation, transposed)
@@ -270,7 +271,7 @@ def _grad_params(input: Tensor, q: dict, stride, padding, dilation, transposed) 
     return _params(input, (q["Ho"], q["Wo"]), q["k"], geo, d=dilation, O=q["O"])
 
 
-@torch.library.custom_op("dynfilter::pac_conv_grad_kernel", mutates_args=())
+@custom_op("dynfilter::pac_conv_grad_kernel")
 def conv_grad_kernel_op(grad_out: Tensor, input: Tensor, kernel: Tensor, weight: Tensor, stride: int,
                         padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
     q = check_conv(input, kernel, weight, None, stride, padding, output_padding, dilation, transposed)
@@ -286,7 +287,7 @@ def _(grad_out, input, kernel, weight, stride, padding, output_padding, dilation
     return torch.empty_like(kernel, memory_format=torch.contiguous_format)
 
 
-@torch.library.custom_op("dynfilter::pac_conv_grad_weight", mutates_args=())
+@custom_op("dynfilter::pac_conv_grad_weight")
 def conv_grad_weight_op(grad_out: Tensor, input: Tensor, kernel: Tensor, weight: Tensor, stride: int,
                         padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
     q = check_conv(input, kernel, weight, None, stride, padding, output_padding, dilation, transposed)
@@ -313,20 +314,20 @@ def _conv_backward(ctx, grad_out):
     input, kernel, weight = ctx.saved_tensors
     need_x, need_k, need_w, need_b = ctx.needs_input_grad[:4]
     args = (grad_out, input, kernel, weight, *ctx.args)
-    dx = conv_grad_input_op(*args) if need_x else None
-    dk = conv_grad_kernel_op(*args) if need_k else None
-    dw = conv_grad_weight_op(*args) if need_w else None
+    dx = call(conv_grad_input_op, *args) if need_x else None
+    dk = call(conv_grad_kernel_op, *args) if need_k else None
+    dw = call(conv_grad_weight_op, *args) if need_w else None
     db = grad_out.sum((0, 2, 3), dtype=acc_torch_dtype(grad_out.dtype)).to(ctx.bias_dtype) if need_b else None
     return dx, dk, dw, db, None, None, None, None, None
 
 
-conv_op.register_autograd(_conv_backward, setup_context=_conv_setup)
+register_autograd(conv_op, _conv_backward, _conv_setup)
 
 
 # Double backward: without the bias, out is linear in the input, the kernel and the weight,
 # so each gradient op's gradients are the forward and the other gradient ops.
 def _conv_no_bias(input, kernel, weight, *args):
-    return conv_op(input, kernel, weight, None, *args)
+    return call(conv_op, input, kernel, weight, None, *args)
 
 
 _CONV_GRADS = (conv_grad_input_op, conv_grad_kernel_op, conv_grad_weight_op)
@@ -335,7 +336,7 @@ for _i, _op in enumerate(_CONV_GRADS):
 
 
 # ---------------------------------------------------------------------------- pooling
-@torch.library.custom_op("dynfilter::pac_pool", mutates_args=())
+@custom_op("dynfilter::pac_pool")
 def pool_op(input: Tensor, kernel: Tensor, kernel_size: int, stride: int, padding: int,
             output_padding: int, dilation: int, transposed: bool) -> Tensor:
     q = check_pool(input, kernel, kernel_size, stride, padding, output_padding, dilation, transposed)
@@ -352,7 +353,7 @@ def _(input, kernel, kernel_size, stride, padding, output_padding, dilation, tra
     return input.new_empty(q["N"], q["C"], q["Ho"], q["Wo"])
 
 
-@torch.library.custom_op("dynfilter::pac_pool_grad_input", mutates_args=())
+@custom_op("dynfilter::pac_pool_grad_input")
 def pool_grad_input_op(grad_out: Tensor, input: Tensor, kernel: Tensor, kernel_size: int, stride: int,
                        padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
     q = check_pool(input, kernel, kernel_size, stride, padding, output_padding, dilation, transposed)
@@ -369,7 +370,7 @@ def _(grad_out, input, kernel, kernel_size, stride, padding, output_padding, dil
     return torch.empty_like(input, memory_format=torch.contiguous_format)
 
 
-@torch.library.custom_op("dynfilter::pac_pool_grad_kernel", mutates_args=())
+@custom_op("dynfilter::pac_pool_grad_kernel")
 def pool_grad_kernel_op(grad_out: Tensor, input: Tensor, kernel: Tensor, kernel_size: int, stride: int,
                         padding: int, output_padding: int, dilation: int, transposed: bool) -> Tensor:
     q = check_pool(input, kernel, kernel_size, stride, padding, output_padding, dilation, transposed)
@@ -395,12 +396,12 @@ def _pool_backward(ctx, grad_out):
     input, kernel = ctx.saved_tensors
     need_x, need_k = ctx.needs_input_grad[:2]
     args = (grad_out, input, kernel, *ctx.args)
-    dx = pool_grad_input_op(*args) if need_x else None
-    dk = pool_grad_kernel_op(*args) if need_k else None
+    dx = call(pool_grad_input_op, *args) if need_x else None
+    dk = call(pool_grad_kernel_op, *args) if need_k else None
     return dx, dk, None, None, None, None, None, None
 
 
-pool_op.register_autograd(_pool_backward, setup_context=_pool_setup)
+register_autograd(pool_op, _pool_backward, _pool_setup)
 
 # Double backward: out is linear in the input and in the kernel.
 _POOL_GRADS = (pool_grad_input_op, pool_grad_kernel_op)
@@ -413,7 +414,7 @@ def _dist_params(q: dict, stride, padding, dilation, asym) -> dict:
     return dict(q, s=stride, p=padding, d=dilation, asym=int(asym))
 
 
-@torch.library.custom_op("dynfilter::pac_dist", mutates_args=())
+@custom_op("dynfilter::pac_dist")
 def dist_op(guidance: Tensor, centre: Tensor, kernel_size: int, stride: int, padding: int, dilation: int,
             channel_wise: bool, asym: bool, gauss: bool) -> Tensor:
     """sum_c r(f_tap - f_centre)^2 per tap and output pixel (per channel if channel_wise),
@@ -432,7 +433,7 @@ def _(guidance, centre, kernel_size, stride, padding, dilation, channel_wise, as
     return guidance.new_empty(q["N"], q["G"], kernel_size, kernel_size, q["Ho"], q["Wo"])
 
 
-@torch.library.custom_op("dynfilter::pac_dist_grad", mutates_args=())
+@custom_op("dynfilter::pac_dist_grad")
 def dist_grad_op(grad_dist: Tensor, guidance: Tensor, centre: Tensor, kernel_size: int, stride: int,
                  padding: int, dilation: int, channel_wise: bool, asym: bool) -> Tuple[Tensor, Tensor]:
     """Gradients of the distances (not of their exponential) for the guidance and the centre."""
@@ -463,11 +464,11 @@ def _dist_backward(ctx, grad):
     guidance, centre, value = ctx.saved_tensors
     if ctx.gauss:  # d exp(-D/2) = -1/2 exp(-D/2) dD
         grad = grad * value * -0.5
-    df, df0 = dist_grad_op(grad, guidance, centre, *ctx.args)
+    df, df0 = call(dist_grad_op, grad, guidance, centre, *ctx.args)
     return df, df0, None, None, None, None, None, None, None
 
 
-dist_op.register_autograd(_dist_backward, setup_context=_dist_setup)
+register_autograd(dist_op, _dist_backward, _dist_setup)
 
 
 # Double backward. Without '_asym', D = sum_c e^2 with e = F_tap - F0 linear in (F, F0), and
@@ -493,12 +494,12 @@ def _dist_grad_backward(ctx, v_guidance, v_centre):
     need_g, need_f, need_f0 = ctx.needs_input_grad[:3]
     dg = df = df0 = None
     if need_g:
-        plus = dist_op(guidance + vf, centre + vf0, k, s, p, d, channel_wise, False, False)
-        minus = dist_op(guidance - vf, centre - vf0, k, s, p, d, channel_wise, False, False)
+        plus = call(dist_op, guidance + vf, centre + vf0, k, s, p, d, channel_wise, False, False)
+        minus = call(dist_op, guidance - vf, centre - vf0, k, s, p, d, channel_wise, False, False)
         dg = (plus - minus) * 0.5
     if need_f or need_f0:
-        df, df0 = dist_grad_op(grad_dist, vf, vf0, *ctx.args)
+        df, df0 = call(dist_grad_op, grad_dist, vf, vf0, *ctx.args)
     return dg, df if need_f else None, df0 if need_f0 else None, None, None, None, None, None, None
 
 
-dist_grad_op.register_autograd(_dist_grad_backward, setup_context=_dist_grad_setup)
+register_autograd(dist_grad_op, _dist_grad_backward, _dist_grad_setup)

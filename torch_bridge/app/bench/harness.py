@@ -10,6 +10,7 @@ process with a fixed mmap threshold while the parent times with the normal alloc
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -18,10 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, ContextManager, Dict, List, Optional
 
 import torch
-
 
 MEMORY_PHASE = "DYNFILTER_BENCH_MEMORY"  # set in the child process that measures memory
 
@@ -249,31 +249,57 @@ def main(description: str, family) -> None:
     run_shapes(family, dev, shapes, not a.no_compile, sys.argv, a.json, a.repeats)
 
 
-def generic_vs_static(family, device: torch.device, shapes=None, repeats: int = 7,
-                      clock: Callable[[], float] = time.perf_counter) -> List[Dict]:
-    """Rows {shape, pass, generic_ms, static_ms, ratio}: ``family.generic_cases`` (the passes
-    of each shape, default its ``CPU_SHAPES``) timed with the kernels served generic and static
-    (``dynfilter_tvm.dispatch`` shape modes), interleaved in this process
-    (:func:`time_interleaved` with ``clock``). Kernels whose op declares no ``SYMBOLIC`` run
-    static in both modes."""
-    from dynfilter_tvm import dispatch
+def time_settings(family, device: torch.device, settings: Dict[str, Callable[[], ContextManager]], shapes=None,
+                  repeats: int = 7, clock: Callable[[], float] = time.perf_counter) -> List[Dict]:
+    """Rows {shape, pass, <setting>_ms...}: each of ``family.generic_cases`` (the passes of
+    each shape, default its ``CPU_SHAPES``) timed inside each setting's context, the settings
+    interleaved in this process (:func:`time_interleaved` with ``clock``)."""
 
-    def in_mode(mode, fn):
+    def within(setting, fn):
         def run():
-            dispatch.set_shape_mode(mode)
-            return fn()
+            with setting():
+                return fn()
         return run
 
     rows = []
+    for shape, passes in family.generic_cases(shapes or family.CPU_SHAPES, device):
+        for label, fn in passes.items():
+            ms = time_interleaved({n: within(c, fn) for n, c in settings.items()}, device, repeats=repeats, clock=clock)
+            rows.append({"shape": shape, "pass": label, **{f"{n}_ms": v for n, v in ms.items()}})
+    return rows
+
+
+def generic_vs_static(family, device: torch.device, shapes=None, repeats: int = 7,
+                      clock: Callable[[], float] = time.perf_counter) -> List[Dict]:
+    """Rows {shape, pass, generic_ms, static_ms, ratio}: :func:`time_settings` with the kernels
+    served generic and static (``dynfilter_tvm.dispatch`` shape modes). Kernels whose op
+    declares no ``SYMBOLIC`` run static in both modes."""
+    from dynfilter_tvm import dispatch
+
+    def mode(m):
+        @contextlib.contextmanager
+        def setting():
+            dispatch.set_shape_mode(m)
+            yield
+        return setting
+
     try:
-        for shape, passes in family.generic_cases(shapes or family.CPU_SHAPES, device):
-            for label, fn in passes.items():
-                ms = time_interleaved({m: in_mode(m, fn) for m in dispatch.MODES}, device, repeats=repeats, clock=clock)
-                rows.append({"shape": shape, "pass": label, "generic_ms": ms["generic"], "static_ms": ms["static"],
-                             "ratio": ms["generic"] / ms["static"]})
+        rows = time_settings(family, device, {m: mode(m) for m in dispatch.MODES}, shapes, repeats, clock)
     finally:
         dispatch.set_shape_mode(None)
-    return rows
+    return [dict(r, ratio=r["generic_ms"] / r["static_ms"]) for r in rows]
+
+
+def eager_vs_custom_op(family, device: torch.device, shapes=None, repeats: int = 7,
+                       clock: Callable[[], float] = time.perf_counter) -> List[Dict]:
+    """Rows {shape, pass, eager_ms, custom_op_ms, ratio}: :func:`time_settings` with the ops'
+    eager fast path (``torch_bridge.ops._eager``) and with every call through the custom op;
+    ratio = eager / custom op (below 1: the host time the fast path saves)."""
+    from ...ops._eager import custom_op_only
+
+    rows = time_settings(family, device, {"eager": contextlib.nullcontext, "custom_op": custom_op_only},
+                         shapes, repeats, clock)
+    return [dict(r, ratio=r["eager_ms"] / r["custom_op_ms"]) for r in rows]
 
 
 def layer_cases(make_layer, shapes, device: torch.device, guided: bool = False):
