@@ -175,3 +175,19 @@ def test_routes_agree_on_grad_ops():
     for op in (ddf_grad_features, ddf_grad_channel, ddf_grad_spatial):
         direct = _eager.call(op, g, x, cf, sf, 3, 1, 1, "mul")
         assert torch.equal(direct, op(g, x, cf, sf, 3, 1, 1, "mul"))
+
+
+def test_eager_calls_do_not_import_dynamo():
+    """The custom op's first call imports torch._dynamo (~1.4 s here); a plain eager call on the
+    fast path must not (RESULTS.md "Host time per call")."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from torch_bridge import functional as F\n"
+            "x, c, s = (torch.randn(*sh, requires_grad=True) for sh in ((1, 2, 5, 6), (1, 2, 3, 3), (1, 9, 5, 6)))\n"
+            "F.ddf(x, c, s, 3).sum().backward()\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
