@@ -33,7 +33,7 @@ import struct
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import tvm
 from tvm.target import Target

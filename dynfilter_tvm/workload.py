@@ -30,10 +30,19 @@ def _freeze(value: Any) -> Any:
     raise TypeError(f"workload parameter values must be ints, floats, strings or tuples, got {value!r}")
 
 
-@dataclasses.dataclass(frozen=True)
+def _typed(value: Any) -> Any:
+    """``value`` with its type beside it (recursively): ``1``, ``1.0`` and ``True`` are equal
+    in Python but have different keys (JSON ``1``, ``1.0``, ``true``) and build differently."""
+    if type(value) is tuple:
+        return tuple, tuple(_typed(v) for v in value)
+    return type(value), value
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Workload:
     """``op``/``kernel`` name the compute (e.g. ``ddf``/``fwd``); ``params`` fix every shape
-    (``None``: symbolic, see the module docstring)."""
+    (``None``: symbolic, see the module docstring). Two workloads are equal exactly when their
+    keys are (:meth:`key`), which hashing needs no JSON for: every kernel call looks one up."""
 
     op: str
     kernel: str
@@ -77,6 +86,20 @@ class Workload:
     def key(self) -> str:
         """Stable text key (JSON with sorted keys)."""
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+
+    def _identity(self) -> tuple:
+        ident = self.__dict__.get("_ident")
+        if ident is None:  # computed once per instance (frozen: set past the dataclass guard)
+            ident = (self.op, self.kernel, self.dtype, self.params,
+                     tuple([_typed(v) if type(v) is tuple else type(v) for _, v in self.params]))
+            object.__setattr__(self, "_ident", ident)
+        return ident
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Workload) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
     def digest(self) -> str:
         return hashlib.sha256(self.key().encode()).hexdigest()[:20]

@@ -69,6 +69,28 @@ def test_build_then_memory_then_disk(fresh_cache):
     assert not list(fresh_cache.rglob("*.tmp*")), "temporary files left behind"
 
 
+def test_workloads_equal_exactly_when_their_keys_are():
+    """1, 1.0 and True are equal in Python but key (and build) differently: memory hits, keyed
+    by the Workload object, must not mix them up."""
+    made = [Workload.make("ddf", "fwd", dict(PARAMS, d=v), "float32") for v in (1, 1.0, True)]
+    made += [Workload.make("x", "y", {"t": t}, "float32") for t in ((1, 2), (1.0, 2), [1, 2])]
+    for a in made:
+        for b in made:
+            assert (a == b) == (a.key() == b.key()), (a.key(), b.key())
+            assert hash(a) == hash(b) or a != b
+    assert made[0] == Workload.from_json(json.loads(made[0].key())) and made[3] == made[5]
+
+
+def test_memory_hit_is_not_served_to_an_equal_valued_workload(fresh_cache):
+    tgt = cpu_target()
+    fn = cache.get(Workload.make("ddf", "fwd", PARAMS, "float32"), tgt)
+    try:  # d = 1.0 keys differently (and does not build: a float loop extent)
+        other = cache.get(Workload.make("ddf", "fwd", dict(PARAMS, d=1.0), "float32"), tgt)
+    except Exception:
+        other = None
+    assert other is not fn
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "foreign_key", "missing_meta", "bad_json"])
 def test_damaged_entry_is_rebuilt(fresh_cache, damage):
     wl, tgt = Workload.make("ddf", "fwd", PARAMS, "float32"), cpu_target()

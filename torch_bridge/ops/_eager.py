@@ -12,8 +12,10 @@ run suggested (``benchmarks/RESULTS.md``). So :func:`call` runs an op
 - as an ``autograd.Function`` built from the op's own ``setup_context``/``backward`` when
   some input requires grad;
 - through the custom op whenever anything could observe the difference: compiling,
-  exporting or tracing, tensor subclasses (fake, functional), non-CPU/CUDA devices, torch
-  function or dispatch modes, or functorch transforms.
+  exporting or tracing, tensor subclasses (fake, functional), tensors without plain strided
+  storage (the batched tensors of ``autograd.grad(..., is_grads_batched=True)``, vectorized
+  jacobians and ``gradcheck``'s batched check; sparse), non-CPU/CUDA devices, torch function
+  or dispatch modes, or functorch transforms.
 
 Under the profiler the first two routes are recorded as ``dynfilter::<op>`` ranges, the
 names the custom op would show. The three routes run the same function on the same
@@ -68,7 +70,8 @@ def register_autograd(op, backward: Callable, setup_context: Callable) -> None:
         setup_context(ctx, args, output)
         return output
 
-    function = type(f"{fn.__name__}_function", (torch.autograd.Function,), {
+    # named after the op: grad_fn shows as e.g. dynfilter_ddfBackward
+    function = type(entry.name.replace("::", "_"), (torch.autograd.Function,), {
         "forward": staticmethod(forward), "backward": staticmethod(backward)})
     _EAGER[op] = entry._replace(function=function)
 
@@ -76,7 +79,7 @@ def register_autograd(op, backward: Callable, setup_context: Callable) -> None:
 @contextlib.contextmanager
 def custom_op_only() -> Iterator[None]:
     """Every :func:`call` inside runs through the custom op, as before the fast path (for
-    benchmarks and tests that compare the routes)."""
+    benchmarks and tests that compare the routes; process-wide, every thread)."""
     global _custom_op_only
     before, _custom_op_only = _custom_op_only, True
     try:
@@ -97,6 +100,19 @@ def _watched() -> bool:
         return True
 
 
+def _plain(t: Tensor) -> bool:
+    """A plain strided CPU/CUDA tensor with its own storage (not a subclass, not one of the
+    older vmap's batched tensors, which ``autograd.grad(is_grads_batched=True)``, vectorized
+    jacobians and ``gradcheck(check_batched_grad=True)`` pass, and which have no data pointer)."""
+    return (type(t) in _PLAIN_TYPES and t.layout is torch.strided and t.device.type in _DEVICES
+            and not _is_legacy_batched(t))
+
+
+def _is_legacy_batched(t: Tensor) -> bool:
+    probe = getattr(torch._C._functorch, "is_legacy_batchedtensor", None)
+    return True if probe is None else bool(probe(t))
+
+
 def route(op, args) -> str:
     """'direct', 'function' or 'custom_op': how :func:`call` runs ``op`` on ``args``."""
     entry = _EAGER.get(op)
@@ -105,12 +121,13 @@ def route(op, args) -> str:
     needs_graph = False
     for a in args:
         if isinstance(a, Tensor):
-            if type(a) not in _PLAIN_TYPES or a.device.type not in _DEVICES:
+            if not _plain(a):
                 return "custom_op"
             needs_graph = needs_graph or a.requires_grad
         elif not isinstance(a, _PLAIN_VALUES):
             return "custom_op"  # e.g. an FX proxy, a symbolic int
-    if needs_graph and torch.is_grad_enabled():
+    # inference mode records no graph even with grad enabled inside it (nor does the custom op)
+    if needs_graph and torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
         return "custom_op" if entry.function is None else "function"
     return "direct"
 
