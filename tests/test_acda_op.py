@@ -1,10 +1,13 @@
 """ACDA atom convolution (TVM kernels) against the plain-PyTorch reference: forward, the three
 gradients, dtypes, layouts, autograd checks, torch.compile, autocast and input validation."""
+import functools
+
 import pytest
 import torch
 
 from dynfilter_tvm.ops.common import conv_out_size
-from torch_bridge.ops.acda import atom_conv_op, grad_atoms_op, grad_input_op
+from torch_bridge.ops import acda as acda_ops
+from torch_bridge.ops.acda import atom_conv_op, dx_phase_plans, grad_atoms_op, grad_input_op
 from torch_bridge.functional import acda_atom_conv2d
 from torch_bridge.reference import acda_atom_conv2d_reference
 
@@ -197,3 +200,124 @@ def test_kernel_size_limit_names_native_impl():
         acda_atom_conv2d(x, a, b, 1, 8, 1)
     out = acda_atom_conv2d(x, a, b, 1, 8, 1, native_impl=True)
     torch.testing.assert_close(out, acda_atom_conv2d_reference(x, a, b, 1, 8, 1))
+
+
+# ---- strided input gradients by phase (torch_bridge.ops.acda._dx_by_phase)
+# (H, W, k, s, d, p): sizes not multiples of s (phases of different lengths), dilation sharing a
+# factor with s (phases no tap reaches), d' = d/g > 1 (computed lead rows), even k, one row or
+# column, stride 3 and 4, taps of a phase at different offsets along the two axes
+PHASE_CASES = [
+    (9, 11, 3, 2, 1, 1), (10, 7, 5, 2, 1, 2), (13, 12, 3, 2, 2, 2), (6, 8, 3, 3, 1, 1), (14, 14, 7, 2, 1, 3),
+    (11, 9, 5, 3, 2, 0), (8, 8, 3, 2, 3, 0), (7, 10, 5, 4, 1, 2), (1, 5, 3, 2, 1, 1), (5, 1, 3, 3, 1, 1),
+    (12, 13, 7, 3, 3, 5), (9, 9, 4, 2, 1, 1), (15, 15, 7, 2, 2, 6), (14, 15, 5, 2, 3, 2),
+]
+
+
+@pytest.fixture
+def every_phase(monkeypatch):
+    """Phases at every kernel size (not only from DX_PHASE_MIN_KERNEL), with the kernels they run."""
+    monkeypatch.setattr(acda_ops, "DX_PHASE_MIN_KERNEL", 1)
+    calls, run = [], acda_ops.run
+    monkeypatch.setattr(acda_ops, "run", lambda *args: (calls.append(args[2]), run(*args))[1])
+    return calls
+
+
+@pytest.mark.parametrize("copy_cost", [None, 0], ids=["copy_cost", "free_copies"])
+@pytest.mark.parametrize("case", PHASE_CASES, ids=str)
+def test_dx_by_phase_matches_reference(case, copy_cost, every_phase, monkeypatch):
+    if copy_cost is not None:  # grids chosen by work alone: padded and cropped copies of dO and A
+        monkeypatch.setattr(acda_ops, "_COPY_COST", copy_cost)
+        acda_ops._phase_plans.cache_clear()
+        monkeypatch.setattr(acda_ops, "_phase_plans", functools.lru_cache(acda_ops._phase_plans.__wrapped__))
+    H, W, k, s, d, p = case
+    x, a, b = make_inputs(2, 3, H, W, 2, 3, k, s, d, p)
+    out = acda_atom_conv2d_reference(x, a, b, s, p, d)
+    grad = torch.randn_like(out)
+    want, = torch.autograd.grad(out, x, grad)
+    got = grad_input_op(grad, x.detach(), a.detach(), b.detach(), s, p, d)
+    # the phases ran, each a stride-1 kernel, at most one per phase
+    assert 1 <= len(every_phase) <= s * s and all(q["s"] == 1 for q in every_phase)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-10)
+
+
+def test_dx_by_phase_default_rule():
+    """k >= 5 at stride >= 2 on CPU takes the phases; k = 3 and stride 1 the dx kernel's grid."""
+    p = dict(N=1, C=1, H=8, W=8, M=1, T=1, d=1, p=1)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert acda_ops.dx_by_phase(dict(p, k=7, s=2), cpu) and acda_ops.dx_by_phase(dict(p, k=5, s=3), cpu)
+    assert not acda_ops.dx_by_phase(dict(p, k=3, s=2), cpu) and not acda_ops.dx_by_phase(dict(p, k=7, s=1), cpu)
+    assert not acda_ops.dx_by_phase(dict(p, k=7, s=2), cuda)
+
+
+def test_dx_phase_plan_ad_resnet():
+    """Ad-ResNet's strided 7x7 layers (s = 2, p = 3): four phases of 3 or 4 real taps per axis
+    (9 to 16 of the grid's 49 per pixel), one padded grid for all."""
+    grid, plans = dx_phase_plans(dict(N=2, C=64, H=56, W=56, M=6, T=18, k=7, s=2, d=1, p=3))
+    assert len(plans) == 4 and all(q is not None and q["n"] <= 4 for q in plans.values())
+    assert sum(len([t for t in q["ty"] if t >= 0]) * len([t for t in q["tx"] if t >= 0])
+               for q in plans.values()) == 49  # every tap once over the phases
+    assert grid == (29, 29)
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-5), (torch.bfloat16, 5e-2)])
+def test_dx_by_phase_dtypes(dtype, atol):
+    case = (1, 4, 15, 14, 2, 6, 7, 2, 1, 3)  # the default rule's phases (k7 s2), odd sizes
+    assert acda_ops.dx_by_phase(dict(k=7, s=2), torch.device("cpu"))
+    _check(case, dtype, atol, 1e-4 if dtype == torch.float32 else 0)
+
+
+def test_dx_by_phase_gradcheck_and_double_backward():
+    case = (1, 2, 7, 6, 2, 3, 5, 2, 1, 2)
+    s, d, p = case[-3:]
+    inputs = make_inputs(*case)
+    fn = lambda *t: acda_atom_conv2d(*t, s, p, d)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+def test_dx_by_phase_noncontiguous_gradient_and_empty_batch():
+    x, a, b = make_inputs(1, 3, 9, 8, 2, 3, 5, 2, 1, 2)
+    out = acda_atom_conv2d_reference(x, a, b, 2, 2, 1)
+    grad = torch.randn(out.shape[::-1], dtype=torch.float64).permute(3, 2, 1, 0)
+    want, = torch.autograd.grad(out, x, grad)
+    torch.testing.assert_close(grad_input_op(grad, x.detach(), a.detach(), b.detach(), 2, 2, 1), want)
+    x, a, b = make_inputs(0, 3, 9, 8, 2, 3, 5, 2, 1, 2, requires_grad=False)
+    assert grad_input_op(torch.zeros(0, 6, 5, 4, dtype=torch.float64), x, a, b, 2, 2, 1).shape == x.shape
+
+
+def _phase_pairs_match(H, k, s, d, p, f, plan, axis, grid):
+    """Along one axis: the (tap, output row) pairs the phase's kernel sums for each of its input
+    rows, dO read on the grid (rows past dO's own end are zeros there), equal the definition's."""
+    out = conv_out_size(H, k, s, p, d)
+    slots, lead, pad, dd = plan["ty" if axis == 0 else "tx"], plan["lead"][axis], plan["pad"], plan["dd"]
+    for h in range(f, H, s):
+        want = {(u, (h + p - u * d) // s) for u in range(k)
+                if (h + p - u * d) % s == 0 and 0 <= (h + p - u * d) // s < out}
+        hq = (h - f) // s + lead
+        got = {(u, hq + pad - j * dd) for j, u in enumerate(slots)
+               if u >= 0 and 0 <= hq + pad - j * dd < min(grid, out)}
+        if got != want:
+            return False
+    return True
+
+
+def test_dx_phase_plans_cover_every_tap_once():
+    """Over many geometries: each phase's slots, padding and leads reproduce exactly the taps
+    and output rows of the strided input gradient (no kernel runs)."""
+    import random
+    rnd = random.Random(0)
+    checked = 0
+    while checked < 400:
+        k, s, d = rnd.randint(1, 7), rnd.randint(2, 4), rnd.randint(1, 3)
+        p, H, W = rnd.randint(0, k), rnd.randint(1, 14), rnd.randint(1, 14)
+        if conv_out_size(H, k, s, p, d) < 1 or conv_out_size(W, k, s, p, d) < 1:
+            continue
+        grid, plans = dx_phase_plans(dict(N=1, C=4, H=H, W=W, M=2, T=3, k=k, s=s, d=d, p=p))
+        for (fy, fx), plan in plans.items():
+            if plan is None:  # no tap reaches the phase: no pair along one axis
+                assert not all(any((f + p - u * d) % s == 0 for u in range(k)) for f in (fy, fx))
+                continue
+            assert plan["n"] <= 15 and plan["pad"] >= 0
+            assert _phase_pairs_match(H, k, s, d, p, fy, plan, 0, grid[0]), (H, k, s, d, p, fy, plan)
+            assert _phase_pairs_match(W, k, s, d, p, fx, plan, 1, grid[1]), (W, k, s, d, p, fx, plan)
+        checked += 1

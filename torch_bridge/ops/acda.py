@@ -7,7 +7,10 @@ C*k*k of an unfolded input).
 """
 from __future__ import annotations
 
-from typing import Tuple
+import functools
+import itertools
+from math import gcd
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -81,13 +84,173 @@ def _(input, coefficients, bases, stride, padding, dilation):
     return input.new_empty(_out_shape(check(input, coefficients, bases, stride, padding, dilation)))
 
 
+# ---------------------------------------------------------------------------- dX by phase
+# Where the input gradient runs by input phase (``_dx_by_phase``) instead of on the dx kernel's
+# zero-inserted grid, where s*s - 1 of every s*s taps read inserted zeros: stride >= 2 and
+# k >= DX_PHASE_MIN_KERNEL, on these devices. Measured on CPU (benchmarks/bench_acda_phases.py,
+# 1 thread, generic builds; benchmarks/RESULTS.md "ACDA dX by phase"): k7 s2 0.71-0.84x the
+# grid's time, k5 0.76-0.82x, k3 s2 1.41x (1- and 2-tap kernels, a padded copy and four
+# strided output copies cost more than the zeros). CUDA keeps the grid: each phase reads all of
+# dO and A again, 2.9x the grid's estimated time at 8x64x56² k7 s2 (static report, no GPU).
+DX_PHASE_MIN_STRIDE = 2
+DX_PHASE_MIN_KERNEL = 5
+DX_PHASE_DEVICES = ("cpu",)
+
+
+def dx_by_phase(p: dict, device: torch.device) -> bool:
+    """Whether the input gradient of geometry ``p`` on ``device`` runs by phase."""
+    return p["s"] >= DX_PHASE_MIN_STRIDE and p["k"] >= DX_PHASE_MIN_KERNEL and device.type in DX_PHASE_DEVICES
+
+
+# Relative cost of copying one element of dO or A (a phase whose offsets need a padded copy)
+# against one atom tap of one channel: chooses between dummy taps and a copy.
+_COPY_COST = 4
+
+
+def _axis_taps(k: int, s: int, p: int, d: int, f: int) -> Tuple[List[int], int]:
+    """One axis of dX's phase f (input rows f, f + s, ...): the taps u whose output row
+    y = (h + p - u*d) / s is whole, ascending (u0 + j*s/g, g = gcd(s, d)), and c, the row tap
+    u0 reads for the phase's first input row; tap j then reads row c + h' - j*d/g."""
+    us = [u for u in range(k) if (f + p - u * d) % s == 0]
+    return us, ((f + p - us[0] * d) // s if us else 0)
+
+
+def _phase_options(p: dict, fy: int, fx: int) -> Optional[dict]:
+    """The ways phase (fy, fx) of dX (``dX[..., fy::s, fx::s]``) runs as a stride-1 dx kernel:
+    {(Ho', Wo'): (work, plan)}, the least work per grid; None where no tap reaches the phase
+    (its values are zero).
+
+    Per axis the phase's n_a real taps (``_axis_taps``) sit in slots delta_a .. delta_a + n_a - 1
+    of a square kernel of n slots (the rest dummies: zero bases), at dilation d' = d/g, and the
+    kernel computes lead_a < d' extra rows before the phase's first and tail_a <= d' after its
+    last (both dropped), so that one padding p' = c_a - lead_a + delta_a*d' serves both axes
+    and phases of different lengths (H not a multiple of s) share a grid. The kernel then reads
+    dO and A on a grid of Ho' x Wo' = conv_out_size(H' + lead + tail, n, 1, p', d') rows and
+    columns, which must hold every row a real tap reads that has data. Work: n^2 per channel
+    and computed pixel. A plan: dict(n, pad, dd, Hq, Wq (the phase's pixels), lead (y, x),
+    rows (y, x: computed), ty, tx: each slot's tap index, -1 for a dummy)."""
+    k, s, pad, d = p["k"], p["s"], p["p"], p["d"]
+    dd = d // gcd(s, d)
+    axes = []
+    for f, size in ((fy, p["H"]), (fx, p["W"])):
+        us, c = _axis_taps(k, s, pad, d, f)
+        if not us:
+            return None
+        axes.append((us, c, len(range(f, size, s)), conv_out_size(size, k, s, pad, d)))
+
+    def offsets(us, c):  # (padding, lead, delta) of one axis
+        return [(c - lead + delta * dd, lead, delta) for lead in range(dd) for delta in range(2 * k + 1)
+                if c - lead + delta * dd >= 0]
+
+    found = {}
+    for pq, ly, dy in offsets(*axes[0][:2]):
+        for pq_x, lx, dx_ in offsets(*axes[1][:2]):
+            if pq_x != pq:
+                continue
+            lo = max(dy + len(axes[0][0]), dx_ + len(axes[1][0]))
+            for n, tail_y, tail_x in itertools.product(range(lo, min(lo + 2 * k, MAX_KERNEL_SIZE) + 1),
+                                                       range(dd + 1), range(dd + 1)):
+                rows = tuple(hq + lead + tail for (_, _, hq, _), lead, tail in zip(axes, (ly, lx), (tail_y, tail_x)))
+                grid = tuple(r + 2 * pq - dd * (n - 1) for r in rows)
+                # every row a real tap reads (up to hq - 1 + c) that holds data (< out) is inside
+                if any(g < 1 or min(hq - 1 + c, out - 1) >= g for g, (_, c, hq, out) in zip(grid, axes)):
+                    continue
+                work = n * n * rows[0] * rows[1]
+                if grid not in found or work < found[grid][0]:
+                    slots = [[-1] * n for _ in axes]
+                    for sl, delta, (us, *_) in zip(slots, (dy, dx_), axes):
+                        sl[delta:delta + len(us)] = us
+                    found[grid] = (work, dict(n=n, pad=pq, dd=dd, Hq=axes[0][2], Wq=axes[1][2], lead=(ly, lx),
+                                              rows=rows, ty=slots[0], tx=slots[1]))
+    if not found:  # not reached for valid geometries (a check, not a fallback)
+        raise RuntimeError(f"acda dx: no phase plan for {p} at phase {(fy, fx)}")
+    return found
+
+
+def dx_phase_plans(p: dict) -> Tuple[Tuple[int, int], dict]:
+    """One grid (Ho', Wo') for every phase of dX at stride s (so dO and A are padded once, or
+    passed as they are where it is their own size) and each phase's plan on it
+    (``_phase_options``; None: a phase no tap reaches): the grid with the least work over the
+    phases plus ``_COPY_COST`` per element of the padded dO and A copies."""
+    return _phase_plans(*(p[a] for a in _PLAN_KEYS))
+
+
+_PLAN_KEYS = ("H", "W", "C", "M", "T", "k", "s", "p", "d")
+
+
+@functools.lru_cache(maxsize=256)
+def _phase_plans(*values) -> Tuple[Tuple[int, int], dict]:
+    p = dict(zip(_PLAN_KEYS, values))
+    s = p["s"]
+    own = tuple(conv_out_size(p[a], p["k"], s, p["p"], p["d"]) for a in "HW")
+    options = {(fy, fx): _phase_options(p, fy, fx) for fy in range(min(s, p["H"])) for fx in range(min(s, p["W"]))}
+    live = [o for o in options.values() if o is not None]
+    if not live:  # no tap reaches any input pixel: dX is zero
+        return own, options
+    best = None
+    for grid in set.intersection(*(set(o) for o in live)):
+        cost = sum(o[grid][0] for o in live) * p["C"] * p["M"]
+        if grid != own:
+            cost += _COPY_COST * (p["C"] + p["T"]) * p["M"] * grid[0] * grid[1]
+        if best is None or cost < best[0]:
+            best = (cost, grid)
+    if best is None:  # not reached for valid geometries (a check, not a fallback)
+        raise RuntimeError(f"acda dx: no common phase grid for {p}")
+    grid = best[1]
+    return grid, {f: (o[grid][1] if o is not None else None) for f, o in options.items()}
+
+
+def _on_grid(t: Tensor, rows: int, cols: int) -> Tensor:
+    """t's last two axes cropped or zero-padded (at the end) to rows x cols, contiguous."""
+    if t.shape[-2:] == (rows, cols):
+        return t
+    out = t.new_zeros((*t.shape[:-2], rows, cols))
+    r, c = min(rows, t.shape[-2]), min(cols, t.shape[-1])
+    out[..., :r, :c] = t[..., :r, :c]
+    return out
+
+
+def _sub_bases(bases: Tensor, ty: List[int], tx: List[int]) -> Tensor:
+    """bases[:, ty, tx] on the phase's slots (-1: a zero dummy), contiguous."""
+    n = len(ty)
+    out = bases.new_zeros((bases.shape[0], n, n))
+    iy = [a for a, t in enumerate(ty) if t >= 0]
+    ix = [b for b, t in enumerate(tx) if t >= 0]
+    sel = bases[:, [ty[a] for a in iy]][:, :, [tx[b] for b in ix]]
+    out[:, iy[0]:iy[-1] + 1, ix[0]:ix[-1] + 1] = sel
+    return out
+
+
+def _dx_by_phase(p: dict, grad_out: Tensor, coefficients: Tensor, bases: Tensor, dx: Tensor) -> None:
+    """dX at stride s > 1, phase by phase: input pixels (fy + s*h', fx + s*w') receive only the
+    taps u, v with whole output coordinates, so each phase is a stride-1 dx over dO and A with
+    those taps' bases (``dx_phase_plans``): per phase n^2 taps instead of the zero-inserted
+    grid's k^2 (k = 7, s = 2, p = 3: 16 each instead of 49), dO and A padded once."""
+    s = p["s"]
+    (Hg, Wg), plans = dx_phase_plans(p)
+    g, a = _on_grid(_per_channel(grad_out, p), Hg, Wg), _on_grid(_alpha(coefficients, p), Hg, Wg)
+    for (fy, fx), plan in plans.items():
+        view = dx[:, :, fy::s, fx::s]
+        if plan is None:
+            view.zero_()
+            continue
+        (ly, lx), (H, W) = plan["lead"], plan["rows"]
+        q = dict(p, H=H, W=W, k=plan["n"], s=1, d=plan["dd"], p=plan["pad"])
+        part = dx.new_empty((p["N"], p["C"], H, W))
+        run("acda", "dx", q, dx.dtype, dx.device, g, a, _sub_bases(bases, plan["ty"], plan["tx"]), part)
+        view.copy_(part[:, :, ly:ly + plan["Hq"], lx:lx + plan["Wq"]])
+
+
 @custom_op("dynfilter::acda_atom_conv_grad_input")
 def grad_input_op(grad_out: Tensor, input: Tensor, coefficients: Tensor, bases: Tensor, stride: int,
                   padding: int, dilation: int) -> Tensor:
     p = check(input, coefficients, bases, stride, padding, dilation)
     g, a, b = grad_out.to(input.dtype).contiguous(), coefficients.contiguous(), bases.contiguous()
     dx = torch.empty_like(input, memory_format=torch.contiguous_format)
-    run("acda", "dx", p, input.dtype, input.device, _per_channel(g, p), _alpha(a, p), b, dx)
+    if dx_by_phase(p, input.device):
+        _dx_by_phase(p, g, a, b, dx)
+    else:
+        run("acda", "dx", p, input.dtype, input.device, _per_channel(g, p), _alpha(a, p), b, dx)
     return dx
 
 
