@@ -78,6 +78,9 @@ PAC_SHAPES = {
              # tiled GEMM: two output-channel tiles (64 + a tail of 6), 3-channel chunks (C = 6, k = 3),
              # a row of 32 threads with a tail along x (Wo = 37) and 4-row register tiles (Ho = 11)
              "tiles-o70": dict(_geo(1, 6, 11, 37, 11, 37, 3, 1, 1, 1, 1), O=70, a=0),
+             # 2-channel chunks (C = 4, k = 3): the prologue's tap rows serial too (pac_cuda._xk_serial)
+             "tiles-cc2": dict(_geo(2, 4, 9, 35, 9, 35, 3, 1, 1, 1, 1), O=12, a=0),
+             "tiles-cc2-adjoint": dict(_geo(1, 4, 6, 19, 11, 37, 3, 1, 2, 1, 1), O=70, a=1),
              # the zero-inserted adjoint over 256-thread blocks of whole 4 x 8 register tiles,
              # one-channel chunks (k5): K staged once per block with its zero insertion, and
              # __launch_bounds__(256, 4) (schedules.pac_cuda._bounded); tail rows and columns
@@ -201,9 +204,11 @@ def test_control_dropped_barrier(op, kernel, params, index, match):
 
 
 @pytest.mark.parametrize("way", emulate.WAYS)
-@pytest.mark.parametrize("loop", [r"ax1_ax2_ax3_ax4_fused_0", r"ax1_ax2_ax3_fused_0"], ids=["xk", "K"])
-def test_control_short_staging(way, loop):
-    """The tiled pac.conv with its modulated-taps prologue (per channel of the chunk) or its
+@pytest.mark.parametrize("loop,shape", [(r"ax1_ax2_ax3_ax4_fused_0", "tiles-o70"), (r"ax1_ax2_ax3_fused_0", "tiles-o70"),
+                                        (r"ax2_ax3_ax4_fused_0", "tiles-cc2")], ids=["xk", "K", "xk-tap-row"])
+def test_control_short_staging(way, loop, shape):
+    """The tiled pac.conv with its modulated-taps prologue (per channel of the chunk; in
+    2-channel chunks per channel and tap row, ``pac_cuda._xk_serial``) or its
     copy of the tile's K (per tap row, once per block) one round of the block short: part of
     the chunk's B operand stays unbuilt, or is built from unwritten K (poisoned shared memory),
     and reaches outputs as NaN. (Dropping its barriers is no control on PoCL: its work-item
@@ -211,7 +216,7 @@ def test_control_short_staging(way, loop):
     def mutate(low):
         low.source, n = re.subn(rf"\b({loop} < )(\d+)", lambda m: f"{m[1]}{int(m[2]) - 1}", low.source, count=1)
         assert n == 1
-    _fails(Workload.make("pac", "conv", PAC_SHAPES["conv"]["tiles-o70"], "float32"), way, mutate=mutate, match="NaN")
+    _fails(Workload.make("pac", "conv", PAC_SHAPES["conv"][shape], "float32"), way, mutate=mutate, match="NaN")
 
 
 @pytest.mark.parametrize("way", emulate.WAYS)

@@ -495,7 +495,11 @@ _EMU = [(k, p) for k, p in _CUDA if k in pac_ops.SYMBOLIC] + [
     # below zero (a crop), a phase's dilation
     ("conv", dict(C=3, O=4, k=2, s=1, z=1, p=-1, d=1, a=0)), ("conv", dict(C=2, O=3, k=2, s=1, z=1, p=0, d=3, a=1)),
     ("conv", dict(C=16, O=24, k=4, s=1, z=1, p=-2, d=1, a=1)),
-    ("pool", dict(C=3, G=3, k=2, s=1, z=1, p=-1, d=2, a=1)), ("pool", dict(C=5, G=5, k=3, s=2, z=1, p=1, d=1, a=0))]
+    ("pool", dict(C=3, G=3, k=2, s=1, z=1, p=-1, d=2, a=1)), ("pool", dict(C=5, G=5, k=3, s=2, z=1, p=1, d=1, a=0)),
+    # 1x1 at C = O = 64: the tiled trial overflows TVM's int32 region arithmetic, one thread per output
+    ("conv", dict(C=64, O=64, k=1, s=1, z=1, p=0, d=1, a=0)),
+    # 2-channel chunks (k3, C even): the xk copy's tap rows serial too (schedules.pac_cuda._xk_serial)
+    ("conv", dict(C=4, O=12, k=3, s=1, z=1, p=1, d=1, a=0)), ("conv", dict(C=4, O=70, k=3, s=1, z=2, p=1, d=1, a=1))]
 
 
 @pytest.mark.skipif(emulate.available() is not None, reason=f"PoCL unavailable: {emulate.available()}")
@@ -871,3 +875,18 @@ def test_cuda_default_generic_where_tiled(monkeypatch):
     monkeypatch.setenv(dispatch.ENV_SHAPES, "static")
     wl = Workload.make("pac", "conv", dict(geo, C=16, O=16, a=0), "float32")
     assert dispatch.select(wl, sm90) is wl
+
+
+def test_cuda_generic_conv_k1_takes_the_static_build():
+    """PAC conv 1x1 at C = O = 64: TVM's region arithmetic overflows int32 on the generic tiled
+    trial (a ValueError raised at the first CUDA call before 2026-12-04); the trial now counts
+    as not tiled (``common.if_constant``'s guard), so CUDA calls take the static build by default
+    and the generic build runs a thread per output (checked on PoCL in
+    ``test_cuda_generic_emulated``)."""
+    from schedules.pac_cuda import generic_serves, generic_tiled
+
+    wl = Workload.make("pac", "conv", dict(C=64, O=64, k=1, s=1, z=1, p=0, d=1, a=0, N=None, H=None, W=None,
+                                           Ho=None, Wo=None), "float32")
+    func = registry.prim_func(wl)
+    assert not generic_tiled(wl, func)
+    assert not generic_serves(wl, func, cuda_target("sm_90"))
