@@ -5,7 +5,7 @@ for a core).
 
     PYTHONPATH=. python3 benchmarks/bench_acda_phases.py [generic|static]
 
-Both ways are forced here, whatever ``DX_PHASE_MIN_KERNEL`` says, to measure where phases pay.
+Both ways are forced here, whatever ``DX_PHASE_MIN_TAPS`` says, to measure where phases pay.
 """
 from __future__ import annotations
 
@@ -24,22 +24,22 @@ from torch_bridge.ops import acda as A  # noqa: E402
 
 # N, C, H, M, T, k, s: Ad-ResNet's strided 7x7 layers (stages 2-4 at 56 and 28 pixels) and others
 SHAPES = [(2, 64, 56, 6, 18, 7, 2), (2, 128, 28, 6, 18, 7, 2), (2, 64, 57, 6, 12, 5, 2),
-          (2, 32, 48, 4, 8, 5, 3), (2, 64, 56, 6, 6, 3, 2)]
+          (2, 32, 48, 4, 8, 5, 3), (2, 64, 56, 6, 6, 3, 2), (2, 32, 48, 4, 8, 5, 4), (2, 32, 48, 4, 8, 7, 4)]
 
 
-def _forced(min_kernel: int):
+def _forced(min_taps: int):
     def run(fn):
-        saved = A.DX_PHASE_MIN_KERNEL
-        A.DX_PHASE_MIN_KERNEL = min_kernel
+        saved = A.DX_PHASE_MIN_TAPS
+        A.DX_PHASE_MIN_TAPS = min_taps
         try:
             return fn()
         finally:
-            A.DX_PHASE_MIN_KERNEL = saved
+            A.DX_PHASE_MIN_TAPS = saved
     return run
 
 
 def bench(mode: str, label: str, fn) -> None:
-    ways = {"zero-inserted": _forced(10 ** 6), "phases": _forced(1)}
+    ways = {"zero-inserted": _forced(10 ** 6), "phases": _forced(0)}
     outs = {w: way(fn) for w, way in ways.items()}  # builds, warm-up
     err = ((outs["phases"] - outs["zero-inserted"]).abs().max() / outs["zero-inserted"].abs().max()).item()
     times = {w: [] for w in ways}

@@ -415,19 +415,19 @@ def _conv_tiled(sch, wl, t) -> None:
     sch.set_scope(xk, 0, "shared")  # before compute_at: the staged region covers the whole tile
     # both copies with their first loop (xk: channels, or tap rows where cc = 1; K: tap rows)
     # serial around the spread copy: ptxas then fit 64 registers without spills under the
-    # launch bounds on sm_90 and sm_80 (with flat copies: 32 B spilled on sm_90); in 2-channel
-    # chunks the tap rows too (``_xk_serial``)
-    _cooperative(sch, xk, co, threads, serial=_xk_serial(t))
+    # launch bounds on sm_90 and sm_80 (with flat copies: 32 B spilled on sm_90); at k3 in
+    # 2-channel chunks the tap rows too (``_xk_serial``)
+    _cooperative(sch, xk, co, threads, serial=_xk_serial(wl, t))
     if t["ks"]:
         sch.set_scope(kr, 0, "shared")
         _cooperative(sch, kr, thr, threads, serial=1)  # once per block: K is the same for every channel
     _conv_finish(sch, wl, acc, co, thr, threads, oi, yi, j)
 
 
-def _xk_serial(t) -> int:
+def _xk_serial(wl, t) -> int:
     """Loops of the xk copy (channels, tap rows, tap columns, rows, columns of the chunk) kept
-    serial around the part spread over the threads: the channels, and in 2-channel chunks (cc =
-    2: k3 at even C) the tap rows too. With the tap rows spread as well, nvcc unrolled the copy's
+    serial around the part spread over the threads: the channels, and at k3 in 2-channel chunks
+    (cc = 2: even C) the tap rows too. With the tap rows spread as well, nvcc unrolled the copy's
     rounds and kept each round's tap offsets (divisions by k, and in the generic build the
     products with the symbolic widths) in registers across the chunk loop: C = O = 64 k3, ptxas
     (nvcc 13), sm_90 / sm_80, forward and adjoint: generic float32 97 / 85 -> 66 / 75-79
@@ -436,10 +436,11 @@ def _xk_serial(t) -> int:
     sm_80 2 -> 3 blocks); generic C = 64, O = 70: 80 registers with 16 B spilled -> 63, none
     (benchmarks/RESULTS.md "PAC CUDA conv at k3: the xk copy's tap rows serial"). In 3-channel
     chunks (C = 6, 3) ptxas went either way (C = 6, O = 70: 80 registers -> 64 with 24-32 B
-    spilled on sm_90), so they keep the channels alone. The copy's rounds then cover a tap row of
-    a channel: at k3, 256 threads, 12 rounds per chunk (two per tap row, the second half full)
-    where there were 10."""
-    return 2 if t["cc"] == 2 else 1
+    spilled on sm_90), so they keep the channels alone, as do the other kernel sizes with 2-channel
+    chunks (k4 at even C, some k1 and k2: not measured). The copy's rounds then cover a tap row
+    of a channel: at k3, 256 threads, 12 rounds per chunk (two per tap row, the second half
+    full) where there were 10."""
+    return 2 if t["cc"] == 2 and wl.p["k"] == 3 else 1
 
 
 def _kernel_operand(sch, wl, pad=None):
@@ -570,7 +571,7 @@ def _conv_generic_tiled(sch, wl, t) -> None:
     # rounds spreading (i, y, x), so that a round's column check is its j's alone: with the tap
     # rows serial (the static build's order) ptxas spilled 8 B on sm_80 under the launch bounds
     # (forward, K staged)
-    _cooperative(sch, xk, co, threads, serial=_xk_serial(t), lead=1 if t["cc"] == 1 and wl.p["k"] > 1 else 0)
+    _cooperative(sch, xk, co, threads, serial=_xk_serial(wl, t), lead=1 if t["cc"] == 1 and wl.p["k"] > 1 else 0)
     if t["ks"]:
         sch.set_scope(kr, 0, "shared")  # once per block, as the static build
         _cooperative(sch, kr, thr, threads, serial=1)

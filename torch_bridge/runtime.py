@@ -69,6 +69,13 @@ _recorder: Optional[list] = None
 _recorder_executes = True
 
 
+def record(op: str, kernel: str, params: dict, dtype: torch.dtype) -> None:
+    """List a workload in the current recording without running it: a kernel another device
+    runs for a call that this one computes otherwise (ACDA's strided dX, by phase on the CPU)."""
+    if _recorder is not None:
+        _recorder.append(Workload.make(op, kernel, params, DTYPES[dtype]))
+
+
 def run(op: str, kernel: str, params: dict, dtype: torch.dtype, device: torch.device, *tensors):
     """Run one kernel on contiguous tensors: the last is the output, written in place.
     Misaligned inputs are copied to aligned memory; outputs must be allocated by torch."""

@@ -22,7 +22,9 @@ from .. import runtime
 @contextlib.contextmanager
 def recording(execute: bool = False) -> Iterator[List[Workload]]:
     """Collect the workload of every kernel the bridge runs inside the block (in call order,
-    repeats included). With ``execute=False`` the kernels are skipped and outputs zeroed."""
+    repeats included), and of those another device would run in place of a call computed
+    otherwise here (``runtime.record``). With ``execute=False`` the kernels are skipped and
+    outputs zeroed."""
     if runtime._recorder is not None:
         raise RuntimeError("workload recording is already active")
     seen: List[Workload] = []

@@ -19,7 +19,7 @@ from dynfilter_tvm.ops.acda import MAX_KERNEL_SIZE
 from dynfilter_tvm.ops.common import conv_out_size
 
 from .._checks import NATIVE_HINT, check_nonnegative_int, check_positive_int, check_tensors
-from ..runtime import acc_torch_dtype, run
+from ..runtime import acc_torch_dtype, record, run
 from ._eager import call, custom_op, register_autograd
 
 _NAMES = ("input", "coefficients", "bases")
@@ -86,25 +86,23 @@ def _(input, coefficients, bases, stride, padding, dilation):
 
 # ---------------------------------------------------------------------------- dX by phase
 # Where the input gradient runs by input phase (``_dx_by_phase``) instead of on the dx kernel's
-# zero-inserted grid, where s*s - 1 of every s*s taps read inserted zeros: stride >= 2 and
-# k >= DX_PHASE_MIN_KERNEL, on these devices. Measured on CPU (benchmarks/bench_acda_phases.py,
-# 1 thread, generic builds; benchmarks/RESULTS.md "ACDA dX by phase"): k7 s2 0.71-0.84x the
-# grid's time, k5 0.76-0.82x, k3 s2 1.41x (1- and 2-tap kernels, a padded copy and four
-# strided output copies cost more than the zeros). CUDA keeps the grid: each phase reads all of
-# dO and A again, 2.9x the grid's estimated time at 8x64x56² k7 s2 (static report, no GPU).
+# zero-inserted grid, where s*s - 1 of every s*s taps read inserted zeros: stride >= 2 with more
+# than DX_PHASE_MIN_TAPS taps per axis and phase on average (k > DX_PHASE_MIN_TAPS * s), on
+# these devices. Measured on CPU (benchmarks/bench_acda_phases.py, 1 thread, generic builds;
+# benchmarks/RESULTS.md "ACDA dX by phase"), phases / grid time: k7 s2 0.71-0.84, k5 s2
+# 0.76-0.82, k5 s3 0.70-0.82, k7 s4 0.95; with 1.5 or fewer taps slower: k3 s2 1.34-1.41, k5 s4
+# 1.66 (the small kernels, a padded copy and s*s strided output copies cost more than the
+# zeros). CUDA keeps the grid: each phase reads all of dO and A again, 2.9x the grid's
+# estimated time at 8x64x56² k7 s2 (static report's functions, no GPU).
 DX_PHASE_MIN_STRIDE = 2
-DX_PHASE_MIN_KERNEL = 5
+DX_PHASE_MIN_TAPS = 1.5
 DX_PHASE_DEVICES = ("cpu",)
 
 
 def dx_by_phase(p: dict, device: torch.device) -> bool:
     """Whether the input gradient of geometry ``p`` on ``device`` runs by phase."""
-    return p["s"] >= DX_PHASE_MIN_STRIDE and p["k"] >= DX_PHASE_MIN_KERNEL and device.type in DX_PHASE_DEVICES
-
-
-# Relative cost of copying one element of dO or A (a phase whose offsets need a padded copy)
-# against one atom tap of one channel: chooses between dummy taps and a copy.
-_COPY_COST = 4
+    return (p["s"] >= DX_PHASE_MIN_STRIDE and p["k"] > DX_PHASE_MIN_TAPS * p["s"]
+            and device.type in DX_PHASE_DEVICES and _phase_kernels(p["k"], p["s"], p["p"], p["d"]) is not None)
 
 
 def _axis_taps(k: int, s: int, p: int, d: int, f: int) -> Tuple[List[int], int]:
@@ -115,89 +113,76 @@ def _axis_taps(k: int, s: int, p: int, d: int, f: int) -> Tuple[List[int], int]:
     return us, ((f + p - us[0] * d) // s if us else 0)
 
 
-def _phase_options(p: dict, fy: int, fx: int) -> Optional[dict]:
-    """The ways phase (fy, fx) of dX (``dX[..., fy::s, fx::s]``) runs as a stride-1 dx kernel:
-    {(Ho', Wo'): (work, plan)}, the least work per grid; None where no tap reaches the phase
-    (its values are zero).
+@functools.lru_cache(maxsize=256)
+def _phase_kernels(k: int, s: int, p: int, d: int) -> Optional[dict]:
+    """The stride-1 dx kernel of each phase (fy, fx) in [0, s)^2 of the geometry, the same at
+    every image size (so a generic build, or a bundle's generic kernels, serve every size):
+    {phase: dict(n, pad, dd, lead (y, x), ty, tx, c (y, x)) or None where no tap reaches the
+    phase}; None where some phase would need more than MAX_KERNEL_SIZE slots.
 
     Per axis the phase's n_a real taps (``_axis_taps``) sit in slots delta_a .. delta_a + n_a - 1
-    of a square kernel of n slots (the rest dummies: zero bases), at dilation d' = d/g, and the
-    kernel computes lead_a < d' extra rows before the phase's first and tail_a <= d' after its
-    last (both dropped), so that one padding p' = c_a - lead_a + delta_a*d' serves both axes
-    and phases of different lengths (H not a multiple of s) share a grid. The kernel then reads
-    dO and A on a grid of Ho' x Wo' = conv_out_size(H' + lead + tail, n, 1, p', d') rows and
-    columns, which must hold every row a real tap reads that has data. Work: n^2 per channel
-    and computed pixel. A plan: dict(n, pad, dd, Hq, Wq (the phase's pixels), lead (y, x),
-    rows (y, x: computed), ty, tx: each slot's tap index, -1 for a dummy)."""
-    k, s, pad, d = p["k"], p["s"], p["p"], p["d"]
+    of a square kernel of n slots (ty / tx: each slot's tap, -1 for a dummy with zero bases), at
+    dilation d' = d/g; the kernel computes lead_a < d' rows before the phase's first (dropped),
+    so that one padding p' = c_a - lead_a + delta_a*d' >= 0 serves both axes. Of the leads, the
+    fewest slots, then the fewest lead rows."""
     dd = d // gcd(s, d)
-    axes = []
-    for f, size in ((fy, p["H"]), (fx, p["W"])):
-        us, c = _axis_taps(k, s, pad, d, f)
-        if not us:
-            return None
-        axes.append((us, c, len(range(f, size, s)), conv_out_size(size, k, s, pad, d)))
-
-    def offsets(us, c):  # (padding, lead, delta) of one axis
-        return [(c - lead + delta * dd, lead, delta) for lead in range(dd) for delta in range(2 * k + 1)
-                if c - lead + delta * dd >= 0]
-
-    found = {}
-    for pq, ly, dy in offsets(*axes[0][:2]):
-        for pq_x, lx, dx_ in offsets(*axes[1][:2]):
-            if pq_x != pq:
+    out = {}
+    for fy in range(s):
+        for fx in range(s):
+            (uy, cy), (ux, cx) = _axis_taps(k, s, p, d, fy), _axis_taps(k, s, p, d, fx)
+            if not uy or not ux:
+                out[(fy, fx)] = None
                 continue
-            lo = max(dy + len(axes[0][0]), dx_ + len(axes[1][0]))
-            for n, tail_y, tail_x in itertools.product(range(lo, min(lo + 2 * k, MAX_KERNEL_SIZE) + 1),
-                                                       range(dd + 1), range(dd + 1)):
-                rows = tuple(hq + lead + tail for (_, _, hq, _), lead, tail in zip(axes, (ly, lx), (tail_y, tail_x)))
-                grid = tuple(r + 2 * pq - dd * (n - 1) for r in rows)
-                # every row a real tap reads (up to hq - 1 + c) that holds data (< out) is inside
-                if any(g < 1 or min(hq - 1 + c, out - 1) >= g for g, (_, c, hq, out) in zip(grid, axes)):
+            best = None
+            for ly, lx in itertools.product(range(dd), range(dd)):
+                if (cy - ly - (cx - lx)) % dd:
                     continue
-                work = n * n * rows[0] * rows[1]
-                if grid not in found or work < found[grid][0]:
-                    slots = [[-1] * n for _ in axes]
-                    for sl, delta, (us, *_) in zip(slots, (dy, dx_), axes):
+                low = max(cy - ly, cx - lx, 0)
+                pad = low + (cy - ly - low) % dd  # the least padding both axes reach
+                deltas = ((pad - cy + ly) // dd, (pad - cx + lx) // dd)
+                n = max(deltas[0] + len(uy), deltas[1] + len(ux))
+                if best is None or (n, ly + lx) < best[0]:
+                    slots = [[-1] * n, [-1] * n]
+                    for sl, delta, us in zip(slots, deltas, (uy, ux)):
                         sl[delta:delta + len(us)] = us
-                    found[grid] = (work, dict(n=n, pad=pq, dd=dd, Hq=axes[0][2], Wq=axes[1][2], lead=(ly, lx),
-                                              rows=rows, ty=slots[0], tx=slots[1]))
-    if not found:  # not reached for valid geometries (a check, not a fallback)
-        raise RuntimeError(f"acda dx: no phase plan for {p} at phase {(fy, fx)}")
-    return found
+                    best = ((n, ly + lx), dict(n=n, pad=pad, dd=dd, lead=(ly, lx), ty=tuple(slots[0]),
+                                               tx=tuple(slots[1]), c=(cy, cx)))
+            if best is None:  # not reached: the leads reach every residue of c_y - c_x
+                raise RuntimeError(f"acda dx: no phase kernel for k={k} s={s} p={p} d={d} at {(fy, fx)}")
+            if best[1]["n"] > MAX_KERNEL_SIZE:
+                return None
+            out[(fy, fx)] = best[1]
+    return out
 
 
 def dx_phase_plans(p: dict) -> Tuple[Tuple[int, int], dict]:
-    """One grid (Ho', Wo') for every phase of dX at stride s (so dO and A are padded once, or
-    passed as they are where it is their own size) and each phase's plan on it
-    (``_phase_options``; None: a phase no tap reaches): the grid with the least work over the
-    phases plus ``_COPY_COST`` per element of the padded dO and A copies."""
-    return _phase_plans(*(p[a] for a in _PLAN_KEYS))
-
-
-_PLAN_KEYS = ("H", "W", "C", "M", "T", "k", "s", "p", "d")
-
-
-@functools.lru_cache(maxsize=256)
-def _phase_plans(*values) -> Tuple[Tuple[int, int], dict]:
-    p = dict(zip(_PLAN_KEYS, values))
-    s = p["s"]
-    own = tuple(conv_out_size(p[a], p["k"], s, p["p"], p["d"]) for a in "HW")
-    options = {(fy, fx): _phase_options(p, fy, fx) for fy in range(min(s, p["H"])) for fx in range(min(s, p["W"]))}
-    live = [o for o in options.values() if o is not None]
-    if not live:  # no tap reaches any input pixel: dX is zero
-        return own, options
-    best = None
-    for grid in set.intersection(*(set(o) for o in live)):
-        cost = sum(o[grid][0] for o in live) * p["C"] * p["M"]
-        if grid != own:
-            cost += _COPY_COST * (p["C"] + p["T"]) * p["M"] * grid[0] * grid[1]
-        if best is None or cost < best[0]:
-            best = (cost, grid)
-    if best is None:  # not reached for valid geometries (a check, not a fallback)
-        raise RuntimeError(f"acda dx: no common phase grid for {p}")
-    grid = best[1]
-    return grid, {f: (o[grid][1] if o is not None else None) for f, o in options.items()}
+    """The phases of dX at stride s for the image size of ``p``: (Ho', Wo'), the one grid on
+    which every phase reads dO and A (their own size where it suffices, else a zero-padded or
+    cropped copy made once), and {phase: plan or None (no tap reaches it)}, a plan being the
+    phase's kernel (``_phase_kernels``) plus Hq, Wq (the phase's pixels) and rows (H', W': the
+    rows and columns its kernel computes, the lead ones, the phase's and tail ones, all dropped
+    but the phase's; the tail rows make every phase's grid H' + 2p' - d'(n - 1) the same). The
+    grid holds every row a real tap reads that has data."""
+    k, s, pad, d = p["k"], p["s"], p["p"], p["d"]
+    kernels = _phase_kernels(k, s, pad, d)
+    if kernels is None:
+        raise ValueError(f"acda dx: geometry k={k} s={s} p={pad} d={d} does not run by phase")
+    own = tuple(conv_out_size(p[a], k, s, pad, d) for a in "HW")
+    phases = {(fy, fx): kernels[(fy, fx)] for fy in range(min(s, p["H"])) for fx in range(min(s, p["W"]))}
+    sizes = {f: (len(range(f[0], p["H"], s)), len(range(f[1], p["W"], s))) for f in phases}
+    grid = [1, 1]
+    for f, kern in phases.items():
+        for a in range(2 if kern is not None else 0):
+            hq = sizes[f][a]
+            natural = hq + kern["lead"][a] + 2 * kern["pad"] - kern["dd"] * (kern["n"] - 1)
+            # every row a real tap reads (up to hq - 1 + c) that holds data (< the output's size)
+            grid[a] = max(grid[a], natural, min(hq - 1 + kern["c"][a], own[a] - 1) + 1)
+    plans = {}
+    for f, kern in phases.items():
+        extra = None if kern is None else kern["dd"] * (kern["n"] - 1) - 2 * kern["pad"]  # H' - Ho'
+        plans[f] = None if kern is None else dict(kern, Hq=sizes[f][0], Wq=sizes[f][1],
+                                                  rows=tuple(g + extra for g in grid))
+    return tuple(grid), plans
 
 
 def _on_grid(t: Tensor, rows: int, cols: int) -> Tensor:
@@ -225,7 +210,8 @@ def _dx_by_phase(p: dict, grad_out: Tensor, coefficients: Tensor, bases: Tensor,
     """dX at stride s > 1, phase by phase: input pixels (fy + s*h', fx + s*w') receive only the
     taps u, v with whole output coordinates, so each phase is a stride-1 dx over dO and A with
     those taps' bases (``dx_phase_plans``): per phase n^2 taps instead of the zero-inserted
-    grid's k^2 (k = 7, s = 2, p = 3: 16 each instead of 49), dO and A padded once."""
+    grid's k^2 (k = 7, s = 2, p = 3: 9 or 16 instead of 49), dO and A padded once where the
+    phases' grid is not their own size."""
     s = p["s"]
     (Hg, Wg), plans = dx_phase_plans(p)
     g, a = _on_grid(_per_channel(grad_out, p), Hg, Wg), _on_grid(_alpha(coefficients, p), Hg, Wg)
@@ -248,6 +234,9 @@ def grad_input_op(grad_out: Tensor, input: Tensor, coefficients: Tensor, bases: 
     g, a, b = grad_out.to(input.dtype).contiguous(), coefficients.contiguous(), bases.contiguous()
     dx = torch.empty_like(input, memory_format=torch.contiguous_format)
     if dx_by_phase(p, input.device):
+        # a recording (bundles, tuning: made on the CPU) also lists the kernel other devices
+        # (CUDA) run for this call
+        record("acda", "dx", p, input.dtype)
         _dx_by_phase(p, g, a, b, dx)
     else:
         run("acda", "dx", p, input.dtype, input.device, _per_channel(g, p), _alpha(a, p), b, dx)
