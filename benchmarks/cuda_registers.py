@@ -10,12 +10,8 @@ The static build is at batch x size² ("--size"), C = O = channels, 'same' paddi
 from __future__ import annotations
 
 import argparse
-import math
 
-from dynfilter_tvm import emulate
-from dynfilter_tvm.build import build
-from dynfilter_tvm.gpu_report import occupancy, ptxas_resources
-from dynfilter_tvm.target import cuda_target
+from dynfilter_tvm.gpu_report import launch_resources
 from dynfilter_tvm.workload import Workload
 
 
@@ -38,20 +34,14 @@ def main() -> None:
                                     ("static", dict(N=N, H=S, W=S, Ho=S, Wo=S))):
                     wl = Workload.make("pac", "conv", dict(geo, **sizes), dtype)
                     for arch in args.arch:
-                        target = cuda_target(arch)
                         try:
-                            src = build(wl, target).mod.imports[0].inspect_source()
+                            launches = launch_resources(wl, arch)
                         except (RuntimeError, ValueError) as e:
                             print(f"| {kind} | {dtype} | {k} | {a} | {arch} | build failed: {str(e).splitlines()[-1][:80]} |")
                             continue
-                        r = ptxas_resources(src, arch)["pac_conv_kernel"]
-                        launch = emulate.lower(emulate.scheduled(wl, arch), target).launches[0]
-                        threads = math.prod(launch.block)
-                        smem = r["smem"] + int(launch.dyn_shared)
-                        occ = occupancy(arch, threads, r["regs"], smem)
-                        print(f"| {kind} | {dtype} | {k} | {a} | {arch} | {threads} | {r['regs']} | {r['spill']} | "
-                              f"{smem:,} | {occ:.1%} |", flush=True)
-
+                        r = next(r for r in launches if r["launch"] == "pac_conv_kernel")
+                        print(f"| {kind} | {dtype} | {k} | {a} | {arch} | {r['threads']} | {r['regs']} | {r['spill']} | "
+                              f"{r['smem']:,} | {r['occupancy']:.1%} |", flush=True)
 
 if __name__ == "__main__":
     main()

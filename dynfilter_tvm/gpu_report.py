@@ -1075,10 +1075,33 @@ def _us(seconds: float) -> str:
     return f"{seconds * 1e6:,.0f}"
 
 
-def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> List[dict]:
+def launch_resources(built: Workload, arch: str, sizes: Optional[dict] = None) -> List[dict]:
+    """Per launch of ``built``'s CUDA build for ``arch`` (no GPU: ptxas and the lowered launch
+    configuration; a generic build resolved at ``sizes``): launch (the kernel's name), threads,
+    blocks (None for an unresolved generic build), regs, spill, smem (static + dynamic, per block), dyn, occupancy, mma."""
     from . import emulate
     from .build import build
     from .target import cuda_target
+
+    target = cuda_target(arch)
+    src = build(built, target).mod.imports[0].inspect_source()
+    res = ptxas_resources(src, arch)
+    mma = mma_kind(src)
+    low = emulate.lower(emulate.scheduled(built, arch), target)
+    out = []
+    for ln in (emulate.resolve(low, sizes).launches if sizes else low.launches):
+        threads = math.prod(ln.block)
+        r = dict(res[ln.kernel])
+        r["dyn"] = int(ln.dyn_shared)
+        r["smem"] += r["dyn"]
+        blocks = math.prod(ln.grid) if all(isinstance(g, int) for g in ln.grid) else None  # None: symbolic
+        out.append(dict(r, launch=ln.kernel, threads=threads, blocks=blocks, mma=mma,
+                        occupancy=occupancy(arch, threads, r["regs"], r["smem"])))
+    return out
+
+
+def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> List[dict]:
+    from . import emulate
 
     out = []
     entries = [(layer, wl, None) for layer, wls in benchmark_workloads(dtype).items() for wl in wls]
@@ -1095,20 +1118,8 @@ def rows(archs=("sm_90", "sm_80"), dtype: str = "float32", progress=None) -> Lis
         for arch in archs:
             # schedules may differ per arch
             base["requested"] = requested_bytes(wl, item, arch, generic=built if sizes else None)
-            target = cuda_target(arch)
-            src = build(built, target).mod.imports[0].inspect_source()
-            res = ptxas_resources(src, arch)
-            mma = mma_kind(src)
-            low = emulate.lower(emulate.scheduled(built, arch), target)
-            launches = emulate.resolve(low, sizes).launches if sizes else low.launches
-            for ln in launches:
-                threads = math.prod(ln.block)
-                r = dict(res[ln.kernel])
-                r["dyn"] = int(ln.dyn_shared)  # shared memory per block: static (ptxas) + dynamic (launch)
-                r["smem"] += r["dyn"]
-                row = dict(base, arch=arch, launch=ln.kernel, threads=threads, blocks=math.prod(ln.grid),
-                           occupancy=occupancy(arch, threads, r["regs"], r["smem"]), mma=mma,
-                           estimate=estimate_s(base["requested"], base["flops"], mma), **r)
+            for r in launch_resources(built, arch, sizes):
+                row = dict(base, arch=arch, estimate=estimate_s(base["requested"], base["flops"], r["mma"]), **r)
                 out.append(dict(row, aims=aims(row)))
     return out
 

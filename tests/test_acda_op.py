@@ -272,6 +272,9 @@ def test_dx_by_phase_recording_lists_the_grid_kernel():
     dx = [w for w in seen if w.kernel == "dx"]
     assert [w.p["s"] for w in dx].count(2) == 1 and all(w.p["k"] == 5 for w in dx if w.p["s"] == 2)
     assert sum(w.p["s"] == 1 for w in dx) == 4
+    with recording() as seen:  # an empty batch builds nothing, so it lists nothing
+        grad_input_op(grad[:0], x[:0], a[:0], b, 2, 2, 1)
+    assert seen == []
 
 
 def test_dx_phase_plan_ad_resnet():

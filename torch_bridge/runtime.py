@@ -71,8 +71,9 @@ _recorder_executes = True
 
 def record(op: str, kernel: str, params: dict, dtype: torch.dtype) -> None:
     """List a workload in the current recording without running it: a kernel another device
-    runs for a call that this one computes otherwise (ACDA's strided dX, by phase on the CPU)."""
-    if _recorder is not None:
+    runs for a call that this one computes otherwise (ACDA's strided dX, by phase on the CPU).
+    An empty batch lists nothing, as ``run`` builds nothing for it."""
+    if _recorder is not None and params["N"]:
         _recorder.append(Workload.make(op, kernel, params, DTYPES[dtype]))
 
 

@@ -21,6 +21,7 @@ from dynfilter_tvm.ops.common import conv_out_size
 from .._checks import NATIVE_HINT, check_nonnegative_int, check_positive_int, check_tensors
 from ..runtime import acc_torch_dtype, record, run
 from ._eager import call, custom_op, register_autograd
+from ._phases import gather_taps, whole_taps
 
 _NAMES = ("input", "coefficients", "bases")
 
@@ -109,8 +110,7 @@ def _axis_taps(k: int, s: int, p: int, d: int, f: int) -> Tuple[List[int], int]:
     """One axis of dX's phase f (input rows f, f + s, ...): the taps u whose output row
     y = (h + p - u*d) / s is whole, ascending (u0 + j*s/g, g = gcd(s, d)), and c, the row tap
     u0 reads for the phase's first input row; tap j then reads row c + h' - j*d/g."""
-    us = [u for u in range(k) if (f + p - u * d) % s == 0]
-    return us, ((f + p - us[0] * d) // s if us else 0)
+    return whole_taps(k, d, s, f + p, -1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -179,9 +179,11 @@ def dx_phase_plans(p: dict) -> Tuple[Tuple[int, int], dict]:
             grid[a] = max(grid[a], natural, min(hq - 1 + kern["c"][a], own[a] - 1) + 1)
     plans = {}
     for f, kern in phases.items():
-        extra = None if kern is None else kern["dd"] * (kern["n"] - 1) - 2 * kern["pad"]  # H' - Ho'
-        plans[f] = None if kern is None else dict(kern, Hq=sizes[f][0], Wq=sizes[f][1],
-                                                  rows=tuple(g + extra for g in grid))
+        if kern is None:
+            plans[f] = None
+            continue
+        extra = kern["dd"] * (kern["n"] - 1) - 2 * kern["pad"]  # H' - Ho'
+        plans[f] = dict(kern, Hq=sizes[f][0], Wq=sizes[f][1], rows=tuple(g + extra for g in grid))
     return tuple(grid), plans
 
 
@@ -192,17 +194,6 @@ def _on_grid(t: Tensor, rows: int, cols: int) -> Tensor:
     out = t.new_zeros((*t.shape[:-2], rows, cols))
     r, c = min(rows, t.shape[-2]), min(cols, t.shape[-1])
     out[..., :r, :c] = t[..., :r, :c]
-    return out
-
-
-def _sub_bases(bases: Tensor, ty: List[int], tx: List[int]) -> Tensor:
-    """bases[:, ty, tx] on the phase's slots (-1: a zero dummy), contiguous."""
-    n = len(ty)
-    out = bases.new_zeros((bases.shape[0], n, n))
-    iy = [a for a, t in enumerate(ty) if t >= 0]
-    ix = [b for b, t in enumerate(tx) if t >= 0]
-    sel = bases[:, [ty[a] for a in iy]][:, :, [tx[b] for b in ix]]
-    out[:, iy[0]:iy[-1] + 1, ix[0]:ix[-1] + 1] = sel
     return out
 
 
@@ -223,7 +214,7 @@ def _dx_by_phase(p: dict, grad_out: Tensor, coefficients: Tensor, bases: Tensor,
         (ly, lx), (H, W) = plan["lead"], plan["rows"]
         q = dict(p, H=H, W=W, k=plan["n"], s=1, d=plan["dd"], p=plan["pad"])
         part = dx.new_empty((p["N"], p["C"], H, W))
-        run("acda", "dx", q, dx.dtype, dx.device, g, a, _sub_bases(bases, plan["ty"], plan["tx"]), part)
+        run("acda", "dx", q, dx.dtype, dx.device, g, a, gather_taps(bases, plan["ty"], plan["tx"], axis=1), part)
         view.copy_(part[:, :, ly:ly + plan["Hq"], lx:lx + plan["Wq"]])
 
 

@@ -20,6 +20,7 @@ from .._checks import NATIVE_HINT, check_nonnegative_int, check_positive_int, ch
 from ..runtime import acc_torch_dtype, run
 from ._adjoint import register_adjoint_autograd
 from ._eager import call, custom_op, register_autograd
+from ._phases import gather_taps, whole_taps
 
 
 # ---------------------------------------------------------------------------- geometry
@@ -51,9 +52,8 @@ def phase_taps(k: int, z: int, p: int, d: int, r: int) -> Tuple[list, int, int]:
     that land on source samples, ``(r + v*d - p) % z == 0``, are v0 + t*step (step = z/g,
     g = gcd(d, z)), and tap t reads source ``m + t*d' + c`` with d' = d/g and
     c = (r + v0*d - p) / z. Returns (those v, c, d'); no v: this phase is all zeros."""
-    g = gcd(d, z)
-    vs = [v for v in range(k) if (r + v * d - p) % z == 0]
-    return vs, ((r + vs[0] * d - p) // z if vs else 0), d // g
+    vs, c = whole_taps(k, d, z, r - p, 1)
+    return vs, c, d // gcd(d, z)
 
 
 def _tap_slots(vs: list, n: int, k: int, a: int) -> list:
@@ -61,18 +61,6 @@ def _tap_slots(vs: list, n: int, k: int, a: int) -> list:
     the adjoints), slot order mirrored for them too; -1: a dummy (weight and kernel zero)."""
     idx = [k - 1 - v if a else v for v in vs] + [-1] * (n - len(vs))
     return idx[::-1] if a else idx
-
-
-def _gather_taps(t: Tensor, iy: list, ix: list) -> Tensor:
-    """t[..., iy, ix, (rest)] on tap axes 2, 3 (-1: zeros), a new tensor."""
-    dev = t.device
-    out = t.index_select(2, torch.tensor([max(i, 0) for i in iy], device=dev))
-    out = out.index_select(3, torch.tensor([max(i, 0) for i in ix], device=dev))
-    if -1 in iy:
-        out[:, :, [n for n, i in enumerate(iy) if i < 0]] = 0
-    if -1 in ix:
-        out[:, :, :, [n for n, i in enumerate(ix) if i < 0]] = 0
-    return out
 
 
 def _align(t: Tensor, cy: int, cx: int) -> Tensor:
@@ -124,13 +112,13 @@ def run_taps(kernel: str, p: dict, dtype, device, src: Tensor, K: Tensor, Wt: Op
                 continue
             n = max(len(vy), len(vx))
             iy, ix = _tap_slots(vy, n, k, a), _tap_slots(vx, n, k, a)
-            kern = _gather_taps(K, iy, ix)
+            kern = gather_taps(K, iy, ix)
             kern = _align(kern, cy, cx) if a else kern[..., ry::z, rx::z].contiguous()
             s = _align(src, cy, cx)
             q = dict(p, z=1, s=1, k=n, p=-max(cy, cx), d=dd, H=s.shape[2], W=s.shape[3], Ho=view.shape[2],
                      Wo=view.shape[3])
             part = out.new_empty(view.shape)
-            wt = () if Wt is None else (_gather_taps(Wt, iy, ix),)
+            wt = () if Wt is None else (gather_taps(Wt, iy, ix),)
             run("pac", kernel, q, dtype, device, s, kern, *wt, part)
             view.copy_(part)
 
