@@ -10,10 +10,10 @@ Layouts (all contiguous): X (N, C, H, W), A (N, M, T, Ho, Wo), out / dO (N, C, M
 
 Kernels: ``fwd`` (X, A, P -> out); ``dx`` (dO, A, P -> dX), the transposed correlation on a
 zero-inserted grid with the atoms rebuilt there (at stride s > 1 the bridge may run it by input
-phase instead, s x s stride-1 dx calls with sub-bases: ``torch_bridge.ops.acda._dx_by_phase``); ``datoms`` (dO, X -> dD, the gradient of
-the per-pixel atoms, summed over channels: M*k*k values per pixel against the C*k*k of an
-unfolded input). The gradients of A and P are small contractions of dD (matrix products
-done by the bridge). The atom stage ``atoms`` is per pixel and shared by every channel, so
+phase instead: s x s stride-1 dx calls, each with the bases of its taps); ``datoms`` (dO, X ->
+dD, the gradient of the per-pixel atoms, summed over channels: M*k*k values per pixel against
+the C*k*k of an unfolded input). The gradients of A and P are small contractions of dD
+(matrix products done by the bridge). The atom stage ``atoms`` is per pixel and shared by every channel, so
 schedules build it next to the loop that reads it; half types accumulate in float32.
 
 Shape-generic builds: the computes accept ``te.var`` for N, H and W (Ho, Wo follow). Then each

@@ -188,13 +188,11 @@ def dx_phase_plans(p: dict) -> Tuple[Tuple[int, int], dict]:
 
 
 def _on_grid(t: Tensor, rows: int, cols: int) -> Tensor:
-    """t's last two axes cropped or zero-padded (at the end) to rows x cols, contiguous."""
+    """t's last two axes cropped or zero-padded (at the end) to rows x cols, contiguous (a new
+    tensor unless t is that size already; negative pads crop)."""
     if t.shape[-2:] == (rows, cols):
         return t
-    out = t.new_zeros((*t.shape[:-2], rows, cols))
-    r, c = min(rows, t.shape[-2]), min(cols, t.shape[-1])
-    out[..., :r, :c] = t[..., :r, :c]
-    return out
+    return torch.nn.functional.pad(t, (0, cols - t.shape[-1], 0, rows - t.shape[-2]))
 
 
 def _dx_by_phase(p: dict, grad_out: Tensor, coefficients: Tensor, bases: Tensor, dx: Tensor) -> None:
